@@ -1,0 +1,1 @@
+//! wharf.yaml: parse, overlay, interpolate, decode and validate a manifest into a typed stack.
