@@ -1,1 +1,182 @@
 //! wharf.yaml: parse, overlay, interpolate, decode and validate a manifest into a typed stack.
+//!
+//! Pure: the crate reads only the text and variables it is given, so every check is fast to
+//! test and cannot fail for outside reasons. The pipeline is
+//! `yaml::parse → overlay → interpolate → schema (decode) → validate (cross-checks)`, and every
+//! stage appends to one list of [`Diagnostic`]s so a user sees all problems at once.
+
+mod decode;
+pub mod diagnostic;
+mod interpolate;
+pub mod model;
+mod overlay;
+mod schema;
+mod validate;
+pub mod values;
+pub mod yaml;
+
+use std::ops::Deref;
+
+pub use diagnostic::{Diagnostic, Severity, Span};
+pub use interpolate::{INSTANCE_VARIABLES, SecretReference, Variables};
+pub use model::Stack;
+pub use overlay::DEFAULT_ENVIRONMENT;
+
+use decode::Decoder;
+use interpolate::Interpolator;
+use schema::References;
+use yaml::Positions;
+
+/// A stack that passed validation. Only [`load`] builds one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidStack(Stack);
+
+impl Deref for ValidStack {
+    type Target = Stack;
+
+    fn deref(&self) -> &Stack {
+        &self.0
+    }
+}
+
+impl ValidStack {
+    pub fn into_inner(self) -> Stack {
+        self.0
+    }
+}
+
+/// The outcome of loading a manifest: the stack when there were no errors, and every
+/// diagnostic (errors and warnings) in file order.
+#[derive(Debug)]
+pub struct Loaded {
+    pub stack: Option<ValidStack>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Which environment to load. `None` means the default (`dev` when defined, else the base).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EnvironmentChoice<'a> {
+    #[default]
+    Default,
+    Named(&'a str),
+    /// The base alone, ignoring every overlay.
+    Base,
+}
+
+/// Loads `source` for one environment.
+pub fn load(source: &str, environment: EnvironmentChoice<'_>, variables: &dyn Variables) -> Loaded {
+    let mut decoder = Decoder::default();
+    let stack = load_into(&mut decoder, source, environment, variables);
+    finish(decoder, stack)
+}
+
+/// Validates the base and every environment of `source`, returning each distinct diagnostic
+/// once: what `wharf validate` without `--env` reports, so a broken `prod` overlay is caught
+/// on a developer's machine.
+pub fn check_all(source: &str, variables: &dyn Variables) -> Vec<Diagnostic> {
+    let mut decoder = Decoder::default();
+    load_into(&mut decoder, source, EnvironmentChoice::Base, variables);
+    let environments = environment_names(source);
+    let mut diagnostics = decoder.diagnostics;
+    for name in environments {
+        let mut env_decoder = Decoder::default();
+        load_into(&mut env_decoder, source, EnvironmentChoice::Named(&name), variables);
+        diagnostics.extend(env_decoder.diagnostics);
+    }
+    sort_and_dedup(&mut diagnostics);
+    diagnostics
+}
+
+/// The names of the environments the manifest defines (empty if it does not parse).
+pub fn environment_names(source: &str) -> Vec<String> {
+    let (root, _) = yaml::parse(source);
+    let Some(mut root) = root else { return Vec::new() };
+    overlay::take_environments(&mut Decoder::default(), &mut root)
+        .into_iter()
+        .map(|(name, _, _)| name)
+        .collect()
+}
+
+fn load_into(decoder: &mut Decoder, source: &str, choice: EnvironmentChoice<'_>, variables: &dyn Variables) -> Option<Stack> {
+    let (root, parse_diagnostics) = yaml::parse(source);
+    decoder.diagnostics.extend(parse_diagnostics);
+    let mut root = root.or_else(|| {
+        if decoder.diagnostics.is_empty() {
+            let empty = Diagnostic::error(Span { line: 1, column: 1, ..Span::default() }, "the manifest is empty")
+                .with_hint("run `wharf init` for a starter file");
+            decoder.push(empty);
+        }
+        None
+    })?;
+    let environments = overlay::take_environments(decoder, &mut root);
+    let chosen = match choice {
+        EnvironmentChoice::Base => None,
+        EnvironmentChoice::Default => environments.iter().find(|(n, _, _)| n == DEFAULT_ENVIRONMENT),
+        EnvironmentChoice::Named(name) => {
+            let found = environments.iter().find(|(n, _, _)| n == name);
+            if found.is_none() {
+                decoder.push(unknown_environment(name, &environments, &root));
+            }
+            found
+        }
+    };
+    let environment = chosen.map(|(name, _, node)| {
+        overlay::apply(decoder, &mut root, name, node.clone());
+        name.clone()
+    });
+    let positions = Positions::new(source);
+    let mut interpolator = Interpolator {
+        variables,
+        positions: &positions,
+        source,
+        diagnostics: Vec::new(),
+        secrets: Vec::new(),
+    };
+    interpolator.walk(&mut root, &mut Vec::new());
+    decoder.diagnostics.append(&mut interpolator.diagnostics);
+    let mut refs = References::default();
+    let mut stack = schema::stack(decoder, &root, &mut refs)?;
+    validate::cross_check(decoder, &stack, &refs, &interpolator.secrets);
+    stack.environment = environment;
+    Some(stack)
+}
+
+fn unknown_environment(name: &str, environments: &[(String, yaml::Node, yaml::Node)], root: &yaml::Node) -> Diagnostic {
+    let names: Vec<&str> = environments.iter().map(|(n, _, _)| n.as_str()).collect();
+    let span = environments.first().map_or(root.span, |(_, key, _)| key.span);
+    let hint = decode::suggestion(name, &names).unwrap_or_else(|| {
+        if names.is_empty() {
+            "this manifest defines no `environments`".to_owned()
+        } else {
+            format!("environments defined here: {}", decode::list(&names))
+        }
+    });
+    Diagnostic::error(span, format!("unknown environment `{name}` (asked for with --env)")).with_hint(hint)
+}
+
+fn finish(decoder: Decoder, stack: Option<Stack>) -> Loaded {
+    let mut diagnostics = decoder.diagnostics;
+    sort_and_dedup(&mut diagnostics);
+    let ok = !diagnostics.iter().any(Diagnostic::is_error);
+    Loaded {
+        stack: stack.filter(|_| ok).map(ValidStack),
+        diagnostics,
+    }
+}
+
+fn sort_and_dedup(diagnostics: &mut Vec<Diagnostic>) {
+    diagnostics.sort_by(|a, b| (a.span.start, a.severity, &a.message).cmp(&(b.span.start, b.severity, &b.message)));
+    diagnostics.dedup_by(|a, b| a.span == b.span && a.message == b.message);
+}
+
+/// The effective manifest as YAML: what `wharf render` prints. Secrets stay `${secret:NAME}`.
+pub fn render(stack: &ValidStack) -> String {
+    let value = serde_json::to_value(&stack.0).unwrap_or_default();
+    yaml::emit(&value)
+}

@@ -1,0 +1,341 @@
+//! The typed stack a valid manifest describes: what every later crate consumes.
+//!
+//! These types derive `Serialize` on purpose: `wharf render` prints them, and the control plane
+//! stores the effective manifest of each deployment.
+
+use indexmap::IndexMap;
+use serde::Serialize;
+
+use crate::values::{CronSchedule, Duration, Percent, Weight};
+
+/// One stack: services, their dependencies and policies, after overlays and interpolation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stack {
+    pub name: String,
+    /// The environment whose overlay was applied, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub require: Option<Requirements>,
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub secrets: IndexMap<String, SecretPolicy>,
+    pub services: IndexMap<String, Service>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub smoke: Vec<SmokeCheck>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<Alert>,
+}
+
+/// A declared secret. Values never live in the manifest, only names and policy.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct SecretPolicy {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Rotate at least this often (`90d`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<Duration>,
+}
+
+/// What an environment demands before a deployment may proceed.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Requirements {
+    pub approvals: u32,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup_max_age: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Service {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<DatastoreKind>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Connection URL of a datastore (may hold `${secret:NAME}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Filesystem path of a `sqlite` or `directory` datastore.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    pub replicas: u32,
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub env: IndexMap<String, String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub depends_on: IndexMap<String, Dependency>,
+    #[serde(skip_serializing_if = "Probes::is_empty")]
+    pub probes: Probes,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
+    pub reload: Reload,
+    pub restart: RestartPolicy,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<Backup>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatastoreKind {
+    Postgres,
+    Mariadb,
+    Redis,
+    Sqlite,
+    Directory,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Dependency {
+    pub condition: DependencyCondition,
+    /// A critical dependency that is down blocks this service; a non-critical one degrades it.
+    pub critical: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DependencyCondition {
+    /// The dependency's process has started.
+    Started,
+    /// The dependency passes its readiness probe.
+    Ready,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Probes {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live: Option<Probe>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready: Option<Probe>,
+}
+
+impl Probes {
+    pub fn is_empty(&self) -> bool {
+        self.live.is_none() && self.ready.is_none()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Probe {
+    #[serde(flatten)]
+    pub check: ProbeCheck,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub failure_threshold: u32,
+    pub success_threshold: u32,
+    pub start_period: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeCheck {
+    Http(HttpCheck),
+    Tcp(TcpCheck),
+    Exec(ExecCheck),
+    Postgres(ConnectCheck),
+    Redis(ConnectCheck),
+}
+
+/// An HTTP request and what its answer must look like.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HttpCheck {
+    pub method: String,
+    /// A path on the instance (`/health`) or a full URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub headers: IndexMap<String, String>,
+    /// Accepted statuses; empty means any 2xx or 3xx.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub expect_status: Vec<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_contains: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub json: Option<JsonCondition>,
+    /// Slower than this is a failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_latency: Option<Duration>,
+    /// Slower than this is a warning.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warn_latency: Option<Duration>,
+}
+
+/// `{pointer: /status, equals: "ok"}`: an RFC 6901 JSON pointer into the body and its value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JsonCondition {
+    pub pointer: String,
+    pub equals: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TcpCheck {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Defaults to the instance's port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExecCheck {
+    pub command: Vec<String>,
+    pub expect_exit: i32,
+}
+
+/// A datastore probe: connect and run the cheapest real query (`SELECT 1`, `PING`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConnectCheck {
+    /// Defaults to the service's `url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rollout {
+    pub strategy: Strategy,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<RolloutStep>,
+    pub analysis: Analysis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    Canary,
+    BlueGreen,
+    Recreate,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RolloutStep {
+    pub weight: Weight,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pause: Option<Duration>,
+}
+
+/// Bounds on live traffic that a new version must stay within.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Analysis {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_error_rate: Option<Percent>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_latency_p95: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_latency_p99: Option<Duration>,
+    pub min_requests: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reload {
+    /// Config changes restart instances (rolling).
+    Restart,
+    /// Config changes send SIGHUP.
+    Signal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    Always,
+    OnFailure,
+    Never,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Backup {
+    pub schedule: CronSchedule,
+    pub retain: Retention,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drill: Option<DrillSchedule>,
+}
+
+/// How many backups to keep, grandfather-father-son style.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Retention {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub daily: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weekly: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monthly: Option<u32>,
+}
+
+/// How often a restore drill proves the backups restorable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum DrillSchedule {
+    Every(DrillPeriod),
+    Cron(CronSchedule),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DrillPeriod {
+    Daily,
+    Weekly,
+    Monthly,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SmokeCheck {
+    pub name: String,
+    #[serde(flatten)]
+    pub check: SmokeKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmokeKind {
+    Http(HttpCheck),
+    Exec(ExecCheck),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Alert {
+    pub name: String,
+    pub webhook: Webhook,
+    #[serde(skip_serializing_if = "AlertThresholds::is_empty")]
+    pub thresholds: AlertThresholds,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Webhook {
+    pub url: String,
+    pub format: WebhookFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    Generic,
+    Slack,
+    Pagerduty,
+}
+
+/// When an alert fires; empty means on every incident and failed rollout.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct AlertThresholds {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_rate: Option<Percent>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_p95: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub down_for: Option<Duration>,
+}
+
+impl AlertThresholds {
+    pub fn is_empty(&self) -> bool {
+        self.error_rate.is_none() && self.latency_p95.is_none() && self.down_for.is_none()
+    }
+}

@@ -1,0 +1,83 @@
+//! Environment overlays: `environments.<name>` merged over the base manifest.
+//!
+//! Mappings merge key by key, everything else (scalars, lists) is replaced, as in compose's
+//! multi-file merge. The merge works on nodes, so a value that came from an overlay keeps the
+//! overlay's line and column in diagnostics.
+
+use crate::decode::{Decoder, suggestion};
+use crate::diagnostic::Diagnostic;
+use crate::schema::{ENVIRONMENT_KEYS, is_identifier};
+use crate::yaml::{Node, NodeKind};
+
+/// The environment used when none is asked for, if the manifest defines it.
+pub const DEFAULT_ENVIRONMENT: &str = "dev";
+
+/// Removes `environments` from `root` and returns the names with their overlay nodes, checking
+/// each overlay's keys.
+pub(crate) fn take_environments(decoder: &mut Decoder, root: &mut Node) -> Vec<(String, Node, Node)> {
+    let NodeKind::Map(entries) = &mut root.kind else {
+        return Vec::new();
+    };
+    let Some(index) = entries.iter().position(|(k, _)| k.as_str() == Some("environments")) else {
+        return Vec::new();
+    };
+    let (_, node) = entries.remove(index);
+    let mut environments = Vec::new();
+    for (name, key, value) in decoder.named_entries(&node, "`environments`") {
+        if !is_identifier(&name) {
+            decoder.push(
+                Diagnostic::error(key.span, format!("environment name `{name}` has characters wharf cannot use"))
+                    .with_hint("use letters, digits, `-` and `_`"),
+            );
+            continue;
+        }
+        if decoder.fields(value, &format!("environment `{name}`"), ENVIRONMENT_KEYS).is_some() {
+            environments.push((name, key.clone(), value.clone()));
+        }
+    }
+    environments
+}
+
+/// Merges `overlay` (an environment's node) over `root`, reporting overlaid services the base
+/// does not define.
+pub(crate) fn apply(decoder: &mut Decoder, root: &mut Node, environment: &str, overlay: Node) {
+    let base_services: Vec<String> = root
+        .get("services")
+        .map(|services| match &services.kind {
+            NodeKind::Map(entries) => entries.iter().filter_map(|(k, _)| k.as_str().map(str::to_owned)).collect(),
+            _ => Vec::new(),
+        })
+        .unwrap_or_default();
+    if let Some(NodeKind::Map(entries)) = overlay.get("services").map(|n| &n.kind) {
+        for (key, _) in entries {
+            let Some(name) = key.as_str() else { continue };
+            if !base_services.iter().any(|s| s == name) {
+                let candidates: Vec<&str> = base_services.iter().map(String::as_str).collect();
+                let hint = suggestion(name, &candidates)
+                    .unwrap_or_else(|| "an environment can only change services the base declares".to_owned());
+                decoder.push(
+                    Diagnostic::error(key.span, format!("environment `{environment}` overlays service `{name}`, which the base does not declare"))
+                        .with_hint(hint),
+                );
+            }
+        }
+    }
+    merge(root, overlay);
+}
+
+fn merge(base: &mut Node, overlay: Node) {
+    match (&mut base.kind, overlay.kind) {
+        (NodeKind::Map(base_entries), NodeKind::Map(overlay_entries)) => {
+            for (key, value) in overlay_entries {
+                match base_entries.iter_mut().find(|(k, _)| k.as_str() == key.as_str()) {
+                    Some((_, existing)) => merge(existing, value),
+                    None => base_entries.push((key, value)),
+                }
+            }
+        }
+        (_, kind) => {
+            base.kind = kind;
+            base.span = overlay.span;
+        }
+    }
+}

@@ -1,0 +1,758 @@
+//! The wharf.yaml schema: decodes the (overlaid, interpolated) node tree into a [`Stack`].
+//!
+//! Checks that need only one node's neighbourhood (rollout steps, command vs image, cron) are
+//! made here; checks across services (dependencies, ports, secrets) go to `validate` with the
+//! spans collected in [`References`].
+
+use indexmap::IndexMap;
+
+use crate::decode::{Decoder, Fields};
+use crate::diagnostic::{Diagnostic, Span};
+use crate::model::*;
+use crate::values::{CronSchedule, Duration, Percent, Weight};
+use crate::yaml::{Node, NodeKind};
+
+/// Where cross-service names and values appear, for `validate`.
+#[derive(Default)]
+pub(crate) struct References {
+    /// (service, dependency name, span of the name)
+    pub depends_on: Vec<(String, String, Span)>,
+    /// (service, port, span of the value)
+    pub ports: Vec<(String, u16, Span)>,
+    /// (service, secret name, span) from a service's `secrets:` list
+    pub service_secrets: Vec<(String, String, Span)>,
+    /// Span of each declared secret's name.
+    pub declared_secrets: Vec<(String, Span)>,
+    /// Span of each service's name.
+    pub services: Vec<(String, Span)>,
+}
+
+pub(crate) const ROOT_KEYS: &[&str] =
+    &["name", "services", "environments", "secrets", "smoke", "alerts", "require"];
+pub(crate) const ENVIRONMENT_KEYS: &[&str] = &["require", "services", "secrets", "smoke", "alerts"];
+const SERVICE_KEYS: &[&str] = &[
+    "kind", "command", "image", "url", "path", "version", "port", "replicas", "env", "secrets",
+    "depends_on", "probes", "rollout", "reload", "restart", "backup",
+];
+const PROBE_KEYS: &[&str] = &[
+    "http", "tcp", "exec", "postgres", "redis", "interval", "timeout", "failure_threshold",
+    "success_threshold", "start_period",
+];
+const PROBE_KINDS: &[&str] = &["http", "tcp", "exec", "postgres", "redis"];
+const HTTP_KEYS: &[&str] = &[
+    "method", "path", "url", "headers", "expect_status", "body_contains", "json", "max_latency",
+    "warn_latency",
+];
+
+pub(crate) fn stack(decoder: &mut Decoder, root: &Node, refs: &mut References) -> Option<Stack> {
+    let fields = decoder.fields(root, "the manifest", ROOT_KEYS)?;
+    if root.kind == NodeKind::Null {
+        decoder.push(Diagnostic::error(root.span, "the manifest is empty").with_hint("run `wharf init` for a starter file"));
+        return None;
+    }
+    let name = fields.require(decoder, "name", "the manifest").and_then(|n| stack_name(decoder, n));
+    let services = match fields.require(decoder, "services", "the manifest") {
+        Some(node) => services(decoder, node, refs),
+        None => IndexMap::new(),
+    };
+    let secrets = fields.get("secrets").map(|n| secrets(decoder, n, refs)).unwrap_or_default();
+    let smoke = fields.get("smoke").map(|n| smoke_checks(decoder, n)).unwrap_or_default();
+    let alerts = fields.get("alerts").map(|n| alerts(decoder, n)).unwrap_or_default();
+    let require = fields.get("require").and_then(|n| requirements(decoder, n));
+    Some(Stack {
+        name: name?,
+        environment: None,
+        require,
+        secrets,
+        services,
+        smoke,
+        alerts,
+    })
+}
+
+fn stack_name(decoder: &mut Decoder, node: &Node) -> Option<String> {
+    let name = decoder.name(node, "`name`")?;
+    let valid = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !valid {
+        decoder.push(
+            Diagnostic::error(node.span, format!("stack name `{name}` has characters wharf cannot use"))
+                .with_hint("use letters, digits, `-` and `_`"),
+        );
+        return None;
+    }
+    Some(name)
+}
+
+fn services(decoder: &mut Decoder, node: &Node, refs: &mut References) -> IndexMap<String, Service> {
+    let mut services = IndexMap::new();
+    let entries = decoder.named_entries(node, "`services`");
+    if entries.is_empty() && matches!(node.kind, NodeKind::Map(_) | NodeKind::Null) {
+        decoder.push(Diagnostic::error(node.span, "`services` is empty").with_hint("declare at least one service"));
+    }
+    for (name, key, value) in entries {
+        refs.services.push((name.clone(), key.span));
+        if !is_identifier(&name) {
+            decoder.push(
+                Diagnostic::error(key.span, format!("service name `{name}` has characters wharf cannot use"))
+                    .with_hint("use lowercase letters, digits, `-` and `_`, starting with a letter"),
+            );
+        }
+        if let Some(service) = service(decoder, &name, key.span, value, refs) {
+            services.insert(name, service);
+        }
+    }
+    services
+}
+
+pub(crate) fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn service(decoder: &mut Decoder, name: &str, name_span: Span, node: &Node, refs: &mut References) -> Option<Service> {
+    let what = format!("service `{name}`");
+    let fields = decoder.fields(node, &what, SERVICE_KEYS)?;
+    let field = |key: &str| format!("`services.{name}.{key}`");
+    let kind = fields.get("kind").and_then(|n| {
+        decoder.choice(
+            n,
+            &field("kind"),
+            &[
+                ("postgres", DatastoreKind::Postgres),
+                ("mariadb", DatastoreKind::Mariadb),
+                ("redis", DatastoreKind::Redis),
+                ("sqlite", DatastoreKind::Sqlite),
+                ("directory", DatastoreKind::Directory),
+            ],
+        )
+    });
+    let command = fields.get("command").and_then(|n| decoder.command(n, &field("command")));
+    let image = fields.get("image").and_then(|n| decoder.name(n, &field("image")));
+    check_runnable(decoder, name, name_span, &fields);
+    let port = fields.get("port").and_then(|n| {
+        let port = decoder.integer::<u16>(n, &field("port"), 1, 65535)?;
+        refs.ports.push((name.to_owned(), port, n.span));
+        Some(port)
+    });
+    let secrets = fields.get("secrets").and_then(|n| {
+        let names = decoder.string_list(n, &field("secrets"))?;
+        let spans = item_spans(n);
+        for (secret, span) in names.iter().zip(spans) {
+            refs.service_secrets.push((name.to_owned(), secret.clone(), span));
+        }
+        Some(names)
+    });
+    let depends_on = fields
+        .get("depends_on")
+        .map(|n| dependencies(decoder, name, n, refs))
+        .unwrap_or_default();
+    let backup = fields.get("backup").and_then(|n| {
+        if !fields.has("kind") {
+            decoder.push(
+                Diagnostic::error(n.span, format!("`backup` on {what}, which is not a datastore"))
+                    .with_hint("backups apply to services with `kind: postgres | mariadb | redis | sqlite | directory`"),
+            );
+        }
+        backup(decoder, name, n)
+    });
+    Some(Service {
+        kind,
+        command,
+        image,
+        url: fields.get("url").and_then(|n| decoder.name(n, &field("url"))),
+        path: fields.get("path").and_then(|n| decoder.name(n, &field("path"))),
+        version: fields.get("version").and_then(|n| decoder.name(n, &field("version"))),
+        port,
+        replicas: fields
+            .get("replicas")
+            .and_then(|n| decoder.integer(n, &field("replicas"), 0, 1000))
+            .unwrap_or(1),
+        env: fields.get("env").map(|n| decoder.string_map(n, &field("env"))).unwrap_or_default(),
+        secrets: secrets.unwrap_or_default(),
+        depends_on,
+        probes: fields.get("probes").map(|n| probes(decoder, name, n)).unwrap_or_default(),
+        rollout: fields.get("rollout").and_then(|n| rollout(decoder, name, n)),
+        reload: fields
+            .get("reload")
+            .and_then(|n| decoder.choice(n, &field("reload"), &[("restart", Reload::Restart), ("signal", Reload::Signal)]))
+            .unwrap_or(Reload::Restart),
+        restart: fields
+            .get("restart")
+            .and_then(|n| {
+                decoder.choice(
+                    n,
+                    &field("restart"),
+                    &[
+                        ("always", RestartPolicy::Always),
+                        ("on-failure", RestartPolicy::OnFailure),
+                        ("never", RestartPolicy::Never),
+                    ],
+                )
+            })
+            .unwrap_or(RestartPolicy::Always),
+        backup,
+    })
+}
+
+/// A service runs a `command`, an `image`, or is a datastore (`kind`); never command + image.
+fn check_runnable(decoder: &mut Decoder, name: &str, name_span: Span, fields: &Fields<'_>) {
+    let (command, image, kind) = (fields.get("command"), fields.get("image"), fields.get("kind"));
+    if let (Some(_), Some(image)) = (command, image) {
+        decoder.push(
+            Diagnostic::error(image.span, format!("service `{name}` has both `command` and `image`"))
+                .with_hint("a service runs either a local `command` or a container `image`"),
+        );
+    }
+    if command.is_none() && image.is_none() && kind.is_none() {
+        decoder.push(
+            Diagnostic::error(name_span, format!("service `{name}` has nothing to run"))
+                .with_label("needs `command`, `image` or `kind`")
+                .with_hint("add `command: [...]` for a local process, `image:` for a container, or `kind:` for a datastore"),
+        );
+    }
+    if let Some(kind) = kind {
+        let external = fields.has("url") || fields.has("path");
+        if command.is_none() && image.is_none() && !external {
+            decoder.push(
+                Diagnostic::error(kind.span, format!("datastore `{name}` has no `url`, `path`, `command` or `image`"))
+                    .with_hint("point wharf at it with `url:` (or `path:` for sqlite and directory), or let wharf run it with `command:`"),
+            );
+        }
+    }
+}
+
+fn item_spans(node: &Node) -> Vec<Span> {
+    match &node.kind {
+        NodeKind::Seq(items) => items.iter().map(|n| n.span).collect(),
+        _ => vec![node.span],
+    }
+}
+
+fn dependencies(decoder: &mut Decoder, service: &str, node: &Node, refs: &mut References) -> IndexMap<String, Dependency> {
+    let what = format!("`services.{service}.depends_on`");
+    let mut deps = IndexMap::new();
+    let default = Dependency {
+        condition: DependencyCondition::Started,
+        critical: true,
+    };
+    if let NodeKind::Seq(items) = &node.kind {
+        for item in items {
+            if let Some(name) = decoder.name(item, &what) {
+                refs.depends_on.push((service.to_owned(), name.clone(), item.span));
+                deps.insert(name, default.clone());
+            }
+        }
+        return deps;
+    }
+    for (name, key, value) in decoder.named_entries(node, &what) {
+        refs.depends_on.push((service.to_owned(), name.clone(), key.span));
+        let Some(fields) = decoder.fields(value, &format!("{what} `{name}`"), &["condition", "critical"]) else {
+            continue;
+        };
+        let condition = fields
+            .get("condition")
+            .and_then(|n| {
+                decoder.choice(
+                    n,
+                    &format!("{what} `{name}` condition"),
+                    &[("started", DependencyCondition::Started), ("ready", DependencyCondition::Ready)],
+                )
+            })
+            .unwrap_or(DependencyCondition::Started);
+        let critical = fields
+            .get("critical")
+            .and_then(|n| decoder.boolean(n, &format!("{what} `{name}` critical")))
+            .unwrap_or(true);
+        deps.insert(name, Dependency { condition, critical });
+    }
+    deps
+}
+
+fn probes(decoder: &mut Decoder, service: &str, node: &Node) -> Probes {
+    let what = format!("`services.{service}.probes`");
+    let Some(fields) = decoder.fields(node, &what, &["live", "ready"]) else {
+        return Probes::default();
+    };
+    Probes {
+        live: fields.get("live").and_then(|n| probe(decoder, &format!("{what}.live"), n)),
+        ready: fields.get("ready").and_then(|n| probe(decoder, &format!("{what}.ready"), n)),
+    }
+}
+
+fn probe(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Probe> {
+    let fields = decoder.fields(node, what, PROBE_KEYS)?;
+    let kinds: Vec<(&str, &Node)> = PROBE_KINDS
+        .iter()
+        .filter_map(|kind| fields.get(kind).map(|n| (*kind, n)).or_else(|| has_null(&fields, node, kind)))
+        .collect();
+    let (kind, check_node) = match kinds.as_slice() {
+        [one] => *one,
+        [] => {
+            decoder.push(
+                Diagnostic::error(node.span, format!("{what} does not say what to check"))
+                    .with_hint("add one of `http`, `tcp`, `exec`, `postgres`, `redis`"),
+            );
+            return None;
+        }
+        [_, (second, n), ..] => {
+            decoder.push(
+                Diagnostic::error(n.span, format!("{what} has more than one check (`{second}` is the second)"))
+                    .with_hint("a probe checks one thing; split it into `live` and `ready` or drop one"),
+            );
+            return None;
+        }
+    };
+    let check_what = format!("{what}.{kind}");
+    let check = match kind {
+        "http" => ProbeCheck::Http(http_check(decoder, &check_what, check_node, false)?),
+        "tcp" => ProbeCheck::Tcp(tcp_check(decoder, &check_what, check_node)?),
+        "exec" => ProbeCheck::Exec(exec_check(decoder, &check_what, check_node)?),
+        "postgres" => ProbeCheck::Postgres(connect_check(decoder, &check_what, check_node)?),
+        _ => ProbeCheck::Redis(connect_check(decoder, &check_what, check_node)?),
+    };
+    let duration = |decoder: &mut Decoder, key: &str, default: Duration| {
+        fields
+            .get(key)
+            .and_then(|n| decoder.parsed(n, &format!("{what}.{key}"), "duration"))
+            .unwrap_or(default)
+    };
+    let interval = duration(decoder, "interval", Duration::from_secs(10));
+    let timeout = duration(decoder, "timeout", Duration::from_secs(1));
+    let start_period = duration(decoder, "start_period", Duration::default());
+    if timeout > interval {
+        if let Some(n) = fields.get("timeout") {
+            decoder.push(
+                Diagnostic::warning(n.span, format!("{what}: timeout {timeout} is longer than the interval {interval}"))
+                    .with_hint("probes would overlap; make the timeout shorter than the interval"),
+            );
+        }
+    }
+    let threshold = |decoder: &mut Decoder, key: &str| {
+        fields
+            .get(key)
+            .and_then(|n| decoder.integer(n, &format!("{what}.{key}"), 1, 1000))
+    };
+    Some(Probe {
+        check,
+        interval,
+        timeout,
+        failure_threshold: threshold(decoder, "failure_threshold").unwrap_or(3),
+        success_threshold: threshold(decoder, "success_threshold").unwrap_or(1),
+        start_period,
+    })
+}
+
+/// `tcp: {}` and `postgres:` (null) are complete checks: the key alone selects the kind.
+fn has_null<'n>(fields: &Fields<'n>, _parent: &'n Node, kind: &'static str) -> Option<(&'static str, &'n Node)> {
+    fields
+        .iter()
+        .find(|(name, _, value)| *name == kind && value.kind == NodeKind::Null)
+        .map(|(_, _, value)| (kind, value))
+}
+
+pub(crate) fn http_check(decoder: &mut Decoder, what: &str, node: &Node, needs_url: bool) -> Option<HttpCheck> {
+    // Shorthand: `http: /health` (a path) or `http: http://host/health` (a URL).
+    if let NodeKind::Scalar { value, .. } = &node.kind {
+        let is_url = value.contains("://");
+        return Some(HttpCheck {
+            method: "GET".to_owned(),
+            path: (!is_url).then(|| value.clone()),
+            url: is_url.then(|| value.clone()),
+            headers: IndexMap::new(),
+            expect_status: Vec::new(),
+            body_contains: None,
+            json: None,
+            max_latency: None,
+            warn_latency: None,
+        });
+    }
+    let fields = decoder.fields(node, what, HTTP_KEYS)?;
+    let path = fields.get("path").and_then(|n| decoder.name(n, &format!("{what}.path")));
+    let url = fields.get("url").and_then(|n| decoder.name(n, &format!("{what}.url")));
+    if needs_url && url.is_none() && !fields.has("url") {
+        fields.require(decoder, "url", what);
+    } else if !needs_url && path.is_none() && url.is_none() && !fields.has("path") && !fields.has("url") {
+        decoder.push(
+            Diagnostic::error(node.span, format!("{what} needs a `path` (on the instance) or a `url`"))
+                .with_hint("e.g. `http: {path: /health}`"),
+        );
+    }
+    if let (Some(p), Some(n)) = (&path, fields.get("path")) {
+        if !p.starts_with('/') {
+            decoder.push(Diagnostic::error(n.span, format!("{what}.path must start with `/`")));
+        }
+    }
+    let max_latency = fields.get("max_latency").and_then(|n| decoder.parsed(n, &format!("{what}.max_latency"), "duration"));
+    let warn_latency = fields.get("warn_latency").and_then(|n| decoder.parsed(n, &format!("{what}.warn_latency"), "duration"));
+    if let (Some(warn), Some(max), Some(n)) = (warn_latency, max_latency, fields.get("warn_latency")) {
+        if warn >= max {
+            decoder.push(Diagnostic::error(n.span, format!("{what}: warn_latency {warn} must be below max_latency {max}")));
+        }
+    }
+    Some(HttpCheck {
+        method: fields
+            .get("method")
+            .and_then(|n| {
+                let methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"].map(|m| (m, m));
+                decoder.choice(n, &format!("{what}.method"), &methods)
+            })
+            .unwrap_or("GET")
+            .to_owned(),
+        path,
+        url,
+        headers: fields.get("headers").map(|n| decoder.string_map(n, &format!("{what}.headers"))).unwrap_or_default(),
+        expect_status: fields.get("expect_status").map(|n| statuses(decoder, what, n)).unwrap_or_default(),
+        body_contains: fields.get("body_contains").and_then(|n| decoder.string(n, &format!("{what}.body_contains"))),
+        json: fields.get("json").and_then(|n| json_condition(decoder, what, n)),
+        max_latency,
+        warn_latency,
+    })
+}
+
+fn statuses(decoder: &mut Decoder, what: &str, node: &Node) -> Vec<u16> {
+    let what = format!("{what}.expect_status");
+    let single = std::slice::from_ref(node);
+    let items = match &node.kind {
+        NodeKind::Seq(items) => items.as_slice(),
+        _ => single,
+    };
+    items.iter().filter_map(|n| decoder.integer(n, &what, 100, 599)).collect()
+}
+
+fn json_condition(decoder: &mut Decoder, what: &str, node: &Node) -> Option<JsonCondition> {
+    let what = format!("{what}.json");
+    let fields = decoder.fields(node, &what, &["pointer", "equals"])?;
+    let pointer_node = fields.require(decoder, "pointer", &what)?;
+    let pointer = decoder.string(pointer_node, &what)?;
+    if !pointer.is_empty() && !pointer.starts_with('/') {
+        let span = fields.get("pointer").map_or(node.span, |n| n.span);
+        decoder.push(
+            Diagnostic::error(span, format!("{what}.pointer `{pointer}` is not a JSON pointer"))
+                .with_hint(format!("JSON pointers start with `/`, e.g. `/{pointer}`")),
+        );
+        return None;
+    }
+    let equals = to_json(fields.require(decoder, "equals", &what)?);
+    Some(JsonCondition { pointer, equals })
+}
+
+/// A YAML node as the JSON value it denotes (plain scalars typed by YAML's core schema).
+fn to_json(node: &Node) -> serde_json::Value {
+    match &node.kind {
+        NodeKind::Null => serde_json::Value::Null,
+        NodeKind::Scalar { value, quoted: true } => value.clone().into(),
+        NodeKind::Scalar { value, quoted: false } => match node.type_name() {
+            "a boolean" => value.eq_ignore_ascii_case("true").into(),
+            "an integer" => value.parse::<i64>().map_or_else(|_| value.clone().into(), Into::into),
+            "a number" => value.parse::<f64>().map_or_else(|_| value.clone().into(), Into::into),
+            _ => value.clone().into(),
+        },
+        NodeKind::Seq(items) => items.iter().map(to_json).collect(),
+        NodeKind::Map(entries) => entries
+            .iter()
+            .map(|(k, v)| (k.as_str().unwrap_or_default().to_owned(), to_json(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+    }
+}
+
+fn tcp_check(decoder: &mut Decoder, what: &str, node: &Node) -> Option<TcpCheck> {
+    let fields = decoder.fields(node, what, &["host", "port"])?;
+    Some(TcpCheck {
+        host: fields.get("host").and_then(|n| decoder.name(n, &format!("{what}.host"))),
+        port: fields.get("port").and_then(|n| decoder.integer(n, &format!("{what}.port"), 1, 65535)),
+    })
+}
+
+pub(crate) fn exec_check(decoder: &mut Decoder, what: &str, node: &Node) -> Option<ExecCheck> {
+    if matches!(node.kind, NodeKind::Seq(_) | NodeKind::Scalar { .. }) {
+        return Some(ExecCheck {
+            command: decoder.command(node, what)?,
+            expect_exit: 0,
+        });
+    }
+    let fields = decoder.fields(node, what, &["command", "expect_exit"])?;
+    let command_node = fields.require(decoder, "command", what)?;
+    let command = decoder.command(command_node, &format!("{what}.command"))?;
+    Some(ExecCheck {
+        command,
+        expect_exit: fields
+            .get("expect_exit")
+            .and_then(|n| decoder.integer(n, &format!("{what}.expect_exit"), 0, 255))
+            .unwrap_or(0),
+    })
+}
+
+fn connect_check(decoder: &mut Decoder, what: &str, node: &Node) -> Option<ConnectCheck> {
+    let fields = decoder.fields(node, what, &["url"])?;
+    Some(ConnectCheck {
+        url: fields.get("url").and_then(|n| decoder.name(n, &format!("{what}.url"))),
+    })
+}
+
+fn rollout(decoder: &mut Decoder, service: &str, node: &Node) -> Option<Rollout> {
+    let what = format!("`services.{service}.rollout`");
+    let fields = decoder.fields(node, &what, &["strategy", "steps", "analysis"])?;
+    let strategy = fields
+        .get("strategy")
+        .and_then(|n| {
+            decoder.choice(
+                n,
+                &format!("{what}.strategy"),
+                &[("canary", Strategy::Canary), ("blue-green", Strategy::BlueGreen), ("recreate", Strategy::Recreate)],
+            )
+        })
+        .unwrap_or(Strategy::Canary);
+    let steps = match fields.get("steps") {
+        Some(n) if strategy != Strategy::Canary => {
+            decoder.push(
+                Diagnostic::warning(n.span, format!("{what}: `steps` only apply to the canary strategy and are ignored"))
+                    .with_hint("remove `steps`, or use `strategy: canary`"),
+            );
+            Vec::new()
+        }
+        Some(n) => steps(decoder, &what, n),
+        None if strategy == Strategy::Canary => default_canary_steps(),
+        None => Vec::new(),
+    };
+    Some(Rollout {
+        strategy,
+        steps,
+        analysis: fields.get("analysis").and_then(|n| analysis(decoder, &what, n)).unwrap_or_else(default_analysis),
+    })
+}
+
+/// 10 % for 30 s, 50 % for a minute, then everything: a cautious default a user can see in
+/// `wharf render` and override.
+fn default_canary_steps() -> Vec<RolloutStep> {
+    [(10, Some(30)), (50, Some(60)), (100, None)]
+        .into_iter()
+        .filter_map(|(weight, pause)| {
+            Some(RolloutStep {
+                weight: Weight::new(weight)?,
+                pause: pause.map(Duration::from_secs),
+            })
+        })
+        .collect()
+}
+
+fn default_analysis() -> Analysis {
+    Analysis {
+        min_requests: 50,
+        ..Analysis::default()
+    }
+}
+
+fn steps(decoder: &mut Decoder, what: &str, node: &Node) -> Vec<RolloutStep> {
+    let what = format!("{what}.steps");
+    let items = decoder.items(node, &what);
+    if items.is_empty() && matches!(node.kind, NodeKind::Seq(_)) {
+        decoder.push(Diagnostic::error(node.span, format!("{what} is empty")).with_hint("end with `{weight: 100}`"));
+    }
+    let mut steps = Vec::new();
+    let mut previous: Option<(Weight, Span)> = None;
+    let mut last_span = node.span;
+    for item in items {
+        let Some(fields) = decoder.fields(item, &what, &["weight", "pause"]) else { continue };
+        let Some(weight_node) = fields.require(decoder, "weight", &format!("a step of {what}")) else { continue };
+        let Some(weight) = decoder.integer::<u64>(weight_node, &format!("{what} weight"), 0, 100).and_then(Weight::new) else {
+            continue;
+        };
+        if let Some((before, _)) = previous {
+            if weight <= before {
+                decoder.push(
+                    Diagnostic::error(weight_node.span, format!("{what}: weight {} does not increase", weight.get()))
+                        .with_label(format!("the step before sends {}%", before.get()))
+                        .with_hint("each step must send more traffic to the new version than the one before"),
+                );
+            }
+        }
+        previous = Some((weight, weight_node.span));
+        last_span = weight_node.span;
+        let pause = fields.get("pause").and_then(|n| decoder.parsed(n, &format!("{what} pause"), "duration"));
+        steps.push(RolloutStep { weight, pause });
+    }
+    if let Some((last, _)) = previous {
+        if last != Weight::FULL {
+            decoder.push(
+                Diagnostic::error(last_span, format!("{what} end at {}%, not 100%", last.get()))
+                    .with_label("the last step")
+                    .with_hint("add a final `{weight: 100}` step so the rollout completes"),
+            );
+        }
+    }
+    steps
+}
+
+fn analysis(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Analysis> {
+    let what = format!("{what}.analysis");
+    let fields = decoder.fields(node, &what, &["max_error_rate", "max_latency_p95", "max_latency_p99", "min_requests"])?;
+    let duration = |decoder: &mut Decoder, key: &str| {
+        fields.get(key).and_then(|n| decoder.parsed::<Duration>(n, &format!("{what}.{key}"), "duration"))
+    };
+    let p95 = duration(decoder, "max_latency_p95");
+    let p99 = duration(decoder, "max_latency_p99");
+    if let (Some(p95), Some(p99), Some(n)) = (p95, p99, fields.get("max_latency_p99")) {
+        if p99 < p95 {
+            decoder.push(Diagnostic::error(n.span, format!("{what}: max_latency_p99 {p99} is below max_latency_p95 {p95}")));
+        }
+    }
+    Some(Analysis {
+        max_error_rate: fields
+            .get("max_error_rate")
+            .and_then(|n| decoder.parsed::<Percent>(n, &format!("{what}.max_error_rate"), "percentage")),
+        max_latency_p95: p95,
+        max_latency_p99: p99,
+        min_requests: fields
+            .get("min_requests")
+            .and_then(|n| decoder.integer(n, &format!("{what}.min_requests"), 0, i64::MAX))
+            .unwrap_or(50),
+    })
+}
+
+fn backup(decoder: &mut Decoder, service: &str, node: &Node) -> Option<Backup> {
+    let what = format!("`services.{service}.backup`");
+    let fields = decoder.fields(node, &what, &["schedule", "retain", "drill"])?;
+    let schedule = fields.require(decoder, "schedule", &what).and_then(|n| {
+        decoder.parsed::<CronSchedule>(n, &format!("{what}.schedule"), "cron schedule")
+    });
+    let retain = fields.get("retain").and_then(|n| {
+        let what = format!("{what}.retain");
+        let keys = ["last", "daily", "weekly", "monthly"];
+        let f = decoder.fields(n, &what, &keys)?;
+        let mut count = |key: &str| f.get(key).and_then(|n| decoder.integer(n, &format!("{what}.{key}"), 0, 100_000));
+        Some(Retention {
+            last: count("last"),
+            daily: count("daily"),
+            weekly: count("weekly"),
+            monthly: count("monthly"),
+        })
+    });
+    let drill = fields.get("drill").and_then(|n| {
+        let text = decoder.string(n, &format!("{what}.drill"))?;
+        let period = match text.as_str() {
+            "daily" => Some(DrillPeriod::Daily),
+            "weekly" => Some(DrillPeriod::Weekly),
+            "monthly" => Some(DrillPeriod::Monthly),
+            _ => None,
+        };
+        match period {
+            Some(p) => Some(DrillSchedule::Every(p)),
+            None => decoder
+                .parsed::<CronSchedule>(n, &format!("{what}.drill"), "drill schedule (`daily`, `weekly`, `monthly` or cron)")
+                .map(DrillSchedule::Cron),
+        }
+    });
+    Some(Backup {
+        schedule: schedule?,
+        retain: retain.unwrap_or(Retention {
+            last: Some(7),
+            ..Retention::default()
+        }),
+        drill,
+    })
+}
+
+fn secrets(decoder: &mut Decoder, node: &Node, refs: &mut References) -> IndexMap<String, SecretPolicy> {
+    let mut secrets = IndexMap::new();
+    if let NodeKind::Seq(items) = &node.kind {
+        for item in items {
+            if let Some(name) = decoder.name(item, "`secrets`") {
+                refs.declared_secrets.push((name.clone(), item.span));
+                secrets.insert(name, SecretPolicy::default());
+            }
+        }
+        return secrets;
+    }
+    for (name, key, value) in decoder.named_entries(node, "`secrets`") {
+        refs.declared_secrets.push((name.clone(), key.span));
+        let what = format!("secret `{name}`");
+        let Some(fields) = decoder.fields(value, &what, &["description", "max_age"]) else { continue };
+        let policy = SecretPolicy {
+            description: fields.get("description").and_then(|n| decoder.string(n, &format!("{what} description"))),
+            max_age: fields.get("max_age").and_then(|n| decoder.parsed(n, &format!("{what} max_age"), "duration")),
+        };
+        secrets.insert(name, policy);
+    }
+    secrets
+}
+
+fn requirements(decoder: &mut Decoder, node: &Node) -> Option<Requirements> {
+    let what = "`require`";
+    let fields = decoder.fields(node, what, &["approvals", "gates", "backup_max_age"])?;
+    Some(Requirements {
+        approvals: fields.get("approvals").and_then(|n| decoder.integer(n, "`require.approvals`", 0, 100)).unwrap_or(0),
+        gates: fields.get("gates").and_then(|n| decoder.string_list(n, "`require.gates`")).unwrap_or_default(),
+        backup_max_age: fields.get("backup_max_age").and_then(|n| decoder.parsed(n, "`require.backup_max_age`", "duration")),
+    })
+}
+
+fn smoke_checks(decoder: &mut Decoder, node: &Node) -> Vec<SmokeCheck> {
+    let mut checks = Vec::new();
+    for (index, item) in decoder.items(node, "`smoke`").iter().enumerate() {
+        let what = format!("smoke check {}", index + 1);
+        let Some(fields) = decoder.fields(item, &what, &["name", "http", "exec"]) else { continue };
+        let name = fields.require(decoder, "name", &what).and_then(|n| decoder.name(n, &format!("{what} name")));
+        let check = match (fields.get("http"), fields.get("exec")) {
+            (Some(http), None) => http_check(decoder, &format!("{what}.http"), http, true).map(SmokeKind::Http),
+            (None, Some(exec)) => exec_check(decoder, &format!("{what}.exec"), exec).map(SmokeKind::Exec),
+            (Some(_), Some(exec)) => {
+                decoder.push(Diagnostic::error(exec.span, format!("{what} has both `http` and `exec`")).with_hint("one check per entry"));
+                None
+            }
+            (None, None) => {
+                decoder.push(Diagnostic::error(item.span, format!("{what} does not say what to check")).with_hint("add `http: {url: ...}` or `exec: [...]`"));
+                None
+            }
+        };
+        if let (Some(name), Some(check)) = (name, check) {
+            checks.push(SmokeCheck { name, check });
+        }
+    }
+    checks
+}
+
+fn alerts(decoder: &mut Decoder, node: &Node) -> Vec<Alert> {
+    let mut alerts = Vec::new();
+    for (index, item) in decoder.items(node, "`alerts`").iter().enumerate() {
+        let what = format!("alert {}", index + 1);
+        let Some(fields) = decoder.fields(item, &what, &["name", "webhook", "thresholds"]) else { continue };
+        let name = fields.require(decoder, "name", &what).and_then(|n| decoder.name(n, &format!("{what} name")));
+        let webhook = fields.require(decoder, "webhook", &what).and_then(|n| webhook(decoder, &format!("{what}.webhook"), n));
+        let thresholds = fields.get("thresholds").and_then(|n| thresholds(decoder, &format!("{what}.thresholds"), n));
+        if let (Some(name), Some(webhook)) = (name, webhook) {
+            alerts.push(Alert {
+                name,
+                webhook,
+                thresholds: thresholds.unwrap_or_default(),
+            });
+        }
+    }
+    alerts
+}
+
+fn webhook(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Webhook> {
+    let fields = decoder.fields(node, what, &["url", "format"])?;
+    let url = fields.require(decoder, "url", what).and_then(|n| decoder.name(n, &format!("{what}.url")));
+    let format = fields
+        .get("format")
+        .and_then(|n| {
+            decoder.choice(
+                n,
+                &format!("{what}.format"),
+                &[("generic", WebhookFormat::Generic), ("slack", WebhookFormat::Slack), ("pagerduty", WebhookFormat::Pagerduty)],
+            )
+        })
+        .unwrap_or(WebhookFormat::Generic);
+    Some(Webhook { url: url?, format })
+}
+
+fn thresholds(decoder: &mut Decoder, what: &str, node: &Node) -> Option<AlertThresholds> {
+    let fields = decoder.fields(node, what, &["error_rate", "latency_p95", "down_for"])?;
+    Some(AlertThresholds {
+        error_rate: fields.get("error_rate").and_then(|n| decoder.parsed(n, &format!("{what}.error_rate"), "percentage")),
+        latency_p95: fields.get("latency_p95").and_then(|n| decoder.parsed(n, &format!("{what}.latency_p95"), "duration")),
+        down_for: fields.get("down_for").and_then(|n| decoder.parsed(n, &format!("{what}.down_for"), "duration")),
+    })
+}

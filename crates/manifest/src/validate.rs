@@ -1,0 +1,142 @@
+//! Checks across services: dependencies (unknown, self, cycles), ports, secrets.
+
+use std::collections::HashMap;
+
+use crate::decode::{Decoder, suggestion};
+use crate::diagnostic::{Diagnostic, Span};
+use crate::interpolate::SecretReference;
+use crate::model::{DependencyCondition, Stack};
+use crate::schema::References;
+
+pub(crate) fn cross_check(decoder: &mut Decoder, stack: &Stack, refs: &References, secrets: &[SecretReference]) {
+    dependencies(decoder, refs);
+    cycles(decoder, refs);
+    readiness_conditions(decoder, stack, refs);
+    ports(decoder, refs);
+    secret_references(decoder, refs, secrets);
+}
+
+fn service_names(refs: &References) -> Vec<&str> {
+    refs.services.iter().map(|(name, _)| name.as_str()).collect()
+}
+
+fn dependencies(decoder: &mut Decoder, refs: &References) {
+    let names = service_names(refs);
+    for (service, dependency, span) in &refs.depends_on {
+        if service == dependency {
+            decoder.push(Diagnostic::error(*span, format!("service `{service}` depends on itself")).with_label("remove this dependency"));
+        } else if !names.contains(&dependency.as_str()) {
+            let hint = suggestion(dependency, &names)
+                .unwrap_or_else(|| format!("declared services: {}", crate::decode::list(&names)));
+            decoder.push(
+                Diagnostic::error(*span, format!("service `{service}` depends on `{dependency}`, which is not a service"))
+                    .with_label("unknown service")
+                    .with_hint(hint),
+            );
+        }
+    }
+}
+
+/// Reports each dependency cycle once, at the edge that closes it, with the whole loop spelled
+/// out ("api → worker → api").
+fn cycles(decoder: &mut Decoder, refs: &References) {
+    let mut edges: HashMap<&str, Vec<(&str, Span)>> = HashMap::new();
+    for (service, dependency, span) in &refs.depends_on {
+        if service != dependency {
+            edges.entry(service.as_str()).or_default().push((dependency.as_str(), *span));
+        }
+    }
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        Unvisited,
+        OnPath,
+        Done,
+    }
+    let names = service_names(refs);
+    let mut marks: HashMap<&str, Mark> = names.iter().map(|n| (*n, Mark::Unvisited)).collect();
+    // Iterative DFS keeps deep graphs from overflowing the stack.
+    for &start in &names {
+        if marks[start] != Mark::Unvisited {
+            continue;
+        }
+        let mut path: Vec<(&str, usize)> = vec![(start, 0)];
+        marks.insert(start, Mark::OnPath);
+        while let Some((node, next)) = path.last().copied() {
+            let out = edges.get(node).map(Vec::as_slice).unwrap_or_default();
+            if next == out.len() {
+                marks.insert(node, Mark::Done);
+                path.pop();
+                continue;
+            }
+            if let Some(top) = path.last_mut() {
+                top.1 += 1;
+            }
+            let (target, span) = out[next];
+            match marks.get(target).copied() {
+                Some(Mark::Unvisited) => {
+                    marks.insert(target, Mark::OnPath);
+                    path.push((target, 0));
+                }
+                Some(Mark::OnPath) => {
+                    let from = path.iter().position(|(n, _)| *n == target).unwrap_or(0);
+                    let mut cycle: Vec<&str> = path[from..].iter().map(|(n, _)| *n).collect();
+                    cycle.push(target);
+                    decoder.push(
+                        Diagnostic::error(span, format!("dependency cycle: {}", cycle.join(" → ")))
+                            .with_label("this dependency closes the cycle")
+                            .with_hint("services start in dependency order, so a cycle can never start; remove one of these dependencies"),
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// `condition: ready` on a service without a readiness probe can only mean "started".
+fn readiness_conditions(decoder: &mut Decoder, stack: &Stack, refs: &References) {
+    for (service, dependency, span) in &refs.depends_on {
+        let condition = stack.services.get(service).and_then(|s| s.depends_on.get(dependency)).map(|d| d.condition);
+        let Some(target) = stack.services.get(dependency) else { continue };
+        if condition == Some(DependencyCondition::Ready) && target.probes.ready.is_none() && target.kind.is_none() {
+            decoder.push(
+                Diagnostic::warning(*span, format!("`{service}` waits for `{dependency}` to be ready, but `{dependency}` has no ready probe"))
+                    .with_hint(format!("add `probes.ready` to `{dependency}`; until then wharf treats it as ready once started")),
+            );
+        }
+    }
+}
+
+fn ports(decoder: &mut Decoder, refs: &References) {
+    let mut seen: HashMap<u16, (&str, Span)> = HashMap::new();
+    for (service, port, span) in &refs.ports {
+        match seen.get(port) {
+            Some((first, first_span)) => decoder.push(
+                Diagnostic::error(*span, format!("port {port} of service `{service}` is already used by `{first}`"))
+                    .with_label("duplicate port")
+                    .with_hint(format!("`{first}` declares port {port} on line {}; give each service its own port", first_span.line)),
+            ),
+            None => {
+                seen.insert(*port, (service, *span));
+            }
+        }
+    }
+}
+
+fn secret_references(decoder: &mut Decoder, refs: &References, secrets: &[SecretReference]) {
+    let declared: Vec<&str> = refs.declared_secrets.iter().map(|(n, _)| n.as_str()).collect();
+    let mut undeclared = |name: &str, span: Span, context: String| {
+        if declared.contains(&name) {
+            return;
+        }
+        let hint = suggestion(name, &declared)
+            .unwrap_or_else(|| format!("declare it under the top-level `secrets:` (e.g. `secrets: {{{name}: {{max_age: 90d}}}}`)"));
+        decoder.push(Diagnostic::error(span, format!("{context} `{name}` is not declared")).with_label("undeclared secret").with_hint(hint));
+    };
+    for (service, name, span) in &refs.service_secrets {
+        undeclared(name, *span, format!("service `{service}` uses secret"));
+    }
+    for reference in secrets {
+        undeclared(&reference.name, reference.span, "secret".to_owned());
+    }
+}
