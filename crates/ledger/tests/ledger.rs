@@ -1,0 +1,121 @@
+//! The ledger API over in-memory storage: append, checkpoint, prove, and verification that
+//! names the first entry that does not match.
+
+use serde_json::json;
+use wharf_ledger::{
+    Action, Ledger, MemoryStorage, Mismatch, NewEntry, SignerKey, StoredCheckpoint, leaf_hash,
+};
+
+fn entry(i: u64) -> NewEntry {
+    let action: Action = "deploy.step".parse().unwrap();
+    let time = jiff::Timestamp::from_second(1_700_000_000 + i as i64).unwrap();
+    NewEntry::new(time, "ops", action, format!("svc-{i}"), json!({"i": i})).unwrap()
+}
+
+fn ledger(n: u64) -> (Ledger<MemoryStorage>, SignerKey) {
+    let key = SignerKey::from_seed("wharf/test", [7; 32]).unwrap();
+    let mut ledger = Ledger::new(MemoryStorage::default());
+    ledger
+        .append_batch((0..n / 2).map(entry).collect())
+        .unwrap();
+    for i in n / 2..n {
+        ledger.append(entry(i)).unwrap();
+    }
+    ledger.checkpoint(&key).unwrap();
+    (ledger, key)
+}
+
+fn failure(ledger: &Ledger<MemoryStorage>, key: &SignerKey) -> Option<Mismatch> {
+    ledger.verify(&key.verifier()).unwrap().failure
+}
+
+#[test]
+fn an_untouched_ledger_verifies_and_proves() {
+    let (ledger, key) = ledger(13);
+    let report = ledger.verify(&key.verifier()).unwrap();
+    assert_eq!(report.failure, None);
+    assert_eq!((report.size, report.checkpoints_ok), (13, 1));
+    assert_eq!(report.root, ledger.root(13).unwrap());
+    for seq in 0..13 {
+        let proof = ledger.prove_inclusion(seq, 13).unwrap();
+        proof
+            .verify(&ledger.leaf_hash(seq).unwrap(), &report.root)
+            .unwrap();
+    }
+    let raw = ledger.storage().entries[&4].clone();
+    let leaf = wharf_ledger::Entry::try_from(raw).unwrap().leaf_bytes();
+    assert_eq!(leaf_hash(&leaf), ledger.leaf_hash(4).unwrap());
+    for first in 0..=13 {
+        let proof = ledger.prove_consistency(first, 13).unwrap();
+        proof
+            .verify(&ledger.root(first).unwrap(), &report.root)
+            .unwrap();
+    }
+}
+
+#[test]
+fn an_edited_entry_is_named() {
+    let (mut ledger, key) = ledger(10);
+    ledger.storage_mut().entries.get_mut(&6).unwrap().target = "evil".into();
+    ledger.storage_mut().entries.get_mut(&8).unwrap().target = "evil".into();
+    assert_eq!(
+        failure(&ledger, &key),
+        Some(Mismatch::LeafMismatch { seq: 6 })
+    );
+}
+
+#[test]
+fn a_deleted_entry_is_named() {
+    let (mut ledger, key) = ledger(10);
+    ledger.storage_mut().entries.remove(&3);
+    assert_eq!(
+        failure(&ledger, &key),
+        Some(Mismatch::EntryMissing { seq: 3 })
+    );
+}
+
+#[test]
+fn a_truncated_tail_is_named() {
+    let (mut ledger, key) = ledger(10);
+    ledger.storage_mut().entries.retain(|&seq, _| seq < 7);
+    ledger.storage_mut().nodes.clear();
+    assert_eq!(failure(&ledger, &key).and_then(|f| f.first_seq()), Some(7));
+}
+
+#[test]
+fn a_replaced_checkpoint_is_refused() {
+    let (mut ledger, key) = ledger(10);
+    let note = ledger.storage().checkpoints[0]
+        .note
+        .replacen("\n10\n", "\n9\n", 1);
+    ledger.storage_mut().checkpoints[0] = StoredCheckpoint { note };
+    assert!(matches!(
+        failure(&ledger, &key),
+        Some(Mismatch::CheckpointInvalid { .. })
+    ));
+}
+
+#[test]
+fn a_rewritten_history_fails_against_a_saved_checkpoint() {
+    let (ledger_a, key) = ledger(10);
+    let saved = ledger_a.latest_checkpoint().unwrap().unwrap().note;
+    let mut ledger_b = Ledger::new(MemoryStorage::default());
+    ledger_b
+        .append_batch((100..120).map(entry).collect())
+        .unwrap();
+    let outcome = ledger_b
+        .check_saved_checkpoint(&saved, &key.verifier())
+        .unwrap();
+    assert_eq!(
+        outcome,
+        Err(Mismatch::SavedCheckpointInconsistent { size: 10 })
+    );
+    let mut grown = ledger_a;
+    grown.append_batch((10..30).map(entry).collect()).unwrap();
+    assert!(
+        grown
+            .check_saved_checkpoint(&saved, &key.verifier())
+            .unwrap()
+            .is_ok()
+    );
+}
