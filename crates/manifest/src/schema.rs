@@ -275,8 +275,8 @@ fn probes(decoder: &mut Decoder, service: &str, node: &Node) -> Probes {
         return Probes::default();
     };
     Probes {
-        live: fields.get("live").and_then(|n| probe(decoder, &format!("{what}.live"), n)),
-        ready: fields.get("ready").and_then(|n| probe(decoder, &format!("{what}.ready"), n)),
+        live: fields.get("live").and_then(|n| probe(decoder, &sub(&what, "live"), n)),
+        ready: fields.get("ready").and_then(|n| probe(decoder, &sub(&what, "ready"), n)),
     }
 }
 
@@ -303,7 +303,7 @@ fn probe(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Probe> {
             return None;
         }
     };
-    let check_what = format!("{what}.{kind}");
+    let check_what = sub(&what, kind);
     let check = match kind {
         "http" => ProbeCheck::Http(http_check(decoder, &check_what, check_node, false)?),
         "tcp" => ProbeCheck::Tcp(tcp_check(decoder, &check_what, check_node)?),
@@ -314,7 +314,7 @@ fn probe(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Probe> {
     let duration = |decoder: &mut Decoder, key: &str, default: Duration| {
         fields
             .get(key)
-            .and_then(|n| decoder.parsed(n, &format!("{what}.{key}"), "duration"))
+            .and_then(|n| decoder.parsed(n, &sub(&what, key), "duration"))
             .unwrap_or(default)
     };
     let interval = duration(decoder, "interval", Duration::from_secs(10));
@@ -331,7 +331,7 @@ fn probe(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Probe> {
     let threshold = |decoder: &mut Decoder, key: &str| {
         fields
             .get(key)
-            .and_then(|n| decoder.integer(n, &format!("{what}.{key}"), 1, 1000))
+            .and_then(|n| decoder.integer(n, &sub(&what, key), 1, 1000))
     };
     Some(Probe {
         check,
@@ -368,8 +368,8 @@ pub(crate) fn http_check(decoder: &mut Decoder, what: &str, node: &Node, needs_u
         });
     }
     let fields = decoder.fields(node, what, HTTP_KEYS)?;
-    let path = fields.get("path").and_then(|n| decoder.name(n, &format!("{what}.path")));
-    let url = fields.get("url").and_then(|n| decoder.name(n, &format!("{what}.url")));
+    let path = fields.get("path").and_then(|n| decoder.name(n, &sub(&what, "path")));
+    let url = fields.get("url").and_then(|n| decoder.name(n, &sub(&what, "url")));
     if needs_url && url.is_none() && !fields.has("url") {
         fields.require(decoder, "url", what);
     } else if !needs_url && path.is_none() && url.is_none() && !fields.has("path") && !fields.has("url") {
@@ -380,11 +380,11 @@ pub(crate) fn http_check(decoder: &mut Decoder, what: &str, node: &Node, needs_u
     }
     if let (Some(p), Some(n)) = (&path, fields.get("path")) {
         if !p.starts_with('/') {
-            decoder.push(Diagnostic::error(n.span, format!("{what}.path must start with `/`")));
+            decoder.push(Diagnostic::error(n.span, format!("{} must start with `/`", sub(what, "path"))));
         }
     }
-    let max_latency = fields.get("max_latency").and_then(|n| decoder.parsed(n, &format!("{what}.max_latency"), "duration"));
-    let warn_latency = fields.get("warn_latency").and_then(|n| decoder.parsed(n, &format!("{what}.warn_latency"), "duration"));
+    let max_latency = fields.get("max_latency").and_then(|n| decoder.parsed(n, &sub(&what, "max_latency"), "duration"));
+    let warn_latency = fields.get("warn_latency").and_then(|n| decoder.parsed(n, &sub(&what, "warn_latency"), "duration"));
     if let (Some(warn), Some(max), Some(n)) = (warn_latency, max_latency, fields.get("warn_latency")) {
         if warn >= max {
             decoder.push(Diagnostic::error(n.span, format!("{what}: warn_latency {warn} must be below max_latency {max}")));
@@ -395,15 +395,15 @@ pub(crate) fn http_check(decoder: &mut Decoder, what: &str, node: &Node, needs_u
             .get("method")
             .and_then(|n| {
                 let methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"].map(|m| (m, m));
-                decoder.choice(n, &format!("{what}.method"), &methods)
+                decoder.choice(n, &sub(&what, "method"), &methods)
             })
             .unwrap_or("GET")
             .to_owned(),
         path,
         url,
-        headers: fields.get("headers").map(|n| decoder.string_map(n, &format!("{what}.headers"))).unwrap_or_default(),
+        headers: fields.get("headers").map(|n| decoder.string_map(n, &sub(&what, "headers"))).unwrap_or_default(),
         expect_status: fields.get("expect_status").map(|n| statuses(decoder, what, n)).unwrap_or_default(),
-        body_contains: fields.get("body_contains").and_then(|n| decoder.string(n, &format!("{what}.body_contains"))),
+        body_contains: fields.get("body_contains").and_then(|n| decoder.string(n, &sub(&what, "body_contains"))),
         json: fields.get("json").and_then(|n| json_condition(decoder, what, n)),
         max_latency,
         warn_latency,
@@ -411,7 +411,7 @@ pub(crate) fn http_check(decoder: &mut Decoder, what: &str, node: &Node, needs_u
 }
 
 fn statuses(decoder: &mut Decoder, what: &str, node: &Node) -> Vec<u16> {
-    let what = format!("{what}.expect_status");
+    let what = sub(&what, "expect_status");
     let single = std::slice::from_ref(node);
     let items = match &node.kind {
         NodeKind::Seq(items) => items.as_slice(),
@@ -421,14 +421,14 @@ fn statuses(decoder: &mut Decoder, what: &str, node: &Node) -> Vec<u16> {
 }
 
 fn json_condition(decoder: &mut Decoder, what: &str, node: &Node) -> Option<JsonCondition> {
-    let what = format!("{what}.json");
+    let what = sub(&what, "json");
     let fields = decoder.fields(node, &what, &["pointer", "equals"])?;
     let pointer_node = fields.require(decoder, "pointer", &what)?;
     let pointer = decoder.string(pointer_node, &what)?;
     if !pointer.is_empty() && !pointer.starts_with('/') {
         let span = fields.get("pointer").map_or(node.span, |n| n.span);
         decoder.push(
-            Diagnostic::error(span, format!("{what}.pointer `{pointer}` is not a JSON pointer"))
+            Diagnostic::error(span, format!("{} `{pointer}` is not a JSON pointer", sub(&what, "pointer")))
                 .with_hint(format!("JSON pointers start with `/`, e.g. `/{pointer}`")),
         );
         return None;
@@ -460,8 +460,8 @@ fn to_json(node: &Node) -> serde_json::Value {
 fn tcp_check(decoder: &mut Decoder, what: &str, node: &Node) -> Option<TcpCheck> {
     let fields = decoder.fields(node, what, &["host", "port"])?;
     Some(TcpCheck {
-        host: fields.get("host").and_then(|n| decoder.name(n, &format!("{what}.host"))),
-        port: fields.get("port").and_then(|n| decoder.integer(n, &format!("{what}.port"), 1, 65535)),
+        host: fields.get("host").and_then(|n| decoder.name(n, &sub(&what, "host"))),
+        port: fields.get("port").and_then(|n| decoder.integer(n, &sub(&what, "port"), 1, 65535)),
     })
 }
 
@@ -474,12 +474,12 @@ pub(crate) fn exec_check(decoder: &mut Decoder, what: &str, node: &Node) -> Opti
     }
     let fields = decoder.fields(node, what, &["command", "expect_exit"])?;
     let command_node = fields.require(decoder, "command", what)?;
-    let command = decoder.command(command_node, &format!("{what}.command"))?;
+    let command = decoder.command(command_node, &sub(&what, "command"))?;
     Some(ExecCheck {
         command,
         expect_exit: fields
             .get("expect_exit")
-            .and_then(|n| decoder.integer(n, &format!("{what}.expect_exit"), 0, 255))
+            .and_then(|n| decoder.integer(n, &sub(&what, "expect_exit"), 0, 255))
             .unwrap_or(0),
     })
 }
@@ -487,7 +487,7 @@ pub(crate) fn exec_check(decoder: &mut Decoder, what: &str, node: &Node) -> Opti
 fn connect_check(decoder: &mut Decoder, what: &str, node: &Node) -> Option<ConnectCheck> {
     let fields = decoder.fields(node, what, &["url"])?;
     Some(ConnectCheck {
-        url: fields.get("url").and_then(|n| decoder.name(n, &format!("{what}.url"))),
+        url: fields.get("url").and_then(|n| decoder.name(n, &sub(&what, "url"))),
     })
 }
 
@@ -499,7 +499,7 @@ fn rollout(decoder: &mut Decoder, service: &str, node: &Node) -> Option<Rollout>
         .and_then(|n| {
             decoder.choice(
                 n,
-                &format!("{what}.strategy"),
+                &sub(&what, "strategy"),
                 &[("canary", Strategy::Canary), ("blue-green", Strategy::BlueGreen), ("recreate", Strategy::Recreate)],
             )
         })
@@ -545,7 +545,7 @@ fn default_analysis() -> Analysis {
 }
 
 fn steps(decoder: &mut Decoder, what: &str, node: &Node) -> Vec<RolloutStep> {
-    let what = format!("{what}.steps");
+    let what = sub(&what, "steps");
     let items = decoder.items(node, &what);
     if items.is_empty() && matches!(node.kind, NodeKind::Seq(_)) {
         decoder.push(Diagnostic::error(node.span, format!("{what} is empty")).with_hint("end with `{weight: 100}`"));
@@ -586,10 +586,10 @@ fn steps(decoder: &mut Decoder, what: &str, node: &Node) -> Vec<RolloutStep> {
 }
 
 fn analysis(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Analysis> {
-    let what = format!("{what}.analysis");
+    let what = sub(&what, "analysis");
     let fields = decoder.fields(node, &what, &["max_error_rate", "max_latency_p95", "max_latency_p99", "min_requests"])?;
     let duration = |decoder: &mut Decoder, key: &str| {
-        fields.get(key).and_then(|n| decoder.parsed::<Duration>(n, &format!("{what}.{key}"), "duration"))
+        fields.get(key).and_then(|n| decoder.parsed::<Duration>(n, &sub(&what, key), "duration"))
     };
     let p95 = duration(decoder, "max_latency_p95");
     let p99 = duration(decoder, "max_latency_p99");
@@ -601,12 +601,12 @@ fn analysis(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Analysis> 
     Some(Analysis {
         max_error_rate: fields
             .get("max_error_rate")
-            .and_then(|n| decoder.parsed::<Percent>(n, &format!("{what}.max_error_rate"), "percentage")),
+            .and_then(|n| decoder.parsed::<Percent>(n, &sub(&what, "max_error_rate"), "percentage")),
         max_latency_p95: p95,
         max_latency_p99: p99,
         min_requests: fields
             .get("min_requests")
-            .and_then(|n| decoder.integer(n, &format!("{what}.min_requests"), 0, i64::MAX))
+            .and_then(|n| decoder.integer(n, &sub(&what, "min_requests"), 0, i64::MAX))
             .unwrap_or(50),
     })
 }
@@ -615,13 +615,13 @@ fn backup(decoder: &mut Decoder, service: &str, node: &Node) -> Option<Backup> {
     let what = format!("`services.{service}.backup`");
     let fields = decoder.fields(node, &what, &["schedule", "retain", "drill"])?;
     let schedule = fields.require(decoder, "schedule", &what).and_then(|n| {
-        decoder.parsed::<CronSchedule>(n, &format!("{what}.schedule"), "cron schedule")
+        decoder.parsed::<CronSchedule>(n, &sub(&what, "schedule"), "cron schedule")
     });
     let retain = fields.get("retain").and_then(|n| {
-        let what = format!("{what}.retain");
+        let what = sub(&what, "retain");
         let keys = ["last", "daily", "weekly", "monthly"];
         let f = decoder.fields(n, &what, &keys)?;
-        let mut count = |key: &str| f.get(key).and_then(|n| decoder.integer(n, &format!("{what}.{key}"), 0, 100_000));
+        let mut count = |key: &str| f.get(key).and_then(|n| decoder.integer(n, &sub(&what, key), 0, 100_000));
         Some(Retention {
             last: count("last"),
             daily: count("daily"),
@@ -630,7 +630,7 @@ fn backup(decoder: &mut Decoder, service: &str, node: &Node) -> Option<Backup> {
         })
     });
     let drill = fields.get("drill").and_then(|n| {
-        let text = decoder.string(n, &format!("{what}.drill"))?;
+        let text = decoder.string(n, &sub(&what, "drill"))?;
         let period = match text.as_str() {
             "daily" => Some(DrillPeriod::Daily),
             "weekly" => Some(DrillPeriod::Weekly),
@@ -640,7 +640,7 @@ fn backup(decoder: &mut Decoder, service: &str, node: &Node) -> Option<Backup> {
         match period {
             Some(p) => Some(DrillSchedule::Every(p)),
             None => decoder
-                .parsed::<CronSchedule>(n, &format!("{what}.drill"), "drill schedule (`daily`, `weekly`, `monthly` or cron)")
+                .parsed::<CronSchedule>(n, &sub(&what, "drill"), "drill schedule (`daily`, `weekly`, `monthly` or cron)")
                 .map(DrillSchedule::Cron),
         }
     });
@@ -695,8 +695,8 @@ fn smoke_checks(decoder: &mut Decoder, node: &Node) -> Vec<SmokeCheck> {
         let Some(fields) = decoder.fields(item, &what, &["name", "http", "exec"]) else { continue };
         let name = fields.require(decoder, "name", &what).and_then(|n| decoder.name(n, &format!("{what} name")));
         let check = match (fields.get("http"), fields.get("exec")) {
-            (Some(http), None) => http_check(decoder, &format!("{what}.http"), http, true).map(SmokeKind::Http),
-            (None, Some(exec)) => exec_check(decoder, &format!("{what}.exec"), exec).map(SmokeKind::Exec),
+            (Some(http), None) => http_check(decoder, &sub(&what, "http"), http, true).map(SmokeKind::Http),
+            (None, Some(exec)) => exec_check(decoder, &sub(&what, "exec"), exec).map(SmokeKind::Exec),
             (Some(_), Some(exec)) => {
                 decoder.push(Diagnostic::error(exec.span, format!("{what} has both `http` and `exec`")).with_hint("one check per entry"));
                 None
@@ -719,8 +719,8 @@ fn alerts(decoder: &mut Decoder, node: &Node) -> Vec<Alert> {
         let what = format!("alert {}", index + 1);
         let Some(fields) = decoder.fields(item, &what, &["name", "webhook", "thresholds"]) else { continue };
         let name = fields.require(decoder, "name", &what).and_then(|n| decoder.name(n, &format!("{what} name")));
-        let webhook = fields.require(decoder, "webhook", &what).and_then(|n| webhook(decoder, &format!("{what}.webhook"), n));
-        let thresholds = fields.get("thresholds").and_then(|n| thresholds(decoder, &format!("{what}.thresholds"), n));
+        let webhook = fields.require(decoder, "webhook", &what).and_then(|n| webhook(decoder, &sub(&what, "webhook"), n));
+        let thresholds = fields.get("thresholds").and_then(|n| thresholds(decoder, &sub(&what, "thresholds"), n));
         if let (Some(name), Some(webhook)) = (name, webhook) {
             alerts.push(Alert {
                 name,
@@ -734,13 +734,13 @@ fn alerts(decoder: &mut Decoder, node: &Node) -> Vec<Alert> {
 
 fn webhook(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Webhook> {
     let fields = decoder.fields(node, what, &["url", "format"])?;
-    let url = fields.require(decoder, "url", what).and_then(|n| decoder.name(n, &format!("{what}.url")));
+    let url = fields.require(decoder, "url", what).and_then(|n| decoder.name(n, &sub(&what, "url")));
     let format = fields
         .get("format")
         .and_then(|n| {
             decoder.choice(
                 n,
-                &format!("{what}.format"),
+                &sub(&what, "format"),
                 &[("generic", WebhookFormat::Generic), ("slack", WebhookFormat::Slack), ("pagerduty", WebhookFormat::Pagerduty)],
             )
         })
@@ -751,8 +751,17 @@ fn webhook(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Webhook> {
 fn thresholds(decoder: &mut Decoder, what: &str, node: &Node) -> Option<AlertThresholds> {
     let fields = decoder.fields(node, what, &["error_rate", "latency_p95", "down_for"])?;
     Some(AlertThresholds {
-        error_rate: fields.get("error_rate").and_then(|n| decoder.parsed(n, &format!("{what}.error_rate"), "percentage")),
-        latency_p95: fields.get("latency_p95").and_then(|n| decoder.parsed(n, &format!("{what}.latency_p95"), "duration")),
-        down_for: fields.get("down_for").and_then(|n| decoder.parsed(n, &format!("{what}.down_for"), "duration")),
+        error_rate: fields.get("error_rate").and_then(|n| decoder.parsed(n, &sub(&what, "error_rate"), "percentage")),
+        latency_p95: fields.get("latency_p95").and_then(|n| decoder.parsed(n, &sub(&what, "latency_p95"), "duration")),
+        down_for: fields.get("down_for").and_then(|n| decoder.parsed(n, &sub(&what, "down_for"), "duration")),
     })
+}
+
+/// `what` extended by `.key`, keeping the backticks around the whole path:
+/// "`services.api.probes`" + "ready" → "`services.api.probes.ready`".
+fn sub(what: &str, key: &str) -> String {
+    match what.strip_suffix('`') {
+        Some(inner) => format!("{inner}.{key}`"),
+        None => format!("{what}.{key}"),
+    }
 }

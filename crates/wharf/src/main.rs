@@ -6,6 +6,7 @@
 mod cli;
 mod cmd;
 mod exit;
+mod manifest_file;
 
 use std::process::ExitCode;
 

@@ -1,11 +1,19 @@
-//! `wharf completions` (placeholder until wired).
+//! `wharf completions SHELL`: a completion script for bash, zsh, fish, elvish or PowerShell.
 
+use clap::CommandFactory;
+use clap_complete::Shell;
 
+use crate::cli::Cli;
 use crate::exit::ExitStatus;
 
 #[derive(Debug, clap::Args)]
-pub struct CompletionsArgs {}
+pub struct CompletionsArgs {
+    /// The shell to generate completions for.
+    pub shell: Shell,
+}
 
-pub fn run(_args: &CompletionsArgs) -> anyhow::Result<ExitStatus> {
-    anyhow::bail!("`wharf completions` is not wired yet")
+pub fn run(args: &CompletionsArgs) -> anyhow::Result<ExitStatus> {
+    let mut command = Cli::command();
+    clap_complete::generate(args.shell, &mut command, "wharf", &mut std::io::stdout());
+    Ok(ExitStatus::Ok)
 }

@@ -1,11 +1,47 @@
-//! `wharf validate` (placeholder until wired).
+//! `wharf validate`: check the manifest and report every problem with file:line:column.
 
-use crate::cli::Global;
+use wharf_manifest::{EnvironmentChoice, environment_names};
+
+use crate::cli::{Global, Output};
 use crate::exit::ExitStatus;
+use crate::manifest_file::ManifestFile;
 
 #[derive(Debug, clap::Args)]
-pub struct ValidateArgs {}
+pub struct ValidateArgs {
+    /// Check one environment's effective manifest; by default the base and every environment
+    /// are checked.
+    #[arg(long = "env", value_name = "ENV")]
+    pub environment: Option<String>,
+}
 
-pub fn run(_global: &Global, _args: &ValidateArgs) -> anyhow::Result<ExitStatus> {
-    anyhow::bail!("`wharf validate` is not wired yet")
+pub fn run(global: &Global, args: &ValidateArgs) -> anyhow::Result<ExitStatus> {
+    let manifest = ManifestFile::read(global)?;
+    let variables = |name: &str| manifest.variable(name);
+    let diagnostics = match &args.environment {
+        Some(name) => wharf_manifest::load(&manifest.source, EnvironmentChoice::Named(name), &variables).diagnostics,
+        None => wharf_manifest::check_all(&manifest.source, &variables),
+    };
+    manifest.print_diagnostics(&diagnostics, global.output)?;
+    let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+    let warnings = diagnostics.len() - errors;
+    if global.output == Output::Human {
+        if errors > 0 {
+            eprintln!("{}: {errors} error(s), {warnings} warning(s)", manifest.display);
+        } else {
+            let checked = match &args.environment {
+                Some(name) => format!("environment {name}"),
+                None => describe_environments(&environment_names(&manifest.source)),
+            };
+            println!("{}: valid ({checked}; {warnings} warning(s))", manifest.display);
+        }
+    }
+    Ok(if errors > 0 { ExitStatus::Invalid } else { ExitStatus::Ok })
+}
+
+fn describe_environments(names: &[String]) -> String {
+    if names.is_empty() {
+        "base manifest".to_owned()
+    } else {
+        format!("base and environments {}", names.join(", "))
+    }
 }
