@@ -1,1 +1,17 @@
-//! wharf-store
+//! wharf-store: the state database in the state directory (SQLite) and the ledger's key file.
+//!
+//! Architecture Invariant: this is the only crate that speaks SQL. Other crates see typed
+//! methods; the ledger sees the [`wharf_ledger::Storage`] trait implemented here.
+//!
+//! Architecture Invariant: one writer. A [`Store`] owns its connection (`&mut self` for every
+//! write), a process opens one `Store`, and every append runs in a `BEGIN IMMEDIATE`
+//! transaction that re-checks the tree size, so a second process can never interleave entries.
+
+mod db;
+mod keys;
+mod ledger;
+mod migrations;
+
+pub use db::{Store, StoreError};
+pub use keys::{KEY_FILE, load_or_create_signer};
+pub use ledger::EntryFilter;

@@ -1,0 +1,198 @@
+//! Opening the state database: header check, pragmas, migrations.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::migrations::MIGRATIONS;
+
+/// The database file name inside the state directory.
+pub const DB_FILE: &str = "state.db";
+
+/// Every SQLite database file starts with these 16 bytes.
+const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// Why the state could not be opened, read or written; always names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A filesystem operation failed.
+    #[error("{path}: {action}: {source}")]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        source: std::io::Error,
+    },
+    /// The file exists but is not an SQLite database.
+    #[error(
+        "{path}: not a wharf state database (not an SQLite file); move it away or pass --state-dir"
+    )]
+    NotSqlite { path: PathBuf },
+    /// SQLite reported an error (a corrupt file, a full disk, a lock held too long).
+    #[error("{path}: {action}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        action: &'static str,
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer wharf.
+    #[error(
+        "{path}: schema version {found} is newer than this wharf knows ({known}); upgrade wharf"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: usize,
+    },
+    /// The ledger key file is unusable.
+    #[error("{path}: {reason}")]
+    Key { path: PathBuf, reason: String },
+}
+
+/// The state database. Owns the only connection this process uses (see the crate docs).
+#[derive(Debug)]
+pub struct Store {
+    pub(crate) conn: Connection,
+    pub(crate) path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) `state.db` in `state_dir` and brings its schema up to date.
+    pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Io {
+            path: state_dir.to_owned(),
+            action: "cannot create the state directory",
+            source,
+        })?;
+        Self::open_file(&state_dir.join(DB_FILE))
+    }
+
+    /// Opens a database file directly (benchmarks and tests).
+    pub fn open_file(path: &Path) -> Result<Self, StoreError> {
+        check_header(path)?;
+        let conn = Connection::open(path).map_err(sqlite(path, "cannot open"))?;
+        let mut store = Self {
+            conn,
+            path: path.to_owned(),
+        };
+        store.configure()?;
+        store.migrate()?;
+        tracing::debug!(path = %path.display(), "state database open");
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// WAL lets readers (a dashboard, `audit log`) run beside the writer. `synchronous=FULL`
+    /// fsyncs the WAL at every commit: in WAL mode the default NORMAL may lose the last
+    /// commits on power loss, and an audit entry that was acknowledged must never vanish.
+    fn configure(&mut self) -> Result<(), StoreError> {
+        let mode: String = self
+            .conn
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .map_err(sqlite(&self.path, "cannot read the database (corrupt?)"))?;
+        tracing::trace!(mode, "journal mode");
+        self.conn
+            .execute_batch(
+                "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+            )
+            .map_err(sqlite(&self.path, "cannot configure"))
+    }
+
+    /// Applies the missing migration steps in one transaction.
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sqlite(&path, "cannot start the migration"))?;
+        let version: i64 = tx
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(sqlite(&path, "cannot read the schema version"))?;
+        if version as usize > MIGRATIONS.len() {
+            return Err(StoreError::TooNew {
+                path,
+                found: version,
+                known: MIGRATIONS.len(),
+            });
+        }
+        for (step, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.execute_batch(sql)
+                .map_err(sqlite(&path, "migration failed"))?;
+            tracing::info!(version = step + 1, "state schema migrated");
+        }
+        tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)
+            .map_err(sqlite(&path, "cannot record the schema version"))?;
+        tx.commit()
+            .map_err(sqlite(&path, "cannot commit the migration"))
+    }
+
+    /// Reads a meta value.
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(sqlite(&self.path, "cannot read meta"))
+    }
+
+    /// Writes a meta value.
+    pub fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                params![key, value],
+            )
+            .map(drop)
+            .map_err(sqlite(&self.path, "cannot write meta"))
+    }
+}
+
+/// Refuses a file that exists, is not empty and does not start with the SQLite header, so a
+/// wrong `--state-dir` gives a clear message instead of SQLite's "file is not a database".
+fn check_header(path: &Path) -> Result<(), StoreError> {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(StoreError::Io {
+                path: path.to_owned(),
+                action: "cannot open",
+                source,
+            });
+        }
+    };
+    let mut header = Vec::with_capacity(16);
+    file.by_ref()
+        .take(16)
+        .read_to_end(&mut header)
+        .map_err(|source| StoreError::Io {
+            path: path.to_owned(),
+            action: "cannot read",
+            source,
+        })?;
+    if !header.is_empty() && header != SQLITE_HEADER {
+        return Err(StoreError::NotSqlite {
+            path: path.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Wraps a rusqlite error with the file and the action.
+pub(crate) fn sqlite(
+    path: &Path,
+    action: &'static str,
+) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    let path = path.to_owned();
+    move |source| StoreError::Sqlite {
+        path,
+        action,
+        source,
+    }
+}

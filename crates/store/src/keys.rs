@@ -1,0 +1,95 @@
+//! The ledger's signing key file in the state directory: created on first use with mode
+//! 0600, refused when its mode or content is wrong.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+
+use rand::RngCore;
+use wharf_ledger::SignerKey;
+
+use crate::db::StoreError;
+
+/// The key file name inside the state directory.
+pub const KEY_FILE: &str = "ledger.key";
+
+/// Loads the signing key, or creates one named `origin()` if there is none yet. The origin
+/// is fixed at creation: it lives in the key file (`PRIVATE+KEY+<origin>+…`).
+pub fn load_or_create_signer(
+    state_dir: &Path,
+    origin: impl FnOnce() -> String,
+) -> Result<SignerKey, StoreError> {
+    let path = state_dir.join(KEY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            check_mode(&path)?;
+            SignerKey::parse_private(&text).map_err(|e| key_error(&path, e.to_string()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(state_dir, &path, &origin()),
+        Err(source) => Err(StoreError::Io {
+            path,
+            action: "cannot read the ledger key",
+            source,
+        }),
+    }
+}
+
+fn key_error(path: &Path, reason: String) -> StoreError {
+    StoreError::Key {
+        path: path.to_owned(),
+        reason,
+    }
+}
+
+/// A private key others can read is no longer private: refuse it rather than sign with it.
+#[cfg(unix)]
+fn check_mode(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|source| StoreError::Io {
+        path: path.to_owned(),
+        action: "cannot stat the ledger key",
+        source,
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode != 0o600 {
+        return Err(key_error(
+            path,
+            format!("ledger key has mode {mode:o}; it must be 600 (chmod 600 it)"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_mode(_path: &Path) -> Result<(), StoreError> {
+    Ok(())
+}
+
+fn create(state_dir: &Path, path: &Path, origin: &str) -> Result<SignerKey, StoreError> {
+    std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Io {
+        path: state_dir.to_owned(),
+        action: "cannot create the state directory",
+        source,
+    })?;
+    let mut seed = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut seed);
+    let signer = SignerKey::from_seed(origin, seed).map_err(|e| key_error(path, e.to_string()))?;
+    let io = |action| {
+        move |source| StoreError::Io {
+            path: path.to_owned(),
+            action,
+            source,
+        }
+    };
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .map_err(io("cannot create the ledger key"))?;
+    writeln!(file, "{}", signer.to_private_string()).map_err(io("cannot write the ledger key"))?;
+    file.sync_all().map_err(io("cannot sync the ledger key"))?;
+    tracing::info!(path = %path.display(), origin, "ledger key created");
+    Ok(signer)
+}

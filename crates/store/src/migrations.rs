@@ -1,0 +1,37 @@
+//! Schema migrations, applied in order; `PRAGMA user_version` records how many have run.
+//!
+//! Later capabilities add tables by appending a step here; never edit a released step.
+
+/// Migration steps: step `i` moves the schema from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the audit ledger and a small key/value table.
+    "CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
+    -- One row per entry; the columns are exactly what the canonical JSON leaf is built
+    -- from, so verification recomputes every leaf from them.
+    CREATE TABLE ledger_entries (
+        seq     INTEGER PRIMARY KEY,
+        time    TEXT NOT NULL,
+        actor   TEXT NOT NULL,
+        action  TEXT NOT NULL,
+        target  TEXT NOT NULL,
+        details TEXT NOT NULL
+    );
+    CREATE INDEX ledger_entries_action ON ledger_entries (action);
+    CREATE INDEX ledger_entries_target ON ledger_entries (target);
+    -- Every complete subtree (2^level leaves from leaf idx << level): O(log n) proofs.
+    CREATE TABLE ledger_nodes (
+        level INTEGER NOT NULL,
+        idx   INTEGER NOT NULL,
+        hash  BLOB NOT NULL,
+        PRIMARY KEY (level, idx)
+    ) WITHOUT ROWID;
+    -- Signed checkpoint notes, oldest first; size is a copy for queries, the note is truth.
+    CREATE TABLE ledger_checkpoints (
+        id   INTEGER PRIMARY KEY AUTOINCREMENT,
+        size INTEGER NOT NULL,
+        note TEXT NOT NULL
+    );",
+];
