@@ -1,10 +1,50 @@
 //! `wharf audit …`: the tamper-evident ledger from the command line.
+//!
+//! None of these commands reads the manifest: they only need the state directory, so an
+//! auditor can check a copied `.wharf/` without the stack's files.
 
-use crate::cli::Global;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use comfy_table::Table;
+use serde_json::{Value, json};
+use wharf_ledger::{
+    Action, Entry, Hash, Ledger, Mismatch, NewEntry, RawEntry, Report, SignerKey, to_hex,
+};
+use wharf_store::{EntryFilter, Store, load_or_create_signer};
+
+use crate::cli::{Global, Output};
 use crate::exit::ExitStatus;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum AuditCommand {
+    /// List ledger entries (oldest first).
+    Log(LogArgs),
+    /// Recompute every leaf and the tree, check the signed checkpoints; exit 1 on tampering.
+    Verify {
+        /// A checkpoint saved earlier: check that today's ledger still extends it.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+    },
+    /// Sign a checkpoint of the ledger as it is now, store it and print the signed note.
+    Checkpoint,
+    /// Print an inclusion proof for entry SEQ.
+    Prove {
+        /// The entry's sequence number (the first entry is 0).
+        seq: u64,
+        /// The tree size to prove against (default: the latest checkpoint, else the ledger).
+        #[arg(long, value_name = "N")]
+        size: Option<u64>,
+    },
+    /// Print the verifier key an outside party needs to check checkpoints.
+    Key,
+    /// Write entries.jsonl, checkpoint and verifier.key into DIR for an outside verifier.
+    Export {
+        /// The directory to write (created if missing).
+        dir: PathBuf,
+    },
     /// Append an operator note to the ledger.
     Note {
         /// The text of the note.
@@ -12,6 +52,346 @@ pub enum AuditCommand {
     },
 }
 
-pub fn run(_global: &Global, _command: AuditCommand) -> anyhow::Result<ExitStatus> {
-    anyhow::bail!("`wharf audit` is not wired yet")
+#[derive(Debug, clap::Args)]
+pub struct LogArgs {
+    /// Only entries at or after TIME (RFC 3339) or within DURATION (e.g. `2h`, `3 days`).
+    #[arg(long, value_name = "TIME|DURATION")]
+    since: Option<String>,
+    /// Only entries with this action (e.g. `deploy.step`).
+    #[arg(long)]
+    action: Option<String>,
+    /// Only entries with this target.
+    #[arg(long)]
+    target: Option<String>,
+}
+
+pub fn run(global: &Global, command: AuditCommand) -> anyhow::Result<ExitStatus> {
+    match command {
+        AuditCommand::Log(args) => log(global, &args),
+        AuditCommand::Verify { checkpoint } => verify(global, checkpoint.as_deref()),
+        AuditCommand::Checkpoint => checkpoint(global),
+        AuditCommand::Prove { seq, size } => prove(global, seq, size),
+        AuditCommand::Key => key(global),
+        AuditCommand::Export { dir } => export(global, &dir),
+        AuditCommand::Note { text } => note(global, &text),
+    }
+}
+
+fn open(global: &Global) -> anyhow::Result<Ledger<Store>> {
+    Ok(Ledger::new(Store::open(&global.state_dir())?))
+}
+
+/// The signing key, created on first use with the origin `wharf/<manifest directory name>`.
+fn signer(global: &Global) -> anyhow::Result<SignerKey> {
+    Ok(load_or_create_signer(&global.state_dir(), || {
+        origin(&global.file)
+    })?)
+}
+
+/// `wharf/<name of the directory holding the manifest>`, made a valid key name.
+fn origin(manifest: &Path) -> String {
+    let dir = std::path::absolute(manifest)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .map(|p| p.canonicalize().unwrap_or(p));
+    let name = dir
+        .as_deref()
+        .and_then(Path::file_name)
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "stack".to_owned());
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_whitespace() || c == '+' {
+                '-'
+            } else {
+                c
+            }
+        })
+        .collect();
+    format!("wharf/{clean}")
+}
+
+/// `WHARF_ACTOR`, else `$USER@hostname`, else `operator`.
+fn actor() -> String {
+    let non_empty = |v: String| (!v.trim().is_empty()).then(|| v.trim().to_owned());
+    if let Some(actor) = std::env::var("WHARF_ACTOR").ok().and_then(non_empty) {
+        return actor;
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .ok()
+        .and_then(non_empty);
+    match (std::env::var("USER").ok().and_then(non_empty), host) {
+        (Some(user), Some(host)) => format!("{user}@{host}"),
+        (Some(user), None) => user,
+        _ => "operator".to_owned(),
+    }
+}
+
+fn print_json(value: &Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn b64(hash: &Hash) -> String {
+    B64.encode(hash)
+}
+
+fn note(global: &Global, text: &str) -> anyhow::Result<ExitStatus> {
+    let action: Action = "audit.note".parse()?;
+    let entry = NewEntry::new(
+        jiff::Timestamp::now(),
+        actor(),
+        action,
+        "",
+        json!({ "text": text }),
+    )?;
+    let entry = open(global)?.append(entry)?;
+    match global.output {
+        Output::Human => println!("appended entry seq {}", entry.seq),
+        Output::Json => print_json(&json!({ "seq": entry.seq, "entry": entry.to_json() }))?,
+    }
+    Ok(ExitStatus::Ok)
+}
+
+/// `--since`: an RFC 3339 time, or a friendly duration back from now (`90m`, `2 days`).
+fn parse_since(text: &str) -> anyhow::Result<jiff::Timestamp> {
+    if let Ok(time) = text.parse::<jiff::Timestamp>() {
+        return Ok(time);
+    }
+    let span: jiff::Span = text.parse().with_context(|| {
+        format!("--since {text:?}: expected an RFC 3339 time or a duration such as 2h")
+    })?;
+    let now = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC);
+    Ok(now
+        .checked_sub(span)
+        .context("--since: duration out of range")?
+        .timestamp())
+}
+
+fn log(global: &Global, args: &LogArgs) -> anyhow::Result<ExitStatus> {
+    let since = match args.since.as_deref().map(parse_since).transpose() {
+        Ok(since) => since,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return Ok(ExitStatus::Invalid);
+        }
+    };
+    let filter = EntryFilter {
+        action: args.action.clone(),
+        target: args.target.clone(),
+    };
+    let ledger = open(global)?;
+    let rows = ledger.storage().ledger_entries(&filter)?;
+    let rows: Vec<RawEntry> = rows
+        .into_iter()
+        .filter(|raw| {
+            since.is_none_or(|s| raw.time.parse::<jiff::Timestamp>().map_or(true, |t| t >= s))
+        })
+        .collect();
+    match global.output {
+        Output::Human => println!("{}", log_table(&rows)),
+        Output::Json => print_json(&Value::Array(rows.into_iter().map(raw_json).collect()))?,
+    }
+    Ok(ExitStatus::Ok)
+}
+
+fn log_table(rows: &[RawEntry]) -> Table {
+    let mut table = Table::new();
+    table.load_preset(comfy_table::presets::NOTHING);
+    table.set_header(["SEQ", "TIME", "ACTOR", "ACTION", "TARGET", "DETAILS"]);
+    for raw in rows {
+        table.add_row([
+            &raw.seq.to_string(),
+            &raw.time,
+            &raw.actor,
+            &raw.action,
+            &raw.target,
+            &raw.details,
+        ]);
+    }
+    table
+}
+
+/// An entry as JSON; a row that no longer decodes is shown as stored, flagged.
+fn raw_json(raw: RawEntry) -> Value {
+    let shown = json!({ "seq": raw.seq, "time": raw.time, "actor": raw.actor,
+        "action": raw.action, "target": raw.target, "details": raw.details });
+    match Entry::try_from(raw) {
+        Ok(entry) => entry.to_json(),
+        Err(error) => json!({ "unreadable": error.to_string(), "stored": shown }),
+    }
+}
+
+fn verify(global: &Global, saved: Option<&Path>) -> anyhow::Result<ExitStatus> {
+    let saved_note = match saved {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the saved checkpoint {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let ledger = open(global)?;
+    let verifier = signer(global)?.verifier();
+    let mut report = ledger.verify(&verifier)?;
+    let mut saved_size = None;
+    if let (None, Some(note)) = (&report.failure, &saved_note) {
+        match ledger.check_saved_checkpoint(note, &verifier)? {
+            Ok(checkpoint) => saved_size = Some(checkpoint.size),
+            Err(finding) => report.failure = Some(finding),
+        }
+    }
+    print_report(global, &report, saved_size)?;
+    Ok(if report.failure.is_some() {
+        ExitStatus::Failed
+    } else {
+        ExitStatus::Ok
+    })
+}
+
+fn print_report(global: &Global, report: &Report, saved_size: Option<u64>) -> anyhow::Result<()> {
+    let latest = report.latest.as_ref().map(|c| c.size);
+    if report.size > 0 && latest.is_none() && report.failure.is_none() {
+        eprintln!("warning: no signed checkpoint yet; run `wharf audit checkpoint`");
+    }
+    if global.output == Output::Json {
+        let failure = report
+            .failure
+            .as_ref()
+            .map(|f: &Mismatch| json!({ "message": f.to_string(), "seq": f.first_seq() }));
+        return print_json(&json!({
+            "ok": report.failure.is_none(), "size": report.size, "root": b64(&report.root),
+            "checkpoints_verified": report.checkpoints_ok, "latest_checkpoint_size": latest,
+            "saved_checkpoint_size": saved_size, "failure": failure,
+        }));
+    }
+    if let Some(failure) = &report.failure {
+        println!("verification FAILED: {failure}");
+        return Ok(());
+    }
+    println!("ok: {} entries, root {}", report.size, b64(&report.root));
+    println!(
+        "{} signed checkpoint(s) verified; latest covers {} entries",
+        report.checkpoints_ok,
+        latest.unwrap_or(0)
+    );
+    if let Some(size) = saved_size {
+        println!("saved checkpoint of size {size} is consistent with today's tree");
+    }
+    Ok(())
+}
+
+fn checkpoint(global: &Global) -> anyhow::Result<ExitStatus> {
+    let signer = signer(global)?;
+    let signed = open(global)?.checkpoint(&signer)?;
+    match global.output {
+        Output::Human => print!("{}", signed.note),
+        Output::Json => print_json(&json!({
+            "size": signed.checkpoint.size, "root": b64(&signed.checkpoint.root), "note": signed.note,
+        }))?,
+    }
+    Ok(ExitStatus::Ok)
+}
+
+fn prove(global: &Global, seq: u64, size: Option<u64>) -> anyhow::Result<ExitStatus> {
+    let ledger = open(global)?;
+    let latest = ledger.latest_checkpoint()?;
+    let size = match (size, &latest) {
+        (Some(size), _) => size,
+        (None, Some(latest)) if latest.checkpoint.size > seq => latest.checkpoint.size,
+        (None, _) => ledger.size()?,
+    };
+    let current = ledger.size()?;
+    if seq >= size || size > current {
+        eprintln!(
+            "error: entry seq {seq} is not in a tree of size {size} (the ledger has {current} entries)"
+        );
+        return Ok(ExitStatus::Invalid);
+    }
+    let proof = ledger.prove_inclusion(seq, size)?;
+    let (leaf, root) = (ledger.leaf_hash(seq)?, ledger.root(size)?);
+    proof
+        .verify(&leaf, &root)
+        .context("the stored tree is inconsistent; run `wharf audit verify`")?;
+    let note = latest.filter(|l| l.checkpoint.size == size).map(|l| l.note);
+    let leaf_bytes = match ledger.storage().ledger_entry(seq)?.map(Entry::try_from) {
+        Some(Ok(entry)) => String::from_utf8(entry.leaf_bytes())?,
+        _ => bail!("entry seq {seq} is unreadable; run `wharf audit verify`"),
+    };
+    let path: Vec<String> = proof.path.iter().map(|h| to_hex(h)).collect();
+    if global.output == Output::Json {
+        print_json(&json!({
+            "seq": seq, "tree_size": size, "leaf": leaf_bytes, "leaf_hash": to_hex(&leaf),
+            "root": to_hex(&root), "proof": path, "checkpoint": note,
+        }))?;
+        return Ok(ExitStatus::Ok);
+    }
+    println!("entry seq {seq} is leaf {seq} of the tree of size {size}");
+    println!("leaf:      {leaf_bytes}");
+    println!("leaf hash: {}", to_hex(&leaf));
+    println!("root:      {} (base64 {})", to_hex(&root), b64(&root));
+    println!("proof ({} hashes, leaf side first):", path.len());
+    path.iter().for_each(|h| println!("  {h}"));
+    match note {
+        Some(note) => print!("signed checkpoint:\n{note}"),
+        None => println!(
+            "no stored checkpoint has size {size}; run `wharf audit checkpoint` to sign one"
+        ),
+    }
+    Ok(ExitStatus::Ok)
+}
+
+fn key(global: &Global) -> anyhow::Result<ExitStatus> {
+    let verifier = signer(global)?.verifier();
+    match global.output {
+        Output::Human => println!("{verifier}"),
+        Output::Json => print_json(&json!({ "verifier_key": verifier.to_string() }))?,
+    }
+    Ok(ExitStatus::Ok)
+}
+
+/// Writes what an outside verifier needs; signs a fresh checkpoint first if the latest one
+/// does not cover every entry, so the export is checkable end to end.
+fn export(global: &Global, dir: &Path) -> anyhow::Result<ExitStatus> {
+    let signer = signer(global)?;
+    let mut ledger = open(global)?;
+    let size = ledger.size()?;
+    let latest = ledger
+        .latest_checkpoint()?
+        .filter(|l| l.checkpoint.size == size);
+    let signed = match latest {
+        Some(latest) => latest,
+        None => ledger.checkpoint(&signer)?,
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut lines = String::new();
+    for raw in ledger.storage().ledger_entries(&EntryFilter::default())? {
+        let seq = raw.seq;
+        let entry =
+            Entry::try_from(raw).with_context(|| format!("entry seq {seq} is unreadable"))?;
+        let leaf = String::from_utf8(entry.leaf_bytes())?;
+        lines.push_str(&serde_json::to_string(
+            &json!({ "seq": seq, "entry": entry.to_json(), "leaf": leaf }),
+        )?);
+        lines.push('\n');
+    }
+    write(&dir.join("entries.jsonl"), &lines)?;
+    write(&dir.join("checkpoint"), &signed.note)?;
+    write(
+        &dir.join("verifier.key"),
+        &format!("{}\n", signer.verifier()),
+    )?;
+    match global.output {
+        Output::Human => println!(
+            "exported {size} entries and the checkpoint of size {size} to {}",
+            dir.display()
+        ),
+        Output::Json => print_json(&json!({ "size": size, "dir": dir }))?,
+    }
+    Ok(ExitStatus::Ok)
+}
+
+fn write(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
