@@ -32,7 +32,13 @@ pub(crate) fn take_environments(decoder: &mut Decoder, root: &mut Node) -> Vec<(
             continue;
         }
         if decoder.fields(value, &format!("environment `{name}`"), ENVIRONMENT_KEYS).is_some() {
-            environments.push((name, key.clone(), value.clone()));
+            // An unknown key was reported against the environment; merging it would report it
+            // a second time as an unknown key of the manifest.
+            let mut overlay = value.clone();
+            if let NodeKind::Map(entries) = &mut overlay.kind {
+                entries.retain(|(k, _)| k.as_str().is_some_and(|k| ENVIRONMENT_KEYS.contains(&k)));
+            }
+            environments.push((name, key.clone(), overlay));
         }
     }
     environments
