@@ -46,7 +46,7 @@ pub(crate) fn take_environments(decoder: &mut Decoder, root: &mut Node) -> Vec<(
 
 /// Merges `overlay` (an environment's node) over `root`, reporting overlaid services the base
 /// does not define.
-pub(crate) fn apply(decoder: &mut Decoder, root: &mut Node, environment: &str, overlay: Node) {
+pub(crate) fn apply(decoder: &mut Decoder, root: &mut Node, environment: &str, mut overlay: Node) {
     let base_services: Vec<String> = root
         .get("services")
         .map(|services| match &services.kind {
@@ -54,10 +54,13 @@ pub(crate) fn apply(decoder: &mut Decoder, root: &mut Node, environment: &str, o
             _ => Vec::new(),
         })
         .unwrap_or_default();
-    if let Some(NodeKind::Map(entries)) = overlay.get("services").map(|n| &n.kind) {
-        for (key, _) in entries {
-            let Some(name) = key.as_str() else { continue };
-            if !base_services.iter().any(|s| s == name) {
+    if let Some(NodeKind::Map(entries)) = overlay_services(&mut overlay) {
+        // An overlaid service the base lacks is reported here and left out of the merge, so it
+        // is not reported again as a half-declared service ("nothing to run").
+        entries.retain(|(key, _)| {
+            let Some(name) = key.as_str() else { return true };
+            let declared = base_services.iter().any(|s| s == name);
+            if !declared {
                 let candidates: Vec<&str> = base_services.iter().map(String::as_str).collect();
                 let hint = suggestion(name, &candidates)
                     .unwrap_or_else(|| "an environment can only change services the base declares".to_owned());
@@ -66,9 +69,18 @@ pub(crate) fn apply(decoder: &mut Decoder, root: &mut Node, environment: &str, o
                         .with_hint(hint),
                 );
             }
-        }
+            declared
+        });
     }
     merge(root, overlay);
+}
+
+fn overlay_services(overlay: &mut Node) -> Option<&mut NodeKind> {
+    let NodeKind::Map(entries) = &mut overlay.kind else { return None };
+    entries
+        .iter_mut()
+        .find(|(k, _)| k.as_str() == Some("services"))
+        .map(|(_, v)| &mut v.kind)
 }
 
 fn merge(base: &mut Node, overlay: Node) {
