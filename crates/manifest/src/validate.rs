@@ -125,18 +125,19 @@ fn ports(decoder: &mut Decoder, refs: &References) {
 
 fn secret_references(decoder: &mut Decoder, refs: &References, secrets: &[SecretReference]) {
     let declared: Vec<&str> = refs.declared_secrets.iter().map(|(n, _)| n.as_str()).collect();
-    let mut undeclared = |name: &str, span: Span, context: String| {
+    let mut undeclared = |name: &str, span: Span, message: String| {
         if declared.contains(&name) {
             return;
         }
         let hint = suggestion(name, &declared)
             .unwrap_or_else(|| format!("declare it under the top-level `secrets:` (e.g. `secrets: {{{name}: {{max_age: 90d}}}}`)"));
-        decoder.push(Diagnostic::error(span, format!("{context} `{name}` is not declared")).with_label("undeclared secret").with_hint(hint));
+        decoder.push(Diagnostic::error(span, message).with_label("undeclared secret").with_hint(hint));
     };
     for (service, name, span) in &refs.service_secrets {
-        undeclared(name, *span, format!("service `{service}` uses secret"));
+        undeclared(name, *span, format!("service `{service}` uses secret `{name}`, which is not declared"));
     }
     for reference in secrets {
-        undeclared(&reference.name, reference.span, "secret".to_owned());
+        let name = &reference.name;
+        undeclared(name, reference.span, format!("secret `{name}` is not declared"));
     }
 }
