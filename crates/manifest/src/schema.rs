@@ -51,7 +51,8 @@ pub(crate) fn stack(decoder: &mut Decoder, root: &Node, refs: &mut References) -
         return None;
     }
     let name = fields.require(decoder, "name", "the manifest").and_then(|n| stack_name(decoder, n));
-    let services = match fields.require(decoder, "services", "the manifest") {
+    // `services:` with nothing under it is present but empty, which `services` reports.
+    let services = match root.get("services").or_else(|| fields.require(decoder, "services", "the manifest")) {
         Some(node) => services(decoder, node, refs),
         None => IndexMap::new(),
     };
