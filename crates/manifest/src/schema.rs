@@ -574,7 +574,9 @@ fn steps(decoder: &mut Decoder, what: &str, node: &Node) -> Vec<RolloutStep> {
         let pause = fields.get("pause").and_then(|n| decoder.parsed(n, &format!("{what} pause"), "duration"));
         steps.push(RolloutStep { weight, pause });
     }
-    if let Some((last, _)) = previous {
+    // When a step did not decode (reported above), the last good step need not be the last
+    // step, so "does not end at 100%" would blame the wrong line.
+    if let (Some((last, _)), true) = (previous, steps.len() == items.len()) {
         if last != Weight::FULL {
             decoder.push(
                 Diagnostic::error(last_span, format!("{what} end at {}%, not 100%", last.get()))
