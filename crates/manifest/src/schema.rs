@@ -150,8 +150,10 @@ fn service(decoder: &mut Decoder, name: &str, name_span: Span, node: &Node, refs
         .unwrap_or_default();
     let backup = fields.get("backup").and_then(|n| {
         if !fields.has("kind") {
+            // The key, not the value: a block mapping's span starts at its first inner key.
+            let key = fields.iter().find(|(key, _, _)| *key == "backup").map_or(n.span, |(_, k, _)| k.span);
             decoder.push(
-                Diagnostic::error(n.span, format!("`backup` on {what}, which is not a datastore"))
+                Diagnostic::error(key, format!("`backup` on {what}, which is not a datastore"))
                     .with_hint("backups apply to services with `kind: postgres | mariadb | redis | sqlite | directory`"),
             );
         }
