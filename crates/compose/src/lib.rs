@@ -1,1 +1,215 @@
-//! wharf-compose
+//! `wharf import compose`: converts a docker-compose.yml into a wharf.yaml.
+//!
+//! Most teams already describe their stack in a compose file; this crate lets them start from
+//! it. It is pure: the caller hands over the compose text, its path (for the project name and
+//! messages) and a closure that reads `env_file`s, so every conversion is a fast, repeatable
+//! function of its inputs. Whatever compose says that wharf cannot express comes back as a
+//! [`Warning`] naming the key and its line:column — nothing is dropped silently.
+
+mod env;
+mod health;
+mod keys;
+mod ports;
+mod service;
+
+use std::io;
+use std::path::Path;
+
+use serde_json::{Map, Value};
+use wharf_manifest::yaml::{self, Node, NodeKind};
+use wharf_manifest::{Diagnostic, Span};
+
+/// The result of a conversion: the wharf.yaml text and what could not be carried over.
+#[derive(Debug, Clone)]
+pub struct Imported {
+    pub yaml: String,
+    pub warnings: Vec<Warning>,
+}
+
+/// Something in the compose file wharf did not carry over (or carried with a different meaning).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// The compose key concerned, as a dotted path: `services.db.volumes`, `networks`.
+    pub key: String,
+    /// The message, with the span of the key in the compose file.
+    pub diagnostic: Diagnostic,
+}
+
+/// Why a compose file could not be converted at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The text is not valid YAML.
+    #[error("the compose file is not valid YAML")]
+    Yaml { diagnostics: Vec<Diagnostic> },
+    /// Valid YAML, but not a compose file (no `services` mapping).
+    #[error("not a compose file: {}", diagnostic.message)]
+    NotCompose { diagnostic: Diagnostic },
+    /// A compose file with values compose itself would reject.
+    #[error("the compose file has {} problem(s)", diagnostics.len())]
+    Invalid { diagnostics: Vec<Diagnostic> },
+    /// A required `env_file` could not be read.
+    #[error("env_file `{path}` could not be read: {source}")]
+    EnvFile {
+        path: String,
+        span: Span,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl ImportError {
+    /// Every problem as a diagnostic with a position, ready for
+    /// [`wharf_manifest::diagnostic::render`].
+    pub fn diagnostics(&self) -> Vec<Diagnostic> {
+        match self {
+            ImportError::Yaml { diagnostics } | ImportError::Invalid { diagnostics } => {
+                diagnostics.clone()
+            }
+            ImportError::NotCompose { diagnostic } => vec![diagnostic.clone()],
+            ImportError::EnvFile { path, span, source } => {
+                let message = format!("env_file `{path}` could not be read: {source}");
+                let hint = "create the file, or mark it optional with `{path: ..., required: false}`";
+                vec![Diagnostic::error(*span, message).with_hint(hint)]
+            }
+        }
+    }
+}
+
+/// Reads an `env_file` given as written in the compose file (relative to the compose file's
+/// directory); the caller decides what "relative" means, keeping this crate free of IO.
+pub type ReadEnvFile<'a> = &'a dyn Fn(&str) -> io::Result<String>;
+
+/// Converts compose `text` read from `path` into a wharf.yaml.
+pub fn convert(text: &str, path: &Path, read_env_file: ReadEnvFile<'_>) -> Result<Imported, ImportError> {
+    let root = parse_root(text)?;
+    let services = services_node(&root)?;
+    let mut importer = Importer {
+        warnings: Vec::new(),
+        errors: Vec::new(),
+        read_env_file,
+    };
+    let project = importer.project_name(&root, path);
+    importer.top_level_keys(&root);
+    let names = service::ServiceNames::collect(services);
+    let mut out_services = Map::new();
+    for (key, node) in map_entries(services) {
+        let Some(name) = key.as_str() else { continue };
+        let converted = service::convert(&mut importer, &project, &names, name, key, node)?;
+        if let Some(value) = converted {
+            out_services.insert(names.wharf_name(name), value);
+        }
+    }
+    if !importer.errors.is_empty() {
+        return Err(ImportError::Invalid { diagnostics: importer.errors });
+    }
+    let mut manifest = Map::new();
+    manifest.insert("name".to_owned(), Value::String(project));
+    manifest.insert("services".to_owned(), Value::Object(out_services));
+    importer.warnings.sort_by_key(|w| w.diagnostic.span.start);
+    Ok(Imported {
+        yaml: header(path) + &yaml::emit(&Value::Object(manifest)),
+        warnings: importer.warnings,
+    })
+}
+
+/// The comment on top of the output: where it came from and the one default that differs.
+fn header(path: &Path) -> String {
+    let file = path.file_name().map_or_else(|| path.display().to_string(), |f| f.to_string_lossy().into_owned());
+    format!(
+        "# imported from {file} by wharf import compose\n\
+         # compose restarts nothing unless told to; wharf restarts services that exit\n\
+         # (`restart: always`) unless a service says otherwise.\n"
+    )
+}
+
+fn parse_root(text: &str) -> Result<Node, ImportError> {
+    let (root, diagnostics) = yaml::parse(text);
+    if diagnostics.iter().any(Diagnostic::is_error) {
+        return Err(ImportError::Yaml { diagnostics });
+    }
+    let start = Span { line: 1, column: 1, ..Span::default() };
+    let root = root.ok_or_else(|| not_compose(start, "the file is empty"))?;
+    if !matches!(root.kind, NodeKind::Map(_)) {
+        let found = root.type_name();
+        return Err(not_compose(root.span, &format!("expected a mapping with `services:`, found {found}")));
+    }
+    Ok(root)
+}
+
+fn services_node(root: &Node) -> Result<&Node, ImportError> {
+    let services = root.get("services").ok_or_else(|| {
+        let start = Span { line: 1, column: 1, ..Span::default() };
+        not_compose(root.span.to(start), "there is no top-level `services` key")
+    })?;
+    match &services.kind {
+        NodeKind::Map(entries) if !entries.is_empty() => Ok(services),
+        NodeKind::Map(_) | NodeKind::Null => Err(not_compose(services.span, "`services` is empty")),
+        _ => {
+            let found = services.type_name();
+            Err(not_compose(services.span, &format!("`services` must be a mapping, found {found}")))
+        }
+    }
+}
+
+fn not_compose(span: Span, message: &str) -> ImportError {
+    let diagnostic = Diagnostic::error(span, format!("not a compose file: {message}"))
+        .with_hint("a compose file is a mapping with `services:`, each service a mapping with `image:` or `build:`");
+    ImportError::NotCompose { diagnostic }
+}
+
+/// The entries of a mapping node (empty for anything else).
+pub(crate) fn map_entries(node: &Node) -> &[(Node, Node)] {
+    match &node.kind {
+        NodeKind::Map(entries) => entries,
+        _ => &[],
+    }
+}
+
+/// Conversion state shared by the per-service functions: warnings, errors, the env file reader.
+pub(crate) struct Importer<'a> {
+    pub warnings: Vec<Warning>,
+    pub errors: Vec<Diagnostic>,
+    pub read_env_file: ReadEnvFile<'a>,
+}
+
+impl Importer<'_> {
+    /// Records that `key` (a dotted path) at `span` was not carried, or changed meaning.
+    pub fn warn(&mut self, key: impl Into<String>, span: Span, message: impl Into<String>, hint: Option<&str>) {
+        let mut diagnostic = Diagnostic::warning(span, message);
+        if let Some(hint) = hint {
+            diagnostic = diagnostic.with_hint(hint);
+        }
+        self.warnings.push(Warning { key: key.into(), diagnostic });
+    }
+
+    /// Records a value compose itself would reject.
+    pub fn error(&mut self, span: Span, message: impl Into<String>) {
+        self.errors.push(Diagnostic::error(span, message));
+    }
+
+    /// compose's `name:`, else the compose file's directory name, sanitized the way compose
+    /// does (lowercase letters, digits, `-` and `_`).
+    fn project_name(&mut self, root: &Node, path: &Path) -> String {
+        let from_file = root.get("name").and_then(Node::as_str).map(str::to_owned);
+        let from_dir = || {
+            path.parent()
+                .and_then(Path::file_name)
+                .map(|name| name.to_string_lossy().into_owned())
+        };
+        let raw = from_file.or_else(from_dir).unwrap_or_default();
+        let name = keys::project_name(&raw);
+        if name.is_empty() { "app".to_owned() } else { name }
+    }
+
+    /// Warns about every top-level key other than `services`, `name` and `x-*` extensions.
+    fn top_level_keys(&mut self, root: &Node) {
+        for (key, _) in map_entries(root) {
+            let Some(name) = key.as_str() else { continue };
+            if matches!(name, "services" | "name") || name.starts_with("x-") {
+                continue;
+            }
+            let (message, hint) = keys::top_level(name);
+            self.warn(name, key.span, message, hint);
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! One compose service → one wharf service: what runs (command or image), replicas,
+//! dependencies and restart policy, with ports, env and healthcheck delegated to their modules.
+
+use std::collections::HashSet;
+
+use indexmap::IndexMap;
+use serde_json::{Map, Value, json};
+use wharf_manifest::yaml::{Node, NodeKind};
+
+use crate::{ImportError, Importer, env, health, keys, map_entries, ports};
+
+/// Service keys this crate carries over (or deliberately folds into another key).
+const HANDLED: &[&str] = &[
+    "image", "build", "command", "entrypoint", "environment", "env_file", "ports", "depends_on",
+    "healthcheck", "deploy", "restart", "scale",
+];
+
+/// Every compose service name with its wharf name, and the services others wait on to
+/// complete (one-shot jobs such as migrations).
+pub(crate) struct ServiceNames {
+    names: IndexMap<String, String>,
+    one_shot: HashSet<String>,
+}
+
+impl ServiceNames {
+    pub(crate) fn collect(services: &Node) -> Self {
+        let mut names = IndexMap::new();
+        let mut one_shot = HashSet::new();
+        for (key, service) in map_entries(services) {
+            let Some(name) = key.as_str() else { continue };
+            names.insert(name.to_owned(), keys::service_name(name));
+            let deps = service.get("depends_on").map(map_entries).unwrap_or_default();
+            for (dep, value) in deps {
+                let condition = value.get("condition").and_then(Node::as_str);
+                if condition == Some("service_completed_successfully") {
+                    one_shot.extend(dep.as_str().map(str::to_owned));
+                }
+            }
+        }
+        ServiceNames { names, one_shot }
+    }
+
+    /// The wharf name of a compose service (the same unless it had characters wharf rejects).
+    pub(crate) fn wharf_name(&self, compose: &str) -> String {
+        self.names.get(compose).cloned().unwrap_or_else(|| keys::service_name(compose))
+    }
+
+    fn contains(&self, compose: &str) -> bool {
+        self.names.contains_key(compose)
+    }
+}
+
+/// What one conversion needs to know about the service at hand.
+pub(crate) struct Service<'n> {
+    pub name: &'n str,
+    pub key: &'n Node,
+    pub node: &'n Node,
+}
+
+impl Service<'_> {
+    /// The dotted path of one of this service's keys, as warnings name it.
+    pub(crate) fn path(&self, key: &str) -> String {
+        format!("services.{}.{key}", self.name)
+    }
+}
+
+/// Converts one service; `Ok(None)` when it is malformed (the error is recorded).
+pub(crate) fn convert(
+    imp: &mut Importer<'_>,
+    project: &str,
+    names: &ServiceNames,
+    name: &str,
+    key: &Node,
+    node: &Node,
+) -> Result<Option<Value>, ImportError> {
+    if !matches!(node.kind, NodeKind::Map(_)) {
+        imp.error(node.span, format!("service `{name}` must be a mapping, found {}", node.type_name()));
+        return Ok(None);
+    }
+    let service = Service { name, key, node };
+    warn_if_renamed(imp, names, &service);
+    let mut out = Map::new();
+    run_target(imp, project, &service, &mut out);
+    ports::convert(imp, &service, &mut out);
+    replicas(imp, &service, &mut out);
+    let env = env::convert(imp, &service)?;
+    if !env.is_empty() {
+        out.insert("env".to_owned(), Value::Object(env));
+    }
+    depends_on(imp, names, &service, &mut out);
+    if let Some(probe) = health::convert(imp, &service) {
+        out.insert("probes".to_owned(), json!({ "ready": probe }));
+    }
+    restart(imp, names, &service, &mut out);
+    other_keys(imp, &service);
+    Ok(Some(Value::Object(out)))
+}
+
+fn warn_if_renamed(imp: &mut Importer<'_>, names: &ServiceNames, service: &Service<'_>) {
+    let wharf = names.wharf_name(service.name);
+    if wharf != service.name {
+        let message = format!("service `{}` is imported as `{wharf}`", service.name);
+        let hint = "wharf service names start with a letter and use letters, digits, `-` and `_`";
+        imp.warn(format!("services.{}", service.name), service.key.span, message, Some(hint));
+    }
+}
+
+/// What the service runs. wharf runs either a local `command` or a container `image`, never
+/// both: a compose service that sets `command`/`entrypoint` keeps them (they say what the
+/// service does), otherwise it keeps its image.
+fn run_target(imp: &mut Importer<'_>, project: &str, service: &Service<'_>, out: &mut Map<String, Value>) {
+    let (node, name) = (service.node, service.name);
+    let image = node.get("image");
+    let build = node.get("build");
+    let entrypoint = node.get("entrypoint").and_then(|n| words(imp, service, "entrypoint", n));
+    let command = node.get("command").and_then(|n| words(imp, service, "command", n));
+    let joined: Vec<String> = entrypoint.iter().chain(command.iter()).flatten().cloned().collect();
+    let built_tag = format!("{project}-{name}");
+    if !joined.is_empty() {
+        out.insert("command".to_owned(), json!(joined));
+        warn_command_meaning(imp, service, entrypoint.is_some(), command.is_some());
+    } else if let Some(text) = image.and_then(Node::as_str) {
+        out.insert("image".to_owned(), json!(text));
+    } else if build.is_some() {
+        out.insert("image".to_owned(), json!(built_tag));
+    } else {
+        imp.error(service.key.span, format!("service `{name}` has no `image`, `build` or `command`"));
+    }
+    if let Some(build) = build {
+        let tag = image.and_then(Node::as_str).unwrap_or(&built_tag);
+        let message = if joined.is_empty() {
+            format!("`build` is not carried over: wharf runs image `{tag}` but does not build it")
+        } else {
+            format!("`build` is not carried over: the service's command runs as a local process, not inside image `{tag}`")
+        };
+        let hint = format!("build it first: `docker compose build {name}` (compose tags it `{tag}`)");
+        imp.warn(service.path("build"), key_span(node, "build", build), message, Some(&hint));
+    }
+}
+
+/// Warns where the joined command does not mean what compose meant: the image is dropped for
+/// a command, and a `command` alone was arguments to the image's ENTRYPOINT.
+fn warn_command_meaning(imp: &mut Importer<'_>, service: &Service<'_>, has_entrypoint: bool, has_command: bool) {
+    let node = service.node;
+    if let Some(image) = node.get("image") {
+        let text = image.as_str().unwrap_or_default();
+        let message = format!("`image: {text}` is not carried over: a wharf service runs either a `command` or an `image`, and this one sets a command");
+        let hint = format!("the command now runs as a local process; to run the container instead, replace `command` with `image: {text}`");
+        imp.warn(service.path("image"), key_span(node, "image", image), message, Some(&hint));
+    }
+    let from_image = node.get("image").is_some() || node.get("build").is_some();
+    if has_command && !has_entrypoint && from_image {
+        let command = node.get("command").map_or(node.span, |n| key_span(node, "command", n));
+        let message = "`command` changes meaning: compose passes it as arguments to the image's ENTRYPOINT, wharf runs it as the whole command";
+        let hint = "if the image has an ENTRYPOINT, put it in front of the command";
+        imp.warn(service.path("command"), command, message, Some(hint));
+    }
+}
+
+/// `command`/`entrypoint` as a list of words: a string is split like a shell would, as compose
+/// does (no shell runs it).
+fn words(imp: &mut Importer<'_>, service: &Service<'_>, key: &str, node: &Node) -> Option<Vec<String>> {
+    match &node.kind {
+        NodeKind::Null => None,
+        NodeKind::Scalar { value, .. } => shlex::split(value).or_else(|| {
+            imp.error(node.span, format!("`{}`: unbalanced quotes", service.path(key)));
+            None
+        }),
+        NodeKind::Seq(items) => items.iter().map(|item| scalar(imp, item, &service.path(key))).collect(),
+        NodeKind::Map(_) => {
+            imp.error(node.span, format!("`{}` must be a string or a list", service.path(key)));
+            None
+        }
+    }
+}
+
+/// A scalar's text, or an error naming `what`.
+pub(crate) fn scalar(imp: &mut Importer<'_>, node: &Node, what: &str) -> Option<String> {
+    match &node.kind {
+        NodeKind::Scalar { value, .. } => Some(value.clone()),
+        _ => {
+            imp.error(node.span, format!("`{what}`: expected a string, found {}", node.type_name()));
+            None
+        }
+    }
+}
+
+/// The span of the key whose value is `value` in mapping `parent` (the value's span if not found).
+pub(crate) fn key_span(parent: &Node, key: &str, value: &Node) -> wharf_manifest::Span {
+    map_entries(parent)
+        .iter()
+        .find(|(k, _)| k.as_str() == Some(key))
+        .map_or(value.span, |(k, _)| k.span)
+}
+
+/// `deploy.replicas` (or the legacy `scale`) → `replicas`; the rest of `deploy` is warned about.
+fn replicas(imp: &mut Importer<'_>, service: &Service<'_>, out: &mut Map<String, Value>) {
+    let node = service.node;
+    let deploy = node.get("deploy");
+    let count = deploy.and_then(|d| d.get("replicas")).or_else(|| node.get("scale"));
+    if let Some(count) = count {
+        match count.as_str() {
+            Some(text) if text.contains('$') => {
+                out.insert("replicas".to_owned(), json!(text));
+            }
+            Some(text) if text.parse::<u32>().is_ok() => {
+                out.insert("replicas".to_owned(), json!(text.parse::<u32>().unwrap_or(1)));
+            }
+            _ => imp.error(count.span, format!("`{}`: expected a number of replicas", service.path("deploy.replicas"))),
+        }
+    }
+    for (key, _) in deploy.map(map_entries).unwrap_or_default() {
+        let Some(name) = key.as_str() else { continue };
+        if matches!(name, "replicas" | "restart_policy") {
+            continue;
+        }
+        let path = service.path(&format!("deploy.{name}"));
+        let message = format!("`{path}` is not carried over: wharf.yaml has no equivalent");
+        imp.warn(path, key.span, message, None);
+    }
+}
+
+fn depends_on(imp: &mut Importer<'_>, names: &ServiceNames, service: &Service<'_>, out: &mut Map<String, Value>) {
+    let Some(node) = service.node.get("depends_on") else { return };
+    let mut deps = Map::new();
+    match &node.kind {
+        NodeKind::Seq(items) => {
+            for item in items {
+                let Some(dep) = scalar(imp, item, &service.path("depends_on")) else { continue };
+                if known(imp, names, service, &dep, item) {
+                    deps.insert(names.wharf_name(&dep), json!({ "condition": "started" }));
+                }
+            }
+        }
+        NodeKind::Map(entries) => {
+            for (key, value) in entries {
+                let Some(dep) = key.as_str() else { continue };
+                if known(imp, names, service, dep, key) {
+                    let converted = dependency(imp, service, dep, value);
+                    deps.insert(names.wharf_name(dep), converted);
+                }
+            }
+        }
+        _ => imp.error(node.span, format!("`{}` must be a list or a mapping", service.path("depends_on"))),
+    }
+    if !deps.is_empty() {
+        out.insert("depends_on".to_owned(), Value::Object(deps));
+    }
+}
+
+fn known(imp: &mut Importer<'_>, names: &ServiceNames, service: &Service<'_>, dep: &str, at: &Node) -> bool {
+    let found = names.contains(dep);
+    if !found {
+        imp.error(at.span, format!("service `{}` depends on `{dep}`, which is not a service in this file", service.name));
+    }
+    found
+}
+
+/// One long-form dependency: `condition`, `required` and `restart`.
+fn dependency(imp: &mut Importer<'_>, service: &Service<'_>, dep: &str, value: &Node) -> Value {
+    let path = service.path(&format!("depends_on.{dep}"));
+    let mut out = Map::new();
+    let condition = value.get("condition");
+    let wharf_condition = match condition.and_then(Node::as_str) {
+        None | Some("service_started") => "started",
+        Some("service_healthy") => "ready",
+        Some("service_completed_successfully") => {
+            let span = condition.map_or(value.span, |c| c.span);
+            let message = format!("`{path}`: wharf has no \"completed successfully\" condition; `{}` waits for `{dep}` to start", service.name);
+            let hint = format!("`{dep}` gets `restart: on-failure` so a job that succeeds is not rerun; run it before `wharf up` if the order matters");
+            imp.warn(format!("{path}.condition"), span, message, Some(&hint));
+            "started"
+        }
+        Some(other) => {
+            let span = condition.map_or(value.span, |c| c.span);
+            imp.error(span, format!("`{path}.condition`: unknown condition `{other}`"));
+            "started"
+        }
+    };
+    out.insert("condition".to_owned(), json!(wharf_condition));
+    if value.get("required").and_then(Node::as_str) == Some("false") {
+        out.insert("critical".to_owned(), json!(false));
+    }
+    for (key, _) in map_entries(value) {
+        let Some(name) = key.as_str() else { continue };
+        if !matches!(name, "condition" | "required") {
+            let message = format!("`{path}.{name}` is not carried over: wharf.yaml has no equivalent");
+            imp.warn(format!("{path}.{name}"), key.span, message, None);
+        }
+    }
+    Value::Object(out)
+}
+
+/// `restart` (or `deploy.restart_policy.condition`) → wharf's `restart`. Without either, a
+/// service others wait on to complete gets `on-failure`, so a finished job is not rerun.
+fn restart(imp: &mut Importer<'_>, names: &ServiceNames, service: &Service<'_>, out: &mut Map<String, Value>) {
+    let node = service.node;
+    let policy = node.get("deploy").and_then(|d| d.get("restart_policy"));
+    let policy = if let Some(restart) = node.get("restart") {
+        restart_value(imp, service, restart)
+    } else if let Some(policy) = policy {
+        restart_policy(imp, service, policy)
+    } else if names.one_shot.contains(service.name) {
+        Some("on-failure")
+    } else {
+        None
+    };
+    if let Some(policy) = policy {
+        out.insert("restart".to_owned(), json!(policy));
+    }
+}
+
+fn restart_value(imp: &mut Importer<'_>, service: &Service<'_>, node: &Node) -> Option<&'static str> {
+    let text = node.as_str().unwrap_or_default();
+    match text {
+        "no" => Some("never"),
+        "always" | "unless-stopped" => Some("always"),
+        "on-failure" => Some("on-failure"),
+        _ if text.starts_with("on-failure:") => {
+            let message = format!("`{}`: the retry limit is not carried over; wharf restarts on failure without a limit", service.path("restart"));
+            imp.warn(service.path("restart"), node.span, message, None);
+            Some("on-failure")
+        }
+        _ => {
+            imp.error(node.span, format!("`{}`: unknown restart policy `{text}`", service.path("restart")));
+            None
+        }
+    }
+}
+
+fn restart_policy(imp: &mut Importer<'_>, service: &Service<'_>, node: &Node) -> Option<&'static str> {
+    let path = service.path("deploy.restart_policy");
+    for (key, _) in map_entries(node) {
+        let Some(name) = key.as_str() else { continue };
+        if name != "condition" {
+            let message = format!("`{path}.{name}` is not carried over: wharf.yaml has no equivalent");
+            imp.warn(format!("{path}.{name}"), key.span, message, None);
+        }
+    }
+    match node.get("condition").and_then(Node::as_str) {
+        Some("none") => Some("never"),
+        Some("on-failure") => Some("on-failure"),
+        Some("any") | None => Some("always"),
+        Some(other) => {
+            imp.error(node.span, format!("`{path}.condition`: unknown condition `{other}`"));
+            None
+        }
+    }
+}
+
+/// Warns about every key this crate does not handle; `x-*` extensions are skipped silently.
+fn other_keys(imp: &mut Importer<'_>, service: &Service<'_>) {
+    for (key, _) in map_entries(service.node) {
+        let Some(name) = key.as_str() else { continue };
+        if HANDLED.contains(&name) || name.starts_with("x-") {
+            continue;
+        }
+        let (message, hint) = keys::service_key(service.name, name);
+        imp.warn(service.path(name), key.span, message, hint);
+    }
+}
