@@ -240,6 +240,42 @@ impl Expansion<'_> {
     }
 }
 
+/// Writes `text`, a value after interpolation, so that interpolating it again gives `text`:
+/// every `$` becomes `$$` except those starting a `${secret:NAME}` or an instance variable
+/// (`${PORT}`, `$PORT`), which interpolation leaves as they are.
+pub(crate) fn escape_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    let mut rest = text;
+    while let Some(dollar) = rest.find('$') {
+        out.push_str(&rest[..dollar]);
+        rest = &rest[dollar..];
+        let symbolic = symbolic_reference_len(rest);
+        if symbolic == 0 {
+            out.push_str("$$");
+            rest = &rest[1..];
+        } else {
+            out.push_str(&rest[..symbolic]);
+            rest = &rest[symbolic..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The length of the symbolic reference at the start of `text` (which starts with `$`), or 0.
+fn symbolic_reference_len(text: &str) -> usize {
+    let after = &text[1..];
+    if let Some(braced) = after.strip_prefix('{') {
+        let Some(close) = braced.find('}') else { return 0 };
+        let inner = &braced[..close];
+        let name = inner.strip_prefix("secret:").unwrap_or(inner);
+        let secret = name.len() < inner.len() && !name.is_empty() && variable_name_len(name) == name.len();
+        return if secret || INSTANCE_VARIABLES.contains(&inner) { close + 3 } else { 0 };
+    }
+    let name_len = variable_name_len(after);
+    if INSTANCE_VARIABLES.contains(&&after[..name_len]) { name_len + 1 } else { 0 }
+}
+
 fn split_operator(modifier: &str) -> Option<(&str, &str)> {
     [":-", ":?", ":+", "-", "?", "+"]
         .into_iter()
@@ -320,6 +356,15 @@ mod tests {
         assert_eq!(expand("${EMPTY?needed}", false), (Some(String::new()), 0, vec![]));
         assert_eq!(expand("${NOPE}", false), (Some(String::new()), 1, vec![]));
         assert_eq!(expand("${HOME", false).1, 1);
+    }
+
+    #[test]
+    fn escaped_literals_expand_back_to_themselves() {
+        for text in ["$HOME", "5$", "${secret:PG} and $$", "--port=${PORT}", "$PORT/$PORTS", "${secret:}", "${X"] {
+            let escaped = escape_literal(text);
+            assert_eq!(expand(&escaped, true).0.as_deref(), Some(text), "{text} → {escaped}");
+        }
+        assert_eq!(escape_literal("${secret:PG} $HOME"), "${secret:PG} $$HOME");
     }
 
     #[test]

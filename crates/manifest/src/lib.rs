@@ -177,6 +177,19 @@ fn sort_and_dedup(diagnostics: &mut Vec<Diagnostic>) {
 
 /// The effective manifest as YAML: what `wharf render` prints. Secrets stay `${secret:NAME}`.
 pub fn render(stack: &ValidStack) -> String {
-    let value = serde_json::to_value(&stack.0).unwrap_or_default();
+    let mut value = serde_json::to_value(&stack.0).unwrap_or_default();
+    escape_values(&mut value);
     yaml::emit(&value)
+}
+
+/// Interpolation already ran, so a `$` left in a value is literal (`$$HOME` became `$HOME`)
+/// unless it starts a reference that stays symbolic; it is written back as `$$` so the
+/// rendered manifest loads to the same stack. Keys are never interpolated and stay as they are.
+fn escape_values(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(text) if text.contains('$') => *text = interpolate::escape_literal(text),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(escape_values),
+        serde_json::Value::Object(map) => map.values_mut().for_each(escape_values),
+        _ => {}
+    }
 }
