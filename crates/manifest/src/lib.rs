@@ -179,7 +179,14 @@ fn sort_and_dedup(diagnostics: &mut Vec<Diagnostic>) {
 pub fn render(stack: &ValidStack) -> String {
     let mut value = serde_json::to_value(&stack.0).unwrap_or_default();
     escape_values(&mut value);
-    yaml::emit(&value)
+    // `environment` is not a manifest key: the applied overlay is named in a comment, so the
+    // rendered text is itself a manifest that loads to the same stack.
+    let environment = value.as_object_mut().and_then(|map| map.shift_remove("environment"));
+    let header = match environment {
+        Some(serde_json::Value::String(name)) => format!("# environment: {name}\n"),
+        _ => String::new(),
+    };
+    header + &yaml::emit(&value)
 }
 
 /// Interpolation already ran, so a `$` left in a value is literal (`$$HOME` became `$HOME`)
