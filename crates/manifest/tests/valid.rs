@@ -1,0 +1,62 @@
+//! A manifest that uses every feature of the schema loads cleanly, and `render` round-trips:
+//! the rendered YAML loads back to the same stack, with secrets still symbolic.
+
+mod common;
+
+use wharf_manifest::{EnvironmentChoice, Stack, check_all, environment_names, load, render};
+
+const FULL: &str = include_str!("valid/full.yaml");
+
+fn load_clean(source: &str, environment: EnvironmentChoice<'_>) -> Stack {
+    let loaded = load(source, environment, &common::variables);
+    assert!(loaded.diagnostics.is_empty(), "{environment:?}: {:#?}\n{source}", loaded.diagnostics);
+    loaded.stack.expect("no diagnostics means a stack").into_inner()
+}
+
+#[test]
+fn full_manifest_has_no_diagnostics() {
+    assert_eq!(check_all(FULL, &common::variables), vec![]);
+    assert_eq!(environment_names(FULL), ["dev", "staging", "prod"]);
+}
+
+#[test]
+fn full_manifest_uses_every_feature() {
+    let stack = load_clean(FULL, EnvironmentChoice::Named("prod"));
+    assert_eq!(stack.environment.as_deref(), Some("prod"));
+    let require = stack.require.as_ref().expect("prod requires approvals");
+    assert_eq!((require.approvals, require.gates.len()), (2, 2));
+    assert_eq!(stack.services.len(), 8);
+    assert_eq!(stack.services["api"].replicas, 4);
+    assert_eq!(stack.alerts.len(), 1, "the prod overlay replaces the alerts list");
+    assert_eq!(stack.smoke.len(), 3);
+    assert_eq!(stack.secrets.len(), 4);
+    let api = &stack.services["api"];
+    assert_eq!(api.env["LOG_LEVEL"], "info");
+    assert_eq!(api.env["COST"], "5$");
+    assert_eq!(api.env["LITERAL"], "$HOME");
+    assert_eq!(api.command.as_deref().map(|c| c[2].as_str()), Some("${PORT}"));
+    assert_eq!(api.version.as_deref(), Some("1.4.0"));
+    let rollout = api.rollout.as_ref().expect("api has a rollout");
+    assert_eq!(rollout.steps.iter().map(|s| s.weight.get()).collect::<Vec<_>>(), [5, 25, 100]);
+    let worker = &stack.services["worker"];
+    assert_eq!(worker.command.as_deref().map(<[String]>::len), Some(3));
+    let dev = load_clean(FULL, EnvironmentChoice::Default);
+    assert_eq!(dev.environment.as_deref(), Some("dev"));
+    assert_eq!(dev.services["api"].env["LOG_LEVEL"], "debug");
+}
+
+#[test]
+fn rendered_manifest_loads_back_to_the_same_stack() {
+    for environment in [EnvironmentChoice::Base, EnvironmentChoice::Named("dev"), EnvironmentChoice::Named("prod")] {
+        let stack = load(FULL, environment, &common::variables).stack.expect("the full manifest loads");
+        let rendered = render(&stack);
+        assert!(rendered.contains("${secret:PG_PASS}"), "{rendered}");
+        assert!(rendered.contains("${secret:STRIPE_KEY}"), "{rendered}");
+        assert!(rendered.contains("${PORT}"), "instance variables stay symbolic:\n{rendered}");
+        let again = load_clean(&rendered, EnvironmentChoice::Base);
+        let mut expected = stack.into_inner();
+        // The rendered text is the effective manifest; it has no overlays left to choose from.
+        expected.environment = None;
+        assert_eq!(again, expected, "{environment:?}:\n{rendered}");
+    }
+}
