@@ -31,14 +31,25 @@ pub(crate) fn convert(imp: &mut Importer<'_>, service: &Service<'_>) -> Option<V
     let command = test_command(imp, &path, test)?;
     let mut probe = Map::new();
     probe.insert("exec".to_owned(), json!({ "command": command }));
-    for (key, default) in [("interval", "30s"), ("timeout", "30s")] {
-        probe.insert(key.to_owned(), json!(duration(imp, &path, node, key).unwrap_or_else(|| default.to_owned())));
-    }
+    let interval = duration(imp, &path, node, "interval").unwrap_or_else(|| "30s".to_owned());
+    let timeout = duration(imp, &path, node, "timeout").unwrap_or_else(|| default_timeout(&interval));
+    probe.insert("interval".to_owned(), json!(interval));
+    probe.insert("timeout".to_owned(), json!(timeout));
     probe.insert("failure_threshold".to_owned(), json!(retries(imp, &path, node)));
     if let Some(start) = duration(imp, &path, node, "start_period") {
         probe.insert("start_period".to_owned(), json!(start));
     }
     Some(Value::Object(probe))
+}
+
+/// compose's default timeout is 30s; docker runs checks back to back, but wharf probes on a
+/// timer, so an unwritten timeout is capped at the interval to keep probes from overlapping.
+fn default_timeout(interval: &str) -> String {
+    let interval_nanos = parse_duration(interval).filter(|_| !interval.contains('$'));
+    match interval_nanos {
+        Some(nanos) if nanos < 30_000_000_000 => interval.to_owned(),
+        _ => "30s".to_owned(),
+    }
 }
 
 /// `["CMD", args…]` → args; `["CMD-SHELL", "text"]` and a plain string → `[sh, -c, text]`;

@@ -70,7 +70,7 @@ fn take(imp: &mut Importer<'_>, service: &Service<'_>, port: &Port, span: Span, 
         let message = format!("host address {ip} of port {published} is not carried over: wharf's proxy chooses where it listens");
         warn(imp, message, None);
     }
-    if target != published && !target.contains('$') {
+    if target != published && !target.contains('$') && !published.contains('$') {
         let message = format!("container port {target} is not carried over: wharf's proxy serves {published} and forwards to each instance's own port");
         let hint = "make the service listen on `${PORT}`, which wharf sets for each instance";
         warn(imp, message, Some(hint));

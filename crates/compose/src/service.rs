@@ -106,8 +106,9 @@ fn warn_if_renamed(imp: &mut Importer<'_>, names: &ServiceNames, service: &Servi
 }
 
 /// What the service runs. wharf runs either a local `command` or a container `image`, never
-/// both: a compose service that sets `command`/`entrypoint` keeps them (they say what the
-/// service does), otherwise it keeps its image.
+/// both. A service built from the project's own source (`build:`) keeps its command: that is
+/// the process a developer runs locally. An off-the-shelf image keeps the image, and a command
+/// override on it (usually flags for the image's entrypoint) is warned about.
 fn run_target(imp: &mut Importer<'_>, project: &str, service: &Service<'_>, out: &mut Map<String, Value>) {
     let (node, name) = (service.node, service.name);
     let image = node.get("image");
@@ -116,11 +117,14 @@ fn run_target(imp: &mut Importer<'_>, project: &str, service: &Service<'_>, out:
     let command = node.get("command").and_then(|n| words(imp, service, "command", n));
     let joined: Vec<String> = entrypoint.iter().chain(command.iter()).flatten().cloned().collect();
     let built_tag = format!("{project}-{name}");
-    if !joined.is_empty() {
+    let runs_command = !joined.is_empty() && (build.is_some() || image.is_none());
+    if runs_command {
         out.insert("command".to_owned(), json!(joined));
         warn_command_meaning(imp, service, entrypoint.is_some(), command.is_some());
     } else if let Some(text) = image.and_then(Node::as_str) {
         out.insert("image".to_owned(), json!(text));
+        warn_override(imp, service, "entrypoint", text);
+        warn_override(imp, service, "command", text);
     } else if build.is_some() {
         out.insert("image".to_owned(), json!(built_tag));
     } else {
@@ -128,14 +132,22 @@ fn run_target(imp: &mut Importer<'_>, project: &str, service: &Service<'_>, out:
     }
     if let Some(build) = build {
         let tag = image.and_then(Node::as_str).unwrap_or(&built_tag);
-        let message = if joined.is_empty() {
-            format!("`build` is not carried over: wharf runs image `{tag}` but does not build it")
-        } else {
+        let message = if runs_command {
             format!("`build` is not carried over: the service's command runs as a local process, not inside image `{tag}`")
+        } else {
+            format!("`build` is not carried over: wharf runs image `{tag}` but does not build it")
         };
         let hint = format!("build it first: `docker compose build {name}` (compose tags it `{tag}`)");
         imp.warn(service.path("build"), key_span(node, "build", build), message, Some(&hint));
     }
+}
+
+/// A `command`/`entrypoint` override on an image that wharf runs as is.
+fn warn_override(imp: &mut Importer<'_>, service: &Service<'_>, key: &str, image: &str) {
+    let Some(value) = service.node.get(key) else { return };
+    let message = format!("`{}` is not carried over: wharf runs image `{image}` with its own {key}", service.path(key));
+    let hint = format!("wharf.yaml cannot override an image's {key}; bake it into an image, or run the process locally with `command:` instead of `image:`");
+    imp.warn(service.path(key), key_span(service.node, key, value), message, Some(&hint));
 }
 
 /// Warns where the joined command does not mean what compose meant: the image is dropped for
@@ -144,15 +156,14 @@ fn warn_command_meaning(imp: &mut Importer<'_>, service: &Service<'_>, has_entry
     let node = service.node;
     if let Some(image) = node.get("image") {
         let text = image.as_str().unwrap_or_default();
-        let message = format!("`image: {text}` is not carried over: a wharf service runs either a `command` or an `image`, and this one sets a command");
+        let message = format!("`image: {text}` is not carried over: a wharf service runs either a `command` or an `image`, and this one is built from source and sets a command");
         let hint = format!("the command now runs as a local process; to run the container instead, replace `command` with `image: {text}`");
         imp.warn(service.path("image"), key_span(node, "image", image), message, Some(&hint));
     }
-    let from_image = node.get("image").is_some() || node.get("build").is_some();
-    if has_command && !has_entrypoint && from_image {
+    if has_command && !has_entrypoint && node.get("build").is_some() {
         let command = node.get("command").map_or(node.span, |n| key_span(node, "command", n));
         let message = "`command` changes meaning: compose passes it as arguments to the image's ENTRYPOINT, wharf runs it as the whole command";
-        let hint = "if the image has an ENTRYPOINT, put it in front of the command";
+        let hint = "if the Dockerfile sets an ENTRYPOINT, put it in front of the command";
         imp.warn(service.path("command"), command, message, Some(hint));
     }
 }
