@@ -1,0 +1,17 @@
+//! Instances of services on this machine: the process driver and its shim, instance logs,
+//! process identity from `/proc`, and the restart policy.
+//!
+//! The control plane decides *what* should run; this crate knows *how* to run, stop, watch and
+//! re-find a process, so that services survive the control plane's death and can be adopted.
+
+pub mod logs;
+pub mod process;
+pub mod procfs;
+pub mod restart;
+pub mod shim;
+pub mod spec;
+
+pub use process::{ProcessDriver, StartError, Started, StopOutcome, read_exit, signal_instance, stop_instance, wait_adopted};
+pub use procfs::ProcessId;
+pub use restart::{Decision, RestartHistory, RestartLimits, RestartPolicy};
+pub use spec::{ExitStatus, InstanceSpec};
