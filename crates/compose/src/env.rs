@@ -11,7 +11,10 @@ use crate::service::{Service, scalar};
 use crate::{ImportError, Importer};
 
 /// The service's environment, env files first.
-pub(crate) fn convert(imp: &mut Importer<'_>, service: &Service<'_>) -> Result<Map<String, Value>, ImportError> {
+pub(crate) fn convert(
+    imp: &mut Importer<'_>,
+    service: &Service<'_>,
+) -> Result<Map<String, Value>, ImportError> {
     let mut env = Map::new();
     if let Some(files) = service.node.get("env_file") {
         for file in env_file_entries(imp, service, files) {
@@ -32,7 +35,11 @@ struct EnvFile<'n> {
 }
 
 /// `env_file: .env`, `env_file: [a.env, b.env]`, or `env_file: [{path: a.env, required: false}]`.
-fn env_file_entries<'n>(imp: &mut Importer<'_>, service: &Service<'_>, node: &'n Node) -> Vec<EnvFile<'n>> {
+fn env_file_entries<'n>(
+    imp: &mut Importer<'_>,
+    service: &Service<'_>,
+    node: &'n Node,
+) -> Vec<EnvFile<'n>> {
     let what = service.path("env_file");
     let items = match &node.kind {
         NodeKind::Seq(items) => items.iter().collect(),
@@ -41,15 +48,26 @@ fn env_file_entries<'n>(imp: &mut Importer<'_>, service: &Service<'_>, node: &'n
     let mut files = Vec::new();
     for item in items {
         if let NodeKind::Map(_) = item.kind {
-            let Some(path) = item.get("path").and_then(|p| scalar(imp, p, &format!("{what}.path"))) else {
+            let Some(path) = item
+                .get("path")
+                .and_then(|p| scalar(imp, p, &format!("{what}.path")))
+            else {
                 imp.error(item.span, format!("`{what}`: an entry needs a `path`"));
                 continue;
             };
             warn_format(imp, &what, item);
             let required = item.get("required").and_then(Node::as_str) != Some("false");
-            files.push(EnvFile { path, required, node: item });
+            files.push(EnvFile {
+                path,
+                required,
+                node: item,
+            });
         } else if let Some(path) = scalar(imp, item, &what) {
-            files.push(EnvFile { path, required: true, node: item });
+            files.push(EnvFile {
+                path,
+                required: true,
+                node: item,
+            });
         }
     }
     files
@@ -57,12 +75,17 @@ fn env_file_entries<'n>(imp: &mut Importer<'_>, service: &Service<'_>, node: &'n
 
 fn warn_format(imp: &mut Importer<'_>, what: &str, item: &Node) {
     if let Some(format) = item.get("format") {
-        let message = format!("`{what}.format` is not carried over: the file is read as a plain .env file");
+        let message =
+            format!("`{what}.format` is not carried over: the file is read as a plain .env file");
         imp.warn(format!("{what}.format"), format.span, message, None);
     }
 }
 
-fn read_env_file(imp: &mut Importer<'_>, file: &EnvFile<'_>, env: &mut Map<String, Value>) -> Result<(), ImportError> {
+fn read_env_file(
+    imp: &mut Importer<'_>,
+    file: &EnvFile<'_>,
+    env: &mut Map<String, Value>,
+) -> Result<(), ImportError> {
     match (imp.read_env_file)(&file.path) {
         Ok(text) => {
             for (key, value) in parse_dotenv(&text) {
@@ -85,12 +108,19 @@ fn from_host(key: &str) -> String {
 }
 
 /// `environment: [KEY=value, KEY]` or `environment: {KEY: value, KEY: null}`.
-fn environment_entries(imp: &mut Importer<'_>, service: &Service<'_>, node: &Node, env: &mut Map<String, Value>) {
+fn environment_entries(
+    imp: &mut Importer<'_>,
+    service: &Service<'_>,
+    node: &Node,
+    env: &mut Map<String, Value>,
+) {
     let what = service.path("environment");
     match &node.kind {
         NodeKind::Seq(items) => {
             for item in items {
-                let Some(text) = scalar(imp, item, &what) else { continue };
+                let Some(text) = scalar(imp, item, &what) else {
+                    continue;
+                };
                 let (key, value) = match text.split_once('=') {
                     Some((key, value)) => (key.to_owned(), value.to_owned()),
                     None => (text.clone(), from_host(&text)),
@@ -109,7 +139,9 @@ fn environment_entries(imp: &mut Importer<'_>, service: &Service<'_>, node: &Nod
             }
         }
         NodeKind::Null => {}
-        NodeKind::Scalar { .. } => imp.error(node.span, format!("`{what}` must be a list or a mapping")),
+        NodeKind::Scalar { .. } => {
+            imp.error(node.span, format!("`{what}` must be a list or a mapping"))
+        }
     }
 }
 
@@ -182,7 +214,10 @@ mod tests {
             ("F", None),
             ("G", Some("")),
         ];
-        let got: Vec<(&str, Option<&str>)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
+        let got: Vec<(&str, Option<&str>)> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_deref()))
+            .collect();
         assert_eq!(got, expected);
     }
 }

@@ -9,7 +9,14 @@ use crate::Importer;
 use crate::service::{Service, key_span, scalar};
 
 /// Keys of a compose healthcheck this module carries over.
-const HANDLED: &[&str] = &["test", "interval", "timeout", "retries", "start_period", "disable"];
+const HANDLED: &[&str] = &[
+    "test",
+    "interval",
+    "timeout",
+    "retries",
+    "start_period",
+    "disable",
+];
 
 /// The `probes.ready` value for a service's healthcheck, or `None` when it has none (or it is
 /// disabled). A docker healthcheck only marks a container unhealthy and never restarts it, so
@@ -23,7 +30,9 @@ pub(crate) fn convert(imp: &mut Importer<'_>, service: &Service<'_>) -> Option<V
     other_keys(imp, &path, node);
     let Some(test) = node.get("test") else {
         let span = key_span(service.node, "healthcheck", node);
-        let message = format!("`{path}` without `test` is not carried over: it tunes the image's own HEALTHCHECK, which wharf cannot see");
+        let message = format!(
+            "`{path}` without `test` is not carried over: it tunes the image's own HEALTHCHECK, which wharf cannot see"
+        );
         let hint = "add `probes.ready.exec.command` with the image's check";
         imp.warn(path, span, message, Some(hint));
         return None;
@@ -32,10 +41,14 @@ pub(crate) fn convert(imp: &mut Importer<'_>, service: &Service<'_>) -> Option<V
     let mut probe = Map::new();
     probe.insert("exec".to_owned(), json!({ "command": command }));
     let interval = duration(imp, &path, node, "interval").unwrap_or_else(|| "30s".to_owned());
-    let timeout = duration(imp, &path, node, "timeout").unwrap_or_else(|| default_timeout(&interval));
+    let timeout =
+        duration(imp, &path, node, "timeout").unwrap_or_else(|| default_timeout(&interval));
     probe.insert("interval".to_owned(), json!(interval));
     probe.insert("timeout".to_owned(), json!(timeout));
-    probe.insert("failure_threshold".to_owned(), json!(retries(imp, &path, node)));
+    probe.insert(
+        "failure_threshold".to_owned(),
+        json!(retries(imp, &path, node)),
+    );
     if let Some(start) = duration(imp, &path, node, "start_period") {
         probe.insert("start_period".to_owned(), json!(start));
     }
@@ -69,10 +82,17 @@ fn test_command(imp: &mut Importer<'_>, path: &str, test: &Node) -> Option<Vec<S
     };
     match items.split_first() {
         Some((first, rest)) if first == "CMD" && !rest.is_empty() => Some(rest.to_vec()),
-        Some((first, rest)) if first == "CMD-SHELL" && !rest.is_empty() => Some(shell(&rest.join(" "))),
+        Some((first, rest)) if first == "CMD-SHELL" && !rest.is_empty() => {
+            Some(shell(&rest.join(" ")))
+        }
         Some((first, _)) if first == "NONE" => None,
         _ => {
-            imp.error(test.span, format!("`{what}` must start with `CMD`, `CMD-SHELL` or `NONE`, followed by the command"));
+            imp.error(
+                test.span,
+                format!(
+                    "`{what}` must start with `CMD`, `CMD-SHELL` or `NONE`, followed by the command"
+                ),
+            );
             None
         }
     }
@@ -90,12 +110,17 @@ fn duration(imp: &mut Importer<'_>, path: &str, node: &Node, key: &str) -> Optio
         return Some(text);
     }
     let Some(nanos) = parse_duration(&text) else {
-        imp.error(value.span, format!("`{path}.{key}`: `{text}` is not a duration (e.g. `30s`, `1m30s`, `500ms`)"));
+        imp.error(
+            value.span,
+            format!("`{path}.{key}`: `{text}` is not a duration (e.g. `30s`, `1m30s`, `500ms`)"),
+        );
         return None;
     };
     let (wharf, exact) = to_wharf(nanos);
     if !exact {
-        let message = format!("`{path}.{key}`: `{text}` is rounded to `{wharf}`: wharf durations count whole milliseconds");
+        let message = format!(
+            "`{path}.{key}`: `{text}` is rounded to `{wharf}`: wharf durations count whole milliseconds"
+        );
         imp.warn(format!("{path}.{key}"), value.span, message, None);
     }
     Some(wharf)
@@ -103,16 +128,22 @@ fn duration(imp: &mut Importer<'_>, path: &str, node: &Node, key: &str) -> Optio
 
 /// `retries` → `failure_threshold` (compose's default is 3, as is wharf's).
 fn retries(imp: &mut Importer<'_>, path: &str, node: &Node) -> u32 {
-    let Some(value) = node.get("retries") else { return 3 };
+    let Some(value) = node.get("retries") else {
+        return 3;
+    };
     match value.as_str().and_then(|t| t.parse::<u32>().ok()) {
         Some(0) => {
-            let message = format!("`{path}.retries: 0` becomes `failure_threshold: 1`, wharf's smallest");
+            let message =
+                format!("`{path}.retries: 0` becomes `failure_threshold: 1`, wharf's smallest");
             imp.warn(format!("{path}.retries"), value.span, message, None);
             1
         }
         Some(count) => count.min(1000),
         None => {
-            imp.error(value.span, format!("`{path}.retries`: expected a whole number"));
+            imp.error(
+                value.span,
+                format!("`{path}.retries`: expected a whole number"),
+            );
             3
         }
     }
@@ -122,7 +153,8 @@ fn other_keys(imp: &mut Importer<'_>, path: &str, node: &Node) {
     for (key, _) in crate::map_entries(node) {
         let Some(name) = key.as_str() else { continue };
         if !HANDLED.contains(&name) {
-            let message = format!("`{path}.{name}` is not carried over: wharf probes have no equivalent");
+            let message =
+                format!("`{path}.{name}` is not carried over: wharf probes have no equivalent");
             imp.warn(format!("{path}.{name}"), key.span, message, None);
         }
     }
@@ -142,7 +174,9 @@ pub(crate) fn parse_duration(text: &str) -> Option<u128> {
     while !rest.is_empty() {
         let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
         let number: f64 = rest[..digits].parse().ok()?;
-        let unit_len = rest[digits..].find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len() - digits);
+        let unit_len = rest[digits..]
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len() - digits);
         let nanos_per_unit = match &rest[digits..digits + unit_len] {
             "ns" => 1.0,
             "us" | "µs" | "μs" => 1e3,

@@ -9,7 +9,8 @@ pub(crate) fn project_name(raw: &str) -> String {
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
         .collect();
-    kept.trim_start_matches(|c: char| !c.is_ascii_alphanumeric()).to_owned()
+    kept.trim_start_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_owned()
 }
 
 /// A compose service name as a wharf service name: wharf names start with a letter and use
@@ -17,7 +18,13 @@ pub(crate) fn project_name(raw: &str) -> String {
 pub(crate) fn service_name(raw: &str) -> String {
     let mut name: String = raw
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
         name.insert_str(0, "s-");
@@ -29,20 +36,31 @@ pub(crate) fn service_name(raw: &str) -> String {
 pub(crate) fn top_level(key: &str) -> (String, Option<&'static str>) {
     let hint = match key {
         "version" => Some("compose ignores `version` too; nothing to do"),
-        "volumes" => Some("wharf has no named volumes; datastores declare `kind:` and `backup:` instead"),
-        "networks" => Some("wharf services reach each other through the wharf proxy on their `port`"),
-        "secrets" => Some("declare secrets under wharf's top-level `secrets:` and use `${secret:NAME}`"),
+        "volumes" => {
+            Some("wharf has no named volumes; datastores declare `kind:` and `backup:` instead")
+        }
+        "networks" => {
+            Some("wharf services reach each other through the wharf proxy on their `port`")
+        }
+        "secrets" => {
+            Some("declare secrets under wharf's top-level `secrets:` and use `${secret:NAME}`")
+        }
         "configs" => Some("put configuration in `env:` or in files the service reads"),
         "include" => Some("import each included file and merge the services by hand"),
         _ => None,
     };
-    (format!("top-level `{key}` is not carried over: wharf.yaml has no equivalent"), hint)
+    (
+        format!("top-level `{key}` is not carried over: wharf.yaml has no equivalent"),
+        hint,
+    )
 }
 
 /// The message and hint for a service key wharf has no place for.
 pub(crate) fn service_key(service: &str, key: &str) -> (String, Option<&'static str>) {
     let hint = match key {
-        "volumes" => Some("wharf has no volumes; a local process sees the host filesystem, datastores use `kind:` and `backup:`"),
+        "volumes" => Some(
+            "wharf has no volumes; a local process sees the host filesystem, datastores use `kind:` and `backup:`",
+        ),
         "networks" | "network_mode" | "links" | "external_links" | "hostname" | "extra_hosts" => {
             Some("wharf services reach each other through the wharf proxy on each service's `port`")
         }
@@ -50,14 +68,25 @@ pub(crate) fn service_key(service: &str, key: &str) -> (String, Option<&'static 
         "container_name" => Some("wharf names instances itself"),
         "labels" => Some("wharf has no labels; keep them as comments if they document something"),
         "logging" => Some("wharf keeps each instance's logs itself (`wharf logs`)"),
-        "secrets" => Some("declare secrets under wharf's top-level `secrets:` and list them in the service's `secrets:`"),
+        "secrets" => Some(
+            "declare secrets under wharf's top-level `secrets:` and list them in the service's `secrets:`",
+        ),
         "configs" => Some("put configuration in `env:` or in files the service reads"),
-        "profiles" => Some("the service was imported as if its profile were active; remove it if not wanted"),
-        "working_dir" => Some("the command runs in the directory of wharf.yaml; `cd` in the command if it needs another"),
-        "stop_grace_period" | "stop_signal" => Some("wharf stops instances with its own signal and grace period"),
+        "profiles" => {
+            Some("the service was imported as if its profile were active; remove it if not wanted")
+        }
+        "working_dir" => Some(
+            "the command runs in the directory of wharf.yaml; `cd` in the command if it needs another",
+        ),
+        "stop_grace_period" | "stop_signal" => {
+            Some("wharf stops instances with its own signal and grace period")
+        }
         _ => None,
     };
-    (format!("`services.{service}.{key}` is not carried over: wharf.yaml has no equivalent"), hint)
+    (
+        format!("`services.{service}.{key}` is not carried over: wharf.yaml has no equivalent"),
+        hint,
+    )
 }
 
 #[cfg(test)]

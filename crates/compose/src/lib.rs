@@ -68,7 +68,8 @@ impl ImportError {
             ImportError::NotCompose { diagnostic } => vec![diagnostic.clone()],
             ImportError::EnvFile { path, span, source } => {
                 let message = format!("env_file `{path}` could not be read: {source}");
-                let hint = "create the file, or mark it optional with `{path: ..., required: false}`";
+                let hint =
+                    "create the file, or mark it optional with `{path: ..., required: false}`";
                 vec![Diagnostic::error(*span, message).with_hint(hint)]
             }
         }
@@ -80,7 +81,11 @@ impl ImportError {
 pub type ReadEnvFile<'a> = &'a dyn Fn(&str) -> io::Result<String>;
 
 /// Converts compose `text` read from `path` into a wharf.yaml.
-pub fn convert(text: &str, path: &Path, read_env_file: ReadEnvFile<'_>) -> Result<Imported, ImportError> {
+pub fn convert(
+    text: &str,
+    path: &Path,
+    read_env_file: ReadEnvFile<'_>,
+) -> Result<Imported, ImportError> {
     let root = parse_root(text)?;
     let services = services_node(&root)?;
     let mut importer = Importer {
@@ -100,7 +105,9 @@ pub fn convert(text: &str, path: &Path, read_env_file: ReadEnvFile<'_>) -> Resul
         }
     }
     if !importer.errors.is_empty() {
-        return Err(ImportError::Invalid { diagnostics: importer.errors });
+        return Err(ImportError::Invalid {
+            diagnostics: importer.errors,
+        });
     }
     let mut manifest = Map::new();
     manifest.insert("name".to_owned(), Value::String(project));
@@ -114,7 +121,10 @@ pub fn convert(text: &str, path: &Path, read_env_file: ReadEnvFile<'_>) -> Resul
 
 /// The comment on top of the output: where it came from and the one default that differs.
 fn header(path: &Path) -> String {
-    let file = path.file_name().map_or_else(|| path.display().to_string(), |f| f.to_string_lossy().into_owned());
+    let file = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |f| f.to_string_lossy().into_owned(),
+    );
     format!(
         "# imported from {file} by wharf import compose\n\
          # compose restarts nothing unless told to; wharf restarts services that exit\n\
@@ -127,18 +137,29 @@ fn parse_root(text: &str) -> Result<Node, ImportError> {
     if diagnostics.iter().any(Diagnostic::is_error) {
         return Err(ImportError::Yaml { diagnostics });
     }
-    let start = Span { line: 1, column: 1, ..Span::default() };
+    let start = Span {
+        line: 1,
+        column: 1,
+        ..Span::default()
+    };
     let root = root.ok_or_else(|| not_compose(start, "the file is empty"))?;
     if !matches!(root.kind, NodeKind::Map(_)) {
         let found = root.type_name();
-        return Err(not_compose(root.span, &format!("expected a mapping with `services:`, found {found}")));
+        return Err(not_compose(
+            root.span,
+            &format!("expected a mapping with `services:`, found {found}"),
+        ));
     }
     Ok(root)
 }
 
 fn services_node(root: &Node) -> Result<&Node, ImportError> {
     let services = root.get("services").ok_or_else(|| {
-        let start = Span { line: 1, column: 1, ..Span::default() };
+        let start = Span {
+            line: 1,
+            column: 1,
+            ..Span::default()
+        };
         not_compose(root.span.to(start), "there is no top-level `services` key")
     })?;
     match &services.kind {
@@ -146,7 +167,10 @@ fn services_node(root: &Node) -> Result<&Node, ImportError> {
         NodeKind::Map(_) | NodeKind::Null => Err(not_compose(services.span, "`services` is empty")),
         _ => {
             let found = services.type_name();
-            Err(not_compose(services.span, &format!("`services` must be a mapping, found {found}")))
+            Err(not_compose(
+                services.span,
+                &format!("`services` must be a mapping, found {found}"),
+            ))
         }
     }
 }
@@ -174,12 +198,21 @@ pub(crate) struct Importer<'a> {
 
 impl Importer<'_> {
     /// Records that `key` (a dotted path) at `span` was not carried, or changed meaning.
-    pub fn warn(&mut self, key: impl Into<String>, span: Span, message: impl Into<String>, hint: Option<&str>) {
+    pub fn warn(
+        &mut self,
+        key: impl Into<String>,
+        span: Span,
+        message: impl Into<String>,
+        hint: Option<&str>,
+    ) {
         let mut diagnostic = Diagnostic::warning(span, message);
         if let Some(hint) = hint {
             diagnostic = diagnostic.with_hint(hint);
         }
-        self.warnings.push(Warning { key: key.into(), diagnostic });
+        self.warnings.push(Warning {
+            key: key.into(),
+            diagnostic,
+        });
     }
 
     /// Records a value compose itself would reject.
@@ -198,7 +231,11 @@ impl Importer<'_> {
         };
         let raw = from_file.or_else(from_dir).unwrap_or_default();
         let name = keys::project_name(&raw);
-        if name.is_empty() { "app".to_owned() } else { name }
+        if name.is_empty() {
+            "app".to_owned()
+        } else {
+            name
+        }
     }
 
     /// Warns about every top-level key other than `services`, `name` and `x-*` extensions.

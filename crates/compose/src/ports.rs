@@ -19,9 +19,14 @@ struct Port {
 
 /// Takes the first fixed, published TCP port as wharf's `port`; warns about the others.
 pub(crate) fn convert(imp: &mut Importer<'_>, service: &Service<'_>, out: &mut Map<String, Value>) {
-    let Some(node) = service.node.get("ports") else { return };
+    let Some(node) = service.node.get("ports") else {
+        return;
+    };
     let NodeKind::Seq(items) = &node.kind else {
-        imp.error(node.span, format!("`{}` must be a list", service.path("ports")));
+        imp.error(
+            node.span,
+            format!("`{}` must be a list", service.path("ports")),
+        );
         return;
     };
     for item in items {
@@ -32,32 +37,54 @@ pub(crate) fn convert(imp: &mut Importer<'_>, service: &Service<'_>, out: &mut M
         };
         match port {
             Some(port) => take(imp, service, &port, item.span, out),
-            None => imp.error(item.span, format!("`{}`: not a port mapping compose understands", service.path("ports"))),
+            None => imp.error(
+                item.span,
+                format!(
+                    "`{}`: not a port mapping compose understands",
+                    service.path("ports")
+                ),
+            ),
         }
     }
 }
 
 /// Decides what happens to one mapping: it becomes `port`, or it is warned about.
-fn take(imp: &mut Importer<'_>, service: &Service<'_>, port: &Port, span: Span, out: &mut Map<String, Value>) {
+fn take(
+    imp: &mut Importer<'_>,
+    service: &Service<'_>,
+    port: &Port,
+    span: Span,
+    out: &mut Map<String, Value>,
+) {
     let key = service.path("ports");
     let target = &port.target;
     let published = port.published.as_deref().filter(|p| !p.is_empty());
-    let warn = |imp: &mut Importer<'_>, message: String, hint: Option<&str>| imp.warn(key.clone(), span, message, hint);
+    let warn = |imp: &mut Importer<'_>, message: String, hint: Option<&str>| {
+        imp.warn(key.clone(), span, message, hint)
+    };
     if port.protocol != "tcp" {
-        let message = format!("{} port {target} is not carried over: wharf's proxy serves TCP", port.protocol);
+        let message = format!(
+            "{} port {target} is not carried over: wharf's proxy serves TCP",
+            port.protocol
+        );
         return warn(imp, message, None);
     }
     let Some(published) = published else {
-        let message = format!("container port {target} is not carried over: it has no fixed published port");
+        let message =
+            format!("container port {target} is not carried over: it has no fixed published port");
         let hint = "compose publishes it on a random host port; set wharf's `port` by hand if it should be reachable";
         return warn(imp, message, Some(hint));
     };
     if is_range(published) || is_range(target) {
-        let message = format!("port range `{published}:{target}` is not carried over: a wharf service has one public port");
+        let message = format!(
+            "port range `{published}:{target}` is not carried over: a wharf service has one public port"
+        );
         return warn(imp, message, None);
     }
     if out.contains_key("port") {
-        let message = format!("extra port {published} is not carried over: a wharf service has one public port");
+        let message = format!(
+            "extra port {published} is not carried over: a wharf service has one public port"
+        );
         let hint = "split the service, or reach the extra port directly";
         return warn(imp, message, Some(hint));
     }
@@ -67,11 +94,15 @@ fn take(imp: &mut Importer<'_>, service: &Service<'_>, port: &Port, span: Span, 
         Err(_) => return imp.error(span, format!("`{key}`: `{published}` is not a port number")),
     };
     if let Some(ip) = &port.host_ip {
-        let message = format!("host address {ip} of port {published} is not carried over: wharf's proxy chooses where it listens");
+        let message = format!(
+            "host address {ip} of port {published} is not carried over: wharf's proxy chooses where it listens"
+        );
         warn(imp, message, None);
     }
     if target != published && !target.contains('$') && !published.contains('$') {
-        let message = format!("container port {target} is not carried over: wharf's proxy serves {published} and forwards to each instance's own port");
+        let message = format!(
+            "container port {target} is not carried over: wharf's proxy serves {published} and forwards to each instance's own port"
+        );
         let hint = "make the service listen on `${PORT}`, which wharf sets for each instance";
         warn(imp, message, Some(hint));
     }
@@ -98,7 +129,9 @@ fn short_syntax(text: &str) -> Option<Port> {
         return None;
     }
     Some(Port {
-        host_ip: host_ip.filter(|ip| !ip.is_empty()).map(|ip| ip.trim_matches(['[', ']']).to_owned()),
+        host_ip: host_ip
+            .filter(|ip| !ip.is_empty())
+            .map(|ip| ip.trim_matches(['[', ']']).to_owned()),
         published: published.map(str::to_owned),
         target: target.to_owned(),
         protocol: protocol.to_owned(),
@@ -132,7 +165,9 @@ fn long_syntax(imp: &mut Importer<'_>, service: &Service<'_>, node: &Node) -> Op
         let name = key.as_str().unwrap_or_default();
         if matches!(name, "mode" | "name" | "app_protocol") {
             let path = service.path("ports");
-            let message = format!("`{name}` of a port in `{path}` is not carried over: wharf.yaml has no equivalent");
+            let message = format!(
+                "`{name}` of a port in `{path}` is not carried over: wharf.yaml has no equivalent"
+            );
             imp.warn(path, key.span, message, None);
         }
     }
@@ -148,7 +183,12 @@ fn long_syntax(imp: &mut Importer<'_>, service: &Service<'_>, node: &Node) -> Op
 mod tests {
     use super::*;
 
-    fn port(ip: Option<&str>, published: Option<&str>, target: &str, protocol: &str) -> Option<Port> {
+    fn port(
+        ip: Option<&str>,
+        published: Option<&str>,
+        target: &str,
+        protocol: &str,
+    ) -> Option<Port> {
         Some(Port {
             host_ip: ip.map(str::to_owned),
             published: published.map(str::to_owned),
@@ -160,13 +200,34 @@ mod tests {
     #[test]
     fn short_syntax_forms() {
         assert_eq!(short_syntax("80"), port(None, None, "80", "tcp"));
-        assert_eq!(short_syntax("8080:80"), port(None, Some("8080"), "80", "tcp"));
-        assert_eq!(short_syntax("127.0.0.1:8080:80/tcp"), port(Some("127.0.0.1"), Some("8080"), "80", "tcp"));
-        assert_eq!(short_syntax("127.0.0.1::80"), port(Some("127.0.0.1"), Some(""), "80", "tcp"));
-        assert_eq!(short_syntax("53:53/udp"), port(None, Some("53"), "53", "udp"));
-        assert_eq!(short_syntax("[::1]:6379:6379"), port(Some("::1"), Some("6379"), "6379", "tcp"));
-        assert_eq!(short_syntax("${WEB_PORT:-8000}:8000"), port(None, Some("${WEB_PORT:-8000}"), "8000", "tcp"));
-        assert_eq!(short_syntax("9000-9010:9000-9010"), port(None, Some("9000-9010"), "9000-9010", "tcp"));
+        assert_eq!(
+            short_syntax("8080:80"),
+            port(None, Some("8080"), "80", "tcp")
+        );
+        assert_eq!(
+            short_syntax("127.0.0.1:8080:80/tcp"),
+            port(Some("127.0.0.1"), Some("8080"), "80", "tcp")
+        );
+        assert_eq!(
+            short_syntax("127.0.0.1::80"),
+            port(Some("127.0.0.1"), Some(""), "80", "tcp")
+        );
+        assert_eq!(
+            short_syntax("53:53/udp"),
+            port(None, Some("53"), "53", "udp")
+        );
+        assert_eq!(
+            short_syntax("[::1]:6379:6379"),
+            port(Some("::1"), Some("6379"), "6379", "tcp")
+        );
+        assert_eq!(
+            short_syntax("${WEB_PORT:-8000}:8000"),
+            port(None, Some("${WEB_PORT:-8000}"), "8000", "tcp")
+        );
+        assert_eq!(
+            short_syntax("9000-9010:9000-9010"),
+            port(None, Some("9000-9010"), "9000-9010", "tcp")
+        );
         assert_eq!(short_syntax("a:b:c:d"), None);
     }
 }

@@ -11,8 +11,18 @@ use crate::{ImportError, Importer, env, health, keys, map_entries, ports};
 
 /// Service keys this crate carries over (or deliberately folds into another key).
 const HANDLED: &[&str] = &[
-    "image", "build", "command", "entrypoint", "environment", "env_file", "ports", "depends_on",
-    "healthcheck", "deploy", "restart", "scale",
+    "image",
+    "build",
+    "command",
+    "entrypoint",
+    "environment",
+    "env_file",
+    "ports",
+    "depends_on",
+    "healthcheck",
+    "deploy",
+    "restart",
+    "scale",
 ];
 
 /// Every compose service name with its wharf name, and the services others wait on to
@@ -29,7 +39,10 @@ impl ServiceNames {
         for (key, service) in map_entries(services) {
             let Some(name) = key.as_str() else { continue };
             names.insert(name.to_owned(), keys::service_name(name));
-            let deps = service.get("depends_on").map(map_entries).unwrap_or_default();
+            let deps = service
+                .get("depends_on")
+                .map(map_entries)
+                .unwrap_or_default();
             for (dep, value) in deps {
                 let condition = value.get("condition").and_then(Node::as_str);
                 if condition == Some("service_completed_successfully") {
@@ -42,7 +55,10 @@ impl ServiceNames {
 
     /// The wharf name of a compose service (the same unless it had characters wharf rejects).
     pub(crate) fn wharf_name(&self, compose: &str) -> String {
-        self.names.get(compose).cloned().unwrap_or_else(|| keys::service_name(compose))
+        self.names
+            .get(compose)
+            .cloned()
+            .unwrap_or_else(|| keys::service_name(compose))
     }
 
     fn contains(&self, compose: &str) -> bool {
@@ -74,7 +90,13 @@ pub(crate) fn convert(
     node: &Node,
 ) -> Result<Option<Value>, ImportError> {
     if !matches!(node.kind, NodeKind::Map(_)) {
-        imp.error(node.span, format!("service `{name}` must be a mapping, found {}", node.type_name()));
+        imp.error(
+            node.span,
+            format!(
+                "service `{name}` must be a mapping, found {}",
+                node.type_name()
+            ),
+        );
         return Ok(None);
     }
     let service = Service { name, key, node };
@@ -101,7 +123,12 @@ fn warn_if_renamed(imp: &mut Importer<'_>, names: &ServiceNames, service: &Servi
     if wharf != service.name {
         let message = format!("service `{}` is imported as `{wharf}`", service.name);
         let hint = "wharf service names start with a letter and use letters, digits, `-` and `_`";
-        imp.warn(format!("services.{}", service.name), service.key.span, message, Some(hint));
+        imp.warn(
+            format!("services.{}", service.name),
+            service.key.span,
+            message,
+            Some(hint),
+        );
     }
 }
 
@@ -109,13 +136,27 @@ fn warn_if_renamed(imp: &mut Importer<'_>, names: &ServiceNames, service: &Servi
 /// both. A service built from the project's own source (`build:`) keeps its command: that is
 /// the process a developer runs locally. An off-the-shelf image keeps the image, and a command
 /// override on it (usually flags for the image's entrypoint) is warned about.
-fn run_target(imp: &mut Importer<'_>, project: &str, service: &Service<'_>, out: &mut Map<String, Value>) {
+fn run_target(
+    imp: &mut Importer<'_>,
+    project: &str,
+    service: &Service<'_>,
+    out: &mut Map<String, Value>,
+) {
     let (node, name) = (service.node, service.name);
     let image = node.get("image");
     let build = node.get("build");
-    let entrypoint = node.get("entrypoint").and_then(|n| words(imp, service, "entrypoint", n));
-    let command = node.get("command").and_then(|n| words(imp, service, "command", n));
-    let joined: Vec<String> = entrypoint.iter().chain(command.iter()).flatten().cloned().collect();
+    let entrypoint = node
+        .get("entrypoint")
+        .and_then(|n| words(imp, service, "entrypoint", n));
+    let command = node
+        .get("command")
+        .and_then(|n| words(imp, service, "command", n));
+    let joined: Vec<String> = entrypoint
+        .iter()
+        .chain(command.iter())
+        .flatten()
+        .cloned()
+        .collect();
     let built_tag = format!("{project}-{name}");
     let runs_command = !joined.is_empty() && (build.is_some() || image.is_none());
     if runs_command {
@@ -128,40 +169,79 @@ fn run_target(imp: &mut Importer<'_>, project: &str, service: &Service<'_>, out:
     } else if build.is_some() {
         out.insert("image".to_owned(), json!(built_tag));
     } else {
-        imp.error(service.key.span, format!("service `{name}` has no `image`, `build` or `command`"));
+        imp.error(
+            service.key.span,
+            format!("service `{name}` has no `image`, `build` or `command`"),
+        );
     }
     if let Some(build) = build {
         let tag = image.and_then(Node::as_str).unwrap_or(&built_tag);
         let message = if runs_command {
-            format!("`build` is not carried over: the service's command runs as a local process, not inside image `{tag}`")
+            format!(
+                "`build` is not carried over: the service's command runs as a local process, not inside image `{tag}`"
+            )
         } else {
             format!("`build` is not carried over: wharf runs image `{tag}` but does not build it")
         };
-        let hint = format!("build it first: `docker compose build {name}` (compose tags it `{tag}`)");
-        imp.warn(service.path("build"), key_span(node, "build", build), message, Some(&hint));
+        let hint =
+            format!("build it first: `docker compose build {name}` (compose tags it `{tag}`)");
+        imp.warn(
+            service.path("build"),
+            key_span(node, "build", build),
+            message,
+            Some(&hint),
+        );
     }
 }
 
 /// A `command`/`entrypoint` override on an image that wharf runs as is.
 fn warn_override(imp: &mut Importer<'_>, service: &Service<'_>, key: &str, image: &str) {
-    let Some(value) = service.node.get(key) else { return };
-    let message = format!("`{}` is not carried over: wharf runs image `{image}` with its own {key}", service.path(key));
-    let hint = format!("wharf.yaml cannot override an image's {key}; bake it into an image, or run the process locally with `command:` instead of `image:`");
-    imp.warn(service.path(key), key_span(service.node, key, value), message, Some(&hint));
+    let Some(value) = service.node.get(key) else {
+        return;
+    };
+    let message = format!(
+        "`{}` is not carried over: wharf runs image `{image}` with its own {key}",
+        service.path(key)
+    );
+    let hint = format!(
+        "wharf.yaml cannot override an image's {key}; bake it into an image, or run the process locally with `command:` instead of `image:`"
+    );
+    imp.warn(
+        service.path(key),
+        key_span(service.node, key, value),
+        message,
+        Some(&hint),
+    );
 }
 
 /// Warns where the joined command does not mean what compose meant: the image is dropped for
 /// a command, and a `command` alone was arguments to the image's ENTRYPOINT.
-fn warn_command_meaning(imp: &mut Importer<'_>, service: &Service<'_>, has_entrypoint: bool, has_command: bool) {
+fn warn_command_meaning(
+    imp: &mut Importer<'_>,
+    service: &Service<'_>,
+    has_entrypoint: bool,
+    has_command: bool,
+) {
     let node = service.node;
     if let Some(image) = node.get("image") {
         let text = image.as_str().unwrap_or_default();
-        let message = format!("`image: {text}` is not carried over: a wharf service runs either a `command` or an `image`, and this one is built from source and sets a command");
-        let hint = format!("the command now runs as a local process; to run the container instead, replace `command` with `image: {text}`");
-        imp.warn(service.path("image"), key_span(node, "image", image), message, Some(&hint));
+        let message = format!(
+            "`image: {text}` is not carried over: a wharf service runs either a `command` or an `image`, and this one is built from source and sets a command"
+        );
+        let hint = format!(
+            "the command now runs as a local process; to run the container instead, replace `command` with `image: {text}`"
+        );
+        imp.warn(
+            service.path("image"),
+            key_span(node, "image", image),
+            message,
+            Some(&hint),
+        );
     }
     if has_command && !has_entrypoint && node.get("build").is_some() {
-        let command = node.get("command").map_or(node.span, |n| key_span(node, "command", n));
+        let command = node
+            .get("command")
+            .map_or(node.span, |n| key_span(node, "command", n));
         let message = "`command` changes meaning: compose passes it as arguments to the image's ENTRYPOINT, wharf runs it as the whole command";
         let hint = "if the Dockerfile sets an ENTRYPOINT, put it in front of the command";
         imp.warn(service.path("command"), command, message, Some(hint));
@@ -170,16 +250,30 @@ fn warn_command_meaning(imp: &mut Importer<'_>, service: &Service<'_>, has_entry
 
 /// `command`/`entrypoint` as a list of words: a string is split like a shell would, as compose
 /// does (no shell runs it).
-fn words(imp: &mut Importer<'_>, service: &Service<'_>, key: &str, node: &Node) -> Option<Vec<String>> {
+fn words(
+    imp: &mut Importer<'_>,
+    service: &Service<'_>,
+    key: &str,
+    node: &Node,
+) -> Option<Vec<String>> {
     match &node.kind {
         NodeKind::Null => None,
         NodeKind::Scalar { value, .. } => shlex::split(value).or_else(|| {
-            imp.error(node.span, format!("`{}`: unbalanced quotes", service.path(key)));
+            imp.error(
+                node.span,
+                format!("`{}`: unbalanced quotes", service.path(key)),
+            );
             None
         }),
-        NodeKind::Seq(items) => items.iter().map(|item| scalar(imp, item, &service.path(key))).collect(),
+        NodeKind::Seq(items) => items
+            .iter()
+            .map(|item| scalar(imp, item, &service.path(key)))
+            .collect(),
         NodeKind::Map(_) => {
-            imp.error(node.span, format!("`{}` must be a string or a list", service.path(key)));
+            imp.error(
+                node.span,
+                format!("`{}` must be a string or a list", service.path(key)),
+            );
             None
         }
     }
@@ -190,7 +284,10 @@ pub(crate) fn scalar(imp: &mut Importer<'_>, node: &Node, what: &str) -> Option<
     match &node.kind {
         NodeKind::Scalar { value, .. } => Some(value.clone()),
         _ => {
-            imp.error(node.span, format!("`{what}`: expected a string, found {}", node.type_name()));
+            imp.error(
+                node.span,
+                format!("`{what}`: expected a string, found {}", node.type_name()),
+            );
             None
         }
     }
@@ -208,16 +305,27 @@ pub(crate) fn key_span(parent: &Node, key: &str, value: &Node) -> wharf_manifest
 fn replicas(imp: &mut Importer<'_>, service: &Service<'_>, out: &mut Map<String, Value>) {
     let node = service.node;
     let deploy = node.get("deploy");
-    let count = deploy.and_then(|d| d.get("replicas")).or_else(|| node.get("scale"));
+    let count = deploy
+        .and_then(|d| d.get("replicas"))
+        .or_else(|| node.get("scale"));
     if let Some(count) = count {
         match count.as_str() {
             Some(text) if text.contains('$') => {
                 out.insert("replicas".to_owned(), json!(text));
             }
             Some(text) if text.parse::<u32>().is_ok() => {
-                out.insert("replicas".to_owned(), json!(text.parse::<u32>().unwrap_or(1)));
+                out.insert(
+                    "replicas".to_owned(),
+                    json!(text.parse::<u32>().unwrap_or(1)),
+                );
             }
-            _ => imp.error(count.span, format!("`{}`: expected a number of replicas", service.path("deploy.replicas"))),
+            _ => imp.error(
+                count.span,
+                format!(
+                    "`{}`: expected a number of replicas",
+                    service.path("deploy.replicas")
+                ),
+            ),
         }
     }
     for (key, _) in deploy.map(map_entries).unwrap_or_default() {
@@ -231,13 +339,22 @@ fn replicas(imp: &mut Importer<'_>, service: &Service<'_>, out: &mut Map<String,
     }
 }
 
-fn depends_on(imp: &mut Importer<'_>, names: &ServiceNames, service: &Service<'_>, out: &mut Map<String, Value>) {
-    let Some(node) = service.node.get("depends_on") else { return };
+fn depends_on(
+    imp: &mut Importer<'_>,
+    names: &ServiceNames,
+    service: &Service<'_>,
+    out: &mut Map<String, Value>,
+) {
+    let Some(node) = service.node.get("depends_on") else {
+        return;
+    };
     let mut deps = Map::new();
     match &node.kind {
         NodeKind::Seq(items) => {
             for item in items {
-                let Some(dep) = scalar(imp, item, &service.path("depends_on")) else { continue };
+                let Some(dep) = scalar(imp, item, &service.path("depends_on")) else {
+                    continue;
+                };
                 if known(imp, names, service, &dep, item) {
                     deps.insert(names.wharf_name(&dep), json!({ "condition": "started" }));
                 }
@@ -252,17 +369,35 @@ fn depends_on(imp: &mut Importer<'_>, names: &ServiceNames, service: &Service<'_
                 }
             }
         }
-        _ => imp.error(node.span, format!("`{}` must be a list or a mapping", service.path("depends_on"))),
+        _ => imp.error(
+            node.span,
+            format!(
+                "`{}` must be a list or a mapping",
+                service.path("depends_on")
+            ),
+        ),
     }
     if !deps.is_empty() {
         out.insert("depends_on".to_owned(), Value::Object(deps));
     }
 }
 
-fn known(imp: &mut Importer<'_>, names: &ServiceNames, service: &Service<'_>, dep: &str, at: &Node) -> bool {
+fn known(
+    imp: &mut Importer<'_>,
+    names: &ServiceNames,
+    service: &Service<'_>,
+    dep: &str,
+    at: &Node,
+) -> bool {
     let found = names.contains(dep);
     if !found {
-        imp.error(at.span, format!("service `{}` depends on `{dep}`, which is not a service in this file", service.name));
+        imp.error(
+            at.span,
+            format!(
+                "service `{}` depends on `{dep}`, which is not a service in this file",
+                service.name
+            ),
+        );
     }
     found
 }
@@ -277,14 +412,22 @@ fn dependency(imp: &mut Importer<'_>, service: &Service<'_>, dep: &str, value: &
         Some("service_healthy") => "ready",
         Some("service_completed_successfully") => {
             let span = condition.map_or(value.span, |c| c.span);
-            let message = format!("`{path}`: wharf has no \"completed successfully\" condition; `{}` waits for `{dep}` to start", service.name);
-            let hint = format!("`{dep}` gets `restart: on-failure` so a job that succeeds is not rerun; run it before `wharf up` if the order matters");
+            let message = format!(
+                "`{path}`: wharf has no \"completed successfully\" condition; `{}` waits for `{dep}` to start",
+                service.name
+            );
+            let hint = format!(
+                "`{dep}` gets `restart: on-failure` so a job that succeeds is not rerun; run it before `wharf up` if the order matters"
+            );
             imp.warn(format!("{path}.condition"), span, message, Some(&hint));
             "started"
         }
         Some(other) => {
             let span = condition.map_or(value.span, |c| c.span);
-            imp.error(span, format!("`{path}.condition`: unknown condition `{other}`"));
+            imp.error(
+                span,
+                format!("`{path}.condition`: unknown condition `{other}`"),
+            );
             "started"
         }
     };
@@ -295,7 +438,8 @@ fn dependency(imp: &mut Importer<'_>, service: &Service<'_>, dep: &str, value: &
     for (key, _) in map_entries(value) {
         let Some(name) = key.as_str() else { continue };
         if !matches!(name, "condition" | "required") {
-            let message = format!("`{path}.{name}` is not carried over: wharf.yaml has no equivalent");
+            let message =
+                format!("`{path}.{name}` is not carried over: wharf.yaml has no equivalent");
             imp.warn(format!("{path}.{name}"), key.span, message, None);
         }
     }
@@ -304,7 +448,12 @@ fn dependency(imp: &mut Importer<'_>, service: &Service<'_>, dep: &str, value: &
 
 /// `restart` (or `deploy.restart_policy.condition`) → wharf's `restart`. Without either, a
 /// service others wait on to complete gets `on-failure`, so a finished job is not rerun.
-fn restart(imp: &mut Importer<'_>, names: &ServiceNames, service: &Service<'_>, out: &mut Map<String, Value>) {
+fn restart(
+    imp: &mut Importer<'_>,
+    names: &ServiceNames,
+    service: &Service<'_>,
+    out: &mut Map<String, Value>,
+) {
     let node = service.node;
     let policy = node.get("deploy").and_then(|d| d.get("restart_policy"));
     let policy = if let Some(restart) = node.get("restart") {
@@ -321,30 +470,48 @@ fn restart(imp: &mut Importer<'_>, names: &ServiceNames, service: &Service<'_>, 
     }
 }
 
-fn restart_value(imp: &mut Importer<'_>, service: &Service<'_>, node: &Node) -> Option<&'static str> {
+fn restart_value(
+    imp: &mut Importer<'_>,
+    service: &Service<'_>,
+    node: &Node,
+) -> Option<&'static str> {
     let text = node.as_str().unwrap_or_default();
     match text {
         "no" => Some("never"),
         "always" | "unless-stopped" => Some("always"),
         "on-failure" => Some("on-failure"),
         _ if text.starts_with("on-failure:") => {
-            let message = format!("`{}`: the retry limit is not carried over; wharf restarts on failure without a limit", service.path("restart"));
+            let message = format!(
+                "`{}`: the retry limit is not carried over; wharf restarts on failure without a limit",
+                service.path("restart")
+            );
             imp.warn(service.path("restart"), node.span, message, None);
             Some("on-failure")
         }
         _ => {
-            imp.error(node.span, format!("`{}`: unknown restart policy `{text}`", service.path("restart")));
+            imp.error(
+                node.span,
+                format!(
+                    "`{}`: unknown restart policy `{text}`",
+                    service.path("restart")
+                ),
+            );
             None
         }
     }
 }
 
-fn restart_policy(imp: &mut Importer<'_>, service: &Service<'_>, node: &Node) -> Option<&'static str> {
+fn restart_policy(
+    imp: &mut Importer<'_>,
+    service: &Service<'_>,
+    node: &Node,
+) -> Option<&'static str> {
     let path = service.path("deploy.restart_policy");
     for (key, _) in map_entries(node) {
         let Some(name) = key.as_str() else { continue };
         if name != "condition" {
-            let message = format!("`{path}.{name}` is not carried over: wharf.yaml has no equivalent");
+            let message =
+                format!("`{path}.{name}` is not carried over: wharf.yaml has no equivalent");
             imp.warn(format!("{path}.{name}"), key.span, message, None);
         }
     }
@@ -353,7 +520,10 @@ fn restart_policy(imp: &mut Importer<'_>, service: &Service<'_>, node: &Node) ->
         Some("on-failure") => Some("on-failure"),
         Some("any") | None => Some("always"),
         Some(other) => {
-            imp.error(node.span, format!("`{path}.condition`: unknown condition `{other}`"));
+            imp.error(
+                node.span,
+                format!("`{path}.condition`: unknown condition `{other}`"),
+            );
             None
         }
     }

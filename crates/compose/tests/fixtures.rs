@@ -9,7 +9,9 @@ use wharf_manifest::model::{DependencyCondition, ProbeCheck, RestartPolicy, Serv
 use wharf_manifest::{EnvironmentChoice, ValidStack};
 
 fn fixture_dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// Imports `tests/fixtures/<name>/docker-compose.yml` and loads the result as wharf does.
@@ -23,7 +25,12 @@ fn import(name: &str) -> (Imported, ValidStack) {
     let loaded = wharf_manifest::load(&imported.yaml, EnvironmentChoice::Default, &|var: &str| {
         std::env::var(var).ok()
     });
-    assert!(!loaded.has_errors(), "{name}:\n{}\n{:#?}", imported.yaml, loaded.diagnostics);
+    assert!(
+        !loaded.has_errors(),
+        "{name}:\n{}\n{:#?}",
+        imported.yaml,
+        loaded.diagnostics
+    );
     let stack = loaded.stack.expect("a valid stack");
     (imported, stack)
 }
@@ -51,24 +58,50 @@ fn condition(service: &Service, dependency: &str) -> DependencyCondition {
 #[test]
 fn voting_app() {
     let (imported, stack) = import("voting-app");
-    assert!(imported.yaml.starts_with("# imported from docker-compose.yml by wharf import compose\n"));
-    assert_eq!(stack.name, "voting-app", "the directory name is the project name");
+    assert!(
+        imported
+            .yaml
+            .starts_with("# imported from docker-compose.yml by wharf import compose\n")
+    );
+    assert_eq!(
+        stack.name, "voting-app",
+        "the directory name is the project name"
+    );
     let vote = &stack.services["vote"];
-    assert_eq!(vote.image.as_deref(), Some("voting-app-vote"), "compose's default tag for a build");
+    assert_eq!(
+        vote.image.as_deref(),
+        Some("voting-app-vote"),
+        "compose's default tag for a build"
+    );
     assert_eq!(vote.port, Some(8080));
     assert_eq!(exec_command(vote), ["curl", "-f", "http://localhost"]);
     let probe = vote.probes.ready.as_ref().unwrap();
     assert_eq!(
-        (probe.interval.to_string(), probe.timeout.to_string(), probe.failure_threshold, probe.start_period.to_string()),
+        (
+            probe.interval.to_string(),
+            probe.timeout.to_string(),
+            probe.failure_threshold,
+            probe.start_period.to_string()
+        ),
         ("15s".to_owned(), "5s".to_owned(), 3, "10s".to_owned())
     );
     assert_eq!(condition(vote, "redis"), DependencyCondition::Ready);
     let result = &stack.services["result"];
-    assert_eq!(result.command.as_deref().unwrap(), ["nodemon", "--inspect=0.0.0.0", "server.js"]);
+    assert_eq!(
+        result.command.as_deref().unwrap(),
+        ["nodemon", "--inspect=0.0.0.0", "server.js"]
+    );
     assert_eq!(result.port, Some(5001));
-    assert_eq!(exec_command(&stack.services["redis"]), ["sh", "-c", "/healthchecks/redis.sh"]);
+    assert_eq!(
+        exec_command(&stack.services["redis"]),
+        ["sh", "-c", "/healthchecks/redis.sh"]
+    );
     let redis_probe = stack.services["redis"].probes.ready.as_ref().unwrap();
-    assert_eq!(redis_probe.timeout.to_string(), "5s", "compose's 30s default is capped at the interval");
+    assert_eq!(
+        redis_probe.timeout.to_string(),
+        "5s",
+        "compose's 30s default is capped at the interval"
+    );
     assert_eq!(stack.services["db"].env["POSTGRES_USER"], "postgres");
     assert_eq!(stack.services["seed"].restart, RestartPolicy::Never);
     let expected = set(&[
@@ -98,19 +131,47 @@ fn voting_app() {
 #[test]
 fn django_celery_with_anchors_and_env_files() {
     let (imported, stack) = import("django-celery");
-    assert_eq!(stack.name, "bakery", "compose's `name:` wins over the directory");
+    assert_eq!(
+        stack.name, "bakery",
+        "compose's `name:` wins over the directory"
+    );
     let django = &stack.services["django"];
     assert_eq!(django.command.as_deref().unwrap(), ["/start"]);
-    assert_eq!(django.port, Some(8000), "`${{DJANGO_PORT:-8000}}` is passed through and interpolated");
-    assert!(imported.yaml.contains("port: ${DJANGO_PORT:-8000}"), "{}", imported.yaml);
-    assert_eq!(exec_command(django), ["sh", "-c", "curl -fsS http://localhost:8000/healthz/ || exit 1"]);
+    assert_eq!(
+        django.port,
+        Some(8000),
+        "`${{DJANGO_PORT:-8000}}` is passed through and interpolated"
+    );
+    assert!(
+        imported.yaml.contains("port: ${DJANGO_PORT:-8000}"),
+        "{}",
+        imported.yaml
+    );
+    assert_eq!(
+        exec_command(django),
+        [
+            "sh",
+            "-c",
+            "curl -fsS http://localhost:8000/healthz/ || exit 1"
+        ]
+    );
     let probe = django.probes.ready.as_ref().unwrap();
-    assert_eq!((probe.failure_threshold, probe.start_period.to_string()), (5, "1m30s".to_owned()));
+    assert_eq!(
+        (probe.failure_threshold, probe.start_period.to_string()),
+        (5, "1m30s".to_owned())
+    );
     assert_eq!(condition(django, "postgres"), DependencyCondition::Ready);
     assert_eq!(condition(django, "migrate"), DependencyCondition::Started);
-    assert_eq!(stack.services["migrate"].restart, RestartPolicy::OnFailure, "a one-shot job is not rerun");
     assert_eq!(
-        stack.services["migrate"].depends_on.keys().collect::<Vec<_>>(),
+        stack.services["migrate"].restart,
+        RestartPolicy::OnFailure,
+        "a one-shot job is not rerun"
+    );
+    assert_eq!(
+        stack.services["migrate"]
+            .depends_on
+            .keys()
+            .collect::<Vec<_>>(),
         ["postgres"],
         "the service's own depends_on wins over the merged anchor"
     );
@@ -121,25 +182,48 @@ fn django_celery_with_anchors_and_env_files() {
     assert_eq!(env["CELERY_FLOWER_USER"], "flower$admin");
     assert_eq!(
         exec_command(&stack.services["postgres"]),
-        ["sh", "-c", "pg_isready -U $POSTGRES_USER -d $POSTGRES_DB"],
+        [
+            "sh",
+            "-c",
+            "pg_isready -U ${POSTGRES_USER} -d ${POSTGRES_DB}"
+        ],
         "`$$` escapes mean the same in wharf as in compose"
     );
-    assert_eq!(exec_command(&stack.services["redis"]), ["redis-cli", "ping"]);
+    assert_eq!(
+        exec_command(&stack.services["redis"]),
+        ["redis-cli", "ping"]
+    );
     let worker = &stack.services["celeryworker"];
-    assert_eq!(worker.command.as_deref().unwrap(), ["celery", "-A", "config.celery_app", "worker", "-l", "INFO"]);
+    assert_eq!(
+        worker.command.as_deref().unwrap(),
+        ["celery", "-A", "config.celery_app", "worker", "-l", "INFO"]
+    );
     assert_eq!(worker.replicas, 2);
-    assert_eq!(stack.services["celerybeat"].restart, RestartPolicy::OnFailure);
-    let mut expected = set(&["volumes", "services.postgres.container_name", "services.postgres.volumes"]);
+    assert_eq!(
+        stack.services["celerybeat"].restart,
+        RestartPolicy::OnFailure
+    );
+    let mut expected = set(&[
+        "volumes",
+        "services.postgres.container_name",
+        "services.postgres.volumes",
+    ]);
     expected.insert("services.redis.container_name");
     expected.insert("services.migrate.command");
     expected.insert("services.celerybeat.restart");
     for service in ["migrate", "django", "celeryworker", "celerybeat"] {
         for key in ["build", "image", "volumes", "command"] {
-            expected.insert(Box::leak(format!("services.{service}.{key}").into_boxed_str()));
+            expected.insert(Box::leak(
+                format!("services.{service}.{key}").into_boxed_str(),
+            ));
         }
         if service != "migrate" {
-            expected.insert(Box::leak(format!("services.{service}.container_name").into_boxed_str()));
-            expected.insert(Box::leak(format!("services.{service}.depends_on.migrate.condition").into_boxed_str()));
+            expected.insert(Box::leak(
+                format!("services.{service}.container_name").into_boxed_str(),
+            ));
+            expected.insert(Box::leak(
+                format!("services.{service}.depends_on.migrate.condition").into_boxed_str(),
+            ));
         }
     }
     assert_eq!(warned_keys(&imported), expected);
@@ -149,16 +233,28 @@ fn django_celery_with_anchors_and_env_files() {
 fn wordpress_and_mariadb() {
     let (imported, stack) = import("wordpress");
     let db = &stack.services["db"];
-    assert_eq!(db.image.as_deref(), Some("mariadb:10.11"), "an off-the-shelf image stays an image");
+    assert_eq!(
+        db.image.as_deref(),
+        Some("mariadb:10.11"),
+        "an off-the-shelf image stays an image"
+    );
     assert_eq!(db.command, None);
-    assert_eq!(exec_command(db), ["healthcheck.sh", "--connect", "--innodb_initialized"]);
+    assert_eq!(
+        exec_command(db),
+        ["healthcheck.sh", "--connect", "--innodb_initialized"]
+    );
     assert_eq!(db.restart, RestartPolicy::Always, "unless-stopped");
     let wordpress = &stack.services["wordpress"];
     assert_eq!(wordpress.port, Some(80));
     assert_eq!(condition(wordpress, "db"), DependencyCondition::Started);
     assert!(wordpress.depends_on["db"].critical);
     assert_eq!(wordpress.env["WORDPRESS_DB_HOST"], "db");
-    assert!(imported.yaml.contains("WORDPRESS_DEBUG: ${WORDPRESS_DEBUG:-}"), "a bare name takes the host's value");
+    assert!(
+        imported
+            .yaml
+            .contains("WORDPRESS_DEBUG: ${WORDPRESS_DEBUG:-}"),
+        "a bare name takes the host's value"
+    );
     let expected = set(&[
         "volumes",
         "services.db.command",
@@ -173,22 +269,53 @@ fn wordpress_and_mariadb() {
 fn sentry_style_extension_anchors_and_merges() {
     let (imported, stack) = import("sentry-style");
     let web = &stack.services["web"];
-    assert_eq!(web.command.as_deref().unwrap(), ["/etc/sentry/entrypoint.sh", "run", "web"], "entrypoint + command");
+    assert_eq!(
+        web.command.as_deref().unwrap(),
+        ["/etc/sentry/entrypoint.sh", "run", "web"],
+        "entrypoint + command"
+    );
     assert_eq!(condition(web, "redis"), DependencyCondition::Ready);
     assert_eq!(condition(web, "memcached"), DependencyCondition::Started);
     assert!(!web.depends_on["smtp"].critical, "`required: false`");
-    assert_eq!(web.env["REQUESTS_CA_BUNDLE"], "/etc/ssl/certs/ca-certificates.crt", "aliases resolve");
+    assert_eq!(
+        web.env["REQUESTS_CA_BUNDLE"], "/etc/ssl/certs/ca-certificates.crt",
+        "aliases resolve"
+    );
     assert_eq!(web.restart, RestartPolicy::Always);
     assert_eq!(exec_command(web)[..2], ["/bin/bash", "-c"]);
-    assert_eq!(exec_command(&stack.services["postgres"]), ["sh", "-c", "pg_isready -U postgres"]);
-    assert_eq!(exec_command(&stack.services["redis"]), ["sh", "-c", "redis-cli ping | grep PONG"]);
-    assert_eq!(stack.services["redis"].probes.ready.as_ref().unwrap().interval.to_string(), "30s");
-    assert_eq!(stack.services["worker"].command.as_deref().unwrap(), ["/etc/sentry/entrypoint.sh", "run", "worker"]);
+    assert_eq!(
+        exec_command(&stack.services["postgres"]),
+        ["sh", "-c", "pg_isready -U postgres"]
+    );
+    assert_eq!(
+        exec_command(&stack.services["redis"]),
+        ["sh", "-c", "redis-cli ping | grep PONG"]
+    );
+    assert_eq!(
+        stack.services["redis"]
+            .probes
+            .ready
+            .as_ref()
+            .unwrap()
+            .interval
+            .to_string(),
+        "30s"
+    );
+    assert_eq!(
+        stack.services["worker"].command.as_deref().unwrap(),
+        ["/etc/sentry/entrypoint.sh", "run", "worker"]
+    );
     assert_eq!(stack.services["worker"].replicas, 3);
     let nginx = &stack.services["nginx"];
     assert_eq!(nginx.port, Some(9000));
-    assert!(nginx.probes.ready.is_none(), "`test: [\"NONE\"]` disables the check");
-    assert!(!imported.yaml.contains("x-"), "extension keys are not copied");
+    assert!(
+        nginx.probes.ready.is_none(),
+        "`test: [\"NONE\"]` disables the check"
+    );
+    assert!(
+        !imported.yaml.contains("x-"),
+        "extension keys are not copied"
+    );
     let mut expected = set(&[
         "volumes",
         "services.smtp.logging",
@@ -206,7 +333,9 @@ fn sentry_style_extension_anchors_and_merges() {
     ]);
     for service in ["web", "cron", "worker"] {
         for key in ["image", "build", "volumes"] {
-            expected.insert(Box::leak(format!("services.{service}.{key}").into_boxed_str()));
+            expected.insert(Box::leak(
+                format!("services.{service}.{key}").into_boxed_str(),
+            ));
         }
     }
     assert_eq!(warned_keys(&imported), expected);
@@ -219,18 +348,37 @@ fn node_mongo_with_env_files_and_long_ports() {
     assert_eq!(api.command.as_deref().unwrap(), ["npm", "run", "dev"]);
     assert_eq!(api.port, Some(3000), "long syntax, published as a string");
     assert_eq!(api.replicas, 2);
-    assert_eq!(api.env["SESSION_SECRET"], "dev \"secret\" value", ".env double quotes and escapes");
-    assert_eq!(api.env["FEATURE_FLAGS"], "search,export", "`export` prefix and trailing comment");
+    assert_eq!(
+        api.env["SESSION_SECRET"], "dev \"secret\" value",
+        ".env double quotes and escapes"
+    );
+    assert_eq!(
+        api.env["FEATURE_FLAGS"], "search,export",
+        "`export` prefix and trailing comment"
+    );
     assert_eq!(api.env["DEBUG"], "true");
     assert_eq!(condition(api, "mongo"), DependencyCondition::Ready);
-    assert_eq!(api.probes.ready.as_ref().unwrap().interval.to_string(), "1m30s");
+    assert_eq!(
+        api.probes.ready.as_ref().unwrap().interval.to_string(),
+        "1m30s"
+    );
     let mongo = &stack.services["mongo"];
     assert_eq!(mongo.port, Some(27017));
-    assert_eq!(mongo.env["MONGO_INITDB_DATABASE"], "todos", "env_file as a plain string");
+    assert_eq!(
+        mongo.env["MONGO_INITDB_DATABASE"], "todos",
+        "env_file as a plain string"
+    );
     let mongo_probe = mongo.probes.ready.as_ref().unwrap();
-    assert_eq!(mongo_probe.timeout.to_string(), "3ms", "2500us rounds to the nearest millisecond");
+    assert_eq!(
+        mongo_probe.timeout.to_string(),
+        "3ms",
+        "2500us rounds to the nearest millisecond"
+    );
     assert_eq!(mongo_probe.start_period.to_string(), "500ms");
-    assert_eq!(exec_command(mongo)[2], "echo 'db.runCommand(\"ping\").ok' | mongosh localhost:27017/test --quiet");
+    assert_eq!(
+        exec_command(mongo)[2],
+        "echo 'db.runCommand(\"ping\").ok' | mongosh localhost:27017/test --quiet"
+    );
     let express = &stack.services["mongo-express"];
     assert_eq!(express.port, Some(8081));
     assert_eq!(express.restart, RestartPolicy::OnFailure);
@@ -255,13 +403,25 @@ fn node_mongo_with_env_files_and_long_ports() {
 
 #[test]
 fn every_warning_points_into_the_compose_file() {
-    for name in ["voting-app", "django-celery", "wordpress", "sentry-style", "node-mongo"] {
+    for name in [
+        "voting-app",
+        "django-celery",
+        "wordpress",
+        "sentry-style",
+        "node-mongo",
+    ] {
         let (imported, _) = import(name);
         let text = std::fs::read_to_string(fixture_dir(name).join("docker-compose.yml")).unwrap();
         for warning in &imported.warnings {
             let span = warning.diagnostic.span;
-            let line = text.lines().nth(span.line - 1).unwrap_or_else(|| panic!("{name}: {warning:?}"));
-            assert!(span.column >= 1 && span.column <= line.len() + 1, "{name}: {warning:?}");
+            let line = text
+                .lines()
+                .nth(span.line - 1)
+                .unwrap_or_else(|| panic!("{name}: {warning:?}"));
+            assert!(
+                span.column >= 1 && span.column <= line.len() + 1,
+                "{name}: {warning:?}"
+            );
         }
     }
 }

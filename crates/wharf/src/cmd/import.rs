@@ -1,9 +1,20 @@
 //! `wharf import …`: convert another tool's file into a wharf.yaml.
+//!
+//! The converted manifest goes to stdout so `wharf import compose docker-compose.yml >
+//! wharf.yaml` works; everything that could not be carried over goes to stderr with the
+//! compose file's line and column. The conversion itself is pure (`wharf-compose`); this module
+//! is its IO edge: it reads the compose file and its `env_file`s.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use wharf_compose::{ImportError, Imported};
+use wharf_manifest::Diagnostic;
+use wharf_manifest::diagnostic::render;
 
 use crate::cli::Global;
 use crate::exit::ExitStatus;
+use crate::manifest_file::use_color;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ImportCommand {
@@ -16,8 +27,69 @@ pub enum ImportCommand {
 
 pub fn run(_global: &Global, command: ImportCommand) -> anyhow::Result<ExitStatus> {
     match command {
-        ImportCommand::Compose { path } => {
-            anyhow::bail!("`wharf import compose {}` is not wired yet", path.display())
+        ImportCommand::Compose { path } => compose(&path),
+    }
+}
+
+/// The compose file as read from disk, with the name messages use for it.
+struct ComposeFile {
+    display: String,
+    text: String,
+}
+
+impl ComposeFile {
+    fn print(&self, diagnostics: &[Diagnostic]) {
+        if !diagnostics.is_empty() {
+            eprint!("{}", render(diagnostics, &self.display, &self.text, use_color()));
         }
     }
+}
+
+fn compose(path: &Path) -> anyhow::Result<ExitStatus> {
+    let display = path.display().to_string();
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read compose file {display}"))?;
+    let file = ComposeFile { display, text };
+    // `env_file` paths are relative to the compose file, as compose resolves them.
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let read_env_file = |name: &str| std::fs::read_to_string(dir.join(name));
+    // The project name falls back to the compose file's directory, so give the converter an
+    // absolute path even for `wharf import compose docker-compose.yml`.
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    match wharf_compose::convert(&file.text, &absolute, &read_env_file) {
+        Ok(imported) => Ok(imported_ok(&file, &imported)),
+        Err(err) => Ok(not_imported(&file, &err)),
+    }
+}
+
+fn imported_ok(file: &ComposeFile, imported: &Imported) -> ExitStatus {
+    let warnings: Vec<Diagnostic> = imported.warnings.iter().map(|w| w.diagnostic.clone()).collect();
+    file.print(&warnings);
+    check_output(imported);
+    print!("{}", imported.yaml);
+    let count = warnings.len();
+    if count > 0 {
+        eprintln!("{}: imported; {count} warning(s) above name what wharf.yaml does not carry", file.display);
+    } else {
+        eprintln!("{}: imported with nothing left behind", file.display);
+    }
+    ExitStatus::Ok
+}
+
+/// Loads the generated manifest as `wharf validate` would and reports anything it rejects
+/// (say, a `${VAR:?}` that is unset here), so a user learns it now, not at `wharf up`.
+fn check_output(imported: &Imported) {
+    let loaded = wharf_manifest::load(&imported.yaml, wharf_manifest::EnvironmentChoice::Default, &|name: &str| {
+        std::env::var(name).ok()
+    });
+    let errors: Vec<Diagnostic> = loaded.diagnostics.into_iter().filter(Diagnostic::is_error).collect();
+    if !errors.is_empty() {
+        eprint!("{}", render(&errors, "wharf.yaml (imported)", &imported.yaml, use_color()));
+        eprintln!("the imported wharf.yaml needs the fixes above before `wharf validate` accepts it");
+    }
+}
+
+fn not_imported(file: &ComposeFile, err: &ImportError) -> ExitStatus {
+    file.print(&err.diagnostics());
+    eprintln!("{}: not imported: {err}", file.display);
+    ExitStatus::Invalid
 }

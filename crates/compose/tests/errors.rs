@@ -1,0 +1,347 @@
+//! The converter on small inline compose files: what is an error (with its position), what is
+//! a warning, and the edge cases of each carried key.
+
+use std::io;
+use std::path::Path;
+
+use wharf_compose::{ImportError, Imported, convert};
+
+fn no_files(path: &str) -> io::Result<String> {
+    Err(io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{path}: no such file"),
+    ))
+}
+
+fn import(text: &str) -> Result<Imported, ImportError> {
+    convert(text, Path::new("/src/myshop/docker-compose.yml"), &no_files)
+}
+
+fn imported(text: &str) -> Imported {
+    let imported = import(text).unwrap_or_else(|err| panic!("{err}: {:?}", err.diagnostics()));
+    let loaded = wharf_manifest::load(
+        &imported.yaml,
+        wharf_manifest::EnvironmentChoice::Default,
+        &|_: &str| None,
+    );
+    assert!(
+        !loaded.has_errors(),
+        "{}\n{:#?}",
+        imported.yaml,
+        loaded.diagnostics
+    );
+    imported
+}
+
+fn position(err: &ImportError) -> (usize, usize) {
+    let diagnostics = err.diagnostics();
+    let first = diagnostics.first().expect("a diagnostic");
+    (first.span.line, first.span.column)
+}
+
+fn keys(imported: &Imported) -> Vec<&str> {
+    imported.warnings.iter().map(|w| w.key.as_str()).collect()
+}
+
+#[test]
+fn invalid_yaml_is_an_error_with_its_position() {
+    let err = import("services:\n  web:\n    image: [nginx\n").unwrap_err();
+    assert!(matches!(err, ImportError::Yaml { .. }), "{err:?}");
+    assert_eq!(position(&err).0, 4, "{:?}", err.diagnostics());
+}
+
+#[test]
+fn duplicate_keys_are_invalid_yaml() {
+    let err = import("services:\n  web:\n    image: a\n    image: b\n").unwrap_err();
+    assert!(matches!(err, ImportError::Yaml { .. }));
+    assert_eq!(position(&err), (4, 5));
+}
+
+#[test]
+fn files_without_services_are_not_compose_files() {
+    for (text, at) in [
+        ("volumes: {}\n", (1, 1)),
+        ("- a\n- b\n", (1, 1)),
+        ("services: {}\n", (1, 11)),
+        ("services: [web]\n", (1, 11)),
+        ("", (1, 1)),
+    ] {
+        let err = import(text).unwrap_err();
+        assert!(
+            matches!(err, ImportError::NotCompose { .. }),
+            "{text:?}: {err:?}"
+        );
+        assert_eq!(position(&err), at, "{text:?}");
+    }
+}
+
+#[test]
+fn values_compose_would_reject_are_errors_with_positions() {
+    let text = "services:\n  web:\n    image: nginx\n    ports: [\"a:b:c:d\"]\n    depends_on: [cache]\n    restart: sometimes\n";
+    let err = import(text).unwrap_err();
+    let ImportError::Invalid { diagnostics } = &err else {
+        panic!("{err:?}")
+    };
+    let at: Vec<(usize, usize)> = diagnostics
+        .iter()
+        .map(|d| (d.span.line, d.span.column))
+        .collect();
+    assert_eq!(at, [(4, 13), (5, 18), (6, 14)], "{diagnostics:#?}");
+    assert!(
+        diagnostics[1]
+            .message
+            .contains("`cache`, which is not a service")
+    );
+}
+
+#[test]
+fn a_missing_env_file_names_it_and_its_position() {
+    let err =
+        import("services:\n  web:\n    image: nginx\n    env_file: [./web.env]\n").unwrap_err();
+    let ImportError::EnvFile { path, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(path, "./web.env");
+    assert_eq!(position(&err), (4, 16));
+    let optional = "services:\n  web:\n    image: nginx\n    env_file:\n      - path: ./web.env\n        required: false\n";
+    assert!(imported(optional).warnings.is_empty());
+}
+
+#[test]
+fn env_files_come_before_environment() {
+    let read = |path: &str| match path {
+        "a.env" => Ok("X=from-a\nY=from-a\n".to_owned()),
+        "b.env" => Ok("Y=from-b\nZ=from-b\n".to_owned()),
+        other => no_files(other),
+    };
+    let text = "services:\n  web:\n    image: nginx\n    env_file: [a.env, b.env]\n    environment: [Z=inline]\n";
+    let imported = convert(text, Path::new("docker-compose.yml"), &read).unwrap();
+    assert!(
+        imported
+            .yaml
+            .contains("X: from-a\n      Y: from-b\n      Z: inline\n"),
+        "{}",
+        imported.yaml
+    );
+}
+
+#[test]
+fn build_only_services_get_composes_default_tag_and_a_warning() {
+    let imported = imported("services:\n  api:\n    build: ./api\n");
+    assert!(
+        imported.yaml.contains("name: myshop\n"),
+        "{}",
+        imported.yaml
+    );
+    assert!(
+        imported.yaml.contains("image: myshop-api\n"),
+        "{}",
+        imported.yaml
+    );
+    assert_eq!(keys(&imported), ["services.api.build"]);
+    let warning = &imported.warnings[0].diagnostic;
+    assert_eq!((warning.span.line, warning.span.column), (3, 5));
+    assert!(
+        warning
+            .hint
+            .as_deref()
+            .unwrap()
+            .contains("docker compose build api")
+    );
+}
+
+#[test]
+fn project_and_service_names_are_sanitized() {
+    let text = "name: My_Shop\nservices:\n  web.api:\n    image: nginx\n  client:\n    image: curl\n    depends_on: [web.api]\n";
+    let imported = imported(text);
+    assert!(
+        imported.yaml.contains("name: my_shop\n"),
+        "{}",
+        imported.yaml
+    );
+    assert!(imported.yaml.contains("  web-api:\n"), "{}", imported.yaml);
+    assert!(
+        imported
+            .yaml
+            .contains("      web-api:\n        condition: started\n"),
+        "{}",
+        imported.yaml
+    );
+    assert_eq!(keys(&imported), ["services.web.api"]);
+}
+
+#[test]
+fn entrypoint_and_command_are_joined_for_built_services() {
+    let text = "services:\n  app:\n    build: .\n    entrypoint: [\"/bin/entry\", \"--verbose\"]\n    command: serve --port 80\n";
+    let imported = imported(text);
+    assert!(imported.yaml.contains("command:\n      - /bin/entry\n      - \"--verbose\"\n      - serve\n      - \"--port\"\n      - \"80\"\n"), "{}", imported.yaml);
+    assert_eq!(
+        keys(&imported),
+        ["services.app.build"],
+        "with an entrypoint the join means what compose meant"
+    );
+    let alone = imported_command_only();
+    assert_eq!(keys(&alone), ["services.app.build", "services.app.command"]);
+}
+
+fn imported_command_only() -> Imported {
+    imported("services:\n  app:\n    build: .\n    command: [serve]\n")
+}
+
+#[test]
+fn healthcheck_forms() {
+    let text = "\
+services:
+  a:
+    image: x
+    healthcheck: {test: [\"CMD\", \"true\"], interval: 1m, timeout: 1500ms, retries: 2, start_period: 1m30s}
+  b:
+    image: x
+    healthcheck: {test: [\"CMD-SHELL\", \"curl -f localhost || exit 1\"]}
+  c:
+    image: x
+    healthcheck: {test: \"pg_isready\", disable: true}
+  d:
+    image: x
+    healthcheck: {test: [\"NONE\"]}
+  e:
+    image: x
+    healthcheck: {test: check, interval: 250us, timeout: 100us}
+";
+    let imported = imported(text);
+    let yaml = &imported.yaml;
+    assert!(yaml.contains("command:\n            - \"true\"\n        interval: 1m\n        timeout: 1s500ms\n        failure_threshold: 2\n        start_period: 1m30s\n"), "{yaml}");
+    assert!(yaml.contains("- sh\n            - \"-c\"\n            - curl -f localhost || exit 1\n        interval: 30s\n        timeout: 30s\n"), "{yaml}");
+    assert!(
+        !yaml.contains("pg_isready"),
+        "disable: true drops the check: {yaml}"
+    );
+    assert!(
+        yaml.contains("  d:\n    image: x\n  e:"),
+        "NONE drops the check: {yaml}"
+    );
+    assert!(
+        yaml.contains("interval: 1ms\n        timeout: 1ms\n"),
+        "{yaml}"
+    );
+    assert_eq!(
+        keys(&imported),
+        [
+            "services.e.healthcheck.interval",
+            "services.e.healthcheck.timeout"
+        ]
+    );
+}
+
+#[test]
+fn restart_policies() {
+    let text = "\
+services:
+  a: {image: x, restart: \"no\"}
+  b: {image: x, restart: always}
+  c: {image: x, restart: unless-stopped}
+  d: {image: x, restart: on-failure}
+  e: {image: x, restart: \"on-failure:5\"}
+  f: {image: x, deploy: {restart_policy: {condition: none, max_attempts: 3}}}
+  g: {image: x}
+";
+    let imported = imported(text);
+    let policies: Vec<&str> = imported
+        .yaml
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("restart: "))
+        .collect();
+    assert_eq!(
+        policies,
+        [
+            "never",
+            "always",
+            "always",
+            "on-failure",
+            "on-failure",
+            "never"
+        ]
+    );
+    assert_eq!(
+        keys(&imported),
+        [
+            "services.e.restart",
+            "services.f.deploy.restart_policy.max_attempts"
+        ]
+    );
+}
+
+#[test]
+fn ports_keep_one_published_tcp_port() {
+    let text = "\
+services:
+  web:
+    image: x
+    ports:
+      - \"80\"
+      - \"9000-9001:9000-9001\"
+      - \"127.0.0.1:8080:8080/tcp\"
+      - \"8443:443\"
+      - {target: 53, published: 5353, protocol: udp}
+";
+    let imported = imported(text);
+    assert!(imported.yaml.contains("port: 8080\n"), "{}", imported.yaml);
+    let lines: Vec<usize> = imported
+        .warnings
+        .iter()
+        .map(|w| w.diagnostic.span.line)
+        .collect();
+    assert_eq!(
+        lines,
+        [5, 6, 7, 8, 9],
+        "one warning each (host address for line 7)"
+    );
+    assert!(
+        imported
+            .warnings
+            .iter()
+            .all(|w| w.key == "services.web.ports")
+    );
+}
+
+#[test]
+fn extension_keys_are_skipped_silently_and_merges_resolved() {
+    let text = "\
+x-common: &common
+  image: busybox
+  environment: {A: \"1\"}
+services:
+  one:
+    <<: *common
+    x-note: internal
+    environment: {B: \"2\"}
+";
+    let imported = imported(text);
+    assert!(imported.warnings.is_empty(), "{:?}", imported.warnings);
+    assert!(
+        imported
+            .yaml
+            .contains("image: busybox\n    env:\n      B: \"2\"\n"),
+        "{}",
+        imported.yaml
+    );
+}
+
+#[test]
+fn completed_successfully_targets_are_not_restarted() {
+    let text = "\
+services:
+  migrate: {build: ., command: migrate}
+  web:
+    image: x
+    depends_on:
+      migrate: {condition: service_completed_successfully}
+";
+    let imported = imported(text);
+    assert!(
+        imported.yaml.contains("restart: on-failure"),
+        "{}",
+        imported.yaml
+    );
+    assert!(keys(&imported).contains(&"services.web.depends_on.migrate.condition"));
+}

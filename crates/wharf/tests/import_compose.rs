@@ -1,0 +1,135 @@
+//! `wharf import compose` through the real binary, in a fresh temp dir: the manifest on stdout
+//! validates with `wharf validate`, warnings on stderr name compose file:line:column, and a
+//! broken compose file exits 2 with nothing on stdout.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn wharf(dir: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("wharf").expect("wharf binary is built");
+    cmd.current_dir(dir).env_remove("WHARF_STATE_DIR").env("NO_COLOR", "1");
+    cmd
+}
+
+const COMPOSE: &str = "\
+services:
+  web:
+    build: .
+    command: gunicorn app:app --bind 0.0.0.0:8000
+    env_file: .env
+    ports:
+      - \"8000:8000\"
+    depends_on:
+      db:
+        condition: service_healthy
+  db:
+    image: postgres:16
+    volumes:
+      - pg:/var/lib/postgresql/data
+    healthcheck:
+      test: [\"CMD-SHELL\", \"pg_isready -U postgres\"]
+      interval: 5s
+volumes:
+  pg:
+";
+
+/// Writes `files` into a fresh temp dir named `shop` (the compose project name).
+fn project(files: &[(&str, &str)]) -> (tempfile::TempDir, std::path::PathBuf) {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("shop");
+    std::fs::create_dir(&dir).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    (root, dir)
+}
+
+#[test]
+fn import_writes_a_manifest_that_validates_and_warns_on_stderr() {
+    let (_root, dir) = project(&[("docker-compose.yml", COMPOSE), (".env", "SECRET_KEY=dev\n")]);
+    let output = wharf(&dir).args(["import", "compose", "docker-compose.yml"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stdout.starts_with("# imported from docker-compose.yml by wharf import compose"), "{stdout}");
+    assert!(stdout.contains("name: shop"), "{stdout}");
+    assert!(stdout.contains("SECRET_KEY: dev"), "the env file beside the compose file is read: {stdout}");
+    for expected in [
+        "docker-compose.yml:3:5",
+        "`build` is not carried over",
+        "docker-compose.yml:13:5",
+        "`services.db.volumes` is not carried over",
+        "docker-compose.yml:19:1",
+        "top-level `volumes` is not carried over",
+    ] {
+        assert!(stderr.contains(expected), "missing {expected:?} in:\n{stderr}");
+    }
+    assert!(!stdout.contains("warning"), "warnings stay off stdout");
+    std::fs::write(dir.join("wharf.yaml"), &stdout).unwrap();
+    wharf(&dir)
+        .args(["validate", "-f", "wharf.yaml"])
+        .assert()
+        .code(0)
+        .stderr(predicate::str::contains("error").not());
+}
+
+#[test]
+fn invalid_yaml_exits_2_naming_file_line_and_column() {
+    let broken = "services:\n  web:\n    image: nginx\n    ports: [\"80:80\"\n";
+    let (_root, dir) = project(&[("docker-compose.yml", broken)]);
+    wharf(&dir)
+        .args(["import", "compose", "docker-compose.yml"])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(predicate::str::contains("invalid YAML"))
+        .stderr(predicate::str::is_match(r"docker-compose\.yml:\d+:\d+").unwrap());
+}
+
+#[test]
+fn a_file_without_services_is_not_a_compose_file() {
+    let (_root, dir) = project(&[("compose.yaml", "version: \"3\"\nvolumes:\n  data:\n")]);
+    wharf(&dir)
+        .args(["import", "compose", "compose.yaml"])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(predicate::str::contains("not a compose file: there is no top-level `services` key"))
+        .stderr(predicate::str::contains("compose.yaml:1:1"));
+}
+
+#[test]
+fn a_missing_env_file_is_an_error_naming_it() {
+    let (_root, dir) = project(&[("docker-compose.yml", COMPOSE)]);
+    wharf(&dir)
+        .args(["import", "compose", "docker-compose.yml"])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(predicate::str::contains("env_file `.env` could not be read"))
+        .stderr(predicate::str::contains("docker-compose.yml:5:15"));
+}
+
+#[test]
+fn an_optional_missing_env_file_is_skipped() {
+    let compose = "services:\n  web:\n    image: nginx\n    env_file:\n      - path: ./local.env\n        required: false\n";
+    let (_root, dir) = project(&[("docker-compose.yml", compose)]);
+    wharf(&dir)
+        .args(["import", "compose", "docker-compose.yml"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("image: nginx"));
+}
+
+#[test]
+fn a_missing_compose_file_exits_2() {
+    let (_root, dir) = project(&[]);
+    wharf(&dir)
+        .args(["import", "compose", "nope.yml"])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(predicate::str::contains("cannot read compose file nope.yml"));
+}
