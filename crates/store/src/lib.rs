@@ -8,10 +8,12 @@
 //! transaction that re-checks the tree size, so a second process can never interleave entries.
 
 mod db;
+mod instances;
 mod keys;
 mod ledger;
 mod migrations;
 
 pub use db::{Store, StoreError};
+pub use instances::InstanceRow;
 pub use keys::{KEY_FILE, load_or_create_signer};
 pub use ledger::EntryFilter;

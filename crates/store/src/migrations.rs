@@ -34,4 +34,20 @@ pub const MIGRATIONS: &[&str] = &[
         size INTEGER NOT NULL,
         note TEXT NOT NULL
     );",
+    // 2: the instances the control plane started, so a restarted control plane re-adopts
+    // them (pid + start time identify a process; a pid alone can be reused).
+    "CREATE TABLE instances (
+        service         TEXT NOT NULL,
+        idx             INTEGER NOT NULL,
+        version         TEXT NOT NULL,
+        pid             INTEGER NOT NULL,
+        start_time      INTEGER NOT NULL,
+        shim_pid        INTEGER NOT NULL,
+        shim_start_time INTEGER NOT NULL,
+        port            INTEGER,
+        started_at      TEXT NOT NULL,
+        restarts        INTEGER NOT NULL,
+        spec_hash       TEXT NOT NULL,
+        PRIMARY KEY (service, idx)
+    ) WITHOUT ROWID;",
 ];

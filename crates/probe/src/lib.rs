@@ -1,0 +1,239 @@
+//! Probes: one check of one target (HTTP request, TCP connect, command) with a timeout,
+//! returning pass / warn / fail, the latency and, on failure, the reason in a person's words
+//! ("connection refused", "status 503", "timed out after 1s").
+//!
+//! Checks are plain async functions of their inputs, so the control plane runs each on its own
+//! task: a slow probe never delays another.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// Bodies larger than this are not read further (a probe is not a download).
+const MAX_BODY: usize = 1 << 20;
+
+/// A probe's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    /// Passed, but slower than the warn bound.
+    Warn,
+    Fail,
+}
+
+/// The result of one probe run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Outcome {
+    pub status: Status,
+    pub latency: Duration,
+    /// Why it failed or warned.
+    pub reason: Option<String>,
+}
+
+impl Outcome {
+    fn pass(latency: Duration) -> Self {
+        Outcome { status: Status::Pass, latency, reason: None }
+    }
+
+    fn fail(latency: Duration, reason: impl Into<String>) -> Self {
+        Outcome { status: Status::Fail, latency, reason: Some(reason.into()) }
+    }
+
+    pub fn passed(&self) -> bool {
+        self.status != Status::Fail
+    }
+}
+
+/// An HTTP check, with the URL already resolved for the instance.
+#[derive(Debug, Clone)]
+pub struct HttpProbe {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    /// Accepted statuses; empty means 2xx and 3xx.
+    pub expect_status: Vec<u16>,
+    pub body_contains: Option<String>,
+    /// (JSON pointer, expected value)
+    pub json: Option<(String, serde_json::Value)>,
+    pub max_latency: Option<Duration>,
+    pub warn_latency: Option<Duration>,
+}
+
+/// What a probe checks.
+#[derive(Debug, Clone)]
+pub enum Check {
+    Http(HttpProbe),
+    Tcp { host: String, port: u16 },
+    Exec { command: Vec<String>, expect_exit: i32 },
+}
+
+/// Runs probes; holds the HTTP connection pool shared by every HTTP probe.
+#[derive(Clone, Debug)]
+pub struct Prober {
+    client: Client<HttpConnector, Empty<Bytes>>,
+}
+
+impl Default for Prober {
+    fn default() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        // Probes must see a fresh connection problem, not a pooled connection's luck.
+        let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(0).build(connector);
+        Prober { client }
+    }
+}
+
+impl Prober {
+    /// Runs `check`, bounded by `timeout`.
+    pub async fn run(&self, check: &Check, timeout: Duration) -> Outcome {
+        let started = Instant::now();
+        let run = async {
+            match check {
+                Check::Http(http) => self.http(http, started).await,
+                Check::Tcp { host, port } => tcp(host, *port, started).await,
+                Check::Exec { command, expect_exit } => exec(command, *expect_exit, started).await,
+            }
+        };
+        match tokio::time::timeout(timeout, run).await {
+            Ok(outcome) => outcome,
+            Err(_) => Outcome::fail(started.elapsed(), format!("timed out after {}", human(timeout))),
+        }
+    }
+
+    async fn http(&self, probe: &HttpProbe, started: Instant) -> Outcome {
+        let request = match build_request(probe) {
+            Ok(request) => request,
+            Err(reason) => return Outcome::fail(started.elapsed(), reason),
+        };
+        let response = match self.client.request(request).await {
+            Ok(response) => response,
+            Err(err) => return Outcome::fail(started.elapsed(), root_cause(&err)),
+        };
+        let status = response.status().as_u16();
+        let body = match Limited::new(response.into_body(), MAX_BODY).collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(err) => return Outcome::fail(started.elapsed(), format!("reading the body: {err}")),
+        };
+        let latency = started.elapsed();
+        if let Some(reason) = http_failure(probe, status, &body) {
+            return Outcome::fail(latency, reason);
+        }
+        latency_verdict(latency, probe.max_latency, probe.warn_latency)
+    }
+}
+
+fn build_request(probe: &HttpProbe) -> Result<hyper::Request<Empty<Bytes>>, String> {
+    let uri: hyper::Uri = probe.url.parse().map_err(|err| format!("invalid URL {}: {err}", probe.url))?;
+    let mut builder = hyper::Request::builder().method(probe.method.as_str()).uri(uri).header("user-agent", "wharf-probe");
+    for (name, value) in &probe.headers {
+        builder = builder.header(name, value);
+    }
+    builder.body(Empty::new()).map_err(|err| format!("invalid request: {err}"))
+}
+
+fn http_failure(probe: &HttpProbe, status: u16, body: &[u8]) -> Option<String> {
+    let status_ok = if probe.expect_status.is_empty() { (200..400).contains(&status) } else { probe.expect_status.contains(&status) };
+    if !status_ok {
+        return Some(format!("status {status}"));
+    }
+    if let Some(needle) = &probe.body_contains {
+        if !String::from_utf8_lossy(body).contains(needle.as_str()) {
+            return Some(format!("body does not contain {needle:?}"));
+        }
+    }
+    if let Some((pointer, expected)) = &probe.json {
+        let value: serde_json::Value = match serde_json::from_slice(body) {
+            Ok(value) => value,
+            Err(_) => return Some("body is not JSON".to_owned()),
+        };
+        match value.pointer(pointer) {
+            Some(found) if found == expected => {}
+            Some(found) => return Some(format!("{pointer} is {found}, expected {expected}")),
+            None => return Some(format!("{pointer} is missing from the body")),
+        }
+    }
+    None
+}
+
+fn latency_verdict(latency: Duration, max: Option<Duration>, warn: Option<Duration>) -> Outcome {
+    if max.is_some_and(|max| latency > max) {
+        let max = max.unwrap_or_default();
+        return Outcome::fail(latency, format!("took {} (max {})", human(latency), human(max)));
+    }
+    if let Some(warn) = warn.filter(|warn| latency > *warn) {
+        return Outcome { status: Status::Warn, latency, reason: Some(format!("took {} (warn above {})", human(latency), human(warn))) };
+    }
+    Outcome::pass(latency)
+}
+
+async fn tcp(host: &str, port: u16, started: Instant) -> Outcome {
+    match tokio::net::TcpStream::connect((host, port)).await {
+        Ok(_) => Outcome::pass(started.elapsed()),
+        Err(err) => Outcome::fail(started.elapsed(), io_reason(&err)),
+    }
+}
+
+async fn exec(command: &[String], expect_exit: i32, started: Instant) -> Outcome {
+    let Some((program, args)) = command.split_first() else {
+        return Outcome::fail(started.elapsed(), "empty command");
+    };
+    let output = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        // A timed-out probe must not leave its command running.
+        .kill_on_drop(true)
+        .output()
+        .await;
+    match output {
+        Ok(output) if output.status.code() == Some(expect_exit) => Outcome::pass(started.elapsed()),
+        Ok(output) => {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let last_line = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+            let code = output.status.code().map_or_else(|| "killed by a signal".to_owned(), |c| format!("exit code {c}"));
+            let reason = if last_line.is_empty() { code } else { format!("{code}: {last_line}") };
+            Outcome::fail(started.elapsed(), reason)
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Outcome::fail(started.elapsed(), format!("command not found: `{program}`")),
+        Err(err) => Outcome::fail(started.elapsed(), format!("cannot run `{program}`: {err}")),
+    }
+}
+
+/// The innermost error's message: "connection refused", not "client error (Connect)".
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = err;
+    while let Some(source) = current.source() {
+        current = source;
+    }
+    match current.downcast_ref::<std::io::Error>() {
+        Some(io) => io_reason(io),
+        None => current.to_string(),
+    }
+}
+
+fn io_reason(err: &std::io::Error) -> String {
+    match err.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+        std::io::ErrorKind::ConnectionReset => "connection reset".to_owned(),
+        _ => err.to_string(),
+    }
+}
+
+/// `1s`, `250ms`, `1.5s`.
+pub fn human(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    if millis >= 1000 && millis % 1000 == 0 {
+        format!("{}s", millis / 1000)
+    } else if millis >= 1000 {
+        format!("{:.1}s", duration.as_secs_f64())
+    } else {
+        format!("{millis}ms")
+    }
+}

@@ -1,0 +1,122 @@
+//! The `instances` table: what the control plane is running, for re-adoption after a restart.
+
+use rusqlite::{Row, params};
+
+use crate::db::{Store, StoreError, sqlite};
+
+/// One running instance as recorded by the control plane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceRow {
+    pub service: String,
+    pub index: u32,
+    pub version: String,
+    pub pid: i32,
+    /// Clock ticks since boot; with `pid` it identifies the process.
+    pub start_time: u64,
+    pub shim_pid: i32,
+    pub shim_start_time: u64,
+    pub port: Option<u16>,
+    /// RFC 3339 UTC.
+    pub started_at: String,
+    pub restarts: u32,
+    /// A hash of the instance's spec, to notice a manifest change on re-adoption.
+    pub spec_hash: String,
+}
+
+impl Store {
+    /// Records (or replaces) the instance in its slot.
+    pub fn save_instance(&mut self, row: &InstanceRow) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO instances
+                 (service, idx, version, pid, start_time, shim_pid, shim_start_time, port, started_at, restarts, spec_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    row.service,
+                    row.index,
+                    row.version,
+                    row.pid,
+                    row.start_time as i64,
+                    row.shim_pid,
+                    row.shim_start_time as i64,
+                    row.port,
+                    row.started_at,
+                    row.restarts,
+                    row.spec_hash
+                ],
+            )
+            .map(drop)
+            .map_err(sqlite(&self.path, "cannot record the instance"))
+    }
+
+    /// Forgets the instance in a slot (it was stopped or has exited).
+    pub fn remove_instance(&mut self, service: &str, index: u32) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM instances WHERE service = ?1 AND idx = ?2", params![service, index])
+            .map(drop)
+            .map_err(sqlite(&self.path, "cannot forget the instance"))
+    }
+
+    /// Every recorded instance, by service and slot.
+    pub fn instances(&self) -> Result<Vec<InstanceRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT service, idx, version, pid, start_time, shim_pid, shim_start_time, port, started_at, restarts, spec_hash
+                 FROM instances ORDER BY service, idx",
+            )
+            .map_err(sqlite(&self.path, "cannot list instances"))?;
+        let rows = stmt.query_map([], instance_row).map_err(sqlite(&self.path, "cannot list instances"))?;
+        rows.collect::<Result<_, _>>().map_err(sqlite(&self.path, "cannot list instances"))
+    }
+}
+
+fn instance_row(row: &Row<'_>) -> rusqlite::Result<InstanceRow> {
+    Ok(InstanceRow {
+        service: row.get(0)?,
+        index: row.get(1)?,
+        version: row.get(2)?,
+        pid: row.get(3)?,
+        start_time: row.get::<_, i64>(4)? as u64,
+        shim_pid: row.get(5)?,
+        shim_start_time: row.get::<_, i64>(6)? as u64,
+        port: row.get(7)?,
+        started_at: row.get(8)?,
+        restarts: row.get(9)?,
+        spec_hash: row.get(10)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instances_are_saved_replaced_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let mut row = InstanceRow {
+            service: "api".into(),
+            index: 0,
+            version: "1.0".into(),
+            pid: 10,
+            start_time: 99,
+            shim_pid: 9,
+            shim_start_time: 98,
+            port: Some(8080),
+            started_at: "2026-01-01T00:00:00Z".into(),
+            restarts: 0,
+            spec_hash: "abc".into(),
+        };
+        store.save_instance(&row).unwrap();
+        row.pid = 11;
+        row.restarts = 1;
+        store.save_instance(&row).unwrap();
+        assert_eq!(store.instances().unwrap(), vec![row.clone()]);
+        drop(store);
+        let mut reopened = Store::open(dir.path()).unwrap();
+        assert_eq!(reopened.instances().unwrap(), vec![row]);
+        reopened.remove_instance("api", 0).unwrap();
+        assert!(reopened.instances().unwrap().is_empty());
+    }
+}
