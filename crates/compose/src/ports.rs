@@ -36,7 +36,7 @@ pub(crate) fn convert(imp: &mut Importer<'_>, service: &Service<'_>, out: &mut M
             _ => None,
         };
         match port {
-            Some(port) => take(imp, service, &port, item.span, out),
+            Some(port) => take(imp, service, &port, first_key_span(item), out),
             None => imp.error(
                 item.span,
                 format!(
@@ -106,6 +106,14 @@ fn take(
         let hint = "make the service listen on `${PORT}`, which wharf sets for each instance";
         warn(imp, message, Some(hint));
     }
+}
+
+/// Where to point for a port: the scalar itself, or the first key of a long-syntax mapping
+/// (a block mapping's own span has no single line to underline).
+fn first_key_span(item: &Node) -> Span {
+    crate::map_entries(item)
+        .first()
+        .map_or(item.span, |(key, _)| key.span)
 }
 
 fn is_range(text: &str) -> bool {

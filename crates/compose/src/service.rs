@@ -183,8 +183,11 @@ fn run_target(
         } else {
             format!("`build` is not carried over: wharf runs image `{tag}` but does not build it")
         };
-        let hint =
-            format!("build it first: `docker compose build {name}` (compose tags it `{tag}`)");
+        let hint = if runs_command {
+            "run the command where its code and dependencies are installed, or build the image and use `image:` instead of `command:`".to_owned()
+        } else {
+            format!("build it first: `docker compose build {name}` (compose tags it `{tag}`)")
+        };
         imp.warn(
             service.path("build"),
             key_span(node, "build", build),

@@ -9,7 +9,9 @@ use predicates::prelude::*;
 
 fn wharf(dir: &Path) -> Command {
     let mut cmd = Command::cargo_bin("wharf").expect("wharf binary is built");
-    cmd.current_dir(dir).env_remove("WHARF_STATE_DIR").env("NO_COLOR", "1");
+    cmd.current_dir(dir)
+        .env_remove("WHARF_STATE_DIR")
+        .env("NO_COLOR", "1");
     cmd
 }
 
@@ -48,23 +50,43 @@ fn project(files: &[(&str, &str)]) -> (tempfile::TempDir, std::path::PathBuf) {
 
 #[test]
 fn import_writes_a_manifest_that_validates_and_warns_on_stderr() {
-    let (_root, dir) = project(&[("docker-compose.yml", COMPOSE), (".env", "SECRET_KEY=dev\n")]);
-    let output = wharf(&dir).args(["import", "compose", "docker-compose.yml"]).output().unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let (_root, dir) = project(&[
+        ("docker-compose.yml", COMPOSE),
+        (".env", "SECRET_KEY=dev\n"),
+    ]);
+    let output = wharf(&dir)
+        .args(["import", "compose", "docker-compose.yml"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let stdout = String::from_utf8(output.stdout).unwrap();
     let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(stdout.starts_with("# imported from docker-compose.yml by wharf import compose"), "{stdout}");
+    assert!(
+        stdout.starts_with("# imported from docker-compose.yml by wharf import compose"),
+        "{stdout}"
+    );
     assert!(stdout.contains("name: shop"), "{stdout}");
-    assert!(stdout.contains("SECRET_KEY: dev"), "the env file beside the compose file is read: {stdout}");
+    assert!(
+        stdout.contains("SECRET_KEY: dev"),
+        "the env file beside the compose file is read: {stdout}"
+    );
     for expected in [
         "docker-compose.yml:3:5",
         "`build` is not carried over",
         "docker-compose.yml:13:5",
         "`services.db.volumes` is not carried over",
-        "docker-compose.yml:19:1",
+        "docker-compose.yml:18:1",
         "top-level `volumes` is not carried over",
     ] {
-        assert!(stderr.contains(expected), "missing {expected:?} in:\n{stderr}");
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
     }
     assert!(!stdout.contains("warning"), "warnings stay off stdout");
     std::fs::write(dir.join("wharf.yaml"), &stdout).unwrap();
@@ -96,7 +118,9 @@ fn a_file_without_services_is_not_a_compose_file() {
         .assert()
         .code(2)
         .stdout("")
-        .stderr(predicate::str::contains("not a compose file: there is no top-level `services` key"))
+        .stderr(predicate::str::contains(
+            "not a compose file: there is no top-level `services` key",
+        ))
         .stderr(predicate::str::contains("compose.yaml:1:1"));
 }
 
@@ -108,7 +132,9 @@ fn a_missing_env_file_is_an_error_naming_it() {
         .assert()
         .code(2)
         .stdout("")
-        .stderr(predicate::str::contains("env_file `.env` could not be read"))
+        .stderr(predicate::str::contains(
+            "env_file `.env` could not be read",
+        ))
         .stderr(predicate::str::contains("docker-compose.yml:5:15"));
 }
 
@@ -131,5 +157,7 @@ fn a_missing_compose_file_exits_2() {
         .assert()
         .code(2)
         .stdout("")
-        .stderr(predicate::str::contains("cannot read compose file nope.yml"));
+        .stderr(predicate::str::contains(
+            "cannot read compose file nope.yml",
+        ));
 }

@@ -40,17 +40,24 @@ struct ComposeFile {
 impl ComposeFile {
     fn print(&self, diagnostics: &[Diagnostic]) {
         if !diagnostics.is_empty() {
-            eprint!("{}", render(diagnostics, &self.display, &self.text, use_color()));
+            eprint!(
+                "{}",
+                render(diagnostics, &self.display, &self.text, use_color())
+            );
         }
     }
 }
 
 fn compose(path: &Path) -> anyhow::Result<ExitStatus> {
     let display = path.display().to_string();
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read compose file {display}"))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read compose file {display}"))?;
     let file = ComposeFile { display, text };
     // `env_file` paths are relative to the compose file, as compose resolves them.
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let read_env_file = |name: &str| std::fs::read_to_string(dir.join(name));
     // The project name falls back to the compose file's directory, so give the converter an
     // absolute path even for `wharf import compose docker-compose.yml`.
@@ -62,13 +69,20 @@ fn compose(path: &Path) -> anyhow::Result<ExitStatus> {
 }
 
 fn imported_ok(file: &ComposeFile, imported: &Imported) -> ExitStatus {
-    let warnings: Vec<Diagnostic> = imported.warnings.iter().map(|w| w.diagnostic.clone()).collect();
+    let warnings: Vec<Diagnostic> = imported
+        .warnings
+        .iter()
+        .map(|w| w.diagnostic.clone())
+        .collect();
     file.print(&warnings);
     check_output(imported);
     print!("{}", imported.yaml);
     let count = warnings.len();
     if count > 0 {
-        eprintln!("{}: imported; {count} warning(s) above name what wharf.yaml does not carry", file.display);
+        eprintln!(
+            "{}: imported; {count} warning(s) above name what wharf.yaml does not carry",
+            file.display
+        );
     } else {
         eprintln!("{}: imported with nothing left behind", file.display);
     }
@@ -78,13 +92,29 @@ fn imported_ok(file: &ComposeFile, imported: &Imported) -> ExitStatus {
 /// Loads the generated manifest as `wharf validate` would and reports anything it rejects
 /// (say, a `${VAR:?}` that is unset here), so a user learns it now, not at `wharf up`.
 fn check_output(imported: &Imported) {
-    let loaded = wharf_manifest::load(&imported.yaml, wharf_manifest::EnvironmentChoice::Default, &|name: &str| {
-        std::env::var(name).ok()
-    });
-    let errors: Vec<Diagnostic> = loaded.diagnostics.into_iter().filter(Diagnostic::is_error).collect();
+    let loaded = wharf_manifest::load(
+        &imported.yaml,
+        wharf_manifest::EnvironmentChoice::Default,
+        &|name: &str| std::env::var(name).ok(),
+    );
+    let errors: Vec<Diagnostic> = loaded
+        .diagnostics
+        .into_iter()
+        .filter(Diagnostic::is_error)
+        .collect();
     if !errors.is_empty() {
-        eprint!("{}", render(&errors, "wharf.yaml (imported)", &imported.yaml, use_color()));
-        eprintln!("the imported wharf.yaml needs the fixes above before `wharf validate` accepts it");
+        eprint!(
+            "{}",
+            render(
+                &errors,
+                "wharf.yaml (imported)",
+                &imported.yaml,
+                use_color()
+            )
+        );
+        eprintln!(
+            "the imported wharf.yaml needs the fixes above before `wharf validate` accepts it"
+        );
     }
 }
 
