@@ -161,3 +161,28 @@ fn a_missing_compose_file_exits_2() {
             "cannot read compose file nope.yml",
         ));
 }
+
+#[test]
+fn a_required_variable_is_checked_against_the_env_file_beside_the_compose_file() {
+    let compose = "services:\n  web:\n    image: \"${WHARF_TEST_IMAGE:?set the image}\"\n";
+    let (_root, dir) = project(&[("docker-compose.yml", compose)]);
+    wharf(&dir)
+        .env_remove("WHARF_TEST_IMAGE")
+        .args(["import", "compose", "docker-compose.yml"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(
+            "image: ${WHARF_TEST_IMAGE:?set the image}",
+        ))
+        .stderr(predicate::str::contains(
+            "`WHARF_TEST_IMAGE`: set the image",
+        ))
+        .stderr(predicate::str::contains("needs the fixes above"));
+    std::fs::write(dir.join(".env"), "WHARF_TEST_IMAGE=nginx\n").unwrap();
+    wharf(&dir)
+        .env_remove("WHARF_TEST_IMAGE")
+        .args(["import", "compose", "docker-compose.yml"])
+        .assert()
+        .code(0)
+        .stderr(predicate::str::contains("needs the fixes above").not());
+}

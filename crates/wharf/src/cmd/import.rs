@@ -5,6 +5,7 @@
 //! compose file's line and column. The conversion itself is pure (`wharf-compose`); this module
 //! is its IO edge: it reads the compose file and its `env_file`s.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -63,19 +64,19 @@ fn compose(path: &Path) -> anyhow::Result<ExitStatus> {
     // absolute path even for `wharf import compose docker-compose.yml`.
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     match wharf_compose::convert(&file.text, &absolute, &read_env_file) {
-        Ok(imported) => Ok(imported_ok(&file, &imported)),
+        Ok(imported) => Ok(imported_ok(&file, &imported, dir)),
         Err(err) => Ok(not_imported(&file, &err)),
     }
 }
 
-fn imported_ok(file: &ComposeFile, imported: &Imported) -> ExitStatus {
+fn imported_ok(file: &ComposeFile, imported: &Imported, dir: &Path) -> ExitStatus {
     let warnings: Vec<Diagnostic> = imported
         .warnings
         .iter()
         .map(|w| w.diagnostic.clone())
         .collect();
     file.print(&warnings);
-    check_output(imported);
+    check_output(imported, dir);
     print!("{}", imported.yaml);
     let count = warnings.len();
     if count > 0 {
@@ -89,13 +90,22 @@ fn imported_ok(file: &ComposeFile, imported: &Imported) -> ExitStatus {
     ExitStatus::Ok
 }
 
-/// Loads the generated manifest as `wharf validate` would and reports anything it rejects
-/// (say, a `${VAR:?}` that is unset here), so a user learns it now, not at `wharf up`.
-fn check_output(imported: &Imported) {
+/// Loads the generated manifest as `wharf validate` would beside the compose file (process
+/// environment, then its `.env`) and reports anything it rejects (say, a `${VAR:?}` that is
+/// unset), so a user learns it now, not at `wharf up`.
+fn check_output(imported: &Imported, dir: &Path) {
+    let dotenv: HashMap<String, String> = dotenvy::from_path_iter(dir.join(".env"))
+        .map(|entries| entries.filter_map(Result::ok).collect())
+        .unwrap_or_default();
+    let variables = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .or_else(|| dotenv.get(name).cloned())
+    };
     let loaded = wharf_manifest::load(
         &imported.yaml,
         wharf_manifest::EnvironmentChoice::Default,
-        &|name: &str| std::env::var(name).ok(),
+        &variables,
     );
     let errors: Vec<Diagnostic> = loaded
         .diagnostics
