@@ -93,12 +93,27 @@ pub fn parse(source: &str) -> (Option<Node>, Vec<Diagnostic>) {
     (root, builder.diagnostics)
 }
 
+/// Aliases copy their anchor's nodes, so nested aliases grow exponentially ("billion laughs");
+/// past this many copied nodes the rest of the aliases read as null, with one error.
+const MAX_ALIAS_NODES: usize = 100_000;
+
+fn node_count(node: &Node) -> usize {
+    match &node.kind {
+        NodeKind::Null | NodeKind::Scalar { .. } => 1,
+        NodeKind::Seq(items) => 1 + items.iter().map(node_count).sum::<usize>(),
+        NodeKind::Map(entries) => 1 + entries.iter().map(|(k, v)| node_count(k) + node_count(v)).sum::<usize>(),
+    }
+}
+
 /// Builds the node tree from the parser's event stream.
 struct Builder<'s> {
     positions: Positions<'s>,
     /// Containers being built, innermost last.
     stack: Vec<Partial>,
-    anchors: HashMap<usize, Node>,
+    /// Anchored nodes with their node counts.
+    anchors: HashMap<usize, (Node, usize)>,
+    /// Nodes copied by aliases so far, bounded by [`MAX_ALIAS_NODES`].
+    alias_nodes: usize,
     documents: Vec<Node>,
     diagnostics: Vec<Diagnostic>,
 }
@@ -116,6 +131,7 @@ impl<'s> Builder<'s> {
             positions: Positions::new(source),
             stack: Vec::new(),
             anchors: HashMap::new(),
+            alias_nodes: 0,
             documents: Vec::new(),
             diagnostics: Vec::new(),
         }
@@ -140,7 +156,17 @@ impl<'s> Builder<'s> {
             Event::MappingStart(anchor, _) => self.open(NodeKind::Map(Vec::new()), span, anchor),
             Event::SequenceEnd | Event::MappingEnd => self.close(span),
             Event::Alias(id) => match self.anchors.get(&id) {
-                Some(node) => {
+                Some((_, count)) if self.alias_nodes + count > MAX_ALIAS_NODES => {
+                    if self.alias_nodes <= MAX_ALIAS_NODES {
+                        let message = format!("aliases expand to more than {MAX_ALIAS_NODES} nodes");
+                        let hint = "an anchor is copied at every alias; nest fewer aliases";
+                        self.diagnostics.push(Diagnostic::error(span, message).with_hint(hint));
+                    }
+                    self.alias_nodes = MAX_ALIAS_NODES + 1;
+                    self.finish(Node { kind: NodeKind::Null, span }, 0);
+                }
+                Some((node, count)) => {
+                    self.alias_nodes += count;
                     let node = Node {
                         kind: node.kind.clone(),
                         span,
@@ -184,7 +210,7 @@ impl<'s> Builder<'s> {
     /// Places a completed node into its parent (or makes it the document root).
     fn finish(&mut self, node: Node, anchor: usize) {
         if anchor != 0 {
-            self.anchors.insert(anchor, node.clone());
+            self.anchors.insert(anchor, (node.clone(), node_count(&node)));
         }
         let Some(parent) = self.stack.last_mut() else {
             if self.documents.is_empty() {
