@@ -144,8 +144,7 @@ impl Entry {
 
     /// The leaf bytes: the entry in RFC 8785 canonical JSON.
     pub fn leaf_bytes(&self) -> Vec<u8> {
-        serde_json_canonicalizer::to_vec(&self.to_json())
-            .expect("a JSON value always canonicalizes")
+        self.to_raw().leaf_bytes()
     }
 
     /// The leaf hash, SHA-256(0x00 ‖ leaf bytes).
@@ -153,7 +152,9 @@ impl Entry {
         crate::hash::leaf_hash(&self.leaf_bytes())
     }
 
-    /// The columns storage keeps; `time` uses jiff's lossless RFC 3339 form.
+    /// The columns storage keeps, each already in its canonical form (`time` in jiff's
+    /// lossless RFC 3339 form, `details` as RFC 8785 JSON), so that the leaf bytes are a
+    /// plain concatenation of stored columns (see [`RawEntry::leaf_bytes`]).
     pub fn to_raw(&self) -> RawEntry {
         RawEntry {
             seq: self.seq as i64,
@@ -161,8 +162,38 @@ impl Entry {
             actor: self.actor.clone(),
             action: self.action.0.clone(),
             target: self.target.clone(),
-            details: self.details.to_string(),
+            details: serde_json_canonicalizer::to_string(&self.details)
+                .expect("a JSON value always canonicalizes"),
         }
+    }
+}
+
+impl RawEntry {
+    /// The leaf bytes, straight from the stored columns: the canonical JSON object with its
+    /// keys in RFC 8785 order, string columns escaped as RFC 8785 requires (serde_json's
+    /// escaping is the same), `details` copied verbatim since it is stored canonical.
+    ///
+    /// Verification hashes these without parsing anything, which is what makes checking a
+    /// million entries fast; a column edited into any other form simply no longer matches.
+    pub fn leaf_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(96 + self.details.len() + self.target.len());
+        let string = |out: &mut Vec<u8>, s: &str| {
+            serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
+        };
+        out.extend_from_slice(b"{\"action\":");
+        string(&mut out, &self.action);
+        out.extend_from_slice(b",\"actor\":");
+        string(&mut out, &self.actor);
+        out.extend_from_slice(b",\"details\":");
+        out.extend_from_slice(self.details.as_bytes());
+        out.extend_from_slice(b",\"seq\":");
+        out.extend_from_slice(self.seq.to_string().as_bytes());
+        out.extend_from_slice(b",\"target\":");
+        string(&mut out, &self.target);
+        out.extend_from_slice(b",\"time\":");
+        string(&mut out, &self.time);
+        out.push(b'}');
+        out
     }
 }
 
@@ -237,6 +268,24 @@ mod tests {
         assert_eq!(
             text,
             r#"{"action":"deploy.step","actor":"ops@host","details":{"a":[true,null],"z":1,"é":"\u0001"},"seq":7,"target":"web","time":"2026-01-02T03:04:05.5Z"}"#
+        );
+    }
+
+    #[test]
+    fn leaf_bytes_from_columns_equal_the_canonicalized_entry() {
+        let tricky = "tab\t nl\n quote\" back\\ ctl\u{1f}\u{7f} slash/ é 😀 \u{2028}";
+        let entry = Entry {
+            seq: 12345,
+            time: "2026-01-02T03:04:05.000000001Z".parse().unwrap(),
+            actor: tricky.into(),
+            action: "secret.rotate".parse().unwrap(),
+            target: tricky.into(),
+            details: serde_json::json!({"b": [1, 2.5, -0.0, 1e21, "x"], "a": {"z": null, "é": tricky}}),
+        };
+        let expected = serde_json_canonicalizer::to_vec(&entry.to_json()).unwrap();
+        assert_eq!(
+            String::from_utf8(entry.leaf_bytes()).unwrap(),
+            String::from_utf8(expected).unwrap()
         );
     }
 

@@ -5,8 +5,7 @@
 use std::convert::Infallible;
 use std::fmt;
 
-use crate::entry::Entry;
-use crate::hash::Hash;
+use crate::hash::{Hash, leaf_hash};
 use crate::ledger::{Ledger, LedgerError};
 use crate::note::{Checkpoint, VerifierKey};
 use crate::storage::Storage;
@@ -17,8 +16,6 @@ use crate::tree::{self, Frontier, NodeId};
 pub enum Mismatch {
     /// The entries jump over `seq`: a row was deleted.
     EntryMissing { seq: u64 },
-    /// Entry `seq` cannot be decoded (bad time, JSON or action).
-    EntryUnreadable { seq: u64, reason: String },
     /// Entry `seq` does not hash to its recorded leaf: the entry was altered or moved.
     LeafMismatch { seq: u64 },
     /// A stored interior node differs from the one recomputed from the entries.
@@ -42,7 +39,6 @@ impl Mismatch {
     pub fn first_seq(&self) -> Option<u64> {
         match self {
             Self::EntryMissing { seq }
-            | Self::EntryUnreadable { seq, .. }
             | Self::LeafMismatch { seq }
             | Self::TailMissing { seq, .. } => Some(*seq),
             Self::NodeMismatch { id } | Self::NodeMissing { id } => Some(id.first_leaf()),
@@ -66,9 +62,6 @@ impl fmt::Display for Mismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::EntryMissing { seq } => write!(f, "entry seq {seq} is missing (deleted row)"),
-            Self::EntryUnreadable { seq, reason } => {
-                write!(f, "entry seq {seq} is unreadable: {reason}")
-            }
             Self::LeafMismatch { seq } => write!(
                 f,
                 "entry seq {seq} does not match its recorded leaf hash (altered or moved)"
@@ -202,8 +195,9 @@ impl<S: Storage> Ledger<S> {
         Ok(report)
     }
 
-    /// Hashes every entry in seq order, stopping at the first gap or unreadable row (past it
-    /// the positions of later entries are unknown).
+    /// Hashes every entry in seq order from its stored columns (no parsing: see
+    /// [`crate::RawEntry::leaf_bytes`]), stopping at the first gap (past it the positions
+    /// of later entries are unknown).
     fn recompute(&self, first: &mut First) -> Result<Recomputed, LedgerError> {
         let mut tree = Recomputed {
             levels: vec![Vec::new()],
@@ -220,16 +214,7 @@ impl<S: Storage> Ledger<S> {
                 stopped = true;
                 return;
             }
-            match Entry::try_from(raw) {
-                Ok(entry) => tree.push(entry.leaf_hash()),
-                Err(error) => {
-                    first.add(Mismatch::EntryUnreadable {
-                        seq: expected,
-                        reason: error.to_string(),
-                    });
-                    stopped = true;
-                }
-            }
+            tree.push(leaf_hash(&raw.leaf_bytes()));
         })?;
         Ok(tree)
     }

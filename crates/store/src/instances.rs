@@ -52,7 +52,10 @@ impl Store {
     /// Forgets the instance in a slot (it was stopped or has exited).
     pub fn remove_instance(&mut self, service: &str, index: u32) -> Result<(), StoreError> {
         self.conn
-            .execute("DELETE FROM instances WHERE service = ?1 AND idx = ?2", params![service, index])
+            .execute(
+                "DELETE FROM instances WHERE service = ?1 AND idx = ?2",
+                params![service, index],
+            )
             .map(drop)
             .map_err(sqlite(&self.path, "cannot forget the instance"))
     }
@@ -66,8 +69,11 @@ impl Store {
                  FROM instances ORDER BY service, idx",
             )
             .map_err(sqlite(&self.path, "cannot list instances"))?;
-        let rows = stmt.query_map([], instance_row).map_err(sqlite(&self.path, "cannot list instances"))?;
-        rows.collect::<Result<_, _>>().map_err(sqlite(&self.path, "cannot list instances"))
+        let rows = stmt
+            .query_map([], instance_row)
+            .map_err(sqlite(&self.path, "cannot list instances"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sqlite(&self.path, "cannot list instances"))
     }
 }
 
