@@ -11,6 +11,7 @@ mod health;
 mod keys;
 mod ports;
 mod service;
+mod variables;
 
 use std::io;
 use std::path::Path;

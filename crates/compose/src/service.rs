@@ -115,6 +115,7 @@ pub(crate) fn convert(
     }
     restart(imp, names, &service, &mut out);
     other_keys(imp, &service);
+    crate::variables::check(imp, &service);
     Ok(Some(Value::Object(out)))
 }
 

@@ -345,3 +345,25 @@ services:
     );
     assert!(keys(&imported).contains(&"services.web.depends_on.migrate.condition"));
 }
+
+#[test]
+fn instance_variables_are_flagged_because_wharf_fills_them() {
+    let text = "services:\n  api:\n    build: .\n    command: [\"serve\", \"--port\", \"${PORT}\"]\n    environment: [\"LISTEN=${PORT:-3000}\"]\n";
+    let imported = imported(text);
+    let flagged: Vec<(&str, usize)> = imported
+        .warnings
+        .iter()
+        .filter(|w| {
+            w.diagnostic
+                .message
+                .contains("changes meaning: compose reads it")
+        })
+        .map(|w| (w.key.as_str(), w.diagnostic.span.line))
+        .collect();
+    assert_eq!(
+        flagged,
+        [("services.api.command", 4)],
+        "a default keeps the host's meaning"
+    );
+    assert!(imported.yaml.contains("- ${PORT}\n"), "{}", imported.yaml);
+}
