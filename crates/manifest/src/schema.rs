@@ -306,7 +306,7 @@ fn probe(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Probe> {
             return None;
         }
     };
-    let check_what = sub(&what, kind);
+    let check_what = sub(what, kind);
     let check = match kind {
         "http" => ProbeCheck::Http(http_check(decoder, &check_what, check_node, false)?),
         "tcp" => ProbeCheck::Tcp(tcp_check(decoder, &check_what, check_node)?),
@@ -317,24 +317,23 @@ fn probe(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Probe> {
     let duration = |decoder: &mut Decoder, key: &str, default: Duration| {
         fields
             .get(key)
-            .and_then(|n| decoder.parsed(n, &sub(&what, key), "duration"))
+            .and_then(|n| decoder.parsed(n, &sub(what, key), "duration"))
             .unwrap_or(default)
     };
     let interval = duration(decoder, "interval", Duration::from_secs(10));
     let timeout = duration(decoder, "timeout", Duration::from_secs(1));
     let start_period = duration(decoder, "start_period", Duration::default());
-    if timeout > interval {
-        if let Some(n) = fields.get("timeout") {
+    if timeout > interval
+        && let Some(n) = fields.get("timeout") {
             decoder.push(
                 Diagnostic::warning(n.span, format!("{what}: timeout {timeout} is longer than the interval {interval}"))
                     .with_hint("probes would overlap; make the timeout shorter than the interval"),
             );
         }
-    }
     let threshold = |decoder: &mut Decoder, key: &str| {
         fields
             .get(key)
-            .and_then(|n| decoder.integer(n, &sub(&what, key), 1, 1000))
+            .and_then(|n| decoder.integer(n, &sub(what, key), 1, 1000))
     };
     Some(Probe {
         check,
@@ -371,8 +370,8 @@ pub(crate) fn http_check(decoder: &mut Decoder, what: &str, node: &Node, needs_u
         });
     }
     let fields = decoder.fields(node, what, HTTP_KEYS)?;
-    let path = fields.get("path").and_then(|n| decoder.name(n, &sub(&what, "path")));
-    let url = fields.get("url").and_then(|n| decoder.name(n, &sub(&what, "url")));
+    let path = fields.get("path").and_then(|n| decoder.name(n, &sub(what, "path")));
+    let url = fields.get("url").and_then(|n| decoder.name(n, &sub(what, "url")));
     if needs_url && url.is_none() && !fields.has("url") {
         fields.require(decoder, "url", what);
     } else if !needs_url && path.is_none() && url.is_none() && !fields.has("path") && !fields.has("url") {
@@ -381,32 +380,30 @@ pub(crate) fn http_check(decoder: &mut Decoder, what: &str, node: &Node, needs_u
                 .with_hint("e.g. `http: {path: /health}`"),
         );
     }
-    if let (Some(p), Some(n)) = (&path, fields.get("path")) {
-        if !p.starts_with('/') {
+    if let (Some(p), Some(n)) = (&path, fields.get("path"))
+        && !p.starts_with('/') {
             decoder.push(Diagnostic::error(n.span, format!("{} must start with `/`", sub(what, "path"))));
         }
-    }
-    let max_latency = fields.get("max_latency").and_then(|n| decoder.parsed(n, &sub(&what, "max_latency"), "duration"));
-    let warn_latency = fields.get("warn_latency").and_then(|n| decoder.parsed(n, &sub(&what, "warn_latency"), "duration"));
-    if let (Some(warn), Some(max), Some(n)) = (warn_latency, max_latency, fields.get("warn_latency")) {
-        if warn >= max {
+    let max_latency = fields.get("max_latency").and_then(|n| decoder.parsed(n, &sub(what, "max_latency"), "duration"));
+    let warn_latency = fields.get("warn_latency").and_then(|n| decoder.parsed(n, &sub(what, "warn_latency"), "duration"));
+    if let (Some(warn), Some(max), Some(n)) = (warn_latency, max_latency, fields.get("warn_latency"))
+        && warn >= max {
             decoder.push(Diagnostic::error(n.span, format!("{what}: warn_latency {warn} must be below max_latency {max}")));
         }
-    }
     Some(HttpCheck {
         method: fields
             .get("method")
             .and_then(|n| {
                 let methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"].map(|m| (m, m));
-                decoder.choice(n, &sub(&what, "method"), &methods)
+                decoder.choice(n, &sub(what, "method"), &methods)
             })
             .unwrap_or("GET")
             .to_owned(),
         path,
         url,
-        headers: fields.get("headers").map(|n| decoder.string_map(n, &sub(&what, "headers"))).unwrap_or_default(),
+        headers: fields.get("headers").map(|n| decoder.string_map(n, &sub(what, "headers"))).unwrap_or_default(),
         expect_status: fields.get("expect_status").map(|n| statuses(decoder, what, n)).unwrap_or_default(),
-        body_contains: fields.get("body_contains").and_then(|n| decoder.string(n, &sub(&what, "body_contains"))),
+        body_contains: fields.get("body_contains").and_then(|n| decoder.string(n, &sub(what, "body_contains"))),
         json: fields.get("json").and_then(|n| json_condition(decoder, what, n)),
         max_latency,
         warn_latency,
@@ -414,7 +411,7 @@ pub(crate) fn http_check(decoder: &mut Decoder, what: &str, node: &Node, needs_u
 }
 
 fn statuses(decoder: &mut Decoder, what: &str, node: &Node) -> Vec<u16> {
-    let what = sub(&what, "expect_status");
+    let what = sub(what, "expect_status");
     let single = std::slice::from_ref(node);
     let items = match &node.kind {
         NodeKind::Seq(items) => items.as_slice(),
@@ -424,7 +421,7 @@ fn statuses(decoder: &mut Decoder, what: &str, node: &Node) -> Vec<u16> {
 }
 
 fn json_condition(decoder: &mut Decoder, what: &str, node: &Node) -> Option<JsonCondition> {
-    let what = sub(&what, "json");
+    let what = sub(what, "json");
     let fields = decoder.fields(node, &what, &["pointer", "equals"])?;
     let pointer_node = fields.require(decoder, "pointer", &what)?;
     let pointer = decoder.string(pointer_node, &what)?;
@@ -463,8 +460,8 @@ fn to_json(node: &Node) -> serde_json::Value {
 fn tcp_check(decoder: &mut Decoder, what: &str, node: &Node) -> Option<TcpCheck> {
     let fields = decoder.fields(node, what, &["host", "port"])?;
     Some(TcpCheck {
-        host: fields.get("host").and_then(|n| decoder.name(n, &sub(&what, "host"))),
-        port: fields.get("port").and_then(|n| decoder.integer(n, &sub(&what, "port"), 1, 65535)),
+        host: fields.get("host").and_then(|n| decoder.name(n, &sub(what, "host"))),
+        port: fields.get("port").and_then(|n| decoder.integer(n, &sub(what, "port"), 1, 65535)),
     })
 }
 
@@ -477,12 +474,12 @@ pub(crate) fn exec_check(decoder: &mut Decoder, what: &str, node: &Node) -> Opti
     }
     let fields = decoder.fields(node, what, &["command", "expect_exit"])?;
     let command_node = fields.require(decoder, "command", what)?;
-    let command = decoder.command(command_node, &sub(&what, "command"))?;
+    let command = decoder.command(command_node, &sub(what, "command"))?;
     Some(ExecCheck {
         command,
         expect_exit: fields
             .get("expect_exit")
-            .and_then(|n| decoder.integer(n, &sub(&what, "expect_exit"), 0, 255))
+            .and_then(|n| decoder.integer(n, &sub(what, "expect_exit"), 0, 255))
             .unwrap_or(0),
     })
 }
@@ -490,7 +487,7 @@ pub(crate) fn exec_check(decoder: &mut Decoder, what: &str, node: &Node) -> Opti
 fn connect_check(decoder: &mut Decoder, what: &str, node: &Node) -> Option<ConnectCheck> {
     let fields = decoder.fields(node, what, &["url"])?;
     Some(ConnectCheck {
-        url: fields.get("url").and_then(|n| decoder.name(n, &sub(&what, "url"))),
+        url: fields.get("url").and_then(|n| decoder.name(n, &sub(what, "url"))),
     })
 }
 
@@ -548,7 +545,7 @@ fn default_analysis() -> Analysis {
 }
 
 fn steps(decoder: &mut Decoder, what: &str, node: &Node) -> Vec<RolloutStep> {
-    let what = sub(&what, "steps");
+    let what = sub(what, "steps");
     let items = decoder.items(node, &what);
     if items.is_empty() && matches!(node.kind, NodeKind::Seq(_)) {
         decoder.push(Diagnostic::error(node.span, format!("{what} is empty")).with_hint("end with `{weight: 100}`"));
@@ -562,15 +559,14 @@ fn steps(decoder: &mut Decoder, what: &str, node: &Node) -> Vec<RolloutStep> {
         let Some(weight) = decoder.integer::<u64>(weight_node, &format!("{what} weight"), 0, 100).and_then(Weight::new) else {
             continue;
         };
-        if let Some((before, _)) = previous {
-            if weight <= before {
+        if let Some((before, _)) = previous
+            && weight <= before {
                 decoder.push(
                     Diagnostic::error(weight_node.span, format!("{what}: weight {} does not increase", weight.get()))
                         .with_label(format!("the step before sends {}%", before.get()))
                         .with_hint("each step must send more traffic to the new version than the one before"),
                 );
             }
-        }
         previous = Some((weight, weight_node.span));
         last_span = weight_node.span;
         let pause = fields.get("pause").and_then(|n| decoder.parsed(n, &format!("{what} pause"), "duration"));
@@ -578,31 +574,29 @@ fn steps(decoder: &mut Decoder, what: &str, node: &Node) -> Vec<RolloutStep> {
     }
     // When a step did not decode (reported above), the last good step need not be the last
     // step, so "does not end at 100%" would blame the wrong line.
-    if let (Some((last, _)), true) = (previous, steps.len() == items.len()) {
-        if last != Weight::FULL {
+    if let (Some((last, _)), true) = (previous, steps.len() == items.len())
+        && last != Weight::FULL {
             decoder.push(
                 Diagnostic::error(last_span, format!("{what} end at {}%, not 100%", last.get()))
                     .with_label("the last step")
                     .with_hint("add a final `{weight: 100}` step so the rollout completes"),
             );
         }
-    }
     steps
 }
 
 fn analysis(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Analysis> {
-    let what = sub(&what, "analysis");
+    let what = sub(what, "analysis");
     let fields = decoder.fields(node, &what, &["max_error_rate", "max_latency_p95", "max_latency_p99", "min_requests"])?;
     let duration = |decoder: &mut Decoder, key: &str| {
         fields.get(key).and_then(|n| decoder.parsed::<Duration>(n, &sub(&what, key), "duration"))
     };
     let p95 = duration(decoder, "max_latency_p95");
     let p99 = duration(decoder, "max_latency_p99");
-    if let (Some(p95), Some(p99), Some(n)) = (p95, p99, fields.get("max_latency_p99")) {
-        if p99 < p95 {
+    if let (Some(p95), Some(p99), Some(n)) = (p95, p99, fields.get("max_latency_p99"))
+        && p99 < p95 {
             decoder.push(Diagnostic::error(n.span, format!("{what}: max_latency_p99 {p99} is below max_latency_p95 {p95}")));
         }
-    }
     Some(Analysis {
         max_error_rate: fields
             .get("max_error_rate")
@@ -739,13 +733,13 @@ fn alerts(decoder: &mut Decoder, node: &Node) -> Vec<Alert> {
 
 fn webhook(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Webhook> {
     let fields = decoder.fields(node, what, &["url", "format"])?;
-    let url = fields.require(decoder, "url", what).and_then(|n| decoder.name(n, &sub(&what, "url")));
+    let url = fields.require(decoder, "url", what).and_then(|n| decoder.name(n, &sub(what, "url")));
     let format = fields
         .get("format")
         .and_then(|n| {
             decoder.choice(
                 n,
-                &sub(&what, "format"),
+                &sub(what, "format"),
                 &[("generic", WebhookFormat::Generic), ("slack", WebhookFormat::Slack), ("pagerduty", WebhookFormat::Pagerduty)],
             )
         })
@@ -756,9 +750,9 @@ fn webhook(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Webhook> {
 fn thresholds(decoder: &mut Decoder, what: &str, node: &Node) -> Option<AlertThresholds> {
     let fields = decoder.fields(node, what, &["error_rate", "latency_p95", "down_for"])?;
     Some(AlertThresholds {
-        error_rate: fields.get("error_rate").and_then(|n| decoder.parsed(n, &sub(&what, "error_rate"), "percentage")),
-        latency_p95: fields.get("latency_p95").and_then(|n| decoder.parsed(n, &sub(&what, "latency_p95"), "duration")),
-        down_for: fields.get("down_for").and_then(|n| decoder.parsed(n, &sub(&what, "down_for"), "duration")),
+        error_rate: fields.get("error_rate").and_then(|n| decoder.parsed(n, &sub(what, "error_rate"), "percentage")),
+        latency_p95: fields.get("latency_p95").and_then(|n| decoder.parsed(n, &sub(what, "latency_p95"), "duration")),
+        down_for: fields.get("down_for").and_then(|n| decoder.parsed(n, &sub(what, "down_for"), "duration")),
     })
 }
 
