@@ -80,7 +80,6 @@ fn large() -> (TempDir, Ledger<Store>, SignerKey, u64) {
 
 fn at_scale(c: &mut Criterion) {
     let (_dir, ledger, key, size) = large();
-    parts(&ledger, size);
     let mut group = c.benchmark_group(format!("ledger_{size}"));
     group
         .sample_size(10)
@@ -111,25 +110,3 @@ fn at_scale(c: &mut Criterion) {
 
 criterion_group!(benches, appends, at_scale);
 criterion_main!(benches);
-fn parts(ledger: &Ledger<Store>, size: u64) {
-    use wharf_ledger::Storage;
-    let t = Instant::now();
-    let mut n = 0u64;
-    ledger.storage().scan_entries(&mut |_r| n += 1).unwrap();
-    eprintln!("scan_entries {n}: {:?}", t.elapsed());
-    let mut raws = Vec::new();
-    ledger
-        .storage()
-        .scan_entries(&mut |r| raws.push(r))
-        .unwrap();
-    let t = Instant::now();
-    let mut n = 0u64;
-    ledger.storage().scan_nodes(&mut |_i, _h| n += 1).unwrap();
-    eprintln!("scan_nodes {n}: {:?}", t.elapsed());
-    let t = Instant::now();
-    let leaves: Vec<Vec<u8>> = raws.iter().map(|e| e.leaf_bytes()).collect();
-    eprintln!("leaf bytes: {:?}", t.elapsed());
-    let t = Instant::now();
-    let h: Vec<_> = leaves.iter().map(|l| wharf_ledger::leaf_hash(l)).collect();
-    eprintln!("leaf hash: {:?} {}", t.elapsed(), h.len() as u64 == size);
-}

@@ -13,7 +13,7 @@ mod keys;
 mod ledger;
 mod migrations;
 
-pub use db::{Store, StoreError};
+pub use db::{DB_FILE, Store, StoreError};
 pub use instances::InstanceRow;
 pub use keys::{KEY_FILE, load_or_create_signer};
 pub use ledger::EntryFilter;
