@@ -63,8 +63,11 @@ impl Decoder {
 
     pub fn expected(&mut self, node: &Node, expected: &str, what: &str) {
         self.push(
-            Diagnostic::error(node.span, format!("{what}: expected {expected}, found {}", node.type_name()))
-                .with_label(format!("expected {expected}")),
+            Diagnostic::error(
+                node.span,
+                format!("{what}: expected {expected}, found {}", node.type_name()),
+            )
+            .with_label(format!("expected {expected}")),
         );
     }
 
@@ -103,7 +106,11 @@ impl Decoder {
     }
 
     /// A mapping whose keys are names chosen by the user (services, env variables).
-    pub fn named_entries<'n>(&mut self, node: &'n Node, what: &str) -> Vec<(String, &'n Node, &'n Node)> {
+    pub fn named_entries<'n>(
+        &mut self,
+        node: &'n Node,
+        what: &str,
+    ) -> Vec<(String, &'n Node, &'n Node)> {
         let Some(fields) = self.fields(node, what, &[]) else {
             return Vec::new();
         };
@@ -138,15 +145,26 @@ impl Decoder {
     pub fn name(&mut self, node: &Node, what: &str) -> Option<String> {
         let text = self.string(node, what)?;
         if text.trim().is_empty() {
-            self.push(Diagnostic::error(node.span, format!("{what} must not be empty")));
+            self.push(Diagnostic::error(
+                node.span,
+                format!("{what} must not be empty"),
+            ));
             return None;
         }
         Some(text)
     }
 
     /// An integer within `min..=max`.
-    pub fn integer<T: TryFrom<i64>>(&mut self, node: &Node, what: &str, min: i64, max: i64) -> Option<T> {
-        let parsed = node.as_str().and_then(|text| text.trim().parse::<i64>().ok());
+    pub fn integer<T: TryFrom<i64>>(
+        &mut self,
+        node: &Node,
+        what: &str,
+        min: i64,
+        max: i64,
+    ) -> Option<T> {
+        let parsed = node
+            .as_str()
+            .and_then(|text| text.trim().parse::<i64>().ok());
         let Some(value) = parsed else {
             self.expected(node, "an integer", what);
             return None;
@@ -173,7 +191,12 @@ impl Decoder {
     }
 
     /// A value with its own syntax: durations, percentages, cron schedules.
-    pub fn parsed<T: FromStr<Err = ValueError>>(&mut self, node: &Node, what: &str, kind: &str) -> Option<T> {
+    pub fn parsed<T: FromStr<Err = ValueError>>(
+        &mut self,
+        node: &Node,
+        what: &str,
+        kind: &str,
+    ) -> Option<T> {
         let text = self.string(node, what)?;
         match text.parse() {
             Ok(value) => Some(value),
@@ -198,7 +221,10 @@ impl Decoder {
         self.push(
             Diagnostic::error(node.span, format!("{what}: unknown value `{text}`"))
                 .with_label(format!("expected one of {}", list(&names)))
-                .with_hint(suggestion(&text, &names).unwrap_or_else(|| format!("expected one of {}", list(&names)))),
+                .with_hint(
+                    suggestion(&text, &names)
+                        .unwrap_or_else(|| format!("expected one of {}", list(&names))),
+                ),
         );
         None
     }
@@ -232,7 +258,10 @@ impl Decoder {
             _ => self.string_list(node, what)?,
         };
         if words.is_empty() {
-            self.push(Diagnostic::error(node.span, format!("{what} must not be empty")));
+            self.push(Diagnostic::error(
+                node.span,
+                format!("{what} must not be empty"),
+            ));
             return None;
         }
         Some(words)
@@ -243,7 +272,9 @@ impl Decoder {
         let mut map = IndexMap::new();
         if let NodeKind::Seq(items) = &node.kind {
             for item in items {
-                let Some(text) = self.string(item, what) else { continue };
+                let Some(text) = self.string(item, what) else {
+                    continue;
+                };
                 match text.split_once('=') {
                     Some((key, value)) => map.insert(key.to_owned(), value.to_owned()),
                     None => map.insert(text, String::new()),
@@ -295,5 +326,9 @@ pub(crate) fn suggestion(word: &str, candidates: &[&str]) -> Option<String> {
 }
 
 pub(crate) fn list(names: &[&str]) -> String {
-    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -130,9 +130,15 @@ fn report<'a>(diagnostic: &'a Diagnostic, file: &'a str, source: &'a str) -> Vec
         .path(file)
         .fold(true)
         .annotation(annotation);
-    let mut groups = vec![level.primary_title(diagnostic.message.as_str()).element(snippet)];
+    let mut groups = vec![
+        level
+            .primary_title(diagnostic.message.as_str())
+            .element(snippet),
+    ];
     if let Some(hint) = &diagnostic.hint {
-        groups.push(Group::with_title(Level::HELP.secondary_title(hint.as_str())));
+        groups.push(Group::with_title(
+            Level::HELP.secondary_title(hint.as_str()),
+        ));
     }
     groups
 }
@@ -140,7 +146,9 @@ fn report<'a>(diagnostic: &'a Diagnostic, file: &'a str, source: &'a str) -> Vec
 /// Keeps the caret on one line: a span over a whole block would underline the block.
 fn clamp(span: Span, source: &str) -> std::ops::Range<usize> {
     let start = span.start.min(source.len());
-    let line_end = source[start..].find('\n').map_or(source.len(), |i| start + i);
+    let line_end = source[start..]
+        .find('\n')
+        .map_or(source.len(), |i| start + i);
     let end = span.end.clamp(start, line_end);
     start..end
 }

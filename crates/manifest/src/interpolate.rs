@@ -46,7 +46,8 @@ impl Interpolator<'_> {
             NodeKind::Scalar { value, .. } => {
                 if value.contains('$') {
                     let keep_instance_vars = in_instance_scope(path);
-                    if let Some(expanded) = self.expand_scalar(value, node.span, keep_instance_vars) {
+                    if let Some(expanded) = self.expand_scalar(value, node.span, keep_instance_vars)
+                    {
                         *value = expanded;
                     }
                 }
@@ -67,7 +68,12 @@ impl Interpolator<'_> {
         }
     }
 
-    fn expand_scalar(&mut self, text: &str, span: Span, keep_instance_vars: bool) -> Option<String> {
+    fn expand_scalar(
+        &mut self,
+        text: &str,
+        span: Span,
+        keep_instance_vars: bool,
+    ) -> Option<String> {
         let mut expansion = Expansion {
             variables: self.variables,
             keep_instance_vars,
@@ -90,7 +96,8 @@ impl Interpolator<'_> {
     /// same characters (plain and simple quoted scalars), else the whole scalar.
     fn locate(&self, scalar: Span, text: &str, offset: usize, len: usize) -> Span {
         let piece = &text[offset..(offset + len).min(text.len())];
-        let source = &self.source[scalar.start.min(self.source.len())..scalar.end.min(self.source.len())];
+        let source =
+            &self.source[scalar.start.min(self.source.len())..scalar.end.min(self.source.len())];
         match source.find(piece) {
             Some(found) if !piece.is_empty() => {
                 let start = scalar.start + found;
@@ -103,7 +110,9 @@ impl Interpolator<'_> {
 
 /// `services.<name>.command|env|probes…`: where `${PORT}` and friends belong to the runtime.
 fn in_instance_scope(path: &[String]) -> bool {
-    path.len() >= 3 && path[0] == "services" && matches!(path[2].as_str(), "command" | "env" | "probes")
+    path.len() >= 3
+        && path[0] == "services"
+        && matches!(path[2].as_str(), "command" | "env" | "probes")
 }
 
 enum Problem {
@@ -116,12 +125,25 @@ impl Problem {
     fn into_diagnostic(self, span: Span) -> Diagnostic {
         match self {
             Problem::Required { name, message } => {
-                let message = if message.is_empty() { format!("required variable `{name}` is not set") } else { format!("`{name}`: {message}") };
-                Diagnostic::error(span, message).with_hint(format!("set `{name}` in the environment or in a `.env` file beside the manifest"))
+                let message = if message.is_empty() {
+                    format!("required variable `{name}` is not set")
+                } else {
+                    format!("`{name}`: {message}")
+                };
+                Diagnostic::error(span, message).with_hint(format!(
+                    "set `{name}` in the environment or in a `.env` file beside the manifest"
+                ))
             }
-            Problem::Unset { name } => Diagnostic::warning(span, format!("variable `{name}` is not set; using an empty string"))
-                .with_hint(format!("set `{name}`, or give a default: `${{{name}:-value}}`")),
-            Problem::Syntax(message) => Diagnostic::error(span, message).with_hint("write `$$` for a literal `$`"),
+            Problem::Unset { name } => Diagnostic::warning(
+                span,
+                format!("variable `{name}` is not set; using an empty string"),
+            )
+            .with_hint(format!(
+                "set `{name}`, or give a default: `${{{name}:-value}}`"
+            )),
+            Problem::Syntax(message) => {
+                Diagnostic::error(span, message).with_hint("write `$$` for a literal `$`")
+            }
         }
     }
 }
@@ -162,7 +184,11 @@ impl Expansion<'_> {
         }
         if let Some(braced) = after.strip_prefix('{') {
             let Some(close) = matching_brace(braced) else {
-                self.problems.push((offset, text.len(), Problem::Syntax("unclosed `${`".to_owned())));
+                self.problems.push((
+                    offset,
+                    text.len(),
+                    Problem::Syntax("unclosed `${`".to_owned()),
+                ));
                 return None;
             };
             let inner = &braced[..close];
@@ -184,8 +210,11 @@ impl Expansion<'_> {
     fn braced(&mut self, inner: &str, whole: &str, offset: usize, out: &mut String) -> Option<()> {
         if let Some(secret) = inner.strip_prefix("secret:") {
             if secret.is_empty() || variable_name_len(secret) != secret.len() {
-                let message = format!("`{whole}` is not a valid secret reference; names use letters, digits and `_`");
-                self.problems.push((offset, whole.len(), Problem::Syntax(message)));
+                let message = format!(
+                    "`{whole}` is not a valid secret reference; names use letters, digits and `_`"
+                );
+                self.problems
+                    .push((offset, whole.len(), Problem::Syntax(message)));
                 return None;
             }
             self.secrets.push((offset, whole.len(), secret.to_owned()));
@@ -196,7 +225,8 @@ impl Expansion<'_> {
         let (name, modifier) = inner.split_at(name_len);
         if name.is_empty() {
             let message = format!("`{whole}` is not a valid variable reference");
-            self.problems.push((offset, whole.len(), Problem::Syntax(message)));
+            self.problems
+                .push((offset, whole.len(), Problem::Syntax(message)));
             return None;
         }
         if modifier.is_empty() {
@@ -212,14 +242,25 @@ impl Expansion<'_> {
         let argument_offset = offset + 2 + name.len() + operator.len();
         let set = value.is_some();
         let set_and_non_empty = value.as_deref().is_some_and(|v| !v.is_empty());
-        let present = if operator.starts_with(':') { set_and_non_empty } else { set };
+        let present = if operator.starts_with(':') {
+            set_and_non_empty
+        } else {
+            set
+        };
         match operator.trim_start_matches(':') {
             "-" if present => out.push_str(&value.unwrap_or_default()),
             "-" => out.push_str(&self.expand(argument, argument_offset)?),
             "?" if present => out.push_str(&value.unwrap_or_default()),
             "?" => {
                 let message = argument.to_owned();
-                self.problems.push((offset, whole.len(), Problem::Required { name: name.to_owned(), message }));
+                self.problems.push((
+                    offset,
+                    whole.len(),
+                    Problem::Required {
+                        name: name.to_owned(),
+                        message,
+                    },
+                ));
                 return None;
             }
             _ if present => out.push_str(&self.expand(argument, argument_offset)?),
@@ -235,7 +276,13 @@ impl Expansion<'_> {
         }
         match self.variables.get(name) {
             Some(value) => out.push_str(&value),
-            None => self.problems.push((offset, whole.len(), Problem::Unset { name: name.to_owned() })),
+            None => self.problems.push((
+                offset,
+                whole.len(),
+                Problem::Unset {
+                    name: name.to_owned(),
+                },
+            )),
         }
     }
 }
@@ -266,14 +313,25 @@ pub(crate) fn escape_literal(text: &str) -> String {
 fn symbolic_reference_len(text: &str) -> usize {
     let after = &text[1..];
     if let Some(braced) = after.strip_prefix('{') {
-        let Some(close) = braced.find('}') else { return 0 };
+        let Some(close) = braced.find('}') else {
+            return 0;
+        };
         let inner = &braced[..close];
         let name = inner.strip_prefix("secret:").unwrap_or(inner);
-        let secret = name.len() < inner.len() && !name.is_empty() && variable_name_len(name) == name.len();
-        return if secret || INSTANCE_VARIABLES.contains(&inner) { close + 3 } else { 0 };
+        let secret =
+            name.len() < inner.len() && !name.is_empty() && variable_name_len(name) == name.len();
+        return if secret || INSTANCE_VARIABLES.contains(&inner) {
+            close + 3
+        } else {
+            0
+        };
     }
     let name_len = variable_name_len(after);
-    if INSTANCE_VARIABLES.contains(&&after[..name_len]) { name_len + 1 } else { 0 }
+    if INSTANCE_VARIABLES.contains(&&after[..name_len]) {
+        name_len + 1
+    } else {
+        0
+    }
 }
 
 fn split_operator(modifier: &str) -> Option<(&str, &str)> {
@@ -327,7 +385,11 @@ mod tests {
             secrets: Vec::new(),
         };
         let out = e.expand(text, 0);
-        (out, e.problems.len(), e.secrets.into_iter().map(|s| s.2).collect())
+        (
+            out,
+            e.problems.len(),
+            e.secrets.into_iter().map(|s| s.2).collect(),
+        )
     }
 
     #[test]
@@ -353,16 +415,31 @@ mod tests {
     fn required_and_unset_variables_are_reported() {
         assert_eq!(expand("${NOPE:?needed}", false), (None, 1, vec![]));
         assert_eq!(expand("${EMPTY:?needed}", false).1, 1);
-        assert_eq!(expand("${EMPTY?needed}", false), (Some(String::new()), 0, vec![]));
+        assert_eq!(
+            expand("${EMPTY?needed}", false),
+            (Some(String::new()), 0, vec![])
+        );
         assert_eq!(expand("${NOPE}", false), (Some(String::new()), 1, vec![]));
         assert_eq!(expand("${HOME", false).1, 1);
     }
 
     #[test]
     fn escaped_literals_expand_back_to_themselves() {
-        for text in ["$HOME", "5$", "${secret:PG} and $$", "--port=${PORT}", "$PORT/$PORTS", "${secret:}", "${X"] {
+        for text in [
+            "$HOME",
+            "5$",
+            "${secret:PG} and $$",
+            "--port=${PORT}",
+            "$PORT/$PORTS",
+            "${secret:}",
+            "${X",
+        ] {
             let escaped = escape_literal(text);
-            assert_eq!(expand(&escaped, true).0.as_deref(), Some(text), "{text} → {escaped}");
+            assert_eq!(
+                expand(&escaped, true).0.as_deref(),
+                Some(text),
+                "{text} → {escaped}"
+            );
         }
         assert_eq!(escape_literal("${secret:PG} $HOME"), "${secret:PG} $$HOME");
     }
@@ -372,7 +449,10 @@ mod tests {
         let (out, problems, secrets) = expand("postgres://u:${secret:PG_PASS}@h/db", false);
         assert_eq!(out.as_deref(), Some("postgres://u:${secret:PG_PASS}@h/db"));
         assert_eq!((problems, secrets), (0, vec!["PG_PASS".to_owned()]));
-        assert_eq!(expand("--port=${PORT}", true).0.as_deref(), Some("--port=${PORT}"));
+        assert_eq!(
+            expand("--port=${PORT}", true).0.as_deref(),
+            Some("--port=${PORT}")
+        );
         assert_eq!(expand("--port=${PORT}", false).1, 1);
     }
 }

@@ -86,7 +86,12 @@ pub fn check_all(source: &str, variables: &dyn Variables) -> Vec<Diagnostic> {
     let mut diagnostics = decoder.diagnostics;
     for name in environments {
         let mut env_decoder = Decoder::default();
-        load_into(&mut env_decoder, source, EnvironmentChoice::Named(&name), variables);
+        load_into(
+            &mut env_decoder,
+            source,
+            EnvironmentChoice::Named(&name),
+            variables,
+        );
         diagnostics.extend(env_decoder.diagnostics);
     }
     sort_and_dedup(&mut diagnostics);
@@ -96,20 +101,34 @@ pub fn check_all(source: &str, variables: &dyn Variables) -> Vec<Diagnostic> {
 /// The names of the environments the manifest defines (empty if it does not parse).
 pub fn environment_names(source: &str) -> Vec<String> {
     let (root, _) = yaml::parse(source);
-    let Some(mut root) = root else { return Vec::new() };
+    let Some(mut root) = root else {
+        return Vec::new();
+    };
     overlay::take_environments(&mut Decoder::default(), &mut root)
         .into_iter()
         .map(|(name, _, _)| name)
         .collect()
 }
 
-fn load_into(decoder: &mut Decoder, source: &str, choice: EnvironmentChoice<'_>, variables: &dyn Variables) -> Option<Stack> {
+fn load_into(
+    decoder: &mut Decoder,
+    source: &str,
+    choice: EnvironmentChoice<'_>,
+    variables: &dyn Variables,
+) -> Option<Stack> {
     let (root, parse_diagnostics) = yaml::parse(source);
     decoder.diagnostics.extend(parse_diagnostics);
     let mut root = root.or_else(|| {
         if decoder.diagnostics.is_empty() {
-            let empty = Diagnostic::error(Span { line: 1, column: 1, ..Span::default() }, "the manifest is empty")
-                .with_hint("run `wharf init` for a starter file");
+            let empty = Diagnostic::error(
+                Span {
+                    line: 1,
+                    column: 1,
+                    ..Span::default()
+                },
+                "the manifest is empty",
+            )
+            .with_hint("run `wharf init` for a starter file");
             decoder.push(empty);
         }
         None
@@ -117,7 +136,9 @@ fn load_into(decoder: &mut Decoder, source: &str, choice: EnvironmentChoice<'_>,
     let environments = overlay::take_environments(decoder, &mut root);
     let chosen = match choice {
         EnvironmentChoice::Base => None,
-        EnvironmentChoice::Default => environments.iter().find(|(n, _, _)| n == DEFAULT_ENVIRONMENT),
+        EnvironmentChoice::Default => environments
+            .iter()
+            .find(|(n, _, _)| n == DEFAULT_ENVIRONMENT),
         EnvironmentChoice::Named(name) => {
             let found = environments.iter().find(|(n, _, _)| n == name);
             if found.is_none() {
@@ -147,9 +168,15 @@ fn load_into(decoder: &mut Decoder, source: &str, choice: EnvironmentChoice<'_>,
     Some(stack)
 }
 
-fn unknown_environment(name: &str, environments: &[(String, yaml::Node, yaml::Node)], root: &yaml::Node) -> Diagnostic {
+fn unknown_environment(
+    name: &str,
+    environments: &[(String, yaml::Node, yaml::Node)],
+    root: &yaml::Node,
+) -> Diagnostic {
     let names: Vec<&str> = environments.iter().map(|(n, _, _)| n.as_str()).collect();
-    let span = environments.first().map_or(root.span, |(_, key, _)| key.span);
+    let span = environments
+        .first()
+        .map_or(root.span, |(_, key, _)| key.span);
     let hint = decode::suggestion(name, &names).unwrap_or_else(|| {
         if names.is_empty() {
             "this manifest defines no `environments`".to_owned()
@@ -157,7 +184,11 @@ fn unknown_environment(name: &str, environments: &[(String, yaml::Node, yaml::No
             format!("environments defined here: {}", decode::list(&names))
         }
     });
-    Diagnostic::error(span, format!("unknown environment `{name}` (asked for with --env)")).with_hint(hint)
+    Diagnostic::error(
+        span,
+        format!("unknown environment `{name}` (asked for with --env)"),
+    )
+    .with_hint(hint)
 }
 
 fn finish(decoder: Decoder, stack: Option<Stack>) -> Loaded {
@@ -171,7 +202,9 @@ fn finish(decoder: Decoder, stack: Option<Stack>) -> Loaded {
 }
 
 fn sort_and_dedup(diagnostics: &mut Vec<Diagnostic>) {
-    diagnostics.sort_by(|a, b| (a.span.start, a.severity, &a.message).cmp(&(b.span.start, b.severity, &b.message)));
+    diagnostics.sort_by(|a, b| {
+        (a.span.start, a.severity, &a.message).cmp(&(b.span.start, b.severity, &b.message))
+    });
     diagnostics.dedup_by(|a, b| a.span == b.span && a.message == b.message);
 }
 
@@ -181,7 +214,9 @@ pub fn render(stack: &ValidStack) -> String {
     escape_values(&mut value);
     // `environment` is not a manifest key: the applied overlay is named in a comment, so the
     // rendered text is itself a manifest that loads to the same stack.
-    let environment = value.as_object_mut().and_then(|map| map.shift_remove("environment"));
+    let environment = value
+        .as_object_mut()
+        .and_then(|map| map.shift_remove("environment"));
     let header = match environment {
         Some(serde_json::Value::String(name)) => format!("# environment: {name}\n"),
         _ => String::new(),
@@ -194,7 +229,9 @@ pub fn render(stack: &ValidStack) -> String {
 /// rendered manifest loads to the same stack. Keys are never interpolated and stay as they are.
 fn escape_values(value: &mut serde_json::Value) {
     match value {
-        serde_json::Value::String(text) if text.contains('$') => *text = interpolate::escape_literal(text),
+        serde_json::Value::String(text) if text.contains('$') => {
+            *text = interpolate::escape_literal(text)
+        }
         serde_json::Value::Array(items) => items.iter_mut().for_each(escape_values),
         serde_json::Value::Object(map) => map.values_mut().for_each(escape_values),
         _ => {}

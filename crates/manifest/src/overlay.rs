@@ -14,11 +14,17 @@ pub const DEFAULT_ENVIRONMENT: &str = "dev";
 
 /// Removes `environments` from `root` and returns the names with their overlay nodes, checking
 /// each overlay's keys.
-pub(crate) fn take_environments(decoder: &mut Decoder, root: &mut Node) -> Vec<(String, Node, Node)> {
+pub(crate) fn take_environments(
+    decoder: &mut Decoder,
+    root: &mut Node,
+) -> Vec<(String, Node, Node)> {
     let NodeKind::Map(entries) = &mut root.kind else {
         return Vec::new();
     };
-    let Some(index) = entries.iter().position(|(k, _)| k.as_str() == Some("environments")) else {
+    let Some(index) = entries
+        .iter()
+        .position(|(k, _)| k.as_str() == Some("environments"))
+    else {
         return Vec::new();
     };
     let (_, node) = entries.remove(index);
@@ -26,12 +32,18 @@ pub(crate) fn take_environments(decoder: &mut Decoder, root: &mut Node) -> Vec<(
     for (name, key, value) in decoder.named_entries(&node, "`environments`") {
         if !is_identifier(&name) {
             decoder.push(
-                Diagnostic::error(key.span, format!("environment name `{name}` has characters wharf cannot use"))
-                    .with_hint("use letters, digits, `-` and `_`"),
+                Diagnostic::error(
+                    key.span,
+                    format!("environment name `{name}` has characters wharf cannot use"),
+                )
+                .with_hint("use letters, digits, `-` and `_`"),
             );
             continue;
         }
-        if decoder.fields(value, &format!("environment `{name}`"), ENVIRONMENT_KEYS).is_some() {
+        if decoder
+            .fields(value, &format!("environment `{name}`"), ENVIRONMENT_KEYS)
+            .is_some()
+        {
             // An unknown key was reported against the environment; merging it would report it
             // a second time as an unknown key of the manifest.
             let mut overlay = value.clone();
@@ -50,7 +62,10 @@ pub(crate) fn apply(decoder: &mut Decoder, root: &mut Node, environment: &str, m
     let base_services: Vec<String> = root
         .get("services")
         .map(|services| match &services.kind {
-            NodeKind::Map(entries) => entries.iter().filter_map(|(k, _)| k.as_str().map(str::to_owned)).collect(),
+            NodeKind::Map(entries) => entries
+                .iter()
+                .filter_map(|(k, _)| k.as_str().map(str::to_owned))
+                .collect(),
             _ => Vec::new(),
         })
         .unwrap_or_default();
@@ -76,7 +91,9 @@ pub(crate) fn apply(decoder: &mut Decoder, root: &mut Node, environment: &str, m
 }
 
 fn overlay_services(overlay: &mut Node) -> Option<&mut NodeKind> {
-    let NodeKind::Map(entries) = &mut overlay.kind else { return None };
+    let NodeKind::Map(entries) = &mut overlay.kind else {
+        return None;
+    };
     entries
         .iter_mut()
         .find(|(k, _)| k.as_str() == Some("services"))
@@ -87,7 +104,10 @@ fn merge(base: &mut Node, overlay: Node) {
     match (&mut base.kind, overlay.kind) {
         (NodeKind::Map(base_entries), NodeKind::Map(overlay_entries)) => {
             for (key, value) in overlay_entries {
-                match base_entries.iter_mut().find(|(k, _)| k.as_str() == key.as_str()) {
+                match base_entries
+                    .iter_mut()
+                    .find(|(k, _)| k.as_str() == key.as_str())
+                {
                     Some((_, existing)) => merge(existing, value),
                     None => base_entries.push((key, value)),
                 }

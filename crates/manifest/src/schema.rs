@@ -27,38 +27,91 @@ pub(crate) struct References {
     pub services: Vec<(String, Span)>,
 }
 
-pub(crate) const ROOT_KEYS: &[&str] =
-    &["name", "services", "environments", "secrets", "smoke", "alerts", "require"];
+pub(crate) const ROOT_KEYS: &[&str] = &[
+    "name",
+    "services",
+    "environments",
+    "secrets",
+    "smoke",
+    "alerts",
+    "require",
+];
 pub(crate) const ENVIRONMENT_KEYS: &[&str] = &["require", "services", "secrets", "smoke", "alerts"];
 const SERVICE_KEYS: &[&str] = &[
-    "kind", "command", "image", "url", "path", "version", "port", "replicas", "env", "secrets",
-    "depends_on", "probes", "rollout", "reload", "restart", "backup",
+    "kind",
+    "command",
+    "image",
+    "url",
+    "path",
+    "version",
+    "port",
+    "replicas",
+    "env",
+    "secrets",
+    "depends_on",
+    "probes",
+    "rollout",
+    "reload",
+    "restart",
+    "backup",
 ];
 const PROBE_KEYS: &[&str] = &[
-    "http", "tcp", "exec", "postgres", "redis", "interval", "timeout", "failure_threshold",
-    "success_threshold", "start_period",
+    "http",
+    "tcp",
+    "exec",
+    "postgres",
+    "redis",
+    "interval",
+    "timeout",
+    "failure_threshold",
+    "success_threshold",
+    "start_period",
 ];
 const PROBE_KINDS: &[&str] = &["http", "tcp", "exec", "postgres", "redis"];
 const HTTP_KEYS: &[&str] = &[
-    "method", "path", "url", "headers", "expect_status", "body_contains", "json", "max_latency",
+    "method",
+    "path",
+    "url",
+    "headers",
+    "expect_status",
+    "body_contains",
+    "json",
+    "max_latency",
     "warn_latency",
 ];
 
 pub(crate) fn stack(decoder: &mut Decoder, root: &Node, refs: &mut References) -> Option<Stack> {
     let fields = decoder.fields(root, "the manifest", ROOT_KEYS)?;
     if root.kind == NodeKind::Null {
-        decoder.push(Diagnostic::error(root.span, "the manifest is empty").with_hint("run `wharf init` for a starter file"));
+        decoder.push(
+            Diagnostic::error(root.span, "the manifest is empty")
+                .with_hint("run `wharf init` for a starter file"),
+        );
         return None;
     }
-    let name = fields.require(decoder, "name", "the manifest").and_then(|n| stack_name(decoder, n));
+    let name = fields
+        .require(decoder, "name", "the manifest")
+        .and_then(|n| stack_name(decoder, n));
     // `services:` with nothing under it is present but empty, which `services` reports.
-    let services = match root.get("services").or_else(|| fields.require(decoder, "services", "the manifest")) {
+    let services = match root
+        .get("services")
+        .or_else(|| fields.require(decoder, "services", "the manifest"))
+    {
         Some(node) => services(decoder, node, refs),
         None => IndexMap::new(),
     };
-    let secrets = fields.get("secrets").map(|n| secrets(decoder, n, refs)).unwrap_or_default();
-    let smoke = fields.get("smoke").map(|n| smoke_checks(decoder, n)).unwrap_or_default();
-    let alerts = fields.get("alerts").map(|n| alerts(decoder, n)).unwrap_or_default();
+    let secrets = fields
+        .get("secrets")
+        .map(|n| secrets(decoder, n, refs))
+        .unwrap_or_default();
+    let smoke = fields
+        .get("smoke")
+        .map(|n| smoke_checks(decoder, n))
+        .unwrap_or_default();
+    let alerts = fields
+        .get("alerts")
+        .map(|n| alerts(decoder, n))
+        .unwrap_or_default();
     let require = fields.get("require").and_then(|n| requirements(decoder, n));
     Some(Stack {
         name: name?,
@@ -73,29 +126,44 @@ pub(crate) fn stack(decoder: &mut Decoder, root: &Node, refs: &mut References) -
 
 fn stack_name(decoder: &mut Decoder, node: &Node) -> Option<String> {
     let name = decoder.name(node, "`name`")?;
-    let valid = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let valid = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if !valid {
         decoder.push(
-            Diagnostic::error(node.span, format!("stack name `{name}` has characters wharf cannot use"))
-                .with_hint("use letters, digits, `-` and `_`"),
+            Diagnostic::error(
+                node.span,
+                format!("stack name `{name}` has characters wharf cannot use"),
+            )
+            .with_hint("use letters, digits, `-` and `_`"),
         );
         return None;
     }
     Some(name)
 }
 
-fn services(decoder: &mut Decoder, node: &Node, refs: &mut References) -> IndexMap<String, Service> {
+fn services(
+    decoder: &mut Decoder,
+    node: &Node,
+    refs: &mut References,
+) -> IndexMap<String, Service> {
     let mut services = IndexMap::new();
     let entries = decoder.named_entries(node, "`services`");
     if entries.is_empty() && matches!(node.kind, NodeKind::Map(_) | NodeKind::Null) {
-        decoder.push(Diagnostic::error(node.span, "`services` is empty").with_hint("declare at least one service"));
+        decoder.push(
+            Diagnostic::error(node.span, "`services` is empty")
+                .with_hint("declare at least one service"),
+        );
     }
     for (name, key, value) in entries {
         refs.services.push((name.clone(), key.span));
         if !is_identifier(&name) {
             decoder.push(
-                Diagnostic::error(key.span, format!("service name `{name}` has characters wharf cannot use"))
-                    .with_hint("use lowercase letters, digits, `-` and `_`, starting with a letter"),
+                Diagnostic::error(
+                    key.span,
+                    format!("service name `{name}` has characters wharf cannot use"),
+                )
+                .with_hint("use lowercase letters, digits, `-` and `_`, starting with a letter"),
             );
         }
         if let Some(service) = service(decoder, &name, key.span, value, refs) {
@@ -111,7 +179,13 @@ pub(crate) fn is_identifier(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-fn service(decoder: &mut Decoder, name: &str, name_span: Span, node: &Node, refs: &mut References) -> Option<Service> {
+fn service(
+    decoder: &mut Decoder,
+    name: &str,
+    name_span: Span,
+    node: &Node,
+    refs: &mut References,
+) -> Option<Service> {
     let what = format!("service `{name}`");
     let fields = decoder.fields(node, &what, SERVICE_KEYS)?;
     let field = |key: &str| format!("`services.{name}.{key}`");
@@ -128,8 +202,12 @@ fn service(decoder: &mut Decoder, name: &str, name_span: Span, node: &Node, refs
             ],
         )
     });
-    let command = fields.get("command").and_then(|n| decoder.command(n, &field("command")));
-    let image = fields.get("image").and_then(|n| decoder.name(n, &field("image")));
+    let command = fields
+        .get("command")
+        .and_then(|n| decoder.command(n, &field("command")));
+    let image = fields
+        .get("image")
+        .and_then(|n| decoder.name(n, &field("image")));
     check_runnable(decoder, name, name_span, &fields);
     let port = fields.get("port").and_then(|n| {
         let port = decoder.integer::<u16>(n, &field("port"), 1, 65535)?;
@@ -140,7 +218,8 @@ fn service(decoder: &mut Decoder, name: &str, name_span: Span, node: &Node, refs
         let names = decoder.string_list(n, &field("secrets"))?;
         let spans = item_spans(n);
         for (secret, span) in names.iter().zip(spans) {
-            refs.service_secrets.push((name.to_owned(), secret.clone(), span));
+            refs.service_secrets
+                .push((name.to_owned(), secret.clone(), span));
         }
         Some(names)
     });
@@ -163,22 +242,42 @@ fn service(decoder: &mut Decoder, name: &str, name_span: Span, node: &Node, refs
         kind,
         command,
         image,
-        url: fields.get("url").and_then(|n| decoder.name(n, &field("url"))),
-        path: fields.get("path").and_then(|n| decoder.name(n, &field("path"))),
-        version: fields.get("version").and_then(|n| decoder.name(n, &field("version"))),
+        url: fields
+            .get("url")
+            .and_then(|n| decoder.name(n, &field("url"))),
+        path: fields
+            .get("path")
+            .and_then(|n| decoder.name(n, &field("path"))),
+        version: fields
+            .get("version")
+            .and_then(|n| decoder.name(n, &field("version"))),
         port,
         replicas: fields
             .get("replicas")
             .and_then(|n| decoder.integer(n, &field("replicas"), 0, 1000))
             .unwrap_or(1),
-        env: fields.get("env").map(|n| decoder.string_map(n, &field("env"))).unwrap_or_default(),
+        env: fields
+            .get("env")
+            .map(|n| decoder.string_map(n, &field("env")))
+            .unwrap_or_default(),
         secrets: secrets.unwrap_or_default(),
         depends_on,
-        probes: fields.get("probes").map(|n| probes(decoder, name, n)).unwrap_or_default(),
-        rollout: fields.get("rollout").and_then(|n| rollout(decoder, name, n)),
+        probes: fields
+            .get("probes")
+            .map(|n| probes(decoder, name, n))
+            .unwrap_or_default(),
+        rollout: fields
+            .get("rollout")
+            .and_then(|n| rollout(decoder, name, n)),
         reload: fields
             .get("reload")
-            .and_then(|n| decoder.choice(n, &field("reload"), &[("restart", Reload::Restart), ("signal", Reload::Signal)]))
+            .and_then(|n| {
+                decoder.choice(
+                    n,
+                    &field("reload"),
+                    &[("restart", Reload::Restart), ("signal", Reload::Signal)],
+                )
+            })
             .unwrap_or(Reload::Restart),
         restart: fields
             .get("restart")
@@ -200,11 +299,18 @@ fn service(decoder: &mut Decoder, name: &str, name_span: Span, node: &Node, refs
 
 /// A service runs a `command`, an `image`, or is a datastore (`kind`); never command + image.
 fn check_runnable(decoder: &mut Decoder, name: &str, name_span: Span, fields: &Fields<'_>) {
-    let (command, image, kind) = (fields.get("command"), fields.get("image"), fields.get("kind"));
+    let (command, image, kind) = (
+        fields.get("command"),
+        fields.get("image"),
+        fields.get("kind"),
+    );
     if let (Some(_), Some(image)) = (command, image) {
         decoder.push(
-            Diagnostic::error(image.span, format!("service `{name}` has both `command` and `image`"))
-                .with_hint("a service runs either a local `command` or a container `image`"),
+            Diagnostic::error(
+                image.span,
+                format!("service `{name}` has both `command` and `image`"),
+            )
+            .with_hint("a service runs either a local `command` or a container `image`"),
         );
     }
     if command.is_none() && image.is_none() && kind.is_none() {
@@ -232,7 +338,12 @@ fn item_spans(node: &Node) -> Vec<Span> {
     }
 }
 
-fn dependencies(decoder: &mut Decoder, service: &str, node: &Node, refs: &mut References) -> IndexMap<String, Dependency> {
+fn dependencies(
+    decoder: &mut Decoder,
+    service: &str,
+    node: &Node,
+    refs: &mut References,
+) -> IndexMap<String, Dependency> {
     let what = format!("`services.{service}.depends_on`");
     let mut deps = IndexMap::new();
     let default = Dependency {
@@ -242,15 +353,21 @@ fn dependencies(decoder: &mut Decoder, service: &str, node: &Node, refs: &mut Re
     if let NodeKind::Seq(items) = &node.kind {
         for item in items {
             if let Some(name) = decoder.name(item, &what) {
-                refs.depends_on.push((service.to_owned(), name.clone(), item.span));
+                refs.depends_on
+                    .push((service.to_owned(), name.clone(), item.span));
                 deps.insert(name, default.clone());
             }
         }
         return deps;
     }
     for (name, key, value) in decoder.named_entries(node, &what) {
-        refs.depends_on.push((service.to_owned(), name.clone(), key.span));
-        let Some(fields) = decoder.fields(value, &format!("{what} `{name}`"), &["condition", "critical"]) else {
+        refs.depends_on
+            .push((service.to_owned(), name.clone(), key.span));
+        let Some(fields) = decoder.fields(
+            value,
+            &format!("{what} `{name}`"),
+            &["condition", "critical"],
+        ) else {
             continue;
         };
         let condition = fields
@@ -259,7 +376,10 @@ fn dependencies(decoder: &mut Decoder, service: &str, node: &Node, refs: &mut Re
                 decoder.choice(
                     n,
                     &format!("{what} `{name}` condition"),
-                    &[("started", DependencyCondition::Started), ("ready", DependencyCondition::Ready)],
+                    &[
+                        ("started", DependencyCondition::Started),
+                        ("ready", DependencyCondition::Ready),
+                    ],
                 )
             })
             .unwrap_or(DependencyCondition::Started);
@@ -267,7 +387,13 @@ fn dependencies(decoder: &mut Decoder, service: &str, node: &Node, refs: &mut Re
             .get("critical")
             .and_then(|n| decoder.boolean(n, &format!("{what} `{name}` critical")))
             .unwrap_or(true);
-        deps.insert(name, Dependency { condition, critical });
+        deps.insert(
+            name,
+            Dependency {
+                condition,
+                critical,
+            },
+        );
     }
     deps
 }
@@ -278,8 +404,12 @@ fn probes(decoder: &mut Decoder, service: &str, node: &Node) -> Probes {
         return Probes::default();
     };
     Probes {
-        live: fields.get("live").and_then(|n| probe(decoder, &sub(&what, "live"), n)),
-        ready: fields.get("ready").and_then(|n| probe(decoder, &sub(&what, "ready"), n)),
+        live: fields
+            .get("live")
+            .and_then(|n| probe(decoder, &sub(&what, "live"), n)),
+        ready: fields
+            .get("ready")
+            .and_then(|n| probe(decoder, &sub(&what, "ready"), n)),
     }
 }
 
@@ -287,7 +417,12 @@ fn probe(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Probe> {
     let fields = decoder.fields(node, what, PROBE_KEYS)?;
     let kinds: Vec<(&str, &Node)> = PROBE_KINDS
         .iter()
-        .filter_map(|kind| fields.get(kind).map(|n| (*kind, n)).or_else(|| has_null(&fields, node, kind)))
+        .filter_map(|kind| {
+            fields
+                .get(kind)
+                .map(|n| (*kind, n))
+                .or_else(|| has_null(&fields, node, kind))
+        })
         .collect();
     let (kind, check_node) = match kinds.as_slice() {
         [one] => *one,
@@ -300,8 +435,13 @@ fn probe(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Probe> {
         }
         [_, (second, n), ..] => {
             decoder.push(
-                Diagnostic::error(n.span, format!("{what} has more than one check (`{second}` is the second)"))
-                    .with_hint("a probe checks one thing; split it into `live` and `ready` or drop one"),
+                Diagnostic::error(
+                    n.span,
+                    format!("{what} has more than one check (`{second}` is the second)"),
+                )
+                .with_hint(
+                    "a probe checks one thing; split it into `live` and `ready` or drop one",
+                ),
             );
             return None;
         }
@@ -324,12 +464,16 @@ fn probe(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Probe> {
     let timeout = duration(decoder, "timeout", Duration::from_secs(1));
     let start_period = duration(decoder, "start_period", Duration::default());
     if timeout > interval
-        && let Some(n) = fields.get("timeout") {
-            decoder.push(
-                Diagnostic::warning(n.span, format!("{what}: timeout {timeout} is longer than the interval {interval}"))
-                    .with_hint("probes would overlap; make the timeout shorter than the interval"),
-            );
-        }
+        && let Some(n) = fields.get("timeout")
+    {
+        decoder.push(
+            Diagnostic::warning(
+                n.span,
+                format!("{what}: timeout {timeout} is longer than the interval {interval}"),
+            )
+            .with_hint("probes would overlap; make the timeout shorter than the interval"),
+        );
+    }
     let threshold = |decoder: &mut Decoder, key: &str| {
         fields
             .get(key)
@@ -346,14 +490,23 @@ fn probe(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Probe> {
 }
 
 /// `tcp: {}` and `postgres:` (null) are complete checks: the key alone selects the kind.
-fn has_null<'n>(fields: &Fields<'n>, _parent: &'n Node, kind: &'static str) -> Option<(&'static str, &'n Node)> {
+fn has_null<'n>(
+    fields: &Fields<'n>,
+    _parent: &'n Node,
+    kind: &'static str,
+) -> Option<(&'static str, &'n Node)> {
     fields
         .iter()
         .find(|(name, _, value)| *name == kind && value.kind == NodeKind::Null)
         .map(|(_, _, value)| (kind, value))
 }
 
-pub(crate) fn http_check(decoder: &mut Decoder, what: &str, node: &Node, needs_url: bool) -> Option<HttpCheck> {
+pub(crate) fn http_check(
+    decoder: &mut Decoder,
+    what: &str,
+    node: &Node,
+    needs_url: bool,
+) -> Option<HttpCheck> {
     // Shorthand: `http: /health` (a path) or `http: http://host/health` (a URL).
     if let NodeKind::Scalar { value, .. } = &node.kind {
         let is_url = value.contains("://");
@@ -370,41 +523,77 @@ pub(crate) fn http_check(decoder: &mut Decoder, what: &str, node: &Node, needs_u
         });
     }
     let fields = decoder.fields(node, what, HTTP_KEYS)?;
-    let path = fields.get("path").and_then(|n| decoder.name(n, &sub(what, "path")));
-    let url = fields.get("url").and_then(|n| decoder.name(n, &sub(what, "url")));
+    let path = fields
+        .get("path")
+        .and_then(|n| decoder.name(n, &sub(what, "path")));
+    let url = fields
+        .get("url")
+        .and_then(|n| decoder.name(n, &sub(what, "url")));
     if needs_url && url.is_none() && !fields.has("url") {
         fields.require(decoder, "url", what);
-    } else if !needs_url && path.is_none() && url.is_none() && !fields.has("path") && !fields.has("url") {
+    } else if !needs_url
+        && path.is_none()
+        && url.is_none()
+        && !fields.has("path")
+        && !fields.has("url")
+    {
         decoder.push(
-            Diagnostic::error(node.span, format!("{what} needs a `path` (on the instance) or a `url`"))
-                .with_hint("e.g. `http: {path: /health}`"),
+            Diagnostic::error(
+                node.span,
+                format!("{what} needs a `path` (on the instance) or a `url`"),
+            )
+            .with_hint("e.g. `http: {path: /health}`"),
         );
     }
     if let (Some(p), Some(n)) = (&path, fields.get("path"))
-        && !p.starts_with('/') {
-            decoder.push(Diagnostic::error(n.span, format!("{} must start with `/`", sub(what, "path"))));
-        }
-    let max_latency = fields.get("max_latency").and_then(|n| decoder.parsed(n, &sub(what, "max_latency"), "duration"));
-    let warn_latency = fields.get("warn_latency").and_then(|n| decoder.parsed(n, &sub(what, "warn_latency"), "duration"));
-    if let (Some(warn), Some(max), Some(n)) = (warn_latency, max_latency, fields.get("warn_latency"))
-        && warn >= max {
-            decoder.push(Diagnostic::error(n.span, format!("{what}: warn_latency {warn} must be below max_latency {max}")));
-        }
+        && !p.starts_with('/')
+    {
+        decoder.push(Diagnostic::error(
+            n.span,
+            format!("{} must start with `/`", sub(what, "path")),
+        ));
+    }
+    let max_latency = fields
+        .get("max_latency")
+        .and_then(|n| decoder.parsed(n, &sub(what, "max_latency"), "duration"));
+    let warn_latency = fields
+        .get("warn_latency")
+        .and_then(|n| decoder.parsed(n, &sub(what, "warn_latency"), "duration"));
+    if let (Some(warn), Some(max), Some(n)) =
+        (warn_latency, max_latency, fields.get("warn_latency"))
+        && warn >= max
+    {
+        decoder.push(Diagnostic::error(
+            n.span,
+            format!("{what}: warn_latency {warn} must be below max_latency {max}"),
+        ));
+    }
     Some(HttpCheck {
         method: fields
             .get("method")
             .and_then(|n| {
-                let methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"].map(|m| (m, m));
+                let methods =
+                    ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"].map(|m| (m, m));
                 decoder.choice(n, &sub(what, "method"), &methods)
             })
             .unwrap_or("GET")
             .to_owned(),
         path,
         url,
-        headers: fields.get("headers").map(|n| decoder.string_map(n, &sub(what, "headers"))).unwrap_or_default(),
-        expect_status: fields.get("expect_status").map(|n| statuses(decoder, what, n)).unwrap_or_default(),
-        body_contains: fields.get("body_contains").and_then(|n| decoder.string(n, &sub(what, "body_contains"))),
-        json: fields.get("json").and_then(|n| json_condition(decoder, what, n)),
+        headers: fields
+            .get("headers")
+            .map(|n| decoder.string_map(n, &sub(what, "headers")))
+            .unwrap_or_default(),
+        expect_status: fields
+            .get("expect_status")
+            .map(|n| statuses(decoder, what, n))
+            .unwrap_or_default(),
+        body_contains: fields
+            .get("body_contains")
+            .and_then(|n| decoder.string(n, &sub(what, "body_contains"))),
+        json: fields
+            .get("json")
+            .and_then(|n| json_condition(decoder, what, n)),
         max_latency,
         warn_latency,
     })
@@ -417,7 +606,10 @@ fn statuses(decoder: &mut Decoder, what: &str, node: &Node) -> Vec<u16> {
         NodeKind::Seq(items) => items.as_slice(),
         _ => single,
     };
-    items.iter().filter_map(|n| decoder.integer(n, &what, 100, 599)).collect()
+    items
+        .iter()
+        .filter_map(|n| decoder.integer(n, &what, 100, 599))
+        .collect()
 }
 
 fn json_condition(decoder: &mut Decoder, what: &str, node: &Node) -> Option<JsonCondition> {
@@ -428,8 +620,14 @@ fn json_condition(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Json
     if !pointer.is_empty() && !pointer.starts_with('/') {
         let span = fields.get("pointer").map_or(node.span, |n| n.span);
         decoder.push(
-            Diagnostic::error(span, format!("{} `{pointer}` is not a JSON pointer", sub(&what, "pointer")))
-                .with_hint(format!("JSON pointers start with `/`, e.g. `/{pointer}`")),
+            Diagnostic::error(
+                span,
+                format!(
+                    "{} `{pointer}` is not a JSON pointer",
+                    sub(&what, "pointer")
+                ),
+            )
+            .with_hint(format!("JSON pointers start with `/`, e.g. `/{pointer}`")),
         );
         return None;
     }
@@ -441,11 +639,21 @@ fn json_condition(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Json
 fn to_json(node: &Node) -> serde_json::Value {
     match &node.kind {
         NodeKind::Null => serde_json::Value::Null,
-        NodeKind::Scalar { value, quoted: true } => value.clone().into(),
-        NodeKind::Scalar { value, quoted: false } => match node.type_name() {
+        NodeKind::Scalar {
+            value,
+            quoted: true,
+        } => value.clone().into(),
+        NodeKind::Scalar {
+            value,
+            quoted: false,
+        } => match node.type_name() {
             "a boolean" => value.eq_ignore_ascii_case("true").into(),
-            "an integer" => value.parse::<i64>().map_or_else(|_| value.clone().into(), Into::into),
-            "a number" => value.parse::<f64>().map_or_else(|_| value.clone().into(), Into::into),
+            "an integer" => value
+                .parse::<i64>()
+                .map_or_else(|_| value.clone().into(), Into::into),
+            "a number" => value
+                .parse::<f64>()
+                .map_or_else(|_| value.clone().into(), Into::into),
             _ => value.clone().into(),
         },
         NodeKind::Seq(items) => items.iter().map(to_json).collect(),
@@ -460,8 +668,12 @@ fn to_json(node: &Node) -> serde_json::Value {
 fn tcp_check(decoder: &mut Decoder, what: &str, node: &Node) -> Option<TcpCheck> {
     let fields = decoder.fields(node, what, &["host", "port"])?;
     Some(TcpCheck {
-        host: fields.get("host").and_then(|n| decoder.name(n, &sub(what, "host"))),
-        port: fields.get("port").and_then(|n| decoder.integer(n, &sub(what, "port"), 1, 65535)),
+        host: fields
+            .get("host")
+            .and_then(|n| decoder.name(n, &sub(what, "host"))),
+        port: fields
+            .get("port")
+            .and_then(|n| decoder.integer(n, &sub(what, "port"), 1, 65535)),
     })
 }
 
@@ -487,7 +699,9 @@ pub(crate) fn exec_check(decoder: &mut Decoder, what: &str, node: &Node) -> Opti
 fn connect_check(decoder: &mut Decoder, what: &str, node: &Node) -> Option<ConnectCheck> {
     let fields = decoder.fields(node, what, &["url"])?;
     Some(ConnectCheck {
-        url: fields.get("url").and_then(|n| decoder.name(n, &sub(what, "url"))),
+        url: fields
+            .get("url")
+            .and_then(|n| decoder.name(n, &sub(what, "url"))),
     })
 }
 
@@ -500,15 +714,22 @@ fn rollout(decoder: &mut Decoder, service: &str, node: &Node) -> Option<Rollout>
             decoder.choice(
                 n,
                 &sub(&what, "strategy"),
-                &[("canary", Strategy::Canary), ("blue-green", Strategy::BlueGreen), ("recreate", Strategy::Recreate)],
+                &[
+                    ("canary", Strategy::Canary),
+                    ("blue-green", Strategy::BlueGreen),
+                    ("recreate", Strategy::Recreate),
+                ],
             )
         })
         .unwrap_or(Strategy::Canary);
     let steps = match fields.get("steps") {
         Some(n) if strategy != Strategy::Canary => {
             decoder.push(
-                Diagnostic::warning(n.span, format!("{what}: `steps` only apply to the canary strategy and are ignored"))
-                    .with_hint("remove `steps`, or use `strategy: canary`"),
+                Diagnostic::warning(
+                    n.span,
+                    format!("{what}: `steps` only apply to the canary strategy and are ignored"),
+                )
+                .with_hint("remove `steps`, or use `strategy: canary`"),
             );
             Vec::new()
         }
@@ -519,7 +740,10 @@ fn rollout(decoder: &mut Decoder, service: &str, node: &Node) -> Option<Rollout>
     Some(Rollout {
         strategy,
         steps,
-        analysis: fields.get("analysis").and_then(|n| analysis(decoder, &what, n)).unwrap_or_else(default_analysis),
+        analysis: fields
+            .get("analysis")
+            .and_then(|n| analysis(decoder, &what, n))
+            .unwrap_or_else(default_analysis),
     })
 }
 
@@ -548,59 +772,97 @@ fn steps(decoder: &mut Decoder, what: &str, node: &Node) -> Vec<RolloutStep> {
     let what = sub(what, "steps");
     let items = decoder.items(node, &what);
     if items.is_empty() && matches!(node.kind, NodeKind::Seq(_)) {
-        decoder.push(Diagnostic::error(node.span, format!("{what} is empty")).with_hint("end with `{weight: 100}`"));
+        decoder.push(
+            Diagnostic::error(node.span, format!("{what} is empty"))
+                .with_hint("end with `{weight: 100}`"),
+        );
     }
     let mut steps = Vec::new();
     let mut previous: Option<(Weight, Span)> = None;
     let mut last_span = node.span;
     for item in items {
-        let Some(fields) = decoder.fields(item, &what, &["weight", "pause"]) else { continue };
-        let Some(weight_node) = fields.require(decoder, "weight", &format!("a step of {what}")) else { continue };
-        let Some(weight) = decoder.integer::<u64>(weight_node, &format!("{what} weight"), 0, 100).and_then(Weight::new) else {
+        let Some(fields) = decoder.fields(item, &what, &["weight", "pause"]) else {
+            continue;
+        };
+        let Some(weight_node) = fields.require(decoder, "weight", &format!("a step of {what}"))
+        else {
+            continue;
+        };
+        let Some(weight) = decoder
+            .integer::<u64>(weight_node, &format!("{what} weight"), 0, 100)
+            .and_then(Weight::new)
+        else {
             continue;
         };
         if let Some((before, _)) = previous
-            && weight <= before {
-                decoder.push(
-                    Diagnostic::error(weight_node.span, format!("{what}: weight {} does not increase", weight.get()))
-                        .with_label(format!("the step before sends {}%", before.get()))
-                        .with_hint("each step must send more traffic to the new version than the one before"),
-                );
-            }
+            && weight <= before
+        {
+            decoder.push(
+                Diagnostic::error(
+                    weight_node.span,
+                    format!("{what}: weight {} does not increase", weight.get()),
+                )
+                .with_label(format!("the step before sends {}%", before.get()))
+                .with_hint(
+                    "each step must send more traffic to the new version than the one before",
+                ),
+            );
+        }
         previous = Some((weight, weight_node.span));
         last_span = weight_node.span;
-        let pause = fields.get("pause").and_then(|n| decoder.parsed(n, &format!("{what} pause"), "duration"));
+        let pause = fields
+            .get("pause")
+            .and_then(|n| decoder.parsed(n, &format!("{what} pause"), "duration"));
         steps.push(RolloutStep { weight, pause });
     }
     // When a step did not decode (reported above), the last good step need not be the last
     // step, so "does not end at 100%" would blame the wrong line.
     if let (Some((last, _)), true) = (previous, steps.len() == items.len())
-        && last != Weight::FULL {
-            decoder.push(
-                Diagnostic::error(last_span, format!("{what} end at {}%, not 100%", last.get()))
-                    .with_label("the last step")
-                    .with_hint("add a final `{weight: 100}` step so the rollout completes"),
-            );
-        }
+        && last != Weight::FULL
+    {
+        decoder.push(
+            Diagnostic::error(
+                last_span,
+                format!("{what} end at {}%, not 100%", last.get()),
+            )
+            .with_label("the last step")
+            .with_hint("add a final `{weight: 100}` step so the rollout completes"),
+        );
+    }
     steps
 }
 
 fn analysis(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Analysis> {
     let what = sub(what, "analysis");
-    let fields = decoder.fields(node, &what, &["max_error_rate", "max_latency_p95", "max_latency_p99", "min_requests"])?;
+    let fields = decoder.fields(
+        node,
+        &what,
+        &[
+            "max_error_rate",
+            "max_latency_p95",
+            "max_latency_p99",
+            "min_requests",
+        ],
+    )?;
     let duration = |decoder: &mut Decoder, key: &str| {
-        fields.get(key).and_then(|n| decoder.parsed::<Duration>(n, &sub(&what, key), "duration"))
+        fields
+            .get(key)
+            .and_then(|n| decoder.parsed::<Duration>(n, &sub(&what, key), "duration"))
     };
     let p95 = duration(decoder, "max_latency_p95");
     let p99 = duration(decoder, "max_latency_p99");
     if let (Some(p95), Some(p99), Some(n)) = (p95, p99, fields.get("max_latency_p99"))
-        && p99 < p95 {
-            decoder.push(Diagnostic::error(n.span, format!("{what}: max_latency_p99 {p99} is below max_latency_p95 {p95}")));
-        }
+        && p99 < p95
+    {
+        decoder.push(Diagnostic::error(
+            n.span,
+            format!("{what}: max_latency_p99 {p99} is below max_latency_p95 {p95}"),
+        ));
+    }
     Some(Analysis {
-        max_error_rate: fields
-            .get("max_error_rate")
-            .and_then(|n| decoder.parsed::<Percent>(n, &sub(&what, "max_error_rate"), "percentage")),
+        max_error_rate: fields.get("max_error_rate").and_then(|n| {
+            decoder.parsed::<Percent>(n, &sub(&what, "max_error_rate"), "percentage")
+        }),
         max_latency_p95: p95,
         max_latency_p99: p99,
         min_requests: fields
@@ -613,14 +875,17 @@ fn analysis(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Analysis> 
 fn backup(decoder: &mut Decoder, service: &str, node: &Node) -> Option<Backup> {
     let what = format!("`services.{service}.backup`");
     let fields = decoder.fields(node, &what, &["schedule", "retain", "drill"])?;
-    let schedule = fields.require(decoder, "schedule", &what).and_then(|n| {
-        decoder.parsed::<CronSchedule>(n, &sub(&what, "schedule"), "cron schedule")
-    });
+    let schedule = fields
+        .require(decoder, "schedule", &what)
+        .and_then(|n| decoder.parsed::<CronSchedule>(n, &sub(&what, "schedule"), "cron schedule"));
     let retain = fields.get("retain").and_then(|n| {
         let what = sub(&what, "retain");
         let keys = ["last", "daily", "weekly", "monthly"];
         let f = decoder.fields(n, &what, &keys)?;
-        let mut count = |key: &str| f.get(key).and_then(|n| decoder.integer(n, &sub(&what, key), 0, 100_000));
+        let mut count = |key: &str| {
+            f.get(key)
+                .and_then(|n| decoder.integer(n, &sub(&what, key), 0, 100_000))
+        };
         Some(Retention {
             last: count("last"),
             daily: count("daily"),
@@ -639,7 +904,11 @@ fn backup(decoder: &mut Decoder, service: &str, node: &Node) -> Option<Backup> {
         match period {
             Some(p) => Some(DrillSchedule::Every(p)),
             None => decoder
-                .parsed::<CronSchedule>(n, &sub(&what, "drill"), "drill schedule (`daily`, `weekly`, `monthly` or cron)")
+                .parsed::<CronSchedule>(
+                    n,
+                    &sub(&what, "drill"),
+                    "drill schedule (`daily`, `weekly`, `monthly` or cron)",
+                )
                 .map(DrillSchedule::Cron),
         }
     });
@@ -653,7 +922,11 @@ fn backup(decoder: &mut Decoder, service: &str, node: &Node) -> Option<Backup> {
     })
 }
 
-fn secrets(decoder: &mut Decoder, node: &Node, refs: &mut References) -> IndexMap<String, SecretPolicy> {
+fn secrets(
+    decoder: &mut Decoder,
+    node: &Node,
+    refs: &mut References,
+) -> IndexMap<String, SecretPolicy> {
     let mut secrets = IndexMap::new();
     if let NodeKind::Seq(items) = &node.kind {
         for item in items {
@@ -667,10 +940,16 @@ fn secrets(decoder: &mut Decoder, node: &Node, refs: &mut References) -> IndexMa
     for (name, key, value) in decoder.named_entries(node, "`secrets`") {
         refs.declared_secrets.push((name.clone(), key.span));
         let what = format!("secret `{name}`");
-        let Some(fields) = decoder.fields(value, &what, &["description", "max_age"]) else { continue };
+        let Some(fields) = decoder.fields(value, &what, &["description", "max_age"]) else {
+            continue;
+        };
         let policy = SecretPolicy {
-            description: fields.get("description").and_then(|n| decoder.string(n, &format!("{what} description"))),
-            max_age: fields.get("max_age").and_then(|n| decoder.parsed(n, &format!("{what} max_age"), "duration")),
+            description: fields
+                .get("description")
+                .and_then(|n| decoder.string(n, &format!("{what} description"))),
+            max_age: fields
+                .get("max_age")
+                .and_then(|n| decoder.parsed(n, &format!("{what} max_age"), "duration")),
         };
         secrets.insert(name, policy);
     }
@@ -681,9 +960,17 @@ fn requirements(decoder: &mut Decoder, node: &Node) -> Option<Requirements> {
     let what = "`require`";
     let fields = decoder.fields(node, what, &["approvals", "gates", "backup_max_age"])?;
     Some(Requirements {
-        approvals: fields.get("approvals").and_then(|n| decoder.integer(n, "`require.approvals`", 0, 100)).unwrap_or(0),
-        gates: fields.get("gates").and_then(|n| decoder.string_list(n, "`require.gates`")).unwrap_or_default(),
-        backup_max_age: fields.get("backup_max_age").and_then(|n| decoder.parsed(n, "`require.backup_max_age`", "duration")),
+        approvals: fields
+            .get("approvals")
+            .and_then(|n| decoder.integer(n, "`require.approvals`", 0, 100))
+            .unwrap_or(0),
+        gates: fields
+            .get("gates")
+            .and_then(|n| decoder.string_list(n, "`require.gates`"))
+            .unwrap_or_default(),
+        backup_max_age: fields
+            .get("backup_max_age")
+            .and_then(|n| decoder.parsed(n, "`require.backup_max_age`", "duration")),
     })
 }
 
@@ -691,17 +978,31 @@ fn smoke_checks(decoder: &mut Decoder, node: &Node) -> Vec<SmokeCheck> {
     let mut checks = Vec::new();
     for (index, item) in decoder.items(node, "`smoke`").iter().enumerate() {
         let what = format!("smoke check {}", index + 1);
-        let Some(fields) = decoder.fields(item, &what, &["name", "http", "exec"]) else { continue };
-        let name = fields.require(decoder, "name", &what).and_then(|n| decoder.name(n, &format!("{what} name")));
+        let Some(fields) = decoder.fields(item, &what, &["name", "http", "exec"]) else {
+            continue;
+        };
+        let name = fields
+            .require(decoder, "name", &what)
+            .and_then(|n| decoder.name(n, &format!("{what} name")));
         let check = match (fields.get("http"), fields.get("exec")) {
-            (Some(http), None) => http_check(decoder, &sub(&what, "http"), http, true).map(SmokeKind::Http),
-            (None, Some(exec)) => exec_check(decoder, &sub(&what, "exec"), exec).map(SmokeKind::Exec),
+            (Some(http), None) => {
+                http_check(decoder, &sub(&what, "http"), http, true).map(SmokeKind::Http)
+            }
+            (None, Some(exec)) => {
+                exec_check(decoder, &sub(&what, "exec"), exec).map(SmokeKind::Exec)
+            }
             (Some(_), Some(exec)) => {
-                decoder.push(Diagnostic::error(exec.span, format!("{what} has both `http` and `exec`")).with_hint("one check per entry"));
+                decoder.push(
+                    Diagnostic::error(exec.span, format!("{what} has both `http` and `exec`"))
+                        .with_hint("one check per entry"),
+                );
                 None
             }
             (None, None) => {
-                decoder.push(Diagnostic::error(item.span, format!("{what} does not say what to check")).with_hint("add `http: {url: ...}` or `exec: [...]`"));
+                decoder.push(
+                    Diagnostic::error(item.span, format!("{what} does not say what to check"))
+                        .with_hint("add `http: {url: ...}` or `exec: [...]`"),
+                );
                 None
             }
         };
@@ -716,10 +1017,18 @@ fn alerts(decoder: &mut Decoder, node: &Node) -> Vec<Alert> {
     let mut alerts = Vec::new();
     for (index, item) in decoder.items(node, "`alerts`").iter().enumerate() {
         let what = format!("alert {}", index + 1);
-        let Some(fields) = decoder.fields(item, &what, &["name", "webhook", "thresholds"]) else { continue };
-        let name = fields.require(decoder, "name", &what).and_then(|n| decoder.name(n, &format!("{what} name")));
-        let webhook = fields.require(decoder, "webhook", &what).and_then(|n| webhook(decoder, &sub(&what, "webhook"), n));
-        let thresholds = fields.get("thresholds").and_then(|n| thresholds(decoder, &sub(&what, "thresholds"), n));
+        let Some(fields) = decoder.fields(item, &what, &["name", "webhook", "thresholds"]) else {
+            continue;
+        };
+        let name = fields
+            .require(decoder, "name", &what)
+            .and_then(|n| decoder.name(n, &format!("{what} name")));
+        let webhook = fields
+            .require(decoder, "webhook", &what)
+            .and_then(|n| webhook(decoder, &sub(&what, "webhook"), n));
+        let thresholds = fields
+            .get("thresholds")
+            .and_then(|n| thresholds(decoder, &sub(&what, "thresholds"), n));
         if let (Some(name), Some(webhook)) = (name, webhook) {
             alerts.push(Alert {
                 name,
@@ -733,14 +1042,20 @@ fn alerts(decoder: &mut Decoder, node: &Node) -> Vec<Alert> {
 
 fn webhook(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Webhook> {
     let fields = decoder.fields(node, what, &["url", "format"])?;
-    let url = fields.require(decoder, "url", what).and_then(|n| decoder.name(n, &sub(what, "url")));
+    let url = fields
+        .require(decoder, "url", what)
+        .and_then(|n| decoder.name(n, &sub(what, "url")));
     let format = fields
         .get("format")
         .and_then(|n| {
             decoder.choice(
                 n,
                 &sub(what, "format"),
-                &[("generic", WebhookFormat::Generic), ("slack", WebhookFormat::Slack), ("pagerduty", WebhookFormat::Pagerduty)],
+                &[
+                    ("generic", WebhookFormat::Generic),
+                    ("slack", WebhookFormat::Slack),
+                    ("pagerduty", WebhookFormat::Pagerduty),
+                ],
             )
         })
         .unwrap_or(WebhookFormat::Generic);
@@ -750,9 +1065,15 @@ fn webhook(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Webhook> {
 fn thresholds(decoder: &mut Decoder, what: &str, node: &Node) -> Option<AlertThresholds> {
     let fields = decoder.fields(node, what, &["error_rate", "latency_p95", "down_for"])?;
     Some(AlertThresholds {
-        error_rate: fields.get("error_rate").and_then(|n| decoder.parsed(n, &sub(what, "error_rate"), "percentage")),
-        latency_p95: fields.get("latency_p95").and_then(|n| decoder.parsed(n, &sub(what, "latency_p95"), "duration")),
-        down_for: fields.get("down_for").and_then(|n| decoder.parsed(n, &sub(what, "down_for"), "duration")),
+        error_rate: fields
+            .get("error_rate")
+            .and_then(|n| decoder.parsed(n, &sub(what, "error_rate"), "percentage")),
+        latency_p95: fields
+            .get("latency_p95")
+            .and_then(|n| decoder.parsed(n, &sub(what, "latency_p95"), "duration")),
+        down_for: fields
+            .get("down_for")
+            .and_then(|n| decoder.parsed(n, &sub(what, "down_for"), "duration")),
     })
 }
 

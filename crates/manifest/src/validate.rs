@@ -8,7 +8,12 @@ use crate::interpolate::SecretReference;
 use crate::model::{DependencyCondition, Stack};
 use crate::schema::References;
 
-pub(crate) fn cross_check(decoder: &mut Decoder, stack: &Stack, refs: &References, secrets: &[SecretReference]) {
+pub(crate) fn cross_check(
+    decoder: &mut Decoder,
+    stack: &Stack,
+    refs: &References,
+    secrets: &[SecretReference],
+) {
     dependencies(decoder, refs);
     cycles(decoder, refs);
     readiness_conditions(decoder, stack, refs);
@@ -17,21 +22,32 @@ pub(crate) fn cross_check(decoder: &mut Decoder, stack: &Stack, refs: &Reference
 }
 
 fn service_names(refs: &References) -> Vec<&str> {
-    refs.services.iter().map(|(name, _)| name.as_str()).collect()
+    refs.services
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .collect()
 }
 
 fn dependencies(decoder: &mut Decoder, refs: &References) {
     let names = service_names(refs);
     for (service, dependency, span) in &refs.depends_on {
         if service == dependency {
-            decoder.push(Diagnostic::error(*span, format!("service `{service}` depends on itself")).with_label("remove this dependency"));
+            decoder.push(
+                Diagnostic::error(*span, format!("service `{service}` depends on itself"))
+                    .with_label("remove this dependency"),
+            );
         } else if !names.contains(&dependency.as_str()) {
             let hint = suggestion(dependency, &names)
                 .unwrap_or_else(|| format!("declared services: {}", crate::decode::list(&names)));
             decoder.push(
-                Diagnostic::error(*span, format!("service `{service}` depends on `{dependency}`, which is not a service"))
-                    .with_label("unknown service")
-                    .with_hint(hint),
+                Diagnostic::error(
+                    *span,
+                    format!(
+                        "service `{service}` depends on `{dependency}`, which is not a service"
+                    ),
+                )
+                .with_label("unknown service")
+                .with_hint(hint),
             );
         }
     }
@@ -43,7 +59,10 @@ fn cycles(decoder: &mut Decoder, refs: &References) {
     let mut edges: HashMap<&str, Vec<(&str, Span)>> = HashMap::new();
     for (service, dependency, span) in &refs.depends_on {
         if service != dependency {
-            edges.entry(service.as_str()).or_default().push((dependency.as_str(), *span));
+            edges
+                .entry(service.as_str())
+                .or_default()
+                .push((dependency.as_str(), *span));
         }
     }
     #[derive(Clone, Copy, PartialEq)]
@@ -96,9 +115,18 @@ fn cycles(decoder: &mut Decoder, refs: &References) {
 /// `condition: ready` on a service without a readiness probe can only mean "started".
 fn readiness_conditions(decoder: &mut Decoder, stack: &Stack, refs: &References) {
     for (service, dependency, span) in &refs.depends_on {
-        let condition = stack.services.get(service).and_then(|s| s.depends_on.get(dependency)).map(|d| d.condition);
-        let Some(target) = stack.services.get(dependency) else { continue };
-        if condition == Some(DependencyCondition::Ready) && target.probes.ready.is_none() && target.kind.is_none() {
+        let condition = stack
+            .services
+            .get(service)
+            .and_then(|s| s.depends_on.get(dependency))
+            .map(|d| d.condition);
+        let Some(target) = stack.services.get(dependency) else {
+            continue;
+        };
+        if condition == Some(DependencyCondition::Ready)
+            && target.probes.ready.is_none()
+            && target.kind.is_none()
+        {
             decoder.push(
                 Diagnostic::warning(*span, format!("`{service}` waits for `{dependency}` to be ready, but `{dependency}` has no ready probe"))
                     .with_hint(format!("add `probes.ready` to `{dependency}`; until then wharf treats it as ready once started")),
@@ -112,9 +140,15 @@ fn ports(decoder: &mut Decoder, refs: &References) {
     for (service, port, span) in &refs.ports {
         match seen.get(port) {
             Some((first, first_span)) => decoder.push(
-                Diagnostic::error(*span, format!("port {port} of service `{service}` is already used by `{first}`"))
-                    .with_label("duplicate port")
-                    .with_hint(format!("`{first}` declares port {port} on line {}; give each service its own port", first_span.line)),
+                Diagnostic::error(
+                    *span,
+                    format!("port {port} of service `{service}` is already used by `{first}`"),
+                )
+                .with_label("duplicate port")
+                .with_hint(format!(
+                    "`{first}` declares port {port} on line {}; give each service its own port",
+                    first_span.line
+                )),
             ),
             None => {
                 seen.insert(*port, (service, *span));
@@ -124,20 +158,36 @@ fn ports(decoder: &mut Decoder, refs: &References) {
 }
 
 fn secret_references(decoder: &mut Decoder, refs: &References, secrets: &[SecretReference]) {
-    let declared: Vec<&str> = refs.declared_secrets.iter().map(|(n, _)| n.as_str()).collect();
+    let declared: Vec<&str> = refs
+        .declared_secrets
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
     let mut undeclared = |name: &str, span: Span, message: String| {
         if declared.contains(&name) {
             return;
         }
         let hint = suggestion(name, &declared)
             .unwrap_or_else(|| format!("declare it under the top-level `secrets:` (e.g. `secrets: {{{name}: {{max_age: 90d}}}}`)"));
-        decoder.push(Diagnostic::error(span, message).with_label("undeclared secret").with_hint(hint));
+        decoder.push(
+            Diagnostic::error(span, message)
+                .with_label("undeclared secret")
+                .with_hint(hint),
+        );
     };
     for (service, name, span) in &refs.service_secrets {
-        undeclared(name, *span, format!("service `{service}` uses secret `{name}`, which is not declared"));
+        undeclared(
+            name,
+            *span,
+            format!("service `{service}` uses secret `{name}`, which is not declared"),
+        );
     }
     for reference in secrets {
         let name = &reference.name;
-        undeclared(name, reference.span, format!("secret `{name}` is not declared"));
+        undeclared(
+            name,
+            reference.span,
+            format!("secret `{name}` is not declared"),
+        );
     }
 }

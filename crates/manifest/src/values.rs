@@ -41,7 +41,9 @@ impl FromStr for Duration {
             return Err(ValueError(UNITS.to_owned()));
         }
         if text.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(ValueError(format!("`{text}` has no unit; write `{text}s` for seconds")));
+            return Err(ValueError(format!(
+                "`{text}` has no unit; write `{text}s` for seconds"
+            )));
         }
         let mut total = StdDuration::ZERO;
         let mut rest = text;
@@ -77,7 +79,12 @@ impl fmt::Display for Duration {
         if millis == 0 {
             return f.write_str("0s");
         }
-        for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
+        for (unit, size) in [
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1000),
+        ] {
             if millis >= size {
                 write!(f, "{}{unit}", millis / size)?;
                 millis %= size;
@@ -120,7 +127,9 @@ impl FromStr for Percent {
             .parse()
             .map_err(|_| ValueError("write a percentage such as `1%` or `0.5%`".to_owned()))?;
         if !(0.0..=100.0).contains(&value) {
-            return Err(ValueError("a percentage lies between 0% and 100%".to_owned()));
+            return Err(ValueError(
+                "a percentage lies between 0% and 100%".to_owned(),
+            ));
         }
         Ok(Percent(value / 100.0))
     }

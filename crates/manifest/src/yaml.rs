@@ -101,7 +101,12 @@ fn node_count(node: &Node) -> usize {
     match &node.kind {
         NodeKind::Null | NodeKind::Scalar { .. } => 1,
         NodeKind::Seq(items) => 1 + items.iter().map(node_count).sum::<usize>(),
-        NodeKind::Map(entries) => 1 + entries.iter().map(|(k, v)| node_count(k) + node_count(v)).sum::<usize>(),
+        NodeKind::Map(entries) => {
+            1 + entries
+                .iter()
+                .map(|(k, v)| node_count(k) + node_count(v))
+                .sum::<usize>()
+        }
     }
 }
 
@@ -158,12 +163,20 @@ impl<'s> Builder<'s> {
             Event::Alias(id) => match self.anchors.get(&id) {
                 Some((_, count)) if self.alias_nodes + count > MAX_ALIAS_NODES => {
                     if self.alias_nodes <= MAX_ALIAS_NODES {
-                        let message = format!("aliases expand to more than {MAX_ALIAS_NODES} nodes");
+                        let message =
+                            format!("aliases expand to more than {MAX_ALIAS_NODES} nodes");
                         let hint = "an anchor is copied at every alias; nest fewer aliases";
-                        self.diagnostics.push(Diagnostic::error(span, message).with_hint(hint));
+                        self.diagnostics
+                            .push(Diagnostic::error(span, message).with_hint(hint));
                     }
                     self.alias_nodes = MAX_ALIAS_NODES + 1;
-                    self.finish(Node { kind: NodeKind::Null, span }, 0);
+                    self.finish(
+                        Node {
+                            kind: NodeKind::Null,
+                            span,
+                        },
+                        0,
+                    );
                 }
                 Some((node, count)) => {
                     self.alias_nodes += count;
@@ -176,7 +189,13 @@ impl<'s> Builder<'s> {
                 None => {
                     let diagnostic = Diagnostic::error(span, "alias to an unknown anchor");
                     self.diagnostics.push(diagnostic);
-                    self.finish(Node { kind: NodeKind::Null, span }, 0);
+                    self.finish(
+                        Node {
+                            kind: NodeKind::Null,
+                            span,
+                        },
+                        0,
+                    );
                 }
             },
             Event::DocumentStart(_) if !self.documents.is_empty() => {
@@ -210,7 +229,8 @@ impl<'s> Builder<'s> {
     /// Places a completed node into its parent (or makes it the document root).
     fn finish(&mut self, node: Node, anchor: usize) {
         if anchor != 0 {
-            self.anchors.insert(anchor, (node.clone(), node_count(&node)));
+            self.anchors
+                .insert(anchor, (node.clone(), node_count(&node)));
         }
         let Some(parent) = self.stack.last_mut() else {
             if self.documents.is_empty() {
@@ -223,9 +243,11 @@ impl<'s> Builder<'s> {
             NodeKind::Map(entries) => match parent.pending_key.take() {
                 None => parent.pending_key = Some(node),
                 Some(key) => {
-                    let duplicate = entries
-                        .iter()
-                        .find(|(k, _)| k.as_str().is_some() && k.as_str() == key.as_str() && k.as_str() != Some("<<"));
+                    let duplicate = entries.iter().find(|(k, _)| {
+                        k.as_str().is_some()
+                            && k.as_str() == key.as_str()
+                            && k.as_str() != Some("<<")
+                    });
                     if let Some((first, _)) = duplicate {
                         let name = key.as_str().unwrap_or_default();
                         let line = first.span.line;
@@ -263,7 +285,10 @@ fn apply_merge_keys(entries: &mut Vec<(Node, Node)>, diagnostics: &mut Vec<Diagn
     };
     for source in sources {
         let NodeKind::Map(source_entries) = source.kind else {
-            diagnostics.push(Diagnostic::error(source.span, "only mappings can be merged with `<<`"));
+            diagnostics.push(Diagnostic::error(
+                source.span,
+                "only mappings can be merged with `<<`",
+            ));
             continue;
         };
         for (key, value) in source_entries {
@@ -437,7 +462,13 @@ mod tests {
         let (root, diagnostics) = parse("name: shop\nservices:\n  api:\n    port: 80\n");
         assert!(diagnostics.is_empty(), "{diagnostics:?}");
         let root = root.unwrap();
-        let port = root.get("services").unwrap().get("api").unwrap().get("port").unwrap();
+        let port = root
+            .get("services")
+            .unwrap()
+            .get("api")
+            .unwrap()
+            .get("port")
+            .unwrap();
         assert_eq!((port.span.line, port.span.column), (4, 11));
         assert_eq!(port.as_str(), Some("80"));
     }
@@ -480,7 +511,13 @@ mod tests {
         assert!(strings.iter().all(|(_, t)| *t == "a string"), "{text}");
         assert_eq!(strings[3].0, Some("a: b"));
         let c = root.get("nested").map(|n| match &n.kind {
-            NodeKind::Seq(items) => items[0].get("b").unwrap().get("c").unwrap().as_str().map(str::to_owned),
+            NodeKind::Seq(items) => items[0]
+                .get("b")
+                .unwrap()
+                .get("c")
+                .unwrap()
+                .as_str()
+                .map(str::to_owned),
             _ => None,
         });
         assert_eq!(c.flatten().as_deref(), Some("d"));
