@@ -24,7 +24,10 @@ fn validate(source: &str) -> Vec<Diagnostic> {
 }
 
 fn file_name(path: &Path) -> String {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
     format!("broken/{name}")
 }
 
@@ -43,16 +46,33 @@ fn every_diagnostic_points_inside_its_file() {
         let source = std::fs::read_to_string(path).expect("corpus file is readable");
         let name = file_name(path);
         let found = validate(&source);
-        assert!(found.iter().any(Diagnostic::is_error), "{name}: no error reported");
+        assert!(
+            found.iter().any(Diagnostic::is_error),
+            "{name}: no error reported"
+        );
         let lines: Vec<&str> = source.split('\n').collect();
         // A trailing newline does not start another line.
-        let line_count = if source.ends_with('\n') { lines.len() - 1 } else { lines.len() }.max(1);
+        let line_count = if source.ends_with('\n') {
+            lines.len() - 1
+        } else {
+            lines.len()
+        }
+        .max(1);
         for d in &found {
             let (line, column) = (d.span.line, d.span.column);
-            assert!((1..=line_count).contains(&line), "{name}: line {line} of {line_count}: {d:?}");
+            assert!(
+                (1..=line_count).contains(&line),
+                "{name}: line {line} of {line_count}: {d:?}"
+            );
             let length = lines[line - 1].chars().count();
-            assert!((1..=length + 1).contains(&column), "{name}:{line}: column {column} past {length}: {d:?}");
-            assert!(d.span.start <= source.len() && d.span.start <= d.span.end, "{name}: span {d:?}");
+            assert!(
+                (1..=length + 1).contains(&column),
+                "{name}:{line}: column {column} past {length}: {d:?}"
+            );
+            assert!(
+                d.span.start <= source.len() && d.span.start <= d.span.end,
+                "{name}: span {d:?}"
+            );
         }
     });
 }

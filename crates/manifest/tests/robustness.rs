@@ -6,7 +6,10 @@ mod common;
 use proptest::prelude::*;
 use wharf_manifest::{EnvironmentChoice, check_all, diagnostic, load, render};
 
-const BASES: &[&str] = &[include_str!("valid/full.yaml"), include_str!("broken/many_problems_in_overlays.yaml")];
+const BASES: &[&str] = &[
+    include_str!("valid/full.yaml"),
+    include_str!("broken/many_problems_in_overlays.yaml"),
+];
 
 /// Everything a `wharf validate` or `wharf render` run does with a manifest.
 fn exercise(source: &str) {
@@ -36,8 +39,8 @@ enum Edit {
 
 fn edit() -> impl Strategy<Value = Edit> {
     let significant = prop::sample::select(vec![
-        ':', '-', '{', '}', '[', ']', '"', '\'', '$', '\n', ' ', '\t', '#', '&', '*', '!', '|', '>', ',', '?', '%', '@',
-        '`', '<', 'é', '\u{feff}', '\r',
+        ':', '-', '{', '}', '[', ']', '"', '\'', '$', '\n', ' ', '\t', '#', '&', '*', '!', '|',
+        '>', ',', '?', '%', '@', '`', '<', 'é', '\u{feff}', '\r',
     ]);
     prop_oneof![
         any::<usize>().prop_map(Edit::Delete),
@@ -116,6 +119,11 @@ fn alias_bombs_are_rejected() {
     source.push_str("services: {api: {command: [shop-api]}}\n");
     let diagnostics = check_all(&source, &common::variables);
     assert_eq!(diagnostics.len(), 1, "{diagnostics:#?}");
-    assert!(diagnostics[0].message.starts_with("aliases expand to more than"), "{diagnostics:#?}");
+    assert!(
+        diagnostics[0]
+            .message
+            .starts_with("aliases expand to more than"),
+        "{diagnostics:#?}"
+    );
     exercise(&source);
 }

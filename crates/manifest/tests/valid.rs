@@ -9,8 +9,15 @@ const FULL: &str = include_str!("valid/full.yaml");
 
 fn load_clean(source: &str, environment: EnvironmentChoice<'_>) -> Stack {
     let loaded = load(source, environment, &common::variables);
-    assert!(loaded.diagnostics.is_empty(), "{environment:?}: {:#?}\n{source}", loaded.diagnostics);
-    loaded.stack.expect("no diagnostics means a stack").into_inner()
+    assert!(
+        loaded.diagnostics.is_empty(),
+        "{environment:?}: {:#?}\n{source}",
+        loaded.diagnostics
+    );
+    loaded
+        .stack
+        .expect("no diagnostics means a stack")
+        .into_inner()
 }
 
 #[test]
@@ -27,17 +34,31 @@ fn full_manifest_uses_every_feature() {
     assert_eq!((require.approvals, require.gates.len()), (2, 2));
     assert_eq!(stack.services.len(), 8);
     assert_eq!(stack.services["api"].replicas, 4);
-    assert_eq!(stack.alerts.len(), 1, "the prod overlay replaces the alerts list");
+    assert_eq!(
+        stack.alerts.len(),
+        1,
+        "the prod overlay replaces the alerts list"
+    );
     assert_eq!(stack.smoke.len(), 3);
     assert_eq!(stack.secrets.len(), 4);
     let api = &stack.services["api"];
     assert_eq!(api.env["LOG_LEVEL"], "info");
     assert_eq!(api.env["COST"], "5$");
     assert_eq!(api.env["LITERAL"], "$HOME");
-    assert_eq!(api.command.as_deref().map(|c| c[2].as_str()), Some("${PORT}"));
+    assert_eq!(
+        api.command.as_deref().map(|c| c[2].as_str()),
+        Some("${PORT}")
+    );
     assert_eq!(api.version.as_deref(), Some("1.4.0"));
     let rollout = api.rollout.as_ref().expect("api has a rollout");
-    assert_eq!(rollout.steps.iter().map(|s| s.weight.get()).collect::<Vec<_>>(), [5, 25, 100]);
+    assert_eq!(
+        rollout
+            .steps
+            .iter()
+            .map(|s| s.weight.get())
+            .collect::<Vec<_>>(),
+        [5, 25, 100]
+    );
     let worker = &stack.services["worker"];
     assert_eq!(worker.command.as_deref().map(<[String]>::len), Some(3));
     let dev = load_clean(FULL, EnvironmentChoice::Default);
@@ -47,12 +68,21 @@ fn full_manifest_uses_every_feature() {
 
 #[test]
 fn rendered_manifest_loads_back_to_the_same_stack() {
-    for environment in [EnvironmentChoice::Base, EnvironmentChoice::Named("dev"), EnvironmentChoice::Named("prod")] {
-        let stack = load(FULL, environment, &common::variables).stack.expect("the full manifest loads");
+    for environment in [
+        EnvironmentChoice::Base,
+        EnvironmentChoice::Named("dev"),
+        EnvironmentChoice::Named("prod"),
+    ] {
+        let stack = load(FULL, environment, &common::variables)
+            .stack
+            .expect("the full manifest loads");
         let rendered = render(&stack);
         assert!(rendered.contains("${secret:PG_PASS}"), "{rendered}");
         assert!(rendered.contains("${secret:STRIPE_KEY}"), "{rendered}");
-        assert!(rendered.contains("${PORT}"), "instance variables stay symbolic:\n{rendered}");
+        assert!(
+            rendered.contains("${PORT}"),
+            "instance variables stay symbolic:\n{rendered}"
+        );
         let again = load_clean(&rendered, EnvironmentChoice::Base);
         let mut expected = stack.into_inner();
         // The rendered text is the effective manifest; it has no overlays left to choose from.
