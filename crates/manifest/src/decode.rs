@@ -48,6 +48,15 @@ impl<'n> Fields<'n> {
         self.get(key).is_some()
     }
 
+    /// The span of `key` itself, for errors about its whole value: a block mapping's own span
+    /// starts at its first inner key, which would put the caret on the wrong line.
+    pub fn key_span(&self, key: &str) -> Option<Span> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(k, _)| k.span)
+    }
+
     /// `(key text, key node, value node)` for every entry, in file order.
     pub fn iter(&self) -> impl Iterator<Item = (&'n str, &'n Node, &'n Node)> + '_ {
         self.entries

@@ -229,8 +229,7 @@ fn service(
         .unwrap_or_default();
     let backup = fields.get("backup").and_then(|n| {
         if !fields.has("kind") {
-            // The key, not the value: a block mapping's span starts at its first inner key.
-            let key = fields.iter().find(|(key, _, _)| *key == "backup").map_or(n.span, |(_, k, _)| k.span);
+            let key = fields.key_span("backup").unwrap_or(n.span);
             decoder.push(
                 Diagnostic::error(key, format!("`backup` on {what}, which is not a datastore"))
                     .with_hint("backups apply to services with `kind: postgres | mariadb | redis | sqlite | directory`"),
@@ -406,14 +405,15 @@ fn probes(decoder: &mut Decoder, service: &str, node: &Node) -> Probes {
     Probes {
         live: fields
             .get("live")
-            .and_then(|n| probe(decoder, &sub(&what, "live"), n)),
+            .and_then(|n| probe(decoder, &sub(&what, "live"), fields.key_span("live"), n)),
         ready: fields
             .get("ready")
-            .and_then(|n| probe(decoder, &sub(&what, "ready"), n)),
+            .and_then(|n| probe(decoder, &sub(&what, "ready"), fields.key_span("ready"), n)),
     }
 }
 
-fn probe(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Probe> {
+/// `key` is the span of `live:` or `ready:`, where a probe with no check is reported.
+fn probe(decoder: &mut Decoder, what: &str, key: Option<Span>, node: &Node) -> Option<Probe> {
     let fields = decoder.fields(node, what, PROBE_KEYS)?;
     let kinds: Vec<(&str, &Node)> = PROBE_KINDS
         .iter()
@@ -428,8 +428,11 @@ fn probe(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Probe> {
         [one] => *one,
         [] => {
             decoder.push(
-                Diagnostic::error(node.span, format!("{what} does not say what to check"))
-                    .with_hint("add one of `http`, `tcp`, `exec`, `postgres`, `redis`"),
+                Diagnostic::error(
+                    key.unwrap_or(node.span),
+                    format!("{what} does not say what to check"),
+                )
+                .with_hint("add one of `http`, `tcp`, `exec`, `postgres`, `redis`"),
             );
             return None;
         }
