@@ -68,7 +68,43 @@ pub enum Command {
     /// Convert another tool's file into a wharf.yaml (printed on stdout).
     #[command(subcommand)]
     Import(cmd::import::ImportCommand),
+    /// Start the stack in dependency order and supervise it (-d: in the background).
+    Up(cmd::up::UpArgs),
+    /// Stop the stack, or one service, gracefully (dependents first).
+    Down(cmd::down::DownArgs),
+    /// Services and instances: state, readiness, restarts, uptime, last exit.
+    Status(cmd::status::StatusArgs),
+    /// Show (and follow) a service's output.
+    Logs(cmd::logs::LogsArgs),
+    /// Restart a service's instances one at a time, each new one ready before an old one stops.
+    Restart(cmd::restart::RestartArgs),
+    /// Internal: the per-instance shim.
+    #[command(name = "__shim", hide = true)]
+    Shim,
     /// The tamper-evident audit ledger: log, verify, checkpoint, prove, export, note.
     #[command(subcommand)]
     Audit(cmd::audit::AuditCommand),
+}
+
+/// `wharf logs -f` means follow, as in docker compose and kubectl, while `-f` everywhere
+/// else names the manifest: after a `logs` subcommand, `-f` is rewritten to `--follow`
+/// (`--file` still names the manifest there).
+pub fn rewrite_logs_follow(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut seen_logs = false;
+    let mut skip_value = false;
+    args.enumerate()
+        .map(|(i, arg)| {
+            if i == 0 || skip_value {
+                skip_value = false;
+                return arg;
+            }
+            if !seen_logs {
+                // Options before the subcommand that take a value.
+                skip_value = matches!(arg.to_str(), Some("-f" | "--file" | "--state-dir" | "--output"));
+                seen_logs = arg == "logs" && !skip_value;
+                return arg;
+            }
+            if arg == "-f" { "--follow".into() } else { arg }
+        })
+        .collect()
 }

@@ -4,6 +4,7 @@
 //! lives in its own module under `cmd/` and returns an [`ExitStatus`].
 
 mod cli;
+mod client;
 mod cmd;
 mod exit;
 mod manifest_file;
@@ -13,7 +14,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
+    let cli = match cli::Cli::try_parse_from(cli::rewrite_logs_follow(std::env::args_os())) {
         Ok(cli) => cli,
         Err(err) => {
             // clap prints help/version on stdout with exit 0, usage errors on stderr with 2.
@@ -39,5 +40,6 @@ fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }

@@ -113,7 +113,7 @@ fn origin(manifest: &Path) -> String {
 }
 
 /// `WHARF_ACTOR`, else `$USER@hostname`, else `operator`.
-fn actor() -> String {
+pub(crate) fn actor() -> String {
     let non_empty = |v: String| (!v.trim().is_empty()).then(|| v.trim().to_owned());
     if let Some(actor) = std::env::var("WHARF_ACTOR").ok().and_then(non_empty) {
         return actor;

@@ -2,9 +2,15 @@
 
 pub mod audit;
 pub mod completions;
+pub mod down;
 pub mod import;
 pub mod init;
+pub mod logs;
 pub mod render;
+pub mod restart;
+pub mod shim;
+pub mod status;
+pub mod up;
 pub mod validate;
 
 use crate::cli::{Cli, Command};
@@ -20,5 +26,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Completions(args) => completions::run(&args),
         Command::Import(command) => import::run(global, command),
         Command::Audit(command) => audit::run(global, command),
+        Command::Up(args) => up::run(global, &args),
+        Command::Down(args) => down::run(global, &args),
+        Command::Status(args) => status::run(global, &args),
+        Command::Logs(args) => logs::run(global, &args),
+        Command::Restart(args) => restart::run(global, &args),
+        Command::Shim => shim::run(),
     }
 }

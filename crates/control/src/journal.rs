@@ -1,0 +1,48 @@
+//! The control plane's memory: instance records in the store and entries in the ledger.
+//!
+//! Recording never stops the control plane: a failed write is logged and the next one tried,
+//! because supervising the services matters more than any single record (and `audit verify`
+//! shows whatever is missing from the chain).
+
+use serde_json::Value;
+use wharf_ledger::{Action, Ledger, NewEntry};
+use wharf_store::{InstanceRow, Store, StoreError};
+
+pub struct Journal {
+    ledger: Ledger<Store>,
+    actor: String,
+}
+
+impl Journal {
+    pub fn new(store: Store, actor: String) -> Self {
+        Journal { ledger: Ledger::new(store), actor }
+    }
+
+    /// Appends one ledger entry (`action` is dotted, e.g. `instance.start`).
+    pub fn record(&mut self, action: &str, target: &str, details: Value) {
+        let entry = action
+            .parse::<Action>()
+            .and_then(|action| NewEntry::new(jiff::Timestamp::now(), &self.actor, action, target, details))
+            .map_err(|err| err.to_string());
+        let result = entry.and_then(|entry| self.ledger.append(entry).map(drop).map_err(|err| err.to_string()));
+        if let Err(error) = result {
+            tracing::error!(%error, action, target, "could not append to the ledger");
+        }
+    }
+
+    pub fn save_instance(&mut self, row: &InstanceRow) {
+        if let Err(error) = self.ledger.storage_mut().save_instance(row) {
+            tracing::error!(%error, service = row.service, "could not record the instance");
+        }
+    }
+
+    pub fn remove_instance(&mut self, service: &str, ordinal: u32) {
+        if let Err(error) = self.ledger.storage_mut().remove_instance(service, ordinal) {
+            tracing::error!(%error, service, ordinal, "could not forget the instance");
+        }
+    }
+
+    pub fn instances(&self) -> Result<Vec<InstanceRow>, StoreError> {
+        self.ledger.storage().instances()
+    }
+}

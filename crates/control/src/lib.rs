@@ -1,0 +1,14 @@
+//! The control plane: brings a stack up in dependency order, supervises it from one event
+//! loop, re-adopts what a previous control plane left running, and writes every start, stop,
+//! exit, restart and adoption to the ledger.
+
+mod control;
+mod journal;
+pub mod plan;
+pub mod report;
+mod state;
+
+pub use control::{Command, Config, ControlPlane, Event, Handle, ProbeKind};
+pub use journal::Journal;
+pub use plan::{PlanError, StackPlan, plan};
+pub use report::{InstanceStatus, ServiceStatus, StatusReport};

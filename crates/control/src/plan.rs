@@ -1,0 +1,240 @@
+//! From a validated stack to what the control plane runs: services in dependency order, their
+//! command lines and environments with instance variables substituted, and their probes.
+//!
+//! Pure: the plan is a function of the manifest, so the refusal of what this driver cannot run
+//! (`image:` without a container driver, secret values not yet resolvable) happens before
+//! anything starts.
+
+use std::time::Duration;
+
+use wharf_manifest::model::{DependencyCondition, ProbeCheck, RestartPolicy as ManifestRestart, Service};
+use wharf_manifest::{Stack, ValidStack};
+use wharf_probe::{Check, HttpProbe};
+use wharf_runtime::RestartPolicy;
+
+/// Why a manifest cannot be run by this control plane.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlanError {
+    #[error("service `{service}` runs an image (`{image}`), but this wharf runs local processes only; give it a `command:`")]
+    ImageUnsupported { service: String, image: String },
+    #[error("service `{service}` uses secret `{secret}` in `{field}`, but secret values are not available to instances yet; remove the reference or set the value in the environment")]
+    SecretUnavailable { service: String, secret: String, field: String },
+}
+
+/// The whole stack, services in an order where every dependency comes first.
+#[derive(Debug, Clone)]
+pub struct StackPlan {
+    pub name: String,
+    pub services: Vec<ServicePlan>,
+}
+
+impl StackPlan {
+    pub fn service(&self, name: &str) -> Option<&ServicePlan> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}
+
+/// One service as the control plane runs it.
+#[derive(Debug, Clone)]
+pub struct ServicePlan {
+    pub name: String,
+    pub version: String,
+    /// `None` for an external datastore (reached by `url` or `path`): nothing to run.
+    pub command: Option<Vec<String>>,
+    pub env: Vec<(String, String)>,
+    pub replicas: u32,
+    pub public_port: Option<u16>,
+    pub restart: RestartPolicy,
+    pub depends_on: Vec<(String, DependencyCondition)>,
+    pub ready: Option<ProbePlan>,
+    pub live: Option<ProbePlan>,
+}
+
+impl ServicePlan {
+    /// Whether instances bind the public port themselves: one replica and, until the proxy
+    /// exists, nothing else in front of it.
+    pub fn binds_public_port(&self) -> bool {
+        self.replicas <= 1 && self.public_port.is_some()
+    }
+}
+
+/// A probe with its schedule; the check still holds `${PORT}` and friends.
+#[derive(Debug, Clone)]
+pub struct ProbePlan {
+    pub check: ProbeCheck,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub failure_threshold: u32,
+    pub success_threshold: u32,
+    pub start_period: Duration,
+}
+
+/// Values of the instance variables for one instance.
+#[derive(Debug, Clone)]
+pub struct InstanceVars<'a> {
+    pub service: &'a str,
+    pub ordinal: u32,
+    pub version: &'a str,
+    pub port: Option<u16>,
+}
+
+impl InstanceVars<'_> {
+    /// Replaces `${PORT}`, `${INSTANCE}`, `${VERSION}` and `${SERVICE}` (and `$PORT` …).
+    pub fn substitute(&self, text: &str) -> String {
+        let port = self.port.map(|p| p.to_string()).unwrap_or_default();
+        let ordinal = self.ordinal.to_string();
+        let pairs = [("PORT", port.as_str()), ("INSTANCE", ordinal.as_str()), ("VERSION", self.version), ("SERVICE", self.service)];
+        let mut out = text.to_owned();
+        for (name, value) in pairs {
+            out = out.replace(&format!("${{{name}}}"), value);
+        }
+        out
+    }
+
+    /// The variables as environment entries, set for every instance (like Heroku's `PORT`).
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("INSTANCE".to_owned(), self.ordinal.to_string()),
+            ("VERSION".to_owned(), self.version.to_owned()),
+            ("SERVICE".to_owned(), self.service.to_owned()),
+        ];
+        if let Some(port) = self.port {
+            env.push(("PORT".to_owned(), port.to_string()));
+        }
+        env
+    }
+}
+
+/// Builds the plan; every service that cannot run is reported.
+pub fn plan(stack: &ValidStack) -> Result<StackPlan, Vec<PlanError>> {
+    let mut errors = Vec::new();
+    let mut services = Vec::new();
+    for name in dependency_order(stack) {
+        let service = &stack.services[&name];
+        match service_plan(&name, service) {
+            Ok(plan) => services.push(plan),
+            Err(error) => errors.push(error),
+        }
+    }
+    if errors.is_empty() {
+        Ok(StackPlan { name: stack.name.clone(), services })
+    } else {
+        Err(errors)
+    }
+}
+
+fn service_plan(name: &str, service: &Service) -> Result<ServicePlan, PlanError> {
+    if let (Some(image), None) = (&service.image, &service.command) {
+        return Err(PlanError::ImageUnsupported { service: name.to_owned(), image: image.clone() });
+    }
+    let env: Vec<(String, String)> = service.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    for (key, value) in &env {
+        refuse_secrets(name, &format!("env.{key}"), value)?;
+    }
+    for arg in service.command.iter().flatten() {
+        refuse_secrets(name, "command", arg)?;
+    }
+    if let Some(secret) = service.secrets.first() {
+        return Err(PlanError::SecretUnavailable { service: name.to_owned(), secret: secret.clone(), field: "secrets".to_owned() });
+    }
+    Ok(ServicePlan {
+        name: name.to_owned(),
+        version: service.version.clone().unwrap_or_else(|| "0".to_owned()),
+        command: service.command.clone(),
+        env,
+        replicas: service.replicas,
+        public_port: service.port,
+        restart: match service.restart {
+            ManifestRestart::Always => RestartPolicy::Always,
+            ManifestRestart::OnFailure => RestartPolicy::OnFailure,
+            ManifestRestart::Never => RestartPolicy::Never,
+        },
+        depends_on: service.depends_on.iter().map(|(dep, d)| (dep.clone(), d.condition)).collect(),
+        ready: service.probes.ready.as_ref().map(probe_plan),
+        live: service.probes.live.as_ref().map(probe_plan),
+    })
+}
+
+fn refuse_secrets(service: &str, field: &str, text: &str) -> Result<(), PlanError> {
+    let Some(start) = text.find("${secret:") else { return Ok(()) };
+    let rest = &text[start + "${secret:".len()..];
+    let secret = rest.split('}').next().unwrap_or_default().to_owned();
+    Err(PlanError::SecretUnavailable { service: service.to_owned(), secret, field: field.to_owned() })
+}
+
+fn probe_plan(probe: &wharf_manifest::model::Probe) -> ProbePlan {
+    ProbePlan {
+        check: probe.check.clone(),
+        interval: probe.interval.as_std(),
+        timeout: probe.timeout.as_std(),
+        failure_threshold: probe.failure_threshold,
+        success_threshold: probe.success_threshold,
+        start_period: probe.start_period.as_std(),
+    }
+}
+
+/// Services with every dependency before its dependents; ties keep manifest order. The
+/// manifest was validated, so there is no cycle.
+pub fn dependency_order(stack: &Stack) -> Vec<String> {
+    let mut placed: Vec<String> = Vec::new();
+    let mut remaining: Vec<&String> = stack.services.keys().collect();
+    while !remaining.is_empty() {
+        let before = remaining.len();
+        remaining.retain(|name| {
+            let ready = stack.services[*name].depends_on.keys().all(|dep| placed.contains(dep) || !stack.services.contains_key(dep));
+            if ready {
+                placed.push((*name).clone());
+            }
+            !ready
+        });
+        if remaining.len() == before {
+            // Unreachable for a validated stack; keep going rather than loop forever.
+            placed.extend(remaining.drain(..).cloned());
+        }
+    }
+    placed
+}
+
+/// Turns a manifest probe into a runnable check for one instance.
+pub fn resolve_check(check: &ProbeCheck, vars: &InstanceVars<'_>) -> Option<Check> {
+    let port = vars.port;
+    match check {
+        ProbeCheck::Http(http) => {
+            let url = match (&http.url, &http.path) {
+                (Some(url), _) => vars.substitute(url),
+                (None, Some(path)) => format!("http://127.0.0.1:{}{}", port?, vars.substitute(path)),
+                (None, None) => return None,
+            };
+            Some(Check::Http(HttpProbe {
+                method: http.method.clone(),
+                url,
+                headers: http.headers.iter().map(|(k, v)| (k.clone(), vars.substitute(v))).collect(),
+                expect_status: http.expect_status.clone(),
+                body_contains: http.body_contains.clone(),
+                json: http.json.as_ref().map(|j| (j.pointer.clone(), j.equals.clone())),
+                max_latency: http.max_latency.map(|d| d.as_std()),
+                warn_latency: http.warn_latency.map(|d| d.as_std()),
+            }))
+        }
+        ProbeCheck::Tcp(tcp) => Some(Check::Tcp {
+            host: tcp.host.clone().unwrap_or_else(|| "127.0.0.1".to_owned()),
+            port: tcp.port.or(port)?,
+        }),
+        ProbeCheck::Exec(exec) => Some(Check::Exec {
+            command: exec.command.iter().map(|a| vars.substitute(a)).collect(),
+            expect_exit: exec.expect_exit,
+        }),
+        // Datastore probes arrive with the health capability; until then they do not gate.
+        ProbeCheck::Postgres(_) | ProbeCheck::Redis(_) => None,
+    }
+}
+
+/// Services that depend on `name`, directly.
+pub fn dependents<'a>(plan: &'a StackPlan, name: &str) -> Vec<&'a str> {
+    plan.services
+        .iter()
+        .filter(|s| s.depends_on.iter().any(|(dep, _)| dep == name))
+        .map(|s| s.name.as_str())
+        .collect()
+}
+

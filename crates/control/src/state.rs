@@ -1,0 +1,166 @@
+//! What the control plane believes about each service and instance.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use wharf_probe::Outcome;
+use wharf_runtime::{ExitStatus, ProcessId, RestartHistory};
+
+use crate::plan::ServicePlan;
+
+/// Where an instance is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// Its process runs.
+    Running,
+    /// It exited and restarts at `until`.
+    Backoff { until: Instant },
+    /// SIGTERM was sent; it is removed once it exits.
+    Stopping,
+    /// It exited and the restart policy keeps it down.
+    Exited,
+    /// It could not be started (command not found, port taken); not retried.
+    Failed,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProbeCounts {
+    pub successes: u32,
+    pub failures: u32,
+}
+
+impl ProbeCounts {
+    /// Counts one result; returns the new verdict when a threshold was just crossed.
+    pub fn observe(&mut self, passed: bool, success_threshold: u32, failure_threshold: u32, current: bool) -> Option<bool> {
+        if passed {
+            self.successes += 1;
+            self.failures = 0;
+            (!current && self.successes >= success_threshold).then_some(true)
+        } else {
+            self.failures += 1;
+            self.successes = 0;
+            (current && self.failures >= failure_threshold).then_some(false)
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Instance {
+    pub ordinal: u32,
+    pub port: Option<u16>,
+    pub phase: Phase,
+    pub process: Option<ProcessId>,
+    pub shim: Option<ProcessId>,
+    /// Increments at every start; events from an older generation are stale.
+    pub generation: u64,
+    pub started_at: Option<jiff::Timestamp>,
+    /// Passes its ready probe (true from the start when it has none).
+    pub ready: bool,
+    pub live: bool,
+    pub ready_counts: ProbeCounts,
+    pub live_counts: ProbeCounts,
+    pub last_probe: Option<Outcome>,
+    pub history: RestartHistory,
+    pub last_exit: Option<ExitStatus>,
+    pub error: Option<String>,
+    /// To be replaced by a rolling restart.
+    pub outdated: bool,
+    /// Probe and watch tasks, aborted when the instance stops or restarts.
+    pub tasks: Vec<tokio::task::AbortHandle>,
+}
+
+impl Instance {
+    pub fn new(ordinal: u32, port: Option<u16>) -> Self {
+        Instance {
+            ordinal,
+            port,
+            phase: Phase::Backoff { until: Instant::now() },
+            process: None,
+            shim: None,
+            generation: 0,
+            started_at: None,
+            ready: false,
+            live: true,
+            ready_counts: ProbeCounts::default(),
+            live_counts: ProbeCounts::default(),
+            last_probe: None,
+            history: RestartHistory::default(),
+            last_exit: None,
+            error: None,
+            outdated: false,
+            tasks: Vec::new(),
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.phase == Phase::Running
+    }
+
+    /// Counts toward the desired replicas: running, or about to run again.
+    pub fn is_active(&self) -> bool {
+        matches!(self.phase, Phase::Running | Phase::Backoff { .. }) && !self.outdated
+    }
+
+    pub fn abort_tasks(&mut self) {
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ServiceState {
+    pub plan: ServicePlan,
+    pub instances: BTreeMap<u32, Instance>,
+    pub next_ordinal: u32,
+    /// False after `down SERVICE`: nothing of it is started again.
+    pub wanted: bool,
+    /// Why nothing of it runs yet ("waiting for db to be ready").
+    pub waiting_for: Option<String>,
+}
+
+impl ServiceState {
+    pub fn new(plan: ServicePlan) -> Self {
+        ServiceState {
+            plan,
+            instances: BTreeMap::new(),
+            next_ordinal: 0,
+            wanted: true,
+            waiting_for: None,
+        }
+    }
+
+    /// An external datastore: nothing to run, always "started".
+    pub fn is_external(&self) -> bool {
+        self.plan.command.is_none()
+    }
+
+    pub fn running(&self) -> usize {
+        self.instances.values().filter(|i| i.is_running()).count()
+    }
+
+    pub fn ready(&self) -> usize {
+        self.instances.values().filter(|i| i.is_running() && i.ready).count()
+    }
+
+    /// Every desired instance runs (what `condition: started` waits for).
+    pub fn is_started(&self) -> bool {
+        self.is_external() || (self.running() >= self.plan.replicas as usize && self.plan.replicas > 0)
+    }
+
+    /// At least one instance is ready (what `condition: ready` waits for); with no ready probe
+    /// that is the same as started.
+    pub fn is_ready(&self) -> bool {
+        self.is_external() || (self.is_started() && self.ready() > 0)
+    }
+
+    pub fn has_failed(&self) -> bool {
+        self.instances.values().any(|i| i.phase == Phase::Failed)
+    }
+
+    pub fn allocate_ordinal(&mut self) -> u32 {
+        let ordinal = self.next_ordinal;
+        self.next_ordinal += 1;
+        ordinal
+    }
+}

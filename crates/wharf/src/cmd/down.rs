@@ -1,0 +1,87 @@
+//! `wharf down [SERVICE]`: stop the stack (or one service) gracefully, dependents first.
+//!
+//! With a running control plane the request goes through its API. Without one (it crashed or
+//! was killed), `down` stops the recorded instances itself, so nothing is ever left behind.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use wharf_ledger::{Ledger, NewEntry};
+use wharf_runtime::{ProcessId, StopOutcome, stop_instance};
+use wharf_store::Store;
+
+use crate::cli::Global;
+use crate::client::{self, ApiRejected, NotRunning};
+use crate::exit::ExitStatus;
+
+#[derive(Debug, clap::Args)]
+pub struct DownArgs {
+    /// Stop only this service (default: the whole stack, and the control plane with it).
+    pub service: Option<String>,
+}
+
+pub fn run(global: &Global, args: &DownArgs) -> anyhow::Result<ExitStatus> {
+    let state_dir = global.state_dir();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let body = json!({"service": args.service});
+        match client::call_ok(&state_dir, "POST", "/v1/down", Some(body)).await {
+            Ok(_) => {
+                if args.service.is_none() {
+                    wait_for_exit(&state_dir).await;
+                }
+                eprintln!("stopped {}", args.service.as_deref().unwrap_or("the stack"));
+                Ok(ExitStatus::Ok)
+            }
+            Err(err) if err.is::<ApiRejected>() => {
+                eprintln!("error: {err}");
+                Ok(ExitStatus::Invalid)
+            }
+            Err(err) if err.is::<NotRunning>() => stop_recorded(&state_dir, args.service.as_deref()).await,
+            Err(err) => Err(err),
+        }
+    })
+}
+
+/// Waits (bounded) until the control plane has released its lock.
+async fn wait_for_exit(state_dir: &std::path::Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut poll = tokio::time::interval(Duration::from_millis(50));
+    while Instant::now() < deadline && state_dir.join(crate::cmd::up::PID_FILE).exists() {
+        poll.tick().await;
+    }
+}
+
+/// Stops what the store says is running, without a control plane.
+async fn stop_recorded(state_dir: &std::path::Path, service: Option<&str>) -> anyhow::Result<ExitStatus> {
+    if !state_dir.join(wharf_store::DB_FILE).exists() {
+        eprintln!("nothing to stop: no state in {}", state_dir.display());
+        return Ok(ExitStatus::Ok);
+    }
+    let mut store = Store::open(state_dir)?;
+    let rows: Vec<_> = store.instances()?.into_iter().filter(|r| service.is_none_or(|s| r.service == s)).collect();
+    if let (Some(name), true) = (service, rows.is_empty()) {
+        eprintln!("error: no instance of service `{name}` is recorded as running");
+        return Ok(ExitStatus::Invalid);
+    }
+    let actor = crate::cmd::audit::actor();
+    let mut stopped = Vec::new();
+    for row in rows.iter().rev() {
+        let process = ProcessId { pid: row.pid, start_time: row.start_time };
+        let outcome = stop_instance(process, Duration::from_secs(10)).await;
+        stopped.push((row.service.clone(), row.index, row.pid, outcome));
+        store.remove_instance(&row.service, row.index)?;
+    }
+    let mut ledger = Ledger::new(store);
+    for (service, index, pid, outcome) in &stopped {
+        let how = match outcome {
+            StopOutcome::AlreadyGone => "already gone",
+            StopOutcome::Graceful => "graceful",
+            StopOutcome::Killed => "killed after the grace period",
+        };
+        let entry = NewEntry::new(jiff::Timestamp::now(), &actor, "instance.stop".parse()?, format!("{service}/{index}"), json!({"pid": pid, "how": how, "without_control_plane": true}))?;
+        ledger.append(entry)?;
+        eprintln!("stopped {service}/{index} (pid {pid}, {how})");
+    }
+    Ok(ExitStatus::Ok)
+}

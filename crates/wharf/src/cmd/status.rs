@@ -1,0 +1,103 @@
+//! `wharf status`: every service and instance, from the running control plane.
+
+use std::time::Duration;
+
+use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use wharf_control::StatusReport;
+
+use crate::cli::{Global, Output};
+use crate::client;
+use crate::exit::ExitStatus;
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Refresh every second until interrupted.
+    #[arg(long)]
+    pub watch: bool,
+}
+
+pub fn run(global: &Global, args: &StatusArgs) -> anyhow::Result<ExitStatus> {
+    let state_dir = global.state_dir();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        loop {
+            let value = match client::call_ok(&state_dir, "GET", "/v1/status", None).await {
+                Ok(value) => value,
+                Err(err) if err.is::<client::NotRunning>() => {
+                    eprintln!("{err}");
+                    return Ok(ExitStatus::Failed);
+                }
+                Err(err) => return Err(err),
+            };
+            let report: StatusReport = serde_json::from_value(value)?;
+            if args.watch {
+                // Clear the screen and home the cursor, like `watch`.
+                print!("\x1b[2J\x1b[H");
+            }
+            print_report(&report, global.output)?;
+            if !args.watch {
+                return Ok(if report.healthy { ExitStatus::Ok } else { ExitStatus::Failed });
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
+}
+
+/// Prints a report as a table (one row per service, instances beneath) or as JSON.
+pub fn print_report(report: &StatusReport, output: Output) -> anyhow::Result<()> {
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+        return Ok(());
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_BORDERS_ONLY);
+    table.set_header(["SERVICE", "VERSION", "STATE", "READY", "RESTARTS", "UPTIME", "PID", "PORT", "LIVE/READY", "LAST EXIT / REASON"]);
+    for service in &report.services {
+        let ready = if service.state == "external" { "-".to_owned() } else { format!("{}/{}", service.ready, service.desired) };
+        table.add_row([
+            service.name.clone(),
+            service.version.clone(),
+            service.state.clone(),
+            ready,
+            service.restarts.to_string(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            service.reason.clone().unwrap_or_default(),
+        ]);
+        for instance in &service.instances {
+            let probe = match (instance.ready, instance.probe_latency_ms) {
+                (Some(true), Some(ms)) => format!("ready {ms}ms"),
+                (Some(true), None) => "ready".to_owned(),
+                (Some(false), _) => "not ready".to_owned(),
+                (None, _) => "-".to_owned(),
+            };
+            let phase = if instance.crash_looping && instance.phase != "running" { "crash-loop".to_owned() } else { instance.phase.clone() };
+            table.add_row([
+                format!("  {}/{}", service.name, instance.ordinal),
+                String::new(),
+                phase,
+                String::new(),
+                instance.restarts.to_string(),
+                instance.uptime_secs.map(human_secs).unwrap_or_default(),
+                instance.pid.map(|p| p.to_string()).unwrap_or_default(),
+                instance.port.map(|p| p.to_string()).unwrap_or_default(),
+                probe,
+                instance.error.clone().or_else(|| instance.last_exit.clone()).unwrap_or_default(),
+            ]);
+        }
+    }
+    println!("stack {} (control plane pid {})", report.stack, report.control_pid);
+    println!("{table}");
+    Ok(())
+}
+
+fn human_secs(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m{}s", secs / 60, secs % 60),
+        3600..86_400 => format!("{}h{}m", secs / 3600, secs % 3600 / 60),
+        _ => format!("{}d{}h", secs / 86_400, secs % 86_400 / 3600),
+    }
+}

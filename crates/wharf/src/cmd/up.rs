@@ -1,0 +1,188 @@
+//! `wharf up`: start the stack in dependency order and supervise it.
+//!
+//! In the foreground it behaves as compose users expect: instance logs stream to the terminal
+//! and Ctrl-C stops the stack gracefully. `-d` runs the control plane detached (pid and log
+//! file in the state directory) and returns once the stack has settled. A detached control
+//! plane that receives SIGTERM exits and leaves the services running, so a new wharf can
+//! adopt them (an upgrade of wharf itself); `wharf down` is how a stack is stopped.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use wharf_control::{Config, ControlPlane, Journal, StatusReport};
+use wharf_manifest::EnvironmentChoice;
+use wharf_runtime::{ProcessDriver, RestartLimits};
+use wharf_store::Store;
+
+use crate::cli::{Global, Output};
+use crate::client;
+use crate::exit::ExitStatus;
+use crate::manifest_file::ManifestFile;
+
+/// The lock a running control plane holds in the state directory.
+pub const LOCK_FILE: &str = "control.lock";
+pub const PID_FILE: &str = "control.pid";
+pub const LOG_FILE: &str = "control.log";
+
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// The environment overlay to apply (default: `dev` when the manifest defines it).
+    #[arg(long = "env", value_name = "ENV")]
+    pub environment: Option<String>,
+    /// Run the control plane in the background and return once the stack has settled.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// With -d: how long to wait for the stack to settle.
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    pub wait_timeout: Duration,
+    /// Internal: this process is the detached control plane.
+    #[arg(long, hide = true)]
+    pub daemon: bool,
+}
+
+/// `30s`, `2m`, `500ms`: the manifest's duration syntax.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    text.parse::<wharf_manifest::values::Duration>().map(|d| d.as_std()).map_err(|e| e.0)
+}
+
+pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
+    let manifest = ManifestFile::read(global)?;
+    let choice = args.environment.as_deref().map_or(EnvironmentChoice::Default, EnvironmentChoice::Named);
+    let loaded = wharf_manifest::load(&manifest.source, choice, &|name: &str| manifest.variable(name));
+    let Some(stack) = loaded.stack else {
+        manifest.print_diagnostics(&loaded.diagnostics, Output::Human)?;
+        eprintln!("{}: not started, the manifest has errors", manifest.display);
+        return Ok(ExitStatus::Invalid);
+    };
+    let plan = match wharf_control::plan(&stack) {
+        Ok(plan) => plan,
+        Err(errors) => {
+            for error in errors {
+                eprintln!("error: {error}");
+            }
+            return Ok(ExitStatus::Invalid);
+        }
+    };
+    let state_dir = absolute(&global.state_dir())?;
+    std::fs::create_dir_all(&state_dir).with_context(|| format!("cannot create {}", state_dir.display()))?;
+    let lock = File::options().create(true).truncate(false).write(true).open(state_dir.join(LOCK_FILE))?;
+    if lock.try_lock().is_err() {
+        let pid = std::fs::read_to_string(state_dir.join(PID_FILE)).unwrap_or_default();
+        eprintln!("wharf is already running this stack (control plane pid {}); see `wharf status`", pid.trim());
+        return Ok(ExitStatus::Ok);
+    }
+    if args.detach && !args.daemon {
+        drop(lock);
+        return detach(global, args, &state_dir);
+    }
+    let workdir = absolute(manifest.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run_control_plane(plan, &state_dir, workdir, !args.daemon))?;
+    drop(lock);
+    Ok(ExitStatus::Ok)
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))
+}
+
+async fn run_control_plane(plan: wharf_control::StackPlan, state_dir: &Path, workdir: PathBuf, foreground: bool) -> anyhow::Result<()> {
+    if !foreground {
+        // A session of its own: the terminal that ran `wharf up -d` can close.
+        let _ = rustix::process::setsid();
+    }
+    std::fs::write(state_dir.join(PID_FILE), std::process::id().to_string())?;
+    let store = Store::open(state_dir)?;
+    // Decisions the control plane takes on its own (restarts, adoptions) are its own acts.
+    let journal = Journal::new(store, format!("wharf-control@{}", crate::cmd::audit::actor()));
+    let exe = std::env::current_exe().context("cannot find the wharf binary for the shim")?;
+    let config = Config {
+        state_dir: state_dir.to_owned(),
+        workdir,
+        driver: ProcessDriver::new(exe, vec!["__shim".to_owned()]),
+        stop_grace: Duration::from_secs(10),
+        limits: RestartLimits::default(),
+        log_max_bytes: 10 << 20,
+        log_keep: 3,
+    };
+    let (control, handle) = ControlPlane::new(plan, config, journal);
+    let (api_stop, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let socket = client::socket_path(state_dir);
+    let api = tokio::spawn({
+        let socket = socket.clone();
+        async move { wharf_server::serve_unix(&socket, handle, async { let _ = api_stopped.await; }).await }
+    });
+    let follower = foreground.then(|| tokio::spawn(crate::cmd::logs::follow_all(state_dir.join("logs"))));
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let stop_stack = async {
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("stopping the stack (Ctrl-C again does not skip the graceful stop)");
+    };
+    if foreground {
+        let stop_stack = async {
+            tokio::select! {
+                () = stop_stack => {}
+                _ = terminate.recv() => {}
+            }
+        };
+        control.run(stop_stack).await;
+    } else {
+        // Detached: SIGTERM ends the control plane only; the stack keeps running for the
+        // next one to adopt.
+        tokio::select! {
+            () = control.run(stop_stack) => {}
+            _ = terminate.recv() => tracing::info!("SIGTERM: leaving the stack running for the next control plane"),
+        }
+    }
+    let _ = api_stop.send(());
+    let _ = api.await;
+    if let Some(follower) = follower {
+        follower.abort();
+    }
+    let _ = std::fs::remove_file(&socket);
+    let _ = std::fs::remove_file(state_dir.join(PID_FILE));
+    Ok(())
+}
+
+/// Starts the control plane in the background and waits for the stack to settle.
+fn detach(global: &Global, args: &UpArgs, state_dir: &Path) -> anyhow::Result<ExitStatus> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe()?;
+    let log = File::options().create(true).append(true).open(state_dir.join(LOG_FILE))?;
+    let mut command = std::process::Command::new(exe);
+    command.arg("up").arg("--daemon").arg("-f").arg(absolute(&global.file)?).arg("--state-dir").arg(state_dir);
+    if let Some(env) = &args.environment {
+        command.arg("--env").arg(env);
+    }
+    let mut child = command
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .context("cannot start the control plane")?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let deadline = Instant::now() + args.wait_timeout;
+    let report = runtime.block_on(async {
+        let mut poll = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            poll.tick().await;
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(anyhow::anyhow!("the control plane exited ({status}); see {}", state_dir.join(LOG_FILE).display()));
+            }
+            if let Ok(value) = client::call_ok(state_dir, "GET", "/v1/status", None).await {
+                let report: StatusReport = serde_json::from_value(value)?;
+                if report.settled || Instant::now() >= deadline {
+                    return Ok(report);
+                }
+            } else if Instant::now() >= deadline {
+                return Err(anyhow::anyhow!("the control plane did not answer within {:?}", args.wait_timeout));
+            }
+        }
+    })?;
+    crate::cmd::status::print_report(&report, global.output)?;
+    eprintln!("control plane pid {} detached; logs: {}", child.id(), state_dir.join(LOG_FILE).display());
+    Ok(if report.healthy { ExitStatus::Ok } else { ExitStatus::Failed })
+}
