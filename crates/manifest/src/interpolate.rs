@@ -116,9 +116,16 @@ fn in_instance_scope(path: &[String]) -> bool {
 }
 
 enum Problem {
-    Required { name: String, message: String },
-    Unset { name: String },
+    Required {
+        name: String,
+        message: String,
+    },
+    Unset {
+        name: String,
+    },
     Syntax(String),
+    /// `${secret:…}` with a name wharf cannot use; `$$` would not help here.
+    SecretName(String),
 }
 
 impl Problem {
@@ -144,6 +151,8 @@ impl Problem {
             Problem::Syntax(message) => {
                 Diagnostic::error(span, message).with_hint("write `$$` for a literal `$`")
             }
+            Problem::SecretName(message) => Diagnostic::error(span, message)
+                .with_hint("name the secret with letters, digits and `_`, e.g. `${secret:PG_URL}`"),
         }
     }
 }
@@ -210,11 +219,9 @@ impl Expansion<'_> {
     fn braced(&mut self, inner: &str, whole: &str, offset: usize, out: &mut String) -> Option<()> {
         if let Some(secret) = inner.strip_prefix("secret:") {
             if secret.is_empty() || variable_name_len(secret) != secret.len() {
-                let message = format!(
-                    "`{whole}` is not a valid secret reference; names use letters, digits and `_`"
-                );
+                let message = format!("`{whole}` is not a valid secret reference");
                 self.problems
-                    .push((offset, whole.len(), Problem::Syntax(message)));
+                    .push((offset, whole.len(), Problem::SecretName(message)));
                 return None;
             }
             self.secrets.push((offset, whole.len(), secret.to_owned()));
