@@ -70,7 +70,10 @@ fn every_diagnostic_points_inside_its_file() {
                 "{name}:{line}: column {column} past {length}: {d:?}"
             );
             assert!(
-                d.span.start <= source.len() && d.span.start <= d.span.end,
+                d.span.start <= d.span.end
+                    && d.span.end <= source.len()
+                    && source.is_char_boundary(d.span.start)
+                    && source.is_char_boundary(d.span.end),
                 "{name}: span {d:?}"
             );
         }
