@@ -18,7 +18,7 @@ pub(crate) fn convert(
     let mut env = Map::new();
     if let Some(files) = service.node.get("env_file") {
         for file in env_file_entries(imp, service, files) {
-            read_env_file(imp, &file, &mut env)?;
+            read_env_file(imp, service, &file, &mut env)?;
         }
     }
     if let Some(environment) = service.node.get("environment") {
@@ -83,13 +83,21 @@ fn warn_format(imp: &mut Importer<'_>, what: &str, item: &Node) {
 
 fn read_env_file(
     imp: &mut Importer<'_>,
+    service: &Service<'_>,
     file: &EnvFile<'_>,
     env: &mut Map<String, Value>,
 ) -> Result<(), ImportError> {
     match (imp.read_env_file)(&file.path) {
         Ok(text) => {
             for (key, value) in parse_dotenv(&text) {
-                env.insert(key.clone(), json!(value.unwrap_or_else(|| from_host(&key))));
+                let value = value.unwrap_or_else(|| from_host(&key));
+                let at = Secret {
+                    key: &key,
+                    value: &value,
+                    span: file.node.span,
+                };
+                flag_secret(imp, &service.path("env_file"), &at, Some(&file.path));
+                env.insert(key, json!(value));
             }
             Ok(())
         }
@@ -125,6 +133,12 @@ fn environment_entries(
                     Some((key, value)) => (key.to_owned(), value.to_owned()),
                     None => (text.clone(), from_host(&text)),
                 };
+                let at = Secret {
+                    key: &key,
+                    value: &value,
+                    span: item.span,
+                };
+                flag_secret(imp, &format!("{what}.{key}"), &at, None);
                 env.insert(key, json!(value));
             }
         }
@@ -135,6 +149,12 @@ fn environment_entries(
                     NodeKind::Null => from_host(key),
                     _ => scalar(imp, value, &format!("{what}.{key}")).unwrap_or_default(),
                 };
+                let at = Secret {
+                    key,
+                    value: &text,
+                    span: value.span,
+                };
+                flag_secret(imp, &format!("{what}.{key}"), &at, None);
                 env.insert(key.to_owned(), json!(text));
             }
         }
@@ -143,6 +163,45 @@ fn environment_entries(
             imp.error(node.span, format!("`{what}` must be a list or a mapping"))
         }
     }
+}
+
+/// Name fragments that mark a variable as a credential.
+const SECRET_WORDS: &[&str] = &[
+    "PASSWORD",
+    "PASSWD",
+    "SECRET",
+    "TOKEN",
+    "API_KEY",
+    "APIKEY",
+    "PRIVATE_KEY",
+    "ACCESS_KEY",
+    "CREDENTIAL",
+];
+
+/// One environment variable and where it was written, for [`flag_secret`].
+struct Secret<'a> {
+    key: &'a str,
+    value: &'a str,
+    span: wharf_manifest::Span,
+}
+
+/// Warns when a variable that looks like a credential is now written into wharf.yaml in clear
+/// text: env files are often kept out of version control, wharf.yaml usually is not.
+fn flag_secret(imp: &mut Importer<'_>, path: &str, secret: &Secret<'_>, file: Option<&str>) {
+    let upper = secret.key.to_ascii_uppercase();
+    let looks_secret = SECRET_WORDS.iter().any(|word| upper.contains(word));
+    let is_reference = secret.value.contains("${") || secret.value.starts_with('$');
+    if !looks_secret || secret.value.is_empty() || is_reference {
+        return;
+    }
+    let key = secret.key;
+    let from = file.map_or_else(String::new, |f| format!(" (from `{f}`)"));
+    let message =
+        format!("`{key}`{from} looks like a secret and is now in wharf.yaml in clear text");
+    let hint = format!(
+        "declare `{key}` under wharf's top-level `secrets:` and write `{key}: ${{secret:{key}}}`"
+    );
+    imp.changed(path, secret.span, message, Some(&hint));
 }
 
 /// Parses a .env file the way compose reads one: `KEY=value` lines, `export` prefixes, `#`

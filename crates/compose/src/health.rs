@@ -121,7 +121,7 @@ fn duration(imp: &mut Importer<'_>, path: &str, node: &Node, key: &str) -> Optio
         let message = format!(
             "`{path}.{key}`: `{text}` is rounded to `{wharf}`: wharf durations count whole milliseconds"
         );
-        imp.warn(format!("{path}.{key}"), value.span, message, None);
+        imp.changed(format!("{path}.{key}"), value.span, message, None);
     }
     Some(wharf)
 }
@@ -135,7 +135,7 @@ fn retries(imp: &mut Importer<'_>, path: &str, node: &Node) -> u32 {
         Some(0) => {
             let message =
                 format!("`{path}.retries: 0` becomes `failure_threshold: 1`, wharf's smallest");
-            imp.warn(format!("{path}.retries"), value.span, message, None);
+            imp.changed(format!("{path}.retries"), value.span, message, None);
             1
         }
         Some(count) => count.min(1000),

@@ -30,10 +30,21 @@ pub struct Imported {
 /// Something in the compose file wharf did not carry over (or carried with a different meaning).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warning {
+    pub kind: WarningKind,
     /// The compose key concerned, as a dotted path: `services.db.volumes`, `networks`.
     pub key: String,
     /// The message, with the span of the key in the compose file.
     pub diagnostic: Diagnostic,
+}
+
+/// The two things a user must know after an import, kept apart so each list can be checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WarningKind {
+    /// The key (or part of its value) is not in the wharf.yaml.
+    NotCarried,
+    /// The key is in the wharf.yaml but means something different there (or is a risk there,
+    /// like a password now in clear text).
+    Changed,
 }
 
 /// Why a compose file could not be converted at all.
@@ -198,7 +209,7 @@ pub(crate) struct Importer<'a> {
 }
 
 impl Importer<'_> {
-    /// Records that `key` (a dotted path) at `span` was not carried, or changed meaning.
+    /// Records that `key` (a dotted path) at `span` was not carried over.
     pub fn warn(
         &mut self,
         key: impl Into<String>,
@@ -206,12 +217,43 @@ impl Importer<'_> {
         message: impl Into<String>,
         hint: Option<&str>,
     ) {
-        let mut diagnostic = Diagnostic::warning(span, message);
+        self.push(
+            WarningKind::NotCarried,
+            key.into(),
+            Diagnostic::warning(span, message),
+            hint,
+        );
+    }
+
+    /// Records that `key` at `span` was carried over but means something else in wharf.
+    pub fn changed(
+        &mut self,
+        key: impl Into<String>,
+        span: Span,
+        message: impl Into<String>,
+        hint: Option<&str>,
+    ) {
+        self.push(
+            WarningKind::Changed,
+            key.into(),
+            Diagnostic::warning(span, message),
+            hint,
+        );
+    }
+
+    fn push(
+        &mut self,
+        kind: WarningKind,
+        key: String,
+        mut diagnostic: Diagnostic,
+        hint: Option<&str>,
+    ) {
         if let Some(hint) = hint {
             diagnostic = diagnostic.with_hint(hint);
         }
         self.warnings.push(Warning {
-            key: key.into(),
+            kind,
+            key,
             diagnostic,
         });
     }

@@ -124,7 +124,7 @@ fn warn_if_renamed(imp: &mut Importer<'_>, names: &ServiceNames, service: &Servi
     if wharf != service.name {
         let message = format!("service `{}` is imported as `{wharf}`", service.name);
         let hint = "wharf service names start with a letter and use letters, digits, `-` and `_`";
-        imp.warn(
+        imp.changed(
             format!("services.{}", service.name),
             service.key.span,
             message,
@@ -248,7 +248,7 @@ fn warn_command_meaning(
             .map_or(node.span, |n| key_span(node, "command", n));
         let message = "`command` changes meaning: compose passes it as arguments to the image's ENTRYPOINT, wharf runs it as the whole command";
         let hint = "if the Dockerfile sets an ENTRYPOINT, put it in front of the command";
-        imp.warn(service.path("command"), command, message, Some(hint));
+        imp.changed(service.path("command"), command, message, Some(hint));
     }
 }
 
@@ -423,7 +423,7 @@ fn dependency(imp: &mut Importer<'_>, service: &Service<'_>, dep: &str, value: &
             let hint = format!(
                 "`{dep}` gets `restart: on-failure` so a job that succeeds is not rerun; run it before `wharf up` if the order matters"
             );
-            imp.warn(format!("{path}.condition"), span, message, Some(&hint));
+            imp.changed(format!("{path}.condition"), span, message, Some(&hint));
             "started"
         }
         Some(other) => {

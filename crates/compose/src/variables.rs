@@ -34,7 +34,7 @@ fn warn(imp: &mut Importer<'_>, service: &Service<'_>, key: &str, scalar: &Node)
     let hint = format!(
         "to keep the host's value, write `${{{name}:-}}`; the per-instance value is usually what a service wants"
     );
-    imp.warn(service.path(key), scalar.span, message, Some(&hint));
+    imp.changed(service.path(key), scalar.span, message, Some(&hint));
 }
 
 fn scalars<'n>(node: &'n Node, out: &mut Vec<&'n Node>) {

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use wharf_compose::Imported;
+use wharf_compose::{Imported, WarningKind};
 use wharf_manifest::model::{DependencyCondition, ProbeCheck, RestartPolicy, Service};
 use wharf_manifest::{EnvironmentChoice, ValidStack};
 
@@ -35,12 +35,22 @@ fn import(name: &str) -> (Imported, ValidStack) {
     (imported, stack)
 }
 
-fn warned_keys(imported: &Imported) -> BTreeSet<&str> {
-    imported.warnings.iter().map(|w| w.key.as_str()).collect()
+/// The compose keys warned about with `kind`.
+fn keys(imported: &Imported, kind: WarningKind) -> BTreeSet<String> {
+    let of_kind = imported.warnings.iter().filter(|w| w.kind == kind);
+    of_kind.map(|w| w.key.clone()).collect()
 }
 
-fn set<'a>(keys: &[&'a str]) -> BTreeSet<&'a str> {
-    keys.iter().copied().collect()
+fn not_carried(imported: &Imported) -> BTreeSet<String> {
+    keys(imported, WarningKind::NotCarried)
+}
+
+fn changed(imported: &Imported) -> BTreeSet<String> {
+    keys(imported, WarningKind::Changed)
+}
+
+fn set(keys: &[&str]) -> BTreeSet<String> {
+    keys.iter().map(|k| (*k).to_owned()).collect()
 }
 
 fn exec_command(service: &Service) -> Vec<&str> {
@@ -125,7 +135,9 @@ fn voting_app() {
         "services.seed.profiles",
         "services.seed.networks",
     ]);
-    assert_eq!(warned_keys(&imported), expected);
+    assert_eq!(not_carried(&imported), expected);
+    let risky = set(&["services.db.environment.POSTGRES_PASSWORD"]);
+    assert_eq!(changed(&imported), risky, "a password now in clear text");
 }
 
 #[test]
@@ -207,26 +219,24 @@ fn django_celery_with_anchors_and_env_files() {
         "volumes",
         "services.postgres.container_name",
         "services.postgres.volumes",
+        "services.redis.container_name",
+        "services.celerybeat.restart",
     ]);
-    expected.insert("services.redis.container_name");
-    expected.insert("services.migrate.command");
-    expected.insert("services.celerybeat.restart");
+    let mut meaning = set(&["services.postgres.env_file"]);
     for service in ["migrate", "django", "celeryworker", "celerybeat"] {
-        for key in ["build", "image", "volumes", "command"] {
-            expected.insert(Box::leak(
-                format!("services.{service}.{key}").into_boxed_str(),
-            ));
+        for key in ["build", "image", "volumes"] {
+            expected.insert(format!("services.{service}.{key}"));
         }
         if service != "migrate" {
-            expected.insert(Box::leak(
-                format!("services.{service}.container_name").into_boxed_str(),
-            ));
-            expected.insert(Box::leak(
-                format!("services.{service}.depends_on.migrate.condition").into_boxed_str(),
-            ));
+            expected.insert(format!("services.{service}.container_name"));
+            meaning.insert(format!("services.{service}.depends_on.migrate.condition"));
         }
+        // The command replaces the image's ENTRYPOINT; the env files hold a password.
+        meaning.insert(format!("services.{service}.command"));
+        meaning.insert(format!("services.{service}.env_file"));
     }
-    assert_eq!(warned_keys(&imported), expected);
+    assert_eq!(not_carried(&imported), expected);
+    assert_eq!(changed(&imported), meaning);
 }
 
 #[test]
@@ -262,7 +272,13 @@ fn wordpress_and_mariadb() {
         "services.db.expose",
         "services.wordpress.volumes",
     ]);
-    assert_eq!(warned_keys(&imported), expected);
+    assert_eq!(not_carried(&imported), expected);
+    let risky = set(&[
+        "services.db.environment.MYSQL_ROOT_PASSWORD",
+        "services.db.environment.MYSQL_PASSWORD",
+        "services.wordpress.environment.WORDPRESS_DB_PASSWORD",
+    ]);
+    assert_eq!(changed(&imported), risky);
 }
 
 #[test]
@@ -333,12 +349,15 @@ fn sentry_style_extension_anchors_and_merges() {
     ]);
     for service in ["web", "cron", "worker"] {
         for key in ["image", "build", "volumes"] {
-            expected.insert(Box::leak(
-                format!("services.{service}.{key}").into_boxed_str(),
-            ));
+            expected.insert(format!("services.{service}.{key}"));
         }
     }
-    assert_eq!(warned_keys(&imported), expected);
+    assert_eq!(not_carried(&imported), expected);
+    assert_eq!(
+        changed(&imported),
+        set(&[]),
+        "entrypoint + command keep their meaning"
+    );
 }
 
 #[test]
@@ -386,7 +405,6 @@ fn node_mongo_with_env_files_and_long_ports() {
         "version",
         "volumes",
         "services.api.build",
-        "services.api.command",
         "services.api.working_dir",
         "services.api.ports",
         "services.api.depends_on.mongo.restart",
@@ -394,11 +412,17 @@ fn node_mongo_with_env_files_and_long_ports() {
         "services.api.healthcheck.start_interval",
         "services.mongo.ports",
         "services.mongo.volumes",
-        "services.mongo.healthcheck.timeout",
         "services.mongo-express.ports",
         "services.mongo-express.profiles",
     ]);
-    assert_eq!(warned_keys(&imported), expected);
+    assert_eq!(not_carried(&imported), expected);
+    let meaning = set(&[
+        "services.api.command",
+        "services.api.env_file",
+        "services.mongo.env_file",
+        "services.mongo.healthcheck.timeout",
+    ]);
+    assert_eq!(changed(&imported), meaning);
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use wharf_compose::{ImportError, Imported};
+use wharf_compose::{ImportError, Imported, WarningKind};
 use wharf_manifest::Diagnostic;
 use wharf_manifest::diagnostic::render;
 
@@ -78,14 +78,19 @@ fn imported_ok(file: &ComposeFile, imported: &Imported, dir: &Path) -> ExitStatu
     file.print(&warnings);
     check_output(imported, dir);
     print!("{}", imported.yaml);
-    let count = warnings.len();
-    if count > 0 {
+    let changed = imported
+        .warnings
+        .iter()
+        .filter(|w| w.kind == WarningKind::Changed)
+        .count();
+    let not_carried = warnings.len() - changed;
+    if warnings.is_empty() {
+        eprintln!("{}: imported with nothing left behind", file.display);
+    } else {
         eprintln!(
-            "{}: imported; {count} warning(s) above name what wharf.yaml does not carry",
+            "{}: imported; see above: {not_carried} thing(s) not carried over, {changed} that mean something else in wharf",
             file.display
         );
-    } else {
-        eprintln!("{}: imported with nothing left behind", file.display);
     }
     ExitStatus::Ok
 }
