@@ -4,6 +4,7 @@
 //! - github.com/transparency-dev/merkle, `testonly/constants.go` (LeafInputs, RootHashes)
 //! - github.com/transparency-dev/merkle, `proof/verify_test.go` (inclusionProofs,
 //!   consistencyProofs; leaf numbers there are 1-based, converted to 0-based indices here)
+//!
 //! The same data is in google/certificate-transparency (merkle_tree_test.cc).
 
 mod common;
