@@ -186,3 +186,38 @@ fn a_required_variable_is_checked_against_the_env_file_beside_the_compose_file()
         .code(0)
         .stderr(predicate::str::contains("needs the fixes above").not());
 }
+
+#[test]
+fn every_compose_fixture_imports_into_a_manifest_wharf_validate_accepts() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../compose/tests/fixtures");
+    for name in [
+        "voting-app",
+        "django-celery",
+        "wordpress",
+        "sentry-style",
+        "node-mongo",
+    ] {
+        let compose = fixtures.join(name).join("docker-compose.yml");
+        let dir = tempfile::tempdir().unwrap();
+        let output = wharf(dir.path())
+            .args(["import", "compose"])
+            .arg(&compose)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{name}: {stderr}");
+        assert!(
+            stderr.contains("docker-compose.yml:"),
+            "{name}: warnings name the compose file: {stderr}"
+        );
+        assert!(
+            !stderr.contains("needs the fixes above"),
+            "{name}: {stderr}"
+        );
+        std::fs::write(dir.path().join("wharf.yaml"), &output.stdout).unwrap();
+        wharf(dir.path())
+            .args(["validate", "-f", "wharf.yaml"])
+            .assert()
+            .code(0);
+    }
+}
