@@ -14,6 +14,26 @@ const BASES: &[&str] = &[
 /// Everything a `wharf validate` or `wharf render` run does with a manifest.
 fn exercise(source: &str) {
     let diagnostics = check_all(source, &common::variables);
+    assert!(
+        !source.trim().is_empty() || !diagnostics.is_empty(),
+        "an empty manifest is an error"
+    );
+    let lines: Vec<&str> = source.split('\n').collect();
+    for d in &diagnostics {
+        let span = d.span;
+        assert!(span.start <= span.end && span.end <= source.len(), "{d:?}");
+        assert!(
+            source.is_char_boundary(span.start) && source.is_char_boundary(span.end),
+            "{d:?}"
+        );
+        let line = lines
+            .get(span.line.wrapping_sub(1))
+            .unwrap_or_else(|| panic!("line of {d:?}"));
+        assert!(
+            (1..=line.chars().count() + 1).contains(&span.column),
+            "{d:?}"
+        );
+    }
     let _ = diagnostic::render(&diagnostics, "wharf.yaml", source, false);
     let _ = diagnostic::render(&diagnostics, "wharf.yaml", source, true);
     for d in &diagnostics {
