@@ -17,3 +17,4 @@ pub use db::{DB_FILE, Store, StoreError};
 pub use instances::InstanceRow;
 pub use keys::{KEY_FILE, load_or_create_signer};
 pub use ledger::EntryFilter;
+pub use migrations::SCHEMA_VERSION;

@@ -51,3 +51,6 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (service, idx)
     ) WITHOUT ROWID;",
 ];
+
+/// The schema version a fully migrated database records in `PRAGMA user_version`.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();

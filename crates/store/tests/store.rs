@@ -30,7 +30,10 @@ fn opening_sets_wal_full_sync_and_the_schema_version() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!((mode.as_str(), version), ("wal", 1));
+    assert_eq!(
+        (mode.as_str(), version),
+        ("wal", wharf_store::SCHEMA_VERSION as i64)
+    );
     // Reopening is a no-op migration.
     Store::open(dir.path()).unwrap();
 }
