@@ -362,11 +362,8 @@ fn dependencies(
     for (name, key, value) in decoder.named_entries(node, &what) {
         refs.depends_on
             .push((service.to_owned(), name.clone(), key.span));
-        let Some(fields) = decoder.fields(
-            value,
-            &format!("{what} `{name}`"),
-            &["condition", "critical"],
-        ) else {
+        let entry = sub(&what, &name);
+        let Some(fields) = decoder.fields(value, &entry, &["condition", "critical"]) else {
             continue;
         };
         let condition = fields
@@ -374,7 +371,7 @@ fn dependencies(
             .and_then(|n| {
                 decoder.choice(
                     n,
-                    &format!("{what} `{name}` condition"),
+                    &sub(&entry, "condition"),
                     &[
                         ("started", DependencyCondition::Started),
                         ("ready", DependencyCondition::Ready),
@@ -384,7 +381,7 @@ fn dependencies(
             .unwrap_or(DependencyCondition::Started);
         let critical = fields
             .get("critical")
-            .and_then(|n| decoder.boolean(n, &format!("{what} `{name}` critical")))
+            .and_then(|n| decoder.boolean(n, &sub(&entry, "critical")))
             .unwrap_or(true);
         deps.insert(
             name,
