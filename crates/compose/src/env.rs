@@ -196,8 +196,9 @@ fn flag_secret(imp: &mut Importer<'_>, path: &str, secret: &Secret<'_>, file: Op
     }
     let key = secret.key;
     let from = file.map_or_else(String::new, |f| format!(" (from `{f}`)"));
-    let message =
-        format!("`{key}`{from} looks like a secret and is now in wharf.yaml in clear text");
+    let message = format!(
+        "`{path}`: `{key}`{from} looks like a secret and is now in wharf.yaml in clear text"
+    );
     let hint = format!(
         "declare `{key}` under wharf's top-level `secrets:` and write `{key}: ${{secret:{key}}}`"
     );

@@ -60,7 +60,7 @@ fn take(
     let target = &port.target;
     let published = port.published.as_deref().filter(|p| !p.is_empty());
     let warn = |imp: &mut Importer<'_>, message: String, hint: Option<&str>| {
-        imp.warn(key.clone(), span, message, hint)
+        imp.warn(key.clone(), span, format!("`{key}`: {message}"), hint)
     };
     if port.protocol != "tcp" {
         let message = format!(

@@ -179,10 +179,12 @@ fn run_target(
         let tag = image.and_then(Node::as_str).unwrap_or(&built_tag);
         let message = if runs_command {
             format!(
-                "`build` is not carried over: the service's command runs as a local process, not inside image `{tag}`"
+                "`services.{name}.build` is not carried over: the service's command runs as a local process, not inside image `{tag}`"
             )
         } else {
-            format!("`build` is not carried over: wharf runs image `{tag}` but does not build it")
+            format!(
+                "`services.{name}.build` is not carried over: wharf runs image `{tag}` but does not build it"
+            )
         };
         let hint = if runs_command {
             "run the command where its code and dependencies are installed, or build the image and use `image:` instead of `command:`".to_owned()
@@ -230,7 +232,8 @@ fn warn_command_meaning(
     if let Some(image) = node.get("image") {
         let text = image.as_str().unwrap_or_default();
         let message = format!(
-            "`image: {text}` is not carried over: a wharf service runs either a `command` or an `image`, and this one is built from source and sets a command"
+            "`{}: {text}` is not carried over: a wharf service runs either a `command` or an `image`, and this one is built from source and sets a command",
+            service.path("image")
         );
         let hint = format!(
             "the command now runs as a local process; to run the container instead, replace `command` with `image: {text}`"
@@ -246,7 +249,10 @@ fn warn_command_meaning(
         let command = node
             .get("command")
             .map_or(node.span, |n| key_span(node, "command", n));
-        let message = "`command` changes meaning: compose passes it as arguments to the image's ENTRYPOINT, wharf runs it as the whole command";
+        let message = format!(
+            "`{}` changes meaning: compose passes it as arguments to the image's ENTRYPOINT, wharf runs it as the whole command",
+            service.path("command")
+        );
         let hint = "if the Dockerfile sets an ENTRYPOINT, put it in front of the command";
         imp.changed(service.path("command"), command, message, Some(hint));
     }

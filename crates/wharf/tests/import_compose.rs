@@ -77,7 +77,7 @@ fn import_writes_a_manifest_that_validates_and_warns_on_stderr() {
     );
     for expected in [
         "docker-compose.yml:3:5",
-        "`build` is not carried over",
+        "`services.web.build` is not carried over",
         "docker-compose.yml:13:5",
         "`services.db.volumes` is not carried over",
         "docker-compose.yml:18:1",
