@@ -53,7 +53,7 @@ enum Edit {
     Insert(usize, char),
     /// Adds (or, when negative, removes) leading spaces on one line.
     Indent(usize, i8),
-    /// Copies one line over another.
+    /// Inserts a copy of one line before another.
     DuplicateLine(usize, usize),
 }
 
