@@ -98,3 +98,27 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Verification hashes leaf bytes assembled from stored columns; they must be exactly the
+    /// RFC 8785 canonical JSON of the entry for any text, or outside verifiers would disagree.
+    #[test]
+    fn leaf_bytes_are_the_canonical_json_of_the_entry(
+        actor in "\\PC{1,20}", target in any::<String>(), key in any::<String>(),
+        text in any::<String>(), number in any::<i64>(), real in -1e30f64..1e30, seq in any::<u32>(),
+        nanos in 0i64..4_000_000_000_000_000_000,
+    ) {
+        let entry = wharf_ledger::Entry {
+            seq: u64::from(seq),
+            time: jiff::Timestamp::from_nanosecond(i128::from(nanos)).unwrap(),
+            actor,
+            action: "deploy.step".parse().unwrap(),
+            target,
+            details: serde_json::json!({ key: [text, number, real, null, true] }),
+        };
+        let canonical = serde_json_canonicalizer::to_vec(&entry.to_json()).unwrap();
+        prop_assert_eq!(entry.leaf_bytes(), canonical);
+    }
+}

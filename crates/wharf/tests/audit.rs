@@ -265,3 +265,39 @@ fn tamper_rehashed_history_is_caught_by_a_saved_checkpoint() {
         .success()
         .stdout(predicate::str::contains("consistent with today's tree"));
 }
+
+#[test]
+fn tamper_rewritten_and_rehashed_database_is_caught_by_the_stored_checkpoint() {
+    // An attacker with write access replaces the entries and every tree node with a
+    // self-consistent forged history; only the signed checkpoint still holds the old root.
+    let f = Fixture::new(6);
+    let forged = Fixture {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    std::fs::create_dir(forged.state()).unwrap();
+    std::fs::copy(
+        f.state().join("ledger.key"),
+        forged.state().join("ledger.key"),
+    )
+    .unwrap();
+    for i in 0..6 {
+        let text = if i == 2 {
+            "forged".to_owned()
+        } else {
+            format!("note {i}")
+        };
+        forged.wharf(&["audit", "note", &text]).assert().success();
+    }
+    let source = forged.state().join("state.db");
+    f.sql(&format!(
+        "ATTACH DATABASE '{}' AS forged;
+         DELETE FROM ledger_entries; INSERT INTO ledger_entries SELECT * FROM forged.ledger_entries;
+         DELETE FROM ledger_nodes; INSERT INTO ledger_nodes SELECT * FROM forged.ledger_nodes;",
+        source.display()
+    ));
+    let out = f.verify_fails();
+    assert!(
+        out.contains("no longer hash to the root of the signed checkpoint of size 6"),
+        "{out}"
+    );
+}
