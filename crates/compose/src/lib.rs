@@ -93,6 +93,11 @@ impl ImportError {
 pub type ReadEnvFile<'a> = &'a dyn Fn(&str) -> io::Result<String>;
 
 /// Converts compose `text` read from `path` into a wharf.yaml.
+///
+/// `path` names the project when the file has no `name:` (its directory, as compose does) and
+/// the header comment. Warnings come back sorted by position in the compose file. It fails on
+/// text that is not YAML or not a compose file, on values compose itself would reject (all of
+/// them at once), and on a required `env_file` that `read_env_file` cannot read.
 pub fn convert(
     text: &str,
     path: &Path,
