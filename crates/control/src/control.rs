@@ -17,6 +17,9 @@ use crate::plan::{InstanceVars, ProbePlan, StackPlan, resolve_check};
 use crate::report::{InstanceStatus, ServiceStatus, StatusReport};
 use crate::state::{Instance, Phase, ServiceState};
 
+/// How long an instance without a ready probe must run before it counts as ready.
+pub const PROBELESS_READY_AFTER: Duration = Duration::from_secs(1);
+
 /// How the control plane is set up.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -188,7 +191,7 @@ impl ControlPlane {
             instance.shim = Some(shim);
             instance.generation = 1;
             instance.started_at = row.started_at.parse().ok();
-            instance.ready = service.plan.ready.is_none();
+            instance.ready = false;
             instance.history.restarts = row.restarts;
             instance.outdated = expected_hash.as_deref() != Some(row.spec_hash.as_str());
             service.next_ordinal = service.next_ordinal.max(row.index + 1);
@@ -393,6 +396,7 @@ impl ControlPlane {
         for ordinal in due {
             self.start_instance(index, ordinal).await;
         }
+        self.settle_probeless(index);
         self.replace_outdated(index);
         let service = &self.services[index];
         let active = service.instances.values().filter(|i| i.is_active()).count() as u32;
@@ -405,6 +409,22 @@ impl ControlPlane {
             let port = self.allocate_port(index);
             self.services[index].instances.insert(ordinal, Instance::new(ordinal, port));
             self.start_instance(index, ordinal).await;
+        }
+    }
+
+    /// An instance without a ready probe counts as ready once it has stayed up for
+    /// [`PROBELESS_READY_AFTER`] (Kubernetes' `minReadySeconds`): a process that exits at once
+    /// is never reported ready.
+    fn settle_probeless(&mut self, index: usize) {
+        if self.services[index].plan.ready.is_some() {
+            return;
+        }
+        let now = jiff::Timestamp::now();
+        for instance in self.services[index].instances.values_mut() {
+            let up_long_enough = instance.started_at.is_some_and(|t| now.duration_since(t).unsigned_abs() >= PROBELESS_READY_AFTER);
+            if instance.is_running() && !instance.ready && up_long_enough {
+                instance.ready = true;
+            }
         }
     }
 
@@ -544,14 +564,13 @@ impl ControlPlane {
         match result {
             Ok(started) => {
                 let now = jiff::Timestamp::now();
-                let has_ready_probe = self.services[index].plan.ready.is_some();
                 let Some(instance) = self.services[index].instances.get_mut(&ordinal) else { return };
                 instance.generation += 1;
                 instance.phase = Phase::Running;
                 instance.process = Some(started.instance);
                 instance.shim = Some(started.shim);
                 instance.started_at = Some(now);
-                instance.ready = !has_ready_probe;
+                instance.ready = false;
                 instance.live = true;
                 instance.ready_counts = Default::default();
                 instance.live_counts = Default::default();
