@@ -9,7 +9,10 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 use wharf_manifest::model::DependencyCondition;
 use wharf_probe::{Outcome, Prober};
-use wharf_runtime::{Decision, ExitStatus, InstanceSpec, ProcessDriver, ProcessId, RestartLimits, StartError, read_exit};
+use wharf_runtime::{
+    Decision, ExitStatus, InstanceSpec, ProcessDriver, ProcessId, RestartLimits, StartError,
+    read_exit,
+};
 use wharf_store::InstanceRow;
 
 use crate::journal::Journal;
@@ -44,8 +47,19 @@ pub enum ProbeKind {
 /// Everything that can happen to the control plane.
 #[derive(Debug)]
 pub enum Event {
-    Exited { service: String, ordinal: u32, generation: u64, status: Option<ExitStatus> },
-    Probe { service: String, ordinal: u32, generation: u64, kind: ProbeKind, outcome: Outcome },
+    Exited {
+        service: String,
+        ordinal: u32,
+        generation: u64,
+        status: Option<ExitStatus>,
+    },
+    Probe {
+        service: String,
+        ordinal: u32,
+        generation: u64,
+        kind: ProbeKind,
+        outcome: Outcome,
+    },
     Command(Command),
 }
 
@@ -54,9 +68,15 @@ pub enum Event {
 pub enum Command {
     Status(oneshot::Sender<StatusReport>),
     /// Rolling restart of one service.
-    Restart { service: String, reply: oneshot::Sender<Result<(), String>> },
+    Restart {
+        service: String,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     /// Stop one service, or the whole stack (then the control plane exits).
-    Down { service: Option<String>, reply: oneshot::Sender<Result<(), String>> },
+    Down {
+        service: Option<String>,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
 }
 
 /// A way to talk to a running control plane.
@@ -77,11 +97,15 @@ impl Handle {
     }
 
     pub async fn restart(&self, service: String) -> Result<(), String> {
-        self.ask(|reply| Command::Restart { service, reply }).await.unwrap_or_else(|| Err("the control plane stopped".to_owned()))
+        self.ask(|reply| Command::Restart { service, reply })
+            .await
+            .unwrap_or_else(|| Err("the control plane stopped".to_owned()))
     }
 
     pub async fn down(&self, service: Option<String>) -> Result<(), String> {
-        self.ask(|reply| Command::Down { service, reply }).await.unwrap_or_else(|| Err("the control plane stopped".to_owned()))
+        self.ask(|reply| Command::Down { service, reply })
+            .await
+            .unwrap_or_else(|| Err("the control plane stopped".to_owned()))
     }
 }
 
@@ -108,7 +132,9 @@ pub struct ControlPlane {
 impl ControlPlane {
     pub fn new(plan: StackPlan, config: Config, journal: Journal) -> (ControlPlane, Handle) {
         let (events_tx, events_rx) = mpsc::channel(1024);
-        let handle = Handle { events: events_tx.clone() };
+        let handle = Handle {
+            events: events_tx.clone(),
+        };
         let control = ControlPlane {
             config,
             stack: plan.name.clone(),
@@ -127,7 +153,11 @@ impl ControlPlane {
     /// Adopts what still runs from a previous control plane, then supervises until a
     /// whole-stack `down` completes or `shutdown` resolves (which also stops the stack).
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
-        self.journal.record("stack.up", &self.stack, json!({"control_pid": std::process::id()}));
+        self.journal.record(
+            "stack.up",
+            &self.stack,
+            json!({"control_pid": std::process::id()}),
+        );
         self.adopt();
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -169,8 +199,14 @@ impl ControlPlane {
             }
         };
         for row in rows {
-            let process = ProcessId { pid: row.pid, start_time: row.start_time };
-            let shim = ProcessId { pid: row.shim_pid, start_time: row.shim_start_time };
+            let process = ProcessId {
+                pid: row.pid,
+                start_time: row.start_time,
+            };
+            let shim = ProcessId {
+                pid: row.shim_pid,
+                start_time: row.shim_start_time,
+            };
             let target = format!("{}/{}", row.service, row.index);
             let Some(index) = self.service_index(&row.service) else {
                 self.retire_orphan(&row, process);
@@ -178,12 +214,20 @@ impl ControlPlane {
             };
             if !process.is_running() {
                 let status = read_exit(&self.exit_path(&row.service, row.index));
-                let detail = status.as_ref().map_or_else(|| "unknown".to_owned(), ToString::to_string);
-                self.journal.record("instance.exit", &target, json!({"pid": row.pid, "status": detail, "noticed": "at control plane start"}));
+                let detail = status
+                    .as_ref()
+                    .map_or_else(|| "unknown".to_owned(), ToString::to_string);
+                self.journal.record(
+                    "instance.exit",
+                    &target,
+                    json!({"pid": row.pid, "status": detail, "noticed": "at control plane start"}),
+                );
                 self.journal.remove_instance(&row.service, row.index);
                 continue;
             }
-            let expected_hash = self.spec_for(index, row.index, row.port).map(|spec| spec_hash(&spec));
+            let expected_hash = self
+                .spec_for(index, row.index, row.port)
+                .map(|spec| spec_hash(&spec));
             let service = &mut self.services[index];
             let mut instance = Instance::new(row.index, row.port);
             instance.phase = Phase::Running;
@@ -202,8 +246,18 @@ impl ControlPlane {
                 json!({"pid": row.pid, "port": row.port, "version": row.version, "outdated": expected_hash.as_deref() != Some(row.spec_hash.as_str())}),
             );
             tracing::info!(target, pid = row.pid, "adopted a running instance");
-            let watch = tokio::spawn(watch_adopted(self.events_tx.clone(), row.service.clone(), row.index, 1, process, shim, self.exit_path(&row.service, row.index)));
-            self.services[index].instances.get_mut(&row.index).map(|i| i.tasks.push(watch.abort_handle()));
+            let watch = tokio::spawn(watch_adopted(
+                self.events_tx.clone(),
+                row.service.clone(),
+                row.index,
+                1,
+                process,
+                shim,
+                self.exit_path(&row.service, row.index),
+            ));
+            if let Some(i) = self.services[index].instances.get_mut(&row.index) {
+                i.tasks.push(watch.abort_handle())
+            }
             self.spawn_probes(index, row.index);
         }
     }
@@ -214,7 +268,11 @@ impl ControlPlane {
         if process.is_running() {
             let grace = self.config.stop_grace;
             tokio::spawn(wharf_runtime::stop_instance(process, grace));
-            self.journal.record("instance.stop", &target, json!({"pid": row.pid, "reason": "the service is no longer in the manifest"}));
+            self.journal.record(
+                "instance.stop",
+                &target,
+                json!({"pid": row.pid, "reason": "the service is no longer in the manifest"}),
+            );
         }
         self.journal.remove_instance(&row.service, row.index);
     }
@@ -223,8 +281,19 @@ impl ControlPlane {
 
     fn handle(&mut self, event: Event) {
         match event {
-            Event::Exited { service, ordinal, generation, status } => self.on_exit(&service, ordinal, generation, status),
-            Event::Probe { service, ordinal, generation, kind, outcome } => self.on_probe(&service, ordinal, generation, kind, outcome),
+            Event::Exited {
+                service,
+                ordinal,
+                generation,
+                status,
+            } => self.on_exit(&service, ordinal, generation, status),
+            Event::Probe {
+                service,
+                ordinal,
+                generation,
+                kind,
+                outcome,
+            } => self.on_probe(&service, ordinal, generation, kind, outcome),
             Event::Command(Command::Status(reply)) => {
                 let _ = reply.send(self.report());
             }
@@ -235,11 +304,21 @@ impl ControlPlane {
         }
     }
 
-    fn on_exit(&mut self, service_name: &str, ordinal: u32, generation: u64, status: Option<ExitStatus>) {
-        let Some(index) = self.service_index(service_name) else { return };
+    fn on_exit(
+        &mut self,
+        service_name: &str,
+        ordinal: u32,
+        generation: u64,
+        status: Option<ExitStatus>,
+    ) {
+        let Some(index) = self.service_index(service_name) else {
+            return;
+        };
         let limits = self.config.limits;
         let policy = self.services[index].plan.restart;
-        let Some(instance) = self.services[index].instances.get_mut(&ordinal) else { return };
+        let Some(instance) = self.services[index].instances.get_mut(&ordinal) else {
+            return;
+        };
         if instance.generation != generation {
             return;
         }
@@ -248,13 +327,21 @@ impl ControlPlane {
         instance.process = None;
         instance.shim = None;
         instance.ready = false;
-        let status = status.unwrap_or(ExitStatus { code: None, signal: None, at: jiff::Timestamp::now().to_string() });
+        let status = status.unwrap_or(ExitStatus {
+            code: None,
+            signal: None,
+            at: jiff::Timestamp::now().to_string(),
+        });
         instance.last_exit = Some(status.clone());
         let target = format!("{service_name}/{ordinal}");
         if instance.phase == Phase::Stopping || instance.outdated {
             self.services[index].instances.remove(&ordinal);
             self.journal.remove_instance(service_name, ordinal);
-            self.journal.record("instance.stopped", &target, json!({"pid": pid, "status": status.to_string()}));
+            self.journal.record(
+                "instance.stopped",
+                &target,
+                json!({"pid": pid, "status": status.to_string()}),
+            );
             return;
         }
         let ran_for = instance
@@ -263,8 +350,13 @@ impl ControlPlane {
             .unwrap_or_default();
         let decision = instance.history.on_exit(policy, &status, ran_for, &limits);
         let details = match decision {
-            Decision::Restart { after, crash_looping } => {
-                instance.phase = Phase::Backoff { until: Instant::now() + after };
+            Decision::Restart {
+                after,
+                crash_looping,
+            } => {
+                instance.phase = Phase::Backoff {
+                    until: Instant::now() + after,
+                };
                 json!({"pid": pid, "status": status.to_string(), "ran_for_ms": ran_for.as_millis() as u64,
                        "restart_in_ms": after.as_millis() as u64, "crash_looping": crash_looping})
             }
@@ -280,15 +372,26 @@ impl ControlPlane {
         }
     }
 
-    fn on_probe(&mut self, service_name: &str, ordinal: u32, generation: u64, kind: ProbeKind, outcome: Outcome) {
-        let Some(index) = self.service_index(service_name) else { return };
+    fn on_probe(
+        &mut self,
+        service_name: &str,
+        ordinal: u32,
+        generation: u64,
+        kind: ProbeKind,
+        outcome: Outcome,
+    ) {
+        let Some(index) = self.service_index(service_name) else {
+            return;
+        };
         let service = &mut self.services[index];
         let plan = match kind {
             ProbeKind::Ready => service.plan.ready.clone(),
             ProbeKind::Live => service.plan.live.clone(),
         };
         let Some(plan) = plan else { return };
-        let Some(instance) = service.instances.get_mut(&ordinal) else { return };
+        let Some(instance) = service.instances.get_mut(&ordinal) else {
+            return;
+        };
         if instance.generation != generation || instance.phase != Phase::Running {
             return;
         }
@@ -299,23 +402,44 @@ impl ControlPlane {
             ProbeKind::Ready => {
                 instance.last_probe = Some(outcome);
                 let current = instance.ready;
-                if let Some(now_ready) = instance.ready_counts.observe(passed, plan.success_threshold, plan.failure_threshold, current) {
+                if let Some(now_ready) = instance.ready_counts.observe(
+                    passed,
+                    plan.success_threshold,
+                    plan.failure_threshold,
+                    current,
+                ) {
                     instance.ready = now_ready;
-                    let action = if now_ready { "instance.ready" } else { "instance.unready" };
-                    self.journal.record(action, &target, json!({"reason": reason}));
+                    let action = if now_ready {
+                        "instance.ready"
+                    } else {
+                        "instance.unready"
+                    };
+                    self.journal
+                        .record(action, &target, json!({"reason": reason}));
                 }
             }
             ProbeKind::Live => {
                 let current = instance.live;
-                if let Some(now_live) = instance.live_counts.observe(passed, 1, plan.failure_threshold, current) {
+                if let Some(now_live) =
+                    instance
+                        .live_counts
+                        .observe(passed, 1, plan.failure_threshold, current)
+                {
                     instance.live = now_live;
                     if !now_live {
                         // A failed liveness probe restarts the instance: stop it; the exit
                         // event applies the restart policy.
                         if let Some(process) = instance.process {
-                            tokio::spawn(wharf_runtime::stop_instance(process, self.config.stop_grace));
+                            tokio::spawn(wharf_runtime::stop_instance(
+                                process,
+                                self.config.stop_grace,
+                            ));
                         }
-                        self.journal.record("instance.unhealthy", &target, json!({"reason": reason, "action": "restart"}));
+                        self.journal.record(
+                            "instance.unhealthy",
+                            &target,
+                            json!({"reason": reason, "action": "restart"}),
+                        );
                     }
                 }
             }
@@ -330,10 +454,16 @@ impl ControlPlane {
         };
         let service = &mut self.services[index];
         if service.is_external() {
-            return Err(format!("service `{name}` is external: wharf does not run it"));
+            return Err(format!(
+                "service `{name}` is external: wharf does not run it"
+            ));
         }
         let mut count = 0;
-        for instance in service.instances.values_mut().filter(|i| i.is_running() || matches!(i.phase, Phase::Backoff { .. })) {
+        for instance in service
+            .instances
+            .values_mut()
+            .filter(|i| i.is_running() || matches!(i.phase, Phase::Backoff { .. }))
+        {
             instance.outdated = true;
             count += 1;
         }
@@ -359,8 +489,15 @@ impl ControlPlane {
                 self.services[index].wanted = false;
             }
         }
-        self.journal.record("stack.down_requested", service.as_deref().unwrap_or(&self.stack), json!({"services": names}));
-        self.pending_downs.push(PendingDown { services: names, reply });
+        self.journal.record(
+            "stack.down_requested",
+            service.as_deref().unwrap_or(&self.stack),
+            json!({"services": names}),
+        );
+        self.pending_downs.push(PendingDown {
+            services: names,
+            reply,
+        });
     }
 
     // ----- reconciliation ---------------------------------------------------------------------
@@ -400,14 +537,27 @@ impl ControlPlane {
         self.replace_outdated(index);
         let service = &self.services[index];
         let active = service.instances.values().filter(|i| i.is_active()).count() as u32;
-        let surging = service.instances.values().any(|i| !i.outdated && i.is_running() && !i.ready);
-        let outdated_running = service.instances.values().filter(|i| i.outdated && i.phase == Phase::Running).count();
+        let surging = service
+            .instances
+            .values()
+            .any(|i| !i.outdated && i.is_running() && !i.ready);
+        let outdated_running = service
+            .instances
+            .values()
+            .filter(|i| i.outdated && i.phase == Phase::Running)
+            .count();
         // Recreate (public port bound directly): the old instance must be gone first.
         let blocked = service.plan.binds_public_port() && outdated_running > 0;
-        if active < service.plan.replicas && !blocked && !(surging && outdated_running > 0) && waiting.is_none() {
+        if active < service.plan.replicas
+            && !blocked
+            && !(surging && outdated_running > 0)
+            && waiting.is_none()
+        {
             let ordinal = self.services[index].allocate_ordinal();
             let port = self.allocate_port(index);
-            self.services[index].instances.insert(ordinal, Instance::new(ordinal, port));
+            self.services[index]
+                .instances
+                .insert(ordinal, Instance::new(ordinal, port));
             self.start_instance(index, ordinal).await;
         }
     }
@@ -421,7 +571,9 @@ impl ControlPlane {
         }
         let now = jiff::Timestamp::now();
         for instance in self.services[index].instances.values_mut() {
-            let up_long_enough = instance.started_at.is_some_and(|t| now.duration_since(t).unsigned_abs() >= PROBELESS_READY_AFTER);
+            let up_long_enough = instance
+                .started_at
+                .is_some_and(|t| now.duration_since(t).unsigned_abs() >= PROBELESS_READY_AFTER);
             if instance.is_running() && !instance.ready && up_long_enough {
                 instance.ready = true;
             }
@@ -433,12 +585,29 @@ impl ControlPlane {
     fn replace_outdated(&mut self, index: usize) {
         let service = &self.services[index];
         let replicas = service.plan.replicas as usize;
-        let fresh_ready = service.instances.values().filter(|i| !i.outdated && i.is_running() && i.ready).count();
-        let outdated: Vec<u32> = service.instances.values().filter(|i| i.outdated && i.phase == Phase::Running).map(|i| i.ordinal).collect();
-        let stopping = service.instances.values().any(|i| i.phase == Phase::Stopping);
+        let fresh_ready = service
+            .instances
+            .values()
+            .filter(|i| !i.outdated && i.is_running() && i.ready)
+            .count();
+        let outdated: Vec<u32> = service
+            .instances
+            .values()
+            .filter(|i| i.outdated && i.phase == Phase::Running)
+            .map(|i| i.ordinal)
+            .collect();
+        let stopping = service
+            .instances
+            .values()
+            .any(|i| i.phase == Phase::Stopping);
         let Some(&victim) = outdated.first() else {
             // Outdated instances that are not running (backing off) are simply dropped.
-            let dead: Vec<u32> = service.instances.values().filter(|i| i.outdated && !i.is_running() && i.phase != Phase::Stopping).map(|i| i.ordinal).collect();
+            let dead: Vec<u32> = service
+                .instances
+                .values()
+                .filter(|i| i.outdated && !i.is_running() && i.phase != Phase::Stopping)
+                .map(|i| i.ordinal)
+                .collect();
             for ordinal in dead {
                 self.services[index].instances.remove(&ordinal);
             }
@@ -453,15 +622,25 @@ impl ControlPlane {
     /// The first dependency that is not yet started or ready, in words.
     fn unmet_dependency(&self, index: usize) -> Option<String> {
         for (dep, condition) in &self.services[index].plan.depends_on {
-            let Some(dep_index) = self.service_index(dep) else { continue };
+            let Some(dep_index) = self.service_index(dep) else {
+                continue;
+            };
             let dep_state = &self.services[dep_index];
             let met = match condition {
                 DependencyCondition::Started => dep_state.is_started(),
                 DependencyCondition::Ready => dep_state.is_ready(),
             };
             if !met {
-                let word = if *condition == DependencyCondition::Ready { "ready" } else { "started" };
-                let failed = if dep_state.has_failed() { " (it failed to start)" } else { "" };
+                let word = if *condition == DependencyCondition::Ready {
+                    "ready"
+                } else {
+                    "started"
+                };
+                let failed = if dep_state.has_failed() {
+                    " (it failed to start)"
+                } else {
+                    ""
+                };
                 return Some(format!("waiting for `{dep}` to be {word}{failed}"));
             }
         }
@@ -476,7 +655,9 @@ impl ControlPlane {
             }
             let name = self.services[index].plan.name.clone();
             let dependents_running = self.services.iter().any(|s| {
-                !s.wanted && s.plan.depends_on.iter().any(|(dep, _)| *dep == name) && !s.instances.is_empty()
+                !s.wanted
+                    && s.plan.depends_on.iter().any(|(dep, _)| *dep == name)
+                    && !s.instances.is_empty()
             });
             if dependents_running {
                 continue;
@@ -499,9 +680,17 @@ impl ControlPlane {
     fn answer_downs(&mut self) {
         let services = &self.services;
         let done = |names: &[String]| {
-            names.iter().all(|name| services.iter().find(|s| s.plan.name == *name).is_none_or(|s| s.instances.is_empty()))
+            names.iter().all(|name| {
+                services
+                    .iter()
+                    .find(|s| s.plan.name == *name)
+                    .is_none_or(|s| s.instances.is_empty())
+            })
         };
-        let (finished, waiting): (Vec<_>, Vec<_>) = self.pending_downs.drain(..).partition(|down| done(&down.services));
+        let (finished, waiting): (Vec<_>, Vec<_>) = self
+            .pending_downs
+            .drain(..)
+            .partition(|down| done(&down.services));
         self.pending_downs = waiting;
         for down in finished {
             let _ = down.reply.send(Ok(()));
@@ -516,22 +705,47 @@ impl ControlPlane {
             return plan.public_port;
         }
         // A free port from the kernel; the instance binds it a moment later.
-        std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok().map(|a| a.port())
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()
+            .map(|a| a.port())
     }
 
     fn log_path(&self, service: &str, ordinal: u32) -> PathBuf {
-        self.config.state_dir.join("logs").join(service).join(format!("{ordinal}.log"))
+        self.config
+            .state_dir
+            .join("logs")
+            .join(service)
+            .join(format!("{ordinal}.log"))
     }
 
     fn exit_path(&self, service: &str, ordinal: u32) -> PathBuf {
-        self.config.state_dir.join("run").join(format!("{service}-{ordinal}.exit"))
+        self.config
+            .state_dir
+            .join("run")
+            .join(format!("{service}-{ordinal}.exit"))
     }
 
     fn spec_for(&self, index: usize, ordinal: u32, port: Option<u16>) -> Option<InstanceSpec> {
         let plan = &self.services[index].plan;
-        let vars = InstanceVars { service: &plan.name, ordinal, version: &plan.version, port };
-        let command = plan.command.as_ref()?.iter().map(|a| vars.substitute(a)).collect();
-        let mut env: Vec<(String, String)> = plan.env.iter().map(|(k, v)| (k.clone(), vars.substitute(v))).collect();
+        let vars = InstanceVars {
+            service: &plan.name,
+            ordinal,
+            version: &plan.version,
+            port,
+        };
+        let command = plan
+            .command
+            .as_ref()?
+            .iter()
+            .map(|a| vars.substitute(a))
+            .collect();
+        let mut env: Vec<(String, String)> = plan
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), vars.substitute(v)))
+            .collect();
         env.extend(vars.env());
         Some(InstanceSpec {
             service: plan.name.clone(),
@@ -550,21 +764,31 @@ impl ControlPlane {
     async fn start_instance(&mut self, index: usize, ordinal: u32) {
         let name = self.services[index].plan.name.clone();
         let target = format!("{name}/{ordinal}");
-        let port = self.services[index].instances.get(&ordinal).and_then(|i| i.port);
-        let Some(spec) = self.spec_for(index, ordinal, port) else { return };
-        if self.services[index].plan.binds_public_port() {
-            if let Some(reason) = port.and_then(port_taken) {
-                self.fail_instance(index, ordinal, reason);
-                return;
-            }
+        let port = self.services[index]
+            .instances
+            .get(&ordinal)
+            .and_then(|i| i.port);
+        let Some(spec) = self.spec_for(index, ordinal, port) else {
+            return;
+        };
+        if self.services[index].plan.binds_public_port()
+            && let Some(reason) = port.and_then(port_taken)
+        {
+            self.fail_instance(index, ordinal, reason);
+            return;
         }
         let _ = std::fs::create_dir_all(self.config.state_dir.join("run"));
         let result = self.config.driver.start(&spec).await;
-        let restarts = self.services[index].instances.get(&ordinal).map_or(0, |i| i.history.restarts);
+        let restarts = self.services[index]
+            .instances
+            .get(&ordinal)
+            .map_or(0, |i| i.history.restarts);
         match result {
             Ok(started) => {
                 let now = jiff::Timestamp::now();
-                let Some(instance) = self.services[index].instances.get_mut(&ordinal) else { return };
+                let Some(instance) = self.services[index].instances.get_mut(&ordinal) else {
+                    return;
+                };
                 instance.generation += 1;
                 instance.phase = Phase::Running;
                 instance.process = Some(started.instance);
@@ -576,7 +800,14 @@ impl ControlPlane {
                 instance.live_counts = Default::default();
                 instance.error = None;
                 let generation = instance.generation;
-                let watch = tokio::spawn(watch_child(self.events_tx.clone(), name.clone(), ordinal, generation, started.shim_child, spec.exit_path.clone()));
+                let watch = tokio::spawn(watch_child(
+                    self.events_tx.clone(),
+                    name.clone(),
+                    ordinal,
+                    generation,
+                    started.shim_child,
+                    spec.exit_path.clone(),
+                ));
                 instance.tasks.push(watch.abort_handle());
                 self.journal.save_instance(&InstanceRow {
                     service: name.clone(),
@@ -591,12 +822,23 @@ impl ControlPlane {
                     restarts,
                     spec_hash: spec_hash(&spec),
                 });
-                let action = if restarts > 0 { "instance.restart" } else { "instance.start" };
+                let action = if restarts > 0 {
+                    "instance.restart"
+                } else {
+                    "instance.start"
+                };
                 self.journal.record(action, &target, json!({"pid": started.instance.pid, "port": port, "version": spec.version, "restarts": restarts}));
-                tracing::info!(target, pid = started.instance.pid, ?port, "instance started");
+                tracing::info!(
+                    target,
+                    pid = started.instance.pid,
+                    ?port,
+                    "instance started"
+                );
                 self.spawn_probes(index, ordinal);
             }
-            Err(StartError::Refused { reason, .. } | StartError::Shim { reason, .. }) => self.fail_instance(index, ordinal, reason),
+            Err(StartError::Refused { reason, .. } | StartError::Shim { reason, .. }) => {
+                self.fail_instance(index, ordinal, reason)
+            }
         }
     }
 
@@ -607,26 +849,46 @@ impl ControlPlane {
             instance.error = Some(reason.clone());
         }
         tracing::error!(service = name, ordinal, reason, "instance could not start");
-        self.journal.record("instance.start_failed", &format!("{name}/{ordinal}"), json!({"reason": reason}));
+        self.journal.record(
+            "instance.start_failed",
+            &format!("{name}/{ordinal}"),
+            json!({"reason": reason}),
+        );
     }
 
     fn stop_instance(&mut self, index: usize, ordinal: u32, why: &str) {
         let grace = self.config.stop_grace;
         let name = self.services[index].plan.name.clone();
-        let Some(instance) = self.services[index].instances.get_mut(&ordinal) else { return };
+        let Some(instance) = self.services[index].instances.get_mut(&ordinal) else {
+            return;
+        };
         instance.phase = Phase::Stopping;
         let pid = instance.process.map(|p| p.pid);
         if let Some(process) = instance.process {
             tokio::spawn(wharf_runtime::stop_instance(process, grace));
         }
-        self.journal.record("instance.stop", &format!("{name}/{ordinal}"), json!({"pid": pid, "reason": why}));
+        self.journal.record(
+            "instance.stop",
+            &format!("{name}/{ordinal}"),
+            json!({"pid": pid, "reason": why}),
+        );
     }
 
     fn spawn_probes(&mut self, index: usize, ordinal: u32) {
         let plan = self.services[index].plan.clone();
-        let Some(instance) = self.services[index].instances.get_mut(&ordinal) else { return };
-        let vars = InstanceVars { service: &plan.name, ordinal, version: &plan.version, port: instance.port };
-        for (kind, probe) in [(ProbeKind::Ready, &plan.ready), (ProbeKind::Live, &plan.live)] {
+        let Some(instance) = self.services[index].instances.get_mut(&ordinal) else {
+            return;
+        };
+        let vars = InstanceVars {
+            service: &plan.name,
+            ordinal,
+            version: &plan.version,
+            port: instance.port,
+        };
+        for (kind, probe) in [
+            (ProbeKind::Ready, &plan.ready),
+            (ProbeKind::Live, &plan.live),
+        ] {
             let Some(probe) = probe else { continue };
             let Some(check) = resolve_check(&probe.check, &vars) else {
                 if kind == ProbeKind::Ready {
@@ -652,7 +914,9 @@ impl ControlPlane {
 
     fn report(&self) -> StatusReport {
         let services: Vec<ServiceStatus> = self.services.iter().map(service_status).collect();
-        let healthy = services.iter().all(|s| matches!(s.state.as_str(), "running" | "external" | "stopped"));
+        let healthy = services
+            .iter()
+            .all(|s| matches!(s.state.as_str(), "running" | "external" | "stopped"));
         let settled = services.iter().all(|s| match s.state.as_str() {
             "running" | "external" | "failed" | "crash-loop" | "exited" | "stopped" => true,
             "waiting" => self.blocked_by_failure(&s.name, 0),
@@ -670,14 +934,25 @@ impl ControlPlane {
 
     /// Whether a waiting service can never start because a dependency (transitively) failed.
     fn blocked_by_failure(&self, name: &str, depth: usize) -> bool {
-        let Some(index) = self.service_index(name) else { return false };
+        let Some(index) = self.service_index(name) else {
+            return false;
+        };
         let service = &self.services[index];
-        if service.has_failed() || service.instances.values().any(|i| i.history.short_runs >= 3 && !i.is_running()) {
+        if service.has_failed()
+            || service
+                .instances
+                .values()
+                .any(|i| i.history.short_runs >= 3 && !i.is_running())
+        {
             return true;
         }
         depth < self.services.len()
             && service.instances.is_empty()
-            && service.plan.depends_on.iter().any(|(dep, _)| self.blocked_by_failure(dep, depth + 1))
+            && service
+                .plan
+                .depends_on
+                .iter()
+                .any(|(dep, _)| self.blocked_by_failure(dep, depth + 1))
     }
 }
 
@@ -686,8 +961,14 @@ fn service_status(service: &ServiceState) -> ServiceStatus {
     let running = service.running() as u32;
     let ready = service.ready() as u32;
     let desired = service.plan.replicas;
-    let crash_looping = service.instances.values().any(|i| i.history.short_runs >= 3 && !i.is_running());
-    let failed = service.instances.values().find(|i| i.phase == Phase::Failed);
+    let crash_looping = service
+        .instances
+        .values()
+        .any(|i| i.history.short_runs >= 3 && !i.is_running());
+    let failed = service
+        .instances
+        .values()
+        .find(|i| i.phase == Phase::Failed);
     let (state, reason) = if service.is_external() {
         ("external", None)
     } else if !service.wanted {
@@ -695,14 +976,22 @@ fn service_status(service: &ServiceState) -> ServiceStatus {
     } else if let Some(failed) = failed {
         ("failed", failed.error.clone())
     } else if crash_looping {
-        ("crash-loop", service.instances.values().find_map(|i| i.last_exit.as_ref().map(|e| format!("keeps exiting ({e})"))))
+        (
+            "crash-loop",
+            service
+                .instances
+                .values()
+                .find_map(|i| i.last_exit.as_ref().map(|e| format!("keeps exiting ({e})"))),
+        )
     } else if service.instances.is_empty() && service.waiting_for.is_some() {
         ("waiting", service.waiting_for.clone())
     } else if running >= desired && ready >= desired {
         ("running", None)
     } else if running > 0 && ready > 0 {
         ("degraded", not_ready_reason(service))
-    } else if !service.instances.is_empty() && service.instances.values().all(|i| i.phase == Phase::Exited) {
+    } else if !service.instances.is_empty()
+        && service.instances.values().all(|i| i.phase == Phase::Exited)
+    {
         ("exited", None)
     } else {
         ("starting", not_ready_reason(service))
@@ -721,10 +1010,12 @@ fn service_status(service: &ServiceState) -> ServiceStatus {
 }
 
 fn not_ready_reason(service: &ServiceState) -> Option<String> {
-    service
-        .instances
-        .values()
-        .find_map(|i| i.last_probe.as_ref().and_then(|p| p.reason.clone()).or_else(|| i.last_exit.as_ref().map(|e| format!("last exit: {e}"))))
+    service.instances.values().find_map(|i| {
+        i.last_probe
+            .as_ref()
+            .and_then(|p| p.reason.clone())
+            .or_else(|| i.last_exit.as_ref().map(|e| format!("last exit: {e}")))
+    })
 }
 
 fn instance_status(instance: &Instance) -> InstanceStatus {
@@ -746,23 +1037,34 @@ fn instance_status(instance: &Instance) -> InstanceStatus {
         restarts: instance.history.restarts,
         crash_looping: instance.history.short_runs >= 3,
         started_at: instance.started_at.map(|t| t.to_string()),
-        uptime_secs: instance.started_at.filter(|_| instance.is_running()).map(|t| now.duration_since(t).as_secs().max(0) as u64),
+        uptime_secs: instance
+            .started_at
+            .filter(|_| instance.is_running())
+            .map(|t| now.duration_since(t).as_secs().max(0) as u64),
         last_exit: instance.last_exit.as_ref().map(ToString::to_string),
         error: instance.error.clone(),
-        probe_latency_ms: instance.last_probe.as_ref().map(|p| p.latency.as_millis() as u64),
+        probe_latency_ms: instance
+            .last_probe
+            .as_ref()
+            .map(|p| p.latency.as_millis() as u64),
     }
 }
 
 fn unknown_service(name: &str, services: &[ServiceState]) -> String {
     let names: Vec<&str> = services.iter().map(|s| s.plan.name.as_str()).collect();
-    format!("unknown service `{name}`; the stack has: {}", names.join(", "))
+    format!(
+        "unknown service `{name}`; the stack has: {}",
+        names.join(", ")
+    )
 }
 
 /// `Some(reason)` when something else already listens on the port.
 fn port_taken(port: u16) -> Option<String> {
     match std::net::TcpListener::bind(("127.0.0.1", port)) {
         Ok(_) => None,
-        Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => Some(format!("port {port} is already in use by another process")),
+        Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
+            Some(format!("port {port} is already in use by another process"))
+        }
         Err(err) => Some(format!("cannot use port {port}: {err}")),
     }
 }
@@ -775,20 +1077,58 @@ fn spec_hash(spec: &InstanceSpec) -> String {
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
-async fn watch_child(events: mpsc::Sender<Event>, service: String, ordinal: u32, generation: u64, mut shim: tokio::process::Child, exit_path: PathBuf) {
+async fn watch_child(
+    events: mpsc::Sender<Event>,
+    service: String,
+    ordinal: u32,
+    generation: u64,
+    mut shim: tokio::process::Child,
+    exit_path: PathBuf,
+) {
     let _ = shim.wait().await;
     let status = read_exit(&exit_path);
-    let _ = events.send(Event::Exited { service, ordinal, generation, status }).await;
+    let _ = events
+        .send(Event::Exited {
+            service,
+            ordinal,
+            generation,
+            status,
+        })
+        .await;
 }
 
-async fn watch_adopted(events: mpsc::Sender<Event>, service: String, ordinal: u32, generation: u64, process: ProcessId, shim: ProcessId, exit_path: PathBuf) {
+async fn watch_adopted(
+    events: mpsc::Sender<Event>,
+    service: String,
+    ordinal: u32,
+    generation: u64,
+    process: ProcessId,
+    shim: ProcessId,
+    exit_path: PathBuf,
+) {
     wharf_runtime::wait_adopted(process, shim).await;
     let status = read_exit(&exit_path);
-    let _ = events.send(Event::Exited { service, ordinal, generation, status }).await;
+    let _ = events
+        .send(Event::Exited {
+            service,
+            ordinal,
+            generation,
+            status,
+        })
+        .await;
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn probe_loop(events: mpsc::Sender<Event>, prober: Prober, service: String, ordinal: u32, generation: u64, kind: ProbeKind, check: wharf_probe::Check, plan: ProbePlan) {
+async fn probe_loop(
+    events: mpsc::Sender<Event>,
+    prober: Prober,
+    service: String,
+    ordinal: u32,
+    generation: u64,
+    kind: ProbeKind,
+    check: wharf_probe::Check,
+    plan: ProbePlan,
+) {
     if !plan.start_period.is_zero() {
         tokio::time::sleep(plan.start_period).await;
     }
@@ -799,7 +1139,13 @@ async fn probe_loop(events: mpsc::Sender<Event>, prober: Prober, service: String
     loop {
         let outcome = prober.run(&check, plan.timeout).await;
         let passed = outcome.passed();
-        let event = Event::Probe { service: service.clone(), ordinal, generation, kind, outcome };
+        let event = Event::Probe {
+            service: service.clone(),
+            ordinal,
+            generation,
+            kind,
+            outcome,
+        };
         if events.send(event).await.is_err() {
             return;
         }

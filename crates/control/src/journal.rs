@@ -15,16 +15,26 @@ pub struct Journal {
 
 impl Journal {
     pub fn new(store: Store, actor: String) -> Self {
-        Journal { ledger: Ledger::new(store), actor }
+        Journal {
+            ledger: Ledger::new(store),
+            actor,
+        }
     }
 
     /// Appends one ledger entry (`action` is dotted, e.g. `instance.start`).
     pub fn record(&mut self, action: &str, target: &str, details: Value) {
         let entry = action
             .parse::<Action>()
-            .and_then(|action| NewEntry::new(jiff::Timestamp::now(), &self.actor, action, target, details))
+            .and_then(|action| {
+                NewEntry::new(jiff::Timestamp::now(), &self.actor, action, target, details)
+            })
             .map_err(|err| err.to_string());
-        let result = entry.and_then(|entry| self.ledger.append(entry).map(drop).map_err(|err| err.to_string()));
+        let result = entry.and_then(|entry| {
+            self.ledger
+                .append(entry)
+                .map(drop)
+                .map_err(|err| err.to_string())
+        });
         if let Err(error) = result {
             tracing::error!(%error, action, target, "could not append to the ledger");
         }

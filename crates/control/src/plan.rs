@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use wharf_manifest::model::{DependencyCondition, ProbeCheck, RestartPolicy as ManifestRestart, Service};
+use wharf_manifest::model::{
+    DependencyCondition, ProbeCheck, RestartPolicy as ManifestRestart, Service,
+};
 use wharf_manifest::{Stack, ValidStack};
 use wharf_probe::{Check, HttpProbe};
 use wharf_runtime::RestartPolicy;
@@ -15,10 +17,18 @@ use wharf_runtime::RestartPolicy;
 /// Why a manifest cannot be run by this control plane.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PlanError {
-    #[error("service `{service}` runs an image (`{image}`), but this wharf runs local processes only; give it a `command:`")]
+    #[error(
+        "service `{service}` runs an image (`{image}`), but this wharf runs local processes only; give it a `command:`"
+    )]
     ImageUnsupported { service: String, image: String },
-    #[error("service `{service}` uses secret `{secret}` in `{field}`, but secret values are not available to instances yet; remove the reference or set the value in the environment")]
-    SecretUnavailable { service: String, secret: String, field: String },
+    #[error(
+        "service `{service}` uses secret `{secret}` in `{field}`, but secret values are not available to instances yet; remove the reference or set the value in the environment"
+    )]
+    SecretUnavailable {
+        service: String,
+        secret: String,
+        field: String,
+    },
 }
 
 /// The whole stack, services in an order where every dependency comes first.
@@ -83,7 +93,12 @@ impl InstanceVars<'_> {
     pub fn substitute(&self, text: &str) -> String {
         let port = self.port.map(|p| p.to_string()).unwrap_or_default();
         let ordinal = self.ordinal.to_string();
-        let pairs = [("PORT", port.as_str()), ("INSTANCE", ordinal.as_str()), ("VERSION", self.version), ("SERVICE", self.service)];
+        let pairs = [
+            ("PORT", port.as_str()),
+            ("INSTANCE", ordinal.as_str()),
+            ("VERSION", self.version),
+            ("SERVICE", self.service),
+        ];
         let mut out = text.to_owned();
         for (name, value) in pairs {
             out = out.replace(&format!("${{{name}}}"), value);
@@ -117,7 +132,10 @@ pub fn plan(stack: &ValidStack) -> Result<StackPlan, Vec<PlanError>> {
         }
     }
     if errors.is_empty() {
-        Ok(StackPlan { name: stack.name.clone(), services })
+        Ok(StackPlan {
+            name: stack.name.clone(),
+            services,
+        })
     } else {
         Err(errors)
     }
@@ -125,9 +143,16 @@ pub fn plan(stack: &ValidStack) -> Result<StackPlan, Vec<PlanError>> {
 
 fn service_plan(name: &str, service: &Service) -> Result<ServicePlan, PlanError> {
     if let (Some(image), None) = (&service.image, &service.command) {
-        return Err(PlanError::ImageUnsupported { service: name.to_owned(), image: image.clone() });
+        return Err(PlanError::ImageUnsupported {
+            service: name.to_owned(),
+            image: image.clone(),
+        });
     }
-    let env: Vec<(String, String)> = service.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let env: Vec<(String, String)> = service
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     for (key, value) in &env {
         refuse_secrets(name, &format!("env.{key}"), value)?;
     }
@@ -135,7 +160,11 @@ fn service_plan(name: &str, service: &Service) -> Result<ServicePlan, PlanError>
         refuse_secrets(name, "command", arg)?;
     }
     if let Some(secret) = service.secrets.first() {
-        return Err(PlanError::SecretUnavailable { service: name.to_owned(), secret: secret.clone(), field: "secrets".to_owned() });
+        return Err(PlanError::SecretUnavailable {
+            service: name.to_owned(),
+            secret: secret.clone(),
+            field: "secrets".to_owned(),
+        });
     }
     Ok(ServicePlan {
         name: name.to_owned(),
@@ -149,17 +178,27 @@ fn service_plan(name: &str, service: &Service) -> Result<ServicePlan, PlanError>
             ManifestRestart::OnFailure => RestartPolicy::OnFailure,
             ManifestRestart::Never => RestartPolicy::Never,
         },
-        depends_on: service.depends_on.iter().map(|(dep, d)| (dep.clone(), d.condition)).collect(),
+        depends_on: service
+            .depends_on
+            .iter()
+            .map(|(dep, d)| (dep.clone(), d.condition))
+            .collect(),
         ready: service.probes.ready.as_ref().map(probe_plan),
         live: service.probes.live.as_ref().map(probe_plan),
     })
 }
 
 fn refuse_secrets(service: &str, field: &str, text: &str) -> Result<(), PlanError> {
-    let Some(start) = text.find("${secret:") else { return Ok(()) };
+    let Some(start) = text.find("${secret:") else {
+        return Ok(());
+    };
     let rest = &text[start + "${secret:".len()..];
     let secret = rest.split('}').next().unwrap_or_default().to_owned();
-    Err(PlanError::SecretUnavailable { service: service.to_owned(), secret, field: field.to_owned() })
+    Err(PlanError::SecretUnavailable {
+        service: service.to_owned(),
+        secret,
+        field: field.to_owned(),
+    })
 }
 
 fn probe_plan(probe: &wharf_manifest::model::Probe) -> ProbePlan {
@@ -181,7 +220,10 @@ pub fn dependency_order(stack: &Stack) -> Vec<String> {
     while !remaining.is_empty() {
         let before = remaining.len();
         remaining.retain(|name| {
-            let ready = stack.services[*name].depends_on.keys().all(|dep| placed.contains(dep) || !stack.services.contains_key(dep));
+            let ready = stack.services[*name]
+                .depends_on
+                .keys()
+                .all(|dep| placed.contains(dep) || !stack.services.contains_key(dep));
             if ready {
                 placed.push((*name).clone());
             }
@@ -202,19 +244,28 @@ pub fn resolve_check(check: &ProbeCheck, vars: &InstanceVars<'_>) -> Option<Chec
         ProbeCheck::Http(http) => {
             let url = match (&http.url, &http.path) {
                 (Some(url), _) => vars.substitute(url),
-                (None, Some(path)) => format!("http://127.0.0.1:{}{}", port?, vars.substitute(path)),
+                (None, Some(path)) => {
+                    format!("http://127.0.0.1:{}{}", port?, vars.substitute(path))
+                }
                 (None, None) => return None,
             };
-            Some(Check::Http(HttpProbe {
+            Some(Check::Http(Box::new(HttpProbe {
                 method: http.method.clone(),
                 url,
-                headers: http.headers.iter().map(|(k, v)| (k.clone(), vars.substitute(v))).collect(),
+                headers: http
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), vars.substitute(v)))
+                    .collect(),
                 expect_status: http.expect_status.clone(),
                 body_contains: http.body_contains.clone(),
-                json: http.json.as_ref().map(|j| (j.pointer.clone(), j.equals.clone())),
+                json: http
+                    .json
+                    .as_ref()
+                    .map(|j| (j.pointer.clone(), j.equals.clone())),
                 max_latency: http.max_latency.map(|d| d.as_std()),
                 warn_latency: http.warn_latency.map(|d| d.as_std()),
-            }))
+            })))
         }
         ProbeCheck::Tcp(tcp) => Some(Check::Tcp {
             host: tcp.host.clone().unwrap_or_else(|| "127.0.0.1".to_owned()),
@@ -237,4 +288,3 @@ pub fn dependents<'a>(plan: &'a StackPlan, name: &str) -> Vec<&'a str> {
         .map(|s| s.name.as_str())
         .collect()
 }
-

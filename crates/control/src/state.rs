@@ -31,7 +31,13 @@ pub struct ProbeCounts {
 
 impl ProbeCounts {
     /// Counts one result; returns the new verdict when a threshold was just crossed.
-    pub fn observe(&mut self, passed: bool, success_threshold: u32, failure_threshold: u32, current: bool) -> Option<bool> {
+    pub fn observe(
+        &mut self,
+        passed: bool,
+        success_threshold: u32,
+        failure_threshold: u32,
+        current: bool,
+    ) -> Option<bool> {
         if passed {
             self.successes += 1;
             self.failures = 0;
@@ -74,7 +80,9 @@ impl Instance {
         Instance {
             ordinal,
             port,
-            phase: Phase::Backoff { until: Instant::now() },
+            phase: Phase::Backoff {
+                until: Instant::now(),
+            },
             process: None,
             shim: None,
             generation: 0,
@@ -140,12 +148,16 @@ impl ServiceState {
     }
 
     pub fn ready(&self) -> usize {
-        self.instances.values().filter(|i| i.is_running() && i.ready).count()
+        self.instances
+            .values()
+            .filter(|i| i.is_running() && i.ready)
+            .count()
     }
 
     /// Every desired instance runs (what `condition: started` waits for).
     pub fn is_started(&self) -> bool {
-        self.is_external() || (self.running() >= self.plan.replicas as usize && self.plan.replicas > 0)
+        self.is_external()
+            || (self.running() >= self.plan.replicas as usize && self.plan.replicas > 0)
     }
 
     /// At least one instance is ready (what `condition: ready` waits for); with no ready probe

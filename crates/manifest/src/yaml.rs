@@ -244,9 +244,7 @@ impl<'s> Builder<'s> {
                 None => parent.pending_key = Some(node),
                 Some(key) => {
                     let duplicate = entries.iter().find(|(k, _)| {
-                        k.as_str().is_some()
-                            && k.as_str() == key.as_str()
-                            && k.as_str() != Some("<<")
+                        k.as_str().is_some() && k.as_str() == key.as_str() && !is_merge_key(k)
                     });
                     if let Some((first, _)) = duplicate {
                         let name = key.as_str().unwrap_or_default();
@@ -268,7 +266,7 @@ impl<'s> Builder<'s> {
 /// Resolves YAML merge keys (`<<: *defaults` or `<<: [*a, *b]`): keys from the merged mappings
 /// are added unless the mapping sets them itself, as docker compose files rely on.
 fn apply_merge_keys(entries: &mut Vec<(Node, Node)>, diagnostics: &mut Vec<Diagnostic>) {
-    let Some(position) = entries.iter().position(|(k, _)| k.as_str() == Some("<<")) else {
+    let Some(position) = entries.iter().position(|(k, _)| is_merge_key(k)) else {
         return;
     };
     let (_, merged) = entries.remove(position);
@@ -449,8 +447,33 @@ fn needs_quotes(text: &str) -> bool {
         || text.chars().any(|c| c.is_control())
         || matches!(
             text,
-            "yes" | "no" | "on" | "off" | "y" | "n" | "Yes" | "No" | "On" | "Off" | "YES" | "NO"
+            "yes"
+                | "no"
+                | "on"
+                | "off"
+                | "y"
+                | "n"
+                | "Yes"
+                | "No"
+                | "On"
+                | "Off"
+                | "YES"
+                | "NO"
+                | "<<"
         )
+        || looks_like_yaml_number(text)
+}
+
+/// A plain `<<` key; a quoted `"<<"` is an ordinary key.
+fn is_merge_key(key: &Node) -> bool {
+    matches!(&key.kind, NodeKind::Scalar { value, quoted: false } if value == "<<")
+}
+
+/// Numbers YAML 1.2's core schema reads that Rust's parsers do not: hex, octal, `.inf`, `.nan`.
+fn looks_like_yaml_number(text: &str) -> bool {
+    let unsigned = text.trim_start_matches(['+', '-']);
+    let lower = unsigned.to_ascii_lowercase();
+    lower.starts_with("0x") || lower.starts_with("0o") || lower == ".inf" || lower == ".nan"
 }
 
 #[cfg(test)]
@@ -482,6 +505,16 @@ mod tests {
     }
 
     #[test]
+    fn a_quoted_merge_key_is_an_ordinary_key() {
+        let (root, diagnostics) = parse("a:\n  \"<<\": 1\n");
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        assert_eq!(
+            root.unwrap().get("a").unwrap().get("<<").unwrap().as_str(),
+            Some("1")
+        );
+    }
+
+    #[test]
     fn merge_keys_fill_in_missing_keys_only() {
         let text = "base: &b {x: 1, y: 2}\nchild:\n  <<: *b\n  y: 3\n";
         let (root, diagnostics) = parse(text);
@@ -495,7 +528,7 @@ mod tests {
     fn emitted_yaml_reads_back_as_the_same_strings() {
         let value = serde_json::json!({
             "name": "shop",
-            "list": ["true", "8080", "- dash", "a: b", "", "plain text", "1.5", "null", "yes"],
+            "list": ["true", "8080", "- dash", "a: b", "", "plain text", "1.5", "null", "yes", "0x1F", "0o17", ".inf", "<<"],
             "nested": [{"a": 1, "b": {"c": "d"}}, []],
             "empty": {}
         });

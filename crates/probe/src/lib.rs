@@ -38,11 +38,19 @@ pub struct Outcome {
 
 impl Outcome {
     fn pass(latency: Duration) -> Self {
-        Outcome { status: Status::Pass, latency, reason: None }
+        Outcome {
+            status: Status::Pass,
+            latency,
+            reason: None,
+        }
     }
 
     fn fail(latency: Duration, reason: impl Into<String>) -> Self {
-        Outcome { status: Status::Fail, latency, reason: Some(reason.into()) }
+        Outcome {
+            status: Status::Fail,
+            latency,
+            reason: Some(reason.into()),
+        }
     }
 
     pub fn passed(&self) -> bool {
@@ -68,9 +76,15 @@ pub struct HttpProbe {
 /// What a probe checks.
 #[derive(Debug, Clone)]
 pub enum Check {
-    Http(HttpProbe),
-    Tcp { host: String, port: u16 },
-    Exec { command: Vec<String>, expect_exit: i32 },
+    Http(Box<HttpProbe>),
+    Tcp {
+        host: String,
+        port: u16,
+    },
+    Exec {
+        command: Vec<String>,
+        expect_exit: i32,
+    },
 }
 
 /// Runs probes; holds the HTTP connection pool shared by every HTTP probe.
@@ -84,7 +98,9 @@ impl Default for Prober {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         // Probes must see a fresh connection problem, not a pooled connection's luck.
-        let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(0).build(connector);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build(connector);
         Prober { client }
     }
 }
@@ -97,12 +113,18 @@ impl Prober {
             match check {
                 Check::Http(http) => self.http(http, started).await,
                 Check::Tcp { host, port } => tcp(host, *port, started).await,
-                Check::Exec { command, expect_exit } => exec(command, *expect_exit, started).await,
+                Check::Exec {
+                    command,
+                    expect_exit,
+                } => exec(command, *expect_exit, started).await,
             }
         };
         match tokio::time::timeout(timeout, run).await {
             Ok(outcome) => outcome,
-            Err(_) => Outcome::fail(started.elapsed(), format!("timed out after {}", human(timeout))),
+            Err(_) => Outcome::fail(
+                started.elapsed(),
+                format!("timed out after {}", human(timeout)),
+            ),
         }
     }
 
@@ -118,7 +140,9 @@ impl Prober {
         let status = response.status().as_u16();
         let body = match Limited::new(response.into_body(), MAX_BODY).collect().await {
             Ok(body) => body.to_bytes(),
-            Err(err) => return Outcome::fail(started.elapsed(), format!("reading the body: {err}")),
+            Err(err) => {
+                return Outcome::fail(started.elapsed(), format!("reading the body: {err}"));
+            }
         };
         let latency = started.elapsed();
         if let Some(reason) = http_failure(probe, status, &body) {
@@ -129,23 +153,35 @@ impl Prober {
 }
 
 fn build_request(probe: &HttpProbe) -> Result<hyper::Request<Empty<Bytes>>, String> {
-    let uri: hyper::Uri = probe.url.parse().map_err(|err| format!("invalid URL {}: {err}", probe.url))?;
-    let mut builder = hyper::Request::builder().method(probe.method.as_str()).uri(uri).header("user-agent", "wharf-probe");
+    let uri: hyper::Uri = probe
+        .url
+        .parse()
+        .map_err(|err| format!("invalid URL {}: {err}", probe.url))?;
+    let mut builder = hyper::Request::builder()
+        .method(probe.method.as_str())
+        .uri(uri)
+        .header("user-agent", "wharf-probe");
     for (name, value) in &probe.headers {
         builder = builder.header(name, value);
     }
-    builder.body(Empty::new()).map_err(|err| format!("invalid request: {err}"))
+    builder
+        .body(Empty::new())
+        .map_err(|err| format!("invalid request: {err}"))
 }
 
 fn http_failure(probe: &HttpProbe, status: u16, body: &[u8]) -> Option<String> {
-    let status_ok = if probe.expect_status.is_empty() { (200..400).contains(&status) } else { probe.expect_status.contains(&status) };
+    let status_ok = if probe.expect_status.is_empty() {
+        (200..400).contains(&status)
+    } else {
+        probe.expect_status.contains(&status)
+    };
     if !status_ok {
         return Some(format!("status {status}"));
     }
-    if let Some(needle) = &probe.body_contains {
-        if !String::from_utf8_lossy(body).contains(needle.as_str()) {
-            return Some(format!("body does not contain {needle:?}"));
-        }
+    if let Some(needle) = &probe.body_contains
+        && !String::from_utf8_lossy(body).contains(needle.as_str())
+    {
+        return Some(format!("body does not contain {needle:?}"));
     }
     if let Some((pointer, expected)) = &probe.json {
         let value: serde_json::Value = match serde_json::from_slice(body) {
@@ -164,10 +200,21 @@ fn http_failure(probe: &HttpProbe, status: u16, body: &[u8]) -> Option<String> {
 fn latency_verdict(latency: Duration, max: Option<Duration>, warn: Option<Duration>) -> Outcome {
     if max.is_some_and(|max| latency > max) {
         let max = max.unwrap_or_default();
-        return Outcome::fail(latency, format!("took {} (max {})", human(latency), human(max)));
+        return Outcome::fail(
+            latency,
+            format!("took {} (max {})", human(latency), human(max)),
+        );
     }
     if let Some(warn) = warn.filter(|warn| latency > *warn) {
-        return Outcome { status: Status::Warn, latency, reason: Some(format!("took {} (warn above {})", human(latency), human(warn))) };
+        return Outcome {
+            status: Status::Warn,
+            latency,
+            reason: Some(format!(
+                "took {} (warn above {})",
+                human(latency),
+                human(warn)
+            )),
+        };
     }
     Outcome::pass(latency)
 }
@@ -196,12 +243,26 @@ async fn exec(command: &[String], expect_exit: i32, started: Instant) -> Outcome
         Ok(output) if output.status.code() == Some(expect_exit) => Outcome::pass(started.elapsed()),
         Ok(output) => {
             let stderr = String::from_utf8_lossy(&output.stderr);
-            let last_line = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
-            let code = output.status.code().map_or_else(|| "killed by a signal".to_owned(), |c| format!("exit code {c}"));
-            let reason = if last_line.is_empty() { code } else { format!("{code}: {last_line}") };
+            let last_line = stderr
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim();
+            let code = output.status.code().map_or_else(
+                || "killed by a signal".to_owned(),
+                |c| format!("exit code {c}"),
+            );
+            let reason = if last_line.is_empty() {
+                code
+            } else {
+                format!("{code}: {last_line}")
+            };
             Outcome::fail(started.elapsed(), reason)
         }
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Outcome::fail(started.elapsed(), format!("command not found: `{program}`")),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            Outcome::fail(started.elapsed(), format!("command not found: `{program}`"))
+        }
         Err(err) => Outcome::fail(started.elapsed(), format!("cannot run `{program}`: {err}")),
     }
 }
@@ -229,7 +290,7 @@ fn io_reason(err: &std::io::Error) -> String {
 /// `1s`, `250ms`, `1.5s`.
 pub fn human(duration: Duration) -> String {
     let millis = duration.as_millis();
-    if millis >= 1000 && millis % 1000 == 0 {
+    if millis >= 1000 && millis.is_multiple_of(1000) {
         format!("{}s", millis / 1000)
     } else if millis >= 1000 {
         format!("{:.1}s", duration.as_secs_f64())

@@ -11,7 +11,10 @@ pub mod restart;
 pub mod shim;
 pub mod spec;
 
-pub use process::{ProcessDriver, StartError, Started, StopOutcome, read_exit, signal_instance, stop_instance, wait_adopted};
+pub use process::{
+    ProcessDriver, StartError, Started, StopOutcome, read_exit, signal_instance, stop_instance,
+    wait_adopted,
+};
 pub use procfs::ProcessId;
 pub use restart::{Decision, RestartHistory, RestartLimits, RestartPolicy};
 pub use spec::{ExitStatus, InstanceSpec};

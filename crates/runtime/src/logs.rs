@@ -37,7 +37,11 @@ impl LogWriter {
     /// Writes one line of output from `stream` (`stdout` or `stderr`), without its newline.
     pub fn write_line(&mut self, stream: &str, line: &[u8]) -> io::Result<()> {
         let time = jiff::Timestamp::now();
-        let chunks: Vec<&[u8]> = if line.is_empty() { vec![line] } else { line.chunks(MAX_RECORD).collect() };
+        let chunks: Vec<&[u8]> = if line.is_empty() {
+            vec![line]
+        } else {
+            line.chunks(MAX_RECORD).collect()
+        };
         let last = chunks.len() - 1;
         for (i, chunk) in chunks.into_iter().enumerate() {
             let tag = if i == last { 'F' } else { 'P' };
@@ -64,7 +68,10 @@ impl LogWriter {
                 }
             }
             fs::rename(&self.path, rotated(&self.path, 1))?;
-            self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+            self.file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
         }
         self.size = 0;
         Ok(())
@@ -106,11 +113,17 @@ pub fn parse_record(line: &str) -> Option<Record> {
 
 /// Every record of an instance's log, oldest first, across rotated files.
 pub fn read_all(path: &Path, keep: u32) -> io::Result<Vec<Record>> {
-    let mut files: Vec<PathBuf> = (1..=keep).rev().map(|n| rotated(path, n)).filter(|p| p.exists()).collect();
+    let mut files: Vec<PathBuf> = (1..=keep)
+        .rev()
+        .map(|n| rotated(path, n))
+        .filter(|p| p.exists())
+        .collect();
     files.push(path.to_owned());
     let mut records = Vec::new();
     for file in files {
-        let Ok(handle) = File::open(&file) else { continue };
+        let Ok(handle) = File::open(&file) else {
+            continue;
+        };
         for line in BufReader::new(handle).lines() {
             if let Some(record) = parse_record(&line?) {
                 records.push(record);
@@ -130,7 +143,9 @@ mod tests {
         let path = dir.path().join("api/0.log");
         let mut writer = LogWriter::open(&path, 200, 2).unwrap();
         for i in 0..20 {
-            writer.write_line("stdout", format!("line {i}").as_bytes()).unwrap();
+            writer
+                .write_line("stdout", format!("line {i}").as_bytes())
+                .unwrap();
         }
         assert!(rotated(&path, 1).exists() && rotated(&path, 2).exists());
         assert!(!rotated(&path, 3).exists(), "only `keep` rotated files");
@@ -139,7 +154,10 @@ mod tests {
         let texts: Vec<&str> = records.iter().map(|r| r.text.as_str()).collect();
         assert_eq!(texts.last(), Some(&"line 19"));
         let numbers: Vec<u32> = texts.iter().map(|t| t[5..].parse().unwrap()).collect();
-        assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "in order across files: {numbers:?}");
+        assert!(
+            numbers.windows(2).all(|w| w[1] == w[0] + 1),
+            "in order across files: {numbers:?}"
+        );
     }
 
     #[test]
@@ -147,7 +165,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.log");
         let mut writer = LogWriter::open(&path, 1 << 20, 1).unwrap();
-        writer.write_line("stderr", &vec![b'a'; MAX_RECORD + 10]).unwrap();
+        writer
+            .write_line("stderr", &vec![b'a'; MAX_RECORD + 10])
+            .unwrap();
         let records = read_all(&path, 1).unwrap();
         assert_eq!(records.len(), 2);
         assert!(records[0].partial && !records[1].partial);

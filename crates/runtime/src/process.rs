@@ -17,10 +17,18 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum StartError {
     /// The instance could not be started (command not found, …): the user's problem.
     #[error("{service}[{index}]: {reason}")]
-    Refused { service: String, index: u32, reason: String },
+    Refused {
+        service: String,
+        index: u32,
+        reason: String,
+    },
     /// The shim itself failed: wharf's problem.
     #[error("{service}[{index}]: the shim failed: {reason}")]
-    Shim { service: String, index: u32, reason: String },
+    Shim {
+        service: String,
+        index: u32,
+        reason: String,
+    },
 }
 
 /// A started instance.
@@ -41,7 +49,10 @@ pub struct ProcessDriver {
 
 impl ProcessDriver {
     pub fn new(shim_program: PathBuf, shim_args: Vec<String>) -> Self {
-        ProcessDriver { shim_program, shim_args }
+        ProcessDriver {
+            shim_program,
+            shim_args,
+        }
     }
 
     /// Starts one instance and waits until its process exists (not until it is ready).
@@ -59,14 +70,29 @@ impl ProcessDriver {
             .stderr(Stdio::null())
             .kill_on_drop(false)
             .spawn()
-            .map_err(|err| shim_error(format!("cannot start {}: {err}", self.shim_program.display())))?;
+            .map_err(|err| {
+                shim_error(format!(
+                    "cannot start {}: {err}",
+                    self.shim_program.display()
+                ))
+            })?;
         let spec_json = serde_json::to_vec(spec).map_err(|err| shim_error(err.to_string()))?;
-        let mut stdin = child.stdin.take().ok_or_else(|| shim_error("no stdin".to_owned()))?;
-        stdin.write_all(&spec_json).await.map_err(|err| shim_error(format!("cannot send the spec: {err}")))?;
+        let mut stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| shim_error("no stdin".to_owned()))?;
+        stdin
+            .write_all(&spec_json)
+            .await
+            .map_err(|err| shim_error(format!("cannot send the spec: {err}")))?;
         drop(stdin);
-        let stdout = child.stdout.take().ok_or_else(|| shim_error("no stdout".to_owned()))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| shim_error("no stdout".to_owned()))?;
         let mut line = String::new();
-        let read = tokio::time::timeout(START_TIMEOUT, BufReader::new(stdout).read_line(&mut line)).await;
+        let read =
+            tokio::time::timeout(START_TIMEOUT, BufReader::new(stdout).read_line(&mut line)).await;
         if !matches!(read, Ok(Ok(n)) if n > 0) {
             let _ = child.start_kill();
             return Err(shim_error("no answer from the shim".to_owned()));
@@ -74,7 +100,10 @@ impl ProcessDriver {
         let shim_pid = child.id().map_or(0, |pid| pid as i32);
         match parse_announcement(line.trim()) {
             Ok(instance) => Ok(Started {
-                shim: ProcessId::of(shim_pid).unwrap_or(ProcessId { pid: shim_pid, start_time: 0 }),
+                shim: ProcessId::of(shim_pid).unwrap_or(ProcessId {
+                    pid: shim_pid,
+                    start_time: 0,
+                }),
                 instance,
                 shim_child: child,
             }),
@@ -94,7 +123,10 @@ fn parse_announcement(line: &str) -> Result<ProcessId, String> {
     if let Some(reason) = line.strip_prefix("failed ") {
         return Err(reason.to_owned());
     }
-    let mut words = line.strip_prefix("started ").ok_or_else(|| format!("unexpected shim answer `{line}`"))?.split(' ');
+    let mut words = line
+        .strip_prefix("started ")
+        .ok_or_else(|| format!("unexpected shim answer `{line}`"))?
+        .split(' ');
     let pid = words.next().and_then(|w| w.parse().ok());
     let start_time = words.next().and_then(|w| w.parse().ok());
     match (pid, start_time) {
@@ -109,7 +141,8 @@ pub fn signal_instance(instance: ProcessId, signal: Signal) -> bool {
     if !instance.is_running() {
         return false;
     }
-    Pid::from_raw(instance.pid).is_some_and(|pid| rustix::process::kill_process_group(pid, signal).is_ok())
+    Pid::from_raw(instance.pid)
+        .is_some_and(|pid| rustix::process::kill_process_group(pid, signal).is_ok())
 }
 
 /// How a stop went.
@@ -166,8 +199,17 @@ mod tests {
 
     #[test]
     fn announcements_parse() {
-        assert_eq!(parse_announcement("started 42 1000"), Ok(ProcessId { pid: 42, start_time: 1000 }));
-        assert_eq!(parse_announcement("failed command not found: `x`"), Err("command not found: `x`".to_owned()));
+        assert_eq!(
+            parse_announcement("started 42 1000"),
+            Ok(ProcessId {
+                pid: 42,
+                start_time: 1000
+            })
+        );
+        assert_eq!(
+            parse_announcement("failed command not found: `x`"),
+            Err("command not found: `x`".to_owned())
+        );
         assert!(parse_announcement("hello").is_err());
     }
 }

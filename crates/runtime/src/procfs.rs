@@ -59,7 +59,10 @@ mod tests {
             start_time: me.start_time + 1,
             ..me
         };
-        assert!(!impostor.is_running(), "a reused pid with another start time is not ours");
+        assert!(
+            !impostor.is_running(),
+            "a reused pid with another start time is not ours"
+        );
         assert!(resident_bytes(me.pid).unwrap() > 0);
     }
 }

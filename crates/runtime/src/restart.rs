@@ -46,7 +46,10 @@ impl Default for RestartLimits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// Start it again after this delay.
-    Restart { after: Duration, crash_looping: bool },
+    Restart {
+        after: Duration,
+        crash_looping: bool,
+    },
     /// Leave it stopped (policy says so).
     Stay,
 }
@@ -62,7 +65,13 @@ pub struct RestartHistory {
 
 impl RestartHistory {
     /// Decides about an exit after the instance ran for `ran_for`, and records it.
-    pub fn on_exit(&mut self, policy: RestartPolicy, exit: &ExitStatus, ran_for: Duration, limits: &RestartLimits) -> Decision {
+    pub fn on_exit(
+        &mut self,
+        policy: RestartPolicy,
+        exit: &ExitStatus,
+        ran_for: Duration,
+        limits: &RestartLimits,
+    ) -> Decision {
         let wanted = match policy {
             RestartPolicy::Always => true,
             RestartPolicy::OnFailure => !exit.success(),
@@ -106,7 +115,14 @@ mod tests {
         let limits = RestartLimits::default();
         let mut history = RestartHistory::default();
         let delays: Vec<_> = (0..8)
-            .map(|_| history.on_exit(RestartPolicy::Always, &exit(1), Duration::from_millis(100), &limits))
+            .map(|_| {
+                history.on_exit(
+                    RestartPolicy::Always,
+                    &exit(1),
+                    Duration::from_millis(100),
+                    &limits,
+                )
+            })
             .collect();
         let millis: Vec<u128> = delays
             .iter()
@@ -116,8 +132,20 @@ mod tests {
             })
             .collect();
         assert_eq!(millis, [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000]);
-        assert!(matches!(delays[1], Decision::Restart { crash_looping: false, .. }));
-        assert!(matches!(delays[2], Decision::Restart { crash_looping: true, .. }));
+        assert!(matches!(
+            delays[1],
+            Decision::Restart {
+                crash_looping: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            delays[2],
+            Decision::Restart {
+                crash_looping: true,
+                ..
+            }
+        ));
         assert_eq!(history.restarts, 8);
     }
 
@@ -128,16 +156,36 @@ mod tests {
         for _ in 0..4 {
             history.on_exit(RestartPolicy::Always, &exit(1), Duration::ZERO, &limits);
         }
-        let decision = history.on_exit(RestartPolicy::Always, &exit(1), Duration::from_secs(60), &limits);
-        assert_eq!(decision, Decision::Restart { after: limits.base, crash_looping: false });
+        let decision = history.on_exit(
+            RestartPolicy::Always,
+            &exit(1),
+            Duration::from_secs(60),
+            &limits,
+        );
+        assert_eq!(
+            decision,
+            Decision::Restart {
+                after: limits.base,
+                crash_looping: false
+            }
+        );
     }
 
     #[test]
     fn policies_decide_which_exits_restart() {
         let limits = RestartLimits::default();
         let mut history = RestartHistory::default();
-        assert_eq!(history.on_exit(RestartPolicy::Never, &exit(1), Duration::ZERO, &limits), Decision::Stay);
-        assert_eq!(history.on_exit(RestartPolicy::OnFailure, &exit(0), Duration::ZERO, &limits), Decision::Stay);
-        assert!(matches!(history.on_exit(RestartPolicy::OnFailure, &exit(3), Duration::ZERO, &limits), Decision::Restart { .. }));
+        assert_eq!(
+            history.on_exit(RestartPolicy::Never, &exit(1), Duration::ZERO, &limits),
+            Decision::Stay
+        );
+        assert_eq!(
+            history.on_exit(RestartPolicy::OnFailure, &exit(0), Duration::ZERO, &limits),
+            Decision::Stay
+        );
+        assert!(matches!(
+            history.on_exit(RestartPolicy::OnFailure, &exit(3), Duration::ZERO, &limits),
+            Decision::Restart { .. }
+        ));
     }
 }

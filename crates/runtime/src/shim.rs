@@ -36,7 +36,12 @@ pub fn run() -> i32 {
     let _ = rustix::process::setsid();
     let log = match LogWriter::open(&spec.log_path, spec.log_max_bytes, spec.log_keep) {
         Ok(log) => Arc::new(Mutex::new(log)),
-        Err(err) => return fail(&format!("cannot open log {}: {err}", spec.log_path.display())),
+        Err(err) => {
+            return fail(&format!(
+                "cannot open log {}: {err}",
+                spec.log_path.display()
+            ));
+        }
     };
     let _ = std::fs::remove_file(&spec.exit_path);
     let mut child = match spawn(&spec) {
@@ -58,7 +63,9 @@ pub fn run() -> i32 {
 
 fn read_spec() -> Result<InstanceSpec, String> {
     let mut text = String::new();
-    io::stdin().read_to_string(&mut text).map_err(|err| format!("cannot read the spec: {err}"))?;
+    io::stdin()
+        .read_to_string(&mut text)
+        .map_err(|err| format!("cannot read the spec: {err}"))?;
     serde_json::from_str(&text).map_err(|err| format!("invalid spec: {err}"))
 }
 
@@ -87,8 +94,20 @@ fn spawn(spec: &InstanceSpec) -> Result<Child, String> {
 fn pump_output(child: &mut Child, log: &Arc<Mutex<LogWriter>>) -> mpsc::Receiver<()> {
     let (done, drained) = mpsc::channel();
     let streams: [(&str, Option<Box<dyn Read + Send>>); 2] = [
-        ("stdout", child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>)),
-        ("stderr", child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>)),
+        (
+            "stdout",
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ),
+        (
+            "stderr",
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ),
     ];
     for (name, stream) in streams {
         let Some(stream) = stream else { continue };
@@ -129,10 +148,10 @@ fn wait(child: &mut Child) -> ExitStatus {
 /// Writes the exit status atomically (temp file + rename): a reader never sees half of it.
 fn write_exit(path: &Path, status: &ExitStatus) {
     let temp = path.with_extension("exit.tmp");
-    if let Ok(json) = serde_json::to_vec(status) {
-        if std::fs::write(&temp, json).is_ok() {
-            let _ = std::fs::rename(&temp, path);
-        }
+    if let Ok(json) = serde_json::to_vec(status)
+        && std::fs::write(&temp, json).is_ok()
+    {
+        let _ = std::fs::rename(&temp, path);
     }
 }
 

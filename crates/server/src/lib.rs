@@ -32,13 +32,29 @@ impl IntoResponse for ApiError {
 }
 
 fn gone() -> ApiError {
-    ApiError { status: StatusCode::SERVICE_UNAVAILABLE, code: "stopping", message: "the control plane is stopping".to_owned() }
+    ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        code: "stopping",
+        message: "the control plane is stopping".to_owned(),
+    }
 }
 
 fn rejected(message: String) -> ApiError {
-    let code = if message.starts_with("unknown service") { "unknown_service" } else { "rejected" };
-    let status = if code == "unknown_service" { StatusCode::NOT_FOUND } else { StatusCode::CONFLICT };
-    ApiError { status, code, message }
+    let code = if message.starts_with("unknown service") {
+        "unknown_service"
+    } else {
+        "rejected"
+    };
+    let status = if code == "unknown_service" {
+        StatusCode::NOT_FOUND
+    } else {
+        StatusCode::CONFLICT
+    };
+    ApiError {
+        status,
+        code,
+        message,
+    }
 }
 
 #[derive(Clone)]
@@ -59,14 +75,29 @@ pub fn app(handle: Handle, token: Option<String>) -> Router {
 }
 
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(token) = &state.token else { return Ok(()) };
-    let given = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let Some(token) = &state.token else {
+        return Ok(());
+    };
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
     // Constant-time enough for a local token: compare full lengths and every byte.
-    let matches = given.is_some_and(|g| g.len() == token.len() && g.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0);
+    let matches = given.is_some_and(|g| {
+        g.len() == token.len()
+            && g.bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    });
     if matches {
         Ok(())
     } else {
-        Err(ApiError { status: StatusCode::UNAUTHORIZED, code: "unauthorized", message: "a valid bearer token is required".to_owned() })
+        Err(ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthorized",
+            message: "a valid bearer token is required".to_owned(),
+        })
     }
 }
 
@@ -76,7 +107,11 @@ async fn status(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
     Ok(Json(report).into_response())
 }
 
-async fn restart(State(state): State<AppState>, headers: HeaderMap, UrlPath(name): UrlPath<String>) -> Result<Response, ApiError> {
+async fn restart(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    UrlPath(name): UrlPath<String>,
+) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     state.handle.restart(name.clone()).await.map_err(rejected)?;
     Ok((StatusCode::ACCEPTED, Json(json!({"restarting": name}))).into_response())
@@ -88,7 +123,11 @@ struct DownRequest {
     service: Option<String>,
 }
 
-async fn down(State(state): State<AppState>, headers: HeaderMap, body: Option<Json<DownRequest>>) -> Result<Response, ApiError> {
+async fn down(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Option<Json<DownRequest>>,
+) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     let service = body.and_then(|Json(b)| b.service);
     state.handle.down(service.clone()).await.map_err(rejected)?;
@@ -97,14 +136,27 @@ async fn down(State(state): State<AppState>, headers: HeaderMap, body: Option<Js
 
 /// Serves the API on a unix socket at `path` (replacing a stale socket file) until
 /// `shutdown` resolves.
-pub async fn serve_unix(path: &Path, handle: Handle, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve_unix(
+    path: &Path,
+    handle: Handle,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let _ = std::fs::remove_file(path);
     let listener = tokio::net::UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    axum::serve(listener, app(handle, None)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app(handle, None))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Serves the API on TCP, every request needing `Authorization: Bearer <token>`.
-pub async fn serve_tcp(listener: tokio::net::TcpListener, handle: Handle, token: String, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    axum::serve(listener, app(handle, Some(token))).with_graceful_shutdown(shutdown).await
+pub async fn serve_tcp(
+    listener: tokio::net::TcpListener,
+    handle: Handle,
+    token: String,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(handle, Some(token)))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -28,7 +28,12 @@ pub struct Cli {
 #[derive(Debug, clap::Args)]
 pub struct Global {
     /// The manifest to read.
-    #[arg(short = 'f', long = "file", global = true, default_value = "wharf.yaml")]
+    #[arg(
+        short = 'f',
+        long = "file",
+        global = true,
+        default_value = "wharf.yaml"
+    )]
     pub file: PathBuf,
     /// Where wharf keeps its state (database, keys, logs); default `.wharf/` beside the manifest.
     #[arg(long, global = true, env = "WHARF_STATE_DIR")]
@@ -89,7 +94,9 @@ pub enum Command {
 /// `wharf logs -f` means follow, as in docker compose and kubectl, while `-f` everywhere
 /// else names the manifest: after a `logs` subcommand, `-f` is rewritten to `--follow`
 /// (`--file` still names the manifest there).
-pub fn rewrite_logs_follow(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+pub fn rewrite_logs_follow(
+    args: impl Iterator<Item = std::ffi::OsString>,
+) -> Vec<std::ffi::OsString> {
     let mut seen_logs = false;
     let mut skip_value = false;
     args.enumerate()
@@ -100,7 +107,10 @@ pub fn rewrite_logs_follow(args: impl Iterator<Item = std::ffi::OsString>) -> Ve
             }
             if !seen_logs {
                 // Options before the subcommand that take a value.
-                skip_value = matches!(arg.to_str(), Some("-f" | "--file" | "--state-dir" | "--output"));
+                skip_value = matches!(
+                    arg.to_str(),
+                    Some("-f" | "--file" | "--state-dir" | "--output")
+                );
                 seen_logs = arg == "logs" && !skip_value;
                 return arg;
             }

@@ -17,20 +17,34 @@ pub fn socket_path(state_dir: &Path) -> PathBuf {
 
 /// No control plane answers on the socket.
 #[derive(Debug, thiserror::Error)]
-#[error("no control plane is running for this stack (state in {state_dir}); start it with `wharf up`")]
+#[error(
+    "no control plane is running for this stack (state in {state_dir}); start it with `wharf up`"
+)]
 pub struct NotRunning {
     pub state_dir: String,
 }
 
 /// Sends one request and returns the status and JSON body; a control plane that is not
 /// running comes back as a [`NotRunning`] error.
-pub async fn call(state_dir: &Path, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
+pub async fn call(
+    state_dir: &Path,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<(u16, Value)> {
     let socket = socket_path(state_dir);
     let stream = match tokio::net::UnixStream::connect(&socket).await {
         Ok(stream) => stream,
-        Err(_) => return Err(NotRunning { state_dir: state_dir.display().to_string() }.into()),
+        Err(_) => {
+            return Err(NotRunning {
+                state_dir: state_dir.display().to_string(),
+            }
+            .into());
+        }
     };
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.context("cannot talk to the control plane")?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .context("cannot talk to the control plane")?;
     tokio::spawn(connection);
     let bytes = body.map(|b| b.to_string()).unwrap_or_default();
     let request = hyper::Request::builder()
@@ -39,18 +53,38 @@ pub async fn call(state_dir: &Path, method: &str, path: &str, body: Option<Value
         .header("host", "wharf")
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(bytes)))?;
-    let response = sender.send_request(request).await.context("the control plane did not answer")?;
+    let response = sender
+        .send_request(request)
+        .await
+        .context("the control plane did not answer")?;
     let status = response.status().as_u16();
-    let body = response.into_body().collect().await.context("reading the control plane's answer")?.to_bytes();
-    let value = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).context("the control plane sent invalid JSON")? };
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .context("reading the control plane's answer")?
+        .to_bytes();
+    let value = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body).context("the control plane sent invalid JSON")?
+    };
     Ok((status, value))
 }
 
 /// Like [`call`], but a non-2xx answer becomes an error carrying the API's message.
-pub async fn call_ok(state_dir: &Path, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+pub async fn call_ok(
+    state_dir: &Path,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
     let (status, value) = call(state_dir, method, path, body).await?;
     if !(200..300).contains(&status) {
-        let message = value["error"]["message"].as_str().unwrap_or("request failed").to_owned();
+        let message = value["error"]["message"]
+            .as_str()
+            .unwrap_or("request failed")
+            .to_owned();
         bail!(ApiRejected(message));
     }
     Ok(value)

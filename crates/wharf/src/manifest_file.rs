@@ -25,7 +25,11 @@ impl ManifestFile {
         let path = global.file.clone();
         let display = path.display().to_string();
         let source = std::fs::read_to_string(&path).with_context(|| {
-            let hint = if path.exists() { "" } else { " (run `wharf init` to create one, or pass -f FILE)" };
+            let hint = if path.exists() {
+                ""
+            } else {
+                " (run `wharf init` to create one, or pass -f FILE)"
+            };
             format!("cannot read manifest {display}{hint}")
         })?;
         let variables = dotenv_beside(&path)?;
@@ -39,18 +43,32 @@ impl ManifestFile {
 
     /// Looks a variable up: process environment first, then `.env`.
     pub fn variable(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok().or_else(|| self.variables.get(name).cloned())
+        std::env::var(name)
+            .ok()
+            .or_else(|| self.variables.get(name).cloned())
     }
 
     /// Prints diagnostics on stderr (human) or stdout (JSON array).
-    pub fn print_diagnostics(&self, diagnostics: &[Diagnostic], output: Output) -> anyhow::Result<()> {
+    pub fn print_diagnostics(
+        &self,
+        diagnostics: &[Diagnostic],
+        output: Output,
+    ) -> anyhow::Result<()> {
         match output {
             Output::Json => {
-                let records: Vec<_> = diagnostics.iter().map(|d| d.record(&self.display)).collect();
+                let records: Vec<_> = diagnostics
+                    .iter()
+                    .map(|d| d.record(&self.display))
+                    .collect();
                 println!("{}", serde_json::to_string_pretty(&records)?);
             }
             Output::Human if !diagnostics.is_empty() => {
-                let text = wharf_manifest::diagnostic::render(diagnostics, &self.display, &self.source, use_color());
+                let text = wharf_manifest::diagnostic::render(
+                    diagnostics,
+                    &self.display,
+                    &self.source,
+                    use_color(),
+                );
                 eprint!("{text}");
             }
             Output::Human => {}
@@ -60,19 +78,26 @@ impl ManifestFile {
 }
 
 fn dotenv_beside(manifest: &Path) -> anyhow::Result<HashMap<String, String>> {
-    let dir = manifest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = manifest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let path = dir.join(".env");
     if !path.exists() {
         return Ok(HashMap::new());
     }
-    let entries = dotenvy::from_path_iter(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let entries = dotenvy::from_path_iter(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     entries
         .map(|entry| {
             // dotenvy's parse error quotes the offending line, which may hold a secret: say
             // where, never what.
             entry.map_err(|err| match err {
                 dotenvy::Error::LineParse(_, index) => {
-                    anyhow::anyhow!("{}: cannot parse the line at character {index}", path.display())
+                    anyhow::anyhow!(
+                        "{}: cannot parse the line at character {index}",
+                        path.display()
+                    )
                 }
                 dotenvy::Error::Io(io) => anyhow::anyhow!("cannot read {}: {io}", path.display()),
                 _ => anyhow::anyhow!("cannot parse {}", path.display()),

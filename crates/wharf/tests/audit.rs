@@ -301,3 +301,46 @@ fn tamper_rewritten_and_rehashed_database_is_caught_by_the_stored_checkpoint() {
         "{out}"
     );
 }
+
+#[test]
+fn concurrent_writers_never_interleave_or_lose_entries() {
+    // Start from nothing: the processes also race to create the database and the key.
+    let f = Fixture {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let bin = assert_cmd::cargo::cargo_bin("wharf");
+    let spawn = |args: &[&str]| {
+        std::process::Command::new(&bin)
+            .current_dir(f.dir.path())
+            .env("WHARF_ACTOR", "writer")
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let children: Vec<_> = (0..12)
+        .map(|i| match i % 3 {
+            0 => spawn(&["audit", "key"]),
+            _ => spawn(&["audit", "note", &format!("from writer {i}")]),
+        })
+        .collect();
+    let mut keys = std::collections::BTreeSet::new();
+    for (i, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if i % 3 == 0 {
+            keys.insert(out.stdout);
+        }
+    }
+    assert_eq!(keys.len(), 1, "every process must end up with the same key");
+    f.wharf(&["audit", "checkpoint"]).assert().success();
+    f.wharf(&["audit", "verify"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("ok: 8 entries"));
+}

@@ -8,7 +8,9 @@ use predicates::prelude::*;
 
 fn wharf(dir: &Path) -> Command {
     let mut cmd = Command::cargo_bin("wharf").expect("wharf binary is built");
-    cmd.current_dir(dir).env_remove("WHARF_STATE_DIR").env("NO_COLOR", "1");
+    cmd.current_dir(dir)
+        .env_remove("WHARF_STATE_DIR")
+        .env("NO_COLOR", "1");
     cmd
 }
 
@@ -41,7 +43,9 @@ fn validate_accepts_the_example_stack() {
         .arg(example())
         .assert()
         .code(0)
-        .stdout(predicate::str::contains("valid (base and environments dev, staging, prod"));
+        .stdout(predicate::str::contains(
+            "valid (base and environments dev, staging, prod",
+        ));
 }
 
 #[test]
@@ -60,27 +64,47 @@ fn validate_reports_every_problem_with_a_caret_and_exits_2() {
         "is not a valid cron schedule",
         "4 error(s)",
     ] {
-        assert!(stderr.contains(expected), "missing {expected:?} in:\n{stderr}");
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
     }
-    assert!(stderr.contains("    replics: 2\n  |     ^^^^^^^"), "caret under the key:\n{stderr}");
+    assert!(
+        stderr.contains("    replics: 2\n  |     ^^^^^^^"),
+        "caret under the key:\n{stderr}"
+    );
 }
 
 #[test]
 fn validate_json_gives_flat_records() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("wharf.yaml"), BROKEN).unwrap();
-    let output = wharf(dir.path()).args(["validate", "--output", "json"]).output().unwrap();
+    let output = wharf(dir.path())
+        .args(["validate", "--output", "json"])
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(2));
     let records: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(records.len(), 4);
     let first = &records[0];
     assert_eq!(first["severity"], "error");
     assert_eq!(first["file"], "wharf.yaml");
-    assert_eq!((first["line"].as_u64(), first["column"].as_u64()), (Some(6), Some(5)));
+    assert_eq!(
+        (first["line"].as_u64(), first["column"].as_u64()),
+        (Some(6), Some(5))
+    );
     assert_eq!(first["hint"], "did you mean `replicas`?");
     for record in &records {
-        let keys: Vec<&str> = record.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(keys, ["severity", "message", "file", "line", "column", "hint"]);
+        let keys: Vec<&str> = record
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            ["severity", "message", "file", "line", "column", "hint"]
+        );
     }
 }
 
@@ -92,34 +116,40 @@ fn validate_of_an_unknown_environment_is_invalid_input() {
         .arg(example())
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("unknown environment `stagin`").and(predicate::str::contains("did you mean `staging`?")));
+        .stderr(
+            predicate::str::contains("unknown environment `stagin`")
+                .and(predicate::str::contains("did you mean `staging`?")),
+        );
 }
 
 #[test]
 fn a_missing_manifest_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    wharf(dir.path())
-        .arg("validate")
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("cannot read manifest wharf.yaml").and(predicate::str::contains("wharf init")));
+    wharf(dir.path()).arg("validate").assert().code(2).stderr(
+        predicate::str::contains("cannot read manifest wharf.yaml")
+            .and(predicate::str::contains("wharf init")),
+    );
 }
 
 #[test]
 fn a_wrong_flag_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
-    wharf(dir.path()).args(["validate", "--nope"]).assert().code(2);
-    wharf(dir.path()).args(["validate", "--output", "xml"]).assert().code(2);
+    wharf(dir.path())
+        .args(["validate", "--nope"])
+        .assert()
+        .code(2);
+    wharf(dir.path())
+        .args(["validate", "--output", "xml"])
+        .assert()
+        .code(2);
 }
 
 #[test]
 fn help_documents_the_exit_codes() {
     let dir = tempfile::tempdir().unwrap();
-    wharf(dir.path())
-        .arg("--help")
-        .assert()
-        .code(0)
-        .stdout(predicate::str::contains("Exit codes:").and(predicate::str::contains("2  invalid input")));
+    wharf(dir.path()).arg("--help").assert().code(0).stdout(
+        predicate::str::contains("Exit codes:").and(predicate::str::contains("2  invalid input")),
+    );
 }
 
 #[test]
@@ -132,13 +162,21 @@ fn render_applies_the_overlay_and_keeps_secrets_symbolic() {
         .env("DB_PASSWORD", "hunter2-must-not-appear")
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(text.contains("environment: prod"), "{text}");
     assert!(text.contains("replicas: 3"), "{text}");
     // The overlay's env wins over the base's interpolated default.
     assert!(text.contains("LOG_LEVEL: warn"), "{text}");
-    assert!(text.contains("DB_PASSWORD: ${secret:DB_PASSWORD}"), "{text}");
+    assert!(
+        text.contains("DB_PASSWORD: ${secret:DB_PASSWORD}"),
+        "{text}"
+    );
     assert!(!text.contains("hunter2"), "{text}");
     // Instance variables stay for the runtime to fill.
     assert!(text.contains("${PORT}"), "{text}");
@@ -152,24 +190,47 @@ fn render_interpolates_from_the_environment_and_dotenv() {
         "name: s\nservices:\n  a:\n    command: [run, \"${FLAG}\", \"${FROM_FILE:?set it}\"]\n",
     )
     .unwrap();
-    std::fs::write(dir.path().join(".env"), "FROM_FILE=from-dotenv\nFLAG=file\n").unwrap();
-    let output = wharf(dir.path()).args(["render", "--output", "json"]).env("FLAG", "process").output().unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    std::fs::write(
+        dir.path().join(".env"),
+        "FROM_FILE=from-dotenv\nFLAG=file\n",
+    )
+    .unwrap();
+    let output = wharf(dir.path())
+        .args(["render", "--output", "json"])
+        .env("FLAG", "process")
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let stack: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(stack["services"]["a"]["command"], serde_json::json!(["run", "process", "from-dotenv"]));
+    assert_eq!(
+        stack["services"]["a"]["command"],
+        serde_json::json!(["run", "process", "from-dotenv"])
+    );
 }
 
 #[test]
 fn render_refuses_a_required_variable_that_is_unset() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("wharf.yaml"), "name: s\nservices:\n  a:\n    command: [run, \"${TOKEN:?TOKEN must be set}\"]\n").unwrap();
+    std::fs::write(
+        dir.path().join("wharf.yaml"),
+        "name: s\nservices:\n  a:\n    command: [run, \"${TOKEN:?TOKEN must be set}\"]\n",
+    )
+    .unwrap();
     wharf(dir.path())
         .arg("render")
         .env_remove("TOKEN")
         .assert()
         .code(2)
         .stdout("")
-        .stderr(predicate::str::contains("`TOKEN`: TOKEN must be set").and(predicate::str::contains("wharf.yaml:4:21")));
+        .stderr(
+            predicate::str::contains("`TOKEN`: TOKEN must be set")
+                .and(predicate::str::contains("wharf.yaml:4:21")),
+        );
 }
 
 #[test]
@@ -177,12 +238,32 @@ fn init_writes_a_starter_that_validates_and_refuses_to_overwrite() {
     let dir = tempfile::tempdir().unwrap();
     wharf(dir.path()).arg("init").assert().code(0);
     let text = std::fs::read_to_string(dir.path().join("wharf.yaml")).unwrap();
-    assert!(text.lines().filter(|l| l.trim_start().starts_with('#')).count() >= 5, "commented");
-    wharf(dir.path()).arg("validate").assert().code(0).stdout(predicate::str::contains("0 warning(s)"));
+    assert!(
+        text.lines()
+            .filter(|l| l.trim_start().starts_with('#'))
+            .count()
+            >= 5,
+        "commented"
+    );
+    wharf(dir.path())
+        .arg("validate")
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("0 warning(s)"));
     std::fs::write(dir.path().join("wharf.yaml"), "name: mine\n").unwrap();
-    wharf(dir.path()).arg("init").assert().code(2).stderr(predicate::str::contains("already exists"));
-    assert_eq!(std::fs::read_to_string(dir.path().join("wharf.yaml")).unwrap(), "name: mine\n");
-    wharf(dir.path()).args(["init", "--force", "--name", "fresh"]).assert().code(0);
+    wharf(dir.path())
+        .arg("init")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("already exists"));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("wharf.yaml")).unwrap(),
+        "name: mine\n"
+    );
+    wharf(dir.path())
+        .args(["init", "--force", "--name", "fresh"])
+        .assert()
+        .code(0);
     let text = std::fs::read_to_string(dir.path().join("wharf.yaml")).unwrap();
     assert!(text.contains("name: fresh"));
 }

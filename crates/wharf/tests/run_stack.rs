@@ -5,9 +5,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Arc;
 use std::sync::Once;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -22,7 +22,10 @@ fn testbed_bin() -> PathBuf {
     let path = wharf_bin().with_file_name("wharf-testbed");
     BUILD.call_once(|| {
         if !path.exists() {
-            let status = Command::new(env!("CARGO")).args(["build", "-q", "-p", "wharf-testbed"]).status().unwrap();
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "-q", "-p", "wharf-testbed"])
+                .status()
+                .unwrap();
             assert!(status.success(), "building wharf-testbed");
         }
     });
@@ -31,7 +34,11 @@ fn testbed_bin() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Polls `check` until it returns `Some` or the deadline passes.
@@ -65,7 +72,13 @@ impl Stack {
     }
 
     fn wharf(&self, args: &[&str]) -> Output {
-        Command::new(wharf_bin()).args(args).current_dir(self.path()).env("NO_COLOR", "1").env("WHARF_ACTOR", "tester").output().unwrap()
+        Command::new(wharf_bin())
+            .args(args)
+            .current_dir(self.path())
+            .env("NO_COLOR", "1")
+            .env("WHARF_ACTOR", "tester")
+            .output()
+            .unwrap()
     }
 
     fn up(&self) -> Output {
@@ -74,11 +87,18 @@ impl Stack {
 
     fn status(&self) -> Value {
         let output = self.wharf(&["status", "--output", "json"]);
-        serde_json::from_slice(&output.stdout).unwrap_or_else(|_| panic!("status: {}", String::from_utf8_lossy(&output.stderr)))
+        serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|_| panic!("status: {}", String::from_utf8_lossy(&output.stderr)))
     }
 
     fn service(&self, name: &str) -> Value {
-        self.status()["services"].as_array().unwrap().iter().find(|s| s["name"] == name).cloned().unwrap()
+        self.status()["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .cloned()
+            .unwrap()
     }
 
     fn pids(&self) -> Vec<i64> {
@@ -86,7 +106,14 @@ impl Stack {
             .as_array()
             .unwrap()
             .iter()
-            .flat_map(|s| s["instances"].as_array().unwrap().iter().filter_map(|i| i["pid"].as_i64()).collect::<Vec<_>>())
+            .flat_map(|s| {
+                s["instances"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|i| i["pid"].as_i64())
+                    .collect::<Vec<_>>()
+            })
             .collect();
         pids.sort();
         pids
@@ -94,12 +121,20 @@ impl Stack {
 
     fn ledger(&self) -> Vec<Value> {
         let output = self.wharf(&["audit", "log", "--output", "json"]);
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         serde_json::from_slice(&output.stdout).unwrap()
     }
 
     fn control_pid(&self) -> Option<i32> {
-        std::fs::read_to_string(self.path().join(".wharf/control.pid")).ok()?.trim().parse().ok()
+        std::fs::read_to_string(self.path().join(".wharf/control.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 }
 
@@ -110,18 +145,34 @@ impl Drop for Stack {
 }
 
 fn alive(pid: i64) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
 }
 
 fn kill9(pid: i64) {
-    assert!(Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
 }
 
 /// GET on a fresh connection; `None` on any failure.
 fn get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut raw = String::new();
     stream.read_to_string(&mut raw).ok()?;
     let status = raw.split(' ').nth(1)?.parse().ok()?;
@@ -138,7 +189,11 @@ struct Poller {
 
 impl Poller {
     fn start(port: u16) -> Poller {
-        let (stop, ok, failed) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (stop, ok, failed) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+        );
         let thread = std::thread::spawn({
             let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
             move || {
@@ -151,13 +206,21 @@ impl Poller {
                 }
             }
         });
-        Poller { stop, ok, failed, thread: Some(thread) }
+        Poller {
+            stop,
+            ok,
+            failed,
+            thread: Some(thread),
+        }
     }
 
     fn finish(mut self) -> (u64, u64) {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.take().unwrap().join().unwrap();
-        (self.ok.load(Ordering::Relaxed), self.failed.load(Ordering::Relaxed))
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -188,7 +251,11 @@ services:
 }
 
 fn actions(ledger: &[Value], action: &str) -> Vec<Value> {
-    ledger.iter().filter(|e| e["action"] == action).cloned().collect()
+    ledger
+        .iter()
+        .filter(|e| e["action"] == action)
+        .cloned()
+        .collect()
 }
 
 fn seq_of(ledger: &[Value], action: &str, target: &str) -> u64 {
@@ -203,13 +270,22 @@ fn seq_of(ledger: &[Value], action: &str, target: &str) -> u64 {
 fn up_starts_in_dependency_order_and_status_shows_every_instance() {
     let stack = Stack::new(&shop(free_port(), 2));
     let output = stack.up();
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let status = stack.status();
     assert_eq!(status["healthy"], true);
     for (name, replicas) in [("db", 1), ("api", 2), ("worker", 1)] {
         let service = stack.service(name);
         assert_eq!(service["state"], "running", "{service}");
-        assert_eq!(service["instances"].as_array().unwrap().len(), replicas, "{service}");
+        assert_eq!(
+            service["instances"].as_array().unwrap().len(),
+            replicas,
+            "{service}"
+        );
         assert_eq!(service["running"], replicas as u64);
     }
     assert_eq!(stack.service("api")["ready"], 2);
@@ -220,7 +296,9 @@ fn up_starts_in_dependency_order_and_status_shows_every_instance() {
     assert!(seq_of(&ledger, "instance.start", "db/0") < db_ready);
     assert!(db_ready < seq_of(&ledger, "instance.start", "api/0"));
     assert!(db_ready < seq_of(&ledger, "instance.start", "api/1"));
-    assert!(seq_of(&ledger, "instance.start", "api/1") < seq_of(&ledger, "instance.start", "worker/0"));
+    assert!(
+        seq_of(&ledger, "instance.start", "api/1") < seq_of(&ledger, "instance.start", "worker/0")
+    );
     // The human table names every instance.
     let table = String::from_utf8(stack.wharf(&["status"]).stdout).unwrap();
     for row in ["db/0", "api/0", "api/1", "worker/0"] {
@@ -235,16 +313,22 @@ fn up_starts_in_dependency_order_and_status_shows_every_instance() {
 fn a_killed_instance_is_restarted_with_backoff_and_recorded() {
     let stack = Stack::new(&shop(free_port(), 1));
     assert!(stack.up().status.success());
-    let old_pid = stack.service("api")["instances"][0]["pid"].as_i64().unwrap();
+    let old_pid = stack.service("api")["instances"][0]["pid"]
+        .as_i64()
+        .unwrap();
     kill9(old_pid);
     let restarted = eventually("api to be restarted", Duration::from_secs(20), || {
         let instance = stack.service("api")["instances"][0].clone();
-        (instance["phase"] == "running" && instance["pid"].as_i64() != Some(old_pid)).then_some(instance)
+        (instance["phase"] == "running" && instance["pid"].as_i64() != Some(old_pid))
+            .then_some(instance)
     });
     assert_eq!(restarted["restarts"], 1);
     assert_eq!(restarted["last_exit"], "killed (SIGKILL)");
     let ledger = stack.ledger();
-    let exit = actions(&ledger, "instance.exit").into_iter().find(|e| e["target"] == "api/0").unwrap();
+    let exit = actions(&ledger, "instance.exit")
+        .into_iter()
+        .find(|e| e["target"] == "api/0")
+        .unwrap();
     assert_eq!(exit["details"]["pid"], old_pid);
     assert_eq!(exit["details"]["restart_in_ms"], 500);
     assert_eq!(actions(&ledger, "instance.restart")[0]["target"], "api/0");
@@ -264,16 +348,34 @@ services:
     );
     let output = stack.up();
     // The stack settles with a crash-looping service: not healthy.
-    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let flaky = eventually("flaky to be crash-looping", Duration::from_secs(30), || {
         let service = stack.service("flaky");
         (service["state"] == "crash-loop").then_some(service)
     });
-    assert!(flaky["reason"].as_str().unwrap().contains("exit code 3"), "{flaky}");
-    assert_eq!(stack.service("ok")["state"], "running", "the rest of the stack is unaffected");
+    assert!(
+        flaky["reason"].as_str().unwrap().contains("exit code 3"),
+        "{flaky}"
+    );
+    assert_eq!(
+        stack.service("ok")["state"],
+        "running",
+        "the rest of the stack is unaffected"
+    );
     // Each restart waits twice as long as the one before: not restarted at full speed.
-    let exits: Vec<Value> = actions(&stack.ledger(), "instance.exit").into_iter().filter(|e| e["target"] == "flaky/0").collect();
-    let delays: Vec<u64> = exits.iter().map(|e| e["details"]["restart_in_ms"].as_u64().unwrap()).collect();
+    let exits: Vec<Value> = actions(&stack.ledger(), "instance.exit")
+        .into_iter()
+        .filter(|e| e["target"] == "flaky/0")
+        .collect();
+    let delays: Vec<u64> = exits
+        .iter()
+        .map(|e| e["details"]["restart_in_ms"].as_u64().unwrap())
+        .collect();
     assert!(delays.len() >= 3, "{delays:?}");
     assert_eq!(&delays[..3], &[500, 1000, 2000]);
     assert_eq!(exits[2]["details"]["crash_looping"], true);
@@ -304,17 +406,33 @@ services:
     let poller = Poller::start(port);
     let control = stack.control_pid().unwrap();
     kill9(control as i64);
-    eventually("the control plane to die", Duration::from_secs(10), || (!alive(control as i64)).then_some(()));
-    assert!(pids.iter().all(|pid| alive(*pid)), "instances outlive the control plane");
+    eventually("the control plane to die", Duration::from_secs(10), || {
+        (!alive(control as i64)).then_some(())
+    });
+    assert!(
+        pids.iter().all(|pid| alive(*pid)),
+        "instances outlive the control plane"
+    );
     let served_before = poller.ok.load(Ordering::Relaxed);
-    eventually("requests while no control plane runs", Duration::from_secs(10), || (poller.ok.load(Ordering::Relaxed) > served_before + 20).then_some(()));
+    eventually(
+        "requests while no control plane runs",
+        Duration::from_secs(10),
+        || (poller.ok.load(Ordering::Relaxed) > served_before + 20).then_some(()),
+    );
     let output = stack.up();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(stack.pids(), pids, "adopted, not restarted");
     let (ok, failed) = poller.finish();
     assert!(ok > 20, "{ok} requests served");
     assert_eq!(failed, 0, "no failed request during the whole sequence");
-    let adopted: Vec<String> = actions(&stack.ledger(), "instance.adopt").iter().map(|e| e["target"].as_str().unwrap().to_owned()).collect();
+    let adopted: Vec<String> = actions(&stack.ledger(), "instance.adopt")
+        .iter()
+        .map(|e| e["target"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(adopted.len(), 3, "{adopted:?}");
     assert!(actions(&stack.ledger(), "instance.exit").is_empty());
 }
@@ -323,20 +441,45 @@ services:
 fn restart_replaces_instances_one_at_a_time_each_ready_first() {
     let stack = Stack::new(&shop(free_port(), 2));
     assert!(stack.up().status.success());
-    let old: Vec<i64> = stack.service("api")["instances"].as_array().unwrap().iter().map(|i| i["pid"].as_i64().unwrap()).collect();
+    let old: Vec<i64> = stack.service("api")["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["pid"].as_i64().unwrap())
+        .collect();
     let output = stack.wharf(&["restart", "api"]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let api = stack.service("api");
-    let new: Vec<i64> = api["instances"].as_array().unwrap().iter().map(|i| i["pid"].as_i64().unwrap()).collect();
+    let new: Vec<i64> = api["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["pid"].as_i64().unwrap())
+        .collect();
     assert_eq!(new.len(), 2);
-    assert!(new.iter().all(|pid| !old.contains(pid)), "every instance replaced");
+    assert!(
+        new.iter().all(|pid| !old.contains(pid)),
+        "every instance replaced"
+    );
     assert_eq!(api["ready"], 2);
     // Ordering evidence: each old instance is stopped only after a new one became ready,
     // and the second new one starts only after the first old one stopped.
     let ledger = stack.ledger();
     let restart_seq = seq_of(&ledger, "service.restart", "api");
-    let after: Vec<&Value> = ledger.iter().filter(|e| e["seq"].as_u64().unwrap() > restart_seq).collect();
-    let pos = |action: &str, target: &str| after.iter().position(|e| e["action"] == action && e["target"] == target).unwrap_or_else(|| panic!("{action} {target}"));
+    let after: Vec<&Value> = ledger
+        .iter()
+        .filter(|e| e["seq"].as_u64().unwrap() > restart_seq)
+        .collect();
+    let pos = |action: &str, target: &str| {
+        after
+            .iter()
+            .position(|e| e["action"] == action && e["target"] == target)
+            .unwrap_or_else(|| panic!("{action} {target}"))
+    };
     assert!(pos("instance.ready", "api/2") < pos("instance.stop", "api/0"));
     assert!(pos("instance.stop", "api/0") < pos("instance.start", "api/3"));
     assert!(pos("instance.ready", "api/3") < pos("instance.stop", "api/1"));
@@ -349,7 +492,11 @@ fn down_stops_everything_and_leaves_no_process_behind() {
     let pids = stack.pids();
     let control = stack.control_pid().unwrap() as i64;
     let output = stack.wharf(&["down"]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     for pid in pids.iter().chain([&control]) {
         assert!(!alive(*pid), "pid {pid} still runs");
     }
@@ -358,14 +505,22 @@ fn down_stops_everything_and_leaves_no_process_behind() {
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            assert!(!cmdline.contains(&marker) || !alive(entry.file_name().to_str().unwrap().parse().unwrap_or(0)), "left behind: {cmdline}");
+            assert!(
+                !cmdline.contains(&marker)
+                    || !alive(entry.file_name().to_str().unwrap().parse().unwrap_or(0)),
+                "left behind: {cmdline}"
+            );
         }
     }
     let ledger = stack.ledger();
     assert_eq!(actions(&ledger, "instance.stopped").len(), 4);
     // Dependents stop first: worker, then api, then db.
-    assert!(seq_of(&ledger, "instance.stop", "worker/0") < seq_of(&ledger, "instance.stop", "api/0"));
-    assert!(seq_of(&ledger, "instance.stopped", "api/1") < seq_of(&ledger, "instance.stop", "db/0"));
+    assert!(
+        seq_of(&ledger, "instance.stop", "worker/0") < seq_of(&ledger, "instance.stop", "api/0")
+    );
+    assert!(
+        seq_of(&ledger, "instance.stopped", "api/1") < seq_of(&ledger, "instance.stop", "db/0")
+    );
     assert!(actions(&ledger, "stack.down").len() == 1);
     // And `status` says so.
     assert_eq!(stack.wharf(&["status"]).status.code(), Some(1));
@@ -377,9 +532,17 @@ fn down_without_a_control_plane_stops_the_recorded_instances() {
     assert!(stack.up().status.success());
     let pids = stack.pids();
     kill9(stack.control_pid().unwrap() as i64);
-    eventually("the control plane to die", Duration::from_secs(10), || (!alive(stack.control_pid().map_or(0, i64::from)) || stack.wharf(&["status"]).status.code() == Some(1)).then_some(()));
+    eventually("the control plane to die", Duration::from_secs(10), || {
+        (!alive(stack.control_pid().map_or(0, i64::from))
+            || stack.wharf(&["status"]).status.code() == Some(1))
+        .then_some(())
+    });
     let output = stack.wharf(&["down"]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(pids.iter().all(|pid| !alive(*pid)));
     assert_eq!(actions(&stack.ledger(), "instance.stop").len(), 3);
 }
@@ -402,20 +565,49 @@ services:
 "#
     ));
     let output = stack.up();
-    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let missing = stack.service("missing");
     assert_eq!(missing["state"], "failed");
-    assert!(missing["reason"].as_str().unwrap().contains("command not found: `no-such-binary-wharf`"), "{missing}");
+    assert!(
+        missing["reason"]
+            .as_str()
+            .unwrap()
+            .contains("command not found: `no-such-binary-wharf`"),
+        "{missing}"
+    );
     let clash = stack.service("clash");
     assert_eq!(clash["state"], "failed");
-    assert!(clash["reason"].as_str().unwrap().contains(&format!("port {taken_port} is already in use")), "{clash}");
+    assert!(
+        clash["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("port {taken_port} is already in use")),
+        "{clash}"
+    );
     assert_eq!(stack.service("good")["state"], "running");
-    for args in [&["restart", "nope"][..], &["down", "nope"], &["logs", "nope"]] {
+    for args in [
+        &["restart", "nope"][..],
+        &["down", "nope"],
+        &["logs", "nope"],
+    ] {
         let output = stack.wharf(args);
         assert_eq!(output.status.code(), Some(2), "{args:?}");
-        assert!(String::from_utf8_lossy(&output.stderr).contains("unknown service `nope`"), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("unknown service `nope`"),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
-    assert_eq!(stack.service("good")["state"], "running", "still unaffected");
+    assert_eq!(
+        stack.service("good")["state"],
+        "running",
+        "still unaffected"
+    );
     drop(taken);
 }
 

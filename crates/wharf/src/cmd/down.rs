@@ -22,7 +22,9 @@ pub struct DownArgs {
 
 pub fn run(global: &Global, args: &DownArgs) -> anyhow::Result<ExitStatus> {
     let state_dir = global.state_dir();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let body = json!({"service": args.service});
         match client::call_ok(&state_dir, "POST", "/v1/down", Some(body)).await {
@@ -37,7 +39,9 @@ pub fn run(global: &Global, args: &DownArgs) -> anyhow::Result<ExitStatus> {
                 eprintln!("error: {err}");
                 Ok(ExitStatus::Invalid)
             }
-            Err(err) if err.is::<NotRunning>() => stop_recorded(&state_dir, args.service.as_deref()).await,
+            Err(err) if err.is::<NotRunning>() => {
+                stop_recorded(&state_dir, args.service.as_deref()).await
+            }
             Err(err) => Err(err),
         }
     })
@@ -53,13 +57,20 @@ async fn wait_for_exit(state_dir: &std::path::Path) {
 }
 
 /// Stops what the store says is running, without a control plane.
-async fn stop_recorded(state_dir: &std::path::Path, service: Option<&str>) -> anyhow::Result<ExitStatus> {
+async fn stop_recorded(
+    state_dir: &std::path::Path,
+    service: Option<&str>,
+) -> anyhow::Result<ExitStatus> {
     if !state_dir.join(wharf_store::DB_FILE).exists() {
         eprintln!("nothing to stop: no state in {}", state_dir.display());
         return Ok(ExitStatus::Ok);
     }
     let mut store = Store::open(state_dir)?;
-    let rows: Vec<_> = store.instances()?.into_iter().filter(|r| service.is_none_or(|s| r.service == s)).collect();
+    let rows: Vec<_> = store
+        .instances()?
+        .into_iter()
+        .filter(|r| service.is_none_or(|s| r.service == s))
+        .collect();
     if let (Some(name), true) = (service, rows.is_empty()) {
         eprintln!("error: no instance of service `{name}` is recorded as running");
         return Ok(ExitStatus::Invalid);
@@ -67,7 +78,10 @@ async fn stop_recorded(state_dir: &std::path::Path, service: Option<&str>) -> an
     let actor = crate::cmd::audit::actor();
     let mut stopped = Vec::new();
     for row in rows.iter().rev() {
-        let process = ProcessId { pid: row.pid, start_time: row.start_time };
+        let process = ProcessId {
+            pid: row.pid,
+            start_time: row.start_time,
+        };
         let outcome = stop_instance(process, Duration::from_secs(10)).await;
         stopped.push((row.service.clone(), row.index, row.pid, outcome));
         store.remove_instance(&row.service, row.index)?;
@@ -79,7 +93,13 @@ async fn stop_recorded(state_dir: &std::path::Path, service: Option<&str>) -> an
             StopOutcome::Graceful => "graceful",
             StopOutcome::Killed => "killed after the grace period",
         };
-        let entry = NewEntry::new(jiff::Timestamp::now(), &actor, "instance.stop".parse()?, format!("{service}/{index}"), json!({"pid": pid, "how": how, "without_control_plane": true}))?;
+        let entry = NewEntry::new(
+            jiff::Timestamp::now(),
+            &actor,
+            "instance.stop".parse()?,
+            format!("{service}/{index}"),
+            json!({"pid": pid, "how": how, "without_control_plane": true}),
+        )?;
         ledger.append(entry)?;
         eprintln!("stopped {service}/{index} (pid {pid}, {how})");
     }

@@ -36,13 +36,21 @@ pub fn run(global: &Global, args: &InitArgs) -> anyhow::Result<ExitStatus> {
     }
     let mut file = match options.open(path) {
         Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
-            eprintln!("error: {} already exists; pass --force to overwrite it", path.display());
+            eprintln!(
+                "error: {} already exists; pass --force to overwrite it",
+                path.display()
+            );
             return Ok(ExitStatus::Invalid);
         }
         other => other.with_context(|| format!("cannot create {}", path.display()))?,
     };
-    file.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
-    eprintln!("wrote {}; next: `wharf validate -f {}`", path.display(), path.display());
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!(
+        "wrote {}; next: `wharf validate -f {}`",
+        path.display(),
+        path.display()
+    );
     Ok(ExitStatus::Ok)
 }
 
@@ -53,11 +61,24 @@ fn default_name(path: &std::path::Path) -> anyhow::Result<String> {
         None => std::env::current_dir().context("cannot read the current directory")?,
     };
     let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
-    let raw = dir.file_name().and_then(|n| n.to_str()).unwrap_or("my-stack");
+    let raw = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("my-stack");
     let name: String = raw
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     let name = name.trim_matches('-');
-    Ok(if name.is_empty() { "my-stack".to_owned() } else { name.to_owned() })
+    Ok(if name.is_empty() {
+        "my-stack".to_owned()
+    } else {
+        name.to_owned()
+    })
 }

@@ -45,7 +45,11 @@ pub fn run(global: &Global, args: &LogsArgs) -> anyhow::Result<ExitStatus> {
     }
     let files = instance_logs(&dir, args.instance);
     if files.is_empty() {
-        eprintln!("error: service `{}` has no instance {}", args.service, args.instance.map_or_else(String::new, |n| n.to_string()));
+        eprintln!(
+            "error: service `{}` has no instance {}",
+            args.service,
+            args.instance.map_or_else(String::new, |n| n.to_string())
+        );
         return Ok(ExitStatus::Invalid);
     }
     let mut records: Vec<(String, Record)> = Vec::new();
@@ -62,7 +66,9 @@ pub fn run(global: &Global, args: &LogsArgs) -> anyhow::Result<ExitStatus> {
         print_record(label, record);
     }
     if args.follow {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         let mut follower = Follower::at_end(files);
         runtime.block_on(async move {
             let mut poll = tokio::time::interval(Duration::from_millis(200));
@@ -80,7 +86,14 @@ pub fn run(global: &Global, args: &LogsArgs) -> anyhow::Result<ExitStatus> {
 fn missing_service(global: &Global, service: &str) -> ExitStatus {
     let known = crate::manifest_file::ManifestFile::read(global)
         .ok()
-        .and_then(|m| wharf_manifest::load(&m.source, wharf_manifest::EnvironmentChoice::Base, &|_: &str| None).stack)
+        .and_then(|m| {
+            wharf_manifest::load(
+                &m.source,
+                wharf_manifest::EnvironmentChoice::Base,
+                &|_: &str| None,
+            )
+            .stack
+        })
         .map(|stack| stack.services.keys().cloned().collect::<Vec<_>>());
     match known {
         Some(names) if names.iter().any(|n| n == service) => {
@@ -88,11 +101,17 @@ fn missing_service(global: &Global, service: &str) -> ExitStatus {
             ExitStatus::Failed
         }
         Some(names) => {
-            eprintln!("error: unknown service `{service}`; the stack has: {}", names.join(", "));
+            eprintln!(
+                "error: unknown service `{service}`; the stack has: {}",
+                names.join(", ")
+            );
             ExitStatus::Invalid
         }
         None => {
-            eprintln!("error: no logs for service `{service}` in {}", global.state_dir().display());
+            eprintln!(
+                "error: no logs for service `{service}` in {}",
+                global.state_dir().display()
+            );
             ExitStatus::Invalid
         }
     }
@@ -100,7 +119,11 @@ fn missing_service(global: &Global, service: &str) -> ExitStatus {
 
 /// `(label, path)` of each instance's current log file, by ordinal.
 fn instance_logs(dir: &Path, only: Option<u32>) -> Vec<(String, PathBuf)> {
-    let service = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+    let service = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_owned();
     let mut files: Vec<(u32, PathBuf)> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -113,7 +136,10 @@ fn instance_logs(dir: &Path, only: Option<u32>) -> Vec<(String, PathBuf)> {
         .filter(|(ordinal, _)| only.is_none_or(|n| n == *ordinal))
         .collect();
     files.sort();
-    files.into_iter().map(|(ordinal, path)| (format!("{service}/{ordinal}"), path)).collect()
+    files
+        .into_iter()
+        .map(|(ordinal, path)| (format!("{service}/{ordinal}"), path))
+        .collect()
 }
 
 fn print_record(label: &str, record: &Record) {
@@ -128,9 +154,12 @@ fn parse_since(text: &str) -> Result<jiff::Timestamp, String> {
     if let Ok(time) = text.parse::<jiff::Timestamp>() {
         return Ok(time);
     }
-    let duration = crate::cmd::up::parse_duration(text).map_err(|_| format!("`{text}` is neither an RFC 3339 time nor a duration like `10m`"))?;
+    let duration = crate::cmd::up::parse_duration(text)
+        .map_err(|_| format!("`{text}` is neither an RFC 3339 time nor a duration like `10m`"))?;
     let span = jiff::SignedDuration::try_from(duration).map_err(|e| e.to_string())?;
-    jiff::Timestamp::now().checked_sub(span).map_err(|e| e.to_string())
+    jiff::Timestamp::now()
+        .checked_sub(span)
+        .map_err(|e| e.to_string())
 }
 
 /// Tails log files: remembers how far each was read and notices rotation (the file shrank or
@@ -161,7 +190,9 @@ impl Follower {
         }
         let mut out = Vec::new();
         for (path, (label, offset, inode)) in &mut self.files {
-            let Ok(meta) = std::fs::metadata(path) else { continue };
+            let Ok(meta) = std::fs::metadata(path) else {
+                continue;
+            };
             if meta.ino() != *inode || meta.len() < *offset {
                 *offset = 0;
                 *inode = meta.ino();
@@ -169,15 +200,24 @@ impl Follower {
             if meta.len() == *offset {
                 continue;
             }
-            let Ok(mut file) = std::fs::File::open(&*path) else { continue };
+            let Ok(mut file) = std::fs::File::open(path) else {
+                continue;
+            };
             let mut text = String::new();
-            if file.seek(SeekFrom::Start(*offset)).is_err() || file.read_to_string(&mut text).is_err() {
+            if file.seek(SeekFrom::Start(*offset)).is_err()
+                || file.read_to_string(&mut text).is_err()
+            {
                 continue;
             }
             // Only whole lines; a half-written one is read next time.
             let complete = text.rfind('\n').map_or(0, |i| i + 1);
             *offset += complete as u64;
-            out.extend(text[..complete].lines().filter_map(parse_record).map(|r| (label.clone(), r)));
+            out.extend(
+                text[..complete]
+                    .lines()
+                    .filter_map(parse_record)
+                    .map(|r| (label.clone(), r)),
+            );
         }
         out
     }

@@ -18,11 +18,19 @@ pub struct RenderArgs {
 
 pub fn run(global: &Global, args: &RenderArgs) -> anyhow::Result<ExitStatus> {
     let manifest = ManifestFile::read(global)?;
-    let choice = args.environment.as_deref().map_or(EnvironmentChoice::Default, EnvironmentChoice::Named);
-    let loaded = wharf_manifest::load(&manifest.source, choice, &|name: &str| manifest.variable(name));
+    let choice = args
+        .environment
+        .as_deref()
+        .map_or(EnvironmentChoice::Default, EnvironmentChoice::Named);
+    let loaded = wharf_manifest::load(&manifest.source, choice, &|name: &str| {
+        manifest.variable(name)
+    });
     let Some(stack) = loaded.stack else {
         manifest.print_diagnostics(&loaded.diagnostics, Output::Human)?;
-        eprintln!("{}: not rendered, the manifest has errors", manifest.display);
+        eprintln!(
+            "{}: not rendered, the manifest has errors",
+            manifest.display
+        );
         return Ok(ExitStatus::Invalid);
     };
     // Warnings go to stderr so stdout stays a clean manifest.

@@ -20,7 +20,9 @@ pub struct RestartArgs {
 
 pub fn run(global: &Global, args: &RestartArgs) -> anyhow::Result<ExitStatus> {
     let state_dir = global.state_dir();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let before = jiff::Timestamp::now();
         let path = format!("/v1/services/{}/restart", args.service);
@@ -36,17 +38,34 @@ pub fn run(global: &Global, args: &RestartArgs) -> anyhow::Result<ExitStatus> {
         let mut poll = tokio::time::interval(Duration::from_millis(100));
         loop {
             poll.tick().await;
-            let report: StatusReport = serde_json::from_value(client::call_ok(&state_dir, "GET", "/v1/status", None).await?)?;
-            let Some(service) = report.services.iter().find(|s| s.name == args.service) else { continue };
+            let report: StatusReport = serde_json::from_value(
+                client::call_ok(&state_dir, "GET", "/v1/status", None).await?,
+            )?;
+            let Some(service) = report.services.iter().find(|s| s.name == args.service) else {
+                continue;
+            };
             let fresh = service.instances.iter().all(|i| {
-                i.phase == "running" && i.ready != Some(false) && i.started_at.as_deref().and_then(|t| t.parse::<jiff::Timestamp>().ok()).is_some_and(|t| t >= before)
+                i.phase == "running"
+                    && i.ready != Some(false)
+                    && i.started_at
+                        .as_deref()
+                        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                        .is_some_and(|t| t >= before)
             });
             if fresh && service.instances.len() as u32 == service.desired {
-                eprintln!("restarted {} ({} instance(s))", args.service, service.instances.len());
+                eprintln!(
+                    "restarted {} ({} instance(s))",
+                    args.service,
+                    service.instances.len()
+                );
                 return Ok(ExitStatus::Ok);
             }
             if service.state == "failed" || Instant::now() >= deadline {
-                eprintln!("restart of {} did not finish: {}", args.service, service.reason.as_deref().unwrap_or(&service.state));
+                eprintln!(
+                    "restart of {} did not finish: {}",
+                    args.service,
+                    service.reason.as_deref().unwrap_or(&service.state)
+                );
                 return Ok(ExitStatus::Failed);
             }
         }

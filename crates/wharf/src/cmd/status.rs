@@ -18,7 +18,9 @@ pub struct StatusArgs {
 
 pub fn run(global: &Global, args: &StatusArgs) -> anyhow::Result<ExitStatus> {
     let state_dir = global.state_dir();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         loop {
             let value = match client::call_ok(&state_dir, "GET", "/v1/status", None).await {
@@ -36,7 +38,11 @@ pub fn run(global: &Global, args: &StatusArgs) -> anyhow::Result<ExitStatus> {
             }
             print_report(&report, global.output)?;
             if !args.watch {
-                return Ok(if report.healthy { ExitStatus::Ok } else { ExitStatus::Failed });
+                return Ok(if report.healthy {
+                    ExitStatus::Ok
+                } else {
+                    ExitStatus::Failed
+                });
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
@@ -51,9 +57,24 @@ pub fn print_report(report: &StatusReport, output: Output) -> anyhow::Result<()>
     }
     let mut table = Table::new();
     table.load_preset(UTF8_BORDERS_ONLY);
-    table.set_header(["SERVICE", "VERSION", "STATE", "READY", "RESTARTS", "UPTIME", "PID", "PORT", "LIVE/READY", "LAST EXIT / REASON"]);
+    table.set_header([
+        "SERVICE",
+        "VERSION",
+        "STATE",
+        "READY",
+        "RESTARTS",
+        "UPTIME",
+        "PID",
+        "PORT",
+        "LIVE/READY",
+        "LAST EXIT / REASON",
+    ]);
     for service in &report.services {
-        let ready = if service.state == "external" { "-".to_owned() } else { format!("{}/{}", service.ready, service.desired) };
+        let ready = if service.state == "external" {
+            "-".to_owned()
+        } else {
+            format!("{}/{}", service.ready, service.desired)
+        };
         table.add_row([
             service.name.clone(),
             service.version.clone(),
@@ -73,7 +94,11 @@ pub fn print_report(report: &StatusReport, output: Output) -> anyhow::Result<()>
                 (Some(false), _) => "not ready".to_owned(),
                 (None, _) => "-".to_owned(),
             };
-            let phase = if instance.crash_looping && instance.phase != "running" { "crash-loop".to_owned() } else { instance.phase.clone() };
+            let phase = if instance.crash_looping && instance.phase != "running" {
+                "crash-loop".to_owned()
+            } else {
+                instance.phase.clone()
+            };
             table.add_row([
                 format!("  {}/{}", service.name, instance.ordinal),
                 String::new(),
@@ -84,11 +109,18 @@ pub fn print_report(report: &StatusReport, output: Output) -> anyhow::Result<()>
                 instance.pid.map(|p| p.to_string()).unwrap_or_default(),
                 instance.port.map(|p| p.to_string()).unwrap_or_default(),
                 probe,
-                instance.error.clone().or_else(|| instance.last_exit.clone()).unwrap_or_default(),
+                instance
+                    .error
+                    .clone()
+                    .or_else(|| instance.last_exit.clone())
+                    .unwrap_or_default(),
             ]);
         }
     }
-    println!("stack {} (control plane pid {})", report.stack, report.control_pid);
+    println!(
+        "stack {} (control plane pid {})",
+        report.stack, report.control_pid
+    );
     println!("{table}");
     Ok(())
 }

@@ -44,13 +44,20 @@ pub struct UpArgs {
 
 /// `30s`, `2m`, `500ms`: the manifest's duration syntax.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    text.parse::<wharf_manifest::values::Duration>().map(|d| d.as_std()).map_err(|e| e.0)
+    text.parse::<wharf_manifest::values::Duration>()
+        .map(|d| d.as_std())
+        .map_err(|e| e.0)
 }
 
 pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
     let manifest = ManifestFile::read(global)?;
-    let choice = args.environment.as_deref().map_or(EnvironmentChoice::Default, EnvironmentChoice::Named);
-    let loaded = wharf_manifest::load(&manifest.source, choice, &|name: &str| manifest.variable(name));
+    let choice = args
+        .environment
+        .as_deref()
+        .map_or(EnvironmentChoice::Default, EnvironmentChoice::Named);
+    let loaded = wharf_manifest::load(&manifest.source, choice, &|name: &str| {
+        manifest.variable(name)
+    });
     let Some(stack) = loaded.stack else {
         manifest.print_diagnostics(&loaded.diagnostics, Output::Human)?;
         eprintln!("{}: not started, the manifest has errors", manifest.display);
@@ -66,19 +73,35 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
         }
     };
     let state_dir = absolute(&global.state_dir())?;
-    std::fs::create_dir_all(&state_dir).with_context(|| format!("cannot create {}", state_dir.display()))?;
-    let lock = File::options().create(true).truncate(false).write(true).open(state_dir.join(LOCK_FILE))?;
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("cannot create {}", state_dir.display()))?;
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(state_dir.join(LOCK_FILE))?;
     if lock.try_lock().is_err() {
         let pid = std::fs::read_to_string(state_dir.join(PID_FILE)).unwrap_or_default();
-        eprintln!("wharf is already running this stack (control plane pid {}); see `wharf status`", pid.trim());
+        eprintln!(
+            "wharf is already running this stack (control plane pid {}); see `wharf status`",
+            pid.trim()
+        );
         return Ok(ExitStatus::Ok);
     }
     if args.detach && !args.daemon {
         drop(lock);
         return detach(global, args, &state_dir);
     }
-    let workdir = absolute(manifest.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let workdir = absolute(
+        manifest
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new(".")),
+    )?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(run_control_plane(plan, &state_dir, workdir, !args.daemon))?;
     drop(lock);
     Ok(ExitStatus::Ok)
@@ -88,7 +111,12 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))
 }
 
-async fn run_control_plane(plan: wharf_control::StackPlan, state_dir: &Path, workdir: PathBuf, foreground: bool) -> anyhow::Result<()> {
+async fn run_control_plane(
+    plan: wharf_control::StackPlan,
+    state_dir: &Path,
+    workdir: PathBuf,
+    foreground: bool,
+) -> anyhow::Result<()> {
     if !foreground {
         // A session of its own: the terminal that ran `wharf up -d` can close.
         let _ = rustix::process::setsid();
@@ -96,7 +124,10 @@ async fn run_control_plane(plan: wharf_control::StackPlan, state_dir: &Path, wor
     std::fs::write(state_dir.join(PID_FILE), std::process::id().to_string())?;
     let store = Store::open(state_dir)?;
     // Decisions the control plane takes on its own (restarts, adoptions) are its own acts.
-    let journal = Journal::new(store, format!("wharf-control@{}", crate::cmd::audit::actor()));
+    let journal = Journal::new(
+        store,
+        format!("wharf-control@{}", crate::cmd::audit::actor()),
+    );
     let exe = std::env::current_exe().context("cannot find the wharf binary for the shim")?;
     let config = Config {
         state_dir: state_dir.to_owned(),
@@ -112,9 +143,15 @@ async fn run_control_plane(plan: wharf_control::StackPlan, state_dir: &Path, wor
     let socket = client::socket_path(state_dir);
     let api = tokio::spawn({
         let socket = socket.clone();
-        async move { wharf_server::serve_unix(&socket, handle, async { let _ = api_stopped.await; }).await }
+        async move {
+            wharf_server::serve_unix(&socket, handle, async {
+                let _ = api_stopped.await;
+            })
+            .await
+        }
     });
-    let follower = foreground.then(|| tokio::spawn(crate::cmd::logs::follow_all(state_dir.join("logs"))));
+    let follower =
+        foreground.then(|| tokio::spawn(crate::cmd::logs::follow_all(state_dir.join("logs"))));
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let stop_stack = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -150,9 +187,18 @@ async fn run_control_plane(plan: wharf_control::StackPlan, state_dir: &Path, wor
 fn detach(global: &Global, args: &UpArgs, state_dir: &Path) -> anyhow::Result<ExitStatus> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe()?;
-    let log = File::options().create(true).append(true).open(state_dir.join(LOG_FILE))?;
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(state_dir.join(LOG_FILE))?;
     let mut command = std::process::Command::new(exe);
-    command.arg("up").arg("--daemon").arg("-f").arg(absolute(&global.file)?).arg("--state-dir").arg(state_dir);
+    command
+        .arg("up")
+        .arg("--daemon")
+        .arg("-f")
+        .arg(absolute(&global.file)?)
+        .arg("--state-dir")
+        .arg(state_dir);
     if let Some(env) = &args.environment {
         command.arg("--env").arg(env);
     }
@@ -163,14 +209,19 @@ fn detach(global: &Global, args: &UpArgs, state_dir: &Path) -> anyhow::Result<Ex
         .process_group(0)
         .spawn()
         .context("cannot start the control plane")?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let deadline = Instant::now() + args.wait_timeout;
     let report = runtime.block_on(async {
         let mut poll = tokio::time::interval(Duration::from_millis(100));
         loop {
             poll.tick().await;
             if let Ok(Some(status)) = child.try_wait() {
-                return Err(anyhow::anyhow!("the control plane exited ({status}); see {}", state_dir.join(LOG_FILE).display()));
+                return Err(anyhow::anyhow!(
+                    "the control plane exited ({status}); see {}",
+                    state_dir.join(LOG_FILE).display()
+                ));
             }
             if let Ok(value) = client::call_ok(state_dir, "GET", "/v1/status", None).await {
                 let report: StatusReport = serde_json::from_value(value)?;
@@ -178,11 +229,22 @@ fn detach(global: &Global, args: &UpArgs, state_dir: &Path) -> anyhow::Result<Ex
                     return Ok(report);
                 }
             } else if Instant::now() >= deadline {
-                return Err(anyhow::anyhow!("the control plane did not answer within {:?}", args.wait_timeout));
+                return Err(anyhow::anyhow!(
+                    "the control plane did not answer within {:?}",
+                    args.wait_timeout
+                ));
             }
         }
     })?;
     crate::cmd::status::print_report(&report, global.output)?;
-    eprintln!("control plane pid {} detached; logs: {}", child.id(), state_dir.join(LOG_FILE).display());
-    Ok(if report.healthy { ExitStatus::Ok } else { ExitStatus::Failed })
+    eprintln!(
+        "control plane pid {} detached; logs: {}",
+        child.id(),
+        state_dir.join(LOG_FILE).display()
+    );
+    Ok(if report.healthy {
+        ExitStatus::Ok
+    } else {
+        ExitStatus::Failed
+    })
 }

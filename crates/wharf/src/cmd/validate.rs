@@ -18,7 +18,10 @@ pub fn run(global: &Global, args: &ValidateArgs) -> anyhow::Result<ExitStatus> {
     let manifest = ManifestFile::read(global)?;
     let variables = |name: &str| manifest.variable(name);
     let diagnostics = match &args.environment {
-        Some(name) => wharf_manifest::load(&manifest.source, EnvironmentChoice::Named(name), &variables).diagnostics,
+        Some(name) => {
+            wharf_manifest::load(&manifest.source, EnvironmentChoice::Named(name), &variables)
+                .diagnostics
+        }
         None => wharf_manifest::check_all(&manifest.source, &variables),
     };
     manifest.print_diagnostics(&diagnostics, global.output)?;
@@ -26,16 +29,26 @@ pub fn run(global: &Global, args: &ValidateArgs) -> anyhow::Result<ExitStatus> {
     let warnings = diagnostics.len() - errors;
     if global.output == Output::Human {
         if errors > 0 {
-            eprintln!("{}: {errors} error(s), {warnings} warning(s)", manifest.display);
+            eprintln!(
+                "{}: {errors} error(s), {warnings} warning(s)",
+                manifest.display
+            );
         } else {
             let checked = match &args.environment {
                 Some(name) => format!("environment {name}"),
                 None => describe_environments(&environment_names(&manifest.source)),
             };
-            println!("{}: valid ({checked}; {warnings} warning(s))", manifest.display);
+            println!(
+                "{}: valid ({checked}; {warnings} warning(s))",
+                manifest.display
+            );
         }
     }
-    Ok(if errors > 0 { ExitStatus::Invalid } else { ExitStatus::Ok })
+    Ok(if errors > 0 {
+        ExitStatus::Invalid
+    } else {
+        ExitStatus::Ok
+    })
 }
 
 fn describe_environments(names: &[String]) -> String {
