@@ -31,6 +31,9 @@ pub enum LedgerError {
     SizeOutOfRange { size: u64, current: u64 },
 }
 
+/// How often an append is tried when other writers keep winning the race.
+const APPEND_ATTEMPTS: u32 = 5;
+
 /// A checkpoint with the signed note it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedCheckpoint {
@@ -94,22 +97,37 @@ impl<S: Storage> Ledger<S> {
         Ok(entries.remove(0))
     }
 
-    /// Appends entries in one storage transaction: all of them or none.
+    /// Appends entries in one storage transaction: all of them or none. If another writer
+    /// appended in between (a second process), the batch is renumbered and retried.
     pub fn append_batch(&mut self, batch: Vec<NewEntry>) -> Result<Vec<Entry>, LedgerError> {
+        let mut entries: Vec<Entry> = batch.into_iter().map(|entry| entry.at(0)).collect();
+        let mut attempt = 1;
+        loop {
+            match self.try_append(&mut entries) {
+                Err(LedgerError::Storage(error))
+                    if error.is_conflict() && attempt < APPEND_ATTEMPTS =>
+                {
+                    tracing::debug!(attempt, %error, "ledger append conflict; retrying");
+                    attempt += 1;
+                }
+                result => return result.map(|()| entries),
+            }
+        }
+    }
+
+    /// One append attempt at the current size: numbers the entries, computes the new nodes
+    /// from the stored frontier (O(log n) reads) and hands both to storage.
+    fn try_append(&mut self, entries: &mut [Entry]) -> Result<(), LedgerError> {
         let size = self.size()?;
         let mut frontier = Frontier::load(size, &|id| self.stored_node(id))?;
-        let entries: Vec<Entry> = batch
-            .into_iter()
-            .zip(size..)
-            .map(|(entry, seq)| entry.at(seq))
-            .collect();
         let mut nodes = Vec::with_capacity(entries.len() * 2);
-        for entry in &entries {
+        for (entry, seq) in entries.iter_mut().zip(size..) {
+            entry.seq = seq;
             frontier.push(entry.leaf_hash(), &mut |id, hash| nodes.push((id, hash)));
         }
-        self.storage.append(&entries, &nodes)?;
+        self.storage.append(entries, &nodes)?;
         tracing::debug!(first = size, count = entries.len(), "ledger append");
-        Ok(entries)
+        Ok(())
     }
 
     /// Signs and stores a checkpoint of the whole tree as it is now.

@@ -16,6 +16,7 @@ pub struct StorageError {
     context: String,
     #[source]
     source: Option<Box<dyn Error + Send + Sync>>,
+    conflict: bool,
 }
 
 impl StorageError {
@@ -27,6 +28,7 @@ impl StorageError {
         Self {
             context: context.into(),
             source: Some(source.into()),
+            conflict: false,
         }
     }
 
@@ -35,7 +37,22 @@ impl StorageError {
         Self {
             context: context.into(),
             source: None,
+            conflict: false,
         }
+    }
+
+    /// Another writer appended first: the ledger recomputes and retries.
+    pub fn conflict(context: impl Into<String>) -> Self {
+        Self {
+            context: context.into(),
+            source: None,
+            conflict: true,
+        }
+    }
+
+    /// Whether this is an append conflict (see [`Storage::append`]).
+    pub fn is_conflict(&self) -> bool {
+        self.conflict
     }
 }
 
@@ -48,8 +65,9 @@ pub struct StoredCheckpoint {
 
 /// What the ledger needs from a database.
 ///
-/// Invariant: `append` is atomic (all entries and nodes, or nothing) and refuses to write if
-/// the stored size is no longer `entries[0].seq`, so two writers can never interleave.
+/// Invariant: `append` is atomic (all entries and nodes, or nothing) and refuses to write, with
+/// a [`StorageError::conflict`], if the stored size is no longer `entries[0].seq`: two
+/// writers can never interleave, and the ledger retries the loser on the new tree.
 pub trait Storage {
     /// The number of entries (one more than the highest seq).
     fn size(&self) -> Result<u64, StorageError>;
@@ -97,7 +115,7 @@ impl Storage for MemoryStorage {
     fn append(&mut self, entries: &[Entry], nodes: &[(NodeId, Hash)]) -> Result<(), StorageError> {
         let size = self.size()?;
         if entries.first().is_some_and(|e| e.seq != size) {
-            return Err(StorageError::msg(format!(
+            return Err(StorageError::conflict(format!(
                 "another writer appended: size is now {size}"
             )));
         }

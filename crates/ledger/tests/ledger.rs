@@ -119,3 +119,67 @@ fn a_rewritten_history_fails_against_a_saved_checkpoint() {
             .is_ok()
     );
 }
+
+/// Storage whose first append loses the race to another writer that appends `sneak`.
+struct Racing {
+    inner: MemoryStorage,
+    sneak: Option<NewEntry>,
+}
+
+impl wharf_ledger::Storage for Racing {
+    fn size(&self) -> Result<u64, wharf_ledger::StorageError> {
+        self.inner.size()
+    }
+    fn node(
+        &self,
+        id: wharf_ledger::NodeId,
+    ) -> Result<Option<wharf_ledger::Hash>, wharf_ledger::StorageError> {
+        self.inner.node(id)
+    }
+    fn append(
+        &mut self,
+        entries: &[wharf_ledger::Entry],
+        nodes: &[(wharf_ledger::NodeId, wharf_ledger::Hash)],
+    ) -> Result<(), wharf_ledger::StorageError> {
+        if let Some(sneak) = self.sneak.take() {
+            let mut other = Ledger::new(std::mem::take(&mut self.inner));
+            other.append(sneak).unwrap();
+            self.inner = std::mem::take(other.storage_mut());
+        }
+        self.inner.append(entries, nodes)
+    }
+    fn scan_entries(
+        &self,
+        visit: &mut dyn FnMut(wharf_ledger::RawEntry),
+    ) -> Result<(), wharf_ledger::StorageError> {
+        self.inner.scan_entries(visit)
+    }
+    fn scan_nodes(
+        &self,
+        visit: &mut dyn FnMut(wharf_ledger::NodeId, &[u8]),
+    ) -> Result<(), wharf_ledger::StorageError> {
+        self.inner.scan_nodes(visit)
+    }
+    fn add_checkpoint(
+        &mut self,
+        checkpoint: &StoredCheckpoint,
+    ) -> Result<(), wharf_ledger::StorageError> {
+        self.inner.add_checkpoint(checkpoint)
+    }
+    fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, wharf_ledger::StorageError> {
+        self.inner.checkpoints()
+    }
+}
+
+#[test]
+fn an_append_that_loses_a_race_is_renumbered_and_retried() {
+    let (base, key) = ledger(5);
+    let mut ledger = Ledger::new(Racing {
+        inner: base.storage().clone(),
+        sneak: Some(entry(99)),
+    });
+    let appended = ledger.append_batch(vec![entry(5), entry(6)]).unwrap();
+    assert_eq!(appended.iter().map(|e| e.seq).collect::<Vec<_>>(), [6, 7]);
+    assert_eq!(ledger.verify(&key.verifier()).unwrap().failure, None);
+    assert_eq!(ledger.size().unwrap(), 8);
+}

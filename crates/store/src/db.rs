@@ -90,16 +90,18 @@ impl Store {
     /// WAL lets readers (a dashboard, `audit log`) run beside the writer. `synchronous=FULL`
     /// fsyncs the WAL at every commit: in WAL mode the default NORMAL may lose the last
     /// commits on power loss, and an audit entry that was acknowledged must never vanish.
+    /// The busy timeout comes first so that concurrent openers wait for each other.
     fn configure(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(sqlite(&self.path, "cannot configure"))?;
         let mode: String = self
             .conn
             .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
             .map_err(sqlite(&self.path, "cannot read the database (corrupt?)"))?;
         tracing::trace!(mode, "journal mode");
         self.conn
-            .execute_batch(
-                "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
-            )
+            .execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
             .map_err(sqlite(&self.path, "cannot configure"))
     }
 

@@ -65,6 +65,8 @@ fn check_mode(_path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Writes the key to a private temp file, then hard-links it into place: the link either
+/// appears complete or fails because another process won the race, whose key is then used.
 fn create(state_dir: &Path, path: &Path, origin: &str) -> Result<SignerKey, StoreError> {
     std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Io {
         path: state_dir.to_owned(),
@@ -74,6 +76,28 @@ fn create(state_dir: &Path, path: &Path, origin: &str) -> Result<SignerKey, Stor
     let mut seed = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut seed);
     let signer = SignerKey::from_seed(origin, seed).map_err(|e| key_error(path, e.to_string()))?;
+    let temp = state_dir.join(format!("{KEY_FILE}.{}.tmp", std::process::id()));
+    write_private(&temp, &signer.to_private_string())?;
+    let linked = std::fs::hard_link(&temp, path);
+    let _ = std::fs::remove_file(&temp);
+    match linked {
+        Ok(()) => {
+            tracing::info!(path = %path.display(), origin, "ledger key created");
+            Ok(signer)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            load_or_create_signer(state_dir, || origin.to_owned())
+        }
+        Err(source) => Err(StoreError::Io {
+            path: path.to_owned(),
+            action: "cannot create the ledger key",
+            source,
+        }),
+    }
+}
+
+/// Creates `path` with mode 0600 (from the start, never wider) and syncs it.
+fn write_private(path: &Path, text: &str) -> Result<(), StoreError> {
     let io = |action| {
         move |source| StoreError::Io {
             path: path.to_owned(),
@@ -82,14 +106,12 @@ fn create(state_dir: &Path, path: &Path, origin: &str) -> Result<SignerKey, Stor
         }
     };
     let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options
         .open(path)
         .map_err(io("cannot create the ledger key"))?;
-    writeln!(file, "{}", signer.to_private_string()).map_err(io("cannot write the ledger key"))?;
-    file.sync_all().map_err(io("cannot sync the ledger key"))?;
-    tracing::info!(path = %path.display(), origin, "ledger key created");
-    Ok(signer)
+    writeln!(file, "{text}").map_err(io("cannot write the ledger key"))?;
+    file.sync_all().map_err(io("cannot sync the ledger key"))
 }

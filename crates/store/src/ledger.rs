@@ -168,7 +168,7 @@ impl Storage for Store {
             .map_err(self.storage_error("cannot append to the ledger"))?
         {
             Ok(()) => Ok(()),
-            Err(size) => Err(StorageError::msg(format!(
+            Err(size) => Err(StorageError::conflict(format!(
                 "{path}: another writer appended to the ledger (size is now {size}); retry"
             ))),
         }
