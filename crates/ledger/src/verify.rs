@@ -253,7 +253,9 @@ impl<S: Storage> Ledger<S> {
         let mut seen: Vec<Vec<bool>> = tree.levels.iter().map(|l| vec![false; l.len()]).collect();
         self.storage().scan_nodes(&mut |id, stored| {
             let Some(hash) = tree.node(id) else {
-                let recorded = (id.index + 1) << id.level;
+                let recorded = (id.index.saturating_add(1))
+                    .checked_shl(u32::from(id.level))
+                    .unwrap_or(u64::MAX);
                 first.add(Mismatch::TailMissing {
                     seq: tree.size(),
                     recorded,

@@ -204,12 +204,18 @@ impl Storage for Store {
             .next()
             .map_err(self.storage_error("cannot read tree nodes"))?
         {
-            let read = |row: &Row<'_>| -> rusqlite::Result<(u8, i64, Vec<u8>)> {
+            let read = |row: &Row<'_>| -> rusqlite::Result<(i64, i64, Vec<u8>)> {
                 Ok((row.get(0)?, row.get(1)?, bytes(row, 2)?))
             };
             let (level, index, hash) =
                 read(row).map_err(self.storage_error("cannot read a tree node"))?;
-            visit(NodeId::new(level, index as u64), &hash);
+            // A tampered level or index out of range still reaches verification, as a node
+            // that belongs to no tree, instead of aborting the scan.
+            let level = u8::try_from(level).unwrap_or(u8::MAX);
+            visit(
+                NodeId::new(level, u64::try_from(index).unwrap_or(u64::MAX)),
+                &hash,
+            );
         }
         Ok(())
     }

@@ -344,3 +344,11 @@ fn concurrent_writers_never_interleave_or_lose_entries() {
         .success()
         .stdout(predicate::str::contains("ok: 8 entries"));
 }
+
+#[test]
+fn tamper_absurd_node_rows_are_findings_not_crashes() {
+    let f = Fixture::new(4);
+    f.sql("INSERT INTO ledger_nodes (level, idx, hash) VALUES (300, -5, x'00'), (63, 9, 'text')");
+    let out = f.verify_fails();
+    assert!(out.contains("entries from seq 4 on are missing"), "{out}");
+}
