@@ -458,6 +458,10 @@ impl ControlPlane {
                 "service `{name}` is external: wharf does not run it"
             ));
         }
+        // Instances that ended for good are replaced by fresh ones.
+        service
+            .instances
+            .retain(|_, i| !matches!(i.phase, Phase::Failed | Phase::Exited));
         let mut count = 0;
         for instance in service
             .instances
@@ -535,30 +539,43 @@ impl ControlPlane {
         }
         self.settle_probeless(index);
         self.replace_outdated(index);
-        let service = &self.services[index];
-        let active = service.instances.values().filter(|i| i.is_active()).count() as u32;
-        let surging = service
-            .instances
-            .values()
-            .any(|i| !i.outdated && i.is_running() && !i.ready);
-        let outdated_running = service
-            .instances
-            .values()
-            .filter(|i| i.outdated && i.phase == Phase::Running)
-            .count();
-        // Recreate (public port bound directly): the old instance must be gone first.
-        let blocked = service.plan.binds_public_port() && outdated_running > 0;
-        if active < service.plan.replicas
-            && !blocked
-            && !(surging && outdated_running > 0)
-            && waiting.is_none()
-        {
+        // Start what is missing, all in this pass (a rolling restart adds one at a time).
+        loop {
+            let service = &self.services[index];
+            let active = service.instances.values().filter(|i| i.is_active()).count() as u32;
+            let surging = service
+                .instances
+                .values()
+                .any(|i| !i.outdated && i.is_running() && !i.ready);
+            let outdated_running = service
+                .instances
+                .values()
+                .filter(|i| i.outdated && i.phase == Phase::Running)
+                .count();
+            let rolling = outdated_running > 0;
+            // Recreate (public port bound directly): the old instance must be gone first.
+            let blocked = service.plan.binds_public_port() && rolling;
+            if active >= service.plan.replicas
+                || blocked
+                || (rolling && surging)
+                || waiting.is_some()
+            {
+                break;
+            }
             let ordinal = self.services[index].allocate_ordinal();
             let port = self.allocate_port(index);
             self.services[index]
                 .instances
                 .insert(ordinal, Instance::new(ordinal, port));
             self.start_instance(index, ordinal).await;
+            if rolling
+                || self.services[index]
+                    .instances
+                    .get(&ordinal)
+                    .is_some_and(|i| i.phase == Phase::Failed)
+            {
+                break;
+            }
         }
     }
 

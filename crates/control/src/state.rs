@@ -104,9 +104,11 @@ impl Instance {
         self.phase == Phase::Running
     }
 
-    /// Counts toward the desired replicas: running, or about to run again.
+    /// Holds one of the desired replicas: running, about to run again, or ended in a way
+    /// that is not replaced automatically (failed to start, or exited under `restart: never`);
+    /// only a stop or an outdated mark frees the slot.
     pub fn is_active(&self) -> bool {
-        matches!(self.phase, Phase::Running | Phase::Backoff { .. }) && !self.outdated
+        self.phase != Phase::Stopping && !self.outdated
     }
 
     pub fn abort_tasks(&mut self) {

@@ -497,21 +497,42 @@ fn down_stops_everything_and_leaves_no_process_behind() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    for pid in pids.iter().chain([&control]) {
+    for pid in &pids {
         assert!(!alive(*pid), "pid {pid} still runs");
     }
-    // Nothing anywhere in the process table still runs from this stack's directory.
-    let marker = stack.path().display().to_string();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            assert!(
-                !cmdline.contains(&marker)
-                    || !alive(entry.file_name().to_str().unwrap().parse().unwrap_or(0)),
-                "left behind: {cmdline}"
-            );
-        }
-    }
+    eventually("the control plane to exit", Duration::from_secs(10), || {
+        (!alive(control)).then_some(())
+    });
+    // Nothing anywhere in the process table still works in this stack's directory: the
+    // control plane, the shims and the instances all run there.
+    let dir = std::fs::canonicalize(stack.path()).unwrap();
+    let leftovers = || -> Vec<String> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|entry| {
+                std::fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(&dir))
+            })
+            .filter(|entry| {
+                entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|p| p.parse().ok())
+                    .is_some_and(alive)
+            })
+            .map(|entry| {
+                String::from_utf8_lossy(
+                    &std::fs::read(entry.path().join("cmdline")).unwrap_or_default(),
+                )
+                .replace('\0', " ")
+            })
+            .collect()
+    };
+    eventually(
+        "every process of the stack to be gone",
+        Duration::from_secs(10),
+        || leftovers().is_empty().then_some(()),
+    );
     let ledger = stack.ledger();
     assert_eq!(actions(&ledger, "instance.stopped").len(), 4);
     // Dependents stop first: worker, then api, then db.
@@ -608,7 +629,52 @@ services:
         "running",
         "still unaffected"
     );
+    // A start that failed is not retried in a loop: one instance, one ledger entry each.
+    assert_eq!(
+        stack.service("missing")["instances"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let failures = actions(&stack.ledger(), "instance.start_failed");
+    assert_eq!(failures.len(), 2, "{failures:?}");
     drop(taken);
+}
+
+#[test]
+fn restart_never_leaves_a_finished_service_down() {
+    let stack = Stack::new(
+        r#"
+name: once
+services:
+  migrate:
+    command: [sh, -c, "echo migrated"]
+    restart: never
+  web:
+    command: [TESTBED, --port, "${PORT}"]
+"#,
+    );
+    stack.up();
+    let migrate = eventually("migrate to finish", Duration::from_secs(20), || {
+        let service = stack.service("migrate");
+        (service["state"] == "exited").then_some(service)
+    });
+    assert_eq!(migrate["instances"][0]["last_exit"], "exit code 0");
+    assert_eq!(migrate["restarts"], 0);
+    assert_eq!(stack.service("web")["state"], "running");
+    let ledger = stack.ledger();
+    let starts = actions(&ledger, "instance.start")
+        .into_iter()
+        .filter(|e| e["target"] == "migrate/0")
+        .count();
+    assert_eq!(starts, 1);
+    assert_eq!(
+        actions(&ledger, "instance.exit")[0]["details"]["restart"],
+        false
+    );
+    let logs = String::from_utf8(stack.wharf(&["logs", "migrate"]).stdout).unwrap();
+    assert!(logs.contains("migrate/0 | migrated"), "{logs}");
 }
 
 #[test]
