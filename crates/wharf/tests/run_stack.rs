@@ -685,3 +685,104 @@ fn up_refuses_a_broken_manifest_and_starts_nothing() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("did you mean `replicas`?"));
     assert!(!stack.path().join(".wharf/control.pid").exists());
 }
+
+#[test]
+fn foreground_up_streams_logs_and_ctrl_c_stops_the_stack() {
+    let stack = Stack::new(
+        r#"
+name: fg
+services:
+  web:
+    command: [TESTBED, --port, "${PORT}", --version, "7.7.7"]
+    replicas: 2
+"#,
+    );
+    let mut child = Command::new(wharf_bin())
+        .arg("up")
+        .current_dir(stack.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pids = eventually("both instances running", Duration::from_secs(30), || {
+        let output = stack.wharf(&["status", "--output", "json"]);
+        let status: Value = serde_json::from_slice(&output.stdout).ok()?;
+        (status["services"][0]["running"] == 2).then(|| stack.pids())
+    });
+    let interrupt = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupt.success());
+    let exit = eventually("wharf up to exit", Duration::from_secs(30), || {
+        child.try_wait().unwrap()
+    });
+    assert!(exit.success(), "{exit}");
+    assert!(
+        pids.iter().all(|pid| !alive(*pid)),
+        "Ctrl-C stopped every instance"
+    );
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    assert!(
+        stdout.contains("web/0 | listening on 127.0.0.1:"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("web/1 | listening on 127.0.0.1:"),
+        "{stdout}"
+    );
+    assert_eq!(actions(&stack.ledger(), "stack.down").len(), 1);
+}
+
+#[test]
+fn the_tcp_api_requires_the_bearer_token() {
+    let stack =
+        Stack::new("name: api\nservices:\n  web:\n    command: [TESTBED, --port, \"${PORT}\"]\n");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let without = Command::new(wharf_bin())
+        .args(["up", "-d", "--api-listen", &listen])
+        .current_dir(stack.path())
+        .env_remove("WHARF_API_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(without.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&without.stderr).contains("WHARF_API_TOKEN"));
+    let token = "a-token-of-enough-length";
+    let up = Command::new(wharf_bin())
+        .args(["up", "-d", "--api-listen", &listen])
+        .current_dir(stack.path())
+        .env("WHARF_API_TOKEN", token)
+        .output()
+        .unwrap();
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let request = |auth: Option<&str>| {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let header = auth
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        write!(
+            stream,
+            "GET /v1/status HTTP/1.1\r\nHost: t\r\n{header}Connection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = String::new();
+        stream.read_to_string(&mut raw).unwrap();
+        raw
+    };
+    assert!(request(None).starts_with("HTTP/1.1 401"));
+    assert!(request(Some("wrong-token-of-same-len!")).starts_with("HTTP/1.1 401"));
+    let ok = request(Some(token));
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    assert!(ok.contains("\"stack\":\"api\""));
+}

@@ -232,8 +232,8 @@ impl Follower {
 }
 
 /// Streams every instance's new output to stdout, `service/N | line`, as `wharf up` does in
-/// the foreground. Runs until aborted.
-pub async fn follow_all(root: PathBuf) {
+/// the foreground, until `stop` turns true; then prints what is left and returns.
+pub async fn follow_all(root: PathBuf, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut existing = Vec::new();
     for service_dir in std::fs::read_dir(&root).into_iter().flatten().flatten() {
         existing.extend(instance_logs(&service_dir.path(), None));
@@ -242,9 +242,15 @@ pub async fn follow_all(root: PathBuf) {
     follower.root = Some(root);
     let mut poll = tokio::time::interval(Duration::from_millis(200));
     loop {
-        poll.tick().await;
+        let stopping = tokio::select! {
+            _ = poll.tick() => false,
+            _ = stop.wait_for(|stop| *stop) => true,
+        };
         for (label, record) in follower.poll() {
             print_record(&label, &record);
+        }
+        if stopping {
+            return;
         }
     }
 }

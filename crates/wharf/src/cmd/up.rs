@@ -37,6 +37,10 @@ pub struct UpArgs {
     /// With -d: how long to wait for the stack to settle.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     pub wait_timeout: Duration,
+    /// Also serve the API on TCP at ADDR (e.g. 127.0.0.1:7400); every request must carry
+    /// `Authorization: Bearer $WHARF_API_TOKEN` (at least 16 characters).
+    #[arg(long, value_name = "ADDR")]
+    pub api_listen: Option<std::net::SocketAddr>,
     /// Internal: this process is the detached control plane.
     #[arg(long, hide = true)]
     pub daemon: bool,
@@ -72,6 +76,16 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
             return Ok(ExitStatus::Invalid);
         }
     };
+    let api_token = match (&args.api_listen, std::env::var("WHARF_API_TOKEN")) {
+        (None, _) => None,
+        (Some(_), Ok(token)) if token.len() >= 16 => Some(token),
+        (Some(addr), _) => {
+            eprintln!(
+                "error: --api-listen {addr} needs WHARF_API_TOKEN set to a token of at least 16 characters"
+            );
+            return Ok(ExitStatus::Invalid);
+        }
+    };
     let state_dir = absolute(&global.state_dir())?;
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("cannot create {}", state_dir.display()))?;
@@ -102,7 +116,14 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(run_control_plane(plan, &state_dir, workdir, !args.daemon))?;
+    let tcp = args.api_listen.zip(api_token);
+    runtime.block_on(run_control_plane(
+        plan,
+        &state_dir,
+        workdir,
+        !args.daemon,
+        tcp,
+    ))?;
     drop(lock);
     Ok(ExitStatus::Ok)
 }
@@ -116,6 +137,7 @@ async fn run_control_plane(
     state_dir: &Path,
     workdir: PathBuf,
     foreground: bool,
+    tcp: Option<(std::net::SocketAddr, String)>,
 ) -> anyhow::Result<()> {
     if !foreground {
         // A session of its own: the terminal that ran `wharf up -d` can close.
@@ -147,19 +169,35 @@ async fn run_control_plane(
         log_keep: 3,
     };
     let (control, handle) = ControlPlane::new(plan, config, journal);
-    let (api_stop, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (api_stop, api_stopped) = tokio::sync::watch::channel(false);
+    let stopped = move |mut receiver: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = receiver.wait_for(|stop| *stop).await;
+    };
     let socket = client::socket_path(state_dir);
-    let api = tokio::spawn({
-        let socket = socket.clone();
-        async move {
-            wharf_server::serve_unix(&socket, handle, async {
-                let _ = api_stopped.await;
-            })
-            .await
-        }
+    let mut servers = tokio::task::JoinSet::new();
+    servers.spawn({
+        let (socket, handle, shutdown) =
+            (socket.clone(), handle.clone(), stopped(api_stopped.clone()));
+        async move { wharf_server::serve_unix(&socket, handle, shutdown).await }
     });
-    let follower =
-        foreground.then(|| tokio::spawn(crate::cmd::logs::follow_all(state_dir.join("logs"))));
+    if let Some((addr, token)) = tcp {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot serve the API on {addr}"))?;
+        tracing::info!(%addr, "API on TCP (bearer token required)");
+        servers.spawn(wharf_server::serve_tcp(
+            listener,
+            handle,
+            token,
+            stopped(api_stopped.clone()),
+        ));
+    }
+    let follower = foreground.then(|| {
+        tokio::spawn(crate::cmd::logs::follow_all(
+            state_dir.join("logs"),
+            api_stopped.clone(),
+        ))
+    });
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let stop_stack = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -181,10 +219,10 @@ async fn run_control_plane(
             _ = terminate.recv() => tracing::info!("SIGTERM: leaving the stack running for the next control plane"),
         }
     }
-    let _ = api_stop.send(());
-    let _ = api.await;
+    let _ = api_stop.send(true);
+    while servers.join_next().await.is_some() {}
     if let Some(follower) = follower {
-        follower.abort();
+        let _ = follower.await;
     }
     let _ = std::fs::remove_file(&socket);
     let _ = std::fs::remove_file(state_dir.join(PID_FILE));
@@ -209,6 +247,9 @@ fn detach(global: &Global, args: &UpArgs, state_dir: &Path) -> anyhow::Result<Ex
         .arg(state_dir);
     if let Some(env) = &args.environment {
         command.arg("--env").arg(env);
+    }
+    if let Some(addr) = &args.api_listen {
+        command.arg("--api-listen").arg(addr.to_string());
     }
     let mut child = command
         .stdin(std::process::Stdio::null())
