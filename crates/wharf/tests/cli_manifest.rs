@@ -159,7 +159,7 @@ fn render_applies_the_overlay_and_keeps_secrets_symbolic() {
         .args(["render", "--env", "prod", "-f"])
         .arg(example())
         .env("LOG_LEVEL", "debug")
-        .env("DB_PASSWORD", "hunter2-must-not-appear")
+        .env("PAGER_URL", "hunter2-must-not-appear")
         .output()
         .unwrap();
     assert_eq!(
@@ -174,7 +174,7 @@ fn render_applies_the_overlay_and_keeps_secrets_symbolic() {
     // The overlay's env wins over the base's interpolated default.
     assert!(text.contains("LOG_LEVEL: warn"), "{text}");
     assert!(
-        text.contains("DB_PASSWORD: ${secret:DB_PASSWORD}"),
+        text.contains("url: ${secret:PAGER_URL}"),
         "{text}"
     );
     assert!(!text.contains("hunter2"), "{text}");
