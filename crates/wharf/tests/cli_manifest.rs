@@ -173,10 +173,7 @@ fn render_applies_the_overlay_and_keeps_secrets_symbolic() {
     assert!(text.contains("replicas: 3"), "{text}");
     // The overlay's env wins over the base's interpolated default.
     assert!(text.contains("LOG_LEVEL: warn"), "{text}");
-    assert!(
-        text.contains("url: ${secret:PAGER_URL}"),
-        "{text}"
-    );
+    assert!(text.contains("url: ${secret:PAGER_URL}"), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
     // Instance variables stay for the runtime to fill.
     assert!(text.contains("${PORT}"), "{text}");
