@@ -24,12 +24,13 @@ pub(crate) struct Fields<'n> {
 }
 
 impl<'n> Fields<'n> {
+    /// The value of `key`. An explicit empty value (`backup:`) is returned too, so the
+    /// decoder reports what it lacks instead of silently treating the key as absent.
     pub fn get(&self, key: &str) -> Option<&'n Node> {
         self.entries
             .iter()
             .find(|(k, _)| k.as_str() == Some(key))
             .map(|(_, v)| *v)
-            .filter(|v| v.kind != NodeKind::Null)
     }
 
     /// The value of `key`, or an error at the mapping saying it is missing.
