@@ -565,7 +565,11 @@ fn down_without_a_control_plane_stops_the_recorded_instances() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(pids.iter().all(|pid| !alive(*pid)));
-    assert_eq!(actions(&stack.ledger(), "instance.stop").len(), 3);
+    let stops: Vec<String> = actions(&stack.ledger(), "instance.stop")
+        .iter()
+        .map(|e| e["target"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(stops, ["worker/0", "api/0", "db/0"], "dependents first");
 }
 
 #[test]

@@ -40,7 +40,8 @@ pub fn run(global: &Global, args: &DownArgs) -> anyhow::Result<ExitStatus> {
                 Ok(ExitStatus::Invalid)
             }
             Err(err) if err.is::<NotRunning>() => {
-                stop_recorded(&state_dir, args.service.as_deref()).await
+                let order = dependency_order(global);
+                stop_recorded(&state_dir, args.service.as_deref(), &order).await
             }
             Err(err) => Err(err),
         }
@@ -56,21 +57,41 @@ async fn wait_for_exit(state_dir: &std::path::Path) {
     }
 }
 
-/// Stops what the store says is running, without a control plane.
+/// The manifest's services, dependencies first, when the manifest can be read; without it
+/// the recorded instances are stopped in reverse order of their names.
+fn dependency_order(global: &Global) -> Vec<String> {
+    let Ok(manifest) = crate::manifest_file::ManifestFile::read(global) else {
+        return Vec::new();
+    };
+    let choice = wharf_manifest::EnvironmentChoice::Default;
+    wharf_manifest::load(&manifest.source, choice, &|name: &str| {
+        manifest.variable(name)
+    })
+    .stack
+    .map(|stack| wharf_control::plan::dependency_order(&stack))
+    .unwrap_or_default()
+}
+
+/// Stops what the store says is running, without a control plane, dependents first.
 async fn stop_recorded(
     state_dir: &std::path::Path,
     service: Option<&str>,
+    order: &[String],
 ) -> anyhow::Result<ExitStatus> {
     if !state_dir.join(wharf_store::DB_FILE).exists() {
         eprintln!("nothing to stop: no state in {}", state_dir.display());
         return Ok(ExitStatus::Ok);
     }
     let mut store = Store::open(state_dir)?;
-    let rows: Vec<_> = store
+    let mut rows: Vec<_> = store
         .instances()?
         .into_iter()
         .filter(|r| service.is_none_or(|s| r.service == s))
         .collect();
+    let rank = |name: &str| order.iter().position(|n| n == name).unwrap_or(usize::MAX);
+    rows.sort_by(|a, b| {
+        (rank(&a.service), &a.service, a.index).cmp(&(rank(&b.service), &b.service, b.index))
+    });
     if let (Some(name), true) = (service, rows.is_empty()) {
         eprintln!("error: no instance of service `{name}` is recorded as running");
         return Ok(ExitStatus::Invalid);
