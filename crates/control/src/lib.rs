@@ -7,6 +7,7 @@ mod journal;
 pub mod plan;
 pub mod report;
 mod state;
+mod tasks;
 
 pub use control::{Command, Config, ControlPlane, Event, Handle, ProbeKind};
 pub use journal::Journal;

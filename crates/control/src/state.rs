@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use wharf_probe::Outcome;
-use wharf_runtime::{ExitStatus, ProcessId, RestartHistory};
+use wharf_runtime::{ExitStatus, Recorded, RestartHistory};
 
 use crate::plan::ServicePlan;
 
@@ -55,8 +55,8 @@ pub struct Instance {
     pub ordinal: u32,
     pub port: Option<u16>,
     pub phase: Phase,
-    pub process: Option<ProcessId>,
-    pub shim: Option<ProcessId>,
+    /// How to find, watch and stop its process while it runs.
+    pub recorded: Option<Recorded>,
     /// Increments at every start; events from an older generation are stale.
     pub generation: u64,
     pub started_at: Option<jiff::Timestamp>,
@@ -83,8 +83,7 @@ impl Instance {
             phase: Phase::Backoff {
                 until: Instant::now(),
             },
-            process: None,
-            shim: None,
+            recorded: None,
             generation: 0,
             started_at: None,
             ready: false,

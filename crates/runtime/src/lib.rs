@@ -4,6 +4,7 @@
 //! The control plane decides *what* should run; this crate knows *how* to run, stop, watch and
 //! re-find a process, so that services survive the control plane's death and can be adopted.
 
+pub mod driver;
 pub mod logs;
 pub mod process;
 pub mod procfs;
@@ -11,6 +12,7 @@ pub mod restart;
 pub mod shim;
 pub mod spec;
 
+pub use driver::{BoxFuture, Driver, Recorded, Running};
 pub use process::{
     ProcessDriver, StartError, Started, StopOutcome, read_exit, signal_instance, stop_instance,
     wait_adopted,

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, Signal};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
+use crate::driver::{BoxFuture, Driver, Recorded, Running};
 use crate::procfs::ProcessId;
 use crate::spec::{ExitStatus, InstanceSpec};
 
@@ -116,6 +117,45 @@ impl ProcessDriver {
                 })
             }
         }
+    }
+}
+
+impl Driver for ProcessDriver {
+    fn start<'a>(&'a self, spec: &'a InstanceSpec) -> BoxFuture<'a, Result<Running, StartError>> {
+        Box::pin(async move {
+            let mut started = ProcessDriver::start(self, spec).await?;
+            let exit_path = spec.exit_path.clone();
+            let recorded = Recorded {
+                instance: started.instance,
+                shim: started.shim,
+                exit_path: exit_path.clone(),
+            };
+            // The shim is our child: awaiting it is exact and costs no polling.
+            let ended = Box::pin(async move {
+                let _ = started.shim_child.wait().await;
+                read_exit(&exit_path)
+            });
+            Ok(Running { recorded, ended })
+        })
+    }
+
+    fn is_running(&self, recorded: &Recorded) -> bool {
+        recorded.instance.is_running()
+    }
+
+    fn watch(&self, recorded: Recorded) -> BoxFuture<'static, Option<ExitStatus>> {
+        Box::pin(async move {
+            wait_adopted(recorded.instance, recorded.shim).await;
+            read_exit(&recorded.exit_path)
+        })
+    }
+
+    fn exit_status(&self, recorded: &Recorded) -> Option<ExitStatus> {
+        read_exit(&recorded.exit_path)
+    }
+
+    fn stop(&self, recorded: Recorded, grace: Duration) -> BoxFuture<'static, StopOutcome> {
+        Box::pin(stop_instance(recorded.instance, grace))
     }
 }
 

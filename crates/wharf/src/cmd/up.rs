@@ -162,7 +162,7 @@ async fn run_control_plane(
     let config = Config {
         state_dir: state_dir.to_owned(),
         workdir,
-        driver: ProcessDriver::new(shim_program, shim_args),
+        driver: std::sync::Arc::new(ProcessDriver::new(shim_program, shim_args)),
         stop_grace: Duration::from_secs(10),
         limits: RestartLimits::default(),
         log_max_bytes: 10 << 20,

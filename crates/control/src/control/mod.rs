@@ -2,23 +2,25 @@
 //! (instance exited, probe result, API command, tick). Every decision — start, restart, back
 //! off, stop, adopt — happens here, in one place, and is written to the ledger.
 
+mod adopt;
+mod reconcile;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
-use wharf_manifest::model::DependencyCondition;
+
 use wharf_probe::{Outcome, Prober};
-use wharf_runtime::{
-    Decision, ExitStatus, InstanceSpec, ProcessDriver, ProcessId, RestartLimits, StartError,
-    read_exit,
-};
+use wharf_runtime::{Decision, Driver, ExitStatus, InstanceSpec, RestartLimits, StartError};
 use wharf_store::InstanceRow;
 
 use crate::journal::Journal;
-use crate::plan::{InstanceVars, ProbePlan, StackPlan, resolve_check};
-use crate::report::{InstanceStatus, ServiceStatus, StatusReport};
-use crate::state::{Instance, Phase, ServiceState};
+use crate::plan::{InstanceVars, StackPlan, resolve_check};
+use crate::report::service_status;
+use crate::report::{ServiceStatus, StatusReport};
+use crate::state::{Phase, ServiceState};
+use crate::tasks::{probe_loop, watch_ended};
 
 /// How long an instance without a ready probe must run before it counts as ready.
 pub const PROBELESS_READY_AFTER: Duration = Duration::from_secs(1);
@@ -29,7 +31,7 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Instances run in this directory (the manifest's).
     pub workdir: PathBuf,
-    pub driver: ProcessDriver,
+    pub driver: std::sync::Arc<dyn Driver>,
     /// SIGTERM, then this long, then SIGKILL.
     pub stop_grace: Duration,
     pub limits: RestartLimits,
@@ -186,97 +188,6 @@ impl ControlPlane {
         self.services.iter().position(|s| s.plan.name == name)
     }
 
-    // ----- adoption -------------------------------------------------------------------------
-
-    /// Re-finds instances a previous control plane started: those whose pid and start time
-    /// still match are adopted without a restart; the others are recorded as exited.
-    fn adopt(&mut self) {
-        let rows = match self.journal.instances() {
-            Ok(rows) => rows,
-            Err(error) => {
-                tracing::error!(%error, "cannot read recorded instances; starting fresh");
-                return;
-            }
-        };
-        for row in rows {
-            let process = ProcessId {
-                pid: row.pid,
-                start_time: row.start_time,
-            };
-            let shim = ProcessId {
-                pid: row.shim_pid,
-                start_time: row.shim_start_time,
-            };
-            let target = format!("{}/{}", row.service, row.index);
-            let Some(index) = self.service_index(&row.service) else {
-                self.retire_orphan(&row, process);
-                continue;
-            };
-            if !process.is_running() {
-                let status = read_exit(&self.exit_path(&row.service, row.index));
-                let detail = status
-                    .as_ref()
-                    .map_or_else(|| "unknown".to_owned(), ToString::to_string);
-                self.journal.record(
-                    "instance.exit",
-                    &target,
-                    json!({"pid": row.pid, "status": detail, "noticed": "at control plane start"}),
-                );
-                self.journal.remove_instance(&row.service, row.index);
-                continue;
-            }
-            let expected_hash = self
-                .spec_for(index, row.index, row.port)
-                .map(|spec| spec_hash(&spec));
-            let service = &mut self.services[index];
-            let mut instance = Instance::new(row.index, row.port);
-            instance.phase = Phase::Running;
-            instance.process = Some(process);
-            instance.shim = Some(shim);
-            instance.generation = 1;
-            instance.started_at = row.started_at.parse().ok();
-            instance.ready = false;
-            instance.history.restarts = row.restarts;
-            instance.outdated = expected_hash.as_deref() != Some(row.spec_hash.as_str());
-            service.next_ordinal = service.next_ordinal.max(row.index + 1);
-            service.instances.insert(row.index, instance);
-            self.journal.record(
-                "instance.adopt",
-                &target,
-                json!({"pid": row.pid, "port": row.port, "version": row.version, "outdated": expected_hash.as_deref() != Some(row.spec_hash.as_str())}),
-            );
-            tracing::info!(target, pid = row.pid, "adopted a running instance");
-            let watch = tokio::spawn(watch_adopted(
-                self.events_tx.clone(),
-                row.service.clone(),
-                row.index,
-                1,
-                process,
-                shim,
-                self.exit_path(&row.service, row.index),
-            ));
-            if let Some(i) = self.services[index].instances.get_mut(&row.index) {
-                i.tasks.push(watch.abort_handle())
-            }
-            self.spawn_probes(index, row.index);
-        }
-    }
-
-    /// An instance of a service the manifest no longer has: stop it.
-    fn retire_orphan(&mut self, row: &InstanceRow, process: ProcessId) {
-        let target = format!("{}/{}", row.service, row.index);
-        if process.is_running() {
-            let grace = self.config.stop_grace;
-            tokio::spawn(wharf_runtime::stop_instance(process, grace));
-            self.journal.record(
-                "instance.stop",
-                &target,
-                json!({"pid": row.pid, "reason": "the service is no longer in the manifest"}),
-            );
-        }
-        self.journal.remove_instance(&row.service, row.index);
-    }
-
     // ----- events -----------------------------------------------------------------------------
 
     fn handle(&mut self, event: Event) {
@@ -323,9 +234,7 @@ impl ControlPlane {
             return;
         }
         instance.abort_tasks();
-        let pid = instance.process.map(|p| p.pid);
-        instance.process = None;
-        instance.shim = None;
+        let pid = instance.recorded.take().map(|r| r.instance.pid);
         instance.ready = false;
         let status = status.unwrap_or(ExitStatus {
             code: None,
@@ -429,11 +338,8 @@ impl ControlPlane {
                     if !now_live {
                         // A failed liveness probe restarts the instance: stop it; the exit
                         // event applies the restart policy.
-                        if let Some(process) = instance.process {
-                            tokio::spawn(wharf_runtime::stop_instance(
-                                process,
-                                self.config.stop_grace,
-                            ));
+                        if let Some(recorded) = instance.recorded.clone() {
+                            tokio::spawn(self.config.driver.stop(recorded, self.config.stop_grace));
                         }
                         self.journal.record(
                             "instance.unhealthy",
@@ -502,216 +408,6 @@ impl ControlPlane {
             services: names,
             reply,
         });
-    }
-
-    // ----- reconciliation ---------------------------------------------------------------------
-
-    /// Moves every service one step toward what is wanted.
-    async fn reconcile(&mut self) {
-        for index in 0..self.services.len() {
-            if self.services[index].wanted {
-                self.reconcile_wanted(index).await;
-            }
-        }
-        self.reconcile_stops();
-        self.answer_downs();
-    }
-
-    async fn reconcile_wanted(&mut self, index: usize) {
-        if self.services[index].is_external() {
-            return;
-        }
-        let waiting = self.unmet_dependency(index);
-        self.services[index].waiting_for = waiting.clone();
-        if waiting.is_some() && self.services[index].instances.is_empty() {
-            return;
-        }
-        // Backed-off instances whose time has come start again, in place.
-        let now = Instant::now();
-        let due: Vec<u32> = self.services[index]
-            .instances
-            .values()
-            .filter(|i| matches!(i.phase, Phase::Backoff { until } if until <= now))
-            .map(|i| i.ordinal)
-            .collect();
-        for ordinal in due {
-            self.start_instance(index, ordinal).await;
-        }
-        self.settle_probeless(index);
-        self.replace_outdated(index);
-        // Start what is missing, all in this pass (a rolling restart adds one at a time).
-        loop {
-            let service = &self.services[index];
-            let active = service.instances.values().filter(|i| i.is_active()).count() as u32;
-            let surging = service
-                .instances
-                .values()
-                .any(|i| !i.outdated && i.is_running() && !i.ready);
-            let outdated_running = service
-                .instances
-                .values()
-                .filter(|i| i.outdated && i.phase == Phase::Running)
-                .count();
-            let rolling = outdated_running > 0;
-            // Recreate (public port bound directly): the old instance must be gone first.
-            let blocked = service.plan.binds_public_port() && rolling;
-            if active >= service.plan.replicas
-                || blocked
-                || (rolling && surging)
-                || waiting.is_some()
-            {
-                break;
-            }
-            let ordinal = self.services[index].allocate_ordinal();
-            let port = self.allocate_port(index);
-            self.services[index]
-                .instances
-                .insert(ordinal, Instance::new(ordinal, port));
-            self.start_instance(index, ordinal).await;
-            if rolling
-                || self.services[index]
-                    .instances
-                    .get(&ordinal)
-                    .is_some_and(|i| i.phase == Phase::Failed)
-            {
-                break;
-            }
-        }
-    }
-
-    /// An instance without a ready probe counts as ready once it has stayed up for
-    /// [`PROBELESS_READY_AFTER`] (Kubernetes' `minReadySeconds`): a process that exits at once
-    /// is never reported ready.
-    fn settle_probeless(&mut self, index: usize) {
-        if self.services[index].plan.ready.is_some() {
-            return;
-        }
-        let now = jiff::Timestamp::now();
-        for instance in self.services[index].instances.values_mut() {
-            let up_long_enough = instance
-                .started_at
-                .is_some_and(|t| now.duration_since(t).unsigned_abs() >= PROBELESS_READY_AFTER);
-            if instance.is_running() && !instance.ready && up_long_enough {
-                instance.ready = true;
-            }
-        }
-    }
-
-    /// Rolling restart: stop an outdated instance once a new one is ready to take its place
-    /// (or at once when the public port forces a recreate).
-    fn replace_outdated(&mut self, index: usize) {
-        let service = &self.services[index];
-        let replicas = service.plan.replicas as usize;
-        let fresh_ready = service
-            .instances
-            .values()
-            .filter(|i| !i.outdated && i.is_running() && i.ready)
-            .count();
-        let outdated: Vec<u32> = service
-            .instances
-            .values()
-            .filter(|i| i.outdated && i.phase == Phase::Running)
-            .map(|i| i.ordinal)
-            .collect();
-        let stopping = service
-            .instances
-            .values()
-            .any(|i| i.phase == Phase::Stopping);
-        let Some(&victim) = outdated.first() else {
-            // Outdated instances that are not running (backing off) are simply dropped.
-            let dead: Vec<u32> = service
-                .instances
-                .values()
-                .filter(|i| i.outdated && !i.is_running() && i.phase != Phase::Stopping)
-                .map(|i| i.ordinal)
-                .collect();
-            for ordinal in dead {
-                self.services[index].instances.remove(&ordinal);
-            }
-            return;
-        };
-        let recreate = service.plan.binds_public_port();
-        if !stopping && (recreate || fresh_ready + outdated.len() > replicas) {
-            self.stop_instance(index, victim, "rolling restart");
-        }
-    }
-
-    /// The first dependency that is not yet started or ready, in words.
-    fn unmet_dependency(&self, index: usize) -> Option<String> {
-        for (dep, condition) in &self.services[index].plan.depends_on {
-            let Some(dep_index) = self.service_index(dep) else {
-                continue;
-            };
-            let dep_state = &self.services[dep_index];
-            let met = match condition {
-                DependencyCondition::Started => dep_state.is_started(),
-                DependencyCondition::Ready => dep_state.is_ready(),
-            };
-            if !met {
-                let word = if *condition == DependencyCondition::Ready {
-                    "ready"
-                } else {
-                    "started"
-                };
-                let failed = if dep_state.has_failed() {
-                    " (it failed to start)"
-                } else {
-                    ""
-                };
-                return Some(format!("waiting for `{dep}` to be {word}{failed}"));
-            }
-        }
-        None
-    }
-
-    /// Stops services that are no longer wanted, dependents first.
-    fn reconcile_stops(&mut self) {
-        for index in (0..self.services.len()).rev() {
-            if self.services[index].wanted {
-                continue;
-            }
-            let name = self.services[index].plan.name.clone();
-            let dependents_running = self.services.iter().any(|s| {
-                !s.wanted
-                    && s.plan.depends_on.iter().any(|(dep, _)| *dep == name)
-                    && !s.instances.is_empty()
-            });
-            if dependents_running {
-                continue;
-            }
-            let ordinals: Vec<u32> = self.services[index].instances.keys().copied().collect();
-            for ordinal in ordinals {
-                let phase = self.services[index].instances[&ordinal].phase.clone();
-                match phase {
-                    Phase::Running => self.stop_instance(index, ordinal, "down"),
-                    Phase::Stopping => {}
-                    _ => {
-                        self.services[index].instances.remove(&ordinal);
-                        self.journal.remove_instance(&name, ordinal);
-                    }
-                }
-            }
-        }
-    }
-
-    fn answer_downs(&mut self) {
-        let services = &self.services;
-        let done = |names: &[String]| {
-            names.iter().all(|name| {
-                services
-                    .iter()
-                    .find(|s| s.plan.name == *name)
-                    .is_none_or(|s| s.instances.is_empty())
-            })
-        };
-        let (finished, waiting): (Vec<_>, Vec<_>) = self
-            .pending_downs
-            .drain(..)
-            .partition(|down| done(&down.services));
-        self.pending_downs = waiting;
-        for down in finished {
-            let _ = down.reply.send(Ok(()));
-        }
     }
 
     // ----- instances --------------------------------------------------------------------------
@@ -801,15 +497,15 @@ impl ControlPlane {
             .get(&ordinal)
             .map_or(0, |i| i.history.restarts);
         match result {
-            Ok(started) => {
+            Ok(running) => {
+                let started = running.recorded.clone();
                 let now = jiff::Timestamp::now();
                 let Some(instance) = self.services[index].instances.get_mut(&ordinal) else {
                     return;
                 };
                 instance.generation += 1;
                 instance.phase = Phase::Running;
-                instance.process = Some(started.instance);
-                instance.shim = Some(started.shim);
+                instance.recorded = Some(running.recorded);
                 instance.started_at = Some(now);
                 instance.ready = false;
                 instance.live = true;
@@ -817,13 +513,12 @@ impl ControlPlane {
                 instance.live_counts = Default::default();
                 instance.error = None;
                 let generation = instance.generation;
-                let watch = tokio::spawn(watch_child(
+                let watch = tokio::spawn(watch_ended(
                     self.events_tx.clone(),
                     name.clone(),
                     ordinal,
                     generation,
-                    started.shim_child,
-                    spec.exit_path.clone(),
+                    running.ended,
                 ));
                 instance.tasks.push(watch.abort_handle());
                 self.journal.save_instance(&InstanceRow {
@@ -880,9 +575,9 @@ impl ControlPlane {
             return;
         };
         instance.phase = Phase::Stopping;
-        let pid = instance.process.map(|p| p.pid);
-        if let Some(process) = instance.process {
-            tokio::spawn(wharf_runtime::stop_instance(process, grace));
+        let pid = instance.recorded.as_ref().map(|r| r.instance.pid);
+        if let Some(recorded) = instance.recorded.clone() {
+            tokio::spawn(self.config.driver.stop(recorded, grace));
         }
         self.journal.record(
             "instance.stop",
@@ -973,100 +668,6 @@ impl ControlPlane {
     }
 }
 
-fn service_status(service: &ServiceState) -> ServiceStatus {
-    let instances: Vec<InstanceStatus> = service.instances.values().map(instance_status).collect();
-    let running = service.running() as u32;
-    let ready = service.ready() as u32;
-    let desired = service.plan.replicas;
-    let crash_looping = service
-        .instances
-        .values()
-        .any(|i| i.history.short_runs >= 3 && !i.is_running());
-    let failed = service
-        .instances
-        .values()
-        .find(|i| i.phase == Phase::Failed);
-    let (state, reason) = if service.is_external() {
-        ("external", None)
-    } else if !service.wanted {
-        ("stopped", None)
-    } else if let Some(failed) = failed {
-        ("failed", failed.error.clone())
-    } else if crash_looping {
-        (
-            "crash-loop",
-            service
-                .instances
-                .values()
-                .find_map(|i| i.last_exit.as_ref().map(|e| format!("keeps exiting ({e})"))),
-        )
-    } else if service.instances.is_empty() && service.waiting_for.is_some() {
-        ("waiting", service.waiting_for.clone())
-    } else if running >= desired && ready >= desired {
-        ("running", None)
-    } else if running > 0 && ready > 0 {
-        ("degraded", not_ready_reason(service))
-    } else if !service.instances.is_empty()
-        && service.instances.values().all(|i| i.phase == Phase::Exited)
-    {
-        ("exited", None)
-    } else {
-        ("starting", not_ready_reason(service))
-    };
-    ServiceStatus {
-        name: service.plan.name.clone(),
-        version: service.plan.version.clone(),
-        state: state.to_owned(),
-        desired,
-        running,
-        ready,
-        restarts: service.instances.values().map(|i| i.history.restarts).sum(),
-        reason,
-        instances,
-    }
-}
-
-fn not_ready_reason(service: &ServiceState) -> Option<String> {
-    service.instances.values().find_map(|i| {
-        i.last_probe
-            .as_ref()
-            .and_then(|p| p.reason.clone())
-            .or_else(|| i.last_exit.as_ref().map(|e| format!("last exit: {e}")))
-    })
-}
-
-fn instance_status(instance: &Instance) -> InstanceStatus {
-    let phase = match instance.phase {
-        Phase::Running => "running",
-        Phase::Backoff { .. } if instance.generation == 0 => "starting",
-        Phase::Backoff { .. } => "backoff",
-        Phase::Stopping => "stopping",
-        Phase::Exited => "exited",
-        Phase::Failed => "failed",
-    };
-    let now = jiff::Timestamp::now();
-    InstanceStatus {
-        ordinal: instance.ordinal,
-        pid: instance.process.map(|p| p.pid),
-        port: instance.port,
-        phase: phase.to_owned(),
-        ready: instance.is_running().then_some(instance.ready),
-        restarts: instance.history.restarts,
-        crash_looping: instance.history.short_runs >= 3,
-        started_at: instance.started_at.map(|t| t.to_string()),
-        uptime_secs: instance
-            .started_at
-            .filter(|_| instance.is_running())
-            .map(|t| now.duration_since(t).as_secs().max(0) as u64),
-        last_exit: instance.last_exit.as_ref().map(ToString::to_string),
-        error: instance.error.clone(),
-        probe_latency_ms: instance
-            .last_probe
-            .as_ref()
-            .map(|p| p.latency.as_millis() as u64),
-    }
-}
-
 fn unknown_service(name: &str, services: &[ServiceState]) -> String {
     let names: Vec<&str> = services.iter().map(|s| s.plan.name.as_str()).collect();
     format!(
@@ -1092,88 +693,4 @@ fn spec_hash(spec: &InstanceSpec) -> String {
     let material = json!({"command": spec.command, "env": spec.env, "version": spec.version});
     let digest = sha2::Sha256::digest(material.to_string().as_bytes());
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
-}
-
-async fn watch_child(
-    events: mpsc::Sender<Event>,
-    service: String,
-    ordinal: u32,
-    generation: u64,
-    mut shim: tokio::process::Child,
-    exit_path: PathBuf,
-) {
-    let _ = shim.wait().await;
-    let status = read_exit(&exit_path);
-    let _ = events
-        .send(Event::Exited {
-            service,
-            ordinal,
-            generation,
-            status,
-        })
-        .await;
-}
-
-async fn watch_adopted(
-    events: mpsc::Sender<Event>,
-    service: String,
-    ordinal: u32,
-    generation: u64,
-    process: ProcessId,
-    shim: ProcessId,
-    exit_path: PathBuf,
-) {
-    wharf_runtime::wait_adopted(process, shim).await;
-    let status = read_exit(&exit_path);
-    let _ = events
-        .send(Event::Exited {
-            service,
-            ordinal,
-            generation,
-            status,
-        })
-        .await;
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn probe_loop(
-    events: mpsc::Sender<Event>,
-    prober: Prober,
-    service: String,
-    ordinal: u32,
-    generation: u64,
-    kind: ProbeKind,
-    check: wharf_probe::Check,
-    plan: ProbePlan,
-) {
-    if !plan.start_period.is_zero() {
-        tokio::time::sleep(plan.start_period).await;
-    }
-    let mut interval = tokio::time::interval(plan.interval);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Until the first success, probe quickly so a dependent does not wait a whole interval.
-    let mut fast = true;
-    loop {
-        let outcome = prober.run(&check, plan.timeout).await;
-        let passed = outcome.passed();
-        let event = Event::Probe {
-            service: service.clone(),
-            ordinal,
-            generation,
-            kind,
-            outcome,
-        };
-        if events.send(event).await.is_err() {
-            return;
-        }
-        if fast && passed {
-            fast = false;
-            interval.reset();
-        }
-        if fast {
-            tokio::time::sleep(plan.interval.min(Duration::from_millis(100))).await;
-        } else {
-            interval.tick().await;
-        }
-    }
 }

@@ -1,0 +1,102 @@
+//! Re-adoption: finding the instances a previous control plane left running.
+
+use serde_json::json;
+use wharf_runtime::{ProcessId, Recorded};
+use wharf_store::InstanceRow;
+
+use super::{ControlPlane, spec_hash};
+use crate::state::{Instance, Phase};
+use crate::tasks::watch_ended;
+
+impl ControlPlane {
+    /// Re-finds instances a previous control plane started: those whose pid and start time
+    /// still match are adopted without a restart; the others are recorded as exited.
+    pub(super) fn adopt(&mut self) {
+        let rows = match self.journal.instances() {
+            Ok(rows) => rows,
+            Err(error) => {
+                tracing::error!(%error, "cannot read recorded instances; starting fresh");
+                return;
+            }
+        };
+        for row in rows {
+            let process = ProcessId {
+                pid: row.pid,
+                start_time: row.start_time,
+            };
+            let shim = ProcessId {
+                pid: row.shim_pid,
+                start_time: row.shim_start_time,
+            };
+            let target = format!("{}/{}", row.service, row.index);
+            let recorded = Recorded {
+                instance: process,
+                shim,
+                exit_path: self.exit_path(&row.service, row.index),
+            };
+            let Some(index) = self.service_index(&row.service) else {
+                self.retire_orphan(&row, recorded);
+                continue;
+            };
+            if !self.config.driver.is_running(&recorded) {
+                let status = self.config.driver.exit_status(&recorded);
+                let detail = status
+                    .as_ref()
+                    .map_or_else(|| "unknown".to_owned(), ToString::to_string);
+                self.journal.record(
+                    "instance.exit",
+                    &target,
+                    json!({"pid": row.pid, "status": detail, "noticed": "at control plane start"}),
+                );
+                self.journal.remove_instance(&row.service, row.index);
+                continue;
+            }
+            let expected_hash = self
+                .spec_for(index, row.index, row.port)
+                .map(|spec| spec_hash(&spec));
+            let service = &mut self.services[index];
+            let mut instance = Instance::new(row.index, row.port);
+            instance.phase = Phase::Running;
+            instance.recorded = Some(recorded.clone());
+            instance.generation = 1;
+            instance.started_at = row.started_at.parse().ok();
+            instance.ready = false;
+            instance.history.restarts = row.restarts;
+            instance.outdated = expected_hash.as_deref() != Some(row.spec_hash.as_str());
+            service.next_ordinal = service.next_ordinal.max(row.index + 1);
+            service.instances.insert(row.index, instance);
+            self.journal.record(
+                "instance.adopt",
+                &target,
+                json!({"pid": row.pid, "port": row.port, "version": row.version, "outdated": expected_hash.as_deref() != Some(row.spec_hash.as_str())}),
+            );
+            tracing::info!(target, pid = row.pid, "adopted a running instance");
+            let watch = tokio::spawn(watch_ended(
+                self.events_tx.clone(),
+                row.service.clone(),
+                row.index,
+                1,
+                self.config.driver.watch(recorded),
+            ));
+            if let Some(i) = self.services[index].instances.get_mut(&row.index) {
+                i.tasks.push(watch.abort_handle())
+            }
+            self.spawn_probes(index, row.index);
+        }
+    }
+
+    /// An instance of a service the manifest no longer has: stop it.
+    fn retire_orphan(&mut self, row: &InstanceRow, recorded: Recorded) {
+        let target = format!("{}/{}", row.service, row.index);
+        if self.config.driver.is_running(&recorded) {
+            let grace = self.config.stop_grace;
+            tokio::spawn(self.config.driver.stop(recorded, grace));
+            self.journal.record(
+                "instance.stop",
+                &target,
+                json!({"pid": row.pid, "reason": "the service is no longer in the manifest"}),
+            );
+        }
+        self.journal.remove_instance(&row.service, row.index);
+    }
+}

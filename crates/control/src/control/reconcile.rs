@@ -1,0 +1,220 @@
+//! Reconciliation: each pass moves every service one step toward what is wanted — start
+//! what is missing, restart what backed off, roll what is outdated, stop what is unwanted
+//! (dependents first), and answer `down` requests that are done.
+
+use std::time::Instant;
+
+use wharf_manifest::model::DependencyCondition;
+
+use super::{ControlPlane, PROBELESS_READY_AFTER};
+use crate::state::{Instance, Phase};
+
+impl ControlPlane {
+    /// Moves every service one step toward what is wanted.
+    pub(super) async fn reconcile(&mut self) {
+        for index in 0..self.services.len() {
+            if self.services[index].wanted {
+                self.reconcile_wanted(index).await;
+            }
+        }
+        self.reconcile_stops();
+        self.answer_downs();
+    }
+
+    async fn reconcile_wanted(&mut self, index: usize) {
+        if self.services[index].is_external() {
+            return;
+        }
+        let waiting = self.unmet_dependency(index);
+        self.services[index].waiting_for = waiting.clone();
+        if waiting.is_some() && self.services[index].instances.is_empty() {
+            return;
+        }
+        // Backed-off instances whose time has come start again, in place.
+        let now = Instant::now();
+        let due: Vec<u32> = self.services[index]
+            .instances
+            .values()
+            .filter(|i| matches!(i.phase, Phase::Backoff { until } if until <= now))
+            .map(|i| i.ordinal)
+            .collect();
+        for ordinal in due {
+            self.start_instance(index, ordinal).await;
+        }
+        self.settle_probeless(index);
+        self.replace_outdated(index);
+        // Start what is missing, all in this pass (a rolling restart adds one at a time).
+        loop {
+            let service = &self.services[index];
+            let active = service.instances.values().filter(|i| i.is_active()).count() as u32;
+            let surging = service
+                .instances
+                .values()
+                .any(|i| !i.outdated && i.is_running() && !i.ready);
+            let outdated_running = service
+                .instances
+                .values()
+                .filter(|i| i.outdated && i.phase == Phase::Running)
+                .count();
+            let rolling = outdated_running > 0;
+            // Recreate (public port bound directly): the old instance must be gone first.
+            let blocked = service.plan.binds_public_port() && rolling;
+            if active >= service.plan.replicas
+                || blocked
+                || (rolling && surging)
+                || waiting.is_some()
+            {
+                break;
+            }
+            let ordinal = self.services[index].allocate_ordinal();
+            let port = self.allocate_port(index);
+            self.services[index]
+                .instances
+                .insert(ordinal, Instance::new(ordinal, port));
+            self.start_instance(index, ordinal).await;
+            if rolling
+                || self.services[index]
+                    .instances
+                    .get(&ordinal)
+                    .is_some_and(|i| i.phase == Phase::Failed)
+            {
+                break;
+            }
+        }
+    }
+
+    /// An instance without a ready probe counts as ready once it has stayed up for
+    /// [`PROBELESS_READY_AFTER`] (Kubernetes' `minReadySeconds`): a process that exits at once
+    /// is never reported ready.
+    fn settle_probeless(&mut self, index: usize) {
+        if self.services[index].plan.ready.is_some() {
+            return;
+        }
+        let now = jiff::Timestamp::now();
+        for instance in self.services[index].instances.values_mut() {
+            let up_long_enough = instance
+                .started_at
+                .is_some_and(|t| now.duration_since(t).unsigned_abs() >= PROBELESS_READY_AFTER);
+            if instance.is_running() && !instance.ready && up_long_enough {
+                instance.ready = true;
+            }
+        }
+    }
+
+    /// Rolling restart: stop an outdated instance once a new one is ready to take its place
+    /// (or at once when the public port forces a recreate).
+    fn replace_outdated(&mut self, index: usize) {
+        let service = &self.services[index];
+        let replicas = service.plan.replicas as usize;
+        let fresh_ready = service
+            .instances
+            .values()
+            .filter(|i| !i.outdated && i.is_running() && i.ready)
+            .count();
+        let outdated: Vec<u32> = service
+            .instances
+            .values()
+            .filter(|i| i.outdated && i.phase == Phase::Running)
+            .map(|i| i.ordinal)
+            .collect();
+        let stopping = service
+            .instances
+            .values()
+            .any(|i| i.phase == Phase::Stopping);
+        let Some(&victim) = outdated.first() else {
+            // Outdated instances that are not running (backing off) are simply dropped.
+            let dead: Vec<u32> = service
+                .instances
+                .values()
+                .filter(|i| i.outdated && !i.is_running() && i.phase != Phase::Stopping)
+                .map(|i| i.ordinal)
+                .collect();
+            for ordinal in dead {
+                self.services[index].instances.remove(&ordinal);
+            }
+            return;
+        };
+        let recreate = service.plan.binds_public_port();
+        if !stopping && (recreate || fresh_ready + outdated.len() > replicas) {
+            self.stop_instance(index, victim, "rolling restart");
+        }
+    }
+
+    /// The first dependency that is not yet started or ready, in words.
+    fn unmet_dependency(&self, index: usize) -> Option<String> {
+        for (dep, condition) in &self.services[index].plan.depends_on {
+            let Some(dep_index) = self.service_index(dep) else {
+                continue;
+            };
+            let dep_state = &self.services[dep_index];
+            let met = match condition {
+                DependencyCondition::Started => dep_state.is_started(),
+                DependencyCondition::Ready => dep_state.is_ready(),
+            };
+            if !met {
+                let word = if *condition == DependencyCondition::Ready {
+                    "ready"
+                } else {
+                    "started"
+                };
+                let failed = if dep_state.has_failed() {
+                    " (it failed to start)"
+                } else {
+                    ""
+                };
+                return Some(format!("waiting for `{dep}` to be {word}{failed}"));
+            }
+        }
+        None
+    }
+
+    /// Stops services that are no longer wanted, dependents first.
+    fn reconcile_stops(&mut self) {
+        for index in (0..self.services.len()).rev() {
+            if self.services[index].wanted {
+                continue;
+            }
+            let name = self.services[index].plan.name.clone();
+            let dependents_running = self.services.iter().any(|s| {
+                !s.wanted
+                    && s.plan.depends_on.iter().any(|(dep, _)| *dep == name)
+                    && !s.instances.is_empty()
+            });
+            if dependents_running {
+                continue;
+            }
+            let ordinals: Vec<u32> = self.services[index].instances.keys().copied().collect();
+            for ordinal in ordinals {
+                let phase = self.services[index].instances[&ordinal].phase.clone();
+                match phase {
+                    Phase::Running => self.stop_instance(index, ordinal, "down"),
+                    Phase::Stopping => {}
+                    _ => {
+                        self.services[index].instances.remove(&ordinal);
+                        self.journal.remove_instance(&name, ordinal);
+                    }
+                }
+            }
+        }
+    }
+
+    fn answer_downs(&mut self) {
+        let services = &self.services;
+        let done = |names: &[String]| {
+            names.iter().all(|name| {
+                services
+                    .iter()
+                    .find(|s| s.plan.name == *name)
+                    .is_none_or(|s| s.instances.is_empty())
+            })
+        };
+        let (finished, waiting): (Vec<_>, Vec<_>) = self
+            .pending_downs
+            .drain(..)
+            .partition(|down| done(&down.services));
+        self.pending_downs = waiting;
+        for down in finished {
+            let _ = down.reply.send(Ok(()));
+        }
+    }
+}
