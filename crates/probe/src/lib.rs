@@ -97,9 +97,13 @@ impl Default for Prober {
     fn default() -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        // Probes must see a fresh connection problem, not a pooled connection's luck.
+        // Keep-alive connections: thousands of probes a second would otherwise churn through
+        // ephemeral ports (TIME_WAIT). A pooled connection the server closed is retried on a
+        // fresh one by hyper, so a server that went away is still seen as "connection refused".
+        connector.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
         let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(0)
+            .pool_max_idle_per_host(64)
+            .pool_idle_timeout(std::time::Duration::from_secs(30))
             .build(connector);
         Prober { client }
     }
