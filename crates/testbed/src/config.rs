@@ -11,7 +11,8 @@ use rand::Rng;
 /// Routes: `GET /health` (200 while the process runs), `GET /ready` (200 while every
 /// `--depends-on` URL answers 2xx and the slow start is over, else 503 with the reasons),
 /// `/work?ms=&bytes=` (sleep, then a body of that size), `GET /stats`, `POST /control/ready` and
-/// `POST /control/health` with body `true`/`false` (flip readiness or liveness from a test),
+/// `POST /control/health` with body `true`/`false` (flip readiness or liveness from a test;
+/// `hang` makes `/health` never answer),
 /// and a default route on every other path. Every response carries the version in its body
 /// and in an `X-Version` header.
 #[derive(Debug, Clone, Parser)]

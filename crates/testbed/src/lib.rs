@@ -33,6 +33,8 @@ struct State {
     in_flight: AtomicU64,
     ready: AtomicBool,
     live: AtomicBool,
+    /// `/health` never answers (a hung process, for liveness-probe tests).
+    health_hangs: AtomicBool,
     client: Client<HttpConnector, Empty<Bytes>>,
     version: HeaderValue,
     instance: HeaderValue,
@@ -57,6 +59,7 @@ pub async fn serve(
         in_flight: AtomicU64::new(0),
         ready: AtomicBool::new(true),
         live: AtomicBool::new(true),
+        health_hangs: AtomicBool::new(false),
         client: Client::builder(TokioExecutor::new()).build_http(),
         version,
         instance,
@@ -117,7 +120,12 @@ async fn handle(
 async fn route(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = request.uri().path().to_owned();
     match (request.method(), path.as_str()) {
-        (&Method::GET | &Method::HEAD, "/health") => health(state),
+        (&Method::GET | &Method::HEAD, "/health") => {
+            if state.health_hangs.load(Ordering::Relaxed) {
+                std::future::pending::<()>().await;
+            }
+            health(state)
+        }
         (&Method::GET | &Method::HEAD, "/ready") => ready(state).await,
         (&Method::GET, "/stats") => json(
             StatusCode::OK,
@@ -126,8 +134,10 @@ async fn route(state: &State, request: Request<Incoming>) -> Response<Full<Bytes
                 "in_flight": state.in_flight.load(Ordering::Relaxed),
             }),
         ),
-        (&Method::POST, "/control/ready") => control(&state.ready, request).await,
-        (&Method::POST, "/control/health") => control(&state.live, request).await,
+        (&Method::POST, "/control/ready") => control(&state.ready, None, request).await,
+        (&Method::POST, "/control/health") => {
+            control(&state.live, Some(&state.health_hangs), request).await
+        }
         (_, "/work") => {
             let query = request.uri().query().unwrap_or_default().to_owned();
             // Drain the request body so a client streaming an upload is read in full.
@@ -218,15 +228,25 @@ fn connect_error(err: &hyper_util::client::legacy::Error) -> String {
     last
 }
 
-async fn control(flag: &AtomicBool, request: Request<Incoming>) -> Response<Full<Bytes>> {
+/// Sets a flag from the body: `true` or `false`, and for `/control/health` also `hang`
+/// (requests to `/health` then never answer).
+async fn control(
+    flag: &AtomicBool,
+    hang: Option<&AtomicBool>,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let body = match request.into_body().collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(_) => return text(StatusCode::BAD_REQUEST, "could not read the body\n"),
     };
-    match body.trim_ascii() {
-        b"true" => flag.store(true, Ordering::Relaxed),
-        b"false" => flag.store(false, Ordering::Relaxed),
+    match (body.trim_ascii(), hang) {
+        (b"true", _) => flag.store(true, Ordering::Relaxed),
+        (b"false", _) => flag.store(false, Ordering::Relaxed),
+        (b"hang", Some(hang)) => hang.store(true, Ordering::Relaxed),
         _ => return text(StatusCode::BAD_REQUEST, "send `true` or `false`\n"),
+    }
+    if let (b"true" | b"false", Some(hang)) = (body.trim_ascii(), hang) {
+        hang.store(false, Ordering::Relaxed);
     }
     text(StatusCode::OK, "ok\n")
 }

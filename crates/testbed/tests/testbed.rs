@@ -76,8 +76,18 @@ struct Reply {
 
 /// One HTTP/1.1 request on a fresh connection, read to the end.
 fn request(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<Reply> {
+    request_within(port, method, path, body, Duration::from_secs(10))
+}
+
+fn request_within(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &str,
+    limit: Duration,
+) -> std::io::Result<Reply> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_read_timeout(Some(limit))?;
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
@@ -179,6 +189,22 @@ fn control_endpoints_flip_readiness_and_liveness() {
         200
     );
     assert_eq!(bed.get("/health").status, 503);
+    assert_eq!(
+        request(bed.port, "POST", "/control/health", "hang")
+            .unwrap()
+            .status,
+        200
+    );
+    let hung = request_within(bed.port, "GET", "/health", "", Duration::from_millis(300));
+    assert!(hung.is_err(), "a hanging /health never answers: {hung:?}");
+    assert_eq!(bed.get("/ready").status, 200, "only /health hangs");
+    assert_eq!(
+        request(bed.port, "POST", "/control/health", "true")
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(bed.get("/health").status, 200);
     assert_eq!(
         request(bed.port, "POST", "/control/health", "maybe")
             .unwrap()
