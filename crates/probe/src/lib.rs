@@ -1,9 +1,12 @@
-//! Probes: one check of one target (HTTP request, TCP connect, command) with a timeout,
-//! returning pass / warn / fail, the latency and, on failure, the reason in a person's words
-//! ("connection refused", "status 503", "timed out after 1s").
+//! Probes: one check of one target (HTTP request, TCP connect, command, PostgreSQL query,
+//! Redis PING) with a timeout, returning pass / warn / fail, the latency and, on failure, the
+//! reason in a person's words ("connection refused", "status 503", "timed out after 1s").
 //!
 //! Checks are plain async functions of their inputs, so the control plane runs each on its own
 //! task: a slow probe never delays another.
+
+mod postgres;
+mod redis;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -85,6 +88,16 @@ pub enum Check {
         command: Vec<String>,
         expect_exit: i32,
     },
+    /// Connect (no TLS) and run `SELECT 1`. `url` is a libpq connection string, either
+    /// `postgres://user:pass@host:port/db?…` or `host=… port=… user=… password=… dbname=…`.
+    Postgres {
+        url: String,
+    },
+    /// Connect, `AUTH` if a password is given, `SELECT db` if given, then `PING`. `url` is
+    /// `redis://[[user]:password@]host[:port][/db]`.
+    Redis {
+        url: String,
+    },
 }
 
 /// Runs probes; holds the HTTP connection pool shared by every HTTP probe.
@@ -121,6 +134,8 @@ impl Prober {
                     command,
                     expect_exit,
                 } => exec(command, *expect_exit, started).await,
+                Check::Postgres { url } => postgres::check(url, started).await,
+                Check::Redis { url } => redis::check(url, started).await,
             }
         };
         match tokio::time::timeout(timeout, run).await {
@@ -283,7 +298,7 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     }
 }
 
-fn io_reason(err: &std::io::Error) -> String {
+pub(crate) fn io_reason(err: &std::io::Error) -> String {
     match err.kind() {
         std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
         std::io::ErrorKind::ConnectionReset => "connection reset".to_owned(),
