@@ -52,6 +52,17 @@ impl Journal {
         }
     }
 
+    /// Adds a state change to the bounded health history in the store.
+    pub fn record_health(&mut self, target: &str, state: &str, reason: Option<&str>) {
+        if let Err(error) = self
+            .ledger
+            .storage_mut()
+            .add_health_event(target, state, reason)
+        {
+            tracing::error!(%error, target, "could not record the health history");
+        }
+    }
+
     pub fn instances(&self) -> Result<Vec<InstanceRow>, StoreError> {
         self.ledger.storage().instances()
     }

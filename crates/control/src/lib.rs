@@ -12,4 +12,4 @@ mod tasks;
 pub use control::{Command, Config, ControlPlane, Event, Handle, ProbeKind};
 pub use journal::Journal;
 pub use plan::{PlanError, StackPlan, plan};
-pub use report::{InstanceStatus, ServiceStatus, StatusReport};
+pub use report::{DependencyStatus, InstanceStatus, ServiceStatus, StatusReport};

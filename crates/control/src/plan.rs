@@ -7,9 +7,7 @@
 
 use std::time::Duration;
 
-use wharf_manifest::model::{
-    DependencyCondition, ProbeCheck, RestartPolicy as ManifestRestart, Service,
-};
+use wharf_manifest::model::{Dependency, ProbeCheck, RestartPolicy as ManifestRestart, Service};
 use wharf_manifest::{Stack, ValidStack};
 use wharf_probe::{Check, HttpProbe};
 use wharf_runtime::RestartPolicy;
@@ -51,11 +49,13 @@ pub struct ServicePlan {
     pub version: String,
     /// `None` for an external datastore (reached by `url` or `path`): nothing to run.
     pub command: Option<Vec<String>>,
+    /// The datastore's connection URL, the default target of its postgres / redis probes.
+    pub url: Option<String>,
     pub env: Vec<(String, String)>,
     pub replicas: u32,
     pub public_port: Option<u16>,
     pub restart: RestartPolicy,
-    pub depends_on: Vec<(String, DependencyCondition)>,
+    pub depends_on: Vec<(String, Dependency)>,
     pub ready: Option<ProbePlan>,
     pub live: Option<ProbePlan>,
 }
@@ -170,6 +170,7 @@ fn service_plan(name: &str, service: &Service) -> Result<ServicePlan, PlanError>
         name: name.to_owned(),
         version: service.version.clone().unwrap_or_else(|| "0".to_owned()),
         command: service.command.clone(),
+        url: service.url.clone(),
         env,
         replicas: service.replicas,
         public_port: service.port,
@@ -181,7 +182,7 @@ fn service_plan(name: &str, service: &Service) -> Result<ServicePlan, PlanError>
         depends_on: service
             .depends_on
             .iter()
-            .map(|(dep, d)| (dep.clone(), d.condition))
+            .map(|(dep, d)| (dep.clone(), d.clone()))
             .collect(),
         ready: service.probes.ready.as_ref().map(probe_plan),
         live: service.probes.live.as_ref().map(probe_plan),
@@ -238,7 +239,12 @@ pub fn dependency_order(stack: &Stack) -> Vec<String> {
 }
 
 /// Turns a manifest probe into a runnable check for one instance.
-pub fn resolve_check(check: &ProbeCheck, vars: &InstanceVars<'_>) -> Option<Check> {
+/// `service_url` is the service's own `url`, the default target of datastore probes.
+pub fn resolve_check(
+    check: &ProbeCheck,
+    vars: &InstanceVars<'_>,
+    service_url: Option<&str>,
+) -> Option<Check> {
     let port = vars.port;
     match check {
         ProbeCheck::Http(http) => {
@@ -275,8 +281,20 @@ pub fn resolve_check(check: &ProbeCheck, vars: &InstanceVars<'_>) -> Option<Chec
             command: exec.command.iter().map(|a| vars.substitute(a)).collect(),
             expect_exit: exec.expect_exit,
         }),
-        // Datastore probes arrive with the health capability; until then they do not gate.
-        ProbeCheck::Postgres(_) | ProbeCheck::Redis(_) => None,
+        // Datastore probes target their own `url`, else the service's, else the instance's
+        // port on loopback.
+        ProbeCheck::Postgres(c) => Some(Check::Postgres {
+            url: match c.url.as_deref().or(service_url) {
+                Some(url) => vars.substitute(url),
+                None => format!("postgres://postgres@127.0.0.1:{}/postgres", port?),
+            },
+        }),
+        ProbeCheck::Redis(c) => Some(Check::Redis {
+            url: match c.url.as_deref().or(service_url) {
+                Some(url) => vars.substitute(url),
+                None => format!("redis://127.0.0.1:{}", port?),
+            },
+        }),
     }
 }
 

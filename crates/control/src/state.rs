@@ -126,11 +126,25 @@ pub struct ServiceState {
     pub wanted: bool,
     /// Why nothing of it runs yet ("waiting for db to be ready").
     pub waiting_for: Option<String>,
+    /// For an external service (a datastore wharf does not run) with a ready probe: what the
+    /// probe says about it.
+    pub external: Option<ExternalHealth>,
+}
+
+/// The probed health of something wharf does not run.
+#[derive(Debug, Default)]
+pub struct ExternalHealth {
+    pub ready: bool,
+    pub counts: ProbeCounts,
+    pub last: Option<Outcome>,
 }
 
 impl ServiceState {
     pub fn new(plan: ServicePlan) -> Self {
+        let external =
+            (plan.command.is_none() && plan.ready.is_some()).then(ExternalHealth::default);
         ServiceState {
+            external,
             plan,
             instances: BTreeMap::new(),
             next_ordinal: 0,
@@ -164,7 +178,10 @@ impl ServiceState {
     /// At least one instance is ready (what `condition: ready` waits for); with no ready probe
     /// that is the same as started.
     pub fn is_ready(&self) -> bool {
-        self.is_external() || (self.is_started() && self.ready() > 0)
+        if self.is_external() {
+            return self.external.as_ref().is_none_or(|e| e.ready);
+        }
+        self.is_started() && self.ready() > 0
     }
 
     pub fn has_failed(&self) -> bool {

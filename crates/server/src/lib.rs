@@ -12,6 +12,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+
+mod health;
 use serde::Deserialize;
 use serde_json::json;
 use wharf_control::Handle;
@@ -67,7 +69,12 @@ struct AppState {
 /// The API's routes over a control plane handle.
 pub fn app(handle: Handle, token: Option<String>) -> Router {
     Router::new()
-        .route("/health", get(|| async { Json(json!({"status": "pass"})) }))
+        .route(
+            "/health",
+            get(|| async { health::respond(StatusCode::OK, json!({"status": "pass"})) }),
+        )
+        .route("/health/ready", get(health_ready))
+        .route("/health/detailed", get(health_detailed))
         .route("/v1/status", get(status))
         .route("/v1/services/{name}/restart", post(restart))
         .route("/v1/down", post(down))
@@ -99,6 +106,24 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
             message: "a valid bearer token is required".to_owned(),
         })
     }
+}
+
+async fn health_ready(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let report = state.handle.status().await.ok_or_else(gone)?;
+    Ok(health::ready(&report))
+}
+
+async fn health_detailed(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let report = state.handle.status().await.ok_or_else(gone)?;
+    Ok(health::detailed(&report))
 }
 
 async fn status(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {

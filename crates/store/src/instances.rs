@@ -126,3 +126,87 @@ mod tests {
         assert!(reopened.instances().unwrap().is_empty());
     }
 }
+
+/// How many health transitions the store keeps; older ones live on in the ledger.
+pub const HEALTH_HISTORY_LIMIT: i64 = 1000;
+
+/// One recorded change of a service's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthEvent {
+    pub time: String,
+    pub target: String,
+    pub state: String,
+    pub reason: Option<String>,
+}
+
+impl Store {
+    /// Records a health transition and drops the oldest beyond [`HEALTH_HISTORY_LIMIT`].
+    pub fn add_health_event(
+        &mut self,
+        target: &str,
+        state: &str,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let time = jiff::Timestamp::now().to_string();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(sqlite(&self.path, "cannot record health"))?;
+        tx.execute(
+            "INSERT INTO health_history (time, target, state, reason) VALUES (?1, ?2, ?3, ?4)",
+            params![time, target, state, reason],
+        )
+        .map_err(sqlite(&self.path, "cannot record health"))?;
+        tx.execute(
+            "DELETE FROM health_history WHERE id <= (SELECT MAX(id) FROM health_history) - ?1",
+            params![HEALTH_HISTORY_LIMIT],
+        )
+        .map_err(sqlite(&self.path, "cannot trim the health history"))?;
+        tx.commit()
+            .map_err(sqlite(&self.path, "cannot record health"))
+    }
+
+    /// The most recent health transitions, newest last.
+    pub fn health_history(&self, limit: i64) -> Result<Vec<HealthEvent>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT time, target, state, reason FROM (SELECT * FROM health_history ORDER BY id DESC LIMIT ?1) ORDER BY id")
+            .map_err(sqlite(&self.path, "cannot read the health history"))?;
+        let rows = stmt
+            .query_map([limit], |row| {
+                Ok(HealthEvent {
+                    time: row.get(0)?,
+                    target: row.get(1)?,
+                    state: row.get(2)?,
+                    reason: row.get(3)?,
+                })
+            })
+            .map_err(sqlite(&self.path, "cannot read the health history"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sqlite(&self.path, "cannot read the health history"))
+    }
+}
+
+#[cfg(test)]
+mod health_tests {
+    use super::*;
+
+    #[test]
+    fn the_health_history_is_bounded_and_ordered() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        for i in 0..(HEALTH_HISTORY_LIMIT + 25) {
+            store
+                .add_health_event("db", &format!("s{i}"), None)
+                .unwrap();
+        }
+        let all = store.health_history(i64::MAX).unwrap();
+        assert_eq!(all.len() as i64, HEALTH_HISTORY_LIMIT);
+        assert_eq!(
+            all.last().unwrap().state,
+            format!("s{}", HEALTH_HISTORY_LIMIT + 24)
+        );
+        assert_eq!(all.first().unwrap().state, "s25");
+        assert_eq!(store.health_history(2).unwrap().len(), 2);
+    }
+}

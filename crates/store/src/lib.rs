@@ -14,7 +14,7 @@ mod ledger;
 mod migrations;
 
 pub use db::{DB_FILE, Store, StoreError};
-pub use instances::InstanceRow;
+pub use instances::{HEALTH_HISTORY_LIMIT, HealthEvent, InstanceRow};
 pub use keys::{KEY_FILE, load_or_create_signer};
 pub use ledger::EntryFilter;
 pub use migrations::SCHEMA_VERSION;

@@ -50,6 +50,15 @@ pub const MIGRATIONS: &[&str] = &[
         spec_hash       TEXT NOT NULL,
         PRIMARY KEY (service, idx)
     ) WITHOUT ROWID;",
+    // 3: recent health transitions of services, kept bounded (the ledger keeps them all).
+    "CREATE TABLE health_history (
+        id     INTEGER PRIMARY KEY AUTOINCREMENT,
+        time   TEXT NOT NULL,
+        target TEXT NOT NULL,
+        state  TEXT NOT NULL,
+        reason TEXT
+    );
+    CREATE INDEX health_history_target ON health_history (target, id);",
 ];
 
 /// The schema version a fully migrated database records in `PRAGMA user_version`.

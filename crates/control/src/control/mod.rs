@@ -17,8 +17,8 @@ use wharf_store::InstanceRow;
 
 use crate::journal::Journal;
 use crate::plan::{InstanceVars, StackPlan, resolve_check};
-use crate::report::service_status;
 use crate::report::{ServiceStatus, StatusReport};
+use crate::report::{service_statuses, stack_status};
 use crate::state::{Phase, ServiceState};
 use crate::tasks::{probe_loop, watch_ended};
 
@@ -129,6 +129,8 @@ pub struct ControlPlane {
     pending_downs: Vec<PendingDown>,
     /// Set by a whole-stack `down`: the loop ends once everything has stopped.
     exit_when_stopped: bool,
+    /// Each service's state at the last pass, to record transitions.
+    last_states: std::collections::HashMap<String, String>,
 }
 
 impl ControlPlane {
@@ -148,6 +150,7 @@ impl ControlPlane {
             started_at: jiff::Timestamp::now(),
             pending_downs: Vec::new(),
             exit_when_stopped: false,
+            last_states: std::collections::HashMap::new(),
         };
         (control, handle)
     }
@@ -161,6 +164,7 @@ impl ControlPlane {
             json!({"control_pid": std::process::id()}),
         );
         self.adopt();
+        self.spawn_external_probes();
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
@@ -176,6 +180,7 @@ impl ControlPlane {
                 }
             }
             self.reconcile().await;
+            self.record_transitions();
             if self.exit_when_stopped && self.services.iter().all(|s| s.instances.is_empty()) {
                 break;
             }
@@ -298,6 +303,29 @@ impl ControlPlane {
             ProbeKind::Live => service.plan.live.clone(),
         };
         let Some(plan) = plan else { return };
+        if let Some(external) = service.external.as_mut() {
+            let passed = outcome.passed();
+            let reason = outcome.reason.clone();
+            external.last = Some(outcome);
+            let current = external.ready;
+            let change = external.counts.observe(
+                passed,
+                plan.success_threshold,
+                plan.failure_threshold,
+                current,
+            );
+            if let Some(now_ready) = change {
+                external.ready = now_ready;
+                let action = if now_ready {
+                    "service.ready"
+                } else {
+                    "service.unready"
+                };
+                self.journal
+                    .record(action, service_name, json!({"reason": reason}));
+            }
+            return;
+        }
         let Some(instance) = service.instances.get_mut(&ordinal) else {
             return;
         };
@@ -602,7 +630,7 @@ impl ControlPlane {
             (ProbeKind::Live, &plan.live),
         ] {
             let Some(probe) = probe else { continue };
-            let Some(check) = resolve_check(&probe.check, &vars) else {
+            let Some(check) = resolve_check(&probe.check, &vars, None) else {
                 if kind == ProbeKind::Ready {
                     instance.ready = true;
                 }
@@ -622,15 +650,63 @@ impl ControlPlane {
         }
     }
 
+    /// Probes the services wharf does not run (external datastores) on their own schedule.
+    fn spawn_external_probes(&mut self) {
+        for service in &self.services {
+            let (Some(probe), true) = (&service.plan.ready, service.is_external()) else {
+                continue;
+            };
+            let plan = &service.plan;
+            let vars = InstanceVars {
+                service: &plan.name,
+                ordinal: 0,
+                version: &plan.version,
+                port: plan.public_port,
+            };
+            let Some(check) = resolve_check(&probe.check, &vars, plan.url.as_deref()) else {
+                continue;
+            };
+            tokio::spawn(probe_loop(
+                self.events_tx.clone(),
+                self.prober.clone(),
+                plan.name.clone(),
+                0,
+                0,
+                ProbeKind::Ready,
+                check,
+                probe.clone(),
+            ));
+        }
+    }
+
+    /// Writes every change of a service's state to the ledger and the bounded history in the
+    /// store: the evidence of when something went down, why, and when it recovered.
+    fn record_transitions(&mut self) {
+        let statuses = service_statuses(&self.services);
+        for status in statuses {
+            let previous = self
+                .last_states
+                .insert(status.name.clone(), status.state.clone());
+            if previous.as_deref() == Some(status.state.as_str()) {
+                continue;
+            }
+            let from = previous.unwrap_or_else(|| "new".to_owned());
+            let details = json!({"from": from, "to": status.state, "health": status.health, "reason": status.reason, "blocked_by": status.blocked_by});
+            self.journal.record("service.state", &status.name, details);
+            self.journal
+                .record_health(&status.name, &status.state, status.reason.as_deref());
+        }
+    }
+
     // ----- status -----------------------------------------------------------------------------
 
     fn report(&self) -> StatusReport {
-        let services: Vec<ServiceStatus> = self.services.iter().map(service_status).collect();
-        let healthy = services
-            .iter()
-            .all(|s| matches!(s.state.as_str(), "running" | "external" | "stopped"));
+        let services: Vec<ServiceStatus> = service_statuses(&self.services);
+        let status = stack_status(&services);
+        let healthy = status == "ok";
         let settled = services.iter().all(|s| match s.state.as_str() {
-            "running" | "external" | "failed" | "crash-loop" | "exited" | "stopped" => true,
+            "running" | "external" | "failed" | "crash-loop" | "exited" | "stopped" | "down"
+            | "blocked" => true,
             "waiting" => self.blocked_by_failure(&s.name, 0),
             _ => false,
         });
@@ -638,6 +714,7 @@ impl ControlPlane {
             stack: self.stack.clone(),
             control_pid: std::process::id(),
             started_at: self.started_at.to_string(),
+            status: status.to_owned(),
             settled,
             healthy,
             services,

@@ -142,7 +142,8 @@ impl ControlPlane {
 
     /// The first dependency that is not yet started or ready, in words.
     fn unmet_dependency(&self, index: usize) -> Option<String> {
-        for (dep, condition) in &self.services[index].plan.depends_on {
+        for (dep, dependency) in &self.services[index].plan.depends_on {
+            let condition = &dependency.condition;
             let Some(dep_index) = self.service_index(dep) else {
                 continue;
             };
