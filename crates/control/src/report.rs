@@ -49,6 +49,8 @@ pub struct ServiceStatus {
     pub state: String,
     /// pass | warn | fail
     pub health: String,
+    /// A datastore wharf does not run, only probes.
+    pub external: bool,
     pub desired: u32,
     pub running: u32,
     pub ready: u32,
@@ -241,6 +243,7 @@ fn own_status(service: &ServiceState) -> ServiceStatus {
         version: service.plan.version.clone(),
         state: state.to_owned(),
         health: String::new(),
+        external: service.is_external(),
         desired,
         running,
         ready,

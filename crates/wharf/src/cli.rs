@@ -79,6 +79,9 @@ pub enum Command {
     Down(cmd::down::DownArgs),
     /// Services and instances: state, readiness, restarts, uptime, last exit.
     Status(cmd::status::StatusArgs),
+    /// Prove the stack works: manifest, services live and ready, dependencies, smoke checks,
+    /// ledger. Exit 1 on any failure; --junit for CI.
+    Preflight(cmd::preflight::PreflightArgs),
     /// Show (and follow) a service's output.
     Logs(cmd::logs::LogsArgs),
     /// Restart a service's instances one at a time, each new one ready before an old one stops.

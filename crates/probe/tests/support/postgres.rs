@@ -70,6 +70,16 @@ impl Postgres {
         }
     }
 
+    /// Starts the stopped server again on the same port and data (an outage that ends).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "the server still runs");
+        assert!(
+            self.launch(),
+            "postgres did not start again:\n{}",
+            tail(&self.log())
+        );
+    }
+
     fn log(&self) -> PathBuf {
         self.dir.path().join("postgres.log")
     }

@@ -77,12 +77,12 @@ pub fn run(global: &Global, command: AuditCommand) -> anyhow::Result<ExitStatus>
     }
 }
 
-fn open(global: &Global) -> anyhow::Result<Ledger<Store>> {
+pub(crate) fn open(global: &Global) -> anyhow::Result<Ledger<Store>> {
     Ok(Ledger::new(Store::open(&global.state_dir())?))
 }
 
 /// The signing key, created on first use with the origin `wharf/<manifest directory name>`.
-fn signer(global: &Global) -> anyhow::Result<SignerKey> {
+pub(crate) fn signer(global: &Global) -> anyhow::Result<SignerKey> {
     Ok(load_or_create_signer(&global.state_dir(), || {
         origin(&global.file)
     })?)

@@ -6,6 +6,7 @@ pub mod down;
 pub mod import;
 pub mod init;
 pub mod logs;
+pub mod preflight;
 pub mod render;
 pub mod restart;
 pub mod shim;
@@ -30,6 +31,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Down(args) => down::run(global, &args),
         Command::Status(args) => status::run(global, &args),
         Command::Logs(args) => logs::run(global, &args),
+        Command::Preflight(args) => preflight::run(global, &args),
         Command::Restart(args) => restart::run(global, &args),
         Command::Shim => shim::run(),
     }

@@ -75,6 +75,10 @@ pub fn print_report(report: &StatusReport, output: Output) -> anyhow::Result<()>
         } else {
             format!("{}/{}", service.ready, service.desired)
         };
+        let latency = service
+            .probe_latency_ms
+            .map(|ms| format!("probe {ms}ms"))
+            .unwrap_or_default();
         table.add_row([
             service.name.clone(),
             service.version.clone(),
@@ -84,16 +88,22 @@ pub fn print_report(report: &StatusReport, output: Output) -> anyhow::Result<()>
             String::new(),
             String::new(),
             String::new(),
-            String::new(),
+            latency,
             service.reason.clone().unwrap_or_default(),
         ]);
         for instance in &service.instances {
-            let probe = match (instance.ready, instance.probe_latency_ms) {
+            let live = match instance.live {
+                Some(true) => "live",
+                Some(false) => "NOT LIVE",
+                None => "-",
+            };
+            let ready = match (instance.ready, instance.probe_latency_ms) {
                 (Some(true), Some(ms)) => format!("ready {ms}ms"),
                 (Some(true), None) => "ready".to_owned(),
                 (Some(false), _) => "not ready".to_owned(),
                 (None, _) => "-".to_owned(),
             };
+            let probe = format!("{live} / {ready}");
             let phase = if instance.crash_looping && instance.phase != "running" {
                 "crash-loop".to_owned()
             } else {
@@ -112,14 +122,15 @@ pub fn print_report(report: &StatusReport, output: Output) -> anyhow::Result<()>
                 instance
                     .error
                     .clone()
+                    .or_else(|| instance.probe_reason.clone())
                     .or_else(|| instance.last_exit.clone())
                     .unwrap_or_default(),
             ]);
         }
     }
     println!(
-        "stack {} (control plane pid {})",
-        report.stack, report.control_pid
+        "stack {}: {} (control plane pid {})",
+        report.stack, report.status, report.control_pid
     );
     println!("{table}");
     Ok(())

@@ -1,0 +1,415 @@
+//! `wharf preflight`: one command that proves the stack works before it is handed over —
+//! the manifest is valid, every service is live and ready, every dependency is reachable, the
+//! manifest's smoke checks pass, and the ledger verifies. A table (or stable JSON), JUnit XML
+//! for CI, exit 1 on any failure, and the result itself goes into the ledger.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+use serde::Serialize;
+use serde_json::json;
+use wharf_control::StatusReport;
+use wharf_ledger::NewEntry;
+use wharf_manifest::model::{SmokeCheck, SmokeKind};
+use wharf_manifest::{EnvironmentChoice, ValidStack};
+use wharf_probe::{Check, HttpProbe, Prober, Status};
+
+use crate::cli::{Global, Output};
+use crate::client::{self, NotRunning};
+use crate::exit::ExitStatus;
+use crate::manifest_file::ManifestFile;
+
+/// How long a smoke check may take when it names no `max_latency`.
+const SMOKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, clap::Args)]
+pub struct PreflightArgs {
+    /// The environment overlay to check (default: `dev` when the manifest defines it).
+    #[arg(long = "env", value_name = "ENV")]
+    pub environment: Option<String>,
+    /// Also write the results as JUnit XML to FILE (for CI systems).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+}
+
+/// One line of the preflight: stable JSON shape `{category, name, status, duration_ms, reason}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    pub category: &'static str,
+    pub name: String,
+    /// pass | warn | fail
+    pub status: &'static str,
+    pub duration_ms: u64,
+    pub reason: Option<String>,
+}
+
+impl CheckResult {
+    fn new(
+        category: &'static str,
+        name: impl Into<String>,
+        status: &'static str,
+        started: Instant,
+        reason: Option<String>,
+    ) -> Self {
+        CheckResult {
+            category,
+            name: name.into(),
+            status,
+            duration_ms: started.elapsed().as_millis() as u64,
+            reason,
+        }
+    }
+}
+
+pub fn run(global: &Global, args: &PreflightArgs) -> anyhow::Result<ExitStatus> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let started = Instant::now();
+    let mut results = Vec::new();
+    let stack = check_manifest(global, args, &mut results)?;
+    let report = runtime.block_on(check_services(global, &mut results));
+    if let Some(stack) = &stack {
+        runtime.block_on(check_smoke(stack, &mut results));
+    }
+    check_ledger(global, &mut results);
+    let failed = results.iter().filter(|r| r.status == "fail").count();
+    let warned = results.iter().filter(|r| r.status == "warn").count();
+    let verdict = if failed > 0 {
+        "fail"
+    } else if warned > 0 {
+        "warn"
+    } else {
+        "pass"
+    };
+    record(global, verdict, &results, report.as_ref());
+    if let Some(path) = &args.junit {
+        write_junit(path, &results, started.elapsed())?;
+    }
+    print(global, verdict, &results, started.elapsed())?;
+    Ok(if failed > 0 {
+        ExitStatus::Failed
+    } else {
+        ExitStatus::Ok
+    })
+}
+
+fn check_manifest(
+    global: &Global,
+    args: &PreflightArgs,
+    results: &mut Vec<CheckResult>,
+) -> anyhow::Result<Option<ValidStack>> {
+    let started = Instant::now();
+    let manifest = ManifestFile::read(global)?;
+    let choice = args
+        .environment
+        .as_deref()
+        .map_or(EnvironmentChoice::Default, EnvironmentChoice::Named);
+    let loaded = wharf_manifest::load(&manifest.source, choice, &|name: &str| {
+        manifest.variable(name)
+    });
+    let errors = loaded.diagnostics.iter().filter(|d| d.is_error()).count();
+    let warnings = loaded.diagnostics.len() - errors;
+    let (status, reason) = match (errors, warnings) {
+        (0, 0) => ("pass", None),
+        (0, n) => (
+            "warn",
+            Some(format!("{n} warning(s); see `wharf validate`")),
+        ),
+        (n, _) => (
+            "fail",
+            Some(format!(
+                "{n} error(s), first: {}; see `wharf validate`",
+                loaded.diagnostics[0].message
+            )),
+        ),
+    };
+    results.push(CheckResult::new(
+        "manifest",
+        format!("{} is valid", manifest.display),
+        status,
+        started,
+        reason,
+    ));
+    Ok(loaded.stack)
+}
+
+async fn check_services(global: &Global, results: &mut Vec<CheckResult>) -> Option<StatusReport> {
+    let started = Instant::now();
+    let report = match client::call_ok(&global.state_dir(), "GET", "/v1/status", None).await {
+        Ok(value) => serde_json::from_value::<StatusReport>(value).ok(),
+        Err(err) => {
+            let reason = if err.is::<NotRunning>() {
+                "no control plane is running; start the stack with `wharf up -d`".to_owned()
+            } else {
+                err.to_string()
+            };
+            results.push(CheckResult::new(
+                "stack",
+                "control plane answers",
+                "fail",
+                started,
+                Some(reason),
+            ));
+            return None;
+        }
+    };
+    let report = report?;
+    results.push(CheckResult::new(
+        "stack",
+        "control plane answers",
+        "pass",
+        started,
+        None,
+    ));
+    for service in &report.services {
+        let status = match service.state.as_str() {
+            "running" | "external" | "exited" | "stopped" => "pass",
+            "degraded" => "warn",
+            _ => "fail",
+        };
+        let status = if status == "pass" && service.health == "warn" {
+            "warn"
+        } else {
+            status
+        };
+        let reason = service
+            .reason
+            .clone()
+            .or_else(|| (status != "pass").then(|| service.state.clone()));
+        let name = if service.state == "external"
+            || service.dependencies.is_empty() && service.desired == 0
+        {
+            format!("{} (external) is reachable", service.name)
+        } else {
+            format!(
+                "{} is live and ready ({}/{} ready)",
+                service.name, service.ready, service.desired
+            )
+        };
+        results.push(CheckResult::new("service", name, status, started, reason));
+        for dependency in &service.dependencies {
+            let target = report.services.iter().find(|s| s.name == dependency.name);
+            let up = target.is_some_and(|t| {
+                matches!(
+                    t.state.as_str(),
+                    "running" | "degraded" | "external" | "exited"
+                )
+            });
+            let status = match (up, dependency.critical) {
+                (true, _) => "pass",
+                (false, true) => "fail",
+                (false, false) => "warn",
+            };
+            let reason = (!up).then(|| {
+                target
+                    .and_then(|t| t.reason.clone())
+                    .unwrap_or_else(|| "not running".to_owned())
+            });
+            let name = format!(
+                "{} → {} is reachable{}",
+                service.name,
+                dependency.name,
+                if dependency.critical {
+                    ""
+                } else {
+                    " (non-critical)"
+                }
+            );
+            results.push(CheckResult::new(
+                "dependency",
+                name,
+                status,
+                started,
+                reason,
+            ));
+        }
+    }
+    Some(report)
+}
+
+async fn check_smoke(stack: &ValidStack, results: &mut Vec<CheckResult>) {
+    let prober = Prober::default();
+    for smoke in &stack.smoke {
+        let started = Instant::now();
+        let (check, timeout) = smoke_check(smoke);
+        let outcome = prober.run(&check, timeout).await;
+        let status = match outcome.status {
+            Status::Pass => "pass",
+            Status::Warn => "warn",
+            Status::Fail => "fail",
+        };
+        results.push(CheckResult::new(
+            "smoke",
+            smoke.name.clone(),
+            status,
+            started,
+            outcome.reason,
+        ));
+    }
+}
+
+fn smoke_check(smoke: &SmokeCheck) -> (Check, Duration) {
+    match &smoke.check {
+        SmokeKind::Http(http) => {
+            let timeout = http
+                .max_latency
+                .map_or(SMOKE_TIMEOUT, |d| d.as_std() + Duration::from_secs(1));
+            let check = Check::Http(Box::new(HttpProbe {
+                method: http.method.clone(),
+                url: http
+                    .url
+                    .clone()
+                    .or_else(|| http.path.clone())
+                    .unwrap_or_default(),
+                headers: http
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                expect_status: http.expect_status.clone(),
+                body_contains: http.body_contains.clone(),
+                json: http
+                    .json
+                    .as_ref()
+                    .map(|j| (j.pointer.clone(), j.equals.clone())),
+                max_latency: http.max_latency.map(|d| d.as_std()),
+                warn_latency: http.warn_latency.map(|d| d.as_std()),
+            }));
+            (check, timeout)
+        }
+        SmokeKind::Exec(exec) => (
+            Check::Exec {
+                command: exec.command.clone(),
+                expect_exit: exec.expect_exit,
+            },
+            SMOKE_TIMEOUT,
+        ),
+    }
+}
+
+fn check_ledger(global: &Global, results: &mut Vec<CheckResult>) {
+    let started = Instant::now();
+    let outcome = (|| -> anyhow::Result<Option<String>> {
+        let ledger = crate::cmd::audit::open(global)?;
+        let verifier = crate::cmd::audit::signer(global)?.verifier();
+        let report = ledger.verify(&verifier)?;
+        Ok(report.failure.map(|f| f.to_string()))
+    })();
+    let (status, reason) = match outcome {
+        Ok(None) => ("pass", None),
+        Ok(Some(finding)) => ("fail", Some(finding)),
+        Err(err) => ("fail", Some(format!("{err:#}"))),
+    };
+    results.push(CheckResult::new(
+        "ledger",
+        "audit ledger verifies",
+        status,
+        started,
+        reason,
+    ));
+}
+
+/// The preflight is evidence too: its verdict and failures go into the ledger.
+fn record(global: &Global, verdict: &str, results: &[CheckResult], report: Option<&StatusReport>) {
+    let failures: Vec<_> = results
+        .iter()
+        .filter(|r| r.status == "fail")
+        .map(|r| json!({"check": r.name, "reason": r.reason}))
+        .collect();
+    let details = json!({
+        "verdict": verdict,
+        "checks": results.len(),
+        "failed": failures.len(),
+        "warned": results.iter().filter(|r| r.status == "warn").count(),
+        "failures": failures,
+        "stack_status": report.map(|r| r.status.clone()),
+    });
+    let result = (|| -> anyhow::Result<()> {
+        let mut ledger = crate::cmd::audit::open(global)?;
+        let target = report.map_or_else(|| "stack".to_owned(), |r| r.stack.clone());
+        ledger.append(NewEntry::new(
+            jiff::Timestamp::now(),
+            crate::cmd::audit::actor(),
+            "preflight.run".parse()?,
+            target,
+            details,
+        )?)?;
+        Ok(())
+    })();
+    if let Err(err) = result {
+        tracing::warn!(error = %err, "could not record the preflight in the ledger");
+    }
+}
+
+fn write_junit(
+    path: &std::path::Path,
+    results: &[CheckResult],
+    total: Duration,
+) -> anyhow::Result<()> {
+    let mut suite = TestSuite::new("wharf preflight");
+    for result in results {
+        let status = match result.status {
+            "fail" => {
+                let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                status.set_message(result.reason.clone().unwrap_or_else(|| "failed".to_owned()));
+                status.set_type(result.category);
+                status
+            }
+            _ => TestCaseStatus::success(),
+        };
+        let mut case = TestCase::new(result.name.clone(), status);
+        case.set_classname(format!("preflight.{}", result.category));
+        case.set_time(Duration::from_millis(result.duration_ms));
+        if result.status == "warn" {
+            case.set_system_out(format!(
+                "warning: {}",
+                result.reason.as_deref().unwrap_or("")
+            ));
+        }
+        suite.add_test_case(case);
+    }
+    suite.set_time(total);
+    let mut report = Report::new("wharf");
+    report.add_test_suite(suite);
+    let xml = report.to_string()?;
+    std::fs::write(path, xml)
+        .map_err(|err| anyhow::anyhow!("cannot write {}: {err}", path.display()))
+}
+
+fn print(
+    global: &Global,
+    verdict: &str,
+    results: &[CheckResult],
+    total: Duration,
+) -> anyhow::Result<()> {
+    if global.output == Output::Json {
+        let value =
+            json!({"status": verdict, "duration_ms": total.as_millis() as u64, "checks": results});
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_BORDERS_ONLY);
+    table.set_header(["RESULT", "CHECK", "TIME", "REASON"]);
+    for result in results {
+        table.add_row([
+            result.status.to_uppercase(),
+            format!("{}: {}", result.category, result.name),
+            format!("{}ms", result.duration_ms),
+            result.reason.clone().unwrap_or_default(),
+        ]);
+    }
+    println!("{table}");
+    let failed = results.iter().filter(|r| r.status == "fail").count();
+    let warned = results.iter().filter(|r| r.status == "warn").count();
+    println!(
+        "preflight {}: {} checks, {failed} failed, {warned} warnings, {}ms",
+        verdict.to_uppercase(),
+        results.len(),
+        total.as_millis()
+    );
+    Ok(())
+}
