@@ -104,7 +104,14 @@ pub enum Check {
 #[derive(Clone, Debug)]
 pub struct Prober {
     client: Client<HttpConnector, Empty<Bytes>>,
+    /// Bounds how many probes run at once, so ten thousand probes due in the same second
+    /// cannot exhaust file descriptors; waiting for a permit does not count against a probe's
+    /// timeout, so a slow probe delays the others at most by queueing, never fails them.
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+/// Probes in flight at once, per [`Prober`].
+pub const MAX_CONCURRENT_PROBES: usize = 512;
 
 impl Default for Prober {
     fn default() -> Self {
@@ -118,13 +125,18 @@ impl Default for Prober {
             .pool_max_idle_per_host(64)
             .pool_idle_timeout(std::time::Duration::from_secs(30))
             .build(connector);
-        Prober { client }
+        Prober {
+            client,
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_PROBES)),
+        }
     }
 }
 
 impl Prober {
     /// Runs `check`, bounded by `timeout`.
     pub async fn run(&self, check: &Check, timeout: Duration) -> Outcome {
+        // The semaphore is never closed, so acquiring only waits.
+        let _permit = self.permits.acquire().await.ok();
         let started = Instant::now();
         let run = async {
             match check {

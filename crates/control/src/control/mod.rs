@@ -170,14 +170,25 @@ impl ControlPlane {
         tokio::pin!(shutdown);
         let mut shutting_down = false;
         loop {
-            tokio::select! {
-                Some(event) = self.events_rx.recv() => self.handle(event),
-                _ = tick.tick() => {}
+            // Probe results only change flags: they are folded in and acted on at the next
+            // tick, so thousands of them a second cost one reconciliation per tick. Exits and
+            // commands are acted on at once.
+            let act_now = tokio::select! {
+                Some(event) = self.events_rx.recv() => {
+                    let urgent = !matches!(event, Event::Probe { .. });
+                    self.handle(event);
+                    urgent
+                }
+                _ = tick.tick() => true,
                 () = &mut shutdown, if !shutting_down => {
                     shutting_down = true;
                     let (reply, _) = oneshot::channel();
                     self.begin_down(None, reply);
+                    true
                 }
+            };
+            if !act_now {
+                continue;
             }
             self.reconcile().await;
             self.record_transitions();
