@@ -1,0 +1,355 @@
+//! Forwarding one request: pick a version and an instance, rewrite headers, stream the bodies
+//! both ways, retry on another instance only when the connection was refused before any byte
+//! was sent, and answer 502/503/504 when no upstream can.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::http::uri::{PathAndQuery, Scheme};
+use hyper::{Request, Response, StatusCode, Uri, Version};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+
+use crate::routes::{Instance, ServiceRt, VersionRt};
+use crate::server::Inner;
+
+/// The pooled upstream client.
+pub(crate) type UpstreamClient = Client<HttpConnector, UpBody>;
+
+/// At most this many instances are tried for one request.
+const MAX_ATTEMPTS: usize = 3;
+
+/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Handle one request that arrived on `listen` from `peer`.
+pub(crate) async fn handle(
+    inner: Arc<Inner>,
+    listen: SocketAddr,
+    peer: SocketAddr,
+    request: Request<Incoming>,
+) -> Result<Response<DownBody>, Infallible> {
+    let service = inner.routes.load().by_listen.get(&listen).cloned();
+    let Some(service) = service else {
+        return Ok(error(StatusCode::SERVICE_UNAVAILABLE, "no route for this port\n"));
+    };
+    let Some(version) = service.choose(request.headers()) else {
+        return Ok(error(StatusCode::SERVICE_UNAVAILABLE, "no instances for this service\n"));
+    };
+    version.stats.request();
+    let started = Instant::now();
+    let response = forward(&inner, &service, version, peer, request).await;
+    version.stats.response(response.status().as_u16(), started.elapsed());
+    Ok(response)
+}
+
+async fn forward(
+    inner: &Inner,
+    service: &ServiceRt,
+    version: &VersionRt,
+    peer: SocketAddr,
+    request: Request<Incoming>,
+) -> Response<DownBody> {
+    let (mut parts, body) = request.into_parts();
+    let path = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    rewrite_request_headers(&mut parts.headers, &parts.uri, peer);
+    let body = if body.is_end_stream() {
+        UpBody::Empty
+    } else {
+        UpBody::Shared(Arc::new(Mutex::new(Some(body))))
+    };
+    let attempts = version.instances.len().min(MAX_ATTEMPTS);
+    let mut tried: [SocketAddr; MAX_ATTEMPTS] = [([0, 0, 0, 0], 0).into(); MAX_ATTEMPTS];
+    let mut outcome = Outcome::NoInstance;
+    for attempt in 0..attempts {
+        let Some(instance) = version.pick(&inner.clock, &tried[..attempt]) else {
+            break;
+        };
+        tried[attempt] = instance.address;
+        if attempt > 0 {
+            version.stats.retry();
+        }
+        let last = attempt + 1 == attempts;
+        // Keep the headers for a retry only while a retry is still possible.
+        let headers = if last {
+            std::mem::take(&mut parts.headers)
+        } else {
+            parts.headers.clone()
+        };
+        let mut upstream = Request::new(body.share());
+        *upstream.method_mut() = parts.method.clone();
+        *upstream.uri_mut() = upstream_uri(instance, &path);
+        *upstream.version_mut() = Version::HTTP_11;
+        *upstream.headers_mut() = headers;
+        outcome = send(inner, service, version, instance, upstream).await;
+        match outcome {
+            Outcome::Refused if body.retryable() => continue,
+            _ => break,
+        }
+    }
+    match outcome {
+        Outcome::Answered(response) => response,
+        Outcome::NoInstance => error(StatusCode::SERVICE_UNAVAILABLE, "no instances for this service\n"),
+        Outcome::Refused | Outcome::Failed => error(StatusCode::BAD_GATEWAY, "no upstream answered\n"),
+        Outcome::TimedOut => error(StatusCode::GATEWAY_TIMEOUT, "the upstream did not answer in time\n"),
+    }
+}
+
+enum Outcome {
+    Answered(Response<DownBody>),
+    NoInstance,
+    Refused,
+    Failed,
+    TimedOut,
+}
+
+async fn send(
+    inner: &Inner,
+    service: &ServiceRt,
+    version: &VersionRt,
+    instance: &Instance,
+    request: Request<UpBody>,
+) -> Outcome {
+    let mut cut = instance.cut.subscribe();
+    let result = tokio::select! {
+        result = inner.client.request(request) => result,
+        _ = cut.wait_for(|cut| *cut) => {
+            tracing::warn!(instance = %instance.address, "drain timeout: in-flight request cut");
+            version.stats.upstream_error();
+            return Outcome::TimedOut;
+        }
+    };
+    match result {
+        Ok(response) => {
+            instance.succeeded();
+            let (mut parts, body) = response.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            Outcome::Answered(Response::from_parts(parts, DownBody::Upstream(body)))
+        }
+        Err(err) => {
+            version.stats.upstream_error();
+            if err.is_connect() {
+                tracing::debug!(instance = %instance.address, error = %err, "connect failed");
+                instance.failed(&inner.clock, service.eject_after, service.cooldown);
+                if is_timeout(&err) {
+                    Outcome::TimedOut
+                } else {
+                    Outcome::Refused
+                }
+            } else {
+                tracing::debug!(instance = %instance.address, error = %err, "upstream failed");
+                Outcome::Failed
+            }
+        }
+    }
+}
+
+fn is_timeout(err: &hyper_util::client::legacy::Error) -> bool {
+    let mut source: Option<&dyn std::error::Error> = Some(err);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::TimedOut;
+        }
+        source = e.source();
+    }
+    false
+}
+
+fn upstream_uri(instance: &Instance, path: &PathAndQuery) -> Uri {
+    let mut parts = hyper::http::uri::Parts::default();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Some(instance.authority.clone());
+    parts.path_and_query = Some(path.clone());
+    Uri::from_parts(parts).expect("scheme, authority and path make a URI")
+}
+
+fn rewrite_request_headers(headers: &mut HeaderMap, uri: &Uri, peer: SocketAddr) {
+    strip_hop_by_hop(headers);
+    // HTTP/2 requests carry the host in the URI; HTTP/1.1 upstreams need it as a header.
+    if !headers.contains_key(header::HOST) {
+        if let Some(value) = uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+            headers.insert(header::HOST, value);
+        }
+    }
+    if let Some(host) = headers.get(header::HOST).cloned() {
+        headers.insert(X_FORWARDED_HOST, host);
+    }
+    let ip = peer.ip().to_string();
+    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(earlier) => format!("{earlier}, {ip}"),
+        None => ip,
+    };
+    if let Ok(value) = HeaderValue::try_from(forwarded_for) {
+        headers.insert(X_FORWARDED_FOR, value);
+    }
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Headers named in `Connection` are hop-by-hop too.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::try_from(name.trim()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        if headers.contains_key(name) {
+            headers.remove(name);
+        }
+    }
+}
+
+/// A short plain-text answer from the proxy itself.
+pub(crate) fn error(status: StatusCode, message: &'static str) -> Response<DownBody> {
+    let mut response = Response::new(DownBody::Own(Full::new(Bytes::from_static(message.as_bytes()))));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+/// The body sent to the client: the upstream's, streamed, or the proxy's own.
+#[derive(Debug)]
+pub enum DownBody {
+    /// Streamed from the upstream.
+    Upstream(Incoming),
+    /// Written by the proxy.
+    Own(Full<Bytes>),
+}
+
+impl Body for DownBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            DownBody::Upstream(body) => Pin::new(body).poll_frame(cx),
+            DownBody::Own(body) => Pin::new(body).poll_frame(cx).map_err(|never| match never {}),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            DownBody::Upstream(body) => body.is_end_stream(),
+            DownBody::Own(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            DownBody::Upstream(body) => body.size_hint(),
+            DownBody::Own(body) => body.size_hint(),
+        }
+    }
+}
+
+/// The body sent upstream. A non-empty client body sits in a shared slot so that, when the
+/// connection is refused before the body was polled, the next attempt can still send it.
+#[derive(Debug)]
+pub enum UpBody {
+    /// No body.
+    Empty,
+    /// The client's body, streamed.
+    Shared(Arc<Mutex<Option<Incoming>>>),
+}
+
+impl UpBody {
+    fn share(&self) -> UpBody {
+        match self {
+            UpBody::Empty => UpBody::Empty,
+            UpBody::Shared(slot) => UpBody::Shared(slot.clone()),
+        }
+    }
+
+    /// Whether another attempt can still send the whole body.
+    fn retryable(&self) -> bool {
+        match self {
+            UpBody::Empty => true,
+            // The slot is emptied once the body is finished; a started body has a size hint
+            // lower bound change we cannot see, so only an untouched slot is retried.
+            UpBody::Shared(slot) => slot
+                .lock()
+                .map(|body| body.as_ref().is_some_and(|b| !b.is_end_stream()))
+                .unwrap_or(false),
+        }
+    }
+}
+
+impl Body for UpBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            UpBody::Empty => Poll::Ready(None),
+            UpBody::Shared(slot) => {
+                let mut guard = slot.lock().unwrap_or_else(|e| e.into_inner());
+                match guard.as_mut() {
+                    Some(body) => {
+                        let polled = Pin::new(body).poll_frame(cx);
+                        if matches!(polled, Poll::Ready(None)) {
+                            *guard = None;
+                        }
+                        polled
+                    }
+                    None => Poll::Ready(None),
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpBody::Empty => true,
+            UpBody::Shared(slot) => slot
+                .lock()
+                .map(|body| body.as_ref().is_none_or(|b| b.is_end_stream()))
+                .unwrap_or(true),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpBody::Empty => SizeHint::with_exact(0),
+            UpBody::Shared(slot) => slot
+                .lock()
+                .ok()
+                .and_then(|body| body.as_ref().map(Body::size_hint))
+                .unwrap_or_else(|| SizeHint::with_exact(0)),
+        }
+    }
+}

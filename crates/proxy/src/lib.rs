@@ -1,0 +1,18 @@
+//! wharf's data-plane proxy: listens on each service's public port, splits traffic between
+//! versions by weight (sticky or pinned on request), forwards to their instances over pooled
+//! keep-alive connections, and counts requests, status classes and latency per version.
+//!
+//! The control plane drives it through [`admin`] (a unix-socket HTTP API) or, in-process,
+//! through [`Proxy::apply`]; the table's JSON shape is [`table::RouteTable`].
+
+pub mod admin;
+pub mod forward;
+pub mod persist;
+mod routes;
+mod server;
+pub mod stats;
+pub mod table;
+
+pub use routes::InstanceReport;
+pub use server::{ApplyError, FullStats, MAX_HEADER_BYTES, Proxy};
+pub use table::{RouteTable, ServiceRoute, Sticky, TableError, ValidTable, VersionRoute};

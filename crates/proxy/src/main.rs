@@ -1,0 +1,75 @@
+//! The `wharf-proxy` binary: serve the saved route table at once, open the admin socket, run
+//! until SIGTERM or Ctrl-C, then stop accepting and drain in-flight requests.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio::signal::unix::{SignalKind, signal};
+use wharf_proxy::Proxy;
+
+/// wharf's data-plane proxy.
+#[derive(Debug, Parser)]
+#[command(name = "wharf-proxy", version)]
+struct Args {
+    /// Unix socket for the admin API (created with mode 0600).
+    #[arg(long, value_name = "PATH")]
+    admin_socket: PathBuf,
+    /// Where the last applied route table is kept; served at start when present.
+    #[arg(long, value_name = "FILE")]
+    state: PathBuf,
+    /// Worker threads (default: one per core).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WHARF_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.threads {
+        builder.worker_threads(threads.max(1));
+    }
+    let runtime = match builder.enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("wharf-proxy: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("wharf-proxy: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let proxy = Proxy::new(Some(args.state.clone()));
+    match proxy.restore()? {
+        Some(revision) => tracing::info!(revision, state = %args.state.display(), "serving the saved table"),
+        None => tracing::info!(state = %args.state.display(), "no saved table yet"),
+    }
+    let admin = wharf_proxy::admin::bind(&args.admin_socket)?;
+    // One line on stdout once the admin socket accepts, for scripts and tests to wait on.
+    println!("admin socket {}", args.admin_socket.display());
+    let admin_task = tokio::spawn(wharf_proxy::admin::serve(proxy.clone(), admin));
+    let mut terminate = signal(SignalKind::terminate())?;
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM: draining"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: draining"),
+    }
+    proxy.shutdown().await;
+    admin_task.abort();
+    let _ = std::fs::remove_file(&args.admin_socket);
+    tracing::info!("stopped");
+    Ok(())
+}

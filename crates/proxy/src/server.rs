@@ -1,0 +1,373 @@
+//! The proxy as a whole: the current routes behind an `ArcSwap`, the listeners it binds and
+//! closes as tables change, the shared instance and stats registries, applying a table
+//! atomically, persisting it, and a graceful shutdown.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::forward::{self, UpstreamClient};
+use crate::routes::{Clock, Instance, InstanceReport, Routes};
+use crate::stats::{Stats, StatsReport};
+use crate::table::{RouteTable, TableError, ValidTable};
+use crate::persist;
+
+/// The largest request head (request line plus headers) the proxy accepts.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// What can go wrong applying a table.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The table was refused; nothing changed.
+    #[error(transparent)]
+    Table(#[from] TableError),
+    /// The state file could not be written; nothing changed.
+    #[error("cannot write the state file {path}: {source}")]
+    Persist {
+        /// The state file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Shared by every connection task.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub routes: ArcSwap<Routes>,
+    pub client: UpstreamClient,
+    pub clock: Clock,
+    pub stats: Arc<Stats>,
+    instances: Mutex<HashMap<SocketAddr, Arc<Instance>>>,
+    listeners: Mutex<HashMap<SocketAddr, Listener>>,
+    /// Serialises table updates; the request path never takes it.
+    apply: Mutex<()>,
+    state_file: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+struct Listener {
+    /// Sends the drain timeout when the listener must close.
+    stop: watch::Sender<Option<Duration>>,
+    task: JoinHandle<()>,
+}
+
+/// The data-plane proxy. Cheap to clone; every clone is the same proxy.
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    inner: Arc<Inner>,
+}
+
+impl Proxy {
+    /// A proxy with no routes, persisting applied tables to `state_file` when given.
+    pub fn new(state_file: Option<PathBuf>) -> Proxy {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        connector.set_keepalive(Some(Duration::from_secs(60)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_timer(TokioTimer::new())
+            .build(connector);
+        Proxy {
+            inner: Arc::new(Inner {
+                routes: ArcSwap::from_pointee(Routes::empty()),
+                client,
+                clock: Clock::new(),
+                stats: Arc::new(Stats::default()),
+                instances: Mutex::default(),
+                listeners: Mutex::default(),
+                apply: Mutex::new(()),
+                state_file,
+            }),
+        }
+    }
+
+    /// Load the state file, if it exists, and apply the table in it.
+    pub fn restore(&self) -> Result<Option<u64>, persist::RestoreError> {
+        let Some(path) = &self.inner.state_file else {
+            return Ok(None);
+        };
+        let Some(table) = persist::load(path)? else {
+            return Ok(None);
+        };
+        let revision = table.revision();
+        self.install(table, false)
+            .map_err(|source| persist::RestoreError::Apply {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Some(revision))
+    }
+
+    /// Validate and apply a table from JSON. Must run inside a Tokio runtime.
+    pub fn apply_json(&self, json: &[u8]) -> Result<u64, ApplyError> {
+        self.apply(crate::table::parse(json)?)
+    }
+
+    /// Apply a validated table: refused unless its revision is newer; binds new ports first
+    /// (refused, with nothing changed, if one cannot be bound), persists it, swaps it in for
+    /// new requests at once, then closes the ports no longer named.
+    pub fn apply(&self, table: ValidTable) -> Result<u64, ApplyError> {
+        self.install(table, true)
+    }
+
+    fn install(&self, table: ValidTable, persist: bool) -> Result<u64, ApplyError> {
+        let inner = &self.inner;
+        let _serial = inner.apply.lock().unwrap_or_else(|e| e.into_inner());
+        let current = inner.routes.load_full();
+        if table.revision() <= current.revision() && current.table.is_some() {
+            return Err(TableError::StaleRevision {
+                offered: table.revision(),
+                current: current.revision(),
+            }
+            .into());
+        }
+        let bound = self.bind_new(&table)?;
+        if persist {
+            if let Some(path) = &inner.state_file {
+                persist::store(path, table.table()).map_err(|source| ApplyError::Persist {
+                    path: path.clone(),
+                    source,
+                })?;
+            }
+        }
+        let revision = table.revision();
+        let routes = {
+            let mut registry = inner.instances.lock().unwrap_or_else(|e| e.into_inner());
+            let mut instance = |address| {
+                registry
+                    .entry(address)
+                    .or_insert_with(|| Arc::new(Instance::new(address)))
+                    .clone()
+            };
+            let stats = |service: &str, version: &str| inner.stats.version(service, version);
+            Routes::build(table, &mut instance, &stats)
+        };
+        for instance in routes.instances() {
+            instance.generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            instance.cut.send_if_modified(|cut| std::mem::replace(cut, false));
+        }
+        let routes = Arc::new(routes);
+        inner.routes.store(routes.clone());
+        tracing::info!(revision, services = routes.by_listen.len(), "route table applied");
+        self.drain_removed(&current, &routes);
+        self.start_listeners(bound);
+        self.close_removed(&current, &routes);
+        Ok(revision)
+    }
+
+    fn bind_new(&self, table: &ValidTable) -> Result<Vec<(SocketAddr, TcpListener)>, TableError> {
+        let listeners = self.inner.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        let mut bound = Vec::new();
+        for service in &table.services {
+            if listeners.contains_key(&service.listen) {
+                continue;
+            }
+            let listener = bind(service.listen).map_err(|err| TableError::Bind {
+                service: service.name.clone(),
+                address: service.listen,
+                reason: match err.kind() {
+                    std::io::ErrorKind::AddrInUse => "the port is already in use".to_owned(),
+                    _ => err.to_string(),
+                },
+            })?;
+            bound.push((service.listen, listener));
+        }
+        Ok(bound)
+    }
+
+    fn start_listeners(&self, bound: Vec<(SocketAddr, TcpListener)>) {
+        let mut listeners = self.inner.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        for (address, listener) in bound {
+            let (stop, stopped) = watch::channel(None);
+            let task = tokio::spawn(serve(self.inner.clone(), address, listener, stopped));
+            tracing::info!(%address, "listening");
+            listeners.insert(address, Listener { stop, task });
+        }
+    }
+
+    fn close_removed(&self, old: &Routes, new: &Routes) {
+        let mut listeners = self.inner.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        for (address, service) in &old.by_listen {
+            if new.by_listen.contains_key(address) {
+                continue;
+            }
+            if let Some(listener) = listeners.remove(address) {
+                tracing::info!(%address, service = %service.name, "closing port");
+                listener.stop.send_replace(Some(service.drain));
+            }
+        }
+    }
+
+    /// Instances in the old table but not the new get no new requests already (the new table
+    /// does not name them); after the drain timeout their in-flight requests are cut.
+    fn drain_removed(&self, old: &Routes, new: &Routes) {
+        let kept: std::collections::HashSet<SocketAddr> =
+            new.instances().map(|i| i.address).collect();
+        for service in old.by_listen.values() {
+            for instance in service.versions.iter().flat_map(|v| v.instances.iter()) {
+                if kept.contains(&instance.address) {
+                    continue;
+                }
+                let generation = instance.generation.load(std::sync::atomic::Ordering::Relaxed);
+                let instance = instance.clone();
+                let inner = self.inner.clone();
+                let drain = service.drain;
+                tracing::info!(instance = %instance.address, ?drain, "draining instance");
+                tokio::spawn(async move {
+                    tokio::time::sleep(drain).await;
+                    if instance.generation.load(std::sync::atomic::Ordering::Relaxed) == generation {
+                        instance.cut.send_replace(true);
+                        let mut registry = inner.instances.lock().unwrap_or_else(|e| e.into_inner());
+                        registry.remove(&instance.address);
+                    }
+                });
+            }
+        }
+    }
+
+    /// The table in force, if any.
+    pub fn table(&self) -> Option<RouteTable> {
+        self.inner.routes.load().table.as_ref().map(|t| t.table().clone())
+    }
+
+    /// The revision in force (0 before the first table).
+    pub fn revision(&self) -> u64 {
+        self.inner.routes.load().revision()
+    }
+
+    /// Per-version counters and latency summaries, plus the state of every instance.
+    pub fn stats(&self) -> FullStats {
+        let registry = self.inner.instances.lock().unwrap_or_else(|e| e.into_inner());
+        let instances = registry
+            .iter()
+            .map(|(address, instance)| (address.to_string(), instance.report(&self.inner.clock)))
+            .collect();
+        FullStats {
+            revision: self.revision(),
+            stats: self.inner.stats.report(),
+            instances,
+        }
+    }
+
+    /// The OpenMetrics text for `/metrics`.
+    pub fn metrics(&self) -> String {
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(crate::stats::StatsCollector(
+            self.inner.stats.clone(),
+        )));
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+        text
+    }
+
+    /// Stop accepting on every port, then wait for in-flight requests, each port bounded by
+    /// its service's drain timeout.
+    pub async fn shutdown(&self) {
+        let drains: Vec<(Listener, Duration)> = {
+            let routes = self.inner.routes.load_full();
+            let mut listeners = self.inner.listeners.lock().unwrap_or_else(|e| e.into_inner());
+            listeners
+                .drain()
+                .map(|(address, listener)| {
+                    let drain = routes
+                        .by_listen
+                        .get(&address)
+                        .map_or(Duration::from_secs(30), |s| s.drain);
+                    (listener, drain)
+                })
+                .collect()
+        };
+        for (listener, drain) in &drains {
+            listener.stop.send_replace(Some(*drain));
+        }
+        for (listener, _) in drains {
+            let _ = listener.task.await;
+        }
+    }
+}
+
+/// `/v1/stats`.
+#[derive(Debug, serde::Serialize)]
+pub struct FullStats {
+    /// The revision in force.
+    pub revision: u64,
+    /// Counters by service and version.
+    #[serde(flatten)]
+    pub stats: StatsReport,
+    /// Instances by address.
+    pub instances: std::collections::BTreeMap<String, InstanceReport>,
+}
+
+fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let listener = std::net::TcpListener::bind(address)?;
+    listener.set_nonblocking(true)?;
+    TcpListener::from_std(listener)
+}
+
+/// Accept on one port until told to stop, then let its connections finish within the drain.
+async fn serve(
+    inner: Arc<Inner>,
+    address: SocketAddr,
+    listener: TcpListener,
+    mut stop: watch::Receiver<Option<Duration>>,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .max_buf_size(MAX_HEADER_BYTES)
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    builder
+        .http2()
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.changed() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                tracing::warn!(%address, error = %err, "accept failed");
+                // Out of file descriptors and similar: back off briefly instead of spinning.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let inner = inner.clone();
+        let service =
+            service_fn(move |request| forward::handle(inner.clone(), address, peer, request));
+        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(%peer, error = %err, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    let drain = (*stop.borrow()).unwrap_or(Duration::from_secs(30));
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!(%address, "port closed, connections drained"),
+        () = tokio::time::sleep(drain) => tracing::warn!(%address, ?drain, "port closed, drain timeout passed"),
+    }
+}

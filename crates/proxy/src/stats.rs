@@ -1,0 +1,292 @@
+//! Per-service, per-version counters and latency histograms, kept since the proxy started,
+//! read as JSON by `/v1/stats` and as OpenMetrics text by `/metrics`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::metrics::MetricType;
+use serde::Serialize;
+
+/// Counters of one version of one service.
+#[derive(Debug)]
+pub struct VersionStats {
+    requests: AtomicU64,
+    classes: [AtomicU64; 4],
+    upstream_errors: AtomicU64,
+    retries: AtomicU64,
+    latency: Mutex<Histogram<u64>>,
+}
+
+impl VersionStats {
+    fn new() -> VersionStats {
+        VersionStats {
+            requests: AtomicU64::new(0),
+            classes: Default::default(),
+            upstream_errors: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            // Microseconds from 1 µs to 1 hour with 3 significant digits.
+            latency: Mutex::new(
+                Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
+            ),
+        }
+    }
+
+    /// A request was routed to this version.
+    pub fn request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An answer (from the upstream, or the proxy's own 5xx) with the time to its headers.
+    pub fn response(&self, status: u16, elapsed: Duration) {
+        let class = match status {
+            200..=299 => 0,
+            300..=399 => 1,
+            400..=499 => 2,
+            _ => 3,
+        };
+        self.classes[class].fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX).max(1);
+        if let Ok(mut histogram) = self.latency.lock() {
+            histogram.saturating_record(micros);
+        }
+    }
+
+    /// A connection to an upstream failed or it did not answer.
+    pub fn upstream_error(&self) {
+        self.upstream_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request was retried on another instance.
+    pub fn retry(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn report(&self) -> VersionReport {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let histogram = self.latency.lock().map(|h| h.clone()).ok();
+        let latency = histogram.map_or_else(LatencyReport::default, |h| LatencyReport {
+            count: h.len(),
+            p50: h.value_at_quantile(0.50),
+            p95: h.value_at_quantile(0.95),
+            p99: h.value_at_quantile(0.99),
+            max: h.max(),
+            mean: h.mean(),
+        });
+        VersionReport {
+            requests: load(&self.requests),
+            responses: Classes {
+                c2xx: load(&self.classes[0]),
+                c3xx: load(&self.classes[1]),
+                c4xx: load(&self.classes[2]),
+                c5xx: load(&self.classes[3]),
+            },
+            upstream_errors: load(&self.upstream_errors),
+            retries: load(&self.retries),
+            latency_us: latency,
+        }
+    }
+}
+
+/// Every version's counters, by service then version; entries live as long as the process so
+/// counters only grow and readers can take differences.
+#[derive(Debug)]
+pub struct Stats {
+    started: Instant,
+    versions: Mutex<BTreeMap<(String, String), Arc<VersionStats>>>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            started: Instant::now(),
+            versions: Mutex::default(),
+        }
+    }
+}
+
+impl Stats {
+    /// The counters of one version, created on first use.
+    pub fn version(&self, service: &str, version: &str) -> Arc<VersionStats> {
+        let mut versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+        versions
+            .entry((service.to_owned(), version.to_owned()))
+            .or_insert_with(|| Arc::new(VersionStats::new()))
+            .clone()
+    }
+
+    /// A snapshot for `/v1/stats`.
+    pub fn report(&self) -> StatsReport {
+        let versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+        let mut services: BTreeMap<String, ServiceReport> = BTreeMap::new();
+        for ((service, version), stats) in versions.iter() {
+            services
+                .entry(service.clone())
+                .or_default()
+                .versions
+                .insert(version.clone(), stats.report());
+        }
+        StatsReport {
+            uptime_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            services,
+        }
+    }
+
+    fn all(&self) -> Vec<((String, String), VersionReport)> {
+        let versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+        versions
+            .iter()
+            .map(|(key, stats)| (key.clone(), stats.report()))
+            .collect()
+    }
+}
+
+/// `/v1/stats`.
+#[derive(Debug, Serialize)]
+pub struct StatsReport {
+    /// Milliseconds since the proxy started; counters count from then.
+    pub uptime_ms: u64,
+    /// By service name.
+    pub services: BTreeMap<String, ServiceReport>,
+}
+
+/// One service in `/v1/stats`.
+#[derive(Debug, Default, Serialize)]
+pub struct ServiceReport {
+    /// By version name.
+    pub versions: BTreeMap<String, VersionReport>,
+}
+
+/// One version in `/v1/stats`.
+#[derive(Debug, Serialize)]
+pub struct VersionReport {
+    /// Requests routed to the version.
+    pub requests: u64,
+    /// Responses by status class.
+    pub responses: Classes,
+    /// Connection failures and timeouts talking to its instances.
+    pub upstream_errors: u64,
+    /// Retries on another instance after a refused connection.
+    pub retries: u64,
+    /// Time to response headers, in microseconds.
+    pub latency_us: LatencyReport,
+}
+
+/// Responses by status class.
+#[derive(Debug, Serialize)]
+pub struct Classes {
+    /// 2xx.
+    #[serde(rename = "2xx")]
+    pub c2xx: u64,
+    /// 3xx.
+    #[serde(rename = "3xx")]
+    pub c3xx: u64,
+    /// 4xx.
+    #[serde(rename = "4xx")]
+    pub c4xx: u64,
+    /// 5xx, including the proxy's own 502/503/504.
+    #[serde(rename = "5xx")]
+    pub c5xx: u64,
+}
+
+/// A latency summary from an HDR histogram, in microseconds.
+#[derive(Debug, Default, Serialize)]
+pub struct LatencyReport {
+    /// Samples.
+    pub count: u64,
+    /// Median.
+    pub p50: u64,
+    /// 95th percentile.
+    pub p95: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// Largest.
+    pub max: u64,
+    /// Mean.
+    pub mean: f64,
+}
+
+/// Encodes the counters at scrape time, so the request path updates only one set of atomics.
+#[derive(Debug)]
+pub struct StatsCollector(pub Arc<Stats>);
+
+impl Collector for StatsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let all = self.0.all();
+        let labels = |key: &(String, String)| {
+            vec![("service", key.0.clone()), ("version", key.1.clone())]
+        };
+        {
+            let mut family = encoder.encode_descriptor(
+                "wharf_proxy_requests",
+                "Requests routed to a version",
+                None,
+                MetricType::Counter,
+            )?;
+            for (key, report) in &all {
+                family
+                    .encode_family(&labels(key))?
+                    .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(
+                        &report.requests,
+                        None,
+                    )?;
+            }
+        }
+        {
+            let mut family = encoder.encode_descriptor(
+                "wharf_proxy_responses",
+                "Responses by status class",
+                None,
+                MetricType::Counter,
+            )?;
+            for (key, report) in &all {
+                let r = &report.responses;
+                for (class, value) in [("2xx", r.c2xx), ("3xx", r.c3xx), ("4xx", r.c4xx), ("5xx", r.c5xx)] {
+                    let mut set = labels(key);
+                    set.push(("class", class.to_owned()));
+                    family
+                        .encode_family(&set)?
+                        .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(
+                            &value, None,
+                        )?;
+                }
+            }
+        }
+        {
+            let mut family = encoder.encode_descriptor(
+                "wharf_proxy_upstream_errors",
+                "Connection failures and timeouts talking to a version's instances",
+                None,
+                MetricType::Counter,
+            )?;
+            for (key, report) in &all {
+                family
+                    .encode_family(&labels(key))?
+                    .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(
+                        &report.upstream_errors,
+                        None,
+                    )?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "wharf_proxy_latency_microseconds",
+            "Time to response headers (quantiles from an HDR histogram since start)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (key, report) in &all {
+            let l = &report.latency_us;
+            for (quantile, value) in [("0.5", l.p50), ("0.95", l.p95), ("0.99", l.p99), ("1", l.max)] {
+                let mut set = labels(key);
+                set.push(("quantile", quantile.to_owned()));
+                let value = i64::try_from(value).unwrap_or(i64::MAX);
+                family.encode_family(&set)?.encode_gauge(&value)?;
+            }
+        }
+        Ok(())
+    }
+}
