@@ -1,0 +1,177 @@
+//! The verdict on a step's live traffic: pass, continue (need more data) or fail, with numbers.
+//!
+//! Order of checks, each stated so an operator can predict the outcome:
+//! 1. **Error rate vs stable** — the anytime-valid comparison test ([`crate::Evidence`]) at
+//!    `alpha / 2`. Evaluated after every window, so a clearly bad version fails mid-pause.
+//! 2. **Error rate vs `max_error_rate`** — the anytime-valid one-sample test at `alpha / 2`;
+//!    a zero bound fails on the first error.
+//! 3. **Latency** (a simpler, fixed rule) — once the new version served `min_requests` (at least
+//!    one) requests in the step: fail if its pooled p95 / p99 exceed the manifest bounds, or if
+//!    the stable version also served `min_requests` and the new p95 / p99 exceeds
+//!    `stable × (1 + latency_tolerance) + latency_slack_ms`.
+//! 4. **Minimum-sample guard** — fewer than `min_requests` new-version requests in the step:
+//!    `Continue`, never a blind pass.
+//! 5. **End of the step** (pause elapsed) — one fixed look: fail if the step's observed error
+//!    rate exceeds `max_error_rate`, else pass. Before the pause ends: `Continue`.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::plan::{Policy, Thresholds};
+use crate::sequential::Evidence;
+use crate::stats::{StepTotals, VersionTotals};
+
+/// The outcome of analysing a step so far.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "verdict", rename_all = "kebab-case")]
+pub enum Verdict {
+    /// The step met every bound with enough traffic.
+    Pass { numbers: Value },
+    /// Not decided yet: the pause runs, or there is too little traffic.
+    Continue { reason: String, numbers: Value },
+    /// The new version is worse; roll back.
+    Fail { reason: String, numbers: Value },
+}
+
+impl Verdict {
+    pub fn numbers(&self) -> &Value {
+        match self {
+            Verdict::Pass { numbers }
+            | Verdict::Continue { numbers, .. }
+            | Verdict::Fail { numbers, .. } => numbers,
+        }
+    }
+}
+
+/// Analyses the current step. `pause_over` says whether the step's pause has elapsed, the only
+/// moment a step can pass.
+pub fn evaluate(
+    thresholds: &Thresholds,
+    policy: &Policy,
+    evidence: &Evidence,
+    totals: &StepTotals,
+    pause_over: bool,
+) -> Verdict {
+    let numbers = numbers(thresholds, policy, evidence, totals);
+    let min_requests = thresholds.min_requests.max(1);
+    let reason = error_failure(policy, evidence)
+        .or_else(|| latency_failure(thresholds, policy, totals, min_requests))
+        .or_else(|| end_of_step_failure(thresholds, totals, pause_over, min_requests));
+    if let Some(reason) = reason {
+        return Verdict::Fail { reason, numbers };
+    }
+    if totals.new.requests < min_requests {
+        let reason = format!(
+            "{} of {min_requests} requests on the new version",
+            totals.new.requests
+        );
+        return Verdict::Continue { reason, numbers };
+    }
+    if !pause_over {
+        return Verdict::Continue {
+            reason: "pause running".to_owned(),
+            numbers,
+        };
+    }
+    Verdict::Pass { numbers }
+}
+
+fn error_failure(policy: &Policy, evidence: &Evidence) -> Option<String> {
+    let half = policy.alpha / 2.0;
+    if evidence.comparison.rejects(half) {
+        return Some(format!(
+            "error rate above the stable version (sequential test, alpha {half})"
+        ));
+    }
+    if evidence.errors_over_zero_bound > 0 {
+        return Some("errors on the new version with max_error_rate 0%".to_owned());
+    }
+    if evidence.bound.is_some() && evidence.absolute.rejects(half) {
+        return Some(format!(
+            "error rate above max_error_rate (sequential test, alpha {half})"
+        ));
+    }
+    None
+}
+
+fn latency_failure(
+    thresholds: &Thresholds,
+    policy: &Policy,
+    totals: &StepTotals,
+    min_requests: u64,
+) -> Option<String> {
+    if totals.new.latency_requests < min_requests {
+        return None;
+    }
+    let checks = [
+        (
+            "p95",
+            totals.new.p95_ms(),
+            totals.stable.p95_ms(),
+            thresholds.max_latency_p95_ms,
+        ),
+        (
+            "p99",
+            totals.new.p99_ms(),
+            totals.stable.p99_ms(),
+            thresholds.max_latency_p99_ms,
+        ),
+    ];
+    let stable_enough = totals.stable.latency_requests >= min_requests;
+    checks.into_iter().find_map(|(name, new, stable, bound)| {
+        let new = new?;
+        if let Some(bound) = bound.filter(|bound| new > *bound) {
+            return Some(format!("{name} {new:.1}ms above the bound {bound:.1}ms"));
+        }
+        let stable = stable.filter(|_| stable_enough)?;
+        let limit = stable * (1.0 + policy.latency_tolerance) + policy.latency_slack_ms;
+        (new > limit)
+            .then(|| format!("{name} {new:.1}ms above stable {stable:.1}ms (limit {limit:.1}ms)"))
+    })
+}
+
+fn end_of_step_failure(
+    thresholds: &Thresholds,
+    totals: &StepTotals,
+    pause_over: bool,
+    min_requests: u64,
+) -> Option<String> {
+    if !pause_over || totals.new.requests < min_requests {
+        return None;
+    }
+    let bound = thresholds.max_error_rate?;
+    let rate = totals.new.error_rate()?;
+    (rate > bound).then(|| {
+        format!("error rate {rate:.4} above max_error_rate {bound:.4} at the end of the step")
+    })
+}
+
+fn version_numbers(totals: &VersionTotals) -> Value {
+    json!({
+        "requests": totals.requests,
+        "errors": totals.errors,
+        "error_rate": totals.error_rate(),
+        "p95_ms": totals.p95_ms(),
+        "p99_ms": totals.p99_ms(),
+    })
+}
+
+fn numbers(
+    thresholds: &Thresholds,
+    policy: &Policy,
+    evidence: &Evidence,
+    totals: &StepTotals,
+) -> Value {
+    json!({
+        "new": version_numbers(&totals.new),
+        "stable": version_numbers(&totals.stable),
+        "min_requests": thresholds.min_requests,
+        "max_error_rate": thresholds.max_error_rate,
+        "max_latency_p95_ms": thresholds.max_latency_p95_ms,
+        "max_latency_p99_ms": thresholds.max_latency_p99_ms,
+        "alpha": policy.alpha,
+        "log_e_comparison": evidence.comparison.log_statistic(),
+        "log_e_bound": evidence.absolute.log_statistic(),
+        "log_e_threshold": (2.0 / policy.alpha).ln(),
+    })
+}
