@@ -87,29 +87,47 @@ pub async fn handle(proxy: &Proxy, request: Request<Incoming>) -> Response<Full<
         (&Method::PUT, "/v1/routes") => put_routes(proxy, request).await,
         (&Method::GET, "/v1/routes") => match proxy.table() {
             Some(table) => json(StatusCode::OK, &table),
-            None => json(StatusCode::OK, &serde_json::json!({"revision": 0, "services": {}})),
+            None => json(
+                StatusCode::OK,
+                &serde_json::json!({"revision": 0, "services": {}}),
+            ),
         },
         (&Method::GET, "/v1/stats") => json(StatusCode::OK, &proxy.stats()),
         (&Method::GET, "/metrics") => {
             let mut response = Response::new(Full::new(Bytes::from(proxy.metrics())));
             response.headers_mut().insert(
                 CONTENT_TYPE,
-                HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
             );
             response
         }
-        (_, "/v1/routes" | "/v1/stats" | "/metrics") => {
-            problem(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} is not allowed on {path}"))
-        }
-        _ => problem(StatusCode::NOT_FOUND, "not_found", format!("no endpoint at {path}")),
+        (_, "/v1/routes" | "/v1/stats" | "/metrics") => problem(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{method} is not allowed on {path}"),
+        ),
+        _ => problem(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no endpoint at {path}"),
+        ),
     }
 }
 
 async fn put_routes(proxy: &Proxy, request: Request<Incoming>) -> Response<Full<Bytes>> {
-    let body = match Limited::new(request.into_body(), MAX_TABLE_BYTES).collect().await {
+    let body = match Limited::new(request.into_body(), MAX_TABLE_BYTES)
+        .collect()
+        .await
+    {
         Ok(body) => body.to_bytes(),
         Err(err) => {
-            return problem(StatusCode::BAD_REQUEST, "bad_body", format!("cannot read the table: {err}"));
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                format!("cannot read the table: {err}"),
+            );
         }
     };
     match proxy.apply_json(&body) {
@@ -142,5 +160,8 @@ fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Full<Byte
 }
 
 fn problem(status: StatusCode, code: &str, message: String) -> Response<Full<Bytes>> {
-    json(status, &serde_json::json!({"error": {"code": code, "message": message}}))
+    json(
+        status,
+        &serde_json::json!({"error": {"code": code, "message": message}}),
+    )
 }

@@ -52,15 +52,23 @@ pub(crate) async fn handle(
 ) -> Result<Response<DownBody>, Infallible> {
     let service = inner.routes.load().by_listen.get(&listen).cloned();
     let Some(service) = service else {
-        return Ok(error(StatusCode::SERVICE_UNAVAILABLE, "no route for this port\n"));
+        return Ok(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no route for this port\n",
+        ));
     };
     let Some(version) = service.choose(request.headers()) else {
-        return Ok(error(StatusCode::SERVICE_UNAVAILABLE, "no instances for this service\n"));
+        return Ok(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no instances for this service\n",
+        ));
     };
     version.stats.request();
     let started = Instant::now();
     let response = forward(&inner, &service, version, peer, request).await;
-    version.stats.response(response.status().as_u16(), started.elapsed());
+    version
+        .stats
+        .response(response.status().as_u16(), started.elapsed());
     Ok(response)
 }
 
@@ -114,9 +122,17 @@ async fn forward(
     }
     match outcome {
         Outcome::Answered(response) => response,
-        Outcome::NoInstance => error(StatusCode::SERVICE_UNAVAILABLE, "no instances for this service\n"),
-        Outcome::Refused | Outcome::Failed => error(StatusCode::BAD_GATEWAY, "no upstream answered\n"),
-        Outcome::TimedOut => error(StatusCode::GATEWAY_TIMEOUT, "the upstream did not answer in time\n"),
+        Outcome::NoInstance => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no instances for this service\n",
+        ),
+        Outcome::Refused | Outcome::Failed => {
+            error(StatusCode::BAD_GATEWAY, "no upstream answered\n")
+        }
+        Outcome::TimedOut => error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "the upstream did not answer in time\n",
+        ),
     }
 }
 
@@ -192,7 +208,10 @@ fn rewrite_request_headers(headers: &mut HeaderMap, uri: &Uri, peer: SocketAddr)
     strip_hop_by_hop(headers);
     // HTTP/2 requests carry the host in the URI; HTTP/1.1 upstreams need it as a header.
     if !headers.contains_key(header::HOST) {
-        if let Some(value) = uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+        if let Some(value) = uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
             headers.insert(header::HOST, value);
         }
     }
@@ -228,11 +247,14 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// A short plain-text answer from the proxy itself.
 pub(crate) fn error(status: StatusCode, message: &'static str) -> Response<DownBody> {
-    let mut response = Response::new(DownBody::Own(Full::new(Bytes::from_static(message.as_bytes()))));
+    let mut response = Response::new(DownBody::Own(Full::new(Bytes::from_static(
+        message.as_bytes(),
+    ))));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }
 
@@ -255,7 +277,9 @@ impl Body for DownBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             DownBody::Upstream(body) => Pin::new(body).poll_frame(cx),
-            DownBody::Own(body) => Pin::new(body).poll_frame(cx).map_err(|never| match never {}),
+            DownBody::Own(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map_err(|never| match never {}),
         }
     }
 

@@ -55,7 +55,9 @@ fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<()> {
     let proxy = Proxy::new(Some(args.state.clone()));
     match proxy.restore()? {
-        Some(revision) => tracing::info!(revision, state = %args.state.display(), "serving the saved table"),
+        Some(revision) => {
+            tracing::info!(revision, state = %args.state.display(), "serving the saved table")
+        }
         None => tracing::info!(state = %args.state.display(), "no saved table yet"),
     }
     let admin = wharf_proxy::admin::bind(&args.admin_socket)?;

@@ -20,10 +20,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::forward::{self, UpstreamClient};
+use crate::persist;
 use crate::routes::{Clock, Instance, InstanceReport, Routes};
 use crate::stats::{Stats, StatsReport};
 use crate::table::{RouteTable, TableError, ValidTable};
-use crate::persist;
 
 /// The largest request head (request line plus headers) the proxy accepts.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -158,12 +158,20 @@ impl Proxy {
             Routes::build(table, &mut instance, &stats)
         };
         for instance in routes.instances() {
-            instance.generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            instance.cut.send_if_modified(|cut| std::mem::replace(cut, false));
+            instance
+                .generation
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            instance
+                .cut
+                .send_if_modified(|cut| std::mem::replace(cut, false));
         }
         let routes = Arc::new(routes);
         inner.routes.store(routes.clone());
-        tracing::info!(revision, services = routes.by_listen.len(), "route table applied");
+        tracing::info!(
+            revision,
+            services = routes.by_listen.len(),
+            "route table applied"
+        );
         self.drain_removed(&current, &routes);
         self.start_listeners(bound);
         self.close_removed(&current, &routes);
@@ -171,7 +179,11 @@ impl Proxy {
     }
 
     fn bind_new(&self, table: &ValidTable) -> Result<Vec<(SocketAddr, TcpListener)>, TableError> {
-        let listeners = self.inner.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        let listeners = self
+            .inner
+            .listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let mut bound = Vec::new();
         for service in &table.services {
             if listeners.contains_key(&service.listen) {
@@ -191,7 +203,11 @@ impl Proxy {
     }
 
     fn start_listeners(&self, bound: Vec<(SocketAddr, TcpListener)>) {
-        let mut listeners = self.inner.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        let mut listeners = self
+            .inner
+            .listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         for (address, listener) in bound {
             let (stop, stopped) = watch::channel(None);
             let task = tokio::spawn(serve(self.inner.clone(), address, listener, stopped));
@@ -201,7 +217,11 @@ impl Proxy {
     }
 
     fn close_removed(&self, old: &Routes, new: &Routes) {
-        let mut listeners = self.inner.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        let mut listeners = self
+            .inner
+            .listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         for (address, service) in &old.by_listen {
             if new.by_listen.contains_key(address) {
                 continue;
@@ -223,16 +243,23 @@ impl Proxy {
                 if kept.contains(&instance.address) {
                     continue;
                 }
-                let generation = instance.generation.load(std::sync::atomic::Ordering::Relaxed);
+                let generation = instance
+                    .generation
+                    .load(std::sync::atomic::Ordering::Relaxed);
                 let instance = instance.clone();
                 let inner = self.inner.clone();
                 let drain = service.drain;
                 tracing::info!(instance = %instance.address, ?drain, "draining instance");
                 tokio::spawn(async move {
                     tokio::time::sleep(drain).await;
-                    if instance.generation.load(std::sync::atomic::Ordering::Relaxed) == generation {
+                    if instance
+                        .generation
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                        == generation
+                    {
                         instance.cut.send_replace(true);
-                        let mut registry = inner.instances.lock().unwrap_or_else(|e| e.into_inner());
+                        let mut registry =
+                            inner.instances.lock().unwrap_or_else(|e| e.into_inner());
                         registry.remove(&instance.address);
                     }
                 });
@@ -242,7 +269,12 @@ impl Proxy {
 
     /// The table in force, if any.
     pub fn table(&self) -> Option<RouteTable> {
-        self.inner.routes.load().table.as_ref().map(|t| t.table().clone())
+        self.inner
+            .routes
+            .load()
+            .table
+            .as_ref()
+            .map(|t| t.table().clone())
     }
 
     /// The revision in force (0 before the first table).
@@ -252,7 +284,11 @@ impl Proxy {
 
     /// Per-version counters and latency summaries, plus the state of every instance.
     pub fn stats(&self) -> FullStats {
-        let registry = self.inner.instances.lock().unwrap_or_else(|e| e.into_inner());
+        let registry = self
+            .inner
+            .instances
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let instances = registry
             .iter()
             .map(|(address, instance)| (address.to_string(), instance.report(&self.inner.clock)))
@@ -281,7 +317,11 @@ impl Proxy {
     pub async fn shutdown(&self) {
         let drains: Vec<(Listener, Duration)> = {
             let routes = self.inner.routes.load_full();
-            let mut listeners = self.inner.listeners.lock().unwrap_or_else(|e| e.into_inner());
+            let mut listeners = self
+                .inner
+                .listeners
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             listeners
                 .drain()
                 .map(|(address, listener)| {
@@ -356,7 +396,9 @@ async fn serve(
         let inner = inner.clone();
         let service =
             service_fn(move |request| forward::handle(inner.clone(), address, peer, request));
-        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(err) = connection.await {

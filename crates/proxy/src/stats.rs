@@ -50,7 +50,9 @@ impl VersionStats {
             _ => 3,
         };
         self.classes[class].fetch_add(1, Ordering::Relaxed);
-        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX).max(1);
+        let micros = u64::try_from(elapsed.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
         if let Ok(mut histogram) = self.latency.lock() {
             histogram.saturating_record(micros);
         }
@@ -217,9 +219,8 @@ pub struct StatsCollector(pub Arc<Stats>);
 impl Collector for StatsCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let all = self.0.all();
-        let labels = |key: &(String, String)| {
-            vec![("service", key.0.clone()), ("version", key.1.clone())]
-        };
+        let labels =
+            |key: &(String, String)| vec![("service", key.0.clone()), ("version", key.1.clone())];
         {
             let mut family = encoder.encode_descriptor(
                 "wharf_proxy_requests",
@@ -245,7 +246,12 @@ impl Collector for StatsCollector {
             )?;
             for (key, report) in &all {
                 let r = &report.responses;
-                for (class, value) in [("2xx", r.c2xx), ("3xx", r.c3xx), ("4xx", r.c4xx), ("5xx", r.c5xx)] {
+                for (class, value) in [
+                    ("2xx", r.c2xx),
+                    ("3xx", r.c3xx),
+                    ("4xx", r.c4xx),
+                    ("5xx", r.c5xx),
+                ] {
                     let mut set = labels(key);
                     set.push(("class", class.to_owned()));
                     family
@@ -280,7 +286,12 @@ impl Collector for StatsCollector {
         )?;
         for (key, report) in &all {
             let l = &report.latency_us;
-            for (quantile, value) in [("0.5", l.p50), ("0.95", l.p95), ("0.99", l.p99), ("1", l.max)] {
+            for (quantile, value) in [
+                ("0.5", l.p50),
+                ("0.95", l.p95),
+                ("0.99", l.p99),
+                ("1", l.max),
+            ] {
                 let mut set = labels(key);
                 set.push(("quantile", quantile.to_owned()));
                 let value = i64::try_from(value).unwrap_or(i64::MAX);

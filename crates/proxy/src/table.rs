@@ -251,13 +251,10 @@ fn validate_service(name: &str, service: &ServiceRoute) -> Result<ValidService, 
             return Err(empty("the sticky cookie or header name"));
         }
     }
-    let listen = service
-        .listen
-        .parse()
-        .map_err(|_| TableError::BadListen {
-            service: name.to_owned(),
-            address: service.listen.clone(),
-        })?;
+    let listen = service.listen.parse().map_err(|_| TableError::BadListen {
+        service: name.to_owned(),
+        address: service.listen.clone(),
+    })?;
     let mut seen = HashSet::new();
     let mut sum = 0u32;
     let mut versions = Vec::with_capacity(service.versions.len());

@@ -1,0 +1,365 @@
+//! The proxy end to end: a real `wharf-proxy` process in front of real `wharf-testbed`
+//! upstreams, driven through its admin socket like the control plane will.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use support::{ProxyProc, Testbed, client, eventually, free_port, get, table};
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_split_sticky_clients_and_the_pin_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let stable = Testbed::start("1.4.0", &[]);
+    let canary = Testbed::start("1.5.0", &[]);
+    let proxy = ProxyProc::start(dir.path());
+    let listen = free_port();
+    let routes = table(
+        1,
+        listen,
+        &[
+            ("1.4.0", 90, &[stable.address]),
+            ("1.5.0", 10, &[canary.address]),
+        ],
+        serde_json::json!({"sticky": {"cookie": "session"}}),
+    );
+    assert_eq!(proxy.put_routes(&routes).await.0, 200);
+    let client = client();
+
+    // 10,000 requests without the cookie: a weighted random split.
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..32 {
+        let client = client.clone();
+        tasks.spawn(async move {
+            let mut counts: HashMap<String, u32> = HashMap::new();
+            for _ in 0..10_000 / 32 + 1 {
+                let (status, version, _) = get(&client, listen, "/", &[]).await;
+                assert_eq!(status, 200);
+                *counts.entry(version).or_default() += 1;
+            }
+            counts
+        });
+    }
+    let mut counts: HashMap<String, u32> = HashMap::new();
+    while let Some(part) = tasks.join_next().await {
+        for (version, n) in part.unwrap() {
+            *counts.entry(version).or_default() += n;
+        }
+    }
+    let total: u32 = counts.values().sum();
+    let canary_share = f64::from(counts["1.5.0"]) * 100.0 / f64::from(total);
+    assert!(total >= 10_000);
+    assert!(
+        (8.0..=12.0).contains(&canary_share),
+        "canary got {canary_share:.2}% of {total}"
+    );
+
+    // Sticky: the same cookie always lands on the same version while the weights hold.
+    let mut seen = HashMap::new();
+    for client_id in 0..300 {
+        let cookie = format!("theme=dark; session=client-{client_id}");
+        for _ in 0..5 {
+            let (_, version, _) = get(&client, listen, "/", &[("cookie", &cookie)]).await;
+            let first = seen.entry(client_id).or_insert_with(|| version.clone());
+            assert_eq!(*first, version, "client {client_id} flipped");
+        }
+    }
+    let sticky_canaries = seen.values().filter(|v| *v == "1.5.0").count();
+    assert!(
+        (10..=60).contains(&sticky_canaries),
+        "{sticky_canaries} of 300 clients on the canary"
+    );
+
+    // The pin header overrides the split; an unknown version falls back to it.
+    for _ in 0..50 {
+        let (_, version, _) = get(&client, listen, "/", &[("x-wharf-version", "1.5.0")]).await;
+        assert_eq!(version, "1.5.0");
+    }
+    let (status, _, _) = get(&client, listen, "/", &[("x-wharf-version", "9.9.9")]).await;
+    assert_eq!(status, 200);
+
+    // HTTP/2 without TLS (prior knowledge) is served too.
+    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let (status, version, _) = get(&h2, listen, "/", &[("x-wharf-version", "1.4.0")]).await;
+    assert_eq!((status, version.as_str()), (200, "1.4.0"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_are_atomic_stale_and_invalid_tables_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = Testbed::start("1", &[]);
+    let two = Testbed::start("2", &[]);
+    let proxy = ProxyProc::start(dir.path());
+    let listen = free_port();
+    let client = client();
+    let only = |revision, version: &'static str, address| {
+        table(
+            revision,
+            listen,
+            &[(version, 100, &[address][..])],
+            serde_json::json!({}),
+        )
+    };
+    assert_eq!(proxy.put_routes(&only(1, "1", one.address)).await.0, 200);
+    assert_eq!(get(&client, listen, "/", &[]).await.1, "1");
+
+    // The next request after the PUT returns already sees the new table.
+    assert_eq!(proxy.put_routes(&only(2, "2", two.address)).await.0, 200);
+    for _ in 0..20 {
+        assert_eq!(get(&client, listen, "/", &[]).await.1, "2");
+    }
+
+    // Stale revisions: 409, nothing changes.
+    for revision in [1, 2] {
+        let (status, body) = proxy.put_routes(&only(revision, "1", one.address)).await;
+        assert_eq!(status, 409, "{body}");
+        assert!(body.contains("stale_revision"), "{body}");
+    }
+
+    // Invalid: weights sum to 90. 422 with the reason, nothing changes.
+    let bad = table(
+        3,
+        listen,
+        &[("1", 50, &[one.address]), ("2", 40, &[two.address])],
+        serde_json::json!({}),
+    );
+    let (status, body) = proxy.put_routes(&bad).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.contains("service `api`: weights of versions with instances sum to 90, not 100"),
+        "{body}"
+    );
+    let (status, body) = proxy
+        .admin("PUT", "/v1/routes", "{\"revision\": 3, \"servces\": {}}")
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (_, current) = proxy.admin("GET", "/v1/routes", "").await;
+    let current: serde_json::Value = serde_json::from_str(&current).unwrap();
+    assert_eq!(current["revision"], 2);
+    assert_eq!(get(&client, listen, "/", &[]).await.1, "2");
+
+    // A port taken by someone else: refused with the port named, nothing changes.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_address = taken.local_addr().unwrap();
+    let elsewhere = table(
+        3,
+        taken_address,
+        &[("2", 100, &[two.address])],
+        serde_json::json!({}),
+    );
+    let (status, body) = proxy.put_routes(&elsewhere).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.contains(&format!(
+            "cannot listen on {taken_address}: the port is already in use"
+        )),
+        "{body}"
+    );
+    drop(taken);
+
+    // Moving the service to a new port binds it and closes the old one.
+    let moved = free_port();
+    let table4 = table(
+        4,
+        moved,
+        &[("2", 100, &[two.address])],
+        serde_json::json!({}),
+    );
+    assert_eq!(proxy.put_routes(&table4).await.0, 200);
+    assert_eq!(get(&support::client(), moved, "/", &[]).await.1, "2");
+    eventually(DEADLINE, "the old port to close", || async {
+        std::net::TcpStream::connect(listen).is_err().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_instance_finishes_its_in_flight_request_and_gets_no_new_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = Testbed::start("1", &[]);
+    let new = Testbed::start("2", &[]);
+    let proxy = ProxyProc::start(dir.path());
+    let listen = free_port();
+    let first = table(
+        1,
+        listen,
+        &[("1", 100, &[old.address])],
+        serde_json::json!({"drain_timeout_ms": 20000}),
+    );
+    assert_eq!(proxy.put_routes(&first).await.0, 200);
+    let client = client();
+    let slow = tokio::spawn({
+        let client = client.clone();
+        async move { get(&client, listen, "/work?ms=1500", &[]).await }
+    });
+    eventually(DEADLINE, "the slow request to reach the proxy", || async {
+        let stats = proxy.stats().await;
+        (stats["services"]["api"]["versions"]["1"]["requests"] == 1).then_some(())
+    })
+    .await;
+    let second = table(
+        2,
+        listen,
+        &[("2", 100, &[new.address])],
+        serde_json::json!({}),
+    );
+    assert_eq!(proxy.put_routes(&second).await.0, 200);
+    for _ in 0..20 {
+        let (status, version, _) = get(&client, listen, "/", &[]).await;
+        assert_eq!((status, version.as_str()), (200, "2"));
+    }
+    assert!(
+        !slow.is_finished(),
+        "the slow request should still be in flight"
+    );
+    let (status, version, _) = slow.await.unwrap();
+    assert_eq!((status, version.as_str()), (200, "1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusing_instance_is_retried_elsewhere_then_ejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let alive = Testbed::start("1", &[]);
+    let dead = free_port(); // nothing listens here: connections are refused
+    let proxy = ProxyProc::start(dir.path());
+    let listen = free_port();
+    let routes = table(
+        1,
+        listen,
+        &[("1", 100, &[dead, alive.address])],
+        serde_json::json!({"eject_after": 3, "eject_cooldown_ms": 60000}),
+    );
+    assert_eq!(proxy.put_routes(&routes).await.0, 200);
+    let client = client();
+    for _ in 0..40 {
+        let (status, version, _) = get(&client, listen, "/", &[]).await;
+        assert_eq!((status, version.as_str()), (200, "1"));
+    }
+    let stats = proxy.stats().await;
+    let version = &stats["services"]["api"]["versions"]["1"];
+    let dead_state = &stats["instances"][dead.to_string()];
+    assert_eq!(dead_state["ejected"], true, "{stats:#}");
+    assert_eq!(dead_state["ejections"], 1, "{stats:#}");
+    // Round-robin sends every other request to the dead instance until it is ejected after 3.
+    assert_eq!(version["retries"], 3, "{stats:#}");
+    assert_eq!(version["upstream_errors"], 3, "{stats:#}");
+    assert_eq!(version["responses"]["2xx"], 40, "{stats:#}");
+
+    // With no instance able to answer the client gets a short 502.
+    let lonely = table(
+        2,
+        listen,
+        &[("1", 100, &[free_port()])],
+        serde_json::json!({}),
+    );
+    assert_eq!(proxy.put_routes(&lonely).await.0, 200);
+    let (status, _, body) = get(&client, listen, "/", &[]).await;
+    assert_eq!((status, body.as_str()), (502, "no upstream answered\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_proxy_restarts_serving_the_saved_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Testbed::start("7", &[]);
+    let mut proxy = ProxyProc::start(dir.path());
+    let listen = free_port();
+    let routes = table(
+        5,
+        listen,
+        &[("7", 100, &[upstream.address])],
+        serde_json::json!({}),
+    );
+    assert_eq!(proxy.put_routes(&routes).await.0, 200);
+    assert_eq!(get(&client(), listen, "/", &[]).await.1, "7");
+    proxy.proc.child.kill().unwrap(); // SIGKILL
+    proxy.proc.child.wait().unwrap();
+
+    let restarted = ProxyProc::start(dir.path());
+    // No admin call: the saved table is served as soon as the proxy says it is up.
+    let (status, version, _) = get(&client(), listen, "/", &[]).await;
+    assert_eq!((status, version.as_str()), (200, "7"));
+    let (_, current) = restarted.admin("GET", "/v1/routes", "").await;
+    let current: serde_json::Value = serde_json::from_str(&current).unwrap();
+    assert_eq!(current["revision"], 5);
+    let stale = table(
+        5,
+        listen,
+        &[("7", 100, &[upstream.address])],
+        serde_json::json!({}),
+    );
+    assert_eq!(restarted.put_routes(&stale).await.0, 409);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_count_per_version_and_class_and_p95_shows_added_latency() {
+    let dir = tempfile::tempdir().unwrap();
+    let fast = Testbed::start("1", &[]);
+    let slow = Testbed::start("2", &["--latency", "50ms"]);
+    let failing = Testbed::start("3", &["--error-rate", "1.0"]);
+    let proxy = ProxyProc::start(dir.path());
+    let listen = free_port();
+    let routes = table(
+        1,
+        listen,
+        &[
+            ("1", 50, &[fast.address]),
+            ("2", 50, &[slow.address]),
+            ("3", 0, &[failing.address]),
+        ],
+        serde_json::json!({}),
+    );
+    assert_eq!(proxy.put_routes(&routes).await.0, 200);
+    let client = client();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let client = client.clone();
+        tasks.spawn(async move {
+            for _ in 0..10 {
+                assert_eq!(get(&client, listen, "/", &[]).await.0, 200);
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    for _ in 0..7 {
+        assert_eq!(
+            get(&client, listen, "/", &[("x-wharf-version", "3")])
+                .await
+                .0,
+            500
+        );
+    }
+    let stats = proxy.stats().await;
+    let versions = &stats["services"]["api"]["versions"];
+    let requests = |v: &str| versions[v]["requests"].as_u64().unwrap();
+    assert_eq!(requests("1") + requests("2"), 200, "{stats:#}");
+    assert_eq!(
+        versions["1"]["responses"]["2xx"].as_u64().unwrap(),
+        requests("1")
+    );
+    assert_eq!(versions["3"]["requests"], 7);
+    assert_eq!(versions["3"]["responses"]["5xx"], 7);
+    assert_eq!(versions["3"]["responses"]["2xx"], 0);
+    let p95 = |v: &str| versions[v]["latency_us"]["p95"].as_u64().unwrap();
+    assert!(p95("2") >= 50_000, "{stats:#}");
+    assert!(p95("2") < 200_000, "{stats:#}");
+    assert!(p95("1") < 25_000, "{stats:#}");
+
+    let (status, metrics) = proxy.admin("GET", "/metrics", "").await;
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains(r#"wharf_proxy_requests_total{service="api",version="3"} 7"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"wharf_proxy_responses_total{service="api",version="3",class="5xx"} 7"#),
+        "{metrics}"
+    );
+    assert!(metrics.ends_with("# EOF\n"), "{metrics}");
+}
