@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use wharf_manifest::model::{Dependency, ProbeCheck, RestartPolicy as ManifestRestart, Service};
+use wharf_manifest::model::{
+    Dependency, HttpCheck, ProbeCheck, RestartPolicy as ManifestRestart, Service,
+};
 use wharf_manifest::{Stack, ValidStack};
 use wharf_probe::{Check, HttpProbe};
 use wharf_runtime::RestartPolicy;
@@ -238,6 +240,28 @@ pub fn dependency_order(stack: &Stack) -> Vec<String> {
     placed
 }
 
+/// A manifest HTTP check (probe or smoke check) as a runnable probe of `url`, with instance
+/// variables substituted in its headers.
+pub fn http_probe(http: &HttpCheck, url: String, vars: &InstanceVars<'_>) -> HttpProbe {
+    HttpProbe {
+        method: http.method.clone(),
+        url,
+        headers: http
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), vars.substitute(v)))
+            .collect(),
+        expect_status: http.expect_status.clone(),
+        body_contains: http.body_contains.clone(),
+        json: http
+            .json
+            .as_ref()
+            .map(|j| (j.pointer.clone(), j.equals.clone())),
+        max_latency: http.max_latency.map(|d| d.as_std()),
+        warn_latency: http.warn_latency.map(|d| d.as_std()),
+    }
+}
+
 /// Turns a manifest probe into a runnable check for one instance.
 /// `service_url` is the service's own `url`, the default target of datastore probes.
 pub fn resolve_check(
@@ -255,23 +279,7 @@ pub fn resolve_check(
                 }
                 (None, None) => return None,
             };
-            Some(Check::Http(Box::new(HttpProbe {
-                method: http.method.clone(),
-                url,
-                headers: http
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (k.clone(), vars.substitute(v)))
-                    .collect(),
-                expect_status: http.expect_status.clone(),
-                body_contains: http.body_contains.clone(),
-                json: http
-                    .json
-                    .as_ref()
-                    .map(|j| (j.pointer.clone(), j.equals.clone())),
-                max_latency: http.max_latency.map(|d| d.as_std()),
-                warn_latency: http.warn_latency.map(|d| d.as_std()),
-            })))
+            Some(Check::Http(Box::new(http_probe(http, url, vars))))
         }
         ProbeCheck::Tcp(tcp) => Some(Check::Tcp {
             host: tcp.host.clone().unwrap_or_else(|| "127.0.0.1".to_owned()),

@@ -48,6 +48,15 @@ impl ManifestFile {
             .or_else(|| self.variables.get(name).cloned())
     }
 
+    /// Loads the manifest for `environment` (`None`: the default, `dev` when defined).
+    pub fn load(&self, environment: Option<&str>) -> wharf_manifest::Loaded {
+        let choice = environment.map_or(
+            wharf_manifest::EnvironmentChoice::Default,
+            wharf_manifest::EnvironmentChoice::Named,
+        );
+        wharf_manifest::load(&self.source, choice, &|name: &str| self.variable(name))
+    }
+
     /// Prints diagnostics on stderr (human) or stdout (JSON array).
     pub fn print_diagnostics(
         &self,

@@ -63,13 +63,11 @@ fn dependency_order(global: &Global) -> Vec<String> {
     let Ok(manifest) = crate::manifest_file::ManifestFile::read(global) else {
         return Vec::new();
     };
-    let choice = wharf_manifest::EnvironmentChoice::Default;
-    wharf_manifest::load(&manifest.source, choice, &|name: &str| {
-        manifest.variable(name)
-    })
-    .stack
-    .map(|stack| wharf_control::plan::dependency_order(&stack))
-    .unwrap_or_default()
+    manifest
+        .load(None)
+        .stack
+        .map(|stack| wharf_control::plan::dependency_order(&stack))
+        .unwrap_or_default()
 }
 
 /// Stops what the store says is running, without a control plane, dependents first.

@@ -11,10 +11,11 @@ use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 use serde::Serialize;
 use serde_json::json;
 use wharf_control::StatusReport;
+use wharf_control::plan::{InstanceVars, http_probe};
 use wharf_ledger::NewEntry;
+use wharf_manifest::ValidStack;
 use wharf_manifest::model::{SmokeCheck, SmokeKind};
-use wharf_manifest::{EnvironmentChoice, ValidStack};
-use wharf_probe::{Check, HttpProbe, Prober, Status};
+use wharf_probe::{Check, Prober, Status};
 
 use crate::cli::{Global, Output};
 use crate::client::{self, NotRunning};
@@ -103,13 +104,7 @@ fn check_manifest(
 ) -> anyhow::Result<Option<ValidStack>> {
     let started = Instant::now();
     let manifest = ManifestFile::read(global)?;
-    let choice = args
-        .environment
-        .as_deref()
-        .map_or(EnvironmentChoice::Default, EnvironmentChoice::Named);
-    let loaded = wharf_manifest::load(&manifest.source, choice, &|name: &str| {
-        manifest.variable(name)
-    });
+    let loaded = manifest.load(args.environment.as_deref());
     let errors = loaded.diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = loaded.diagnostics.len() - errors;
     let (status, reason) = match (errors, warnings) {
@@ -257,27 +252,18 @@ fn smoke_check(smoke: &SmokeCheck) -> (Check, Duration) {
             let timeout = http
                 .max_latency
                 .map_or(SMOKE_TIMEOUT, |d| d.as_std() + Duration::from_secs(1));
-            let check = Check::Http(Box::new(HttpProbe {
-                method: http.method.clone(),
-                url: http
-                    .url
-                    .clone()
-                    .or_else(|| http.path.clone())
-                    .unwrap_or_default(),
-                headers: http
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-                expect_status: http.expect_status.clone(),
-                body_contains: http.body_contains.clone(),
-                json: http
-                    .json
-                    .as_ref()
-                    .map(|j| (j.pointer.clone(), j.equals.clone())),
-                max_latency: http.max_latency.map(|d| d.as_std()),
-                warn_latency: http.warn_latency.map(|d| d.as_std()),
-            }));
+            let url = http
+                .url
+                .clone()
+                .or_else(|| http.path.clone())
+                .unwrap_or_default();
+            let vars = InstanceVars {
+                service: &smoke.name,
+                ordinal: 0,
+                version: "",
+                port: None,
+            };
+            let check = Check::Http(Box::new(http_probe(http, url, &vars)));
             (check, timeout)
         }
         SmokeKind::Exec(exec) => (

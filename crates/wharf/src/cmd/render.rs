@@ -3,8 +3,6 @@
 //! Secrets stay symbolic (`${secret:NAME}`): their values are resolved only inside the
 //! control plane when an instance starts, so rendered output is safe to paste anywhere.
 
-use wharf_manifest::EnvironmentChoice;
-
 use crate::cli::{Global, Output};
 use crate::exit::ExitStatus;
 use crate::manifest_file::ManifestFile;
@@ -18,13 +16,7 @@ pub struct RenderArgs {
 
 pub fn run(global: &Global, args: &RenderArgs) -> anyhow::Result<ExitStatus> {
     let manifest = ManifestFile::read(global)?;
-    let choice = args
-        .environment
-        .as_deref()
-        .map_or(EnvironmentChoice::Default, EnvironmentChoice::Named);
-    let loaded = wharf_manifest::load(&manifest.source, choice, &|name: &str| {
-        manifest.variable(name)
-    });
+    let loaded = manifest.load(args.environment.as_deref());
     let Some(stack) = loaded.stack else {
         manifest.print_diagnostics(&loaded.diagnostics, Output::Human)?;
         eprintln!(

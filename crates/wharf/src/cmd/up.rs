@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use wharf_control::{Config, ControlPlane, Journal, StatusReport};
-use wharf_manifest::EnvironmentChoice;
 use wharf_runtime::{ProcessDriver, RestartLimits};
 use wharf_store::Store;
 
@@ -55,13 +54,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
     let manifest = ManifestFile::read(global)?;
-    let choice = args
-        .environment
-        .as_deref()
-        .map_or(EnvironmentChoice::Default, EnvironmentChoice::Named);
-    let loaded = wharf_manifest::load(&manifest.source, choice, &|name: &str| {
-        manifest.variable(name)
-    });
+    let loaded = manifest.load(args.environment.as_deref());
     let Some(stack) = loaded.stack else {
         manifest.print_diagnostics(&loaded.diagnostics, Output::Human)?;
         eprintln!("{}: not started, the manifest has errors", manifest.display);
