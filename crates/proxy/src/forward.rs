@@ -207,13 +207,12 @@ fn upstream_uri(instance: &Instance, path: &PathAndQuery) -> Uri {
 fn rewrite_request_headers(headers: &mut HeaderMap, uri: &Uri, peer: SocketAddr) {
     strip_hop_by_hop(headers);
     // HTTP/2 requests carry the host in the URI; HTTP/1.1 upstreams need it as a header.
-    if !headers.contains_key(header::HOST) {
-        if let Some(value) = uri
+    if !headers.contains_key(header::HOST)
+        && let Some(value) = uri
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        {
-            headers.insert(header::HOST, value);
-        }
+    {
+        headers.insert(header::HOST, value);
     }
     if let Some(host) = headers.get(header::HOST).cloned() {
         headers.insert(X_FORWARDED_HOST, host);

@@ -137,13 +137,11 @@ impl Proxy {
             .into());
         }
         let bound = self.bind_new(&table)?;
-        if persist {
-            if let Some(path) = &inner.state_file {
-                persist::store(path, table.table()).map_err(|source| ApplyError::Persist {
-                    path: path.clone(),
-                    source,
-                })?;
-            }
+        if persist && let Some(path) = &inner.state_file {
+            persist::store(path, table.table()).map_err(|source| ApplyError::Persist {
+                path: path.clone(),
+                source,
+            })?;
         }
         let revision = table.revision();
         let routes = {

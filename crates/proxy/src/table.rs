@@ -246,10 +246,10 @@ fn validate_service(name: &str, service: &ServiceRoute) -> Result<ValidService, 
     if name.is_empty() {
         return Err(empty("the service name"));
     }
-    if let Some(Sticky::Cookie(key) | Sticky::Header(key)) = &service.sticky {
-        if key.is_empty() {
-            return Err(empty("the sticky cookie or header name"));
-        }
+    if let Some(Sticky::Cookie(key) | Sticky::Header(key)) = &service.sticky
+        && key.is_empty()
+    {
+        return Err(empty("the sticky cookie or header name"));
     }
     let listen = service.listen.parse().map_err(|_| TableError::BadListen {
         service: name.to_owned(),

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# wharf-proxy against nginx, side by side in one run, in front of the same wharf-testbed
+# upstream on loopback. wrk (keep-alive, same connections/threads/duration) hits the testbed
+# directly, nginx (worker_processes auto, keep-alive upstream pool, access_log off) and
+# wharf-proxy (a 90/10 split between two versions, metrics on). Prints requests/s and p99 for
+# each, wharf/nginx throughput, and the p99 each proxy adds over direct.
+# Targets: wharf/nginx >= 1.0; wharf's added p99 < 0.3 ms.
+# Usage: scripts/bench/proxy.sh [DURATION] [CONNECTIONS] [THREADS]   (defaults 10s 50 1)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+DURATION=${1:-10s}
+CONNECTIONS=${2:-50}
+THREADS=${3:-1}
+command -v nginx >/dev/null && command -v wrk >/dev/null || apt-get install -y nginx wrk >/dev/null
+cargo build -q --release -p wharf-proxy -p wharf-testbed
+bin=$PWD/target/release
+work=$(mktemp -d)
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+WHARF_LOG=warn "$bin/wharf-testbed" --port 0 --version 1.4.0 > "$work/testbed.out" 2>/dev/null &
+pids+=($!)
+until grep -q listening "$work/testbed.out" 2>/dev/null; do sleep 0.05; done
+upstream=$(sed -E 's/listening on //' "$work/testbed.out")
+
+nginx_port=$(free_port)
+mkdir -p "$work/nginx"
+cat > "$work/nginx/nginx.conf" <<NGINX
+worker_processes auto;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/body;
+  proxy_temp_path $work/nginx/proxy;
+  fastcgi_temp_path $work/nginx/fastcgi;
+  uwsgi_temp_path $work/nginx/uwsgi;
+  scgi_temp_path $work/nginx/scgi;
+  upstream testbed { server $upstream; keepalive 256; }
+  server {
+    listen 127.0.0.1:$nginx_port;
+    location / {
+      proxy_pass http://testbed;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+    }
+  }
+}
+NGINX
+nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -g 'daemon off;' 2>"$work/nginx/stderr" &
+pids+=($!)
+
+wharf_port=$(free_port)
+WHARF_LOG=warn "$bin/wharf-proxy" --admin-socket "$work/admin.sock" --state "$work/state.json" > "$work/proxy.out" &
+pids+=($!)
+until grep -q "admin socket" "$work/proxy.out" 2>/dev/null; do sleep 0.05; done
+curl -sf --unix-socket "$work/admin.sock" -X PUT http://proxy/v1/routes -d @- >/dev/null <<JSON
+{"revision": 1, "services": {"api": {"listen": "127.0.0.1:$wharf_port", "versions": [
+  {"name": "1.4.0", "weight": 90, "instances": ["$upstream"]},
+  {"name": "1.5.0", "weight": 10, "instances": ["$upstream"]}]}}}
+JSON
+for port in "$nginx_port" "$wharf_port"; do
+  until curl -sf "http://127.0.0.1:$port/" >/dev/null; do sleep 0.05; done
+done
+
+# wrk's p99 in milliseconds.
+p99_ms() { awk '$1 == "99%" { v = $2; if (v ~ /us$/) { sub(/us/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms/, "", v) } else if (v ~ /s$/) { sub(/s/, "", v); v *= 1000 } printf "%.3f", v }' "$1"; }
+rps() { awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$1"; }
+
+declare -A RPS P99
+for target in direct:"$upstream" nginx:"127.0.0.1:$nginx_port" wharf:"127.0.0.1:$wharf_port"; do
+  name=${target%%:*}
+  address=${target#*:}
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "http://$address/" >/dev/null # warm-up: pools and caches
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://$address/" > "$work/$name.wrk"
+  RPS[$name]=$(rps "$work/$name.wrk")
+  P99[$name]=$(p99_ms "$work/$name.wrk")
+done
+
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, keep-alive, on $(nproc) cores"
+printf '%-8s %12s %10s %16s\n' target "requests/s" "p99 ms" "added p99 ms"
+for name in direct nginx wharf; do
+  added=$(awk -v a="${P99[$name]}" -v b="${P99[direct]}" 'BEGIN { printf "%.3f", a - b }')
+  printf '%-8s %12s %10s %16s\n' "$name" "${RPS[$name]}" "${P99[$name]}" "$added"
+done
+awk -v w="${RPS[wharf]}" -v n="${RPS[nginx]}" 'BEGIN { printf "wharf/nginx throughput: %.2fx (target >= 1.0)\n", w / n }'
+awk -v w="${P99[wharf]}" -v d="${P99[direct]}" 'BEGIN { printf "wharf added p99 over direct: %.3f ms (target < 0.3)\n", w - d }'
+counts=$(curl -sf --unix-socket "$work/admin.sock" http://proxy/v1/stats | python3 -c 'import json,sys; s=json.load(sys.stdin)["services"]["api"]["versions"]; print(", ".join(f"{v}: {d[\"requests\"]}" for v, d in s.items()))')
+echo "wharf split (requests per version): $counts"
