@@ -13,6 +13,46 @@ use crate::db::StoreError;
 /// The key file name inside the state directory.
 pub const KEY_FILE: &str = "ledger.key";
 
+/// The meta key under which the database remembers its ledger's verifier key.
+const PINNED_VERIFIER: &str = "ledger.verifier_key";
+
+impl crate::Store {
+    /// The signing key for this database's ledger, bound to it: the first key used is
+    /// pinned in the database, and a key file that later disappears or holds another key is
+    /// refused — instead of silently starting a new key whose checkpoints could not vouch for
+    /// the old ones. (An outside copy of the verifier key remains the defence against someone
+    /// who rewrites both.)
+    pub fn ledger_signer(
+        &mut self,
+        state_dir: &Path,
+        origin: impl FnOnce() -> String,
+    ) -> Result<SignerKey, StoreError> {
+        let path = state_dir.join(KEY_FILE);
+        let pinned = self.meta(PINNED_VERIFIER)?;
+        if pinned.is_some() && !path.exists() {
+            return Err(key_error(
+                &path,
+                "the ledger key is missing, but this ledger was signed with one; restore the key file (its verifier key is pinned in the database)".to_owned(),
+            ));
+        }
+        let signer = load_or_create_signer(state_dir, origin)?;
+        let verifier = signer.verifier().to_string();
+        match pinned {
+            None => self.set_meta(PINNED_VERIFIER, &verifier)?,
+            Some(pinned) if pinned != verifier => {
+                return Err(key_error(
+                    &path,
+                    format!(
+                        "this key file holds {verifier}, but the ledger was signed by {pinned}; restore the original key file"
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+        Ok(signer)
+    }
+}
+
 /// Loads the signing key, or creates one named `origin()` if there is none yet. The origin
 /// is fixed at creation: it lives in the key file (`PRIVATE+KEY+<origin>+…`).
 pub fn load_or_create_signer(

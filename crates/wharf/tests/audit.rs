@@ -125,6 +125,28 @@ fn key_file_is_private_and_a_loose_one_is_refused() {
 }
 
 #[test]
+fn a_deleted_or_swapped_key_file_is_refused_not_silently_replaced() {
+    let f = Fixture::new(2);
+    let key = f.state().join("ledger.key");
+    let original = std::fs::read(&key).unwrap();
+    std::fs::remove_file(&key).unwrap();
+    f.wharf(&["audit", "checkpoint"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("ledger key is missing"));
+    assert!(!key.exists(), "no new key was made in its place");
+    // Another wharf's key, swapped in: refused, naming both keys.
+    let other = Fixture::new(0);
+    std::fs::copy(other.state().join("ledger.key"), &key).unwrap();
+    f.wharf(&["audit", "verify"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("but the ledger was signed by"));
+    std::fs::write(&key, original).unwrap();
+    f.wharf(&["audit", "verify"]).assert().success();
+}
+
+#[test]
 fn a_non_sqlite_state_file_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join(".wharf")).unwrap();

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use wharf_ledger::{
     Action, Entry, Hash, Ledger, Mismatch, NewEntry, RawEntry, Report, SignerKey, to_hex,
 };
-use wharf_store::{EntryFilter, Store, load_or_create_signer};
+use wharf_store::{EntryFilter, Store};
 
 use crate::cli::{Global, Output};
 use crate::exit::ExitStatus;
@@ -81,11 +81,12 @@ pub(crate) fn open(global: &Global) -> anyhow::Result<Ledger<Store>> {
     Ok(Ledger::new(Store::open(&global.state_dir())?))
 }
 
-/// The signing key, created on first use with the origin `wharf/<manifest directory name>`.
+/// The signing key, created on first use with the origin `wharf/<manifest directory name>`,
+/// and bound to this ledger (a missing or swapped key file is refused).
 pub(crate) fn signer(global: &Global) -> anyhow::Result<SignerKey> {
-    Ok(load_or_create_signer(&global.state_dir(), || {
-        origin(&global.file)
-    })?)
+    let state_dir = global.state_dir();
+    let mut store = Store::open(&state_dir)?;
+    Ok(store.ledger_signer(&state_dir, || origin(&global.file))?)
 }
 
 /// `wharf/<name of the directory holding the manifest>`, made a valid key name.
