@@ -43,6 +43,14 @@ impl Verdict {
     }
 }
 
+/// A verdict without its numbers: what the state machine checks after every sample, cheaply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Decision {
+    Pass,
+    Continue(String),
+    Fail(String),
+}
+
 /// Analyses the current step. `pause_over` says whether the step's pause has elapsed, the only
 /// moment a step can pass.
 pub fn evaluate(
@@ -53,27 +61,37 @@ pub fn evaluate(
     pause_over: bool,
 ) -> Verdict {
     let numbers = numbers(thresholds, policy, evidence, totals);
+    match decide(thresholds, policy, evidence, totals, pause_over) {
+        Decision::Pass => Verdict::Pass { numbers },
+        Decision::Continue(reason) => Verdict::Continue { reason, numbers },
+        Decision::Fail(reason) => Verdict::Fail { reason, numbers },
+    }
+}
+
+pub(crate) fn decide(
+    thresholds: &Thresholds,
+    policy: &Policy,
+    evidence: &Evidence,
+    totals: &StepTotals,
+    pause_over: bool,
+) -> Decision {
     let min_requests = thresholds.min_requests.max(1);
     let reason = error_failure(policy, evidence)
         .or_else(|| latency_failure(thresholds, policy, totals, min_requests))
         .or_else(|| end_of_step_failure(thresholds, totals, pause_over, min_requests));
     if let Some(reason) = reason {
-        return Verdict::Fail { reason, numbers };
+        return Decision::Fail(reason);
     }
     if totals.new.requests < min_requests {
-        let reason = format!(
-            "{} of {min_requests} requests on the new version",
-            totals.new.requests
-        );
-        return Verdict::Continue { reason, numbers };
+        let seen = totals.new.requests;
+        return Decision::Continue(format!(
+            "{seen} of {min_requests} requests on the new version"
+        ));
     }
     if !pause_over {
-        return Verdict::Continue {
-            reason: "pause running".to_owned(),
-            numbers,
-        };
+        return Decision::Continue("pause running".to_owned());
     }
-    Verdict::Pass { numbers }
+    Decision::Pass
 }
 
 fn error_failure(policy: &Policy, evidence: &Evidence) -> Option<String> {
@@ -156,7 +174,8 @@ fn version_numbers(totals: &VersionTotals) -> Value {
     })
 }
 
-fn numbers(
+/// The figures a verdict is based on, as recorded in the ledger.
+pub(crate) fn numbers(
     thresholds: &Thresholds,
     policy: &Policy,
     evidence: &Evidence,

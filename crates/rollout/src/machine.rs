@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::analysis::{Verdict, evaluate};
+use crate::analysis::{Decision, decide, numbers};
 use crate::plan::{DeadlineAction, Plan, Strategy};
 use crate::sequential::Evidence;
 use crate::stats::{StepTotals, Window};
@@ -415,29 +415,26 @@ impl Rollout {
         let pause = self.plan.steps()[step.index].pause;
         let pause_over = !paused && self.clock >= step.since.plus(pause);
         let plan = &self.plan;
-        let verdict = evaluate(
-            plan.thresholds(),
-            plan.policy(),
-            &self.evidence,
-            &step.totals,
-            pause_over,
-        );
-        match verdict {
-            Verdict::Fail { reason, numbers } => {
+        let (thresholds, policy) = (plan.thresholds(), plan.policy());
+        let decision = decide(thresholds, policy, &self.evidence, &step.totals, pause_over);
+        if matches!(decision, Decision::Continue(_)) && !pause_over {
+            // The common case, once per sample: nothing to record.
+            return;
+        }
+        let numbers = numbers(thresholds, policy, &self.evidence, &step.totals);
+        match decision {
+            Decision::Fail(reason) => {
                 let details = json!({"verdict": "fail", "step": step.index, "reason": reason, "numbers": numbers});
                 record(out, "deploy.verdict", details);
                 self.abort(format!("step {}: {reason}", step.index), numbers, out);
             }
             _ if paused => {}
-            Verdict::Pass { numbers } => {
+            Decision::Pass => {
                 let details = json!({"verdict": "pass", "step": step.index, "numbers": numbers});
                 record(out, "deploy.verdict", details);
                 self.advance(step.index, numbers, out);
             }
-            Verdict::Continue { reason, numbers } if pause_over => {
-                self.extend_or_expire(&step, reason, numbers, out);
-            }
-            Verdict::Continue { .. } => {}
+            Decision::Continue(reason) => self.extend_or_expire(&step, reason, numbers, out),
         }
     }
 
