@@ -194,3 +194,121 @@ pub(crate) fn numbers(
         "log_e_threshold": (2.0 / policy.alpha).ln(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::{VersionCounters, Window};
+
+    fn thresholds() -> Thresholds {
+        Thresholds {
+            max_error_rate: Some(0.05),
+            max_latency_p95_ms: Some(300.0),
+            max_latency_p99_ms: None,
+            min_requests: 50,
+        }
+    }
+
+    fn counters(requests: u64, errors: u64, p95: f64) -> VersionCounters {
+        VersionCounters {
+            requests,
+            errors,
+            p95_ms: Some(p95),
+            p99_ms: None,
+        }
+    }
+
+    /// (case, new (requests, errors, p95), stable (requests, errors, p95), pause over, expected)
+    #[test]
+    fn verdicts_follow_the_documented_order() {
+        let cases = [
+            (
+                "too few requests",
+                (20, 0, 100.0),
+                (180, 0, 100.0),
+                true,
+                "continue",
+            ),
+            (
+                "pause running",
+                (60, 0, 100.0),
+                (540, 0, 100.0),
+                false,
+                "continue",
+            ),
+            (
+                "good at the end",
+                (60, 0, 100.0),
+                (540, 0, 100.0),
+                true,
+                "pass",
+            ),
+            (
+                "significant errors mid-pause",
+                (20, 8, 100.0),
+                (180, 0, 100.0),
+                false,
+                "fail",
+            ),
+            (
+                "p95 above the bound",
+                (60, 0, 350.0),
+                (540, 0, 100.0),
+                false,
+                "fail",
+            ),
+            (
+                "p95 above stable",
+                (60, 0, 250.0),
+                (540, 0, 100.0),
+                false,
+                "fail",
+            ),
+            (
+                "p95 within tolerance",
+                (60, 0, 125.0),
+                (540, 0, 100.0),
+                true,
+                "pass",
+            ),
+            (
+                "slow but too few samples",
+                (20, 0, 999.0),
+                (180, 0, 100.0),
+                false,
+                "continue",
+            ),
+            (
+                "observed rate over the bound at the end",
+                (60, 4, 100.0),
+                (540, 30, 100.0),
+                true,
+                "fail",
+            ),
+        ];
+        for (case, new, stable, pause_over, expected) in cases {
+            let window = Window {
+                new: counters(new.0, new.1, new.2),
+                stable: counters(stable.0, stable.1, stable.2),
+            };
+            let mut evidence = Evidence::new(Some(0.05));
+            evidence.observe(&window);
+            let mut totals = StepTotals::default();
+            totals.add(&window);
+            let verdict = evaluate(
+                &thresholds(),
+                &Policy::default(),
+                &evidence,
+                &totals,
+                pause_over,
+            );
+            let kind = match &verdict {
+                Verdict::Pass { .. } => "pass",
+                Verdict::Continue { .. } => "continue",
+                Verdict::Fail { .. } => "fail",
+            };
+            assert_eq!(kind, expected, "{case}: {verdict:?}");
+            assert_eq!(verdict.numbers()["new"]["requests"], new.0, "{case}");
+        }
+    }
+}

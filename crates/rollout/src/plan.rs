@@ -244,7 +244,7 @@ fn check_policy(policy: &Policy) -> Result<(), PlanError> {
     if !(policy.alpha > 0.0 && policy.alpha < 1.0) {
         return Err(PlanError::Alpha(policy.alpha));
     }
-    if !(policy.latency_tolerance >= 0.0) {
+    if policy.latency_tolerance.is_nan() || policy.latency_tolerance < 0.0 {
         return Err(PlanError::LatencyTolerance(policy.latency_tolerance));
     }
     Ok(())

@@ -145,3 +145,73 @@ impl Evidence {
         }));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::VersionCounters;
+
+    fn window(new: (u64, u64), stable: (u64, u64)) -> Window {
+        let counters = |(requests, errors)| VersionCounters {
+            requests,
+            errors,
+            ..VersionCounters::default()
+        };
+        Window {
+            new: counters(new),
+            stable: counters(stable),
+        }
+    }
+
+    #[test]
+    fn the_statistic_starts_at_one_and_is_the_mean_of_the_ratios() {
+        let mut test = MixtureTest::new(2);
+        assert_eq!(test.log_statistic(), 0.0);
+        test.update([2.0_f64.ln(), 4.0_f64.ln()].into_iter());
+        assert!((test.log_statistic() - 3.0_f64.ln()).abs() < 1e-12);
+        assert!(test.rejects(1.0 / 2.9) && !test.rejects(1.0 / 3.1));
+    }
+
+    #[test]
+    fn errors_only_on_the_new_version_raise_the_comparison() {
+        let mut evidence = Evidence::new(None);
+        evidence.observe(&window((20, 5), (180, 0)));
+        assert!(evidence.comparison.log_statistic() > 0.0);
+        let mut fair = Evidence::new(None);
+        fair.observe(&window((20, 1), (180, 9)));
+        assert!(
+            fair.comparison.log_statistic() < 0.0,
+            "errors in proportion are evidence for H0"
+        );
+    }
+
+    #[test]
+    fn windows_without_both_versions_or_errors_carry_no_comparison() {
+        let mut evidence = Evidence::new(None);
+        for w in [
+            window((0, 0), (100, 5)),
+            window((100, 50), (0, 0)),
+            window((20, 0), (180, 0)),
+        ] {
+            evidence.observe(&w);
+        }
+        assert_eq!(evidence.comparison.log_statistic(), 0.0);
+    }
+
+    #[test]
+    fn a_zero_bound_counts_every_error() {
+        let mut evidence = Evidence::new(Some(0.0));
+        evidence.observe(&window((10, 1), (10, 0)));
+        assert_eq!(evidence.errors_over_zero_bound, 1);
+    }
+
+    #[test]
+    fn the_absolute_test_rejects_a_rate_far_above_its_bound() {
+        let mut evidence = Evidence::new(Some(0.01));
+        evidence.observe(&window((100, 20), (0, 0)));
+        assert!(evidence.absolute.rejects(0.005));
+        let mut within = Evidence::new(Some(0.01));
+        within.observe(&window((100, 1), (0, 0)));
+        assert!(!within.absolute.rejects(0.005));
+    }
+}

@@ -232,3 +232,39 @@ fn the_absolute_error_bound_catches_a_version_that_stable_cannot_judge() {
     assert!(reason(&run).contains("max_error_rate"), "{}", reason(&run));
     assert!(run.new_requests <= 400, "{}", run.new_requests);
 }
+
+#[test]
+fn the_comparison_test_alone_stays_below_alpha_when_checked_after_every_window() {
+    // The worst case for a test checked continually: long streams, many errors, every look.
+    let (streams, windows, alpha) = (2000, 600, 0.01);
+    let mut rejected = 0;
+    for seed in 0..streams {
+        let mut rng = ChaCha8Rng::seed_from_u64(90_000 + seed);
+        let mut evidence = wharf_rollout::Evidence::new(None);
+        let weight = [10, 25, 50][seed as usize % 3];
+        let same = Behaviour {
+            stable_error: 0.02,
+            new_error: 0.02,
+            ..GOOD
+        };
+        // A fixed split: the test conditions on the counts, so routing noise adds nothing.
+        let new = RPS * weight / 100;
+        for _ in 0..windows {
+            let window = Window {
+                stable: sample_version(&mut rng, RPS - new, same.stable_error, 100.0),
+                new: sample_version(&mut rng, new, same.new_error, 100.0),
+            };
+            evidence.observe(&window);
+            if evidence.comparison.rejects(alpha) {
+                rejected += 1;
+                break;
+            }
+        }
+    }
+    let rate = f64::from(rejected) / f64::from(streams as u32);
+    println!(
+        "comparison test alone, A/A at 2%: {rejected}/{streams} streams rejected over {windows} looks each (alpha {alpha})"
+    );
+    let slack = 3.0 * (alpha * (1.0 - alpha) / streams as f64).sqrt();
+    assert!(rate <= alpha + slack, "{rate}");
+}
