@@ -11,6 +11,26 @@
 //! recreate:   StoppingOld → WaitingReady → Draining(nothing left) → Succeeded
 //! any active state ── abort / failed verdict / deadline ──▶ Aborting → RolledBack
 //! ```
+//!
+//! ```
+//! use std::time::Duration;
+//! use wharf_rollout::{Action, At, Event, Plan, Policy, Rollout, Step, Strategy, Thresholds};
+//!
+//! let steps = vec![Step { weight: 10, pause: Duration::from_secs(30) }];
+//! let thresholds = Thresholds { min_requests: 50, ..Thresholds::default() };
+//! let plan = Plan::new(Strategy::Canary, steps, 2, thresholds, Policy::default()).unwrap();
+//! let (mut rollout, actions) = Rollout::start(plan, At(0));
+//! assert!(actions.contains(&Action::StartNewInstances { count: 2 }));
+//!
+//! let actions = rollout.handle(Event::NewInstancesReady);
+//! assert!(actions.contains(&Action::SetWeights { stable: 90, new: 10 }));
+//!
+//! // Persist after every call; after a crash, load and resume.
+//! let saved = serde_json::to_string(&rollout).unwrap();
+//! let mut restored: Rollout = serde_json::from_str(&saved).unwrap();
+//! let actions = restored.resume(At(5_000));
+//! assert!(actions.contains(&Action::SetWeights { stable: 90, new: 10 }));
+//! ```
 
 mod analysis;
 mod machine;

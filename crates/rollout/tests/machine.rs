@@ -601,3 +601,13 @@ fn a_plan_comes_from_the_manifest_rollout() {
     assert_eq!(plan.thresholds().max_error_rate, Some(0.01));
     assert_eq!(plan.thresholds().max_latency_p95_ms, Some(300.0));
 }
+
+/// The persisted shape is a contract with the state store: a change here breaks resuming the
+/// rollouts in flight during an upgrade, so it shows up in review as a snapshot diff.
+#[test]
+fn the_persisted_state_keeps_its_shape() {
+    let mut rollout = in_first_step();
+    let window = Window { stable: counters(180, 1, 100.0), new: counters(20, 1, 110.0) };
+    rollout.handle(Event::Stats { now: at(1), window });
+    insta::assert_json_snapshot!(rollout);
+}
