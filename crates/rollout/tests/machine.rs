@@ -607,7 +607,10 @@ fn a_plan_comes_from_the_manifest_rollout() {
 #[test]
 fn the_persisted_state_keeps_its_shape() {
     let mut rollout = in_first_step();
-    let window = Window { stable: counters(180, 1, 100.0), new: counters(20, 1, 110.0) };
+    let window = Window {
+        stable: counters(180, 1, 100.0),
+        new: counters(20, 1, 110.0),
+    };
     rollout.handle(Event::Stats { now: at(1), window });
     insta::assert_json_snapshot!(rollout);
 }
