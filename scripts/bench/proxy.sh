@@ -90,5 +90,5 @@ for name in direct nginx wharf; do
 done
 awk -v w="${RPS[wharf]}" -v n="${RPS[nginx]}" 'BEGIN { printf "wharf/nginx throughput: %.2fx (target >= 1.0)\n", w / n }'
 awk -v w="${P99[wharf]}" -v d="${P99[direct]}" 'BEGIN { printf "wharf added p99 over direct: %.3f ms (target < 0.3)\n", w - d }'
-counts=$(curl -sf --unix-socket "$work/admin.sock" http://proxy/v1/stats | python3 -c 'import json,sys; s=json.load(sys.stdin)["services"]["api"]["versions"]; print(", ".join(f"{v}: {d[\"requests\"]}" for v, d in s.items()))')
+counts=$(curl -sf --unix-socket "$work/admin.sock" http://proxy/v1/stats | python3 -c 'import json,sys; s=json.load(sys.stdin)["services"]["api"]["versions"]; print(", ".join("%s: %d" % (v, d["requests"]) for v, d in s.items()))')
 echo "wharf split (requests per version): $counts"

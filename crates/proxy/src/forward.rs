@@ -153,7 +153,7 @@ async fn send(
 ) -> Outcome {
     let mut cut = instance.cut.subscribe();
     let result = tokio::select! {
-        result = inner.client.request(request) => result,
+        result = crate::server::upstream_request(request) => result,
         _ = cut.wait_for(|cut| *cut) => {
             tracing::warn!(instance = %instance.address, "drain timeout: in-flight request cut");
             version.stats.upstream_error();

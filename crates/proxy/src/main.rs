@@ -18,9 +18,9 @@ struct Args {
     /// Where the last applied route table is kept; served at start when present.
     #[arg(long, value_name = "FILE")]
     state: PathBuf,
-    /// Worker threads (default: one per core).
+    /// Connection worker threads (default: one per core).
     #[arg(long, value_name = "N")]
-    threads: Option<usize>,
+    workers: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -32,11 +32,13 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = args.threads {
-        builder.worker_threads(threads.max(1));
-    }
-    let runtime = match builder.enable_all().build() {
+    // This runtime only accepts connections, serves the admin API and runs timers; requests
+    // are served on the proxy's own worker threads.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("wharf-proxy: cannot start the runtime: {err}");
@@ -53,7 +55,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let proxy = Proxy::new(Some(args.state.clone()));
+    let proxy = match args.workers {
+        Some(workers) => Proxy::with_workers(Some(args.state.clone()), workers),
+        None => Proxy::new(Some(args.state.clone())),
+    };
     match proxy.restore()? {
         Some(revision) => {
             tracing::info!(revision, state = %args.state.display(), "serving the saved table")

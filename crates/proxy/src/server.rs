@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,7 +49,7 @@ pub enum ApplyError {
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub routes: ArcSwap<Routes>,
-    pub client: UpstreamClient,
+    workers: Workers,
     pub clock: Clock,
     pub stats: Arc<Stats>,
     instances: Mutex<HashMap<SocketAddr, Arc<Instance>>>,
@@ -72,20 +73,22 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// A proxy with no routes, persisting applied tables to `state_file` when given.
+    /// A proxy with no routes, persisting applied tables to `state_file` when given, with
+    /// one connection worker per core.
     pub fn new(state_file: Option<PathBuf>) -> Proxy {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(2)));
-        connector.set_keepalive(Some(Duration::from_secs(60)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_timer(TokioTimer::new())
-            .build(connector);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Proxy::with_workers(state_file, cores)
+    }
+
+    /// As [`Proxy::new`] with `workers` connection threads. Each runs a single-threaded Tokio
+    /// runtime with its own upstream pool, so a request, its upstream exchange and both
+    /// connections stay on one thread, as in nginx's worker model; the threads live as long
+    /// as the process.
+    pub fn with_workers(state_file: Option<PathBuf>, workers: usize) -> Proxy {
         Proxy {
             inner: Arc::new(Inner {
                 routes: ArcSwap::from_pointee(Routes::empty()),
-                client,
+                workers: Workers::start(workers.max(1)),
                 clock: Clock::new(),
                 stats: Arc::new(Stats::default()),
                 instances: Mutex::default(),
@@ -156,9 +159,7 @@ impl Proxy {
             Routes::build(table, &mut instance, &stats)
         };
         for instance in routes.instances() {
-            instance
-                .generation
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            instance.generation.fetch_add(1, Ordering::Relaxed);
             instance
                 .cut
                 .send_if_modified(|cut| std::mem::replace(cut, false));
@@ -241,20 +242,14 @@ impl Proxy {
                 if kept.contains(&instance.address) {
                     continue;
                 }
-                let generation = instance
-                    .generation
-                    .load(std::sync::atomic::Ordering::Relaxed);
+                let generation = instance.generation.load(Ordering::Relaxed);
                 let instance = instance.clone();
                 let inner = self.inner.clone();
                 let drain = service.drain;
                 tracing::info!(instance = %instance.address, ?drain, "draining instance");
                 tokio::spawn(async move {
                     tokio::time::sleep(drain).await;
-                    if instance
-                        .generation
-                        .load(std::sync::atomic::Ordering::Relaxed)
-                        == generation
-                    {
+                    if instance.generation.load(Ordering::Relaxed) == generation {
                         instance.cut.send_replace(true);
                         let mut registry =
                             inner.instances.lock().unwrap_or_else(|e| e.into_inner());
@@ -352,6 +347,67 @@ pub struct FullStats {
     pub instances: std::collections::BTreeMap<String, InstanceReport>,
 }
 
+/// The connection threads, each with a single-threaded runtime, chosen round-robin.
+#[derive(Debug)]
+struct Workers {
+    handles: Vec<tokio::runtime::Handle>,
+    next: AtomicUsize,
+}
+
+impl Workers {
+    fn start(count: usize) -> Workers {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        for index in 0..count {
+            let sender = sender.clone();
+            std::thread::Builder::new()
+                .name(format!("wharf-proxy-worker-{index}"))
+                .spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("a worker runtime starts");
+                    let _ = sender.send(runtime.handle().clone());
+                    drop(sender);
+                    runtime.block_on(std::future::pending::<()>());
+                })
+                .expect("a worker thread starts");
+        }
+        drop(sender);
+        Workers {
+            handles: receiver.iter().take(count).collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    fn next(&self) -> &tokio::runtime::Handle {
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.handles.len();
+        &self.handles[index]
+    }
+}
+
+thread_local! {
+    /// Each worker's own pool of keep-alive connections to upstreams.
+    static UPSTREAM: UpstreamClient = upstream_client();
+}
+
+/// Send a request with this thread's upstream pool.
+pub(crate) fn upstream_request(
+    request: hyper::Request<forward::UpBody>,
+) -> hyper_util::client::legacy::ResponseFuture {
+    UPSTREAM.with(|client| client.request(request))
+}
+
+fn upstream_client() -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(2)));
+    connector.set_keepalive(Some(Duration::from_secs(60)));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_timer(TokioTimer::new())
+        .build(connector)
+}
+
 fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
     let listener = std::net::TcpListener::bind(address)?;
     listener.set_nonblocking(true)?;
@@ -391,15 +447,30 @@ async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
+        // Moved to a worker's runtime, so it leaves this reactor and joins that one.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(err) => {
+                tracing::warn!(%peer, error = %err, "cannot hand the connection to a worker");
+                continue;
+            }
+        };
+        let worker = inner.workers.next().clone();
         let inner = inner.clone();
-        let service =
-            service_fn(move |request| forward::handle(inner.clone(), address, peer, request));
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        worker.spawn(async move {
+            let stream = match tokio::net::TcpStream::from_std(stream) {
+                Ok(stream) => stream,
+                Err(err) => {
+                    tracing::warn!(%peer, error = %err, "cannot register the connection");
+                    return;
+                }
+            };
+            let service =
+                service_fn(move |request| forward::handle(inner.clone(), address, peer, request));
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            if let Err(err) = watcher.watch(connection).await {
                 tracing::debug!(%peer, error = %err, "connection ended with an error");
             }
         });
