@@ -48,7 +48,8 @@ fn main() -> ExitCode {
     match runtime.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("wharf-proxy: {err:#}");
+            // Every error message here already names its cause.
+            eprintln!("wharf-proxy: {err}");
             ExitCode::from(2)
         }
     }
