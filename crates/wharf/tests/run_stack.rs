@@ -185,6 +185,19 @@ services:
         pids.iter().all(|pid| alive(*pid)),
         "instances outlive the control plane"
     );
+    // Without a control plane, `status` still shows what runs, from the store.
+    let orphaned = stack.wharf(&["status", "--output", "json"]);
+    assert_eq!(orphaned.status.code(), Some(1));
+    let recorded: Value = serde_json::from_slice(&orphaned.stdout).unwrap();
+    assert!(recorded["control_plane"].is_null());
+    let running: Vec<i64> = recorded["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["running"] == true)
+        .map(|i| i["pid"].as_i64().unwrap())
+        .collect();
+    assert_eq!(running.len(), 3, "{recorded}");
     let served_before = poller.ok.load(Ordering::Relaxed);
     eventually(
         "requests while no control plane runs",

@@ -27,6 +27,7 @@ pub fn run(global: &Global, args: &StatusArgs) -> anyhow::Result<ExitStatus> {
                 Ok(value) => value,
                 Err(err) if err.is::<client::NotRunning>() => {
                     eprintln!("{err}");
+                    print_recorded(&state_dir, global.output)?;
                     return Ok(ExitStatus::Failed);
                 }
                 Err(err) => return Err(err),
@@ -47,6 +48,73 @@ pub fn run(global: &Global, args: &StatusArgs) -> anyhow::Result<ExitStatus> {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     })
+}
+
+/// Without a control plane, what the store says was running and whether each process still
+/// runs: services outlive the control plane, and this is how an operator sees them.
+fn print_recorded(state_dir: &std::path::Path, output: Output) -> anyhow::Result<()> {
+    if !state_dir.join(wharf_store::DB_FILE).exists() {
+        return Ok(());
+    }
+    let rows = wharf_store::Store::open(state_dir)?.instances()?;
+    let records: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|row| {
+            let process = wharf_runtime::ProcessId {
+                pid: row.pid,
+                start_time: row.start_time,
+            };
+            serde_json::json!({
+                "service": row.service,
+                "ordinal": row.index,
+                "version": row.version,
+                "pid": row.pid,
+                "port": row.port,
+                "started_at": row.started_at,
+                "running": process.is_running(),
+            })
+        })
+        .collect();
+    if output == Output::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"control_plane": null, "instances": records})
+            )?
+        );
+        return Ok(());
+    }
+    if records.is_empty() {
+        return Ok(());
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_BORDERS_ONLY);
+    table.set_header(["INSTANCE", "VERSION", "PID", "PORT", "PROCESS", "STARTED"]);
+    for record in &records {
+        table.add_row([
+            format!(
+                "{}/{}",
+                record["service"].as_str().unwrap_or_default(),
+                record["ordinal"]
+            ),
+            record["version"].as_str().unwrap_or_default().to_owned(),
+            record["pid"].to_string(),
+            record["port"]
+                .as_u64()
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+            if record["running"] == true {
+                "running (adoptable by `wharf up`)"
+            } else {
+                "gone"
+            }
+            .to_owned(),
+            record["started_at"].as_str().unwrap_or_default().to_owned(),
+        ]);
+    }
+    println!("recorded instances (no control plane):");
+    println!("{table}");
+    Ok(())
 }
 
 /// Prints a report as a table (one row per service, instances beneath) or as JSON.
