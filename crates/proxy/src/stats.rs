@@ -221,63 +221,40 @@ impl Collector for StatsCollector {
         let all = self.0.all();
         let labels =
             |key: &(String, String)| vec![("service", key.0.clone()), ("version", key.1.clone())];
-        {
-            let mut family = encoder.encode_descriptor(
-                "wharf_proxy_requests",
-                "Requests routed to a version",
-                None,
-                MetricType::Counter,
-            )?;
-            for (key, report) in &all {
-                family
-                    .encode_family(&labels(key))?
-                    .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(
-                        &report.requests,
-                        None,
-                    )?;
-            }
-        }
-        {
-            let mut family = encoder.encode_descriptor(
-                "wharf_proxy_responses",
-                "Responses by status class",
-                None,
-                MetricType::Counter,
-            )?;
-            for (key, report) in &all {
-                let r = &report.responses;
-                for (class, value) in [
-                    ("2xx", r.c2xx),
-                    ("3xx", r.c3xx),
-                    ("4xx", r.c4xx),
-                    ("5xx", r.c5xx),
-                ] {
-                    let mut set = labels(key);
-                    set.push(("class", class.to_owned()));
-                    family
-                        .encode_family(&set)?
-                        .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(
-                            &value, None,
-                        )?;
-                }
-            }
-        }
-        {
-            let mut family = encoder.encode_descriptor(
-                "wharf_proxy_upstream_errors",
-                "Connection failures and timeouts talking to a version's instances",
-                None,
-                MetricType::Counter,
-            )?;
-            for (key, report) in &all {
-                family
-                    .encode_family(&labels(key))?
-                    .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(
-                        &report.upstream_errors,
-                        None,
-                    )?;
-            }
-        }
+        let requests = all.iter().map(|(key, r)| (labels(key), r.requests));
+        encode_counters(
+            &mut encoder,
+            "wharf_proxy_requests",
+            "Requests routed to a version",
+            requests,
+        )?;
+        let responses = all.iter().flat_map(|(key, report)| {
+            let r = &report.responses;
+            [
+                ("2xx", r.c2xx),
+                ("3xx", r.c3xx),
+                ("4xx", r.c4xx),
+                ("5xx", r.c5xx),
+            ]
+            .map(|(class, value)| {
+                let mut set = labels(key);
+                set.push(("class", class.to_owned()));
+                (set, value)
+            })
+        });
+        encode_counters(
+            &mut encoder,
+            "wharf_proxy_responses",
+            "Responses by status class",
+            responses,
+        )?;
+        let errors = all.iter().map(|(key, r)| (labels(key), r.upstream_errors));
+        encode_counters(
+            &mut encoder,
+            "wharf_proxy_upstream_errors",
+            "Connection failures and timeouts talking to a version's instances",
+            errors,
+        )?;
         let mut family = encoder.encode_descriptor(
             "wharf_proxy_latency_microseconds",
             "Time to response headers (quantiles from an HDR histogram since start)",
@@ -300,4 +277,20 @@ impl Collector for StatsCollector {
         }
         Ok(())
     }
+}
+
+/// One counter family: a descriptor, then one sample per label set.
+fn encode_counters(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: impl Iterator<Item = (Vec<(&'static str, String)>, u64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in samples {
+        family
+            .encode_family(&labels)?
+            .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&value, None)?;
+    }
+    Ok(())
 }
