@@ -3,6 +3,7 @@
 //! exit, restart and adoption to the ledger.
 
 mod control;
+pub mod deploy;
 mod journal;
 pub mod plan;
 pub mod report;
@@ -10,6 +11,7 @@ mod state;
 mod tasks;
 
 pub use control::{Command, Config, ControlPlane, Event, Handle, ProbeKind};
+pub use deploy::{DeployRequest, RolloutCommand, RolloutView, VersionTraffic};
 pub use journal::Journal;
 pub use plan::{PlanError, StackPlan, plan};
 pub use report::{DependencyStatus, InstanceStatus, ServiceStatus, StatusReport};

@@ -15,6 +15,7 @@ use wharf_probe::{Outcome, Prober};
 use wharf_runtime::{Decision, Driver, ExitStatus, InstanceSpec, RestartLimits, StartError};
 use wharf_store::InstanceRow;
 
+use crate::deploy::{DeployRequest, RolloutCommand, RolloutView};
 use crate::journal::Journal;
 use crate::plan::{InstanceVars, StackPlan, resolve_check};
 use crate::report::{ServiceStatus, StatusReport};
@@ -79,6 +80,28 @@ pub enum Command {
         service: Option<String>,
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// Start a rollout of a new version.
+    Deploy {
+        service: String,
+        request: DeployRequest,
+        reply: oneshot::Sender<Result<RolloutView, String>>,
+    },
+    /// The service's current or latest rollout (`None`: never deployed).
+    Rollout {
+        service: String,
+        reply: oneshot::Sender<Result<Option<RolloutView>, String>>,
+    },
+    /// Pause, resume, promote or abort the running rollout.
+    RolloutCommand {
+        service: String,
+        command: RolloutCommand,
+        reply: oneshot::Sender<Result<RolloutView, String>>,
+    },
+    /// Roll out the previous stable version again.
+    Rollback {
+        service: String,
+        reply: oneshot::Sender<Result<RolloutView, String>>,
+    },
 }
 
 /// A way to talk to a running control plane.
@@ -106,6 +129,46 @@ impl Handle {
 
     pub async fn down(&self, service: Option<String>) -> Result<(), String> {
         self.ask(|reply| Command::Down { service, reply })
+            .await
+            .unwrap_or_else(|| Err("the control plane stopped".to_owned()))
+    }
+
+    pub async fn deploy(
+        &self,
+        service: String,
+        request: DeployRequest,
+    ) -> Result<RolloutView, String> {
+        self.ask(|reply| Command::Deploy {
+            service,
+            request,
+            reply,
+        })
+        .await
+        .unwrap_or_else(|| Err("the control plane stopped".to_owned()))
+    }
+
+    pub async fn rollout(&self, service: String) -> Result<Option<RolloutView>, String> {
+        self.ask(|reply| Command::Rollout { service, reply })
+            .await
+            .unwrap_or_else(|| Err("the control plane stopped".to_owned()))
+    }
+
+    pub async fn rollout_command(
+        &self,
+        service: String,
+        command: RolloutCommand,
+    ) -> Result<RolloutView, String> {
+        self.ask(|reply| Command::RolloutCommand {
+            service,
+            command,
+            reply,
+        })
+        .await
+        .unwrap_or_else(|| Err("the control plane stopped".to_owned()))
+    }
+
+    pub async fn rollback(&self, service: String) -> Result<RolloutView, String> {
+        self.ask(|reply| Command::Rollback { service, reply })
             .await
             .unwrap_or_else(|| Err("the control plane stopped".to_owned()))
     }
@@ -228,6 +291,14 @@ impl ControlPlane {
                 let _ = reply.send(self.begin_restart(&service));
             }
             Event::Command(Command::Down { service, reply }) => self.begin_down(service, reply),
+            Event::Command(Command::Deploy { reply, .. })
+            | Event::Command(Command::RolloutCommand { reply, .. })
+            | Event::Command(Command::Rollback { reply, .. }) => {
+                let _ = reply.send(Err("deploys are not wired yet".to_owned()));
+            }
+            Event::Command(Command::Rollout { reply, .. }) => {
+                let _ = reply.send(Ok(None));
+            }
         }
     }
 
