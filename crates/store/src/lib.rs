@@ -12,9 +12,11 @@ mod instances;
 mod keys;
 mod ledger;
 mod migrations;
+mod rollouts;
 
 pub use db::{DB_FILE, Store, StoreError};
 pub use instances::{HEALTH_HISTORY_LIMIT, HealthEvent, InstanceRow};
 pub use keys::{KEY_FILE, load_or_create_signer};
 pub use ledger::EntryFilter;
 pub use migrations::SCHEMA_VERSION;
+pub use rollouts::RolloutRow;

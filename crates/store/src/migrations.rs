@@ -59,6 +59,19 @@ pub const MIGRATIONS: &[&str] = &[
         reason TEXT
     );
     CREATE INDEX health_history_target ON health_history (target, id);",
+    // 4: per service, the latest rollout (the state machine and what the control plane keeps
+    // beside it, as JSON written after every transition) and the deployed versions.
+    "CREATE TABLE rollouts (
+        service    TEXT PRIMARY KEY,
+        id         INTEGER NOT NULL,
+        state      TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE deployments (
+        service    TEXT PRIMARY KEY,
+        state      TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version a fully migrated database records in `PRAGMA user_version`.
