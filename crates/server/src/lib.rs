@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
+mod deploy;
 mod health;
 use serde::Deserialize;
 use serde_json::json;
@@ -41,7 +42,7 @@ fn gone() -> ApiError {
     }
 }
 
-fn rejected(message: String) -> ApiError {
+pub(crate) fn rejected(message: String) -> ApiError {
     let code = if message.starts_with("unknown service") {
         "unknown_service"
     } else {
@@ -60,7 +61,7 @@ fn rejected(message: String) -> ApiError {
 }
 
 #[derive(Clone)]
-struct AppState {
+pub(crate) struct AppState {
     handle: Handle,
     /// Required as `Authorization: Bearer …` on TCP; `None` on the unix socket.
     token: Option<String>,
@@ -78,10 +79,17 @@ pub fn app(handle: Handle, token: Option<String>) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/services/{name}/restart", post(restart))
         .route("/v1/down", post(down))
+        .route("/v1/services/{name}/deploy", post(deploy::deploy))
+        .route("/v1/services/{name}/rollout", get(deploy::rollout))
+        .route(
+            "/v1/services/{name}/rollout/{command}",
+            post(deploy::rollout_command),
+        )
+        .route("/v1/services/{name}/rollback", post(deploy::rollback))
         .with_state(AppState { handle, token })
 }
 
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &state.token else {
         return Ok(());
     };
