@@ -207,6 +207,42 @@ pub struct Rollout {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<RolloutStep>,
     pub analysis: Analysis,
+    /// How long each phase may take; unset ones keep wharf's defaults.
+    #[serde(skip_serializing_if = "Deadlines::is_empty")]
+    pub deadlines: Deadlines,
+}
+
+/// Deadlines of a rollout's phases, so no rollout waits forever.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Deadlines {
+    /// New instances must be ready within this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready: Option<Duration>,
+    /// A step short of `min_requests` runs on this long past its pause.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step_extension: Option<Duration>,
+    /// What a step deadline does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_step_deadline: Option<OnDeadline>,
+    /// A blue-green preview waits this long for `promote`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preview: Option<Duration>,
+    /// In-flight requests may finish for this long before instances are stopped anyway.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain: Option<Duration>,
+}
+
+impl Deadlines {
+    pub fn is_empty(&self) -> bool {
+        *self == Deadlines::default()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDeadline {
+    Abort,
+    Pause,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -707,7 +707,7 @@ fn connect_check(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Conne
 
 fn rollout(decoder: &mut Decoder, service: &str, node: &Node) -> Option<Rollout> {
     let what = format!("`services.{service}.rollout`");
-    let fields = decoder.fields(node, &what, &["strategy", "steps", "analysis"])?;
+    let fields = decoder.fields(node, &what, &["strategy", "steps", "analysis", "deadlines"])?;
     let strategy = fields
         .get("strategy")
         .and_then(|n| {
@@ -744,6 +744,43 @@ fn rollout(decoder: &mut Decoder, service: &str, node: &Node) -> Option<Rollout>
             .get("analysis")
             .and_then(|n| analysis(decoder, &what, n))
             .unwrap_or_else(default_analysis),
+        deadlines: fields
+            .get("deadlines")
+            .and_then(|n| deadlines(decoder, &what, n))
+            .unwrap_or_default(),
+    })
+}
+
+fn deadlines(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Deadlines> {
+    let what = sub(what, "deadlines");
+    let fields = decoder.fields(
+        node,
+        &what,
+        &[
+            "ready",
+            "step_extension",
+            "on_step_deadline",
+            "preview",
+            "drain",
+        ],
+    )?;
+    let duration = |decoder: &mut Decoder, key: &str| {
+        fields
+            .get(key)
+            .and_then(|n| decoder.parsed::<Duration>(n, &sub(&what, key), "duration"))
+    };
+    Some(Deadlines {
+        ready: duration(decoder, "ready"),
+        step_extension: duration(decoder, "step_extension"),
+        on_step_deadline: fields.get("on_step_deadline").and_then(|n| {
+            decoder.choice(
+                n,
+                &sub(&what, "on_step_deadline"),
+                &[("abort", OnDeadline::Abort), ("pause", OnDeadline::Pause)],
+            )
+        }),
+        preview: duration(decoder, "preview"),
+        drain: duration(decoder, "drain"),
     })
 }
 

@@ -173,7 +173,7 @@ impl Plan {
             steps,
             replicas,
             thresholds_from_manifest(&rollout.analysis),
-            policy,
+            policy_with_deadlines(policy, &rollout.deadlines),
         )
     }
 
@@ -196,6 +196,26 @@ impl Plan {
     pub fn policy(&self) -> &Policy {
         &self.policy
     }
+}
+
+/// The manifest's `deadlines` override the given policy's, field by field.
+fn policy_with_deadlines(mut policy: Policy, deadlines: &model::Deadlines) -> Policy {
+    let set = |target: &mut Duration, value: Option<wharf_manifest::values::Duration>| {
+        if let Some(value) = value {
+            *target = value.as_std();
+        }
+    };
+    set(&mut policy.ready_timeout, deadlines.ready);
+    set(&mut policy.step_extension, deadlines.step_extension);
+    set(&mut policy.preview_timeout, deadlines.preview);
+    set(&mut policy.drain_timeout, deadlines.drain);
+    if let Some(action) = deadlines.on_step_deadline {
+        policy.on_step_deadline = match action {
+            model::OnDeadline::Abort => DeadlineAction::Abort,
+            model::OnDeadline::Pause => DeadlineAction::Pause,
+        };
+    }
+    policy
 }
 
 fn step_from_manifest(step: &model::RolloutStep) -> Step {

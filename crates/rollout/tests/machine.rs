@@ -588,6 +588,11 @@ fn a_plan_comes_from_the_manifest_rollout() {
             max_latency_p99: None,
             min_requests: 50,
         },
+        deadlines: model::Deadlines {
+            step_extension: Some(ManifestDuration::from_secs(7)),
+            on_step_deadline: Some(model::OnDeadline::Pause),
+            ..model::Deadlines::default()
+        },
     };
     let plan = Plan::from_manifest(&rollout, 2, Policy::default()).unwrap();
     assert_eq!(
@@ -600,6 +605,9 @@ fn a_plan_comes_from_the_manifest_rollout() {
     assert_eq!(plan.steps()[1].pause, Duration::ZERO);
     assert_eq!(plan.thresholds().max_error_rate, Some(0.01));
     assert_eq!(plan.thresholds().max_latency_p95_ms, Some(300.0));
+    assert_eq!(plan.policy().step_extension, Duration::from_secs(7));
+    assert_eq!(plan.policy().on_step_deadline, DeadlineAction::Pause);
+    assert_eq!(plan.policy().ready_timeout, Policy::default().ready_timeout);
 }
 
 /// The persisted shape is a contract with the state store: a change here breaks resuming the
