@@ -18,7 +18,7 @@ use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 
-use crate::routes::{Instance, ServiceRt, VersionRt};
+use crate::routes::{InFlight, Instance, ServiceRt, VersionRt};
 use crate::server::Inner;
 
 /// The pooled upstream client.
@@ -148,10 +148,12 @@ async fn send(
     inner: &Inner,
     service: &ServiceRt,
     version: &VersionRt,
-    instance: &Instance,
+    instance: &Arc<Instance>,
     request: Request<UpBody>,
 ) -> Outcome {
     let mut cut = instance.cut.subscribe();
+    // Dropped on every early return; moved into the response body when there is one.
+    let in_flight = InFlight::start(instance);
     let result = tokio::select! {
         result = crate::server::upstream_request(request) => result,
         _ = cut.wait_for(|cut| *cut) => {
@@ -165,6 +167,10 @@ async fn send(
             instance.succeeded();
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
+            let body = StreamedBody {
+                body,
+                in_flight: Some(in_flight),
+            };
             Outcome::Answered(Response::from_parts(parts, DownBody::Upstream(body)))
         }
         Err(err) => {
@@ -261,7 +267,7 @@ pub(crate) fn error(status: StatusCode, message: &'static str) -> Response<DownB
 #[derive(Debug)]
 pub enum DownBody {
     /// Streamed from the upstream.
-    Upstream(Incoming),
+    Upstream(StreamedBody),
     /// Written by the proxy.
     Own(Full<Bytes>),
 }
@@ -294,6 +300,44 @@ impl Body for DownBody {
             DownBody::Upstream(body) => body.size_hint(),
             DownBody::Own(body) => body.size_hint(),
         }
+    }
+}
+
+/// An upstream's response body on its way to the client. It holds the instance's in-flight
+/// count until the last frame has passed, or until it is dropped (the client went away).
+#[derive(Debug)]
+pub struct StreamedBody {
+    body: Incoming,
+    in_flight: Option<InFlight>,
+}
+
+impl Body for StreamedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        let done = match &polled {
+            Poll::Ready(None | Some(Err(_))) => true,
+            Poll::Ready(Some(Ok(_))) => this.body.is_end_stream(),
+            Poll::Pending => false,
+        };
+        if done {
+            this.in_flight = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 

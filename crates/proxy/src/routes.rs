@@ -30,6 +30,8 @@ pub struct Instance {
     pub(crate) generation: AtomicU64,
     /// Set when the drain timeout after its removal has passed: in-flight requests are cut.
     pub(crate) cut: tokio::sync::watch::Sender<bool>,
+    /// Requests sent to it whose response has not finished streaming; see [`InFlight`].
+    in_flight: AtomicU64,
 }
 
 impl Instance {
@@ -43,7 +45,13 @@ impl Instance {
             ejected_until_ms: AtomicU64::new(0),
             generation: AtomicU64::new(0),
             cut: tokio::sync::watch::Sender::new(false),
+            in_flight: AtomicU64::new(0),
         }
+    }
+
+    /// Requests dispatched to it whose response has not completed.
+    pub(crate) fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
     }
 
     fn ejected(&self, clock: &Clock) -> bool {
@@ -77,7 +85,27 @@ impl Instance {
             ejected: self.ejected(clock),
             consecutive_failures: self.failures.load(Ordering::Relaxed),
             ejections: self.ejections.load(Ordering::Relaxed),
+            in_flight: self.in_flight(),
         }
+    }
+}
+
+/// One request in flight to an instance: counted from when it is sent upstream until the
+/// guard drops — when the response body has been streamed to the end, or the attempt failed,
+/// was cut, or the client went away (hyper drops the body and with it the guard).
+#[derive(Debug)]
+pub(crate) struct InFlight(Arc<Instance>);
+
+impl InFlight {
+    pub(crate) fn start(instance: &Arc<Instance>) -> InFlight {
+        instance.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(instance.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -90,6 +118,10 @@ pub struct InstanceReport {
     pub consecutive_failures: u32,
     /// Times it was ejected since start.
     pub ejections: u64,
+    /// Requests sent to it whose response has not finished streaming to the client. An
+    /// instance removed from the table is listed while this is above 0; once it is absent
+    /// from the report, nothing is in flight to it.
+    pub in_flight: u64,
 }
 
 /// A monotonic millisecond clock shared by the request path.

@@ -53,6 +53,9 @@ pub(crate) struct Inner {
     pub clock: Clock,
     pub stats: Arc<Stats>,
     instances: Mutex<HashMap<SocketAddr, Arc<Instance>>>,
+    /// Instances dropped from `instances` after their drain timeout while requests to them
+    /// were still in flight (a response body still streaming); reported until those finish.
+    retired: Mutex<Vec<Arc<Instance>>>,
     listeners: Mutex<HashMap<SocketAddr, Listener>>,
     /// Serialises table updates; the request path never takes it.
     apply: Mutex<()>,
@@ -92,6 +95,7 @@ impl Proxy {
                 clock: Clock::new(),
                 stats: Arc::new(Stats::default()),
                 instances: Mutex::default(),
+                retired: Mutex::default(),
                 listeners: Mutex::default(),
                 apply: Mutex::new(()),
                 state_file,
@@ -254,6 +258,12 @@ impl Proxy {
                         let mut registry =
                             inner.instances.lock().unwrap_or_else(|e| e.into_inner());
                         registry.remove(&instance.address);
+                        drop(registry);
+                        if instance.in_flight() > 0 {
+                            let mut retired =
+                                inner.retired.lock().unwrap_or_else(|e| e.into_inner());
+                            retired.push(instance);
+                        }
                     }
                 });
             }
@@ -282,10 +292,21 @@ impl Proxy {
             .instances
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let instances = registry
+        let mut instances: std::collections::BTreeMap<String, InstanceReport> = registry
             .iter()
             .map(|(address, instance)| (address.to_string(), instance.report(&self.inner.clock)))
             .collect();
+        drop(registry);
+        let mut retired = self.inner.retired.lock().unwrap_or_else(|e| e.into_inner());
+        retired.retain(|instance| instance.in_flight() > 0);
+        for instance in retired.iter() {
+            let report = instance.report(&self.inner.clock);
+            instances
+                .entry(instance.address.to_string())
+                .and_modify(|current| current.in_flight += report.in_flight)
+                .or_insert(report);
+        }
+        drop(retired);
         FullStats {
             revision: self.revision(),
             stats: self.inner.stats.report(),

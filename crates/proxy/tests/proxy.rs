@@ -363,3 +363,96 @@ async fn stats_count_per_version_and_class_and_p95_shows_added_latency() {
     );
     assert!(metrics.ends_with("# EOF\n"), "{metrics}");
 }
+
+/// `instances.<address>.in_flight` of `/v1/stats`, 0 when the address is not listed.
+async fn in_flight(proxy: &ProxyProc, address: std::net::SocketAddr) -> u64 {
+    let stats = proxy.stats().await;
+    stats["instances"][address.to_string()]["in_flight"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_counts_slow_requests_until_done_disconnected_or_drained() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = Testbed::start("1", &[]);
+    let new = Testbed::start("2", &[]);
+    let proxy = ProxyProc::start(dir.path());
+    let listen = free_port();
+    let first = table(
+        1,
+        listen,
+        &[("1", 100, &[old.address])],
+        serde_json::json!({"drain_timeout_ms": 20000}),
+    );
+    assert_eq!(proxy.put_routes(&first).await.0, 200);
+    let client = client();
+    assert_eq!(in_flight(&proxy, old.address).await, 0);
+
+    // A slow request counts while the upstream works on it, and not once it is answered.
+    let slow = tokio::spawn({
+        let client = client.clone();
+        async move { get(&client, listen, "/work?ms=1000", &[]).await }
+    });
+    eventually(DEADLINE, "the slow request to count", || async {
+        (in_flight(&proxy, old.address).await == 1).then_some(())
+    })
+    .await;
+    assert!(!slow.is_finished());
+    assert_eq!(slow.await.unwrap().0, 200);
+    eventually(
+        DEADLINE,
+        "the answered request to stop counting",
+        || async { (in_flight(&proxy, old.address).await == 0).then_some(()) },
+    )
+    .await;
+
+    // A client that goes away mid-request stops counting long before the upstream answers.
+    let started = std::time::Instant::now();
+    let mut raw = tokio::net::TcpStream::connect(listen).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut raw,
+        b"GET /work?ms=8000 HTTP/1.1\r\nhost: api\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    eventually(DEADLINE, "the abandoned request to count", || async {
+        (in_flight(&proxy, old.address).await == 1).then_some(())
+    })
+    .await;
+    drop(raw);
+    eventually(
+        DEADLINE,
+        "the abandoned request to stop counting",
+        || async { (in_flight(&proxy, old.address).await == 0).then_some(()) },
+    )
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(8));
+
+    // An instance removed from the table stays listed with its in-flight request.
+    let slow = tokio::spawn({
+        let client = client.clone();
+        async move { get(&client, listen, "/work?ms=1500", &[]).await }
+    });
+    eventually(DEADLINE, "the slow request to count", || async {
+        (in_flight(&proxy, old.address).await == 1).then_some(())
+    })
+    .await;
+    let second = table(
+        2,
+        listen,
+        &[("2", 100, &[new.address])],
+        serde_json::json!({}),
+    );
+    assert_eq!(proxy.put_routes(&second).await.0, 200);
+    assert_eq!(get(&client, listen, "/", &[]).await.1, "2");
+    assert_eq!(in_flight(&proxy, old.address).await, 1);
+    assert!(!slow.is_finished());
+    let (status, version, _) = slow.await.unwrap();
+    assert_eq!((status, version.as_str()), (200, "1"));
+    eventually(DEADLINE, "the drained instance to report 0", || async {
+        (in_flight(&proxy, old.address).await == 0).then_some(())
+    })
+    .await;
+    assert_eq!(in_flight(&proxy, new.address).await, 0);
+}
