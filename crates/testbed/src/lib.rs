@@ -1,8 +1,11 @@
 //! wharf-testbed: a configurable HTTP service (HTTP/1.1 and h2c on hyper) that behaves like the
 //! services wharf runs — versions, readiness that depends on other services, errors, latency,
 //! crashes, slow starts, graceful shutdown — so tests and benchmarks exercise real sockets.
+//! [`load`] is the other side: an open-loop load generator (binary `wharf-load`) that sends to
+//! such services, usually through wharf's proxy, and reports every request's outcome.
 
 mod config;
+pub mod load;
 
 pub use config::{Config, Latency, parse_duration};
 
