@@ -7,12 +7,14 @@
 
 pub mod admin;
 pub mod forward;
+pub mod latency;
 pub mod persist;
 mod routes;
 mod server;
 pub mod stats;
 pub mod table;
 
+pub use latency::{bucket_delta, merge_buckets, quantile_from_buckets};
 pub use routes::InstanceReport;
 pub use server::{ApplyError, FullStats, MAX_HEADER_BYTES, Proxy};
 pub use table::{RouteTable, ServiceRoute, Sticky, TableError, ValidTable, VersionRoute};

@@ -12,6 +12,8 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 use serde::Serialize;
 
+use crate::latency::{AtomicBuckets, BUCKETS, sparse};
+
 /// Counters of one version of one service.
 #[derive(Debug)]
 pub struct VersionStats {
@@ -20,6 +22,7 @@ pub struct VersionStats {
     upstream_errors: AtomicU64,
     retries: AtomicU64,
     latency: Mutex<Histogram<u64>>,
+    buckets: AtomicBuckets,
 }
 
 impl VersionStats {
@@ -33,6 +36,7 @@ impl VersionStats {
             latency: Mutex::new(
                 Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
             ),
+            buckets: AtomicBuckets::default(),
         }
     }
 
@@ -53,6 +57,7 @@ impl VersionStats {
         let micros = u64::try_from(elapsed.as_micros())
             .unwrap_or(u64::MAX)
             .max(1);
+        self.buckets.record(micros);
         if let Ok(mut histogram) = self.latency.lock() {
             histogram.saturating_record(micros);
         }
@@ -90,6 +95,11 @@ impl VersionStats {
             upstream_errors: load(&self.upstream_errors),
             retries: load(&self.retries),
             latency_us: latency,
+            latency_buckets: {
+                let mut dense = [0; BUCKETS];
+                self.buckets.add_to(&mut dense);
+                sparse(&dense)
+            },
         }
     }
 }
@@ -176,6 +186,10 @@ pub struct VersionReport {
     pub retries: u64,
     /// Time to response headers, in microseconds.
     pub latency_us: LatencyReport,
+    /// Time to response headers as `[upper_bound_us, count]` pairs over the fixed buckets of
+    /// [`crate::latency`], non-zero buckets only, counted since the proxy started. Subtract two
+    /// snapshots with [`crate::latency::bucket_delta`] for the requests in between.
+    pub latency_buckets: Vec<(u64, u64)>,
 }
 
 /// Responses by status class.

@@ -351,6 +351,29 @@ async fn stats_count_per_version_and_class_and_p95_shows_added_latency() {
     assert!(p95("2") < 200_000, "{stats:#}");
     assert!(p95("1") < 25_000, "{stats:#}");
 
+    // The same latencies as mergeable buckets: every response counted once, and quantiles
+    // computed by a reader agree with the summary.
+    let buckets = |stats: &serde_json::Value, v: &str| -> Vec<(u64, u64)> {
+        serde_json::from_value(stats["services"]["api"]["versions"][v]["latency_buckets"].clone())
+            .unwrap()
+    };
+    for v in ["1", "2", "3"] {
+        let counted: u64 = buckets(&stats, v).iter().map(|(_, c)| c).sum();
+        assert_eq!(counted, requests(v), "{stats:#}");
+    }
+    let p95_ms = wharf_proxy::quantile_from_buckets(&buckets(&stats, "2"), 0.95).unwrap();
+    assert!((50.0..200.0).contains(&p95_ms), "{p95_ms} {stats:#}");
+    // Between two snapshots: exactly the requests sent in between.
+    for _ in 0..5 {
+        let pinned = get(&client, listen, "/", &[("x-wharf-version", "2")]).await;
+        assert_eq!(pinned.0, 200);
+    }
+    let later = proxy.stats().await;
+    let delta = wharf_proxy::bucket_delta(&buckets(&later, "2"), &buckets(&stats, "2"));
+    assert_eq!(delta.iter().map(|(_, c)| c).sum::<u64>(), 5, "{delta:?}");
+    let p50_ms = wharf_proxy::quantile_from_buckets(&delta, 0.5).unwrap();
+    assert!((50.0..200.0).contains(&p50_ms), "{p50_ms} {delta:?}");
+
     let (status, metrics) = proxy.admin("GET", "/metrics", "").await;
     assert_eq!(status, 200);
     assert!(
