@@ -1,5 +1,7 @@
 //! The admin API the control plane speaks, over a unix socket (mode 0600): `PUT /v1/routes`,
-//! `GET /v1/routes`, `GET /v1/stats`, `GET /metrics`. Errors are JSON with a stable code.
+//! `GET /v1/routes`, `GET /v1/stats`, `GET /metrics`. Errors are JSON with a stable code:
+//! `{"error": {"code": "...", "message": "..."}}`, plus `"service"` when one service's listen
+//! port could not be bound (`bind_failed`).
 
 use std::convert::Infallible;
 use std::os::unix::fs::PermissionsExt;
@@ -144,7 +146,13 @@ async fn put_routes(proxy: &Proxy, request: Request<Incoming>) -> Response<Full<
                 ApplyError::Table(table) => table.code(),
                 ApplyError::Persist { .. } => "persist_failed",
             };
-            problem(status, code, err.to_string())
+            let mut response = serde_json::json!({"code": code, "message": err.to_string()});
+            // A port that cannot be bound is one service's problem: name it so the control
+            // plane can mark just that service failed.
+            if let ApplyError::Table(TableError::Bind { service, .. }) = &err {
+                response["service"] = serde_json::Value::from(service.as_str());
+            }
+            json(status, &serde_json::json!({ "error": response }))
         }
     }
 }

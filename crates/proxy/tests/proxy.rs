@@ -138,6 +138,9 @@ async fn updates_are_atomic_stale_and_invalid_tables_change_nothing() {
         .admin("PUT", "/v1/routes", "{\"revision\": 3, \"servces\": {}}")
         .await;
     assert_eq!(status, 400, "{body}");
+    let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["error"]["code"], "bad_json", "{body}");
+    assert!(error["error"].get("service").is_none(), "{body}");
     let (_, current) = proxy.admin("GET", "/v1/routes", "").await;
     let current: serde_json::Value = serde_json::from_str(&current).unwrap();
     assert_eq!(current["revision"], 2);
@@ -160,6 +163,9 @@ async fn updates_are_atomic_stale_and_invalid_tables_change_nothing() {
         )),
         "{body}"
     );
+    let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["error"]["code"], "bind_failed", "{body}");
+    assert_eq!(error["error"]["service"], "api", "{body}");
     drop(taken);
 
     // Moving the service to a new port binds it and closes the old one.
