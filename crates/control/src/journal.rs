@@ -67,3 +67,31 @@ impl Journal {
         self.ledger.storage().instances()
     }
 }
+
+impl Journal {
+    pub fn save_rollout(&mut self, row: &wharf_store::RolloutRow) {
+        if let Err(error) = self.ledger.storage_mut().save_rollout(row) {
+            tracing::error!(%error, service = row.service, "could not save the rollout");
+        }
+    }
+
+    pub fn rollouts(&self) -> Result<Vec<wharf_store::RolloutRow>, StoreError> {
+        self.ledger.storage().rollouts()
+    }
+
+    pub fn save_deployment(&mut self, service: &str, state: &str) {
+        if let Err(error) = self.ledger.storage_mut().save_deployment(service, state) {
+            tracing::error!(%error, service, "could not save the deployment");
+        }
+    }
+
+    pub fn deployment(&self, service: &str) -> Option<String> {
+        self.ledger
+            .storage()
+            .deployment(service)
+            .unwrap_or_else(|error| {
+                tracing::error!(%error, service, "could not read the deployment");
+                None
+            })
+    }
+}

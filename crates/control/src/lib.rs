@@ -6,6 +6,7 @@ mod control;
 pub mod deploy;
 mod journal;
 pub mod plan;
+pub mod proxy_link;
 pub mod report;
 mod state;
 mod tasks;

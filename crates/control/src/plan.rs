@@ -60,13 +60,18 @@ pub struct ServicePlan {
     pub depends_on: Vec<(String, Dependency)>,
     pub ready: Option<ProbePlan>,
     pub live: Option<ProbePlan>,
+    /// Served by the wharf proxy on `public_port`: an HTTP service wharf runs. Its instances
+    /// get ports of their own, and it can be deployed progressively.
+    pub proxied: bool,
+    /// The manifest's `rollout` block (canary with default steps when absent).
+    pub rollout: Option<wharf_manifest::model::Rollout>,
 }
 
 impl ServicePlan {
-    /// Whether instances bind the public port themselves: one replica and, until the proxy
-    /// exists, nothing else in front of it.
+    /// Whether instances bind the public port themselves: datastores (`kind:`), which the
+    /// HTTP proxy cannot front, with one replica.
     pub fn binds_public_port(&self) -> bool {
-        self.replicas <= 1 && self.public_port.is_some()
+        !self.proxied && self.replicas <= 1 && self.public_port.is_some()
     }
 }
 
@@ -188,6 +193,8 @@ fn service_plan(name: &str, service: &Service) -> Result<ServicePlan, PlanError>
             .collect(),
         ready: service.probes.ready.as_ref().map(probe_plan),
         live: service.probes.live.as_ref().map(probe_plan),
+        proxied: service.kind.is_none() && service.command.is_some() && service.port.is_some(),
+        rollout: service.rollout.clone(),
     })
 }
 

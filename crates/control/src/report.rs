@@ -63,6 +63,12 @@ pub struct ServiceStatus {
     pub probe_latency_ms: Option<u64>,
     pub dependencies: Vec<DependencyStatus>,
     pub instances: Vec<InstanceStatus>,
+    /// The port the wharf proxy serves it on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_port: Option<u16>,
+    /// A rollout under way: `VERSION PHASE`, e.g. `1.5.0 step 2/4 (25%)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -76,6 +82,8 @@ pub struct DependencyStatus {
 pub struct InstanceStatus {
     /// `${INSTANCE}`: the instance's ordinal within its service.
     pub ordinal: u32,
+    #[serde(default)]
+    pub version: String,
     pub pid: Option<i32>,
     pub port: Option<u16>,
     /// running | starting | backoff | stopping | exited | failed
@@ -215,6 +223,8 @@ fn own_status(service: &ServiceState) -> ServiceStatus {
         }
     } else if !service.wanted {
         ("stopped", None)
+    } else if let Some(error) = &service.listen_error {
+        ("failed", Some(error.clone()))
     } else if let Some(failed) = failed {
         ("failed", failed.error.clone())
     } else if crash_looping {
@@ -240,7 +250,15 @@ fn own_status(service: &ServiceState) -> ServiceStatus {
     };
     ServiceStatus {
         name: service.plan.name.clone(),
-        version: service.plan.version.clone(),
+        version: service.stable.version.clone(),
+        public_port: service
+            .plan
+            .proxied
+            .then_some(service.plan.public_port)
+            .flatten(),
+        rollout: service
+            .active_rollout()
+            .map(crate::control::RolloutRecord::summary),
         state: state.to_owned(),
         health: String::new(),
         external: service.is_external(),
@@ -279,6 +297,7 @@ fn not_ready_reason(service: &ServiceState) -> Option<String> {
 
 fn instance_status(instance: &Instance) -> InstanceStatus {
     let phase = match instance.phase {
+        Phase::Running if instance.draining.is_some() => "draining",
         Phase::Running => "running",
         Phase::Backoff { .. } if instance.generation == 0 => "starting",
         Phase::Backoff { .. } => "backoff",
@@ -290,6 +309,7 @@ fn instance_status(instance: &Instance) -> InstanceStatus {
     let probe = instance.last_probe.as_ref();
     InstanceStatus {
         ordinal: instance.ordinal,
+        version: instance.version.clone(),
         pid: instance.recorded.as_ref().map(|r| r.instance.pid),
         port: instance.port,
         phase: phase.to_owned(),

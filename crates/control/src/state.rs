@@ -50,10 +50,24 @@ impl ProbeCounts {
     }
 }
 
+/// An instance taken out of the proxy's table, finishing its requests in flight before it is
+/// stopped.
+#[derive(Debug, Clone)]
+pub struct Drain {
+    pub since: Instant,
+    /// The table (the loop's sequence number) without it; 0 until one was computed.
+    pub seq: u64,
+    pub why: String,
+}
+
 #[derive(Debug)]
 pub struct Instance {
     pub ordinal: u32,
     pub port: Option<u16>,
+    /// The version it runs (the service's stable one, or a rollout's new one).
+    pub version: String,
+    /// Set while it drains (its process still runs, `phase` stays `Running`).
+    pub draining: Option<Drain>,
     pub phase: Phase,
     /// How to find, watch and stop its process while it runs.
     pub recorded: Option<Recorded>,
@@ -76,10 +90,12 @@ pub struct Instance {
 }
 
 impl Instance {
-    pub fn new(ordinal: u32, port: Option<u16>) -> Self {
+    pub fn new(ordinal: u32, port: Option<u16>, version: String) -> Self {
         Instance {
             ordinal,
             port,
+            version,
+            draining: None,
             phase: Phase::Backoff {
                 until: Instant::now(),
             },
@@ -107,7 +123,17 @@ impl Instance {
     /// that is not replaced automatically (failed to start, or exited under `restart: never`);
     /// only a stop or an outdated mark frees the slot.
     pub fn is_active(&self) -> bool {
-        self.phase != Phase::Stopping && !self.outdated
+        self.phase != Phase::Stopping && !self.outdated && self.draining.is_none()
+    }
+
+    /// Running and ready, not on its way out: what the proxy may send requests to.
+    pub fn is_routable(&self) -> bool {
+        self.is_running() && self.ready && self.draining.is_none()
+    }
+
+    /// On its way out: draining or stopping.
+    pub fn is_leaving(&self) -> bool {
+        self.phase == Phase::Stopping || self.draining.is_some()
     }
 
     pub fn abort_tasks(&mut self) {
@@ -129,6 +155,20 @@ pub struct ServiceState {
     /// For an external service (a datastore wharf does not run) with a ready probe: what the
     /// probe says about it.
     pub external: Option<ExternalHealth>,
+    /// What it runs when no rollout is under way: the manifest's version and command, or what
+    /// the last successful rollout deployed.
+    pub stable: VersionSpec,
+    /// The current or latest rollout.
+    pub rollout: Option<crate::control::RolloutRecord>,
+    /// The proxy cannot listen on its public port (another process holds it).
+    pub listen_error: Option<String>,
+}
+
+/// A version of a service: its name and command line.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VersionSpec {
+    pub version: String,
+    pub command: Option<Vec<String>>,
 }
 
 /// The probed health of something wharf does not run.
@@ -145,6 +185,12 @@ impl ServiceState {
             (plan.command.is_none() && plan.ready.is_some()).then(ExternalHealth::default);
         ServiceState {
             external,
+            stable: VersionSpec {
+                version: plan.version.clone(),
+                command: plan.command.clone(),
+            },
+            rollout: None,
+            listen_error: None,
             plan,
             instances: BTreeMap::new(),
             next_ordinal: 0,
@@ -185,7 +231,23 @@ impl ServiceState {
     }
 
     pub fn has_failed(&self) -> bool {
-        self.instances.values().any(|i| i.phase == Phase::Failed)
+        self.listen_error.is_some() || self.instances.values().any(|i| i.phase == Phase::Failed)
+    }
+
+    /// The rollout under way, if one is.
+    pub fn active_rollout(&self) -> Option<&crate::control::RolloutRecord> {
+        self.rollout.as_ref().filter(|r| !r.machine.is_done())
+    }
+
+    /// The spec of a version this service runs now (stable, or the rollout's new one).
+    pub fn version_spec(&self, version: &str) -> Option<&VersionSpec> {
+        if self.stable.version == version {
+            return Some(&self.stable);
+        }
+        self.rollout
+            .as_ref()
+            .map(|r| &r.new)
+            .filter(|new| new.version == version)
     }
 
     pub fn allocate_ordinal(&mut self) -> u32 {

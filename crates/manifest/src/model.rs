@@ -212,6 +212,36 @@ pub struct Rollout {
     pub deadlines: Deadlines,
 }
 
+impl Rollout {
+    /// The rollout of a service whose manifest has no `rollout` block: a canary of 10 % for
+    /// 30 s, 50 % for a minute, then everything, with the default analysis (50 requests a step).
+    pub fn default_canary() -> Rollout {
+        Rollout {
+            strategy: Strategy::Canary,
+            steps: Rollout::default_canary_steps(),
+            analysis: Analysis {
+                min_requests: 50,
+                ..Analysis::default()
+            },
+            deadlines: Deadlines::default(),
+        }
+    }
+
+    /// 10 % for 30 s, 50 % for a minute, then everything: a cautious default a user can see in
+    /// `wharf render` and override.
+    pub fn default_canary_steps() -> Vec<RolloutStep> {
+        [(10, Some(30)), (50, Some(60)), (100, None)]
+            .into_iter()
+            .filter_map(|(weight, pause)| {
+                Some(RolloutStep {
+                    weight: Weight::new(weight)?,
+                    pause: pause.map(Duration::from_secs),
+                })
+            })
+            .collect()
+    }
+}
+
 /// Deadlines of a rollout's phases, so no rollout waits forever.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct Deadlines {

@@ -734,7 +734,7 @@ fn rollout(decoder: &mut Decoder, service: &str, node: &Node) -> Option<Rollout>
             Vec::new()
         }
         Some(n) => steps(decoder, &what, n),
-        None if strategy == Strategy::Canary => default_canary_steps(),
+        None if strategy == Strategy::Canary => Rollout::default_canary_steps(),
         None => Vec::new(),
     };
     Some(Rollout {
@@ -782,20 +782,6 @@ fn deadlines(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Deadlines
         preview: duration(decoder, "preview"),
         drain: duration(decoder, "drain"),
     })
-}
-
-/// 10 % for 30 s, 50 % for a minute, then everything: a cautious default a user can see in
-/// `wharf render` and override.
-fn default_canary_steps() -> Vec<RolloutStep> {
-    [(10, Some(30)), (50, Some(60)), (100, None)]
-        .into_iter()
-        .filter_map(|(weight, pause)| {
-            Some(RolloutStep {
-                weight: Weight::new(weight)?,
-                pause: pause.map(Duration::from_secs),
-            })
-        })
-        .collect()
 }
 
 fn default_analysis() -> Analysis {

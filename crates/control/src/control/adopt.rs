@@ -11,7 +11,11 @@ use crate::tasks::watch_ended;
 impl ControlPlane {
     /// Re-finds instances a previous control plane started: those whose pid and start time
     /// still match are adopted without a restart; the others are recorded as exited.
-    pub(super) fn adopt(&mut self) {
+    ///
+    /// The proxy is adopted first: the instances it routes to now were ready when the last
+    /// control plane told it so, and stay routed while their probes confirm it, so adopting
+    /// changes nothing for traffic.
+    pub(super) async fn adopt(&mut self) {
         let rows = match self.journal.instances() {
             Ok(rows) => rows,
             Err(error) => {
@@ -19,7 +23,17 @@ impl ControlPlane {
                 return;
             }
         };
+        let mut routed = std::collections::HashSet::new();
+        if let Some(row) = rows.iter().find(|r| r.service == super::proxy::PROXY_ROW)
+            && self.adopt_proxy(row).await
+        {
+            routed = self.proxy_routed_now().await;
+            self.proxy.routed = routed.clone();
+        }
         for row in rows {
+            if row.service == super::proxy::PROXY_ROW {
+                continue;
+            }
             let process = ProcessId {
                 pid: row.pid,
                 start_time: row.start_time,
@@ -52,15 +66,17 @@ impl ControlPlane {
                 continue;
             }
             let expected_hash = self
-                .spec_for(index, row.index, row.port)
+                .spec_for(index, row.index, row.port, &row.version)
                 .map(|spec| spec_hash(&spec));
             let service = &mut self.services[index];
-            let mut instance = Instance::new(row.index, row.port);
+            let mut instance = Instance::new(row.index, row.port, row.version.clone());
             instance.phase = Phase::Running;
             instance.recorded = Some(recorded.clone());
             instance.generation = 1;
             instance.started_at = row.started_at.parse().ok();
-            instance.ready = false;
+            instance.ready = row
+                .port
+                .is_some_and(|port| routed.contains(&super::proxy::address(port)));
             instance.history.restarts = row.restarts;
             instance.outdated = expected_hash.as_deref() != Some(row.spec_hash.as_str());
             service.next_ordinal = service.next_ordinal.max(row.index + 1);

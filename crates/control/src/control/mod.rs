@@ -3,7 +3,11 @@
 //! off, stop, adopt — happens here, in one place, and is written to the ledger.
 
 mod adopt;
+mod proxy;
 mod reconcile;
+mod rollouts;
+
+pub use rollouts::RolloutRecord;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -38,6 +42,8 @@ pub struct Config {
     pub limits: RestartLimits,
     pub log_max_bytes: u64,
     pub log_keep: u32,
+    /// The `wharf-proxy` binary, needed when a service has a public port.
+    pub proxy_binary: Option<PathBuf>,
 }
 
 /// Which probe reported.
@@ -64,6 +70,14 @@ pub enum Event {
         outcome: Outcome,
     },
     Command(Command),
+    /// The proxy applied the table numbered `seq`.
+    ProxyApplied {
+        seq: u64,
+    },
+    /// The proxy refused a table (a port it cannot bind).
+    ProxyRejected(crate::proxy_link::Rejection),
+    /// The proxy's counters, every [`crate::proxy_link::STATS_EVERY`].
+    ProxyStats(Box<crate::proxy_link::Snapshot>),
 }
 
 /// Requests from the API.
@@ -194,6 +208,9 @@ pub struct ControlPlane {
     exit_when_stopped: bool,
     /// Each service's state at the last pass, to record transitions.
     last_states: std::collections::HashMap<String, String>,
+    proxy: proxy::ProxyState,
+    /// Publish the route table even if it looks unchanged (weights moved, a refusal).
+    routes_dirty: bool,
 }
 
 impl ControlPlane {
@@ -202,7 +219,10 @@ impl ControlPlane {
         let handle = Handle {
             events: events_tx.clone(),
         };
-        let control = ControlPlane {
+        let proxy = proxy::ProxyState::new(&config.state_dir, config.proxy_binary.clone());
+        let mut control = ControlPlane {
+            proxy,
+            routes_dirty: false,
             config,
             stack: plan.name.clone(),
             services: plan.services.into_iter().map(ServiceState::new).collect(),
@@ -215,6 +235,7 @@ impl ControlPlane {
             exit_when_stopped: false,
             last_states: std::collections::HashMap::new(),
         };
+        control.restore_rollouts();
         (control, handle)
     }
 
@@ -226,7 +247,13 @@ impl ControlPlane {
             &self.stack,
             json!({"control_pid": std::process::id()}),
         );
-        self.adopt();
+        self.adopt().await;
+        tokio::spawn(crate::proxy_link::run(
+            self.proxy.socket.clone(),
+            self.proxy.desired.subscribe(),
+            self.events_tx.clone(),
+        ));
+        self.resume_rollouts();
         self.spawn_external_probes();
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -238,7 +265,7 @@ impl ControlPlane {
             // commands are acted on at once.
             let act_now = tokio::select! {
                 Some(event) = self.events_rx.recv() => {
-                    let urgent = !matches!(event, Event::Probe { .. });
+                    let urgent = !matches!(event, Event::Probe { .. } | Event::ProxyApplied { .. });
                     self.handle(event);
                     urgent
                 }
@@ -256,7 +283,10 @@ impl ControlPlane {
             self.reconcile().await;
             self.record_transitions();
             if self.exit_when_stopped && self.services.iter().all(|s| s.instances.is_empty()) {
-                break;
+                self.stop_proxy();
+                if self.proxy.recorded.is_none() {
+                    break;
+                }
             }
         }
         self.journal.record("stack.down", &self.stack, json!({}));
@@ -291,14 +321,35 @@ impl ControlPlane {
                 let _ = reply.send(self.begin_restart(&service));
             }
             Event::Command(Command::Down { service, reply }) => self.begin_down(service, reply),
-            Event::Command(Command::Deploy { reply, .. })
-            | Event::Command(Command::RolloutCommand { reply, .. })
-            | Event::Command(Command::Rollback { reply, .. }) => {
-                let _ = reply.send(Err("deploys are not wired yet".to_owned()));
+            Event::Command(Command::Deploy {
+                service,
+                request,
+                reply,
+            }) => {
+                let _ = reply.send(self.begin_deploy(&service, request));
             }
-            Event::Command(Command::Rollout { reply, .. }) => {
-                let _ = reply.send(Ok(None));
+            Event::Command(Command::RolloutCommand {
+                service,
+                command,
+                reply,
+            }) => {
+                let _ = reply.send(self.rollout_command(&service, command));
             }
+            Event::Command(Command::Rollback { service, reply }) => {
+                let _ = reply.send(self.begin_rollback(&service));
+            }
+            Event::Command(Command::Rollout { service, reply }) => {
+                let answer = match self.service_index(&service) {
+                    Some(index) => Ok(self.rollout_view(index)),
+                    None => Err(unknown_service(&service, &self.services)),
+                };
+                let _ = reply.send(answer);
+            }
+            Event::ProxyApplied { seq } => {
+                tracing::debug!(seq, "route table applied");
+            }
+            Event::ProxyRejected(rejection) => self.on_proxy_rejected(rejection),
+            Event::ProxyStats(snapshot) => self.on_proxy_stats(*snapshot),
         }
     }
 
@@ -309,6 +360,9 @@ impl ControlPlane {
         generation: u64,
         status: Option<ExitStatus>,
     ) {
+        if service_name == proxy::PROXY_ROW {
+            return self.on_proxy_exit(generation, status);
+        }
         let Some(index) = self.service_index(service_name) else {
             return;
         };
@@ -330,7 +384,8 @@ impl ControlPlane {
         });
         instance.last_exit = Some(status.clone());
         let target = format!("{service_name}/{ordinal}");
-        if instance.phase == Phase::Stopping || instance.outdated {
+        let version = instance.version.clone();
+        if instance.phase == Phase::Stopping || instance.outdated || instance.draining.is_some() {
             self.services[index].instances.remove(&ordinal);
             self.journal.remove_instance(service_name, ordinal);
             self.journal.record(
@@ -366,6 +421,7 @@ impl ControlPlane {
         if matches!(decision, Decision::Stay) {
             self.journal.remove_instance(service_name, ordinal);
         }
+        self.new_instance_failed(index, &version, format!("{target} exited ({status})"));
     }
 
     fn on_probe(
@@ -474,6 +530,13 @@ impl ControlPlane {
                 "service `{name}` is external: wharf does not run it"
             ));
         }
+        if let Some(rollout) = service.active_rollout() {
+            return Err(format!(
+                "a rollout of `{name}` is under way ({}); restart it once the rollout is over",
+                rollout.summary()
+            ));
+        }
+        service.listen_error = None;
         // Instances that ended for good are replaced by fresh ones.
         service
             .instances
@@ -501,6 +564,16 @@ impl ControlPlane {
             Some(name) => vec![name.clone()],
             None => {
                 self.exit_when_stopped = true;
+                for index in 0..self.services.len() {
+                    if self.services[index].active_rollout().is_some() {
+                        self.feed_rollout(
+                            index,
+                            wharf_rollout::Event::Abort {
+                                reason: "the stack is stopping".to_owned(),
+                            },
+                        );
+                    }
+                }
                 self.services.iter().map(|s| s.plan.name.clone()).collect()
             }
         };
@@ -550,15 +623,23 @@ impl ControlPlane {
             .join(format!("{service}-{ordinal}.exit"))
     }
 
-    fn spec_for(&self, index: usize, ordinal: u32, port: Option<u16>) -> Option<InstanceSpec> {
-        let plan = &self.services[index].plan;
+    fn spec_for(
+        &self,
+        index: usize,
+        ordinal: u32,
+        port: Option<u16>,
+        version: &str,
+    ) -> Option<InstanceSpec> {
+        let service = &self.services[index];
+        let plan = &service.plan;
+        let spec = service.version_spec(version)?;
         let vars = InstanceVars {
             service: &plan.name,
             ordinal,
-            version: &plan.version,
+            version: &spec.version,
             port,
         };
-        let command = plan
+        let command = spec
             .command
             .as_ref()?
             .iter()
@@ -573,7 +654,7 @@ impl ControlPlane {
         Some(InstanceSpec {
             service: plan.name.clone(),
             index: ordinal,
-            version: plan.version.clone(),
+            version: spec.version.clone(),
             command,
             env,
             workdir: self.config.workdir.clone(),
@@ -587,11 +668,14 @@ impl ControlPlane {
     async fn start_instance(&mut self, index: usize, ordinal: u32) {
         let name = self.services[index].plan.name.clone();
         let target = format!("{name}/{ordinal}");
-        let port = self.services[index]
+        let Some((port, version)) = self.services[index]
             .instances
             .get(&ordinal)
-            .and_then(|i| i.port);
-        let Some(spec) = self.spec_for(index, ordinal, port) else {
+            .map(|i| (i.port, i.version.clone()))
+        else {
+            return;
+        };
+        let Some(spec) = self.spec_for(index, ordinal, port, &version) else {
             return;
         };
         if self.services[index].plan.binds_public_port()
@@ -666,10 +750,13 @@ impl ControlPlane {
 
     fn fail_instance(&mut self, index: usize, ordinal: u32, reason: String) {
         let name = self.services[index].plan.name.clone();
+        let mut version = String::new();
         if let Some(instance) = self.services[index].instances.get_mut(&ordinal) {
             instance.phase = Phase::Failed;
             instance.error = Some(reason.clone());
+            version = instance.version.clone();
         }
+        self.new_instance_failed(index, &version, format!("{name}/{ordinal}: {reason}"));
         tracing::error!(service = name, ordinal, reason, "instance could not start");
         self.journal.record(
             "instance.start_failed",
@@ -685,6 +772,7 @@ impl ControlPlane {
             return;
         };
         instance.phase = Phase::Stopping;
+        instance.draining = None;
         let pid = instance.recorded.as_ref().map(|r| r.instance.pid);
         if let Some(recorded) = instance.recorded.clone() {
             tokio::spawn(self.config.driver.stop(recorded, grace));
@@ -704,7 +792,7 @@ impl ControlPlane {
         let vars = InstanceVars {
             service: &plan.name,
             ordinal,
-            version: &plan.version,
+            version: &instance.version,
             port: instance.port,
         };
         for (kind, probe) in [

@@ -12,12 +12,16 @@ use crate::state::{Instance, Phase};
 impl ControlPlane {
     /// Moves every service one step toward what is wanted.
     pub(super) async fn reconcile(&mut self) {
+        self.ensure_proxy().await;
         for index in 0..self.services.len() {
             if self.services[index].wanted {
                 self.reconcile_wanted(index).await;
             }
         }
         self.reconcile_stops();
+        self.drive_rollouts();
+        self.publish_routes();
+        self.finish_drains(None);
         self.answer_downs();
     }
 
@@ -42,35 +46,36 @@ impl ControlPlane {
             self.start_instance(index, ordinal).await;
         }
         self.settle_probeless(index);
+        self.retire_foreign_versions(index);
         self.replace_outdated(index);
+        self.start_new_version(index).await;
         // Start what is missing, all in this pass (a rolling restart adds one at a time).
         loop {
             let service = &self.services[index];
-            let active = service.instances.values().filter(|i| i.is_active()).count() as u32;
-            let surging = service
-                .instances
-                .values()
-                .any(|i| !i.outdated && i.is_running() && !i.ready);
-            let outdated_running = service
-                .instances
-                .values()
-                .filter(|i| i.outdated && i.phase == Phase::Running)
+            let stable = service.stable.version.as_str();
+            let wanted = if service.rollout.as_ref().is_some_and(|r| r.stable_suspended) {
+                0
+            } else {
+                service.plan.replicas
+            };
+            let of_stable = || service.instances.values().filter(|i| i.version == stable);
+            let active = of_stable().filter(|i| i.is_active()).count() as u32;
+            let surging = of_stable().any(|i| !i.outdated && i.is_running() && !i.ready);
+            let outdated_running = of_stable()
+                .filter(|i| i.outdated && i.phase == Phase::Running && i.draining.is_none())
                 .count();
             let rolling = outdated_running > 0;
             // Recreate (public port bound directly): the old instance must be gone first.
             let blocked = service.plan.binds_public_port() && rolling;
-            if active >= service.plan.replicas
-                || blocked
-                || (rolling && surging)
-                || waiting.is_some()
-            {
+            if active >= wanted || blocked || (rolling && surging) || waiting.is_some() {
                 break;
             }
             let ordinal = self.services[index].allocate_ordinal();
             let port = self.allocate_port(index);
+            let version = self.services[index].stable.version.clone();
             self.services[index]
                 .instances
-                .insert(ordinal, Instance::new(ordinal, port));
+                .insert(ordinal, Instance::new(ordinal, port, version));
             self.start_instance(index, ordinal).await;
             if rolling
                 || self.services[index]
@@ -80,6 +85,53 @@ impl ControlPlane {
             {
                 break;
             }
+        }
+    }
+
+    /// A rollout's new instances, as many as it asked for.
+    async fn start_new_version(&mut self, index: usize) {
+        let Some(rollout) = self.services[index].active_rollout() else {
+            return;
+        };
+        let version = rollout.new.version.clone();
+        let want = rollout.want_new;
+        loop {
+            let have = self.services[index]
+                .instances
+                .values()
+                .filter(|i| i.version == version && i.is_active())
+                .count() as u32;
+            if have >= want {
+                return;
+            }
+            let ordinal = self.services[index].allocate_ordinal();
+            let port = self.allocate_port(index);
+            self.services[index]
+                .instances
+                .insert(ordinal, Instance::new(ordinal, port, version.clone()));
+            self.start_instance(index, ordinal).await;
+            if self.services[index]
+                .instances
+                .get(&ordinal)
+                .is_none_or(|i| i.phase == Phase::Failed)
+            {
+                return;
+            }
+        }
+    }
+
+    /// Instances of a version the service no longer runs (left from a rollout that ended
+    /// while the control plane was away) are taken out of service.
+    fn retire_foreign_versions(&mut self, index: usize) {
+        let service = &self.services[index];
+        let foreign: Vec<u32> = service
+            .instances
+            .values()
+            .filter(|i| service.version_spec(&i.version).is_none() && !i.is_leaving())
+            .map(|i| i.ordinal)
+            .collect();
+        for ordinal in foreign {
+            self.retire_instance(index, ordinal, "its version is no longer deployed");
         }
     }
 
@@ -106,21 +158,19 @@ impl ControlPlane {
     fn replace_outdated(&mut self, index: usize) {
         let service = &self.services[index];
         let replicas = service.plan.replicas as usize;
+        let stable = service.stable.version.as_str();
         let fresh_ready = service
             .instances
             .values()
-            .filter(|i| !i.outdated && i.is_running() && i.ready)
+            .filter(|i| i.version == stable && !i.outdated && i.is_routable())
             .count();
         let outdated: Vec<u32> = service
             .instances
             .values()
-            .filter(|i| i.outdated && i.phase == Phase::Running)
+            .filter(|i| i.outdated && i.phase == Phase::Running && i.draining.is_none())
             .map(|i| i.ordinal)
             .collect();
-        let stopping = service
-            .instances
-            .values()
-            .any(|i| i.phase == Phase::Stopping);
+        let stopping = service.instances.values().any(|i| i.is_leaving());
         let Some(&victim) = outdated.first() else {
             // Outdated instances that are not running (backing off) are simply dropped.
             let dead: Vec<u32> = service
@@ -136,7 +186,7 @@ impl ControlPlane {
         };
         let recreate = service.plan.binds_public_port();
         if !stopping && (recreate || fresh_ready + outdated.len() > replicas) {
-            self.stop_instance(index, victim, "rolling restart");
+            self.retire_instance(index, victim, "rolling restart");
         }
     }
 
@@ -188,7 +238,7 @@ impl ControlPlane {
             for ordinal in ordinals {
                 let phase = self.services[index].instances[&ordinal].phase.clone();
                 match phase {
-                    Phase::Running => self.stop_instance(index, ordinal, "down"),
+                    Phase::Running => self.retire_instance(index, ordinal, "down"),
                     Phase::Stopping => {}
                     _ => {
                         self.services[index].instances.remove(&ordinal);

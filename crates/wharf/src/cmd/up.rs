@@ -69,6 +69,15 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
             return Ok(ExitStatus::Invalid);
         }
     };
+    if plan.services.iter().any(|s| s.proxied) && proxy_binary().is_none() {
+        eprintln!(
+            "error: services with a `port:` are served by wharf-proxy, which is neither beside {} nor on PATH; install it with wharf (`cargo build --release --bins`)",
+            std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "wharf".to_owned())
+        );
+        return Ok(ExitStatus::Failed);
+    }
     let api_token = match (&args.api_listen, std::env::var("WHARF_API_TOKEN")) {
         (None, _) => None,
         (Some(_), Ok(token)) if token.len() >= 16 => Some(token),
@@ -121,6 +130,21 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
     Ok(ExitStatus::Ok)
 }
 
+/// `wharf-proxy` beside this binary, else on PATH.
+fn proxy_binary() -> Option<PathBuf> {
+    let beside = std::env::current_exe()
+        .ok()
+        .map(|exe| exe.with_file_name("wharf-proxy"))
+        .filter(|p| p.is_file());
+    beside.or_else(|| {
+        std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("wharf-proxy"))
+                .find(|p| p.is_file())
+        })
+    })
+}
+
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))
 }
@@ -160,6 +184,7 @@ async fn run_control_plane(
         limits: RestartLimits::default(),
         log_max_bytes: 10 << 20,
         log_keep: 3,
+        proxy_binary: proxy_binary(),
     };
     let (control, handle) = ControlPlane::new(plan, config, journal);
     let (api_stop, api_stopped) = tokio::sync::watch::channel(false);

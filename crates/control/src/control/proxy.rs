@@ -1,0 +1,480 @@
+//! The wharf proxy as the control plane runs it: one supervised process (started through the
+//! driver like any instance, so it survives the control plane and is re-adopted), the route
+//! table computed from what is ready, and drains: an instance leaves the table first, finishes
+//! its requests in flight, and only then is stopped.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::sync::watch;
+use wharf_proxy::table::{RouteTable, ServiceRoute, VersionRoute};
+use wharf_runtime::{InstanceSpec, Recorded, StartError};
+use wharf_store::InstanceRow;
+
+use super::ControlPlane;
+use crate::proxy_link::{Desired, Rejection, Snapshot};
+use crate::state::{Drain, Phase};
+use crate::tasks::watch_ended;
+
+/// The proxy's row in the instances table (no manifest service can be named so).
+pub const PROXY_ROW: &str = ".proxy";
+
+/// In-flight requests may finish for this long when no rollout deadline says otherwise.
+const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
+
+/// The proxy process and what was last asked of it.
+pub struct ProxyState {
+    pub binary: Option<PathBuf>,
+    pub socket: PathBuf,
+    pub state_file: PathBuf,
+    pub recorded: Option<Recorded>,
+    pub generation: u64,
+    /// Set by a whole-stack down once the services are gone.
+    pub stopping: bool,
+    pub restart_at: Option<Instant>,
+    pub restarts: u32,
+    pub desired: watch::Sender<Option<Desired>>,
+    pub seq: u64,
+    pub last_table: Option<RouteTable>,
+    /// Addresses in the latest table: an instance not among them has nothing to drain.
+    pub routed: HashSet<String>,
+    pub last_stats: Option<Snapshot>,
+}
+
+impl ProxyState {
+    pub fn new(state_dir: &std::path::Path, binary: Option<PathBuf>) -> ProxyState {
+        let (desired, _) = watch::channel(None);
+        ProxyState {
+            binary,
+            socket: state_dir.join("run").join("proxy.sock"),
+            state_file: state_dir.join("proxy-routes.json"),
+            recorded: None,
+            generation: 0,
+            stopping: false,
+            restart_at: None,
+            restarts: 0,
+            desired,
+            seq: 0,
+            last_table: None,
+            routed: HashSet::new(),
+            last_stats: None,
+        }
+    }
+}
+
+pub fn address(port: u16) -> String {
+    format!("127.0.0.1:{port}")
+}
+
+impl ControlPlane {
+    pub(super) fn needs_proxy(&self) -> bool {
+        self.services.iter().any(|s| s.plan.proxied)
+    }
+
+    fn proxy_spec(&self) -> Option<InstanceSpec> {
+        let binary = self.proxy.binary.as_ref()?;
+        Some(InstanceSpec {
+            service: PROXY_ROW.to_owned(),
+            index: 0,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            command: vec![
+                binary.display().to_string(),
+                "--admin-socket".to_owned(),
+                self.proxy.socket.display().to_string(),
+                "--state".to_owned(),
+                self.proxy.state_file.display().to_string(),
+            ],
+            env: vec![("WHARF_LOG".to_owned(), "info".to_owned())],
+            workdir: self.config.state_dir.clone(),
+            log_path: self.config.state_dir.join("logs").join("proxy.log"),
+            exit_path: self.exit_path(PROXY_ROW, 0),
+            log_max_bytes: self.config.log_max_bytes,
+            log_keep: self.config.log_keep,
+        })
+    }
+
+    /// Starts the proxy when the stack needs one and it is not running (or restarts it after
+    /// a crash, with a short backoff). A restarted proxy serves its saved table at once.
+    pub(super) async fn ensure_proxy(&mut self) {
+        if !self.needs_proxy() || self.proxy.recorded.is_some() || self.proxy.stopping {
+            return;
+        }
+        if self.proxy.restart_at.is_some_and(|at| at > Instant::now()) {
+            return;
+        }
+        let Some(spec) = self.proxy_spec() else {
+            return;
+        };
+        let _ = std::fs::create_dir_all(self.config.state_dir.join("run"));
+        match self.config.driver.start(&spec).await {
+            Ok(running) => {
+                self.proxy.generation += 1;
+                let generation = self.proxy.generation;
+                let started = running.recorded.clone();
+                self.proxy.recorded = Some(running.recorded);
+                self.proxy.restart_at = None;
+                tokio::spawn(watch_ended(
+                    self.events_tx.clone(),
+                    PROXY_ROW.to_owned(),
+                    0,
+                    generation,
+                    running.ended,
+                ));
+                self.journal.save_instance(&InstanceRow {
+                    service: PROXY_ROW.to_owned(),
+                    index: 0,
+                    version: spec.version.clone(),
+                    pid: started.instance.pid,
+                    start_time: started.instance.start_time,
+                    shim_pid: started.shim.pid,
+                    shim_start_time: started.shim.start_time,
+                    port: None,
+                    started_at: jiff::Timestamp::now().to_string(),
+                    restarts: self.proxy.restarts,
+                    spec_hash: String::new(),
+                });
+                self.journal.record(
+                    "proxy.start",
+                    "proxy",
+                    json!({"pid": started.instance.pid, "restarts": self.proxy.restarts}),
+                );
+            }
+            Err(StartError::Refused { reason, .. } | StartError::Shim { reason, .. }) => {
+                tracing::error!(reason, "the proxy could not start");
+                self.journal
+                    .record("proxy.start_failed", "proxy", json!({"reason": reason}));
+                self.proxy_backoff();
+            }
+        }
+    }
+
+    fn proxy_backoff(&mut self) {
+        self.proxy.restarts += 1;
+        let exponent = self.proxy.restarts.min(6);
+        let delay = Duration::from_millis(100 * (1 << exponent)).min(Duration::from_secs(5));
+        self.proxy.restart_at = Some(Instant::now() + delay);
+    }
+
+    pub(super) fn on_proxy_exit(
+        &mut self,
+        generation: u64,
+        status: Option<wharf_runtime::ExitStatus>,
+    ) {
+        if generation != self.proxy.generation || self.proxy.recorded.is_none() {
+            return;
+        }
+        self.proxy.recorded = None;
+        self.journal.remove_instance(PROXY_ROW, 0);
+        let status = status.map_or_else(|| "unknown".to_owned(), |s| s.to_string());
+        if self.proxy.stopping {
+            self.journal
+                .record("proxy.stopped", "proxy", json!({"status": status}));
+            return;
+        }
+        tracing::warn!(status, "the proxy exited; restarting it");
+        self.journal.record(
+            "proxy.exit",
+            "proxy",
+            json!({"status": status, "action": "restart"}),
+        );
+        self.proxy_backoff();
+    }
+
+    /// Adopts a proxy a previous control plane left running, and learns which instances it
+    /// routes to: those are ready (they were when it was last told), so the first table this
+    /// control plane sends changes nothing for traffic.
+    pub(super) async fn adopt_proxy(&mut self, row: &InstanceRow) -> bool {
+        let recorded = Recorded {
+            instance: wharf_runtime::ProcessId {
+                pid: row.pid,
+                start_time: row.start_time,
+            },
+            shim: wharf_runtime::ProcessId {
+                pid: row.shim_pid,
+                start_time: row.shim_start_time,
+            },
+            exit_path: self.exit_path(PROXY_ROW, 0),
+        };
+        if !self.config.driver.is_running(&recorded) {
+            self.journal.remove_instance(PROXY_ROW, 0);
+            return false;
+        }
+        self.proxy.generation += 1;
+        self.proxy.restarts = row.restarts;
+        tokio::spawn(watch_ended(
+            self.events_tx.clone(),
+            PROXY_ROW.to_owned(),
+            0,
+            self.proxy.generation,
+            self.config.driver.watch(recorded.clone()),
+        ));
+        self.proxy.recorded = Some(recorded);
+        self.journal
+            .record("proxy.adopt", "proxy", json!({"pid": row.pid}));
+        true
+    }
+
+    /// The addresses the running proxy routes to now (empty if it cannot be asked).
+    pub(super) async fn proxy_routed_now(&self) -> HashSet<String> {
+        match crate::proxy_link::current_table(&self.proxy.socket).await {
+            Ok(table) => table
+                .services
+                .values()
+                .flat_map(|s| s.versions.iter())
+                .filter(|v| v.weight > 0 || !v.instances.is_empty())
+                .flat_map(|v| v.instances.iter().cloned())
+                .collect(),
+            Err(error) => {
+                tracing::warn!(error, "cannot read the adopted proxy's table");
+                HashSet::new()
+            }
+        }
+    }
+
+    /// The table for what is ready now.
+    fn route_table(&self) -> RouteTable {
+        let mut services = BTreeMap::new();
+        for service in &self.services {
+            let plan = &service.plan;
+            let (true, Some(port), true, None) = (
+                plan.proxied,
+                plan.public_port,
+                service.wanted,
+                &service.listen_error,
+            ) else {
+                continue;
+            };
+            let routable = |version: &str| -> Vec<String> {
+                service
+                    .instances
+                    .values()
+                    .filter(|i| i.version == version && i.is_routable())
+                    .filter_map(|i| i.port.map(address))
+                    .collect()
+            };
+            let stable = routable(&service.stable.version);
+            let rollout = service.active_rollout();
+            let (mut weight_stable, mut weight_new) = rollout.map_or((100, 0), |r| r.weights);
+            let new = rollout.map(|r| (r.new.version.clone(), routable(&r.new.version)));
+            let new_count = new.as_ref().map_or(0, |(_, i)| i.len());
+            // The proxy refuses weight on a version without instances: the other takes it.
+            if new_count == 0 {
+                (weight_stable, weight_new) = (100, 0);
+            } else if stable.is_empty() {
+                (weight_stable, weight_new) = (0, 100);
+            }
+            if stable.is_empty() && new_count == 0 {
+                weight_stable = 0;
+            }
+            let mut versions = vec![VersionRoute {
+                name: service.stable.version.clone(),
+                weight: weight_stable,
+                instances: stable,
+            }];
+            if let Some((name, instances)) = new {
+                versions.push(VersionRoute {
+                    name,
+                    weight: weight_new,
+                    instances,
+                });
+            }
+            let drain = plan
+                .rollout
+                .as_ref()
+                .and_then(|r| r.deadlines.drain)
+                .map_or(DEFAULT_DRAIN, |d| d.as_std());
+            services.insert(
+                plan.name.clone(),
+                ServiceRoute {
+                    listen: format!("0.0.0.0:{port}"),
+                    versions,
+                    sticky: None,
+                    drain_timeout_ms: u64::try_from(drain.as_millis()).unwrap_or(u64::MAX),
+                    eject_after: 3,
+                    eject_cooldown_ms: 10_000,
+                },
+            );
+        }
+        RouteTable {
+            revision: 0,
+            services,
+        }
+    }
+
+    /// Sends the table to the proxy link when it changed; drains and weight changes learn the
+    /// sequence number from which they are in force.
+    pub(super) fn publish_routes(&mut self) {
+        if !self.needs_proxy() {
+            return;
+        }
+        let table = self.route_table();
+        let changed = self.proxy.last_table.as_ref() != Some(&table) || self.routes_dirty;
+        self.routes_dirty = false;
+        if !changed {
+            return;
+        }
+        self.proxy.seq += 1;
+        let seq = self.proxy.seq;
+        self.proxy.routed = table
+            .services
+            .values()
+            .flat_map(|s| s.versions.iter().flat_map(|v| v.instances.iter().cloned()))
+            .collect();
+        for service in &mut self.services {
+            for instance in service.instances.values_mut() {
+                if let Some(drain) = instance.draining.as_mut()
+                    && drain.seq == 0
+                {
+                    drain.seq = seq;
+                }
+            }
+            if let Some(rollout) = service.rollout.as_mut()
+                && rollout.weights_seq == u64::MAX
+            {
+                rollout.weights_seq = seq;
+            }
+        }
+        self.proxy.last_table = Some(table.clone());
+        self.proxy
+            .desired
+            .send_replace(Some(Desired { seq, table }));
+    }
+
+    /// Takes an instance out of service: a routed one drains first, anything else stops now.
+    pub(super) fn retire_instance(&mut self, index: usize, ordinal: u32, why: &str) {
+        let proxied = self.services[index].plan.proxied;
+        let name = self.services[index].plan.name.clone();
+        let Some(instance) = self.services[index].instances.get_mut(&ordinal) else {
+            return;
+        };
+        if instance.is_leaving() {
+            return;
+        }
+        if instance.phase != Phase::Running {
+            // Backing off or ended: nothing runs, nothing to drain.
+            instance.abort_tasks();
+            self.services[index].instances.remove(&ordinal);
+            self.journal.remove_instance(&name, ordinal);
+            return;
+        }
+        let routed = instance
+            .port
+            .is_some_and(|port| self.proxy.routed.contains(&address(port)));
+        if proxied && routed && self.proxy.recorded.is_some() {
+            instance.draining = Some(Drain {
+                since: Instant::now(),
+                seq: 0,
+                why: why.to_owned(),
+            });
+            self.journal.record(
+                "instance.drain",
+                &format!("{name}/{ordinal}"),
+                json!({"reason": why, "version": instance.version}),
+            );
+        } else {
+            self.stop_instance(index, ordinal, why);
+        }
+    }
+
+    /// Takes every instance of one version out of service.
+    pub(super) fn retire_version(&mut self, index: usize, version: &str, why: &str) {
+        let ordinals: Vec<u32> = self.services[index]
+            .instances
+            .values()
+            .filter(|i| i.version == version)
+            .map(|i| i.ordinal)
+            .collect();
+        for ordinal in ordinals {
+            self.retire_instance(index, ordinal, why);
+        }
+    }
+
+    /// Stops drained instances: out of an applied table and nothing in flight, or past the
+    /// drain deadline.
+    pub(super) fn finish_drains(&mut self, snapshot: Option<&Snapshot>) {
+        let now = Instant::now();
+        let mut done = Vec::new();
+        for (index, service) in self.services.iter().enumerate() {
+            let limit = service
+                .plan
+                .rollout
+                .as_ref()
+                .and_then(|r| r.deadlines.drain)
+                .map_or(DEFAULT_DRAIN, |d| d.as_std());
+            for instance in service.instances.values() {
+                let Some(drain) = &instance.draining else {
+                    continue;
+                };
+                let drained = snapshot.is_some_and(|s| {
+                    drain.seq != 0
+                        && s.applied_seq >= drain.seq
+                        && instance.port.is_none_or(|port| {
+                            s.instances
+                                .get(&address(port))
+                                .is_none_or(|c| c.in_flight == 0)
+                        })
+                });
+                let overdue = now.duration_since(drain.since) >= limit;
+                if drained || overdue || self.proxy.recorded.is_none() {
+                    done.push((index, instance.ordinal, drain.why.clone()));
+                }
+            }
+        }
+        for (index, ordinal, why) in done {
+            self.stop_instance(index, ordinal, &why);
+        }
+    }
+
+    pub(super) fn on_proxy_stats(&mut self, snapshot: Snapshot) {
+        let previous = self.proxy.last_stats.take();
+        self.finish_drains(Some(&snapshot));
+        self.rollout_stats(previous.as_ref(), &snapshot);
+        self.proxy.last_stats = Some(snapshot);
+    }
+
+    pub(super) fn on_proxy_rejected(&mut self, rejection: Rejection) {
+        tracing::error!(
+            message = rejection.message,
+            "the proxy refused the route table"
+        );
+        let target = rejection
+            .service
+            .clone()
+            .unwrap_or_else(|| "proxy".to_owned());
+        self.journal.record(
+            "proxy.rejected",
+            &target,
+            json!({"reason": rejection.message}),
+        );
+        if let Some(index) = rejection
+            .service
+            .as_deref()
+            .and_then(|s| self.service_index(s))
+        {
+            let port = self.services[index].plan.public_port;
+            let reason = match port {
+                Some(port) if rejection.message.contains("in use") => {
+                    format!("port {port} is already in use by another process")
+                }
+                _ => rejection.message.clone(),
+            };
+            self.services[index].listen_error = Some(reason);
+        }
+        // Sent again without the service at fault.
+        self.routes_dirty = true;
+    }
+
+    /// Whole-stack down: once every service is gone, the proxy goes too.
+    pub(super) fn stop_proxy(&mut self) {
+        if self.proxy.stopping {
+            return;
+        }
+        self.proxy.stopping = true;
+        if let Some(recorded) = self.proxy.recorded.clone() {
+            tokio::spawn(self.config.driver.stop(recorded, self.config.stop_grace));
+            self.journal.record("proxy.stop", "proxy", json!({}));
+        }
+    }
+}

@@ -1,0 +1,673 @@
+//! Rollouts inside the control plane: `wharf deploy`, the operator's commands, feeding the
+//! state machine (`wharf-rollout`) its events, and carrying out its actions — instances to
+//! start or drain, weights for the proxy, ledger entries. The machine decides; this module
+//! only does what it says and persists it after every step.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use wharf_rollout::{
+    Action, At, Event as RolloutEvent, Outcome, Phase as RolloutPhase, Plan, Policy, Rollout, Step,
+    Strategy, Thresholds, VersionCounters, Window,
+};
+use wharf_store::RolloutRow;
+
+use super::ControlPlane;
+use crate::deploy::{DeployRequest, RolloutCommand, RolloutView, VersionTraffic};
+use crate::proxy_link::{Snapshot, window_quantile};
+use crate::state::{Phase, VersionSpec};
+
+/// One rollout of one service: the state machine and what the control plane keeps beside it.
+/// Saved as JSON after every transition; a restarted control plane resumes from it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RolloutRecord {
+    pub id: u64,
+    pub machine: Rollout,
+    /// The version serving when the rollout began, and the one rolled out.
+    pub previous: VersionSpec,
+    pub new: VersionSpec,
+    /// New-version instances the machine asked for (0 once they are to stop).
+    pub want_new: u32,
+    /// Route weights in force: (stable, new).
+    pub weights: (u8, u8),
+    /// The new version is reachable with the pin header while live traffic stays stable.
+    pub preview: bool,
+    /// Recreate: the stable instances were stopped and are not replaced.
+    pub stable_suspended: bool,
+    /// The table sequence from which the current weights are in force (for drains).
+    #[serde(default)]
+    pub weights_seq: u64,
+    pub history: Vec<Value>,
+    pub verdict: Option<Value>,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    /// The manifest's version and command when the rollout began: a deployed version stays in
+    /// force across restarts only while the manifest still says the same.
+    pub manifest: VersionSpec,
+}
+
+/// What a service runs after a successful rollout, saved in the store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Deployment {
+    pub current: VersionSpec,
+    pub previous: VersionSpec,
+    pub manifest: VersionSpec,
+}
+
+pub fn now_at() -> At {
+    At(u64::try_from(jiff::Timestamp::now().as_millisecond()).unwrap_or(0))
+}
+
+fn phase_name(phase: &RolloutPhase) -> String {
+    serde_json::to_value(phase)
+        .ok()
+        .and_then(|v| v["phase"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// The canary step a phase is in (looking through a pause).
+fn step_of(phase: &RolloutPhase) -> Option<&wharf_rollout::StepState> {
+    match phase {
+        RolloutPhase::Step(step) => Some(step),
+        RolloutPhase::Paused { inner, .. } => step_of(inner),
+        _ => None,
+    }
+}
+
+fn at_to_rfc3339(at: At) -> Option<String> {
+    jiff::Timestamp::from_millisecond(i64::try_from(at.0).ok()?)
+        .ok()
+        .map(|t| t.to_string())
+}
+
+impl RolloutRecord {
+    pub fn is_active(&self) -> bool {
+        !self.machine.is_done()
+    }
+
+    /// One line for `wharf status`: `1.5.0 step 2/4 (25%)`.
+    pub fn summary(&self) -> String {
+        let phase = phase_name(self.machine.phase());
+        match step_of(self.machine.phase()) {
+            Some(step) => format!(
+                "{} {phase} {}/{} ({}%)",
+                self.new.version,
+                step.index + 1,
+                self.machine.plan().steps().len(),
+                self.weights.1
+            ),
+            None => format!("{} {phase}", self.new.version),
+        }
+    }
+
+    pub fn view(&self, service: &str) -> RolloutView {
+        let phase = self.machine.phase();
+        let step = step_of(phase);
+        let mut traffic = BTreeMap::new();
+        if let Some(step) = step {
+            for (version, totals) in [
+                (&self.previous.version, &step.totals.stable),
+                (&self.new.version, &step.totals.new),
+            ] {
+                traffic.insert(
+                    version.clone(),
+                    VersionTraffic {
+                        requests: totals.requests,
+                        errors: totals.errors,
+                        p95_ms: totals.p95_ms(),
+                    },
+                );
+            }
+        }
+        let outcome = self.machine.outcome();
+        RolloutView {
+            service: service.to_owned(),
+            id: self.id,
+            strategy: serde_json::to_value(self.machine.plan().strategy())
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            phase: phase_name(phase),
+            stable_version: self.previous.version.clone(),
+            new_version: self.new.version.clone(),
+            step: step.map(|s| s.index),
+            steps: self.machine.plan().steps().len(),
+            weight_stable: self.weights.0,
+            weight_new: self.weights.1,
+            extended: step.is_some_and(|s| s.extended),
+            traffic,
+            verdict: self.verdict.clone(),
+            outcome: outcome.as_ref().map(|o| match o {
+                Outcome::Succeeded => "succeeded".to_owned(),
+                Outcome::RolledBack { .. } => "rolled-back".to_owned(),
+            }),
+            reason: match outcome {
+                Some(Outcome::RolledBack { reason }) => Some(reason),
+                _ => None,
+            },
+            started_at: self.started_at.clone(),
+            finished_at: self.finished_at.clone(),
+            deadline: self.machine.next_deadline().and_then(at_to_rfc3339),
+            history: self.history.clone(),
+        }
+    }
+}
+
+fn parse_strategy(name: &str) -> Result<wharf_manifest::model::Strategy, String> {
+    use wharf_manifest::model::Strategy as S;
+    match name {
+        "canary" => Ok(S::Canary),
+        "blue-green" => Ok(S::BlueGreen),
+        "recreate" => Ok(S::Recreate),
+        other => Err(format!(
+            "unknown strategy `{other}`; expected canary, blue-green or recreate"
+        )),
+    }
+}
+
+impl ControlPlane {
+    /// Restores saved rollouts and deployments before instances are adopted, so an adopted
+    /// instance of a rollout's new version is recognised.
+    pub(super) fn restore_rollouts(&mut self) {
+        for index in 0..self.services.len() {
+            let name = self.services[index].plan.name.clone();
+            let manifest = VersionSpec {
+                version: self.services[index].plan.version.clone(),
+                command: self.services[index].plan.command.clone(),
+            };
+            if let Some(saved) = self.journal.deployment(&name) {
+                match serde_json::from_str::<Deployment>(&saved) {
+                    Ok(deployment) if deployment.manifest == manifest => {
+                        self.services[index].stable = deployment.current;
+                    }
+                    Ok(_) => tracing::info!(
+                        service = name,
+                        "the manifest changed since the last deploy; it wins"
+                    ),
+                    Err(error) => tracing::error!(%error, service = name, "unreadable deployment"),
+                }
+            }
+        }
+        let rows = match self.journal.rollouts() {
+            Ok(rows) => rows,
+            Err(error) => {
+                tracing::error!(%error, "cannot read saved rollouts");
+                return;
+            }
+        };
+        for row in rows {
+            let Some(index) = self.service_index(&row.service) else {
+                continue;
+            };
+            match serde_json::from_str::<RolloutRecord>(&row.state) {
+                Ok(record) => self.services[index].rollout = Some(record),
+                Err(error) => {
+                    tracing::error!(%error, service = row.service, "unreadable saved rollout")
+                }
+            }
+        }
+    }
+
+    /// After adoption: every rollout that was under way continues (or rolls back when it
+    /// cannot decide), per the state machine's `resume`.
+    pub(super) fn resume_rollouts(&mut self) {
+        for index in 0..self.services.len() {
+            let Some(record) = self.services[index].rollout.as_mut() else {
+                continue;
+            };
+            if !record.is_active() {
+                continue;
+            }
+            let actions = record.machine.resume(now_at());
+            self.apply_rollout_actions(index, actions);
+        }
+    }
+
+    pub(super) fn begin_deploy(
+        &mut self,
+        name: &str,
+        request: DeployRequest,
+    ) -> Result<RolloutView, String> {
+        let index = self
+            .service_index(name)
+            .ok_or_else(|| super::unknown_service(name, &self.services))?;
+        let service = &self.services[index];
+        if service.is_external() {
+            return Err(format!(
+                "service `{name}` is external: wharf does not run it"
+            ));
+        }
+        if !service.plan.proxied {
+            return Err(format!(
+                "service `{name}` has no `port:` served by the wharf proxy, so its traffic cannot be shifted; give it a port"
+            ));
+        }
+        if !service.wanted {
+            return Err(format!(
+                "service `{name}` is stopped; start it with `wharf up`"
+            ));
+        }
+        if let Some(active) = service.active_rollout() {
+            return Err(format!(
+                "a rollout of `{name}` is under way ({}); wait for it, or `wharf rollout abort {name}`",
+                active.summary()
+            ));
+        }
+        let version = request.version.trim();
+        if version.is_empty() || version.chars().any(char::is_whitespace) {
+            return Err(format!(
+                "version `{}` must be a non-empty word",
+                request.version
+            ));
+        }
+        if matches!(&request.command, Some(command) if command.is_empty()) {
+            return Err("--command must not be empty".to_owned());
+        }
+        if version == service.stable.version {
+            return Err(format!(
+                "service `{name}` already runs version {version}; deploy another version"
+            ));
+        }
+        let mut manifest_rollout = service
+            .plan
+            .rollout
+            .clone()
+            .unwrap_or_else(wharf_manifest::model::Rollout::default_canary);
+        if let Some(strategy) = &request.strategy {
+            manifest_rollout.strategy = parse_strategy(strategy)?;
+        }
+        match manifest_rollout.strategy {
+            wharf_manifest::model::Strategy::Canary if manifest_rollout.steps.is_empty() => {
+                manifest_rollout.steps = wharf_manifest::model::Rollout::default_canary_steps();
+            }
+            wharf_manifest::model::Strategy::Canary => {}
+            _ => manifest_rollout.steps.clear(),
+        }
+        let plan = Plan::from_manifest(
+            &manifest_rollout,
+            service.plan.replicas.max(1),
+            Policy::default(),
+        )
+        .map_err(|err| format!("cannot roll out `{name}`: {err}"))?;
+        let new = VersionSpec {
+            version: version.to_owned(),
+            command: request.command.or_else(|| service.stable.command.clone()),
+        };
+        Ok(self.start_rollout(index, plan, new))
+    }
+
+    /// `wharf rollback`: abort the rollout under way, or roll the previous version out again
+    /// at once (one step to 100 %, no analysis: it is known good).
+    pub(super) fn begin_rollback(&mut self, name: &str) -> Result<RolloutView, String> {
+        let index = self
+            .service_index(name)
+            .ok_or_else(|| super::unknown_service(name, &self.services))?;
+        if self.services[index].active_rollout().is_some() {
+            return self.rollout_command(name, RolloutCommand::Abort);
+        }
+        let previous = self
+            .journal
+            .deployment(name)
+            .and_then(|saved| serde_json::from_str::<Deployment>(&saved).ok())
+            .map(|d| d.previous)
+            .filter(|previous| previous.version != self.services[index].stable.version)
+            .ok_or_else(|| format!("service `{name}` has no previous version to roll back to"))?;
+        let plan = Plan::new(
+            Strategy::Canary,
+            vec![Step {
+                weight: 100,
+                pause: std::time::Duration::ZERO,
+            }],
+            self.services[index].plan.replicas.max(1),
+            Thresholds {
+                min_requests: 0,
+                ..Thresholds::default()
+            },
+            Policy::default(),
+        )
+        .map_err(|err| err.to_string())?;
+        self.journal.record(
+            "deploy.rollback_requested",
+            name,
+            json!({"to": previous.version}),
+        );
+        Ok(self.start_rollout(index, plan, previous))
+    }
+
+    fn start_rollout(&mut self, index: usize, plan: Plan, new: VersionSpec) -> RolloutView {
+        let service = &self.services[index];
+        let id = service.rollout.as_ref().map_or(1, |r| r.id + 1);
+        let (machine, actions) = Rollout::start(plan, now_at());
+        let record = RolloutRecord {
+            id,
+            machine,
+            previous: service.stable.clone(),
+            new,
+            want_new: 0,
+            weights: (100, 0),
+            preview: false,
+            stable_suspended: false,
+            weights_seq: 0,
+            history: Vec::new(),
+            verdict: None,
+            started_at: jiff::Timestamp::now().to_string(),
+            finished_at: None,
+            manifest: VersionSpec {
+                version: service.plan.version.clone(),
+                command: service.plan.command.clone(),
+            },
+        };
+        self.services[index].rollout = Some(record);
+        self.apply_rollout_actions(index, actions);
+        self.persist_rollout(index);
+        self.rollout_view(index)
+            .unwrap_or_else(|| unreachable_view(index))
+    }
+
+    pub(super) fn rollout_view(&self, index: usize) -> Option<RolloutView> {
+        let service = &self.services[index];
+        service.rollout.as_ref().map(|r| r.view(&service.plan.name))
+    }
+
+    pub(super) fn rollout_command(
+        &mut self,
+        name: &str,
+        command: RolloutCommand,
+    ) -> Result<RolloutView, String> {
+        let index = self
+            .service_index(name)
+            .ok_or_else(|| super::unknown_service(name, &self.services))?;
+        if self.services[index].active_rollout().is_none() {
+            return Err(format!("no rollout of `{name}` is under way"));
+        }
+        let event = match command {
+            RolloutCommand::Pause => RolloutEvent::Pause,
+            RolloutCommand::Resume => RolloutEvent::Resume,
+            RolloutCommand::Promote => RolloutEvent::Promote,
+            RolloutCommand::Abort => RolloutEvent::Abort {
+                reason: "aborted by the operator".to_owned(),
+            },
+        };
+        self.feed_rollout(index, event);
+        self.rollout_view(index)
+            .ok_or_else(|| format!("no rollout of `{name}`"))
+    }
+
+    /// Hands one event to the service's rollout and carries out what it answers.
+    pub(super) fn feed_rollout(&mut self, index: usize, event: RolloutEvent) {
+        let Some(record) = self.services[index].rollout.as_mut() else {
+            return;
+        };
+        if !record.is_active() {
+            return;
+        }
+        let persist = matches!(event, RolloutEvent::Stats { .. });
+        let actions = record.machine.handle(event);
+        let acted = !actions.is_empty();
+        self.apply_rollout_actions(index, actions);
+        if acted || persist {
+            self.persist_rollout(index);
+        }
+    }
+
+    fn apply_rollout_actions(&mut self, index: usize, actions: Vec<Action>) {
+        let name = self.services[index].plan.name.clone();
+        for action in actions {
+            match action {
+                Action::Record { action, details } => self.record_rollout(index, action, details),
+                Action::StartNewInstances { count } => {
+                    if let Some(r) = self.services[index].rollout.as_mut() {
+                        r.want_new = count;
+                    }
+                }
+                Action::StartStableInstances { .. } => {
+                    if let Some(r) = self.services[index].rollout.as_mut() {
+                        r.stable_suspended = false;
+                    }
+                }
+                Action::SetWeights { stable, new } => self.set_weights(index, (stable, new)),
+                Action::SetPreview => {
+                    if let Some(r) = self.services[index].rollout.as_mut() {
+                        r.preview = true;
+                    }
+                }
+                Action::Switch => self.set_weights(index, (0, 100)),
+                Action::StopOldInstances => {
+                    if let Some(r) = self.services[index].rollout.as_mut() {
+                        r.stable_suspended = true;
+                    }
+                    let stable = self.services[index].stable.version.clone();
+                    self.retire_version(index, &stable, "replaced by the new version");
+                }
+                Action::StopNewInstances => {
+                    let new = match self.services[index].rollout.as_mut() {
+                        Some(r) => {
+                            r.want_new = 0;
+                            r.preview = false;
+                            r.new.version.clone()
+                        }
+                        None => continue,
+                    };
+                    self.retire_version(index, &new, "rolled back");
+                }
+                Action::Done { outcome } => self.finish_rollout(index, &name, outcome),
+            }
+        }
+    }
+
+    fn set_weights(&mut self, index: usize, weights: (u8, u8)) {
+        if let Some(r) = self.services[index].rollout.as_mut() {
+            r.weights = weights;
+            // Known once the table is computed (`publish_routes`).
+            r.weights_seq = u64::MAX;
+        }
+        self.routes_dirty = true;
+    }
+
+    fn record_rollout(&mut self, index: usize, action: &str, details: Value) {
+        let name = self.services[index].plan.name.clone();
+        let Some(record) = self.services[index].rollout.as_mut() else {
+            return;
+        };
+        let mut details = details;
+        if let Value::Object(map) = &mut details {
+            map.insert("rollout".to_owned(), json!(record.id));
+            map.insert("version".to_owned(), json!(record.new.version));
+        }
+        if action == "deploy.verdict" {
+            record.verdict = Some(details.clone());
+        }
+        record.history.push(json!({
+            "at": jiff::Timestamp::now().to_string(),
+            "action": action,
+            "details": details,
+        }));
+        tracing::info!(service = name, action, "rollout");
+        self.journal.record(action, &name, details);
+    }
+
+    fn finish_rollout(&mut self, index: usize, name: &str, outcome: Outcome) {
+        let service = &mut self.services[index];
+        let Some(record) = service.rollout.as_mut() else {
+            return;
+        };
+        record.finished_at = Some(jiff::Timestamp::now().to_string());
+        record.stable_suspended = false;
+        record.want_new = 0;
+        match outcome {
+            Outcome::Succeeded => {
+                let deployment = Deployment {
+                    current: record.new.clone(),
+                    previous: record.previous.clone(),
+                    manifest: record.manifest.clone(),
+                };
+                service.stable = record.new.clone();
+                record.weights = (100, 0);
+                if let Ok(text) = serde_json::to_string(&deployment) {
+                    self.journal.save_deployment(name, &text);
+                }
+            }
+            Outcome::RolledBack { .. } => record.weights = (100, 0),
+        }
+        self.routes_dirty = true;
+    }
+
+    fn persist_rollout(&mut self, index: usize) {
+        let service = &self.services[index];
+        let Some(record) = &service.rollout else {
+            return;
+        };
+        match serde_json::to_string(record) {
+            Ok(state) => {
+                let row = RolloutRow {
+                    service: service.plan.name.clone(),
+                    id: record.id,
+                    state,
+                };
+                self.journal.save_rollout(&row);
+            }
+            Err(error) => tracing::error!(%error, "cannot serialise the rollout"),
+        }
+    }
+
+    /// Each pass: readiness of the new instances, the end of drains, and the clock.
+    pub(super) fn drive_rollouts(&mut self) {
+        for index in 0..self.services.len() {
+            let Some(record) = self.services[index].active_rollout() else {
+                continue;
+            };
+            let phase = phase_name(record.machine.phase());
+            let new_version = record.new.version.clone();
+            let want_new = record.want_new;
+            let service = &self.services[index];
+            let new_ready = service
+                .instances
+                .values()
+                .filter(|i| i.version == new_version && i.is_routable())
+                .count() as u32;
+            let stable_left = service
+                .instances
+                .values()
+                .filter(|i| i.version == service.stable.version)
+                .count();
+            if phase == "waiting-ready" && want_new > 0 && new_ready >= want_new {
+                self.feed_rollout(index, RolloutEvent::NewInstancesReady);
+            } else if phase == "stopping-old" && stable_left == 0 {
+                self.feed_rollout(index, RolloutEvent::DrainDone);
+            }
+            self.feed_rollout(index, RolloutEvent::Tick { now: now_at() });
+        }
+    }
+
+    /// A new-version instance exited or could not start: the rollout decides (it aborts).
+    pub(super) fn new_instance_failed(&mut self, index: usize, version: &str, reason: String) {
+        let is_new = self.services[index]
+            .active_rollout()
+            .is_some_and(|r| r.new.version == version);
+        if is_new {
+            self.feed_rollout(index, RolloutEvent::NewInstancesFailed { reason });
+        }
+    }
+
+    /// Per-version counters since the previous snapshot, to every rollout observing traffic;
+    /// and `DrainDone` once the version that lost its traffic has nothing in flight.
+    pub(super) fn rollout_stats(&mut self, previous: Option<&Snapshot>, snapshot: &Snapshot) {
+        let now = now_at();
+        for index in 0..self.services.len() {
+            let Some(record) = self.services[index].active_rollout() else {
+                continue;
+            };
+            let name = self.services[index].plan.name.clone();
+            let stable = self.services[index].stable.version.clone();
+            let new = record.new.version.clone();
+            let phase = phase_name(record.machine.phase());
+            let weights_applied = snapshot.applied_seq >= record.weights_seq;
+            if let Some(previous) = previous.filter(|p| p.uptime_ms <= snapshot.uptime_ms) {
+                let counters = |version: &str| version_window(previous, snapshot, &name, version);
+                let window = Window {
+                    stable: counters(&stable),
+                    new: counters(&new),
+                };
+                self.feed_rollout(index, RolloutEvent::Stats { now, window });
+            }
+            let losing = match phase.as_str() {
+                "draining" => Some(stable),
+                "aborting" => Some(new),
+                _ => None,
+            };
+            if let Some(losing) = losing
+                && weights_applied
+            {
+                let in_flight: u64 = self.services[index]
+                    .instances
+                    .values()
+                    .filter(|i| i.version == losing && i.phase == Phase::Running)
+                    .filter_map(|i| i.port)
+                    .map(|port| {
+                        snapshot
+                            .instances
+                            .get(&format!("127.0.0.1:{port}"))
+                            .map_or(0, |c| c.in_flight)
+                    })
+                    .sum();
+                if in_flight == 0 {
+                    self.feed_rollout(index, RolloutEvent::DrainDone);
+                }
+            }
+        }
+    }
+}
+
+/// One version's traffic between two snapshots (responses completed, 5xx as errors, window
+/// quantiles from the bucket deltas).
+fn version_window(
+    older: &Snapshot,
+    newer: &Snapshot,
+    service: &str,
+    version: &str,
+) -> VersionCounters {
+    let get = |snapshot: &Snapshot| {
+        snapshot
+            .services
+            .get(service)
+            .and_then(|s| s.versions.get(version))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (before, after) = (get(older), get(newer));
+    VersionCounters {
+        requests: after
+            .responses
+            .total()
+            .saturating_sub(before.responses.total()),
+        errors: after.responses.c5xx.saturating_sub(before.responses.c5xx),
+        p95_ms: window_quantile(&after.latency_buckets, &before.latency_buckets, 0.95),
+        p99_ms: window_quantile(&after.latency_buckets, &before.latency_buckets, 0.99),
+    }
+}
+
+fn unreachable_view(index: usize) -> RolloutView {
+    // `start_rollout` has just stored the record; this only keeps the signature total.
+    RolloutView {
+        service: format!("#{index}"),
+        id: 0,
+        strategy: String::new(),
+        phase: String::new(),
+        stable_version: String::new(),
+        new_version: String::new(),
+        step: None,
+        steps: 0,
+        weight_stable: 100,
+        weight_new: 0,
+        extended: false,
+        traffic: BTreeMap::new(),
+        verdict: None,
+        outcome: None,
+        reason: None,
+        started_at: String::new(),
+        finished_at: None,
+        deadline: None,
+        history: Vec::new(),
+    }
+}
