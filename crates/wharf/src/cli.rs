@@ -86,6 +86,15 @@ pub enum Command {
     Logs(cmd::logs::LogsArgs),
     /// Restart a service's instances one at a time, each new one ready before an old one stops.
     Restart(cmd::restart::RestartArgs),
+    /// Roll out a new version of a service (canary, blue-green or recreate) with automatic
+    /// analysis and rollback; --watch follows it (exit 0 succeeded, 1 rolled back).
+    #[command(disable_version_flag = true)]
+    Deploy(cmd::deploy::DeployArgs),
+    /// A service's rollout: status, and pause / resume / promote / abort.
+    #[command(subcommand)]
+    Rollout(cmd::rollout::RolloutSubcommand),
+    /// Roll the previous stable version of a service out again; --watch follows it.
+    Rollback(cmd::rollback::RollbackArgs),
     /// Internal: the per-instance shim.
     #[command(name = "__shim", hide = true)]
     Shim,

@@ -85,12 +85,23 @@ pub async fn call_ok(
             .as_str()
             .unwrap_or("request failed")
             .to_owned();
-        bail!(ApiRejected(message));
+        let code = value["error"]["code"].as_str().unwrap_or("").to_owned();
+        bail!(ApiRejected {
+            status,
+            code,
+            message
+        });
     }
     Ok(value)
 }
 
 /// The control plane refused a request (unknown service, …): the user's input was wrong.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ApiRejected(pub String);
+#[error("{message}")]
+pub struct ApiRejected {
+    /// The HTTP status.
+    pub status: u16,
+    /// The API's stable error code (`unknown_service`, `no_rollout`, `rejected`, …).
+    pub code: String,
+    pub message: String,
+}

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod completions;
+pub mod deploy;
 pub mod down;
 pub mod import;
 pub mod init;
@@ -9,6 +10,9 @@ pub mod logs;
 pub mod preflight;
 pub mod render;
 pub mod restart;
+pub mod rollback;
+pub mod rollout;
+pub mod rollout_view;
 pub mod shim;
 pub mod status;
 pub mod up;
@@ -33,6 +37,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Logs(args) => logs::run(global, &args),
         Command::Preflight(args) => preflight::run(global, &args),
         Command::Restart(args) => restart::run(global, &args),
+        Command::Deploy(args) => deploy::run(global, &args),
+        Command::Rollout(command) => rollout::run(global, command),
+        Command::Rollback(args) => rollback::run(global, &args),
         Command::Shim => shim::run(),
     }
 }

@@ -1,0 +1,175 @@
+//! `wharf deploy SERVICE --version V`: start a rollout of a new version through the control
+//! plane (canary, blue-green or recreate); `--watch` follows it to its end.
+
+use clap::ValueEnum;
+use wharf_control::DeployRequest;
+
+use crate::cli::Global;
+use crate::cmd::rollout;
+use crate::exit::ExitStatus;
+
+#[derive(Debug, clap::Args)]
+pub struct DeployArgs {
+    /// The service to deploy.
+    pub service: String,
+    /// The new version's name (what `${VERSION}` and the `X-Wharf-Version` header carry).
+    #[arg(long)]
+    pub version: String,
+    /// The new version's command line as one string, split as a shell would (default: the
+    /// service's current command).
+    #[arg(long, value_name = "\"CMD ARGS\"", value_parser = parse_command_line)]
+    pub command: Option<CommandLine>,
+    /// How to roll out (default: the manifest's `rollout.strategy`).
+    #[arg(long, value_enum)]
+    pub strategy: Option<Strategy>,
+    /// Follow the rollout until it ends: exit 0 when it succeeds, 1 when it rolls back.
+    #[arg(long)]
+    pub watch: bool,
+}
+
+/// A command line split into its words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandLine(pub Vec<String>);
+
+/// Splits `--command` like a POSIX shell: quotes group words, nothing is expanded.
+pub fn parse_command_line(text: &str) -> Result<CommandLine, String> {
+    let words = shlex::split(text)
+        .ok_or_else(|| "unbalanced quotes or a trailing backslash in the command".to_owned())?;
+    if words.is_empty() {
+        return Err("the command is empty".to_owned());
+    }
+    Ok(CommandLine(words))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Strategy {
+    /// Shift traffic step by step, each step judged on the new version's errors and latency.
+    Canary,
+    /// Start the new version beside the old one, then switch all traffic at once.
+    BlueGreen,
+    /// Stop the old version, then start the new one.
+    Recreate,
+}
+
+impl Strategy {
+    /// The name the API expects (`canary`, `blue-green`, `recreate`).
+    pub fn name(self) -> String {
+        self.to_possible_value()
+            .map(|value| value.get_name().to_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl DeployArgs {
+    pub fn request(&self) -> DeployRequest {
+        DeployRequest {
+            version: self.version.clone(),
+            command: self.command.as_ref().map(|c| c.0.clone()),
+            strategy: self.strategy.map(Strategy::name),
+        }
+    }
+}
+
+pub fn run(global: &Global, args: &DeployArgs) -> anyhow::Result<ExitStatus> {
+    let body = serde_json::to_value(args.request())?;
+    let path = format!("/v1/services/{}/deploy", args.service);
+    rollout::block_on(async {
+        match rollout::request_view(&global.state_dir(), "POST", &path, Some(body)).await? {
+            Ok(view) => rollout::started(global, view, args.watch).await,
+            Err(status) => Ok(status),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn parse(args: &[&str]) -> Result<DeployArgs, clap::Error> {
+        let cli = Cli::try_parse_from(std::iter::once("wharf").chain(args.iter().copied()))?;
+        match cli.command {
+            Command::Deploy(args) => Ok(args),
+            other => panic!("not a deploy: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn deploy_with_every_option() {
+        let args = parse(&[
+            "deploy",
+            "api",
+            "--version",
+            "v2",
+            "--command",
+            "./api --greeting 'hello world' -v",
+            "--strategy",
+            "blue-green",
+            "--watch",
+        ])
+        .unwrap();
+        assert!(args.watch);
+        let request = args.request();
+        assert_eq!(request.version, "v2");
+        assert_eq!(
+            request.command.unwrap(),
+            ["./api", "--greeting", "hello world", "-v"]
+        );
+        assert_eq!(request.strategy.as_deref(), Some("blue-green"));
+    }
+
+    #[test]
+    fn deploy_defaults_leave_command_and_strategy_to_the_control_plane() {
+        let request = parse(&["deploy", "api", "--version", "v2"])
+            .unwrap()
+            .request();
+        assert_eq!(
+            serde_json::to_value(&request).unwrap(),
+            serde_json::json!({"version": "v2"})
+        );
+    }
+
+    #[test]
+    fn deploy_usage_errors() {
+        use clap::error::ErrorKind;
+        let cases: [(&[&str], ErrorKind); 4] = [
+            (&["deploy", "api"], ErrorKind::MissingRequiredArgument),
+            (
+                &["deploy", "api", "--version", "v2", "--strategy", "rolling"],
+                ErrorKind::InvalidValue,
+            ),
+            (
+                &[
+                    "deploy",
+                    "api",
+                    "--version",
+                    "v2",
+                    "--command",
+                    "./api 'open",
+                ],
+                ErrorKind::ValueValidation,
+            ),
+            (
+                &["deploy", "api", "--version", "v2", "--command", "  "],
+                ErrorKind::ValueValidation,
+            ),
+        ];
+        for (args, kind) in cases {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.kind(), kind, "{args:?}: {err}");
+            // Usage errors go to stderr, which main turns into exit 2.
+            assert!(err.use_stderr());
+        }
+    }
+
+    #[test]
+    fn strategy_names_are_the_apis() {
+        let names: Vec<String> = Strategy::value_variants()
+            .iter()
+            .map(|s| s.name())
+            .collect();
+        assert_eq!(names, ["canary", "blue-green", "recreate"]);
+    }
+}
