@@ -194,7 +194,7 @@ services:
         .as_array()
         .unwrap()
         .iter()
-        .filter(|i| i["running"] == true)
+        .filter(|i| i["running"] == true && i["service"] != ".proxy")
         .map(|i| i["pid"].as_i64().unwrap())
         .collect();
     assert_eq!(running.len(), 3, "{recorded}");
@@ -355,6 +355,11 @@ fn down_without_a_control_plane_stops_the_recorded_instances() {
         .map(|e| e["target"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(stops, ["worker/0", "api/0", "db/0"], "dependents first");
+    assert_eq!(
+        actions(&stack.ledger(), "proxy.stop").len(),
+        1,
+        "the proxy stops too"
+    );
 }
 
 #[test]
@@ -427,7 +432,11 @@ services:
         1
     );
     let failures = actions(&stack.ledger(), "instance.start_failed");
-    assert_eq!(failures.len(), 2, "{failures:?}");
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    // The clash is the proxy's: it cannot listen on the public port, once, and says so.
+    let refused = actions(&stack.ledger(), "proxy.rejected");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["target"], "clash");
     drop(taken);
 }
 

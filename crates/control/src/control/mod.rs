@@ -7,6 +7,7 @@ mod proxy;
 mod reconcile;
 mod rollouts;
 
+pub use proxy::PROXY_ROW;
 pub use rollouts::RolloutRecord;
 
 use std::path::PathBuf;

@@ -503,7 +503,8 @@ impl ControlPlane {
                     manifest: record.manifest.clone(),
                 };
                 service.stable = record.new.clone();
-                record.weights = (100, 0);
+                // In the view's terms (previous, new): everything on the new version.
+                record.weights = (0, 100);
                 if let Ok(text) = serde_json::to_string(&deployment) {
                     self.journal.save_deployment(name, &text);
                 }

@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use wharf_control::PROXY_ROW;
 use wharf_ledger::{Ledger, NewEntry};
 use wharf_runtime::{ProcessId, StopOutcome, stop_instance};
 use wharf_store::Store;
@@ -112,11 +113,17 @@ async fn stop_recorded(
             StopOutcome::Graceful => "graceful",
             StopOutcome::Killed => "killed after the grace period",
         };
+        // The proxy is recorded beside the instances; it stops first (no new requests).
+        let (action, target) = if service == PROXY_ROW {
+            ("proxy.stop", "proxy".to_owned())
+        } else {
+            ("instance.stop", format!("{service}/{index}"))
+        };
         let entry = NewEntry::new(
             jiff::Timestamp::now(),
             &actor,
-            "instance.stop".parse()?,
-            format!("{service}/{index}"),
+            action.parse()?,
+            target,
             json!({"pid": pid, "how": how, "without_control_plane": true}),
         )?;
         ledger.append(entry)?;

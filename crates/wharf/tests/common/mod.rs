@@ -17,21 +17,32 @@ pub fn wharf_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_wharf"))
 }
 
-/// The testbed binary beside wharf's; built once if this test run did not build it.
-pub fn testbed_bin() -> PathBuf {
-    static BUILD: Once = Once::new();
-    let path = wharf_bin().with_file_name("wharf-testbed");
-    BUILD.call_once(|| {
+/// A workspace binary beside wharf's (the testbed, the proxy, the load generator); built once
+/// if this test run did not build it.
+fn sibling_bin(name: &str, package: &str, once: &'static Once) -> PathBuf {
+    let path = wharf_bin().with_file_name(name);
+    once.call_once(|| {
         if !path.exists() {
             let status = Command::new(env!("CARGO"))
-                .args(["build", "-q", "-p", "wharf-testbed"])
+                .args(["build", "-q", "-p", package, "--bins"])
                 .status()
                 .unwrap();
-            assert!(status.success(), "building wharf-testbed");
+            assert!(status.success(), "building {package}");
         }
     });
     assert!(path.exists(), "{} missing", path.display());
     path
+}
+
+pub fn testbed_bin() -> PathBuf {
+    static BUILD: Once = Once::new();
+    sibling_bin("wharf-testbed", "wharf-testbed", &BUILD)
+}
+
+/// `wharf up` finds the proxy beside itself.
+pub fn proxy_bin() -> PathBuf {
+    static BUILD: Once = Once::new();
+    sibling_bin("wharf-proxy", "wharf-proxy", &BUILD)
 }
 
 pub fn free_port() -> u16 {
@@ -64,6 +75,7 @@ impl Stack {
     pub fn new(manifest: &str) -> Stack {
         let dir = tempfile::tempdir().unwrap();
         let text = manifest.replace("TESTBED", &testbed_bin().display().to_string());
+        proxy_bin();
         std::fs::write(dir.path().join("wharf.yaml"), text).unwrap();
         Stack { dir }
     }
