@@ -65,6 +65,8 @@ pub struct ServicePlan {
     pub proxied: bool,
     /// The manifest's `rollout` block (canary with default steps when absent).
     pub rollout: Option<wharf_manifest::model::Rollout>,
+    /// Keeps a client on one version during a rollout.
+    pub sticky: Option<wharf_manifest::model::Sticky>,
 }
 
 impl ServicePlan {
@@ -195,6 +197,7 @@ fn service_plan(name: &str, service: &Service) -> Result<ServicePlan, PlanError>
         live: service.probes.live.as_ref().map(probe_plan),
         proxied: service.kind.is_none() && service.command.is_some() && service.port.is_some(),
         rollout: service.rollout.clone(),
+        sticky: service.sticky.clone(),
     })
 }
 

@@ -75,6 +75,9 @@ pub struct Service {
     pub probes: Probes,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollout: Option<Rollout>,
+    /// Keeps a client on one version during a rollout (the proxy hashes the key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sticky: Option<Sticky>,
     pub reload: Reload,
     pub restart: RestartPolicy,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -240,6 +243,14 @@ impl Rollout {
             })
             .collect()
     }
+}
+
+/// Where the proxy finds a client's stickiness key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sticky {
+    Cookie(String),
+    Header(String),
 }
 
 /// Deadlines of a rollout's phases, so no rollout waits forever.

@@ -51,6 +51,7 @@ const SERVICE_KEYS: &[&str] = &[
     "depends_on",
     "probes",
     "rollout",
+    "sticky",
     "reload",
     "restart",
     "backup",
@@ -268,6 +269,9 @@ fn service(
         rollout: fields
             .get("rollout")
             .and_then(|n| rollout(decoder, name, n)),
+        sticky: fields
+            .get("sticky")
+            .and_then(|n| sticky(decoder, &field("sticky"), n)),
         reload: fields
             .get("reload")
             .and_then(|n| {
@@ -749,6 +753,38 @@ fn rollout(decoder: &mut Decoder, service: &str, node: &Node) -> Option<Rollout>
             .and_then(|n| deadlines(decoder, &what, n))
             .unwrap_or_default(),
     })
+}
+
+/// `sticky: {cookie: NAME}` or `sticky: {header: NAME}`: exactly one.
+fn sticky(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Sticky> {
+    let fields = decoder.fields(node, what, &["cookie", "header"])?;
+    let cookie = fields
+        .get("cookie")
+        .and_then(|n| decoder.name(n, &sub(what, "cookie")));
+    let header = fields
+        .get("header")
+        .and_then(|n| decoder.name(n, &sub(what, "header")));
+    match (cookie, header) {
+        (Some(cookie), None) => Some(Sticky::Cookie(cookie)),
+        (None, Some(header)) => Some(Sticky::Header(header)),
+        (Some(_), Some(_)) => {
+            decoder.push(
+                Diagnostic::error(
+                    node.span,
+                    format!("{what} takes `cookie` or `header`, not both"),
+                )
+                .with_hint("a client is kept on one version by one key"),
+            );
+            None
+        }
+        (None, None) => {
+            decoder.push(
+                Diagnostic::error(node.span, format!("{what} needs `cookie` or `header`"))
+                    .with_hint("e.g. `sticky: {cookie: session}`"),
+            );
+            None
+        }
+    }
 }
 
 fn deadlines(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Deadlines> {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::sync::watch;
-use wharf_proxy::table::{RouteTable, ServiceRoute, VersionRoute};
+use wharf_proxy::table::{RouteTable, ServiceRoute, Sticky, VersionRoute};
 use wharf_runtime::{InstanceSpec, Recorded, StartError};
 use wharf_store::InstanceRow;
 
@@ -290,7 +290,10 @@ impl ControlPlane {
                 ServiceRoute {
                     listen: format!("0.0.0.0:{port}"),
                     versions,
-                    sticky: None,
+                    sticky: plan.sticky.as_ref().map(|sticky| match sticky {
+                        wharf_manifest::model::Sticky::Cookie(name) => Sticky::Cookie(name.clone()),
+                        wharf_manifest::model::Sticky::Header(name) => Sticky::Header(name.clone()),
+                    }),
                     drain_timeout_ms: u64::try_from(drain.as_millis()).unwrap_or(u64::MAX),
                     eject_after: 3,
                     eject_cooldown_ms: 10_000,
