@@ -484,3 +484,42 @@ fn get_with(port: u16, headers: &[(&str, &str)]) -> (u16, Option<String>) {
         .map(|v| v.trim().to_owned());
     (status, version)
 }
+
+#[test]
+fn restart_of_a_single_replica_behind_the_proxy_drops_no_request() {
+    let port = free_port();
+    let stack = Stack::new(&format!(
+        r#"
+name: one
+services:
+  web:
+    command: [TESTBED, --port, "${{PORT}}", --version, "1"]
+    port: {port}
+    probes:
+      ready: {{http: {{path: /ready}}, interval: 200ms}}
+"#
+    ));
+    assert!(stack.up().status.success());
+    let before = stack.pids();
+    let run = start_load(port, 200.0, Duration::from_secs(60));
+    until_answered(&run, 100);
+    let output = stack.wharf(&["restart", "web"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    eventually("a new instance took over", Duration::from_secs(20), || {
+        let pids = stack.pids();
+        (pids.len() == 1 && pids != before).then_some(())
+    });
+    let answered = run.snapshot().total();
+    eventually("traffic on the new instance", Duration::from_secs(10), || {
+        (run.snapshot().total() > answered + 100).then_some(())
+    });
+    let report = run.stop();
+    assert_no_failures(&report);
+    let restart = &actions(&stack.ledger(), "service.restart")[0];
+    assert_eq!(restart["details"]["mode"], "rolling");
+    assert_eq!(actions(&stack.ledger(), "instance.drain").len(), 1);
+}
