@@ -565,19 +565,22 @@ impl ControlPlane {
             Some(name) => vec![name.clone()],
             None => {
                 self.exit_when_stopped = true;
-                for index in 0..self.services.len() {
-                    if self.services[index].active_rollout().is_some() {
-                        self.feed_rollout(
-                            index,
-                            wharf_rollout::Event::Abort {
-                                reason: "the stack is stopping".to_owned(),
-                            },
-                        );
-                    }
-                }
                 self.services.iter().map(|s| s.plan.name.clone()).collect()
             }
         };
+        // A rollout of a service that stops ends here, rolled back: nothing is left to judge.
+        for name in &names {
+            if let Some(index) = self.service_index(name)
+                && self.services[index].active_rollout().is_some()
+            {
+                self.feed_rollout(
+                    index,
+                    wharf_rollout::Event::Abort {
+                        reason: "the service was stopped".to_owned(),
+                    },
+                );
+            }
+        }
         for name in &names {
             if let Some(index) = self.service_index(name) {
                 self.services[index].wanted = false;

@@ -169,6 +169,9 @@ impl ControlPlane {
         self.journal.remove_instance(PROXY_ROW, 0);
         let status = status.map_or_else(|| "unknown".to_owned(), |s| s.to_string());
         if self.proxy.stopping {
+            // A clean stop: the next proxy starts empty rather than listening on the ports of
+            // instances that are gone.
+            let _ = std::fs::remove_file(&self.proxy.state_file);
             self.journal
                 .record("proxy.stopped", "proxy", json!({"status": status}));
             return;

@@ -93,6 +93,13 @@ impl ControlPlane {
         let Some(rollout) = self.services[index].active_rollout() else {
             return;
         };
+        // Rolling back: the new version is on its way out, whatever was asked before.
+        if matches!(
+            rollout.machine.phase(),
+            wharf_rollout::Phase::Aborting { .. }
+        ) {
+            return;
+        }
         let version = rollout.new.version.clone();
         let want = rollout.want_new;
         loop {

@@ -547,6 +547,11 @@ impl ControlPlane {
                 .values()
                 .filter(|i| i.version == new_version && i.is_routable())
                 .count() as u32;
+            let new_left = service
+                .instances
+                .values()
+                .filter(|i| i.version == new_version)
+                .count();
             let stable_left = service
                 .instances
                 .values()
@@ -554,7 +559,9 @@ impl ControlPlane {
                 .count();
             if phase == "waiting-ready" && want_new > 0 && new_ready >= want_new {
                 self.feed_rollout(index, RolloutEvent::NewInstancesReady);
-            } else if phase == "stopping-old" && stable_left == 0 {
+            } else if (phase == "stopping-old" && stable_left == 0)
+                || (phase == "aborting" && new_left == 0)
+            {
                 self.feed_rollout(index, RolloutEvent::DrainDone);
             }
             self.feed_rollout(index, RolloutEvent::Tick { now: now_at() });

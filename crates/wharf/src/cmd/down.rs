@@ -105,6 +105,10 @@ async fn stop_recorded(
         let outcome = stop_instance(process, Duration::from_secs(10)).await;
         stopped.push((row.service.clone(), row.index, row.pid, outcome));
         store.remove_instance(&row.service, row.index)?;
+        if row.service == PROXY_ROW {
+            // Its saved table names instances that are about to be gone.
+            let _ = std::fs::remove_file(state_dir.join("proxy-routes.json"));
+        }
     }
     let mut ledger = Ledger::new(store);
     for (service, index, pid, outcome) in &stopped {
