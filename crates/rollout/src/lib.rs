@@ -37,6 +37,7 @@ mod machine;
 mod plan;
 mod sequential;
 mod stats;
+mod text_duration;
 mod time;
 
 pub use analysis::{Verdict, evaluate};

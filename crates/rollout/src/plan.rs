@@ -28,6 +28,7 @@ pub struct Step {
     /// Percent of traffic on the new version, `1..=100`.
     pub weight: u8,
     /// Minimum time at this weight before the step may pass.
+    #[serde(with = "crate::text_duration")]
     pub pause: Duration,
 }
 
@@ -58,19 +59,25 @@ pub enum DeadlineAction {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Policy {
     /// How long new instances may take to become ready; then abort.
+    #[serde(with = "crate::text_duration")]
     pub ready_timeout: Duration,
     /// How long a step may run past its pause while it lacks `min_requests`.
+    #[serde(with = "crate::text_duration")]
     pub step_extension: Duration,
     /// What a step deadline does.
     pub on_step_deadline: DeadlineAction,
     /// How long a manual or deadline pause may last; then abort.
+    #[serde(with = "crate::text_duration")]
     pub pause_timeout: Duration,
     /// How long a blue-green preview waits for `Promote`; then abort.
+    #[serde(with = "crate::text_duration")]
     pub preview_timeout: Duration,
     /// How long draining may take before instances are stopped anyway.
+    #[serde(with = "crate::text_duration")]
     pub drain_timeout: Duration,
     /// Traffic phases abort when no stats arrived for this long (the proxy may be gone), and a
     /// resumed rollout whose last stats are older rolls back.
+    #[serde(with = "crate::text_duration")]
     pub stats_stale_after: Duration,
     /// Bound on the probability that the error-rate tests abort a version as good as stable,
     /// over the whole rollout however often they are checked. Split evenly between the
