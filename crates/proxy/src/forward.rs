@@ -43,14 +43,40 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// Handle one request that arrived on `listen` from `peer`.
+/// One client connection: what every request on it shares.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    pub inner: Arc<Inner>,
+    /// The port it arrived on.
+    pub listen: SocketAddr,
+    /// The client's IP address as a header value, made once per connection.
+    peer_ip: HeaderValue,
+}
+
+impl Connection {
+    pub(crate) fn new(inner: Arc<Inner>, listen: SocketAddr, peer: SocketAddr) -> Connection {
+        let peer_ip =
+            HeaderValue::try_from(peer.ip().to_string()).expect("an IP address is a header value");
+        Connection {
+            inner,
+            listen,
+            peer_ip,
+        }
+    }
+}
+
+/// Handle one request that arrived on `connection`.
 pub(crate) async fn handle(
-    inner: Arc<Inner>,
-    listen: SocketAddr,
-    peer: SocketAddr,
+    connection: Arc<Connection>,
     request: Request<Incoming>,
 ) -> Result<Response<DownBody>, Infallible> {
-    let service = inner.routes.load().by_listen.get(&listen).cloned();
+    let inner = &connection.inner;
+    let service = inner
+        .routes
+        .load()
+        .by_listen
+        .get(&connection.listen)
+        .cloned();
     let Some(service) = service else {
         return Ok(error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -65,7 +91,7 @@ pub(crate) async fn handle(
     };
     version.stats.request();
     let started = Instant::now();
-    let response = forward(&inner, &service, version, peer, request).await;
+    let response = forward(inner, &service, version, &connection.peer_ip, request).await;
     version
         .stats
         .response(response.status().as_u16(), started.elapsed());
@@ -76,7 +102,7 @@ async fn forward(
     inner: &Inner,
     service: &ServiceRt,
     version: &VersionRt,
-    peer: SocketAddr,
+    peer_ip: &HeaderValue,
     request: Request<Incoming>,
 ) -> Response<DownBody> {
     let (mut parts, body) = request.into_parts();
@@ -85,7 +111,7 @@ async fn forward(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    rewrite_request_headers(&mut parts.headers, &parts.uri, peer);
+    rewrite_request_headers(&mut parts.headers, &parts.uri, peer_ip);
     let body = if body.is_end_stream() {
         UpBody::Empty
     } else {
@@ -210,7 +236,7 @@ fn upstream_uri(instance: &Instance, path: &PathAndQuery) -> Uri {
     Uri::from_parts(parts).expect("scheme, authority and path make a URI")
 }
 
-fn rewrite_request_headers(headers: &mut HeaderMap, uri: &Uri, peer: SocketAddr) {
+fn rewrite_request_headers(headers: &mut HeaderMap, uri: &Uri, peer_ip: &HeaderValue) {
     strip_hop_by_hop(headers);
     // HTTP/2 requests carry the host in the URI; HTTP/1.1 upstreams need it as a header.
     if !headers.contains_key(header::HOST)
@@ -223,12 +249,18 @@ fn rewrite_request_headers(headers: &mut HeaderMap, uri: &Uri, peer: SocketAddr)
     if let Some(host) = headers.get(header::HOST).cloned() {
         headers.insert(X_FORWARDED_HOST, host);
     }
-    let ip = peer.ip().to_string();
-    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(earlier) => format!("{earlier}, {ip}"),
-        None => ip,
+    let forwarded_for = match headers.get(&X_FORWARDED_FOR) {
+        Some(earlier) => {
+            let mut joined = Vec::with_capacity(earlier.len() + 2 + peer_ip.len());
+            joined.extend_from_slice(earlier.as_bytes());
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(peer_ip.as_bytes());
+            HeaderValue::from_maybe_shared(Bytes::from(joined)).ok()
+        }
+        // A clone of the connection's value shares its bytes: no allocation per request.
+        None => Some(peer_ip.clone()),
     };
-    if let Ok(value) = HeaderValue::try_from(forwarded_for) {
+    if let Some(value) = forwarded_for {
         headers.insert(X_FORWARDED_FOR, value);
     }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
@@ -236,17 +268,19 @@ fn rewrite_request_headers(headers: &mut HeaderMap, uri: &Uri, peer: SocketAddr)
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Headers named in `Connection` are hop-by-hop too.
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::try_from(name.trim()).ok())
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
-        if headers.contains_key(name) {
+    if let Some(connection) = headers.get(header::CONNECTION) {
+        let named: Vec<HeaderName> = std::iter::once(connection)
+            .chain(headers.get_all(header::CONNECTION).iter().skip(1))
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::try_from(name.trim()).ok())
+            .collect();
+        for name in &named {
             headers.remove(name);
         }
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
     }
 }
 

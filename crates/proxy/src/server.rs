@@ -488,8 +488,8 @@ async fn serve(
                     return;
                 }
             };
-            let service =
-                service_fn(move |request| forward::handle(inner.clone(), address, peer, request));
+            let connection = Arc::new(forward::Connection::new(inner, address, peer));
+            let service = service_fn(move |request| forward::handle(connection.clone(), request));
             let connection = builder.serve_connection(TokioIo::new(stream), service);
             if let Err(err) = watcher.watch(connection).await {
                 tracing::debug!(%peer, error = %err, "connection ended with an error");

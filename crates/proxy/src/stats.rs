@@ -2,11 +2,10 @@
 //! read as JSON by `/v1/stats` and as OpenMetrics text by `/metrics`.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
@@ -14,35 +13,52 @@ use serde::Serialize;
 
 use crate::latency::{AtomicBuckets, BUCKETS, sparse};
 
-/// Counters of one version of one service.
-#[derive(Debug)]
-pub struct VersionStats {
+/// Shards per version: each thread counts into one (threads take them in turn), so the
+/// worker threads do not write to the same cache lines on every request; reads add them up.
+const SHARDS: usize = 4;
+
+/// One thread's share of a version's counters, on its own cache lines.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Shard {
     requests: AtomicU64,
     classes: [AtomicU64; 4],
     upstream_errors: AtomicU64,
     retries: AtomicU64,
-    latency: Mutex<Histogram<u64>>,
+    latency_sum_us: AtomicU64,
+    latency_max_us: AtomicU64,
     buckets: AtomicBuckets,
+}
+
+thread_local! {
+    /// The shard this thread counts into.
+    static SHARD: usize = {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS
+    };
+}
+
+/// Counters of one version of one service. The request path only does relaxed atomic adds
+/// on its thread's shard: no lock.
+#[derive(Debug)]
+pub struct VersionStats {
+    shards: Box<[Shard; SHARDS]>,
 }
 
 impl VersionStats {
     fn new() -> VersionStats {
         VersionStats {
-            requests: AtomicU64::new(0),
-            classes: Default::default(),
-            upstream_errors: AtomicU64::new(0),
-            retries: AtomicU64::new(0),
-            // Microseconds from 1 µs to 1 hour with 3 significant digits.
-            latency: Mutex::new(
-                Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
-            ),
-            buckets: AtomicBuckets::default(),
+            shards: Box::default(),
         }
+    }
+
+    fn shard(&self) -> &Shard {
+        &self.shards[SHARD.with(|shard| *shard)]
     }
 
     /// A request was routed to this version.
     pub fn request(&self) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.shard().requests.fetch_add(1, Ordering::Relaxed);
     }
 
     /// An answer (from the upstream, or the proxy's own 5xx) with the time to its headers.
@@ -53,53 +69,58 @@ impl VersionStats {
             400..=499 => 2,
             _ => 3,
         };
-        self.classes[class].fetch_add(1, Ordering::Relaxed);
-        let micros = u64::try_from(elapsed.as_micros())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        self.buckets.record(micros);
-        if let Ok(mut histogram) = self.latency.lock() {
-            histogram.saturating_record(micros);
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let shard = self.shard();
+        shard.classes[class].fetch_add(1, Ordering::Relaxed);
+        shard.buckets.record(micros);
+        shard.latency_sum_us.fetch_add(micros, Ordering::Relaxed);
+        // Read first: a new maximum is rare, so the common case writes nothing more.
+        if micros > shard.latency_max_us.load(Ordering::Relaxed) {
+            shard.latency_max_us.fetch_max(micros, Ordering::Relaxed);
         }
     }
 
     /// A connection to an upstream failed or it did not answer.
     pub fn upstream_error(&self) {
-        self.upstream_errors.fetch_add(1, Ordering::Relaxed);
+        self.shard().upstream_errors.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A request was retried on another instance.
     pub fn retry(&self) {
-        self.retries.fetch_add(1, Ordering::Relaxed);
+        self.shard().retries.fetch_add(1, Ordering::Relaxed);
     }
 
     fn report(&self) -> VersionReport {
-        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        let histogram = self.latency.lock().map(|h| h.clone()).ok();
-        let latency = histogram.map_or_else(LatencyReport::default, |h| LatencyReport {
-            count: h.len(),
-            p50: h.value_at_quantile(0.50),
-            p95: h.value_at_quantile(0.95),
-            p99: h.value_at_quantile(0.99),
-            max: h.max(),
-            mean: h.mean(),
-        });
+        let sum = |counter: fn(&Shard) -> &AtomicU64| -> u64 {
+            self.shards
+                .iter()
+                .map(|shard| counter(shard).load(Ordering::Relaxed))
+                .sum()
+        };
+        let mut dense = [0; BUCKETS];
+        for shard in self.shards.iter() {
+            shard.buckets.add_to(&mut dense);
+        }
+        let buckets = sparse(&dense);
+        let max = self
+            .shards
+            .iter()
+            .map(|shard| shard.latency_max_us.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0);
+        let latency = LatencyReport::from_buckets(&buckets, sum(|s| &s.latency_sum_us), max);
         VersionReport {
-            requests: load(&self.requests),
+            requests: sum(|s| &s.requests),
             responses: Classes {
-                c2xx: load(&self.classes[0]),
-                c3xx: load(&self.classes[1]),
-                c4xx: load(&self.classes[2]),
-                c5xx: load(&self.classes[3]),
+                c2xx: sum(|s| &s.classes[0]),
+                c3xx: sum(|s| &s.classes[1]),
+                c4xx: sum(|s| &s.classes[2]),
+                c5xx: sum(|s| &s.classes[3]),
             },
-            upstream_errors: load(&self.upstream_errors),
-            retries: load(&self.retries),
+            upstream_errors: sum(|s| &s.upstream_errors),
+            retries: sum(|s| &s.retries),
             latency_us: latency,
-            latency_buckets: {
-                let mut dense = [0; BUCKETS];
-                self.buckets.add_to(&mut dense);
-                sparse(&dense)
-            },
+            latency_buckets: buckets,
         }
     }
 }
@@ -209,7 +230,9 @@ pub struct Classes {
     pub c5xx: u64,
 }
 
-/// A latency summary from an HDR histogram, in microseconds.
+/// A latency summary, in microseconds. Quantiles come from the fixed buckets of
+/// [`crate::latency`]: each is the upper bound of the bucket it falls in (at most 4.4 % above
+/// the exact value), or the maximum when that is lower; `max` and `mean` are exact.
 #[derive(Debug, Default, Serialize)]
 pub struct LatencyReport {
     /// Samples.
@@ -224,6 +247,34 @@ pub struct LatencyReport {
     pub max: u64,
     /// Mean.
     pub mean: f64,
+}
+
+impl LatencyReport {
+    fn from_buckets(buckets: &[(u64, u64)], sum: u64, max: u64) -> LatencyReport {
+        let count: u64 = buckets.iter().map(|(_, count)| count).sum();
+        let quantile = |q: f64| -> u64 {
+            let rank = (q * count as f64).ceil() as u64;
+            let mut below = 0;
+            for &(bound, n) in buckets {
+                below += n;
+                if below >= rank {
+                    return bound.min(max);
+                }
+            }
+            max
+        };
+        if count == 0 {
+            return LatencyReport::default();
+        }
+        LatencyReport {
+            count,
+            p50: quantile(0.50),
+            p95: quantile(0.95),
+            p99: quantile(0.99),
+            max,
+            mean: sum as f64 / count as f64,
+        }
+    }
 }
 
 /// Encodes the counters at scrape time, so the request path updates only one set of atomics.
@@ -271,7 +322,7 @@ impl Collector for StatsCollector {
         )?;
         let mut family = encoder.encode_descriptor(
             "wharf_proxy_latency_microseconds",
-            "Time to response headers (quantiles from an HDR histogram since start)",
+            "Time to response headers (quantiles from log-spaced buckets since start)",
             None,
             MetricType::Gauge,
         )?;
