@@ -34,6 +34,53 @@ pub struct SecretPolicy {
     /// Rotate at least this often (`90d`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_age: Option<Duration>,
+    /// What preflight does with an overdue secret (`fail` unless set to `warn`).
+    pub overdue: Overdue,
+    /// How `wharf secret rotate` makes a new value (default: 32 alphanumerics).
+    pub generate: Generator,
+    /// Run before services switch to a rotated value, to make it real (e.g. `ALTER ROLE`).
+    /// It gets the new and old values in `WHARF_SECRET_NEW` / `WHARF_SECRET_OLD`, never in argv.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotate_command: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Overdue {
+    #[default]
+    Fail,
+    Warn,
+}
+
+/// A random value's shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Generator {
+    pub length: u32,
+    /// The characters to draw from; `alnum`, `hex` and `base64url` name the usual sets.
+    pub alphabet: String,
+}
+
+impl Default for Generator {
+    fn default() -> Self {
+        Generator {
+            length: 32,
+            alphabet: "alnum".to_owned(),
+        }
+    }
+}
+
+impl Generator {
+    /// The characters of the alphabet, with the named sets expanded.
+    pub fn characters(&self) -> String {
+        match self.alphabet.as_str() {
+            "alnum" => "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789".to_owned(),
+            "hex" => "0123456789abcdef".to_owned(),
+            "base64url" => {
+                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".to_owned()
+            }
+            other => other.to_owned(),
+        }
+    }
 }
 
 /// What an environment demands before a deployment may proceed.
@@ -67,8 +114,12 @@ pub struct Service {
     pub replicas: u32,
     #[serde(skip_serializing_if = "IndexMap::is_empty")]
     pub env: IndexMap<String, String>,
+    /// Secrets given to the service as environment variables of the same name.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<String>,
+    /// Secrets given as files `$WHARF_SECRETS_DIR/NAME` (mode 0400, removed when it stops).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secret_files: Vec<String>,
     #[serde(skip_serializing_if = "IndexMap::is_empty")]
     pub depends_on: IndexMap<String, Dependency>,
     #[serde(skip_serializing_if = "Probes::is_empty")]

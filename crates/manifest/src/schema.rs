@@ -48,6 +48,7 @@ const SERVICE_KEYS: &[&str] = &[
     "replicas",
     "env",
     "secrets",
+    "secret_files",
     "depends_on",
     "probes",
     "rollout",
@@ -215,15 +216,19 @@ fn service(
         refs.ports.push((name.to_owned(), port, n.span));
         Some(port)
     });
-    let secrets = fields.get("secrets").and_then(|n| {
-        let names = decoder.string_list(n, &field("secrets"))?;
-        let spans = item_spans(n);
-        for (secret, span) in names.iter().zip(spans) {
-            refs.service_secrets
-                .push((name.to_owned(), secret.clone(), span));
-        }
-        Some(names)
-    });
+    let mut secret_list = |key: &str| {
+        fields.get(key).and_then(|n| {
+            let names = decoder.string_list(n, &field(key))?;
+            let spans = item_spans(n);
+            for (secret, span) in names.iter().zip(spans) {
+                refs.service_secrets
+                    .push((name.to_owned(), secret.clone(), span));
+            }
+            Some(names)
+        })
+    };
+    let secrets = secret_list("secrets");
+    let secret_files = secret_list("secret_files");
     let depends_on = fields
         .get("depends_on")
         .map(|n| dependencies(decoder, name, n, refs))
@@ -261,6 +266,7 @@ fn service(
             .map(|n| decoder.string_map(n, &field("env")))
             .unwrap_or_default(),
         secrets: secrets.unwrap_or_default(),
+        secret_files: secret_files.unwrap_or_default(),
         depends_on,
         probes: fields
             .get("probes")
@@ -755,6 +761,32 @@ fn rollout(decoder: &mut Decoder, service: &str, node: &Node) -> Option<Rollout>
     })
 }
 
+fn generator(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Generator> {
+    let fields = decoder.fields(node, what, &["length", "alphabet"])?;
+    let default = Generator::default();
+    let length = fields
+        .get("length")
+        .and_then(|n| decoder.integer::<u32>(n, &sub(what, "length"), 8, 4096))
+        .unwrap_or(default.length);
+    let alphabet = fields
+        .get("alphabet")
+        .and_then(|n| decoder.name(n, &sub(what, "alphabet")))
+        .unwrap_or(default.alphabet);
+    let generator = Generator { length, alphabet };
+    let distinct: std::collections::HashSet<char> = generator.characters().chars().collect();
+    if distinct.len() < 2 {
+        decoder.push(
+            Diagnostic::error(
+                node.span,
+                format!("{what}: the alphabet needs at least two distinct characters"),
+            )
+            .with_hint("use alnum, hex, base64url, or list the characters"),
+        );
+        return None;
+    }
+    Some(generator)
+}
+
 /// `sticky: {cookie: NAME}` or `sticky: {header: NAME}`: exactly one.
 fn sticky(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Sticky> {
     let fields = decoder.fields(node, what, &["cookie", "header"])?;
@@ -999,7 +1031,17 @@ fn secrets(
     for (name, key, value) in decoder.named_entries(node, "`secrets`") {
         refs.declared_secrets.push((name.clone(), key.span));
         let what = format!("secret `{name}`");
-        let Some(fields) = decoder.fields(value, &what, &["description", "max_age"]) else {
+        let Some(fields) = decoder.fields(
+            value,
+            &what,
+            &[
+                "description",
+                "max_age",
+                "overdue",
+                "generate",
+                "rotate_command",
+            ],
+        ) else {
             continue;
         };
         let policy = SecretPolicy {
@@ -1009,6 +1051,23 @@ fn secrets(
             max_age: fields
                 .get("max_age")
                 .and_then(|n| decoder.parsed(n, &format!("{what} max_age"), "duration")),
+            overdue: fields
+                .get("overdue")
+                .and_then(|n| {
+                    decoder.choice(
+                        n,
+                        &format!("{what} overdue"),
+                        &[("fail", Overdue::Fail), ("warn", Overdue::Warn)],
+                    )
+                })
+                .unwrap_or_default(),
+            generate: fields
+                .get("generate")
+                .and_then(|n| generator(decoder, &format!("{what} generate"), n))
+                .unwrap_or_default(),
+            rotate_command: fields
+                .get("rotate_command")
+                .and_then(|n| decoder.command(n, &format!("{what} rotate_command"))),
         };
         secrets.insert(name, policy);
     }
