@@ -7,16 +7,20 @@
 //! write), a process opens one `Store`, and every append runs in a `BEGIN IMMEDIATE`
 //! transaction that re-checks the tree size, so a second process can never interleave entries.
 
+mod config;
 mod db;
 mod instances;
 mod keys;
 mod ledger;
 mod migrations;
 mod rollouts;
+mod secrets;
 
+pub use config::ConfigRevision;
 pub use db::{DB_FILE, Store, StoreError};
 pub use instances::{HEALTH_HISTORY_LIMIT, HealthEvent, InstanceRow};
 pub use keys::{KEY_FILE, load_or_create_signer};
 pub use ledger::EntryFilter;
 pub use migrations::SCHEMA_VERSION;
 pub use rollouts::RolloutRow;
+pub use secrets::{RewrappedKey, SecretVersionRow};

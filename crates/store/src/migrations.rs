@@ -72,6 +72,32 @@ pub const MIGRATIONS: &[&str] = &[
         state      TEXT NOT NULL,
         updated_at TEXT NOT NULL
     ) WITHOUT ROWID;",
+    // 5: secret versions (values only as ciphertext under a wrapped per-version data key;
+    // the store never sees a plaintext) and the history of configuration overrides.
+    "CREATE TABLE secret_versions (
+        name        TEXT NOT NULL,
+        version     INTEGER NOT NULL,
+        created_at  TEXT NOT NULL,
+        actor       TEXT NOT NULL,
+        reason      TEXT,
+        origin      TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        wrapped_key BLOB NOT NULL,
+        key_nonce   BLOB NOT NULL,
+        nonce       BLOB NOT NULL,
+        ciphertext  BLOB NOT NULL,
+        PRIMARY KEY (name, version)
+    ) WITHOUT ROWID;
+    -- changes: a JSON object, key -> string (set) or null (unset).
+    CREATE TABLE config_revisions (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        service    TEXT NOT NULL,
+        changes    TEXT NOT NULL,
+        actor      TEXT NOT NULL,
+        reason     TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX config_revisions_service ON config_revisions (service, id);",
 ];
 
 /// The schema version a fully migrated database records in `PRAGMA user_version`.
