@@ -13,16 +13,12 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::http::uri::{PathAndQuery, Scheme};
+use hyper::http::uri::PathAndQuery;
 use hyper::{Request, Response, StatusCode, Uri, Version};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 
 use crate::routes::{InFlight, Instance, ServiceRt, VersionRt};
 use crate::server::Inner;
-
-/// The pooled upstream client.
-pub(crate) type UpstreamClient = Client<HttpConnector, UpBody>;
+use crate::upstream::{self, Lease, SendError};
 
 /// At most this many instances are tried for one request.
 const MAX_ATTEMPTS: usize = 3;
@@ -137,9 +133,16 @@ async fn forward(
         };
         let mut upstream = Request::new(body.share());
         *upstream.method_mut() = parts.method.clone();
-        *upstream.uri_mut() = upstream_uri(instance, &path);
+        // Origin form: the connection already goes to the instance.
+        *upstream.uri_mut() = Uri::from(path.clone());
         *upstream.version_mut() = Version::HTTP_11;
         *upstream.headers_mut() = headers;
+        if !upstream.headers().contains_key(header::HOST) {
+            // An HTTP/1.0 request may name no host; HTTP/1.1 upstreams need one.
+            upstream
+                .headers_mut()
+                .insert(header::HOST, instance.host.clone());
+        }
         outcome = send(inner, service, version, instance, upstream).await;
         match outcome {
             Outcome::Refused if body.retryable() => continue,
@@ -162,6 +165,10 @@ async fn forward(
     }
 }
 
+#[expect(
+    clippy::large_enum_variant,
+    reason = "lives on the stack for one request; boxing would allocate on every request"
+)]
 enum Outcome {
     Answered(Response<DownBody>),
     NoInstance,
@@ -181,7 +188,7 @@ async fn send(
     // Dropped on every early return; moved into the response body when there is one.
     let in_flight = InFlight::start(instance);
     let result = tokio::select! {
-        result = crate::server::upstream_request(request) => result,
+        result = upstream::send(instance.address, request) => result,
         _ = cut.wait_for(|cut| *cut) => {
             tracing::warn!(instance = %instance.address, "drain timeout: in-flight request cut");
             version.stats.upstream_error();
@@ -189,51 +196,36 @@ async fn send(
         }
     };
     match result {
-        Ok(response) => {
+        Ok((response, lease)) => {
             instance.succeeded();
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             let body = StreamedBody {
                 body,
                 in_flight: Some(in_flight),
+                lease: Some(lease),
             };
             Outcome::Answered(Response::from_parts(parts, DownBody::Upstream(body)))
         }
         Err(err) => {
             version.stats.upstream_error();
-            if err.is_connect() {
-                tracing::debug!(instance = %instance.address, error = %err, "connect failed");
-                instance.failed(&inner.clock, service.eject_after, service.cooldown);
-                if is_timeout(&err) {
-                    Outcome::TimedOut
-                } else {
-                    Outcome::Refused
+            let timed_out = match &err {
+                SendError::ConnectTimeout => true,
+                SendError::Connect(io) => io.kind() == std::io::ErrorKind::TimedOut,
+                SendError::Upstream(_) => {
+                    tracing::debug!(instance = %instance.address, error = %err, "upstream failed");
+                    return Outcome::Failed;
                 }
+            };
+            tracing::debug!(instance = %instance.address, error = %err, "connect failed");
+            instance.failed(&inner.clock, service.eject_after, service.cooldown);
+            if timed_out {
+                Outcome::TimedOut
             } else {
-                tracing::debug!(instance = %instance.address, error = %err, "upstream failed");
-                Outcome::Failed
+                Outcome::Refused
             }
         }
     }
-}
-
-fn is_timeout(err: &hyper_util::client::legacy::Error) -> bool {
-    let mut source: Option<&dyn std::error::Error> = Some(err);
-    while let Some(e) = source {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            return io.kind() == std::io::ErrorKind::TimedOut;
-        }
-        source = e.source();
-    }
-    false
-}
-
-fn upstream_uri(instance: &Instance, path: &PathAndQuery) -> Uri {
-    let mut parts = hyper::http::uri::Parts::default();
-    parts.scheme = Some(Scheme::HTTP);
-    parts.authority = Some(instance.authority.clone());
-    parts.path_and_query = Some(path.clone());
-    Uri::from_parts(parts).expect("scheme, authority and path make a URI")
 }
 
 fn rewrite_request_headers(headers: &mut HeaderMap, uri: &Uri, peer_ip: &HeaderValue) {
@@ -343,6 +335,26 @@ impl Body for DownBody {
 pub struct StreamedBody {
     body: Incoming,
     in_flight: Option<InFlight>,
+    /// The upstream connection, back to the pool once the body has been read to its end.
+    lease: Option<Lease>,
+}
+
+impl StreamedBody {
+    fn finished(&mut self) {
+        self.in_flight = None;
+        if let Some(lease) = self.lease.take() {
+            lease.release();
+        }
+    }
+}
+
+impl Drop for StreamedBody {
+    fn drop(&mut self) {
+        // An empty body is never polled; one dropped half-read takes its connection along.
+        if self.body.is_end_stream() {
+            self.finished();
+        }
+    }
 }
 
 impl Body for StreamedBody {
@@ -355,13 +367,15 @@ impl Body for StreamedBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.body).poll_frame(cx);
-        let done = match &polled {
-            Poll::Ready(None | Some(Err(_))) => true,
-            Poll::Ready(Some(Ok(_))) => this.body.is_end_stream(),
-            Poll::Pending => false,
-        };
-        if done {
-            this.in_flight = None;
+        match &polled {
+            Poll::Ready(None) => this.finished(),
+            Poll::Ready(Some(Ok(_))) if this.body.is_end_stream() => this.finished(),
+            Poll::Ready(Some(Err(_))) => {
+                // The connection is broken: count the request done, do not pool it.
+                this.in_flight = None;
+                this.lease = None;
+            }
+            _ => {}
         }
         polled
     }

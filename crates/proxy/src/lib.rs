@@ -13,6 +13,7 @@ mod routes;
 mod server;
 pub mod stats;
 pub mod table;
+mod upstream;
 
 pub use latency::{bucket_delta, merge_buckets, quantile_from_buckets};
 pub use routes::InstanceReport;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use hyper::http::uri::Authority;
+use hyper::header::HeaderValue;
 use hyper::{HeaderMap, header};
 use rand::Rng;
 
@@ -21,7 +21,8 @@ use crate::table::{PIN_HEADER, Sticky, ValidTable};
 pub struct Instance {
     /// Where it listens.
     pub address: SocketAddr,
-    pub(crate) authority: Authority,
+    /// `address` as a `Host` header value, for requests that name no host.
+    pub(crate) host: HeaderValue,
     failures: AtomicU32,
     ejections: AtomicU64,
     /// Milliseconds since the proxy's clock origin until which the instance is left out; 0 if not.
@@ -38,8 +39,8 @@ impl Instance {
     pub(crate) fn new(address: SocketAddr) -> Instance {
         Instance {
             address,
-            authority: Authority::try_from(address.to_string().as_str())
-                .expect("a socket address is an authority"),
+            host: HeaderValue::try_from(address.to_string())
+                .expect("a socket address is a header value"),
             failures: AtomicU32::new(0),
             ejections: AtomicU64::new(0),
             ejected_until_ms: AtomicU64::new(0),

@@ -11,8 +11,6 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -20,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::forward::{self, UpstreamClient};
+use crate::forward;
 use crate::persist;
 use crate::routes::{Clock, Instance, InstanceReport, Routes};
 use crate::stats::{Stats, StatsReport};
@@ -389,7 +387,14 @@ impl Workers {
                         .expect("a worker runtime starts");
                     let _ = sender.send(runtime.handle().clone());
                     drop(sender);
-                    runtime.block_on(std::future::pending::<()>());
+                    // The worker's own task: close upstream connections idle too long.
+                    runtime.block_on(async {
+                        let mut sweep = tokio::time::interval(crate::upstream::IDLE_TIMEOUT / 3);
+                        loop {
+                            sweep.tick().await;
+                            crate::upstream::sweep();
+                        }
+                    });
                 })
                 .expect("a worker thread starts");
         }
@@ -404,29 +409,6 @@ impl Workers {
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.handles.len();
         &self.handles[index]
     }
-}
-
-thread_local! {
-    /// Each worker's own pool of keep-alive connections to upstreams.
-    static UPSTREAM: UpstreamClient = upstream_client();
-}
-
-/// Send a request with this thread's upstream pool.
-pub(crate) fn upstream_request(
-    request: hyper::Request<forward::UpBody>,
-) -> hyper_util::client::legacy::ResponseFuture {
-    UPSTREAM.with(|client| client.request(request))
-}
-
-fn upstream_client() -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(2)));
-    connector.set_keepalive(Some(Duration::from_secs(60)));
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_timer(TokioTimer::new())
-        .build(connector)
 }
 
 fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {

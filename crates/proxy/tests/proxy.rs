@@ -485,3 +485,87 @@ async fn in_flight_counts_slow_requests_until_done_disconnected_or_drained() {
     .await;
     assert_eq!(in_flight(&proxy, new.address).await, 0);
 }
+
+/// A bare HTTP/1.1 upstream on loopback that counts the connections it accepts; with `close`
+/// it answers every request with `connection: close` and closes.
+async fn raw_upstream(
+    close: bool,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = stream.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buffer.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buffer.drain(..end + 4);
+                        let answer: &[u8] = if close {
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-version: raw\r\nconnection: close\r\n\r\nok"
+                        } else {
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-version: raw\r\n\r\nok"
+                        };
+                        if stream.write_all(answer).await.is_err() || close {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (address, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_reused_and_closed_ones_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let (keeps, keeps_accepted) = raw_upstream(false).await;
+    let (closes, closes_accepted) = raw_upstream(true).await;
+    let proxy = ProxyProc::start(dir.path());
+    let listen = free_port();
+    let routes = table(
+        1,
+        listen,
+        &[("keep", 100, &[keeps]), ("close", 0, &[closes])],
+        serde_json::json!({}),
+    );
+    assert_eq!(proxy.put_routes(&routes).await.0, 200);
+    let client = client();
+    // One client connection, one request at a time: one upstream connection carries them all.
+    for _ in 0..50 {
+        let (status, _, body) = get(&client, listen, "/", &[]).await;
+        assert_eq!((status, body.as_str()), (200, "ok"));
+    }
+    let used = keeps_accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(used, 1, "upstream connections opened for 50 requests");
+    // An upstream that closes after every answer: each request still gets through.
+    for _ in 0..20 {
+        let (status, _, body) = get(&client, listen, "/", &[("x-wharf-version", "close")]).await;
+        assert_eq!((status, body.as_str()), (200, "ok"));
+    }
+    assert_eq!(
+        closes_accepted.load(std::sync::atomic::Ordering::SeqCst),
+        20
+    );
+    let stats = proxy.stats().await;
+    assert_eq!(
+        stats["services"]["api"]["versions"]["close"]["upstream_errors"], 0,
+        "{stats:#}"
+    );
+}
