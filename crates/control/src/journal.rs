@@ -95,3 +95,10 @@ impl Journal {
             })
     }
 }
+
+impl Journal {
+    /// The state database, for the secrets and config overrides read at instance start.
+    pub fn store(&self) -> &Store {
+        self.ledger.storage()
+    }
+}

@@ -22,9 +22,9 @@ pub enum PlanError {
     )]
     ImageUnsupported { service: String, image: String },
     #[error(
-        "service `{service}` uses secret `{secret}` in `{field}`, but secret values are not available to instances yet; remove the reference or set the value in the environment"
+        "service `{service}` uses secret `{secret}` in `{field}`: a command line is visible to every process on the machine; pass it in `env:` or `secrets:` instead"
     )]
-    SecretUnavailable {
+    SecretInArgv {
         service: String,
         secret: String,
         field: String,
@@ -67,6 +67,43 @@ pub struct ServicePlan {
     pub rollout: Option<wharf_manifest::model::Rollout>,
     /// Keeps a client on one version during a rollout.
     pub sticky: Option<wharf_manifest::model::Sticky>,
+    /// Secrets given as environment variables, and as files.
+    pub secrets: Vec<String>,
+    pub secret_files: Vec<String>,
+    /// Config and secret-file changes reach it by SIGHUP rather than a rolling restart.
+    pub reload_by_signal: bool,
+}
+
+impl ServicePlan {
+    /// Every secret an instance of this service needs at start: `secrets:`, `secret_files:`
+    /// and `${secret:NAME}` in env values and its URL.
+    pub fn secret_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .secrets
+            .iter()
+            .chain(&self.secret_files)
+            .cloned()
+            .collect();
+        for text in self.env.iter().map(|(_, v)| v).chain(self.url.iter()) {
+            names.extend(secret_references(text));
+        }
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
+/// The names in `${secret:NAME}` references of a text.
+pub fn secret_references(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${secret:") {
+        let after = &rest[start + "${secret:".len()..];
+        let Some(end) = after.find('}') else { break };
+        names.push(after[..end].to_owned());
+        rest = &after[end..];
+    }
+    names
 }
 
 impl ServicePlan {
@@ -162,18 +199,8 @@ fn service_plan(name: &str, service: &Service) -> Result<ServicePlan, PlanError>
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    for (key, value) in &env {
-        refuse_secrets(name, &format!("env.{key}"), value)?;
-    }
     for arg in service.command.iter().flatten() {
         refuse_secrets(name, "command", arg)?;
-    }
-    if let Some(secret) = service.secrets.first() {
-        return Err(PlanError::SecretUnavailable {
-            service: name.to_owned(),
-            secret: secret.clone(),
-            field: "secrets".to_owned(),
-        });
     }
     Ok(ServicePlan {
         name: name.to_owned(),
@@ -198,6 +225,9 @@ fn service_plan(name: &str, service: &Service) -> Result<ServicePlan, PlanError>
         proxied: service.kind.is_none() && service.command.is_some() && service.port.is_some(),
         rollout: service.rollout.clone(),
         sticky: service.sticky.clone(),
+        secrets: service.secrets.clone(),
+        secret_files: service.secret_files.clone(),
+        reload_by_signal: service.reload == wharf_manifest::model::Reload::Signal,
     })
 }
 
@@ -207,7 +237,7 @@ fn refuse_secrets(service: &str, field: &str, text: &str) -> Result<(), PlanErro
     };
     let rest = &text[start + "${secret:".len()..];
     let secret = rest.split('}').next().unwrap_or_default().to_owned();
-    Err(PlanError::SecretUnavailable {
+    Err(PlanError::SecretInArgv {
         service: service.to_owned(),
         secret,
         field: field.to_owned(),

@@ -60,8 +60,19 @@ pub struct Drain {
     pub why: String,
 }
 
+/// The identity of what an instance runs: all of it, and without secret files (a change of
+/// the files alone can be delivered by SIGHUP). Hashes of the spec and of secret
+/// fingerprints, never of values.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Identity {
+    pub full: String,
+    pub env: String,
+}
+
 #[derive(Debug)]
 pub struct Instance {
+    /// What it was started with (see [`Identity`]).
+    pub identity: Identity,
     pub ordinal: u32,
     pub port: Option<u16>,
     /// The version it runs (the service's stable one, or a rollout's new one).
@@ -92,6 +103,7 @@ pub struct Instance {
 impl Instance {
     pub fn new(ordinal: u32, port: Option<u16>, version: String) -> Self {
         Instance {
+            identity: Identity::default(),
             ordinal,
             port,
             version,

@@ -55,4 +55,8 @@ pub trait Driver: Send + Sync + fmt::Debug {
 
     /// Asks the instance to stop, and forces it after `grace`.
     fn stop(&self, recorded: Recorded, grace: Duration) -> BoxFuture<'static, StopOutcome>;
+
+    /// Asks a running instance to reload its configuration (SIGHUP for processes); false
+    /// when it is not running.
+    fn reload(&self, recorded: &Recorded) -> bool;
 }

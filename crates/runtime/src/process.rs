@@ -157,6 +157,10 @@ impl Driver for ProcessDriver {
     fn stop(&self, recorded: Recorded, grace: Duration) -> BoxFuture<'static, StopOutcome> {
         Box::pin(stop_instance(recorded.instance, grace))
     }
+
+    fn reload(&self, recorded: &Recorded) -> bool {
+        signal_instance(recorded.instance, Signal::HUP)
+    }
 }
 
 fn parse_announcement(line: &str) -> Result<ProcessId, String> {

@@ -79,6 +79,7 @@ pub fn app(handle: Handle, token: Option<String>) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/services/{name}/restart", post(restart))
         .route("/v1/down", post(down))
+        .route("/v1/reload", post(reload))
         .route("/v1/services/{name}/deploy", post(deploy::deploy))
         .route("/v1/services/{name}/rollout", get(deploy::rollout))
         .route(
@@ -165,6 +166,14 @@ async fn down(
     let service = body.and_then(|Json(b)| b.service);
     state.handle.down(service.clone()).await.map_err(rejected)?;
     Ok(Json(json!({"stopped": service.unwrap_or_else(|| "stack".to_owned())})).into_response())
+}
+
+/// Secrets or config overrides changed (the CLI wrote them to the store): the control plane
+/// restarts (rolling) or signals the instances whose identity moved.
+async fn reload(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let applied = state.handle.reload().await.map_err(rejected)?;
+    Ok(Json(applied).into_response())
 }
 
 /// Serves the API on a unix socket at `path` (replacing a stale socket file) until

@@ -514,9 +514,11 @@ services:
         (pids.len() == 1 && pids != before).then_some(())
     });
     let answered = run.snapshot().total();
-    eventually("traffic on the new instance", Duration::from_secs(10), || {
-        (run.snapshot().total() > answered + 100).then_some(())
-    });
+    eventually(
+        "traffic on the new instance",
+        Duration::from_secs(10),
+        || (run.snapshot().total() > answered + 100).then_some(()),
+    );
     let report = run.stop();
     assert_no_failures(&report);
     let restart = &actions(&stack.ledger(), "service.restart")[0];

@@ -4,7 +4,7 @@ use serde_json::json;
 use wharf_runtime::{ProcessId, Recorded};
 use wharf_store::InstanceRow;
 
-use super::{ControlPlane, spec_hash};
+use super::ControlPlane;
 use crate::state::{Instance, Phase};
 use crate::tasks::watch_ended;
 
@@ -65,9 +65,10 @@ impl ControlPlane {
                 self.journal.remove_instance(&row.service, row.index);
                 continue;
             }
-            let expected_hash = self
+            let expected = self
                 .spec_for(index, row.index, row.port, &row.version)
-                .map(|spec| spec_hash(&spec));
+                .map(|spec| self.identity(index, &spec));
+            let expected_hash = expected.as_ref().map(|i| i.full.clone());
             let service = &mut self.services[index];
             let mut instance = Instance::new(row.index, row.port, row.version.clone());
             instance.phase = Phase::Running;
@@ -79,6 +80,13 @@ impl ControlPlane {
                 .is_some_and(|port| routed.contains(&super::proxy::address(port)));
             instance.history.restarts = row.restarts;
             instance.outdated = expected_hash.as_deref() != Some(row.spec_hash.as_str());
+            instance.identity = match expected {
+                Some(identity) if !instance.outdated => identity,
+                _ => crate::state::Identity {
+                    full: row.spec_hash.clone(),
+                    env: String::new(),
+                },
+            };
             service.next_ordinal = service.next_ordinal.max(row.index + 1);
             service.instances.insert(row.index, instance);
             self.journal.record(

@@ -3,6 +3,7 @@
 //! off, stop, adopt — happens here, in one place, and is written to the ledger.
 
 mod adopt;
+mod inject;
 mod proxy;
 mod reconcile;
 mod rollouts;
@@ -117,6 +118,10 @@ pub enum Command {
         service: String,
         reply: oneshot::Sender<Result<RolloutView, String>>,
     },
+    /// Secrets or config overrides changed in the store: apply them.
+    Reload {
+        reply: oneshot::Sender<Result<serde_json::Value, String>>,
+    },
 }
 
 /// A way to talk to a running control plane.
@@ -182,6 +187,12 @@ impl Handle {
         .unwrap_or_else(|| Err("the control plane stopped".to_owned()))
     }
 
+    pub async fn reload(&self) -> Result<serde_json::Value, String> {
+        self.ask(|reply| Command::Reload { reply })
+            .await
+            .unwrap_or_else(|| Err("the control plane stopped".to_owned()))
+    }
+
     pub async fn rollback(&self, service: String) -> Result<RolloutView, String> {
         self.ask(|reply| Command::Rollback { service, reply })
             .await
@@ -212,6 +223,8 @@ pub struct ControlPlane {
     proxy: proxy::ProxyState,
     /// Publish the route table even if it looks unchanged (weights moved, a refusal).
     routes_dirty: bool,
+    /// Unlocked when the stack uses secrets.
+    secrets: Option<wharf_secrets::Secrets>,
 }
 
 impl ControlPlane {
@@ -224,6 +237,7 @@ impl ControlPlane {
         let mut control = ControlPlane {
             proxy,
             routes_dirty: false,
+            secrets: None,
             config,
             stack: plan.name.clone(),
             services: plan.services.into_iter().map(ServiceState::new).collect(),
@@ -238,6 +252,12 @@ impl ControlPlane {
         };
         control.restore_rollouts();
         (control, handle)
+    }
+
+    /// Gives the control plane the unlocked secrets its instances need.
+    pub fn with_secrets(mut self, secrets: wharf_secrets::Secrets) -> Self {
+        self.secrets = Some(secrets);
+        self
     }
 
     /// Adopts what still runs from a previous control plane, then supervises until a
@@ -336,6 +356,9 @@ impl ControlPlane {
             }) => {
                 let _ = reply.send(self.rollout_command(&service, command));
             }
+            Event::Command(Command::Reload { reply }) => {
+                let _ = reply.send(self.reload());
+            }
             Event::Command(Command::Rollback { service, reply }) => {
                 let _ = reply.send(self.begin_rollback(&service));
             }
@@ -377,6 +400,10 @@ impl ControlPlane {
         }
         instance.abort_tasks();
         let pid = instance.recorded.take().map(|r| r.instance.pid);
+        self.remove_secret_files(service_name, ordinal);
+        let Some(instance) = self.services[index].instances.get_mut(&ordinal) else {
+            return;
+        };
         instance.ready = false;
         let status = status.unwrap_or(ExitStatus {
             code: None,
@@ -654,6 +681,13 @@ impl ControlPlane {
             .iter()
             .map(|(k, v)| (k.clone(), vars.substitute(v)))
             .collect();
+        // Runtime overrides (`wharf config set`) win over the manifest.
+        for (key, value) in self.overrides(&plan.name) {
+            match env.iter_mut().find(|(k, _)| *k == key) {
+                Some(entry) => entry.1 = value,
+                None => env.push((key, value)),
+            }
+        }
         env.extend(vars.env());
         Some(InstanceSpec {
             service: plan.name.clone(),
@@ -682,6 +716,11 @@ impl ControlPlane {
         let Some(spec) = self.spec_for(index, ordinal, port, &version) else {
             return;
         };
+        let identity = self.identity(index, &spec);
+        let spec = match self.resolve(index, ordinal, spec) {
+            Ok(spec) => spec,
+            Err(reason) => return self.fail_instance(index, ordinal, reason),
+        };
         if self.services[index].plan.binds_public_port()
             && let Some(reason) = port.and_then(port_taken)
         {
@@ -702,6 +741,7 @@ impl ControlPlane {
                     return;
                 };
                 instance.generation += 1;
+                instance.identity = identity.clone();
                 instance.phase = Phase::Running;
                 instance.recorded = Some(running.recorded);
                 instance.started_at = Some(now);
@@ -730,7 +770,7 @@ impl ControlPlane {
                     port,
                     started_at: now.to_string(),
                     restarts,
-                    spec_hash: spec_hash(&spec),
+                    spec_hash: identity.full.clone(),
                 });
                 let action = if restarts > 0 {
                     "instance.restart"
@@ -936,12 +976,4 @@ fn port_taken(port: u16) -> Option<String> {
         }
         Err(err) => Some(format!("cannot use port {port}: {err}")),
     }
-}
-
-/// A stable fingerprint of what an instance runs, to notice a manifest change on adoption.
-fn spec_hash(spec: &InstanceSpec) -> String {
-    use sha2::Digest;
-    let material = json!({"command": spec.command, "env": spec.env, "version": spec.version});
-    let digest = sha2::Sha256::digest(material.to_string().as_bytes());
-    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }

@@ -104,6 +104,13 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
         );
         return Ok(ExitStatus::Ok);
     }
+    // The master key is checked here, before anything starts (and before detaching, so a
+    // wrong key is this command's error): a stack that uses secrets needs them unlocked.
+    let uses_secrets = plan.services.iter().any(|s| !s.secret_names().is_empty());
+    if uses_secrets && let Err(error) = unlock_secrets(&state_dir, true) {
+        eprintln!("error: {error}");
+        return Ok(ExitStatus::Failed);
+    }
     if args.detach && !args.daemon {
         drop(lock);
         return detach(global, args, &state_dir);
@@ -128,6 +135,21 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
     ))?;
     drop(lock);
     Ok(ExitStatus::Ok)
+}
+
+/// Loads the master key (`WHARF_MASTER_KEY`, else the key file; created on first use when
+/// `create`, with a notice to back it up) and opens this state database's secrets with it.
+fn unlock_secrets(state_dir: &Path, create: bool) -> anyhow::Result<wharf_secrets::Secrets> {
+    let env = std::env::var(wharf_secrets::MASTER_KEY_ENV).ok();
+    let (key, source) = wharf_secrets::MasterKey::load(state_dir, env.as_deref(), create)?;
+    if let wharf_secrets::KeySource::Created(path) = &source {
+        eprintln!(
+            "notice: a new master key for this stack's secrets was written to {}; back it up — without it the secrets cannot be read",
+            path.display()
+        );
+    }
+    let mut store = Store::open(state_dir)?;
+    Ok(wharf_secrets::Secrets::unlock(&mut store, key)?)
 }
 
 /// `wharf-proxy` beside this binary, else on PATH.
@@ -161,6 +183,12 @@ async fn run_control_plane(
         let _ = rustix::process::setsid();
     }
     std::fs::write(state_dir.join(PID_FILE), std::process::id().to_string())?;
+    let uses_secrets = plan.services.iter().any(|s| !s.secret_names().is_empty());
+    let secrets = if uses_secrets {
+        Some(unlock_secrets(state_dir, false)?)
+    } else {
+        None
+    };
     let store = Store::open(state_dir)?;
     // Decisions the control plane takes on its own (restarts, adoptions) are its own acts.
     let journal = Journal::new(
@@ -187,6 +215,10 @@ async fn run_control_plane(
         proxy_binary: proxy_binary(),
     };
     let (control, handle) = ControlPlane::new(plan, config, journal);
+    let control = match secrets {
+        Some(secrets) => control.with_secrets(secrets),
+        None => control,
+    };
     let (api_stop, api_stopped) = tokio::sync::watch::channel(false);
     let stopped = move |mut receiver: tokio::sync::watch::Receiver<bool>| async move {
         let _ = receiver.wait_for(|stop| *stop).await;

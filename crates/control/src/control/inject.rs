@@ -1,0 +1,236 @@
+//! Secrets and config overrides reach instances here, at start, inside the control plane.
+//!
+//! An instance spec is built symbolic (`${secret:NAME}` unresolved, config overrides applied)
+//! and fingerprinted: its identity is a hash of that spec plus the keyed fingerprints of the
+//! secret versions it uses — never of the values — so a rotated secret or a changed override
+//! shows as an identity change, both at `reload` and when a restarted control plane adopts.
+//! Values are resolved only into the spec handed to the driver (which passes it to the shim on
+//! stdin) and into per-instance files on tmpfs, outside the state directory.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::PathBuf;
+
+use serde_json::json;
+use wharf_runtime::InstanceSpec;
+use wharf_secrets::SecretValue;
+
+use super::ControlPlane;
+use crate::plan::secret_references;
+use crate::state::{Identity, Phase};
+
+fn digest(material: &serde_json::Value) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(material.to_string().as_bytes());
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+impl ControlPlane {
+    /// The service's runtime config overrides (`wharf config set`), latest revision.
+    pub(super) fn overrides(&self, service: &str) -> BTreeMap<String, String> {
+        self.journal
+            .store()
+            .config_at(service, None)
+            .unwrap_or_else(|error| {
+                tracing::error!(%error, service, "cannot read config overrides");
+                BTreeMap::new()
+            })
+    }
+
+    /// Fingerprints of the current versions of these secrets (`unset` for one never set).
+    fn fingerprints(&self, names: &[String]) -> BTreeMap<String, String> {
+        let current: BTreeMap<String, String> = wharf_secrets::list(self.journal.store())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| (v.name, v.fingerprint))
+            .collect();
+        names
+            .iter()
+            .map(|name| {
+                let fingerprint = current.get(name).cloned().unwrap_or_else(|| "unset".into());
+                (name.clone(), fingerprint)
+            })
+            .collect()
+    }
+
+    pub(super) fn identity(&self, index: usize, spec: &InstanceSpec) -> Identity {
+        let plan = &self.services[index].plan;
+        let env_secrets: Vec<String> = plan
+            .secrets
+            .iter()
+            .cloned()
+            .chain(spec.env.iter().flat_map(|(_, v)| secret_references(v)))
+            .collect();
+        let base = json!({"command": spec.command, "env": spec.env, "version": spec.version});
+        let env = digest(&json!({"spec": base, "secrets": self.fingerprints(&env_secrets)}));
+        let full = digest(&json!({
+            "env": env,
+            "files": self.fingerprints(&plan.secret_files),
+        }));
+        Identity { full, env }
+    }
+
+    /// The directory of an instance's secret files: on tmpfs when there is one, never in the
+    /// state directory (which is backed up and copied around).
+    pub(super) fn secret_files_dir(&self, service: &str, ordinal: u32) -> PathBuf {
+        let shm = std::path::Path::new("/dev/shm");
+        let root = if shm.is_dir() {
+            shm.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
+        let stack = digest(&json!(self.config.state_dir.display().to_string()));
+        root.join(format!("wharf-{}", &stack[..12]))
+            .join(format!("{service}-{ordinal}"))
+    }
+
+    pub(super) fn remove_secret_files(&self, service: &str, ordinal: u32) {
+        let dir = self.secret_files_dir(service, ordinal);
+        if dir.exists()
+            && let Err(error) = std::fs::remove_dir_all(&dir)
+        {
+            tracing::warn!(%error, dir = %dir.display(), "cannot remove secret files");
+        }
+    }
+
+    fn secret_value(&self, name: &str) -> Result<SecretValue, String> {
+        let Some(secrets) = &self.secrets else {
+            return Err(format!(
+                "secret `{name}` is needed but no master key was given to the control plane"
+            ));
+        };
+        match secrets.current(self.journal.store(), name) {
+            Ok(Some((_, value))) => Ok(value),
+            Ok(None) => Err(format!(
+                "secret `{name}` has no value; set it with `wharf secret set {name}`"
+            )),
+            Err(error) => Err(format!("secret `{name}`: {error}")),
+        }
+    }
+
+    /// The spec with every secret resolved, and the instance's secret files written.
+    pub(super) fn resolve(
+        &self,
+        index: usize,
+        ordinal: u32,
+        mut spec: InstanceSpec,
+    ) -> Result<InstanceSpec, String> {
+        let plan = &self.services[index].plan;
+        for (_, value) in spec.env.iter_mut() {
+            for name in secret_references(value) {
+                let secret = self.secret_value(&name)?;
+                let text = secret
+                    .expose_str()
+                    .map_err(|_| format!("secret `{name}` is not text"))?;
+                *value = value.replace(&format!("${{secret:{name}}}"), text);
+            }
+        }
+        for name in &plan.secrets {
+            let secret = self.secret_value(name)?;
+            let text = secret
+                .expose_str()
+                .map_err(|_| format!("secret `{name}` is not text"))?;
+            spec.env.push((name.clone(), text.to_owned()));
+        }
+        if !plan.secret_files.is_empty() {
+            let dir = self.write_secret_files(index, ordinal)?;
+            spec.env
+                .push(("WHARF_SECRETS_DIR".to_owned(), dir.display().to_string()));
+        }
+        Ok(spec)
+    }
+
+    /// Writes (or rewrites) the instance's secret files: the directory 0700, each file 0400.
+    pub(super) fn write_secret_files(&self, index: usize, ordinal: u32) -> Result<PathBuf, String> {
+        let plan = &self.services[index].plan;
+        let dir = self.secret_files_dir(&plan.name, ordinal);
+        let io =
+            |err: std::io::Error| format!("cannot write secret files in {}: {err}", dir.display());
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(io)?;
+        for name in &plan.secret_files {
+            let value = self.secret_value(name)?;
+            let path = dir.join(name);
+            let staged = dir.join(format!(".{name}.new"));
+            let _ = std::fs::remove_file(&staged);
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o400)
+                .open(&staged)
+                .map_err(io)?;
+            std::io::Write::write_all(&mut file, value.expose()).map_err(io)?;
+            // Replaced atomically: a reader never sees half a value.
+            std::fs::rename(&staged, &path).map_err(io)?;
+        }
+        Ok(dir)
+    }
+
+    /// `POST /v1/reload`: secrets or config overrides changed. Instances whose identity moved
+    /// are replaced by a rolling restart (through the proxy: no request dropped), or, when the
+    /// service reloads by signal and only its secret files changed, get new files and SIGHUP.
+    pub(super) fn reload(&mut self) -> Result<serde_json::Value, String> {
+        let mut restarted = Vec::new();
+        let mut signalled = Vec::new();
+        for index in 0..self.services.len() {
+            if self.services[index].is_external() || !self.services[index].wanted {
+                continue;
+            }
+            let name = self.services[index].plan.name.clone();
+            let by_signal = self.services[index].plan.reload_by_signal;
+            let candidates: Vec<(u32, Option<u16>, String)> = self.services[index]
+                .instances
+                .values()
+                .filter(|i| i.phase == Phase::Running && !i.is_leaving() && !i.outdated)
+                .map(|i| (i.ordinal, i.port, i.version.clone()))
+                .collect();
+            let mut changed = 0;
+            let mut hupped = 0;
+            for (ordinal, port, version) in candidates {
+                let Some(spec) = self.spec_for(index, ordinal, port, &version) else {
+                    continue;
+                };
+                let expected = self.identity(index, &spec);
+                let current = self.services[index].instances[&ordinal].identity.clone();
+                if expected == current {
+                    continue;
+                }
+                let files_only = expected.env == current.env;
+                if by_signal && files_only {
+                    self.write_secret_files(index, ordinal)?;
+                    let instance = self.services[index].instances.get_mut(&ordinal);
+                    if let Some(instance) = instance {
+                        if let Some(recorded) = &instance.recorded {
+                            self.config.driver.reload(recorded);
+                        }
+                        instance.identity = expected;
+                    }
+                    hupped += 1;
+                } else if let Some(instance) = self.services[index].instances.get_mut(&ordinal) {
+                    instance.outdated = true;
+                    changed += 1;
+                }
+            }
+            if changed > 0 {
+                self.journal.record(
+                    "service.restart",
+                    &name,
+                    json!({"instances": changed, "mode": "rolling", "reason": "config or secrets changed"}),
+                );
+                restarted.push(name.clone());
+            }
+            if hupped > 0 {
+                self.journal.record(
+                    "service.reload",
+                    &name,
+                    json!({"instances": hupped, "signal": "SIGHUP", "reason": "secret files changed"}),
+                );
+                signalled.push(name);
+            }
+        }
+        Ok(json!({"restarting": restarted, "reloaded": signalled}))
+    }
+}
