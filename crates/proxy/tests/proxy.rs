@@ -546,12 +546,29 @@ async fn upstream_connections_are_reused_and_closed_ones_replaced() {
         serde_json::json!({}),
     );
     assert_eq!(proxy.put_routes(&routes).await.0, 200);
-    let client = client();
     // One client connection, one request at a time: one upstream connection carries them all.
+    let stream = tokio::net::TcpStream::connect(listen).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
     for _ in 0..50 {
-        let (status, _, body) = get(&client, listen, "/", &[]).await;
-        assert_eq!((status, body.as_str()), (200, "ok"));
+        let request = hyper::Request::builder()
+            .uri("/")
+            .header("host", "api")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        sender.ready().await.unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(&body[..], b"ok");
     }
+    let client = client();
     let used = keeps_accepted.load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(used, 1, "upstream connections opened for 50 requests");
     // An upstream that closes after every answer: each request still gets through.
