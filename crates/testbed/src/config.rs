@@ -50,6 +50,11 @@ pub struct Config {
     /// How long a SIGTERM waits for in-flight requests before exiting anyway.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+    /// A PostgreSQL URL (with its password) to connect to on every `/ready`: ready only while
+    /// a fresh connection logs in and answers `SELECT 1`. Read from the environment only,
+    /// never from the command line, so the password is not in argv.
+    #[arg(skip = std::env::var("DATABASE_URL").ok())]
+    pub database_url: Option<String>,
 }
 
 fn parse_rate(text: &str) -> Result<f64, String> {

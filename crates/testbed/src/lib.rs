@@ -177,6 +177,11 @@ async fn ready(state: &State) -> Response<Full<Bytes>> {
         failures.push("set not ready through /control/ready".to_owned());
     }
     failures.extend(dependency_failures(state).await);
+    if let Some(url) = &state.config.database_url
+        && let Err(reason) = database_answers(url).await
+    {
+        failures.push(reason);
+    }
     let version = &state.config.service_version;
     if failures.is_empty() {
         json(
@@ -189,6 +194,30 @@ async fn ready(state: &State) -> Response<Full<Bytes>> {
             serde_json::json!({"status": "not ready", "version": version, "failures": failures}),
         )
     }
+}
+
+/// Logs in to the database afresh and runs `SELECT 1`; the reason never carries the URL.
+async fn database_answers(url: &str) -> Result<(), String> {
+    let attempt = async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .map_err(|err| {
+                format!(
+                    "database: {}",
+                    err.as_db_error()
+                        .map_or("cannot connect".to_owned(), |e| e.message().to_owned())
+                )
+            })?;
+        tokio::spawn(connection);
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map(drop)
+            .map_err(|_| "database: SELECT 1 failed".to_owned())
+    };
+    tokio::time::timeout(Duration::from_secs(2), attempt)
+        .await
+        .unwrap_or_else(|_| Err("database: no answer in 2 s".to_owned()))
 }
 
 fn slow_start_left(state: &State) -> Option<Duration> {
