@@ -18,14 +18,33 @@
 //! **Never leaked:** [`SecretValue`] zeroizes on drop and its `Debug` prints `[redacted]`; no
 //! error message of this crate carries a value.
 
+mod crypto;
+mod generate;
+mod key;
+mod rotation;
+
 use std::path::{Path, PathBuf};
 
-use wharf_store::Store;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use wharf_store::{RewrappedKey, SecretVersionRow, Store};
+use zeroize::Zeroizing;
+
+use crate::crypto::KeyBytes;
 
 /// The key file name inside the state directory.
 pub const MASTER_KEY_FILE: &str = "master.key";
 /// The environment variable that holds the master key (64 hex characters).
 pub const MASTER_KEY_ENV: &str = "WHARF_MASTER_KEY";
+
+/// Meta key of the check value: a known constant sealed under the master key.
+const META_CHECK: &str = "secrets.check";
+/// Meta key of the fingerprint key, sealed under the master key.
+const META_FINGERPRINT_KEY: &str = "secrets.fingerprint_key";
+/// The check value's plaintext and associated data.
+const CHECK_PLAINTEXT: &[u8] = b"wharf master key check v1";
+const CHECK_AAD: &[u8] = b"wharf-secrets-check";
+const FINGERPRINT_KEY_AAD: &[u8] = b"wharf-secrets-fingerprint-key";
 
 /// Why a secrets operation failed. Messages name the secret, version or file, never a value.
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +77,7 @@ pub enum SecretsError {
 }
 
 /// 32 bytes that wrap every data key. Zeroized on drop.
-pub struct MasterKey(/* Zeroizing<[u8; 32]> */ [u8; 32]);
+pub struct MasterKey(KeyBytes);
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -83,30 +102,50 @@ impl MasterKey {
         env_value: Option<&str>,
         create: bool,
     ) -> Result<(MasterKey, KeySource), SecretsError> {
-        let _ = (state_dir, env_value, create);
-        todo!("helper")
+        if let Some(value) = env_value {
+            return Ok((MasterKey(key::from_env(value)?), KeySource::Env));
+        }
+        let path = state_dir.join(MASTER_KEY_FILE);
+        if let Some(key) = key::read_file(&path)? {
+            return Ok((MasterKey(key), KeySource::File(path)));
+        }
+        if !create {
+            return Err(SecretsError::BadKey {
+                source_name: MASTER_KEY_ENV.to_owned(),
+                reason: format!(
+                    "not set, and there is no key file {}; set it or restore the key file",
+                    path.display()
+                ),
+            });
+        }
+        let (key, created) = key::create(state_dir, &path, crypto::random_key())?;
+        let source = if created {
+            KeySource::Created(path)
+        } else {
+            KeySource::File(path)
+        };
+        Ok((MasterKey(key), source))
     }
 
     /// A fresh random key (for `rekey`).
     pub fn generate() -> MasterKey {
-        todo!("helper")
+        MasterKey(crypto::random_key())
     }
 
     /// 64 hex characters, for the operator to store; zeroized when dropped.
     pub fn to_hex(&self) -> SecretValue {
-        todo!("helper")
+        SecretValue::new(hex::encode(self.0.as_ref()).into_bytes())
     }
 
     /// Writes the key file (mode 0600), replacing it atomically (for `rekey`).
     pub fn write_file(&self, state_dir: &Path) -> Result<PathBuf, SecretsError> {
-        let _ = state_dir;
-        todo!("helper")
+        key::replace(state_dir, &self.0)
     }
 }
 
 /// A secret value in memory: zeroized on drop, `[redacted]` in `Debug`, no `Display`.
 #[derive(Clone, PartialEq, Eq)]
-pub struct SecretValue(/* Zeroizing<Vec<u8>> */ Vec<u8>);
+pub struct SecretValue(Zeroizing<Vec<u8>>);
 
 impl std::fmt::Debug for SecretValue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -116,7 +155,7 @@ impl std::fmt::Debug for SecretValue {
 
 impl SecretValue {
     pub fn new(bytes: Vec<u8>) -> SecretValue {
-        SecretValue(bytes)
+        SecretValue(Zeroizing::new(bytes))
     }
     pub fn expose(&self) -> &[u8] {
         &self.0
@@ -154,9 +193,35 @@ pub struct VersionInfo {
     pub fingerprint: String,
 }
 
+impl Origin {
+    /// The text stored and shown: `set`, `rotate`, `rollback:V`.
+    pub fn as_text(&self) -> String {
+        match self {
+            Origin::Set => "set".to_owned(),
+            Origin::Rotate => "rotate".to_owned(),
+            Origin::Rollback { to } => format!("rollback:{to}"),
+        }
+    }
+}
+
+impl VersionInfo {
+    fn from_row(row: &SecretVersionRow) -> VersionInfo {
+        VersionInfo {
+            name: row.name.clone(),
+            version: row.version,
+            created_at: row.created_at.clone(),
+            actor: row.actor.clone(),
+            reason: row.reason.clone(),
+            origin: row.origin.clone(),
+            fingerprint: row.fingerprint.clone(),
+        }
+    }
+}
+
 /// Unlocked secrets of one state database.
 pub struct Secrets {
     master: MasterKey,
+    fingerprint_key: KeyBytes,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -169,8 +234,87 @@ impl Secrets {
     /// Checks the key against the database (setting the check value up on first use) and
     /// unwraps the fingerprint key. A wrong key is [`SecretsError::WrongKey`], nothing written.
     pub fn unlock(store: &mut Store, master: MasterKey) -> Result<Secrets, SecretsError> {
-        let _ = (store, &master);
-        todo!("helper")
+        let check = store.meta(META_CHECK)?;
+        let wrapped = store.meta(META_FINGERPRINT_KEY)?;
+        match (check, wrapped) {
+            (Some(check), Some(wrapped)) => {
+                let check = crypto::sealed_from_hex(&check).ok_or_else(|| damaged(META_CHECK))?;
+                let opened = crypto::open(&master.0, &check.nonce, &check.ciphertext, CHECK_AAD)
+                    .ok_or(SecretsError::WrongKey)?;
+                if opened.as_slice() != CHECK_PLAINTEXT {
+                    return Err(SecretsError::WrongKey);
+                }
+                let fingerprint_key = crypto::sealed_from_hex(&wrapped)
+                    .and_then(|w| {
+                        crypto::open_key(&master.0, &w.nonce, &w.ciphertext, FINGERPRINT_KEY_AAD)
+                    })
+                    .ok_or_else(|| damaged(META_FINGERPRINT_KEY))?;
+                Ok(Secrets {
+                    master,
+                    fingerprint_key,
+                })
+            }
+            (None, None) => Self::set_up(store, master),
+            _ => Err(SecretsError::Invalid(format!(
+                "the state database has only one of `{META_CHECK}` and `{META_FINGERPRINT_KEY}` in its meta table: it was altered; restore it from a backup"
+            ))),
+        }
+    }
+
+    /// First use of a database: a new fingerprint key, and both meta values in one write.
+    fn set_up(store: &mut Store, master: MasterKey) -> Result<Secrets, SecretsError> {
+        if !store.latest_secret_versions()?.is_empty() {
+            return Err(SecretsError::Invalid(format!(
+                "the state database holds secrets but no `{META_CHECK}` in its meta table: it was altered; restore it from a backup"
+            )));
+        }
+        let secrets = Secrets {
+            master,
+            fingerprint_key: crypto::random_key(),
+        };
+        let (check, wrapped) = secrets.sealed_meta()?;
+        store.set_meta_values(&[(META_CHECK, &check), (META_FINGERPRINT_KEY, &wrapped)])?;
+        Ok(secrets)
+    }
+
+    /// The check value and the wrapped fingerprint key under this master key, as meta text.
+    fn sealed_meta(&self) -> Result<(String, String), SecretsError> {
+        let check =
+            crypto::seal(&self.master.0, CHECK_PLAINTEXT, CHECK_AAD).ok_or_else(too_large)?;
+        let wrapped = crypto::seal(
+            &self.master.0,
+            self.fingerprint_key.as_ref(),
+            FINGERPRINT_KEY_AAD,
+        )
+        .ok_or_else(too_large)?;
+        Ok((
+            crypto::sealed_to_hex(&check),
+            crypto::sealed_to_hex(&wrapped),
+        ))
+    }
+
+    /// Unwraps a row's data key and decrypts its value; any mismatch is [`SecretsError::Corrupt`]
+    /// (the key was checked at unlock, so a failure means the row was altered).
+    fn decrypt(&self, row: &SecretVersionRow) -> Result<SecretValue, SecretsError> {
+        let data_key = self.unwrap_data_key(row)?;
+        crypto::open(
+            &data_key,
+            &row.nonce,
+            &row.ciphertext,
+            &crypto::value_aad(&row.name, row.version),
+        )
+        .map(SecretValue)
+        .ok_or_else(|| corrupt(row))
+    }
+
+    fn unwrap_data_key(&self, row: &SecretVersionRow) -> Result<KeyBytes, SecretsError> {
+        crypto::open_key(
+            &self.master.0,
+            &row.key_nonce,
+            &row.wrapped_key,
+            &crypto::key_aad(&row.name, row.version),
+        )
+        .ok_or_else(|| corrupt(row))
     }
 
     /// Stores a new version; it becomes the current one.
@@ -183,8 +327,37 @@ impl Secrets {
         reason: Option<&str>,
         origin: Origin,
     ) -> Result<VersionInfo, SecretsError> {
-        let _ = (store, name, value, actor, reason, origin, &self.master);
-        todo!("helper")
+        check_name(name)?;
+        let latest = store
+            .latest_secret_version(name)?
+            .map_or(0, |row| row.version);
+        let version = latest.checked_add(1).ok_or_else(|| {
+            SecretsError::Invalid(format!("secret `{name}` has too many versions"))
+        })?;
+        let data_key = crypto::random_key();
+        let sealed = crypto::seal(&data_key, value.expose(), &crypto::value_aad(name, version))
+            .ok_or_else(too_large)?;
+        let wrapped = crypto::seal(
+            &self.master.0,
+            data_key.as_ref(),
+            &crypto::key_aad(name, version),
+        )
+        .ok_or_else(too_large)?;
+        let row = SecretVersionRow {
+            name: name.to_owned(),
+            version,
+            created_at: jiff::Timestamp::now().to_string(),
+            actor: actor.to_owned(),
+            reason: reason.map(str::to_owned),
+            origin: origin.as_text(),
+            fingerprint: self.fingerprint(value),
+            wrapped_key: wrapped.ciphertext,
+            key_nonce: wrapped.nonce,
+            nonce: sealed.nonce,
+            ciphertext: sealed.ciphertext,
+        };
+        store.insert_secret_version(&row)?;
+        Ok(VersionInfo::from_row(&row))
     }
 
     /// The current (latest) version and its value.
@@ -193,8 +366,11 @@ impl Secrets {
         store: &Store,
         name: &str,
     ) -> Result<Option<(VersionInfo, SecretValue)>, SecretsError> {
-        let _ = (store, name);
-        todo!("helper")
+        let Some(row) = store.latest_secret_version(name)? else {
+            return Ok(None);
+        };
+        let value = self.decrypt(&row)?;
+        Ok(Some((VersionInfo::from_row(&row), value)))
     }
 
     /// One version's value.
@@ -204,8 +380,10 @@ impl Secrets {
         name: &str,
         version: u32,
     ) -> Result<SecretValue, SecretsError> {
-        let _ = (store, name, version);
-        todo!("helper")
+        match store.secret_version(name, version)? {
+            Some(row) => self.decrypt(&row),
+            None => Err(missing_version(store, name, version)?),
+        }
     }
 
     /// A new version holding version `to`'s value.
@@ -217,41 +395,73 @@ impl Secrets {
         actor: &str,
         reason: Option<&str>,
     ) -> Result<VersionInfo, SecretsError> {
-        let _ = (store, name, to, actor, reason);
-        todo!("helper")
+        let value = self.value(store, name, to)?;
+        self.put(store, name, &value, actor, reason, Origin::Rollback { to })
     }
 
     /// The keyed fingerprint of a value (what the ledger records).
     pub fn fingerprint(&self, value: &SecretValue) -> String {
-        let _ = value;
-        todo!("helper")
+        // A 32-byte key is always a valid HMAC key.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.fingerprint_key.as_ref())
+            .expect("HMAC takes keys of any length");
+        mac.update(value.expose());
+        hex::encode(&mac.finalize().into_bytes()[..16])
     }
 
     /// Re-wraps every data key (and the fingerprint key and check value) under `new`, in one
     /// transaction; returns the secrets unlocked with the new key.
     pub fn rekey(self, store: &mut Store, new: MasterKey) -> Result<Secrets, SecretsError> {
-        let _ = (store, new);
-        todo!("helper")
+        let mut rewrapped = Vec::new();
+        for row in store.all_secret_versions()? {
+            let data_key = self.unwrap_data_key(&row)?;
+            let sealed = crypto::seal(
+                &new.0,
+                data_key.as_ref(),
+                &crypto::key_aad(&row.name, row.version),
+            )
+            .ok_or_else(too_large)?;
+            rewrapped.push(RewrappedKey {
+                name: row.name,
+                version: row.version,
+                wrapped_key: sealed.ciphertext,
+                key_nonce: sealed.nonce,
+            });
+        }
+        let secrets = Secrets {
+            master: new,
+            fingerprint_key: self.fingerprint_key,
+        };
+        let (check, wrapped) = secrets.sealed_meta()?;
+        store.rewrap_secrets(
+            &rewrapped,
+            &[(META_CHECK, &check), (META_FINGERPRINT_KEY, &wrapped)],
+        )?;
+        Ok(secrets)
     }
 }
 
 /// Every secret's current version, without values (no key needed).
 pub fn list(store: &Store) -> Result<Vec<VersionInfo>, SecretsError> {
-    let _ = store;
-    todo!("helper")
+    Ok(store
+        .latest_secret_versions()?
+        .iter()
+        .map(VersionInfo::from_row)
+        .collect())
 }
 
 /// Every version of one secret, oldest first, without values (no key needed).
 pub fn history(store: &Store, name: &str) -> Result<Vec<VersionInfo>, SecretsError> {
-    let _ = (store, name);
-    todo!("helper")
+    let rows = store.secret_versions(name)?;
+    if rows.is_empty() {
+        return Err(SecretsError::Unknown(name.to_owned()));
+    }
+    Ok(rows.iter().map(VersionInfo::from_row).collect())
 }
 
 /// A random value of `length` characters drawn uniformly from `alphabet` (OS randomness,
 /// rejection sampling: no modulo bias).
 pub fn generate(length: usize, alphabet: &str) -> Result<SecretValue, SecretsError> {
-    let _ = (length, alphabet);
-    todo!("helper")
+    generate::generate(length, alphabet)
 }
 
 /// Where a secret stands against its rotation policy.
@@ -279,6 +489,44 @@ pub fn rotation(
     max_age: Option<std::time::Duration>,
     now: jiff::Timestamp,
 ) -> Rotation {
-    let _ = (created_at, max_age, now);
-    todo!("helper")
+    rotation::rotation(created_at, max_age, now)
+}
+
+/// The error for a version that does not exist: which versions do.
+fn missing_version(store: &Store, name: &str, version: u32) -> Result<SecretsError, SecretsError> {
+    Ok(match store.latest_secret_version(name)? {
+        None => SecretsError::Unknown(name.to_owned()),
+        Some(latest) => SecretsError::UnknownVersion {
+            name: name.to_owned(),
+            version,
+            latest: latest.version,
+        },
+    })
+}
+
+/// Names are part of the associated data (`\0`-separated) and appear in messages.
+fn check_name(name: &str) -> Result<(), SecretsError> {
+    if name.is_empty() || name.contains('\0') {
+        return Err(SecretsError::Invalid(
+            "a secret name must be non-empty and contain no NUL character".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+fn corrupt(row: &SecretVersionRow) -> SecretsError {
+    SecretsError::Corrupt {
+        name: row.name.clone(),
+        version: row.version,
+    }
+}
+
+fn damaged(meta_key: &str) -> SecretsError {
+    SecretsError::Invalid(format!(
+        "meta value `{meta_key}` of the state database is damaged; restore it from a backup"
+    ))
+}
+
+fn too_large() -> SecretsError {
+    SecretsError::Invalid("the value is too large to encrypt".to_owned())
 }
