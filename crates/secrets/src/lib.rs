@@ -449,13 +449,14 @@ pub fn list(store: &Store) -> Result<Vec<VersionInfo>, SecretsError> {
         .collect())
 }
 
-/// Every version of one secret, oldest first, without values (no key needed).
+/// Every version of one secret, oldest first, without values (no key needed); empty for a
+/// name that was never set.
 pub fn history(store: &Store, name: &str) -> Result<Vec<VersionInfo>, SecretsError> {
-    let rows = store.secret_versions(name)?;
-    if rows.is_empty() {
-        return Err(SecretsError::Unknown(name.to_owned()));
-    }
-    Ok(rows.iter().map(VersionInfo::from_row).collect())
+    Ok(store
+        .secret_versions(name)?
+        .iter()
+        .map(VersionInfo::from_row)
+        .collect())
 }
 
 /// A random value of `length` characters drawn uniformly from `alphabet` (OS randomness,

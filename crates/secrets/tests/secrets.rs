@@ -124,7 +124,7 @@ fn values_round_trip_through_versions_and_history() {
     assert_eq!(versions[0].fingerprint, secrets.fingerprint(&value("one")));
     assert_eq!(versions[0].fingerprint.len(), 32);
     assert_ne!(versions[0].fingerprint, versions[1].fingerprint);
-    assert!(matches!(history(&store, "nope"), Err(SecretsError::Unknown(n)) if n == "nope"));
+    assert!(history(&store, "nope").unwrap().is_empty());
 }
 
 #[test]
