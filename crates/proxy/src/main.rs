@@ -32,8 +32,8 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    // This runtime only accepts connections, serves the admin API and runs timers; requests
-    // are served on the proxy's own worker threads.
+    // This runtime serves the admin API and runs drain timers; connections are accepted and
+    // served on the proxy's own worker threads.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -179,7 +179,7 @@ impl Proxy {
         Ok(revision)
     }
 
-    fn bind_new(&self, table: &ValidTable) -> Result<Vec<(SocketAddr, TcpListener)>, TableError> {
+    fn bind_new(&self, table: &ValidTable) -> Result<Vec<(SocketAddr, Bound)>, TableError> {
         let listeners = self
             .inner
             .listeners
@@ -190,20 +190,25 @@ impl Proxy {
             if listeners.contains_key(&service.listen) {
                 continue;
             }
-            let listener = bind(service.listen).map_err(|err| TableError::Bind {
-                service: service.name.clone(),
-                address: service.listen,
-                reason: match err.kind() {
-                    std::io::ErrorKind::AddrInUse => "the port is already in use".to_owned(),
-                    _ => err.to_string(),
-                },
-            })?;
+            let listener =
+                bind(service.listen, self.inner.workers.handles.len()).map_err(|err| {
+                    TableError::Bind {
+                        service: service.name.clone(),
+                        address: service.listen,
+                        reason: match err.kind() {
+                            std::io::ErrorKind::AddrInUse => {
+                                "the port is already in use".to_owned()
+                            }
+                            _ => err.to_string(),
+                        },
+                    }
+                })?;
             bound.push((service.listen, listener));
         }
         Ok(bound)
     }
 
-    fn start_listeners(&self, bound: Vec<(SocketAddr, TcpListener)>) {
+    fn start_listeners(&self, bound: Vec<(SocketAddr, Bound)>) {
         let mut listeners = self
             .inner
             .listeners
@@ -366,11 +371,11 @@ pub struct FullStats {
     pub instances: std::collections::BTreeMap<String, InstanceReport>,
 }
 
-/// The connection threads, each with a single-threaded runtime, chosen round-robin.
+/// The connection threads, each with a single-threaded runtime and its own socket on every
+/// port.
 #[derive(Debug)]
 struct Workers {
     handles: Vec<tokio::runtime::Handle>,
-    next: AtomicUsize,
 }
 
 impl Workers {
@@ -401,24 +406,60 @@ impl Workers {
         drop(sender);
         Workers {
             handles: receiver.iter().take(count).collect(),
-            next: AtomicUsize::new(0),
         }
     }
+}
 
-    fn next(&self) -> &tokio::runtime::Handle {
-        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.handles.len();
-        &self.handles[index]
+/// One port's sockets: one per worker, all bound with `SO_REUSEPORT`, so the kernel spreads
+/// new connections over the workers and each accepts on its own runtime.
+type Bound = Vec<std::net::TcpListener>;
+
+fn bind(address: SocketAddr, workers: usize) -> std::io::Result<Bound> {
+    let mut sockets = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let socket = match address {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        socket.set_reuseport(true)?;
+        // Port 0 picks a port once; the other workers join that one.
+        let target = sockets
+            .first()
+            .map_or(Ok(address), std::net::TcpListener::local_addr)?;
+        socket.bind(target)?;
+        sockets.push(socket.listen(1024)?.into_std()?);
+    }
+    Ok(sockets)
+}
+
+/// Accept on one port with every worker until told to stop, then let its connections finish
+/// within the drain.
+async fn serve(
+    inner: Arc<Inner>,
+    address: SocketAddr,
+    bound: Bound,
+    stop: watch::Receiver<Option<Duration>>,
+) {
+    let mut loops = Vec::with_capacity(bound.len());
+    for (listener, worker) in bound.into_iter().zip(&inner.workers.handles) {
+        let inner = inner.clone();
+        let stop = stop.clone();
+        loops.push(worker.spawn(async move {
+            match TcpListener::from_std(listener) {
+                Ok(listener) => accept_loop(inner, address, listener, stop).await,
+                Err(err) => tracing::error!(%address, error = %err, "cannot register the listener"),
+            }
+        }));
+    }
+    for accept in loops {
+        let _ = accept.await;
     }
 }
 
-fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
-    let listener = std::net::TcpListener::bind(address)?;
-    listener.set_nonblocking(true)?;
-    TcpListener::from_std(listener)
-}
-
-/// Accept on one port until told to stop, then let its connections finish within the drain.
-async fn serve(
+/// One worker's accept loop on its own socket of a port: serves each connection on this
+/// worker until told to stop, then lets them finish within the drain.
+async fn accept_loop(
     inner: Arc<Inner>,
     address: SocketAddr,
     listener: TcpListener,
@@ -450,26 +491,11 @@ async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        // Moved to a worker's runtime, so it leaves this reactor and joins that one.
-        let stream = match stream.into_std() {
-            Ok(stream) => stream,
-            Err(err) => {
-                tracing::warn!(%peer, error = %err, "cannot hand the connection to a worker");
-                continue;
-            }
-        };
-        let worker = inner.workers.next().clone();
         let inner = inner.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
-        worker.spawn(async move {
-            let stream = match tokio::net::TcpStream::from_std(stream) {
-                Ok(stream) => stream,
-                Err(err) => {
-                    tracing::warn!(%peer, error = %err, "cannot register the connection");
-                    return;
-                }
-            };
+        // On this worker's runtime, like everything the connection leads to.
+        tokio::spawn(async move {
             let connection = Arc::new(forward::Connection::new(inner, address, peer));
             let service = service_fn(move |request| forward::handle(connection.clone(), request));
             let connection = builder.serve_connection(TokioIo::new(stream), service);
