@@ -95,6 +95,14 @@ pub enum Command {
     Rollout(cmd::rollout::RolloutSubcommand),
     /// Roll the previous stable version of a service out again; --watch follows it.
     Rollback(cmd::rollback::RollbackArgs),
+    /// The stack's secrets: set (stdin or file), list, get --reveal, history, rollback, rotate,
+    /// rekey. Values never go through argv, and every change and reveal is in the ledger.
+    #[command(subcommand)]
+    Secret(cmd::secret::SecretCommand),
+    /// A service's configuration overrides as revisions: set, unset, show, history, diff,
+    /// rollback; each with a reason, recorded in the ledger.
+    #[command(subcommand)]
+    Config(cmd::config::ConfigCommand),
     /// Internal: the per-instance shim.
     #[command(name = "__shim", hide = true)]
     Shim,

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod completions;
+pub mod config;
 pub mod deploy;
 pub mod down;
 pub mod import;
@@ -13,6 +14,7 @@ pub mod restart;
 pub mod rollback;
 pub mod rollout;
 pub mod rollout_view;
+pub mod secret;
 pub mod shim;
 pub mod status;
 pub mod up;
@@ -40,6 +42,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Deploy(args) => deploy::run(global, &args),
         Command::Rollout(command) => rollout::run(global, command),
         Command::Rollback(args) => rollback::run(global, &args),
+        Command::Secret(command) => secret::run(global, command),
+        Command::Config(command) => config::run(global, command),
         Command::Shim => shim::run(),
     }
 }

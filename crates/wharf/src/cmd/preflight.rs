@@ -1,7 +1,8 @@
 //! `wharf preflight`: one command that proves the stack works before it is handed over —
 //! the manifest is valid, every service is live and ready, every dependency is reachable, the
-//! manifest's smoke checks pass, and the ledger verifies. A table (or stable JSON), JUnit XML
-//! for CI, exit 1 on any failure, and the result itself goes into the ledger.
+//! manifest's smoke checks pass, secrets are set and rotated on time, and the ledger
+//! verifies. A table (or stable JSON), JUnit XML for CI, exit 1 on any failure, and the
+//! result itself goes into the ledger.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -14,11 +15,13 @@ use wharf_control::StatusReport;
 use wharf_control::plan::{InstanceVars, http_probe};
 use wharf_ledger::NewEntry;
 use wharf_manifest::ValidStack;
-use wharf_manifest::model::{SmokeCheck, SmokeKind};
+use wharf_manifest::model::{Overdue, SmokeCheck, SmokeKind};
 use wharf_probe::{Check, Prober, Status};
+use wharf_secrets::Rotation;
 
 use crate::cli::{Global, Output};
 use crate::client::{self, NotRunning};
+use crate::cmd::secret;
 use crate::exit::ExitStatus;
 use crate::manifest_file::ManifestFile;
 
@@ -74,6 +77,7 @@ pub fn run(global: &Global, args: &PreflightArgs) -> anyhow::Result<ExitStatus> 
     let report = runtime.block_on(check_services(global, &mut results));
     if let Some(stack) = &stack {
         runtime.block_on(check_smoke(stack, &mut results));
+        check_secrets(global, stack, &mut results);
     }
     check_ledger(global, &mut results);
     let failed = results.iter().filter(|r| r.status == "fail").count();
@@ -273,6 +277,62 @@ fn smoke_check(smoke: &SmokeCheck) -> (Check, Duration) {
             },
             SMOKE_TIMEOUT,
         ),
+    }
+}
+
+/// One check per declared secret with a `max_age` or needed by the stack: its rotation
+/// against the policy, or that it was never set. Reads versions only, no master key.
+fn check_secrets(global: &Global, stack: &ValidStack, results: &mut Vec<CheckResult>) {
+    let started = Instant::now();
+    let stored = match secret::stored(&global.state_dir()) {
+        Ok(stored) => stored,
+        Err(err) => {
+            let reason = Some(format!("{err:#}"));
+            results.push(CheckResult::new(
+                "secret",
+                "stored secrets are readable",
+                "fail",
+                started,
+                reason,
+            ));
+            return;
+        }
+    };
+    let now = jiff::Timestamp::now();
+    for (name, policy) in &stack.secrets {
+        let used = secret::stack_uses(stack, name);
+        let max_age = policy.max_age.map(|d| d.as_std());
+        if max_age.is_none() && !used {
+            continue;
+        }
+        let current = stored.iter().find(|v| &v.name == name);
+        let rotation = match current.and_then(|v| v.created_at.parse().ok()) {
+            Some(created) => wharf_secrets::rotation(created, max_age, now),
+            None if current.is_some() => Rotation::NoPolicy,
+            None => Rotation::Missing,
+        };
+        let status = match (&rotation, used) {
+            (Rotation::Ok { .. } | Rotation::NoPolicy, _) => "pass",
+            (Rotation::DueSoon { .. }, _) => "warn",
+            (Rotation::Overdue { .. }, _) if policy.overdue == Overdue::Warn => "warn",
+            (Rotation::Overdue { .. }, _) => "fail",
+            (Rotation::Missing, true) => "fail",
+            (Rotation::Missing, false) => "warn",
+        };
+        let mut reason = secret::rotation_text(&rotation);
+        if rotation == Rotation::Missing {
+            reason = if used {
+                format!("never set; set it with `wharf secret set {name}`")
+            } else {
+                "never set (no service uses it yet)".to_owned()
+            };
+        }
+        let check = match max_age {
+            Some(_) => format!("{name} is rotated within its max_age"),
+            None => format!("{name} is set"),
+        };
+        let reason = (status != "pass" || max_age.is_some()).then_some(reason);
+        results.push(CheckResult::new("secret", check, status, started, reason));
     }
 }
 

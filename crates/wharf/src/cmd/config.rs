@@ -1,0 +1,488 @@
+//! `wharf config …`: a service's configuration overrides as numbered revisions — set, unset,
+//! history, diff between revisions, roll back — each with a reason, in the ledger, and
+//! applied by a running control plane.
+//!
+//! Config values are not secrets: the ledger records them in full. Secrets go through
+//! `wharf secret`.
+
+use std::collections::BTreeMap;
+
+use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use serde_json::{Value, json};
+use wharf_store::{ConfigRevision, Store};
+
+use crate::cli::{Global, Output};
+use crate::cmd::secret::{load_stack, print_json, record, request_reload};
+use crate::exit::ExitStatus;
+
+/// Key → new value, or `None` to unset (the store's shape).
+type Changes = BTreeMap<String, Option<String>>;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ConfigCommand {
+    /// Set one or more keys of a service's configuration (a new revision).
+    Set {
+        /// The service, as named in the manifest.
+        service: String,
+        /// `KEY=VALUE` pairs; KEY is an environment variable name.
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        pairs: Vec<String>,
+        /// Why, for the ledger (required).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Remove keys from a service's configuration (a new revision).
+    Unset {
+        /// The service, as named in the manifest.
+        service: String,
+        /// The keys to remove.
+        #[arg(required = true, value_name = "KEY")]
+        keys: Vec<String>,
+        /// Why, for the ledger (required).
+        #[arg(long)]
+        reason: String,
+    },
+    /// A service's effective configuration overrides (now, or as of a revision).
+    Show {
+        /// The service.
+        service: String,
+        /// As of this revision instead of now.
+        #[arg(long, value_name = "REV")]
+        at: Option<u64>,
+    },
+    /// Every revision (of one service, or all), oldest first.
+    History {
+        /// Only this service's revisions.
+        service: Option<String>,
+    },
+    /// How the service of revision FROM was configured at FROM and at TO.
+    Diff {
+        /// The earlier revision.
+        from: u64,
+        /// The later revision.
+        to: u64,
+    },
+    /// A new revision restoring the service's configuration as of REV.
+    Rollback {
+        /// The revision to go back to.
+        rev: u64,
+        /// Why, for the ledger (required).
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+pub fn run(global: &Global, command: ConfigCommand) -> anyhow::Result<ExitStatus> {
+    match command {
+        ConfigCommand::Set {
+            service,
+            pairs,
+            reason,
+        } => match parse_pairs(&pairs) {
+            Ok(changes) => change(global, &service, changes, &reason, "config.set"),
+            Err(message) => invalid(&message),
+        },
+        ConfigCommand::Unset {
+            service,
+            keys,
+            reason,
+        } => match parse_keys(&keys) {
+            Ok(changes) => change(global, &service, changes, &reason, "config.unset"),
+            Err(message) => invalid(&message),
+        },
+        ConfigCommand::Show { service, at } => show(global, &service, at),
+        ConfigCommand::History { service } => history(global, service.as_deref()),
+        ConfigCommand::Diff { from, to } => diff(global, from, to),
+        ConfigCommand::Rollback { rev, reason } => rollback(global, rev, &reason),
+    }
+}
+
+fn invalid(message: &str) -> anyhow::Result<ExitStatus> {
+    eprintln!("error: {message}");
+    Ok(ExitStatus::Invalid)
+}
+
+/// An environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.
+fn valid_key(key: &str) -> bool {
+    let mut chars = key.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn check_key(key: &str) -> Result<(), String> {
+    if valid_key(key) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{key}` is not a valid key: use an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"
+        ))
+    }
+}
+
+fn parse_pairs(pairs: &[String]) -> Result<Changes, String> {
+    let mut changes = Changes::new();
+    for pair in pairs {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("`{pair}`: expected KEY=VALUE"))?;
+        check_key(key)?;
+        if changes
+            .insert(key.to_owned(), Some(value.to_owned()))
+            .is_some()
+        {
+            return Err(format!("`{key}` is given twice"));
+        }
+    }
+    Ok(changes)
+}
+
+fn parse_keys(keys: &[String]) -> Result<Changes, String> {
+    let mut changes = Changes::new();
+    for key in keys {
+        check_key(key)?;
+        changes.insert(key.clone(), None);
+    }
+    Ok(changes)
+}
+
+/// Validates the service against the manifest and the change against the current values,
+/// then records the revision, its ledger entry, and asks for a reload.
+fn change(
+    global: &Global,
+    service: &str,
+    changes: Changes,
+    reason: &str,
+    action: &str,
+) -> anyhow::Result<ExitStatus> {
+    if reason.trim().is_empty() {
+        return invalid("--reason must say why");
+    }
+    let stack = match load_stack(global)? {
+        Ok(stack) => stack,
+        Err(status) => return Ok(status),
+    };
+    if !stack.services.contains_key(service) {
+        let names: Vec<&str> = stack.services.keys().map(String::as_str).collect();
+        return invalid(&format!(
+            "no service `{service}` in the manifest (services: {})",
+            names.join(", ")
+        ));
+    }
+    let mut store = Store::open(&global.state_dir())?;
+    let current = store.config_at(service, None)?;
+    let missing: Vec<&str> = changes
+        .iter()
+        .filter(|(key, value)| value.is_none() && !current.contains_key(*key))
+        .map(|(key, _)| key.as_str())
+        .collect();
+    if !missing.is_empty() {
+        return invalid(&format!(
+            "not set for {service}: {} (set: {})",
+            missing.join(", "),
+            keys_or_none(&current)
+        ));
+    }
+    let actor = crate::cmd::audit::actor();
+    let revision = store.add_config_revision(service, &changes, &actor, reason)?;
+    let details = json!({"revision": revision, "changes": changes, "reason": reason});
+    record(store, action, service, details)?;
+    applied(global, service, revision, &changes)?;
+    Ok(ExitStatus::Ok)
+}
+
+fn keys_or_none(config: &BTreeMap<String, String>) -> String {
+    if config.is_empty() {
+        "none".to_owned()
+    } else {
+        config.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// Reports a recorded revision and asks a running control plane to apply it.
+fn applied(global: &Global, service: &str, revision: u64, changes: &Changes) -> anyhow::Result<()> {
+    match global.output {
+        Output::Json => print_json(&json!({
+            "revision": revision,
+            "service": service,
+            "changes": changes,
+        }))?,
+        Output::Human => {
+            eprintln!("recorded revision {revision} of {service}:");
+            for line in change_lines(changes) {
+                eprintln!("  {line}");
+            }
+        }
+    }
+    let body = json!({"config": service, "revision": revision, "services": [service]});
+    request_reload(global, body)
+}
+
+fn change_lines(changes: &Changes) -> Vec<String> {
+    changes
+        .iter()
+        .map(|(key, value)| match value {
+            Some(value) => format!("{key}={value}"),
+            None => format!("unset {key}"),
+        })
+        .collect()
+}
+
+/// The state database if there is one; commands that only read never create it.
+fn open_existing(global: &Global) -> anyhow::Result<Option<Store>> {
+    let state_dir = global.state_dir();
+    if !state_dir.join(wharf_store::DB_FILE).exists() {
+        return Ok(None);
+    }
+    Ok(Some(Store::open(&state_dir)?))
+}
+
+fn revision(store: Option<&Store>, id: u64) -> anyhow::Result<Result<ConfigRevision, String>> {
+    let found = match store {
+        Some(store) => store.config_revision(id)?,
+        None => None,
+    };
+    Ok(found.ok_or_else(|| format!("no configuration revision {id}")))
+}
+
+fn show(global: &Global, service: &str, at: Option<u64>) -> anyhow::Result<ExitStatus> {
+    let config = match open_existing(global)? {
+        Some(store) => store.config_at(service, at)?,
+        None => BTreeMap::new(),
+    };
+    match global.output {
+        Output::Json => print_json(&json!(config))?,
+        Output::Human if config.is_empty() => eprintln!("no configuration set for {service}"),
+        Output::Human => {
+            for (key, value) in &config {
+                println!("{key}={value}");
+            }
+        }
+    }
+    Ok(ExitStatus::Ok)
+}
+
+fn history(global: &Global, service: Option<&str>) -> anyhow::Result<ExitStatus> {
+    let revisions = match open_existing(global)? {
+        Some(store) => store.config_revisions(service)?,
+        None => Vec::new(),
+    };
+    if global.output == Output::Json {
+        let records: Vec<Value> = revisions.iter().map(revision_json).collect();
+        print_json(&Value::Array(records))?;
+        return Ok(ExitStatus::Ok);
+    }
+    if revisions.is_empty() {
+        println!("no configuration revisions");
+        return Ok(ExitStatus::Ok);
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_BORDERS_ONLY);
+    table.set_header(["REV", "SERVICE", "CREATED", "ACTOR", "CHANGES", "REASON"]);
+    for r in &revisions {
+        table.add_row([
+            r.id.to_string(),
+            r.service.clone(),
+            r.created_at.clone(),
+            r.actor.clone(),
+            change_lines(&r.changes).join("\n"),
+            r.reason.clone(),
+        ]);
+    }
+    println!("{table}");
+    Ok(ExitStatus::Ok)
+}
+
+fn revision_json(r: &ConfigRevision) -> Value {
+    json!({
+        "revision": r.id,
+        "service": r.service,
+        "changes": r.changes,
+        "actor": r.actor,
+        "reason": r.reason,
+        "created_at": r.created_at,
+    })
+}
+
+fn diff(global: &Global, from: u64, to: u64) -> anyhow::Result<ExitStatus> {
+    let store = open_existing(global)?;
+    let first = match revision(store.as_ref(), from)? {
+        Ok(r) => r,
+        Err(message) => return invalid(&message),
+    };
+    let second = match revision(store.as_ref(), to)? {
+        Ok(r) => r,
+        Err(message) => return invalid(&message),
+    };
+    if first.service != second.service {
+        return invalid(&format!(
+            "revision {from} is of {} and revision {to} of {}: diff compares one service",
+            first.service, second.service
+        ));
+    }
+    let Some(store) = store else {
+        return invalid("no configuration revisions");
+    };
+    let before = store.config_at(&first.service, Some(from))?;
+    let after = store.config_at(&first.service, Some(to))?;
+    let lines = diff_lines(&before, &after);
+    match global.output {
+        Output::Json => print_json(&json!({
+            "service": first.service,
+            "from": from,
+            "to": to,
+            "changes": lines.iter().map(DiffLine::to_json).collect::<Vec<_>>(),
+        }))?,
+        Output::Human => {
+            println!("{} from revision {from} to {to}:", first.service);
+            if lines.is_empty() {
+                println!("  (no difference)");
+            }
+            for line in &lines {
+                println!("{line}");
+            }
+        }
+    }
+    Ok(ExitStatus::Ok)
+}
+
+/// One key's difference between two configurations.
+#[derive(Debug, PartialEq)]
+enum DiffLine<'a> {
+    Added(&'a str, &'a str),
+    Removed(&'a str, &'a str),
+    Changed(&'a str, &'a str, &'a str),
+}
+
+impl DiffLine<'_> {
+    fn to_json(&self) -> Value {
+        match self {
+            DiffLine::Added(key, value) => json!({"op": "add", "key": key, "to": value}),
+            DiffLine::Removed(key, value) => json!({"op": "remove", "key": key, "from": value}),
+            DiffLine::Changed(key, a, b) => {
+                json!({"op": "change", "key": key, "from": a, "to": b})
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for DiffLine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DiffLine::Added(key, value) => write!(f, "+ {key}={value}"),
+            DiffLine::Removed(key, value) => write!(f, "- {key}={value}"),
+            DiffLine::Changed(key, a, b) => write!(f, "~ {key}: {a} → {b}"),
+        }
+    }
+}
+
+/// Pure: every key that differs, in key order.
+fn diff_lines<'a>(
+    before: &'a BTreeMap<String, String>,
+    after: &'a BTreeMap<String, String>,
+) -> Vec<DiffLine<'a>> {
+    let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter_map(|key| match (before.get(key), after.get(key)) {
+            (None, Some(b)) => Some(DiffLine::Added(key, b)),
+            (Some(a), None) => Some(DiffLine::Removed(key, a)),
+            (Some(a), Some(b)) if a != b => Some(DiffLine::Changed(key, a, b)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Pure: the changes that turn `current` into `target`.
+fn restoring(current: &BTreeMap<String, String>, target: &BTreeMap<String, String>) -> Changes {
+    diff_lines(current, target)
+        .into_iter()
+        .map(|line| match line {
+            DiffLine::Added(key, value) | DiffLine::Changed(key, _, value) => {
+                (key.to_owned(), Some(value.to_owned()))
+            }
+            DiffLine::Removed(key, _) => (key.to_owned(), None),
+        })
+        .collect()
+}
+
+fn rollback(global: &Global, rev: u64, reason: &str) -> anyhow::Result<ExitStatus> {
+    if reason.trim().is_empty() {
+        return invalid("--reason must say why");
+    }
+    let store = open_existing(global)?;
+    let target_revision = match revision(store.as_ref(), rev)? {
+        Ok(r) => r,
+        Err(message) => return invalid(&message),
+    };
+    let Some(mut store) = store else {
+        return invalid(&format!("no configuration revision {rev}"));
+    };
+    let service = target_revision.service;
+    let current = store.config_at(&service, None)?;
+    let target = store.config_at(&service, Some(rev))?;
+    let changes = restoring(&current, &target);
+    if changes.is_empty() {
+        eprintln!("{service} is already configured as of revision {rev}; nothing recorded");
+        return Ok(ExitStatus::Ok);
+    }
+    let actor = crate::cmd::audit::actor();
+    let revision = store.add_config_revision(&service, &changes, &actor, reason)?;
+    let details = json!({"revision": revision, "to": rev, "changes": changes, "reason": reason});
+    record(store, "config.rollback", &service, details)?;
+    applied(global, &service, revision, &changes)?;
+    Ok(ExitStatus::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn keys_are_environment_variable_names() {
+        for good in ["A", "_x", "LOG_LEVEL", "a1"] {
+            assert!(valid_key(good), "{good}");
+        }
+        for bad in ["", "1A", "A-B", "A B", "É", "A="] {
+            assert!(!valid_key(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn pairs_split_at_the_first_equals_and_refuse_duplicates() {
+        let changes = parse_pairs(&["A=b=c".to_owned(), "E=".to_owned()]).unwrap();
+        assert_eq!(changes["A"].as_deref(), Some("b=c"));
+        assert_eq!(changes["E"].as_deref(), Some(""));
+        assert!(parse_pairs(&["A=1".to_owned(), "A=2".to_owned()]).is_err());
+        assert!(parse_pairs(&["A".to_owned()]).is_err());
+    }
+
+    #[test]
+    fn diff_and_restore_are_inverse() {
+        let before = map(&[("A", "1"), ("B", "2"), ("C", "3")]);
+        let after = map(&[("B", "2"), ("C", "4"), ("D", "5")]);
+        let lines: Vec<String> = diff_lines(&before, &after)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(lines, ["- A=1", "~ C: 3 → 4", "+ D=5"]);
+        let changes = restoring(&after, &before);
+        let mut restored = after.clone();
+        for (key, value) in changes {
+            match value {
+                Some(value) => restored.insert(key, value),
+                None => restored.remove(&key),
+            };
+        }
+        assert_eq!(restored, before);
+    }
+}

@@ -1,0 +1,798 @@
+//! `wharf secret …`: set, list, reveal, rotate, roll back and re-key the stack's secrets.
+//!
+//! Values enter through stdin or a file, never argv; they leave only through
+//! `get --reveal`, which the ledger records. Every change goes into the ledger with the
+//! value's keyed fingerprint, never the value, and a running control plane is asked to
+//! reload so the services pick it up.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use serde_json::{Value, json};
+use wharf_ledger::{Ledger, NewEntry};
+use wharf_manifest::ValidStack;
+use wharf_manifest::model::{SecretPolicy, Stack};
+use wharf_secrets::{
+    KeySource, MASTER_KEY_ENV, MasterKey, Origin, Rotation, SecretValue, Secrets, VersionInfo,
+};
+use wharf_store::Store;
+
+use crate::cli::{Global, Output};
+use crate::client::{self, NotRunning};
+use crate::exit::ExitStatus;
+use crate::manifest_file::ManifestFile;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum SecretCommand {
+    /// Store a new version of a declared secret, read from stdin (or --from-file); one
+    /// trailing newline is dropped. There is no flag for the value: argv is visible to others.
+    Set(SetArgs),
+    /// Every secret declared or stored: version, age, rotation status (no values).
+    List,
+    /// Print a secret's value; needs --reveal, and the reveal is recorded in the ledger.
+    #[command(disable_version_flag = true)]
+    Get(GetArgs),
+    /// A secret's versions: when, who, how, why, fingerprint (no values).
+    History {
+        /// The secret's name.
+        name: String,
+    },
+    /// Make version V's value current again (as a new version).
+    Rollback(RollbackArgs),
+    /// Generate a new value with the manifest's generator, after running its rotate_command.
+    Rotate(RotateArgs),
+    /// Re-wrap every secret under a new master key; the old key stops working.
+    Rekey,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SetArgs {
+    /// The secret's name, as declared under `secrets:` in the manifest.
+    pub name: String,
+    /// Read the value from this file instead of stdin (one trailing newline is dropped).
+    #[arg(long, value_name = "PATH")]
+    pub from_file: Option<PathBuf>,
+    /// Why, for the ledger.
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GetArgs {
+    /// The secret's name.
+    pub name: String,
+    /// Really print the value (the reveal is recorded in the ledger).
+    #[arg(long)]
+    pub reveal: bool,
+    /// This version instead of the current one.
+    #[arg(long, value_name = "V")]
+    pub version: Option<u32>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RollbackArgs {
+    /// The secret's name.
+    pub name: String,
+    /// The version whose value becomes current again.
+    #[arg(long, value_name = "V")]
+    pub to: u32,
+    /// Why, for the ledger.
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RotateArgs {
+    /// The secret's name, as declared under `secrets:` in the manifest.
+    pub name: String,
+    /// Why, for the ledger.
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+pub fn run(global: &Global, command: SecretCommand) -> anyhow::Result<ExitStatus> {
+    match command {
+        SecretCommand::Set(args) => set(global, &args),
+        SecretCommand::List => list(global),
+        SecretCommand::Get(args) => get(global, &args),
+        SecretCommand::History { name } => history(global, &name),
+        SecretCommand::Rollback(args) => rollback(global, &args),
+        SecretCommand::Rotate(args) => rotate(global, &args),
+        SecretCommand::Rekey => rekey(global),
+    }
+}
+
+/// The validated manifest, or the exit status after its diagnostics were printed.
+pub(crate) fn load_stack(global: &Global) -> anyhow::Result<Result<ValidStack, ExitStatus>> {
+    let manifest = ManifestFile::read(global)?;
+    let loaded = manifest.load(None);
+    match loaded.stack {
+        Some(stack) => Ok(Ok(stack)),
+        None => {
+            manifest.print_diagnostics(&loaded.diagnostics, global.output)?;
+            eprintln!("error: {} is not valid", manifest.display);
+            Ok(Err(ExitStatus::Invalid))
+        }
+    }
+}
+
+/// The manifest when there is one: commands that read stored secrets work without it.
+fn optional_stack(global: &Global) -> anyhow::Result<Result<Option<ValidStack>, ExitStatus>> {
+    if !global.file.exists() {
+        return Ok(Ok(None));
+    }
+    Ok(load_stack(global)?.map(Some))
+}
+
+/// The directory holding the manifest (hooks run there).
+pub(crate) fn manifest_dir(global: &Global) -> PathBuf {
+    global
+        .file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// The secret's policy when the manifest declares it; else a usage error naming the declared.
+fn declared<'a>(stack: &'a Stack, name: &str) -> Result<&'a SecretPolicy, ExitStatus> {
+    if let Some(policy) = stack.secrets.get(name) {
+        return Ok(policy);
+    }
+    let names: Vec<&str> = stack.secrets.keys().map(String::as_str).collect();
+    let known = if names.is_empty() {
+        "the manifest declares no secrets; add it under `secrets:` first".to_owned()
+    } else {
+        format!("declared: {}", names.join(", "))
+    };
+    eprintln!("error: `{name}` is not declared under `secrets:` in the manifest ({known})");
+    Err(ExitStatus::Invalid)
+}
+
+/// The services that receive a secret: by their `secrets` / `secret_files` lists or a
+/// `${secret:NAME}` anywhere in their definition (env values, url, command, probes).
+pub(crate) fn users(stack: &Stack, name: &str) -> Vec<String> {
+    let needle = format!("${{secret:{name}}}");
+    stack
+        .services
+        .iter()
+        .filter(|(_, service)| {
+            service.secrets.iter().any(|s| s == name)
+                || service.secret_files.iter().any(|s| s == name)
+                || serde_json::to_string(service).is_ok_and(|text| text.contains(&needle))
+        })
+        .map(|(service, _)| service.clone())
+        .collect()
+}
+
+/// Whether anything in the stack needs the secret's value: a service, a smoke check, an alert.
+pub(crate) fn stack_uses(stack: &Stack, name: &str) -> bool {
+    let needle = format!("${{secret:{name}}}");
+    let mentioned =
+        |value: Result<String, serde_json::Error>| value.is_ok_and(|text| text.contains(&needle));
+    !users(stack, name).is_empty()
+        || mentioned(serde_json::to_string(&stack.smoke))
+        || mentioned(serde_json::to_string(&stack.alerts))
+}
+
+/// The master key, loaded (or with `create`, made on first use, with a notice to back it up).
+fn master_key(global: &Global, create: bool) -> anyhow::Result<(MasterKey, KeySource)> {
+    let state_dir = global.state_dir();
+    let env = std::env::var(MASTER_KEY_ENV).ok();
+    let (key, source) = MasterKey::load(&state_dir, env.as_deref(), create)?;
+    if let KeySource::Created(path) = &source {
+        eprintln!(
+            "notice: a new master key was written to {}.\n        Back it up now, somewhere \
+             other than this machine: without it the secrets stored here cannot be read.",
+            path.display()
+        );
+    }
+    Ok((key, source))
+}
+
+/// Opens the state database and unlocks its secrets (a wrong key is refused before any write).
+fn unlock(global: &Global, create: bool) -> anyhow::Result<(Store, Secrets, KeySource)> {
+    let state_dir = global.state_dir();
+    if !create && !state_dir.join(wharf_store::DB_FILE).exists() {
+        bail!(
+            "no secrets are stored yet (no state in {})",
+            state_dir.display()
+        );
+    }
+    let (key, source) = master_key(global, create)?;
+    let mut store = Store::open(&state_dir)?;
+    let secrets = Secrets::unlock(&mut store, key)?;
+    Ok((store, secrets, source))
+}
+
+/// Appends one ledger entry through the store already open.
+pub(crate) fn record(
+    store: Store,
+    action: &str,
+    target: &str,
+    details: Value,
+) -> anyhow::Result<()> {
+    let entry = NewEntry::new(
+        jiff::Timestamp::now(),
+        crate::cmd::audit::actor(),
+        action.parse()?,
+        target,
+        details,
+    )?;
+    Ledger::new(store).append(entry)?;
+    Ok(())
+}
+
+/// Reads the value: the file, or stdin; one trailing newline (`\n` or `\r\n`) is dropped.
+fn read_value(name: &str, from_file: Option<&Path>) -> anyhow::Result<SecretValue> {
+    let mut bytes = match from_file {
+        Some(path) => {
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?
+        }
+        None => {
+            let mut stdin = std::io::stdin();
+            if stdin.is_terminal() {
+                eprintln!("enter the value of {name}, then press Ctrl-D:");
+            }
+            let mut bytes = Vec::new();
+            stdin.read_to_end(&mut bytes).context("cannot read stdin")?;
+            bytes
+        }
+    };
+    if bytes.ends_with(b"\n") {
+        bytes.pop();
+        if bytes.ends_with(b"\r") {
+            bytes.pop();
+        }
+    }
+    Ok(SecretValue::new(bytes))
+}
+
+fn set(global: &Global, args: &SetArgs) -> anyhow::Result<ExitStatus> {
+    let stack = match load_stack(global)? {
+        Ok(stack) => stack,
+        Err(status) => return Ok(status),
+    };
+    if let Err(status) = declared(&stack, &args.name) {
+        return Ok(status);
+    }
+    let value = read_value(&args.name, args.from_file.as_deref())?;
+    if value.expose().is_empty() {
+        eprintln!(
+            "error: the value of {} is empty; nothing was stored",
+            args.name
+        );
+        return Ok(ExitStatus::Invalid);
+    }
+    let (mut store, secrets, _) = unlock(global, true)?;
+    let actor = crate::cmd::audit::actor();
+    let info = secrets.put(
+        &mut store,
+        &args.name,
+        &value,
+        &actor,
+        args.reason.as_deref(),
+        Origin::Set,
+    )?;
+    drop(value);
+    let details = json!({
+        "version": info.version,
+        "fingerprint": info.fingerprint,
+        "reason": args.reason,
+        "origin": info.origin,
+    });
+    record(store, "secret.set", &args.name, details)?;
+    changed(global, Some(&stack), &info, "stored")?;
+    Ok(ExitStatus::Ok)
+}
+
+/// After a new version: say so, name the services that use it, and ask the control plane to
+/// apply it.
+fn changed(
+    global: &Global,
+    stack: Option<&Stack>,
+    info: &VersionInfo,
+    verb: &str,
+) -> anyhow::Result<()> {
+    let services = stack.map(|s| users(s, &info.name)).unwrap_or_default();
+    match global.output {
+        Output::Json => print_json(&json!({
+            "name": info.name,
+            "version": info.version,
+            "fingerprint": info.fingerprint,
+            "origin": info.origin,
+            "services": services,
+        }))?,
+        Output::Human => {
+            eprintln!(
+                "{verb} {} version {} (fingerprint {})",
+                info.name, info.version, info.fingerprint
+            );
+            if services.is_empty() {
+                eprintln!("no service uses {}", info.name);
+            } else {
+                eprintln!("used by: {}", services.join(", "));
+            }
+        }
+    }
+    let body = json!({"secret": info.name, "services": services});
+    request_reload(global, body)
+}
+
+/// Asks a running control plane to reload; a missing one, or one without the endpoint, is fine.
+pub(crate) fn request_reload(global: &Global, body: Value) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let answer = runtime.block_on(client::call(
+        &global.state_dir(),
+        "POST",
+        "/v1/reload",
+        Some(body),
+    ));
+    match answer {
+        Ok((status, applied)) if (200..300).contains(&status) => {
+            eprintln!("{}", reload_summary(&applied));
+        }
+        Ok((404, _)) => eprintln!("the control plane will apply it at its next start"),
+        Ok((status, body)) => {
+            let message = body["error"]["message"]
+                .as_str()
+                .unwrap_or("request failed");
+            eprintln!("warning: the control plane did not reload ({status}): {message}");
+        }
+        Err(err) if err.is::<NotRunning>() => {
+            eprintln!("no control plane is running; the services get it at the next `wharf up`");
+        }
+        Err(err) => eprintln!("warning: could not ask the control plane to reload: {err:#}"),
+    }
+    Ok(())
+}
+
+/// The control plane's answer to a reload in words: what restarts, what got SIGHUP.
+fn reload_summary(applied: &Value) -> String {
+    let names = |key: &str| -> Vec<String> {
+        applied[key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (restarting, reloaded) = (names("restarting"), names("reloaded"));
+    let mut parts = Vec::new();
+    if !restarting.is_empty() {
+        parts.push(format!("restarting {} (rolling)", restarting.join(", ")));
+    }
+    if !reloaded.is_empty() {
+        parts.push(format!("signalled {} to reload", reloaded.join(", ")));
+    }
+    if parts.is_empty() {
+        "the control plane applied it: no running instance needed a change".to_owned()
+    } else {
+        format!("the control plane applied it: {}", parts.join("; "))
+    }
+}
+
+pub(crate) fn print_json(value: &Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// One row of `secret list`.
+struct Listed {
+    name: String,
+    current: Option<VersionInfo>,
+    policy: Option<SecretPolicy>,
+    rotation: Rotation,
+}
+
+/// Every secret declared or stored, declared ones first in manifest order.
+fn listing(stack: Option<&Stack>, stored: Vec<VersionInfo>) -> Vec<Listed> {
+    let now = jiff::Timestamp::now();
+    let mut rows: Vec<Listed> = Vec::new();
+    let declared = stack.map(|s| s.secrets.clone()).unwrap_or_default();
+    for (name, policy) in declared {
+        let current = stored.iter().find(|v| v.name == name).cloned();
+        rows.push(Listed {
+            name,
+            current,
+            policy: Some(policy),
+            rotation: Rotation::Missing,
+        });
+    }
+    for info in stored {
+        if !rows.iter().any(|r| r.name == info.name) {
+            rows.push(Listed {
+                name: info.name.clone(),
+                current: Some(info),
+                policy: None,
+                rotation: Rotation::NoPolicy,
+            });
+        }
+    }
+    for row in &mut rows {
+        let max_age = row
+            .policy
+            .as_ref()
+            .and_then(|p| p.max_age)
+            .map(|d| d.as_std());
+        row.rotation = match (&row.current, max_age) {
+            (None, Some(_)) => Rotation::Missing,
+            (None, None) => Rotation::NoPolicy,
+            (Some(info), max_age) => match created(info) {
+                Some(at) => wharf_secrets::rotation(at, max_age, now),
+                None => Rotation::NoPolicy,
+            },
+        };
+    }
+    rows
+}
+
+fn created(info: &VersionInfo) -> Option<jiff::Timestamp> {
+    info.created_at.parse().ok()
+}
+
+/// `12d`, `5h`, `3m`, `40s`.
+fn age(info: &VersionInfo) -> String {
+    let Some(at) = created(info) else {
+        return "?".to_owned();
+    };
+    let secs = (jiff::Timestamp::now().as_second() - at.as_second()).max(0);
+    match secs {
+        s if s >= 86_400 => format!("{}d", s / 86_400),
+        s if s >= 3_600 => format!("{}h", s / 3_600),
+        s if s >= 60 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+fn days(n: i64) -> String {
+    if n < 1 {
+        "<1d".to_owned()
+    } else {
+        format!("{n}d")
+    }
+}
+
+/// The rotation column in words.
+pub(crate) fn rotation_text(rotation: &Rotation) -> String {
+    match rotation {
+        Rotation::NoPolicy => "no policy".to_owned(),
+        Rotation::Ok { due_in_days } => format!("ok, due in {}", days(*due_in_days)),
+        Rotation::DueSoon { due_in_days } => format!("due in {}", days(*due_in_days)),
+        Rotation::Overdue { by_days } => format!("OVERDUE by {}", days(*by_days)),
+        Rotation::Missing => "never set".to_owned(),
+    }
+}
+
+/// The rotation status as JSON: `{status, due_in_days | overdue_by_days}`.
+fn rotation_json(rotation: &Rotation) -> Value {
+    match rotation {
+        Rotation::NoPolicy => json!({"status": "no_policy"}),
+        Rotation::Ok { due_in_days } => json!({"status": "ok", "due_in_days": due_in_days}),
+        Rotation::DueSoon { due_in_days } => {
+            json!({"status": "due_soon", "due_in_days": due_in_days})
+        }
+        Rotation::Overdue { by_days } => json!({"status": "overdue", "overdue_by_days": by_days}),
+        Rotation::Missing => json!({"status": "never_set"}),
+    }
+}
+
+/// The versions stored, without a key; an absent database means none (and stays absent).
+pub(crate) fn stored(state_dir: &Path) -> anyhow::Result<Vec<VersionInfo>> {
+    if !state_dir.join(wharf_store::DB_FILE).exists() {
+        return Ok(Vec::new());
+    }
+    let store = Store::open(state_dir)?;
+    Ok(wharf_secrets::list(&store)?)
+}
+
+fn list(global: &Global) -> anyhow::Result<ExitStatus> {
+    let stack = match optional_stack(global)? {
+        Ok(stack) => stack,
+        Err(status) => return Ok(status),
+    };
+    let rows = listing(stack.as_deref(), stored(&global.state_dir())?);
+    if global.output == Output::Json {
+        let records: Vec<Value> = rows.iter().map(listed_json).collect();
+        print_json(&Value::Array(records))?;
+        return Ok(ExitStatus::Ok);
+    }
+    if rows.is_empty() {
+        println!("no secrets declared or stored");
+        return Ok(ExitStatus::Ok);
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_BORDERS_ONLY);
+    table.set_header(["NAME", "VERSION", "AGE", "ROTATION", "DESCRIPTION"]);
+    for row in &rows {
+        let description = match &row.policy {
+            Some(policy) => policy.description.clone().unwrap_or_default(),
+            None => "(not declared in the manifest)".to_owned(),
+        };
+        table.add_row([
+            row.name.clone(),
+            row.current
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |v| v.version.to_string()),
+            row.current.as_ref().map_or_else(|| "-".to_owned(), age),
+            rotation_text(&row.rotation),
+            description,
+        ]);
+    }
+    println!("{table}");
+    Ok(ExitStatus::Ok)
+}
+
+fn listed_json(row: &Listed) -> Value {
+    json!({
+        "name": row.name,
+        "declared": row.policy.is_some(),
+        "version": row.current.as_ref().map(|v| v.version),
+        "created_at": row.current.as_ref().map(|v| v.created_at.clone()),
+        "age": row.current.as_ref().map(age),
+        "fingerprint": row.current.as_ref().map(|v| v.fingerprint.clone()),
+        "rotation": rotation_json(&row.rotation),
+        "max_age": row.policy.as_ref().and_then(|p| p.max_age).map(|d| d.as_std().as_secs()),
+        "description": row.policy.as_ref().and_then(|p| p.description.clone()),
+    })
+}
+
+fn get(global: &Global, args: &GetArgs) -> anyhow::Result<ExitStatus> {
+    if !args.reveal {
+        eprintln!("error: add --reveal to print the value; the reveal is recorded");
+        return Ok(ExitStatus::Invalid);
+    }
+    let (store, secrets, _) = unlock(global, false)?;
+    let (info, value) = match args.version {
+        Some(version) => {
+            let value = secrets.value(&store, &args.name, version)?;
+            let info = wharf_secrets::history(&store, &args.name)?
+                .into_iter()
+                .find(|v| v.version == version)
+                .context("the version vanished while it was read")?;
+            (info, value)
+        }
+        None => match secrets.current(&store, &args.name)? {
+            Some(current) => current,
+            None => bail!("no secret named `{}` is stored", args.name),
+        },
+    };
+    let text = match global.output {
+        Output::Json => Some(value.expose_str()?.to_owned()),
+        Output::Human => None,
+    };
+    // Recorded before it is shown: a reveal that is not in the ledger does not happen.
+    let details = json!({"version": info.version, "fingerprint": info.fingerprint});
+    record(store, "secret.reveal", &args.name, details)?;
+    match text {
+        Some(text) => print_json(&json!({
+            "name": info.name,
+            "version": info.version,
+            "value": text,
+        }))?,
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(value.expose())?;
+            stdout.write_all(b"\n")?;
+            stdout.flush()?;
+        }
+    }
+    Ok(ExitStatus::Ok)
+}
+
+fn history(global: &Global, name: &str) -> anyhow::Result<ExitStatus> {
+    let versions = {
+        let state_dir = global.state_dir();
+        if state_dir.join(wharf_store::DB_FILE).exists() {
+            wharf_secrets::history(&Store::open(&state_dir)?, name)?
+        } else {
+            Vec::new()
+        }
+    };
+    if versions.is_empty() {
+        eprintln!("error: no secret named `{name}` is stored");
+        return Ok(ExitStatus::Invalid);
+    }
+    if global.output == Output::Json {
+        let records: Vec<Value> = versions.iter().map(version_json).collect();
+        print_json(&Value::Array(records))?;
+        return Ok(ExitStatus::Ok);
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_BORDERS_ONLY);
+    table.set_header([
+        "VERSION",
+        "CREATED",
+        "ACTOR",
+        "ORIGIN",
+        "REASON",
+        "FINGERPRINT",
+    ]);
+    for v in &versions {
+        table.add_row([
+            v.version.to_string(),
+            v.created_at.clone(),
+            v.actor.clone(),
+            v.origin.clone(),
+            v.reason.clone().unwrap_or_default(),
+            v.fingerprint.clone(),
+        ]);
+    }
+    println!("{table}");
+    Ok(ExitStatus::Ok)
+}
+
+fn version_json(v: &VersionInfo) -> Value {
+    json!({
+        "name": v.name,
+        "version": v.version,
+        "created_at": v.created_at,
+        "actor": v.actor,
+        "origin": v.origin,
+        "reason": v.reason,
+        "fingerprint": v.fingerprint,
+    })
+}
+
+fn rollback(global: &Global, args: &RollbackArgs) -> anyhow::Result<ExitStatus> {
+    let stack = match optional_stack(global)? {
+        Ok(stack) => stack,
+        Err(status) => return Ok(status),
+    };
+    let (mut store, secrets, _) = unlock(global, false)?;
+    let actor = crate::cmd::audit::actor();
+    let info = secrets.rollback(
+        &mut store,
+        &args.name,
+        args.to,
+        &actor,
+        args.reason.as_deref(),
+    )?;
+    let details = json!({
+        "version": info.version,
+        "to": args.to,
+        "fingerprint": info.fingerprint,
+        "reason": args.reason,
+    });
+    record(store, "secret.rollback", &args.name, details)?;
+    changed(
+        global,
+        stack.as_deref(),
+        &info,
+        &format!("rolled back to version {}:", args.to),
+    )?;
+    Ok(ExitStatus::Ok)
+}
+
+fn rotate(global: &Global, args: &RotateArgs) -> anyhow::Result<ExitStatus> {
+    let stack = match load_stack(global)? {
+        Ok(stack) => stack,
+        Err(status) => return Ok(status),
+    };
+    let policy = match declared(&stack, &args.name) {
+        Ok(policy) => policy.clone(),
+        Err(status) => return Ok(status),
+    };
+    let alphabet = policy.generate.characters();
+    let new = wharf_secrets::generate(policy.generate.length as usize, &alphabet)?;
+    let (mut store, secrets, _) = unlock(global, true)?;
+    let hook = policy.rotate_command.is_some();
+    if let Some(command) = &policy.rotate_command {
+        let old = secrets.current(&store, &args.name)?.map(|(_, value)| value);
+        if let Err(failure) = run_hook(global, &args.name, command, &new, old.as_ref())? {
+            eprint!("{failure}");
+            eprintln!(
+                "error: the rotate_command of {} failed; nothing was stored, the current value stays",
+                args.name
+            );
+            return Ok(ExitStatus::Failed);
+        }
+    }
+    let actor = crate::cmd::audit::actor();
+    let info = secrets.put(
+        &mut store,
+        &args.name,
+        &new,
+        &actor,
+        args.reason.as_deref(),
+        Origin::Rotate,
+    )?;
+    drop(new);
+    let details = json!({
+        "version": info.version,
+        "fingerprint": info.fingerprint,
+        "reason": args.reason,
+        "hook": hook,
+    });
+    record(store, "secret.rotate", &args.name, details)?;
+    changed(global, Some(&stack), &info, "rotated")?;
+    Ok(ExitStatus::Ok)
+}
+
+/// Runs the rotate_command in the manifest's directory with the values in its environment
+/// (never argv); `Err` holds its stderr and exit status when it fails.
+fn run_hook(
+    global: &Global,
+    name: &str,
+    command: &[String],
+    new: &SecretValue,
+    old: Option<&SecretValue>,
+) -> anyhow::Result<Result<(), String>> {
+    let (program, rest) = command
+        .split_first()
+        .context("the rotate_command is empty")?;
+    let mut child = std::process::Command::new(program);
+    child
+        .args(rest)
+        .current_dir(manifest_dir(global))
+        .env("WHARF_SECRET_NAME", name)
+        .env("WHARF_SECRET_NEW", new.expose_str()?)
+        .env_remove("WHARF_SECRET_OLD")
+        .stdin(std::process::Stdio::null());
+    if let Some(old) = old {
+        child.env("WHARF_SECRET_OLD", old.expose_str()?);
+    }
+    let output = child
+        .output()
+        .with_context(|| format!("cannot run the rotate_command of {name} ({program})"))?;
+    if output.status.success() {
+        return Ok(Ok(()));
+    }
+    let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&format!("rotate_command: {}\n", output.status));
+    Ok(Err(text))
+}
+
+fn rekey(global: &Global) -> anyhow::Result<ExitStatus> {
+    let state_dir = global.state_dir();
+    let (mut store, secrets, source) = unlock(global, false)?;
+    let count = wharf_secrets::list(&store)?.len();
+    let new = MasterKey::generate();
+    match &source {
+        KeySource::Env => {
+            let hex = new.to_hex();
+            secrets.rekey(&mut store, new)?;
+            record(store, "secret.rekey", "", json!({"secrets": count}))?;
+            println!("{}", hex.expose_str()?);
+            eprintln!(
+                "re-keyed {count} secret(s). The line above is the new master key, shown once: \
+                 put it in {MASTER_KEY_ENV} now; the old key no longer works."
+            );
+        }
+        KeySource::File(path) | KeySource::Created(path) => {
+            // The new key is on disk before the database switches to it, so no crash in
+            // between can leave secrets under a key that exists nowhere.
+            let staging = state_dir.join("rekey.tmp");
+            std::fs::create_dir_all(&staging)
+                .with_context(|| format!("cannot create {}", staging.display()))?;
+            let staged = new.write_file(&staging)?;
+            if let Err(err) = secrets.rekey(&mut store, new) {
+                let _ = std::fs::remove_dir_all(&staging);
+                return Err(err.into());
+            }
+            std::fs::rename(&staged, path).with_context(|| {
+                format!(
+                    "the secrets are re-keyed but the new key could not replace {}: it is in {}",
+                    path.display(),
+                    staged.display()
+                )
+            })?;
+            let _ = std::fs::remove_dir(&staging);
+            record(store, "secret.rekey", "", json!({"secrets": count}))?;
+            eprintln!(
+                "re-keyed {count} secret(s); the new master key is in {}. The old key no longer \
+                 works: replace every backup of it with this file.",
+                path.display()
+            );
+        }
+    }
+    Ok(ExitStatus::Ok)
+}
