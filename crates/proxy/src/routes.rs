@@ -12,7 +12,7 @@ use hyper::header::HeaderValue;
 use hyper::{HeaderMap, header};
 use rand::Rng;
 
-use crate::stats::VersionStats;
+use crate::stats::{SHARDS, VersionStats, shard_index};
 use crate::table::{PIN_HEADER, Sticky, ValidTable};
 
 /// One upstream address, shared by every table revision that names it, so its failure count,
@@ -31,8 +31,9 @@ pub struct Instance {
     pub(crate) generation: AtomicU64,
     /// Set when the drain timeout after its removal has passed: in-flight requests are cut.
     pub(crate) cut: tokio::sync::watch::Sender<bool>,
-    /// Requests sent to it whose response has not finished streaming; see [`InFlight`].
-    in_flight: AtomicU64,
+    /// Requests sent to it whose response has not finished streaming, per stats shard so
+    /// the workers do not share a cache line; see [`InFlight`].
+    in_flight: [PaddedCounter; SHARDS],
 }
 
 impl Instance {
@@ -46,13 +47,16 @@ impl Instance {
             ejected_until_ms: AtomicU64::new(0),
             generation: AtomicU64::new(0),
             cut: tokio::sync::watch::Sender::new(false),
-            in_flight: AtomicU64::new(0),
+            in_flight: Default::default(),
         }
     }
 
     /// Requests dispatched to it whose response has not completed.
     pub(crate) fn in_flight(&self) -> u64 {
-        self.in_flight.load(Ordering::Relaxed)
+        self.in_flight
+            .iter()
+            .map(|shard| shard.0.load(Ordering::Relaxed))
+            .sum()
     }
 
     fn ejected(&self, clock: &Clock) -> bool {
@@ -94,21 +98,36 @@ impl Instance {
 /// One request in flight to an instance: counted from when it is sent upstream until the
 /// guard drops — when the response body has been streamed to the end, or the attempt failed,
 /// was cut, or the client went away (hyper drops the body and with it the guard).
+/// The guard takes the count off the shard it was added to, so no shard goes below zero.
 #[derive(Debug)]
-pub(crate) struct InFlight(Arc<Instance>);
+pub(crate) struct InFlight {
+    instance: Arc<Instance>,
+    shard: usize,
+}
 
 impl InFlight {
     pub(crate) fn start(instance: &Arc<Instance>) -> InFlight {
-        instance.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(instance.clone())
+        let shard = shard_index();
+        instance.in_flight[shard].0.fetch_add(1, Ordering::Relaxed);
+        InFlight {
+            instance: instance.clone(),
+            shard,
+        }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.instance.in_flight[self.shard]
+            .0
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }
+
+/// A counter on its own cache line.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct PaddedCounter(AtomicU64);
 
 /// An instance in `/v1/stats`.
 #[derive(Debug, serde::Serialize)]
@@ -153,7 +172,12 @@ impl VersionRt {
     /// is ejected, an ejected one is tried rather than failing without trying.
     pub fn pick(&self, clock: &Clock, tried: &[SocketAddr]) -> Option<&Arc<Instance>> {
         let count = self.instances.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        // One instance (the common case) needs no turn-taking, and no shared write.
+        let start = if count == 1 {
+            0
+        } else {
+            self.next.fetch_add(1, Ordering::Relaxed)
+        };
         let untried = |i: &&Arc<Instance>| !tried.contains(&i.address);
         let mut fallback = None;
         for offset in 0..count {

@@ -15,7 +15,7 @@ use crate::latency::{AtomicBuckets, BUCKETS, sparse};
 
 /// Shards per version: each thread counts into one (threads take them in turn), so the
 /// worker threads do not write to the same cache lines on every request; reads add them up.
-const SHARDS: usize = 4;
+pub(crate) const SHARDS: usize = 4;
 
 /// One thread's share of a version's counters, on its own cache lines.
 #[derive(Debug, Default)]
@@ -38,6 +38,11 @@ thread_local! {
     };
 }
 
+/// The shard (below [`SHARDS`]) the calling thread counts into.
+pub(crate) fn shard_index() -> usize {
+    SHARD.with(|shard| *shard)
+}
+
 /// Counters of one version of one service. The request path only does relaxed atomic adds
 /// on its thread's shard: no lock.
 #[derive(Debug)]
@@ -53,7 +58,7 @@ impl VersionStats {
     }
 
     fn shard(&self) -> &Shard {
-        &self.shards[SHARD.with(|shard| *shard)]
+        &self.shards[shard_index()]
     }
 
     /// A request was routed to this version.
