@@ -28,6 +28,7 @@ secrets:
   FAILING:
     rotate_command: [sh, -c, 'echo hook refused by the database >&2; exit 3']
   UNUSED: {}
+  SCRIPTED: {rotate_command: [./rotate.sh]}
 services:
   api:
     command: [sh, -c, "sleep 1000"]
@@ -417,6 +418,17 @@ fn rekey_from_the_environment_prints_the_new_key_once() {
     );
     let refused = f.run_with(&get, b"", &env);
     assert_ne!(refused.status.code(), Some(0));
+
+    // A hook is found relative to the manifest and never sees the master key.
+    let script = f.path().join("rotate.sh");
+    let text = "#!/bin/sh\nprintf %s \"${WHARF_MASTER_KEY:-absent}\" > hook-key.txt\n";
+    std::fs::write(&script, text).unwrap();
+    let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+    std::fs::set_permissions(&script, mode).unwrap();
+    let env = [("WHARF_MASTER_KEY", new_key)];
+    f.ok_with(&["secret", "rotate", "SCRIPTED"], b"", &env);
+    let seen = std::fs::read_to_string(f.path().join("hook-key.txt")).unwrap();
+    assert_eq!(seen, "absent");
     f.assert_no_leak(&["pg-pass-ENV-1"]);
 }
 

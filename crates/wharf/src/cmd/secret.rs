@@ -726,10 +726,19 @@ fn run_hook(
     let (program, rest) = command
         .split_first()
         .context("the rotate_command is empty")?;
-    let mut child = std::process::Command::new(program);
+    let dir = manifest_dir(global);
+    // A relative path such as `./rotate.sh` means the manifest's directory, like its cwd.
+    let program = if program.contains('/') {
+        dir.join(program)
+    } else {
+        PathBuf::from(program)
+    };
+    let mut child = std::process::Command::new(&program);
     child
         .args(rest)
-        .current_dir(manifest_dir(global))
+        .current_dir(&dir)
+        // The hook gets the two values it needs, not the key that opens every secret.
+        .env_remove(MASTER_KEY_ENV)
         .env("WHARF_SECRET_NAME", name)
         .env("WHARF_SECRET_NEW", new.expose_str()?)
         .env_remove("WHARF_SECRET_OLD")
@@ -737,9 +746,12 @@ fn run_hook(
     if let Some(old) = old {
         child.env("WHARF_SECRET_OLD", old.expose_str()?);
     }
-    let output = child
-        .output()
-        .with_context(|| format!("cannot run the rotate_command of {name} ({program})"))?;
+    let output = child.output().with_context(|| {
+        format!(
+            "cannot run the rotate_command of {name} ({})",
+            program.display()
+        )
+    })?;
     if output.status.success() {
         return Ok(Ok(()));
     }
