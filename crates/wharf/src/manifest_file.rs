@@ -22,7 +22,12 @@ impl ManifestFile {
     /// Reads `-f FILE` and the `.env` file beside it (compose's convention: the process
     /// environment wins over `.env`).
     pub fn read(global: &Global) -> anyhow::Result<Self> {
-        let path = global.file.clone();
+        Self::read_path(&global.file)
+    }
+
+    /// Reads a manifest file and the `.env` beside it.
+    pub fn read_path(path: &std::path::Path) -> anyhow::Result<Self> {
+        let path = path.to_owned();
         let display = path.display().to_string();
         let source = std::fs::read_to_string(&path).with_context(|| {
             let hint = if path.exists() {

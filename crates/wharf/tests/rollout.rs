@@ -102,12 +102,18 @@ fn instance_versions(stack: &Stack) -> Vec<String> {
 
 fn assert_no_failures(report: &LoadReport) {
     assert!(report.total() > 0);
-    assert_eq!(
-        report.failures(),
-        0,
-        "failed requests: {:?}",
-        report.errors()
-    );
+    let failed: Vec<_> = report
+        .samples
+        .iter()
+        .filter(|s| s.is_failure())
+        .map(|s| {
+            (
+                s.sent_at,
+                s.result.as_ref().map(|r| (r.status, r.version.clone())),
+            )
+        })
+        .collect();
+    assert_eq!(report.failures(), 0, "failed requests: {failed:?}");
 }
 
 const CANARY: &str = "      strategy: canary

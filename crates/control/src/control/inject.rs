@@ -173,6 +173,10 @@ impl ControlPlane {
     /// are replaced by a rolling restart (through the proxy: no request dropped), or, when the
     /// service reloads by signal and only its secret files changed, get new files and SIGHUP.
     pub(super) fn reload(&mut self) -> Result<serde_json::Value, String> {
+        let manifest = match self.config.reload_plan.clone() {
+            Some(loader) => Some(self.apply_plan((loader.0)()?)),
+            None => None,
+        };
         let mut restarted = Vec::new();
         let mut signalled = Vec::new();
         for index in 0..self.services.len() {
@@ -231,6 +235,63 @@ impl ControlPlane {
                 signalled.push(name);
             }
         }
-        Ok(json!({"restarting": restarted, "reloaded": signalled}))
+        Ok(json!({"restarting": restarted, "reloaded": signalled, "manifest": manifest}))
+    }
+
+    /// A changed manifest: services keep their instances and state; a changed version or
+    /// command becomes the new stable spec (the instances of the old one are replaced rolling);
+    /// added services start; removed ones stop. What changed is recorded.
+    fn apply_plan(&mut self, plan: crate::plan::StackPlan) -> serde_json::Value {
+        let mut added = Vec::new();
+        let mut changed = Vec::new();
+        let mut order = Vec::new();
+        for new in plan.services {
+            let name = new.name.clone();
+            match self.service_index(&name) {
+                Some(index) => {
+                    let service = &mut self.services[index];
+                    let spec_changed =
+                        service.plan.version != new.version || service.plan.command != new.command;
+                    if spec_changed && service.active_rollout().is_none() {
+                        service.stable = crate::state::VersionSpec {
+                            version: new.version.clone(),
+                            command: new.command.clone(),
+                        };
+                    }
+                    if spec_changed || service.plan.replicas != new.replicas {
+                        changed.push(name.clone());
+                    }
+                    service.plan = new;
+                    service.wanted = true;
+                }
+                None => {
+                    added.push(name.clone());
+                    self.services.push(crate::state::ServiceState::new(new));
+                }
+            }
+            order.push(name);
+        }
+        let removed: Vec<String> = self
+            .services
+            .iter()
+            .map(|s| s.plan.name.clone())
+            .filter(|name| !order.contains(name))
+            .collect();
+        for name in &removed {
+            if let Some(index) = self.service_index(name) {
+                self.services[index].wanted = false;
+            }
+        }
+        // Dependency order of the new plan; removed services last (they stop first).
+        self.services.sort_by_key(|s| {
+            order
+                .iter()
+                .position(|n| *n == s.plan.name)
+                .unwrap_or(usize::MAX)
+        });
+        let summary = json!({"added": added, "changed": changed, "removed": removed});
+        self.journal
+            .record("stack.reload", &self.stack.clone(), summary.clone());
+        summary
     }
 }

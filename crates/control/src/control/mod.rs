@@ -46,6 +46,18 @@ pub struct Config {
     pub log_keep: u32,
     /// The `wharf-proxy` binary, needed when a service has a public port.
     pub proxy_binary: Option<PathBuf>,
+    /// Re-reads the manifest for `reload` (`wharf up` against a running control plane).
+    pub reload_plan: Option<PlanLoader>,
+}
+
+/// Builds the current plan from the manifest on disk; the error is for people.
+#[derive(Clone)]
+pub struct PlanLoader(pub std::sync::Arc<dyn Fn() -> Result<StackPlan, String> + Send + Sync>);
+
+impl std::fmt::Debug for PlanLoader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PlanLoader")
+    }
 }
 
 /// Which probe reported.
@@ -371,6 +383,7 @@ impl ControlPlane {
             }
             Event::ProxyApplied { seq } => {
                 tracing::debug!(seq, "route table applied");
+                self.proxy.applied_seq = self.proxy.applied_seq.max(seq);
             }
             Event::ProxyRejected(rejection) => self.on_proxy_rejected(rejection),
             Event::ProxyStats(snapshot) => self.on_proxy_stats(*snapshot),
@@ -918,12 +931,18 @@ impl ControlPlane {
         let services: Vec<ServiceStatus> = service_statuses(&self.services);
         let status = stack_status(&services);
         let healthy = status == "ok";
-        let settled = services.iter().all(|s| match s.state.as_str() {
-            "running" | "external" | "failed" | "crash-loop" | "exited" | "stopped" | "down"
-            | "blocked" => true,
-            "waiting" => self.blocked_by_failure(&s.name, 0),
-            _ => false,
-        });
+        // Traffic follows only once the proxy serves the latest table: `up -d` returns when
+        // requests to the public ports reach ready instances.
+        let routed = !self.needs_proxy()
+            || (self.proxy.applied_seq >= self.proxy.seq
+                && self.proxy.last_table.as_ref() == Some(&self.route_table()));
+        let settled = routed
+            && services.iter().all(|s| match s.state.as_str() {
+                "running" | "external" | "failed" | "crash-loop" | "exited" | "stopped"
+                | "down" | "blocked" => true,
+                "waiting" => self.blocked_by_failure(&s.name, 0),
+                _ => false,
+            });
         StatusReport {
             stack: self.stack.clone(),
             control_pid: std::process::id(),

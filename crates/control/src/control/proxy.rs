@@ -37,6 +37,8 @@ pub struct ProxyState {
     pub restarts: u32,
     pub desired: watch::Sender<Option<Desired>>,
     pub seq: u64,
+    /// The latest table the proxy confirmed.
+    pub applied_seq: u64,
     pub last_table: Option<RouteTable>,
     /// Addresses in the latest table: an instance not among them has nothing to drain.
     pub routed: HashSet<String>,
@@ -57,6 +59,7 @@ impl ProxyState {
             restarts: 0,
             desired,
             seq: 0,
+            applied_seq: 0,
             last_table: None,
             routed: HashSet::new(),
             last_stats: None,
@@ -237,7 +240,7 @@ impl ControlPlane {
     }
 
     /// The table for what is ready now.
-    fn route_table(&self) -> RouteTable {
+    pub(super) fn route_table(&self) -> RouteTable {
         let mut services = BTreeMap::new();
         for service in &self.services {
             let plan = &service.plan;
@@ -257,8 +260,16 @@ impl ControlPlane {
                     .filter_map(|i| i.port.map(address))
                     .collect()
             };
-            let stable = routable(&service.stable.version);
             let rollout = service.active_rollout();
+            // The stable route also keeps instances of a replaced version (a manifest change)
+            // until their successors are ready: a rolling replacement, not a gap.
+            let new_version = rollout.map(|r| r.new.version.as_str());
+            let stable: Vec<String> = service
+                .instances
+                .values()
+                .filter(|i| Some(i.version.as_str()) != new_version && i.is_routable())
+                .filter_map(|i| i.port.map(address))
+                .collect();
             let (mut weight_stable, mut weight_new) = rollout.map_or((100, 0), |r| r.weights);
             let new = rollout.map(|r| (r.new.version.clone(), routable(&r.new.version)));
             let new_count = new.as_ref().map_or(0, |(_, i)| i.len());

@@ -127,18 +127,31 @@ impl ControlPlane {
         }
     }
 
-    /// Instances of a version the service no longer runs (left from a rollout that ended
-    /// while the control plane was away) are taken out of service.
+    /// Instances of a version the service no longer runs (the manifest's version changed, or
+    /// a rollout ended while the control plane was away) are replaced like a rolling restart:
+    /// they keep serving until the new ones are ready. Replicas beyond the desired count are
+    /// taken out of service.
     fn retire_foreign_versions(&mut self, index: usize) {
-        let service = &self.services[index];
-        let foreign: Vec<u32> = service
+        let service = &mut self.services[index];
+        let stable = service.stable.version.clone();
+        let new = service.active_rollout().map(|r| r.new.version.clone());
+        for instance in service.instances.values_mut() {
+            if instance.version != stable && Some(&instance.version) != new.as_ref() {
+                instance.outdated = true;
+            }
+        }
+        let wanted = service.plan.replicas as usize;
+        let mut current: Vec<u32> = service
             .instances
             .values()
-            .filter(|i| service.version_spec(&i.version).is_none() && !i.is_leaving())
+            .filter(|i| i.version == stable && i.is_active())
             .map(|i| i.ordinal)
             .collect();
-        for ordinal in foreign {
-            self.retire_instance(index, ordinal, "its version is no longer deployed");
+        if current.len() > wanted && service.active_rollout().is_none() {
+            current.sort_unstable();
+            for ordinal in current.split_off(wanted) {
+                self.retire_instance(index, ordinal, "scaled down");
+            }
         }
     }
 

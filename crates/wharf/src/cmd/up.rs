@@ -97,12 +97,8 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
         .write(true)
         .open(state_dir.join(LOCK_FILE))?;
     if lock.try_lock().is_err() {
-        let pid = std::fs::read_to_string(state_dir.join(PID_FILE)).unwrap_or_default();
-        eprintln!(
-            "wharf is already running this stack (control plane pid {}); see `wharf status`",
-            pid.trim()
-        );
-        return Ok(ExitStatus::Ok);
+        // Like `docker compose up`: the running stack takes the manifest as it is now.
+        return apply_to_running(&state_dir);
     }
     // The master key is checked here, before anything starts (and before detaching, so a
     // wrong key is this command's error): a stack that uses secrets needs them unlocked.
@@ -126,12 +122,14 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
         .enable_all()
         .build()?;
     let tcp = args.api_listen.zip(api_token);
+    let loader = plan_loader(absolute(&manifest.path)?, args.environment.clone());
     runtime.block_on(run_control_plane(
         plan,
         &state_dir,
         workdir,
         !args.daemon,
         tcp,
+        loader,
     ))?;
     drop(lock);
     Ok(ExitStatus::Ok)
@@ -171,12 +169,86 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))
 }
 
+/// The running control plane re-reads the manifest (it was validated here first) and applies
+/// what changed: rolling restarts through the proxy, added services started, removed stopped.
+fn apply_to_running(state_dir: &Path) -> anyhow::Result<ExitStatus> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let answer = runtime.block_on(crate::client::call_ok(
+        state_dir,
+        "POST",
+        "/v1/reload",
+        None,
+    ))?;
+    let list = |key: &str| {
+        answer["manifest"][key]
+            .as_array()
+            .map(|names| {
+                names
+                    .iter()
+                    .filter_map(|n| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default()
+    };
+    let restarting = answer["restarting"]
+        .as_array()
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(|n| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    let mut said = false;
+    for (what, names) in [
+        ("added", list("added")),
+        ("changed", list("changed")),
+        ("removed", list("removed")),
+        ("restarting (rolling)", restarting),
+    ] {
+        if !names.is_empty() {
+            eprintln!("{what}: {names}");
+            said = true;
+        }
+    }
+    if !said {
+        eprintln!("the running stack already matches the manifest");
+    }
+    Ok(ExitStatus::Ok)
+}
+
+/// How the control plane re-reads its manifest: the same file and environment it started with.
+fn plan_loader(manifest: PathBuf, environment: Option<String>) -> wharf_control::PlanLoader {
+    wharf_control::PlanLoader(std::sync::Arc::new(move || {
+        let file = ManifestFile::read_path(&manifest).map_err(|e| e.to_string())?;
+        let loaded = file.load(environment.as_deref());
+        let stack = loaded.stack.ok_or_else(|| {
+            format!(
+                "{} has errors; run `wharf validate` to see them",
+                manifest.display()
+            )
+        })?;
+        wharf_control::plan(&stack).map_err(|errors| {
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }))
+}
+
 async fn run_control_plane(
     plan: wharf_control::StackPlan,
     state_dir: &Path,
     workdir: PathBuf,
     foreground: bool,
     tcp: Option<(std::net::SocketAddr, String)>,
+    loader: wharf_control::PlanLoader,
 ) -> anyhow::Result<()> {
     if !foreground {
         // A session of its own: the terminal that ran `wharf up -d` can close.
@@ -213,6 +285,7 @@ async fn run_control_plane(
         log_max_bytes: 10 << 20,
         log_keep: 3,
         proxy_binary: proxy_binary(),
+        reload_plan: Some(loader),
     };
     let (control, handle) = ControlPlane::new(plan, config, journal);
     let control = match secrets {
