@@ -531,3 +531,70 @@ services:
     assert_eq!(restart["details"]["mode"], "rolling");
     assert_eq!(actions(&stack.ledger(), "instance.drain").len(), 1);
 }
+
+#[test]
+fn up_with_a_changed_manifest_replaces_the_running_stack_without_a_failed_request() {
+    let port = free_port();
+    let manifest = |version: &str, greeting: &str, extra: &str| {
+        format!(
+            r#"
+name: evolve
+services:
+  api:
+    version: "{version}"
+    command: [TESTBED, --port, "${{PORT}}", --version, "${{VERSION}}"]
+    port: {port}
+    replicas: 2
+    env: {{GREETING: {greeting}}}
+    probes:
+      ready: {{http: {{path: /ready}}, interval: 200ms}}
+{extra}"#
+        )
+    };
+    let stack = Stack::new(&manifest("1.0", "hello", ""));
+    assert!(stack.up().status.success());
+    let run = start_load(port, 100.0, Duration::from_secs(60));
+    until_answered(&run, 100);
+    let rewrite = |text: String| {
+        std::fs::write(
+            stack.path().join("wharf.yaml"),
+            text.replace("TESTBED", &testbed_bin().display().to_string()),
+        )
+        .unwrap()
+    };
+    // A new version and env, and a service added: `up` applies it to the running stack.
+    let side = "  side:\n    command: [TESTBED, --port, \"${PORT}\"]\n";
+    rewrite(manifest("1.1", "bonjour", side));
+    let output = stack.up();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("added: side") && said.contains("api"),
+        "{said}"
+    );
+    eventually("api replaced by 1.1", Duration::from_secs(30), || {
+        let versions = instance_versions(&stack);
+        (versions.len() == 2 && versions.iter().all(|v| v == "1.1")).then_some(())
+    });
+    eventually("side started", Duration::from_secs(20), || {
+        (stack.service("side")["state"] == "running").then_some(())
+    });
+    // And removed again.
+    rewrite(manifest("1.1", "bonjour", ""));
+    assert!(stack.up().status.success());
+    eventually("side stopped", Duration::from_secs(20), || {
+        (stack.service("side")["running"] == 0).then_some(())
+    });
+    let answered = run.snapshot().total();
+    eventually("traffic on 1.1", Duration::from_secs(10), || {
+        (run.snapshot().total() > answered + 50).then_some(())
+    });
+    let report = run.stop();
+    assert_no_failures(&report);
+    assert_eq!(report.samples.last().unwrap().version(), Some("1.1"));
+    assert_eq!(actions(&stack.ledger(), "stack.reload").len(), 2);
+}
