@@ -34,6 +34,8 @@ struct State {
     started: Instant,
     served: AtomicU64,
     in_flight: AtomicU64,
+    /// SIGHUPs received (a configuration reload, for wharf's `reload: signal`).
+    reloads: AtomicU64,
     ready: AtomicBool,
     live: AtomicBool,
     /// `/health` never answers (a hung process, for liveness-probe tests).
@@ -60,6 +62,7 @@ pub async fn serve(
         started: Instant::now(),
         served: AtomicU64::new(0),
         in_flight: AtomicU64::new(0),
+        reloads: AtomicU64::new(0),
         ready: AtomicBool::new(true),
         live: AtomicBool::new(true),
         health_hangs: AtomicBool::new(false),
@@ -67,6 +70,17 @@ pub async fn serve(
         version,
         instance,
     });
+    // SIGHUP is a reload, not the default death: counted in `/stats`.
+    if let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    {
+        let state = state.clone();
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                state.reloads.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("SIGHUP: reload");
+            }
+        });
+    }
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     tokio::pin!(shutdown);
@@ -135,6 +149,7 @@ async fn route(state: &State, request: Request<Incoming>) -> Response<Full<Bytes
             serde_json::json!({
                 "served": state.served.load(Ordering::Relaxed),
                 "in_flight": state.in_flight.load(Ordering::Relaxed),
+                "reloads": state.reloads.load(Ordering::Relaxed),
             }),
         ),
         (&Method::POST, "/control/ready") => control(&state.ready, None, request).await,

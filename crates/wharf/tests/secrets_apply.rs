@@ -490,3 +490,53 @@ services:
     transcript.add_tree(&stack.path().join(".wharf"));
     transcript.assert_clean(&[old, new.as_str()]);
 }
+
+#[test]
+fn a_service_that_reloads_by_signal_gets_new_secret_files_and_sighup_not_a_restart() {
+    let port = free_port();
+    let stack = Stack::new(&format!(
+        r#"
+name: hup
+secrets:
+  CERT: {{generate: {{length: 40, alphabet: hex}}}}
+services:
+  web:
+    command: [TESTBED, --port, "${{PORT}}"]
+    port: {port}
+    reload: signal
+    secret_files: [CERT]
+"#
+    ));
+    let mut transcript = Transcript::default();
+    let first = "cert-one-0a1b2c3d4e5f";
+    set_secret(&stack, &mut transcript, "CERT", first);
+    assert!(stack.up().status.success());
+    let pid = stack.pids()[0];
+    let dir = env_of(pid, "WHARF_SECRETS_DIR").unwrap();
+    let file = Path::new(&dir).join("CERT");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), first);
+    let output = transcript.run(&stack, &["secret", "rotate", "CERT"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let second = reveal(&stack, "CERT");
+    eventually(
+        "the file rewritten and the instance signalled",
+        Duration::from_secs(20),
+        || {
+            let stats = get(port, "/stats")?.1;
+            let stats: Value = serde_json::from_str(&stats).ok()?;
+            (stats["reloads"] == 1 && std::fs::read_to_string(&file).ok()? == second).then_some(())
+        },
+    );
+    assert_eq!(stack.pids(), [pid], "reloaded in place, not restarted");
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o400
+    );
+    assert_eq!(actions(&stack.ledger(), "service.reload").len(), 1);
+    transcript.add_tree(&stack.path().join(".wharf"));
+    transcript.assert_clean(&[first, second.as_str()]);
+}
