@@ -5,12 +5,18 @@
 # wharf-proxy (a 90/10 split between two versions, metrics on). Prints requests/s and p99 for
 # each, wharf/nginx throughput, and the p99 each proxy adds over direct.
 # Targets: wharf/nginx >= 1.0; wharf's added p99 < 0.3 ms.
-# Usage: scripts/bench/proxy.sh [DURATION] [CONNECTIONS] [THREADS]   (defaults 10s 50 1)
+# With ROUNDS > 1 the three targets are measured again in each round (nginx and wharf in
+# alternating order, so a burst of background load does not always hit the same one) and
+# the per-round ratios are listed. CPU time per request (user + system, from /proc) is shown
+# for both proxies: on a shared, noisy machine it moves much less than requests/s does.
+# Usage: scripts/bench/proxy.sh [DURATION] [CONNECTIONS] [THREADS] [ROUNDS]
+#        (defaults 10s 50 1 1)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=${1:-10s}
 CONNECTIONS=${2:-50}
 THREADS=${3:-1}
+ROUNDS=${4:-1}
 command -v nginx >/dev/null && command -v wrk >/dev/null || apt-get install -y nginx wrk >/dev/null
 cargo build -q --release -p wharf-proxy -p wharf-testbed
 bin=$PWD/target/release
@@ -53,11 +59,13 @@ http {
 }
 NGINX
 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -g 'daemon off;' 2>"$work/nginx/stderr" &
-pids+=($!)
+nginx_pid=$!
+pids+=($nginx_pid)
 
 wharf_port=$(free_port)
 WHARF_LOG=warn "$bin/wharf-proxy" --admin-socket "$work/admin.sock" --state "$work/state.json" > "$work/proxy.out" &
-pids+=($!)
+wharf_pid=$!
+pids+=($wharf_pid)
 until grep -q "admin socket" "$work/proxy.out" 2>/dev/null; do sleep 0.05; done
 curl -sf --unix-socket "$work/admin.sock" -X PUT http://proxy/v1/routes -d @- >/dev/null <<JSON
 {"revision": 1, "services": {"api": {"listen": "127.0.0.1:$wharf_port", "versions": [
@@ -72,23 +80,54 @@ done
 p99_ms() { awk '$1 == "99%" { v = $2; if (v ~ /us$/) { sub(/us/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms/, "", v) } else if (v ~ /s$/) { sub(/s/, "", v); v *= 1000 } printf "%.3f", v }' "$1"; }
 rps() { awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$1"; }
 
-declare -A RPS P99
-for target in direct:"$upstream" nginx:"127.0.0.1:$nginx_port" wharf:"127.0.0.1:$wharf_port"; do
-  name=${target%%:*}
-  address=${target#*:}
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "http://$address/" >/dev/null # warm-up: pools and caches
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://$address/" > "$work/$name.wrk"
-  RPS[$name]=$(rps "$work/$name.wrk")
-  P99[$name]=$(p99_ms "$work/$name.wrk")
+# CPU ticks (user + system) of a process and its children's threads.
+ticks() {
+  local total=0 pid stat
+  for pid in "$@"; do
+    for stat in /proc/"$pid"/task/*/stat; do
+      total=$((total + $(sed 's/.*) //' "$stat" | awk '{ print $12 + $13 }')))
+    done
+  done
+  echo "$total"
+}
+pids_of() { case $1 in nginx) echo "$nginx_pid" $(pgrep -P "$nginx_pid") ;; wharf) echo "$wharf_pid" ;; *) echo "" ;; esac; }
+hz=$(getconf CLK_TCK)
+
+declare -A ADDRESS=([direct]="$upstream" [nginx]="127.0.0.1:$nginx_port" [wharf]="127.0.0.1:$wharf_port")
+for name in direct nginx wharf; do
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "http://${ADDRESS[$name]}/" >/dev/null # warm-up: pools and caches
 done
 
-echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, keep-alive, on $(nproc) cores"
-printf '%-8s %12s %10s %16s\n' target "requests/s" "p99 ms" "added p99 ms"
+declare -A RPS P99 CPU
+ratios=()
+for round in $(seq "$ROUNDS"); do
+  order="direct nginx wharf"
+  ((round % 2 == 0)) && order="direct wharf nginx"
+  for name in $order; do
+    procs=$(pids_of "$name")
+    before=$([ -n "$procs" ] && ticks $procs || echo 0)
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://${ADDRESS[$name]}/" > "$work/$name.wrk"
+    after=$([ -n "$procs" ] && ticks $procs || echo 0)
+    RPS[$name]=$(rps "$work/$name.wrk")
+    P99[$name]=$(p99_ms "$work/$name.wrk")
+    count=$(awk '/requests in/ { print $1 }' "$work/$name.wrk")
+    CPU[$name]=$([ -n "$procs" ] && awk -v t=$((after - before)) -v hz="$hz" -v n="$count" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }' || echo -)
+  done
+  ratio=$(awk -v w="${RPS[wharf]}" -v n="${RPS[nginx]}" 'BEGIN { printf "%.2f", w / n }')
+  ratios+=("$ratio")
+  if ((ROUNDS > 1)); then
+    echo "round $round: direct ${RPS[direct]}/s, nginx ${RPS[nginx]}/s (p99 ${P99[nginx]} ms, ${CPU[nginx]} us CPU/req), wharf ${RPS[wharf]}/s (p99 ${P99[wharf]} ms, ${CPU[wharf]} us CPU/req): ${ratio}x"
+  fi
+done
+
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, keep-alive, on $(nproc) cores$( ((ROUNDS > 1)) && echo ", last of $ROUNDS rounds")"
+printf '%-8s %12s %10s %16s %14s\n' target "requests/s" "p99 ms" "added p99 ms" "CPU us/req"
 for name in direct nginx wharf; do
   added=$(awk -v a="${P99[$name]}" -v b="${P99[direct]}" 'BEGIN { printf "%.3f", a - b }')
-  printf '%-8s %12s %10s %16s\n' "$name" "${RPS[$name]}" "${P99[$name]}" "$added"
+  printf '%-8s %12s %10s %16s %14s\n' "$name" "${RPS[$name]}" "${P99[$name]}" "$added" "${CPU[$name]:--}"
 done
 awk -v w="${RPS[wharf]}" -v n="${RPS[nginx]}" 'BEGIN { printf "wharf/nginx throughput: %.2fx (target >= 1.0)\n", w / n }'
+((ROUNDS > 1)) && echo "wharf/nginx throughput per round: ${ratios[*]}"
 awk -v w="${P99[wharf]}" -v d="${P99[direct]}" 'BEGIN { printf "wharf added p99 over direct: %.3f ms (target < 0.3)\n", w - d }'
 counts=$(curl -sf --unix-socket "$work/admin.sock" http://proxy/v1/stats | python3 -c 'import json,sys; s=json.load(sys.stdin)["services"]["api"]["versions"]; print(", ".join("%s: %d" % (v, d["requests"]) for v, d in s.items()))')
 echo "wharf split (requests per version): $counts"
