@@ -101,4 +101,8 @@ impl Journal {
     pub fn store(&self) -> &Store {
         self.ledger.storage()
     }
+
+    pub fn store_mut(&mut self) -> &mut Store {
+        self.ledger.storage_mut()
+    }
 }

@@ -11,7 +11,9 @@ pub mod report;
 mod state;
 mod tasks;
 
-pub use control::{Command, Config, ControlPlane, Event, Handle, PROXY_ROW, PlanLoader, ProbeKind};
+pub use control::{
+    Command, Config, ControlPlane, Event, Handle, PROXY_ROW, PlanLoader, ProbeKind, ReloadRequest,
+};
 pub use deploy::{DeployRequest, RolloutCommand, RolloutView, VersionTraffic};
 pub use journal::Journal;
 pub use plan::{PlanError, StackPlan, plan};

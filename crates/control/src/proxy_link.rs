@@ -87,6 +87,8 @@ pub struct InstanceCounters {
 #[derive(Debug, Clone)]
 pub struct Rejection {
     pub seq: u64,
+    /// The proxy's error code (`bind_failed` for a port it cannot listen on).
+    pub code: Option<String>,
     /// The service at fault, when the proxy named one (a port it cannot bind).
     pub service: Option<String>,
     pub message: String,
@@ -194,8 +196,10 @@ async fn put_table(
                     .or(error["service"].as_str())
                     .map(str::to_owned)
                     .or_else(|| named_service(&message));
+                let code = error["error"]["code"].as_str().map(str::to_owned);
                 return Err(PutError::Refused(Rejection {
                     seq: desired.seq,
+                    code,
                     service,
                     message,
                 }));

@@ -415,6 +415,12 @@ impl Workers {
 type Bound = Vec<std::net::TcpListener>;
 
 fn bind(address: SocketAddr, workers: usize) -> std::io::Result<Bound> {
+    // SO_REUSEPORT would let another process that also sets it (another proxy of another
+    // stack, say) share the port and split its traffic silently. An exclusive bind first
+    // fails on any port somebody holds, reuseport group or not.
+    if address.port() != 0 {
+        drop(std::net::TcpListener::bind(address)?);
+    }
     let mut sockets = Vec::with_capacity(workers);
     for _ in 0..workers {
         let socket = match address {

@@ -65,6 +65,9 @@ impl ProcessDriver {
         };
         let mut child = tokio::process::Command::new(&self.shim_program)
             .args(&self.shim_args)
+            // wharf's own credentials stay with wharf: not in the shim, not in the instance.
+            .env_remove("WHARF_MASTER_KEY")
+            .env_remove("WHARF_API_TOKEN")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             // The shim outlives us: it must never write to a pipe we own.
@@ -77,7 +80,10 @@ impl ProcessDriver {
                     self.shim_program.display()
                 ))
             })?;
-        let spec_json = serde_json::to_vec(spec).map_err(|err| shim_error(err.to_string()))?;
+        // Holds resolved secrets: wiped once written to the shim.
+        let spec_json = zeroize::Zeroizing::new(
+            serde_json::to_vec(spec).map_err(|err| shim_error(err.to_string()))?,
+        );
         let mut stdin = child
             .stdin
             .take()

@@ -73,6 +73,8 @@ fn spawn(spec: &InstanceSpec) -> Result<Child, String> {
     let (program, args) = spec.command.split_first().ok_or("the command is empty")?;
     Command::new(program)
         .args(args)
+        .env_remove("WHARF_MASTER_KEY")
+        .env_remove("WHARF_API_TOKEN")
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&spec.workdir)
         // Its own process group, so a stop signal reaches the instance and its children

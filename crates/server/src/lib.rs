@@ -170,9 +170,22 @@ async fn down(
 
 /// Secrets or config overrides changed (the CLI wrote them to the store): the control plane
 /// restarts (rolling) or signals the instances whose identity moved.
-async fn reload(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn reload(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    let applied = state.handle.reload().await.map_err(rejected)?;
+    let request = if body.is_empty() {
+        wharf_control::ReloadRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|err| ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_request",
+            message: format!("invalid reload request: {err}"),
+        })?
+    };
+    let applied = state.handle.reload(request).await.map_err(rejected)?;
     Ok(Json(applied).into_response())
 }
 

@@ -63,6 +63,7 @@ impl ControlPlane {
                     json!({"pid": row.pid, "status": detail, "noticed": "at control plane start"}),
                 );
                 self.journal.remove_instance(&row.service, row.index);
+                self.remove_secret_files(&row.service, row.index);
                 continue;
             }
             let expected = self
@@ -122,5 +123,6 @@ impl ControlPlane {
             );
         }
         self.journal.remove_instance(&row.service, row.index);
+        self.remove_secret_files(&row.service, row.index);
     }
 }

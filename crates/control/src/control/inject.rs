@@ -70,6 +70,23 @@ impl ControlPlane {
         Identity { full, env }
     }
 
+    /// A manifest that now uses secrets, on a control plane started without: unlock them with
+    /// the key this process can find (environment or key file, never created here).
+    fn unlock_if_needed(&mut self, plan: &crate::plan::StackPlan) -> Result<(), String> {
+        let needed = plan.services.iter().any(|s| !s.secret_names().is_empty());
+        if !needed || self.secrets.is_some() {
+            return Ok(());
+        }
+        let env = std::env::var(wharf_secrets::MASTER_KEY_ENV).ok();
+        let (key, _) =
+            wharf_secrets::MasterKey::load(&self.config.state_dir, env.as_deref(), false)
+                .map_err(|error| format!("the manifest now uses secrets: {error}"))?;
+        let secrets = wharf_secrets::Secrets::unlock(self.journal.store_mut(), key)
+            .map_err(|error| format!("the manifest now uses secrets: {error}"))?;
+        self.secrets = Some(secrets);
+        Ok(())
+    }
+
     /// The directory of an instance's secret files: on tmpfs when there is one, never in the
     /// state directory (which is backed up and copied around).
     pub(super) fn secret_files_dir(&self, service: &str, ordinal: u32) -> PathBuf {
@@ -172,10 +189,27 @@ impl ControlPlane {
     /// `POST /v1/reload`: secrets or config overrides changed. Instances whose identity moved
     /// are replaced by a rolling restart (through the proxy: no request dropped), or, when the
     /// service reloads by signal and only its secret files changed, get new files and SIGHUP.
-    pub(super) fn reload(&mut self) -> Result<serde_json::Value, String> {
-        let manifest = match self.config.reload_plan.clone() {
-            Some(loader) => Some(self.apply_plan((loader.0)()?)),
-            None => None,
+    pub(super) fn reload(
+        &mut self,
+        request: &super::ReloadRequest,
+    ) -> Result<serde_json::Value, String> {
+        let manifest = match (request.manifest, self.config.reload_plan.clone()) {
+            (false, _) => None,
+            (true, None) => return Err("this control plane cannot re-read its manifest".into()),
+            (true, Some(loader)) => {
+                if loader.environment != request.environment {
+                    let name =
+                        |e: &Option<String>| e.clone().unwrap_or_else(|| "the default".into());
+                    return Err(format!(
+                        "the running stack uses environment {}, not {}; `wharf down` and `wharf up` to switch",
+                        name(&loader.environment),
+                        name(&request.environment)
+                    ));
+                }
+                let plan = (loader.load)()?;
+                self.unlock_if_needed(&plan)?;
+                Some(self.apply_plan(plan))
+            }
         };
         let mut restarted = Vec::new();
         let mut signalled = Vec::new();
@@ -203,8 +237,17 @@ impl ControlPlane {
                     continue;
                 }
                 let files_only = expected.env == current.env;
-                if by_signal && files_only {
-                    self.write_secret_files(index, ordinal)?;
+                if by_signal
+                    && files_only
+                    && let Err(error) = self.write_secret_files(index, ordinal)
+                {
+                    // Delivered by a restart instead, where the failure is reported.
+                    tracing::warn!(error, service = name, "cannot rewrite secret files");
+                    if let Some(instance) = self.services[index].instances.get_mut(&ordinal) {
+                        instance.outdated = true;
+                        changed += 1;
+                    }
+                } else if by_signal && files_only {
                     let instance = self.services[index].instances.get_mut(&ordinal);
                     if let Some(instance) = instance {
                         if let Some(recorded) = &instance.recorded {
@@ -244,6 +287,7 @@ impl ControlPlane {
     fn apply_plan(&mut self, plan: crate::plan::StackPlan) -> serde_json::Value {
         let mut added = Vec::new();
         let mut changed = Vec::new();
+        let mut deferred = Vec::new();
         let mut order = Vec::new();
         for new in plan.services {
             let name = new.name.clone();
@@ -252,15 +296,26 @@ impl ControlPlane {
                     let service = &mut self.services[index];
                     let spec_changed =
                         service.plan.version != new.version || service.plan.command != new.command;
-                    if spec_changed && service.active_rollout().is_none() {
+                    if spec_changed && service.active_rollout().is_some() {
+                        // Its versions belong to the rollout until it ends.
+                        deferred.push(name.clone());
+                        order.push(name);
+                        continue;
+                    }
+                    if spec_changed {
                         service.stable = crate::state::VersionSpec {
                             version: new.version.clone(),
                             command: new.command.clone(),
                         };
                     }
-                    if spec_changed || service.plan.replicas != new.replicas {
+                    if spec_changed
+                        || service.plan.replicas != new.replicas
+                        || service.plan.public_port != new.public_port
+                    {
                         changed.push(name.clone());
                     }
+                    // A fixed port clash (or any manifest change) gets a fresh try.
+                    service.listen_error = None;
                     service.plan = new;
                     service.wanted = true;
                 }
@@ -289,7 +344,8 @@ impl ControlPlane {
                 .position(|n| *n == s.plan.name)
                 .unwrap_or(usize::MAX)
         });
-        let summary = json!({"added": added, "changed": changed, "removed": removed});
+        let summary =
+            json!({"added": added, "changed": changed, "removed": removed, "deferred": deferred});
         self.journal
             .record("stack.reload", &self.stack.clone(), summary.clone());
         summary

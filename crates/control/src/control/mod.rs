@@ -50,9 +50,25 @@ pub struct Config {
     pub reload_plan: Option<PlanLoader>,
 }
 
-/// Builds the current plan from the manifest on disk; the error is for people.
+/// Builds the current plan from the manifest on disk (the error is for people), for the
+/// environment overlay the control plane was started with.
 #[derive(Clone)]
-pub struct PlanLoader(pub std::sync::Arc<dyn Fn() -> Result<StackPlan, String> + Send + Sync>);
+pub struct PlanLoader {
+    pub load: std::sync::Arc<dyn Fn() -> Result<StackPlan, String> + Send + Sync>,
+    pub environment: Option<String>,
+}
+
+/// What a reload takes in: always the stored secrets and config overrides; the manifest only
+/// when asked (`wharf up`), so a half-edited file never rides along with a secret change.
+/// Other fields (what the CLI changed, for context) are accepted and ignored.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct ReloadRequest {
+    #[serde(default)]
+    pub manifest: bool,
+    /// The `--env` of the `wharf up` asking; must match the running stack's.
+    #[serde(default)]
+    pub environment: Option<String>,
+}
 
 impl std::fmt::Debug for PlanLoader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -132,6 +148,7 @@ pub enum Command {
     },
     /// Secrets or config overrides changed in the store: apply them.
     Reload {
+        request: ReloadRequest,
         reply: oneshot::Sender<Result<serde_json::Value, String>>,
     },
 }
@@ -199,8 +216,8 @@ impl Handle {
         .unwrap_or_else(|| Err("the control plane stopped".to_owned()))
     }
 
-    pub async fn reload(&self) -> Result<serde_json::Value, String> {
-        self.ask(|reply| Command::Reload { reply })
+    pub async fn reload(&self, request: ReloadRequest) -> Result<serde_json::Value, String> {
+        self.ask(|reply| Command::Reload { request, reply })
             .await
             .unwrap_or_else(|| Err("the control plane stopped".to_owned()))
     }
@@ -368,8 +385,8 @@ impl ControlPlane {
             }) => {
                 let _ = reply.send(self.rollout_command(&service, command));
             }
-            Event::Command(Command::Reload { reply }) => {
-                let _ = reply.send(self.reload());
+            Event::Command(Command::Reload { request, reply }) => {
+                let _ = reply.send(self.reload(&request));
             }
             Event::Command(Command::Rollback { service, reply }) => {
                 let _ = reply.send(self.begin_rollback(&service));
@@ -742,6 +759,11 @@ impl ControlPlane {
         }
         let _ = std::fs::create_dir_all(self.config.state_dir.join("run"));
         let result = self.config.driver.start(&spec).await;
+        // The resolved values are not needed past the start: wipe this copy.
+        let mut spec = spec;
+        for (_, value) in spec.env.iter_mut() {
+            zeroize::Zeroize::zeroize(value);
+        }
         let restarts = self.services[index]
             .instances
             .get(&ordinal)
@@ -807,6 +829,7 @@ impl ControlPlane {
 
     fn fail_instance(&mut self, index: usize, ordinal: u32, reason: String) {
         let name = self.services[index].plan.name.clone();
+        self.remove_secret_files(&name, ordinal);
         let mut version = String::new();
         if let Some(instance) = self.services[index].instances.get_mut(&ordinal) {
             instance.phase = Phase::Failed;

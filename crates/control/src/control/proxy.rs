@@ -379,10 +379,14 @@ impl ControlPlane {
         let routed = instance
             .port
             .is_some_and(|port| self.proxy.routed.contains(&address(port)));
-        if proxied && routed && self.proxy.recorded.is_some() {
+        if proxied && self.proxy.recorded.is_some() && self.proxy.seq > 0 {
+            // Out of the latest table already: drained once that table is applied and nothing
+            // is in flight (it may still be in the table the proxy serves). Still in it: the
+            // next table leaves it out.
+            let seq = if routed { 0 } else { self.proxy.seq };
             instance.draining = Some(Drain {
                 since: Instant::now(),
-                seq: 0,
+                seq,
                 why: why.to_owned(),
             });
             self.journal.record(
@@ -465,11 +469,16 @@ impl ControlPlane {
             &target,
             json!({"reason": rejection.message}),
         );
-        if let Some(index) = rejection
+        // Only a port the proxy cannot bind is the service's fault: it is left out and the
+        // rest sent again. Any other refusal is a bug here; the table is not resent as is (a
+        // later change sends a new one), so nothing loops.
+        let bind_failed = rejection.code.as_deref() == Some("bind_failed");
+        let at_fault = rejection
             .service
             .as_deref()
             .and_then(|s| self.service_index(s))
-        {
+            .filter(|_| bind_failed);
+        if let Some(index) = at_fault {
             let port = self.services[index].plan.public_port;
             let reason = match port {
                 Some(port) if rejection.message.contains("in use") => {
@@ -478,9 +487,8 @@ impl ControlPlane {
                 _ => rejection.message.clone(),
             };
             self.services[index].listen_error = Some(reason);
+            self.routes_dirty = true;
         }
-        // Sent again without the service at fault.
-        self.routes_dirty = true;
     }
 
     /// Whole-stack down: once every service is gone, the proxy goes too.

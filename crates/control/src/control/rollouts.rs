@@ -221,6 +221,8 @@ impl ControlPlane {
             }
             let actions = record.machine.resume(now_at());
             self.apply_rollout_actions(index, actions);
+            // Resuming may have ended it: saved now, or the next start would resume it again.
+            self.persist_rollout(index);
         }
     }
 
@@ -263,6 +265,16 @@ impl ControlPlane {
         }
         if matches!(&request.command, Some(command) if command.is_empty()) {
             return Err("--command must not be empty".to_owned());
+        }
+        if let Some(arg) = request
+            .command
+            .iter()
+            .flatten()
+            .find(|arg| arg.contains("${secret:"))
+        {
+            return Err(format!(
+                "--command holds a secret reference (`{arg}`): a command line is visible to every process on the machine; pass it in the service's `env:` or `secrets:`"
+            ));
         }
         if version == service.stable.version {
             return Err(format!(

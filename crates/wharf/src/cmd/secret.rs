@@ -682,18 +682,10 @@ fn rotate(global: &Global, args: &RotateArgs) -> anyhow::Result<ExitStatus> {
     let new = wharf_secrets::generate(policy.generate.length as usize, &alphabet)?;
     let (mut store, secrets, _) = unlock(global, true)?;
     let hook = policy.rotate_command.is_some();
-    if let Some(command) = &policy.rotate_command {
-        let old = secrets.current(&store, &args.name)?.map(|(_, value)| value);
-        if let Err(failure) = run_hook(global, &args.name, command, &new, old.as_ref())? {
-            eprint!("{failure}");
-            eprintln!(
-                "error: the rotate_command of {} failed; nothing was stored, the current value stays",
-                args.name
-            );
-            return Ok(ExitStatus::Failed);
-        }
-    }
+    let previous = secrets.current(&store, &args.name)?;
     let actor = crate::cmd::audit::actor();
+    // Stored before the hook makes it real: if the hook changes a database password and
+    // anything here failed afterwards, the only copy of the new one would be lost.
     let info = secrets.put(
         &mut store,
         &args.name,
@@ -702,6 +694,34 @@ fn rotate(global: &Global, args: &RotateArgs) -> anyhow::Result<ExitStatus> {
         args.reason.as_deref(),
         Origin::Rotate,
     )?;
+    if let Some(command) = &policy.rotate_command {
+        let old = previous.as_ref().map(|(_, value)| value);
+        if let Err(failure) = run_hook(global, &args.name, command, &new, old)? {
+            eprint!("{failure}");
+            // Back to the value in force, as a version of its own (the history shows both).
+            if let Some((old_info, _)) = &previous {
+                secrets.rollback(
+                    &mut store,
+                    &args.name,
+                    old_info.version,
+                    &actor,
+                    Some("rotate_command failed"),
+                )?;
+            }
+            if previous.is_some() {
+                eprintln!(
+                    "error: the rotate_command of {} failed; the value in force is unchanged",
+                    args.name
+                );
+            } else {
+                eprintln!(
+                    "error: the rotate_command of {} failed; the new value is stored (version {}) but may not be in force where the hook would have put it",
+                    args.name, info.version
+                );
+            }
+            return Ok(ExitStatus::Failed);
+        }
+    }
     drop(new);
     let details = json!({
         "version": info.version,
@@ -765,15 +785,36 @@ fn run_hook(
 
 fn rekey(global: &Global) -> anyhow::Result<ExitStatus> {
     let state_dir = global.state_dir();
+    // A running control plane holds the current key and would fail every start that needs a
+    // secret afterwards.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    if runtime
+        .block_on(crate::client::call(&state_dir, "GET", "/v1/status", None))
+        .is_ok()
+    {
+        let pid = std::fs::read_to_string(state_dir.join("control.pid")).unwrap_or_default();
+        eprintln!(
+            "error: a control plane is running for this stack (pid {}) and holds the current key; stop it first (`kill {}`: the services keep running and the next `wharf up` adopts them), then rekey",
+            pid.trim(),
+            pid.trim()
+        );
+        return Ok(ExitStatus::Failed);
+    }
     let (mut store, secrets, source) = unlock(global, false)?;
     let count = wharf_secrets::list(&store)?.len();
     let new = MasterKey::generate();
     match &source {
         KeySource::Env => {
             let hex = new.to_hex();
-            secrets.rekey(&mut store, new)?;
-            record(store, "secret.rekey", "", json!({"secrets": count}))?;
+            // Shown before the switch: whatever fails afterwards, the key is not lost.
             println!("{}", hex.expose_str()?);
+            if let Err(err) = secrets.rekey(&mut store, new) {
+                eprintln!("the key above was NOT put in force; the old key still works");
+                return Err(err.into());
+            }
+            record(store, "secret.rekey", "", json!({"secrets": count}))?;
             eprintln!(
                 "re-keyed {count} secret(s). The line above is the new master key, shown once: \
                  put it in {MASTER_KEY_ENV} now; the old key no longer works."

@@ -98,7 +98,7 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
         .open(state_dir.join(LOCK_FILE))?;
     if lock.try_lock().is_err() {
         // Like `docker compose up`: the running stack takes the manifest as it is now.
-        return apply_to_running(&state_dir);
+        return apply_to_running(&state_dir, args.environment.as_deref());
     }
     // The master key is checked here, before anything starts (and before detaching, so a
     // wrong key is this command's error): a stack that uses secrets needs them unlocked.
@@ -171,16 +171,24 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
 
 /// The running control plane re-reads the manifest (it was validated here first) and applies
 /// what changed: rolling restarts through the proxy, added services started, removed stopped.
-fn apply_to_running(state_dir: &Path) -> anyhow::Result<ExitStatus> {
+fn apply_to_running(state_dir: &Path, environment: Option<&str>) -> anyhow::Result<ExitStatus> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let answer = runtime.block_on(crate::client::call_ok(
+    let request = serde_json::json!({"manifest": true, "environment": environment});
+    let answer = match runtime.block_on(crate::client::call_ok(
         state_dir,
         "POST",
         "/v1/reload",
-        None,
-    ))?;
+        Some(request),
+    )) {
+        Ok(answer) => answer,
+        Err(error) if error.is::<crate::client::ApiRejected>() => {
+            eprintln!("error: {error}");
+            return Ok(ExitStatus::Failed);
+        }
+        Err(error) => return Err(error),
+    };
     let list = |key: &str| {
         answer["manifest"][key]
             .as_array()
@@ -208,6 +216,10 @@ fn apply_to_running(state_dir: &Path) -> anyhow::Result<ExitStatus> {
         ("added", list("added")),
         ("changed", list("changed")),
         ("removed", list("removed")),
+        (
+            "deferred until its rollout ends (run `wharf up` again then)",
+            list("deferred"),
+        ),
         ("restarting (rolling)", restarting),
     ] {
         if !names.is_empty() {
@@ -223,7 +235,8 @@ fn apply_to_running(state_dir: &Path) -> anyhow::Result<ExitStatus> {
 
 /// How the control plane re-reads its manifest: the same file and environment it started with.
 fn plan_loader(manifest: PathBuf, environment: Option<String>) -> wharf_control::PlanLoader {
-    wharf_control::PlanLoader(std::sync::Arc::new(move || {
+    let name = environment.clone();
+    let load = std::sync::Arc::new(move || {
         let file = ManifestFile::read_path(&manifest).map_err(|e| e.to_string())?;
         let loaded = file.load(environment.as_deref());
         let stack = loaded.stack.ok_or_else(|| {
@@ -239,7 +252,11 @@ fn plan_loader(manifest: PathBuf, environment: Option<String>) -> wharf_control:
                 .collect::<Vec<_>>()
                 .join("; ")
         })
-    }))
+    });
+    wharf_control::PlanLoader {
+        load,
+        environment: name,
+    }
 }
 
 async fn run_control_plane(
