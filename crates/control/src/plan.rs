@@ -84,7 +84,18 @@ impl ServicePlan {
             .chain(&self.secret_files)
             .cloned()
             .collect();
-        for text in self.env.iter().map(|(_, v)| v).chain(self.url.iter()) {
+        let mut texts: Vec<&String> = self.env.iter().map(|(_, v)| v).chain(&self.url).collect();
+        for probe in self.ready.iter().chain(&self.live) {
+            match &probe.check {
+                ProbeCheck::Http(http) => {
+                    texts.extend(&http.url);
+                    texts.extend(http.headers.values());
+                }
+                ProbeCheck::Postgres(c) | ProbeCheck::Redis(c) => texts.extend(&c.url),
+                ProbeCheck::Tcp(_) | ProbeCheck::Exec(_) => {}
+            }
+        }
+        for text in texts {
             names.extend(secret_references(text));
         }
         names.sort();

@@ -189,6 +189,8 @@ pub struct ExternalHealth {
     pub ready: bool,
     pub counts: ProbeCounts,
     pub last: Option<Outcome>,
+    /// The probe task, replaced when a secret in its URL changes.
+    pub task: Option<tokio::task::AbortHandle>,
 }
 
 impl ServiceState {

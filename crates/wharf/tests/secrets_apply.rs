@@ -540,3 +540,62 @@ services:
     transcript.add_tree(&stack.path().join(".wharf"));
     transcript.assert_clean(&[first, second.as_str()]);
 }
+
+#[test]
+fn an_external_database_is_probed_with_the_url_in_its_secret() {
+    let pg = Postgres::start();
+    let url = pg.url(USER, PASSWORD, "postgres");
+    let stack = Stack::new(
+        r#"
+name: ext
+secrets:
+  PG_URL: {}
+services:
+  db:
+    kind: postgres
+    url: ${secret:PG_URL}
+    probes:
+      ready: {postgres: {}, interval: 200ms}
+"#,
+    );
+    let mut transcript = Transcript::default();
+    set_secret(&stack, &mut transcript, "PG_URL", &url);
+    let output = stack.up();
+    transcript.add(&output);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let readiness = |action: &str| {
+        actions(&stack.ledger(), action)
+            .iter()
+            .any(|e| e["target"] == "db")
+            .then_some(())
+    };
+    eventually("the database probed ready", Duration::from_secs(20), || {
+        readiness("service.ready")
+    });
+    transcript.run(&stack, &["status", "--output", "json"]);
+    // Preflight passes only if the database answered the probe (logged in with the URL).
+    let preflight = transcript.run(&stack, &["preflight", "--output", "json"]);
+    assert_eq!(
+        preflight.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&preflight.stdout)
+    );
+    transcript.run(&stack, &["render"]);
+    // A new URL (a wrong password here) reaches the probe at once.
+    let wrong = pg.url(USER, "not-the-password-4d3c", "postgres");
+    set_secret(&stack, &mut transcript, "PG_URL", &wrong);
+    eventually(
+        "the database probed with the new URL",
+        Duration::from_secs(20),
+        || readiness("service.unready"),
+    );
+    transcript.run(&stack, &["status", "--output", "json"]);
+    transcript.run(&stack, &["down"]);
+    transcript.add_tree(&stack.path().join(".wharf"));
+    transcript.assert_clean(&[PASSWORD, url.as_str(), "not-the-password-4d3c"]);
+}

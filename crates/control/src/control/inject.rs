@@ -125,6 +125,44 @@ impl ControlPlane {
         }
     }
 
+    /// `${secret:NAME}` in a text replaced by the values.
+    fn resolve_text(&self, text: &str) -> Result<String, String> {
+        let mut out = text.to_owned();
+        for name in secret_references(text) {
+            let secret = self.secret_value(&name)?;
+            let value = secret
+                .expose_str()
+                .map_err(|_| format!("secret `{name}` is not text"))?;
+            out = out.replace(&format!("${{secret:{name}}}"), value);
+        }
+        Ok(out)
+    }
+
+    /// A probe whose target URL holds secrets (a datastore's `url: ${secret:PG_URL}`): the
+    /// probe crate's reasons never carry credentials, so the resolved URL stays in memory.
+    pub(super) fn resolve_check_secrets(
+        &self,
+        check: wharf_probe::Check,
+    ) -> Result<wharf_probe::Check, String> {
+        use wharf_probe::Check;
+        Ok(match check {
+            Check::Postgres { url } => Check::Postgres {
+                url: self.resolve_text(&url)?,
+            },
+            Check::Redis { url } => Check::Redis {
+                url: self.resolve_text(&url)?,
+            },
+            Check::Http(mut probe) => {
+                probe.url = self.resolve_text(&probe.url)?;
+                for (_, value) in probe.headers.iter_mut() {
+                    *value = self.resolve_text(value)?;
+                }
+                Check::Http(probe)
+            }
+            other => other,
+        })
+    }
+
     /// The spec with every secret resolved, and the instance's secret files written.
     pub(super) fn resolve(
         &self,
@@ -213,6 +251,14 @@ impl ControlPlane {
         };
         let mut restarted = Vec::new();
         let mut signalled = Vec::new();
+        // External datastores probed through a secret URL: probed again with the new value.
+        if self
+            .services
+            .iter()
+            .any(|s| s.is_external() && !s.plan.secret_names().is_empty())
+        {
+            self.spawn_external_probes();
+        }
         for index in 0..self.services.len() {
             if self.services[index].is_external() || !self.services[index].wanted {
                 continue;

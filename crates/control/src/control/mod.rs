@@ -866,7 +866,7 @@ impl ControlPlane {
 
     fn spawn_probes(&mut self, index: usize, ordinal: u32) {
         let plan = self.services[index].plan.clone();
-        let Some(instance) = self.services[index].instances.get_mut(&ordinal) else {
+        let Some(instance) = self.services[index].instances.get(&ordinal) else {
             return;
         };
         let vars = InstanceVars {
@@ -875,23 +875,43 @@ impl ControlPlane {
             version: &instance.version,
             port: instance.port,
         };
-        for (kind, probe) in [
+        let generation = instance.generation;
+        // Checks are resolved first (secrets in their URLs too), then handed to tasks.
+        let checks: Vec<_> = [
             (ProbeKind::Ready, &plan.ready),
             (ProbeKind::Live, &plan.live),
-        ] {
-            let Some(probe) = probe else { continue };
-            let Some(check) = resolve_check(&probe.check, &vars, None) else {
-                if kind == ProbeKind::Ready {
-                    instance.ready = true;
+        ]
+        .into_iter()
+        .filter_map(|(kind, probe)| probe.as_ref().map(|probe| (kind, probe)))
+        .map(|(kind, probe)| {
+            let check = resolve_check(&probe.check, &vars, None)
+                .map(|check| self.resolve_check_secrets(check));
+            (kind, probe, check)
+        })
+        .collect();
+        let Some(instance) = self.services[index].instances.get_mut(&ordinal) else {
+            return;
+        };
+        for (kind, probe, check) in checks {
+            let check = match check {
+                None => {
+                    if kind == ProbeKind::Ready {
+                        instance.ready = true;
+                    }
+                    continue;
                 }
-                continue;
+                Some(Err(reason)) => {
+                    instance.last_probe = Some(failed_outcome(reason));
+                    continue;
+                }
+                Some(Ok(check)) => check,
             };
             let task = tokio::spawn(probe_loop(
                 self.events_tx.clone(),
                 self.prober.clone(),
                 plan.name.clone(),
                 ordinal,
-                instance.generation,
+                generation,
                 kind,
                 check,
                 probe.clone(),
@@ -900,9 +920,11 @@ impl ControlPlane {
         }
     }
 
-    /// Probes the services wharf does not run (external datastores) on their own schedule.
-    fn spawn_external_probes(&mut self) {
-        for service in &self.services {
+    /// Probes the services wharf does not run (external datastores) on their own schedule;
+    /// `${secret:…}` in their URLs is resolved here, in the control plane.
+    pub(super) fn spawn_external_probes(&mut self) {
+        for index in 0..self.services.len() {
+            let service = &self.services[index];
             let (Some(probe), true) = (&service.plan.ready, service.is_external()) else {
                 continue;
             };
@@ -916,16 +938,33 @@ impl ControlPlane {
             let Some(check) = resolve_check(&probe.check, &vars, plan.url.as_deref()) else {
                 continue;
             };
-            tokio::spawn(probe_loop(
+            let (name, probe) = (plan.name.clone(), probe.clone());
+            let check = match self.resolve_check_secrets(check) {
+                Ok(check) => check,
+                Err(reason) => {
+                    tracing::error!(service = name, reason, "cannot probe");
+                    if let Some(external) = self.services[index].external.as_mut() {
+                        external.counts.failures = probe.failure_threshold;
+                        external.last = Some(failed_outcome(reason));
+                    }
+                    continue;
+                }
+            };
+            let task = tokio::spawn(probe_loop(
                 self.events_tx.clone(),
                 self.prober.clone(),
-                plan.name.clone(),
+                name,
                 0,
                 0,
                 ProbeKind::Ready,
                 check,
-                probe.clone(),
+                probe,
             ));
+            if let Some(external) = self.services[index].external.as_mut()
+                && let Some(old) = external.task.replace(task.abort_handle())
+            {
+                old.abort();
+            }
         }
     }
 
@@ -998,6 +1037,15 @@ impl ControlPlane {
                 .depends_on
                 .iter()
                 .any(|(dep, _)| self.blocked_by_failure(dep, depth + 1))
+    }
+}
+
+/// A probe that could not even be set up, in the words shown to operators.
+fn failed_outcome(reason: String) -> Outcome {
+    Outcome {
+        status: wharf_probe::Status::Fail,
+        latency: Duration::ZERO,
+        reason: Some(reason),
     }
 }
 
