@@ -598,3 +598,48 @@ services:
     assert_eq!(report.samples.last().unwrap().version(), Some("1.1"));
     assert_eq!(actions(&stack.ledger(), "stack.reload").len(), 2);
 }
+
+#[test]
+fn pause_holds_the_weights_and_resume_continues() {
+    let port = free_port();
+    let rollout = "      strategy: canary
+      steps: [{weight: 30, pause: 1s}, {weight: 100}]
+      analysis: {min_requests: 5}
+      deadlines: {drain: 2s}";
+    let stack = stack(port, rollout, "");
+    assert!(stack.up().status.success());
+    let run = start_load(port, 50.0, Duration::from_secs(60));
+    until_answered(&run, 50);
+    deploy(&stack, &["--version", "2.0"]);
+    wait_phase(&stack, "step");
+    let output = stack.wharf(&["rollout", "pause", "api"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Paused past the step's 1 s pause with traffic flowing: the weights hold, nothing passes.
+    let served = run.snapshot().total();
+    eventually("traffic while paused", Duration::from_secs(10), || {
+        (run.snapshot().total() > served + 100).then_some(())
+    });
+    let paused = view(&stack);
+    assert_eq!(paused["phase"], "paused", "{paused}");
+    assert_eq!(paused["weight_new"], 30);
+    let output = stack.wharf(&["rollout", "resume", "api"]);
+    assert!(output.status.success());
+    let done = wait_outcome(&stack, Duration::from_secs(30));
+    assert_eq!(done["outcome"], "succeeded", "{done}");
+    let report = run.stop();
+    assert_no_failures(&report);
+    let ledger = stack.ledger();
+    assert_eq!(
+        actions(&ledger, "deploy.pause").len(),
+        1,
+        "the pause is recorded"
+    );
+    assert!(
+        !actions(&ledger, "deploy.resume").is_empty(),
+        "and the resume"
+    );
+}
