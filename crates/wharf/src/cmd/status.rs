@@ -147,6 +147,12 @@ pub fn print_report(report: &StatusReport, output: Output) -> anyhow::Result<()>
             .probe_latency_ms
             .map(|ms| format!("probe {ms}ms"))
             .unwrap_or_default();
+        // A rollout under way shows in place of a reason (`1.5.0 step 2/3 (25%)`).
+        let reason = match (&service.reason, &service.rollout) {
+            (Some(reason), _) => reason.clone(),
+            (None, Some(rollout)) => format!("rollout: {rollout}"),
+            (None, None) => String::new(),
+        };
         table.add_row([
             service.name.clone(),
             service.version.clone(),
@@ -155,9 +161,13 @@ pub fn print_report(report: &StatusReport, output: Output) -> anyhow::Result<()>
             service.restarts.to_string(),
             String::new(),
             String::new(),
-            String::new(),
+            // The public port, served by the proxy; instances have their own below.
+            service
+                .public_port
+                .map(|p| format!(":{p}"))
+                .unwrap_or_default(),
             latency,
-            service.reason.clone().unwrap_or_default(),
+            reason,
         ]);
         for instance in &service.instances {
             let live = match instance.live {
@@ -177,9 +187,15 @@ pub fn print_report(report: &StatusReport, output: Output) -> anyhow::Result<()>
             } else {
                 instance.phase.clone()
             };
+            // An instance's version shows when it differs from the service's (a rollout).
+            let version = if instance.version != service.version && !instance.version.is_empty() {
+                instance.version.clone()
+            } else {
+                String::new()
+            };
             table.add_row([
                 format!("  {}/{}", service.name, instance.ordinal),
-                String::new(),
+                version,
                 phase,
                 String::new(),
                 instance.restarts.to_string(),
