@@ -121,17 +121,24 @@ const CANARY: &str = "      strategy: canary
       analysis: {max_error_rate: 1%, max_latency_p95: 100ms, min_requests: 20}
       deadlines: {drain: 5s}";
 
-#[test]
-fn a_canary_answering_errors_is_rolled_back_within_seconds() {
+/// Under `rate` requests/s, deploys a 2.0 whose testbed gets `flags`, and waits for the
+/// rollout to end rolled back; the load keeps running.
+fn rolled_back_canary(rate: f64, flags: &str) -> (Stack, LoadRun, Value) {
     let port = free_port();
     let stack = stack(port, CANARY, "");
     assert!(stack.up().status.success());
-    let run = start_load(port, 200.0, Duration::from_secs(40));
-    until_answered(&run, 200);
-    let bad = testbed_command("--error-rate 0.2");
-    deploy(&stack, &["--version", "2.0", "--command", &bad]);
+    let run = start_load(port, rate, Duration::from_secs(40));
+    until_answered(&run, rate as u64);
+    let command = testbed_command(flags);
+    deploy(&stack, &["--version", "2.0", "--command", &command]);
     let view = wait_outcome(&stack, Duration::from_secs(30));
     assert_eq!(view["outcome"], "rolled-back", "{view}");
+    (stack, run, view)
+}
+
+#[test]
+fn a_canary_answering_errors_is_rolled_back_within_seconds() {
+    let (stack, run, view) = rolled_back_canary(200.0, "--error-rate 0.2");
     let reason = view["reason"].as_str().unwrap();
     assert!(reason.contains("error"), "{reason}");
     // The new instances are drained and stopped; only the stable version runs.
@@ -181,15 +188,7 @@ fn a_canary_answering_errors_is_rolled_back_within_seconds() {
 
 #[test]
 fn a_canary_slower_by_200ms_is_rolled_back() {
-    let port = free_port();
-    let stack = stack(port, CANARY, "");
-    assert!(stack.up().status.success());
-    let run = start_load(port, 100.0, Duration::from_secs(40));
-    until_answered(&run, 100);
-    let slow = testbed_command("--latency 200ms");
-    deploy(&stack, &["--version", "2.0", "--command", &slow]);
-    let view = wait_outcome(&stack, Duration::from_secs(30));
-    assert_eq!(view["outcome"], "rolled-back", "{view}");
+    let (_stack, run, view) = rolled_back_canary(100.0, "--latency 200ms");
     let reason = view["reason"].as_str().unwrap();
     assert!(
         reason.contains("p95") || reason.contains("latency"),

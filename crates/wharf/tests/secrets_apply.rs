@@ -46,6 +46,13 @@ impl Transcript {
         }
     }
 
+    /// The ledger as `audit log` prints it and every file of the state dir, then the check.
+    fn finish(mut self, stack: &Stack, values: &[&str]) {
+        self.run(stack, &["audit", "log", "--output", "json"]);
+        self.add_tree(&stack.path().join(".wharf"));
+        self.assert_clean(values);
+    }
+
     fn assert_clean(&self, values: &[&str]) {
         for value in values {
             let found = self
@@ -304,9 +311,7 @@ services:
     assert!(rotated["details"]["fingerprint"].is_string());
     let restart = &actions(&ledger, "service.restart")[0];
     assert_eq!(restart["details"]["mode"], "rolling");
-    transcript.run(&stack, &["audit", "log", "--output", "json"]);
-    transcript.add_tree(&stack.path().join(".wharf"));
-    transcript.assert_clean(&[first, second.as_str()]);
+    transcript.finish(&stack, &[first, second.as_str()]);
 }
 
 #[test]
@@ -485,10 +490,8 @@ services:
         refused.contains("password") || refused.contains("authentication"),
         "{refused}"
     );
-    transcript.run(&stack, &["audit", "log", "--output", "json"]);
     transcript.run(&stack, &["logs", "api"]);
-    transcript.add_tree(&stack.path().join(".wharf"));
-    transcript.assert_clean(&[old, new.as_str()]);
+    transcript.finish(&stack, &[old, new.as_str()]);
 }
 
 #[test]
@@ -537,8 +540,7 @@ services:
         0o400
     );
     assert_eq!(actions(&stack.ledger(), "service.reload").len(), 1);
-    transcript.add_tree(&stack.path().join(".wharf"));
-    transcript.assert_clean(&[first, second.as_str()]);
+    transcript.finish(&stack, &[first, second.as_str()]);
 }
 
 #[test]
@@ -596,6 +598,5 @@ services:
     );
     transcript.run(&stack, &["status", "--output", "json"]);
     transcript.run(&stack, &["down"]);
-    transcript.add_tree(&stack.path().join(".wharf"));
-    transcript.assert_clean(&[PASSWORD, url.as_str(), "not-the-password-4d3c"]);
+    transcript.finish(&stack, &[PASSWORD, url.as_str(), "not-the-password-4d3c"]);
 }

@@ -189,9 +189,8 @@ fn apply_to_running(state_dir: &Path, environment: Option<&str>) -> anyhow::Resu
         }
         Err(error) => return Err(error),
     };
-    let list = |key: &str| {
-        answer["manifest"][key]
-            .as_array()
+    let names = |list: &serde_json::Value| {
+        list.as_array()
             .map(|names| {
                 names
                     .iter()
@@ -201,16 +200,8 @@ fn apply_to_running(state_dir: &Path, environment: Option<&str>) -> anyhow::Resu
             })
             .unwrap_or_default()
     };
-    let restarting = answer["restarting"]
-        .as_array()
-        .map(|names| {
-            names
-                .iter()
-                .filter_map(|n| n.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default();
+    let list = |key: &str| names(&answer["manifest"][key]);
+    let restarting = names(&answer["restarting"]);
     let mut said = false;
     for (what, names) in [
         ("added", list("added")),
