@@ -162,12 +162,15 @@ fn a_canary_answering_errors_is_rolled_back_within_seconds() {
         report.failures(),
         report.total()
     );
+    // Not a speed test (scripts/bench/rollout.sh prints the figures): the step's pause is 30 s,
+    // so a gate that waited for it would cost ~240 failed requests and 30 s; aborting mid-pause,
+    // on the evidence, costs a fraction of that even on a loaded machine.
     assert!(
-        report.failures() <= 40,
+        report.failures() <= 100,
         "{} failed requests",
         report.failures()
     );
-    assert!(seconds < 3.0, "{seconds:.2} s to roll back");
+    assert!(seconds < 10.0, "{seconds:.2} s to roll back");
     // Nothing sent after the weights went back (plus in-flight slack) failed.
     let after = report.offset_of(rollback) + Duration::from_millis(500);
     assert_eq!(report.failures_after(after), 0);
