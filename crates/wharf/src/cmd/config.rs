@@ -159,16 +159,8 @@ fn change(
     if reason.trim().is_empty() {
         return invalid("--reason must say why");
     }
-    let stack = match load_stack(global)? {
-        Ok(stack) => stack,
-        Err(status) => return Ok(status),
-    };
-    if !stack.services.contains_key(service) {
-        let names: Vec<&str> = stack.services.keys().map(String::as_str).collect();
-        return invalid(&format!(
-            "no service `{service}` in the manifest (services: {})",
-            names.join(", ")
-        ));
+    if let Some(status) = unknown_service(global, service)? {
+        return Ok(status);
     }
     let mut store = Store::open(&global.state_dir())?;
     let current = store.config_at(service, None)?;
@@ -246,8 +238,34 @@ fn revision(store: Option<&Store>, id: u64) -> anyhow::Result<Result<ConfigRevis
     Ok(found.ok_or_else(|| format!("no configuration revision {id}")))
 }
 
+/// `Some(exit status)` (after saying why) when the manifest has no such service.
+fn unknown_service(global: &Global, service: &str) -> anyhow::Result<Option<ExitStatus>> {
+    let stack = match load_stack(global)? {
+        Ok(stack) => stack,
+        Err(status) => return Ok(Some(status)),
+    };
+    if stack.services.contains_key(service) {
+        return Ok(None);
+    }
+    let names: Vec<&str> = stack.services.keys().map(String::as_str).collect();
+    invalid(&format!(
+        "no service `{service}` in the manifest (services: {})",
+        names.join(", ")
+    ))
+    .map(Some)
+}
+
 fn show(global: &Global, service: &str, at: Option<u64>) -> anyhow::Result<ExitStatus> {
-    let config = match open_existing(global)? {
+    if let Some(status) = unknown_service(global, service)? {
+        return Ok(status);
+    }
+    let store = open_existing(global)?;
+    if let Some(at) = at
+        && let Err(message) = revision(store.as_ref(), at)?
+    {
+        return invalid(&message);
+    }
+    let config = match store {
         Some(store) => store.config_at(service, at)?,
         None => BTreeMap::new(),
     };
