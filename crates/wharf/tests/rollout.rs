@@ -532,6 +532,14 @@ services:
     let restart = &actions(&stack.ledger(), "service.restart")[0];
     assert_eq!(restart["details"]["mode"], "rolling");
     assert_eq!(actions(&stack.ledger(), "instance.drain").len(), 1);
+    // The proxy's own log: every table it applied.
+    let logs = stack.wharf(&["logs", "proxy"]);
+    assert!(
+        logs.status.success(),
+        "{}",
+        String::from_utf8_lossy(&logs.stderr)
+    );
+    assert!(String::from_utf8_lossy(&logs.stdout).contains("route table applied"));
 }
 
 #[test]

@@ -91,7 +91,7 @@ impl ControlPlane {
             ],
             env: vec![("WHARF_LOG".to_owned(), "info".to_owned())],
             workdir: self.config.state_dir.clone(),
-            log_path: self.config.state_dir.join("logs").join("proxy.log"),
+            log_path: self.log_path(PROXY_ROW, 0),
             exit_path: self.exit_path(PROXY_ROW, 0),
             log_max_bytes: self.config.log_max_bytes,
             log_keep: self.config.log_keep,

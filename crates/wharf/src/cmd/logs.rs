@@ -17,7 +17,7 @@ const LOG_KEEP: u32 = 3;
 
 #[derive(Debug, clap::Args)]
 pub struct LogsArgs {
-    /// The service whose logs to show.
+    /// The service whose logs to show (`proxy`: the wharf proxy's own).
     pub service: String,
     /// Keep printing new lines as they are written (`-f` here means follow; use `--file` for
     /// the manifest).
@@ -39,7 +39,15 @@ pub fn run(global: &Global, args: &LogsArgs) -> anyhow::Result<ExitStatus> {
             return Ok(ExitStatus::Invalid);
         }
     };
-    let dir = global.state_dir().join("logs").join(&args.service);
+    let mut dir = global.state_dir().join("logs").join(&args.service);
+    // The proxy's own log, when no service is called `proxy`.
+    let proxy = global
+        .state_dir()
+        .join("logs")
+        .join(wharf_control::PROXY_ROW);
+    if !dir.is_dir() && args.service == "proxy" && proxy.is_dir() {
+        dir = proxy;
+    }
     if !dir.is_dir() {
         return Ok(missing_service(global, &args.service));
     }
