@@ -5,12 +5,13 @@
 //!    `alpha / 2`. Evaluated after every window, so a clearly bad version fails mid-pause.
 //! 2. **Error rate vs `max_error_rate`** — the anytime-valid one-sample test at `alpha / 2`;
 //!    a zero bound fails on the first error.
-//! 3. **Latency** (a simpler, fixed rule) — once the new version served `min_requests` (at least
-//!    one) requests in the step: fail if its pooled p95 / p99 exceed the manifest bounds, or if
+//! 3. **Latency** (a simpler, fixed rule) — once the new version served `min_requests` requests
+//!    in the step, and enough for the quantile to mean something (100 for p95, 500 for p99: five
+//!    requests beyond it): fail if its pooled p95 / p99 exceed the manifest bounds, or if
 //!    the stable version also served `min_requests` and the new p95 / p99 exceeds
 //!    `stable × (1 + latency_tolerance) + latency_slack_ms`.
-//! 4. **Minimum-sample guard** — fewer than `min_requests` new-version requests in the step:
-//!    `Continue`, never a blind pass.
+//! 4. **Minimum-sample guard** — fewer than `min_requests` new-version requests in the step, or
+//!    too few to judge a quantile the manifest bounds: `Continue`, never a blind pass.
 //! 5. **End of the step** (pause elapsed) — one fixed look: fail if the step's observed error
 //!    rate exceeds `max_error_rate`, else pass. Before the pause ends: `Continue`.
 
@@ -88,6 +89,21 @@ pub(crate) fn decide(
             "{seen} of {min_requests} requests on the new version"
         ));
     }
+    // A latency bound the manifest sets is never passed blindly: the step waits for enough
+    // requests to judge the quantile. (The comparison with stable, always on, is simply not
+    // made on fewer.)
+    for (name, q, bound) in [
+        ("p95", 0.95, thresholds.max_latency_p95_ms),
+        ("p99", 0.99, thresholds.max_latency_p99_ms),
+    ] {
+        let needed = min_requests.max(samples_for(q));
+        let seen = totals.new.latency_requests;
+        if bound.is_some() && seen < needed {
+            return Decision::Continue(format!(
+                "{seen} of {needed} requests on the new version to judge its {name}"
+            ));
+        }
+    }
     if !pause_over {
         return Decision::Continue("pause running".to_owned());
     }
@@ -118,34 +134,48 @@ fn latency_failure(
     totals: &StepTotals,
     min_requests: u64,
 ) -> Option<String> {
-    if totals.new.latency_requests < min_requests {
-        return None;
-    }
     let checks = [
         (
             "p95",
+            0.95,
             totals.new.p95_ms(),
             totals.stable.p95_ms(),
             thresholds.max_latency_p95_ms,
         ),
         (
             "p99",
+            0.99,
             totals.new.p99_ms(),
             totals.stable.p99_ms(),
             thresholds.max_latency_p99_ms,
         ),
     ];
-    let stable_enough = totals.stable.latency_requests >= min_requests;
-    checks.into_iter().find_map(|(name, new, stable, bound)| {
-        let new = new?;
-        if let Some(bound) = bound.filter(|bound| new > *bound) {
-            return Some(format!("{name} {new:.1}ms above the bound {bound:.1}ms"));
-        }
-        let stable = stable.filter(|_| stable_enough)?;
-        let limit = stable * (1.0 + policy.latency_tolerance) + policy.latency_slack_ms;
-        (new > limit)
-            .then(|| format!("{name} {new:.1}ms above stable {stable:.1}ms (limit {limit:.1}ms)"))
-    })
+    checks
+        .into_iter()
+        .find_map(|(name, q, new, stable, bound)| {
+            // A quantile of a handful of requests is their maximum: one slow request (a cold
+            // start, a scheduling hiccup) would fail the rollout. Judge a quantile only once it
+            // rests on at least five requests beyond it.
+            let needed = min_requests.max(samples_for(q));
+            if totals.new.latency_requests < needed {
+                return None;
+            }
+            let new = new?;
+            let stable_enough = totals.stable.latency_requests >= needed;
+            if let Some(bound) = bound.filter(|bound| new > *bound) {
+                return Some(format!("{name} {new:.1}ms above the bound {bound:.1}ms"));
+            }
+            let stable = stable.filter(|_| stable_enough)?;
+            let limit = stable * (1.0 + policy.latency_tolerance) + policy.latency_slack_ms;
+            (new > limit).then(|| {
+                format!("{name} {new:.1}ms above stable {stable:.1}ms (limit {limit:.1}ms)")
+            })
+        })
+}
+
+/// Requests needed for the `q` quantile to have five requests above it.
+fn samples_for(q: f64) -> u64 {
+    (5.0 / (1.0 - q)).ceil() as u64
 }
 
 fn end_of_step_failure(
@@ -231,15 +261,15 @@ mod tests {
             ),
             (
                 "pause running",
-                (60, 0, 100.0),
-                (540, 0, 100.0),
+                (120, 0, 100.0),
+                (1080, 0, 100.0),
                 false,
                 "continue",
             ),
             (
                 "good at the end",
-                (60, 0, 100.0),
-                (540, 0, 100.0),
+                (120, 0, 100.0),
+                (1080, 0, 100.0),
                 true,
                 "pass",
             ),
@@ -252,22 +282,22 @@ mod tests {
             ),
             (
                 "p95 above the bound",
-                (60, 0, 350.0),
-                (540, 0, 100.0),
+                (120, 0, 350.0),
+                (1080, 0, 100.0),
                 false,
                 "fail",
             ),
             (
                 "p95 above stable",
-                (60, 0, 250.0),
-                (540, 0, 100.0),
+                (120, 0, 250.0),
+                (1080, 0, 100.0),
                 false,
                 "fail",
             ),
             (
                 "p95 within tolerance",
-                (60, 0, 125.0),
-                (540, 0, 100.0),
+                (120, 0, 125.0),
+                (1080, 0, 100.0),
                 true,
                 "pass",
             ),
@@ -276,6 +306,13 @@ mod tests {
                 (20, 0, 999.0),
                 (180, 0, 100.0),
                 false,
+                "continue",
+            ),
+            (
+                "a p95 bound is not judged on 60 requests: the step waits",
+                (60, 0, 999.0),
+                (540, 0, 100.0),
+                true,
                 "continue",
             ),
             (

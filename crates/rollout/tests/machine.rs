@@ -427,11 +427,19 @@ fn an_extended_step_passes_once_traffic_reaches_min_requests() {
     );
     let mut rollout = started(plan);
     rollout.handle(Event::NewInstancesReady);
-    let actions = clean_traffic(&mut rollout, 1, 60, 10);
+    // 2 new-version requests a second: min_requests (50) is reached at second 25, inside the
+    // pause; but the manifest's p95 bound needs 100 (five beyond the p95): second 50.
+    let actions = clean_traffic(&mut rollout, 1, 45, 20);
+    assert_eq!(
+        weights(&actions),
+        vec![],
+        "extended: 90 requests cannot judge a p95"
+    );
+    let actions = clean_traffic(&mut rollout, 45, 60, 20);
     assert_eq!(
         weights(&actions),
         vec![(0, 100)],
-        "passed at the 50th request, second 50"
+        "passed once 100 requests were seen"
     );
 }
 

@@ -448,7 +448,13 @@ fn rollback_returns_to_the_previous_version_without_steps() {
     let run = start_load(port, 50.0, Duration::from_secs(60));
     until_answered(&run, 50);
     let output = stack.wharf(&["deploy", "api", "--version", "2.0", "--watch"]);
-    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
     let output = stack.wharf(&["rollback", "api", "--watch"]);
     assert_eq!(
         output.status.code(),
