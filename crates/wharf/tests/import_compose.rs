@@ -221,3 +221,54 @@ fn every_compose_fixture_imports_into_a_manifest_wharf_validate_accepts() {
             .code(0);
     }
 }
+
+#[test]
+fn output_json_gives_the_manifest_and_each_warning_with_its_position() {
+    let (_root, dir) = project(&[
+        ("docker-compose.yml", COMPOSE),
+        (".env", "SECRET_KEY=dev\n"),
+    ]);
+    let output = wharf(&dir)
+        .args([
+            "import",
+            "compose",
+            "docker-compose.yml",
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(value["imported"], true);
+    assert!(value["manifest"].as_str().unwrap().contains("services:"));
+    let warnings = value["warnings"].as_array().unwrap();
+    assert!(
+        !warnings.is_empty(),
+        "build and volumes are not carried over"
+    );
+    for warning in warnings {
+        assert_eq!(warning["file"], "docker-compose.yml");
+        assert!(warning["line"].as_u64().unwrap() > 0, "{warning}");
+        assert!(warning["message"].is_string());
+    }
+    // A broken file: the error and its diagnostics as JSON, exit 2.
+    std::fs::write(dir.join("docker-compose.yml"), "services:\n  web: [\n").unwrap();
+    let output = wharf(&dir)
+        .args([
+            "import",
+            "compose",
+            "docker-compose.yml",
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(value["imported"], false);
+    assert!(
+        value["diagnostics"][0]["line"].as_u64().is_some(),
+        "{value}"
+    );
+}

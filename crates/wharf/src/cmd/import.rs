@@ -13,7 +13,7 @@ use wharf_compose::{ImportError, Imported, WarningKind};
 use wharf_manifest::Diagnostic;
 use wharf_manifest::diagnostic::render;
 
-use crate::cli::Global;
+use crate::cli::{Global, Output};
 use crate::exit::ExitStatus;
 use crate::manifest_file::use_color;
 
@@ -26,9 +26,9 @@ pub enum ImportCommand {
     },
 }
 
-pub fn run(_global: &Global, command: ImportCommand) -> anyhow::Result<ExitStatus> {
+pub fn run(global: &Global, command: ImportCommand) -> anyhow::Result<ExitStatus> {
     match command {
-        ImportCommand::Compose { path } => compose(&path),
+        ImportCommand::Compose { path } => compose(&path, global.output),
     }
 }
 
@@ -49,7 +49,7 @@ impl ComposeFile {
     }
 }
 
-fn compose(path: &Path) -> anyhow::Result<ExitStatus> {
+fn compose(path: &Path, output: Output) -> anyhow::Result<ExitStatus> {
     let display = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read compose file {display}"))?;
@@ -63,10 +63,54 @@ fn compose(path: &Path) -> anyhow::Result<ExitStatus> {
     // The project name falls back to the compose file's directory, so give the converter an
     // absolute path even for `wharf import compose docker-compose.yml`.
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    match wharf_compose::convert(&file.text, &absolute, &read_env_file) {
+    let converted = wharf_compose::convert(&file.text, &absolute, &read_env_file);
+    if output == Output::Json {
+        return as_json(&file, &converted);
+    }
+    match converted {
         Ok(imported) => Ok(imported_ok(&file, &imported, dir)),
         Err(err) => Ok(not_imported(&file, &err)),
     }
+}
+
+/// `--output json`: one object on stdout, `{"imported", "manifest", "warnings"}` (or
+/// `{"imported": false, "error", "diagnostics"}`), diagnostics in `wharf validate`'s shape.
+fn as_json(
+    file: &ComposeFile,
+    converted: &Result<Imported, ImportError>,
+) -> anyhow::Result<ExitStatus> {
+    let records = |diagnostics: &[Diagnostic]| -> serde_json::Value {
+        let records: Vec<_> = diagnostics
+            .iter()
+            .map(|d| d.record(&file.display))
+            .collect();
+        serde_json::to_value(records).unwrap_or_default()
+    };
+    let (value, status) = match converted {
+        Ok(imported) => {
+            let warnings: Vec<Diagnostic> = imported
+                .warnings
+                .iter()
+                .map(|w| w.diagnostic.clone())
+                .collect();
+            let value = serde_json::json!({
+                "imported": true,
+                "manifest": imported.yaml,
+                "warnings": records(&warnings),
+            });
+            (value, ExitStatus::Ok)
+        }
+        Err(err) => {
+            let value = serde_json::json!({
+                "imported": false,
+                "error": err.to_string(),
+                "diagnostics": records(&err.diagnostics()),
+            });
+            (value, ExitStatus::Invalid)
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&value)?);
+    Ok(status)
 }
 
 fn imported_ok(file: &ComposeFile, imported: &Imported, dir: &Path) -> ExitStatus {
