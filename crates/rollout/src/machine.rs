@@ -137,7 +137,8 @@ pub enum Phase {
 }
 
 impl Phase {
-    fn name(&self) -> &'static str {
+    /// The phase's name as it is serialized (`step`, `aborting`…).
+    pub fn name(&self) -> &'static str {
         match self {
             Phase::StoppingOld { .. } => "stopping-old",
             Phase::WaitingReady { .. } => "waiting-ready",

@@ -37,13 +37,12 @@ impl ControlPlane {
             })
     }
 
-    /// Fingerprints of the current versions of these secrets (`unset` for one never set).
-    fn fingerprints(&self, names: &[String]) -> BTreeMap<String, String> {
-        let current: BTreeMap<String, String> = wharf_secrets::list(self.journal.store())
-            .unwrap_or_default()
-            .into_iter()
-            .map(|v| (v.name, v.fingerprint))
-            .collect();
+    /// Fingerprints of the current versions of these secrets (`unset` for one never set),
+    /// from `current` (every secret's, read once per identity).
+    fn fingerprints(
+        names: &[String],
+        current: &BTreeMap<String, String>,
+    ) -> BTreeMap<String, String> {
         names
             .iter()
             .map(|name| {
@@ -61,11 +60,17 @@ impl ControlPlane {
             .cloned()
             .chain(spec.env.iter().flat_map(|(_, v)| secret_references(v)))
             .collect();
+        let current: BTreeMap<String, String> = wharf_secrets::list(self.journal.store())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| (v.name, v.fingerprint))
+            .collect();
         let base = json!({"command": spec.command, "env": spec.env, "version": spec.version});
-        let env = digest(&json!({"spec": base, "secrets": self.fingerprints(&env_secrets)}));
+        let secrets = Self::fingerprints(&env_secrets, &current);
+        let env = digest(&json!({"spec": base, "secrets": secrets}));
         let full = digest(&json!({
             "env": env,
-            "files": self.fingerprints(&plan.secret_files),
+            "files": Self::fingerprints(&plan.secret_files, &current),
         }));
         Identity { full, env }
     }
@@ -172,13 +177,7 @@ impl ControlPlane {
     ) -> Result<InstanceSpec, String> {
         let plan = &self.services[index].plan;
         for (_, value) in spec.env.iter_mut() {
-            for name in secret_references(value) {
-                let secret = self.secret_value(&name)?;
-                let text = secret
-                    .expose_str()
-                    .map_err(|_| format!("secret `{name}` is not text"))?;
-                *value = value.replace(&format!("${{secret:{name}}}"), text);
-            }
+            *value = self.resolve_text(value)?;
         }
         for name in &plan.secrets {
             let secret = self.secret_value(name)?;

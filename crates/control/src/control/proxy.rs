@@ -71,6 +71,16 @@ pub fn address(port: u16) -> String {
     format!("127.0.0.1:{port}")
 }
 
+/// Every instance address a table routes to (any version, any weight: a pinned request can
+/// reach a weight-0 version).
+fn routed_addresses(table: &RouteTable) -> HashSet<String> {
+    table
+        .services
+        .values()
+        .flat_map(|s| s.versions.iter().flat_map(|v| v.instances.iter().cloned()))
+        .collect()
+}
+
 impl ControlPlane {
     pub(super) fn needs_proxy(&self) -> bool {
         self.services.iter().any(|s| s.plan.proxied)
@@ -225,13 +235,7 @@ impl ControlPlane {
     /// The addresses the running proxy routes to now (empty if it cannot be asked).
     pub(super) async fn proxy_routed_now(&self) -> HashSet<String> {
         match crate::proxy_link::current_table(&self.proxy.socket).await {
-            Ok(table) => table
-                .services
-                .values()
-                .flat_map(|s| s.versions.iter())
-                .filter(|v| v.weight > 0 || !v.instances.is_empty())
-                .flat_map(|v| v.instances.iter().cloned())
-                .collect(),
+            Ok(table) => routed_addresses(&table),
             Err(error) => {
                 tracing::warn!(error, "cannot read the adopted proxy's table");
                 HashSet::new()
@@ -334,11 +338,7 @@ impl ControlPlane {
         }
         self.proxy.seq += 1;
         let seq = self.proxy.seq;
-        self.proxy.routed = table
-            .services
-            .values()
-            .flat_map(|s| s.versions.iter().flat_map(|v| v.instances.iter().cloned()))
-            .collect();
+        self.proxy.routed = routed_addresses(&table);
         for service in &mut self.services {
             for instance in service.instances.values_mut() {
                 if let Some(drain) = instance.draining.as_mut()

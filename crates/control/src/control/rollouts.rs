@@ -59,13 +59,6 @@ pub fn now_at() -> At {
     At(u64::try_from(jiff::Timestamp::now().as_millisecond()).unwrap_or(0))
 }
 
-fn phase_name(phase: &RolloutPhase) -> String {
-    serde_json::to_value(phase)
-        .ok()
-        .and_then(|v| v["phase"].as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 /// The canary step a phase is in (looking through a pause).
 fn step_of(phase: &RolloutPhase) -> Option<&wharf_rollout::StepState> {
     match phase {
@@ -88,7 +81,7 @@ impl RolloutRecord {
 
     /// One line for `wharf status`: `1.5.0 step 2/4 (25%)`.
     pub fn summary(&self) -> String {
-        let phase = phase_name(self.machine.phase());
+        let phase = self.machine.phase().name();
         match step_of(self.machine.phase()) {
             Some(step) => format!(
                 "{} {phase} {}/{} ({}%)",
@@ -128,7 +121,7 @@ impl RolloutRecord {
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default(),
-            phase: phase_name(phase),
+            phase: phase.name().to_owned(),
             stable_version: self.previous.version.clone(),
             new_version: self.new.version.clone(),
             step: step.map(|s| s.index),
@@ -306,7 +299,7 @@ impl ControlPlane {
             version: version.to_owned(),
             command: request.command.or_else(|| service.stable.command.clone()),
         };
-        Ok(self.start_rollout(index, plan, new))
+        self.start_rollout(index, plan, new)
     }
 
     /// `wharf rollback`: abort the rollout under way, or roll the previous version out again
@@ -344,10 +337,15 @@ impl ControlPlane {
             name,
             json!({"to": previous.version}),
         );
-        Ok(self.start_rollout(index, plan, previous))
+        self.start_rollout(index, plan, previous)
     }
 
-    fn start_rollout(&mut self, index: usize, plan: Plan, new: VersionSpec) -> RolloutView {
+    fn start_rollout(
+        &mut self,
+        index: usize,
+        plan: Plan,
+        new: VersionSpec,
+    ) -> Result<RolloutView, String> {
         let service = &self.services[index];
         let id = service.rollout.as_ref().map_or(1, |r| r.id + 1);
         let (machine, actions) = Rollout::start(plan, now_at());
@@ -374,7 +372,7 @@ impl ControlPlane {
         self.apply_rollout_actions(index, actions);
         self.persist_rollout(index);
         self.rollout_view(index)
-            .unwrap_or_else(|| unreachable_view(index))
+            .ok_or_else(|| "the rollout could not be recorded".to_owned())
     }
 
     pub(super) fn rollout_view(&self, index: usize) -> Option<RolloutView> {
@@ -550,7 +548,7 @@ impl ControlPlane {
             let Some(record) = self.services[index].active_rollout() else {
                 continue;
             };
-            let phase = phase_name(record.machine.phase());
+            let phase = record.machine.phase().name();
             let new_version = record.new.version.clone();
             let want_new = record.want_new;
             let service = &self.services[index];
@@ -601,7 +599,7 @@ impl ControlPlane {
             let name = self.services[index].plan.name.clone();
             let stable = self.services[index].stable.version.clone();
             let new = record.new.version.clone();
-            let phase = phase_name(record.machine.phase());
+            let phase = record.machine.phase().name();
             let weights_applied = snapshot.applied_seq >= record.weights_seq;
             if let Some(previous) = previous.filter(|p| p.uptime_ms <= snapshot.uptime_ms) {
                 let counters = |version: &str| version_window(previous, snapshot, &name, version);
@@ -611,7 +609,7 @@ impl ControlPlane {
                 };
                 self.feed_rollout(index, RolloutEvent::Stats { now, window });
             }
-            let losing = match phase.as_str() {
+            let losing = match phase {
                 "draining" => Some(stable),
                 "aborting" => Some(new),
                 _ => None,
@@ -664,30 +662,5 @@ fn version_window(
         errors: after.responses.c5xx.saturating_sub(before.responses.c5xx),
         p95_ms: window_quantile(&after.latency_buckets, &before.latency_buckets, 0.95),
         p99_ms: window_quantile(&after.latency_buckets, &before.latency_buckets, 0.99),
-    }
-}
-
-fn unreachable_view(index: usize) -> RolloutView {
-    // `start_rollout` has just stored the record; this only keeps the signature total.
-    RolloutView {
-        service: format!("#{index}"),
-        id: 0,
-        strategy: String::new(),
-        phase: String::new(),
-        stable_version: String::new(),
-        new_version: String::new(),
-        step: None,
-        steps: 0,
-        weight_stable: 100,
-        weight_new: 0,
-        extended: false,
-        traffic: BTreeMap::new(),
-        verdict: None,
-        outcome: None,
-        reason: None,
-        started_at: String::new(),
-        finished_at: None,
-        deadline: None,
-        history: Vec::new(),
     }
 }
