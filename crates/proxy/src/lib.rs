@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod forward;
+mod h1;
 pub mod latency;
 pub mod persist;
 mod routes;

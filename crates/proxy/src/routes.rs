@@ -209,16 +209,23 @@ impl ServiceRt {
     /// The pinned version if the pin header names one with instances, else a weighted choice:
     /// by the hash of the sticky key when there is one, at random otherwise.
     pub fn choose(&self, headers: &HeaderMap) -> Option<&VersionRt> {
-        if let Some(pin) = headers.get(PIN_HEADER) {
+        let pin = headers.get(PIN_HEADER).map(HeaderValue::as_bytes);
+        self.choose_by(pin, self.sticky_key(headers))
+    }
+
+    /// [`ServiceRt::choose`] from the pin header's value and the sticky key, however the
+    /// caller found them in the request.
+    pub fn choose_by(&self, pin: Option<&[u8]>, sticky_key: Option<&[u8]>) -> Option<&VersionRt> {
+        if let Some(pin) = pin {
             let pinned = self
                 .versions
                 .iter()
-                .find(|v| v.name.as_bytes() == pin.as_bytes() && !v.instances.is_empty());
+                .find(|v| v.name.as_bytes() == pin && !v.instances.is_empty());
             if pinned.is_some() {
                 return pinned;
             }
         }
-        let point = match self.sticky_key(headers) {
+        let point = match sticky_key {
             Some(key) => {
                 let mut hasher = std::hash::DefaultHasher::new();
                 key.hash(&mut hasher);
@@ -239,20 +246,29 @@ impl ServiceRt {
         None
     }
 
+    /// How requests are kept on one version, if they are.
+    pub fn sticky(&self) -> Option<&Sticky> {
+        self.sticky.as_ref()
+    }
+
     fn sticky_key<'h>(&self, headers: &'h HeaderMap) -> Option<&'h [u8]> {
         match self.sticky.as_ref()? {
             Sticky::Header(name) => headers.get(name.as_str()).map(|v| v.as_bytes()),
             Sticky::Cookie(name) => headers
                 .get_all(header::COOKIE)
                 .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(';'))
-                .find_map(|pair| {
-                    let (key, value) = pair.trim().split_once('=')?;
-                    (key == name).then_some(value.as_bytes())
-                }),
+                .find_map(|v| cookie_value(v.as_bytes(), name)),
         }
     }
+}
+
+/// The value of cookie `name` in one `Cookie` header's value.
+pub(crate) fn cookie_value<'h>(header: &'h [u8], name: &str) -> Option<&'h [u8]> {
+    header.split(|&b| b == b';').find_map(|pair| {
+        let pair = pair.trim_ascii();
+        let at = pair.iter().position(|&b| b == b'=')?;
+        (&pair[..at] == name.as_bytes()).then_some(&pair[at + 1..])
+    })
 }
 
 /// A table made ready for the request path.

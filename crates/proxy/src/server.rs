@@ -12,7 +12,6 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -398,6 +397,7 @@ impl Workers {
                         loop {
                             sweep.tick().await;
                             crate::upstream::sweep();
+                            crate::h1::pool::sweep();
                         }
                     });
                 })
@@ -471,23 +471,21 @@ async fn accept_loop(
     listener: TcpListener,
     mut stop: watch::Receiver<Option<Duration>>,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .max_buf_size(MAX_HEADER_BYTES)
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
-    builder
-        .http2()
+    let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    http2
         .max_header_list_size(MAX_HEADER_BYTES as u32)
         .timer(TokioTimer::new());
+    // HTTP/1 connections end once idle after `closing` turns true; each holds an `alive`
+    // sender, so the receiver sees them all gone. HTTP/2 ones stop through `graceful`.
+    let (closing_tx, closing) = watch::channel(false);
+    let (alive, mut all_gone) = tokio::sync::mpsc::channel::<()>(1);
     let graceful = GracefulShutdown::new();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = stop.changed() => break,
         };
-        let (stream, peer) = match accepted {
+        let (mut stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(err) => {
                 tracing::warn!(%address, error = %err, "accept failed");
@@ -498,22 +496,35 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let inner = inner.clone();
-        let builder = builder.clone();
+        let http2 = http2.clone();
         let watcher = graceful.watcher();
+        let closing = closing.clone();
+        let alive = alive.clone();
         // On this worker's runtime, like everything the connection leads to.
         tokio::spawn(async move {
-            let connection = Arc::new(forward::Connection::new(inner, address, peer));
-            let service = service_fn(move |request| forward::handle(connection.clone(), request));
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            if let Err(err) = watcher.watch(connection).await {
-                tracing::debug!(%peer, error = %err, "connection ended with an error");
+            let end = crate::h1::serve(&inner, address, peer, &mut stream, closing).await;
+            drop(alive);
+            if let crate::h1::End::Http2(read) = end {
+                let connection = Arc::new(forward::Connection::new(inner, address, peer));
+                let service =
+                    service_fn(move |request| forward::handle(connection.clone(), request));
+                let io = TokioIo::new(crate::h1::Prefixed::new(read, stream));
+                if let Err(err) = watcher.watch(http2.serve_connection(io, service)).await {
+                    tracing::debug!(%peer, error = %err, "connection ended with an error");
+                }
             }
         });
     }
     drop(listener);
+    drop(alive);
+    closing_tx.send_replace(true);
     let drain = (*stop.borrow()).unwrap_or(Duration::from_secs(30));
+    let drained = async {
+        graceful.shutdown().await;
+        let _ = all_gone.recv().await;
+    };
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!(%address, "port closed, connections drained"),
+        () = drained => tracing::info!(%address, "port closed, connections drained"),
         () = tokio::time::sleep(drain) => tracing::warn!(%address, ?drain, "port closed, drain timeout passed"),
     }
 }

@@ -1,0 +1,903 @@
+//! HTTP/1.x client connections, proxied without a general-purpose HTTP stack in between.
+//!
+//! The proxy's hot path: read a request head, pick a version and an instance, write the head
+//! (hop-by-hop fields dropped, `X-Forwarded-*` added) and the body to a pooled upstream
+//! connection, read the response head, write it and stream the body back, all on the worker
+//! thread that accepted the client, with buffers reused for the connection's life and one
+//! read and one write per message on each side when a message fits in a buffer. Framing
+//! follows RFC 9112: Content-Length or chunked request bodies (both at once is refused, the
+//! classic smuggling shape), responses delimited by length, chunks or the upstream's close,
+//! none after HEAD, 204 and 304; `Expect: 100-continue` and other interim responses pass
+//! through; pipelined requests are answered in order. A connection that opens with the HTTP/2
+//! preface is handed back to the caller, which serves it with hyper (h2c).
+
+mod parse;
+pub(crate) mod pool;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::routes::{InFlight, Instance, ServiceRt, VersionRt, cookie_value};
+use crate::server::{Inner, MAX_HEADER_BYTES};
+use crate::table::{PIN_HEADER, Sticky};
+use parse::{Chunks, Framing, HeadError, Kind, RequestHead, ResponseHead};
+
+/// How long a client may take to send a whole request head, and how long an idle keep-alive
+/// connection is kept open waiting for the next one.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Initial size of each of a connection's buffers; they grow for larger heads.
+const BUFFER: usize = 16 * 1024;
+
+/// At most this many instances are tried for one request.
+const MAX_ATTEMPTS: usize = 3;
+
+/// What opens an HTTP/2 connection with prior knowledge (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// How a client connection ended.
+pub(crate) enum End {
+    /// Served and closed (or the client went away).
+    Closed,
+    /// It speaks HTTP/2: these bytes were read already; serve it with an HTTP/2 server.
+    Http2(BytesMut),
+}
+
+/// Whether the connection stays open after an exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    KeepAlive,
+    Close,
+}
+
+/// One client connection's state, reused request after request.
+struct Client<'s> {
+    inner: &'s Inner,
+    listen: SocketAddr,
+    peer_ip: Vec<u8>,
+    stream: &'s mut TcpStream,
+    /// Bytes from the client not yet consumed: the current request head, then whatever
+    /// follows it (body, pipelined requests).
+    input: BytesMut,
+    /// Bytes from the upstream not yet passed on.
+    upstream_input: BytesMut,
+    /// The message being written (either way).
+    out: Vec<u8>,
+    request: RequestHead,
+    response: ResponseHead,
+    closing: watch::Receiver<bool>,
+}
+
+/// Serve HTTP/1.x requests on `stream` until the client closes, asks to, the listener
+/// closes (`closing` turns true: the connection ends once idle), or it turns out to speak
+/// HTTP/2.
+pub(crate) async fn serve(
+    inner: &Inner,
+    listen: SocketAddr,
+    peer: SocketAddr,
+    stream: &mut TcpStream,
+    closing: watch::Receiver<bool>,
+) -> End {
+    let mut client = Client {
+        inner,
+        listen,
+        peer_ip: peer.ip().to_string().into_bytes(),
+        stream,
+        input: BytesMut::with_capacity(BUFFER),
+        upstream_input: BytesMut::with_capacity(BUFFER),
+        out: Vec::with_capacity(BUFFER),
+        request: RequestHead::default(),
+        response: ResponseHead::default(),
+        closing,
+    };
+    let mut first = true;
+    loop {
+        match client.read_head(first).await {
+            Ok(true) => {}
+            Ok(false) => return End::Closed,
+            Err(HeadRead::Http2) => return End::Http2(client.input),
+        }
+        first = false;
+        if client.exchange().await == Next::Close {
+            let _ = client.stream.shutdown().await;
+            return End::Closed;
+        }
+    }
+}
+
+/// Resolves once `flag` is true (at once if it is); never if its sender is gone.
+async fn until_true(flag: &mut watch::Receiver<bool>) {
+    if flag.wait_for(|set| *set).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+enum HeadRead {
+    Http2,
+}
+
+/// Make sure `buffer` has room for a read of a useful size.
+fn room(buffer: &mut BytesMut) {
+    if buffer.capacity() - buffer.len() < 1024 {
+        buffer.reserve(BUFFER);
+    }
+}
+
+impl Client<'_> {
+    /// Read until `input` starts with a whole request head, parsed into `self.request`.
+    /// `Ok(false)`: the connection is done (closed, timed out, refused with an answer).
+    async fn read_head(&mut self, first: bool) -> Result<bool, HeadRead> {
+        let deadline = tokio::time::Instant::now() + HEAD_TIMEOUT;
+        loop {
+            if !self.input.is_empty() {
+                let seen = self.input.len().min(H2_PREFACE.len());
+                if first && self.input[..seen] == H2_PREFACE[..seen] {
+                    if seen == H2_PREFACE.len() {
+                        return Err(HeadRead::Http2);
+                    }
+                } else if let Some(done) = self.try_parse().await {
+                    return Ok(done);
+                }
+                if self.input.len() >= MAX_HEADER_BYTES {
+                    self.own(
+                        431,
+                        "Request Header Fields Too Large",
+                        "request head too large\n",
+                        Next::Close,
+                    )
+                    .await;
+                    return Ok(false);
+                }
+            }
+            let idle = self.input.is_empty();
+            room(&mut self.input);
+            let read = if idle {
+                tokio::select! {
+                    biased;
+                    () = until_true(&mut self.closing) => return Ok(false),
+                    read = tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.input)) => read,
+                }
+            } else {
+                tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.input)).await
+            };
+            match read {
+                Ok(Ok(0)) | Ok(Err(_)) => return Ok(false),
+                Ok(Ok(_)) => {}
+                Err(_elapsed) => {
+                    if !idle {
+                        self.own(
+                            408,
+                            "Request Timeout",
+                            "request head not received in time\n",
+                            Next::Close,
+                        )
+                        .await;
+                    }
+                    return Ok(false);
+                }
+            }
+        }
+    }
+
+    /// `Some(true)`: a whole head is parsed; `Some(false)`: refused (answered, close);
+    /// `None`: more bytes are needed.
+    async fn try_parse(&mut self) -> Option<bool> {
+        match parse::request(&self.input, &mut self.request) {
+            Ok(true) => Some(true),
+            Ok(false) => None,
+            Err(err) => {
+                tracing::debug!(error = %err, "bad request head");
+                let (status, reason) = match err {
+                    HeadError::TooManyHeaders => (431, "Request Header Fields Too Large"),
+                    HeadError::TransferEncoding => (501, "Not Implemented"),
+                    _ => (400, "Bad Request"),
+                };
+                let message = match err {
+                    HeadError::TooManyHeaders => "too many header fields\n",
+                    HeadError::ContentLength => "invalid content-length\n",
+                    HeadError::TransferEncoding => "unsupported transfer-encoding\n",
+                    HeadError::Malformed(_) => "malformed request\n",
+                };
+                self.own(status, reason, message, Next::Close).await;
+                Some(false)
+            }
+        }
+    }
+
+    /// A short plain-text answer from the proxy itself.
+    async fn own(&mut self, status: u16, reason: &str, message: &str, next: Next) -> Next {
+        self.out.clear();
+        self.out.extend_from_slice(b"HTTP/1.1 ");
+        self.out.extend_from_slice(status.to_string().as_bytes());
+        self.out.push(b' ');
+        self.out.extend_from_slice(reason.as_bytes());
+        self.out
+            .extend_from_slice(b"\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ");
+        self.out
+            .extend_from_slice(message.len().to_string().as_bytes());
+        if next == Next::Close {
+            self.out.extend_from_slice(b"\r\nconnection: close");
+        }
+        self.out.extend_from_slice(b"\r\n\r\n");
+        self.out.extend_from_slice(message.as_bytes());
+        if self.stream.write_all(&self.out).await.is_err() {
+            return Next::Close;
+        }
+        next
+    }
+
+    /// Answer the request at the start of `input`.
+    async fn exchange(&mut self) -> Next {
+        let head = &self.request;
+        let keep_alive = if head.minor >= 1 {
+            !head.summary.close
+        } else {
+            head.summary.keep_alive && !head.summary.close
+        };
+        let is_head = &self.input[head.method.clone()] == b"HEAD";
+        let framing = if head.summary.chunked {
+            Framing::Chunked
+        } else {
+            match head.summary.content_length {
+                Some(0) | None => Framing::Empty,
+                Some(n) => Framing::Length(n),
+            }
+        };
+        // With a body still unread, the next request cannot be found: close after an answer
+        // that is not the upstream's.
+        let after_own = if keep_alive && framing == Framing::Empty {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        };
+        let service = self
+            .inner
+            .routes
+            .load()
+            .by_listen
+            .get(&self.listen)
+            .cloned();
+        let Some(service) = service else {
+            self.input.advance(self.request.len);
+            return self
+                .own(
+                    503,
+                    "Service Unavailable",
+                    "no route for this port\n",
+                    after_own,
+                )
+                .await;
+        };
+        let (pin, sticky) = self.routing_keys(&service);
+        let Some(version) =
+            service.choose_by(pin.map(|r| &self.input[r]), sticky.map(|r| &self.input[r]))
+        else {
+            self.input.advance(self.request.len);
+            return self
+                .own(
+                    503,
+                    "Service Unavailable",
+                    "no instances for this service\n",
+                    after_own,
+                )
+                .await;
+        };
+        version.stats.request();
+        let started = Instant::now();
+        let exchange = Exchange {
+            service: &service,
+            version,
+            keep_alive,
+            is_head,
+            framing,
+            started,
+        };
+        self.forward(&exchange).await
+    }
+
+    /// The pin header's value and the sticky key, as ranges into `input`.
+    fn routing_keys(
+        &self,
+        service: &ServiceRt,
+    ) -> (
+        Option<std::ops::Range<usize>>,
+        Option<std::ops::Range<usize>>,
+    ) {
+        let input = &self.input;
+        let mut pin = None;
+        let mut sticky = None;
+        for field in &self.request.fields {
+            let name = &input[field.name.clone()];
+            if field.kind == Kind::Other && name.eq_ignore_ascii_case(PIN_HEADER.as_bytes()) {
+                pin.get_or_insert(field.value.clone());
+            }
+            match service.sticky() {
+                Some(Sticky::Header(wanted)) if name.eq_ignore_ascii_case(wanted.as_bytes()) => {
+                    sticky.get_or_insert(field.value.clone());
+                }
+                Some(Sticky::Cookie(wanted)) if field.kind == Kind::Cookie && sticky.is_none() => {
+                    let value = &input[field.value.clone()];
+                    if let Some(found) = cookie_value(value, wanted) {
+                        let start =
+                            field.value.start + (found.as_ptr() as usize - value.as_ptr() as usize);
+                        sticky = Some(start..start + found.len());
+                    }
+                }
+                _ => {}
+            }
+        }
+        (pin, sticky)
+    }
+
+    async fn forward(&mut self, exchange: &Exchange<'_>) -> Next {
+        let version = exchange.version;
+        let attempts = version.instances.len().min(MAX_ATTEMPTS);
+        let mut tried: [SocketAddr; MAX_ATTEMPTS] = [([0, 0, 0, 0], 0).into(); MAX_ATTEMPTS];
+        let mut failure = Failure::NoInstance;
+        for attempt in 0..attempts {
+            let Some(instance) = version.pick(&self.inner.clock, &tried[..attempt]) else {
+                break;
+            };
+            tried[attempt] = instance.address;
+            if attempt > 0 {
+                version.stats.retry();
+            }
+            let upstream = match pool::checkout(instance.address) {
+                Some(stream) => stream,
+                None => match pool::connect(instance.address).await {
+                    Ok(stream) => stream,
+                    Err(err) => {
+                        tracing::debug!(instance = %instance.address, error = %err, "connect failed");
+                        version.stats.upstream_error();
+                        instance.failed(
+                            &self.inner.clock,
+                            exchange.service.eject_after,
+                            exchange.service.cooldown,
+                        );
+                        // Nothing was sent: another instance may take the request.
+                        if matches!(err, pool::ConnectError::TimedOut) {
+                            failure = Failure::TimedOut;
+                            break;
+                        }
+                        failure = Failure::Refused;
+                        continue;
+                    }
+                },
+            };
+            let in_flight = InFlight::start(instance);
+            return self.proxy(exchange, instance, upstream, in_flight).await;
+        }
+        let (status, reason, message) = match failure {
+            Failure::NoInstance => (
+                503,
+                "Service Unavailable",
+                "no instances for this service\n",
+            ),
+            Failure::Refused => (502, "Bad Gateway", "no upstream answered\n"),
+            Failure::TimedOut => (
+                504,
+                "Gateway Timeout",
+                "the upstream did not answer in time\n",
+            ),
+        };
+        version.stats.response(status, exchange.started.elapsed());
+        self.input.advance(self.request.len);
+        let next = if exchange.keep_alive && exchange.framing == Framing::Empty {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        };
+        self.own(status, reason, message, next).await
+    }
+
+    /// Write the upstream request head for `instance` into `out`.
+    fn write_request_head(&mut self, instance: &Instance, chunked: bool) {
+        let input = &self.input;
+        let head = &self.request;
+        let out = &mut self.out;
+        out.clear();
+        out.extend_from_slice(&input[head.method.clone()]);
+        out.push(b' ');
+        let target = &input[head.target.clone()];
+        // Absolute form (a request meant for a proxy): origin form upstream, and its
+        // authority is the host.
+        let mut authority = None;
+        let scheme = if target.starts_with(b"http://") {
+            7
+        } else if target.starts_with(b"https://") {
+            8
+        } else {
+            0
+        };
+        if scheme > 0 {
+            let rest = &target[scheme..];
+            let slash = rest.iter().position(|&b| b == b'/').unwrap_or(rest.len());
+            authority = Some(&rest[..slash]);
+            if slash == rest.len() {
+                out.push(b'/');
+            } else {
+                out.extend_from_slice(&rest[slash..]);
+            }
+        } else {
+            out.extend_from_slice(target);
+        }
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        let connection = if head.summary.connection_names_others {
+            parse::connection_values(&head.fields)
+        } else {
+            Vec::new()
+        };
+        let mut forwarded_for: Option<Vec<u8>> = None;
+        for field in &head.fields {
+            match field.kind {
+                Kind::XForwardedFor => {
+                    let earlier = forwarded_for.get_or_insert_with(Vec::new);
+                    if !earlier.is_empty() {
+                        earlier.extend_from_slice(b", ");
+                    }
+                    earlier.extend_from_slice(&input[field.value.clone()]);
+                    continue;
+                }
+                Kind::XForwardedHost | Kind::XForwardedProto => continue,
+                Kind::Host if authority.is_some() => continue,
+                _ => {}
+            }
+            if parse::is_hop_by_hop(field, input, &head.summary, &connection) {
+                continue;
+            }
+            out.extend_from_slice(&input[field.name.clone()]);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(&input[field.value.clone()]);
+            out.extend_from_slice(b"\r\n");
+        }
+        let host: &[u8] = match (authority, &head.summary.host) {
+            (Some(authority), _) => authority,
+            (None, Some(host)) => &input[host.clone()],
+            (None, None) => instance.host.as_bytes(),
+        };
+        if authority.is_some() || head.summary.host.is_none() {
+            out.extend_from_slice(b"host: ");
+            out.extend_from_slice(host);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"x-forwarded-for: ");
+        if let Some(earlier) = forwarded_for {
+            out.extend_from_slice(&earlier);
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(&self.peer_ip);
+        out.extend_from_slice(b"\r\nx-forwarded-host: ");
+        out.extend_from_slice(host);
+        out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
+        if chunked {
+            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// One request to one instance over `upstream`, and its response back to the client.
+    async fn proxy(
+        &mut self,
+        exchange: &Exchange<'_>,
+        instance: &Arc<Instance>,
+        mut upstream: TcpStream,
+        in_flight: InFlight,
+    ) -> Next {
+        let version = exchange.version;
+        let mut cut = instance.cut.subscribe();
+        self.write_request_head(instance, exchange.framing == Framing::Chunked);
+        let expect_continue = self.request.summary.expect_continue;
+        let client_minor = self.request.minor;
+        self.input.advance(self.request.len);
+
+        // The request body: what arrived with the head goes out with it.
+        let mut body = BodyCursor::new(exchange.framing);
+        match body.take(&mut self.input, &mut self.out, false) {
+            Ok(()) => {}
+            Err(()) => return self.bad_body(version, exchange).await,
+        }
+        if upstream.write_all(&self.out).await.is_err() {
+            return self
+                .upstream_failed(version, exchange, "no upstream answered\n")
+                .await;
+        }
+        let mut awaiting_continue = expect_continue && !body.done;
+        if !body.done
+            && !awaiting_continue
+            && self.send_body(&mut body, &mut upstream).await.is_err()
+        {
+            return Next::Close;
+        }
+
+        // The response head, after any interim ones.
+        self.upstream_input.clear();
+        loop {
+            let parsed = parse::response(&self.upstream_input, &mut self.response);
+            match parsed {
+                Ok(true) => {
+                    let status = self.response.status;
+                    if status == 101 || !(100..200).contains(&status) {
+                        break;
+                    }
+                    // Interim: pass it on (a 100 only to a client that asked for one).
+                    let len = self.response.len;
+                    if (status != 100 || awaiting_continue)
+                        && self
+                            .stream
+                            .write_all(&self.upstream_input[..len])
+                            .await
+                            .is_err()
+                    {
+                        return Next::Close;
+                    }
+                    self.upstream_input.advance(len);
+                    if status == 100 && awaiting_continue {
+                        awaiting_continue = false;
+                        if self.send_body(&mut body, &mut upstream).await.is_err() {
+                            return Next::Close;
+                        }
+                    }
+                    continue;
+                }
+                Ok(false) if self.upstream_input.len() < MAX_HEADER_BYTES => {}
+                Ok(false) | Err(_) => {
+                    tracing::debug!(instance = %instance.address, "malformed response head");
+                    return self
+                        .upstream_failed(version, exchange, "no upstream answered\n")
+                        .await;
+                }
+            }
+            room(&mut self.upstream_input);
+            let watch_client = self.input.len() < MAX_HEADER_BYTES;
+            if watch_client {
+                room(&mut self.input);
+            }
+            tokio::select! {
+                read = upstream.read_buf(&mut self.upstream_input) => match read {
+                    Ok(n) if n > 0 => {}
+                    _ => return self.upstream_failed(version, exchange, "no upstream answered\n").await,
+                },
+                read = self.stream.read_buf(&mut self.input), if watch_client => match read {
+                    // Pipelined bytes wait in `input`; an end of stream means the client left.
+                    Ok(n) if n > 0 => {}
+                    _ => return Next::Close,
+                },
+                () = until_true(&mut cut) => {
+                    tracing::warn!(instance = %instance.address, "drain timeout: in-flight request cut");
+                    version.stats.upstream_error();
+                    return self.upstream_failed_status(version, exchange, 504, "Gateway Timeout", "the upstream did not answer in time\n").await;
+                }
+            }
+        }
+        let response_len = self.response.len;
+        let status = self.response.status;
+        if status == 101 {
+            return self
+                .upstream_failed(version, exchange, "no upstream answered\n")
+                .await;
+        }
+        instance.succeeded();
+        version.stats.response(status, exchange.started.elapsed());
+
+        let summary = &self.response.summary;
+        let framing = if exchange.is_head || status == 204 || status == 304 {
+            Framing::Empty
+        } else if summary.chunked {
+            Framing::Chunked
+        } else {
+            match summary.content_length {
+                Some(0) => Framing::Empty,
+                Some(n) => Framing::Length(n),
+                None => Framing::UntilClose,
+            }
+        };
+        let upstream_keeps = !summary.close && (self.response.minor >= 1 || summary.keep_alive);
+        let dechunk = framing == Framing::Chunked && client_minor == 0;
+        // A body the client did not get to send (the upstream answered before a 100) is
+        // still on the wire: neither connection can carry another request.
+        let request_unfinished = !body.done;
+        let close_after = !exchange.keep_alive
+            || framing == Framing::UntilClose
+            || dechunk
+            || request_unfinished
+            || *self.closing.borrow();
+        self.write_response_head(
+            framing == Framing::Chunked && !dechunk,
+            close_after,
+            client_minor,
+        );
+        self.upstream_input.advance(response_len);
+
+        let mut body_out = BodyCursor::new(framing);
+        if body_out
+            .take(&mut self.upstream_input, &mut self.out, dechunk)
+            .is_err()
+        {
+            return Next::Close;
+        }
+        if self.stream.write_all(&self.out).await.is_err() {
+            return Next::Close;
+        }
+        while !body_out.done {
+            self.upstream_input.clear();
+            room(&mut self.upstream_input);
+            let read = tokio::select! {
+                read = upstream.read_buf(&mut self.upstream_input) => read,
+                () = until_true(&mut cut) => {
+                    tracing::warn!(instance = %instance.address, "drain timeout: in-flight response cut");
+                    return Next::Close;
+                }
+            };
+            match read {
+                Ok(0) if framing == Framing::UntilClose => break,
+                Ok(0) | Err(_) => {
+                    // The upstream broke off mid-body: the client must not take it as whole.
+                    version.stats.upstream_error();
+                    return Next::Close;
+                }
+                Ok(_) => {}
+            }
+            self.out.clear();
+            if body_out
+                .take(&mut self.upstream_input, &mut self.out, dechunk)
+                .is_err()
+            {
+                return Next::Close;
+            }
+            if self.stream.write_all(&self.out).await.is_err() {
+                return Next::Close;
+            }
+        }
+        drop(in_flight);
+        if upstream_keeps
+            && framing != Framing::UntilClose
+            && !request_unfinished
+            && self.upstream_input.is_empty()
+        {
+            pool::checkin(instance.address, upstream);
+        }
+        if close_after {
+            Next::Close
+        } else {
+            Next::KeepAlive
+        }
+    }
+
+    /// Copy the rest of the request body from the client to the upstream.
+    async fn send_body(
+        &mut self,
+        body: &mut BodyCursor,
+        upstream: &mut TcpStream,
+    ) -> Result<(), ()> {
+        while !body.done {
+            room(&mut self.input);
+            match self.stream.read_buf(&mut self.input).await {
+                Ok(n) if n > 0 => {}
+                _ => return Err(()),
+            }
+            self.out.clear();
+            body.take(&mut self.input, &mut self.out, false)?;
+            upstream.write_all(&self.out).await.map_err(|_| ())?;
+        }
+        Ok(())
+    }
+
+    /// Write the response head for the client into `out`.
+    fn write_response_head(&mut self, chunked: bool, close: bool, client_minor: u8) {
+        let input = &self.upstream_input;
+        let head = &self.response;
+        let out = &mut self.out;
+        out.clear();
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(head.status.to_string().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(&input[head.reason.clone()]);
+        out.extend_from_slice(b"\r\n");
+        let connection = if head.summary.connection_names_others {
+            parse::connection_values(&head.fields)
+        } else {
+            Vec::new()
+        };
+        for field in &head.fields {
+            if parse::is_hop_by_hop(field, input, &head.summary, &connection) {
+                continue;
+            }
+            out.extend_from_slice(&input[field.name.clone()]);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(&input[field.value.clone()]);
+            out.extend_from_slice(b"\r\n");
+        }
+        if chunked {
+            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        }
+        if close {
+            out.extend_from_slice(b"connection: close\r\n");
+        } else if client_minor == 0 {
+            out.extend_from_slice(b"connection: keep-alive\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+
+    async fn bad_body(&mut self, version: &VersionRt, exchange: &Exchange<'_>) -> Next {
+        version.stats.response(400, exchange.started.elapsed());
+        self.own(400, "Bad Request", "malformed chunked body\n", Next::Close)
+            .await
+    }
+
+    async fn upstream_failed(
+        &mut self,
+        version: &VersionRt,
+        exchange: &Exchange<'_>,
+        message: &str,
+    ) -> Next {
+        version.stats.upstream_error();
+        self.upstream_failed_status(version, exchange, 502, "Bad Gateway", message)
+            .await
+    }
+
+    async fn upstream_failed_status(
+        &mut self,
+        version: &VersionRt,
+        exchange: &Exchange<'_>,
+        status: u16,
+        reason: &str,
+        message: &str,
+    ) -> Next {
+        version.stats.response(status, exchange.started.elapsed());
+        // The request may be half sent and the upstream's answer half read: start afresh.
+        self.own(status, reason, message, Next::Close).await
+    }
+}
+
+/// What one request needs to be proxied, decided before an instance is picked.
+struct Exchange<'r> {
+    service: &'r ServiceRt,
+    version: &'r VersionRt,
+    keep_alive: bool,
+    is_head: bool,
+    framing: Framing,
+    started: Instant,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Failure {
+    NoInstance,
+    Refused,
+    TimedOut,
+}
+
+/// Where a body stands while it passes through: bytes still due by its framing.
+struct BodyCursor {
+    framing: Framing,
+    remaining: u64,
+    chunks: Chunks,
+    done: bool,
+}
+
+impl BodyCursor {
+    fn new(framing: Framing) -> BodyCursor {
+        BodyCursor {
+            framing,
+            remaining: match framing {
+                Framing::Length(n) => n,
+                _ => 0,
+            },
+            chunks: Chunks::default(),
+            done: framing == Framing::Empty,
+        }
+    }
+
+    /// Move the body's bytes at the front of `from` to `to` (only the chunk data when
+    /// `dechunk`), leaving what follows the body in `from`.
+    fn take(&mut self, from: &mut BytesMut, to: &mut Vec<u8>, dechunk: bool) -> Result<(), ()> {
+        if self.done {
+            return Ok(());
+        }
+        match self.framing {
+            Framing::Empty => {}
+            Framing::Length(_) => {
+                let take = usize::try_from(self.remaining)
+                    .unwrap_or(usize::MAX)
+                    .min(from.len());
+                to.extend_from_slice(&from[..take]);
+                from.advance(take);
+                self.remaining -= take as u64;
+                self.done = self.remaining == 0;
+            }
+            Framing::Chunked => {
+                let bytes = &from[..];
+                let end = self
+                    .chunks
+                    .scan(bytes, |range| {
+                        if dechunk {
+                            to.extend_from_slice(&bytes[range]);
+                        }
+                    })
+                    .map_err(|_| ())?;
+                let used = end.unwrap_or(bytes.len());
+                if !dechunk {
+                    to.extend_from_slice(&bytes[..used]);
+                }
+                from.advance(used);
+                self.done = end.is_some();
+            }
+            Framing::UntilClose => {
+                to.extend_from_slice(from);
+                from.clear();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A client stream whose first bytes were already read: they are read again first, so an
+/// HTTP/2 server sees the connection from its start.
+pub(crate) struct Prefixed {
+    read: BytesMut,
+    stream: TcpStream,
+}
+
+impl Prefixed {
+    pub(crate) fn new(read: BytesMut, stream: TcpStream) -> Prefixed {
+        Prefixed { read, stream }
+    }
+}
+
+impl tokio::io::AsyncRead for Prefixed {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if !this.read.is_empty() {
+            let n = this.read.len().min(buf.remaining());
+            buf.put_slice(&this.read[..n]);
+            this.read.advance(n);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut this.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Prefixed {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
