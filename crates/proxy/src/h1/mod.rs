@@ -202,6 +202,7 @@ impl Client<'_> {
                     HeadError::TooManyHeaders => "too many header fields\n",
                     HeadError::ContentLength => "invalid content-length\n",
                     HeadError::TransferEncoding => "unsupported transfer-encoding\n",
+                    HeadError::Ambiguous => "both content-length and transfer-encoding\n",
                     HeadError::Malformed(_) => "malformed request\n",
                 };
                 self.own(status, reason, message, Next::Close).await;

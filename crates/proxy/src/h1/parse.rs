@@ -20,9 +20,12 @@ pub(crate) enum HeadError {
     /// Content-Length that is not one decimal number, or two that disagree.
     #[error("invalid content-length")]
     ContentLength,
-    /// Transfer-Encoding whose last coding is not chunked, or beside Content-Length.
+    /// Transfer-Encoding whose last coding is not chunked.
     #[error("unsupported transfer-encoding")]
     TransferEncoding,
+    /// Both Content-Length and Transfer-Encoding: the shape requests are smuggled in.
+    #[error("both content-length and transfer-encoding")]
+    Ambiguous,
 }
 
 /// One header field: its name and value as ranges into the head's bytes.
@@ -159,7 +162,7 @@ pub(crate) fn request(buf: &[u8], head: &mut RequestHead) -> Result<bool, HeadEr
     head.summary = collect(buf, parsed.headers, &mut head.fields)?;
     if head.summary.chunked && head.summary.content_length.is_some() {
         // Both framings at once is how requests are smuggled past a proxy (RFC 9112 §6.1).
-        return Err(HeadError::TransferEncoding);
+        return Err(HeadError::Ambiguous);
     }
     Ok(true)
 }

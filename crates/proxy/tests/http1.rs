@@ -1,0 +1,360 @@
+//! HTTP/1.x framing through a real `wharf-proxy` process: chunked and length-delimited
+//! bodies both ways, pipelining, `Expect: 100-continue`, HTTP/1.0 clients, absolute-form
+//! targets, and the request shapes refused before anything reaches an upstream. The client
+//! side is raw TCP so the exact bytes on the wire are what is checked; the upstream is a
+//! hyper server on a loopback port that echoes what it received.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Frame;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use support::{ProxyProc, free_port, table};
+
+type EchoBody = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
+/// An upstream that answers `/chunked` with a three-chunk body and everything else with
+/// `METHOD TARGET`, the request's fields (`name: value`, sorted) and its body, length-framed.
+async fn echo_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counter = requests.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |request: hyper::Request<hyper::body::Incoming>| {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        async move {
+                            let body: EchoBody = if request.uri().path() == "/chunked" {
+                                Pieces(
+                                    ["a", "b", "c"]
+                                        .map(|p| Bytes::from_static(p.as_bytes()))
+                                        .into(),
+                                )
+                                .boxed()
+                            } else {
+                                let mut fields: Vec<String> = request
+                                    .headers()
+                                    .iter()
+                                    .map(|(n, v)| format!("{n}: {}", v.to_str().unwrap_or("?")))
+                                    .collect();
+                                fields.sort();
+                                let head = format!(
+                                    "{} {}\n{}\n\n",
+                                    request.method(),
+                                    request.uri(),
+                                    fields.join("\n")
+                                );
+                                let received =
+                                    request.into_body().collect().await.unwrap().to_bytes();
+                                let mut all = head.into_bytes();
+                                all.extend_from_slice(&received);
+                                Full::new(Bytes::from(all)).boxed()
+                            };
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(body))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (address, requests)
+}
+
+/// A body of ready pieces with no length announced, so hyper sends it chunked.
+struct Pieces(std::collections::VecDeque<Bytes>);
+
+impl hyper::body::Body for Pieces {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(|piece| Ok(Frame::data(piece))))
+    }
+}
+
+/// One response read off `stream`: status, fields (names lowercased) and the decoded body.
+struct Answer {
+    status: u16,
+    fields: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+async fn read_answer(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Answer {
+    loop {
+        let mut slots = [httparse::EMPTY_HEADER; 64];
+        let mut response = httparse::Response::new(&mut slots);
+        if let httparse::Status::Complete(len) = response.parse(buffer).unwrap() {
+            let status = response.code.unwrap();
+            let fields: Vec<(String, String)> = response
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_ascii_lowercase(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect();
+            buffer.drain(..len);
+            let mut answer = Answer {
+                status,
+                fields,
+                body: Vec::new(),
+            };
+            if (100..200).contains(&status) {
+                return answer;
+            }
+            if let Some(length) = answer.field("content-length") {
+                let length: usize = length.parse().unwrap();
+                fill(stream, buffer, length).await;
+                answer.body = buffer.drain(..length).collect();
+            } else if answer.field("transfer-encoding") == Some("chunked") {
+                loop {
+                    let line_end = loop {
+                        if let Some(at) = buffer.windows(2).position(|w| w == b"\r\n") {
+                            break at;
+                        }
+                        fill(stream, buffer, buffer.len() + 1).await;
+                    };
+                    let size = usize::from_str_radix(
+                        std::str::from_utf8(&buffer[..line_end]).unwrap(),
+                        16,
+                    )
+                    .unwrap();
+                    buffer.drain(..line_end + 2);
+                    fill(stream, buffer, size + 2).await;
+                    answer.body.extend(buffer.drain(..size));
+                    buffer.drain(..2);
+                    if size == 0 {
+                        break;
+                    }
+                }
+            } else {
+                stream.read_to_end(buffer).await.unwrap();
+                answer.body = std::mem::take(buffer);
+            }
+            return answer;
+        }
+        let mut chunk = [0u8; 8192];
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the proxy closed before a whole response head");
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+}
+
+async fn fill(stream: &mut TcpStream, buffer: &mut Vec<u8>, want: usize) {
+    while buffer.len() < want {
+        let mut chunk = [0u8; 8192];
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the proxy closed mid-body");
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+}
+
+async fn closed(stream: &mut TcpStream) -> bool {
+    let mut rest = Vec::new();
+    matches!(
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            stream.read_to_end(&mut rest)
+        )
+        .await,
+        Ok(Ok(0))
+    )
+}
+
+async fn proxy_to_echo(dir: &std::path::Path) -> (ProxyProc, SocketAddr, Arc<AtomicUsize>) {
+    let (upstream, requests) = echo_upstream().await;
+    let proxy = ProxyProc::start(dir);
+    let listen = free_port();
+    let routes = table(1, listen, &[("1", 100, &[upstream])], serde_json::json!({}));
+    assert_eq!(proxy.put_routes(&routes).await.0, 200);
+    (proxy, listen, requests)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_and_pipelined_requests_pass_with_forwarded_fields_and_without_hop_by_hop_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_proxy, listen, _) = proxy_to_echo(dir.path()).await;
+    let mut stream = TcpStream::connect(listen).await.unwrap();
+    // Two requests in one write: a chunked upload, then a GET right behind it.
+    stream
+        .write_all(
+            b"POST /upload?x=1 HTTP/1.1\r\nHost: api.example\r\nTransfer-Encoding: chunked\r\n\
+              Connection: x-hint\r\nx-hint: drop me\r\nkeep-alive: timeout=5\r\n\
+              X-Forwarded-For: 192.0.2.1\r\n\r\n\
+              5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n\
+              GET /second HTTP/1.1\r\nhost: api.example\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut buffer = Vec::new();
+    let first = read_answer(&mut stream, &mut buffer).await;
+    let echoed = String::from_utf8(first.body).unwrap();
+    assert_eq!(first.status, 200);
+    assert!(echoed.starts_with("POST /upload?x=1\n"), "{echoed}");
+    assert!(echoed.ends_with("\n\nhello world"), "{echoed}");
+    assert!(
+        echoed.contains("x-forwarded-for: 192.0.2.1, 127.0.0.1\n"),
+        "{echoed}"
+    );
+    assert!(
+        echoed.contains("x-forwarded-host: api.example\n"),
+        "{echoed}"
+    );
+    assert!(echoed.contains("x-forwarded-proto: http\n"), "{echoed}");
+    assert!(echoed.contains("host: api.example\n"), "{echoed}");
+    assert!(
+        !echoed.contains("x-hint") && !echoed.contains("keep-alive"),
+        "{echoed}"
+    );
+    let second = read_answer(&mut stream, &mut buffer).await;
+    assert!(
+        String::from_utf8(second.body.clone())
+            .unwrap()
+            .starts_with("GET /second\n")
+    );
+    assert_eq!(second.field("connection"), None);
+
+    // An absolute-form target reaches the upstream in origin form, its authority as host.
+    stream
+        .write_all(b"GET http://shop.example:8080/a/b?c HTTP/1.1\r\nhost: ignored\r\n\r\n")
+        .await
+        .unwrap();
+    let third = String::from_utf8(read_answer(&mut stream, &mut buffer).await.body).unwrap();
+    assert!(third.starts_with("GET /a/b?c\n"), "{third}");
+    assert!(third.contains("host: shop.example:8080\n"), "{third}");
+    assert!(!third.contains("ignored"), "{third}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_continue_is_answered_by_the_upstream_before_the_body_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_proxy, listen, _) = proxy_to_echo(dir.path()).await;
+    let mut stream = TcpStream::connect(listen).await.unwrap();
+    stream
+        .write_all(
+            b"PUT /item HTTP/1.1\r\nhost: api\r\ncontent-length: 5\r\nexpect: 100-continue\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut buffer = Vec::new();
+    let interim = read_answer(&mut stream, &mut buffer).await;
+    assert_eq!(interim.status, 100);
+    stream.write_all(b"hello").await.unwrap();
+    let last = read_answer(&mut stream, &mut buffer).await;
+    assert_eq!(last.status, 200);
+    assert!(String::from_utf8(last.body).unwrap().ends_with("\n\nhello"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_responses_stay_chunked_for_http11_and_are_decoded_for_http10() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_proxy, listen, _) = proxy_to_echo(dir.path()).await;
+    let mut stream = TcpStream::connect(listen).await.unwrap();
+    let mut buffer = Vec::new();
+    stream
+        .write_all(b"GET /chunked HTTP/1.1\r\nhost: api\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_answer(&mut stream, &mut buffer).await;
+    assert_eq!(answer.field("transfer-encoding"), Some("chunked"));
+    assert_eq!(answer.body, b"abc");
+
+    // HTTP/1.0 knows no chunks: the body comes plain and the connection ends it.
+    let mut old = TcpStream::connect(listen).await.unwrap();
+    old.write_all(b"GET /chunked HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buffer = Vec::new();
+    let answer = read_answer(&mut old, &mut buffer).await;
+    assert_eq!(answer.field("transfer-encoding"), None);
+    assert_eq!(answer.field("connection"), Some("close"));
+    assert_eq!(answer.body, b"abc");
+
+    // An HTTP/1.0 client that asks to keep the connection gets it kept.
+    let mut kept = TcpStream::connect(listen).await.unwrap();
+    let mut buffer = Vec::new();
+    for _ in 0..2 {
+        kept.write_all(b"GET /x HTTP/1.0\r\nconnection: keep-alive\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_answer(&mut kept, &mut buffer).await;
+        assert_eq!(
+            (answer.status, answer.field("connection")),
+            (200, Some("keep-alive"))
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ambiguous_or_oversized_requests_are_refused_and_reach_no_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_proxy, listen, requests) = proxy_to_echo(dir.path()).await;
+    let refused: [(&[u8], u16); 4] = [
+        (b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\nabc", 400),
+        (b"POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: gzip\r\n\r\n", 501),
+        (b"GET / HTTP/1.1\r\nhost: a\r\nbad header\r\n\r\n", 400),
+    ];
+    for (raw, status) in refused {
+        let mut stream = TcpStream::connect(listen).await.unwrap();
+        stream.write_all(raw).await.unwrap();
+        let mut buffer = Vec::new();
+        let answer = read_answer(&mut stream, &mut buffer).await;
+        assert_eq!(answer.status, status, "{}", String::from_utf8_lossy(raw));
+        assert_eq!(answer.field("connection"), Some("close"));
+        assert!(closed(&mut stream).await);
+    }
+    // A head larger than the limit.
+    let mut stream = TcpStream::connect(listen).await.unwrap();
+    let big = format!(
+        "GET / HTTP/1.1\r\nhost: a\r\nx-big: {}\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
+    let _ = stream.write_all(big.as_bytes()).await;
+    let mut buffer = Vec::new();
+    assert_eq!(read_answer(&mut stream, &mut buffer).await.status, 431);
+    assert_eq!(
+        requests.load(Ordering::SeqCst),
+        0,
+        "a refused request reached the upstream"
+    );
+
+    // The same connection shape, well formed, goes through.
+    let mut stream = TcpStream::connect(listen).await.unwrap();
+    stream
+        .write_all(b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 3\r\n\r\nabc")
+        .await
+        .unwrap();
+    let mut buffer = Vec::new();
+    assert_eq!(read_answer(&mut stream, &mut buffer).await.status, 200);
+    assert_eq!(requests.load(Ordering::SeqCst), 1);
+}
