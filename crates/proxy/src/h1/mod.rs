@@ -696,8 +696,14 @@ impl Client<'_> {
         let out = &mut self.out;
         out.clear();
         out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(head.status.to_string().as_bytes());
-        out.push(b' ');
+        // httparse accepts exactly three digits.
+        let status = head.status;
+        out.extend_from_slice(&[
+            b'0' + (status / 100 % 10) as u8,
+            b'0' + (status / 10 % 10) as u8,
+            b'0' + (status % 10) as u8,
+            b' ',
+        ]);
         out.extend_from_slice(&input[head.reason.clone()]);
         out.extend_from_slice(b"\r\n");
         let connection = if head.summary.connection_names_others {
