@@ -36,7 +36,27 @@ async fn echo_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
                     move |request: hyper::Request<hyper::body::Incoming>| {
                         counter.fetch_add(1, Ordering::SeqCst);
                         async move {
-                            let body: EchoBody = if request.uri().path() == "/chunked" {
+                            let path = request.uri().path().to_owned();
+                            let body: EchoBody = if path == "/count" {
+                                // Count an upload without keeping it.
+                                let mut body = request.into_body();
+                                let (mut length, mut sum) = (0u64, 0u64);
+                                while let Some(frame) = body.frame().await {
+                                    if let Ok(data) = frame.unwrap().into_data() {
+                                        length += data.len() as u64;
+                                        sum = data
+                                            .iter()
+                                            .fold(sum, |s, &b| s.wrapping_add(u64::from(b)));
+                                    }
+                                }
+                                Full::new(Bytes::from(format!("{length} {sum}"))).boxed()
+                            } else if let Some(size) = path.strip_prefix("/big/") {
+                                // `size` bytes in 64 KiB pieces, chunked.
+                                let size: usize = size.parse().unwrap();
+                                let piece = Bytes::from(vec![b'x'; 64 * 1024]);
+                                Pieces((0..size / piece.len()).map(|_| piece.clone()).collect())
+                                    .boxed()
+                            } else if path == "/chunked" {
                                 Pieces(
                                     ["a", "b", "c"]
                                         .map(|p| Bytes::from_static(p.as_bytes()))
@@ -357,4 +377,71 @@ async fn ambiguous_or_oversized_requests_are_refused_and_reach_no_upstream() {
     let mut buffer = Vec::new();
     assert_eq!(read_answer(&mut stream, &mut buffer).await.status, 200);
     assert_eq!(requests.load(Ordering::SeqCst), 1);
+}
+
+/// Resident memory of a process, in KiB.
+fn resident_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_stream_through_both_ways_without_being_held_in_memory() {
+    const SIZE: usize = 64 * 1024 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy, listen, _) = proxy_to_echo(dir.path()).await;
+    let pid = proxy.proc.child.id();
+    let before = resident_kib(pid);
+
+    // Upload 64 MiB with a length, then the same chunked, on one connection.
+    let mut stream = TcpStream::connect(listen).await.unwrap();
+    let mut buffer = Vec::new();
+    let piece = vec![7u8; 1024 * 1024];
+    let expected = format!("{SIZE} {}", 7 * SIZE as u64);
+    stream
+        .write_all(
+            format!("POST /count HTTP/1.1\r\nhost: api\r\ncontent-length: {SIZE}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    for _ in 0..SIZE / piece.len() {
+        stream.write_all(&piece).await.unwrap();
+    }
+    let answer = read_answer(&mut stream, &mut buffer).await;
+    assert_eq!(String::from_utf8(answer.body).unwrap(), expected);
+    stream
+        .write_all(b"POST /count HTTP/1.1\r\nhost: api\r\ntransfer-encoding: chunked\r\n\r\n")
+        .await
+        .unwrap();
+    for _ in 0..SIZE / piece.len() {
+        stream
+            .write_all(format!("{:x}\r\n", piece.len()).as_bytes())
+            .await
+            .unwrap();
+        stream.write_all(&piece).await.unwrap();
+        stream.write_all(b"\r\n").await.unwrap();
+    }
+    stream.write_all(b"0\r\n\r\n").await.unwrap();
+    let answer = read_answer(&mut stream, &mut buffer).await;
+    assert_eq!(String::from_utf8(answer.body).unwrap(), expected);
+
+    // Download 64 MiB, chunked.
+    stream
+        .write_all(format!("GET /big/{SIZE} HTTP/1.1\r\nhost: api\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let answer = read_answer(&mut stream, &mut buffer).await;
+    assert_eq!(answer.body.len(), SIZE);
+    assert!(answer.body.iter().all(|&b| b == b'x'));
+
+    let grown = resident_kib(pid).saturating_sub(before);
+    assert!(
+        grown < 16 * 1024,
+        "the proxy grew by {grown} KiB moving 3 x 64 MiB"
+    );
 }
