@@ -148,7 +148,7 @@ async fn read_answer(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Answer {
                 fields,
                 body: Vec::new(),
             };
-            if (100..200).contains(&status) {
+            if (100..200).contains(&status) || status == 204 || status == 304 {
                 return answer;
             }
             if let Some(length) = answer.field("content-length") {
@@ -444,4 +444,141 @@ async fn large_bodies_stream_through_both_ways_without_being_held_in_memory() {
         grown < 16 * 1024,
         "the proxy grew by {grown} KiB moving 3 x 64 MiB"
     );
+}
+
+/// An upstream that records every request it reads (head and length-framed body) and answers
+/// each with `answer`.
+async fn scripted_upstream(
+    answer: &'static [u8],
+) -> (SocketAddr, Arc<std::sync::Mutex<Vec<Vec<u8>>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                loop {
+                    while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .map_or(0, |v| v.trim().parse().unwrap());
+                        if buffer.len() < end + 4 + length {
+                            break;
+                        }
+                        let request: Vec<u8> = buffer.drain(..end + 4 + length).collect();
+                        log.lock().unwrap().push(request);
+                        if stream.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                    let mut chunk = [0u8; 4096];
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (address, seen)
+}
+
+async fn proxy_to(dir: &std::path::Path, upstream: SocketAddr) -> (ProxyProc, SocketAddr) {
+    let proxy = ProxyProc::start(dir);
+    let listen = free_port();
+    let routes = table(1, listen, &[("1", 100, &[upstream])], serde_json::json!({}));
+    assert_eq!(proxy.put_routes(&routes).await.0, 200);
+    (proxy, listen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_tokens_cannot_unframe_a_request_and_absolute_targets_keep_their_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, seen) =
+        scripted_upstream(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+    let (_proxy, listen) = proxy_to(dir.path(), upstream).await;
+    let mut stream = TcpStream::connect(listen).await.unwrap();
+    let mut buffer = Vec::new();
+    // `Connection: content-length` must not strip the length while the body still goes out:
+    // the upstream would read the body as a second, smuggled request.
+    let smuggled = b"GET /smuggled HTTP/1.1\r\nHost: internal\r\n\r\n";
+    stream
+        .write_all(
+            format!(
+                "POST /public HTTP/1.1\r\nHost: api\r\nConnection: content-length, host\r\nContent-Length: {}\r\n\r\n",
+                smuggled.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    stream.write_all(smuggled).await.unwrap();
+    assert_eq!(read_answer(&mut stream, &mut buffer).await.status, 200);
+    stream
+        .write_all(b"GET http://example.com?next=/admin#frag HTTP/1.1\r\nhost: other\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_answer(&mut stream, &mut buffer).await.status, 200);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "the upstream read {} requests", seen.len());
+    let first = String::from_utf8_lossy(&seen[0]).into_owned();
+    assert!(first.starts_with("POST /public HTTP/1.1\r\n"), "{first}");
+    assert!(
+        first.contains(&format!("\r\ncontent-length: {}\r\n", smuggled.len()))
+            && first.contains("Host: api\r\n"),
+        "{first}"
+    );
+    assert!(
+        first.ends_with("\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: internal\r\n\r\n"),
+        "{first}"
+    );
+    let second = String::from_utf8_lossy(&seen[1]).into_owned();
+    assert!(
+        second.starts_with("GET /?next=/admin HTTP/1.1\r\n"),
+        "{second}"
+    );
+    assert!(
+        second.contains("host: example.com\r\n") && !second.contains("other"),
+        "{second}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_but_valid_upstream_heads_reach_the_client_framed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // No reason phrase at all.
+    let (bare, _) = scripted_upstream(b"HTTP/1.1 204\r\n\r\n").await;
+    let (_proxy, listen) = proxy_to(dir.path(), bare).await;
+    let mut stream = TcpStream::connect(listen).await.unwrap();
+    let mut buffer = Vec::new();
+    for _ in 0..2 {
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(read_answer(&mut stream, &mut buffer).await.status, 204);
+    }
+    // Both a length and chunks: the chunks frame it, and the length must not reach the client.
+    let dir = tempfile::tempdir().unwrap();
+    let (both, _) = scripted_upstream(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    let (_proxy, listen) = proxy_to(dir.path(), both).await;
+    let mut stream = TcpStream::connect(listen).await.unwrap();
+    let mut buffer = Vec::new();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_answer(&mut stream, &mut buffer).await;
+    assert_eq!(answer.field("content-length"), None);
+    assert_eq!(answer.field("transfer-encoding"), Some("chunked"));
+    assert_eq!(answer.body, b"hello");
 }

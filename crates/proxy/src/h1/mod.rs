@@ -203,6 +203,7 @@ impl Client<'_> {
                     HeadError::ContentLength => "invalid content-length\n",
                     HeadError::TransferEncoding => "unsupported transfer-encoding\n",
                     HeadError::Ambiguous => "both content-length and transfer-encoding\n",
+                    HeadError::Host => "a request needs exactly one host field\n",
                     HeadError::Malformed(_) => "malformed request\n",
                 };
                 self.own(status, reason, message, Next::Close).await;
@@ -224,6 +225,8 @@ impl Client<'_> {
             .extend_from_slice(message.len().to_string().as_bytes());
         if next == Next::Close {
             self.out.extend_from_slice(b"\r\nconnection: close");
+        } else if self.request.minor == 0 {
+            self.out.extend_from_slice(b"\r\nconnection: keep-alive");
         }
         self.out.extend_from_slice(b"\r\n\r\n");
         self.out.extend_from_slice(message.as_bytes());
@@ -418,13 +421,18 @@ impl Client<'_> {
         };
         if scheme > 0 {
             let rest = &target[scheme..];
-            let slash = rest.iter().position(|&b| b == b'/').unwrap_or(rest.len());
-            authority = Some(&rest[..slash]);
-            if slash == rest.len() {
+            let end = rest
+                .iter()
+                .position(|&b| matches!(b, b'/' | b'?' | b'#'))
+                .unwrap_or(rest.len());
+            authority = Some(&rest[..end]);
+            // The path is at least `/`; a query right after the authority follows it.
+            if rest.get(end) != Some(&b'/') {
                 out.push(b'/');
-            } else {
-                out.extend_from_slice(&rest[slash..]);
             }
+            let path = &rest[end..];
+            let fragment = path.iter().position(|&b| b == b'#').unwrap_or(path.len());
+            out.extend_from_slice(&path[..fragment]);
         } else {
             out.extend_from_slice(target);
         }
@@ -445,7 +453,8 @@ impl Client<'_> {
                     earlier.extend_from_slice(&input[field.value.clone()]);
                     continue;
                 }
-                Kind::XForwardedHost | Kind::XForwardedProto => continue,
+                // Written once below, from the framing the proxy itself follows.
+                Kind::XForwardedHost | Kind::XForwardedProto | Kind::ContentLength => continue,
                 Kind::Host if authority.is_some() => continue,
                 _ => {}
             }
@@ -478,6 +487,10 @@ impl Client<'_> {
         out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
         if chunked {
             out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        } else if let Some(length) = head.summary.content_length {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(length.to_string().as_bytes());
+            out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"\r\n");
     }
@@ -508,12 +521,15 @@ impl Client<'_> {
                 .upstream_failed(version, exchange, "no upstream answered\n")
                 .await;
         }
-        let mut awaiting_continue = expect_continue && !body.done;
-        if !body.done
-            && !awaiting_continue
-            && self.send_body(&mut body, &mut upstream).await.is_err()
-        {
-            return Next::Close;
+        // An HTTP/1.0 client does not wait for a 100 (RFC 9110 §10.1.1).
+        let mut awaiting_continue = expect_continue && !body.done && client_minor >= 1;
+        if !body.done && !awaiting_continue {
+            match self.send_body(&mut body, &mut upstream).await {
+                // The upstream stopped taking the body: it may have answered already.
+                Ok(()) | Err(BodyFailure::Upstream) => {}
+                Err(BodyFailure::Client) => return Next::Close,
+                Err(BodyFailure::Malformed) => return self.bad_body(version, exchange).await,
+            }
         }
 
         // The response head, after any interim ones.
@@ -526,9 +542,11 @@ impl Client<'_> {
                     if status == 101 || !(100..200).contains(&status) {
                         break;
                     }
-                    // Interim: pass it on (a 100 only to a client that asked for one).
+                    // Interim: pass it on (a 100 only to a client that asked for one; none
+                    // to HTTP/1.0, which knows no interim responses).
                     let len = self.response.len;
                     if (status != 100 || awaiting_continue)
+                        && client_minor >= 1
                         && self
                             .stream
                             .write_all(&self.upstream_input[..len])
@@ -540,8 +558,12 @@ impl Client<'_> {
                     self.upstream_input.advance(len);
                     if status == 100 && awaiting_continue {
                         awaiting_continue = false;
-                        if self.send_body(&mut body, &mut upstream).await.is_err() {
-                            return Next::Close;
+                        match self.send_body(&mut body, &mut upstream).await {
+                            Ok(()) | Err(BodyFailure::Upstream) => {}
+                            Err(BodyFailure::Client) => return Next::Close,
+                            Err(BodyFailure::Malformed) => {
+                                return self.bad_body(version, exchange).await;
+                            }
                         }
                     }
                     continue;
@@ -573,6 +595,16 @@ impl Client<'_> {
                     tracing::warn!(instance = %instance.address, "drain timeout: in-flight request cut");
                     version.stats.upstream_error();
                     return self.upstream_failed_status(version, exchange, 504, "Gateway Timeout", "the upstream did not answer in time\n").await;
+                }
+            }
+            // A client awaiting a 100 that has not come sends its body anyway after a while
+            // (RFC 9110 §10.1.1): pass it on.
+            if awaiting_continue && !self.input.is_empty() {
+                awaiting_continue = false;
+                match self.send_body(&mut body, &mut upstream).await {
+                    Ok(()) | Err(BodyFailure::Upstream) => {}
+                    Err(BodyFailure::Client) => return Next::Close,
+                    Err(BodyFailure::Malformed) => return self.bad_body(version, exchange).await,
                 }
             }
         }
@@ -670,27 +702,37 @@ impl Client<'_> {
         }
     }
 
-    /// Copy the rest of the request body from the client to the upstream.
+    /// Copy the rest of the request body from the client to the upstream: first what is in
+    /// `input` already, then what the client sends.
     async fn send_body(
         &mut self,
         body: &mut BodyCursor,
         upstream: &mut TcpStream,
-    ) -> Result<(), ()> {
-        while !body.done {
+    ) -> Result<(), BodyFailure> {
+        loop {
+            self.out.clear();
+            body.take(&mut self.input, &mut self.out, false)
+                .map_err(|()| BodyFailure::Malformed)?;
+            if !self.out.is_empty() && upstream.write_all(&self.out).await.is_err() {
+                return Err(BodyFailure::Upstream);
+            }
+            if body.done {
+                return Ok(());
+            }
             room(&mut self.input);
             match self.stream.read_buf(&mut self.input).await {
                 Ok(n) if n > 0 => {}
-                _ => return Err(()),
+                _ => return Err(BodyFailure::Client),
             }
-            self.out.clear();
-            body.take(&mut self.input, &mut self.out, false)?;
-            upstream.write_all(&self.out).await.map_err(|_| ())?;
         }
-        Ok(())
     }
 
     /// Write the response head for the client into `out`.
     fn write_response_head(&mut self, chunked: bool, close: bool, client_minor: u8) {
+        // The upstream's length, unless the body is chunked (then it must go, RFC 9112 §6.3).
+        let length = (!self.response.summary.chunked)
+            .then_some(self.response.summary.content_length)
+            .flatten();
         let input = &self.upstream_input;
         let head = &self.response;
         let out = &mut self.out;
@@ -712,7 +754,9 @@ impl Client<'_> {
             Vec::new()
         };
         for field in &head.fields {
-            if parse::is_hop_by_hop(field, input, &head.summary, &connection) {
+            if field.kind == Kind::ContentLength
+                || parse::is_hop_by_hop(field, input, &head.summary, &connection)
+            {
                 continue;
             }
             out.extend_from_slice(&input[field.name.clone()]);
@@ -722,6 +766,10 @@ impl Client<'_> {
         }
         if chunked {
             out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        } else if let Some(length) = length {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(length.to_string().as_bytes());
+            out.extend_from_slice(b"\r\n");
         }
         if close {
             out.extend_from_slice(b"connection: close\r\n");
@@ -770,6 +818,17 @@ struct Exchange<'r> {
     is_head: bool,
     framing: Framing,
     started: Instant,
+}
+
+/// Why a request body did not get through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyFailure {
+    /// The client went away or failed mid-body.
+    Client,
+    /// The upstream stopped taking it (closed, reset).
+    Upstream,
+    /// Its chunked framing is broken.
+    Malformed,
 }
 
 #[derive(Debug, Clone, Copy)]

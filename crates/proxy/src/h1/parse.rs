@@ -26,6 +26,9 @@ pub(crate) enum HeadError {
     /// Both Content-Length and Transfer-Encoding: the shape requests are smuggled in.
     #[error("both content-length and transfer-encoding")]
     Ambiguous,
+    /// No Host in an HTTP/1.1 request in origin form, or more than one.
+    #[error("a request needs exactly one host field")]
+    Host,
 }
 
 /// One header field: its name and value as ranges into the head's bytes.
@@ -103,6 +106,8 @@ pub(crate) struct Summary {
     pub connection_names_others: bool,
     pub expect_continue: bool,
     pub host: Option<Range<usize>>,
+    /// How many Host fields (a request needs exactly one, RFC 9112 §3.2).
+    pub hosts: u8,
 }
 
 /// A parsed request head. Ranges index the bytes it was parsed from.
@@ -128,8 +133,13 @@ pub(crate) struct ResponseHead {
     pub summary: Summary,
 }
 
+/// Where `part`, a slice httparse took from `base`, lies in it. An empty part may be a static
+/// string outside `base` (a status line without a reason): an empty range then.
 fn offset(base: &[u8], part: &[u8]) -> Range<usize> {
-    let start = part.as_ptr() as usize - base.as_ptr() as usize;
+    let start = (part.as_ptr() as usize).wrapping_sub(base.as_ptr() as usize);
+    if part.is_empty() || start > base.len() || base.len() - start < part.len() {
+        return 0..0;
+    }
     start..start + part.len()
 }
 
@@ -163,6 +173,11 @@ pub(crate) fn request(buf: &[u8], head: &mut RequestHead) -> Result<bool, HeadEr
     if head.summary.chunked && head.summary.content_length.is_some() {
         // Both framings at once is how requests are smuggled past a proxy (RFC 9112 §6.1).
         return Err(HeadError::Ambiguous);
+    }
+    let target = &buf[head.target.clone()];
+    let absolute = target.starts_with(b"http://") || target.starts_with(b"https://");
+    if head.summary.hosts > 1 || (head.minor >= 1 && head.summary.hosts == 0 && !absolute) {
+        return Err(HeadError::Host);
     }
     Ok(true)
 }
@@ -229,8 +244,9 @@ fn collect(
             Kind::Expect => {
                 summary.expect_continue |= value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
             }
-            Kind::Host if summary.host.is_none() => {
-                summary.host = Some(offset(buf, value));
+            Kind::Host => {
+                summary.hosts = summary.hosts.saturating_add(1);
+                summary.host.get_or_insert_with(|| offset(buf, value));
             }
             _ => {}
         }
@@ -263,6 +279,9 @@ pub(crate) fn is_hop_by_hop(
 ) -> bool {
     match field.kind {
         Kind::Connection | Kind::HopByHop | Kind::TransferEncoding => true,
+        // Framing and routing are the proxy's to decide: a `Connection` token naming them
+        // must not make the upstream see a different message than the proxy does.
+        Kind::ContentLength | Kind::Host | Kind::Expect => false,
         _ if summary.connection_names_others => {
             let name = &buf[field.name.clone()];
             connection.iter().any(|value| {
@@ -297,6 +316,8 @@ pub(crate) struct Chunks {
 enum ChunkState {
     #[default]
     Size,
+    /// Whitespace after the size: only more of it or `;` may follow.
+    SizeSpace,
     Extension,
     SizeLf,
     Data,
@@ -304,6 +325,7 @@ enum ChunkState {
     DataLf,
     TrailerLineStart,
     TrailerLine,
+    TrailerLf,
     EndLf,
     Done,
 }
@@ -336,14 +358,21 @@ impl Chunks {
                         self.size = self.size * 16 + u64::from(digit);
                         self.digits += 1;
                     }
-                    b';' | b' ' | b'\t' if self.digits > 0 => self.state = ChunkState::Extension,
+                    b';' if self.digits > 0 => self.state = ChunkState::Extension,
+                    b' ' | b'\t' if self.digits > 0 => self.state = ChunkState::SizeSpace,
                     b'\r' if self.digits > 0 => self.state = ChunkState::SizeLf,
-                    b'\n' if self.digits > 0 => self.size_line_done(),
                     _ => return Err(ChunkError),
                 },
+                ChunkState::SizeSpace => match byte {
+                    b' ' | b'\t' => {}
+                    b';' => self.state = ChunkState::Extension,
+                    b'\r' => self.state = ChunkState::SizeLf,
+                    _ => return Err(ChunkError),
+                },
+                // Every line ends in CRLF: a bare LF is where two parsers could disagree.
                 ChunkState::Extension => match byte {
                     b'\r' => self.state = ChunkState::SizeLf,
-                    b'\n' => self.size_line_done(),
+                    b'\n' => return Err(ChunkError),
                     _ => {}
                 },
                 ChunkState::SizeLf => {
@@ -366,7 +395,6 @@ impl Chunks {
                 }
                 ChunkState::DataCr => match byte {
                     b'\r' => self.state = ChunkState::DataLf,
-                    b'\n' => self.next_chunk(),
                     _ => return Err(ChunkError),
                 },
                 ChunkState::DataLf => {
@@ -377,16 +405,19 @@ impl Chunks {
                 }
                 ChunkState::TrailerLineStart => match byte {
                     b'\r' => self.state = ChunkState::EndLf,
-                    b'\n' => {
-                        self.state = ChunkState::Done;
-                        return Ok(Some(at + 1));
-                    }
+                    b'\n' => return Err(ChunkError),
                     _ => self.state = ChunkState::TrailerLine,
                 },
-                ChunkState::TrailerLine => {
-                    if byte == b'\n' {
-                        self.state = ChunkState::TrailerLineStart;
+                ChunkState::TrailerLine => match byte {
+                    b'\r' => self.state = ChunkState::TrailerLf,
+                    b'\n' => return Err(ChunkError),
+                    _ => {}
+                },
+                ChunkState::TrailerLf => {
+                    if byte != b'\n' {
+                        return Err(ChunkError);
                     }
+                    self.state = ChunkState::TrailerLineStart;
                 }
                 ChunkState::EndLf => {
                     if byte != b'\n' {
@@ -443,6 +474,36 @@ mod tests {
     }
 
     #[test]
+    fn connection_cannot_unframe_a_message_and_host_must_be_single() {
+        let raw = b"POST / HTTP/1.1\r\nHost: a\r\nConnection: content-length, host, expect, x-a\r\nContent-Length: 1\r\nx-a: 1\r\n\r\nx";
+        let mut head = RequestHead::default();
+        assert!(request(raw, &mut head).unwrap());
+        let connection = connection_values(&head.fields);
+        let passed: Vec<&[u8]> = head
+            .fields
+            .iter()
+            .filter(|f| !is_hop_by_hop(f, raw, &head.summary, &connection))
+            .map(|f| &raw[f.name.clone()])
+            .collect();
+        assert_eq!(passed, [&b"Host"[..], b"Content-Length"]);
+        for raw in [
+            &b"GET / HTTP/1.1\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n",
+        ] {
+            assert_eq!(request(raw, &mut head), Err(HeadError::Host));
+        }
+        assert!(request(b"GET / HTTP/1.0\r\n\r\n", &mut head).unwrap());
+        assert!(request(b"GET http://a/ HTTP/1.1\r\n\r\n", &mut head).unwrap());
+    }
+
+    #[test]
+    fn a_status_line_without_a_reason_parses() {
+        let mut head = ResponseHead::default();
+        assert!(response(b"HTTP/1.1 204\r\n\r\n", &mut head).unwrap());
+        assert_eq!((head.status, head.reason.clone()), (204, 0..0));
+    }
+
+    #[test]
     fn smuggling_shapes_are_refused() {
         let mut head = RequestHead::default();
         for raw in [
@@ -477,6 +538,26 @@ mod tests {
             assert_eq!(second, Some(end - split), "split at {split}");
             assert_eq!(data, b"hello world");
         }
+        for lenient in [
+            &b"3\nabc\r\n0\r\n\r\n"[..],
+            b"3\r\nabc\n0\r\n\r\n",
+            b"3;x\nabc\r\n0\r\n\r\n",
+            b"3 x\r\nabc\r\n0\r\n\r\n",
+            b"3\r\nabc\r\n0\r\nX\n\r\n",
+            b"3\r\nabc\r\n0\r\n\n",
+        ] {
+            let mut chunks = Chunks::default();
+            assert_eq!(
+                chunks.scan(lenient, |_| {}),
+                Err(ChunkError),
+                "{}",
+                String::from_utf8_lossy(lenient)
+            );
+        }
+        assert_eq!(
+            Chunks::default().scan(b"3 ;x\r\nabc\r\n0\r\n\r\n", |_| {}),
+            Ok(Some(16))
+        );
         assert_eq!(Chunks::default().scan(b"zz\r\n", |_| {}), Err(ChunkError));
         assert_eq!(
             Chunks::default().scan(b"3\r\nabcX", |_| {}),
