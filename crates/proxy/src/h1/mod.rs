@@ -122,6 +122,21 @@ enum HeadRead {
     Http2,
 }
 
+/// Append `n` in decimal, without the allocation `to_string` makes on every message.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
 /// Make sure `buffer` has room for a read of a useful size.
 fn room(buffer: &mut BytesMut) {
     if buffer.capacity() - buffer.len() < 1024 {
@@ -489,7 +504,7 @@ impl Client<'_> {
             out.extend_from_slice(b"transfer-encoding: chunked\r\n");
         } else if let Some(length) = head.summary.content_length {
             out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(length.to_string().as_bytes());
+            push_decimal(out, length);
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"\r\n");
@@ -768,7 +783,7 @@ impl Client<'_> {
             out.extend_from_slice(b"transfer-encoding: chunked\r\n");
         } else if let Some(length) = length {
             out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(length.to_string().as_bytes());
+            push_decimal(out, length);
             out.extend_from_slice(b"\r\n");
         }
         if close {
@@ -829,6 +844,16 @@ enum BodyFailure {
     Upstream,
     /// Its chunked framing is broken.
     Malformed,
+}
+
+#[cfg(test)]
+#[test]
+fn decimals_are_written_like_display() {
+    for n in [0, 7, 10, 999, 1_000_000, u64::MAX] {
+        let mut out = Vec::new();
+        push_decimal(&mut out, n);
+        assert_eq!(out, n.to_string().into_bytes());
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
