@@ -155,7 +155,10 @@ async fn read_answer(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Answer {
                 let length: usize = length.parse().unwrap();
                 fill(stream, buffer, length).await;
                 answer.body = buffer.drain(..length).collect();
-            } else if answer.field("transfer-encoding") == Some("chunked") {
+            } else if answer
+                .field("transfer-encoding")
+                .is_some_and(|codings| codings.ends_with("chunked"))
+            {
                 loop {
                     let line_end = loop {
                         if let Some(at) = buffer.windows(2).position(|w| w == b"\r\n") {
@@ -581,4 +584,115 @@ async fn odd_but_valid_upstream_heads_reach_the_client_framed_once() {
     assert_eq!(answer.field("content-length"), None);
     assert_eq!(answer.field("transfer-encoding"), Some("chunked"));
     assert_eq!(answer.body, b"hello");
+    // A coding before the chunks is kept; a 204 carries no length.
+    for (upstream_answer, field, expected) in [
+        (
+            &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"[..],
+            "transfer-encoding",
+            Some("gzip, chunked"),
+        ),
+        (
+            &b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n"[..],
+            "content-length",
+            None,
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let answer_bytes: &'static [u8] = Box::leak(upstream_answer.to_vec().into_boxed_slice());
+        let (upstream, _) = scripted_upstream(answer_bytes).await;
+        let (_proxy, listen) = proxy_to(dir.path(), upstream).await;
+        let mut stream = TcpStream::connect(listen).await.unwrap();
+        let mut buffer = Vec::new();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_answer(&mut stream, &mut buffer).await;
+        assert_eq!(answer.field(field), expected);
+    }
+}
+
+/// An upstream that answers the first request on each connection, then reads the next one
+/// and closes without a word: a keep-alive connection whose idle timer fired just as the
+/// proxy reused it.
+async fn one_answer_per_connection_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let mut answered = false;
+                loop {
+                    if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                        if answered {
+                            return;
+                        }
+                        buffer.drain(..end + 4);
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if stream.write_all(answer).await.is_err() {
+                            return;
+                        }
+                        answered = true;
+                        continue;
+                    }
+                    let mut chunk = [0u8; 4096];
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (address, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_pooled_connection_is_resent_for_idempotent_requests_and_connect_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, accepted) = one_answer_per_connection_upstream().await;
+    let (proxy, listen) = proxy_to(dir.path(), upstream).await;
+    let mut stream = TcpStream::connect(listen).await.unwrap();
+    let mut buffer = Vec::new();
+    // Every GET after the first finds its pooled connection closed: each is sent again on
+    // a new one, and no client sees a 502.
+    for _ in 0..5 {
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_answer(&mut stream, &mut buffer).await;
+        assert_eq!((answer.status, answer.body.as_slice()), (200, &b"ok"[..]));
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 5);
+    let stats = proxy.stats().await;
+    let counts = &stats["services"]["api"]["versions"]["1"];
+    assert_eq!(
+        (
+            counts["responses"]["2xx"].as_u64(),
+            counts["upstream_errors"].as_u64()
+        ),
+        (Some(5), Some(0)),
+        "{stats:#}"
+    );
+    // A POST is not sent twice: its client gets the 502.
+    stream
+        .write_all(b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 1\r\n\r\nx")
+        .await
+        .unwrap();
+    assert_eq!(read_answer(&mut stream, &mut buffer).await.status, 502);
+
+    // CONNECT opens no tunnel.
+    let mut tunnel = TcpStream::connect(listen).await.unwrap();
+    tunnel
+        .write_all(b"CONNECT example.com:443 HTTP/1.1\r\nhost: example.com:443\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buffer = Vec::new();
+    assert_eq!(read_answer(&mut tunnel, &mut buffer).await.status, 405);
 }

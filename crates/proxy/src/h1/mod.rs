@@ -32,6 +32,10 @@ use parse::{Chunks, Framing, HeadError, Kind, RequestHead, ResponseHead};
 /// connection is kept open waiting for the next one.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long one read or write of a body may wait for the other side, and how long an upstream
+/// may take to start its answer, before the exchange is given up (nginx's proxy timeouts).
+const IO_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Initial size of each of a connection's buffers; they grow for larger heads.
 const BUFFER: usize = 16 * 1024;
 
@@ -135,6 +139,16 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
         }
     }
     out.extend_from_slice(&digits[at..]);
+}
+
+/// The message's own Transfer-Encoding fields (validated to end in chunked), so a coding
+/// before the chunks (`gzip, chunked`) is not lost.
+fn write_transfer_encoding(out: &mut Vec<u8>, input: &[u8], fields: &[parse::Field]) {
+    for field in fields.iter().filter(|f| f.kind == Kind::TransferEncoding) {
+        out.extend_from_slice(b"transfer-encoding: ");
+        out.extend_from_slice(&input[field.value.clone()]);
+        out.extend_from_slice(b"\r\n");
+    }
 }
 
 /// Make sure `buffer` has room for a read of a useful size.
@@ -259,7 +273,22 @@ impl Client<'_> {
         } else {
             head.summary.keep_alive && !head.summary.close
         };
-        let is_head = &self.input[head.method.clone()] == b"HEAD";
+        let method = &self.input[head.method.clone()];
+        let is_head = method == b"HEAD";
+        // A tunnel needs both directions at once; a reverse proxy has no business opening one.
+        if method == b"CONNECT" {
+            self.input.advance(self.request.len);
+            return self
+                .own(
+                    405,
+                    "Method Not Allowed",
+                    "CONNECT is not supported\n",
+                    Next::Close,
+                )
+                .await;
+        }
+        // Safe to send again on a fresh connection when a pooled one turns out closed.
+        let idempotent = matches!(method, b"GET" | b"HEAD" | b"OPTIONS");
         let framing = if head.summary.chunked {
             Framing::Chunked
         } else {
@@ -314,6 +343,7 @@ impl Client<'_> {
             version,
             keep_alive,
             is_head,
+            idempotent,
             framing,
             started,
         };
@@ -367,10 +397,10 @@ impl Client<'_> {
             if attempt > 0 {
                 version.stats.retry();
             }
-            let upstream = match pool::checkout(instance.address) {
-                Some(stream) => stream,
+            let (upstream, reused) = match pool::checkout(instance.address) {
+                Some(stream) => (stream, true),
                 None => match pool::connect(instance.address).await {
-                    Ok(stream) => stream,
+                    Ok(stream) => (stream, false),
                     Err(err) => {
                         tracing::debug!(instance = %instance.address, error = %err, "connect failed");
                         version.stats.upstream_error();
@@ -390,7 +420,9 @@ impl Client<'_> {
                 },
             };
             let in_flight = InFlight::start(instance);
-            return self.proxy(exchange, instance, upstream, in_flight).await;
+            return self
+                .proxy(exchange, instance, upstream, reused, in_flight)
+                .await;
         }
         let (status, reason, message) = match failure {
             Failure::NoInstance => (
@@ -501,7 +533,7 @@ impl Client<'_> {
         out.extend_from_slice(host);
         out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
         if chunked {
-            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+            write_transfer_encoding(out, input, &head.fields);
         } else if let Some(length) = head.summary.content_length {
             out.extend_from_slice(b"content-length: ");
             push_decimal(out, length);
@@ -516,10 +548,15 @@ impl Client<'_> {
         exchange: &Exchange<'_>,
         instance: &Arc<Instance>,
         mut upstream: TcpStream,
+        reused: bool,
         in_flight: InFlight,
     ) -> Next {
         let version = exchange.version;
         let mut cut = instance.cut.subscribe();
+        // A pooled connection the upstream closed just as the request went out: nothing came
+        // back, so an idempotent request whose bytes are all still in `out` may go again once
+        // on a fresh connection.
+        let mut may_resend = reused && exchange.idempotent;
         self.write_request_head(instance, exchange.framing == Framing::Chunked);
         let expect_continue = self.request.summary.expect_continue;
         let client_minor = self.request.minor;
@@ -531,15 +568,21 @@ impl Client<'_> {
             Ok(()) => {}
             Err(()) => return self.bad_body(version, exchange).await,
         }
+        may_resend &= body.done;
         if upstream.write_all(&self.out).await.is_err() {
-            return self
-                .upstream_failed(version, exchange, "no upstream answered\n")
-                .await;
+            match self.resend(instance, version, &mut may_resend).await {
+                Some(fresh) => upstream = fresh,
+                None => {
+                    return self
+                        .upstream_failed(version, exchange, "no upstream answered\n")
+                        .await;
+                }
+            }
         }
         // An HTTP/1.0 client does not wait for a 100 (RFC 9110 §10.1.1).
         let mut awaiting_continue = expect_continue && !body.done && client_minor >= 1;
         if !body.done && !awaiting_continue {
-            match self.send_body(&mut body, &mut upstream).await {
+            match self.send_body(&mut body, &mut upstream, &mut cut).await {
                 // The upstream stopped taking the body: it may have answered already.
                 Ok(()) | Err(BodyFailure::Upstream) => {}
                 Err(BodyFailure::Client) => return Next::Close,
@@ -549,6 +592,7 @@ impl Client<'_> {
 
         // The response head, after any interim ones.
         self.upstream_input.clear();
+        let answer_deadline = tokio::time::Instant::now() + IO_TIMEOUT;
         loop {
             let parsed = parse::response(&self.upstream_input, &mut self.response);
             match parsed {
@@ -560,20 +604,19 @@ impl Client<'_> {
                     // Interim: pass it on (a 100 only to a client that asked for one; none
                     // to HTTP/1.0, which knows no interim responses).
                     let len = self.response.len;
-                    if (status != 100 || awaiting_continue)
-                        && client_minor >= 1
-                        && self
-                            .stream
-                            .write_all(&self.upstream_input[..len])
-                            .await
-                            .is_err()
-                    {
-                        return Next::Close;
+                    may_resend = false;
+                    if (status != 100 || awaiting_continue) && client_minor >= 1 {
+                        // Rebuilt like a final head, so what the client parses is what the
+                        // proxy parsed.
+                        self.write_response_head(false, false, client_minor);
+                        if !self.send_out(&mut cut).await {
+                            return Next::Close;
+                        }
                     }
                     self.upstream_input.advance(len);
                     if status == 100 && awaiting_continue {
                         awaiting_continue = false;
-                        match self.send_body(&mut body, &mut upstream).await {
+                        match self.send_body(&mut body, &mut upstream, &mut cut).await {
                             Ok(()) | Err(BodyFailure::Upstream) => {}
                             Err(BodyFailure::Client) => return Next::Close,
                             Err(BodyFailure::Malformed) => {
@@ -598,13 +641,24 @@ impl Client<'_> {
             }
             tokio::select! {
                 read = upstream.read_buf(&mut self.upstream_input) => match read {
-                    Ok(n) if n > 0 => {}
-                    _ => return self.upstream_failed(version, exchange, "no upstream answered\n").await,
+                    Ok(n) if n > 0 => may_resend = false,
+                    _ => match self.resend(instance, version, &mut may_resend).await {
+                        Some(fresh) => upstream = fresh,
+                        None => return self.upstream_failed(version, exchange, "no upstream answered\n").await,
+                    },
                 },
                 read = self.stream.read_buf(&mut self.input), if watch_client => match read {
-                    // Pipelined bytes wait in `input`; an end of stream means the client left.
+                    // Pipelined bytes wait in `input`.
                     Ok(n) if n > 0 => {}
+                    // An end of stream is a client that left, as nginx and hyper take it (a
+                    // half-close looks the same): the upstream exchange is abandoned, so
+                    // the instance's in-flight count drops at once.
                     _ => return Next::Close,
+                },
+                () = tokio::time::sleep_until(answer_deadline) => {
+                    tracing::debug!(instance = %instance.address, "no response head in time");
+                    version.stats.upstream_error();
+                    return self.upstream_failed_status(version, exchange, 504, "Gateway Timeout", "the upstream did not answer in time\n").await;
                 },
                 () = until_true(&mut cut) => {
                     tracing::warn!(instance = %instance.address, "drain timeout: in-flight request cut");
@@ -616,7 +670,7 @@ impl Client<'_> {
             // (RFC 9110 §10.1.1): pass it on.
             if awaiting_continue && !self.input.is_empty() {
                 awaiting_continue = false;
-                match self.send_body(&mut body, &mut upstream).await {
+                match self.send_body(&mut body, &mut upstream, &mut cut).await {
                     Ok(()) | Err(BodyFailure::Upstream) => {}
                     Err(BodyFailure::Client) => return Next::Close,
                     Err(BodyFailure::Malformed) => return self.bad_body(version, exchange).await,
@@ -645,8 +699,18 @@ impl Client<'_> {
                 None => Framing::UntilClose,
             }
         };
-        let upstream_keeps = !summary.close && (self.response.minor >= 1 || summary.keep_alive);
+        // Both a length and chunks is a smuggling shape: framed by the chunks, then closed
+        // (RFC 9112 §6.1).
+        let upstream_keeps = !summary.close
+            && (self.response.minor >= 1 || summary.keep_alive)
+            && !(summary.chunked && summary.content_length.is_some());
         let dechunk = framing == Framing::Chunked && client_minor == 0;
+        if dechunk && !summary.only_chunked {
+            // HTTP/1.0 has no transfer codings to carry the others in.
+            return self
+                .upstream_failed(version, exchange, "no upstream answered\n")
+                .await;
+        }
         // A body the client did not get to send (the upstream answered before a 100) is
         // still on the wire: neither connection can carry another request.
         let request_unfinished = !body.done;
@@ -669,14 +733,16 @@ impl Client<'_> {
         {
             return Next::Close;
         }
-        if self.stream.write_all(&self.out).await.is_err() {
+        if !self.send_out(&mut cut).await {
             return Next::Close;
         }
         while !body_out.done {
             self.upstream_input.clear();
             room(&mut self.upstream_input);
             let read = tokio::select! {
-                read = upstream.read_buf(&mut self.upstream_input) => read,
+                read = tokio::time::timeout(IO_TIMEOUT, upstream.read_buf(&mut self.upstream_input)) => {
+                    read.unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+                }
                 () = until_true(&mut cut) => {
                     tracing::warn!(instance = %instance.address, "drain timeout: in-flight response cut");
                     return Next::Close;
@@ -698,7 +764,7 @@ impl Client<'_> {
             {
                 return Next::Close;
             }
-            if self.stream.write_all(&self.out).await.is_err() {
+            if !self.send_out(&mut cut).await {
                 return Next::Close;
             }
         }
@@ -718,36 +784,90 @@ impl Client<'_> {
     }
 
     /// Copy the rest of the request body from the client to the upstream: first what is in
-    /// `input` already, then what the client sends.
+    /// `input` already, then what the client sends; each read and write bounded by
+    /// [`IO_TIMEOUT`] and by the instance's drain cut.
     async fn send_body(
         &mut self,
         body: &mut BodyCursor,
         upstream: &mut TcpStream,
+        cut: &mut watch::Receiver<bool>,
     ) -> Result<(), BodyFailure> {
         loop {
             self.out.clear();
             body.take(&mut self.input, &mut self.out, false)
                 .map_err(|()| BodyFailure::Malformed)?;
-            if !self.out.is_empty() && upstream.write_all(&self.out).await.is_err() {
-                return Err(BodyFailure::Upstream);
+            if !self.out.is_empty() {
+                let written = tokio::select! {
+                    written = tokio::time::timeout(IO_TIMEOUT, upstream.write_all(&self.out)) => {
+                        matches!(written, Ok(Ok(())))
+                    }
+                    () = until_true(cut) => false,
+                };
+                if !written {
+                    return Err(BodyFailure::Upstream);
+                }
             }
             if body.done {
                 return Ok(());
             }
             room(&mut self.input);
-            match self.stream.read_buf(&mut self.input).await {
-                Ok(n) if n > 0 => {}
+            let read = tokio::select! {
+                read = tokio::time::timeout(IO_TIMEOUT, self.stream.read_buf(&mut self.input)) => read,
+                () = until_true(cut) => return Err(BodyFailure::Client),
+            };
+            match read {
+                Ok(Ok(n)) if n > 0 => {}
                 _ => return Err(BodyFailure::Client),
             }
         }
     }
 
+    /// Write `out` to the client: at once when the socket takes it all (no timer, no
+    /// waiter), else waiting at most [`IO_TIMEOUT`] and never past the drain cut.
+    async fn send_out(&mut self, cut: &mut watch::Receiver<bool>) -> bool {
+        let written = match self.stream.try_write(&self.out) {
+            Ok(n) => n,
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => 0,
+            Err(_) => return false,
+        };
+        if written == self.out.len() {
+            return true;
+        }
+        let rest = &self.out[written..];
+        tokio::select! {
+            done = tokio::time::timeout(IO_TIMEOUT, self.stream.write_all(rest)) => matches!(done, Ok(Ok(()))),
+            () = until_true(cut) => false,
+        }
+    }
+
+    /// A fresh connection to `instance` with the request in `out` written to it, if a resend
+    /// is still allowed (see `may_resend` in [`Client::proxy`]); allowed once.
+    async fn resend(
+        &mut self,
+        instance: &Instance,
+        version: &VersionRt,
+        may_resend: &mut bool,
+    ) -> Option<TcpStream> {
+        if !std::mem::take(may_resend) {
+            return None;
+        }
+        tracing::debug!(instance = %instance.address, "pooled connection was closed: resending on a new one");
+        version.stats.retry();
+        let mut fresh = pool::connect(instance.address).await.ok()?;
+        fresh.write_all(&self.out).await.ok()?;
+        Some(fresh)
+    }
+
     /// Write the response head for the client into `out`.
     fn write_response_head(&mut self, chunked: bool, close: bool, client_minor: u8) {
-        // The upstream's length, unless the body is chunked (then it must go, RFC 9112 §6.3).
-        let length = (!self.response.summary.chunked)
-            .then_some(self.response.summary.content_length)
-            .flatten();
+        // The upstream's length, unless the body is chunked (then it must go, RFC 9112 §6.3)
+        // or the status has no content at all (1xx, 204: RFC 9110 §8.6).
+        let status = self.response.status;
+        let length = if self.response.summary.chunked || status < 200 || status == 204 {
+            None
+        } else {
+            self.response.summary.content_length
+        };
         let input = &self.upstream_input;
         let head = &self.response;
         let out = &mut self.out;
@@ -780,7 +900,7 @@ impl Client<'_> {
             out.extend_from_slice(b"\r\n");
         }
         if chunked {
-            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+            write_transfer_encoding(out, input, &head.fields);
         } else if let Some(length) = length {
             out.extend_from_slice(b"content-length: ");
             push_decimal(out, length);
@@ -831,6 +951,7 @@ struct Exchange<'r> {
     version: &'r VersionRt,
     keep_alive: bool,
     is_head: bool,
+    idempotent: bool,
     framing: Framing,
     started: Instant,
 }

@@ -98,6 +98,8 @@ pub(crate) enum Framing {
 pub(crate) struct Summary {
     pub content_length: Option<u64>,
     pub chunked: bool,
+    /// Every Transfer-Encoding field says just `chunked` (no other coding to keep).
+    pub only_chunked: bool,
     /// `Connection: close`.
     pub close: bool,
     /// `Connection: keep-alive`.
@@ -227,6 +229,8 @@ fn collect(
                 if !last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
                     return Err(HeadError::TransferEncoding);
                 }
+                summary.only_chunked = (!summary.chunked || summary.only_chunked)
+                    && value.trim_ascii().eq_ignore_ascii_case(b"chunked");
                 summary.chunked = true;
             }
             Kind::Connection => {
