@@ -76,6 +76,9 @@ struct Client<'s> {
     request: RequestHead,
     response: ResponseHead,
     closing: watch::Receiver<bool>,
+    /// The connection's one timer, moved to each new deadline (head, answer): resetting a
+    /// registered timer to a later time costs next to nothing, a new one per request does not.
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
 }
 
 /// Serve HTTP/1.x requests on `stream` until the client closes, asks to, the listener
@@ -99,6 +102,7 @@ pub(crate) async fn serve(
         request: RequestHead::default(),
         response: ResponseHead::default(),
         closing,
+        timer: Box::pin(tokio::time::sleep(HEAD_TIMEOUT)),
     };
     let mut first = true;
     loop {
@@ -162,7 +166,9 @@ impl Client<'_> {
     /// Read until `input` starts with a whole request head, parsed into `self.request`.
     /// `Ok(false)`: the connection is done (closed, timed out, refused with an answer).
     async fn read_head(&mut self, first: bool) -> Result<bool, HeadRead> {
-        let deadline = tokio::time::Instant::now() + HEAD_TIMEOUT;
+        self.timer
+            .as_mut()
+            .reset(tokio::time::Instant::now() + HEAD_TIMEOUT);
         loop {
             if !self.input.is_empty() {
                 let seen = self.input.len().min(H2_PREFACE.len());
@@ -186,19 +192,16 @@ impl Client<'_> {
             }
             let idle = self.input.is_empty();
             room(&mut self.input);
-            let read = if idle {
-                tokio::select! {
-                    biased;
-                    () = until_true(&mut self.closing) => return Ok(false),
-                    read = tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.input)) => read,
-                }
-            } else {
-                tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.input)).await
+            let read = tokio::select! {
+                biased;
+                () = until_true(&mut self.closing), if idle => return Ok(false),
+                read = self.stream.read_buf(&mut self.input) => Some(read),
+                () = self.timer.as_mut() => None,
             };
             match read {
-                Ok(Ok(0)) | Ok(Err(_)) => return Ok(false),
-                Ok(Ok(_)) => {}
-                Err(_elapsed) => {
+                Some(Ok(0) | Err(_)) => return Ok(false),
+                Some(Ok(_)) => {}
+                None => {
                     if !idle {
                         self.own(
                             408,
@@ -592,7 +595,9 @@ impl Client<'_> {
 
         // The response head, after any interim ones.
         self.upstream_input.clear();
-        let answer_deadline = tokio::time::Instant::now() + IO_TIMEOUT;
+        self.timer
+            .as_mut()
+            .reset(tokio::time::Instant::now() + IO_TIMEOUT);
         loop {
             let parsed = parse::response(&self.upstream_input, &mut self.response);
             match parsed {
@@ -655,7 +660,7 @@ impl Client<'_> {
                     // the instance's in-flight count drops at once.
                     _ => return Next::Close,
                 },
-                () = tokio::time::sleep_until(answer_deadline) => {
+                () = self.timer.as_mut() => {
                     tracing::debug!(instance = %instance.address, "no response head in time");
                     version.stats.upstream_error();
                     return self.upstream_failed_status(version, exchange, 504, "Gateway Timeout", "the upstream did not answer in time\n").await;
