@@ -393,7 +393,7 @@ impl Workers {
                     drop(sender);
                     // The worker's own task: close upstream connections idle too long.
                     runtime.block_on(async {
-                        let mut sweep = tokio::time::interval(crate::upstream::IDLE_TIMEOUT / 3);
+                        let mut sweep = tokio::time::interval(crate::h1::pool::IDLE_TIMEOUT / 3);
                         loop {
                             sweep.tick().await;
                             crate::upstream::sweep();

@@ -9,24 +9,16 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpSocket;
 
 use crate::forward::UpBody;
 
-/// How long a new connection may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// An idle connection older than this is closed.
-pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// At most this many idle connections are kept per upstream address and thread.
-const MAX_IDLE: usize = 1024;
+use crate::h1::pool::{ConnectError, IDLE_TIMEOUT, MAX_IDLE};
 
 /// Why no response came back.
 #[derive(Debug, thiserror::Error)]
@@ -125,18 +117,13 @@ pub(crate) async fn send(
 }
 
 async fn connect(address: SocketAddr) -> Result<SendRequest<UpBody>, SendError> {
-    let socket = match address {
-        SocketAddr::V4(_) => TcpSocket::new_v4(),
-        SocketAddr::V6(_) => TcpSocket::new_v6(),
-    }
-    .map_err(SendError::Connect)?;
-    // Keep-alive probes find upstreams that vanished while a connection sat idle.
-    let _ = socket.set_keepalive(true);
-    let _ = socket.set_nodelay(true);
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(address))
+    // The same socket set-up and connect timeout as the HTTP/1 path's raw connections.
+    let stream = crate::h1::pool::connect(address)
         .await
-        .map_err(|_| SendError::ConnectTimeout)?
-        .map_err(SendError::Connect)?;
+        .map_err(|err| match err {
+            ConnectError::Io(io) => SendError::Connect(io),
+            ConnectError::TimedOut => SendError::ConnectTimeout,
+        })?;
     let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
     // The connection runs on this worker's runtime, beside the requests that use it.
     tokio::spawn(async move {

@@ -215,10 +215,7 @@ async fn closed(stream: &mut TcpStream) -> bool {
 
 async fn proxy_to_echo(dir: &std::path::Path) -> (ProxyProc, SocketAddr, Arc<AtomicUsize>) {
     let (upstream, requests) = echo_upstream().await;
-    let proxy = ProxyProc::start(dir);
-    let listen = free_port();
-    let routes = table(1, listen, &[("1", 100, &[upstream])], serde_json::json!({}));
-    assert_eq!(proxy.put_routes(&routes).await.0, 200);
+    let (proxy, listen) = proxy_to(dir, upstream).await;
     (proxy, listen, requests)
 }
 
@@ -454,18 +451,38 @@ async fn large_bodies_stream_through_both_ways_without_being_held_in_memory() {
 async fn scripted_upstream(
     answer: &'static [u8],
 ) -> (SocketAddr, Arc<std::sync::Mutex<Vec<Vec<u8>>>>) {
+    let (address, seen, _) = scripted_upstream_with(answer, None).await;
+    (address, seen)
+}
+
+/// [`scripted_upstream`] that, given `limit`, answers that many requests per connection and
+/// closes without a word on the next one; it also counts the connections it accepts.
+async fn scripted_upstream_with(
+    answer: &'static [u8],
+    limit: Option<usize>,
+) -> (
+    SocketAddr,
+    Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    Arc<AtomicUsize>,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let log = seen.clone();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let (log, counter) = (seen.clone(), accepted.clone());
     tokio::spawn(async move {
         loop {
             let (mut stream, _) = listener.accept().await.unwrap();
+            counter.fetch_add(1, Ordering::SeqCst);
             let log = log.clone();
             tokio::spawn(async move {
                 let mut buffer = Vec::new();
+                let mut answered = 0;
                 loop {
                     while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                        if limit == Some(answered) {
+                            return;
+                        }
                         let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
                         let length: usize = head
                             .lines()
@@ -479,6 +496,7 @@ async fn scripted_upstream(
                         if stream.write_all(answer).await.is_err() {
                             return;
                         }
+                        answered += 1;
                     }
                     let mut chunk = [0u8; 4096];
                     match stream.read(&mut chunk).await {
@@ -489,7 +507,7 @@ async fn scripted_upstream(
             });
         }
     });
-    (address, seen)
+    (address, seen, accepted)
 }
 
 async fn proxy_to(dir: &std::path::Path, upstream: SocketAddr) -> (ProxyProc, SocketAddr) {
@@ -612,50 +630,13 @@ async fn odd_but_valid_upstream_heads_reach_the_client_framed_once() {
     }
 }
 
-/// An upstream that answers the first request on each connection, then reads the next one
-/// and closes without a word: a keep-alive connection whose idle timer fired just as the
-/// proxy reused it.
-async fn one_answer_per_connection_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = accepted.clone();
-    tokio::spawn(async move {
-        loop {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            counter.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut buffer = Vec::new();
-                let mut answered = false;
-                loop {
-                    if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-                        if answered {
-                            return;
-                        }
-                        buffer.drain(..end + 4);
-                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                        if stream.write_all(answer).await.is_err() {
-                            return;
-                        }
-                        answered = true;
-                        continue;
-                    }
-                    let mut chunk = [0u8; 4096];
-                    match stream.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-                    }
-                }
-            });
-        }
-    });
-    (address, accepted)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_pooled_connection_is_resent_for_idempotent_requests_and_connect_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (upstream, accepted) = one_answer_per_connection_upstream().await;
+    // One answer per connection, then a close without a word on the next request: a
+    // keep-alive connection whose idle timer fired just as the proxy reused it.
+    let (upstream, _, accepted) =
+        scripted_upstream_with(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", Some(1)).await;
     let (proxy, listen) = proxy_to(dir.path(), upstream).await;
     let mut stream = TcpStream::connect(listen).await.unwrap();
     let mut buffer = Vec::new();

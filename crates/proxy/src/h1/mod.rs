@@ -130,6 +130,21 @@ enum HeadRead {
     Http2,
 }
 
+/// Append one header field line.
+fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Append a `content-length` field line.
+fn push_length(out: &mut Vec<u8>, length: u64) {
+    out.extend_from_slice(b"content-length: ");
+    push_decimal(out, length);
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Append `n` in decimal, without the allocation `to_string` makes on every message.
 fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
@@ -149,9 +164,7 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
 /// before the chunks (`gzip, chunked`) is not lost.
 fn write_transfer_encoding(out: &mut Vec<u8>, input: &[u8], fields: &[parse::Field]) {
     for field in fields.iter().filter(|f| f.kind == Kind::TransferEncoding) {
-        out.extend_from_slice(b"transfer-encoding: ");
-        out.extend_from_slice(&input[field.value.clone()]);
-        out.extend_from_slice(b"\r\n");
+        push_field(out, b"transfer-encoding", &input[field.value.clone()]);
     }
 }
 
@@ -248,13 +261,12 @@ impl Client<'_> {
     async fn own(&mut self, status: u16, reason: &str, message: &str, next: Next) -> Next {
         self.out.clear();
         self.out.extend_from_slice(b"HTTP/1.1 ");
-        self.out.extend_from_slice(status.to_string().as_bytes());
+        push_decimal(&mut self.out, u64::from(status));
         self.out.push(b' ');
         self.out.extend_from_slice(reason.as_bytes());
         self.out
             .extend_from_slice(b"\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ");
-        self.out
-            .extend_from_slice(message.len().to_string().as_bytes());
+        push_decimal(&mut self.out, message.len() as u64);
         if next == Next::Close {
             self.out.extend_from_slice(b"\r\nconnection: close");
         } else if self.request.minor == 0 {
@@ -511,10 +523,7 @@ impl Client<'_> {
             if parse::is_hop_by_hop(field, input, &head.summary, &connection) {
                 continue;
             }
-            out.extend_from_slice(&input[field.name.clone()]);
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(&input[field.value.clone()]);
-            out.extend_from_slice(b"\r\n");
+            push_field(out, &input[field.name.clone()], &input[field.value.clone()]);
         }
         let host: &[u8] = match (authority, &head.summary.host) {
             (Some(authority), _) => authority,
@@ -538,9 +547,7 @@ impl Client<'_> {
         if chunked {
             write_transfer_encoding(out, input, &head.fields);
         } else if let Some(length) = head.summary.content_length {
-            out.extend_from_slice(b"content-length: ");
-            push_decimal(out, length);
-            out.extend_from_slice(b"\r\n");
+            push_length(out, length);
         }
         out.extend_from_slice(b"\r\n");
     }
@@ -584,13 +591,13 @@ impl Client<'_> {
         }
         // An HTTP/1.0 client does not wait for a 100 (RFC 9110 §10.1.1).
         let mut awaiting_continue = expect_continue && !body.done && client_minor >= 1;
-        if !body.done && !awaiting_continue {
-            match self.send_body(&mut body, &mut upstream, &mut cut).await {
-                // The upstream stopped taking the body: it may have answered already.
-                Ok(()) | Err(BodyFailure::Upstream) => {}
-                Err(BodyFailure::Client) => return Next::Close,
-                Err(BodyFailure::Malformed) => return self.bad_body(version, exchange).await,
-            }
+        if !body.done
+            && !awaiting_continue
+            && let Err(next) = self
+                .pass_body(&mut body, &mut upstream, &mut cut, exchange)
+                .await
+        {
+            return next;
         }
 
         // The response head, after any interim ones.
@@ -621,12 +628,11 @@ impl Client<'_> {
                     self.upstream_input.advance(len);
                     if status == 100 && awaiting_continue {
                         awaiting_continue = false;
-                        match self.send_body(&mut body, &mut upstream, &mut cut).await {
-                            Ok(()) | Err(BodyFailure::Upstream) => {}
-                            Err(BodyFailure::Client) => return Next::Close,
-                            Err(BodyFailure::Malformed) => {
-                                return self.bad_body(version, exchange).await;
-                            }
+                        if let Err(next) = self
+                            .pass_body(&mut body, &mut upstream, &mut cut, exchange)
+                            .await
+                        {
+                            return next;
                         }
                     }
                     continue;
@@ -675,10 +681,11 @@ impl Client<'_> {
             // (RFC 9110 §10.1.1): pass it on.
             if awaiting_continue && !self.input.is_empty() {
                 awaiting_continue = false;
-                match self.send_body(&mut body, &mut upstream, &mut cut).await {
-                    Ok(()) | Err(BodyFailure::Upstream) => {}
-                    Err(BodyFailure::Client) => return Next::Close,
-                    Err(BodyFailure::Malformed) => return self.bad_body(version, exchange).await,
+                if let Err(next) = self
+                    .pass_body(&mut body, &mut upstream, &mut cut, exchange)
+                    .await
+                {
+                    return next;
                 }
             }
         }
@@ -731,17 +738,19 @@ impl Client<'_> {
         );
         self.upstream_input.advance(response_len);
 
+        // The head (in `out`) goes with the body bytes read along with it, then the rest.
         let mut body_out = BodyCursor::new(framing);
-        if body_out
-            .take(&mut self.upstream_input, &mut self.out, dechunk)
-            .is_err()
-        {
-            return Next::Close;
-        }
-        if !self.send_out(&mut cut).await {
-            return Next::Close;
-        }
-        while !body_out.done {
+        loop {
+            if body_out
+                .take(&mut self.upstream_input, &mut self.out, dechunk)
+                .is_err()
+                || !self.send_out(&mut cut).await
+            {
+                return Next::Close;
+            }
+            if body_out.done {
+                break;
+            }
             self.upstream_input.clear();
             room(&mut self.upstream_input);
             let read = tokio::select! {
@@ -763,15 +772,6 @@ impl Client<'_> {
                 Ok(_) => {}
             }
             self.out.clear();
-            if body_out
-                .take(&mut self.upstream_input, &mut self.out, dechunk)
-                .is_err()
-            {
-                return Next::Close;
-            }
-            if !self.send_out(&mut cut).await {
-                return Next::Close;
-            }
         }
         drop(in_flight);
         if upstream_keeps
@@ -785,6 +785,23 @@ impl Client<'_> {
             Next::Close
         } else {
             Next::KeepAlive
+        }
+    }
+
+    /// [`Client::send_body`], and what its failure means for the exchange: a client gone or a
+    /// broken body ends it (`Err` with how); an upstream that stopped taking the body may have
+    /// answered already, so its response is still read.
+    async fn pass_body(
+        &mut self,
+        body: &mut BodyCursor,
+        upstream: &mut TcpStream,
+        cut: &mut watch::Receiver<bool>,
+        exchange: &Exchange<'_>,
+    ) -> Result<(), Next> {
+        match self.send_body(body, upstream, cut).await {
+            Ok(()) | Err(BodyFailure::Upstream) => Ok(()),
+            Err(BodyFailure::Client) => Err(Next::Close),
+            Err(BodyFailure::Malformed) => Err(self.bad_body(exchange.version, exchange).await),
         }
     }
 
@@ -899,17 +916,12 @@ impl Client<'_> {
             {
                 continue;
             }
-            out.extend_from_slice(&input[field.name.clone()]);
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(&input[field.value.clone()]);
-            out.extend_from_slice(b"\r\n");
+            push_field(out, &input[field.name.clone()], &input[field.value.clone()]);
         }
         if chunked {
             write_transfer_encoding(out, input, &head.fields);
         } else if let Some(length) = length {
-            out.extend_from_slice(b"content-length: ");
-            push_decimal(out, length);
-            out.extend_from_slice(b"\r\n");
+            push_length(out, length);
         }
         if close {
             out.extend_from_slice(b"connection: close\r\n");

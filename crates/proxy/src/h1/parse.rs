@@ -339,6 +339,15 @@ enum ChunkState {
 #[error("malformed chunked body")]
 pub(crate) struct ChunkError;
 
+/// The LF a CR must be followed by.
+fn line_feed(byte: u8) -> Result<(), ChunkError> {
+    if byte == b'\n' {
+        Ok(())
+    } else {
+        Err(ChunkError)
+    }
+}
+
 impl Chunks {
     /// Scan `data`, calling `on_data` with the range of every piece of chunk data in it.
     /// Returns how many bytes of `data` belong to the body once its end is in `data`,
@@ -380,9 +389,7 @@ impl Chunks {
                     _ => {}
                 },
                 ChunkState::SizeLf => {
-                    if byte != b'\n' {
-                        return Err(ChunkError);
-                    }
+                    line_feed(byte)?;
                     self.size_line_done();
                 }
                 ChunkState::Data => {
@@ -402,9 +409,7 @@ impl Chunks {
                     _ => return Err(ChunkError),
                 },
                 ChunkState::DataLf => {
-                    if byte != b'\n' {
-                        return Err(ChunkError);
-                    }
+                    line_feed(byte)?;
                     self.next_chunk();
                 }
                 ChunkState::TrailerLineStart => match byte {
@@ -418,15 +423,11 @@ impl Chunks {
                     _ => {}
                 },
                 ChunkState::TrailerLf => {
-                    if byte != b'\n' {
-                        return Err(ChunkError);
-                    }
+                    line_feed(byte)?;
                     self.state = ChunkState::TrailerLineStart;
                 }
                 ChunkState::EndLf => {
-                    if byte != b'\n' {
-                        return Err(ChunkError);
-                    }
+                    line_feed(byte)?;
                     self.state = ChunkState::Done;
                     return Ok(Some(at + 1));
                 }

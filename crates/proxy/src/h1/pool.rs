@@ -1,4 +1,5 @@
-//! Each worker thread's idle keep-alive connections to upstreams, for the HTTP/1 path.
+//! Each worker thread's idle keep-alive connections to upstreams, for the HTTP/1 path, and
+//! how any upstream connection is opened (the HTTP/2 path's hyper pool opens them here too).
 //!
 //! Thread-local like the worker's requests: checking a connection out and back in takes no
 //! lock. A connection is checked back in only after a response read to its end with nothing
@@ -12,13 +13,13 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpSocket, TcpStream};
 
 /// How long a new connection may take.
-pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// An idle connection older than this is closed.
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// At most this many idle connections are kept per upstream address and thread.
-const MAX_IDLE: usize = 1024;
+pub(crate) const MAX_IDLE: usize = 1024;
 
 thread_local! {
     static IDLE: RefCell<HashMap<SocketAddr, Vec<(TcpStream, Instant)>>> = RefCell::new(HashMap::new());
