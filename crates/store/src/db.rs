@@ -95,14 +95,38 @@ impl Store {
         self.conn
             .busy_timeout(std::time::Duration::from_secs(10))
             .map_err(sqlite(&self.path, "cannot configure"))?;
-        let mode: String = self
-            .conn
-            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-            .map_err(sqlite(&self.path, "cannot read the database (corrupt?)"))?;
+        let mode = self.enter_wal_mode()?;
         tracing::trace!(mode, "journal mode");
         self.conn
             .execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
             .map_err(sqlite(&self.path, "cannot configure"))
+    }
+
+    /// Switches the file to WAL. Switching needs an exclusive lock, and SQLite answers
+    /// `SQLITE_BUSY` at once, without calling the busy handler, when another process holds the
+    /// file at that moment (several `wharf` commands racing to create the state). So the
+    /// switch is retried with a short backoff until the same 10 s the busy timeout allows.
+    fn enter_wal_mode(&mut self) -> Result<String, StoreError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut backoff = std::time::Duration::from_millis(1);
+        loop {
+            match self
+                .conn
+                .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(std::time::Duration::from_millis(50));
+                }
+                result => {
+                    return result
+                        .map_err(sqlite(&self.path, "cannot read the database (corrupt?)"));
+                }
+            }
+        }
     }
 
     /// Applies the missing migration steps in one transaction.
