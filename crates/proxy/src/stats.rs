@@ -69,7 +69,8 @@ impl VersionStats {
     /// An answer (from the upstream, or the proxy's own 5xx) with the time to its headers.
     pub fn response(&self, status: u16, elapsed: Duration) {
         let class = match status {
-            200..=299 => 0,
+            // The only final 1xx is 101, a protocol switch carried out: a success.
+            100..=299 => 0,
             300..=399 => 1,
             400..=499 => 2,
             _ => 3,
@@ -221,7 +222,7 @@ pub struct VersionReport {
 /// Responses by status class.
 #[derive(Debug, Serialize)]
 pub struct Classes {
-    /// 2xx.
+    /// 2xx, and 101 (a protocol switch the proxy carried).
     #[serde(rename = "2xx")]
     pub c2xx: u64,
     /// 3xx.

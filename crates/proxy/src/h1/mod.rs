@@ -39,6 +39,11 @@ const IO_TIMEOUT: Duration = Duration::from_secs(60);
 /// Initial size of each of a connection's buffers; they grow for larger heads.
 const BUFFER: usize = 16 * 1024;
 
+/// How long a tunnel after a protocol switch (a WebSocket) may pass no byte either way before
+/// it is closed. Long on purpose: an idle WebSocket is normal, and nginx's 60 s default cutting
+/// them is one of its best-known surprises; HAProxy's documentation suggests an hour.
+const TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// At most this many instances are tried for one request.
 const MAX_ATTEMPTS: usize = 3;
 
@@ -165,6 +170,66 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
 fn write_transfer_encoding(out: &mut Vec<u8>, input: &[u8], fields: &[parse::Field]) {
     for field in fields.iter().filter(|f| f.kind == Kind::TransferEncoding) {
         push_field(out, b"transfer-encoding", &input[field.value.clone()]);
+    }
+}
+
+/// The message's own `Upgrade` fields and the `Connection: upgrade` that makes them mean a
+/// switch, written again after the hop-by-hop fields were dropped.
+fn write_upgrade(out: &mut Vec<u8>, input: &[u8], fields: &[parse::Field]) {
+    for field in fields.iter().filter(|f| f.kind == Kind::Upgrade) {
+        push_field(out, b"upgrade", &input[field.value.clone()]);
+    }
+    out.extend_from_slice(b"connection: upgrade\r\n");
+}
+
+/// When a tunnel last moved a byte, shared by its two directions (an atomic only because the
+/// connection's future must be `Send`; both directions run in the one task).
+struct Activity {
+    start: tokio::time::Instant,
+    since_start_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            start: tokio::time::Instant::now(),
+            since_start_ms: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn mark(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.since_start_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn last(&self) -> tokio::time::Instant {
+        let ms = self
+            .since_start_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.start + Duration::from_millis(ms)
+    }
+}
+
+/// One direction of a tunnel: write what `buffer` holds, read more, until `from` ends (then
+/// `to` is shut down, passing the half-close on). Every byte moved marks the activity.
+async fn carry(
+    from: &mut tokio::net::tcp::ReadHalf<'_>,
+    to: &mut tokio::net::tcp::WriteHalf<'_>,
+    buffer: &mut BytesMut,
+    activity: &Activity,
+) -> std::io::Result<()> {
+    loop {
+        if !buffer.is_empty() {
+            to.write_all(buffer).await?;
+            buffer.clear();
+            activity.mark();
+        }
+        room(buffer);
+        if from.read_buf(buffer).await? == 0 {
+            return to.shutdown().await;
+        }
+        activity.mark();
     }
 }
 
@@ -312,6 +377,13 @@ impl Client<'_> {
                 Some(n) => Framing::Length(n),
             }
         };
+        // A protocol switch (a WebSocket) is carried for HTTP/1.1 requests without a body, so
+        // the new protocol starts right after the request head (RFC 9110 §7.8). h2c is not
+        // passed on: the proxy speaks HTTP/2 with the client itself.
+        let upgrade = head.minor >= 1
+            && head.summary.connection_upgrade
+            && framing == Framing::Empty
+            && self.upgrade_offered();
         // With a body still unread, the next request cannot be found: close after an answer
         // that is not the upstream's.
         let after_own = if keep_alive && framing == Framing::Empty {
@@ -360,9 +432,31 @@ impl Client<'_> {
             is_head,
             idempotent,
             framing,
+            upgrade,
             started,
         };
         self.forward(&exchange).await
+    }
+
+    /// Whether the request's `Upgrade` fields offer a protocol the proxy may tunnel: at least
+    /// one, and no `h2c` among them.
+    fn upgrade_offered(&self) -> bool {
+        let mut offered = false;
+        for field in self
+            .request
+            .fields
+            .iter()
+            .filter(|f| f.kind == Kind::Upgrade)
+        {
+            for token in self.input[field.value.clone()].split(|&b| b == b',') {
+                let protocol = token.trim_ascii();
+                if protocol.len() >= 3 && protocol[..3].eq_ignore_ascii_case(b"h2c") {
+                    return false;
+                }
+                offered |= !protocol.is_empty();
+            }
+        }
+        offered
     }
 
     /// The pin header's value and the sticky key, as ranges into `input`.
@@ -463,7 +557,7 @@ impl Client<'_> {
     }
 
     /// Write the upstream request head for `instance` into `out`.
-    fn write_request_head(&mut self, instance: &Instance, chunked: bool) {
+    fn write_request_head(&mut self, instance: &Instance, chunked: bool, upgrade: bool) {
         let input = &self.input;
         let head = &self.request;
         let out = &mut self.out;
@@ -544,6 +638,9 @@ impl Client<'_> {
         out.extend_from_slice(b"\r\nx-forwarded-host: ");
         out.extend_from_slice(host);
         out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
+        if upgrade {
+            write_upgrade(out, input, &head.fields);
+        }
         if chunked {
             write_transfer_encoding(out, input, &head.fields);
         } else if let Some(length) = head.summary.content_length {
@@ -567,7 +664,11 @@ impl Client<'_> {
         // back, so an idempotent request whose bytes are all still in `out` may go again once
         // on a fresh connection.
         let mut may_resend = reused && exchange.idempotent;
-        self.write_request_head(instance, exchange.framing == Framing::Chunked);
+        self.write_request_head(
+            instance,
+            exchange.framing == Framing::Chunked,
+            exchange.upgrade,
+        );
         let expect_continue = self.request.summary.expect_continue;
         let client_minor = self.request.minor;
         self.input.advance(self.request.len);
@@ -692,9 +793,24 @@ impl Client<'_> {
         let response_len = self.response.len;
         let status = self.response.status;
         if status == 101 {
-            return self
-                .upstream_failed(version, exchange, "no upstream answered\n")
-                .await;
+            // A switch nobody asked for, or one that does not say to what, cannot be carried.
+            let agreed =
+                exchange.upgrade && self.response.fields.iter().any(|f| f.kind == Kind::Upgrade);
+            if !agreed {
+                return self
+                    .upstream_failed(version, exchange, "no upstream answered\n")
+                    .await;
+            }
+            instance.succeeded();
+            version.stats.response(status, exchange.started.elapsed());
+            self.write_response_head(false, false, client_minor);
+            self.upstream_input.advance(response_len);
+            if self.send_out(&mut cut).await {
+                self.tunnel(&mut upstream, &mut cut, instance).await;
+            }
+            // The instance stays busy while the tunnel is open, so a drain waits for it.
+            drop(in_flight);
+            return Next::Close;
         }
         instance.succeeded();
         version.stats.response(status, exchange.started.elapsed());
@@ -786,6 +902,57 @@ impl Client<'_> {
         } else {
             Next::KeepAlive
         }
+    }
+
+    /// Carry bytes both ways between the client and the upstream after a protocol switch: first
+    /// what each side sent already (in `input` and `upstream_input`), then whatever comes. A
+    /// side that ends its stream has the other side's write half closed; the tunnel ends once
+    /// both have, when either fails, when no byte passes for [`TUNNEL_IDLE_TIMEOUT`], or at
+    /// the instance's drain cut.
+    async fn tunnel(
+        &mut self,
+        upstream: &mut TcpStream,
+        cut: &mut watch::Receiver<bool>,
+        instance: &Instance,
+    ) {
+        let Client {
+            stream,
+            input,
+            upstream_input,
+            ..
+        } = self;
+        let (mut client_read, mut client_write) = stream.split();
+        let (mut upstream_read, mut upstream_write) = upstream.split();
+        let activity = Activity::new();
+        let up = carry(&mut client_read, &mut upstream_write, input, &activity);
+        let down = carry(
+            &mut upstream_read,
+            &mut client_write,
+            upstream_input,
+            &activity,
+        );
+        let idle = async {
+            loop {
+                let due = activity.last() + TUNNEL_IDLE_TIMEOUT;
+                if due <= tokio::time::Instant::now() {
+                    break;
+                }
+                tokio::time::sleep_until(due).await;
+            }
+        };
+        tokio::select! {
+            carried = async { tokio::try_join!(up, down) } => {
+                if let Err(err) = carried {
+                    tracing::debug!(instance = %instance.address, error = %err, "tunnel broken");
+                }
+            }
+            () = idle => tracing::debug!(instance = %instance.address, "tunnel idle: closed"),
+            () = until_true(cut) => {
+                tracing::warn!(instance = %instance.address, "drain timeout: tunnel cut");
+            }
+        }
+        input.clear();
+        upstream_input.clear();
     }
 
     /// [`Client::send_body`], and what its failure means for the exchange: a client gone or a
@@ -923,7 +1090,9 @@ impl Client<'_> {
         } else if let Some(length) = length {
             push_length(out, length);
         }
-        if close {
+        if status == 101 {
+            write_upgrade(out, input, &head.fields);
+        } else if close {
             out.extend_from_slice(b"connection: close\r\n");
         } else if client_minor == 0 {
             out.extend_from_slice(b"connection: keep-alive\r\n");
@@ -970,6 +1139,8 @@ struct Exchange<'r> {
     is_head: bool,
     idempotent: bool,
     framing: Framing,
+    /// The request asks for a protocol switch the proxy will carry.
+    upgrade: bool,
     started: Instant,
 }
 

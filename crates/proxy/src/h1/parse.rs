@@ -46,9 +46,12 @@ pub(crate) enum Kind {
     ContentLength,
     TransferEncoding,
     Connection,
-    /// Hop-by-hop fields dropped whatever they say: keep-alive, te, trailer, upgrade,
+    /// Hop-by-hop fields dropped whatever they say: keep-alive, te, trailer,
     /// proxy-authenticate, proxy-authorization.
     HopByHop,
+    /// `Upgrade`: hop-by-hop, so dropped, except where the proxy carries a protocol switch
+    /// (RFC 9110 §7.8) and writes it again itself.
+    Upgrade,
     Expect,
     XForwardedFor,
     XForwardedHost,
@@ -65,7 +68,8 @@ impl Kind {
             4 if is("host") => Kind::Host,
             6 if is("cookie") => Kind::Cookie,
             6 if is("expect") => Kind::Expect,
-            7 if is("upgrade") || is("trailer") => Kind::HopByHop,
+            7 if is("upgrade") => Kind::Upgrade,
+            7 if is("trailer") => Kind::HopByHop,
             10 if is("connection") => Kind::Connection,
             10 if is("keep-alive") => Kind::HopByHop,
             14 if is("content-length") => Kind::ContentLength,
@@ -106,6 +110,8 @@ pub(crate) struct Summary {
     pub keep_alive: bool,
     /// `Connection` names other fields: they are hop-by-hop too.
     pub connection_names_others: bool,
+    /// `Connection: upgrade`: the sender asks for (or, answering, agrees to) a protocol switch.
+    pub connection_upgrade: bool,
     pub expect_continue: bool,
     pub host: Option<Range<usize>>,
     /// How many Host fields (a request needs exactly one, RFC 9112 §3.2).
@@ -241,6 +247,7 @@ fn collect(
                     } else if token.eq_ignore_ascii_case(b"keep-alive") {
                         summary.keep_alive = true;
                     } else if !token.is_empty() {
+                        summary.connection_upgrade |= token.eq_ignore_ascii_case(b"upgrade");
                         summary.connection_names_others = true;
                     }
                 }
@@ -282,7 +289,7 @@ pub(crate) fn is_hop_by_hop(
     connection: &[Range<usize>],
 ) -> bool {
     match field.kind {
-        Kind::Connection | Kind::HopByHop | Kind::TransferEncoding => true,
+        Kind::Connection | Kind::HopByHop | Kind::Upgrade | Kind::TransferEncoding => true,
         // Framing and routing are the proxy's to decide: a `Connection` token naming them
         // must not make the upstream see a different message than the proxy does.
         Kind::ContentLength | Kind::Host | Kind::Expect => false,
