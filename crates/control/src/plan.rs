@@ -67,6 +67,8 @@ pub struct ServicePlan {
     pub rollout: Option<wharf_manifest::model::Rollout>,
     /// Keeps a client on one version during a rollout.
     pub sticky: Option<wharf_manifest::model::Sticky>,
+    /// The proxy's timeouts for the service (the proxy's defaults where absent).
+    pub proxy: wharf_manifest::model::ProxySettings,
     /// Secrets given as environment variables, and as files.
     pub secrets: Vec<String>,
     pub secret_files: Vec<String>,
@@ -236,6 +238,7 @@ fn service_plan(name: &str, service: &Service) -> Result<ServicePlan, PlanError>
         proxied: service.kind.is_none() && service.command.is_some() && service.port.is_some(),
         rollout: service.rollout.clone(),
         sticky: service.sticky.clone(),
+        proxy: service.proxy.clone().unwrap_or_default(),
         secrets: service.secrets.clone(),
         secret_files: service.secret_files.clone(),
         reload_by_signal: service.reload == wharf_manifest::model::Reload::Signal,

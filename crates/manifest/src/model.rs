@@ -129,6 +129,9 @@ pub struct Service {
     /// Keeps a client on one version during a rollout (the proxy hashes the key).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sticky: Option<Sticky>,
+    /// How the wharf proxy treats the service's traffic (only for services it serves).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxySettings>,
     pub reload: Reload,
     pub restart: RestartPolicy,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -302,6 +305,19 @@ impl Rollout {
 pub enum Sticky {
     Cookie(String),
     Header(String),
+}
+
+/// The proxy's limits for one service; the proxy's defaults where absent.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct ProxySettings {
+    /// How long an instance may take to start its answer, and one read or write of a body may
+    /// wait, before the client gets a 504 (default 60 s). Long-polling endpoints need more.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_timeout: Option<Duration>,
+    /// How long a WebSocket (any switched protocol) may pass no byte either way before the
+    /// proxy closes it (default 1 h).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tunnel_idle_timeout: Option<Duration>,
 }
 
 /// Deadlines of a rollout's phases, so no rollout waits forever.

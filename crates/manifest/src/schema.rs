@@ -53,6 +53,7 @@ const SERVICE_KEYS: &[&str] = &[
     "probes",
     "rollout",
     "sticky",
+    "proxy",
     "reload",
     "restart",
     "backup",
@@ -233,6 +234,22 @@ fn service(
         .get("depends_on")
         .map(|n| dependencies(decoder, name, n, refs))
         .unwrap_or_default();
+    let proxy = fields.get("proxy").and_then(|n| {
+        let served = !fields.has("kind") && fields.has("command") && fields.has("port");
+        if !served {
+            let key = fields.key_span("proxy").unwrap_or(n.span);
+            decoder.push(
+                Diagnostic::error(
+                    key,
+                    format!("`proxy` on {what}, which the wharf proxy does not serve"),
+                )
+                .with_hint(
+                    "the proxy serves services with `command:` and `port:` (not datastores)",
+                ),
+            );
+        }
+        proxy_settings(decoder, &field("proxy"), n)
+    });
     let backup = fields.get("backup").and_then(|n| {
         if !fields.has("kind") {
             let key = fields.key_span("backup").unwrap_or(n.span);
@@ -278,6 +295,7 @@ fn service(
         sticky: fields
             .get("sticky")
             .and_then(|n| sticky(decoder, &field("sticky"), n)),
+        proxy,
         reload: fields
             .get("reload")
             .and_then(|n| {
@@ -785,6 +803,31 @@ fn generator(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Generator
         return None;
     }
     Some(generator)
+}
+
+/// `proxy: {upstream_timeout: 2m, tunnel_idle_timeout: 4h}`: durations above zero.
+fn proxy_settings(decoder: &mut Decoder, what: &str, node: &Node) -> Option<ProxySettings> {
+    let fields = decoder.fields(node, what, &["upstream_timeout", "tunnel_idle_timeout"])?;
+    let mut duration = |key: &str| {
+        let node = fields.get(key)?;
+        let what = sub(what, key);
+        let value = decoder.parsed::<Duration>(node, &what, "duration")?;
+        if value.as_std().is_zero() {
+            decoder.push(
+                Diagnostic::error(node.span, format!("{what} must be above 0"))
+                    .with_label("zero")
+                    .with_hint(
+                        "a zero timeout would fail every request; leave it out for the default",
+                    ),
+            );
+            return None;
+        }
+        Some(value)
+    };
+    Some(ProxySettings {
+        upstream_timeout: duration("upstream_timeout"),
+        tunnel_idle_timeout: duration("tunnel_idle_timeout"),
+    })
 }
 
 /// `sticky: {cookie: NAME}` or `sticky: {header: NAME}`: exactly one.

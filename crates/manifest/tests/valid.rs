@@ -50,6 +50,15 @@ fn full_manifest_uses_every_feature() {
         Some("${PORT}")
     );
     assert_eq!(api.version.as_deref(), Some("1.4.0"));
+    let proxy = api.proxy.as_ref().expect("api has proxy settings");
+    assert_eq!(
+        proxy.upstream_timeout.map(|d| d.as_std().as_secs()),
+        Some(120)
+    );
+    assert_eq!(
+        proxy.tunnel_idle_timeout.map(|d| d.as_std().as_secs()),
+        Some(4 * 3600)
+    );
     let rollout = api.rollout.as_ref().expect("api has a rollout");
     assert_eq!(
         rollout

@@ -188,7 +188,14 @@ async fn send(
     // Dropped on every early return; moved into the response body when there is one.
     let in_flight = InFlight::start(instance);
     let result = tokio::select! {
-        result = upstream::send(instance.address, request) => result,
+        result = tokio::time::timeout(service.upstream_timeout, upstream::send(instance.address, request)) => match result {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::debug!(instance = %instance.address, "no response head in time");
+                version.stats.upstream_error();
+                return Outcome::TimedOut;
+            }
+        },
         _ = cut.wait_for(|cut| *cut) => {
             tracing::warn!(instance = %instance.address, "drain timeout: in-flight request cut");
             version.stats.upstream_error();

@@ -203,6 +203,10 @@ pub(crate) struct ServiceRt {
     pub drain: Duration,
     pub eject_after: u32,
     pub cooldown: Duration,
+    /// See `ServiceRoute::upstream_timeout_ms`.
+    pub upstream_timeout: Duration,
+    /// See `ServiceRoute::tunnel_idle_timeout_ms`.
+    pub tunnel_idle: Duration,
 }
 
 impl ServiceRt {
@@ -317,6 +321,8 @@ impl Routes {
                 drain: Duration::from_millis(route.drain_timeout_ms),
                 eject_after: route.eject_after,
                 cooldown: Duration::from_millis(route.eject_cooldown_ms),
+                upstream_timeout: Duration::from_millis(route.upstream_timeout_ms),
+                tunnel_idle: Duration::from_millis(route.tunnel_idle_timeout_ms),
             };
             by_listen.insert(service.listen, Arc::new(rt));
         }

@@ -40,6 +40,14 @@ pub struct ServiceRoute {
     /// How long an ejected instance is left out (default 10 s).
     #[serde(default = "default_cooldown_ms")]
     pub eject_cooldown_ms: u64,
+    /// How long an upstream may take to start its answer, and one read or write of a body
+    /// may wait, before the exchange is given up with a 504 (default 60 s, nginx's).
+    #[serde(default = "default_upstream_timeout_ms")]
+    pub upstream_timeout_ms: u64,
+    /// How long a tunnel after a protocol switch (a WebSocket) may pass no byte either way
+    /// before it is closed (default 1 h).
+    #[serde(default = "default_tunnel_idle_ms")]
+    pub tunnel_idle_timeout_ms: u64,
 }
 
 /// One version of a service.
@@ -73,6 +81,16 @@ fn default_eject_after() -> u32 {
 }
 fn default_cooldown_ms() -> u64 {
     10_000
+}
+/// The default of [`ServiceRoute::upstream_timeout_ms`].
+pub const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 60_000;
+/// The default of [`ServiceRoute::tunnel_idle_timeout_ms`].
+pub const DEFAULT_TUNNEL_IDLE_MS: u64 = 3_600_000;
+fn default_upstream_timeout_ms() -> u64 {
+    DEFAULT_UPSTREAM_TIMEOUT_MS
+}
+fn default_tunnel_idle_ms() -> u64 {
+    DEFAULT_TUNNEL_IDLE_MS
 }
 
 /// Why a table was refused. Each names the service, version or address at fault.
@@ -160,6 +178,14 @@ pub enum TableError {
         service: String,
         /// What was empty.
         what: &'static str,
+    },
+    /// A timeout of zero, which would fail every request.
+    #[error("service `{service}`: {field} must be above 0")]
+    ZeroTimeout {
+        /// The service.
+        service: String,
+        /// The field.
+        field: &'static str,
     },
     /// A port the proxy could not bind.
     #[error("service `{service}`: cannot listen on {address}: {reason}")]
@@ -250,6 +276,17 @@ fn validate_service(name: &str, service: &ServiceRoute) -> Result<ValidService, 
         && key.is_empty()
     {
         return Err(empty("the sticky cookie or header name"));
+    }
+    for (field, value) in [
+        ("upstream_timeout_ms", service.upstream_timeout_ms),
+        ("tunnel_idle_timeout_ms", service.tunnel_idle_timeout_ms),
+    ] {
+        if value == 0 {
+            return Err(TableError::ZeroTimeout {
+                service: name.to_owned(),
+                field,
+            });
+        }
     }
     let listen = service.listen.parse().map_err(|_| TableError::BadListen {
         service: name.to_owned(),
@@ -364,6 +401,14 @@ mod tests {
             (
                 r#"{"revision":1,"services":{"api":{"listen":"127.0.0.1:1","versions":[{"name":"a","weight":101,"instances":["127.0.0.1:2"]}]}}}"#,
                 "service `api` version `a`: weight 101 is above 100",
+            ),
+            (
+                r#"{"revision":1,"services":{"api":{"listen":"127.0.0.1:1","versions":[],"upstream_timeout_ms":0}}}"#,
+                "service `api`: upstream_timeout_ms must be above 0",
+            ),
+            (
+                r#"{"revision":1,"services":{"api":{"listen":"127.0.0.1:1","versions":[],"tunnel_idle_timeout_ms":0}}}"#,
+                "service `api`: tunnel_idle_timeout_ms must be above 0",
             ),
         ];
         for (json, message) in cases {

@@ -586,3 +586,41 @@ async fn upstream_connections_are_reused_and_closed_ones_replaced() {
         "{stats:#}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_services_upstream_timeout_bounds_the_wait_for_an_answer_over_http1_and_h2c() {
+    let dir = tempfile::tempdir().unwrap();
+    let testbed = Testbed::start("1", &[]);
+    let proxy = ProxyProc::start(dir.path());
+    let listen = free_port();
+    let routes = table(
+        1,
+        listen,
+        &[("1", 100, &[testbed.address])],
+        serde_json::json!({"upstream_timeout_ms": 400}),
+    );
+    assert_eq!(proxy.put_routes(&routes).await.0, 200);
+    let h1 = client();
+    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    for client in [&h1, &h2] {
+        // Within the timeout: answered.
+        let (status, version, _) = get(client, listen, "/work?ms=50", &[]).await;
+        assert_eq!((status, version.as_str()), (200, "1"));
+        // Past it: the proxy's 504, long before the upstream would have answered.
+        let started = std::time::Instant::now();
+        let (status, _, body) = get(client, listen, "/work?ms=5000", &[]).await;
+        assert_eq!(status, 504, "{body}");
+        assert!(body.contains("did not answer in time"), "{body}");
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(350) && waited < Duration::from_secs(4),
+            "{waited:?}"
+        );
+    }
+    let stats = proxy.stats().await;
+    let version = &stats["services"]["api"]["versions"]["1"];
+    assert_eq!(version["responses"]["5xx"], 2, "{stats}");
+    assert_eq!(version["upstream_errors"], 2, "{stats}");
+}

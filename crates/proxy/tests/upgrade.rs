@@ -403,3 +403,51 @@ async fn an_open_tunnel_keeps_its_instance_busy_through_a_drain_and_is_cut_at_it
         b"echo:on"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_idle_past_its_timeout_is_closed_and_a_busy_one_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, _) = switching_upstream().await;
+    let (_proxy, listen) = proxy_to(
+        dir.path(),
+        upstream,
+        serde_json::json!({"tunnel_idle_timeout_ms": 500}),
+    )
+    .await;
+    let open = || async {
+        let mut stream = TcpStream::connect(listen).await.unwrap();
+        stream.write_all(HANDSHAKE).await.unwrap();
+        let mut buffer = Vec::new();
+        let head = read_head(&mut stream, &mut buffer).await;
+        assert!(head.starts_with("http/1.1 101 "), "{head}");
+        (stream, buffer)
+    };
+    let (mut idle, idle_buffer) = open().await;
+    let (mut busy, mut busy_buffer) = open().await;
+    let opened = std::time::Instant::now();
+    // The busy tunnel carries a message every 100 ms for three idle timeouts.
+    let mut cadence = tokio::time::interval(Duration::from_millis(100));
+    for round in 0..15 {
+        cadence.tick().await;
+        let message = format!("m{round:02}");
+        busy.write_all(message.as_bytes()).await.unwrap();
+        let echoed = read_exactly(&mut busy, &mut busy_buffer, 8).await;
+        assert_eq!(echoed, format!("echo:{message}").into_bytes());
+        if round == 1 {
+            // Well within its timeout, the idle tunnel is still open (nothing to read, no end).
+            let early = idle.try_read(&mut [0u8; 1]);
+            assert!(
+                matches!(&early, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+                "{early:?}"
+            );
+        }
+    }
+    assert!(opened.elapsed() >= Duration::from_millis(1400));
+    // The idle one was closed meanwhile, not before its timeout.
+    assert!(ends(&mut idle, &idle_buffer).await);
+    busy.write_all(b"m99").await.unwrap();
+    assert_eq!(
+        read_exactly(&mut busy, &mut busy_buffer, 8).await,
+        b"echo:m99"
+    );
+}

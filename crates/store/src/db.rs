@@ -118,6 +118,10 @@ impl Store {
                     if e.code == rusqlite::ErrorCode::DatabaseBusy
                         && std::time::Instant::now() < deadline =>
                 {
+                    #[expect(
+                        clippy::disallowed_methods,
+                        reason = "a backoff between attempts at a lock another process holds, not synchronisation; the store is synchronous"
+                    )]
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(std::time::Duration::from_millis(50));
                 }

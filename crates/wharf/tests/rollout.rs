@@ -659,3 +659,27 @@ fn pause_holds_the_weights_and_resume_continues() {
         "and the resume"
     );
 }
+
+#[test]
+fn the_manifests_upstream_timeout_reaches_the_proxy() {
+    let port = free_port();
+    let stack = stack(port, CANARY, "    proxy: {upstream_timeout: 400ms}");
+    assert!(stack.up().status.success());
+    let status_of = |path: &str| {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut raw = String::new();
+        stream.read_to_string(&mut raw).unwrap();
+        raw.split(' ').nth(1).and_then(|s| s.parse::<u16>().ok())
+    };
+    eventually("the proxy to serve", Duration::from_secs(20), || {
+        (status_of("/work?ms=10") == Some(200)).then_some(())
+    });
+    let started = std::time::Instant::now();
+    assert_eq!(status_of("/work?ms=5000"), Some(504));
+    assert!(started.elapsed() < Duration::from_secs(4));
+}

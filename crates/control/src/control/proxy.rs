@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::sync::watch;
-use wharf_proxy::table::{RouteTable, ServiceRoute, Sticky, VersionRoute};
+use wharf_proxy::table::{
+    DEFAULT_TUNNEL_IDLE_MS, DEFAULT_UPSTREAM_TIMEOUT_MS, RouteTable, ServiceRoute, Sticky,
+    VersionRoute,
+};
 use wharf_runtime::{InstanceSpec, Recorded, StartError};
 use wharf_store::InstanceRow;
 
@@ -315,6 +318,14 @@ impl ControlPlane {
                     drain_timeout_ms: u64::try_from(drain.as_millis()).unwrap_or(u64::MAX),
                     eject_after: 3,
                     eject_cooldown_ms: 10_000,
+                    upstream_timeout_ms: plan
+                        .proxy
+                        .upstream_timeout
+                        .map_or(DEFAULT_UPSTREAM_TIMEOUT_MS, millis),
+                    tunnel_idle_timeout_ms: plan
+                        .proxy
+                        .tunnel_idle_timeout
+                        .map_or(DEFAULT_TUNNEL_IDLE_MS, millis),
                 },
             );
         }
@@ -502,4 +513,9 @@ impl ControlPlane {
             self.journal.record("proxy.stop", "proxy", json!({}));
         }
     }
+}
+
+/// A manifest duration as the route table's milliseconds.
+fn millis(duration: wharf_manifest::values::Duration) -> u64 {
+    u64::try_from(duration.as_std().as_millis()).unwrap_or(u64::MAX)
 }

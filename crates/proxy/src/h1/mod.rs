@@ -32,17 +32,12 @@ use parse::{Chunks, Framing, HeadError, Kind, RequestHead, ResponseHead};
 /// connection is kept open waiting for the next one.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How long one read or write of a body may wait for the other side, and how long an upstream
-/// may take to start its answer, before the exchange is given up (nginx's proxy timeouts).
-const IO_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one write of the proxy's own answers may wait, before a service (with its own
+/// `upstream_timeout_ms` for its exchanges) is known.
+const IO_TIMEOUT: Duration = Duration::from_millis(crate::table::DEFAULT_UPSTREAM_TIMEOUT_MS);
 
 /// Initial size of each of a connection's buffers; they grow for larger heads.
 const BUFFER: usize = 16 * 1024;
-
-/// How long a tunnel after a protocol switch (a WebSocket) may pass no byte either way before
-/// it is closed. Long on purpose: an idle WebSocket is normal, and nginx's 60 s default cutting
-/// them is one of its best-known surprises; HAProxy's documentation suggests an hour.
-const TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// At most this many instances are tried for one request.
 const MAX_ATTEMPTS: usize = 3;
@@ -84,6 +79,9 @@ struct Client<'s> {
     /// The connection's one timer, moved to each new deadline (head, answer): resetting a
     /// registered timer to a later time costs next to nothing, a new one per request does not.
     timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// How long one read or write of a body may wait for the other side, and an upstream may
+    /// take to start its answer: the service's `upstream_timeout_ms` once it is known.
+    io_timeout: Duration,
 }
 
 /// Serve HTTP/1.x requests on `stream` until the client closes, asks to, the listener
@@ -108,6 +106,7 @@ pub(crate) async fn serve(
         response: ResponseHead::default(),
         closing,
         timer: Box::pin(tokio::time::sleep(HEAD_TIMEOUT)),
+        io_timeout: IO_TIMEOUT,
     };
     let mut first = true;
     loop {
@@ -409,6 +408,7 @@ impl Client<'_> {
                 )
                 .await;
         };
+        self.io_timeout = service.upstream_timeout;
         let (pin, sticky) = self.routing_keys(&service);
         let Some(version) =
             service.choose_by(pin.map(|r| &self.input[r]), sticky.map(|r| &self.input[r]))
@@ -705,7 +705,7 @@ impl Client<'_> {
         self.upstream_input.clear();
         self.timer
             .as_mut()
-            .reset(tokio::time::Instant::now() + IO_TIMEOUT);
+            .reset(tokio::time::Instant::now() + self.io_timeout);
         loop {
             let parsed = parse::response(&self.upstream_input, &mut self.response);
             match parsed {
@@ -806,7 +806,13 @@ impl Client<'_> {
             self.write_response_head(false, false, client_minor);
             self.upstream_input.advance(response_len);
             if self.send_out(&mut cut).await {
-                self.tunnel(&mut upstream, &mut cut, instance).await;
+                self.tunnel(
+                    &mut upstream,
+                    &mut cut,
+                    instance,
+                    exchange.service.tunnel_idle,
+                )
+                .await;
             }
             // The instance stays busy while the tunnel is open, so a drain waits for it.
             drop(in_flight);
@@ -870,7 +876,7 @@ impl Client<'_> {
             self.upstream_input.clear();
             room(&mut self.upstream_input);
             let read = tokio::select! {
-                read = tokio::time::timeout(IO_TIMEOUT, upstream.read_buf(&mut self.upstream_input)) => {
+                read = tokio::time::timeout(self.io_timeout, upstream.read_buf(&mut self.upstream_input)) => {
                     read.unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
                 }
                 () = until_true(&mut cut) => {
@@ -907,13 +913,15 @@ impl Client<'_> {
     /// Carry bytes both ways between the client and the upstream after a protocol switch: first
     /// what each side sent already (in `input` and `upstream_input`), then whatever comes. A
     /// side that ends its stream has the other side's write half closed; the tunnel ends once
-    /// both have, when either fails, when no byte passes for [`TUNNEL_IDLE_TIMEOUT`], or at
-    /// the instance's drain cut.
+    /// both have, when either fails, when no byte passes for `idle_timeout` (the service's
+    /// `tunnel_idle_timeout_ms`: an idle WebSocket is normal, and nginx cutting them after its
+    /// 60 s default is one of its best-known surprises), or at the instance's drain cut.
     async fn tunnel(
         &mut self,
         upstream: &mut TcpStream,
         cut: &mut watch::Receiver<bool>,
         instance: &Instance,
+        idle_timeout: Duration,
     ) {
         let Client {
             stream,
@@ -933,7 +941,7 @@ impl Client<'_> {
         );
         let idle = async {
             loop {
-                let due = activity.last() + TUNNEL_IDLE_TIMEOUT;
+                let due = activity.last() + idle_timeout;
                 if due <= tokio::time::Instant::now() {
                     break;
                 }
@@ -974,7 +982,7 @@ impl Client<'_> {
 
     /// Copy the rest of the request body from the client to the upstream: first what is in
     /// `input` already, then what the client sends; each read and write bounded by
-    /// [`IO_TIMEOUT`] and by the instance's drain cut.
+    /// the service's upstream timeout and by the instance's drain cut.
     async fn send_body(
         &mut self,
         body: &mut BodyCursor,
@@ -987,7 +995,7 @@ impl Client<'_> {
                 .map_err(|()| BodyFailure::Malformed)?;
             if !self.out.is_empty() {
                 let written = tokio::select! {
-                    written = tokio::time::timeout(IO_TIMEOUT, upstream.write_all(&self.out)) => {
+                    written = tokio::time::timeout(self.io_timeout, upstream.write_all(&self.out)) => {
                         matches!(written, Ok(Ok(())))
                     }
                     () = until_true(cut) => false,
@@ -1001,7 +1009,7 @@ impl Client<'_> {
             }
             room(&mut self.input);
             let read = tokio::select! {
-                read = tokio::time::timeout(IO_TIMEOUT, self.stream.read_buf(&mut self.input)) => read,
+                read = tokio::time::timeout(self.io_timeout, self.stream.read_buf(&mut self.input)) => read,
                 () = until_true(cut) => return Err(BodyFailure::Client),
             };
             match read {
@@ -1012,7 +1020,7 @@ impl Client<'_> {
     }
 
     /// Write `out` to the client: at once when the socket takes it all (no timer, no
-    /// waiter), else waiting at most [`IO_TIMEOUT`] and never past the drain cut.
+    /// waiter), else waiting at most the upstream timeout and never past the drain cut.
     async fn send_out(&mut self, cut: &mut watch::Receiver<bool>) -> bool {
         let written = match self.stream.try_write(&self.out) {
             Ok(n) => n,
@@ -1024,7 +1032,7 @@ impl Client<'_> {
         }
         let rest = &self.out[written..];
         tokio::select! {
-            done = tokio::time::timeout(IO_TIMEOUT, self.stream.write_all(rest)) => matches!(done, Ok(Ok(()))),
+            done = tokio::time::timeout(self.io_timeout, self.stream.write_all(rest)) => matches!(done, Ok(Ok(()))),
             () = until_true(cut) => false,
         }
     }
