@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -16,7 +16,9 @@ use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::http::uri::PathAndQuery;
 use hyper::{Request, Response, StatusCode, Uri, Version};
 
+use crate::activity::Activity;
 use crate::routes::{InFlight, Instance, ServiceRt, VersionRt};
+use crate::server::CLIENT_TIMEOUT;
 use crate::server::Inner;
 use crate::upstream::{self, Lease, SendError};
 
@@ -111,7 +113,10 @@ async fn forward(
     let body = if body.is_end_stream() {
         UpBody::Empty
     } else {
-        UpBody::Shared(Arc::new(Mutex::new(Some(body))))
+        UpBody::Shared(Arc::new(SharedBody {
+            slot: Mutex::new(Some(body)),
+            progress: Activity::new(),
+        }))
     };
     let attempts = version.instances.len().min(MAX_ATTEMPTS);
     let mut tried: [SocketAddr; MAX_ATTEMPTS] = [([0, 0, 0, 0], 0).into(); MAX_ATTEMPTS];
@@ -162,6 +167,10 @@ async fn forward(
             StatusCode::GATEWAY_TIMEOUT,
             "the upstream did not answer in time\n",
         ),
+        Outcome::ClientTimedOut => error(
+            StatusCode::REQUEST_TIMEOUT,
+            "request body not received in time\n",
+        ),
     }
 }
 
@@ -175,6 +184,8 @@ enum Outcome {
     Refused,
     Failed,
     TimedOut,
+    /// The client's upload stalled.
+    ClientTimedOut,
 }
 
 async fn send(
@@ -187,19 +198,39 @@ async fn send(
     let mut cut = instance.cut.subscribe();
     // Dropped on every early return; moved into the response body when there is one.
     let in_flight = InFlight::start(instance);
-    let result = tokio::select! {
-        result = tokio::time::timeout(service.upstream_timeout, upstream::send(instance.address, request)) => match result {
-            Ok(result) => result,
-            Err(_) => {
-                tracing::debug!(instance = %instance.address, "no response head in time");
+    let upload = request.body().share();
+    let mut call = std::pin::pin!(upstream::send(instance.address, request));
+    // The upstream timeout runs from the end of the upload, as on the HTTP/1 path; while the
+    // body still streams, a silence longer than the client's timeout ends the exchange.
+    let mut timer = std::pin::pin!(tokio::time::sleep(service.upstream_timeout));
+    let result = loop {
+        tokio::select! {
+            result = &mut call => break result,
+            () = &mut timer => {
+                let (due, outcome) = match upload.progress() {
+                    Some(progress) if !progress.is_finished() => {
+                        (progress.last() + CLIENT_TIMEOUT.max(service.upstream_timeout), Outcome::ClientTimedOut)
+                    }
+                    Some(progress) => (progress.last() + service.upstream_timeout, Outcome::TimedOut),
+                    None => (tokio::time::Instant::now(), Outcome::TimedOut),
+                };
+                if due > tokio::time::Instant::now() {
+                    timer.as_mut().reset(due);
+                    continue;
+                }
+                if matches!(outcome, Outcome::TimedOut) {
+                    tracing::debug!(instance = %instance.address, "no response head in time");
+                    version.stats.upstream_error();
+                } else {
+                    tracing::debug!(instance = %instance.address, "request body stalled");
+                }
+                return outcome;
+            }
+            _ = cut.wait_for(|cut| *cut) => {
+                tracing::warn!(instance = %instance.address, "drain timeout: in-flight request cut");
                 version.stats.upstream_error();
                 return Outcome::TimedOut;
             }
-        },
-        _ = cut.wait_for(|cut| *cut) => {
-            tracing::warn!(instance = %instance.address, "drain timeout: in-flight request cut");
-            version.stats.upstream_error();
-            return Outcome::TimedOut;
         }
     };
     match result {
@@ -211,6 +242,8 @@ async fn send(
                 body,
                 in_flight: Some(in_flight),
                 lease: Some(lease),
+                timeout: service.upstream_timeout,
+                silence: None,
             };
             Outcome::Answered(Response::from_parts(parts, DownBody::Upstream(body)))
         }
@@ -308,14 +341,17 @@ pub enum DownBody {
     Own(Full<Bytes>),
 }
 
+/// Why a response body broke off.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
 impl Body for DownBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             DownBody::Upstream(body) => Pin::new(body).poll_frame(cx),
             DownBody::Own(body) => Pin::new(body)
@@ -347,6 +383,10 @@ pub struct StreamedBody {
     in_flight: Option<InFlight>,
     /// The upstream connection, back to the pool once the body has been read to its end.
     lease: Option<Lease>,
+    /// How long the upstream may send nothing mid-body (the service's upstream timeout).
+    timeout: Duration,
+    /// The running wait for the next frame; made when the body first has to wait.
+    silence: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl StreamedBody {
@@ -369,25 +409,47 @@ impl Drop for StreamedBody {
 
 impl Body for StreamedBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.body).poll_frame(cx);
         match &polled {
             Poll::Ready(None) => this.finished(),
             Poll::Ready(Some(Ok(_))) if this.body.is_end_stream() => this.finished(),
+            Poll::Ready(Some(Ok(_))) => {
+                if let Some(silence) = &mut this.silence {
+                    silence
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + this.timeout);
+                }
+            }
             Poll::Ready(Some(Err(_))) => {
                 // The connection is broken: count the request done, do not pool it.
                 this.in_flight = None;
                 this.lease = None;
             }
-            _ => {}
+            Poll::Pending => {
+                let timeout = this.timeout;
+                let silence = this
+                    .silence
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if silence.as_mut().poll(cx).is_ready() {
+                    // The upstream went silent mid-body: the client must not take it as whole.
+                    this.in_flight = None;
+                    this.lease = None;
+                    let err = std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the upstream sent nothing of its body in time",
+                    );
+                    return Poll::Ready(Some(Err(err.into())));
+                }
+            }
         }
-        polled
+        polled.map_err(Into::into)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -406,14 +468,30 @@ pub enum UpBody {
     /// No body.
     Empty,
     /// The client's body, streamed.
-    Shared(Arc<Mutex<Option<Incoming>>>),
+    Shared(Arc<SharedBody>),
+}
+
+/// A client's body in its shared slot, with when a frame of it last passed.
+#[derive(Debug)]
+pub struct SharedBody {
+    slot: Mutex<Option<Incoming>>,
+    /// Marked at each frame, finished with the last.
+    progress: Activity,
 }
 
 impl UpBody {
     fn share(&self) -> UpBody {
         match self {
             UpBody::Empty => UpBody::Empty,
-            UpBody::Shared(slot) => UpBody::Shared(slot.clone()),
+            UpBody::Shared(shared) => UpBody::Shared(shared.clone()),
+        }
+    }
+
+    /// How the upload goes; `None` for no body.
+    fn progress(&self) -> Option<&Activity> {
+        match self {
+            UpBody::Empty => None,
+            UpBody::Shared(shared) => Some(&shared.progress),
         }
     }
 
@@ -423,7 +501,8 @@ impl UpBody {
             UpBody::Empty => true,
             // The slot is emptied once the body is finished; a started body has a size hint
             // lower bound change we cannot see, so only an untouched slot is retried.
-            UpBody::Shared(slot) => slot
+            UpBody::Shared(shared) => shared
+                .slot
                 .lock()
                 .map(|body| body.as_ref().is_some_and(|b| !b.is_end_stream()))
                 .unwrap_or(false),
@@ -441,13 +520,21 @@ impl Body for UpBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             UpBody::Empty => Poll::Ready(None),
-            UpBody::Shared(slot) => {
-                let mut guard = slot.lock().unwrap_or_else(|e| e.into_inner());
+            UpBody::Shared(shared) => {
+                let mut guard = shared.slot.lock().unwrap_or_else(|e| e.into_inner());
                 match guard.as_mut() {
                     Some(body) => {
-                        let polled = Pin::new(body).poll_frame(cx);
-                        if matches!(polled, Poll::Ready(None)) {
-                            *guard = None;
+                        let polled = Pin::new(&mut *body).poll_frame(cx);
+                        match &polled {
+                            Poll::Ready(None) => {
+                                shared.progress.finish();
+                                *guard = None;
+                            }
+                            Poll::Ready(Some(_)) if body.is_end_stream() => {
+                                shared.progress.finish();
+                            }
+                            Poll::Ready(Some(_)) => shared.progress.mark(),
+                            Poll::Pending => {}
                         }
                         polled
                     }
@@ -460,7 +547,8 @@ impl Body for UpBody {
     fn is_end_stream(&self) -> bool {
         match self {
             UpBody::Empty => true,
-            UpBody::Shared(slot) => slot
+            UpBody::Shared(shared) => shared
+                .slot
                 .lock()
                 .map(|body| body.as_ref().is_none_or(|b| b.is_end_stream()))
                 .unwrap_or(true),
@@ -470,7 +558,8 @@ impl Body for UpBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             UpBody::Empty => SizeHint::with_exact(0),
-            UpBody::Shared(slot) => slot
+            UpBody::Shared(shared) => shared
+                .slot
                 .lock()
                 .ok()
                 .and_then(|body| body.as_ref().map(Body::size_hint))

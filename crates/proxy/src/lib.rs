@@ -5,6 +5,7 @@
 //! The control plane drives it through [`admin`] (a unix-socket HTTP API) or, in-process,
 //! through [`Proxy::apply`]; the table's JSON shape is [`table::RouteTable`].
 
+mod activity;
 pub mod admin;
 pub mod forward;
 mod h1;

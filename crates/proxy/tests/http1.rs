@@ -677,3 +677,73 @@ async fn a_closed_pooled_connection_is_resent_for_idempotent_requests_and_connec
     let mut buffer = Vec::new();
     assert_eq!(read_answer(&mut tunnel, &mut buffer).await.status, 405);
 }
+
+/// A request body fed piece by piece from a channel, ending when the sender is dropped.
+struct Trickle(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for Trickle {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|piece| piece.map(|p| Ok(Frame::data(p))))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_upstream_timeout_does_not_cut_off_a_slow_client_upload_over_http1_or_h2c() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, _) = echo_upstream().await;
+    let proxy = ProxyProc::start(dir.path());
+    let listen = free_port();
+    let routes = table(
+        1,
+        listen,
+        &[("1", 100, &[upstream])],
+        serde_json::json!({"upstream_timeout_ms": 300}),
+    );
+    assert_eq!(proxy.put_routes(&routes).await.0, 200);
+    // The client pauses mid-body for four upstream timeouts: its own side, not the upstream's.
+    let pause = std::time::Duration::from_millis(1200);
+
+    let mut stream = TcpStream::connect(listen).await.unwrap();
+    stream
+        .write_all(b"POST /count HTTP/1.1\r\nhost: api\r\ncontent-length: 10\r\n\r\nhello")
+        .await
+        .unwrap();
+    tokio::time::sleep(pause).await;
+    stream.write_all(b"world").await.unwrap();
+    let mut buffer = Vec::new();
+    let answer = read_answer(&mut stream, &mut buffer).await;
+    assert_eq!(answer.status, 200);
+    let sum: u64 = b"helloworld".iter().map(|&b| u64::from(b)).sum();
+    assert_eq!(answer.body, format!("10 {sum}").into_bytes());
+
+    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Trickle>();
+    let (pieces, receiver) = tokio::sync::mpsc::channel(4);
+    let request = hyper::Request::post(format!("http://{listen}/count"))
+        .body(Trickle(receiver))
+        .unwrap();
+    let response = tokio::spawn(async move { h2.request(request).await });
+    pieces.send(Bytes::from_static(b"hello")).await.unwrap();
+    tokio::time::sleep(pause).await;
+    pieces.send(Bytes::from_static(b"world")).await.unwrap();
+    drop(pieces);
+    let response = response.await.unwrap().expect("the proxy answers");
+    assert_eq!(response.status(), 200);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, format!("10 {sum}").into_bytes());
+
+    let stats = proxy.stats().await;
+    assert_eq!(
+        stats["services"]["api"]["versions"]["1"]["upstream_errors"], 0,
+        "{stats}"
+    );
+}

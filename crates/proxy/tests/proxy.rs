@@ -619,8 +619,28 @@ async fn the_services_upstream_timeout_bounds_the_wait_for_an_answer_over_http1_
             "{waited:?}"
         );
     }
+    // With a request body, the timeout runs from the body's end: a whole upload followed by
+    // a slow answer is a 504 as quickly.
+    let h2_upload =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .http2_only(true)
+            .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let started = std::time::Instant::now();
+    let request = hyper::Request::post(format!("http://{listen}/work?ms=5000"))
+        .body(http_body_util::Full::new(bytes::Bytes::from(vec![
+            b'x';
+            100_000
+        ])))
+        .unwrap();
+    let response = h2_upload.request(request).await.expect("the proxy answers");
+    assert_eq!(response.status(), 504);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
     let stats = proxy.stats().await;
     let version = &stats["services"]["api"]["versions"]["1"];
-    assert_eq!(version["responses"]["5xx"], 2, "{stats}");
-    assert_eq!(version["upstream_errors"], 2, "{stats}");
+    assert_eq!(version["responses"]["5xx"], 3, "{stats}");
+    assert_eq!(version["upstream_errors"], 3, "{stats}");
 }

@@ -312,8 +312,8 @@ async fn a_declined_switch_is_an_ordinary_exchange_and_h2c_or_an_unasked_101_is_
     }
     assert_eq!(declined.lock().unwrap().len(), 2);
 
-    // A 101 to a request that asked for no switch, or one naming no protocol, is a broken
-    // upstream: 502, and nothing after it reaches the client.
+    // A 101 to a request that asked for no switch, or one naming no protocol or one the
+    // client did not offer, is a broken upstream: 502, and nothing after it reaches the client.
     for (request, answer) in [
         (
             &b"GET / HTTP/1.1\r\nhost: api\r\n\r\n"[..],
@@ -322,6 +322,10 @@ async fn a_declined_switch_is_an_ordinary_exchange_and_h2c_or_an_unasked_101_is_
         (
             HANDSHAKE,
             &b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\n\r\nraw"[..],
+        ),
+        (
+            HANDSHAKE,
+            &b"HTTP/1.1 101 Switching Protocols\r\nupgrade: h2c\r\nconnection: upgrade\r\n\r\nraw"[..],
         ),
     ] {
         let dir = tempfile::tempdir().unwrap();
@@ -347,7 +351,7 @@ async fn an_open_tunnel_keeps_its_instance_busy_through_a_drain_and_is_cut_at_it
     let dir = tempfile::tempdir().unwrap();
     let (old, _) = switching_upstream().await;
     let (new, _) = switching_upstream().await;
-    let drain = serde_json::json!({"drain_timeout_ms": 1500});
+    let drain = serde_json::json!({"drain_timeout_ms": 3000});
     let (proxy, listen) = proxy_to(dir.path(), old, drain.clone()).await;
     let mut tunnel = TcpStream::connect(listen).await.unwrap();
     tunnel.write_all(HANDSHAKE).await.unwrap();
@@ -388,7 +392,7 @@ async fn an_open_tunnel_keeps_its_instance_busy_through_a_drain_and_is_cut_at_it
     // At the drain timeout the tunnel is cut, and the old instance is no longer busy.
     assert!(ends(&mut tunnel, &buffer).await);
     assert!(
-        removed.elapsed() >= Duration::from_millis(1400),
+        removed.elapsed() >= Duration::from_millis(2900),
         "{:?}",
         removed.elapsed()
     );
@@ -411,7 +415,7 @@ async fn a_tunnel_idle_past_its_timeout_is_closed_and_a_busy_one_is_not() {
     let (_proxy, listen) = proxy_to(
         dir.path(),
         upstream,
-        serde_json::json!({"tunnel_idle_timeout_ms": 500}),
+        serde_json::json!({"tunnel_idle_timeout_ms": 1000}),
     )
     .await;
     let open = || async {
@@ -425,9 +429,9 @@ async fn a_tunnel_idle_past_its_timeout_is_closed_and_a_busy_one_is_not() {
     let (mut idle, idle_buffer) = open().await;
     let (mut busy, mut busy_buffer) = open().await;
     let opened = std::time::Instant::now();
-    // The busy tunnel carries a message every 100 ms for three idle timeouts.
+    // The busy tunnel carries a message every 100 ms for over two idle timeouts.
     let mut cadence = tokio::time::interval(Duration::from_millis(100));
-    for round in 0..15 {
+    for round in 0..25 {
         cadence.tick().await;
         let message = format!("m{round:02}");
         busy.write_all(message.as_bytes()).await.unwrap();
@@ -442,12 +446,66 @@ async fn a_tunnel_idle_past_its_timeout_is_closed_and_a_busy_one_is_not() {
             );
         }
     }
-    assert!(opened.elapsed() >= Duration::from_millis(1400));
+    assert!(opened.elapsed() >= Duration::from_millis(2400));
     // The idle one was closed meanwhile, not before its timeout.
     assert!(ends(&mut idle, &idle_buffer).await);
     busy.write_all(b"m99").await.unwrap();
     assert_eq!(
         read_exactly(&mut busy, &mut busy_buffer, 8).await,
         b"echo:m99"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_one_side_has_closed_a_silent_tunnel_ends_in_seconds_not_at_the_idle_timeout() {
+    // An upstream that switches, says hello and closes at once.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut buffer = Vec::new();
+        while !buffer.windows(4).any(|w| w == b"\r\n\r\n") {
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0);
+            buffer.extend_from_slice(&chunk[..n]);
+        }
+        stream
+            .write_all(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\nhello")
+            .await
+            .unwrap();
+    });
+    let dir = tempfile::tempdir().unwrap();
+    // The idle timeout stays at its default, an hour.
+    let (proxy, listen) = proxy_to(dir.path(), upstream, serde_json::json!({})).await;
+    let in_flight = || async {
+        proxy.stats().await["instances"][upstream.to_string()]["in_flight"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let mut client = TcpStream::connect(listen).await.unwrap();
+    client.write_all(HANDSHAKE).await.unwrap();
+    let mut buffer = Vec::new();
+    assert!(
+        read_head(&mut client, &mut buffer)
+            .await
+            .starts_with("http/1.1 101 ")
+    );
+    // The upstream's end of stream reaches the client after its last words.
+    assert_eq!(read_exactly(&mut client, &mut buffer, 5).await, b"hello");
+    assert!(ends(&mut client, &buffer).await);
+    let half_closed = std::time::Instant::now();
+    // The client keeps its side open and silent: the tunnel waits a little, then ends.
+    assert_eq!(in_flight().await, 1);
+    eventually(
+        Duration::from_secs(30),
+        "the half-closed tunnel to end",
+        || async { (in_flight().await == 0).then_some(()) },
+    )
+    .await;
+    let waited = half_closed.elapsed();
+    assert!(
+        waited >= Duration::from_secs(8) && waited < Duration::from_secs(20),
+        "{waited:?}"
     );
 }

@@ -23,8 +23,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use crate::activity::Activity;
 use crate::routes::{InFlight, Instance, ServiceRt, VersionRt, cookie_value};
-use crate::server::{Inner, MAX_HEADER_BYTES};
+use crate::server::{CLIENT_TIMEOUT, Inner, MAX_HEADER_BYTES};
 use crate::table::{PIN_HEADER, Sticky};
 use parse::{Chunks, Framing, HeadError, Kind, RequestHead, ResponseHead};
 
@@ -32,9 +33,10 @@ use parse::{Chunks, Framing, HeadError, Kind, RequestHead, ResponseHead};
 /// connection is kept open waiting for the next one.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How long one write of the proxy's own answers may wait, before a service (with its own
-/// `upstream_timeout_ms` for its exchanges) is known.
-const IO_TIMEOUT: Duration = Duration::from_millis(crate::table::DEFAULT_UPSTREAM_TIMEOUT_MS);
+/// After one side of a tunnel has ended its stream, how long the other may stay silent before
+/// the tunnel is closed (HAProxy's `timeout client-fin` / `server-fin`): a peer that never
+/// closes must not hold the tunnel, and its instance's in-flight count, for the idle timeout.
+const TUNNEL_FIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Initial size of each of a connection's buffers; they grow for larger heads.
 const BUFFER: usize = 16 * 1024;
@@ -79,9 +81,12 @@ struct Client<'s> {
     /// The connection's one timer, moved to each new deadline (head, answer): resetting a
     /// registered timer to a later time costs next to nothing, a new one per request does not.
     timer: std::pin::Pin<Box<tokio::time::Sleep>>,
-    /// How long one read or write of a body may wait for the other side, and an upstream may
-    /// take to start its answer: the service's `upstream_timeout_ms` once it is known.
-    io_timeout: Duration,
+    /// How long one read or write of a body may wait on the upstream, and it may take to start
+    /// its answer: the service's `upstream_timeout_ms`, set per exchange.
+    upstream_timeout: Duration,
+    /// The protocols the current request offers in `Upgrade`, comma-separated, kept past the
+    /// head's bytes so the upstream's 101 can be checked against them.
+    offered: Vec<u8>,
 }
 
 /// Serve HTTP/1.x requests on `stream` until the client closes, asks to, the listener
@@ -106,7 +111,8 @@ pub(crate) async fn serve(
         response: ResponseHead::default(),
         closing,
         timer: Box::pin(tokio::time::sleep(HEAD_TIMEOUT)),
-        io_timeout: IO_TIMEOUT,
+        upstream_timeout: Duration::from_millis(crate::table::DEFAULT_UPSTREAM_TIMEOUT_MS),
+        offered: Vec::new(),
     };
     let mut first = true;
     loop {
@@ -181,35 +187,6 @@ fn write_upgrade(out: &mut Vec<u8>, input: &[u8], fields: &[parse::Field]) {
     out.extend_from_slice(b"connection: upgrade\r\n");
 }
 
-/// When a tunnel last moved a byte, shared by its two directions (an atomic only because the
-/// connection's future must be `Send`; both directions run in the one task).
-struct Activity {
-    start: tokio::time::Instant,
-    since_start_ms: std::sync::atomic::AtomicU64,
-}
-
-impl Activity {
-    fn new() -> Activity {
-        Activity {
-            start: tokio::time::Instant::now(),
-            since_start_ms: std::sync::atomic::AtomicU64::new(0),
-        }
-    }
-
-    fn mark(&self) {
-        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.since_start_ms
-            .store(ms, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    fn last(&self) -> tokio::time::Instant {
-        let ms = self
-            .since_start_ms
-            .load(std::sync::atomic::Ordering::Relaxed);
-        self.start + Duration::from_millis(ms)
-    }
-}
-
 /// One direction of a tunnel: write what `buffer` holds, read more, until `from` ends (then
 /// `to` is shut down, passing the half-close on). Every byte moved marks the activity.
 async fn carry(
@@ -219,11 +196,17 @@ async fn carry(
     activity: &Activity,
 ) -> std::io::Result<()> {
     loop {
-        if !buffer.is_empty() {
-            to.write_all(buffer).await?;
-            buffer.clear();
+        // Piece by piece, so a slow reader taking a little at a time counts as activity.
+        let mut written = 0;
+        while written < buffer.len() {
+            let n = to.write(&buffer[written..]).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            written += n;
             activity.mark();
         }
+        buffer.clear();
         room(buffer);
         if from.read_buf(buffer).await? == 0 {
             return to.shutdown().await;
@@ -408,7 +391,7 @@ impl Client<'_> {
                 )
                 .await;
         };
-        self.io_timeout = service.upstream_timeout;
+        self.upstream_timeout = service.upstream_timeout;
         let (pin, sticky) = self.routing_keys(&service);
         let Some(version) =
             service.choose_by(pin.map(|r| &self.input[r]), sticky.map(|r| &self.input[r]))
@@ -440,8 +423,9 @@ impl Client<'_> {
 
     /// Whether the request's `Upgrade` fields offer a protocol the proxy may tunnel: at least
     /// one, and no `h2c` among them.
-    fn upgrade_offered(&self) -> bool {
-        let mut offered = false;
+    /// The protocols are kept in `offered`.
+    fn upgrade_offered(&mut self) -> bool {
+        self.offered.clear();
         for field in self
             .request
             .fields
@@ -453,10 +437,40 @@ impl Client<'_> {
                 if protocol.len() >= 3 && protocol[..3].eq_ignore_ascii_case(b"h2c") {
                     return false;
                 }
-                offered |= !protocol.is_empty();
+                if !protocol.is_empty() {
+                    self.offered.extend_from_slice(protocol);
+                    self.offered.push(b',');
+                }
             }
         }
-        offered
+        !self.offered.is_empty()
+    }
+
+    /// Whether the upstream's 101 switches to protocols the request offered, and names one.
+    fn switch_agreed(&self) -> bool {
+        let mut named = false;
+        for field in self
+            .response
+            .fields
+            .iter()
+            .filter(|f| f.kind == Kind::Upgrade)
+        {
+            for token in self.upstream_input[field.value.clone()].split(|&b| b == b',') {
+                let protocol = token.trim_ascii();
+                if protocol.is_empty() {
+                    continue;
+                }
+                let offered = self
+                    .offered
+                    .split(|&b| b == b',')
+                    .any(|o| o.eq_ignore_ascii_case(protocol));
+                if !offered {
+                    return false;
+                }
+                named = true;
+            }
+        }
+        named
     }
 
     /// The pin header's value and the sticky key, as ranges into `input`.
@@ -705,7 +719,7 @@ impl Client<'_> {
         self.upstream_input.clear();
         self.timer
             .as_mut()
-            .reset(tokio::time::Instant::now() + self.io_timeout);
+            .reset(tokio::time::Instant::now() + self.upstream_timeout);
         loop {
             let parsed = parse::response(&self.upstream_input, &mut self.response);
             match parsed {
@@ -794,8 +808,7 @@ impl Client<'_> {
         let status = self.response.status;
         if status == 101 {
             // A switch nobody asked for, or one that does not say to what, cannot be carried.
-            let agreed =
-                exchange.upgrade && self.response.fields.iter().any(|f| f.kind == Kind::Upgrade);
+            let agreed = exchange.upgrade && self.switch_agreed();
             if !agreed {
                 return self
                     .upstream_failed(version, exchange, "no upstream answered\n")
@@ -876,7 +889,7 @@ impl Client<'_> {
             self.upstream_input.clear();
             room(&mut self.upstream_input);
             let read = tokio::select! {
-                read = tokio::time::timeout(self.io_timeout, upstream.read_buf(&mut self.upstream_input)) => {
+                read = tokio::time::timeout(self.upstream_timeout, upstream.read_buf(&mut self.upstream_input)) => {
                     read.unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
                 }
                 () = until_true(&mut cut) => {
@@ -915,7 +928,8 @@ impl Client<'_> {
     /// side that ends its stream has the other side's write half closed; the tunnel ends once
     /// both have, when either fails, when no byte passes for `idle_timeout` (the service's
     /// `tunnel_idle_timeout_ms`: an idle WebSocket is normal, and nginx cutting them after its
-    /// 60 s default is one of its best-known surprises), or at the instance's drain cut.
+    /// 60 s default is one of its best-known surprises) or, once one side has ended, for
+    /// [`TUNNEL_FIN_TIMEOUT`], or at the instance's drain cut.
     async fn tunnel(
         &mut self,
         upstream: &mut TcpStream,
@@ -929,34 +943,58 @@ impl Client<'_> {
             upstream_input,
             ..
         } = self;
-        let (mut client_read, mut client_write) = stream.split();
-        let (mut upstream_read, mut upstream_write) = upstream.split();
-        let activity = Activity::new();
-        let up = carry(&mut client_read, &mut upstream_write, input, &activity);
-        let down = carry(
-            &mut upstream_read,
-            &mut client_write,
-            upstream_input,
-            &activity,
-        );
-        let idle = async {
-            loop {
-                let due = activity.last() + idle_timeout;
-                if due <= tokio::time::Instant::now() {
+        // In a block: the pinned directions hold the buffers until it ends.
+        {
+            let (mut client_read, mut client_write) = stream.split();
+            let (mut upstream_read, mut upstream_write) = upstream.split();
+            let activity = Activity::new();
+            let mut up = std::pin::pin!(carry(
+                &mut client_read,
+                &mut upstream_write,
+                input,
+                &activity
+            ));
+            let mut down = std::pin::pin!(carry(
+                &mut upstream_read,
+                &mut client_write,
+                upstream_input,
+                &activity,
+            ));
+            let (mut up_done, mut down_done) = (false, false);
+            // The loop turns only when a direction ends or the timer fires: the directions loop
+            // inside `carry`.
+            while !(up_done && down_done) {
+                let silence = if up_done || down_done {
+                    idle_timeout.min(TUNNEL_FIN_TIMEOUT)
+                } else {
+                    idle_timeout
+                };
+                let due = activity.last() + silence;
+                let broken = tokio::select! {
+                    carried = &mut up, if !up_done => {
+                        up_done = true;
+                        carried.err()
+                    }
+                    carried = &mut down, if !down_done => {
+                        down_done = true;
+                        carried.err()
+                    }
+                    () = tokio::time::sleep_until(due) => {
+                        if activity.last() + silence <= tokio::time::Instant::now() {
+                            tracing::debug!(instance = %instance.address, ?silence, "tunnel silent: closed");
+                            break;
+                        }
+                        None
+                    }
+                    () = until_true(cut) => {
+                        tracing::warn!(instance = %instance.address, "drain timeout: tunnel cut");
+                        break;
+                    }
+                };
+                if let Some(err) = broken {
+                    tracing::debug!(instance = %instance.address, error = %err, "tunnel broken");
                     break;
                 }
-                tokio::time::sleep_until(due).await;
-            }
-        };
-        tokio::select! {
-            carried = async { tokio::try_join!(up, down) } => {
-                if let Err(err) = carried {
-                    tracing::debug!(instance = %instance.address, error = %err, "tunnel broken");
-                }
-            }
-            () = idle => tracing::debug!(instance = %instance.address, "tunnel idle: closed"),
-            () = until_true(cut) => {
-                tracing::warn!(instance = %instance.address, "drain timeout: tunnel cut");
             }
         }
         input.clear();
@@ -976,13 +1014,26 @@ impl Client<'_> {
         match self.send_body(body, upstream, cut).await {
             Ok(()) | Err(BodyFailure::Upstream) => Ok(()),
             Err(BodyFailure::Client) => Err(Next::Close),
+            Err(BodyFailure::ClientTimeout) => {
+                let version = exchange.version;
+                version.stats.response(408, exchange.started.elapsed());
+                Err(self
+                    .own(
+                        408,
+                        "Request Timeout",
+                        "request body not received in time\n",
+                        Next::Close,
+                    )
+                    .await)
+            }
             Err(BodyFailure::Malformed) => Err(self.bad_body(exchange.version, exchange).await),
         }
     }
 
     /// Copy the rest of the request body from the client to the upstream: first what is in
     /// `input` already, then what the client sends; each read and write bounded by
-    /// the service's upstream timeout and by the instance's drain cut.
+    /// the service's upstream timeout (writes) or [`CLIENT_TIMEOUT`] (reads) and by the
+    /// instance's drain cut.
     async fn send_body(
         &mut self,
         body: &mut BodyCursor,
@@ -995,7 +1046,7 @@ impl Client<'_> {
                 .map_err(|()| BodyFailure::Malformed)?;
             if !self.out.is_empty() {
                 let written = tokio::select! {
-                    written = tokio::time::timeout(self.io_timeout, upstream.write_all(&self.out)) => {
+                    written = tokio::time::timeout(self.upstream_timeout, upstream.write_all(&self.out)) => {
                         matches!(written, Ok(Ok(())))
                     }
                     () = until_true(cut) => false,
@@ -1009,18 +1060,19 @@ impl Client<'_> {
             }
             room(&mut self.input);
             let read = tokio::select! {
-                read = tokio::time::timeout(self.io_timeout, self.stream.read_buf(&mut self.input)) => read,
+                read = tokio::time::timeout(CLIENT_TIMEOUT, self.stream.read_buf(&mut self.input)) => read,
                 () = until_true(cut) => return Err(BodyFailure::Client),
             };
             match read {
                 Ok(Ok(n)) if n > 0 => {}
+                Err(_) => return Err(BodyFailure::ClientTimeout),
                 _ => return Err(BodyFailure::Client),
             }
         }
     }
 
     /// Write `out` to the client: at once when the socket takes it all (no timer, no
-    /// waiter), else waiting at most the upstream timeout and never past the drain cut.
+    /// waiter), else waiting at most [`CLIENT_TIMEOUT`] and never past the drain cut.
     async fn send_out(&mut self, cut: &mut watch::Receiver<bool>) -> bool {
         let written = match self.stream.try_write(&self.out) {
             Ok(n) => n,
@@ -1032,7 +1084,7 @@ impl Client<'_> {
         }
         let rest = &self.out[written..];
         tokio::select! {
-            done = tokio::time::timeout(self.io_timeout, self.stream.write_all(rest)) => matches!(done, Ok(Ok(()))),
+            done = tokio::time::timeout(CLIENT_TIMEOUT, self.stream.write_all(rest)) => matches!(done, Ok(Ok(()))),
             () = until_true(cut) => false,
         }
     }
@@ -1157,6 +1209,8 @@ struct Exchange<'r> {
 enum BodyFailure {
     /// The client went away or failed mid-body.
     Client,
+    /// The client sent nothing more of its body for [`CLIENT_TIMEOUT`].
+    ClientTimeout,
     /// The upstream stopped taking it (closed, reset).
     Upstream,
     /// Its chunked framing is broken.
