@@ -422,8 +422,7 @@ impl Client<'_> {
     }
 
     /// Whether the request's `Upgrade` fields offer a protocol the proxy may tunnel: at least
-    /// one, and no `h2c` among them.
-    /// The protocols are kept in `offered`.
+    /// one, and no `h2c` among them. The protocols are kept in `offered`.
     fn upgrade_offered(&mut self) -> bool {
         self.offered.clear();
         for field in self
