@@ -480,15 +480,19 @@ async fn accept_loop(
     http2
         .max_header_list_size(MAX_HEADER_BYTES as u32)
         .timer(TokioTimer::new());
-    // HTTP/1 connections end once idle after `closing` turns true; each holds an `alive`
-    // sender, so the receiver sees them all gone. HTTP/2 ones stop through `graceful`.
+    // HTTP/1 connections end once idle after `closing` turns true, HTTP/2 ones stop through
+    // `graceful`. Every connection is a task in `connections`: the port's drain waits for
+    // them all, and dropping the set at its timeout aborts what is left (in-flight requests,
+    // tunnels), so nothing on a closed port outlives the drain.
     let (closing_tx, closing) = watch::channel(false);
-    let (alive, mut all_gone) = tokio::sync::mpsc::channel::<()>(1);
+    let mut connections = tokio::task::JoinSet::new();
     let graceful = GracefulShutdown::new();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = stop.changed() => break,
+            // Reap finished connections so the set holds only live ones.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
         };
         let (mut stream, peer) = match accepted {
             Ok(accepted) => accepted,
@@ -504,11 +508,9 @@ async fn accept_loop(
         let http2 = http2.clone();
         let watcher = graceful.watcher();
         let closing = closing.clone();
-        let alive = alive.clone();
         // On this worker's runtime, like everything the connection leads to.
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let end = crate::h1::serve(&inner, address, peer, &mut stream, closing).await;
-            drop(alive);
             if let crate::h1::End::Http2(read) = end {
                 let connection = Arc::new(forward::Connection::new(inner, address, peer));
                 let service =
@@ -521,15 +523,17 @@ async fn accept_loop(
         });
     }
     drop(listener);
-    drop(alive);
     closing_tx.send_replace(true);
     let drain = (*stop.borrow()).unwrap_or(Duration::from_secs(30));
     let drained = async {
         graceful.shutdown().await;
-        let _ = all_gone.recv().await;
+        while connections.join_next().await.is_some() {}
     };
     tokio::select! {
         () = drained => tracing::info!(%address, "port closed, connections drained"),
-        () = tokio::time::sleep(drain) => tracing::warn!(%address, ?drain, "port closed, drain timeout passed"),
+        () = tokio::time::sleep(drain) => {
+            tracing::warn!(%address, ?drain, left = connections.len(), "port closed, drain timeout passed: connections cut");
+        }
     }
+    // Dropping the set aborts the connections still in it.
 }

@@ -509,3 +509,53 @@ async fn once_one_side_has_closed_a_silent_tunnel_ends_in_seconds_not_at_the_idl
         "{waited:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_on_a_port_that_closed_is_cut_at_the_drain_even_if_its_instance_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, _) = switching_upstream().await;
+    let drain = serde_json::json!({"drain_timeout_ms": 1000});
+    let (proxy, old_port) = proxy_to(dir.path(), upstream, drain.clone()).await;
+    let mut tunnel = TcpStream::connect(old_port).await.unwrap();
+    tunnel.write_all(HANDSHAKE).await.unwrap();
+    let mut buffer = Vec::new();
+    assert!(
+        read_head(&mut tunnel, &mut buffer)
+            .await
+            .starts_with("http/1.1 101 ")
+    );
+
+    // The service moves to another port; its instance stays in the table.
+    let new_port = free_port();
+    let routes = table(2, new_port, &[("1", 100, &[upstream])], drain);
+    assert_eq!(proxy.put_routes(&routes).await.0, 200);
+    let moved = std::time::Instant::now();
+    tunnel.write_all(b"still").await.unwrap();
+    assert_eq!(
+        read_exactly(&mut tunnel, &mut buffer, 10).await,
+        b"echo:still"
+    );
+    let mut other = TcpStream::connect(new_port).await.unwrap();
+    other.write_all(HANDSHAKE).await.unwrap();
+    let mut other_buffer = Vec::new();
+    assert!(
+        read_head(&mut other, &mut other_buffer)
+            .await
+            .starts_with("http/1.1 101 ")
+    );
+
+    // The old port's drain ends its tunnel; the one on the new port goes on.
+    assert!(ends(&mut tunnel, &buffer).await);
+    assert!(
+        moved.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        moved.elapsed()
+    );
+    other.write_all(b"on").await.unwrap();
+    assert_eq!(
+        read_exactly(&mut other, &mut other_buffer, 7).await,
+        b"echo:on"
+    );
+    let in_flight = proxy.stats().await["instances"][upstream.to_string()]["in_flight"].clone();
+    assert_eq!(in_flight, 1, "only the tunnel on the new port is in flight");
+}
