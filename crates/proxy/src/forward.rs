@@ -244,6 +244,7 @@ async fn send(
                 lease: Some(lease),
                 timeout: service.upstream_timeout,
                 silence: None,
+                waiting: false,
             };
             Outcome::Answered(Response::from_parts(parts, DownBody::Upstream(body)))
         }
@@ -385,8 +386,12 @@ pub struct StreamedBody {
     lease: Option<Lease>,
     /// How long the upstream may send nothing mid-body (the service's upstream timeout).
     timeout: Duration,
-    /// The running wait for the next frame; made when the body first has to wait.
+    /// The wait for the upstream's next frame; made when the body first has to wait.
     silence: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The last poll found the upstream with nothing: `silence` runs from that first wait.
+    /// Time in which the server did not poll at all (the client's flow control holding it
+    /// back) is the client's, not upstream silence.
+    waiting: bool,
 }
 
 impl StreamedBody {
@@ -420,13 +425,7 @@ impl Body for StreamedBody {
         match &polled {
             Poll::Ready(None) => this.finished(),
             Poll::Ready(Some(Ok(_))) if this.body.is_end_stream() => this.finished(),
-            Poll::Ready(Some(Ok(_))) => {
-                if let Some(silence) = &mut this.silence {
-                    silence
-                        .as_mut()
-                        .reset(tokio::time::Instant::now() + this.timeout);
-                }
-            }
+            Poll::Ready(Some(Ok(_))) => this.waiting = false,
             Poll::Ready(Some(Err(_))) => {
                 // The connection is broken: count the request done, do not pool it.
                 this.in_flight = None;
@@ -437,6 +436,11 @@ impl Body for StreamedBody {
                 let silence = this
                     .silence
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if !std::mem::replace(&mut this.waiting, true) {
+                    silence
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + timeout);
+                }
                 if silence.as_mut().poll(cx).is_ready() {
                     // The upstream went silent mid-body: the client must not take it as whole.
                     this.in_flight = None;

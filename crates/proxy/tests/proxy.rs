@@ -644,3 +644,71 @@ async fn the_services_upstream_timeout_bounds_the_wait_for_an_answer_over_http1_
     assert_eq!(version["responses"]["5xx"], 3, "{stats}");
     assert_eq!(version["upstream_errors"], 3, "{stats}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_silent_mid_body_is_cut_off_at_its_timeout_over_http1_and_h2c() {
+    // Sends half of its body, then nothing, keeping the connection open.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let mut chunk = [0u8; 4096];
+                    match tokio::io::AsyncReadExt::read(&mut stream, &mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let half = b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\nx-version: 1\r\n\r\nhello";
+                if tokio::io::AsyncWriteExt::write_all(&mut stream, half)
+                    .await
+                    .is_ok()
+                {
+                    let mut rest = Vec::new();
+                    let _ = tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut rest).await;
+                }
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = ProxyProc::start(dir.path());
+    let listen = free_port();
+    let routes = table(
+        1,
+        listen,
+        &[("1", 100, &[upstream])],
+        serde_json::json!({"upstream_timeout_ms": 400}),
+    );
+    assert_eq!(proxy.put_routes(&routes).await.0, 200);
+    let h1 = client();
+    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    for client in [&h1, &h2] {
+        let started = std::time::Instant::now();
+        let request = hyper::Request::get(format!("http://{listen}/"))
+            .body(http_body_util::Empty::new())
+            .unwrap();
+        let response = client.request(request).await.expect("the head arrives");
+        assert_eq!(response.status(), 200);
+        // The body breaks off: the client must not take the five bytes as the whole.
+        let body = tokio::time::timeout(
+            Duration::from_secs(10),
+            http_body_util::BodyExt::collect(response.into_body()),
+        )
+        .await
+        .expect("the proxy ends the stalled body");
+        assert!(body.is_err(), "a truncated body taken as whole");
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(350), "{waited:?}");
+    }
+    eventually(
+        DEADLINE,
+        "the stalled exchanges to stop counting",
+        || async { (in_flight(&proxy, upstream).await == 0).then_some(()) },
+    )
+    .await;
+}
