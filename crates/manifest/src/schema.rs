@@ -805,19 +805,20 @@ fn generator(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Generator
     Some(generator)
 }
 
-/// `proxy: {upstream_timeout: 2m, tunnel_idle_timeout: 4h}`: durations above zero.
+/// `proxy: {upstream_timeout: 2m, tunnel_idle_timeout: 4h}`: durations of at least a
+/// millisecond, the proxy's resolution.
 fn proxy_settings(decoder: &mut Decoder, what: &str, node: &Node) -> Option<ProxySettings> {
     let fields = decoder.fields(node, what, &["upstream_timeout", "tunnel_idle_timeout"])?;
     let mut duration = |key: &str| {
         let node = fields.get(key)?;
         let what = sub(what, key);
         let value = decoder.parsed::<Duration>(node, &what, "duration")?;
-        if value.as_std().is_zero() {
+        if value.as_std() < std::time::Duration::from_millis(1) {
             decoder.push(
-                Diagnostic::error(node.span, format!("{what} must be above 0"))
-                    .with_label("zero")
+                Diagnostic::error(node.span, format!("{what} must be at least 1ms"))
+                    .with_label("below the proxy's millisecond")
                     .with_hint(
-                        "a zero timeout would fail every request; leave it out for the default",
+                        "the proxy counts in milliseconds, and a zero timeout would fail every request; leave it out for the default",
                     ),
             );
             return None;

@@ -5,6 +5,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -24,6 +25,10 @@ use crate::upstream::{self, Lease, SendError};
 
 /// At most this many instances are tried for one request.
 const MAX_ATTEMPTS: usize = 3;
+
+/// The shortest interval at which a request's timer looks again at its upload, so that a
+/// service with a tiny upstream timeout does not wake it every millisecond of a long upload.
+const RECHECK_FLOOR: Duration = Duration::from_millis(10);
 
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -116,6 +121,7 @@ async fn forward(
         UpBody::Shared(Arc::new(SharedBody {
             slot: Mutex::new(Some(body)),
             progress: Activity::new(),
+            wanting: AtomicBool::new(false),
         }))
     };
     let attempts = version.instances.len().min(MAX_ATTEMPTS);
@@ -200,22 +206,28 @@ async fn send(
     let in_flight = InFlight::start(instance);
     let upload = request.body().share();
     let mut call = std::pin::pin!(upstream::send(instance.address, request));
-    // The upstream timeout runs from the end of the upload, as on the HTTP/1 path; while the
-    // body still streams, a silence longer than the client's timeout ends the exchange.
-    let mut timer = std::pin::pin!(tokio::time::sleep(service.upstream_timeout));
+    // As on the HTTP/1 path, the upstream timeout bounds the upstream's side: its taking of
+    // the body and, from the upload's end, its answer. An upload stalled because the client
+    // sends nothing more is the client's, bounded by the client timeout (408).
+    let upstream_timeout = service.upstream_timeout;
+    let mut timer = std::pin::pin!(tokio::time::sleep(upstream_timeout));
     let result = loop {
         tokio::select! {
             result = &mut call => break result,
             () = &mut timer => {
+                let now = tokio::time::Instant::now();
                 let (due, outcome) = match upload.progress() {
-                    Some(progress) if !progress.is_finished() => {
-                        (progress.last() + CLIENT_TIMEOUT.max(service.upstream_timeout), Outcome::ClientTimedOut)
+                    Some(progress) if !progress.is_finished() && upload.waits_on_client() => {
+                        (progress.last() + CLIENT_TIMEOUT.max(upstream_timeout), Outcome::ClientTimedOut)
                     }
-                    Some(progress) => (progress.last() + service.upstream_timeout, Outcome::TimedOut),
-                    None => (tokio::time::Instant::now(), Outcome::TimedOut),
+                    Some(progress) => (progress.last() + upstream_timeout, Outcome::TimedOut),
+                    None => (now, Outcome::TimedOut),
                 };
-                if due > tokio::time::Instant::now() {
-                    timer.as_mut().reset(due);
+                if due > now {
+                    // Looked at again within the upstream timeout even when the client's is
+                    // due later: the upload may end, or stall on the other side, meanwhile.
+                    let recheck = now + upstream_timeout.max(RECHECK_FLOOR);
+                    timer.as_mut().reset(due.min(recheck));
                     continue;
                 }
                 if matches!(outcome, Outcome::TimedOut) {
@@ -481,6 +493,9 @@ pub struct SharedBody {
     slot: Mutex<Option<Incoming>>,
     /// Marked at each frame, finished with the last.
     progress: Activity,
+    /// The upstream side asked for the next frame and the client had none yet: a stall now is
+    /// the client's. When clear, the upstream is not taking the body (or has not asked yet).
+    wanting: AtomicBool,
 }
 
 impl UpBody {
@@ -496,6 +511,14 @@ impl UpBody {
         match self {
             UpBody::Empty => None,
             UpBody::Shared(shared) => Some(&shared.progress),
+        }
+    }
+
+    /// Whether the upload waits on the client (see [`SharedBody::wanting`]).
+    fn waits_on_client(&self) -> bool {
+        match self {
+            UpBody::Empty => false,
+            UpBody::Shared(shared) => shared.wanting.load(Ordering::Relaxed),
         }
     }
 
@@ -529,12 +552,18 @@ impl Body for UpBody {
                 match guard.as_mut() {
                     Some(body) => {
                         let polled = Pin::new(&mut *body).poll_frame(cx);
+                        shared.wanting.store(polled.is_pending(), Ordering::Relaxed);
                         match &polled {
                             Poll::Ready(None) => {
                                 shared.progress.finish();
                                 *guard = None;
                             }
-                            Poll::Ready(Some(_)) if body.is_end_stream() => {
+                            // The last frame: flagged as such, or all of a declared length
+                            // (a client may send its end of stream in a later, empty frame
+                            // that an upstream knowing the length never asks for).
+                            Poll::Ready(Some(_))
+                                if body.is_end_stream() || body.size_hint().exact() == Some(0) =>
+                            {
                                 shared.progress.finish();
                             }
                             Poll::Ready(Some(_)) => shared.progress.mark(),

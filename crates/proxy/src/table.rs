@@ -82,6 +82,9 @@ fn default_eject_after() -> u32 {
 fn default_cooldown_ms() -> u64 {
     10_000
 }
+/// The longest duration a route table may give (365 days): long enough to mean "never" for
+/// any timeout, short enough that adding it to the clock cannot overflow.
+pub const MAX_TIMEOUT_MS: u64 = 365 * 24 * 3600 * 1000;
 /// The default of [`ServiceRoute::upstream_timeout_ms`].
 pub const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 60_000;
 /// The default of [`ServiceRoute::tunnel_idle_timeout_ms`].
@@ -187,6 +190,14 @@ pub enum TableError {
         /// The field.
         field: &'static str,
     },
+    /// A duration past [`MAX_TIMEOUT_MS`], which the proxy's clock arithmetic cannot hold.
+    #[error("service `{service}`: {field} must be at most {MAX_TIMEOUT_MS} (365 days)")]
+    TimeoutTooLong {
+        /// The service.
+        service: String,
+        /// The field.
+        field: &'static str,
+    },
     /// A port the proxy could not bind.
     #[error("service `{service}`: cannot listen on {address}: {reason}")]
     Bind {
@@ -277,12 +288,24 @@ fn validate_service(name: &str, service: &ServiceRoute) -> Result<ValidService, 
     {
         return Err(empty("the sticky cookie or header name"));
     }
-    for (field, value) in [
-        ("upstream_timeout_ms", service.upstream_timeout_ms),
-        ("tunnel_idle_timeout_ms", service.tunnel_idle_timeout_ms),
+    for (field, value, may_be_zero) in [
+        ("upstream_timeout_ms", service.upstream_timeout_ms, false),
+        (
+            "tunnel_idle_timeout_ms",
+            service.tunnel_idle_timeout_ms,
+            false,
+        ),
+        ("drain_timeout_ms", service.drain_timeout_ms, true),
+        ("eject_cooldown_ms", service.eject_cooldown_ms, true),
     ] {
-        if value == 0 {
+        if value == 0 && !may_be_zero {
             return Err(TableError::ZeroTimeout {
+                service: name.to_owned(),
+                field,
+            });
+        }
+        if value > MAX_TIMEOUT_MS {
+            return Err(TableError::TimeoutTooLong {
                 service: name.to_owned(),
                 field,
             });
@@ -409,6 +432,14 @@ mod tests {
             (
                 r#"{"revision":1,"services":{"api":{"listen":"127.0.0.1:1","versions":[],"tunnel_idle_timeout_ms":0}}}"#,
                 "service `api`: tunnel_idle_timeout_ms must be above 0",
+            ),
+            (
+                r#"{"revision":1,"services":{"api":{"listen":"127.0.0.1:1","versions":[],"drain_timeout_ms":18446744073709551615}}}"#,
+                "service `api`: drain_timeout_ms must be at most 31536000000 (365 days)",
+            ),
+            (
+                r#"{"revision":1,"services":{"api":{"listen":"127.0.0.1:1","versions":[],"tunnel_idle_timeout_ms":31536000001}}}"#,
+                "service `api`: tunnel_idle_timeout_ms must be at most 31536000000 (365 days)",
             ),
         ];
         for (json, message) in cases {

@@ -747,3 +747,205 @@ async fn a_short_upstream_timeout_does_not_cut_off_a_slow_client_upload_over_htt
         "{stats}"
     );
 }
+
+/// How an [`uploads_upstream`] treats a request, chosen by its target.
+/// `/answer`: reads the whole body (after a `100 Continue` if asked), answers with its length
+/// and closes; `/silent`: reads the whole body and never answers; `/unread`: reads only the head.
+async fn uploads_upstream() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let end = loop {
+                    if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break end;
+                    }
+                    let mut chunk = [0u8; 4096];
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                    }
+                };
+                let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
+                let mut hold = Vec::new();
+                if head.starts_with("post /unread") {
+                    // Keep the connection, read nothing more.
+                    let _ =
+                        tokio::time::timeout(std::time::Duration::from_secs(30), stream.readable())
+                            .await;
+                    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                    return;
+                }
+                if head.contains("expect: 100-continue")
+                    && stream
+                        .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                        .await
+                        .is_err()
+                {
+                    return;
+                }
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                let mut body = buffer.len() - end - 4;
+                while body < length {
+                    let mut chunk = [0u8; 4096];
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => body += n,
+                    }
+                }
+                if head.starts_with("post /silent") {
+                    let _ = stream.read_to_end(&mut hold).await;
+                    return;
+                }
+                // Closed after the answer, so that no later request reuses this connection
+                // and meets a handler it did not choose.
+                let answer = format!("{body}");
+                let _ = stream
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{answer}",
+                            answer.len()
+                        )
+                        .as_bytes(),
+                    )
+                    .await;
+            });
+        }
+    });
+    address
+}
+
+/// The upstream timeout is the upstream's side of an exchange: it starts when a slow upload
+/// has ended (also when the body went after a `100 Continue`), and it covers an upstream that
+/// stops taking the body, which is its failure (504), not the client's (408).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstream_timeout_runs_from_the_end_of_a_slow_upload_and_covers_an_upstream_not_reading()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = uploads_upstream().await;
+    let proxy = ProxyProc::start(dir.path());
+    let listen = free_port();
+    let routes = table(
+        1,
+        listen,
+        &[("1", 100, &[upstream])],
+        serde_json::json!({"upstream_timeout_ms": 300}),
+    );
+    assert_eq!(proxy.put_routes(&routes).await.0, 200);
+    let pause = std::time::Duration::from_millis(1200);
+    let bound = std::time::Duration::from_secs(15);
+
+    // HTTP/1.1 with Expect: the 100 comes at once, the body in two pieces four timeouts apart,
+    // then the answer.
+    let mut stream = TcpStream::connect(listen).await.unwrap();
+    stream
+        .write_all(b"POST /answer HTTP/1.1\r\nhost: api\r\nexpect: 100-continue\r\ncontent-length: 10\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buffer = Vec::new();
+    assert_eq!(read_answer(&mut stream, &mut buffer).await.status, 100);
+    stream.write_all(b"hello").await.unwrap();
+    tokio::time::sleep(pause).await;
+    stream.write_all(b"world").await.unwrap();
+    let answer = read_answer(&mut stream, &mut buffer).await;
+    assert_eq!(
+        (answer.status, answer.body.as_slice()),
+        (200, b"10".as_slice())
+    );
+
+    // A slow upload to an upstream that then says nothing: a 504 one timeout after the upload
+    // ended, not after the client's own 60 s. HTTP/1.1, then h2c.
+    let mut stream = TcpStream::connect(listen).await.unwrap();
+    stream
+        .write_all(b"POST /silent HTTP/1.1\r\nhost: api\r\ncontent-length: 10\r\n\r\nhello")
+        .await
+        .unwrap();
+    tokio::time::sleep(pause).await;
+    stream.write_all(b"world").await.unwrap();
+    let uploaded = std::time::Instant::now();
+    let mut buffer = Vec::new();
+    let answer = tokio::time::timeout(bound, read_answer(&mut stream, &mut buffer))
+        .await
+        .expect("an answer");
+    assert_eq!(answer.status, 504);
+    assert!(uploaded.elapsed() < std::time::Duration::from_secs(5));
+
+    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Trickle>();
+    let (pieces, receiver) = tokio::sync::mpsc::channel(4);
+    let request = hyper::Request::post(format!("http://{listen}/silent"))
+        .header("content-length", "10")
+        .body(Trickle(receiver))
+        .unwrap();
+    let response = tokio::spawn(async move { h2.request(request).await });
+    pieces.send(Bytes::from_static(b"hello")).await.unwrap();
+    tokio::time::sleep(pause).await;
+    pieces.send(Bytes::from_static(b"world")).await.unwrap();
+    drop(pieces);
+    let uploaded = std::time::Instant::now();
+    let response = tokio::time::timeout(bound, response)
+        .await
+        .expect("an answer before the client's timeout")
+        .unwrap()
+        .expect("the proxy answers");
+    assert_eq!(response.status(), 504);
+    assert!(uploaded.elapsed() < std::time::Duration::from_secs(5));
+
+    // An upstream that takes the head and none of a large body: once the socket buffers are
+    // full, the upload stalls on the upstream's side, a 504 and an upstream error.
+    let large = Bytes::from(vec![b'x'; 64 << 20]);
+    let mut stream = TcpStream::connect(listen).await.unwrap();
+    let head = format!(
+        "POST /unread HTTP/1.1\r\nhost: api\r\ncontent-length: {}\r\n\r\n",
+        large.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let (mut read_half, mut write_half) = stream.into_split();
+    let body = large.clone();
+    // The write half stays open until the end: a client's half-close is taken as leaving.
+    let upload = tokio::spawn(async move {
+        let _ = write_half.write_all(&body).await;
+        std::future::pending::<()>().await;
+        drop(write_half);
+    });
+    let mut buffer = Vec::new();
+    let answer = tokio::time::timeout(bound, async {
+        loop {
+            let mut chunk = [0u8; 4096];
+            let n = read_half.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed without an answer");
+            buffer.extend_from_slice(&chunk[..n]);
+            if buffer.windows(4).any(|w| w == b"\r\n\r\n") {
+                break String::from_utf8_lossy(&buffer).into_owned();
+            }
+        }
+    })
+    .await
+    .expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 504 "), "{answer}");
+    upload.abort();
+
+    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Full<Bytes>>();
+    let request = hyper::Request::post(format!("http://{listen}/unread"))
+        .body(Full::new(large))
+        .unwrap();
+    let response = tokio::time::timeout(bound, h2.request(request))
+        .await
+        .expect("an answer before the client's timeout")
+        .expect("the proxy answers");
+    assert_eq!(response.status(), 504);
+
+    let stats = proxy.stats().await;
+    let version = &stats["services"]["api"]["versions"]["1"];
+    assert_eq!(version["responses"]["4xx"], 0, "{stats}");
+    assert_eq!(version["upstream_errors"], 4, "{stats}");
+}

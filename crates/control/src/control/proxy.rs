@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::sync::watch;
 use wharf_proxy::table::{
-    DEFAULT_TUNNEL_IDLE_MS, DEFAULT_UPSTREAM_TIMEOUT_MS, RouteTable, ServiceRoute, Sticky,
-    VersionRoute,
+    DEFAULT_TUNNEL_IDLE_MS, DEFAULT_UPSTREAM_TIMEOUT_MS, MAX_TIMEOUT_MS, RouteTable, ServiceRoute,
+    Sticky, VersionRoute,
 };
 use wharf_runtime::{InstanceSpec, Recorded, StartError};
 use wharf_store::InstanceRow;
@@ -315,7 +315,7 @@ impl ControlPlane {
                         wharf_manifest::model::Sticky::Cookie(name) => Sticky::Cookie(name.clone()),
                         wharf_manifest::model::Sticky::Header(name) => Sticky::Header(name.clone()),
                     }),
-                    drain_timeout_ms: u64::try_from(drain.as_millis()).unwrap_or(u64::MAX),
+                    drain_timeout_ms: std_millis(drain),
                     eject_after: 3,
                     eject_cooldown_ms: 10_000,
                     upstream_timeout_ms: plan
@@ -517,5 +517,11 @@ impl ControlPlane {
 
 /// A manifest duration as the route table's milliseconds.
 fn millis(duration: wharf_manifest::values::Duration) -> u64 {
-    u64::try_from(duration.as_std().as_millis()).unwrap_or(u64::MAX)
+    std_millis(duration.as_std())
+}
+
+/// Milliseconds for the route table, where a longer duration than it holds means "never" and
+/// is given as its longest.
+fn std_millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).map_or(MAX_TIMEOUT_MS, |ms| ms.min(MAX_TIMEOUT_MS))
 }

@@ -693,7 +693,15 @@ impl Client<'_> {
             Err(()) => return self.bad_body(version, exchange).await,
         }
         may_resend &= body.done;
-        if upstream.write_all(&self.out).await.is_err() {
+        // Bounded like every later write of the body: an upstream that takes nothing is its
+        // own failure, not a connection held open for ever.
+        let sent = tokio::select! {
+            sent = tokio::time::timeout(self.upstream_timeout, upstream.write_all(&self.out)) => {
+                matches!(sent, Ok(Ok(())))
+            }
+            () = until_true(&mut cut) => false,
+        };
+        if !sent {
             match self.resend(instance, version, &mut may_resend).await {
                 Some(fresh) => upstream = fresh,
                 None => {
@@ -716,9 +724,7 @@ impl Client<'_> {
 
         // The response head, after any interim ones.
         self.upstream_input.clear();
-        self.timer
-            .as_mut()
-            .reset(tokio::time::Instant::now() + self.upstream_timeout);
+        self.restart_upstream_timer();
         loop {
             let parsed = parse::response(&self.upstream_input, &mut self.response);
             match parsed {
@@ -748,6 +754,8 @@ impl Client<'_> {
                         {
                             return next;
                         }
+                        // The wait for the answer starts when the upload ends.
+                        self.restart_upstream_timer();
                     }
                     continue;
                 }
@@ -801,6 +809,7 @@ impl Client<'_> {
                 {
                     return next;
                 }
+                self.restart_upstream_timer();
             }
         }
         let response_len = self.response.len;
@@ -998,6 +1007,13 @@ impl Client<'_> {
         }
         input.clear();
         upstream_input.clear();
+    }
+
+    /// The upstream has the service's upstream timeout from now to send its response head.
+    fn restart_upstream_timer(&mut self) {
+        self.timer
+            .as_mut()
+            .reset(tokio::time::Instant::now() + self.upstream_timeout);
     }
 
     /// [`Client::send_body`], and what its failure means for the exchange: a client gone or a
