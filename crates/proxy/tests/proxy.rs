@@ -712,3 +712,94 @@ async fn an_upstream_silent_mid_body_is_cut_off_at_its_timeout_over_http1_and_h2
     )
     .await;
 }
+
+/// Over h2 the client's flow control can hold a response back for longer than the upstream
+/// timeout: that time is the client's. An upstream that streams steadily, each piece well
+/// within its timeout, while the client now and then holds its window shut for several
+/// timeouts, gets its body through whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_client_holding_back_its_window_longer_than_the_upstream_timeout_gets_the_whole_body()
+{
+    const PIECES: usize = 40;
+    const PIECE: usize = 16 * 1024;
+    // Chunked, a piece every 100 ms: a third of the upstream timeout.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let mut chunk = [0u8; 4096];
+            match tokio::io::AsyncReadExt::read(&mut stream, &mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let mut out = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+        let mut cadence = tokio::time::interval(Duration::from_millis(100));
+        for _ in 0..PIECES {
+            cadence.tick().await;
+            out.extend_from_slice(format!("{PIECE:x}\r\n").as_bytes());
+            out.extend(std::iter::repeat_n(b'x', PIECE));
+            out.extend_from_slice(b"\r\n");
+            if tokio::io::AsyncWriteExt::write_all(&mut stream, &out)
+                .await
+                .is_err()
+            {
+                return;
+            }
+            out.clear();
+        }
+        let _ = tokio::io::AsyncWriteExt::write_all(&mut stream, b"0\r\n\r\n").await;
+        let mut rest = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut rest).await;
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = ProxyProc::start(dir.path());
+    let listen = free_port();
+    let routes = table(
+        1,
+        listen,
+        &[("1", 100, &[upstream])],
+        serde_json::json!({"upstream_timeout_ms": 300}),
+    );
+    assert_eq!(proxy.put_routes(&routes).await.0, 200);
+    // Small windows, never widened on their own: the proxy may send only what was read here.
+    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .http2_adaptive_window(false)
+        .http2_initial_stream_window_size(65_535)
+        .http2_initial_connection_window_size(65_535)
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let request = hyper::Request::get(format!("http://{listen}/stream"))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let response = h2.request(request).await.expect("the head arrives");
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut received = 0usize;
+    let mut holds = 0;
+    while let Some(frame) = tokio::time::timeout(
+        Duration::from_secs(10),
+        http_body_util::BodyExt::frame(&mut body),
+    )
+    .await
+    .expect("the body keeps coming")
+    {
+        let frame = frame.expect("the body is not cut off");
+        if let Some(data) = frame.data_ref() {
+            received += data.len();
+        }
+        // Hold the window shut for four upstream timeouts, at three points of the body.
+        if holds < 3 && received >= (holds + 1) * PIECES * PIECE / 4 {
+            holds += 1;
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+        }
+    }
+    assert_eq!((received, holds), (PIECES * PIECE, 3));
+    let stats = proxy.stats().await;
+    assert_eq!(
+        stats["services"]["api"]["versions"]["1"]["upstream_errors"], 0,
+        "{stats}"
+    );
+}
