@@ -805,10 +805,14 @@ fn generator(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Generator
     Some(generator)
 }
 
-/// `proxy: {upstream_timeout: 2m, tunnel_idle_timeout: 4h}`: durations of at least a
+/// `proxy: {upstream_timeout: 2m, tunnel_idle_timeout: 4h, client_timeout: 30s}`: durations of at least a
 /// millisecond, the proxy's resolution.
 fn proxy_settings(decoder: &mut Decoder, what: &str, node: &Node) -> Option<ProxySettings> {
-    let fields = decoder.fields(node, what, &["upstream_timeout", "tunnel_idle_timeout"])?;
+    let fields = decoder.fields(
+        node,
+        what,
+        &["upstream_timeout", "tunnel_idle_timeout", "client_timeout"],
+    )?;
     let mut duration = |key: &str| {
         let node = fields.get(key)?;
         let what = sub(what, key);
@@ -828,6 +832,7 @@ fn proxy_settings(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Prox
     Some(ProxySettings {
         upstream_timeout: duration("upstream_timeout"),
         tunnel_idle_timeout: duration("tunnel_idle_timeout"),
+        client_timeout: duration("client_timeout"),
     })
 }
 

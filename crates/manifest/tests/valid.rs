@@ -59,6 +59,7 @@ fn full_manifest_uses_every_feature() {
         proxy.tunnel_idle_timeout.map(|d| d.as_std().as_secs()),
         Some(4 * 3600)
     );
+    assert_eq!(proxy.client_timeout.map(|d| d.as_std().as_secs()), Some(20));
     let rollout = api.rollout.as_ref().expect("api has a rollout");
     assert_eq!(
         rollout

@@ -19,7 +19,6 @@ use hyper::{Request, Response, StatusCode, Uri, Version};
 
 use crate::activity::Activity;
 use crate::routes::{InFlight, Instance, ServiceRt, VersionRt};
-use crate::server::CLIENT_TIMEOUT;
 use crate::server::Inner;
 use crate::upstream::{self, Lease, SendError};
 
@@ -210,7 +209,16 @@ async fn send(
     // the body and, from the upload's end, its answer. An upload stalled because the client
     // sends nothing more is the client's, bounded by the client timeout (408).
     let upstream_timeout = service.upstream_timeout;
-    let mut timer = std::pin::pin!(tokio::time::sleep(upstream_timeout));
+    let sent = tokio::time::Instant::now();
+    // With a body, the timer looks again within the shorter of the two timeouts, whatever
+    // the deadline: the upload may end, or stall on the other side, meanwhile.
+    let recheck = match upload.progress() {
+        Some(_) => upstream_timeout
+            .min(service.client_timeout)
+            .max(RECHECK_FLOOR),
+        None => upstream_timeout,
+    };
+    let mut timer = std::pin::pin!(tokio::time::sleep(recheck));
     let result = loop {
         tokio::select! {
             result = &mut call => break result,
@@ -218,16 +226,13 @@ async fn send(
                 let now = tokio::time::Instant::now();
                 let (due, outcome) = match upload.progress() {
                     Some(progress) if !progress.is_finished() && upload.waits_on_client() => {
-                        (progress.last() + CLIENT_TIMEOUT.max(upstream_timeout), Outcome::ClientTimedOut)
+                        (progress.last() + service.client_timeout, Outcome::ClientTimedOut)
                     }
                     Some(progress) => (progress.last() + upstream_timeout, Outcome::TimedOut),
-                    None => (now, Outcome::TimedOut),
+                    None => (sent + upstream_timeout, Outcome::TimedOut),
                 };
                 if due > now {
-                    // Looked at again within the upstream timeout even when the client's is
-                    // due later: the upload may end, or stall on the other side, meanwhile.
-                    let recheck = now + upstream_timeout.max(RECHECK_FLOOR);
-                    timer.as_mut().reset(due.min(recheck));
+                    timer.as_mut().reset(due.min(now + recheck));
                     continue;
                 }
                 if matches!(outcome, Outcome::TimedOut) {

@@ -207,6 +207,8 @@ pub(crate) struct ServiceRt {
     pub upstream_timeout: Duration,
     /// See `ServiceRoute::tunnel_idle_timeout_ms`.
     pub tunnel_idle: Duration,
+    /// See `ServiceRoute::client_timeout_ms`.
+    pub client_timeout: Duration,
 }
 
 impl ServiceRt {
@@ -323,6 +325,7 @@ impl Routes {
                 cooldown: Duration::from_millis(route.eject_cooldown_ms),
                 upstream_timeout: Duration::from_millis(route.upstream_timeout_ms),
                 tunnel_idle: Duration::from_millis(route.tunnel_idle_timeout_ms),
+                client_timeout: Duration::from_millis(route.client_timeout_ms),
             };
             by_listen.insert(service.listen, Arc::new(rt));
         }

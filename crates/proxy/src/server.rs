@@ -26,11 +26,6 @@ use crate::table::{RouteTable, TableError, ValidTable};
 /// The largest request head (request line plus headers) the proxy accepts.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
-/// How long one read of a request body from the client, or one write to the client, may wait
-/// (nginx's `client_body_timeout` and `send_timeout`). The client's side, so not the service's
-/// upstream timeout: a service with a short one must not cut off slow clients.
-pub(crate) const CLIENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-
 /// What can go wrong applying a table.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {

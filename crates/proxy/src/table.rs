@@ -48,6 +48,12 @@ pub struct ServiceRoute {
     /// before it is closed (default 1 h).
     #[serde(default = "default_tunnel_idle_ms")]
     pub tunnel_idle_timeout_ms: u64,
+    /// How long one read of a request body from the client, or one write of the response to
+    /// it, may wait before the exchange is given up, a stalled upload with a 408 (default
+    /// 60 s, nginx's `client_body_timeout` and `send_timeout`). The client's side: kept apart
+    /// from the upstream timeout so a service with a short one does not cut off slow clients.
+    #[serde(default = "default_client_timeout_ms")]
+    pub client_timeout_ms: u64,
 }
 
 /// One version of a service.
@@ -94,6 +100,11 @@ fn default_upstream_timeout_ms() -> u64 {
 }
 fn default_tunnel_idle_ms() -> u64 {
     DEFAULT_TUNNEL_IDLE_MS
+}
+/// The default of [`ServiceRoute::client_timeout_ms`].
+pub const DEFAULT_CLIENT_TIMEOUT_MS: u64 = 60_000;
+fn default_client_timeout_ms() -> u64 {
+    DEFAULT_CLIENT_TIMEOUT_MS
 }
 
 /// Why a table was refused. Each names the service, version or address at fault.
@@ -290,6 +301,7 @@ fn validate_service(name: &str, service: &ServiceRoute) -> Result<ValidService, 
     }
     for (field, value, may_be_zero) in [
         ("upstream_timeout_ms", service.upstream_timeout_ms, false),
+        ("client_timeout_ms", service.client_timeout_ms, false),
         (
             "tunnel_idle_timeout_ms",
             service.tunnel_idle_timeout_ms,

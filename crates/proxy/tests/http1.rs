@@ -41,8 +41,9 @@ async fn echo_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
                                 // Count an upload without keeping it.
                                 let mut body = request.into_body();
                                 let (mut length, mut sum) = (0u64, 0u64);
-                                while let Some(frame) = body.frame().await {
-                                    if let Ok(data) = frame.unwrap().into_data() {
+                                // A body cut off (the proxy gave up on its client) ends it.
+                                while let Some(Ok(frame)) = body.frame().await {
+                                    if let Ok(data) = frame.into_data() {
                                         length += data.len() as u64;
                                         sum = data
                                             .iter()
@@ -948,4 +949,85 @@ async fn the_upstream_timeout_runs_from_the_end_of_a_slow_upload_and_covers_an_u
     let version = &stats["services"]["api"]["versions"]["1"];
     assert_eq!(version["responses"]["4xx"], 0, "{stats}");
     assert_eq!(version["upstream_errors"], 4, "{stats}");
+}
+
+/// The service's client timeout bounds the client's side: an upload that stalls gets a 408
+/// (HTTP/1.1 and h2c), a response the client leaves unread ends the connection; neither is
+/// the upstream's failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_stalling_its_upload_gets_408_and_one_not_reading_is_let_go_at_the_client_timeout()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, _) = echo_upstream().await;
+    let proxy = ProxyProc::start(dir.path());
+    let listen = free_port();
+    let routes = table(
+        1,
+        listen,
+        &[("1", 100, &[upstream])],
+        serde_json::json!({"client_timeout_ms": 500}),
+    );
+    assert_eq!(proxy.put_routes(&routes).await.0, 200);
+    let bound = std::time::Duration::from_secs(10);
+
+    let mut stream = TcpStream::connect(listen).await.unwrap();
+    stream
+        .write_all(b"POST /count HTTP/1.1\r\nhost: api\r\ncontent-length: 10\r\n\r\nhello")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buffer = Vec::new();
+    let answer = tokio::time::timeout(bound, read_answer(&mut stream, &mut buffer))
+        .await
+        .expect("an answer");
+    assert_eq!(answer.status, 408);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(450));
+    assert_eq!(answer.field("connection"), Some("close"));
+
+    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Trickle>();
+    let (pieces, receiver) = tokio::sync::mpsc::channel(4);
+    let request = hyper::Request::post(format!("http://{listen}/count"))
+        .body(Trickle(receiver))
+        .unwrap();
+    let response = tokio::spawn(async move { h2.request(request).await });
+    pieces.send(Bytes::from_static(b"hello")).await.unwrap();
+    let started = std::time::Instant::now();
+    let response = tokio::time::timeout(bound, response)
+        .await
+        .expect("an answer while the upload is still open")
+        .unwrap()
+        .expect("the proxy answers");
+    assert_eq!(response.status(), 408);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(450));
+    drop(pieces);
+
+    // 32 MiB asked for and not read: once the socket buffers are full the proxy's write waits,
+    // and half a second later the connection is closed short of the body.
+    let size = 32 << 20;
+    let mut stream = TcpStream::connect(listen).await.unwrap();
+    stream
+        .write_all(format!("GET /big/{size} HTTP/1.1\r\nhost: api\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
+    let mut received = 0usize;
+    let ended = tokio::time::timeout(bound, async {
+        let mut chunk = vec![0u8; 1 << 16];
+        loop {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received += n,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the connection stays open");
+    assert!(received < size, "all {received} bytes came");
+
+    let stats = proxy.stats().await;
+    let version = &stats["services"]["api"]["versions"]["1"];
+    assert_eq!(version["responses"]["4xx"], 2, "{stats}");
+    assert_eq!(version["upstream_errors"], 0, "{stats}");
 }

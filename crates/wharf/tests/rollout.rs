@@ -661,9 +661,13 @@ fn pause_holds_the_weights_and_resume_continues() {
 }
 
 #[test]
-fn the_manifests_upstream_timeout_reaches_the_proxy() {
+fn the_manifests_proxy_timeouts_reach_the_proxy() {
     let port = free_port();
-    let stack = stack(port, CANARY, "    proxy: {upstream_timeout: 400ms}");
+    let stack = stack(
+        port,
+        CANARY,
+        "    proxy: {upstream_timeout: 400ms, client_timeout: 500ms}",
+    );
     assert!(stack.up().status.success());
     let status_of = |path: &str| {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -681,5 +685,18 @@ fn the_manifests_upstream_timeout_reaches_the_proxy() {
     });
     let started = std::time::Instant::now();
     assert_eq!(status_of("/work?ms=5000"), Some(504));
+    assert!(started.elapsed() < Duration::from_secs(4));
+    // An upload that stops halfway is the client's stall: 408 at the client timeout.
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"POST /work HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhello")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 408");
     assert!(started.elapsed() < Duration::from_secs(4));
 }

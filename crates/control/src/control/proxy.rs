@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::sync::watch;
 use wharf_proxy::table::{
-    DEFAULT_TUNNEL_IDLE_MS, DEFAULT_UPSTREAM_TIMEOUT_MS, MAX_TIMEOUT_MS, RouteTable, ServiceRoute,
-    Sticky, VersionRoute,
+    DEFAULT_CLIENT_TIMEOUT_MS, DEFAULT_TUNNEL_IDLE_MS, DEFAULT_UPSTREAM_TIMEOUT_MS, MAX_TIMEOUT_MS,
+    RouteTable, ServiceRoute, Sticky, VersionRoute,
 };
 use wharf_runtime::{InstanceSpec, Recorded, StartError};
 use wharf_store::InstanceRow;
@@ -326,6 +326,10 @@ impl ControlPlane {
                         .proxy
                         .tunnel_idle_timeout
                         .map_or(DEFAULT_TUNNEL_IDLE_MS, millis),
+                    client_timeout_ms: plan
+                        .proxy
+                        .client_timeout
+                        .map_or(DEFAULT_CLIENT_TIMEOUT_MS, millis),
                 },
             );
         }

@@ -25,7 +25,7 @@ use tokio::sync::watch;
 
 use crate::activity::Activity;
 use crate::routes::{InFlight, Instance, ServiceRt, VersionRt, cookie_value};
-use crate::server::{CLIENT_TIMEOUT, Inner, MAX_HEADER_BYTES};
+use crate::server::{Inner, MAX_HEADER_BYTES};
 use crate::table::{PIN_HEADER, Sticky};
 use parse::{Chunks, Framing, HeadError, Kind, RequestHead, ResponseHead};
 
@@ -84,6 +84,9 @@ struct Client<'s> {
     /// How long one read or write of a body may wait on the upstream, and it may take to start
     /// its answer: the service's `upstream_timeout_ms`, set per exchange.
     upstream_timeout: Duration,
+    /// How long one read of the request body or write to the client may wait: the service's
+    /// `client_timeout_ms`, set per exchange.
+    client_timeout: Duration,
     /// The protocols the current request offers in `Upgrade`, comma-separated, kept past the
     /// head's bytes so the upstream's 101 can be checked against them.
     offered: Vec<u8>,
@@ -112,6 +115,7 @@ pub(crate) async fn serve(
         closing,
         timer: Box::pin(tokio::time::sleep(HEAD_TIMEOUT)),
         upstream_timeout: Duration::from_millis(crate::table::DEFAULT_UPSTREAM_TIMEOUT_MS),
+        client_timeout: Duration::from_millis(crate::table::DEFAULT_CLIENT_TIMEOUT_MS),
         offered: Vec::new(),
     };
     let mut first = true;
@@ -392,6 +396,7 @@ impl Client<'_> {
                 .await;
         };
         self.upstream_timeout = service.upstream_timeout;
+        self.client_timeout = service.client_timeout;
         let (pin, sticky) = self.routing_keys(&service);
         let Some(version) =
             service.choose_by(pin.map(|r| &self.input[r]), sticky.map(|r| &self.input[r]))
@@ -1047,7 +1052,7 @@ impl Client<'_> {
 
     /// Copy the rest of the request body from the client to the upstream: first what is in
     /// `input` already, then what the client sends; each read and write bounded by
-    /// the service's upstream timeout (writes) or [`CLIENT_TIMEOUT`] (reads) and by the
+    /// the service's upstream timeout (writes) or its client timeout (reads) and by the
     /// instance's drain cut.
     async fn send_body(
         &mut self,
@@ -1075,7 +1080,7 @@ impl Client<'_> {
             }
             room(&mut self.input);
             let read = tokio::select! {
-                read = tokio::time::timeout(CLIENT_TIMEOUT, self.stream.read_buf(&mut self.input)) => read,
+                read = tokio::time::timeout(self.client_timeout, self.stream.read_buf(&mut self.input)) => read,
                 () = until_true(cut) => return Err(BodyFailure::Client),
             };
             match read {
@@ -1087,7 +1092,7 @@ impl Client<'_> {
     }
 
     /// Write `out` to the client: at once when the socket takes it all (no timer, no
-    /// waiter), else waiting at most [`CLIENT_TIMEOUT`] and never past the drain cut.
+    /// waiter), else waiting at most the client timeout and never past the drain cut.
     async fn send_out(&mut self, cut: &mut watch::Receiver<bool>) -> bool {
         let written = match self.stream.try_write(&self.out) {
             Ok(n) => n,
@@ -1099,7 +1104,7 @@ impl Client<'_> {
         }
         let rest = &self.out[written..];
         tokio::select! {
-            done = tokio::time::timeout(CLIENT_TIMEOUT, self.stream.write_all(rest)) => matches!(done, Ok(Ok(()))),
+            done = tokio::time::timeout(self.client_timeout, self.stream.write_all(rest)) => matches!(done, Ok(Ok(()))),
             () = until_true(cut) => false,
         }
     }
@@ -1224,7 +1229,7 @@ struct Exchange<'r> {
 enum BodyFailure {
     /// The client went away or failed mid-body.
     Client,
-    /// The client sent nothing more of its body for [`CLIENT_TIMEOUT`].
+    /// The client sent nothing more of its body within the service's client timeout.
     ClientTimeout,
     /// The upstream stopped taking it (closed, reset).
     Upstream,
