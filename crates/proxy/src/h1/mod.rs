@@ -219,6 +219,29 @@ async fn carry(
     }
 }
 
+/// Write all of `bytes` to the upstream: at once when its socket takes them (no timer, the
+/// common case), else waiting at most `timeout` and never past the drain cut.
+async fn write_upstream(
+    upstream: &mut TcpStream,
+    bytes: &[u8],
+    timeout: Duration,
+    cut: &mut watch::Receiver<bool>,
+) -> bool {
+    let written = match upstream.try_write(bytes) {
+        Ok(n) => n,
+        Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => 0,
+        Err(_) => return false,
+    };
+    if written == bytes.len() {
+        return true;
+    }
+    let rest = &bytes[written..];
+    tokio::select! {
+        done = tokio::time::timeout(timeout, upstream.write_all(rest)) => matches!(done, Ok(Ok(()))),
+        () = until_true(cut) => false,
+    }
+}
+
 /// Make sure `buffer` has room for a read of a useful size.
 fn room(buffer: &mut BytesMut) {
     if buffer.capacity() - buffer.len() < 1024 {
@@ -700,13 +723,7 @@ impl Client<'_> {
         may_resend &= body.done;
         // Bounded like every later write of the body: an upstream that takes nothing is its
         // own failure, not a connection held open for ever.
-        let sent = tokio::select! {
-            sent = tokio::time::timeout(self.upstream_timeout, upstream.write_all(&self.out)) => {
-                matches!(sent, Ok(Ok(())))
-            }
-            () = until_true(&mut cut) => false,
-        };
-        if !sent {
+        if !write_upstream(&mut upstream, &self.out, self.upstream_timeout, &mut cut).await {
             match self.resend(instance, version, &mut may_resend).await {
                 Some(fresh) => upstream = fresh,
                 None => {
@@ -1064,16 +1081,10 @@ impl Client<'_> {
             self.out.clear();
             body.take(&mut self.input, &mut self.out, false)
                 .map_err(|()| BodyFailure::Malformed)?;
-            if !self.out.is_empty() {
-                let written = tokio::select! {
-                    written = tokio::time::timeout(self.upstream_timeout, upstream.write_all(&self.out)) => {
-                        matches!(written, Ok(Ok(())))
-                    }
-                    () = until_true(cut) => false,
-                };
-                if !written {
-                    return Err(BodyFailure::Upstream);
-                }
+            if !self.out.is_empty()
+                && !write_upstream(upstream, &self.out, self.upstream_timeout, cut).await
+            {
+                return Err(BodyFailure::Upstream);
             }
             if body.done {
                 return Ok(());
