@@ -318,8 +318,8 @@ pub struct ProxySettings {
     /// proxy closes it (default 1 h).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tunnel_idle_timeout: Option<Duration>,
-    /// How long the proxy waits on a client mid-request (one read of its body) or mid-response
-    /// (one write to it) before giving up, a stalled upload with a 408 (default 60 s).
+    /// How long the proxy waits on a client mid-request (one read of its body; then a 408) or,
+    /// over HTTP/1.1, mid-response (one write to it) before giving up (default 60 s).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_timeout: Option<Duration>,
 }

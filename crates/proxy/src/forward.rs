@@ -232,7 +232,9 @@ async fn send(
                     None => (sent + upstream_timeout, Outcome::TimedOut),
                 };
                 if due > now {
-                    timer.as_mut().reset(due.min(now + recheck));
+                    // A finished upload's deadline cannot move: no need to look again.
+                    let settled = upload.progress().is_none_or(Activity::is_finished);
+                    timer.as_mut().reset(if settled { due } else { due.min(now + recheck) });
                     continue;
                 }
                 if matches!(outcome, Outcome::TimedOut) {
@@ -557,7 +559,13 @@ impl Body for UpBody {
                 match guard.as_mut() {
                     Some(body) => {
                         let polled = Pin::new(&mut *body).poll_frame(cx);
-                        shared.wanting.store(polled.is_pending(), Ordering::Relaxed);
+                        let was_wanting =
+                            shared.wanting.swap(polled.is_pending(), Ordering::Relaxed);
+                        if polled.is_pending() && !was_wanting {
+                            // The client's time starts when the upstream asks, not before
+                            // (a connect, a slow first read of the head are not the client's).
+                            shared.progress.mark();
+                        }
                         match &polled {
                             Poll::Ready(None) => {
                                 shared.progress.finish();

@@ -48,9 +48,10 @@ pub struct ServiceRoute {
     /// before it is closed (default 1 h).
     #[serde(default = "default_tunnel_idle_ms")]
     pub tunnel_idle_timeout_ms: u64,
-    /// How long one read of a request body from the client, or one write of the response to
-    /// it, may wait before the exchange is given up, a stalled upload with a 408 (default
-    /// 60 s, nginx's `client_body_timeout` and `send_timeout`). The client's side: kept apart
+    /// How long one read of a request body from the client (then a 408), or over HTTP/1 one
+    /// write of the response to it, may wait before the exchange is given up (default 60 s,
+    /// nginx's `client_body_timeout` and `send_timeout`; h2 writes wait on the client's flow
+    /// control instead). The client's side: kept apart
     /// from the upstream timeout so a service with a short one does not cut off slow clients.
     #[serde(default = "default_client_timeout_ms")]
     pub client_timeout_ms: u64,

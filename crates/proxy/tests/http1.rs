@@ -965,7 +965,8 @@ async fn a_client_stalling_its_upload_gets_408_and_one_not_reading_is_let_go_at_
         1,
         listen,
         &[("1", 100, &[upstream])],
-        serde_json::json!({"client_timeout_ms": 500}),
+        // A shorter upstream timeout too: a client's stall is still the client's.
+        serde_json::json!({"client_timeout_ms": 500, "upstream_timeout_ms": 300}),
     );
     assert_eq!(proxy.put_routes(&routes).await.0, 200);
     let bound = std::time::Duration::from_secs(10);

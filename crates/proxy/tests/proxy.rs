@@ -722,7 +722,7 @@ async fn an_h2_client_holding_back_its_window_longer_than_the_upstream_timeout_g
 {
     const PIECES: usize = 40;
     const PIECE: usize = 16 * 1024;
-    // Chunked, a piece every 100 ms: a third of the upstream timeout.
+    // Chunked, a piece every 100 ms: a fifth of the upstream timeout.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let upstream = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -761,7 +761,7 @@ async fn an_h2_client_holding_back_its_window_longer_than_the_upstream_timeout_g
         1,
         listen,
         &[("1", 100, &[upstream])],
-        serde_json::json!({"upstream_timeout_ms": 300}),
+        serde_json::json!({"upstream_timeout_ms": 500}),
     );
     assert_eq!(proxy.put_routes(&routes).await.0, 200);
     // Small windows, never widened on their own: the proxy may send only what was read here.
@@ -790,10 +790,10 @@ async fn an_h2_client_holding_back_its_window_longer_than_the_upstream_timeout_g
         if let Some(data) = frame.data_ref() {
             received += data.len();
         }
-        // Hold the window shut for four upstream timeouts, at three points of the body.
+        // Hold the window shut for three upstream timeouts, at three points of the body.
         if holds < 3 && received >= (holds + 1) * PIECES * PIECE / 4 {
             holds += 1;
-            tokio::time::sleep(Duration::from_millis(1200)).await;
+            tokio::time::sleep(Duration::from_millis(1500)).await;
         }
     }
     assert_eq!((received, holds), (PIECES * PIECE, 3));

@@ -38,6 +38,10 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// closes must not hold the tunnel, and its instance's in-flight count, for the idle timeout.
 const TUNNEL_FIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long an upstream that stopped taking a request body still has to send its answer (it
+/// may have answered early, say with a 413, and stopped reading).
+const STALLED_GRACE: Duration = Duration::from_secs(1);
+
 /// Initial size of each of a connection's buffers; they grow for larger heads.
 const BUFFER: usize = 16 * 1024;
 
@@ -87,6 +91,8 @@ struct Client<'s> {
     /// How long one read of the request body or write to the client may wait: the service's
     /// `client_timeout_ms`, set per exchange.
     client_timeout: Duration,
+    /// A write of the current request's body waited the whole upstream timeout.
+    upstream_stalled: bool,
     /// The protocols the current request offers in `Upgrade`, comma-separated, kept past the
     /// head's bytes so the upstream's 101 can be checked against them.
     offered: Vec<u8>,
@@ -116,6 +122,7 @@ pub(crate) async fn serve(
         timer: Box::pin(tokio::time::sleep(HEAD_TIMEOUT)),
         upstream_timeout: Duration::from_millis(crate::table::DEFAULT_UPSTREAM_TIMEOUT_MS),
         client_timeout: Duration::from_millis(crate::table::DEFAULT_CLIENT_TIMEOUT_MS),
+        upstream_stalled: false,
         offered: Vec::new(),
     };
     let mut first = true;
@@ -219,6 +226,15 @@ async fn carry(
     }
 }
 
+/// Why bytes did not reach the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriteFailure {
+    /// The connection is closed or broken (or the drain cut came).
+    Broken,
+    /// The upstream took nothing more for the upstream timeout.
+    Stalled,
+}
+
 /// Write all of `bytes` to the upstream: at once when its socket takes them (no timer, the
 /// common case), else waiting at most `timeout` and never past the drain cut.
 async fn write_upstream(
@@ -226,19 +242,23 @@ async fn write_upstream(
     bytes: &[u8],
     timeout: Duration,
     cut: &mut watch::Receiver<bool>,
-) -> bool {
+) -> Result<(), WriteFailure> {
     let written = match upstream.try_write(bytes) {
         Ok(n) => n,
         Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => 0,
-        Err(_) => return false,
+        Err(_) => return Err(WriteFailure::Broken),
     };
     if written == bytes.len() {
-        return true;
+        return Ok(());
     }
     let rest = &bytes[written..];
     tokio::select! {
-        done = tokio::time::timeout(timeout, upstream.write_all(rest)) => matches!(done, Ok(Ok(()))),
-        () = until_true(cut) => false,
+        done = tokio::time::timeout(timeout, upstream.write_all(rest)) => match done {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(WriteFailure::Broken),
+            Err(_) => Err(WriteFailure::Stalled),
+        },
+        () = until_true(cut) => Err(WriteFailure::Broken),
     }
 }
 
@@ -420,6 +440,7 @@ impl Client<'_> {
         };
         self.upstream_timeout = service.upstream_timeout;
         self.client_timeout = service.client_timeout;
+        self.upstream_stalled = false;
         let (pin, sticky) = self.routing_keys(&service);
         let Some(version) =
             service.choose_by(pin.map(|r| &self.input[r]), sticky.map(|r| &self.input[r]))
@@ -723,7 +744,22 @@ impl Client<'_> {
         may_resend &= body.done;
         // Bounded like every later write of the body: an upstream that takes nothing is its
         // own failure, not a connection held open for ever.
-        if !write_upstream(&mut upstream, &self.out, self.upstream_timeout, &mut cut).await {
+        let sent = write_upstream(&mut upstream, &self.out, self.upstream_timeout, &mut cut).await;
+        if sent == Err(WriteFailure::Stalled) {
+            // Alive but taking nothing: sending again could run the request twice.
+            tracing::debug!(instance = %instance.address, "upstream took no request in time");
+            version.stats.upstream_error();
+            return self
+                .upstream_failed_status(
+                    version,
+                    exchange,
+                    504,
+                    "Gateway Timeout",
+                    "the upstream did not answer in time\n",
+                )
+                .await;
+        }
+        if sent.is_err() {
             match self.resend(instance, version, &mut may_resend).await {
                 Some(fresh) => upstream = fresh,
                 None => {
@@ -1031,11 +1067,17 @@ impl Client<'_> {
         upstream_input.clear();
     }
 
-    /// The upstream has the service's upstream timeout from now to send its response head.
+    /// The upstream has the service's upstream timeout from now to send its response head,
+    /// or only [`STALLED_GRACE`] when it already let a write of the body wait that long.
     fn restart_upstream_timer(&mut self) {
+        let wait = if std::mem::take(&mut self.upstream_stalled) {
+            self.upstream_timeout.min(STALLED_GRACE)
+        } else {
+            self.upstream_timeout
+        };
         self.timer
             .as_mut()
-            .reset(tokio::time::Instant::now() + self.upstream_timeout);
+            .reset(tokio::time::Instant::now() + wait);
     }
 
     /// [`Client::send_body`], and what its failure means for the exchange: a client gone or a
@@ -1082,8 +1124,12 @@ impl Client<'_> {
             body.take(&mut self.input, &mut self.out, false)
                 .map_err(|()| BodyFailure::Malformed)?;
             if !self.out.is_empty()
-                && !write_upstream(upstream, &self.out, self.upstream_timeout, cut).await
+                && let Err(failure) =
+                    write_upstream(upstream, &self.out, self.upstream_timeout, cut).await
             {
+                // An upstream that stopped taking the body has used its time already: what
+                // is left for its answer is a short grace, for one it sent early.
+                self.upstream_stalled = failure == WriteFailure::Stalled;
                 return Err(BodyFailure::Upstream);
             }
             if body.done {
