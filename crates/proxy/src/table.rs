@@ -51,8 +51,8 @@ pub struct ServiceRoute {
     /// How long one read of a request body from the client (then a 408), or over HTTP/1 one
     /// write of the response to it, may wait before the exchange is given up (default 60 s,
     /// nginx's `client_body_timeout` and `send_timeout`; h2 writes wait on the client's flow
-    /// control instead). The client's side: kept apart
-    /// from the upstream timeout so a service with a short one does not cut off slow clients.
+    /// control instead). The client's side: kept apart from the upstream timeout so that a
+    /// service with a short one does not cut off slow clients.
     #[serde(default = "default_client_timeout_ms")]
     pub client_timeout_ms: u64,
 }

@@ -16,7 +16,7 @@ use hyper::body::Frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use support::{ProxyProc, free_port, table};
+use support::{ProxyProc, h2_client, proxy_to};
 
 type EchoBody = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
 
@@ -216,7 +216,7 @@ async fn closed(stream: &mut TcpStream) -> bool {
 
 async fn proxy_to_echo(dir: &std::path::Path) -> (ProxyProc, SocketAddr, Arc<AtomicUsize>) {
     let (upstream, requests) = echo_upstream().await;
-    let (proxy, listen) = proxy_to(dir, upstream).await;
+    let (proxy, listen) = proxy_to(dir, upstream, serde_json::json!({})).await;
     (proxy, listen, requests)
 }
 
@@ -511,20 +511,12 @@ async fn scripted_upstream_with(
     (address, seen, accepted)
 }
 
-async fn proxy_to(dir: &std::path::Path, upstream: SocketAddr) -> (ProxyProc, SocketAddr) {
-    let proxy = ProxyProc::start(dir);
-    let listen = free_port();
-    let routes = table(1, listen, &[("1", 100, &[upstream])], serde_json::json!({}));
-    assert_eq!(proxy.put_routes(&routes).await.0, 200);
-    (proxy, listen)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_tokens_cannot_unframe_a_request_and_absolute_targets_keep_their_query() {
     let dir = tempfile::tempdir().unwrap();
     let (upstream, seen) =
         scripted_upstream(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
-    let (_proxy, listen) = proxy_to(dir.path(), upstream).await;
+    let (_proxy, listen) = proxy_to(dir.path(), upstream, serde_json::json!({})).await;
     let mut stream = TcpStream::connect(listen).await.unwrap();
     let mut buffer = Vec::new();
     // `Connection: content-length` must not strip the length while the body still goes out:
@@ -576,7 +568,7 @@ async fn odd_but_valid_upstream_heads_reach_the_client_framed_once() {
     let dir = tempfile::tempdir().unwrap();
     // No reason phrase at all.
     let (bare, _) = scripted_upstream(b"HTTP/1.1 204\r\n\r\n").await;
-    let (_proxy, listen) = proxy_to(dir.path(), bare).await;
+    let (_proxy, listen) = proxy_to(dir.path(), bare, serde_json::json!({})).await;
     let mut stream = TcpStream::connect(listen).await.unwrap();
     let mut buffer = Vec::new();
     for _ in 0..2 {
@@ -592,7 +584,7 @@ async fn odd_but_valid_upstream_heads_reach_the_client_framed_once() {
         b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
     )
     .await;
-    let (_proxy, listen) = proxy_to(dir.path(), both).await;
+    let (_proxy, listen) = proxy_to(dir.path(), both, serde_json::json!({})).await;
     let mut stream = TcpStream::connect(listen).await.unwrap();
     let mut buffer = Vec::new();
     stream
@@ -619,7 +611,7 @@ async fn odd_but_valid_upstream_heads_reach_the_client_framed_once() {
         let dir = tempfile::tempdir().unwrap();
         let answer_bytes: &'static [u8] = Box::leak(upstream_answer.to_vec().into_boxed_slice());
         let (upstream, _) = scripted_upstream(answer_bytes).await;
-        let (_proxy, listen) = proxy_to(dir.path(), upstream).await;
+        let (_proxy, listen) = proxy_to(dir.path(), upstream, serde_json::json!({})).await;
         let mut stream = TcpStream::connect(listen).await.unwrap();
         let mut buffer = Vec::new();
         stream
@@ -638,7 +630,7 @@ async fn a_closed_pooled_connection_is_resent_for_idempotent_requests_and_connec
     // keep-alive connection whose idle timer fired just as the proxy reused it.
     let (upstream, _, accepted) =
         scripted_upstream_with(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", Some(1)).await;
-    let (proxy, listen) = proxy_to(dir.path(), upstream).await;
+    let (proxy, listen) = proxy_to(dir.path(), upstream, serde_json::json!({})).await;
     let mut stream = TcpStream::connect(listen).await.unwrap();
     let mut buffer = Vec::new();
     // Every GET after the first finds its pooled connection closed: each is sent again on
@@ -700,15 +692,12 @@ impl hyper::body::Body for Trickle {
 async fn a_short_upstream_timeout_does_not_cut_off_a_slow_client_upload_over_http1_or_h2c() {
     let dir = tempfile::tempdir().unwrap();
     let (upstream, _) = echo_upstream().await;
-    let proxy = ProxyProc::start(dir.path());
-    let listen = free_port();
-    let routes = table(
-        1,
-        listen,
-        &[("1", 100, &[upstream])],
+    let (proxy, listen) = proxy_to(
+        dir.path(),
+        upstream,
         serde_json::json!({"upstream_timeout_ms": 300}),
-    );
-    assert_eq!(proxy.put_routes(&routes).await.0, 200);
+    )
+    .await;
     // The client pauses mid-body for four upstream timeouts: its own side, not the upstream's.
     let pause = std::time::Duration::from_millis(1200);
 
@@ -725,9 +714,7 @@ async fn a_short_upstream_timeout_does_not_cut_off_a_slow_client_upload_over_htt
     let sum: u64 = b"helloworld".iter().map(|&b| u64::from(b)).sum();
     assert_eq!(answer.body, format!("10 {sum}").into_bytes());
 
-    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .http2_only(true)
-        .build_http::<Trickle>();
+    let h2 = h2_client::<Trickle>();
     let (pieces, receiver) = tokio::sync::mpsc::channel(4);
     let request = hyper::Request::post(format!("http://{listen}/count"))
         .body(Trickle(receiver))
@@ -830,15 +817,12 @@ async fn the_upstream_timeout_runs_from_the_end_of_a_slow_upload_and_covers_an_u
  {
     let dir = tempfile::tempdir().unwrap();
     let upstream = uploads_upstream().await;
-    let proxy = ProxyProc::start(dir.path());
-    let listen = free_port();
-    let routes = table(
-        1,
-        listen,
-        &[("1", 100, &[upstream])],
+    let (proxy, listen) = proxy_to(
+        dir.path(),
+        upstream,
         serde_json::json!({"upstream_timeout_ms": 300}),
-    );
-    assert_eq!(proxy.put_routes(&routes).await.0, 200);
+    )
+    .await;
     let pause = std::time::Duration::from_millis(1200);
     let bound = std::time::Duration::from_secs(15);
 
@@ -877,9 +861,7 @@ async fn the_upstream_timeout_runs_from_the_end_of_a_slow_upload_and_covers_an_u
     assert_eq!(answer.status, 504);
     assert!(uploaded.elapsed() < std::time::Duration::from_secs(5));
 
-    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .http2_only(true)
-        .build_http::<Trickle>();
+    let h2 = h2_client::<Trickle>();
     let (pieces, receiver) = tokio::sync::mpsc::channel(4);
     let request = hyper::Request::post(format!("http://{listen}/silent"))
         .header("content-length", "10")
@@ -933,9 +915,7 @@ async fn the_upstream_timeout_runs_from_the_end_of_a_slow_upload_and_covers_an_u
     assert!(answer.starts_with("HTTP/1.1 504 "), "{answer}");
     upload.abort();
 
-    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .http2_only(true)
-        .build_http::<Full<Bytes>>();
+    let h2 = h2_client::<Full<Bytes>>();
     let request = hyper::Request::post(format!("http://{listen}/unread"))
         .body(Full::new(large))
         .unwrap();
@@ -959,16 +939,13 @@ async fn a_client_stalling_its_upload_gets_408_and_one_not_reading_is_let_go_at_
 {
     let dir = tempfile::tempdir().unwrap();
     let (upstream, _) = echo_upstream().await;
-    let proxy = ProxyProc::start(dir.path());
-    let listen = free_port();
-    let routes = table(
-        1,
-        listen,
-        &[("1", 100, &[upstream])],
-        // A shorter upstream timeout too: a client's stall is still the client's.
+    // A shorter upstream timeout too: a client's stall is still the client's.
+    let (proxy, listen) = proxy_to(
+        dir.path(),
+        upstream,
         serde_json::json!({"client_timeout_ms": 500, "upstream_timeout_ms": 300}),
-    );
-    assert_eq!(proxy.put_routes(&routes).await.0, 200);
+    )
+    .await;
     let bound = std::time::Duration::from_secs(10);
 
     let mut stream = TcpStream::connect(listen).await.unwrap();
@@ -985,9 +962,7 @@ async fn a_client_stalling_its_upload_gets_408_and_one_not_reading_is_let_go_at_
     assert!(started.elapsed() >= std::time::Duration::from_millis(450));
     assert_eq!(answer.field("connection"), Some("close"));
 
-    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .http2_only(true)
-        .build_http::<Trickle>();
+    let h2 = h2_client::<Trickle>();
     let (pieces, receiver) = tokio::sync::mpsc::channel(4);
     let request = hyper::Request::post(format!("http://{listen}/count"))
         .body(Trickle(receiver))

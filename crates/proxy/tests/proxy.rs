@@ -6,7 +6,7 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use support::{ProxyProc, Testbed, client, eventually, free_port, get, table};
+use support::{ProxyProc, Testbed, client, eventually, free_port, get, h2_client, proxy_to, table};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -82,9 +82,7 @@ async fn weighted_split_sticky_clients_and_the_pin_header() {
     assert_eq!(status, 200);
 
     // HTTP/2 without TLS (prior knowledge) is served too.
-    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .http2_only(true)
-        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let h2 = h2_client::<http_body_util::Empty<bytes::Bytes>>();
     let (status, version, _) = get(&h2, listen, "/", &[("x-wharf-version", "1.4.0")]).await;
     assert_eq!((status, version.as_str()), (200, "1.4.0"));
 }
@@ -591,19 +589,14 @@ async fn upstream_connections_are_reused_and_closed_ones_replaced() {
 async fn the_services_upstream_timeout_bounds_the_wait_for_an_answer_over_http1_and_h2c() {
     let dir = tempfile::tempdir().unwrap();
     let testbed = Testbed::start("1", &[]);
-    let proxy = ProxyProc::start(dir.path());
-    let listen = free_port();
-    let routes = table(
-        1,
-        listen,
-        &[("1", 100, &[testbed.address])],
+    let (proxy, listen) = proxy_to(
+        dir.path(),
+        testbed.address,
         serde_json::json!({"upstream_timeout_ms": 400}),
-    );
-    assert_eq!(proxy.put_routes(&routes).await.0, 200);
+    )
+    .await;
     let h1 = client();
-    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .http2_only(true)
-        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let h2 = h2_client::<http_body_util::Empty<bytes::Bytes>>();
     for client in [&h1, &h2] {
         // Within the timeout: answered.
         let (status, version, _) = get(client, listen, "/work?ms=50", &[]).await;
@@ -621,10 +614,7 @@ async fn the_services_upstream_timeout_bounds_the_wait_for_an_answer_over_http1_
     }
     // With a request body, the timeout runs from the body's end: a whole upload followed by
     // a slow answer is a 504 as quickly.
-    let h2_upload =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .http2_only(true)
-            .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let h2_upload = h2_client::<http_body_util::Full<bytes::Bytes>>();
     let started = std::time::Instant::now();
     let request = hyper::Request::post(format!("http://{listen}/work?ms=5000"))
         .body(http_body_util::Full::new(bytes::Bytes::from(vec![
@@ -674,19 +664,14 @@ async fn an_upstream_silent_mid_body_is_cut_off_at_its_timeout_over_http1_and_h2
         }
     });
     let dir = tempfile::tempdir().unwrap();
-    let proxy = ProxyProc::start(dir.path());
-    let listen = free_port();
-    let routes = table(
-        1,
-        listen,
-        &[("1", 100, &[upstream])],
+    let (proxy, listen) = proxy_to(
+        dir.path(),
+        upstream,
         serde_json::json!({"upstream_timeout_ms": 400}),
-    );
-    assert_eq!(proxy.put_routes(&routes).await.0, 200);
+    )
+    .await;
     let h1 = client();
-    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .http2_only(true)
-        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let h2 = h2_client::<http_body_util::Empty<bytes::Bytes>>();
     for client in [&h1, &h2] {
         let started = std::time::Instant::now();
         let request = hyper::Request::get(format!("http://{listen}/"))
@@ -755,15 +740,12 @@ async fn an_h2_client_holding_back_its_window_longer_than_the_upstream_timeout_g
         let _ = tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut rest).await;
     });
     let dir = tempfile::tempdir().unwrap();
-    let proxy = ProxyProc::start(dir.path());
-    let listen = free_port();
-    let routes = table(
-        1,
-        listen,
-        &[("1", 100, &[upstream])],
+    let (proxy, listen) = proxy_to(
+        dir.path(),
+        upstream,
         serde_json::json!({"upstream_timeout_ms": 500}),
-    );
-    assert_eq!(proxy.put_routes(&routes).await.0, 200);
+    )
+    .await;
     // Small windows, never widened on their own: the proxy may send only what was read here.
     let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .http2_only(true)

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use support::{ProxyProc, eventually, free_port, table};
+use support::{eventually, free_port, proxy_to, table};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -162,18 +162,6 @@ async fn ends(stream: &mut TcpStream, buffer: &[u8]) -> bool {
         tokio::time::timeout(DEADLINE, stream.read_to_end(&mut rest)).await,
         Ok(Ok(0))
     )
-}
-
-async fn proxy_to(
-    dir: &std::path::Path,
-    upstream: SocketAddr,
-    extra: serde_json::Value,
-) -> (ProxyProc, SocketAddr) {
-    let proxy = ProxyProc::start(dir);
-    let listen = free_port();
-    let routes = table(1, listen, &[("1", 100, &[upstream])], extra);
-    assert_eq!(proxy.put_routes(&routes).await.0, 200);
-    (proxy, listen)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -224,3 +224,29 @@ pub fn table(
     }
     serde_json::json!({"revision": revision, "services": {"api": service}})
 }
+
+/// A proxy serving `api` on a free port, all of it to version `1` on `upstream`, with `extra`
+/// merged into the service's route (timeouts, stickiness).
+pub async fn proxy_to(
+    dir: &Path,
+    upstream: SocketAddr,
+    extra: serde_json::Value,
+) -> (ProxyProc, SocketAddr) {
+    let proxy = ProxyProc::start(dir);
+    let listen = free_port();
+    let routes = table(1, listen, &[("1", 100, &[upstream])], extra);
+    assert_eq!(proxy.put_routes(&routes).await.0, 200);
+    (proxy, listen)
+}
+
+/// A client speaking h2c only (prior knowledge), sending bodies of type `B`.
+pub fn h2_client<B>() -> Client<HttpConnector, B>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<B>()
+}
