@@ -15,6 +15,6 @@ pub use control::{
     Command, Config, ControlPlane, Event, Handle, PROXY_ROW, PlanLoader, ProbeKind, ReloadRequest,
 };
 pub use deploy::{DeployRequest, RolloutCommand, RolloutView, VersionTraffic};
-pub use journal::Journal;
+pub use journal::{Journal, StoreWriter};
 pub use plan::{PlanError, StackPlan, plan};
 pub use report::{DependencyStatus, InstanceStatus, ServiceStatus, StatusReport};

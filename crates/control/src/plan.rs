@@ -36,6 +36,9 @@ pub enum PlanError {
 pub struct StackPlan {
     pub name: String,
     pub services: Vec<ServicePlan>,
+    /// The declared secrets and their policies (rotation over the API needs the generator and
+    /// the hook).
+    pub secrets: Vec<(String, wharf_manifest::model::SecretPolicy)>,
 }
 
 impl StackPlan {
@@ -194,6 +197,11 @@ pub fn plan(stack: &ValidStack) -> Result<StackPlan, Vec<PlanError>> {
         Ok(StackPlan {
             name: stack.name.clone(),
             services,
+            secrets: stack
+                .secrets
+                .iter()
+                .map(|(name, policy)| (name.clone(), policy.clone()))
+                .collect(),
         })
     } else {
         Err(errors)

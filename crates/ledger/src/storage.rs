@@ -147,3 +147,35 @@ impl Storage for MemoryStorage {
         Ok(self.checkpoints.clone())
     }
 }
+
+/// A ledger can run over borrowed storage, so a use case that owns the store can append inside
+/// a transaction it opened (`Ledger::new(&mut *store)`).
+impl<S: Storage + ?Sized> Storage for &mut S {
+    fn size(&self) -> Result<u64, StorageError> {
+        (**self).size()
+    }
+
+    fn node(&self, id: NodeId) -> Result<Option<Hash>, StorageError> {
+        (**self).node(id)
+    }
+
+    fn append(&mut self, entries: &[Entry], nodes: &[(NodeId, Hash)]) -> Result<(), StorageError> {
+        (**self).append(entries, nodes)
+    }
+
+    fn scan_entries(&self, visit: &mut dyn FnMut(RawEntry)) -> Result<(), StorageError> {
+        (**self).scan_entries(visit)
+    }
+
+    fn scan_nodes(&self, visit: &mut dyn FnMut(NodeId, &[u8])) -> Result<(), StorageError> {
+        (**self).scan_nodes(visit)
+    }
+
+    fn add_checkpoint(&mut self, checkpoint: &StoredCheckpoint) -> Result<(), StorageError> {
+        (**self).add_checkpoint(checkpoint)
+    }
+
+    fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StorageError> {
+        (**self).checkpoints()
+    }
+}

@@ -531,3 +531,32 @@ fn damaged(meta_key: &str) -> SecretsError {
 fn too_large() -> SecretsError {
     SecretsError::Invalid("the value is too large to encrypt".to_owned())
 }
+
+/// The directory of one instance's secret files: on tmpfs when there is one, never in the state
+/// directory (which is backed up and copied around). Named by a digest of the state directory,
+/// so two stacks on one machine never share it, and whoever stops an instance — the control
+/// plane, or `wharf down` without one — finds and removes it.
+pub fn files_dir(state_dir: &Path, service: &str, ordinal: u32) -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    let root = if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    // The same digest as ever (sha256 of the path as a JSON string, 16 bytes hex, first 12
+    // characters), so directories made by an earlier wharf are still found.
+    let material = serde_json::Value::String(state_dir.display().to_string()).to_string();
+    let digest = <Sha256 as sha2::Digest>::digest(material.as_bytes());
+    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    root.join(format!("wharf-{hex}"))
+        .join(format!("{service}-{ordinal}"))
+}
+
+/// Removes an instance's secret files, if any (the plaintext must not outlive its user).
+pub fn remove_files(state_dir: &Path, service: &str, ordinal: u32) -> std::io::Result<()> {
+    let dir = files_dir(state_dir, service, ordinal);
+    match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}

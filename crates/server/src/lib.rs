@@ -15,8 +15,11 @@ use axum::{Json, Router};
 
 mod deploy;
 mod health;
+mod state_routes;
+
 use serde::Deserialize;
 use serde_json::json;
+pub use state_routes::ACTOR_HEADER;
 use wharf_control::Handle;
 
 /// One API error: a stable code for programs, a message for people.
@@ -34,7 +37,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn gone() -> ApiError {
+pub(crate) fn gone() -> ApiError {
     ApiError {
         status: StatusCode::SERVICE_UNAVAILABLE,
         code: "stopping",
@@ -87,6 +90,30 @@ pub fn app(handle: Handle, token: Option<String>) -> Router {
             post(deploy::rollout_command),
         )
         .route("/v1/services/{name}/rollback", post(deploy::rollback))
+        .route("/v1/secrets", get(state_routes::list_secrets))
+        .route(
+            "/v1/secrets/{name}",
+            get(state_routes::secret_history).put(state_routes::set_secret),
+        )
+        .route(
+            "/v1/secrets/{name}/rollback",
+            post(state_routes::rollback_secret),
+        )
+        .route(
+            "/v1/secrets/{name}/rotate",
+            post(state_routes::rotate_secret),
+        )
+        .route(
+            "/v1/secrets/{name}/reveals",
+            post(state_routes::record_reveal),
+        )
+        .route(
+            "/v1/config/{service}",
+            get(state_routes::get_config).put(state_routes::change_config),
+        )
+        .route("/v1/config/rollback", post(state_routes::rollback_config))
+        .route("/v1/audit/notes", post(state_routes::add_note))
+        .route("/v1/preflight", post(state_routes::record_preflight))
         .with_state(AppState { handle, token })
 }
 

@@ -183,6 +183,84 @@ impl Store {
     }
 }
 
+/// A write transaction that nests: `BEGIN IMMEDIATE` on its own, a savepoint inside
+/// [`Store::atomically`], so a method that needs all-or-nothing keeps it either way and an
+/// enclosing use case still commits everything together.
+pub(crate) enum WriteTx<'c> {
+    Top(rusqlite::Transaction<'c>),
+    Nested(rusqlite::Savepoint<'c>),
+}
+
+impl std::ops::Deref for WriteTx<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        match self {
+            WriteTx::Top(tx) => tx,
+            WriteTx::Nested(savepoint) => savepoint,
+        }
+    }
+}
+
+impl WriteTx<'_> {
+    pub(crate) fn commit(self) -> rusqlite::Result<()> {
+        match self {
+            WriteTx::Top(tx) => tx.commit(),
+            WriteTx::Nested(savepoint) => savepoint.commit(),
+        }
+    }
+}
+
+impl Store {
+    /// Opens a write transaction (see [`WriteTx`]).
+    pub(crate) fn write_tx(&mut self) -> rusqlite::Result<WriteTx<'_>> {
+        if self.conn.is_autocommit() {
+            self.conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map(WriteTx::Top)
+        } else {
+            self.conn.savepoint().map(WriteTx::Nested)
+        }
+    }
+
+    /// Runs `work` in one transaction: every row it writes and every ledger entry it appends
+    /// commit together, or — on an error, a panic or a crash — none of them does. This is how a
+    /// state change and its evidence become one fact. Nested calls join the outer transaction.
+    pub fn atomically<T, E: From<StoreError>>(
+        &mut self,
+        work: impl FnOnce(&mut Store) -> Result<T, E>,
+    ) -> Result<T, E> {
+        if !self.conn.is_autocommit() {
+            return work(self);
+        }
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(sqlite(&self.path, "cannot start a transaction"))?;
+        let guard = RollbackOnDrop(self);
+        let value = work(guard.0)?;
+        let store = &mut *guard.0;
+        store
+            .conn
+            .execute_batch("COMMIT")
+            .map_err(sqlite(&store.path, "cannot commit"))?;
+        std::mem::forget(guard);
+        Ok(value)
+    }
+}
+
+/// Rolls an open [`Store::atomically`] transaction back unless it committed.
+struct RollbackOnDrop<'s>(&'s mut Store);
+
+impl Drop for RollbackOnDrop<'_> {
+    fn drop(&mut self) {
+        if !self.0.conn.is_autocommit()
+            && let Err(error) = self.0.conn.execute_batch("ROLLBACK")
+        {
+            tracing::error!(%error, "cannot roll back");
+        }
+    }
+}
+
 /// Refuses a file that exists, is not empty and does not start with the SQLite header, so a
 /// wrong `--state-dir` gives a clear message instead of SQLite's "file is not a database".
 fn check_header(path: &Path) -> Result<(), StoreError> {

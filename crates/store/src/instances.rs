@@ -148,22 +148,21 @@ impl Store {
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
         let time = jiff::Timestamp::now().to_string();
+        let path = self.path.clone();
         let tx = self
-            .conn
-            .transaction()
-            .map_err(sqlite(&self.path, "cannot record health"))?;
+            .write_tx()
+            .map_err(sqlite(&path, "cannot record health"))?;
         tx.execute(
             "INSERT INTO health_history (time, target, state, reason) VALUES (?1, ?2, ?3, ?4)",
             params![time, target, state, reason],
         )
-        .map_err(sqlite(&self.path, "cannot record health"))?;
+        .map_err(sqlite(&path, "cannot record health"))?;
         tx.execute(
             "DELETE FROM health_history WHERE id <= (SELECT MAX(id) FROM health_history) - ?1",
             params![HEALTH_HISTORY_LIMIT],
         )
-        .map_err(sqlite(&self.path, "cannot trim the health history"))?;
-        tx.commit()
-            .map_err(sqlite(&self.path, "cannot record health"))
+        .map_err(sqlite(&path, "cannot trim the health history"))?;
+        tx.commit().map_err(sqlite(&path, "cannot record health"))
     }
 
     /// The most recent health transitions, newest last.

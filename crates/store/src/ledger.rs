@@ -1,7 +1,7 @@
 //! The ledger's tables: [`Storage`] for the Merkle ledger, plus filtered listing.
 
 use rusqlite::types::ValueRef;
-use rusqlite::{Row, TransactionBehavior, params};
+use rusqlite::{Row, params};
 use wharf_ledger::{
     Checkpoint, Entry, Hash, NodeId, RawEntry, Storage, StorageError, StoredCheckpoint,
 };
@@ -61,9 +61,7 @@ impl Store {
         entries: &[Entry],
         nodes: &[(NodeId, Hash)],
     ) -> rusqlite::Result<Result<(), u64>> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.write_tx()?;
         let size: i64 = tx.query_row(
             "SELECT COALESCE(MAX(seq) + 1, 0) FROM ledger_entries",
             [],

@@ -5,7 +5,7 @@
 //! `wharf-secrets`. Rows are append-only except for [`Store::rewrap_secrets`], which replaces
 //! the wrapped data keys (never the ciphertexts) when the master key changes.
 
-use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::db::{Store, StoreError, sqlite};
 
@@ -181,8 +181,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let path = self.path.clone();
         let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .write_tx()
             .map_err(sqlite(&path, "cannot start the re-wrap"))?;
         let stored: i64 = tx
             .query_row("SELECT COUNT(*) FROM secret_versions", [], |row| row.get(0))
@@ -223,15 +222,14 @@ impl Store {
     pub fn set_meta_values(&mut self, values: &[(&str, &str)]) -> Result<(), StoreError> {
         let path = self.path.clone();
         let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .write_tx()
             .map_err(sqlite(&path, "cannot write meta"))?;
         put_meta(&tx, values).map_err(sqlite(&path, "cannot write meta"))?;
         tx.commit().map_err(sqlite(&path, "cannot write meta"))
     }
 }
 
-fn put_meta(tx: &rusqlite::Transaction<'_>, values: &[(&str, &str)]) -> rusqlite::Result<()> {
+fn put_meta(tx: &Connection, values: &[(&str, &str)]) -> rusqlite::Result<()> {
     let mut statement = tx.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?;
     for (key, value) in values {
         statement.execute(params![key, value])?;

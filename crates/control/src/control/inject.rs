@@ -92,25 +92,14 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// The directory of an instance's secret files: on tmpfs when there is one, never in the
-    /// state directory (which is backed up and copied around).
+    /// The directory of an instance's secret files (see [`wharf_secrets::files_dir`]).
     pub(super) fn secret_files_dir(&self, service: &str, ordinal: u32) -> PathBuf {
-        let shm = std::path::Path::new("/dev/shm");
-        let root = if shm.is_dir() {
-            shm.to_path_buf()
-        } else {
-            std::env::temp_dir()
-        };
-        let stack = digest(&json!(self.config.state_dir.display().to_string()));
-        root.join(format!("wharf-{}", &stack[..12]))
-            .join(format!("{service}-{ordinal}"))
+        wharf_secrets::files_dir(&self.config.state_dir, service, ordinal)
     }
 
     pub(super) fn remove_secret_files(&self, service: &str, ordinal: u32) {
-        let dir = self.secret_files_dir(service, ordinal);
-        if dir.exists()
-            && let Err(error) = std::fs::remove_dir_all(&dir)
-        {
+        if let Err(error) = wharf_secrets::remove_files(&self.config.state_dir, service, ordinal) {
+            let dir = self.secret_files_dir(service, ordinal);
             tracing::warn!(%error, dir = %dir.display(), "cannot remove secret files");
         }
     }
@@ -330,6 +319,7 @@ impl ControlPlane {
     /// command becomes the new stable spec (the instances of the old one are replaced rolling);
     /// added services start; removed ones stop. What changed is recorded.
     fn apply_plan(&mut self, plan: crate::plan::StackPlan) -> serde_json::Value {
+        self.secret_policies = plan.secrets.clone();
         let mut added = Vec::new();
         let mut changed = Vec::new();
         let mut deferred = Vec::new();

@@ -146,6 +146,12 @@ pub enum Command {
         service: String,
         reply: oneshot::Sender<Result<RolloutView, String>>,
     },
+    /// A declared secret's policy and the directory its hook runs in (`None`: not declared;
+    /// the error lists the declared names).
+    SecretPolicy {
+        name: String,
+        reply: oneshot::Sender<Result<(wharf_manifest::model::SecretPolicy, PathBuf), String>>,
+    },
     /// Secrets or config overrides changed in the store: apply them.
     Reload {
         request: ReloadRequest,
@@ -157,9 +163,22 @@ pub enum Command {
 #[derive(Debug, Clone)]
 pub struct Handle {
     events: mpsc::Sender<Event>,
+    writer: crate::journal::StoreWriter,
+    state_dir: PathBuf,
 }
 
 impl Handle {
+    /// The thread that owns the state database's writing connection: the API runs its use
+    /// cases (`wharf-ops`) there, so the control plane stays the only writer.
+    pub fn writer(&self) -> &crate::journal::StoreWriter {
+        &self.writer
+    }
+
+    /// The stack's state directory (the master key file lives there).
+    pub fn state_dir(&self) -> &std::path::Path {
+        &self.state_dir
+    }
+
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
         let (reply, answer) = oneshot::channel();
         self.events.send(Event::Command(make(reply))).await.ok()?;
@@ -222,6 +241,16 @@ impl Handle {
             .unwrap_or_else(|| Err("the control plane stopped".to_owned()))
     }
 
+    /// A declared secret's policy and the manifest's directory, for `rotate`.
+    pub async fn secret_policy(
+        &self,
+        name: String,
+    ) -> Result<(wharf_manifest::model::SecretPolicy, PathBuf), String> {
+        self.ask(|reply| Command::SecretPolicy { name, reply })
+            .await
+            .unwrap_or_else(|| Err("the control plane stopped".to_owned()))
+    }
+
     pub async fn rollback(&self, service: String) -> Result<RolloutView, String> {
         self.ask(|reply| Command::Rollback { service, reply })
             .await
@@ -254,6 +283,8 @@ pub struct ControlPlane {
     routes_dirty: bool,
     /// Unlocked when the stack uses secrets.
     secrets: Option<wharf_secrets::Secrets>,
+    /// The manifest's declared secrets, as of the last plan.
+    secret_policies: Vec<(String, wharf_manifest::model::SecretPolicy)>,
 }
 
 impl ControlPlane {
@@ -261,12 +292,15 @@ impl ControlPlane {
         let (events_tx, events_rx) = mpsc::channel(1024);
         let handle = Handle {
             events: events_tx.clone(),
+            writer: journal.writer(),
+            state_dir: config.state_dir.clone(),
         };
         let proxy = proxy::ProxyState::new(&config.state_dir, config.proxy_binary.clone());
         let mut control = ControlPlane {
             proxy,
             routes_dirty: false,
             secrets: None,
+            secret_policies: plan.secrets.clone(),
             config,
             stack: plan.name.clone(),
             services: plan.services.into_iter().map(ServiceState::new).collect(),
@@ -340,6 +374,8 @@ impl ControlPlane {
             }
         }
         self.journal.record("stack.down", &self.stack, json!({}));
+        // Every record queued so far reaches the disk before the process may exit.
+        self.journal.flush().await;
         tracing::info!("stack stopped; control plane exits");
     }
 
@@ -387,6 +423,28 @@ impl ControlPlane {
             }
             Event::Command(Command::Reload { request, reply }) => {
                 let _ = reply.send(self.reload(&request));
+            }
+            Event::Command(Command::SecretPolicy { name, reply }) => {
+                let found = self
+                    .secret_policies
+                    .iter()
+                    .find(|(declared, _)| *declared == name)
+                    .map(|(_, policy)| (policy.clone(), self.config.workdir.clone()));
+                let declared: Vec<&str> = self
+                    .secret_policies
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect();
+                let _ = reply.send(found.ok_or_else(|| {
+                    format!(
+                        "`{name}` is not declared under `secrets:` in the manifest (declared: {})",
+                        if declared.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            declared.join(", ")
+                        }
+                    )
+                }));
             }
             Event::Command(Command::Rollback { service, reply }) => {
                 let _ = reply.send(self.begin_rollback(&service));

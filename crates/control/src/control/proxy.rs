@@ -54,7 +54,7 @@ impl ProxyState {
         ProxyState {
             binary,
             socket: state_dir.join("run").join("proxy.sock"),
-            state_file: state_dir.join("proxy-routes.json"),
+            state_file: state_dir.join(wharf_store::PROXY_ROUTES_FILE),
             recorded: None,
             generation: 0,
             stopping: false,

@@ -269,12 +269,11 @@ async fn run_control_plane(
     } else {
         None
     };
-    let store = Store::open(state_dir)?;
     // Decisions the control plane takes on its own (restarts, adoptions) are its own acts.
-    let journal = Journal::new(
-        store,
+    let journal = Journal::open(
+        state_dir,
         format!("wharf-control@{}", crate::cmd::audit::actor()),
-    );
+    )?;
     let exe = std::env::current_exe().context("cannot find the wharf binary for the shim")?;
     // The small dedicated shim when installed beside wharf (2 MB per instance instead of 5),
     // else wharf itself in its shim role.
@@ -295,6 +294,7 @@ async fn run_control_plane(
         proxy_binary: proxy_binary(),
         reload_plan: Some(loader),
     };
+    let writer = journal.writer();
     let (control, handle) = ControlPlane::new(plan, config, journal);
     let control = match secrets {
         Some(secrets) => control.with_secrets(secrets),
@@ -352,6 +352,9 @@ async fn run_control_plane(
     }
     let _ = api_stop.send(true);
     while servers.join_next().await.is_some() {}
+    // Whatever was queued for the disk (the last records of a SIGTERM'd control plane, the
+    // API's last use cases) is written before the process exits.
+    writer.run(|_| ()).await;
     if let Some(follower) = follower {
         let _ = follower.await;
     }

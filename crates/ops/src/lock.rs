@@ -1,0 +1,71 @@
+//! `control.lock`: whoever holds it is the one writer of the state directory.
+//!
+//! A running control plane holds it for its whole life. A CLI command that must write takes it
+//! without waiting: if it gets it, no control plane runs and the command runs the use case
+//! in-process while holding it; if it does not, a control plane runs and the command goes
+//! through its API. The kernel releases the lock when its holder dies, so a crashed control
+//! plane never leaves a stale lock behind.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use crate::OpsError;
+
+/// The lock file in the state directory.
+pub const LOCK_FILE: &str = "control.lock";
+/// The running control plane's pid, for messages.
+pub const PID_FILE: &str = "control.pid";
+
+/// Proof that this process is the one writer (see the module docs). Dropping it releases.
+#[derive(Debug)]
+pub struct ControlLock {
+    _file: File,
+    state_dir: PathBuf,
+}
+
+impl ControlLock {
+    /// Takes the lock without waiting; `None` when another process (a control plane) holds it.
+    pub fn try_acquire(state_dir: &Path) -> Result<Option<ControlLock>, OpsError> {
+        std::fs::create_dir_all(state_dir).map_err(OpsError::io(format!(
+            "cannot create {}",
+            state_dir.display()
+        )))?;
+        let path = state_dir.join(LOCK_FILE);
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(OpsError::io(format!("cannot open {}", path.display())))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(ControlLock {
+                _file: file,
+                state_dir: state_dir.to_owned(),
+            })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(source)) => Err(OpsError::Io {
+                context: format!("cannot lock {}", path.display()),
+                source,
+            }),
+        }
+    }
+
+    /// Takes the lock, or explains that a control plane holds it (for writes that must not
+    /// run beside one, such as `secret rekey`).
+    pub fn acquire_or_refuse(state_dir: &Path, what: &str) -> Result<ControlLock, OpsError> {
+        Self::try_acquire(state_dir)?.ok_or_else(|| {
+            let pid = std::fs::read_to_string(state_dir.join(PID_FILE)).unwrap_or_default();
+            let pid = pid.trim();
+            OpsError::Conflict(format!(
+                "a control plane is running for this stack (pid {pid}) and holds {LOCK_FILE}; \
+                 {what} needs it stopped first (`kill {pid}`: the services keep running and the \
+                 next `wharf up` adopts them)"
+            ))
+        })
+    }
+
+    /// The state directory this lock guards.
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+}
