@@ -36,6 +36,9 @@ impl StoreWriter {
             .spawn(move || {
                 for job in queue {
                     job(&mut store);
+                    if store.in_transaction() {
+                        tracing::error!("a store job left a transaction open");
+                    }
                 }
             })?;
         Ok(StoreWriter { jobs })
@@ -74,7 +77,7 @@ impl Journal {
     /// a reading one for the loop.
     pub fn open(state_dir: &Path, actor: String) -> Result<Self, StoreError> {
         let writing = Store::open(state_dir)?;
-        let reader = Store::open(state_dir)?;
+        let reader = writing.open_another()?;
         let writer = StoreWriter::spawn(writing).map_err(|source| StoreError::Io {
             path: state_dir.to_owned(),
             action: "cannot start the store writer thread",

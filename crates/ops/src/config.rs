@@ -12,7 +12,7 @@ use crate::{Actor, OpsError, append, fault};
 pub type Changes = BTreeMap<String, Option<String>>;
 
 /// A recorded revision.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Revised {
     pub service: String,
     /// `None`: nothing changed, nothing recorded.

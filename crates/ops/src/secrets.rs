@@ -44,9 +44,38 @@ pub fn set(
     value: &SecretValue,
     reason: Option<&str>,
 ) -> Result<VersionInfo, OpsError> {
+    put(store, secrets, actor, name, value, reason, Origin::Set)
+}
+
+/// Stores a value its caller generated and made real with the rotate hook it ran itself (the
+/// CLI, which has the operator's environment, while a control plane runs): `secret.rotate`.
+pub fn store_rotated(
+    store: &mut Store,
+    secrets: &Secrets,
+    actor: &Actor,
+    name: &str,
+    value: &SecretValue,
+    reason: Option<&str>,
+) -> Result<VersionInfo, OpsError> {
+    put(store, secrets, actor, name, value, reason, Origin::Rotate)
+}
+
+fn put(
+    store: &mut Store,
+    secrets: &Secrets,
+    actor: &Actor,
+    name: &str,
+    value: &SecretValue,
+    reason: Option<&str>,
+    origin: Origin,
+) -> Result<VersionInfo, OpsError> {
     check_value(name, value)?;
+    let action = match origin {
+        Origin::Rotate => "secret.rotate",
+        _ => "secret.set",
+    };
     store.atomically(|store| {
-        let info = secrets.put(store, name, value, &actor.0, reason, Origin::Set)?;
+        let info = secrets.put(store, name, value, &actor.0, reason, origin)?;
         fault::point("secret.set:stored");
         let details = json!({
             "version": info.version,
@@ -54,7 +83,7 @@ pub fn set(
             "reason": reason,
             "origin": info.origin,
         });
-        append(store, actor, "secret.set", name, details)?;
+        append(store, actor, action, name, details)?;
         Ok(info)
     })
 }
@@ -127,10 +156,11 @@ pub enum Rotated {
 /// Generates a new value with the policy's generator and runs its `rotate_command` (in
 /// `hook_dir`, with the values in its environment, never argv).
 ///
-/// The new version and its `secret.rotate` entry commit before the hook runs: if the hook
-/// changes a database password and anything failed afterwards, the only copy of the new value
-/// must not be lost. A failed hook then puts the previous value back as a version of its own,
-/// with its `secret.rotate_failed` entry, in a second transaction.
+/// Without a hook, the new version and its `secret.rotate` entry are one transaction. With one,
+/// the new version commits with a `secret.rotate_pending` entry before the hook runs (if the
+/// hook changes a database password and anything failed afterwards, the only copy of the new
+/// value must not be lost); the hook's success is then `secret.rotate`, its failure puts the
+/// previous value back as a version of its own with a `secret.rotate_failed` entry.
 pub fn rotate(
     store: &mut Store,
     secrets: &Secrets,
@@ -152,7 +182,12 @@ pub fn rotate(
             "reason": reason,
             "hook": hook,
         });
-        append(store, actor, "secret.rotate", name, details)?;
+        let action = if hook {
+            "secret.rotate_pending"
+        } else {
+            "secret.rotate"
+        };
+        append(store, actor, action, name, details)?;
         Ok::<_, OpsError>(info)
     })?;
     let Some(command) = &policy.rotate_command else {
@@ -160,6 +195,13 @@ pub fn rotate(
     };
     let old = previous.as_ref().map(|(_, value)| value);
     let Err(failure) = run_hook(hook_dir, name, command, &new, old)? else {
+        let details = json!({
+            "version": info.version,
+            "fingerprint": info.fingerprint,
+            "reason": reason,
+            "hook": hook,
+        });
+        append(store, actor, "secret.rotate", name, details)?;
         return Ok(Rotated::Done { info, hook });
     };
     let restored = match &previous {
@@ -195,7 +237,7 @@ pub fn rotate(
 
 /// Runs a rotate_command in `dir` with the values in its environment (never argv); `Err`
 /// holds its stderr and exit status when it fails.
-fn run_hook(
+pub fn run_hook(
     dir: &Path,
     name: &str,
     command: &[String],

@@ -168,6 +168,9 @@ struct SetSecret {
     value: String,
     #[serde(default)]
     reason: Option<String>,
+    /// The caller generated the value and ran the rotate hook itself.
+    #[serde(default)]
+    rotated: bool,
 }
 
 /// `PUT /v1/secrets/{name}`: a new version of a declared secret.
@@ -189,11 +192,16 @@ pub(crate) async fn set_secret(
     let actor = actor(&state, &headers);
     let state_dir = workdir_state(&state);
     let value = SecretValue::new(request.value.into_bytes());
-    let reason = request.reason;
+    let (reason, rotated) = (request.reason, request.rotated);
     let key = name.clone();
     let info = run(&state, move |store| {
         let (secrets, _) = wharf_ops::secrets::unlock(store, &state_dir, true)?;
-        wharf_ops::secrets::set(store, &secrets, &actor, &key, &value, reason.as_deref())
+        let store_it = if rotated {
+            wharf_ops::secrets::store_rotated
+        } else {
+            wharf_ops::secrets::set
+        };
+        store_it(store, &secrets, &actor, &key, &value, reason.as_deref())
     })
     .await?;
     let applied = reload(&state).await;

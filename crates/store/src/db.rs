@@ -82,6 +82,21 @@ impl Store {
         Ok(store)
     }
 
+    /// A second connection to the database this one has open (the control plane's reading
+    /// connection beside its writer). It skips the header check on purpose: reading the file
+    /// through a plain file handle and closing it would drop every POSIX lock this process holds
+    /// on it — SQLite's own locks included — and another process closing its last connection
+    /// would then reset the WAL under this one's feet, hiding every later commit.
+    pub fn open_another(&self) -> Result<Self, StoreError> {
+        let conn = Connection::open(&self.path).map_err(sqlite(&self.path, "cannot open"))?;
+        let mut store = Self {
+            conn,
+            path: self.path.clone(),
+        };
+        store.configure()?;
+        Ok(store)
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -212,6 +227,11 @@ impl WriteTx<'_> {
 }
 
 impl Store {
+    /// Whether a transaction is open on this connection (none should be between use cases).
+    pub fn in_transaction(&self) -> bool {
+        !self.conn.is_autocommit()
+    }
+
     /// Opens a write transaction (see [`WriteTx`]).
     pub(crate) fn write_tx(&mut self) -> rusqlite::Result<WriteTx<'_>> {
         if self.conn.is_autocommit() {

@@ -52,6 +52,11 @@ pub async fn call(
         .uri(path)
         .header("host", "wharf")
         .header("content-type", "application/json")
+        // Who acts, for the ledger (the socket is the owner's alone, so it is believed there).
+        .header(
+            wharf_server::ACTOR_HEADER,
+            wharf_ops::Actor::from_environment().0,
+        )
         .body(Full::new(Bytes::from(bytes)))?;
     let response = sender
         .send_request(request)

@@ -10,9 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use comfy_table::Table;
 use serde_json::{Value, json};
-use wharf_ledger::{
-    Action, Entry, Hash, Ledger, Mismatch, NewEntry, RawEntry, Report, SignerKey, to_hex,
-};
+use wharf_ledger::{Entry, Hash, Ledger, Mismatch, RawEntry, Report, SignerKey, to_hex};
 use wharf_store::{EntryFilter, Store};
 
 use crate::cli::{Global, Output};
@@ -140,18 +138,25 @@ fn b64(hash: &Hash) -> String {
 }
 
 fn note(global: &Global, text: &str) -> anyhow::Result<ExitStatus> {
-    let action: Action = "audit.note".parse()?;
-    let entry = NewEntry::new(
-        jiff::Timestamp::now(),
-        actor(),
-        action,
-        "",
-        json!({ "text": text }),
-    )?;
-    let entry = open(global)?.append(entry)?;
+    let state_dir = global.state_dir();
+    let (seq, entry) = match crate::writer::route(&state_dir)? {
+        crate::writer::Route::Api => {
+            let body = json!({ "text": text });
+            let answer = crate::writer::api(&state_dir, "POST", "/v1/audit/notes", Some(body))?;
+            let seq = answer["seq"]
+                .as_u64()
+                .context("the control plane's answer has no seq")?;
+            (seq, answer["entry"].clone())
+        }
+        crate::writer::Route::Local(lock) => {
+            let mut store = wharf_ops::read::open(&lock)?;
+            let entry = wharf_ops::audit::note(&mut store, &wharf_ops::Actor(actor()), text)?;
+            (entry.seq, entry.to_json())
+        }
+    };
     match global.output {
-        Output::Human => println!("appended entry seq {}", entry.seq),
-        Output::Json => print_json(&json!({ "seq": entry.seq, "entry": entry.to_json() }))?,
+        Output::Human => println!("appended entry seq {seq}"),
+        Output::Json => print_json(&json!({ "seq": seq, "entry": entry }))?,
     }
     Ok(ExitStatus::Ok)
 }

@@ -12,8 +12,14 @@ use serde_json::{Value, json};
 use wharf_store::{ConfigRevision, Store};
 
 use crate::cli::{Global, Output};
-use crate::cmd::secret::{load_stack, print_json, record, request_reload};
+use anyhow::Context;
+
+use crate::client;
+use crate::cmd::secret::{applied_by_control_plane, load_stack, print_json};
 use crate::exit::ExitStatus;
+use crate::writer::{self, Route};
+use wharf_ops::config::Revised;
+use wharf_ops::{Actor, OpsErrorKind};
 
 /// Key → new value, or `None` to unset (the store's shape).
 type Changes = BTreeMap<String, Option<String>>;
@@ -79,7 +85,7 @@ pub fn run(global: &Global, command: ConfigCommand) -> anyhow::Result<ExitStatus
             pairs,
             reason,
         } => match parse_pairs(&pairs) {
-            Ok(changes) => change(global, &service, changes, &reason, "config.set"),
+            Ok(changes) => change(global, &service, changes, &reason),
             Err(message) => invalid(&message),
         },
         ConfigCommand::Unset {
@@ -87,7 +93,7 @@ pub fn run(global: &Global, command: ConfigCommand) -> anyhow::Result<ExitStatus
             keys,
             reason,
         } => match parse_keys(&keys) {
-            Ok(changes) => change(global, &service, changes, &reason, "config.unset"),
+            Ok(changes) => change(global, &service, changes, &reason),
             Err(message) => invalid(&message),
         },
         ConfigCommand::Show { service, at } => show(global, &service, at),
@@ -154,7 +160,6 @@ fn change(
     service: &str,
     changes: Changes,
     reason: &str,
-    action: &str,
 ) -> anyhow::Result<ExitStatus> {
     if reason.trim().is_empty() {
         return invalid("--reason must say why");
@@ -162,53 +167,53 @@ fn change(
     if let Some(status) = unknown_service(global, service)? {
         return Ok(status);
     }
-    let mut store = Store::open(&global.state_dir())?;
-    let current = store.config_at(service, None)?;
-    let missing: Vec<&str> = changes
-        .iter()
-        .filter(|(key, value)| value.is_none() && !current.contains_key(*key))
-        .map(|(key, _)| key.as_str())
-        .collect();
-    if !missing.is_empty() {
-        return invalid(&format!(
-            "not set for {service}: {} (set: {})",
-            missing.join(", "),
-            keys_or_none(&current)
-        ));
-    }
-    let actor = crate::cmd::audit::actor();
-    let revision = store.add_config_revision(service, &changes, &actor, reason)?;
-    let details = json!({"revision": revision, "changes": changes, "reason": reason});
-    record(store, action, service, details)?;
-    applied(global, service, revision, &changes)?;
+    let state_dir = global.state_dir();
+    let (revised, reload) = match writer::route(&state_dir)? {
+        Route::Api => {
+            let body = json!({"changes": changes, "reason": reason});
+            let path = format!("/v1/config/{}", writer::segment(service));
+            let answer = match writer::api(&state_dir, "PUT", &path, Some(body)) {
+                Err(err) if err.is::<client::ApiRejected>() => return invalid(&err.to_string()),
+                other => other?,
+            };
+            let revised: Revised = serde_json::from_value(answer["revised"].clone())
+                .context("the control plane's answer has no revision")?;
+            (revised, Some(answer["reload"].clone()))
+        }
+        Route::Local(lock) => {
+            let mut store = wharf_ops::read::open(&lock)?;
+            let actor = Actor::from_environment();
+            match wharf_ops::config::change(&mut store, &actor, service, changes, reason) {
+                Ok(revised) => (revised, None),
+                Err(err) if err.kind() == OpsErrorKind::Invalid => {
+                    return invalid(&err.to_string());
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+    };
+    applied(global, &revised, reload.as_ref())?;
     Ok(ExitStatus::Ok)
 }
 
-fn keys_or_none(config: &BTreeMap<String, String>) -> String {
-    if config.is_empty() {
-        "none".to_owned()
-    } else {
-        config.keys().cloned().collect::<Vec<_>>().join(", ")
-    }
-}
-
 /// Reports a recorded revision and asks a running control plane to apply it.
-fn applied(global: &Global, service: &str, revision: u64, changes: &Changes) -> anyhow::Result<()> {
+fn applied(global: &Global, revised: &Revised, reload: Option<&Value>) -> anyhow::Result<()> {
+    let revision = revised.revision.unwrap_or_default();
     match global.output {
         Output::Json => print_json(&json!({
             "revision": revision,
-            "service": service,
-            "changes": changes,
+            "service": revised.service,
+            "changes": revised.changes,
         }))?,
         Output::Human => {
-            eprintln!("recorded revision {revision} of {service}:");
-            for line in change_lines(changes) {
+            eprintln!("recorded revision {revision} of {}:", revised.service);
+            for line in change_lines(&revised.changes) {
                 eprintln!("  {line}");
             }
         }
     }
-    let body = json!({"config": service, "revision": revision, "services": [service]});
-    request_reload(global, body)
+    applied_by_control_plane(reload);
+    Ok(())
 }
 
 fn change_lines(changes: &Changes) -> Vec<String> {
@@ -223,11 +228,7 @@ fn change_lines(changes: &Changes) -> Vec<String> {
 
 /// The state database if there is one; commands that only read never create it.
 fn open_existing(global: &Global) -> anyhow::Result<Option<Store>> {
-    let state_dir = global.state_dir();
-    if !state_dir.join(wharf_store::DB_FILE).exists() {
-        return Ok(None);
-    }
-    Ok(Some(Store::open(&state_dir)?))
+    Ok(wharf_ops::read::open_existing(&global.state_dir())?)
 }
 
 fn revision(store: Option<&Store>, id: u64) -> anyhow::Result<Result<ConfigRevision, String>> {
@@ -414,43 +415,47 @@ fn diff_lines<'a>(
 }
 
 /// Pure: the changes that turn `current` into `target`.
-fn restoring(current: &BTreeMap<String, String>, target: &BTreeMap<String, String>) -> Changes {
-    diff_lines(current, target)
-        .into_iter()
-        .map(|line| match line {
-            DiffLine::Added(key, value) | DiffLine::Changed(key, _, value) => {
-                (key.to_owned(), Some(value.to_owned()))
-            }
-            DiffLine::Removed(key, _) => (key.to_owned(), None),
-        })
-        .collect()
-}
-
 fn rollback(global: &Global, rev: u64, reason: &str) -> anyhow::Result<ExitStatus> {
     if reason.trim().is_empty() {
         return invalid("--reason must say why");
     }
-    let store = open_existing(global)?;
-    let target_revision = match revision(store.as_ref(), rev)? {
-        Ok(r) => r,
-        Err(message) => return invalid(&message),
+    let state_dir = global.state_dir();
+    let (revised, reload) = match writer::route(&state_dir)? {
+        Route::Api => {
+            let body = json!({"to": rev, "reason": reason});
+            let answer = match writer::api(&state_dir, "POST", "/v1/config/rollback", Some(body)) {
+                Err(err) if err.is::<client::ApiRejected>() => return invalid(&err.to_string()),
+                other => other?,
+            };
+            let revised: Revised = serde_json::from_value(answer["revised"].clone())
+                .context("the control plane's answer has no revision")?;
+            (revised, Some(answer["reload"].clone()))
+        }
+        Route::Local(lock) => {
+            if !state_dir.join(wharf_store::DB_FILE).exists() {
+                return invalid(&format!("no configuration revision {rev}"));
+            }
+            let mut store = wharf_ops::read::open(&lock)?;
+            let actor = Actor::from_environment();
+            match wharf_ops::config::rollback(&mut store, &actor, rev, reason) {
+                Ok(revised) => (revised, None),
+                Err(err)
+                    if matches!(err.kind(), OpsErrorKind::Invalid | OpsErrorKind::NotFound) =>
+                {
+                    return invalid(&err.to_string());
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
     };
-    let Some(mut store) = store else {
-        return invalid(&format!("no configuration revision {rev}"));
-    };
-    let service = target_revision.service;
-    let current = store.config_at(&service, None)?;
-    let target = store.config_at(&service, Some(rev))?;
-    let changes = restoring(&current, &target);
-    if changes.is_empty() {
-        eprintln!("{service} is already configured as of revision {rev}; nothing recorded");
+    if revised.revision.is_none() {
+        eprintln!(
+            "{} is already configured as of revision {rev}; nothing recorded",
+            revised.service
+        );
         return Ok(ExitStatus::Ok);
     }
-    let actor = crate::cmd::audit::actor();
-    let revision = store.add_config_revision(&service, &changes, &actor, reason)?;
-    let details = json!({"revision": revision, "to": rev, "changes": changes, "reason": reason});
-    record(store, "config.rollback", &service, details)?;
-    applied(global, &service, revision, &changes)?;
+    applied(global, &revised, reload.as_ref())?;
     Ok(ExitStatus::Ok)
 }
 
@@ -493,7 +498,7 @@ mod tests {
             .map(ToString::to_string)
             .collect();
         assert_eq!(lines, ["- A=1", "~ C: 3 → 4", "+ D=5"]);
-        let changes = restoring(&after, &before);
+        let changes = wharf_ops::config::restoring(&after, &before);
         let mut restored = after.clone();
         for (key, value) in changes {
             match value {

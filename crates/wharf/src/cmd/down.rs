@@ -6,10 +6,8 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use wharf_control::PROXY_ROW;
-use wharf_ledger::{Ledger, NewEntry};
-use wharf_runtime::{ProcessId, StopOutcome, stop_instance};
-use wharf_store::Store;
+use wharf_ops::{Actor, ControlLock};
+use wharf_runtime::StopOutcome;
 
 use crate::cli::Global;
 use crate::client::{self, ApiRejected, NotRunning};
@@ -71,7 +69,8 @@ fn dependency_order(global: &Global) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Stops what the store says is running, without a control plane, dependents first.
+/// Stops what the store says is running, without a control plane, dependents first — under
+/// the lock, through the same use case that removes each instance's secret files.
 async fn stop_recorded(
     state_dir: &std::path::Path,
     service: Option<&str>,
@@ -81,57 +80,38 @@ async fn stop_recorded(
         eprintln!("nothing to stop: no state in {}", state_dir.display());
         return Ok(ExitStatus::Ok);
     }
-    let mut store = Store::open(state_dir)?;
-    let mut rows: Vec<_> = store
-        .instances()?
-        .into_iter()
-        .filter(|r| service.is_none_or(|s| r.service == s))
-        .collect();
-    let rank = |name: &str| order.iter().position(|n| n == name).unwrap_or(usize::MAX);
-    rows.sort_by(|a, b| {
-        (rank(&a.service), &a.service, a.index).cmp(&(rank(&b.service), &b.service, b.index))
-    });
-    if let (Some(name), true) = (service, rows.is_empty()) {
-        eprintln!("error: no instance of service `{name}` is recorded as running");
-        return Ok(ExitStatus::Invalid);
-    }
-    let actor = crate::cmd::audit::actor();
-    let mut stopped = Vec::new();
-    for row in rows.iter().rev() {
-        let process = ProcessId {
-            pid: row.pid,
-            start_time: row.start_time,
-        };
-        let outcome = stop_instance(process, Duration::from_secs(10)).await;
-        stopped.push((row.service.clone(), row.index, row.pid, outcome));
-        store.remove_instance(&row.service, row.index)?;
-        if row.service == PROXY_ROW {
-            // Its saved table names instances that are about to be gone.
-            let _ = std::fs::remove_file(state_dir.join("proxy-routes.json"));
+    // The control plane may have just exited (its socket is gone) but not yet let go.
+    let lock = match ControlLock::try_acquire(state_dir)? {
+        Some(lock) => lock,
+        None => {
+            eprintln!(
+                "error: a control plane holds {} but does not answer; try again in a moment",
+                wharf_ops::LOCK_FILE
+            );
+            return Ok(ExitStatus::Failed);
         }
-    }
-    let mut ledger = Ledger::new(store);
-    for (service, index, pid, outcome) in &stopped {
-        let how = match outcome {
+    };
+    let mut store = wharf_ops::read::open(&lock)?;
+    let actor = Actor::from_environment();
+    let stopped =
+        match wharf_ops::stop::stop_recorded(&lock, &mut store, &actor, service, order).await {
+            Ok(stopped) => stopped,
+            Err(err) if err.kind() == wharf_ops::OpsErrorKind::NotFound => {
+                eprintln!("error: {err}");
+                return Ok(ExitStatus::Invalid);
+            }
+            Err(err) => return Err(err.into()),
+        };
+    for stopped in &stopped {
+        let how = match stopped.outcome {
             StopOutcome::AlreadyGone => "already gone",
             StopOutcome::Graceful => "graceful",
             StopOutcome::Killed => "killed after the grace period",
         };
-        // The proxy is recorded beside the instances; it stops first (no new requests).
-        let (action, target) = if service == PROXY_ROW {
-            ("proxy.stop", "proxy".to_owned())
-        } else {
-            ("instance.stop", format!("{service}/{index}"))
-        };
-        let entry = NewEntry::new(
-            jiff::Timestamp::now(),
-            &actor,
-            action.parse()?,
-            target,
-            json!({"pid": pid, "how": how, "without_control_plane": true}),
-        )?;
-        ledger.append(entry)?;
-        eprintln!("stopped {service}/{index} (pid {pid}, {how})");
+        eprintln!(
+            "stopped {}/{} (pid {}, {how})",
+            stopped.service, stopped.ordinal, stopped.pid
+        );
     }
     Ok(ExitStatus::Ok)
 }

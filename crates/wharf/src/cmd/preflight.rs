@@ -13,7 +13,6 @@ use serde::Serialize;
 use serde_json::json;
 use wharf_control::StatusReport;
 use wharf_control::plan::{InstanceVars, http_probe};
-use wharf_ledger::NewEntry;
 use wharf_manifest::ValidStack;
 use wharf_manifest::model::{Overdue, SmokeCheck, SmokeKind};
 use wharf_probe::{Check, Prober, Status};
@@ -373,16 +372,20 @@ fn record(global: &Global, verdict: &str, results: &[CheckResult], report: Optio
         "failures": failures,
         "stack_status": report.map(|r| r.status.clone()),
     });
+    let target = report.map_or_else(|| "stack".to_owned(), |r| r.stack.clone());
     let result = (|| -> anyhow::Result<()> {
-        let mut ledger = crate::cmd::audit::open(global)?;
-        let target = report.map_or_else(|| "stack".to_owned(), |r| r.stack.clone());
-        ledger.append(NewEntry::new(
-            jiff::Timestamp::now(),
-            crate::cmd::audit::actor(),
-            "preflight.run".parse()?,
-            target,
-            details,
-        )?)?;
+        let state_dir = global.state_dir();
+        match crate::writer::route(&state_dir)? {
+            crate::writer::Route::Api => {
+                let body = json!({"target": target, "details": details});
+                crate::writer::api(&state_dir, "POST", "/v1/preflight", Some(body))?;
+            }
+            crate::writer::Route::Local(lock) => {
+                let mut store = wharf_ops::read::open(&lock)?;
+                let actor = wharf_ops::Actor(crate::cmd::audit::actor());
+                wharf_ops::audit::preflight(&mut store, &actor, &target, details)?;
+            }
+        }
         Ok(())
     })();
     if let Err(err) = result {

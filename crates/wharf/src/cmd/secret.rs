@@ -11,18 +11,19 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use serde_json::{Value, json};
-use wharf_ledger::{Ledger, NewEntry};
 use wharf_manifest::ValidStack;
 use wharf_manifest::model::{SecretPolicy, Stack};
+use wharf_ops::secrets::{Rekeyed, Rotated};
+use wharf_ops::{Actor, ControlLock};
 use wharf_secrets::{
-    KeySource, MASTER_KEY_ENV, MasterKey, Origin, Rotation, SecretValue, Secrets, VersionInfo,
+    KeySource, MASTER_KEY_ENV, MasterKey, Rotation, SecretValue, Secrets, VersionInfo,
 };
-use wharf_store::Store;
+use wharf_store::{DB_FILE, Store};
 
 use crate::cli::{Global, Output};
-use crate::client::{self, NotRunning};
 use crate::exit::ExitStatus;
 use crate::manifest_file::ManifestFile;
+use crate::writer::{self, Route};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum SecretCommand {
@@ -177,10 +178,9 @@ pub(crate) fn stack_uses(stack: &Stack, name: &str) -> bool {
 }
 
 /// The master key, loaded (or with `create`, made on first use, with a notice to back it up).
-fn master_key(global: &Global, create: bool) -> anyhow::Result<(MasterKey, KeySource)> {
-    let state_dir = global.state_dir();
+fn master_key(state_dir: &Path, create: bool) -> anyhow::Result<(MasterKey, KeySource)> {
     let env = std::env::var(MASTER_KEY_ENV).ok();
-    let (key, source) = MasterKey::load(&state_dir, env.as_deref(), create)?;
+    let (key, source) = MasterKey::load(state_dir, env.as_deref(), create)?;
     if let KeySource::Created(path) = &source {
         eprintln!(
             "notice: a new master key was written to {}.\n        Back it up now, somewhere \
@@ -191,37 +191,45 @@ fn master_key(global: &Global, create: bool) -> anyhow::Result<(MasterKey, KeySo
     Ok((key, source))
 }
 
-/// Opens the state database and unlocks its secrets (a wrong key is refused before any write).
-fn unlock(global: &Global, create: bool) -> anyhow::Result<(Store, Secrets, KeySource)> {
-    let state_dir = global.state_dir();
-    if !create && !state_dir.join(wharf_store::DB_FILE).exists() {
+/// Opens the state database under the lock and unlocks its secrets (a wrong key is refused
+/// before any write); with `create`, the master key is made on first use, with a notice.
+fn unlock(lock: &ControlLock, create: bool) -> anyhow::Result<(Store, Secrets)> {
+    let state_dir = lock.state_dir();
+    if !create && !state_dir.join(DB_FILE).exists() {
         bail!(
             "no secrets are stored yet (no state in {})",
             state_dir.display()
         );
     }
-    let (key, source) = master_key(global, create)?;
-    let mut store = Store::open(&state_dir)?;
-    let secrets = Secrets::unlock(&mut store, key)?;
-    Ok((store, secrets, source))
+    // Announces a key made on first use (the use case loads the same key again).
+    let _ = master_key(state_dir, create)?;
+    let mut store = wharf_ops::read::open(lock)?;
+    let (secrets, _) = wharf_ops::secrets::unlock(&mut store, state_dir, create)?;
+    Ok((store, secrets))
 }
 
-/// Appends one ledger entry through the store already open.
-pub(crate) fn record(
-    store: Store,
-    action: &str,
-    target: &str,
-    details: Value,
-) -> anyhow::Result<()> {
-    let entry = NewEntry::new(
-        jiff::Timestamp::now(),
-        crate::cmd::audit::actor(),
-        action.parse()?,
-        target,
-        details,
-    )?;
-    Ledger::new(store).append(entry)?;
-    Ok(())
+/// A version as the API sends it.
+fn version_from_api(answer: &Value) -> anyhow::Result<VersionInfo> {
+    let v = &answer["secret"];
+    Ok(VersionInfo {
+        name: v["name"]
+            .as_str()
+            .context("the control plane's answer has no name")?
+            .to_owned(),
+        version: v["version"]
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .context("the control plane's answer has no version")?,
+        created_at: v["created_at"].as_str().unwrap_or_default().to_owned(),
+        actor: v["actor"].as_str().unwrap_or_default().to_owned(),
+        reason: v["reason"].as_str().map(str::to_owned),
+        origin: v["origin"].as_str().unwrap_or_default().to_owned(),
+        fingerprint: v["fingerprint"].as_str().unwrap_or_default().to_owned(),
+    })
+}
+
+fn secret_path(name: &str, rest: &str) -> String {
+    format!("/v1/secrets/{}{rest}", writer::segment(name))
 }
 
 /// Reads the value: the file, or stdin; one trailing newline (`\n` or `\r\n`) is dropped.
@@ -265,25 +273,35 @@ fn set(global: &Global, args: &SetArgs) -> anyhow::Result<ExitStatus> {
         );
         return Ok(ExitStatus::Invalid);
     }
-    let (mut store, secrets, _) = unlock(global, true)?;
-    let actor = crate::cmd::audit::actor();
-    let info = secrets.put(
-        &mut store,
-        &args.name,
-        &value,
-        &actor,
-        args.reason.as_deref(),
-        Origin::Set,
-    )?;
-    drop(value);
-    let details = json!({
-        "version": info.version,
-        "fingerprint": info.fingerprint,
-        "reason": args.reason,
-        "origin": info.origin,
-    });
-    record(store, "secret.set", &args.name, details)?;
-    changed(global, Some(&stack), &info, "stored")?;
+    let state_dir = global.state_dir();
+    match writer::route(&state_dir)? {
+        Route::Api => {
+            let body = json!({"value": value.expose_str()?, "reason": args.reason});
+            drop(value);
+            let answer = writer::api(&state_dir, "PUT", &secret_path(&args.name, ""), Some(body))?;
+            let info = version_from_api(&answer)?;
+            changed(
+                global,
+                Some(&stack),
+                &info,
+                "stored",
+                Some(&answer["reload"]),
+            )?;
+        }
+        Route::Local(lock) => {
+            let (mut store, secrets) = unlock(&lock, true)?;
+            let info = wharf_ops::secrets::set(
+                &mut store,
+                &secrets,
+                &Actor::from_environment(),
+                &args.name,
+                &value,
+                args.reason.as_deref(),
+            )?;
+            drop(value);
+            changed(global, Some(&stack), &info, "stored", None)?;
+        }
+    }
     Ok(ExitStatus::Ok)
 }
 
@@ -294,6 +312,7 @@ fn changed(
     stack: Option<&Stack>,
     info: &VersionInfo,
     verb: &str,
+    reload: Option<&Value>,
 ) -> anyhow::Result<()> {
     let services = stack.map(|s| users(s, &info.name)).unwrap_or_default();
     match global.output {
@@ -316,38 +335,22 @@ fn changed(
             }
         }
     }
-    let body = json!({"secret": info.name, "services": services});
-    request_reload(global, body)
+    applied_by_control_plane(reload);
+    Ok(())
 }
 
-/// Asks a running control plane to reload; a missing one, or one without the endpoint, is fine.
-pub(crate) fn request_reload(global: &Global, body: Value) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let answer = runtime.block_on(client::call(
-        &global.state_dir(),
-        "POST",
-        "/v1/reload",
-        Some(body),
-    ));
-    match answer {
-        Ok((status, applied)) if (200..300).contains(&status) => {
-            eprintln!("{}", reload_summary(&applied));
+/// What the control plane did with a change it made (its reload answer), or that none runs.
+pub(crate) fn applied_by_control_plane(reload: Option<&Value>) {
+    match reload {
+        Some(answer) if answer.get("error").is_some() => eprintln!(
+            "warning: the control plane did not reload: {}",
+            answer["error"].as_str().unwrap_or("request failed")
+        ),
+        Some(answer) => eprintln!("{}", reload_summary(answer)),
+        None => {
+            eprintln!("no control plane is running; the services get it at the next `wharf up`")
         }
-        Ok((404, _)) => eprintln!("the control plane will apply it at its next start"),
-        Ok((status, body)) => {
-            let message = body["error"]["message"]
-                .as_str()
-                .unwrap_or("request failed");
-            eprintln!("warning: the control plane did not reload ({status}): {message}");
-        }
-        Err(err) if err.is::<NotRunning>() => {
-            eprintln!("no control plane is running; the services get it at the next `wharf up`");
-        }
-        Err(err) => eprintln!("warning: could not ask the control plane to reload: {err:#}"),
     }
-    Ok(())
 }
 
 /// The control plane's answer to a reload in words: what restarts, what got SIGHUP.
@@ -487,7 +490,9 @@ pub(crate) fn stored(state_dir: &Path) -> anyhow::Result<Vec<VersionInfo>> {
     if !state_dir.join(wharf_store::DB_FILE).exists() {
         return Ok(Vec::new());
     }
-    let store = Store::open(state_dir)?;
+    let Some(store) = wharf_ops::read::open_existing(state_dir)? else {
+        return Ok(Vec::new());
+    };
     Ok(wharf_secrets::list(&store)?)
 }
 
@@ -547,35 +552,41 @@ fn get(global: &Global, args: &GetArgs) -> anyhow::Result<ExitStatus> {
         eprintln!("error: add --reveal to print the value; the reveal is recorded");
         return Ok(ExitStatus::Invalid);
     }
-    let (store, secrets, _) = unlock(global, false)?;
-    let (info, value) = match args.version {
-        Some(version) => {
-            let value = secrets.value(&store, &args.name, version)?;
-            let info = wharf_secrets::history(&store, &args.name)?
-                .into_iter()
-                .find(|v| v.version == version)
-                .context("the version vanished while it was read")?;
+    let state_dir = global.state_dir();
+    // Recorded before it is shown: a reveal that is not in the ledger does not happen. With a
+    // control plane running, it records the reveal and this process, which holds the master
+    // key, reads the value (an API answer never carries one).
+    let (info, value) = match writer::route(&state_dir)? {
+        Route::Api => {
+            let body = json!({"version": args.version});
+            let path = secret_path(&args.name, "/reveals");
+            let answer = writer::api(&state_dir, "POST", &path, Some(body))?;
+            let info = version_from_api(&answer)?;
+            let mut store = wharf_ops::read::open_existing(&state_dir)?
+                .context("the state database vanished")?;
+            let (key, _) = master_key(&state_dir, false)?;
+            let secrets = Secrets::unlock(&mut store, key)?;
+            let value = secrets.value(&store, &args.name, info.version)?;
             (info, value)
         }
-        None => match secrets.current(&store, &args.name)? {
-            Some(current) => current,
-            None => bail!("no secret named `{}` is stored", args.name),
-        },
+        Route::Local(lock) => {
+            let (mut store, secrets) = unlock(&lock, false)?;
+            wharf_ops::secrets::reveal(
+                &mut store,
+                &secrets,
+                &Actor::from_environment(),
+                &args.name,
+                args.version,
+            )?
+        }
     };
-    let text = match global.output {
-        Output::Json => Some(value.expose_str()?.to_owned()),
-        Output::Human => None,
-    };
-    // Recorded before it is shown: a reveal that is not in the ledger does not happen.
-    let details = json!({"version": info.version, "fingerprint": info.fingerprint});
-    record(store, "secret.reveal", &args.name, details)?;
-    match text {
-        Some(text) => print_json(&json!({
+    match global.output {
+        Output::Json => print_json(&json!({
             "name": info.name,
             "version": info.version,
-            "value": text,
+            "value": value.expose_str()?,
         }))?,
-        None => {
+        Output::Human => {
             let mut stdout = std::io::stdout().lock();
             stdout.write_all(value.expose())?;
             stdout.write_all(b"\n")?;
@@ -588,10 +599,9 @@ fn get(global: &Global, args: &GetArgs) -> anyhow::Result<ExitStatus> {
 fn history(global: &Global, name: &str) -> anyhow::Result<ExitStatus> {
     let versions = {
         let state_dir = global.state_dir();
-        if state_dir.join(wharf_store::DB_FILE).exists() {
-            wharf_secrets::history(&Store::open(&state_dir)?, name)?
-        } else {
-            Vec::new()
+        match wharf_ops::read::open_existing(&state_dir)? {
+            Some(store) => wharf_secrets::history(&store, name)?,
+            None => Vec::new(),
         }
     };
     if versions.is_empty() {
@@ -644,28 +654,35 @@ fn rollback(global: &Global, args: &RollbackArgs) -> anyhow::Result<ExitStatus> 
         Ok(stack) => stack,
         Err(status) => return Ok(status),
     };
-    let (mut store, secrets, _) = unlock(global, false)?;
-    let actor = crate::cmd::audit::actor();
-    let info = secrets.rollback(
-        &mut store,
-        &args.name,
-        args.to,
-        &actor,
-        args.reason.as_deref(),
-    )?;
-    let details = json!({
-        "version": info.version,
-        "to": args.to,
-        "fingerprint": info.fingerprint,
-        "reason": args.reason,
-    });
-    record(store, "secret.rollback", &args.name, details)?;
-    changed(
-        global,
-        stack.as_deref(),
-        &info,
-        &format!("rolled back to version {}:", args.to),
-    )?;
+    let state_dir = global.state_dir();
+    let verb = format!("rolled back to version {}:", args.to);
+    match writer::route(&state_dir)? {
+        Route::Api => {
+            let body = json!({"to": args.to, "reason": args.reason});
+            let path = secret_path(&args.name, "/rollback");
+            let answer = writer::api(&state_dir, "POST", &path, Some(body))?;
+            let info = version_from_api(&answer)?;
+            changed(
+                global,
+                stack.as_deref(),
+                &info,
+                &verb,
+                Some(&answer["reload"]),
+            )?;
+        }
+        Route::Local(lock) => {
+            let (mut store, secrets) = unlock(&lock, false)?;
+            let info = wharf_ops::secrets::rollback(
+                &mut store,
+                &secrets,
+                &Actor::from_environment(),
+                &args.name,
+                args.to,
+                args.reason.as_deref(),
+            )?;
+            changed(global, stack.as_deref(), &info, &verb, None)?;
+        }
+    }
     Ok(ExitStatus::Ok)
 }
 
@@ -678,37 +695,33 @@ fn rotate(global: &Global, args: &RotateArgs) -> anyhow::Result<ExitStatus> {
         Ok(policy) => policy.clone(),
         Err(status) => return Ok(status),
     };
-    let alphabet = policy.generate.characters();
-    let new = wharf_secrets::generate(policy.generate.length as usize, &alphabet)?;
-    let (mut store, secrets, _) = unlock(global, true)?;
-    let hook = policy.rotate_command.is_some();
-    let previous = secrets.current(&store, &args.name)?;
-    let actor = crate::cmd::audit::actor();
-    // Stored before the hook makes it real: if the hook changes a database password and
-    // anything here failed afterwards, the only copy of the new one would be lost.
-    let info = secrets.put(
+    let state_dir = global.state_dir();
+    let lock = match writer::route(&state_dir)? {
+        Route::Local(lock) => lock,
+        Route::Api => return rotate_through_api(global, &stack, &policy, args),
+    };
+    let (mut store, secrets) = unlock(&lock, true)?;
+    let rotated = wharf_ops::secrets::rotate(
         &mut store,
+        &secrets,
+        &Actor::from_environment(),
         &args.name,
-        &new,
-        &actor,
+        &policy,
+        &manifest_dir(global),
         args.reason.as_deref(),
-        Origin::Rotate,
     )?;
-    if let Some(command) = &policy.rotate_command {
-        let old = previous.as_ref().map(|(_, value)| value);
-        if let Err(failure) = run_hook(global, &args.name, command, &new, old)? {
+    match rotated {
+        Rotated::Done { info, .. } => {
+            changed(global, Some(&stack), &info, "rotated", None)?;
+            Ok(ExitStatus::Ok)
+        }
+        Rotated::HookFailed {
+            failure,
+            new,
+            restored,
+        } => {
             eprint!("{failure}");
-            // Back to the value in force, as a version of its own (the history shows both).
-            if let Some((old_info, _)) = &previous {
-                secrets.rollback(
-                    &mut store,
-                    &args.name,
-                    old_info.version,
-                    &actor,
-                    Some("rotate_command failed"),
-                )?;
-            }
-            if previous.is_some() {
+            if restored.is_some() {
                 eprintln!(
                     "error: the rotate_command of {} failed; the value in force is unchanged",
                     args.name
@@ -716,136 +729,109 @@ fn rotate(global: &Global, args: &RotateArgs) -> anyhow::Result<ExitStatus> {
             } else {
                 eprintln!(
                     "error: the rotate_command of {} failed; the new value is stored (version {}) but may not be in force where the hook would have put it",
-                    args.name, info.version
+                    args.name, new.version
                 );
             }
-            return Ok(ExitStatus::Failed);
+            Ok(ExitStatus::Failed)
         }
     }
-    drop(new);
-    let details = json!({
-        "version": info.version,
-        "fingerprint": info.fingerprint,
-        "reason": args.reason,
-        "hook": hook,
-    });
-    record(store, "secret.rotate", &args.name, details)?;
-    changed(global, Some(&stack), &info, "rotated")?;
-    Ok(ExitStatus::Ok)
-}
-
-/// Runs the rotate_command in the manifest's directory with the values in its environment
-/// (never argv); `Err` holds its stderr and exit status when it fails.
-fn run_hook(
-    global: &Global,
-    name: &str,
-    command: &[String],
-    new: &SecretValue,
-    old: Option<&SecretValue>,
-) -> anyhow::Result<Result<(), String>> {
-    let (program, rest) = command
-        .split_first()
-        .context("the rotate_command is empty")?;
-    let dir = manifest_dir(global);
-    // A relative path such as `./rotate.sh` means the manifest's directory, like its cwd.
-    let program = if program.contains('/') {
-        dir.join(program)
-    } else {
-        PathBuf::from(program)
-    };
-    let mut child = std::process::Command::new(&program);
-    child
-        .args(rest)
-        .current_dir(&dir)
-        // The hook gets the two values it needs, not the key that opens every secret.
-        .env_remove(MASTER_KEY_ENV)
-        .env("WHARF_SECRET_NAME", name)
-        .env("WHARF_SECRET_NEW", new.expose_str()?)
-        .env_remove("WHARF_SECRET_OLD")
-        .stdin(std::process::Stdio::null());
-    if let Some(old) = old {
-        child.env("WHARF_SECRET_OLD", old.expose_str()?);
-    }
-    let output = child.output().with_context(|| {
-        format!(
-            "cannot run the rotate_command of {name} ({})",
-            program.display()
-        )
-    })?;
-    if output.status.success() {
-        return Ok(Ok(()));
-    }
-    let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
-    if !text.is_empty() && !text.ends_with('\n') {
-        text.push('\n');
-    }
-    text.push_str(&format!("rotate_command: {}\n", output.status));
-    Ok(Err(text))
 }
 
 fn rekey(global: &Global) -> anyhow::Result<ExitStatus> {
     let state_dir = global.state_dir();
     // A running control plane holds the current key and would fail every start that needs a
-    // secret afterwards.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    if runtime
-        .block_on(crate::client::call(&state_dir, "GET", "/v1/status", None))
-        .is_ok()
-    {
-        let pid = std::fs::read_to_string(state_dir.join("control.pid")).unwrap_or_default();
-        eprintln!(
-            "error: a control plane is running for this stack (pid {}) and holds the current key; stop it first (`kill {}`: the services keep running and the next `wharf up` adopts them), then rekey",
-            pid.trim(),
-            pid.trim()
+    // secret afterwards: re-keying needs its lock, which it holds while it runs.
+    let lock = match ControlLock::acquire_or_refuse(&state_dir, "re-keying") {
+        Ok(lock) => lock,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return Ok(ExitStatus::Failed);
+        }
+    };
+    if !state_dir.join(DB_FILE).exists() {
+        bail!(
+            "no secrets are stored yet (no state in {})",
+            state_dir.display()
         );
-        return Ok(ExitStatus::Failed);
     }
-    let (mut store, secrets, source) = unlock(global, false)?;
-    let count = wharf_secrets::list(&store)?.len();
-    let new = MasterKey::generate();
-    match &source {
-        KeySource::Env => {
-            let hex = new.to_hex();
-            // Shown before the switch: whatever fails afterwards, the key is not lost.
-            println!("{}", hex.expose_str()?);
-            if let Err(err) = secrets.rekey(&mut store, new) {
+    let mut store = wharf_ops::read::open(&lock)?;
+    let shown = |key: &SecretValue| -> Result<(), wharf_ops::OpsError> {
+        // Shown before the switch: whatever fails afterwards, the key is not lost.
+        println!("{}", key.expose_str()?);
+        Ok(())
+    };
+    let actor = Actor::from_environment();
+    let rekeyed = match wharf_ops::secrets::rekey(&lock, &mut store, &actor, shown) {
+        Ok(rekeyed) => rekeyed,
+        Err(err) => {
+            if std::env::var(MASTER_KEY_ENV).is_ok() {
                 eprintln!("the key above was NOT put in force; the old key still works");
-                return Err(err.into());
             }
-            record(store, "secret.rekey", "", json!({"secrets": count}))?;
-            eprintln!(
-                "re-keyed {count} secret(s). The line above is the new master key, shown once: \
-                 put it in {MASTER_KEY_ENV} now; the old key no longer works."
-            );
+            return Err(err.into());
         }
-        KeySource::File(path) | KeySource::Created(path) => {
-            // The new key is on disk before the database switches to it, so no crash in
-            // between can leave secrets under a key that exists nowhere.
-            let staging = state_dir.join("rekey.tmp");
-            std::fs::create_dir_all(&staging)
-                .with_context(|| format!("cannot create {}", staging.display()))?;
-            let staged = new.write_file(&staging)?;
-            if let Err(err) = secrets.rekey(&mut store, new) {
-                let _ = std::fs::remove_dir_all(&staging);
-                return Err(err.into());
+    };
+    match rekeyed {
+        Rekeyed::Env { count, .. } => eprintln!(
+            "re-keyed {count} secret(s). The line above is the new master key, shown once: \
+             put it in {MASTER_KEY_ENV} now; the old key no longer works."
+        ),
+        Rekeyed::File { path, count } => eprintln!(
+            "re-keyed {count} secret(s); the new master key is in {}. The old key no longer \
+             works: replace every backup of it with this file.",
+            path.display()
+        ),
+    }
+    Ok(ExitStatus::Ok)
+}
+
+/// A rotation while a control plane runs: the hook needs the operator's environment (its admin
+/// credentials), so this process generates the value and runs the hook, and the control plane
+/// stores the result — the new version once the hook made it real (a hook that fails leaves
+/// nothing stored), as `secret.rotate`.
+fn rotate_through_api(
+    global: &Global,
+    stack: &Stack,
+    policy: &wharf_manifest::model::SecretPolicy,
+    args: &RotateArgs,
+) -> anyhow::Result<ExitStatus> {
+    let state_dir = global.state_dir();
+    let alphabet = policy.generate.characters();
+    let new = wharf_secrets::generate(policy.generate.length as usize, &alphabet)?;
+    if let Some(command) = &policy.rotate_command {
+        let old = match wharf_ops::read::open_existing(&state_dir)? {
+            Some(mut store) => {
+                let (key, _) = master_key(&state_dir, false)?;
+                let secrets = Secrets::unlock(&mut store, key)?;
+                secrets.current(&store, &args.name)?.map(|(_, value)| value)
             }
-            std::fs::rename(&staged, path).with_context(|| {
-                format!(
-                    "the secrets are re-keyed but the new key could not replace {}: it is in {}",
-                    path.display(),
-                    staged.display()
-                )
-            })?;
-            let _ = std::fs::remove_dir(&staging);
-            record(store, "secret.rekey", "", json!({"secrets": count}))?;
+            None => None,
+        };
+        let outcome = wharf_ops::secrets::run_hook(
+            &manifest_dir(global),
+            &args.name,
+            command,
+            &new,
+            old.as_ref(),
+        )?;
+        if let Err(failure) = outcome {
+            eprint!("{failure}");
             eprintln!(
-                "re-keyed {count} secret(s); the new master key is in {}. The old key no longer \
-                 works: replace every backup of it with this file.",
-                path.display()
+                "error: the rotate_command of {} failed; the value in force is unchanged",
+                args.name
             );
+            return Ok(ExitStatus::Failed);
         }
     }
+    let body = json!({"value": new.expose_str()?, "reason": args.reason, "rotated": true});
+    drop(new);
+    let answer = writer::api(&state_dir, "PUT", &secret_path(&args.name, ""), Some(body))?;
+    let info = version_from_api(&answer)?;
+    changed(
+        global,
+        Some(stack),
+        &info,
+        "rotated",
+        Some(&answer["reload"]),
+    )?;
     Ok(ExitStatus::Ok)
 }

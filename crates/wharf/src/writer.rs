@@ -1,0 +1,85 @@
+//! Where a CLI write goes: to the running control plane's API (it is the one writer), or —
+//! when none runs — into this process, which then holds `control.lock` and runs the same
+//! `wharf-ops` use case itself.
+
+use std::path::Path;
+
+use serde_json::Value;
+use wharf_ops::ControlLock;
+
+use crate::client::{self, NotRunning};
+
+/// The one writer this command goes through.
+pub enum Route {
+    /// A control plane runs: send the request to it.
+    Api,
+    /// None runs: this process holds the lock and writes itself.
+    Local(ControlLock),
+}
+
+/// Takes the lock if it is free. If it is held and the control plane's socket is there, the
+/// request goes to it; held without a socket means another CLI writer holds it for a moment (or
+/// a control plane is starting): wait for one or the other, up to the store's own 10 s.
+pub fn route(state_dir: &Path) -> anyhow::Result<Route> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let socket = client::socket_path(state_dir);
+    loop {
+        if let Some(lock) = ControlLock::try_acquire(state_dir)? {
+            return Ok(Route::Local(lock));
+        }
+        if socket.exists() {
+            return Ok(Route::Api);
+        }
+        if std::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "{} in {} stays held by another process that serves no API; is a wharf command stuck?",
+                wharf_ops::LOCK_FILE,
+                state_dir.display()
+            );
+        }
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "a backoff while another short-lived writer holds the lock, not synchronisation"
+        )]
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// One API call to the running control plane; non-2xx comes back as `ApiRejected`. A control
+/// plane that holds the lock but does not answer is an error that says so.
+pub fn api(
+    state_dir: &Path,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime
+        .block_on(client::call_ok(state_dir, method, path, body))
+        .map_err(|err| {
+            if err.is::<NotRunning>() {
+                anyhow::anyhow!(
+                    "a control plane holds {} in {} but does not answer on its socket; is it starting or stuck?",
+                    wharf_ops::LOCK_FILE,
+                    state_dir.display()
+                )
+            } else {
+                err
+            }
+        })
+}
+
+/// `/v1/secrets/{name}`-style paths with the name escaped for a URL.
+pub fn segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
