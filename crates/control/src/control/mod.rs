@@ -150,6 +150,13 @@ pub struct Handle {
 }
 
 impl Handle {
+    /// A handle to no control plane: every command finds it stopped. For testing the layers
+    /// above (the API's routing and error mapping) without a stack.
+    pub fn disconnected() -> Handle {
+        let (events, _) = mpsc::channel(1);
+        Handle { events }
+    }
+
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
         let (reply, answer) = oneshot::channel();
         self.events.send(Event::Command(make(reply))).await.ok()?;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
-use wharf_control::RolloutView;
+use wharf_api::RolloutView;
 
 use crate::cli::{Global, Output};
 use crate::client::{self, ApiRejected};
@@ -114,7 +114,7 @@ async fn status(global: &Global, service: &str) -> anyhow::Result<ExitStatus> {
                 return Err(err);
             };
             eprintln!("error: {rejected}");
-            return Ok(if rejected.code == "no_rollout" {
+            return Ok(if rejected.code == Some(wharf_api::ErrorCode::NoRollout) {
                 ExitStatus::Failed
             } else {
                 ExitStatus::Invalid

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use serde_json::Value;
-use wharf_control::{RolloutView, VersionTraffic};
+use wharf_api::{RolloutView, VersionTraffic};
 
 /// `rollout #3 of api: canary, v1 → v2`.
 pub fn summary(view: &RolloutView) -> String {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use serde_json::{Value, json};
+use wharf_api::ReloadAnswer;
 use wharf_ledger::{Ledger, NewEntry};
 use wharf_manifest::ValidStack;
 use wharf_manifest::model::{SecretPolicy, Stack};
@@ -333,13 +334,14 @@ pub(crate) fn request_reload(global: &Global, body: Value) -> anyhow::Result<()>
     ));
     match answer {
         Ok((status, applied)) if (200..300).contains(&status) => {
-            eprintln!("{}", reload_summary(&applied));
+            match serde_json::from_value::<ReloadAnswer>(applied) {
+                Ok(applied) => eprintln!("{}", reload_summary(&applied)),
+                Err(err) => eprintln!("warning: unreadable reload answer: {err}"),
+            }
         }
         Ok((404, _)) => eprintln!("the control plane will apply it at its next start"),
         Ok((status, body)) => {
-            let message = body["error"]["message"]
-                .as_str()
-                .unwrap_or("request failed");
+            let message = client::ApiRejected::from_answer(status, body).message;
             eprintln!("warning: the control plane did not reload ({status}): {message}");
         }
         Err(err) if err.is::<NotRunning>() => {
@@ -351,18 +353,8 @@ pub(crate) fn request_reload(global: &Global, body: Value) -> anyhow::Result<()>
 }
 
 /// The control plane's answer to a reload in words: what restarts, what got SIGHUP.
-fn reload_summary(applied: &Value) -> String {
-    let names = |key: &str| -> Vec<String> {
-        applied[key]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let (restarting, reloaded) = (names("restarting"), names("reloaded"));
+fn reload_summary(applied: &ReloadAnswer) -> String {
+    let (restarting, reloaded) = (&applied.restarting, &applied.reloaded);
     let mut parts = Vec::new();
     if !restarting.is_empty() {
         parts.push(format!("restarting {} (rolling)", restarting.join(", ")));
