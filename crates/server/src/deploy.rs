@@ -53,7 +53,7 @@ pub(crate) fn parse_command(name: &str) -> Result<RolloutCommand, ApiError> {
 
 /// Start a rollout of a new version of a service.
 #[utoipa::path(post, path = "/v1/services/{name}/deploy", tag = "rollouts", security((), ("bearer" = [])),
-    params(("name" = String, Path, description = "The service")),
+    params(("name" = String, Path, description = "The service", example = "api")),
     request_body = DeployRequest,
     responses(
         (status = 202, description = "The rollout has begun", body = RolloutView),
@@ -78,7 +78,7 @@ pub(crate) async fn deploy(
 
 /// The service's current or latest rollout.
 #[utoipa::path(get, path = "/v1/services/{name}/rollout", tag = "rollouts", security((), ("bearer" = [])),
-    params(("name" = String, Path, description = "The service")),
+    params(("name" = String, Path, description = "The service", example = "api")),
     responses(
         (status = 200, description = "The rollout", body = RolloutView),
         (status = 400, description = "The path does not decode", body = ApiErrorBody),
@@ -106,8 +106,8 @@ pub(crate) async fn rollout(
 /// Pause, resume, promote or abort the rollout under way.
 #[utoipa::path(post, path = "/v1/services/{name}/rollout/{command}", tag = "rollouts", security((), ("bearer" = [])),
     params(
-        ("name" = String, Path, description = "The service"),
-        ("command" = String, Path, description = "`pause`, `resume`, `promote` or `abort`"),
+        ("name" = String, Path, description = "The service", example = "api"),
+        ("command" = RolloutCommand, Path, description = "`pause`, `resume`, `promote` or `abort`"),
     ),
     responses(
         (status = 200, description = "The rollout after the command", body = RolloutView),
@@ -131,7 +131,7 @@ pub(crate) async fn rollout_command(
 
 /// Abort the rollout under way, or roll the previous version out again.
 #[utoipa::path(post, path = "/v1/services/{name}/rollback", tag = "rollouts", security((), ("bearer" = [])),
-    params(("name" = String, Path, description = "The service")),
+    params(("name" = String, Path, description = "The service", example = "api")),
     responses(
         (status = 202, description = "The rollback has begun", body = RolloutView),
         (status = 400, description = "The path does not decode", body = ApiErrorBody),

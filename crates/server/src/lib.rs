@@ -242,7 +242,7 @@ async fn status(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
 
 /// Rolling restart of one service.
 #[utoipa::path(post, path = "/v1/services/{name}/restart", tag = "services", security((), ("bearer" = [])),
-    params(("name" = String, Path, description = "The service")),
+    params(("name" = String, Path, description = "The service", example = "api")),
     responses(
         (status = 202, description = "The restart has begun", body = RestartAnswer),
         (status = 400, description = "The path does not decode", body = ApiErrorBody),
