@@ -49,10 +49,9 @@ pub struct RolloutView {
     pub service: String,
     /// Rollout id: increases with every deploy of the service.
     pub id: u64,
-    pub strategy: String,
-    /// `waiting-ready`, `step`, `preview`, `paused`, `draining`, `aborting`, `succeeded`,
-    /// `rolled-back` (the state machine's phase names).
-    pub phase: String,
+    pub strategy: RolloutStrategy,
+    /// Where the state machine stands.
+    pub phase: RolloutPhase,
     /// The version serving before the rollout and the one being rolled out.
     pub stable_version: String,
     pub new_version: String,
@@ -71,9 +70,9 @@ pub struct RolloutView {
     /// The latest verdict with the numbers it was based on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdict: Option<serde_json::Value>,
-    /// `succeeded` or `rolled-back` once over.
+    /// How it ended, once over.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<String>,
+    pub outcome: Option<RolloutOutcome>,
     /// Why it rolled back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -87,6 +86,56 @@ pub struct RolloutView {
     #[serde(default)]
     pub history: Vec<serde_json::Value>,
 }
+
+/// How a rollout moves traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RolloutStrategy {
+    /// Weighted steps, each analysed before the next.
+    Canary,
+    /// The new version fully started and previewed, then all traffic switched at once.
+    BlueGreen,
+    /// The old version stopped, then the new one started.
+    Recreate,
+}
+
+/// The rollout state machine's phases, by their names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RolloutPhase {
+    StoppingOld,
+    WaitingReady,
+    Step,
+    Preview,
+    Draining,
+    Paused,
+    Aborting,
+    Succeeded,
+    RolledBack,
+}
+
+/// How a rollout ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RolloutOutcome {
+    Succeeded,
+    RolledBack,
+}
+
+macro_rules! display_by_serde_name {
+    ($($ty:ty),*) => {$(
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                match serde_json::to_value(self) {
+                    Ok(serde_json::Value::String(name)) => f.write_str(&name),
+                    _ => write!(f, "{self:?}"),
+                }
+            }
+        }
+    )*};
+}
+
+display_by_serde_name!(RolloutStrategy, RolloutPhase, RolloutOutcome);
 
 impl RolloutView {
     pub fn is_done(&self) -> bool {

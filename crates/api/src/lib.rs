@@ -8,7 +8,10 @@ pub mod error;
 pub mod reload;
 pub mod status;
 
-pub use deploy::{DeployRequest, RolloutCommand, RolloutView, VersionTraffic};
+pub use deploy::{
+    DeployRequest, RolloutCommand, RolloutOutcome, RolloutPhase, RolloutStrategy, RolloutView,
+    VersionTraffic,
+};
 pub use error::{ApiErrorBody, ControlError, ErrorCode, ErrorDetail};
 pub use reload::{
     DownAnswer, DownRequest, ManifestChanges, ReloadAnswer, ReloadRequest, RestartAnswer,

@@ -6,8 +6,8 @@ use utoipa::{Modify, OpenApi};
 use wharf_api::{
     ApiErrorBody, DependencyStatus, DeployRequest, DownAnswer, DownRequest, ErrorCode, ErrorDetail,
     HealthStatus, InstancePhase, InstanceStatus, ManifestChanges, ReloadAnswer, ReloadRequest,
-    RestartAnswer, RolloutCommand, RolloutView, ServiceState, ServiceStatus, StackStatus,
-    StatusReport, VersionTraffic,
+    RestartAnswer, RolloutCommand, RolloutOutcome, RolloutPhase, RolloutStrategy, RolloutView,
+    ServiceState, ServiceStatus, StackStatus, StatusReport, VersionTraffic,
 };
 
 /// Every route [`crate::app`] serves, as `(method, path)`; a test holds the document to it.
@@ -49,7 +49,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     components(schemas(
         ApiErrorBody, ErrorDetail, ErrorCode, StatusReport, StackStatus, ServiceStatus,
         ServiceState, HealthStatus, DependencyStatus, InstanceStatus, InstancePhase,
-        DeployRequest, RolloutCommand, RolloutView, VersionTraffic, ReloadRequest, ReloadAnswer,
+        DeployRequest, RolloutCommand, RolloutView, RolloutStrategy, RolloutPhase, RolloutOutcome,
+        VersionTraffic, ReloadRequest, ReloadAnswer,
         ManifestChanges, RestartAnswer, DownRequest, DownAnswer,
     )),
     modifiers(&BearerAuth),

@@ -119,11 +119,12 @@ impl RolloutRecord {
         RolloutView {
             service: service.to_owned(),
             id: self.id,
-            strategy: serde_json::to_value(self.machine.plan().strategy())
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
-            phase: phase.name().to_owned(),
+            strategy: match self.machine.plan().strategy() {
+                Strategy::Canary => wharf_api::RolloutStrategy::Canary,
+                Strategy::BlueGreen => wharf_api::RolloutStrategy::BlueGreen,
+                Strategy::Recreate => wharf_api::RolloutStrategy::Recreate,
+            },
+            phase: api_phase(phase),
             stable_version: self.previous.version.clone(),
             new_version: self.new.version.clone(),
             step: step.map(|s| s.index),
@@ -134,8 +135,8 @@ impl RolloutRecord {
             traffic,
             verdict: self.verdict.clone(),
             outcome: outcome.as_ref().map(|o| match o {
-                Outcome::Succeeded => "succeeded".to_owned(),
-                Outcome::RolledBack { .. } => "rolled-back".to_owned(),
+                Outcome::Succeeded => wharf_api::RolloutOutcome::Succeeded,
+                Outcome::RolledBack { .. } => wharf_api::RolloutOutcome::RolledBack,
             }),
             reason: match outcome {
                 Some(Outcome::RolledBack { reason }) => Some(reason),
@@ -146,6 +147,22 @@ impl RolloutRecord {
             deadline: self.machine.next_deadline().and_then(at_to_rfc3339),
             history: self.history.clone(),
         }
+    }
+}
+
+/// The state machine's phase as the API names it.
+fn api_phase(phase: &RolloutPhase) -> wharf_api::RolloutPhase {
+    use wharf_api::RolloutPhase as P;
+    match phase {
+        RolloutPhase::StoppingOld { .. } => P::StoppingOld,
+        RolloutPhase::WaitingReady { .. } => P::WaitingReady,
+        RolloutPhase::Step(_) => P::Step,
+        RolloutPhase::Preview { .. } => P::Preview,
+        RolloutPhase::Draining { .. } => P::Draining,
+        RolloutPhase::Paused { .. } => P::Paused,
+        RolloutPhase::Aborting { .. } => P::Aborting,
+        RolloutPhase::Succeeded => P::Succeeded,
+        RolloutPhase::RolledBack { .. } => P::RolledBack,
     }
 }
 
