@@ -44,6 +44,13 @@ impl StoreWriter {
         Ok(StoreWriter { jobs })
     }
 
+    /// A writer with no thread behind it: every job is dropped and `run` answers `None`. For
+    /// testing the layers above without a store.
+    pub fn disconnected() -> StoreWriter {
+        let (jobs, _) = std::sync::mpsc::channel();
+        StoreWriter { jobs }
+    }
+
     /// Queues a job without waiting (never blocks).
     pub fn submit(&self, job: impl FnOnce(&mut Store) + Send + 'static) {
         if self.jobs.send(Box::new(job)).is_err() {

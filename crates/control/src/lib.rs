@@ -11,10 +11,11 @@ pub mod report;
 mod state;
 mod tasks;
 
-pub use control::{
-    Command, Config, ControlPlane, Event, Handle, PROXY_ROW, PlanLoader, ProbeKind, ReloadRequest,
-};
+pub use control::{Command, Config, ControlPlane, Event, Handle, PROXY_ROW, PlanLoader, ProbeKind};
 pub use deploy::{DeployRequest, RolloutCommand, RolloutView, VersionTraffic};
 pub use journal::{Journal, StoreWriter};
 pub use plan::{PlanError, StackPlan, plan};
 pub use report::{DependencyStatus, InstanceStatus, ServiceStatus, StatusReport};
+/// The API's wire types and errors, re-exported for convenience; the server and the CLI import
+/// them from `wharf_api`.
+pub use wharf_api::{ControlError, ErrorCode, ReloadAnswer, ReloadRequest};

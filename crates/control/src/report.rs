@@ -6,102 +6,15 @@
 //! bottom of the chain — so one outage is one alarm, not one per dependent. A non-critical
 //! dependency that is down only degrades it. The stack is `ok`, `degraded` or `down`.
 //!
-//! The report types are an IPC boundary on purpose: they derive `Serialize`/`Deserialize` and
-//! change only compatibly.
+//! The report types are the API's (`wharf-api`); this module builds them from the control
+//! plane's state.
 
-use serde::{Deserialize, Serialize};
+use wharf_api::{HealthStatus, InstancePhase, ServiceState as State, StackStatus};
 use wharf_probe::Status as ProbeStatus;
 
+pub use wharf_api::{DependencyStatus, InstanceStatus, ServiceStatus, StatusReport};
+
 use crate::state::{Instance, Phase, ServiceState};
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct StatusReport {
-    pub stack: String,
-    /// The control plane's pid.
-    pub control_pid: u32,
-    pub started_at: String,
-    /// ok | degraded | down
-    pub status: String,
-    /// Every desired service has reached a steady state (running and ready, or failed).
-    pub settled: bool,
-    /// Nothing failed, nothing is blocked, nothing is still starting.
-    pub healthy: bool,
-    pub services: Vec<ServiceStatus>,
-}
-
-impl StatusReport {
-    /// The services that are down on their own (not merely blocked by another): what
-    /// `/health/ready` names, and what an operator must fix first.
-    pub fn root_causes(&self) -> Vec<&ServiceStatus> {
-        self.services
-            .iter()
-            .filter(|s| matches!(s.state.as_str(), "down" | "failed" | "crash-loop"))
-            .collect()
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ServiceStatus {
-    pub name: String,
-    pub version: String,
-    /// running | starting | waiting | degraded | down | blocked | crash-loop | failed | stopped
-    /// | exited | external
-    pub state: String,
-    /// pass | warn | fail
-    pub health: String,
-    /// A datastore wharf does not run, only probes.
-    pub external: bool,
-    pub desired: u32,
-    pub running: u32,
-    pub ready: u32,
-    pub restarts: u32,
-    /// Why it is not running or not ready, in a person's words.
-    pub reason: Option<String>,
-    /// The root cause when `state` is `blocked` (or `degraded` by a non-critical dependency).
-    pub blocked_by: Option<String>,
-    /// Latency of the last probe of an external service (instances carry their own).
-    pub probe_latency_ms: Option<u64>,
-    pub dependencies: Vec<DependencyStatus>,
-    pub instances: Vec<InstanceStatus>,
-    /// The port the wharf proxy serves it on.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub public_port: Option<u16>,
-    /// A rollout under way: `VERSION PHASE`, e.g. `1.5.0 step 2/4 (25%)`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rollout: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct DependencyStatus {
-    pub name: String,
-    /// A critical dependency that is down blocks the service; a non-critical one degrades it.
-    pub critical: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct InstanceStatus {
-    /// `${INSTANCE}`: the instance's ordinal within its service.
-    pub ordinal: u32,
-    #[serde(default)]
-    pub version: String,
-    pub pid: Option<i32>,
-    pub port: Option<u16>,
-    /// running | starting | backoff | stopping | exited | failed
-    pub phase: String,
-    pub live: Option<bool>,
-    pub ready: Option<bool>,
-    pub restarts: u32,
-    pub crash_looping: bool,
-    pub started_at: Option<String>,
-    pub uptime_secs: Option<u64>,
-    pub last_exit: Option<String>,
-    pub error: Option<String>,
-    /// pass | warn | fail of the last ready probe.
-    pub probe: Option<String>,
-    pub probe_latency_ms: Option<u64>,
-    /// Why the last ready probe failed or warned.
-    pub probe_reason: Option<String>,
-}
 
 /// Every service's status, dependencies applied. `services` is in dependency order.
 pub(crate) fn service_statuses(services: &[ServiceState]) -> Vec<ServiceStatus> {
@@ -109,41 +22,29 @@ pub(crate) fn service_statuses(services: &[ServiceState]) -> Vec<ServiceStatus> 
     for service in services {
         let mut status = own_status(service);
         apply_dependencies(&mut status, service, &statuses);
-        status.health = health_of(&status).to_owned();
+        status.health = health_of(&status);
         statuses.push(status);
     }
     statuses
 }
 
 /// ok when every service passes, down when one fails, degraded otherwise.
-pub(crate) fn stack_status(statuses: &[ServiceStatus]) -> &'static str {
-    if statuses.iter().any(|s| s.health == "fail") {
-        "down"
-    } else if statuses.iter().any(|s| s.health == "warn") {
-        "degraded"
+pub(crate) fn stack_status(statuses: &[ServiceStatus]) -> StackStatus {
+    StackStatus::of(statuses)
+}
+
+/// The state's health, lowered to `warn` when an instance's last ready probe warned.
+fn health_of(status: &ServiceStatus) -> HealthStatus {
+    let health = status.state.health();
+    let probe_warned = status
+        .instances
+        .iter()
+        .any(|i| i.probe == Some(HealthStatus::Warn));
+    if health == HealthStatus::Pass && probe_warned {
+        HealthStatus::Warn
     } else {
-        "ok"
+        health
     }
-}
-
-fn health_of(status: &ServiceStatus) -> &'static str {
-    match status.state.as_str() {
-        "down" | "blocked" | "failed" | "crash-loop" => "fail",
-        "degraded" | "starting" | "waiting" => "warn",
-        _ if status
-            .instances
-            .iter()
-            .any(|i| i.probe.as_deref() == Some("warn")) =>
-        {
-            "warn"
-        }
-        _ => "pass",
-    }
-}
-
-/// Whether a service in this state serves its dependents.
-fn serving(state: &str) -> bool {
-    matches!(state, "running" | "degraded" | "external" | "exited")
 }
 
 /// A running service with a critical dependency that does not serve is blocked by the root
@@ -154,8 +55,8 @@ fn apply_dependencies(
     before: &[ServiceStatus],
 ) {
     if !matches!(
-        status.state.as_str(),
-        "running" | "degraded" | "starting" | "down"
+        status.state,
+        State::Running | State::Degraded | State::Starting | State::Down
     ) {
         return;
     }
@@ -163,7 +64,7 @@ fn apply_dependencies(
         let Some(dep) = before.iter().find(|s| s.name == *name) else {
             continue;
         };
-        if serving(&dep.state) {
+        if dep.state.is_serving() {
             continue;
         }
         let root = dep.blocked_by.clone().unwrap_or_else(|| dep.name.clone());
@@ -175,16 +76,16 @@ fn apply_dependencies(
                 before
                     .iter()
                     .find(|s| s.name == root)
-                    .map_or_else(String::new, |s| s.state.clone())
+                    .map_or_else(String::new, |s| s.state.to_string())
             });
         if dependency.critical {
-            status.state = "blocked".to_owned();
+            status.state = State::Blocked;
             status.reason = Some(format!("blocked by {root}: {why}"));
             status.blocked_by = Some(root);
             return;
         }
-        if status.state == "running" {
-            status.state = "degraded".to_owned();
+        if status.state == State::Running {
+            status.state = State::Degraded;
             status.reason = Some(format!("non-critical dependency {root} is down: {why}"));
             status.blocked_by = Some(root);
         }
@@ -216,37 +117,37 @@ fn own_status(service: &ServiceState) -> ServiceStatus {
     let (state, reason) = if service.is_external() {
         match &service.external {
             Some(external) if !external.ready && external.counts.failures >= failure_threshold => (
-                "down",
+                State::Down,
                 external.last.as_ref().and_then(|o| o.reason.clone()),
             ),
-            _ => ("external", None),
+            _ => (State::External, None),
         }
     } else if !service.wanted {
-        ("stopped", None)
+        (State::Stopped, None)
     } else if let Some(error) = &service.listen_error {
-        ("failed", Some(error.clone()))
+        (State::Failed, Some(error.clone()))
     } else if let Some(failed) = failed {
-        ("failed", failed.error.clone())
+        (State::Failed, failed.error.clone())
     } else if crash_looping {
         let exit = service
             .instances
             .values()
             .find_map(|i| i.last_exit.as_ref().map(|e| format!("keeps exiting ({e})")));
-        ("crash-loop", exit)
+        (State::CrashLoop, exit)
     } else if service.instances.is_empty() && service.waiting_for.is_some() {
-        ("waiting", service.waiting_for.clone())
+        (State::Waiting, service.waiting_for.clone())
     } else if running >= desired && ready >= desired {
-        ("running", None)
+        (State::Running, None)
     } else if running > 0 && ready > 0 {
-        ("degraded", not_ready_reason(service))
+        (State::Degraded, not_ready_reason(service))
     } else if !service.instances.is_empty()
         && service.instances.values().all(|i| i.phase == Phase::Exited)
     {
-        ("exited", None)
+        (State::Exited, None)
     } else if probes_failing {
-        ("down", not_ready_reason(service))
+        (State::Down, not_ready_reason(service))
     } else {
-        ("starting", not_ready_reason(service))
+        (State::Starting, not_ready_reason(service))
     };
     ServiceStatus {
         name: service.plan.name.clone(),
@@ -259,8 +160,8 @@ fn own_status(service: &ServiceState) -> ServiceStatus {
         rollout: service
             .active_rollout()
             .map(crate::control::RolloutRecord::summary),
-        state: state.to_owned(),
-        health: String::new(),
+        state,
+        health: HealthStatus::Pass,
         external: service.is_external(),
         desired,
         running,
@@ -297,13 +198,13 @@ fn not_ready_reason(service: &ServiceState) -> Option<String> {
 
 fn instance_status(instance: &Instance) -> InstanceStatus {
     let phase = match instance.phase {
-        Phase::Running if instance.draining.is_some() => "draining",
-        Phase::Running => "running",
-        Phase::Backoff { .. } if instance.generation == 0 => "starting",
-        Phase::Backoff { .. } => "backoff",
-        Phase::Stopping => "stopping",
-        Phase::Exited => "exited",
-        Phase::Failed => "failed",
+        Phase::Running if instance.draining.is_some() => InstancePhase::Draining,
+        Phase::Running => InstancePhase::Running,
+        Phase::Backoff { .. } if instance.generation == 0 => InstancePhase::Starting,
+        Phase::Backoff { .. } => InstancePhase::Backoff,
+        Phase::Stopping => InstancePhase::Stopping,
+        Phase::Exited => InstancePhase::Exited,
+        Phase::Failed => InstancePhase::Failed,
     };
     let now = jiff::Timestamp::now();
     let probe = instance.last_probe.as_ref();
@@ -312,7 +213,7 @@ fn instance_status(instance: &Instance) -> InstanceStatus {
         version: instance.version.clone(),
         pid: instance.recorded.as_ref().map(|r| r.instance.pid),
         port: instance.port,
-        phase: phase.to_owned(),
+        phase,
         live: instance.is_running().then_some(instance.live),
         ready: instance.is_running().then_some(instance.ready),
         restarts: instance.history.restarts,
@@ -324,16 +225,16 @@ fn instance_status(instance: &Instance) -> InstanceStatus {
             .map(|t| now.duration_since(t).as_secs().max(0) as u64),
         last_exit: instance.last_exit.as_ref().map(ToString::to_string),
         error: instance.error.clone(),
-        probe: probe.map(|p| probe_word(p.status).to_owned()),
+        probe: probe.map(|p| probe_health(p.status)),
         probe_latency_ms: probe.map(|p| p.latency.as_millis() as u64),
         probe_reason: probe.and_then(|p| p.reason.clone()),
     }
 }
 
-fn probe_word(status: ProbeStatus) -> &'static str {
+fn probe_health(status: ProbeStatus) -> HealthStatus {
     match status {
-        ProbeStatus::Pass => "pass",
-        ProbeStatus::Warn => "warn",
-        ProbeStatus::Fail => "fail",
+        ProbeStatus::Pass => HealthStatus::Pass,
+        ProbeStatus::Warn => HealthStatus::Warn,
+        ProbeStatus::Fail => HealthStatus::Fail,
     }
 }

@@ -1,15 +1,16 @@
 //! The progressive-delivery routes: start a deploy or a rollback, read a service's rollout,
-//! and pause / resume / promote / abort it. The wire types are the control plane's
-//! (`DeployRequest`, `RolloutView`), an IPC boundary on purpose.
+//! and pause / resume / promote / abort it. The wire types are `wharf-api`'s (`DeployRequest`,
+//! `RolloutView`).
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use wharf_control::{DeployRequest, RolloutCommand};
+use wharf_api::{ApiErrorBody, DeployRequest, ErrorCode, RolloutCommand, RolloutView};
 
-use crate::{ApiError, AppState, authorize, rejected};
+use crate::{ApiError, AppState, authorize};
 
 /// The commands `POST /v1/services/{name}/rollout/{command}` accepts, in the order shown.
 const COMMANDS: [RolloutCommand; 4] = [
@@ -20,11 +21,7 @@ const COMMANDS: [RolloutCommand; 4] = [
 ];
 
 fn bad_request(message: String) -> ApiError {
-    ApiError {
-        status: StatusCode::BAD_REQUEST,
-        code: "invalid_request",
-        message,
-    }
+    ApiError::new(ErrorCode::InvalidRequest, message)
 }
 
 /// Decodes a deploy request; serde's message names the offending field (an unknown one, a
@@ -54,56 +51,103 @@ pub(crate) fn parse_command(name: &str) -> Result<RolloutCommand, ApiError> {
         })
 }
 
+/// Start a rollout of a new version of a service.
+#[utoipa::path(post, path = "/v1/services/{name}/deploy", tag = "rollouts", security((), ("bearer" = [])),
+    params(("name" = String, Path, description = "The service", example = "api")),
+    request_body = DeployRequest,
+    responses(
+        (status = 202, description = "The rollout has begun", body = RolloutView),
+        (status = 400, description = "The body or path does not decode", body = ApiErrorBody),
+        (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
+        (status = 404, description = "No such service", body = ApiErrorBody),
+        (status = 409, description = "Refused (a rollout under way, the same version, no proxied port, …)", body = ApiErrorBody),
+        (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
+    ))]
 pub(crate) async fn deploy(
     State(state): State<AppState>,
     headers: HeaderMap,
-    UrlPath(name): UrlPath<String>,
+    name: Result<UrlPath<String>, PathRejection>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
+    let UrlPath(name) = name?;
     let request = parse_deploy_request(&body)?;
-    let view = state.handle.deploy(name, request).await.map_err(rejected)?;
+    let view = state.handle.deploy(name, request).await?;
     Ok((StatusCode::ACCEPTED, Json(view)).into_response())
 }
 
+/// The service's current or latest rollout.
+#[utoipa::path(get, path = "/v1/services/{name}/rollout", tag = "rollouts", security((), ("bearer" = [])),
+    params(("name" = String, Path, description = "The service", example = "api")),
+    responses(
+        (status = 200, description = "The rollout", body = RolloutView),
+        (status = 400, description = "The path does not decode", body = ApiErrorBody),
+        (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
+        (status = 404, description = "No such service (`unknown_service`), or never deployed (`no_rollout`)", body = ApiErrorBody),
+        (status = 409, description = "Refused", body = ApiErrorBody),
+        (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
+    ))]
 pub(crate) async fn rollout(
     State(state): State<AppState>,
     headers: HeaderMap,
-    UrlPath(name): UrlPath<String>,
+    name: Result<UrlPath<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    match state.handle.rollout(name.clone()).await.map_err(rejected)? {
+    let UrlPath(name) = name?;
+    match state.handle.rollout(name.clone()).await? {
         Some(view) => Ok(Json(view).into_response()),
-        None => Err(ApiError {
-            status: StatusCode::NOT_FOUND,
-            code: "no_rollout",
-            message: format!("service `{name}` has never been deployed"),
-        }),
+        None => Err(ApiError::new(
+            ErrorCode::NoRollout,
+            format!("service `{name}` has never been deployed"),
+        )),
     }
 }
 
+/// Pause, resume, promote or abort the rollout under way.
+#[utoipa::path(post, path = "/v1/services/{name}/rollout/{command}", tag = "rollouts", security((), ("bearer" = [])),
+    params(
+        ("name" = String, Path, description = "The service", example = "api"),
+        ("command" = RolloutCommand, Path, description = "`pause`, `resume`, `promote` or `abort`"),
+    ),
+    responses(
+        (status = 200, description = "The rollout after the command", body = RolloutView),
+        (status = 400, description = "Not one of the four commands, or the path does not decode", body = ApiErrorBody),
+        (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
+        (status = 404, description = "No such service", body = ApiErrorBody),
+        (status = 409, description = "No rollout of the service is under way", body = ApiErrorBody),
+        (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
+    ))]
 pub(crate) async fn rollout_command(
     State(state): State<AppState>,
     headers: HeaderMap,
-    UrlPath((name, command)): UrlPath<(String, String)>,
+    path: Result<UrlPath<(String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
+    let UrlPath((name, command)) = path?;
     let command = parse_command(&command)?;
-    let view = state
-        .handle
-        .rollout_command(name, command)
-        .await
-        .map_err(rejected)?;
+    let view = state.handle.rollout_command(name, command).await?;
     Ok(Json(view).into_response())
 }
 
+/// Abort the rollout under way, or roll the previous version out again.
+#[utoipa::path(post, path = "/v1/services/{name}/rollback", tag = "rollouts", security((), ("bearer" = [])),
+    params(("name" = String, Path, description = "The service", example = "api")),
+    responses(
+        (status = 202, description = "The rollback has begun", body = RolloutView),
+        (status = 400, description = "The path does not decode", body = ApiErrorBody),
+        (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
+        (status = 404, description = "No such service", body = ApiErrorBody),
+        (status = 409, description = "No previous version to roll back to", body = ApiErrorBody),
+        (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
+    ))]
 pub(crate) async fn rollback(
     State(state): State<AppState>,
     headers: HeaderMap,
-    UrlPath(name): UrlPath<String>,
+    name: Result<UrlPath<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    let view = state.handle.rollback(name).await.map_err(rejected)?;
+    let UrlPath(name) = name?;
+    let view = state.handle.rollback(name).await?;
     Ok((StatusCode::ACCEPTED, Json(view)).into_response())
 }
 
@@ -135,8 +179,8 @@ mod tests {
         ];
         for (body, expected) in cases {
             let err = parse_deploy_request(body).unwrap_err();
-            assert_eq!(err.status, StatusCode::BAD_REQUEST);
-            assert!(err.message.contains(expected), "{}", err.message);
+            assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+            assert!(err.message().contains(expected), "{}", err.message());
         }
     }
 
@@ -144,11 +188,11 @@ mod tests {
     fn rollout_commands() {
         assert_eq!(parse_command("promote").unwrap(), RolloutCommand::Promote);
         let err = parse_command("restart").unwrap_err();
-        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
         assert!(
-            err.message.contains("pause, resume, promote, abort"),
+            err.message().contains("pause, resume, promote, abort"),
             "{}",
-            err.message
+            err.message()
         );
     }
 }

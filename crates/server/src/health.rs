@@ -8,7 +8,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
-use wharf_control::{ServiceStatus, StatusReport};
+use wharf_api::{HealthStatus, ServiceStatus, StatusReport};
 
 const HEALTH_JSON: &str = "application/health+json";
 
@@ -20,12 +20,10 @@ pub fn respond(status: StatusCode, body: Value) -> Response {
     response
 }
 
-/// Whether a service in this state lets the stack count as ready.
-fn serves(service: &ServiceStatus) -> bool {
-    matches!(
-        service.state.as_str(),
-        "running" | "degraded" | "external" | "stopped" | "exited"
-    )
+/// Whether a service in this state lets the stack count as ready (it serves, or an operator
+/// stopped it).
+fn counts_as_ready(service: &ServiceStatus) -> bool {
+    service.state.counts_as_ready()
 }
 
 /// 200 `{"status":"ready"}`, or 503 with one failure per root cause (a service down on its
@@ -44,7 +42,7 @@ pub fn ready(report: &StatusReport) -> Response {
     for service in report
         .services
         .iter()
-        .filter(|s| !serves(s) && s.blocked_by.is_none())
+        .filter(|s| !counts_as_ready(s) && s.blocked_by.is_none())
     {
         if !report.root_causes().iter().any(|r| r.name == service.name) {
             failures.push(json!({"service": service.name, "state": service.state, "reason": service.reason, "blocks": []}));
@@ -89,12 +87,7 @@ pub fn detailed(report: &StatusReport) -> Response {
             .instances
             .iter()
             .map(|i| {
-                let status = match (i.phase.as_str(), i.ready, i.probe.as_deref()) {
-                    ("running", Some(true), Some("warn")) => "warn",
-                    ("running", Some(true), _) => "pass",
-                    ("running", _, _) => "warn",
-                    _ => "fail",
-                };
+                let status = i.health();
                 json!({
                     "componentId": format!("{}/{}", service.name, i.ordinal),
                     "componentType": "instance",
@@ -118,11 +111,11 @@ pub fn detailed(report: &StatusReport) -> Response {
             .iter()
             .map(|dep| {
                 let target = report.services.iter().find(|s| s.name == dep.name);
-                let up = target.is_some_and(serves);
+                let up = target.is_some_and(|t| t.state.is_serving());
                 let status = match (up, dep.critical) {
-                    (true, _) => "pass",
-                    (false, true) => "fail",
-                    (false, false) => "warn",
+                    (true, _) => HealthStatus::Pass,
+                    (false, true) => HealthStatus::Fail,
+                    (false, false) => HealthStatus::Warn,
                 };
                 json!({
                     "componentId": dep.name,
@@ -140,12 +133,8 @@ pub fn detailed(report: &StatusReport) -> Response {
             );
         }
     }
-    let status = match report.status.as_str() {
-        "ok" => "pass",
-        "degraded" => "warn",
-        _ => "fail",
-    };
-    let code = if status == "fail" {
+    let status = report.status.health();
+    let code = if status == HealthStatus::Fail {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::OK

@@ -2,65 +2,117 @@
 //! only the owner may drive the stack) and optionally on TCP behind a bearer token.
 //!
 //! `app(handle)` builds the router, so tests can call it directly; errors become a JSON body
-//! `{"error": {"code", "message"}}` with a stable code and a message safe to show.
+//! `{"error": {"code", "message"}}` (`wharf_api::ApiErrorBody`) with a stable code and a message
+//! safe to show — malformed bodies and paths too, and unknown routes. The wire types are
+//! `wharf-api`'s; the OpenAPI 3.1 document describing every route is `GET /v1/openapi.json`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use wharf_api::{
+    ApiErrorBody, ControlError, DownAnswer, DownRequest, ErrorCode, ReloadAnswer, ReloadRequest,
+    RestartAnswer, StatusReport,
+};
+use wharf_control::Handle;
 
 mod deploy;
 mod health;
+mod openapi;
 mod state_routes;
 
-use serde::Deserialize;
-use serde_json::json;
 pub use state_routes::ACTOR_HEADER;
-use wharf_control::Handle;
 
-/// One API error: a stable code for programs, a message for people.
+pub use openapi::{ROUTES, openapi};
+
+/// One API error: a stable code for programs (which also picks the HTTP status), a message for
+/// people.
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
+    code: ErrorCode,
     message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The HTTP status of this error's code.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
-        (self.status, body).into_response()
+        let status = self.status();
+        (status, Json(ApiErrorBody::new(self.code, self.message))).into_response()
+    }
+}
+
+/// The control plane's refusals keep their code: the status follows from it, never from the
+/// message's words.
+impl From<ControlError> for ApiError {
+    fn from(error: ControlError) -> Self {
+        ApiError::new(error.code, error.message)
+    }
+}
+
+/// A path parameter that does not decode (invalid percent-encoding, not UTF-8) is the
+/// client's mistake, answered in the API's error shape rather than axum's plain text.
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("invalid path: {}", rejection.body_text()),
+        )
     }
 }
 
 pub(crate) fn gone() -> ApiError {
-    ApiError {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        code: "stopping",
-        message: "the control plane is stopping".to_owned(),
-    }
+    ApiError::new(ErrorCode::Stopping, "the control plane is stopping")
 }
 
-pub(crate) fn rejected(message: String) -> ApiError {
-    let code = if message.starts_with("unknown service") {
-        "unknown_service"
-    } else {
-        "rejected"
-    };
-    let status = if code == "unknown_service" {
-        StatusCode::NOT_FOUND
-    } else {
-        StatusCode::CONFLICT
-    };
-    ApiError {
-        status,
-        code,
-        message,
+/// Decodes a JSON request body, which must be an object; an empty (or blank) body is
+/// `T::default()`. serde's message names the offending field.
+pub(crate) fn decode_body<T: DeserializeOwned + Default>(
+    body: &[u8],
+    what: &str,
+) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
     }
+    let invalid = |err: &dyn std::fmt::Display| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("invalid {what} request: {err}"),
+        )
+    };
+    // serde accepts a struct as a JSON array too; the API takes objects only.
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|err| invalid(&err))?;
+    if !value.is_object() {
+        return Err(invalid(&"the body must be a JSON object"));
+    }
+    serde_json::from_value(value).map_err(|err| invalid(&err))
 }
 
 #[derive(Clone)]
@@ -70,15 +122,14 @@ pub(crate) struct AppState {
     token: Option<String>,
 }
 
-/// The API's routes over a control plane handle.
+/// The API's routes over a control plane handle. [`ROUTES`] lists them for the OpenAPI
+/// document's test.
 pub fn app(handle: Handle, token: Option<String>) -> Router {
     Router::new()
-        .route(
-            "/health",
-            get(|| async { health::respond(StatusCode::OK, json!({"status": "pass"})) }),
-        )
+        .route("/health", get(health_live))
         .route("/health/ready", get(health_ready))
         .route("/health/detailed", get(health_detailed))
+        .route("/v1/openapi.json", get(openapi_json))
         .route("/v1/status", get(status))
         .route("/v1/services/{name}/restart", post(restart))
         .route("/v1/down", post(down))
@@ -114,7 +165,20 @@ pub fn app(handle: Handle, token: Option<String>) -> Router {
         .route("/v1/config/rollback", post(state_routes::rollback_config))
         .route("/v1/audit/notes", post(state_routes::add_note))
         .route("/v1/preflight", post(state_routes::record_preflight))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(AppState { handle, token })
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "this route does not take that method",
+    )
 }
 
 pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -136,14 +200,35 @@ pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Api
     if matches {
         Ok(())
     } else {
-        Err(ApiError {
-            status: StatusCode::UNAUTHORIZED,
-            code: "unauthorized",
-            message: "a valid bearer token is required".to_owned(),
-        })
+        Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            "a valid bearer token is required",
+        ))
     }
 }
 
+/// The OpenAPI document. Public on both listeners: it describes the API's shape, nothing of
+/// the stack.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "meta",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API", body = Object)))]
+async fn openapi_json() -> Response {
+    Json(openapi()).into_response()
+}
+
+/// The process runs (no authentication: a liveness check).
+#[utoipa::path(get, path = "/health", tag = "health",
+    responses((status = 200, description = "The control plane runs", body = Object, content_type = "application/health+json")))]
+async fn health_live() -> Response {
+    health::respond(StatusCode::OK, json!({"status": "pass"}))
+}
+
+/// Whether the stack serves; when not, one failure per root cause.
+#[utoipa::path(get, path = "/health/ready", tag = "health", security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The stack serves", body = Object, content_type = "application/health+json"),
+        (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
+        (status = 503, description = "Not ready: the root causes, or the control plane is stopping", content((Object = "application/health+json"), (ApiErrorBody = "application/json"))),
+    ))]
 async fn health_ready(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -153,6 +238,13 @@ async fn health_ready(
     Ok(health::ready(&report))
 }
 
+/// Every service, instance and dependency with status, latency and last error.
+#[utoipa::path(get, path = "/health/detailed", tag = "health", security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The stack passes or warns", body = Object, content_type = "application/health+json"),
+        (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
+        (status = 503, description = "The stack fails, or the control plane is stopping", content((Object = "application/health+json"), (ApiErrorBody = "application/json"))),
+    ))]
 async fn health_detailed(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -162,57 +254,89 @@ async fn health_detailed(
     Ok(health::detailed(&report))
 }
 
+/// The stack's status: every service with its state, health, instances and dependencies.
+#[utoipa::path(get, path = "/v1/status", tag = "stack", security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The status report", body = StatusReport),
+        (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
+        (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
+    ))]
 async fn status(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     let report = state.handle.status().await.ok_or_else(gone)?;
     Ok(Json(report).into_response())
 }
 
+/// Rolling restart of one service.
+#[utoipa::path(post, path = "/v1/services/{name}/restart", tag = "services", security((), ("bearer" = [])),
+    params(("name" = String, Path, description = "The service", example = "api")),
+    responses(
+        (status = 202, description = "The restart has begun", body = RestartAnswer),
+        (status = 400, description = "The path does not decode", body = ApiErrorBody),
+        (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
+        (status = 404, description = "No such service", body = ApiErrorBody),
+        (status = 409, description = "Refused: external, or a rollout is under way", body = ApiErrorBody),
+        (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
+    ))]
 async fn restart(
     State(state): State<AppState>,
     headers: HeaderMap,
-    UrlPath(name): UrlPath<String>,
+    name: Result<UrlPath<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    state.handle.restart(name.clone()).await.map_err(rejected)?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"restarting": name}))).into_response())
+    let UrlPath(name) = name?;
+    state.handle.restart(name.clone()).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(RestartAnswer { restarting: name }),
+    )
+        .into_response())
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DownRequest {
-    service: Option<String>,
-}
-
+/// Stop one service, or the whole stack (the control plane then exits).
+#[utoipa::path(post, path = "/v1/down", tag = "stack", security((), ("bearer" = [])),
+    request_body(content = Option<DownRequest>, description = "Absent or without `service`: the whole stack"),
+    responses(
+        (status = 200, description = "Stopped", body = DownAnswer),
+        (status = 400, description = "The body does not decode", body = ApiErrorBody),
+        (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
+        (status = 404, description = "No such service", body = ApiErrorBody),
+        (status = 409, description = "Refused", body = ApiErrorBody),
+        (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
+    ))]
 async fn down(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Option<Json<DownRequest>>,
+    body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    let service = body.and_then(|Json(b)| b.service);
-    state.handle.down(service.clone()).await.map_err(rejected)?;
-    Ok(Json(json!({"stopped": service.unwrap_or_else(|| "stack".to_owned())})).into_response())
+    let request: DownRequest = decode_body(&body, "down")?;
+    let service = request.service;
+    state.handle.down(service.clone()).await?;
+    let stopped = service.unwrap_or_else(|| "stack".to_owned());
+    Ok(Json(DownAnswer { stopped }).into_response())
 }
 
 /// Secrets or config overrides changed (the CLI wrote them to the store): the control plane
-/// restarts (rolling) or signals the instances whose identity moved.
+/// restarts (rolling) or signals the instances whose identity moved; with `manifest: true` it
+/// also re-reads the manifest.
+#[utoipa::path(post, path = "/v1/reload", tag = "stack", security((), ("bearer" = [])),
+    request_body(content = Option<ReloadRequest>, description = "Absent: secrets and config overrides only"),
+    responses(
+        (status = 200, description = "What was applied", body = ReloadAnswer),
+        (status = 400, description = "The body does not decode", body = ApiErrorBody),
+        (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
+        (status = 409, description = "Refused (another environment, a manifest that does not load)", body = ApiErrorBody),
+        (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
+    ))]
 async fn reload(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    let request = if body.is_empty() {
-        wharf_control::ReloadRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|err| ApiError {
-            status: StatusCode::BAD_REQUEST,
-            code: "invalid_request",
-            message: format!("invalid reload request: {err}"),
-        })?
-    };
-    let applied = state.handle.reload(request).await.map_err(rejected)?;
+    let request: ReloadRequest = decode_body(&body, "reload")?;
+    let applied = state.handle.reload(request).await?;
     Ok(Json(applied).into_response())
 }
 
@@ -231,7 +355,8 @@ pub async fn serve_unix(
         .await
 }
 
-/// Serves the API on TCP, every request needing `Authorization: Bearer <token>`.
+/// Serves the API on TCP, every request but `/health` and `/v1/openapi.json` needing
+/// `Authorization: Bearer <token>`.
 pub async fn serve_tcp(
     listener: tokio::net::TcpListener,
     handle: Handle,

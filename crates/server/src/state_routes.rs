@@ -20,41 +20,34 @@ use serde_json::{Value, json};
 use wharf_ops::{Actor, OpsError, OpsErrorKind};
 use wharf_secrets::{SecretValue, VersionInfo};
 
-use crate::{ApiError, AppState, authorize, gone, rejected};
+use wharf_api::ErrorCode;
+
+use crate::{ApiError, AppState, authorize, gone};
 
 /// The header the CLI names its user in; trusted on the owner-only unix socket, ignored on TCP
 /// (where the token is the identity).
 pub const ACTOR_HEADER: &str = "x-wharf-actor";
 
 fn bad_request(message: String) -> ApiError {
-    ApiError {
-        status: StatusCode::BAD_REQUEST,
-        code: "invalid_request",
-        message,
-    }
+    ApiError::new(ErrorCode::InvalidRequest, message)
 }
 
 /// An [`OpsError`] by its kind: 400, 404, 409 or 500 (the last with a generic message; the
 /// cause goes to the log).
 pub(crate) fn ops_error(error: OpsError) -> ApiError {
-    let (status, code) = match error.kind() {
-        OpsErrorKind::Invalid => (StatusCode::BAD_REQUEST, "invalid_request"),
-        OpsErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-        OpsErrorKind::Conflict => (StatusCode::CONFLICT, "rejected"),
+    let code = match error.kind() {
+        OpsErrorKind::Invalid => ErrorCode::InvalidRequest,
+        OpsErrorKind::NotFound => ErrorCode::NotFound,
+        OpsErrorKind::Conflict => ErrorCode::Rejected,
         OpsErrorKind::Internal => {
             tracing::error!(%error, "use case failed");
-            return ApiError {
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                code: "internal",
-                message: format!("the change was not made: {error}"),
-            };
+            return ApiError::new(
+                ErrorCode::Internal,
+                format!("the change was not made: {error}"),
+            );
         }
     };
-    ApiError {
-        status,
-        code,
-        message: error.to_string(),
-    }
+    ApiError::new(code, error.to_string())
 }
 
 /// Who asks: the CLI's user on the unix socket, the token's holder on TCP.
@@ -97,8 +90,8 @@ async fn run<T: Send + 'static>(
 /// Asks the control plane to apply stored secrets and overrides; its answer rides along.
 async fn reload(state: &AppState) -> Value {
     match state.handle.reload(Default::default()).await {
-        Ok(answer) => answer,
-        Err(message) => json!({"error": message}),
+        Ok(answer) => serde_json::to_value(answer).unwrap_or_default(),
+        Err(error) => json!({"error": error.message}),
     }
 }
 
@@ -152,11 +145,10 @@ pub(crate) async fn secret_history(
     })
     .await?;
     if versions.is_empty() {
-        return Err(ApiError {
-            status: StatusCode::NOT_FOUND,
-            code: "not_found",
-            message: format!("no secret named `{name}` is stored"),
-        });
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("no secret named `{name}` is stored"),
+        ));
     }
     let list: Vec<Value> = versions.iter().map(version_json).collect();
     Ok(Json(list).into_response())
@@ -184,11 +176,7 @@ pub(crate) async fn set_secret(
     check_secret_name(&name)?;
     let request: SetSecret = body(&bytes, "secret")?;
     // Only declared secrets: a typo must not store a value nothing will ever use.
-    state
-        .handle
-        .secret_policy(name.clone())
-        .await
-        .map_err(bad_request)?;
+    state.handle.secret_policy(name.clone()).await?;
     let actor = actor(&state, &headers);
     let state_dir = workdir_state(&state);
     let value = SecretValue::new(request.value.into_bytes());
@@ -262,11 +250,7 @@ pub(crate) async fn rotate_secret(
     authorize(&state, &headers)?;
     check_secret_name(&name)?;
     let request: Reason = body(&bytes, "rotation")?;
-    let (policy, workdir) = state
-        .handle
-        .secret_policy(name.clone())
-        .await
-        .map_err(bad_request)?;
+    let (policy, workdir) = state.handle.secret_policy(name.clone()).await?;
     let actor = actor(&state, &headers);
     let state_dir = workdir_state(&state);
     let key = name.clone();
@@ -295,10 +279,9 @@ pub(crate) async fn rotate_secret(
             failure, restored, ..
         } => {
             tracing::warn!(secret = name, failure, "rotate_command failed");
-            Err(ApiError {
-                status: StatusCode::CONFLICT,
-                code: "hook_failed",
-                message: match restored {
+            Err(ApiError::new(
+                ErrorCode::HookFailed,
+                match restored {
                     Some(v) => format!(
                         "the rotate_command of {name} failed; the value in force is unchanged (version {})",
                         v.version
@@ -307,7 +290,7 @@ pub(crate) async fn rotate_secret(
                         "the rotate_command of {name} failed; the new value is stored but may not be in force where the hook would have put it"
                     ),
                 },
-            })
+            ))
         }
     }
 }
@@ -389,11 +372,7 @@ pub(crate) async fn change_config(
     authorize(&state, &headers)?;
     let request: ChangeConfig = body(&bytes, "config change")?;
     // A service the stack does not have is refused, like `wharf config set` does.
-    state
-        .handle
-        .rollout(service.clone())
-        .await
-        .map_err(rejected)?;
+    state.handle.rollout(service.clone()).await?;
     let actor = actor(&state, &headers);
     let revised = run(&state, move |store| {
         wharf_ops::config::change(store, &actor, &service, request.changes, &request.reason)

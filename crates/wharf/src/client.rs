@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
+use wharf_api::{ApiErrorBody, ErrorCode};
 
 /// The socket's file name inside the state directory.
 pub const SOCKET: &str = "control.sock";
@@ -86,16 +87,7 @@ pub async fn call_ok(
 ) -> anyhow::Result<Value> {
     let (status, value) = call(state_dir, method, path, body).await?;
     if !(200..300).contains(&status) {
-        let message = value["error"]["message"]
-            .as_str()
-            .unwrap_or("request failed")
-            .to_owned();
-        let code = value["error"]["code"].as_str().unwrap_or("").to_owned();
-        bail!(ApiRejected {
-            status,
-            code,
-            message
-        });
+        bail!(ApiRejected::from_answer(status, value));
     }
     Ok(value)
 }
@@ -106,7 +98,26 @@ pub async fn call_ok(
 pub struct ApiRejected {
     /// The HTTP status.
     pub status: u16,
-    /// The API's stable error code (`unknown_service`, `no_rollout`, `rejected`, …).
-    pub code: String,
+    /// The API's stable error code (`unknown_service`, `no_rollout`, `rejected`, …); `None`
+    /// when the answer was not the API's error body.
+    pub code: Option<ErrorCode>,
     pub message: String,
+}
+
+impl ApiRejected {
+    /// A non-2xx answer, its body decoded as the API's [`ApiErrorBody`].
+    pub fn from_answer(status: u16, body: Value) -> ApiRejected {
+        match serde_json::from_value::<ApiErrorBody>(body) {
+            Ok(body) => ApiRejected {
+                status,
+                code: Some(body.error.code),
+                message: body.error.message,
+            },
+            Err(_) => ApiRejected {
+                status,
+                code: None,
+                message: "request failed".to_owned(),
+            },
+        }
+    }
 }

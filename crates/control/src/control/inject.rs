@@ -15,6 +15,8 @@ use serde_json::json;
 use wharf_runtime::InstanceSpec;
 use wharf_secrets::SecretValue;
 
+use wharf_api::{ControlError, ManifestChanges, ReloadAnswer, ReloadRequest};
+
 use super::ControlPlane;
 use crate::plan::secret_references;
 use crate::state::{Identity, Phase};
@@ -215,25 +217,27 @@ impl ControlPlane {
     /// `POST /v1/reload`: secrets or config overrides changed. Instances whose identity moved
     /// are replaced by a rolling restart (through the proxy: no request dropped), or, when the
     /// service reloads by signal and only its secret files changed, get new files and SIGHUP.
-    pub(super) fn reload(
-        &mut self,
-        request: &super::ReloadRequest,
-    ) -> Result<serde_json::Value, String> {
+    pub(super) fn reload(&mut self, request: &ReloadRequest) -> Result<ReloadAnswer, ControlError> {
         let manifest = match (request.manifest, self.config.reload_plan.clone()) {
             (false, _) => None,
-            (true, None) => return Err("this control plane cannot re-read its manifest".into()),
+            (true, None) => {
+                return Err(ControlError::rejected(
+                    "this control plane cannot re-read its manifest",
+                ));
+            }
             (true, Some(loader)) => {
                 if loader.environment != request.environment {
                     let name =
                         |e: &Option<String>| e.clone().unwrap_or_else(|| "the default".into());
-                    return Err(format!(
+                    return Err(ControlError::rejected(format!(
                         "the running stack uses environment {}, not {}; `wharf down` and `wharf up` to switch",
                         name(&loader.environment),
                         name(&request.environment)
-                    ));
+                    )));
                 }
-                let plan = (loader.load)()?;
-                self.unlock_if_needed(&plan)?;
+                let plan = (loader.load)().map_err(ControlError::rejected)?;
+                self.unlock_if_needed(&plan)
+                    .map_err(ControlError::rejected)?;
                 Some(self.apply_plan(plan))
             }
         };
@@ -312,13 +316,17 @@ impl ControlPlane {
                 signalled.push(name);
             }
         }
-        Ok(json!({"restarting": restarted, "reloaded": signalled, "manifest": manifest}))
+        Ok(ReloadAnswer {
+            restarting: restarted,
+            reloaded: signalled,
+            manifest,
+        })
     }
 
     /// A changed manifest: services keep their instances and state; a changed version or
     /// command becomes the new stable spec (the instances of the old one are replaced rolling);
     /// added services start; removed ones stop. What changed is recorded.
-    fn apply_plan(&mut self, plan: crate::plan::StackPlan) -> serde_json::Value {
+    fn apply_plan(&mut self, plan: crate::plan::StackPlan) -> ManifestChanges {
         self.secret_policies = plan.secrets.clone();
         let mut added = Vec::new();
         let mut changed = Vec::new();
@@ -379,10 +387,17 @@ impl ControlPlane {
                 .position(|n| *n == s.plan.name)
                 .unwrap_or(usize::MAX)
         });
-        let summary =
-            json!({"added": added, "changed": changed, "removed": removed, "deferred": deferred});
-        self.journal
-            .record("stack.reload", &self.stack.clone(), summary.clone());
-        summary
+        let changes = ManifestChanges {
+            added,
+            changed,
+            removed,
+            deferred,
+        };
+        self.journal.record(
+            "stack.reload",
+            &self.stack.clone(),
+            json!({"added": changes.added, "changed": changes.changed, "removed": changes.removed, "deferred": changes.deferred}),
+        );
+        changes
     }
 }

@@ -21,6 +21,8 @@ use wharf_probe::{Outcome, Prober};
 use wharf_runtime::{Decision, Driver, ExitStatus, InstanceSpec, RestartLimits, StartError};
 use wharf_store::InstanceRow;
 
+use wharf_api::{ControlError, ErrorCode, ReloadAnswer, ReloadRequest};
+
 use crate::deploy::{DeployRequest, RolloutCommand, RolloutView};
 use crate::journal::Journal;
 use crate::plan::{InstanceVars, StackPlan, resolve_check};
@@ -55,18 +57,6 @@ pub struct Config {
 #[derive(Clone)]
 pub struct PlanLoader {
     pub load: std::sync::Arc<dyn Fn() -> Result<StackPlan, String> + Send + Sync>,
-    pub environment: Option<String>,
-}
-
-/// What a reload takes in: always the stored secrets and config overrides; the manifest only
-/// when asked (`wharf up`), so a half-edited file never rides along with a secret change.
-/// Other fields (what the CLI changed, for context) are accepted and ignored.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-pub struct ReloadRequest {
-    #[serde(default)]
-    pub manifest: bool,
-    /// The `--env` of the `wharf up` asking; must match the running stack's.
-    #[serde(default)]
     pub environment: Option<String>,
 }
 
@@ -117,45 +107,46 @@ pub enum Command {
     /// Rolling restart of one service.
     Restart {
         service: String,
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), ControlError>>,
     },
     /// Stop one service, or the whole stack (then the control plane exits).
     Down {
         service: Option<String>,
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), ControlError>>,
     },
     /// Start a rollout of a new version.
     Deploy {
         service: String,
         request: DeployRequest,
-        reply: oneshot::Sender<Result<RolloutView, String>>,
+        reply: oneshot::Sender<Result<RolloutView, ControlError>>,
     },
     /// The service's current or latest rollout (`None`: never deployed).
     Rollout {
         service: String,
-        reply: oneshot::Sender<Result<Option<RolloutView>, String>>,
+        reply: oneshot::Sender<Result<Option<RolloutView>, ControlError>>,
     },
     /// Pause, resume, promote or abort the running rollout.
     RolloutCommand {
         service: String,
         command: RolloutCommand,
-        reply: oneshot::Sender<Result<RolloutView, String>>,
+        reply: oneshot::Sender<Result<RolloutView, ControlError>>,
     },
     /// Roll out the previous stable version again.
     Rollback {
         service: String,
-        reply: oneshot::Sender<Result<RolloutView, String>>,
+        reply: oneshot::Sender<Result<RolloutView, ControlError>>,
     },
     /// A declared secret's policy and the directory its hook runs in (`None`: not declared;
     /// the error lists the declared names).
     SecretPolicy {
         name: String,
-        reply: oneshot::Sender<Result<(wharf_manifest::model::SecretPolicy, PathBuf), String>>,
+        reply:
+            oneshot::Sender<Result<(wharf_manifest::model::SecretPolicy, PathBuf), ControlError>>,
     },
     /// Secrets or config overrides changed in the store: apply them.
     Reload {
         request: ReloadRequest,
-        reply: oneshot::Sender<Result<serde_json::Value, String>>,
+        reply: oneshot::Sender<Result<ReloadAnswer, ControlError>>,
     },
 }
 
@@ -179,6 +170,17 @@ impl Handle {
         &self.state_dir
     }
 
+    /// A handle to no control plane: every command finds it stopped. For testing the layers
+    /// above (the API's routing and error mapping) without a stack.
+    pub fn disconnected() -> Handle {
+        let (events, _) = mpsc::channel(1);
+        Handle {
+            events,
+            writer: crate::journal::StoreWriter::disconnected(),
+            state_dir: PathBuf::new(),
+        }
+    }
+
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
         let (reply, answer) = oneshot::channel();
         self.events.send(Event::Command(make(reply))).await.ok()?;
@@ -189,79 +191,79 @@ impl Handle {
         self.ask(Command::Status).await
     }
 
-    pub async fn restart(&self, service: String) -> Result<(), String> {
+    pub async fn restart(&self, service: String) -> Result<(), ControlError> {
         self.ask(|reply| Command::Restart { service, reply })
             .await
-            .unwrap_or_else(|| Err("the control plane stopped".to_owned()))
+            .unwrap_or_else(|| Err(ControlError::stopping()))
     }
 
-    pub async fn down(&self, service: Option<String>) -> Result<(), String> {
+    pub async fn down(&self, service: Option<String>) -> Result<(), ControlError> {
         self.ask(|reply| Command::Down { service, reply })
             .await
-            .unwrap_or_else(|| Err("the control plane stopped".to_owned()))
+            .unwrap_or_else(|| Err(ControlError::stopping()))
     }
 
     pub async fn deploy(
         &self,
         service: String,
         request: DeployRequest,
-    ) -> Result<RolloutView, String> {
+    ) -> Result<RolloutView, ControlError> {
         self.ask(|reply| Command::Deploy {
             service,
             request,
             reply,
         })
         .await
-        .unwrap_or_else(|| Err("the control plane stopped".to_owned()))
+        .unwrap_or_else(|| Err(ControlError::stopping()))
     }
 
-    pub async fn rollout(&self, service: String) -> Result<Option<RolloutView>, String> {
+    pub async fn rollout(&self, service: String) -> Result<Option<RolloutView>, ControlError> {
         self.ask(|reply| Command::Rollout { service, reply })
             .await
-            .unwrap_or_else(|| Err("the control plane stopped".to_owned()))
+            .unwrap_or_else(|| Err(ControlError::stopping()))
     }
 
     pub async fn rollout_command(
         &self,
         service: String,
         command: RolloutCommand,
-    ) -> Result<RolloutView, String> {
+    ) -> Result<RolloutView, ControlError> {
         self.ask(|reply| Command::RolloutCommand {
             service,
             command,
             reply,
         })
         .await
-        .unwrap_or_else(|| Err("the control plane stopped".to_owned()))
+        .unwrap_or_else(|| Err(ControlError::stopping()))
     }
 
-    pub async fn reload(&self, request: ReloadRequest) -> Result<serde_json::Value, String> {
+    pub async fn reload(&self, request: ReloadRequest) -> Result<ReloadAnswer, ControlError> {
         self.ask(|reply| Command::Reload { request, reply })
             .await
-            .unwrap_or_else(|| Err("the control plane stopped".to_owned()))
+            .unwrap_or_else(|| Err(ControlError::stopping()))
     }
 
     /// A declared secret's policy and the manifest's directory, for `rotate`.
     pub async fn secret_policy(
         &self,
         name: String,
-    ) -> Result<(wharf_manifest::model::SecretPolicy, PathBuf), String> {
+    ) -> Result<(wharf_manifest::model::SecretPolicy, PathBuf), ControlError> {
         self.ask(|reply| Command::SecretPolicy { name, reply })
             .await
-            .unwrap_or_else(|| Err("the control plane stopped".to_owned()))
+            .unwrap_or_else(|| Err(ControlError::stopping()))
     }
 
-    pub async fn rollback(&self, service: String) -> Result<RolloutView, String> {
+    pub async fn rollback(&self, service: String) -> Result<RolloutView, ControlError> {
         self.ask(|reply| Command::Rollback { service, reply })
             .await
-            .unwrap_or_else(|| Err("the control plane stopped".to_owned()))
+            .unwrap_or_else(|| Err(ControlError::stopping()))
     }
 }
 
 /// A `down` waiting for its services to stop.
 struct PendingDown {
     services: Vec<String>,
-    reply: oneshot::Sender<Result<(), String>>,
+    reply: oneshot::Sender<Result<(), ControlError>>,
 }
 
 pub struct ControlPlane {
@@ -277,7 +279,7 @@ pub struct ControlPlane {
     /// Set by a whole-stack `down`: the loop ends once everything has stopped.
     exit_when_stopped: bool,
     /// Each service's state at the last pass, to record transitions.
-    last_states: std::collections::HashMap<String, String>,
+    last_states: std::collections::HashMap<String, wharf_api::ServiceState>,
     proxy: proxy::ProxyState,
     /// Publish the route table even if it looks unchanged (weights moved, a refusal).
     routes_dirty: bool,
@@ -436,14 +438,14 @@ impl ControlPlane {
                     .map(|(n, _)| n.as_str())
                     .collect();
                 let _ = reply.send(found.ok_or_else(|| {
-                    format!(
+                    ControlError::new(wharf_api::ErrorCode::InvalidRequest, format!(
                         "`{name}` is not declared under `secrets:` in the manifest (declared: {})",
                         if declared.is_empty() {
                             "none".to_owned()
                         } else {
                             declared.join(", ")
                         }
-                    )
+                    ))
                 }));
             }
             Event::Command(Command::Rollback { service, reply }) => {
@@ -636,21 +638,21 @@ impl ControlPlane {
 
     // ----- commands ---------------------------------------------------------------------------
 
-    fn begin_restart(&mut self, name: &str) -> Result<(), String> {
+    fn begin_restart(&mut self, name: &str) -> Result<(), ControlError> {
         let Some(index) = self.service_index(name) else {
             return Err(unknown_service(name, &self.services));
         };
         let service = &mut self.services[index];
         if service.is_external() {
-            return Err(format!(
+            return Err(ControlError::rejected(format!(
                 "service `{name}` is external: wharf does not run it"
-            ));
+            )));
         }
         if let Some(rollout) = service.active_rollout() {
-            return Err(format!(
+            return Err(ControlError::rejected(format!(
                 "a rollout of `{name}` is under way ({}); restart it once the rollout is over",
                 rollout.summary()
-            ));
+            )));
         }
         service.listen_error = None;
         // Instances that ended for good are replaced by fresh ones.
@@ -671,7 +673,11 @@ impl ControlPlane {
         Ok(())
     }
 
-    fn begin_down(&mut self, service: Option<String>, reply: oneshot::Sender<Result<(), String>>) {
+    fn begin_down(
+        &mut self,
+        service: Option<String>,
+        reply: oneshot::Sender<Result<(), ControlError>>,
+    ) {
         let names: Vec<String> = match &service {
             Some(name) if self.service_index(name).is_none() => {
                 let _ = reply.send(Err(unknown_service(name, &self.services)));
@@ -1031,17 +1037,18 @@ impl ControlPlane {
     fn record_transitions(&mut self) {
         let statuses = service_statuses(&self.services);
         for status in statuses {
-            let previous = self
-                .last_states
-                .insert(status.name.clone(), status.state.clone());
-            if previous.as_deref() == Some(status.state.as_str()) {
+            let previous = self.last_states.insert(status.name.clone(), status.state);
+            if previous == Some(status.state) {
                 continue;
             }
-            let from = previous.unwrap_or_else(|| "new".to_owned());
+            let from = previous.map_or("new", wharf_api::ServiceState::as_str);
             let details = json!({"from": from, "to": status.state, "health": status.health, "reason": status.reason, "blocked_by": status.blocked_by});
             self.journal.record("service.state", &status.name, details);
-            self.journal
-                .record_health(&status.name, &status.state, status.reason.as_deref());
+            self.journal.record_health(
+                &status.name,
+                status.state.as_str(),
+                status.reason.as_deref(),
+            );
         }
     }
 
@@ -1050,24 +1057,33 @@ impl ControlPlane {
     fn report(&self) -> StatusReport {
         let services: Vec<ServiceStatus> = service_statuses(&self.services);
         let status = stack_status(&services);
-        let healthy = status == "ok";
+        let healthy = status == wharf_api::StackStatus::Ok;
         // Traffic follows only once the proxy serves the latest table: `up -d` returns when
         // requests to the public ports reach ready instances.
         let routed = !self.needs_proxy()
             || (self.proxy.applied_seq >= self.proxy.seq
                 && self.proxy.last_table.as_ref() == Some(&self.route_table()));
         let settled = routed
-            && services.iter().all(|s| match s.state.as_str() {
-                "running" | "external" | "failed" | "crash-loop" | "exited" | "stopped"
-                | "down" | "blocked" => true,
-                "waiting" => self.blocked_by_failure(&s.name, 0),
-                _ => false,
+            && services.iter().all(|s| {
+                use wharf_api::ServiceState as S;
+                match s.state {
+                    S::Running
+                    | S::External
+                    | S::Failed
+                    | S::CrashLoop
+                    | S::Exited
+                    | S::Stopped
+                    | S::Down
+                    | S::Blocked => true,
+                    S::Waiting => self.blocked_by_failure(&s.name, 0),
+                    S::Starting | S::Degraded => false,
+                }
             });
         StatusReport {
             stack: self.stack.clone(),
             control_pid: std::process::id(),
             started_at: self.started_at.to_string(),
-            status: status.to_owned(),
+            status,
             settled,
             healthy,
             services,
@@ -1107,11 +1123,14 @@ fn failed_outcome(reason: String) -> Outcome {
     }
 }
 
-fn unknown_service(name: &str, services: &[ServiceState]) -> String {
+fn unknown_service(name: &str, services: &[ServiceState]) -> ControlError {
     let names: Vec<&str> = services.iter().map(|s| s.plan.name.as_str()).collect();
-    format!(
-        "unknown service `{name}`; the stack has: {}",
-        names.join(", ")
+    ControlError::new(
+        ErrorCode::UnknownService,
+        format!(
+            "unknown service `{name}`; the stack has: {}",
+            names.join(", ")
+        ),
     )
 }
 

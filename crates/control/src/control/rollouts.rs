@@ -13,6 +13,8 @@ use wharf_rollout::{
 };
 use wharf_store::RolloutRow;
 
+use wharf_api::ControlError;
+
 use super::ControlPlane;
 use crate::deploy::{DeployRequest, RolloutCommand, RolloutView, VersionTraffic};
 use crate::proxy_link::{Snapshot, window_quantile};
@@ -117,11 +119,12 @@ impl RolloutRecord {
         RolloutView {
             service: service.to_owned(),
             id: self.id,
-            strategy: serde_json::to_value(self.machine.plan().strategy())
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
-            phase: phase.name().to_owned(),
+            strategy: match self.machine.plan().strategy() {
+                Strategy::Canary => wharf_api::RolloutStrategy::Canary,
+                Strategy::BlueGreen => wharf_api::RolloutStrategy::BlueGreen,
+                Strategy::Recreate => wharf_api::RolloutStrategy::Recreate,
+            },
+            phase: api_phase(phase),
             stable_version: self.previous.version.clone(),
             new_version: self.new.version.clone(),
             step: step.map(|s| s.index),
@@ -132,8 +135,8 @@ impl RolloutRecord {
             traffic,
             verdict: self.verdict.clone(),
             outcome: outcome.as_ref().map(|o| match o {
-                Outcome::Succeeded => "succeeded".to_owned(),
-                Outcome::RolledBack { .. } => "rolled-back".to_owned(),
+                Outcome::Succeeded => wharf_api::RolloutOutcome::Succeeded,
+                Outcome::RolledBack { .. } => wharf_api::RolloutOutcome::RolledBack,
             }),
             reason: match outcome {
                 Some(Outcome::RolledBack { reason }) => Some(reason),
@@ -144,6 +147,22 @@ impl RolloutRecord {
             deadline: self.machine.next_deadline().and_then(at_to_rfc3339),
             history: self.history.clone(),
         }
+    }
+}
+
+/// The state machine's phase as the API names it.
+fn api_phase(phase: &RolloutPhase) -> wharf_api::RolloutPhase {
+    use wharf_api::RolloutPhase as P;
+    match phase {
+        RolloutPhase::StoppingOld { .. } => P::StoppingOld,
+        RolloutPhase::WaitingReady { .. } => P::WaitingReady,
+        RolloutPhase::Step(_) => P::Step,
+        RolloutPhase::Preview { .. } => P::Preview,
+        RolloutPhase::Draining { .. } => P::Draining,
+        RolloutPhase::Paused { .. } => P::Paused,
+        RolloutPhase::Aborting { .. } => P::Aborting,
+        RolloutPhase::Succeeded => P::Succeeded,
+        RolloutPhase::RolledBack { .. } => P::RolledBack,
     }
 }
 
@@ -223,41 +242,41 @@ impl ControlPlane {
         &mut self,
         name: &str,
         request: DeployRequest,
-    ) -> Result<RolloutView, String> {
+    ) -> Result<RolloutView, ControlError> {
         let index = self
             .service_index(name)
             .ok_or_else(|| super::unknown_service(name, &self.services))?;
         let service = &self.services[index];
         if service.is_external() {
-            return Err(format!(
+            return Err(ControlError::rejected(format!(
                 "service `{name}` is external: wharf does not run it"
-            ));
+            )));
         }
         if !service.plan.proxied {
-            return Err(format!(
+            return Err(ControlError::rejected(format!(
                 "service `{name}` has no `port:` served by the wharf proxy, so its traffic cannot be shifted; give it a port"
-            ));
+            )));
         }
         if !service.wanted {
-            return Err(format!(
+            return Err(ControlError::rejected(format!(
                 "service `{name}` is stopped; start it with `wharf up`"
-            ));
+            )));
         }
         if let Some(active) = service.active_rollout() {
-            return Err(format!(
+            return Err(ControlError::rejected(format!(
                 "a rollout of `{name}` is under way ({}); wait for it, or `wharf rollout abort {name}`",
                 active.summary()
-            ));
+            )));
         }
         let version = request.version.trim();
         if version.is_empty() || version.chars().any(char::is_whitespace) {
-            return Err(format!(
+            return Err(ControlError::rejected(format!(
                 "version `{}` must be a non-empty word",
                 request.version
-            ));
+            )));
         }
         if matches!(&request.command, Some(command) if command.is_empty()) {
-            return Err("--command must not be empty".to_owned());
+            return Err(ControlError::rejected("--command must not be empty"));
         }
         if let Some(arg) = request
             .command
@@ -265,14 +284,14 @@ impl ControlPlane {
             .flatten()
             .find(|arg| arg.contains("${secret:"))
         {
-            return Err(format!(
+            return Err(ControlError::rejected(format!(
                 "--command holds a secret reference (`{arg}`): a command line is visible to every process on the machine; pass it in the service's `env:` or `secrets:`"
-            ));
+            )));
         }
         if version == service.stable.version {
-            return Err(format!(
+            return Err(ControlError::rejected(format!(
                 "service `{name}` already runs version {version}; deploy another version"
-            ));
+            )));
         }
         let mut manifest_rollout = service
             .plan
@@ -280,7 +299,7 @@ impl ControlPlane {
             .clone()
             .unwrap_or_else(wharf_manifest::model::Rollout::default_canary);
         if let Some(strategy) = &request.strategy {
-            manifest_rollout.strategy = parse_strategy(strategy)?;
+            manifest_rollout.strategy = parse_strategy(strategy).map_err(ControlError::rejected)?;
         }
         match manifest_rollout.strategy {
             wharf_manifest::model::Strategy::Canary if manifest_rollout.steps.is_empty() => {
@@ -294,7 +313,7 @@ impl ControlPlane {
             service.plan.replicas.max(1),
             Policy::default(),
         )
-        .map_err(|err| format!("cannot roll out `{name}`: {err}"))?;
+        .map_err(|err| ControlError::rejected(format!("cannot roll out `{name}`: {err}")))?;
         let new = VersionSpec {
             version: version.to_owned(),
             command: request.command.or_else(|| service.stable.command.clone()),
@@ -304,7 +323,7 @@ impl ControlPlane {
 
     /// `wharf rollback`: abort the rollout under way, or roll the previous version out again
     /// at once (one step to 100 %, no analysis: it is known good).
-    pub(super) fn begin_rollback(&mut self, name: &str) -> Result<RolloutView, String> {
+    pub(super) fn begin_rollback(&mut self, name: &str) -> Result<RolloutView, ControlError> {
         let index = self
             .service_index(name)
             .ok_or_else(|| super::unknown_service(name, &self.services))?;
@@ -317,7 +336,11 @@ impl ControlPlane {
             .and_then(|saved| serde_json::from_str::<Deployment>(&saved).ok())
             .map(|d| d.previous)
             .filter(|previous| previous.version != self.services[index].stable.version)
-            .ok_or_else(|| format!("service `{name}` has no previous version to roll back to"))?;
+            .ok_or_else(|| {
+                ControlError::rejected(format!(
+                    "service `{name}` has no previous version to roll back to"
+                ))
+            })?;
         let plan = Plan::new(
             Strategy::Canary,
             vec![Step {
@@ -331,7 +354,7 @@ impl ControlPlane {
             },
             Policy::default(),
         )
-        .map_err(|err| err.to_string())?;
+        .map_err(|err| ControlError::rejected(err.to_string()))?;
         self.journal.record(
             "deploy.rollback_requested",
             name,
@@ -345,7 +368,7 @@ impl ControlPlane {
         index: usize,
         plan: Plan,
         new: VersionSpec,
-    ) -> Result<RolloutView, String> {
+    ) -> Result<RolloutView, ControlError> {
         let service = &self.services[index];
         let id = service.rollout.as_ref().map_or(1, |r| r.id + 1);
         let (machine, actions) = Rollout::start(plan, now_at());
@@ -372,7 +395,7 @@ impl ControlPlane {
         self.apply_rollout_actions(index, actions);
         self.persist_rollout(index);
         self.rollout_view(index)
-            .ok_or_else(|| "the rollout could not be recorded".to_owned())
+            .ok_or_else(|| ControlError::rejected("the rollout could not be recorded"))
     }
 
     pub(super) fn rollout_view(&self, index: usize) -> Option<RolloutView> {
@@ -384,12 +407,14 @@ impl ControlPlane {
         &mut self,
         name: &str,
         command: RolloutCommand,
-    ) -> Result<RolloutView, String> {
+    ) -> Result<RolloutView, ControlError> {
         let index = self
             .service_index(name)
             .ok_or_else(|| super::unknown_service(name, &self.services))?;
         if self.services[index].active_rollout().is_none() {
-            return Err(format!("no rollout of `{name}` is under way"));
+            return Err(ControlError::rejected(format!(
+                "no rollout of `{name}` is under way"
+            )));
         }
         let event = match command {
             RolloutCommand::Pause => RolloutEvent::Pause,
@@ -401,7 +426,7 @@ impl ControlPlane {
         };
         self.feed_rollout(index, event);
         self.rollout_view(index)
-            .ok_or_else(|| format!("no rollout of `{name}`"))
+            .ok_or_else(|| ControlError::rejected(format!("no rollout of `{name}`")))
     }
 
     /// Hands one event to the service's rollout and carries out what it answers.

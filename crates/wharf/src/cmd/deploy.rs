@@ -2,7 +2,7 @@
 //! plane (canary, blue-green or recreate); `--watch` follows it to its end.
 
 use clap::ValueEnum;
-use wharf_control::DeployRequest;
+use wharf_api::DeployRequest;
 
 use crate::cli::Global;
 use crate::cmd::rollout;

@@ -11,7 +11,7 @@ use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 use serde::Serialize;
 use serde_json::json;
-use wharf_control::StatusReport;
+use wharf_api::{HealthStatus, ServiceState, StatusReport};
 use wharf_control::plan::{InstanceVars, http_probe};
 use wharf_manifest::ValidStack;
 use wharf_manifest::model::{Overdue, SmokeCheck, SmokeKind};
@@ -163,12 +163,22 @@ async fn check_services(global: &Global, results: &mut Vec<CheckResult>) -> Opti
         None,
     ));
     for service in &report.services {
-        let status = match service.state.as_str() {
-            "running" | "external" | "exited" | "stopped" => "pass",
-            "degraded" => "warn",
-            _ => "fail",
+        // Stricter than the service's health: a gate before traffic fails on a service that is
+        // still starting or waiting, not only on one that is down.
+        let status = match service.state {
+            ServiceState::Running
+            | ServiceState::External
+            | ServiceState::Exited
+            | ServiceState::Stopped => "pass",
+            ServiceState::Degraded => "warn",
+            ServiceState::Starting
+            | ServiceState::Waiting
+            | ServiceState::Down
+            | ServiceState::Blocked
+            | ServiceState::Failed
+            | ServiceState::CrashLoop => "fail",
         };
-        let status = if status == "pass" && service.health == "warn" {
+        let status = if status == "pass" && service.health == HealthStatus::Warn {
             "warn"
         } else {
             status
@@ -176,8 +186,8 @@ async fn check_services(global: &Global, results: &mut Vec<CheckResult>) -> Opti
         let reason = service
             .reason
             .clone()
-            .or_else(|| (status != "pass").then(|| service.state.clone()));
-        let name = if service.state == "external"
+            .or_else(|| (status != "pass").then(|| service.state.to_string()));
+        let name = if service.state == ServiceState::External
             || service.dependencies.is_empty() && service.desired == 0
         {
             format!("{} (external) is reachable", service.name)
@@ -190,12 +200,7 @@ async fn check_services(global: &Global, results: &mut Vec<CheckResult>) -> Opti
         results.push(CheckResult::new("service", name, status, started, reason));
         for dependency in &service.dependencies {
             let target = report.services.iter().find(|s| s.name == dependency.name);
-            let up = target.is_some_and(|t| {
-                matches!(
-                    t.state.as_str(),
-                    "running" | "degraded" | "external" | "exited"
-                )
-            });
+            let up = target.is_some_and(|t| t.state.is_serving());
             let status = match (up, dependency.critical) {
                 (true, _) => "pass",
                 (false, true) => "fail",
@@ -370,7 +375,7 @@ fn record(global: &Global, verdict: &str, results: &[CheckResult], report: Optio
         "failed": failures.len(),
         "warned": results.iter().filter(|r| r.status == "warn").count(),
         "failures": failures,
-        "stack_status": report.map(|r| r.status.clone()),
+        "stack_status": report.map(|r| r.status),
     });
     let target = report.map_or_else(|| "stack".to_owned(), |r| r.stack.clone());
     let result = (|| -> anyhow::Result<()> {

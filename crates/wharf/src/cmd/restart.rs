@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use wharf_control::StatusReport;
+use wharf_api::{InstancePhase, ServiceState, StatusReport};
 
 use crate::cli::Global;
 use crate::client::{self, ApiRejected};
@@ -45,7 +45,7 @@ pub fn run(global: &Global, args: &RestartArgs) -> anyhow::Result<ExitStatus> {
                 continue;
             };
             let fresh = service.instances.iter().all(|i| {
-                i.phase == "running"
+                i.phase == InstancePhase::Running
                     && i.ready != Some(false)
                     && i.started_at
                         .as_deref()
@@ -60,11 +60,11 @@ pub fn run(global: &Global, args: &RestartArgs) -> anyhow::Result<ExitStatus> {
                 );
                 return Ok(ExitStatus::Ok);
             }
-            if service.state == "failed" || Instant::now() >= deadline {
+            if service.state == ServiceState::Failed || Instant::now() >= deadline {
                 eprintln!(
                     "restart of {} did not finish: {}",
                     args.service,
-                    service.reason.as_deref().unwrap_or(&service.state)
+                    service.reason.as_deref().unwrap_or(service.state.as_str())
                 );
                 return Ok(ExitStatus::Failed);
             }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
-use wharf_control::RolloutView;
+use wharf_api::{RolloutOutcome, RolloutView};
 
 use crate::cli::{Global, Output};
 use crate::client::{self, ApiRejected};
@@ -114,7 +114,7 @@ async fn status(global: &Global, service: &str) -> anyhow::Result<ExitStatus> {
                 return Err(err);
             };
             eprintln!("error: {rejected}");
-            return Ok(if rejected.code == "no_rollout" {
+            return Ok(if rejected.code == Some(wharf_api::ErrorCode::NoRollout) {
                 ExitStatus::Failed
             } else {
                 ExitStatus::Invalid
@@ -128,9 +128,9 @@ async fn status(global: &Global, service: &str) -> anyhow::Result<ExitStatus> {
             rollout_view::status(&view, jiff::Timestamp::now(), HISTORY_SHOWN)
         ),
     }
-    Ok(match view.outcome.as_deref() {
-        None | Some("succeeded") => ExitStatus::Ok,
-        Some(_) => ExitStatus::Failed,
+    Ok(match view.outcome {
+        None | Some(RolloutOutcome::Succeeded) => ExitStatus::Ok,
+        Some(RolloutOutcome::RolledBack) => ExitStatus::Failed,
     })
 }
 
@@ -193,7 +193,7 @@ async fn follow(
         view = next;
     }
     display.finish(&view)?;
-    Ok(if view.outcome.as_deref() == Some("succeeded") {
+    Ok(if view.outcome == Some(RolloutOutcome::Succeeded) {
         ExitStatus::Ok
     } else {
         ExitStatus::Failed
@@ -233,7 +233,9 @@ impl Display {
                 let (pos, len) = rollout_view::progress(view);
                 bar.set_length(len);
                 bar.set_position(pos);
-                bar.set_prefix(rollout_view::step_text(view).unwrap_or_else(|| view.phase.clone()));
+                bar.set_prefix(
+                    rollout_view::step_text(view).unwrap_or_else(|| view.phase.to_string()),
+                );
                 bar.set_message(rollout_view::live(view, jiff::Timestamp::now()));
             }
             Display::Lines { last, json } => {

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use serde_json::Value;
-use wharf_control::{RolloutView, VersionTraffic};
+use wharf_api::{RolloutOutcome, RolloutView, VersionTraffic};
 
 /// `rollout #3 of api: canary, v1 → v2`.
 pub fn summary(view: &RolloutView) -> String {
@@ -170,19 +170,14 @@ pub fn live(view: &RolloutView, now: jiff::Timestamp) -> String {
 
 /// How it ended, once it has: `succeeded: api runs v2` or `rolled back to v1: <reason>`.
 pub fn outcome_line(view: &RolloutView) -> Option<String> {
-    let outcome = view.outcome.as_deref()?;
-    Some(match outcome {
-        "succeeded" => format!(
+    Some(match view.outcome? {
+        RolloutOutcome::Succeeded => format!(
             "succeeded: {} runs {} (rollout #{})",
             view.service, view.new_version, view.id
         ),
-        "rolled-back" => format!(
+        RolloutOutcome::RolledBack => format!(
             "rolled back to {}: {}",
             view.stable_version,
-            view.reason.as_deref().unwrap_or("no reason given")
-        ),
-        other => format!(
-            "{other}: {}",
             view.reason.as_deref().unwrap_or("no reason given")
         ),
     })
@@ -241,8 +236,8 @@ fn shorten(text: &str, max: usize) -> String {
 /// current one included; the other strategies fill the bar when the rollout is over.
 pub fn progress(view: &RolloutView) -> (u64, u64) {
     let len = view.steps.max(1) as u64;
-    let pos = match (view.outcome.as_deref(), view.step) {
-        (Some("succeeded"), _) => len,
+    let pos = match (view.outcome, view.step) {
+        (Some(RolloutOutcome::Succeeded), _) => len,
         (_, Some(step)) => (step as u64 + 1).min(len),
         _ => 0,
     };
@@ -278,8 +273,8 @@ mod tests {
         RolloutView {
             service: "api".to_owned(),
             id: 3,
-            strategy: "canary".to_owned(),
-            phase: "step".to_owned(),
+            strategy: wharf_api::RolloutStrategy::Canary,
+            phase: wharf_api::RolloutPhase::Step,
             stable_version: "v1".to_owned(),
             new_version: "v2".to_owned(),
             step: Some(1),
@@ -346,7 +341,7 @@ verdict  continue (not enough evidence)
         );
         view.step = None;
         view.verdict = None;
-        view.phase = "draining".to_owned();
+        view.phase = wharf_api::RolloutPhase::Draining;
         view.extended = false;
         assert_eq!(state_line(&view), "phase draining, v1 80% / v2 20%");
     }
@@ -354,8 +349,8 @@ verdict  continue (not enough evidence)
     #[test]
     fn status_of_a_rolled_back_rollout_with_long_history() {
         let mut view = canary();
-        view.phase = "rolled-back".to_owned();
-        view.outcome = Some("rolled-back".to_owned());
+        view.phase = wharf_api::RolloutPhase::RolledBack;
+        view.outcome = Some(RolloutOutcome::RolledBack);
         view.reason = Some("error rate of v2 above v1's (e-value 31 ≥ 20)".to_owned());
         view.finished_at = Some("2025-06-01T12:00:47Z".to_owned());
         view.deadline = None;
@@ -389,12 +384,12 @@ verdict  continue (not enough evidence)
     fn outcome_lines() {
         let mut view = canary();
         assert_eq!(outcome_line(&view), None);
-        view.outcome = Some("succeeded".to_owned());
+        view.outcome = Some(RolloutOutcome::Succeeded);
         assert_eq!(
             outcome_line(&view).unwrap(),
             "succeeded: api runs v2 (rollout #3)"
         );
-        view.outcome = Some("rolled-back".to_owned());
+        view.outcome = Some(RolloutOutcome::RolledBack);
         assert_eq!(
             outcome_line(&view).unwrap(),
             "rolled back to v1: no reason given"
@@ -405,10 +400,10 @@ verdict  continue (not enough evidence)
     fn progress_counts_steps() {
         let mut view = canary();
         assert_eq!(progress(&view), (2, 4));
-        view.outcome = Some("succeeded".to_owned());
+        view.outcome = Some(RolloutOutcome::Succeeded);
         assert_eq!(progress(&view), (4, 4));
         let mut blue_green = canary();
-        blue_green.strategy = "blue-green".to_owned();
+        blue_green.strategy = wharf_api::RolloutStrategy::BlueGreen;
         blue_green.step = None;
         blue_green.steps = 0;
         assert_eq!(progress(&blue_green), (0, 1));

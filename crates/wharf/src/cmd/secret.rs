@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use serde_json::{Value, json};
+use wharf_api::ReloadAnswer;
 use wharf_manifest::ValidStack;
 use wharf_manifest::model::{SecretPolicy, Stack};
 use wharf_ops::secrets::{Rekeyed, Rotated};
@@ -346,7 +347,10 @@ pub(crate) fn applied_by_control_plane(reload: Option<&Value>) {
             "warning: the control plane did not reload: {}",
             answer["error"].as_str().unwrap_or("request failed")
         ),
-        Some(answer) => eprintln!("{}", reload_summary(answer)),
+        Some(answer) => match serde_json::from_value::<ReloadAnswer>(answer.clone()) {
+            Ok(applied) => eprintln!("{}", reload_summary(&applied)),
+            Err(err) => eprintln!("warning: unreadable reload answer: {err}"),
+        },
         None => {
             eprintln!("no control plane is running; the services get it at the next `wharf up`")
         }
@@ -354,18 +358,8 @@ pub(crate) fn applied_by_control_plane(reload: Option<&Value>) {
 }
 
 /// The control plane's answer to a reload in words: what restarts, what got SIGHUP.
-fn reload_summary(applied: &Value) -> String {
-    let names = |key: &str| -> Vec<String> {
-        applied[key]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let (restarting, reloaded) = (names("restarting"), names("reloaded"));
+fn reload_summary(applied: &ReloadAnswer) -> String {
+    let (restarting, reloaded) = (&applied.restarting, &applied.reloaded);
     let mut parts = Vec::new();
     if !restarting.is_empty() {
         parts.push(format!("restarting {} (rolling)", restarting.join(", ")));

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
-use wharf_control::StatusReport;
+use wharf_api::{InstancePhase, ServiceState, StatusReport};
 
 use crate::cli::{Global, Output};
 use crate::client;
@@ -138,7 +138,7 @@ pub fn print_report(report: &StatusReport, output: Output) -> anyhow::Result<()>
         "LAST EXIT / REASON",
     ]);
     for service in &report.services {
-        let ready = if service.state == "external" {
+        let ready = if service.state == ServiceState::External {
             "-".to_owned()
         } else {
             format!("{}/{}", service.ready, service.desired)
@@ -156,7 +156,7 @@ pub fn print_report(report: &StatusReport, output: Output) -> anyhow::Result<()>
         table.add_row([
             service.name.clone(),
             service.version.clone(),
-            service.state.clone(),
+            service.state.to_string(),
             ready,
             service.restarts.to_string(),
             String::new(),
@@ -182,10 +182,10 @@ pub fn print_report(report: &StatusReport, output: Output) -> anyhow::Result<()>
                 (None, _) => "-".to_owned(),
             };
             let probe = format!("{live} / {ready}");
-            let phase = if instance.crash_looping && instance.phase != "running" {
+            let phase = if instance.crash_looping && instance.phase != InstancePhase::Running {
                 "crash-loop".to_owned()
             } else {
-                instance.phase.clone()
+                instance.phase.to_string()
             };
             // An instance's version shows when it differs from the service's (a rollout).
             let version = if instance.version != service.version && !instance.version.is_empty() {

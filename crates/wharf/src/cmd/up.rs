@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use wharf_control::{Config, ControlPlane, Journal, StatusReport};
+use wharf_api::{ReloadAnswer, ReloadRequest, StatusReport};
+use wharf_control::{Config, ControlPlane, Journal};
 use wharf_runtime::{ProcessDriver, RestartLimits};
 use wharf_store::Store;
 
@@ -175,12 +176,15 @@ fn apply_to_running(state_dir: &Path, environment: Option<&str>) -> anyhow::Resu
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let request = serde_json::json!({"manifest": true, "environment": environment});
+    let request = ReloadRequest {
+        manifest: true,
+        environment: environment.map(str::to_owned),
+    };
     let answer = match runtime.block_on(crate::client::call_ok(
         state_dir,
         "POST",
         "/v1/reload",
-        Some(request),
+        Some(serde_json::to_value(&request)?),
     )) {
         Ok(answer) => answer,
         Err(error) if error.is::<crate::client::ApiRejected>() => {
@@ -189,29 +193,18 @@ fn apply_to_running(state_dir: &Path, environment: Option<&str>) -> anyhow::Resu
         }
         Err(error) => return Err(error),
     };
-    let names = |list: &serde_json::Value| {
-        list.as_array()
-            .map(|names| {
-                names
-                    .iter()
-                    .filter_map(|n| n.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default()
-    };
-    let list = |key: &str| names(&answer["manifest"][key]);
-    let restarting = names(&answer["restarting"]);
+    let answer: ReloadAnswer = serde_json::from_value(answer)?;
+    let changes = answer.manifest.unwrap_or_default();
     let mut said = false;
     for (what, names) in [
-        ("added", list("added")),
-        ("changed", list("changed")),
-        ("removed", list("removed")),
+        ("added", changes.added.join(", ")),
+        ("changed", changes.changed.join(", ")),
+        ("removed", changes.removed.join(", ")),
         (
             "deferred until its rollout ends (run `wharf up` again then)",
-            list("deferred"),
+            changes.deferred.join(", "),
         ),
-        ("restarting (rolling)", restarting),
+        ("restarting (rolling)", answer.restarting.join(", ")),
     ] {
         if !names.is_empty() {
             eprintln!("{what}: {names}");

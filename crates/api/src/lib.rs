@@ -1,0 +1,22 @@
+//! The control plane API's wire types, shared by the control plane that builds them, the server
+//! that sends them and the CLI that reads them: one definition, so neither side indexes JSON by
+//! key or matches another crate's strings. Every type derives `utoipa::ToSchema` for the
+//! server's OpenAPI document. The JSON shape only ever changes compatibly (fields are added).
+
+pub mod deploy;
+pub mod error;
+pub mod reload;
+pub mod status;
+
+pub use deploy::{
+    DeployRequest, RolloutCommand, RolloutOutcome, RolloutPhase, RolloutStrategy, RolloutView,
+    VersionTraffic,
+};
+pub use error::{ApiErrorBody, ControlError, ErrorCode, ErrorDetail};
+pub use reload::{
+    DownAnswer, DownRequest, ManifestChanges, ReloadAnswer, ReloadRequest, RestartAnswer,
+};
+pub use status::{
+    DependencyStatus, HealthStatus, InstancePhase, InstanceStatus, ServiceState, ServiceStatus,
+    StackStatus, StatusReport,
+};

@@ -1,0 +1,212 @@
+//! The API's OpenAPI 3.1 document, generated from the route handlers' `#[utoipa::path]`
+//! annotations and `wharf-api`'s schemas, served at `GET /v1/openapi.json`.
+
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use wharf_api::{
+    ApiErrorBody, DependencyStatus, DeployRequest, DownAnswer, DownRequest, ErrorCode, ErrorDetail,
+    HealthStatus, InstancePhase, InstanceStatus, ManifestChanges, ReloadAnswer, ReloadRequest,
+    RestartAnswer, RolloutCommand, RolloutOutcome, RolloutPhase, RolloutStrategy, RolloutView,
+    ServiceState, ServiceStatus, StackStatus, StatusReport, VersionTraffic,
+};
+
+/// Every route [`crate::app`] serves, as `(method, path)`; a test holds the document to it.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/health"),
+    ("get", "/health/ready"),
+    ("get", "/health/detailed"),
+    ("get", "/v1/openapi.json"),
+    ("get", "/v1/status"),
+    ("post", "/v1/services/{name}/restart"),
+    ("post", "/v1/down"),
+    ("post", "/v1/reload"),
+    ("post", "/v1/services/{name}/deploy"),
+    ("get", "/v1/services/{name}/rollout"),
+    ("post", "/v1/services/{name}/rollout/{command}"),
+    ("post", "/v1/services/{name}/rollback"),
+];
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "wharf control plane API",
+        description = "Drive a running wharf stack: status, health, restarts, deploys and rollouts, reloads. On the unix socket no authentication; on TCP every route but `/health` and `/v1/openapi.json` needs `Authorization: Bearer <WHARF_API_TOKEN>`. Errors are `{\"error\": {\"code\", \"message\"}}`."
+    ),
+    paths(
+        crate::health_live,
+        crate::health_ready,
+        crate::health_detailed,
+        crate::openapi_json,
+        crate::status,
+        crate::restart,
+        crate::down,
+        crate::reload,
+        crate::deploy::deploy,
+        crate::deploy::rollout,
+        crate::deploy::rollout_command,
+        crate::deploy::rollback,
+    ),
+    components(schemas(
+        ApiErrorBody, ErrorDetail, ErrorCode, StatusReport, StackStatus, ServiceStatus,
+        ServiceState, HealthStatus, DependencyStatus, InstanceStatus, InstancePhase,
+        DeployRequest, RolloutCommand, RolloutView, RolloutStrategy, RolloutPhase, RolloutOutcome,
+        VersionTraffic, ReloadRequest, ReloadAnswer,
+        ManifestChanges, RestartAnswer, DownRequest, DownAnswer,
+    )),
+    modifiers(&BearerAuth),
+)]
+struct ApiDoc;
+
+/// Declares the bearer scheme the TCP listener requires.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The OpenAPI 3.1 document of the API `app` serves.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use axum::body::Body;
+    use axum::http::{Method, Request};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    use wharf_control::Handle;
+
+    use super::*;
+
+    fn documented() -> BTreeSet<(String, String)> {
+        let doc = serde_json::to_value(openapi()).unwrap();
+        let mut routes = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                if ["get", "post", "put", "delete", "patch"].contains(&method.as_str()) {
+                    routes.insert((method.clone(), path.clone()));
+                }
+            }
+        }
+        routes
+    }
+
+    #[test]
+    fn the_document_lists_every_route_and_no_other() {
+        let served: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+            .collect();
+        assert_eq!(documented(), served);
+    }
+
+    #[test]
+    fn the_document_round_trips_as_openapi_3_1() {
+        let text = serde_json::to_string(&openapi()).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["openapi"], "3.1.0");
+        assert_eq!(serde_json::to_string(&value).unwrap(), text);
+    }
+
+    /// Each listed route reaches a handler (a disconnected handle answers `stopping` or the
+    /// handler refuses the request), never the router's `not_found` / `method_not_allowed`.
+    #[tokio::test]
+    async fn every_listed_route_is_served() {
+        for (method, path) in ROUTES {
+            let uri = path.replace("{name}", "web").replace("{command}", "pause");
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let request = Request::builder()
+                .method(method)
+                .uri(&uri)
+                .body(Body::empty())
+                .unwrap();
+            let response = crate::app(Handle::disconnected(), None)
+                .oneshot(request)
+                .await
+                .unwrap();
+            let status = response.status();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            if let Ok(error) = serde_json::from_slice::<ApiErrorBody>(&body) {
+                assert!(
+                    !matches!(
+                        error.error.code,
+                        ErrorCode::NotFound | ErrorCode::MethodNotAllowed
+                    ),
+                    "{uri}: {status} {error:?}"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_routes_and_malformed_bodies_get_the_json_error_body() {
+        let cases = [
+            ("GET", "/v1/nope", "", 404, ErrorCode::NotFound),
+            ("DELETE", "/v1/status", "", 405, ErrorCode::MethodNotAllowed),
+            ("POST", "/v1/down", "{", 400, ErrorCode::InvalidRequest),
+            ("POST", "/v1/down", "[]", 400, ErrorCode::InvalidRequest),
+            (
+                "POST",
+                "/v1/reload",
+                "{\"manifest\": 3}",
+                400,
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                "POST",
+                "/v1/services/web/deploy",
+                "nope",
+                400,
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                "POST",
+                "/v1/services/%FF/restart",
+                "",
+                400,
+                ErrorCode::InvalidRequest,
+            ),
+            ("GET", "/v1/status", "", 503, ErrorCode::Stopping),
+        ];
+        for (method, uri, body, status, code) in cases {
+            let request = Request::builder()
+                .method(method)
+                .uri(uri)
+                .header("content-type", "application/json")
+                .body(Body::from(body))
+                .unwrap();
+            let response = crate::app(Handle::disconnected(), None)
+                .oneshot(request)
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), status, "{method} {uri}");
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            let body: ApiErrorBody = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(body.error.code, code, "{method} {uri}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_document_is_public_on_tcp_but_status_is_not() {
+        let app = crate::app(
+            Handle::disconnected(),
+            Some("a-token-of-16-chars".to_owned()),
+        );
+        let get = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
+        let doc = app.clone().oneshot(get("/v1/openapi.json")).await.unwrap();
+        assert_eq!(doc.status().as_u16(), 200);
+        let status = app.oneshot(get("/v1/status")).await.unwrap();
+        assert_eq!(status.status().as_u16(), 401);
+    }
+}
