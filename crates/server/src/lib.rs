@@ -15,6 +15,7 @@ use axum::{Json, Router};
 
 mod deploy;
 mod health;
+pub mod tls;
 use serde::Deserialize;
 use serde_json::json;
 use wharf_control::Handle;
@@ -204,13 +205,16 @@ pub async fn serve_unix(
         .await
 }
 
-/// Serves the API on TCP, every request needing `Authorization: Bearer <token>`.
+/// Serves the API on TCP over TLS with `tls`'s certificate, every request needing
+/// `Authorization: Bearer <token>`, until `shutdown` resolves (connections in progress finish).
 pub async fn serve_tcp(
     listener: tokio::net::TcpListener,
+    tls: &tls::ApiTls,
     handle: Handle,
     token: String,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let listener = tls::TlsListener::new(listener, tls);
     axum::serve(listener, app(handle, Some(token)))
         .with_graceful_shutdown(shutdown)
         .await
