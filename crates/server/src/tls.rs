@@ -350,3 +350,78 @@ async fn accept_failed(error: io::Error) {
     tracing::error!(%error, "API accept failed");
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn the_fingerprint_is_openssls_notation() {
+        let cert = CertificateDer::from(b"abc".to_vec());
+        assert_eq!(
+            fingerprint(&cert),
+            "sha256:BA:78:16:BF:8F:01:CF:EA:41:41:40:DE:5D:AE:22:23:B0:03:61:A3:96:17:7A:9C:B4:10:FF:61:F2:00:15:AD"
+        );
+    }
+
+    #[test]
+    fn the_self_signed_pair_is_kept_0600_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = ApiTls::self_signed(dir.path(), ip("127.0.0.1")).unwrap();
+        assert_eq!(first.origin(), CertOrigin::Created);
+        let key = dir.path().join(TLS_DIR).join(SELF_SIGNED_KEY);
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let again = ApiTls::self_signed(dir.path(), ip("::1")).unwrap();
+        assert_eq!(again.origin(), CertOrigin::Reused);
+        assert_eq!(again.fingerprint(), first.fingerprint());
+        let any = ApiTls::self_signed(dir.path(), ip("0.0.0.0")).unwrap();
+        assert_eq!(any.fingerprint(), first.fingerprint());
+    }
+
+    #[test]
+    fn a_kept_certificate_that_does_not_name_the_listen_address_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = ApiTls::self_signed(dir.path(), ip("127.0.0.1")).unwrap();
+        let moved = ApiTls::self_signed(dir.path(), ip("10.1.2.3")).unwrap();
+        assert_eq!(moved.origin(), CertOrigin::Created);
+        assert_ne!(moved.fingerprint(), first.fingerprint());
+        assert!(moved.names(ip("10.1.2.3")) && moved.names(ip("127.0.0.1")));
+    }
+
+    #[test]
+    fn a_half_written_pair_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        ApiTls::self_signed(dir.path(), ip("127.0.0.1")).unwrap();
+        std::fs::remove_file(dir.path().join(TLS_DIR).join(SELF_SIGNED_KEY)).unwrap();
+        let made = ApiTls::self_signed(dir.path(), ip("127.0.0.1")).unwrap();
+        assert_eq!(made.origin(), CertOrigin::Created);
+    }
+
+    #[test]
+    fn bad_files_are_named_in_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = ApiTls::self_signed(dir.path(), ip("127.0.0.1")).unwrap();
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "hello\n").unwrap();
+        let cert_error = ApiTls::from_files(&garbage, &garbage).unwrap_err();
+        assert!(
+            matches!(cert_error, TlsError::Certificate { .. }),
+            "{cert_error}"
+        );
+        assert!(cert_error.to_string().contains("garbage.pem"));
+        let key_error = ApiTls::from_files(tls.certificate(), &garbage).unwrap_err();
+        assert!(matches!(key_error, TlsError::Key { .. }), "{key_error}");
+        assert!(key_error.to_string().contains("garbage.pem"));
+        let other = tempfile::tempdir().unwrap();
+        let stranger = ApiTls::self_signed(other.path(), ip("127.0.0.1")).unwrap();
+        let other_key = other.path().join(TLS_DIR).join(SELF_SIGNED_KEY);
+        let pair_error = ApiTls::from_files(tls.certificate(), &other_key).unwrap_err();
+        assert!(matches!(pair_error, TlsError::Pair { .. }), "{pair_error}");
+        assert_ne!(stranger.fingerprint(), tls.fingerprint());
+    }
+}
