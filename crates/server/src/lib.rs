@@ -27,6 +27,7 @@ mod deploy;
 mod health;
 mod openapi;
 mod state_routes;
+pub mod tls;
 
 pub use state_routes::ACTOR_HEADER;
 
@@ -355,14 +356,17 @@ pub async fn serve_unix(
         .await
 }
 
-/// Serves the API on TCP, every request but `/health` and `/v1/openapi.json` needing
-/// `Authorization: Bearer <token>`.
+/// Serves the API on TCP over TLS with `tls`'s certificate, every request but `/health` and
+/// `/v1/openapi.json` needing `Authorization: Bearer <token>`, until `shutdown` resolves
+/// (connections in progress finish).
 pub async fn serve_tcp(
     listener: tokio::net::TcpListener,
+    tls: &tls::ApiTls,
     handle: Handle,
     token: String,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let listener = tls::TlsListener::new(listener, tls);
     axum::serve(listener, app(handle, Some(token)))
         .with_graceful_shutdown(shutdown)
         .await

@@ -3,8 +3,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -553,34 +552,23 @@ fn the_tcp_api_requires_the_bearer_token() {
     assert_eq!(without.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&without.stderr).contains("WHARF_API_TOKEN"));
     let token = "a-token-of-enough-length";
-    let up = Command::new(wharf_bin())
-        .args(["up", "-d", "--api-listen", &listen])
-        .current_dir(stack.path())
-        .env("WHARF_API_TOKEN", token)
-        .output()
-        .unwrap();
+    let up = up_api(stack.path(), &listen, token, &[]);
     assert!(
         up.status.success(),
         "{}",
         String::from_utf8_lossy(&up.stderr)
     );
-    let request = |auth: Option<&str>| {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        let header = auth
-            .map(|t| format!("Authorization: Bearer {t}\r\n"))
-            .unwrap_or_default();
-        write!(
-            stream,
-            "GET /v1/status HTTP/1.1\r\nHost: t\r\n{header}Connection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut raw = String::new();
-        stream.read_to_string(&mut raw).unwrap();
-        raw
-    };
-    assert!(request(None).starts_with("HTTP/1.1 401"));
-    assert!(request(Some("wrong-token-of-same-len!")).starts_with("HTTP/1.1 401"));
-    let ok = request(Some(token));
-    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
-    assert!(ok.contains("\"stack\":\"api\""));
+    assert!(
+        String::from_utf8_lossy(&up.stderr).contains(&format!("https://{listen}")),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let cert = api_cert(stack.path());
+    let addr = listen.parse().unwrap();
+    let request = |auth: Option<&str>| https_request(&cert, addr, "GET", "/v1/status", auth, None);
+    assert_eq!(request(None).0, 401);
+    assert_eq!(request(Some("wrong-token-of-same-len!")).0, 401);
+    let (status, body) = request(Some(token));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"stack\":\"api\""));
 }

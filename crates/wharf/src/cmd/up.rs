@@ -14,6 +14,7 @@ use anyhow::Context;
 use wharf_api::{ReloadAnswer, ReloadRequest, StatusReport};
 use wharf_control::{Config, ControlPlane, Journal};
 use wharf_runtime::{ProcessDriver, RestartLimits};
+use wharf_server::tls::{ApiTls, CertOrigin};
 use wharf_store::Store;
 
 use crate::cli::{Global, Output};
@@ -37,10 +38,18 @@ pub struct UpArgs {
     /// With -d: how long to wait for the stack to settle.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     pub wait_timeout: Duration,
-    /// Also serve the API on TCP at ADDR (e.g. 127.0.0.1:7400); every request must carry
-    /// `Authorization: Bearer $WHARF_API_TOKEN` (at least 16 characters).
+    /// Also serve the API on TCP at ADDR (e.g. 127.0.0.1:7400), always over TLS; every
+    /// request must carry `Authorization: Bearer $WHARF_API_TOKEN` (at least 16 characters).
+    /// Without --tls-cert/--tls-key the certificate is a self-signed one kept in
+    /// `.wharf/tls/`; its SHA-256 fingerprint is printed at start for clients to pin.
     #[arg(long, value_name = "ADDR")]
     pub api_listen: Option<std::net::SocketAddr>,
+    /// With --api-listen: the TLS certificate chain to serve (PEM, leaf first).
+    #[arg(long, value_name = "PATH", requires_all = ["tls_key", "api_listen"])]
+    pub tls_cert: Option<PathBuf>,
+    /// With --api-listen: the private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "PATH", requires_all = ["tls_cert", "api_listen"])]
+    pub tls_key: Option<PathBuf>,
     /// Internal: this process is the detached control plane.
     #[arg(long, hide = true)]
     pub daemon: bool,
@@ -89,6 +98,17 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
             return Ok(ExitStatus::Invalid);
         }
     };
+    // Given certificate files are checked before anything is created or started.
+    let given_tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => match ApiTls::from_files(cert, key) {
+            Ok(tls) => Some(tls),
+            Err(error) => {
+                eprintln!("error: --tls-cert/--tls-key: {error}");
+                return Ok(ExitStatus::Invalid);
+            }
+        },
+        _ => None,
+    };
     let state_dir = absolute(&global.state_dir())?;
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("cannot create {}", state_dir.display()))?;
@@ -108,6 +128,17 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
         eprintln!("error: {error}");
         return Ok(ExitStatus::Failed);
     }
+    let tcp = match (args.api_listen, api_token) {
+        (Some(addr), Some(token)) => {
+            let tls = match given_tls {
+                Some(tls) => tls,
+                None => ApiTls::self_signed(&state_dir, addr.ip())?,
+            };
+            announce_api(addr, &tls);
+            Some(TcpApi { addr, token, tls })
+        }
+        _ => None,
+    };
     if args.detach && !args.daemon {
         drop(lock);
         return detach(global, args, &state_dir);
@@ -122,7 +153,6 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let tcp = args.api_listen.zip(api_token);
     let loader = plan_loader(absolute(&manifest.path)?, args.environment.clone());
     runtime.block_on(run_control_plane(
         plan,
@@ -134,6 +164,28 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
     ))?;
     drop(lock);
     Ok(ExitStatus::Ok)
+}
+
+/// The API's TCP listener: where, the token every request needs, the TLS identity.
+struct TcpApi {
+    addr: std::net::SocketAddr,
+    token: String,
+    tls: ApiTls,
+}
+
+/// Tells the user where the API is and how to pin its certificate (stderr).
+fn announce_api(addr: std::net::SocketAddr, tls: &ApiTls) {
+    let origin = match tls.origin() {
+        CertOrigin::Given => "given",
+        CertOrigin::Created => "self-signed, created now",
+        CertOrigin::Reused => "self-signed",
+    };
+    eprintln!("API on https://{addr} (bearer token required)");
+    eprintln!(
+        "API certificate: {} ({origin}), fingerprint {}",
+        tls.certificate().display(),
+        tls.fingerprint()
+    );
 }
 
 /// Loads the master key (`WHARF_MASTER_KEY`, else the key file; created on first use when
@@ -248,7 +300,7 @@ async fn run_control_plane(
     state_dir: &Path,
     workdir: PathBuf,
     foreground: bool,
-    tcp: Option<(std::net::SocketAddr, String)>,
+    tcp: Option<TcpApi>,
     loader: wharf_control::PlanLoader,
 ) -> anyhow::Result<()> {
     if !foreground {
@@ -304,17 +356,15 @@ async fn run_control_plane(
             (socket.clone(), handle.clone(), stopped(api_stopped.clone()));
         async move { wharf_server::serve_unix(&socket, handle, shutdown).await }
     });
-    if let Some((addr, token)) = tcp {
+    if let Some(TcpApi { addr, token, tls }) = tcp {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot serve the API on {addr}"))?;
-        tracing::info!(%addr, "API on TCP (bearer token required)");
-        servers.spawn(wharf_server::serve_tcp(
-            listener,
-            handle,
-            token,
-            stopped(api_stopped.clone()),
-        ));
+        tracing::info!(%addr, fingerprint = tls.fingerprint(), "API on TCP over TLS (bearer token required)");
+        let shutdown = stopped(api_stopped.clone());
+        servers.spawn(async move {
+            wharf_server::serve_tcp(listener, &tls, handle, token, shutdown).await
+        });
     }
     let follower = foreground.then(|| {
         tokio::spawn(crate::cmd::logs::follow_all(
@@ -377,6 +427,13 @@ fn detach(global: &Global, args: &UpArgs, state_dir: &Path) -> anyhow::Result<Ex
     }
     if let Some(addr) = &args.api_listen {
         command.arg("--api-listen").arg(addr.to_string());
+    }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        command
+            .arg("--tls-cert")
+            .arg(absolute(cert)?)
+            .arg("--tls-key")
+            .arg(absolute(key)?);
     }
     let mut child = command
         .stdin(std::process::Stdio::null())

@@ -1,9 +1,10 @@
 //! Shared by the end-to-end tests: a stack in a temp dir driven through the real `wharf`
-//! binary, free ports, polling with a deadline, a polling HTTP client, ledger helpers.
+//! binary, free ports, polling with a deadline, a polling HTTP client, an HTTPS client for the
+//! TCP API, ledger helpers.
 #![allow(dead_code)] // Each test binary uses part of it.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
@@ -251,4 +252,104 @@ pub fn seq_of(ledger: &[Value], action: &str, target: &str) -> u64 {
         .find(|e| e["action"] == action && e["target"] == target)
         .and_then(|e| e["seq"].as_u64())
         .unwrap_or_else(|| panic!("no {action} of {target} in the ledger"))
+}
+
+/// A client TLS configuration trusting only the certificates in `root_pem` (the API's
+/// self-signed certificate is its own root).
+fn tls_connector(root_pem: &Path) -> tokio_rustls::TlsConnector {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(root_pem).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    // ring, as the server uses (rustls 0.23.48 deprecates it for lacking post-quantum kx).
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+async fn tls_connect(
+    root_pem: &Path,
+    addr: SocketAddr,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    tls_connector(root_pem).connect(name, tcp).await.unwrap()
+}
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+/// One request to the TCP API over HTTPS, trusting only `cert_pem`: (status, body).
+pub fn https_request(
+    cert_pem: &Path,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    use http_body_util::BodyExt;
+    block_on(async {
+        let tls = tls_connect(cert_pem, addr).await;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", addr.to_string());
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        if body.is_some() {
+            request = request.header("content-type", "application/json");
+        }
+        let body = http_body_util::Full::new(bytes::Bytes::from(body.unwrap_or("").to_owned()));
+        let response = sender
+            .send_request(request.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    })
+}
+
+/// The certificate the TCP API at `addr` presents (DER), verified against `root_pem`.
+pub fn peer_certificate(root_pem: &Path, addr: SocketAddr) -> Vec<u8> {
+    block_on(async {
+        let tls = tls_connect(root_pem, addr).await;
+        let (_, session) = tls.get_ref();
+        session.peer_certificates().unwrap()[0].to_vec()
+    })
+}
+
+/// The state directory's self-signed API certificate.
+pub fn api_cert(stack: &Path) -> PathBuf {
+    stack.join(".wharf/tls/api-cert.pem")
+}
+
+/// `wharf up -d --api-listen ADDR` with `WHARF_API_TOKEN=token` and `extra` arguments.
+pub fn up_api(stack: &Path, listen: &str, token: &str, extra: &[&str]) -> Output {
+    Command::new(wharf_bin())
+        .args(["up", "-d", "--api-listen", listen])
+        .args(extra)
+        .current_dir(stack)
+        .env("WHARF_API_TOKEN", token)
+        .output()
+        .unwrap()
 }
