@@ -11,6 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 use wharf_probe::Status as ProbeStatus;
+use wharf_runtime::Driver;
 
 use crate::state::{Instance, Phase, ServiceState};
 
@@ -84,7 +85,8 @@ pub struct InstanceStatus {
     pub ordinal: u32,
     #[serde(default)]
     pub version: String,
-    pub pid: Option<i32>,
+    /// The process id, when the instance's driver describes one (a process, not a pod).
+    pub pid: Option<u32>,
     pub port: Option<u16>,
     /// running | starting | backoff | stopping | exited | failed
     pub phase: String,
@@ -104,10 +106,13 @@ pub struct InstanceStatus {
 }
 
 /// Every service's status, dependencies applied. `services` is in dependency order.
-pub(crate) fn service_statuses(services: &[ServiceState]) -> Vec<ServiceStatus> {
+pub(crate) fn service_statuses(
+    services: &[ServiceState],
+    driver: &dyn Driver,
+) -> Vec<ServiceStatus> {
     let mut statuses: Vec<ServiceStatus> = Vec::with_capacity(services.len());
     for service in services {
-        let mut status = own_status(service);
+        let mut status = own_status(service, driver);
         apply_dependencies(&mut status, service, &statuses);
         status.health = health_of(&status).to_owned();
         statuses.push(status);
@@ -191,8 +196,12 @@ fn apply_dependencies(
     }
 }
 
-fn own_status(service: &ServiceState) -> ServiceStatus {
-    let instances: Vec<InstanceStatus> = service.instances.values().map(instance_status).collect();
+fn own_status(service: &ServiceState, driver: &dyn Driver) -> ServiceStatus {
+    let instances: Vec<InstanceStatus> = service
+        .instances
+        .values()
+        .map(|i| instance_status(i, driver))
+        .collect();
     let running = service.running() as u32;
     let ready = service.ready() as u32;
     let desired = service.plan.replicas;
@@ -295,7 +304,7 @@ fn not_ready_reason(service: &ServiceState) -> Option<String> {
     })
 }
 
-fn instance_status(instance: &Instance) -> InstanceStatus {
+fn instance_status(instance: &Instance, driver: &dyn Driver) -> InstanceStatus {
     let phase = match instance.phase {
         Phase::Running if instance.draining.is_some() => "draining",
         Phase::Running => "running",
@@ -310,7 +319,10 @@ fn instance_status(instance: &Instance) -> InstanceStatus {
     InstanceStatus {
         ordinal: instance.ordinal,
         version: instance.version.clone(),
-        pid: instance.recorded.as_ref().map(|r| r.instance.pid),
+        pid: instance
+            .handle
+            .as_ref()
+            .and_then(|h| driver.describe(h).pid),
         port: instance.port,
         phase: phase.to_owned(),
         live: instance.is_running().then_some(instance.live),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use wharf_control::PROXY_ROW;
 use wharf_ledger::{Ledger, NewEntry};
-use wharf_runtime::{ProcessId, StopOutcome, stop_instance};
+use wharf_runtime::{Driver, InstanceHandle, StopOutcome};
 use wharf_store::Store;
 
 use crate::cli::Global;
@@ -96,14 +96,27 @@ async fn stop_recorded(
         return Ok(ExitStatus::Invalid);
     }
     let actor = crate::cmd::audit::actor();
+    // Instances are started by the process driver, so their handles are its to use.
+    let driver = crate::cmd::up::process_driver()?;
     let mut stopped = Vec::new();
+    let mut refused = false;
     for row in rows.iter().rev() {
-        let process = ProcessId {
-            pid: row.pid,
-            start_time: row.start_time,
+        let handle = row.handle.parse::<InstanceHandle>();
+        let pid = handle.as_ref().ok().and_then(|h| driver.describe(h).pid);
+        let outcome = match handle {
+            Ok(handle) => driver.stop(handle, Duration::from_secs(10)).await,
+            Err(_) => StopOutcome::Refused,
         };
-        let outcome = stop_instance(process, Duration::from_secs(10)).await;
-        stopped.push((row.service.clone(), row.index, row.pid, outcome));
+        if outcome == StopOutcome::Refused {
+            // Nothing was stopped: the row stays for whatever can use its handle.
+            eprintln!(
+                "error: cannot stop {}/{}: its recorded handle is not the process driver's",
+                row.service, row.index
+            );
+            refused = true;
+            continue;
+        }
+        stopped.push((row.service.clone(), row.index, pid, outcome));
         store.remove_instance(&row.service, row.index)?;
         if row.service == PROXY_ROW {
             // Its saved table names instances that are about to be gone.
@@ -116,6 +129,7 @@ async fn stop_recorded(
             StopOutcome::AlreadyGone => "already gone",
             StopOutcome::Graceful => "graceful",
             StopOutcome::Killed => "killed after the grace period",
+            StopOutcome::Refused => "refused",
         };
         // The proxy is recorded beside the instances; it stops first (no new requests).
         let (action, target) = if service == PROXY_ROW {
@@ -131,7 +145,12 @@ async fn stop_recorded(
             json!({"pid": pid, "how": how, "without_control_plane": true}),
         )?;
         ledger.append(entry)?;
-        eprintln!("stopped {service}/{index} (pid {pid}, {how})");
+        let pid = pid.map_or_else(|| "no pid".to_owned(), |pid| format!("pid {pid}"));
+        eprintln!("stopped {service}/{index} ({pid}, {how})");
     }
-    Ok(ExitStatus::Ok)
+    Ok(if refused {
+        ExitStatus::Failed
+    } else {
+        ExitStatus::Ok
+    })
 }
