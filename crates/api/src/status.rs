@@ -293,7 +293,7 @@ pub struct InstanceStatus {
     pub ordinal: u32,
     #[serde(default)]
     pub version: String,
-    pub pid: Option<i32>,
+    pub pid: Option<u32>,
     pub port: Option<u16>,
     pub phase: InstancePhase,
     pub live: Option<bool>,

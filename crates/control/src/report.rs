@@ -11,16 +11,20 @@
 
 use wharf_api::{HealthStatus, InstancePhase, ServiceState as State, StackStatus};
 use wharf_probe::Status as ProbeStatus;
+use wharf_runtime::Driver;
 
 pub use wharf_api::{DependencyStatus, InstanceStatus, ServiceStatus, StatusReport};
 
 use crate::state::{Instance, Phase, ServiceState};
 
 /// Every service's status, dependencies applied. `services` is in dependency order.
-pub(crate) fn service_statuses(services: &[ServiceState]) -> Vec<ServiceStatus> {
+pub(crate) fn service_statuses(
+    services: &[ServiceState],
+    driver: &dyn Driver,
+) -> Vec<ServiceStatus> {
     let mut statuses: Vec<ServiceStatus> = Vec::with_capacity(services.len());
     for service in services {
-        let mut status = own_status(service);
+        let mut status = own_status(service, driver);
         apply_dependencies(&mut status, service, &statuses);
         status.health = health_of(&status);
         statuses.push(status);
@@ -92,8 +96,12 @@ fn apply_dependencies(
     }
 }
 
-fn own_status(service: &ServiceState) -> ServiceStatus {
-    let instances: Vec<InstanceStatus> = service.instances.values().map(instance_status).collect();
+fn own_status(service: &ServiceState, driver: &dyn Driver) -> ServiceStatus {
+    let instances: Vec<InstanceStatus> = service
+        .instances
+        .values()
+        .map(|i| instance_status(i, driver))
+        .collect();
     let running = service.running() as u32;
     let ready = service.ready() as u32;
     let desired = service.plan.replicas;
@@ -196,7 +204,7 @@ fn not_ready_reason(service: &ServiceState) -> Option<String> {
     })
 }
 
-fn instance_status(instance: &Instance) -> InstanceStatus {
+fn instance_status(instance: &Instance, driver: &dyn Driver) -> InstanceStatus {
     let phase = match instance.phase {
         Phase::Running if instance.draining.is_some() => InstancePhase::Draining,
         Phase::Running => InstancePhase::Running,
@@ -211,7 +219,10 @@ fn instance_status(instance: &Instance) -> InstanceStatus {
     InstanceStatus {
         ordinal: instance.ordinal,
         version: instance.version.clone(),
-        pid: instance.recorded.as_ref().map(|r| r.instance.pid),
+        pid: instance
+            .handle
+            .as_ref()
+            .and_then(|h| driver.describe(h).pid),
         port: instance.port,
         phase,
         live: instance.is_running().then_some(instance.live),

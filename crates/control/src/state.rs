@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use wharf_probe::Outcome;
-use wharf_runtime::{ExitStatus, Recorded, RestartHistory};
+use wharf_runtime::{ExitStatus, InstanceHandle, RestartHistory};
 
 use crate::plan::ServicePlan;
 
@@ -80,8 +80,8 @@ pub struct Instance {
     /// Set while it drains (its process still runs, `phase` stays `Running`).
     pub draining: Option<Drain>,
     pub phase: Phase,
-    /// How to find, watch and stop its process while it runs.
-    pub recorded: Option<Recorded>,
+    /// How its driver finds, watches and stops it while it runs (opaque).
+    pub handle: Option<InstanceHandle>,
     /// Increments at every start; events from an older generation are stale.
     pub generation: u64,
     pub started_at: Option<jiff::Timestamp>,
@@ -111,7 +111,7 @@ impl Instance {
             phase: Phase::Backoff {
                 until: Instant::now(),
             },
-            recorded: None,
+            handle: None,
             generation: 0,
             started_at: None,
             ready: false,

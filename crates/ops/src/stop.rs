@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
-use wharf_runtime::{ProcessId, StopOutcome, stop_instance};
+use wharf_runtime::{Driver, InstanceHandle, StopOutcome};
 use wharf_store::{PROXY_ROUTES_FILE, Store};
 
 use crate::{Actor, ControlLock, OpsError, append};
@@ -18,21 +18,25 @@ pub const PROXY_ROW: &str = ".proxy";
 /// SIGTERM, then SIGKILL after this long.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
-/// One stopped instance.
+/// One recorded instance and what became of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stopped {
     pub service: String,
     pub ordinal: u32,
-    pub pid: i32,
+    /// The process id, when the driver describes one.
+    pub pid: Option<u32>,
+    /// `Refused`: its handle is not this driver's (or is unreadable); the row stays.
     pub outcome: StopOutcome,
 }
 
 /// Stops the recorded instances (of `service`, or all), dependents first: `order` lists the
 /// services dependencies first (from the manifest when it can be read); unknown ones go last
-/// in name order. Refuses when a control plane runs (the lock proves none does).
+/// in name order. Refuses when a control plane runs (the lock proves none does). `driver` is
+/// the one that started them; a row whose handle it refuses is left in place and reported.
 pub async fn stop_recorded(
     lock: &ControlLock,
     store: &mut Store,
+    driver: &dyn Driver,
     actor: &Actor,
     service: Option<&str>,
     order: &[String],
@@ -56,24 +60,20 @@ pub async fn stop_recorded(
     // Reverse order: dependents before what they depend on; the proxy (sorted last, as an
     // unknown service) first, so no new request reaches an instance about to go.
     for row in rows.iter().rev() {
-        let process = ProcessId {
-            pid: row.pid,
-            start_time: row.start_time,
+        let handle = row.handle.parse::<InstanceHandle>();
+        let pid = handle.as_ref().ok().and_then(|h| driver.describe(h).pid);
+        let outcome = match handle {
+            Ok(handle) => driver.stop(handle, STOP_GRACE).await,
+            Err(_) => StopOutcome::Refused,
         };
-        let outcome = stop_instance(process, STOP_GRACE).await;
-        forget(
-            state_dir,
-            store,
-            actor,
-            &row.service,
-            row.index,
-            row.pid,
-            outcome,
-        )?;
+        if outcome != StopOutcome::Refused {
+            let slot = (row.service.as_str(), row.index);
+            forget(state_dir, store, actor, slot, pid, outcome)?;
+        }
         stopped.push(Stopped {
             service: row.service.clone(),
             ordinal: row.index,
-            pid: row.pid,
+            pid,
             outcome,
         });
     }
@@ -86,9 +86,8 @@ fn forget(
     state_dir: &Path,
     store: &mut Store,
     actor: &Actor,
-    service: &str,
-    ordinal: u32,
-    pid: i32,
+    (service, ordinal): (&str, u32),
+    pid: Option<u32>,
     outcome: StopOutcome,
 ) -> Result<(), OpsError> {
     if service == PROXY_ROW {
@@ -103,6 +102,7 @@ fn forget(
         StopOutcome::AlreadyGone => "already gone",
         StopOutcome::Graceful => "graceful",
         StopOutcome::Killed => "killed after the grace period",
+        StopOutcome::Refused => "refused",
     };
     let (action, target) = if service == PROXY_ROW {
         ("proxy.stop", "proxy".to_owned())

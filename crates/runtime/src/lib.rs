@@ -5,6 +5,7 @@
 //! re-find a process, so that services survive the control plane's death and can be adopted.
 
 pub mod driver;
+pub mod handle;
 pub mod logs;
 pub mod process;
 pub mod procfs;
@@ -12,10 +13,11 @@ pub mod restart;
 pub mod shim;
 pub mod spec;
 
-pub use driver::{BoxFuture, Driver, Recorded, Running};
+pub use driver::{BoxFuture, Driver, Running};
+pub use handle::{HandleError, HandleSummary, InstanceHandle};
 pub use process::{
-    ProcessDriver, StartError, Started, StopOutcome, read_exit, signal_instance, stop_instance,
-    wait_adopted,
+    PROCESS_DRIVER, ProcessDriver, StartError, Started, StopOutcome, read_exit, signal_instance,
+    stop_instance, wait_adopted,
 };
 pub use procfs::ProcessId;
 pub use restart::{Decision, RestartHistory, RestartLimits, RestartPolicy};

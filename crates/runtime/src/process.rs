@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, Signal};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::driver::{BoxFuture, Driver, Recorded, Running};
+use serde::{Deserialize, Serialize};
+
+use crate::driver::{BoxFuture, Driver, Running};
+use crate::handle::{HandleSummary, InstanceHandle};
 use crate::procfs::ProcessId;
 use crate::spec::{ExitStatus, InstanceSpec};
 
@@ -39,6 +42,36 @@ pub struct Started {
     pub instance: ProcessId,
     /// The shim as our child: awaiting it tells when the instance ended (no polling).
     pub shim_child: tokio::process::Child,
+}
+
+/// The driver kind in the handles of the process driver.
+pub const PROCESS_DRIVER: &str = "process";
+
+/// What the process driver keeps in an instance's handle: the instance and its shim (pid and
+/// start time each, since a pid alone can be reused) and where the shim writes the exit
+/// status, so re-adoption needs nothing else. Inside the handle as
+/// `{"instance": {"pid", "start_time"}, "shim": {"pid", "start_time"}, "exit_path"}` (the
+/// store's migration from the old pid columns builds exactly this).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct ProcessHandle {
+    instance: ProcessId,
+    shim: ProcessId,
+    exit_path: PathBuf,
+}
+
+impl ProcessHandle {
+    fn into_handle(self) -> Result<InstanceHandle, crate::handle::HandleError> {
+        InstanceHandle::new(PROCESS_DRIVER, &self)
+    }
+
+    /// The process handle inside `handle`, or `None` (logged) when it is another driver's or
+    /// malformed.
+    fn of(handle: &InstanceHandle, action: &'static str) -> Option<ProcessHandle> {
+        handle
+            .data(PROCESS_DRIVER)
+            .inspect_err(|error| tracing::error!(%error, action, "instance handle refused"))
+            .ok()
+    }
 }
 
 /// Starts instances through a shim program (`wharf __shim`).
@@ -129,43 +162,78 @@ impl ProcessDriver {
 impl Driver for ProcessDriver {
     fn start<'a>(&'a self, spec: &'a InstanceSpec) -> BoxFuture<'a, Result<Running, StartError>> {
         Box::pin(async move {
+            // The handle is JSON text: refuse a path it cannot carry before starting anything.
+            if spec.exit_path.to_str().is_none() {
+                return Err(StartError::Shim {
+                    service: spec.service.clone(),
+                    index: spec.index,
+                    reason: format!("exit path {} is not UTF-8", spec.exit_path.display()),
+                });
+            }
             let mut started = ProcessDriver::start(self, spec).await?;
             let exit_path = spec.exit_path.clone();
-            let recorded = Recorded {
+            let process = ProcessHandle {
                 instance: started.instance,
                 shim: started.shim,
                 exit_path: exit_path.clone(),
+            };
+            let handle = match process.into_handle() {
+                Ok(handle) => handle,
+                Err(error) => {
+                    signal_instance(started.instance, Signal::KILL);
+                    return Err(StartError::Shim {
+                        service: spec.service.clone(),
+                        index: spec.index,
+                        reason: error.to_string(),
+                    });
+                }
             };
             // The shim is our child: awaiting it is exact and costs no polling.
             let ended = Box::pin(async move {
                 let _ = started.shim_child.wait().await;
                 read_exit(&exit_path)
             });
-            Ok(Running { recorded, ended })
+            Ok(Running { handle, ended })
         })
     }
 
-    fn is_running(&self, recorded: &Recorded) -> bool {
-        recorded.instance.is_running()
+    fn is_running(&self, handle: &InstanceHandle) -> bool {
+        ProcessHandle::of(handle, "is_running").is_some_and(|p| p.instance.is_running())
     }
 
-    fn watch(&self, recorded: Recorded) -> BoxFuture<'static, Option<ExitStatus>> {
+    fn watch(&self, handle: InstanceHandle) -> BoxFuture<'static, Option<ExitStatus>> {
+        let process = ProcessHandle::of(&handle, "watch");
         Box::pin(async move {
-            wait_adopted(recorded.instance, recorded.shim).await;
-            read_exit(&recorded.exit_path)
+            let process = process?;
+            wait_adopted(process.instance, process.shim).await;
+            read_exit(&process.exit_path)
         })
     }
 
-    fn exit_status(&self, recorded: &Recorded) -> Option<ExitStatus> {
-        read_exit(&recorded.exit_path)
+    fn exit_status(&self, handle: &InstanceHandle) -> Option<ExitStatus> {
+        read_exit(&ProcessHandle::of(handle, "exit_status")?.exit_path)
     }
 
-    fn stop(&self, recorded: Recorded, grace: Duration) -> BoxFuture<'static, StopOutcome> {
-        Box::pin(stop_instance(recorded.instance, grace))
+    fn stop(&self, handle: InstanceHandle, grace: Duration) -> BoxFuture<'static, StopOutcome> {
+        match ProcessHandle::of(&handle, "stop") {
+            Some(process) => Box::pin(stop_instance(process.instance, grace)),
+            None => Box::pin(std::future::ready(StopOutcome::Refused)),
+        }
     }
 
-    fn reload(&self, recorded: &Recorded) -> bool {
-        signal_instance(recorded.instance, Signal::HUP)
+    fn reload(&self, handle: &InstanceHandle) -> bool {
+        ProcessHandle::of(handle, "reload")
+            .is_some_and(|p| signal_instance(p.instance, Signal::HUP))
+    }
+
+    fn describe(&self, handle: &InstanceHandle) -> HandleSummary {
+        match ProcessHandle::of(handle, "describe") {
+            Some(process) => HandleSummary {
+                pid: u32::try_from(process.instance.pid).ok(),
+                id: process.instance.pid.to_string(),
+            },
+            None => HandleSummary::default(),
+        }
     }
 }
 
@@ -204,6 +272,8 @@ pub enum StopOutcome {
     Graceful,
     /// It ignored SIGTERM and was killed.
     Killed,
+    /// The handle was another driver's or malformed: nothing was signalled.
+    Refused,
 }
 
 /// SIGTERM, wait up to `grace`, then SIGKILL: the contract every orchestrator offers.
@@ -261,5 +331,78 @@ mod tests {
             Err("command not found: `x`".to_owned())
         );
         assert!(parse_announcement("hello").is_err());
+    }
+
+    fn driver() -> ProcessDriver {
+        ProcessDriver::new(PathBuf::from("/nonexistent/wharf-shim"), Vec::new())
+    }
+
+    #[test]
+    fn a_process_handle_round_trips_and_describes_its_pid() {
+        let me = ProcessId::of(std::process::id() as i32).unwrap();
+        let handle = ProcessHandle {
+            instance: me,
+            shim: me,
+            exit_path: PathBuf::from("/state/run/api-0.exit"),
+        }
+        .into_handle()
+        .unwrap();
+        let again: InstanceHandle = handle.to_string().parse().unwrap();
+        assert_eq!(again, handle);
+        let driver = driver();
+        assert!(driver.is_running(&again));
+        assert_eq!(
+            driver.describe(&again),
+            HandleSummary {
+                pid: Some(std::process::id()),
+                id: std::process::id().to_string()
+            }
+        );
+    }
+
+    /// The store's migration builds this text from the old pid columns with `json_object`.
+    #[test]
+    fn the_handle_the_store_migration_writes_is_a_process_handle() {
+        let text = r#"{"driver":"process","data":{"instance":{"pid":4242,"start_time":99},"shim":{"pid":4241,"start_time":98},"exit_path":"/s/run/api-0.exit"}}"#;
+        let handle: InstanceHandle = text.parse().unwrap();
+        assert_eq!(
+            ProcessHandle::of(&handle, "test"),
+            Some(ProcessHandle {
+                instance: ProcessId {
+                    pid: 4242,
+                    start_time: 99
+                },
+                shim: ProcessId {
+                    pid: 4241,
+                    start_time: 98
+                },
+                exit_path: PathBuf::from("/s/run/api-0.exit"),
+            })
+        );
+        assert_eq!(driver().describe(&handle).pid, Some(4242));
+    }
+
+    #[tokio::test]
+    async fn another_drivers_or_a_malformed_handle_is_refused_without_a_panic() {
+        let driver = driver();
+        let foreign = InstanceHandle::new("container", &serde_json::json!({"id": "3f2a"})).unwrap();
+        let malformed =
+            InstanceHandle::new(PROCESS_DRIVER, &serde_json::json!({"pid": "x"})).unwrap();
+        for handle in [foreign, malformed] {
+            assert!(!driver.is_running(&handle), "{handle}");
+            assert!(!driver.reload(&handle), "{handle}");
+            assert_eq!(driver.exit_status(&handle), None, "{handle}");
+            assert_eq!(
+                driver.describe(&handle),
+                HandleSummary::default(),
+                "{handle}"
+            );
+            assert_eq!(driver.watch(handle.clone()).await, None, "{handle}");
+            assert_eq!(
+                driver.stop(handle.clone(), Duration::ZERO).await,
+                StopOutcome::Refused,
+                "{handle}"
+            );
+        }
     }
 }

@@ -165,11 +165,26 @@ impl Store {
                 known: MIGRATIONS.len(),
             });
         }
+        // What steps may read besides the database (see `migrations`): the state directory's
+        // `run` folder, as the control plane joins it.
+        let run_dir = path.parent().unwrap_or(Path::new("")).join("run");
+        tx.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS migration_env (run_dir TEXT NOT NULL);
+             DELETE FROM temp.migration_env;",
+        )
+        .map_err(sqlite(&path, "cannot prepare the migration"))?;
+        tx.execute(
+            "INSERT INTO temp.migration_env (run_dir) VALUES (?1)",
+            [run_dir.to_string_lossy()],
+        )
+        .map_err(sqlite(&path, "cannot prepare the migration"))?;
         for (step, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             tx.execute_batch(sql)
                 .map_err(sqlite(&path, "migration failed"))?;
             tracing::info!(version = step + 1, "state schema migrated");
         }
+        tx.execute_batch("DROP TABLE temp.migration_env")
+            .map_err(sqlite(&path, "cannot finish the migration"))?;
         tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)
             .map_err(sqlite(&path, "cannot record the schema version"))?;
         tx.commit()

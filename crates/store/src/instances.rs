@@ -10,11 +10,9 @@ pub struct InstanceRow {
     pub service: String,
     pub index: u32,
     pub version: String,
-    pub pid: i32,
-    /// Clock ticks since boot; with `pid` it identifies the process.
-    pub start_time: u64,
-    pub shim_pid: i32,
-    pub shim_start_time: u64,
+    /// How the driver that started the instance finds it again: its handle's text (JSON),
+    /// opaque to the store.
+    pub handle: String,
     pub port: Option<u16>,
     /// RFC 3339 UTC.
     pub started_at: String,
@@ -29,16 +27,13 @@ impl Store {
         self.conn
             .execute(
                 "INSERT OR REPLACE INTO instances
-                 (service, idx, version, pid, start_time, shim_pid, shim_start_time, port, started_at, restarts, spec_hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                 (service, idx, version, handle, port, started_at, restarts, spec_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     row.service,
                     row.index,
                     row.version,
-                    row.pid,
-                    row.start_time as i64,
-                    row.shim_pid,
-                    row.shim_start_time as i64,
+                    row.handle,
                     row.port,
                     row.started_at,
                     row.restarts,
@@ -65,7 +60,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT service, idx, version, pid, start_time, shim_pid, shim_start_time, port, started_at, restarts, spec_hash
+                "SELECT service, idx, version, handle, port, started_at, restarts, spec_hash
                  FROM instances ORDER BY service, idx",
             )
             .map_err(sqlite(&self.path, "cannot list instances"))?;
@@ -82,14 +77,11 @@ fn instance_row(row: &Row<'_>) -> rusqlite::Result<InstanceRow> {
         service: row.get(0)?,
         index: row.get(1)?,
         version: row.get(2)?,
-        pid: row.get(3)?,
-        start_time: row.get::<_, i64>(4)? as u64,
-        shim_pid: row.get(5)?,
-        shim_start_time: row.get::<_, i64>(6)? as u64,
-        port: row.get(7)?,
-        started_at: row.get(8)?,
-        restarts: row.get(9)?,
-        spec_hash: row.get(10)?,
+        handle: row.get(3)?,
+        port: row.get(4)?,
+        started_at: row.get(5)?,
+        restarts: row.get(6)?,
+        spec_hash: row.get(7)?,
     })
 }
 
@@ -105,17 +97,14 @@ mod tests {
             service: "api".into(),
             index: 0,
             version: "1.0".into(),
-            pid: 10,
-            start_time: 99,
-            shim_pid: 9,
-            shim_start_time: 98,
+            handle: r#"{"driver":"process","data":{"pid":10}}"#.into(),
             port: Some(8080),
             started_at: "2026-01-01T00:00:00Z".into(),
             restarts: 0,
             spec_hash: "abc".into(),
         };
         store.save_instance(&row).unwrap();
-        row.pid = 11;
+        row.handle = r#"{"driver":"process","data":{"pid":11}}"#.into();
         row.restarts = 1;
         store.save_instance(&row).unwrap();
         assert_eq!(store.instances().unwrap(), vec![row.clone()]);
@@ -124,6 +113,75 @@ mod tests {
         assert_eq!(reopened.instances().unwrap(), vec![row]);
         reopened.remove_instance("api", 0).unwrap();
         assert!(reopened.instances().unwrap().is_empty());
+    }
+
+    /// State directories from before handles hold pid columns: opening them with this wharf
+    /// turns each row into the process driver's handle, so `wharf up` still re-adopts.
+    #[test]
+    fn rows_of_schema_5_get_a_process_handle_built_from_their_pid_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = rusqlite::Connection::open(dir.path().join(crate::DB_FILE)).unwrap();
+        for step in &crate::migrations::MIGRATIONS[..5] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 5).unwrap();
+        conn.execute_batch(
+            "INSERT INTO instances
+             (service, idx, version, pid, start_time, shim_pid, shim_start_time, port, started_at, restarts, spec_hash)
+             VALUES ('api', 2, '1.0', 4242, 123456789, 4241, 123456700, 8080, '2026-01-01T00:00:00Z', 3, 'abc'),
+                    ('.proxy', 0, '0.1.0', 77, 5000, 76, 4999, NULL, '2026-01-01T00:00:01Z', 0, '')",
+        )
+        .unwrap();
+        drop(conn);
+
+        let store = Store::open(dir.path()).unwrap();
+        let rows = store.instances().unwrap();
+        let run = dir.path().join("run");
+        let handle = |pid: i32, start: u64, shim: i32, shim_start: u64, exit: &str| {
+            serde_json::json!({"driver": "process", "data": {
+                "instance": {"pid": pid, "start_time": start},
+                "shim": {"pid": shim, "start_time": shim_start},
+                "exit_path": run.join(exit).to_str().unwrap(),
+            }})
+        };
+        let handles: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| serde_json::from_str(&r.handle).unwrap())
+            .collect();
+        assert_eq!(
+            handles,
+            vec![
+                handle(77, 5000, 76, 4999, ".proxy-0.exit"),
+                handle(4242, 123456789, 4241, 123456700, "api-2.exit"),
+            ]
+        );
+        assert_eq!(
+            rows[1],
+            InstanceRow {
+                service: "api".into(),
+                index: 2,
+                version: "1.0".into(),
+                handle: rows[1].handle.clone(),
+                port: Some(8080),
+                started_at: "2026-01-01T00:00:00Z".into(),
+                restarts: 3,
+                spec_hash: "abc".into(),
+            }
+        );
+        let columns: Vec<String> = store
+            .conn
+            .prepare("SELECT name FROM pragma_table_info('instances')")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            !columns
+                .iter()
+                .any(|c| c.contains("pid") || c.contains("start_time")),
+            "{columns:?}"
+        );
     }
 }
 

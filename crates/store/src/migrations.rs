@@ -1,6 +1,10 @@
 //! Schema migrations, applied in order; `PRAGMA user_version` records how many have run.
 //!
 //! Later capabilities add tables by appending a step here; never edit a released step.
+//!
+//! A step may read `temp.migration_env` (one row, filled by the store before the steps run):
+//! `run_dir` is the state directory's `run` folder as text, for steps that rebuild paths the
+//! control plane derives from it.
 
 /// Migration steps: step `i` moves the schema from version `i` to `i + 1`.
 pub const MIGRATIONS: &[&str] = &[
@@ -98,6 +102,32 @@ pub const MIGRATIONS: &[&str] = &[
         created_at TEXT NOT NULL
     );
     CREATE INDEX config_revisions_service ON config_revisions (service, id);",
+    // 6: an instance is found again through its driver's opaque handle (JSON text), not pid
+    // columns: a container or a pod has no pid. Existing rows were started by the process
+    // driver; their handle is built from the old columns and the exit path the control plane
+    // derived (`<state dir>/run/<service>-<idx>.exit`), exactly as that driver writes it.
+    "CREATE TABLE instances_new (
+        service    TEXT NOT NULL,
+        idx        INTEGER NOT NULL,
+        version    TEXT NOT NULL,
+        handle     TEXT NOT NULL,
+        port       INTEGER,
+        started_at TEXT NOT NULL,
+        restarts   INTEGER NOT NULL,
+        spec_hash  TEXT NOT NULL,
+        PRIMARY KEY (service, idx)
+    ) WITHOUT ROWID;
+    INSERT INTO instances_new (service, idx, version, handle, port, started_at, restarts, spec_hash)
+    SELECT service, idx, version,
+        json_object('driver', 'process', 'data', json_object(
+            'instance', json_object('pid', pid, 'start_time', start_time),
+            'shim', json_object('pid', shim_pid, 'start_time', shim_start_time),
+            'exit_path', (SELECT run_dir FROM temp.migration_env) || '/' || service || '-' || idx || '.exit'
+        )),
+        port, started_at, restarts, spec_hash
+    FROM instances;
+    DROP TABLE instances;
+    ALTER TABLE instances_new RENAME TO instances;",
 ];
 
 /// The schema version a fully migrated database records in `PRAGMA user_version`.

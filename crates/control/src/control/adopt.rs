@@ -1,7 +1,7 @@
 //! Re-adoption: finding the instances a previous control plane left running.
 
 use serde_json::json;
-use wharf_runtime::{ProcessId, Recorded};
+use wharf_runtime::{HandleError, InstanceHandle};
 use wharf_store::InstanceRow;
 
 use super::ControlPlane;
@@ -9,8 +9,9 @@ use crate::state::{Instance, Phase};
 use crate::tasks::watch_ended;
 
 impl ControlPlane {
-    /// Re-finds instances a previous control plane started: those whose pid and start time
-    /// still match are adopted without a restart; the others are recorded as exited.
+    /// Re-finds instances a previous control plane started: those its driver still finds
+    /// through their recorded handle are adopted without a restart; the others are recorded as
+    /// exited.
     ///
     /// The proxy is adopted first: the instances it routes to now were ready when the last
     /// control plane told it so, and stay routed while their probes confirm it, so adopting
@@ -34,33 +35,28 @@ impl ControlPlane {
             if row.service == super::proxy::PROXY_ROW {
                 continue;
             }
-            let process = ProcessId {
-                pid: row.pid,
-                start_time: row.start_time,
-            };
-            let shim = ProcessId {
-                pid: row.shim_pid,
-                start_time: row.shim_start_time,
-            };
             let target = format!("{}/{}", row.service, row.index);
-            let recorded = Recorded {
-                instance: process,
-                shim,
-                exit_path: self.exit_path(&row.service, row.index),
+            let handle = match row.handle.parse::<InstanceHandle>() {
+                Ok(handle) => handle,
+                Err(error) => {
+                    self.forget_unreadable(&row, &error);
+                    continue;
+                }
             };
             let Some(index) = self.service_index(&row.service) else {
-                self.retire_orphan(&row, recorded);
+                self.retire_orphan(&row, handle);
                 continue;
             };
-            if !self.config.driver.is_running(&recorded) {
-                let status = self.config.driver.exit_status(&recorded);
+            let pid = self.config.driver.describe(&handle).pid;
+            if !self.config.driver.is_running(&handle) {
+                let status = self.config.driver.exit_status(&handle);
                 let detail = status
                     .as_ref()
                     .map_or_else(|| "unknown".to_owned(), ToString::to_string);
                 self.journal.record(
                     "instance.exit",
                     &target,
-                    json!({"pid": row.pid, "status": detail, "noticed": "at control plane start"}),
+                    json!({"pid": pid, "status": detail, "noticed": "at control plane start"}),
                 );
                 self.journal.remove_instance(&row.service, row.index);
                 self.remove_secret_files(&row.service, row.index);
@@ -73,7 +69,7 @@ impl ControlPlane {
             let service = &mut self.services[index];
             let mut instance = Instance::new(row.index, row.port, row.version.clone());
             instance.phase = Phase::Running;
-            instance.recorded = Some(recorded.clone());
+            instance.handle = Some(handle.clone());
             instance.generation = 1;
             instance.started_at = row.started_at.parse().ok();
             instance.ready = row
@@ -93,15 +89,15 @@ impl ControlPlane {
             self.journal.record(
                 "instance.adopt",
                 &target,
-                json!({"pid": row.pid, "port": row.port, "version": row.version, "outdated": expected_hash.as_deref() != Some(row.spec_hash.as_str())}),
+                json!({"pid": pid, "port": row.port, "version": row.version, "outdated": expected_hash.as_deref() != Some(row.spec_hash.as_str())}),
             );
-            tracing::info!(target, pid = row.pid, "adopted a running instance");
+            tracing::info!(target, pid, "adopted a running instance");
             let watch = tokio::spawn(watch_ended(
                 self.events_tx.clone(),
                 row.service.clone(),
                 row.index,
                 1,
-                self.config.driver.watch(recorded),
+                self.config.driver.watch(handle),
             ));
             if let Some(i) = self.services[index].instances.get_mut(&row.index) {
                 i.tasks.push(watch.abort_handle())
@@ -111,17 +107,32 @@ impl ControlPlane {
     }
 
     /// An instance of a service the manifest no longer has: stop it.
-    fn retire_orphan(&mut self, row: &InstanceRow, recorded: Recorded) {
+    fn retire_orphan(&mut self, row: &InstanceRow, handle: InstanceHandle) {
         let target = format!("{}/{}", row.service, row.index);
-        if self.config.driver.is_running(&recorded) {
+        if self.config.driver.is_running(&handle) {
+            let pid = self.config.driver.describe(&handle).pid;
             let grace = self.config.stop_grace;
-            tokio::spawn(self.config.driver.stop(recorded, grace));
+            tokio::spawn(self.config.driver.stop(handle, grace));
             self.journal.record(
                 "instance.stop",
                 &target,
-                json!({"pid": row.pid, "reason": "the service is no longer in the manifest"}),
+                json!({"pid": pid, "reason": "the service is no longer in the manifest"}),
             );
         }
+        self.journal.remove_instance(&row.service, row.index);
+        self.remove_secret_files(&row.service, row.index);
+    }
+
+    /// A row whose handle is not a handle at all (written by something else): nothing can
+    /// find its instance, so it is recorded as gone and forgotten.
+    fn forget_unreadable(&mut self, row: &InstanceRow, error: &HandleError) {
+        let target = format!("{}/{}", row.service, row.index);
+        tracing::error!(target, %error, "unreadable instance handle; forgetting the instance");
+        self.journal.record(
+            "instance.exit",
+            &target,
+            json!({"status": "unknown", "noticed": "at control plane start", "reason": error.to_string()}),
+        );
         self.journal.remove_instance(&row.service, row.index);
         self.remove_secret_files(&row.service, row.index);
     }

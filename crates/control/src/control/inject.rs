@@ -288,8 +288,8 @@ impl ControlPlane {
                 } else if by_signal && files_only {
                     let instance = self.services[index].instances.get_mut(&ordinal);
                     if let Some(instance) = instance {
-                        if let Some(recorded) = &instance.recorded {
-                            self.config.driver.reload(recorded);
+                        if let Some(handle) = &instance.handle {
+                            self.config.driver.reload(handle);
                         }
                         instance.identity = expected;
                     }

@@ -370,7 +370,7 @@ impl ControlPlane {
             self.record_transitions();
             if self.exit_when_stopped && self.services.iter().all(|s| s.instances.is_empty()) {
                 self.stop_proxy();
-                if self.proxy.recorded.is_none() {
+                if self.proxy.handle.is_none() {
                     break;
                 }
             }
@@ -489,7 +489,10 @@ impl ControlPlane {
             return;
         }
         instance.abort_tasks();
-        let pid = instance.recorded.take().map(|r| r.instance.pid);
+        let pid = instance
+            .handle
+            .take()
+            .and_then(|h| self.config.driver.describe(&h).pid);
         self.remove_secret_files(service_name, ordinal);
         let Some(instance) = self.services[index].instances.get_mut(&ordinal) else {
             return;
@@ -622,8 +625,8 @@ impl ControlPlane {
                     if !now_live {
                         // A failed liveness probe restarts the instance: stop it; the exit
                         // event applies the restart policy.
-                        if let Some(recorded) = instance.recorded.clone() {
-                            tokio::spawn(self.config.driver.stop(recorded, self.config.stop_grace));
+                        if let Some(handle) = instance.handle.clone() {
+                            tokio::spawn(self.config.driver.stop(handle, self.config.stop_grace));
                         }
                         self.journal.record(
                             "instance.unhealthy",
@@ -834,7 +837,8 @@ impl ControlPlane {
             .map_or(0, |i| i.history.restarts);
         match result {
             Ok(running) => {
-                let started = running.recorded.clone();
+                let started = self.config.driver.describe(&running.handle);
+                let handle_text = running.handle.to_string();
                 let now = jiff::Timestamp::now();
                 let Some(instance) = self.services[index].instances.get_mut(&ordinal) else {
                     return;
@@ -842,7 +846,7 @@ impl ControlPlane {
                 instance.generation += 1;
                 instance.identity = identity.clone();
                 instance.phase = Phase::Running;
-                instance.recorded = Some(running.recorded);
+                instance.handle = Some(running.handle);
                 instance.started_at = Some(now);
                 instance.ready = false;
                 instance.live = true;
@@ -862,10 +866,7 @@ impl ControlPlane {
                     service: name.clone(),
                     index: ordinal,
                     version: spec.version.clone(),
-                    pid: started.instance.pid,
-                    start_time: started.instance.start_time,
-                    shim_pid: started.shim.pid,
-                    shim_start_time: started.shim.start_time,
+                    handle: handle_text,
                     port,
                     started_at: now.to_string(),
                     restarts,
@@ -876,13 +877,8 @@ impl ControlPlane {
                 } else {
                     "instance.start"
                 };
-                self.journal.record(action, &target, json!({"pid": started.instance.pid, "port": port, "version": spec.version, "restarts": restarts}));
-                tracing::info!(
-                    target,
-                    pid = started.instance.pid,
-                    ?port,
-                    "instance started"
-                );
+                self.journal.record(action, &target, json!({"pid": started.pid, "port": port, "version": spec.version, "restarts": restarts}));
+                tracing::info!(target, pid = started.pid, ?port, "instance started");
                 self.spawn_probes(index, ordinal);
             }
             Err(StartError::Refused { reason, .. } | StartError::Shim { reason, .. }) => {
@@ -917,9 +913,12 @@ impl ControlPlane {
         };
         instance.phase = Phase::Stopping;
         instance.draining = None;
-        let pid = instance.recorded.as_ref().map(|r| r.instance.pid);
-        if let Some(recorded) = instance.recorded.clone() {
-            tokio::spawn(self.config.driver.stop(recorded, grace));
+        let pid = instance
+            .handle
+            .as_ref()
+            .and_then(|h| self.config.driver.describe(h).pid);
+        if let Some(handle) = instance.handle.clone() {
+            tokio::spawn(self.config.driver.stop(handle, grace));
         }
         self.journal.record(
             "instance.stop",
@@ -1035,7 +1034,7 @@ impl ControlPlane {
     /// Writes every change of a service's state to the ledger and the bounded history in the
     /// store: the evidence of when something went down, why, and when it recovered.
     fn record_transitions(&mut self) {
-        let statuses = service_statuses(&self.services);
+        let statuses = service_statuses(&self.services, self.config.driver.as_ref());
         for status in statuses {
             let previous = self.last_states.insert(status.name.clone(), status.state);
             if previous == Some(status.state) {
@@ -1055,7 +1054,8 @@ impl ControlPlane {
     // ----- status -----------------------------------------------------------------------------
 
     fn report(&self) -> StatusReport {
-        let services: Vec<ServiceStatus> = service_statuses(&self.services);
+        let services: Vec<ServiceStatus> =
+            service_statuses(&self.services, self.config.driver.as_ref());
         let status = stack_status(&services);
         let healthy = status == wharf_api::StackStatus::Ok;
         // Traffic follows only once the proxy serves the latest table: `up -d` returns when

@@ -13,7 +13,7 @@ use wharf_proxy::table::{
     DEFAULT_CLIENT_TIMEOUT_MS, DEFAULT_TUNNEL_IDLE_MS, DEFAULT_UPSTREAM_TIMEOUT_MS, MAX_TIMEOUT_MS,
     RouteTable, ServiceRoute, Sticky, VersionRoute,
 };
-use wharf_runtime::{InstanceSpec, Recorded, StartError};
+use wharf_runtime::{InstanceHandle, InstanceSpec, StartError};
 use wharf_store::InstanceRow;
 
 use super::ControlPlane;
@@ -32,7 +32,8 @@ pub struct ProxyState {
     pub binary: Option<PathBuf>,
     pub socket: PathBuf,
     pub state_file: PathBuf,
-    pub recorded: Option<Recorded>,
+    /// How the driver finds the proxy process while it runs (opaque).
+    pub handle: Option<InstanceHandle>,
     pub generation: u64,
     /// Set by a whole-stack down once the services are gone.
     pub stopping: bool,
@@ -55,7 +56,7 @@ impl ProxyState {
             binary,
             socket: state_dir.join("run").join("proxy.sock"),
             state_file: state_dir.join(wharf_store::PROXY_ROUTES_FILE),
-            recorded: None,
+            handle: None,
             generation: 0,
             stopping: false,
             restart_at: None,
@@ -114,7 +115,7 @@ impl ControlPlane {
     /// Starts the proxy when the stack needs one and it is not running (or restarts it after
     /// a crash, with a short backoff). A restarted proxy serves its saved table at once.
     pub(super) async fn ensure_proxy(&mut self) {
-        if !self.needs_proxy() || self.proxy.recorded.is_some() || self.proxy.stopping {
+        if !self.needs_proxy() || self.proxy.handle.is_some() || self.proxy.stopping {
             return;
         }
         if self.proxy.restart_at.is_some_and(|at| at > Instant::now()) {
@@ -128,8 +129,9 @@ impl ControlPlane {
             Ok(running) => {
                 self.proxy.generation += 1;
                 let generation = self.proxy.generation;
-                let started = running.recorded.clone();
-                self.proxy.recorded = Some(running.recorded);
+                let started = self.config.driver.describe(&running.handle);
+                let handle_text = running.handle.to_string();
+                self.proxy.handle = Some(running.handle);
                 self.proxy.restart_at = None;
                 tokio::spawn(watch_ended(
                     self.events_tx.clone(),
@@ -142,10 +144,7 @@ impl ControlPlane {
                     service: PROXY_ROW.to_owned(),
                     index: 0,
                     version: spec.version.clone(),
-                    pid: started.instance.pid,
-                    start_time: started.instance.start_time,
-                    shim_pid: started.shim.pid,
-                    shim_start_time: started.shim.start_time,
+                    handle: handle_text,
                     port: None,
                     started_at: jiff::Timestamp::now().to_string(),
                     restarts: self.proxy.restarts,
@@ -154,7 +153,7 @@ impl ControlPlane {
                 self.journal.record(
                     "proxy.start",
                     "proxy",
-                    json!({"pid": started.instance.pid, "restarts": self.proxy.restarts}),
+                    json!({"pid": started.pid, "restarts": self.proxy.restarts}),
                 );
             }
             Err(StartError::Refused { reason, .. } | StartError::Shim { reason, .. }) => {
@@ -178,10 +177,10 @@ impl ControlPlane {
         generation: u64,
         status: Option<wharf_runtime::ExitStatus>,
     ) {
-        if generation != self.proxy.generation || self.proxy.recorded.is_none() {
+        if generation != self.proxy.generation || self.proxy.handle.is_none() {
             return;
         }
-        self.proxy.recorded = None;
+        self.proxy.handle = None;
         self.journal.remove_instance(PROXY_ROW, 0);
         let status = status.map_or_else(|| "unknown".to_owned(), |s| s.to_string());
         if self.proxy.stopping {
@@ -205,18 +204,15 @@ impl ControlPlane {
     /// routes to: those are ready (they were when it was last told), so the first table this
     /// control plane sends changes nothing for traffic.
     pub(super) async fn adopt_proxy(&mut self, row: &InstanceRow) -> bool {
-        let recorded = Recorded {
-            instance: wharf_runtime::ProcessId {
-                pid: row.pid,
-                start_time: row.start_time,
-            },
-            shim: wharf_runtime::ProcessId {
-                pid: row.shim_pid,
-                start_time: row.shim_start_time,
-            },
-            exit_path: self.exit_path(PROXY_ROW, 0),
+        let handle = match row.handle.parse::<InstanceHandle>() {
+            Ok(handle) => handle,
+            Err(error) => {
+                tracing::error!(%error, "unreadable proxy handle; starting a new proxy");
+                self.journal.remove_instance(PROXY_ROW, 0);
+                return false;
+            }
         };
-        if !self.config.driver.is_running(&recorded) {
+        if !self.config.driver.is_running(&handle) {
             self.journal.remove_instance(PROXY_ROW, 0);
             return false;
         }
@@ -227,11 +223,12 @@ impl ControlPlane {
             PROXY_ROW.to_owned(),
             0,
             self.proxy.generation,
-            self.config.driver.watch(recorded.clone()),
+            self.config.driver.watch(handle.clone()),
         ));
-        self.proxy.recorded = Some(recorded);
+        let pid = self.config.driver.describe(&handle).pid;
+        self.proxy.handle = Some(handle);
         self.journal
-            .record("proxy.adopt", "proxy", json!({"pid": row.pid}));
+            .record("proxy.adopt", "proxy", json!({"pid": pid}));
         true
     }
 
@@ -394,7 +391,7 @@ impl ControlPlane {
         let routed = instance
             .port
             .is_some_and(|port| self.proxy.routed.contains(&address(port)));
-        if proxied && self.proxy.recorded.is_some() && self.proxy.seq > 0 {
+        if proxied && self.proxy.handle.is_some() && self.proxy.seq > 0 {
             // Out of the latest table already: drained once that table is applied and nothing
             // is in flight (it may still be in the table the proxy serves). Still in it: the
             // next table leaves it out.
@@ -453,7 +450,7 @@ impl ControlPlane {
                         })
                 });
                 let overdue = now.duration_since(drain.since) >= limit;
-                if drained || overdue || self.proxy.recorded.is_none() {
+                if drained || overdue || self.proxy.handle.is_none() {
                     done.push((index, instance.ordinal, drain.why.clone()));
                 }
             }
@@ -512,8 +509,8 @@ impl ControlPlane {
             return;
         }
         self.proxy.stopping = true;
-        if let Some(recorded) = self.proxy.recorded.clone() {
-            tokio::spawn(self.config.driver.stop(recorded, self.config.stop_grace));
+        if let Some(handle) = self.proxy.handle.clone() {
+            tokio::spawn(self.config.driver.stop(handle, self.config.stop_grace));
             self.journal.record("proxy.stop", "proxy", json!({}));
         }
     }

@@ -93,25 +93,44 @@ async fn stop_recorded(
     };
     let mut store = wharf_ops::read::open(&lock)?;
     let actor = Actor::from_environment();
-    let stopped =
-        match wharf_ops::stop::stop_recorded(&lock, &mut store, &actor, service, order).await {
-            Ok(stopped) => stopped,
-            Err(err) if err.kind() == wharf_ops::OpsErrorKind::NotFound => {
-                eprintln!("error: {err}");
-                return Ok(ExitStatus::Invalid);
-            }
-            Err(err) => return Err(err.into()),
-        };
+    // Instances are started by the process driver, so their handles are its to use.
+    let driver = crate::cmd::up::process_driver()?;
+    let stop = wharf_ops::stop::stop_recorded(&lock, &mut store, &driver, &actor, service, order);
+    let stopped = match stop.await {
+        Ok(stopped) => stopped,
+        Err(err) if err.kind() == wharf_ops::OpsErrorKind::NotFound => {
+            eprintln!("error: {err}");
+            return Ok(ExitStatus::Invalid);
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let mut refused = false;
     for stopped in &stopped {
         let how = match stopped.outcome {
             StopOutcome::AlreadyGone => "already gone",
             StopOutcome::Graceful => "graceful",
             StopOutcome::Killed => "killed after the grace period",
+            StopOutcome::Refused => {
+                // Nothing was stopped: the row stays for whatever can use its handle.
+                eprintln!(
+                    "error: cannot stop {}/{}: its recorded handle is not the process driver's",
+                    stopped.service, stopped.ordinal
+                );
+                refused = true;
+                continue;
+            }
         };
+        let pid = stopped
+            .pid
+            .map_or_else(|| "-".to_owned(), |p| p.to_string());
         eprintln!(
-            "stopped {}/{} (pid {}, {how})",
-            stopped.service, stopped.ordinal, stopped.pid
+            "stopped {}/{} (pid {pid}, {how})",
+            stopped.service, stopped.ordinal
         );
     }
-    Ok(ExitStatus::Ok)
+    Ok(if refused {
+        ExitStatus::Failed
+    } else {
+        ExitStatus::Ok
+    })
 }

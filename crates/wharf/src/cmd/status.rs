@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use wharf_api::{InstancePhase, ServiceState, StatusReport};
+use wharf_runtime::Driver;
 
 use crate::cli::{Global, Output};
 use crate::client;
@@ -57,21 +58,22 @@ fn print_recorded(state_dir: &std::path::Path, output: Output) -> anyhow::Result
         return Ok(());
     }
     let rows = wharf_store::Store::open(state_dir)?.instances()?;
+    // Instances are started by the process driver: it reads their handles.
+    let driver = crate::cmd::up::process_driver()?;
     let records: Vec<serde_json::Value> = rows
         .iter()
         .map(|row| {
-            let process = wharf_runtime::ProcessId {
-                pid: row.pid,
-                start_time: row.start_time,
-            };
+            let handle = row.handle.parse::<wharf_runtime::InstanceHandle>().ok();
+            let pid = handle.as_ref().and_then(|h| driver.describe(h).pid);
+            let running = handle.as_ref().is_some_and(|h| driver.is_running(h));
             serde_json::json!({
                 "service": row.service,
                 "ordinal": row.index,
                 "version": row.version,
-                "pid": row.pid,
+                "pid": pid,
                 "port": row.port,
                 "started_at": row.started_at,
-                "running": process.is_running(),
+                "running": running,
             })
         })
         .collect();
@@ -98,7 +100,10 @@ fn print_recorded(state_dir: &std::path::Path, output: Output) -> anyhow::Result
                 record["ordinal"]
             ),
             record["version"].as_str().unwrap_or_default().to_owned(),
-            record["pid"].to_string(),
+            record["pid"]
+                .as_u64()
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
             record["port"]
                 .as_u64()
                 .map(|p| p.to_string())

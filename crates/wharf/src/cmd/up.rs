@@ -319,19 +319,10 @@ async fn run_control_plane(
         state_dir,
         format!("wharf-control@{}", crate::cmd::audit::actor()),
     )?;
-    let exe = std::env::current_exe().context("cannot find the wharf binary for the shim")?;
-    // The small dedicated shim when installed beside wharf (2 MB per instance instead of 5),
-    // else wharf itself in its shim role.
-    let small_shim = exe.with_file_name("wharf-shim");
-    let (shim_program, shim_args) = if small_shim.is_file() {
-        (small_shim, Vec::new())
-    } else {
-        (exe, vec!["__shim".to_owned()])
-    };
     let config = Config {
         state_dir: state_dir.to_owned(),
         workdir,
-        driver: std::sync::Arc::new(ProcessDriver::new(shim_program, shim_args)),
+        driver: std::sync::Arc::new(process_driver()?),
         stop_grace: Duration::from_secs(10),
         limits: RestartLimits::default(),
         log_max_bytes: 10 << 20,
@@ -480,4 +471,17 @@ fn detach(global: &Global, args: &UpArgs, state_dir: &Path) -> anyhow::Result<Ex
     } else {
         ExitStatus::Failed
     })
+}
+
+/// The process driver with its shim: the small dedicated `wharf-shim` when installed beside
+/// wharf (2 MB per instance instead of 5), else wharf itself in its shim role.
+pub fn process_driver() -> anyhow::Result<ProcessDriver> {
+    let exe = std::env::current_exe().context("cannot find the wharf binary for the shim")?;
+    let small_shim = exe.with_file_name("wharf-shim");
+    let (shim_program, shim_args) = if small_shim.is_file() {
+        (small_shim, Vec::new())
+    } else {
+        (exe, vec!["__shim".to_owned()])
+    };
+    Ok(ProcessDriver::new(shim_program, shim_args))
 }
