@@ -208,6 +208,7 @@ fn instance_status(instance: &Instance, driver: &dyn Driver) -> InstanceStatus {
     let phase = match instance.phase {
         Phase::Running if instance.draining.is_some() => InstancePhase::Draining,
         Phase::Running => InstancePhase::Running,
+        Phase::Starting => InstancePhase::Starting,
         Phase::Backoff { .. } if instance.generation == 0 => InstancePhase::Starting,
         Phase::Backoff { .. } => InstancePhase::Backoff,
         Phase::Stopping => InstancePhase::Stopping,

@@ -11,6 +11,8 @@ use crate::plan::ServicePlan;
 /// Where an instance is in its life.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Phase {
+    /// The driver is starting it (in a task); no handle yet.
+    Starting,
     /// Its process runs.
     Running,
     /// It exited and restarts at `until`.

@@ -18,7 +18,9 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 use wharf_probe::{Outcome, Prober};
-use wharf_runtime::{Decision, Driver, ExitStatus, InstanceSpec, RestartLimits, StartError};
+use wharf_runtime::{
+    Decision, Driver, ExitStatus, InstanceSpec, RestartLimits, Running, StartError,
+};
 use wharf_store::InstanceRow;
 
 use wharf_api::{ControlError, ErrorCode, ReloadAnswer, ReloadRequest};
@@ -90,6 +92,13 @@ pub enum Event {
         outcome: Outcome,
     },
     Command(Command),
+    /// The driver answered a start (attempt `generation` of the instance).
+    Started {
+        service: String,
+        ordinal: u32,
+        generation: u64,
+        result: Box<Result<wharf_runtime::Running, StartError>>,
+    },
     /// The proxy applied the table numbered `seq`.
     ProxyApplied {
         seq: u64,
@@ -366,11 +375,11 @@ impl ControlPlane {
             if !act_now {
                 continue;
             }
-            self.reconcile().await;
+            self.reconcile();
             self.record_transitions();
             if self.exit_when_stopped && self.services.iter().all(|s| s.instances.is_empty()) {
                 self.stop_proxy();
-                if self.proxy.handle.is_none() {
+                if self.proxy.handle.is_none() && !self.proxy.starting {
                     break;
                 }
             }
@@ -402,6 +411,18 @@ impl ControlPlane {
                 kind,
                 outcome,
             } => self.on_probe(&service, ordinal, generation, kind, outcome),
+            Event::Started {
+                service,
+                ordinal: _,
+                generation,
+                result,
+            } if service == proxy::PROXY_ROW => self.on_proxy_started(generation, *result),
+            Event::Started {
+                service,
+                ordinal,
+                generation,
+                result,
+            } => self.on_started(&service, ordinal, generation, *result),
             Event::Command(Command::Status(reply)) => {
                 let _ = reply.send(self.report());
             }
@@ -663,11 +684,9 @@ impl ControlPlane {
             .instances
             .retain(|_, i| !matches!(i.phase, Phase::Failed | Phase::Exited));
         let mut count = 0;
-        for instance in service
-            .instances
-            .values_mut()
-            .filter(|i| i.is_running() || matches!(i.phase, Phase::Backoff { .. }))
-        {
+        for instance in service.instances.values_mut().filter(|i| {
+            i.is_running() || matches!(i.phase, Phase::Backoff { .. } | Phase::Starting)
+        }) {
             instance.outdated = true;
             count += 1;
         }
@@ -800,9 +819,10 @@ impl ControlPlane {
         })
     }
 
-    async fn start_instance(&mut self, index: usize, ordinal: u32) {
-        let name = self.services[index].plan.name.clone();
-        let target = format!("{name}/{ordinal}");
+    /// Hands an instance to the driver. The start itself runs in a task (a container or pod
+    /// driver may take seconds); the loop goes on and learns the outcome from
+    /// [`Event::Started`], matched by the attempt's generation.
+    fn start_instance(&mut self, index: usize, ordinal: u32) {
         let Some((port, version)) = self.services[index]
             .instances
             .get(&ordinal)
@@ -825,66 +845,142 @@ impl ControlPlane {
             return;
         }
         let _ = std::fs::create_dir_all(self.config.state_dir.join("run"));
-        let result = self.config.driver.start(&spec).await;
-        // The resolved values are not needed past the start: wipe this copy.
-        let mut spec = spec;
-        for (_, value) in spec.env.iter_mut() {
-            zeroize::Zeroize::zeroize(value);
-        }
-        let restarts = self.services[index]
-            .instances
-            .get(&ordinal)
-            .map_or(0, |i| i.history.restarts);
-        match result {
-            Ok(running) => {
-                let started = self.config.driver.describe(&running.handle);
-                let handle_text = running.handle.to_string();
-                let now = jiff::Timestamp::now();
-                let Some(instance) = self.services[index].instances.get_mut(&ordinal) else {
-                    return;
-                };
-                instance.generation += 1;
-                instance.identity = identity.clone();
-                instance.phase = Phase::Running;
-                instance.handle = Some(running.handle);
-                instance.started_at = Some(now);
-                instance.ready = false;
-                instance.live = true;
-                instance.ready_counts = Default::default();
-                instance.live_counts = Default::default();
-                instance.error = None;
-                let generation = instance.generation;
-                let watch = tokio::spawn(watch_ended(
-                    self.events_tx.clone(),
-                    name.clone(),
-                    ordinal,
-                    generation,
-                    running.ended,
-                ));
-                instance.tasks.push(watch.abort_handle());
-                self.journal.save_instance(&InstanceRow {
-                    service: name.clone(),
-                    index: ordinal,
-                    version: spec.version.clone(),
-                    handle: handle_text,
-                    port,
-                    started_at: now.to_string(),
-                    restarts,
-                    spec_hash: identity.full.clone(),
-                });
-                let action = if restarts > 0 {
-                    "instance.restart"
-                } else {
-                    "instance.start"
-                };
-                self.journal.record(action, &target, json!({"pid": started.pid, "port": port, "version": spec.version, "restarts": restarts}));
-                tracing::info!(target, pid = started.pid, ?port, "instance started");
-                self.spawn_probes(index, ordinal);
+        let service = self.services[index].plan.name.clone();
+        let Some(instance) = self.services[index].instances.get_mut(&ordinal) else {
+            return;
+        };
+        instance.generation += 1;
+        instance.phase = Phase::Starting;
+        instance.identity = identity;
+        instance.error = None;
+        let generation = instance.generation;
+        let driver = self.config.driver.clone();
+        let events = self.events_tx.clone();
+        tokio::spawn(async move {
+            let result = driver.start(&spec).await;
+            // The resolved values are not needed past the start: wipe this copy.
+            let mut spec = spec;
+            for (_, value) in spec.env.iter_mut() {
+                zeroize::Zeroize::zeroize(value);
             }
+            let started = Event::Started {
+                service,
+                ordinal,
+                generation,
+                result: Box::new(result),
+            };
+            let _ = events.send(started).await;
+        });
+    }
+
+    /// The driver's answer to [`Self::start_instance`].
+    fn on_started(
+        &mut self,
+        service_name: &str,
+        ordinal: u32,
+        generation: u64,
+        result: Result<Running, StartError>,
+    ) {
+        let index = self.service_index(service_name);
+        let instance = index.and_then(|i| self.services[i].instances.get_mut(&ordinal));
+        let current = instance.is_some_and(|i| i.generation == generation);
+        let Some(index) = index.filter(|_| current) else {
+            // A start nobody waits for any more (the service went away): undo it.
+            if let Ok(running) = result {
+                tokio::spawn(
+                    self.config
+                        .driver
+                        .stop(running.handle, self.config.stop_grace),
+                );
+            }
+            return;
+        };
+        let target = format!("{service_name}/{ordinal}");
+        let Some(instance) = self.services[index].instances.get_mut(&ordinal) else {
+            return;
+        };
+        if instance.phase == Phase::Stopping {
+            // Stopped while starting: stop what the driver started; its exit removes the
+            // instance. A start that failed leaves nothing to wait for.
+            match result {
+                Ok(running) => {
+                    instance.handle = Some(running.handle.clone());
+                    let watch = tokio::spawn(watch_ended(
+                        self.events_tx.clone(),
+                        service_name.to_owned(),
+                        ordinal,
+                        generation,
+                        running.ended,
+                    ));
+                    instance.tasks.push(watch.abort_handle());
+                    tokio::spawn(
+                        self.config
+                            .driver
+                            .stop(running.handle, self.config.stop_grace),
+                    );
+                }
+                Err(_) => {
+                    self.services[index].instances.remove(&ordinal);
+                }
+            }
+            return;
+        }
+        if instance.phase != Phase::Starting {
+            return;
+        }
+        let running = match result {
+            Ok(running) => running,
             Err(StartError::Refused { reason, .. } | StartError::Shim { reason, .. }) => {
-                self.fail_instance(index, ordinal, reason)
+                return self.fail_instance(index, ordinal, reason);
             }
-        }
+        };
+        let started = self.config.driver.describe(&running.handle);
+        let handle_text = running.handle.to_string();
+        let now = jiff::Timestamp::now();
+        instance.phase = Phase::Running;
+        instance.handle = Some(running.handle);
+        instance.started_at = Some(now);
+        instance.ready = false;
+        instance.live = true;
+        instance.ready_counts = Default::default();
+        instance.live_counts = Default::default();
+        instance.error = None;
+        let (port, version, restarts) = (
+            instance.port,
+            instance.version.clone(),
+            instance.history.restarts,
+        );
+        let spec_hash = instance.identity.full.clone();
+        let watch = tokio::spawn(watch_ended(
+            self.events_tx.clone(),
+            service_name.to_owned(),
+            ordinal,
+            generation,
+            running.ended,
+        ));
+        instance.tasks.push(watch.abort_handle());
+        self.journal.save_instance(&InstanceRow {
+            service: service_name.to_owned(),
+            index: ordinal,
+            version: version.clone(),
+            handle: handle_text,
+            port,
+            started_at: now.to_string(),
+            restarts,
+            spec_hash,
+        });
+        let action = if restarts > 0 {
+            "instance.restart"
+        } else {
+            "instance.start"
+        };
+        self.journal.record(
+            action,
+            &target,
+            json!({"pid": started.pid, "port": port, "version": version, "restarts": restarts}),
+        );
+        tracing::info!(target, pid = started.pid, ?port, "instance started");
+        self.spawn_probes(index, ordinal);
     }
 
     fn fail_instance(&mut self, index: usize, ordinal: u32, reason: String) {

@@ -35,6 +35,8 @@ pub struct ProxyState {
     /// How the driver finds the proxy process while it runs (opaque).
     pub handle: Option<InstanceHandle>,
     pub generation: u64,
+    /// The driver is starting it (in a task).
+    pub starting: bool,
     /// Set by a whole-stack down once the services are gone.
     pub stopping: bool,
     pub restart_at: Option<Instant>,
@@ -58,6 +60,7 @@ impl ProxyState {
             state_file: state_dir.join(wharf_store::PROXY_ROUTES_FILE),
             handle: None,
             generation: 0,
+            starting: false,
             stopping: false,
             restart_at: None,
             restarts: 0,
@@ -114,8 +117,12 @@ impl ControlPlane {
 
     /// Starts the proxy when the stack needs one and it is not running (or restarts it after
     /// a crash, with a short backoff). A restarted proxy serves its saved table at once.
-    pub(super) async fn ensure_proxy(&mut self) {
-        if !self.needs_proxy() || self.proxy.handle.is_some() || self.proxy.stopping {
+    pub(super) fn ensure_proxy(&mut self) {
+        if !self.needs_proxy()
+            || self.proxy.handle.is_some()
+            || self.proxy.starting
+            || self.proxy.stopping
+        {
             return;
         }
         if self.proxy.restart_at.is_some_and(|at| at > Instant::now()) {
@@ -125,10 +132,43 @@ impl ControlPlane {
             return;
         };
         let _ = std::fs::create_dir_all(self.config.state_dir.join("run"));
-        match self.config.driver.start(&spec).await {
+        // Like an instance, the start runs in a task and answers with `Event::Started`.
+        self.proxy.generation += 1;
+        self.proxy.starting = true;
+        let generation = self.proxy.generation;
+        let driver = self.config.driver.clone();
+        let events = self.events_tx.clone();
+        tokio::spawn(async move {
+            let result = driver.start(&spec).await;
+            let started = super::Event::Started {
+                service: PROXY_ROW.to_owned(),
+                ordinal: 0,
+                generation,
+                result: Box::new(result),
+            };
+            let _ = events.send(started).await;
+        });
+    }
+
+    /// The driver's answer to [`Self::ensure_proxy`].
+    pub(super) fn on_proxy_started(
+        &mut self,
+        generation: u64,
+        result: Result<wharf_runtime::Running, StartError>,
+    ) {
+        if generation != self.proxy.generation || !self.proxy.starting {
+            if let Ok(running) = result {
+                tokio::spawn(
+                    self.config
+                        .driver
+                        .stop(running.handle, self.config.stop_grace),
+                );
+            }
+            return;
+        }
+        self.proxy.starting = false;
+        match result {
             Ok(running) => {
-                self.proxy.generation += 1;
-                let generation = self.proxy.generation;
                 let started = self.config.driver.describe(&running.handle);
                 let handle_text = running.handle.to_string();
                 self.proxy.handle = Some(running.handle);
@@ -143,7 +183,7 @@ impl ControlPlane {
                 self.journal.save_instance(&InstanceRow {
                     service: PROXY_ROW.to_owned(),
                     index: 0,
-                    version: spec.version.clone(),
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
                     handle: handle_text,
                     port: None,
                     started_at: jiff::Timestamp::now().to_string(),
@@ -155,6 +195,13 @@ impl ControlPlane {
                     "proxy",
                     json!({"pid": started.pid, "restarts": self.proxy.restarts}),
                 );
+                if self.proxy.stopping
+                    && let Some(handle) = self.proxy.handle.clone()
+                {
+                    // Asked to stop while it was starting.
+                    tokio::spawn(self.config.driver.stop(handle, self.config.stop_grace));
+                    self.journal.record("proxy.stop", "proxy", json!({}));
+                }
             }
             Err(StartError::Refused { reason, .. } | StartError::Shim { reason, .. }) => {
                 tracing::error!(reason, "the proxy could not start");

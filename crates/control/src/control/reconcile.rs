@@ -11,11 +11,11 @@ use crate::state::{Instance, Phase};
 
 impl ControlPlane {
     /// Moves every service one step toward what is wanted.
-    pub(super) async fn reconcile(&mut self) {
-        self.ensure_proxy().await;
+    pub(super) fn reconcile(&mut self) {
+        self.ensure_proxy();
         for index in 0..self.services.len() {
             if self.services[index].wanted {
-                self.reconcile_wanted(index).await;
+                self.reconcile_wanted(index);
             }
         }
         self.reconcile_stops();
@@ -25,7 +25,7 @@ impl ControlPlane {
         self.answer_downs();
     }
 
-    async fn reconcile_wanted(&mut self, index: usize) {
+    fn reconcile_wanted(&mut self, index: usize) {
         if self.services[index].is_external() {
             return;
         }
@@ -43,12 +43,12 @@ impl ControlPlane {
             .map(|i| i.ordinal)
             .collect();
         for ordinal in due {
-            self.start_instance(index, ordinal).await;
+            self.start_instance(index, ordinal);
         }
         self.settle_probeless(index);
         self.retire_foreign_versions(index);
         self.replace_outdated(index);
-        self.start_new_version(index).await;
+        self.start_new_version(index);
         // Start what is missing, all in this pass (a rolling restart adds one at a time).
         loop {
             let service = &self.services[index];
@@ -60,7 +60,9 @@ impl ControlPlane {
             };
             let of_stable = || service.instances.values().filter(|i| i.version == stable);
             let active = of_stable().filter(|i| i.is_active()).count() as u32;
-            let surging = of_stable().any(|i| !i.outdated && i.is_running() && !i.ready);
+            // A new instance still starting or not yet ready is the one surge a roll allows.
+            let surging = of_stable()
+                .any(|i| !i.outdated && (i.is_running() || i.phase == Phase::Starting) && !i.ready);
             let outdated_running = of_stable()
                 .filter(|i| i.outdated && i.phase == Phase::Running && i.draining.is_none())
                 .count();
@@ -76,7 +78,7 @@ impl ControlPlane {
             self.services[index]
                 .instances
                 .insert(ordinal, Instance::new(ordinal, port, version));
-            self.start_instance(index, ordinal).await;
+            self.start_instance(index, ordinal);
             if rolling
                 || self.services[index]
                     .instances
@@ -89,7 +91,7 @@ impl ControlPlane {
     }
 
     /// A rollout's new instances, as many as it asked for.
-    async fn start_new_version(&mut self, index: usize) {
+    fn start_new_version(&mut self, index: usize) {
         let Some(rollout) = self.services[index].active_rollout() else {
             return;
         };
@@ -116,7 +118,7 @@ impl ControlPlane {
             self.services[index]
                 .instances
                 .insert(ordinal, Instance::new(ordinal, port, version.clone()));
-            self.start_instance(index, ordinal).await;
+            self.start_instance(index, ordinal);
             if self.services[index]
                 .instances
                 .get(&ordinal)
@@ -196,7 +198,11 @@ impl ControlPlane {
             let dead: Vec<u32> = service
                 .instances
                 .values()
-                .filter(|i| i.outdated && !i.is_running() && i.phase != Phase::Stopping)
+                .filter(|i| {
+                    i.outdated
+                        && !i.is_running()
+                        && !matches!(i.phase, Phase::Stopping | Phase::Starting)
+                })
                 .map(|i| i.ordinal)
                 .collect();
             for ordinal in dead {
