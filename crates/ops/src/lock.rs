@@ -50,6 +50,28 @@ impl ControlLock {
         }
     }
 
+    /// Takes the lock, waiting up to `patience` for a holder that is going away (a killed
+    /// control plane's last file descriptors, a short CLI write); `None` if it stays held.
+    pub fn acquire_within(
+        state_dir: &Path,
+        patience: std::time::Duration,
+    ) -> Result<Option<ControlLock>, OpsError> {
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            if let Some(lock) = Self::try_acquire(state_dir)? {
+                return Ok(Some(lock));
+            }
+            if std::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "a backoff while another process lets go of the lock, not synchronisation"
+            )]
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     /// Takes the lock, or explains that a control plane holds it (for writes that must not
     /// run beside one, such as `secret rekey`).
     pub fn acquire_or_refuse(state_dir: &Path, what: &str) -> Result<ControlLock, OpsError> {

@@ -17,9 +17,10 @@ pub enum Route {
     Local(ControlLock),
 }
 
-/// Takes the lock if it is free. If it is held and the control plane's socket is there, the
-/// request goes to it; held without a socket means another CLI writer holds it for a moment (or
-/// a control plane is starting): wait for one or the other, up to the store's own 10 s.
+/// Takes the lock if it is free. If it is held and the control plane's socket accepts, the
+/// request goes to it; held without a live socket means another CLI writer holds it for a
+/// moment, a control plane is starting, or a killed one is being torn down: wait for one or
+/// the other, up to the store's own 10 s.
 pub fn route(state_dir: &Path) -> anyhow::Result<Route> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let socket = client::socket_path(state_dir);
@@ -27,7 +28,9 @@ pub fn route(state_dir: &Path) -> anyhow::Result<Route> {
         if let Some(lock) = ControlLock::try_acquire(state_dir)? {
             return Ok(Route::Local(lock));
         }
-        if socket.exists() {
+        // A socket that accepts is a live control plane; a stale one (left by a killed
+        // control plane whose lock is a moment from being released) is not.
+        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
             return Ok(Route::Api);
         }
         if std::time::Instant::now() >= deadline {

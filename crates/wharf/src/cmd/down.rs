@@ -81,7 +81,7 @@ async fn stop_recorded(
         return Ok(ExitStatus::Ok);
     }
     // The control plane may have just exited (its socket is gone) but not yet let go.
-    let lock = match ControlLock::try_acquire(state_dir)? {
+    let lock = match ControlLock::acquire_within(state_dir, Duration::from_secs(10))? {
         Some(lock) => lock,
         None => {
             eprintln!(
