@@ -266,6 +266,9 @@ impl ControlPlane {
                 match phase {
                     Phase::Running => self.retire_instance(index, ordinal, "down"),
                     Phase::Stopping => {}
+                    // Its start is in the driver's hands: it stops when the start comes
+                    // back (see `on_started`), so nothing it starts is left behind.
+                    Phase::Starting => self.stop_instance(index, ordinal, "down"),
                     _ => {
                         self.services[index].instances.remove(&ordinal);
                         self.journal.remove_instance(&name, ordinal);
