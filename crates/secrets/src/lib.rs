@@ -543,6 +543,10 @@ pub fn files_dir(state_dir: &Path, service: &str, ordinal: u32) -> PathBuf {
     } else {
         std::env::temp_dir()
     };
+    // The digest is of the absolute path: the control plane names the directory from the
+    // absolute state dir `up` resolved, while a CLI command (offline `down`) holds the relative
+    // `.wharf`, and two names for one directory must give one digest.
+    let state_dir = std::path::absolute(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
     // The same digest as ever (sha256 of the path as a JSON string, 16 bytes hex, first 12
     // characters), so directories made by an earlier wharf are still found.
     let material = serde_json::Value::String(state_dir.display().to_string()).to_string();
