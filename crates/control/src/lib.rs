@@ -4,15 +4,18 @@
 
 mod control;
 pub mod deploy;
+mod events;
 mod journal;
 pub mod plan;
 pub mod proxy_link;
 pub mod report;
+mod rollout_record;
 mod state;
 mod tasks;
 
-pub use control::{Command, Config, ControlPlane, Event, Handle, PROXY_ROW, PlanLoader, ProbeKind};
+pub use control::{Config, ControlPlane, PROXY_ROW, PlanLoader};
 pub use deploy::{DeployRequest, RolloutCommand, RolloutView, VersionTraffic};
+pub use events::{Command, Event, Handle, ProbeKind};
 pub use journal::{Journal, StoreWriter};
 pub use plan::{PlanError, StackPlan, plan};
 pub use report::{DependencyStatus, InstanceStatus, ServiceStatus, StatusReport};

@@ -17,8 +17,6 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 use wharf_proxy::table::RouteTable;
 
-use crate::control::Event;
-
 /// How often the proxy's counters are read (the rollout analysis' sampling interval).
 pub const STATS_EVERY: Duration = Duration::from_millis(250);
 
@@ -94,12 +92,25 @@ pub struct Rejection {
     pub message: String,
 }
 
+/// What the link tells the loop.
+#[derive(Debug)]
+pub enum ProxyReport {
+    /// The proxy applied the table numbered `seq`.
+    Applied { seq: u64 },
+    /// The proxy refused a table (a port it cannot bind).
+    Rejected(Rejection),
+    /// The proxy's counters, every [`STATS_EVERY`].
+    Stats(Box<Snapshot>),
+}
+
 /// Runs until the loop goes away: applies every new desired table (the latest wins; retried
-/// while the proxy is unreachable) and reads stats on a timer.
-pub async fn run(
+/// while the proxy is unreachable) and reads stats on a timer. Reports go to `events`, wrapped
+/// by `wrap` into the loop's own event type (so this module does not depend on it).
+pub async fn run<E: Send + 'static>(
     socket: PathBuf,
     mut desired: watch::Receiver<Option<Desired>>,
-    events: mpsc::Sender<Event>,
+    events: mpsc::Sender<E>,
+    wrap: fn(ProxyReport) -> E,
 ) {
     let mut revision: u64 = 0;
     let mut applied_seq: u64 = 0;
@@ -117,7 +128,7 @@ pub async fn run(
             _ = stats.tick() => {
                 if let Ok(mut snapshot) = get_json::<Snapshot>(&socket, "/v1/stats").await {
                     snapshot.applied_seq = applied_seq;
-                    if events.send(Event::ProxyStats(Box::new(snapshot))).await.is_err() {
+                    if events.send(wrap(ProxyReport::Stats(Box::new(snapshot)))).await.is_err() {
                         return;
                     }
                 }
@@ -134,17 +145,18 @@ pub async fn run(
             Ok(()) => {
                 applied_seq = next.seq;
                 pending = None;
-                if events
-                    .send(Event::ProxyApplied { seq: next.seq })
-                    .await
-                    .is_err()
-                {
+                let applied = ProxyReport::Applied { seq: next.seq };
+                if events.send(wrap(applied)).await.is_err() {
                     return;
                 }
             }
             Err(PutError::Refused(rejection)) => {
                 pending = None;
-                if events.send(Event::ProxyRejected(rejection)).await.is_err() {
+                if events
+                    .send(wrap(ProxyReport::Rejected(rejection)))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }

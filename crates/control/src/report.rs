@@ -167,7 +167,7 @@ fn own_status(service: &ServiceState, driver: &dyn Driver) -> ServiceStatus {
             .flatten(),
         rollout: service
             .active_rollout()
-            .map(crate::control::RolloutRecord::summary),
+            .map(crate::rollout_record::RolloutRecord::summary),
         state,
         health: HealthStatus::Pass,
         external: service.is_external(),

@@ -7,6 +7,7 @@ use wharf_probe::Outcome;
 use wharf_runtime::{ExitStatus, InstanceHandle, RestartHistory};
 
 use crate::plan::ServicePlan;
+pub use crate::rollout_record::VersionSpec;
 
 /// Where an instance is in its life.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,16 +174,9 @@ pub struct ServiceState {
     /// the last successful rollout deployed.
     pub stable: VersionSpec,
     /// The current or latest rollout.
-    pub rollout: Option<crate::control::RolloutRecord>,
+    pub rollout: Option<crate::rollout_record::RolloutRecord>,
     /// The proxy cannot listen on its public port (another process holds it).
     pub listen_error: Option<String>,
-}
-
-/// A version of a service: its name and command line.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct VersionSpec {
-    pub version: String,
-    pub command: Option<Vec<String>>,
 }
 
 /// The probed health of something wharf does not run.
@@ -251,7 +245,7 @@ impl ServiceState {
     }
 
     /// The rollout under way, if one is.
-    pub fn active_rollout(&self) -> Option<&crate::control::RolloutRecord> {
+    pub fn active_rollout(&self) -> Option<&crate::rollout_record::RolloutRecord> {
         self.rollout.as_ref().filter(|r| !r.machine.is_done())
     }
 

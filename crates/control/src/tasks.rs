@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use wharf_probe::Prober;
 use wharf_runtime::{BoxFuture, ExitStatus};
 
-use crate::control::{Event, ProbeKind};
+use crate::events::{Event, ProbeKind};
 use crate::plan::ProbePlan;
 
 /// Sends `Exited` once `ended` resolves (the driver knows how to wait for its instances).

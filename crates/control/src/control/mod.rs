@@ -9,7 +9,6 @@ mod reconcile;
 mod rollouts;
 
 pub use proxy::PROXY_ROW;
-pub use rollouts::RolloutRecord;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -23,11 +22,12 @@ use wharf_runtime::{
 };
 use wharf_store::InstanceRow;
 
-use wharf_api::{ControlError, ErrorCode, ReloadAnswer, ReloadRequest};
+use wharf_api::{ControlError, ErrorCode};
 
-use crate::deploy::{DeployRequest, RolloutCommand, RolloutView};
+use crate::events::{Command, Event, Handle, ProbeKind};
 use crate::journal::Journal;
 use crate::plan::{InstanceVars, StackPlan, resolve_check};
+use crate::proxy_link::ProxyReport;
 use crate::report::{ServiceStatus, StatusReport};
 use crate::report::{service_statuses, stack_status};
 use crate::state::{Phase, ServiceState};
@@ -65,207 +65,6 @@ pub struct PlanLoader {
 impl std::fmt::Debug for PlanLoader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("PlanLoader")
-    }
-}
-
-/// Which probe reported.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProbeKind {
-    Live,
-    Ready,
-}
-
-/// Everything that can happen to the control plane.
-#[derive(Debug)]
-pub enum Event {
-    Exited {
-        service: String,
-        ordinal: u32,
-        generation: u64,
-        status: Option<ExitStatus>,
-    },
-    Probe {
-        service: String,
-        ordinal: u32,
-        generation: u64,
-        kind: ProbeKind,
-        outcome: Outcome,
-    },
-    Command(Command),
-    /// The driver answered a start (attempt `generation` of the instance).
-    Started {
-        service: String,
-        ordinal: u32,
-        generation: u64,
-        result: Box<Result<wharf_runtime::Running, StartError>>,
-    },
-    /// The proxy applied the table numbered `seq`.
-    ProxyApplied {
-        seq: u64,
-    },
-    /// The proxy refused a table (a port it cannot bind).
-    ProxyRejected(crate::proxy_link::Rejection),
-    /// The proxy's counters, every [`crate::proxy_link::STATS_EVERY`].
-    ProxyStats(Box<crate::proxy_link::Snapshot>),
-}
-
-/// Requests from the API.
-#[derive(Debug)]
-pub enum Command {
-    Status(oneshot::Sender<StatusReport>),
-    /// Rolling restart of one service.
-    Restart {
-        service: String,
-        reply: oneshot::Sender<Result<(), ControlError>>,
-    },
-    /// Stop one service, or the whole stack (then the control plane exits).
-    Down {
-        service: Option<String>,
-        reply: oneshot::Sender<Result<(), ControlError>>,
-    },
-    /// Start a rollout of a new version.
-    Deploy {
-        service: String,
-        request: DeployRequest,
-        reply: oneshot::Sender<Result<RolloutView, ControlError>>,
-    },
-    /// The service's current or latest rollout (`None`: never deployed).
-    Rollout {
-        service: String,
-        reply: oneshot::Sender<Result<Option<RolloutView>, ControlError>>,
-    },
-    /// Pause, resume, promote or abort the running rollout.
-    RolloutCommand {
-        service: String,
-        command: RolloutCommand,
-        reply: oneshot::Sender<Result<RolloutView, ControlError>>,
-    },
-    /// Roll out the previous stable version again.
-    Rollback {
-        service: String,
-        reply: oneshot::Sender<Result<RolloutView, ControlError>>,
-    },
-    /// A declared secret's policy and the directory its hook runs in (`None`: not declared;
-    /// the error lists the declared names).
-    SecretPolicy {
-        name: String,
-        reply:
-            oneshot::Sender<Result<(wharf_manifest::model::SecretPolicy, PathBuf), ControlError>>,
-    },
-    /// Secrets or config overrides changed in the store: apply them.
-    Reload {
-        request: ReloadRequest,
-        reply: oneshot::Sender<Result<ReloadAnswer, ControlError>>,
-    },
-}
-
-/// A way to talk to a running control plane.
-#[derive(Debug, Clone)]
-pub struct Handle {
-    events: mpsc::Sender<Event>,
-    writer: crate::journal::StoreWriter,
-    state_dir: PathBuf,
-}
-
-impl Handle {
-    /// The thread that owns the state database's writing connection: the API runs its use
-    /// cases (`wharf-ops`) there, so the control plane stays the only writer.
-    pub fn writer(&self) -> &crate::journal::StoreWriter {
-        &self.writer
-    }
-
-    /// The stack's state directory (the master key file lives there).
-    pub fn state_dir(&self) -> &std::path::Path {
-        &self.state_dir
-    }
-
-    /// A handle to no control plane: every command finds it stopped. For testing the layers
-    /// above (the API's routing and error mapping) without a stack.
-    pub fn disconnected() -> Handle {
-        let (events, _) = mpsc::channel(1);
-        Handle {
-            events,
-            writer: crate::journal::StoreWriter::disconnected(),
-            state_dir: PathBuf::new(),
-        }
-    }
-
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
-        let (reply, answer) = oneshot::channel();
-        self.events.send(Event::Command(make(reply))).await.ok()?;
-        answer.await.ok()
-    }
-
-    pub async fn status(&self) -> Option<StatusReport> {
-        self.ask(Command::Status).await
-    }
-
-    pub async fn restart(&self, service: String) -> Result<(), ControlError> {
-        self.ask(|reply| Command::Restart { service, reply })
-            .await
-            .unwrap_or_else(|| Err(ControlError::stopping()))
-    }
-
-    pub async fn down(&self, service: Option<String>) -> Result<(), ControlError> {
-        self.ask(|reply| Command::Down { service, reply })
-            .await
-            .unwrap_or_else(|| Err(ControlError::stopping()))
-    }
-
-    pub async fn deploy(
-        &self,
-        service: String,
-        request: DeployRequest,
-    ) -> Result<RolloutView, ControlError> {
-        self.ask(|reply| Command::Deploy {
-            service,
-            request,
-            reply,
-        })
-        .await
-        .unwrap_or_else(|| Err(ControlError::stopping()))
-    }
-
-    pub async fn rollout(&self, service: String) -> Result<Option<RolloutView>, ControlError> {
-        self.ask(|reply| Command::Rollout { service, reply })
-            .await
-            .unwrap_or_else(|| Err(ControlError::stopping()))
-    }
-
-    pub async fn rollout_command(
-        &self,
-        service: String,
-        command: RolloutCommand,
-    ) -> Result<RolloutView, ControlError> {
-        self.ask(|reply| Command::RolloutCommand {
-            service,
-            command,
-            reply,
-        })
-        .await
-        .unwrap_or_else(|| Err(ControlError::stopping()))
-    }
-
-    pub async fn reload(&self, request: ReloadRequest) -> Result<ReloadAnswer, ControlError> {
-        self.ask(|reply| Command::Reload { request, reply })
-            .await
-            .unwrap_or_else(|| Err(ControlError::stopping()))
-    }
-
-    /// A declared secret's policy and the manifest's directory, for `rotate`.
-    pub async fn secret_policy(
-        &self,
-        name: String,
-    ) -> Result<(wharf_manifest::model::SecretPolicy, PathBuf), ControlError> {
-        self.ask(|reply| Command::SecretPolicy { name, reply })
-            .await
-            .unwrap_or_else(|| Err(ControlError::stopping()))
-    }
-
-    pub async fn rollback(&self, service: String) -> Result<RolloutView, ControlError> {
-        self.ask(|reply| Command::Rollback { service, reply })
-            .await
-            .unwrap_or_else(|| Err(ControlError::stopping()))
     }
 }
 
@@ -347,6 +146,7 @@ impl ControlPlane {
             self.proxy.socket.clone(),
             self.proxy.desired.subscribe(),
             self.events_tx.clone(),
+            Event::Proxy,
         ));
         self.resume_rollouts();
         self.spawn_external_probes();
@@ -360,7 +160,10 @@ impl ControlPlane {
             // commands are acted on at once.
             let act_now = tokio::select! {
                 Some(event) = self.events_rx.recv() => {
-                    let urgent = !matches!(event, Event::Probe { .. } | Event::ProxyApplied { .. });
+                    let urgent = !matches!(
+                        event,
+                        Event::Probe { .. } | Event::Proxy(ProxyReport::Applied { .. })
+                    );
                     self.handle(event);
                     urgent
                 }
@@ -479,12 +282,12 @@ impl ControlPlane {
                 };
                 let _ = reply.send(answer);
             }
-            Event::ProxyApplied { seq } => {
+            Event::Proxy(ProxyReport::Applied { seq }) => {
                 tracing::debug!(seq, "route table applied");
                 self.proxy.applied_seq = self.proxy.applied_seq.max(seq);
             }
-            Event::ProxyRejected(rejection) => self.on_proxy_rejected(rejection),
-            Event::ProxyStats(snapshot) => self.on_proxy_stats(*snapshot),
+            Event::Proxy(ProxyReport::Rejected(rejection)) => self.on_proxy_rejected(rejection),
+            Event::Proxy(ProxyReport::Stats(snapshot)) => self.on_proxy_stats(*snapshot),
         }
     }
 

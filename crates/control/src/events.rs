@@ -1,0 +1,211 @@
+//! What can happen to the control plane — the closed set of events its loop handles — and the
+//! [`Handle`] through which the API asks it things. The loop, its subsystems and the helper
+//! tasks all speak these types; this module depends on none of them (the proxy's reports are
+//! the proxy link's own type), so no module imports the loop to talk to it.
+
+use std::path::PathBuf;
+
+use tokio::sync::{mpsc, oneshot};
+use wharf_api::{ControlError, ReloadAnswer, ReloadRequest};
+use wharf_probe::Outcome;
+use wharf_runtime::{ExitStatus, StartError};
+
+use crate::deploy::{DeployRequest, RolloutCommand, RolloutView};
+use crate::journal::StoreWriter;
+use crate::proxy_link::ProxyReport;
+use crate::report::StatusReport;
+
+/// Which probe reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeKind {
+    Live,
+    Ready,
+}
+
+/// Everything that can happen to the control plane.
+#[derive(Debug)]
+pub enum Event {
+    Exited {
+        service: String,
+        ordinal: u32,
+        generation: u64,
+        status: Option<ExitStatus>,
+    },
+    Probe {
+        service: String,
+        ordinal: u32,
+        generation: u64,
+        kind: ProbeKind,
+        outcome: Outcome,
+    },
+    Command(Command),
+    /// The driver answered a start (attempt `generation` of the instance).
+    Started {
+        service: String,
+        ordinal: u32,
+        generation: u64,
+        result: Box<Result<wharf_runtime::Running, StartError>>,
+    },
+    /// What the proxy link learned: a table applied or refused, the proxy's counters.
+    Proxy(ProxyReport),
+}
+
+/// Requests from the API.
+#[derive(Debug)]
+pub enum Command {
+    Status(oneshot::Sender<StatusReport>),
+    /// Rolling restart of one service.
+    Restart {
+        service: String,
+        reply: oneshot::Sender<Result<(), ControlError>>,
+    },
+    /// Stop one service, or the whole stack (then the control plane exits).
+    Down {
+        service: Option<String>,
+        reply: oneshot::Sender<Result<(), ControlError>>,
+    },
+    /// Start a rollout of a new version.
+    Deploy {
+        service: String,
+        request: DeployRequest,
+        reply: oneshot::Sender<Result<RolloutView, ControlError>>,
+    },
+    /// The service's current or latest rollout (`None`: never deployed).
+    Rollout {
+        service: String,
+        reply: oneshot::Sender<Result<Option<RolloutView>, ControlError>>,
+    },
+    /// Pause, resume, promote or abort the running rollout.
+    RolloutCommand {
+        service: String,
+        command: RolloutCommand,
+        reply: oneshot::Sender<Result<RolloutView, ControlError>>,
+    },
+    /// Roll out the previous stable version again.
+    Rollback {
+        service: String,
+        reply: oneshot::Sender<Result<RolloutView, ControlError>>,
+    },
+    /// A declared secret's policy and the directory its hook runs in (`None`: not declared;
+    /// the error lists the declared names).
+    SecretPolicy {
+        name: String,
+        reply:
+            oneshot::Sender<Result<(wharf_manifest::model::SecretPolicy, PathBuf), ControlError>>,
+    },
+    /// Secrets or config overrides changed in the store: apply them.
+    Reload {
+        request: ReloadRequest,
+        reply: oneshot::Sender<Result<ReloadAnswer, ControlError>>,
+    },
+}
+
+/// A way to talk to a running control plane.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    pub(crate) events: mpsc::Sender<Event>,
+    pub(crate) writer: StoreWriter,
+    pub(crate) state_dir: PathBuf,
+}
+
+impl Handle {
+    /// The thread that owns the state database's writing connection: the API runs its use
+    /// cases (`wharf-ops`) there, so the control plane stays the only writer.
+    pub fn writer(&self) -> &StoreWriter {
+        &self.writer
+    }
+
+    /// The stack's state directory (the master key file lives there).
+    pub fn state_dir(&self) -> &std::path::Path {
+        &self.state_dir
+    }
+
+    /// A handle to no control plane: every command finds it stopped. For testing the layers
+    /// above (the API's routing and error mapping) without a stack.
+    pub fn disconnected() -> Handle {
+        let (events, _) = mpsc::channel(1);
+        Handle {
+            events,
+            writer: StoreWriter::disconnected(),
+            state_dir: PathBuf::new(),
+        }
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
+        let (reply, answer) = oneshot::channel();
+        self.events.send(Event::Command(make(reply))).await.ok()?;
+        answer.await.ok()
+    }
+
+    pub async fn status(&self) -> Option<StatusReport> {
+        self.ask(Command::Status).await
+    }
+
+    pub async fn restart(&self, service: String) -> Result<(), ControlError> {
+        self.ask(|reply| Command::Restart { service, reply })
+            .await
+            .unwrap_or_else(|| Err(ControlError::stopping()))
+    }
+
+    pub async fn down(&self, service: Option<String>) -> Result<(), ControlError> {
+        self.ask(|reply| Command::Down { service, reply })
+            .await
+            .unwrap_or_else(|| Err(ControlError::stopping()))
+    }
+
+    pub async fn deploy(
+        &self,
+        service: String,
+        request: DeployRequest,
+    ) -> Result<RolloutView, ControlError> {
+        self.ask(|reply| Command::Deploy {
+            service,
+            request,
+            reply,
+        })
+        .await
+        .unwrap_or_else(|| Err(ControlError::stopping()))
+    }
+
+    pub async fn rollout(&self, service: String) -> Result<Option<RolloutView>, ControlError> {
+        self.ask(|reply| Command::Rollout { service, reply })
+            .await
+            .unwrap_or_else(|| Err(ControlError::stopping()))
+    }
+
+    pub async fn rollout_command(
+        &self,
+        service: String,
+        command: RolloutCommand,
+    ) -> Result<RolloutView, ControlError> {
+        self.ask(|reply| Command::RolloutCommand {
+            service,
+            command,
+            reply,
+        })
+        .await
+        .unwrap_or_else(|| Err(ControlError::stopping()))
+    }
+
+    pub async fn reload(&self, request: ReloadRequest) -> Result<ReloadAnswer, ControlError> {
+        self.ask(|reply| Command::Reload { request, reply })
+            .await
+            .unwrap_or_else(|| Err(ControlError::stopping()))
+    }
+
+    /// A declared secret's policy and the manifest's directory, for `rotate`.
+    pub async fn secret_policy(
+        &self,
+        name: String,
+    ) -> Result<(wharf_manifest::model::SecretPolicy, PathBuf), ControlError> {
+        self.ask(|reply| Command::SecretPolicy { name, reply })
+            .await
+            .unwrap_or_else(|| Err(ControlError::stopping()))
+    }
+
+    pub async fn rollback(&self, service: String) -> Result<RolloutView, ControlError> {
+        self.ask(|reply| Command::Rollback { service, reply })
+            .await
+            .unwrap_or_else(|| Err(ControlError::stopping()))
+    }
+}
