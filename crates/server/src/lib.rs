@@ -93,13 +93,14 @@ pub(crate) fn gone() -> ApiError {
     ApiError::new(ErrorCode::Stopping, "the control plane is stopping")
 }
 
-/// Decodes a JSON request body, which must be an object; an empty (or blank) body is
-/// `T::default()`. serde's message names the offending field.
+/// Decodes a JSON request body, which must be an object; an empty (or blank) body, or JSON
+/// `null` (what the document allows for an optional body), is `T::default()`. serde's message
+/// names the offending field.
 pub(crate) fn decode_body<T: DeserializeOwned + Default>(
     body: &[u8],
     what: &str,
 ) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
         return Ok(T::default());
     }
     decode_required_body(body, what)

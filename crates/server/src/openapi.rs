@@ -152,6 +152,30 @@ mod tests {
 
     /// Each listed route reaches a handler (a disconnected handle answers `stopping` or the
     /// handler refuses the request), never the router's `not_found` / `method_not_allowed`.
+    /// A secret's value goes in, never out: the schema says so, and no answer schema has a
+    /// `value` property.
+    #[test]
+    fn the_secret_value_is_write_only() {
+        let doc = serde_json::to_value(openapi()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(
+            schemas["SetSecretRequest"]["properties"]["value"]["writeOnly"],
+            true
+        );
+        for answer in [
+            "SecretVersion",
+            "SecretChangeAnswer",
+            "RotateSecretAnswer",
+            "RevealAnswer",
+        ] {
+            assert!(schemas[answer].is_object(), "{answer}");
+            assert!(
+                schemas[answer]["properties"].get("value").is_none(),
+                "{answer}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn every_listed_route_is_served() {
         for (method, path) in ROUTES {
