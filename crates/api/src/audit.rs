@@ -3,13 +3,18 @@
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
 /// `POST /v1/audit/notes`: an operator's note.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoteRequest {
     /// Not blank.
-    #[schema(example = "failing over to the replica for maintenance")]
+    #[schema(
+        example = "failing over to the replica for maintenance",
+        min_length = 1,
+        pattern = r"\S"
+    )]
     pub text: String,
 }
 
@@ -45,8 +50,24 @@ pub struct PreflightRecordRequest {
     #[schema(example = "shop")]
     pub target: String,
     /// An object with at least a string `verdict`, as `wharf preflight` builds it.
-    #[schema(example = json!({"verdict": "pass", "checks": 12, "failed": 0, "warned": 0, "failures": []}))]
+    #[schema(schema_with = preflight_details_schema)]
     pub details: serde_json::Value,
+}
+
+/// The schema of [`PreflightRecordRequest::details`]: an object with a string `verdict`, any
+/// other members kept as they are.
+fn preflight_details_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(
+            "The verdict and what it rests on, as `wharf preflight` builds it: an object with at least a string `verdict`.",
+        ))
+        .property("verdict", ObjectBuilder::new().schema_type(Type::String))
+        .required("verdict")
+        .examples([serde_json::json!({
+            "verdict": "pass", "checks": 12, "failed": 0, "warned": 0, "failures": []
+        })])
+        .build()
 }
 
 /// A preflight recorded.

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
 
 use crate::ReloadOutcome;
 
@@ -37,12 +38,35 @@ pub struct ConfigRevision {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeConfigRequest {
-    /// Key (an environment variable name) → new value, or `null` to unset it.
-    #[schema(example = json!({"LOG_LEVEL": "debug", "OLD_FLAG": null}))]
+    /// Key (an environment variable name) → new value, or `null` to unset it; at least one.
+    #[schema(schema_with = changes_schema)]
     pub changes: BTreeMap<String, Option<String>>,
-    /// Why, for the ledger (required, not blank).
-    #[schema(example = "chasing a slow request")]
+    /// Why, for the ledger (not blank).
+    #[schema(example = "chasing a slow request", min_length = 1, pattern = r"\S")]
     pub reason: String,
+}
+
+/// What a key may be: an environment variable's name.
+pub const CONFIG_KEY_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
+
+/// The schema of [`ChangeConfigRequest::changes`]: keys that can be environment variables,
+/// string or `null` values, at least one.
+fn changes_schema() -> Object {
+    let key = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(CONFIG_KEY_PATTERN))
+        .build();
+    let value = ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null]));
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(
+            "Key (an environment variable name) → new value, or `null` to unset it; at least one.",
+        ))
+        .property_names(Some(key))
+        .additional_properties(Some(value))
+        .min_properties(Some(1))
+        .examples([serde_json::json!({"LOG_LEVEL": "debug", "OLD_FLAG": null})])
+        .build()
 }
 
 /// `POST /v1/config/rollback`: a service's overrides as of revision `to`, as a new revision.
@@ -50,9 +74,14 @@ pub struct ChangeConfigRequest {
 #[serde(deny_unknown_fields)]
 pub struct ConfigRollbackRequest {
     /// The revision whose state comes back (its service is the one rolled back).
-    #[schema(example = 1)]
+    #[schema(example = 1, minimum = 1)]
     pub to: u64,
-    /// Why, for the ledger (required, not blank).
+    /// Why, for the ledger (not blank).
+    #[schema(
+        example = "the debug level was too noisy",
+        min_length = 1,
+        pattern = r"\S"
+    )]
     pub reason: String,
 }
 

@@ -34,7 +34,7 @@ pub struct SecretVersion {
 #[serde(deny_unknown_fields)]
 pub struct SetSecretRequest {
     /// The value (UTF-8, not empty). Write-only: no answer of the API ever carries it.
-    #[schema(write_only, example = "s3cr3t-value")]
+    #[schema(write_only, example = "s3cr3t-value", min_length = 1)]
     pub value: String,
     /// Why, for the ledger.
     #[serde(default)]
@@ -62,7 +62,7 @@ impl std::fmt::Debug for SetSecretRequest {
 #[serde(deny_unknown_fields)]
 pub struct RollbackSecretRequest {
     /// The version whose value comes back.
-    #[schema(example = 1)]
+    #[schema(example = 1, minimum = 1)]
     pub to: u32,
     #[serde(default)]
     pub reason: Option<String>,
@@ -83,6 +83,7 @@ pub struct RotateSecretRequest {
 pub struct RevealRequest {
     /// The version to reveal; the current one when absent.
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub version: Option<u32>,
 }
 

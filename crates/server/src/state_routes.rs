@@ -150,7 +150,7 @@ pub(crate) async fn list_secrets(
         (status = 200, description = "Every version of the secret", body = Vec<SecretVersion>),
         (status = 400, description = "Not a valid secret name, or the path does not decode", body = ApiErrorBody),
         (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
-        (status = 404, description = "No secret of that name is stored", body = ApiErrorBody),
+        (status = 404, description = "No secret of that name is stored (or no such route: a name of `.` or `..`)", body = ApiErrorBody),
         (status = 500, description = "The store could not be read (`internal`)", body = ApiErrorBody),
         (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
     ))]
@@ -185,6 +185,7 @@ pub(crate) async fn secret_history(
         (status = 200, description = "Stored; what the control plane did with it", body = SecretChangeAnswer),
         (status = 400, description = "The body or path does not decode, an empty value, or a secret the manifest does not declare", body = ApiErrorBody),
         (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
+        (status = 404, description = "No such route (a name of `.` or `..`, which clients resolve away)", body = ApiErrorBody),
         (status = 500, description = "Nothing was stored: storage or the master key failed (`internal`)", body = ApiErrorBody),
         (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
     ))]
@@ -230,7 +231,7 @@ pub(crate) async fn set_secret(
         (status = 200, description = "Rolled back; what the control plane did with it", body = SecretChangeAnswer),
         (status = 400, description = "The body or path does not decode, or not a valid secret name", body = ApiErrorBody),
         (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
-        (status = 404, description = "No such secret or version", body = ApiErrorBody),
+        (status = 404, description = "No such secret or version (or route: a name of `.` or `..`)", body = ApiErrorBody),
         (status = 500, description = "Nothing was changed: storage or the master key failed (`internal`)", body = ApiErrorBody),
         (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
     ))]
@@ -273,6 +274,7 @@ pub(crate) async fn rollback_secret(
         (status = 200, description = "Rotated; what the control plane did with it", body = RotateSecretAnswer),
         (status = 400, description = "The body or path does not decode, or a secret the manifest does not declare", body = ApiErrorBody),
         (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
+        (status = 404, description = "No such route (a name of `.` or `..`, which clients resolve away)", body = ApiErrorBody),
         (status = 409, description = "The rotate_command failed (`hook_failed`)", body = ApiErrorBody),
         (status = 500, description = "Storage or the master key failed (`internal`)", body = ApiErrorBody),
         (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
@@ -342,7 +344,7 @@ pub(crate) async fn rotate_secret(
         (status = 201, description = "The reveal is recorded", body = RevealAnswer),
         (status = 400, description = "The body or path does not decode, or not a valid secret name", body = ApiErrorBody),
         (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
-        (status = 404, description = "No such secret or version", body = ApiErrorBody),
+        (status = 404, description = "No such secret or version (or route: a name of `.` or `..`)", body = ApiErrorBody),
         (status = 500, description = "Storage or the master key failed (`internal`)", body = ApiErrorBody),
         (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
     ))]
@@ -378,6 +380,7 @@ pub(crate) async fn record_reveal(
         (status = 200, description = "The overrides in force and every revision (empty for a service without any)", body = ConfigAnswer),
         (status = 400, description = "The path does not decode", body = ApiErrorBody),
         (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
+        (status = 404, description = "No such route (a service of `.` or `..`, which clients resolve away)", body = ApiErrorBody),
         (status = 500, description = "The store could not be read (`internal`)", body = ApiErrorBody),
         (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
     ))]
