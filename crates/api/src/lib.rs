@@ -3,10 +3,21 @@
 //! key or matches another crate's strings. Every type derives `utoipa::ToSchema` for the
 //! server's OpenAPI document. The JSON shape only ever changes compatibly (fields are added).
 
+pub mod audit;
+pub mod config;
 pub mod deploy;
 pub mod error;
 pub mod reload;
+pub mod secrets;
 pub mod status;
+
+pub use audit::{
+    LedgerEntry, NoteAnswer, NoteRequest, PreflightRecordAnswer, PreflightRecordRequest,
+};
+pub use config::{
+    ChangeConfigRequest, ConfigAnswer, ConfigChangeAnswer, ConfigRevision, ConfigRollbackRequest,
+    RevisedConfig,
+};
 
 pub use deploy::{
     DeployRequest, RolloutCommand, RolloutOutcome, RolloutPhase, RolloutStrategy, RolloutView,
@@ -15,6 +26,10 @@ pub use deploy::{
 pub use error::{ApiErrorBody, ControlError, ErrorCode, ErrorDetail};
 pub use reload::{
     DownAnswer, DownRequest, ManifestChanges, ReloadAnswer, ReloadRequest, RestartAnswer,
+};
+pub use secrets::{
+    ReloadOutcome, RevealAnswer, RevealRequest, RollbackSecretRequest, RotateSecretAnswer,
+    RotateSecretRequest, SecretChangeAnswer, SecretVersion, SetSecretRequest,
 };
 pub use status::{
     DependencyStatus, HealthStatus, InstancePhase, InstanceStatus, ServiceState, ServiceStatus,

@@ -93,21 +93,34 @@ pub(crate) fn gone() -> ApiError {
     ApiError::new(ErrorCode::Stopping, "the control plane is stopping")
 }
 
-/// Decodes a JSON request body, which must be an object; an empty (or blank) body is
-/// `T::default()`. serde's message names the offending field.
+/// Decodes a JSON request body, which must be an object; an empty (or blank) body, or JSON
+/// `null` (what the document allows for an optional body), is `T::default()`. serde's message
+/// names the offending field.
 pub(crate) fn decode_body<T: DeserializeOwned + Default>(
     body: &[u8],
     what: &str,
 ) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
         return Ok(T::default());
     }
+    decode_required_body(body, what)
+}
+
+/// Decodes a JSON request body that must be there, as an object (its type has required
+/// fields). serde's message names the offending field.
+pub(crate) fn decode_required_body<T: DeserializeOwned>(
+    body: &[u8],
+    what: &str,
+) -> Result<T, ApiError> {
     let invalid = |err: &dyn std::fmt::Display| {
         ApiError::new(
             ErrorCode::InvalidRequest,
             format!("invalid {what} request: {err}"),
         )
     };
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(invalid(&"a JSON object body is required"));
+    }
     // serde accepts a struct as a JSON array too; the API takes objects only.
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|err| invalid(&err))?;
     if !value.is_object() {

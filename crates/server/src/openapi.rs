@@ -4,10 +4,14 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use wharf_api::{
-    ApiErrorBody, DependencyStatus, DeployRequest, DownAnswer, DownRequest, ErrorCode, ErrorDetail,
-    HealthStatus, InstancePhase, InstanceStatus, ManifestChanges, ReloadAnswer, ReloadRequest,
-    RestartAnswer, RolloutCommand, RolloutOutcome, RolloutPhase, RolloutStrategy, RolloutView,
-    ServiceState, ServiceStatus, StackStatus, StatusReport, VersionTraffic,
+    ApiErrorBody, ChangeConfigRequest, ConfigAnswer, ConfigChangeAnswer, ConfigRevision,
+    ConfigRollbackRequest, DependencyStatus, DeployRequest, DownAnswer, DownRequest, ErrorCode,
+    ErrorDetail, HealthStatus, InstancePhase, InstanceStatus, LedgerEntry, ManifestChanges,
+    NoteAnswer, NoteRequest, PreflightRecordAnswer, PreflightRecordRequest, ReloadAnswer,
+    ReloadOutcome, ReloadRequest, RestartAnswer, RevealAnswer, RevealRequest, RevisedConfig,
+    RollbackSecretRequest, RolloutCommand, RolloutOutcome, RolloutPhase, RolloutStrategy,
+    RolloutView, RotateSecretAnswer, RotateSecretRequest, SecretChangeAnswer, SecretVersion,
+    ServiceState, ServiceStatus, SetSecretRequest, StackStatus, StatusReport, VersionTraffic,
 };
 
 /// Every route [`crate::app`] serves, as `(method, path)`; a test holds the document to it.
@@ -24,13 +28,24 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/services/{name}/rollout"),
     ("post", "/v1/services/{name}/rollout/{command}"),
     ("post", "/v1/services/{name}/rollback"),
+    ("get", "/v1/secrets"),
+    ("get", "/v1/secrets/{name}"),
+    ("put", "/v1/secrets/{name}"),
+    ("post", "/v1/secrets/{name}/rollback"),
+    ("post", "/v1/secrets/{name}/rotate"),
+    ("post", "/v1/secrets/{name}/reveals"),
+    ("get", "/v1/config/{service}"),
+    ("put", "/v1/config/{service}"),
+    ("post", "/v1/config/rollback"),
+    ("post", "/v1/audit/notes"),
+    ("post", "/v1/preflight"),
 ];
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "wharf control plane API",
-        description = "Drive a running wharf stack: status, health, restarts, deploys and rollouts, reloads. On the unix socket no authentication; on TCP every route but `/health` and `/v1/openapi.json` needs `Authorization: Bearer <WHARF_API_TOKEN>`. Errors are `{\"error\": {\"code\", \"message\"}}`."
+        description = "Drive a running wharf stack: status, health, restarts, deploys and rollouts, reloads; change its stored state: secrets (values go in, never come out), config overrides, audit notes, preflight records. On the unix socket no authentication; on TCP every route but `/health` and `/v1/openapi.json` needs `Authorization: Bearer <WHARF_API_TOKEN>`. Errors are `{\"error\": {\"code\", \"message\"}}`."
     ),
     paths(
         crate::health_live,
@@ -45,6 +60,17 @@ pub const ROUTES: &[(&str, &str)] = &[
         crate::deploy::rollout,
         crate::deploy::rollout_command,
         crate::deploy::rollback,
+        crate::state_routes::list_secrets,
+        crate::state_routes::secret_history,
+        crate::state_routes::set_secret,
+        crate::state_routes::rollback_secret,
+        crate::state_routes::rotate_secret,
+        crate::state_routes::record_reveal,
+        crate::state_routes::get_config,
+        crate::state_routes::change_config,
+        crate::state_routes::rollback_config,
+        crate::state_routes::add_note,
+        crate::state_routes::record_preflight,
     ),
     components(schemas(
         ApiErrorBody, ErrorDetail, ErrorCode, StatusReport, StackStatus, ServiceStatus,
@@ -52,6 +78,11 @@ pub const ROUTES: &[(&str, &str)] = &[
         DeployRequest, RolloutCommand, RolloutView, RolloutStrategy, RolloutPhase, RolloutOutcome,
         VersionTraffic, ReloadRequest, ReloadAnswer,
         ManifestChanges, RestartAnswer, DownRequest, DownAnswer,
+        SecretVersion, SetSecretRequest, SecretChangeAnswer, ReloadOutcome, RollbackSecretRequest,
+        RotateSecretRequest, RotateSecretAnswer, RevealRequest, RevealAnswer,
+        ConfigAnswer, ConfigRevision, ChangeConfigRequest, ConfigChangeAnswer, RevisedConfig,
+        ConfigRollbackRequest, NoteRequest, NoteAnswer, LedgerEntry,
+        PreflightRecordRequest, PreflightRecordAnswer,
     )),
     modifiers(&BearerAuth),
 )]
@@ -121,10 +152,37 @@ mod tests {
 
     /// Each listed route reaches a handler (a disconnected handle answers `stopping` or the
     /// handler refuses the request), never the router's `not_found` / `method_not_allowed`.
+    /// A secret's value goes in, never out: the schema says so, and no answer schema has a
+    /// `value` property.
+    #[test]
+    fn the_secret_value_is_write_only() {
+        let doc = serde_json::to_value(openapi()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(
+            schemas["SetSecretRequest"]["properties"]["value"]["writeOnly"],
+            true
+        );
+        for answer in [
+            "SecretVersion",
+            "SecretChangeAnswer",
+            "RotateSecretAnswer",
+            "RevealAnswer",
+        ] {
+            assert!(schemas[answer].is_object(), "{answer}");
+            assert!(
+                schemas[answer]["properties"].get("value").is_none(),
+                "{answer}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn every_listed_route_is_served() {
         for (method, path) in ROUTES {
-            let uri = path.replace("{name}", "web").replace("{command}", "pause");
+            let uri = path
+                .replace("{name}", "web")
+                .replace("{service}", "web")
+                .replace("{command}", "pause");
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let request = Request::builder()
                 .method(method)

@@ -1,28 +1,30 @@
 //! The routes that change a stack's stored state — secrets, config overrides, audit notes,
 //! preflight records — so that while a control plane runs it is the only writer: each request
 //! runs one `wharf-ops` use case (the change and its ledger entry in one transaction) on the
-//! control plane's store-writer thread, then asks the control plane to apply it.
+//! control plane's store-writer thread, then asks the control plane to apply it. Requests and
+//! answers are `wharf-api` types.
 //!
 //! Secret values enter in a request body and never leave in an answer: a reveal over the API
 //! records the reveal and answers with the version and its fingerprint only; the value is read
 //! by the holder of the master key.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use wharf_api::{
+    ApiErrorBody, ChangeConfigRequest, ConfigAnswer, ConfigChangeAnswer, ConfigRevision,
+    ConfigRollbackRequest, ErrorCode, LedgerEntry, NoteAnswer, NoteRequest, PreflightRecordAnswer,
+    PreflightRecordRequest, ReloadOutcome, RevealAnswer, RevealRequest, RevisedConfig,
+    RollbackSecretRequest, RotateSecretAnswer, RotateSecretRequest, SecretChangeAnswer,
+    SecretVersion, SetSecretRequest,
+};
 use wharf_ops::{Actor, OpsError, OpsErrorKind};
 use wharf_secrets::{SecretValue, VersionInfo};
 
-use wharf_api::ErrorCode;
-
-use crate::{ApiError, AppState, authorize, gone};
+use crate::{ApiError, AppState, authorize, decode_body, decode_required_body, gone};
 
 /// The header the CLI names its user in; trusted on the owner-only unix socket, ignored on TCP
 /// (where the token is the identity).
@@ -63,16 +65,6 @@ fn actor(state: &AppState, headers: &HeaderMap) -> Actor {
         .map_or_else(|| Actor("api-socket".to_owned()), |v| Actor(v.to_owned()))
 }
 
-/// A JSON body of type `T`; an empty body is `{}`; serde's message names the bad field.
-fn body<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, ApiError> {
-    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else {
-        bytes
-    };
-    serde_json::from_slice(bytes).map_err(|err| bad_request(format!("invalid {what}: {err}")))
-}
-
 /// Runs a use case on the writer thread.
 async fn run<T: Send + 'static>(
     state: &AppState,
@@ -88,57 +80,87 @@ async fn run<T: Send + 'static>(
 }
 
 /// Asks the control plane to apply stored secrets and overrides; its answer rides along.
-async fn reload(state: &AppState) -> Value {
+async fn reload(state: &AppState) -> ReloadOutcome {
     match state.handle.reload(Default::default()).await {
-        Ok(answer) => serde_json::to_value(answer).unwrap_or_default(),
-        Err(error) => json!({"error": error.message}),
+        Ok(answer) => ReloadOutcome::Applied(answer),
+        Err(error) => ReloadOutcome::Failed {
+            error: error.message,
+        },
     }
 }
 
-fn version_json(v: &VersionInfo) -> Value {
-    json!({
-        "name": v.name,
-        "version": v.version,
-        "created_at": v.created_at,
-        "actor": v.actor,
-        "origin": v.origin,
-        "reason": v.reason,
-        "fingerprint": v.fingerprint,
-    })
+/// A stored version on the wire: its metadata and fingerprint, never its value.
+fn secret_version(v: VersionInfo) -> SecretVersion {
+    SecretVersion {
+        name: v.name,
+        version: v.version,
+        created_at: v.created_at,
+        actor: v.actor,
+        origin: v.origin,
+        reason: v.reason,
+        fingerprint: v.fingerprint,
+    }
 }
 
-fn check_secret_name(name: &str) -> Result<(), ApiError> {
+fn revised_config(revised: wharf_ops::config::Revised) -> RevisedConfig {
+    RevisedConfig {
+        service: revised.service,
+        revision: revised.revision,
+        changes: revised.changes,
+    }
+}
+
+/// The secret name in the path: letters, digits, `_`, `-`, `.`, at most 128.
+fn secret_name(path: Result<UrlPath<String>, PathRejection>) -> Result<String, ApiError> {
+    let UrlPath(name) = path?;
     let valid = !name.is_empty()
         && name.len() <= 128
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
     if valid {
-        Ok(())
+        Ok(name)
     } else {
         Err(bad_request(format!("`{name}` is not a valid secret name")))
     }
 }
 
-/// `GET /v1/secrets`: every stored secret's current version (no values).
+/// Every stored secret's current version (no values).
+#[utoipa::path(get, path = "/v1/secrets", tag = "secrets", security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The current version of every stored secret", body = Vec<SecretVersion>),
+        (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
+        (status = 500, description = "The store could not be read (`internal`)", body = ApiErrorBody),
+        (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
+    ))]
 pub(crate) async fn list_secrets(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     let versions = run(&state, |store| Ok(wharf_secrets::list(store)?)).await?;
-    let list: Vec<Value> = versions.iter().map(version_json).collect();
+    let list: Vec<SecretVersion> = versions.into_iter().map(secret_version).collect();
     Ok(Json(list).into_response())
 }
 
-/// `GET /v1/secrets/{name}`: a secret's versions (no values).
+/// A secret's versions, oldest first (no values).
+#[utoipa::path(get, path = "/v1/secrets/{name}", tag = "secrets", security((), ("bearer" = [])),
+    params(("name" = String, Path, description = "The secret", example = "api_key")),
+    responses(
+        (status = 200, description = "Every version of the secret", body = Vec<SecretVersion>),
+        (status = 400, description = "Not a valid secret name, or the path does not decode", body = ApiErrorBody),
+        (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
+        (status = 404, description = "No secret of that name is stored (or no such route: a name of `.` or `..`)", body = ApiErrorBody),
+        (status = 500, description = "The store could not be read (`internal`)", body = ApiErrorBody),
+        (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
+    ))]
 pub(crate) async fn secret_history(
     State(state): State<AppState>,
     headers: HeaderMap,
-    UrlPath(name): UrlPath<String>,
+    name: Result<UrlPath<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    check_secret_name(&name)?;
+    let name = secret_name(name)?;
     let lookup = name.clone();
     let versions = run(&state, move |store| {
         Ok(wharf_secrets::history(store, &lookup)?)
@@ -150,31 +172,32 @@ pub(crate) async fn secret_history(
             format!("no secret named `{name}` is stored"),
         ));
     }
-    let list: Vec<Value> = versions.iter().map(version_json).collect();
+    let list: Vec<SecretVersion> = versions.into_iter().map(secret_version).collect();
     Ok(Json(list).into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SetSecret {
-    value: String,
-    #[serde(default)]
-    reason: Option<String>,
-    /// The caller generated the value and ran the rotate hook itself.
-    #[serde(default)]
-    rotated: bool,
-}
-
-/// `PUT /v1/secrets/{name}`: a new version of a declared secret.
+/// A new version of a secret the manifest declares; the control plane then applies it. The
+/// answer never carries the value.
+#[utoipa::path(put, path = "/v1/secrets/{name}", tag = "secrets", security((), ("bearer" = [])),
+    params(("name" = String, Path, description = "A secret declared under `secrets:` in the manifest", example = "api_key")),
+    request_body = SetSecretRequest,
+    responses(
+        (status = 200, description = "Stored; what the control plane did with it", body = SecretChangeAnswer),
+        (status = 400, description = "The body or path does not decode, an empty value, or a secret the manifest does not declare", body = ApiErrorBody),
+        (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
+        (status = 404, description = "No such route (a name of `.` or `..`, which clients resolve away)", body = ApiErrorBody),
+        (status = 500, description = "Nothing was stored: storage or the master key failed (`internal`)", body = ApiErrorBody),
+        (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
+    ))]
 pub(crate) async fn set_secret(
     State(state): State<AppState>,
     headers: HeaderMap,
-    UrlPath(name): UrlPath<String>,
+    name: Result<UrlPath<String>, PathRejection>,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    check_secret_name(&name)?;
-    let request: SetSecret = body(&bytes, "secret")?;
+    let name = secret_name(name)?;
+    let request: SetSecretRequest = decode_required_body(&bytes, "secret")?;
     // Only declared secrets: a typo must not store a value nothing will ever use.
     state.handle.secret_policy(name.clone()).await?;
     let actor = actor(&state, &headers);
@@ -192,64 +215,79 @@ pub(crate) async fn set_secret(
         store_it(store, &secrets, &actor, &key, &value, reason.as_deref())
     })
     .await?;
-    let applied = reload(&state).await;
-    Ok(Json(json!({"secret": version_json(&info), "reload": applied})).into_response())
+    let answer = SecretChangeAnswer {
+        secret: secret_version(info),
+        reload: reload(&state).await,
+    };
+    Ok(Json(answer).into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RollbackSecret {
-    to: u32,
-    #[serde(default)]
-    reason: Option<String>,
-}
-
-/// `POST /v1/secrets/{name}/rollback`: version `to`'s value becomes current again.
+/// Version `to`'s value becomes current again, as a new version; the control plane then
+/// applies it.
+#[utoipa::path(post, path = "/v1/secrets/{name}/rollback", tag = "secrets", security((), ("bearer" = [])),
+    params(("name" = String, Path, description = "The secret", example = "api_key")),
+    request_body = RollbackSecretRequest,
+    responses(
+        (status = 200, description = "Rolled back; what the control plane did with it", body = SecretChangeAnswer),
+        (status = 400, description = "The body or path does not decode, or not a valid secret name", body = ApiErrorBody),
+        (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
+        (status = 404, description = "No such secret or version (or route: a name of `.` or `..`)", body = ApiErrorBody),
+        (status = 500, description = "Nothing was changed: storage or the master key failed (`internal`)", body = ApiErrorBody),
+        (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
+    ))]
 pub(crate) async fn rollback_secret(
     State(state): State<AppState>,
     headers: HeaderMap,
-    UrlPath(name): UrlPath<String>,
+    name: Result<UrlPath<String>, PathRejection>,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    check_secret_name(&name)?;
-    let request: RollbackSecret = body(&bytes, "rollback")?;
+    let name = secret_name(name)?;
+    let request: RollbackSecretRequest = decode_required_body(&bytes, "rollback")?;
     let actor = actor(&state, &headers);
     let state_dir = workdir_state(&state);
-    let key = name.clone();
     let info = run(&state, move |store| {
         let (secrets, _) = wharf_ops::secrets::unlock(store, &state_dir, false)?;
         wharf_ops::secrets::rollback(
             store,
             &secrets,
             &actor,
-            &key,
+            &name,
             request.to,
             request.reason.as_deref(),
         )
     })
     .await?;
-    let applied = reload(&state).await;
-    Ok(Json(json!({"secret": version_json(&info), "reload": applied})).into_response())
+    let answer = SecretChangeAnswer {
+        secret: secret_version(info),
+        reload: reload(&state).await,
+    };
+    Ok(Json(answer).into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Reason {
-    #[serde(default)]
-    reason: Option<String>,
-}
-
-/// `POST /v1/secrets/{name}/rotate`: a generated value, after the manifest's hook.
+/// A generated value (the manifest's `generate:`), made real by its `rotate_command` when it
+/// has one; the control plane then applies it.
+#[utoipa::path(post, path = "/v1/secrets/{name}/rotate", tag = "secrets", security((), ("bearer" = [])),
+    params(("name" = String, Path, description = "A secret declared under `secrets:` in the manifest", example = "api_key")),
+    request_body(content = Option<RotateSecretRequest>, description = "Absent: no reason"),
+    responses(
+        (status = 200, description = "Rotated; what the control plane did with it", body = RotateSecretAnswer),
+        (status = 400, description = "The body or path does not decode, or a secret the manifest does not declare", body = ApiErrorBody),
+        (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
+        (status = 404, description = "No such route (a name of `.` or `..`, which clients resolve away)", body = ApiErrorBody),
+        (status = 409, description = "The rotate_command failed (`hook_failed`)", body = ApiErrorBody),
+        (status = 500, description = "Storage or the master key failed (`internal`)", body = ApiErrorBody),
+        (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
+    ))]
 pub(crate) async fn rotate_secret(
     State(state): State<AppState>,
     headers: HeaderMap,
-    UrlPath(name): UrlPath<String>,
+    name: Result<UrlPath<String>, PathRejection>,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    check_secret_name(&name)?;
-    let request: Reason = body(&bytes, "rotation")?;
+    let name = secret_name(name)?;
+    let request: RotateSecretRequest = decode_body(&bytes, "rotation")?;
     let (policy, workdir) = state.handle.secret_policy(name.clone()).await?;
     let actor = actor(&state, &headers);
     let state_dir = workdir_state(&state);
@@ -269,11 +307,12 @@ pub(crate) async fn rotate_secret(
     .await?;
     match rotated {
         wharf_ops::secrets::Rotated::Done { info, hook } => {
-            let applied = reload(&state).await;
-            Ok(
-                Json(json!({"secret": version_json(&info), "hook": hook, "reload": applied}))
-                    .into_response(),
-            )
+            let answer = RotateSecretAnswer {
+                secret: secret_version(info),
+                hook,
+                reload: reload(&state).await,
+            };
+            Ok(Json(answer).into_response())
         }
         wharf_ops::secrets::Rotated::HookFailed {
             failure, restored, ..
@@ -295,82 +334,105 @@ pub(crate) async fn rotate_secret(
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Reveal {
-    #[serde(default)]
-    version: Option<u32>,
-}
-
-/// `POST /v1/secrets/{name}/reveals`: records that the caller is about to read a value (the
-/// CLI, which holds the master key, reads it after this answer). The answer holds the version
-/// and its fingerprint, never the value.
+/// Records that the caller is about to read a value (the CLI, which holds the master key,
+/// reads it after this answer). The answer holds the version and its fingerprint, never the
+/// value.
+#[utoipa::path(post, path = "/v1/secrets/{name}/reveals", tag = "secrets", security((), ("bearer" = [])),
+    params(("name" = String, Path, description = "The secret", example = "api_key")),
+    request_body(content = Option<RevealRequest>, description = "Absent: the current version"),
+    responses(
+        (status = 201, description = "The reveal is recorded", body = RevealAnswer),
+        (status = 400, description = "The body or path does not decode, or not a valid secret name", body = ApiErrorBody),
+        (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
+        (status = 404, description = "No such secret or version (or route: a name of `.` or `..`)", body = ApiErrorBody),
+        (status = 500, description = "Storage or the master key failed (`internal`)", body = ApiErrorBody),
+        (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
+    ))]
 pub(crate) async fn record_reveal(
     State(state): State<AppState>,
     headers: HeaderMap,
-    UrlPath(name): UrlPath<String>,
+    name: Result<UrlPath<String>, PathRejection>,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    check_secret_name(&name)?;
-    let request: Reveal = body(&bytes, "reveal")?;
+    let name = secret_name(name)?;
+    let request: RevealRequest = decode_body(&bytes, "reveal")?;
     let actor = actor(&state, &headers);
     let state_dir = workdir_state(&state);
-    let key = name.clone();
     let info = run(&state, move |store| {
         let (secrets, _) = wharf_ops::secrets::unlock(store, &state_dir, false)?;
         let (info, value) =
-            wharf_ops::secrets::reveal(store, &secrets, &actor, &key, request.version)?;
+            wharf_ops::secrets::reveal(store, &secrets, &actor, &name, request.version)?;
         drop(value);
         Ok(info)
     })
     .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"secret": version_json(&info)})),
-    )
-        .into_response())
+    let answer = RevealAnswer {
+        secret: secret_version(info),
+    };
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
-/// `GET /v1/config/{service}`: the service's current overrides and its revisions.
+/// The service's current overrides and their revisions.
+#[utoipa::path(get, path = "/v1/config/{service}", tag = "config", security((), ("bearer" = [])),
+    params(("service" = String, Path, description = "The service", example = "api")),
+    responses(
+        (status = 200, description = "The overrides in force and every revision (empty for a service without any)", body = ConfigAnswer),
+        (status = 400, description = "The path does not decode", body = ApiErrorBody),
+        (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
+        (status = 404, description = "No such route (a service of `.` or `..`, which clients resolve away)", body = ApiErrorBody),
+        (status = 500, description = "The store could not be read (`internal`)", body = ApiErrorBody),
+        (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
+    ))]
 pub(crate) async fn get_config(
     State(state): State<AppState>,
     headers: HeaderMap,
-    UrlPath(service): UrlPath<String>,
+    service: Result<UrlPath<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    let (current, revisions) = run(&state, move |store| {
+    let UrlPath(service) = service?;
+    let (config, revisions) = run(&state, move |store| {
         let current = store.config_at(&service, None)?;
         let revisions = store.config_revisions(Some(&service))?;
         Ok((current, revisions))
     })
     .await?;
-    let revisions: Vec<Value> = revisions
-        .iter()
-        .map(|r| {
-            json!({"revision": r.id, "service": r.service, "changes": r.changes,
-                   "actor": r.actor, "reason": r.reason, "created_at": r.created_at})
+    let revisions = revisions
+        .into_iter()
+        .map(|r| ConfigRevision {
+            revision: r.id,
+            service: r.service,
+            changes: r.changes,
+            actor: r.actor,
+            reason: r.reason,
+            created_at: r.created_at,
         })
         .collect();
-    Ok(Json(json!({"config": current, "revisions": revisions})).into_response())
+    Ok(Json(ConfigAnswer { config, revisions }).into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ChangeConfig {
-    changes: BTreeMap<String, Option<String>>,
-    reason: String,
-}
-
-/// `PUT /v1/config/{service}`: set (`"KEY": "value"`) or unset (`"KEY": null`) overrides.
+/// Set (`"KEY": "value"`) or unset (`"KEY": null`) overrides; the control plane then applies
+/// them.
+#[utoipa::path(put, path = "/v1/config/{service}", tag = "config", security((), ("bearer" = [])),
+    params(("service" = String, Path, description = "The service", example = "api")),
+    request_body = ChangeConfigRequest,
+    responses(
+        (status = 200, description = "Recorded (`revision` is null when nothing changed); what the control plane did with it", body = ConfigChangeAnswer),
+        (status = 400, description = "The body or path does not decode, a key that cannot be an environment variable, no changes, or a blank reason", body = ApiErrorBody),
+        (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
+        (status = 404, description = "No such service (`unknown_service`)", body = ApiErrorBody),
+        (status = 500, description = "Nothing was recorded: storage failed (`internal`)", body = ApiErrorBody),
+        (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
+    ))]
 pub(crate) async fn change_config(
     State(state): State<AppState>,
     headers: HeaderMap,
-    UrlPath(service): UrlPath<String>,
+    service: Result<UrlPath<String>, PathRejection>,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    let request: ChangeConfig = body(&bytes, "config change")?;
+    let UrlPath(service) = service?;
+    let request: ChangeConfigRequest = decode_required_body(&bytes, "config change")?;
     // A service the stack does not have is refused, like `wharf config set` does.
     state.handle.rollout(service.clone()).await?;
     let actor = actor(&state, &headers);
@@ -378,81 +440,104 @@ pub(crate) async fn change_config(
         wharf_ops::config::change(store, &actor, &service, request.changes, &request.reason)
     })
     .await?;
-    let applied = reload(&state).await;
-    Ok(Json(json!({"revised": revised, "reload": applied})).into_response())
+    let answer = ConfigChangeAnswer {
+        revised: revised_config(revised),
+        reload: reload(&state).await,
+    };
+    Ok(Json(answer).into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RollbackConfig {
-    to: u64,
-    reason: String,
-}
-
-/// `POST /v1/config/rollback`: a service's overrides as of revision `to`, as a new revision.
+/// A service's overrides as of revision `to`, as a new revision; the control plane then
+/// applies them.
+#[utoipa::path(post, path = "/v1/config/rollback", tag = "config", security((), ("bearer" = [])),
+    request_body = ConfigRollbackRequest,
+    responses(
+        (status = 200, description = "Recorded (`revision` is null when the overrides are already as of `to`); what the control plane did with it", body = ConfigChangeAnswer),
+        (status = 400, description = "The body does not decode, or a blank reason", body = ApiErrorBody),
+        (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
+        (status = 404, description = "No such revision", body = ApiErrorBody),
+        (status = 500, description = "Nothing was recorded: storage failed (`internal`)", body = ApiErrorBody),
+        (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
+    ))]
 pub(crate) async fn rollback_config(
     State(state): State<AppState>,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    let request: RollbackConfig = body(&bytes, "config rollback")?;
+    let request: ConfigRollbackRequest = decode_required_body(&bytes, "config rollback")?;
     let actor = actor(&state, &headers);
     let revised = run(&state, move |store| {
         wharf_ops::config::rollback(store, &actor, request.to, &request.reason)
     })
     .await?;
-    let applied = reload(&state).await;
-    Ok(Json(json!({"revised": revised, "reload": applied})).into_response())
+    let answer = ConfigChangeAnswer {
+        revised: revised_config(revised),
+        reload: reload(&state).await,
+    };
+    Ok(Json(answer).into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Note {
-    text: String,
-}
-
-/// `POST /v1/audit/notes`: an operator's note in the ledger.
+/// An operator's note in the ledger.
+#[utoipa::path(post, path = "/v1/audit/notes", tag = "audit", security((), ("bearer" = [])),
+    request_body = NoteRequest,
+    responses(
+        (status = 201, description = "Appended", body = NoteAnswer),
+        (status = 400, description = "The body does not decode, or a blank note", body = ApiErrorBody),
+        (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
+        (status = 500, description = "The ledger could not be appended to (`internal`)", body = ApiErrorBody),
+        (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
+    ))]
 pub(crate) async fn add_note(
     State(state): State<AppState>,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    let request: Note = body(&bytes, "note")?;
+    let request: NoteRequest = decode_required_body(&bytes, "note")?;
     let actor = actor(&state, &headers);
     let entry = run(&state, move |store| {
-        wharf_ops::audit::note(store, &actor, &request.text)
+        wharf_ops::audit::note(store, &actor, &request.text).map(|entry| LedgerEntry {
+            action: entry.action.as_str().to_owned(),
+            actor: entry.actor,
+            details: entry.details,
+            seq: entry.seq,
+            target: entry.target,
+            time: entry.time.to_string(),
+        })
     })
     .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"seq": entry.seq, "entry": entry.to_json()})),
-    )
-        .into_response())
+    let answer = NoteAnswer {
+        seq: entry.seq,
+        entry,
+    };
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PreflightRecord {
-    target: String,
-    details: Value,
-}
-
-/// `POST /v1/preflight`: a preflight's verdict in the ledger.
+/// A preflight's verdict in the ledger.
+#[utoipa::path(post, path = "/v1/preflight", tag = "audit", security((), ("bearer" = [])),
+    request_body = PreflightRecordRequest,
+    responses(
+        (status = 201, description = "Appended", body = PreflightRecordAnswer),
+        (status = 400, description = "The body does not decode, or `details` is not an object with a string `verdict`", body = ApiErrorBody),
+        (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
+        (status = 500, description = "The ledger could not be appended to (`internal`)", body = ApiErrorBody),
+        (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
+    ))]
 pub(crate) async fn record_preflight(
     State(state): State<AppState>,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    let request: PreflightRecord = body(&bytes, "preflight record")?;
+    let request: PreflightRecordRequest = decode_required_body(&bytes, "preflight record")?;
     let actor = actor(&state, &headers);
     let entry = run(&state, move |store| {
         wharf_ops::audit::preflight(store, &actor, &request.target, request.details)
     })
     .await?;
-    Ok((StatusCode::CREATED, Json(json!({"seq": entry.seq}))).into_response())
+    let answer = PreflightRecordAnswer { seq: entry.seq };
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
 /// The state directory (where the master key file lives).

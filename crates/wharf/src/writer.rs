@@ -4,6 +4,9 @@
 
 use std::path::Path;
 
+use anyhow::Context;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use wharf_ops::ControlLock;
 
@@ -72,6 +75,20 @@ pub fn api(
                 err
             }
         })
+}
+
+/// One typed API call: `request` is the JSON body, the answer decodes as `A` (a `wharf-api`
+/// type); non-2xx comes back as `ApiRejected`, like [`api`].
+pub fn call<A: DeserializeOwned>(
+    state_dir: &Path,
+    method: &str,
+    path: &str,
+    request: &impl Serialize,
+) -> anyhow::Result<A> {
+    let body = serde_json::to_value(request)?;
+    let answer = api(state_dir, method, path, Some(body))?;
+    serde_json::from_value(answer)
+        .with_context(|| format!("unreadable answer of the control plane to {method} {path}"))
 }
 
 /// `/v1/secrets/{name}`-style paths with the name escaped for a URL.

@@ -10,6 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use comfy_table::Table;
 use serde_json::{Value, json};
+use wharf_api::{NoteAnswer, NoteRequest};
 use wharf_ledger::{Entry, Hash, Ledger, Mismatch, RawEntry, Report, SignerKey, to_hex};
 use wharf_store::{EntryFilter, Store};
 
@@ -141,12 +142,12 @@ fn note(global: &Global, text: &str) -> anyhow::Result<ExitStatus> {
     let state_dir = global.state_dir();
     let (seq, entry) = match crate::writer::route(&state_dir)? {
         crate::writer::Route::Api => {
-            let body = json!({ "text": text });
-            let answer = crate::writer::api(&state_dir, "POST", "/v1/audit/notes", Some(body))?;
-            let seq = answer["seq"]
-                .as_u64()
-                .context("the control plane's answer has no seq")?;
-            (seq, answer["entry"].clone())
+            let request = NoteRequest {
+                text: text.to_owned(),
+            };
+            let answer: NoteAnswer =
+                crate::writer::call(&state_dir, "POST", "/v1/audit/notes", &request)?;
+            (answer.seq, serde_json::to_value(answer.entry)?)
         }
         crate::writer::Route::Local(lock) => {
             let mut store = wharf_ops::read::open(&lock)?;

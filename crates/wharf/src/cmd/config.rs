@@ -12,12 +12,14 @@ use serde_json::{Value, json};
 use wharf_store::{ConfigRevision, Store};
 
 use crate::cli::{Global, Output};
-use anyhow::Context;
 
 use crate::client;
 use crate::cmd::secret::{applied_by_control_plane, load_stack, print_json};
 use crate::exit::ExitStatus;
 use crate::writer::{self, Route};
+use wharf_api::{
+    ChangeConfigRequest, ConfigChangeAnswer, ConfigRollbackRequest, ReloadOutcome, RevisedConfig,
+};
 use wharf_ops::config::Revised;
 use wharf_ops::{Actor, OpsErrorKind};
 
@@ -170,15 +172,19 @@ fn change(
     let state_dir = global.state_dir();
     let (revised, reload) = match writer::route(&state_dir)? {
         Route::Api => {
-            let body = json!({"changes": changes, "reason": reason});
+            let request = ChangeConfigRequest {
+                changes,
+                reason: reason.to_owned(),
+            };
             let path = format!("/v1/config/{}", writer::segment(service));
-            let answer = match writer::api(&state_dir, "PUT", &path, Some(body)) {
-                Err(err) if err.is::<client::ApiRejected>() => return invalid(&err.to_string()),
+            let answer: ConfigChangeAnswer = match writer::call(&state_dir, "PUT", &path, &request)
+            {
+                Err(err) if err.is::<client::ApiRejected>() => {
+                    return invalid(&err.to_string());
+                }
                 other => other?,
             };
-            let revised: Revised = serde_json::from_value(answer["revised"].clone())
-                .context("the control plane's answer has no revision")?;
-            (revised, Some(answer["reload"].clone()))
+            (revised_from_api(answer.revised), Some(answer.reload))
         }
         Route::Local(lock) => {
             let mut store = wharf_ops::read::open(&lock)?;
@@ -196,8 +202,21 @@ fn change(
     Ok(ExitStatus::Ok)
 }
 
+/// A revision as the API sends it.
+fn revised_from_api(revised: RevisedConfig) -> Revised {
+    Revised {
+        service: revised.service,
+        revision: revised.revision,
+        changes: revised.changes,
+    }
+}
+
 /// Reports a recorded revision and asks a running control plane to apply it.
-fn applied(global: &Global, revised: &Revised, reload: Option<&Value>) -> anyhow::Result<()> {
+fn applied(
+    global: &Global,
+    revised: &Revised,
+    reload: Option<&ReloadOutcome>,
+) -> anyhow::Result<()> {
     let revision = revised.revision.unwrap_or_default();
     match global.output {
         Output::Json => print_json(&json!({
@@ -422,14 +441,17 @@ fn rollback(global: &Global, rev: u64, reason: &str) -> anyhow::Result<ExitStatu
     let state_dir = global.state_dir();
     let (revised, reload) = match writer::route(&state_dir)? {
         Route::Api => {
-            let body = json!({"to": rev, "reason": reason});
-            let answer = match writer::api(&state_dir, "POST", "/v1/config/rollback", Some(body)) {
+            let request = ConfigRollbackRequest {
+                to: rev,
+                reason: reason.to_owned(),
+            };
+            let path = "/v1/config/rollback";
+            let answer: ConfigChangeAnswer = match writer::call(&state_dir, "POST", path, &request)
+            {
                 Err(err) if err.is::<client::ApiRejected>() => return invalid(&err.to_string()),
                 other => other?,
             };
-            let revised: Revised = serde_json::from_value(answer["revised"].clone())
-                .context("the control plane's answer has no revision")?;
-            (revised, Some(answer["reload"].clone()))
+            (revised_from_api(answer.revised), Some(answer.reload))
         }
         Route::Local(lock) => {
             if !state_dir.join(wharf_store::DB_FILE).exists() {

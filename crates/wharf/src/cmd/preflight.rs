@@ -11,7 +11,9 @@ use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 use serde::Serialize;
 use serde_json::json;
-use wharf_api::{HealthStatus, ServiceState, StatusReport};
+use wharf_api::{
+    HealthStatus, PreflightRecordAnswer, PreflightRecordRequest, ServiceState, StatusReport,
+};
 use wharf_control::plan::{InstanceVars, http_probe};
 use wharf_manifest::ValidStack;
 use wharf_manifest::model::{Overdue, SmokeCheck, SmokeKind};
@@ -382,8 +384,9 @@ fn record(global: &Global, verdict: &str, results: &[CheckResult], report: Optio
         let state_dir = global.state_dir();
         match crate::writer::route(&state_dir)? {
             crate::writer::Route::Api => {
-                let body = json!({"target": target, "details": details});
-                crate::writer::api(&state_dir, "POST", "/v1/preflight", Some(body))?;
+                let request = PreflightRecordRequest { target, details };
+                let _: PreflightRecordAnswer =
+                    crate::writer::call(&state_dir, "POST", "/v1/preflight", &request)?;
             }
             crate::writer::Route::Local(lock) => {
                 let mut store = wharf_ops::read::open(&lock)?;

@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use serde_json::{Value, json};
-use wharf_api::ReloadAnswer;
+use wharf_api::{
+    ReloadAnswer, ReloadOutcome, RevealAnswer, RevealRequest, RollbackSecretRequest,
+    SecretChangeAnswer, SecretVersion, SetSecretRequest,
+};
 use wharf_manifest::ValidStack;
 use wharf_manifest::model::{SecretPolicy, Stack};
 use wharf_ops::secrets::{Rekeyed, Rotated};
@@ -210,23 +213,35 @@ fn unlock(lock: &ControlLock, create: bool) -> anyhow::Result<(Store, Secrets)> 
 }
 
 /// A version as the API sends it.
-fn version_from_api(answer: &Value) -> anyhow::Result<VersionInfo> {
-    let v = &answer["secret"];
-    Ok(VersionInfo {
-        name: v["name"]
-            .as_str()
-            .context("the control plane's answer has no name")?
-            .to_owned(),
-        version: v["version"]
-            .as_u64()
-            .and_then(|n| u32::try_from(n).ok())
-            .context("the control plane's answer has no version")?,
-        created_at: v["created_at"].as_str().unwrap_or_default().to_owned(),
-        actor: v["actor"].as_str().unwrap_or_default().to_owned(),
-        reason: v["reason"].as_str().map(str::to_owned),
-        origin: v["origin"].as_str().unwrap_or_default().to_owned(),
-        fingerprint: v["fingerprint"].as_str().unwrap_or_default().to_owned(),
-    })
+fn version_from_api(v: SecretVersion) -> VersionInfo {
+    VersionInfo {
+        name: v.name,
+        version: v.version,
+        created_at: v.created_at,
+        actor: v.actor,
+        reason: v.reason,
+        origin: v.origin,
+        fingerprint: v.fingerprint,
+    }
+}
+
+/// `PUT /v1/secrets/{name}`: a new version stored by the control plane, and its reload.
+fn put_through_api(
+    state_dir: &Path,
+    name: &str,
+    value: SecretValue,
+    reason: Option<&str>,
+    rotated: bool,
+) -> anyhow::Result<(VersionInfo, ReloadOutcome)> {
+    let request = SetSecretRequest {
+        value: value.expose_str()?.to_owned(),
+        reason: reason.map(str::to_owned),
+        rotated,
+    };
+    drop(value);
+    let answer: SecretChangeAnswer =
+        writer::call(state_dir, "PUT", &secret_path(name, ""), &request)?;
+    Ok((version_from_api(answer.secret), answer.reload))
 }
 
 fn secret_path(name: &str, rest: &str) -> String {
@@ -277,17 +292,9 @@ fn set(global: &Global, args: &SetArgs) -> anyhow::Result<ExitStatus> {
     let state_dir = global.state_dir();
     match writer::route(&state_dir)? {
         Route::Api => {
-            let body = json!({"value": value.expose_str()?, "reason": args.reason});
-            drop(value);
-            let answer = writer::api(&state_dir, "PUT", &secret_path(&args.name, ""), Some(body))?;
-            let info = version_from_api(&answer)?;
-            changed(
-                global,
-                Some(&stack),
-                &info,
-                "stored",
-                Some(&answer["reload"]),
-            )?;
+            let (info, reload) =
+                put_through_api(&state_dir, &args.name, value, args.reason.as_deref(), false)?;
+            changed(global, Some(&stack), &info, "stored", Some(&reload))?;
         }
         Route::Local(lock) => {
             let (mut store, secrets) = unlock(&lock, true)?;
@@ -313,7 +320,7 @@ fn changed(
     stack: Option<&Stack>,
     info: &VersionInfo,
     verb: &str,
-    reload: Option<&Value>,
+    reload: Option<&ReloadOutcome>,
 ) -> anyhow::Result<()> {
     let services = stack.map(|s| users(s, &info.name)).unwrap_or_default();
     match global.output {
@@ -341,16 +348,12 @@ fn changed(
 }
 
 /// What the control plane did with a change it made (its reload answer), or that none runs.
-pub(crate) fn applied_by_control_plane(reload: Option<&Value>) {
+pub(crate) fn applied_by_control_plane(reload: Option<&ReloadOutcome>) {
     match reload {
-        Some(answer) if answer.get("error").is_some() => eprintln!(
-            "warning: the control plane did not reload: {}",
-            answer["error"].as_str().unwrap_or("request failed")
-        ),
-        Some(answer) => match serde_json::from_value::<ReloadAnswer>(answer.clone()) {
-            Ok(applied) => eprintln!("{}", reload_summary(&applied)),
-            Err(err) => eprintln!("warning: unreadable reload answer: {err}"),
-        },
+        Some(ReloadOutcome::Failed { error }) => {
+            eprintln!("warning: the control plane did not reload: {error}")
+        }
+        Some(ReloadOutcome::Applied(applied)) => eprintln!("{}", reload_summary(applied)),
         None => {
             eprintln!("no control plane is running; the services get it at the next `wharf up`")
         }
@@ -552,10 +555,12 @@ fn get(global: &Global, args: &GetArgs) -> anyhow::Result<ExitStatus> {
     // key, reads the value (an API answer never carries one).
     let (info, value) = match writer::route(&state_dir)? {
         Route::Api => {
-            let body = json!({"version": args.version});
+            let request = RevealRequest {
+                version: args.version,
+            };
             let path = secret_path(&args.name, "/reveals");
-            let answer = writer::api(&state_dir, "POST", &path, Some(body))?;
-            let info = version_from_api(&answer)?;
+            let answer: RevealAnswer = writer::call(&state_dir, "POST", &path, &request)?;
+            let info = version_from_api(answer.secret);
             let mut store = wharf_ops::read::open_existing(&state_dir)?
                 .context("the state database vanished")?;
             let (key, _) = master_key(&state_dir, false)?;
@@ -652,17 +657,14 @@ fn rollback(global: &Global, args: &RollbackArgs) -> anyhow::Result<ExitStatus> 
     let verb = format!("rolled back to version {}:", args.to);
     match writer::route(&state_dir)? {
         Route::Api => {
-            let body = json!({"to": args.to, "reason": args.reason});
+            let request = RollbackSecretRequest {
+                to: args.to,
+                reason: args.reason.clone(),
+            };
             let path = secret_path(&args.name, "/rollback");
-            let answer = writer::api(&state_dir, "POST", &path, Some(body))?;
-            let info = version_from_api(&answer)?;
-            changed(
-                global,
-                stack.as_deref(),
-                &info,
-                &verb,
-                Some(&answer["reload"]),
-            )?;
+            let answer: SecretChangeAnswer = writer::call(&state_dir, "POST", &path, &request)?;
+            let info = version_from_api(answer.secret);
+            changed(global, stack.as_deref(), &info, &verb, Some(&answer.reload))?;
         }
         Route::Local(lock) => {
             let (mut store, secrets) = unlock(&lock, false)?;
@@ -816,16 +818,8 @@ fn rotate_through_api(
             return Ok(ExitStatus::Failed);
         }
     }
-    let body = json!({"value": new.expose_str()?, "reason": args.reason, "rotated": true});
-    drop(new);
-    let answer = writer::api(&state_dir, "PUT", &secret_path(&args.name, ""), Some(body))?;
-    let info = version_from_api(&answer)?;
-    changed(
-        global,
-        Some(stack),
-        &info,
-        "rotated",
-        Some(&answer["reload"]),
-    )?;
+    let (info, reload) =
+        put_through_api(&state_dir, &args.name, new, args.reason.as_deref(), true)?;
+    changed(global, Some(stack), &info, "rotated", Some(&reload))?;
     Ok(ExitStatus::Ok)
 }

@@ -1,0 +1,182 @@
+//! The state routes against a real control plane (no services, one declared secret) and its
+//! store in a temp dir, through `app(handle).oneshot(…)`: a secret's value goes in and never
+//! comes out of any answer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+use wharf_api::{ReloadOutcome, RevealAnswer, SecretChangeAnswer, SecretVersion};
+use wharf_control::{Config, ControlPlane, Handle, Journal, StackPlan};
+use wharf_manifest::model::SecretPolicy;
+use wharf_runtime::{ProcessDriver, RestartLimits};
+
+/// A value no answer may contain.
+const VALUE: &str = "correct-horse-battery-staple-7f3a";
+
+/// Runs `test` against a control plane with no services and `api_key` declared, in this
+/// task (its loop is not `Send`), and stops it once `test` is done.
+async fn on_stack<F: std::future::Future<Output = ()>>(test: impl FnOnce(Api) -> F) {
+    let dir = tempfile::tempdir().unwrap();
+    let state_dir = dir.path().join(".wharf");
+    std::fs::create_dir_all(&state_dir).unwrap();
+    let plan = StackPlan {
+        name: "routes".to_owned(),
+        services: Vec::new(),
+        secrets: vec![("api_key".to_owned(), SecretPolicy::default())],
+    };
+    let journal = Journal::open(&state_dir, "wharf-control@test".to_owned()).unwrap();
+    let config = Config {
+        state_dir,
+        workdir: dir.path().to_owned(),
+        // No service: nothing is ever started through it.
+        driver: Arc::new(ProcessDriver::new("/bin/false".into(), Vec::new())),
+        stop_grace: Duration::from_secs(1),
+        limits: RestartLimits::default(),
+        log_max_bytes: 1 << 20,
+        log_keep: 1,
+        proxy_binary: None,
+        reload_plan: None,
+    };
+    let (control, handle) = ControlPlane::new(plan, config, journal);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let test = async move {
+        test(Api(handle)).await;
+        let _ = stop.send(());
+    };
+    let control = control.run(async {
+        let _ = stopped.await;
+    });
+    tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::join!(control, test)
+    })
+    .await
+    .expect("the test and the control plane end");
+}
+
+/// The API over a control plane's handle, as the unix socket serves it.
+struct Api(Handle);
+
+impl Api {
+    async fn call(&self, method: &str, uri: &str, body: &str) -> (StatusCode, String) {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json")
+            .header(wharf_server::ACTOR_HEADER, "tester")
+            .body(Body::from(body.to_owned()))
+            .unwrap();
+        let response = wharf_server::app(self.0.clone(), None)
+            .oneshot(request)
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+}
+
+#[tokio::test]
+async fn a_put_secret_answer_does_not_contain_the_value() {
+    on_stack(|stack| async move {
+        let body = serde_json::json!({"value": VALUE, "reason": "first"}).to_string();
+        let (status, text) = stack.call("PUT", "/v1/secrets/api_key", &body).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        assert!(
+            !text.contains(VALUE),
+            "the answer carries the value: {text}"
+        );
+        let answer: SecretChangeAnswer = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            (answer.secret.name.as_str(), answer.secret.version),
+            ("api_key", 1)
+        );
+        assert_eq!(answer.secret.origin, "set");
+        assert_eq!(answer.secret.actor, "tester");
+        assert!(
+            matches!(answer.reload, ReloadOutcome::Applied(_)),
+            "{answer:?}"
+        );
+
+        // Neither do the answers that read it back.
+        for (method, uri, body) in [
+            ("GET", "/v1/secrets", ""),
+            ("GET", "/v1/secrets/api_key", ""),
+            ("POST", "/v1/secrets/api_key/reveals", ""),
+            ("POST", "/v1/secrets/api_key/rollback", r#"{"to": 1}"#),
+        ] {
+            let (status, text) = stack.call(method, uri, body).await;
+            assert!(status.is_success(), "{method} {uri}: {status} {text}");
+            assert!(
+                !text.contains(VALUE),
+                "{method} {uri} carries the value: {text}"
+            );
+        }
+        let (_, text) = stack.call("GET", "/v1/secrets/api_key", "").await;
+        let versions: Vec<SecretVersion> = serde_json::from_str(&text).unwrap();
+        assert_eq!(versions.len(), 2, "{versions:?}");
+        let (_, text) = stack
+            .call("POST", "/v1/secrets/api_key/reveals", r#"{"version": 1}"#)
+            .await;
+        let revealed: RevealAnswer = serde_json::from_str(&text).unwrap();
+        assert_eq!(revealed.secret.fingerprint, answer.secret.fingerprint);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn state_routes_refuse_what_they_cannot_take_in_the_error_body() {
+    on_stack(|stack| async move {
+        let cases = [
+            // Not declared in the manifest.
+            ("PUT", "/v1/secrets/other", r#"{"value": "x"}"#, 400),
+            ("PUT", "/v1/secrets/api_key", r#"{"value": ""}"#, 400),
+            ("PUT", "/v1/secrets/api_key", "", 400),
+            (
+                "PUT",
+                "/v1/secrets/api_key",
+                r#"{"value": "x", "extra": 1}"#,
+                400,
+            ),
+            ("GET", "/v1/secrets/nope", "", 404),
+            ("GET", "/v1/secrets/bad%20name", "", 400),
+            ("POST", "/v1/secrets/api_key/reveals", "null", 404),
+            (
+                "POST",
+                "/v1/config/rollback",
+                r#"{"to": 9, "reason": "r"}"#,
+                404,
+            ),
+            (
+                "PUT",
+                "/v1/config/ghost",
+                r#"{"changes": {"A": "b"}, "reason": "r"}"#,
+                404,
+            ),
+            ("POST", "/v1/audit/notes", r#"{"text": " "}"#, 400),
+            (
+                "POST",
+                "/v1/preflight",
+                r#"{"target": "t", "details": []}"#,
+                400,
+            ),
+        ];
+        for (method, uri, body, expected) in cases {
+            let (status, text) = stack.call(method, uri, body).await;
+            assert_eq!(status.as_u16(), expected, "{method} {uri} {body}: {text}");
+            let error: wharf_api::ApiErrorBody = serde_json::from_str(&text).unwrap();
+            assert!(!error.error.message.is_empty());
+        }
+        let (status, text) = stack
+            .call("POST", "/v1/audit/notes", r#"{"text": "hello"}"#)
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{text}");
+        let note: wharf_api::NoteAnswer = serde_json::from_str(&text).unwrap();
+        assert_eq!(note.seq, note.entry.seq);
+        assert_eq!(note.entry.action, "audit.note");
+    })
+    .await;
+}
