@@ -69,7 +69,7 @@ fn changes_schema() -> Object {
         .build()
 }
 
-/// `POST /v1/config/rollback`: a service's overrides as of revision `to`, as a new revision.
+/// `POST /v1/config-rollback`: a service's overrides as of revision `to`, as a new revision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigRollbackRequest {

@@ -176,7 +176,7 @@ pub fn app(handle: Handle, token: Option<String>) -> Router {
             "/v1/config/{service}",
             get(state_routes::get_config).put(state_routes::change_config),
         )
-        .route("/v1/config/rollback", post(state_routes::rollback_config))
+        .route("/v1/config-rollback", post(state_routes::rollback_config))
         .route("/v1/audit/notes", post(state_routes::add_note))
         .route("/v1/preflight", post(state_routes::record_preflight))
         .fallback(not_found)

@@ -36,7 +36,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/secrets/{name}/reveals"),
     ("get", "/v1/config/{service}"),
     ("put", "/v1/config/{service}"),
-    ("post", "/v1/config/rollback"),
+    ("post", "/v1/config-rollback"),
     ("post", "/v1/audit/notes"),
     ("post", "/v1/preflight"),
 ];

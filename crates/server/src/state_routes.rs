@@ -380,7 +380,7 @@ pub(crate) async fn record_reveal(
         (status = 200, description = "The overrides in force and every revision (empty for a service without any)", body = ConfigAnswer),
         (status = 400, description = "The path does not decode", body = ApiErrorBody),
         (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
-        (status = 404, description = "No such route (a service of `.` or `..`, which clients resolve away)", body = ApiErrorBody),
+        (status = 404, description = "No such service (`unknown_service`), or no route (a service of `.` or `..`, which clients resolve away)", body = ApiErrorBody),
         (status = 500, description = "The store could not be read (`internal`)", body = ApiErrorBody),
         (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
     ))]
@@ -391,6 +391,8 @@ pub(crate) async fn get_config(
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     let UrlPath(service) = service?;
+    // A service the stack does not have is a 404, as for a change.
+    state.handle.rollout(service.clone()).await?;
     let (config, revisions) = run(&state, move |store| {
         let current = store.config_at(&service, None)?;
         let revisions = store.config_revisions(Some(&service))?;
@@ -449,7 +451,7 @@ pub(crate) async fn change_config(
 
 /// A service's overrides as of revision `to`, as a new revision; the control plane then
 /// applies them.
-#[utoipa::path(post, path = "/v1/config/rollback", tag = "config", security((), ("bearer" = [])),
+#[utoipa::path(post, path = "/v1/config-rollback", tag = "config", security((), ("bearer" = [])),
     request_body = ConfigRollbackRequest,
     responses(
         (status = 200, description = "Recorded (`revision` is null when the overrides are already as of `to`); what the control plane did with it", body = ConfigChangeAnswer),

@@ -146,7 +146,7 @@ async fn state_routes_refuse_what_they_cannot_take_in_the_error_body() {
             ("POST", "/v1/secrets/api_key/reveals", "null", 404),
             (
                 "POST",
-                "/v1/config/rollback",
+                "/v1/config-rollback",
                 r#"{"to": 9, "reason": "r"}"#,
                 404,
             ),

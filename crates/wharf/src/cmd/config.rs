@@ -445,7 +445,7 @@ fn rollback(global: &Global, rev: u64, reason: &str) -> anyhow::Result<ExitStatu
                 to: rev,
                 reason: reason.to_owned(),
             };
-            let path = "/v1/config/rollback";
+            let path = "/v1/config-rollback";
             let answer: ConfigChangeAnswer = match writer::call(&state_dir, "POST", path, &request)
             {
                 Err(err) if err.is::<client::ApiRejected>() => return invalid(&err.to_string()),
