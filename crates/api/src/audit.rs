@@ -1,5 +1,6 @@
-//! The ledger routes' requests and answers: an operator's note (`/v1/audit/notes`) and a
-//! preflight's verdict (`/v1/preflight`).
+//! The ledger routes' requests and answers: an operator's note (`/v1/audit/notes`), a
+//! preflight's verdict (`/v1/preflight`), the ledger's verifier key (`/v1/audit/verifier`) and
+//! a signed checkpoint (`/v1/audit/checkpoints`).
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -75,4 +76,21 @@ fn preflight_details_schema() -> Object {
 pub struct PreflightRecordAnswer {
     /// The entry's position in the ledger.
     pub seq: u64,
+}
+
+/// `GET /v1/audit/verifier`: the key that checks this ledger's signed checkpoints (C2SP
+/// signed-note verifier key), created with the signing key on first use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VerifierAnswer {
+    #[schema(example = "wharf/shop+1a2b3c4d+AbCd…")]
+    pub verifier_key: String,
+}
+
+/// `POST /v1/audit/checkpoints`: a checkpoint of the whole ledger, signed and stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CheckpointAnswer {
+    /// Entries covered.
+    pub size: u64,
+    /// The C2SP signed note.
+    pub note: String,
 }

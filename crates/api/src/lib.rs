@@ -12,7 +12,8 @@ pub mod secrets;
 pub mod status;
 
 pub use audit::{
-    LedgerEntry, NoteAnswer, NoteRequest, PreflightRecordAnswer, PreflightRecordRequest,
+    CheckpointAnswer, LedgerEntry, NoteAnswer, NoteRequest, PreflightRecordAnswer,
+    PreflightRecordRequest, VerifierAnswer,
 };
 pub use config::{
     ChangeConfigRequest, ConfigAnswer, ConfigChangeAnswer, ConfigRevision, ConfigRollbackRequest,

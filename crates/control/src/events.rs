@@ -106,6 +106,7 @@ pub struct Handle {
     pub(crate) events: mpsc::Sender<Event>,
     pub(crate) writer: StoreWriter,
     pub(crate) state_dir: PathBuf,
+    pub(crate) workdir: PathBuf,
 }
 
 impl Handle {
@@ -113,6 +114,11 @@ impl Handle {
     /// cases (`wharf-ops`) there, so the control plane stays the only writer.
     pub fn writer(&self) -> &StoreWriter {
         &self.writer
+    }
+
+    /// The manifest's directory (hooks run there; the ledger key is named after it).
+    pub fn workdir(&self) -> &std::path::Path {
+        &self.workdir
     }
 
     /// The stack's state directory (the master key file lives there).
@@ -128,6 +134,7 @@ impl Handle {
             events,
             writer: StoreWriter::disconnected(),
             state_dir: PathBuf::new(),
+            workdir: PathBuf::new(),
         }
     }
 

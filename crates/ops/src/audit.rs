@@ -1,6 +1,8 @@
 //! Entries that are evidence on their own: an operator's note, a preflight's verdict.
 
-use wharf_ledger::Entry;
+use std::path::Path;
+
+use wharf_ledger::{Entry, Ledger, SignedCheckpoint, SignerKey};
 use wharf_store::Store;
 
 use crate::{Actor, OpsError, append};
@@ -32,4 +34,48 @@ pub fn preflight(
         ));
     }
     append(store, actor, "preflight.run", target, details)
+}
+
+/// The ledger's signing key, created on first use named `origin` and pinned in the database
+/// (a write: the first use stores the verifier; a swapped or lost key file is refused).
+pub fn signer(
+    store: &mut Store,
+    state_dir: &Path,
+    origin: impl FnOnce() -> String,
+) -> Result<SignerKey, OpsError> {
+    Ok(store.ledger_signer(state_dir, origin)?)
+}
+
+/// Signs and stores a checkpoint of the whole ledger as it is now.
+pub fn checkpoint(
+    store: &mut Store,
+    state_dir: &Path,
+    origin: impl FnOnce() -> String,
+) -> Result<SignedCheckpoint, OpsError> {
+    let signer = signer(store, state_dir, origin)?;
+    Ok(Ledger::new(store).checkpoint(&signer)?)
+}
+
+/// The key name a stack's ledger is signed under: `wharf/<name of the manifest's directory>`,
+/// made a valid key name.
+pub fn origin(manifest_dir: &Path) -> String {
+    let dir = std::path::absolute(manifest_dir)
+        .ok()
+        .map(|p| p.canonicalize().unwrap_or(p));
+    let name = dir
+        .as_deref()
+        .and_then(Path::file_name)
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "stack".to_owned());
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_whitespace() || c == '+' {
+                '-'
+            } else {
+                c
+            }
+        })
+        .collect();
+    format!("wharf/{clean}")
 }

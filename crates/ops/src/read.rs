@@ -4,9 +4,15 @@
 
 use std::path::Path;
 
-use wharf_store::{DB_FILE, Store};
+use wharf_ledger::Ledger;
+use wharf_store::Store;
 
 use crate::OpsError;
+
+/// What readers need from the store, named here so the CLI depends on this crate alone: it
+/// opens the state only through [`open_existing`] (reading) and [`open`] (writing, under the
+/// lock).
+pub use wharf_store::{ConfigRevision, DB_FILE, EntryFilter, Store as StateDb};
 
 /// The state database when there is one; commands that only read never create it.
 pub fn open_existing(state_dir: &Path) -> Result<Option<Store>, OpsError> {
@@ -19,4 +25,10 @@ pub fn open_existing(state_dir: &Path) -> Result<Option<Store>, OpsError> {
 /// The state database, created when missing (the writers' entry point, under the lock).
 pub fn open(lock: &crate::ControlLock) -> Result<Store, OpsError> {
     Ok(Store::open(lock.state_dir())?)
+}
+
+/// The ledger of this state, for reading, verifying and proving (creating an empty state when
+/// there is none, whose empty ledger verifies).
+pub fn open_ledger(state_dir: &Path) -> Result<Ledger<Store>, OpsError> {
+    Ok(Ledger::new(Store::open(state_dir)?))
 }

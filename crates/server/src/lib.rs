@@ -178,6 +178,11 @@ pub fn app(handle: Handle, token: Option<String>) -> Router {
         )
         .route("/v1/config-rollback", post(state_routes::rollback_config))
         .route("/v1/audit/notes", post(state_routes::add_note))
+        .route("/v1/audit/verifier", get(state_routes::audit_verifier))
+        .route(
+            "/v1/audit/checkpoints",
+            post(state_routes::audit_checkpoint),
+        )
         .route("/v1/preflight", post(state_routes::record_preflight))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

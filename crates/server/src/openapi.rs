@@ -4,14 +4,15 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use wharf_api::{
-    ApiErrorBody, ChangeConfigRequest, ConfigAnswer, ConfigChangeAnswer, ConfigRevision,
-    ConfigRollbackRequest, DependencyStatus, DeployRequest, DownAnswer, DownRequest, ErrorCode,
-    ErrorDetail, HealthStatus, InstancePhase, InstanceStatus, LedgerEntry, ManifestChanges,
-    NoteAnswer, NoteRequest, PreflightRecordAnswer, PreflightRecordRequest, ReloadAnswer,
-    ReloadOutcome, ReloadRequest, RestartAnswer, RevealAnswer, RevealRequest, RevisedConfig,
-    RollbackSecretRequest, RolloutCommand, RolloutOutcome, RolloutPhase, RolloutStrategy,
-    RolloutView, RotateSecretAnswer, RotateSecretRequest, SecretChangeAnswer, SecretVersion,
-    ServiceState, ServiceStatus, SetSecretRequest, StackStatus, StatusReport, VersionTraffic,
+    ApiErrorBody, ChangeConfigRequest, CheckpointAnswer, ConfigAnswer, ConfigChangeAnswer,
+    ConfigRevision, ConfigRollbackRequest, DependencyStatus, DeployRequest, DownAnswer,
+    DownRequest, ErrorCode, ErrorDetail, HealthStatus, InstancePhase, InstanceStatus, LedgerEntry,
+    ManifestChanges, NoteAnswer, NoteRequest, PreflightRecordAnswer, PreflightRecordRequest,
+    ReloadAnswer, ReloadOutcome, ReloadRequest, RestartAnswer, RevealAnswer, RevealRequest,
+    RevisedConfig, RollbackSecretRequest, RolloutCommand, RolloutOutcome, RolloutPhase,
+    RolloutStrategy, RolloutView, RotateSecretAnswer, RotateSecretRequest, SecretChangeAnswer,
+    SecretVersion, ServiceState, ServiceStatus, SetSecretRequest, StackStatus, StatusReport,
+    VerifierAnswer, VersionTraffic,
 };
 
 /// Every route [`crate::app`] serves, as `(method, path)`; a test holds the document to it.
@@ -37,6 +38,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/config/{service}"),
     ("put", "/v1/config/{service}"),
     ("post", "/v1/config-rollback"),
+    ("get", "/v1/audit/verifier"),
+    ("post", "/v1/audit/checkpoints"),
     ("post", "/v1/audit/notes"),
     ("post", "/v1/preflight"),
 ];
@@ -70,6 +73,8 @@ pub const ROUTES: &[(&str, &str)] = &[
         crate::state_routes::change_config,
         crate::state_routes::rollback_config,
         crate::state_routes::add_note,
+        crate::state_routes::audit_verifier,
+        crate::state_routes::audit_checkpoint,
         crate::state_routes::record_preflight,
     ),
     components(schemas(
@@ -81,7 +86,7 @@ pub const ROUTES: &[(&str, &str)] = &[
         SecretVersion, SetSecretRequest, SecretChangeAnswer, ReloadOutcome, RollbackSecretRequest,
         RotateSecretRequest, RotateSecretAnswer, RevealRequest, RevealAnswer,
         ConfigAnswer, ConfigRevision, ChangeConfigRequest, ConfigChangeAnswer, RevisedConfig,
-        ConfigRollbackRequest, NoteRequest, NoteAnswer, LedgerEntry,
+        ConfigRollbackRequest, NoteRequest, NoteAnswer, LedgerEntry, VerifierAnswer, CheckpointAnswer,
         PreflightRecordRequest, PreflightRecordAnswer,
     )),
     modifiers(&BearerAuth),

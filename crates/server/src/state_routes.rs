@@ -15,11 +15,11 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use wharf_api::{
-    ApiErrorBody, ChangeConfigRequest, ConfigAnswer, ConfigChangeAnswer, ConfigRevision,
-    ConfigRollbackRequest, ErrorCode, LedgerEntry, NoteAnswer, NoteRequest, PreflightRecordAnswer,
-    PreflightRecordRequest, ReloadOutcome, RevealAnswer, RevealRequest, RevisedConfig,
-    RollbackSecretRequest, RotateSecretAnswer, RotateSecretRequest, SecretChangeAnswer,
-    SecretVersion, SetSecretRequest,
+    ApiErrorBody, ChangeConfigRequest, CheckpointAnswer, ConfigAnswer, ConfigChangeAnswer,
+    ConfigRevision, ConfigRollbackRequest, ErrorCode, LedgerEntry, NoteAnswer, NoteRequest,
+    PreflightRecordAnswer, PreflightRecordRequest, ReloadOutcome, RevealAnswer, RevealRequest,
+    RevisedConfig, RollbackSecretRequest, RotateSecretAnswer, RotateSecretRequest,
+    SecretChangeAnswer, SecretVersion, SetSecretRequest, VerifierAnswer,
 };
 use wharf_ops::{Actor, OpsError, OpsErrorKind};
 use wharf_secrets::{SecretValue, VersionInfo};
@@ -478,6 +478,64 @@ pub(crate) async fn rollback_config(
         reload: reload(&state).await,
     };
     Ok(Json(answer).into_response())
+}
+
+/// The ledger's verifier key (the signing key is made on first use, by the one writer).
+#[utoipa::path(get, path = "/v1/audit/verifier", tag = "audit", security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The verifier key", body = VerifierAnswer),
+        (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
+        (status = 500, description = "The key is unusable: lost, swapped or unreadable (`internal`)", body = ApiErrorBody),
+        (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
+    ))]
+pub(crate) async fn audit_verifier(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let (state_dir, origin) = signing_context(&state);
+    let verifier = run(&state, move |store| {
+        wharf_ops::audit::signer(store, &state_dir, || origin).map(|s| s.verifier().to_string())
+    })
+    .await?;
+    Ok(Json(VerifierAnswer {
+        verifier_key: verifier,
+    })
+    .into_response())
+}
+
+/// A checkpoint of the whole ledger, signed and stored.
+#[utoipa::path(post, path = "/v1/audit/checkpoints", tag = "audit", security((), ("bearer" = [])),
+    responses(
+        (status = 201, description = "Signed and stored", body = CheckpointAnswer),
+        (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
+        (status = 500, description = "The key is unusable or the ledger unreadable (`internal`)", body = ApiErrorBody),
+        (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
+    ))]
+pub(crate) async fn audit_checkpoint(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let (state_dir, origin) = signing_context(&state);
+    let signed = run(&state, move |store| {
+        wharf_ops::audit::checkpoint(store, &state_dir, || origin)
+    })
+    .await?;
+    let answer = CheckpointAnswer {
+        size: signed.checkpoint.size,
+        note: signed.note,
+    };
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+/// Where the signing key lives and the name it gets on first use.
+fn signing_context(state: &AppState) -> (std::path::PathBuf, String) {
+    let handle = &state.handle;
+    (
+        handle.state_dir().to_owned(),
+        wharf_ops::audit::origin(handle.workdir()),
+    )
 }
 
 /// An operator's note in the ledger.

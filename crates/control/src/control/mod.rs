@@ -104,6 +104,7 @@ impl ControlPlane {
             events: events_tx.clone(),
             writer: journal.writer(),
             state_dir: config.state_dir.clone(),
+            workdir: config.workdir.clone(),
         };
         let proxy = proxy::ProxyState::new(&config.state_dir, config.proxy_binary.clone());
         let mut control = ControlPlane {

@@ -11,8 +11,10 @@ use base64::engine::general_purpose::STANDARD as B64;
 use comfy_table::Table;
 use serde_json::{Value, json};
 use wharf_api::{NoteAnswer, NoteRequest};
-use wharf_ledger::{Entry, Hash, Ledger, Mismatch, RawEntry, Report, SignerKey, to_hex};
-use wharf_store::{EntryFilter, Store};
+use wharf_ledger::{
+    Checkpoint, Entry, Hash, Ledger, Mismatch, RawEntry, Report, VerifierKey, to_hex,
+};
+use wharf_ops::read::{EntryFilter, StateDb};
 
 use crate::cli::{Global, Output};
 use crate::exit::ExitStatus;
@@ -76,40 +78,54 @@ pub fn run(global: &Global, command: AuditCommand) -> anyhow::Result<ExitStatus>
     }
 }
 
-pub(crate) fn open(global: &Global) -> anyhow::Result<Ledger<Store>> {
-    Ok(Ledger::new(Store::open(&global.state_dir())?))
+pub(crate) fn open(global: &Global) -> anyhow::Result<Ledger<StateDb>> {
+    Ok(wharf_ops::read::open_ledger(&global.state_dir())?)
 }
 
-/// The signing key, created on first use with the origin `wharf/<manifest directory name>`,
-/// and bound to this ledger (a missing or swapped key file is refused).
-pub(crate) fn signer(global: &Global) -> anyhow::Result<SignerKey> {
+/// The directory holding the manifest: the ledger key is named after it.
+fn manifest_dir(global: &Global) -> std::path::PathBuf {
+    let manifest = std::path::absolute(&global.file).unwrap_or_else(|_| global.file.clone());
+    manifest
+        .parent()
+        .map_or_else(|| std::path::PathBuf::from("."), Path::to_path_buf)
+}
+
+/// The key that checks this ledger's checkpoints. The signing key behind it is created and
+/// pinned on first use — a write, so it is made by the one writer: the running control plane,
+/// or this process under the lock.
+pub(crate) fn verifier(global: &Global) -> anyhow::Result<VerifierKey> {
     let state_dir = global.state_dir();
-    let mut store = Store::open(&state_dir)?;
-    Ok(store.ledger_signer(&state_dir, || origin(&global.file))?)
+    match crate::writer::route(&state_dir)? {
+        crate::writer::Route::Api => {
+            let answer: wharf_api::VerifierAnswer =
+                crate::writer::call(&state_dir, "GET", "/v1/audit/verifier", &json!(null))?;
+            Ok(VerifierKey::parse(&answer.verifier_key)
+                .context("the control plane sent an unreadable verifier key")?)
+        }
+        crate::writer::Route::Local(lock) => {
+            let mut store = wharf_ops::read::open(&lock)?;
+            let origin = wharf_ops::audit::origin(&manifest_dir(global));
+            Ok(wharf_ops::audit::signer(&mut store, &state_dir, || origin)?.verifier())
+        }
+    }
 }
 
-/// `wharf/<name of the directory holding the manifest>`, made a valid key name.
-fn origin(manifest: &Path) -> String {
-    let dir = std::path::absolute(manifest)
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-        .map(|p| p.canonicalize().unwrap_or(p));
-    let name = dir
-        .as_deref()
-        .and_then(Path::file_name)
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "stack".to_owned());
-    let clean: String = name
-        .chars()
-        .map(|c| {
-            if c.is_whitespace() || c == '+' {
-                '-'
-            } else {
-                c
-            }
-        })
-        .collect();
-    format!("wharf/{clean}")
+/// Signs and stores a checkpoint of the ledger as it is now, through the one writer.
+fn sign_checkpoint(global: &Global) -> anyhow::Result<(u64, String)> {
+    let state_dir = global.state_dir();
+    match crate::writer::route(&state_dir)? {
+        crate::writer::Route::Api => {
+            let answer: wharf_api::CheckpointAnswer =
+                crate::writer::call(&state_dir, "POST", "/v1/audit/checkpoints", &json!({}))?;
+            Ok((answer.size, answer.note))
+        }
+        crate::writer::Route::Local(lock) => {
+            let mut store = wharf_ops::read::open(&lock)?;
+            let origin = wharf_ops::audit::origin(&manifest_dir(global));
+            let signed = wharf_ops::audit::checkpoint(&mut store, &state_dir, || origin)?;
+            Ok((signed.checkpoint.size, signed.note))
+        }
+    }
 }
 
 /// `WHARF_ACTOR`, else `$USER@hostname`, else `operator`.
@@ -239,8 +255,8 @@ fn verify(global: &Global, saved: Option<&Path>) -> anyhow::Result<ExitStatus> {
         ),
         None => None,
     };
+    let verifier = verifier(global)?;
     let ledger = open(global)?;
-    let verifier = signer(global)?.verifier();
     let mut report = ledger.verify(&verifier)?;
     let mut saved_size = None;
     if let (None, Some(note)) = (&report.failure, &saved_note) {
@@ -290,12 +306,14 @@ fn print_report(global: &Global, report: &Report, saved_size: Option<u64>) -> an
 }
 
 fn checkpoint(global: &Global) -> anyhow::Result<ExitStatus> {
-    let signer = signer(global)?;
-    let signed = open(global)?.checkpoint(&signer)?;
+    let (size, note) = sign_checkpoint(global)?;
+    let Ok(checkpoint) = Checkpoint::peek(&note) else {
+        anyhow::bail!("the signed checkpoint does not parse");
+    };
     match global.output {
-        Output::Human => print!("{}", signed.note),
+        Output::Human => print!("{note}"),
         Output::Json => print_json(&json!({
-            "size": signed.checkpoint.size, "root": b64(&signed.checkpoint.root), "note": signed.note,
+            "size": size, "root": b64(&checkpoint.root), "note": note,
         }))?,
     }
     Ok(ExitStatus::Ok)
@@ -350,7 +368,7 @@ fn prove(global: &Global, seq: u64, size: Option<u64>) -> anyhow::Result<ExitSta
 }
 
 fn key(global: &Global) -> anyhow::Result<ExitStatus> {
-    let verifier = signer(global)?.verifier();
+    let verifier = verifier(global)?;
     match global.output {
         Output::Human => println!("{verifier}"),
         Output::Json => print_json(&json!({ "verifier_key": verifier.to_string() }))?,
@@ -361,19 +379,27 @@ fn key(global: &Global) -> anyhow::Result<ExitStatus> {
 /// Writes what an outside verifier needs; signs a fresh checkpoint first if the latest one
 /// does not cover every entry, so the export is checkable end to end.
 fn export(global: &Global, dir: &Path) -> anyhow::Result<ExitStatus> {
-    let signer = signer(global)?;
-    let mut ledger = open(global)?;
+    let verifier = verifier(global)?;
+    let ledger = open(global)?;
     let size = ledger.size()?;
     let latest = ledger
         .latest_checkpoint()?
-        .filter(|l| l.checkpoint.size == size);
-    let signed = match latest {
-        Some(latest) => latest,
-        None => ledger.checkpoint(&signer)?,
+        .filter(|l| l.checkpoint.size == size)
+        .map(|l| l.note);
+    let note = match latest {
+        Some(note) => note,
+        None => sign_checkpoint(global)?.1,
     };
+    // The entries the exported checkpoint covers (a writer may have appended since).
+    let size = Checkpoint::peek(&note).map_or(size, |c| c.size);
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut lines = String::new();
-    for raw in ledger.storage().ledger_entries(&EntryFilter::default())? {
+    for raw in ledger
+        .storage()
+        .ledger_entries(&EntryFilter::default())?
+        .into_iter()
+        .filter(|raw| u64::try_from(raw.seq).is_ok_and(|seq| seq < size))
+    {
         let seq = raw.seq;
         let entry =
             Entry::try_from(raw).with_context(|| format!("entry seq {seq} is unreadable"))?;
@@ -384,11 +410,8 @@ fn export(global: &Global, dir: &Path) -> anyhow::Result<ExitStatus> {
         lines.push('\n');
     }
     write(&dir.join("entries.jsonl"), &lines)?;
-    write(&dir.join("checkpoint"), &signed.note)?;
-    write(
-        &dir.join("verifier.key"),
-        &format!("{}\n", signer.verifier()),
-    )?;
+    write(&dir.join("checkpoint"), &note)?;
+    write(&dir.join("verifier.key"), &format!("{verifier}\n"))?;
     match global.output {
         Output::Human => println!(
             "exported {size} entries and the checkpoint of size {size} to {}",

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use serde_json::{Value, json};
-use wharf_store::{ConfigRevision, Store};
+use wharf_ops::read::{ConfigRevision, StateDb};
 
 use crate::cli::{Global, Output};
 
@@ -246,11 +246,11 @@ fn change_lines(changes: &Changes) -> Vec<String> {
 }
 
 /// The state database if there is one; commands that only read never create it.
-fn open_existing(global: &Global) -> anyhow::Result<Option<Store>> {
+fn open_existing(global: &Global) -> anyhow::Result<Option<StateDb>> {
     Ok(wharf_ops::read::open_existing(&global.state_dir())?)
 }
 
-fn revision(store: Option<&Store>, id: u64) -> anyhow::Result<Result<ConfigRevision, String>> {
+fn revision(store: Option<&StateDb>, id: u64) -> anyhow::Result<Result<ConfigRevision, String>> {
     let found = match store {
         Some(store) => store.config_revision(id)?,
         None => None,
@@ -454,7 +454,7 @@ fn rollback(global: &Global, rev: u64, reason: &str) -> anyhow::Result<ExitStatu
             (revised_from_api(answer.revised), Some(answer.reload))
         }
         Route::Local(lock) => {
-            if !state_dir.join(wharf_store::DB_FILE).exists() {
+            if !state_dir.join(wharf_ops::read::DB_FILE).exists() {
                 return invalid(&format!("no configuration revision {rev}"));
             }
             let mut store = wharf_ops::read::open(&lock)?;

@@ -38,11 +38,15 @@ pub fn run(global: &Global, args: &DownArgs) -> anyhow::Result<ExitStatus> {
                 eprintln!("error: {err}");
                 Ok(ExitStatus::Invalid)
             }
-            Err(err) if err.is::<NotRunning>() => {
+            // No control plane answers (none runs, or a killed one is being torn down and
+            // reset the connection): stop what it recorded, once its lock is free.
+            Err(err) => {
+                if !err.is::<NotRunning>() {
+                    tracing::debug!(error = %err, "the control plane did not answer; stopping without it");
+                }
                 let order = dependency_order(global);
                 stop_recorded(&state_dir, args.service.as_deref(), &order).await
             }
-            Err(err) => Err(err),
         }
     })
 }
@@ -76,7 +80,7 @@ async fn stop_recorded(
     service: Option<&str>,
     order: &[String],
 ) -> anyhow::Result<ExitStatus> {
-    if !state_dir.join(wharf_store::DB_FILE).exists() {
+    if !state_dir.join(wharf_ops::read::DB_FILE).exists() {
         eprintln!("nothing to stop: no state in {}", state_dir.display());
         return Ok(ExitStatus::Ok);
     }

@@ -345,8 +345,8 @@ fn check_secrets(global: &Global, stack: &ValidStack, results: &mut Vec<CheckRes
 fn check_ledger(global: &Global, results: &mut Vec<CheckResult>) {
     let started = Instant::now();
     let outcome = (|| -> anyhow::Result<Option<String>> {
+        let verifier = crate::cmd::audit::verifier(global)?;
         let ledger = crate::cmd::audit::open(global)?;
-        let verifier = crate::cmd::audit::signer(global)?.verifier();
         let report = ledger.verify(&verifier)?;
         Ok(report.failure.map(|f| f.to_string()))
     })();

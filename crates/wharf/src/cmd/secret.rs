@@ -17,12 +17,12 @@ use wharf_api::{
 };
 use wharf_manifest::ValidStack;
 use wharf_manifest::model::{SecretPolicy, Stack};
+use wharf_ops::read::{DB_FILE, StateDb};
 use wharf_ops::secrets::{Rekeyed, Rotated};
 use wharf_ops::{Actor, ControlLock};
 use wharf_secrets::{
     KeySource, MASTER_KEY_ENV, MasterKey, Rotation, SecretValue, Secrets, VersionInfo,
 };
-use wharf_store::{DB_FILE, Store};
 
 use crate::cli::{Global, Output};
 use crate::exit::ExitStatus;
@@ -197,7 +197,7 @@ fn master_key(state_dir: &Path, create: bool) -> anyhow::Result<(MasterKey, KeyS
 
 /// Opens the state database under the lock and unlocks its secrets (a wrong key is refused
 /// before any write); with `create`, the master key is made on first use, with a notice.
-fn unlock(lock: &ControlLock, create: bool) -> anyhow::Result<(Store, Secrets)> {
+fn unlock(lock: &ControlLock, create: bool) -> anyhow::Result<(StateDb, Secrets)> {
     let state_dir = lock.state_dir();
     if !create && !state_dir.join(DB_FILE).exists() {
         bail!(
@@ -484,7 +484,7 @@ fn rotation_json(rotation: &Rotation) -> Value {
 
 /// The versions stored, without a key; an absent database means none (and stays absent).
 pub(crate) fn stored(state_dir: &Path) -> anyhow::Result<Vec<VersionInfo>> {
-    if !state_dir.join(wharf_store::DB_FILE).exists() {
+    if !state_dir.join(DB_FILE).exists() {
         return Ok(Vec::new());
     }
     let Some(store) = wharf_ops::read::open_existing(state_dir)? else {

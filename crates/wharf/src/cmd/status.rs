@@ -54,10 +54,10 @@ pub fn run(global: &Global, args: &StatusArgs) -> anyhow::Result<ExitStatus> {
 /// Without a control plane, what the store says was running and whether each process still
 /// runs: services outlive the control plane, and this is how an operator sees them.
 fn print_recorded(state_dir: &std::path::Path, output: Output) -> anyhow::Result<()> {
-    if !state_dir.join(wharf_store::DB_FILE).exists() {
+    let Some(store) = wharf_ops::read::open_existing(state_dir)? else {
         return Ok(());
-    }
-    let rows = wharf_store::Store::open(state_dir)?.instances()?;
+    };
+    let rows = store.instances()?;
     // Instances are started by the process driver: it reads their handles.
     let driver = crate::cmd::up::process_driver()?;
     let records: Vec<serde_json::Value> = rows

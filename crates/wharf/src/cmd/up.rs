@@ -15,15 +15,12 @@ use wharf_api::{ReloadAnswer, ReloadRequest, StatusReport};
 use wharf_control::{Config, ControlPlane, Journal};
 use wharf_runtime::{ProcessDriver, RestartLimits};
 use wharf_server::tls::{ApiTls, CertOrigin};
-use wharf_store::Store;
 
 use crate::cli::{Global, Output};
 use crate::client;
 use crate::exit::ExitStatus;
 use crate::manifest_file::ManifestFile;
 
-/// The lock a running control plane holds in the state directory.
-pub const LOCK_FILE: &str = "control.lock";
 pub const PID_FILE: &str = "control.pid";
 pub const LOG_FILE: &str = "control.log";
 
@@ -112,19 +109,14 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
     let state_dir = absolute(&global.state_dir())?;
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("cannot create {}", state_dir.display()))?;
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(state_dir.join(LOCK_FILE))?;
-    if lock.try_lock().is_err() {
+    let Some(lock) = wharf_ops::ControlLock::try_acquire(&state_dir)? else {
         // Like `docker compose up`: the running stack takes the manifest as it is now.
         return apply_to_running(&state_dir, args.environment.as_deref());
-    }
+    };
     // The master key is checked here, before anything starts (and before detaching, so a
     // wrong key is this command's error): a stack that uses secrets needs them unlocked.
     let uses_secrets = plan.services.iter().any(|s| !s.secret_names().is_empty());
-    if uses_secrets && let Err(error) = unlock_secrets(&state_dir, true) {
+    if uses_secrets && let Err(error) = unlock_secrets(&lock, true) {
         eprintln!("error: {error}");
         return Ok(ExitStatus::Failed);
     }
@@ -155,6 +147,7 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
         .build()?;
     let loader = plan_loader(absolute(&manifest.path)?, args.environment.clone());
     runtime.block_on(run_control_plane(
+        &lock,
         plan,
         &state_dir,
         workdir,
@@ -190,7 +183,11 @@ fn announce_api(addr: std::net::SocketAddr, tls: &ApiTls) {
 
 /// Loads the master key (`WHARF_MASTER_KEY`, else the key file; created on first use when
 /// `create`, with a notice to back it up) and opens this state database's secrets with it.
-fn unlock_secrets(state_dir: &Path, create: bool) -> anyhow::Result<wharf_secrets::Secrets> {
+fn unlock_secrets(
+    lock: &wharf_ops::ControlLock,
+    create: bool,
+) -> anyhow::Result<wharf_secrets::Secrets> {
+    let state_dir = lock.state_dir();
     let env = std::env::var(wharf_secrets::MASTER_KEY_ENV).ok();
     let (key, source) = wharf_secrets::MasterKey::load(state_dir, env.as_deref(), create)?;
     if let wharf_secrets::KeySource::Created(path) = &source {
@@ -199,7 +196,7 @@ fn unlock_secrets(state_dir: &Path, create: bool) -> anyhow::Result<wharf_secret
             path.display()
         );
     }
-    let mut store = Store::open(state_dir)?;
+    let mut store = wharf_ops::read::open(lock)?;
     Ok(wharf_secrets::Secrets::unlock(&mut store, key)?)
 }
 
@@ -296,6 +293,7 @@ fn plan_loader(manifest: PathBuf, environment: Option<String>) -> wharf_control:
 }
 
 async fn run_control_plane(
+    lock: &wharf_ops::ControlLock,
     plan: wharf_control::StackPlan,
     state_dir: &Path,
     workdir: PathBuf,
@@ -310,7 +308,7 @@ async fn run_control_plane(
     std::fs::write(state_dir.join(PID_FILE), std::process::id().to_string())?;
     let uses_secrets = plan.services.iter().any(|s| !s.secret_names().is_empty());
     let secrets = if uses_secrets {
-        Some(unlock_secrets(state_dir, false)?)
+        Some(unlock_secrets(lock, false)?)
     } else {
         None
     };
