@@ -216,6 +216,7 @@ impl Poller {
                         Some((200, _)) => ok.fetch_add(1, Ordering::Relaxed),
                         _ => failed.fetch_add(1, Ordering::Relaxed),
                     };
+                    // tidy: pacing — a client's pause between requests, not a wait for anything.
                     std::thread::park_timeout(Duration::from_millis(5));
                 }
             }
