@@ -26,8 +26,16 @@ pub fn run(global: &Global, args: &StatusArgs) -> anyhow::Result<ExitStatus> {
         loop {
             let value = match client::call_ok(&state_dir, "GET", "/v1/status", None).await {
                 Ok(value) => value,
-                Err(err) if err.is::<client::NotRunning>() => {
-                    eprintln!("{err}");
+                // No control plane answers: none runs, or a killed one reset the connection
+                // while it was torn down. What it recorded is what runs.
+                Err(err) if !err.is::<client::ApiRejected>() => {
+                    if err.is::<client::NotRunning>() {
+                        eprintln!("{err}");
+                    } else {
+                        eprintln!(
+                            "the control plane did not answer ({err:#}); showing what it recorded"
+                        );
+                    }
                     print_recorded(&state_dir, global.output)?;
                     return Ok(ExitStatus::Failed);
                 }
