@@ -1,6 +1,6 @@
 //! Entries that are evidence on their own: an operator's note, a preflight's verdict.
 
-use wharf_ledger::Entry;
+use wharf_ledger::{Entry, KnownAction};
 use wharf_store::Store;
 
 use crate::{Actor, OpsError, append};
@@ -13,7 +13,7 @@ pub fn note(store: &mut Store, actor: &Actor, text: &str) -> Result<Entry, OpsEr
     append(
         store,
         actor,
-        "audit.note",
+        KnownAction::AuditNote,
         "",
         serde_json::json!({ "text": text }),
     )
@@ -31,5 +31,5 @@ pub fn preflight(
             "a preflight record needs an object with a `verdict`".to_owned(),
         ));
     }
-    append(store, actor, "preflight.run", target, details)
+    append(store, actor, KnownAction::PreflightRun, target, details)
 }
