@@ -14,7 +14,7 @@ use std::path::Path;
 
 use serde_json::Value;
 use tokio::sync::oneshot;
-use wharf_ledger::{Action, Ledger, NewEntry};
+use wharf_ledger::{KnownAction, Ledger, NewEntry};
 use wharf_store::{InstanceRow, Store, StoreError};
 
 /// One unit of work for the writer thread.
@@ -102,18 +102,13 @@ impl Journal {
         self.writer.clone()
     }
 
-    /// Queues one ledger entry (`action` is dotted, e.g. `instance.start`).
-    pub fn record(&mut self, action: &str, target: &str, details: Value) {
-        let entry = action
-            .parse::<Action>()
-            .and_then(|action| {
-                NewEntry::new(jiff::Timestamp::now(), &self.actor, action, target, details)
-            })
-            .map_err(|err| err.to_string());
-        let entry = match entry {
+    /// Queues one ledger entry.
+    pub fn record(&mut self, action: KnownAction, target: &str, details: Value) {
+        let now = jiff::Timestamp::now();
+        let entry = match NewEntry::new(now, &self.actor, action.into(), target, details) {
             Ok(entry) => entry,
             Err(error) => {
-                tracing::error!(%error, action, target, "invalid ledger entry");
+                tracing::error!(%error, %action, target, "invalid ledger entry");
                 return;
             }
         };

@@ -36,6 +36,11 @@ impl Action {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// One of [`KnownAction`](crate::KnownAction)'s texts, which its tests check are valid.
+    pub(crate) fn known(text: &'static str) -> Action {
+        Self(text.to_owned())
+    }
 }
 
 impl FromStr for Action {

@@ -5,6 +5,7 @@
 //! (implemented by wharf-store on SQLite, and by [`MemoryStorage`] here for tests), time
 //! and randomness come from the caller, so every function is a function of its inputs.
 
+mod actions;
 mod entry;
 mod hash;
 mod ledger;
@@ -14,6 +15,7 @@ mod storage;
 pub mod tree;
 mod verify;
 
+pub use actions::KnownAction;
 pub use entry::{Action, Entry, EntryError, NewEntry, RawEntry};
 pub use hash::{Hash, empty_root, from_hex, hash_from_slice, leaf_hash, node_hash, to_hex};
 pub use ledger::{Ledger, LedgerError, SignedCheckpoint};

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use wharf_ledger::{Entry, Ledger, SignedCheckpoint, SignerKey};
+use wharf_ledger::{Entry, KnownAction, Ledger, SignedCheckpoint, SignerKey};
 use wharf_store::Store;
 
 use crate::{Actor, OpsError, append};
@@ -15,7 +15,7 @@ pub fn note(store: &mut Store, actor: &Actor, text: &str) -> Result<Entry, OpsEr
     append(
         store,
         actor,
-        "audit.note",
+        KnownAction::AuditNote,
         "",
         serde_json::json!({ "text": text }),
     )
@@ -33,7 +33,7 @@ pub fn preflight(
             "a preflight record needs an object with a `verdict`".to_owned(),
         ));
     }
-    append(store, actor, "preflight.run", target, details)
+    append(store, actor, KnownAction::PreflightRun, target, details)
 }
 
 /// The ledger's signing key, created on first use named `origin` and pinned in the database

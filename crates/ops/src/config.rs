@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::json;
+use wharf_ledger::KnownAction;
 use wharf_store::Store;
 
 use crate::{Actor, OpsError, append, fault};
@@ -58,9 +59,9 @@ pub fn change(
 ) -> Result<Revised, OpsError> {
     check(service, &changes, reason)?;
     let action = if changes.values().all(Option::is_none) {
-        "config.unset"
+        KnownAction::ConfigUnset
     } else {
-        "config.set"
+        KnownAction::ConfigSet
     };
     store.atomically(|store| {
         let current = store.config_at(service, None)?;
@@ -136,7 +137,7 @@ pub fn rollback(
         }
         let revision = store.add_config_revision(&service, &changes, &actor.0, reason)?;
         let details = json!({"revision": revision, "to": to, "changes": changes, "reason": reason});
-        append(store, actor, "config.rollback", &service, details)?;
+        append(store, actor, KnownAction::ConfigRollback, &service, details)?;
         Ok(Revised {
             service,
             revision: Some(revision),

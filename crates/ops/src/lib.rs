@@ -19,7 +19,7 @@ pub mod stop;
 pub use error::{OpsError, OpsErrorKind};
 pub use lock::{ControlLock, LOCK_FILE, PID_FILE};
 
-use wharf_ledger::{Entry, Ledger, NewEntry};
+use wharf_ledger::{Entry, KnownAction, Ledger, NewEntry};
 use wharf_store::Store;
 
 /// Who acts: the name every ledger entry of a use case carries.
@@ -54,16 +54,11 @@ impl Actor {
 pub(crate) fn append(
     store: &mut Store,
     actor: &Actor,
-    action: &str,
+    action: KnownAction,
     target: &str,
     details: serde_json::Value,
 ) -> Result<Entry, OpsError> {
-    let entry = NewEntry::new(
-        jiff::Timestamp::now(),
-        &actor.0,
-        action.parse()?,
-        target,
-        details,
-    )?;
+    let now = jiff::Timestamp::now();
+    let entry = NewEntry::new(now, &actor.0, action.into(), target, details)?;
     Ok(Ledger::new(store).append(entry)?)
 }

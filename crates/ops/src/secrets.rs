@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
+use wharf_ledger::KnownAction;
 use wharf_manifest::model::SecretPolicy;
 use wharf_secrets::{
     KeySource, MASTER_KEY_ENV, MasterKey, Origin, SecretValue, Secrets, VersionInfo,
@@ -71,8 +72,8 @@ fn put(
 ) -> Result<VersionInfo, OpsError> {
     check_value(name, value)?;
     let action = match origin {
-        Origin::Rotate => "secret.rotate",
-        _ => "secret.set",
+        Origin::Rotate => KnownAction::SecretRotate,
+        _ => KnownAction::SecretSet,
     };
     store.atomically(|store| {
         let info = secrets.put(store, name, value, &actor.0, reason, origin)?;
@@ -105,7 +106,7 @@ pub fn rollback(
             "fingerprint": info.fingerprint,
             "reason": reason,
         });
-        append(store, actor, "secret.rollback", name, details)?;
+        append(store, actor, KnownAction::SecretRollback, name, details)?;
         Ok(info)
     })
 }
@@ -134,7 +135,7 @@ pub fn reveal(
                 .ok_or_else(|| OpsError::NotFound(format!("no secret named `{name}` is stored")))?,
         };
         let details = json!({"version": info.version, "fingerprint": info.fingerprint});
-        append(store, actor, "secret.reveal", name, details)?;
+        append(store, actor, KnownAction::SecretReveal, name, details)?;
         Ok((info, value))
     })
 }
@@ -183,9 +184,9 @@ pub fn rotate(
             "hook": hook,
         });
         let action = if hook {
-            "secret.rotate_pending"
+            KnownAction::SecretRotatePending
         } else {
-            "secret.rotate"
+            KnownAction::SecretRotate
         };
         append(store, actor, action, name, details)?;
         Ok::<_, OpsError>(info)
@@ -201,7 +202,7 @@ pub fn rotate(
             "reason": reason,
             "hook": hook,
         });
-        append(store, actor, "secret.rotate", name, details)?;
+        append(store, actor, KnownAction::SecretRotate, name, details)?;
         return Ok(Rotated::Done { info, hook });
     };
     let restored = match &previous {
@@ -218,13 +219,14 @@ pub fn rotate(
                 "failed_version": info.version,
                 "fingerprint": restored.fingerprint,
             });
-            append(store, actor, "secret.rotate_failed", name, details)?;
+            append(store, actor, KnownAction::SecretRotateFailed, name, details)?;
             Ok::<_, OpsError>(restored)
         })?),
         None => {
             let details = json!({"failed_version": info.version, "kept": true});
-            store
-                .atomically(|store| append(store, actor, "secret.rotate_failed", name, details))?;
+            store.atomically(|store| {
+                append(store, actor, KnownAction::SecretRotateFailed, name, details)
+            })?;
             None
         }
     };
@@ -307,7 +309,13 @@ pub fn rekey(
     let swap = |store: &mut Store, secrets: Secrets, new: MasterKey| {
         store.atomically(|store| {
             secrets.rekey(store, new)?;
-            append(store, actor, "secret.rekey", "", json!({"secrets": count}))?;
+            append(
+                store,
+                actor,
+                KnownAction::SecretRekey,
+                "",
+                json!({"secrets": count}),
+            )?;
             Ok::<_, OpsError>(())
         })
     };

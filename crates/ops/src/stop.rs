@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
+use wharf_ledger::KnownAction;
 use wharf_runtime::{Driver, InstanceHandle, StopOutcome};
 use wharf_store::{PROXY_ROUTES_FILE, Store};
 
@@ -105,9 +106,9 @@ fn forget(
         StopOutcome::Refused => "refused",
     };
     let (action, target) = if service == PROXY_ROW {
-        ("proxy.stop", "proxy".to_owned())
+        (KnownAction::ProxyStop, "proxy".to_owned())
     } else {
-        ("instance.stop", format!("{service}/{ordinal}"))
+        (KnownAction::InstanceStop, format!("{service}/{ordinal}"))
     };
     store.atomically(|store| {
         store.remove_instance(service, ordinal)?;

@@ -34,6 +34,7 @@
 
 mod analysis;
 mod machine;
+mod milestone;
 mod plan;
 mod sequential;
 mod stats;
@@ -42,6 +43,7 @@ mod time;
 
 pub use analysis::{Verdict, evaluate};
 pub use machine::{Action, Event, Outcome, Phase, Rollout, StepState};
+pub use milestone::Milestone;
 pub use plan::{DeadlineAction, Plan, PlanError, Policy, Step, Strategy, Thresholds};
 pub use sequential::{Evidence, MixtureTest};
 pub use stats::{StepTotals, VersionCounters, VersionTotals, Window};

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::analysis::{Decision, decide, numbers};
+use crate::milestone::Milestone;
 use crate::plan::{DeadlineAction, Plan, Strategy};
 use crate::sequential::Evidence;
 use crate::stats::{StepTotals, Window};
@@ -70,9 +71,10 @@ pub enum Action {
     StopOldInstances,
     /// Also removes the preview route, if any.
     StopNewInstances,
-    /// Append to the ledger: `deploy.start`, `deploy.step`, `deploy.verdict`, `deploy.rollback`…
+    /// Append to the ledger: a milestone (`deploy.start`, `deploy.step`, `deploy.verdict`,
+    /// `deploy.rollback`…) with the numbers it was based on.
     Record {
-        action: &'static str,
+        milestone: Milestone,
         details: Value,
     },
     /// The rollout is over; no further action will follow.
@@ -166,8 +168,8 @@ pub struct Rollout {
     old_stopped: bool,
 }
 
-fn record(out: &mut Vec<Action>, action: &'static str, details: Value) {
-    out.push(Action::Record { action, details });
+fn record(out: &mut Vec<Action>, milestone: Milestone, details: Value) {
+    out.push(Action::Record { milestone, details });
 }
 
 impl Rollout {
@@ -191,7 +193,7 @@ impl Rollout {
             "replicas": rollout.plan.replicas(),
             "thresholds": rollout.plan.thresholds(),
         });
-        record(&mut out, "deploy.start", details);
+        record(&mut out, Milestone::Start, details);
         if recreate {
             out.push(Action::StopOldInstances);
             rollout.phase = Phase::StoppingOld { since: now };
@@ -264,7 +266,7 @@ impl Rollout {
         }
         record(
             &mut out,
-            "deploy.resume",
+            Milestone::Resume,
             json!({"phase": self.phase.name(), "now": now}),
         );
         if self.observing_step().is_some() && self.stats_stale() {
@@ -322,14 +324,14 @@ impl Rollout {
         }
         record(
             out,
-            "deploy.ready",
+            Milestone::Ready,
             json!({"replicas": self.plan.replicas()}),
         );
         match self.plan.strategy() {
             Strategy::Canary => self.enter_step(0, Value::Null, out),
             Strategy::BlueGreen => {
                 out.push(Action::SetPreview);
-                record(out, "deploy.preview", json!({}));
+                record(out, Milestone::Preview, json!({}));
                 self.phase = Phase::Preview { since: self.clock };
             }
             Strategy::Recreate => {
@@ -337,7 +339,7 @@ impl Rollout {
                     stable: 0,
                     new: 100,
                 });
-                record(out, "deploy.switch", json!({"stable": 0, "new": 100}));
+                record(out, Milestone::Switch, json!({"stable": 0, "new": 100}));
                 self.succeed(json!({}), out);
             }
         }
@@ -363,7 +365,7 @@ impl Rollout {
             "pause_ms": step.pause.as_millis() as u64,
             "previous_verdict": previous,
         });
-        record(out, "deploy.step", details);
+        record(out, Milestone::Step, details);
         self.phase = Phase::Step(StepState {
             index,
             weight: step.weight,
@@ -426,13 +428,13 @@ impl Rollout {
         match decision {
             Decision::Fail(reason) => {
                 let details = json!({"verdict": "fail", "step": step.index, "reason": reason, "numbers": numbers});
-                record(out, "deploy.verdict", details);
+                record(out, Milestone::Verdict, details);
                 self.abort(format!("step {}: {reason}", step.index), numbers, out);
             }
             _ if paused => {}
             Decision::Pass => {
                 let details = json!({"verdict": "pass", "step": step.index, "numbers": numbers});
-                record(out, "deploy.verdict", details);
+                record(out, Milestone::Verdict, details);
                 self.advance(step.index, numbers, out);
             }
             Decision::Continue(reason) => self.extend_or_expire(&step, reason, numbers, out),
@@ -461,7 +463,7 @@ impl Rollout {
             let policy = self.plan.policy().on_step_deadline;
             let details =
                 json!({"step": step.index, "reason": reason, "policy": policy, "numbers": numbers});
-            record(out, "deploy.deadline", details);
+            record(out, Milestone::Deadline, details);
             match policy {
                 DeadlineAction::Pause => self.pause(out),
                 DeadlineAction::Abort => {
@@ -475,7 +477,7 @@ impl Rollout {
             }
             let details = json!({"verdict": "continue", "step": step.index, "reason": reason,
                 "extended_until": deadline, "numbers": numbers});
-            record(out, "deploy.verdict", details);
+            record(out, Milestone::Verdict, details);
         }
     }
 
@@ -484,7 +486,7 @@ impl Rollout {
             stable: 0,
             new: 100,
         });
-        record(out, "deploy.promote", details);
+        record(out, Milestone::Promote, details);
         self.phase = Phase::Draining { since: self.clock };
     }
 
@@ -497,7 +499,7 @@ impl Rollout {
 
     fn pause(&mut self, out: &mut Vec<Action>) {
         let inner = std::mem::replace(&mut self.phase, Phase::Succeeded);
-        record(out, "deploy.pause", json!({"phase": inner.name()}));
+        record(out, Milestone::Pause, json!({"phase": inner.name()}));
         self.phase = Phase::Paused {
             inner: Box::new(inner),
             since: self.clock,
@@ -517,7 +519,7 @@ impl Rollout {
             Phase::Preview { since } => *since = self.clock,
             _ => {}
         }
-        record(out, "deploy.resume", json!({"phase": inner.name()}));
+        record(out, Milestone::Resume, json!({"phase": inner.name()}));
         self.phase = inner;
     }
 
@@ -537,7 +539,7 @@ impl Rollout {
                 out.push(Action::Switch);
                 record(
                     out,
-                    "deploy.switch",
+                    Milestone::Switch,
                     json!({"by": "request", "stable": 0, "new": 100}),
                 );
                 self.phase = Phase::Draining { since: self.clock };
@@ -549,7 +551,7 @@ impl Rollout {
     fn on_drain_done(&mut self, out: &mut Vec<Action>) {
         match &self.phase {
             Phase::StoppingOld { .. } => {
-                record(out, "deploy.old_stopped", json!({}));
+                record(out, Milestone::OldStopped, json!({}));
                 self.start_new(out);
             }
             Phase::Draining { .. } => self.succeed(json!({"drain": "done"}), out),
@@ -573,20 +575,20 @@ impl Rollout {
         match &self.phase {
             Phase::Step(_) => self.assess(out),
             Phase::StoppingOld { .. } => {
-                record(out, "deploy.deadline", details);
+                record(out, Milestone::Deadline, details);
                 self.start_new(out);
             }
             Phase::Draining { .. } => {
-                record(out, "deploy.deadline", details);
+                record(out, Milestone::Deadline, details);
                 self.succeed(json!({"drain": "timeout"}), out);
             }
             Phase::Aborting { reason, .. } => {
                 let reason = reason.clone();
-                record(out, "deploy.deadline", details);
+                record(out, Milestone::Deadline, details);
                 self.rolled_back(reason, json!({"drain": "timeout"}), out);
             }
             Phase::WaitingReady { .. } | Phase::Preview { .. } | Phase::Paused { .. } => {
-                record(out, "deploy.deadline", details.clone());
+                record(out, Milestone::Deadline, details.clone());
                 let why = format!("{} deadline passed", self.phase.name());
                 self.abort(why, details, out);
             }
@@ -641,7 +643,7 @@ impl Rollout {
             return;
         }
         let details = json!({"reason": reason, "phase": self.phase.name(), "numbers": numbers});
-        record(out, "deploy.rollback", details);
+        record(out, Milestone::Rollback, details);
         out.push(Action::SetWeights {
             stable: 100,
             new: 0,
@@ -661,7 +663,7 @@ impl Rollout {
         if !self.old_stopped {
             out.push(Action::StopOldInstances);
         }
-        record(out, "deploy.succeeded", details);
+        record(out, Milestone::Succeeded, details);
         out.push(Action::Done {
             outcome: Outcome::Succeeded,
         });
@@ -672,7 +674,7 @@ impl Rollout {
         out.push(Action::StopNewInstances);
         record(
             out,
-            "deploy.rolled_back",
+            Milestone::RolledBack,
             json!({"reason": reason, "details": details}),
         );
         out.push(Action::Done {
@@ -686,7 +688,7 @@ impl Rollout {
     fn ignored(&self, event: &str, out: &mut Vec<Action>) {
         record(
             out,
-            "deploy.ignored",
+            Milestone::Ignored,
             json!({"event": event, "phase": self.phase.name()}),
         );
     }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 use wharf_rollout::{
-    Action, DeadlineAction, Event, Outcome, Phase, Plan, PlanError, Policy, Rollout, Step,
-    Strategy, Window,
+    Action, DeadlineAction, Event, Milestone, Outcome, Phase, Plan, PlanError, Policy, Rollout,
+    Step, Strategy, Window,
 };
 
 fn started(plan: Plan) -> Rollout {
@@ -30,7 +30,7 @@ fn a_good_canary_walks_every_step_to_100_percent_and_drains_the_old_version() {
         effects(&first),
         vec![Action::StartNewInstances { count: 3 }]
     );
-    assert_eq!(records(&first), vec!["deploy.start"]);
+    assert_eq!(records(&first), vec![Milestone::Start]);
 
     let mut actions = rollout.handle(Event::NewInstancesReady);
     actions.extend(clean_traffic(&mut rollout, 1, 125, 200));
@@ -45,10 +45,10 @@ fn a_good_canary_walks_every_step_to_100_percent_and_drains_the_old_version() {
     );
     let steps = records(&actions)
         .iter()
-        .filter(|r| **r == "deploy.step")
+        .filter(|r| **r == Milestone::Step)
         .count();
     assert_eq!(steps, 3);
-    assert!(records(&actions).contains(&"deploy.promote"));
+    assert!(records(&actions).contains(&Milestone::Promote));
     assert!(
         !actions.contains(&Action::StopOldInstances),
         "old stops only after the drain"
@@ -75,7 +75,7 @@ fn every_step_verdict_records_the_numbers_it_was_based_on() {
         .iter()
         .find_map(|a| match a {
             Action::Record {
-                action: "deploy.verdict",
+                milestone: Milestone::Verdict,
                 details,
             } => Some(details.clone()),
             _ => None,
@@ -179,7 +179,7 @@ fn pause_holds_the_step_resume_restarts_its_pause_and_promote_skips_the_rest() {
         matches!(
             a,
             Action::Record {
-                action: "deploy.promote",
+                milestone: Milestone::Promote,
                 ..
             }
         )
@@ -203,7 +203,7 @@ fn commands_that_do_not_apply_are_recorded_and_change_nothing() {
     let before = rollout.clone();
     for event in [Event::Pause, Event::Resume, Event::Promote] {
         let actions = rollout.handle(event);
-        assert_eq!(records(&actions), vec!["deploy.ignored"]);
+        assert_eq!(records(&actions), vec![Milestone::Ignored]);
         assert!(effects(&actions).is_empty());
     }
     assert_eq!(rollout, before);
@@ -269,7 +269,7 @@ fn abort_from_every_state_sets_stable_weights_at_once_and_never_reruns_steps() {
             later.extend(rollout.handle(event));
         }
         assert!(weights(&later).is_empty(), "{name}: {later:?}");
-        assert!(!records(&later).contains(&"deploy.step"), "{name}");
+        assert!(!records(&later).contains(&Milestone::Step), "{name}");
 
         let done = rollout.handle(Event::DrainDone);
         assert_eq!(effects(&done)[0], Action::StopNewInstances, "{name}");
@@ -328,10 +328,10 @@ fn deadlines_act_in_every_phase() {
         let before = rollout.handle(Event::Tick {
             now: wharf_rollout::At(deadline.0 - 1),
         });
-        assert!(!records(&before).contains(&"deploy.deadline"), "{name}");
+        assert!(!records(&before).contains(&Milestone::Deadline), "{name}");
         let after = rollout.handle(Event::Tick { now: deadline });
         assert!(
-            records(&after).contains(&"deploy.deadline"),
+            records(&after).contains(&Milestone::Deadline),
             "{name}: {after:?}"
         );
         match name {
@@ -391,13 +391,13 @@ fn low_traffic_extends_the_step_then_the_deadline_aborts() {
     assert!(weights(&during).is_empty(), "never passed blindly");
     let extended = records(&during)
         .iter()
-        .filter(|r| **r == "deploy.verdict")
+        .filter(|r| **r == Milestone::Verdict)
         .count();
     assert_eq!(extended, 1, "the extension is recorded once");
     assert!(matches!(rollout.phase(), Phase::Step(s) if s.extended));
 
     let deadline = clean_traffic(&mut rollout, 90, 91, 10);
-    assert!(records(&deadline).contains(&"deploy.deadline"));
+    assert!(records(&deadline).contains(&Milestone::Deadline));
     assert_eq!(weights(&deadline), vec![(100, 0)]);
 }
 
@@ -411,7 +411,7 @@ fn low_traffic_deadline_pauses_when_the_policy_says_so() {
     let mut rollout = started(plan);
     rollout.handle(Event::NewInstancesReady);
     let actions = clean_traffic(&mut rollout, 1, 91, 10);
-    assert!(records(&actions).contains(&"deploy.deadline"));
+    assert!(records(&actions).contains(&Milestone::Deadline));
     assert!(
         matches!(rollout.phase(), Phase::Paused { inner, .. } if matches!(**inner, Phase::Step(_)))
     );
@@ -494,9 +494,9 @@ fn resume_reapplies_the_route_of_every_phase() {
             .next_deadline()
             .map_or(at(0), |d| wharf_rollout::At(d.0 - 1));
         let actions = restored.resume(now);
-        assert_eq!(records(&actions)[0], "deploy.resume", "{name}");
+        assert_eq!(records(&actions)[0], Milestone::Resume, "{name}");
         assert!(
-            !records(&actions).contains(&"deploy.step"),
+            !records(&actions).contains(&Milestone::Step),
             "{name}: no step re-run"
         );
     }
@@ -523,7 +523,7 @@ fn a_bad_step_fails_mid_pause_with_its_numbers() {
         matches!(
             a,
             Action::Record {
-                action: "deploy.rollback",
+                milestone: Milestone::Rollback,
                 ..
             }
         )

@@ -1,6 +1,7 @@
 //! Re-adoption: finding the instances a previous control plane left running.
 
 use serde_json::json;
+use wharf_ledger::KnownAction;
 use wharf_runtime::{HandleError, InstanceHandle};
 use wharf_store::InstanceRow;
 
@@ -54,7 +55,7 @@ impl ControlPlane {
                     .as_ref()
                     .map_or_else(|| "unknown".to_owned(), ToString::to_string);
                 self.journal.record(
-                    "instance.exit",
+                    KnownAction::InstanceExit,
                     &target,
                     json!({"pid": pid, "status": detail, "noticed": "at control plane start"}),
                 );
@@ -87,7 +88,7 @@ impl ControlPlane {
             service.next_ordinal = service.next_ordinal.max(row.index + 1);
             service.instances.insert(row.index, instance);
             self.journal.record(
-                "instance.adopt",
+                KnownAction::InstanceAdopt,
                 &target,
                 json!({"pid": pid, "port": row.port, "version": row.version, "outdated": expected_hash.as_deref() != Some(row.spec_hash.as_str())}),
             );
@@ -114,7 +115,7 @@ impl ControlPlane {
             let grace = self.config.stop_grace;
             tokio::spawn(self.config.driver.stop(handle, grace));
             self.journal.record(
-                "instance.stop",
+                KnownAction::InstanceStop,
                 &target,
                 json!({"pid": pid, "reason": "the service is no longer in the manifest"}),
             );
@@ -129,7 +130,7 @@ impl ControlPlane {
         let target = format!("{}/{}", row.service, row.index);
         tracing::error!(target, %error, "unreadable instance handle; forgetting the instance");
         self.journal.record(
-            "instance.exit",
+            KnownAction::InstanceExit,
             &target,
             json!({"status": "unknown", "noticed": "at control plane start", "reason": error.to_string()}),
         );

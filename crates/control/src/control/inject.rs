@@ -12,6 +12,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
 
 use serde_json::json;
+use wharf_ledger::KnownAction;
 use wharf_runtime::InstanceSpec;
 use wharf_secrets::SecretValue;
 
@@ -301,7 +302,7 @@ impl ControlPlane {
             }
             if changed > 0 {
                 self.journal.record(
-                    "service.restart",
+                    KnownAction::ServiceRestart,
                     &name,
                     json!({"instances": changed, "mode": "rolling", "reason": "config or secrets changed"}),
                 );
@@ -309,7 +310,7 @@ impl ControlPlane {
             }
             if hupped > 0 {
                 self.journal.record(
-                    "service.reload",
+                    KnownAction::ServiceReload,
                     &name,
                     json!({"instances": hupped, "signal": "SIGHUP", "reason": "secret files changed"}),
                 );
@@ -394,7 +395,7 @@ impl ControlPlane {
             deferred,
         };
         self.journal.record(
-            "stack.reload",
+            KnownAction::StackReload,
             &self.stack.clone(),
             json!({"added": changes.added, "changed": changes.changed, "removed": changes.removed, "deferred": changes.deferred}),
         );

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
+use wharf_ledger::KnownAction;
 use wharf_probe::{Outcome, Prober};
 use wharf_runtime::{
     Decision, Driver, ExitStatus, InstanceSpec, RestartLimits, Running, StartError,
@@ -138,7 +139,7 @@ impl ControlPlane {
     /// whole-stack `down` completes or `shutdown` resolves (which also stops the stack).
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
         self.journal.record(
-            "stack.up",
+            KnownAction::StackUp,
             &self.stack,
             json!({"control_pid": std::process::id()}),
         );
@@ -188,7 +189,8 @@ impl ControlPlane {
                 }
             }
         }
-        self.journal.record("stack.down", &self.stack, json!({}));
+        self.journal
+            .record(KnownAction::StackDown, &self.stack, json!({}));
         // Every record queued so far reaches the disk before the process may exit.
         self.journal.flush().await;
         tracing::info!("stack stopped; control plane exits");
@@ -335,7 +337,7 @@ impl ControlPlane {
             self.services[index].instances.remove(&ordinal);
             self.journal.remove_instance(service_name, ordinal);
             self.journal.record(
-                "instance.stopped",
+                KnownAction::InstanceStopped,
                 &target,
                 json!({"pid": pid, "status": status.to_string()}),
             );
@@ -363,7 +365,8 @@ impl ControlPlane {
             }
         };
         tracing::warn!(target, status = %status, "instance exited");
-        self.journal.record("instance.exit", &target, details);
+        self.journal
+            .record(KnownAction::InstanceExit, &target, details);
         if matches!(decision, Decision::Stay) {
             self.journal.remove_instance(service_name, ordinal);
         }
@@ -401,9 +404,9 @@ impl ControlPlane {
             if let Some(now_ready) = change {
                 external.ready = now_ready;
                 let action = if now_ready {
-                    "service.ready"
+                    KnownAction::ServiceReady
                 } else {
-                    "service.unready"
+                    KnownAction::ServiceUnready
                 };
                 self.journal
                     .record(action, service_name, json!({"reason": reason}));
@@ -431,9 +434,9 @@ impl ControlPlane {
                 ) {
                     instance.ready = now_ready;
                     let action = if now_ready {
-                        "instance.ready"
+                        KnownAction::InstanceReady
                     } else {
-                        "instance.unready"
+                        KnownAction::InstanceUnready
                     };
                     self.journal
                         .record(action, &target, json!({"reason": reason}));
@@ -454,7 +457,7 @@ impl ControlPlane {
                             tokio::spawn(self.config.driver.stop(handle, self.config.stop_grace));
                         }
                         self.journal.record(
-                            "instance.unhealthy",
+                            KnownAction::InstanceUnhealthy,
                             &target,
                             json!({"reason": reason, "action": "restart"}),
                         );
@@ -495,7 +498,7 @@ impl ControlPlane {
             count += 1;
         }
         service.wanted = true;
-        self.journal.record("service.restart", name, json!({"instances": count, "mode": if self.services[index].plan.binds_public_port() { "recreate" } else { "rolling" }}));
+        self.journal.record(KnownAction::ServiceRestart, name, json!({"instances": count, "mode": if self.services[index].plan.binds_public_port() { "recreate" } else { "rolling" }}));
         Ok(())
     }
 
@@ -534,7 +537,7 @@ impl ControlPlane {
             }
         }
         self.journal.record(
-            "stack.down_requested",
+            KnownAction::StackDownRequested,
             service.as_deref().unwrap_or(&self.stack),
             json!({"services": names}),
         );
@@ -774,9 +777,9 @@ impl ControlPlane {
             spec_hash,
         });
         let action = if restarts > 0 {
-            "instance.restart"
+            KnownAction::InstanceRestart
         } else {
-            "instance.start"
+            KnownAction::InstanceStart
         };
         self.journal.record(
             action,
@@ -799,7 +802,7 @@ impl ControlPlane {
         self.new_instance_failed(index, &version, format!("{name}/{ordinal}: {reason}"));
         tracing::error!(service = name, ordinal, reason, "instance could not start");
         self.journal.record(
-            "instance.start_failed",
+            KnownAction::InstanceStartFailed,
             &format!("{name}/{ordinal}"),
             json!({"reason": reason}),
         );
@@ -821,7 +824,7 @@ impl ControlPlane {
             tokio::spawn(self.config.driver.stop(handle, grace));
         }
         self.journal.record(
-            "instance.stop",
+            KnownAction::InstanceStop,
             &format!("{name}/{ordinal}"),
             json!({"pid": pid, "reason": why}),
         );
@@ -942,7 +945,8 @@ impl ControlPlane {
             }
             let from = previous.map_or("new", wharf_api::ServiceState::as_str);
             let details = json!({"from": from, "to": status.state, "health": status.health, "reason": status.reason, "blocked_by": status.blocked_by});
-            self.journal.record("service.state", &status.name, details);
+            self.journal
+                .record(KnownAction::ServiceState, &status.name, details);
             self.journal.record_health(
                 &status.name,
                 status.state.as_str(),

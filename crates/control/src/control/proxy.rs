@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::sync::watch;
+use wharf_ledger::KnownAction;
 use wharf_proxy::table::{
     DEFAULT_CLIENT_TIMEOUT_MS, DEFAULT_TUNNEL_IDLE_MS, DEFAULT_UPSTREAM_TIMEOUT_MS, MAX_TIMEOUT_MS,
     RouteTable, ServiceRoute, Sticky, VersionRoute,
@@ -191,7 +192,7 @@ impl ControlPlane {
                     spec_hash: String::new(),
                 });
                 self.journal.record(
-                    "proxy.start",
+                    KnownAction::ProxyStart,
                     "proxy",
                     json!({"pid": started.pid, "restarts": self.proxy.restarts}),
                 );
@@ -200,13 +201,17 @@ impl ControlPlane {
                 {
                     // Asked to stop while it was starting.
                     tokio::spawn(self.config.driver.stop(handle, self.config.stop_grace));
-                    self.journal.record("proxy.stop", "proxy", json!({}));
+                    self.journal
+                        .record(KnownAction::ProxyStop, "proxy", json!({}));
                 }
             }
             Err(StartError::Refused { reason, .. } | StartError::Shim { reason, .. }) => {
                 tracing::error!(reason, "the proxy could not start");
-                self.journal
-                    .record("proxy.start_failed", "proxy", json!({"reason": reason}));
+                self.journal.record(
+                    KnownAction::ProxyStartFailed,
+                    "proxy",
+                    json!({"reason": reason}),
+                );
                 self.proxy_backoff();
             }
         }
@@ -234,13 +239,16 @@ impl ControlPlane {
             // A clean stop: the next proxy starts empty rather than listening on the ports of
             // instances that are gone.
             let _ = std::fs::remove_file(&self.proxy.state_file);
-            self.journal
-                .record("proxy.stopped", "proxy", json!({"status": status}));
+            self.journal.record(
+                KnownAction::ProxyStopped,
+                "proxy",
+                json!({"status": status}),
+            );
             return;
         }
         tracing::warn!(status, "the proxy exited; restarting it");
         self.journal.record(
-            "proxy.exit",
+            KnownAction::ProxyExit,
             "proxy",
             json!({"status": status, "action": "restart"}),
         );
@@ -275,7 +283,7 @@ impl ControlPlane {
         let pid = self.config.driver.describe(&handle).pid;
         self.proxy.handle = Some(handle);
         self.journal
-            .record("proxy.adopt", "proxy", json!({"pid": pid}));
+            .record(KnownAction::ProxyAdopt, "proxy", json!({"pid": pid}));
         true
     }
 
@@ -449,7 +457,7 @@ impl ControlPlane {
                 why: why.to_owned(),
             });
             self.journal.record(
-                "instance.drain",
+                KnownAction::InstanceDrain,
                 &format!("{name}/{ordinal}"),
                 json!({"reason": why, "version": instance.version}),
             );
@@ -524,7 +532,7 @@ impl ControlPlane {
             .clone()
             .unwrap_or_else(|| "proxy".to_owned());
         self.journal.record(
-            "proxy.rejected",
+            KnownAction::ProxyRejected,
             &target,
             json!({"reason": rejection.message}),
         );
@@ -558,7 +566,8 @@ impl ControlPlane {
         self.proxy.stopping = true;
         if let Some(handle) = self.proxy.handle.clone() {
             tokio::spawn(self.config.driver.stop(handle, self.config.stop_grace));
-            self.journal.record("proxy.stop", "proxy", json!({}));
+            self.journal
+                .record(KnownAction::ProxyStop, "proxy", json!({}));
         }
     }
 }

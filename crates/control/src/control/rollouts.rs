@@ -4,9 +4,10 @@
 //! only does what it says and persists it after every step.
 
 use serde_json::{Value, json};
+use wharf_ledger::KnownAction;
 use wharf_rollout::{
-    Action, Event as RolloutEvent, Outcome, Plan, Policy, Rollout, Step, Strategy, Thresholds,
-    VersionCounters, Window,
+    Action, Event as RolloutEvent, Milestone, Outcome, Plan, Policy, Rollout, Step, Strategy,
+    Thresholds, VersionCounters, Window,
 };
 use wharf_store::RolloutRow;
 
@@ -17,6 +18,28 @@ use crate::deploy::{DeployRequest, RolloutCommand, RolloutView};
 use crate::proxy_link::{Snapshot, window_quantile};
 use crate::rollout_record::{Deployment, RolloutRecord, now_at};
 use crate::state::{Phase, VersionSpec};
+
+/// The ledger action a rollout milestone is written as. Exhaustive, so a milestone the
+/// ledger has no action for does not compile.
+fn ledger_action(milestone: Milestone) -> KnownAction {
+    match milestone {
+        Milestone::Start => KnownAction::DeployStart,
+        Milestone::Ready => KnownAction::DeployReady,
+        Milestone::Step => KnownAction::DeployStep,
+        Milestone::Verdict => KnownAction::DeployVerdict,
+        Milestone::Deadline => KnownAction::DeployDeadline,
+        Milestone::Preview => KnownAction::DeployPreview,
+        Milestone::Switch => KnownAction::DeploySwitch,
+        Milestone::Promote => KnownAction::DeployPromote,
+        Milestone::Pause => KnownAction::DeployPause,
+        Milestone::Resume => KnownAction::DeployResume,
+        Milestone::OldStopped => KnownAction::DeployOldStopped,
+        Milestone::Rollback => KnownAction::DeployRollback,
+        Milestone::RolledBack => KnownAction::DeployRolledBack,
+        Milestone::Succeeded => KnownAction::DeploySucceeded,
+        Milestone::Ignored => KnownAction::DeployIgnored,
+    }
+}
 
 fn parse_strategy(name: &str) -> Result<wharf_manifest::model::Strategy, String> {
     use wharf_manifest::model::Strategy as S;
@@ -208,7 +231,7 @@ impl ControlPlane {
         )
         .map_err(|err| ControlError::rejected(err.to_string()))?;
         self.journal.record(
-            "deploy.rollback_requested",
+            KnownAction::DeployRollbackRequested,
             name,
             json!({"to": previous.version}),
         );
@@ -302,7 +325,9 @@ impl ControlPlane {
         let name = self.services[index].plan.name.clone();
         for action in actions {
             match action {
-                Action::Record { action, details } => self.record_rollout(index, action, details),
+                Action::Record { milestone, details } => {
+                    self.record_rollout(index, milestone, details)
+                }
                 Action::StartNewInstances { count } => {
                     if let Some(r) = self.services[index].rollout.as_mut() {
                         r.want_new = count;
@@ -352,7 +377,8 @@ impl ControlPlane {
         self.routes_dirty = true;
     }
 
-    fn record_rollout(&mut self, index: usize, action: &str, details: Value) {
+    fn record_rollout(&mut self, index: usize, milestone: Milestone, details: Value) {
+        let action = ledger_action(milestone);
         let name = self.services[index].plan.name.clone();
         let Some(record) = self.services[index].rollout.as_mut() else {
             return;
@@ -362,15 +388,15 @@ impl ControlPlane {
             map.insert("rollout".to_owned(), json!(record.id));
             map.insert("version".to_owned(), json!(record.new.version));
         }
-        if action == "deploy.verdict" {
+        if milestone == Milestone::Verdict {
             record.verdict = Some(details.clone());
         }
         record.history.push(json!({
             "at": jiff::Timestamp::now().to_string(),
-            "action": action,
+            "action": action.as_str(),
             "details": details,
         }));
-        tracing::info!(service = name, action, "rollout");
+        tracing::info!(service = name, %action, "rollout");
         self.journal.record(action, &name, details);
     }
 
@@ -539,5 +565,19 @@ fn version_window(
         errors: after.responses.c5xx.saturating_sub(before.responses.c5xx),
         p95_ms: window_quantile(&after.latency_buckets, &before.latency_buckets, 0.95),
         p99_ms: window_quantile(&after.latency_buckets, &before.latency_buckets, 0.99),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The machine names its milestones by the ledger's texts (logs, the rollout history);
+    /// the entry written must carry the same name.
+    #[test]
+    fn every_milestone_is_written_under_its_own_name() {
+        for milestone in Milestone::ALL {
+            assert_eq!(ledger_action(*milestone).as_str(), milestone.as_str());
+        }
     }
 }

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use wharf_rollout::{
-    Action, At, Event, Phase, Plan, Policy, Rollout, Step, Strategy, Thresholds, VersionCounters,
-    Window,
+    Action, At, Event, Milestone, Phase, Plan, Policy, Rollout, Step, Strategy, Thresholds,
+    VersionCounters, Window,
 };
 
 pub const SECOND: u64 = 1000;
@@ -98,11 +98,11 @@ pub fn weights(actions: &[Action]) -> Vec<(u8, u8)> {
         .collect()
 }
 
-pub fn records(actions: &[Action]) -> Vec<&'static str> {
+pub fn records(actions: &[Action]) -> Vec<Milestone> {
     actions
         .iter()
         .filter_map(|action| match action {
-            Action::Record { action, .. } => Some(*action),
+            Action::Record { milestone, .. } => Some(*milestone),
             _ => None,
         })
         .collect()
