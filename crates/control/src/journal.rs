@@ -77,6 +77,54 @@ pub struct Journal {
     reader: Store,
     writer: StoreWriter,
     actor: String,
+    /// Row changes made while handling the current event, committed together with the next
+    /// ledger entry recorded (so a change and its evidence are one transaction), or alone by
+    /// [`Journal::commit`] at the end of the event.
+    pending: Vec<Write>,
+}
+
+/// A row change the control plane makes beside its ledger entries.
+#[derive(Debug, Clone)]
+enum Write {
+    SaveInstance(InstanceRow),
+    RemoveInstance(String, u32),
+    SaveRollout(wharf_store::RolloutRow),
+    SaveDeployment(String, String),
+    Health(String, String, Option<String>),
+}
+
+impl Write {
+    fn apply(&self, store: &mut Store) -> Result<(), StoreError> {
+        match self {
+            Write::SaveInstance(row) => store.save_instance(row),
+            Write::RemoveInstance(service, ordinal) => store.remove_instance(service, *ordinal),
+            Write::SaveRollout(row) => store.save_rollout(row),
+            Write::SaveDeployment(service, state) => store.save_deployment(service, state),
+            Write::Health(target, state, reason) => {
+                store.add_health_event(target, state, reason.as_deref())
+            }
+        }
+    }
+}
+
+/// Why a change and its entry did not commit.
+#[derive(Debug, thiserror::Error)]
+enum RecordError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Ledger(wharf_ledger::LedgerError),
+}
+
+/// Applies `writes` one by one, each on its own: the fallback when they could not commit with
+/// their entry, because losing track of a running process is worse than a missing entry (which
+/// `audit verify` cannot show, so it is logged as an error).
+fn apply_alone(store: &mut Store, writes: &[Write]) {
+    for write in writes {
+        if let Err(error) = write.apply(store) {
+            tracing::error!(%error, ?write, "could not record a change of the control plane");
+        }
+    }
 }
 
 impl Journal {
@@ -94,6 +142,7 @@ impl Journal {
             reader,
             writer,
             actor,
+            pending: Vec::new(),
         })
     }
 
@@ -102,51 +151,69 @@ impl Journal {
         self.writer.clone()
     }
 
-    /// Queues one ledger entry.
+    /// Queues one ledger entry, in one transaction with the row changes made since the last
+    /// entry or commit (the change it is evidence of).
     pub fn record(&mut self, action: KnownAction, target: &str, details: Value) {
+        let writes = std::mem::take(&mut self.pending);
         let now = jiff::Timestamp::now();
         let entry = match NewEntry::new(now, &self.actor, action.into(), target, details) {
             Ok(entry) => entry,
             Err(error) => {
                 tracing::error!(%error, %action, target, "invalid ledger entry");
+                self.writer.submit(move |store| apply_alone(store, &writes));
                 return;
             }
         };
         let target = target.to_owned();
         self.writer.submit(move |store| {
-            if let Err(error) = Ledger::new(store).append(entry) {
-                tracing::error!(%error, target, "could not append to the ledger");
+            let together = store.atomically(|store| {
+                for write in &writes {
+                    write.apply(store)?;
+                }
+                Ledger::new(&mut *store)
+                    .append(entry)
+                    .map(drop)
+                    .map_err(RecordError::Ledger)
+            });
+            if let Err(error) = together {
+                tracing::error!(%error, %action, target, "could not append to the ledger; the change is recorded without its entry");
+                apply_alone(store, &writes);
+            }
+        });
+    }
+
+    /// Commits the row changes no entry followed (at the end of each event).
+    pub fn commit(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let writes = std::mem::take(&mut self.pending);
+        self.writer.submit(move |store| {
+            let together =
+                store.atomically(|store| writes.iter().try_for_each(|write| write.apply(store)));
+            if let Err(error) = together {
+                tracing::error!(%error, "could not commit the control plane's changes together");
+                apply_alone(store, &writes);
             }
         });
     }
 
     pub fn save_instance(&mut self, row: &InstanceRow) {
-        let row = row.clone();
-        self.writer.submit(move |store| {
-            if let Err(error) = store.save_instance(&row) {
-                tracing::error!(%error, service = row.service, "could not record the instance");
-            }
-        });
+        self.pending.push(Write::SaveInstance(row.clone()));
     }
 
     pub fn remove_instance(&mut self, service: &str, ordinal: u32) {
-        let service = service.to_owned();
-        self.writer.submit(move |store| {
-            if let Err(error) = store.remove_instance(&service, ordinal) {
-                tracing::error!(%error, service, ordinal, "could not forget the instance");
-            }
-        });
+        self.pending
+            .push(Write::RemoveInstance(service.to_owned(), ordinal));
     }
 
     /// Adds a state change to the bounded health history in the store.
     pub fn record_health(&mut self, target: &str, state: &str, reason: Option<&str>) {
-        let (target, state) = (target.to_owned(), state.to_owned());
-        let reason = reason.map(str::to_owned);
-        self.writer.submit(move |store| {
-            if let Err(error) = store.add_health_event(&target, &state, reason.as_deref()) {
-                tracing::error!(%error, target, "could not record the health history");
-            }
-        });
+        self.pending.push(Write::Health(
+            target.to_owned(),
+            state.to_owned(),
+            reason.map(str::to_owned),
+        ));
     }
 
     pub fn instances(&self) -> Result<Vec<InstanceRow>, StoreError> {
@@ -156,12 +223,7 @@ impl Journal {
 
 impl Journal {
     pub fn save_rollout(&mut self, row: &wharf_store::RolloutRow) {
-        let row = row.clone();
-        self.writer.submit(move |store| {
-            if let Err(error) = store.save_rollout(&row) {
-                tracing::error!(%error, service = row.service, "could not save the rollout");
-            }
-        });
+        self.pending.push(Write::SaveRollout(row.clone()));
     }
 
     pub fn rollouts(&self) -> Result<Vec<wharf_store::RolloutRow>, StoreError> {
@@ -169,12 +231,8 @@ impl Journal {
     }
 
     pub fn save_deployment(&mut self, service: &str, state: &str) {
-        let (service, state) = (service.to_owned(), state.to_owned());
-        self.writer.submit(move |store| {
-            if let Err(error) = store.save_deployment(&service, &state) {
-                tracing::error!(%error, service, "could not save the deployment");
-            }
-        });
+        self.pending
+            .push(Write::SaveDeployment(service.to_owned(), state.to_owned()));
     }
 
     /// Read once, when the control plane starts (before it has written any).
@@ -185,8 +243,9 @@ impl Journal {
         })
     }
 
-    /// Waits until every job queued so far has been applied (the end of `run`, tests).
-    pub async fn flush(&self) {
+    /// Waits until every change made so far has been applied (the end of `run`, tests).
+    pub async fn flush(&mut self) {
+        self.commit();
         self.writer.run(|_| ()).await;
     }
 }

@@ -234,3 +234,97 @@ async fn stopped_while_starting(driver: Arc<FakeDriver>, handle: Handle) {
         .expect("the task ran");
     assert!(answered.is_ok(), "{answered:?}");
 }
+
+/// Drives `run` to its end, failing after 10 s of real time. (The loop's last step waits for
+/// the store writer, a real thread: a virtual-time timeout would fire while it writes, since
+/// the paused clock jumps whenever the runtime is idle.)
+async fn finishes(mut run: std::pin::Pin<&mut impl std::future::Future<Output = ()>>, why: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        tokio::select! {
+            () = run.as_mut() => return,
+            () = tokio::time::sleep(Duration::from_millis(10)) => {}
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the loop did not end {why}"
+        );
+    }
+}
+
+/// Polls until the driver was asked for `n` starts, driving `run` meanwhile.
+async fn until_starts(
+    driver: &FakeDriver,
+    n: usize,
+    run: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) {
+    let wait = async {
+        while driver.starts.load(Ordering::SeqCst) < n {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::select! {
+        () = run.as_mut() => panic!("the loop ended before the starts"),
+        () = wait => {}
+        () = tokio::time::sleep(Duration::from_secs(30)) => panic!("no start"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_whole_stack_down_waits_for_hanging_starts_and_stops_what_they_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = Arc::new(FakeDriver::default());
+    let (control, handle) = control_plane(driver.clone(), dir.path());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = control.run(async {
+        let _ = stopped.await;
+    });
+    let mut run = std::pin::pin!(run);
+    until_starts(&driver, 2, &mut run).await;
+    // A restart retires the instances still starting (the roll's path), then the whole
+    // stack goes down: neither may forget a start the driver still has in hand.
+    tokio::select! {
+        () = run.as_mut() => panic!("the loop ended"),
+        answer = handle.restart("worker".to_owned()) => assert!(answer.is_ok(), "{answer:?}"),
+    }
+    stop.send(()).unwrap();
+    tokio::select! {
+        () = run.as_mut() => panic!("the loop ended while starts were still in the driver's hands"),
+        () = tokio::time::sleep(Duration::from_secs(5)) => {}
+    }
+    driver.open_gate();
+    finishes(run.as_mut(), "once the starts came back and were stopped").await;
+    let started = driver.starts.load(Ordering::SeqCst);
+    let stopped = driver.stopped.borrow().len();
+    assert_eq!(stopped, started, "every start the driver made was stopped");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_control_plane_leaving_the_stack_running_records_the_starts_in_flight_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = Arc::new(FakeDriver::default());
+    let (control, _handle) = control_plane(driver.clone(), dir.path());
+    let (leave, left) = tokio::sync::oneshot::channel::<()>();
+    let run = control.run_until(std::future::pending(), async {
+        let _ = left.await;
+    });
+    let mut run = std::pin::pin!(run);
+    until_starts(&driver, 2, &mut run).await;
+    leave.send(()).unwrap();
+    tokio::select! {
+        () = run.as_mut() => panic!("the loop left with starts in the driver's hands"),
+        () = tokio::time::sleep(Duration::from_millis(500)) => {}
+    }
+    driver.open_gate();
+    finishes(run.as_mut(), "once the starts came back").await;
+    // Both are recorded for the next control plane to adopt, and left running.
+    let rows = wharf_store::Store::open(dir.path())
+        .unwrap()
+        .instances()
+        .unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(
+        driver.stopped.borrow().is_empty(),
+        "nothing is stopped when leaving"
+    );
+}

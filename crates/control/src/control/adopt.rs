@@ -71,7 +71,8 @@ impl ControlPlane {
             let mut instance = Instance::new(row.index, row.port, row.version.clone());
             instance.phase = Phase::Running;
             instance.handle = Some(handle.clone());
-            instance.generation = 1;
+            self.generations += 1;
+            instance.generation = self.generations;
             instance.started_at = row.started_at.parse().ok();
             instance.ready = row
                 .port

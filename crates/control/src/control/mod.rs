@@ -94,6 +94,9 @@ pub struct ControlPlane {
     routes_dirty: bool,
     /// Unlocked when the stack uses secrets.
     secrets: Option<wharf_secrets::Secrets>,
+    /// The last instance generation handed out. One counter for the whole control plane, so a
+    /// late event of a service removed and added again can never match a new instance.
+    generations: u64,
     /// The manifest's declared secrets, as of the last plan.
     secret_policies: Vec<(String, wharf_manifest::model::SecretPolicy)>,
 }
@@ -113,6 +116,7 @@ impl ControlPlane {
             routes_dirty: false,
             secrets: None,
             secret_policies: plan.secrets.clone(),
+            generations: 0,
             config,
             stack: plan.name.clone(),
             services: plan.services.into_iter().map(ServiceState::new).collect(),
@@ -137,7 +141,20 @@ impl ControlPlane {
 
     /// Adopts what still runs from a previous control plane, then supervises until a
     /// whole-stack `down` completes or `shutdown` resolves (which also stops the stack).
-    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        self.run_until(shutdown, std::future::pending()).await;
+    }
+
+    /// Like [`Self::run`]; when `abandon` resolves instead, the control plane exits and leaves
+    /// the stack running for the next one to adopt (a detached control plane's SIGTERM, how
+    /// wharf is upgraded). It first starts nothing new and waits, within the stop grace, for
+    /// the starts and stops already in the driver's hands to come back, so that nothing it
+    /// started runs unrecorded and no stop loses its SIGKILL.
+    pub async fn run_until(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+        abandon: impl std::future::Future<Output = ()>,
+    ) {
         self.journal.record(
             KnownAction::StackUp,
             &self.stack,
@@ -155,7 +172,9 @@ impl ControlPlane {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
+        tokio::pin!(abandon);
         let mut shutting_down = false;
+        let mut abandoning: Option<tokio::time::Instant> = None;
         loop {
             // Probe results only change flags: they are folded in and acted on at the next
             // tick, so thousands of them a second cost one reconciliation per tick. Exits and
@@ -176,12 +195,29 @@ impl ControlPlane {
                     self.begin_down(None, reply);
                     true
                 }
+                () = &mut abandon, if abandoning.is_none() => {
+                    tracing::info!("leaving the stack running for the next control plane");
+                    let grace = self.config.stop_grace + Duration::from_secs(5);
+                    abandoning = Some(tokio::time::Instant::now() + grace);
+                    true
+                }
             };
+            // The row changes of this event, with or without an entry, reach the writer now.
+            self.journal.commit();
+            if let Some(deadline) = abandoning {
+                if !self.driver_busy() || tokio::time::Instant::now() >= deadline {
+                    self.journal.flush().await;
+                    tracing::info!("control plane exits; the stack keeps running");
+                    return;
+                }
+                continue;
+            }
             if !act_now {
                 continue;
             }
             self.reconcile();
             self.record_transitions();
+            self.journal.commit();
             if self.exit_when_stopped && self.services.iter().all(|s| s.instances.is_empty()) {
                 self.stop_proxy();
                 if self.proxy.handle.is_none() && !self.proxy.starting {
@@ -194,6 +230,16 @@ impl ControlPlane {
         // Every record queued so far reaches the disk before the process may exit.
         self.journal.flush().await;
         tracing::info!("stack stopped; control plane exits");
+    }
+
+    /// Whether a start or a stop is still in the driver's hands.
+    fn driver_busy(&self) -> bool {
+        self.proxy.starting
+            || self.services.iter().any(|s| {
+                s.instances
+                    .values()
+                    .any(|i| matches!(i.phase, Phase::Starting | Phase::Stopping))
+            })
     }
 
     fn service_index(&self, name: &str) -> Option<usize> {
@@ -656,7 +702,8 @@ impl ControlPlane {
         let Some(instance) = self.services[index].instances.get_mut(&ordinal) else {
             return;
         };
-        instance.generation += 1;
+        self.generations += 1;
+        instance.generation = self.generations;
         instance.phase = Phase::Starting;
         instance.identity = identity;
         instance.error = None;
@@ -733,6 +780,15 @@ impl ControlPlane {
             return;
         }
         if instance.phase != Phase::Starting {
+            // Not waited for in this phase: whatever the driver started must not run on
+            // unrecorded.
+            if let Ok(running) = result {
+                tokio::spawn(
+                    self.config
+                        .driver
+                        .stop(running.handle, self.config.stop_grace),
+                );
+            }
             return;
         }
         let running = match result {

@@ -436,6 +436,12 @@ impl ControlPlane {
         if instance.is_leaving() {
             return;
         }
+        if instance.phase == Phase::Starting {
+            // Its start is in the driver's hands: stopped once it comes back (`on_started`),
+            // so whatever the driver started is never left without a record.
+            self.stop_instance(index, ordinal, why);
+            return;
+        }
         if instance.phase != Phase::Running {
             // Backing off or ended: nothing runs, nothing to drain.
             instance.abort_tasks();

@@ -376,11 +376,12 @@ async fn run_control_plane(
         control.run(stop_stack).await;
     } else {
         // Detached: SIGTERM ends the control plane only; the stack keeps running for the
-        // next one to adopt.
-        tokio::select! {
-            () = control.run(stop_stack) => {}
-            _ = terminate.recv() => tracing::info!("SIGTERM: leaving the stack running for the next control plane"),
-        }
+        // next one to adopt (once the starts and stops under way have come back).
+        let abandon = async move {
+            let _ = terminate.recv().await;
+            tracing::info!("SIGTERM: leaving the stack running for the next control plane");
+        };
+        control.run_until(stop_stack, abandon).await;
     }
     let _ = api_stop.send(true);
     while servers.join_next().await.is_some() {}
