@@ -42,10 +42,12 @@ pub(crate) fn ops_error(error: OpsError) -> ApiError {
         OpsErrorKind::NotFound => ErrorCode::NotFound,
         OpsErrorKind::Conflict => ErrorCode::Rejected,
         OpsErrorKind::Internal => {
+            // The cause names state-directory and key-file paths and SQLite's detail: the
+            // operator reads it in the log, a remote token holder gets no map of the host.
             tracing::error!(%error, "use case failed");
             return ApiError::new(
                 ErrorCode::Internal,
-                format!("the change was not made: {error}"),
+                "the change was not made; see the control plane's log",
             );
         }
     };
