@@ -218,3 +218,32 @@ async fn a_500_does_not_leak_the_state_directory_or_the_cause() {
     })
     .await;
 }
+
+// Before: serde's message for a value of the wrong type quoted it
+// (`invalid type: integer `12345`, expected a string`), echoing the secret into the 400.
+#[tokio::test]
+async fn a_secret_value_of_the_wrong_type_is_not_echoed_in_the_400() {
+    on_stack(|stack| async move {
+        for body in [
+            r#"{"value": 7318529046}"#,
+            r#"{"value": 7318529046.5, "reason": "r"}"#,
+            r#"{"value": ["7318529046"]}"#,
+            r#"{"value": {"k": "7318529046"}}"#,
+            r#"{"value": true, "reason": "7318"}"#,
+        ] {
+            let (status, text) = stack.call("PUT", "/v1/secrets/api_key", body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {text}");
+            let error: wharf_api::ApiErrorBody = serde_json::from_str(&text).unwrap();
+            assert_eq!(
+                error.error.message, "invalid secret request: the field `value` must be a string",
+                "{body}"
+            );
+            assert!(!text.contains("7318529046"), "{body}: {text}");
+            assert!(!text.contains("true"), "{body}: {text}");
+        }
+        // Nothing was stored.
+        let (status, text) = stack.call("GET", "/v1/secrets/api_key", "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{text}");
+    })
+    .await;
+}
