@@ -167,7 +167,11 @@ impl Store {
         }
         // What steps may read besides the database (see `migrations`): the state directory's
         // `run` folder, as the control plane joins it.
-        let run_dir = path.parent().unwrap_or(Path::new("")).join("run");
+        let run_dir = migration_run_dir(&path).map_err(|source| StoreError::Io {
+            path: path.clone(),
+            action: "cannot resolve the state directory",
+            source,
+        })?;
         tx.execute_batch(
             "CREATE TEMP TABLE IF NOT EXISTS migration_env (run_dir TEXT NOT NULL);
              DELETE FROM temp.migration_env;",
@@ -211,6 +215,15 @@ impl Store {
             .map(drop)
             .map_err(sqlite(&self.path, "cannot write meta"))
     }
+}
+
+/// The `run` folder beside the database file, absolute. Migration 6 writes it into stored
+/// handles (`exit_path`), which the control plane later reads from its own working directory:
+/// a CLI reader that opened `.wharf/state.db` relative to where it was run, and so ran the
+/// migration, must not store a path that only makes sense there.
+fn migration_run_dir(db_file: &Path) -> std::io::Result<PathBuf> {
+    let db_file = std::path::absolute(db_file)?;
+    Ok(db_file.parent().unwrap_or(Path::new("/")).join("run"))
 }
 
 /// A write transaction that nests: `BEGIN IMMEDIATE` on its own, a savepoint inside
