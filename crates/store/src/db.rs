@@ -260,6 +260,17 @@ impl Store {
         !self.conn.is_autocommit()
     }
 
+    /// Rolls back a transaction left open (by a job that panicked halfway, say), so the
+    /// connection's next writes commit on their own again; nothing to do in autocommit.
+    pub fn rollback_open_transaction(&mut self) -> Result<(), StoreError> {
+        if self.conn.is_autocommit() {
+            return Ok(());
+        }
+        self.conn
+            .execute_batch("ROLLBACK")
+            .map_err(sqlite(&self.path, "cannot roll back"))
+    }
+
     /// Opens a write transaction (see [`WriteTx`]).
     pub(crate) fn write_tx(&mut self) -> rusqlite::Result<WriteTx<'_>> {
         if self.conn.is_autocommit() {
@@ -350,5 +361,29 @@ pub(crate) fn sqlite(
         path,
         action,
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_open_transaction_is_rolled_back_and_autocommit_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        store.rollback_open_transaction().unwrap();
+        store
+            .conn
+            .execute_batch("BEGIN IMMEDIATE; INSERT INTO meta (key, value) VALUES ('k', 'v');")
+            .unwrap();
+        assert!(store.in_transaction());
+        store.rollback_open_transaction().unwrap();
+        assert!(!store.in_transaction());
+        assert_eq!(store.meta("k").unwrap(), None);
+        // Writes commit on their own again.
+        store.set_meta("k", "w").unwrap();
+        let other = store.open_another().unwrap();
+        assert_eq!(other.meta("k").unwrap().as_deref(), Some("w"));
     }
 }
