@@ -26,7 +26,9 @@ pub fn run(global: &Global, args: &DownArgs) -> anyhow::Result<ExitStatus> {
         .build()?;
     runtime.block_on(async {
         let body = json!({"service": args.service});
-        match client::call_ok(&state_dir, "POST", "/v1/down", Some(body)).await {
+        // Unbounded: the control plane answers once everything has stopped (see
+        // `call_ok_unbounded`).
+        match client::call_ok_unbounded(&state_dir, "POST", "/v1/down", Some(body)).await {
             Ok(_) => {
                 if args.service.is_none() {
                     wait_for_exit(&state_dir).await;
