@@ -602,3 +602,37 @@ fn a_control_plane_that_accepts_but_never_answers_does_not_hang_the_cli() {
         started.elapsed()
     );
 }
+
+// Before: `down` returned once the pid file was gone, but the control plane let go of
+// control.lock only after that, so an `up` at once found the lock held, asked the dying
+// control plane to reload and failed with "no control plane is running".
+#[test]
+fn up_right_after_down_starts_the_stack_again() {
+    let stack = Stack::new(
+        r#"
+name: again
+services:
+  worker:
+    command: "TESTBED --port ${PORT}"
+"#,
+    );
+    let ok = |output: std::process::Output, what: &str| {
+        assert!(
+            output.status.success(),
+            "{what}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    ok(stack.up(), "the first up");
+    for round in 0..3 {
+        ok(stack.wharf(&["down"]), &format!("down {round}"));
+        ok(stack.up(), &format!("up {round} right after down"));
+        assert_eq!(
+            stack.service("worker")["instances"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+}
