@@ -35,9 +35,25 @@ impl StoreWriter {
             .name("wharf-store-writer".to_owned())
             .spawn(move || {
                 for job in queue {
-                    job(&mut store);
+                    // One panicking job must not end the thread: every later record would be
+                    // lost and every state route would answer 503. Its half-done transaction
+                    // (if it left one) is rolled back, so the next job starts clean. A `run`
+                    // job's caller sees its reply dropped, as when the writer stops.
+                    let outcome =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut store)));
+                    if let Err(panic) = outcome {
+                        let message = panic
+                            .downcast_ref::<&str>()
+                            .copied()
+                            .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                            .unwrap_or("(no message)");
+                        tracing::error!(panic = message, "a store job panicked; continuing");
+                    }
                     if store.in_transaction() {
-                        tracing::error!("a store job left a transaction open");
+                        tracing::error!("a store job left a transaction open; rolling it back");
+                        if let Err(error) = store.rollback_open_transaction() {
+                            tracing::error!(%error, "cannot roll back the open transaction");
+                        }
                     }
                 }
             })?;

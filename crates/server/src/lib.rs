@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use wharf_api::{
     ApiErrorBody, ControlError, DownAnswer, DownRequest, ErrorCode, ReloadAnswer, ReloadRequest,
-    RestartAnswer, StatusReport,
+    RestartAnswer, SetSecretRequest, StatusReport,
 };
 use wharf_control::Handle;
 
@@ -112,21 +112,44 @@ pub(crate) fn decode_required_body<T: DeserializeOwned>(
     body: &[u8],
     what: &str,
 ) -> Result<T, ApiError> {
-    let invalid = |err: &dyn std::fmt::Display| {
-        ApiError::new(
-            ErrorCode::InvalidRequest,
-            format!("invalid {what} request: {err}"),
-        )
-    };
+    let value = decode_object(body, what)?;
+    serde_json::from_value(value).map_err(|err| invalid_request(what, &err))
+}
+
+/// Decodes `PUT /v1/secrets/{name}`'s body. serde's message quotes what it refuses (`invalid
+/// type: integer `12345``), which here is the secret the client meant to set: it would land in
+/// the answer and in any proxy's or access log. So `value`'s type is checked first, by a
+/// message that names the field and the type only; once `value` is a string no message of
+/// serde's can hold it (a string is all it accepts).
+pub(crate) fn decode_secret_request(body: &[u8]) -> Result<SetSecretRequest, ApiError> {
+    const WHAT: &str = "secret";
+    let value = decode_object(body, WHAT)?;
+    if value.get("value").is_some_and(|v| !v.is_string()) {
+        return Err(invalid_request(WHAT, &"the field `value` must be a string"));
+    }
+    serde_json::from_value(value).map_err(|err| invalid_request(WHAT, &err))
+}
+
+/// A body that must be there, parsed as a JSON object. serde_json's syntax errors give a
+/// line and column, never the text.
+fn decode_object(body: &[u8], what: &str) -> Result<serde_json::Value, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(invalid(&"a JSON object body is required"));
+        return Err(invalid_request(what, &"a JSON object body is required"));
     }
     // serde accepts a struct as a JSON array too; the API takes objects only.
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|err| invalid(&err))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|err| invalid_request(what, &err))?;
     if !value.is_object() {
-        return Err(invalid(&"the body must be a JSON object"));
+        return Err(invalid_request(what, &"the body must be a JSON object"));
     }
-    serde_json::from_value(value).map_err(|err| invalid(&err))
+    Ok(value)
+}
+
+fn invalid_request(what: &str, err: &dyn std::fmt::Display) -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidRequest,
+        format!("invalid {what} request: {err}"),
+    )
 }
 
 #[derive(Clone)]

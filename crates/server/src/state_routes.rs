@@ -24,7 +24,9 @@ use wharf_api::{
 use wharf_ops::{Actor, OpsError, OpsErrorKind};
 use wharf_secrets::{SecretValue, VersionInfo};
 
-use crate::{ApiError, AppState, authorize, decode_body, decode_required_body, gone};
+use crate::{
+    ApiError, AppState, authorize, decode_body, decode_required_body, decode_secret_request, gone,
+};
 
 /// The header the CLI names its user in; trusted on the owner-only unix socket, ignored on TCP
 /// (where the token is the identity).
@@ -42,10 +44,12 @@ pub(crate) fn ops_error(error: OpsError) -> ApiError {
         OpsErrorKind::NotFound => ErrorCode::NotFound,
         OpsErrorKind::Conflict => ErrorCode::Rejected,
         OpsErrorKind::Internal => {
+            // The cause names state-directory and key-file paths and SQLite's detail: the
+            // operator reads it in the log, a remote token holder gets no map of the host.
             tracing::error!(%error, "use case failed");
             return ApiError::new(
                 ErrorCode::Internal,
-                format!("the change was not made: {error}"),
+                "the change was not made; see the control plane's log",
             );
         }
     };
@@ -197,7 +201,7 @@ pub(crate) async fn set_secret(
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     let name = secret_name(name)?;
-    let request: SetSecretRequest = decode_required_body(&bytes, "secret")?;
+    let request: SetSecretRequest = decode_secret_request(&bytes)?;
     // Only declared secrets: a typo must not store a value nothing will ever use.
     state.handle.secret_policy(name.clone()).await?;
     let actor = actor(&state, &headers);

@@ -30,7 +30,7 @@ async fn on_stack<F: std::future::Future<Output = ()>>(test: impl FnOnce(Api) ->
     };
     let journal = Journal::open(&state_dir, "wharf-control@test".to_owned()).unwrap();
     let config = Config {
-        state_dir,
+        state_dir: state_dir.clone(),
         workdir: dir.path().to_owned(),
         // No service: nothing is ever started through it.
         driver: Arc::new(ProcessDriver::new("/bin/false".into(), Vec::new())),
@@ -44,7 +44,7 @@ async fn on_stack<F: std::future::Future<Output = ()>>(test: impl FnOnce(Api) ->
     let (control, handle) = ControlPlane::new(plan, config, journal);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let test = async move {
-        test(Api(handle)).await;
+        test(Api { handle, state_dir }).await;
         let _ = stop.send(());
     };
     let control = control.run(async {
@@ -58,7 +58,11 @@ async fn on_stack<F: std::future::Future<Output = ()>>(test: impl FnOnce(Api) ->
 }
 
 /// The API over a control plane's handle, as the unix socket serves it.
-struct Api(Handle);
+struct Api {
+    handle: Handle,
+    /// The control plane's state directory, for tests that break something in it.
+    state_dir: std::path::PathBuf,
+}
 
 impl Api {
     async fn call(&self, method: &str, uri: &str, body: &str) -> (StatusCode, String) {
@@ -69,7 +73,7 @@ impl Api {
             .header(wharf_server::ACTOR_HEADER, "tester")
             .body(Body::from(body.to_owned()))
             .unwrap();
-        let response = wharf_server::app(self.0.clone(), None)
+        let response = wharf_server::app(self.handle.clone(), None)
             .oneshot(request)
             .await
             .unwrap();
@@ -177,6 +181,69 @@ async fn state_routes_refuse_what_they_cannot_take_in_the_error_body() {
         let note: wharf_api::NoteAnswer = serde_json::from_str(&text).unwrap();
         assert_eq!(note.seq, note.entry.seq);
         assert_eq!(note.entry.action, "audit.note");
+    })
+    .await;
+}
+
+// Before: a 500 answered `the change was not made: {error}`, handing whoever holds the
+// token the state directory's and key file's paths (and SQLite's detail, when it failed).
+#[tokio::test]
+async fn a_500_does_not_leak_the_state_directory_or_the_cause() {
+    on_stack(|stack| async move {
+        // A key file others may read is refused: an internal failure whose cause names it.
+        let key_file = stack.state_dir.join(wharf_secrets::MASTER_KEY_FILE);
+        std::fs::write(&key_file, format!("{}\n", "ab".repeat(32))).unwrap();
+        std::fs::set_permissions(
+            &key_file,
+            std::os::unix::fs::PermissionsExt::from_mode(0o644),
+        )
+        .unwrap();
+        let body = serde_json::json!({"value": VALUE}).to_string();
+        let (status, text) = stack.call("PUT", "/v1/secrets/api_key", &body).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{text}");
+        let error: wharf_api::ApiErrorBody = serde_json::from_str(&text).unwrap();
+        assert_eq!(error.error.code, wharf_api::ErrorCode::Internal);
+        assert_eq!(
+            error.error.message,
+            "the change was not made; see the control plane's log"
+        );
+        for leak in [
+            stack.state_dir.to_str().unwrap(),
+            wharf_secrets::MASTER_KEY_FILE,
+            "0644",
+            VALUE,
+        ] {
+            assert!(!text.contains(leak), "the answer carries {leak:?}: {text}");
+        }
+    })
+    .await;
+}
+
+// Before: serde's message for a value of the wrong type quoted it
+// (`invalid type: integer `12345`, expected a string`), echoing the secret into the 400.
+#[tokio::test]
+async fn a_secret_value_of_the_wrong_type_is_not_echoed_in_the_400() {
+    on_stack(|stack| async move {
+        for body in [
+            r#"{"value": 7318529046}"#,
+            r#"{"value": 7318529046.5, "reason": "r"}"#,
+            r#"{"value": ["7318529046"]}"#,
+            r#"{"value": {"k": "7318529046"}}"#,
+            r#"{"value": true, "reason": "7318"}"#,
+        ] {
+            let (status, text) = stack.call("PUT", "/v1/secrets/api_key", body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {text}");
+            let error: wharf_api::ApiErrorBody = serde_json::from_str(&text).unwrap();
+            assert_eq!(
+                error.error.message, "invalid secret request: the field `value` must be a string",
+                "{body}"
+            );
+            assert!(!text.contains("7318529046"), "{body}: {text}");
+            assert!(!text.contains("true"), "{body}: {text}");
+        }
+        // Nothing was stored.
+        let (status, text) = stack.call("GET", "/v1/secrets/api_key", "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{text}");
     })
     .await;
 }

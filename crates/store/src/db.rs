@@ -167,7 +167,11 @@ impl Store {
         }
         // What steps may read besides the database (see `migrations`): the state directory's
         // `run` folder, as the control plane joins it.
-        let run_dir = path.parent().unwrap_or(Path::new("")).join("run");
+        let run_dir = migration_run_dir(&path).map_err(|source| StoreError::Io {
+            path: path.clone(),
+            action: "cannot resolve the state directory",
+            source,
+        })?;
         tx.execute_batch(
             "CREATE TEMP TABLE IF NOT EXISTS migration_env (run_dir TEXT NOT NULL);
              DELETE FROM temp.migration_env;",
@@ -213,6 +217,15 @@ impl Store {
     }
 }
 
+/// The `run` folder beside the database file, absolute. Migration 6 writes it into stored
+/// handles (`exit_path`), which the control plane later reads from its own working directory:
+/// a CLI reader that opened `.wharf/state.db` relative to where it was run, and so ran the
+/// migration, must not store a path that only makes sense there.
+fn migration_run_dir(db_file: &Path) -> std::io::Result<PathBuf> {
+    let db_file = std::path::absolute(db_file)?;
+    Ok(db_file.parent().unwrap_or(Path::new("/")).join("run"))
+}
+
 /// A write transaction that nests: `BEGIN IMMEDIATE` on its own, a savepoint inside
 /// [`Store::atomically`], so a method that needs all-or-nothing keeps it either way and an
 /// enclosing use case still commits everything together.
@@ -245,6 +258,17 @@ impl Store {
     /// Whether a transaction is open on this connection (none should be between use cases).
     pub fn in_transaction(&self) -> bool {
         !self.conn.is_autocommit()
+    }
+
+    /// Rolls back a transaction left open (by a job that panicked halfway, say), so the
+    /// connection's next writes commit on their own again; nothing to do in autocommit.
+    pub fn rollback_open_transaction(&mut self) -> Result<(), StoreError> {
+        if self.conn.is_autocommit() {
+            return Ok(());
+        }
+        self.conn
+            .execute_batch("ROLLBACK")
+            .map_err(sqlite(&self.path, "cannot roll back"))
     }
 
     /// Opens a write transaction (see [`WriteTx`]).
@@ -337,5 +361,29 @@ pub(crate) fn sqlite(
         path,
         action,
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_open_transaction_is_rolled_back_and_autocommit_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        store.rollback_open_transaction().unwrap();
+        store
+            .conn
+            .execute_batch("BEGIN IMMEDIATE; INSERT INTO meta (key, value) VALUES ('k', 'v');")
+            .unwrap();
+        assert!(store.in_transaction());
+        store.rollback_open_transaction().unwrap();
+        assert!(!store.in_transaction());
+        assert_eq!(store.meta("k").unwrap(), None);
+        // Writes commit on their own again.
+        store.set_meta("k", "w").unwrap();
+        let other = store.open_another().unwrap();
+        assert_eq!(other.meta("k").unwrap().as_deref(), Some("w"));
     }
 }

@@ -120,19 +120,7 @@ mod tests {
     #[test]
     fn rows_of_schema_5_get_a_process_handle_built_from_their_pid_columns() {
         let dir = tempfile::tempdir().unwrap();
-        let conn = rusqlite::Connection::open(dir.path().join(crate::DB_FILE)).unwrap();
-        for step in &crate::migrations::MIGRATIONS[..5] {
-            conn.execute_batch(step).unwrap();
-        }
-        conn.pragma_update(None, "user_version", 5).unwrap();
-        conn.execute_batch(
-            "INSERT INTO instances
-             (service, idx, version, pid, start_time, shim_pid, shim_start_time, port, started_at, restarts, spec_hash)
-             VALUES ('api', 2, '1.0', 4242, 123456789, 4241, 123456700, 8080, '2026-01-01T00:00:00Z', 3, 'abc'),
-                    ('.proxy', 0, '0.1.0', 77, 5000, 76, 4999, NULL, '2026-01-01T00:00:01Z', 0, '')",
-        )
-        .unwrap();
-        drop(conn);
+        write_schema_5(dir.path());
 
         let store = Store::open(dir.path()).unwrap();
         let rows = store.instances().unwrap();
@@ -182,6 +170,57 @@ mod tests {
                 .any(|c| c.contains("pid") || c.contains("start_time")),
             "{columns:?}"
         );
+    }
+
+    // Before: the CLI opens `.wharf` relative to where it runs, and a reader that ran the
+    // migration stored `.wharf/run/api-2.exit`, which the control plane resolved against its
+    // own working directory.
+    #[test]
+    fn rows_of_schema_5_migrated_through_a_relative_path_get_an_absolute_exit_path() {
+        let dir = tempfile::tempdir().unwrap();
+        write_schema_5(dir.path());
+        // The same directory, named relative to this process's working directory (which a
+        // test may not change): up to the root, then down to the temp dir.
+        let cwd = std::env::current_dir().unwrap();
+        let mut relative = std::path::PathBuf::new();
+        for _ in cwd.components().skip(1) {
+            relative.push("..");
+        }
+        relative.push(dir.path().strip_prefix("/").unwrap());
+        assert!(relative.is_relative());
+
+        let store = Store::open(&relative).unwrap();
+        let rows = store.instances().unwrap();
+        let run = dir.path().join("run");
+        std::fs::create_dir(&run).unwrap();
+        for row in &rows {
+            let handle: serde_json::Value = serde_json::from_str(&row.handle).unwrap();
+            let exit = std::path::Path::new(handle["data"]["exit_path"].as_str().unwrap());
+            assert!(exit.is_absolute(), "{}", exit.display());
+            assert_eq!(
+                exit.parent().unwrap().canonicalize().unwrap(),
+                run.canonicalize().unwrap(),
+                "{}",
+                exit.display()
+            );
+        }
+        assert_eq!(rows.len(), 2);
+    }
+
+    /// A schema-5 database in `state_dir` with two instance rows (pid columns, no handles).
+    fn write_schema_5(state_dir: &std::path::Path) {
+        let conn = rusqlite::Connection::open(state_dir.join(crate::DB_FILE)).unwrap();
+        for step in &crate::migrations::MIGRATIONS[..5] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 5).unwrap();
+        conn.execute_batch(
+            "INSERT INTO instances
+             (service, idx, version, pid, start_time, shim_pid, shim_start_time, port, started_at, restarts, spec_hash)
+             VALUES ('api', 2, '1.0', 4242, 123456789, 4241, 123456700, 8080, '2026-01-01T00:00:00Z', 3, 'abc'),
+                    ('.proxy', 0, '0.1.0', 77, 5000, 76, 4999, NULL, '2026-01-01T00:00:01Z', 0, '')",
+        )
+        .unwrap();
     }
 }
 

@@ -1,6 +1,7 @@
 //! A client for the control plane's API on its unix socket.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
@@ -25,9 +26,82 @@ pub struct NotRunning {
     pub state_dir: String,
 }
 
+/// How long one API call may take, connection to the answer's last byte, unless
+/// [`TIMEOUT_ENV`] says otherwise: every route but `down` answers at once (a state route
+/// after its transaction, which SQLite's busy timeout bounds to 10 s).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Overrides [`DEFAULT_TIMEOUT`], in the manifest's duration syntax (`90s`, `2m`).
+pub const TIMEOUT_ENV: &str = "WHARF_CLIENT_TIMEOUT";
+
+/// A control plane that accepted the connection (so it holds the lock) but did not answer in
+/// time: stuck, or too loaded to serve.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the control plane did not answer within {}; is it stuck? (its log: {log}; {TIMEOUT_ENV} sets the limit)",
+    display_duration(*within)
+)]
+pub struct NoAnswer {
+    pub within: Duration,
+    pub log: String,
+}
+
+/// `30s`, `1500ms`: as the user would write it.
+fn display_duration(duration: Duration) -> String {
+    if duration.subsec_millis() == 0 {
+        format!("{}s", duration.as_secs())
+    } else {
+        format!("{}ms", duration.as_millis())
+    }
+}
+
+/// The bound on one call: [`TIMEOUT_ENV`] if set, else [`DEFAULT_TIMEOUT`].
+pub fn timeout() -> anyhow::Result<Duration> {
+    match std::env::var(TIMEOUT_ENV) {
+        Ok(text) => crate::cmd::up::parse_duration(text.trim())
+            .map_err(|error| anyhow::anyhow!("{TIMEOUT_ENV}={text}: {error}")),
+        Err(_) => Ok(DEFAULT_TIMEOUT),
+    }
+}
+
 /// Sends one request and returns the status and JSON body; a control plane that is not
-/// running comes back as a [`NotRunning`] error.
+/// running comes back as a [`NotRunning`] error, one that does not answer within
+/// [`timeout`] as a [`NoAnswer`] error.
 pub async fn call(
+    state_dir: &Path,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<(u16, Value)> {
+    let within = timeout()?;
+    match tokio::time::timeout(within, exchange(state_dir, method, path, body)).await {
+        Ok(answer) => answer,
+        Err(_) => Err(NoAnswer {
+            within,
+            log: state_dir
+                .join(crate::cmd::up::LOG_FILE)
+                .display()
+                .to_string(),
+        }
+        .into()),
+    }
+}
+
+/// Like [`call_ok`], but waits for the answer as long as it takes: for a request the control
+/// plane answers only once slow work is done (`POST /v1/down` answers when the stack has
+/// stopped, after each tier's drains and stop grace, which no fixed bound fits). Ctrl-C
+/// still ends the wait.
+pub async fn call_ok_unbounded(
+    state_dir: &Path,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
+    ok(exchange(state_dir, method, path, body).await?)
+}
+
+/// Connects, sends, and reads the whole answer.
+async fn exchange(
     state_dir: &Path,
     method: &str,
     path: &str,
@@ -85,7 +159,11 @@ pub async fn call_ok(
     path: &str,
     body: Option<Value>,
 ) -> anyhow::Result<Value> {
-    let (status, value) = call(state_dir, method, path, body).await?;
+    ok(call(state_dir, method, path, body).await?)
+}
+
+/// A non-2xx answer as an [`ApiRejected`] error.
+fn ok((status, value): (u16, Value)) -> anyhow::Result<Value> {
     if !(200..300).contains(&status) {
         bail!(ApiRejected::from_answer(status, value));
     }

@@ -381,7 +381,11 @@ services:
         "the probe's verdict waited for the write lock ({unready_after:?})"
     );
     assert!(p50 < Duration::from_millis(50), "status p50 {p50:?}");
-    assert!(max < Duration::from_secs(1), "status max {max:?}");
+    // The property is that no answer waited for the lock, which would take the rest of the
+    // hold (seconds). A fixed 1 s bound also caught a loaded 2-core CI machine scheduling
+    // one request late while this test's own connection held the lock; half the hold still
+    // tells a wait for the lock from a slow scheduler.
+    assert!(max < HOLD / 2, "status max {max:?}");
     // The queued journal write lands once the lock is free.
     eventually(
         "the instance.unready entry",

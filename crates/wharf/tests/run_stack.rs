@@ -6,7 +6,7 @@ mod common;
 use std::io::Read;
 use std::process::Command;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
@@ -571,4 +571,68 @@ fn the_tcp_api_requires_the_bearer_token() {
     let (status, body) = request(Some(token));
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"stack\":\"api\""));
+}
+
+// Before: a control plane that accepted on its socket but never answered hung every CLI
+// command for ever.
+#[test]
+fn a_control_plane_that_accepts_but_never_answers_does_not_hang_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join(".wharf")).unwrap();
+    // The kernel completes connections into the backlog; nothing here ever reads or answers.
+    let _listener =
+        std::os::unix::net::UnixListener::bind(dir.path().join(".wharf/control.sock")).unwrap();
+    let started = Instant::now();
+    let output = Command::new(wharf_bin())
+        .args(["restart", "api"])
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .env("WHARF_CLIENT_TIMEOUT", "500ms")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the control plane did not answer within 500ms"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+// Before: `down` returned once the pid file was gone, but the control plane let go of
+// control.lock only after that, so an `up` at once found the lock held, asked the dying
+// control plane to reload and failed with "no control plane is running".
+#[test]
+fn up_right_after_down_starts_the_stack_again() {
+    let stack = Stack::new(
+        r#"
+name: again
+services:
+  worker:
+    command: "TESTBED --port ${PORT}"
+"#,
+    );
+    let ok = |output: std::process::Output, what: &str| {
+        assert!(
+            output.status.success(),
+            "{what}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    ok(stack.up(), "the first up");
+    for round in 0..3 {
+        ok(stack.wharf(&["down"]), &format!("down {round}"));
+        ok(stack.up(), &format!("up {round} right after down"));
+        assert_eq!(
+            stack.service("worker")["instances"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+    }
 }

@@ -3,7 +3,7 @@
 //! With a running control plane the request goes through its API. Without one (it crashed or
 //! was killed), `down` stops the recorded instances itself, so nothing is ever left behind.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 use wharf_ops::{Actor, ControlLock};
@@ -26,7 +26,9 @@ pub fn run(global: &Global, args: &DownArgs) -> anyhow::Result<ExitStatus> {
         .build()?;
     runtime.block_on(async {
         let body = json!({"service": args.service});
-        match client::call_ok(&state_dir, "POST", "/v1/down", Some(body)).await {
+        // Unbounded: the control plane answers once everything has stopped (see
+        // `call_ok_unbounded`).
+        match client::call_ok_unbounded(&state_dir, "POST", "/v1/down", Some(body)).await {
             Ok(_) => {
                 if args.service.is_none() {
                     wait_for_exit(&state_dir).await;
@@ -51,12 +53,24 @@ pub fn run(global: &Global, args: &DownArgs) -> anyhow::Result<ExitStatus> {
     })
 }
 
-/// Waits (bounded) until the control plane has released its lock.
+/// Waits (bounded) until the control plane has released its lock, so that a `wharf up` right
+/// after `down` finds it free. Not its pid file: the control plane removes that first, then
+/// shuts its runtime down, and only then lets go of the lock.
 async fn wait_for_exit(state_dir: &std::path::Path) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut poll = tokio::time::interval(Duration::from_millis(50));
-    while Instant::now() < deadline && state_dir.join(crate::cmd::up::PID_FILE).exists() {
-        poll.tick().await;
+    let dir = state_dir.to_owned();
+    let waited = tokio::task::spawn_blocking(move || {
+        ControlLock::acquire_within(&dir, Duration::from_secs(30))
+    })
+    .await;
+    match waited {
+        // Taken and dropped at once: the control plane has gone.
+        Ok(Ok(Some(_lock))) => {}
+        Ok(Ok(None)) => eprintln!(
+            "warning: the stack stopped, but its control plane still holds {} after 30s",
+            wharf_ops::LOCK_FILE
+        ),
+        Ok(Err(error)) => tracing::warn!(%error, "cannot wait for the control plane's lock"),
+        Err(error) => tracing::warn!(%error, "cannot wait for the control plane's lock"),
     }
 }
 

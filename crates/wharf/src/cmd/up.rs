@@ -24,6 +24,9 @@ use crate::manifest_file::ManifestFile;
 pub const PID_FILE: &str = "control.pid";
 pub const LOG_FILE: &str = "control.log";
 
+/// How long the detached control plane waits for `control.lock` (as `writer::route` does).
+const LOCK_PATIENCE: Duration = Duration::from_secs(10);
+
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
     /// The environment overlay to apply (default: `dev` when the manifest defines it).
@@ -109,9 +112,27 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
     let state_dir = absolute(&global.state_dir())?;
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("cannot create {}", state_dir.display()))?;
-    let Some(lock) = wharf_ops::ControlLock::try_acquire(&state_dir)? else {
-        // Like `docker compose up`: the running stack takes the manifest as it is now.
-        return apply_to_running(&state_dir, args.environment.as_deref());
+    let lock = if args.daemon {
+        // The `up -d` that started this process let go of the lock a moment ago, and another
+        // short writer may hold it for a moment: wait for it rather than fail.
+        let Some(lock) = wharf_ops::ControlLock::acquire_within(&state_dir, LOCK_PATIENCE)? else {
+            anyhow::bail!(
+                "{} in {} stayed held for {LOCK_PATIENCE:?}; is another control plane running?",
+                wharf_ops::LOCK_FILE,
+                state_dir.display()
+            );
+        };
+        lock
+    } else {
+        // Held: a control plane that answers on its socket is running, and (like `docker
+        // compose up`) takes the manifest as it is now. Held without an answering socket is one
+        // going away (a `down` that just returned) or another short writer: wait for the lock.
+        match crate::writer::route(&state_dir)? {
+            crate::writer::Route::Local(lock) => lock,
+            crate::writer::Route::Api => {
+                return apply_to_running(&state_dir, args.environment.as_deref());
+            }
+        }
     };
     // The master key is checked here, before anything starts (and before detaching, so a
     // wrong key is this command's error): a stack that uses secrets needs them unlocked.
