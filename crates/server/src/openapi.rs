@@ -169,8 +169,7 @@ mod tests {
         let schemas = &doc["components"]["schemas"];
         for request in ["SetSecretRequest", "BeginRotationRequest"] {
             assert_eq!(
-                schemas[request]["properties"]["value"]["writeOnly"],
-                true,
+                schemas[request]["properties"]["value"]["writeOnly"], true,
                 "{request}"
             );
         }

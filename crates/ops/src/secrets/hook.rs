@@ -98,9 +98,9 @@ pub fn run_hook(
     if let Some(old) = old {
         child.env("WHARF_SECRET_OLD", old.expose_str().map_err(not_text)?);
     }
-    let mut child = child.spawn().map_err(|err| {
-        HookFailure::new(format!("cannot run {}: {err}", program.display()))
-    })?;
+    let mut child = child
+        .spawn()
+        .map_err(|err| HookFailure::new(format!("cannot run {}: {err}", program.display())))?;
     let pid = child.id();
     let started = Instant::now();
     let stderr = child.stderr.take().map(|mut pipe| {
@@ -151,7 +151,9 @@ fn collect(stderr: Option<mpsc::Receiver<Vec<u8>>>, wait: Duration) -> String {
 }
 
 fn kill_group(pid: u32) {
-    let pid = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw);
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw);
     if let Some(pid) = pid {
         let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
     }

@@ -16,8 +16,8 @@ use wharf_manifest::model::SecretPolicy;
 use wharf_secrets::{Origin, SecretValue, Secrets, VersionInfo};
 use wharf_store::{EntryFilter, Store};
 
-use super::hook::{HookFailure, run_hook};
 use super::check_value;
+use super::hook::{HookFailure, run_hook};
 use crate::{Actor, OpsError, append, fault};
 
 /// A rotation begun: the new version (current from now on) and the one it replaced.
@@ -80,7 +80,13 @@ pub fn rotate_begin(
             "reason": reason,
             "previous": previous.as_ref().map(|p| p.version),
         });
-        append(store, actor, KnownAction::SecretRotatePending, name, details)?;
+        append(
+            store,
+            actor,
+            KnownAction::SecretRotatePending,
+            name,
+            details,
+        )?;
         Ok(Begun { new, previous })
     })
 }
@@ -181,7 +187,11 @@ fn pending(store: &Store, name: &str, version: u32) -> Result<Option<u32>, OpsEr
         let about = |key: &str| details[key].as_u64() == Some(u64::from(version));
         let action = entry.action.as_str();
         if action == KnownAction::SecretRotatePending.as_str() && about("version") {
-            begun = Some(details["previous"].as_u64().and_then(|p| u32::try_from(p).ok()));
+            begun = Some(
+                details["previous"]
+                    .as_u64()
+                    .and_then(|p| u32::try_from(p).ok()),
+            );
         } else if (action == KnownAction::SecretRotate.as_str() && about("version"))
             || (action == KnownAction::SecretRotateFailed.as_str() && about("failed_version"))
         {

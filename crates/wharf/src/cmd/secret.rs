@@ -829,7 +829,13 @@ fn rotate_through_api(
     match (ran, finished) {
         (Ok(()), Ok(finished)) => {
             let info = version_from_api(finished.secret);
-            changed(global, Some(stack), &info, "rotated", finished.reload.as_ref())?;
+            changed(
+                global,
+                Some(stack),
+                &info,
+                "rotated",
+                finished.reload.as_ref(),
+            )?;
             Ok(ExitStatus::Ok)
         }
         (Ok(()), Err(err)) => {
@@ -852,7 +858,9 @@ fn rotate_through_api(
                 "error: the rotate_command of {name} failed and the control plane could not put the previous value back: {err:#}\n       version {version} (the new value) is current in the store{}",
                 begun
                     .previous
-                    .map(|p| format!("; `wharf secret rollback {name} --to {p}` restores the old one"))
+                    .map(|p| format!(
+                        "; `wharf secret rollback {name} --to {p}` restores the old one"
+                    ))
                     .unwrap_or_default()
             );
             Ok(ExitStatus::Failed)
