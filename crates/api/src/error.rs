@@ -27,8 +27,6 @@ pub enum ErrorCode {
     NotFound,
     /// The route exists, but not for this method.
     MethodNotAllowed,
-    /// A secret's rotate_command failed; the value in force is unchanged.
-    HookFailed,
     /// The change could not be made for a reason that is not the caller's (storage, keys);
     /// nothing was changed.
     Internal,
@@ -42,7 +40,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 401,
             ErrorCode::UnknownService | ErrorCode::NoRollout | ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::Rejected | ErrorCode::HookFailed => 409,
+            ErrorCode::Rejected => 409,
             ErrorCode::Internal => 500,
             ErrorCode::Stopping => 503,
         }
@@ -59,7 +57,6 @@ impl ErrorCode {
             ErrorCode::NoRollout => "no_rollout",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
-            ErrorCode::HookFailed => "hook_failed",
             ErrorCode::Internal => "internal",
         }
     }

@@ -29,8 +29,9 @@ pub use reload::{
     DownAnswer, DownRequest, ManifestChanges, ReloadAnswer, ReloadRequest, RestartAnswer,
 };
 pub use secrets::{
-    ReloadOutcome, RevealAnswer, RevealRequest, RollbackSecretRequest, RotateSecretAnswer,
-    RotateSecretRequest, SecretChangeAnswer, SecretVersion, SetSecretRequest,
+    BeginRotationRequest, FinishRotationRequest, HookResult, ReloadOutcome, RevealAnswer,
+    RevealRequest, RollbackSecretRequest, RotationBegun, RotationFinished, RotationResult,
+    SecretChangeAnswer, SecretVersion, SetSecretRequest,
 };
 pub use status::{
     DependencyStatus, HealthStatus, InstancePhase, InstanceStatus, ServiceState, ServiceStatus,

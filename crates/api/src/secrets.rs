@@ -1,6 +1,6 @@
 //! The secret routes' requests and answers (`/v1/secrets…`). A value enters in a request
-//! (`SetSecretRequest::value`, write-only) and never leaves in an answer: answers carry a
-//! version's metadata and its keyed fingerprint.
+//! (`SetSecretRequest::value`, `BeginRotationRequest::value`, write-only) and never leaves in an
+//! answer: answers carry a version's metadata and its keyed fingerprint.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -39,10 +39,6 @@ pub struct SetSecretRequest {
     /// Why, for the ledger.
     #[serde(default)]
     pub reason: Option<String>,
-    /// The caller generated the value and ran the manifest's rotate hook itself (`wharf
-    /// secret rotate` while a control plane runs): recorded as a rotation, not a set.
-    #[serde(default)]
-    pub rotated: bool,
 }
 
 /// The value stays out of debug output and logs.
@@ -51,7 +47,6 @@ impl std::fmt::Debug for SetSecretRequest {
         f.debug_struct("SetSecretRequest")
             .field("value", &"[redacted]")
             .field("reason", &self.reason)
-            .field("rotated", &self.rotated)
             .finish()
     }
 }
@@ -68,12 +63,83 @@ pub struct RollbackSecretRequest {
     pub reason: Option<String>,
 }
 
-/// `POST /v1/secrets/{name}/rotate`: a generated value, after the manifest's rotate hook.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// `POST /v1/secrets/{name}/rotations`: begins a rotation. The caller generated `value` and
+/// will run the manifest's `rotate_command` itself, after this answer (no hook runs in the
+/// control plane); the value is stored first, as a new version, so no failure later can lose
+/// it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RotateSecretRequest {
+pub struct BeginRotationRequest {
+    /// The new value (UTF-8, not empty). Write-only: no answer of the API ever carries it.
+    #[schema(write_only, example = "s3cr3t-value", min_length = 1)]
+    pub value: String,
+    /// Why, for the ledger.
     #[serde(default)]
     pub reason: Option<String>,
+}
+
+/// The value stays out of debug output and logs.
+impl std::fmt::Debug for BeginRotationRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BeginRotationRequest")
+            .field("value", &"[redacted]")
+            .field("reason", &self.reason)
+            .finish()
+    }
+}
+
+/// A rotation begun: the new version, current from now on (`secret.rotate_pending`), and the
+/// version it replaced, which a failed hook puts back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RotationBegun {
+    pub secret: SecretVersion,
+    /// The version current before; none for a secret's first value.
+    #[schema(example = 2)]
+    pub previous: Option<u32>,
+}
+
+/// How the caller's run of the `rotate_command` went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HookResult {
+    /// It succeeded (or the manifest declares none): the new value is in force.
+    Succeeded,
+    /// It failed, could not start or timed out.
+    Failed,
+}
+
+/// `POST /v1/secrets/{name}/rotations/{version}`: finishes the rotation that began as
+/// `version`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FinishRotationRequest {
+    pub outcome: HookResult,
+    /// Why it failed, for the ledger: a summary such as an exit status, never the hook's
+    /// output (which may echo the value).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// How a rotation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RotationResult {
+    /// `secret.rotate`: the new version is the rotation's result.
+    Rotated,
+    /// `secret.rotate_failed`: the previous value is current again, as a new version.
+    Restored,
+    /// `secret.rotate_failed`: there was no previous value; the new one stays stored but may
+    /// not be in force where the hook would have put it.
+    Kept,
+}
+
+/// A rotation finished: the version in force, how it ended, and what the control plane did
+/// (`reload` is absent when nothing was to be applied: a kept value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RotationFinished {
+    pub secret: SecretVersion,
+    pub result: RotationResult,
+    pub reload: Option<ReloadOutcome>,
 }
 
 /// `POST /v1/secrets/{name}/reveals`: records that the caller, who holds the master key, is
@@ -116,16 +182,6 @@ pub struct SecretChangeAnswer {
     pub reload: ReloadOutcome,
 }
 
-/// A rotation done by the control plane: the new version, whether the manifest's rotate hook
-/// ran (and succeeded), and what the control plane did with it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct RotateSecretAnswer {
-    pub secret: SecretVersion,
-    /// The manifest declares a `rotate_command` and it succeeded.
-    pub hook: bool,
-    pub reload: ReloadOutcome,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,11 +214,27 @@ mod tests {
     fn set_requests_refuse_unknown_fields_and_hide_the_value_from_debug() {
         let request: SetSecretRequest =
             serde_json::from_str(r#"{"value":"hunter2","reason":null}"#).unwrap();
-        assert!(!request.rotated);
         assert!(!format!("{request:?}").contains("hunter2"));
         let err = serde_json::from_str::<SetSecretRequest>(r#"{"value":"x","valu":"y"}"#)
             .unwrap_err()
             .to_string();
         assert!(err.contains("valu"), "{err}");
+        // A `PUT` is always a `secret.set`: the old `rotated` flag is refused.
+        let err = serde_json::from_str::<SetSecretRequest>(r#"{"value":"x","rotated":true}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rotated"), "{err}");
+        let begin: BeginRotationRequest =
+            serde_json::from_str(r#"{"value":"hunter2","reason":"drill"}"#).unwrap();
+        assert!(!format!("{begin:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_finish_names_its_outcome_in_snake_case() {
+        let request: FinishRotationRequest =
+            serde_json::from_str(r#"{"outcome":"failed","reason":"exit status: 3"}"#).unwrap();
+        assert_eq!(request.outcome, HookResult::Failed);
+        let answer = serde_json::to_value(RotationResult::Restored).unwrap();
+        assert_eq!(answer, "restored");
     }
 }

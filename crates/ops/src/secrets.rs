@@ -1,17 +1,26 @@
-//! Secret use cases: set, roll back, rotate (with its hook), reveal, re-key. Each stores the
-//! change and its ledger entry — a keyed fingerprint, never the value — in one transaction.
+//! Secret use cases: set, roll back, rotate (begin, hook, finish: `rotate.rs`, `hook.rs`),
+//! reveal, re-key. Each stores the change and its ledger entry — a keyed fingerprint, never
+//! the value — in one transaction.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
 use wharf_ledger::KnownAction;
-use wharf_manifest::model::SecretPolicy;
 use wharf_secrets::{
     KeySource, MASTER_KEY_ENV, MasterKey, Origin, SecretValue, Secrets, VersionInfo,
 };
 use wharf_store::Store;
 
 use crate::{Actor, ControlLock, OpsError, append, fault};
+
+mod hook;
+mod rotate;
+
+pub use hook::{HOOK_TIMEOUT, HookFailure, run_hook};
+pub use rotate::{
+    Begun, Finished, FinishedAs, HookOutcome, Rotated, generate, rotate, rotate_begin,
+    rotate_finish,
+};
 
 /// Opens this state's secrets with the master key (`WHARF_MASTER_KEY`, else the key file;
 /// with `create`, made on first use). A wrong key is refused before any write.
@@ -45,38 +54,9 @@ pub fn set(
     value: &SecretValue,
     reason: Option<&str>,
 ) -> Result<VersionInfo, OpsError> {
-    put(store, secrets, actor, name, value, reason, Origin::Set)
-}
-
-/// Stores a value its caller generated and made real with the rotate hook it ran itself (the
-/// CLI, which has the operator's environment, while a control plane runs): `secret.rotate`.
-pub fn store_rotated(
-    store: &mut Store,
-    secrets: &Secrets,
-    actor: &Actor,
-    name: &str,
-    value: &SecretValue,
-    reason: Option<&str>,
-) -> Result<VersionInfo, OpsError> {
-    put(store, secrets, actor, name, value, reason, Origin::Rotate)
-}
-
-fn put(
-    store: &mut Store,
-    secrets: &Secrets,
-    actor: &Actor,
-    name: &str,
-    value: &SecretValue,
-    reason: Option<&str>,
-    origin: Origin,
-) -> Result<VersionInfo, OpsError> {
     check_value(name, value)?;
-    let action = match origin {
-        Origin::Rotate => KnownAction::SecretRotate,
-        _ => KnownAction::SecretSet,
-    };
     store.atomically(|store| {
-        let info = secrets.put(store, name, value, &actor.0, reason, origin)?;
+        let info = secrets.put(store, name, value, &actor.0, reason, Origin::Set)?;
         fault::point("secret.set:stored");
         let details = json!({
             "version": info.version,
@@ -84,7 +64,7 @@ fn put(
             "reason": reason,
             "origin": info.origin,
         });
-        append(store, actor, action, name, details)?;
+        append(store, actor, KnownAction::SecretSet, name, details)?;
         Ok(info)
     })
 }
@@ -138,149 +118,6 @@ pub fn reveal(
         append(store, actor, KnownAction::SecretReveal, name, details)?;
         Ok((info, value))
     })
-}
-
-/// How a rotation ended.
-#[derive(Debug)]
-pub enum Rotated {
-    /// The new version is in force.
-    Done { info: VersionInfo, hook: bool },
-    /// The hook failed: the value in force is unchanged (`restored` is the version that put
-    /// it back), or there was none and the new one stays stored.
-    HookFailed {
-        failure: String,
-        new: VersionInfo,
-        restored: Option<VersionInfo>,
-    },
-}
-
-/// Generates a new value with the policy's generator and runs its `rotate_command` (in
-/// `hook_dir`, with the values in its environment, never argv).
-///
-/// Without a hook, the new version and its `secret.rotate` entry are one transaction. With one,
-/// the new version commits with a `secret.rotate_pending` entry before the hook runs (if the
-/// hook changes a database password and anything failed afterwards, the only copy of the new
-/// value must not be lost); the hook's success is then `secret.rotate`, its failure puts the
-/// previous value back as a version of its own with a `secret.rotate_failed` entry.
-pub fn rotate(
-    store: &mut Store,
-    secrets: &Secrets,
-    actor: &Actor,
-    name: &str,
-    policy: &SecretPolicy,
-    hook_dir: &Path,
-    reason: Option<&str>,
-) -> Result<Rotated, OpsError> {
-    let alphabet = policy.generate.characters();
-    let new = wharf_secrets::generate(policy.generate.length as usize, &alphabet)?;
-    let previous = secrets.current(store, name)?;
-    let hook = policy.rotate_command.is_some();
-    let info = store.atomically(|store| {
-        let info = secrets.put(store, name, &new, &actor.0, reason, Origin::Rotate)?;
-        let details = json!({
-            "version": info.version,
-            "fingerprint": info.fingerprint,
-            "reason": reason,
-            "hook": hook,
-        });
-        let action = if hook {
-            KnownAction::SecretRotatePending
-        } else {
-            KnownAction::SecretRotate
-        };
-        append(store, actor, action, name, details)?;
-        Ok::<_, OpsError>(info)
-    })?;
-    let Some(command) = &policy.rotate_command else {
-        return Ok(Rotated::Done { info, hook });
-    };
-    let old = previous.as_ref().map(|(_, value)| value);
-    let Err(failure) = run_hook(hook_dir, name, command, &new, old)? else {
-        let details = json!({
-            "version": info.version,
-            "fingerprint": info.fingerprint,
-            "reason": reason,
-            "hook": hook,
-        });
-        append(store, actor, KnownAction::SecretRotate, name, details)?;
-        return Ok(Rotated::Done { info, hook });
-    };
-    let restored = match &previous {
-        Some((old_info, _)) => Some(store.atomically(|store| {
-            let restored = secrets.rollback(
-                store,
-                name,
-                old_info.version,
-                &actor.0,
-                Some("rotate_command failed"),
-            )?;
-            let details = json!({
-                "version": restored.version,
-                "failed_version": info.version,
-                "fingerprint": restored.fingerprint,
-            });
-            append(store, actor, KnownAction::SecretRotateFailed, name, details)?;
-            Ok::<_, OpsError>(restored)
-        })?),
-        None => {
-            let details = json!({"failed_version": info.version, "kept": true});
-            store.atomically(|store| {
-                append(store, actor, KnownAction::SecretRotateFailed, name, details)
-            })?;
-            None
-        }
-    };
-    Ok(Rotated::HookFailed {
-        failure,
-        new: info,
-        restored,
-    })
-}
-
-/// Runs a rotate_command in `dir` with the values in its environment (never argv); `Err`
-/// holds its stderr and exit status when it fails.
-pub fn run_hook(
-    dir: &Path,
-    name: &str,
-    command: &[String],
-    new: &SecretValue,
-    old: Option<&SecretValue>,
-) -> Result<Result<(), String>, OpsError> {
-    let (program, rest) = command
-        .split_first()
-        .ok_or_else(|| OpsError::Invalid(format!("the rotate_command of {name} is empty")))?;
-    // A relative path such as `./rotate.sh` means the manifest's directory, like its cwd.
-    let program = if program.contains('/') {
-        dir.join(program)
-    } else {
-        PathBuf::from(program)
-    };
-    let mut child = std::process::Command::new(&program);
-    child
-        .args(rest)
-        .current_dir(dir)
-        // The hook gets the two values it needs, not the key that opens every secret.
-        .env_remove(MASTER_KEY_ENV)
-        .env("WHARF_SECRET_NAME", name)
-        .env("WHARF_SECRET_NEW", new.expose_str()?)
-        .env_remove("WHARF_SECRET_OLD")
-        .stdin(std::process::Stdio::null());
-    if let Some(old) = old {
-        child.env("WHARF_SECRET_OLD", old.expose_str()?);
-    }
-    let output = child.output().map_err(OpsError::io(format!(
-        "cannot run the rotate_command of {name} ({})",
-        program.display()
-    )))?;
-    if output.status.success() {
-        return Ok(Ok(()));
-    }
-    let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
-    if !text.is_empty() && !text.ends_with('\n') {
-        text.push('\n');
-    }
-    text.push_str(&format!("rotate_command: {}\n", output.status));
-    Ok(Err(text))
 }
 
 /// Where the new master key went.

@@ -188,8 +188,12 @@ pub fn app(handle: Handle, token: Option<String>) -> Router {
             post(state_routes::rollback_secret),
         )
         .route(
-            "/v1/secrets/{name}/rotate",
-            post(state_routes::rotate_secret),
+            "/v1/secrets/{name}/rotations",
+            post(state_routes::begin_rotation),
+        )
+        .route(
+            "/v1/secrets/{name}/rotations/{version}",
+            post(state_routes::finish_rotation),
         )
         .route(
             "/v1/secrets/{name}/reveals",

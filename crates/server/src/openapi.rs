@@ -4,13 +4,14 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use wharf_api::{
-    ApiErrorBody, ChangeConfigRequest, CheckpointAnswer, ConfigAnswer, ConfigChangeAnswer,
-    ConfigRevision, ConfigRollbackRequest, DependencyStatus, DeployRequest, DownAnswer,
-    DownRequest, ErrorCode, ErrorDetail, HealthStatus, InstancePhase, InstanceStatus, LedgerEntry,
-    ManifestChanges, NoteAnswer, NoteRequest, PreflightRecordAnswer, PreflightRecordRequest,
-    ReloadAnswer, ReloadOutcome, ReloadRequest, RestartAnswer, RevealAnswer, RevealRequest,
-    RevisedConfig, RollbackSecretRequest, RolloutCommand, RolloutOutcome, RolloutPhase,
-    RolloutStrategy, RolloutView, RotateSecretAnswer, RotateSecretRequest, SecretChangeAnswer,
+    ApiErrorBody, BeginRotationRequest, ChangeConfigRequest, CheckpointAnswer, ConfigAnswer,
+    ConfigChangeAnswer, ConfigRevision, ConfigRollbackRequest, DependencyStatus, DeployRequest,
+    DownAnswer, DownRequest, ErrorCode, ErrorDetail, FinishRotationRequest, HealthStatus,
+    HookResult, InstancePhase, InstanceStatus, LedgerEntry, ManifestChanges, NoteAnswer,
+    NoteRequest, PreflightRecordAnswer, PreflightRecordRequest, ReloadAnswer, ReloadOutcome,
+    ReloadRequest, RestartAnswer, RevealAnswer, RevealRequest, RevisedConfig,
+    RollbackSecretRequest, RolloutCommand, RolloutOutcome, RolloutPhase, RolloutStrategy,
+    RolloutView, RotationBegun, RotationFinished, RotationResult, SecretChangeAnswer,
     SecretVersion, ServiceState, ServiceStatus, SetSecretRequest, StackStatus, StatusReport,
     VerifierAnswer, VersionTraffic,
 };
@@ -33,7 +34,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/secrets/{name}"),
     ("put", "/v1/secrets/{name}"),
     ("post", "/v1/secrets/{name}/rollback"),
-    ("post", "/v1/secrets/{name}/rotate"),
+    ("post", "/v1/secrets/{name}/rotations"),
+    ("post", "/v1/secrets/{name}/rotations/{version}"),
     ("post", "/v1/secrets/{name}/reveals"),
     ("get", "/v1/config/{service}"),
     ("put", "/v1/config/{service}"),
@@ -67,7 +69,8 @@ pub const ROUTES: &[(&str, &str)] = &[
         crate::state_routes::secret_history,
         crate::state_routes::set_secret,
         crate::state_routes::rollback_secret,
-        crate::state_routes::rotate_secret,
+        crate::state_routes::begin_rotation,
+        crate::state_routes::finish_rotation,
         crate::state_routes::record_reveal,
         crate::state_routes::get_config,
         crate::state_routes::change_config,
@@ -84,7 +87,8 @@ pub const ROUTES: &[(&str, &str)] = &[
         VersionTraffic, ReloadRequest, ReloadAnswer,
         ManifestChanges, RestartAnswer, DownRequest, DownAnswer,
         SecretVersion, SetSecretRequest, SecretChangeAnswer, ReloadOutcome, RollbackSecretRequest,
-        RotateSecretRequest, RotateSecretAnswer, RevealRequest, RevealAnswer,
+        BeginRotationRequest, RotationBegun, FinishRotationRequest, HookResult, RotationFinished,
+        RotationResult, RevealRequest, RevealAnswer,
         ConfigAnswer, ConfigRevision, ChangeConfigRequest, ConfigChangeAnswer, RevisedConfig,
         ConfigRollbackRequest, NoteRequest, NoteAnswer, LedgerEntry, VerifierAnswer, CheckpointAnswer,
         PreflightRecordRequest, PreflightRecordAnswer,
@@ -163,14 +167,17 @@ mod tests {
     fn the_secret_value_is_write_only() {
         let doc = serde_json::to_value(openapi()).unwrap();
         let schemas = &doc["components"]["schemas"];
-        assert_eq!(
-            schemas["SetSecretRequest"]["properties"]["value"]["writeOnly"],
-            true
-        );
+        for request in ["SetSecretRequest", "BeginRotationRequest"] {
+            assert_eq!(
+                schemas[request]["properties"]["value"]["writeOnly"], true,
+                "{request}"
+            );
+        }
         for answer in [
             "SecretVersion",
             "SecretChangeAnswer",
-            "RotateSecretAnswer",
+            "RotationBegun",
+            "RotationFinished",
             "RevealAnswer",
         ] {
             assert!(schemas[answer].is_object(), "{answer}");
@@ -187,7 +194,8 @@ mod tests {
             let uri = path
                 .replace("{name}", "web")
                 .replace("{service}", "web")
-                .replace("{command}", "pause");
+                .replace("{command}", "pause")
+                .replace("{version}", "1");
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let request = Request::builder()
                 .method(method)

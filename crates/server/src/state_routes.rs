@@ -7,6 +7,10 @@
 //! Secret values enter in a request body and never leave in an answer: a reveal over the API
 //! records the reveal and answers with the version and its fingerprint only; the value is read
 //! by the holder of the master key.
+//!
+//! Architecture Invariant: no hook runs in the control plane. A rotation is begun and finished
+//! here; the `rotate_command` between the two runs in the caller, with the operator's
+//! environment, so a hung hook can never block the store-writer thread.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -15,12 +19,14 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use wharf_api::{
-    ApiErrorBody, ChangeConfigRequest, CheckpointAnswer, ConfigAnswer, ConfigChangeAnswer,
-    ConfigRevision, ConfigRollbackRequest, ErrorCode, LedgerEntry, NoteAnswer, NoteRequest,
-    PreflightRecordAnswer, PreflightRecordRequest, ReloadOutcome, RevealAnswer, RevealRequest,
-    RevisedConfig, RollbackSecretRequest, RotateSecretAnswer, RotateSecretRequest,
-    SecretChangeAnswer, SecretVersion, SetSecretRequest, VerifierAnswer,
+    ApiErrorBody, BeginRotationRequest, ChangeConfigRequest, CheckpointAnswer, ConfigAnswer,
+    ConfigChangeAnswer, ConfigRevision, ConfigRollbackRequest, ErrorCode, FinishRotationRequest,
+    HookResult, LedgerEntry, NoteAnswer, NoteRequest, PreflightRecordAnswer,
+    PreflightRecordRequest, ReloadOutcome, RevealAnswer, RevealRequest, RevisedConfig,
+    RollbackSecretRequest, RotationBegun, RotationFinished, RotationResult, SecretChangeAnswer,
+    SecretVersion, SetSecretRequest, VerifierAnswer,
 };
+use wharf_ops::secrets::{FinishedAs, HookOutcome};
 use wharf_ops::{Actor, OpsError, OpsErrorKind};
 use wharf_secrets::{SecretValue, VersionInfo};
 
@@ -207,16 +213,11 @@ pub(crate) async fn set_secret(
     let actor = actor(&state, &headers);
     let state_dir = workdir_state(&state);
     let value = SecretValue::new(request.value.into_bytes());
-    let (reason, rotated) = (request.reason, request.rotated);
+    let reason = request.reason;
     let key = name.clone();
     let info = run(&state, move |store| {
         let (secrets, _) = wharf_ops::secrets::unlock(store, &state_dir, true)?;
-        let store_it = if rotated {
-            wharf_ops::secrets::store_rotated
-        } else {
-            wharf_ops::secrets::set
-        };
-        store_it(store, &secrets, &actor, &key, &value, reason.as_deref())
+        wharf_ops::secrets::set(store, &secrets, &actor, &key, &value, reason.as_deref())
     })
     .await?;
     let answer = SecretChangeAnswer {
@@ -269,21 +270,22 @@ pub(crate) async fn rollback_secret(
     Ok(Json(answer).into_response())
 }
 
-/// A generated value (the manifest's `generate:`), made real by its `rotate_command` when it
-/// has one; the control plane then applies it.
-#[utoipa::path(post, path = "/v1/secrets/{name}/rotate", tag = "secrets", security((), ("bearer" = [])),
+/// Begins a rotation: the caller's generated value is stored as a new version with a
+/// `secret.rotate_pending` entry. The caller then runs the manifest's `rotate_command` itself
+/// (no hook runs in the control plane) and finishes the rotation with its outcome. Nothing is
+/// reloaded yet. The answer never carries the value.
+#[utoipa::path(post, path = "/v1/secrets/{name}/rotations", tag = "secrets", security((), ("bearer" = [])),
     params(("name" = String, Path, description = "A secret declared under `secrets:` in the manifest", example = "api_key")),
-    request_body(content = Option<RotateSecretRequest>, description = "Absent: no reason"),
+    request_body = BeginRotationRequest,
     responses(
-        (status = 200, description = "Rotated; what the control plane did with it", body = RotateSecretAnswer),
-        (status = 400, description = "The body or path does not decode, or a secret the manifest does not declare", body = ApiErrorBody),
+        (status = 201, description = "Stored as the current version, pending its hook", body = RotationBegun),
+        (status = 400, description = "The body or path does not decode, an empty value, or a secret the manifest does not declare", body = ApiErrorBody),
         (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
         (status = 404, description = "No such route (a name of `.` or `..`, which clients resolve away)", body = ApiErrorBody),
-        (status = 409, description = "The rotate_command failed (`hook_failed`)", body = ApiErrorBody),
-        (status = 500, description = "Storage or the master key failed (`internal`)", body = ApiErrorBody),
+        (status = 500, description = "Nothing was stored: storage or the master key failed (`internal`)", body = ApiErrorBody),
         (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
     ))]
-pub(crate) async fn rotate_secret(
+pub(crate) async fn begin_rotation(
     State(state): State<AppState>,
     headers: HeaderMap,
     name: Result<UrlPath<String>, PathRejection>,
@@ -291,51 +293,87 @@ pub(crate) async fn rotate_secret(
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     let name = secret_name(name)?;
-    let request: RotateSecretRequest = decode_body(&bytes, "rotation")?;
-    let (policy, workdir) = state.handle.secret_policy(name.clone()).await?;
+    let request: BeginRotationRequest = decode_required_body(&bytes, "rotation")?;
+    // Only declared secrets, as for a `PUT`.
+    state.handle.secret_policy(name.clone()).await?;
     let actor = actor(&state, &headers);
     let state_dir = workdir_state(&state);
-    let key = name.clone();
-    let rotated = run(&state, move |store| {
+    let value = SecretValue::new(request.value.into_bytes());
+    let reason = request.reason;
+    let begun = run(&state, move |store| {
         let (secrets, _) = wharf_ops::secrets::unlock(store, &state_dir, true)?;
-        wharf_ops::secrets::rotate(
-            store,
-            &secrets,
-            &actor,
-            &key,
-            &policy,
-            &workdir,
-            request.reason.as_deref(),
-        )
+        wharf_ops::secrets::rotate_begin(store, &secrets, &actor, &name, &value, reason.as_deref())
     })
     .await?;
-    match rotated {
-        wharf_ops::secrets::Rotated::Done { info, hook } => {
-            let answer = RotateSecretAnswer {
-                secret: secret_version(info),
-                hook,
-                reload: reload(&state).await,
-            };
-            Ok(Json(answer).into_response())
-        }
-        wharf_ops::secrets::Rotated::HookFailed {
-            failure, restored, ..
-        } => {
-            tracing::warn!(secret = name, failure, "rotate_command failed");
-            Err(ApiError::new(
-                ErrorCode::HookFailed,
-                match restored {
-                    Some(v) => format!(
-                        "the rotate_command of {name} failed; the value in force is unchanged (version {})",
-                        v.version
-                    ),
-                    None => format!(
-                        "the rotate_command of {name} failed; the new value is stored but may not be in force where the hook would have put it"
-                    ),
-                },
-            ))
-        }
-    }
+    let answer = RotationBegun {
+        secret: secret_version(begun.new),
+        previous: begun.previous.map(|p| p.version),
+    };
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+/// Finishes the rotation that began as `version` with the outcome of the caller's hook:
+/// `succeeded` records `secret.rotate`; `failed` puts the previous value back as a new version
+/// with `secret.rotate_failed` (while `version` is still current), or keeps the new one when
+/// there was none. The control plane then applies the version in force.
+#[utoipa::path(post, path = "/v1/secrets/{name}/rotations/{version}", tag = "secrets", security((), ("bearer" = [])),
+    params(
+        ("name" = String, Path, description = "A secret declared under `secrets:` in the manifest", example = "api_key"),
+        ("version" = u32, Path, description = "The version the rotation began as", example = 2, minimum = 1),
+    ),
+    request_body = FinishRotationRequest,
+    responses(
+        (status = 200, description = "Recorded; the version in force and what the control plane did with it", body = RotationFinished),
+        (status = 400, description = "The body or path does not decode, or a secret the manifest does not declare", body = ApiErrorBody),
+        (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
+        (status = 404, description = "No rotation of the secret began as that version (or no route: a name of `.` or `..`)", body = ApiErrorBody),
+        (status = 409, description = "The rotation is already finished, or (`failed`) the secret changed since it began, so nothing was put back (`rejected`)", body = ApiErrorBody),
+        (status = 500, description = "Nothing was recorded: storage or the master key failed (`internal`)", body = ApiErrorBody),
+        (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
+    ))]
+pub(crate) async fn finish_rotation(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<UrlPath<(String, String)>, PathRejection>,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let UrlPath((name, version)) = path?;
+    let name = secret_name(Ok(UrlPath(name)))?;
+    let version: u32 = version
+        .parse()
+        .ok()
+        .filter(|v| *v >= 1)
+        .ok_or_else(|| bad_request(format!("`{version}` is not a version number")))?;
+    let request: FinishRotationRequest = decode_required_body(&bytes, "rotation")?;
+    let (policy, _) = state.handle.secret_policy(name.clone()).await?;
+    let outcome = match request.outcome {
+        HookResult::Succeeded if policy.rotate_command.is_none() => HookOutcome::NoHook,
+        HookResult::Succeeded => HookOutcome::Succeeded,
+        HookResult::Failed => HookOutcome::Failed {
+            reason: request
+                .reason
+                .unwrap_or_else(|| "rotate_command failed".to_owned()),
+        },
+    };
+    let actor = actor(&state, &headers);
+    let state_dir = workdir_state(&state);
+    let finished = run(&state, move |store| {
+        let (secrets, _) = wharf_ops::secrets::unlock(store, &state_dir, false)?;
+        wharf_ops::secrets::rotate_finish(store, &secrets, &actor, &name, version, outcome)
+    })
+    .await?;
+    let (result, reload) = match finished.result {
+        FinishedAs::Rotated => (RotationResult::Rotated, Some(reload(&state).await)),
+        FinishedAs::Restored { .. } => (RotationResult::Restored, Some(reload(&state).await)),
+        FinishedAs::Kept => (RotationResult::Kept, None),
+    };
+    let answer = RotationFinished {
+        secret: secret_version(finished.in_force),
+        result,
+        reload,
+    };
+    Ok(Json(answer).into_response())
 }
 
 /// Records that the caller is about to read a value (the CLI, which holds the master key,

@@ -9,7 +9,10 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
-use wharf_api::{ReloadOutcome, RevealAnswer, SecretChangeAnswer, SecretVersion};
+use wharf_api::{
+    ReloadOutcome, RevealAnswer, RotationBegun, RotationFinished, RotationResult,
+    SecretChangeAnswer, SecretVersion,
+};
 use wharf_control::{Config, ControlPlane, Handle, Journal, StackPlan};
 use wharf_manifest::model::SecretPolicy;
 use wharf_runtime::{ProcessDriver, RestartLimits};
@@ -127,6 +130,99 @@ async fn a_put_secret_answer_does_not_contain_the_value() {
             .await;
         let revealed: RevealAnswer = serde_json::from_str(&text).unwrap();
         assert_eq!(revealed.secret.fingerprint, answer.secret.fingerprint);
+    })
+    .await;
+}
+
+/// Begin stores the caller's value (never answered back), finish records the hook's outcome;
+/// no hook runs here, and the old one-step route and `PUT`'s `rotated` flag are gone.
+#[tokio::test]
+async fn a_rotation_is_begun_and_finished_by_its_caller_and_a_failed_one_puts_the_value_back() {
+    on_stack(|stack| async move {
+        let body = serde_json::json!({"value": "first-value-0a1b"}).to_string();
+        let (status, _) = stack.call("PUT", "/v1/secrets/api_key", &body).await;
+        assert_eq!(status, StatusCode::OK);
+        let begin =
+            |reason: &str| serde_json::json!({"value": VALUE, "reason": reason}).to_string();
+        let (status, text) = stack
+            .call("POST", "/v1/secrets/api_key/rotations", &begin("drill"))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{text}");
+        assert!(
+            !text.contains(VALUE),
+            "the answer carries the value: {text}"
+        );
+        let begun: RotationBegun = serde_json::from_str(&text).unwrap();
+        assert_eq!((begun.secret.version, begun.previous), (2, Some(1)));
+        assert_eq!(begun.secret.origin, "rotate");
+
+        let failed = r#"{"outcome": "failed", "reason": "exit status: 3"}"#;
+        let (status, text) = stack
+            .call("POST", "/v1/secrets/api_key/rotations/2", failed)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let finished: RotationFinished = serde_json::from_str(&text).unwrap();
+        assert_eq!(finished.result, RotationResult::Restored);
+        assert_eq!(finished.secret.version, 3);
+        assert_eq!(finished.secret.origin, "rollback:1");
+        assert!(matches!(finished.reload, Some(ReloadOutcome::Applied(_))));
+        // Finished once only.
+        let (status, text) = stack
+            .call("POST", "/v1/secrets/api_key/rotations/2", failed)
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{text}");
+
+        let (_, text) = stack
+            .call("POST", "/v1/secrets/api_key/rotations", &begin("again"))
+            .await;
+        let begun: RotationBegun = serde_json::from_str(&text).unwrap();
+        let uri = format!("/v1/secrets/api_key/rotations/{}", begun.secret.version);
+        let (status, text) = stack
+            .call("POST", &uri, r#"{"outcome": "succeeded"}"#)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let finished: RotationFinished = serde_json::from_str(&text).unwrap();
+        assert_eq!(finished.result, RotationResult::Rotated);
+        assert_eq!(finished.secret.version, begun.secret.version);
+
+        let cases = [
+            ("POST", "/v1/secrets/other/rotations", begin("r"), 400),
+            (
+                "POST",
+                "/v1/secrets/api_key/rotations",
+                r#"{"value": ""}"#.to_owned(),
+                400,
+            ),
+            (
+                "POST",
+                "/v1/secrets/api_key/rotations/9",
+                r#"{"outcome": "succeeded"}"#.to_owned(),
+                404,
+            ),
+            (
+                "POST",
+                "/v1/secrets/api_key/rotations/x",
+                r#"{"outcome": "succeeded"}"#.to_owned(),
+                400,
+            ),
+            (
+                "POST",
+                "/v1/secrets/api_key/rotations/1",
+                r#"{"outcome": "maybe"}"#.to_owned(),
+                400,
+            ),
+            ("POST", "/v1/secrets/api_key/rotate", String::new(), 404),
+            (
+                "PUT",
+                "/v1/secrets/api_key",
+                r#"{"value": "x", "rotated": true}"#.to_owned(),
+                400,
+            ),
+        ];
+        for (method, uri, body, expected) in cases {
+            let (status, text) = stack.call(method, uri, &body).await;
+            assert_eq!(status.as_u16(), expected, "{method} {uri} {body}: {text}");
+        }
     })
     .await;
 }

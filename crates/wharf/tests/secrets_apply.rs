@@ -309,9 +309,70 @@ services:
     let ledger = stack.ledger();
     let rotated = &actions(&ledger, "secret.rotate")[0];
     assert!(rotated["details"]["fingerprint"].is_string());
+    // Begun over the API (the value stored first), then finished: pending, then rotate.
+    assert!(
+        seq_of(&ledger, "secret.rotate_pending", "TOKEN")
+            < seq_of(&ledger, "secret.rotate", "TOKEN")
+    );
+    assert_eq!(
+        rotated["details"]["hook"], false,
+        "the manifest declares no hook"
+    );
     let restart = &actions(&ledger, "service.restart")[0];
     assert_eq!(restart["details"]["mode"], "rolling");
     transcript.finish(&stack, &[first, second.as_str()]);
+}
+
+/// With a control plane running, the CLI runs the hook between begin and finish: a failing
+/// hook's rotation is finished as failed, which puts the old value back, and nothing restarts.
+#[test]
+fn a_failing_hook_with_a_control_plane_running_leaves_the_old_value_in_force() {
+    let stack = Stack::new(
+        r#"
+name: rotfail
+secrets:
+  TOKEN:
+    rotate_command: [sh, -c, 'echo "refused $$WHARF_SECRET_NAME" >&2; exit 3']
+services:
+  api:
+    command: [TESTBED, --port, "${PORT}"]
+    secrets: [TOKEN]
+"#,
+    );
+    let mut transcript = Transcript::default();
+    let first = "first-token-5d4c3b2a1f0e";
+    set_secret(&stack, &mut transcript, "TOKEN", first);
+    assert!(stack.up().status.success());
+    let before = stack.pids();
+    let output = transcript.run(&stack, &["secret", "rotate", "TOKEN"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("refused TOKEN"), "{stderr}");
+    assert!(
+        stderr.contains("the value in force is unchanged"),
+        "{stderr}"
+    );
+    assert_eq!(reveal(&stack, "TOKEN"), first);
+    let ledger = stack.ledger();
+    let pending = seq_of(&ledger, "secret.rotate_pending", "TOKEN");
+    let failed = seq_of(&ledger, "secret.rotate_failed", "TOKEN");
+    assert!(pending < failed);
+    assert!(actions(&ledger, "secret.rotate").is_empty());
+    let details = &actions(&ledger, "secret.rotate_failed")[0]["details"];
+    assert_eq!(details["failed_version"], 2);
+    assert_eq!(details["reason"], "exit status: 3");
+    let history = stack.wharf(&["secret", "history", "TOKEN", "--output", "json"]);
+    let history: Value = serde_json::from_slice(&history.stdout).unwrap();
+    let origins: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["origin"].as_str().unwrap())
+        .collect();
+    assert_eq!(origins, ["set", "rotate", "rollback:1"]);
+    // The restored value has the old fingerprint: the running instance needs no restart.
+    assert_eq!(stack.pids(), before);
+    transcript.finish(&stack, &[first]);
 }
 
 #[test]

@@ -12,13 +12,14 @@ use anyhow::{Context, bail};
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use serde_json::{Value, json};
 use wharf_api::{
-    ReloadAnswer, ReloadOutcome, RevealAnswer, RevealRequest, RollbackSecretRequest,
-    SecretChangeAnswer, SecretVersion, SetSecretRequest,
+    BeginRotationRequest, FinishRotationRequest, HookResult, ReloadAnswer, ReloadOutcome,
+    RevealAnswer, RevealRequest, RollbackSecretRequest, RotationBegun, RotationFinished,
+    RotationResult, SecretChangeAnswer, SecretVersion, SetSecretRequest,
 };
 use wharf_manifest::ValidStack;
 use wharf_manifest::model::{SecretPolicy, Stack};
 use wharf_ops::read::{DB_FILE, StateDb};
-use wharf_ops::secrets::{Rekeyed, Rotated};
+use wharf_ops::secrets::{HOOK_TIMEOUT, HookFailure, Rekeyed, Rotated};
 use wharf_ops::{Actor, ControlLock};
 use wharf_secrets::{
     KeySource, MASTER_KEY_ENV, MasterKey, Rotation, SecretValue, Secrets, VersionInfo,
@@ -46,7 +47,8 @@ pub enum SecretCommand {
     },
     /// Make version V's value current again (as a new version).
     Rollback(RollbackArgs),
-    /// Generate a new value with the manifest's generator, after running its rotate_command.
+    /// Generate a new value with the manifest's generator, store it, then run its rotate_command
+    /// here (a failing one puts the previous value back).
     Rotate(RotateArgs),
     /// Re-wrap every secret under a new master key; the old key stops working.
     Rekey,
@@ -231,12 +233,10 @@ fn put_through_api(
     name: &str,
     value: SecretValue,
     reason: Option<&str>,
-    rotated: bool,
 ) -> anyhow::Result<(VersionInfo, ReloadOutcome)> {
     let request = SetSecretRequest {
         value: value.expose_str()?.to_owned(),
         reason: reason.map(str::to_owned),
-        rotated,
     };
     drop(value);
     let answer: SecretChangeAnswer =
@@ -293,7 +293,7 @@ fn set(global: &Global, args: &SetArgs) -> anyhow::Result<ExitStatus> {
     match writer::route(&state_dir)? {
         Route::Api => {
             let (info, reload) =
-                put_through_api(&state_dir, &args.name, value, args.reason.as_deref(), false)?;
+                put_through_api(&state_dir, &args.name, value, args.reason.as_deref())?;
             changed(global, Some(&stack), &info, "stored", Some(&reload))?;
         }
         Route::Local(lock) => {
@@ -705,6 +705,7 @@ fn rotate(global: &Global, args: &RotateArgs) -> anyhow::Result<ExitStatus> {
         &policy,
         &manifest_dir(global),
         args.reason.as_deref(),
+        HOOK_TIMEOUT,
     )?;
     match rotated {
         Rotated::Done { info, .. } => {
@@ -716,20 +717,22 @@ fn rotate(global: &Global, args: &RotateArgs) -> anyhow::Result<ExitStatus> {
             new,
             restored,
         } => {
-            eprint!("{failure}");
-            if restored.is_some() {
-                eprintln!(
-                    "error: the rotate_command of {} failed; the value in force is unchanged",
-                    args.name
-                );
-            } else {
-                eprintln!(
-                    "error: the rotate_command of {} failed; the new value is stored (version {}) but may not be in force where the hook would have put it",
-                    args.name, new.version
-                );
-            }
+            hook_failed(&args.name, &failure, new.version, restored.is_some());
             Ok(ExitStatus::Failed)
         }
+    }
+}
+
+/// A failed rotate_command in words: its stderr (the operator's terminal only: it may echo
+/// the value), then what is in force.
+fn hook_failed(name: &str, failure: &HookFailure, new_version: u32, restored: bool) {
+    eprint!("{}", failure.report());
+    if restored {
+        eprintln!("error: the rotate_command of {name} failed; the value in force is unchanged");
+    } else {
+        eprintln!(
+            "error: the rotate_command of {name} failed; the new value is stored (version {new_version}) but may not be in force where the hook would have put it"
+        );
     }
 }
 
@@ -780,46 +783,97 @@ fn rekey(global: &Global) -> anyhow::Result<ExitStatus> {
     Ok(ExitStatus::Ok)
 }
 
-/// A rotation while a control plane runs: the hook needs the operator's environment (its admin
-/// credentials), so this process generates the value and runs the hook, and the control plane
-/// stores the result — the new version once the hook made it real (a hook that fails leaves
-/// nothing stored), as `secret.rotate`.
+/// A rotation while a control plane runs: begun over the API (the generated value is stored
+/// before anything makes it real), the hook run here — this process has the operator's
+/// environment and credentials; no hook runs in the control plane — and finished over the API
+/// with the hook's outcome (`secret.rotate`, or the previous value put back).
 fn rotate_through_api(
     global: &Global,
     stack: &Stack,
-    policy: &wharf_manifest::model::SecretPolicy,
+    policy: &SecretPolicy,
     args: &RotateArgs,
 ) -> anyhow::Result<ExitStatus> {
     let state_dir = global.state_dir();
-    let alphabet = policy.generate.characters();
-    let new = wharf_secrets::generate(policy.generate.length as usize, &alphabet)?;
-    if let Some(command) = &policy.rotate_command {
-        let old = match wharf_ops::read::open_existing(&state_dir)? {
-            Some(mut store) => {
-                let (key, _) = master_key(&state_dir, false)?;
-                let secrets = Secrets::unlock(&mut store, key)?;
-                secrets.current(&store, &args.name)?.map(|(_, value)| value)
-            }
-            None => None,
-        };
-        let outcome = wharf_ops::secrets::run_hook(
-            &manifest_dir(global),
-            &args.name,
-            command,
-            &new,
-            old.as_ref(),
-        )?;
-        if let Err(failure) = outcome {
-            eprint!("{failure}");
+    let name = args.name.as_str();
+    let new = wharf_ops::secrets::generate(policy)?;
+    let request = BeginRotationRequest {
+        value: new.expose_str()?.to_owned(),
+        reason: args.reason.clone(),
+    };
+    let path = secret_path(name, "/rotations");
+    let begun: RotationBegun = writer::call(&state_dir, "POST", &path, &request)?;
+    drop(request);
+    let version = begun.secret.version;
+    let ran = match &policy.rotate_command {
+        Some(command) => {
+            let old = match begun.previous {
+                Some(previous) => Some(stored_value(&state_dir, name, previous)?),
+                None => None,
+            };
+            let dir = manifest_dir(global);
+            wharf_ops::secrets::run_hook(&dir, name, command, &new, old.as_ref(), HOOK_TIMEOUT)
+        }
+        None => Ok(()),
+    };
+    drop(new);
+    let request = FinishRotationRequest {
+        outcome: match &ran {
+            Ok(()) => HookResult::Succeeded,
+            Err(_) => HookResult::Failed,
+        },
+        reason: ran.as_ref().err().map(|failure| failure.summary.clone()),
+    };
+    let path = secret_path(name, &format!("/rotations/{version}"));
+    let finished: anyhow::Result<RotationFinished> =
+        writer::call(&state_dir, "POST", &path, &request);
+    match (ran, finished) {
+        (Ok(()), Ok(finished)) => {
+            let info = version_from_api(finished.secret);
+            changed(
+                global,
+                Some(stack),
+                &info,
+                "rotated",
+                finished.reload.as_ref(),
+            )?;
+            Ok(ExitStatus::Ok)
+        }
+        (Ok(()), Err(err)) => {
             eprintln!(
-                "error: the rotate_command of {} failed; the value in force is unchanged",
-                args.name
+                "error: the rotation of {name} succeeded and version {version} is stored and in force in the store, but the control plane did not record the confirmation: {err:#}"
             );
-            return Ok(ExitStatus::Failed);
+            Ok(ExitStatus::Failed)
+        }
+        (Err(failure), Ok(finished)) => {
+            let restored = finished.result == RotationResult::Restored;
+            hook_failed(name, &failure, version, restored);
+            if restored {
+                applied_by_control_plane(finished.reload.as_ref());
+            }
+            Ok(ExitStatus::Failed)
+        }
+        (Err(failure), Err(err)) => {
+            eprint!("{}", failure.report());
+            eprintln!(
+                "error: the rotate_command of {name} failed and the control plane could not put the previous value back: {err:#}\n       version {version} (the new value) is current in the store{}",
+                begun
+                    .previous
+                    .map(|p| format!(
+                        "; `wharf secret rollback {name} --to {p}` restores the old one"
+                    ))
+                    .unwrap_or_default()
+            );
+            Ok(ExitStatus::Failed)
         }
     }
-    let (info, reload) =
-        put_through_api(&state_dir, &args.name, new, args.reason.as_deref(), true)?;
-    changed(global, Some(stack), &info, "rotated", Some(&reload))?;
-    Ok(ExitStatus::Ok)
+}
+
+/// A stored version's value, read with the master key this process holds (the control plane
+/// never sends one).
+fn stored_value(state_dir: &Path, name: &str, version: u32) -> anyhow::Result<SecretValue> {
+    let mut store =
+        wharf_ops::read::open_existing(state_dir)?.context("the state database vanished")?;
+    let (key, _) = master_key(state_dir, false)?;
+    let secrets = Secrets::unlock(&mut store, key)?;
+    Ok(secrets.value(&store, name, version)?)
 }
