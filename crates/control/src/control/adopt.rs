@@ -72,7 +72,8 @@ impl ControlPlane {
             instance.phase = Phase::Running;
             instance.handle = Some(handle.clone());
             self.generations += 1;
-            instance.generation = self.generations;
+            let generation = self.generations;
+            instance.generation = generation;
             instance.started_at = row.started_at.parse().ok();
             instance.ready = row
                 .port
@@ -98,7 +99,7 @@ impl ControlPlane {
                 self.events_tx.clone(),
                 row.service.clone(),
                 row.index,
-                1,
+                generation,
                 self.config.driver.watch(handle),
             ));
             if let Some(i) = self.services[index].instances.get_mut(&row.index) {
