@@ -13,8 +13,7 @@ use wharf_store::{PROXY_ROUTES_FILE, Store};
 
 use crate::{Actor, ControlLock, OpsError, append};
 
-/// The store row of the proxy, recorded beside the instances.
-pub const PROXY_ROW: &str = ".proxy";
+pub use wharf_store::PROXY_ROW;
 
 /// SIGTERM, then SIGKILL after this long.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);

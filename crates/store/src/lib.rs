@@ -18,6 +18,10 @@ mod secrets;
 
 pub use config::ConfigRevision;
 
+/// The `instances` row of the proxy, recorded beside the instances (a name no service can
+/// have: manifest service names do not start with a dot).
+pub const PROXY_ROW: &str = ".proxy";
+
 /// The proxy's saved route table in the state directory (it names instances, so whoever stops
 /// them all removes it).
 pub const PROXY_ROUTES_FILE: &str = "proxy-routes.json";

@@ -727,6 +727,18 @@ impl ControlPlane {
         });
     }
 
+    /// Stops what a start nobody waits for any more brought up, so it does not run on
+    /// unrecorded.
+    pub(super) fn undo_start(&self, result: Result<Running, StartError>) {
+        if let Ok(running) = result {
+            tokio::spawn(
+                self.config
+                    .driver
+                    .stop(running.handle, self.config.stop_grace),
+            );
+        }
+    }
+
     /// The driver's answer to [`Self::start_instance`].
     fn on_started(
         &mut self,
@@ -740,14 +752,7 @@ impl ControlPlane {
         let current = instance.is_some_and(|i| i.generation == generation);
         let Some(index) = index.filter(|_| current) else {
             // A start nobody waits for any more (the service went away): undo it.
-            if let Ok(running) = result {
-                tokio::spawn(
-                    self.config
-                        .driver
-                        .stop(running.handle, self.config.stop_grace),
-                );
-            }
-            return;
+            return self.undo_start(result);
         };
         let target = format!("{service_name}/{ordinal}");
         let Some(instance) = self.services[index].instances.get_mut(&ordinal) else {
@@ -782,14 +787,7 @@ impl ControlPlane {
         if instance.phase != Phase::Starting {
             // Not waited for in this phase: whatever the driver started must not run on
             // unrecorded.
-            if let Ok(running) = result {
-                tokio::spawn(
-                    self.config
-                        .driver
-                        .stop(running.handle, self.config.stop_grace),
-                );
-            }
-            return;
+            return self.undo_start(result);
         }
         let running = match result {
             Ok(running) => running,

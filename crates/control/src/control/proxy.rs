@@ -22,8 +22,7 @@ use crate::proxy_link::{Desired, Rejection, Snapshot};
 use crate::state::{Drain, Phase};
 use crate::tasks::watch_ended;
 
-/// The proxy's row in the instances table (no manifest service can be named so).
-pub const PROXY_ROW: &str = ".proxy";
+pub use wharf_store::PROXY_ROW;
 
 /// In-flight requests may finish for this long when no rollout deadline says otherwise.
 const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
@@ -158,14 +157,7 @@ impl ControlPlane {
         result: Result<wharf_runtime::Running, StartError>,
     ) {
         if generation != self.proxy.generation || !self.proxy.starting {
-            if let Ok(running) = result {
-                tokio::spawn(
-                    self.config
-                        .driver
-                        .stop(running.handle, self.config.stop_grace),
-                );
-            }
-            return;
+            return self.undo_start(result);
         }
         self.proxy.starting = false;
         match result {

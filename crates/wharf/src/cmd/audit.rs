@@ -128,21 +128,9 @@ fn sign_checkpoint(global: &Global) -> anyhow::Result<(u64, String)> {
     }
 }
 
-/// `WHARF_ACTOR`, else `$USER@hostname`, else `operator`.
+/// `WHARF_ACTOR`, else `$USER@hostname`, else `operator` (see [`wharf_ops::Actor`]).
 pub(crate) fn actor() -> String {
-    let non_empty = |v: String| (!v.trim().is_empty()).then(|| v.trim().to_owned());
-    if let Some(actor) = std::env::var("WHARF_ACTOR").ok().and_then(non_empty) {
-        return actor;
-    }
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .ok()
-        .and_then(non_empty);
-    match (std::env::var("USER").ok().and_then(non_empty), host) {
-        (Some(user), Some(host)) => format!("{user}@{host}"),
-        (Some(user), None) => user,
-        _ => "operator".to_owned(),
-    }
+    wharf_ops::Actor::from_environment().0
 }
 
 fn print_json(value: &Value) -> anyhow::Result<()> {

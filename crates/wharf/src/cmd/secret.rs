@@ -184,7 +184,7 @@ pub(crate) fn stack_uses(stack: &Stack, name: &str) -> bool {
 }
 
 /// The master key, loaded (or with `create`, made on first use, with a notice to back it up).
-fn master_key(state_dir: &Path, create: bool) -> anyhow::Result<(MasterKey, KeySource)> {
+pub(crate) fn master_key(state_dir: &Path, create: bool) -> anyhow::Result<(MasterKey, KeySource)> {
     let env = std::env::var(MASTER_KEY_ENV).ok();
     let (key, source) = MasterKey::load(state_dir, env.as_deref(), create)?;
     if let KeySource::Created(path) = &source {
@@ -207,10 +207,9 @@ fn unlock(lock: &ControlLock, create: bool) -> anyhow::Result<(StateDb, Secrets)
             state_dir.display()
         );
     }
-    // Announces a key made on first use (the use case loads the same key again).
-    let _ = master_key(state_dir, create)?;
+    let (key, _) = master_key(state_dir, create)?;
     let mut store = wharf_ops::read::open(lock)?;
-    let (secrets, _) = wharf_ops::secrets::unlock(&mut store, state_dir, create)?;
+    let secrets = Secrets::unlock(&mut store, key)?;
     Ok((store, secrets))
 }
 

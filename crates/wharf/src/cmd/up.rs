@@ -208,15 +208,7 @@ fn unlock_secrets(
     lock: &wharf_ops::ControlLock,
     create: bool,
 ) -> anyhow::Result<wharf_secrets::Secrets> {
-    let state_dir = lock.state_dir();
-    let env = std::env::var(wharf_secrets::MASTER_KEY_ENV).ok();
-    let (key, source) = wharf_secrets::MasterKey::load(state_dir, env.as_deref(), create)?;
-    if let wharf_secrets::KeySource::Created(path) = &source {
-        eprintln!(
-            "notice: a new master key for this stack's secrets was written to {}; back it up — without it the secrets cannot be read",
-            path.display()
-        );
-    }
+    let (key, _) = crate::cmd::secret::master_key(lock.state_dir(), create)?;
     let mut store = wharf_ops::read::open(lock)?;
     Ok(wharf_secrets::Secrets::unlock(&mut store, key)?)
 }
