@@ -48,6 +48,28 @@ pub enum Event {
     },
     /// What the proxy link learned: a table applied or refused, the proxy's counters.
     Proxy(ProxyReport),
+    /// A reload's task read the manifest (and unlocked secrets for it): the loop applies it
+    /// and answers the request.
+    ReloadPrepared(Box<(Result<PreparedReload, String>, ReloadReply)>),
+}
+
+/// Where a reload's answer goes.
+pub type ReloadReply = oneshot::Sender<Result<ReloadAnswer, ControlError>>;
+
+/// What a reload needs that only IO gives: the manifest's new plan, and the secrets unlocked
+/// when it is the first to use them.
+pub struct PreparedReload {
+    pub plan: crate::plan::StackPlan,
+    pub secrets: Option<wharf_secrets::Secrets>,
+}
+
+impl std::fmt::Debug for PreparedReload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedReload")
+            .field("stack", &self.plan.name)
+            .field("unlocked", &self.secrets.is_some())
+            .finish()
+    }
 }
 
 /// Requests from the API.
@@ -96,7 +118,7 @@ pub enum Command {
     /// Secrets or config overrides changed in the store: apply them.
     Reload {
         request: ReloadRequest,
-        reply: oneshot::Sender<Result<ReloadAnswer, ControlError>>,
+        reply: ReloadReply,
     },
 }
 

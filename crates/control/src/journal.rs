@@ -148,7 +148,7 @@ impl Journal {
     /// a reading one for the loop.
     pub fn open(state_dir: &Path, actor: String) -> Result<Self, StoreError> {
         let writing = Store::open(state_dir)?;
-        let reader = writing.open_another()?;
+        let reader = writing.open_reader()?;
         let writer = StoreWriter::spawn(writing).map_err(|source| StoreError::Io {
             path: state_dir.to_owned(),
             action: "cannot start the store writer thread",
@@ -267,15 +267,9 @@ impl Journal {
 }
 
 impl Journal {
-    /// The loop's reading connection, for the secrets and config overrides read at instance
-    /// start.
+    /// The loop's reading connection (read-only), for the secrets and config overrides read
+    /// at instance start.
     pub fn store(&self) -> &Store {
         &self.reader
-    }
-
-    /// Only for unlocking secrets the first time a reloaded manifest needs them, which may
-    /// write the key check value once.
-    pub fn store_mut(&mut self) -> &mut Store {
-        &mut self.reader
     }
 }

@@ -82,18 +82,23 @@ impl Store {
         Ok(store)
     }
 
-    /// A second connection to the database this one has open (the control plane's reading
-    /// connection beside its writer). It skips the header check on purpose: reading the file
+    /// A second, read-only connection to the database this one has open (the control plane's
+    /// reading connection beside its writer): `query_only` makes any write through it fail,
+    /// so the process's one writer stays the only one. It skips the header check on purpose: reading the file
     /// through a plain file handle and closing it would drop every POSIX lock this process holds
     /// on it — SQLite's own locks included — and another process closing its last connection
     /// would then reset the WAL under this one's feet, hiding every later commit.
-    pub fn open_another(&self) -> Result<Self, StoreError> {
+    pub fn open_reader(&self) -> Result<Self, StoreError> {
         let conn = Connection::open(&self.path).map_err(sqlite(&self.path, "cannot open"))?;
         let mut store = Self {
             conn,
             path: self.path.clone(),
         };
         store.configure()?;
+        store
+            .conn
+            .execute_batch("PRAGMA query_only = ON;")
+            .map_err(sqlite(&self.path, "cannot configure"))?;
         Ok(store)
     }
 
@@ -383,7 +388,10 @@ mod tests {
         assert_eq!(store.meta("k").unwrap(), None);
         // Writes commit on their own again.
         store.set_meta("k", "w").unwrap();
-        let other = store.open_another().unwrap();
+        let mut other = store.open_reader().unwrap();
         assert_eq!(other.meta("k").unwrap().as_deref(), Some("w"));
+        // The reader cannot write.
+        assert!(other.set_meta("k", "x").is_err());
+        assert_eq!(store.meta("k").unwrap().as_deref(), Some("w"));
     }
 }

@@ -6,6 +6,7 @@ use wharf_runtime::{HandleError, InstanceHandle};
 use wharf_store::InstanceRow;
 
 use super::ControlPlane;
+use super::inject::Injector;
 use crate::state::{Instance, Phase};
 use crate::tasks::watch_ended;
 
@@ -18,7 +19,7 @@ impl ControlPlane {
     /// control plane told it so, and stay routed while their probes confirm it, so adopting
     /// changes nothing for traffic.
     pub(super) async fn adopt(&mut self) {
-        let rows = match self.journal.instances() {
+        let rows = match self.core.journal.instances() {
             Ok(rows) => rows,
             Err(error) => {
                 tracing::error!(%error, "cannot read recorded instances; starting fresh");
@@ -30,7 +31,7 @@ impl ControlPlane {
             && self.adopt_proxy(row).await
         {
             routed = self.proxy_routed_now().await;
-            self.proxy.routed = routed.clone();
+            self.traffic.routed = routed.clone();
         }
         for row in rows {
             if row.service == super::proxy::PROXY_ROW {
@@ -48,31 +49,33 @@ impl ControlPlane {
                 self.retire_orphan(&row, handle);
                 continue;
             };
-            let pid = self.config.driver.describe(&handle).pid;
-            if !self.config.driver.is_running(&handle) {
-                let status = self.config.driver.exit_status(&handle);
+            let pid = self.core.config.driver.describe(&handle).pid;
+            if !self.core.config.driver.is_running(&handle) {
+                let status = self.core.config.driver.exit_status(&handle);
                 let detail = status
                     .as_ref()
                     .map_or_else(|| "unknown".to_owned(), ToString::to_string);
-                self.journal.record(
+                self.core.journal.record(
                     KnownAction::InstanceExit,
                     &target,
                     json!({"pid": pid, "status": detail, "noticed": "at control plane start"}),
                 );
-                self.journal.remove_instance(&row.service, row.index);
-                self.remove_secret_files(&row.service, row.index);
+                self.core.journal.remove_instance(&row.service, row.index);
+                Injector::remove_secret_files(&self.core, &row.service, row.index);
                 continue;
             }
             let expected = self
                 .spec_for(index, row.index, row.port, &row.version)
-                .map(|spec| self.identity(index, &spec));
+                .map(|spec| {
+                    Injector::identity(&self.core, &self.supervisor.services[index].plan, &spec)
+                });
             let expected_hash = expected.as_ref().map(|i| i.full.clone());
-            let service = &mut self.services[index];
+            let service = &mut self.supervisor.services[index];
             let mut instance = Instance::new(row.index, row.port, row.version.clone());
             instance.phase = Phase::Running;
             instance.handle = Some(handle.clone());
-            self.generations += 1;
-            let generation = self.generations;
+            self.core.generations += 1;
+            let generation = self.core.generations;
             instance.generation = generation;
             instance.started_at = row.started_at.parse().ok();
             instance.ready = row
@@ -89,20 +92,23 @@ impl ControlPlane {
             };
             service.next_ordinal = service.next_ordinal.max(row.index + 1);
             service.instances.insert(row.index, instance);
-            self.journal.record(
+            self.core.journal.record(
                 KnownAction::InstanceAdopt,
                 &target,
                 json!({"pid": pid, "port": row.port, "version": row.version, "outdated": expected_hash.as_deref() != Some(row.spec_hash.as_str())}),
             );
             tracing::info!(target, pid, "adopted a running instance");
             let watch = tokio::spawn(watch_ended(
-                self.events_tx.clone(),
+                self.core.events.clone(),
                 row.service.clone(),
                 row.index,
                 generation,
-                self.config.driver.watch(handle),
+                self.core.config.driver.watch(handle),
             ));
-            if let Some(i) = self.services[index].instances.get_mut(&row.index) {
+            if let Some(i) = self.supervisor.services[index]
+                .instances
+                .get_mut(&row.index)
+            {
                 i.tasks.push(watch.abort_handle())
             }
             self.spawn_probes(index, row.index);
@@ -112,18 +118,18 @@ impl ControlPlane {
     /// An instance of a service the manifest no longer has: stop it.
     fn retire_orphan(&mut self, row: &InstanceRow, handle: InstanceHandle) {
         let target = format!("{}/{}", row.service, row.index);
-        if self.config.driver.is_running(&handle) {
-            let pid = self.config.driver.describe(&handle).pid;
-            let grace = self.config.stop_grace;
-            tokio::spawn(self.config.driver.stop(handle, grace));
-            self.journal.record(
+        if self.core.config.driver.is_running(&handle) {
+            let pid = self.core.config.driver.describe(&handle).pid;
+            let grace = self.core.config.stop_grace;
+            tokio::spawn(self.core.config.driver.stop(handle, grace));
+            self.core.journal.record(
                 KnownAction::InstanceStop,
                 &target,
                 json!({"pid": pid, "reason": "the service is no longer in the manifest"}),
             );
         }
-        self.journal.remove_instance(&row.service, row.index);
-        self.remove_secret_files(&row.service, row.index);
+        self.core.journal.remove_instance(&row.service, row.index);
+        Injector::remove_secret_files(&self.core, &row.service, row.index);
     }
 
     /// A row whose handle is not a handle at all (written by something else): nothing can
@@ -131,12 +137,12 @@ impl ControlPlane {
     fn forget_unreadable(&mut self, row: &InstanceRow, error: &HandleError) {
         let target = format!("{}/{}", row.service, row.index);
         tracing::error!(target, %error, "unreadable instance handle; forgetting the instance");
-        self.journal.record(
+        self.core.journal.record(
             KnownAction::InstanceExit,
             &target,
             json!({"status": "unknown", "noticed": "at control plane start", "reason": error.to_string()}),
         );
-        self.journal.remove_instance(&row.service, row.index);
-        self.remove_secret_files(&row.service, row.index);
+        self.core.journal.remove_instance(&row.service, row.index);
+        Injector::remove_secret_files(&self.core, &row.service, row.index);
     }
 }

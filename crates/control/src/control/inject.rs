@@ -12,15 +12,13 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
 
 use serde_json::json;
-use wharf_ledger::KnownAction;
 use wharf_runtime::InstanceSpec;
 use wharf_secrets::SecretValue;
 
-use wharf_api::{ControlError, ManifestChanges, ReloadAnswer, ReloadRequest};
-
-use super::ControlPlane;
+use super::Core;
+use crate::plan::ServicePlan;
 use crate::plan::secret_references;
-use crate::state::{Identity, Phase};
+use crate::state::Identity;
 
 fn digest(material: &serde_json::Value) -> String {
     use sha2::Digest;
@@ -28,10 +26,29 @@ fn digest(material: &serde_json::Value) -> String {
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
-impl ControlPlane {
+/// The injector's state: the unlocked secrets (when the stack uses any) and the manifest's
+/// secret policies as of the last plan.
+pub(super) struct Injector {
+    pub(super) secrets: Option<wharf_secrets::Secrets>,
+    pub(super) policies: Vec<(String, wharf_manifest::model::SecretPolicy)>,
+}
+
+impl Injector {
+    pub(super) fn new(policies: Vec<(String, wharf_manifest::model::SecretPolicy)>) -> Self {
+        Injector {
+            secrets: None,
+            policies,
+        }
+    }
+
+    /// Whether the control plane holds the master key.
+    pub(super) fn unlocked(&self) -> bool {
+        self.secrets.is_some()
+    }
+
     /// The service's runtime config overrides (`wharf config set`), latest revision.
-    pub(super) fn overrides(&self, service: &str) -> BTreeMap<String, String> {
-        self.journal
+    pub(super) fn overrides(core: &Core, service: &str) -> BTreeMap<String, String> {
+        core.journal
             .store()
             .config_at(service, None)
             .unwrap_or_else(|error| {
@@ -55,15 +72,16 @@ impl ControlPlane {
             .collect()
     }
 
-    pub(super) fn identity(&self, index: usize, spec: &InstanceSpec) -> Identity {
-        let plan = &self.services[index].plan;
+    /// What an instance of `plan` started from the symbolic `spec` is: a hash of the spec and
+    /// of the fingerprints of the secret versions it uses, never of their values.
+    pub(super) fn identity(core: &Core, plan: &ServicePlan, spec: &InstanceSpec) -> Identity {
         let env_secrets: Vec<String> = plan
             .secrets
             .iter()
             .cloned()
             .chain(spec.env.iter().flat_map(|(_, v)| secret_references(v)))
             .collect();
-        let current: BTreeMap<String, String> = wharf_secrets::list(self.journal.store())
+        let current: BTreeMap<String, String> = wharf_secrets::list(core.journal.store())
             .unwrap_or_default()
             .into_iter()
             .map(|v| (v.name, v.fingerprint))
@@ -78,42 +96,26 @@ impl ControlPlane {
         Identity { full, env }
     }
 
-    /// A manifest that now uses secrets, on a control plane started without: unlock them with
-    /// the key this process can find (environment or key file, never created here).
-    fn unlock_if_needed(&mut self, plan: &crate::plan::StackPlan) -> Result<(), String> {
-        let needed = plan.services.iter().any(|s| !s.secret_names().is_empty());
-        if !needed || self.secrets.is_some() {
-            return Ok(());
-        }
-        let env = std::env::var(wharf_secrets::MASTER_KEY_ENV).ok();
-        let (key, _) =
-            wharf_secrets::MasterKey::load(&self.config.state_dir, env.as_deref(), false)
-                .map_err(|error| format!("the manifest now uses secrets: {error}"))?;
-        let secrets = wharf_secrets::Secrets::unlock(self.journal.store_mut(), key)
-            .map_err(|error| format!("the manifest now uses secrets: {error}"))?;
-        self.secrets = Some(secrets);
-        Ok(())
-    }
-
     /// The directory of an instance's secret files (see [`wharf_secrets::files_dir`]).
-    pub(super) fn secret_files_dir(&self, service: &str, ordinal: u32) -> PathBuf {
-        wharf_secrets::files_dir(&self.config.state_dir, service, ordinal)
+    pub(super) fn secret_files_dir(core: &Core, service: &str, ordinal: u32) -> PathBuf {
+        wharf_secrets::files_dir(&core.config.state_dir, service, ordinal)
     }
 
-    pub(super) fn remove_secret_files(&self, service: &str, ordinal: u32) {
-        if let Err(error) = wharf_secrets::remove_files(&self.config.state_dir, service, ordinal) {
-            let dir = self.secret_files_dir(service, ordinal);
+    /// Removes an instance's secret files (it ended, or it never started).
+    pub(super) fn remove_secret_files(core: &Core, service: &str, ordinal: u32) {
+        if let Err(error) = wharf_secrets::remove_files(&core.config.state_dir, service, ordinal) {
+            let dir = Self::secret_files_dir(core, service, ordinal);
             tracing::warn!(%error, dir = %dir.display(), "cannot remove secret files");
         }
     }
 
-    fn secret_value(&self, name: &str) -> Result<SecretValue, String> {
+    fn secret_value(&self, core: &Core, name: &str) -> Result<SecretValue, String> {
         let Some(secrets) = &self.secrets else {
             return Err(format!(
                 "secret `{name}` is needed but no master key was given to the control plane"
             ));
         };
-        match secrets.current(self.journal.store(), name) {
+        match secrets.current(core.journal.store(), name) {
             Ok(Some((_, value))) => Ok(value),
             Ok(None) => Err(format!(
                 "secret `{name}` has no value; set it with `wharf secret set {name}`"
@@ -123,10 +125,10 @@ impl ControlPlane {
     }
 
     /// `${secret:NAME}` in a text replaced by the values.
-    fn resolve_text(&self, text: &str) -> Result<String, String> {
+    fn resolve_text(&self, core: &Core, text: &str) -> Result<String, String> {
         let mut out = text.to_owned();
         for name in secret_references(text) {
-            let secret = self.secret_value(&name)?;
+            let secret = self.secret_value(core, &name)?;
             let value = secret
                 .expose_str()
                 .map_err(|_| format!("secret `{name}` is not text"))?;
@@ -137,22 +139,23 @@ impl ControlPlane {
 
     /// A probe whose target URL holds secrets (a datastore's `url: ${secret:PG_URL}`): the
     /// probe crate's reasons never carry credentials, so the resolved URL stays in memory.
-    pub(super) fn resolve_check_secrets(
+    pub(super) fn resolve_check(
         &self,
+        core: &Core,
         check: wharf_probe::Check,
     ) -> Result<wharf_probe::Check, String> {
         use wharf_probe::Check;
         Ok(match check {
             Check::Postgres { url } => Check::Postgres {
-                url: self.resolve_text(&url)?,
+                url: self.resolve_text(core, &url)?,
             },
             Check::Redis { url } => Check::Redis {
-                url: self.resolve_text(&url)?,
+                url: self.resolve_text(core, &url)?,
             },
             Check::Http(mut probe) => {
-                probe.url = self.resolve_text(&probe.url)?;
+                probe.url = self.resolve_text(core, &probe.url)?;
                 for (_, value) in probe.headers.iter_mut() {
-                    *value = self.resolve_text(value)?;
+                    *value = self.resolve_text(core, value)?;
                 }
                 Check::Http(probe)
             }
@@ -163,23 +166,23 @@ impl ControlPlane {
     /// The spec with every secret resolved, and the instance's secret files written.
     pub(super) fn resolve(
         &self,
-        index: usize,
+        core: &Core,
+        plan: &ServicePlan,
         ordinal: u32,
         mut spec: InstanceSpec,
     ) -> Result<InstanceSpec, String> {
-        let plan = &self.services[index].plan;
         for (_, value) in spec.env.iter_mut() {
-            *value = self.resolve_text(value)?;
+            *value = self.resolve_text(core, value)?;
         }
         for name in &plan.secrets {
-            let secret = self.secret_value(name)?;
+            let secret = self.secret_value(core, name)?;
             let text = secret
                 .expose_str()
                 .map_err(|_| format!("secret `{name}` is not text"))?;
             spec.env.push((name.clone(), text.to_owned()));
         }
         if !plan.secret_files.is_empty() {
-            let dir = self.write_secret_files(index, ordinal)?;
+            let dir = self.write_secret_files(core, plan, ordinal)?;
             spec.env
                 .push(("WHARF_SECRETS_DIR".to_owned(), dir.display().to_string()));
         }
@@ -187,9 +190,13 @@ impl ControlPlane {
     }
 
     /// Writes (or rewrites) the instance's secret files: the directory 0700, each file 0400.
-    pub(super) fn write_secret_files(&self, index: usize, ordinal: u32) -> Result<PathBuf, String> {
-        let plan = &self.services[index].plan;
-        let dir = self.secret_files_dir(&plan.name, ordinal);
+    pub(super) fn write_secret_files(
+        &self,
+        core: &Core,
+        plan: &ServicePlan,
+        ordinal: u32,
+    ) -> Result<PathBuf, String> {
+        let dir = Self::secret_files_dir(core, &plan.name, ordinal);
         let io =
             |err: std::io::Error| format!("cannot write secret files in {}: {err}", dir.display());
         std::fs::DirBuilder::new()
@@ -198,7 +205,7 @@ impl ControlPlane {
             .create(&dir)
             .map_err(io)?;
         for name in &plan.secret_files {
-            let value = self.secret_value(name)?;
+            let value = self.secret_value(core, name)?;
             let path = dir.join(name);
             let staged = dir.join(format!(".{name}.new"));
             let _ = std::fs::remove_file(&staged);
@@ -214,191 +221,22 @@ impl ControlPlane {
         }
         Ok(dir)
     }
+}
 
-    /// `POST /v1/reload`: secrets or config overrides changed. Instances whose identity moved
-    /// are replaced by a rolling restart (through the proxy: no request dropped), or, when the
-    /// service reloads by signal and only its secret files changed, get new files and SIGHUP.
-    pub(super) fn reload(&mut self, request: &ReloadRequest) -> Result<ReloadAnswer, ControlError> {
-        let manifest = match (request.manifest, self.config.reload_plan.clone()) {
-            (false, _) => None,
-            (true, None) => {
-                return Err(ControlError::rejected(
-                    "this control plane cannot re-read its manifest",
-                ));
-            }
-            (true, Some(loader)) => {
-                if loader.environment != request.environment {
-                    let name =
-                        |e: &Option<String>| e.clone().unwrap_or_else(|| "the default".into());
-                    return Err(ControlError::rejected(format!(
-                        "the running stack uses environment {}, not {}; `wharf down` and `wharf up` to switch",
-                        name(&loader.environment),
-                        name(&request.environment)
-                    )));
-                }
-                let plan = (loader.load)().map_err(ControlError::rejected)?;
-                self.unlock_if_needed(&plan)
-                    .map_err(ControlError::rejected)?;
-                Some(self.apply_plan(plan))
-            }
-        };
-        let mut restarted = Vec::new();
-        let mut signalled = Vec::new();
-        // External datastores probed through a secret URL: probed again with the new value.
-        if self
-            .services
-            .iter()
-            .any(|s| s.is_external() && !s.plan.secret_names().is_empty())
-        {
-            self.spawn_external_probes();
-        }
-        for index in 0..self.services.len() {
-            if self.services[index].is_external() || !self.services[index].wanted {
-                continue;
-            }
-            let name = self.services[index].plan.name.clone();
-            let by_signal = self.services[index].plan.reload_by_signal;
-            let candidates: Vec<(u32, Option<u16>, String)> = self.services[index]
-                .instances
-                .values()
-                .filter(|i| i.phase == Phase::Running && !i.is_leaving() && !i.outdated)
-                .map(|i| (i.ordinal, i.port, i.version.clone()))
-                .collect();
-            let mut changed = 0;
-            let mut hupped = 0;
-            for (ordinal, port, version) in candidates {
-                let Some(spec) = self.spec_for(index, ordinal, port, &version) else {
-                    continue;
-                };
-                let expected = self.identity(index, &spec);
-                let current = self.services[index].instances[&ordinal].identity.clone();
-                if expected == current {
-                    continue;
-                }
-                let files_only = expected.env == current.env;
-                if by_signal
-                    && files_only
-                    && let Err(error) = self.write_secret_files(index, ordinal)
-                {
-                    // Delivered by a restart instead, where the failure is reported.
-                    tracing::warn!(error, service = name, "cannot rewrite secret files");
-                    if let Some(instance) = self.services[index].instances.get_mut(&ordinal) {
-                        instance.outdated = true;
-                        changed += 1;
-                    }
-                } else if by_signal && files_only {
-                    let instance = self.services[index].instances.get_mut(&ordinal);
-                    if let Some(instance) = instance {
-                        if let Some(handle) = &instance.handle {
-                            self.config.driver.reload(handle);
-                        }
-                        instance.identity = expected;
-                    }
-                    hupped += 1;
-                } else if let Some(instance) = self.services[index].instances.get_mut(&ordinal) {
-                    instance.outdated = true;
-                    changed += 1;
-                }
-            }
-            if changed > 0 {
-                self.journal.record(
-                    KnownAction::ServiceRestart,
-                    &name,
-                    json!({"instances": changed, "mode": "rolling", "reason": "config or secrets changed"}),
-                );
-                restarted.push(name.clone());
-            }
-            if hupped > 0 {
-                self.journal.record(
-                    KnownAction::ServiceReload,
-                    &name,
-                    json!({"instances": hupped, "signal": "SIGHUP", "reason": "secret files changed"}),
-                );
-                signalled.push(name);
-            }
-        }
-        Ok(ReloadAnswer {
-            restarting: restarted,
-            reloaded: signalled,
-            manifest,
-        })
-    }
-
-    /// A changed manifest: services keep their instances and state; a changed version or
-    /// command becomes the new stable spec (the instances of the old one are replaced rolling);
-    /// added services start; removed ones stop. What changed is recorded.
-    fn apply_plan(&mut self, plan: crate::plan::StackPlan) -> ManifestChanges {
-        self.secret_policies = plan.secrets.clone();
-        let mut added = Vec::new();
-        let mut changed = Vec::new();
-        let mut deferred = Vec::new();
-        let mut order = Vec::new();
-        for new in plan.services {
-            let name = new.name.clone();
-            match self.service_index(&name) {
-                Some(index) => {
-                    let service = &mut self.services[index];
-                    let spec_changed =
-                        service.plan.version != new.version || service.plan.command != new.command;
-                    if spec_changed && service.active_rollout().is_some() {
-                        // Its versions belong to the rollout until it ends.
-                        deferred.push(name.clone());
-                        order.push(name);
-                        continue;
-                    }
-                    if spec_changed {
-                        service.stable = crate::state::VersionSpec {
-                            version: new.version.clone(),
-                            command: new.command.clone(),
-                        };
-                    }
-                    if spec_changed
-                        || service.plan.replicas != new.replicas
-                        || service.plan.public_port != new.public_port
-                    {
-                        changed.push(name.clone());
-                    }
-                    // A fixed port clash (or any manifest change) gets a fresh try.
-                    service.listen_error = None;
-                    service.plan = new;
-                    service.wanted = true;
-                }
-                None => {
-                    added.push(name.clone());
-                    self.services.push(crate::state::ServiceState::new(new));
-                }
-            }
-            order.push(name);
-        }
-        let removed: Vec<String> = self
-            .services
-            .iter()
-            .map(|s| s.plan.name.clone())
-            .filter(|name| !order.contains(name))
-            .collect();
-        for name in &removed {
-            if let Some(index) = self.service_index(name) {
-                self.services[index].wanted = false;
-            }
-        }
-        // Dependency order of the new plan; removed services last (they stop first).
-        self.services.sort_by_key(|s| {
-            order
-                .iter()
-                .position(|n| *n == s.plan.name)
-                .unwrap_or(usize::MAX)
-        });
-        let changes = ManifestChanges {
-            added,
-            changed,
-            removed,
-            deferred,
-        };
-        self.journal.record(
-            KnownAction::StackReload,
-            &self.stack.clone(),
-            json!({"added": changes.added, "changed": changes.changed, "removed": changes.removed, "deferred": changes.deferred}),
-        );
-        changes
-    }
+/// Unlocks the secrets for a manifest that now uses them, on a control plane started without:
+/// with the key this process can find (environment or key file, never created here), on the
+/// store writer's thread (a first use writes the check value). Runs in a task, never on the
+/// loop.
+pub(super) async fn unlock(
+    state_dir: PathBuf,
+    writer: crate::journal::StoreWriter,
+) -> Result<wharf_secrets::Secrets, String> {
+    let env = std::env::var(wharf_secrets::MASTER_KEY_ENV).ok();
+    let (key, _) = wharf_secrets::MasterKey::load(&state_dir, env.as_deref(), false)
+        .map_err(|error| format!("the manifest now uses secrets: {error}"))?;
+    writer
+        .run(move |store| wharf_secrets::Secrets::unlock(store, key))
+        .await
+        .ok_or_else(|| "the manifest now uses secrets: the store writer has stopped".to_owned())?
+        .map_err(|error| format!("the manifest now uses secrets: {error}"))
 }

@@ -6,6 +6,7 @@ mod adopt;
 mod inject;
 mod proxy;
 mod reconcile;
+mod reload;
 mod rollouts;
 
 pub use proxy::PROXY_ROW;
@@ -75,30 +76,44 @@ struct PendingDown {
     reply: oneshot::Sender<Result<(), ControlError>>,
 }
 
+/// The control plane: the loop's one owner of all state, made of subsystems that each own
+/// theirs — the supervisor (services and their instances), traffic (the proxy and its route
+/// tables), the injector (secrets and config at instance start) — over a [`Core`] they share.
+/// Rollouts are per service: their records live with the supervisor's services and their
+/// logic in `rollouts.rs`, which drives the supervisor and traffic. What crosses subsystems
+/// (reconciling, reloading, adopting) is a method of `ControlPlane` that borrows each part
+/// it needs.
 pub struct ControlPlane {
+    core: Core,
+    supervisor: Supervisor,
+    traffic: proxy::Traffic,
+    injector: inject::Injector,
+    events_rx: mpsc::Receiver<Event>,
+}
+
+/// What every subsystem shares: the configuration, the journal (reads, and writes queued to
+/// the store writer), the way back into the loop, the prober.
+pub(super) struct Core {
     config: Config,
     stack: String,
-    services: Vec<ServiceState>,
     journal: Journal,
+    events: mpsc::Sender<Event>,
     prober: Prober,
-    events_tx: mpsc::Sender<Event>,
-    events_rx: mpsc::Receiver<Event>,
     started_at: jiff::Timestamp,
+    /// The last instance generation handed out. One counter for the whole control plane, so a
+    /// late event of a service removed and added again can never match a new instance.
+    generations: u64,
+}
+
+/// The supervisor's state: each service of the plan with its instances, and the `down`s
+/// waiting for them to stop.
+pub(super) struct Supervisor {
+    services: Vec<ServiceState>,
     pending_downs: Vec<PendingDown>,
     /// Set by a whole-stack `down`: the loop ends once everything has stopped.
     exit_when_stopped: bool,
     /// Each service's state at the last pass, to record transitions.
     last_states: std::collections::HashMap<String, wharf_api::ServiceState>,
-    proxy: proxy::ProxyState,
-    /// Publish the route table even if it looks unchanged (weights moved, a refusal).
-    routes_dirty: bool,
-    /// Unlocked when the stack uses secrets.
-    secrets: Option<wharf_secrets::Secrets>,
-    /// The last instance generation handed out. One counter for the whole control plane, so a
-    /// late event of a service removed and added again can never match a new instance.
-    generations: u64,
-    /// The manifest's declared secrets, as of the last plan.
-    secret_policies: Vec<(String, wharf_manifest::model::SecretPolicy)>,
 }
 
 impl ControlPlane {
@@ -110,24 +125,25 @@ impl ControlPlane {
             state_dir: config.state_dir.clone(),
             workdir: config.workdir.clone(),
         };
-        let proxy = proxy::ProxyState::new(&config.state_dir, config.proxy_binary.clone());
         let mut control = ControlPlane {
-            proxy,
-            routes_dirty: false,
-            secrets: None,
-            secret_policies: plan.secrets.clone(),
-            generations: 0,
-            config,
-            stack: plan.name.clone(),
-            services: plan.services.into_iter().map(ServiceState::new).collect(),
-            journal,
-            prober: Prober::default(),
-            events_tx,
+            core: Core {
+                config: config.clone(),
+                stack: plan.name.clone(),
+                journal,
+                events: events_tx,
+                prober: Prober::default(),
+                started_at: jiff::Timestamp::now(),
+                generations: 0,
+            },
+            supervisor: Supervisor {
+                services: plan.services.into_iter().map(ServiceState::new).collect(),
+                pending_downs: Vec::new(),
+                exit_when_stopped: false,
+                last_states: std::collections::HashMap::new(),
+            },
+            traffic: proxy::Traffic::new(&config.state_dir, config.proxy_binary.clone()),
+            injector: inject::Injector::new(plan.secrets.clone()),
             events_rx,
-            started_at: jiff::Timestamp::now(),
-            pending_downs: Vec::new(),
-            exit_when_stopped: false,
-            last_states: std::collections::HashMap::new(),
         };
         control.restore_rollouts();
         (control, handle)
@@ -135,7 +151,7 @@ impl ControlPlane {
 
     /// Gives the control plane the unlocked secrets its instances need.
     pub fn with_secrets(mut self, secrets: wharf_secrets::Secrets) -> Self {
-        self.secrets = Some(secrets);
+        self.injector.secrets = Some(secrets);
         self
     }
 
@@ -155,16 +171,16 @@ impl ControlPlane {
         shutdown: impl std::future::Future<Output = ()>,
         abandon: impl std::future::Future<Output = ()>,
     ) {
-        self.journal.record(
+        self.core.journal.record(
             KnownAction::StackUp,
-            &self.stack,
+            &self.core.stack,
             json!({"control_pid": std::process::id()}),
         );
         self.adopt().await;
         tokio::spawn(crate::proxy_link::run(
-            self.proxy.socket.clone(),
-            self.proxy.desired.subscribe(),
-            self.events_tx.clone(),
+            self.traffic.socket.clone(),
+            self.traffic.desired.subscribe(),
+            self.core.events.clone(),
             Event::Proxy,
         ));
         self.resume_rollouts();
@@ -197,16 +213,16 @@ impl ControlPlane {
                 }
                 () = &mut abandon, if abandoning.is_none() => {
                     tracing::info!("leaving the stack running for the next control plane");
-                    let grace = self.config.stop_grace + Duration::from_secs(5);
+                    let grace = self.core.config.stop_grace + Duration::from_secs(5);
                     abandoning = Some(tokio::time::Instant::now() + grace);
                     true
                 }
             };
             // The row changes of this event, with or without an entry, reach the writer now.
-            self.journal.commit();
+            self.core.journal.commit();
             if let Some(deadline) = abandoning {
                 if !self.driver_busy() || tokio::time::Instant::now() >= deadline {
-                    self.journal.flush().await;
+                    self.core.journal.flush().await;
                     tracing::info!("control plane exits; the stack keeps running");
                     return;
                 }
@@ -217,25 +233,32 @@ impl ControlPlane {
             }
             self.reconcile();
             self.record_transitions();
-            self.journal.commit();
-            if self.exit_when_stopped && self.services.iter().all(|s| s.instances.is_empty()) {
+            self.core.journal.commit();
+            if self.supervisor.exit_when_stopped
+                && self
+                    .supervisor
+                    .services
+                    .iter()
+                    .all(|s| s.instances.is_empty())
+            {
                 self.stop_proxy();
-                if self.proxy.handle.is_none() && !self.proxy.starting {
+                if self.traffic.handle.is_none() && !self.traffic.starting {
                     break;
                 }
             }
         }
-        self.journal
-            .record(KnownAction::StackDown, &self.stack, json!({}));
+        self.core
+            .journal
+            .record(KnownAction::StackDown, &self.core.stack, json!({}));
         // Every record queued so far reaches the disk before the process may exit.
-        self.journal.flush().await;
+        self.core.journal.flush().await;
         tracing::info!("stack stopped; control plane exits");
     }
 
     /// Whether a start or a stop is still in the driver's hands.
     fn driver_busy(&self) -> bool {
-        self.proxy.starting
-            || self.services.iter().any(|s| {
+        self.traffic.starting
+            || self.supervisor.services.iter().any(|s| {
                 s.instances
                     .values()
                     .any(|i| matches!(i.phase, Phase::Starting | Phase::Stopping))
@@ -243,7 +266,10 @@ impl ControlPlane {
     }
 
     fn service_index(&self, name: &str) -> Option<usize> {
-        self.services.iter().position(|s| s.plan.name == name)
+        self.supervisor
+            .services
+            .iter()
+            .position(|s| s.plan.name == name)
     }
 
     // ----- events -----------------------------------------------------------------------------
@@ -297,16 +323,22 @@ impl ControlPlane {
                 let _ = reply.send(self.rollout_command(&service, command));
             }
             Event::Command(Command::Reload { request, reply }) => {
-                let _ = reply.send(self.reload(&request));
+                self.begin_reload(request, reply);
+            }
+            Event::ReloadPrepared(prepared) => {
+                let (prepared, reply) = *prepared;
+                self.on_reload_prepared(prepared, reply);
             }
             Event::Command(Command::SecretPolicy { name, reply }) => {
                 let found = self
-                    .secret_policies
+                    .injector
+                    .policies
                     .iter()
                     .find(|(declared, _)| *declared == name)
-                    .map(|(_, policy)| (policy.clone(), self.config.workdir.clone()));
+                    .map(|(_, policy)| (policy.clone(), self.core.config.workdir.clone()));
                 let declared: Vec<&str> = self
-                    .secret_policies
+                    .injector
+                    .policies
                     .iter()
                     .map(|(n, _)| n.as_str())
                     .collect();
@@ -327,13 +359,13 @@ impl ControlPlane {
             Event::Command(Command::Rollout { service, reply }) => {
                 let answer = match self.service_index(&service) {
                     Some(index) => Ok(self.rollout_view(index)),
-                    None => Err(unknown_service(&service, &self.services)),
+                    None => Err(unknown_service(&service, &self.supervisor.services)),
                 };
                 let _ = reply.send(answer);
             }
             Event::Proxy(ProxyReport::Applied { seq }) => {
                 tracing::debug!(seq, "route table applied");
-                self.proxy.applied_seq = self.proxy.applied_seq.max(seq);
+                self.traffic.applied_seq = self.traffic.applied_seq.max(seq);
             }
             Event::Proxy(ProxyReport::Rejected(rejection)) => self.on_proxy_rejected(rejection),
             Event::Proxy(ProxyReport::Stats(snapshot)) => self.on_proxy_stats(*snapshot),
@@ -353,9 +385,9 @@ impl ControlPlane {
         let Some(index) = self.service_index(service_name) else {
             return;
         };
-        let limits = self.config.limits;
-        let policy = self.services[index].plan.restart;
-        let Some(instance) = self.services[index].instances.get_mut(&ordinal) else {
+        let limits = self.core.config.limits;
+        let policy = self.supervisor.services[index].plan.restart;
+        let Some(instance) = self.supervisor.services[index].instances.get_mut(&ordinal) else {
             return;
         };
         if instance.generation != generation {
@@ -365,9 +397,9 @@ impl ControlPlane {
         let pid = instance
             .handle
             .take()
-            .and_then(|h| self.config.driver.describe(&h).pid);
-        self.remove_secret_files(service_name, ordinal);
-        let Some(instance) = self.services[index].instances.get_mut(&ordinal) else {
+            .and_then(|h| self.core.config.driver.describe(&h).pid);
+        inject::Injector::remove_secret_files(&self.core, service_name, ordinal);
+        let Some(instance) = self.supervisor.services[index].instances.get_mut(&ordinal) else {
             return;
         };
         instance.ready = false;
@@ -380,9 +412,9 @@ impl ControlPlane {
         let target = format!("{service_name}/{ordinal}");
         let version = instance.version.clone();
         if instance.phase == Phase::Stopping || instance.outdated || instance.draining.is_some() {
-            self.services[index].instances.remove(&ordinal);
-            self.journal.remove_instance(service_name, ordinal);
-            self.journal.record(
+            self.supervisor.services[index].instances.remove(&ordinal);
+            self.core.journal.remove_instance(service_name, ordinal);
+            self.core.journal.record(
                 KnownAction::InstanceStopped,
                 &target,
                 json!({"pid": pid, "status": status.to_string()}),
@@ -411,10 +443,11 @@ impl ControlPlane {
             }
         };
         tracing::warn!(target, status = %status, "instance exited");
-        self.journal
+        self.core
+            .journal
             .record(KnownAction::InstanceExit, &target, details);
         if matches!(decision, Decision::Stay) {
-            self.journal.remove_instance(service_name, ordinal);
+            self.core.journal.remove_instance(service_name, ordinal);
         }
         self.new_instance_failed(index, &version, format!("{target} exited ({status})"));
     }
@@ -430,7 +463,7 @@ impl ControlPlane {
         let Some(index) = self.service_index(service_name) else {
             return;
         };
-        let service = &mut self.services[index];
+        let service = &mut self.supervisor.services[index];
         let plan = match kind {
             ProbeKind::Ready => service.plan.ready.clone(),
             ProbeKind::Live => service.plan.live.clone(),
@@ -454,7 +487,8 @@ impl ControlPlane {
                 } else {
                     KnownAction::ServiceUnready
                 };
-                self.journal
+                self.core
+                    .journal
                     .record(action, service_name, json!({"reason": reason}));
             }
             return;
@@ -484,7 +518,8 @@ impl ControlPlane {
                     } else {
                         KnownAction::InstanceUnready
                     };
-                    self.journal
+                    self.core
+                        .journal
                         .record(action, &target, json!({"reason": reason}));
                 }
             }
@@ -500,9 +535,14 @@ impl ControlPlane {
                         // A failed liveness probe restarts the instance: stop it; the exit
                         // event applies the restart policy.
                         if let Some(handle) = instance.handle.clone() {
-                            tokio::spawn(self.config.driver.stop(handle, self.config.stop_grace));
+                            tokio::spawn(
+                                self.core
+                                    .config
+                                    .driver
+                                    .stop(handle, self.core.config.stop_grace),
+                            );
                         }
-                        self.journal.record(
+                        self.core.journal.record(
                             KnownAction::InstanceUnhealthy,
                             &target,
                             json!({"reason": reason, "action": "restart"}),
@@ -517,9 +557,9 @@ impl ControlPlane {
 
     fn begin_restart(&mut self, name: &str) -> Result<(), ControlError> {
         let Some(index) = self.service_index(name) else {
-            return Err(unknown_service(name, &self.services));
+            return Err(unknown_service(name, &self.supervisor.services));
         };
-        let service = &mut self.services[index];
+        let service = &mut self.supervisor.services[index];
         if service.is_external() {
             return Err(ControlError::rejected(format!(
                 "service `{name}` is external: wharf does not run it"
@@ -544,7 +584,7 @@ impl ControlPlane {
             count += 1;
         }
         service.wanted = true;
-        self.journal.record(KnownAction::ServiceRestart, name, json!({"instances": count, "mode": if self.services[index].plan.binds_public_port() { "recreate" } else { "rolling" }}));
+        self.core.journal.record(KnownAction::ServiceRestart, name, json!({"instances": count, "mode": if self.supervisor.services[index].plan.binds_public_port() { "recreate" } else { "rolling" }}));
         Ok(())
     }
 
@@ -555,19 +595,23 @@ impl ControlPlane {
     ) {
         let names: Vec<String> = match &service {
             Some(name) if self.service_index(name).is_none() => {
-                let _ = reply.send(Err(unknown_service(name, &self.services)));
+                let _ = reply.send(Err(unknown_service(name, &self.supervisor.services)));
                 return;
             }
             Some(name) => vec![name.clone()],
             None => {
-                self.exit_when_stopped = true;
-                self.services.iter().map(|s| s.plan.name.clone()).collect()
+                self.supervisor.exit_when_stopped = true;
+                self.supervisor
+                    .services
+                    .iter()
+                    .map(|s| s.plan.name.clone())
+                    .collect()
             }
         };
         // A rollout of a service that stops ends here, rolled back: nothing is left to judge.
         for name in &names {
             if let Some(index) = self.service_index(name)
-                && self.services[index].active_rollout().is_some()
+                && self.supervisor.services[index].active_rollout().is_some()
             {
                 self.feed_rollout(
                     index,
@@ -579,15 +623,15 @@ impl ControlPlane {
         }
         for name in &names {
             if let Some(index) = self.service_index(name) {
-                self.services[index].wanted = false;
+                self.supervisor.services[index].wanted = false;
             }
         }
-        self.journal.record(
+        self.core.journal.record(
             KnownAction::StackDownRequested,
-            service.as_deref().unwrap_or(&self.stack),
+            service.as_deref().unwrap_or(&self.core.stack),
             json!({"services": names}),
         );
-        self.pending_downs.push(PendingDown {
+        self.supervisor.pending_downs.push(PendingDown {
             services: names,
             reply,
         });
@@ -596,7 +640,7 @@ impl ControlPlane {
     // ----- instances --------------------------------------------------------------------------
 
     fn allocate_port(&self, index: usize) -> Option<u16> {
-        let plan = &self.services[index].plan;
+        let plan = &self.supervisor.services[index].plan;
         if plan.binds_public_port() {
             return plan.public_port;
         }
@@ -609,7 +653,8 @@ impl ControlPlane {
     }
 
     fn log_path(&self, service: &str, ordinal: u32) -> PathBuf {
-        self.config
+        self.core
+            .config
             .state_dir
             .join("logs")
             .join(service)
@@ -617,7 +662,8 @@ impl ControlPlane {
     }
 
     fn exit_path(&self, service: &str, ordinal: u32) -> PathBuf {
-        self.config
+        self.core
+            .config
             .state_dir
             .join("run")
             .join(format!("{service}-{ordinal}.exit"))
@@ -630,7 +676,7 @@ impl ControlPlane {
         port: Option<u16>,
         version: &str,
     ) -> Option<InstanceSpec> {
-        let service = &self.services[index];
+        let service = &self.supervisor.services[index];
         let plan = &service.plan;
         let spec = service.version_spec(version)?;
         let vars = InstanceVars {
@@ -651,7 +697,7 @@ impl ControlPlane {
             .map(|(k, v)| (k.clone(), vars.substitute(v)))
             .collect();
         // Runtime overrides (`wharf config set`) win over the manifest.
-        for (key, value) in self.overrides(&plan.name) {
+        for (key, value) in inject::Injector::overrides(&self.core, &plan.name) {
             match env.iter_mut().find(|(k, _)| *k == key) {
                 Some(entry) => entry.1 = value,
                 None => env.push((key, value)),
@@ -664,11 +710,11 @@ impl ControlPlane {
             version: spec.version.clone(),
             command,
             env,
-            workdir: self.config.workdir.clone(),
+            workdir: self.core.config.workdir.clone(),
             log_path: self.log_path(&plan.name, ordinal),
             exit_path: self.exit_path(&plan.name, ordinal),
-            log_max_bytes: self.config.log_max_bytes,
-            log_keep: self.config.log_keep,
+            log_max_bytes: self.core.config.log_max_bytes,
+            log_keep: self.core.config.log_keep,
         })
     }
 
@@ -676,7 +722,7 @@ impl ControlPlane {
     /// driver may take seconds); the loop goes on and learns the outcome from
     /// [`Event::Started`], matched by the attempt's generation.
     fn start_instance(&mut self, index: usize, ordinal: u32) {
-        let Some((port, version)) = self.services[index]
+        let Some((port, version)) = self.supervisor.services[index]
             .instances
             .get(&ordinal)
             .map(|i| (i.port, i.version.clone()))
@@ -686,30 +732,31 @@ impl ControlPlane {
         let Some(spec) = self.spec_for(index, ordinal, port, &version) else {
             return;
         };
-        let identity = self.identity(index, &spec);
-        let spec = match self.resolve(index, ordinal, spec) {
+        let plan = &self.supervisor.services[index].plan;
+        let identity = inject::Injector::identity(&self.core, plan, &spec);
+        let spec = match self.injector.resolve(&self.core, plan, ordinal, spec) {
             Ok(spec) => spec,
             Err(reason) => return self.fail_instance(index, ordinal, reason),
         };
-        if self.services[index].plan.binds_public_port()
+        if self.supervisor.services[index].plan.binds_public_port()
             && let Some(reason) = port.and_then(port_taken)
         {
             self.fail_instance(index, ordinal, reason);
             return;
         }
-        let _ = std::fs::create_dir_all(self.config.state_dir.join("run"));
-        let service = self.services[index].plan.name.clone();
-        let Some(instance) = self.services[index].instances.get_mut(&ordinal) else {
+        let _ = std::fs::create_dir_all(self.core.config.state_dir.join("run"));
+        let service = self.supervisor.services[index].plan.name.clone();
+        let Some(instance) = self.supervisor.services[index].instances.get_mut(&ordinal) else {
             return;
         };
-        self.generations += 1;
-        instance.generation = self.generations;
+        self.core.generations += 1;
+        instance.generation = self.core.generations;
         instance.phase = Phase::Starting;
         instance.identity = identity;
         instance.error = None;
         let generation = instance.generation;
-        let driver = self.config.driver.clone();
-        let events = self.events_tx.clone();
+        let driver = self.core.config.driver.clone();
+        let events = self.core.events.clone();
         tokio::spawn(async move {
             let result = driver.start(&spec).await;
             // The resolved values are not needed past the start: wipe this copy.
@@ -732,9 +779,10 @@ impl ControlPlane {
     pub(super) fn undo_start(&self, result: Result<Running, StartError>) {
         if let Ok(running) = result {
             tokio::spawn(
-                self.config
+                self.core
+                    .config
                     .driver
-                    .stop(running.handle, self.config.stop_grace),
+                    .stop(running.handle, self.core.config.stop_grace),
             );
         }
     }
@@ -748,14 +796,14 @@ impl ControlPlane {
         result: Result<Running, StartError>,
     ) {
         let index = self.service_index(service_name);
-        let instance = index.and_then(|i| self.services[i].instances.get_mut(&ordinal));
+        let instance = index.and_then(|i| self.supervisor.services[i].instances.get_mut(&ordinal));
         let current = instance.is_some_and(|i| i.generation == generation);
         let Some(index) = index.filter(|_| current) else {
             // A start nobody waits for any more (the service went away): undo it.
             return self.undo_start(result);
         };
         let target = format!("{service_name}/{ordinal}");
-        let Some(instance) = self.services[index].instances.get_mut(&ordinal) else {
+        let Some(instance) = self.supervisor.services[index].instances.get_mut(&ordinal) else {
             return;
         };
         if instance.phase == Phase::Stopping {
@@ -765,7 +813,7 @@ impl ControlPlane {
                 Ok(running) => {
                     instance.handle = Some(running.handle.clone());
                     let watch = tokio::spawn(watch_ended(
-                        self.events_tx.clone(),
+                        self.core.events.clone(),
                         service_name.to_owned(),
                         ordinal,
                         generation,
@@ -773,13 +821,14 @@ impl ControlPlane {
                     ));
                     instance.tasks.push(watch.abort_handle());
                     tokio::spawn(
-                        self.config
+                        self.core
+                            .config
                             .driver
-                            .stop(running.handle, self.config.stop_grace),
+                            .stop(running.handle, self.core.config.stop_grace),
                     );
                 }
                 Err(_) => {
-                    self.services[index].instances.remove(&ordinal);
+                    self.supervisor.services[index].instances.remove(&ordinal);
                 }
             }
             return;
@@ -795,7 +844,7 @@ impl ControlPlane {
                 return self.fail_instance(index, ordinal, reason);
             }
         };
-        let started = self.config.driver.describe(&running.handle);
+        let started = self.core.config.driver.describe(&running.handle);
         let handle_text = running.handle.to_string();
         let now = jiff::Timestamp::now();
         instance.phase = Phase::Running;
@@ -813,14 +862,14 @@ impl ControlPlane {
         );
         let spec_hash = instance.identity.full.clone();
         let watch = tokio::spawn(watch_ended(
-            self.events_tx.clone(),
+            self.core.events.clone(),
             service_name.to_owned(),
             ordinal,
             generation,
             running.ended,
         ));
         instance.tasks.push(watch.abort_handle());
-        self.journal.save_instance(&InstanceRow {
+        self.core.journal.save_instance(&InstanceRow {
             service: service_name.to_owned(),
             index: ordinal,
             version: version.clone(),
@@ -835,7 +884,7 @@ impl ControlPlane {
         } else {
             KnownAction::InstanceStart
         };
-        self.journal.record(
+        self.core.journal.record(
             action,
             &target,
             json!({"pid": started.pid, "port": port, "version": version, "restarts": restarts}),
@@ -845,17 +894,17 @@ impl ControlPlane {
     }
 
     fn fail_instance(&mut self, index: usize, ordinal: u32, reason: String) {
-        let name = self.services[index].plan.name.clone();
-        self.remove_secret_files(&name, ordinal);
+        let name = self.supervisor.services[index].plan.name.clone();
+        inject::Injector::remove_secret_files(&self.core, &name, ordinal);
         let mut version = String::new();
-        if let Some(instance) = self.services[index].instances.get_mut(&ordinal) {
+        if let Some(instance) = self.supervisor.services[index].instances.get_mut(&ordinal) {
             instance.phase = Phase::Failed;
             instance.error = Some(reason.clone());
             version = instance.version.clone();
         }
         self.new_instance_failed(index, &version, format!("{name}/{ordinal}: {reason}"));
         tracing::error!(service = name, ordinal, reason, "instance could not start");
-        self.journal.record(
+        self.core.journal.record(
             KnownAction::InstanceStartFailed,
             &format!("{name}/{ordinal}"),
             json!({"reason": reason}),
@@ -863,9 +912,9 @@ impl ControlPlane {
     }
 
     fn stop_instance(&mut self, index: usize, ordinal: u32, why: &str) {
-        let grace = self.config.stop_grace;
-        let name = self.services[index].plan.name.clone();
-        let Some(instance) = self.services[index].instances.get_mut(&ordinal) else {
+        let grace = self.core.config.stop_grace;
+        let name = self.supervisor.services[index].plan.name.clone();
+        let Some(instance) = self.supervisor.services[index].instances.get_mut(&ordinal) else {
             return;
         };
         instance.phase = Phase::Stopping;
@@ -873,11 +922,11 @@ impl ControlPlane {
         let pid = instance
             .handle
             .as_ref()
-            .and_then(|h| self.config.driver.describe(h).pid);
+            .and_then(|h| self.core.config.driver.describe(h).pid);
         if let Some(handle) = instance.handle.clone() {
-            tokio::spawn(self.config.driver.stop(handle, grace));
+            tokio::spawn(self.core.config.driver.stop(handle, grace));
         }
-        self.journal.record(
+        self.core.journal.record(
             KnownAction::InstanceStop,
             &format!("{name}/{ordinal}"),
             json!({"pid": pid, "reason": why}),
@@ -885,8 +934,8 @@ impl ControlPlane {
     }
 
     fn spawn_probes(&mut self, index: usize, ordinal: u32) {
-        let plan = self.services[index].plan.clone();
-        let Some(instance) = self.services[index].instances.get(&ordinal) else {
+        let plan = self.supervisor.services[index].plan.clone();
+        let Some(instance) = self.supervisor.services[index].instances.get(&ordinal) else {
             return;
         };
         let vars = InstanceVars {
@@ -905,11 +954,11 @@ impl ControlPlane {
         .filter_map(|(kind, probe)| probe.as_ref().map(|probe| (kind, probe)))
         .map(|(kind, probe)| {
             let check = resolve_check(&probe.check, &vars, None)
-                .map(|check| self.resolve_check_secrets(check));
+                .map(|check| self.injector.resolve_check(&self.core, check));
             (kind, probe, check)
         })
         .collect();
-        let Some(instance) = self.services[index].instances.get_mut(&ordinal) else {
+        let Some(instance) = self.supervisor.services[index].instances.get_mut(&ordinal) else {
             return;
         };
         for (kind, probe, check) in checks {
@@ -927,8 +976,8 @@ impl ControlPlane {
                 Some(Ok(check)) => check,
             };
             let task = tokio::spawn(probe_loop(
-                self.events_tx.clone(),
-                self.prober.clone(),
+                self.core.events.clone(),
+                self.core.prober.clone(),
                 plan.name.clone(),
                 ordinal,
                 generation,
@@ -943,8 +992,8 @@ impl ControlPlane {
     /// Probes the services wharf does not run (external datastores) on their own schedule;
     /// `${secret:…}` in their URLs is resolved here, in the control plane.
     pub(super) fn spawn_external_probes(&mut self) {
-        for index in 0..self.services.len() {
-            let service = &self.services[index];
+        for index in 0..self.supervisor.services.len() {
+            let service = &self.supervisor.services[index];
             let (Some(probe), true) = (&service.plan.ready, service.is_external()) else {
                 continue;
             };
@@ -959,11 +1008,11 @@ impl ControlPlane {
                 continue;
             };
             let (name, probe) = (plan.name.clone(), probe.clone());
-            let check = match self.resolve_check_secrets(check) {
+            let check = match self.injector.resolve_check(&self.core, check) {
                 Ok(check) => check,
                 Err(reason) => {
                     tracing::error!(service = name, reason, "cannot probe");
-                    if let Some(external) = self.services[index].external.as_mut() {
+                    if let Some(external) = self.supervisor.services[index].external.as_mut() {
                         external.counts.failures = probe.failure_threshold;
                         external.last = Some(failed_outcome(reason));
                     }
@@ -971,8 +1020,8 @@ impl ControlPlane {
                 }
             };
             let task = tokio::spawn(probe_loop(
-                self.events_tx.clone(),
-                self.prober.clone(),
+                self.core.events.clone(),
+                self.core.prober.clone(),
                 name,
                 0,
                 0,
@@ -980,7 +1029,7 @@ impl ControlPlane {
                 check,
                 probe,
             ));
-            if let Some(external) = self.services[index].external.as_mut()
+            if let Some(external) = self.supervisor.services[index].external.as_mut()
                 && let Some(old) = external.task.replace(task.abort_handle())
             {
                 old.abort();
@@ -991,17 +1040,22 @@ impl ControlPlane {
     /// Writes every change of a service's state to the ledger and the bounded history in the
     /// store: the evidence of when something went down, why, and when it recovered.
     fn record_transitions(&mut self) {
-        let statuses = service_statuses(&self.services, self.config.driver.as_ref());
+        let statuses =
+            service_statuses(&self.supervisor.services, self.core.config.driver.as_ref());
         for status in statuses {
-            let previous = self.last_states.insert(status.name.clone(), status.state);
+            let previous = self
+                .supervisor
+                .last_states
+                .insert(status.name.clone(), status.state);
             if previous == Some(status.state) {
                 continue;
             }
             let from = previous.map_or("new", wharf_api::ServiceState::as_str);
             let details = json!({"from": from, "to": status.state, "health": status.health, "reason": status.reason, "blocked_by": status.blocked_by});
-            self.journal
+            self.core
+                .journal
                 .record(KnownAction::ServiceState, &status.name, details);
-            self.journal.record_health(
+            self.core.journal.record_health(
                 &status.name,
                 status.state.as_str(),
                 status.reason.as_deref(),
@@ -1013,14 +1067,14 @@ impl ControlPlane {
 
     fn report(&self) -> StatusReport {
         let services: Vec<ServiceStatus> =
-            service_statuses(&self.services, self.config.driver.as_ref());
+            service_statuses(&self.supervisor.services, self.core.config.driver.as_ref());
         let status = stack_status(&services);
         let healthy = status == wharf_api::StackStatus::Ok;
         // Traffic follows only once the proxy serves the latest table: `up -d` returns when
         // requests to the public ports reach ready instances.
         let routed = !self.needs_proxy()
-            || (self.proxy.applied_seq >= self.proxy.seq
-                && self.proxy.last_table.as_ref() == Some(&self.route_table()));
+            || (self.traffic.applied_seq >= self.traffic.seq
+                && self.traffic.last_table.as_ref() == Some(&self.route_table()));
         let settled = routed
             && services.iter().all(|s| {
                 use wharf_api::ServiceState as S;
@@ -1038,9 +1092,9 @@ impl ControlPlane {
                 }
             });
         StatusReport {
-            stack: self.stack.clone(),
+            stack: self.core.stack.clone(),
             control_pid: std::process::id(),
-            started_at: self.started_at.to_string(),
+            started_at: self.core.started_at.to_string(),
             status,
             settled,
             healthy,
@@ -1053,7 +1107,7 @@ impl ControlPlane {
         let Some(index) = self.service_index(name) else {
             return false;
         };
-        let service = &self.services[index];
+        let service = &self.supervisor.services[index];
         if service.has_failed()
             || service
                 .instances
@@ -1062,7 +1116,7 @@ impl ControlPlane {
         {
             return true;
         }
-        depth < self.services.len()
+        depth < self.supervisor.services.len()
             && service.instances.is_empty()
             && service
                 .plan

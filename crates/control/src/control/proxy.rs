@@ -27,8 +27,8 @@ pub use wharf_store::PROXY_ROW;
 /// In-flight requests may finish for this long when no rollout deadline says otherwise.
 const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
 
-/// The proxy process and what was last asked of it.
-pub struct ProxyState {
+/// The traffic subsystem's state: the proxy process and what was last asked of it.
+pub struct Traffic {
     pub binary: Option<PathBuf>,
     pub socket: PathBuf,
     pub state_file: PathBuf,
@@ -49,12 +49,15 @@ pub struct ProxyState {
     /// Addresses in the latest table: an instance not among them has nothing to drain.
     pub routed: HashSet<String>,
     pub last_stats: Option<Snapshot>,
+    /// Publish the route table even if it looks unchanged (weights moved, a refusal).
+    pub routes_dirty: bool,
 }
 
-impl ProxyState {
-    pub fn new(state_dir: &std::path::Path, binary: Option<PathBuf>) -> ProxyState {
+impl Traffic {
+    pub fn new(state_dir: &std::path::Path, binary: Option<PathBuf>) -> Traffic {
         let (desired, _) = watch::channel(None);
-        ProxyState {
+        Traffic {
+            routes_dirty: false,
             binary,
             socket: state_dir.join("run").join("proxy.sock"),
             state_file: state_dir.join(wharf_store::PROXY_ROUTES_FILE),
@@ -90,11 +93,11 @@ fn routed_addresses(table: &RouteTable) -> HashSet<String> {
 
 impl ControlPlane {
     pub(super) fn needs_proxy(&self) -> bool {
-        self.services.iter().any(|s| s.plan.proxied)
+        self.supervisor.services.iter().any(|s| s.plan.proxied)
     }
 
     fn proxy_spec(&self) -> Option<InstanceSpec> {
-        let binary = self.proxy.binary.as_ref()?;
+        let binary = self.traffic.binary.as_ref()?;
         Some(InstanceSpec {
             service: PROXY_ROW.to_owned(),
             index: 0,
@@ -102,16 +105,16 @@ impl ControlPlane {
             command: vec![
                 binary.display().to_string(),
                 "--admin-socket".to_owned(),
-                self.proxy.socket.display().to_string(),
+                self.traffic.socket.display().to_string(),
                 "--state".to_owned(),
-                self.proxy.state_file.display().to_string(),
+                self.traffic.state_file.display().to_string(),
             ],
             env: vec![("WHARF_LOG".to_owned(), "info".to_owned())],
-            workdir: self.config.state_dir.clone(),
+            workdir: self.core.config.state_dir.clone(),
             log_path: self.log_path(PROXY_ROW, 0),
             exit_path: self.exit_path(PROXY_ROW, 0),
-            log_max_bytes: self.config.log_max_bytes,
-            log_keep: self.config.log_keep,
+            log_max_bytes: self.core.config.log_max_bytes,
+            log_keep: self.core.config.log_keep,
         })
     }
 
@@ -119,25 +122,29 @@ impl ControlPlane {
     /// a crash, with a short backoff). A restarted proxy serves its saved table at once.
     pub(super) fn ensure_proxy(&mut self) {
         if !self.needs_proxy()
-            || self.proxy.handle.is_some()
-            || self.proxy.starting
-            || self.proxy.stopping
+            || self.traffic.handle.is_some()
+            || self.traffic.starting
+            || self.traffic.stopping
         {
             return;
         }
-        if self.proxy.restart_at.is_some_and(|at| at > Instant::now()) {
+        if self
+            .traffic
+            .restart_at
+            .is_some_and(|at| at > Instant::now())
+        {
             return;
         }
         let Some(spec) = self.proxy_spec() else {
             return;
         };
-        let _ = std::fs::create_dir_all(self.config.state_dir.join("run"));
+        let _ = std::fs::create_dir_all(self.core.config.state_dir.join("run"));
         // Like an instance, the start runs in a task and answers with `Event::Started`.
-        self.proxy.generation += 1;
-        self.proxy.starting = true;
-        let generation = self.proxy.generation;
-        let driver = self.config.driver.clone();
-        let events = self.events_tx.clone();
+        self.traffic.generation += 1;
+        self.traffic.starting = true;
+        let generation = self.traffic.generation;
+        let driver = self.core.config.driver.clone();
+        let events = self.core.events.clone();
         tokio::spawn(async move {
             let result = driver.start(&spec).await;
             let started = super::Event::Started {
@@ -156,50 +163,56 @@ impl ControlPlane {
         generation: u64,
         result: Result<wharf_runtime::Running, StartError>,
     ) {
-        if generation != self.proxy.generation || !self.proxy.starting {
+        if generation != self.traffic.generation || !self.traffic.starting {
             return self.undo_start(result);
         }
-        self.proxy.starting = false;
+        self.traffic.starting = false;
         match result {
             Ok(running) => {
-                let started = self.config.driver.describe(&running.handle);
+                let started = self.core.config.driver.describe(&running.handle);
                 let handle_text = running.handle.to_string();
-                self.proxy.handle = Some(running.handle);
-                self.proxy.restart_at = None;
+                self.traffic.handle = Some(running.handle);
+                self.traffic.restart_at = None;
                 tokio::spawn(watch_ended(
-                    self.events_tx.clone(),
+                    self.core.events.clone(),
                     PROXY_ROW.to_owned(),
                     0,
                     generation,
                     running.ended,
                 ));
-                self.journal.save_instance(&InstanceRow {
+                self.core.journal.save_instance(&InstanceRow {
                     service: PROXY_ROW.to_owned(),
                     index: 0,
                     version: env!("CARGO_PKG_VERSION").to_owned(),
                     handle: handle_text,
                     port: None,
                     started_at: jiff::Timestamp::now().to_string(),
-                    restarts: self.proxy.restarts,
+                    restarts: self.traffic.restarts,
                     spec_hash: String::new(),
                 });
-                self.journal.record(
+                self.core.journal.record(
                     KnownAction::ProxyStart,
                     "proxy",
-                    json!({"pid": started.pid, "restarts": self.proxy.restarts}),
+                    json!({"pid": started.pid, "restarts": self.traffic.restarts}),
                 );
-                if self.proxy.stopping
-                    && let Some(handle) = self.proxy.handle.clone()
+                if self.traffic.stopping
+                    && let Some(handle) = self.traffic.handle.clone()
                 {
                     // Asked to stop while it was starting.
-                    tokio::spawn(self.config.driver.stop(handle, self.config.stop_grace));
-                    self.journal
+                    tokio::spawn(
+                        self.core
+                            .config
+                            .driver
+                            .stop(handle, self.core.config.stop_grace),
+                    );
+                    self.core
+                        .journal
                         .record(KnownAction::ProxyStop, "proxy", json!({}));
                 }
             }
             Err(StartError::Refused { reason, .. } | StartError::Shim { reason, .. }) => {
                 tracing::error!(reason, "the proxy could not start");
-                self.journal.record(
+                self.core.journal.record(
                     KnownAction::ProxyStartFailed,
                     "proxy",
                     json!({"reason": reason}),
@@ -210,10 +223,10 @@ impl ControlPlane {
     }
 
     fn proxy_backoff(&mut self) {
-        self.proxy.restarts += 1;
-        let exponent = self.proxy.restarts.min(6);
+        self.traffic.restarts += 1;
+        let exponent = self.traffic.restarts.min(6);
         let delay = Duration::from_millis(100 * (1 << exponent)).min(Duration::from_secs(5));
-        self.proxy.restart_at = Some(Instant::now() + delay);
+        self.traffic.restart_at = Some(Instant::now() + delay);
     }
 
     pub(super) fn on_proxy_exit(
@@ -221,17 +234,17 @@ impl ControlPlane {
         generation: u64,
         status: Option<wharf_runtime::ExitStatus>,
     ) {
-        if generation != self.proxy.generation || self.proxy.handle.is_none() {
+        if generation != self.traffic.generation || self.traffic.handle.is_none() {
             return;
         }
-        self.proxy.handle = None;
-        self.journal.remove_instance(PROXY_ROW, 0);
+        self.traffic.handle = None;
+        self.core.journal.remove_instance(PROXY_ROW, 0);
         let status = status.map_or_else(|| "unknown".to_owned(), |s| s.to_string());
-        if self.proxy.stopping {
+        if self.traffic.stopping {
             // A clean stop: the next proxy starts empty rather than listening on the ports of
             // instances that are gone.
-            let _ = std::fs::remove_file(&self.proxy.state_file);
-            self.journal.record(
+            let _ = std::fs::remove_file(&self.traffic.state_file);
+            self.core.journal.record(
                 KnownAction::ProxyStopped,
                 "proxy",
                 json!({"status": status}),
@@ -239,7 +252,7 @@ impl ControlPlane {
             return;
         }
         tracing::warn!(status, "the proxy exited; restarting it");
-        self.journal.record(
+        self.core.journal.record(
             KnownAction::ProxyExit,
             "proxy",
             json!({"status": status, "action": "restart"}),
@@ -255,33 +268,34 @@ impl ControlPlane {
             Ok(handle) => handle,
             Err(error) => {
                 tracing::error!(%error, "unreadable proxy handle; starting a new proxy");
-                self.journal.remove_instance(PROXY_ROW, 0);
+                self.core.journal.remove_instance(PROXY_ROW, 0);
                 return false;
             }
         };
-        if !self.config.driver.is_running(&handle) {
-            self.journal.remove_instance(PROXY_ROW, 0);
+        if !self.core.config.driver.is_running(&handle) {
+            self.core.journal.remove_instance(PROXY_ROW, 0);
             return false;
         }
-        self.proxy.generation += 1;
-        self.proxy.restarts = row.restarts;
+        self.traffic.generation += 1;
+        self.traffic.restarts = row.restarts;
         tokio::spawn(watch_ended(
-            self.events_tx.clone(),
+            self.core.events.clone(),
             PROXY_ROW.to_owned(),
             0,
-            self.proxy.generation,
-            self.config.driver.watch(handle.clone()),
+            self.traffic.generation,
+            self.core.config.driver.watch(handle.clone()),
         ));
-        let pid = self.config.driver.describe(&handle).pid;
-        self.proxy.handle = Some(handle);
-        self.journal
+        let pid = self.core.config.driver.describe(&handle).pid;
+        self.traffic.handle = Some(handle);
+        self.core
+            .journal
             .record(KnownAction::ProxyAdopt, "proxy", json!({"pid": pid}));
         true
     }
 
     /// The addresses the running proxy routes to now (empty if it cannot be asked).
     pub(super) async fn proxy_routed_now(&self) -> HashSet<String> {
-        match crate::proxy_link::current_table(&self.proxy.socket).await {
+        match crate::proxy_link::current_table(&self.traffic.socket).await {
             Ok(table) => routed_addresses(&table),
             Err(error) => {
                 tracing::warn!(error, "cannot read the adopted proxy's table");
@@ -293,7 +307,7 @@ impl ControlPlane {
     /// The table for what is ready now.
     pub(super) fn route_table(&self) -> RouteTable {
         let mut services = BTreeMap::new();
-        for service in &self.services {
+        for service in &self.supervisor.services {
             let plan = &service.plan;
             let (true, Some(port), true, None) = (
                 plan.proxied,
@@ -390,15 +404,15 @@ impl ControlPlane {
             return;
         }
         let table = self.route_table();
-        let changed = self.proxy.last_table.as_ref() != Some(&table) || self.routes_dirty;
-        self.routes_dirty = false;
+        let changed = self.traffic.last_table.as_ref() != Some(&table) || self.traffic.routes_dirty;
+        self.traffic.routes_dirty = false;
         if !changed {
             return;
         }
-        self.proxy.seq += 1;
-        let seq = self.proxy.seq;
-        self.proxy.routed = routed_addresses(&table);
-        for service in &mut self.services {
+        self.traffic.seq += 1;
+        let seq = self.traffic.seq;
+        self.traffic.routed = routed_addresses(&table);
+        for service in &mut self.supervisor.services {
             for instance in service.instances.values_mut() {
                 if let Some(drain) = instance.draining.as_mut()
                     && drain.seq == 0
@@ -412,17 +426,17 @@ impl ControlPlane {
                 rollout.weights_seq = seq;
             }
         }
-        self.proxy.last_table = Some(table.clone());
-        self.proxy
+        self.traffic.last_table = Some(table.clone());
+        self.traffic
             .desired
             .send_replace(Some(Desired { seq, table }));
     }
 
     /// Takes an instance out of service: a routed one drains first, anything else stops now.
     pub(super) fn retire_instance(&mut self, index: usize, ordinal: u32, why: &str) {
-        let proxied = self.services[index].plan.proxied;
-        let name = self.services[index].plan.name.clone();
-        let Some(instance) = self.services[index].instances.get_mut(&ordinal) else {
+        let proxied = self.supervisor.services[index].plan.proxied;
+        let name = self.supervisor.services[index].plan.name.clone();
+        let Some(instance) = self.supervisor.services[index].instances.get_mut(&ordinal) else {
             return;
         };
         if instance.is_leaving() {
@@ -437,24 +451,24 @@ impl ControlPlane {
         if instance.phase != Phase::Running {
             // Backing off or ended: nothing runs, nothing to drain.
             instance.abort_tasks();
-            self.services[index].instances.remove(&ordinal);
-            self.journal.remove_instance(&name, ordinal);
+            self.supervisor.services[index].instances.remove(&ordinal);
+            self.core.journal.remove_instance(&name, ordinal);
             return;
         }
         let routed = instance
             .port
-            .is_some_and(|port| self.proxy.routed.contains(&address(port)));
-        if proxied && self.proxy.handle.is_some() && self.proxy.seq > 0 {
+            .is_some_and(|port| self.traffic.routed.contains(&address(port)));
+        if proxied && self.traffic.handle.is_some() && self.traffic.seq > 0 {
             // Out of the latest table already: drained once that table is applied and nothing
             // is in flight (it may still be in the table the proxy serves). Still in it: the
             // next table leaves it out.
-            let seq = if routed { 0 } else { self.proxy.seq };
+            let seq = if routed { 0 } else { self.traffic.seq };
             instance.draining = Some(Drain {
                 since: Instant::now(),
                 seq,
                 why: why.to_owned(),
             });
-            self.journal.record(
+            self.core.journal.record(
                 KnownAction::InstanceDrain,
                 &format!("{name}/{ordinal}"),
                 json!({"reason": why, "version": instance.version}),
@@ -466,7 +480,7 @@ impl ControlPlane {
 
     /// Takes every instance of one version out of service.
     pub(super) fn retire_version(&mut self, index: usize, version: &str, why: &str) {
-        let ordinals: Vec<u32> = self.services[index]
+        let ordinals: Vec<u32> = self.supervisor.services[index]
             .instances
             .values()
             .filter(|i| i.version == version)
@@ -482,7 +496,7 @@ impl ControlPlane {
     pub(super) fn finish_drains(&mut self, snapshot: Option<&Snapshot>) {
         let now = Instant::now();
         let mut done = Vec::new();
-        for (index, service) in self.services.iter().enumerate() {
+        for (index, service) in self.supervisor.services.iter().enumerate() {
             let limit = service
                 .plan
                 .rollout
@@ -503,7 +517,7 @@ impl ControlPlane {
                         })
                 });
                 let overdue = now.duration_since(drain.since) >= limit;
-                if drained || overdue || self.proxy.handle.is_none() {
+                if drained || overdue || self.traffic.handle.is_none() {
                     done.push((index, instance.ordinal, drain.why.clone()));
                 }
             }
@@ -514,10 +528,10 @@ impl ControlPlane {
     }
 
     pub(super) fn on_proxy_stats(&mut self, snapshot: Snapshot) {
-        let previous = self.proxy.last_stats.take();
+        let previous = self.traffic.last_stats.take();
         self.finish_drains(Some(&snapshot));
         self.rollout_stats(previous.as_ref(), &snapshot);
-        self.proxy.last_stats = Some(snapshot);
+        self.traffic.last_stats = Some(snapshot);
     }
 
     pub(super) fn on_proxy_rejected(&mut self, rejection: Rejection) {
@@ -529,7 +543,7 @@ impl ControlPlane {
             .service
             .clone()
             .unwrap_or_else(|| "proxy".to_owned());
-        self.journal.record(
+        self.core.journal.record(
             KnownAction::ProxyRejected,
             &target,
             json!({"reason": rejection.message}),
@@ -544,27 +558,33 @@ impl ControlPlane {
             .and_then(|s| self.service_index(s))
             .filter(|_| bind_failed);
         if let Some(index) = at_fault {
-            let port = self.services[index].plan.public_port;
+            let port = self.supervisor.services[index].plan.public_port;
             let reason = match port {
                 Some(port) if rejection.message.contains("in use") => {
                     format!("port {port} is already in use by another process")
                 }
                 _ => rejection.message.clone(),
             };
-            self.services[index].listen_error = Some(reason);
-            self.routes_dirty = true;
+            self.supervisor.services[index].listen_error = Some(reason);
+            self.traffic.routes_dirty = true;
         }
     }
 
     /// Whole-stack down: once every service is gone, the proxy goes too.
     pub(super) fn stop_proxy(&mut self) {
-        if self.proxy.stopping {
+        if self.traffic.stopping {
             return;
         }
-        self.proxy.stopping = true;
-        if let Some(handle) = self.proxy.handle.clone() {
-            tokio::spawn(self.config.driver.stop(handle, self.config.stop_grace));
-            self.journal
+        self.traffic.stopping = true;
+        if let Some(handle) = self.traffic.handle.clone() {
+            tokio::spawn(
+                self.core
+                    .config
+                    .driver
+                    .stop(handle, self.core.config.stop_grace),
+            );
+            self.core
+                .journal
                 .record(KnownAction::ProxyStop, "proxy", json!({}));
         }
     }

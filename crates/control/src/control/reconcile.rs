@@ -13,8 +13,8 @@ impl ControlPlane {
     /// Moves every service one step toward what is wanted.
     pub(super) fn reconcile(&mut self) {
         self.ensure_proxy();
-        for index in 0..self.services.len() {
-            if self.services[index].wanted {
+        for index in 0..self.supervisor.services.len() {
+            if self.supervisor.services[index].wanted {
                 self.reconcile_wanted(index);
             }
         }
@@ -26,17 +26,17 @@ impl ControlPlane {
     }
 
     fn reconcile_wanted(&mut self, index: usize) {
-        if self.services[index].is_external() {
+        if self.supervisor.services[index].is_external() {
             return;
         }
         let waiting = self.unmet_dependency(index);
-        self.services[index].waiting_for = waiting.clone();
-        if waiting.is_some() && self.services[index].instances.is_empty() {
+        self.supervisor.services[index].waiting_for = waiting.clone();
+        if waiting.is_some() && self.supervisor.services[index].instances.is_empty() {
             return;
         }
         // Backed-off instances whose time has come start again, in place.
         let now = Instant::now();
-        let due: Vec<u32> = self.services[index]
+        let due: Vec<u32> = self.supervisor.services[index]
             .instances
             .values()
             .filter(|i| matches!(i.phase, Phase::Backoff { until } if until <= now))
@@ -51,7 +51,7 @@ impl ControlPlane {
         self.start_new_version(index);
         // Start what is missing, all in this pass (a rolling restart adds one at a time).
         loop {
-            let service = &self.services[index];
+            let service = &self.supervisor.services[index];
             let stable = service.stable.version.as_str();
             let wanted = if service.rollout.as_ref().is_some_and(|r| r.stable_suspended) {
                 0
@@ -72,15 +72,15 @@ impl ControlPlane {
             if active >= wanted || blocked || (rolling && surging) || waiting.is_some() {
                 break;
             }
-            let ordinal = self.services[index].allocate_ordinal();
+            let ordinal = self.supervisor.services[index].allocate_ordinal();
             let port = self.allocate_port(index);
-            let version = self.services[index].stable.version.clone();
-            self.services[index]
+            let version = self.supervisor.services[index].stable.version.clone();
+            self.supervisor.services[index]
                 .instances
                 .insert(ordinal, Instance::new(ordinal, port, version));
             self.start_instance(index, ordinal);
             if rolling
-                || self.services[index]
+                || self.supervisor.services[index]
                     .instances
                     .get(&ordinal)
                     .is_some_and(|i| i.phase == Phase::Failed)
@@ -92,7 +92,7 @@ impl ControlPlane {
 
     /// A rollout's new instances, as many as it asked for.
     fn start_new_version(&mut self, index: usize) {
-        let Some(rollout) = self.services[index].active_rollout() else {
+        let Some(rollout) = self.supervisor.services[index].active_rollout() else {
             return;
         };
         // Rolling back: the new version is on its way out, whatever was asked before.
@@ -105,7 +105,7 @@ impl ControlPlane {
         let version = rollout.new.version.clone();
         let want = rollout.want_new;
         loop {
-            let have = self.services[index]
+            let have = self.supervisor.services[index]
                 .instances
                 .values()
                 .filter(|i| i.version == version && i.is_active())
@@ -113,13 +113,13 @@ impl ControlPlane {
             if have >= want {
                 return;
             }
-            let ordinal = self.services[index].allocate_ordinal();
+            let ordinal = self.supervisor.services[index].allocate_ordinal();
             let port = self.allocate_port(index);
-            self.services[index]
+            self.supervisor.services[index]
                 .instances
                 .insert(ordinal, Instance::new(ordinal, port, version.clone()));
             self.start_instance(index, ordinal);
-            if self.services[index]
+            if self.supervisor.services[index]
                 .instances
                 .get(&ordinal)
                 .is_none_or(|i| i.phase == Phase::Failed)
@@ -134,7 +134,7 @@ impl ControlPlane {
     /// they keep serving until the new ones are ready. Replicas beyond the desired count are
     /// taken out of service.
     fn retire_foreign_versions(&mut self, index: usize) {
-        let service = &mut self.services[index];
+        let service = &mut self.supervisor.services[index];
         let stable = service.stable.version.clone();
         let new = service.active_rollout().map(|r| r.new.version.clone());
         for instance in service.instances.values_mut() {
@@ -161,11 +161,11 @@ impl ControlPlane {
     /// [`PROBELESS_READY_AFTER`] (Kubernetes' `minReadySeconds`): a process that exits at once
     /// is never reported ready.
     fn settle_probeless(&mut self, index: usize) {
-        if self.services[index].plan.ready.is_some() {
+        if self.supervisor.services[index].plan.ready.is_some() {
             return;
         }
         let now = jiff::Timestamp::now();
-        for instance in self.services[index].instances.values_mut() {
+        for instance in self.supervisor.services[index].instances.values_mut() {
             let up_long_enough = instance
                 .started_at
                 .is_some_and(|t| now.duration_since(t).unsigned_abs() >= PROBELESS_READY_AFTER);
@@ -178,7 +178,7 @@ impl ControlPlane {
     /// Rolling restart: stop an outdated instance once a new one is ready to take its place
     /// (or at once when the public port forces a recreate).
     fn replace_outdated(&mut self, index: usize) {
-        let service = &self.services[index];
+        let service = &self.supervisor.services[index];
         let replicas = service.plan.replicas as usize;
         let stable = service.stable.version.as_str();
         let fresh_ready = service
@@ -206,7 +206,7 @@ impl ControlPlane {
                 .map(|i| i.ordinal)
                 .collect();
             for ordinal in dead {
-                self.services[index].instances.remove(&ordinal);
+                self.supervisor.services[index].instances.remove(&ordinal);
             }
             return;
         };
@@ -218,12 +218,12 @@ impl ControlPlane {
 
     /// The first dependency that is not yet started or ready, in words.
     fn unmet_dependency(&self, index: usize) -> Option<String> {
-        for (dep, dependency) in &self.services[index].plan.depends_on {
+        for (dep, dependency) in &self.supervisor.services[index].plan.depends_on {
             let condition = &dependency.condition;
             let Some(dep_index) = self.service_index(dep) else {
                 continue;
             };
-            let dep_state = &self.services[dep_index];
+            let dep_state = &self.supervisor.services[dep_index];
             let met = match condition {
                 DependencyCondition::Started => dep_state.is_started(),
                 DependencyCondition::Ready => dep_state.is_ready(),
@@ -247,12 +247,12 @@ impl ControlPlane {
 
     /// Stops services that are no longer wanted, dependents first.
     fn reconcile_stops(&mut self) {
-        for index in (0..self.services.len()).rev() {
-            if self.services[index].wanted {
+        for index in (0..self.supervisor.services.len()).rev() {
+            if self.supervisor.services[index].wanted {
                 continue;
             }
-            let name = self.services[index].plan.name.clone();
-            let dependents_running = self.services.iter().any(|s| {
+            let name = self.supervisor.services[index].plan.name.clone();
+            let dependents_running = self.supervisor.services.iter().any(|s| {
                 !s.wanted
                     && s.plan.depends_on.iter().any(|(dep, _)| *dep == name)
                     && !s.instances.is_empty()
@@ -260,9 +260,15 @@ impl ControlPlane {
             if dependents_running {
                 continue;
             }
-            let ordinals: Vec<u32> = self.services[index].instances.keys().copied().collect();
+            let ordinals: Vec<u32> = self.supervisor.services[index]
+                .instances
+                .keys()
+                .copied()
+                .collect();
             for ordinal in ordinals {
-                let phase = self.services[index].instances[&ordinal].phase.clone();
+                let phase = self.supervisor.services[index].instances[&ordinal]
+                    .phase
+                    .clone();
                 match phase {
                     Phase::Running => self.retire_instance(index, ordinal, "down"),
                     Phase::Stopping => {}
@@ -270,8 +276,8 @@ impl ControlPlane {
                     // back (see `on_started`), so nothing it starts is left behind.
                     Phase::Starting => self.stop_instance(index, ordinal, "down"),
                     _ => {
-                        self.services[index].instances.remove(&ordinal);
-                        self.journal.remove_instance(&name, ordinal);
+                        self.supervisor.services[index].instances.remove(&ordinal);
+                        self.core.journal.remove_instance(&name, ordinal);
                     }
                 }
             }
@@ -279,7 +285,7 @@ impl ControlPlane {
     }
 
     fn answer_downs(&mut self) {
-        let services = &self.services;
+        let services = &self.supervisor.services;
         let done = |names: &[String]| {
             names.iter().all(|name| {
                 services
@@ -289,10 +295,11 @@ impl ControlPlane {
             })
         };
         let (finished, waiting): (Vec<_>, Vec<_>) = self
+            .supervisor
             .pending_downs
             .drain(..)
             .partition(|down| done(&down.services));
-        self.pending_downs = waiting;
+        self.supervisor.pending_downs = waiting;
         for down in finished {
             let _ = down.reply.send(Ok(()));
         }

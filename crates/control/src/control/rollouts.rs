@@ -57,16 +57,16 @@ impl ControlPlane {
     /// Restores saved rollouts and deployments before instances are adopted, so an adopted
     /// instance of a rollout's new version is recognised.
     pub(super) fn restore_rollouts(&mut self) {
-        for index in 0..self.services.len() {
-            let name = self.services[index].plan.name.clone();
+        for index in 0..self.supervisor.services.len() {
+            let name = self.supervisor.services[index].plan.name.clone();
             let manifest = VersionSpec {
-                version: self.services[index].plan.version.clone(),
-                command: self.services[index].plan.command.clone(),
+                version: self.supervisor.services[index].plan.version.clone(),
+                command: self.supervisor.services[index].plan.command.clone(),
             };
-            if let Some(saved) = self.journal.deployment(&name) {
+            if let Some(saved) = self.core.journal.deployment(&name) {
                 match serde_json::from_str::<Deployment>(&saved) {
                     Ok(deployment) if deployment.manifest == manifest => {
-                        self.services[index].stable = deployment.current;
+                        self.supervisor.services[index].stable = deployment.current;
                     }
                     Ok(_) => tracing::info!(
                         service = name,
@@ -76,7 +76,7 @@ impl ControlPlane {
                 }
             }
         }
-        let rows = match self.journal.rollouts() {
+        let rows = match self.core.journal.rollouts() {
             Ok(rows) => rows,
             Err(error) => {
                 tracing::error!(%error, "cannot read saved rollouts");
@@ -88,7 +88,7 @@ impl ControlPlane {
                 continue;
             };
             match serde_json::from_str::<RolloutRecord>(&row.state) {
-                Ok(record) => self.services[index].rollout = Some(record),
+                Ok(record) => self.supervisor.services[index].rollout = Some(record),
                 Err(error) => {
                     tracing::error!(%error, service = row.service, "unreadable saved rollout")
                 }
@@ -99,8 +99,8 @@ impl ControlPlane {
     /// After adoption: every rollout that was under way continues (or rolls back when it
     /// cannot decide), per the state machine's `resume`.
     pub(super) fn resume_rollouts(&mut self) {
-        for index in 0..self.services.len() {
-            let Some(record) = self.services[index].rollout.as_mut() else {
+        for index in 0..self.supervisor.services.len() {
+            let Some(record) = self.supervisor.services[index].rollout.as_mut() else {
                 continue;
             };
             if !record.is_active() {
@@ -120,8 +120,8 @@ impl ControlPlane {
     ) -> Result<RolloutView, ControlError> {
         let index = self
             .service_index(name)
-            .ok_or_else(|| super::unknown_service(name, &self.services))?;
-        let service = &self.services[index];
+            .ok_or_else(|| super::unknown_service(name, &self.supervisor.services))?;
+        let service = &self.supervisor.services[index];
         if service.is_external() {
             return Err(ControlError::rejected(format!(
                 "service `{name}` is external: wharf does not run it"
@@ -201,16 +201,17 @@ impl ControlPlane {
     pub(super) fn begin_rollback(&mut self, name: &str) -> Result<RolloutView, ControlError> {
         let index = self
             .service_index(name)
-            .ok_or_else(|| super::unknown_service(name, &self.services))?;
-        if self.services[index].active_rollout().is_some() {
+            .ok_or_else(|| super::unknown_service(name, &self.supervisor.services))?;
+        if self.supervisor.services[index].active_rollout().is_some() {
             return self.rollout_command(name, RolloutCommand::Abort);
         }
         let previous = self
+            .core
             .journal
             .deployment(name)
             .and_then(|saved| serde_json::from_str::<Deployment>(&saved).ok())
             .map(|d| d.previous)
-            .filter(|previous| previous.version != self.services[index].stable.version)
+            .filter(|previous| previous.version != self.supervisor.services[index].stable.version)
             .ok_or_else(|| {
                 ControlError::rejected(format!(
                     "service `{name}` has no previous version to roll back to"
@@ -222,7 +223,7 @@ impl ControlPlane {
                 weight: 100,
                 pause: std::time::Duration::ZERO,
             }],
-            self.services[index].plan.replicas.max(1),
+            self.supervisor.services[index].plan.replicas.max(1),
             Thresholds {
                 min_requests: 0,
                 ..Thresholds::default()
@@ -230,7 +231,7 @@ impl ControlPlane {
             Policy::default(),
         )
         .map_err(|err| ControlError::rejected(err.to_string()))?;
-        self.journal.record(
+        self.core.journal.record(
             KnownAction::DeployRollbackRequested,
             name,
             json!({"to": previous.version}),
@@ -244,7 +245,7 @@ impl ControlPlane {
         plan: Plan,
         new: VersionSpec,
     ) -> Result<RolloutView, ControlError> {
-        let service = &self.services[index];
+        let service = &self.supervisor.services[index];
         let id = service.rollout.as_ref().map_or(1, |r| r.id + 1);
         let (machine, actions) = Rollout::start(plan, now_at());
         let record = RolloutRecord {
@@ -266,7 +267,7 @@ impl ControlPlane {
                 command: service.plan.command.clone(),
             },
         };
-        self.services[index].rollout = Some(record);
+        self.supervisor.services[index].rollout = Some(record);
         self.apply_rollout_actions(index, actions);
         self.persist_rollout(index);
         self.rollout_view(index)
@@ -274,7 +275,7 @@ impl ControlPlane {
     }
 
     pub(super) fn rollout_view(&self, index: usize) -> Option<RolloutView> {
-        let service = &self.services[index];
+        let service = &self.supervisor.services[index];
         service.rollout.as_ref().map(|r| r.view(&service.plan.name))
     }
 
@@ -285,8 +286,8 @@ impl ControlPlane {
     ) -> Result<RolloutView, ControlError> {
         let index = self
             .service_index(name)
-            .ok_or_else(|| super::unknown_service(name, &self.services))?;
-        if self.services[index].active_rollout().is_none() {
+            .ok_or_else(|| super::unknown_service(name, &self.supervisor.services))?;
+        if self.supervisor.services[index].active_rollout().is_none() {
             return Err(ControlError::rejected(format!(
                 "no rollout of `{name}` is under way"
             )));
@@ -306,7 +307,7 @@ impl ControlPlane {
 
     /// Hands one event to the service's rollout and carries out what it answers.
     pub(super) fn feed_rollout(&mut self, index: usize, event: RolloutEvent) {
-        let Some(record) = self.services[index].rollout.as_mut() else {
+        let Some(record) = self.supervisor.services[index].rollout.as_mut() else {
             return;
         };
         if !record.is_active() {
@@ -322,38 +323,38 @@ impl ControlPlane {
     }
 
     fn apply_rollout_actions(&mut self, index: usize, actions: Vec<Action>) {
-        let name = self.services[index].plan.name.clone();
+        let name = self.supervisor.services[index].plan.name.clone();
         for action in actions {
             match action {
                 Action::Record { milestone, details } => {
                     self.record_rollout(index, milestone, details)
                 }
                 Action::StartNewInstances { count } => {
-                    if let Some(r) = self.services[index].rollout.as_mut() {
+                    if let Some(r) = self.supervisor.services[index].rollout.as_mut() {
                         r.want_new = count;
                     }
                 }
                 Action::StartStableInstances { .. } => {
-                    if let Some(r) = self.services[index].rollout.as_mut() {
+                    if let Some(r) = self.supervisor.services[index].rollout.as_mut() {
                         r.stable_suspended = false;
                     }
                 }
                 Action::SetWeights { stable, new } => self.set_weights(index, (stable, new)),
                 Action::SetPreview => {
-                    if let Some(r) = self.services[index].rollout.as_mut() {
+                    if let Some(r) = self.supervisor.services[index].rollout.as_mut() {
                         r.preview = true;
                     }
                 }
                 Action::Switch => self.set_weights(index, (0, 100)),
                 Action::StopOldInstances => {
-                    if let Some(r) = self.services[index].rollout.as_mut() {
+                    if let Some(r) = self.supervisor.services[index].rollout.as_mut() {
                         r.stable_suspended = true;
                     }
-                    let stable = self.services[index].stable.version.clone();
+                    let stable = self.supervisor.services[index].stable.version.clone();
                     self.retire_version(index, &stable, "replaced by the new version");
                 }
                 Action::StopNewInstances => {
-                    let new = match self.services[index].rollout.as_mut() {
+                    let new = match self.supervisor.services[index].rollout.as_mut() {
                         Some(r) => {
                             r.want_new = 0;
                             r.preview = false;
@@ -369,18 +370,18 @@ impl ControlPlane {
     }
 
     fn set_weights(&mut self, index: usize, weights: (u8, u8)) {
-        if let Some(r) = self.services[index].rollout.as_mut() {
+        if let Some(r) = self.supervisor.services[index].rollout.as_mut() {
             r.weights = weights;
             // Known once the table is computed (`publish_routes`).
             r.weights_seq = u64::MAX;
         }
-        self.routes_dirty = true;
+        self.traffic.routes_dirty = true;
     }
 
     fn record_rollout(&mut self, index: usize, milestone: Milestone, details: Value) {
         let action = ledger_action(milestone);
-        let name = self.services[index].plan.name.clone();
-        let Some(record) = self.services[index].rollout.as_mut() else {
+        let name = self.supervisor.services[index].plan.name.clone();
+        let Some(record) = self.supervisor.services[index].rollout.as_mut() else {
             return;
         };
         let mut details = details;
@@ -397,11 +398,11 @@ impl ControlPlane {
             "details": details,
         }));
         tracing::info!(service = name, %action, "rollout");
-        self.journal.record(action, &name, details);
+        self.core.journal.record(action, &name, details);
     }
 
     fn finish_rollout(&mut self, index: usize, name: &str, outcome: Outcome) {
-        let service = &mut self.services[index];
+        let service = &mut self.supervisor.services[index];
         let Some(record) = service.rollout.as_mut() else {
             return;
         };
@@ -419,16 +420,16 @@ impl ControlPlane {
                 // In the view's terms (previous, new): everything on the new version.
                 record.weights = (0, 100);
                 if let Ok(text) = serde_json::to_string(&deployment) {
-                    self.journal.save_deployment(name, &text);
+                    self.core.journal.save_deployment(name, &text);
                 }
             }
             Outcome::RolledBack { .. } => record.weights = (100, 0),
         }
-        self.routes_dirty = true;
+        self.traffic.routes_dirty = true;
     }
 
     fn persist_rollout(&mut self, index: usize) {
-        let service = &self.services[index];
+        let service = &self.supervisor.services[index];
         let Some(record) = &service.rollout else {
             return;
         };
@@ -439,7 +440,7 @@ impl ControlPlane {
                     id: record.id,
                     state,
                 };
-                self.journal.save_rollout(&row);
+                self.core.journal.save_rollout(&row);
             }
             Err(error) => tracing::error!(%error, "cannot serialise the rollout"),
         }
@@ -447,14 +448,14 @@ impl ControlPlane {
 
     /// Each pass: readiness of the new instances, the end of drains, and the clock.
     pub(super) fn drive_rollouts(&mut self) {
-        for index in 0..self.services.len() {
-            let Some(record) = self.services[index].active_rollout() else {
+        for index in 0..self.supervisor.services.len() {
+            let Some(record) = self.supervisor.services[index].active_rollout() else {
                 continue;
             };
             let phase = record.machine.phase().name();
             let new_version = record.new.version.clone();
             let want_new = record.want_new;
-            let service = &self.services[index];
+            let service = &self.supervisor.services[index];
             let new_ready = service
                 .instances
                 .values()
@@ -483,7 +484,7 @@ impl ControlPlane {
 
     /// A new-version instance exited or could not start: the rollout decides (it aborts).
     pub(super) fn new_instance_failed(&mut self, index: usize, version: &str, reason: String) {
-        let is_new = self.services[index]
+        let is_new = self.supervisor.services[index]
             .active_rollout()
             .is_some_and(|r| r.new.version == version);
         if is_new {
@@ -495,12 +496,12 @@ impl ControlPlane {
     /// and `DrainDone` once the version that lost its traffic has nothing in flight.
     pub(super) fn rollout_stats(&mut self, previous: Option<&Snapshot>, snapshot: &Snapshot) {
         let now = now_at();
-        for index in 0..self.services.len() {
-            let Some(record) = self.services[index].active_rollout() else {
+        for index in 0..self.supervisor.services.len() {
+            let Some(record) = self.supervisor.services[index].active_rollout() else {
                 continue;
             };
-            let name = self.services[index].plan.name.clone();
-            let stable = self.services[index].stable.version.clone();
+            let name = self.supervisor.services[index].plan.name.clone();
+            let stable = self.supervisor.services[index].stable.version.clone();
             let new = record.new.version.clone();
             let phase = record.machine.phase().name();
             let weights_applied = snapshot.applied_seq >= record.weights_seq;
@@ -520,7 +521,7 @@ impl ControlPlane {
             if let Some(losing) = losing
                 && weights_applied
             {
-                let in_flight: u64 = self.services[index]
+                let in_flight: u64 = self.supervisor.services[index]
                     .instances
                     .values()
                     .filter(|i| i.version == losing && i.phase == Phase::Running)
