@@ -27,14 +27,14 @@ impl ControlPlane {
             }
         };
         let mut routed = std::collections::HashSet::new();
-        if let Some(row) = rows.iter().find(|r| r.service == super::proxy::PROXY_ROW)
-            && self.adopt_proxy(row).await
+        if let Some(row) = rows.iter().find(|r| r.service == super::traffic::PROXY_ROW)
+            && self.traffic.adopt(&mut self.core, row).await
         {
-            routed = self.proxy_routed_now().await;
+            routed = self.traffic.routed_now().await;
             self.traffic.routed = routed.clone();
         }
         for row in rows {
-            if row.service == super::proxy::PROXY_ROW {
+            if row.service == super::traffic::PROXY_ROW {
                 continue;
             }
             let target = format!("{}/{}", row.service, row.index);
@@ -45,7 +45,7 @@ impl ControlPlane {
                     continue;
                 }
             };
-            let Some(index) = self.service_index(&row.service) else {
+            let Some(index) = self.supervisor.index(&row.service) else {
                 self.retire_orphan(&row, handle);
                 continue;
             };
@@ -80,7 +80,7 @@ impl ControlPlane {
             instance.started_at = row.started_at.parse().ok();
             instance.ready = row
                 .port
-                .is_some_and(|port| routed.contains(&super::proxy::address(port)));
+                .is_some_and(|port| routed.contains(&super::traffic::address(port)));
             instance.history.restarts = row.restarts;
             instance.outdated = expected_hash.as_deref() != Some(row.spec_hash.as_str());
             instance.identity = match expected {

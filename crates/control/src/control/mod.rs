@@ -4,12 +4,13 @@
 
 mod adopt;
 mod inject;
-mod proxy;
 mod reconcile;
 mod reload;
 mod rollouts;
+mod supervise;
+mod traffic;
 
-pub use proxy::PROXY_ROW;
+pub use traffic::PROXY_ROW;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -24,7 +25,7 @@ use wharf_runtime::{
 };
 use wharf_store::InstanceRow;
 
-use wharf_api::{ControlError, ErrorCode};
+use wharf_api::ControlError;
 
 use crate::events::{Command, Event, Handle, ProbeKind};
 use crate::journal::Journal;
@@ -34,6 +35,7 @@ use crate::report::{ServiceStatus, StatusReport};
 use crate::report::{service_statuses, stack_status};
 use crate::state::{Phase, ServiceState};
 use crate::tasks::{probe_loop, watch_ended};
+use traffic::Traffic;
 
 /// How long an instance without a ready probe must run before it counts as ready.
 pub const PROBELESS_READY_AFTER: Duration = Duration::from_secs(1);
@@ -86,7 +88,7 @@ struct PendingDown {
 pub struct ControlPlane {
     core: Core,
     supervisor: Supervisor,
-    traffic: proxy::Traffic,
+    traffic: traffic::Traffic,
     injector: inject::Injector,
     events_rx: mpsc::Receiver<Event>,
 }
@@ -116,6 +118,37 @@ pub(super) struct Supervisor {
     last_states: std::collections::HashMap<String, wharf_api::ServiceState>,
 }
 
+impl Core {
+    /// Where an instance's log is written.
+    pub(super) fn log_path(&self, service: &str, ordinal: u32) -> PathBuf {
+        self.config
+            .state_dir
+            .join("logs")
+            .join(service)
+            .join(format!("{ordinal}.log"))
+    }
+
+    /// Where an instance's shim writes its exit status.
+    pub(super) fn exit_path(&self, service: &str, ordinal: u32) -> PathBuf {
+        self.config
+            .state_dir
+            .join("run")
+            .join(format!("{service}-{ordinal}.exit"))
+    }
+
+    /// Stops what a start nobody waits for any more brought up, so it does not run on
+    /// unrecorded.
+    pub(super) fn undo_start(&self, result: Result<Running, StartError>) {
+        if let Ok(running) = result {
+            tokio::spawn(
+                self.config
+                    .driver
+                    .stop(running.handle, self.config.stop_grace),
+            );
+        }
+    }
+}
+
 impl ControlPlane {
     pub fn new(plan: StackPlan, config: Config, journal: Journal) -> (ControlPlane, Handle) {
         let (events_tx, events_rx) = mpsc::channel(1024);
@@ -141,7 +174,7 @@ impl ControlPlane {
                 exit_when_stopped: false,
                 last_states: std::collections::HashMap::new(),
             },
-            traffic: proxy::Traffic::new(&config.state_dir, config.proxy_binary.clone()),
+            traffic: traffic::Traffic::new(&config.state_dir, config.proxy_binary.clone()),
             injector: inject::Injector::new(plan.secrets.clone()),
             events_rx,
         };
@@ -232,7 +265,7 @@ impl ControlPlane {
                 continue;
             }
             self.reconcile();
-            self.record_transitions();
+            self.supervisor.record_transitions(&mut self.core);
             self.core.journal.commit();
             if self.supervisor.exit_when_stopped
                 && self
@@ -241,7 +274,7 @@ impl ControlPlane {
                     .iter()
                     .all(|s| s.instances.is_empty())
             {
-                self.stop_proxy();
+                self.traffic.stop(&mut self.core);
                 if self.traffic.handle.is_none() && !self.traffic.starting {
                     break;
                 }
@@ -265,13 +298,6 @@ impl ControlPlane {
             })
     }
 
-    fn service_index(&self, name: &str) -> Option<usize> {
-        self.supervisor
-            .services
-            .iter()
-            .position(|s| s.plan.name == name)
-    }
-
     // ----- events -----------------------------------------------------------------------------
 
     fn handle(&mut self, event: Event) {
@@ -288,13 +314,22 @@ impl ControlPlane {
                 generation,
                 kind,
                 outcome,
-            } => self.on_probe(&service, ordinal, generation, kind, outcome),
+            } => self.supervisor.on_probe(
+                &mut self.core,
+                &service,
+                ordinal,
+                generation,
+                kind,
+                outcome,
+            ),
             Event::Started {
                 service,
                 ordinal: _,
                 generation,
                 result,
-            } if service == proxy::PROXY_ROW => self.on_proxy_started(generation, *result),
+            } if service == traffic::PROXY_ROW => {
+                self.traffic.on_started(&mut self.core, generation, *result)
+            }
             Event::Started {
                 service,
                 ordinal,
@@ -305,7 +340,7 @@ impl ControlPlane {
                 let _ = reply.send(self.report());
             }
             Event::Command(Command::Restart { service, reply }) => {
-                let _ = reply.send(self.begin_restart(&service));
+                let _ = reply.send(self.supervisor.begin_restart(&mut self.core, &service));
             }
             Event::Command(Command::Down { service, reply }) => self.begin_down(service, reply),
             Event::Command(Command::Deploy {
@@ -357,9 +392,9 @@ impl ControlPlane {
                 let _ = reply.send(self.begin_rollback(&service));
             }
             Event::Command(Command::Rollout { service, reply }) => {
-                let answer = match self.service_index(&service) {
+                let answer = match self.supervisor.index(&service) {
                     Some(index) => Ok(self.rollout_view(index)),
-                    None => Err(unknown_service(&service, &self.supervisor.services)),
+                    None => Err(self.supervisor.unknown(&service)),
                 };
                 let _ = reply.send(answer);
             }
@@ -379,10 +414,10 @@ impl ControlPlane {
         generation: u64,
         status: Option<ExitStatus>,
     ) {
-        if service_name == proxy::PROXY_ROW {
-            return self.on_proxy_exit(generation, status);
+        if service_name == traffic::PROXY_ROW {
+            return self.traffic.on_exit(&mut self.core, generation, status);
         }
-        let Some(index) = self.service_index(service_name) else {
+        let Some(index) = self.supervisor.index(service_name) else {
             return;
         };
         let limits = self.core.config.limits;
@@ -452,141 +487,7 @@ impl ControlPlane {
         self.new_instance_failed(index, &version, format!("{target} exited ({status})"));
     }
 
-    fn on_probe(
-        &mut self,
-        service_name: &str,
-        ordinal: u32,
-        generation: u64,
-        kind: ProbeKind,
-        outcome: Outcome,
-    ) {
-        let Some(index) = self.service_index(service_name) else {
-            return;
-        };
-        let service = &mut self.supervisor.services[index];
-        let plan = match kind {
-            ProbeKind::Ready => service.plan.ready.clone(),
-            ProbeKind::Live => service.plan.live.clone(),
-        };
-        let Some(plan) = plan else { return };
-        if let Some(external) = service.external.as_mut() {
-            let passed = outcome.passed();
-            let reason = outcome.reason.clone();
-            external.last = Some(outcome);
-            let current = external.ready;
-            let change = external.counts.observe(
-                passed,
-                plan.success_threshold,
-                plan.failure_threshold,
-                current,
-            );
-            if let Some(now_ready) = change {
-                external.ready = now_ready;
-                let action = if now_ready {
-                    KnownAction::ServiceReady
-                } else {
-                    KnownAction::ServiceUnready
-                };
-                self.core
-                    .journal
-                    .record(action, service_name, json!({"reason": reason}));
-            }
-            return;
-        }
-        let Some(instance) = service.instances.get_mut(&ordinal) else {
-            return;
-        };
-        if instance.generation != generation || instance.phase != Phase::Running {
-            return;
-        }
-        let target = format!("{service_name}/{ordinal}");
-        let passed = outcome.passed();
-        let reason = outcome.reason.clone();
-        match kind {
-            ProbeKind::Ready => {
-                instance.last_probe = Some(outcome);
-                let current = instance.ready;
-                if let Some(now_ready) = instance.ready_counts.observe(
-                    passed,
-                    plan.success_threshold,
-                    plan.failure_threshold,
-                    current,
-                ) {
-                    instance.ready = now_ready;
-                    let action = if now_ready {
-                        KnownAction::InstanceReady
-                    } else {
-                        KnownAction::InstanceUnready
-                    };
-                    self.core
-                        .journal
-                        .record(action, &target, json!({"reason": reason}));
-                }
-            }
-            ProbeKind::Live => {
-                let current = instance.live;
-                if let Some(now_live) =
-                    instance
-                        .live_counts
-                        .observe(passed, 1, plan.failure_threshold, current)
-                {
-                    instance.live = now_live;
-                    if !now_live {
-                        // A failed liveness probe restarts the instance: stop it; the exit
-                        // event applies the restart policy.
-                        if let Some(handle) = instance.handle.clone() {
-                            tokio::spawn(
-                                self.core
-                                    .config
-                                    .driver
-                                    .stop(handle, self.core.config.stop_grace),
-                            );
-                        }
-                        self.core.journal.record(
-                            KnownAction::InstanceUnhealthy,
-                            &target,
-                            json!({"reason": reason, "action": "restart"}),
-                        );
-                    }
-                }
-            }
-        }
-    }
-
     // ----- commands ---------------------------------------------------------------------------
-
-    fn begin_restart(&mut self, name: &str) -> Result<(), ControlError> {
-        let Some(index) = self.service_index(name) else {
-            return Err(unknown_service(name, &self.supervisor.services));
-        };
-        let service = &mut self.supervisor.services[index];
-        if service.is_external() {
-            return Err(ControlError::rejected(format!(
-                "service `{name}` is external: wharf does not run it"
-            )));
-        }
-        if let Some(rollout) = service.active_rollout() {
-            return Err(ControlError::rejected(format!(
-                "a rollout of `{name}` is under way ({}); restart it once the rollout is over",
-                rollout.summary()
-            )));
-        }
-        service.listen_error = None;
-        // Instances that ended for good are replaced by fresh ones.
-        service
-            .instances
-            .retain(|_, i| !matches!(i.phase, Phase::Failed | Phase::Exited));
-        let mut count = 0;
-        for instance in service.instances.values_mut().filter(|i| {
-            i.is_running() || matches!(i.phase, Phase::Backoff { .. } | Phase::Starting)
-        }) {
-            instance.outdated = true;
-            count += 1;
-        }
-        service.wanted = true;
-        self.core.journal.record(KnownAction::ServiceRestart, name, json!({"instances": count, "mode": if self.supervisor.services[index].plan.binds_public_port() { "recreate" } else { "rolling" }}));
-        Ok(())
-    }
 
     fn begin_down(
         &mut self,
@@ -594,8 +495,8 @@ impl ControlPlane {
         reply: oneshot::Sender<Result<(), ControlError>>,
     ) {
         let names: Vec<String> = match &service {
-            Some(name) if self.service_index(name).is_none() => {
-                let _ = reply.send(Err(unknown_service(name, &self.supervisor.services)));
+            Some(name) if self.supervisor.index(name).is_none() => {
+                let _ = reply.send(Err(self.supervisor.unknown(name)));
                 return;
             }
             Some(name) => vec![name.clone()],
@@ -610,7 +511,7 @@ impl ControlPlane {
         };
         // A rollout of a service that stops ends here, rolled back: nothing is left to judge.
         for name in &names {
-            if let Some(index) = self.service_index(name)
+            if let Some(index) = self.supervisor.index(name)
                 && self.supervisor.services[index].active_rollout().is_some()
             {
                 self.feed_rollout(
@@ -622,7 +523,7 @@ impl ControlPlane {
             }
         }
         for name in &names {
-            if let Some(index) = self.service_index(name) {
+            if let Some(index) = self.supervisor.index(name) {
                 self.supervisor.services[index].wanted = false;
             }
         }
@@ -638,36 +539,6 @@ impl ControlPlane {
     }
 
     // ----- instances --------------------------------------------------------------------------
-
-    fn allocate_port(&self, index: usize) -> Option<u16> {
-        let plan = &self.supervisor.services[index].plan;
-        if plan.binds_public_port() {
-            return plan.public_port;
-        }
-        // A free port from the kernel; the instance binds it a moment later.
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()
-            .map(|a| a.port())
-    }
-
-    fn log_path(&self, service: &str, ordinal: u32) -> PathBuf {
-        self.core
-            .config
-            .state_dir
-            .join("logs")
-            .join(service)
-            .join(format!("{ordinal}.log"))
-    }
-
-    fn exit_path(&self, service: &str, ordinal: u32) -> PathBuf {
-        self.core
-            .config
-            .state_dir
-            .join("run")
-            .join(format!("{service}-{ordinal}.exit"))
-    }
 
     fn spec_for(
         &self,
@@ -711,8 +582,8 @@ impl ControlPlane {
             command,
             env,
             workdir: self.core.config.workdir.clone(),
-            log_path: self.log_path(&plan.name, ordinal),
-            exit_path: self.exit_path(&plan.name, ordinal),
+            log_path: self.core.log_path(&plan.name, ordinal),
+            exit_path: self.core.exit_path(&plan.name, ordinal),
             log_max_bytes: self.core.config.log_max_bytes,
             log_keep: self.core.config.log_keep,
         })
@@ -774,19 +645,6 @@ impl ControlPlane {
         });
     }
 
-    /// Stops what a start nobody waits for any more brought up, so it does not run on
-    /// unrecorded.
-    pub(super) fn undo_start(&self, result: Result<Running, StartError>) {
-        if let Ok(running) = result {
-            tokio::spawn(
-                self.core
-                    .config
-                    .driver
-                    .stop(running.handle, self.core.config.stop_grace),
-            );
-        }
-    }
-
     /// The driver's answer to [`Self::start_instance`].
     fn on_started(
         &mut self,
@@ -795,12 +653,12 @@ impl ControlPlane {
         generation: u64,
         result: Result<Running, StartError>,
     ) {
-        let index = self.service_index(service_name);
+        let index = self.supervisor.index(service_name);
         let instance = index.and_then(|i| self.supervisor.services[i].instances.get_mut(&ordinal));
         let current = instance.is_some_and(|i| i.generation == generation);
         let Some(index) = index.filter(|_| current) else {
             // A start nobody waits for any more (the service went away): undo it.
-            return self.undo_start(result);
+            return self.core.undo_start(result);
         };
         let target = format!("{service_name}/{ordinal}");
         let Some(instance) = self.supervisor.services[index].instances.get_mut(&ordinal) else {
@@ -836,7 +694,7 @@ impl ControlPlane {
         if instance.phase != Phase::Starting {
             // Not waited for in this phase: whatever the driver started must not run on
             // unrecorded.
-            return self.undo_start(result);
+            return self.core.undo_start(result);
         }
         let running = match result {
             Ok(running) => running,
@@ -908,28 +766,6 @@ impl ControlPlane {
             KnownAction::InstanceStartFailed,
             &format!("{name}/{ordinal}"),
             json!({"reason": reason}),
-        );
-    }
-
-    fn stop_instance(&mut self, index: usize, ordinal: u32, why: &str) {
-        let grace = self.core.config.stop_grace;
-        let name = self.supervisor.services[index].plan.name.clone();
-        let Some(instance) = self.supervisor.services[index].instances.get_mut(&ordinal) else {
-            return;
-        };
-        instance.phase = Phase::Stopping;
-        instance.draining = None;
-        let pid = instance
-            .handle
-            .as_ref()
-            .and_then(|h| self.core.config.driver.describe(h).pid);
-        if let Some(handle) = instance.handle.clone() {
-            tokio::spawn(self.core.config.driver.stop(handle, grace));
-        }
-        self.core.journal.record(
-            KnownAction::InstanceStop,
-            &format!("{name}/{ordinal}"),
-            json!({"pid": pid, "reason": why}),
         );
     }
 
@@ -1037,32 +873,6 @@ impl ControlPlane {
         }
     }
 
-    /// Writes every change of a service's state to the ledger and the bounded history in the
-    /// store: the evidence of when something went down, why, and when it recovered.
-    fn record_transitions(&mut self) {
-        let statuses =
-            service_statuses(&self.supervisor.services, self.core.config.driver.as_ref());
-        for status in statuses {
-            let previous = self
-                .supervisor
-                .last_states
-                .insert(status.name.clone(), status.state);
-            if previous == Some(status.state) {
-                continue;
-            }
-            let from = previous.map_or("new", wharf_api::ServiceState::as_str);
-            let details = json!({"from": from, "to": status.state, "health": status.health, "reason": status.reason, "blocked_by": status.blocked_by});
-            self.core
-                .journal
-                .record(KnownAction::ServiceState, &status.name, details);
-            self.core.journal.record_health(
-                &status.name,
-                status.state.as_str(),
-                status.reason.as_deref(),
-            );
-        }
-    }
-
     // ----- status -----------------------------------------------------------------------------
 
     fn report(&self) -> StatusReport {
@@ -1072,9 +882,10 @@ impl ControlPlane {
         let healthy = status == wharf_api::StackStatus::Ok;
         // Traffic follows only once the proxy serves the latest table: `up -d` returns when
         // requests to the public ports reach ready instances.
-        let routed = !self.needs_proxy()
+        let routed = !Traffic::needed(&self.supervisor.services)
             || (self.traffic.applied_seq >= self.traffic.seq
-                && self.traffic.last_table.as_ref() == Some(&self.route_table()));
+                && self.traffic.last_table.as_ref()
+                    == Some(&Traffic::route_table(&self.supervisor.services)));
         let settled = routed
             && services.iter().all(|s| {
                 use wharf_api::ServiceState as S;
@@ -1087,7 +898,7 @@ impl ControlPlane {
                     | S::Stopped
                     | S::Down
                     | S::Blocked => true,
-                    S::Waiting => self.blocked_by_failure(&s.name, 0),
+                    S::Waiting => self.supervisor.blocked_by_failure(&s.name, 0),
                     S::Starting | S::Degraded => false,
                 }
             });
@@ -1101,29 +912,6 @@ impl ControlPlane {
             services,
         }
     }
-
-    /// Whether a waiting service can never start because a dependency (transitively) failed.
-    fn blocked_by_failure(&self, name: &str, depth: usize) -> bool {
-        let Some(index) = self.service_index(name) else {
-            return false;
-        };
-        let service = &self.supervisor.services[index];
-        if service.has_failed()
-            || service
-                .instances
-                .values()
-                .any(|i| i.history.short_runs >= 3 && !i.is_running())
-        {
-            return true;
-        }
-        depth < self.supervisor.services.len()
-            && service.instances.is_empty()
-            && service
-                .plan
-                .depends_on
-                .iter()
-                .any(|(dep, _)| self.blocked_by_failure(dep, depth + 1))
-    }
 }
 
 /// A probe that could not even be set up, in the words shown to operators.
@@ -1133,17 +921,6 @@ fn failed_outcome(reason: String) -> Outcome {
         latency: Duration::ZERO,
         reason: Some(reason),
     }
-}
-
-fn unknown_service(name: &str, services: &[ServiceState]) -> ControlError {
-    let names: Vec<&str> = services.iter().map(|s| s.plan.name.as_str()).collect();
-    ControlError::new(
-        ErrorCode::UnknownService,
-        format!(
-            "unknown service `{name}`; the stack has: {}",
-            names.join(", ")
-        ),
-    )
 }
 
 /// `Some(reason)` when something else already listens on the port.

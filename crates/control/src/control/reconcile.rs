@@ -6,13 +6,15 @@ use std::time::Instant;
 
 use wharf_manifest::model::DependencyCondition;
 
+use super::traffic::Traffic;
 use super::{ControlPlane, PROBELESS_READY_AFTER};
 use crate::state::{Instance, Phase};
 
 impl ControlPlane {
     /// Moves every service one step toward what is wanted.
     pub(super) fn reconcile(&mut self) {
-        self.ensure_proxy();
+        self.traffic
+            .ensure_running(&self.core, Traffic::needed(&self.supervisor.services));
         for index in 0..self.supervisor.services.len() {
             if self.supervisor.services[index].wanted {
                 self.reconcile_wanted(index);
@@ -73,7 +75,7 @@ impl ControlPlane {
                 break;
             }
             let ordinal = self.supervisor.services[index].allocate_ordinal();
-            let port = self.allocate_port(index);
+            let port = self.supervisor.allocate_port(index);
             let version = self.supervisor.services[index].stable.version.clone();
             self.supervisor.services[index]
                 .instances
@@ -114,7 +116,7 @@ impl ControlPlane {
                 return;
             }
             let ordinal = self.supervisor.services[index].allocate_ordinal();
-            let port = self.allocate_port(index);
+            let port = self.supervisor.allocate_port(index);
             self.supervisor.services[index]
                 .instances
                 .insert(ordinal, Instance::new(ordinal, port, version.clone()));
@@ -220,7 +222,7 @@ impl ControlPlane {
     fn unmet_dependency(&self, index: usize) -> Option<String> {
         for (dep, dependency) in &self.supervisor.services[index].plan.depends_on {
             let condition = &dependency.condition;
-            let Some(dep_index) = self.service_index(dep) else {
+            let Some(dep_index) = self.supervisor.index(dep) else {
                 continue;
             };
             let dep_state = &self.supervisor.services[dep_index];
@@ -274,7 +276,10 @@ impl ControlPlane {
                     Phase::Stopping => {}
                     // Its start is in the driver's hands: it stops when the start comes
                     // back (see `on_started`), so nothing it starts is left behind.
-                    Phase::Starting => self.stop_instance(index, ordinal, "down"),
+                    Phase::Starting => {
+                        self.supervisor
+                            .stop_instance(&mut self.core, index, ordinal, "down")
+                    }
                     _ => {
                         self.supervisor.services[index].instances.remove(&ordinal);
                         self.core.journal.remove_instance(&name, ordinal);

@@ -194,7 +194,7 @@ impl ControlPlane {
         let mut order = Vec::new();
         for new in plan.services {
             let name = new.name.clone();
-            match self.service_index(&name) {
+            match self.supervisor.index(&name) {
                 Some(index) => {
                     let service = &mut self.supervisor.services[index];
                     let spec_changed =
@@ -239,7 +239,7 @@ impl ControlPlane {
             .filter(|name| !order.contains(name))
             .collect();
         for name in &removed {
-            if let Some(index) = self.service_index(name) {
+            if let Some(index) = self.supervisor.index(name) {
                 self.supervisor.services[index].wanted = false;
             }
         }

@@ -84,7 +84,7 @@ impl ControlPlane {
             }
         };
         for row in rows {
-            let Some(index) = self.service_index(&row.service) else {
+            let Some(index) = self.supervisor.index(&row.service) else {
                 continue;
             };
             match serde_json::from_str::<RolloutRecord>(&row.state) {
@@ -119,8 +119,9 @@ impl ControlPlane {
         request: DeployRequest,
     ) -> Result<RolloutView, ControlError> {
         let index = self
-            .service_index(name)
-            .ok_or_else(|| super::unknown_service(name, &self.supervisor.services))?;
+            .supervisor
+            .index(name)
+            .ok_or_else(|| self.supervisor.unknown(name))?;
         let service = &self.supervisor.services[index];
         if service.is_external() {
             return Err(ControlError::rejected(format!(
@@ -200,8 +201,9 @@ impl ControlPlane {
     /// at once (one step to 100 %, no analysis: it is known good).
     pub(super) fn begin_rollback(&mut self, name: &str) -> Result<RolloutView, ControlError> {
         let index = self
-            .service_index(name)
-            .ok_or_else(|| super::unknown_service(name, &self.supervisor.services))?;
+            .supervisor
+            .index(name)
+            .ok_or_else(|| self.supervisor.unknown(name))?;
         if self.supervisor.services[index].active_rollout().is_some() {
             return self.rollout_command(name, RolloutCommand::Abort);
         }
@@ -285,8 +287,9 @@ impl ControlPlane {
         command: RolloutCommand,
     ) -> Result<RolloutView, ControlError> {
         let index = self
-            .service_index(name)
-            .ok_or_else(|| super::unknown_service(name, &self.supervisor.services))?;
+            .supervisor
+            .index(name)
+            .ok_or_else(|| self.supervisor.unknown(name))?;
         if self.supervisor.services[index].active_rollout().is_none() {
             return Err(ControlError::rejected(format!(
                 "no rollout of `{name}` is under way"

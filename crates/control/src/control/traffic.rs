@@ -1,7 +1,8 @@
-//! The wharf proxy as the control plane runs it: one supervised process (started through the
-//! driver like any instance, so it survives the control plane and is re-adopted), the route
-//! table computed from what is ready, and drains: an instance leaves the table first, finishes
-//! its requests in flight, and only then is stopped.
+//! Traffic: the wharf proxy as the control plane runs it — one supervised process (started
+//! through the driver like any instance, so it survives the control plane and is re-adopted),
+//! the route table computed from what is ready ([`Traffic`] owns the process and what was last
+//! asked of it) — and drains, where traffic meets the supervisor: an instance leaves the table
+//! first, finishes its requests in flight, and only then is stopped.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -17,9 +18,9 @@ use wharf_proxy::table::{
 use wharf_runtime::{InstanceHandle, InstanceSpec, StartError};
 use wharf_store::InstanceRow;
 
-use super::ControlPlane;
+use super::{ControlPlane, Core};
 use crate::proxy_link::{Desired, Rejection, Snapshot};
-use crate::state::{Drain, Phase};
+use crate::state::{Drain, Phase, ServiceState};
 use crate::tasks::watch_ended;
 
 pub use wharf_store::PROXY_ROW;
@@ -91,13 +92,14 @@ fn routed_addresses(table: &RouteTable) -> HashSet<String> {
         .collect()
 }
 
-impl ControlPlane {
-    pub(super) fn needs_proxy(&self) -> bool {
-        self.supervisor.services.iter().any(|s| s.plan.proxied)
+impl Traffic {
+    /// Whether any service has a public port the proxy serves.
+    pub(super) fn needed(services: &[ServiceState]) -> bool {
+        services.iter().any(|s| s.plan.proxied)
     }
 
-    fn proxy_spec(&self) -> Option<InstanceSpec> {
-        let binary = self.traffic.binary.as_ref()?;
+    fn spec(&self, core: &Core) -> Option<InstanceSpec> {
+        let binary = self.binary.as_ref()?;
         Some(InstanceSpec {
             service: PROXY_ROW.to_owned(),
             index: 0,
@@ -105,46 +107,38 @@ impl ControlPlane {
             command: vec![
                 binary.display().to_string(),
                 "--admin-socket".to_owned(),
-                self.traffic.socket.display().to_string(),
+                self.socket.display().to_string(),
                 "--state".to_owned(),
-                self.traffic.state_file.display().to_string(),
+                self.state_file.display().to_string(),
             ],
             env: vec![("WHARF_LOG".to_owned(), "info".to_owned())],
-            workdir: self.core.config.state_dir.clone(),
-            log_path: self.log_path(PROXY_ROW, 0),
-            exit_path: self.exit_path(PROXY_ROW, 0),
-            log_max_bytes: self.core.config.log_max_bytes,
-            log_keep: self.core.config.log_keep,
+            workdir: core.config.state_dir.clone(),
+            log_path: core.log_path(PROXY_ROW, 0),
+            exit_path: core.exit_path(PROXY_ROW, 0),
+            log_max_bytes: core.config.log_max_bytes,
+            log_keep: core.config.log_keep,
         })
     }
 
     /// Starts the proxy when the stack needs one and it is not running (or restarts it after
     /// a crash, with a short backoff). A restarted proxy serves its saved table at once.
-    pub(super) fn ensure_proxy(&mut self) {
-        if !self.needs_proxy()
-            || self.traffic.handle.is_some()
-            || self.traffic.starting
-            || self.traffic.stopping
-        {
+    pub(super) fn ensure_running(&mut self, core: &Core, needed: bool) {
+        if !needed || self.handle.is_some() || self.starting || self.stopping {
             return;
         }
-        if self
-            .traffic
-            .restart_at
-            .is_some_and(|at| at > Instant::now())
-        {
+        if self.restart_at.is_some_and(|at| at > Instant::now()) {
             return;
         }
-        let Some(spec) = self.proxy_spec() else {
+        let Some(spec) = self.spec(core) else {
             return;
         };
-        let _ = std::fs::create_dir_all(self.core.config.state_dir.join("run"));
+        let _ = std::fs::create_dir_all(core.config.state_dir.join("run"));
         // Like an instance, the start runs in a task and answers with `Event::Started`.
-        self.traffic.generation += 1;
-        self.traffic.starting = true;
-        let generation = self.traffic.generation;
-        let driver = self.core.config.driver.clone();
-        let events = self.core.events.clone();
+        self.generation += 1;
+        self.starting = true;
+        let generation = self.generation;
+        let driver = core.config.driver.clone();
+        let events = core.events.clone();
         tokio::spawn(async move {
             let result = driver.start(&spec).await;
             let started = super::Event::Started {
@@ -157,94 +151,90 @@ impl ControlPlane {
         });
     }
 
-    /// The driver's answer to [`Self::ensure_proxy`].
-    pub(super) fn on_proxy_started(
+    /// The driver's answer to [`Self::ensure_running`].
+    pub(super) fn on_started(
         &mut self,
+        core: &mut Core,
         generation: u64,
         result: Result<wharf_runtime::Running, StartError>,
     ) {
-        if generation != self.traffic.generation || !self.traffic.starting {
-            return self.undo_start(result);
+        if generation != self.generation || !self.starting {
+            return core.undo_start(result);
         }
-        self.traffic.starting = false;
+        self.starting = false;
         match result {
             Ok(running) => {
-                let started = self.core.config.driver.describe(&running.handle);
+                let started = core.config.driver.describe(&running.handle);
                 let handle_text = running.handle.to_string();
-                self.traffic.handle = Some(running.handle);
-                self.traffic.restart_at = None;
+                self.handle = Some(running.handle);
+                self.restart_at = None;
                 tokio::spawn(watch_ended(
-                    self.core.events.clone(),
+                    core.events.clone(),
                     PROXY_ROW.to_owned(),
                     0,
                     generation,
                     running.ended,
                 ));
-                self.core.journal.save_instance(&InstanceRow {
+                core.journal.save_instance(&InstanceRow {
                     service: PROXY_ROW.to_owned(),
                     index: 0,
                     version: env!("CARGO_PKG_VERSION").to_owned(),
                     handle: handle_text,
                     port: None,
                     started_at: jiff::Timestamp::now().to_string(),
-                    restarts: self.traffic.restarts,
+                    restarts: self.restarts,
                     spec_hash: String::new(),
                 });
-                self.core.journal.record(
+                core.journal.record(
                     KnownAction::ProxyStart,
                     "proxy",
-                    json!({"pid": started.pid, "restarts": self.traffic.restarts}),
+                    json!({"pid": started.pid, "restarts": self.restarts}),
                 );
-                if self.traffic.stopping
-                    && let Some(handle) = self.traffic.handle.clone()
+                if self.stopping
+                    && let Some(handle) = self.handle.clone()
                 {
                     // Asked to stop while it was starting.
-                    tokio::spawn(
-                        self.core
-                            .config
-                            .driver
-                            .stop(handle, self.core.config.stop_grace),
-                    );
-                    self.core
-                        .journal
+                    tokio::spawn(core.config.driver.stop(handle, core.config.stop_grace));
+                    core.journal
                         .record(KnownAction::ProxyStop, "proxy", json!({}));
                 }
             }
             Err(StartError::Refused { reason, .. } | StartError::Shim { reason, .. }) => {
                 tracing::error!(reason, "the proxy could not start");
-                self.core.journal.record(
+                core.journal.record(
                     KnownAction::ProxyStartFailed,
                     "proxy",
                     json!({"reason": reason}),
                 );
-                self.proxy_backoff();
+                self.backoff();
             }
         }
     }
 
-    fn proxy_backoff(&mut self) {
-        self.traffic.restarts += 1;
-        let exponent = self.traffic.restarts.min(6);
+    fn backoff(&mut self) {
+        self.restarts += 1;
+        let exponent = self.restarts.min(6);
         let delay = Duration::from_millis(100 * (1 << exponent)).min(Duration::from_secs(5));
-        self.traffic.restart_at = Some(Instant::now() + delay);
+        self.restart_at = Some(Instant::now() + delay);
     }
 
-    pub(super) fn on_proxy_exit(
+    pub(super) fn on_exit(
         &mut self,
+        core: &mut Core,
         generation: u64,
         status: Option<wharf_runtime::ExitStatus>,
     ) {
-        if generation != self.traffic.generation || self.traffic.handle.is_none() {
+        if generation != self.generation || self.handle.is_none() {
             return;
         }
-        self.traffic.handle = None;
-        self.core.journal.remove_instance(PROXY_ROW, 0);
+        self.handle = None;
+        core.journal.remove_instance(PROXY_ROW, 0);
         let status = status.map_or_else(|| "unknown".to_owned(), |s| s.to_string());
-        if self.traffic.stopping {
+        if self.stopping {
             // A clean stop: the next proxy starts empty rather than listening on the ports of
             // instances that are gone.
-            let _ = std::fs::remove_file(&self.traffic.state_file);
-            self.core.journal.record(
+            let _ = std::fs::remove_file(&self.state_file);
+            core.journal.record(
                 KnownAction::ProxyStopped,
                 "proxy",
                 json!({"status": status}),
@@ -252,50 +242,49 @@ impl ControlPlane {
             return;
         }
         tracing::warn!(status, "the proxy exited; restarting it");
-        self.core.journal.record(
+        core.journal.record(
             KnownAction::ProxyExit,
             "proxy",
             json!({"status": status, "action": "restart"}),
         );
-        self.proxy_backoff();
+        self.backoff();
     }
 
     /// Adopts a proxy a previous control plane left running, and learns which instances it
     /// routes to: those are ready (they were when it was last told), so the first table this
     /// control plane sends changes nothing for traffic.
-    pub(super) async fn adopt_proxy(&mut self, row: &InstanceRow) -> bool {
+    pub(super) async fn adopt(&mut self, core: &mut Core, row: &InstanceRow) -> bool {
         let handle = match row.handle.parse::<InstanceHandle>() {
             Ok(handle) => handle,
             Err(error) => {
                 tracing::error!(%error, "unreadable proxy handle; starting a new proxy");
-                self.core.journal.remove_instance(PROXY_ROW, 0);
+                core.journal.remove_instance(PROXY_ROW, 0);
                 return false;
             }
         };
-        if !self.core.config.driver.is_running(&handle) {
-            self.core.journal.remove_instance(PROXY_ROW, 0);
+        if !core.config.driver.is_running(&handle) {
+            core.journal.remove_instance(PROXY_ROW, 0);
             return false;
         }
-        self.traffic.generation += 1;
-        self.traffic.restarts = row.restarts;
+        self.generation += 1;
+        self.restarts = row.restarts;
         tokio::spawn(watch_ended(
-            self.core.events.clone(),
+            core.events.clone(),
             PROXY_ROW.to_owned(),
             0,
-            self.traffic.generation,
-            self.core.config.driver.watch(handle.clone()),
+            self.generation,
+            core.config.driver.watch(handle.clone()),
         ));
-        let pid = self.core.config.driver.describe(&handle).pid;
-        self.traffic.handle = Some(handle);
-        self.core
-            .journal
+        let pid = core.config.driver.describe(&handle).pid;
+        self.handle = Some(handle);
+        core.journal
             .record(KnownAction::ProxyAdopt, "proxy", json!({"pid": pid}));
         true
     }
 
     /// The addresses the running proxy routes to now (empty if it cannot be asked).
-    pub(super) async fn proxy_routed_now(&self) -> HashSet<String> {
-        match crate::proxy_link::current_table(&self.traffic.socket).await {
+    pub(super) async fn routed_now(&self) -> HashSet<String> {
+        match crate::proxy_link::current_table(&self.socket).await {
             Ok(table) => routed_addresses(&table),
             Err(error) => {
                 tracing::warn!(error, "cannot read the adopted proxy's table");
@@ -305,9 +294,9 @@ impl ControlPlane {
     }
 
     /// The table for what is ready now.
-    pub(super) fn route_table(&self) -> RouteTable {
-        let mut services = BTreeMap::new();
-        for service in &self.supervisor.services {
+    pub(super) fn route_table(services: &[ServiceState]) -> RouteTable {
+        let mut routes = BTreeMap::new();
+        for service in services {
             let plan = &service.plan;
             let (true, Some(port), true, None) = (
                 plan.proxied,
@@ -364,7 +353,7 @@ impl ControlPlane {
                 .as_ref()
                 .and_then(|r| r.deadlines.drain)
                 .map_or(DEFAULT_DRAIN, |d| d.as_std());
-            services.insert(
+            routes.insert(
                 plan.name.clone(),
                 ServiceRoute {
                     listen: format!("0.0.0.0:{port}"),
@@ -393,17 +382,32 @@ impl ControlPlane {
         }
         RouteTable {
             revision: 0,
-            services,
+            services: routes,
         }
     }
 
+    /// Whole-stack down: once every service is gone, the proxy goes too.
+    pub(super) fn stop(&mut self, core: &mut Core) {
+        if self.stopping {
+            return;
+        }
+        self.stopping = true;
+        if let Some(handle) = self.handle.clone() {
+            tokio::spawn(core.config.driver.stop(handle, core.config.stop_grace));
+            core.journal
+                .record(KnownAction::ProxyStop, "proxy", json!({}));
+        }
+    }
+}
+
+impl ControlPlane {
     /// Sends the table to the proxy link when it changed; drains and weight changes learn the
     /// sequence number from which they are in force.
     pub(super) fn publish_routes(&mut self) {
-        if !self.needs_proxy() {
+        if !Traffic::needed(&self.supervisor.services) {
             return;
         }
-        let table = self.route_table();
+        let table = Traffic::route_table(&self.supervisor.services);
         let changed = self.traffic.last_table.as_ref() != Some(&table) || self.traffic.routes_dirty;
         self.traffic.routes_dirty = false;
         if !changed {
@@ -445,7 +449,8 @@ impl ControlPlane {
         if instance.phase == Phase::Starting {
             // Its start is in the driver's hands: stopped once it comes back (`on_started`),
             // so whatever the driver started is never left without a record.
-            self.stop_instance(index, ordinal, why);
+            self.supervisor
+                .stop_instance(&mut self.core, index, ordinal, why);
             return;
         }
         if instance.phase != Phase::Running {
@@ -474,7 +479,8 @@ impl ControlPlane {
                 json!({"reason": why, "version": instance.version}),
             );
         } else {
-            self.stop_instance(index, ordinal, why);
+            self.supervisor
+                .stop_instance(&mut self.core, index, ordinal, why);
         }
     }
 
@@ -523,7 +529,8 @@ impl ControlPlane {
             }
         }
         for (index, ordinal, why) in done {
-            self.stop_instance(index, ordinal, &why);
+            self.supervisor
+                .stop_instance(&mut self.core, index, ordinal, &why);
         }
     }
 
@@ -555,7 +562,7 @@ impl ControlPlane {
         let at_fault = rejection
             .service
             .as_deref()
-            .and_then(|s| self.service_index(s))
+            .and_then(|s| self.supervisor.index(s))
             .filter(|_| bind_failed);
         if let Some(index) = at_fault {
             let port = self.supervisor.services[index].plan.public_port;
@@ -569,25 +576,6 @@ impl ControlPlane {
             self.traffic.routes_dirty = true;
         }
     }
-
-    /// Whole-stack down: once every service is gone, the proxy goes too.
-    pub(super) fn stop_proxy(&mut self) {
-        if self.traffic.stopping {
-            return;
-        }
-        self.traffic.stopping = true;
-        if let Some(handle) = self.traffic.handle.clone() {
-            tokio::spawn(
-                self.core
-                    .config
-                    .driver
-                    .stop(handle, self.core.config.stop_grace),
-            );
-            self.core
-                .journal
-                .record(KnownAction::ProxyStop, "proxy", json!({}));
-        }
-    }
 }
 
 /// A manifest duration as the route table's milliseconds.
@@ -599,4 +587,72 @@ fn millis(duration: wharf_manifest::values::Duration) -> u64 {
 /// is given as its longest.
 fn std_millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).map_or(MAX_TIMEOUT_MS, |ms| ms.min(MAX_TIMEOUT_MS))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The route table is a function of the supervisor's services: tested without a proxy.
+
+    use super::Traffic;
+    use crate::state::{Instance, Phase, ServiceState};
+
+    const MANIFEST: &str = "\
+name: unit
+services:
+  web:
+    command: [web]
+    port: 8080
+    replicas: 3
+  worker:
+    command: [worker]
+";
+
+    fn services() -> Vec<ServiceState> {
+        let loaded = wharf_manifest::load(MANIFEST, Default::default(), &|_: &str| None);
+        let stack = loaded.stack.expect("the test manifest is valid");
+        let plan = crate::plan(&stack).expect("the test manifest plans");
+        plan.services.into_iter().map(ServiceState::new).collect()
+    }
+
+    fn instance(ordinal: u32, port: u16, ready: bool) -> Instance {
+        let mut instance = Instance::new(ordinal, Some(port), "latest".to_owned());
+        instance.phase = Phase::Running;
+        instance.ready = ready;
+        instance
+    }
+
+    #[test]
+    fn the_table_routes_ready_instances_of_proxied_services_only() {
+        let mut services = services();
+        let web = services.iter().position(|s| s.plan.name == "web").unwrap();
+        assert!(Traffic::needed(&services));
+        services[web].instances.insert(0, instance(0, 4000, true));
+        services[web].instances.insert(1, instance(1, 4001, false));
+        let mut draining = instance(2, 4002, true);
+        draining.draining = Some(crate::state::Drain {
+            since: std::time::Instant::now(),
+            seq: 0,
+            why: "test".to_owned(),
+        });
+        services[web].instances.insert(2, draining);
+        let table = Traffic::route_table(&services);
+        assert_eq!(table.services.len(), 1, "only `web` has a public port");
+        let route = &table.services["web"];
+        assert_eq!(route.listen, "0.0.0.0:8080");
+        assert_eq!(route.versions.len(), 1);
+        assert_eq!(route.versions[0].weight, 100);
+        assert_eq!(route.versions[0].instances, ["127.0.0.1:4000"]);
+    }
+
+    #[test]
+    fn a_service_whose_port_is_taken_or_that_was_stopped_leaves_the_table() {
+        let mut services = services();
+        let web = services.iter().position(|s| s.plan.name == "web").unwrap();
+        services[web].instances.insert(0, instance(0, 4000, true));
+        services[web].listen_error = Some("port 8080 is already in use".to_owned());
+        assert!(Traffic::route_table(&services).services.is_empty());
+        services[web].listen_error = None;
+        services[web].wanted = false;
+        assert!(Traffic::route_table(&services).services.is_empty());
+    }
 }
