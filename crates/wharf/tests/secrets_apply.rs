@@ -661,3 +661,58 @@ services:
     transcript.run(&stack, &["down"]);
     transcript.finish(&stack, &[PASSWORD, url.as_str(), "not-the-password-4d3c"]);
 }
+
+#[test]
+fn a_manifest_that_starts_using_secrets_unlocks_them_at_reload_and_restarts_the_service() {
+    // The control plane starts without the master key (no service uses a secret yet); the
+    // changed manifest needs it: the reload's task unlocks the secrets (the loop never reads
+    // the key file or writes the store) and the service restarts with the value.
+    let manifest = |uses: &str| {
+        format!(
+            r#"
+name: unlock
+secrets:
+  TOKEN: {{}}
+services:
+  web:
+    command: [TESTBED, --port, "${{PORT}}"]
+{uses}"#
+        )
+    };
+    let stack = Stack::new(&manifest(""));
+    let mut transcript = Transcript::default();
+    set_secret(&stack, &mut transcript, "TOKEN", "tok-0c9d8e7f6a5b");
+    let output = transcript.run(&stack, &["up", "-d", "--wait-timeout", "60s"]);
+    assert!(output.status.success());
+    let before = stack.pids();
+    assert_eq!(env_of(before[0], "TOKEN"), None);
+    let text =
+        manifest("    secrets: [TOKEN]\n").replace("TESTBED", &testbed_bin().display().to_string());
+    std::fs::write(stack.path().join("wharf.yaml"), text).unwrap();
+    let output = transcript.run(&stack, &["up", "-d", "--wait-timeout", "60s"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(said.contains("restarting (rolling): web"), "{said}");
+    let pid = eventually(
+        "web restarted with the secret",
+        Duration::from_secs(30),
+        || {
+            service_pids(&stack, "web")
+                .into_iter()
+                .find(|pid| !before.contains(pid) && env_of(*pid, "TOKEN").is_some())
+        },
+    );
+    assert_eq!(env_of(pid, "TOKEN").as_deref(), Some("tok-0c9d8e7f6a5b"));
+    let entries = stack.ledger();
+    assert!(!actions(&entries, "stack.reload").is_empty());
+    transcript.run(&stack, &["down"]);
+    transcript.finish(&stack, &["tok-0c9d8e7f6a5b"]);
+}
