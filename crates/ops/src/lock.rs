@@ -16,6 +16,10 @@ pub const LOCK_FILE: &str = "control.lock";
 /// The running control plane's pid, for messages.
 pub const PID_FILE: &str = "control.pid";
 
+/// How long a write that needs the lock to itself waits for a CLI writer holding it (one use
+/// case: milliseconds, seconds at worst behind SQLite's busy timeout).
+const CLI_WRITER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Proof that this process is the one writer (see the module docs). Dropping it releases.
 #[derive(Debug)]
 pub struct ControlLock {
@@ -73,10 +77,23 @@ impl ControlLock {
     }
 
     /// Takes the lock, or explains that a control plane holds it (for writes that must not
-    /// run beside one, such as `secret rekey`).
+    /// run beside one, such as `secret rekey`). A running control plane is refused at once;
+    /// another holder — a CLI writing under the lock for a moment — is waited for, briefly.
     pub fn acquire_or_refuse(state_dir: &Path, what: &str) -> Result<ControlLock, OpsError> {
+        if let Some(lock) = Self::try_acquire(state_dir)? {
+            return Ok(lock);
+        }
+        let pid = std::fs::read_to_string(state_dir.join(PID_FILE)).unwrap_or_default();
+        let control_plane_runs = pid
+            .trim()
+            .parse::<u32>()
+            .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if !control_plane_runs
+            && let Some(lock) = Self::acquire_within(state_dir, CLI_WRITER_PATIENCE)?
+        {
+            return Ok(lock);
+        }
         Self::try_acquire(state_dir)?.ok_or_else(|| {
-            let pid = std::fs::read_to_string(state_dir.join(PID_FILE)).unwrap_or_default();
             let pid = pid.trim();
             OpsError::Conflict(format!(
                 "a control plane is running for this stack (pid {pid}) and holds {LOCK_FILE}; \
@@ -89,5 +106,37 @@ impl ControlLock {
     /// The state directory this lock guards.
     pub fn state_dir(&self) -> &Path {
         &self.state_dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_that_needs_the_lock_waits_for_a_cli_writer_but_not_for_a_control_plane() {
+        let dir = tempfile::tempdir().unwrap();
+        // A CLI writer holds the lock (no control plane: no pid file naming a live process).
+        let holder = ControlLock::try_acquire(dir.path()).unwrap().unwrap();
+        let (started, starting) = std::sync::mpsc::channel();
+        let state_dir = dir.path().to_owned();
+        let waiter = std::thread::spawn(move || {
+            started.send(()).unwrap();
+            ControlLock::acquire_or_refuse(&state_dir, "re-keying")
+        });
+        starting.recv().unwrap();
+        drop(holder);
+        let lock = waiter
+            .join()
+            .unwrap()
+            .expect("the CLI writer's lock was waited for");
+        // A running control plane (its pid file names a live process) is refused at once.
+        std::fs::write(dir.path().join(PID_FILE), std::process::id().to_string()).unwrap();
+        let refused = ControlLock::acquire_or_refuse(dir.path(), "re-keying").unwrap_err();
+        assert!(
+            refused.to_string().contains("a control plane is running"),
+            "{refused}"
+        );
+        drop(lock);
     }
 }
