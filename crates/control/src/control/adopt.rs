@@ -120,8 +120,7 @@ impl ControlPlane {
         let target = format!("{}/{}", row.service, row.index);
         if self.core.config.driver.is_running(&handle) {
             let pid = self.core.config.driver.describe(&handle).pid;
-            let grace = self.core.config.stop_grace;
-            tokio::spawn(self.core.config.driver.stop(handle, grace));
+            self.core.stop(handle);
             self.core.journal.record(
                 KnownAction::InstanceStop,
                 &target,

@@ -105,6 +105,27 @@ pub(super) struct Core {
     /// The last instance generation handed out. One counter for the whole control plane, so a
     /// late event of a service removed and added again can never match a new instance.
     generations: u64,
+    /// What handling the current event asked of the driver, handed to tasks by the loop once
+    /// the event is handled (see [`Effect`]).
+    effects: Vec<Effect>,
+}
+
+/// A driver call a subsystem decided on. Subsystems only say what to do; the loop turns each
+/// into a task after the event ([`ControlPlane::run_effects`]), whose outcome — a start's —
+/// comes back as an event. So no subsystem awaits, spawns or needs a runtime to be tested.
+#[derive(Debug)]
+pub(super) enum Effect {
+    /// Start an instance (or the proxy, `service` = [`PROXY_ROW`]); answered by
+    /// [`Event::Started`] with this generation. The resolved spec is wiped after the start.
+    Start {
+        service: String,
+        ordinal: u32,
+        generation: u64,
+        spec: Box<InstanceSpec>,
+    },
+    /// Stop what runs under this handle: SIGTERM-equivalent, the grace, then a kill. Its exit
+    /// arrives through the instance's watch.
+    Stop(wharf_runtime::InstanceHandle),
 }
 
 /// The supervisor's state: each service of the plan with its instances, and the `down`s
@@ -138,14 +159,31 @@ impl Core {
 
     /// Stops what a start nobody waits for any more brought up, so it does not run on
     /// unrecorded.
-    pub(super) fn undo_start(&self, result: Result<Running, StartError>) {
+    pub(super) fn undo_start(&mut self, result: Result<Running, StartError>) {
         if let Ok(running) = result {
-            tokio::spawn(
-                self.config
-                    .driver
-                    .stop(running.handle, self.config.stop_grace),
-            );
+            self.stop(running.handle);
         }
+    }
+
+    /// Asks the driver to stop what runs under `handle` (after this event).
+    pub(super) fn stop(&mut self, handle: wharf_runtime::InstanceHandle) {
+        self.effects.push(Effect::Stop(handle));
+    }
+
+    /// Asks the driver to start `spec` as attempt `generation` (after this event).
+    pub(super) fn start(
+        &mut self,
+        service: String,
+        ordinal: u32,
+        generation: u64,
+        spec: InstanceSpec,
+    ) {
+        self.effects.push(Effect::Start {
+            service,
+            ordinal,
+            generation,
+            spec: Box::new(spec),
+        });
     }
 }
 
@@ -167,6 +205,7 @@ impl ControlPlane {
                 prober: Prober::default(),
                 started_at: jiff::Timestamp::now(),
                 generations: 0,
+                effects: Vec::new(),
             },
             supervisor: Supervisor {
                 services: plan.services.into_iter().map(ServiceState::new).collect(),
@@ -210,6 +249,7 @@ impl ControlPlane {
             json!({"control_pid": std::process::id()}),
         );
         self.adopt().await;
+        self.run_effects();
         tokio::spawn(crate::proxy_link::run(
             self.traffic.socket.clone(),
             self.traffic.desired.subscribe(),
@@ -251,8 +291,10 @@ impl ControlPlane {
                     true
                 }
             };
-            // The row changes of this event, with or without an entry, reach the writer now.
+            // The row changes of this event, with or without an entry, reach the writer now,
+            // and what it asked of the driver goes to tasks.
             self.core.journal.commit();
+            self.run_effects();
             if let Some(deadline) = abandoning {
                 if !self.driver_busy() || tokio::time::Instant::now() >= deadline {
                     self.core.journal.flush().await;
@@ -267,6 +309,7 @@ impl ControlPlane {
             self.reconcile();
             self.supervisor.record_transitions(&mut self.core);
             self.core.journal.commit();
+            self.run_effects();
             if self.supervisor.exit_when_stopped
                 && self
                     .supervisor
@@ -275,6 +318,7 @@ impl ControlPlane {
                     .all(|s| s.instances.is_empty())
             {
                 self.traffic.stop(&mut self.core);
+                self.run_effects();
                 if self.traffic.handle.is_none() && !self.traffic.starting {
                     break;
                 }
@@ -286,6 +330,42 @@ impl ControlPlane {
         // Every record queued so far reaches the disk before the process may exit.
         self.core.journal.flush().await;
         tracing::info!("stack stopped; control plane exits");
+    }
+
+    /// Hands the driver calls decided while handling an event to tasks: a start answers with
+    /// [`Event::Started`]; a stop's outcome shows as the instance's exit.
+    fn run_effects(&mut self) {
+        for effect in std::mem::take(&mut self.core.effects) {
+            let driver = self.core.config.driver.clone();
+            match effect {
+                Effect::Start {
+                    service,
+                    ordinal,
+                    generation,
+                    spec,
+                } => {
+                    let events = self.core.events.clone();
+                    tokio::spawn(async move {
+                        let result = driver.start(&spec).await;
+                        // The resolved values are not needed past the start: wipe this copy.
+                        let mut spec = spec;
+                        for (_, value) in spec.env.iter_mut() {
+                            zeroize::Zeroize::zeroize(value);
+                        }
+                        let started = Event::Started {
+                            service,
+                            ordinal,
+                            generation,
+                            result: Box::new(result),
+                        };
+                        let _ = events.send(started).await;
+                    });
+                }
+                Effect::Stop(handle) => {
+                    tokio::spawn(driver.stop(handle, self.core.config.stop_grace));
+                }
+            }
+        }
     }
 
     /// Whether a start or a stop is still in the driver's hands.
@@ -626,23 +706,7 @@ impl ControlPlane {
         instance.identity = identity;
         instance.error = None;
         let generation = instance.generation;
-        let driver = self.core.config.driver.clone();
-        let events = self.core.events.clone();
-        tokio::spawn(async move {
-            let result = driver.start(&spec).await;
-            // The resolved values are not needed past the start: wipe this copy.
-            let mut spec = spec;
-            for (_, value) in spec.env.iter_mut() {
-                zeroize::Zeroize::zeroize(value);
-            }
-            let started = Event::Started {
-                service,
-                ordinal,
-                generation,
-                result: Box::new(result),
-            };
-            let _ = events.send(started).await;
-        });
+        self.core.start(service, ordinal, generation, spec);
     }
 
     /// The driver's answer to [`Self::start_instance`].
@@ -678,12 +742,7 @@ impl ControlPlane {
                         running.ended,
                     ));
                     instance.tasks.push(watch.abort_handle());
-                    tokio::spawn(
-                        self.core
-                            .config
-                            .driver
-                            .stop(running.handle, self.core.config.stop_grace),
-                    );
+                    self.core.stop(running.handle);
                 }
                 Err(_) => {
                     self.supervisor.services[index].instances.remove(&ordinal);

@@ -14,7 +14,7 @@ impl ControlPlane {
     /// Moves every service one step toward what is wanted.
     pub(super) fn reconcile(&mut self) {
         self.traffic
-            .ensure_running(&self.core, Traffic::needed(&self.supervisor.services));
+            .ensure_running(&mut self.core, Traffic::needed(&self.supervisor.services));
         for index in 0..self.supervisor.services.len() {
             if self.supervisor.services[index].wanted {
                 self.reconcile_wanted(index);

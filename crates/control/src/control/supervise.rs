@@ -104,7 +104,7 @@ impl Supervisor {
                         // A failed liveness probe restarts the instance: stop it; the exit
                         // event applies the restart policy.
                         if let Some(handle) = instance.handle.clone() {
-                            tokio::spawn(core.config.driver.stop(handle, core.config.stop_grace));
+                            core.stop(handle);
                         }
                         core.journal.record(
                             KnownAction::InstanceUnhealthy,
@@ -171,7 +171,6 @@ impl Supervisor {
 
     /// Asks the driver to stop an instance; its exit removes it.
     pub(super) fn stop_instance(&mut self, core: &mut Core, index: usize, ordinal: u32, why: &str) {
-        let grace = core.config.stop_grace;
         let name = self.services[index].plan.name.clone();
         let Some(instance) = self.services[index].instances.get_mut(&ordinal) else {
             return;
@@ -183,7 +182,7 @@ impl Supervisor {
             .as_ref()
             .and_then(|h| core.config.driver.describe(h).pid);
         if let Some(handle) = instance.handle.clone() {
-            tokio::spawn(core.config.driver.stop(handle, grace));
+            core.stop(handle);
         }
         core.journal.record(
             KnownAction::InstanceStop,
@@ -263,12 +262,13 @@ mod tests {
         StartError, StopOutcome,
     };
 
-    use super::super::{Config, Core, Supervisor};
+    use super::super::{Config, Core, Effect, Supervisor};
     use crate::events::ProbeKind;
     use crate::journal::Journal;
     use crate::state::{Instance, Phase, ServiceState};
 
-    /// A driver the readiness path never reaches: any call is a test failure.
+    /// A driver no subsystem calls (they only decide [`Effect`]s, which the loop runs): any
+    /// call but `describe` is a test failure.
     #[derive(Debug)]
     struct UncalledDriver;
 
@@ -306,6 +306,7 @@ services:
     command: [api]
     probes:
       ready: {http: /ready, success_threshold: 2, failure_threshold: 2}
+      live: {http: /live, failure_threshold: 2}
 ";
 
     fn supervisor_and_core(dir: &std::path::Path) -> (Supervisor, Core) {
@@ -331,11 +332,13 @@ services:
             prober: Default::default(),
             started_at: jiff::Timestamp::now(),
             generations: 0,
+            effects: Vec::new(),
         };
         let mut service = ServiceState::new(plan.services.into_iter().next().unwrap());
         let mut instance = Instance::new(0, Some(1), "1".to_owned());
         instance.phase = Phase::Running;
         instance.generation = 7;
+        instance.handle = Some(InstanceHandle::new("test", &0).unwrap());
         service.instances.insert(0, instance);
         let supervisor = Supervisor {
             services: vec![service],
@@ -388,6 +391,26 @@ services:
         // Unknown services and instances are ignored, not a panic.
         supervisor.on_probe(&mut core, "nope", 0, 7, ProbeKind::Ready, pass());
         supervisor.on_probe(&mut core, "api", 9, 7, ProbeKind::Ready, pass());
+    }
+
+    #[test]
+    fn a_failing_liveness_probe_decides_a_stop_and_the_ledger_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut supervisor, mut core) = supervisor_and_core(dir.path());
+        let fail = || outcome(Status::Fail);
+        supervisor.on_probe(&mut core, "api", 0, 7, ProbeKind::Live, fail());
+        assert!(core.effects.is_empty(), "one failure of two needed");
+        supervisor.on_probe(&mut core, "api", 0, 7, ProbeKind::Live, fail());
+        let [Effect::Stop(handle)] = core.effects.as_slice() else {
+            panic!("expected one stop, got {:?}", core.effects);
+        };
+        assert_eq!(handle.data::<u32>("test").unwrap(), 0);
+        assert!(!supervisor.services[0].instances[&0].live);
+        // Stopping an instance decides its stop too, and marks it.
+        core.effects.clear();
+        supervisor.stop_instance(&mut core, 0, 0, "test");
+        assert!(matches!(core.effects.as_slice(), [Effect::Stop(_)]));
+        assert_eq!(supervisor.services[0].instances[&0].phase, Phase::Stopping);
     }
 
     #[test]

@@ -122,7 +122,7 @@ impl Traffic {
 
     /// Starts the proxy when the stack needs one and it is not running (or restarts it after
     /// a crash, with a short backoff). A restarted proxy serves its saved table at once.
-    pub(super) fn ensure_running(&mut self, core: &Core, needed: bool) {
+    pub(super) fn ensure_running(&mut self, core: &mut Core, needed: bool) {
         if !needed || self.handle.is_some() || self.starting || self.stopping {
             return;
         }
@@ -136,19 +136,7 @@ impl Traffic {
         // Like an instance, the start runs in a task and answers with `Event::Started`.
         self.generation += 1;
         self.starting = true;
-        let generation = self.generation;
-        let driver = core.config.driver.clone();
-        let events = core.events.clone();
-        tokio::spawn(async move {
-            let result = driver.start(&spec).await;
-            let started = super::Event::Started {
-                service: PROXY_ROW.to_owned(),
-                ordinal: 0,
-                generation,
-                result: Box::new(result),
-            };
-            let _ = events.send(started).await;
-        });
+        core.start(PROXY_ROW.to_owned(), 0, self.generation, spec);
     }
 
     /// The driver's answer to [`Self::ensure_running`].
@@ -194,7 +182,7 @@ impl Traffic {
                     && let Some(handle) = self.handle.clone()
                 {
                     // Asked to stop while it was starting.
-                    tokio::spawn(core.config.driver.stop(handle, core.config.stop_grace));
+                    core.stop(handle);
                     core.journal
                         .record(KnownAction::ProxyStop, "proxy", json!({}));
                 }
@@ -393,7 +381,7 @@ impl Traffic {
         }
         self.stopping = true;
         if let Some(handle) = self.handle.clone() {
-            tokio::spawn(core.config.driver.stop(handle, core.config.stop_grace));
+            core.stop(handle);
             core.journal
                 .record(KnownAction::ProxyStop, "proxy", json!({}));
         }
