@@ -460,12 +460,34 @@ pub struct Alert {
     pub webhook: Webhook,
     #[serde(skip_serializing_if = "AlertThresholds::is_empty")]
     pub thresholds: AlertThresholds,
+    /// How the receiver ranks the page (PagerDuty's four levels); `critical` by default.
+    pub severity: AlertSeverity,
+    /// The services it watches; empty: every service.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
+    /// Attached to every page (routing, ownership).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertSeverity {
+    Critical,
+    Error,
+    Warning,
+    Info,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Webhook {
+    /// Where notices go; `${secret:NAME}` when it carries a key.
     pub url: String,
     pub format: WebhookFormat,
+    /// PagerDuty's integration key, always `${secret:NAME}`; without it, the `routing_key`
+    /// query parameter of the URL (which is then a secret) is used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routing_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -476,7 +498,9 @@ pub enum WebhookFormat {
     Pagerduty,
 }
 
-/// When an alert fires; empty means on every incident and failed rollout.
+/// When an alert fires: a service not serving for `down_for` (1 minute when absent), or its
+/// error rate or p95 latency through the proxy over the last minute above a threshold for as
+/// long.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct AlertThresholds {
     #[serde(skip_serializing_if = "Option::is_none")]

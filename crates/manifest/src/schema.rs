@@ -25,6 +25,8 @@ pub(crate) struct References {
     pub declared_secrets: Vec<(String, Span)>,
     /// Span of each service's name.
     pub services: Vec<(String, Span)>,
+    /// (alert, service, span) from an alert's `services:` list
+    pub alert_services: Vec<(String, String, Span)>,
 }
 
 pub(crate) const ROOT_KEYS: &[&str] = &[
@@ -113,7 +115,7 @@ pub(crate) fn stack(decoder: &mut Decoder, root: &Node, refs: &mut References) -
         .unwrap_or_default();
     let alerts = fields
         .get("alerts")
-        .map(|n| alerts(decoder, n))
+        .map(|n| alerts(decoder, n, refs))
         .unwrap_or_default();
     let require = fields.get("require").and_then(|n| requirements(decoder, n));
     Some(Stack {
@@ -1180,11 +1182,22 @@ fn smoke_checks(decoder: &mut Decoder, node: &Node) -> Vec<SmokeCheck> {
     checks
 }
 
-fn alerts(decoder: &mut Decoder, node: &Node) -> Vec<Alert> {
+fn alerts(decoder: &mut Decoder, node: &Node, refs: &mut References) -> Vec<Alert> {
     let mut alerts = Vec::new();
     for (index, item) in decoder.items(node, "`alerts`").iter().enumerate() {
         let what = format!("alert {}", index + 1);
-        let Some(fields) = decoder.fields(item, &what, &["name", "webhook", "thresholds"]) else {
+        let Some(fields) = decoder.fields(
+            item,
+            &what,
+            &[
+                "name",
+                "webhook",
+                "thresholds",
+                "severity",
+                "services",
+                "labels",
+            ],
+        ) else {
             continue;
         };
         let name = fields
@@ -1196,11 +1209,48 @@ fn alerts(decoder: &mut Decoder, node: &Node) -> Vec<Alert> {
         let thresholds = fields
             .get("thresholds")
             .and_then(|n| thresholds(decoder, &sub(&what, "thresholds"), n));
+        let severity = fields
+            .get("severity")
+            .and_then(|n| {
+                decoder.choice(
+                    n,
+                    &sub(&what, "severity"),
+                    &[
+                        ("critical", AlertSeverity::Critical),
+                        ("error", AlertSeverity::Error),
+                        ("warning", AlertSeverity::Warning),
+                        ("info", AlertSeverity::Info),
+                    ],
+                )
+            })
+            .unwrap_or(AlertSeverity::Critical);
+        let mut services = Vec::new();
+        if let Some(list) = fields.get("services") {
+            for service in decoder.items(list, &sub(&what, "services")) {
+                if let Some(text) = decoder.name(service, &sub(&what, "services")) {
+                    refs.alert_services.push((
+                        name.clone().unwrap_or_else(|| what.clone()),
+                        text.clone(),
+                        service.span,
+                    ));
+                    services.push(text);
+                }
+            }
+        }
+        let labels = fields
+            .get("labels")
+            .map(|n| decoder.string_map(n, &sub(&what, "labels")))
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
         if let (Some(name), Some(webhook)) = (name, webhook) {
             alerts.push(Alert {
                 name,
                 webhook,
                 thresholds: thresholds.unwrap_or_default(),
+                severity,
+                services,
+                labels,
             });
         }
     }
@@ -1208,10 +1258,10 @@ fn alerts(decoder: &mut Decoder, node: &Node) -> Vec<Alert> {
 }
 
 fn webhook(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Webhook> {
-    let fields = decoder.fields(node, what, &["url", "format"])?;
+    let fields = decoder.fields(node, what, &["url", "format", "routing_key"])?;
     let url = fields
         .require(decoder, "url", what)
-        .and_then(|n| decoder.name(n, &sub(what, "url")));
+        .and_then(|n| decoder.name(n, &sub(what, "url")).map(|url| (url, n.span)));
     let format = fields
         .get("format")
         .and_then(|n| {
@@ -1226,7 +1276,84 @@ fn webhook(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Webhook> {
             )
         })
         .unwrap_or(WebhookFormat::Generic);
-    Some(Webhook { url: url?, format })
+    let routing_key = fields.get("routing_key").and_then(|n| {
+        let key = decoder.name(n, &sub(what, "routing_key"))?;
+        if !is_secret_reference(&key) {
+            decoder.push(
+                Diagnostic::error(
+                    n.span,
+                    format!(
+                        "{} is a credential: it must come from a secret",
+                        sub(what, "routing_key")
+                    ),
+                )
+                .with_label("a key in clear text")
+                .with_hint("declare it under `secrets:` and write `routing_key: ${secret:NAME}`"),
+            );
+            return None;
+        }
+        Some(key)
+    });
+    if fields.has("routing_key") && format != WebhookFormat::Pagerduty {
+        if let Some(span) = fields.key_span("routing_key") {
+            decoder.push(
+                Diagnostic::error(
+                    span,
+                    format!(
+                        "{} is for `format: pagerduty` only",
+                        sub(what, "routing_key")
+                    ),
+                )
+                .with_label("not used by this format"),
+            );
+        }
+    }
+    let (url, url_span) = url?;
+    if let Some(why) = url_carries_key(&url, format) {
+        decoder.push(
+            Diagnostic::error(
+                url_span,
+                format!(
+                    "{} carries a key ({why}): it must come from a secret",
+                    sub(what, "url")
+                ),
+            )
+            .with_label("a credential in clear text")
+            .with_hint("declare it under `secrets:` and write `url: ${secret:NAME}`"),
+        );
+        return None;
+    }
+    Some(Webhook {
+        url,
+        format,
+        routing_key,
+    })
+}
+
+/// The whole value is one `${secret:NAME}`.
+fn is_secret_reference(text: &str) -> bool {
+    let text = text.trim();
+    text.starts_with("${secret:") && text.ends_with('}') && text.matches("${").count() == 1
+}
+
+/// Why a receiver URL written in clear text holds a credential, if it does: user info, a query
+/// (PagerDuty's `routing_key`, tokens), or a Slack webhook's path, which is its key.
+fn url_carries_key(url: &str, format: WebhookFormat) -> Option<&'static str> {
+    if url.contains("${secret:") {
+        return None;
+    }
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') {
+        return Some("user info");
+    }
+    if url.contains('?') {
+        return Some("a query string");
+    }
+    if format == WebhookFormat::Slack && authority.ends_with("hooks.slack.com") {
+        return Some("a Slack webhook's path is its key");
+    }
+    None
 }
 
 fn thresholds(decoder: &mut Decoder, what: &str, node: &Node) -> Option<AlertThresholds> {

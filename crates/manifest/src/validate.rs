@@ -19,6 +19,26 @@ pub(crate) fn cross_check(
     readiness_conditions(decoder, stack, refs);
     ports(decoder, refs);
     secret_references(decoder, refs, secrets);
+    alert_services(decoder, refs);
+}
+
+fn alert_services(decoder: &mut Decoder, refs: &References) {
+    let names = service_names(refs);
+    for (alert, service, span) in &refs.alert_services {
+        if names.contains(&service.as_str()) {
+            continue;
+        }
+        let hint = suggestion(service, &names)
+            .unwrap_or_else(|| format!("declared services: {}", crate::decode::list(&names)));
+        decoder.push(
+            Diagnostic::error(
+                *span,
+                format!("alert `{alert}` watches `{service}`, which is not a service"),
+            )
+            .with_label("unknown service")
+            .with_hint(hint),
+        );
+    }
 }
 
 fn service_names(refs: &References) -> Vec<&str> {
