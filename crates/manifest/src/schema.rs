@@ -1294,19 +1294,19 @@ fn webhook(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Webhook> {
         }
         Some(key)
     });
-    if fields.has("routing_key") && format != WebhookFormat::Pagerduty {
-        if let Some(span) = fields.key_span("routing_key") {
-            decoder.push(
-                Diagnostic::error(
-                    span,
-                    format!(
-                        "{} is for `format: pagerduty` only",
-                        sub(what, "routing_key")
-                    ),
-                )
-                .with_label("not used by this format"),
-            );
-        }
+    if format != WebhookFormat::Pagerduty
+        && let Some(span) = fields.key_span("routing_key")
+    {
+        decoder.push(
+            Diagnostic::error(
+                span,
+                format!(
+                    "{} is for `format: pagerduty` only",
+                    sub(what, "routing_key")
+                ),
+            )
+            .with_label("not used by this format"),
+        );
     }
     let (url, url_span) = url?;
     if let Some(why) = url_carries_key(&url, format) {
