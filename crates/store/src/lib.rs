@@ -7,6 +7,7 @@
 //! write), a process opens one `Store`, and every append runs in a `BEGIN IMMEDIATE`
 //! transaction that re-checks the tree size, so a second process can never interleave entries.
 
+mod alerts;
 mod config;
 mod db;
 mod instances;
@@ -16,6 +17,7 @@ mod migrations;
 mod rollouts;
 mod secrets;
 
+pub use alerts::PendingNotice;
 pub use config::ConfigRevision;
 
 /// The `instances` row of the proxy, recorded beside the instances (a name no service can

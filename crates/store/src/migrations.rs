@@ -128,6 +128,25 @@ pub const MIGRATIONS: &[&str] = &[
     FROM instances;
     DROP TABLE instances;
     ALTER TABLE instances_new RENAME TO instances;",
+    // 7: alerting — the pages open (so a restarted control plane still resolves them) and the
+    // outbox of notices to deliver (so none is lost to a restart). Both hold JSON documents
+    // the control plane owns the shape of; neither ever holds a receiver's URL or key.
+    "CREATE TABLE alert_pages (
+        dedup_key   TEXT PRIMARY KEY,
+        rule        TEXT NOT NULL,
+        page        TEXT NOT NULL,
+        opened_at   TEXT NOT NULL,
+        resolved_at TEXT
+    ) WITHOUT ROWID;
+    CREATE TABLE alert_outbox (
+        id           INTEGER PRIMARY KEY,
+        receiver     TEXT NOT NULL,
+        notice       TEXT NOT NULL,
+        created_at   TEXT NOT NULL,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        delivered_at TEXT,
+        gave_up      TEXT
+    );",
 ];
 
 /// The schema version a fully migrated database records in `PRAGMA user_version`.
