@@ -51,6 +51,8 @@ pub enum Event {
     /// A reload's task read the manifest (and unlocked secrets for it): the loop applies it
     /// and answers the request.
     ReloadPrepared(Box<(Result<PreparedReload, String>, ReloadReply)>),
+    /// What became of a notice handed to a receiver's courier.
+    Notice(Box<wharf_notify::Outcome>),
 }
 
 /// Where a reload's answer goes.

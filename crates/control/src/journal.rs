@@ -107,6 +107,14 @@ enum Write {
     SaveRollout(wharf_store::RolloutRow),
     SaveDeployment(String, String),
     Health(String, String, Option<String>),
+    /// dedup key, rule, page JSON, opened at
+    OpenAlertPage(String, String, String, String),
+    /// dedup key, page JSON, resolved at
+    ResolveAlertPage(String, String, String),
+    /// id, receiver, notice JSON
+    QueueNotice(u64, String, String),
+    /// id, attempts, why it was given up (`None`: delivered)
+    FinishNotice(u64, u32, Option<String>),
 }
 
 impl Write {
@@ -118,6 +126,14 @@ impl Write {
             Write::SaveDeployment(service, state) => store.save_deployment(service, state),
             Write::Health(target, state, reason) => {
                 store.add_health_event(target, state, reason.as_deref())
+            }
+            Write::OpenAlertPage(key, rule, page, at) => store.save_alert_page(key, rule, page, at),
+            Write::ResolveAlertPage(key, page, at) => store.resolve_alert_page(key, page, at),
+            Write::QueueNotice(id, receiver, notice) => {
+                store.add_alert_notice(*id, receiver, notice)
+            }
+            Write::FinishNotice(id, attempts, gave_up) => {
+                store.finish_alert_notice(*id, *attempts, gave_up.as_deref())
             }
         }
     }
@@ -267,6 +283,37 @@ impl Journal {
 }
 
 impl Journal {
+    /// Records a page as open; committed with the next entry (its `alert.trigger`).
+    pub fn open_alert_page(&mut self, dedup_key: &str, rule: &str, page: &str, opened_at: &str) {
+        self.pending.push(Write::OpenAlertPage(
+            dedup_key.to_owned(),
+            rule.to_owned(),
+            page.to_owned(),
+            opened_at.to_owned(),
+        ));
+    }
+
+    /// Records a page as resolved; committed with the next entry (its `alert.resolve`).
+    pub fn resolve_alert_page(&mut self, dedup_key: &str, page: &str, resolved_at: &str) {
+        self.pending.push(Write::ResolveAlertPage(
+            dedup_key.to_owned(),
+            page.to_owned(),
+            resolved_at.to_owned(),
+        ));
+    }
+
+    /// Queues a notice in the outbox (with the entry that explains it).
+    pub fn queue_notice(&mut self, id: u64, receiver: &str, notice: &str) {
+        self.pending
+            .push(Write::QueueNotice(id, receiver.to_owned(), notice.to_owned()));
+    }
+
+    /// A notice was delivered, or given up on.
+    pub fn finish_notice(&mut self, id: u64, attempts: u32, gave_up: Option<&str>) {
+        self.pending
+            .push(Write::FinishNotice(id, attempts, gave_up.map(str::to_owned)));
+    }
+
     /// The loop's reading connection (read-only), for the secrets and config overrides read
     /// at instance start.
     pub fn store(&self) -> &Store {

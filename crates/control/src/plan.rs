@@ -39,11 +39,22 @@ pub struct StackPlan {
     /// The declared secrets and their policies (rotation over the API needs the generator and
     /// the hook).
     pub secrets: Vec<(String, wharf_manifest::model::SecretPolicy)>,
+    /// The alert rules and their receivers (the environment's, when one is chosen).
+    pub alerts: Vec<wharf_manifest::model::Alert>,
 }
 
 impl StackPlan {
     pub fn service(&self, name: &str) -> Option<&ServicePlan> {
         self.services.iter().find(|s| s.name == name)
+    }
+
+    /// Whether running the stack needs the master key: a service's secrets, or a receiver's
+    /// URL or key.
+    pub fn uses_secrets(&self) -> bool {
+        self.services.iter().any(|s| !s.secret_names().is_empty())
+            || self.alerts.iter().any(|a| {
+                !secret_references(&a.webhook.url).is_empty() || a.webhook.routing_key.is_some()
+            })
     }
 }
 
@@ -202,6 +213,7 @@ pub fn plan(stack: &ValidStack) -> Result<StackPlan, Vec<PlanError>> {
                 .iter()
                 .map(|(name, policy)| (name.clone(), policy.clone()))
                 .collect(),
+            alerts: stack.alerts.clone(),
         })
     } else {
         Err(errors)

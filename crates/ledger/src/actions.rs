@@ -16,7 +16,7 @@ use crate::Action;
 macro_rules! known_actions {
     ($( $(#[$doc:meta])* $variant:ident = $text:literal, )*) => {
         /// Every action wharf writes to its ledger, by subsystem: stack, instance, service,
-        /// proxy, deploy (rollouts), secret, config, audit, preflight.
+        /// proxy, deploy (rollouts), secret, config, audit, preflight, alert.
         ///
         /// Writers take this type ([`From<KnownAction> for Action`](Action)); readers get an
         /// [`Action`], which also holds names this build does not know.
@@ -169,6 +169,16 @@ known_actions! {
     // ── preflight: checks before a change ─────────────────────────────────────────────────
     /// A preflight run and its verdict (`wharf preflight`).
     PreflightRun = "preflight.run",
+
+    // ── alert: pages and their notices; target: the page's root cause ────────────────────
+    /// A page opened: one root cause, its affected dependents, the notice queued.
+    AlertTrigger = "alert.trigger",
+    /// A page resolved; its resolve notice queued.
+    AlertResolve = "alert.resolve",
+    /// A notice reached its receiver.
+    AlertDelivered = "alert.delivered",
+    /// A notice was given up on (the receiver refused it), with why.
+    AlertUndelivered = "alert.undelivered",
 }
 
 impl fmt::Display for KnownAction {

@@ -30,6 +30,7 @@ async fn on_stack<F: std::future::Future<Output = ()>>(test: impl FnOnce(Api) ->
         name: "routes".to_owned(),
         services: Vec::new(),
         secrets: vec![("api_key".to_owned(), SecretPolicy::default())],
+        alerts: Vec::new(),
     };
     let journal = Journal::open(&state_dir, "wharf-control@test".to_owned()).unwrap();
     let config = Config {

@@ -125,7 +125,7 @@ impl Injector {
     }
 
     /// `${secret:NAME}` in a text replaced by the values.
-    fn resolve_text(&self, core: &Core, text: &str) -> Result<String, String> {
+    pub(super) fn resolve_text(&self, core: &Core, text: &str) -> Result<String, String> {
         let mut out = text.to_owned();
         for name in secret_references(text) {
             let secret = self.secret_value(core, &name)?;

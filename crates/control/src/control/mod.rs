@@ -3,6 +3,7 @@
 //! off, stop, adopt — happens here, in one place, and is written to the ledger.
 
 mod adopt;
+mod alerts;
 mod inject;
 mod reconcile;
 mod reload;
@@ -80,7 +81,8 @@ struct PendingDown {
 
 /// The control plane: the loop's one owner of all state, made of subsystems that each own
 /// theirs — the supervisor (services and their instances), traffic (the proxy and its route
-/// tables), the injector (secrets and config at instance start) — over a [`Core`] they share.
+/// tables), the injector (secrets and config at instance start), alerting (pages and their
+/// delivery) — over a [`Core`] they share.
 /// Rollouts are per service: their records live with the supervisor's services and their
 /// logic in `rollouts.rs`, which drives the supervisor and traffic. What crosses subsystems
 /// (reconciling, reloading, adopting) is a method of `ControlPlane` that borrows each part
@@ -90,6 +92,7 @@ pub struct ControlPlane {
     supervisor: Supervisor,
     traffic: traffic::Traffic,
     injector: inject::Injector,
+    alerting: alerts::Alerting,
     events_rx: mpsc::Receiver<Event>,
 }
 
@@ -196,17 +199,19 @@ impl ControlPlane {
             state_dir: config.state_dir.clone(),
             workdir: config.workdir.clone(),
         };
+        let core = Core {
+            config: config.clone(),
+            stack: plan.name.clone(),
+            journal,
+            events: events_tx,
+            prober: Prober::default(),
+            started_at: jiff::Timestamp::now(),
+            generations: 0,
+            effects: Vec::new(),
+        };
+        let alerting = alerts::Alerting::new(&core, plan.alerts.clone());
         let mut control = ControlPlane {
-            core: Core {
-                config: config.clone(),
-                stack: plan.name.clone(),
-                journal,
-                events: events_tx,
-                prober: Prober::default(),
-                started_at: jiff::Timestamp::now(),
-                generations: 0,
-                effects: Vec::new(),
-            },
+            core,
             supervisor: Supervisor {
                 services: plan.services.into_iter().map(ServiceState::new).collect(),
                 pending_downs: Vec::new(),
@@ -215,6 +220,7 @@ impl ControlPlane {
             },
             traffic: traffic::Traffic::new(&config.state_dir, config.proxy_binary.clone()),
             injector: inject::Injector::new(plan.secrets.clone()),
+            alerting,
             events_rx,
         };
         control.restore_rollouts();
@@ -250,6 +256,7 @@ impl ControlPlane {
         );
         self.adopt().await;
         self.run_effects();
+        self.alerting.start_delivery(&mut self.core, &self.injector);
         tokio::spawn(crate::proxy_link::run(
             self.traffic.socket.clone(),
             self.traffic.desired.subscribe(),
@@ -307,7 +314,11 @@ impl ControlPlane {
                 continue;
             }
             self.reconcile();
-            self.supervisor.record_transitions(&mut self.core);
+            let statuses =
+                service_statuses(&self.supervisor.services, self.core.config.driver.as_ref());
+            self.supervisor.record_transitions(&mut self.core, &statuses);
+            self.alerting
+                .evaluate(&mut self.core, &self.supervisor.services, &statuses);
             self.core.journal.commit();
             self.run_effects();
             if self.supervisor.exit_when_stopped
@@ -483,7 +494,11 @@ impl ControlPlane {
                 self.traffic.applied_seq = self.traffic.applied_seq.max(seq);
             }
             Event::Proxy(ProxyReport::Rejected(rejection)) => self.on_proxy_rejected(rejection),
-            Event::Proxy(ProxyReport::Stats(snapshot)) => self.on_proxy_stats(*snapshot),
+            Event::Proxy(ProxyReport::Stats(snapshot)) => {
+                self.alerting.on_stats(&snapshot);
+                self.on_proxy_stats(*snapshot);
+            }
+            Event::Notice(outcome) => self.alerting.on_outcome(&mut self.core, *outcome),
         }
     }
 

@@ -46,7 +46,7 @@ impl ControlPlane {
                 let plan = tokio::task::spawn_blocking(move || load())
                     .await
                     .map_err(|error| format!("reading the manifest failed: {error}"))??;
-                let needs_secrets = plan.services.iter().any(|s| !s.secret_names().is_empty());
+                let needs_secrets = plan.uses_secrets();
                 let secrets = if needs_secrets && !unlocked {
                     Some(super::inject::unlock(state_dir, writer).await?)
                 } else {
@@ -188,6 +188,10 @@ impl ControlPlane {
     /// added services start; removed ones stop. What changed is recorded.
     fn apply_plan(&mut self, plan: crate::plan::StackPlan) -> ManifestChanges {
         self.injector.policies = plan.secrets.clone();
+        if self.alerting.alerts() != plan.alerts.as_slice() {
+            self.alerting.set_alerts(plan.alerts.clone());
+            self.alerting.start_delivery(&mut self.core, &self.injector);
+        }
         let mut added = Vec::new();
         let mut changed = Vec::new();
         let mut deferred = Vec::new();

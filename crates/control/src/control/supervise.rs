@@ -11,7 +11,7 @@ use wharf_probe::Outcome;
 
 use super::{Core, Supervisor};
 use crate::events::ProbeKind;
-use crate::report::service_statuses;
+use crate::report::ServiceStatus;
 use crate::state::Phase;
 
 impl Supervisor {
@@ -193,8 +193,7 @@ impl Supervisor {
 
     /// Writes every change of a service's state to the ledger and the bounded history in the
     /// store: the evidence of when something went down, why, and when it recovered.
-    pub(super) fn record_transitions(&mut self, core: &mut Core) {
-        let statuses = service_statuses(&self.services, core.config.driver.as_ref());
+    pub(super) fn record_transitions(&mut self, core: &mut Core, statuses: &[ServiceStatus]) {
         for status in statuses {
             let previous = self.last_states.insert(status.name.clone(), status.state);
             if previous == Some(status.state) {

@@ -136,7 +136,7 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
     };
     // The master key is checked here, before anything starts (and before detaching, so a
     // wrong key is this command's error): a stack that uses secrets needs them unlocked.
-    let uses_secrets = plan.services.iter().any(|s| !s.secret_names().is_empty());
+    let uses_secrets = plan.uses_secrets();
     if uses_secrets && let Err(error) = unlock_secrets(&lock, true) {
         eprintln!("error: {error}");
         return Ok(ExitStatus::Failed);
@@ -319,7 +319,7 @@ async fn run_control_plane(
         let _ = rustix::process::setsid();
     }
     std::fs::write(state_dir.join(PID_FILE), std::process::id().to_string())?;
-    let uses_secrets = plan.services.iter().any(|s| !s.secret_names().is_empty());
+    let uses_secrets = plan.uses_secrets();
     let secrets = if uses_secrets {
         Some(unlock_secrets(lock, false)?)
     } else {

@@ -1,0 +1,411 @@
+//! Alerting: the manifest's `alerts:` run. Each pass, the services' health (from the status
+//! report) and their error rate and p95 latency through the proxy over the last minute go to
+//! the pure [`wharf_alerts::Engine`]; the pages it opens and resolves are written — the page
+//! row, the notice in the outbox and its `alert.trigger` / `alert.resolve` entry, in one
+//! transaction — and the notices go to each receiver's courier, which delivers them in order,
+//! retrying, and answers [`Event::Notice`]. Pages and undelivered notices are persisted, so a
+//! restarted control plane still sends every resolve it owes.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use wharf_alerts::{Engine, Health, Page, PageChange, Rule, ServiceView};
+use wharf_api::ServiceState as State;
+use wharf_ledger::KnownAction;
+use wharf_manifest::model::Alert;
+
+use super::Core;
+use super::inject::Injector;
+use crate::events::Event;
+use crate::proxy_link::{Snapshot, window_quantile};
+use crate::report::ServiceStatus;
+use crate::state::ServiceState;
+
+/// How far back the error rate and latency look.
+const WINDOW: Duration = Duration::from_secs(60);
+/// Fewer requests than this in the window say nothing about an error rate.
+const MIN_REQUESTS: u64 = 20;
+
+/// One service's counters through the proxy, summed over its versions, since the proxy
+/// started.
+#[derive(Debug, Clone, Default)]
+struct Totals {
+    requests: u64,
+    errors: u64,
+    buckets: Vec<(u64, u64)>,
+}
+
+/// The alerting subsystem's state.
+pub(super) struct Alerting {
+    engine: Engine,
+    /// The manifest's alerts: each one's receiver.
+    alerts: Vec<Alert>,
+    /// The last notice id given (ids order the outbox).
+    last_notice: u64,
+    /// Per service, its totals at each proxy report within the window, oldest first.
+    windows: HashMap<String, VecDeque<(Instant, Totals)>>,
+    /// One delivery queue per receiver (alert), by name, with the receiver's format.
+    couriers: HashMap<String, (wharf_notify::Format, wharf_notify::Courier)>,
+}
+
+impl Alerting {
+    /// Alerting for the plan's alerts, with the pages a previous control plane left open.
+    pub(super) fn new(core: &Core, alerts: Vec<Alert>) -> Alerting {
+        let open = core
+            .journal
+            .store()
+            .open_alert_pages()
+            .unwrap_or_else(|error| {
+                tracing::error!(%error, "cannot read the open alert pages");
+                Vec::new()
+            })
+            .into_iter()
+            .filter_map(|text| serde_json::from_str::<Page>(&text).ok())
+            .collect();
+        let last_notice = core.journal.store().last_alert_notice_id().unwrap_or(0);
+        Alerting {
+            engine: Engine::new(&core.stack, rules(&alerts), open),
+            alerts,
+            last_notice,
+            windows: HashMap::new(),
+            couriers: HashMap::new(),
+        }
+    }
+
+    /// Starts a courier per receiver — URLs and keys resolved from the secrets, in memory
+    /// only — and hands them the notices a previous control plane (or this one, before a
+    /// reload) left undelivered, in order. Their outcomes come back as [`Event::Notice`].
+    pub(super) fn start_delivery(&mut self, core: &mut Core, injector: &Injector) {
+        self.couriers.clear();
+        let (outcomes, mut reports) = tokio::sync::mpsc::unbounded_channel();
+        let events = core.events.clone();
+        tokio::spawn(async move {
+            while let Some(outcome) = reports.recv().await {
+                if events.send(Event::Notice(Box::new(outcome))).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let client = wharf_notify::Client::new();
+        for alert in &self.alerts {
+            let receiver = match receiver(core, injector, alert) {
+                Ok(receiver) => receiver,
+                Err(reason) => {
+                    // Its notices stay in the outbox until a control plane can resolve it.
+                    tracing::error!(receiver = alert.name, reason, "cannot deliver to this receiver");
+                    continue;
+                }
+            };
+            let format = receiver.format;
+            let courier = wharf_notify::Courier::spawn(client.clone(), receiver, outcomes.clone());
+            self.couriers.insert(alert.name.clone(), (format, courier));
+        }
+        let pending = core.journal.store().pending_alert_notices().unwrap_or_else(|error| {
+            tracing::error!(%error, "cannot read the alert outbox");
+            Vec::new()
+        });
+        for row in pending {
+            let Ok(notice) = serde_json::from_str::<wharf_notify::Notice>(&row.notice) else {
+                tracing::error!(id = row.id, "an unreadable notice in the outbox");
+                continue;
+            };
+            if self.alerts.iter().all(|a| a.name != row.receiver) {
+                let reason = "its receiver is no longer in the manifest";
+                core.journal.finish_notice(row.id, 0, Some(reason));
+                core.journal.record(
+                    KnownAction::AlertUndelivered,
+                    &row.receiver,
+                    json!({"notice": row.id, "attempts": 0, "reason": reason}),
+                );
+                continue;
+            }
+            self.deliver(row.id, &row.receiver, &notice);
+        }
+    }
+
+    /// Hands a notice to its receiver's courier (without a key: the courier adds it).
+    fn deliver(&self, id: u64, receiver: &str, notice: &wharf_notify::Notice) {
+        if let Some((format, courier)) = self.couriers.get(receiver) {
+            courier.push(id, wharf_notify::body(*format, notice, None));
+        }
+    }
+
+    /// A courier's report: a notice delivered or given up on is recorded and its outbox row
+    /// closed; a retry is only logged.
+    pub(super) fn on_outcome(&mut self, core: &mut Core, outcome: wharf_notify::Outcome) {
+        match outcome {
+            wharf_notify::Outcome::Delivered {
+                receiver,
+                id,
+                attempts,
+            } => {
+                core.journal.finish_notice(id, attempts, None);
+                core.journal.record(
+                    KnownAction::AlertDelivered,
+                    &receiver,
+                    json!({"notice": id, "attempts": attempts}),
+                );
+            }
+            wharf_notify::Outcome::GaveUp {
+                receiver,
+                id,
+                attempts,
+                reason,
+            } => {
+                let reason = reason.to_string();
+                tracing::error!(receiver, id, attempts, reason, "a notice was given up on");
+                core.journal.finish_notice(id, attempts, Some(&reason));
+                core.journal.record(
+                    KnownAction::AlertUndelivered,
+                    &receiver,
+                    json!({"notice": id, "attempts": attempts, "reason": reason}),
+                );
+            }
+            wharf_notify::Outcome::Retrying {
+                receiver,
+                id,
+                attempts,
+                error,
+                next_in,
+            } => {
+                tracing::warn!(receiver, id, attempts, %error, ?next_in, "a notice will be retried");
+            }
+        }
+    }
+
+    /// A reloaded manifest's alerts.
+    pub(super) fn set_alerts(&mut self, alerts: Vec<Alert>) {
+        self.engine.set_rules(rules(&alerts));
+        self.alerts = alerts;
+    }
+
+    pub(super) fn alerts(&self) -> &[Alert] {
+        &self.alerts
+    }
+
+    /// Folds in a proxy report: each service's totals, kept for the window.
+    pub(super) fn on_stats(&mut self, snapshot: &Snapshot) {
+        let now = Instant::now();
+        for (service, counters) in &snapshot.services {
+            let mut totals = Totals::default();
+            let mut buckets: BTreeMap<u64, u64> = BTreeMap::new();
+            for version in counters.versions.values() {
+                totals.requests += version.responses.total();
+                totals.errors += version.responses.c5xx;
+                for (bound, count) in &version.latency_buckets {
+                    *buckets.entry(*bound).or_default() += count;
+                }
+            }
+            totals.buckets = buckets.into_iter().collect();
+            let window = self.windows.entry(service.clone()).or_default();
+            // A restarted proxy starts its counters again: the window starts again too.
+            if window
+                .back()
+                .is_some_and(|(_, last)| last.requests > totals.requests)
+            {
+                window.clear();
+            }
+            window.push_back((now, totals));
+            while window
+                .front()
+                .is_some_and(|(at, _)| now.duration_since(*at) > WINDOW)
+            {
+                window.pop_front();
+            }
+        }
+    }
+
+    /// The error rate and p95 (ms) of a service over the window, when it saw enough traffic.
+    fn window(&self, service: &str) -> (Option<f64>, Option<Duration>) {
+        let Some(window) = self.windows.get(service) else {
+            return (None, None);
+        };
+        let (Some((_, oldest)), Some((_, newest))) = (window.front(), window.back()) else {
+            return (None, None);
+        };
+        let requests = newest.requests.saturating_sub(oldest.requests);
+        if requests < MIN_REQUESTS {
+            return (None, None);
+        }
+        let errors = newest.errors.saturating_sub(oldest.errors);
+        let p95 = window_quantile(&newest.buckets, &oldest.buckets, 0.95)
+            .map(|ms| Duration::from_secs_f64(ms / 1000.0));
+        (Some(errors as f64 / requests as f64), p95)
+    }
+
+    /// One pass: the services as they stand go to the engine; what it opens and resolves is
+    /// recorded and queued for delivery.
+    pub(super) fn evaluate(
+        &mut self,
+        core: &mut Core,
+        services: &[ServiceState],
+        statuses: &[ServiceStatus],
+    ) {
+        if self.alerts.is_empty() && self.engine.open_pages().next().is_none() {
+            return;
+        }
+        let views: Vec<ServiceView> = statuses
+            .iter()
+            .map(|status| {
+                let (error_rate, latency_p95) = self.window(&status.name);
+                ServiceView {
+                    name: status.name.clone(),
+                    health: health(status.state),
+                    reason: status.reason.clone(),
+                    critical_deps: status
+                        .dependencies
+                        .iter()
+                        .filter(|d| d.critical)
+                        .map(|d| d.name.clone())
+                        .collect(),
+                    maintenance: services
+                        .iter()
+                        .find(|s| s.plan.name == status.name)
+                        .is_some_and(|s| s.active_rollout().is_some()),
+                    error_rate,
+                    latency_p95,
+                }
+            })
+            .collect();
+        for change in self.engine.evaluate(jiff::Timestamp::now(), &views) {
+            self.record(core, change);
+        }
+    }
+
+    /// Writes a page change — its row, its notice in the outbox, its entry — and hands the
+    /// notice to the receiver's courier.
+    fn record(&mut self, core: &mut Core, change: PageChange) {
+        let (page, action) = match &change {
+            PageChange::Opened(page) => (page, KnownAction::AlertTrigger),
+            PageChange::Resolved(page) => (page, KnownAction::AlertResolve),
+        };
+        let page_json = serde_json::to_string(page).unwrap_or_default();
+        match &change {
+            PageChange::Opened(_) => core.journal.open_alert_page(
+                &page.dedup_key,
+                &page.rule,
+                &page_json,
+                &page.started_at.to_string(),
+            ),
+            PageChange::Resolved(_) => core.journal.resolve_alert_page(
+                &page.dedup_key,
+                &page_json,
+                &page.resolved_at.unwrap_or_else(jiff::Timestamp::now).to_string(),
+            ),
+        }
+        let notice = notice(&core.stack, &change);
+        self.last_notice += 1;
+        let id = self.last_notice;
+        let notice_json = serde_json::to_string(&notice).unwrap_or_default();
+        core.journal.queue_notice(id, &page.rule, &notice_json);
+        core.journal.record(
+            action,
+            &page.root_cause,
+            json!({
+                "rule": page.rule,
+                "dedup_key": page.dedup_key,
+                "summary": page.summary,
+                "affected": page.affected,
+                "severity": page.severity,
+                "notice": id,
+            }),
+        );
+        match &change {
+            PageChange::Opened(_) => {
+                tracing::warn!(rule = page.rule, root = page.root_cause, affected = ?page.affected, "page opened")
+            }
+            PageChange::Resolved(_) => {
+                tracing::info!(rule = page.rule, root = page.root_cause, "page resolved")
+            }
+        }
+        self.deliver(id, &page.rule, &notice);
+    }
+}
+
+/// An alert's receiver with its URL and key resolved. PagerDuty's key is the `routing_key`
+/// field, or the URL's `routing_key` query parameter (taken out of the URL).
+fn receiver(
+    core: &Core,
+    injector: &Injector,
+    alert: &Alert,
+) -> Result<wharf_notify::Receiver, String> {
+    use wharf_manifest::model::WebhookFormat;
+    let format = match alert.webhook.format {
+        WebhookFormat::Generic => wharf_notify::Format::Generic,
+        WebhookFormat::Slack => wharf_notify::Format::Slack,
+        WebhookFormat::Pagerduty => wharf_notify::Format::PagerDuty,
+    };
+    let mut url = injector.resolve_text(core, &alert.webhook.url)?;
+    let mut routing_key = match &alert.webhook.routing_key {
+        Some(key) => Some(injector.resolve_text(core, key)?),
+        None => None,
+    };
+    if format == wharf_notify::Format::PagerDuty
+        && routing_key.is_none()
+        && let Some((base, query)) = url.split_once('?')
+    {
+        let mut rest = Vec::new();
+        for pair in query.split('&') {
+            match pair.strip_prefix("routing_key=") {
+                Some(key) => routing_key = Some(key.to_owned()),
+                None => rest.push(pair),
+            }
+        }
+        url = if rest.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{}", rest.join("&"))
+        };
+    }
+    if format == wharf_notify::Format::PagerDuty && routing_key.is_none() {
+        return Err("PagerDuty needs a routing key: `routing_key: ${secret:NAME}`, or `routing_key=` in the URL".to_owned());
+    }
+    Ok(wharf_notify::Receiver {
+        name: alert.name.clone(),
+        format,
+        url,
+        routing_key,
+    })
+}
+
+/// The engine's rules from the manifest's alerts.
+fn rules(alerts: &[Alert]) -> Vec<Rule> {
+    alerts.iter().map(Rule::from_manifest).collect()
+}
+
+/// How a service's state counts for alerting.
+fn health(state: State) -> Health {
+    match state {
+        State::Running | State::Degraded | State::External | State::Exited => Health::Serving,
+        State::Down | State::Failed | State::CrashLoop | State::Blocked => Health::Down,
+        State::Starting | State::Waiting => Health::Settling,
+        State::Stopped => Health::Stopped,
+    }
+}
+
+/// The notice a receiver gets for a page change.
+fn notice(stack: &str, change: &PageChange) -> wharf_notify::Notice {
+    let (page, status) = match change {
+        PageChange::Opened(page) => (page, wharf_notify::Status::Firing),
+        PageChange::Resolved(page) => (page, wharf_notify::Status::Resolved),
+    };
+    wharf_notify::Notice {
+        dedup_key: page.dedup_key.clone(),
+        status,
+        rule: page.rule.clone(),
+        stack: stack.to_owned(),
+        root_cause: page.root_cause.clone(),
+        summary: page.summary.clone(),
+        severity: match page.severity {
+            wharf_alerts::Severity::Critical => wharf_notify::Severity::Critical,
+            wharf_alerts::Severity::Error => wharf_notify::Severity::Error,
+            wharf_alerts::Severity::Warning => wharf_notify::Severity::Warning,
+            wharf_alerts::Severity::Info => wharf_notify::Severity::Info,
+        },
+        affected: page.affected.clone(),
+        labels: page.labels.clone(),
+        started_at: page.started_at,
+        resolved_at: page.resolved_at,
+    }
+}
