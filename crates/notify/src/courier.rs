@@ -177,7 +177,13 @@ impl Courier {
         outcomes: mpsc::UnboundedSender<Outcome>,
     ) -> Courier {
         let policy = Policy::for_format(receiver.format);
-        Courier::spawn_with(client, receiver, policy, Arc::new(TokioClock::new()), outcomes)
+        Courier::spawn_with(
+            client,
+            receiver,
+            policy,
+            Arc::new(TokioClock::new()),
+            outcomes,
+        )
     }
 
     /// A courier with an explicit policy and clock.
@@ -330,7 +336,13 @@ mod tests {
 
     #[test]
     fn only_slack_is_paced() {
-        assert_eq!(Policy::for_format(Format::Slack).min_interval, Duration::from_secs(1));
-        assert_eq!(Policy::for_format(Format::Generic).min_interval, Duration::ZERO);
+        assert_eq!(
+            Policy::for_format(Format::Slack).min_interval,
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            Policy::for_format(Format::Generic).min_interval,
+            Duration::ZERO
+        );
     }
 }

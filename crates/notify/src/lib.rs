@@ -133,7 +133,10 @@ impl fmt::Debug for Receiver {
             .field("name", &self.name)
             .field("format", &self.format)
             .field("url", &"[redacted]")
-            .field("routing_key", &self.routing_key.as_ref().map(|_| "[redacted]"))
+            .field(
+                "routing_key",
+                &self.routing_key.as_ref().map(|_| "[redacted]"),
+            )
             .finish()
     }
 }
@@ -154,7 +157,11 @@ pub fn body(format: Format, notice: &Notice, routing_key: Option<&str>) -> serde
 /// The JSON body that tells a receiver of `format` about a change. Pure; `routing_key` as in
 /// [`body`]. Send it with [`send_change`] or [`Courier::push_change`]: PagerDuty takes change
 /// events on another URL ([`change_url`]).
-pub fn change_body(format: Format, change: &Change, routing_key: Option<&str>) -> serde_json::Value {
+pub fn change_body(
+    format: Format,
+    change: &Change,
+    routing_key: Option<&str>,
+) -> serde_json::Value {
     match format {
         Format::PagerDuty => pagerduty::change(change, routing_key),
         Format::Slack => slack::change(change),

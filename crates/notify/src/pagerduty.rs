@@ -122,7 +122,13 @@ mod tests {
             change_url("http://127.0.0.1:4000/pd/enqueue?x=1"),
             "http://127.0.0.1:4000/pd/change/enqueue?x=1"
         );
-        assert_eq!(change_url("http://127.0.0.1:4000"), "http://127.0.0.1:4000/change/");
-        assert_eq!(change_url("http://127.0.0.1:4000/"), "http://127.0.0.1:4000/change/");
+        assert_eq!(
+            change_url("http://127.0.0.1:4000"),
+            "http://127.0.0.1:4000/change/"
+        );
+        assert_eq!(
+            change_url("http://127.0.0.1:4000/"),
+            "http://127.0.0.1:4000/change/"
+        );
     }
 }

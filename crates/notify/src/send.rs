@@ -38,7 +38,9 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("timeout", &self.timeout).finish()
+        f.debug_struct("Client")
+            .field("timeout", &self.timeout)
+            .finish()
     }
 }
 
@@ -148,7 +150,9 @@ impl SendError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            SendError::Unavailable { .. } | SendError::Timeout { .. } | SendError::Unreachable { .. }
+            SendError::Unavailable { .. }
+                | SendError::Timeout { .. }
+                | SendError::Unreachable { .. }
         )
     }
 
@@ -220,7 +224,10 @@ pub(crate) async fn send_to(
         .method(Method::POST)
         .uri(uri)
         .header(header::CONTENT_TYPE, "application/json")
-        .header(header::USER_AGENT, concat!("wharf/", env!("CARGO_PKG_VERSION")))
+        .header(
+            header::USER_AGENT,
+            concat!("wharf/", env!("CARGO_PKG_VERSION")),
+        )
         .body(Full::new(bytes))
         .map_err(|_| SendError::BadUrl { receiver: name() })?;
     let exchange = async {
@@ -258,7 +265,9 @@ pub(crate) async fn send_to(
 /// The body's bytes, with the routing key added for PagerDuty when the body has none.
 fn serialize(receiver: &Receiver, body: &serde_json::Value) -> Result<Bytes, SendError> {
     let needs_key = receiver.format == Format::PagerDuty
-        && body.as_object().is_some_and(|o| !o.contains_key("routing_key"));
+        && body
+            .as_object()
+            .is_some_and(|o| !o.contains_key("routing_key"));
     let bytes = if needs_key {
         let key = receiver
             .routing_key
@@ -381,7 +390,9 @@ fn redact(text: &str, receiver: &Receiver) -> String {
 
 fn url_path(url: &str) -> Option<&str> {
     let after_scheme = url.find("://").map(|i| i + 3)?;
-    let path = url[after_scheme..].find('/').map(|j| &url[after_scheme + j..])?;
+    let path = url[after_scheme..]
+        .find('/')
+        .map(|j| &url[after_scheme + j..])?;
     (path.len() > 1).then_some(path)
 }
 

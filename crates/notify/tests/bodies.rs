@@ -62,7 +62,10 @@ async fn pagerduty_fake_receiver_gets_a_trigger_then_a_resolve_with_the_same_ded
     // Bodies built without the key, as the outbox stores them; send adds the receiver's.
     for status in [Status::Firing, Status::Resolved] {
         let b = body(Format::PagerDuty, &notice(status), None);
-        assert!(b.get("routing_key").is_none(), "a persistable body holds no key");
+        assert!(
+            b.get("routing_key").is_none(),
+            "a persistable body holds no key"
+        );
         send(&client, &pd, &b).await.expect("delivered");
     }
     let got = fake.recorded();
@@ -104,7 +107,9 @@ async fn pagerduty_fake_receiver_gets_change_events_on_the_change_path() {
     let fake = FakeReceiver::start(vec![], None).await;
     let pd = receiver(Format::PagerDuty, fake.url("/v2/enqueue"));
     let b = change_body(Format::PagerDuty, &change(), None);
-    send_change(&Client::new(), &pd, &b).await.expect("delivered");
+    send_change(&Client::new(), &pd, &b)
+        .await
+        .expect("delivered");
     let got = fake.recorded();
     assert_eq!(got[0].path, "/v2/change/enqueue");
     assert_eq!(
@@ -165,7 +170,12 @@ async fn slack_fake_receiver_gets_block_kit_with_a_text_fallback_and_a_separate_
         .collect();
     assert_eq!(
         fields,
-        ["*Root cause*\ndb", "*Status*\nFiring", "*Severity*\ncritical", "*Rule*\noncall"]
+        [
+            "*Root cause*\ndb",
+            "*Status*\nFiring",
+            "*Severity*\ncritical",
+            "*Rule*\noncall"
+        ]
     );
     assert_eq!(blocks[3]["text"]["text"], "*Affected*\napi, web, worker");
     assert_eq!(
@@ -177,7 +187,10 @@ async fn slack_fake_receiver_gets_block_kit_with_a_text_fallback_and_a_separate_
         resolved["text"],
         "[RESOLVED] shop: db recovered (was: db is down (ready probe failing for 1m))"
     );
-    assert_eq!(resolved["blocks"][0]["text"]["text"], "Resolved: db in shop");
+    assert_eq!(
+        resolved["blocks"][0]["text"]["text"],
+        "Resolved: db in shop"
+    );
     assert_eq!(
         resolved["blocks"][2]["fields"][1]["text"],
         "*Status*\nResolved"
@@ -194,7 +207,10 @@ fn slack_escapes_mentions_and_links_in_what_it_quotes() {
     n.summary = "<!channel> a & b <http://x|y>".into();
     let b = body(Format::Slack, &n, None);
     let text = b["blocks"][1]["text"]["text"].as_str().unwrap();
-    assert_eq!(text, ":red_circle: &lt;!channel&gt; a &amp; b &lt;http://x|y&gt;");
+    assert_eq!(
+        text,
+        ":red_circle: &lt;!channel&gt; a &amp; b &lt;http://x|y&gt;"
+    );
     assert!(!b["text"].as_str().unwrap().contains('<'));
 }
 
@@ -203,10 +219,18 @@ async fn slack_fake_receiver_gets_change_messages() {
     let fake = FakeReceiver::start(vec![], None).await;
     let slack = receiver(Format::Slack, fake.url("/services/T0/B0/secret"));
     let b = change_body(Format::Slack, &change(), None);
-    send_change(&Client::new(), &slack, &b).await.expect("delivered");
+    send_change(&Client::new(), &slack, &b)
+        .await
+        .expect("delivered");
     let got = fake.recorded();
-    assert_eq!(got[0].path, "/services/T0/B0/secret", "Slack changes use the same webhook");
-    assert_eq!(got[0].body["text"], "[CHANGE] shop: api deployed 1.5.0 (canary, 3 steps)");
+    assert_eq!(
+        got[0].path, "/services/T0/B0/secret",
+        "Slack changes use the same webhook"
+    );
+    assert_eq!(
+        got[0].body["text"],
+        "[CHANGE] shop: api deployed 1.5.0 (canary, 3 steps)"
+    );
     assert_eq!(
         got[0].body["blocks"][1]["elements"][0]["text"],
         "stack shop · service api · 2026-12-05T09:00:00Z · version: 1.5.0"
@@ -219,9 +243,13 @@ async fn generic_fake_receiver_gets_alertmanager_version_4_payloads() {
     let hook = receiver(Format::Generic, fake.url("/alerts"));
     let client = Client::new();
     for status in [Status::Firing, Status::Resolved] {
-        send(&client, &hook, &body(Format::Generic, &notice(status), None))
-            .await
-            .expect("delivered");
+        send(
+            &client,
+            &hook,
+            &body(Format::Generic, &notice(status), None),
+        )
+        .await
+        .expect("delivered");
     }
     let got = fake.recorded();
     let labels = json!({
@@ -259,7 +287,10 @@ async fn generic_fake_receiver_gets_alertmanager_version_4_payloads() {
     assert!(fingerprint.chars().all(|c| c.is_ascii_hexdigit()));
     let resolved = &got[1].body;
     assert_eq!(resolved["status"], "resolved");
-    assert_eq!(resolved["groupKey"], firing["groupKey"], "the resolve names its page");
+    assert_eq!(
+        resolved["groupKey"], firing["groupKey"],
+        "the resolve names its page"
+    );
     assert_eq!(resolved["alerts"][0]["status"], "resolved");
     assert_eq!(resolved["alerts"][0]["endsAt"], "2026-12-05T10:07:30Z");
     assert_eq!(resolved["alerts"][0]["fingerprint"], fingerprint);
@@ -270,7 +301,9 @@ async fn generic_fake_receiver_gets_change_bodies_marked_as_changes() {
     let fake = FakeReceiver::start(vec![], None).await;
     let hook = receiver(Format::Generic, fake.url("/alerts"));
     let b = change_body(Format::Generic, &change(), None);
-    send_change(&Client::new(), &hook, &b).await.expect("delivered");
+    send_change(&Client::new(), &hook, &b)
+        .await
+        .expect("delivered");
     let got = fake.recorded();
     assert_eq!(got[0].path, "/alerts");
     assert_eq!(
@@ -291,6 +324,9 @@ fn notices_and_formats_round_trip_through_json_for_the_outbox() {
     let n = notice(Status::Resolved);
     let text = serde_json::to_string(&n).unwrap();
     assert_eq!(serde_json::from_str::<Notice>(&text).unwrap(), n);
-    assert_eq!(serde_json::to_value(Format::PagerDuty).unwrap(), "pagerduty");
+    assert_eq!(
+        serde_json::to_value(Format::PagerDuty).unwrap(),
+        "pagerduty"
+    );
     assert_eq!(serde_json::to_value(Severity::Warning).unwrap(), "warning");
 }

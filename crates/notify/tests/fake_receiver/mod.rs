@@ -147,7 +147,10 @@ impl FakeReceiver {
                 return recorded;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                panic!("fake receiver: {n} requests expected, {} arrived", recorded.len());
+                panic!(
+                    "fake receiver: {n} requests expected, {} arrived",
+                    recorded.len()
+                );
             }
         }
     }
@@ -209,7 +212,9 @@ async fn handle(
     for (name, value) in headers {
         response = response.header(name, value);
     }
-    Ok(response.body(Full::new(Bytes::from(body))).expect("response"))
+    Ok(response
+        .body(Full::new(Bytes::from(body)))
+        .expect("response"))
 }
 
 /// A clock whose sleeps return at once and add their duration to its time; it records them.
