@@ -175,6 +175,30 @@ impl SendError {
     }
 }
 
+impl Receiver {
+    /// What [`send`] would refuse before sending anything: a URL that is not absolute
+    /// http(s), plain http to anything but loopback, a PagerDuty receiver without a routing
+    /// key. For the control plane to report a bad receiver when it resolves the secrets,
+    /// rather than at the first page.
+    pub fn check(&self) -> Result<(), SendError> {
+        let receiver = || self.name.clone();
+        checked_uri(&self.url).map_err(|bad| match bad {
+            UrlProblem::Invalid => SendError::BadUrl {
+                receiver: receiver(),
+            },
+            UrlProblem::Insecure => SendError::Insecure {
+                receiver: receiver(),
+            },
+        })?;
+        if self.format == Format::PagerDuty && self.routing_key.is_none() {
+            return Err(SendError::NoRoutingKey {
+                receiver: receiver(),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Which endpoint of a receiver a body goes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Endpoint {
@@ -415,6 +439,47 @@ mod tests {
         let text = "bad https://hooks.example.com/services/T000/B000/XXXX and /services/T000/B000/XXXX with R0UT1NGKEY\n";
         let out = redact(text, &r);
         assert_eq!(out, "bad [redacted] and [redacted] with [redacted]");
+    }
+
+    #[test]
+    fn check_refuses_what_send_would() {
+        let ok = |format, url: &str, key: Option<&str>| {
+            Receiver {
+                name: "r".into(),
+                format,
+                url: url.into(),
+                routing_key: key.map(str::to_owned),
+            }
+            .check()
+        };
+        assert_eq!(
+            ok(Format::Slack, "https://hooks.example.com/x", None),
+            Ok(())
+        );
+        assert_eq!(
+            ok(
+                Format::PagerDuty,
+                "https://events.pagerduty.com/v2/enqueue",
+                Some("k")
+            ),
+            Ok(())
+        );
+        assert!(matches!(
+            ok(
+                Format::PagerDuty,
+                "https://events.pagerduty.com/v2/enqueue",
+                None
+            ),
+            Err(SendError::NoRoutingKey { .. })
+        ));
+        assert!(matches!(
+            ok(Format::Generic, "http://10.0.0.1/hook", None),
+            Err(SendError::Insecure { .. })
+        ));
+        assert!(matches!(
+            ok(Format::Generic, "hook", None),
+            Err(SendError::BadUrl { .. })
+        ));
     }
 
     #[test]

@@ -449,3 +449,25 @@ async fn no_url_or_routing_key_in_any_error_display_or_debug() {
         assert!(text.contains("oncall"), "errors name the receiver: {text}");
     }
 }
+
+/// Under tokio's paused clock (as the control plane's loop tests run) the default clock's
+/// backoff is virtual too, while the HTTP exchange is real.
+#[tokio::test(start_paused = true)]
+async fn courier_on_tokios_paused_clock_backs_off_in_virtual_time() {
+    let fake = FakeReceiver::start(vec![Reply::status(429), Reply::status(429)], None).await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let courier = Courier::spawn(
+        Client::new(),
+        receiver(Format::PagerDuty, fake.url("/v2/enqueue")),
+        tx,
+    );
+    let started = tokio::time::Instant::now();
+    courier.push(1, body(Format::PagerDuty, &notice(1, Status::Firing), None));
+    let outcomes = finals(&mut rx, 1).await;
+    assert!(matches!(
+        outcomes.last(),
+        Some(Outcome::Delivered { attempts: 3, .. })
+    ));
+    assert!(started.elapsed() >= secs(3), "1 s then 2 s of backoff");
+    assert_eq!(fake.recorded().len(), 3);
+}
