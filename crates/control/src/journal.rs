@@ -304,14 +304,20 @@ impl Journal {
 
     /// Queues a notice in the outbox (with the entry that explains it).
     pub fn queue_notice(&mut self, id: u64, receiver: &str, notice: &str) {
-        self.pending
-            .push(Write::QueueNotice(id, receiver.to_owned(), notice.to_owned()));
+        self.pending.push(Write::QueueNotice(
+            id,
+            receiver.to_owned(),
+            notice.to_owned(),
+        ));
     }
 
     /// A notice was delivered, or given up on.
     pub fn finish_notice(&mut self, id: u64, attempts: u32, gave_up: Option<&str>) {
-        self.pending
-            .push(Write::FinishNotice(id, attempts, gave_up.map(str::to_owned)));
+        self.pending.push(Write::FinishNotice(
+            id,
+            attempts,
+            gave_up.map(str::to_owned),
+        ));
     }
 
     /// The loop's reading connection (read-only), for the secrets and config overrides read

@@ -93,7 +93,11 @@ impl Alerting {
                 Ok(receiver) => receiver,
                 Err(reason) => {
                     // Its notices stay in the outbox until a control plane can resolve it.
-                    tracing::error!(receiver = alert.name, reason, "cannot deliver to this receiver");
+                    tracing::error!(
+                        receiver = alert.name,
+                        reason,
+                        "cannot deliver to this receiver"
+                    );
                     continue;
                 }
             };
@@ -101,10 +105,14 @@ impl Alerting {
             let courier = wharf_notify::Courier::spawn(client.clone(), receiver, outcomes.clone());
             self.couriers.insert(alert.name.clone(), (format, courier));
         }
-        let pending = core.journal.store().pending_alert_notices().unwrap_or_else(|error| {
-            tracing::error!(%error, "cannot read the alert outbox");
-            Vec::new()
-        });
+        let pending = core
+            .journal
+            .store()
+            .pending_alert_notices()
+            .unwrap_or_else(|error| {
+                tracing::error!(%error, "cannot read the alert outbox");
+                Vec::new()
+            });
         for row in pending {
             let Ok(notice) = serde_json::from_str::<wharf_notify::Notice>(&row.notice) else {
                 tracing::error!(id = row.id, "an unreadable notice in the outbox");
@@ -291,7 +299,10 @@ impl Alerting {
             PageChange::Resolved(_) => core.journal.resolve_alert_page(
                 &page.dedup_key,
                 &page_json,
-                &page.resolved_at.unwrap_or_else(jiff::Timestamp::now).to_string(),
+                &page
+                    .resolved_at
+                    .unwrap_or_else(jiff::Timestamp::now)
+                    .to_string(),
             ),
         }
         let notice = notice(&core.stack, &change);

@@ -316,7 +316,8 @@ impl ControlPlane {
             self.reconcile();
             let statuses =
                 service_statuses(&self.supervisor.services, self.core.config.driver.as_ref());
-            self.supervisor.record_transitions(&mut self.core, &statuses);
+            self.supervisor
+                .record_transitions(&mut self.core, &statuses);
             self.alerting
                 .evaluate(&mut self.core, &self.supervisor.services, &statuses);
             self.core.journal.commit();

@@ -1,0 +1,329 @@
+//! Alerting end to end: a real stack (the `wharf` and `wharf-testbed` binaries), a database
+//! made unready through the testbed's control endpoint, and receivers that are fakes of the
+//! SaaS endpoints (PagerDuty's Events API, a Slack incoming webhook) — local HTTP servers that
+//! record what they got, since the real services cannot be reached from here.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+/// A fake of a SaaS receiver: records every request's path and JSON body and answers 202
+/// (after `refusals` answers of 429 first).
+struct FakeReceiver {
+    port: u16,
+    got: Arc<Mutex<Vec<(String, Value)>>>,
+}
+
+impl FakeReceiver {
+    fn start(refusals: usize) -> FakeReceiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let refused = Arc::new(Mutex::new(0usize));
+        let record = got.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (record, refused) = (record.clone(), refused.clone());
+                std::thread::spawn(move || serve(stream, &record, &refused, refusals));
+            }
+        });
+        FakeReceiver { port, got }
+    }
+
+    fn requests(&self) -> Vec<(String, Value)> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
+/// Answers HTTP/1.1 requests on one connection until it closes.
+fn serve(
+    stream: TcpStream,
+    record: &Mutex<Vec<(String, Value)>>,
+    refused: &Mutex<usize>,
+    refusals: usize,
+) {
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let path = line.split(' ').nth(1).unwrap_or("").to_owned();
+        let mut length = 0;
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                return;
+            }
+            if header == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let refuse = {
+            let mut refused = refused.lock().unwrap();
+            let refuse = *refused < refusals;
+            *refused += usize::from(refuse);
+            refuse
+        };
+        let status = if refuse {
+            "429 Too Many Requests"
+        } else {
+            record
+                .lock()
+                .unwrap()
+                .push((path, serde_json::from_slice(&body).unwrap_or(Value::Null)));
+            "202 Accepted"
+        };
+        let answer = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{{}}"
+        );
+        if writer.write_all(answer.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// `wharf secret set NAME` with the value on stdin.
+fn set_secret(stack: &Stack, name: &str, value: &str) {
+    let mut child = Command::new(wharf_bin())
+        .args(["secret", "set", name, "--reason", "test"])
+        .current_dir(stack.path())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{value}\n").as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Flips the testbed's readiness through its control endpoint.
+fn set_ready(port: u16, ready: bool) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let body = if ready { "true" } else { "false" };
+    write!(
+        stream,
+        "POST /control/ready HTTP/1.1\r\nHost: t\r\nConnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+const KEY: &str = "pdkey-7f3a9c1e5b";
+
+/// A database and five services depending on it (two of them through `api`), paging
+/// PagerDuty and Slack after one second of trouble.
+fn five_dependents(db: u16, pagerduty: &FakeReceiver, slack: &FakeReceiver) -> Stack {
+    let dependent = |name: &str, on: &str, on_port: &str| {
+        format!(
+            r#"
+  {name}:
+    command: [TESTBED, --port, "${{PORT}}", --depends-on, "http://127.0.0.1:{on_port}/ready"]
+    depends_on: {{{on}: {{condition: ready}}}}
+    probes:
+      ready: {{http: {{path: /ready}}, interval: 200ms, failure_threshold: 2}}"#
+        )
+    };
+    let db_port = db.to_string();
+    let manifest = format!(
+        r#"
+name: pager
+secrets:
+  PD_KEY: {{}}
+  SLACK_URL: {{}}
+services:
+  db:
+    command: [TESTBED, --port, "{db}"]
+    probes:
+      ready: {{http: {{url: "http://127.0.0.1:{db}/ready"}}, interval: 200ms, failure_threshold: 1}}{api}{worker}{billing}{web}{admin}
+alerts:
+  - name: oncall
+    webhook: {{url: "http://127.0.0.1:{pd}/v2/enqueue", format: pagerduty, routing_key: "${{secret:PD_KEY}}"}}
+    thresholds: {{down_for: 1s}}
+  - name: chat
+    webhook: {{url: "${{secret:SLACK_URL}}", format: slack}}
+    thresholds: {{down_for: 1s}}
+"#,
+        api = dependent("api", "db", &db_port),
+        worker = dependent("worker", "db", &db_port),
+        billing = dependent("billing", "db", &db_port),
+        web = dependent("web", "api", "API_PORT"),
+        admin = dependent("admin", "api", "API_PORT"),
+        pd = pagerduty.port,
+    );
+    // web and admin check api through its readiness: api's instance port is not known yet,
+    // so they check the database too — what matters is the dependency graph.
+    let manifest = manifest.replace("API_PORT", &db_port);
+    let stack = Stack::new(&manifest);
+    set_secret(&stack, "PD_KEY", KEY);
+    set_secret(
+        &stack,
+        "SLACK_URL",
+        &format!("http://127.0.0.1:{}/services/T0/B0/secretpath", slack.port),
+    );
+    let output = stack.up();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stack
+}
+
+fn actions_of(requests: &[(String, Value)]) -> Vec<String> {
+    requests
+        .iter()
+        .map(|(_, body)| body["event_action"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
+#[test]
+fn a_database_outage_under_five_dependents_pages_pagerduty_fake_and_slack_fake_once_and_resolves_once()
+ {
+    let (pagerduty, slack) = (FakeReceiver::start(0), FakeReceiver::start(0));
+    let db = free_port();
+    let stack = five_dependents(db, &pagerduty, &slack);
+    set_ready(db, false);
+    let trigger = eventually("the trigger", Duration::from_secs(30), || {
+        pagerduty.requests().into_iter().next()
+    });
+    let (path, body) = &trigger;
+    assert_eq!(path, "/v2/enqueue");
+    assert_eq!(body["event_action"], "trigger");
+    assert_eq!(body["routing_key"], KEY);
+    assert_eq!(body["dedup_key"], "wharf/pager/oncall/db");
+    let summary = body["payload"]["summary"].as_str().unwrap();
+    assert!(summary.starts_with("db is down"), "{summary}");
+    let mut affected: Vec<&str> = body["payload"]["custom_details"]["affected"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    affected.sort_unstable();
+    // The dependents are listed (those already in trouble as the page opened: all five, but
+    // for the slowest probes on a loaded machine).
+    assert!(affected.contains(&"api"), "{affected:?}");
+    for name in &affected {
+        assert!(
+            ["admin", "api", "billing", "web", "worker"].contains(name),
+            "{affected:?}"
+        );
+    }
+    // The dependents stay down well past their own `for`: still one page. (A window to watch
+    // for a second page, not a wait for readiness.)
+    let wait_until = std::time::Instant::now() + Duration::from_secs(3);
+    eventually("the dependents to be down", Duration::from_secs(30), || {
+        (stack.service("api")["state"] != "running").then_some(())
+    });
+    while std::time::Instant::now() < wait_until {
+        std::thread::park_timeout(Duration::from_millis(100));
+    }
+    assert_eq!(actions_of(&pagerduty.requests()), ["trigger"]);
+    set_ready(db, true);
+    eventually("the resolve", Duration::from_secs(30), || {
+        (pagerduty.requests().len() >= 2).then_some(())
+    });
+    eventually("the stack to recover", Duration::from_secs(30), || {
+        (stack.service("web")["state"] == "running").then_some(())
+    });
+    let requests = pagerduty.requests();
+    assert_eq!(actions_of(&requests), ["trigger", "resolve"]);
+    assert_eq!(requests[1].1["dedup_key"], "wharf/pager/oncall/db");
+    // Slack got the same two messages.
+    let messages = eventually("two slack messages", Duration::from_secs(30), || {
+        let got = slack.requests();
+        (got.len() >= 2).then_some(got)
+    });
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert_eq!(messages[0].0, "/services/T0/B0/secretpath");
+    let first = messages[0].1["text"].as_str().unwrap();
+    let second = messages[1].1["text"].as_str().unwrap();
+    assert!(first.contains("db"), "{first}");
+    assert!(second.to_lowercase().contains("resolved"), "{second}");
+    // The ledger holds both pages' evidence and every delivery; no key anywhere in it.
+    let ledger = stack.ledger();
+    assert_eq!(
+        actions(&ledger, "alert.trigger").len(),
+        2,
+        "one per receiver"
+    );
+    assert_eq!(actions(&ledger, "alert.resolve").len(), 2);
+    eventually("four deliveries recorded", Duration::from_secs(10), || {
+        (actions(&stack.ledger(), "alert.delivered").len() == 4).then_some(())
+    });
+    let text = serde_json::to_string(&stack.ledger()).unwrap();
+    assert!(!text.contains(KEY) && !text.contains("secretpath"));
+    let database = std::fs::read(stack.path().join(".wharf/state.db")).unwrap();
+    assert!(!database.windows(KEY.len()).any(|w| w == KEY.as_bytes()));
+}
+
+#[test]
+fn a_page_opened_before_wharf_is_killed_is_resolved_after_it_restarts_through_pagerduty_fake() {
+    let (pagerduty, slack) = (FakeReceiver::start(2), FakeReceiver::start(0));
+    let db = free_port();
+    let stack = five_dependents(db, &pagerduty, &slack);
+    set_ready(db, false);
+    // Refused twice with 429, then delivered: once.
+    eventually("the trigger", Duration::from_secs(30), || {
+        pagerduty.requests().into_iter().next()
+    });
+    let pid = stack.control_pid().expect("a control plane runs");
+    kill9(i64::from(pid));
+    eventually("the control plane to die", Duration::from_secs(10), || {
+        (!alive(i64::from(pid))).then_some(())
+    });
+    set_ready(db, true);
+    let output = stack.up();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    eventually("the resolve", Duration::from_secs(30), || {
+        (pagerduty.requests().len() >= 2).then_some(())
+    });
+    let requests = pagerduty.requests();
+    assert_eq!(
+        actions_of(&requests),
+        ["trigger", "resolve"],
+        "{requests:?}"
+    );
+    assert_eq!(requests[1].1["dedup_key"], "wharf/pager/oncall/db");
+    let ledger = stack.ledger();
+    let delivered = actions(&ledger, "alert.delivered");
+    assert!(
+        delivered.iter().any(|e| e["details"]["attempts"] == 3),
+        "the trigger took three attempts: {delivered:?}"
+    );
+}
