@@ -327,3 +327,23 @@ fn a_page_opened_before_wharf_is_killed_is_resolved_after_it_restarts_through_pa
         "the trigger took three attempts: {delivered:?}"
     );
 }
+
+#[test]
+fn stopping_the_stack_resolves_its_open_page_at_the_pagerduty_fake_before_down_returns() {
+    let (pagerduty, slack) = (FakeReceiver::start(0), FakeReceiver::start(0));
+    let db = free_port();
+    let stack = five_dependents(db, &pagerduty, &slack);
+    set_ready(db, false);
+    eventually("the trigger", Duration::from_secs(30), || {
+        pagerduty.requests().into_iter().next()
+    });
+    let output = stack.wharf(&["down"]);
+    assert!(output.status.success());
+    // `down` has returned: the resolve already reached the receiver.
+    let requests = pagerduty.requests();
+    assert_eq!(
+        actions_of(&requests),
+        ["trigger", "resolve"],
+        "{requests:?}"
+    );
+}

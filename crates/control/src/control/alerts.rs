@@ -47,6 +47,8 @@ pub(super) struct Alerting {
     windows: HashMap<String, VecDeque<(Instant, Totals)>>,
     /// One delivery queue per receiver (alert), by name, with the receiver's format.
     couriers: HashMap<String, (wharf_notify::Format, wharf_notify::Courier)>,
+    /// Notices handed to a courier whose outcome has not come back.
+    in_flight: std::collections::BTreeSet<u64>,
 }
 
 impl Alerting {
@@ -70,7 +72,14 @@ impl Alerting {
             last_notice,
             windows: HashMap::new(),
             couriers: HashMap::new(),
+            in_flight: Default::default(),
         }
+    }
+
+    /// Whether notices are still on their way (a stopping control plane waits for them a
+    /// little: the resolves a `down` causes should not wait for the next `up`).
+    pub(super) fn delivering(&self) -> bool {
+        !self.in_flight.is_empty()
     }
 
     /// Starts a courier per receiver — URLs and keys resolved from the secrets, in memory
@@ -133,15 +142,19 @@ impl Alerting {
     }
 
     /// Hands a notice to its receiver's courier (without a key: the courier adds it).
-    fn deliver(&self, id: u64, receiver: &str, notice: &wharf_notify::Notice) {
+    fn deliver(&mut self, id: u64, receiver: &str, notice: &wharf_notify::Notice) {
         if let Some((format, courier)) = self.couriers.get(receiver) {
             courier.push(id, wharf_notify::body(*format, notice, None));
+            self.in_flight.insert(id);
         }
     }
 
     /// A courier's report: a notice delivered or given up on is recorded and its outbox row
     /// closed; a retry is only logged.
     pub(super) fn on_outcome(&mut self, core: &mut Core, outcome: wharf_notify::Outcome) {
+        if outcome.is_final() {
+            self.in_flight.remove(&outcome.id());
+        }
         match outcome {
             wharf_notify::Outcome::Delivered {
                 receiver,

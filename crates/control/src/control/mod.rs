@@ -38,6 +38,9 @@ use crate::state::{Phase, ServiceState};
 use crate::tasks::{probe_loop, watch_ended};
 use traffic::Traffic;
 
+/// How long a stopping control plane waits for its last notices to reach their receivers.
+const NOTICE_PATIENCE: Duration = Duration::from_secs(5);
+
 /// How long an instance without a ready probe must run before it counts as ready.
 pub const PROBELESS_READY_AFTER: Duration = Duration::from_secs(1);
 
@@ -339,6 +342,7 @@ impl ControlPlane {
         self.core
             .journal
             .record(KnownAction::StackDown, &self.core.stack, json!({}));
+        self.finish_deliveries().await;
         // Every record queued so far reaches the disk before the process may exit.
         self.core.journal.flush().await;
         tracing::info!("stack stopped; control plane exits");
@@ -376,6 +380,23 @@ impl ControlPlane {
                 Effect::Stop(handle) => {
                     tokio::spawn(driver.stop(handle, self.core.config.stop_grace));
                 }
+            }
+        }
+    }
+
+    /// Waits a little for the notices still on their way (the resolves the `down` itself
+    /// caused); what does not arrive in time stays in the outbox for the next control plane.
+    async fn finish_deliveries(&mut self) {
+        let deadline = tokio::time::Instant::now() + NOTICE_PATIENCE;
+        while self.alerting.delivering() {
+            match tokio::time::timeout_at(deadline, self.events_rx.recv()).await {
+                Ok(Some(Event::Notice(outcome))) => {
+                    self.alerting.on_outcome(&mut self.core, *outcome);
+                    self.core.journal.commit();
+                }
+                // The stack is down: nothing else is acted on any more.
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
             }
         }
     }
