@@ -103,6 +103,10 @@ pub struct Engine {
     /// from the moment its dependencies' ended: it is given the rule's `for` to recover with
     /// them, rather than paged as a root the instant the real root recovers.
     cleared: HashMap<(String, String), Timestamp>,
+    /// Service → the last time it was seen in maintenance: its trouble counts only from the
+    /// maintenance's end, so what a rollout did (a canary's errors) pages only if it outlasts
+    /// the rollout by the rule's `for`.
+    maintenance: HashMap<String, Timestamp>,
     /// Open pages by dedup key.
     open: BTreeMap<String, Page>,
 }
@@ -115,6 +119,7 @@ impl Engine {
             rules,
             troubles: HashMap::new(),
             cleared: HashMap::new(),
+            maintenance: HashMap::new(),
             open: open.into_iter().map(|p| (p.dedup_key.clone(), p)).collect(),
         }
     }
@@ -138,6 +143,9 @@ impl Engine {
         let by_name: HashMap<&str, &ServiceView> =
             services.iter().map(|s| (s.name.as_str(), s)).collect();
         let mut changes = Vec::new();
+        for service in services.iter().filter(|s| s.maintenance) {
+            self.maintenance.insert(service.name.clone(), now);
+        }
         for rule in &self.rules {
             for service in services {
                 let key = (rule.name.clone(), service.name.clone());
@@ -206,6 +214,7 @@ impl Engine {
                 let counted_from = service_ancestors
                     .iter()
                     .filter_map(|a| self.cleared.get(&(rule.name.clone(), a.clone())))
+                    .chain(self.maintenance.get(&service.name))
                     .fold(*since, |from, cleared| from.max(*cleared));
                 let lasted = now.duration_since(counted_from).unsigned_abs();
                 if lasted < rule.after || service.maintenance {
@@ -462,7 +471,7 @@ mod tests {
 
     #[test]
     fn maintenance_holds_the_page_and_a_stopped_service_resolves_its_own() {
-        let mut engine = Engine::new("shop", vec![rule(1)], Vec::new());
+        let mut engine = Engine::new("shop", vec![rule(2)], Vec::new());
         let mut services = stack(Health::Serving, Health::Serving);
         services[1].health = Health::Serving;
         services[1].error_rate = Some(0.2);
@@ -473,11 +482,13 @@ mod tests {
             "held during the rollout"
         );
         services[1].maintenance = false;
-        let changes = engine.evaluate(at(6), &services);
+        // Counted from the rollout's end (last seen at 5): `for` (2 s) after it.
+        assert!(engine.evaluate(at(6), &services).is_empty());
+        let changes = engine.evaluate(at(7), &services);
         assert_eq!(opened(&changes)[0].root_cause, "api");
         assert!(opened(&changes)[0].summary.contains("20.0% errors"));
         services[1].health = Health::Stopped;
-        assert_eq!(resolved(&engine.evaluate(at(7), &services)).len(), 1);
+        assert_eq!(resolved(&engine.evaluate(at(8), &services)).len(), 1);
     }
 
     #[test]

@@ -347,3 +347,79 @@ fn stopping_the_stack_resolves_its_open_page_at_the_pagerduty_fake_before_down_r
         "{requests:?}"
     );
 }
+
+#[test]
+fn a_failing_canary_pages_no_one_during_its_rollout_and_posts_one_change_event_to_pagerduty_fake() {
+    use wharf_testbed::load::{self, LoadPlan};
+    let pagerduty = FakeReceiver::start(0);
+    let port = free_port();
+    let stack = Stack::new(&format!(
+        r#"
+name: canary
+secrets:
+  PD_KEY: {{}}
+services:
+  api:
+    version: "1.0"
+    command: [TESTBED, --port, "${{PORT}}", --version, "${{VERSION}}"]
+    port: {port}
+    replicas: 2
+    probes:
+      ready: {{http: {{path: /ready}}, interval: 200ms}}
+    rollout:
+      strategy: canary
+      steps: [{{weight: 20, pause: 30s}}, {{weight: 100}}]
+      analysis: {{max_error_rate: 1%, min_requests: 20}}
+      deadlines: {{drain: 2s}}
+alerts:
+  - name: oncall
+    webhook: {{url: "http://127.0.0.1:{pd}/v2/enqueue", format: pagerduty, routing_key: "${{secret:PD_KEY}}"}}
+    thresholds: {{error_rate: 0.5%, down_for: 1s}}
+"#,
+        pd = pagerduty.port
+    ));
+    set_secret(&stack, "PD_KEY", KEY);
+    assert!(stack.up().status.success());
+    let mut plan = LoadPlan::new(format!("http://127.0.0.1:{port}/"), 100.0);
+    plan.max_duration = Duration::from_secs(60);
+    plan.timeout = Duration::from_secs(5);
+    let run = load::start(plan).expect("load starts");
+    eventually("answers through the proxy", Duration::from_secs(20), || {
+        (run.snapshot().ok() >= 100).then_some(())
+    });
+    let command = format!(
+        "{} --port ${{PORT}} --version ${{VERSION}} --error-rate 0.3",
+        testbed_bin().display()
+    );
+    let output = stack.wharf(&["deploy", "api", "--version", "2.0", "--command", &command]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let outcome = eventually("the rollback", Duration::from_secs(30), || {
+        let output = stack.wharf(&["rollout", "status", "api", "--output", "json"]);
+        let view: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+        view["outcome"].as_str().map(str::to_owned)
+    });
+    assert_eq!(outcome, "rolled-back");
+    // Traffic goes on to the stable version for three times the rule's `for`: a window in
+    // which a page for the canary's errors would have opened.
+    let watch_until = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < watch_until {
+        std::thread::park_timeout(Duration::from_millis(100));
+    }
+    let report = run.stop();
+    assert!(report.total() > 0);
+    let requests = pagerduty.requests();
+    let paths: Vec<&str> = requests.iter().map(|(path, _)| path.as_str()).collect();
+    assert_eq!(paths, ["/v2/change/enqueue"], "{requests:?}");
+    let change = &requests[0].1;
+    assert_eq!(change["routing_key"], KEY);
+    let summary = change["payload"]["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("api") && summary.contains("2.0"),
+        "{summary}"
+    );
+    assert!(actions(&stack.ledger(), "alert.trigger").is_empty());
+}

@@ -49,6 +49,11 @@ pub(super) struct Alerting {
     couriers: HashMap<String, (wharf_notify::Format, wharf_notify::Courier)>,
     /// Notices handed to a courier whose outcome has not come back.
     in_flight: std::collections::BTreeSet<u64>,
+    /// Ids of change events (not in the outbox: a missed change event is not owed later).
+    changes: std::collections::BTreeSet<u64>,
+    /// Services in maintenance at the last pass: when one leaves it, its error and latency
+    /// window starts again (a failed canary's errors are not the stable version's).
+    in_maintenance: std::collections::HashSet<String>,
 }
 
 impl Alerting {
@@ -73,6 +78,33 @@ impl Alerting {
             windows: HashMap::new(),
             couriers: HashMap::new(),
             in_flight: Default::default(),
+            changes: Default::default(),
+            in_maintenance: Default::default(),
+        }
+    }
+
+    /// Posts a change event (a deploy began) to every receiver: PagerDuty's Change Events,
+    /// a Slack message, a webhook with `"kind": "change"`.
+    pub(super) fn change(
+        &mut self,
+        core: &Core,
+        service: &str,
+        summary: String,
+        details: BTreeMap<String, String>,
+    ) {
+        let change = wharf_notify::Change {
+            summary,
+            stack: core.stack.clone(),
+            service: Some(service.to_owned()),
+            at: jiff::Timestamp::now(),
+            details,
+        };
+        for (format, courier) in self.couriers.values() {
+            self.last_notice += 1;
+            let id = self.last_notice;
+            courier.push_change(id, wharf_notify::change_body(*format, &change, None));
+            self.in_flight.insert(id);
+            self.changes.insert(id);
         }
     }
 
@@ -155,17 +187,20 @@ impl Alerting {
         if outcome.is_final() {
             self.in_flight.remove(&outcome.id());
         }
+        let change = outcome.is_final() && self.changes.remove(&outcome.id());
         match outcome {
             wharf_notify::Outcome::Delivered {
                 receiver,
                 id,
                 attempts,
             } => {
-                core.journal.finish_notice(id, attempts, None);
+                if !change {
+                    core.journal.finish_notice(id, attempts, None);
+                }
                 core.journal.record(
                     KnownAction::AlertDelivered,
                     &receiver,
-                    json!({"notice": id, "attempts": attempts}),
+                    json!({"notice": id, "attempts": attempts, "change": change}),
                 );
             }
             wharf_notify::Outcome::GaveUp {
@@ -176,11 +211,13 @@ impl Alerting {
             } => {
                 let reason = reason.to_string();
                 tracing::error!(receiver, id, attempts, reason, "a notice was given up on");
-                core.journal.finish_notice(id, attempts, Some(&reason));
+                if !change {
+                    core.journal.finish_notice(id, attempts, Some(&reason));
+                }
                 core.journal.record(
                     KnownAction::AlertUndelivered,
                     &receiver,
-                    json!({"notice": id, "attempts": attempts, "reason": reason}),
+                    json!({"notice": id, "attempts": attempts, "reason": reason, "change": change}),
                 );
             }
             wharf_notify::Outcome::Retrying {
@@ -265,6 +302,14 @@ impl Alerting {
     ) {
         if self.alerts.is_empty() && self.engine.open_pages().next().is_none() {
             return;
+        }
+        for service in services {
+            let name = &service.plan.name;
+            if service.active_rollout().is_some() {
+                self.in_maintenance.insert(name.clone());
+            } else if self.in_maintenance.remove(name) {
+                self.windows.remove(name);
+            }
         }
         let views: Vec<ServiceView> = statuses
             .iter()

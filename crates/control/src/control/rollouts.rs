@@ -401,6 +401,13 @@ impl ControlPlane {
             "details": details,
         }));
         tracing::info!(service = name, %action, "rollout");
+        if milestone == Milestone::Start {
+            let summary = format!("deploy of {name} {} began", record.new.version);
+            let mut facts = std::collections::BTreeMap::new();
+            facts.insert("version".to_owned(), record.new.version.clone());
+            facts.insert("from".to_owned(), record.previous.version.clone());
+            self.alerting.change(&self.core, &name, summary, facts);
+        }
         self.core.journal.record(action, &name, details);
     }
 
