@@ -27,8 +27,8 @@ mod deploy;
 mod health;
 mod openapi;
 mod state_routes;
-pub mod tls;
 mod tcp;
+pub mod tls;
 
 pub use state_routes::ACTOR_HEADER;
 pub use tcp::ApiLimits;

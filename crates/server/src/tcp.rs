@@ -62,7 +62,11 @@ enum Refusal {
     Client,
 }
 
-fn admit(budget: &Arc<Mutex<Budget>>, limits: &ApiLimits, client: IpAddr) -> Result<Permit, Refusal> {
+fn admit(
+    budget: &Arc<Mutex<Budget>>,
+    limits: &ApiLimits,
+    client: IpAddr,
+) -> Result<Permit, Refusal> {
     let mut held = budget.lock().unwrap_or_else(|e| e.into_inner());
     if held.total >= limits.max_connections {
         return Err(Refusal::Total);
@@ -142,7 +146,8 @@ pub(crate) async fn serve(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
-            let Some(tls) = crate::tls::handshake(acceptor, stream, peer, limits.header_timeout).await
+            let Some(tls) =
+                crate::tls::handshake(acceptor, stream, peer, limits.header_timeout).await
             else {
                 return;
             };
