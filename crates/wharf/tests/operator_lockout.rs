@@ -374,3 +374,31 @@ fn a_slowloris_connection_to_the_proxy_is_closed_after_the_header_timeout() {
         "closed before its deadline: {took:?}"
     );
 }
+
+// Before: `wharf status` waited forever on a stopped (SIGSTOP) control plane. Now every API
+// call is bounded by `--timeout`, and the error names the control plane that did not answer.
+#[test]
+fn a_stopped_control_plane_gets_a_clear_timeout_instead_of_a_hang() {
+    let stack = Stack::new(API_STACK);
+    let up = stack.up();
+    assert!(up.status.success(), "{}", stderr(&up));
+    let control = stack.control_pid().unwrap();
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([name, &control.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    signal("-STOP");
+    let start = Instant::now();
+    let status = stack.wharf(&["--timeout", "1s", "status"]);
+    let took = start.elapsed();
+    signal("-CONT");
+    let text = stderr(&status);
+    assert!(!status.status.success(), "{text}");
+    assert!(took < Duration::from_secs(10), "gave up after {took:?}");
+    assert!(text.contains("did not answer within 1s"), "{text}");
+    assert!(text.contains(&format!("pid {control}")), "{text}");
+    assert!(text.contains("control.sock"), "{text}");
+}
