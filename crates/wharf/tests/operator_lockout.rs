@@ -244,9 +244,9 @@ fn a_slowloris_connection_to_the_tcp_api_is_closed_after_the_header_timeout() {
                 if tls.write_all(&[*byte]).await.is_err() || tls.flush().await.is_err() {
                     return Some(start.elapsed());
                 }
-                match tokio::time::timeout(Duration::from_millis(200), tls.read(&mut buffer)).await {
-                    Ok(Ok(0) | Err(_)) => return Some(start.elapsed()),
-                    Ok(Ok(_)) | Err(_) => {}
+                let read = tokio::time::timeout(Duration::from_millis(200), tls.read(&mut buffer));
+                if let Ok(Ok(0) | Err(_)) = read.await {
+                    return Some(start.elapsed());
                 }
             }
             None
