@@ -117,19 +117,24 @@ for _ in range(requests):
         ok += data.startswith(b"HTTP/1.1 200")
     except OSError:
         pass
-lat = []
+lat, answered = [], 0
 for _ in range(200):
     start = time.perf_counter()
     u = socket.socket(socket.AF_UNIX)
     u.settimeout(30)
     u.connect(sock_path)
     u.sendall(b"GET /v1/status HTTP/1.1\r\nHost: wharf\r\nConnection: close\r\n\r\n")
-    while u.recv(65536):
-        pass
+    answer = b""
+    while True:
+        chunk = u.recv(65536)
+        if not chunk:
+            break
+        answer += chunk
     u.close()
     lat.append((time.perf_counter() - start) * 1000)
+    answered += answer.startswith(b"HTTP/1.1 200") and b'"services"' in answer
 lat.sort()
-print(f"{100.0 * ok / requests:.2f} {lat[len(lat) // 2]:.2f} {lat[int(len(lat) * 0.99)]:.2f} {lat[-1]:.2f}")
+print(f"{100.0 * ok / requests:.2f} {lat[len(lat) // 2]:.2f} {lat[int(len(lat) * 0.99)]:.2f} {lat[-1]:.2f} {100.0 * answered / len(lat):.1f}")
 PY
 
 socket_path="$work/.wharf/control.sock"
@@ -141,7 +146,7 @@ assert s.recv(100).startswith(b"HTTP/1.1 200")
 PY
 do sleep 0.2; done
 
-read -r base_ok base_p50 base_p99 base_max < <(python3 "$work/measure.py" "$web_port" "$REQUESTS" "$socket_path")
+read -r base_ok base_p50 base_p99 base_max base_answered < <(python3 "$work/measure.py" "$web_port" "$REQUESTS" "$socket_path")
 
 # Half the flood on each target, in processes of at most PER_PROCESS sockets, each from its own
 # block of source addresses.
@@ -164,7 +169,7 @@ for f in "${flooders[@]}"; do
 done
 sleep 1 # let the first wave of refusals and re-opens settle
 
-read -r flood_ok flood_p50 flood_p99 flood_max < <(python3 "$work/measure.py" "$web_port" "$REQUESTS" "$socket_path")
+read -r flood_ok flood_p50 flood_p99 flood_max flood_answered < <(python3 "$work/measure.py" "$web_port" "$REQUESTS" "$socket_path")
 
 held=0; refused=0
 for f in "${flooders[@]}"; do
@@ -184,6 +189,7 @@ printf '\nflood: %d connections (%d to the TCP API, %d to the proxy), %d legitim
   "$FLOOD" "$half" "$half" "$REQUESTS"
 printf '%-40s %14s %14s %10s\n' "" "no flood" "during flood" "target"
 printf '%-40s %13s%% %13s%% %10s\n' "legitimate requests via the proxy, ok" "$base_ok" "$flood_ok" "100%"
+printf '%-40s %13s%% %13s%% %10s\n' "operator socket GET /v1/status, 200" "$base_answered" "$flood_answered" "100%"
 printf '%-40s %12s ms %12s ms %10s\n' "operator socket GET /v1/status p50" "$base_p50" "$flood_p50" ""
 printf '%-40s %12s ms %12s ms %10s\n' "operator socket GET /v1/status p99" "$base_p99" "$flood_p99" "< 100 ms"
 printf '%-40s %12s ms %12s ms %10s\n' "operator socket GET /v1/status max" "$base_max" "$flood_max" ""
