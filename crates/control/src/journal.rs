@@ -163,7 +163,7 @@ impl Journal {
     /// Opens the state database twice: a writing connection handed to a new writer thread, and
     /// a reading one for the loop.
     pub fn open(state_dir: &Path, actor: String) -> Result<Self, StoreError> {
-        let writing = Store::open(state_dir)?;
+        let writing = Store::open_for_writing(state_dir)?;
         let reader = writing.open_reader()?;
         let writer = StoreWriter::spawn(writing).map_err(|source| StoreError::Io {
             path: state_dir.to_owned(),

@@ -83,6 +83,12 @@ pub trait Storage {
     fn add_checkpoint(&mut self, checkpoint: &StoredCheckpoint) -> Result<(), StorageError>;
     /// Every stored checkpoint, oldest first.
     fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StorageError>;
+    /// The ledger's size as the storage recorded it at its last append, kept apart from the
+    /// entries (a high-water mark), so that deleting entries leaves a trace verification sees;
+    /// `None` when the storage keeps no such record.
+    fn recorded_size(&self) -> Result<Option<u64>, StorageError> {
+        Ok(None)
+    }
 }
 
 /// An in-memory [`Storage`] for tests and tools; same invariants as the SQLite one.
@@ -94,6 +100,8 @@ pub struct MemoryStorage {
     pub nodes: BTreeMap<NodeId, Vec<u8>>,
     /// Signed checkpoints, oldest first.
     pub checkpoints: Vec<StoredCheckpoint>,
+    /// The size after the last append (see [`Storage::recorded_size`]).
+    pub recorded: Option<u64>,
 }
 
 impl Storage for MemoryStorage {
@@ -125,6 +133,7 @@ impl Storage for MemoryStorage {
         for (id, hash) in nodes {
             self.nodes.insert(*id, hash.to_vec());
         }
+        self.recorded = Some(self.size()?);
         Ok(())
     }
 
@@ -145,6 +154,10 @@ impl Storage for MemoryStorage {
 
     fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StorageError> {
         Ok(self.checkpoints.clone())
+    }
+
+    fn recorded_size(&self) -> Result<Option<u64>, StorageError> {
+        Ok(self.recorded)
     }
 }
 
@@ -177,5 +190,9 @@ impl<S: Storage + ?Sized> Storage for &mut S {
 
     fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StorageError> {
         (**self).checkpoints()
+    }
+
+    fn recorded_size(&self) -> Result<Option<u64>, StorageError> {
+        (**self).recorded_size()
     }
 }

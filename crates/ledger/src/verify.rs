@@ -33,6 +33,9 @@ pub enum Mismatch {
     SavedCheckpointInvalid(String),
     /// A saved checkpoint given by the caller is not a prefix of today's tree.
     SavedCheckpointInconsistent { size: u64 },
+    /// Evidence outside the ledger's tables (its key file) shows a ledger existed that the
+    /// storage no longer holds; the reason says which evidence.
+    Forgotten(String),
 }
 
 impl Mismatch {
@@ -103,6 +106,7 @@ impl fmt::Display for Mismatch {
                 f,
                 "the saved checkpoint of size {size} is not consistent with today's tree (history rewritten)"
             ),
+            Self::Forgotten(reason) => write!(f, "the ledger is gone: {reason}"),
         }
     }
 }
@@ -202,6 +206,14 @@ impl<S: Storage> Ledger<S> {
     pub fn verify(&self, verifier: &VerifierKey) -> Result<Report, LedgerError> {
         let mut first = First::default();
         let tree = self.recompute(&mut first)?;
+        if let Some(recorded) = self.storage().recorded_size()?
+            && recorded > tree.size()
+        {
+            first.add(Mismatch::TailMissing {
+                seq: tree.size(),
+                recorded,
+            });
+        }
         self.compare_nodes(&tree, &mut first)?;
         let (checkpoints_ok, latest) = self.check_checkpoints(&tree, verifier, &mut first)?;
         let report = Report {

@@ -82,6 +82,27 @@ fn a_truncated_tail_is_named() {
     assert_eq!(failure(&ledger, &key).and_then(|f| f.first_seq()), Some(7));
 }
 
+// Issue 20: every entry, node and checkpoint deleted left an empty ledger that verified.
+// The storage's high-water mark, kept apart from the entries, still counts them.
+#[test]
+fn a_ledger_emptied_of_every_row_fails_against_its_recorded_size() {
+    let (mut ledger, key) = ledger(10);
+    let storage = ledger.storage_mut();
+    storage.entries.clear();
+    storage.nodes.clear();
+    storage.checkpoints.clear();
+    assert_eq!(
+        failure(&ledger, &key),
+        Some(Mismatch::TailMissing {
+            seq: 0,
+            recorded: 10
+        })
+    );
+    // Without the mark (a storage that keeps none), an empty ledger is just empty.
+    ledger.storage_mut().recorded = None;
+    assert_eq!(failure(&ledger, &key), None);
+}
+
 #[test]
 fn a_replaced_checkpoint_is_refused() {
     let (mut ledger, key) = ledger(10);

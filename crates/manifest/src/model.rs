@@ -322,6 +322,17 @@ pub struct ProxySettings {
     /// over HTTP/1.1, mid-response (one write to it) before giving up (default 60 s).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_timeout: Option<Duration>,
+    /// How long a client has to send a whole request head, and how long an idle keep-alive
+    /// connection stays open (default 30 s); a slow or silent client is closed after it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header_timeout: Option<Duration>,
+    /// Client connections open at once on the service's port, all clients together (default
+    /// 10,000); past it a new connection gets a 503.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
+    /// Client connections open at once from one source address (default 1,000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_client: Option<u32>,
 }
 
 /// Deadlines of a rollout's phases, so no rollout waits forever.

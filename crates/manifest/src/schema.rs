@@ -807,14 +807,28 @@ fn generator(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Generator
     Some(generator)
 }
 
-/// `proxy: {upstream_timeout: 2m, tunnel_idle_timeout: 4h, client_timeout: 30s}`: durations of at least a
-/// millisecond, the proxy's resolution.
+/// `proxy: {upstream_timeout: 2m, tunnel_idle_timeout: 4h, client_timeout: 30s,
+/// header_timeout: 10s, max_connections: 20000, max_connections_per_client: 200}`: durations
+/// of at least a millisecond, the proxy's resolution; connection caps of at least one.
 fn proxy_settings(decoder: &mut Decoder, what: &str, node: &Node) -> Option<ProxySettings> {
     let fields = decoder.fields(
         node,
         what,
-        &["upstream_timeout", "tunnel_idle_timeout", "client_timeout"],
+        &[
+            "upstream_timeout",
+            "tunnel_idle_timeout",
+            "client_timeout",
+            "header_timeout",
+            "max_connections",
+            "max_connections_per_client",
+        ],
     )?;
+    let max_connections = fields
+        .get("max_connections")
+        .and_then(|n| decoder.integer(n, &sub(what, "max_connections"), 1, 1_000_000));
+    let max_connections_per_client = fields
+        .get("max_connections_per_client")
+        .and_then(|n| decoder.integer(n, &sub(what, "max_connections_per_client"), 1, 1_000_000));
     let mut duration = |key: &str| {
         let node = fields.get(key)?;
         let what = sub(what, key);
@@ -835,6 +849,9 @@ fn proxy_settings(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Prox
         upstream_timeout: duration("upstream_timeout"),
         tunnel_idle_timeout: duration("tunnel_idle_timeout"),
         client_timeout: duration("client_timeout"),
+        header_timeout: duration("header_timeout"),
+        max_connections,
+        max_connections_per_client,
     })
 }
 

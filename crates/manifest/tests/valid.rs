@@ -60,6 +60,9 @@ fn full_manifest_uses_every_feature() {
         Some(4 * 3600)
     );
     assert_eq!(proxy.client_timeout.map(|d| d.as_std().as_secs()), Some(20));
+    assert_eq!(proxy.header_timeout.map(|d| d.as_std().as_secs()), Some(15));
+    assert_eq!(proxy.max_connections, Some(5000));
+    assert_eq!(proxy.max_connections_per_client, Some(50));
     let rollout = api.rollout.as_ref().expect("api has a rollout");
     assert_eq!(
         rollout

@@ -22,9 +22,10 @@ pub fn open_existing(state_dir: &Path) -> Result<Option<Store>, OpsError> {
     Ok(Some(Store::open(state_dir)?))
 }
 
-/// The state database, created when missing (the writers' entry point, under the lock).
+/// The state database, created when missing (the writers' entry point, under the lock);
+/// a file that fails its integrity check is refused before anything is appended to it.
 pub fn open(lock: &crate::ControlLock) -> Result<Store, OpsError> {
-    Ok(Store::open(lock.state_dir())?)
+    Ok(Store::open_for_writing(lock.state_dir())?)
 }
 
 /// The ledger of this state, for reading, verifying and proving (creating an empty state when

@@ -7,6 +7,7 @@
 
 mod activity;
 pub mod admin;
+mod budget;
 pub mod forward;
 mod h1;
 pub mod latency;

@@ -209,6 +209,10 @@ pub(crate) struct ServiceRt {
     pub tunnel_idle: Duration,
     /// See `ServiceRoute::client_timeout_ms`.
     pub client_timeout: Duration,
+    /// See `ServiceRoute::header_timeout_ms`.
+    pub header_timeout: Duration,
+    /// See `ServiceRoute::max_connections` and `max_connections_per_client`.
+    pub limits: crate::budget::Limits,
 }
 
 impl ServiceRt {
@@ -326,6 +330,11 @@ impl Routes {
                 upstream_timeout: Duration::from_millis(route.upstream_timeout_ms),
                 tunnel_idle: Duration::from_millis(route.tunnel_idle_timeout_ms),
                 client_timeout: Duration::from_millis(route.client_timeout_ms),
+                header_timeout: Duration::from_millis(route.header_timeout_ms),
+                limits: crate::budget::Limits {
+                    total: route.max_connections as usize,
+                    per_client: route.max_connections_per_client as usize,
+                },
             };
             by_listen.insert(service.listen, Arc::new(rt));
         }

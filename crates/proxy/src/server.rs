@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::budget::{Budget, Limits, Refusal};
 use crate::forward;
 use crate::persist;
 use crate::routes::{Clock, Instance, InstanceReport, Routes};
@@ -448,12 +449,15 @@ async fn serve(
     stop: watch::Receiver<Option<Duration>>,
 ) {
     let mut loops = Vec::with_capacity(bound.len());
+    // One budget per port, whichever worker accepted the connection.
+    let budget = Arc::new(Budget::default());
     for (listener, worker) in bound.into_iter().zip(&inner.workers.handles) {
         let inner = inner.clone();
         let stop = stop.clone();
+        let budget = budget.clone();
         loops.push(worker.spawn(async move {
             match TcpListener::from_std(listener) {
-                Ok(listener) => accept_loop(inner, address, listener, stop).await,
+                Ok(listener) => accept_loop(inner, address, listener, budget, stop).await,
                 Err(err) => tracing::error!(%address, error = %err, "cannot register the listener"),
             }
         }));
@@ -469,6 +473,7 @@ async fn accept_loop(
     inner: Arc<Inner>,
     address: SocketAddr,
     listener: TcpListener,
+    budget: Arc<Budget>,
     mut stop: watch::Receiver<Option<Duration>>,
 ) {
     let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
@@ -498,6 +503,19 @@ async fn accept_loop(
                 continue;
             }
         };
+        let limits = inner
+            .routes
+            .load()
+            .by_listen
+            .get(&address)
+            .map_or_else(Limits::default, |service| service.limits);
+        let permit = match budget.admit(limits, peer.ip()) {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                refuse(stream, address, peer, refusal);
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         let inner = inner.clone();
         let http2 = http2.clone();
@@ -505,6 +523,7 @@ async fn accept_loop(
         let closing = closing.clone();
         // On this worker's runtime, like everything the connection leads to.
         connections.spawn(async move {
+            let _permit = permit;
             let end = crate::h1::serve(&inner, address, peer, &mut stream, closing).await;
             if let crate::h1::End::Http2(read) = end {
                 let connection = Arc::new(forward::Connection::new(inner, address, peer));
@@ -531,4 +550,19 @@ async fn accept_loop(
         }
     }
     // Dropping the set aborts the connections still in it.
+}
+
+/// What a connection past the port's budget gets: a 503 if the socket takes it at once (an
+/// HTTP/1 client sees why; nothing waits on a client that does not read), then the close.
+fn refuse(stream: tokio::net::TcpStream, address: SocketAddr, peer: SocketAddr, refusal: Refusal) {
+    tracing::debug!(%address, %peer, ?refusal, "connection over the port's budget; refused");
+    let body = match refusal {
+        Refusal::Total => "too many connections to this port\n",
+        Refusal::Client => "too many connections from this address\n",
+    };
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.try_write(answer.as_bytes());
 }

@@ -55,6 +55,19 @@ pub struct ServiceRoute {
     /// service with a short one does not cut off slow clients.
     #[serde(default = "default_client_timeout_ms")]
     pub client_timeout_ms: u64,
+    /// How long a client has to send a whole request head, from the moment the connection
+    /// waits for one (so an idle keep-alive connection, or one that never sends a byte, ends
+    /// after it too; then a 408 if it had started); default 30 s.
+    #[serde(default = "default_header_timeout_ms")]
+    pub header_timeout_ms: u64,
+    /// Client connections open at once on this port, all clients together (default 10,000);
+    /// past it a new one gets a 503 and is closed.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// Client connections open at once on this port from one source address (default 1,000),
+    /// so one client cannot take the whole budget.
+    #[serde(default = "default_max_connections_per_client")]
+    pub max_connections_per_client: u32,
 }
 
 /// One version of a service.
@@ -106,6 +119,24 @@ fn default_tunnel_idle_ms() -> u64 {
 pub const DEFAULT_CLIENT_TIMEOUT_MS: u64 = 60_000;
 fn default_client_timeout_ms() -> u64 {
     DEFAULT_CLIENT_TIMEOUT_MS
+}
+
+/// The default of [`ServiceRoute::header_timeout_ms`].
+pub const DEFAULT_HEADER_TIMEOUT_MS: u64 = 30_000;
+fn default_header_timeout_ms() -> u64 {
+    DEFAULT_HEADER_TIMEOUT_MS
+}
+
+/// The default of [`ServiceRoute::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
+fn default_max_connections() -> u32 {
+    DEFAULT_MAX_CONNECTIONS
+}
+
+/// The default of [`ServiceRoute::max_connections_per_client`].
+pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: u32 = 1_000;
+fn default_max_connections_per_client() -> u32 {
+    DEFAULT_MAX_CONNECTIONS_PER_CLIENT
 }
 
 /// Why a table was refused. Each names the service, version or address at fault.
@@ -303,6 +334,7 @@ fn validate_service(name: &str, service: &ServiceRoute) -> Result<ValidService, 
     for (field, value, may_be_zero) in [
         ("upstream_timeout_ms", service.upstream_timeout_ms, false),
         ("client_timeout_ms", service.client_timeout_ms, false),
+        ("header_timeout_ms", service.header_timeout_ms, false),
         (
             "tunnel_idle_timeout_ms",
             service.tunnel_idle_timeout_ms,
@@ -319,6 +351,20 @@ fn validate_service(name: &str, service: &ServiceRoute) -> Result<ValidService, 
         }
         if value > MAX_TIMEOUT_MS {
             return Err(TableError::TimeoutTooLong {
+                service: name.to_owned(),
+                field,
+            });
+        }
+    }
+    for (field, value) in [
+        ("max_connections", service.max_connections),
+        (
+            "max_connections_per_client",
+            service.max_connections_per_client,
+        ),
+    ] {
+        if value == 0 {
+            return Err(TableError::ZeroTimeout {
                 service: name.to_owned(),
                 field,
             });

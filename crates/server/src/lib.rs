@@ -27,9 +27,11 @@ mod deploy;
 mod health;
 mod openapi;
 mod state_routes;
+mod tcp;
 pub mod tls;
 
 pub use state_routes::ACTOR_HEADER;
+pub use tcp::ApiLimits;
 
 pub use openapi::{ROUTES, openapi};
 
@@ -402,17 +404,16 @@ pub async fn serve_unix(
 }
 
 /// Serves the API on TCP over TLS with `tls`'s certificate, every request but `/health` and
-/// `/v1/openapi.json` needing `Authorization: Bearer <token>`, until `shutdown` resolves
-/// (connections in progress finish).
+/// `/v1/openapi.json` needing `Authorization: Bearer <token>`, within `limits` (connections
+/// per client and in total, handshake and request-head deadlines: `tcp.rs`), until `shutdown`
+/// resolves (connections in progress finish).
 pub async fn serve_tcp(
     listener: tokio::net::TcpListener,
     tls: &tls::ApiTls,
     handle: Handle,
     token: String,
+    limits: ApiLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = tls::TlsListener::new(listener, tls);
-    axum::serve(listener, app(handle, Some(token)))
-        .with_graceful_shutdown(shutdown)
-        .await
+    tcp::serve(listener, tls, app(handle, Some(token)), limits, shutdown).await
 }

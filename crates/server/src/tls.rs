@@ -2,9 +2,9 @@
 //! one kept in the state directory) and a listener that hands axum only finished handshakes.
 //!
 //! A bearer token must never cross a network in clear, so the TCP API has no plain mode.
-//! Handshakes run in their own tasks, bounded in time and in number, so a slow or silent
-//! client cannot hold up the accept loop; one that fails (a plain-HTTP client, a bad alert) is
-//! closed with a debug log.
+//! Handshakes run in each connection's own task, bounded in time (and connections in number,
+//! `tcp.rs`), so a slow or silent client cannot hold up the accept loop; one that fails (a
+//! plain-HTTP client, a bad alert) is closed with a debug log.
 
 use std::fmt::Write as _;
 use std::io;
@@ -19,15 +19,10 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use sha2::{Digest, Sha256};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-/// How long a client may take to finish its TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Handshakes in progress at once; past this the listener stops accepting until one ends.
-const MAX_HANDSHAKES: usize = 256;
 /// Where the self-signed pair lives, under the state directory.
 pub const TLS_DIR: &str = "tls";
 pub const SELF_SIGNED_CERT: &str = "api-cert.pem";
@@ -157,6 +152,11 @@ impl ApiTls {
 
     /// The leaf certificate's SHA-256 fingerprint, `sha256:AB:CD:…` (openssl's
     /// `x509 -fingerprint -sha256` digits).
+    /// The rustls server configuration to accept with.
+    pub(crate) fn config(&self) -> Arc<ServerConfig> {
+        self.config.clone()
+    }
+
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
     }
@@ -272,66 +272,22 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     std::fs::rename(&temporary, path)
 }
 
-/// A TCP listener whose `accept` yields connections with a finished TLS handshake.
-pub struct TlsListener {
-    tcp: TcpListener,
-    acceptor: TlsAcceptor,
-    handshakes: JoinSet<Option<(TlsStream<TcpStream>, SocketAddr)>>,
-}
-
-impl TlsListener {
-    pub fn new(tcp: TcpListener, tls: &ApiTls) -> TlsListener {
-        TlsListener {
-            tcp,
-            acceptor: TlsAcceptor::from(tls.config.clone()),
-            handshakes: JoinSet::new(),
-        }
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    // Both branches are cancel-safe (`TcpListener::accept`, `JoinSet::join_next`), so axum may
-    // drop this future at shutdown; the handshakes still running end with the listener.
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let room = self.handshakes.len() < MAX_HANDSHAKES;
-            tokio::select! {
-                accepted = self.tcp.accept(), if room => match accepted {
-                    Ok((stream, peer)) => {
-                        self.handshakes.spawn(handshake(self.acceptor.clone(), stream, peer));
-                    }
-                    Err(error) => accept_failed(error).await,
-                },
-                Some(done) = self.handshakes.join_next() => {
-                    if let Ok(Some(connection)) = done {
-                        return connection;
-                    }
-                }
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.tcp.local_addr()
-    }
-}
-
-async fn handshake(
+/// A client's TLS handshake, bounded by `within`; `None` (logged at debug) when it fails or
+/// takes too long, and the connection is closed.
+pub(crate) async fn handshake(
     acceptor: TlsAcceptor,
     stream: TcpStream,
     peer: SocketAddr,
-) -> Option<(TlsStream<TcpStream>, SocketAddr)> {
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => Some((tls, peer)),
+    within: Duration,
+) -> Option<TlsStream<TcpStream>> {
+    match tokio::time::timeout(within, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => Some(tls),
         Ok(Err(error)) => {
             tracing::debug!(%peer, %error, "API TLS handshake failed; connection closed");
             None
         }
         Err(_) => {
-            tracing::debug!(%peer, timeout = ?HANDSHAKE_TIMEOUT, "API TLS handshake timed out; connection closed");
+            tracing::debug!(%peer, timeout = ?within, "API TLS handshake timed out; connection closed");
             None
         }
     }
@@ -339,7 +295,7 @@ async fn handshake(
 
 /// As axum does for its own listeners: a connection that died before accept is nothing; any
 /// other error (out of file descriptors) is logged and retried after a pause.
-async fn accept_failed(error: io::Error) {
+pub(crate) async fn accept_failed(error: io::Error) {
     use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
     if matches!(
         error.kind(),

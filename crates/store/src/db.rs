@@ -45,9 +45,25 @@ pub enum StoreError {
         found: i64,
         known: usize,
     },
+    /// The filesystem holding the state has no room left: SQLite refused the write (or could
+    /// not even map its shared memory), and the transaction did not happen.
+    #[error(
+        "{path}: {action}: the disk holding the state is full ({source}); nothing was changed. Free some space and retry"
+    )]
+    DiskFull {
+        path: PathBuf,
+        action: &'static str,
+        source: rusqlite::Error,
+    },
     /// The ledger key file is unusable.
     #[error("{path}: {reason}")]
     Key { path: PathBuf, reason: String },
+    /// The file fails SQLite's integrity check: appending to it would add evidence to a
+    /// ledger that can no longer be verified, so a writer refuses it.
+    #[error(
+        "{path}: the database fails its integrity check ({detail}); nothing was written. Restore it from a backup or move it away; `wharf audit verify` shows what its ledger still proves"
+    )]
+    Corrupt { path: PathBuf, detail: String },
 }
 
 /// The state database. Owns the only connection this process uses (see the crate docs).
@@ -80,6 +96,36 @@ impl Store {
         store.migrate()?;
         tracing::debug!(path = %path.display(), "state database open");
         Ok(store)
+    }
+
+    /// Opens the state for a writer: as [`Store::open`], then SQLite's `PRAGMA quick_check`
+    /// (O(size of the file), no index cross-check), refusing a damaged file with
+    /// [`StoreError::Corrupt`] before anything is appended to it.
+    pub fn open_for_writing(state_dir: &Path) -> Result<Self, StoreError> {
+        let store = Self::open(state_dir)?;
+        store.check_integrity()?;
+        Ok(store)
+    }
+
+    /// `PRAGMA quick_check`: `Ok` when SQLite answers `ok`, else [`StoreError::Corrupt`] with
+    /// its first findings.
+    pub fn check_integrity(&self) -> Result<(), StoreError> {
+        let corrupt = |detail: String| StoreError::Corrupt {
+            path: self.path.clone(),
+            detail,
+        };
+        let mut stmt = self
+            .conn
+            .prepare("PRAGMA quick_check(5)")
+            .map_err(|e| corrupt(e.to_string()))?;
+        let findings: Vec<String> = stmt
+            .query_map([], |row| row.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| corrupt(e.to_string()))?;
+        match findings.as_slice() {
+            [ok] if ok == "ok" => Ok(()),
+            _ => Err(corrupt(findings.join("; "))),
+        }
     }
 
     /// A second, read-only connection to the database this one has open (the control plane's
@@ -362,10 +408,37 @@ pub(crate) fn sqlite(
     action: &'static str,
 ) -> impl FnOnce(rusqlite::Error) -> StoreError {
     let path = path.to_owned();
-    move |source| StoreError::Sqlite {
-        path,
-        action,
-        source,
+    move |source| {
+        if disk_full(&path, &source) {
+            return StoreError::DiskFull {
+                path,
+                action,
+                source,
+            };
+        }
+        StoreError::Sqlite {
+            path,
+            action,
+            source,
+        }
+    }
+}
+
+/// Whether `error` comes from a full filesystem: SQLite says so (`SQLITE_FULL`), or an I/O
+/// error (a WAL or shared-memory file that could not grow) on a filesystem with next to no
+/// room left — SQLite's own code there names the method that failed, not the reason.
+fn disk_full(path: &Path, error: &rusqlite::Error) -> bool {
+    let rusqlite::Error::SqliteFailure(failure, _) = error else {
+        return false;
+    };
+    match failure.code {
+        rusqlite::ErrorCode::DiskFull => true,
+        rusqlite::ErrorCode::SystemIoFailure => {
+            let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+            rustix::fs::statvfs(dir.unwrap_or(Path::new(".")))
+                .is_ok_and(|fs| fs.f_bavail.saturating_mul(fs.f_frsize) < 256 * 1024)
+        }
+        _ => false,
     }
 }
 

@@ -35,6 +35,11 @@ impl crate::Store {
                 "the ledger key is missing, but this ledger was signed with one; restore the key file (its verifier key is pinned in the database)".to_owned(),
             ));
         }
+        if pinned.is_none()
+            && let Some(reason) = self.forgotten_ledger(state_dir)?
+        {
+            return Err(key_error(&path, reason));
+        }
         let signer = load_or_create_signer(state_dir, origin)?;
         let verifier = signer.verifier().to_string();
         match pinned {
@@ -50,6 +55,27 @@ impl crate::Store {
             Some(_) => {}
         }
         Ok(signer)
+    }
+}
+
+impl crate::Store {
+    /// Why this database cannot be the ledger its state directory's key signed, if it cannot:
+    /// the key file exists but the database pins no verifier key. The key is pinned the moment
+    /// it is made, so only a database that was wiped, truncated or replaced since looks like
+    /// this — and an empty ledger there must not pass for a new one. Read-only.
+    pub fn forgotten_ledger(&self, state_dir: &Path) -> Result<Option<String>, StoreError> {
+        let path = state_dir.join(KEY_FILE);
+        if self.meta(PINNED_VERIFIER)?.is_some() || !path.exists() {
+            return Ok(None);
+        }
+        Ok(Some(format!(
+            "the ledger key {} exists, so this state had a ledger, but {} holds no record of it: \
+             the database was wiped, truncated or replaced (check it against a checkpoint kept \
+             outside with `wharf audit verify --checkpoint FILE`; to start a new state on purpose, \
+             move the old key file away first)",
+            path.display(),
+            self.path.display()
+        )))
     }
 }
 

@@ -17,6 +17,10 @@ pub struct EntryFilter {
 
 const ENTRY_COLUMNS: &str = "seq, time, actor, action, target, details";
 
+/// The meta key holding the ledger's size after its last append ([`Storage::recorded_size`]):
+/// deleting entries (or every row of the ledger's tables) leaves it behind as evidence.
+const RECORDED_SIZE: &str = "ledger.recorded_size";
+
 impl Store {
     /// Entries matching `filter`, oldest first, undecoded (the caller decides how to treat a
     /// row that no longer decodes).
@@ -91,6 +95,10 @@ impl Store {
             for (id, hash) in nodes {
                 insert.execute(params![id.level, id.index as i64, &hash[..]])?;
             }
+            // The high-water mark, in the same transaction as the entries it counts.
+            let recorded = size as u64 + entries.len() as u64;
+            tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?
+                .execute(params![RECORDED_SIZE, recorded.to_string()])?;
         }
         tx.commit()?;
         Ok(Ok(()))
@@ -245,5 +253,14 @@ impl Storage for Store {
             .map_err(self.storage_error("cannot read checkpoints"))?;
         rows.collect::<Result<_, _>>()
             .map_err(self.storage_error("cannot read checkpoints"))
+    }
+
+    fn recorded_size(&self) -> Result<Option<u64>, StorageError> {
+        let text = self
+            .meta(RECORDED_SIZE)
+            .map_err(|e| StorageError::new("cannot read the ledger's recorded size", e))?;
+        // A mark that no longer parses was tampered with: it proves at least as much as
+        // "some entries existed", which is what an unreadable number can still say.
+        Ok(text.map(|t| t.trim().parse().unwrap_or(u64::MAX)))
     }
 }

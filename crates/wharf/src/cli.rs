@@ -41,6 +41,16 @@ pub struct Global {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Output::Human)]
     pub output: Output,
+    /// How long to wait for the control plane's answer to each API call, e.g. `5s`, `2m`
+    /// (default 30s); `down`'s wait for the stack to stop is not bounded by it.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DURATION",
+        env = crate::client::TIMEOUT_ENV,
+        value_parser = crate::cmd::up::parse_duration
+    )]
+    pub timeout: Option<std::time::Duration>,
 }
 
 impl Global {

@@ -26,24 +26,54 @@ pub struct NotRunning {
     pub state_dir: String,
 }
 
-/// How long one API call may take, connection to the answer's last byte, unless
-/// [`TIMEOUT_ENV`] says otherwise: every route but `down` answers at once (a state route
+/// How long one API call may take, connection to the answer's last byte, unless `--timeout`
+/// (or [`TIMEOUT_ENV`]) says otherwise: every route but `down` answers at once (a state route
 /// after its transaction, which SQLite's busy timeout bounds to 10 s).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Overrides [`DEFAULT_TIMEOUT`], in the manifest's duration syntax (`90s`, `2m`).
+/// The environment variable behind `--timeout`, in the manifest's duration syntax (`90s`).
 pub const TIMEOUT_ENV: &str = "WHARF_CLIENT_TIMEOUT";
 
+/// The bound `--timeout` set for this process (see [`set_timeout`]).
+static TIMEOUT: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+
+/// Sets the bound on every API call of this process (`--timeout`, read once at start).
+pub fn set_timeout(timeout: Duration) {
+    let _ = TIMEOUT.set(timeout);
+}
+
 /// A control plane that accepted the connection (so it holds the lock) but did not answer in
-/// time: stuck, or too loaded to serve.
+/// time: stuck, stopped, or too loaded to serve.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "the control plane did not answer within {}; is it stuck? (its log: {log}; {TIMEOUT_ENV} sets the limit)",
+    "the control plane of this stack ({pid}socket {socket}) did not answer within {}; is it stuck or stopped? (its log: {log}; --timeout or {TIMEOUT_ENV} sets the limit)",
     display_duration(*within)
 )]
 pub struct NoAnswer {
     pub within: Duration,
+    /// `pid N, ` when the pid file names one.
+    pub pid: String,
+    pub socket: String,
     pub log: String,
+}
+
+impl NoAnswer {
+    fn new(state_dir: &Path, within: Duration) -> NoAnswer {
+        let pid = std::fs::read_to_string(state_dir.join(wharf_ops::PID_FILE))
+            .ok()
+            .map(|pid| pid.trim().to_owned())
+            .filter(|pid| !pid.is_empty())
+            .map_or_else(String::new, |pid| format!("pid {pid}, "));
+        NoAnswer {
+            within,
+            pid,
+            socket: socket_path(state_dir).display().to_string(),
+            log: state_dir
+                .join(crate::cmd::up::LOG_FILE)
+                .display()
+                .to_string(),
+        }
+    }
 }
 
 /// `30s`, `1500ms`: as the user would write it.
@@ -55,8 +85,11 @@ fn display_duration(duration: Duration) -> String {
     }
 }
 
-/// The bound on one call: [`TIMEOUT_ENV`] if set, else [`DEFAULT_TIMEOUT`].
+/// The bound on one call: `--timeout` / [`TIMEOUT_ENV`] if given, else [`DEFAULT_TIMEOUT`].
 pub fn timeout() -> anyhow::Result<Duration> {
+    if let Some(timeout) = TIMEOUT.get() {
+        return Ok(*timeout);
+    }
     match std::env::var(TIMEOUT_ENV) {
         Ok(text) => crate::cmd::up::parse_duration(text.trim())
             .map_err(|error| anyhow::anyhow!("{TIMEOUT_ENV}={text}: {error}")),
@@ -76,14 +109,7 @@ pub async fn call(
     let within = timeout()?;
     match tokio::time::timeout(within, exchange(state_dir, method, path, body)).await {
         Ok(answer) => answer,
-        Err(_) => Err(NoAnswer {
-            within,
-            log: state_dir
-                .join(crate::cmd::up::LOG_FILE)
-                .display()
-                .to_string(),
-        }
-        .into()),
+        Err(_) => Err(NoAnswer::new(state_dir, within).into()),
     }
 }
 

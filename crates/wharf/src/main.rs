@@ -24,6 +24,9 @@ fn main() -> ExitCode {
         }
     };
     init_tracing();
+    if let Some(timeout) = cli.global.timeout {
+        client::set_timeout(timeout);
+    }
     match cmd::dispatch(cli) {
         Ok(status) => status.into(),
         Err(err) => {

@@ -273,6 +273,15 @@ fn tamper_rehashed_history_is_caught_by_a_saved_checkpoint() {
         };
         other.wharf(&["audit", "note", &text]).assert().success();
     }
+    // A careful forger also pins the copied key in the new database, as wharf would have, so
+    // that the key file alone does not give the replacement away.
+    let key = f.wharf(&["audit", "key"]).assert().success();
+    let key = String::from_utf8_lossy(&key.get_output().stdout)
+        .trim()
+        .to_owned();
+    other.sql(&format!(
+        "INSERT INTO meta (key, value) VALUES ('ledger.verifier_key', '{key}')"
+    ));
     let out = other
         .wharf(&["audit", "verify", "--checkpoint", saved.to_str().unwrap()])
         .assert()

@@ -593,7 +593,7 @@ fn a_control_plane_that_accepts_but_never_answers_does_not_hang_the_cli() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(
-        stderr.contains("the control plane did not answer within 500ms"),
+        stderr.contains("the control plane of this stack (socket .wharf/control.sock) did not answer within 500ms"),
         "{stderr}"
     );
     assert!(

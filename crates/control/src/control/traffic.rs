@@ -365,6 +365,18 @@ impl Traffic {
                         .proxy
                         .client_timeout
                         .map_or(DEFAULT_CLIENT_TIMEOUT_MS, millis),
+                    header_timeout_ms: plan
+                        .proxy
+                        .header_timeout
+                        .map_or(wharf_proxy::table::DEFAULT_HEADER_TIMEOUT_MS, millis),
+                    max_connections: plan
+                        .proxy
+                        .max_connections
+                        .unwrap_or(wharf_proxy::table::DEFAULT_MAX_CONNECTIONS),
+                    max_connections_per_client: plan
+                        .proxy
+                        .max_connections_per_client
+                        .unwrap_or(wharf_proxy::table::DEFAULT_MAX_CONNECTIONS_PER_CLIENT),
                 },
             );
         }

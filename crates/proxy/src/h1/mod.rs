@@ -29,10 +29,6 @@ use crate::server::{Inner, MAX_HEADER_BYTES};
 use crate::table::{PIN_HEADER, Sticky};
 use parse::{Chunks, Framing, HeadError, Kind, RequestHead, ResponseHead};
 
-/// How long a client may take to send a whole request head, and how long an idle keep-alive
-/// connection is kept open waiting for the next one.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// After one side of a tunnel has ended its stream, how long the other may stay silent before
 /// the tunnel is closed (HAProxy's `timeout client-fin` / `server-fin`): a peer that never
 /// closes must not hold the tunnel, and its instance's in-flight count, for the idle timeout.
@@ -91,6 +87,8 @@ struct Client<'s> {
     /// How long one read of the request body or write to the client may wait: the service's
     /// `client_timeout_ms`, set per exchange.
     client_timeout: Duration,
+    /// See `header_timeout` in [`serve`].
+    header_timeout: Duration,
     /// A write of the current request's body waited the whole upstream timeout.
     upstream_stalled: bool,
     /// The protocols the current request offers in `Upgrade`, comma-separated, kept past the
@@ -108,6 +106,13 @@ pub(crate) async fn serve(
     stream: &mut TcpStream,
     closing: watch::Receiver<bool>,
 ) -> End {
+    // How long a client may take to send a whole request head, and how long an idle
+    // keep-alive connection is kept open waiting for the next one: the service's
+    // `header_timeout`, read again at each exchange.
+    let header_timeout = inner.routes.load().by_listen.get(&listen).map_or(
+        Duration::from_millis(crate::table::DEFAULT_HEADER_TIMEOUT_MS),
+        |s| s.header_timeout,
+    );
     let mut client = Client {
         inner,
         listen,
@@ -119,7 +124,8 @@ pub(crate) async fn serve(
         request: RequestHead::default(),
         response: ResponseHead::default(),
         closing,
-        timer: Box::pin(tokio::time::sleep(HEAD_TIMEOUT)),
+        timer: Box::pin(tokio::time::sleep(header_timeout)),
+        header_timeout,
         upstream_timeout: Duration::from_millis(crate::table::DEFAULT_UPSTREAM_TIMEOUT_MS),
         client_timeout: Duration::from_millis(crate::table::DEFAULT_CLIENT_TIMEOUT_MS),
         upstream_stalled: false,
@@ -275,7 +281,7 @@ impl Client<'_> {
     async fn read_head(&mut self, first: bool) -> Result<bool, HeadRead> {
         self.timer
             .as_mut()
-            .reset(tokio::time::Instant::now() + HEAD_TIMEOUT);
+            .reset(tokio::time::Instant::now() + self.header_timeout);
         loop {
             if !self.input.is_empty() {
                 let seen = self.input.len().min(H2_PREFACE.len());
@@ -440,6 +446,7 @@ impl Client<'_> {
         };
         self.upstream_timeout = service.upstream_timeout;
         self.client_timeout = service.client_timeout;
+        self.header_timeout = service.header_timeout;
         self.upstream_stalled = false;
         let (pin, sticky) = self.routing_keys(&service);
         let Some(version) =

@@ -243,8 +243,22 @@ fn verify(global: &Global, saved: Option<&Path>) -> anyhow::Result<ExitStatus> {
         ),
         None => None,
     };
-    let verifier = verifier(global)?;
+    // Before anything that could create or pin a key: a key file the database does not know
+    // means the ledger it signed is gone, and an empty ledger must not pass for a new one.
     let ledger = open(global)?;
+    if let Some(reason) = ledger.storage().forgotten_ledger(&global.state_dir())? {
+        let size = ledger.size()?;
+        let report = Report {
+            size,
+            root: ledger.root(size)?,
+            checkpoints_ok: 0,
+            latest: None,
+            failure: Some(Mismatch::Forgotten(reason)),
+        };
+        print_report(global, &report, None)?;
+        return Ok(ExitStatus::Failed);
+    }
+    let verifier = verifier(global)?;
     let mut report = ledger.verify(&verifier)?;
     let mut saved_size = None;
     if let (None, Some(note)) = (&report.failure, &saved_note) {

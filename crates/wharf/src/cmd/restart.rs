@@ -13,9 +13,10 @@ use crate::exit::ExitStatus;
 pub struct RestartArgs {
     /// The service to restart.
     pub service: String,
-    /// How long to wait for the restart to finish.
+    /// How long to wait for the restart to finish (the global --timeout bounds each API
+    /// call within it).
     #[arg(long, default_value = "120s", value_parser = crate::cmd::up::parse_duration)]
-    pub timeout: Duration,
+    pub wait_timeout: Duration,
 }
 
 pub fn run(global: &Global, args: &RestartArgs) -> anyhow::Result<ExitStatus> {
@@ -34,7 +35,7 @@ pub fn run(global: &Global, args: &RestartArgs) -> anyhow::Result<ExitStatus> {
             }
             Err(err) => return Err(err),
         }
-        let deadline = Instant::now() + args.timeout;
+        let deadline = Instant::now() + args.wait_timeout;
         let mut poll = tokio::time::interval(Duration::from_millis(100));
         loop {
             poll.tick().await;

@@ -50,6 +50,17 @@ pub struct UpArgs {
     /// With --api-listen: the private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
     #[arg(long, value_name = "PATH", requires_all = ["tls_cert", "api_listen"])]
     pub tls_key: Option<PathBuf>,
+    /// With --api-listen: how long a TCP client has for its TLS handshake, then for each
+    /// request head (an idle or trickling connection is closed after it).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration, requires = "api_listen")]
+    pub api_header_timeout: Duration,
+    /// With --api-listen: TCP connections open at once, all clients together; past it a new
+    /// one is closed at once. The unix socket is not counted: it always answers.
+    #[arg(long, value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..), requires = "api_listen")]
+    pub api_max_connections: u32,
+    /// With --api-listen: TCP connections open at once from one source address.
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..), requires = "api_listen")]
+    pub api_max_connections_per_client: u32,
     /// Internal: this process is the detached control plane.
     #[arg(long, hide = true)]
     pub daemon: bool,
@@ -60,6 +71,25 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     text.parse::<wharf_manifest::values::Duration>()
         .map(|d| d.as_std())
         .map_err(|e| e.0)
+}
+
+/// A duration of more than zero (a zero deadline would close every connection at once).
+fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        d if d.is_zero() => Err("must be more than 0s".to_owned()),
+        d => Ok(d),
+    }
+}
+
+impl UpArgs {
+    /// The TCP API's budget from the flags.
+    fn api_limits(&self) -> wharf_server::ApiLimits {
+        wharf_server::ApiLimits {
+            header_timeout: self.api_header_timeout,
+            max_connections: self.api_max_connections as usize,
+            max_connections_per_client: self.api_max_connections_per_client as usize,
+        }
+    }
 }
 
 pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
@@ -148,7 +178,12 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
                 None => ApiTls::self_signed(&state_dir, addr.ip())?,
             };
             announce_api(addr, &tls);
-            Some(TcpApi { addr, token, tls })
+            Some(TcpApi {
+                addr,
+                token,
+                tls,
+                limits: args.api_limits(),
+            })
         }
         _ => None,
     };
@@ -185,6 +220,7 @@ struct TcpApi {
     addr: std::net::SocketAddr,
     token: String,
     tls: ApiTls,
+    limits: wharf_server::ApiLimits,
 }
 
 /// Tells the user where the API is and how to pin its certificate (stderr).
@@ -358,14 +394,20 @@ async fn run_control_plane(
             (socket.clone(), handle.clone(), stopped(api_stopped.clone()));
         async move { wharf_server::serve_unix(&socket, handle, shutdown).await }
     });
-    if let Some(TcpApi { addr, token, tls }) = tcp {
+    if let Some(TcpApi {
+        addr,
+        token,
+        tls,
+        limits,
+    }) = tcp
+    {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot serve the API on {addr}"))?;
         tracing::info!(%addr, fingerprint = tls.fingerprint(), "API on TCP over TLS (bearer token required)");
         let shutdown = stopped(api_stopped.clone());
         servers.spawn(async move {
-            wharf_server::serve_tcp(listener, &tls, handle, token, shutdown).await
+            wharf_server::serve_tcp(listener, &tls, handle, token, limits, shutdown).await
         });
     }
     let follower = foreground.then(|| {
@@ -429,7 +471,15 @@ fn detach(global: &Global, args: &UpArgs, state_dir: &Path) -> anyhow::Result<Ex
         command.arg("--env").arg(env);
     }
     if let Some(addr) = &args.api_listen {
-        command.arg("--api-listen").arg(addr.to_string());
+        command
+            .arg("--api-listen")
+            .arg(addr.to_string())
+            .arg("--api-header-timeout")
+            .arg(format!("{}ms", args.api_header_timeout.as_millis()))
+            .arg("--api-max-connections")
+            .arg(args.api_max_connections.to_string())
+            .arg("--api-max-connections-per-client")
+            .arg(args.api_max_connections_per_client.to_string());
     }
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         command

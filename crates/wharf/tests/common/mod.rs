@@ -275,13 +275,27 @@ fn tls_connector(root_pem: &Path) -> tokio_rustls::TlsConnector {
     tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 
-async fn tls_connect(
+pub async fn tls_connect(
     root_pem: &Path,
     addr: SocketAddr,
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
     tls_connector(root_pem).connect(name, tcp).await.unwrap()
+}
+
+/// A TLS connection to `addr` from source address `source`; `None` if the server closes it
+/// before the handshake ends.
+pub async fn try_tls_connect_from(
+    root_pem: &Path,
+    source: std::net::IpAddr,
+    addr: SocketAddr,
+) -> Option<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let socket = tokio::net::TcpSocket::new_v4().ok()?;
+    socket.bind(SocketAddr::new(source, 0)).ok()?;
+    let tcp = socket.connect(addr).await.ok()?;
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    tls_connector(root_pem).connect(name, tcp).await.ok()
 }
 
 fn block_on<F: std::future::Future>(future: F) -> F::Output {
