@@ -90,6 +90,9 @@ pub struct Instance {
     pub started_at: Option<jiff::Timestamp>,
     /// Passes its ready probe (true from the start when it has none).
     pub ready: bool,
+    /// Has been ready since its latest start: a service whose instances never were is still
+    /// coming up (a slow start), not down.
+    pub ever_ready: bool,
     pub live: bool,
     pub ready_counts: ProbeCounts,
     pub live_counts: ProbeCounts,
@@ -118,6 +121,7 @@ impl Instance {
             generation: 0,
             started_at: None,
             ready: false,
+            ever_ready: false,
             live: true,
             ready_counts: ProbeCounts::default(),
             live_counts: ProbeCounts::default(),

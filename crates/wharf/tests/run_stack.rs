@@ -636,3 +636,28 @@ services:
         );
     }
 }
+
+#[test]
+fn up_waits_for_a_slow_start_that_fails_its_ready_probe_before_it_becomes_ready() {
+    // Readiness fails many times over (1.5 s of slow start, a failure every 100 ms, two make it
+    // down) before the first success: still a start coming up, which `up` waits for.
+    let stack = Stack::new(
+        r#"
+name: slow
+services:
+  db:
+    command: [TESTBED, --port, "${PORT}", --slow-start, 1500ms]
+    probes:
+      ready: {http: {path: /ready}, interval: 100ms, timeout: 500ms, failure_threshold: 2}
+"#,
+    );
+    let output = stack.up();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stack.service("db")["state"], "running");
+}

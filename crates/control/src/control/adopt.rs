@@ -81,6 +81,9 @@ impl ControlPlane {
             instance.ready = row
                 .port
                 .is_some_and(|port| routed.contains(&super::traffic::address(port)));
+            // It ran under the previous control plane: whether it is down now is known, not
+            // a start still coming up.
+            instance.ever_ready = true;
             instance.history.restarts = row.restarts;
             instance.outdated = expected_hash.as_deref() != Some(row.spec_hash.as_str());
             instance.identity = match expected {

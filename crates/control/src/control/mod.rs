@@ -805,6 +805,7 @@ impl ControlPlane {
         instance.handle = Some(running.handle);
         instance.started_at = Some(now);
         instance.ready = false;
+        instance.ever_ready = false;
         instance.live = true;
         instance.ready_counts = Default::default();
         instance.live_counts = Default::default();
@@ -898,6 +899,7 @@ impl ControlPlane {
                 None => {
                     if kind == ProbeKind::Ready {
                         instance.ready = true;
+                        instance.ever_ready = true;
                     }
                     continue;
                 }
@@ -992,8 +994,17 @@ impl ControlPlane {
                     | S::CrashLoop
                     | S::Exited
                     | S::Stopped
-                    | S::Down
                     | S::Blocked => true,
+                    // Down after having been up is settled; never ready since it started is
+                    // a slow start still coming up (the caller's wait bounds it).
+                    S::Down => self
+                        .supervisor
+                        .index(&s.name)
+                        .map(|index| &self.supervisor.services[index])
+                        .is_none_or(|service| {
+                            service.is_external()
+                                || service.instances.values().any(|i| i.ever_ready)
+                        }),
                     S::Waiting => self.supervisor.blocked_by_failure(&s.name, 0),
                     S::Starting | S::Degraded => false,
                 }

@@ -173,6 +173,7 @@ impl ControlPlane {
                 .is_some_and(|t| now.duration_since(t).unsigned_abs() >= PROBELESS_READY_AFTER);
             if instance.is_running() && !instance.ready && up_long_enough {
                 instance.ready = true;
+                instance.ever_ready = true;
             }
         }
     }

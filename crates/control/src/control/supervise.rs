@@ -83,6 +83,7 @@ impl Supervisor {
                     current,
                 ) {
                     instance.ready = now_ready;
+                    instance.ever_ready |= now_ready;
                     let action = if now_ready {
                         KnownAction::InstanceReady
                     } else {
