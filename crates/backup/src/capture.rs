@@ -27,6 +27,19 @@ pub(crate) enum Entry {
 pub(crate) struct Capture {
     pub entries: Vec<Entry>,
     pub finish: Box<dyn FnOnce() -> Result<Record> + Send>,
+    /// The record, when it is known before the data is read (then `record.json` gets its
+    /// true size in the tree).
+    pub record: Option<Record>,
+    /// A file entry's size is unknown until it has been read (a tool's output).
+    pub streamed: bool,
+}
+
+impl Capture {
+    /// Whether the snapshot's tree will hold a size of 0 for a file that is not empty:
+    /// rustic_core 0.13 keeps the size a `ReadSource` gave, and restic restores by it.
+    pub fn needs_sizes(&self) -> bool {
+        self.streamed || self.record.is_none()
+    }
 }
 
 /// Where the outcome of `finish` lands once the archiver has read `record.json`.
@@ -53,16 +66,17 @@ impl CaptureSource {
                 Entry::File(path, meta, stream) => file_entry(data.join(path), meta, stream),
             });
         }
+        let known = capture.record.as_ref().and_then(|r| serde_json::to_vec_pretty(r).ok());
+        let meta = Metadata {
+            size: known.as_ref().map_or(0, |b| b.len() as u64),
+            ..Metadata::default()
+        };
         let record = DeferredRecord {
             finish: Some(capture.finish),
             outcome,
             bytes: None,
         };
-        entries.push(file_entry(
-            prefix_path.join("record.json"),
-            Metadata::default(),
-            Box::new(record),
-        ));
+        entries.push(file_entry(prefix_path.join("record.json"), meta, Box::new(record)));
         CaptureSource {
             entries: Mutex::new(Some(entries)),
         }

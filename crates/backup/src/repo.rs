@@ -11,15 +11,15 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rustic_backend::BackendOptions;
-use rustic_core::repofile::SnapshotFile;
+use rustic_core::repofile::{Metadata, SnapshotFile};
 use rustic_core::{
     BackupOptions, CheckOptions, ConfigOptions, Credentials, KeyOptions, LocalDestination,
-    LsOptions, OpenStatus, ParentOptions, Repository, RepositoryOptions, RestoreOptions,
-    RusticError, SnapshotOptions,
+    LsOptions, OpenStatus, ParentOptions, Repository, RepositoryOptions,
+    RestoreOptions, RusticError, SnapshotOptions,
 };
 use wharf_manifest::model::DatastoreKind;
 
-use crate::capture::{Capture, CaptureSource, Outcome};
+use crate::capture::{Capture, CaptureSource, Entry, Outcome};
 use crate::datastore::Datastore;
 use crate::drivers::{self, Feed};
 use crate::error::{BackupError, Result};
@@ -185,6 +185,7 @@ impl Repo {
             Datastore::Directory(path) => drivers::directory::capture(path)?,
         };
         let kind = store.kind();
+        let needs_sizes = capture.needs_sizes();
         let prefix = prefix(stack, service);
         let outcome = Outcome::default();
         let source = CaptureSource::new(&prefix, capture, outcome.clone());
@@ -213,16 +214,100 @@ impl Repo {
                     detail: "the backup's record was never written".into(),
                 })
             });
-        if let Err(error) = result {
-            self.repo.delete_snapshots(&[saved.id]).map_err(|e| self.fail(&e))?;
-            return Err(error);
-        }
+        let record = match result {
+            Ok(record) => record,
+            Err(error) => {
+                self.repo.delete_snapshots(&[saved.id]).map_err(|e| self.fail(&e))?;
+                return Err(error);
+            }
+        };
+        let saved = if needs_sizes {
+            let first_id = saved.id;
+            self.resize(saved, &prefix, kind, record).inspect_err(|_| {
+                let _ = self.repo.delete_snapshots(&[first_id]);
+            })?
+        } else {
+            saved
+        };
         let backup = to_backup(&saved).ok_or_else(|| BackupError::BadSnapshot {
             id: saved.id.to_string(),
             detail: "not tagged as a wharf backup".into(),
         })?;
         tracing::info!(stack, service, snapshot = %backup.id, bytes = backup.bytes, "backup saved");
         Ok(backup)
+    }
+
+    /// Streams enter the archiver with an unknown size, and rustic_core 0.13 keeps the size
+    /// the source gave (0) in the tree, by which restic's restorer writes an empty file. So a
+    /// streamed backup is archived a second time from the repository itself, now with its
+    /// size known: every chunk is already stored (nothing new is written but a tree and a
+    /// snapshot), and the first snapshot is removed.
+    fn resize(&self, first: SnapshotFile, prefix: &str, kind: DatastoreKind, record: Record) -> Result<SnapshotFile> {
+        let file = data_file(kind).ok_or_else(|| BackupError::BadSnapshot {
+            id: first.id.to_string(),
+            detail: "a streamed backup of a directory".into(),
+        })?;
+        let record_len = serde_json::to_vec_pretty(&record).map_or(0, |b| b.len() as u64);
+        let total = first.summary.as_ref().map_or(0, |s| s.total_bytes_processed);
+        let size = total.saturating_sub(record_len);
+        let indexed = self.reopen()?.to_indexed().map_err(|e| self.fail(&e))?;
+        let node = indexed
+            .node_from_snapshot_and_path(&first, &format!("{prefix}/data/{file}"))
+            .map_err(|e| self.fail(&e))?;
+        let (reader, mut writer) = std::io::pipe().map_err(|e| BackupError::io("pipe", e))?;
+        let meta = Metadata {
+            size,
+            ..Metadata::default()
+        };
+        let capture = Capture {
+            entries: vec![Entry::File(file.into(), meta, Box::new(reader))],
+            record: Some(record.clone()),
+            streamed: false,
+            finish: Box::new(move || Ok(record)),
+        };
+        let outcome = Outcome::default();
+        let source = CaptureSource::new(prefix, capture, outcome.clone());
+        let mut snap = self.snapshot_template(&first)?;
+        snap.time = first.time.clone();
+        let options = BackupOptions::default().parent_opts(ParentOptions::default().force(true));
+        let repo = self.reopen()?.to_indexed_ids().map_err(|e| self.fail(&e))?;
+        let (archived, fed) = std::thread::scope(|scope| {
+            let (indexed, node) = (&indexed, &node);
+            let feeder = scope.spawn(move || {
+                let fed = unpanic(&self.location, || indexed.dump(node, &mut writer));
+                drop(writer);
+                fed
+            });
+            let archived = repo.archive(&options, &source, snap, &[PathBuf::from(prefix)]);
+            // Whatever the archiver left unread, the feeder sees a closed pipe and ends.
+            drop(source);
+            (archived, feeder.join())
+        });
+        let second = archived.map_err(|e| self.fail(&e))?;
+        let fed_ok = matches!(fed, Ok(Ok(Ok(()))));
+        let outcome_ok = outcome.lock().ok().and_then(|mut o| o.take()).is_some_and(|r| r.is_ok());
+        if !fed_ok || !outcome_ok || second.summary.as_ref().map_or(0, |s| s.total_bytes_processed) != total {
+            let _ = self.repo.delete_snapshots(&[second.id]);
+            return Err(BackupError::Repository {
+                location: self.location.clone(),
+                detail: "re-reading the stored stream to record its size failed".into(),
+            });
+        }
+        self.repo.delete_snapshots(&[first.id]).map_err(|e| self.fail(&e))?;
+        let mut second = second;
+        if let (Some(s2), Some(s1)) = (second.summary.as_mut(), first.summary.as_ref()) {
+            s2.data_added = s1.data_added;
+            s2.data_added_packed = s1.data_added_packed;
+        }
+        Ok(second)
+    }
+
+    fn snapshot_template(&self, like: &SnapshotFile) -> Result<SnapshotFile> {
+        let tags: Vec<String> = like.tags.iter().cloned().collect();
+        SnapshotOptions::default()
+            .add_tags(&tags.join(","))
+            .and_then(|o| o.to_snapshot())
+            .map_err(|e| self.fail(&e))
     }
 
     /// Every wharf backup, oldest first; only those of `stack` / `service` when given.
@@ -267,7 +352,7 @@ impl Repo {
                 id: backup.id.clone(),
                 detail: format!("{path}: {}", e.display_log().lines().next().unwrap_or("")),
             })?;
-        indexed.dump(&node, &mut &mut *out).map_err(|e| self.fail(&e))
+        unpanic(&self.location, || indexed.dump(&node, &mut &mut *out))?.map_err(|e| self.fail(&e))
     }
 
     /// Restores `backup` into `into`, which must be a datastore of the backup's kind.
@@ -317,8 +402,7 @@ impl Repo {
         let plan = indexed
             .prepare_restore(&options, ls.clone(), &dest, false)
             .map_err(|e| self.fail(&e))?;
-        indexed
-            .restore(plan, &options, ls, &dest)
+        unpanic(&self.location, || indexed.restore(plan, &options, ls, &dest))?
             .map_err(|e| self.fail(&e))
     }
 
@@ -391,6 +475,27 @@ impl Repo {
             .map(|m| m.len())
             .sum()
     }
+}
+
+/// rustic_core 0.13 unwraps a failed blob decryption inside its restore threads (a damaged
+/// pack): the panic becomes an error naming the damage instead of ending the caller.
+fn unpanic<T>(location: &str, run: impl FnOnce() -> T) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).map_err(|panic| {
+        let text = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_default();
+        let reason = text
+            .split("guidance: \"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or("reading the repository failed");
+        BackupError::Repository {
+            location: location.to_owned(),
+            detail: format!("damaged data: {reason} (run a check with read-data to find the pack)"),
+        }
+    })
 }
 
 fn to_backup(snap: &SnapshotFile) -> Option<Backup> {

@@ -103,7 +103,12 @@ fn postgres_backup_restores_exactly_the_rows_backed_up_and_restic_reads_it() {
     let restored = restic(&repo_dir, &["restore", &backup.id, "--target", target.to_str().unwrap()]);
     assert!(restored.status.success(), "{}", String::from_utf8_lossy(&restored.stderr));
     let dump = std::fs::read(target.join("shop/db/data/postgres.dump")).unwrap();
-    assert!(dump.starts_with(b"PGDMP"), "a pg_dump custom-format archive");
+    assert!(
+        dump.starts_with(b"PGDMP"),
+        "a pg_dump custom-format archive, not {} bytes starting {:?}",
+        dump.len(),
+        &dump[..dump.len().min(16)]
+    );
     let record: wharf_backup::Record =
         serde_json::from_slice(&std::fs::read(target.join("shop/db/record.json")).unwrap()).unwrap();
     assert_eq!(record, recorded);

@@ -42,6 +42,10 @@ pub(crate) fn capture(root: &Path) -> Result<Capture> {
     if !root.is_dir() {
         return Err(err(format!("{} is not a directory", root.display())));
     }
+    // Hashed before the archiver reads: the record's size must be known for its tree node.
+    // A file written in between makes the drill's content check fail, which is the truth.
+    let recorded = record(root)?;
+    let root_text = root.display().to_string();
     let seen: Seen = Arc::default();
     let mut entries = Vec::new();
     for entry in walk(root) {
@@ -65,9 +69,15 @@ pub(crate) fn capture(root: &Path) -> Result<Capture> {
     }
     Ok(Capture {
         entries,
+        record: Some(recorded.clone()),
+        streamed: false,
         finish: Box::new(move || {
             let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
-            Ok(record_of(&seen))
+            let archived = record_of(&seen);
+            if archived != recorded {
+                tracing::warn!(root = %root_text, "files changed while being backed up");
+            }
+            Ok(recorded)
         }),
     })
 }

@@ -156,6 +156,8 @@ pub(crate) fn capture(conn: &MariadbConn, tools: &Tools) -> Result<Capture> {
     });
     Ok(Capture {
         entries: vec![Entry::File(FILE.into(), Metadata::default(), Box::new(reader))],
+        record: None,
+        streamed: true,
         finish: Box::new(move || {
             let dumped = dump.finish();
             drop(options);

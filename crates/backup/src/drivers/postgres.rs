@@ -25,6 +25,14 @@ fn err(detail: impl std::fmt::Display) -> BackupError {
     BackupError::store(DatastoreKind::Postgres, detail.to_string())
 }
 
+/// The server's own message when there is one (`postgres::Error` displays only "db error").
+fn text(error: &postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => error.to_string(),
+    }
+}
+
 /// Connects with the `postgres` client (for the record and the exported snapshot).
 pub(crate) fn connect(conn: &PgConn) -> Result<postgres::Client> {
     let mut config = postgres::Config::new();
@@ -40,7 +48,15 @@ pub(crate) fn connect(conn: &PgConn) -> Result<postgres::Client> {
     }
     config
         .connect(postgres::NoTls)
-        .map_err(|e| err(format!("connect to {}:{} as {}: {e}", conn.host, conn.port, conn.user)))
+        .map_err(|e| {
+            err(format!(
+                "connect to {}:{} as {}: {}",
+                conn.host,
+                conn.port,
+                conn.user,
+                text(&e)
+            ))
+        })
 }
 
 /// Sets the libpq environment of a tool (host, port, user, password, database).
@@ -65,10 +81,10 @@ pub(crate) fn capture(conn: &PgConn, tools: &Tools) -> Result<Capture> {
     let mut client = connect(conn)?;
     client
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .map_err(|e| err(format!("begin: {e}")))?;
+        .map_err(|e| err(format!("begin: {}", text(&e))))?;
     let snapshot: String = client
         .query_one("SELECT pg_export_snapshot()", &[])
-        .map_err(|e| err(format!("export a snapshot: {e}")))?
+        .map_err(|e| err(format!("export a snapshot: {}", text(&e))))?
         .get(0);
     let record = record_in(&mut client)?;
     env(&mut command, conn);
@@ -77,6 +93,8 @@ pub(crate) fn capture(conn: &PgConn, tools: &Tools) -> Result<Capture> {
     let stdout = dump.child.stdout.take().ok_or_else(|| err("pg_dump has no stdout"))?;
     Ok(Capture {
         entries: vec![Entry::File(FILE.into(), Metadata::default(), Box::new(stdout))],
+        record: Some(record.clone()),
+        streamed: true,
         finish: Box::new(move || {
             let dumped = dump.finish();
             // The exporting transaction stays open until pg_dump is done with its snapshot.
@@ -91,7 +109,7 @@ pub(crate) fn record(conn: &PgConn) -> Result<Record> {
     let mut client = connect(conn)?;
     client
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .map_err(|e| err(format!("begin: {e}")))?;
+        .map_err(|e| err(format!("begin: {}", text(&e))))?;
     let record = record_in(&mut client);
     let _ = client.batch_execute("COMMIT");
     record
@@ -109,7 +127,7 @@ fn record_in(client: &mut postgres::Client) -> Result<Record> {
              ORDER BY 1",
             &[],
         )
-        .map_err(|e| err(format!("list tables: {e}")))?;
+        .map_err(|e| err(format!("list tables: {}", text(&e))))?;
     let mut parts = BTreeMap::new();
     for table in tables {
         let (name, quoted): (String, String) = (table.get(0), table.get(1));
@@ -121,7 +139,7 @@ fn record_in(client: &mut postgres::Client) -> Result<Record> {
                 ),
                 &[],
             )
-            .map_err(|e| err(format!("checksum of table {name}: {e}")))?;
+            .map_err(|e| err(format!("checksum of table {name}: {}", text(&e))))?;
         let count: i64 = row.get(0);
         let digest: String = row.get(1);
         parts.insert(

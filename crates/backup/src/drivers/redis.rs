@@ -81,30 +81,36 @@ pub(crate) fn capture(conn: &RedisConn, tools: &Tools) -> Result<Capture> {
     let mut resp = Resp::connect(conn)?;
     let (record, saves_before) = save_with_record(&mut resp)?;
     wait_for_save(&mut resp, saves_before)?;
-    let stream: crate::capture::Stream = match local_rdb(&mut resp, conn) {
-        Some(file) => Box::new(file),
-        None => {
-            let mut command = tools.command(Tool::RedisCli)?;
-            command
-                .args(["-h", &conn.host, "-p", &conn.port.to_string()])
-                .args(["--no-auth-warning", "--rdb", "-"]);
-            if let Some(user) = &conn.user {
-                command.args(["--user", user]);
-            }
-            if let Some(password) = &conn.password {
-                command.env("REDISCLI_AUTH", password.expose());
-            }
-            let mut cli = Running::spawn(Tool::RedisCli, command, conn.password.clone())?;
-            let stdout = cli.child.stdout.take().ok_or_else(|| err("redis-cli has no stdout"))?;
-            return Ok(Capture {
-                entries: vec![Entry::File(FILE.into(), Metadata::default(), Box::new(stdout))],
-                finish: Box::new(move || cli.finish().map(|()| record)),
-            });
-        }
-    };
+    if let Some(file) = local_rdb(&mut resp, conn) {
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let meta = Metadata {
+            size,
+            ..Metadata::default()
+        };
+        return Ok(Capture {
+            entries: vec![Entry::File(FILE.into(), meta, Box::new(file))],
+            record: Some(record.clone()),
+            streamed: false,
+            finish: Box::new(move || Ok(record)),
+        });
+    }
+    let mut command = tools.command(Tool::RedisCli)?;
+    command
+        .args(["-h", &conn.host, "-p", &conn.port.to_string()])
+        .args(["--no-auth-warning", "--rdb", "-"]);
+    if let Some(user) = &conn.user {
+        command.args(["--user", user]);
+    }
+    if let Some(password) = &conn.password {
+        command.env("REDISCLI_AUTH", password.expose());
+    }
+    let mut cli = Running::spawn(Tool::RedisCli, command, conn.password.clone())?;
+    let stdout = cli.child.stdout.take().ok_or_else(|| err("redis-cli has no stdout"))?;
     Ok(Capture {
-        entries: vec![Entry::File(FILE.into(), Metadata::default(), stream)],
-        finish: Box::new(move || Ok(record)),
+        entries: vec![Entry::File(FILE.into(), Metadata::default(), Box::new(stdout))],
+        record: Some(record.clone()),
+        streamed: true,
+        finish: Box::new(move || cli.finish().map(|()| record)),
     })
 }
 
