@@ -66,7 +66,10 @@ impl CaptureSource {
                 Entry::File(path, meta, stream) => file_entry(data.join(path), meta, stream),
             });
         }
-        let known = capture.record.as_ref().and_then(|r| serde_json::to_vec_pretty(r).ok());
+        let known = capture
+            .record
+            .as_ref()
+            .and_then(|r| serde_json::to_vec_pretty(r).ok());
         let meta = Metadata {
             size: known.as_ref().map_or(0, |b| b.len() as u64),
             ..Metadata::default()
@@ -76,7 +79,11 @@ impl CaptureSource {
             outcome,
             bytes: None,
         };
-        entries.push(file_entry(prefix_path.join("record.json"), meta, Box::new(record)));
+        entries.push(file_entry(
+            prefix_path.join("record.json"),
+            meta,
+            Box::new(record),
+        ));
         CaptureSource {
             entries: Mutex::new(Some(entries)),
         }
@@ -95,7 +102,11 @@ fn dir_entry(path: PathBuf, mut meta: Metadata) -> RusticResult<ReadSourceEntry<
     })
 }
 
-fn file_entry(path: PathBuf, mut meta: Metadata, stream: Stream) -> RusticResult<ReadSourceEntry<Stream>> {
+fn file_entry(
+    path: PathBuf,
+    mut meta: Metadata,
+    stream: Stream,
+) -> RusticResult<ReadSourceEntry<Stream>> {
     if meta.mode.is_none() {
         meta.mode = Some(0o100600);
     }
@@ -144,7 +155,10 @@ struct DeferredRecord {
 impl Read for DeferredRecord {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if self.bytes.is_none() {
-            let finish = self.finish.take().ok_or_else(|| std::io::Error::other("finished"))?;
+            let finish = self
+                .finish
+                .take()
+                .ok_or_else(|| std::io::Error::other("finished"))?;
             let result = finish();
             let bytes = match &result {
                 Ok(record) => serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?,

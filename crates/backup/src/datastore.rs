@@ -91,7 +91,11 @@ impl Datastore {
             .map_err(|e| BackupError::Address(format!("not a URL ({e})")))?;
         let password = parsed.password().map(|p| Secret::new(decode(p)));
         let user = decode(parsed.username());
-        let host = parsed.host_str().unwrap_or("").trim_matches(['[', ']']).to_owned();
+        let host = parsed
+            .host_str()
+            .unwrap_or("")
+            .trim_matches(['[', ']'])
+            .to_owned();
         let query = |key: &str| {
             parsed
                 .query_pairs()
@@ -111,9 +115,17 @@ impl Datastore {
                 Ok(Datastore::Postgres(PgConn {
                     host,
                     port: parsed.port().unwrap_or(5432),
-                    user: if user.is_empty() { "postgres".into() } else { user },
+                    user: if user.is_empty() {
+                        "postgres".into()
+                    } else {
+                        user
+                    },
                     password,
-                    dbname: if dbname.is_empty() { "postgres".into() } else { decode(&dbname) },
+                    dbname: if dbname.is_empty() {
+                        "postgres".into()
+                    } else {
+                        decode(&dbname)
+                    },
                     sslmode: query("sslmode"),
                 }))
             }
@@ -125,7 +137,11 @@ impl Datastore {
                     ));
                 }
                 Ok(Datastore::Mariadb(MariadbConn {
-                    host: if host.is_empty() { "localhost".into() } else { host },
+                    host: if host.is_empty() {
+                        "localhost".into()
+                    } else {
+                        host
+                    },
                     port: parsed.port().unwrap_or(3306),
                     socket: query("socket").map(PathBuf::from),
                     user: if user.is_empty() { "root".into() } else { user },
@@ -136,7 +152,11 @@ impl Datastore {
             DatastoreKind::Redis => {
                 expect_scheme(scheme, &["redis"])?;
                 Ok(Datastore::Redis(RedisConn {
-                    host: if host.is_empty() { "127.0.0.1".into() } else { host },
+                    host: if host.is_empty() {
+                        "127.0.0.1".into()
+                    } else {
+                        host
+                    },
                     port: parsed.port().unwrap_or(6379),
                     user: (!user.is_empty()).then_some(user),
                     password,
@@ -208,7 +228,10 @@ mod tests {
         else {
             panic!("not postgres")
         };
-        assert_eq!((pg.host.as_str(), pg.port, pg.user.as_str()), ("127.0.0.1", 5999, "app"));
+        assert_eq!(
+            (pg.host.as_str(), pg.port, pg.user.as_str()),
+            ("127.0.0.1", 5999, "app")
+        );
         assert_eq!(pg.password.unwrap().expose(), "p@ss");
         assert_eq!(pg.dbname, "shop");
         assert_eq!(pg.sslmode.as_deref(), Some("disable"));
@@ -217,7 +240,9 @@ mod tests {
     #[test]
     fn wrong_scheme_is_named_without_the_password() {
         let url = Secret::new("mysql://u:hunter2@h/db");
-        let err = Datastore::from_url(DatastoreKind::Postgres, &url).unwrap_err().to_string();
+        let err = Datastore::from_url(DatastoreKind::Postgres, &url)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("mysql:"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
     }

@@ -5,12 +5,12 @@
 use std::time::{Duration, Instant};
 
 use crate::datastore::Datastore;
+use crate::drivers;
 use crate::error::Result;
 use crate::record::{CheckOutcome, Record, compare};
 use crate::repo::{Backup, Repo};
 use crate::sandbox::Sandbox;
 use crate::tools::Tools;
-use crate::drivers;
 
 /// What a drill found.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -74,7 +74,10 @@ pub fn drill(repo: &Repo, backup: &Backup, tools: &Tools) -> Result<DrillReport>
         rpo,
     };
     let recorded = repo.record(backup);
-    checks.push(outcome("record readable", &recorded.as_ref().map(|_| ()).map_err(clone_err)));
+    checks.push(outcome(
+        "record readable",
+        &recorded.as_ref().map(|_| ()).map_err(clone_err),
+    ));
     let Ok(recorded) = recorded else {
         return Ok(report(checks, started));
     };
@@ -85,7 +88,10 @@ pub fn drill(repo: &Repo, backup: &Backup, tools: &Tools) -> Result<DrillReport>
         return Ok(report(checks, started));
     }
     let found = record_of(sandbox.datastore(), tools);
-    checks.push(outcome("record of the restored copy", &found.as_ref().map(|_| ()).map_err(clone_err)));
+    checks.push(outcome(
+        "record of the restored copy",
+        &found.as_ref().map(|_| ()).map_err(clone_err),
+    ));
     if let Ok(found) = found {
         checks.extend(compare(&recorded, &found));
     }

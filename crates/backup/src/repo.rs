@@ -14,8 +14,8 @@ use rustic_backend::BackendOptions;
 use rustic_core::repofile::{Metadata, SnapshotFile};
 use rustic_core::{
     BackupOptions, CheckOptions, ConfigOptions, Credentials, KeyOptions, LocalDestination,
-    LsOptions, OpenStatus, ParentOptions, Repository, RepositoryOptions,
-    RestoreOptions, RusticError, SnapshotOptions,
+    LsOptions, OpenStatus, ParentOptions, Repository, RepositoryOptions, RestoreOptions,
+    RusticError, SnapshotOptions,
 };
 use wharf_manifest::model::DatastoreKind;
 
@@ -37,7 +37,9 @@ pub struct Repo {
 
 impl std::fmt::Debug for Repo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Repo").field("location", &self.location).finish()
+        f.debug_struct("Repo")
+            .field("location", &self.location)
+            .finish()
     }
 }
 
@@ -71,7 +73,12 @@ fn repo_error(location: &str, error: &RusticError) -> BackupError {
     } else {
         BackupError::Repository {
             location: location.to_owned(),
-            detail: error.display_log().lines().take(6).collect::<Vec<_>>().join(" / "),
+            detail: error
+                .display_log()
+                .lines()
+                .take(6)
+                .collect::<Vec<_>>()
+                .join(" / "),
         }
     }
 }
@@ -217,7 +224,9 @@ impl Repo {
         let record = match result {
             Ok(record) => record,
             Err(error) => {
-                self.repo.delete_snapshots(&[saved.id]).map_err(|e| self.fail(&e))?;
+                self.repo
+                    .delete_snapshots(&[saved.id])
+                    .map_err(|e| self.fail(&e))?;
                 return Err(error);
             }
         };
@@ -242,13 +251,22 @@ impl Repo {
     /// streamed backup is archived a second time from the repository itself, now with its
     /// size known: every chunk is already stored (nothing new is written but a tree and a
     /// snapshot), and the first snapshot is removed.
-    fn resize(&self, first: SnapshotFile, prefix: &str, kind: DatastoreKind, record: Record) -> Result<SnapshotFile> {
+    fn resize(
+        &self,
+        first: SnapshotFile,
+        prefix: &str,
+        kind: DatastoreKind,
+        record: Record,
+    ) -> Result<SnapshotFile> {
         let file = data_file(kind).ok_or_else(|| BackupError::BadSnapshot {
             id: first.id.to_string(),
             detail: "a streamed backup of a directory".into(),
         })?;
         let record_len = serde_json::to_vec_pretty(&record).map_or(0, |b| b.len() as u64);
-        let total = first.summary.as_ref().map_or(0, |s| s.total_bytes_processed);
+        let total = first
+            .summary
+            .as_ref()
+            .map_or(0, |s| s.total_bytes_processed);
         let size = total.saturating_sub(record_len);
         let indexed = self.reopen()?.to_indexed().map_err(|e| self.fail(&e))?;
         let node = indexed
@@ -285,15 +303,28 @@ impl Repo {
         });
         let second = archived.map_err(|e| self.fail(&e))?;
         let fed_ok = matches!(fed, Ok(Ok(Ok(()))));
-        let outcome_ok = outcome.lock().ok().and_then(|mut o| o.take()).is_some_and(|r| r.is_ok());
-        if !fed_ok || !outcome_ok || second.summary.as_ref().map_or(0, |s| s.total_bytes_processed) != total {
+        let outcome_ok = outcome
+            .lock()
+            .ok()
+            .and_then(|mut o| o.take())
+            .is_some_and(|r| r.is_ok());
+        if !fed_ok
+            || !outcome_ok
+            || second
+                .summary
+                .as_ref()
+                .map_or(0, |s| s.total_bytes_processed)
+                != total
+        {
             let _ = self.repo.delete_snapshots(&[second.id]);
             return Err(BackupError::Repository {
                 location: self.location.clone(),
                 detail: "re-reading the stored stream to record its size failed".into(),
             });
         }
-        self.repo.delete_snapshots(&[first.id]).map_err(|e| self.fail(&e))?;
+        self.repo
+            .delete_snapshots(&[first.id])
+            .map_err(|e| self.fail(&e))?;
         let mut second = second;
         if let (Some(s2), Some(s1)) = (second.summary.as_mut(), first.summary.as_ref()) {
             s2.data_added = s1.data_added;
@@ -382,7 +413,9 @@ impl Repo {
                 let sandbox = crate::sandbox::Sandbox::start_redis(tools, Some(feed))?;
                 drivers::redis::replicate_from(conn, sandbox.port())
             }
-            Datastore::Directory(target) => self.restore_tree(backup, &format!("{prefix}/data"), target),
+            Datastore::Directory(target) => {
+                self.restore_tree(backup, &format!("{prefix}/data"), target)
+            }
         }
     }
 
@@ -402,8 +435,10 @@ impl Repo {
         let plan = indexed
             .prepare_restore(&options, ls.clone(), &dest, false)
             .map_err(|e| self.fail(&e))?;
-        unpanic(&self.location, || indexed.restore(plan, &options, ls, &dest))?
-            .map_err(|e| self.fail(&e))
+        unpanic(&self.location, || {
+            indexed.restore(plan, &options, ls, &dest)
+        })?
+        .map_err(|e| self.fail(&e))
     }
 
     /// `restic check` (with `--read-data` when asked): every problem found, named.
@@ -459,7 +494,9 @@ impl Repo {
                 .filter(|(_, kept)| !kept)
                 .filter_map(|(b, _)| self.snapshot(&b.id).ok().map(|s| s.id))
                 .collect();
-            self.repo.delete_snapshots(&ids).map_err(|e| self.fail(&e))?;
+            self.repo
+                .delete_snapshots(&ids)
+                .map_err(|e| self.fail(&e))?;
         }
         outcome.reverse();
         Ok(outcome)

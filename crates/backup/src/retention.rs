@@ -37,11 +37,12 @@ pub fn keep(policy: &Retention, times: &[jiff::Timestamp], now: &jiff::Zoned) ->
         .iter()
         .enumerate()
         .map(|(i, time)| {
-            let mut snap = SnapshotFile::default();
-            snap.time = time.to_zoned(zone.clone());
-            // Carries the input position through rustic's sort.
-            snap.description = Some(i.to_string());
-            snap
+            // The description carries the input position through rustic's sort.
+            SnapshotFile {
+                time: time.to_zoned(zone.clone()),
+                description: Some(i.to_string()),
+                ..SnapshotFile::default()
+            }
         })
         .collect();
     let decided = options
@@ -49,7 +50,11 @@ pub fn keep(policy: &Retention, times: &[jiff::Timestamp], now: &jiff::Zoned) ->
         .map_err(|e| BackupError::Retention(e.display_log()))?;
     let mut kept = vec![false; times.len()];
     for forget in decided {
-        if let Some(i) = forget.snapshot.description.and_then(|d| d.parse::<usize>().ok()) {
+        if let Some(i) = forget
+            .snapshot
+            .description
+            .and_then(|d| d.parse::<usize>().ok())
+        {
             kept[i] = forget.keep;
         }
     }
@@ -85,7 +90,9 @@ mod tests {
     /// for 10 days, `--keep-daily 5` keeps the newest five days.
     #[test]
     fn keep_daily_keeps_the_newest_days() {
-        let days: Vec<String> = (1..=10).map(|d| format!("2026-01-{d:02}T10:00:00")).collect();
+        let days: Vec<String> = (1..=10)
+            .map(|d| format!("2026-01-{d:02}T10:00:00"))
+            .collect();
         let days: Vec<&str> = days.iter().map(String::as_str).collect();
         let policy = Retention {
             daily: Some(5),
@@ -93,7 +100,10 @@ mod tests {
         };
         assert_eq!(
             kept(&days, policy, "2026-01-10T12:00:00"),
-            days[5..].iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()
+            days[5..]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect::<Vec<_>>()
         );
     }
 
@@ -134,7 +144,11 @@ mod tests {
         };
         assert_eq!(
             kept(&list, policy, "2026-01-22T00:00:00"),
-            ["2026-01-12T10:00:00", "2026-01-20T10:00:00", "2026-01-21T10:00:00"]
+            [
+                "2026-01-12T10:00:00",
+                "2026-01-20T10:00:00",
+                "2026-01-21T10:00:00"
+            ]
         );
     }
 
@@ -155,14 +169,23 @@ mod tests {
         };
         assert_eq!(
             kept(&list, policy, "2026-02-11T00:00:00"),
-            ["2024-12-31T10:00:00", "2025-12-01T10:00:00", "2026-01-10T10:00:00", "2026-02-10T10:00:00"]
+            [
+                "2024-12-31T10:00:00",
+                "2025-12-01T10:00:00",
+                "2026-01-10T10:00:00",
+                "2026-02-10T10:00:00"
+            ]
         );
     }
 
     #[test]
     fn a_policy_keeping_nothing_is_refused() {
-        let err = keep(&Retention::default(), &times(&["2026-01-01T00:00:00"]), &zoned("2026-01-02T00:00:00[UTC]"))
-            .unwrap_err();
+        let err = keep(
+            &Retention::default(),
+            &times(&["2026-01-01T00:00:00"]),
+            &zoned("2026-01-02T00:00:00[UTC]"),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("keep"), "{err}");
     }
 }

@@ -51,7 +51,8 @@ fn fail(kind: DatastoreKind, detail: impl Into<String>) -> BackupError {
 }
 
 fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| BackupError::io("127.0.0.1:0", e))?;
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .map_err(|e| BackupError::io("127.0.0.1:0", e))?;
     listener
         .local_addr()
         .map(|a| a.port())
@@ -168,7 +169,8 @@ impl Sandbox {
         let owner = postgres_owner();
         if let Some((uid, gid)) = owner {
             for path in [dir.path().to_owned(), pwfile.clone()] {
-                std::os::unix::fs::chown(&path, Some(uid), Some(gid)).map_err(|e| BackupError::io(&path, e))?;
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid))
+                    .map_err(|e| BackupError::io(&path, e))?;
             }
         }
         let log = root.join("postgres.log");
@@ -178,7 +180,11 @@ impl Sandbox {
                 command.uid(uid).gid(gid);
             }
             let (out, err) = log_file(&log)?;
-            command.current_dir(&root).stdin(Stdio::null()).stdout(out).stderr(err);
+            command
+                .current_dir(&root)
+                .stdin(Stdio::null())
+                .stdout(out)
+                .stderr(err);
             Ok(command)
         };
         let data = root.join("data");
@@ -231,7 +237,10 @@ impl Sandbox {
             }
             dir = std::mem::replace(&mut sandbox.dir, temp_dir(kind)?);
         }
-        Err(fail(kind, format!("postgres did not start: {}", tail(&log))))
+        Err(fail(
+            kind,
+            format!("postgres did not start: {}", tail(&log)),
+        ))
     }
 
     /// MariaDB: `mariadb-install-db`, `mariadbd` as root (`--user=root`) on a free port, then
@@ -257,7 +266,10 @@ impl Sandbox {
             .status()
             .map_err(|e| fail(kind, format!("mariadb-install-db: {e}")))?;
         if !status.success() {
-            return Err(fail(kind, format!("mariadb-install-db failed: {}", tail(&log))));
+            return Err(fail(
+                kind,
+                format!("mariadb-install-db failed: {}", tail(&log)),
+            ));
         }
         let password = random_password();
         let socket = dir.path().join("mysqld.sock");
@@ -268,9 +280,20 @@ impl Sandbox {
                 .arg("--no-defaults")
                 .arg(format!("--datadir={}", data.display()))
                 .arg(format!("--socket={}", socket.display()))
-                .arg(format!("--pid-file={}", dir.path().join("mysqld.pid").display()))
-                .args(["--user=root", "--bind-address=127.0.0.1", &format!("--port={port}")])
-                .args(["--skip-log-bin", "--innodb-buffer-pool-size=32M", "--innodb-flush-log-at-trx-commit=0"])
+                .arg(format!(
+                    "--pid-file={}",
+                    dir.path().join("mysqld.pid").display()
+                ))
+                .args([
+                    "--user=root",
+                    "--bind-address=127.0.0.1",
+                    &format!("--port={port}"),
+                ])
+                .args([
+                    "--skip-log-bin",
+                    "--innodb-buffer-pool-size=32M",
+                    "--innodb-flush-log-at-trx-commit=0",
+                ])
                 .stdin(Stdio::null())
                 .stdout(out)
                 .stderr(err)
@@ -319,7 +342,10 @@ impl Sandbox {
             }
             dir = std::mem::replace(&mut sandbox.dir, temp_dir(kind)?);
         }
-        Err(fail(kind, format!("mariadbd did not start: {}", tail(&log))))
+        Err(fail(
+            kind,
+            format!("mariadbd did not start: {}", tail(&log)),
+        ))
     }
 
     /// Redis: `redis-server` without persistence of its own on a free port; with `rdb`, the
@@ -375,7 +401,10 @@ impl Sandbox {
             }
             dir = std::mem::replace(&mut sandbox.dir, temp_dir(kind)?);
         }
-        Err(fail(kind, format!("redis-server did not start: {}", tail(&log))))
+        Err(fail(
+            kind,
+            format!("redis-server did not start: {}", tail(&log)),
+        ))
     }
 
     /// Polls `ready` until it holds (true) or the server exits (false); errors after
@@ -400,7 +429,9 @@ impl Sandbox {
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = rustix::process::kill_process(Pid::from_child(&child), self.stop_signal);
-            let stopped = poll(Duration::from_secs(30), || Ok(!matches!(child.try_wait(), Ok(None))));
+            let stopped = poll(Duration::from_secs(30), || {
+                Ok(!matches!(child.try_wait(), Ok(None)))
+            });
             if stopped.is_err() {
                 let _ = child.kill();
                 let _ = child.wait();

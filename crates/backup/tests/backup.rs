@@ -18,11 +18,16 @@ fn repo(dir: &Path) -> Repo {
 }
 
 fn temp() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("wharf-backup-test").tempdir().expect("temp dir")
+    tempfile::Builder::new()
+        .prefix("wharf-backup-test")
+        .tempdir()
+        .expect("temp dir")
 }
 
 fn psql(sandbox: &Sandbox, sql: &str) {
-    let Datastore::Postgres(pg) = sandbox.datastore() else { panic!("not postgres") };
+    let Datastore::Postgres(pg) = sandbox.datastore() else {
+        panic!("not postgres")
+    };
     let mut client = postgres::Config::new()
         .host(&pg.host)
         .port(pg.port)
@@ -37,11 +42,19 @@ fn psql(sandbox: &Sandbox, sql: &str) {
 fn mariadb(sandbox: &Sandbox, sql: &str) {
     let mut child = Command::new("mariadb")
         .args(["--no-defaults", "-u", "root", "--database=restored"])
-        .arg(format!("--socket={}", sandbox.dir().join("mysqld.sock").display()))
+        .arg(format!(
+            "--socket={}",
+            sandbox.dir().join("mysqld.sock").display()
+        ))
         .stdin(Stdio::piped())
         .spawn()
         .expect("run mariadb");
-    child.stdin.take().unwrap().write_all(sql.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(sql.as_bytes())
+        .unwrap();
     assert!(child.wait().unwrap().success(), "mariadb failed on {sql}");
 }
 
@@ -80,28 +93,52 @@ fn postgres_backup_restores_exactly_the_rows_backed_up_and_restic_reads_it() {
     let dir = temp();
     let repo_dir = dir.path().join("repo");
     let repo = repo(&repo_dir);
-    let backup = repo.backup("shop", "db", source.datastore(), &tools).unwrap();
+    let backup = repo
+        .backup("shop", "db", source.datastore(), &tools)
+        .unwrap();
     let recorded = repo.record(&backup).unwrap();
     assert_eq!(recorded.parts["table public.users"].count, 500);
     assert_eq!(recorded.parts["table public.orders"].count, 300);
 
-    psql(&source, "DELETE FROM orders WHERE id > 10; UPDATE users SET name = 'changed' WHERE id = 7;");
+    psql(
+        &source,
+        "DELETE FROM orders WHERE id > 10; UPDATE users SET name = 'changed' WHERE id = 7;",
+    );
     assert_ne!(record_of(source.datastore(), &tools).unwrap(), recorded);
     repo.restore(&backup, source.datastore(), &tools).unwrap();
     assert_eq!(record_of(source.datastore(), &tools).unwrap(), recorded);
 
     let report = drill(&repo, &backup, &tools).unwrap();
     assert!(report.passed(), "{:#?}", report.checks);
-    assert!(report.checks.iter().any(|c| c.name == "content of table public.users"));
+    assert!(
+        report
+            .checks
+            .iter()
+            .any(|c| c.name == "content of table public.users")
+    );
 
     // restic itself lists and restores what wharf wrote.
     let listed = restic(&repo_dir, &["snapshots", "--json"]);
-    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
     let text = String::from_utf8_lossy(&listed.stdout);
-    assert!(text.contains(&backup.id) && text.contains("service=db"), "{text}");
+    assert!(
+        text.contains(&backup.id) && text.contains("service=db"),
+        "{text}"
+    );
     let target = dir.path().join("restic-restore");
-    let restored = restic(&repo_dir, &["restore", &backup.id, "--target", target.to_str().unwrap()]);
-    assert!(restored.status.success(), "{}", String::from_utf8_lossy(&restored.stderr));
+    let restored = restic(
+        &repo_dir,
+        &["restore", &backup.id, "--target", target.to_str().unwrap()],
+    );
+    assert!(
+        restored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
     let dump = std::fs::read(target.join("shop/db/data/postgres.dump")).unwrap();
     assert!(
         dump.starts_with(b"PGDMP"),
@@ -110,10 +147,15 @@ fn postgres_backup_restores_exactly_the_rows_backed_up_and_restic_reads_it() {
         &dump[..dump.len().min(16)]
     );
     let record: wharf_backup::Record =
-        serde_json::from_slice(&std::fs::read(target.join("shop/db/record.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(target.join("shop/db/record.json")).unwrap())
+            .unwrap();
     assert_eq!(record, recorded);
     let checked = restic(&repo_dir, &["check", "--read-data"]);
-    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
 }
 
 #[test]
@@ -129,12 +171,17 @@ fn mariadb_backup_restores_exactly_the_rows_backed_up() {
     );
     let dir = temp();
     let repo = repo(&dir.path().join("repo"));
-    let backup = repo.backup("shop", "maria", source.datastore(), &tools).unwrap();
+    let backup = repo
+        .backup("shop", "maria", source.datastore(), &tools)
+        .unwrap();
     let recorded = repo.record(&backup).unwrap();
     assert_eq!(recorded.parts["table items"].count, 3);
     assert_eq!(recorded.parts["table log"].count, 3);
 
-    mariadb(&source, "UPDATE items SET name = 'changed' WHERE id = 1; DELETE FROM log WHERE n = 2;");
+    mariadb(
+        &source,
+        "UPDATE items SET name = 'changed' WHERE id = 1; DELETE FROM log WHERE n = 2;",
+    );
     assert_ne!(record_of(source.datastore(), &tools).unwrap(), recorded);
     repo.restore(&backup, source.datastore(), &tools).unwrap();
     assert_eq!(record_of(source.datastore(), &tools).unwrap(), recorded);
@@ -156,7 +203,9 @@ fn redis_backup_restores_keys_values_and_ttls() {
     let expiry = redis(&source, &["PEXPIRETIME", "expiring"]);
     let dir = temp();
     let repo = repo(&dir.path().join("repo"));
-    let backup = repo.backup("shop", "cache", source.datastore(), &tools).unwrap();
+    let backup = repo
+        .backup("shop", "cache", source.datastore(), &tools)
+        .unwrap();
     let recorded = repo.record(&backup).unwrap();
     assert_eq!(recorded.parts["redis db0"].count, 6);
     assert_eq!(recorded.parts["redis db3"].count, 1);
@@ -189,7 +238,8 @@ fn sqlite_and_directory_backups_restore_exactly() {
     let store = Datastore::Sqlite(db.clone());
     let backup = repo.backup("shop", "lite", &store, &tools).unwrap();
     let recorded = repo.record(&backup).unwrap();
-    conn.execute_batch("DELETE FROM t WHERE id = 1; CREATE TABLE extra (x);").unwrap();
+    conn.execute_batch("DELETE FROM t WHERE id = 1; CREATE TABLE extra (x);")
+        .unwrap();
     repo.restore(&backup, &store, &tools).unwrap();
     assert_eq!(record_of(&store, &tools).unwrap(), recorded);
     assert!(drill(&repo, &backup, &tools).unwrap().passed());
@@ -205,8 +255,14 @@ fn sqlite_and_directory_backups_restore_exactly() {
     std::fs::write(files.join("a.txt"), "changed").unwrap();
     std::fs::write(files.join("added.txt"), "new").unwrap();
     repo.restore(&backup, &store, &tools).unwrap();
-    assert_eq!(std::fs::read_to_string(files.join("a.txt")).unwrap(), "alpha");
-    assert!(!files.join("added.txt").exists(), "restore makes the folder equal to the backup");
+    assert_eq!(
+        std::fs::read_to_string(files.join("a.txt")).unwrap(),
+        "alpha"
+    );
+    assert!(
+        !files.join("added.txt").exists(),
+        "restore makes the folder equal to the backup"
+    );
     assert_eq!(record_of(&store, &tools).unwrap(), recorded);
     assert!(drill(&repo, &backup, &tools).unwrap().passed());
     assert_eq!(repo.backups(Some("shop"), None).unwrap().len(), 2);
@@ -223,7 +279,9 @@ fn a_corrupted_pack_file_is_named_by_check_and_fails_the_drill() {
     std::fs::create_dir_all(&files).unwrap();
     let content: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
     std::fs::write(files.join("data.bin"), &content).unwrap();
-    let backup = repo.backup("shop", "files", &Datastore::Directory(files), &tools).unwrap();
+    let backup = repo
+        .backup("shop", "files", &Datastore::Directory(files), &tools)
+        .unwrap();
     repo.check(true).unwrap();
 
     // Flip bytes in the middle of the largest pack (the data pack).
@@ -256,7 +314,10 @@ fn a_wrong_repository_password_is_a_clear_error() {
     let err = Repo::open(&dir.path().join("repo"), &Secret::new("not the password")).unwrap_err();
     assert!(matches!(err, BackupError::WrongPassword { .. }), "{err:?}");
     let text = err.to_string();
-    assert!(text.contains("wrong password") && !text.contains("not the password"), "{text}");
+    assert!(
+        text.contains("wrong password") && !text.contains("not the password"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -270,9 +331,21 @@ fn a_missing_pg_dump_is_a_clear_error_and_leaves_no_backup() {
     .unwrap();
     let tools = Tools::with_path(&dir.path().join("empty-bin").into_os_string());
     let err = repo.backup("shop", "db", &store, &tools).unwrap_err();
-    assert!(matches!(err, BackupError::ToolMissing { tool: "pg_dump", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            BackupError::ToolMissing {
+                tool: "pg_dump",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     let text = err.to_string();
-    assert!(text.contains("pg_dump") && text.contains("postgresql-client"), "{text}");
+    assert!(
+        text.contains("pg_dump") && text.contains("postgresql-client"),
+        "{text}"
+    );
     assert!(repo.backups(None, None).unwrap().is_empty());
 }
 
@@ -280,11 +353,16 @@ fn a_missing_pg_dump_is_a_clear_error_and_leaves_no_backup() {
 fn a_failing_dump_leaves_no_snapshot_and_no_password_in_the_error() {
     let tools = Tools::from_env();
     let source = Sandbox::start(DatastoreKind::Postgres, &tools).unwrap();
-    let Datastore::Postgres(mut pg) = source.datastore().clone() else { unreachable!() };
+    let Datastore::Postgres(mut pg) = source.datastore().clone() else {
+        unreachable!()
+    };
     pg.password = Some(Secret::new("wrong-password-123"));
     let dir = temp();
     let repo = repo(&dir.path().join("repo"));
-    let err = repo.backup("shop", "db", &Datastore::Postgres(pg), &tools).unwrap_err().to_string();
+    let err = repo
+        .backup("shop", "db", &Datastore::Postgres(pg), &tools)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("password authentication failed"), "{err}");
     assert!(!err.contains("wrong-password-123"), "{err}");
     assert!(repo.backups(None, None).unwrap().is_empty());

@@ -50,7 +50,11 @@ pub(crate) fn capture(root: &Path) -> Result<Capture> {
     let mut entries = Vec::new();
     for entry in walk(root) {
         let entry = entry?;
-        let relative = entry.path().strip_prefix(root).unwrap_or(entry.path()).to_owned();
+        let relative = entry
+            .path()
+            .strip_prefix(root)
+            .unwrap_or(entry.path())
+            .to_owned();
         let meta = entry.metadata().map_err(|e| err(e.to_string()))?;
         if meta.is_dir() {
             entries.push(Entry::Dir(relative, metadata(&meta)));
@@ -96,11 +100,19 @@ pub(crate) fn record(root: &Path) -> Result<Record> {
     for entry in walk(root) {
         let entry = entry?;
         if entry.file_type().is_file() {
-            let mut file = std::fs::File::open(entry.path()).map_err(|e| BackupError::io(entry.path(), e))?;
+            let mut file =
+                std::fs::File::open(entry.path()).map_err(|e| BackupError::io(entry.path(), e))?;
             let mut hash = Sha256::new();
             std::io::copy(&mut file, &mut hash).map_err(|e| BackupError::io(entry.path(), e))?;
-            let relative: PathBuf = entry.path().strip_prefix(root).unwrap_or(entry.path()).to_owned();
-            files.push((relative.to_string_lossy().into_owned(), hex::encode(hash.finalize())));
+            let relative: PathBuf = entry
+                .path()
+                .strip_prefix(root)
+                .unwrap_or(entry.path())
+                .to_owned();
+            files.push((
+                relative.to_string_lossy().into_owned(),
+                hex::encode(hash.finalize()),
+            ));
         }
     }
     Ok(record_of(&files))

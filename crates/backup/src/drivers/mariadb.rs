@@ -43,7 +43,11 @@ fn options(conn: &MariadbConn) -> Result<Options> {
     let mut text = format!("[client]\nuser={}\n", quote(&conn.user));
     match &conn.socket {
         Some(socket) => text.push_str(&format!("socket={}\n", quote(&socket.to_string_lossy()))),
-        None => text.push_str(&format!("host={}\nport={}\nprotocol=TCP\n", quote(&conn.host), conn.port)),
+        None => text.push_str(&format!(
+            "host={}\nport={}\nprotocol=TCP\n",
+            quote(&conn.host),
+            conn.port
+        )),
     }
     if let Some(password) = &conn.password {
         text.push_str(&format!("password={}\n", quote(password.expose())));
@@ -75,8 +79,18 @@ impl Session {
             .arg(format!("--database={}", conn.dbname))
             .stdin(Stdio::piped());
         let mut running = Running::spawn(Tool::Mariadb, command, conn.password.clone())?;
-        let stdin = running.child.stdin.take().ok_or_else(|| err("mariadb has no stdin"))?;
-        let out = BufReader::new(running.child.stdout.take().ok_or_else(|| err("no stdout"))?);
+        let stdin = running
+            .child
+            .stdin
+            .take()
+            .ok_or_else(|| err("mariadb has no stdin"))?;
+        let out = BufReader::new(
+            running
+                .child
+                .stdout
+                .take()
+                .ok_or_else(|| err("no stdout"))?,
+        );
         Ok(Session {
             running,
             stdin,
@@ -90,12 +104,17 @@ impl Session {
     fn query(&mut self, sql: &str) -> Result<Vec<Vec<String>>> {
         self.sync += 1;
         let marker = format!("wharf-sync-{}", self.sync);
-        let sent = write!(self.stdin, "{sql};\nSELECT '{marker}';\n").and_then(|()| self.stdin.flush());
+        let sent =
+            write!(self.stdin, "{sql};\nSELECT '{marker}';\n").and_then(|()| self.stdin.flush());
         let mut rows = Vec::new();
         let mut line = String::new();
         loop {
             line.clear();
-            let read = if sent.is_ok() { self.out.read_line(&mut line).unwrap_or(0) } else { 0 };
+            let read = if sent.is_ok() {
+                self.out.read_line(&mut line).unwrap_or(0)
+            } else {
+                0
+            };
             if read == 0 {
                 return Err(self.failed(sql));
             }
@@ -127,18 +146,29 @@ pub(crate) fn capture(conn: &MariadbConn, tools: &Tools) -> Result<Capture> {
     let mut command = tools.command(Tool::MariadbDump)?;
     let mut session = Session::open(conn, tools)?;
     session.query("FLUSH TABLES WITH READ LOCK").map_err(|e| {
-        err(format!("{e} (a consistent backup needs the RELOAD privilege for FLUSH TABLES WITH READ LOCK)"))
+        err(format!(
+            "{e} (a consistent backup needs the RELOAD privilege for FLUSH TABLES WITH READ LOCK)"
+        ))
     })?;
     session.query("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")?;
     session.query("START TRANSACTION WITH CONSISTENT SNAPSHOT")?;
     let options = options(conn)?;
     command
         .arg(defaults(&options.path))
-        .args(["--single-transaction", "--routines", "--triggers", "--hex-blob"])
+        .args([
+            "--single-transaction",
+            "--routines",
+            "--triggers",
+            "--hex-blob",
+        ])
         .args(["--default-character-set=utf8mb4", "--skip-dump-date"])
         .arg(&conn.dbname);
     let mut dump = Running::spawn(Tool::MariadbDump, command, conn.password.clone())?;
-    let stdout = dump.child.stdout.take().ok_or_else(|| err("mariadb-dump has no stdout"))?;
+    let stdout = dump
+        .child
+        .stdout
+        .take()
+        .ok_or_else(|| err("mariadb-dump has no stdout"))?;
     let (started, begun) = mpsc::channel();
     let reader = Marker {
         inner: stdout,
@@ -155,7 +185,11 @@ pub(crate) fn capture(conn: &MariadbConn, tools: &Tools) -> Result<Capture> {
         Ok(record)
     });
     Ok(Capture {
-        entries: vec![Entry::File(FILE.into(), Metadata::default(), Box::new(reader))],
+        entries: vec![Entry::File(
+            FILE.into(),
+            Metadata::default(),
+            Box::new(reader),
+        )],
         record: None,
         streamed: true,
         finish: Box::new(move || {
@@ -185,7 +219,10 @@ impl Read for Marker {
         let n = self.inner.read(buf)?;
         if self.signal.is_some() {
             self.seen.extend_from_slice(&buf[..n]);
-            let found = self.seen.windows(FIRST_TABLE.len()).any(|w| w == FIRST_TABLE);
+            let found = self
+                .seen
+                .windows(FIRST_TABLE.len())
+                .any(|w| w == FIRST_TABLE);
             if n == 0 || found {
                 if let Some(signal) = self.signal.take() {
                     let _ = signal.send(());
@@ -239,7 +276,9 @@ fn record_in(session: &mut Session) -> Result<Record> {
             name.replace('`', "``")
         );
         let result = session.query(&sql)?;
-        let first = result.first().ok_or_else(|| err(format!("no checksum for table {name}")))?;
+        let first = result
+            .first()
+            .ok_or_else(|| err(format!("no checksum for table {name}")))?;
         parts.insert(
             format!("table {name}"),
             Part {
@@ -262,7 +301,11 @@ pub(crate) fn restore(conn: &MariadbConn, tools: &Tools, feed: Feed<'_>) -> Resu
         .stdin(Stdio::piped())
         .stdout(Stdio::null());
     let mut client = Running::spawn(Tool::Mariadb, command, conn.password.clone())?;
-    let mut stdin = client.child.stdin.take().ok_or_else(|| err("mariadb has no stdin"))?;
+    let mut stdin = client
+        .child
+        .stdin
+        .take()
+        .ok_or_else(|| err("mariadb has no stdin"))?;
     let fed = feed(&mut stdin);
     drop(stdin);
     client.finish()?;

@@ -46,17 +46,15 @@ pub(crate) fn connect(conn: &PgConn) -> Result<postgres::Client> {
     if let Some(password) = &conn.password {
         config.password(password.expose());
     }
-    config
-        .connect(postgres::NoTls)
-        .map_err(|e| {
-            err(format!(
-                "connect to {}:{} as {}: {}",
-                conn.host,
-                conn.port,
-                conn.user,
-                text(&e)
-            ))
-        })
+    config.connect(postgres::NoTls).map_err(|e| {
+        err(format!(
+            "connect to {}:{} as {}: {}",
+            conn.host,
+            conn.port,
+            conn.user,
+            text(&e)
+        ))
+    })
 }
 
 /// Sets the libpq environment of a tool (host, port, user, password, database).
@@ -88,11 +86,21 @@ pub(crate) fn capture(conn: &PgConn, tools: &Tools) -> Result<Capture> {
         .get(0);
     let record = record_in(&mut client)?;
     env(&mut command, conn);
-    command.args(["--format=custom", "--no-password", "--snapshot", &snapshot]);
+    // Uncompressed: the repository compresses (zstd) and dedups, and zlib output would hide
+    // the unchanged runs between two dumps from content-defined chunking.
+    command.args(["--format=custom", "--compress=0", "--no-password", "--snapshot", &snapshot]);
     let mut dump = Running::spawn(Tool::PgDump, command, conn.password.clone())?;
-    let stdout = dump.child.stdout.take().ok_or_else(|| err("pg_dump has no stdout"))?;
+    let stdout = dump
+        .child
+        .stdout
+        .take()
+        .ok_or_else(|| err("pg_dump has no stdout"))?;
     Ok(Capture {
-        entries: vec![Entry::File(FILE.into(), Metadata::default(), Box::new(stdout))],
+        entries: vec![Entry::File(
+            FILE.into(),
+            Metadata::default(),
+            Box::new(stdout),
+        )],
         record: Some(record.clone()),
         streamed: true,
         finish: Box::new(move || {
@@ -160,12 +168,21 @@ pub(crate) fn restore(conn: &PgConn, tools: &Tools, feed: Feed<'_>) -> Result<()
     env(&mut command, conn);
     command
         .args(["--clean", "--if-exists", "--no-owner", "--no-privileges"])
-        .args(["--exit-on-error", "--single-transaction", "--no-password", "-d"])
+        .args([
+            "--exit-on-error",
+            "--single-transaction",
+            "--no-password",
+            "-d",
+        ])
         .arg(&conn.dbname)
         .stdin(Stdio::piped())
         .stdout(Stdio::null());
     let mut restore = Running::spawn(Tool::PgRestore, command, conn.password.clone())?;
-    let mut stdin = restore.child.stdin.take().ok_or_else(|| err("pg_restore has no stdin"))?;
+    let mut stdin = restore
+        .child
+        .stdin
+        .take()
+        .ok_or_else(|| err("pg_restore has no stdin"))?;
     let fed = feed(&mut stdin).and_then(|()| {
         stdin
             .flush()

@@ -105,9 +105,17 @@ pub(crate) fn capture(conn: &RedisConn, tools: &Tools) -> Result<Capture> {
         command.env("REDISCLI_AUTH", password.expose());
     }
     let mut cli = Running::spawn(Tool::RedisCli, command, conn.password.clone())?;
-    let stdout = cli.child.stdout.take().ok_or_else(|| err("redis-cli has no stdout"))?;
+    let stdout = cli
+        .child
+        .stdout
+        .take()
+        .ok_or_else(|| err("redis-cli has no stdout"))?;
     Ok(Capture {
-        entries: vec![Entry::File(FILE.into(), Metadata::default(), Box::new(stdout))],
+        entries: vec![Entry::File(
+            FILE.into(),
+            Metadata::default(),
+            Box::new(stdout),
+        )],
         record: Some(record.clone()),
         streamed: true,
         finish: Box::new(move || cli.finish().map(|()| record)),

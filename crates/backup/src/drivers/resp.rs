@@ -43,7 +43,8 @@ impl Resp {
     /// Connects and authenticates (AUTH [user] password).
     pub fn connect(conn: &RedisConn) -> Result<Resp> {
         let address = format!("{}:{}", conn.host, conn.port);
-        let stream = TcpStream::connect(&address).map_err(|e| err(format!("connect to {address}: {e}")))?;
+        let stream =
+            TcpStream::connect(&address).map_err(|e| err(format!("connect to {address}: {e}")))?;
         stream.set_read_timeout(Some(Duration::from_secs(60))).ok();
         let reader = BufReader::new(stream.try_clone().map_err(|e| err(e.to_string()))?);
         let mut resp = Resp {
@@ -56,9 +57,8 @@ impl Resp {
                 args.push(user.as_bytes().to_vec());
             }
             args.push(password.expose().as_bytes().to_vec());
-            match resp.call_raw(&args)? {
-                Value::Error(e) => return Err(err(format!("AUTH refused: {}", password.scrub(&e)))),
-                _ => {}
+            if let Value::Error(e) = resp.call_raw(&args)? {
+                return Err(err(format!("AUTH refused: {}", password.scrub(&e))));
             }
         }
         Ok(resp)
@@ -85,7 +85,9 @@ impl Resp {
             out.extend_from_slice(arg.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        self.writer.write_all(&out).map_err(|e| err(format!("send: {e}")))
+        self.writer
+            .write_all(&out)
+            .map_err(|e| err(format!("send: {e}")))
     }
 
     fn call_raw(&mut self, args: &[Vec<u8>]) -> Result<Value> {
@@ -95,19 +97,27 @@ impl Resp {
             out.extend_from_slice(arg);
             out.extend_from_slice(b"\r\n");
         }
-        self.writer.write_all(&out).map_err(|e| err(format!("send: {e}")))?;
+        self.writer
+            .write_all(&out)
+            .map_err(|e| err(format!("send: {e}")))?;
         self.read()
     }
 
     pub fn read(&mut self) -> Result<Value> {
         let mut line = String::new();
-        let n = self.reader.read_line(&mut line).map_err(|e| err(format!("read: {e}")))?;
+        let n = self
+            .reader
+            .read_line(&mut line)
+            .map_err(|e| err(format!("read: {e}")))?;
         if n == 0 {
             return Err(err("the server closed the connection"));
         }
         let line = line.trim_end_matches(['\r', '\n']);
         let (tag, rest) = line.split_at(1.min(line.len()));
-        let number = || rest.parse::<i64>().map_err(|_| err(format!("bad reply line {line:?}")));
+        let number = || {
+            rest.parse::<i64>()
+                .map_err(|_| err(format!("bad reply line {line:?}")))
+        };
         Ok(match tag {
             "+" => Value::Status(rest.to_owned()),
             "-" => Value::Error(rest.to_owned()),
@@ -153,5 +163,7 @@ impl Resp {
 
 /// A field of an INFO answer.
 pub(crate) fn field<'a>(info: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    info.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    info.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }

@@ -67,7 +67,9 @@ pub(crate) fn record(path: &Path) -> Result<Record> {
         let mut digest = MultisetDigest::default();
         let mut statement = db.prepare(&sql).map_err(|e| err(format!("{table}: {e}")))?;
         let columns = statement.column_count();
-        let mut rows = statement.query([]).map_err(|e| err(format!("{table}: {e}")))?;
+        let mut rows = statement
+            .query([])
+            .map_err(|e| err(format!("{table}: {e}")))?;
         while let Some(row) = rows.next().map_err(|e| err(format!("{table}: {e}")))? {
             let mut bytes = Vec::new();
             for i in 0..columns {
@@ -93,15 +95,25 @@ pub(crate) fn record(path: &Path) -> Result<Record> {
 /// Writes the backup to a temp file beside `path`, then copies it over the database with the
 /// backup API (a new database when `path` does not exist).
 pub(crate) fn restore(path: &Path, feed: Feed<'_>) -> Result<()> {
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut temp = tempfile::Builder::new()
         .prefix(".wharf-restore")
         .tempfile_in(parent)
         .map_err(|e| BackupError::io(parent, e))?;
     feed(temp.as_file_mut())?;
-    temp.as_file_mut().flush().map_err(|e| BackupError::io(temp.path(), e))?;
-    let mut target = Connection::open(path).map_err(|e| err(format!("open {}: {e}", path.display())))?;
+    temp.as_file_mut()
+        .flush()
+        .map_err(|e| BackupError::io(temp.path(), e))?;
+    let mut target =
+        Connection::open(path).map_err(|e| err(format!("open {}: {e}", path.display())))?;
     target
-        .restore(rusqlite::DatabaseName::Main, temp.path(), None::<fn(rusqlite::backup::Progress)>)
+        .restore(
+            rusqlite::DatabaseName::Main,
+            temp.path(),
+            None::<fn(rusqlite::backup::Progress)>,
+        )
         .map_err(|e| err(format!("restore into {}: {e}", path.display())))
 }
