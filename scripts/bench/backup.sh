@@ -64,7 +64,7 @@ WHARF_BENCH_REPO="$work/repo" "$BENCH" >/dev/null
 one=$(du -sb "$work/repo" | cut -f1)
 for day in $(seq 2 "$DAYS"); do
   lo=$(( (day * 7919 % 97) * step ))
-  psql -Xq -c "UPDATE pgbench_accounts SET abalance = abalance + $day, filler = md5(random()::text) WHERE aid > $lo AND aid <= $lo + $step" \
+  psql -Xq -c "UPDATE pgbench_accounts SET abalance = abalance + $day WHERE aid > $lo AND aid <= $lo + $step" \
            -c "INSERT INTO pgbench_history SELECT 1, 1, g % $rows + 1, $day, now(), 'x' FROM generate_series(1, $((step / 10))) g"
   WHARF_BENCH_REPO="$work/repo" "$BENCH" >/dev/null
 done

@@ -367,3 +367,72 @@ fn a_failing_dump_leaves_no_snapshot_and_no_password_in_the_error() {
     assert!(!err.contains("wrong-password-123"), "{err}");
     assert!(repo.backups(None, None).unwrap().is_empty());
 }
+
+#[test]
+fn an_unreachable_datastore_is_a_clear_error_naming_it() {
+    let dir = temp();
+    let repo = repo(&dir.path().join("repo"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://app:pw-not-shown@127.0.0.1:{port}/db");
+    let store = Datastore::from_url(DatastoreKind::Postgres, &Secret::new(url)).unwrap();
+    let err = repo
+        .backup("shop", "db", &store, &Tools::from_env())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(!err.contains("pw-not-shown"), "{err}");
+    assert!(repo.backups(None, None).unwrap().is_empty());
+}
+
+#[test]
+fn forget_applies_the_retention_policy_to_the_repository() {
+    let tools = Tools::from_env();
+    let dir = temp();
+    let repo_dir = dir.path().join("repo");
+    let repo = repo(&repo_dir);
+    let files = dir.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    for round in 0..3 {
+        std::fs::write(files.join("f"), format!("round {round}")).unwrap();
+        repo.backup(
+            "shop",
+            "files",
+            &Datastore::Directory(files.clone()),
+            &tools,
+        )
+        .unwrap();
+    }
+    let policy = wharf_backup::Retention {
+        last: Some(2),
+        ..Default::default()
+    };
+    let now = jiff::Zoned::now();
+    let planned = repo.forget("shop", "files", &policy, &now, true).unwrap();
+    assert_eq!(
+        planned.iter().map(|(_, kept)| *kept).collect::<Vec<_>>(),
+        [true, true, false]
+    );
+    assert_eq!(
+        repo.backups(None, None).unwrap().len(),
+        3,
+        "a dry run deletes nothing"
+    );
+    repo.forget("shop", "files", &policy, &now, false).unwrap();
+    let left = repo.backups(None, None).unwrap();
+    assert_eq!(left.len(), 2);
+    assert_eq!(
+        left,
+        planned[..2]
+            .iter()
+            .rev()
+            .map(|(b, _)| b.clone())
+            .collect::<Vec<_>>()
+    );
+    let listed = restic(&repo_dir, &["snapshots", "--json"]);
+    let snapshots: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(snapshots.as_array().unwrap().len(), 2);
+}

@@ -84,30 +84,48 @@ pub(crate) fn capture(conn: &PgConn, tools: &Tools) -> Result<Capture> {
         .query_one("SELECT pg_export_snapshot()", &[])
         .map_err(|e| err(format!("export a snapshot: {}", text(&e))))?
         .get(0);
-    let record = record_in(&mut client)?;
     env(&mut command, conn);
     // Uncompressed: the repository compresses (zstd) and dedups, and zlib output would hide
     // the unchanged runs between two dumps from content-defined chunking.
-    command.args(["--format=custom", "--compress=0", "--no-password", "--snapshot", &snapshot]);
+    command.args([
+        "--format=custom",
+        "--compress=0",
+        "--no-password",
+        "--snapshot",
+        &snapshot,
+    ]);
     let mut dump = Running::spawn(Tool::PgDump, command, conn.password.clone())?;
     let stdout = dump
         .child
         .stdout
         .take()
         .ok_or_else(|| err("pg_dump has no stdout"))?;
+    // The record is taken in the exporting transaction while pg_dump reads the same snapshot
+    // in its own backend: two scans at once instead of one after the other. The transaction
+    // stays open until pg_dump is done (it needs the snapshot until it has imported it).
+    let (dumped_tx, dumped_rx) = std::sync::mpsc::channel::<()>();
+    let recorder = std::thread::spawn(move || -> Result<Record> {
+        let record = record_in(&mut client);
+        let _ = dumped_rx.recv();
+        let _ = client.batch_execute("COMMIT");
+        record
+    });
     Ok(Capture {
         entries: vec![Entry::File(
             FILE.into(),
             Metadata::default(),
             Box::new(stdout),
         )],
-        record: Some(record.clone()),
+        record: None,
         streamed: true,
         finish: Box::new(move || {
             let dumped = dump.finish();
-            // The exporting transaction stays open until pg_dump is done with its snapshot.
-            let _ = client.batch_execute("COMMIT");
-            dumped.map(|()| record)
+            let _ = dumped_tx.send(());
+            let record = recorder
+                .join()
+                .unwrap_or_else(|_| Err(err("the record thread panicked")));
+            dumped?;
+            record
         }),
     })
 }
