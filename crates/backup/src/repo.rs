@@ -1,0 +1,558 @@
+//! The backup repository: a restic repository (format v2: content-defined chunking, dedup,
+//! zstd compression, AES-256-CTR + Poly1305 encryption) written and read through
+//! `rustic_core`, so `restic -r DIR snapshots|restore|check` work on it without wharf.
+//!
+//! A wharf backup is one snapshot tagged `wharf`, `stack=S`, `service=N`, `kind=K`, holding
+//! `S/N/data/…` (the engine's dump, RDB, database copy or files) and `S/N/record.json` (what a
+//! drill checks). Only the local folder backend is built; S3 needs `rustic_backend`'s
+//! `opendal` feature (not enabled yet).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rustic_backend::BackendOptions;
+use rustic_core::repofile::{Metadata, SnapshotFile};
+use rustic_core::{
+    BackupOptions, CheckOptions, ConfigOptions, Credentials, KeyOptions, LocalDestination,
+    LsOptions, OpenStatus, ParentOptions, Repository, RepositoryOptions, RestoreOptions,
+    RusticError, SnapshotOptions,
+};
+use wharf_manifest::model::DatastoreKind;
+
+use crate::capture::{Capture, CaptureSource, Entry, Outcome};
+use crate::datastore::Datastore;
+use crate::drivers::{self, Feed};
+use crate::error::{BackupError, Result};
+use crate::record::Record;
+use crate::secret::Secret;
+use crate::tools::Tools;
+
+/// An open repository.
+pub struct Repo {
+    repo: Repository<OpenStatus>,
+    dir: PathBuf,
+    password: Secret,
+    location: String,
+}
+
+impl std::fmt::Debug for Repo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repo")
+            .field("location", &self.location)
+            .finish()
+    }
+}
+
+/// One wharf backup in the repository.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Backup {
+    /// The restic snapshot id (hex).
+    pub id: String,
+    pub time: jiff::Timestamp,
+    pub stack: String,
+    pub service: String,
+    pub kind: DatastoreKind,
+    /// Bytes of the engine's output (before dedup and compression).
+    pub bytes: u64,
+    /// New data this backup added to the repository (after dedup, before compression).
+    pub added: u64,
+}
+
+/// What the key-recovery check proved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyCheck {
+    /// The snapshot whose tree and record were decrypted with the stored password.
+    pub snapshot: Option<String>,
+}
+
+fn repo_error(location: &str, error: &RusticError) -> BackupError {
+    if error.is_incorrect_password() {
+        BackupError::WrongPassword {
+            location: location.to_owned(),
+        }
+    } else {
+        BackupError::Repository {
+            location: location.to_owned(),
+            detail: error
+                .display_log()
+                .lines()
+                .take(6)
+                .collect::<Vec<_>>()
+                .join(" / "),
+        }
+    }
+}
+
+fn repository(dir: &Path) -> Result<(Repository<()>, String)> {
+    let location = dir.display().to_string();
+    let backends = BackendOptions::default()
+        .repository(location.clone())
+        .to_backends()
+        .map_err(|e| repo_error(&location, &e))?;
+    // No local cache: the repository is the one source of truth a drill reads.
+    let options = RepositoryOptions::default().no_cache(true);
+    let repo = Repository::new(&options, &backends).map_err(|e| repo_error(&location, &e))?;
+    Ok((repo, location))
+}
+
+fn prefix(stack: &str, service: &str) -> String {
+    format!("{stack}/{service}")
+}
+
+fn data_file(kind: DatastoreKind) -> Option<&'static str> {
+    match kind {
+        DatastoreKind::Postgres => Some(drivers::postgres::FILE),
+        DatastoreKind::Mariadb => Some(drivers::mariadb::FILE),
+        DatastoreKind::Redis => Some(drivers::redis::FILE),
+        DatastoreKind::Sqlite => Some(drivers::sqlite::FILE),
+        DatastoreKind::Directory => None,
+    }
+}
+
+fn kind_from_tag(tag: &str) -> Option<DatastoreKind> {
+    Some(match tag {
+        "postgres" => DatastoreKind::Postgres,
+        "mariadb" => DatastoreKind::Mariadb,
+        "redis" => DatastoreKind::Redis,
+        "sqlite" => DatastoreKind::Sqlite,
+        "directory" => DatastoreKind::Directory,
+        _ => return None,
+    })
+}
+
+impl Repo {
+    /// Creates a new repository in `dir` (which must not hold one) with `password`.
+    pub fn init(dir: &Path, password: &Secret) -> Result<Repo> {
+        let (repo, location) = repository(dir)?;
+        let repo = repo
+            .init(
+                &Credentials::password(password.expose()),
+                &KeyOptions::default(),
+                &ConfigOptions::default(),
+            )
+            .map_err(|e| repo_error(&location, &e))?;
+        Ok(Repo {
+            repo,
+            dir: dir.to_owned(),
+            password: password.clone(),
+            location,
+        })
+    }
+
+    /// Opens the repository in `dir`; a wrong password is [`BackupError::WrongPassword`].
+    pub fn open(dir: &Path, password: &Secret) -> Result<Repo> {
+        let (repo, location) = repository(dir)?;
+        let repo = repo
+            .open(&Credentials::password(password.expose()))
+            .map_err(|e| repo_error(&location, &e))?;
+        Ok(Repo {
+            repo,
+            dir: dir.to_owned(),
+            password: password.clone(),
+            location,
+        })
+    }
+
+    /// A newly opened handle: rustic's open repository is consumed by indexing, and a fresh
+    /// index sees the backups written since.
+    fn reopen(&self) -> Result<Repository<OpenStatus>> {
+        let (repo, location) = repository(&self.dir)?;
+        repo.open(&Credentials::password(self.password.expose()))
+            .map_err(|e| repo_error(&location, &e))
+    }
+
+    /// Opens the repository, creating it when `dir` holds none yet.
+    pub fn open_or_init(dir: &Path, password: &Secret) -> Result<Repo> {
+        if dir.join("config").exists() {
+            Repo::open(dir, password)
+        } else {
+            Repo::init(dir, password)
+        }
+    }
+
+    fn fail(&self, error: &RusticError) -> BackupError {
+        repo_error(&self.location, error)
+    }
+
+    /// Backs up `store` (service `service` of stack `stack`): streams the engine's output into
+    /// a new snapshot with the record beside it. A backup whose tool or record failed is
+    /// removed again, so no half-written snapshot is ever listed as a backup.
+    pub fn backup(
+        &self,
+        stack: &str,
+        service: &str,
+        store: &Datastore,
+        tools: &Tools,
+    ) -> Result<Backup> {
+        let capture: Capture = match store {
+            Datastore::Postgres(conn) => drivers::postgres::capture(conn, tools)?,
+            Datastore::Mariadb(conn) => drivers::mariadb::capture(conn, tools)?,
+            Datastore::Redis(conn) => drivers::redis::capture(conn, tools)?,
+            Datastore::Sqlite(path) => drivers::sqlite::capture(path)?,
+            Datastore::Directory(path) => drivers::directory::capture(path)?,
+        };
+        let kind = store.kind();
+        let needs_sizes = capture.needs_sizes();
+        let prefix = prefix(stack, service);
+        let outcome = Outcome::default();
+        let source = CaptureSource::new(&prefix, capture, outcome.clone());
+        let tags = format!(
+            "wharf,stack={stack},service={service},kind={}",
+            crate::kind_name(kind)
+        );
+        let snap = SnapshotOptions::default()
+            .add_tags(&tags)
+            .and_then(|o| o.to_snapshot())
+            .map_err(|e| self.fail(&e))?;
+        // No parent: the stream's metadata says nothing about its content, so a parent would
+        // let rustic skip reading it. Dedup against earlier backups still happens by chunk.
+        let options = BackupOptions::default().parent_opts(ParentOptions::default().force(true));
+        let indexed = self.reopen()?.to_indexed_ids().map_err(|e| self.fail(&e))?;
+        let saved = indexed
+            .archive(&options, &source, snap, &[PathBuf::from(&prefix)])
+            .map_err(|e| self.fail(&e))?;
+        let result = outcome
+            .lock()
+            .ok()
+            .and_then(|mut o| o.take())
+            .unwrap_or_else(|| {
+                Err(BackupError::Repository {
+                    location: self.location.clone(),
+                    detail: "the backup's record was never written".into(),
+                })
+            });
+        let record = match result {
+            Ok(record) => record,
+            Err(error) => {
+                self.repo
+                    .delete_snapshots(&[saved.id])
+                    .map_err(|e| self.fail(&e))?;
+                return Err(error);
+            }
+        };
+        let saved = if needs_sizes {
+            let first_id = saved.id;
+            self.resize(saved, &prefix, kind, record).inspect_err(|_| {
+                let _ = self.repo.delete_snapshots(&[first_id]);
+            })?
+        } else {
+            saved
+        };
+        let backup = to_backup(&saved).ok_or_else(|| BackupError::BadSnapshot {
+            id: saved.id.to_string(),
+            detail: "not tagged as a wharf backup".into(),
+        })?;
+        tracing::info!(stack, service, snapshot = %backup.id, bytes = backup.bytes, "backup saved");
+        Ok(backup)
+    }
+
+    /// Streams enter the archiver with an unknown size, and rustic_core 0.13 keeps the size
+    /// the source gave (0) in the tree, by which restic's restorer writes an empty file. So a
+    /// streamed backup is archived a second time from the repository itself, now with its
+    /// size known: every chunk is already stored (nothing new is written but a tree and a
+    /// snapshot), and the first snapshot is removed.
+    fn resize(
+        &self,
+        first: SnapshotFile,
+        prefix: &str,
+        kind: DatastoreKind,
+        record: Record,
+    ) -> Result<SnapshotFile> {
+        let file = data_file(kind).ok_or_else(|| BackupError::BadSnapshot {
+            id: first.id.to_string(),
+            detail: "a streamed backup of a directory".into(),
+        })?;
+        let record_len = serde_json::to_vec_pretty(&record).map_or(0, |b| b.len() as u64);
+        let total = first
+            .summary
+            .as_ref()
+            .map_or(0, |s| s.total_bytes_processed);
+        let size = total.saturating_sub(record_len);
+        let indexed = self.reopen()?.to_indexed().map_err(|e| self.fail(&e))?;
+        let node = indexed
+            .node_from_snapshot_and_path(&first, &format!("{prefix}/data/{file}"))
+            .map_err(|e| self.fail(&e))?;
+        let (reader, mut writer) = std::io::pipe().map_err(|e| BackupError::io("pipe", e))?;
+        let meta = Metadata {
+            size,
+            ..Metadata::default()
+        };
+        let capture = Capture {
+            entries: vec![Entry::File(file.into(), meta, Box::new(reader))],
+            record: Some(record.clone()),
+            streamed: false,
+            finish: Box::new(move || Ok(record)),
+        };
+        let outcome = Outcome::default();
+        let source = CaptureSource::new(prefix, capture, outcome.clone());
+        let mut snap = self.snapshot_template(&first)?;
+        snap.time = first.time.clone();
+        let options = BackupOptions::default().parent_opts(ParentOptions::default().force(true));
+        let repo = self.reopen()?.to_indexed_ids().map_err(|e| self.fail(&e))?;
+        let (archived, fed) = std::thread::scope(|scope| {
+            let (indexed, node) = (&indexed, &node);
+            let feeder = scope.spawn(move || {
+                let fed = unpanic(&self.location, || indexed.dump(node, &mut writer));
+                drop(writer);
+                fed
+            });
+            let archived = repo.archive(&options, &source, snap, &[PathBuf::from(prefix)]);
+            // Whatever the archiver left unread, the feeder sees a closed pipe and ends.
+            drop(source);
+            (archived, feeder.join())
+        });
+        let second = archived.map_err(|e| self.fail(&e))?;
+        let fed_ok = matches!(fed, Ok(Ok(Ok(()))));
+        let outcome_ok = outcome
+            .lock()
+            .ok()
+            .and_then(|mut o| o.take())
+            .is_some_and(|r| r.is_ok());
+        if !fed_ok
+            || !outcome_ok
+            || second
+                .summary
+                .as_ref()
+                .map_or(0, |s| s.total_bytes_processed)
+                != total
+        {
+            let _ = self.repo.delete_snapshots(&[second.id]);
+            return Err(BackupError::Repository {
+                location: self.location.clone(),
+                detail: "re-reading the stored stream to record its size failed".into(),
+            });
+        }
+        self.repo
+            .delete_snapshots(&[first.id])
+            .map_err(|e| self.fail(&e))?;
+        let mut second = second;
+        if let (Some(s2), Some(s1)) = (second.summary.as_mut(), first.summary.as_ref()) {
+            s2.data_added = s1.data_added;
+            s2.data_added_packed = s1.data_added_packed;
+        }
+        Ok(second)
+    }
+
+    fn snapshot_template(&self, like: &SnapshotFile) -> Result<SnapshotFile> {
+        let tags: Vec<String> = like.tags.iter().cloned().collect();
+        SnapshotOptions::default()
+            .add_tags(&tags.join(","))
+            .and_then(|o| o.to_snapshot())
+            .map_err(|e| self.fail(&e))
+    }
+
+    /// Every wharf backup, oldest first; only those of `stack` / `service` when given.
+    pub fn backups(&self, stack: Option<&str>, service: Option<&str>) -> Result<Vec<Backup>> {
+        let mut backups: Vec<Backup> = self
+            .repo
+            .get_all_snapshots()
+            .map_err(|e| self.fail(&e))?
+            .iter()
+            .filter_map(to_backup)
+            .filter(|b| stack.is_none_or(|s| s == b.stack))
+            .filter(|b| service.is_none_or(|s| s == b.service))
+            .collect();
+        backups.sort_by_key(|b| b.time);
+        Ok(backups)
+    }
+
+    fn snapshot(&self, id: &str) -> Result<SnapshotFile> {
+        self.repo
+            .get_snapshot_from_str(id, |_| true)
+            .map_err(|_| BackupError::NoSuchSnapshot(id.to_owned()))
+    }
+
+    /// The record stored with a backup.
+    pub fn record(&self, backup: &Backup) -> Result<Record> {
+        let mut bytes = Vec::new();
+        let path = format!("{}/record.json", prefix(&backup.stack, &backup.service));
+        self.dump(backup, &path, &mut bytes)?;
+        serde_json::from_slice(&bytes).map_err(|e| BackupError::BadSnapshot {
+            id: backup.id.clone(),
+            detail: format!("record.json: {e}"),
+        })
+    }
+
+    /// Writes one file of a backup into `out` (streamed blob by blob).
+    fn dump(&self, backup: &Backup, path: &str, out: &mut dyn Write) -> Result<()> {
+        let snap = self.snapshot(&backup.id)?;
+        let indexed = self.reopen()?.to_indexed().map_err(|e| self.fail(&e))?;
+        let node = indexed
+            .node_from_snapshot_and_path(&snap, path)
+            .map_err(|e| BackupError::BadSnapshot {
+                id: backup.id.clone(),
+                detail: format!("{path}: {}", e.display_log().lines().next().unwrap_or("")),
+            })?;
+        unpanic(&self.location, || indexed.dump(&node, &mut &mut *out))?.map_err(|e| self.fail(&e))
+    }
+
+    /// Restores `backup` into `into`, which must be a datastore of the backup's kind.
+    /// PostgreSQL and MariaDB: the backed-up tables are dropped and recreated; Redis: the
+    /// server's whole dataset is replaced; SQLite: the database is overwritten through the
+    /// backup API; directory: the folder is made equal to the backup (extra files removed).
+    pub fn restore(&self, backup: &Backup, into: &Datastore, tools: &Tools) -> Result<()> {
+        if into.kind() != backup.kind {
+            return Err(BackupError::Restore(format!(
+                "backup {} is of a {} datastore, the target is {}",
+                backup.id,
+                crate::kind_name(backup.kind),
+                crate::kind_name(into.kind())
+            )));
+        }
+        let prefix = prefix(&backup.stack, &backup.service);
+        let path = data_file(backup.kind).map(|file| format!("{prefix}/data/{file}"));
+        let mut feed = |out: &mut dyn Write| -> Result<()> {
+            self.dump(backup, path.as_deref().unwrap_or_default(), out)
+        };
+        let feed: Feed<'_> = &mut feed;
+        match into {
+            Datastore::Postgres(conn) => drivers::postgres::restore(conn, tools, feed),
+            Datastore::Mariadb(conn) => drivers::mariadb::restore(conn, tools, feed),
+            Datastore::Sqlite(path) => drivers::sqlite::restore(path, feed),
+            Datastore::Redis(conn) => {
+                let sandbox = crate::sandbox::Sandbox::start_redis(tools, Some(feed))?;
+                drivers::redis::replicate_from(conn, sandbox.port())
+            }
+            Datastore::Directory(target) => {
+                self.restore_tree(backup, &format!("{prefix}/data"), target)
+            }
+        }
+    }
+
+    fn restore_tree(&self, backup: &Backup, path: &str, target: &Path) -> Result<()> {
+        let snap = self.snapshot(&backup.id)?;
+        let indexed = self.reopen()?.to_indexed().map_err(|e| self.fail(&e))?;
+        let node = indexed
+            .node_from_snapshot_and_path(&snap, path)
+            .map_err(|e| self.fail(&e))?;
+        let ls = indexed
+            .ls(&node, &LsOptions::default())
+            .map_err(|e| self.fail(&e))?;
+        std::fs::create_dir_all(target).map_err(|e| BackupError::io(target, e))?;
+        let dest = LocalDestination::new(&format!("{}/", target.display()), true, false)
+            .map_err(|e| self.fail(&e))?;
+        let options = RestoreOptions::default().delete(true);
+        let plan = indexed
+            .prepare_restore(&options, ls.clone(), &dest, false)
+            .map_err(|e| self.fail(&e))?;
+        unpanic(&self.location, || {
+            indexed.restore(plan, &options, ls, &dest)
+        })?
+        .map_err(|e| self.fail(&e))
+    }
+
+    /// `restic check` (with `--read-data` when asked): every problem found, named.
+    pub fn check(&self, read_data: bool) -> Result<()> {
+        let results = self
+            .repo
+            .check(CheckOptions::default().read_data(read_data))
+            .map_err(|e| self.fail(&e))?;
+        let problems: Vec<String> = results
+            .0
+            .iter()
+            .map(|(level, error)| format!("{level:?}: {error}"))
+            .collect();
+        if results.is_ok().is_ok() && problems.iter().all(|p| p.starts_with("Warn")) {
+            return Ok(());
+        }
+        Err(BackupError::Repository {
+            location: self.location.clone(),
+            detail: problems.join("; "),
+        })
+    }
+
+    /// The key-recovery check: the password this repository was opened with decrypts the
+    /// newest backup's tree and record (all of its data, with `check(true)`).
+    pub fn verify_key(&self) -> Result<KeyCheck> {
+        let newest = self.backups(None, None)?.pop();
+        if let Some(backup) = &newest {
+            self.record(backup)?;
+        }
+        Ok(KeyCheck {
+            snapshot: newest.map(|b| b.id),
+        })
+    }
+
+    /// Deletes the snapshots of `stack`/`service` that `policy` does not keep (restic's
+    /// `forget`); with `dry_run` only says which. Returns `(backup, kept)` newest first. The
+    /// data they alone held stays until a prune.
+    pub fn forget(
+        &self,
+        stack: &str,
+        service: &str,
+        policy: &crate::retention::Retention,
+        now: &jiff::Zoned,
+        dry_run: bool,
+    ) -> Result<Vec<(Backup, bool)>> {
+        let backups = self.backups(Some(stack), Some(service))?;
+        let times: Vec<jiff::Timestamp> = backups.iter().map(|b| b.time).collect();
+        let keep = crate::retention::keep(policy, &times, now)?;
+        let mut outcome: Vec<(Backup, bool)> = backups.into_iter().zip(keep).collect();
+        if !dry_run {
+            let ids: Vec<_> = outcome
+                .iter()
+                .filter(|(_, kept)| !kept)
+                .filter_map(|(b, _)| self.snapshot(&b.id).ok().map(|s| s.id))
+                .collect();
+            self.repo
+                .delete_snapshots(&ids)
+                .map_err(|e| self.fail(&e))?;
+        }
+        outcome.reverse();
+        Ok(outcome)
+    }
+
+    /// Total bytes of the repository's files (packs, index, snapshots, keys).
+    pub fn size(dir: &Path) -> u64 {
+        walkdir::WalkDir::new(dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+            .sum()
+    }
+}
+
+/// rustic_core 0.13 unwraps a failed blob decryption inside its restore threads (a damaged
+/// pack): the panic becomes an error naming the damage instead of ending the caller.
+fn unpanic<T>(location: &str, run: impl FnOnce() -> T) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).map_err(|panic| {
+        let text = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_default();
+        let reason = text
+            .split("guidance: \"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or("reading the repository failed");
+        BackupError::Repository {
+            location: location.to_owned(),
+            detail: format!("damaged data: {reason} (run a check with read-data to find the pack)"),
+        }
+    })
+}
+
+fn to_backup(snap: &SnapshotFile) -> Option<Backup> {
+    let tags: Vec<String> = snap.tags.iter().cloned().collect();
+    if !tags.iter().any(|t| t == "wharf") {
+        return None;
+    }
+    let tag = |key: &str| {
+        tags.iter()
+            .find_map(|t| t.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+            .map(str::to_owned)
+    };
+    let summary = snap.summary.as_ref();
+    Some(Backup {
+        id: snap.id.to_string(),
+        time: snap.time.timestamp(),
+        stack: tag("stack")?,
+        service: tag("service")?,
+        kind: kind_from_tag(&tag("kind")?)?,
+        bytes: summary.map_or(0, |s| s.total_bytes_processed),
+        added: summary.map_or(0, |s| s.data_added),
+    })
+}

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Backup throughput and dedup of wharf-backup against PostgreSQL's own tool, side by side:
+#  1. time of one backup through wharf-backup (pg_dump streamed into a restic repository,
+#     with the record of row counts and checksums) vs `pg_dump -Fc` alone to a file;
+#     target: wharf ≤ 1.1× pg_dump's time.
+#  2. ten daily backups with 1 % of the rows changed between them (a contiguous range of
+#     pgbench_accounts updated, as an application's day touches recent rows, plus 0.1 %
+#     appended history), repository size after ten vs after one; target < 1.5×.
+# The database is pgbench's schema at scale $SCALE (default 20 ≈ 300 MB; BIG=1 for 1 GB:
+# scale 67), in a throwaway cluster on a free loopback port (as the postgres user when root).
+#
+# Usage: scripts/bench/backup.sh        Env: SCALE, BIG=1, DAYS (default 10)
+#
+# Figures (2026-12-05, 2-core VM shared with three other builds; release build; scale 20,
+# 307 MB database, 204 MB uncompressed dump):
+#   pg_dump -Fc to a file               1.49 s
+#   wharf-backup (dump + repository)    5.53 s      ratio 3.72x  (target <= 1.1x: not met)
+#   repository after 1 / 10 backups     3.10 MB / 4.03 MB   ratio 1.30x  (target < 1.5x: met)
+# Where the time goes (scale 5, same machine): the archive of the stream ~40 %, and a second
+# archive pass ~55 %: rustic_core 0.13 records a stream's size as 0 in the tree (restic then
+# restores an empty file), so the stored stream is archived again with its size known (all
+# chunks dedup, nothing new but a tree). A one-line fix upstream (file_archiver setting
+# node.meta.size from the bytes read) removes that pass. The record (row counts and
+# checksums) is computed beside pg_dump in the same snapshot and adds little.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SCALE=${SCALE:-20}
+[ "${BIG:-0}" = 1 ] && SCALE=67
+DAYS=${DAYS:-10}
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+
+cargo build --release -q -p wharf-backup --example backup_bench
+BENCH=${CARGO_TARGET_DIR:-$PWD/target}/release/examples/backup_bench
+
+work=$(mktemp -d /tmp/wharf-bench-backup.XXXXXX)
+chmod 755 "$work"
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+cleanup() {
+  as_pg "$PGBIN/pg_ctl" -D "$work/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+[ "$(id -u)" = 0 ] && chown postgres "$work"
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+export PGPASSWORD=bench-password PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=bench PGDATABASE=postgres
+echo "$PGPASSWORD" > "$work/pw"; [ "$(id -u)" = 0 ] && chown postgres "$work/pw"
+as_pg "$PGBIN/initdb" -D "$work/data" -U bench --pwfile="$work/pw" --auth-host=scram-sha-256 \
+  --auth-local=trust --no-sync -E UTF8 --locale=C >/dev/null
+as_pg "$PGBIN/pg_ctl" -D "$work/data" -l "$work/pg.log" -w -o \
+  "-p $PORT -k $work -c listen_addresses=127.0.0.1 -c fsync=off -c shared_buffers=128MB" start >/dev/null
+"$PGBIN/pgbench" -i -q -s "$SCALE" >/dev/null 2>&1
+size=$(psql -XAtc "SELECT pg_size_pretty(pg_database_size('postgres'))")
+echo "database: pgbench scale $SCALE, $size"
+
+export WHARF_BENCH_URL="postgres://bench:$PGPASSWORD@127.0.0.1:$PORT/postgres"
+export WHARF_BENCH_PASSWORD=bench-repository-password
+
+now() { python3 -c 'import time; print(time.monotonic())'; }
+# 1. one backup, each way, best of 3 (alternating, so both see the same cache state).
+best_dump=999999; best_wharf=999999
+for round in 1 2 3; do
+  t0=$(now); "$PGBIN/pg_dump" -Fc -f "$work/dump.pgc" >/dev/null; t1=$(now)
+  d=$(python3 -c "print($t1-$t0)"); rm -f "$work/dump.pgc"
+  rm -rf "$work/repo1"
+  read -r w bytes _ < <(WHARF_BENCH_REPO="$work/repo1" "$BENCH")
+  best_dump=$(python3 -c "print(min($best_dump,$d))"); best_wharf=$(python3 -c "print(min($best_wharf,$w))")
+done
+printf '%-34s %8.2f s\n' "pg_dump -Fc to a file" "$best_dump"
+printf '%-34s %8.2f s   (%s bytes of dump)\n' "wharf-backup (dump + repository)" "$best_wharf" "$bytes"
+python3 -c "print(f'ratio wharf / pg_dump: {$best_wharf/$best_dump:.2f}x  (target <= 1.1x)')"
+
+# 2. ten daily backups with 1 % changed in between.
+rows=$((SCALE * 100000)); step=$((rows / 100))
+rm -rf "$work/repo"
+WHARF_BENCH_REPO="$work/repo" "$BENCH" >/dev/null
+one=$(du -sb "$work/repo" | cut -f1)
+for day in $(seq 2 "$DAYS"); do
+  lo=$(( (day * 7919 % 97) * step ))
+  psql -Xq -c "UPDATE pgbench_accounts SET abalance = abalance + $day WHERE aid > $lo AND aid <= $lo + $step" \
+           -c "INSERT INTO pgbench_history SELECT 1, 1, g % $rows + 1, $day, now(), 'x' FROM generate_series(1, $((step / 10))) g"
+  WHARF_BENCH_REPO="$work/repo" "$BENCH" >/dev/null
+done
+ten=$(du -sb "$work/repo" | cut -f1)
+printf '%-34s %12s bytes\n' "repository after 1 backup" "$one" "repository after $DAYS backups" "$ten"
+python3 -c "print(f'ratio {$DAYS} backups / 1 backup: {$ten/$one:.2f}x  (target < 1.5x)')"
