@@ -514,6 +514,31 @@ mod tests {
     }
 
     #[test]
+    fn one_root_cause_under_a_hundred_dependents_in_three_tiers_pages_once() {
+        let mut services = vec![view("db", Health::Down, &[])];
+        for i in 0..10 {
+            services.push(view(&format!("mid{i}"), Health::Down, &["db"]));
+            for j in 0..9 {
+                let name = format!("leaf{i}-{j}");
+                services.push(view(&name, Health::Down, &[&format!("mid{i}")]));
+            }
+        }
+        assert_eq!(services.len(), 101);
+        let mut engine = Engine::new("shop", vec![rule(1)], Vec::new());
+        let mut pages = Vec::new();
+        for t in 0..30 {
+            pages.extend(
+                opened(&engine.evaluate(at(t), &services))
+                    .into_iter()
+                    .cloned(),
+            );
+        }
+        assert_eq!(pages.len(), 1);
+        assert_eq!(pages[0].root_cause, "db");
+        assert_eq!(pages[0].affected.len(), 100);
+    }
+
+    #[test]
     fn a_page_is_serialized_and_read_back_unchanged() {
         let mut engine = Engine::new("shop", vec![rule(0)], Vec::new());
         let page =
