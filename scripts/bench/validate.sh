@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `wharf validate` on hostile manifests: 10k and 100k unknown keys, 10k and 100k YAML anchors
-# (each with an alias that copies it). Validation must be linear: a CI that validates untrusted
+# (each with an alias that copies it), in block style and all on one line (flow style). Validation must be linear: a CI that validates untrusted
 # pull requests must not stall (target: 100k keys in < 1 s). Prints wall time per case, the
 # manifest's size and wharf's exit code (2: the manifest was refused, as unknown keys are).
 # Usage: scripts/bench/validate.sh            (builds and times target/release/wharf)
@@ -23,6 +23,9 @@ kind, n = sys.argv[1], int(sys.argv[2])
 out = ["name: shop", "services:", "  api:", "    command: [shop-api]"]
 if kind == "keys":
     out += [f"unknown_key_{i}: {i}" for i in range(n)]
+elif kind == "flow-anchors":
+    # All on one line, as a generated file may be: columns are counted on that line.
+    out.append("x-anchors: {" + ", ".join(f"k{i}: &a{i} v{i}, c{i}: *a{i}" for i in range(n)) + "}")
 else:
     out.append("x-anchors:")
     for i in range(n):
@@ -33,7 +36,7 @@ PY
 }
 
 printf '%-16s %10s %10s %6s\n' case bytes seconds exit
-for kind in keys anchors; do
+for kind in keys anchors flow-anchors; do
   for n in 10000 100000; do
     file="$work/$kind-$n.yaml"
     generate "$kind" "$n" > "$file"
