@@ -553,6 +553,15 @@ pub(crate) fn http_check(
     // Shorthand: `http: /health` (a path) or `http: http://host/health` (a URL).
     if let NodeKind::Scalar { value, .. } = &node.kind {
         let is_url = value.contains("://");
+        // The same rule as the long form's `path` (found by the fuzz run: `http: health`
+        // validated, while its rendered `{path: health}` did not).
+        if !is_url && !value.starts_with('/') {
+            decoder.push(
+                Diagnostic::error(node.span, format!("{what} must be a path starting with `/` or a URL"))
+                    .with_hint("e.g. `http: /health` or `http: http://127.0.0.1:8080/health`"),
+            );
+            return None;
+        }
         return Some(HttpCheck {
             method: "GET".to_owned(),
             path: (!is_url).then(|| value.clone()),

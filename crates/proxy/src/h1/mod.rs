@@ -12,6 +12,8 @@
 //! preface is handed back to the caller, which serves it with hyper (h2c).
 
 mod parse;
+#[cfg(test)]
+mod properties;
 pub(crate) mod pool;
 
 use std::net::SocketAddr;
