@@ -82,8 +82,8 @@ fn piece() -> impl Strategy<Value = String> {
 
 fn hostile_yaml() -> impl Strategy<Value = Vec<u8>> {
     (
-        prop::collection::vec(piece(), 0..80),
-        0..400usize,
+        prop::collection::vec(piece(), 0..60),
+        0..200usize,
         prop::sample::select(vec!["x", "k: v, ", "&z z, ", "*a1, "]),
     )
         .prop_map(|(pieces, repeat, unit)| {
