@@ -232,7 +232,10 @@ async fn every_corpus_manifest_that_validates_plans_and_runs_without_a_panic() {
         }
     }
     // full.yaml (base and three environments), the example, the warnings-only broken ones.
-    assert!(ran >= 6, "only {ran} stacks validated: the corpus was not found");
+    assert!(
+        ran >= 6,
+        "only {ran} stacks validated: the corpus was not found"
+    );
     assert_eq!(PANICS.load(Ordering::SeqCst), 0);
 }
 
@@ -266,7 +269,10 @@ services:
     let stack = stacks(&text.replace("0s", "1s")).remove(0).1;
     let mut plan = wharf_control::plan(&stack).unwrap();
     for service in &mut plan.services {
-        for probe in [&mut service.ready, &mut service.live].into_iter().flatten() {
+        for probe in [&mut service.ready, &mut service.live]
+            .into_iter()
+            .flatten()
+        {
             probe.interval = Duration::ZERO;
         }
     }

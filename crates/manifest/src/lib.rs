@@ -97,7 +97,10 @@ pub fn text(bytes: &[u8]) -> Result<&str, Diagnostic> {
         };
         Diagnostic::error(
             span,
-            format!("the manifest is not UTF-8 text: invalid byte 0x{:02x}", bytes[valid]),
+            format!(
+                "the manifest is not UTF-8 text: invalid byte 0x{:02x}",
+                bytes[valid]
+            ),
         )
         .with_label("not UTF-8")
         .with_hint("save the file as UTF-8")

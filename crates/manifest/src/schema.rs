@@ -557,8 +557,11 @@ pub(crate) fn http_check(
         // validated, while its rendered `{path: health}` did not).
         if !is_url && !value.starts_with('/') {
             decoder.push(
-                Diagnostic::error(node.span, format!("{what} must be a path starting with `/` or a URL"))
-                    .with_hint("e.g. `http: /health` or `http: http://127.0.0.1:8080/health`"),
+                Diagnostic::error(
+                    node.span,
+                    format!("{what} must be a path starting with `/` or a URL"),
+                )
+                .with_hint("e.g. `http: /health` or `http: http://127.0.0.1:8080/health`"),
             );
             return None;
         }

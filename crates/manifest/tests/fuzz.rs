@@ -35,7 +35,10 @@ fn exercise(bytes: &[u8]) {
     let diagnostics = check_all(source, &common::variables);
     assert!(diagnostics.len() <= MAX_DIAGNOSTICS + 1);
     for d in &diagnostics {
-        assert!(d.span.start <= d.span.end && d.span.end <= source.len(), "{d:?}");
+        assert!(
+            d.span.start <= d.span.end && d.span.end <= source.len(),
+            "{d:?}"
+        );
         assert!(d.span.line >= 1 && d.span.column >= 1, "{d:?}");
     }
     let _ = wharf_manifest::diagnostic::render(&diagnostics, "wharf.yaml", source, false);

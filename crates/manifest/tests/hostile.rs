@@ -32,20 +32,33 @@ fn zero_probe_interval_is_refused_by_validate() {
         "`services.api.probes.ready.interval` must be more than zero"
     );
     assert_eq!((errors[0].span.line, errors[0].span.column), (6, 42));
-    assert!(load(&source, EnvironmentChoice::Default, &common::variables).stack.is_none());
+    assert!(
+        load(&source, EnvironmentChoice::Default, &common::variables)
+            .stack
+            .is_none()
+    );
 }
 
 #[test]
 fn zero_probe_timeout_is_refused_by_validate() {
     let errors = errors(&with_probe("{tcp: {port: 80}, timeout: 0ms}"));
     assert_eq!(errors.len(), 1, "{errors:#?}");
-    assert!(errors[0].message.ends_with("timeout` must be more than zero"), "{errors:#?}");
+    assert!(
+        errors[0]
+            .message
+            .ends_with("timeout` must be more than zero"),
+        "{errors:#?}"
+    );
 }
 
 // Before: `pause: 18446744073709551s` (about u64::MAX milliseconds) was accepted.
 #[test]
 fn overflowing_pause_is_refused_by_validate() {
-    for pause in ["18446744073709551s", "1844674407370955161s1844674407370955161s", "31d"] {
+    for pause in [
+        "18446744073709551s",
+        "1844674407370955161s1844674407370955161s",
+        "31d",
+    ] {
         let source = format!(
             "name: shop\nservices:\n  api:\n    command: [shop-api]\n    rollout:\n      strategy: canary\n      steps: [{{weight: 50, pause: {pause}}}, {{weight: 100}}]\n"
         );
@@ -98,7 +111,10 @@ fn a_duplicate_key_among_many_is_found_with_its_first_line() {
     assert_eq!(errors.len(), 1, "{errors:#?}");
     assert_eq!(errors[0].message, "duplicate key `x-7`");
     assert_eq!(errors[0].span.line, 20_003);
-    assert_eq!(errors[0].hint.as_deref(), Some("`x-7` is already set on line 10"));
+    assert_eq!(
+        errors[0].hint.as_deref(),
+        Some("`x-7` is already set on line 10")
+    );
 }
 
 #[test]
@@ -125,8 +141,14 @@ fn a_manifest_over_the_size_limit_is_refused_at_once() {
         load(&source, EnvironmentChoice::Default, &common::variables).diagnostics,
     ] {
         assert_eq!(diagnostics.len(), 1, "{diagnostics:#?}");
-        assert!(diagnostics[0].message.contains("at most 8 MiB"), "{diagnostics:#?}");
-        assert_eq!((diagnostics[0].span.line, diagnostics[0].span.column), (1, 1));
+        assert!(
+            diagnostics[0].message.contains("at most 8 MiB"),
+            "{diagnostics:#?}"
+        );
+        assert_eq!(
+            (diagnostics[0].span.line, diagnostics[0].span.column),
+            (1, 1)
+        );
     }
     assert!(text(source.as_bytes()).is_err());
 }

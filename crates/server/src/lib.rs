@@ -13,9 +13,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::middleware::{self, Next};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -257,7 +257,9 @@ async fn json_errors(request: axum::extract::Request, next: Next) -> Response {
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("application/health+json"));
+        .is_some_and(|v| {
+            v.starts_with("application/json") || v.starts_with("application/health+json")
+        });
     if json {
         return response;
     }
@@ -279,7 +281,10 @@ async fn json_errors(request: axum::extract::Request, next: Next) -> Response {
             .unwrap_or_default();
         let text = String::from_utf8_lossy(&body).trim().to_owned();
         if text.is_empty() {
-            status.canonical_reason().unwrap_or("refused").to_lowercase()
+            status
+                .canonical_reason()
+                .unwrap_or("refused")
+                .to_lowercase()
         } else {
             text
         }

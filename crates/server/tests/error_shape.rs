@@ -78,7 +78,8 @@ async fn api_errors_over_real_sockets_are_the_documented_json_shape() {
         let _ = rx.wait_for(|s| *s).await;
     };
     let unix = tokio::spawn({
-        let (socket, handle, shutdown) = (socket.clone(), handle.clone(), shutdown(stopped.clone()));
+        let (socket, handle, shutdown) =
+            (socket.clone(), handle.clone(), shutdown(stopped.clone()));
         async move { wharf_server::serve_unix(&socket, handle, shutdown).await }
     });
     // The TCP listener's router with its token (TLS is tls.rs's and the CLI tests' concern).
@@ -96,7 +97,10 @@ async fn api_errors_over_real_sockets_are_the_documented_json_shape() {
     let test = async {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while tokio::net::UnixStream::connect(&socket).await.is_err() {
-            assert!(tokio::time::Instant::now() < deadline, "the socket never answered");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the socket never answered"
+            );
             tokio::task::yield_now().await;
         }
         let unix_call = |head: &'static str, body: Vec<u8>| {
@@ -109,13 +113,37 @@ async fn api_errors_over_real_sockets_are_the_documented_json_shape() {
         let big = vec![b'x'; wharf_server::MAX_BODY_BYTES + 1];
         let cases: Vec<(&str, Vec<u8>, ErrorCode)> = vec![
             ("GET /v1/nope HTTP/1.1", Vec::new(), ErrorCode::NotFound),
-            ("DELETE /v1/status HTTP/1.1", Vec::new(), ErrorCode::MethodNotAllowed),
-            ("POST /v1/reload HTTP/1.1", big.clone(), ErrorCode::PayloadTooLarge),
-            ("PUT /v1/secrets/api_key HTTP/1.1", big, ErrorCode::PayloadTooLarge),
+            (
+                "DELETE /v1/status HTTP/1.1",
+                Vec::new(),
+                ErrorCode::MethodNotAllowed,
+            ),
+            (
+                "POST /v1/reload HTTP/1.1",
+                big.clone(),
+                ErrorCode::PayloadTooLarge,
+            ),
+            (
+                "PUT /v1/secrets/api_key HTTP/1.1",
+                big,
+                ErrorCode::PayloadTooLarge,
+            ),
             // Once 422 (serde's detail) or 415 (a missing content type) from axum's `Json`.
-            ("POST /v1/down HTTP/1.1\r\nContent-Type: text/plain", b"{".to_vec(), ErrorCode::InvalidRequest),
-            ("POST /v1/reload HTTP/1.1", br#"{"manifest": "yes"}"#.to_vec(), ErrorCode::InvalidRequest),
-            ("PUT /v1/secrets/api_key HTTP/1.1\r\nContent-Type: application/json", b"[1,2".to_vec(), ErrorCode::InvalidRequest),
+            (
+                "POST /v1/down HTTP/1.1\r\nContent-Type: text/plain",
+                b"{".to_vec(),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                "POST /v1/reload HTTP/1.1",
+                br#"{"manifest": "yes"}"#.to_vec(),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                "PUT /v1/secrets/api_key HTTP/1.1\r\nContent-Type: application/json",
+                b"[1,2".to_vec(),
+                ErrorCode::InvalidRequest,
+            ),
         ];
         for (head, body, code) in cases {
             let (status, headers, text) = unix_call(head, body).await;
@@ -126,21 +154,36 @@ async fn api_errors_over_real_sockets_are_the_documented_json_shape() {
         // a body over the limit and an unknown route alike.
         let big = vec![b'x'; wharf_server::MAX_BODY_BYTES + 1];
         for (head, body) in [
-            ("POST /v1/down HTTP/1.1\r\nContent-Type: application/json", b"{not json".to_vec()),
-            ("POST /v1/down HTTP/1.1\r\nAuthorization: Bearer wrong-token-of-some-length", b"{not json".to_vec()),
+            (
+                "POST /v1/down HTTP/1.1\r\nContent-Type: application/json",
+                b"{not json".to_vec(),
+            ),
+            (
+                "POST /v1/down HTTP/1.1\r\nAuthorization: Bearer wrong-token-of-some-length",
+                b"{not json".to_vec(),
+            ),
             ("PUT /v1/secrets/api_key HTTP/1.1", big),
             ("GET /v1/nope HTTP/1.1", Vec::new()),
         ] {
             let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
             let (status, headers, text) = exchange(stream, head, &body).await;
             assert_error_shape(head, status, &headers, &text, ErrorCode::Unauthorized);
-            assert!(!text.contains("line") && !text.contains("column"), "{head}: {text}");
+            assert!(
+                !text.contains("line") && !text.contains("column"),
+                "{head}: {text}"
+            );
         }
         // With the token, the same bad JSON is the client's mistake, in the same shape.
         let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         let head = "POST /v1/down HTTP/1.1\r\nAuthorization: Bearer a-token-of-enough-length";
         let (status, headers, text) = exchange(stream, head, b"{not json").await;
-        assert_error_shape("authorized bad JSON", status, &headers, &text, ErrorCode::InvalidRequest);
+        assert_error_shape(
+            "authorized bad JSON",
+            status,
+            &headers,
+            &text,
+            ErrorCode::InvalidRequest,
+        );
         // The public liveness route needs no token.
         let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (status, _, _) = exchange(stream, "GET /health HTTP/1.1", b"").await;

@@ -45,7 +45,10 @@ impl ManifestFile {
             Ok(text) => (text.to_owned(), None),
             Err(diagnostic) => {
                 let shown = &bytes[..bytes.len().min(wharf_manifest::MAX_MANIFEST_BYTES)];
-                (String::from_utf8_lossy(shown).into_owned(), Some(diagnostic))
+                (
+                    String::from_utf8_lossy(shown).into_owned(),
+                    Some(diagnostic),
+                )
             }
         };
         let variables = dotenv_beside(&path)?;

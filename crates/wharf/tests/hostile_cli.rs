@@ -53,7 +53,11 @@ fn set_secret(stack: &Stack, name: &str, value: &str) {
         .write_all(format!("{value}\n").as_bytes())
         .unwrap();
     let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 // Before: `wharf up -d | head -3` panicked with "failed printing to stdout: Broken pipe".
@@ -148,7 +152,11 @@ fn state_database_and_logs_are_private_in_a_private_state_directory() {
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
     set_secret(&stack, "TOKEN", "value-1a2b3c4d");
     let output = stack.up();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(mode(&state), 0o700);
     for file in ["state.db", "state.db-wal", "state.db-shm", "control.log"] {
         assert_eq!(mode(&state.join(file)), 0o600, "{file}");
@@ -187,13 +195,21 @@ fn secret_files_directory_is_removed_after_down() {
     );
     set_secret(&stack, "CERT", "cert-7e6d5c4b");
     let output = stack.up();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let state = std::path::absolute(stack.path().join(".wharf")).unwrap();
     let instance = wharf_secrets::files_dir(&state, "w", 0);
     let stack_dir = instance.parent().unwrap().to_owned();
     assert!(instance.join("CERT").exists(), "{}", instance.display());
     let down = stack.wharf(&["down"]);
-    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
     assert!(!instance.exists());
     assert!(!stack_dir.exists(), "{} is left", stack_dir.display());
 }

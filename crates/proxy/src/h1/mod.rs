@@ -12,9 +12,9 @@
 //! preface is handed back to the caller, which serves it with hyper (h2c).
 
 mod parse;
+pub(crate) mod pool;
 #[cfg(test)]
 mod properties;
-pub(crate) mod pool;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

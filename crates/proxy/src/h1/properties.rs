@@ -61,7 +61,11 @@ fn exercise(buf: &[u8]) {
             let _ = is_hop_by_hop(field, buf, &head.summary, &connection);
         }
     }
-    assert!(started.elapsed() < CASE_LIMIT, "one case took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < CASE_LIMIT,
+        "one case took {:?}",
+        started.elapsed()
+    );
 }
 
 /// A chunked body scanned in pieces cut at `cuts`: every data range lies inside its piece,
@@ -105,7 +109,11 @@ fn scan_in_pieces(body: &[u8], cuts: &[usize]) {
         assert_eq!(end, whole_end, "{body:?} at {cuts:?}");
         assert_eq!(data, whole.1);
     }
-    assert!(started.elapsed() < CASE_LIMIT, "one case took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < CASE_LIMIT,
+        "one case took {:?}",
+        started.elapsed()
+    );
 }
 
 fn field_name() -> impl Strategy<Value = String> {
@@ -124,9 +132,23 @@ fn field_name() -> impl Strategy<Value = String> {
 fn field_value() -> impl Strategy<Value = String> {
     prop_oneof![
         prop::sample::select(vec![
-            "chunked", "gzip, chunked", "chunked, gzip", "close", "keep-alive", "upgrade",
-            "x-a, close", "host, content-length", "5", "05", "-1", "18446744073709551616",
-            "1, 1", "100-continue", "", " ", "a\tb",
+            "chunked",
+            "gzip, chunked",
+            "chunked, gzip",
+            "close",
+            "keep-alive",
+            "upgrade",
+            "x-a, close",
+            "host, content-length",
+            "5",
+            "05",
+            "-1",
+            "18446744073709551616",
+            "1, 1",
+            "100-continue",
+            "",
+            " ",
+            "a\tb",
         ])
         .prop_map(str::to_owned),
         "[ -~\t]{0,24}",
@@ -181,7 +203,17 @@ fn head() -> impl Strategy<Value = Vec<u8>> {
 /// Chunked bodies: sizes, extensions, data and trailers, some of it wrong.
 fn chunked_body() -> impl Strategy<Value = Vec<u8>> {
     let chunk = (
-        prop::sample::select(vec!["0", "1", "a", "A", "10", "fffffffffffffff", "1x", "", " 1"]),
+        prop::sample::select(vec![
+            "0",
+            "1",
+            "a",
+            "A",
+            "10",
+            "fffffffffffffff",
+            "1x",
+            "",
+            " 1",
+        ]),
         prop::sample::select(vec!["", ";x=y", " ;e", "\t", " x"]),
         line_end(),
         "[a-z]{0,20}",
@@ -231,5 +263,8 @@ fn http_shaped_heads_are_often_whole() {
                 || matches!(response(&buf, &mut ResponseHead::default()), Ok(true))
         })
         .count();
-    assert!(whole >= 40, "only {whole} of 400 generated heads parsed whole");
+    assert!(
+        whole >= 40,
+        "only {whole} of 400 generated heads parsed whole"
+    );
 }
