@@ -279,3 +279,55 @@ services:
     run_plan("zero interval", plan, 3).await;
     assert_eq!(PANICS.load(Ordering::SeqCst), 0);
 }
+
+/// xorshift64: a fixed sequence of edits, so a failure names its seed and replays.
+fn next(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// The full manifest with a few characters of YAML's syntax deleted, duplicated or swapped in:
+/// what a fuzzer tries first. Those that still validate must plan, and the first few run.
+#[tokio::test(start_paused = true)]
+async fn damaged_manifests_that_still_validate_plan_and_run_without_a_panic() {
+    count_panics();
+    let full = std::fs::read_to_string(repository().join("crates/manifest/tests/valid/full.yaml"))
+        .unwrap();
+    let significant = [
+        ':', '-', ' ', '\n', '0', '1', 's', 'm', '{', '}', '[', ']', ',',
+    ];
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let (mut accepted, mut ran) = (0, 0);
+    for case in 0..300 {
+        let mut chars: Vec<char> = full.chars().collect();
+        for _ in 0..1 + next(&mut state) % 3 {
+            let at = (next(&mut state) % chars.len() as u64) as usize;
+            let c = significant[(next(&mut state) % significant.len() as u64) as usize];
+            match next(&mut state) % 3 {
+                0 => {
+                    chars.remove(at);
+                }
+                1 => chars.insert(at, c),
+                _ => chars[at] = c,
+            }
+        }
+        let text: String = chars.into_iter().collect();
+        for (environment, stack) in stacks(&text) {
+            accepted += 1;
+            let what = format!("damaged case {case} ({environment})");
+            if ran < 8 {
+                run(&what, &stack, 5).await;
+                ran += 1;
+            } else {
+                let _ = wharf_control::plan(&stack);
+            }
+        }
+    }
+    assert!(
+        accepted > 0,
+        "no damaged manifest validated: the edits test nothing"
+    );
+    assert_eq!(PANICS.load(Ordering::SeqCst), 0);
+}
