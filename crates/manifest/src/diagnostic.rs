@@ -42,6 +42,27 @@ pub struct Diagnostic {
     pub label: Option<String>,
     /// What to do about it ("did you mean `ports`?").
     pub hint: Option<String>,
+    /// On the last diagnostic of a capped report: the problems it stands for.
+    pub omitted: Option<Omitted>,
+}
+
+/// How many problems a capped report left out (see `MAX_DIAGNOSTICS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Omitted {
+    pub errors: usize,
+    pub warnings: usize,
+}
+
+/// Errors and warnings in a report, counting those a capped report left out: what the summary
+/// line after the diagnostics says.
+pub fn count(diagnostics: &[Diagnostic]) -> (usize, usize) {
+    diagnostics
+        .iter()
+        .fold((0, 0), |(errors, warnings), d| match d.omitted {
+            Some(o) => (errors + o.errors, warnings + o.warnings),
+            None if d.is_error() => (errors + 1, warnings),
+            None => (errors, warnings + 1),
+        })
 }
 
 impl Diagnostic {
@@ -52,6 +73,7 @@ impl Diagnostic {
             span,
             label: None,
             hint: None,
+            omitted: None,
         }
     }
 

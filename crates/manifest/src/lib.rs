@@ -294,12 +294,19 @@ fn cap(diagnostics: &mut Vec<Diagnostic>) {
     } else {
         Diagnostic::warning(rest[0].span, message)
     };
+    let omitted = diagnostic::Omitted {
+        errors,
+        warnings: rest.len() - errors,
+    };
     diagnostics.push(
-        summary
-            .with_label("the first problem not shown")
-            .with_hint(format!(
-                "only the first {MAX_DIAGNOSTICS} are reported; fix those and run again"
-            )),
+        Diagnostic {
+            omitted: Some(omitted),
+            ..summary
+        }
+        .with_label("the first problem not shown")
+        .with_hint(format!(
+            "only the first {MAX_DIAGNOSTICS} are reported; fix those and run again"
+        )),
     );
 }
 

@@ -96,6 +96,8 @@ fn diagnostics_are_capped_with_a_count_of_the_rest() {
     assert_eq!((last.span.line, last.span.column), (103, 1));
     let loaded = load(&source, EnvironmentChoice::Default, &common::variables);
     assert_eq!(loaded.diagnostics.len(), MAX_DIAGNOSTICS + 1);
+    // The summary line counts every problem, shown or not.
+    assert_eq!(wharf_manifest::diagnostic::count(&diagnostics), (10_000, 0));
     let rendered = wharf_manifest::diagnostic::render(&diagnostics, "wharf.yaml", &source, false);
     assert!(rendered.contains("wharf.yaml:103:1"), "{rendered}");
 }

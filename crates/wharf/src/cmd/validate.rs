@@ -16,8 +16,7 @@ pub fn run(global: &Global, args: &ValidateArgs) -> anyhow::Result<ExitStatus> {
     let manifest = ManifestFile::read(global)?;
     let diagnostics = manifest.check(args.environment.as_deref());
     manifest.print_diagnostics(&diagnostics, global.output)?;
-    let errors = diagnostics.iter().filter(|d| d.is_error()).count();
-    let warnings = diagnostics.len() - errors;
+    let (errors, warnings) = wharf_manifest::diagnostic::count(&diagnostics);
     if global.output == Output::Human {
         if errors > 0 {
             eprintln!(
