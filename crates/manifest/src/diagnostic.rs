@@ -43,7 +43,7 @@ pub struct Diagnostic {
     /// What to do about it ("did you mean `ports`?").
     pub hint: Option<String>,
     /// On the last diagnostic of a capped report: the problems it stands for.
-    pub omitted: Option<Omitted>,
+    pub omitted: Option<Box<Omitted>>,
 }
 
 /// How many problems a capped report left out (see `MAX_DIAGNOSTICS`).
@@ -58,7 +58,7 @@ pub struct Omitted {
 pub fn count(diagnostics: &[Diagnostic]) -> (usize, usize) {
     diagnostics
         .iter()
-        .fold((0, 0), |(errors, warnings), d| match d.omitted {
+        .fold((0, 0), |(errors, warnings), d| match &d.omitted {
             Some(o) => (errors + o.errors, warnings + o.warnings),
             None if d.is_error() => (errors + 1, warnings),
             None => (errors, warnings + 1),

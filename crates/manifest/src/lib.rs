@@ -80,9 +80,9 @@ pub enum EnvironmentChoice<'a> {
 /// The manifest's bytes as text, or the one diagnostic that says why they are not a manifest:
 /// larger than [`MAX_MANIFEST_BYTES`], or not UTF-8 (at the line and column of the first
 /// invalid byte).
-pub fn text(bytes: &[u8]) -> Result<&str, Diagnostic> {
+pub fn text(bytes: &[u8]) -> Result<&str, Box<Diagnostic>> {
     if bytes.len() > MAX_MANIFEST_BYTES {
-        return Err(too_large(bytes.len()));
+        return Err(Box::new(too_large(bytes.len())));
     }
     std::str::from_utf8(bytes).map_err(|error| {
         let valid = error.valid_up_to();
@@ -95,15 +95,15 @@ pub fn text(bytes: &[u8]) -> Result<&str, Diagnostic> {
             line: prefix.matches('\n').count() + 1,
             column: prefix[line_start..].chars().count() + 1,
         };
-        Diagnostic::error(
-            span,
-            format!(
-                "the manifest is not UTF-8 text: invalid byte 0x{:02x}",
-                bytes[valid]
-            ),
+        let message = format!(
+            "the manifest is not UTF-8 text: invalid byte 0x{:02x}",
+            bytes[valid]
+        );
+        Box::new(
+            Diagnostic::error(span, message)
+                .with_label("not UTF-8")
+                .with_hint("save the file as UTF-8"),
         )
-        .with_label("not UTF-8")
-        .with_hint("save the file as UTF-8")
     })
 }
 
@@ -300,7 +300,7 @@ fn cap(diagnostics: &mut Vec<Diagnostic>) {
     };
     diagnostics.push(
         Diagnostic {
-            omitted: Some(omitted),
+            omitted: Some(Box::new(omitted)),
             ..summary
         }
         .with_label("the first problem not shown")

@@ -47,7 +47,7 @@ impl ManifestFile {
                 let shown = &bytes[..bytes.len().min(wharf_manifest::MAX_MANIFEST_BYTES)];
                 (
                     String::from_utf8_lossy(shown).into_owned(),
-                    Some(diagnostic),
+                    Some(*diagnostic),
                 )
             }
         };
