@@ -27,6 +27,8 @@ pub enum ErrorCode {
     NotFound,
     /// The route exists, but not for this method.
     MethodNotAllowed,
+    /// The request body is larger than the API takes.
+    PayloadTooLarge,
     /// The change could not be made for a reason that is not the caller's (storage, keys);
     /// nothing was changed.
     Internal,
@@ -40,6 +42,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 401,
             ErrorCode::UnknownService | ErrorCode::NoRollout | ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::PayloadTooLarge => 413,
             ErrorCode::Rejected => 409,
             ErrorCode::Internal => 500,
             ErrorCode::Stopping => 503,
@@ -57,6 +60,7 @@ impl ErrorCode {
             ErrorCode::NoRollout => "no_rollout",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::Internal => "internal",
         }
     }
@@ -141,6 +145,7 @@ mod tests {
             (ErrorCode::NoRollout, "no_rollout", 404),
             (ErrorCode::NotFound, "not_found", 404),
             (ErrorCode::MethodNotAllowed, "method_not_allowed", 405),
+            (ErrorCode::PayloadTooLarge, "payload_too_large", 413),
         ] {
             assert_eq!(serde_json::to_value(code).unwrap(), wire);
             assert_eq!(code.as_str(), wire);

@@ -29,6 +29,9 @@ pub(crate) async fn watch_ended(
         .await;
 }
 
+/// The shortest period a probe loop runs at, whatever its plan says.
+const MIN_PROBE_INTERVAL: Duration = Duration::from_millis(1);
+
 /// Runs one probe of one instance forever, reporting every result to the loop.
 #[allow(clippy::too_many_arguments)] // each is one fact about the probe; a struct would only rename them
 pub(crate) async fn probe_loop(
@@ -44,7 +47,10 @@ pub(crate) async fn probe_loop(
     if !plan.start_period.is_zero() {
         tokio::time::sleep(plan.start_period).await;
     }
-    let mut interval = tokio::time::interval(plan.interval);
+    // tokio's interval panics on a zero period. The manifest refuses one, but this task must
+    // not trust every path a plan can come from (tests, a future API): a floor of 1 ms.
+    let period = plan.interval.max(MIN_PROBE_INTERVAL);
+    let mut interval = tokio::time::interval(period);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Until the first success, probe quickly so a dependent does not wait a whole interval.
     let mut fast = true;
@@ -66,7 +72,7 @@ pub(crate) async fn probe_loop(
             interval.reset();
         }
         if fast {
-            tokio::time::sleep(plan.interval.min(Duration::from_millis(100))).await;
+            tokio::time::sleep(period.min(Duration::from_millis(100))).await;
         } else {
             interval.tick().await;
         }

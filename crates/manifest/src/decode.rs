@@ -8,7 +8,7 @@ use std::str::FromStr;
 use indexmap::IndexMap;
 
 use crate::diagnostic::{Diagnostic, Span};
-use crate::values::ValueError;
+use crate::values::{Duration, DurationRule, ValueError};
 use crate::yaml::{Node, NodeKind};
 
 /// Collects diagnostics while a tree is decoded.
@@ -221,6 +221,20 @@ impl Decoder {
         }
     }
 
+    /// A duration within the bounds of its kind of field (see [`DurationRule`]).
+    pub fn duration(&mut self, node: &Node, what: &str, rule: DurationRule) -> Option<Duration> {
+        let value: Duration = self.parsed(node, what, "duration")?;
+        if let Some((problem, hint)) = rule.check(value) {
+            self.push(
+                Diagnostic::error(node.span, format!("{what} {problem}"))
+                    .with_label("out of range")
+                    .with_hint(hint),
+            );
+            return None;
+        }
+        Some(value)
+    }
+
     /// One of a fixed set of words, with "did you mean" for near misses.
     pub fn choice<T: Copy>(&mut self, node: &Node, what: &str, options: &[(&str, T)]) -> Option<T> {
         let text = self.string(node, what)?;
@@ -325,8 +339,15 @@ fn unknown_key(span: Span, name: &str, what: &str, known: &[&str]) -> Diagnostic
         .with_hint(hint)
 }
 
+/// Past this many candidates no suggestion is looked for: each is a string comparison, and a
+/// manifest with thousands of names and as many typos would make validation quadratic.
+const MAX_SUGGESTION_CANDIDATES: usize = 256;
+
 /// "did you mean `x`?" when a candidate is close enough to be a typo.
 pub(crate) fn suggestion(word: &str, candidates: &[&str]) -> Option<String> {
+    if candidates.len() > MAX_SUGGESTION_CANDIDATES {
+        return None;
+    }
     candidates
         .iter()
         .map(|candidate| (strsim::jaro_winkler(word, candidate), *candidate))
@@ -335,10 +356,20 @@ pub(crate) fn suggestion(word: &str, candidates: &[&str]) -> Option<String> {
         .map(|(_, candidate)| format!("did you mean `{candidate}`?"))
 }
 
+/// The names as a readable list, the first [`MAX_LISTED`] of them: a hint that listed
+/// thousands of names would be unreadable, and building it for each of thousands of problems
+/// would make validation quadratic.
 pub(crate) fn list(names: &[&str]) -> String {
-    names
+    let mut text = names
         .iter()
+        .take(MAX_LISTED)
         .map(|n| format!("`{n}`"))
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    if names.len() > MAX_LISTED {
+        text.push_str(&format!(" and {} more", names.len() - MAX_LISTED));
+    }
+    text
 }
+
+const MAX_LISTED: usize = 20;

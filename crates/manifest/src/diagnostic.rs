@@ -42,6 +42,27 @@ pub struct Diagnostic {
     pub label: Option<String>,
     /// What to do about it ("did you mean `ports`?").
     pub hint: Option<String>,
+    /// On the last diagnostic of a capped report: the problems it stands for.
+    pub omitted: Option<Box<Omitted>>,
+}
+
+/// How many problems a capped report left out (see `MAX_DIAGNOSTICS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Omitted {
+    pub errors: usize,
+    pub warnings: usize,
+}
+
+/// Errors and warnings in a report, counting those a capped report left out: what the summary
+/// line after the diagnostics says.
+pub fn count(diagnostics: &[Diagnostic]) -> (usize, usize) {
+    diagnostics
+        .iter()
+        .fold((0, 0), |(errors, warnings), d| match &d.omitted {
+            Some(o) => (errors + o.errors, warnings + o.warnings),
+            None if d.is_error() => (errors + 1, warnings),
+            None => (errors, warnings + 1),
+        })
 }
 
 impl Diagnostic {
@@ -52,6 +73,7 @@ impl Diagnostic {
             span,
             label: None,
             hint: None,
+            omitted: None,
         }
     }
 
@@ -122,11 +144,24 @@ fn report<'a>(diagnostic: &'a Diagnostic, file: &'a str, source: &'a str) -> Vec
         Severity::Warning => Level::WARNING,
     };
     let span = clamp(diagnostic.span, source);
-    let mut annotation = AnnotationKind::Primary.span(span);
+    // Only the line the caret is on is handed to the renderer, which would otherwise scan the
+    // whole file for each diagnostic: thousands of problems would cost thousands of files.
+    let line_start = source[..span.start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = source[span.start..]
+        .find('\n')
+        .map_or(source.len(), |i| span.start + i);
+    // A CRLF file's `\r` is left out, as the renderer leaves it out of a whole file.
+    let line = source[line_start..line_end]
+        .strip_suffix('\r')
+        .unwrap_or(&source[line_start..line_end]);
+    let start = (span.start - line_start).min(line.len());
+    let end = (span.end - line_start).clamp(start, line.len());
+    let mut annotation = AnnotationKind::Primary.span(start..end);
     if let Some(label) = &diagnostic.label {
         annotation = annotation.label(label.as_str());
     }
-    let snippet = Snippet::source(source)
+    let snippet = Snippet::source(line)
+        .line_start(diagnostic.span.line.max(1))
         .path(file)
         .fold(true)
         .annotation(annotation);
@@ -145,7 +180,10 @@ fn report<'a>(diagnostic: &'a Diagnostic, file: &'a str, source: &'a str) -> Vec
 
 /// Keeps the caret on one line: a span over a whole block would underline the block.
 fn clamp(span: Span, source: &str) -> std::ops::Range<usize> {
-    let start = span.start.min(source.len());
+    let mut start = span.start.min(source.len());
+    while !source.is_char_boundary(start) {
+        start -= 1;
+    }
     let line_end = source[start..]
         .find('\n')
         .map_or(source.len(), |i| start + i);

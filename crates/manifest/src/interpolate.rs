@@ -33,7 +33,7 @@ impl<F: Fn(&str) -> Option<String>> Variables for F {
 
 pub(crate) struct Interpolator<'a> {
     pub variables: &'a dyn Variables,
-    pub positions: &'a Positions<'a>,
+    pub positions: &'a Positions,
     pub source: &'a str,
     pub diagnostics: Vec<Diagnostic>,
     pub secrets: Vec<SecretReference>,

@@ -27,6 +27,14 @@ use interpolate::Interpolator;
 use schema::References;
 use yaml::Positions;
 
+/// The largest manifest wharf reads: 8 MiB. A stack's manifest is kilobytes; anything this
+/// large is a mistake or an attack on a CI that validates untrusted changes.
+pub const MAX_MANIFEST_BYTES: usize = 8 << 20;
+
+/// The most diagnostics reported for one manifest; the rest are counted in one last
+/// diagnostic ("and N more problems"), so a file of a million mistakes prints a screenful.
+pub const MAX_DIAGNOSTICS: usize = 100;
+
 /// A stack that passed validation. Only [`load`] builds one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidStack(Stack);
@@ -69,8 +77,60 @@ pub enum EnvironmentChoice<'a> {
     Base,
 }
 
+/// The manifest's bytes as text, or the one diagnostic that says why they are not a manifest:
+/// larger than [`MAX_MANIFEST_BYTES`], or not UTF-8 (at the line and column of the first
+/// invalid byte).
+pub fn text(bytes: &[u8]) -> Result<&str, Box<Diagnostic>> {
+    if bytes.len() > MAX_MANIFEST_BYTES {
+        return Err(Box::new(too_large(bytes.len())));
+    }
+    std::str::from_utf8(bytes).map_err(|error| {
+        let valid = error.valid_up_to();
+        // The prefix before the bad byte is valid UTF-8, so positions are counted in it.
+        let prefix = std::str::from_utf8(&bytes[..valid]).unwrap_or_default();
+        let line_start = prefix.rfind('\n').map_or(0, |i| i + 1);
+        let span = Span {
+            start: valid,
+            end: valid,
+            line: prefix.matches('\n').count() + 1,
+            column: prefix[line_start..].chars().count() + 1,
+        };
+        let message = format!(
+            "the manifest is not UTF-8 text: invalid byte 0x{:02x}",
+            bytes[valid]
+        );
+        Box::new(
+            Diagnostic::error(span, message)
+                .with_label("not UTF-8")
+                .with_hint("save the file as UTF-8"),
+        )
+    })
+}
+
+fn too_large(len: usize) -> Diagnostic {
+    Diagnostic::error(
+        Span {
+            line: 1,
+            column: 1,
+            ..Span::default()
+        },
+        format!(
+            "the manifest is {:.1} MiB; wharf reads manifests of at most {} MiB",
+            len as f64 / f64::from(1 << 20),
+            MAX_MANIFEST_BYTES >> 20
+        ),
+    )
+    .with_hint("a manifest describes a stack; data belongs in files it names")
+}
+
 /// Loads `source` for one environment.
 pub fn load(source: &str, environment: EnvironmentChoice<'_>, variables: &dyn Variables) -> Loaded {
+    if source.len() > MAX_MANIFEST_BYTES {
+        return Loaded {
+            stack: None,
+            diagnostics: vec![too_large(source.len())],
+        };
+    }
     let mut decoder = Decoder::default();
     let stack = load_into(&mut decoder, source, environment, variables);
     finish(decoder, stack)
@@ -80,6 +140,9 @@ pub fn load(source: &str, environment: EnvironmentChoice<'_>, variables: &dyn Va
 /// once: what `wharf validate` without `--env` reports, so a broken `prod` overlay is caught
 /// on a developer's machine.
 pub fn check_all(source: &str, variables: &dyn Variables) -> Vec<Diagnostic> {
+    if source.len() > MAX_MANIFEST_BYTES {
+        return vec![too_large(source.len())];
+    }
     let mut decoder = Decoder::default();
     load_into(&mut decoder, source, EnvironmentChoice::Base, variables);
     let environments = environment_names(source);
@@ -95,11 +158,15 @@ pub fn check_all(source: &str, variables: &dyn Variables) -> Vec<Diagnostic> {
         diagnostics.extend(env_decoder.diagnostics);
     }
     sort_and_dedup(&mut diagnostics);
+    cap(&mut diagnostics);
     diagnostics
 }
 
 /// The names of the environments the manifest defines (empty if it does not parse).
 pub fn environment_names(source: &str) -> Vec<String> {
+    if source.len() > MAX_MANIFEST_BYTES {
+        return Vec::new();
+    }
     let (root, _) = yaml::parse(source);
     let Some(mut root) = root else {
         return Vec::new();
@@ -194,6 +261,7 @@ fn unknown_environment(
 fn finish(decoder: Decoder, stack: Option<Stack>) -> Loaded {
     let mut diagnostics = decoder.diagnostics;
     sort_and_dedup(&mut diagnostics);
+    cap(&mut diagnostics);
     let ok = !diagnostics.iter().any(Diagnostic::is_error);
     Loaded {
         stack: stack.filter(|_| ok).map(ValidStack),
@@ -206,6 +274,40 @@ fn sort_and_dedup(diagnostics: &mut Vec<Diagnostic>) {
         (a.span.start, a.severity, &a.message).cmp(&(b.span.start, b.severity, &b.message))
     });
     diagnostics.dedup_by(|a, b| a.span == b.span && a.message == b.message);
+}
+
+/// Keeps the first [`MAX_DIAGNOSTICS`] (in file order) and counts the rest in one more,
+/// placed where the first one left out is, an error if any left out is.
+fn cap(diagnostics: &mut Vec<Diagnostic>) {
+    if diagnostics.len() <= MAX_DIAGNOSTICS {
+        return;
+    }
+    let rest = diagnostics.split_off(MAX_DIAGNOSTICS);
+    let errors = rest.iter().filter(|d| d.is_error()).count();
+    let message = format!(
+        "and {} more problem(s) not shown ({errors} error(s), {} warning(s))",
+        rest.len(),
+        rest.len() - errors
+    );
+    let summary = if errors > 0 {
+        Diagnostic::error(rest[0].span, message)
+    } else {
+        Diagnostic::warning(rest[0].span, message)
+    };
+    let omitted = diagnostic::Omitted {
+        errors,
+        warnings: rest.len() - errors,
+    };
+    diagnostics.push(
+        Diagnostic {
+            omitted: Some(Box::new(omitted)),
+            ..summary
+        }
+        .with_label("the first problem not shown")
+        .with_hint(format!(
+            "only the first {MAX_DIAGNOSTICS} are reported; fix those and run again"
+        )),
+    );
 }
 
 /// The effective manifest as YAML: what `wharf render` prints. Secrets stay `${secret:NAME}`.

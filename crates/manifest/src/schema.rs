@@ -9,7 +9,7 @@ use indexmap::IndexMap;
 use crate::decode::{Decoder, Fields};
 use crate::diagnostic::{Diagnostic, Span};
 use crate::model::*;
-use crate::values::{CronSchedule, Duration, Percent, Weight};
+use crate::values::{CronSchedule, Duration, DurationRule, Percent, Weight};
 use crate::yaml::{Node, NodeKind};
 
 /// Where cross-service names and values appear, for `validate`.
@@ -484,15 +484,30 @@ fn probe(decoder: &mut Decoder, what: &str, key: Option<Span>, node: &Node) -> O
         "postgres" => ProbeCheck::Postgres(connect_check(decoder, &check_what, check_node)?),
         _ => ProbeCheck::Redis(connect_check(decoder, &check_what, check_node)?),
     };
-    let duration = |decoder: &mut Decoder, key: &str, default: Duration| {
+    let duration = |decoder: &mut Decoder, key: &str, rule: DurationRule, default: Duration| {
         fields
             .get(key)
-            .and_then(|n| decoder.parsed(n, &sub(what, key), "duration"))
+            .and_then(|n| decoder.duration(n, &sub(what, key), rule))
             .unwrap_or(default)
     };
-    let interval = duration(decoder, "interval", Duration::from_secs(10));
-    let timeout = duration(decoder, "timeout", Duration::from_secs(1));
-    let start_period = duration(decoder, "start_period", Duration::default());
+    let interval = duration(
+        decoder,
+        "interval",
+        DurationRule::Period,
+        Duration::from_secs(10),
+    );
+    let timeout = duration(
+        decoder,
+        "timeout",
+        DurationRule::Period,
+        Duration::from_secs(1),
+    );
+    let start_period = duration(
+        decoder,
+        "start_period",
+        DurationRule::Wait,
+        Duration::default(),
+    );
     if timeout > interval
         && let Some(n) = fields.get("timeout")
     {
@@ -540,6 +555,18 @@ pub(crate) fn http_check(
     // Shorthand: `http: /health` (a path) or `http: http://host/health` (a URL).
     if let NodeKind::Scalar { value, .. } = &node.kind {
         let is_url = value.contains("://");
+        // The same rule as the long form's `path` (found by the fuzz run: `http: health`
+        // validated, while its rendered `{path: health}` did not).
+        if !is_url && !value.starts_with('/') {
+            decoder.push(
+                Diagnostic::error(
+                    node.span,
+                    format!("{what} must be a path starting with `/` or a URL"),
+                )
+                .with_hint("e.g. `http: /health` or `http: http://127.0.0.1:8080/health`"),
+            );
+            return None;
+        }
         return Some(HttpCheck {
             method: "GET".to_owned(),
             path: (!is_url).then(|| value.clone()),
@@ -585,10 +612,10 @@ pub(crate) fn http_check(
     }
     let max_latency = fields
         .get("max_latency")
-        .and_then(|n| decoder.parsed(n, &sub(what, "max_latency"), "duration"));
+        .and_then(|n| decoder.duration(n, &sub(what, "max_latency"), DurationRule::Period));
     let warn_latency = fields
         .get("warn_latency")
-        .and_then(|n| decoder.parsed(n, &sub(what, "warn_latency"), "duration"));
+        .and_then(|n| decoder.duration(n, &sub(what, "warn_latency"), DurationRule::Period));
     if let (Some(warn), Some(max), Some(n)) =
         (warn_latency, max_latency, fields.get("warn_latency"))
         && warn >= max
@@ -832,7 +859,7 @@ fn proxy_settings(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Prox
     let mut duration = |key: &str| {
         let node = fields.get(key)?;
         let what = sub(what, key);
-        let value = decoder.parsed::<Duration>(node, &what, "duration")?;
+        let value = decoder.duration(node, &what, DurationRule::Wait)?;
         if value.as_std() < std::time::Duration::from_millis(1) {
             decoder.push(
                 Diagnostic::error(node.span, format!("{what} must be at least 1ms"))
@@ -900,14 +927,14 @@ fn deadlines(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Deadlines
             "drain",
         ],
     )?;
-    let duration = |decoder: &mut Decoder, key: &str| {
+    let duration = |decoder: &mut Decoder, key: &str, rule: DurationRule| {
         fields
             .get(key)
-            .and_then(|n| decoder.parsed::<Duration>(n, &sub(&what, key), "duration"))
+            .and_then(|n| decoder.duration(n, &sub(&what, key), rule))
     };
     Some(Deadlines {
-        ready: duration(decoder, "ready"),
-        step_extension: duration(decoder, "step_extension"),
+        ready: duration(decoder, "ready", DurationRule::Period),
+        step_extension: duration(decoder, "step_extension", DurationRule::Wait),
         on_step_deadline: fields.get("on_step_deadline").and_then(|n| {
             decoder.choice(
                 n,
@@ -915,8 +942,8 @@ fn deadlines(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Deadlines
                 &[("abort", OnDeadline::Abort), ("pause", OnDeadline::Pause)],
             )
         }),
-        preview: duration(decoder, "preview"),
-        drain: duration(decoder, "drain"),
+        preview: duration(decoder, "preview", DurationRule::Wait),
+        drain: duration(decoder, "drain", DurationRule::Wait),
     })
 }
 
@@ -971,7 +998,7 @@ fn steps(decoder: &mut Decoder, what: &str, node: &Node) -> Vec<RolloutStep> {
         last_span = weight_node.span;
         let pause = fields
             .get("pause")
-            .and_then(|n| decoder.parsed(n, &format!("{what} pause"), "duration"));
+            .and_then(|n| decoder.duration(n, &format!("{what} pause"), DurationRule::Wait));
         steps.push(RolloutStep { weight, pause });
     }
     // When a step did not decode (reported above), the last good step need not be the last
@@ -1006,7 +1033,7 @@ fn analysis(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Analysis> 
     let duration = |decoder: &mut Decoder, key: &str| {
         fields
             .get(key)
-            .and_then(|n| decoder.parsed::<Duration>(n, &sub(&what, key), "duration"))
+            .and_then(|n| decoder.duration(n, &sub(&what, key), DurationRule::Period))
     };
     let p95 = duration(decoder, "max_latency_p95");
     let p99 = duration(decoder, "max_latency_p99");
@@ -1118,7 +1145,7 @@ fn secrets(
                 .and_then(|n| decoder.string(n, &format!("{what} description"))),
             max_age: fields
                 .get("max_age")
-                .and_then(|n| decoder.parsed(n, &format!("{what} max_age"), "duration")),
+                .and_then(|n| decoder.duration(n, &format!("{what} max_age"), DurationRule::Age)),
             overdue: fields
                 .get("overdue")
                 .and_then(|n| {
@@ -1156,7 +1183,7 @@ fn requirements(decoder: &mut Decoder, node: &Node) -> Option<Requirements> {
             .unwrap_or_default(),
         backup_max_age: fields
             .get("backup_max_age")
-            .and_then(|n| decoder.parsed(n, "`require.backup_max_age`", "duration")),
+            .and_then(|n| decoder.duration(n, "`require.backup_max_age`", DurationRule::Age)),
     })
 }
 
@@ -1381,10 +1408,10 @@ fn thresholds(decoder: &mut Decoder, what: &str, node: &Node) -> Option<AlertThr
             .and_then(|n| decoder.parsed(n, &sub(what, "error_rate"), "percentage")),
         latency_p95: fields
             .get("latency_p95")
-            .and_then(|n| decoder.parsed(n, &sub(what, "latency_p95"), "duration")),
+            .and_then(|n| decoder.duration(n, &sub(what, "latency_p95"), DurationRule::Period)),
         down_for: fields
             .get("down_for")
-            .and_then(|n| decoder.parsed(n, &sub(what, "down_for"), "duration")),
+            .and_then(|n| decoder.duration(n, &sub(what, "down_for"), DurationRule::Wait)),
     })
 }
 

@@ -1,6 +1,6 @@
 //! Checks across services: dependencies (unknown, self, cycles), ports, secrets.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::decode::{Decoder, suggestion};
 use crate::diagnostic::{Diagnostic, Span};
@@ -50,13 +50,14 @@ fn service_names(refs: &References) -> Vec<&str> {
 
 fn dependencies(decoder: &mut Decoder, refs: &References) {
     let names = service_names(refs);
+    let known: HashSet<&str> = names.iter().copied().collect();
     for (service, dependency, span) in &refs.depends_on {
         if service == dependency {
             decoder.push(
                 Diagnostic::error(*span, format!("service `{service}` depends on itself"))
                     .with_label("remove this dependency"),
             );
-        } else if !names.contains(&dependency.as_str()) {
+        } else if !known.contains(dependency.as_str()) {
             let hint = suggestion(dependency, &names)
                 .unwrap_or_else(|| format!("declared services: {}", crate::decode::list(&names)));
             decoder.push(
@@ -183,8 +184,9 @@ fn secret_references(decoder: &mut Decoder, refs: &References, secrets: &[Secret
         .iter()
         .map(|(n, _)| n.as_str())
         .collect();
+    let known: HashSet<&str> = declared.iter().copied().collect();
     let mut undeclared = |name: &str, span: Span, message: String| {
-        if declared.contains(&name) {
+        if known.contains(name) {
             return;
         }
         let hint = suggestion(name, &declared)

@@ -27,6 +27,52 @@ impl Duration {
     }
 }
 
+/// The longest duration any field takes (about ten years, for ages such as a secret's
+/// `max_age`); longer values would overflow the clocks that add them to "now".
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
+
+/// The longest wait a timer field takes (a pause, an interval, a timeout, a deadline): 30
+/// days. A longer one is a typo, and would outlive any control plane that runs it.
+pub const MAX_TIMER: Duration = Duration::from_secs(30 * 86_400);
+
+/// What a duration field accepts, checked by the decoder so every field is bounded: nothing
+/// `wharf validate` accepts can overflow a clock or hand a zero period to a timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurationRule {
+    /// How often or how long something may take (a probe's interval and timeout, a latency
+    /// bound, a deadline): more than zero, at most [`MAX_TIMER`].
+    Period,
+    /// A wait that may be skipped (a step's pause, a start period, a drain): zero to
+    /// [`MAX_TIMER`].
+    Wait,
+    /// An age (a secret's `max_age`, a backup's): more than zero, at most [`MAX_DURATION`].
+    Age,
+}
+
+impl DurationRule {
+    /// Why `value` is refused, as the diagnostic's message tail and hint; `None` if it fits.
+    pub fn check(self, value: Duration) -> Option<(String, String)> {
+        let (positive, max) = match self {
+            DurationRule::Period => (true, MAX_TIMER),
+            DurationRule::Wait => (false, MAX_TIMER),
+            DurationRule::Age => (true, MAX_DURATION),
+        };
+        if positive && value.0.is_zero() {
+            return Some((
+                "must be more than zero".to_owned(),
+                "a zero period would fire without pause; leave the key out for the default"
+                    .to_owned(),
+            ));
+        }
+        (value > max).then(|| {
+            (
+                format!("{value} is longer than the maximum {max}"),
+                format!("use at most {max}"),
+            )
+        })
+    }
+}
+
 /// Why a duration did not parse; the text is the hint shown to the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValueError(pub String);
@@ -65,8 +111,16 @@ impl FromStr for Duration {
                 "d" => 86_400.0,
                 unit => return Err(ValueError(format!("unknown unit `{unit}`; {UNITS}"))),
             };
-            total += StdDuration::try_from_secs_f64(number * seconds)
-                .map_err(|_| ValueError("duration out of range".to_owned()))?;
+            total = StdDuration::try_from_secs_f64(number * seconds)
+                .ok()
+                .and_then(|part| total.checked_add(part))
+                .filter(|sum| *sum <= MAX_DURATION.0)
+                .ok_or_else(|| {
+                    ValueError(format!(
+                        "durations are at most {MAX_DURATION} ({} days)",
+                        MAX_DURATION.0.as_secs() / 86_400
+                    ))
+                })?;
             rest = &rest[unit_end..];
         }
         Ok(Duration(total))
@@ -212,9 +266,32 @@ mod tests {
             assert_eq!(d.0.as_millis(), millis, "{text}");
             assert_eq!(d.to_string(), shown);
         }
-        for bad in ["", "30", "5x", "s", "1m30", "-1s"] {
+        for bad in [
+            "",
+            "30",
+            "5x",
+            "s",
+            "1m30",
+            "-1s",
+            "18446744073709551s",
+            "1844674407370955161s1844674407370955161s",
+            "3651d",
+        ] {
             assert!(bad.parse::<Duration>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn duration_rules_bound_each_kind_of_field() {
+        let d = |text: &str| text.parse::<Duration>().unwrap();
+        assert!(DurationRule::Period.check(d("0s")).is_some());
+        assert!(DurationRule::Period.check(d("1ms")).is_none());
+        assert!(DurationRule::Period.check(d("30d")).is_none());
+        assert!(DurationRule::Period.check(d("31d")).is_some());
+        assert!(DurationRule::Wait.check(d("0s")).is_none());
+        assert!(DurationRule::Wait.check(d("31d")).is_some());
+        assert!(DurationRule::Age.check(d("365d")).is_none());
+        assert!(DurationRule::Age.check(d("0s")).is_some());
     }
 
     #[test]

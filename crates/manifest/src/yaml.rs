@@ -4,7 +4,7 @@
 //! node, key and scalar — something serde-based YAML loaders drop after the first syntax error.
 //! Anchors, aliases and merge keys (`<<`) are resolved here so the decoder sees plain trees.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span as ParserSpan};
 
@@ -111,8 +111,8 @@ fn node_count(node: &Node) -> usize {
 }
 
 /// Builds the node tree from the parser's event stream.
-struct Builder<'s> {
-    positions: Positions<'s>,
+struct Builder {
+    positions: Positions,
     /// Containers being built, innermost last.
     stack: Vec<Partial>,
     /// Anchored nodes with their node counts.
@@ -128,10 +128,13 @@ struct Partial {
     anchor: usize,
     /// For mappings: a key waiting for its value.
     pending_key: Option<Node>,
+    /// For mappings: the line of every plain key so far, so a duplicate is found by one hash
+    /// lookup (a scan of the entries would make a mapping of n keys cost n²).
+    keys: HashMap<String, usize>,
 }
 
-impl<'s> Builder<'s> {
-    fn new(source: &'s str) -> Self {
+impl Builder {
+    fn new(source: &str) -> Self {
         Builder {
             positions: Positions::new(source),
             stack: Vec::new(),
@@ -212,6 +215,7 @@ impl<'s> Builder<'s> {
             node: Node { kind, span },
             anchor,
             pending_key: None,
+            keys: HashMap::new(),
         });
     }
 
@@ -243,17 +247,17 @@ impl<'s> Builder<'s> {
             NodeKind::Map(entries) => match parent.pending_key.take() {
                 None => parent.pending_key = Some(node),
                 Some(key) => {
-                    let duplicate = entries.iter().find(|(k, _)| {
-                        k.as_str().is_some() && k.as_str() == key.as_str() && !is_merge_key(k)
-                    });
-                    if let Some((first, _)) = duplicate {
-                        let name = key.as_str().unwrap_or_default();
-                        let line = first.span.line;
+                    let name = key.as_str().filter(|_| !is_merge_key(&key));
+                    let first = name.and_then(|name| parent.keys.get(name).copied());
+                    if let (Some(name), Some(line)) = (name, first) {
                         self.diagnostics.push(
                             Diagnostic::error(key.span, format!("duplicate key `{name}`"))
                                 .with_hint(format!("`{name}` is already set on line {line}")),
                         );
                     } else {
+                        if let Some(name) = name {
+                            parent.keys.insert(name.to_owned(), key.span.line);
+                        }
                         entries.push((key, node));
                     }
                 }
@@ -281,6 +285,11 @@ fn apply_merge_keys(entries: &mut Vec<(Node, Node)>, diagnostics: &mut Vec<Diagn
             return;
         }
     };
+    // The mapping's own keys win, then earlier merged mappings': a set keeps this linear.
+    let mut present: HashSet<String> = entries
+        .iter()
+        .filter_map(|(k, _)| k.as_str().map(str::to_owned))
+        .collect();
     for source in sources {
         let NodeKind::Map(source_entries) = source.kind else {
             diagnostics.push(Diagnostic::error(
@@ -290,7 +299,10 @@ fn apply_merge_keys(entries: &mut Vec<(Node, Node)>, diagnostics: &mut Vec<Diagn
             continue;
         };
         for (key, value) in source_entries {
-            if !entries.iter().any(|(k, _)| k.as_str() == key.as_str()) {
+            let Some(name) = key.as_str() else {
+                continue;
+            };
+            if present.insert(name.to_owned()) {
                 entries.push((key, value));
             }
         }
@@ -298,24 +310,30 @@ fn apply_merge_keys(entries: &mut Vec<(Node, Node)>, diagnostics: &mut Vec<Diagn
 }
 
 /// Converts the parser's character positions into byte offsets, 1-based lines and columns.
-pub(crate) struct Positions<'s> {
-    source: &'s str,
+pub(crate) struct Positions {
     /// Byte offset of every character, plus one past the end.
     char_to_byte: Vec<usize>,
     line_starts: Vec<usize>,
+    /// The character index of every line's start, so a column is a subtraction rather than a
+    /// count over the line (which made a one-line flow mapping of n nodes cost n²).
+    line_start_chars: Vec<usize>,
 }
 
-impl<'s> Positions<'s> {
-    pub(crate) fn new(source: &'s str) -> Self {
+impl Positions {
+    pub(crate) fn new(source: &str) -> Self {
         let mut char_to_byte: Vec<usize> = source.char_indices().map(|(i, _)| i).collect();
         char_to_byte.push(source.len());
-        let line_starts = std::iter::once(0)
+        let line_starts: Vec<usize> = std::iter::once(0)
             .chain(source.match_indices('\n').map(|(i, _)| i + 1))
             .collect();
+        let line_start_chars = line_starts
+            .iter()
+            .map(|&byte| char_to_byte.partition_point(|&b| b < byte))
+            .collect();
         Positions {
-            source,
             char_to_byte,
             line_starts,
+            line_start_chars,
         }
     }
 
@@ -338,8 +356,10 @@ impl<'s> Positions<'s> {
     /// A span over bytes `start..end`, with the line and column of `start`.
     pub(crate) fn span_bytes(&self, start: usize, end: usize) -> Span {
         let line_index = self.line_starts.partition_point(|&s| s <= start) - 1;
-        let line_start = self.line_starts[line_index];
-        let column = self.source[line_start..start].chars().count() + 1;
+        // `start` is a character boundary (every caller derives it from one), so its
+        // character index is found by a binary search of the byte offsets.
+        let char_index = self.char_to_byte.partition_point(|&b| b < start);
+        let column = char_index - self.line_start_chars[line_index] + 1;
         Span {
             start,
             end,

@@ -18,6 +18,8 @@ pub mod stop;
 
 pub use error::{OpsError, OpsErrorKind};
 pub use lock::{ControlLock, LOCK_FILE, PID_FILE};
+/// The state directory made private (0700), for commands that create it before taking the lock.
+pub use wharf_store::private_dir;
 
 use wharf_ledger::{Entry, KnownAction, Ledger, NewEntry};
 use wharf_store::Store;

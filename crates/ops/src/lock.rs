@@ -30,7 +30,7 @@ pub struct ControlLock {
 impl ControlLock {
     /// Takes the lock without waiting; `None` when another process (a control plane) holds it.
     pub fn try_acquire(state_dir: &Path) -> Result<Option<ControlLock>, OpsError> {
-        std::fs::create_dir_all(state_dir).map_err(OpsError::io(format!(
+        wharf_store::private_dir(state_dir).map_err(OpsError::io(format!(
             "cannot create {}",
             state_dir.display()
         )))?;

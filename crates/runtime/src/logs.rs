@@ -21,9 +21,10 @@ pub struct LogWriter {
 impl LogWriter {
     pub fn open(path: &Path, max_bytes: u64, keep: u32) -> io::Result<LogWriter> {
         if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)?;
+            std::os::unix::fs::DirBuilderExt::mode(fs::DirBuilder::new().recursive(true), 0o700)
+                .create(dir)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let file = private_append(path)?;
         let size = file.metadata()?.len();
         Ok(LogWriter {
             path: path.to_owned(),
@@ -68,14 +69,21 @@ impl LogWriter {
                 }
             }
             fs::rename(&self.path, rotated(&self.path, 1))?;
-            self.file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)?;
+            self.file = private_append(&self.path)?;
         }
         self.size = 0;
         Ok(())
     }
+}
+
+/// Opens a log for appending, created 0600: an instance's output is its owner's to read.
+fn private_append(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
 }
 
 fn rotated(path: &Path, n: u32) -> PathBuf {

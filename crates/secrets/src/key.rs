@@ -106,7 +106,7 @@ pub(crate) fn create(
     path: &Path,
     key: KeyBytes,
 ) -> Result<(KeyBytes, bool), SecretsError> {
-    std::fs::create_dir_all(state_dir).map_err(io(state_dir))?;
+    wharf_store::private_dir(state_dir).map_err(io(state_dir))?;
     match write_new(path, &key) {
         Ok(()) => {
             sync_dir(state_dir);
@@ -124,7 +124,7 @@ pub(crate) fn create(
 
 /// Replaces the key file atomically: a temporary file of mode 0600, synced, renamed over it.
 pub(crate) fn replace(state_dir: &Path, key: &[u8; 32]) -> Result<PathBuf, SecretsError> {
-    std::fs::create_dir_all(state_dir).map_err(io(state_dir))?;
+    wharf_store::private_dir(state_dir).map_err(io(state_dir))?;
     let path = state_dir.join(crate::MASTER_KEY_FILE);
     let tmp = state_dir.join(format!("{}.tmp", crate::MASTER_KEY_FILE));
     match std::fs::remove_file(&tmp) {

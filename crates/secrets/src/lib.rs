@@ -560,7 +560,13 @@ pub fn files_dir(state_dir: &Path, service: &str, ordinal: u32) -> PathBuf {
 pub fn remove_files(state_dir: &Path, service: &str, ordinal: u32) -> std::io::Result<()> {
     let dir = files_dir(state_dir, service, ordinal);
     match std::fs::remove_dir_all(&dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
     }
+    // The stack's own directory (`wharf-<digest>`) goes with its last instance's: removing it
+    // fails, harmlessly, while another instance still has files there.
+    if let Some(stack_dir) = dir.parent() {
+        let _ = std::fs::remove_dir(stack_dir);
+    }
+    Ok(())
 }

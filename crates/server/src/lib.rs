@@ -9,9 +9,11 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -164,6 +166,7 @@ pub(crate) struct AppState {
 /// The API's routes over a control plane handle. [`ROUTES`] lists them for the OpenAPI
 /// document's test.
 pub fn app(handle: Handle, token: Option<String>) -> Router {
+    let state = AppState { handle, token };
     Router::new()
         .route("/health", get(health_live))
         .route("/health/ready", get(health_ready))
@@ -215,7 +218,80 @@ pub fn app(handle: Handle, token: Option<String>) -> Router {
         .route("/v1/preflight", post(state_routes::record_preflight))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(AppState { handle, token })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Outermost first: errors from any layer get the JSON shape, and the token is checked
+        // before a handler's extractors read the body.
+        .layer(middleware::from_fn_with_state(state.clone(), token_first))
+        .layer(middleware::from_fn(json_errors))
+        .with_state(state)
+}
+
+/// The largest request body the API reads (2 MiB, axum's default made explicit): a larger
+/// one is answered 413 in the API's error shape.
+pub const MAX_BODY_BYTES: usize = 2 << 20;
+
+/// On TCP, every route but the public ones (`/health`, `/v1/openapi.json`) needs the bearer
+/// token, checked before anything of the request is read: an unauthenticated client learns
+/// nothing from the parser (before, `POST /v1/down` with bad JSON got 422 with the parser's
+/// detail ahead of the 401) and cannot make the server buffer its body.
+async fn token_first(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let public = matches!(request.uri().path(), "/health" | "/v1/openapi.json");
+    if !public && let Err(error) = authorize(&state, request.headers()) {
+        return error.into_response();
+    }
+    next.run(request).await
+}
+
+/// Answers axum's own refusals (a body over the limit, a rejected extractor) in the API's
+/// error shape `{"error": {"code", "message"}}`, keeping their status: every 4xx and 5xx is
+/// JSON, whichever layer made it.
+async fn json_errors(request: axum::extract::Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.starts_with("application/json") || v.starts_with("application/health+json")
+        });
+    if json {
+        return response;
+    }
+    let code = match status.as_u16() {
+        401 => ErrorCode::Unauthorized,
+        404 => ErrorCode::NotFound,
+        405 => ErrorCode::MethodNotAllowed,
+        413 => ErrorCode::PayloadTooLarge,
+        500.. => ErrorCode::Internal,
+        _ => ErrorCode::InvalidRequest,
+    };
+    // axum's rejection texts name the problem, never the body's content ("length limit
+    // exceeded"); a server error's text is not passed on.
+    let message = if code == ErrorCode::Internal {
+        "internal error".to_owned()
+    } else {
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&body).trim().to_owned();
+        if text.is_empty() {
+            status
+                .canonical_reason()
+                .unwrap_or("refused")
+                .to_lowercase()
+        } else {
+            text
+        }
+    };
+    (status, Json(ApiErrorBody::new(code, message))).into_response()
 }
 
 async fn not_found() -> ApiError {

@@ -73,10 +73,61 @@ pub struct Store {
     pub(crate) path: PathBuf,
 }
 
+/// Creates the state directory (its parents as usual) with mode 0700, and tightens an
+/// existing one to 0700: it holds the encrypted secrets, the ledger and the logs, which are
+/// the owner's alone.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode != 0o700 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// The database file, created empty with mode 0600 when missing (SQLite gives its `-wal` and
+/// `-shm` files the database's mode), and tightened to 0600 with those when it exists. Only
+/// `chmod` touches an existing file: opening and closing it would drop this process's locks.
+fn private_files(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if !path.exists() {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = Path::new(&name);
+        match std::fs::metadata(file) {
+            Ok(meta) if meta.permissions().mode() & 0o777 != 0o600 => {
+                std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating if needed) `state.db` in `state_dir` and brings its schema up to date.
     pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Io {
+        private_dir(state_dir).map_err(|source| StoreError::Io {
             path: state_dir.to_owned(),
             action: "cannot create the state directory",
             source,
@@ -86,6 +137,11 @@ impl Store {
 
     /// Opens a database file directly (benchmarks and tests).
     pub fn open_file(path: &Path) -> Result<Self, StoreError> {
+        private_files(path).map_err(|source| StoreError::Io {
+            path: path.to_owned(),
+            action: "cannot make the state database private (0600)",
+            source,
+        })?;
         check_header(path)?;
         let conn = Connection::open(path).map_err(sqlite(path, "cannot open"))?;
         let mut store = Self {

@@ -134,7 +134,7 @@ fn check_mode(_path: &Path) -> Result<(), StoreError> {
 /// Writes the key to a private temp file, then hard-links it into place: the link either
 /// appears complete or fails because another process won the race, whose key is then used.
 fn create(state_dir: &Path, path: &Path, origin: &str) -> Result<SignerKey, StoreError> {
-    std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Io {
+    crate::db::private_dir(state_dir).map_err(|source| StoreError::Io {
         path: state_dir.to_owned(),
         action: "cannot create the state directory",
         source,

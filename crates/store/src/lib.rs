@@ -27,7 +27,7 @@ pub const PROXY_ROW: &str = ".proxy";
 /// The proxy's saved route table in the state directory (it names instances, so whoever stops
 /// them all removes it).
 pub const PROXY_ROUTES_FILE: &str = "proxy-routes.json";
-pub use db::{DB_FILE, Store, StoreError};
+pub use db::{DB_FILE, Store, StoreError, private_dir};
 pub use instances::{HEALTH_HISTORY_LIMIT, HealthEvent, InstanceRow};
 pub use keys::{KEY_FILE, load_or_create_signer};
 pub use ledger::EntryFilter;

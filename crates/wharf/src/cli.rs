@@ -11,6 +11,8 @@ Exit codes:
   0  ok
   1  the checked thing failed (verification, preflight, probe)
   2  invalid input or usage (broken manifest, wrong flag, corrupt file)
+  141  the reader of the output went away (`wharf … | head`): wharf stops quietly,
+       with the status a shell gives a program ended by SIGPIPE
 
 Logs go to stderr; set WHARF_LOG (e.g. WHARF_LOG=debug) to see more.";
 

@@ -13,6 +13,11 @@ pub enum ExitStatus {
     Invalid,
 }
 
+/// The status when stdout or stderr is a pipe whose reader went away (`wharf status | head
+/// -1`): 128 + SIGPIPE, what a shell reports for `cat` or `grep` in the same place. wharf
+/// stops quietly rather than panic on the write that failed.
+pub const BROKEN_PIPE: u8 = 141;
+
 impl From<ExitStatus> for ExitCode {
     fn from(status: ExitStatus) -> Self {
         ExitCode::from(match status {

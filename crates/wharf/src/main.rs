@@ -27,13 +27,47 @@ fn main() -> ExitCode {
     if let Some(timeout) = cli.global.timeout {
         client::set_timeout(timeout);
     }
+    quiet_on_broken_pipe();
     match cmd::dispatch(cli) {
         Ok(status) => status.into(),
+        Err(err) if is_broken_pipe(&err) => ExitCode::from(exit::BROKEN_PIPE),
         Err(err) => {
             eprintln!("error: {err:#}");
             exit::ExitStatus::Invalid.into()
         }
     }
+}
+
+/// Rust ignores SIGPIPE, so a write to a pipe whose reader went away fails with EPIPE, and
+/// `println!` turns that into a panic ("failed printing to stdout: Broken pipe"). Every
+/// command prints through `println!`/`eprintln!`, on any thread: this hook turns exactly that
+/// panic into a quiet exit with [`exit::BROKEN_PIPE`], and leaves every other panic to the
+/// default hook.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        let printing = payload.starts_with("failed printing to std");
+        let epipe = std::io::Error::from(std::io::ErrorKind::BrokenPipe).to_string();
+        if printing && (payload.contains("os error 32") || payload.contains(&epipe)) {
+            std::process::exit(i32::from(exit::BROKEN_PIPE));
+        }
+        default(info);
+    }));
+}
+
+/// An error whose cause is a write to a closed pipe (a command that writes with `writeln!`).
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Logs go to stderr, filtered by `WHARF_LOG` (default: warnings only) so stdout stays clean

@@ -14,7 +14,11 @@ use crate::cli::{Global, Output};
 pub struct ManifestFile {
     pub path: PathBuf,
     pub display: String,
+    /// The text (for a file that is not UTF-8, decoded lossily so its line can be shown).
     pub source: String,
+    /// Why the bytes are not a manifest at all (too large, not UTF-8): then every load or
+    /// check reports this one diagnostic, with its line and column.
+    unreadable: Option<Diagnostic>,
     variables: HashMap<String, String>,
 }
 
@@ -29,7 +33,7 @@ impl ManifestFile {
     pub fn read_path(path: &std::path::Path) -> anyhow::Result<Self> {
         let path = path.to_owned();
         let display = path.display().to_string();
-        let source = std::fs::read_to_string(&path).with_context(|| {
+        let bytes = read_bounded(&path).with_context(|| {
             let hint = if path.exists() {
                 ""
             } else {
@@ -37,11 +41,22 @@ impl ManifestFile {
             };
             format!("cannot read manifest {display}{hint}")
         })?;
+        let (source, unreadable) = match wharf_manifest::text(&bytes) {
+            Ok(text) => (text.to_owned(), None),
+            Err(diagnostic) => {
+                let shown = &bytes[..bytes.len().min(wharf_manifest::MAX_MANIFEST_BYTES)];
+                (
+                    String::from_utf8_lossy(shown).into_owned(),
+                    Some(*diagnostic),
+                )
+            }
+        };
         let variables = dotenv_beside(&path)?;
         Ok(ManifestFile {
             path,
             display,
             source,
+            unreadable,
             variables,
         })
     }
@@ -55,11 +70,37 @@ impl ManifestFile {
 
     /// Loads the manifest for `environment` (`None`: the default, `dev` when defined).
     pub fn load(&self, environment: Option<&str>) -> wharf_manifest::Loaded {
+        if let Some(diagnostic) = &self.unreadable {
+            return wharf_manifest::Loaded {
+                stack: None,
+                diagnostics: vec![diagnostic.clone()],
+            };
+        }
         let choice = environment.map_or(
             wharf_manifest::EnvironmentChoice::Default,
             wharf_manifest::EnvironmentChoice::Named,
         );
         wharf_manifest::load(&self.source, choice, &|name: &str| self.variable(name))
+    }
+
+    /// What `wharf validate` reports: one environment's diagnostics, or (`None`) the base's
+    /// and every environment's.
+    pub fn check(&self, environment: Option<&str>) -> Vec<Diagnostic> {
+        match (&self.unreadable, environment) {
+            (Some(diagnostic), _) => vec![diagnostic.clone()],
+            (None, Some(_)) => self.load(environment).diagnostics,
+            (None, None) => {
+                wharf_manifest::check_all(&self.source, &|name: &str| self.variable(name))
+            }
+        }
+    }
+
+    /// The environments the manifest defines (none when it cannot be read).
+    pub fn environment_names(&self) -> Vec<String> {
+        if self.unreadable.is_some() {
+            return Vec::new();
+        }
+        wharf_manifest::environment_names(&self.source)
     }
 
     /// Prints diagnostics on stderr (human) or stdout (JSON array).
@@ -89,6 +130,17 @@ impl ManifestFile {
         }
         Ok(())
     }
+}
+
+/// Reads at most one byte past [`wharf_manifest::MAX_MANIFEST_BYTES`]: enough to tell the
+/// file is too large without holding all of a huge one in memory.
+fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(wharf_manifest::MAX_MANIFEST_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 fn dotenv_beside(manifest: &Path) -> anyhow::Result<HashMap<String, String>> {

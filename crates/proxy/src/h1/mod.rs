@@ -13,6 +13,8 @@
 
 mod parse;
 pub(crate) mod pool;
+#[cfg(test)]
+mod properties;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -140,7 +140,7 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
         _ => None,
     };
     let state_dir = absolute(&global.state_dir())?;
-    std::fs::create_dir_all(&state_dir)
+    wharf_ops::private_dir(&state_dir)
         .with_context(|| format!("cannot create {}", state_dir.display()))?;
     let lock = if args.daemon {
         // The `up -d` that started this process let go of the lock a moment ago, and another
@@ -168,8 +168,17 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
     // wrong key is this command's error): a stack that uses secrets needs them unlocked.
     let uses_secrets = plan.uses_secrets();
     if uses_secrets && let Err(error) = unlock_secrets(&lock, true) {
-        eprintln!("error: {error}");
-        return Ok(ExitStatus::Failed);
+        eprintln!("error: {error:#}");
+        // A key that does not open the secrets failed the check; anything else (a corrupt
+        // or foreign state database, an unreadable key) is invalid input, as the docs say.
+        let wrong_key = error
+            .downcast_ref::<wharf_secrets::SecretsError>()
+            .is_some_and(|e| matches!(e, wharf_secrets::SecretsError::WrongKey));
+        return Ok(if wrong_key {
+            ExitStatus::Failed
+        } else {
+            ExitStatus::Invalid
+        });
     }
     let tcp = match (args.api_listen, api_token) {
         (Some(addr), Some(token)) => {
@@ -453,11 +462,13 @@ async fn run_control_plane(
 
 /// Starts the control plane in the background and waits for the stack to settle.
 fn detach(global: &Global, args: &UpArgs, state_dir: &Path) -> anyhow::Result<ExitStatus> {
+    use std::os::unix::fs::OpenOptionsExt;
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe()?;
     let log = File::options()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(state_dir.join(LOG_FILE))?;
     let mut command = std::process::Command::new(exe);
     command

@@ -1,7 +1,5 @@
 //! `wharf validate`: check the manifest and report every problem with file:line:column.
 
-use wharf_manifest::{EnvironmentChoice, environment_names};
-
 use crate::cli::{Global, Output};
 use crate::exit::ExitStatus;
 use crate::manifest_file::ManifestFile;
@@ -16,17 +14,9 @@ pub struct ValidateArgs {
 
 pub fn run(global: &Global, args: &ValidateArgs) -> anyhow::Result<ExitStatus> {
     let manifest = ManifestFile::read(global)?;
-    let variables = |name: &str| manifest.variable(name);
-    let diagnostics = match &args.environment {
-        Some(name) => {
-            wharf_manifest::load(&manifest.source, EnvironmentChoice::Named(name), &variables)
-                .diagnostics
-        }
-        None => wharf_manifest::check_all(&manifest.source, &variables),
-    };
+    let diagnostics = manifest.check(args.environment.as_deref());
     manifest.print_diagnostics(&diagnostics, global.output)?;
-    let errors = diagnostics.iter().filter(|d| d.is_error()).count();
-    let warnings = diagnostics.len() - errors;
+    let (errors, warnings) = wharf_manifest::diagnostic::count(&diagnostics);
     if global.output == Output::Human {
         if errors > 0 {
             eprintln!(
@@ -36,7 +26,7 @@ pub fn run(global: &Global, args: &ValidateArgs) -> anyhow::Result<ExitStatus> {
         } else {
             let checked = match &args.environment {
                 Some(name) => format!("environment {name}"),
-                None => describe_environments(&environment_names(&manifest.source)),
+                None => describe_environments(&manifest.environment_names()),
             };
             println!(
                 "{}: valid ({checked}; {warnings} warning(s))",
