@@ -57,6 +57,7 @@ async fn api_errors_over_real_sockets_are_the_documented_json_shape() {
         name: "errors".to_owned(),
         services: Vec::new(),
         secrets: vec![("api_key".to_owned(), Default::default())],
+        alerts: Vec::new(),
     };
     let journal = Journal::open(&state_dir, "wharf-control@test".to_owned()).unwrap();
     let config = Config {
