@@ -118,7 +118,11 @@ impl Alerting {
     /// only — and hands them the notices a previous control plane (or this one, before a
     /// reload) left undelivered, in order. Their outcomes come back as [`Event::Notice`].
     pub(super) fn start_delivery(&mut self, core: &mut Core, injector: &Injector) {
+        // Dropping the old couriers stops them: what they held is either in the outbox (queued
+        // again below) or a change event, which is not owed later.
         self.couriers.clear();
+        self.in_flight.clear();
+        self.changes.clear();
         let (outcomes, mut reports) = tokio::sync::mpsc::unbounded_channel();
         let events = core.events.clone();
         tokio::spawn(async move {
