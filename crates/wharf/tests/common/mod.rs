@@ -46,12 +46,26 @@ pub fn proxy_bin() -> PathBuf {
     sibling_bin("wharf-proxy", "wharf-proxy", &BUILD)
 }
 
+/// A port nothing listens on, for a stack's public port or a fixed instance port. Picked below
+/// the kernel's ephemeral range (32768 and up), not from it: instances get their ports from
+/// that range, so a port the kernel handed out here could go to another test's instance before
+/// this test's proxy binds it — and that test's `up` would fail with "port in use".
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let seed = u64::from(std::process::id());
+    for _ in 0..10_000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000
+            + (seed
+                .wrapping_mul(7_919)
+                .wrapping_add(n.wrapping_mul(104_729))
+                % 12_000);
+        let port = u16::try_from(port).expect("below 32000");
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 20000 and 32000");
 }
 
 /// Polls `check` until it returns `Some` or the deadline passes.
