@@ -7,7 +7,6 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -100,31 +99,6 @@ fn serve(
     }
 }
 
-/// `wharf secret set NAME` with the value on stdin.
-fn set_secret(stack: &Stack, name: &str, value: &str) {
-    let mut child = Command::new(wharf_bin())
-        .args(["secret", "set", name, "--reason", "test"])
-        .current_dir(stack.path())
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{value}\n").as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 /// Flips the testbed's readiness through its control endpoint.
 fn set_ready(port: u16, ready: bool) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -186,9 +160,8 @@ alerts:
     // so they check the database too — what matters is the dependency graph.
     let manifest = manifest.replace("API_PORT", &db_port);
     let stack = Stack::new(&manifest);
-    set_secret(&stack, "PD_KEY", KEY);
-    set_secret(
-        &stack,
+    stack.set_secret("PD_KEY", KEY);
+    stack.set_secret(
         "SLACK_URL",
         &format!("http://127.0.0.1:{}/services/T0/B0/secretpath", slack.port),
     );
@@ -378,7 +351,7 @@ alerts:
 "#,
         pd = pagerduty.port
     ));
-    set_secret(&stack, "PD_KEY", KEY);
+    stack.set_secret("PD_KEY", KEY);
     assert!(stack.up().status.success());
     let mut plan = LoadPlan::new(format!("http://127.0.0.1:{port}/"), 100.0);
     plan.max_duration = Duration::from_secs(60);

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -34,30 +33,6 @@ fn with_closed_stdout(dir: &Path, args: &[&str]) -> std::process::Output {
         .stderr(Stdio::piped())
         .output()
         .unwrap()
-}
-
-fn set_secret(stack: &Stack, name: &str, value: &str) {
-    let mut child = Command::new(wharf_bin())
-        .args(["secret", "set", name, "--reason", "test"])
-        .current_dir(stack.path())
-        .env("WHARF_ACTOR", "tester")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{value}\n").as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 // Before: `wharf up -d | head -3` panicked with "failed printing to stdout: Broken pipe".
@@ -126,7 +101,7 @@ fn up_detached_on_a_corrupt_database_exits_2() {
     let stack = Stack::new(
         "name: corrupt\nsecrets:\n  TOKEN: {}\nservices:\n  w:\n    command: [sleep, \"600\"]\n    secrets: [TOKEN]\n",
     );
-    set_secret(&stack, "TOKEN", "value-9d8c7b6a");
+    stack.set_secret("TOKEN", "value-9d8c7b6a");
     let db = stack.path().join(".wharf/state.db");
     for suffix in ["-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
@@ -150,7 +125,7 @@ fn state_database_and_logs_are_private_in_a_private_state_directory() {
     let state = stack.path().join(".wharf");
     std::fs::create_dir(&state).unwrap();
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
-    set_secret(&stack, "TOKEN", "value-1a2b3c4d");
+    stack.set_secret("TOKEN", "value-1a2b3c4d");
     let output = stack.up();
     assert!(
         output.status.success(),
@@ -193,7 +168,7 @@ fn secret_files_directory_is_removed_after_down() {
     let stack = Stack::new(
         "name: shm\nsecrets:\n  CERT: {}\nservices:\n  w:\n    command: [sleep, \"600\"]\n    replicas: 2\n    secret_files: [CERT]\n",
     );
-    set_secret(&stack, "CERT", "cert-7e6d5c4b");
+    stack.set_secret("CERT", "cert-7e6d5c4b");
     let output = stack.up();
     assert!(
         output.status.success(),

@@ -109,6 +109,40 @@ impl Stack {
             .unwrap()
     }
 
+    /// `wharf ARGS` with `stdin` on its standard input (a secret's value: never argv).
+    pub fn wharf_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = Command::new(wharf_bin())
+            .args(args)
+            .current_dir(self.path())
+            .env("NO_COLOR", "1")
+            .env("WHARF_ACTOR", "tester")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// `wharf secret set NAME` with the value on stdin; it must succeed.
+    pub fn set_secret(&self, name: &str, value: &str) {
+        let output = self.wharf_with_stdin(
+            &["secret", "set", name, "--reason", "test"],
+            &format!("{value}\n"),
+        );
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     pub fn up(&self) -> Output {
         self.wharf(&["up", "-d", "--wait-timeout", "60s"])
     }
