@@ -34,6 +34,6 @@ pub use secrets::{
     SecretChangeAnswer, SecretVersion, SetSecretRequest,
 };
 pub use status::{
-    DependencyStatus, HealthStatus, InstancePhase, InstanceStatus, ServiceState, ServiceStatus,
-    StackStatus, StatusReport,
+    DependencyStatus, HealthStatus, InstancePhase, InstanceStatus, OpenPage, ServiceState,
+    ServiceStatus, StackStatus, StatusReport,
 };

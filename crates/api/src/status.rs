@@ -21,6 +21,22 @@ pub struct StatusReport {
     /// Nothing failed, nothing is blocked, nothing is still starting.
     pub healthy: bool,
     pub services: Vec<ServiceStatus>,
+    /// The alert pages open now: one per root cause and alert.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pages: Vec<OpenPage>,
+}
+
+/// An alert page open now (its notice sent or on its way to the alert's receiver).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct OpenPage {
+    /// The alert (receiver) it went to.
+    pub alert: String,
+    pub root_cause: String,
+    pub summary: String,
+    /// Dependents in trouble through the root cause when it opened.
+    pub affected: Vec<String>,
+    /// When the trouble began (RFC 3339).
+    pub since: String,
 }
 
 impl StatusReport {

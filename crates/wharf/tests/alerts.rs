@@ -223,6 +223,19 @@ fn a_database_outage_under_five_dependents_pages_pagerduty_fake_and_slack_fake_o
         std::thread::park_timeout(Duration::from_millis(100));
     }
     assert_eq!(actions_of(&pagerduty.requests()), ["trigger"]);
+    // `status` shows the open pages (one per alert: PagerDuty's and Slack's).
+    let pages = stack.status()["pages"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(pages.len(), 2, "{pages:?}");
+    assert!(pages.iter().all(|p| p["root_cause"] == "db"), "{pages:?}");
+    let table = stack.wharf(&["status"]);
+    assert!(
+        String::from_utf8_lossy(&table.stdout).contains("page open → oncall: db since"),
+        "{}",
+        String::from_utf8_lossy(&table.stdout)
+    );
     set_ready(db, true);
     eventually("the resolve", Duration::from_secs(30), || {
         (pagerduty.requests().len() >= 2).then_some(())
@@ -233,6 +246,10 @@ fn a_database_outage_under_five_dependents_pages_pagerduty_fake_and_slack_fake_o
     let requests = pagerduty.requests();
     assert_eq!(actions_of(&requests), ["trigger", "resolve"]);
     assert_eq!(requests[1].1["dedup_key"], "wharf/pager/oncall/db");
+    assert!(
+        stack.status().get("pages").is_none(),
+        "no page open after the resolves"
+    );
     // Slack got the same two messages.
     let messages = eventually("two slack messages", Duration::from_secs(30), || {
         let got = slack.requests();

@@ -242,6 +242,20 @@ impl Alerting {
         self.alerts = alerts;
     }
 
+    /// The pages open now, for the status report.
+    pub(super) fn open_pages(&self) -> Vec<wharf_api::OpenPage> {
+        self.engine
+            .open_pages()
+            .map(|page| wharf_api::OpenPage {
+                alert: page.rule.clone(),
+                root_cause: page.root_cause.clone(),
+                summary: page.summary.clone(),
+                affected: page.affected.clone(),
+                since: page.started_at.to_string(),
+            })
+            .collect()
+    }
+
     pub(super) fn alerts(&self) -> &[Alert] {
         &self.alerts
     }

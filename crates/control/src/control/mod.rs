@@ -1017,6 +1017,7 @@ impl ControlPlane {
             settled,
             healthy,
             services,
+            pages: self.alerting.open_pages(),
         }
     }
 }

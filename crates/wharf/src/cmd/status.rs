@@ -230,6 +230,17 @@ pub fn print_report(report: &StatusReport, output: Output) -> anyhow::Result<()>
         report.stack, report.status, report.control_pid
     );
     println!("{table}");
+    for page in &report.pages {
+        let affected = if page.affected.is_empty() {
+            String::new()
+        } else {
+            format!(" (affects {})", page.affected.join(", "))
+        };
+        println!(
+            "page open → {}: {} since {}{affected}",
+            page.alert, page.root_cause, page.since
+        );
+    }
     Ok(())
 }
 
