@@ -154,6 +154,10 @@ impl Engine {
                         let entry = self.troubles.entry(key).or_insert((now, trouble.clone()));
                         entry.1 = trouble;
                     }
+                    // Coming up again (a restart after a failure): neither over nor begun
+                    // anew, so a service that flaps between down and starting still reaches
+                    // its `for`.
+                    None if service.health == Health::Settling => {}
                     None => {
                         if self.troubles.remove(&key).is_some() {
                             self.cleared.insert(key, now);
@@ -207,8 +211,17 @@ impl Engine {
                 };
                 let service_ancestors = ancestors(&service.name, &by_name);
                 // A child: a critical dependency (transitively) is in trouble too — pending or
-                // paged, its page is the one that speaks for both.
-                if service_ancestors.iter().any(|a| in_trouble(a)) {
+                // paged, its page is the one that speaks for both — or does not serve for a
+                // reason that is no outage (stopped by an operator, coming up, in a rollout).
+                let not_serving = |name: &String| {
+                    by_name
+                        .get(name.as_str())
+                        .is_some_and(|v| v.health != Health::Serving || v.maintenance)
+                };
+                if service_ancestors
+                    .iter()
+                    .any(|a| in_trouble(a) || not_serving(a))
+                {
                     continue;
                 }
                 let counted_from = service_ancestors
@@ -536,6 +549,32 @@ mod tests {
         assert_eq!(pages.len(), 1);
         assert_eq!(pages[0].root_cause, "db");
         assert_eq!(pages[0].affected.len(), 100);
+    }
+
+    #[test]
+    fn a_flapping_service_still_pages_and_dependents_of_a_stopped_one_do_not() {
+        let mut engine = Engine::new("shop", vec![rule(10)], Vec::new());
+        // Down, restarted (starting), down again...: the trouble runs on.
+        for t in 0..12 {
+            let health = if t % 3 == 2 {
+                Health::Settling
+            } else {
+                Health::Down
+            };
+            let changes = engine.evaluate(at(t), &[view("db", health, &[])]);
+            if t < 10 {
+                assert!(changes.is_empty(), "{t}: {changes:?}");
+            } else if health == Health::Down {
+                assert_eq!(opened(&changes).len(), 1, "{t}");
+                break;
+            }
+        }
+        // An operator stops db: its blocked dependents are no outage.
+        let mut engine = Engine::new("shop", vec![rule(1)], Vec::new());
+        for t in 0..5 {
+            let changes = engine.evaluate(at(t), &stack(Health::Stopped, Health::Down));
+            assert!(changes.is_empty(), "{t}: {changes:?}");
+        }
     }
 
     #[test]

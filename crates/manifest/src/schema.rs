@@ -1287,6 +1287,17 @@ fn alerts(decoder: &mut Decoder, node: &Node, refs: &mut References) -> Vec<Aler
             .unwrap_or_default()
             .into_iter()
             .collect();
+        if let Some(name) = &name
+            && alerts.iter().any(|a: &Alert| a.name == *name)
+            && let Some(node) = fields.get("name")
+        {
+            decoder.push(
+                Diagnostic::error(node.span, format!("alert `{name}` is declared twice"))
+                    .with_label("a second alert of this name")
+                    .with_hint("each alert names one receiver: give this one another name"),
+            );
+            continue;
+        }
         if let (Some(name), Some(webhook)) = (name, webhook) {
             alerts.push(Alert {
                 name,
@@ -1383,19 +1394,52 @@ fn is_secret_reference(text: &str) -> bool {
 /// Why a receiver URL written in clear text holds a credential, if it does: user info, a query
 /// (PagerDuty's `routing_key`, tokens), or a Slack webhook's path, which is its key.
 fn url_carries_key(url: &str, format: WebhookFormat) -> Option<&'static str> {
-    if url.contains("${secret:") {
+    const SECRET: char = '\u{1}';
+    if is_secret_reference(url) {
         return None;
     }
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if authority.contains('@') {
-        return Some("user info");
+    // What is written in clear around any `${secret:…}` is judged on its own; a reference
+    // stands for a key kept where it belongs.
+    let mut clear = String::new();
+    let mut rest = url;
+    while let Some(start) = rest.find("${secret:") {
+        clear.push_str(&rest[..start]);
+        clear.push(SECRET);
+        rest = rest[start..]
+            .find('}')
+            .map_or("", |end| &rest[start + end + 1..]);
     }
-    if url.contains('?') {
-        return Some("a query string");
+    clear.push_str(rest);
+    let is_secret = |text: &str| text.len() == SECRET.len_utf8() && text.starts_with(SECRET);
+    let after_scheme = clear
+        .split_once("://")
+        .map_or(clear.as_str(), |(_, rest)| rest);
+    let authority = after_scheme.split(['/', '?', '#']).next().unwrap_or("");
+    if let Some((user_info, _)) = authority.rsplit_once('@') {
+        let key = user_info
+            .split_once(':')
+            .map_or(user_info, |(_, password)| password);
+        if !is_secret(key) {
+            return Some("user info");
+        }
+    }
+    let query = clear
+        .split_once('?')
+        .map(|(_, query)| query.split('#').next().unwrap_or(""));
+    if let Some(query) = query {
+        let clear_value = query.split('&').any(|pair| {
+            let value = pair.split_once('=').map_or("", |(_, value)| value);
+            !value.is_empty() && !is_secret(value)
+        });
+        if clear_value {
+            return Some("a query string");
+        }
     }
     if format == WebhookFormat::Slack && authority.ends_with("hooks.slack.com") {
-        return Some("a Slack webhook's path is its key");
+        let path = after_scheme.split(['?', '#']).next().unwrap_or("");
+        if !path.rsplit('/').next().is_some_and(is_secret) {
+            return Some("a Slack webhook's path is its key");
+        }
     }
     None
 }

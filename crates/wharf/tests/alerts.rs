@@ -413,3 +413,28 @@ alerts:
     );
     assert!(actions(&stack.ledger(), "alert.trigger").is_empty());
 }
+
+#[test]
+fn removing_an_alert_with_a_page_open_still_sends_its_resolve_to_the_pagerduty_fake() {
+    let (pagerduty, slack) = (FakeReceiver::start(0), FakeReceiver::start(0));
+    let db = free_port();
+    let stack = five_dependents(db, &pagerduty, &slack);
+    set_ready(db, false);
+    eventually("the trigger", Duration::from_secs(30), || {
+        pagerduty.requests().into_iter().next()
+    });
+    // The operator drops the PagerDuty alert while its page is open.
+    let manifest = std::fs::read_to_string(stack.path().join("wharf.yaml")).unwrap();
+    let start = manifest.find("  - name: oncall").unwrap();
+    let end = manifest.find("  - name: chat").unwrap();
+    let without = format!("{}{}", &manifest[..start], &manifest[end..]);
+    std::fs::write(stack.path().join("wharf.yaml"), without).unwrap();
+    // The reload applies the manifest (the stack is still unhealthy: `up` says so, exit 1).
+    stack.wharf(&["up", "-d", "--wait-timeout", "5s"]);
+    eventually(
+        "the resolve of the removed alert's page",
+        Duration::from_secs(30),
+        || (pagerduty.requests().len() >= 2).then_some(()),
+    );
+    assert_eq!(actions_of(&pagerduty.requests()), ["trigger", "resolve"]);
+}

@@ -24,6 +24,8 @@ use crate::state::ServiceState;
 
 /// How far back the error rate and latency look.
 const WINDOW: Duration = Duration::from_secs(60);
+/// A window whose latest proxy report is older than this says nothing any more.
+const STALE_AFTER: Duration = Duration::from_secs(5);
 /// Fewer requests than this in the window say nothing about an error rate.
 const MIN_REQUESTS: u64 = 20;
 
@@ -36,6 +38,22 @@ struct Totals {
     buckets: Vec<(u64, u64)>,
 }
 
+/// What was handed to a receiver and is not finished: a replaced courier's load is handed to
+/// its successor from here (the store's reading connection may not show the latest rows yet).
+#[derive(Debug, Clone)]
+enum Pending {
+    /// A page's notice, also in the outbox.
+    Notice(wharf_notify::Notice),
+    /// A change event: not in the outbox, not owed after a restart.
+    Change(wharf_notify::Change),
+}
+
+/// A receiver's courier and what it was built from, to tell whether it is still current.
+struct Delivery {
+    receiver: wharf_notify::Receiver,
+    courier: wharf_notify::Courier,
+}
+
 /// The alerting subsystem's state.
 pub(super) struct Alerting {
     engine: Engine,
@@ -45,15 +63,16 @@ pub(super) struct Alerting {
     last_notice: u64,
     /// Per service, its totals at each proxy report within the window, oldest first.
     windows: HashMap<String, VecDeque<(Instant, Totals)>>,
-    /// One delivery queue per receiver (alert), by name, with the receiver's format.
-    couriers: HashMap<String, (wharf_notify::Format, wharf_notify::Courier)>,
-    /// Notices handed to a courier whose outcome has not come back.
-    in_flight: std::collections::BTreeSet<u64>,
-    /// Ids of change events (not in the outbox: a missed change event is not owed later).
-    changes: std::collections::BTreeSet<u64>,
+    /// One delivery queue per receiver (alert), by name. A removed alert's courier stays until
+    /// its pages are resolved and their notices delivered.
+    couriers: HashMap<String, Delivery>,
+    /// Handed out, outcome not back yet: id → (receiver, what).
+    unfinished: BTreeMap<u64, (String, Pending)>,
     /// Services in maintenance at the last pass: when one leaves it, its error and latency
     /// window starts again (a failed canary's errors are not the stable version's).
     in_maintenance: std::collections::HashSet<String>,
+    /// Where couriers report (one channel for all, forwarded to the loop).
+    outcomes: Option<tokio::sync::mpsc::UnboundedSender<wharf_notify::Outcome>>,
 }
 
 impl Alerting {
@@ -70,16 +89,24 @@ impl Alerting {
             .into_iter()
             .filter_map(|text| serde_json::from_str::<Page>(&text).ok())
             .collect();
-        let last_notice = core.journal.store().last_alert_notice_id().unwrap_or(0);
+        // Ids never repeat across restarts (change events are not in the outbox, and an
+        // unreadable outbox must not restart them at 1): at least the clock's milliseconds.
+        let now_ms = u64::try_from(jiff::Timestamp::now().as_millisecond()).unwrap_or(0);
+        let last_notice = core
+            .journal
+            .store()
+            .last_alert_notice_id()
+            .unwrap_or(0)
+            .max(now_ms);
         Alerting {
             engine: Engine::new(&core.stack, rules(&alerts), open),
             alerts,
             last_notice,
             windows: HashMap::new(),
             couriers: HashMap::new(),
-            in_flight: Default::default(),
-            changes: Default::default(),
+            unfinished: BTreeMap::new(),
             in_maintenance: Default::default(),
+            outcomes: None,
         }
     }
 
@@ -99,30 +126,25 @@ impl Alerting {
             at: jiff::Timestamp::now(),
             details,
         };
-        for (format, courier) in self.couriers.values() {
+        let receivers: Vec<String> = self.alerts.iter().map(|a| a.name.clone()).collect();
+        for receiver in receivers {
             self.last_notice += 1;
             let id = self.last_notice;
-            courier.push_change(id, wharf_notify::change_body(*format, &change, None));
-            self.in_flight.insert(id);
-            self.changes.insert(id);
+            self.deliver(id, &receiver, Pending::Change(change.clone()));
         }
     }
 
     /// Whether notices are still on their way (a stopping control plane waits for them a
     /// little: the resolves a `down` causes should not wait for the next `up`).
     pub(super) fn delivering(&self) -> bool {
-        !self.in_flight.is_empty()
+        self.unfinished
+            .values()
+            .any(|(receiver, _)| self.couriers.contains_key(receiver))
     }
 
-    /// Starts a courier per receiver — URLs and keys resolved from the secrets, in memory
-    /// only — and hands them the notices a previous control plane (or this one, before a
-    /// reload) left undelivered, in order. Their outcomes come back as [`Event::Notice`].
+    /// Starts delivery: the notices a previous control plane left undelivered, then a
+    /// courier per receiver. Their outcomes come back as [`Event::Notice`].
     pub(super) fn start_delivery(&mut self, core: &mut Core, injector: &Injector) {
-        // Dropping the old couriers stops them: what they held is either in the outbox (queued
-        // again below) or a change event, which is not owed later.
-        self.couriers.clear();
-        self.in_flight.clear();
-        self.changes.clear();
         let (outcomes, mut reports) = tokio::sync::mpsc::unbounded_channel();
         let events = core.events.clone();
         tokio::spawn(async move {
@@ -132,24 +154,7 @@ impl Alerting {
                 }
             }
         });
-        let client = wharf_notify::Client::new();
-        for alert in &self.alerts {
-            let receiver = match receiver(core, injector, alert) {
-                Ok(receiver) => receiver,
-                Err(reason) => {
-                    // Its notices stay in the outbox until a control plane can resolve it.
-                    tracing::error!(
-                        receiver = alert.name,
-                        reason,
-                        "cannot deliver to this receiver"
-                    );
-                    continue;
-                }
-            };
-            let format = receiver.format;
-            let courier = wharf_notify::Courier::spawn(client.clone(), receiver, outcomes.clone());
-            self.couriers.insert(alert.name.clone(), (format, courier));
-        }
+        self.outcomes = Some(outcomes);
         let pending = core
             .journal
             .store()
@@ -163,35 +168,105 @@ impl Alerting {
                 tracing::error!(id = row.id, "an unreadable notice in the outbox");
                 continue;
             };
-            if self.alerts.iter().all(|a| a.name != row.receiver) {
-                let reason = "its receiver is no longer in the manifest";
-                core.journal.finish_notice(row.id, 0, Some(reason));
-                core.journal.record(
-                    KnownAction::AlertUndelivered,
-                    &row.receiver,
-                    json!({"notice": row.id, "attempts": 0, "reason": reason}),
-                );
+            self.unfinished
+                .insert(row.id, (row.receiver, Pending::Notice(notice)));
+        }
+        self.sync_receivers(core, injector);
+    }
+
+    /// Brings the couriers in line with the alerts and the secrets as they are now: a
+    /// receiver whose URL or key changed (a manifest change, a rotated secret) gets a new
+    /// courier, which is handed what the old one had not finished; an unchanged one keeps
+    /// its courier; a removed alert keeps its courier until its pages are resolved and
+    /// delivered; notices for a receiver that no longer exists at all are given up.
+    pub(super) fn sync_receivers(&mut self, core: &mut Core, injector: &Injector) {
+        let Some(outcomes) = self.outcomes.clone() else {
+            return;
+        };
+        let client = wharf_notify::Client::new();
+        for alert in &self.alerts {
+            let receiver = match receiver(core, injector, alert) {
+                Ok(receiver) => receiver,
+                Err(reason) => {
+                    // Its notices stay in the outbox until it can be resolved.
+                    tracing::error!(
+                        receiver = alert.name,
+                        reason,
+                        "cannot deliver to this receiver"
+                    );
+                    continue;
+                }
+            };
+            if self
+                .couriers
+                .get(&alert.name)
+                .is_some_and(|d| d.receiver == receiver)
+            {
                 continue;
             }
-            self.deliver(row.id, &row.receiver, &notice);
+            let courier =
+                wharf_notify::Courier::spawn(client.clone(), receiver.clone(), outcomes.clone());
+            for (id, (to, pending)) in &self.unfinished {
+                if *to == alert.name {
+                    push(&courier, receiver.format, *id, pending);
+                }
+            }
+            self.couriers
+                .insert(alert.name.clone(), Delivery { receiver, courier });
+        }
+        self.retire_couriers(core);
+    }
+
+    /// Drops the couriers of removed alerts once nothing is owed through them, and gives up
+    /// what is owed to a receiver that exists nowhere any more.
+    fn retire_couriers(&mut self, core: &mut Core) {
+        let declared = |name: &str| self.alerts.iter().any(|a| a.name == name);
+        let open: std::collections::HashSet<String> =
+            self.engine.open_pages().map(|p| p.rule.clone()).collect();
+        let owed: std::collections::HashSet<String> =
+            self.unfinished.values().map(|(to, _)| to.clone()).collect();
+        self.couriers
+            .retain(|name, _| declared(name) || open.contains(name) || owed.contains(name));
+        let orphaned: Vec<u64> = self
+            .unfinished
+            .iter()
+            .filter(|(_, (to, _))| !declared(to) && !self.couriers.contains_key(to))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in orphaned {
+            if let Some((to, pending)) = self.unfinished.remove(&id) {
+                let reason = "its receiver is no longer in the manifest";
+                let change = matches!(pending, Pending::Change(_));
+                if !change {
+                    core.journal.finish_notice(id, 0, Some(reason));
+                }
+                core.journal.record(
+                    KnownAction::AlertUndelivered,
+                    &to,
+                    json!({"notice": id, "attempts": 0, "reason": reason, "change": change}),
+                );
+            }
         }
     }
 
-    /// Hands a notice to its receiver's courier (without a key: the courier adds it).
-    fn deliver(&mut self, id: u64, receiver: &str, notice: &wharf_notify::Notice) {
-        if let Some((format, courier)) = self.couriers.get(receiver) {
-            courier.push(id, wharf_notify::body(*format, notice, None));
-            self.in_flight.insert(id);
+    /// Hands a notice or change to its receiver's courier (without a key: the courier adds
+    /// it), keeping it until its outcome comes back.
+    fn deliver(&mut self, id: u64, receiver: &str, pending: Pending) {
+        if let Some(delivery) = self.couriers.get(receiver) {
+            push(&delivery.courier, delivery.receiver.format, id, &pending);
         }
+        self.unfinished.insert(id, (receiver.to_owned(), pending));
     }
 
     /// A courier's report: a notice delivered or given up on is recorded and its outbox row
     /// closed; a retry is only logged.
     pub(super) fn on_outcome(&mut self, core: &mut Core, outcome: wharf_notify::Outcome) {
-        if outcome.is_final() {
-            self.in_flight.remove(&outcome.id());
-        }
-        let change = outcome.is_final() && self.changes.remove(&outcome.id());
+        let finished = if outcome.is_final() {
+            self.unfinished.remove(&outcome.id())
+        } else {
+            None
+        };
+        let change = matches!(finished, Some((_, Pending::Change(_))));
         match outcome {
             wharf_notify::Outcome::Delivered {
                 receiver,
@@ -234,12 +309,14 @@ impl Alerting {
                 tracing::warn!(receiver, id, attempts, %error, ?next_in, "a notice will be retried");
             }
         }
+        self.retire_couriers(core);
     }
 
-    /// A reloaded manifest's alerts.
-    pub(super) fn set_alerts(&mut self, alerts: Vec<Alert>) {
+    /// A reloaded manifest's alerts; the couriers follow (see [`Self::sync_receivers`]).
+    pub(super) fn set_alerts(&mut self, core: &mut Core, injector: &Injector, alerts: Vec<Alert>) {
         self.engine.set_rules(rules(&alerts));
         self.alerts = alerts;
+        self.sync_receivers(core, injector);
     }
 
     /// The pages open now, for the status report.
@@ -297,9 +374,13 @@ impl Alerting {
         let Some(window) = self.windows.get(service) else {
             return (None, None);
         };
-        let (Some((_, oldest)), Some((_, newest))) = (window.front(), window.back()) else {
+        let (Some((_, oldest)), Some((at, newest))) = (window.front(), window.back()) else {
             return (None, None);
         };
+        // No report for a while (the proxy is gone, the service left it): nothing to judge.
+        if at.elapsed() > STALE_AFTER {
+            return (None, None);
+        }
         let requests = newest.requests.saturating_sub(oldest.requests);
         if requests < MIN_REQUESTS {
             return (None, None);
@@ -406,7 +487,17 @@ impl Alerting {
                 tracing::info!(rule = page.rule, root = page.root_cause, "page resolved")
             }
         }
-        self.deliver(id, &page.rule, &notice);
+        self.deliver(id, &page.rule, Pending::Notice(notice));
+    }
+}
+
+/// Queues one notice or change on a courier, its body built without the key.
+fn push(courier: &wharf_notify::Courier, format: wharf_notify::Format, id: u64, pending: &Pending) {
+    match pending {
+        Pending::Notice(notice) => courier.push(id, wharf_notify::body(format, notice, None)),
+        Pending::Change(change) => {
+            courier.push_change(id, wharf_notify::change_body(format, change, None));
+        }
     }
 }
 

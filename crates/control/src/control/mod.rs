@@ -96,6 +96,8 @@ pub struct ControlPlane {
     traffic: traffic::Traffic,
     injector: inject::Injector,
     alerting: alerts::Alerting,
+    /// A reload's task is reading the manifest: another waits (they could land out of order).
+    reload_preparing: bool,
     events_rx: mpsc::Receiver<Event>,
 }
 
@@ -224,6 +226,7 @@ impl ControlPlane {
             traffic: traffic::Traffic::new(&config.state_dir, config.proxy_binary.clone()),
             injector: inject::Injector::new(plan.secrets.clone()),
             alerting,
+            reload_preparing: false,
             events_rx,
         };
         control.restore_rollouts();

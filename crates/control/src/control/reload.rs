@@ -17,6 +17,20 @@ impl ControlPlane {
     /// store write on first use) are IO: they run in a task, which hands the loop
     /// [`Event::ReloadPrepared`]; a reload of secrets and config alone is answered at once.
     pub(super) fn begin_reload(&mut self, request: ReloadRequest, reply: ReloadReply) {
+        if self.supervisor.exit_when_stopped {
+            // A reload would want the services again, and the stack would never stop.
+            let _ = reply.send(Err(ControlError::rejected(
+                "the stack is stopping (`wharf down`); `wharf up` once it has",
+            )));
+            return;
+        }
+        if request.manifest && self.reload_preparing {
+            // Two reads of the manifest could land in either order: one at a time.
+            let _ = reply.send(Err(ControlError::rejected(
+                "another `wharf up` is reading the manifest; try again in a moment",
+            )));
+            return;
+        }
         if !request.manifest {
             let _ = reply.send(Ok(self.apply_reload(None)));
             return;
@@ -36,6 +50,7 @@ impl ControlPlane {
             ))));
             return;
         }
+        self.reload_preparing = true;
         let unlocked = self.injector.unlocked();
         let state_dir = self.core.config.state_dir.clone();
         let writer = self.core.journal.writer();
@@ -67,6 +82,13 @@ impl ControlPlane {
         prepared: Result<PreparedReload, String>,
         reply: ReloadReply,
     ) {
+        self.reload_preparing = false;
+        if self.supervisor.exit_when_stopped {
+            let _ = reply.send(Err(ControlError::rejected(
+                "the stack began stopping (`wharf down`) while the manifest was read; nothing was changed",
+            )));
+            return;
+        }
         let PreparedReload { plan, secrets } = match prepared {
             Ok(prepared) => prepared,
             Err(reason) => {
@@ -89,6 +111,8 @@ impl ControlPlane {
     fn apply_reload(&mut self, manifest: Option<ManifestChanges>) -> ReloadAnswer {
         let mut restarted = Vec::new();
         let mut signalled = Vec::new();
+        // A receiver's URL or key may be a secret that just changed.
+        self.alerting.sync_receivers(&mut self.core, &self.injector);
         // External datastores probed through a secret URL: probed again with the new value.
         if self
             .supervisor
@@ -189,8 +213,8 @@ impl ControlPlane {
     fn apply_plan(&mut self, plan: crate::plan::StackPlan) -> ManifestChanges {
         self.injector.policies = plan.secrets.clone();
         if self.alerting.alerts() != plan.alerts.as_slice() {
-            self.alerting.set_alerts(plan.alerts.clone());
-            self.alerting.start_delivery(&mut self.core, &self.injector);
+            self.alerting
+                .set_alerts(&mut self.core, &self.injector, plan.alerts.clone());
         }
         let mut added = Vec::new();
         let mut changed = Vec::new();
