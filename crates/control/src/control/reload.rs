@@ -17,8 +17,9 @@ impl ControlPlane {
     /// store write on first use) are IO: they run in a task, which hands the loop
     /// [`Event::ReloadPrepared`]; a reload of secrets and config alone is answered at once.
     pub(super) fn begin_reload(&mut self, request: ReloadRequest, reply: ReloadReply) {
-        if self.supervisor.exit_when_stopped {
-            // A reload would want the services again, and the stack would never stop.
+        if request.manifest && self.supervisor.exit_when_stopped {
+            // A new manifest would want the services again, and the stack would never stop.
+            // (Secrets and config alone change nothing a stopping stack still starts.)
             let _ = reply.send(Err(ControlError::rejected(
                 "the stack is stopping (`wharf down`); `wharf up` once it has",
             )));
