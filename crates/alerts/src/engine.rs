@@ -578,6 +578,25 @@ mod tests {
     }
 
     #[test]
+    fn a_p95_above_the_threshold_pages_and_one_below_it_resolves() {
+        let mut slow = rule(1);
+        slow.latency_p95 = Some(Duration::from_millis(500));
+        let mut engine = Engine::new("shop", vec![slow], Vec::new());
+        let mut services = stack(Health::Serving, Health::Serving);
+        services[1].latency_p95 = Some(Duration::from_millis(800));
+        engine.evaluate(at(0), &services);
+        let changes = engine.evaluate(at(1), &services);
+        assert_eq!(opened(&changes)[0].root_cause, "api");
+        assert!(
+            opened(&changes)[0]
+                .summary
+                .contains("p95 latency is 800 ms")
+        );
+        services[1].latency_p95 = Some(Duration::from_millis(300));
+        assert_eq!(resolved(&engine.evaluate(at(2), &services)).len(), 1);
+    }
+
+    #[test]
     fn a_page_is_serialized_and_read_back_unchanged() {
         let mut engine = Engine::new("shop", vec![rule(0)], Vec::new());
         let page =

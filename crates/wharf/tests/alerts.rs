@@ -119,17 +119,18 @@ const KEY: &str = "pdkey-7f3a9c1e5b";
 /// A database and five services depending on it (two of them through `api`), paging
 /// PagerDuty and Slack after one second of trouble.
 fn five_dependents(db: u16, pagerduty: &FakeReceiver, slack: &FakeReceiver) -> Stack {
-    let dependent = |name: &str, on: &str, on_port: &str| {
+    // Every dependent checks the database's readiness itself (api's instance port is not known
+    // when the manifest is written); what the paging follows is the `depends_on` graph.
+    let dependent = |name: &str, on: &str| {
         format!(
             r#"
   {name}:
-    command: [TESTBED, --port, "${{PORT}}", --depends-on, "http://127.0.0.1:{on_port}/ready"]
+    command: [TESTBED, --port, "${{PORT}}", --depends-on, "http://127.0.0.1:{db}/ready"]
     depends_on: {{{on}: {{condition: ready}}}}
     probes:
       ready: {{http: {{path: /ready}}, interval: 200ms, failure_threshold: 2}}"#
         )
     };
-    let db_port = db.to_string();
     let manifest = format!(
         r#"
 name: pager
@@ -145,20 +146,19 @@ alerts:
   - name: oncall
     webhook: {{url: "http://127.0.0.1:{pd}/v2/enqueue", format: pagerduty, routing_key: "${{secret:PD_KEY}}"}}
     thresholds: {{down_for: 1s}}
+    severity: error
+    labels: {{team: storage}}
   - name: chat
     webhook: {{url: "${{secret:SLACK_URL}}", format: slack}}
     thresholds: {{down_for: 1s}}
 "#,
-        api = dependent("api", "db", &db_port),
-        worker = dependent("worker", "db", &db_port),
-        billing = dependent("billing", "db", &db_port),
-        web = dependent("web", "api", "API_PORT"),
-        admin = dependent("admin", "api", "API_PORT"),
+        api = dependent("api", "db"),
+        worker = dependent("worker", "db"),
+        billing = dependent("billing", "db"),
+        web = dependent("web", "api"),
+        admin = dependent("admin", "api"),
         pd = pagerduty.port,
     );
-    // web and admin check api through its readiness: api's instance port is not known yet,
-    // so they check the database too — what matters is the dependency graph.
-    let manifest = manifest.replace("API_PORT", &db_port);
     let stack = Stack::new(&manifest);
     stack.set_secret("PD_KEY", KEY);
     stack.set_secret(
@@ -175,6 +175,19 @@ alerts:
     stack
 }
 
+/// The five-dependent stack paging a PagerDuty fake (refusing the first `refusals` requests
+/// with 429) and a Slack fake, its database made unready, and the first request PagerDuty got.
+fn outage(refusals: usize) -> (Stack, u16, FakeReceiver, FakeReceiver, (String, Value)) {
+    let (pagerduty, slack) = (FakeReceiver::start(refusals), FakeReceiver::start(0));
+    let db = free_port();
+    let stack = five_dependents(db, &pagerduty, &slack);
+    set_ready(db, false);
+    let trigger = eventually("the trigger", Duration::from_secs(30), || {
+        pagerduty.requests().into_iter().next()
+    });
+    (stack, db, pagerduty, slack, trigger)
+}
+
 fn actions_of(requests: &[(String, Value)]) -> Vec<String> {
     requests
         .iter()
@@ -185,13 +198,7 @@ fn actions_of(requests: &[(String, Value)]) -> Vec<String> {
 #[test]
 fn a_database_outage_under_five_dependents_pages_pagerduty_fake_and_slack_fake_once_and_resolves_once()
  {
-    let (pagerduty, slack) = (FakeReceiver::start(0), FakeReceiver::start(0));
-    let db = free_port();
-    let stack = five_dependents(db, &pagerduty, &slack);
-    set_ready(db, false);
-    let trigger = eventually("the trigger", Duration::from_secs(30), || {
-        pagerduty.requests().into_iter().next()
-    });
+    let (stack, db, pagerduty, slack, trigger) = outage(0);
     let (path, body) = &trigger;
     assert_eq!(path, "/v2/enqueue");
     assert_eq!(body["event_action"], "trigger");
@@ -199,6 +206,12 @@ fn a_database_outage_under_five_dependents_pages_pagerduty_fake_and_slack_fake_o
     assert_eq!(body["dedup_key"], "wharf/pager/oncall/db");
     let summary = body["payload"]["summary"].as_str().unwrap();
     assert!(summary.starts_with("db is down"), "{summary}");
+    // The alert's severity and labels reach the receiver.
+    assert_eq!(body["payload"]["severity"], "error");
+    assert_eq!(
+        body["payload"]["custom_details"]["labels"]["team"],
+        "storage"
+    );
     let mut affected: Vec<&str> = body["payload"]["custom_details"]["affected"]
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_str).collect())
@@ -280,14 +293,8 @@ fn a_database_outage_under_five_dependents_pages_pagerduty_fake_and_slack_fake_o
 
 #[test]
 fn a_page_opened_before_wharf_is_killed_is_resolved_after_it_restarts_through_pagerduty_fake() {
-    let (pagerduty, slack) = (FakeReceiver::start(2), FakeReceiver::start(0));
-    let db = free_port();
-    let stack = five_dependents(db, &pagerduty, &slack);
-    set_ready(db, false);
     // Refused twice with 429, then delivered: once.
-    eventually("the trigger", Duration::from_secs(30), || {
-        pagerduty.requests().into_iter().next()
-    });
+    let (stack, db, pagerduty, _slack, _) = outage(2);
     let pid = stack.control_pid().expect("a control plane runs");
     kill9(i64::from(pid));
     eventually("the control plane to die", Duration::from_secs(10), || {
@@ -320,13 +327,7 @@ fn a_page_opened_before_wharf_is_killed_is_resolved_after_it_restarts_through_pa
 
 #[test]
 fn stopping_the_stack_resolves_its_open_page_at_the_pagerduty_fake_before_down_returns() {
-    let (pagerduty, slack) = (FakeReceiver::start(0), FakeReceiver::start(0));
-    let db = free_port();
-    let stack = five_dependents(db, &pagerduty, &slack);
-    set_ready(db, false);
-    eventually("the trigger", Duration::from_secs(30), || {
-        pagerduty.requests().into_iter().next()
-    });
+    let (stack, _db, pagerduty, _slack, _) = outage(0);
     let output = stack.wharf(&["down"]);
     assert!(output.status.success());
     // `down` has returned: the resolve already reached the receiver.
@@ -416,13 +417,7 @@ alerts:
 
 #[test]
 fn removing_an_alert_with_a_page_open_still_sends_its_resolve_to_the_pagerduty_fake() {
-    let (pagerduty, slack) = (FakeReceiver::start(0), FakeReceiver::start(0));
-    let db = free_port();
-    let stack = five_dependents(db, &pagerduty, &slack);
-    set_ready(db, false);
-    eventually("the trigger", Duration::from_secs(30), || {
-        pagerduty.requests().into_iter().next()
-    });
+    let (stack, _db, pagerduty, _slack, _) = outage(0);
     // The operator drops the PagerDuty alert while its page is open.
     let manifest = std::fs::read_to_string(stack.path().join("wharf.yaml")).unwrap();
     let start = manifest.find("  - name: oncall").unwrap();
