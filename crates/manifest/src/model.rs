@@ -86,11 +86,12 @@ impl Generator {
 /// What an environment demands before a deployment may proceed.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct Requirements {
-    pub approvals: u32,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub gates: Vec<String>,
+    /// A deploy is refused while a datastore's last good backup is older (or failed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backup_max_age: Option<Duration>,
+    /// A deploy is refused while a datastore's last passed restore drill is older.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drill_max_age: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -426,11 +427,15 @@ pub struct Retention {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub hourly: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub daily: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weekly: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub monthly: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub yearly: Option<u32>,
 }
 
 /// How often a restore drill proves the backups restorable.

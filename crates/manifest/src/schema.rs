@@ -259,6 +259,13 @@ fn service(
                 Diagnostic::error(key, format!("`backup` on {what}, which is not a datastore"))
                     .with_hint("backups apply to services with `kind: postgres | mariadb | redis | sqlite | directory`"),
             );
+        } else if !fields.has("url") && !fields.has("path") {
+            // A backup reaches the datastore by its address; without one it could never run.
+            let key = fields.key_span("backup").unwrap_or(n.span);
+            decoder.push(
+                Diagnostic::error(key, format!("`backup` on {what}, which has no `url:` or `path:` to back up from"))
+                    .with_hint("give the datastore's address: `url:` for postgres, mariadb and redis (a `${secret:…}` may hold its password), `path:` for sqlite and directory"),
+            );
         }
         backup(decoder, name, n)
     });
@@ -1066,7 +1073,7 @@ fn backup(decoder: &mut Decoder, service: &str, node: &Node) -> Option<Backup> {
         .and_then(|n| decoder.parsed::<CronSchedule>(n, &sub(&what, "schedule"), "cron schedule"));
     let retain = fields.get("retain").and_then(|n| {
         let what = sub(&what, "retain");
-        let keys = ["last", "daily", "weekly", "monthly"];
+        let keys = ["last", "hourly", "daily", "weekly", "monthly", "yearly"];
         let f = decoder.fields(n, &what, &keys)?;
         let mut count = |key: &str| {
             f.get(key)
@@ -1074,9 +1081,11 @@ fn backup(decoder: &mut Decoder, service: &str, node: &Node) -> Option<Backup> {
         };
         Some(Retention {
             last: count("last"),
+            hourly: count("hourly"),
             daily: count("daily"),
             weekly: count("weekly"),
             monthly: count("monthly"),
+            yearly: count("yearly"),
         })
     });
     let drill = fields.get("drill").and_then(|n| {
@@ -1171,19 +1180,31 @@ fn secrets(
 
 fn requirements(decoder: &mut Decoder, node: &Node) -> Option<Requirements> {
     let what = "`require`";
-    let fields = decoder.fields(node, what, &["approvals", "gates", "backup_max_age"])?;
+    let fields = decoder.fields(
+        node,
+        what,
+        &["approvals", "gates", "backup_max_age", "drill_max_age"],
+    )?;
+    // Approvals and release gates come with governance; until then a policy the file
+    // declares must not be silently unenforced.
+    for key in ["approvals", "gates"] {
+        if let Some(span) = fields.key_span(key) {
+            decoder.push(
+                Diagnostic::error(
+                    span,
+                    format!("`require.{key}` is not built yet: this wharf would not enforce it"),
+                )
+                .with_hint("remove it; `require` enforces `backup_max_age` and `drill_max_age` today"),
+            );
+        }
+    }
     Some(Requirements {
-        approvals: fields
-            .get("approvals")
-            .and_then(|n| decoder.integer(n, "`require.approvals`", 0, 100))
-            .unwrap_or(0),
-        gates: fields
-            .get("gates")
-            .and_then(|n| decoder.string_list(n, "`require.gates`"))
-            .unwrap_or_default(),
         backup_max_age: fields
             .get("backup_max_age")
             .and_then(|n| decoder.duration(n, "`require.backup_max_age`", DurationRule::Age)),
+        drill_max_age: fields
+            .get("drill_max_age")
+            .and_then(|n| decoder.duration(n, "`require.drill_max_age`", DurationRule::Age)),
     })
 }
 

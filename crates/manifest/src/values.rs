@@ -229,6 +229,25 @@ impl CronSchedule {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    fn cron(&self) -> Option<croner::Cron> {
+        croner::parser::CronParser::new().parse(&self.0).ok()
+    }
+
+    /// The first time the schedule fires strictly after `after_ms` (Unix milliseconds, UTC:
+    /// schedules are read in UTC, whatever the machine's zone).
+    pub fn next_after(&self, after_ms: i64) -> Option<i64> {
+        let at = chrono::DateTime::from_timestamp_millis(after_ms)?;
+        let next = self.cron()?.find_next_occurrence(&at, false).ok()?;
+        Some(next.timestamp_millis())
+    }
+
+    /// The last time the schedule fired at or before `at_ms` (Unix milliseconds, UTC).
+    pub fn last_at_or_before(&self, at_ms: i64) -> Option<i64> {
+        let at = chrono::DateTime::from_timestamp_millis(at_ms)?;
+        let previous = self.cron()?.find_previous_occurrence(&at, true).ok()?;
+        Some(previous.timestamp_millis())
+    }
 }
 
 impl FromStr for CronSchedule {
@@ -292,6 +311,18 @@ mod tests {
         assert!(DurationRule::Wait.check(d("31d")).is_some());
         assert!(DurationRule::Age.check(d("365d")).is_none());
         assert!(DurationRule::Age.check(d("0s")).is_some());
+    }
+
+    #[test]
+    fn cron_schedules_fire_in_utc() {
+        let daily: CronSchedule = "30 2 * * *".parse().unwrap();
+        // 2026-12-05T12:00:00Z
+        let noon = 1_796_472_000_000;
+        let next = daily.next_after(noon).unwrap();
+        assert_eq!(next, noon + (14 * 60 + 30) * 60_000, "02:30 the next day");
+        assert_eq!(daily.last_at_or_before(noon).unwrap(), noon - (9 * 60 + 30) * 60_000);
+        assert_eq!(daily.last_at_or_before(next).unwrap(), next, "inclusive");
+        assert_eq!(daily.next_after(next).unwrap(), next + 86_400_000);
     }
 
     #[test]

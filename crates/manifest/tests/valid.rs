@@ -30,8 +30,15 @@ fn full_manifest_has_no_diagnostics() {
 fn full_manifest_uses_every_feature() {
     let stack = load_clean(FULL, EnvironmentChoice::Named("prod"));
     assert_eq!(stack.environment.as_deref(), Some("prod"));
-    let require = stack.require.as_ref().expect("prod requires approvals");
-    assert_eq!((require.approvals, require.gates.len()), (2, 2));
+    let require = stack.require.as_ref().expect("prod has requirements");
+    assert_eq!(
+        require.backup_max_age.map(|d| d.0.as_secs()),
+        Some(24 * 3600)
+    );
+    assert_eq!(
+        require.drill_max_age.map(|d| d.0.as_secs()),
+        Some(8 * 86400)
+    );
     assert_eq!(stack.services.len(), 8);
     assert_eq!(stack.services["api"].replicas, 4);
     assert_eq!(
