@@ -4,6 +4,7 @@
 //! server's OpenAPI document. The JSON shape only ever changes compatibly (fields are added).
 
 pub mod audit;
+pub mod backups;
 pub mod config;
 pub mod deploy;
 pub mod error;
@@ -14,6 +15,11 @@ pub mod status;
 pub use audit::{
     CheckpointAnswer, LedgerEntry, NoteAnswer, NoteRequest, PreflightRecordAnswer,
     PreflightRecordRequest, VerifierAnswer,
+};
+pub use backups::{
+    BackupHealth, BackupOverview, BackupRequest, DatastoreBackups, DrillRequest, Job, JobCheck,
+    JobKind, JobState, JobTrigger, JobsStarted, PruneRequest, RestoreRequest, RestoreTarget,
+    Snapshot, SnapshotList, VerifyRequest,
 };
 pub use config::{
     ChangeConfigRequest, ConfigAnswer, ConfigChangeAnswer, ConfigRevision, ConfigRollbackRequest,

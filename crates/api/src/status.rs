@@ -256,6 +256,9 @@ pub struct ServiceStatus {
     /// A rollout under way: `VERSION PHASE`, e.g. `1.5.0 step 2/4 (25%)`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<String>,
+    /// A datastore with `backup:`: where its backups stand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backups: Option<crate::backups::DatastoreBackups>,
 }
 
 /// One dependency of a service, as the manifest declares it.

@@ -53,6 +53,8 @@ pub enum Event {
     ReloadPrepared(Box<(Result<PreparedReload, String>, ReloadReply)>),
     /// What became of a notice handed to a receiver's courier.
     Notice(Box<wharf_notify::Outcome>),
+    /// A backup, drill, restore, prune or verify job ended (its outcome in the job).
+    Backup(Box<wharf_api::Job>),
 }
 
 /// Where a reload's answer goes.
@@ -122,6 +124,33 @@ pub enum Command {
         request: ReloadRequest,
         reply: ReloadReply,
     },
+    /// Start backup jobs (a backup, drill, restore, prune or verify).
+    Backup {
+        command: BackupCommand,
+        reply: oneshot::Sender<Result<wharf_api::JobsStarted, ControlError>>,
+    },
+    /// Every datastore's backups and the recent jobs.
+    BackupOverview(oneshot::Sender<wharf_api::BackupOverview>),
+    /// One job, running or recent.
+    BackupJob {
+        id: u64,
+        reply: oneshot::Sender<Option<wharf_api::Job>>,
+    },
+    /// The repository's snapshots (listed by a task, which answers).
+    Snapshots {
+        service: Option<String>,
+        reply: oneshot::Sender<Result<wharf_api::SnapshotList, ControlError>>,
+    },
+}
+
+/// What a backup request asks.
+#[derive(Debug, Clone)]
+pub enum BackupCommand {
+    Backup(wharf_api::BackupRequest),
+    Drill(wharf_api::DrillRequest),
+    Restore(wharf_api::RestoreRequest),
+    Prune(wharf_api::PruneRequest),
+    Verify(wharf_api::VerifyRequest),
 }
 
 /// A way to talk to a running control plane.
@@ -166,6 +195,34 @@ impl Handle {
         let (reply, answer) = oneshot::channel();
         self.events.send(Event::Command(make(reply))).await.ok()?;
         answer.await.ok()
+    }
+
+    /// Starts backup jobs; the answer lists them, running.
+    pub async fn backup(
+        &self,
+        command: BackupCommand,
+    ) -> Result<wharf_api::JobsStarted, ControlError> {
+        self.ask(|reply| Command::Backup { command, reply })
+            .await
+            .unwrap_or_else(|| Err(ControlError::stopping()))
+    }
+
+    pub async fn backup_overview(&self) -> Option<wharf_api::BackupOverview> {
+        self.ask(Command::BackupOverview).await
+    }
+
+    /// `None`: the control plane stopped; `Some(None)`: no such job.
+    pub async fn backup_job(&self, id: u64) -> Option<Option<wharf_api::Job>> {
+        self.ask(|reply| Command::BackupJob { id, reply }).await
+    }
+
+    pub async fn snapshots(
+        &self,
+        service: Option<String>,
+    ) -> Result<wharf_api::SnapshotList, ControlError> {
+        self.ask(|reply| Command::Snapshots { service, reply })
+            .await
+            .unwrap_or_else(|| Err(ControlError::stopping()))
     }
 
     pub async fn status(&self) -> Option<StatusReport> {

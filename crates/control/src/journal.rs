@@ -115,6 +115,7 @@ enum Write {
     QueueNotice(u64, String, String),
     /// id, attempts, why it was given up (`None`: delivered)
     FinishNotice(u64, u32, Option<String>),
+    SaveBackupJob(wharf_store::BackupJobRow),
 }
 
 impl Write {
@@ -135,6 +136,7 @@ impl Write {
             Write::FinishNotice(id, attempts, gave_up) => {
                 store.finish_alert_notice(*id, *attempts, gave_up.as_deref())
             }
+            Write::SaveBackupJob(row) => store.save_backup_job(row),
         }
     }
 }
@@ -318,6 +320,11 @@ impl Journal {
             attempts,
             gave_up.map(str::to_owned),
         ));
+    }
+
+    /// Records a backup job or its outcome (with its entry, when it ended).
+    pub fn save_backup_job(&mut self, row: &wharf_store::BackupJobRow) {
+        self.pending.push(Write::SaveBackupJob(row.clone()));
     }
 
     /// The loop's reading connection (read-only), for the secrets and config overrides read

@@ -15,7 +15,7 @@ mod tasks;
 
 pub use control::{Config, ControlPlane, PROXY_ROW, PlanLoader};
 pub use deploy::{DeployRequest, RolloutCommand, RolloutView, VersionTraffic};
-pub use events::{Command, Event, Handle, ProbeKind};
+pub use events::{BackupCommand, Command, Event, Handle, ProbeKind};
 pub use journal::{Journal, StoreWriter};
 pub use plan::{PlanError, StackPlan, plan};
 pub use report::{DependencyStatus, InstanceStatus, ServiceStatus, StatusReport};

@@ -41,9 +41,21 @@ pub struct StackPlan {
     pub secrets: Vec<(String, wharf_manifest::model::SecretPolicy)>,
     /// The alert rules and their receivers (the environment's, when one is chosen).
     pub alerts: Vec<wharf_manifest::model::Alert>,
+    /// The environment chosen, and what it demands before a deploy.
+    pub environment: Option<String>,
+    pub require: Option<wharf_manifest::model::Requirements>,
 }
 
+/// The secret holding the backup repository's password: generated at the first `wharf up` of
+/// a stack with backups, never shown but by `wharf backup key export` (recorded).
+pub const BACKUP_PASSWORD_SECRET: &str = "WHARF_BACKUP_PASSWORD";
+
 impl StackPlan {
+    /// Whether a datastore has `backup:` (the repository's password is then needed).
+    pub fn backs_up(&self) -> bool {
+        self.services.iter().any(|s| s.backup.is_some())
+    }
+
     pub fn service(&self, name: &str) -> Option<&ServicePlan> {
         self.services.iter().find(|s| s.name == name)
     }
@@ -52,6 +64,7 @@ impl StackPlan {
     /// URL or key.
     pub fn uses_secrets(&self) -> bool {
         self.services.iter().any(|s| !s.secret_names().is_empty())
+            || self.backs_up()
             || self.alerts.iter().any(|a| {
                 !secret_references(&a.webhook.url).is_empty() || a.webhook.routing_key.is_some()
             })
@@ -88,6 +101,10 @@ pub struct ServicePlan {
     pub secret_files: Vec<String>,
     /// Config and secret-file changes reach it by SIGHUP rather than a rolling restart.
     pub reload_by_signal: bool,
+    /// A datastore's kind, its `path:` (relative to the manifest) and its backups.
+    pub kind: Option<wharf_manifest::model::DatastoreKind>,
+    pub path: Option<String>,
+    pub backup: Option<wharf_manifest::model::Backup>,
 }
 
 impl ServicePlan {
@@ -214,6 +231,8 @@ pub fn plan(stack: &ValidStack) -> Result<StackPlan, Vec<PlanError>> {
                 .map(|(name, policy)| (name.clone(), policy.clone()))
                 .collect(),
             alerts: stack.alerts.clone(),
+            environment: stack.environment.clone(),
+            require: stack.require.clone(),
         })
     } else {
         Err(errors)
@@ -262,6 +281,9 @@ fn service_plan(name: &str, service: &Service) -> Result<ServicePlan, PlanError>
         secrets: service.secrets.clone(),
         secret_files: service.secret_files.clone(),
         reload_by_signal: service.reload == wharf_manifest::model::Reload::Signal,
+        kind: service.kind,
+        path: service.path.clone(),
+        backup: service.backup.clone(),
     })
 }
 

@@ -165,6 +165,7 @@ fn own_status(service: &ServiceState, driver: &dyn Driver) -> ServiceStatus {
             .proxied
             .then_some(service.plan.public_port)
             .flatten(),
+        backups: None,
         rollout: service
             .active_rollout()
             .map(crate::rollout_record::RolloutRecord::summary),

@@ -179,6 +179,22 @@ known_actions! {
     AlertDelivered = "alert.delivered",
     /// A notice was given up on (the receiver refused it), with why.
     AlertUndelivered = "alert.undelivered",
+
+    // ── backup: the datastores' backups, drills and restores; target: the datastore ───────
+    /// A backup stored: its snapshot, size, what it added, how long it took.
+    BackupRun = "backup.run",
+    /// A backup that failed, with why; nothing of it is listed as a backup.
+    BackupFailed = "backup.failed",
+    /// Snapshots forgotten by the retention policy.
+    BackupPrune = "backup.prune",
+    /// A restore drill: each check, RTO and RPO, passed or failed.
+    BackupDrill = "backup.drill",
+    /// A restore began into the running datastore (its dependents stopped first).
+    BackupRestoreBegin = "backup.restore_begin",
+    /// A restore finished (or failed), with where it went and what it checked.
+    BackupRestore = "backup.restore",
+    /// The repository was checked (`wharf backup verify`), with the outcome.
+    BackupVerify = "backup.verify",
 }
 
 impl fmt::Display for KnownAction {

@@ -1194,7 +1194,9 @@ fn requirements(decoder: &mut Decoder, node: &Node) -> Option<Requirements> {
                     span,
                     format!("`require.{key}` is not built yet: this wharf would not enforce it"),
                 )
-                .with_hint("remove it; `require` enforces `backup_max_age` and `drill_max_age` today"),
+                .with_hint(
+                    "remove it; `require` enforces `backup_max_age` and `drill_max_age` today",
+                ),
             );
         }
     }

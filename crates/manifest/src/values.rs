@@ -320,7 +320,10 @@ mod tests {
         let noon = 1_796_472_000_000;
         let next = daily.next_after(noon).unwrap();
         assert_eq!(next, noon + (14 * 60 + 30) * 60_000, "02:30 the next day");
-        assert_eq!(daily.last_at_or_before(noon).unwrap(), noon - (9 * 60 + 30) * 60_000);
+        assert_eq!(
+            daily.last_at_or_before(noon).unwrap(),
+            noon - (9 * 60 + 30) * 60_000
+        );
         assert_eq!(daily.last_at_or_before(next).unwrap(), next, "inclusive");
         assert_eq!(daily.next_after(next).unwrap(), next + 86_400_000);
     }

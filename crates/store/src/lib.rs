@@ -8,6 +8,7 @@
 //! transaction that re-checks the tree size, so a second process can never interleave entries.
 
 mod alerts;
+mod backups;
 mod config;
 mod db;
 mod instances;
@@ -18,6 +19,7 @@ mod rollouts;
 mod secrets;
 
 pub use alerts::PendingNotice;
+pub use backups::BackupJobRow;
 pub use config::ConfigRevision;
 
 /// The `instances` row of the proxy, recorded beside the instances (a name no service can

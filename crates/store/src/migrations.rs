@@ -147,6 +147,17 @@ pub const MIGRATIONS: &[&str] = &[
         delivered_at TEXT,
         gave_up      TEXT
     );",
+    // 8: backups — every backup, drill, restore, prune and verify job with its outcome (JSON
+    // the control plane owns), so the last good backup and drill survive a restart.
+    "CREATE TABLE backup_jobs (
+        id         INTEGER PRIMARY KEY,
+        kind       TEXT NOT NULL,
+        service    TEXT,
+        state      TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        job        TEXT NOT NULL
+    );
+    CREATE INDEX backup_jobs_last ON backup_jobs (service, kind, state, id);",
 ];
 
 /// The schema version a fully migrated database records in `PRAGMA user_version`.

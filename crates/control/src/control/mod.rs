@@ -4,6 +4,7 @@
 
 mod adopt;
 mod alerts;
+mod backups;
 mod inject;
 mod reconcile;
 mod reload;
@@ -96,6 +97,7 @@ pub struct ControlPlane {
     traffic: traffic::Traffic,
     injector: inject::Injector,
     alerting: alerts::Alerting,
+    backups: backups::Backups,
     /// A reload's task is reading the manifest: another waits (they could land out of order).
     reload_preparing: bool,
     events_rx: mpsc::Receiver<Event>,
@@ -215,6 +217,7 @@ impl ControlPlane {
             effects: Vec::new(),
         };
         let alerting = alerts::Alerting::new(&core, plan.alerts.clone());
+        let backups = backups::Backups::new(&core, &plan);
         let mut control = ControlPlane {
             core,
             supervisor: Supervisor {
@@ -226,6 +229,7 @@ impl ControlPlane {
             traffic: traffic::Traffic::new(&config.state_dir, config.proxy_binary.clone()),
             injector: inject::Injector::new(plan.secrets.clone()),
             alerting,
+            backups,
             reload_preparing: false,
             events_rx,
         };
@@ -320,6 +324,9 @@ impl ControlPlane {
                 continue;
             }
             self.reconcile();
+            if !self.supervisor.exit_when_stopped {
+                self.drive_backups();
+            }
             let statuses =
                 service_statuses(&self.supervisor.services, self.core.config.driver.as_ref());
             self.supervisor
@@ -524,6 +531,32 @@ impl ControlPlane {
                 self.on_proxy_stats(*snapshot);
             }
             Event::Notice(outcome) => self.alerting.on_outcome(&mut self.core, *outcome),
+            Event::Backup(job) => {
+                for name in self.backups.finish(&mut self.core, *job) {
+                    if let Some(index) = self.supervisor.index(&name) {
+                        self.supervisor.services[index].wanted = true;
+                    }
+                }
+            }
+            Event::Command(Command::Backup { command, reply }) => {
+                let _ = reply.send(self.backup_command(command));
+            }
+            Event::Command(Command::BackupOverview(reply)) => {
+                let _ = reply.send(wharf_api::BackupOverview {
+                    repository: backups::repository_dir(&self.core.config.state_dir)
+                        .display()
+                        .to_string(),
+                    datastores: self.backups.statuses(),
+                    jobs: self.backups.jobs(),
+                });
+            }
+            Event::Command(Command::BackupJob { id, reply }) => {
+                let _ = reply.send(self.backups.job(id));
+            }
+            Event::Command(Command::Snapshots { service, reply }) => {
+                self.backups
+                    .list_snapshots(&self.core, &self.injector, service, reply);
+            }
         }
     }
 
@@ -1012,6 +1045,15 @@ impl ControlPlane {
                     S::Starting | S::Degraded => false,
                 }
             });
+        let mut services = services;
+        for backups in self.backups.statuses() {
+            if let Some(status) = services.iter_mut().find(|s| s.name == backups.service) {
+                if backups.health.is_problem() && status.health == wharf_api::HealthStatus::Pass {
+                    status.health = wharf_api::HealthStatus::Warn;
+                }
+                status.backups = Some(backups);
+            }
+        }
         StatusReport {
             stack: self.core.stack.clone(),
             control_pid: std::process::id(),

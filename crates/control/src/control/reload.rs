@@ -213,6 +213,7 @@ impl ControlPlane {
     /// added services start; removed ones stop. What changed is recorded.
     fn apply_plan(&mut self, plan: crate::plan::StackPlan) -> ManifestChanges {
         self.injector.policies = plan.secrets.clone();
+        self.backups.set_plan(&self.core, &plan);
         if self.alerting.alerts() != plan.alerts.as_slice() {
             self.alerting
                 .set_alerts(&mut self.core, &self.injector, plan.alerts.clone());

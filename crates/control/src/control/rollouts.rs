@@ -144,6 +144,12 @@ impl ControlPlane {
                 active.summary()
             )));
         }
+        // The environment's `require`: a deploy waits for a recent good backup and drill.
+        if let Some(why) = self.backups.gate() {
+            return Err(ControlError::rejected(format!(
+                "deploy of `{name}` refused: {why}"
+            )));
+        }
         let version = request.version.trim();
         if version.is_empty() || version.chars().any(char::is_whitespace) {
             return Err(ControlError::rejected(format!(

@@ -1,0 +1,1192 @@
+//! Backups: the datastores' schedules, the jobs that back up, drill, restore, prune and verify,
+//! and each datastore's backup health (`ok`, `pending`, `failed`, `overdue`) — the dead-man's
+//! switch for backups, shown in `status`, `/health/detailed` and `preflight`, and the gate a
+//! deploy into an environment with `require: {backup_max_age, drill_max_age}` passes.
+//!
+//! The loop only decides: which job starts, with the datastore's address and the repository's
+//! password resolved from secrets in memory. The job itself (`wharf-backup`: the engine's tool
+//! streamed into a restic repository, a sandbox server for a drill) runs on a blocking thread
+//! and answers `Event::Backup` with its outcome; the loop then records it — its row and its
+//! ledger entry in one transaction — and updates the datastore's state.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::json;
+use wharf_api::{
+    BackupHealth, ControlError, DatastoreBackups, ErrorCode, Job, JobCheck, JobKind, JobState,
+    JobTrigger, RestoreTarget,
+};
+use wharf_ledger::KnownAction;
+use wharf_manifest::model::{DrillPeriod, DrillSchedule, Requirements};
+use wharf_manifest::values::CronSchedule;
+
+use super::Core;
+use super::inject::Injector;
+use crate::events::Event;
+use crate::plan::{BACKUP_PASSWORD_SECRET, ServicePlan, StackPlan};
+
+/// Finished jobs kept in memory for `GET /v1/backups` and job polling.
+const RECENT_JOBS: usize = 100;
+/// A failed scheduled backup is tried again after this long (or at its next time, if sooner).
+const RETRY_AFTER_MS: i64 = 15 * 60_000;
+/// A scheduled backup is overdue once this long past its time without a success (at most
+/// half the schedule's period, so a backup every minute is overdue within 30 s).
+const OVERDUE_GRACE_MS: i64 = 10 * 60_000;
+
+/// The backup repository of a state directory: a restic repository in `backups/`.
+pub fn repository_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("backups")
+}
+
+/// One datastore with `backup:` and where its backups stand.
+struct Datastore {
+    plan: ServicePlan,
+    schedule: CronSchedule,
+    drill: Option<CronSchedule>,
+    next_backup_ms: Option<i64>,
+    next_drill_ms: Option<i64>,
+    last_success: Option<Job>,
+    last_failure: Option<Job>,
+    last_drill_passed: Option<Job>,
+    last_drill_failed: Option<Job>,
+    /// The job running on it (one at a time per datastore).
+    busy: Option<u64>,
+}
+
+/// A restore into the running datastore waiting for its dependents to stop.
+struct HeldRestore {
+    job: Job,
+    input: JobInput,
+    /// Services stopped for it (wanted again when it ends); `None` until decided.
+    held: Option<Vec<String>>,
+}
+
+/// The subsystem: datastores, jobs in flight, recent jobs.
+pub(super) struct Backups {
+    datastores: BTreeMap<String, Datastore>,
+    running: BTreeMap<u64, Job>,
+    holding: Vec<HeldRestore>,
+    /// Services to want again once the restore `job` ends.
+    held_by: BTreeMap<u64, Vec<String>>,
+    recent: VecDeque<Job>,
+    next_id: u64,
+    /// When this control plane started: no backup counts as missed before it, for a
+    /// datastore that never had one.
+    since_ms: i64,
+    /// What the chosen environment demands before a deploy, and its name.
+    require: Option<Requirements>,
+    environment: Option<String>,
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+fn job_ms(text: &str) -> Option<i64> {
+    text.parse::<jiff::Timestamp>()
+        .ok()
+        .map(|t| t.as_millisecond())
+}
+
+/// When the job's outcome was known (a finished job), else when it started.
+fn job_time(job: &Job) -> i64 {
+    job.finished_at
+        .as_deref()
+        .or(Some(&job.started_at))
+        .and_then(job_ms)
+        .unwrap_or(0)
+}
+
+fn drill_cron(drill: &DrillSchedule) -> CronSchedule {
+    let text = match drill {
+        DrillSchedule::Cron(cron) => return cron.clone(),
+        DrillSchedule::Every(DrillPeriod::Daily) => "0 4 * * *",
+        DrillSchedule::Every(DrillPeriod::Weekly) => "0 4 * * 0",
+        DrillSchedule::Every(DrillPeriod::Monthly) => "0 4 1 * *",
+    };
+    text.parse().expect("a fixed cron expression")
+}
+
+fn kind_name(kind: JobKind) -> &'static str {
+    match kind {
+        JobKind::Backup => "backup",
+        JobKind::Drill => "drill",
+        JobKind::Restore => "restore",
+        JobKind::Prune => "prune",
+        JobKind::Verify => "verify",
+    }
+}
+
+fn state_name(state: JobState) -> &'static str {
+    match state {
+        JobState::Running => "running",
+        JobState::Succeeded => "succeeded",
+        JobState::Failed => "failed",
+    }
+}
+
+/// The backup health of a schedule: pure, so its edges are unit-tested.
+/// `since_ms` is when the datastore's backups began to be expected.
+pub(super) fn health(
+    schedule: &CronSchedule,
+    last_success_ms: Option<i64>,
+    last_failure: Option<(i64, &str)>,
+    since_ms: i64,
+    now_ms: i64,
+) -> (BackupHealth, Option<String>) {
+    if let Some((failed_at, why)) = last_failure
+        && last_success_ms.is_none_or(|ok| failed_at > ok)
+    {
+        return (
+            BackupHealth::Failed,
+            Some(format!(
+                "the last backup failed at {}: {why}",
+                rfc3339(failed_at)
+            )),
+        );
+    }
+    let period = schedule
+        .last_at_or_before(now_ms)
+        .and_then(|last| Some(schedule.next_after(last)? - last))
+        .unwrap_or(OVERDUE_GRACE_MS * 2);
+    let grace = OVERDUE_GRACE_MS.min(period / 2);
+    let Some(due) = schedule.last_at_or_before(now_ms - grace) else {
+        return (BackupHealth::Pending, None);
+    };
+    match last_success_ms {
+        Some(ok) if ok >= due => (BackupHealth::Ok, None),
+        Some(ok) => (
+            BackupHealth::Overdue,
+            Some(format!(
+                "no backup since the one due at {} (last good: {})",
+                rfc3339(due),
+                rfc3339(ok)
+            )),
+        ),
+        None if due < since_ms => (BackupHealth::Pending, None),
+        None => (
+            BackupHealth::Overdue,
+            Some(format!("no backup ever; one was due at {}", rfc3339(due))),
+        ),
+    }
+}
+
+impl Backups {
+    /// The datastores of `plan` with backups, their last outcomes read from the store.
+    pub(super) fn new(core: &Core, plan: &StackPlan) -> Backups {
+        let next_id = core
+            .journal
+            .store()
+            .last_backup_job_id()
+            .unwrap_or_else(|error| {
+                tracing::error!(%error, "cannot read backup jobs");
+                0
+            })
+            + 1;
+        let recent = core
+            .journal
+            .store()
+            .backup_jobs(RECENT_JOBS as u32)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|text| serde_json::from_str::<Job>(text).ok())
+            .collect();
+        let mut backups = Backups {
+            datastores: BTreeMap::new(),
+            running: BTreeMap::new(),
+            holding: Vec::new(),
+            held_by: BTreeMap::new(),
+            recent,
+            next_id,
+            since_ms: core.started_at.as_millisecond(),
+            require: None,
+            environment: None,
+        };
+        backups.set_plan(core, plan);
+        backups
+    }
+
+    /// Follows the manifest: datastores added, changed or removed keep what is known of them.
+    pub(super) fn set_plan(&mut self, core: &Core, plan: &StackPlan) {
+        self.require = plan.require.clone();
+        self.environment = plan.environment.clone();
+        let mut datastores = BTreeMap::new();
+        for service in &plan.services {
+            let Some(backup) = &service.backup else {
+                continue;
+            };
+            let drill = backup.drill.as_ref().map(drill_cron);
+            let previous = self.datastores.remove(&service.name);
+            let mut store = match previous {
+                Some(mut known) => {
+                    known.plan = service.clone();
+                    if known.schedule != backup.schedule {
+                        known.next_backup_ms = None;
+                    }
+                    if known.drill != drill {
+                        known.next_drill_ms = None;
+                    }
+                    known.schedule = backup.schedule.clone();
+                    known.drill = drill;
+                    known
+                }
+                None => {
+                    let last = |kind: &str, state: &str| -> Option<Job> {
+                        let text = core
+                            .journal
+                            .store()
+                            .last_backup_job(&service.name, kind, state)
+                            .ok()??;
+                        serde_json::from_str(&text).ok()
+                    };
+                    Datastore {
+                        plan: service.clone(),
+                        schedule: backup.schedule.clone(),
+                        drill,
+                        next_backup_ms: None,
+                        next_drill_ms: None,
+                        last_success: last("backup", "succeeded"),
+                        last_failure: last("backup", "failed"),
+                        last_drill_passed: last("drill", "succeeded"),
+                        last_drill_failed: last("drill", "failed"),
+                        busy: None,
+                    }
+                }
+            };
+            // The first time is the one after the last success (a time missed while no
+            // control plane ran comes due at once), or after now.
+            let from = store
+                .last_success
+                .as_ref()
+                .map(job_time)
+                .unwrap_or(self.since_ms);
+            if store.next_backup_ms.is_none() {
+                store.next_backup_ms = store.schedule.next_after(from);
+            }
+            if store.next_drill_ms.is_none() {
+                let from = store
+                    .last_drill_passed
+                    .as_ref()
+                    .map(job_time)
+                    .unwrap_or(self.since_ms);
+                store.next_drill_ms = store.drill.as_ref().and_then(|d| d.next_after(from));
+            }
+            datastores.insert(service.name.clone(), store);
+        }
+        self.datastores = datastores;
+    }
+
+    /// Starts what the schedules made due. `serving` says whether a datastore answers (a
+    /// stopped or down one is not backed up; its failure is recorded when its time comes).
+    pub(super) fn tick(&mut self, core: &mut Core, injector: &Injector) {
+        let now = now_ms();
+        let mut due = Vec::new();
+        for (name, store) in &self.datastores {
+            if store.busy.is_some() {
+                continue;
+            }
+            if store.next_backup_ms.is_some_and(|at| at <= now) {
+                due.push((name.clone(), JobKind::Backup));
+            } else if store.next_drill_ms.is_some_and(|at| at <= now) {
+                due.push((name.clone(), JobKind::Drill));
+            }
+        }
+        for (name, kind) in due {
+            let store = self.datastores.get_mut(&name).expect("listed above");
+            match kind {
+                JobKind::Backup => {
+                    store.next_backup_ms = store.schedule.next_after(now);
+                }
+                _ => {
+                    store.next_drill_ms = store.drill.as_ref().and_then(|d| d.next_after(now));
+                }
+            }
+            let request = JobRequest {
+                kind,
+                service: Some(name.clone()),
+                trigger: JobTrigger::Schedule,
+                snapshot: None,
+                target: None,
+                read_data: false,
+                dry_run: false,
+            };
+            if let Err(error) = self.start(core, injector, request) {
+                tracing::warn!(service = %name, error = %error.message, "a scheduled job could not start");
+            }
+        }
+    }
+
+    /// Starts one job. Errors are the caller's (unknown datastore, one already busy, a restore
+    /// without confirmation); a job that cannot reach its datastore or repository starts and
+    /// fails, so the failure is recorded like any other.
+    pub(super) fn start(
+        &mut self,
+        core: &mut Core,
+        injector: &Injector,
+        request: JobRequest,
+    ) -> Result<Job, ControlError> {
+        let service = request.service.clone();
+        if let Some(name) = &service {
+            let Some(store) = self.datastores.get(name) else {
+                let known: Vec<&str> = self.datastores.keys().map(String::as_str).collect();
+                return Err(ControlError::new(
+                    ErrorCode::InvalidRequest,
+                    format!(
+                        "`{name}` is not a datastore with `backup:` in the manifest (those with backups: {})",
+                        if known.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                ));
+            };
+            if let Some(busy) = store.busy {
+                return Err(ControlError::new(
+                    ErrorCode::Rejected,
+                    format!(
+                        "{name} is busy with job {busy}; wait for it (`wharf backup show {busy}`)"
+                    ),
+                ));
+            }
+        } else if request.kind != JobKind::Verify {
+            return Err(ControlError::new(
+                ErrorCode::InvalidRequest,
+                "this job needs a datastore",
+            ));
+        }
+        if let Some(RestoreTarget::InPlace { confirm: false }) = &request.target {
+            return Err(ControlError::new(
+                ErrorCode::Rejected,
+                format!(
+                    "restoring into the running {} replaces its data; confirm it (`--confirm`)",
+                    service.as_deref().unwrap_or("datastore")
+                ),
+            ));
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let started = now_ms();
+        let mut job = Job {
+            id,
+            kind: request.kind,
+            service: service.clone(),
+            trigger: request.trigger,
+            state: JobState::Running,
+            started_at: rfc3339(started),
+            finished_at: None,
+            duration_ms: None,
+            snapshot: request.snapshot.clone(),
+            bytes: None,
+            added: None,
+            rto_ms: None,
+            rpo_s: None,
+            checks: Vec::new(),
+            forgotten: Vec::new(),
+            error: None,
+        };
+        let input = self.input(core, injector, &request);
+        if let Some(name) = &service
+            && let Some(store) = self.datastores.get_mut(name)
+        {
+            store.busy = Some(id);
+        }
+        let input = match input {
+            Ok(input) => input,
+            Err(why) => {
+                // Nothing to run: the job fails at once, recorded like one that ran.
+                job.state = JobState::Failed;
+                job.error = Some(why);
+                job.finished_at = Some(rfc3339(started));
+                job.duration_ms = Some(0);
+                self.running.insert(id, job.clone());
+                self.finish(core, job.clone());
+                return Ok(job);
+            }
+        };
+        self.running.insert(id, job.clone());
+        self.save(core, &job);
+        if let Some(RestoreTarget::InPlace { .. }) = &request.target {
+            let name = service.clone().unwrap_or_default();
+            self.holding.push(HeldRestore {
+                job: job.clone(),
+                input,
+                held: None,
+            });
+            core.journal.record(
+                KnownAction::BackupRestoreBegin,
+                &name,
+                json!({"job": id, "snapshot": request.snapshot}),
+            );
+            return Ok(job);
+        }
+        core.journal.commit();
+        spawn(core, job.clone(), input);
+        Ok(job)
+    }
+
+    /// What a job needs, resolved: the datastore's address and the repository's password
+    /// (secrets, in memory only).
+    fn input(
+        &self,
+        core: &Core,
+        injector: &Injector,
+        request: &JobRequest,
+    ) -> Result<JobInput, String> {
+        let password = injector
+            .resolve_text(core, &format!("${{secret:{BACKUP_PASSWORD_SECRET}}}"))
+            .map_err(|why| {
+                format!(
+                    "the backup repository's password is not available ({why}); `wharf up` generates it, or store one with `wharf secret set {BACKUP_PASSWORD_SECRET}`"
+                )
+            })?;
+        let datastore = match &request.service {
+            None => None,
+            Some(name) => {
+                let store = &self.datastores[name];
+                let kind = store
+                    .plan
+                    .kind
+                    .ok_or_else(|| format!("{name} has no datastore `kind:`"))?;
+                let url = match &store.plan.url {
+                    Some(url) => Some(wharf_backup::Secret::new(
+                        injector
+                            .resolve_text(core, url)
+                            .map_err(|why| format!("{name}'s url: {why}"))?,
+                    )),
+                    None => None,
+                };
+                let path = store
+                    .plan
+                    .path
+                    .as_ref()
+                    .map(|p| core.config.workdir.join(p));
+                let datastore =
+                    wharf_backup::Datastore::from_manifest(kind, url.as_ref(), path.as_deref())
+                        .map_err(|e| format!("{name}: {e}"))?;
+                let retain = store
+                    .plan
+                    .backup
+                    .as_ref()
+                    .map(|b| b.retain.clone())
+                    .unwrap_or_default();
+                Some((
+                    datastore,
+                    wharf_backup::Retention {
+                        last: retain.last,
+                        hourly: retain.hourly,
+                        daily: retain.daily,
+                        weekly: retain.weekly,
+                        monthly: retain.monthly,
+                        yearly: retain.yearly,
+                    },
+                ))
+            }
+        };
+        Ok(JobInput {
+            stack: core.stack.clone(),
+            service: request.service.clone(),
+            kind: request.kind,
+            datastore,
+            repo_dir: repository_dir(&core.config.state_dir),
+            password: wharf_backup::Secret::new(password),
+            snapshot: request.snapshot.clone(),
+            target: request.target.clone(),
+            read_data: request.read_data,
+            dry_run: request.dry_run,
+        })
+    }
+
+    /// Restores waiting for their dependents to stop, with the dependents still to hold
+    /// (`None`: not yet decided).
+    pub(super) fn waiting_restores(
+        &mut self,
+    ) -> impl Iterator<Item = (&str, &mut Option<Vec<String>>)> {
+        self.holding.iter_mut().map(|waiting| {
+            (
+                waiting.job.service.as_deref().unwrap_or_default(),
+                &mut waiting.held,
+            )
+        })
+    }
+
+    /// Starts the waiting restores whose held dependents have all stopped.
+    pub(super) fn start_restores(&mut self, core: &Core, stopped: impl Fn(&str) -> bool) {
+        let mut position = 0;
+        while position < self.holding.len() {
+            let ready = self.holding[position]
+                .held
+                .as_ref()
+                .is_some_and(|held| held.iter().all(|name| stopped(name)));
+            if !ready {
+                position += 1;
+                continue;
+            }
+            let waiting = self.holding.remove(position);
+            self.held_by
+                .insert(waiting.job.id, waiting.held.unwrap_or_default());
+            spawn(core, waiting.job, waiting.input);
+        }
+    }
+
+    /// A job ended: its state, its row and its ledger entry. Returns the services a restore
+    /// held, to be wanted again.
+    pub(super) fn finish(&mut self, core: &mut Core, job: Job) -> Vec<String> {
+        if self.running.remove(&job.id).is_none() {
+            return Vec::new();
+        }
+        let held = self.held_by.remove(&job.id).unwrap_or_default();
+        if let Some(name) = &job.service
+            && let Some(store) = self.datastores.get_mut(name)
+        {
+            if store.busy == Some(job.id) {
+                store.busy = None;
+            }
+            let ok = job.state == JobState::Succeeded;
+            match (job.kind, ok) {
+                (JobKind::Backup, true) => store.last_success = Some(job.clone()),
+                (JobKind::Backup, false) => {
+                    store.last_failure = Some(job.clone());
+                    if job.trigger == JobTrigger::Schedule {
+                        let retry = now_ms() + RETRY_AFTER_MS;
+                        store.next_backup_ms =
+                            Some(store.next_backup_ms.map_or(retry, |at| at.min(retry)));
+                    }
+                }
+                (JobKind::Drill, true) => store.last_drill_passed = Some(job.clone()),
+                (JobKind::Drill, false) => store.last_drill_failed = Some(job.clone()),
+                _ => {}
+            }
+        }
+        self.save(core, &job);
+        let ok = job.state == JobState::Succeeded;
+        let action = match (job.kind, ok) {
+            (JobKind::Backup, true) => KnownAction::BackupRun,
+            (JobKind::Backup, false) => KnownAction::BackupFailed,
+            (JobKind::Drill, _) => KnownAction::BackupDrill,
+            (JobKind::Restore, _) => KnownAction::BackupRestore,
+            (JobKind::Prune, _) => KnownAction::BackupPrune,
+            (JobKind::Verify, _) => KnownAction::BackupVerify,
+        };
+        let target = job.service.clone().unwrap_or_else(|| core.stack.clone());
+        let mut details = serde_json::to_value(&job).unwrap_or_default();
+        if let Some(object) = details.as_object_mut() {
+            object.remove("service");
+            object.remove("started_at");
+            if !held.is_empty() {
+                object.insert("restarted".into(), json!(held));
+            }
+        }
+        core.journal.record(action, &target, details);
+        if job.state == JobState::Failed {
+            tracing::warn!(job = job.id, kind = kind_name(job.kind), service = %target, error = job.error.as_deref().unwrap_or(""), "backup job failed");
+        } else {
+            tracing::info!(job = job.id, kind = kind_name(job.kind), service = %target, "backup job succeeded");
+        }
+        self.recent.push_front(job);
+        self.recent.truncate(RECENT_JOBS);
+        held
+    }
+
+    fn save(&self, core: &mut Core, job: &Job) {
+        core.journal.save_backup_job(&wharf_store::BackupJobRow {
+            id: job.id,
+            kind: kind_name(job.kind).to_owned(),
+            service: job.service.clone(),
+            state: state_name(job.state).to_owned(),
+            started_at: job.started_at.clone(),
+            job: serde_json::to_string(job).unwrap_or_default(),
+        });
+    }
+
+    /// A job, running or recent.
+    pub(super) fn job(&self, id: u64) -> Option<Job> {
+        self.running
+            .get(&id)
+            .or_else(|| self.recent.iter().find(|j| j.id == id))
+            .cloned()
+            .or_else(|| {
+                self.holding
+                    .iter()
+                    .find(|h| h.job.id == id)
+                    .map(|h| h.job.clone())
+            })
+    }
+
+    /// Running jobs first, then the recent ones, newest first.
+    pub(super) fn jobs(&self) -> Vec<Job> {
+        let mut jobs: Vec<Job> = self.running.values().rev().cloned().collect();
+        jobs.extend(self.recent.iter().cloned());
+        jobs
+    }
+
+    /// Every datastore's backups as health and figures.
+    pub(super) fn statuses(&self) -> Vec<DatastoreBackups> {
+        let now = now_ms();
+        self.datastores
+            .iter()
+            .map(|(name, store)| {
+                let failure = store
+                    .last_failure
+                    .as_ref()
+                    .map(|j| (job_time(j), j.error.as_deref().unwrap_or("failed")));
+                let (health, reason) = health(
+                    &store.schedule,
+                    store.last_success.as_ref().map(job_time),
+                    failure,
+                    self.since_ms,
+                    now,
+                );
+                DatastoreBackups {
+                    service: name.clone(),
+                    kind: store
+                        .plan
+                        .kind
+                        .map(wharf_backup::kind_name)
+                        .unwrap_or("datastore")
+                        .to_owned(),
+                    schedule: store.schedule.as_str().to_owned(),
+                    health,
+                    reason,
+                    last_success: store.last_success.as_ref().map(|j| rfc3339(job_time(j))),
+                    last_failure: store.last_failure.as_ref().map(|j| rfc3339(job_time(j))),
+                    next_due: store.next_backup_ms.map(rfc3339),
+                    last_drill_passed: store
+                        .last_drill_passed
+                        .as_ref()
+                        .map(|j| rfc3339(job_time(j))),
+                    last_drill_failed: store
+                        .last_drill_failed
+                        .as_ref()
+                        .filter(|failed| {
+                            store
+                                .last_drill_passed
+                                .as_ref()
+                                .is_none_or(|ok| job_time(failed) > job_time(ok))
+                        })
+                        .map(|j| rfc3339(job_time(j))),
+                    next_drill: store.next_drill_ms.map(rfc3339),
+                    last_bytes: store.last_success.as_ref().and_then(|j| j.bytes),
+                    last_duration_ms: store.last_success.as_ref().and_then(|j| j.duration_ms),
+                }
+            })
+            .collect()
+    }
+
+    /// Why a deploy may not go ahead under the environment's `require` (`None`: it may).
+    pub(super) fn gate(&self) -> Option<String> {
+        let require = self.require.as_ref()?;
+        let environment = self.environment.as_deref();
+        let now = now_ms();
+        let env = environment
+            .map(|e| format!("environment `{e}`"))
+            .unwrap_or_else(|| "the manifest".to_owned());
+        let age = |at: i64| Duration::from_millis((now - at).max(0) as u64);
+        let words = |d: Duration| wharf_manifest::values::Duration(d).to_string();
+        let mut problems = Vec::new();
+        if let Some(max) = require.backup_max_age {
+            for (name, store) in &self.datastores {
+                match store.last_success.as_ref().map(job_time) {
+                    None => problems.push(format!(
+                        "{name} has no successful backup (`wharf backup run {name}`)"
+                    )),
+                    Some(at) if age(at) > max.0 => problems.push(format!(
+                        "{name}'s last good backup is {} old, more than backup_max_age {max}",
+                        words(Duration::from_secs(age(at).as_secs()))
+                    )),
+                    Some(at) => {
+                        if let Some(failed) = store.last_failure.as_ref().map(job_time)
+                            && failed > at
+                        {
+                            problems.push(format!(
+                                "{name}'s last backup failed ({})",
+                                store
+                                    .last_failure
+                                    .as_ref()
+                                    .and_then(|j| j.error.clone())
+                                    .unwrap_or_default()
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(max) = require.drill_max_age {
+            for (name, store) in &self.datastores {
+                match store.last_drill_passed.as_ref().map(job_time) {
+                    None => problems.push(format!(
+                        "{name} has no passed restore drill (`wharf drill {name}`)"
+                    )),
+                    Some(at) if age(at) > max.0 => problems.push(format!(
+                        "{name}'s last passed drill is {} old, more than drill_max_age {max}",
+                        words(Duration::from_secs(age(at).as_secs()))
+                    )),
+                    Some(_) => {}
+                }
+            }
+        }
+        if problems.is_empty() {
+            None
+        } else {
+            Some(format!("{env} requires it: {}", problems.join("; ")))
+        }
+    }
+}
+
+impl Backups {
+    /// Lists the repository's snapshots on a blocking thread, which answers `reply`.
+    pub(super) fn list_snapshots(
+        &self,
+        core: &Core,
+        injector: &Injector,
+        service: Option<String>,
+        reply: tokio::sync::oneshot::Sender<Result<wharf_api::SnapshotList, ControlError>>,
+    ) {
+        if let Some(name) = &service
+            && !self.datastores.contains_key(name)
+        {
+            let _ = reply.send(Err(ControlError::new(
+                ErrorCode::InvalidRequest,
+                format!("`{name}` is not a datastore with `backup:` in the manifest"),
+            )));
+            return;
+        }
+        let request = JobRequest {
+            kind: JobKind::Verify,
+            service: None,
+            trigger: JobTrigger::Operator,
+            snapshot: None,
+            target: None,
+            read_data: false,
+            dry_run: false,
+        };
+        let input = match self.input(core, injector, &request) {
+            Ok(input) => input,
+            Err(why) => {
+                let _ = reply.send(Err(ControlError::new(ErrorCode::Rejected, why)));
+                return;
+            }
+        };
+        let stack = core.stack.clone();
+        tokio::task::spawn_blocking(move || {
+            let listed = (|| {
+                if !input.repo_dir.join("config").exists() {
+                    return Ok(Vec::new());
+                }
+                let repo = wharf_backup::Repo::open(&input.repo_dir, &input.password)?;
+                repo.backups(Some(&stack), service.as_deref())
+            })();
+            let answer = listed
+                .map(|backups| wharf_api::SnapshotList {
+                    repository: input.repo_dir.display().to_string(),
+                    snapshots: backups
+                        .into_iter()
+                        .rev()
+                        .map(|b| wharf_api::Snapshot {
+                            id: b.id,
+                            time: b.time.to_string(),
+                            service: b.service,
+                            kind: wharf_backup::kind_name(b.kind).to_owned(),
+                            bytes: b.bytes,
+                            added: b.added,
+                        })
+                        .collect(),
+                })
+                .map_err(|e| {
+                    ControlError::new(ErrorCode::Internal, input.password.scrub(&e.to_string()))
+                });
+            let _ = reply.send(answer);
+        });
+    }
+}
+
+impl super::ControlPlane {
+    /// `POST /v1/backups`, `/v1/drills`, `/v1/restores`, `/v1/backups/prune`,
+    /// `/v1/backups/verify`: the jobs started.
+    pub(super) fn backup_command(
+        &mut self,
+        command: crate::events::BackupCommand,
+    ) -> Result<wharf_api::JobsStarted, ControlError> {
+        use crate::events::BackupCommand as C;
+        let operator = |kind, service: Option<String>| JobRequest {
+            kind,
+            service,
+            trigger: JobTrigger::Operator,
+            snapshot: None,
+            target: None,
+            read_data: false,
+            dry_run: false,
+        };
+        let requests: Vec<JobRequest> = match command {
+            C::Backup(request) => match request.service {
+                Some(name) => vec![operator(JobKind::Backup, Some(name))],
+                None => self
+                    .backups
+                    .datastores
+                    .keys()
+                    .map(|name| operator(JobKind::Backup, Some(name.clone())))
+                    .collect(),
+            },
+            C::Prune(request) => {
+                let names: Vec<String> = match request.service {
+                    Some(name) => vec![name],
+                    None => self.backups.datastores.keys().cloned().collect(),
+                };
+                names
+                    .into_iter()
+                    .map(|name| JobRequest {
+                        dry_run: request.dry_run,
+                        ..operator(JobKind::Prune, Some(name))
+                    })
+                    .collect()
+            }
+            C::Drill(request) => vec![JobRequest {
+                snapshot: request.snapshot,
+                ..operator(JobKind::Drill, Some(request.service))
+            }],
+            C::Restore(request) => vec![JobRequest {
+                snapshot: request.snapshot,
+                target: Some(request.target),
+                ..operator(JobKind::Restore, Some(request.service))
+            }],
+            C::Verify(request) => vec![JobRequest {
+                read_data: request.read_data,
+                ..operator(JobKind::Verify, None)
+            }],
+        };
+        if requests.is_empty() {
+            return Err(ControlError::new(
+                ErrorCode::InvalidRequest,
+                "no datastore in the manifest has `backup:`",
+            ));
+        }
+        let mut jobs = Vec::new();
+        for request in requests {
+            jobs.push(
+                self.backups
+                    .start(&mut self.core, &self.injector, request)?,
+            );
+        }
+        Ok(wharf_api::JobsStarted { jobs })
+    }
+
+    /// Scheduled jobs, and restores waiting for their datastore's dependents to stop.
+    pub(super) fn drive_backups(&mut self) {
+        self.backups.tick(&mut self.core, &self.injector);
+        let mut decided = Vec::new();
+        for (service, held) in self.backups.waiting_restores() {
+            if held.is_none() {
+                decided.push(service.to_owned());
+            }
+        }
+        for service in decided {
+            let dependents = self.dependents_of(&service);
+            let mut held = Vec::new();
+            for name in dependents {
+                if let Some(index) = self.supervisor.index(&name)
+                    && self.supervisor.services[index].wanted
+                    && !self.supervisor.services[index].is_external()
+                {
+                    self.supervisor.services[index].wanted = false;
+                    held.push(name);
+                }
+            }
+            for (waiting, slot) in self.backups.waiting_restores() {
+                if waiting == service && slot.is_none() {
+                    *slot = Some(held.clone());
+                }
+            }
+        }
+        let supervisor = &self.supervisor;
+        self.backups.start_restores(&self.core, |name| {
+            supervisor
+                .index(name)
+                .is_none_or(|index| supervisor.services[index].instances.is_empty())
+        });
+    }
+
+    /// Every service that depends on `service`, directly or through others.
+    fn dependents_of(&self, service: &str) -> Vec<String> {
+        let mut found: Vec<String> = Vec::new();
+        let mut frontier = vec![service.to_owned()];
+        while let Some(current) = frontier.pop() {
+            for other in &self.supervisor.services {
+                if other.plan.depends_on.iter().any(|(dep, _)| *dep == current)
+                    && !found.contains(&other.plan.name)
+                {
+                    found.push(other.plan.name.clone());
+                    frontier.push(other.plan.name.clone());
+                }
+            }
+        }
+        found
+    }
+}
+
+/// What an API request or a schedule asks.
+#[derive(Debug, Clone)]
+pub(super) struct JobRequest {
+    pub kind: JobKind,
+    pub service: Option<String>,
+    pub trigger: JobTrigger,
+    pub snapshot: Option<String>,
+    pub target: Option<RestoreTarget>,
+    pub read_data: bool,
+    pub dry_run: bool,
+}
+
+/// Everything a job's thread needs; secrets inside are zeroized when it ends.
+struct JobInput {
+    stack: String,
+    service: Option<String>,
+    kind: JobKind,
+    datastore: Option<(wharf_backup::Datastore, wharf_backup::Retention)>,
+    repo_dir: PathBuf,
+    password: wharf_backup::Secret,
+    snapshot: Option<String>,
+    target: Option<RestoreTarget>,
+    read_data: bool,
+    dry_run: bool,
+}
+
+/// Runs the job on a blocking thread; its outcome comes back as `Event::Backup`.
+fn spawn(core: &Core, job: Job, input: JobInput) {
+    let events = core.events.clone();
+    tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let mut job = job;
+        let result = execute(&input, &mut job);
+        job.duration_ms = Some(started.elapsed().as_millis() as u64);
+        job.finished_at = Some(jiff::Timestamp::now().to_string());
+        match result {
+            Ok(()) => {
+                if job.state == JobState::Running {
+                    job.state = JobState::Succeeded;
+                }
+            }
+            Err(error) => {
+                job.state = JobState::Failed;
+                job.error = Some(input.password.scrub(&error.to_string()));
+            }
+        }
+        let _ = events.blocking_send(Event::Backup(Box::new(job)));
+    });
+}
+
+/// The job's work, filling `job` with what it found.
+fn execute(input: &JobInput, job: &mut Job) -> wharf_backup::Result<()> {
+    let tools = wharf_backup::Tools::from_env();
+    let repo = match input.kind {
+        JobKind::Backup => wharf_backup::Repo::open_or_init(&input.repo_dir, &input.password)?,
+        _ => wharf_backup::Repo::open(&input.repo_dir, &input.password)?,
+    };
+    let service = input.service.as_deref().unwrap_or_default();
+    let pick = |repo: &wharf_backup::Repo| -> wharf_backup::Result<wharf_backup::Backup> {
+        let backups = repo.backups(Some(&input.stack), Some(service))?;
+        let found = match &input.snapshot {
+            Some(id) => backups
+                .into_iter()
+                .rev()
+                .find(|b| b.id.starts_with(id.as_str())),
+            None => backups.into_iter().last(),
+        };
+        found.ok_or_else(|| {
+            wharf_backup::BackupError::Restore(match &input.snapshot {
+                Some(id) => format!("{service} has no backup {id}"),
+                None => format!("{service} has no backup yet (`wharf backup run {service}`)"),
+            })
+        })
+    };
+    match input.kind {
+        JobKind::Backup => {
+            let (store, retention) = input.datastore.as_ref().expect("a backup has a datastore");
+            let backup = repo.backup(&input.stack, service, store, &tools)?;
+            job.snapshot = Some(backup.id.clone());
+            job.bytes = Some(backup.bytes);
+            job.added = Some(backup.added);
+            forget(&repo, input, retention, job, false)?;
+        }
+        JobKind::Prune => {
+            let (_, retention) = input.datastore.as_ref().expect("a prune has a datastore");
+            forget(&repo, input, retention, job, input.dry_run)?;
+        }
+        JobKind::Drill | JobKind::Restore => {
+            let backup = pick(&repo)?;
+            job.snapshot = Some(backup.id.clone());
+            let in_place = matches!(input.target, Some(RestoreTarget::InPlace { .. }));
+            if in_place {
+                let (store, _) = input.datastore.as_ref().expect("a restore has a datastore");
+                let started = std::time::Instant::now();
+                repo.restore(&backup, store, &tools)?;
+                job.rto_ms = Some(started.elapsed().as_millis() as u64);
+                job.rpo_s = Some(
+                    jiff::Timestamp::now()
+                        .duration_since(backup.time)
+                        .unsigned_abs()
+                        .as_secs(),
+                );
+            } else {
+                let report = wharf_backup::drill(&repo, &backup, &tools)?;
+                job.rto_ms = Some(report.rto.as_millis() as u64);
+                job.rpo_s = Some(report.rpo.as_secs());
+                job.checks = report
+                    .checks
+                    .iter()
+                    .map(|c| JobCheck {
+                        name: c.name.clone(),
+                        passed: c.passed,
+                        expected: c.expected.clone(),
+                        found: c.found.clone(),
+                    })
+                    .collect();
+                if !report.passed() {
+                    job.state = JobState::Failed;
+                    let failed: Vec<String> = report
+                        .failures()
+                        .map(|c| format!("{}: expected {}, found {}", c.name, c.expected, c.found))
+                        .collect();
+                    job.error = Some(format!("failed checks: {}", failed.join("; ")));
+                }
+            }
+        }
+        JobKind::Verify => {
+            repo.check(input.read_data)?;
+            let key = repo.verify_key()?;
+            job.checks.push(JobCheck {
+                name: "structure".into(),
+                passed: true,
+                expected: "no problem".into(),
+                found: "no problem".into(),
+            });
+            if input.read_data {
+                job.checks.push(JobCheck {
+                    name: "data".into(),
+                    passed: true,
+                    expected: "every pack reads and decrypts".into(),
+                    found: "every pack reads and decrypts".into(),
+                });
+            }
+            job.checks.push(JobCheck {
+                name: "key recovery".into(),
+                passed: true,
+                expected: "the stored password decrypts the newest backup".into(),
+                found: match key.snapshot {
+                    Some(id) => format!("decrypted snapshot {id}"),
+                    None => "no backup to decrypt yet".into(),
+                },
+            });
+        }
+    }
+    Ok(())
+}
+
+fn forget(
+    repo: &wharf_backup::Repo,
+    input: &JobInput,
+    retention: &wharf_backup::Retention,
+    job: &mut Job,
+    dry_run: bool,
+) -> wharf_backup::Result<()> {
+    let service = input.service.as_deref().unwrap_or_default();
+    let outcome = repo.forget(
+        &input.stack,
+        service,
+        retention,
+        &jiff::Zoned::now(),
+        dry_run,
+    )?;
+    job.forgotten = outcome
+        .into_iter()
+        .filter(|(_, kept)| !kept)
+        .map(|(b, _)| b.id)
+        .collect();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60_000;
+
+    fn at(text: &str) -> i64 {
+        text.parse::<jiff::Timestamp>().unwrap().as_millisecond()
+    }
+
+    #[test]
+    fn a_daily_backup_is_ok_pending_overdue_or_failed() {
+        let daily: CronSchedule = "0 3 * * *".parse().unwrap();
+        let since = at("2026-12-05T10:00:00Z");
+        // Nothing was due since backups began: pending, even at the next day's 03:05.
+        let (h, _) = health(&daily, None, None, since, at("2026-12-06T03:05:00Z"));
+        assert_eq!(h, BackupHealth::Pending, "within the grace after 03:00");
+        // Past the grace with no backup: overdue, saying when it was due.
+        let (h, why) = health(&daily, None, None, since, at("2026-12-06T03:11:00Z"));
+        assert_eq!(h, BackupHealth::Overdue);
+        assert!(why.unwrap().contains("2026-12-06T03:00:00Z"));
+        // A backup after the due time: ok, until the next one is late.
+        let ok = at("2026-12-06T03:01:00Z");
+        let (h, _) = health(&daily, Some(ok), None, since, at("2026-12-07T03:09:00Z"));
+        assert_eq!(h, BackupHealth::Ok);
+        let (h, why) = health(&daily, Some(ok), None, since, at("2026-12-07T03:11:00Z"));
+        assert_eq!(h, BackupHealth::Overdue);
+        assert!(why.unwrap().contains("last good: 2026-12-06T03:01:00Z"));
+        // A failure after the last success is failed, whatever the schedule says.
+        let failed = at("2026-12-06T09:00:00Z");
+        let (h, why) = health(
+            &daily,
+            Some(ok),
+            Some((failed, "pg_dump: connection refused")),
+            since,
+            failed + MIN,
+        );
+        assert_eq!(h, BackupHealth::Failed);
+        assert!(why.unwrap().contains("connection refused"));
+        // A success after the failure clears it.
+        let (h, _) = health(
+            &daily,
+            Some(failed + MIN),
+            Some((failed, "x")),
+            since,
+            failed + 2 * MIN,
+        );
+        assert_eq!(h, BackupHealth::Ok);
+    }
+
+    #[test]
+    fn a_frequent_schedule_gets_a_grace_of_half_its_period() {
+        let every_minute: CronSchedule = "* * * * *".parse().unwrap();
+        let since = at("2026-12-05T10:00:00Z");
+        let ok = at("2026-12-05T10:05:00Z");
+        assert_eq!(
+            health(
+                &every_minute,
+                Some(ok),
+                None,
+                since,
+                at("2026-12-05T10:06:20Z")
+            )
+            .0,
+            BackupHealth::Ok
+        );
+        assert_eq!(
+            health(
+                &every_minute,
+                Some(ok),
+                None,
+                since,
+                at("2026-12-05T10:06:40Z")
+            )
+            .0,
+            BackupHealth::Overdue
+        );
+    }
+}
