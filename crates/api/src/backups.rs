@@ -97,6 +97,7 @@ impl Job {
 
 /// `POST /v1/backups`: back up one datastore now, or every one with `backup:`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct BackupRequest {
     #[serde(default)]
     pub service: Option<String>,
@@ -104,6 +105,7 @@ pub struct BackupRequest {
 
 /// `POST /v1/drills`: drill one datastore's latest backup (or the one named).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DrillRequest {
     pub service: String,
     #[serde(default)]
@@ -124,6 +126,7 @@ pub enum RestoreTarget {
 
 /// `POST /v1/restores`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RestoreRequest {
     pub service: String,
     #[serde(default)]
@@ -133,6 +136,7 @@ pub struct RestoreRequest {
 
 /// `POST /v1/backups/prune`: apply the manifest's retention now.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PruneRequest {
     #[serde(default)]
     pub service: Option<String>,
@@ -143,6 +147,7 @@ pub struct PruneRequest {
 
 /// `POST /v1/backups/verify`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
     /// Read and decrypt every pack, not only the structure.
     #[serde(default)]

@@ -106,6 +106,24 @@ pub fn detailed(report: &StatusReport) -> Response {
         if !instances.is_empty() {
             checks.insert(format!("{}:ready", service.name), Value::Array(instances));
         }
+        if let Some(backups) = &service.backups {
+            let status = if backups.health.is_problem() {
+                HealthStatus::Warn
+            } else {
+                HealthStatus::Pass
+            };
+            checks.insert(
+                format!("{}:backup", service.name),
+                json!([{
+                    "componentId": service.name,
+                    "componentType": "backup",
+                    "status": status,
+                    "observedValue": backups.health,
+                    "time": backups.last_success,
+                    "output": backups.reason,
+                }]),
+            );
+        }
         let dependencies: Vec<Value> = service
             .dependencies
             .iter()

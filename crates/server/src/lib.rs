@@ -25,6 +25,7 @@ use wharf_api::{
 };
 use wharf_control::Handle;
 
+mod backups;
 mod deploy;
 mod health;
 mod openapi;
@@ -216,6 +217,13 @@ pub fn app(handle: Handle, token: Option<String>) -> Router {
             post(state_routes::audit_checkpoint),
         )
         .route("/v1/preflight", post(state_routes::record_preflight))
+        .route("/v1/backups", get(backups::overview).post(backups::backup))
+        .route("/v1/backups/jobs/{id}", get(backups::job))
+        .route("/v1/backups/snapshots", get(backups::snapshots))
+        .route("/v1/backups/prune", post(backups::prune))
+        .route("/v1/backups/verify", post(backups::verify))
+        .route("/v1/drills", post(backups::drill))
+        .route("/v1/restores", post(backups::restore))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

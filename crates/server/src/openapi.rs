@@ -4,6 +4,9 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use wharf_api::{
+    BackupHealth, BackupOverview, BackupRequest, DatastoreBackups, DrillRequest, Job, JobCheck,
+    JobKind, JobState, JobTrigger, JobsStarted, PruneRequest, RestoreRequest, RestoreTarget,
+    Snapshot, SnapshotList, VerifyRequest,
     ApiErrorBody, BeginRotationRequest, ChangeConfigRequest, CheckpointAnswer, ConfigAnswer,
     ConfigChangeAnswer, ConfigRevision, ConfigRollbackRequest, DependencyStatus, DeployRequest,
     DownAnswer, DownRequest, ErrorCode, ErrorDetail, FinishRotationRequest, HealthStatus,
@@ -44,13 +47,21 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/audit/checkpoints"),
     ("post", "/v1/audit/notes"),
     ("post", "/v1/preflight"),
+    ("get", "/v1/backups"),
+    ("post", "/v1/backups"),
+    ("get", "/v1/backups/jobs/{id}"),
+    ("get", "/v1/backups/snapshots"),
+    ("post", "/v1/backups/prune"),
+    ("post", "/v1/backups/verify"),
+    ("post", "/v1/drills"),
+    ("post", "/v1/restores"),
 ];
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "wharf control plane API",
-        description = "Drive a running wharf stack: status, health, restarts, deploys and rollouts, reloads; change its stored state: secrets (values go in, never come out), config overrides, audit notes, preflight records. On the unix socket no authentication; on TCP every route but `/health` and `/v1/openapi.json` needs `Authorization: Bearer <WHARF_API_TOKEN>`. Errors are `{\"error\": {\"code\", \"message\"}}`."
+        description = "Drive a running wharf stack: status, health, restarts, deploys and rollouts, reloads; change its stored state: secrets (values go in, never come out), config overrides, audit notes, preflight records; back up, drill and restore the datastores. On the unix socket no authentication; on TCP every route but `/health` and `/v1/openapi.json` needs `Authorization: Bearer <WHARF_API_TOKEN>`. Errors are `{\"error\": {\"code\", \"message\"}}`."
     ),
     paths(
         crate::health_live,
@@ -79,6 +90,14 @@ pub const ROUTES: &[(&str, &str)] = &[
         crate::state_routes::audit_verifier,
         crate::state_routes::audit_checkpoint,
         crate::state_routes::record_preflight,
+        crate::backups::overview,
+        crate::backups::backup,
+        crate::backups::job,
+        crate::backups::snapshots,
+        crate::backups::prune,
+        crate::backups::verify,
+        crate::backups::drill,
+        crate::backups::restore,
     ),
     components(schemas(
         ApiErrorBody, ErrorDetail, ErrorCode, StatusReport, OpenPage, StackStatus, ServiceStatus,
@@ -92,6 +111,9 @@ pub const ROUTES: &[(&str, &str)] = &[
         ConfigAnswer, ConfigRevision, ChangeConfigRequest, ConfigChangeAnswer, RevisedConfig,
         ConfigRollbackRequest, NoteRequest, NoteAnswer, LedgerEntry, VerifierAnswer, CheckpointAnswer,
         PreflightRecordRequest, PreflightRecordAnswer,
+        BackupOverview, DatastoreBackups, BackupHealth, Job, JobKind, JobState, JobTrigger, JobCheck,
+        JobsStarted, BackupRequest, DrillRequest, RestoreRequest, RestoreTarget, PruneRequest,
+        VerifyRequest, SnapshotList, Snapshot,
     )),
     modifiers(&BearerAuth),
 )]

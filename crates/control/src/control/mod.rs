@@ -1048,9 +1048,6 @@ impl ControlPlane {
         let mut services = services;
         for backups in self.backups.statuses() {
             if let Some(status) = services.iter_mut().find(|s| s.name == backups.service) {
-                if backups.health.is_problem() && status.health == wharf_api::HealthStatus::Pass {
-                    status.health = wharf_api::HealthStatus::Warn;
-                }
                 status.backups = Some(backups);
             }
         }
