@@ -17,7 +17,7 @@ pub use control::{Config, ControlPlane, PROXY_ROW, PlanLoader};
 pub use deploy::{DeployRequest, RolloutCommand, RolloutView, VersionTraffic};
 pub use events::{BackupCommand, Command, Event, Handle, ProbeKind};
 pub use journal::{Journal, StoreWriter};
-pub use plan::{PlanError, StackPlan, plan};
+pub use plan::{BACKUP_PASSWORD_SECRET, PlanError, StackPlan, plan};
 pub use report::{DependencyStatus, InstanceStatus, ServiceStatus, StatusReport};
 /// The API's wire types and errors, re-exported for convenience; the server and the CLI import
 /// them from `wharf_api`.

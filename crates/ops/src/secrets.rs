@@ -69,6 +69,26 @@ pub fn set(
     })
 }
 
+/// Stores a generated value for `name` (48 alphanumerics) with its `secret.set` entry, unless
+/// a version is stored already. Returns whether it generated one. For secrets wharf itself
+/// needs, such as the backup repository's password, made at the first `wharf up` that needs
+/// them.
+pub fn ensure_generated(
+    store: &mut Store,
+    secrets: &Secrets,
+    actor: &Actor,
+    name: &str,
+    reason: &str,
+) -> Result<bool, OpsError> {
+    if secrets.current(store, name)?.is_some() {
+        return Ok(false);
+    }
+    let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let value = wharf_secrets::generate(48, alphabet)?;
+    set(store, secrets, actor, name, &value, Some(reason))?;
+    Ok(true)
+}
+
 /// Makes version `to`'s value current again, as a new version.
 pub fn rollback(
     store: &mut Store,

@@ -121,6 +121,16 @@ pub enum Command {
     /// The tamper-evident audit ledger: log, verify, checkpoint, prove, export, note.
     #[command(subcommand)]
     Audit(cmd::audit::AuditCommand),
+    /// The datastores' backups (a restic repository): run, list, show, verify, prune, key
+    /// export. Jobs run in the control plane; each outcome is in the ledger.
+    #[command(subcommand)]
+    Backup(cmd::backup::BackupCommand),
+    /// Restore a datastore's backup into a sandbox (--sandbox, checked like a drill) or into
+    /// the running datastore (--confirm; its dependents are stopped around it).
+    Restore(cmd::backup::RestoreArgs),
+    /// Restore a datastore's latest backup into a sandbox and prove it: row counts and content
+    /// per table against the backup's record, RTO and RPO. Exit 1 when a check fails.
+    Drill(cmd::backup::DrillArgs),
 }
 
 /// `wharf logs -f` means follow, as in docker compose and kubectl, while `-f` everywhere

@@ -1,6 +1,7 @@
 //! One module per subcommand; `dispatch` routes the parsed command line to it.
 
 pub mod audit;
+pub mod backup;
 pub mod completions;
 pub mod config;
 pub mod deploy;
@@ -33,6 +34,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Completions(args) => completions::run(&args),
         Command::Import(command) => import::run(global, command),
         Command::Audit(command) => audit::run(global, command),
+        Command::Backup(command) => backup::run(global, command),
+        Command::Restore(args) => backup::restore(global, args),
+        Command::Drill(args) => backup::drill(global, args),
         Command::Up(args) => up::run(global, &args),
         Command::Down(args) => down::run(global, &args),
         Command::Status(args) => status::run(global, &args),

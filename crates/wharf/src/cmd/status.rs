@@ -241,6 +241,25 @@ pub fn print_report(report: &StatusReport, output: Output) -> anyhow::Result<()>
             page.alert, page.root_cause, page.since
         );
     }
+    for service in &report.services {
+        let Some(backups) = &service.backups else {
+            continue;
+        };
+        let health = serde_json::to_value(backups.health)?
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let last = backups.last_success.as_deref().unwrap_or("never");
+        let mut line = format!("backup {}: {health} (last good: {last}", service.name);
+        if let Some(next) = &backups.next_due {
+            line.push_str(&format!(", next: {next}"));
+        }
+        line.push(')');
+        if let Some(reason) = &backups.reason {
+            line.push_str(&format!(" — {reason}"));
+        }
+        println!("{line}");
+    }
     Ok(())
 }
 

@@ -167,7 +167,25 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
     // The master key is checked here, before anything starts (and before detaching, so a
     // wrong key is this command's error): a stack that uses secrets needs them unlocked.
     let uses_secrets = plan.uses_secrets();
-    if uses_secrets && let Err(error) = unlock_secrets(&lock, true) {
+    let unlocked = if uses_secrets {
+        unlock_secrets(&lock, true).and_then(|secrets| {
+            if plan.backs_up() {
+                // The backup repository's password: generated once, kept as a secret.
+                let mut store = wharf_ops::read::open(&lock)?;
+                wharf_ops::secrets::ensure_generated(
+                    &mut store,
+                    &secrets,
+                    &wharf_ops::Actor::from_environment(),
+                    wharf_control::BACKUP_PASSWORD_SECRET,
+                    "generated for the backup repository",
+                )?;
+            }
+            Ok(())
+        })
+    } else {
+        Ok(())
+    };
+    if let Err(error) = unlocked {
         eprintln!("error: {error:#}");
         // A key that does not open the secrets failed the check; anything else (a corrupt
         // or foreign state database, an unreadable key) is invalid input, as the docs say.
