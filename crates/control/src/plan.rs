@@ -222,14 +222,29 @@ pub fn plan(stack: &ValidStack) -> Result<StackPlan, Vec<PlanError>> {
         }
     }
     if errors.is_empty() {
+        let mut secrets: Vec<(String, wharf_manifest::model::SecretPolicy)> = stack
+            .secrets
+            .iter()
+            .map(|(name, policy)| (name.clone(), policy.clone()))
+            .collect();
+        // Datastores with `backup:` declare the repository's password.
+        if services.iter().any(|s| s.backup.is_some())
+            && !secrets
+                .iter()
+                .any(|(name, _)| name == BACKUP_PASSWORD_SECRET)
+        {
+            secrets.push((
+                BACKUP_PASSWORD_SECRET.to_owned(),
+                wharf_manifest::model::SecretPolicy {
+                    description: Some("the backup repository's password".to_owned()),
+                    ..Default::default()
+                },
+            ));
+        }
         Ok(StackPlan {
             name: stack.name.clone(),
             services,
-            secrets: stack
-                .secrets
-                .iter()
-                .map(|(name, policy)| (name.clone(), policy.clone()))
-                .collect(),
+            secrets,
             alerts: stack.alerts.clone(),
             environment: stack.environment.clone(),
             require: stack.require.clone(),

@@ -4,19 +4,18 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use wharf_api::{
-    BackupHealth, BackupOverview, BackupRequest, DatastoreBackups, DrillRequest, Job, JobCheck,
-    JobKind, JobState, JobTrigger, JobsStarted, PruneRequest, RestoreRequest, RestoreTarget,
-    Snapshot, SnapshotList, VerifyRequest,
-    ApiErrorBody, BeginRotationRequest, ChangeConfigRequest, CheckpointAnswer, ConfigAnswer,
-    ConfigChangeAnswer, ConfigRevision, ConfigRollbackRequest, DependencyStatus, DeployRequest,
-    DownAnswer, DownRequest, ErrorCode, ErrorDetail, FinishRotationRequest, HealthStatus,
-    HookResult, InstancePhase, InstanceStatus, LedgerEntry, ManifestChanges, NoteAnswer,
-    NoteRequest, OpenPage, PreflightRecordAnswer, PreflightRecordRequest, ReloadAnswer,
-    ReloadOutcome, ReloadRequest, RestartAnswer, RevealAnswer, RevealRequest, RevisedConfig,
-    RollbackSecretRequest, RolloutCommand, RolloutOutcome, RolloutPhase, RolloutStrategy,
-    RolloutView, RotationBegun, RotationFinished, RotationResult, SecretChangeAnswer,
-    SecretVersion, ServiceState, ServiceStatus, SetSecretRequest, StackStatus, StatusReport,
-    VerifierAnswer, VersionTraffic,
+    ApiErrorBody, BackupHealth, BackupOverview, BackupRequest, BeginRotationRequest,
+    ChangeConfigRequest, CheckpointAnswer, ConfigAnswer, ConfigChangeAnswer, ConfigRevision,
+    ConfigRollbackRequest, DatastoreBackups, DependencyStatus, DeployRequest, DownAnswer,
+    DownRequest, DrillRequest, ErrorCode, ErrorDetail, FinishRotationRequest, HealthStatus,
+    HookResult, InstancePhase, InstanceStatus, Job, JobCheck, JobKind, JobState, JobTrigger,
+    JobsStarted, LedgerEntry, ManifestChanges, NoteAnswer, NoteRequest, OpenPage,
+    PreflightRecordAnswer, PreflightRecordRequest, PruneRequest, ReloadAnswer, ReloadOutcome,
+    ReloadRequest, RestartAnswer, RestoreRequest, RestoreTarget, RevealAnswer, RevealRequest,
+    RevisedConfig, RollbackSecretRequest, RolloutCommand, RolloutOutcome, RolloutPhase,
+    RolloutStrategy, RolloutView, RotationBegun, RotationFinished, RotationResult,
+    SecretChangeAnswer, SecretVersion, ServiceState, ServiceStatus, SetSecretRequest, Snapshot,
+    SnapshotList, StackStatus, StatusReport, VerifierAnswer, VerifyRequest, VersionTraffic,
 };
 
 /// Every route [`crate::app`] serves, as `(method, path)`; a test holds the document to it.

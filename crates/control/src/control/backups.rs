@@ -974,16 +974,43 @@ fn spawn(core: &Core, job: Job, input: JobInput) {
             }
             Err(error) => {
                 job.state = JobState::Failed;
-                job.error = Some(input.password.scrub(&error.to_string()));
+                job.error = Some(input.password.scrub(&summary(&error.to_string())));
             }
         }
         let _ = events.blocking_send(Event::Backup(Box::new(job)));
     });
 }
 
+/// An error in a few readable lines: the engine's and rustic's messages without their
+/// backtraces and nonces, whitespace folded, bounded.
+fn summary(text: &str) -> String {
+    const MOST: usize = 800;
+    let cut = ["\nBacktrace:", "\n\nContext:", "stack backtrace:"]
+        .iter()
+        .filter_map(|marker| text.find(marker))
+        .min()
+        .unwrap_or(text.len());
+    let folded: String = text[..cut].split_whitespace().collect::<Vec<_>>().join(" ");
+    if folded.len() <= MOST {
+        return folded;
+    }
+    let mut end = MOST;
+    while !folded.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &folded[..end])
+}
+
 /// The job's work, filling `job` with what it found.
 fn execute(input: &JobInput, job: &mut Job) -> wharf_backup::Result<()> {
     let tools = wharf_backup::Tools::from_env();
+    if input.kind != JobKind::Backup && !input.repo_dir.join("config").exists() {
+        let service = input.service.as_deref().unwrap_or("any datastore");
+        return Err(wharf_backup::BackupError::Restore(format!(
+            "{service} has no backup yet: the repository {} is empty (`wharf backup run`)",
+            input.repo_dir.display()
+        )));
+    }
     let repo = match input.kind {
         JobKind::Backup => wharf_backup::Repo::open_or_init(&input.repo_dir, &input.password)?,
         _ => wharf_backup::Repo::open(&input.repo_dir, &input.password)?,

@@ -12,8 +12,8 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use wharf_api::{
-    BackupOverview, BackupRequest, DrillRequest, Job, JobKind, JobState, JobsStarted,
-    PruneRequest, RestoreRequest, RestoreTarget, SnapshotList, VerifyRequest,
+    BackupOverview, BackupRequest, DrillRequest, Job, JobKind, JobState, JobsStarted, PruneRequest,
+    RestoreRequest, RestoreTarget, SnapshotList, VerifyRequest,
 };
 
 use crate::cli::{Global, Output};
@@ -218,13 +218,11 @@ fn start(
                 }
             }
         }
-        Ok(
-            if jobs.iter().any(|j| j.state == JobState::Failed) {
-                ExitStatus::Failed
-            } else {
-                ExitStatus::Ok
-            },
-        )
+        Ok(if jobs.iter().any(|j| j.state == JobState::Failed) {
+            ExitStatus::Failed
+        } else {
+            ExitStatus::Ok
+        })
     })
 }
 
@@ -327,7 +325,10 @@ fn describe(job: &Job) -> String {
         subject(job)
     );
     if let Some(snapshot) = &job.snapshot {
-        line.push_str(&format!("  snapshot {}", &snapshot[..snapshot.len().min(8)]));
+        line.push_str(&format!(
+            "  snapshot {}",
+            &snapshot[..snapshot.len().min(8)]
+        ));
     }
     if let Some(n) = job.bytes {
         line.push_str(&format!("  {}", bytes(n)));
@@ -348,7 +349,10 @@ fn describe(job: &Job) -> String {
         let mark = if check.passed { "ok  " } else { "FAIL" };
         line.push_str(&format!("\n  {mark} {}", check.name));
         if !check.passed {
-            line.push_str(&format!(": expected {}, found {}", check.expected, check.found));
+            line.push_str(&format!(
+                ": expected {}, found {}",
+                check.expected, check.found
+            ));
         }
     }
     if !job.forgotten.is_empty() {
@@ -393,11 +397,11 @@ fn list(global: &Global, service: Option<&str>) -> anyhow::Result<ExitStatus> {
                 Ok(list) => list,
                 Err(status) => return Ok(status),
             };
-        let overview: BackupOverview =
-            match request(&state_dir, "GET", "/v1/backups", None).await? {
-                Ok(overview) => overview,
-                Err(status) => return Ok(status),
-            };
+        let overview: BackupOverview = match request(&state_dir, "GET", "/v1/backups", None).await?
+        {
+            Ok(overview) => overview,
+            Err(status) => return Ok(status),
+        };
         if let Some(name) = service {
             if !overview.datastores.iter().any(|d| d.service == name) {
                 eprintln!("error: `{name}` is not a datastore with `backup:` in the manifest");
@@ -419,7 +423,14 @@ fn list(global: &Global, service: Option<&str>) -> anyhow::Result<ExitStatus> {
                 println!("repository {}", snapshots.repository);
                 let mut table = comfy_table::Table::new();
                 table.load_preset(comfy_table::presets::NOTHING);
-                table.set_header(["DATASTORE", "KIND", "SCHEDULE", "HEALTH", "LAST GOOD", "NEXT"]);
+                table.set_header([
+                    "DATASTORE",
+                    "KIND",
+                    "SCHEDULE",
+                    "HEALTH",
+                    "LAST GOOD",
+                    "NEXT",
+                ]);
                 for d in &overview.datastores {
                     if service.is_some_and(|name| name != d.service) {
                         continue;

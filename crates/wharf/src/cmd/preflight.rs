@@ -79,6 +79,9 @@ pub fn run(global: &Global, args: &PreflightArgs) -> anyhow::Result<ExitStatus> 
     if let Some(stack) = &stack {
         runtime.block_on(check_smoke(stack, &mut results));
         check_secrets(global, stack, &mut results);
+        if let Some(report) = &report {
+            check_backups(stack, report, &mut results);
+        }
     }
     check_ledger(global, &mut results);
     let failed = results.iter().filter(|r| r.status == "fail").count();
@@ -339,6 +342,71 @@ fn check_secrets(global: &Global, stack: &ValidStack, results: &mut Vec<CheckRes
         };
         let reason = (status != "pass" || max_age.is_some()).then_some(reason);
         results.push(CheckResult::new("secret", check, status, started, reason));
+    }
+}
+
+/// One check per datastore with `backup:`: its backups are not failed or overdue, and, when
+/// the environment requires them, its last good backup and passed drill are recent enough.
+fn check_backups(stack: &ValidStack, report: &StatusReport, results: &mut Vec<CheckResult>) {
+    let now = jiff::Timestamp::now();
+    let age = |at: Option<&str>| {
+        at.and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .map(|t| now.duration_since(t).unsigned_abs())
+    };
+    let require = stack.require.as_ref();
+    for service in &report.services {
+        let Some(backups) = &service.backups else {
+            continue;
+        };
+        let started = Instant::now();
+        let mut problems: Vec<String> = backups.reason.iter().cloned().collect();
+        let mut status = if backups.health.is_problem() {
+            "fail"
+        } else {
+            "pass"
+        };
+        if let Some(max) = require.and_then(|r| r.backup_max_age) {
+            match age(backups.last_success.as_deref()) {
+                None => {
+                    problems.push("no successful backup, and the environment requires one".into())
+                }
+                Some(old) if old > max.0 => problems.push(format!(
+                    "last good backup {} old, more than backup_max_age {max}",
+                    wharf_manifest::values::Duration(std::time::Duration::from_secs(old.as_secs()))
+                )),
+                Some(_) => {}
+            }
+        }
+        if let Some(max) = require.and_then(|r| r.drill_max_age) {
+            match age(backups.last_drill_passed.as_deref()) {
+                None => problems
+                    .push("no passed restore drill, and the environment requires one".into()),
+                Some(old) if old > max.0 => problems.push(format!(
+                    "last passed drill {} old, more than drill_max_age {max}",
+                    wharf_manifest::values::Duration(std::time::Duration::from_secs(old.as_secs()))
+                )),
+                Some(_) => {}
+            }
+        }
+        if !problems.is_empty() {
+            status = "fail";
+        }
+        let reason = if problems.is_empty() {
+            backups
+                .last_success
+                .as_ref()
+                .map(|t| format!("last good backup {t}"))
+                .or_else(|| Some("no backup due yet".to_owned()))
+        } else {
+            Some(problems.join("; "))
+        };
+        results.push(CheckResult::new(
+            "backup",
+            format!("{} backups", service.name),
+            status,
+            started,
+            reason,
+        ));
     }
 }
 

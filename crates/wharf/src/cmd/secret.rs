@@ -147,6 +147,18 @@ fn declared<'a>(stack: &'a Stack, name: &str) -> Result<&'a SecretPolicy, ExitSt
     if let Some(policy) = stack.secrets.get(name) {
         return Ok(policy);
     }
+    // The backup repository's password is declared by the datastores' `backup:` (it can be
+    // set, e.g. to open an existing repository on a new machine, or rotated).
+    static BACKUP_PASSWORD: std::sync::LazyLock<SecretPolicy> =
+        std::sync::LazyLock::new(|| SecretPolicy {
+            description: Some("the backup repository's password".to_owned()),
+            ..SecretPolicy::default()
+        });
+    if name == wharf_control::BACKUP_PASSWORD_SECRET
+        && stack.services.values().any(|s| s.backup.is_some())
+    {
+        return Ok(&BACKUP_PASSWORD);
+    }
     let names: Vec<&str> = stack.secrets.keys().map(String::as_str).collect();
     let known = if names.is_empty() {
         "the manifest declares no secrets; add it under `secrets:` first".to_owned()
