@@ -31,6 +31,8 @@ async fn on_stack<F: std::future::Future<Output = ()>>(test: impl FnOnce(Api) ->
         services: Vec::new(),
         secrets: vec![("api_key".to_owned(), SecretPolicy::default())],
         alerts: Vec::new(),
+        environment: None,
+        require: None,
     };
     let journal = Journal::open(&state_dir, "wharf-control@test".to_owned()).unwrap();
     let config = Config {
