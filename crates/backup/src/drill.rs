@@ -62,6 +62,18 @@ fn outcome(name: &str, result: &Result<()>) -> CheckOutcome {
 /// subject (an unreadable record, a failed restore, differing tables) are failed checks in the
 /// report; an error means the drill itself could not run (no sandbox server, say).
 pub fn drill(repo: &Repo, backup: &Backup, tools: &Tools) -> Result<DrillReport> {
+    drill_with(repo, backup, tools, |_| Vec::new())
+}
+
+/// Like [`drill`], then — when the restored copy matches its record — runs `app` against the
+/// sandbox while it still runs (the stack's own services and smoke checks pointed at the
+/// restored copy) and adds its checks to the report, inside the measured RTO.
+pub fn drill_with(
+    repo: &Repo,
+    backup: &Backup,
+    tools: &Tools,
+    app: impl FnOnce(&Sandbox) -> Vec<CheckOutcome>,
+) -> Result<DrillReport> {
     let started = Instant::now();
     let rpo = jiff::Timestamp::now()
         .duration_since(backup.time)
@@ -94,6 +106,9 @@ pub fn drill(repo: &Repo, backup: &Backup, tools: &Tools) -> Result<DrillReport>
     ));
     if let Ok(found) = found {
         checks.extend(compare(&recorded, &found));
+    }
+    if checks.iter().all(|c| c.passed) {
+        checks.extend(app(&sandbox));
     }
     let report = report(checks, started);
     tracing::info!(

@@ -43,6 +43,8 @@ pub struct StackPlan {
     pub alerts: Vec<wharf_manifest::model::Alert>,
     /// The environment chosen, and what it demands before a deploy.
     pub environment: Option<String>,
+    /// The manifest's smoke checks (a drill runs them against the restored copy).
+    pub smoke: Vec<wharf_manifest::model::SmokeCheck>,
     pub require: Option<wharf_manifest::model::Requirements>,
 }
 
@@ -247,6 +249,7 @@ pub fn plan(stack: &ValidStack) -> Result<StackPlan, Vec<PlanError>> {
             secrets,
             alerts: stack.alerts.clone(),
             environment: stack.environment.clone(),
+            smoke: stack.smoke.clone(),
             require: stack.require.clone(),
         })
     } else {

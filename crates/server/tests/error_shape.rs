@@ -59,6 +59,7 @@ async fn api_errors_over_real_sockets_are_the_documented_json_shape() {
         secrets: vec![("api_key".to_owned(), Default::default())],
         alerts: Vec::new(),
         environment: None,
+        smoke: Vec::new(),
         require: None,
     };
     let journal = Journal::open(&state_dir, "wharf-control@test".to_owned()).unwrap();

@@ -32,6 +32,7 @@ async fn on_stack<F: std::future::Future<Output = ()>>(test: impl FnOnce(Api) ->
         secrets: vec![("api_key".to_owned(), SecretPolicy::default())],
         alerts: Vec::new(),
         environment: None,
+        smoke: Vec::new(),
         require: None,
     };
     let journal = Journal::open(&state_dir, "wharf-control@test".to_owned()).unwrap();

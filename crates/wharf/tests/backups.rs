@@ -443,3 +443,111 @@ services:
         text(&preflight)
     );
 }
+
+/// A small application reading the SQLite database at `$DB_PATH` with the query in
+/// `query.sql` (its "version"): `/orders` answers 200 with the count, 500 when the query fails.
+const APP: &str = r#"
+import http.server, os, sqlite3, sys
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/health":
+            code, body = 200, "ok"
+        else:
+            try:
+                db = sqlite3.connect(os.environ["DB_PATH"])
+                body = str(db.execute(open("query.sql").read()).fetchone()[0])
+                code = 200
+            except Exception as error:
+                code, body = 500, str(error)
+        self.send_response(code)
+        self.end_headers()
+        self.wfile.write(body.encode())
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"#;
+
+#[test]
+fn a_drill_fails_naming_the_smoke_check_when_the_restored_data_breaks_the_app() {
+    let port = free_port();
+    let stack = Stack::new(&format!(
+        r#"
+name: shop
+services:
+  db:
+    kind: sqlite
+    path: ./app.db
+    backup: {{schedule: "0 3 * * *"}}
+  web:
+    command: [python3, app.py, "${{PORT}}"]
+    port: {port}
+    env: {{DB_PATH: ./app.db}}
+    depends_on: {{db: {{condition: started}}}}
+    probes:
+      ready: {{http: {{path: /health}}, interval: 200ms}}
+smoke:
+  - name: orders page
+    http: {{url: "http://127.0.0.1:{port}/orders", expect_status: 200}}
+"#
+    ));
+    std::fs::write(stack.path().join("app.py"), APP).unwrap();
+    std::fs::write(stack.path().join("query.sql"), "SELECT count(*) FROM items").unwrap();
+    let db = stack.path().join("app.db");
+    sqlite_rows(&db, 20);
+    ok(stack.up());
+    ok(stack.wharf(&["backup", "run", "db"]));
+
+    // The restored copy serves the application: the smoke check passes against it.
+    let passed = jobs(&ok(stack.wharf(&["drill", "db", "--output", "json"])));
+    let checks = passed[0]["checks"].as_array().unwrap();
+    let smoke = checks
+        .iter()
+        .find(|c| c["name"].as_str().unwrap().contains("orders page"))
+        .unwrap_or_else(|| panic!("no smoke check in the drill: {checks:?}"));
+    assert_eq!(smoke["passed"], true, "{smoke}");
+
+    // A migration after the backup: the application now needs a column the backup lacks.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("ALTER TABLE items ADD COLUMN price INTEGER DEFAULT 1")
+        .unwrap();
+    std::fs::write(
+        stack.path().join("query.sql"),
+        "SELECT sum(price) FROM items",
+    )
+    .unwrap();
+    assert_eq!(
+        get(port, "/orders").map(|(status, _)| status),
+        Some(200),
+        "production serves the new version"
+    );
+    let failed = stack.wharf(&["drill", "db", "--output", "json"]);
+    assert_eq!(failed.status.code(), Some(1), "{}", text(&failed));
+    let failed = jobs(&failed);
+    let error = failed[0]["error"].as_str().unwrap();
+    assert!(error.contains("smoke `orders page` against web"), "{error}");
+    let checks = failed[0]["checks"].as_array().unwrap();
+    // The data itself restored exactly: only the application's check fails.
+    assert!(
+        checks
+            .iter()
+            .filter(|c| c["passed"] == false)
+            .all(|c| c["name"].as_str().unwrap().contains("orders page")),
+        "{checks:?}"
+    );
+    let drills = actions(&stack.ledger(), "backup.drill");
+    assert_eq!(drills.last().unwrap()["details"]["state"], "failed");
+    // No sandbox app is left running.
+    let leftover = std::process::Command::new("pgrep")
+        .args(["-f", "app.py"])
+        .output()
+        .unwrap();
+    let pids: Vec<String> = String::from_utf8_lossy(&leftover.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let instance: Vec<String> = stack.pids().iter().map(|p| p.to_string()).collect();
+    assert!(
+        pids.iter()
+            .all(|p| instance.contains(p) || !alive(p.parse().unwrap())),
+        "a sandbox app outlived its drill: {pids:?}, instances {instance:?}"
+    );
+}

@@ -24,6 +24,7 @@ use wharf_manifest::values::CronSchedule;
 
 use super::Core;
 use super::inject::Injector;
+use super::sandbox_app::SandboxApp;
 use crate::events::Event;
 use crate::plan::{BACKUP_PASSWORD_SECRET, ServicePlan, StackPlan};
 
@@ -77,6 +78,8 @@ pub(super) struct Backups {
     since_ms: i64,
     /// What the chosen environment demands before a deploy, and its name.
     require: Option<Requirements>,
+    /// The manifest's smoke checks (a drill aims them at sandbox apps).
+    pub(super) smoke: Vec<wharf_manifest::model::SmokeCheck>,
     environment: Option<String>,
 }
 
@@ -208,6 +211,7 @@ impl Backups {
             next_id,
             since_ms: core.started_at.as_millisecond(),
             require: None,
+            smoke: Vec::new(),
             environment: None,
         };
         backups.set_plan(core, plan);
@@ -217,6 +221,7 @@ impl Backups {
     /// Follows the manifest: datastores added, changed or removed keep what is known of them.
     pub(super) fn set_plan(&mut self, core: &Core, plan: &StackPlan) {
         self.require = plan.require.clone();
+        self.smoke = plan.smoke.clone();
         self.environment = plan.environment.clone();
         let mut datastores = BTreeMap::new();
         for service in &plan.services {
@@ -284,32 +289,24 @@ impl Backups {
         self.datastores = datastores;
     }
 
-    /// Starts what the schedules made due. `serving` says whether a datastore answers (a
-    /// stopped or down one is not backed up; its failure is recorded when its time comes).
-    pub(super) fn tick(&mut self, core: &mut Core, injector: &Injector) {
+    /// What the schedules made due now (their next times moved on).
+    pub(super) fn due(&mut self) -> Vec<JobRequest> {
         let now = now_ms();
         let mut due = Vec::new();
-        for (name, store) in &self.datastores {
+        for (name, store) in &mut self.datastores {
             if store.busy.is_some() {
                 continue;
             }
-            if store.next_backup_ms.is_some_and(|at| at <= now) {
-                due.push((name.clone(), JobKind::Backup));
+            let kind = if store.next_backup_ms.is_some_and(|at| at <= now) {
+                store.next_backup_ms = store.schedule.next_after(now);
+                JobKind::Backup
             } else if store.next_drill_ms.is_some_and(|at| at <= now) {
-                due.push((name.clone(), JobKind::Drill));
-            }
-        }
-        for (name, kind) in due {
-            let store = self.datastores.get_mut(&name).expect("listed above");
-            match kind {
-                JobKind::Backup => {
-                    store.next_backup_ms = store.schedule.next_after(now);
-                }
-                _ => {
-                    store.next_drill_ms = store.drill.as_ref().and_then(|d| d.next_after(now));
-                }
-            }
-            let request = JobRequest {
+                store.next_drill_ms = store.drill.as_ref().and_then(|d| d.next_after(now));
+                JobKind::Drill
+            } else {
+                continue;
+            };
+            due.push(JobRequest {
                 kind,
                 service: Some(name.clone()),
                 trigger: JobTrigger::Schedule,
@@ -317,11 +314,9 @@ impl Backups {
                 target: None,
                 read_data: false,
                 dry_run: false,
-            };
-            if let Err(error) = self.start(core, injector, request) {
-                tracing::warn!(service = %name, error = %error.message, "a scheduled job could not start");
-            }
+            });
         }
+        due
     }
 
     /// Starts one job. Errors are the caller's (unknown datastore, one already busy, a restore
@@ -332,6 +327,7 @@ impl Backups {
         core: &mut Core,
         injector: &Injector,
         request: JobRequest,
+        apps: Vec<SandboxApp>,
     ) -> Result<Job, ControlError> {
         let service = request.service.clone();
         if let Some(name) = &service {
@@ -393,7 +389,10 @@ impl Backups {
             forgotten: Vec::new(),
             error: None,
         };
-        let input = self.input(core, injector, &request);
+        let input = self.input(core, injector, &request).map(|mut input| {
+            input.apps = apps;
+            input
+        });
         if let Some(name) = &service
             && let Some(store) = self.datastores.get_mut(name)
         {
@@ -502,6 +501,7 @@ impl Backups {
             target: request.target.clone(),
             read_data: request.read_data,
             dry_run: request.dry_run,
+            apps: Vec::new(),
         })
     }
 
@@ -870,17 +870,32 @@ impl super::ControlPlane {
         }
         let mut jobs = Vec::new();
         for request in requests {
-            jobs.push(
-                self.backups
-                    .start(&mut self.core, &self.injector, request)?,
-            );
+            jobs.push(self.start_job(request)?);
         }
         Ok(wharf_api::JobsStarted { jobs })
     }
 
+    /// Starts a job; a drill (or a restore into a sandbox) gets the datastore's dependents
+    /// to start against the restored copy.
+    fn start_job(&mut self, request: JobRequest) -> Result<Job, ControlError> {
+        let sandboxed = request.kind == JobKind::Drill
+            || matches!(request.target, Some(RestoreTarget::Sandbox));
+        let apps = match (&request.service, sandboxed) {
+            (Some(service), true) => self.sandbox_apps(service),
+            _ => Vec::new(),
+        };
+        self.backups
+            .start(&mut self.core, &self.injector, request, apps)
+    }
+
     /// Scheduled jobs, and restores waiting for their datastore's dependents to stop.
     pub(super) fn drive_backups(&mut self) {
-        self.backups.tick(&mut self.core, &self.injector);
+        for request in self.backups.due() {
+            let service = request.service.clone().unwrap_or_default();
+            if let Err(error) = self.start_job(request) {
+                tracing::warn!(%service, error = %error.message, "a scheduled job could not start");
+            }
+        }
         let mut decided = Vec::new();
         for (service, held) in self.backups.waiting_restores() {
             if held.is_none() {
@@ -955,6 +970,8 @@ struct JobInput {
     target: Option<RestoreTarget>,
     read_data: bool,
     dry_run: bool,
+    /// A drill's dependents to start against the restored copy.
+    apps: Vec<SandboxApp>,
 }
 
 /// Runs the job on a blocking thread; its outcome comes back as `Event::Backup`.
@@ -1061,7 +1078,9 @@ fn execute(input: &JobInput, job: &mut Job) -> wharf_backup::Result<()> {
                         .as_secs(),
                 );
             } else {
-                let report = wharf_backup::drill(&repo, &backup, &tools)?;
+                let report = wharf_backup::drill_with(&repo, &backup, &tools, |sandbox| {
+                    super::sandbox_app::run_all(&input.apps, sandbox)
+                })?;
                 job.rto_ms = Some(report.rto.as_millis() as u64);
                 job.rpo_s = Some(report.rpo.as_secs());
                 job.checks = report
