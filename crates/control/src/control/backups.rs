@@ -201,6 +201,14 @@ impl Backups {
             .unwrap_or_default()
             .iter()
             .filter_map(|text| serde_json::from_str::<Job>(text).ok())
+            .map(|mut job: Job| {
+                // A job still running in the store ran in a control plane that stopped.
+                if job.state == JobState::Running {
+                    job.state = JobState::Failed;
+                    job.error = Some("interrupted: the control plane stopped while it ran".into());
+                }
+                job
+            })
             .collect();
         let mut backups = Backups {
             datastores: BTreeMap::new(),
