@@ -37,17 +37,37 @@ pub struct ServiceView {
     pub error_rate: Option<f64>,
     /// The p95 latency through the proxy over the window, likewise.
     pub latency_p95: Option<Duration>,
+    /// A datastore whose backups failed or are overdue: why (the backups' dead-man's switch).
+    pub backup_problem: Option<String>,
 }
 
 /// What is wrong with a service.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Trouble {
-    Down { reason: Option<String> },
-    ErrorRate { rate: f64, threshold: f64 },
-    Latency { p95: Duration, threshold: Duration },
+    Down {
+        reason: Option<String>,
+    },
+    ErrorRate {
+        rate: f64,
+        threshold: f64,
+    },
+    Latency {
+        p95: Duration,
+        threshold: Duration,
+    },
+    /// The datastore serves, but its backups failed or are late.
+    Backup {
+        reason: String,
+    },
 }
 
 impl Trouble {
+    /// Whether dependents suffer from it: an outage makes them children of this root; a
+    /// failing backup harms nobody yet, so it neither suppresses nor lists them.
+    fn is_outage(&self) -> bool {
+        !matches!(self, Trouble::Backup { .. })
+    }
+
     fn describe(&self, service: &str) -> String {
         match self {
             Trouble::Down {
@@ -64,6 +84,7 @@ impl Trouble {
                 p95.as_millis(),
                 threshold.as_millis()
             ),
+            Trouble::Backup { reason } => format!("{service} backups: {reason}"),
         }
     }
 }
@@ -159,7 +180,9 @@ impl Engine {
                     // its `for`.
                     None if service.health == Health::Settling => {}
                     None => {
-                        if self.troubles.remove(&key).is_some() {
+                        if let Some((_, ended)) = self.troubles.remove(&key)
+                            && ended.is_outage()
+                        {
                             self.cleared.insert(key, now);
                         }
                     }
@@ -200,7 +223,8 @@ impl Engine {
         for rule in &self.rules {
             let in_trouble = |name: &str| {
                 self.troubles
-                    .contains_key(&(rule.name.clone(), name.to_owned()))
+                    .get(&(rule.name.clone(), name.to_owned()))
+                    .is_some_and(|(_, trouble)| trouble.is_outage())
             };
             for service in services {
                 let Some((since, trouble)) = self
@@ -239,6 +263,7 @@ impl Engine {
                 }
                 let affected: Vec<String> = services
                     .iter()
+                    .filter(|_| trouble.is_outage())
                     .filter(|s| s.name != service.name && in_trouble(&s.name))
                     .filter(|s| ancestors(&s.name, &by_name).contains(&service.name))
                     .map(|s| s.name.clone())
@@ -290,7 +315,12 @@ fn trouble(rule: &Rule, service: &ServiceView) -> Option<Trouble> {
     {
         return Some(Trouble::Latency { p95, threshold });
     }
-    None
+    service
+        .backup_problem
+        .as_ref()
+        .map(|reason| Trouble::Backup {
+            reason: reason.clone(),
+        })
 }
 
 /// Every service `name` depends on critically, directly or through others.
@@ -335,6 +365,7 @@ mod tests {
             maintenance: false,
             error_rate: None,
             latency_p95: None,
+            backup_problem: None,
         }
     }
 
@@ -435,6 +466,42 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(engine.open_pages().count(), 0);
+    }
+
+    #[test]
+    fn failing_backups_page_the_datastore_alone_and_never_hide_a_dependent_outage() {
+        let mut engine = Engine::new("shop", vec![rule(10)], Vec::new());
+        let with_backups = |problem: Option<&str>, dependents: Health| {
+            let mut views = stack(Health::Serving, dependents);
+            views[0].backup_problem = problem.map(str::to_owned);
+            views
+        };
+        let failing = Some("the last backup failed at 03:00: pg_dump: connection refused");
+        engine.evaluate(at(0), &with_backups(failing, Health::Serving));
+        let changes = engine.evaluate(at(10), &with_backups(failing, Health::Serving));
+        let pages = opened(&changes);
+        assert_eq!(pages.len(), 1);
+        assert_eq!(pages[0].root_cause, "db");
+        assert!(
+            pages[0]
+                .summary
+                .contains("db backups: the last backup failed"),
+            "{}",
+            pages[0].summary
+        );
+        assert!(
+            pages[0].affected.is_empty(),
+            "a failing backup harms no dependent"
+        );
+        // An api outage meanwhile is its own root: the datastore's backup trouble is no outage.
+        let mut views = with_backups(failing, Health::Serving);
+        views[1].health = Health::Down;
+        engine.evaluate(at(11), &views);
+        let changes = engine.evaluate(at(21), &views);
+        assert!(opened(&changes).iter().any(|p| p.root_cause == "api"));
+        // A backup that succeeds again resolves the datastore's page.
+        let changes = engine.evaluate(at(22), &with_backups(None, Health::Serving));
+        assert!(resolved(&changes).iter().any(|p| p.root_cause == "db"));
     }
 
     #[test]

@@ -433,3 +433,60 @@ fn removing_an_alert_with_a_page_open_still_sends_its_resolve_to_the_pagerduty_f
     );
     assert_eq!(actions_of(&pagerduty.requests()), ["trigger", "resolve"]);
 }
+
+#[test]
+fn a_failing_backup_pages_the_pagerduty_fake_naming_the_datastore_and_resolves_after_a_good_one() {
+    let pagerduty = FakeReceiver::start(0);
+    let manifest = format!(
+        r#"
+name: pager
+secrets:
+  PD_KEY: {{}}
+services:
+  files:
+    kind: directory
+    path: ./uploads
+    backup: {{schedule: "0 3 * * *"}}
+alerts:
+  - name: oncall
+    webhook: {{url: "http://127.0.0.1:{pd}/v2/enqueue", format: pagerduty, routing_key: "${{secret:PD_KEY}}"}}
+    thresholds: {{down_for: 1s}}
+"#,
+        pd = pagerduty.port,
+    );
+    let stack = Stack::new(&manifest);
+    stack.set_secret("PD_KEY", KEY);
+    let output = stack.up();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The folder is missing: the backup fails, and its health is the datastore's trouble.
+    let failed = stack.wharf(&["backup", "run", "files"]);
+    assert_eq!(failed.status.code(), Some(1));
+    let (_, trigger) = eventually("the backup page", Duration::from_secs(30), || {
+        pagerduty.requests().into_iter().next()
+    });
+    assert_eq!(trigger["event_action"], "trigger");
+    assert_eq!(trigger["dedup_key"], "wharf/pager/oncall/files");
+    let summary = trigger["payload"]["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("files backups: the last backup failed"),
+        "{summary}"
+    );
+    // A backup that succeeds resolves it.
+    std::fs::create_dir_all(stack.path().join("uploads")).unwrap();
+    std::fs::write(stack.path().join("uploads/a.txt"), "kept").unwrap();
+    let good = stack.wharf(&["backup", "run", "files"]);
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stdout)
+    );
+    let requests = eventually("the resolve", Duration::from_secs(30), || {
+        let requests = pagerduty.requests();
+        (requests.len() >= 2).then_some(requests)
+    });
+    assert_eq!(actions_of(&requests), ["trigger", "resolve"]);
+}

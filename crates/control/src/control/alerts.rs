@@ -430,6 +430,11 @@ impl Alerting {
                         .is_some_and(|s| s.active_rollout().is_some()),
                     error_rate,
                     latency_p95,
+                    backup_problem: status
+                        .backups
+                        .as_ref()
+                        .filter(|b| b.health.is_problem())
+                        .map(|b| b.reason.clone().unwrap_or_else(|| "failing".to_owned())),
                 }
             })
             .collect();

@@ -328,8 +328,11 @@ impl ControlPlane {
             if !self.supervisor.exit_when_stopped {
                 self.drive_backups();
             }
-            let statuses =
+            let mut statuses =
                 service_statuses(&self.supervisor.services, self.core.config.driver.as_ref());
+            if !self.alerting.alerts().is_empty() {
+                self.attach_backups(&mut statuses);
+            }
             self.supervisor
                 .record_transitions(&mut self.core, &statuses);
             self.alerting
@@ -1010,6 +1013,15 @@ impl ControlPlane {
 
     // ----- status -----------------------------------------------------------------------------
 
+    /// Each datastore's backup health, on its status.
+    fn attach_backups(&self, services: &mut [ServiceStatus]) {
+        for backups in self.backups.statuses() {
+            if let Some(status) = services.iter_mut().find(|s| s.name == backups.service) {
+                status.backups = Some(backups);
+            }
+        }
+    }
+
     fn report(&self) -> StatusReport {
         let services: Vec<ServiceStatus> =
             service_statuses(&self.supervisor.services, self.core.config.driver.as_ref());
@@ -1047,11 +1059,7 @@ impl ControlPlane {
                 }
             });
         let mut services = services;
-        for backups in self.backups.statuses() {
-            if let Some(status) = services.iter_mut().find(|s| s.name == backups.service) {
-                status.backups = Some(backups);
-            }
-        }
+        self.attach_backups(&mut services);
         StatusReport {
             stack: self.core.stack.clone(),
             control_pid: std::process::id(),
