@@ -122,6 +122,10 @@ pub enum RestoreTarget {
     /// The running datastore itself; its dependents are stopped around the restore.
     /// Refused unless `confirm` is true.
     InPlace { confirm: bool },
+    /// Another server of the datastore's kind (a staging copy, a replacement host), by URL;
+    /// `${secret:NAME}` in it is resolved by the control plane, so no password travels here.
+    /// The backed-up tables there are replaced.
+    Url { url: String },
 }
 
 /// `POST /v1/restores`.

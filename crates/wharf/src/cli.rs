@@ -125,8 +125,9 @@ pub enum Command {
     /// export. Jobs run in the control plane; each outcome is in the ledger.
     #[command(subcommand)]
     Backup(cmd::backup::BackupCommand),
-    /// Restore a datastore's backup into a sandbox (--sandbox, checked like a drill) or into
-    /// the running datastore (--confirm; its dependents are stopped around it).
+    /// Restore a datastore's backup into a sandbox (--sandbox, checked like a drill), another
+    /// server (--to URL), or the running datastore (--confirm; its dependents are stopped
+    /// around it).
     Restore(cmd::backup::RestoreArgs),
     /// Restore a datastore's latest backup into a sandbox and prove it: row counts and content
     /// per table against the backup's record, RTO and RPO. Exit 1 when a check fails.

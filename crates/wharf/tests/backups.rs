@@ -120,7 +120,7 @@ fn postgres_backup_drill_and_restore_in_place_return_exactly_the_rows_backed_up(
     let stack = Stack::new(&format!(
         r#"
 name: shop
-secrets: [DB_URL]
+secrets: [DB_URL, STAGING_URL]
 services:
   db:
     kind: postgres
@@ -175,6 +175,27 @@ services:
         (stack.service("web")["state"] == "running").then_some(())
     });
 
+    // Into another server (a staging copy), its URL from a secret: the same rows there.
+    let staging = Postgres::start();
+    stack.set_secret("STAGING_URL", &staging.url);
+    let clear = stack.wharf(&["restore", "db", "--to", &staging.url]);
+    assert_eq!(
+        clear.status.code(),
+        Some(2),
+        "a password on argv is refused"
+    );
+    assert!(!text(&clear).contains(&staging.password));
+    let to = jobs(&ok(stack.wharf(&[
+        "restore",
+        "db",
+        "--to",
+        "${secret:STAGING_URL}",
+        "--output",
+        "json",
+    ])));
+    assert_eq!(to[0]["state"], "succeeded", "{to:?}");
+    assert_eq!(staging.fingerprint(), backed_up);
+
     let ledger = stack.ledger();
     let run = actions(&ledger, "backup.run");
     assert_eq!(run.len(), 1);
@@ -192,6 +213,7 @@ services:
     // Neither the database's password nor the repository's is anywhere in the ledger.
     let all = serde_json::to_string(&ledger).unwrap();
     assert!(!all.contains(&db.password));
+    assert!(!all.contains(&staging.password));
     ok(stack.wharf(&["audit", "verify"]));
 
     // Debian's restic reads what wharf wrote, with the exported password.

@@ -498,7 +498,23 @@ impl Backups {
                 ))
             }
         };
+        let to = match (&request.target, &datastore) {
+            (Some(RestoreTarget::Url { url }), Some((store, _))) => {
+                let resolved = injector
+                    .resolve_text(core, url)
+                    .map_err(|why| format!("the target URL: {why}"))?;
+                Some(
+                    wharf_backup::Datastore::from_url(
+                        store.kind(),
+                        &wharf_backup::Secret::new(resolved),
+                    )
+                    .map_err(|e| format!("the target URL: {e}"))?,
+                )
+            }
+            _ => None,
+        };
         Ok(JobInput {
+            to,
             stack: core.stack.clone(),
             service: request.service.clone(),
             kind: request.kind,
@@ -980,6 +996,8 @@ struct JobInput {
     dry_run: bool,
     /// A drill's dependents to start against the restored copy.
     apps: Vec<SandboxApp>,
+    /// A restore's target server given by URL.
+    to: Option<wharf_backup::Datastore>,
 }
 
 /// Runs the job on a blocking thread; its outcome comes back as `Event::Backup`.
@@ -1074,8 +1092,17 @@ fn execute(input: &JobInput, job: &mut Job) -> wharf_backup::Result<()> {
             let backup = pick(&repo)?;
             job.snapshot = Some(backup.id.clone());
             let in_place = matches!(input.target, Some(RestoreTarget::InPlace { .. }));
-            if in_place {
-                let (store, _) = input.datastore.as_ref().expect("a restore has a datastore");
+            if in_place || input.to.is_some() {
+                let store = match &input.to {
+                    Some(to) => to,
+                    None => {
+                        &input
+                            .datastore
+                            .as_ref()
+                            .expect("a restore has a datastore")
+                            .0
+                    }
+                };
                 let started = std::time::Instant::now();
                 repo.restore(&backup, store, &tools)?;
                 job.rto_ms = Some(started.elapsed().as_millis() as u64);

@@ -100,8 +100,12 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "ID")]
     pub backup: Option<String>,
     /// Into a throwaway server of the datastore's kind, checked like a drill.
-    #[arg(long, conflicts_with = "confirm")]
+    #[arg(long, conflicts_with_all = ["confirm", "to"])]
     pub sandbox: bool,
+    /// Into another server of the datastore's kind; a password goes through a secret:
+    /// `--to '${secret:STAGING_DB_URL}'` (argv is visible to every process).
+    #[arg(long, value_name = "URL", conflicts_with = "confirm")]
+    pub to: Option<String>,
     /// Into the running datastore, replacing its data; its dependents are stopped around it.
     #[arg(long)]
     pub confirm: bool,
@@ -145,9 +149,21 @@ pub fn run(global: &Global, command: BackupCommand) -> anyhow::Result<ExitStatus
 
 /// `wharf restore`.
 pub fn restore(global: &Global, args: RestoreArgs) -> anyhow::Result<ExitStatus> {
-    if !args.sandbox && !args.confirm {
+    if let Some(url) = &args.to
+        && !url.contains("${secret:")
+        && url
+            .split_once("://")
+            .and_then(|(_, rest)| rest.split_once('@'))
+            .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+    {
         eprintln!(
-            "error: say where to restore {}: --sandbox (a throwaway server, checked like a drill) or --confirm (into the running datastore, replacing its data)",
+            "error: --to holds a password, which every process on this machine can read in argv; store the URL as a secret and pass --to '${{secret:NAME}}'"
+        );
+        return Ok(ExitStatus::Invalid);
+    }
+    if !args.sandbox && !args.confirm && args.to.is_none() {
+        eprintln!(
+            "error: say where to restore {}: --sandbox (a throwaway server, checked like a drill), --to URL (another server) or --confirm (into the running datastore, replacing its data)",
             args.service
         );
         return Ok(ExitStatus::Invalid);
@@ -155,10 +171,10 @@ pub fn restore(global: &Global, args: RestoreArgs) -> anyhow::Result<ExitStatus>
     let request = RestoreRequest {
         service: args.service,
         snapshot: args.backup,
-        target: if args.sandbox {
-            RestoreTarget::Sandbox
-        } else {
-            RestoreTarget::InPlace { confirm: true }
+        target: match (args.sandbox, args.to) {
+            (true, _) => RestoreTarget::Sandbox,
+            (false, Some(url)) => RestoreTarget::Url { url },
+            (false, None) => RestoreTarget::InPlace { confirm: true },
         },
     };
     start(global, "/v1/restores", &request, true)
