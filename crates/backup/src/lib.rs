@@ -15,6 +15,7 @@ mod error;
 mod record;
 mod repo;
 mod retention;
+mod retree;
 mod sandbox;
 mod secret;
 mod tools;
