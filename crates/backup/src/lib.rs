@@ -21,7 +21,7 @@ mod secret;
 mod tools;
 
 pub use datastore::{Datastore, MariadbConn, PgConn, RedisConn};
-pub use drill::{DrillReport, drill, record_of};
+pub use drill::{DrillReport, drill, record_of, record_of_format};
 pub use error::{BackupError, Result};
 pub use record::{CheckOutcome, Part, Record, compare};
 pub use repo::{Backup, KeyCheck, Repo};
