@@ -264,7 +264,14 @@ impl Repo {
         let indexed = self.reopen()?.to_indexed_ids().map_err(|e| self.fail(&e))?;
         let mut load = |id| indexed.get_tree(&id).map_err(|e| self.fail(&e));
         let mut trees = Vec::new();
-        let root = retree::resize(&mut load, first.tree, Path::new(""), sizes, &mut trees)?;
+        let root = retree::resize(
+            &self.location,
+            &mut load,
+            first.tree,
+            Path::new(""),
+            sizes,
+            &mut trees,
+        )?;
         let backends = BackendOptions::default()
             .repository(self.location.clone())
             .to_backends()

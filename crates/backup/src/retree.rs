@@ -32,6 +32,7 @@ pub(crate) type NewTree = (TreeId, Vec<u8>);
 /// size, loading trees through `load`; the rebuilt trees whose id changed are pushed to `new`
 /// (children before parents). Returns the new id (the old one when nothing changed).
 pub(crate) fn resize(
+    location: &str,
     load: &mut dyn FnMut(TreeId) -> Result<Tree>,
     id: TreeId,
     at: &Path,
@@ -49,11 +50,11 @@ pub(crate) fn resize(
             && node.is_dir()
             && sizes.keys().any(|p| p.starts_with(&path))
         {
-            node.subtree = Some(resize(load, subtree, &path, sizes, new)?);
+            node.subtree = Some(resize(location, load, subtree, &path, sizes, new)?);
         }
     }
     let (bytes, new_id) = tree.serialize().map_err(|e| BackupError::Repository {
-        location: String::new(),
+        location: location.to_owned(),
         detail: format!("serialize the tree at {}: {e}", at.display()),
     })?;
     if new_id != id {
@@ -64,7 +65,7 @@ pub(crate) fn resize(
 
 /// Encrypts as restic does: a random 16-byte nonce, the AES-256-CTR ciphertext, the
 /// Poly1305-AES tag.
-fn encrypt(key: &MasterKey, plain: &[u8]) -> Result<Vec<u8>> {
+fn encrypt(location: &str, key: &MasterKey, plain: &[u8]) -> Result<Vec<u8>> {
     let mut material = aes256ctr_poly1305aes::Key::default();
     material[..32].copy_from_slice(&key.encrypt);
     material[32..48].copy_from_slice(&key.mac.k);
@@ -77,7 +78,7 @@ fn encrypt(key: &MasterKey, plain: &[u8]) -> Result<Vec<u8>> {
     let tag = Aes256CtrPoly1305Aes::new(&material)
         .encrypt_in_place_detached(&nonce, &[], &mut out[16..])
         .map_err(|_| BackupError::Repository {
-            location: String::new(),
+            location: location.to_owned(),
             detail: "encryption failed".into(),
         })?;
     out.extend_from_slice(&tag);
@@ -97,16 +98,22 @@ fn id_bytes(id: &Id) -> [u8; 32] {
 
 /// One pack holding `trees` (uncompressed tree blobs) and the index file listing them, in
 /// restic's format: `(pack id, pack bytes, index JSON)`.
-pub(crate) fn pack(key: &MasterKey, trees: &[NewTree]) -> Result<([u8; 32], Vec<u8>, Vec<u8>)> {
+pub(crate) fn pack(
+    location: &str,
+    key: &MasterKey,
+    trees: &[NewTree],
+) -> Result<([u8; 32], Vec<u8>, Vec<u8>)> {
+    let fail = |detail: String| BackupError::Repository {
+        location: location.to_owned(),
+        detail,
+    };
     let mut pack = Vec::new();
     let mut header = Vec::new();
     let mut blobs = Vec::new();
     for (id, bytes) in trees {
-        let sealed = encrypt(key, bytes)?;
-        let length = u32::try_from(sealed.len()).map_err(|_| BackupError::Repository {
-            location: String::new(),
-            detail: "a tree of more than 4 GiB".into(),
-        })?;
+        let sealed = encrypt(location, key, bytes)?;
+        let length = u32::try_from(sealed.len())
+            .map_err(|_| fail(format!("tree {}: more than 4 GiB", id.to_hex().as_str())))?;
         // Header entry: type 1 (tree, uncompressed), the stored length, the blob id.
         header.push(1u8);
         header.extend_from_slice(&length.to_le_bytes());
@@ -119,17 +126,14 @@ pub(crate) fn pack(key: &MasterKey, trees: &[NewTree]) -> Result<([u8; 32], Vec<
         }));
         pack.extend_from_slice(&sealed);
     }
-    let sealed_header = encrypt(key, &header)?;
+    let sealed_header = encrypt(location, key, &header)?;
     pack.extend_from_slice(&sealed_header);
     pack.extend_from_slice(&(sealed_header.len() as u32).to_le_bytes());
     let pack_id = sha256(&pack);
     let index = serde_json::json!({
         "packs": [{ "id": hex::encode(pack_id), "blobs": blobs }],
     });
-    let index = serde_json::to_vec(&index).map_err(|e| BackupError::Repository {
-        location: String::new(),
-        detail: format!("index: {e}"),
-    })?;
+    let index = serde_json::to_vec(&index).map_err(|e| fail(format!("index: {e}")))?;
     Ok((pack_id, pack, index))
 }
 
@@ -142,8 +146,9 @@ pub(crate) fn store(
     mut snap: SnapshotFile,
     root: TreeId,
 ) -> Result<Id> {
+    let location = be.location();
     let fail = |detail: String| BackupError::Repository {
-        location: be.location(),
+        location: location.clone(),
         detail,
     };
     let write = |tpe: FileType, bytes: Vec<u8>| -> Result<Id> {
@@ -153,15 +158,15 @@ pub(crate) fn store(
         Ok(id)
     };
     if !trees.is_empty() {
-        let (pack_id, pack, index) = pack(key, trees)?;
+        let (pack_id, pack, index) = pack(&location, key, trees)?;
         be.write_bytes(FileType::Pack, &Id::new(pack_id), false, pack.into())
             .map_err(|e| fail(format!("write the tree pack: {}", e.display_log())))?;
-        write(FileType::Index, encrypt(key, &index)?)?;
+        write(FileType::Index, encrypt(&location, key, &index)?)?;
     }
     snap.tree = root;
     snap.id = Id::default().into();
     let json = serde_json::to_vec(&snap).map_err(|e| fail(format!("snapshot: {e}")))?;
-    write(FileType::Snapshot, encrypt(key, &json)?)
+    write(FileType::Snapshot, encrypt(&location, key, &json)?)
 }
 
 #[cfg(test)]
@@ -223,7 +228,7 @@ mod tests {
         ]
         .into();
         let mut new = Vec::new();
-        let new_root = resize(&mut load, root_id, Path::new(""), &sizes, &mut new).unwrap();
+        let new_root = resize("repo", &mut load, root_id, Path::new(""), &sizes, &mut new).unwrap();
         assert!(!loaded.contains(&other_id), "an unrelated tree was read");
         assert_eq!(new.len(), 3, "data, db and the root are new");
         assert_eq!(new.last().unwrap().0, new_root);
@@ -243,7 +248,7 @@ mod tests {
         let key = MasterKey::new();
         let (id, tree) = tree(vec![file("a", 1)]);
         let bytes = tree.serialize().unwrap().0;
-        let (pack_id, pack, index) = super::pack(&key, &[(id, bytes.clone())]).unwrap();
+        let (pack_id, pack, index) = super::pack("repo", &key, &[(id, bytes.clone())]).unwrap();
         assert_eq!(pack_id, sha256(&pack));
         let header_len = u32::from_le_bytes(pack[pack.len() - 4..].try_into().unwrap()) as usize;
         // nonce + (1 + 4 + 32) + tag
