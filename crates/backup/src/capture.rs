@@ -5,6 +5,7 @@
 
 use std::io::{Cursor, Read};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rustic_core::repofile::{Metadata, Node, NodeType};
@@ -12,6 +13,7 @@ use rustic_core::{ErrorKind, ReadSource, ReadSourceEntry, RusticError, RusticRes
 
 use crate::error::{BackupError, Result};
 use crate::record::Record;
+use crate::retree::Sizes;
 
 /// A reader the archiver pulls from.
 pub(crate) type Stream = Box<dyn Read + Send>;
@@ -48,6 +50,8 @@ pub(crate) type Outcome = Arc<Mutex<Option<Result<Record>>>>;
 /// The capture laid out as `<prefix>/data/…` and `<prefix>/record.json`.
 pub(crate) struct CaptureSource {
     entries: Mutex<Option<Vec<RusticResult<ReadSourceEntry<Stream>>>>>,
+    /// Bytes the archiver read from each file, by its path in the snapshot.
+    read: Vec<(PathBuf, Arc<AtomicU64>)>,
 }
 
 impl CaptureSource {
@@ -60,6 +64,12 @@ impl CaptureSource {
         }
         let data = prefix_path.join("data");
         entries.push(dir_entry(data.clone(), Metadata::default()));
+        let mut read = Vec::new();
+        let mut file_entry = |path: PathBuf, meta, stream| {
+            let count = Arc::new(AtomicU64::new(0));
+            read.push((path.clone(), count.clone()));
+            file_entry(path, meta, stream, count)
+        };
         for entry in capture.entries {
             entries.push(match entry {
                 Entry::Dir(path, meta) => dir_entry(data.join(path), meta),
@@ -86,7 +96,16 @@ impl CaptureSource {
         ));
         CaptureSource {
             entries: Mutex::new(Some(entries)),
+            read,
         }
+    }
+
+    /// How many bytes the archiver read from each file (after the archive: each file's size).
+    pub fn sizes(&self) -> Sizes {
+        self.read
+            .iter()
+            .map(|(path, count)| (path.clone(), count.load(Ordering::Relaxed)))
+            .collect()
     }
 }
 
@@ -106,6 +125,7 @@ fn file_entry(
     path: PathBuf,
     mut meta: Metadata,
     stream: Stream,
+    count: Arc<AtomicU64>,
 ) -> RusticResult<ReadSourceEntry<Stream>> {
     if meta.mode.is_none() {
         meta.mode = Some(0o100600);
@@ -114,7 +134,7 @@ fn file_entry(
     Ok(ReadSourceEntry {
         path,
         node,
-        open: Some(Box::new(Filling(stream))),
+        open: Some(Box::new(Filling(stream, count))),
     })
 }
 
@@ -125,8 +145,9 @@ fn name(path: &std::path::Path) -> &std::ffi::OsStr {
 /// Answers every read with a full buffer (short only at the end). rustic_core 0.13's rabin
 /// chunker shrinks its read buffer to the length of a short read and never grows it back, so a
 /// pipe's partial reads would leave it reading a few bytes per system call (measured: a 50 MB
-/// pg_dump took 18 s instead of well under one).
-struct Filling(Stream);
+/// pg_dump took 18 s instead of well under one). It also counts the bytes it hands over: the
+/// file's size, which a tool's output does not tell before it ends.
+struct Filling(Stream, Arc<AtomicU64>);
 
 impl Read for Filling {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -144,6 +165,7 @@ impl Read for Filling {
                 Err(e) => return Err(e),
             }
         }
+        self.1.fetch_add(filled as u64, Ordering::Relaxed);
         Ok(filled)
     }
 }

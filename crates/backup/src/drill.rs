@@ -37,8 +37,14 @@ impl DrillReport {
 
 /// The record of a live datastore (the same computation a backup stores).
 pub fn record_of(store: &Datastore, tools: &Tools) -> Result<Record> {
+    record_of_format(store, tools, Record::VERSION)
+}
+
+/// The record of a live datastore computed as a record of format `version` was: a drill
+/// compares like with like, whatever format the backup's record has.
+pub fn record_of_format(store: &Datastore, tools: &Tools, version: u32) -> Result<Record> {
     match store {
-        Datastore::Postgres(conn) => drivers::postgres::record(conn),
+        Datastore::Postgres(conn) => drivers::postgres::record(conn, version),
         Datastore::Mariadb(conn) => drivers::mariadb::record(conn, tools),
         Datastore::Redis(conn) => drivers::redis::record(conn),
         Datastore::Sqlite(path) => drivers::sqlite::record(path),
@@ -99,7 +105,7 @@ pub fn drill_with(
     if restored.is_err() {
         return Ok(report(checks, started));
     }
-    let found = record_of(sandbox.datastore(), tools);
+    let found = record_of_format(sandbox.datastore(), tools, recorded.version);
     checks.push(outcome(
         "record of the restored copy",
         &found.as_ref().map(|_| ()).map_err(clone_err),

@@ -15,12 +15,13 @@ mod error;
 mod record;
 mod repo;
 mod retention;
+mod retree;
 mod sandbox;
 mod secret;
 mod tools;
 
 pub use datastore::{Datastore, MariadbConn, PgConn, RedisConn};
-pub use drill::{DrillReport, drill, drill_with, record_of};
+pub use drill::{DrillReport, drill, drill_with, record_of, record_of_format};
 pub use error::{BackupError, Result};
 pub use record::{CheckOutcome, Part, Record, compare};
 pub use repo::{Backup, KeyCheck, Repo};

@@ -26,7 +26,9 @@ pub struct Record {
 }
 
 impl Record {
-    pub const VERSION: u32 = 1;
+    /// Format 2: PostgreSQL rows are digested with `hashtextextended` instead of MD5 (other
+    /// kinds as in format 1).
+    pub const VERSION: u32 = 2;
 
     pub fn new(parts: BTreeMap<String, Part>) -> Record {
         Record {

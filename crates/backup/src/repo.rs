@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rustic_backend::BackendOptions;
-use rustic_core::repofile::{Metadata, SnapshotFile};
+use rustic_core::repofile::SnapshotFile;
 use rustic_core::{
     BackupOptions, CheckOptions, ConfigOptions, Credentials, KeyOptions, LocalDestination,
     LsOptions, OpenStatus, ParentOptions, Repository, RepositoryOptions, RestoreOptions,
@@ -19,11 +19,12 @@ use rustic_core::{
 };
 use wharf_manifest::model::DatastoreKind;
 
-use crate::capture::{Capture, CaptureSource, Entry, Outcome};
+use crate::capture::{Capture, CaptureSource, Outcome};
 use crate::datastore::Datastore;
 use crate::drivers::{self, Feed};
 use crate::error::{BackupError, Result};
 use crate::record::Record;
+use crate::retree;
 use crate::secret::Secret;
 use crate::tools::Tools;
 
@@ -31,7 +32,6 @@ use crate::tools::Tools;
 pub struct Repo {
     repo: Repository<OpenStatus>,
     dir: PathBuf,
-    password: Secret,
     location: String,
 }
 
@@ -134,7 +134,6 @@ impl Repo {
         Ok(Repo {
             repo,
             dir: dir.to_owned(),
-            password: password.clone(),
             location,
         })
     }
@@ -148,16 +147,16 @@ impl Repo {
         Ok(Repo {
             repo,
             dir: dir.to_owned(),
-            password: password.clone(),
             location,
         })
     }
 
     /// A newly opened handle: rustic's open repository is consumed by indexing, and a fresh
-    /// index sees the backups written since.
+    /// index sees the backups written since. Opened with the master key already decrypted
+    /// (not the password, whose key derivation is slow on purpose).
     fn reopen(&self) -> Result<Repository<OpenStatus>> {
         let (repo, location) = repository(&self.dir)?;
-        repo.open(&Credentials::password(self.password.expose()))
+        repo.open(&Credentials::Masterkey(self.repo.key()))
             .map_err(|e| repo_error(&location, &e))
     }
 
@@ -221,18 +220,15 @@ impl Repo {
                     detail: "the backup's record was never written".into(),
                 })
             });
-        let record = match result {
-            Ok(record) => record,
-            Err(error) => {
-                self.repo
-                    .delete_snapshots(&[saved.id])
-                    .map_err(|e| self.fail(&e))?;
-                return Err(error);
-            }
-        };
+        if let Err(error) = result {
+            self.repo
+                .delete_snapshots(&[saved.id])
+                .map_err(|e| self.fail(&e))?;
+            return Err(error);
+        }
         let saved = if needs_sizes {
             let first_id = saved.id;
-            self.resize(saved, &prefix, kind, record).inspect_err(|_| {
+            self.resize(saved, &source.sizes()).inspect_err(|_| {
                 let _ = self.repo.delete_snapshots(&[first_id]);
             })?
         } else {
@@ -247,98 +243,53 @@ impl Repo {
     }
 
     /// Streams enter the archiver with an unknown size, and rustic_core 0.13 keeps the size
-    /// the source gave (0) in the tree, by which restic's restorer writes an empty file. So a
-    /// streamed backup is archived a second time from the repository itself, now with its
-    /// size known: every chunk is already stored (nothing new is written but a tree and a
-    /// snapshot), and the first snapshot is removed.
-    fn resize(
-        &self,
-        first: SnapshotFile,
-        prefix: &str,
-        kind: DatastoreKind,
-        record: Record,
-    ) -> Result<SnapshotFile> {
-        let file = data_file(kind).ok_or_else(|| BackupError::BadSnapshot {
-            id: first.id.to_string(),
-            detail: "a streamed backup of a directory".into(),
-        })?;
-        let record_len = serde_json::to_vec_pretty(&record).map_or(0, |b| b.len() as u64);
+    /// the source gave (0) in the tree, by which restic's restorer writes an empty file. So
+    /// the trees on the paths to the streamed files are rebuilt with the sizes the capture
+    /// counted (`retree`: same content blobs, nothing read again), a snapshot pointing to the
+    /// new root is saved beside the first, and the first is removed.
+    fn resize(&self, first: SnapshotFile, sizes: &retree::Sizes) -> Result<SnapshotFile> {
         let total = first
             .summary
             .as_ref()
             .map_or(0, |s| s.total_bytes_processed);
-        let size = total.saturating_sub(record_len);
-        let indexed = self.reopen()?.to_indexed().map_err(|e| self.fail(&e))?;
-        let node = indexed
-            .node_from_snapshot_and_path(&first, &format!("{prefix}/data/{file}"))
-            .map_err(|e| self.fail(&e))?;
-        let (reader, mut writer) = std::io::pipe().map_err(|e| BackupError::io("pipe", e))?;
-        let meta = Metadata {
-            size,
-            ..Metadata::default()
-        };
-        let capture = Capture {
-            entries: vec![Entry::File(file.into(), meta, Box::new(reader))],
-            record: Some(record.clone()),
-            streamed: false,
-            finish: Box::new(move || Ok(record)),
-        };
-        let outcome = Outcome::default();
-        let source = CaptureSource::new(prefix, capture, outcome.clone());
-        let mut snap = self.snapshot_template(&first)?;
-        snap.time = first.time.clone();
-        let options = BackupOptions::default().parent_opts(ParentOptions::default().force(true));
-        let repo = self.reopen()?.to_indexed_ids().map_err(|e| self.fail(&e))?;
-        let (archived, fed) = std::thread::scope(|scope| {
-            let (indexed, node) = (&indexed, &node);
-            let feeder = scope.spawn(move || {
-                let fed = unpanic(&self.location, || indexed.dump(node, &mut writer));
-                drop(writer);
-                fed
-            });
-            let archived = repo.archive(&options, &source, snap, &[PathBuf::from(prefix)]);
-            // Whatever the archiver left unread, the feeder sees a closed pipe and ends.
-            drop(source);
-            (archived, feeder.join())
-        });
-        let second = archived.map_err(|e| self.fail(&e))?;
-        let fed_ok = matches!(fed, Ok(Ok(Ok(()))));
-        let outcome_ok = outcome
-            .lock()
-            .ok()
-            .and_then(|mut o| o.take())
-            .is_some_and(|r| r.is_ok());
-        if !fed_ok
-            || !outcome_ok
-            || second
-                .summary
-                .as_ref()
-                .map_or(0, |s| s.total_bytes_processed)
-                != total
-        {
-            let _ = self.repo.delete_snapshots(&[second.id]);
+        if sizes.values().sum::<u64>() != total {
             return Err(BackupError::Repository {
                 location: self.location.clone(),
-                detail: "re-reading the stored stream to record its size failed".into(),
+                detail: format!(
+                    "the archiver stored {total} bytes but {} were read",
+                    sizes.values().sum::<u64>()
+                ),
             });
         }
+        let indexed = self.reopen()?.to_indexed_ids().map_err(|e| self.fail(&e))?;
+        let mut load = |id| indexed.get_tree(&id).map_err(|e| self.fail(&e));
+        let mut trees = Vec::new();
+        let root = retree::resize(
+            &self.location,
+            &mut load,
+            first.tree,
+            Path::new(""),
+            sizes,
+            &mut trees,
+        )?;
+        let backends = BackendOptions::default()
+            .repository(self.location.clone())
+            .to_backends()
+            .map_err(|e| self.fail(&e))?;
+        let id = retree::store(
+            &*backends.repository(),
+            &indexed.key(),
+            &trees,
+            first.clone(),
+            root,
+        )?;
         self.repo
             .delete_snapshots(&[first.id])
             .map_err(|e| self.fail(&e))?;
-        let mut second = second;
-        if let (Some(s2), Some(s1)) = (second.summary.as_mut(), first.summary.as_ref()) {
-            s2.data_added = s1.data_added;
-            s2.data_added_packed = s1.data_added_packed;
-        }
+        let mut second = first;
+        second.tree = root;
+        second.id = id.into();
         Ok(second)
-    }
-
-    fn snapshot_template(&self, like: &SnapshotFile) -> Result<SnapshotFile> {
-        let tags: Vec<String> = like.tags.iter().cloned().collect();
-        SnapshotOptions::default()
-            .add_tags(&tags.join(","))
-            .and_then(|o| o.to_snapshot())
-            .map_err(|e| self.fail(&e))
     }
 
     /// Every wharf backup, oldest first; only those of `stack` / `service` when given.

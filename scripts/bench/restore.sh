@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Recovery time of a PostgreSQL database through wharf, side by side with PostgreSQL's own tool:
+#  - `wharf drill db` on a running stack (its RTO: a fresh sandbox server on a free port, the
+#    backup streamed out of the restic repository into pg_restore, then the record of every
+#    table — row counts and content digests — taken again and compared with the backup's)
+#  - `wharf restore db --to URL` into an empty database of an already running server (the
+#    restore alone, streamed out of the repository)
+#  - `pg_restore` alone of a `pg_dump -Fc` file into an empty database of that server.
+# The database is pgbench's schema at scale $SCALE (default 20 ≈ 300 MB; BIG=1 for 1 GB:
+# scale 67), in a throwaway cluster on a free loopback port (as the postgres user when root).
+#
+# Usage: scripts/bench/restore.sh        Env: SCALE, BIG=1
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SCALE=${SCALE:-20}
+[ "${BIG:-0}" = 1 ] && SCALE=67
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+cargo build --release -q -p wharf -p wharf-proxy
+WHARF=${CARGO_TARGET_DIR:-$PWD/target}/release/wharf
+
+work=$(mktemp -d /tmp/wharf-bench-restore.XXXXXX)
+chmod 755 "$work"
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+cleanup() {
+  (cd "$work/stack" 2>/dev/null && "$WHARF" down >/dev/null 2>&1) || true
+  as_pg "$PGBIN/pg_ctl" -D "$work/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+[ "$(id -u)" = 0 ] && chown postgres "$work"
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+export PGPASSWORD=bench-password PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=bench PGDATABASE=postgres
+echo "$PGPASSWORD" > "$work/pw"; [ "$(id -u)" = 0 ] && chown postgres "$work/pw"
+as_pg "$PGBIN/initdb" -D "$work/data" -U bench --pwfile="$work/pw" --auth-host=scram-sha-256 \
+  --auth-local=trust --no-sync -E UTF8 --locale=C >/dev/null
+as_pg "$PGBIN/pg_ctl" -D "$work/data" -l "$work/pg.log" -w -o \
+  "-p $PORT -k $work -c listen_addresses=127.0.0.1 -c fsync=off -c shared_buffers=128MB" start >/dev/null
+"$PGBIN/pgbench" -i -q -s "$SCALE" >/dev/null 2>&1
+echo "database: pgbench scale $SCALE, $(psql -XAtc "SELECT pg_size_pretty(pg_database_size('postgres'))")"
+
+mkdir -p "$work/stack" && cd "$work/stack"
+cat > wharf.yaml <<YAML
+name: bench
+secrets: [DB_URL, TARGET_URL]
+services:
+  db:
+    kind: postgres
+    url: "\${secret:DB_URL}"
+    backup: {schedule: "0 3 * * *"}
+YAML
+printf 'postgres://bench:%s@127.0.0.1:%s/postgres\n' "$PGPASSWORD" "$PORT" | "$WHARF" secret set DB_URL >/dev/null
+printf 'postgres://bench:%s@127.0.0.1:%s/target\n' "$PGPASSWORD" "$PORT" | "$WHARF" secret set TARGET_URL >/dev/null
+"$WHARF" up -d >/dev/null
+"$WHARF" backup run db >/dev/null
+"$PGBIN/pg_dump" -Fc -f "$work/dump.pgc"
+
+now() { python3 -c 'import time; print(time.monotonic())'; }
+field() { python3 -c "import json,sys; print(json.load(sys.stdin)[0]['$1'])"; }
+best_pg=999999; best_to=999999; best_drill=999999
+for round in 1 2 3; do
+  psql -Xq -c "DROP DATABASE IF EXISTS target" -c "CREATE DATABASE target"
+  t0=$(now); "$PGBIN/pg_restore" -d target "$work/dump.pgc"; t1=$(now)
+  best_pg=$(python3 -c "print(min($best_pg, $t1-$t0))")
+  psql -Xq -c "DROP DATABASE target" -c "CREATE DATABASE target"
+  t0=$(now); "$WHARF" restore db --to '${secret:TARGET_URL}' --output json >/dev/null; t1=$(now)
+  best_to=$(python3 -c "print(min($best_to, $t1-$t0))")
+  rto=$("$WHARF" drill db --output json | field rto_ms)
+  best_drill=$(python3 -c "print(min($best_drill, $rto/1000))")
+done
+printf '%-52s %8.2f s\n' "pg_restore of a pg_dump -Fc file (empty database)" "$best_pg"
+printf '%-52s %8.2f s   ratio %.2fx\n' "wharf restore --to (from the repository)" "$best_to" "$(python3 -c "print($best_to/$best_pg)")"
+printf '%-52s %8.2f s   ratio %.2fx\n' "wharf drill RTO (sandbox + restore + every table checked)" "$best_drill" "$(python3 -c "print($best_drill/$best_pg)")"
