@@ -39,6 +39,10 @@ pub enum BackupError {
          secret access key, or no permission on the bucket): {detail}"
     )]
     AccessDenied { location: String, detail: String },
+    /// The storage could not be reached (connection refused, name lookup, TLS, timeout),
+    /// after the retries the location allows.
+    #[error("repository {location}: could not reach the storage: {detail}")]
+    Unreachable { location: String, detail: String },
     /// The S3 bucket named in the location does not exist (wharf does not create buckets).
     #[error("repository {location}: bucket `{bucket}` does not exist; create it first")]
     NoSuchBucket { location: String, bucket: String },

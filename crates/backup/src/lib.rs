@@ -23,7 +23,9 @@ mod tools;
 pub use datastore::{Datastore, MariadbConn, PgConn, RedisConn};
 pub use drill::{DrillReport, drill, record_of};
 pub use error::{BackupError, Result};
-pub use location::{DEFAULT_S3_REGION, RepoLocation, S3Credentials, S3Location};
+pub use location::{
+    DEFAULT_S3_REGION, DEFAULT_S3_RETRIES, RepoLocation, S3Credentials, S3Location,
+};
 pub use record::{CheckOutcome, Part, Record, compare};
 pub use repo::{Backup, KeyCheck, Repo};
 pub use retention::{Retention, keep};

@@ -23,6 +23,11 @@ use crate::secret::Secret;
 /// S3-compatible servers that ignore regions accept it.
 pub const DEFAULT_S3_REGION: &str = "us-east-1";
 
+/// Retries of a failed S3 request when none is given: rustic's default, which rides out a
+/// network blip in a backup at the cost of about a minute before an unreachable endpoint is
+/// reported.
+pub const DEFAULT_S3_RETRIES: usize = 5;
+
 /// Schemes restic knows that wharf does not build, so a restic string is refused by name
 /// rather than read as a local folder called `sftp:host`.
 const UNSUPPORTED_SCHEMES: &[&str] = &["sftp", "rest", "b2", "azure", "gs", "swift", "rclone"];
@@ -46,6 +51,8 @@ pub struct S3Location {
     /// the bucket's root.
     root: String,
     region: String,
+    /// How often a failed request is retried (with exponential backoff from 1 s).
+    retries: usize,
     credentials: S3Credentials,
 }
 
@@ -161,6 +168,14 @@ impl S3Location {
         self
     }
 
+    /// The same location with failed requests retried `retries` times (default
+    /// [`DEFAULT_S3_RETRIES`]; 0 fails at the first refusal).
+    #[must_use]
+    pub fn with_retries(mut self, retries: usize) -> S3Location {
+        self.retries = retries;
+        self
+    }
+
     /// `scheme://host[:port]`.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
@@ -202,6 +217,8 @@ impl S3Location {
         );
         set("disable_config_load", "true");
         set("enable_virtual_host_style", "false");
+        // Read by rustic_backend's retry layer, not by OpenDAL's S3 service.
+        set("retry", &self.retries.to_string());
         options
     }
 }
@@ -214,13 +231,16 @@ pub(crate) fn repo_error(at: &RepoLocation, error: &RusticError) -> BackupError 
     if error.is_incorrect_password() {
         return BackupError::WrongPassword { location };
     }
-    if let (RepoLocation::S3(s3), Some(storage)) = (at, storage_cause(error)) {
+    let (storage, io) = causes(error);
+    if let (RepoLocation::S3(s3), Some(storage)) = (at, storage) {
         match storage.kind() {
             opendal::ErrorKind::PermissionDenied => {
-                return BackupError::AccessDenied {
-                    location,
-                    detail: at.scrub(storage.message()),
+                // A refused HEAD has no body to say why; S3's status is all there is.
+                let detail = match storage.message() {
+                    "" => "403 Forbidden".to_owned(),
+                    message => at.scrub(message),
                 };
+                return BackupError::AccessDenied { location, detail };
             }
             opendal::ErrorKind::ConfigInvalid if storage.message().contains("NoSuchBucket") => {
                 return BackupError::NoSuchBucket {
@@ -229,6 +249,12 @@ pub(crate) fn repo_error(at: &RepoLocation, error: &RusticError) -> BackupError 
                 };
             }
             _ => {}
+        }
+        if let Some(io) = io {
+            return BackupError::Unreachable {
+                location,
+                detail: at.scrub(&io.to_string()),
+            };
         }
     }
     let detail = error
@@ -243,16 +269,21 @@ pub(crate) fn repo_error(at: &RepoLocation, error: &RusticError) -> BackupError 
     }
 }
 
-/// The OpenDAL error somewhere behind a rustic error, when the storage itself answered.
-fn storage_cause(error: &RusticError) -> Option<&opendal::Error> {
+/// The OpenDAL error behind a rustic error (what the storage layer said), and the innermost
+/// IO error behind that (the connection that failed, when no answer came).
+fn causes(error: &RusticError) -> (Option<&opendal::Error>, Option<&std::io::Error>) {
+    let (mut storage, mut io) = (None, None);
     let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
     while let Some(current) = cause {
-        if let Some(found) = current.downcast_ref::<opendal::Error>() {
-            return Some(found);
+        if storage.is_none() {
+            storage = current.downcast_ref::<opendal::Error>();
+        }
+        if let Some(found) = current.downcast_ref::<std::io::Error>() {
+            io = Some(found);
         }
         cause = current.source();
     }
-    None
+    (storage, io)
 }
 
 fn parse_s3(rest: &str, credentials: Option<S3Credentials>) -> Result<S3Location> {
@@ -308,6 +339,7 @@ fn parse_s3(rest: &str, credentials: Option<S3Credentials>) -> Result<S3Location
         bucket,
         root,
         region: DEFAULT_S3_REGION.to_owned(),
+        retries: DEFAULT_S3_RETRIES,
         credentials,
     })
 }
@@ -370,6 +402,7 @@ impl fmt::Debug for S3Location {
             .field("bucket", &self.bucket)
             .field("root", &self.root)
             .field("region", &self.region)
+            .field("retries", &self.retries)
             .field("credentials", &self.credentials)
             .finish()
     }
@@ -548,6 +581,59 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Whatever the operator types, parsing answers (no panic), and an error never
+        /// repeats the keys given beside the string.
+        #[test]
+        fn any_string_parses_or_is_refused_without_the_keys(text in "\\PC{0,80}") {
+            if let Err(err) = RepoLocation::parse(&text, keys()) {
+                let shown = format!("{err} {err:?}");
+                proptest::prop_assert!(!shown.contains("wJalrXUtnFEMIexamplesecret"));
+                proptest::prop_assert!(!shown.contains("AKIDEXAMPLEKEYID"));
+            }
+        }
+
+        /// A password written into the URL is refused and never shown, whatever it is.
+        #[test]
+        fn a_password_in_the_url_is_never_shown(
+            user in "[A-Za-z0-9]{1,12}",
+            password in "[A-Za-z0-9+=_~-]{8,24}",
+            host in "[a-z0-9.]{0,12}",
+            path in "[a-z0-9/]{0,20}",
+        ) {
+            let text = format!("s3:http://{user}:{password}@{host}/{path}");
+            let err = RepoLocation::parse(&text, keys()).unwrap_err();
+            let shown = format!("{err} {err:?}");
+            proptest::prop_assert!(!shown.contains(&password), "{}", shown);
+        }
+
+        /// A well-formed restic S3 string parses, shows as itself, and parses back equal.
+        #[test]
+        fn well_formed_s3_strings_round_trip(
+            scheme in "https?",
+            host in "[a-z][a-z0-9-]{0,10}(\\.[a-z]{2,5})?",
+            port in proptest::option::of(1u16..),
+            bucket in "[a-z0-9][a-z0-9.-]{1,20}[a-z0-9]",
+            root in proptest::collection::vec("[A-Za-z0-9_.-]{1,8}", 0..4),
+        ) {
+            proptest::prop_assume!(!root.iter().any(|s| s == "." || s == ".."));
+            let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+            let mut text = format!("s3:{scheme}://{host}{port}/{bucket}");
+            for segment in &root {
+                text.push('/');
+                text.push_str(segment);
+            }
+            let location = RepoLocation::parse(&text, keys()).unwrap();
+            let shown = location.to_string();
+            proptest::prop_assert_eq!(&RepoLocation::parse(&shown, keys()).unwrap(), &location);
+            let RepoLocation::S3(s3) = location else {
+                return Err(proptest::test_runner::TestCaseError::fail("not S3"));
+            };
+            proptest::prop_assert_eq!(s3.bucket(), bucket.as_str());
+            proptest::prop_assert_eq!(s3.root(), root.join("/"));
+        }
+    }
+
     #[test]
     fn opendal_options_carry_the_parsed_parts_and_path_style() {
         let options = s3("s3:http://127.0.0.1:9000/bucket/a/b").opendal_options();
@@ -556,5 +642,6 @@ mod tests {
         assert_eq!(options["root"], "/a/b");
         assert_eq!(options["enable_virtual_host_style"], "false");
         assert_eq!(options["disable_config_load"], "true");
+        assert_eq!(options["retry"], DEFAULT_S3_RETRIES.to_string());
     }
 }

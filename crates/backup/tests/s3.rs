@@ -349,3 +349,32 @@ fn a_missing_bucket_is_named_and_nothing_is_created() {
     );
     assert_no_keys(&moto, &format!("{err} {err:?}"));
 }
+
+#[test]
+fn an_unreachable_s3_endpoint_is_a_clear_error_naming_it() {
+    // A port nothing listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = format!("s3:http://127.0.0.1:{port}/wharf-backups/repo");
+    let keys = S3Credentials::new("AKIAUNREACHABLE00000", Secret::new("unreachable-secret"));
+    let Ok(RepoLocation::S3(s3)) = RepoLocation::parse(&text, Some(keys)) else {
+        panic!("{text} is an S3 location")
+    };
+    // No retries: the default rides out a blip for about a minute before giving up.
+    let location = RepoLocation::S3(s3.with_retries(0));
+    let err = Repo::open_or_init_at(&location, &Secret::new(PASSWORD)).unwrap_err();
+    assert!(matches!(err, BackupError::Unreachable { .. }), "{err:?}");
+    let shown = err.to_string();
+    assert!(
+        shown.contains(&text) && shown.contains("could not reach"),
+        "{shown}"
+    );
+    assert!(
+        shown.to_lowercase().contains("connection refused"),
+        "{shown}"
+    );
+    assert!(!shown.contains("unreachable-secret") && !shown.contains("AKIAUNREACHABLE"));
+}
