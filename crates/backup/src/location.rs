@@ -145,6 +145,40 @@ impl RepoLocation {
         }
     }
 
+    /// When rustic_core finds no key the password opens, whether the storage refused to list
+    /// the keys at all: rustic_core skips a failed listing, so an S3 key allowed to read
+    /// objects but not to list the bucket (a policy on `bucket/*` only, without
+    /// `s3:ListBucket` on `bucket`) would otherwise be reported as a wrong repository
+    /// password. `None` when the listing works (the password is what is wrong).
+    pub(crate) fn listing_refused(&self) -> Option<BackupError> {
+        let RepoLocation::S3(s3) = self else {
+            return None;
+        };
+        let operator = opendal::Operator::via_iter("s3", s3.opendal_options()).ok()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        let listed = runtime.block_on(operator.list("keys/"));
+        let refused = listed.err()?;
+        let location = self.to_string();
+        Some(match refused.kind() {
+            opendal::ErrorKind::PermissionDenied => BackupError::AccessDenied {
+                location,
+                detail: "listing the repository's keys was refused (the key needs \
+                         s3:ListBucket on the bucket)"
+                    .into(),
+            },
+            _ => BackupError::Repository {
+                location,
+                detail: format!(
+                    "listing the repository's keys failed: {}",
+                    self.scrub(&refused.to_string())
+                ),
+            },
+        })
+    }
+
     /// The backends `rustic_core` opens: the local backend for a folder (`local:` so a path
     /// holding `:` is not read as a scheme), OpenDAL's `s3` service for a bucket.
     pub(crate) fn backends(&self) -> std::result::Result<RepositoryBackends, Box<RusticError>> {

@@ -140,7 +140,12 @@ impl Repo {
         let (repo, location) = repository(at)?;
         let repo = repo
             .open(&Credentials::password(password.expose()))
-            .map_err(|e| repo_error(at, &e))?;
+            .map_err(
+                |e| match e.is_incorrect_password().then(|| at.listing_refused()) {
+                    Some(Some(refused)) => refused,
+                    _ => repo_error(at, &e),
+                },
+            )?;
         Ok(Repo {
             repo,
             at: at.clone(),

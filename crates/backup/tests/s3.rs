@@ -316,6 +316,22 @@ fn a_wrong_secret_key_is_a_clear_error_that_never_shows_the_keys() {
     }
 }
 
+/// A key that may read objects but not list the bucket (here: moto refusing every listing
+/// once it checks signatures, the answer a policy without `s3:ListBucket` gets from AWS) is
+/// named as a refused listing, not as the wrong repository password rustic_core would report.
+#[test]
+fn a_refused_listing_is_named_not_reported_as_a_wrong_password() {
+    let moto = Moto::start(&["wharf-backups"]);
+    let location = moto.location("wharf-backups/repo");
+    Repo::init_at(&location, &Secret::new(PASSWORD)).unwrap();
+    moto.require_signatures();
+    let err = Repo::open_at(&location, &Secret::new(PASSWORD)).unwrap_err();
+    assert!(matches!(err, BackupError::AccessDenied { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("s3:ListBucket"), "{text}");
+    assert_no_keys(&moto, &format!("{text} {err:?}"));
+}
+
 #[test]
 fn a_wrong_repository_password_on_s3_is_a_wrong_password_error() {
     let moto = Moto::start(&["wharf-backups"]);
