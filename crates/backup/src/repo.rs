@@ -516,6 +516,13 @@ impl Repo {
         Ok(outcome)
     }
 
+    /// Total bytes of this repository's packs, index, snapshots and keys (all but the small
+    /// `config` file), as the storage lists them: a local folder or an S3 prefix alike.
+    pub fn stored_bytes(&self) -> Result<u64> {
+        let infos = self.repo.infos_files().map_err(|e| self.fail(&e))?;
+        Ok(infos.repo.iter().map(|info| info.size).sum())
+    }
+
     /// Total bytes of a local repository's files (packs, index, snapshots, keys).
     pub fn size(dir: &Path) -> u64 {
         walkdir::WalkDir::new(dir)

@@ -394,3 +394,28 @@ fn an_unreachable_s3_endpoint_is_a_clear_error_naming_it() {
     );
     assert!(!shown.contains("unreachable-secret") && !shown.contains("AKIAUNREACHABLE"));
 }
+
+#[test]
+fn stored_bytes_counts_every_repository_file_in_a_folder_and_on_s3() {
+    let moto = Moto::start(&["wharf-backups"]);
+    let tools = Tools::from_env();
+    let dir = temp();
+    let files = dir.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    let content: Vec<u8> = (0..100_000u32).flat_map(|i| i.to_be_bytes()).collect();
+    std::fs::write(files.join("data.bin"), content).unwrap();
+    let store = Datastore::Directory(files);
+
+    let folder = dir.path().join("repo");
+    let local = Repo::open_or_init(&folder, &Secret::new(PASSWORD)).unwrap();
+    local.backup("shop", "files", &store, &tools).unwrap();
+    let config = std::fs::metadata(folder.join("config")).unwrap().len();
+    assert_eq!(local.stored_bytes().unwrap() + config, Repo::size(&folder));
+
+    let s3 = Repo::init_at(&moto.location("wharf-backups/r"), &Secret::new(PASSWORD)).unwrap();
+    let empty = s3.stored_bytes().unwrap();
+    s3.backup("shop", "files", &store, &tools).unwrap();
+    let reopened = Repo::open_at(s3.location(), &Secret::new(PASSWORD)).unwrap();
+    let full = reopened.stored_bytes().unwrap();
+    assert!(empty > 0 && full > empty, "{empty} then {full}");
+}
