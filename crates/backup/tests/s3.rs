@@ -344,7 +344,7 @@ fn a_wrong_repository_password_on_s3_is_a_wrong_password_error() {
 }
 
 #[test]
-fn a_missing_bucket_is_named_and_nothing_is_created() {
+fn a_missing_bucket_is_named_and_an_empty_prefix_says_no_repository() {
     let moto = Moto::start(&["other-bucket"]);
     let location = moto.location("no-such-bucket/repo");
     let err = Repo::open_or_init_at(&location, &Secret::new(PASSWORD)).unwrap_err();
