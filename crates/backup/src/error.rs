@@ -28,6 +28,24 @@ pub enum BackupError {
     /// Talking to the datastore failed (connect, query).
     #[error("{} datastore: {detail}", crate::kind_name(*.kind))]
     Datastore { kind: DatastoreKind, detail: String },
+    /// A repository location that cannot be used: bad syntax, a scheme wharf does not build,
+    /// missing or empty S3 keys. Never repeats a credential.
+    #[error("repository location: {0}")]
+    Location(String),
+    /// The storage refused the request's credentials (S3 403: wrong access key id or secret
+    /// access key, or a key without permission on the bucket).
+    #[error(
+        "repository {location}: the S3 server refused the credentials (wrong access key id or \
+         secret access key, or no permission on the bucket): {detail}"
+    )]
+    AccessDenied { location: String, detail: String },
+    /// The storage could not be reached (connection refused, name lookup, TLS, timeout),
+    /// after the retries the location allows.
+    #[error("repository {location}: could not reach the storage: {detail}")]
+    Unreachable { location: String, detail: String },
+    /// The S3 bucket named in the location does not exist (wharf does not create buckets).
+    #[error("repository {location}: bucket `{bucket}` does not exist; create it first")]
+    NoSuchBucket { location: String, bucket: String },
     /// The repository password does not open any key of the repository.
     #[error("repository {location}: wrong password (no key of the repository opens with it)")]
     WrongPassword { location: String },

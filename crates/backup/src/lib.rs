@@ -12,6 +12,7 @@ mod datastore;
 mod drill;
 mod drivers;
 mod error;
+mod location;
 mod record;
 mod repo;
 mod retention;
@@ -23,6 +24,9 @@ mod tools;
 pub use datastore::{Datastore, MariadbConn, PgConn, RedisConn};
 pub use drill::{DrillReport, drill, drill_with, record_of, record_of_format};
 pub use error::{BackupError, Result};
+pub use location::{
+    DEFAULT_S3_REGION, DEFAULT_S3_RETRIES, RepoLocation, S3Credentials, S3Location,
+};
 pub use record::{CheckOutcome, Part, Record, compare};
 pub use repo::{Backup, KeyCheck, Repo};
 pub use retention::{Retention, keep};

@@ -4,13 +4,12 @@
 //!
 //! A wharf backup is one snapshot tagged `wharf`, `stack=S`, `service=N`, `kind=K`, holding
 //! `S/N/data/…` (the engine's dump, RDB, database copy or files) and `S/N/record.json` (what a
-//! drill checks). Only the local folder backend is built; S3 needs `rustic_backend`'s
-//! `opendal` feature (not enabled yet).
+//! drill checks). The repository lives in a local folder or on S3-compatible storage
+//! ([`RepoLocation`], through `rustic_backend`'s OpenDAL S3 service); restic reads both.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use rustic_backend::BackendOptions;
 use rustic_core::repofile::SnapshotFile;
 use rustic_core::{
     BackupOptions, CheckOptions, ConfigOptions, Credentials, KeyOptions, LocalDestination,
@@ -23,6 +22,7 @@ use crate::capture::{Capture, CaptureSource, Outcome};
 use crate::datastore::Datastore;
 use crate::drivers::{self, Feed};
 use crate::error::{BackupError, Result};
+use crate::location::{RepoLocation, repo_error};
 use crate::record::Record;
 use crate::retree;
 use crate::secret::Secret;
@@ -31,7 +31,7 @@ use crate::tools::Tools;
 /// An open repository.
 pub struct Repo {
     repo: Repository<OpenStatus>,
-    dir: PathBuf,
+    at: RepoLocation,
     location: String,
 }
 
@@ -65,34 +65,13 @@ pub struct KeyCheck {
     pub snapshot: Option<String>,
 }
 
-fn repo_error(location: &str, error: &RusticError) -> BackupError {
-    if error.is_incorrect_password() {
-        BackupError::WrongPassword {
-            location: location.to_owned(),
-        }
-    } else {
-        BackupError::Repository {
-            location: location.to_owned(),
-            detail: error
-                .display_log()
-                .lines()
-                .take(6)
-                .collect::<Vec<_>>()
-                .join(" / "),
-        }
-    }
-}
-
-fn repository(dir: &Path) -> Result<(Repository<()>, String)> {
-    let location = dir.display().to_string();
-    let backends = BackendOptions::default()
-        .repository(location.clone())
-        .to_backends()
-        .map_err(|e| repo_error(&location, &e))?;
+/// An unopened repository at `at`, and the name errors give it (never a credential).
+fn repository(at: &RepoLocation) -> Result<(Repository<()>, String)> {
+    let backends = at.backends().map_err(|e| repo_error(at, &e))?;
     // No local cache: the repository is the one source of truth a drill reads.
     let options = RepositoryOptions::default().no_cache(true);
-    let repo = Repository::new(&options, &backends).map_err(|e| repo_error(&location, &e))?;
-    Ok((repo, location))
+    let repo = Repository::new(&options, &backends).map_err(|e| repo_error(at, &e))?;
+    Ok((repo, at.to_string()))
 }
 
 fn prefix(stack: &str, service: &str) -> String {
@@ -123,54 +102,89 @@ fn kind_from_tag(tag: &str) -> Option<DatastoreKind> {
 impl Repo {
     /// Creates a new repository in `dir` (which must not hold one) with `password`.
     pub fn init(dir: &Path, password: &Secret) -> Result<Repo> {
-        let (repo, location) = repository(dir)?;
+        Repo::init_at(&RepoLocation::Local(dir.to_owned()), password)
+    }
+
+    /// Opens the repository in `dir`; a wrong password is [`BackupError::WrongPassword`].
+    pub fn open(dir: &Path, password: &Secret) -> Result<Repo> {
+        Repo::open_at(&RepoLocation::Local(dir.to_owned()), password)
+    }
+
+    /// Opens the repository, creating it when `dir` holds none yet.
+    pub fn open_or_init(dir: &Path, password: &Secret) -> Result<Repo> {
+        Repo::open_or_init_at(&RepoLocation::Local(dir.to_owned()), password)
+    }
+
+    /// Creates a new repository at `at` (which must not hold one) with `password`. An S3
+    /// bucket must exist already ([`BackupError::NoSuchBucket`] otherwise).
+    pub fn init_at(at: &RepoLocation, password: &Secret) -> Result<Repo> {
+        let (repo, location) = repository(at)?;
         let repo = repo
             .init(
                 &Credentials::password(password.expose()),
                 &KeyOptions::default(),
                 &ConfigOptions::default(),
             )
-            .map_err(|e| repo_error(&location, &e))?;
+            .map_err(|e| repo_error(at, &e))?;
         Ok(Repo {
             repo,
-            dir: dir.to_owned(),
+            at: at.clone(),
             location,
         })
     }
 
-    /// Opens the repository in `dir`; a wrong password is [`BackupError::WrongPassword`].
-    pub fn open(dir: &Path, password: &Secret) -> Result<Repo> {
-        let (repo, location) = repository(dir)?;
+    /// Opens the repository at `at`; a wrong password is [`BackupError::WrongPassword`],
+    /// S3 keys the server refuses are [`BackupError::AccessDenied`].
+    pub fn open_at(at: &RepoLocation, password: &Secret) -> Result<Repo> {
+        let (repo, location) = repository(at)?;
         let repo = repo
             .open(&Credentials::password(password.expose()))
-            .map_err(|e| repo_error(&location, &e))?;
+            .map_err(
+                |e| match e.is_incorrect_password().then(|| at.listing_refused()) {
+                    Some(Some(refused)) => refused,
+                    _ => repo_error(at, &e),
+                },
+            )?;
         Ok(Repo {
             repo,
-            dir: dir.to_owned(),
+            at: at.clone(),
             location,
         })
+    }
+
+    /// Opens the repository at `at`, creating it when none is there yet (a folder without a
+    /// `config` file; a bucket prefix without a `config` object).
+    pub fn open_or_init_at(at: &RepoLocation, password: &Secret) -> Result<Repo> {
+        let exists = match at {
+            RepoLocation::Local(dir) => dir.join("config").exists(),
+            RepoLocation::S3(_) => {
+                let (repo, _) = repository(at)?;
+                repo.config_id().map_err(|e| repo_error(at, &e))?.is_some()
+            }
+        };
+        if exists {
+            Repo::open_at(at, password)
+        } else {
+            Repo::init_at(at, password)
+        }
+    }
+
+    /// Where this repository lives.
+    pub fn location(&self) -> &RepoLocation {
+        &self.at
     }
 
     /// A newly opened handle: rustic's open repository is consumed by indexing, and a fresh
     /// index sees the backups written since. Opened with the master key already decrypted
     /// (not the password, whose key derivation is slow on purpose).
     fn reopen(&self) -> Result<Repository<OpenStatus>> {
-        let (repo, location) = repository(&self.dir)?;
+        let (repo, _) = repository(&self.at)?;
         repo.open(&Credentials::Masterkey(self.repo.key()))
-            .map_err(|e| repo_error(&location, &e))
-    }
-
-    /// Opens the repository, creating it when `dir` holds none yet.
-    pub fn open_or_init(dir: &Path, password: &Secret) -> Result<Repo> {
-        if dir.join("config").exists() {
-            Repo::open(dir, password)
-        } else {
-            Repo::init(dir, password)
-        }
+            .map_err(|e| repo_error(&self.at, &e))
     }
 
     fn fail(&self, error: &RusticError) -> BackupError {
-        repo_error(&self.location, error)
+        repo_error(&self.at, error)
     }
 
     /// Backs up `store` (service `service` of stack `stack`): streams the engine's output into
@@ -272,10 +286,7 @@ impl Repo {
             sizes,
             &mut trees,
         )?;
-        let backends = BackendOptions::default()
-            .repository(self.location.clone())
-            .to_backends()
-            .map_err(|e| self.fail(&e))?;
+        let backends = self.at.backends().map_err(|e| self.fail(&e))?;
         let id = retree::store(
             &*backends.repository(),
             &indexed.key(),
@@ -453,7 +464,14 @@ impl Repo {
         Ok(outcome)
     }
 
-    /// Total bytes of the repository's files (packs, index, snapshots, keys).
+    /// Total bytes of this repository's packs, index, snapshots and keys (all but the small
+    /// `config` file), as the storage lists them: a local folder or an S3 prefix alike.
+    pub fn stored_bytes(&self) -> Result<u64> {
+        let infos = self.repo.infos_files().map_err(|e| self.fail(&e))?;
+        Ok(infos.repo.iter().map(|info| info.size).sum())
+    }
+
+    /// Total bytes of a local repository's files (packs, index, snapshots, keys).
     pub fn size(dir: &Path) -> u64 {
         walkdir::WalkDir::new(dir)
             .into_iter()
