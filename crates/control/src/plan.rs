@@ -45,6 +45,8 @@ pub struct StackPlan {
     pub environment: Option<String>,
     /// The manifest's smoke checks (a drill runs them against the restored copy).
     pub smoke: Vec<wharf_manifest::model::SmokeCheck>,
+    /// Where backups go (`.wharf/backups` when absent).
+    pub backup_repository: Option<wharf_manifest::model::BackupRepository>,
     pub require: Option<wharf_manifest::model::Requirements>,
 }
 
@@ -250,6 +252,7 @@ pub fn plan(stack: &ValidStack) -> Result<StackPlan, Vec<PlanError>> {
             alerts: stack.alerts.clone(),
             environment: stack.environment.clone(),
             smoke: stack.smoke.clone(),
+            backup_repository: stack.backups.clone(),
             require: stack.require.clone(),
         })
     } else {

@@ -17,6 +17,9 @@ pub struct Stack {
     pub environment: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub require: Option<Requirements>,
+    /// Where the datastores' backups go (`.wharf/backups` when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backups: Option<BackupRepository>,
     #[serde(skip_serializing_if = "IndexMap::is_empty")]
     pub secrets: IndexMap<String, SecretPolicy>,
     pub services: IndexMap<String, Service>,
@@ -24,6 +27,19 @@ pub struct Stack {
     pub smoke: Vec<SmokeCheck>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<Alert>,
+}
+
+/// The backup repository: a folder (relative to the manifest) or S3-compatible storage in
+/// restic's syntax (`s3:https://HOST/BUCKET/PREFIX`), whose keys come from secrets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BackupRepository {
+    pub repository: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_access_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 /// A declared secret. Values never live in the manifest, only names and policy.

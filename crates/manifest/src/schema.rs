@@ -37,6 +37,7 @@ pub(crate) const ROOT_KEYS: &[&str] = &[
     "smoke",
     "alerts",
     "require",
+    "backups",
 ];
 pub(crate) const ENVIRONMENT_KEYS: &[&str] = &["require", "services", "secrets", "smoke", "alerts"];
 const SERVICE_KEYS: &[&str] = &[
@@ -118,10 +119,14 @@ pub(crate) fn stack(decoder: &mut Decoder, root: &Node, refs: &mut References) -
         .map(|n| alerts(decoder, n, refs))
         .unwrap_or_default();
     let require = fields.get("require").and_then(|n| requirements(decoder, n));
+    let backups = fields
+        .get("backups")
+        .and_then(|n| backup_repository(decoder, n));
     Some(Stack {
         name: name?,
         environment: None,
         require,
+        backups,
         secrets,
         services,
         smoke,
@@ -1114,6 +1119,98 @@ fn backup(decoder: &mut Decoder, service: &str, node: &Node) -> Option<Backup> {
             ..Retention::default()
         }),
         drill,
+    })
+}
+
+/// The top-level `backups:`: where the repository is, and the keys of an S3 one.
+fn backup_repository(decoder: &mut Decoder, node: &Node) -> Option<BackupRepository> {
+    let what = "`backups`";
+    let fields = decoder.fields(
+        node,
+        what,
+        &["repository", "access_key_id", "secret_access_key", "region"],
+    )?;
+    let repository_node = fields.require(decoder, "repository", what)?;
+    let repository = decoder.name(repository_node, "`backups.repository`")?;
+    let s3 = repository.starts_with("s3:");
+    // restic's other backends are not built: refuse them by name rather than misread them.
+    if let Some((scheme, _)) = repository.split_once(':')
+        && [
+            "sftp", "rest", "b2", "azure", "gs", "swift", "rclone", "opendal",
+        ]
+        .contains(&scheme)
+    {
+        decoder.push(
+            Diagnostic::error(
+                repository_node.span,
+                format!("`{scheme}:` repositories are not built yet"),
+            )
+            .with_hint("a folder (`./backups`, `/srv/backups`) or S3-compatible storage (`s3:https://HOST/BUCKET/PREFIX`)"),
+        );
+        return None;
+    }
+    if s3 {
+        let rest = repository["s3:".len()..]
+            .trim_start_matches("https://")
+            .trim_start_matches("http://");
+        let bucket = rest.split('/').nth(1).unwrap_or("");
+        if bucket.is_empty() || rest.contains('@') {
+            decoder.push(
+                Diagnostic::error(
+                    repository_node.span,
+                    "`backups.repository`: an S3 repository is `s3:https://HOST[:PORT]/BUCKET[/PREFIX]`, keys apart",
+                )
+                .with_hint("write the keys as `access_key_id` and `secret_access_key`, from secrets"),
+            );
+        }
+    }
+    let mut key = |name: &str| -> Option<String> {
+        let node = fields.get(name)?;
+        let text = decoder.name(node, &format!("`backups.{name}`"))?;
+        if !is_secret_reference(&text) {
+            decoder.push(
+                Diagnostic::error(
+                    node.span,
+                    format!("`backups.{name}` is a credential: it must come from a secret"),
+                )
+                .with_label("a key in clear text")
+                .with_hint(format!(
+                    "declare it under `secrets:` and write `{name}: ${{secret:NAME}}`"
+                )),
+            );
+            return None;
+        }
+        Some(text)
+    };
+    let access_key_id = key("access_key_id");
+    let secret_access_key = key("secret_access_key");
+    if s3 && (fields.get("access_key_id").is_none() || fields.get("secret_access_key").is_none()) {
+        let span = fields
+            .key_span("repository")
+            .unwrap_or(repository_node.span);
+        decoder.push(
+            Diagnostic::error(span, "an S3 repository needs `access_key_id` and `secret_access_key`")
+                .with_hint("both from secrets: `access_key_id: ${secret:S3_KEY_ID}`, `secret_access_key: ${secret:S3_SECRET}`"),
+        );
+    }
+    if !s3 {
+        for name in ["access_key_id", "secret_access_key", "region"] {
+            if let Some(span) = fields.key_span(name) {
+                decoder.push(Diagnostic::error(
+                    span,
+                    format!("`backups.{name}` applies to an S3 repository (`s3:…`) only"),
+                ));
+            }
+        }
+    }
+    let region = fields
+        .get("region")
+        .and_then(|n| decoder.name(n, "`backups.region`"));
+    Some(BackupRepository {
+        repository,
+        access_key_id,
+        secret_access_key,
+        region,
     })
 }
 

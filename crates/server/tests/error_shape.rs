@@ -60,6 +60,7 @@ async fn api_errors_over_real_sockets_are_the_documented_json_shape() {
         alerts: Vec::new(),
         environment: None,
         smoke: Vec::new(),
+        backup_repository: None,
         require: None,
     };
     let journal = Journal::open(&state_dir, "wharf-control@test".to_owned()).unwrap();

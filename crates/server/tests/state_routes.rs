@@ -33,6 +33,7 @@ async fn on_stack<F: std::future::Future<Output = ()>>(test: impl FnOnce(Api) ->
         alerts: Vec::new(),
         environment: None,
         smoke: Vec::new(),
+        backup_repository: None,
         require: None,
     };
     let journal = Journal::open(&state_dir, "wharf-control@test".to_owned()).unwrap();

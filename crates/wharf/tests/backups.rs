@@ -573,3 +573,151 @@ smoke:
         "a sandbox app outlived its drill: {pids:?}, instances {instance:?}"
     );
 }
+
+/// A moto server (PyPI `moto[server]`, an S3-compatible server installed by `scripts/test`)
+/// on a port the kernel picks, with a bucket and an IAM key; killed on drop.
+struct Moto {
+    child: std::process::Child,
+    endpoint: String,
+    key_id: String,
+    secret: String,
+}
+
+const MOTO_SETUP: &str = r#"
+import json, sys
+import boto3
+endpoint = sys.argv[1]
+session = boto3.session.Session(aws_access_key_id="setup", aws_secret_access_key="setup",
+                                region_name="us-east-1")
+iam = session.client("iam", endpoint_url=endpoint)
+iam.create_user(UserName="wharf")
+key = iam.create_access_key(UserName="wharf")["AccessKey"]
+session.client("s3", endpoint_url=endpoint).create_bucket(Bucket="backups")
+print(key["AccessKeyId"], key["SecretAccessKey"])
+"#;
+
+impl Moto {
+    fn start() -> Moto {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("python3")
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", "0"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start moto (scripts/test installs moto[server])");
+        let (tx, rx) = std::sync::mpsc::channel();
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stream)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    if let Some(address) = line.split("Running on ").nth(1) {
+                        let _ = tx.send(address.trim().to_owned());
+                    }
+                }
+            });
+        }
+        let mut moto = Moto {
+            child,
+            endpoint: String::new(),
+            key_id: String::new(),
+            secret: String::new(),
+        };
+        moto.endpoint = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("moto did not say where it listens within 60 s");
+        let out = std::process::Command::new("python3")
+            .args(["-c", MOTO_SETUP, &moto.endpoint])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        let keys = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let (key_id, secret) = keys.split_once(' ').unwrap();
+        moto.key_id = key_id.to_owned();
+        moto.secret = secret.to_owned();
+        moto
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn backups_go_to_an_s3_repository_on_a_moto_server_and_restic_reads_them() {
+    let moto = Moto::start();
+    let repository = format!("s3:{}/backups/shop", moto.endpoint);
+    let stack = Stack::new(&format!(
+        r#"
+name: shop
+secrets: [S3_KEY_ID, S3_SECRET]
+backups:
+  repository: "{repository}"
+  access_key_id: "${{secret:S3_KEY_ID}}"
+  secret_access_key: "${{secret:S3_SECRET}}"
+services:
+  db:
+    kind: sqlite
+    path: ./app.db
+    backup: {{schedule: "0 3 * * *"}}
+"#
+    ));
+    sqlite_rows(&stack.path().join("app.db"), 100);
+    stack.set_secret("S3_KEY_ID", &moto.key_id);
+    stack.set_secret("S3_SECRET", &moto.secret);
+    ok(stack.up());
+    let backup = jobs(&ok(
+        stack.wharf(&["backup", "run", "db", "--output", "json"])
+    ));
+    assert_eq!(backup[0]["state"], "succeeded", "{backup:?}");
+    let snapshot = backup[0]["snapshot"].as_str().unwrap().to_owned();
+    assert!(
+        !stack.path().join(".wharf/backups").exists(),
+        "nothing went to the local folder"
+    );
+    let drill = jobs(&ok(stack.wharf(&["drill", "db", "--output", "json"])));
+    assert_eq!(drill[0]["state"], "succeeded", "{drill:?}");
+    let list = ok(stack.wharf(&["backup", "list", "--output", "json"]));
+    let listed: Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(listed["repository"], repository.as_str());
+    assert_eq!(listed["snapshots"][0]["id"], snapshot.as_str());
+    for output in [text(&list), serde_json::to_string(&stack.ledger()).unwrap()] {
+        assert!(
+            !output.contains(&moto.secret),
+            "the S3 secret key leaked: {output}"
+        );
+    }
+    let key = ok(stack.wharf(&["backup", "key", "export", "--reveal"]));
+    assert!(text(&key).contains(&repository), "{}", text(&key));
+    let password = String::from_utf8_lossy(&key.stdout).trim().to_owned();
+    let restic = std::process::Command::new("restic")
+        .args(["-r", &repository, "snapshots", "--json", "--no-lock"])
+        .env("RESTIC_PASSWORD", &password)
+        .env("RESTIC_CACHE_DIR", stack.path().join("restic-cache"))
+        .env("AWS_ACCESS_KEY_ID", &moto.key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &moto.secret)
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    assert!(restic.status.success(), "{}", text(&restic));
+    let snapshots: Value = serde_json::from_slice(&restic.stdout).unwrap();
+    assert_eq!(snapshots[0]["short_id"], snapshot.as_str());
+}

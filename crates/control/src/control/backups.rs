@@ -36,9 +36,50 @@ const RETRY_AFTER_MS: i64 = 15 * 60_000;
 /// half the schedule's period, so a backup every minute is overdue within 30 s).
 const OVERDUE_GRACE_MS: i64 = 10 * 60_000;
 
-/// The backup repository of a state directory: a restic repository in `backups/`.
+/// The default backup repository of a state directory: a restic repository in `backups/`.
 pub fn repository_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("backups")
+}
+
+/// Where the manifest puts the repository — a folder (relative to the manifest) or S3 with
+/// its keys resolved from secrets — else the state directory's `backups/`.
+fn location(
+    core: &Core,
+    injector: &Injector,
+    repository: Option<&wharf_manifest::model::BackupRepository>,
+) -> Result<wharf_backup::RepoLocation, String> {
+    let Some(repository) = repository else {
+        return Ok(wharf_backup::RepoLocation::Local(repository_dir(
+            &core.config.state_dir,
+        )));
+    };
+    if !repository.repository.starts_with("s3:") {
+        let path = repository
+            .repository
+            .strip_prefix("local:")
+            .unwrap_or(&repository.repository);
+        return Ok(wharf_backup::RepoLocation::Local(
+            core.config.workdir.join(path),
+        ));
+    }
+    let resolve = |text: &Option<String>, what: &str| -> Result<String, String> {
+        let text = text
+            .as_deref()
+            .ok_or_else(|| format!("an S3 repository needs `backups.{what}`"))?;
+        injector
+            .resolve_text(core, text)
+            .map_err(|why| format!("`backups.{what}`: {why}"))
+    };
+    let credentials = wharf_backup::S3Credentials::new(
+        resolve(&repository.access_key_id, "access_key_id")?,
+        wharf_backup::Secret::new(resolve(&repository.secret_access_key, "secret_access_key")?),
+    );
+    let mut at = wharf_backup::RepoLocation::parse(&repository.repository, Some(credentials))
+        .map_err(|e| e.to_string())?;
+    if let (wharf_backup::RepoLocation::S3(s3), Some(region)) = (&at, &repository.region) {
+        at = wharf_backup::RepoLocation::S3(s3.clone().with_region(region.clone()));
+    }
+    Ok(at)
 }
 
 /// One datastore with `backup:` and where its backups stand.
@@ -80,6 +121,8 @@ pub(super) struct Backups {
     require: Option<Requirements>,
     /// The manifest's smoke checks (a drill aims them at sandbox apps).
     pub(super) smoke: Vec<wharf_manifest::model::SmokeCheck>,
+    /// The manifest's `backups:` (the repository's location and keys).
+    repository: Option<wharf_manifest::model::BackupRepository>,
     environment: Option<String>,
 }
 
@@ -220,6 +263,7 @@ impl Backups {
             since_ms: core.started_at.as_millisecond(),
             require: None,
             smoke: Vec::new(),
+            repository: None,
             environment: None,
         };
         backups.set_plan(core, plan);
@@ -230,6 +274,7 @@ impl Backups {
     pub(super) fn set_plan(&mut self, core: &Core, plan: &StackPlan) {
         self.require = plan.require.clone();
         self.smoke = plan.smoke.clone();
+        self.repository = plan.backup_repository.clone();
         self.environment = plan.environment.clone();
         let mut datastores = BTreeMap::new();
         for service in &plan.services {
@@ -519,7 +564,7 @@ impl Backups {
             service: request.service.clone(),
             kind: request.kind,
             datastore,
-            repo_dir: repository_dir(&core.config.state_dir),
+            repo: location(core, injector, self.repository.as_ref())?,
             password: wharf_backup::Secret::new(password),
             snapshot: request.snapshot.clone(),
             target: request.target.clone(),
@@ -766,6 +811,20 @@ impl Backups {
 }
 
 impl Backups {
+    /// Where the repository is, as people and restic write it (never a key).
+    pub(super) fn repository_text(&self, core: &Core) -> String {
+        match &self.repository {
+            None => repository_dir(&core.config.state_dir).display().to_string(),
+            Some(r) if r.repository.starts_with("s3:") => r.repository.clone(),
+            Some(r) => core
+                .config
+                .workdir
+                .join(r.repository.strip_prefix("local:").unwrap_or(&r.repository))
+                .display()
+                .to_string(),
+        }
+    }
+
     /// Lists the repository's snapshots on a blocking thread, which answers `reply`.
     pub(super) fn list_snapshots(
         &self,
@@ -802,15 +861,17 @@ impl Backups {
         let stack = core.stack.clone();
         tokio::task::spawn_blocking(move || {
             let listed = (|| {
-                if !input.repo_dir.join("config").exists() {
+                if let Some(dir) = input.repo.local_dir()
+                    && !dir.join("config").exists()
+                {
                     return Ok(Vec::new());
                 }
-                let repo = wharf_backup::Repo::open(&input.repo_dir, &input.password)?;
+                let repo = wharf_backup::Repo::open_at(&input.repo, &input.password)?;
                 repo.backups(Some(&stack), service.as_deref())
             })();
             let answer = listed
                 .map(|backups| wharf_api::SnapshotList {
-                    repository: input.repo_dir.display().to_string(),
+                    repository: input.repo.to_string(),
                     snapshots: backups
                         .into_iter()
                         .rev()
@@ -988,7 +1049,7 @@ struct JobInput {
     service: Option<String>,
     kind: JobKind,
     datastore: Option<(wharf_backup::Datastore, wharf_backup::Retention)>,
-    repo_dir: PathBuf,
+    repo: wharf_backup::RepoLocation,
     password: wharf_backup::Secret,
     snapshot: Option<String>,
     target: Option<RestoreTarget>,
@@ -1047,16 +1108,19 @@ fn summary(text: &str) -> String {
 /// The job's work, filling `job` with what it found.
 fn execute(input: &JobInput, job: &mut Job) -> wharf_backup::Result<()> {
     let tools = wharf_backup::Tools::from_env();
-    if input.kind != JobKind::Backup && !input.repo_dir.join("config").exists() {
+    if input.kind != JobKind::Backup
+        && let Some(dir) = input.repo.local_dir()
+        && !dir.join("config").exists()
+    {
         let service = input.service.as_deref().unwrap_or("any datastore");
         return Err(wharf_backup::BackupError::Restore(format!(
             "{service} has no backup yet: the repository {} is empty (`wharf backup run`)",
-            input.repo_dir.display()
+            dir.display()
         )));
     }
     let repo = match input.kind {
-        JobKind::Backup => wharf_backup::Repo::open_or_init(&input.repo_dir, &input.password)?,
-        _ => wharf_backup::Repo::open(&input.repo_dir, &input.password)?,
+        JobKind::Backup => wharf_backup::Repo::open_or_init_at(&input.repo, &input.password)?,
+        _ => wharf_backup::Repo::open_at(&input.repo, &input.password)?,
     };
     let service = input.service.as_deref().unwrap_or_default();
     let pick = |repo: &wharf_backup::Repo| -> wharf_backup::Result<wharf_backup::Backup> {

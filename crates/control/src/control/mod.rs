@@ -547,9 +547,7 @@ impl ControlPlane {
             }
             Event::Command(Command::BackupOverview(reply)) => {
                 let _ = reply.send(wharf_api::BackupOverview {
-                    repository: backups::repository_dir(&self.core.config.state_dir)
-                        .display()
-                        .to_string(),
+                    repository: self.backups.repository_text(&self.core),
                     datastores: self.backups.statuses(),
                     jobs: self.backups.jobs(),
                 });

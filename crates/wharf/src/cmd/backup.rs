@@ -500,7 +500,19 @@ fn list(global: &Global, service: Option<&str>) -> anyhow::Result<ExitStatus> {
 }
 
 fn key_export(global: &Global, reveal: bool) -> anyhow::Result<ExitStatus> {
-    let repository = crate::cmd::backup::repository_dir(&global.state_dir());
+    let state_dir = global.state_dir();
+    // Where the manifest put it, as the running control plane says; else the default folder.
+    let repository = block_on(async {
+        Ok(
+            match client::call_ok(&state_dir, "GET", "/v1/backups", None).await {
+                Ok(value) => serde_json::from_value::<BackupOverview>(value)
+                    .map(|o| o.repository)
+                    .ok(),
+                Err(_) => None,
+            },
+        )
+    })?
+    .unwrap_or_else(|| repository_dir(&state_dir).display().to_string());
     if !reveal {
         eprintln!(
             "error: this prints the backup repository's password; add --reveal (the reveal is recorded in the ledger)"
@@ -508,9 +520,12 @@ fn key_export(global: &Global, reveal: bool) -> anyhow::Result<ExitStatus> {
         return Ok(ExitStatus::Invalid);
     }
     eprintln!(
-        "repository: {} (a restic repository: `restic -r {} snapshots` with this password)",
-        repository.display(),
-        repository.display()
+        "repository: {repository} (a restic repository: `restic -r {repository} snapshots` with this password{})",
+        if repository.starts_with("s3:") {
+            " and the S3 keys in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"
+        } else {
+            ""
+        }
     );
     crate::cmd::secret::run(
         global,
