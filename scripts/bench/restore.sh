@@ -48,9 +48,9 @@ services:
     url: "\${secret:DB_URL}"
     backup: {schedule: "0 3 * * *"}
 YAML
-printf 'postgres://bench:%s@127.0.0.1:%s/postgres\n' "$PGPASSWORD" "$PORT" | "$WHARF" secret set DB_URL >/dev/null
-printf 'postgres://bench:%s@127.0.0.1:%s/target\n' "$PGPASSWORD" "$PORT" | "$WHARF" secret set TARGET_URL >/dev/null
-"$WHARF" up -d >/dev/null
+printf 'postgres://bench:%s@127.0.0.1:%s/postgres\n' "$PGPASSWORD" "$PORT" | "$WHARF" secret set DB_URL >/dev/null 2>&1
+printf 'postgres://bench:%s@127.0.0.1:%s/target\n' "$PGPASSWORD" "$PORT" | "$WHARF" secret set TARGET_URL >/dev/null 2>&1
+"$WHARF" up -d >/dev/null 2>&1
 "$WHARF" backup run db >/dev/null
 "$PGBIN/pg_dump" -Fc -f "$work/dump.pgc"
 
@@ -58,7 +58,7 @@ now() { python3 -c 'import time; print(time.monotonic())'; }
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)[0]['$1'])"; }
 best_pg=999999; best_to=999999; best_drill=999999
 for round in 1 2 3; do
-  psql -Xq -c "DROP DATABASE IF EXISTS target" -c "CREATE DATABASE target"
+  psql -Xq -o /dev/null -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS target" -c "CREATE DATABASE target"
   t0=$(now); "$PGBIN/pg_restore" -d target "$work/dump.pgc"; t1=$(now)
   best_pg=$(python3 -c "print(min($best_pg, $t1-$t0))")
   psql -Xq -c "DROP DATABASE target" -c "CREATE DATABASE target"
