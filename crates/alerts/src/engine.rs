@@ -84,7 +84,10 @@ impl Trouble {
                 p95.as_millis(),
                 threshold.as_millis()
             ),
-            Trouble::Backup { reason } => format!("{service} backups: {reason}"),
+            Trouble::Backup { reason } => format!(
+                "{} backups: {reason}",
+                service.trim_end_matches(crate::BACKUPS_SUFFIX)
+            ),
         }
     }
 }
@@ -473,7 +476,9 @@ mod tests {
         let mut engine = Engine::new("shop", vec![rule(10)], Vec::new());
         let with_backups = |problem: Option<&str>, dependents: Health| {
             let mut views = stack(Health::Serving, dependents);
-            views[0].backup_problem = problem.map(str::to_owned);
+            let mut backups = view("db:backups", Health::Serving, &[]);
+            backups.backup_problem = problem.map(str::to_owned);
+            views.push(backups);
             views
         };
         let failing = Some("the last backup failed at 03:00: pg_dump: connection refused");
@@ -481,11 +486,11 @@ mod tests {
         let changes = engine.evaluate(at(10), &with_backups(failing, Health::Serving));
         let pages = opened(&changes);
         assert_eq!(pages.len(), 1);
-        assert_eq!(pages[0].root_cause, "db");
+        assert_eq!(pages[0].root_cause, "db:backups");
         assert!(
             pages[0]
                 .summary
-                .contains("db backups: the last backup failed"),
+                .starts_with("db backups: the last backup failed"),
             "{}",
             pages[0].summary
         );
@@ -501,7 +506,21 @@ mod tests {
         assert!(opened(&changes).iter().any(|p| p.root_cause == "api"));
         // A backup that succeeds again resolves the datastore's page.
         let changes = engine.evaluate(at(22), &with_backups(None, Health::Serving));
-        assert!(resolved(&changes).iter().any(|p| p.root_cause == "db"));
+        assert!(
+            resolved(&changes)
+                .iter()
+                .any(|p| p.root_cause == "db:backups")
+        );
+        // The datastore down while its backups fail: the outage pages on its own.
+        let mut views = with_backups(failing, Health::Down);
+        views[0].health = Health::Down;
+        engine.evaluate(at(30), &views);
+        let changes = engine.evaluate(at(40), &views);
+        let roots: Vec<&str> = opened(&changes)
+            .iter()
+            .map(|p| p.root_cause.as_str())
+            .collect();
+        assert!(roots.contains(&"db"), "{roots:?}");
     }
 
     #[test]

@@ -13,3 +13,7 @@ mod rule;
 
 pub use engine::{Engine, Health, Page, PageChange, ServiceView, Trouble};
 pub use rule::{Rule, Severity};
+
+/// The name of a datastore's backups as an alerting root of their own (`db:backups`): a
+/// service name never holds a `:`, so it is never a service's.
+pub const BACKUPS_SUFFIX: &str = ":backups";

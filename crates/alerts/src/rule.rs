@@ -57,7 +57,9 @@ impl Rule {
     }
 
     /// Whether the rule watches this service.
+    /// A datastore's backups (`db:backups`) are watched with the datastore.
     pub fn watches(&self, service: &str) -> bool {
+        let service = service.trim_end_matches(crate::BACKUPS_SUFFIX);
         self.services.is_empty() || self.services.iter().any(|s| s == service)
     }
 }

@@ -64,6 +64,10 @@ pub struct Job {
     pub finished_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
+    /// A restore's destination: `in place`, `sandbox`, or the other server's
+    /// `host:port/database` (never its password).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
     /// The snapshot made (backup) or used (drill, restore).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<String>,

@@ -469,7 +469,7 @@ alerts:
         pagerduty.requests().into_iter().next()
     });
     assert_eq!(trigger["event_action"], "trigger");
-    assert_eq!(trigger["dedup_key"], "wharf/pager/oncall/files");
+    assert_eq!(trigger["dedup_key"], "wharf/pager/oncall/files:backups");
     let summary = trigger["payload"]["summary"].as_str().unwrap();
     assert!(
         summary.starts_with("files backups: the last backup failed"),

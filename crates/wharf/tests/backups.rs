@@ -195,6 +195,30 @@ services:
     ])));
     assert_eq!(to[0]["state"], "succeeded", "{to:?}");
     assert_eq!(staging.fingerprint(), backed_up);
+    assert!(
+        to[0]["target"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!(":{}/postgres", staging.sandbox.port()))
+    );
+    // Production itself is not a `--to` target (that is `--confirm`, which stops dependents),
+    // and no secret can be spliced into a URL that points elsewhere.
+    for (url, why) in [
+        ("${secret:DB_URL}", "the datastore itself"),
+        (
+            "postgres://x:${secret:DB_URL}@127.0.0.1:1/d",
+            "a URL without secrets",
+        ),
+    ] {
+        let refused = stack.wharf(&["restore", "db", "--to", url, "--output", "json"]);
+        assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+        let refused = jobs(&refused);
+        assert!(
+            refused[0]["error"].as_str().unwrap().contains(why),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(db.fingerprint(), backed_up);
 
     let ledger = stack.ledger();
     let run = actions(&ledger, "backup.run");

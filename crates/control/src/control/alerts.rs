@@ -430,14 +430,38 @@ impl Alerting {
                         .is_some_and(|s| s.active_rollout().is_some()),
                     error_rate,
                     latency_p95,
-                    backup_problem: status
-                        .backups
-                        .as_ref()
-                        .filter(|b| b.health.is_problem())
-                        .map(|b| b.reason.clone().unwrap_or_else(|| "failing".to_owned())),
+                    backup_problem: None,
                 }
             })
             .collect();
+        // A datastore's backups are a root of their own (`NAME:backups`): a failing backup
+        // shares no page with an outage of the datastore, and no dependent hangs on it.
+        let backups: Vec<ServiceView> = statuses
+            .iter()
+            .filter_map(|status| {
+                let backups = status.backups.as_ref()?;
+                Some(ServiceView {
+                    name: format!("{}{}", status.name, wharf_alerts::BACKUPS_SUFFIX),
+                    health: if status.state == wharf_api::ServiceState::Stopped {
+                        Health::Stopped
+                    } else {
+                        Health::Serving
+                    },
+                    reason: None,
+                    critical_deps: Vec::new(),
+                    maintenance: false,
+                    error_rate: None,
+                    latency_p95: None,
+                    backup_problem: backups.health.is_problem().then(|| {
+                        backups
+                            .reason
+                            .clone()
+                            .unwrap_or_else(|| "failing".to_owned())
+                    }),
+                })
+            })
+            .collect();
+        let views: Vec<ServiceView> = views.into_iter().chain(backups).collect();
         for change in self.engine.evaluate(jiff::Timestamp::now(), &views) {
             self.record(core, change);
         }

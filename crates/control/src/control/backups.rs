@@ -103,7 +103,12 @@ struct HeldRestore {
     input: JobInput,
     /// Services stopped for it (wanted again when it ends); `None` until decided.
     held: Option<Vec<String>>,
+    /// When it began to wait: past [`HOLD_PATIENCE`] it fails and lets its dependents go.
+    since: std::time::Instant,
 }
+
+/// How long an in-place restore waits for its datastore's dependents to stop.
+const HOLD_PATIENCE: Duration = Duration::from_secs(300);
 
 /// The subsystem: datastores, jobs in flight, recent jobs.
 pub(super) struct Backups {
@@ -112,6 +117,9 @@ pub(super) struct Backups {
     holding: Vec<HeldRestore>,
     /// Services to want again once the restore `job` ends.
     held_by: BTreeMap<u64, Vec<String>>,
+    /// Service → the in-place restores holding it (stopped): reconciliation keeps it unwanted
+    /// whatever else wants it (a reload, a restart) until the last of them ends.
+    holds: BTreeMap<String, std::collections::BTreeSet<u64>>,
     recent: VecDeque<Job>,
     next_id: u64,
     /// When this control plane started: no backup counts as missed before it, for a
@@ -258,6 +266,7 @@ impl Backups {
             running: BTreeMap::new(),
             holding: Vec::new(),
             held_by: BTreeMap::new(),
+            holds: BTreeMap::new(),
             recent,
             next_id,
             since_ms: core.started_at.as_millisecond(),
@@ -372,17 +381,9 @@ impl Backups {
         due
     }
 
-    /// Starts one job. Errors are the caller's (unknown datastore, one already busy, a restore
-    /// without confirmation); a job that cannot reach its datastore or repository starts and
-    /// fails, so the failure is recorded like any other.
-    pub(super) fn start(
-        &mut self,
-        core: &mut Core,
-        injector: &Injector,
-        request: JobRequest,
-        apps: Vec<SandboxApp>,
-    ) -> Result<Job, ControlError> {
-        let service = request.service.clone();
+    /// Whether `request` may start now: a datastore with backups, not busy, confirmed.
+    pub(super) fn check(&self, request: &JobRequest) -> Result<(), ControlError> {
+        let service = &request.service;
         if let Some(name) = &service {
             let Some(store) = self.datastores.get(name) else {
                 let known: Vec<&str> = self.datastores.keys().map(String::as_str).collect();
@@ -421,6 +422,21 @@ impl Backups {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// Starts one job. Errors are the caller's (unknown datastore, one already busy, a restore
+    /// without confirmation); a job that cannot reach its datastore or repository starts and
+    /// fails, so the failure is recorded like any other.
+    pub(super) fn start(
+        &mut self,
+        core: &mut Core,
+        injector: &Injector,
+        request: JobRequest,
+        apps: Vec<SandboxApp>,
+    ) -> Result<Job, ControlError> {
+        self.check(&request)?;
+        let service = request.service.clone();
         let id = self.next_id;
         self.next_id += 1;
         let started = now_ms();
@@ -433,6 +449,11 @@ impl Backups {
             started_at: rfc3339(started),
             finished_at: None,
             duration_ms: None,
+            target: match &request.target {
+                Some(RestoreTarget::InPlace { .. }) => Some("in place".to_owned()),
+                Some(RestoreTarget::Sandbox) => Some("sandbox".to_owned()),
+                Some(RestoreTarget::Url { .. }) | None => None,
+            },
             snapshot: request.snapshot.clone(),
             bytes: None,
             added: None,
@@ -446,6 +467,9 @@ impl Backups {
             input.apps = apps;
             input
         });
+        if let Ok(JobInput { to: Some(to), .. }) = &input {
+            job.target = describe_server(to);
+        }
         if let Some(name) = &service
             && let Some(store) = self.datastores.get_mut(name)
         {
@@ -472,6 +496,7 @@ impl Backups {
                 job: job.clone(),
                 input,
                 held: None,
+                since: std::time::Instant::now(),
             });
             core.journal.record(
                 KnownAction::BackupRestoreBegin,
@@ -545,16 +570,28 @@ impl Backups {
         };
         let to = match (&request.target, &datastore) {
             (Some(RestoreTarget::Url { url }), Some((store, _))) => {
+                // A secret only as the whole URL: no other secret can be spliced into a URL
+                // that points elsewhere and so leave the control plane.
+                let references = crate::plan::secret_references(url);
+                let whole =
+                    url.starts_with("${secret:") && url.ends_with('}') && references.len() == 1;
+                if !references.is_empty() && !whole {
+                    return Err("the target URL is either `${secret:NAME}` (a secret holding the whole URL) or a URL without secrets".to_owned());
+                }
                 let resolved = injector
                     .resolve_text(core, url)
                     .map_err(|why| format!("the target URL: {why}"))?;
-                Some(
-                    wharf_backup::Datastore::from_url(
-                        store.kind(),
-                        &wharf_backup::Secret::new(resolved),
-                    )
-                    .map_err(|e| format!("the target URL: {e}"))?,
+                let target = wharf_backup::Datastore::from_url(
+                    store.kind(),
+                    &wharf_backup::Secret::new(resolved),
                 )
+                .map_err(|e| format!("the target URL: {e}"))?;
+                if let Some(same) = same_server(store, &target) {
+                    return Err(format!(
+                        "the target is the datastore itself ({same}); restore into it with `--confirm`, which stops its dependents first"
+                    ));
+                }
+                Some(target)
             }
             _ => None,
         };
@@ -578,23 +615,87 @@ impl Backups {
     /// (`None`: not yet decided).
     pub(super) fn waiting_restores(
         &mut self,
-    ) -> impl Iterator<Item = (&str, &mut Option<Vec<String>>)> {
+    ) -> impl Iterator<Item = (u64, &str, &mut Option<Vec<String>>)> {
         self.holding.iter_mut().map(|waiting| {
             (
+                waiting.job.id,
                 waiting.job.service.as_deref().unwrap_or_default(),
                 &mut waiting.held,
             )
         })
     }
 
+    /// Records that restore `job` holds `service` stopped.
+    pub(super) fn hold(&mut self, job: u64, service: &str) {
+        self.holds
+            .entry(service.to_owned())
+            .or_default()
+            .insert(job);
+    }
+
+    /// The services some restore holds stopped now.
+    pub(super) fn held(&self) -> impl Iterator<Item = &str> {
+        self.holds.keys().map(String::as_str)
+    }
+
+    /// An operator's `down` takes these services over: no restore wants them back.
+    pub(super) fn release(&mut self, services: &[String]) {
+        for name in services {
+            self.holds.remove(name);
+        }
+        for held in self.held_by.values_mut() {
+            held.retain(|name| !services.contains(name));
+        }
+        for waiting in &mut self.holding {
+            if let Some(held) = &mut waiting.held {
+                held.retain(|name| !services.contains(name));
+            }
+        }
+    }
+
+    /// Ends `job`'s holds; the services no other restore holds, to be wanted again.
+    fn unhold(&mut self, job: u64, services: Vec<String>) -> Vec<String> {
+        let mut free = Vec::new();
+        for name in services {
+            if let Some(jobs) = self.holds.get_mut(&name) {
+                jobs.remove(&job);
+                if jobs.is_empty() {
+                    self.holds.remove(&name);
+                    free.push(name);
+                }
+            }
+        }
+        free
+    }
+
     /// Starts the waiting restores whose held dependents have all stopped.
-    pub(super) fn start_restores(&mut self, core: &Core, stopped: impl Fn(&str) -> bool) {
+    /// Returns the services to want again (the holds of restores that gave up waiting).
+    pub(super) fn start_restores(
+        &mut self,
+        core: &mut Core,
+        stopped: impl Fn(&str) -> bool,
+    ) -> Vec<String> {
         let mut position = 0;
+        let mut free = Vec::new();
         while position < self.holding.len() {
             let ready = self.holding[position]
                 .held
                 .as_ref()
                 .is_some_and(|held| held.iter().all(|name| stopped(name)));
+            if !ready && self.holding[position].since.elapsed() >= HOLD_PATIENCE {
+                let waiting = self.holding.remove(position);
+                let mut job = waiting.job;
+                job.state = JobState::Failed;
+                job.finished_at = Some(jiff::Timestamp::now().to_string());
+                job.error = Some(format!(
+                    "its datastore's dependents did not stop within {} s; nothing was restored",
+                    HOLD_PATIENCE.as_secs()
+                ));
+                self.held_by
+                    .insert(job.id, waiting.held.unwrap_or_default());
+                free.extend(self.finish(core, job));
+                continue;
+            }
             if !ready {
                 position += 1;
                 continue;
@@ -604,6 +705,7 @@ impl Backups {
                 .insert(waiting.job.id, waiting.held.unwrap_or_default());
             spawn(core, waiting.job, waiting.input);
         }
+        free
     }
 
     /// A job ended: its state, its row and its ledger entry. Returns the services a restore
@@ -613,6 +715,7 @@ impl Backups {
             return Vec::new();
         }
         let held = self.held_by.remove(&job.id).unwrap_or_default();
+        let free = self.unhold(job.id, held.clone());
         if let Some(name) = &job.service
             && let Some(store) = self.datastores.get_mut(name)
         {
@@ -662,7 +765,7 @@ impl Backups {
         }
         self.recent.push_front(job);
         self.recent.truncate(RECENT_JOBS);
-        held
+        free
     }
 
     fn save(&self, core: &mut Core, job: &Job) {
@@ -790,7 +893,18 @@ impl Backups {
         }
         if let Some(max) = require.drill_max_age {
             for (name, store) in &self.datastores {
-                match store.last_drill_passed.as_ref().map(job_time) {
+                let passed = store.last_drill_passed.as_ref().map(job_time);
+                if let Some(failed) = store.last_drill_failed.as_ref()
+                    && passed.is_none_or(|ok| job_time(failed) > ok)
+                    && passed.is_some()
+                {
+                    problems.push(format!(
+                        "{name}'s last drill failed ({})",
+                        failed.error.clone().unwrap_or_default()
+                    ));
+                    continue;
+                }
+                match passed {
                     None => problems.push(format!(
                         "{name} has no passed restore drill (`wharf drill {name}`)"
                     )),
@@ -953,6 +1067,10 @@ impl super::ControlPlane {
                 "no datastore in the manifest has `backup:`",
             ));
         }
+        // All or none: a refusal of one leaves no other started and unreported.
+        for request in &requests {
+            self.backups.check(request)?;
+        }
         let mut jobs = Vec::new();
         for request in requests {
             jobs.push(self.start_job(request)?);
@@ -982,35 +1100,70 @@ impl super::ControlPlane {
             }
         }
         let mut decided = Vec::new();
-        for (service, held) in self.backups.waiting_restores() {
+        for (job, service, held) in self.backups.waiting_restores() {
             if held.is_none() {
-                decided.push(service.to_owned());
+                decided.push((job, service.to_owned()));
             }
         }
-        for service in decided {
+        for (job, service) in decided {
             let dependents = self.dependents_of(&service);
             let mut held = Vec::new();
             for name in dependents {
                 if let Some(index) = self.supervisor.index(&name)
-                    && self.supervisor.services[index].wanted
                     && !self.supervisor.services[index].is_external()
+                    && (self.supervisor.services[index].wanted
+                        || self.backups.held().any(|h| h == name))
                 {
-                    self.supervisor.services[index].wanted = false;
                     held.push(name);
                 }
             }
-            for (waiting, slot) in self.backups.waiting_restores() {
-                if waiting == service && slot.is_none() {
+            for name in &held {
+                self.backups.hold(job, name);
+            }
+            for (waiting, _, slot) in self.backups.waiting_restores() {
+                if waiting == job {
                     *slot = Some(held.clone());
                 }
             }
         }
+        self.apply_holds();
         let supervisor = &self.supervisor;
-        self.backups.start_restores(&self.core, |name| {
+        let free = self.backups.start_restores(&mut self.core, |name| {
             supervisor
                 .index(name)
                 .is_none_or(|index| supervisor.services[index].instances.is_empty())
         });
+        self.want_again(free);
+    }
+
+    /// Keeps every service a restore holds unwanted, whatever wanted it meanwhile (a reload,
+    /// a restart): called before each reconciliation.
+    pub(super) fn apply_holds(&mut self) {
+        let held: Vec<String> = self.backups.held().map(str::to_owned).collect();
+        for name in held {
+            if let Some(index) = self.supervisor.index(&name) {
+                self.supervisor.services[index].wanted = false;
+            }
+        }
+    }
+
+    /// Services a restore held, wanted again — unless the stack (or they) are stopping.
+    pub(super) fn want_again(&mut self, services: Vec<String>) {
+        if self.supervisor.exit_when_stopped {
+            return;
+        }
+        for name in services {
+            let stopping = self
+                .supervisor
+                .pending_downs
+                .iter()
+                .any(|down| down.services.contains(&name));
+            if let Some(index) = self.supervisor.index(&name)
+                && !stopping
+            {
+                self.supervisor.services[index].wanted = true;
+            }
+        }
     }
 
     /// Every service that depends on `service`, directly or through others.
@@ -1029,6 +1182,31 @@ impl super::ControlPlane {
         }
         found
     }
+}
+
+/// `host:port/database` of a server datastore, for messages and the ledger (never a password).
+fn describe_server(store: &wharf_backup::Datastore) -> Option<String> {
+    use wharf_backup::Datastore as D;
+    Some(match store {
+        D::Postgres(c) => format!("{}:{}/{}", c.host, c.port, c.dbname),
+        D::Mariadb(c) => format!("{}:{}/{}", c.host, c.port, c.dbname),
+        D::Redis(c) => format!("{}:{}", c.host, c.port),
+        D::Sqlite(_) | D::Directory(_) => return None,
+    })
+}
+
+/// Whether `target` is the same server and database as `store` (loopback names counted equal).
+fn same_server(
+    store: &wharf_backup::Datastore,
+    target: &wharf_backup::Datastore,
+) -> Option<String> {
+    let normal = |text: String| {
+        text.replace("localhost:", "127.0.0.1:")
+            .replace("[::1]:", "127.0.0.1:")
+            .replace("::1:", "127.0.0.1:")
+    };
+    let (a, b) = (describe_server(store)?, describe_server(target)?);
+    (normal(a.clone()) == normal(b)).then_some(a)
 }
 
 /// What an API request or a schedule asks.
@@ -1067,7 +1245,15 @@ fn spawn(core: &Core, job: Job, input: JobInput) {
     tokio::task::spawn_blocking(move || {
         let started = std::time::Instant::now();
         let mut job = job;
-        let result = execute(&input, &mut job);
+        // A panic in an engine's driver still ends the job (as failed), so its datastore is
+        // never left busy and its outcome is recorded.
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| execute(&input, &mut job)))
+                .unwrap_or_else(|_| {
+                    Err(wharf_backup::BackupError::Restore(
+                        "the job's thread panicked; see the control plane's log".to_owned(),
+                    ))
+                });
         job.duration_ms = Some(started.elapsed().as_millis() as u64);
         job.finished_at = Some(jiff::Timestamp::now().to_string());
         match result {
@@ -1105,6 +1291,10 @@ fn summary(text: &str) -> String {
     format!("{}…", &folded[..end])
 }
 
+/// Creating a repository takes seconds and is not atomic: two jobs of a fresh install would
+/// each write a key of their own. One creation at a time in this process.
+static REPOSITORY_INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The job's work, filling `job` with what it found.
 fn execute(input: &JobInput, job: &mut Job) -> wharf_backup::Result<()> {
     let tools = wharf_backup::Tools::from_env();
@@ -1119,17 +1309,31 @@ fn execute(input: &JobInput, job: &mut Job) -> wharf_backup::Result<()> {
         )));
     }
     let repo = match input.kind {
-        JobKind::Backup => wharf_backup::Repo::open_or_init_at(&input.repo, &input.password)?,
+        JobKind::Backup => {
+            let _one = REPOSITORY_INIT
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            wharf_backup::Repo::open_or_init_at(&input.repo, &input.password)?
+        }
         _ => wharf_backup::Repo::open_at(&input.repo, &input.password)?,
     };
     let service = input.service.as_deref().unwrap_or_default();
     let pick = |repo: &wharf_backup::Repo| -> wharf_backup::Result<wharf_backup::Backup> {
         let backups = repo.backups(Some(&input.stack), Some(service))?;
         let found = match &input.snapshot {
-            Some(id) => backups
-                .into_iter()
-                .rev()
-                .find(|b| b.id.starts_with(id.as_str())),
+            Some(id) => {
+                let matching: Vec<wharf_backup::Backup> = backups
+                    .into_iter()
+                    .filter(|b| b.id.starts_with(id.as_str()))
+                    .collect();
+                if matching.len() > 1 {
+                    return Err(wharf_backup::BackupError::Restore(format!(
+                        "{id} names {} backups of {service}; give more of the id",
+                        matching.len()
+                    )));
+                }
+                matching.into_iter().next()
+            }
             None => backups.into_iter().last(),
         };
         found.ok_or_else(|| {

@@ -536,11 +536,8 @@ impl ControlPlane {
             }
             Event::Notice(outcome) => self.alerting.on_outcome(&mut self.core, *outcome),
             Event::Backup(job) => {
-                for name in self.backups.finish(&mut self.core, *job) {
-                    if let Some(index) = self.supervisor.index(&name) {
-                        self.supervisor.services[index].wanted = true;
-                    }
-                }
+                let free = self.backups.finish(&mut self.core, *job);
+                self.want_again(free);
             }
             Event::Command(Command::Backup { command, reply }) => {
                 let _ = reply.send(self.backup_command(command));
@@ -677,6 +674,8 @@ impl ControlPlane {
                 );
             }
         }
+        // An operator's down takes held services over: no restore brings them back.
+        self.backups.release(&names);
         for name in &names {
             if let Some(index) = self.supervisor.index(name) {
                 self.supervisor.services[index].wanted = false;

@@ -13,6 +13,7 @@ use crate::state::{Instance, Phase};
 impl ControlPlane {
     /// Moves every service one step toward what is wanted.
     pub(super) fn reconcile(&mut self) {
+        self.apply_holds();
         self.traffic
             .ensure_running(&mut self.core, Traffic::needed(&self.supervisor.services));
         for index in 0..self.supervisor.services.len() {

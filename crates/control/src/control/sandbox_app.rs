@@ -61,6 +61,19 @@ impl ControlPlane {
             addresses.push(self.core.config.workdir.join(path).display().to_string());
             addresses.push(path.clone());
         }
+        // The server's `host:port` as written in the URL: no mention may survive re-pointing.
+        let hosts: Vec<String> = store_plan
+            .url
+            .as_ref()
+            .and_then(|_| addresses.first())
+            .and_then(|url| url.split_once("://"))
+            .and_then(|(_, rest)| {
+                let authority = rest.split(['/', '?']).next()?;
+                let host_port = authority.rsplit('@').next()?;
+                host_port.contains(':').then(|| host_port.to_owned())
+            })
+            .into_iter()
+            .collect();
         let scheme = store_plan
             .url
             .as_ref()
@@ -77,6 +90,15 @@ impl ControlPlane {
             {
                 continue;
             }
+            // Another datastore it uses would be production's: its smoke checks could write
+            // there. Such a service is not started.
+            let other_store = plan.depends_on.iter().find(|(dep, _)| {
+                dep != datastore
+                    && self
+                        .supervisor
+                        .index(dep)
+                        .is_some_and(|i| self.supervisor.services[i].plan.kind.is_some())
+            });
             let Some(port) = free_port() else { continue };
             let version = service.stable.version.clone();
             let Some(spec) = self.spec_for(index, 0, Some(port), &version) else {
@@ -142,6 +164,24 @@ impl ControlPlane {
                     timeout,
                 ));
             }
+            let skipped = if let Some((other, _)) = other_store {
+                Some(format!(
+                    "{} also uses the datastore {other}, which would be production's",
+                    plan.name
+                ))
+            } else if !named {
+                Some(format!(
+                    "{}'s command and environment never name {datastore}'s address, so it cannot be pointed at the restored copy",
+                    plan.name
+                ))
+            } else {
+                still_named(&command, &env, &hosts).map(|left| {
+                    format!(
+                        "{} still names {datastore}'s server ({left}) after its address was re-pointed",
+                        plan.name
+                    )
+                })
+            };
             apps.push(SandboxApp {
                 service: plan.name.clone(),
                 command,
@@ -149,17 +189,25 @@ impl ControlPlane {
                 workdir: spec.workdir.clone(),
                 ready,
                 smoke,
-                skipped: (!named).then(|| {
-                    format!(
-                        "{}'s command and environment never name {datastore}'s address, so it cannot be pointed at the restored copy",
-                        plan.name
-                    )
-                }),
+                skipped,
                 scheme: scheme.clone(),
             });
         }
         apps
     }
+}
+
+/// A mention of the datastore's server left in the command or environment after re-pointing.
+fn still_named(command: &[String], env: &[(String, String)], hosts: &[String]) -> Option<String> {
+    let texts = command.iter().chain(env.iter().map(|(_, v)| v));
+    for text in texts {
+        for host in hosts {
+            if text.contains(host.as_str()) {
+                return Some(host.clone());
+            }
+        }
+    }
+    None
 }
 
 /// `http://127.0.0.1:PUBLIC/…` (or `localhost`) aimed at `port` instead; `None` when the
@@ -283,15 +331,6 @@ pub(super) fn run_all(apps: &[SandboxApp], sandbox: &Sandbox) -> Vec<CheckOutcom
                 continue;
             }
         };
-        let output = || {
-            log.as_ref()
-                .and_then(|f| std::fs::read_to_string(f.path()).ok())
-                .map(|text| {
-                    let lines: Vec<&str> = text.lines().rev().take(3).collect();
-                    lines.into_iter().rev().collect::<Vec<_>>().join(" / ")
-                })
-                .unwrap_or_default()
-        };
         let deadline = Instant::now() + READY_WITHIN;
         let ready = loop {
             let outcome = runtime.block_on(prober.run(&app.ready, Duration::from_secs(1)));
@@ -299,7 +338,9 @@ pub(super) fn run_all(apps: &[SandboxApp], sandbox: &Sandbox) -> Vec<CheckOutcom
                 break Ok(());
             }
             if let Ok(Some(status)) = child.try_wait() {
-                break Err(format!("it exited ({status}): {}", output()));
+                // Its output stays out of the report: the app runs with the stack's secrets
+                // and could print any of them.
+                break Err(format!("it exited ({status}) before it was ready"));
             }
             if Instant::now() >= deadline {
                 break Err(format!(
@@ -352,7 +393,8 @@ pub(super) fn run_all(apps: &[SandboxApp], sandbox: &Sandbox) -> Vec<CheckOutcom
     checks
 }
 
-/// SIGTERM to the app's process group, SIGKILL after 5 s.
+/// SIGTERM to the app's process group, then (after its leader exits, or 5 s) SIGKILL to
+/// whatever is left of the group.
 fn stop(child: &mut std::process::Child) {
     let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) else {
         return;
@@ -361,7 +403,7 @@ fn stop(child: &mut std::process::Child) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
-            return;
+            break;
         }
         #[expect(
             clippy::disallowed_methods,
@@ -369,6 +411,7 @@ fn stop(child: &mut std::process::Child) {
         )]
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Whatever else it started in its group goes too, even once the leader has exited.
     let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
     let _ = child.wait();
 }

@@ -200,11 +200,19 @@ async fn request<A: serde::de::DeserializeOwned>(
         Ok(value) => Ok(Ok(serde_json::from_value(value).with_context(|| {
             format!("the control plane's answer to {method} {path} is unreadable")
         })?)),
-        Err(err) if err.is::<ApiRejected>() => {
-            eprintln!("error: {err}");
-            Ok(Err(ExitStatus::Invalid))
-        }
-        Err(err) => Err(err),
+        Err(err) => match err.downcast_ref::<ApiRejected>() {
+            Some(rejected) => {
+                eprintln!("error: {rejected}");
+                // The request was wrong (4xx): invalid input; the control plane or the
+                // repository failed it (5xx): the checked thing failed.
+                Ok(Err(if rejected.status >= 500 {
+                    ExitStatus::Failed
+                } else {
+                    ExitStatus::Invalid
+                }))
+            }
+            None => Err(err),
+        },
     }
 }
 
@@ -340,6 +348,9 @@ fn describe(job: &Job) -> String {
         kind_word(job.kind),
         subject(job)
     );
+    if let Some(target) = &job.target {
+        line.push_str(&format!("  → {target}"));
+    }
     if let Some(snapshot) = &job.snapshot {
         line.push_str(&format!(
             "  snapshot {}",
@@ -425,7 +436,11 @@ fn list(global: &Global, service: Option<&str>) -> anyhow::Result<ExitStatus> {
             }
             snapshots.snapshots.retain(|s| s.service == name);
         }
-        let problem = overview.datastores.iter().any(|d| d.health.is_problem());
+        let problem = overview
+            .datastores
+            .iter()
+            .filter(|d| service.is_none_or(|name| name == d.service))
+            .any(|d| d.health.is_problem());
         match global.output {
             Output::Json => println!(
                 "{}",
@@ -512,6 +527,19 @@ fn key_export(global: &Global, reveal: bool) -> anyhow::Result<ExitStatus> {
             },
         )
     })?
+    .or_else(|| {
+        // No control plane to ask: the manifest says where, else the default folder.
+        let stack = crate::cmd::secret::load_stack(global).ok()?.ok()?;
+        let repository = stack.backups.as_ref()?.repository.clone();
+        Some(if repository.starts_with("s3:") {
+            repository
+        } else {
+            crate::cmd::secret::manifest_dir(global)
+                .join(repository.strip_prefix("local:").unwrap_or(&repository))
+                .display()
+                .to_string()
+        })
+    })
     .unwrap_or_else(|| repository_dir(&state_dir).display().to_string());
     if !reveal {
         eprintln!(
