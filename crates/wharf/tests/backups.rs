@@ -460,7 +460,8 @@ services:
     // Both come due within a minute; one succeeds, the other cannot read its folder.
     let (good, bad) = eventually(
         "both scheduled backups ran",
-        Duration::from_secs(90),
+        // The next minute's boundary, then the first backup creates the repository.
+        Duration::from_secs(150),
         || {
             let ledger = stack.ledger();
             let good = actions(&ledger, "backup.run");
