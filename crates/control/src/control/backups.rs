@@ -1510,6 +1510,60 @@ mod tests {
         assert_eq!(h, BackupHealth::Ok);
     }
 
+    fn empty() -> Backups {
+        Backups {
+            datastores: BTreeMap::new(),
+            running: BTreeMap::new(),
+            holding: Vec::new(),
+            held_by: BTreeMap::new(),
+            holds: BTreeMap::new(),
+            recent: VecDeque::new(),
+            next_id: 1,
+            since_ms: 0,
+            require: None,
+            smoke: Vec::new(),
+            repository: None,
+            environment: None,
+        }
+    }
+
+    #[test]
+    fn overlapping_restores_share_a_hold_and_an_operators_down_takes_it_over() {
+        let mut backups = empty();
+        backups.hold(1, "api");
+        backups.hold(2, "api");
+        backups.hold(2, "worker");
+        // The first restore ends: api is still held by the second, worker never was by it.
+        assert!(backups.unhold(1, vec!["api".into()]).is_empty());
+        assert_eq!(backups.held().collect::<Vec<_>>(), ["api", "worker"]);
+        // An operator stops worker meanwhile: the second restore does not bring it back.
+        backups.release(&["worker".to_owned()]);
+        assert_eq!(
+            backups.unhold(2, vec!["api".into(), "worker".into()]),
+            ["api"]
+        );
+        assert_eq!(backups.held().count(), 0);
+    }
+
+    #[test]
+    fn a_restore_target_that_is_the_datastore_itself_is_recognised() {
+        use wharf_backup::{Datastore, PgConn};
+        let pg = |host: &str, port: u16, db: &str| {
+            Datastore::Postgres(PgConn {
+                host: host.into(),
+                port,
+                user: "app".into(),
+                password: None,
+                dbname: db.into(),
+                sslmode: None,
+            })
+        };
+        let prod = pg("127.0.0.1", 5432, "shop");
+        assert!(same_server(&prod, &pg("localhost", 5432, "shop")).is_some());
+        assert!(same_server(&prod, &pg("127.0.0.1", 5432, "staging")).is_none());
+        assert!(same_server(&prod, &pg("10.0.0.7", 5432, "shop")).is_none());
+    }
+
     #[test]
     fn a_frequent_schedule_gets_a_grace_of_half_its_period() {
         let every_minute: CronSchedule = "* * * * *".parse().unwrap();
