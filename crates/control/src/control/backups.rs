@@ -235,7 +235,7 @@ pub(super) fn health(
 
 impl Backups {
     /// The datastores of `plan` with backups, their last outcomes read from the store.
-    pub(super) fn new(core: &Core, plan: &StackPlan) -> Backups {
+    pub(super) fn new(core: &mut Core, plan: &StackPlan) -> Backups {
         let next_id = core
             .journal
             .store()
@@ -245,29 +245,21 @@ impl Backups {
                 0
             })
             + 1;
-        let recent = core
+        let (interrupted, recent): (Vec<Job>, Vec<Job>) = core
             .journal
             .store()
             .backup_jobs(RECENT_JOBS as u32)
             .unwrap_or_default()
             .iter()
             .filter_map(|text| serde_json::from_str::<Job>(text).ok())
-            .map(|mut job: Job| {
-                // A job still running in the store ran in a control plane that stopped.
-                if job.state == JobState::Running {
-                    job.state = JobState::Failed;
-                    job.error = Some("interrupted: the control plane stopped while it ran".into());
-                }
-                job
-            })
-            .collect();
+            .partition(|job| job.state == JobState::Running);
         let mut backups = Backups {
             datastores: BTreeMap::new(),
             running: BTreeMap::new(),
             holding: Vec::new(),
             held_by: BTreeMap::new(),
             holds: BTreeMap::new(),
-            recent,
+            recent: recent.into(),
             next_id,
             since_ms: core.started_at.as_millisecond(),
             require: None,
@@ -276,6 +268,15 @@ impl Backups {
             environment: None,
         };
         backups.set_plan(core, plan);
+        // A job still running in the store ran in a control plane that stopped before it
+        // ended: it ends now, as interrupted, with its row and its entry.
+        for mut job in interrupted.into_iter().rev() {
+            job.state = JobState::Failed;
+            job.finished_at = Some(jiff::Timestamp::now().to_string());
+            job.error = Some("interrupted: the control plane stopped while it ran".to_owned());
+            backups.running.insert(job.id, job.clone());
+            backups.finish(core, job);
+        }
         backups
     }
 
@@ -777,6 +778,11 @@ impl Backups {
             started_at: job.started_at.clone(),
             job: serde_json::to_string(job).unwrap_or_default(),
         });
+    }
+
+    /// Whether a job runs now.
+    pub(super) fn busy(&self) -> bool {
+        !self.running.is_empty()
     }
 
     /// A job, running or recent.

@@ -207,7 +207,7 @@ impl ControlPlane {
             state_dir: config.state_dir.clone(),
             workdir: config.workdir.clone(),
         };
-        let core = Core {
+        let mut core = Core {
             config: config.clone(),
             stack: plan.name.clone(),
             journal,
@@ -218,7 +218,7 @@ impl ControlPlane {
             effects: Vec::new(),
         };
         let alerting = alerts::Alerting::new(&core, plan.alerts.clone());
-        let backups = backups::Backups::new(&core, &plan);
+        let backups = backups::Backups::new(&mut core, &plan);
         let mut control = ControlPlane {
             core,
             supervisor: Supervisor {
@@ -402,10 +402,16 @@ impl ControlPlane {
     /// caused); what does not arrive in time stays in the outbox for the next control plane.
     async fn finish_deliveries(&mut self) {
         let deadline = tokio::time::Instant::now() + NOTICE_PATIENCE;
-        while self.alerting.delivering() {
+        while self.alerting.delivering() || self.backups.busy() {
             match tokio::time::timeout_at(deadline, self.events_rx.recv()).await {
                 Ok(Some(Event::Notice(outcome))) => {
                     self.alerting.on_outcome(&mut self.core, *outcome);
+                    self.core.journal.commit();
+                }
+                // A backup job that ends meanwhile is recorded (one still running is recorded
+                // as interrupted by the next control plane).
+                Ok(Some(Event::Backup(job))) => {
+                    self.backups.finish(&mut self.core, *job);
                     self.core.journal.commit();
                 }
                 // The stack is down: nothing else is acted on any more.
