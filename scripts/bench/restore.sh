@@ -16,6 +16,10 @@
 #   pg_restore of a pg_dump -Fc file (empty database)          1.55 s
 #   wharf restore --to (from the repository)                   2.08 s   ratio 1.34x
 #   wharf drill RTO (sandbox + restore + every table checked)  2.69 s   ratio 1.74x
+# BIG=1 (scale 67, 1009 MB database), same machine:
+#   pg_restore                                                 4.91 s
+#   wharf restore --to                                         5.08 s   ratio 1.03x
+#   wharf drill RTO                                            6.98 s   ratio 1.42x
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SCALE=${SCALE:-20}
