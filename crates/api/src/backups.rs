@@ -21,6 +21,19 @@ pub enum JobKind {
     Verify,
 }
 
+impl JobKind {
+    /// The word on the wire (and in the store, and shown): `backup`, `drill`, ….
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Backup => "backup",
+            JobKind::Drill => "drill",
+            JobKind::Restore => "restore",
+            JobKind::Prune => "prune",
+            JobKind::Verify => "verify",
+        }
+    }
+}
+
 /// Where a job stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -28,6 +41,17 @@ pub enum JobState {
     Running,
     Succeeded,
     Failed,
+}
+
+impl JobState {
+    /// The word on the wire (and in the store).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+        }
+    }
 }
 
 /// Why a job started.
@@ -183,6 +207,16 @@ pub enum BackupHealth {
 }
 
 impl BackupHealth {
+    /// The word on the wire: `ok`, `pending`, `failed`, `overdue`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupHealth::Ok => "ok",
+            BackupHealth::Pending => "pending",
+            BackupHealth::Failed => "failed",
+            BackupHealth::Overdue => "overdue",
+        }
+    }
+
     /// Whether operators must look: failed or overdue.
     pub fn is_problem(self) -> bool {
         matches!(self, BackupHealth::Failed | BackupHealth::Overdue)
@@ -248,4 +282,33 @@ pub struct Snapshot {
 pub struct SnapshotList {
     pub repository: String,
     pub snapshots: Vec<Snapshot>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_the_wire_names() {
+        for kind in [
+            JobKind::Backup,
+            JobKind::Drill,
+            JobKind::Restore,
+            JobKind::Prune,
+            JobKind::Verify,
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
+        for state in [JobState::Running, JobState::Succeeded, JobState::Failed] {
+            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
+        }
+        for health in [
+            BackupHealth::Ok,
+            BackupHealth::Pending,
+            BackupHealth::Failed,
+            BackupHealth::Overdue,
+        ] {
+            assert_eq!(serde_json::to_value(health).unwrap(), health.as_str());
+        }
+    }
 }

@@ -37,8 +37,28 @@ const RETRY_AFTER_MS: i64 = 15 * 60_000;
 const OVERDUE_GRACE_MS: i64 = 10 * 60_000;
 
 /// The default backup repository of a state directory: a restic repository in `backups/`.
-pub fn repository_dir(state_dir: &Path) -> PathBuf {
+fn repository_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("backups")
+}
+
+/// A folder repository as the manifest writes it (`./vault`, `local:/srv/x`), from `workdir`.
+fn local_path(workdir: &Path, text: &str) -> PathBuf {
+    workdir.join(text.strip_prefix("local:").unwrap_or(text))
+}
+
+/// Where the backup repository is, as people and restic write it (never a key): the
+/// manifest's `backups.repository` (a folder relative to `workdir`, or an S3 location), else
+/// the state directory's `backups/`.
+pub fn repository_text(
+    state_dir: &Path,
+    workdir: &Path,
+    repository: Option<&wharf_manifest::model::BackupRepository>,
+) -> String {
+    match repository {
+        None => repository_dir(state_dir).display().to_string(),
+        Some(r) if r.repository.starts_with("s3:") => r.repository.clone(),
+        Some(r) => local_path(workdir, &r.repository).display().to_string(),
+    }
 }
 
 /// Where the manifest puts the repository — a folder (relative to the manifest) or S3 with
@@ -54,13 +74,10 @@ fn location(
         )));
     };
     if !repository.repository.starts_with("s3:") {
-        let path = repository
-            .repository
-            .strip_prefix("local:")
-            .unwrap_or(&repository.repository);
-        return Ok(wharf_backup::RepoLocation::Local(
-            core.config.workdir.join(path),
-        ));
+        return Ok(wharf_backup::RepoLocation::Local(local_path(
+            &core.config.workdir,
+            &repository.repository,
+        )));
     }
     let resolve = |text: &Option<String>, what: &str| -> Result<String, String> {
         let text = text
@@ -167,24 +184,6 @@ fn drill_cron(drill: &DrillSchedule) -> CronSchedule {
         DrillSchedule::Every(DrillPeriod::Monthly) => "0 4 1 * *",
     };
     text.parse().expect("a fixed cron expression")
-}
-
-fn kind_name(kind: JobKind) -> &'static str {
-    match kind {
-        JobKind::Backup => "backup",
-        JobKind::Drill => "drill",
-        JobKind::Restore => "restore",
-        JobKind::Prune => "prune",
-        JobKind::Verify => "verify",
-    }
-}
-
-fn state_name(state: JobState) -> &'static str {
-    match state {
-        JobState::Running => "running",
-        JobState::Succeeded => "succeeded",
-        JobState::Failed => "failed",
-    }
 }
 
 /// The backup health of a schedule: pure, so its edges are unit-tested.
@@ -760,9 +759,9 @@ impl Backups {
         }
         core.journal.record(action, &target, details);
         if job.state == JobState::Failed {
-            tracing::warn!(job = job.id, kind = kind_name(job.kind), service = %target, error = job.error.as_deref().unwrap_or(""), "backup job failed");
+            tracing::warn!(job = job.id, kind = job.kind.as_str(), service = %target, error = job.error.as_deref().unwrap_or(""), "backup job failed");
         } else {
-            tracing::info!(job = job.id, kind = kind_name(job.kind), service = %target, "backup job succeeded");
+            tracing::info!(job = job.id, kind = job.kind.as_str(), service = %target, "backup job succeeded");
         }
         self.recent.push_front(job);
         self.recent.truncate(RECENT_JOBS);
@@ -772,9 +771,9 @@ impl Backups {
     fn save(&self, core: &mut Core, job: &Job) {
         core.journal.save_backup_job(&wharf_store::BackupJobRow {
             id: job.id,
-            kind: kind_name(job.kind).to_owned(),
+            kind: job.kind.as_str().to_owned(),
             service: job.service.clone(),
-            state: state_name(job.state).to_owned(),
+            state: job.state.as_str().to_owned(),
             started_at: job.started_at.clone(),
             job: serde_json::to_string(job).unwrap_or_default(),
         });
@@ -933,16 +932,11 @@ impl Backups {
 impl Backups {
     /// Where the repository is, as people and restic write it (never a key).
     pub(super) fn repository_text(&self, core: &Core) -> String {
-        match &self.repository {
-            None => repository_dir(&core.config.state_dir).display().to_string(),
-            Some(r) if r.repository.starts_with("s3:") => r.repository.clone(),
-            Some(r) => core
-                .config
-                .workdir
-                .join(r.repository.strip_prefix("local:").unwrap_or(&r.repository))
-                .display()
-                .to_string(),
-        }
+        repository_text(
+            &core.config.state_dir,
+            &core.config.workdir,
+            self.repository.as_ref(),
+        )
     }
 
     /// Lists the repository's snapshots on a blocking thread, which answers `reply`.

@@ -12,7 +12,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use wharf_api::{
-    BackupOverview, BackupRequest, DrillRequest, Job, JobKind, JobState, JobsStarted, PruneRequest,
+    BackupOverview, BackupRequest, DrillRequest, Job, JobState, JobsStarted, PruneRequest,
     RestoreRequest, RestoreTarget, SnapshotList, VerifyRequest,
 };
 
@@ -265,7 +265,7 @@ async fn follow(state_dir: &Path, mut jobs: Vec<Job>, output: Output) -> anyhow:
                 ProgressStyle::with_template("{spinner} {msg} {elapsed}")
                     .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
-            bar.set_message(format!("{} {}", kind_word(job.kind), subject(job)));
+            bar.set_message(format!("{} {}", job.kind.as_str(), subject(job)));
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         })
@@ -294,16 +294,6 @@ async fn follow(state_dir: &Path, mut jobs: Vec<Job>, output: Output) -> anyhow:
         }
     }
     Ok(jobs)
-}
-
-fn kind_word(kind: JobKind) -> &'static str {
-    match kind {
-        JobKind::Backup => "backup",
-        JobKind::Drill => "drill",
-        JobKind::Restore => "restore",
-        JobKind::Prune => "prune",
-        JobKind::Verify => "verify",
-    }
 }
 
 fn subject(job: &Job) -> String {
@@ -345,7 +335,7 @@ fn describe(job: &Job) -> String {
     let mut line = format!(
         "job {}  {} {}  {state}",
         job.id,
-        kind_word(job.kind),
+        job.kind.as_str(),
         subject(job)
     );
     if let Some(target) = &job.target {
@@ -466,10 +456,7 @@ fn list(global: &Global, service: Option<&str>) -> anyhow::Result<ExitStatus> {
                     if service.is_some_and(|name| name != d.service) {
                         continue;
                     }
-                    let health = serde_json::to_value(d.health)?
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned();
+                    let health = d.health.as_str().to_owned();
                     table.add_row([
                         d.service.clone(),
                         d.kind.clone(),
@@ -527,20 +514,17 @@ fn key_export(global: &Global, reveal: bool) -> anyhow::Result<ExitStatus> {
             },
         )
     })?
-    .or_else(|| {
+    .unwrap_or_else(|| {
         // No control plane to ask: the manifest says where, else the default folder.
-        let stack = crate::cmd::secret::load_stack(global).ok()?.ok()?;
-        let repository = stack.backups.as_ref()?.repository.clone();
-        Some(if repository.starts_with("s3:") {
-            repository
-        } else {
-            crate::cmd::secret::manifest_dir(global)
-                .join(repository.strip_prefix("local:").unwrap_or(&repository))
-                .display()
-                .to_string()
-        })
-    })
-    .unwrap_or_else(|| repository_dir(&state_dir).display().to_string());
+        let stack = crate::cmd::secret::load_stack(global)
+            .ok()
+            .and_then(Result::ok);
+        wharf_control::backup_repository_text(
+            &state_dir,
+            &crate::cmd::secret::manifest_dir(global),
+            stack.as_ref().and_then(|s| s.backups.as_ref()),
+        )
+    });
     if !reveal {
         eprintln!(
             "error: this prints the backup repository's password; add --reveal (the reveal is recorded in the ledger)"
@@ -563,9 +547,4 @@ fn key_export(global: &Global, reveal: bool) -> anyhow::Result<ExitStatus> {
             version: None,
         }),
     )
-}
-
-/// Where the repository of a state directory is.
-pub fn repository_dir(state_dir: &Path) -> std::path::PathBuf {
-    state_dir.join("backups")
 }

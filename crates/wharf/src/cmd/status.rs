@@ -245,10 +245,7 @@ pub fn print_report(report: &StatusReport, output: Output) -> anyhow::Result<()>
         let Some(backups) = &service.backups else {
             continue;
         };
-        let health = serde_json::to_value(backups.health)?
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
+        let health = backups.health.as_str();
         let last = backups.last_success.as_deref().unwrap_or("never");
         let mut line = format!("backup {}: {health} (last good: {last}", service.name);
         if let Some(next) = &backups.next_due {
