@@ -13,7 +13,9 @@ mod rollout_record;
 mod state;
 mod tasks;
 
-pub use control::{Config, ControlPlane, PROXY_ROW, PlanLoader, backup_repository_text};
+pub use control::{
+    Config, ControlPlane, PROXY_ROW, PlanLoader, backup_repository_text, unmet_requirements,
+};
 pub use deploy::{DeployRequest, RolloutCommand, RolloutView, VersionTraffic};
 pub use events::{BackupCommand, Command, Event, Handle, ProbeKind};
 pub use journal::{Journal, StoreWriter};

@@ -861,72 +861,74 @@ impl Backups {
     /// Why a deploy may not go ahead under the environment's `require` (`None`: it may).
     pub(super) fn gate(&self) -> Option<String> {
         let require = self.require.as_ref()?;
-        let environment = self.environment.as_deref();
-        let now = now_ms();
-        let env = environment
-            .map(|e| format!("environment `{e}`"))
-            .unwrap_or_else(|| "the manifest".to_owned());
-        let age = |at: i64| Duration::from_millis((now - at).max(0) as u64);
-        let words = |d: Duration| wharf_manifest::values::Duration(d).to_string();
-        let mut problems = Vec::new();
-        if let Some(max) = require.backup_max_age {
-            for (name, store) in &self.datastores {
-                match store.last_success.as_ref().map(job_time) {
-                    None => problems.push(format!(
-                        "{name} has no successful backup (`wharf backup run {name}`)"
-                    )),
-                    Some(at) if age(at) > max.0 => problems.push(format!(
-                        "{name}'s last good backup is {} old, more than backup_max_age {max}",
-                        words(Duration::from_secs(age(at).as_secs()))
-                    )),
-                    Some(at) => {
-                        if let Some(failed) = store.last_failure.as_ref().map(job_time)
-                            && failed > at
-                        {
-                            problems.push(format!(
-                                "{name}'s last backup failed ({})",
-                                store
-                                    .last_failure
-                                    .as_ref()
-                                    .and_then(|j| j.error.clone())
-                                    .unwrap_or_default()
-                            ));
-                        }
-                    }
-                }
-            }
-        }
-        if let Some(max) = require.drill_max_age {
-            for (name, store) in &self.datastores {
-                let passed = store.last_drill_passed.as_ref().map(job_time);
-                if let Some(failed) = store.last_drill_failed.as_ref()
-                    && passed.is_none_or(|ok| job_time(failed) > ok)
-                    && passed.is_some()
-                {
-                    problems.push(format!(
-                        "{name}'s last drill failed ({})",
-                        failed.error.clone().unwrap_or_default()
-                    ));
-                    continue;
-                }
-                match passed {
-                    None => problems.push(format!(
-                        "{name} has no passed restore drill (`wharf drill {name}`)"
-                    )),
-                    Some(at) if age(at) > max.0 => problems.push(format!(
-                        "{name}'s last passed drill is {} old, more than drill_max_age {max}",
-                        words(Duration::from_secs(age(at).as_secs()))
-                    )),
-                    Some(_) => {}
-                }
-            }
-        }
+        let now = jiff::Timestamp::now();
+        let problems: Vec<String> = self
+            .statuses()
+            .iter()
+            .flat_map(|backups| unmet_requirements(require, backups, now))
+            .collect();
         if problems.is_empty() {
-            None
-        } else {
-            Some(format!("{env} requires it: {}", problems.join("; ")))
+            return None;
+        }
+        let env = match self.environment.as_deref() {
+            Some(e) => format!("environment `{e}`"),
+            None => "the manifest".to_owned(),
+        };
+        Some(format!("{env} requires it: {}", problems.join("; ")))
+    }
+}
+
+/// What `require` finds unmet in one datastore's backups at `now` (empty: met): the gate a
+/// deploy passes, and preflight's check of the same. Pure, over the API's view of them.
+pub fn unmet_requirements(
+    require: &Requirements,
+    backups: &DatastoreBackups,
+    now: jiff::Timestamp,
+) -> Vec<String> {
+    let name = &backups.service;
+    let at = |text: &Option<String>| {
+        text.as_deref()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+    };
+    let age = |t: jiff::Timestamp| {
+        let secs = now.duration_since(t).unsigned_abs().as_secs();
+        wharf_manifest::values::Duration(Duration::from_secs(secs))
+    };
+    let mut problems = Vec::new();
+    if let Some(max) = require.backup_max_age {
+        let (good, failed) = (at(&backups.last_success), at(&backups.last_failure));
+        match good {
+            None => problems.push(format!(
+                "{name} has no successful backup (`wharf backup run {name}`)"
+            )),
+            Some(good) if age(good).0 > max.0 => problems.push(format!(
+                "{name}'s last good backup is {} old, more than backup_max_age {max}",
+                age(good)
+            )),
+            Some(good) if failed.is_some_and(|failed| failed > good) => problems.push(format!(
+                "{name}'s last backup failed ({})",
+                backups.reason.as_deref().unwrap_or("failed")
+            )),
+            Some(_) => {}
         }
     }
+    if let Some(max) = require.drill_max_age {
+        // `last_drill_failed` is set only when newer than the last pass.
+        match (at(&backups.last_drill_passed), &backups.last_drill_failed) {
+            (Some(_), Some(failed)) => {
+                problems.push(format!("{name}'s last drill, at {failed}, failed"))
+            }
+            (None, _) => problems.push(format!(
+                "{name} has no passed restore drill (`wharf drill {name}`)"
+            )),
+            (Some(passed), None) if age(passed).0 > max.0 => problems.push(format!(
+                "{name}'s last passed drill is {} old, more than drill_max_age {max}",
+                age(passed)
+            )),
+            (Some(_), None) => {}
+        }
+    }
+    problems
 }
 
 impl Backups {
@@ -1525,6 +1527,69 @@ mod tests {
             repository: None,
             environment: None,
         }
+    }
+
+    #[test]
+    fn requirements_judge_the_last_good_backup_and_drill() {
+        let now = "2026-12-05T12:00:00Z".parse::<jiff::Timestamp>().unwrap();
+        let require = Requirements {
+            backup_max_age: Some("24h".parse().unwrap()),
+            drill_max_age: Some("7d".parse().unwrap()),
+        };
+        let mut db = DatastoreBackups {
+            service: "db".into(),
+            kind: "postgres".into(),
+            schedule: "0 3 * * *".into(),
+            health: BackupHealth::Ok,
+            reason: None,
+            last_success: Some("2026-12-05T03:00:00Z".into()),
+            last_failure: None,
+            next_due: None,
+            last_drill_passed: Some("2026-12-01T04:00:00Z".into()),
+            last_drill_failed: None,
+            next_drill: None,
+            last_bytes: None,
+            last_duration_ms: None,
+        };
+        assert!(unmet_requirements(&require, &db, now).is_empty());
+        // A backup two days old, a drill eight days old.
+        db.last_success = Some("2026-12-03T11:00:00Z".into());
+        db.last_drill_passed = Some("2026-11-27T11:00:00Z".into());
+        let unmet = unmet_requirements(&require, &db, now);
+        assert_eq!(unmet.len(), 2, "{unmet:?}");
+        assert!(
+            unmet[0].contains("more than backup_max_age 1d"),
+            "{unmet:?}"
+        );
+        assert!(unmet[1].contains("more than drill_max_age 7d"), "{unmet:?}");
+        // A failure after a recent success, and a drill that failed after the last pass.
+        db.last_success = Some("2026-12-05T03:00:00Z".into());
+        db.last_failure = Some("2026-12-05T09:00:00Z".into());
+        db.reason = Some("pg_dump: connection refused".into());
+        db.last_drill_passed = Some("2026-12-04T04:00:00Z".into());
+        db.last_drill_failed = Some("2026-12-05T04:00:00Z".into());
+        let unmet = unmet_requirements(&require, &db, now);
+        assert!(
+            unmet[0].contains("last backup failed (pg_dump: connection refused)"),
+            "{unmet:?}"
+        );
+        assert!(
+            unmet[1].contains("last drill, at 2026-12-05T04:00:00Z, failed"),
+            "{unmet:?}"
+        );
+        // Never backed up, never drilled.
+        db.last_success = None;
+        db.last_drill_passed = None;
+        db.last_drill_failed = None;
+        let unmet = unmet_requirements(&require, &db, now);
+        assert!(
+            unmet[0].contains("db has no successful backup"),
+            "{unmet:?}"
+        );
+        assert!(
+            unmet[1].contains("db has no passed restore drill"),
+            "{unmet:?}"
+        );
     }
 
     #[test]

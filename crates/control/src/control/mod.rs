@@ -13,7 +13,7 @@ mod sandbox_app;
 mod supervise;
 mod traffic;
 
-pub use backups::repository_text as backup_repository_text;
+pub use backups::{repository_text as backup_repository_text, unmet_requirements};
 pub use traffic::PROXY_ROW;
 
 use std::path::PathBuf;

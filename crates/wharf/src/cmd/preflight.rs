@@ -349,48 +349,27 @@ fn check_secrets(global: &Global, stack: &ValidStack, results: &mut Vec<CheckRes
 /// the environment requires them, its last good backup and passed drill are recent enough.
 fn check_backups(stack: &ValidStack, report: &StatusReport, results: &mut Vec<CheckResult>) {
     let now = jiff::Timestamp::now();
-    let age = |at: Option<&str>| {
-        at.and_then(|t| t.parse::<jiff::Timestamp>().ok())
-            .map(|t| now.duration_since(t).unsigned_abs())
-    };
-    let require = stack.require.as_ref();
     for service in &report.services {
         let Some(backups) = &service.backups else {
             continue;
         };
         let started = Instant::now();
-        let mut problems: Vec<String> = backups.reason.iter().cloned().collect();
-        let mut status = if backups.health.is_problem() {
-            "fail"
-        } else {
-            "pass"
+        // The deploy gate's own judgement of the environment's requirements, plus the
+        // backups' health (a failed or overdue schedule fails preflight in any environment).
+        let mut problems = match &stack.require {
+            Some(require) => wharf_control::unmet_requirements(require, backups, now),
+            None => Vec::new(),
         };
-        if let Some(max) = require.and_then(|r| r.backup_max_age) {
-            match age(backups.last_success.as_deref()) {
-                None => {
-                    problems.push("no successful backup, and the environment requires one".into())
-                }
-                Some(old) if old > max.0 => problems.push(format!(
-                    "last good backup {} old, more than backup_max_age {max}",
-                    wharf_manifest::values::Duration(std::time::Duration::from_secs(old.as_secs()))
-                )),
-                Some(_) => {}
-            }
+        if let Some(reason) = &backups.reason
+            && !problems.iter().any(|p| p.contains(reason.as_str()))
+        {
+            problems.insert(0, reason.clone());
         }
-        if let Some(max) = require.and_then(|r| r.drill_max_age) {
-            match age(backups.last_drill_passed.as_deref()) {
-                None => problems
-                    .push("no passed restore drill, and the environment requires one".into()),
-                Some(old) if old > max.0 => problems.push(format!(
-                    "last passed drill {} old, more than drill_max_age {max}",
-                    wharf_manifest::values::Duration(std::time::Duration::from_secs(old.as_secs()))
-                )),
-                Some(_) => {}
-            }
-        }
-        if !problems.is_empty() {
-            status = "fail";
-        }
+        let status = if problems.is_empty() && !backups.health.is_problem() {
+            "pass"
+        } else {
+            "fail"
+        };
         let reason = if problems.is_empty() {
             backups
                 .last_success
