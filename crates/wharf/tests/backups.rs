@@ -746,3 +746,36 @@ services:
     let snapshots: Value = serde_json::from_slice(&restic.stdout).unwrap();
     assert_eq!(snapshots[0]["short_id"], snapshot.as_str());
 }
+
+#[test]
+fn a_folder_repository_named_in_the_manifest_holds_the_backups() {
+    let stack = Stack::new(
+        r#"
+name: shop
+backups: {repository: ./vault}
+services:
+  db:
+    kind: sqlite
+    path: ./app.db
+    backup: {schedule: "0 3 * * *"}
+"#,
+    );
+    sqlite_rows(&stack.path().join("app.db"), 10);
+    ok(stack.up());
+    let backup = jobs(&ok(
+        stack.wharf(&["backup", "run", "db", "--output", "json"])
+    ));
+    assert_eq!(backup[0]["state"], "succeeded", "{backup:?}");
+    assert!(
+        stack.path().join("vault/config").exists(),
+        "the repository is in ./vault"
+    );
+    assert!(!stack.path().join(".wharf/backups").exists());
+    let list = ok(stack.wharf(&["backup", "list", "--output", "json"]));
+    let listed: Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert!(
+        listed["repository"].as_str().unwrap().ends_with("/vault"),
+        "{listed}"
+    );
+    assert_eq!(listed["snapshots"][0]["id"], backup[0]["snapshot"]);
+}
