@@ -107,6 +107,42 @@ pub struct Page {
     pub labels: BTreeMap<String, String>,
     pub started_at: Timestamp,
     pub resolved_at: Option<Timestamp>,
+    /// Whether its trigger was sent: a page that opened under a silence is not, until the
+    /// silence ends; a page never sent gets no resolve either. (Pages persisted before
+    /// silences existed were all sent.)
+    #[serde(default = "sent")]
+    pub notified: bool,
+}
+
+fn sent() -> bool {
+    true
+}
+
+impl Page {
+    /// The page's value of a label, as silences match it: `service` (the root cause; a
+    /// datastore's backups count as the datastore), `alert` (the rule), `severity`, `root`
+    /// (the root as paged, `db:backups` included), or one of the rule's labels.
+    pub fn label(&self, name: &str) -> Option<String> {
+        match name {
+            "service" => Some(
+                self.root_cause
+                    .trim_end_matches(crate::BACKUPS_SUFFIX)
+                    .to_owned(),
+            ),
+            "root" => Some(self.root_cause.clone()),
+            "alert" => Some(self.rule.clone()),
+            "severity" => Some(
+                match self.severity {
+                    Severity::Critical => "critical",
+                    Severity::Error => "error",
+                    Severity::Warning => "warning",
+                    Severity::Info => "info",
+                }
+                .to_owned(),
+            ),
+            other => self.labels.get(other).cloned(),
+        }
+    }
 }
 
 /// What an evaluation changed.
@@ -159,6 +195,13 @@ impl Engine {
 
     pub fn open_pages(&self) -> impl Iterator<Item = &Page> {
         self.open.values()
+    }
+
+    /// Records whether an open page's trigger was sent (a silence holds it back).
+    pub fn set_notified(&mut self, dedup_key: &str, notified: bool) {
+        if let Some(page) = self.open.get_mut(dedup_key) {
+            page.notified = notified;
+        }
     }
 
     /// Folds in the services as they are at `now`; answers the pages to open and to resolve,
@@ -288,6 +331,7 @@ impl Engine {
                     labels: rule.labels.clone(),
                     started_at: *since,
                     resolved_at: None,
+                    notified: true,
                 };
                 self.open.insert(key, page.clone());
                 changes.push(PageChange::Opened(page));

@@ -8,8 +8,10 @@ pub mod backups;
 pub mod config;
 pub mod deploy;
 pub mod error;
+pub mod incidents;
 pub mod reload;
 pub mod secrets;
+pub mod silences;
 pub mod status;
 
 pub use audit::{
@@ -31,6 +33,10 @@ pub use deploy::{
     VersionTraffic,
 };
 pub use error::{ApiErrorBody, ControlError, ErrorCode, ErrorDetail};
+pub use incidents::{
+    AssignRoleRequest, DeclareIncidentRequest, Incident, IncidentList, IncidentSeverity,
+    IncidentStatus, IncidentStepRequest, IncidentUpdate, IncidentUpdateRequest,
+};
 pub use reload::{
     DownAnswer, DownRequest, ManifestChanges, ReloadAnswer, ReloadRequest, RestartAnswer,
 };
@@ -39,6 +45,7 @@ pub use secrets::{
     RevealRequest, RollbackSecretRequest, RotationBegun, RotationFinished, RotationResult,
     SecretChangeAnswer, SecretVersion, SetSecretRequest,
 };
+pub use silences::{CreateSilenceRequest, MatchOp, Matcher, Silence, SilenceList};
 pub use status::{
     DependencyStatus, HealthStatus, InstancePhase, InstanceStatus, OpenPage, ServiceState,
     ServiceStatus, StackStatus, StatusReport,

@@ -24,6 +24,12 @@ pub struct StatusReport {
     /// The alert pages open now: one per root cause and alert.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pages: Vec<OpenPage>,
+    /// The silences in force now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub silences: Vec<crate::Silence>,
+    /// The incidents not resolved.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub incidents: Vec<crate::Incident>,
 }
 
 /// An alert page open now (its notice sent or on its way to the alert's receiver).
@@ -37,6 +43,9 @@ pub struct OpenPage {
     pub affected: Vec<String>,
     /// When the trouble began (RFC 3339).
     pub since: String,
+    /// The silence holding its notice back, when one does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silenced_by: Option<String>,
 }
 
 impl StatusReport {

@@ -129,6 +129,8 @@ pub enum Command {
         command: BackupCommand,
         reply: oneshot::Sender<Result<wharf_api::JobsStarted, ControlError>>,
     },
+    /// Silences were added or ended in the store: read them again.
+    SilencesChanged(oneshot::Sender<()>),
     /// Every datastore's backups and the recent jobs.
     BackupOverview(oneshot::Sender<wharf_api::BackupOverview>),
     /// One job, running or recent.
@@ -223,6 +225,11 @@ impl Handle {
         self.ask(|reply| Command::Snapshots { service, reply })
             .await
             .unwrap_or_else(|| Err(ControlError::stopping()))
+    }
+
+    /// Tells the control plane the stored silences changed; `None`: it stopped.
+    pub async fn silences_changed(&self) -> Option<()> {
+        self.ask(Command::SilencesChanged).await
     }
 
     pub async fn status(&self) -> Option<StatusReport> {

@@ -195,6 +195,26 @@ known_actions! {
     BackupRestore = "backup.restore",
     /// The repository was checked (`wharf backup verify`), with the outcome.
     BackupVerify = "backup.verify",
+
+    // ── silence: operators' audited silences; target: `silence/ID` ────────────────────────
+    /// A silence created: its matchers, owner, reason, end and whether it is maintenance.
+    SilenceCreate = "silence.create",
+    /// A silence ended: run out (actor wharf) or ended early by an operator.
+    SilenceExpire = "silence.expire",
+    /// A page that opened under a silence: recorded, its notice held back (target: the root).
+    AlertSilenced = "alert.silenced",
+
+    // ── incident: incidents and their response; target: `incident/ID` ─────────────────────
+    /// An incident declared, by a person or by an alert rule (with its page).
+    IncidentDeclare = "incident.declare",
+    /// A status update (status, message, whether it is public, a changed severity).
+    IncidentUpdate = "incident.update",
+    /// Someone took it on (the acknowledgement MTTA is measured to).
+    IncidentAck = "incident.ack",
+    /// A role (commander, comms, scribe…) given to a person.
+    IncidentAssign = "incident.assign",
+    /// The incident resolved (MTTR is measured to it).
+    IncidentResolve = "incident.resolve",
 }
 
 impl fmt::Display for KnownAction {

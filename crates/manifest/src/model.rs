@@ -500,6 +500,19 @@ pub struct Alert {
     /// Attached to every page (routing, ownership).
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// Each page it opens also declares an incident of this severity (`incident: sev2`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incident: Option<IncidentLevel>,
+}
+
+/// An incident's severity, `sev1` (all hands) to `sev4`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IncidentLevel {
+    Sev1,
+    Sev2,
+    Sev3,
+    Sev4,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -1360,6 +1360,7 @@ fn alerts(decoder: &mut Decoder, node: &Node, refs: &mut References) -> Vec<Aler
                 "severity",
                 "services",
                 "labels",
+                "incident",
             ],
         ) else {
             continue;
@@ -1367,6 +1368,18 @@ fn alerts(decoder: &mut Decoder, node: &Node, refs: &mut References) -> Vec<Aler
         let name = fields
             .require(decoder, "name", &what)
             .and_then(|n| decoder.name(n, &format!("{what} name")));
+        let incident = fields.get("incident").and_then(|n| {
+            decoder.choice(
+                n,
+                &sub(&what, "incident"),
+                &[
+                    ("sev1", IncidentLevel::Sev1),
+                    ("sev2", IncidentLevel::Sev2),
+                    ("sev3", IncidentLevel::Sev3),
+                    ("sev4", IncidentLevel::Sev4),
+                ],
+            )
+        });
         let webhook = fields
             .require(decoder, "webhook", &what)
             .and_then(|n| webhook(decoder, &sub(&what, "webhook"), n));
@@ -1426,6 +1439,7 @@ fn alerts(decoder: &mut Decoder, node: &Node, refs: &mut References) -> Vec<Aler
                 severity,
                 services,
                 labels,
+                incident,
             });
         }
     }

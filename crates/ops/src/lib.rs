@@ -11,9 +11,11 @@ pub mod audit;
 pub mod config;
 mod error;
 pub mod fault;
+pub mod incidents;
 mod lock;
 pub mod read;
 pub mod secrets;
+pub mod silences;
 pub mod stop;
 
 pub use error::{OpsError, OpsErrorKind};

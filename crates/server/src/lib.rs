@@ -28,6 +28,7 @@ use wharf_control::Handle;
 mod backups;
 mod deploy;
 mod health;
+mod oncall;
 mod openapi;
 mod state_routes;
 mod tcp;
@@ -224,6 +225,22 @@ pub fn app(handle: Handle, token: Option<String>) -> Router {
         .route("/v1/backups/verify", post(backups::verify))
         .route("/v1/drills", post(backups::drill))
         .route("/v1/restores", post(backups::restore))
+        .route(
+            "/v1/silences",
+            get(oncall::list_silences).post(oncall::create_silence),
+        )
+        .route("/v1/silences/{id}/expire", post(oncall::expire_silence))
+        .route(
+            "/v1/incidents",
+            get(oncall::list_incidents).post(oncall::declare_incident),
+        )
+        .route("/v1/incidents/{id}", get(oncall::incident))
+        .route("/v1/incidents/{id}/timeline", get(oncall::timeline))
+        .route("/v1/incidents/{id}/postmortem", get(oncall::postmortem))
+        .route("/v1/incidents/{id}/updates", post(oncall::update))
+        .route("/v1/incidents/{id}/ack", post(oncall::ack))
+        .route("/v1/incidents/{id}/roles", post(oncall::assign))
+        .route("/v1/incidents/{id}/resolve", post(oncall::resolve))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -4,18 +4,21 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use wharf_api::{
-    ApiErrorBody, BackupHealth, BackupOverview, BackupRequest, BeginRotationRequest,
-    ChangeConfigRequest, CheckpointAnswer, ConfigAnswer, ConfigChangeAnswer, ConfigRevision,
-    ConfigRollbackRequest, DatastoreBackups, DependencyStatus, DeployRequest, DownAnswer,
-    DownRequest, DrillRequest, ErrorCode, ErrorDetail, FinishRotationRequest, HealthStatus,
-    HookResult, InstancePhase, InstanceStatus, Job, JobCheck, JobKind, JobState, JobTrigger,
-    JobsStarted, LedgerEntry, ManifestChanges, NoteAnswer, NoteRequest, OpenPage,
-    PreflightRecordAnswer, PreflightRecordRequest, PruneRequest, ReloadAnswer, ReloadOutcome,
-    ReloadRequest, RestartAnswer, RestoreRequest, RestoreTarget, RevealAnswer, RevealRequest,
-    RevisedConfig, RollbackSecretRequest, RolloutCommand, RolloutOutcome, RolloutPhase,
-    RolloutStrategy, RolloutView, RotationBegun, RotationFinished, RotationResult,
-    SecretChangeAnswer, SecretVersion, ServiceState, ServiceStatus, SetSecretRequest, Snapshot,
-    SnapshotList, StackStatus, StatusReport, VerifierAnswer, VerifyRequest, VersionTraffic,
+    ApiErrorBody, AssignRoleRequest, BackupHealth, BackupOverview, BackupRequest,
+    BeginRotationRequest, ChangeConfigRequest, CheckpointAnswer, ConfigAnswer, ConfigChangeAnswer,
+    ConfigRevision, ConfigRollbackRequest, CreateSilenceRequest, DatastoreBackups,
+    DeclareIncidentRequest, DependencyStatus, DeployRequest, DownAnswer, DownRequest, DrillRequest,
+    ErrorCode, ErrorDetail, FinishRotationRequest, HealthStatus, HookResult, Incident,
+    IncidentList, IncidentSeverity, IncidentStatus, IncidentStepRequest, IncidentUpdate,
+    IncidentUpdateRequest, InstancePhase, InstanceStatus, Job, JobCheck, JobKind, JobState,
+    JobTrigger, JobsStarted, LedgerEntry, ManifestChanges, MatchOp, Matcher, NoteAnswer,
+    NoteRequest, OpenPage, PreflightRecordAnswer, PreflightRecordRequest, PruneRequest,
+    ReloadAnswer, ReloadOutcome, ReloadRequest, RestartAnswer, RestoreRequest, RestoreTarget,
+    RevealAnswer, RevealRequest, RevisedConfig, RollbackSecretRequest, RolloutCommand,
+    RolloutOutcome, RolloutPhase, RolloutStrategy, RolloutView, RotationBegun, RotationFinished,
+    RotationResult, SecretChangeAnswer, SecretVersion, ServiceState, ServiceStatus,
+    SetSecretRequest, Silence, SilenceList, Snapshot, SnapshotList, StackStatus, StatusReport,
+    VerifierAnswer, VerifyRequest, VersionTraffic,
 };
 
 /// Every route [`crate::app`] serves, as `(method, path)`; a test holds the document to it.
@@ -60,7 +63,7 @@ pub const ROUTES: &[(&str, &str)] = &[
 #[openapi(
     info(
         title = "wharf control plane API",
-        description = "Drive a running wharf stack: status, health, restarts, deploys and rollouts, reloads; change its stored state: secrets (values go in, never come out), config overrides, audit notes, preflight records; back up, drill and restore the datastores. On the unix socket no authentication; on TCP every route but `/health` and `/v1/openapi.json` needs `Authorization: Bearer <WHARF_API_TOKEN>`. Errors are `{\"error\": {\"code\", \"message\"}}`."
+        description = "Drive a running wharf stack: status, health, restarts, deploys and rollouts, reloads; change its stored state: secrets (values go in, never come out), config overrides, audit notes, preflight records; back up, drill and restore the datastores; silence pages; run incidents. On the unix socket no authentication; on TCP every route but `/health` and `/v1/openapi.json` needs `Authorization: Bearer <WHARF_API_TOKEN>`. Errors are `{\"error\": {\"code\", \"message\"}}`."
     ),
     paths(
         crate::health_live,
@@ -97,6 +100,18 @@ pub const ROUTES: &[(&str, &str)] = &[
         crate::backups::verify,
         crate::backups::drill,
         crate::backups::restore,
+        crate::oncall::list_silences,
+        crate::oncall::create_silence,
+        crate::oncall::expire_silence,
+        crate::oncall::list_incidents,
+        crate::oncall::declare_incident,
+        crate::oncall::incident,
+        crate::oncall::timeline,
+        crate::oncall::postmortem,
+        crate::oncall::update,
+        crate::oncall::ack,
+        crate::oncall::assign,
+        crate::oncall::resolve,
     ),
     components(schemas(
         ApiErrorBody, ErrorDetail, ErrorCode, StatusReport, OpenPage, StackStatus, ServiceStatus,
@@ -113,6 +128,9 @@ pub const ROUTES: &[(&str, &str)] = &[
         BackupOverview, DatastoreBackups, BackupHealth, Job, JobKind, JobState, JobTrigger, JobCheck,
         JobsStarted, BackupRequest, DrillRequest, RestoreRequest, RestoreTarget, PruneRequest,
         VerifyRequest, SnapshotList, Snapshot,
+        Silence, SilenceList, CreateSilenceRequest, Matcher, MatchOp,
+        Incident, IncidentList, IncidentSeverity, IncidentStatus, IncidentUpdate,
+        DeclareIncidentRequest, IncidentUpdateRequest, IncidentStepRequest, AssignRoleRequest,
     )),
     modifiers(&BearerAuth),
 )]

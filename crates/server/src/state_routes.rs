@@ -63,7 +63,7 @@ pub(crate) fn ops_error(error: OpsError) -> ApiError {
 }
 
 /// Who asks: the CLI's user on the unix socket, the token's holder on TCP.
-fn actor(state: &AppState, headers: &HeaderMap) -> Actor {
+pub(crate) fn actor(state: &AppState, headers: &HeaderMap) -> Actor {
     if state.token.is_some() {
         return Actor("api-token".to_owned());
     }
@@ -76,7 +76,7 @@ fn actor(state: &AppState, headers: &HeaderMap) -> Actor {
 }
 
 /// Runs a use case on the writer thread.
-async fn run<T: Send + 'static>(
+pub(crate) async fn run<T: Send + 'static>(
     state: &AppState,
     job: impl FnOnce(&mut wharf_store::Store) -> Result<T, OpsError> + Send + 'static,
 ) -> Result<T, ApiError> {

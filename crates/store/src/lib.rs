@@ -11,6 +11,7 @@ mod alerts;
 mod backups;
 mod config;
 mod db;
+mod incidents;
 mod instances;
 mod keys;
 mod ledger;

@@ -158,6 +158,20 @@ pub const MIGRATIONS: &[&str] = &[
         job        TEXT NOT NULL
     );
     CREATE INDEX backup_jobs_last ON backup_jobs (service, kind, state, id);",
+    // 9: silences and incidents — each a JSON document wharf-api owns the shape of, with the
+    // columns the queries select on. Their history is in the ledger; these are the current state.
+    "CREATE TABLE silences (
+        id         INTEGER PRIMARY KEY,
+        ends_at    TEXT NOT NULL,
+        expired_at TEXT,
+        silence    TEXT NOT NULL
+    );
+    CREATE TABLE incidents (
+        id          INTEGER PRIMARY KEY,
+        status      TEXT NOT NULL,
+        declared_at TEXT NOT NULL,
+        incident    TEXT NOT NULL
+    );",
 ];
 
 /// The schema version a fully migrated database records in `PRAGMA user_version`.

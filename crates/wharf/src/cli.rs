@@ -132,6 +132,14 @@ pub enum Command {
     /// Restore a datastore's latest backup into a sandbox and prove it: row counts and content
     /// per table against the backup's record, RTO and RPO. Exit 1 when a check fails.
     Drill(cmd::backup::DrillArgs),
+    /// Silences: hold back pages matching labels until a set end (mandatory), each one audited;
+    /// a page already sent still gets its resolve.
+    #[command(subcommand)]
+    Silence(cmd::oncall::SilenceCommand),
+    /// Incidents: declare, update, ack, assign, resolve, list, show (timeline from the
+    /// ledger, MTTA / MTTR), postmortem (a Markdown draft from the facts).
+    #[command(subcommand)]
+    Incident(cmd::oncall::IncidentCommand),
 }
 
 /// `wharf logs -f` means follow, as in docker compose and kubectl, while `-f` everywhere

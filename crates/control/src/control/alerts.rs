@@ -5,13 +5,21 @@
 //! transaction — and the notices go to each receiver's courier, which delivers them in order,
 //! retrying, and answers [`Event::Notice`]. Pages and undelivered notices are persisted, so a
 //! restarted control plane still sends every resolve it owes.
+//!
+//! Silences (`wharf silence`, rows written by `wharf-ops`) hold back the trigger of a page
+//! they match: the page is recorded (`alert.silenced`) and sent only if it is still open when
+//! the silence ends; a resolve is sent for every page whose trigger was sent, silenced or
+//! not. A silence that runs out is marked expired here, and its end announced to every
+//! receiver. A rule with `incident:` declares an incident with each page it sends.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use jiff::Timestamp;
 use serde_json::json;
 use wharf_alerts::{Engine, Health, Page, PageChange, Rule, ServiceView};
 use wharf_api::ServiceState as State;
+use wharf_api::Silence;
 use wharf_ledger::KnownAction;
 use wharf_manifest::model::Alert;
 
@@ -28,6 +36,8 @@ const WINDOW: Duration = Duration::from_secs(60);
 const STALE_AFTER: Duration = Duration::from_secs(5);
 /// Fewer requests than this in the window say nothing about an error rate.
 const MIN_REQUESTS: u64 = 20;
+/// Who the control plane's own silence and incident changes are recorded as.
+const ACTOR: &str = "wharf";
 
 /// One service's counters through the proxy, summed over its versions, since the proxy
 /// started.
@@ -73,6 +83,8 @@ pub(super) struct Alerting {
     in_maintenance: std::collections::HashSet<String>,
     /// Where couriers report (one channel for all, forwarded to the loop).
     outcomes: Option<tokio::sync::mpsc::UnboundedSender<wharf_notify::Outcome>>,
+    /// The silences not yet ended, as stored.
+    silences: Vec<Silence>,
 }
 
 impl Alerting {
@@ -107,6 +119,113 @@ impl Alerting {
             unfinished: BTreeMap::new(),
             in_maintenance: Default::default(),
             outcomes: None,
+            silences: read_silences(core),
+        }
+    }
+
+    /// The silences changed in the store (an operator added or ended one): read them again;
+    /// one that is gone is announced as ended, and pages it held are sent at the next pass.
+    pub(super) fn reload_silences(&mut self, core: &mut Core) {
+        let now = Timestamp::now();
+        let fresh = read_silences(core);
+        let ended: Vec<Silence> = self
+            .silences
+            .iter()
+            .filter(|old| !fresh.iter().any(|s| s.id == old.id))
+            .cloned()
+            .collect();
+        self.silences = fresh;
+        for silence in ended {
+            let by = silence.expired_by.clone();
+            self.announce_end(core, &silence, by.as_deref());
+        }
+        self.release_held(core, now);
+    }
+
+    /// The silences in force now, for the status report.
+    pub(super) fn active_silences(&self) -> Vec<Silence> {
+        let now = Timestamp::now();
+        self.silences
+            .iter()
+            .filter(|s| in_force(s, now))
+            .cloned()
+            .collect()
+    }
+
+    /// The silence holding a page back, if one matches it now.
+    fn silence_for(&self, page: &Page, now: Timestamp) -> Option<&Silence> {
+        self.silences.iter().find(|silence| {
+            in_force(silence, now)
+                && silence
+                    .matchers
+                    .iter()
+                    .all(|m| m.matches(|label| page.label(label)))
+        })
+    }
+
+    /// Silences whose end has passed: marked expired in the store (each with its entry) and
+    /// announced; then the pages they held that are still open are sent.
+    fn expire_silences(&mut self, core: &mut Core, now: Timestamp) {
+        let ran_out: Vec<Silence> = self
+            .silences
+            .iter()
+            .filter(|s| ends_at(s).is_none_or(|end| end <= now))
+            .cloned()
+            .collect();
+        if ran_out.is_empty() {
+            return;
+        }
+        self.silences.retain(|s| !ran_out.contains(s));
+        core.journal.writer().submit(move |store| {
+            if let Err(error) =
+                wharf_ops::silences::expire_due(store, &wharf_ops::Actor(ACTOR.to_owned()), now)
+            {
+                tracing::error!(%error, "cannot record the end of a silence");
+            }
+        });
+        for silence in &ran_out {
+            self.announce_end(core, silence, None);
+        }
+        self.release_held(core, now);
+    }
+
+    /// Tells every receiver a silence ended (so none comes back unnoticed).
+    fn announce_end(&mut self, core: &Core, silence: &Silence, by: Option<&str>) {
+        let matchers: Vec<String> = silence.matchers.iter().map(ToString::to_string).collect();
+        let how = match by {
+            Some(by) => format!("ended by {by}"),
+            None => "ran out".to_owned(),
+        };
+        tracing::info!(silence = silence.id, how, "silence ended");
+        let summary = format!(
+            "silence {} ({}) {how}: pages matching it are sent again — it was for: {} (owner {})",
+            silence.id,
+            matchers.join(", "),
+            silence.reason,
+            silence.owner
+        );
+        let details = BTreeMap::from([
+            ("silence".to_owned(), silence.id.clone()),
+            ("matchers".to_owned(), matchers.join(",")),
+            ("owner".to_owned(), silence.owner.clone()),
+        ]);
+        self.announce(core, None, summary, details);
+    }
+
+    /// Sends the pages a silence held back that no silence holds any more.
+    fn release_held(&mut self, core: &mut Core, now: Timestamp) {
+        let held: Vec<Page> = self
+            .engine
+            .open_pages()
+            .filter(|page| !page.notified)
+            .cloned()
+            .collect();
+        for mut page in held {
+            if self.silence_for(&page, now).is_none() {
+                self.engine.set_notified(&page.dedup_key, true);
+                page.notified = true;
+                self.send(core, PageChange::Opened(page));
+            }
         }
     }
 
@@ -119,10 +238,21 @@ impl Alerting {
         summary: String,
         details: BTreeMap<String, String>,
     ) {
+        self.announce(core, Some(service), summary, details);
+    }
+
+    /// A change event to every receiver, about a service or the stack.
+    fn announce(
+        &mut self,
+        core: &Core,
+        service: Option<&str>,
+        summary: String,
+        details: BTreeMap<String, String>,
+    ) {
         let change = wharf_notify::Change {
             summary,
             stack: core.stack.clone(),
-            service: Some(service.to_owned()),
+            service: service.map(str::to_owned),
             at: jiff::Timestamp::now(),
             details,
         };
@@ -329,6 +459,12 @@ impl Alerting {
                 summary: page.summary.clone(),
                 affected: page.affected.clone(),
                 since: page.started_at.to_string(),
+                silenced_by: (!page.notified)
+                    .then(|| {
+                        self.silence_for(page, Timestamp::now())
+                            .map(|s| s.id.clone())
+                    })
+                    .flatten(),
             })
             .collect()
     }
@@ -399,6 +535,8 @@ impl Alerting {
         services: &[ServiceState],
         statuses: &[ServiceStatus],
     ) {
+        let now = Timestamp::now();
+        self.expire_silences(core, now);
         if self.alerts.is_empty() && self.engine.open_pages().next().is_none() {
             return;
         }
@@ -462,14 +600,141 @@ impl Alerting {
             })
             .collect();
         let views: Vec<ServiceView> = views.into_iter().chain(backups).collect();
-        for change in self.engine.evaluate(jiff::Timestamp::now(), &views) {
-            self.record(core, change);
+        for change in self.engine.evaluate(now, &views) {
+            self.record(core, change, now);
+        }
+    }
+
+    /// Records a page change: a page a silence matches is held (its row and an
+    /// `alert.silenced` entry, no notice), the resolve of a page never sent is recorded
+    /// without a notice, anything else is sent. A rule with `incident:` declares an incident
+    /// with each page it sends and notes its resolve on it.
+    fn record(&mut self, core: &mut Core, change: PageChange, now: Timestamp) {
+        match &change {
+            PageChange::Opened(page) => {
+                if let Some(silence) = self.silence_for(page, now).map(|s| s.id.clone()) {
+                    self.engine.set_notified(&page.dedup_key, false);
+                    let mut held = page.clone();
+                    held.notified = false;
+                    self.hold(core, &held, &silence);
+                    return;
+                }
+            }
+            PageChange::Resolved(page) if !page.notified => {
+                core.journal.resolve_alert_page(
+                    &page.dedup_key,
+                    &serde_json::to_string(page).unwrap_or_default(),
+                    &page.resolved_at.unwrap_or(now).to_string(),
+                );
+                core.journal.record(
+                    KnownAction::AlertResolve,
+                    &page.root_cause,
+                    json!({
+                        "rule": page.rule,
+                        "dedup_key": page.dedup_key,
+                        "summary": page.summary,
+                        "affected": page.affected,
+                        "severity": page.severity,
+                        "notice": null,
+                        "held_by_silence": true,
+                    }),
+                );
+                return;
+            }
+            PageChange::Resolved(_) => {}
+        }
+        self.send(core, change);
+    }
+
+    /// A page opened under a silence: recorded, not sent.
+    fn hold(&mut self, core: &mut Core, page: &Page, silence: &str) {
+        core.journal.open_alert_page(
+            &page.dedup_key,
+            &page.rule,
+            &serde_json::to_string(page).unwrap_or_default(),
+            &page.started_at.to_string(),
+        );
+        core.journal.record(
+            KnownAction::AlertSilenced,
+            &page.root_cause,
+            json!({
+                "rule": page.rule,
+                "dedup_key": page.dedup_key,
+                "summary": page.summary,
+                "affected": page.affected,
+                "severity": page.severity,
+                "silence": silence,
+            }),
+        );
+        tracing::info!(
+            rule = page.rule,
+            root = page.root_cause,
+            silence,
+            "page held by a silence"
+        );
+    }
+
+    /// Declares the incident a rule's `incident:` asks for with a page it sent, or notes the
+    /// page's resolve on the incident it opened.
+    fn follow_incident(&self, core: &Core, change: &PageChange) {
+        let Some(level) = self
+            .alerts
+            .iter()
+            .find(|a| a.name == change_page(change).rule)
+            .and_then(|a| a.incident)
+        else {
+            return;
+        };
+        let actor = wharf_ops::Actor(ACTOR.to_owned());
+        let now = Timestamp::now();
+        match change {
+            PageChange::Opened(page) => {
+                let request = wharf_api::DeclareIncidentRequest {
+                    title: page.summary.clone(),
+                    severity: severity(level),
+                    commander: None,
+                    services: std::iter::once(
+                        page.root_cause
+                            .trim_end_matches(wharf_alerts::BACKUPS_SUFFIX)
+                            .to_owned(),
+                    )
+                    .chain(page.affected.iter().cloned())
+                    .collect(),
+                    message: Some(format!("opened by the page {}", page.dedup_key)),
+                    public: false,
+                };
+                let from = wharf_ops::incidents::FromPage {
+                    dedup_key: page.dedup_key.clone(),
+                    started_at: page.started_at,
+                };
+                core.journal.writer().submit(move |store| {
+                    if let Err(error) = wharf_ops::incidents::declare(
+                        store,
+                        &actor,
+                        &request,
+                        Some(from),
+                        now,
+                    ) {
+                        tracing::error!(%error, "cannot declare the incident an alert rule asks for");
+                    }
+                });
+            }
+            PageChange::Resolved(page) => {
+                let key = page.dedup_key.clone();
+                core.journal.writer().submit(move |store| {
+                    if let Err(error) =
+                        wharf_ops::incidents::page_resolved(store, &actor, &key, now)
+                    {
+                        tracing::error!(%error, "cannot note a page's resolve on its incident");
+                    }
+                });
+            }
         }
     }
 
     /// Writes a page change — its row, its notice in the outbox, its entry — and hands the
     /// notice to the receiver's courier.
-    fn record(&mut self, core: &mut Core, change: PageChange) {
+    fn send(&mut self, core: &mut Core, change: PageChange) {
         let (page, action) = match &change {
             PageChange::Opened(page) => (page, KnownAction::AlertTrigger),
             PageChange::Resolved(page) => (page, KnownAction::AlertResolve),
@@ -517,7 +782,48 @@ impl Alerting {
             }
         }
         self.deliver(id, &page.rule, Pending::Notice(notice));
+        // The incident's rows come after the page's, on the same writer thread.
+        core.journal.commit();
+        self.follow_incident(core, &change);
     }
+}
+
+fn change_page(change: &PageChange) -> &Page {
+    match change {
+        PageChange::Opened(page) | PageChange::Resolved(page) => page,
+    }
+}
+
+fn severity(level: wharf_manifest::model::IncidentLevel) -> wharf_api::IncidentSeverity {
+    use wharf_manifest::model::IncidentLevel as L;
+    match level {
+        L::Sev1 => wharf_api::IncidentSeverity::Sev1,
+        L::Sev2 => wharf_api::IncidentSeverity::Sev2,
+        L::Sev3 => wharf_api::IncidentSeverity::Sev3,
+        L::Sev4 => wharf_api::IncidentSeverity::Sev4,
+    }
+}
+
+fn ends_at(silence: &Silence) -> Option<Timestamp> {
+    silence.ends_at.parse().ok()
+}
+
+/// Whether a silence holds pages back at `now`.
+fn in_force(silence: &Silence, now: Timestamp) -> bool {
+    silence.expired_at.is_none()
+        && silence
+            .starts_at
+            .parse::<Timestamp>()
+            .is_ok_and(|start| start <= now)
+        && ends_at(silence).is_some_and(|end| now < end)
+}
+
+/// The silences not ended, from the loop's reading connection.
+fn read_silences(core: &Core) -> Vec<Silence> {
+    wharf_ops::silences::active(core.journal.store()).unwrap_or_else(|error| {
+        tracing::error!(%error, "cannot read the silences");
+        Vec::new()
+    })
 }
 
 /// Queues one notice or change on a courier, its body built without the key.

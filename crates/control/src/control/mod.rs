@@ -556,6 +556,10 @@ impl ControlPlane {
                     jobs: self.backups.jobs(),
                 });
             }
+            Event::Command(Command::SilencesChanged(reply)) => {
+                self.alerting.reload_silences(&mut self.core);
+                let _ = reply.send(());
+            }
             Event::Command(Command::BackupJob { id, reply }) => {
                 let _ = reply.send(self.backups.job(id));
             }
@@ -1073,6 +1077,13 @@ impl ControlPlane {
             healthy,
             services,
             pages: self.alerting.open_pages(),
+            silences: self.alerting.active_silences(),
+            incidents: wharf_ops::incidents::list(self.core.journal.store(), false).unwrap_or_else(
+                |error| {
+                    tracing::error!(%error, "cannot read the incidents");
+                    Vec::new()
+                },
+            ),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod down;
 pub mod import;
 pub mod init;
 pub mod logs;
+pub mod oncall;
 pub mod preflight;
 pub mod render;
 pub mod restart;
@@ -37,6 +38,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Backup(command) => backup::run(global, command),
         Command::Restore(args) => backup::restore(global, args),
         Command::Drill(args) => backup::drill(global, args),
+        Command::Silence(command) => oncall::silence(global, command),
+        Command::Incident(command) => oncall::incident(global, command),
         Command::Up(args) => up::run(global, &args),
         Command::Down(args) => down::run(global, &args),
         Command::Status(args) => status::run(global, &args),
