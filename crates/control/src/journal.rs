@@ -180,6 +180,11 @@ impl Journal {
         })
     }
 
+    /// Who the control plane's entries are recorded as.
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+
     /// The writer, for the API's use cases.
     pub fn writer(&self) -> StoreWriter {
         self.writer.clone()

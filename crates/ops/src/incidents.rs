@@ -376,6 +376,10 @@ pub fn page_resolved(
     .map(Some)
 }
 
+/// How far before the trouble's start the timeline looks: what changed just before an
+/// outage (a deploy, a config change, the first state change) is often its cause.
+const LEAD: jiff::SignedDuration = jiff::SignedDuration::from_mins(15);
+
 /// When the incident's window begins: the trouble's start when known, else its declaration.
 fn window_start(incident: &Incident) -> Option<Timestamp> {
     let declared = incident.declared_at.parse::<Timestamp>().ok()?;
@@ -440,8 +444,8 @@ pub fn timeline(store: &Store, incident: &Incident) -> Result<Vec<Entry>, OpsErr
             entries.push(entry);
             continue;
         }
-        let inside =
-            from.is_some_and(|from| entry.time >= from) && to.is_none_or(|to| entry.time <= to);
+        let inside = from.is_some_and(|from| entry.time >= from.checked_sub(LEAD).unwrap_or(from))
+            && to.is_none_or(|to| entry.time <= to);
         if inside && concerns(&entry, &services) {
             entries.push(entry);
         }

@@ -378,6 +378,19 @@ alerts:
     eventually("answers through the proxy", Duration::from_secs(20), || {
         (run.snapshot().ok() >= 100).then_some(())
     });
+    // An incident is open on api when the deploy starts: the rollback joins its timeline.
+    ok(
+        &stack,
+        &[
+            "incident",
+            "declare",
+            "checkout errors",
+            "--severity",
+            "sev2",
+            "--service",
+            "api",
+        ],
+    );
     let command = format!(
         "{} --port ${{PORT}} --version ${{VERSION}} --error-rate 0.3",
         testbed_bin().display()
@@ -413,6 +426,27 @@ alerts:
         "{summary}"
     );
     assert!(actions(&stack.ledger(), "alert.trigger").is_empty());
+    let shown = ok(&stack, &["incident", "show", "INC-1", "--output", "json"]);
+    let timeline: Vec<&str> = shown["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "incident.declare",
+        "deploy.start",
+        "deploy.rollback",
+        "deploy.rolled_back",
+    ] {
+        assert!(timeline.contains(&expected), "{expected} in {timeline:?}");
+    }
+    let draft = stack.wharf(&["incident", "postmortem", "1"]);
+    let (out, err) = (
+        String::from_utf8_lossy(&draft.stdout),
+        String::from_utf8_lossy(&draft.stderr),
+    );
+    assert!(out.contains("deploy.rolled_back api"), "{out}{err}");
 }
 
 #[test]
@@ -489,4 +523,468 @@ alerts:
         (requests.len() >= 2).then_some(requests)
     });
     assert_eq!(actions_of(&requests), ["trigger", "resolve"]);
+}
+
+/// `wharf ARGS`, which must succeed; its stdout as JSON when it printed any.
+fn ok(stack: &Stack, args: &[&str]) -> Value {
+    let output = stack.wharf(args);
+    assert!(
+        output.status.success(),
+        "wharf {args:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
+}
+
+#[test]
+fn a_page_that_resolves_during_a_silence_still_sends_its_resolve_to_the_pagerduty_fake() {
+    let (stack, db, pagerduty, _slack, (_, trigger)) = outage(0);
+    assert_eq!(trigger["event_action"], "trigger");
+    let silence = ok(
+        &stack,
+        &[
+            "silence",
+            "add",
+            "--match",
+            "service=db",
+            "--for",
+            "1h",
+            "--reason",
+            "failover drill",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(silence["id"], "s-1");
+    assert_eq!(silence["owner"], "tester");
+    let status = stack.status();
+    assert_eq!(status["silences"][0]["id"], "s-1", "{status}");
+    // The database recovers while the silence holds: its page's resolve is still sent.
+    set_ready(db, true);
+    let requests = eventually("the resolve", Duration::from_secs(30), || {
+        let requests = pagerduty.requests();
+        (requests.len() >= 2).then_some(requests)
+    });
+    assert_eq!(actions_of(&requests), ["trigger", "resolve"]);
+    assert_eq!(requests[1].1["dedup_key"], "wharf/pager/oncall/db");
+    // Ended early: recorded with who, gone from the list.
+    ok(&stack, &["silence", "expire", "s-1"]);
+    let ledger = stack.ledger();
+    let created = actions(&ledger, "silence.create");
+    assert_eq!(created[0]["actor"], "tester");
+    assert_eq!(created[0]["details"]["matchers"][0], "service=db");
+    let expired = actions(&ledger, "silence.expire");
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0]["actor"], "tester");
+    assert_eq!(expired[0]["details"]["ran_out"], false);
+    let listed = ok(&stack, &["silence", "list", "--output", "json"]);
+    assert_eq!(listed, Value::Array(Vec::new()));
+}
+
+#[test]
+fn a_page_opened_under_a_silence_is_held_then_sent_to_pagerduty_fake_when_it_runs_out_and_slack_fake_is_told()
+ {
+    let (pagerduty, slack) = (FakeReceiver::start(0), FakeReceiver::start(0));
+    let db = free_port();
+    let stack = five_dependents(db, &pagerduty, &slack);
+    ok(
+        &stack,
+        &[
+            "silence",
+            "add",
+            "--match",
+            "service=db",
+            "--match",
+            "alert!=nobody",
+            "--for",
+            "8s",
+            "--reason",
+            "planned restart",
+            "--maintenance",
+        ],
+    );
+    set_ready(db, false);
+    // The page opens under the silence: recorded, not sent.
+    let held = eventually("the held page", Duration::from_secs(30), || {
+        let ledger = stack.ledger();
+        let held = actions(&ledger, "alert.silenced");
+        (!held.is_empty()).then_some(held)
+    });
+    assert_eq!(held[0]["details"]["silence"], "s-1");
+    assert!(
+        pagerduty.requests().is_empty(),
+        "nothing sent while the silence holds: {:?}",
+        pagerduty.requests()
+    );
+    let status = stack.status();
+    assert_eq!(status["pages"][0]["silenced_by"], "s-1", "{status}");
+    // The silence runs out with the database still down: the page is sent then, once.
+    // (PagerDuty's change events, at `/v2/change/enqueue`, hear of the silence's end too.)
+    let events = || -> Vec<(String, Value)> {
+        pagerduty
+            .requests()
+            .into_iter()
+            .filter(|(path, _)| path == "/v2/enqueue")
+            .collect()
+    };
+    let requests = eventually(
+        "the trigger after the silence",
+        Duration::from_secs(30),
+        || {
+            let requests = events();
+            (!requests.is_empty()).then_some(requests)
+        },
+    );
+    assert_eq!(actions_of(&requests), ["trigger"]);
+    assert_eq!(requests[0].1["dedup_key"], "wharf/pager/oncall/db");
+    let told = eventually(
+        "the notice of the silence's end",
+        Duration::from_secs(10),
+        || {
+            slack
+                .requests()
+                .into_iter()
+                .find(|(_, body)| body.to_string().contains("silence s-1"))
+        },
+    );
+    assert!(told.1.to_string().contains("ran out"), "{}", told.1);
+    let expired = actions(&stack.ledger(), "silence.expire");
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0]["actor"], "wharf-control@tester");
+    assert_eq!(expired[0]["details"]["ran_out"], true);
+    assert!(
+        pagerduty
+            .requests()
+            .iter()
+            .any(|(path, body)| path == "/v2/change/enqueue"
+                && body.to_string().contains("silence s-1")),
+        "{:?}",
+        pagerduty.requests()
+    );
+    // And its resolve when the database is back.
+    set_ready(db, true);
+    eventually("the resolve", Duration::from_secs(30), || {
+        (events().len() >= 2).then_some(())
+    });
+    assert_eq!(actions_of(&events()), ["trigger", "resolve"]);
+}
+
+#[test]
+fn a_rule_with_incident_declares_one_per_page_and_the_postmortem_holds_the_real_timeline() {
+    let pagerduty = FakeReceiver::start(0);
+    let db = free_port();
+    let stack = Stack::new(&format!(
+        r#"
+name: shop
+secrets:
+  PD_KEY: {{}}
+services:
+  db:
+    command: [TESTBED, --port, "{db}"]
+    probes:
+      ready: {{http: {{url: "http://127.0.0.1:{db}/ready"}}, interval: 200ms, failure_threshold: 1}}
+  api:
+    command: [TESTBED, --port, "${{PORT}}", --depends-on, "http://127.0.0.1:{db}/ready"]
+    depends_on: {{db: {{condition: ready}}}}
+    probes:
+      ready: {{http: {{path: /ready}}, interval: 200ms, failure_threshold: 2}}
+alerts:
+  - name: oncall
+    webhook: {{url: "http://127.0.0.1:{pd}/v2/enqueue", format: pagerduty, routing_key: "${{secret:PD_KEY}}"}}
+    thresholds: {{down_for: 1s}}
+    incident: sev2
+"#,
+        pd = pagerduty.port
+    ));
+    stack.set_secret("PD_KEY", KEY);
+    assert!(stack.up().status.success());
+    set_ready(db, false);
+    let incident = eventually(
+        "the incident the page opens",
+        Duration::from_secs(30),
+        || {
+            let list = ok(&stack, &["incident", "list", "--output", "json"]);
+            list.as_array().and_then(|l| l.first().cloned())
+        },
+    );
+    assert_eq!(incident["id"], 1);
+    assert_eq!(incident["severity"], "sev2");
+    assert_eq!(incident["alert"], "wharf/shop/oncall/db");
+    assert_eq!(incident["declared_by"], "wharf-control@tester");
+    assert_eq!(incident["services"][0], "db");
+    assert!(
+        incident["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("db is down")
+    );
+    ok(&stack, &["incident", "ack", "INC-1"]);
+    ok(
+        &stack,
+        &[
+            "incident", "assign", "INC-1", "--role", "comms", "--person", "dana",
+        ],
+    );
+    ok(
+        &stack,
+        &[
+            "incident",
+            "update",
+            "INC-1",
+            "--status",
+            "identified",
+            "--message",
+            "database refuses readiness",
+            "--public",
+        ],
+    );
+    set_ready(db, true);
+    eventually(
+        "the page's resolve on the incident",
+        Duration::from_secs(30),
+        || {
+            let shown = ok(&stack, &["incident", "show", "INC-1", "--output", "json"]);
+            (shown["incident"]["status"] == "monitoring").then_some(())
+        },
+    );
+    ok(
+        &stack,
+        &["incident", "resolve", "INC-1", "--message", "recovered"],
+    );
+    let shown = ok(&stack, &["incident", "show", "INC-1", "--output", "json"]);
+    assert!(shown["mtta_seconds"].as_i64().is_some(), "{shown}");
+    assert!(shown["mttr_seconds"].as_i64().unwrap() >= shown["mtta_seconds"].as_i64().unwrap());
+    let timeline: Vec<(String, String)> = shown["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["actor"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    // The control plane records as itself, on behalf of whoever started it.
+    let control = "wharf-control@tester";
+    for expected in [
+        ("alert.trigger", control),
+        ("incident.declare", control),
+        ("incident.ack", "tester"),
+        ("incident.assign", "tester"),
+        ("incident.update", "tester"),
+        ("alert.resolve", control),
+        ("incident.update", control),
+        ("incident.resolve", "tester"),
+    ] {
+        assert!(
+            timeline.contains(&(expected.0.to_owned(), expected.1.to_owned())),
+            "{expected:?} in {timeline:?}"
+        );
+    }
+    // What led up to it (db going down, before the page's `for` elapsed) is in it too.
+    let states: Vec<&(String, String)> = timeline
+        .iter()
+        .filter(|(a, _)| a == "service.state")
+        .collect();
+    assert!(states.len() >= 3, "{timeline:?}");
+    let draft = stack.wharf(&["incident", "postmortem", "INC-1"]);
+    assert!(draft.status.success());
+    let draft = String::from_utf8(draft.stdout).unwrap();
+    assert!(
+        draft.starts_with("# Postmortem: INC-1 — db is down"),
+        "{draft}"
+    );
+    assert!(draft.contains("| Severity | sev2 |"), "{draft}");
+    assert!(draft.contains("comms: dana"), "{draft}");
+    assert!(draft.contains("| tester | Acknowledged |"), "{draft}");
+    assert!(
+        draft.contains("| tester | Status identified: database refuses readiness |"),
+        "{draft}"
+    );
+    assert!(
+        draft.contains("| wharf-control@tester | Paged (oncall): db is down"),
+        "{draft}"
+    );
+    // Each row's time is the ledger entry's.
+    let ledger = stack.ledger();
+    let ack = &actions(&ledger, "incident.ack")[0];
+    let at: jiff::Timestamp = ack["time"].as_str().unwrap().parse().unwrap();
+    assert!(
+        draft.contains(&format!(
+            "| {} | tester | Acknowledged |",
+            at.strftime("%Y-%m-%d %H:%M:%S")
+        )),
+        "{draft}"
+    );
+    // The draft goes to a file when asked, never over an existing one.
+    let file = stack.path().join("pm.md");
+    ok(
+        &stack,
+        &[
+            "incident",
+            "postmortem",
+            "INC-1",
+            "--to",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .contains("## Timeline")
+    );
+    let again = stack.wharf(&[
+        "incident",
+        "postmortem",
+        "INC-1",
+        "--to",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("cannot create"));
+}
+
+#[test]
+fn bad_silences_and_incident_requests_are_refused_with_exit_2_and_change_nothing() {
+    let stack = Stack::new(
+        r#"
+name: quiet
+services:
+  api:
+    command: [TESTBED, --port, "${PORT}"]
+"#,
+    );
+    // No control plane: the CLI writes itself, under the lock.
+    ok(
+        &stack,
+        &[
+            "incident",
+            "declare",
+            "checkout slow",
+            "--severity",
+            "sev3",
+            "--service",
+            "api",
+        ],
+    );
+    let before = stack.ledger().len();
+    for args in [
+        &[
+            "silence",
+            "add",
+            "--match",
+            "service=api",
+            "--for",
+            "40d",
+            "--reason",
+            "x",
+        ][..],
+        &[
+            "silence",
+            "add",
+            "--match",
+            "service=api",
+            "--for",
+            "soon",
+            "--reason",
+            "x",
+        ],
+        &[
+            "silence", "add", "--match", "service", "--for", "1h", "--reason", "x",
+        ],
+        &[
+            "silence",
+            "add",
+            "--match",
+            "service=api",
+            "--for",
+            "1h",
+            "--reason",
+            " ",
+        ],
+        &[
+            "silence",
+            "add",
+            "--match",
+            "service=api",
+            "--reason",
+            "no end",
+        ],
+        &["silence", "expire", "s-9"],
+        &["incident", "declare", "x", "--severity", "sev9"],
+        &[
+            "incident",
+            "declare",
+            "x",
+            "--severity",
+            "sev1",
+            "--service",
+            "nope",
+        ],
+        &["incident", "declare", " ", "--severity", "sev1"],
+        &["incident", "ack", "INC-7"],
+        &["incident", "update", "twelve", "--message", "m"],
+        &[
+            "incident",
+            "update",
+            "INC-1",
+            "--message",
+            "m",
+            "--status",
+            "fixed",
+        ],
+    ] {
+        let output = stack.wharf(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.trim().is_empty(), "{args:?} says why");
+    }
+    let nope = stack.wharf(&[
+        "incident",
+        "declare",
+        "x",
+        "--severity",
+        "sev1",
+        "--service",
+        "nope",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&nope.stderr)
+            .contains("the stack has no service `nope` (it has: api)"),
+        "{}",
+        String::from_utf8_lossy(&nope.stderr)
+    );
+    assert_eq!(stack.ledger().len(), before, "nothing was written");
+    // The same refusals through a running control plane's API.
+    assert!(stack.up().status.success());
+    let before = stack.ledger().len();
+    let refused = stack.wharf(&[
+        "silence",
+        "add",
+        "--match",
+        "service=api",
+        "--for",
+        "31d",
+        "--reason",
+        "x",
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("at most 30d"));
+    let refused = stack.wharf(&[
+        "incident",
+        "declare",
+        "x",
+        "--severity",
+        "sev1",
+        "--service",
+        "nope",
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
+    ok(&stack, &["incident", "resolve", "INC-1"]);
+    let again = stack.wharf(&["incident", "resolve", "INC-1"]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("is resolved"));
+    assert_eq!(stack.ledger().len(), before + 1, "only the one resolve");
 }

@@ -36,8 +36,6 @@ const WINDOW: Duration = Duration::from_secs(60);
 const STALE_AFTER: Duration = Duration::from_secs(5);
 /// Fewer requests than this in the window say nothing about an error rate.
 const MIN_REQUESTS: u64 = 20;
-/// Who the control plane's own silence and incident changes are recorded as.
-const ACTOR: &str = "wharf";
 
 /// One service's counters through the proxy, summed over its versions, since the proxy
 /// started.
@@ -176,10 +174,9 @@ impl Alerting {
             return;
         }
         self.silences.retain(|s| !ran_out.contains(s));
+        let actor = wharf_ops::Actor(core.journal.actor().to_owned());
         core.journal.writer().submit(move |store| {
-            if let Err(error) =
-                wharf_ops::silences::expire_due(store, &wharf_ops::Actor(ACTOR.to_owned()), now)
-            {
+            if let Err(error) = wharf_ops::silences::expire_due(store, &actor, now) {
                 tracing::error!(%error, "cannot record the end of a silence");
             }
         });
@@ -685,7 +682,7 @@ impl Alerting {
         else {
             return;
         };
-        let actor = wharf_ops::Actor(ACTOR.to_owned());
+        let actor = wharf_ops::Actor(core.journal.actor().to_owned());
         let now = Timestamp::now();
         match change {
             PageChange::Opened(page) => {

@@ -155,8 +155,8 @@ pub struct PostmortemArgs {
     /// The incident (`INC-3`).
     pub id: String,
     /// Write the draft to this file instead of stdout (refused if it exists).
-    #[arg(long, short)]
-    pub output: Option<std::path::PathBuf>,
+    #[arg(long, value_name = "FILE")]
+    pub to: Option<std::path::PathBuf>,
 }
 
 fn parse_severity(text: &str) -> Result<IncidentSeverity, String> {
@@ -538,7 +538,7 @@ fn postmortem(global: &Global, args: &PostmortemArgs) -> anyhow::Result<ExitStat
     let incident = wharf_ops::incidents::get(&store, id)?;
     let timeline = wharf_ops::incidents::timeline(&store, &incident)?;
     let draft = wharf_ops::incidents::postmortem(&incident, &timeline);
-    match &args.output {
+    match &args.to {
         None => print!("{draft}"),
         Some(path) => {
             use std::io::Write as _;
