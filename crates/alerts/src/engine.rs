@@ -37,8 +37,14 @@ pub struct ServiceView {
     pub error_rate: Option<f64>,
     /// The p95 latency through the proxy over the window, likewise.
     pub latency_p95: Option<Duration>,
+    /// The p99 latency through the proxy over the window, likewise.
+    pub latency_p99: Option<Duration>,
+    /// It serves, with fewer instances ready than wanted (the health state `degraded`).
+    pub degraded: bool,
     /// A datastore whose backups failed or are overdue: why (the backups' dead-man's switch).
     pub backup_problem: Option<String>,
+    /// A secret (`secret:NAME`) past its `max_age`: why.
+    pub secret_problem: Option<String>,
 }
 
 /// What is wrong with a service.
@@ -52,11 +58,19 @@ pub enum Trouble {
         threshold: f64,
     },
     Latency {
-        p95: Duration,
+        /// 95 or 99.
+        quantile: u8,
+        value: Duration,
         threshold: Duration,
     },
+    /// Serving with fewer instances ready than wanted.
+    Degraded,
     /// The datastore serves, but its backups failed or are late.
     Backup {
+        reason: String,
+    },
+    /// A secret is past its rotation policy's `max_age`.
+    SecretOverdue {
         reason: String,
     },
 }
@@ -65,7 +79,10 @@ impl Trouble {
     /// Whether dependents suffer from it: an outage makes them children of this root; a
     /// failing backup harms nobody yet, so it neither suppresses nor lists them.
     fn is_outage(&self) -> bool {
-        !matches!(self, Trouble::Backup { .. })
+        !matches!(
+            self,
+            Trouble::Backup { .. } | Trouble::SecretOverdue { .. } | Trouble::Degraded
+        )
     }
 
     fn describe(&self, service: &str) -> String {
@@ -79,10 +96,21 @@ impl Trouble {
                 rate * 100.0,
                 threshold * 100.0
             ),
-            Trouble::Latency { p95, threshold } => format!(
-                "{service} p95 latency is {} ms (threshold {} ms)",
-                p95.as_millis(),
+            Trouble::Latency {
+                quantile,
+                value,
+                threshold,
+            } => format!(
+                "{service} p{quantile} latency is {} ms (threshold {} ms)",
+                value.as_millis(),
                 threshold.as_millis()
+            ),
+            Trouble::Degraded => {
+                format!("{service} is degraded: fewer instances ready than wanted")
+            }
+            Trouble::SecretOverdue { reason } => format!(
+                "secret {} is overdue for rotation: {reason}",
+                service.trim_start_matches(crate::SECRET_PREFIX)
             ),
             Trouble::Backup { reason } => format!(
                 "{} backups: {reason}",
@@ -130,6 +158,10 @@ impl Page {
                     .to_owned(),
             ),
             "root" => Some(self.root_cause.clone()),
+            "secret" => self
+                .root_cause
+                .strip_prefix(crate::SECRET_PREFIX)
+                .map(str::to_owned),
             "alert" => Some(self.rule.clone()),
             "severity" => Some(
                 match self.severity {
@@ -357,10 +389,31 @@ fn trouble(rule: &Rule, service: &ServiceView) -> Option<Trouble> {
     {
         return Some(Trouble::ErrorRate { rate, threshold });
     }
-    if let (Some(threshold), Some(p95)) = (rule.latency_p95, service.latency_p95)
-        && p95 > threshold
+    if let (Some(threshold), Some(value)) = (rule.latency_p99, service.latency_p99)
+        && value > threshold
     {
-        return Some(Trouble::Latency { p95, threshold });
+        return Some(Trouble::Latency {
+            quantile: 99,
+            value,
+            threshold,
+        });
+    }
+    if let (Some(threshold), Some(value)) = (rule.latency_p95, service.latency_p95)
+        && value > threshold
+    {
+        return Some(Trouble::Latency {
+            quantile: 95,
+            value,
+            threshold,
+        });
+    }
+    if rule.degraded && service.degraded {
+        return Some(Trouble::Degraded);
+    }
+    if let Some(reason) = &service.secret_problem {
+        return Some(Trouble::SecretOverdue {
+            reason: reason.clone(),
+        });
     }
     service
         .backup_problem
@@ -398,6 +451,8 @@ mod tests {
             after: Duration::from_secs(after_secs),
             error_rate: Some(0.05),
             latency_p95: None,
+            latency_p99: None,
+            degraded: false,
             severity: Severity::Critical,
             labels: BTreeMap::new(),
         }
@@ -412,7 +467,10 @@ mod tests {
             maintenance: false,
             error_rate: None,
             latency_p95: None,
+            latency_p99: None,
+            degraded: false,
             backup_problem: None,
+            secret_problem: None,
         }
     }
 
@@ -724,6 +782,42 @@ mod tests {
         );
         services[1].latency_p95 = Some(Duration::from_millis(300));
         assert_eq!(resolved(&engine.evaluate(at(2), &services)).len(), 1);
+    }
+
+    #[test]
+    fn p99_degraded_and_an_overdue_secret_page_on_their_own_without_hiding_dependents() {
+        let mut strict = rule(1);
+        strict.latency_p99 = Some(Duration::from_millis(900));
+        strict.degraded = true;
+        let mut engine = Engine::new("shop", vec![strict], Vec::new());
+        let mut services = stack(Health::Serving, Health::Serving);
+        services[0].degraded = true;
+        services[1].latency_p99 = Some(Duration::from_millis(1500));
+        let mut secret = view("secret:DB_PASSWORD", Health::Serving, &[]);
+        secret.secret_problem = Some("rotated 120d ago, max_age 90d".to_owned());
+        services.push(secret);
+        engine.evaluate(at(0), &services);
+        let changes = engine.evaluate(at(1), &services);
+        let mut summaries: Vec<&str> = opened(&changes)
+            .iter()
+            .map(|p| p.summary.as_str())
+            .collect();
+        summaries.sort_unstable();
+        assert_eq!(
+            summaries,
+            [
+                "api p99 latency is 1500 ms (threshold 900 ms)",
+                "db is degraded: fewer instances ready than wanted",
+                "secret DB_PASSWORD is overdue for rotation: rotated 120d ago, max_age 90d",
+            ],
+            "a degraded db is no outage: api's own trouble still pages"
+        );
+        // A rule that does not ask for `degraded` ignores it.
+        let mut engine = Engine::new("shop", vec![rule(1)], Vec::new());
+        let mut services = stack(Health::Serving, Health::Serving);
+        services[0].degraded = true;
+        engine.evaluate(at(0), &services);
+        assert!(engine.evaluate(at(2), &services).is_empty());
     }
 
     #[test]

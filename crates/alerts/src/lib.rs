@@ -17,3 +17,7 @@ pub use rule::{Rule, Severity};
 /// The name of a datastore's backups as an alerting root of their own (`db:backups`): a
 /// service name never holds a `:`, so it is never a service's.
 pub const BACKUPS_SUFFIX: &str = ":backups";
+
+/// The name of a secret as an alerting root of its own (`secret:DB_PASSWORD`): its rotation
+/// overdue is nobody's outage.
+pub const SECRET_PREFIX: &str = "secret:";

@@ -28,6 +28,10 @@ pub struct Rule {
     pub error_rate: Option<f64>,
     /// Page when the p95 latency over the window is above this.
     pub latency_p95: Option<Duration>,
+    /// Page when the p99 latency over the window is above this.
+    pub latency_p99: Option<Duration>,
+    /// Page when a service is degraded (serving with fewer instances ready than wanted).
+    pub degraded: bool,
     pub severity: Severity,
     pub labels: BTreeMap<String, String>,
 }
@@ -46,6 +50,8 @@ impl Rule {
                 .map_or(DEFAULT_AFTER, |d| d.as_std()),
             error_rate: alert.thresholds.error_rate.map(|p| p.fraction()),
             latency_p95: alert.thresholds.latency_p95.map(|d| d.as_std()),
+            latency_p99: alert.thresholds.latency_p99.map(|d| d.as_std()),
+            degraded: alert.thresholds.degraded.unwrap_or(false),
             severity: match alert.severity {
                 AlertSeverity::Critical => Severity::Critical,
                 AlertSeverity::Error => Severity::Error,
@@ -57,7 +63,8 @@ impl Rule {
     }
 
     /// Whether the rule watches this service.
-    /// A datastore's backups (`db:backups`) are watched with the datastore.
+    /// A datastore's backups (`db:backups`) are watched with the datastore; a secret
+    /// (`secret:NAME`) by rules that watch every service.
     pub fn watches(&self, service: &str) -> bool {
         let service = service.trim_end_matches(crate::BACKUPS_SUFFIX);
         self.services.is_empty() || self.services.iter().any(|s| s == service)

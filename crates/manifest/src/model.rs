@@ -553,11 +553,20 @@ pub struct AlertThresholds {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_p95: Option<Duration>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_p99: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub down_for: Option<Duration>,
+    /// Page on a degraded service too (serving, fewer instances ready than wanted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<bool>,
 }
 
 impl AlertThresholds {
     pub fn is_empty(&self) -> bool {
-        self.error_rate.is_none() && self.latency_p95.is_none() && self.down_for.is_none()
+        self.error_rate.is_none()
+            && self.latency_p95.is_none()
+            && self.latency_p99.is_none()
+            && self.down_for.is_none()
+            && self.degraded.is_none()
     }
 }

@@ -1579,7 +1579,17 @@ fn url_carries_key(url: &str, format: WebhookFormat) -> Option<&'static str> {
 }
 
 fn thresholds(decoder: &mut Decoder, what: &str, node: &Node) -> Option<AlertThresholds> {
-    let fields = decoder.fields(node, what, &["error_rate", "latency_p95", "down_for"])?;
+    let fields = decoder.fields(
+        node,
+        what,
+        &[
+            "error_rate",
+            "latency_p95",
+            "latency_p99",
+            "down_for",
+            "degraded",
+        ],
+    )?;
     Some(AlertThresholds {
         error_rate: fields
             .get("error_rate")
@@ -1587,9 +1597,15 @@ fn thresholds(decoder: &mut Decoder, what: &str, node: &Node) -> Option<AlertThr
         latency_p95: fields
             .get("latency_p95")
             .and_then(|n| decoder.duration(n, &sub(what, "latency_p95"), DurationRule::Period)),
+        latency_p99: fields
+            .get("latency_p99")
+            .and_then(|n| decoder.duration(n, &sub(what, "latency_p99"), DurationRule::Period)),
         down_for: fields
             .get("down_for")
             .and_then(|n| decoder.duration(n, &sub(what, "down_for"), DurationRule::Wait)),
+        degraded: fields
+            .get("degraded")
+            .and_then(|n| decoder.boolean(n, &sub(what, "degraded"))),
     })
 }
 

@@ -83,6 +83,11 @@ pub(super) struct Alerting {
     outcomes: Option<tokio::sync::mpsc::UnboundedSender<wharf_notify::Outcome>>,
     /// The silences not yet ended, as stored.
     silences: Vec<Silence>,
+    /// Secrets past their `max_age` (with `overdue: fail`), as roots of their own
+    /// (`secret:NAME`), and when they were last looked at (a minute's staleness is nothing
+    /// next to a rotation period of days).
+    overdue_secrets: Vec<ServiceView>,
+    secrets_checked: Option<Instant>,
 }
 
 impl Alerting {
@@ -118,7 +123,74 @@ impl Alerting {
             in_maintenance: Default::default(),
             outcomes: None,
             silences: read_silences(core),
+            overdue_secrets: Vec::new(),
+            secrets_checked: None,
         }
+    }
+
+    /// Re-reads the stored secrets' ages at most once a minute: each declared secret with a
+    /// `max_age` whose current version is older (and whose policy is `overdue: fail`) is a
+    /// root in trouble.
+    fn check_secrets(&mut self, core: &Core, injector: &Injector) {
+        if self
+            .secrets_checked
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(60))
+        {
+            return;
+        }
+        self.secrets_checked = Some(Instant::now());
+        let policies: Vec<_> = injector
+            .policies
+            .iter()
+            .filter(|(_, p)| {
+                p.max_age.is_some() && p.overdue != wharf_manifest::model::Overdue::Warn
+            })
+            .collect();
+        if policies.is_empty() {
+            self.overdue_secrets.clear();
+            return;
+        }
+        let stored = match wharf_secrets::list(core.journal.store()) {
+            Ok(stored) => stored,
+            Err(error) => {
+                tracing::error!(%error, "cannot read the secrets' ages");
+                return;
+            }
+        };
+        let now = Timestamp::now();
+        self.overdue_secrets = policies
+            .into_iter()
+            .filter_map(|(name, policy)| {
+                let created = stored
+                    .iter()
+                    .find(|v| &v.name == name)?
+                    .created_at
+                    .parse::<Timestamp>()
+                    .ok()?;
+                let max_age = policy.max_age.map(|d| d.as_std());
+                let wharf_secrets::Rotation::Overdue { by_days } =
+                    wharf_secrets::rotation(created, max_age, now)
+                else {
+                    return None;
+                };
+                Some(ServiceView {
+                    name: format!("{}{name}", wharf_alerts::SECRET_PREFIX),
+                    health: Health::Serving,
+                    reason: None,
+                    critical_deps: Vec::new(),
+                    maintenance: false,
+                    error_rate: None,
+                    latency_p95: None,
+                    latency_p99: None,
+                    degraded: false,
+                    backup_problem: None,
+                    secret_problem: Some(format!(
+                        "its current version is {by_days} days past max_age {}",
+                        policy.max_age.map(|d| d.to_string()).unwrap_or_default()
+                    )),
+                })
+            })
+            .collect();
     }
 
     /// The silences changed in the store (an operator added or ended one): read them again;
@@ -307,6 +379,8 @@ impl Alerting {
     /// its courier; a removed alert keeps its courier until its pages are resolved and
     /// delivered; notices for a receiver that no longer exists at all are given up.
     pub(super) fn sync_receivers(&mut self, core: &mut Core, injector: &Injector) {
+        // A secret change comes through here (a reload): look at the secrets' ages again.
+        self.secrets_checked = None;
         let Some(outcomes) = self.outcomes.clone() else {
             return;
         };
@@ -502,26 +576,32 @@ impl Alerting {
         }
     }
 
-    /// The error rate and p95 (ms) of a service over the window, when it saw enough traffic.
-    fn window(&self, service: &str) -> (Option<f64>, Option<Duration>) {
+    /// The error rate, p95 and p99 of a service over the window, when it saw enough traffic.
+    fn window(&self, service: &str) -> (Option<f64>, Option<Duration>, Option<Duration>) {
         let Some(window) = self.windows.get(service) else {
-            return (None, None);
+            return (None, None, None);
         };
         let (Some((_, oldest)), Some((at, newest))) = (window.front(), window.back()) else {
-            return (None, None);
+            return (None, None, None);
         };
         // No report for a while (the proxy is gone, the service left it): nothing to judge.
         if at.elapsed() > STALE_AFTER {
-            return (None, None);
+            return (None, None, None);
         }
         let requests = newest.requests.saturating_sub(oldest.requests);
         if requests < MIN_REQUESTS {
-            return (None, None);
+            return (None, None, None);
         }
         let errors = newest.errors.saturating_sub(oldest.errors);
-        let p95 = window_quantile(&newest.buckets, &oldest.buckets, 0.95)
-            .map(|ms| Duration::from_secs_f64(ms / 1000.0));
-        (Some(errors as f64 / requests as f64), p95)
+        let quantile = |q: f64| {
+            window_quantile(&newest.buckets, &oldest.buckets, q)
+                .map(|ms| Duration::from_secs_f64(ms / 1000.0))
+        };
+        (
+            Some(errors as f64 / requests as f64),
+            quantile(0.95),
+            quantile(0.99),
+        )
     }
 
     /// One pass: the services as they stand go to the engine; what it opens and resolves is
@@ -529,6 +609,7 @@ impl Alerting {
     pub(super) fn evaluate(
         &mut self,
         core: &mut Core,
+        injector: &Injector,
         services: &[ServiceState],
         statuses: &[ServiceStatus],
     ) {
@@ -548,7 +629,7 @@ impl Alerting {
         let views: Vec<ServiceView> = statuses
             .iter()
             .map(|status| {
-                let (error_rate, latency_p95) = self.window(&status.name);
+                let (error_rate, latency_p95, latency_p99) = self.window(&status.name);
                 ServiceView {
                     name: status.name.clone(),
                     health: health(status.state),
@@ -565,7 +646,10 @@ impl Alerting {
                         .is_some_and(|s| s.active_rollout().is_some()),
                     error_rate,
                     latency_p95,
+                    latency_p99,
+                    degraded: status.state == State::Degraded,
                     backup_problem: None,
+                    secret_problem: None,
                 }
             })
             .collect();
@@ -587,6 +671,9 @@ impl Alerting {
                     maintenance: false,
                     error_rate: None,
                     latency_p95: None,
+                    latency_p99: None,
+                    degraded: false,
+                    secret_problem: None,
                     backup_problem: backups.health.is_problem().then(|| {
                         backups
                             .reason
@@ -596,7 +683,12 @@ impl Alerting {
                 })
             })
             .collect();
-        let views: Vec<ServiceView> = views.into_iter().chain(backups).collect();
+        self.check_secrets(core, injector);
+        let views: Vec<ServiceView> = views
+            .into_iter()
+            .chain(backups)
+            .chain(self.overdue_secrets.iter().cloned())
+            .collect();
         for change in self.engine.evaluate(now, &views) {
             self.record(core, change, now);
         }

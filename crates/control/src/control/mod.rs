@@ -336,8 +336,12 @@ impl ControlPlane {
             }
             self.supervisor
                 .record_transitions(&mut self.core, &statuses);
-            self.alerting
-                .evaluate(&mut self.core, &self.supervisor.services, &statuses);
+            self.alerting.evaluate(
+                &mut self.core,
+                &self.injector,
+                &self.supervisor.services,
+                &statuses,
+            );
             self.core.journal.commit();
             self.run_effects();
             if self.supervisor.exit_when_stopped
