@@ -131,6 +131,12 @@ pub enum Command {
     },
     /// Silences were added or ended in the store: read them again.
     SilencesChanged(oneshot::Sender<()>),
+    /// Tell a page's receiver someone took it on; answers whether such a page was open.
+    AcknowledgePage {
+        dedup_key: String,
+        by: String,
+        reply: oneshot::Sender<bool>,
+    },
     /// Every datastore's backups and the recent jobs.
     BackupOverview(oneshot::Sender<wharf_api::BackupOverview>),
     /// One job, running or recent.
@@ -225,6 +231,16 @@ impl Handle {
         self.ask(|reply| Command::Snapshots { service, reply })
             .await
             .unwrap_or_else(|| Err(ControlError::stopping()))
+    }
+
+    /// Acknowledges an open page at its receiver; `Some(false)`: no such page is open.
+    pub async fn acknowledge_page(&self, dedup_key: String, by: String) -> Option<bool> {
+        self.ask(|reply| Command::AcknowledgePage {
+            dedup_key,
+            by,
+            reply,
+        })
+        .await
     }
 
     /// Tells the control plane the stored silences changed; `None`: it stopped.

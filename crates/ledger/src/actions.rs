@@ -203,6 +203,8 @@ known_actions! {
     SilenceExpire = "silence.expire",
     /// A page that opened under a silence: recorded, its notice held back (target: the root).
     AlertSilenced = "alert.silenced",
+    /// A sent page taken on by someone (its incident acknowledged): the receiver is told.
+    AlertAcknowledge = "alert.acknowledge",
 
     // ── incident: incidents and their response; target: `incident/ID` ─────────────────────
     /// An incident declared, by a person or by an alert rule (with its page).

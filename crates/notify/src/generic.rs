@@ -27,11 +27,14 @@ pub(crate) fn notice(n: &Notice) -> Value {
     labels.insert("stack".into(), n.stack.clone());
     labels.insert("service".into(), n.root_cause.clone());
     labels.insert("severity".into(), n.severity.as_str().into());
-    let annotations = BTreeMap::from([
+    let mut annotations = BTreeMap::from([
         ("summary".to_owned(), n.summary.clone()),
         ("root_cause".to_owned(), n.root_cause.clone()),
         ("affected".to_owned(), n.affected.join(", ")),
     ]);
+    if let Some(by) = &n.acknowledged_by {
+        annotations.insert("acknowledged_by".to_owned(), by.clone());
+    }
     let group_labels = BTreeMap::from([
         ("alertname".to_owned(), n.rule.clone()),
         ("stack".to_owned(), n.stack.clone()),

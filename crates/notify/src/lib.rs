@@ -47,6 +47,8 @@ pub enum Format {
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Firing,
+    /// Someone took it on (PagerDuty's `acknowledge`); still firing.
+    Acknowledged,
     Resolved,
 }
 
@@ -54,7 +56,8 @@ impl Status {
     /// The word Alertmanager uses (`firing` / `resolved`).
     pub fn as_str(self) -> &'static str {
         match self {
-            Status::Firing => "firing",
+            // Alertmanager knows no acknowledgement: still firing.
+            Status::Firing | Status::Acknowledged => "firing",
             Status::Resolved => "resolved",
         }
     }
@@ -101,6 +104,9 @@ pub struct Notice {
     pub labels: BTreeMap<String, String>,
     pub started_at: jiff::Timestamp,
     pub resolved_at: Option<jiff::Timestamp>,
+    /// Who acknowledged it (an acknowledgement's notice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged_by: Option<String>,
 }
 
 /// A change event (a deploy, a rollback, a rotation): PagerDuty's Change Events API, a Slack

@@ -54,7 +54,11 @@ pub(crate) fn event(notice: &Notice, routing_key: Option<&str>) -> Value {
             body.insert("client".into(), "wharf".into());
             body.insert("payload".into(), payload(notice));
         }
-        // PagerDuty needs only the key to resolve; anything more is ignored.
+        // PagerDuty needs only the key to acknowledge or resolve; anything more is ignored.
+        Status::Acknowledged => {
+            body.insert("event_action".into(), "acknowledge".into());
+            body.insert("dedup_key".into(), dedup_key.into());
+        }
         Status::Resolved => {
             body.insert("event_action".into(), "resolve".into());
             body.insert("dedup_key".into(), dedup_key.into());

@@ -20,6 +20,7 @@ const FIELD_MAX: usize = 2000;
 pub(crate) fn notice(n: &Notice) -> Value {
     let (icon, word) = match n.status {
         Status::Firing => (":red_circle:", "Firing"),
+        Status::Acknowledged => (":eyes:", "Acknowledged"),
         Status::Resolved => (":white_check_mark:", "Resolved"),
     };
     let header = format!("{word}: {} in {}", n.root_cause, n.stack);
@@ -30,6 +31,13 @@ pub(crate) fn notice(n: &Notice) -> Value {
             n.summary,
             n.root_cause,
             list(&n.affected)
+        ),
+        Status::Acknowledged => format!(
+            "[ACKNOWLEDGED] {}: {} taken on by {} ({})",
+            n.stack,
+            n.root_cause,
+            n.acknowledged_by.as_deref().unwrap_or("someone"),
+            n.summary
         ),
         Status::Resolved => format!(
             "[RESOLVED] {}: {} recovered (was: {})",

@@ -29,10 +29,34 @@ fn notice(status: Status) -> Notice {
         labels: BTreeMap::from([("team".into(), "payments".into())]),
         started_at: "2026-12-05T10:00:00Z".parse().unwrap(),
         resolved_at: match status {
-            Status::Firing => None,
+            Status::Firing | Status::Acknowledged => None,
             Status::Resolved => Some("2026-12-05T10:07:30Z".parse().unwrap()),
         },
+        acknowledged_by: (status == Status::Acknowledged).then(|| "ana".to_owned()),
     }
+}
+
+#[test]
+fn an_acknowledgement_is_pagerdutys_acknowledge_a_slack_line_and_a_firing_webhook_naming_who() {
+    let pd = body(
+        Format::PagerDuty,
+        &notice(Status::Acknowledged),
+        Some(ROUTING_KEY),
+    );
+    assert_eq!(pd["event_action"], "acknowledge");
+    assert_eq!(pd["dedup_key"], "wharf/shop/oncall/db");
+    assert!(pd.get("payload").is_none());
+    let slack = body(Format::Slack, &notice(Status::Acknowledged), None);
+    assert_eq!(
+        slack["text"],
+        "[ACKNOWLEDGED] shop: db taken on by ana (db is down (ready probe failing for 1m))"
+    );
+    let generic = body(Format::Generic, &notice(Status::Acknowledged), None);
+    assert_eq!(generic["status"], "firing");
+    assert_eq!(
+        generic["alerts"][0]["annotations"]["acknowledged_by"],
+        "ana"
+    );
 }
 
 fn change() -> Change {

@@ -34,6 +34,7 @@ fn notice(n: u32, status: Status) -> Notice {
         labels: BTreeMap::new(),
         started_at: "2026-12-05T10:00:00Z".parse().unwrap(),
         resolved_at: None,
+        acknowledged_by: None,
     }
 }
 

@@ -497,6 +497,7 @@ fn describe(entry: &Entry) -> String {
         "incident.resolve" => "Resolved".to_owned(),
         "alert.trigger" => format!("Paged ({}): {}", text("rule"), text("summary")),
         "alert.silenced" => format!("Page held by a silence: {}", text("summary")),
+        "alert.acknowledge" => format!("Page acknowledged at its receiver ({})", text("rule")),
         "alert.resolve" => format!("Page resolved ({}): {}", text("rule"), text("summary")),
         "service.state" => {
             let reason = text("reason");

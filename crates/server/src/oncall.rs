@@ -294,10 +294,19 @@ pub(crate) async fn ack(
     let id = incident_id(path)?;
     let request: IncidentStepRequest = decode_body(&bytes, "acknowledgement")?;
     let actor = actor(&state, &headers);
+    let by = actor.0.clone();
     let incident = run(&state, move |store| {
         wharf_ops::incidents::ack(store, &actor, id, &request, jiff::Timestamp::now())
     })
     .await?;
+    // The page that opened it is acknowledged at its receiver too (PagerDuty stops escalating).
+    if let Some(key) = &incident.alert {
+        state
+            .handle
+            .acknowledge_page(key.clone(), by)
+            .await
+            .ok_or_else(gone)?;
+    }
     Ok(Json(incident).into_response())
 }
 

@@ -720,6 +720,18 @@ alerts:
             .starts_with("db is down")
     );
     ok(&stack, &["incident", "ack", "INC-1"]);
+    // The page that opened it is acknowledged at PagerDuty: it stops escalating.
+    let ack = eventually("the acknowledge", Duration::from_secs(10), || {
+        pagerduty
+            .requests()
+            .into_iter()
+            .find(|(_, body)| body["event_action"] == "acknowledge")
+    });
+    assert_eq!(ack.1["dedup_key"], "wharf/shop/oncall/db");
+    assert_eq!(
+        actions(&stack.ledger(), "alert.acknowledge")[0]["details"]["by"],
+        "tester"
+    );
     ok(
         &stack,
         &[

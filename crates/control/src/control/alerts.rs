@@ -735,6 +735,37 @@ impl Alerting {
         self.send(core, change);
     }
 
+    /// Someone took an open, sent page on (the incident it opened was acknowledged): its
+    /// receiver hears it (PagerDuty's `acknowledge`), with an `alert.acknowledge` entry.
+    /// False when no such page is open or its trigger was never sent.
+    pub(super) fn acknowledge(&mut self, core: &mut Core, dedup_key: &str, by: &str) -> bool {
+        let Some(page) = self
+            .engine
+            .open_pages()
+            .find(|p| p.dedup_key == dedup_key && p.notified)
+            .cloned()
+        else {
+            return false;
+        };
+        let mut notice = notice(&core.stack, &PageChange::Opened(page.clone()));
+        notice.status = wharf_notify::Status::Acknowledged;
+        notice.acknowledged_by = Some(by.to_owned());
+        self.last_notice += 1;
+        let id = self.last_notice;
+        core.journal.queue_notice(
+            id,
+            &page.rule,
+            &serde_json::to_string(&notice).unwrap_or_default(),
+        );
+        core.journal.record(
+            KnownAction::AlertAcknowledge,
+            &page.root_cause,
+            json!({"rule": page.rule, "dedup_key": page.dedup_key, "by": by, "notice": id}),
+        );
+        self.deliver(id, &page.rule, Pending::Notice(notice));
+        true
+    }
+
     /// A page opened under a silence: recorded, not sent.
     fn hold(&mut self, core: &mut Core, page: &Page, silence: &str) {
         core.journal.open_alert_page(
@@ -1009,5 +1040,6 @@ fn notice(stack: &str, change: &PageChange) -> wharf_notify::Notice {
         labels: page.labels.clone(),
         started_at: page.started_at,
         resolved_at: page.resolved_at,
+        acknowledged_by: None,
     }
 }

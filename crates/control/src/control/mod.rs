@@ -560,6 +560,13 @@ impl ControlPlane {
                     jobs: self.backups.jobs(),
                 });
             }
+            Event::Command(Command::AcknowledgePage {
+                dedup_key,
+                by,
+                reply,
+            }) => {
+                let _ = reply.send(self.alerting.acknowledge(&mut self.core, &dedup_key, &by));
+            }
             Event::Command(Command::SilencesChanged(reply)) => {
                 self.alerting.reload_silences(&mut self.core);
                 let _ = reply.send(());
