@@ -36,6 +36,12 @@ pub struct Snapshot {
     pub services: BTreeMap<String, ServiceCounters>,
     #[serde(default)]
     pub instances: BTreeMap<String, InstanceCounters>,
+    /// The proxy process, whose descriptors `listeners` names.
+    #[serde(default)]
+    pub pid: Option<i32>,
+    /// Its open ports: each one's listening sockets' descriptors in the proxy.
+    #[serde(default)]
+    pub listeners: BTreeMap<String, Vec<i32>>,
     /// The loop's `seq` of the last table applied before this snapshot was read.
     #[serde(skip)]
     pub applied_seq: u64,

@@ -10,6 +10,7 @@ pub mod admin;
 mod budget;
 pub mod forward;
 mod h1;
+pub mod inherit;
 pub mod latency;
 pub mod persist;
 mod routes;

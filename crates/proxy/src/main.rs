@@ -45,7 +45,22 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    // Ports a previous proxy listened on, kept open by the control plane: taken before
+    // anything binds. A proxy that cannot take them says so with its own status, and its
+    // starter retries without.
+    let inherited = match std::env::var(wharf_proxy::inherit::ENV) {
+        Ok(text) => match wharf_proxy::inherit::parse(&text)
+            .and_then(|offer| wharf_proxy::inherit::take(&offer))
+        {
+            Ok(sockets) => sockets,
+            Err(err) => {
+                eprintln!("wharf-proxy: {err}");
+                return ExitCode::from(wharf_proxy::inherit::EXIT_CANNOT_INHERIT);
+            }
+        },
+        Err(_) => Default::default(),
+    };
+    match runtime.block_on(run(args, inherited)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // Every error message here already names its cause.
@@ -55,11 +70,18 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+async fn run(
+    args: Args,
+    inherited: std::collections::HashMap<std::net::SocketAddr, Vec<std::net::TcpListener>>,
+) -> anyhow::Result<()> {
     let proxy = match args.workers {
         Some(workers) => Proxy::with_workers(Some(args.state.clone()), workers),
         None => Proxy::new(Some(args.state.clone())),
     };
+    if !inherited.is_empty() {
+        tracing::info!(ports = inherited.len(), "took over the listening ports");
+        proxy.inherit(inherited);
+    }
     match proxy.restore()? {
         Some(revision) => {
             tracing::info!(revision, state = %args.state.display(), "serving the saved table")

@@ -12,7 +12,6 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -55,6 +54,10 @@ pub(crate) struct Inner {
     /// were still in flight (a response body still streaming); reported until those finish.
     retired: Mutex<Vec<Arc<Instance>>>,
     listeners: Mutex<HashMap<SocketAddr, Listener>>,
+    /// Listening sockets handed over at start (by the control plane, which keeps a copy of
+    /// each so that connections wait in their backlog while a proxy restarts), taken by the
+    /// first table that names their address instead of binding anew.
+    inherited: Mutex<HashMap<SocketAddr, Bound>>,
     /// Serialises table updates; the request path never takes it.
     apply: Mutex<()>,
     state_file: Option<PathBuf>,
@@ -65,6 +68,9 @@ struct Listener {
     /// Sends the drain timeout when the listener must close.
     stop: watch::Sender<Option<Duration>>,
     task: JoinHandle<()>,
+    /// The sockets' descriptors in this process, reported in `/v1/stats` so the control
+    /// plane can keep a copy of each (`pidfd_getfd`).
+    fds: Vec<i32>,
 }
 
 /// The data-plane proxy. Cheap to clone; every clone is the same proxy.
@@ -95,10 +101,22 @@ impl Proxy {
                 instances: Mutex::default(),
                 retired: Mutex::default(),
                 listeners: Mutex::default(),
+                inherited: Mutex::default(),
                 apply: Mutex::new(()),
                 state_file,
             }),
         }
+    }
+
+    /// Listening sockets to serve instead of binding their addresses (handed over by the
+    /// control plane at start); those no table names are closed after the next table.
+    pub fn inherit(&self, sockets: HashMap<SocketAddr, Vec<std::net::TcpListener>>) {
+        let mut inherited = self
+            .inner
+            .inherited
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        inherited.extend(sockets);
     }
 
     /// Load the state file, if it exists, and apply the table in it.
@@ -186,8 +204,18 @@ impl Proxy {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         let mut bound = Vec::new();
+        let mut inherited = self
+            .inner
+            .inherited
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         for service in &table.services {
             if listeners.contains_key(&service.listen) {
+                continue;
+            }
+            if let Some(sockets) = inherited.remove(&service.listen) {
+                tracing::info!(address = %service.listen, sockets = sockets.len(), "serving a handed-over port");
+                bound.push((service.listen, sockets));
                 continue;
             }
             let listener =
@@ -205,6 +233,8 @@ impl Proxy {
                 })?;
             bound.push((service.listen, listener));
         }
+        // Handed-over ports no table wants are closed (their waiting connections refused).
+        inherited.clear();
         Ok(bound)
     }
 
@@ -215,10 +245,14 @@ impl Proxy {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         for (address, listener) in bound {
+            let fds = listener
+                .iter()
+                .map(std::os::fd::AsRawFd::as_raw_fd)
+                .collect();
             let (stop, stopped) = watch::channel(None);
             let task = tokio::spawn(serve(self.inner.clone(), address, listener, stopped));
             tracing::info!(%address, "listening");
-            listeners.insert(address, Listener { stop, task });
+            listeners.insert(address, Listener { stop, task, fds });
         }
     }
 
@@ -310,10 +344,20 @@ impl Proxy {
                 .or_insert(report);
         }
         drop(retired);
+        let listeners = self
+            .inner
+            .listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(address, listener)| (address.to_string(), listener.fds.clone()))
+            .collect();
         FullStats {
             revision: self.revision(),
             stats: self.inner.stats.report(),
             instances,
+            pid: std::process::id(),
+            listeners,
         }
     }
 
@@ -369,6 +413,10 @@ pub struct FullStats {
     pub stats: StatsReport,
     /// Instances by address.
     pub instances: std::collections::BTreeMap<String, InstanceReport>,
+    /// This process, whose descriptors `listeners` names.
+    pub pid: u32,
+    /// The open ports: each one's listening sockets' descriptors in this process.
+    pub listeners: std::collections::BTreeMap<String, Vec<i32>>,
 }
 
 /// The connection threads, each with a single-threaded runtime and its own socket on every
@@ -451,7 +499,9 @@ async fn serve(
     let mut loops = Vec::with_capacity(bound.len());
     // One budget per port, whichever worker accepted the connection.
     let budget = Arc::new(Budget::default());
-    for (listener, worker) in bound.into_iter().zip(&inner.workers.handles) {
+    // Handed-over sockets may outnumber the workers: every one is served (one left out would
+    // strand the connections in its backlog).
+    for (listener, worker) in bound.into_iter().zip(inner.workers.handles.iter().cycle()) {
         let inner = inner.clone();
         let stop = stop.clone();
         let budget = budget.clone();
@@ -464,6 +514,89 @@ async fn serve(
     }
     for accept in loops {
         let _ = accept.await;
+    }
+}
+
+/// Serves an HTTP/2 connection until it ends. It gets a GOAWAY (its open streams finish,
+/// no new one starts) when the port closes, and when it has been idle — no request started
+/// and none being handled — for the service's header timeout, the bound HTTP/1 puts on an
+/// idle keep-alive connection: a client that opens connections and never asks anything
+/// cannot hold them (one that sends a HEADERS frame it never finishes starts no request).
+async fn serve_http2(
+    inner: Arc<Inner>,
+    address: SocketAddr,
+    peer: SocketAddr,
+    http2: hyper::server::conn::http2::Builder<TokioExecutor>,
+    read: bytes::BytesMut,
+    stream: tokio::net::TcpStream,
+    mut closing: watch::Receiver<bool>,
+) {
+    use std::sync::atomic::AtomicUsize;
+    let idle_after = inner.routes.load().by_listen.get(&address).map_or(
+        Duration::from_millis(crate::table::DEFAULT_HEADER_TIMEOUT_MS),
+        |s| s.header_timeout,
+    );
+    let handling = Arc::new(AtomicUsize::new(0));
+    let activity = Arc::new(crate::activity::Activity::new());
+    let connection = Arc::new(forward::Connection::new(inner, address, peer));
+    let service = {
+        let (handling, activity) = (handling.clone(), activity.clone());
+        service_fn(move |request| {
+            let (connection, handling, activity) =
+                (connection.clone(), handling.clone(), activity.clone());
+            handling.fetch_add(1, Ordering::Relaxed);
+            activity.mark();
+            async move {
+                let answer = forward::handle(connection, request).await;
+                activity.mark();
+                handling.fetch_sub(1, Ordering::Relaxed);
+                answer
+            }
+        })
+    };
+    let io = TokioIo::new(crate::h1::Prefixed::new(read, stream));
+    let connection = http2.serve_connection(io, service);
+    tokio::pin!(connection);
+    let mut going_away = false;
+    // After a GOAWAY, h2 waits for the client to answer a PING before its final one; a client
+    // that never answers is cut when this passes.
+    let mut cut_at: Option<tokio::time::Instant> = None;
+    loop {
+        let idle_for = activity.last().elapsed();
+        let check_in = idle_after
+            .saturating_sub(idle_for)
+            .max(Duration::from_millis(10));
+        tokio::select! {
+            ended = connection.as_mut() => {
+                if let Err(err) = ended {
+                    tracing::debug!(%peer, error = %err, "connection ended with an error");
+                }
+                return;
+            }
+            () = until_closing(&mut closing), if !going_away => {
+                going_away = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            () = tokio::time::sleep_until(cut_at.unwrap_or_else(tokio::time::Instant::now)), if cut_at.is_some() => {
+                tracing::debug!(%peer, "HTTP/2 client silent after GOAWAY: closed");
+                return;
+            }
+            () = tokio::time::sleep(check_in), if !going_away => {
+                if handling.load(Ordering::Relaxed) == 0 && activity.last().elapsed() >= idle_after {
+                    tracing::debug!(%peer, ?idle_after, "idle HTTP/2 connection: GOAWAY");
+                    going_away = true;
+                    cut_at = Some(tokio::time::Instant::now() + idle_after.min(Duration::from_secs(5)));
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// Resolves once `closing` is true (never, if its sender is gone while false).
+async fn until_closing(closing: &mut watch::Receiver<bool>) {
+    if closing.wait_for(|closing| *closing).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -480,13 +613,12 @@ async fn accept_loop(
     http2
         .max_header_list_size(MAX_HEADER_BYTES as u32)
         .timer(TokioTimer::new());
-    // HTTP/1 connections end once idle after `closing` turns true, HTTP/2 ones stop through
-    // `graceful`. Every connection is a task in `connections`: the port's drain waits for
+    // HTTP/1 connections end once idle after `closing` turns true, HTTP/2 ones get a GOAWAY
+    // then (and finish their streams). Every connection is a task in `connections`: the port's drain waits for
     // them all, and dropping the set at its timeout aborts what is left (in-flight requests,
     // tunnels), so nothing on a closed port outlives the drain.
     let (closing_tx, closing) = watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
-    let graceful = GracefulShutdown::new();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -519,30 +651,20 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let inner = inner.clone();
         let http2 = http2.clone();
-        let watcher = graceful.watcher();
         let closing = closing.clone();
         // On this worker's runtime, like everything the connection leads to.
         connections.spawn(async move {
             let _permit = permit;
-            let end = crate::h1::serve(&inner, address, peer, &mut stream, closing).await;
+            let end = crate::h1::serve(&inner, address, peer, &mut stream, closing.clone()).await;
             if let crate::h1::End::Http2(read) = end {
-                let connection = Arc::new(forward::Connection::new(inner, address, peer));
-                let service =
-                    service_fn(move |request| forward::handle(connection.clone(), request));
-                let io = TokioIo::new(crate::h1::Prefixed::new(read, stream));
-                if let Err(err) = watcher.watch(http2.serve_connection(io, service)).await {
-                    tracing::debug!(%peer, error = %err, "connection ended with an error");
-                }
+                serve_http2(inner, address, peer, http2, read, stream, closing).await;
             }
         });
     }
     drop(listener);
     closing_tx.send_replace(true);
     let drain = (*stop.borrow()).unwrap_or(Duration::from_secs(30));
-    let drained = async {
-        graceful.shutdown().await;
-        while connections.join_next().await.is_some() {}
-    };
+    let drained = async { while connections.join_next().await.is_some() {} };
     tokio::select! {
         () = drained => tracing::info!(%address, "port closed, connections drained"),
         () = tokio::time::sleep(drain) => {

@@ -785,3 +785,87 @@ async fn an_h2_client_holding_back_its_window_longer_than_the_upstream_timeout_g
         "{stats}"
     );
 }
+
+/// Reads until the peer closes (or `deadline`), answering how long that took and what came.
+async fn read_to_close(
+    stream: &mut tokio::net::TcpStream,
+    deadline: Duration,
+) -> (Option<Duration>, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    let started = std::time::Instant::now();
+    let mut got = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, stream.read(&mut buffer)).await {
+            Ok(Ok(0) | Err(_)) => return (Some(started.elapsed()), got),
+            Ok(Ok(n)) => got.extend_from_slice(&buffer[..n]),
+            Err(_) => return (None, got),
+        }
+    }
+}
+
+/// Whether `bytes` (what a server sent after the preface) hold a frame of `kind`.
+fn has_frame(bytes: &[u8], kind: u8) -> bool {
+    let mut at = 0;
+    while at + 9 <= bytes.len() {
+        let length = usize::from(bytes[at]) << 16
+            | usize::from(bytes[at + 1]) << 8
+            | usize::from(bytes[at + 2]);
+        if bytes[at + 3] == kind {
+            return true;
+        }
+        at += 9 + length;
+    }
+    false
+}
+
+// Before: an h2c connection that sent the preface and nothing more (or a HEADERS frame it
+// never finished) stayed open for good, holding a connection of the port's budget. Now it gets
+// a GOAWAY and is closed once idle for the service's header timeout, as HTTP/1 keep-alive is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_connection_gets_a_goaway_after_the_header_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Testbed::start("1", &[]);
+    let (_proxy, listen) = proxy_to(
+        dir.path(),
+        upstream.address,
+        serde_json::json!({"header_timeout_ms": 500}),
+    )
+    .await;
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    const SETTINGS: [u8; 9] = [0, 0, 0, 4, 0, 0, 0, 0, 0];
+    // The preface and SETTINGS, then silence.
+    let mut idle = tokio::net::TcpStream::connect(listen).await.unwrap();
+    idle.write_all(PREFACE).await.unwrap();
+    idle.write_all(&SETTINGS).await.unwrap();
+    let (closed, got) = read_to_close(&mut idle, Duration::from_secs(10)).await;
+    let closed = closed.expect("the idle connection is closed");
+    assert!(closed >= Duration::from_millis(400), "{closed:?}");
+    assert!(closed < Duration::from_secs(5), "{closed:?}");
+    assert!(has_frame(&got, 7), "a GOAWAY came first: {got:?}");
+    // A HEADERS frame without END_HEADERS, its CONTINUATION never sent: no request started,
+    // the same end.
+    let mut partial = tokio::net::TcpStream::connect(listen).await.unwrap();
+    partial.write_all(PREFACE).await.unwrap();
+    partial.write_all(&SETTINGS).await.unwrap();
+    // HEADERS (type 1), flags END_STREAM only, stream 1, one byte of a header block.
+    partial
+        .write_all(&[0, 0, 1, 1, 0x1, 0, 0, 0, 1, 0x82])
+        .await
+        .unwrap();
+    let (closed, _) = read_to_close(&mut partial, Duration::from_secs(10)).await;
+    assert!(
+        closed.is_some_and(|c| c < Duration::from_secs(5)),
+        "{closed:?}"
+    );
+    // A connection in use is not cut: requests over one h2 connection for longer than the
+    // timeout, each within it of the last, all succeed.
+    let h2 = h2_client::<http_body_util::Empty<bytes::Bytes>>();
+    for _ in 0..8 {
+        let (status, _, _) = get(&h2, listen, "/", &[]).await;
+        assert_eq!(status, 200);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}

@@ -52,6 +52,116 @@ pub struct Traffic {
     pub last_stats: Option<Snapshot>,
     /// Publish the route table even if it looks unchanged (weights moved, a refusal).
     pub routes_dirty: bool,
+    /// A copy of each listening socket the proxy opened, so that a proxy that dies leaves its
+    /// ports listening (the kernel queues connections in their backlog, nothing is refused)
+    /// and the next proxy takes them over (`wharf_proxy::inherit`).
+    pub kept: KeptListeners,
+}
+
+/// The proxy's listening sockets, kept by the control plane.
+#[derive(Debug, Default)]
+pub struct KeptListeners {
+    sockets: std::collections::BTreeMap<std::net::SocketAddr, Vec<std::net::TcpListener>>,
+    /// Taking another process's descriptors needs ptrace rights over it: root, or Yama's
+    /// `ptrace_scope` 0. Without them wharf keeps nothing (and a killed proxy's ports refuse
+    /// connections until the next one binds them).
+    allowed: Option<bool>,
+}
+
+impl KeptListeners {
+    fn allowed(&mut self) -> bool {
+        *self.allowed.get_or_insert_with(|| {
+            rustix::process::geteuid().is_root()
+                || std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope")
+                    .map_or(true, |scope| scope.trim() == "0")
+        })
+    }
+
+    /// Takes a copy of each port the proxy reports and the table still names; forgets the
+    /// ones it no longer names. A copy that cannot be taken is logged and left (the port
+    /// then behaves as without).
+    fn follow(&mut self, snapshot: &Snapshot, table: Option<&RouteTable>) {
+        let Some(pid) = snapshot.pid else {
+            return;
+        };
+        let wanted: HashSet<std::net::SocketAddr> = table
+            .map(|t| {
+                t.services
+                    .values()
+                    .filter_map(|s| s.listen.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.sockets.retain(|address, _| wanted.contains(address));
+        if !self.allowed() {
+            return;
+        }
+        let missing: Vec<(std::net::SocketAddr, &Vec<i32>)> = snapshot
+            .listeners
+            .iter()
+            .filter_map(|(address, fds)| Some((address.parse().ok()?, fds)))
+            .filter(|(address, _)| wanted.contains(address) && !self.sockets.contains_key(address))
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        let offer = wharf_proxy::inherit::Offer {
+            pid,
+            sockets: missing
+                .into_iter()
+                .map(|(a, fds)| (a, fds.clone()))
+                .collect(),
+        };
+        match wharf_proxy::inherit::take(&offer) {
+            Ok(taken) => {
+                for (address, sockets) in taken {
+                    tracing::debug!(%address, "keeping a copy of the proxy's listener");
+                    self.sockets.insert(address, sockets);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot keep the proxy's listeners; a proxy restart will refuse connections meanwhile");
+                self.allowed = Some(false);
+            }
+        }
+    }
+
+    /// Forgets the ports no table names any more.
+    fn retain_table(&mut self, table: &RouteTable) {
+        let wanted: HashSet<std::net::SocketAddr> = table
+            .services
+            .values()
+            .filter_map(|s| s.listen.parse().ok())
+            .collect();
+        self.sockets.retain(|address, _| wanted.contains(address));
+    }
+
+    /// The offer for the next proxy, when there is anything to hand over.
+    fn offer(&self) -> Option<String> {
+        if self.sockets.is_empty() {
+            return None;
+        }
+        Some(wharf_proxy::inherit::render(&wharf_proxy::inherit::Offer {
+            pid: std::process::id() as i32,
+            sockets: self
+                .sockets
+                .iter()
+                .map(|(address, sockets)| {
+                    (
+                        *address,
+                        sockets
+                            .iter()
+                            .map(std::os::fd::AsRawFd::as_raw_fd)
+                            .collect(),
+                    )
+                })
+                .collect(),
+        }))
+    }
+
+    fn clear(&mut self) {
+        self.sockets.clear();
+    }
 }
 
 impl Traffic {
@@ -74,6 +184,7 @@ impl Traffic {
             last_table: None,
             routed: HashSet::new(),
             last_stats: None,
+            kept: KeptListeners::default(),
         }
     }
 }
@@ -111,7 +222,13 @@ impl Traffic {
                 "--state".to_owned(),
                 self.state_file.display().to_string(),
             ],
-            env: vec![("WHARF_LOG".to_owned(), "info".to_owned())],
+            env: std::iter::once(("WHARF_LOG".to_owned(), "info".to_owned()))
+                .chain(
+                    self.kept
+                        .offer()
+                        .map(|offer| (wharf_proxy::inherit::ENV.to_owned(), offer)),
+                )
+                .collect(),
             workdir: core.config.state_dir.clone(),
             log_path: core.log_path(PROXY_ROW, 0),
             exit_path: core.exit_path(PROXY_ROW, 0),
@@ -217,6 +334,8 @@ impl Traffic {
         }
         self.handle = None;
         core.journal.remove_instance(PROXY_ROW, 0);
+        let cannot_inherit = status.as_ref().and_then(|s| s.code)
+            == Some(i32::from(wharf_proxy::inherit::EXIT_CANNOT_INHERIT));
         let status = status.map_or_else(|| "unknown".to_owned(), |s| s.to_string());
         if self.stopping {
             // A clean stop: the next proxy starts empty rather than listening on the ports of
@@ -228,6 +347,11 @@ impl Traffic {
                 json!({"status": status}),
             );
             return;
+        }
+        if cannot_inherit {
+            // It could not take the kept ports: the next one binds them itself.
+            tracing::warn!("the proxy could not take over the kept listeners; dropping them");
+            self.kept.clear();
         }
         tracing::warn!(status, "the proxy exited; restarting it");
         core.journal.record(
@@ -392,6 +516,8 @@ impl Traffic {
             return;
         }
         self.stopping = true;
+        // A stopping stack's ports close with its proxy.
+        self.kept.clear();
         if let Some(handle) = self.handle.clone() {
             core.stop(handle);
             core.journal
@@ -430,6 +556,7 @@ impl ControlPlane {
                 rollout.weights_seq = seq;
             }
         }
+        self.traffic.kept.retain_table(&table);
         self.traffic.last_table = Some(table.clone());
         self.traffic
             .desired
@@ -535,6 +662,9 @@ impl ControlPlane {
     }
 
     pub(super) fn on_proxy_stats(&mut self, snapshot: Snapshot) {
+        self.traffic
+            .kept
+            .follow(&snapshot, self.traffic.last_table.as_ref());
         let previous = self.traffic.last_stats.take();
         self.finish_drains(Some(&snapshot));
         self.rollout_stats(previous.as_ref(), &snapshot);
