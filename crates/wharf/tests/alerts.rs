@@ -295,6 +295,18 @@ fn a_database_outage_under_five_dependents_pages_pagerduty_fake_and_slack_fake_o
 fn a_page_opened_before_wharf_is_killed_is_resolved_after_it_restarts_through_pagerduty_fake() {
     // Refused twice with 429, then delivered: once.
     let (stack, db, pagerduty, _slack, _) = outage(2);
+    // The trigger's delivery is recorded (killed before that, the notice is owed and sent
+    // again after the restart: at least once).
+    eventually(
+        "the trigger's delivery recorded",
+        Duration::from_secs(10),
+        || {
+            actions(&stack.ledger(), "alert.delivered")
+                .iter()
+                .any(|e| e["actor"] != "" && e["details"]["attempts"] == 3)
+                .then_some(())
+        },
+    );
     let pid = stack.control_pid().expect("a control plane runs");
     kill9(i64::from(pid));
     eventually("the control plane to die", Duration::from_secs(10), || {

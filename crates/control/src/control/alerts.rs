@@ -618,9 +618,14 @@ impl Alerting {
         if self.alerts.is_empty() && self.engine.open_pages().next().is_none() {
             return;
         }
+        // A rollout or a rolling restart (a deploy, a config or secret change, `wharf
+        // restart`) is scoped maintenance: probed as ever, paging for it held until it ends.
+        let in_change = |service: &ServiceState| {
+            service.active_rollout().is_some() || service.instances.values().any(|i| i.outdated)
+        };
         for service in services {
             let name = &service.plan.name;
-            if service.active_rollout().is_some() {
+            if in_change(service) {
                 self.in_maintenance.insert(name.clone());
             } else if self.in_maintenance.remove(name) {
                 self.windows.remove(name);
@@ -643,7 +648,7 @@ impl Alerting {
                     maintenance: services
                         .iter()
                         .find(|s| s.plan.name == status.name)
-                        .is_some_and(|s| s.active_rollout().is_some()),
+                        .is_some_and(in_change),
                     error_rate,
                     latency_p95,
                     latency_p99,

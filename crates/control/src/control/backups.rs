@@ -1075,7 +1075,18 @@ impl super::ControlPlane {
         }
         let mut jobs = Vec::new();
         for request in requests {
+            let in_place = matches!(request.target, Some(RestoreTarget::InPlace { .. }));
+            let service = request.service.clone().unwrap_or_default();
             jobs.push(self.start_job(request)?);
+            if in_place {
+                // A change the receivers hear of: its dependents stop around it.
+                self.alerting.change(
+                    &self.core,
+                    &service,
+                    format!("{service} being restored in place from a backup; its dependents stop meanwhile"),
+                    BTreeMap::from([("action".to_owned(), "restore".to_owned())]),
+                );
+            }
         }
         Ok(wharf_api::JobsStarted { jobs })
     }

@@ -16,6 +16,7 @@ mod traffic;
 pub use backups::{repository_text as backup_repository_text, unmet_requirements};
 pub use traffic::PROXY_ROW;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -478,7 +479,16 @@ impl ControlPlane {
                 let _ = reply.send(self.report());
             }
             Event::Command(Command::Restart { service, reply }) => {
-                let _ = reply.send(self.supervisor.begin_restart(&mut self.core, &service));
+                let result = self.supervisor.begin_restart(&mut self.core, &service);
+                if result.is_ok() {
+                    self.alerting.change(
+                        &self.core,
+                        &service,
+                        format!("{service} restarting (wharf restart)"),
+                        BTreeMap::from([("action".to_owned(), "restart".to_owned())]),
+                    );
+                }
+                let _ = reply.send(result);
             }
             Event::Command(Command::Down { service, reply }) => self.begin_down(service, reply),
             Event::Command(Command::Deploy {

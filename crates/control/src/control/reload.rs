@@ -190,6 +190,15 @@ impl ControlPlane {
                     &name,
                     json!({"instances": changed, "mode": "rolling", "reason": "config or secrets changed"}),
                 );
+                self.alerting.change(
+                    &self.core,
+                    &name,
+                    format!("{name} restarting rolling: its config or secrets changed"),
+                    std::collections::BTreeMap::from([(
+                        "instances".to_owned(),
+                        changed.to_string(),
+                    )]),
+                );
                 restarted.push(name.clone());
             }
             if hupped > 0 {
