@@ -81,6 +81,48 @@ impl Matcher {
     }
 }
 
+/// The labels every page has; a rule's `labels:` add more.
+pub const PAGE_LABELS: [&str; 5] = ["service", "root", "alert", "severity", "secret"];
+
+/// Why a silence would match nothing in this stack, if it would: a label no page has, a
+/// `service=`, `alert=` or `severity=` naming nothing there is (a typo silences nothing, and
+/// says so, rather than being accepted and doing nothing).
+pub fn check_against(
+    matchers: &[Matcher],
+    services: &[&str],
+    alerts: &[&str],
+    rule_labels: &[&str],
+) -> Result<(), String> {
+    for matcher in matchers {
+        let label = matcher.label.as_str();
+        if !PAGE_LABELS.contains(&label) && !rule_labels.contains(&label) {
+            let mut known: Vec<&str> = PAGE_LABELS.to_vec();
+            known.extend(rule_labels.iter().copied());
+            return Err(format!(
+                "no page has the label `{label}` (labels: {})",
+                known.join(", ")
+            ));
+        }
+        if matcher.op != MatchOp::Equal {
+            continue;
+        }
+        let (what, known): (&str, Vec<&str>) = match label {
+            "service" => ("service", services.to_vec()),
+            "alert" => ("alert", alerts.to_vec()),
+            "severity" => ("severity", vec!["critical", "error", "warning", "info"]),
+            _ => continue,
+        };
+        if !known.contains(&matcher.value.as_str()) {
+            return Err(format!(
+                "the stack has no {what} `{}` (it has: {})",
+                matcher.value,
+                known.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl std::fmt::Display for Matcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let op = match self.op {

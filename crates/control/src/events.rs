@@ -131,6 +131,11 @@ pub enum Command {
     },
     /// Silences were added or ended in the store: read them again.
     SilencesChanged(oneshot::Sender<()>),
+    /// Whether these matchers could match a page of this stack (`Err`: why not).
+    CheckMatchers {
+        matchers: Vec<wharf_api::Matcher>,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     /// Tell a page's receiver someone took it on; answers whether such a page was open.
     AcknowledgePage {
         dedup_key: String,
@@ -241,6 +246,15 @@ impl Handle {
             reply,
         })
         .await
+    }
+
+    /// Whether a silence of these matchers could match a page here; `None`: it stopped.
+    pub async fn check_matchers(
+        &self,
+        matchers: Vec<wharf_api::Matcher>,
+    ) -> Option<Result<(), String>> {
+        self.ask(|reply| Command::CheckMatchers { matchers, reply })
+            .await
     }
 
     /// Tells the control plane the stored silences changed; `None`: it stopped.

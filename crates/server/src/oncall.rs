@@ -62,6 +62,17 @@ pub(crate) async fn create_silence(
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     let request: CreateSilenceRequest = decode_required_body(&bytes, "silence")?;
+    for matcher in &request.matchers {
+        matcher
+            .check()
+            .map_err(|message| ApiError::new(ErrorCode::InvalidRequest, message))?;
+    }
+    state
+        .handle
+        .check_matchers(request.matchers.clone())
+        .await
+        .ok_or_else(gone)?
+        .map_err(|message| ApiError::new(ErrorCode::InvalidRequest, message))?;
     let actor = actor(&state, &headers);
     let silence = run(&state, move |store| {
         wharf_ops::silences::create(store, &actor, &request, jiff::Timestamp::now())

@@ -937,6 +937,26 @@ services:
             "no end",
         ],
         &["silence", "expire", "s-9"],
+        &[
+            "silence",
+            "add",
+            "--match",
+            "servce=api",
+            "--for",
+            "1h",
+            "--reason",
+            "x",
+        ],
+        &[
+            "silence",
+            "add",
+            "--match",
+            "service=apo",
+            "--for",
+            "1h",
+            "--reason",
+            "x",
+        ],
         &["incident", "declare", "x", "--severity", "sev9"],
         &[
             "incident",
@@ -996,6 +1016,22 @@ services:
     ]);
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("at most 30d"));
+    // A silence that could match nothing here is a typo, refused with what there is.
+    for (matcher, says) in [
+        ("servce=api", "no page has the label `servce`"),
+        (
+            "service=apo",
+            "the stack has no service `apo` (it has: api)",
+        ),
+        ("severity=high", "the stack has no severity `high`"),
+    ] {
+        let refused = stack.wharf(&[
+            "silence", "add", "--match", matcher, "--for", "1h", "--reason", "x",
+        ]);
+        assert_eq!(refused.status.code(), Some(2), "{matcher}");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains(says), "{matcher}: {stderr}");
+    }
     let refused = stack.wharf(&[
         "incident",
         "declare",

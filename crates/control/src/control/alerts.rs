@@ -83,6 +83,9 @@ pub(super) struct Alerting {
     outcomes: Option<tokio::sync::mpsc::UnboundedSender<wharf_notify::Outcome>>,
     /// The silences not yet ended, as stored.
     silences: Vec<Silence>,
+    /// Silences whose end was announced: a re-read that still shows one (its expiry not yet
+    /// committed) announces it no second time.
+    announced: std::collections::HashSet<String>,
     /// Secrets past their `max_age` (with `overdue: fail`), as roots of their own
     /// (`secret:NAME`), and when they were last looked at (a minute's staleness is nothing
     /// next to a rotation period of days).
@@ -123,6 +126,7 @@ impl Alerting {
             in_maintenance: Default::default(),
             outcomes: None,
             silences: read_silences(core),
+            announced: Default::default(),
             overdue_secrets: Vec::new(),
             secrets_checked: None,
         }
@@ -260,6 +264,9 @@ impl Alerting {
 
     /// Tells every receiver a silence ended (so none comes back unnoticed).
     fn announce_end(&mut self, core: &Core, silence: &Silence, by: Option<&str>) {
+        if !self.announced.insert(silence.id.clone()) {
+            return;
+        }
         let matchers: Vec<String> = silence.matchers.iter().map(ToString::to_string).collect();
         let how = match by {
             Some(by) => format!("ended by {by}"),

@@ -577,6 +577,23 @@ impl ControlPlane {
             }) => {
                 let _ = reply.send(self.alerting.acknowledge(&mut self.core, &dedup_key, &by));
             }
+            Event::Command(Command::CheckMatchers { matchers, reply }) => {
+                let services: Vec<&str> = self
+                    .supervisor
+                    .services
+                    .iter()
+                    .map(|s| s.plan.name.as_str())
+                    .collect();
+                let alerts = self.alerting.alerts();
+                let names: Vec<&str> = alerts.iter().map(|a| a.name.as_str()).collect();
+                let labels: Vec<&str> = alerts
+                    .iter()
+                    .flat_map(|a| a.labels.keys().map(String::as_str))
+                    .collect();
+                let _ = reply.send(wharf_api::silences::check_against(
+                    &matchers, &services, &names, &labels,
+                ));
+            }
             Event::Command(Command::SilencesChanged(reply)) => {
                 self.alerting.reload_silences(&mut self.core);
                 let _ = reply.send(());

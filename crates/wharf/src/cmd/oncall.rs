@@ -220,15 +220,19 @@ pub fn silence(global: &Global, command: SilenceCommand) -> anyhow::Result<ExitS
                 duration: args.duration,
                 maintenance: args.maintenance,
             };
-            let silence: Silence = write(
-                &state_dir,
-                "POST",
-                "/v1/silences",
-                &request,
-                |store, actor| {
-                    wharf_ops::silences::create(store, actor, &request, jiff::Timestamp::now())
-                },
-            )?;
+            let silence: Silence = match writer::route(&state_dir)? {
+                Route::Api => writer::call(&state_dir, "POST", "/v1/silences", &request)?,
+                Route::Local(lock) => {
+                    check_matchers(global, &request.matchers)?;
+                    let mut store = wharf_ops::read::open(&lock)?;
+                    wharf_ops::silences::create(
+                        &mut store,
+                        &wharf_ops::Actor(actor()),
+                        &request,
+                        jiff::Timestamp::now(),
+                    )?
+                }
+            };
             match global.output {
                 Output::Json => print_json(&silence)?,
                 Output::Human => println!(
@@ -324,6 +328,24 @@ fn short_time(text: &str) -> String {
     text.parse::<jiff::Timestamp>()
         .map(|t| t.strftime("%Y-%m-%d %H:%M:%SZ").to_string())
         .unwrap_or_else(|_| text.to_owned())
+}
+
+/// Whether the matchers could match a page of the manifest's stack (no control plane runs to
+/// ask).
+fn check_matchers(global: &Global, matchers: &[Matcher]) -> anyhow::Result<()> {
+    let loaded = ManifestFile::read(global)?.load(None);
+    let stack = loaded.stack.context(
+        "cannot check the matchers: the manifest does not validate (see `wharf validate`)",
+    )?;
+    let services: Vec<&str> = stack.services.keys().map(String::as_str).collect();
+    let alerts: Vec<&str> = stack.alerts.iter().map(|a| a.name.as_str()).collect();
+    let labels: Vec<&str> = stack
+        .alerts
+        .iter()
+        .flat_map(|a| a.labels.keys().map(String::as_str))
+        .collect();
+    wharf_api::silences::check_against(matchers, &services, &alerts, &labels)
+        .map_err(anyhow::Error::msg)
 }
 
 /// The services the manifest declares, to check names when no control plane does.
