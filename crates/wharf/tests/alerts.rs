@@ -572,6 +572,11 @@ fn a_page_that_resolves_during_a_silence_still_sends_its_resolve_to_the_pagerdut
     assert_eq!(silence["owner"], "tester");
     let status = stack.status();
     assert_eq!(status["silences"][0]["id"], "s-1", "{status}");
+    let human = String::from_utf8(stack.wharf(&["status"]).stdout).unwrap();
+    assert!(
+        human.contains("silence s-1 (service=db) until") && human.contains("failover drill"),
+        "{human}"
+    );
     // The database recovers while the silence holds: its page's resolve is still sent.
     set_ready(db, true);
     let requests = eventually("the resolve", Duration::from_secs(30), || {

@@ -236,9 +236,35 @@ pub fn print_report(report: &StatusReport, output: Output) -> anyhow::Result<()>
         } else {
             format!(" (affects {})", page.affected.join(", "))
         };
+        let held = page
+            .silenced_by
+            .as_ref()
+            .map(|id| format!(" [held by silence {id}]"))
+            .unwrap_or_default();
         println!(
-            "page open → {}: {} since {}{affected}",
+            "page open → {}: {} since {}{affected}{held}",
             page.alert, page.root_cause, page.since
+        );
+    }
+    for silence in &report.silences {
+        let matchers: Vec<String> = silence.matchers.iter().map(ToString::to_string).collect();
+        println!(
+            "silence {} ({}) until {} — {} (owner {})",
+            silence.id,
+            matchers.join(", "),
+            silence.ends_at,
+            silence.reason,
+            silence.owner
+        );
+    }
+    for incident in &report.incidents {
+        println!(
+            "incident INC-{} [{}] {}: {} (commander {})",
+            incident.id,
+            incident.severity.as_str(),
+            incident.status.as_str(),
+            incident.title,
+            incident.roles.get("commander").map_or("-", String::as_str)
         );
     }
     for service in &report.services {
