@@ -197,7 +197,8 @@ pub fn update(
     now: Timestamp,
 ) -> Result<Incident, OpsError> {
     if request.status == Some(IncidentStatus::Resolved) {
-        return resolve(
+        // The last word on severity may come with the resolution.
+        return resolve_with(
             store,
             actor,
             id,
@@ -205,6 +206,7 @@ pub fn update(
                 message: Some(request.message.clone()),
                 public: request.public,
             },
+            request.severity,
             now,
         );
     }
@@ -317,6 +319,17 @@ pub fn resolve(
     request: &IncidentStepRequest,
     now: Timestamp,
 ) -> Result<Incident, OpsError> {
+    resolve_with(store, actor, id, request, None, now)
+}
+
+fn resolve_with(
+    store: &mut Store,
+    actor: &Actor,
+    id: u64,
+    request: &IncidentStepRequest,
+    severity: Option<IncidentSeverity>,
+    now: Timestamp,
+) -> Result<Incident, OpsError> {
     let message = match &request.message {
         Some(m) => Some(line("message", m, 4000)?),
         None => None,
@@ -324,6 +337,9 @@ pub fn resolve(
     store.atomically(|store| {
         let mut incident = open_incident(store, id)?;
         incident.status = IncidentStatus::Resolved;
+        if let Some(severity) = severity {
+            incident.severity = severity;
+        }
         incident.resolved_at = Some(now.to_string());
         incident.resolved_by = Some(actor.0.clone());
         if let Some(message) = &message {
@@ -341,10 +357,40 @@ pub fn resolve(
             actor,
             KnownAction::IncidentResolve,
             &target(id),
-            json!({"id": id, "message": message, "public": request.public}),
+            json!({"id": id, "message": message, "public": request.public, "severity": incident.severity}),
         )?;
         Ok(incident)
     })
+}
+
+/// The incident a rule's page asks for: a new one, or — when an unresolved incident already
+/// came from a page of this key (the page flapped: resolved, then opened again) — that one,
+/// set back to investigating with an update saying so.
+pub fn declare_for_page(
+    store: &mut Store,
+    actor: &Actor,
+    request: &DeclareIncidentRequest,
+    page: FromPage,
+    now: Timestamp,
+) -> Result<Incident, OpsError> {
+    let open = list(store, false)?
+        .into_iter()
+        .find(|i| i.alert.as_deref() == Some(page.dedup_key.as_str()));
+    match open {
+        Some(incident) => update(
+            store,
+            actor,
+            incident.id,
+            &IncidentUpdateRequest {
+                status: Some(IncidentStatus::Investigating),
+                message: format!("the page {} opened again", page.dedup_key),
+                public: false,
+                severity: None,
+            },
+            now,
+        ),
+        None => declare(store, actor, request, Some(page), now),
+    }
 }
 
 /// Notes on an open incident that a rule's page resolved (the incident stays open: people
@@ -770,6 +816,36 @@ mod tests {
         assert!(draft.contains("| Time to resolve | 10m 0s |"), "{draft}");
         assert!(draft.contains("| bo | Acknowledged |"), "{draft}");
         assert!(draft.contains("scribe: cy"), "{draft}");
+    }
+
+    #[test]
+    fn a_page_that_opens_again_reopens_its_incident_instead_of_declaring_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let actor = Actor("wharf".to_owned());
+        let t0: Timestamp = "2026-12-05T10:00:00Z".parse().unwrap();
+        let request = DeclareIncidentRequest {
+            title: "db is down".to_owned(),
+            severity: IncidentSeverity::Sev2,
+            commander: None,
+            services: vec!["db".to_owned()],
+            message: None,
+            public: false,
+        };
+        let page = || FromPage {
+            dedup_key: "wharf/shop/oncall/db".to_owned(),
+            started_at: t0,
+        };
+        let first = declare_for_page(&mut store, &actor, &request, page(), t0).unwrap();
+        page_resolved(&mut store, &actor, "wharf/shop/oncall/db", t0).unwrap();
+        let again = declare_for_page(&mut store, &actor, &request, page(), t0).unwrap();
+        assert_eq!(again.id, first.id);
+        assert_eq!(again.status, IncidentStatus::Investigating);
+        assert_eq!(list(&store, true).unwrap().len(), 1);
+        // Once people resolved it, the next page is a new incident.
+        resolve(&mut store, &actor, first.id, &Default::default(), t0).unwrap();
+        let third = declare_for_page(&mut store, &actor, &request, page(), t0).unwrap();
+        assert_ne!(third.id, first.id);
     }
 
     #[test]

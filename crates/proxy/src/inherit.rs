@@ -47,6 +47,18 @@ pub enum InheritError {
     },
 }
 
+impl InheritError {
+    /// Whether it says this process may not take another's descriptors at all (ptrace
+    /// rights), rather than that one was gone or changed.
+    pub fn is_permission(&self) -> bool {
+        let source = match self {
+            InheritError::Holder { source, .. } | InheritError::Take { source, .. } => source,
+            _ => return false,
+        };
+        source.kind() == std::io::ErrorKind::PermissionDenied
+    }
+}
+
 /// Reads `PID;ADDR=FD,FD;ADDR=FD` (pure).
 pub fn parse(text: &str) -> Result<Offer, InheritError> {
     let malformed = |what: &str| InheritError::Malformed(what.to_owned());
@@ -114,12 +126,17 @@ pub fn take(offer: &Offer) -> Result<HashMap<SocketAddr, Vec<TcpListener>>, Inhe
                 address: *address,
                 source: e.into(),
             })?;
-            let listener = TcpListener::from(owned);
             let not_it = || InheritError::NotTheListener {
                 pid: offer.pid,
                 fd: *fd,
                 address: *address,
             };
+            // A descriptor number can be reused: it must still be a listening socket...
+            if !rustix::net::sockopt::socket_acceptconn(&owned).unwrap_or(false) {
+                return Err(not_it());
+            }
+            let listener = TcpListener::from(owned);
+            // ...on the address it was offered for.
             if listener.local_addr().map_err(|_| not_it())? != *address {
                 return Err(not_it());
             }
@@ -179,6 +196,17 @@ mod tests {
         copy.set_nonblocking(false).unwrap();
         let (accepted, _) = copy.accept().unwrap();
         assert_eq!(accepted.peer_addr().unwrap(), client.local_addr().unwrap());
+        // A socket that is not listening (a connected one) is refused.
+        let connected = std::net::TcpStream::connect(address);
+        drop(connected);
+        let not_listening = Offer {
+            pid: std::process::id() as i32,
+            sockets: vec![(address, vec![std::os::fd::AsRawFd::as_raw_fd(&client)])],
+        };
+        assert!(matches!(
+            take(&not_listening),
+            Err(InheritError::NotTheListener { .. })
+        ));
         // Offered for another address: refused.
         let other = TcpListener::bind("127.0.0.1:0").unwrap();
         let wrong = Offer {

@@ -542,15 +542,18 @@ async fn serve_http2(
     let service = {
         let (handling, activity) = (handling.clone(), activity.clone());
         service_fn(move |request| {
-            let (connection, handling, activity) =
-                (connection.clone(), handling.clone(), activity.clone());
-            handling.fetch_add(1, Ordering::Relaxed);
-            activity.mark();
+            let connection = connection.clone();
+            // Held from the request's start until its response body ends — or until hyper
+            // drops the exchange (a reset stream): a streaming response is not idleness.
+            let guard = Handling::enter(handling.clone(), activity.clone());
             async move {
                 let answer = forward::handle(connection, request).await;
-                activity.mark();
-                handling.fetch_sub(1, Ordering::Relaxed);
-                answer
+                answer.map(|response| {
+                    response.map(|body| HeldBody {
+                        body,
+                        guard: Some(guard),
+                    })
+                })
             }
         })
     };
@@ -578,8 +581,13 @@ async fn serve_http2(
                 connection.as_mut().graceful_shutdown();
             }
             () = tokio::time::sleep_until(cut_at.unwrap_or_else(tokio::time::Instant::now)), if cut_at.is_some() => {
-                tracing::debug!(%peer, "HTTP/2 client silent after GOAWAY: closed");
-                return;
+                if handling.load(Ordering::Relaxed) == 0 {
+                    tracing::debug!(%peer, "HTTP/2 client silent after GOAWAY: closed");
+                    return;
+                }
+                // A stream began before the GOAWAY took: it finishes (the port's drain
+                // bounds it when the port closes).
+                cut_at = None;
             }
             () = tokio::time::sleep(check_in), if !going_away => {
                 if handling.load(Ordering::Relaxed) == 0 && activity.last().elapsed() >= idle_after {
@@ -590,6 +598,66 @@ async fn serve_http2(
                 }
             }
         }
+    }
+}
+
+/// One exchange of an HTTP/2 connection in progress: counted while it lives.
+struct Handling {
+    count: Arc<std::sync::atomic::AtomicUsize>,
+    activity: Arc<crate::activity::Activity>,
+}
+
+impl Handling {
+    fn enter(
+        count: Arc<std::sync::atomic::AtomicUsize>,
+        activity: Arc<crate::activity::Activity>,
+    ) -> Handling {
+        count.fetch_add(1, Ordering::Relaxed);
+        activity.mark();
+        Handling { count, activity }
+    }
+}
+
+impl Drop for Handling {
+    fn drop(&mut self) {
+        self.activity.mark();
+        self.count.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body that keeps its exchange counted until its last frame (or an error).
+struct HeldBody {
+    body: forward::DownBody,
+    guard: Option<Handling>,
+}
+
+impl hyper::body::Body for HeldBody {
+    type Data = bytes::Bytes;
+    type Error = forward::BodyError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
+        match &polled {
+            std::task::Poll::Ready(None | Some(Err(_))) => self.guard = None,
+            std::task::Poll::Ready(Some(Ok(_))) => {
+                if let Some(guard) = &self.guard {
+                    guard.activity.mark();
+                }
+            }
+            std::task::Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 

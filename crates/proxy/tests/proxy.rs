@@ -869,3 +869,65 @@ async fn an_idle_http2_connection_gets_a_goaway_after_the_header_timeout() {
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
 }
+
+/// An HTTP/1.1 upstream answering every request with a chunked body of `chunks` chunks, one
+/// every `every`.
+async fn dripping_upstream(chunks: usize, every: Duration) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buffer.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head =
+                    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-version: drip\r\n\r\n";
+                if stream.write_all(head).await.is_err() {
+                    return;
+                }
+                let mut interval = tokio::time::interval(every);
+                for _ in 0..chunks {
+                    interval.tick().await;
+                    if stream.write_all(b"5\r\ndrip\n\r\n").await.is_err() {
+                        return;
+                    }
+                }
+                let _ = stream.write_all(b"0\r\n\r\n").await;
+            });
+        }
+    });
+    address
+}
+
+// A response that streams for longer than the idle timeout is no idle connection: the GOAWAY
+// waits for the connection to have nothing open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_response_streaming_past_the_header_timeout_is_not_cut() {
+    use http_body_util::BodyExt;
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = dripping_upstream(10, Duration::from_millis(200)).await;
+    let (_proxy, listen) = proxy_to(
+        dir.path(),
+        upstream,
+        serde_json::json!({"header_timeout_ms": 500}),
+    )
+    .await;
+    let h2 = h2_client::<http_body_util::Empty<bytes::Bytes>>();
+    let request = hyper::Request::get(format!("http://{listen}/"))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let started = std::time::Instant::now();
+    let response = h2.request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body.len(), 50, "every chunk arrived");
+    assert!(started.elapsed() >= Duration::from_millis(1800));
+}

@@ -19,6 +19,28 @@ use wharf_api::{
 use crate::state_routes::{actor, run};
 use crate::{ApiError, AppState, authorize, decode_body, decode_required_body, gone};
 
+/// Runs a read on a connection of its own on a blocking thread: a long read (an incident's
+/// timeline over a large ledger) never holds the writer thread every change waits for.
+async fn read<T: Send + 'static>(
+    state: &AppState,
+    job: impl FnOnce(&wharf_ops::read::StateDb) -> Result<T, wharf_ops::OpsError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let state_dir = state.handle.state_dir().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let store = wharf_ops::read::open_existing(&state_dir)?
+            .ok_or_else(|| wharf_ops::OpsError::NotFound("no state database yet".to_owned()))?;
+        job(&store)
+    })
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            ErrorCode::Internal,
+            "the read failed; see the control plane's log",
+        )
+    })?
+    .map_err(crate::state_routes::ops_error)
+}
+
 fn silence_id(path: Result<UrlPath<String>, PathRejection>) -> Result<u64, ApiError> {
     let UrlPath(text) = path?;
     wharf_ops::silences::parse_id(&text).map_err(crate::state_routes::ops_error)
@@ -41,7 +63,7 @@ pub(crate) async fn list_silences(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    let silences = run(&state, |store| wharf_ops::silences::recent(store, 100)).await?;
+    let silences = read(&state, |store| wharf_ops::silences::recent(store, 100)).await?;
     Ok(Json(SilenceList { silences }).into_response())
 }
 
@@ -121,7 +143,7 @@ pub(crate) async fn list_incidents(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    let incidents = run(&state, |store| wharf_ops::incidents::list(store, true)).await?;
+    let incidents = read(&state, |store| wharf_ops::incidents::list(store, true)).await?;
     Ok(Json(IncidentList { incidents }).into_response())
 }
 
@@ -184,7 +206,7 @@ pub(crate) async fn incident(
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     let id = incident_id(path)?;
-    let incident = run(&state, move |store| wharf_ops::incidents::get(store, id)).await?;
+    let incident = read(&state, move |store| wharf_ops::incidents::get(store, id)).await?;
     Ok(Json(incident).into_response())
 }
 
@@ -205,7 +227,7 @@ pub(crate) async fn timeline(
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     let id = incident_id(path)?;
-    let entries = run(&state, move |store| {
+    let entries = read(&state, move |store| {
         let incident = wharf_ops::incidents::get(store, id)?;
         wharf_ops::incidents::timeline(store, &incident)
     })
@@ -241,7 +263,7 @@ pub(crate) async fn postmortem(
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     let id = incident_id(path)?;
-    let draft = run(&state, move |store| {
+    let draft = read(&state, move |store| {
         let incident = wharf_ops::incidents::get(store, id)?;
         let timeline = wharf_ops::incidents::timeline(store, &incident)?;
         Ok(wharf_ops::incidents::postmortem(&incident, &timeline))
@@ -311,12 +333,18 @@ pub(crate) async fn ack(
     })
     .await?;
     // The page that opened it is acknowledged at its receiver too (PagerDuty stops escalating).
-    if let Some(key) = &incident.alert {
-        state
+    // The acknowledgement is recorded already: a stopping control plane only misses telling.
+    if let Some(key) = &incident.alert
+        && state
             .handle
             .acknowledge_page(key.clone(), by)
             .await
-            .ok_or_else(gone)?;
+            .is_none()
+    {
+        tracing::warn!(
+            page = key,
+            "the control plane stopped before the page's receiver was told of the acknowledgement"
+        );
     }
     Ok(Json(incident).into_response())
 }

@@ -36,6 +36,8 @@ const WINDOW: Duration = Duration::from_secs(60);
 const STALE_AFTER: Duration = Duration::from_secs(5);
 /// Fewer requests than this in the window say nothing about an error rate.
 const MIN_REQUESTS: u64 = 20;
+/// The longest a rolling restart counts as maintenance.
+const ROLLING_MAINTENANCE: Duration = Duration::from_secs(300);
 
 /// One service's counters through the proxy, summed over its versions, since the proxy
 /// started.
@@ -83,6 +85,10 @@ pub(super) struct Alerting {
     outcomes: Option<tokio::sync::mpsc::UnboundedSender<wharf_notify::Outcome>>,
     /// The silences not yet ended, as stored.
     silences: Vec<Silence>,
+    /// Services in a rolling restart, since when: maintenance for at most
+    /// [`ROLLING_MAINTENANCE`] (a replacement that never becomes ready must not hold its
+    /// pages for good).
+    rolling_since: HashMap<String, Instant>,
     /// Silences whose end was announced: a re-read that still shows one (its expiry not yet
     /// committed) announces it no second time.
     announced: std::collections::HashSet<String>,
@@ -125,7 +131,8 @@ impl Alerting {
             unfinished: BTreeMap::new(),
             in_maintenance: Default::default(),
             outcomes: None,
-            silences: read_silences(core),
+            silences: read_silences(core).unwrap_or_default(),
+            rolling_since: HashMap::new(),
             announced: Default::default(),
             overdue_secrets: Vec::new(),
             secrets_checked: None,
@@ -201,7 +208,10 @@ impl Alerting {
     /// one that is gone is announced as ended, and pages it held are sent at the next pass.
     pub(super) fn reload_silences(&mut self, core: &mut Core) {
         let now = Timestamp::now();
-        let fresh = read_silences(core);
+        // Unreadable: keep what is known (ending them all would send every held page).
+        let Some(fresh) = read_silences(core) else {
+            return;
+        };
         let ended: Vec<Silence> = self
             .silences
             .iter()
@@ -627,8 +637,21 @@ impl Alerting {
         }
         // A rollout or a rolling restart (a deploy, a config or secret change, `wharf
         // restart`) is scoped maintenance: probed as ever, paging for it held until it ends.
+        for service in services {
+            if service.instances.values().any(|i| i.outdated) {
+                self.rolling_since
+                    .entry(service.plan.name.clone())
+                    .or_insert_with(Instant::now);
+            } else {
+                self.rolling_since.remove(&service.plan.name);
+            }
+        }
+        let rolling_since = &self.rolling_since;
         let in_change = |service: &ServiceState| {
-            service.active_rollout().is_some() || service.instances.values().any(|i| i.outdated)
+            service.active_rollout().is_some()
+                || rolling_since
+                    .get(&service.plan.name)
+                    .is_some_and(|since| since.elapsed() < ROLLING_MAINTENANCE)
         };
         for service in services {
             let name = &service.plan.name;
@@ -704,6 +727,9 @@ impl Alerting {
         for change in self.engine.evaluate(now, &views) {
             self.record(core, change, now);
         }
+        // However its silence ended (ran out here, ended through the API, or while no control
+        // plane ran), a held page no silence in force holds any more is sent now.
+        self.release_held(core, now);
     }
 
     /// Records a page change: a page a silence matches is held (its row and an
@@ -825,11 +851,13 @@ impl Alerting {
                     title: page.summary.clone(),
                     severity: severity(level),
                     commander: None,
+                    // A secret's root (`secret:NAME`) is no service; the title names it.
                     services: std::iter::once(
                         page.root_cause
                             .trim_end_matches(wharf_alerts::BACKUPS_SUFFIX)
                             .to_owned(),
                     )
+                    .filter(|root| !root.starts_with(wharf_alerts::SECRET_PREFIX))
                     .chain(page.affected.iter().cloned())
                     .collect(),
                     message: Some(format!("opened by the page {}", page.dedup_key)),
@@ -840,13 +868,9 @@ impl Alerting {
                     started_at: page.started_at,
                 };
                 core.journal.writer().submit(move |store| {
-                    if let Err(error) = wharf_ops::incidents::declare(
-                        store,
-                        &actor,
-                        &request,
-                        Some(from),
-                        now,
-                    ) {
+                    if let Err(error) =
+                        wharf_ops::incidents::declare_for_page(store, &actor, &request, from, now)
+                    {
                         tracing::error!(%error, "cannot declare the incident an alert rule asks for");
                     }
                 });
@@ -951,11 +975,10 @@ fn in_force(silence: &Silence, now: Timestamp) -> bool {
 }
 
 /// The silences not ended, from the loop's reading connection.
-fn read_silences(core: &Core) -> Vec<Silence> {
-    wharf_ops::silences::active(core.journal.store()).unwrap_or_else(|error| {
-        tracing::error!(%error, "cannot read the silences");
-        Vec::new()
-    })
+fn read_silences(core: &Core) -> Option<Vec<Silence>> {
+    wharf_ops::silences::active(core.journal.store())
+        .map_err(|error| tracing::error!(%error, "cannot read the silences"))
+        .ok()
 }
 
 /// Queues one notice or change on a courier, its body built without the key.

@@ -119,10 +119,13 @@ impl KeptListeners {
                     self.sockets.insert(address, sockets);
                 }
             }
-            Err(error) => {
+            // Not allowed at all: said once, then not tried again.
+            Err(error) if error.is_permission() => {
                 tracing::warn!(%error, "cannot keep the proxy's listeners; a proxy restart will refuse connections meanwhile");
                 self.allowed = Some(false);
             }
+            // A port closed or a proxy gone since the report: the next report tells.
+            Err(error) => tracing::debug!(%error, "a proxy listener changed before it was kept"),
         }
     }
 
