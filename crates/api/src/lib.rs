@@ -9,6 +9,7 @@ pub mod config;
 pub mod deploy;
 pub mod error;
 pub mod reload;
+pub mod runbooks;
 pub mod secrets;
 pub mod status;
 
@@ -33,6 +34,11 @@ pub use deploy::{
 pub use error::{ApiErrorBody, ControlError, ErrorCode, ErrorDetail};
 pub use reload::{
     DownAnswer, DownRequest, ManifestChanges, ReloadAnswer, ReloadRequest, RestartAnswer,
+};
+pub use runbooks::{
+    Approval, ApproveRequest, CancelRequest, ParamInfo, PlannedStep, Run, RunList, RunPlan,
+    RunStarted, RunState, RunbookInfo, RunbookList, StartRunRequest, StepResult, StepState,
+    Verdict,
 };
 pub use secrets::{
     BeginRotationRequest, FinishRotationRequest, HookResult, ReloadOutcome, RevealAnswer,

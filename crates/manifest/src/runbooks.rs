@@ -72,6 +72,14 @@ pub(crate) fn runbooks(
             );
             continue;
         }
+        if name == "runs" {
+            decoder.push(
+                Diagnostic::error(key.span, "`runs` cannot name a runbook")
+                    .with_label("a reserved word")
+                    .with_hint("the API lists runs at `/v1/runbooks/runs`; choose another name"),
+            );
+            continue;
+        }
         if let Some(runbook) = runbook(decoder, &name, key.span, value, &mut refs.runbooks) {
             runbooks.insert(name, runbook);
         }

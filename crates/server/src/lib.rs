@@ -29,6 +29,7 @@ mod backups;
 mod deploy;
 mod health;
 mod openapi;
+mod runbooks;
 mod state_routes;
 mod tcp;
 pub mod tls;
@@ -224,6 +225,13 @@ pub fn app(handle: Handle, token: Option<String>) -> Router {
         .route("/v1/backups/verify", post(backups::verify))
         .route("/v1/drills", post(backups::drill))
         .route("/v1/restores", post(backups::restore))
+        .route("/v1/runbooks", get(runbooks::list))
+        .route("/v1/runbooks/{name}/runs", post(runbooks::start))
+        .route("/v1/runbooks/runs", get(runbooks::runs))
+        .route("/v1/runbooks/runs/{id}", get(runbooks::run))
+        .route("/v1/runbooks/runs/{id}/resume", post(runbooks::resume))
+        .route("/v1/runbooks/runs/{id}/approve", post(runbooks::approve))
+        .route("/v1/runbooks/runs/{id}/cancel", post(runbooks::cancel))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -63,7 +63,7 @@ pub(crate) fn ops_error(error: OpsError) -> ApiError {
 }
 
 /// Who asks: the CLI's user on the unix socket, the token's holder on TCP.
-fn actor(state: &AppState, headers: &HeaderMap) -> Actor {
+pub(crate) fn actor(state: &AppState, headers: &HeaderMap) -> Actor {
     if state.token.is_some() {
         return Actor("api-token".to_owned());
     }

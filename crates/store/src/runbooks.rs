@@ -52,16 +52,21 @@ impl Store {
             .map_err(sqlite(&self.path, "cannot read runbook runs"))
     }
 
-    /// How many runs of `runbook` started at or after `since` (epoch ms): its rate limit's count.
-    pub fn runbook_runs_since(&self, runbook: &str, since: i64) -> Result<u64, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT COUNT(*) FROM runbook_runs WHERE runbook = ?1 AND started_at >= ?2",
-                params![runbook, since],
-                |row| row.get::<_, i64>(0),
+    /// When each run of `runbook` that started at or after `since` (epoch ms) started, oldest
+    /// first: its rate limit's window.
+    pub fn runbook_starts_since(&self, runbook: &str, since: i64) -> Result<Vec<i64>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT started_at FROM runbook_runs WHERE runbook = ?1 AND started_at >= ?2
+                 ORDER BY started_at",
             )
-            .map(|count| count as u64)
-            .map_err(sqlite(&self.path, "cannot count runbook runs"))
+            .map_err(sqlite(&self.path, "cannot read runbook runs"))?;
+        let rows = statement
+            .query_map(params![runbook, since], |row| row.get(0))
+            .map_err(sqlite(&self.path, "cannot read runbook runs"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sqlite(&self.path, "cannot read runbook runs"))
     }
 
     /// The number of runs stored (for tests that check a dry run wrote nothing).
@@ -102,9 +107,12 @@ mod tests {
             })
             .unwrap();
         assert_eq!(store.runbook_run_count().unwrap(), 2);
-        assert_eq!(store.runbook_runs_since("fix", 2_000).unwrap(), 1);
-        assert_eq!(store.runbook_runs_since("fix", 0).unwrap(), 2);
-        assert_eq!(store.runbook_runs_since("other", 0).unwrap(), 0);
+        assert_eq!(store.runbook_starts_since("fix", 2_000).unwrap(), [5_000]);
+        assert_eq!(
+            store.runbook_starts_since("fix", 0).unwrap(),
+            [1_000, 5_000]
+        );
+        assert!(store.runbook_starts_since("other", 0).unwrap().is_empty());
         assert_eq!(store.runbook_runs(10).unwrap()[1], "{\"x\":1}");
     }
 }

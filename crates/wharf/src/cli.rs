@@ -132,6 +132,11 @@ pub enum Command {
     /// Restore a datastore's latest backup into a sandbox and prove it: row counts and content
     /// per table against the backup's record, RTO and RPO. Exit 1 when a check fails.
     Drill(cmd::backup::DrillArgs),
+    /// The manifest's runbooks: list, show, run (--dry-run prints the plan and changes
+    /// nothing), runs, status, resume a failed run, approve a waiting step, cancel. Every step's
+    /// start, end and result is in the ledger.
+    #[command(subcommand)]
+    Runbook(cmd::runbook::RunbookCommand),
 }
 
 /// `wharf logs -f` means follow, as in docker compose and kubectl, while `-f` everywhere

@@ -1,0 +1,1728 @@
+//! Runbooks: runs of the manifest's runbooks, step by step, inside the control plane's loop.
+//!
+//! A run is planned first (parameters typed and filled in, what each step touches, the
+//! blast-radius cap and the rate limit judged) and refused whole before any step runs when the
+//! plan breaks a limit; a dry run answers with the plan and changes nothing. Steps that act on
+//! the stack (restart, rollback, deploy, restore, drill) go through the same paths the API's
+//! commands use and are judged done on the control plane's own view each pass; `exec` and
+//! `http` run as tasks answering [`Event::RunbookStep`]; `wait_for` is checked each pass
+//! against the status report until its deadline; `approve` parks the run until a person
+//! approves it. Every state change saves the run's row together with its ledger entry
+//! (`runbook.*`), so a restarted control plane lists each run — one it left mid-step is failed
+//! at that step, and resumes there.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use indexmap::IndexMap;
+use serde_json::json;
+
+use wharf_api::{
+    Approval, ControlError, ErrorCode, JobState, ParamInfo, PlannedStep, RolloutOutcome, Run,
+    RunList, RunPlan, RunStarted, RunState, RunbookInfo, RunbookList, StepResult, StepState,
+    Verdict,
+};
+use wharf_ledger::KnownAction;
+use wharf_manifest::model::{ParamType, Runbook, StepAction, WaitState};
+
+use super::{ControlPlane, Core};
+use crate::events::{BackupCommand, Event, RunbookCommand, RunbookStepDone};
+use crate::report::ServiceStatus;
+
+/// Runs kept in memory (and read back at start) for listing; older ones stay in the store.
+const RECENT_RUNS: u32 = 200;
+/// A step's output kept in its record: the last bytes, where the error usually is.
+const MAX_OUTPUT: usize = 4096;
+/// How long a restart, rollback or deploy step may take unless its `timeout` says otherwise.
+const DEFAULT_ACTION_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long a restore or drill step may take unless its `timeout` says otherwise.
+const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(3600);
+/// How long an `http` step may take unless its `timeout` says otherwise.
+const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The runbooks subsystem: the manifest's runbooks, the recent runs, and each runbook's run
+/// starts inside its rate-limit window.
+pub(super) struct Runbooks {
+    books: IndexMap<String, Runbook>,
+    /// Oldest first.
+    runs: Vec<Entry>,
+    /// Start times (epoch ms) per runbook, oldest first, pruned to the window when counted.
+    starts: HashMap<String, VecDeque<i64>>,
+    next_id: u64,
+}
+
+/// A run with what the loop needs to drive it.
+struct Entry {
+    run: Run,
+    /// Each step's action with the parameters filled in. Empty for a run read back from the
+    /// store: filled again from the manifest when it resumes.
+    actions: Vec<StepAction>,
+    progress: Progress,
+}
+
+/// What the current step waits for.
+enum Progress {
+    /// Nothing: the current step is to begin at the next pass (or the run is not running).
+    Idle,
+    Restart {
+        service: String,
+        since: jiff::Timestamp,
+        deadline: Instant,
+    },
+    Rollout {
+        service: String,
+        id: u64,
+        /// It aborted a rollout under way: rolled back is its success.
+        abort: bool,
+        deadline: Instant,
+    },
+    Job {
+        id: u64,
+        deadline: Instant,
+    },
+    WaitFor {
+        service: String,
+        state: WaitState,
+        deadline: Instant,
+    },
+    /// A command or a call runs as a task (which bounds itself) and answers with an event.
+    Task(tokio::task::AbortHandle),
+    Approval {
+        deadline: Option<Instant>,
+    },
+}
+
+/// How a step ended.
+struct Ending {
+    ok: bool,
+    result: String,
+    output: Option<String>,
+}
+
+impl Ending {
+    fn ok(result: impl Into<String>) -> Ending {
+        Ending {
+            ok: true,
+            result: result.into(),
+            output: None,
+        }
+    }
+
+    fn failed(result: impl Into<String>) -> Ending {
+        Ending {
+            ok: false,
+            result: result.into(),
+            output: None,
+        }
+    }
+}
+
+impl Runbooks {
+    /// The manifest's runbooks and the runs the store holds; a run a stopped control plane
+    /// left mid-step is failed at that step (row and entry), so it can be resumed.
+    pub(super) fn new(core: &mut Core, books: IndexMap<String, Runbook>) -> Runbooks {
+        let store = core.journal.store();
+        let mut runs: Vec<Run> = store
+            .runbook_runs(RECENT_RUNS)
+            .unwrap_or_else(|error| {
+                tracing::error!(%error, "could not read the runbook runs");
+                Vec::new()
+            })
+            .iter()
+            .filter_map(|text| serde_json::from_str(text).ok())
+            .collect();
+        runs.reverse();
+        let next_id = runs.iter().map(|r| r.id).max().unwrap_or(0) + 1;
+        let now = now_ms();
+        let mut starts = HashMap::new();
+        for (name, book) in &books {
+            if let Some(limit) = &book.rate_limit {
+                let since = now - limit.per.as_std().as_millis() as i64;
+                let found = core
+                    .journal
+                    .store()
+                    .runbook_starts_since(name, since)
+                    .unwrap_or_default();
+                starts.insert(name.clone(), found.into_iter().collect());
+            }
+        }
+        let mut runbooks = Runbooks {
+            books,
+            runs: runs
+                .into_iter()
+                .map(|run| Entry {
+                    run,
+                    actions: Vec::new(),
+                    progress: Progress::Idle,
+                })
+                .collect(),
+            starts,
+            next_id,
+        };
+        for index in 0..runbooks.runs.len() {
+            if runbooks.runs[index].run.state == RunState::Running {
+                runbooks.fail(
+                    core,
+                    index,
+                    "the control plane stopped during this step".to_owned(),
+                );
+            }
+        }
+        runbooks
+    }
+
+    pub(super) fn set_runbooks(&mut self, books: IndexMap<String, Runbook>) {
+        self.books = books;
+    }
+
+    fn find(&self, id: u64) -> Result<usize, ControlError> {
+        self.runs
+            .iter()
+            .position(|e| e.run.id == id)
+            .ok_or_else(|| {
+                ControlError::new(
+                    ErrorCode::UnknownRunbook,
+                    format!("there is no runbook run {id} (`wharf runbook runs` lists them)"),
+                )
+            })
+    }
+
+    fn unknown(&self, name: &str) -> ControlError {
+        let names: Vec<&str> = self.books.keys().map(String::as_str).collect();
+        ControlError::new(
+            ErrorCode::UnknownRunbook,
+            format!(
+                "the manifest has no runbook `{name}` (runbooks: {})",
+                if names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            ),
+        )
+    }
+
+    fn list(&self) -> RunbookList {
+        RunbookList {
+            runbooks: self
+                .books
+                .iter()
+                .map(|(name, book)| RunbookInfo {
+                    name: name.clone(),
+                    description: book.description.clone(),
+                    params: book
+                        .params
+                        .iter()
+                        .map(|(name, p)| ParamInfo {
+                            name: name.clone(),
+                            kind: p.kind.as_str().to_owned(),
+                            default: p.default.clone(),
+                            description: p.description.clone(),
+                        })
+                        .collect(),
+                    steps: book.steps.iter().map(|s| detail(&s.action)).collect(),
+                    rate_limit: book
+                        .rate_limit
+                        .as_ref()
+                        .map(|r| format!("{} runs per {}", r.runs, r.per)),
+                    blast_radius: book.blast_radius.as_ref().map(|b| {
+                        let mut parts = Vec::new();
+                        if let Some(n) = b.services {
+                            parts.push(format!("{n} services"));
+                        }
+                        if let Some(n) = b.instances {
+                            parts.push(format!("{n} instances"));
+                        }
+                        parts.join(", ")
+                    }),
+                })
+                .collect(),
+        }
+    }
+
+    fn run_list(&self) -> RunList {
+        RunList {
+            runs: self.runs.iter().rev().map(|e| e.run.clone()).collect(),
+        }
+    }
+
+    /// The runs started within the runbook's window, after dropping older ones.
+    fn recent_starts(&mut self, name: &str, per: Duration, now: i64) -> usize {
+        let window = per.as_millis() as i64;
+        let starts = self.starts.entry(name.to_owned()).or_default();
+        while starts.front().is_some_and(|&t| t < now - window) {
+            starts.pop_front();
+        }
+        starts.len()
+    }
+
+    /// Saves the run's row; committed with the entry recorded next.
+    fn save(&self, core: &mut Core, index: usize) {
+        let run = &self.runs[index].run;
+        let started_at = run
+            .started_at
+            .parse::<jiff::Timestamp>()
+            .map(|t| t.as_millisecond())
+            .unwrap_or_default();
+        core.journal.save_runbook_run(&wharf_store::RunbookRunRow {
+            id: run.id,
+            runbook: run.runbook.clone(),
+            state: run.state.as_str().to_owned(),
+            started_at,
+            run: serde_json::to_string(run).unwrap_or_default(),
+        });
+    }
+
+    /// Marks the run failed at its current step (the step too, if it was under way).
+    fn fail(&mut self, core: &mut Core, index: usize, reason: String) {
+        let now = jiff::Timestamp::now().to_string();
+        let entry = &mut self.runs[index];
+        if let Progress::Task(task) = &entry.progress {
+            task.abort();
+        }
+        entry.progress = Progress::Idle;
+        let run = &mut entry.run;
+        run.state = RunState::Failed;
+        run.ended_at = Some(now.clone());
+        run.reason = Some(reason.clone());
+        let step = run.current_step;
+        if let Some(step) = step.and_then(|n| run.steps.get_mut(n as usize - 1))
+            && matches!(step.state, StepState::Running | StepState::WaitingApproval)
+        {
+            step.state = StepState::Failed;
+            step.ended_at = Some(now);
+            step.result = Some(reason.clone());
+        }
+        let target = target(run);
+        self.save(core, index);
+        core.journal.record(
+            KnownAction::RunbookFailed,
+            &target,
+            json!({"step": step, "reason": reason}),
+        );
+    }
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// A run's target in the ledger: `RUNBOOK#ID`.
+fn target(run: &Run) -> String {
+    format!("{}#{}", run.runbook, run.id)
+}
+
+/// Checks each given parameter against its declared type (a `service` against the stack),
+/// fills in defaults, and refuses unknown or missing ones.
+fn typed_params(
+    name: &str,
+    book: &Runbook,
+    given: &BTreeMap<String, String>,
+    services: &[&str],
+) -> Result<BTreeMap<String, String>, ControlError> {
+    let invalid = |message: String| ControlError::new(ErrorCode::InvalidRequest, message);
+    if let Some(unknown) = given.keys().find(|k| !book.params.contains_key(*k)) {
+        let declared: Vec<&str> = book.params.keys().map(String::as_str).collect();
+        return Err(invalid(format!(
+            "runbook `{name}` has no parameter `{unknown}` (parameters: {})",
+            if declared.is_empty() {
+                "none".to_owned()
+            } else {
+                declared.join(", ")
+            }
+        )));
+    }
+    let mut values = BTreeMap::new();
+    for (param, declared) in &book.params {
+        let Some(text) = given.get(param).or(declared.default.as_ref()) else {
+            return Err(invalid(format!(
+                "runbook `{name}` needs parameter `{param}` ({}): give `--param {param}=VALUE`",
+                declared.kind.as_str()
+            )));
+        };
+        let value = declared.kind.check(text).map_err(|why| {
+            invalid(format!(
+                "parameter `{param}` of runbook `{name}` is a {}: {why}",
+                declared.kind.as_str()
+            ))
+        })?;
+        if declared.kind == ParamType::Service && !services.contains(&value.as_str()) {
+            return Err(invalid(format!(
+                "parameter `{param}` of runbook `{name}` is a service: `{value}` is not one (services: {})",
+                services.join(", ")
+            )));
+        }
+        values.insert(param.clone(), value);
+    }
+    Ok(values)
+}
+
+/// `text` with every `${param:NAME}` replaced by its value (validation made sure each is
+/// declared; the values are complete after [`typed_params`]).
+fn substitute(text: &str, params: &BTreeMap<String, String>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${param:") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + "${param:".len()..];
+        match after.find('}') {
+            Some(end) => {
+                let name = &after[..end];
+                match params.get(name) {
+                    Some(value) => out.push_str(value),
+                    None => out.push_str(&rest[start..start + "${param:".len() + end + 1]),
+                }
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The step's action with the run's parameters filled in.
+fn resolve(action: &StepAction, params: &BTreeMap<String, String>) -> StepAction {
+    let s = |text: &String| substitute(text, params);
+    match action {
+        StepAction::Restart { service } => StepAction::Restart {
+            service: s(service),
+        },
+        StepAction::Rollback { service } => StepAction::Rollback {
+            service: s(service),
+        },
+        StepAction::Deploy { service, version } => StepAction::Deploy {
+            service: s(service),
+            version: s(version),
+        },
+        StepAction::Restore { service, snapshot } => StepAction::Restore {
+            service: s(service),
+            snapshot: snapshot.as_ref().map(s),
+        },
+        StepAction::Drill { service } => StepAction::Drill {
+            service: s(service),
+        },
+        StepAction::SecretRotate { secret } => StepAction::SecretRotate { secret: s(secret) },
+        StepAction::Exec { command, timeout } => StepAction::Exec {
+            command: command.iter().map(s).collect(),
+            timeout: *timeout,
+        },
+        StepAction::Http {
+            url,
+            method,
+            expect_status,
+        } => StepAction::Http {
+            url: s(url),
+            method: method.clone(),
+            expect_status: expect_status.clone(),
+        },
+        StepAction::WaitFor {
+            service,
+            state,
+            within,
+        } => StepAction::WaitFor {
+            service: s(service),
+            state: *state,
+            within: *within,
+        },
+        StepAction::Approve { prompt } => StepAction::Approve { prompt: s(prompt) },
+    }
+}
+
+/// What the step does, in a line.
+fn detail(action: &StepAction) -> String {
+    match action {
+        StepAction::Restart { service } => format!("restart {service}"),
+        StepAction::Rollback { service } => format!("roll back {service}"),
+        StepAction::Deploy { service, version } => format!("deploy {service} {version}"),
+        StepAction::Restore { service, snapshot } => format!(
+            "restore {service} in place from {}",
+            snapshot.as_deref().unwrap_or("the latest snapshot")
+        ),
+        StepAction::Drill { service } => format!("drill {service}"),
+        StepAction::SecretRotate { secret } => format!("rotate {secret}"),
+        StepAction::Exec { command, timeout } => {
+            format!("exec {} (timeout {timeout})", shell_words(command))
+        }
+        StepAction::Http {
+            url,
+            method,
+            expect_status,
+        } => {
+            let expect = if expect_status.is_empty() {
+                "2xx".to_owned()
+            } else {
+                expect_status
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join("|")
+            };
+            format!("http {method} {url} expecting {expect}")
+        }
+        StepAction::WaitFor {
+            service,
+            state,
+            within,
+        } => format!(
+            "wait for {service} to be {} within {within}",
+            wait_word(*state)
+        ),
+        StepAction::Approve { prompt } => format!("approve: {prompt}"),
+    }
+}
+
+fn shell_words(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|w| {
+            if w.is_empty() || w.contains(|c: char| c.is_whitespace() || "'\"$\\".contains(c)) {
+                format!("'{}'", w.replace('\'', "'\\''"))
+            } else {
+                w.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn wait_word(state: WaitState) -> &'static str {
+    match state {
+        WaitState::Running => "running",
+        WaitState::Ready => "ready",
+        WaitState::Degraded => "degraded",
+        WaitState::Down => "down",
+        WaitState::Stopped => "stopped",
+    }
+}
+
+/// Whether a service's state is the one waited for.
+fn reached(state: WaitState, service: &ServiceStatus) -> bool {
+    use wharf_api::ServiceState as S;
+    match state {
+        WaitState::Running => service.state == S::Running,
+        WaitState::Ready => service.state.is_serving(),
+        WaitState::Degraded => service.state == S::Degraded,
+        WaitState::Down => service.state == S::Down,
+        WaitState::Stopped => service.state == S::Stopped,
+    }
+}
+
+/// The stack as the plan sees it: each service's instance count and who depends on it.
+pub(super) struct StackView {
+    pub replicas: HashMap<String, u32>,
+    pub dependents: HashMap<String, Vec<String>>,
+}
+
+impl StackView {
+    /// The service and everything that depends on it, transitively (an in-place restore
+    /// stops them all).
+    fn with_dependents(&self, service: &str) -> Vec<String> {
+        let mut out = vec![service.to_owned()];
+        let mut index = 0;
+        while index < out.len() {
+            for dependent in self.dependents.get(&out[index]).into_iter().flatten() {
+                if !out.contains(dependent) {
+                    out.push(dependent.clone());
+                }
+            }
+            index += 1;
+        }
+        out
+    }
+
+    /// What a step acts on: services, and how many instances.
+    fn touches(&self, action: &StepAction) -> (Vec<String>, u32) {
+        let services = match action {
+            StepAction::Restart { service }
+            | StepAction::Rollback { service }
+            | StepAction::Deploy { service, .. } => vec![service.clone()],
+            StepAction::Restore { service, .. } => self.with_dependents(service),
+            // A drill restores into a sandbox; it touches nothing that serves.
+            StepAction::Drill { .. }
+            | StepAction::SecretRotate { .. }
+            | StepAction::Exec { .. }
+            | StepAction::Http { .. }
+            | StepAction::WaitFor { .. }
+            | StepAction::Approve { .. } => Vec::new(),
+        };
+        let instances = services
+            .iter()
+            .map(|s| self.replicas.get(s).copied().unwrap_or(0))
+            .sum();
+        (services, instances)
+    }
+}
+
+/// The plan of a run: steps resolved, what they touch, the limits' verdicts (pure).
+fn plan(
+    name: &str,
+    book: &Runbook,
+    params: BTreeMap<String, String>,
+    actions: &[StepAction],
+    stack: &StackView,
+    recent_runs: usize,
+) -> RunPlan {
+    let mut services: Vec<String> = Vec::new();
+    let mut instances = 0;
+    let steps = book
+        .steps
+        .iter()
+        .zip(actions)
+        .enumerate()
+        .map(|(index, (step, action))| {
+            let (touches, count) = stack.touches(action);
+            for service in &touches {
+                if !services.contains(service) {
+                    services.push(service.clone());
+                }
+            }
+            instances += count;
+            PlannedStep {
+                number: index as u32 + 1,
+                name: step.name.clone(),
+                action: action.key().to_owned(),
+                detail: detail(action),
+                touches,
+                instances: count,
+            }
+        })
+        .collect();
+    let blast_radius = match &book.blast_radius {
+        None => Verdict {
+            ok: true,
+            detail: format!(
+                "no limit ({} services, {instances} instances touched)",
+                services.len()
+            ),
+        },
+        Some(cap) => {
+            let mut problems = Vec::new();
+            if let Some(max) = cap.services
+                && services.len() as u32 > max
+            {
+                problems.push(format!(
+                    "{} services ({}) where at most {max} may be touched",
+                    services.len(),
+                    services.join(", ")
+                ));
+            }
+            if let Some(max) = cap.instances
+                && instances > max
+            {
+                problems.push(format!(
+                    "{instances} instances where at most {max} may be touched"
+                ));
+            }
+            Verdict {
+                ok: problems.is_empty(),
+                detail: if problems.is_empty() {
+                    format!(
+                        "{} services and {instances} instances, within the cap",
+                        services.len()
+                    )
+                } else {
+                    problems.join("; ")
+                },
+            }
+        }
+    };
+    let rate_limit = match &book.rate_limit {
+        None => Verdict {
+            ok: true,
+            detail: "no limit".to_owned(),
+        },
+        Some(limit) => Verdict {
+            ok: (recent_runs as u32) < limit.runs,
+            detail: format!(
+                "{recent_runs} of at most {} runs in the last {}",
+                limit.runs, limit.per
+            ),
+        },
+    };
+    RunPlan {
+        runbook: name.to_owned(),
+        params,
+        steps,
+        services,
+        instances,
+        blast_radius,
+        rate_limit,
+    }
+}
+
+/// The last [`MAX_OUTPUT`] bytes of `text` (on a character boundary), marked when cut.
+fn truncate_output(text: &str) -> String {
+    if text.len() <= MAX_OUTPUT {
+        return text.to_owned();
+    }
+    let mut start = text.len() - MAX_OUTPUT;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("[… {start} bytes cut]\n{}", &text[start..])
+}
+
+/// Runs a step's command in the manifest's directory in its own process group, killing the
+/// group at the timeout; its stdout and stderr together are its output.
+async fn exec(command: Vec<String>, workdir: std::path::PathBuf, timeout: Duration) -> Ending {
+    let Some((program, args)) = command.split_first() else {
+        return Ending::failed("empty command");
+    };
+    let child = tokio::process::Command::new(program)
+        .args(args)
+        .current_dir(&workdir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn();
+    let child = match child {
+        Ok(child) => child,
+        Err(error) => return Ending::failed(format!("cannot run `{program}`: {error}")),
+    };
+    let pid = child.id();
+    match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(Ok(output)) => {
+            let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+            text.push_str(&String::from_utf8_lossy(&output.stderr));
+            let output_text = (!text.is_empty()).then(|| truncate_output(&text));
+            let result = match output.status.code() {
+                Some(0) => "exit code 0".to_owned(),
+                Some(code) => format!("exit code {code}"),
+                None => "killed by a signal".to_owned(),
+            };
+            Ending {
+                ok: output.status.success(),
+                result,
+                output: output_text,
+            }
+        }
+        Ok(Err(error)) => Ending::failed(format!("cannot wait for `{program}`: {error}")),
+        Err(_) => {
+            if let Some(pid) = pid
+                .and_then(|p| i32::try_from(p).ok())
+                .and_then(rustix::process::Pid::from_raw)
+            {
+                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+            }
+            Ending::failed(format!(
+                "timed out after {} and was killed",
+                wharf_probe::human(timeout)
+            ))
+        }
+    }
+}
+
+impl ControlPlane {
+    /// What the plan needs of the stack.
+    fn stack_view(&self) -> StackView {
+        let mut view = StackView {
+            replicas: HashMap::new(),
+            dependents: HashMap::new(),
+        };
+        for service in &self.supervisor.services {
+            let plan = &service.plan;
+            view.replicas.insert(plan.name.clone(), plan.replicas);
+            for (dependency, _) in &plan.depends_on {
+                view.dependents
+                    .entry(dependency.clone())
+                    .or_default()
+                    .push(plan.name.clone());
+            }
+        }
+        view
+    }
+
+    /// Starts a run of runbook `name` with `params` (text, checked against their types), as
+    /// `trigger` says (`operator`, or an alert rule). With `dry_run` it only plans: nothing is
+    /// stored, recorded or done. Refused whole — nothing changed — when a parameter is wrong,
+    /// the plan exceeds the blast-radius cap or the rate limit is reached.
+    pub(crate) fn start_runbook(
+        &mut self,
+        name: &str,
+        params: BTreeMap<String, String>,
+        dry_run: bool,
+        trigger: &str,
+        actor: &str,
+    ) -> Result<RunStarted, ControlError> {
+        let book = self
+            .runbooks
+            .books
+            .get(name)
+            .cloned()
+            .ok_or_else(|| self.runbooks.unknown(name))?;
+        let services: Vec<&str> = self
+            .supervisor
+            .services
+            .iter()
+            .map(|s| s.plan.name.as_str())
+            .collect();
+        let params = typed_params(name, &book, &params, &services)?;
+        let actions: Vec<StepAction> = book
+            .steps
+            .iter()
+            .map(|s| resolve(&s.action, &params))
+            .collect();
+        // A service named through a parameter was checked by its type; a literal by validation.
+        for action in &actions {
+            if let StepAction::Restart { service }
+            | StepAction::Rollback { service }
+            | StepAction::Deploy { service, .. }
+            | StepAction::Restore { service, .. }
+            | StepAction::Drill { service }
+            | StepAction::WaitFor { service, .. } = action
+                && self.supervisor.index(service).is_none()
+            {
+                return Err(self.supervisor.unknown(service));
+            }
+        }
+        let now = now_ms();
+        let recent = match &book.rate_limit {
+            Some(limit) => self.runbooks.recent_starts(name, limit.per.as_std(), now),
+            None => 0,
+        };
+        let plan = plan(
+            name,
+            &book,
+            params.clone(),
+            &actions,
+            &self.stack_view(),
+            recent,
+        );
+        if dry_run {
+            return Ok(RunStarted { plan, run: None });
+        }
+        if !plan.blast_radius.ok {
+            return Err(ControlError::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "runbook `{name}` would touch {}; nothing was started",
+                    plan.blast_radius.detail
+                ),
+            ));
+        }
+        if !plan.rate_limit.ok {
+            let limit = book
+                .rate_limit
+                .as_ref()
+                .map(|l| l.per.as_std())
+                .unwrap_or_default();
+            let next = self
+                .runbooks
+                .starts
+                .get(name)
+                .and_then(|s| s.front())
+                .and_then(|&t| jiff::Timestamp::from_millisecond(t + limit.as_millis() as i64).ok())
+                .map(|t| format!("; the next run is allowed at {t}"))
+                .unwrap_or_default();
+            return Err(ControlError::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "runbook `{name}` is rate limited: {}{next}; nothing was started",
+                    plan.rate_limit.detail
+                ),
+            ));
+        }
+        let id = self.runbooks.next_id;
+        self.runbooks.next_id += 1;
+        self.runbooks
+            .starts
+            .entry(name.to_owned())
+            .or_default()
+            .push_back(now);
+        let started_at = jiff::Timestamp::from_millisecond(now)
+            .unwrap_or_else(|_| jiff::Timestamp::now())
+            .to_string();
+        let run = Run {
+            id,
+            runbook: name.to_owned(),
+            state: RunState::Running,
+            params: params.clone(),
+            actor: actor.to_owned(),
+            trigger: trigger.to_owned(),
+            started_at,
+            ended_at: None,
+            current_step: Some(1),
+            steps: plan
+                .steps
+                .iter()
+                .map(|step| StepResult {
+                    plan: step.clone(),
+                    state: StepState::Pending,
+                    attempts: 0,
+                    started_at: None,
+                    ended_at: None,
+                    result: None,
+                    output: None,
+                    approval: None,
+                })
+                .collect(),
+            reason: None,
+        };
+        self.runbooks.runs.push(Entry {
+            run,
+            actions,
+            progress: Progress::Idle,
+        });
+        let index = self.runbooks.runs.len() - 1;
+        self.runbooks.save(&mut self.core, index);
+        let run = &self.runbooks.runs[index].run;
+        self.core.journal.record_by(
+            actor,
+            KnownAction::RunbookStart,
+            &target(run),
+            json!({"params": params, "trigger": trigger, "steps": run.steps.len(),
+                   "services": plan.services, "instances": plan.instances}),
+        );
+        // The first step begins now rather than at the next pass, so the answer shows it.
+        self.advance_run(index, &[]);
+        Ok(RunStarted {
+            plan,
+            run: Some(self.runbooks.runs[index].run.clone()),
+        })
+    }
+
+    /// Answers a runbook request from the API.
+    pub(super) fn runbook_command(&mut self, command: RunbookCommand) {
+        match command {
+            RunbookCommand::List(reply) => {
+                let _ = reply.send(self.runbooks.list());
+            }
+            RunbookCommand::Start {
+                name,
+                request,
+                actor,
+                reply,
+            } => {
+                let _ = reply.send(self.start_runbook(
+                    &name,
+                    request.params,
+                    request.dry_run,
+                    "operator",
+                    &actor,
+                ));
+            }
+            RunbookCommand::Runs(reply) => {
+                let _ = reply.send(self.runbooks.run_list());
+            }
+            RunbookCommand::Run { id, reply } => {
+                let answer = self
+                    .runbooks
+                    .find(id)
+                    .map(|index| self.runbooks.runs[index].run.clone());
+                let _ = reply.send(answer);
+            }
+            RunbookCommand::Resume { id, actor, reply } => {
+                let _ = reply.send(self.resume_run(id, &actor));
+            }
+            RunbookCommand::Approve {
+                id,
+                request,
+                actor,
+                reply,
+            } => {
+                let _ = reply.send(self.approve_run(id, request.reason, &actor));
+            }
+            RunbookCommand::Cancel {
+                id,
+                request,
+                actor,
+                reply,
+            } => {
+                let _ = reply.send(self.cancel_run(id, request.reason, &actor));
+            }
+        }
+    }
+
+    fn resume_run(&mut self, id: u64, actor: &str) -> Result<Run, ControlError> {
+        let index = self.runbooks.find(id)?;
+        let entry = &self.runbooks.runs[index];
+        if entry.run.state != RunState::Failed {
+            return Err(ControlError::rejected(format!(
+                "run {id} is {}: only a failed run resumes",
+                entry.run.state.as_str()
+            )));
+        }
+        if entry.actions.is_empty() {
+            // Read back from the store: its steps come from the manifest again, and only if
+            // the runbook still says the same thing.
+            let name = entry.run.runbook.clone();
+            let book = self
+                .runbooks
+                .books
+                .get(&name)
+                .ok_or_else(|| self.runbooks.unknown(&name))?;
+            let actions: Vec<StepAction> = book
+                .steps
+                .iter()
+                .map(|s| resolve(&s.action, &entry.run.params))
+                .collect();
+            let same = actions.len() == entry.run.steps.len()
+                && actions
+                    .iter()
+                    .zip(&entry.run.steps)
+                    .all(|(a, s)| detail(a) == s.plan.detail);
+            if !same {
+                return Err(ControlError::rejected(format!(
+                    "runbook `{name}` changed in the manifest since run {id} started; start a new run"
+                )));
+            }
+            self.runbooks.runs[index].actions = actions;
+        }
+        let entry = &mut self.runbooks.runs[index];
+        let step = entry.run.current_step.unwrap_or(1);
+        entry.run.state = RunState::Running;
+        entry.run.ended_at = None;
+        entry.run.reason = None;
+        entry.progress = Progress::Idle;
+        if let Some(result) = entry.run.steps.get_mut(step as usize - 1) {
+            result.state = StepState::Pending;
+        }
+        let target = target(&entry.run);
+        self.runbooks.save(&mut self.core, index);
+        self.core.journal.record_by(
+            actor,
+            KnownAction::RunbookResume,
+            &target,
+            json!({"step": step}),
+        );
+        self.advance_run(index, &[]);
+        Ok(self.runbooks.runs[index].run.clone())
+    }
+
+    fn approve_run(&mut self, id: u64, reason: String, actor: &str) -> Result<Run, ControlError> {
+        let index = self.runbooks.find(id)?;
+        if reason.trim().is_empty() {
+            return Err(ControlError::new(
+                ErrorCode::InvalidRequest,
+                "an approval needs a reason (`--reason TEXT`)",
+            ));
+        }
+        let entry = &mut self.runbooks.runs[index];
+        if entry.run.state != RunState::WaitingApproval {
+            return Err(ControlError::rejected(format!(
+                "run {id} is {}: it waits for no approval",
+                entry.run.state.as_str()
+            )));
+        }
+        let actor = actor.to_owned();
+        let now = jiff::Timestamp::now().to_string();
+        let step = entry.run.current_step.unwrap_or(1);
+        entry.run.state = RunState::Running;
+        entry.progress = Progress::Idle;
+        if let Some(result) = entry.run.steps.get_mut(step as usize - 1) {
+            result.approval = Some(Approval {
+                actor: actor.clone(),
+                reason: reason.clone(),
+                at: now,
+            });
+        }
+        let target = target(&entry.run);
+        self.runbooks.save(&mut self.core, index);
+        self.core.journal.record_by(
+            &actor,
+            KnownAction::RunbookApprove,
+            &target,
+            json!({"step": step, "approved_by": actor, "reason": reason}),
+        );
+        self.end_step(index, Ending::ok(format!("approved by {actor}: {reason}")));
+        self.advance_run(index, &[]);
+        Ok(self.runbooks.runs[index].run.clone())
+    }
+
+    fn cancel_run(
+        &mut self,
+        id: u64,
+        reason: Option<String>,
+        actor: &str,
+    ) -> Result<Run, ControlError> {
+        let index = self.runbooks.find(id)?;
+        let entry = &mut self.runbooks.runs[index];
+        if !matches!(
+            entry.run.state,
+            RunState::Running | RunState::WaitingApproval | RunState::Failed
+        ) {
+            return Err(ControlError::rejected(format!(
+                "run {id} is {}: there is nothing to cancel",
+                entry.run.state.as_str()
+            )));
+        }
+        if let Progress::Task(task) = &entry.progress {
+            task.abort();
+        }
+        entry.progress = Progress::Idle;
+        let now = jiff::Timestamp::now().to_string();
+        let reason = reason.unwrap_or_else(|| "cancelled by an operator".to_owned());
+        entry.run.state = RunState::Cancelled;
+        entry.run.ended_at = Some(now.clone());
+        entry.run.reason = Some(reason.clone());
+        for step in &mut entry.run.steps {
+            if matches!(
+                step.state,
+                StepState::Pending | StepState::Running | StepState::WaitingApproval
+            ) {
+                step.state = StepState::Cancelled;
+            }
+        }
+        let target = target(&entry.run);
+        self.runbooks.save(&mut self.core, index);
+        self.core.journal.record_by(
+            actor,
+            KnownAction::RunbookCancel,
+            &target,
+            json!({"reason": reason}),
+        );
+        Ok(self.runbooks.runs[index].run.clone())
+    }
+
+    /// Each pass: drives every running run as far as it goes now.
+    pub(super) fn drive_runbooks(&mut self, statuses: &[ServiceStatus]) {
+        for index in 0..self.runbooks.runs.len() {
+            if self.runbooks.runs[index].run.state.is_active() {
+                self.advance_run(index, statuses);
+            }
+        }
+    }
+
+    /// A step's task ended: the step ends with it, if it is still the one waiting.
+    pub(super) fn on_runbook_step(&mut self, done: RunbookStepDone) {
+        let Ok(index) = self.runbooks.find(done.run) else {
+            return;
+        };
+        let entry = &self.runbooks.runs[index];
+        let current = entry.run.current_step == Some(done.step)
+            && entry.run.state == RunState::Running
+            && matches!(entry.progress, Progress::Task(_))
+            && entry
+                .run
+                .steps
+                .get(done.step as usize - 1)
+                .is_some_and(|s| s.attempts == done.attempt);
+        if !current {
+            return;
+        }
+        self.end_step(
+            index,
+            Ending {
+                ok: done.ok,
+                result: done.result,
+                output: done.output,
+            },
+        );
+        self.advance_run(index, &[]);
+    }
+
+    /// Begins the current step, or judges the one under way; goes on to the next while steps
+    /// end at once. `statuses` is this pass's report (empty outside a pass: steps that need
+    /// it wait for the next).
+    fn advance_run(&mut self, index: usize, statuses: &[ServiceStatus]) {
+        loop {
+            let entry = &self.runbooks.runs[index];
+            if entry.run.state != RunState::Running {
+                return;
+            }
+            let Some(step) = entry.run.current_step else {
+                return;
+            };
+            if step as usize > entry.run.steps.len() {
+                self.succeed_run(index);
+                return;
+            }
+            let ending = match entry.progress {
+                Progress::Idle => self.begin_step(index),
+                _ if statuses.is_empty() => None,
+                _ => self.check_step(index, statuses),
+            };
+            match ending {
+                Some(ending) => {
+                    let ok = ending.ok;
+                    let reason = ending.result.clone();
+                    self.end_step(index, ending);
+                    if !ok {
+                        self.runbooks.fail(&mut self.core, index, reason);
+                        return;
+                    }
+                }
+                None => return,
+            }
+        }
+    }
+
+    /// Starts the current step: records it, then acts. An ending when it is over at once
+    /// (refused, or nothing to wait for).
+    fn begin_step(&mut self, index: usize) -> Option<Ending> {
+        let entry = &self.runbooks.runs[index];
+        let step = entry.run.current_step.unwrap_or(1);
+        let position = step as usize - 1;
+        let action = entry.actions.get(position).cloned()?;
+        let timeout = self
+            .runbooks
+            .books
+            .get(&entry.run.runbook)
+            .and_then(|b| b.steps.get(position))
+            .and_then(|s| s.timeout)
+            .map(|t| t.as_std());
+        let entry = &mut self.runbooks.runs[index];
+        let result = &mut entry.run.steps[position];
+        result.state = StepState::Running;
+        result.attempts += 1;
+        result.started_at = Some(jiff::Timestamp::now().to_string());
+        result.ended_at = None;
+        result.result = None;
+        result.output = None;
+        let attempt = result.attempts;
+        let details = json!({"step": step, "action": action.key(), "detail": result.plan.detail,
+                             "touches": result.plan.touches, "attempt": attempt});
+        let run_id = entry.run.id;
+        let target = target(&entry.run);
+        self.runbooks.save(&mut self.core, index);
+        let actor = self.runbooks.runs[index].run.actor.clone();
+        self.core
+            .journal
+            .record_by(&actor, KnownAction::RunbookStepStart, &target, details);
+        let deadline = Instant::now() + timeout.unwrap_or(DEFAULT_ACTION_TIMEOUT);
+        let progress = match action {
+            StepAction::Restart { service } => {
+                let since = jiff::Timestamp::now();
+                if let Err(error) = self.supervisor.begin_restart(&mut self.core, &service) {
+                    return Some(Ending::failed(error.message));
+                }
+                Progress::Restart {
+                    service,
+                    since,
+                    deadline,
+                }
+            }
+            StepAction::Rollback { service } => {
+                let abort = self
+                    .supervisor
+                    .index(&service)
+                    .is_some_and(|i| self.supervisor.services[i].active_rollout().is_some());
+                match self.begin_rollback(&service) {
+                    Ok(view) => Progress::Rollout {
+                        service,
+                        id: view.id,
+                        abort,
+                        deadline,
+                    },
+                    Err(error) => return Some(Ending::failed(error.message)),
+                }
+            }
+            StepAction::Deploy { service, version } => {
+                let request = crate::deploy::DeployRequest {
+                    version,
+                    command: None,
+                    strategy: None,
+                };
+                match self.begin_deploy(&service, request) {
+                    Ok(view) => Progress::Rollout {
+                        service,
+                        id: view.id,
+                        abort: false,
+                        deadline,
+                    },
+                    Err(error) => return Some(Ending::failed(error.message)),
+                }
+            }
+            StepAction::Restore { service, snapshot } => {
+                let command = BackupCommand::Restore(wharf_api::RestoreRequest {
+                    service,
+                    snapshot,
+                    target: wharf_api::RestoreTarget::InPlace { confirm: true },
+                });
+                match self.start_job_step(command, timeout.unwrap_or(DEFAULT_JOB_TIMEOUT)) {
+                    Ok(progress) => progress,
+                    Err(ending) => return Some(ending),
+                }
+            }
+            StepAction::Drill { service } => {
+                let command = BackupCommand::Drill(wharf_api::DrillRequest {
+                    service,
+                    snapshot: None,
+                });
+                match self.start_job_step(command, timeout.unwrap_or(DEFAULT_JOB_TIMEOUT)) {
+                    Ok(progress) => progress,
+                    Err(ending) => return Some(ending),
+                }
+            }
+            StepAction::SecretRotate { secret } => {
+                // Validation refuses these steps; a manifest cannot reach here with one.
+                return Some(Ending::failed(format!(
+                    "rotating `{secret}` from a runbook is not built yet"
+                )));
+            }
+            StepAction::Exec { command, timeout } => {
+                let workdir = self.core.config.workdir.clone();
+                let events = self.core.events.clone();
+                let task = tokio::spawn(async move {
+                    let ending = exec(command, workdir, timeout.as_std()).await;
+                    let _ = events.send(step_done(run_id, step, attempt, ending)).await;
+                });
+                Progress::Task(task.abort_handle())
+            }
+            StepAction::Http {
+                url,
+                method,
+                expect_status,
+            } => {
+                let check = wharf_probe::Check::Http(Box::new(wharf_probe::HttpProbe {
+                    method,
+                    url,
+                    headers: Vec::new(),
+                    expect_status,
+                    body_contains: None,
+                    json: None,
+                    max_latency: None,
+                    warn_latency: None,
+                }));
+                let prober = self.core.prober.clone();
+                let events = self.core.events.clone();
+                let bound = timeout.unwrap_or(DEFAULT_HTTP_TIMEOUT);
+                let task = tokio::spawn(async move {
+                    let outcome = prober.run(&check, bound).await;
+                    let ending = match outcome.reason {
+                        Some(reason) if !outcome.passed() => Ending::failed(reason),
+                        _ => Ending::ok(format!(
+                            "answered in {}",
+                            wharf_probe::human(outcome.latency)
+                        )),
+                    };
+                    let _ = events.send(step_done(run_id, step, attempt, ending)).await;
+                });
+                Progress::Task(task.abort_handle())
+            }
+            StepAction::WaitFor {
+                service,
+                state,
+                within,
+            } => Progress::WaitFor {
+                service,
+                state,
+                deadline: Instant::now() + within.as_std(),
+            },
+            StepAction::Approve { .. } => {
+                let entry = &mut self.runbooks.runs[index];
+                entry.run.state = RunState::WaitingApproval;
+                entry.run.steps[position].state = StepState::WaitingApproval;
+                // Saved with the next entry or at the end of this event.
+                self.runbooks.save(&mut self.core, index);
+                Progress::Approval {
+                    deadline: timeout.map(|t| Instant::now() + t),
+                }
+            }
+        };
+        self.runbooks.runs[index].progress = progress;
+        None
+    }
+
+    /// Starts a restore or drill job for a step.
+    fn start_job_step(
+        &mut self,
+        command: BackupCommand,
+        timeout: Duration,
+    ) -> Result<Progress, Ending> {
+        let started = self
+            .backup_command(command)
+            .map_err(|error| Ending::failed(error.message))?;
+        let job = started
+            .jobs
+            .first()
+            .ok_or_else(|| Ending::failed("no job was started"))?;
+        Ok(Progress::Job {
+            id: job.id,
+            deadline: Instant::now() + timeout,
+        })
+    }
+
+    /// Whether the step under way is over, judged on this pass's view.
+    fn check_step(&mut self, index: usize, statuses: &[ServiceStatus]) -> Option<Ending> {
+        let now = Instant::now();
+        let find = |name: &str| statuses.iter().find(|s| s.name == name);
+        match &self.runbooks.runs[index].progress {
+            Progress::Idle | Progress::Task(_) => None,
+            Progress::Approval { deadline } => match deadline {
+                Some(deadline) if now >= *deadline => {
+                    Some(Ending::failed("not approved within the step's timeout"))
+                }
+                _ => None,
+            },
+            Progress::Restart {
+                service,
+                since,
+                deadline,
+            } => {
+                let status = find(service)?;
+                let fresh = status.instances.iter().all(|i| {
+                    i.phase == wharf_api::InstancePhase::Running
+                        && i.ready != Some(false)
+                        && i.started_at
+                            .as_deref()
+                            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                            .is_some_and(|t| t >= *since)
+                });
+                if fresh && status.instances.len() as u32 == status.desired {
+                    return Some(Ending::ok(format!(
+                        "{} instance(s) replaced and ready",
+                        status.instances.len()
+                    )));
+                }
+                if status.state == wharf_api::ServiceState::Failed || now >= *deadline {
+                    return Some(Ending::failed(format!(
+                        "the restart of {service} did not finish: {}",
+                        status.reason.as_deref().unwrap_or(status.state.as_str())
+                    )));
+                }
+                None
+            }
+            Progress::Rollout {
+                service,
+                id,
+                abort,
+                deadline,
+            } => {
+                let index = self.supervisor.index(service)?;
+                let view = self.rollout_view(index)?;
+                if view.id != *id {
+                    return Some(Ending::failed(format!(
+                        "another rollout of {service} replaced this one"
+                    )));
+                }
+                match view.outcome {
+                    Some(RolloutOutcome::Succeeded) => Some(Ending::ok(format!(
+                        "{service} now serves {}",
+                        view.new_version
+                    ))),
+                    Some(RolloutOutcome::RolledBack) if *abort => Some(Ending::ok(format!(
+                        "the rollout of {} was rolled back; {service} serves {}",
+                        view.new_version, view.stable_version
+                    ))),
+                    Some(RolloutOutcome::RolledBack) => Some(Ending::failed(format!(
+                        "the rollout of {} to {service} rolled back: {}",
+                        view.new_version,
+                        view.reason.as_deref().unwrap_or("no reason given")
+                    ))),
+                    None if now >= *deadline => Some(Ending::failed(format!(
+                        "the rollout of {} to {service} did not end within the step's timeout",
+                        view.new_version
+                    ))),
+                    None => None,
+                }
+            }
+            Progress::Job { id, deadline } => {
+                let job = self.backups.job(*id)?;
+                match job.state {
+                    JobState::Succeeded => Some(Ending::ok(format!(
+                        "{} of {} succeeded{}",
+                        job.kind.as_str(),
+                        job.service.as_deref().unwrap_or("the repository"),
+                        job.snapshot
+                            .as_deref()
+                            .map(|s| format!(" (snapshot {s})"))
+                            .unwrap_or_default()
+                    ))),
+                    JobState::Failed => Some(Ending::failed(format!(
+                        "{} failed: {}",
+                        job.kind.as_str(),
+                        job.error.as_deref().unwrap_or("no reason given")
+                    ))),
+                    JobState::Running if now >= *deadline => Some(Ending::failed(format!(
+                        "{} job {id} did not end within the step's timeout (it goes on)",
+                        job.kind.as_str()
+                    ))),
+                    JobState::Running => None,
+                }
+            }
+            Progress::WaitFor {
+                service,
+                state,
+                deadline,
+            } => {
+                let status = find(service)?;
+                if reached(*state, status) {
+                    return Some(Ending::ok(format!(
+                        "{service} is {}",
+                        status.state.as_str()
+                    )));
+                }
+                (now >= *deadline).then(|| {
+                    Ending::failed(format!(
+                        "{service} was not {} in time: it is {}{}",
+                        wait_word(*state),
+                        status.state.as_str(),
+                        status
+                            .reason
+                            .as_deref()
+                            .map(|r| format!(" ({r})"))
+                            .unwrap_or_default()
+                    ))
+                })
+            }
+        }
+    }
+
+    /// Records the current step's end; a success moves the run to the next step.
+    fn end_step(&mut self, index: usize, ending: Ending) {
+        let entry = &mut self.runbooks.runs[index];
+        entry.progress = Progress::Idle;
+        let step = entry.run.current_step.unwrap_or(1);
+        let Some(result) = entry.run.steps.get_mut(step as usize - 1) else {
+            return;
+        };
+        result.state = if ending.ok {
+            StepState::Succeeded
+        } else {
+            StepState::Failed
+        };
+        result.ended_at = Some(jiff::Timestamp::now().to_string());
+        result.result = Some(ending.result.clone());
+        result.output = ending.output.clone();
+        let details = json!({"step": step, "action": result.plan.action,
+                             "result": result.state.as_str(), "detail": ending.result,
+                             "output": ending.output, "attempt": result.attempts});
+        if ending.ok {
+            entry.run.current_step = Some(step + 1);
+        }
+        let target = target(&entry.run);
+        let actor = entry.run.actor.clone();
+        self.runbooks.save(&mut self.core, index);
+        self.core
+            .journal
+            .record_by(&actor, KnownAction::RunbookStepEnd, &target, details);
+    }
+
+    fn succeed_run(&mut self, index: usize) {
+        let entry = &mut self.runbooks.runs[index];
+        entry.run.state = RunState::Succeeded;
+        entry.run.current_step = None;
+        entry.run.ended_at = Some(jiff::Timestamp::now().to_string());
+        let steps = entry.run.steps.len();
+        let target = target(&entry.run);
+        self.runbooks.save(&mut self.core, index);
+        self.core.journal.record(
+            KnownAction::RunbookSucceeded,
+            &target,
+            json!({"steps": steps}),
+        );
+    }
+}
+
+fn step_done(run: u64, step: u32, attempt: u32, ending: Ending) -> Event {
+    Event::RunbookStep(Box::new(RunbookStepDone {
+        run,
+        step,
+        attempt,
+        ok: ending.ok,
+        result: ending.result,
+        output: ending.output,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wharf_manifest::model::{BlastRadius, RateLimit, RunbookParam, RunbookStep};
+
+    fn book() -> Runbook {
+        let mut params = IndexMap::new();
+        params.insert(
+            "svc".to_owned(),
+            RunbookParam {
+                kind: ParamType::Service,
+                default: Some("api".to_owned()),
+                description: None,
+            },
+        );
+        params.insert(
+            "count".to_owned(),
+            RunbookParam {
+                kind: ParamType::Int,
+                default: None,
+                description: None,
+            },
+        );
+        Runbook {
+            description: None,
+            params,
+            rate_limit: Some(RateLimit {
+                runs: 2,
+                per: "1h".parse().unwrap(),
+            }),
+            blast_radius: Some(BlastRadius {
+                services: Some(1),
+                instances: Some(3),
+            }),
+            steps: vec![
+                RunbookStep {
+                    name: None,
+                    timeout: None,
+                    action: StepAction::Restart {
+                        service: "${param:svc}".to_owned(),
+                    },
+                },
+                RunbookStep {
+                    name: None,
+                    timeout: None,
+                    action: StepAction::Exec {
+                        command: vec!["echo".to_owned(), "n=${param:count}".to_owned()],
+                        timeout: "5s".parse().unwrap(),
+                    },
+                },
+            ],
+        }
+    }
+
+    fn view() -> StackView {
+        StackView {
+            replicas: [
+                ("api".to_owned(), 2),
+                ("db".to_owned(), 1),
+                ("web".to_owned(), 4),
+            ]
+            .into_iter()
+            .collect(),
+            dependents: [("db".to_owned(), vec!["api".to_owned()])]
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn parameters_are_typed_defaulted_and_substituted() {
+        let book = book();
+        let given: BTreeMap<String, String> = [("count".to_owned(), "7".to_owned())].into();
+        let params = typed_params("fix", &book, &given, &["api", "db"]).unwrap();
+        assert_eq!(params["svc"], "api");
+        let actions: Vec<_> = book
+            .steps
+            .iter()
+            .map(|s| resolve(&s.action, &params))
+            .collect();
+        assert_eq!(detail(&actions[0]), "restart api");
+        assert_eq!(detail(&actions[1]), "exec echo n=7 (timeout 5s)");
+
+        let wrong: BTreeMap<String, String> = [("count".to_owned(), "seven".to_owned())].into();
+        let error = typed_params("fix", &book, &wrong, &["api"]).unwrap_err();
+        assert_eq!(error.code, ErrorCode::InvalidRequest);
+        assert!(
+            error.message.contains("`count`") && error.message.contains("int"),
+            "{}",
+            error.message
+        );
+
+        let unknown_service: BTreeMap<String, String> = [
+            ("count".to_owned(), "1".to_owned()),
+            ("svc".to_owned(), "nope".to_owned()),
+        ]
+        .into();
+        let error = typed_params("fix", &book, &unknown_service, &["api"]).unwrap_err();
+        assert!(
+            error.message.contains("`nope` is not one"),
+            "{}",
+            error.message
+        );
+
+        let error = typed_params("fix", &book, &BTreeMap::new(), &["api"]).unwrap_err();
+        assert!(
+            error.message.contains("needs parameter `count`"),
+            "{}",
+            error.message
+        );
+
+        let extra: BTreeMap<String, String> = [
+            ("count".to_owned(), "1".to_owned()),
+            ("colour".to_owned(), "x".to_owned()),
+        ]
+        .into();
+        let error = typed_params("fix", &book, &extra, &["api"]).unwrap_err();
+        assert!(
+            error.message.contains("no parameter `colour`"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn the_plan_judges_blast_radius_and_rate_limit() {
+        let book = book();
+        let params: BTreeMap<String, String> = [
+            ("svc".to_owned(), "api".to_owned()),
+            ("count".to_owned(), "1".to_owned()),
+        ]
+        .into();
+        let actions: Vec<_> = book
+            .steps
+            .iter()
+            .map(|s| resolve(&s.action, &params))
+            .collect();
+        let within = plan("fix", &book, params.clone(), &actions, &view(), 1);
+        assert!(within.blast_radius.ok && within.rate_limit.ok);
+        assert_eq!(
+            (within.services.clone(), within.instances),
+            (vec!["api".to_owned()], 2)
+        );
+
+        let limited = plan("fix", &book, params.clone(), &actions, &view(), 2);
+        assert!(!limited.rate_limit.ok, "{}", limited.rate_limit.detail);
+
+        let wide = [StepAction::Restore {
+            service: "db".to_owned(),
+            snapshot: None,
+        }];
+        let mut restore = book.clone();
+        restore.steps.truncate(1);
+        let over = plan("fix", &restore, params, &wide, &view(), 0);
+        assert!(!over.blast_radius.ok);
+        assert!(
+            over.blast_radius.detail.contains("2 services (db, api)"),
+            "{}",
+            over.blast_radius.detail
+        );
+    }
+
+    #[test]
+    fn long_output_keeps_its_end() {
+        let text = "x".repeat(10_000) + "the error";
+        let cut = truncate_output(&text);
+        assert!(cut.len() < 4200 && cut.ends_with("the error") && cut.starts_with("[…"));
+    }
+
+    #[tokio::test]
+    async fn a_command_past_its_timeout_is_killed_with_its_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let started = Instant::now();
+        let ending = exec(
+            vec![
+                "sh".into(),
+                "-c".into(),
+                "sleep 30 & sleep 30; echo never".into(),
+            ],
+            dir.path().to_owned(),
+            Duration::from_millis(300),
+        )
+        .await;
+        assert!(
+            !ending.ok && ending.result.contains("timed out"),
+            "{}",
+            ending.result
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let ending = exec(
+            vec![
+                "sh".into(),
+                "-c".into(),
+                "echo out; echo err >&2; exit 3".into(),
+            ],
+            dir.path().to_owned(),
+            Duration::from_secs(10),
+        )
+        .await;
+        assert!(!ending.ok);
+        assert_eq!(ending.result, "exit code 3");
+        assert_eq!(ending.output.as_deref(), Some("out\nerr\n"));
+    }
+}
