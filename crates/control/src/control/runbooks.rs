@@ -342,13 +342,13 @@ fn typed_params(
         };
         let value = declared.kind.check(text).map_err(|why| {
             invalid(format!(
-                "parameter `{param}` of runbook `{name}` is a {}: {why}",
+                "parameter `{param}` of runbook `{name}` is of type `{}`: {why}",
                 declared.kind.as_str()
             ))
         })?;
         if declared.kind == ParamType::Service && !services.contains(&value.as_str()) {
             return Err(invalid(format!(
-                "parameter `{param}` of runbook `{name}` is a service: `{value}` is not one (services: {})",
+                "parameter `{param}` of runbook `{name}` is of type `service`: `{value}` is not a service of the stack (services: {})",
                 services.join(", ")
             )));
         }
@@ -1609,7 +1609,7 @@ mod tests {
         let error = typed_params("fix", &book, &wrong, &["api"]).unwrap_err();
         assert_eq!(error.code, ErrorCode::InvalidRequest);
         assert!(
-            error.message.contains("`count`") && error.message.contains("int"),
+            error.message.contains("`count`") && error.message.contains("`int`"),
             "{}",
             error.message
         );
@@ -1621,7 +1621,7 @@ mod tests {
         .into();
         let error = typed_params("fix", &book, &unknown_service, &["api"]).unwrap_err();
         assert!(
-            error.message.contains("`nope` is not one"),
+            error.message.contains("`nope` is not a service"),
             "{}",
             error.message
         );
