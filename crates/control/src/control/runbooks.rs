@@ -1083,8 +1083,18 @@ impl ControlPlane {
     /// Each pass: drives every running run as far as it goes now.
     pub(super) fn drive_runbooks(&mut self, statuses: &[ServiceStatus]) {
         for index in 0..self.runbooks.runs.len() {
-            if self.runbooks.runs[index].run.state.is_active() {
-                self.advance_run(index, statuses);
+            let entry = &self.runbooks.runs[index];
+            match (&entry.run.state, &entry.progress) {
+                (RunState::Running, _) => self.advance_run(index, statuses),
+                // An approval with a timeout that passed fails its step.
+                (RunState::WaitingApproval, Progress::Approval { deadline: Some(at) })
+                    if Instant::now() >= *at =>
+                {
+                    let reason = "not approved within the step's timeout".to_owned();
+                    self.end_step(index, Ending::failed(reason.clone()));
+                    self.runbooks.fail(&mut self.core, index, reason);
+                }
+                _ => {}
             }
         }
     }
@@ -1345,12 +1355,8 @@ impl ControlPlane {
         let find = |name: &str| statuses.iter().find(|s| s.name == name);
         match &self.runbooks.runs[index].progress {
             Progress::Idle | Progress::Task(_) => None,
-            Progress::Approval { deadline } => match deadline {
-                Some(deadline) if now >= *deadline => {
-                    Some(Ending::failed("not approved within the step's timeout"))
-                }
-                _ => None,
-            },
+            // Judged by `drive_runbooks` while the run waits.
+            Progress::Approval { .. } => None,
             Progress::Restart {
                 service,
                 since,
