@@ -345,3 +345,82 @@ runbooks:
     }
     assert!(!dir.path().join(".wharf").exists(), "nothing written");
 }
+
+#[test]
+fn drill_and_restore_steps_run_real_backup_jobs() {
+    let web_port = free_port();
+    let stack = Stack::new(&format!(
+        r#"
+name: books
+services:
+  db:
+    kind: sqlite
+    path: ./app.db
+    backup: {{schedule: "0 3 * * *", retain: {{last: 3}}}}
+  web:
+    command: [TESTBED, --port, "${{PORT}}", --version, "${{VERSION}}"]
+    version: "1"
+    port: {web_port}
+    depends_on: {{db: {{condition: started}}}}
+runbooks:
+  restore-db:
+    blast_radius: {{services: 2}}
+    steps:
+      - drill: {{service: db}}
+      - restore: {{service: db}}
+      - wait_for: {{service: web, state: ready, within: 30s}}
+"#
+    ));
+    let db = stack.path().join("app.db");
+    let connection = rusqlite::Connection::open(&db).unwrap();
+    let add = |rows: i64| {
+        for id in 0..rows {
+            connection
+                .execute(
+                    "INSERT INTO items (name) VALUES (?1)",
+                    [format!("item {id}")],
+                )
+                .unwrap();
+        }
+    };
+    let count = || -> i64 {
+        connection
+            .query_row("SELECT count(*) FROM items", [], |r| r.get(0))
+            .unwrap()
+    };
+    connection
+        .execute_batch("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)")
+        .unwrap();
+    add(200);
+    let up = stack.up();
+    assert!(up.status.success(), "{}", text(&up));
+    let backup = stack.wharf(&["backup", "run", "db"]);
+    assert!(backup.status.success(), "{}", text(&backup));
+    add(50);
+    assert_eq!(count(), 250);
+
+    let dry = stack.wharf(&["runbook", "run", "restore-db", "--dry-run"]);
+    assert_eq!(dry.status.code(), Some(0), "{}", text(&dry));
+    assert!(
+        String::from_utf8_lossy(&dry.stdout).contains("[touches db, web"),
+        "{}",
+        text(&dry)
+    );
+    assert_eq!(count(), 250, "a dry run restores nothing");
+
+    let run = stack.wharf(&["runbook", "run", "restore-db", "--wait"]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run));
+    let done = run_json(&stack, 1);
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert!(
+        done["steps"][0]["result"]
+            .as_str()
+            .unwrap()
+            .starts_with("drill of db succeeded"),
+        "{done}"
+    );
+    assert_eq!(count(), 200, "the restore brought the backup back");
+    let ledger = stack.ledger();
+    assert_eq!(actions(&ledger, "backup.drill").len(), 1);
+    assert_eq!(actions(&ledger, "backup.restore").len(), 1);
+}
