@@ -5,8 +5,8 @@
 //! A step is a mapping with exactly one action key (plus `name` and `timeout`), so an unknown
 //! or misspelt action is its own error ("unknown step action `restrat`… did you mean
 //! `restart`?"), not a generic unknown key. Keys whose feature is not built (`scale`) and
-//! steps that would need a hook in the control plane are refused here, never accepted and
-//! ignored.
+//! steps that would need a hook in the control plane (`secret.rotate` of a secret with a
+//! `rotate_command`) are refused here, never accepted and ignored.
 
 use indexmap::IndexMap;
 
@@ -642,14 +642,7 @@ pub(crate) fn cross_check(
                     "rotate it with `wharf secret rotate {secret}`, which runs its hook in the CLI"
                 )),
             ),
-            Some(_) => decoder.push(
-                Diagnostic::error(
-                    *span,
-                    format!("runbook `{runbook}`: the `secret.rotate` step is not built yet"),
-                )
-                .with_label("not built yet")
-                .with_hint(format!("rotate it with `wharf secret rotate {secret}`")),
-            ),
+            Some(_) => {}
         }
     }
 }

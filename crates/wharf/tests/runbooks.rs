@@ -424,3 +424,49 @@ runbooks:
     assert_eq!(actions(&ledger, "backup.drill").len(), 1);
     assert_eq!(actions(&ledger, "backup.restore").len(), 1);
 }
+
+#[test]
+fn a_secret_rotate_step_stores_a_new_version_and_restarts_its_users() {
+    let stack = Stack::new(
+        r#"
+name: books
+secrets:
+  TOKEN: {description: "rotated by the runbook"}
+services:
+  user:
+    command: [sh, -c, "exec sleep 3600"]
+    secrets: [TOKEN]
+runbooks:
+  rotate-token:
+    steps:
+      - secret.rotate: {secret: TOKEN}
+      - wait_for: {service: user, state: running, within: 30s}
+"#,
+    );
+    stack.set_secret("TOKEN", "first-value-of-the-token");
+    let up = stack.up();
+    assert!(up.status.success(), "{}", text(&up));
+    let pids = stack.pids();
+    let run = stack.wharf(&["runbook", "run", "rotate-token", "--wait"]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run));
+    let done = run_json(&stack, 1);
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(
+        done["steps"][0]["result"],
+        "TOKEN is now version 2; restarting: user"
+    );
+    let ledger = stack.ledger();
+    let rotations = actions(&ledger, "secret.rotate");
+    assert_eq!(rotations.len(), 1);
+    assert_eq!(rotations[0]["actor"], "tester");
+    assert_eq!(rotations[0]["details"]["reason"], "runbook run 1 step 1");
+    eventually("the user restarted", Duration::from_secs(30), || {
+        let now = stack.pids();
+        (!now.is_empty() && now != pids).then_some(())
+    });
+    assert!(
+        !serde_json::to_string(&ledger)
+            .unwrap()
+            .contains("first-value")
+    );
+}

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
 use serde_json::json;
+use tokio::sync::oneshot;
 
 use wharf_api::{
     Approval, ControlError, ErrorCode, JobState, ParamInfo, PlannedStep, RolloutOutcome, Run,
@@ -169,6 +170,15 @@ impl Runbooks {
             }
         }
         runbooks
+    }
+
+    /// Who started run `id` (the control plane's actor when it is unknown).
+    fn runs_actor(&self, id: u64) -> String {
+        self.runs
+            .iter()
+            .find(|e| e.run.id == id)
+            .map(|e| e.run.actor.clone())
+            .unwrap_or_default()
     }
 
     pub(super) fn set_runbooks(&mut self, books: IndexMap<String, Runbook>) {
@@ -1261,10 +1271,10 @@ impl ControlPlane {
                 }
             }
             StepAction::SecretRotate { secret } => {
-                // Validation refuses these steps; a manifest cannot reach here with one.
-                return Some(Ending::failed(format!(
-                    "rotating `{secret}` from a runbook is not built yet"
-                )));
+                match self.rotate_step(secret, run_id, step, attempt) {
+                    Ok(progress) => progress,
+                    Err(ending) => return Some(ending),
+                }
             }
             StepAction::Exec { command, timeout } => {
                 let workdir = self.core.config.workdir.clone();
@@ -1328,6 +1338,95 @@ impl ControlPlane {
         };
         self.runbooks.runs[index].progress = progress;
         None
+    }
+
+    /// Rotates a secret without a hook: on the store writer, the rotation use case stores a
+    /// generated value with its `secret.rotate` entry; then the task asks this loop for a reload
+    /// (as the API would), so the services using it move to the new value. A secret with a
+    /// `rotate_command` is refused: no hook runs in the control plane.
+    fn rotate_step(
+        &mut self,
+        secret: String,
+        run: u64,
+        step: u32,
+        attempt: u32,
+    ) -> Result<Progress, Ending> {
+        let policy = self
+            .injector
+            .policies
+            .iter()
+            .find(|(name, _)| *name == secret)
+            .map(|(_, policy)| policy.clone())
+            .ok_or_else(|| {
+                Ending::failed(format!("`{secret}` is not declared under `secrets:`"))
+            })?;
+        if policy.rotate_command.is_some() {
+            return Err(Ending::failed(format!(
+                "`{secret}` has a `rotate_command`, and no hook runs in the control plane: rotate it with `wharf secret rotate {secret}`"
+            )));
+        }
+        let actor = wharf_ops::Actor(self.runbooks.runs_actor(run));
+        let state_dir = self.core.config.state_dir.clone();
+        let workdir = self.core.config.workdir.clone();
+        let writer = self.core.journal.writer();
+        let events = self.core.events.clone();
+        let reason = format!("runbook run {run} step {step}");
+        let task = tokio::spawn(async move {
+            let rotated = writer
+                .run(move |store| {
+                    let (secrets, _) = wharf_ops::secrets::unlock(store, &state_dir, false)?;
+                    wharf_ops::secrets::rotate(
+                        store,
+                        &secrets,
+                        &actor,
+                        &secret,
+                        &policy,
+                        &workdir,
+                        Some(&reason),
+                        wharf_ops::secrets::HOOK_TIMEOUT,
+                    )
+                    .map(|rotated| match rotated {
+                        wharf_ops::secrets::Rotated::Done { info, .. } => {
+                            format!("{secret} is now version {}", info.version)
+                        }
+                        wharf_ops::secrets::Rotated::HookFailed { new, .. } => {
+                            format!("{secret} stored as version {}", new.version)
+                        }
+                    })
+                })
+                .await;
+            let ending = match rotated {
+                None => Ending::failed("the store writer stopped"),
+                Some(Err(error)) => Ending::failed(format!("the rotation failed: {error}")),
+                Some(Ok(done)) => {
+                    let (reply, answer) = oneshot::channel();
+                    let request = wharf_api::ReloadRequest::default();
+                    let asked = events
+                        .send(Event::Command(crate::events::Command::Reload {
+                            request,
+                            reply,
+                        }))
+                        .await;
+                    match (asked, answer.await) {
+                        (Ok(()), Ok(Ok(reload))) => Ending::ok(format!(
+                            "{done}; restarting: {}",
+                            if reload.restarting.is_empty() {
+                                "nothing".to_owned()
+                            } else {
+                                reload.restarting.join(", ")
+                            }
+                        )),
+                        (_, Ok(Err(error))) => Ending::failed(format!(
+                            "{done}, but the reload failed: {}",
+                            error.message
+                        )),
+                        _ => Ending::failed(format!("{done}, but the control plane stopped")),
+                    }
+                }
+            };
+            let _ = events.send(step_done(run, step, attempt, ending)).await;
+        });
+        Ok(Progress::Task(task.abort_handle()))
     }
 
     /// Starts a restore or drill job for a step.
