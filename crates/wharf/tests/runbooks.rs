@@ -83,7 +83,7 @@ fn a_run_failed_at_step_two_resumes_there_and_its_approval_is_recorded() {
     steps:
       - rollback: {service: api}
       - restart: {service: "${param:svc}"}
-        timeout: 4s
+        timeout: 6s
       - approve: {prompt: "Is ${param:svc} healthy?"}
       - wait_for: {service: api, state: ready, within: 30s}"#,
     ));
@@ -269,7 +269,11 @@ fn a_run_left_mid_step_by_a_stopped_control_plane_is_failed_and_resumable() {
         r#"  slow:
     steps:
       - exec: {command: "sh -c 'test -f go || sleep 30'", timeout: 60s}
-      - exec: {command: "echo done", timeout: 10s}"#,
+      - exec: {command: "echo done", timeout: 10s}
+  gate:
+    steps:
+      - approve: {prompt: "go?"}
+      - exec: {command: "echo through", timeout: 10s}"#,
     ));
     std::fs::write(stack.path().join("fixed"), "").unwrap();
     let up = stack.up();
@@ -277,6 +281,16 @@ fn a_run_left_mid_step_by_a_stopped_control_plane_is_failed_and_resumable() {
     let run = stack.wharf(&["runbook", "run", "slow"]);
     assert_eq!(run.status.code(), Some(0), "{}", text(&run));
     wait_state(&stack, 1, "running");
+    let gate = stack.wharf(&["runbook", "run", "gate"]);
+    assert_eq!(gate.status.code(), Some(0), "{}", text(&gate));
+    wait_state(&stack, 2, "waiting_approval");
+    // Each run's row is saved with its `runbook.step_start` entry: once both are in the
+    // ledger, both rows are on disk.
+    eventually("both steps recorded", Duration::from_secs(10), || {
+        let ledger = stack.ledger();
+        (step_starts(&ledger, "slow#1", 1) == 1 && step_starts(&ledger, "gate#2", 1) == 1)
+            .then_some(())
+    });
     // The control plane goes away mid-step; the stack keeps running and a new one adopts it.
     let pid = stack.control_pid().expect("a control plane runs");
     kill9(i64::from(pid));
@@ -303,6 +317,13 @@ fn a_run_left_mid_step_by_a_stopped_control_plane_is_failed_and_resumable() {
     let done = run_json(&stack, 1);
     assert_eq!(done["state"], "succeeded");
     assert_eq!(done["steps"][1]["output"], "done\n");
+
+    // A run that waited for approval still waits, and goes on once approved.
+    assert_eq!(run_json(&stack, 2)["state"], "waiting_approval");
+    let approve = stack.wharf(&["runbook", "approve", "2", "--reason", "after the restart"]);
+    assert_eq!(approve.status.code(), Some(0), "{}", text(&approve));
+    let through = wait_state(&stack, 2, "succeeded");
+    assert_eq!(through["steps"][1]["output"], "through\n");
 }
 
 #[test]

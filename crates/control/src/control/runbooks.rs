@@ -161,15 +161,51 @@ impl Runbooks {
             next_id,
         };
         for index in 0..runbooks.runs.len() {
-            if runbooks.runs[index].run.state == RunState::Running {
-                runbooks.fail(
+            match runbooks.runs[index].run.state {
+                RunState::Running => runbooks.fail(
                     core,
                     index,
                     "the control plane stopped during this step".to_owned(),
-                );
+                ),
+                // Nothing was in flight: it still waits, with its steps from the manifest.
+                RunState::WaitingApproval => {
+                    match runbooks.actions_again(&runbooks.runs[index].run) {
+                        Ok(actions) => {
+                            let entry = &mut runbooks.runs[index];
+                            entry.actions = actions;
+                            entry.progress = Progress::Approval { deadline: None };
+                        }
+                        Err(error) => runbooks.fail(core, index, error.message),
+                    }
+                }
+                _ => {}
             }
         }
         runbooks
+    }
+
+    /// The steps of a run read back from the store, from the manifest again — only if the
+    /// runbook still says the same thing (each step's resolved text is compared).
+    fn actions_again(&self, run: &Run) -> Result<Vec<StepAction>, ControlError> {
+        let name = &run.runbook;
+        let book = self.books.get(name).ok_or_else(|| self.unknown(name))?;
+        let actions: Vec<StepAction> = book
+            .steps
+            .iter()
+            .map(|s| resolve(&s.action, &run.params))
+            .collect();
+        let same = actions.len() == run.steps.len()
+            && actions
+                .iter()
+                .zip(&run.steps)
+                .all(|(a, s)| detail(a) == s.plan.detail);
+        if !same {
+            return Err(ControlError::rejected(format!(
+                "runbook `{name}` changed in the manifest since run {} started; start a new run",
+                run.id
+            )));
+        }
+        Ok(actions)
     }
 
     /// Who started run `id` (the control plane's actor when it is unknown).
@@ -959,29 +995,7 @@ impl ControlPlane {
             )));
         }
         if entry.actions.is_empty() {
-            // Read back from the store: its steps come from the manifest again, and only if
-            // the runbook still says the same thing.
-            let name = entry.run.runbook.clone();
-            let book = self
-                .runbooks
-                .books
-                .get(&name)
-                .ok_or_else(|| self.runbooks.unknown(&name))?;
-            let actions: Vec<StepAction> = book
-                .steps
-                .iter()
-                .map(|s| resolve(&s.action, &entry.run.params))
-                .collect();
-            let same = actions.len() == entry.run.steps.len()
-                && actions
-                    .iter()
-                    .zip(&entry.run.steps)
-                    .all(|(a, s)| detail(a) == s.plan.detail);
-            if !same {
-                return Err(ControlError::rejected(format!(
-                    "runbook `{name}` changed in the manifest since run {id} started; start a new run"
-                )));
-            }
+            let actions = self.runbooks.actions_again(&entry.run)?;
             self.runbooks.runs[index].actions = actions;
         }
         let entry = &mut self.runbooks.runs[index];
@@ -1179,7 +1193,9 @@ impl ControlPlane {
         let entry = &self.runbooks.runs[index];
         let step = entry.run.current_step.unwrap_or(1);
         let position = step as usize - 1;
-        let action = entry.actions.get(position).cloned()?;
+        let Some(action) = entry.actions.get(position).cloned() else {
+            return Some(Ending::failed("the run's steps are not known any more"));
+        };
         let timeout = self
             .runbooks
             .books
@@ -1188,8 +1204,17 @@ impl ControlPlane {
             .and_then(|s| s.timeout)
             .map(|t| t.as_std());
         let entry = &mut self.runbooks.runs[index];
+        // An approval waits from its start: the row saved with `runbook.step_start` says so.
+        let approval = matches!(action, StepAction::Approve { .. });
+        if approval {
+            entry.run.state = RunState::WaitingApproval;
+        }
         let result = &mut entry.run.steps[position];
-        result.state = StepState::Running;
+        result.state = if approval {
+            StepState::WaitingApproval
+        } else {
+            StepState::Running
+        };
         result.attempts += 1;
         result.started_at = Some(jiff::Timestamp::now().to_string());
         result.ended_at = None;
@@ -1325,16 +1350,9 @@ impl ControlPlane {
                 state,
                 deadline: Instant::now() + within.as_std(),
             },
-            StepAction::Approve { .. } => {
-                let entry = &mut self.runbooks.runs[index];
-                entry.run.state = RunState::WaitingApproval;
-                entry.run.steps[position].state = StepState::WaitingApproval;
-                // Saved with the next entry or at the end of this event.
-                self.runbooks.save(&mut self.core, index);
-                Progress::Approval {
-                    deadline: timeout.map(|t| Instant::now() + t),
-                }
-            }
+            StepAction::Approve { .. } => Progress::Approval {
+                deadline: timeout.map(|t| Instant::now() + t),
+            },
         };
         self.runbooks.runs[index].progress = progress;
         None
