@@ -9,6 +9,7 @@ mod inject;
 mod reconcile;
 mod reload;
 mod rollouts;
+mod runbook_plan;
 mod runbooks;
 mod sandbox_app;
 mod supervise;
