@@ -32,6 +32,10 @@ pub enum ErrorCode {
     /// The change could not be made for a reason that is not the caller's (storage, keys);
     /// nothing was changed.
     Internal,
+    /// The runbook, or the run, named in the path is not known.
+    UnknownRunbook,
+    /// A runbook's rate limit or blast-radius cap refuses the run; nothing was started.
+    LimitExceeded,
 }
 
 impl ErrorCode {
@@ -40,10 +44,14 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidRequest => 400,
             ErrorCode::Unauthorized => 401,
-            ErrorCode::UnknownService | ErrorCode::NoRollout | ErrorCode::NotFound => 404,
+            ErrorCode::UnknownService
+            | ErrorCode::NoRollout
+            | ErrorCode::NotFound
+            | ErrorCode::UnknownRunbook => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::Rejected => 409,
+            ErrorCode::LimitExceeded => 429,
             ErrorCode::Internal => 500,
             ErrorCode::Stopping => 503,
         }
@@ -62,6 +70,8 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::Internal => "internal",
+            ErrorCode::UnknownRunbook => "unknown_runbook",
+            ErrorCode::LimitExceeded => "limit_exceeded",
         }
     }
 }

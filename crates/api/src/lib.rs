@@ -10,6 +10,7 @@ pub mod deploy;
 pub mod error;
 pub mod incidents;
 pub mod reload;
+pub mod runbooks;
 pub mod secrets;
 pub mod silences;
 pub mod status;
@@ -39,6 +40,11 @@ pub use incidents::{
 };
 pub use reload::{
     DownAnswer, DownRequest, ManifestChanges, ReloadAnswer, ReloadRequest, RestartAnswer,
+};
+pub use runbooks::{
+    Approval, ApproveRequest, CancelRequest, ParamInfo, PlannedStep, Run, RunList, RunPlan,
+    RunStarted, RunState, RunbookInfo, RunbookList, StartRunRequest, StepResult, StepState,
+    Verdict,
 };
 pub use secrets::{
     BeginRotationRequest, FinishRotationRequest, HookResult, ReloadOutcome, RevealAnswer,

@@ -55,6 +55,57 @@ pub enum Event {
     Notice(Box<wharf_notify::Outcome>),
     /// A backup, drill, restore, prune or verify job ended (its outcome in the job).
     Backup(Box<wharf_api::Job>),
+    /// A runbook step's task (a command, an HTTP call) ended.
+    RunbookStep(Box<RunbookStepDone>),
+}
+
+/// What a runbook step's task reports: which attempt of which step, and how it went.
+#[derive(Debug, Clone)]
+pub struct RunbookStepDone {
+    pub run: u64,
+    /// 1-based.
+    pub step: u32,
+    pub attempt: u32,
+    pub ok: bool,
+    /// What happened, in words.
+    pub result: String,
+    /// Output, already truncated.
+    pub output: Option<String>,
+}
+
+/// The runbook requests from the API.
+#[derive(Debug)]
+pub enum RunbookCommand {
+    List(oneshot::Sender<wharf_api::RunbookList>),
+    Start {
+        name: String,
+        request: wharf_api::StartRunRequest,
+        /// Who asks (recorded as the run's actor).
+        actor: String,
+        reply: oneshot::Sender<Result<wharf_api::RunStarted, ControlError>>,
+    },
+    Runs(oneshot::Sender<wharf_api::RunList>),
+    Run {
+        id: u64,
+        reply: oneshot::Sender<Result<wharf_api::Run, ControlError>>,
+    },
+    Resume {
+        id: u64,
+        actor: String,
+        reply: oneshot::Sender<Result<wharf_api::Run, ControlError>>,
+    },
+    Approve {
+        id: u64,
+        request: wharf_api::ApproveRequest,
+        actor: String,
+        reply: oneshot::Sender<Result<wharf_api::Run, ControlError>>,
+    },
+    Cancel {
+        id: u64,
+        request: wharf_api::CancelRequest,
+        actor: String,
+        reply: oneshot::Sender<Result<wharf_api::Run, ControlError>>,
+    },
 }
 
 /// Where a reload's answer goes.
@@ -154,6 +205,8 @@ pub enum Command {
         service: Option<String>,
         reply: oneshot::Sender<Result<wharf_api::SnapshotList, ControlError>>,
     },
+    /// Runbooks and their runs.
+    Runbook(RunbookCommand),
 }
 
 /// What a backup request asks.
@@ -326,6 +379,87 @@ impl Handle {
         self.ask(|reply| Command::SecretPolicy { name, reply })
             .await
             .unwrap_or_else(|| Err(ControlError::stopping()))
+    }
+
+    /// The manifest's runbooks.
+    pub async fn runbooks(&self) -> Option<wharf_api::RunbookList> {
+        self.ask(|reply| Command::Runbook(RunbookCommand::List(reply)))
+            .await
+    }
+
+    /// Starts a run of a runbook (or, with `dry_run`, only plans it).
+    pub async fn start_run(
+        &self,
+        name: String,
+        request: wharf_api::StartRunRequest,
+        actor: String,
+    ) -> Result<wharf_api::RunStarted, ControlError> {
+        self.ask(|reply| {
+            Command::Runbook(RunbookCommand::Start {
+                name,
+                request,
+                actor,
+                reply,
+            })
+        })
+        .await
+        .unwrap_or_else(|| Err(ControlError::stopping()))
+    }
+
+    /// The runs, newest first.
+    pub async fn runs(&self) -> Option<wharf_api::RunList> {
+        self.ask(|reply| Command::Runbook(RunbookCommand::Runs(reply)))
+            .await
+    }
+
+    pub async fn run(&self, id: u64) -> Result<wharf_api::Run, ControlError> {
+        self.ask(|reply| Command::Runbook(RunbookCommand::Run { id, reply }))
+            .await
+            .unwrap_or_else(|| Err(ControlError::stopping()))
+    }
+
+    /// Resumes a failed run at its failed step.
+    pub async fn resume_run(&self, id: u64, actor: String) -> Result<wharf_api::Run, ControlError> {
+        self.ask(|reply| Command::Runbook(RunbookCommand::Resume { id, actor, reply }))
+            .await
+            .unwrap_or_else(|| Err(ControlError::stopping()))
+    }
+
+    /// Approves the step a run waits at.
+    pub async fn approve_run(
+        &self,
+        id: u64,
+        request: wharf_api::ApproveRequest,
+        actor: String,
+    ) -> Result<wharf_api::Run, ControlError> {
+        self.ask(|reply| {
+            Command::Runbook(RunbookCommand::Approve {
+                id,
+                request,
+                actor,
+                reply,
+            })
+        })
+        .await
+        .unwrap_or_else(|| Err(ControlError::stopping()))
+    }
+
+    pub async fn cancel_run(
+        &self,
+        id: u64,
+        request: wharf_api::CancelRequest,
+        actor: String,
+    ) -> Result<wharf_api::Run, ControlError> {
+        self.ask(|reply| {
+            Command::Runbook(RunbookCommand::Cancel {
+                id,
+                request,
+                actor,
+                reply,
+            })
+        })
+        .await
+        .unwrap_or_else(|| Err(ControlError::stopping()))
     }
 
     pub async fn rollback(&self, service: String) -> Result<RolloutView, ControlError> {

@@ -116,6 +116,7 @@ enum Write {
     /// id, attempts, why it was given up (`None`: delivered)
     FinishNotice(u64, u32, Option<String>),
     SaveBackupJob(wharf_store::BackupJobRow),
+    SaveRunbookRun(wharf_store::RunbookRunRow),
 }
 
 impl Write {
@@ -137,6 +138,7 @@ impl Write {
                 store.finish_alert_notice(*id, *attempts, gave_up.as_deref())
             }
             Write::SaveBackupJob(row) => store.save_backup_job(row),
+            Write::SaveRunbookRun(row) => store.save_runbook_run(row),
         }
     }
 }
@@ -180,11 +182,6 @@ impl Journal {
         })
     }
 
-    /// Who the control plane's entries are recorded as.
-    pub fn actor(&self) -> &str {
-        &self.actor
-    }
-
     /// The writer, for the API's use cases.
     pub fn writer(&self) -> StoreWriter {
         self.writer.clone()
@@ -193,9 +190,16 @@ impl Journal {
     /// Queues one ledger entry, in one transaction with the row changes made since the last
     /// entry or commit (the change it is evidence of).
     pub fn record(&mut self, action: KnownAction, target: &str, details: Value) {
+        let actor = self.actor.clone();
+        self.record_by(&actor, action, target, details);
+    }
+
+    /// Like [`Journal::record`], naming `actor` as who acted (an operator's request through
+    /// the API) instead of the control plane's own actor.
+    pub fn record_by(&mut self, actor: &str, action: KnownAction, target: &str, details: Value) {
         let writes = std::mem::take(&mut self.pending);
         let now = jiff::Timestamp::now();
-        let entry = match NewEntry::new(now, &self.actor, action.into(), target, details) {
+        let entry = match NewEntry::new(now, actor, action.into(), target, details) {
             Ok(entry) => entry,
             Err(error) => {
                 tracing::error!(%error, %action, target, "invalid ledger entry");
@@ -330,6 +334,16 @@ impl Journal {
     /// Records a backup job or its outcome (with its entry, when it ended).
     pub fn save_backup_job(&mut self, row: &wharf_store::BackupJobRow) {
         self.pending.push(Write::SaveBackupJob(row.clone()));
+    }
+
+    /// Records a runbook run's progress (with its entry, when it changed state or a step).
+    pub fn save_runbook_run(&mut self, row: &wharf_store::RunbookRunRow) {
+        self.pending.push(Write::SaveRunbookRun(row.clone()));
+    }
+
+    /// Who the ledger's entries name as the actor.
+    pub fn actor(&self) -> &str {
+        &self.actor
     }
 
     /// The loop's reading connection (read-only), for the secrets and config overrides read

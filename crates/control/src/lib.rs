@@ -17,7 +17,9 @@ pub use control::{
     Config, ControlPlane, PROXY_ROW, PlanLoader, backup_repository_text, unmet_requirements,
 };
 pub use deploy::{DeployRequest, RolloutCommand, RolloutView, VersionTraffic};
-pub use events::{BackupCommand, Command, Event, Handle, ProbeKind};
+pub use events::{
+    BackupCommand, Command, Event, Handle, ProbeKind, RunbookCommand, RunbookStepDone,
+};
 pub use journal::{Journal, StoreWriter};
 pub use plan::{BACKUP_PASSWORD_SECRET, PlanError, StackPlan, plan};
 pub use report::{DependencyStatus, InstanceStatus, ServiceStatus, StatusReport};

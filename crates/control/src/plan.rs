@@ -48,6 +48,8 @@ pub struct StackPlan {
     /// Where backups go (`.wharf/backups` when absent).
     pub backup_repository: Option<wharf_manifest::model::BackupRepository>,
     pub require: Option<wharf_manifest::model::Requirements>,
+    /// The manifest's runbooks, by name.
+    pub runbooks: indexmap::IndexMap<String, wharf_manifest::model::Runbook>,
 }
 
 /// The secret holding the backup repository's password: generated at the first `wharf up` of
@@ -254,6 +256,7 @@ pub fn plan(stack: &ValidStack) -> Result<StackPlan, Vec<PlanError>> {
             smoke: stack.smoke.clone(),
             backup_repository: stack.backups.clone(),
             require: stack.require.clone(),
+            runbooks: stack.runbooks.clone(),
         })
     } else {
         Err(errors)

@@ -217,6 +217,23 @@ known_actions! {
     IncidentAssign = "incident.assign",
     /// The incident resolved (MTTR is measured to it).
     IncidentResolve = "incident.resolve",
+    // ── runbook: runs of the manifest's runbooks; target: `RUNBOOK#RUN` ──────────────────
+    /// A run started: its parameters and who or what started it.
+    RunbookStart = "runbook.start",
+    /// A step began: its number, action and what it touches.
+    RunbookStepStart = "runbook.step_start",
+    /// A step ended: its result (succeeded or failed, with why) and output, truncated.
+    RunbookStepEnd = "runbook.step_end",
+    /// A human approved a waiting step, with who and why.
+    RunbookApprove = "runbook.approve",
+    /// A run stopped at a failed step (or was interrupted or cancelled); it can resume there.
+    RunbookFailed = "runbook.failed",
+    /// A failed run resumed from its failed step.
+    RunbookResume = "runbook.resume",
+    /// Every step of a run succeeded.
+    RunbookSucceeded = "runbook.succeeded",
+    /// An operator cancelled a run that was not finished; it does not resume.
+    RunbookCancel = "runbook.cancel",
 }
 
 impl fmt::Display for KnownAction {

@@ -5,7 +5,8 @@
 //! `${secret:NAME}` (resolved only inside the control plane at instance start, so a secret never
 //! reaches rendered output), and the instance variables `${PORT}`, `${INSTANCE}`, `${VERSION}`,
 //! `${SERVICE}` inside a service's `command`, `env` and `probes`, which the runtime fills per
-//! instance.
+//! instance. A third, `${param:NAME}`, belongs to runbooks: it is filled with the run's typed
+//! parameter when the run starts, and validation checks each names a declared parameter.
 
 use crate::diagnostic::{Diagnostic, Span};
 use crate::yaml::{Node, NodeKind, Positions};
@@ -18,6 +19,15 @@ pub const INSTANCE_VARIABLES: &[&str] = &["PORT", "INSTANCE", "VERSION", "SERVIC
 pub struct SecretReference {
     pub name: String,
     pub span: Span,
+}
+
+/// A `${param:NAME}` found in the manifest, with the runbook it appears in (`None`: outside
+/// any runbook, which validation refuses).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamReference {
+    pub name: String,
+    pub span: Span,
+    pub runbook: Option<String>,
 }
 
 /// Where variable values come from: the process environment, a `.env` file, a test's map.
@@ -37,6 +47,7 @@ pub(crate) struct Interpolator<'a> {
     pub source: &'a str,
     pub diagnostics: Vec<Diagnostic>,
     pub secrets: Vec<SecretReference>,
+    pub params: Vec<ParamReference>,
 }
 
 impl Interpolator<'_> {
@@ -46,7 +57,10 @@ impl Interpolator<'_> {
             NodeKind::Scalar { value, .. } => {
                 if value.contains('$') {
                     let keep_instance_vars = in_instance_scope(path);
-                    if let Some(expanded) = self.expand_scalar(value, node.span, keep_instance_vars)
+                    let runbook =
+                        (path.len() >= 2 && path[0] == "runbooks").then(|| path[1].clone());
+                    if let Some(expanded) =
+                        self.expand_scalar(value, node.span, keep_instance_vars, runbook)
                     {
                         *value = expanded;
                     }
@@ -73,12 +87,14 @@ impl Interpolator<'_> {
         text: &str,
         span: Span,
         keep_instance_vars: bool,
+        runbook: Option<String>,
     ) -> Option<String> {
         let mut expansion = Expansion {
             variables: self.variables,
             keep_instance_vars,
             problems: Vec::new(),
             secrets: Vec::new(),
+            params: Vec::new(),
         };
         let result = expansion.expand(text, 0);
         for (offset, len, problem) in expansion.problems {
@@ -88,6 +104,14 @@ impl Interpolator<'_> {
         for (offset, len, name) in expansion.secrets {
             let at = self.locate(span, text, offset, len);
             self.secrets.push(SecretReference { name, span: at });
+        }
+        for (offset, len, name) in expansion.params {
+            let at = self.locate(span, text, offset, len);
+            self.params.push(ParamReference {
+                name,
+                span: at,
+                runbook: runbook.clone(),
+            });
         }
         result
     }
@@ -163,6 +187,7 @@ struct Expansion<'a> {
     /// (byte offset in the scalar, length, problem)
     problems: Vec<(usize, usize, Problem)>,
     secrets: Vec<(usize, usize, String)>,
+    params: Vec<(usize, usize, String)>,
 }
 
 impl Expansion<'_> {
@@ -225,6 +250,17 @@ impl Expansion<'_> {
                 return None;
             }
             self.secrets.push((offset, whole.len(), secret.to_owned()));
+            out.push_str(whole);
+            return Some(());
+        }
+        if let Some(param) = inner.strip_prefix("param:") {
+            if param.is_empty() || variable_name_len(param) != param.len() {
+                let message = format!("`{whole}` is not a valid parameter reference");
+                self.problems
+                    .push((offset, whole.len(), Problem::Syntax(message)));
+                return None;
+            }
+            self.params.push((offset, whole.len(), param.to_owned()));
             out.push_str(whole);
             return Some(());
         }
@@ -324,7 +360,10 @@ fn symbolic_reference_len(text: &str) -> usize {
             return 0;
         };
         let inner = &braced[..close];
-        let name = inner.strip_prefix("secret:").unwrap_or(inner);
+        let name = inner
+            .strip_prefix("secret:")
+            .or_else(|| inner.strip_prefix("param:"))
+            .unwrap_or(inner);
         let secret =
             name.len() < inner.len() && !name.is_empty() && variable_name_len(name) == name.len();
         return if secret || INSTANCE_VARIABLES.contains(&inner) {
@@ -390,6 +429,7 @@ mod tests {
             keep_instance_vars: keep,
             problems: Vec::new(),
             secrets: Vec::new(),
+            params: Vec::new(),
         };
         let out = e.expand(text, 0);
         (
@@ -461,5 +501,13 @@ mod tests {
             Some("--port=${PORT}")
         );
         assert_eq!(expand("--port=${PORT}", false).1, 1);
+    }
+
+    #[test]
+    fn runbook_parameters_stay_symbolic() {
+        let (out, problems, _) = expand("${param:svc}-x", false);
+        assert_eq!((out.as_deref(), problems), (Some("${param:svc}-x"), 0));
+        assert_eq!(expand("${param:}", false).1, 1);
+        assert_eq!(escape_literal("${param:svc} $HOME"), "${param:svc} $$HOME");
     }
 }

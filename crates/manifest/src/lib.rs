@@ -10,6 +10,7 @@ pub mod diagnostic;
 mod interpolate;
 pub mod model;
 mod overlay;
+mod runbooks;
 mod schema;
 mod validate;
 pub mod values;
@@ -18,7 +19,7 @@ pub mod yaml;
 use std::ops::Deref;
 
 pub use diagnostic::{Diagnostic, Severity, Span};
-pub use interpolate::{INSTANCE_VARIABLES, SecretReference, Variables};
+pub use interpolate::{INSTANCE_VARIABLES, ParamReference, SecretReference, Variables};
 pub use model::Stack;
 pub use overlay::DEFAULT_ENVIRONMENT;
 
@@ -225,12 +226,14 @@ fn load_into(
         source,
         diagnostics: Vec::new(),
         secrets: Vec::new(),
+        params: Vec::new(),
     };
     interpolator.walk(&mut root, &mut Vec::new());
     decoder.diagnostics.append(&mut interpolator.diagnostics);
     let mut refs = References::default();
     let mut stack = schema::stack(decoder, &root, &mut refs)?;
     validate::cross_check(decoder, &stack, &refs, &interpolator.secrets);
+    runbooks::cross_check(decoder, &stack, &refs, &interpolator.params);
     stack.environment = environment;
     Some(stack)
 }

@@ -27,6 +27,9 @@ pub struct Stack {
     pub smoke: Vec<SmokeCheck>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<Alert>,
+    /// The runbooks an operator can run, by name.
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub runbooks: IndexMap<String, Runbook>,
 }
 
 /// The backup repository: a folder (relative to the manifest) or S3-compatible storage in
@@ -569,4 +572,183 @@ impl AlertThresholds {
             && self.down_for.is_none()
             && self.degraded.is_none()
     }
+}
+
+/// A runbook: typed steps an operator (or later an alert) runs as one audited run, with typed
+/// parameters, a rate limit and a blast-radius cap. Fields that name things (`service`,
+/// `version`, a command's words, a URL) may hold `${param:NAME}`, filled at run time with the
+/// run's typed value; every reference names a declared parameter (checked at load).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Runbook {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub params: IndexMap<String, RunbookParam>,
+    /// At most `runs` runs started within any `per`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    /// At most this many distinct services / instances touched by one run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blast_radius: Option<BlastRadius>,
+    pub steps: Vec<RunbookStep>,
+}
+
+/// A declared parameter: its type, an optional default (already checked against the type).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunbookParam {
+    #[serde(rename = "type")]
+    pub kind: ParamType,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamType {
+    String,
+    Int,
+    Bool,
+    Duration,
+    /// The name of a service of the stack.
+    Service,
+}
+
+impl ParamType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParamType::String => "string",
+            ParamType::Int => "int",
+            ParamType::Bool => "bool",
+            ParamType::Duration => "duration",
+            ParamType::Service => "service",
+        }
+    }
+
+    /// Checks `text` against the type, giving the canonical text (`1m30s`, `true`, `42`) or
+    /// why it does not fit. A `service` is checked against the stack by the caller.
+    pub fn check(self, text: &str) -> Result<String, String> {
+        match self {
+            ParamType::String | ParamType::Service => Ok(text.to_owned()),
+            ParamType::Int => text
+                .trim()
+                .parse::<i64>()
+                .map(|n| n.to_string())
+                .map_err(|_| format!("`{text}` is not an integer")),
+            ParamType::Bool => match text.trim() {
+                "true" | "True" | "TRUE" => Ok("true".to_owned()),
+                "false" | "False" | "FALSE" => Ok("false".to_owned()),
+                _ => Err(format!("`{text}` is not `true` or `false`")),
+            },
+            ParamType::Duration => text
+                .parse::<Duration>()
+                .map(|d| d.to_string())
+                .map_err(|e| format!("`{text}` is not a duration ({})", e.0)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RateLimit {
+    pub runs: u32,
+    pub per: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct BlastRadius {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub services: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instances: Option<u32>,
+}
+
+/// One step: its action, an optional name and an optional bound on how long it may take.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunbookStep {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    #[serde(flatten)]
+    pub action: StepAction,
+}
+
+/// What a step does. Each acts through the same paths as the API's commands.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepAction {
+    /// A rolling restart; done when no old instance is left and the service serves.
+    Restart { service: String },
+    /// Roll back to the previous version; done when the rollout ends.
+    Rollback { service: String },
+    /// Deploy a version; done when the rollout completes.
+    Deploy { service: String, version: String },
+    /// Restore a datastore in place (its dependents held meanwhile); the latest snapshot when
+    /// none is named.
+    Restore {
+        service: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        snapshot: Option<String>,
+    },
+    /// A restore drill into a sandbox.
+    Drill { service: String },
+    /// Rotate a secret that has no hook: a new generated value, then a reload.
+    #[serde(rename = "secret.rotate")]
+    SecretRotate { secret: String },
+    /// A command run in the manifest's directory in its own process group, killed at its
+    /// timeout; a non-zero exit fails the step.
+    Exec {
+        command: Vec<String>,
+        timeout: Duration,
+    },
+    /// An HTTP request whose answer must have one of the statuses (any 2xx when empty).
+    Http {
+        url: String,
+        method: String,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        expect_status: Vec<u16>,
+    },
+    /// Wait until a service reaches a health state, failing past `within`.
+    WaitFor {
+        service: String,
+        state: WaitState,
+        within: Duration,
+    },
+    /// Pause the run until a person approves it (`wharf runbook approve RUN --reason …`).
+    Approve { prompt: String },
+}
+
+impl StepAction {
+    /// The action's key in the manifest (`wait_for`, `secret.rotate`).
+    pub fn key(&self) -> &'static str {
+        match self {
+            StepAction::Restart { .. } => "restart",
+            StepAction::Rollback { .. } => "rollback",
+            StepAction::Deploy { .. } => "deploy",
+            StepAction::Restore { .. } => "restore",
+            StepAction::Drill { .. } => "drill",
+            StepAction::SecretRotate { .. } => "secret.rotate",
+            StepAction::Exec { .. } => "exec",
+            StepAction::Http { .. } => "http",
+            StepAction::WaitFor { .. } => "wait_for",
+            StepAction::Approve { .. } => "approve",
+        }
+    }
+}
+
+/// The health a `wait_for` step waits for, on the control plane's own health model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WaitState {
+    /// The service's state is `running`: enough instances run and are ready.
+    Running,
+    /// The service serves its dependents: running, degraded or external and passing.
+    Ready,
+    /// The service is `degraded`.
+    Degraded,
+    /// The service is `down` (its instances fail their ready probe).
+    Down,
+    /// The service is `stopped`.
+    Stopped,
 }

@@ -27,6 +27,8 @@ pub(crate) struct References {
     pub services: Vec<(String, Span)>,
     /// (alert, service, span) from an alert's `services:` list
     pub alert_services: Vec<(String, String, Span)>,
+    /// What runbooks name (services, secrets), for `runbooks::cross_check`.
+    pub runbooks: crate::runbooks::RunbookRefs,
 }
 
 pub(crate) const ROOT_KEYS: &[&str] = &[
@@ -38,6 +40,7 @@ pub(crate) const ROOT_KEYS: &[&str] = &[
     "alerts",
     "require",
     "backups",
+    "runbooks",
 ];
 pub(crate) const ENVIRONMENT_KEYS: &[&str] = &["require", "services", "secrets", "smoke", "alerts"];
 const SERVICE_KEYS: &[&str] = &[
@@ -122,6 +125,10 @@ pub(crate) fn stack(decoder: &mut Decoder, root: &Node, refs: &mut References) -
     let backups = fields
         .get("backups")
         .and_then(|n| backup_repository(decoder, n));
+    let runbooks = fields
+        .get("runbooks")
+        .map(|n| crate::runbooks::runbooks(decoder, n, refs))
+        .unwrap_or_default();
     Some(Stack {
         name: name?,
         environment: None,
@@ -131,6 +138,7 @@ pub(crate) fn stack(decoder: &mut Decoder, root: &Node, refs: &mut References) -
         services,
         smoke,
         alerts,
+        runbooks,
     })
 }
 

@@ -57,6 +57,17 @@ fn full_manifest_uses_every_feature() {
         Some("${PORT}")
     );
     assert_eq!(api.version.as_deref(), Some("1.4.0"));
+    let runbook = &stack.runbooks["recover-api"];
+    assert_eq!(runbook.steps.len(), 9);
+    assert_eq!(runbook.rate_limit.as_ref().map(|r| r.runs), Some(3));
+    assert_eq!(
+        runbook.steps[2].action,
+        wharf_manifest::model::StepAction::Restart {
+            service: "${param:target}".to_owned()
+        },
+        "parameters stay symbolic until a run fills them"
+    );
+    assert_eq!(runbook.params["wait"].default.as_deref(), Some("30s"));
     let proxy = api.proxy.as_ref().expect("api has proxy settings");
     assert_eq!(
         proxy.upstream_timeout.map(|d| d.as_std().as_secs()),

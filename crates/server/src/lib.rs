@@ -30,6 +30,7 @@ mod deploy;
 mod health;
 mod oncall;
 mod openapi;
+mod runbooks;
 mod state_routes;
 mod tcp;
 pub mod tls;
@@ -241,6 +242,13 @@ pub fn app(handle: Handle, token: Option<String>) -> Router {
         .route("/v1/incidents/{id}/ack", post(oncall::ack))
         .route("/v1/incidents/{id}/roles", post(oncall::assign))
         .route("/v1/incidents/{id}/resolve", post(oncall::resolve))
+        .route("/v1/runbooks", get(runbooks::list))
+        .route("/v1/runbooks/{name}/runs", post(runbooks::start))
+        .route("/v1/runbooks/runs", get(runbooks::runs))
+        .route("/v1/runbooks/runs/{id}", get(runbooks::run))
+        .route("/v1/runbooks/runs/{id}/resume", post(runbooks::resume))
+        .route("/v1/runbooks/runs/{id}/approve", post(runbooks::approve))
+        .route("/v1/runbooks/runs/{id}/cancel", post(runbooks::cancel))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -20,6 +20,11 @@ use wharf_api::{
     SetSecretRequest, Silence, SilenceList, Snapshot, SnapshotList, StackStatus, StatusReport,
     VerifierAnswer, VerifyRequest, VersionTraffic,
 };
+use wharf_api::{
+    Approval, ApproveRequest, CancelRequest, ParamInfo, PlannedStep, Run, RunList, RunPlan,
+    RunStarted, RunState, RunbookInfo, RunbookList, StartRunRequest, StepResult, StepState,
+    Verdict,
+};
 
 /// Every route [`crate::app`] serves, as `(method, path)`; a test holds the document to it.
 pub const ROUTES: &[(&str, &str)] = &[
@@ -57,13 +62,20 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/backups/verify"),
     ("post", "/v1/drills"),
     ("post", "/v1/restores"),
+    ("get", "/v1/runbooks"),
+    ("post", "/v1/runbooks/{name}/runs"),
+    ("get", "/v1/runbooks/runs"),
+    ("get", "/v1/runbooks/runs/{id}"),
+    ("post", "/v1/runbooks/runs/{id}/resume"),
+    ("post", "/v1/runbooks/runs/{id}/approve"),
+    ("post", "/v1/runbooks/runs/{id}/cancel"),
 ];
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "wharf control plane API",
-        description = "Drive a running wharf stack: status, health, restarts, deploys and rollouts, reloads; change its stored state: secrets (values go in, never come out), config overrides, audit notes, preflight records; back up, drill and restore the datastores; silence pages; run incidents. On the unix socket no authentication; on TCP every route but `/health` and `/v1/openapi.json` needs `Authorization: Bearer <WHARF_API_TOKEN>`. Errors are `{\"error\": {\"code\", \"message\"}}`."
+        description = "Drive a running wharf stack: status, health, restarts, deploys and rollouts, reloads; change its stored state: secrets (values go in, never come out), config overrides, audit notes, preflight records; back up, drill and restore the datastores; silence pages; run incidents; run the manifest's runbooks (plan, start, approve, resume, cancel). On the unix socket no authentication; on TCP every route but `/health` and `/v1/openapi.json` needs `Authorization: Bearer <WHARF_API_TOKEN>`. Errors are `{\"error\": {\"code\", \"message\"}}`."
     ),
     paths(
         crate::health_live,
@@ -112,6 +124,13 @@ pub const ROUTES: &[(&str, &str)] = &[
         crate::oncall::ack,
         crate::oncall::assign,
         crate::oncall::resolve,
+        crate::runbooks::list,
+        crate::runbooks::start,
+        crate::runbooks::runs,
+        crate::runbooks::run,
+        crate::runbooks::resume,
+        crate::runbooks::approve,
+        crate::runbooks::cancel,
     ),
     components(schemas(
         ApiErrorBody, ErrorDetail, ErrorCode, StatusReport, OpenPage, StackStatus, ServiceStatus,
@@ -131,6 +150,9 @@ pub const ROUTES: &[(&str, &str)] = &[
         Silence, SilenceList, CreateSilenceRequest, Matcher, MatchOp,
         Incident, IncidentList, IncidentSeverity, IncidentStatus, IncidentUpdate,
         DeclareIncidentRequest, IncidentUpdateRequest, IncidentStepRequest, AssignRoleRequest,
+        RunbookList, RunbookInfo, ParamInfo, StartRunRequest, RunStarted, RunPlan, PlannedStep,
+        Verdict, Run, RunState, StepResult, StepState, Approval, RunList, ApproveRequest,
+        CancelRequest,
     )),
     modifiers(&BearerAuth),
 )]

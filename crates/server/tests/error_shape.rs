@@ -62,6 +62,7 @@ async fn api_errors_over_real_sockets_are_the_documented_json_shape() {
         smoke: Vec::new(),
         backup_repository: None,
         require: None,
+        runbooks: Default::default(),
     };
     let journal = Journal::open(&state_dir, "wharf-control@test".to_owned()).unwrap();
     let config = Config {

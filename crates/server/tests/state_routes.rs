@@ -35,6 +35,7 @@ async fn on_stack<F: std::future::Future<Output = ()>>(test: impl FnOnce(Api) ->
         smoke: Vec::new(),
         backup_repository: None,
         require: None,
+        runbooks: Default::default(),
     };
     let journal = Journal::open(&state_dir, "wharf-control@test".to_owned()).unwrap();
     let config = Config {

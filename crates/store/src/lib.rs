@@ -17,6 +17,7 @@ mod keys;
 mod ledger;
 mod migrations;
 mod rollouts;
+mod runbooks;
 mod secrets;
 
 pub use alerts::PendingNotice;
@@ -36,4 +37,5 @@ pub use keys::{KEY_FILE, load_or_create_signer};
 pub use ledger::EntryFilter;
 pub use migrations::SCHEMA_VERSION;
 pub use rollouts::RolloutRow;
+pub use runbooks::RunbookRunRow;
 pub use secrets::{RewrappedKey, SecretVersionRow};

@@ -172,6 +172,18 @@ pub const MIGRATIONS: &[&str] = &[
         declared_at TEXT NOT NULL,
         incident    TEXT NOT NULL
     );",
+    // 10: runbooks — every run of a manifest runbook as a JSON document the control plane owns
+    // (parameters, state, each step's start, end, result and truncated output), so a restarted
+    // control plane shows it and can resume it; `started_at` (epoch ms) counts a runbook's runs
+    // for its rate limit.
+    "CREATE TABLE runbook_runs (
+        id         INTEGER PRIMARY KEY,
+        runbook    TEXT NOT NULL,
+        state      TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        run        TEXT NOT NULL
+    );
+    CREATE INDEX runbook_runs_started ON runbook_runs (runbook, started_at);",
 ];
 
 /// The schema version a fully migrated database records in `PRAGMA user_version`.

@@ -140,6 +140,11 @@ pub enum Command {
     /// ledger, MTTA / MTTR), postmortem (a Markdown draft from the facts).
     #[command(subcommand)]
     Incident(cmd::oncall::IncidentCommand),
+    /// The manifest's runbooks: list, show, run (--dry-run prints the plan and changes
+    /// nothing), runs, status, resume a failed run, approve a waiting step, cancel. Every step's
+    /// start, end and result is in the ledger.
+    #[command(subcommand)]
+    Runbook(cmd::runbook::RunbookCommand),
 }
 
 /// `wharf logs -f` means follow, as in docker compose and kubectl, while `-f` everywhere

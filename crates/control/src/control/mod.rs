@@ -9,6 +9,8 @@ mod inject;
 mod reconcile;
 mod reload;
 mod rollouts;
+mod runbook_plan;
+mod runbooks;
 mod sandbox_app;
 mod supervise;
 mod traffic;
@@ -101,6 +103,7 @@ pub struct ControlPlane {
     injector: inject::Injector,
     alerting: alerts::Alerting,
     backups: backups::Backups,
+    runbooks: runbooks::Runbooks,
     /// A reload's task is reading the manifest: another waits (they could land out of order).
     reload_preparing: bool,
     events_rx: mpsc::Receiver<Event>,
@@ -221,6 +224,7 @@ impl ControlPlane {
         };
         let alerting = alerts::Alerting::new(&core, plan.alerts.clone());
         let backups = backups::Backups::new(&mut core, &plan);
+        let runbooks = runbooks::Runbooks::new(&mut core, plan.runbooks.clone());
         let mut control = ControlPlane {
             core,
             supervisor: Supervisor {
@@ -233,6 +237,7 @@ impl ControlPlane {
             injector: inject::Injector::new(plan.secrets.clone()),
             alerting,
             backups,
+            runbooks,
             reload_preparing: false,
             events_rx,
         };
@@ -337,6 +342,9 @@ impl ControlPlane {
             }
             self.supervisor
                 .record_transitions(&mut self.core, &statuses);
+            if !self.supervisor.exit_when_stopped {
+                self.drive_runbooks(&statuses);
+            }
             self.alerting.evaluate(
                 &mut self.core,
                 &self.injector,
@@ -601,6 +609,8 @@ impl ControlPlane {
             Event::Command(Command::BackupJob { id, reply }) => {
                 let _ = reply.send(self.backups.job(id));
             }
+            Event::Command(Command::Runbook(command)) => self.runbook_command(command),
+            Event::RunbookStep(done) => self.on_runbook_step(*done),
             Event::Command(Command::Snapshots { service, reply }) => {
                 self.backups
                     .list_snapshots(&self.core, &self.injector, service, reply);

@@ -223,6 +223,7 @@ impl ControlPlane {
     fn apply_plan(&mut self, plan: crate::plan::StackPlan) -> ManifestChanges {
         self.injector.policies = plan.secrets.clone();
         self.backups.set_plan(&self.core, &plan);
+        self.runbooks.set_runbooks(plan.runbooks.clone());
         if self.alerting.alerts() != plan.alerts.as_slice() {
             self.alerting
                 .set_alerts(&mut self.core, &self.injector, plan.alerts.clone());

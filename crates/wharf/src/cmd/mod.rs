@@ -16,6 +16,7 @@ pub mod restart;
 pub mod rollback;
 pub mod rollout;
 pub mod rollout_view;
+pub mod runbook;
 pub mod secret;
 pub mod shim;
 pub mod status;
@@ -51,6 +52,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Rollback(args) => rollback::run(global, &args),
         Command::Secret(command) => secret::run(global, command),
         Command::Config(command) => config::run(global, command),
+        Command::Runbook(command) => runbook::run(global, command),
         Command::Shim => shim::run(),
     }
 }
