@@ -58,7 +58,19 @@ impl Rule {
                 AlertSeverity::Warning => Severity::Warning,
                 AlertSeverity::Info => Severity::Info,
             },
-            labels: alert.labels.clone(),
+            // The runbook its pages offer travels as a label: receivers show it, and
+            // silences can match it.
+            labels: alert
+                .labels
+                .clone()
+                .into_iter()
+                .chain(
+                    alert
+                        .runbook
+                        .as_ref()
+                        .map(|r| ("runbook".to_owned(), r.name.clone())),
+                )
+                .collect(),
         }
     }
 

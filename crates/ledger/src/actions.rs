@@ -234,6 +234,9 @@ known_actions! {
     RunbookSucceeded = "runbook.succeeded",
     /// An operator cancelled a run that was not finished; it does not resume.
     RunbookCancel = "runbook.cancel",
+    /// A runbook an alert runs automatically could not start (a limit, a bad parameter),
+    /// with why (target: the runbook).
+    RunbookRefused = "runbook.refused",
 }
 
 impl fmt::Display for KnownAction {

@@ -506,6 +506,24 @@ pub struct Alert {
     /// Each page it opens also declares an incident of this severity (`incident: sev2`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub incident: Option<IncidentLevel>,
+    /// The runbook its pages offer (named on each page), or run when `auto`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runbook: Option<AlertRunbook>,
+}
+
+/// A runbook attached to an alert.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertRunbook {
+    pub name: String,
+    /// Run it when a page is sent (otherwise only offered on the page).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub auto: bool,
+    /// Its parameters (checked against their types when it runs).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub params: std::collections::BTreeMap<String, String>,
+    /// A `service` parameter given the page's root cause.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root_param: Option<String>,
 }
 
 /// An incident's severity, `sev1` (all hands) to `sev4`.

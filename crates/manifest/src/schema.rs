@@ -27,6 +27,8 @@ pub(crate) struct References {
     pub services: Vec<(String, Span)>,
     /// (alert, service, span) from an alert's `services:` list
     pub alert_services: Vec<(String, String, Span)>,
+    /// (alert, runbook, span of its name, its params' names with spans, root_param with span)
+    pub alert_runbooks: Vec<AlertRunbookRef>,
     /// What runbooks name (services, secrets), for `runbooks::cross_check`.
     pub runbooks: crate::runbooks::RunbookRefs,
 }
@@ -1369,6 +1371,7 @@ fn alerts(decoder: &mut Decoder, node: &Node, refs: &mut References) -> Vec<Aler
                 "services",
                 "labels",
                 "incident",
+                "runbook",
             ],
         ) else {
             continue;
@@ -1386,6 +1389,15 @@ fn alerts(decoder: &mut Decoder, node: &Node, refs: &mut References) -> Vec<Aler
                     ("sev3", IncidentLevel::Sev3),
                     ("sev4", IncidentLevel::Sev4),
                 ],
+            )
+        });
+        let runbook = fields.get("runbook").and_then(|n| {
+            alert_runbook(
+                decoder,
+                &sub(&what, "runbook"),
+                n,
+                name.clone().unwrap_or_else(|| what.clone()),
+                refs,
             )
         });
         let webhook = fields
@@ -1448,10 +1460,87 @@ fn alerts(decoder: &mut Decoder, node: &Node, refs: &mut References) -> Vec<Aler
                 services,
                 labels,
                 incident,
+                runbook,
             });
         }
     }
     alerts
+}
+
+/// An alert's runbook reference, checked against `runbooks:` in `validate`.
+#[derive(Debug, Clone)]
+pub(crate) struct AlertRunbookRef {
+    pub alert: String,
+    pub runbook: String,
+    pub span: Span,
+    pub params: Vec<(String, Span)>,
+    pub root_param: Option<(String, Span)>,
+}
+
+/// `runbook: NAME`, or `runbook: {name, auto, params, root_param}`.
+fn alert_runbook(
+    decoder: &mut Decoder,
+    what: &str,
+    node: &Node,
+    alert: String,
+    refs: &mut References,
+) -> Option<AlertRunbook> {
+    if let NodeKind::Scalar { .. } = node.kind {
+        let name = decoder.name(node, what)?;
+        refs.alert_runbooks.push(AlertRunbookRef {
+            alert,
+            runbook: name.clone(),
+            span: node.span,
+            params: Vec::new(),
+            root_param: None,
+        });
+        return Some(AlertRunbook {
+            name,
+            auto: false,
+            params: Default::default(),
+            root_param: None,
+        });
+    }
+    let fields = decoder.fields(node, what, &["name", "auto", "params", "root_param"])?;
+    let name_node = fields.require(decoder, "name", what)?;
+    let name = decoder.name(name_node, &sub(what, "name"))?;
+    let auto = fields
+        .get("auto")
+        .and_then(|n| decoder.boolean(n, &sub(what, "auto")))
+        .unwrap_or(false);
+    let mut params = std::collections::BTreeMap::new();
+    let mut param_spans = Vec::new();
+    if let Some(map) = fields.get("params") {
+        if let NodeKind::Map(entries) = &map.kind {
+            for (key, _) in entries {
+                if let Some(key_text) = key.as_str() {
+                    param_spans.push((key_text.to_owned(), key.span));
+                }
+            }
+        }
+        params = decoder
+            .string_map(map, &sub(what, "params"))
+            .into_iter()
+            .collect();
+    }
+    let root_param = fields.get("root_param").and_then(|n| {
+        decoder
+            .name(n, &sub(what, "root_param"))
+            .map(|text| (text, n.span))
+    });
+    refs.alert_runbooks.push(AlertRunbookRef {
+        alert,
+        runbook: name.clone(),
+        span: name_node.span,
+        params: param_spans,
+        root_param: root_param.clone(),
+    });
+    Some(AlertRunbook {
+        name,
+        auto,
+        params,
+        root_param: root_param.map(|(text, _)| text),
+    })
 }
 
 fn webhook(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Webhook> {

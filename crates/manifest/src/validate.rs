@@ -20,6 +20,71 @@ pub(crate) fn cross_check(
     ports(decoder, refs);
     secret_references(decoder, refs, secrets);
     alert_services(decoder, refs);
+    alert_runbooks(decoder, stack, refs);
+}
+
+/// An alert's runbook exists, and the parameters it gives are the runbook's own; a
+/// `root_param` names one of type `service`.
+fn alert_runbooks(decoder: &mut Decoder, stack: &Stack, refs: &References) {
+    for reference in &refs.alert_runbooks {
+        let Some(book) = stack.runbooks.get(&reference.runbook) else {
+            let names: Vec<&str> = stack.runbooks.keys().map(String::as_str).collect();
+            let hint = suggestion(&reference.runbook, &names).unwrap_or_else(|| {
+                if names.is_empty() {
+                    "declare it under `runbooks:`".to_owned()
+                } else {
+                    format!("declared runbooks: {}", crate::decode::list(&names))
+                }
+            });
+            decoder.push(
+                Diagnostic::error(
+                    reference.span,
+                    format!(
+                        "alert `{}` names runbook `{}`, which is not declared",
+                        reference.alert, reference.runbook
+                    ),
+                )
+                .with_label("unknown runbook")
+                .with_hint(hint),
+            );
+            continue;
+        };
+        let declared: Vec<&str> = book.params.keys().map(String::as_str).collect();
+        let unknown = reference
+            .params
+            .iter()
+            .chain(reference.root_param.iter())
+            .filter(|(name, _)| !book.params.contains_key(name));
+        for (name, span) in unknown {
+            decoder.push(
+                Diagnostic::error(
+                    *span,
+                    format!("runbook `{}` has no parameter `{name}`", reference.runbook),
+                )
+                .with_label("unknown parameter")
+                .with_hint(if declared.is_empty() {
+                    "it declares no parameters".to_owned()
+                } else {
+                    format!("its parameters: {}", crate::decode::list(&declared))
+                }),
+            );
+        }
+        if let Some((name, span)) = &reference.root_param
+            && let Some(param) = book.params.get(name)
+            && param.kind != crate::model::ParamType::Service
+        {
+            decoder.push(
+                Diagnostic::error(
+                    *span,
+                    format!(
+                        "`root_param` `{name}` is of type {}; the page's root cause fills only a `service` parameter",
+                        param.kind.as_str()
+                    ),
+                )
+                .with_label("not a service parameter"),
+            );
+        }
+    }
 }
 
 fn alert_services(decoder: &mut Decoder, refs: &References) {

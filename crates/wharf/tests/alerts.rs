@@ -1053,3 +1053,79 @@ services:
     assert!(String::from_utf8_lossy(&again.stderr).contains("is resolved"));
     assert_eq!(stack.ledger().len(), before + 1, "only the one resolve");
 }
+
+#[test]
+fn an_alert_with_an_automatic_runbook_restarts_the_root_cause_and_its_page_resolves_at_pagerduty_fake()
+ {
+    let pagerduty = FakeReceiver::start(0);
+    let db = free_port();
+    let stack = Stack::new(&format!(
+        r#"
+name: heal
+secrets:
+  PD_KEY: {{}}
+services:
+  db:
+    command: [TESTBED, --port, "${{PORT}}"]
+    port: {db}
+    probes:
+      ready: {{http: {{path: /ready}}, interval: 200ms, failure_threshold: 1}}
+  api:
+    command: [TESTBED, --port, "${{PORT}}", --depends-on, "http://127.0.0.1:{db}/ready"]
+    depends_on: {{db: {{condition: ready}}}}
+    probes:
+      ready: {{http: {{path: /ready}}, interval: 200ms, failure_threshold: 2}}
+runbooks:
+  recover:
+    params:
+      target: {{type: service}}
+    steps:
+      - restart: {{service: "${{param:target}}"}}
+      - wait_for: {{service: "${{param:target}}", state: ready, within: 30s}}
+alerts:
+  - name: oncall
+    webhook: {{url: "http://127.0.0.1:{pd}/v2/enqueue", format: pagerduty, routing_key: "${{secret:PD_KEY}}"}}
+    thresholds: {{down_for: 1s}}
+    runbook: {{name: recover, auto: true, root_param: target}}
+"#,
+        pd = pagerduty.port
+    ));
+    stack.set_secret("PD_KEY", KEY);
+    assert!(stack.up().status.success());
+    // The database (one instance, behind the proxy) stops answering ready; a restart brings
+    // a fresh one that does.
+    eventually("the database through the proxy", Duration::from_secs(20), || {
+        matches!(get(db, "/ready"), Some((200, _))).then_some(())
+    });
+    set_ready(db, false);
+    let requests = eventually(
+        "the trigger, then the resolve",
+        Duration::from_secs(60),
+        || {
+            let requests = pagerduty.requests();
+            (requests.len() >= 2).then_some(requests)
+        },
+    );
+    assert_eq!(actions_of(&requests), ["trigger", "resolve"]);
+    // The page offered the runbook; the run was the alert's.
+    assert_eq!(
+        requests[0].1["payload"]["custom_details"]["labels"]["runbook"], "recover",
+        "{}",
+        requests[0].1
+    );
+    let ledger = stack.ledger();
+    let started = actions(&ledger, "runbook.start");
+    assert_eq!(started.len(), 1, "{started:?}");
+    assert_eq!(started[0]["actor"], "wharf-control@tester");
+    let succeeded = eventually("the run to succeed", Duration::from_secs(30), || {
+        let done = actions(&stack.ledger(), "runbook.succeeded");
+        (!done.is_empty()).then_some(done)
+    });
+    assert_eq!(succeeded.len(), 1);
+    let runs = ok(&stack, &["runbook", "runs", "--output", "json"]);
+    let run = &runs["runs"][0];
+    assert_eq!(run["trigger"], "alert wharf/heal/oncall/db", "{run}");
+    assert_eq!(run["params"]["target"], "db", "{run}");
+    let restarts = actions(&ledger, "service.restart");
+    assert!(restarts.iter().any(|e| e["target"] == "db"), "{restarts:?}");
+}

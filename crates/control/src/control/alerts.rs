@@ -85,6 +85,9 @@ pub(super) struct Alerting {
     outcomes: Option<tokio::sync::mpsc::UnboundedSender<wharf_notify::Outcome>>,
     /// The silences not yet ended, as stored.
     silences: Vec<Silence>,
+    /// Runbooks alerts run on their own, due to start (the loop starts them: runbooks are
+    /// not alerting's).
+    runbooks_due: Vec<DueRunbook>,
     /// Services in a rolling restart, since when: maintenance for at most
     /// [`ROLLING_MAINTENANCE`] (a replacement that never becomes ready must not hold its
     /// pages for good).
@@ -133,6 +136,7 @@ impl Alerting {
             outcomes: None,
             silences: read_silences(core).unwrap_or_default(),
             rolling_since: HashMap::new(),
+            runbooks_due: Vec::new(),
             announced: Default::default(),
             overdue_secrets: Vec::new(),
             secrets_checked: None,
@@ -832,6 +836,46 @@ impl Alerting {
         );
     }
 
+    /// The runbooks alerts asked to run since the last call.
+    pub(super) fn take_runbooks_due(&mut self) -> Vec<DueRunbook> {
+        std::mem::take(&mut self.runbooks_due)
+    }
+
+    /// A page sent under a rule whose runbook is `auto` asks for a run: its parameters, the
+    /// root cause in `root_param` when named (a datastore's backups count as the datastore;
+    /// a secret is no service and fills nothing).
+    fn follow_runbook(&mut self, change: &PageChange) {
+        let PageChange::Opened(page) = change else {
+            return;
+        };
+        let Some(runbook) = self
+            .alerts
+            .iter()
+            .find(|a| a.name == page.rule)
+            .and_then(|a| a.runbook.clone())
+            .filter(|r| r.auto)
+        else {
+            return;
+        };
+        let mut params = runbook.params.clone();
+        if let Some(param) = &runbook.root_param {
+            if page.root_cause.starts_with(wharf_alerts::SECRET_PREFIX) {
+                return;
+            }
+            params.insert(
+                param.clone(),
+                page.root_cause
+                    .trim_end_matches(wharf_alerts::BACKUPS_SUFFIX)
+                    .to_owned(),
+            );
+        }
+        self.runbooks_due.push(DueRunbook {
+            name: runbook.name,
+            params,
+            trigger: format!("alert {}", page.dedup_key),
+        });
+    }
+
     /// Declares the incident a rule's `incident:` asks for with a page it sent, or notes the
     /// page's resolve on the incident it opened.
     fn follow_incident(&self, core: &Core, change: &PageChange) {
@@ -941,7 +985,17 @@ impl Alerting {
         // The incident's rows come after the page's, on the same writer thread.
         core.journal.commit();
         self.follow_incident(core, &change);
+        self.follow_runbook(&change);
     }
+}
+
+/// A run an alert asks for.
+#[derive(Debug, Clone)]
+pub(super) struct DueRunbook {
+    pub name: String,
+    pub params: BTreeMap<String, String>,
+    /// What started it, for the run's record.
+    pub trigger: String,
 }
 
 fn change_page(change: &PageChange) -> &Page {

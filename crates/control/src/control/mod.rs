@@ -351,6 +351,7 @@ impl ControlPlane {
                 &self.supervisor.services,
                 &statuses,
             );
+            self.start_alert_runbooks();
             self.core.journal.commit();
             self.run_effects();
             if self.supervisor.exit_when_stopped

@@ -411,6 +411,29 @@ async fn exec(command: Vec<String>, workdir: std::path::PathBuf, timeout: Durati
 }
 
 impl ControlPlane {
+    /// Starts the runbooks alerts asked for (`runbook: {auto: true}`) as this control plane;
+    /// one that cannot start (a limit, a parameter of the wrong type) is recorded with why.
+    pub(super) fn start_alert_runbooks(&mut self) {
+        for due in self.alerting.take_runbooks_due() {
+            let actor = self.core.journal.actor().to_owned();
+            match self.start_runbook(&due.name, due.params.clone(), false, &due.trigger, &actor) {
+                Ok(_) => tracing::info!(
+                    runbook = due.name,
+                    trigger = due.trigger,
+                    "runbook started by an alert"
+                ),
+                Err(error) => {
+                    tracing::warn!(runbook = due.name, error = %error.message, "an alert's runbook could not start");
+                    self.core.journal.record(
+                        KnownAction::RunbookRefused,
+                        &due.name,
+                        serde_json::json!({"trigger": due.trigger, "params": due.params, "reason": error.message}),
+                    );
+                }
+            }
+        }
+    }
+
     /// What the plan needs of the stack.
     fn stack_view(&self) -> StackView {
         let mut view = StackView {
