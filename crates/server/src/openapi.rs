@@ -69,6 +69,18 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/runbooks/runs/{id}/resume"),
     ("post", "/v1/runbooks/runs/{id}/approve"),
     ("post", "/v1/runbooks/runs/{id}/cancel"),
+    ("get", "/v1/silences"),
+    ("post", "/v1/silences"),
+    ("post", "/v1/silences/{id}/expire"),
+    ("get", "/v1/incidents"),
+    ("post", "/v1/incidents"),
+    ("get", "/v1/incidents/{id}"),
+    ("get", "/v1/incidents/{id}/timeline"),
+    ("get", "/v1/incidents/{id}/postmortem"),
+    ("post", "/v1/incidents/{id}/updates"),
+    ("post", "/v1/incidents/{id}/ack"),
+    ("post", "/v1/incidents/{id}/roles"),
+    ("post", "/v1/incidents/{id}/resolve"),
 ];
 
 #[derive(OpenApi)]
