@@ -27,8 +27,12 @@ async fn read<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     let state_dir = state.handle.state_dir().to_owned();
     tokio::task::spawn_blocking(move || {
-        let store = wharf_ops::read::open_existing(&state_dir)?
-            .ok_or_else(|| wharf_ops::OpsError::NotFound("no state database yet".to_owned()))?;
+        // A running control plane always has its database; missing, it is the machine's fault.
+        let store =
+            wharf_ops::read::open_existing(&state_dir)?.ok_or_else(|| wharf_ops::OpsError::Io {
+                context: format!("no state database in {}", state_dir.display()),
+                source: std::io::ErrorKind::NotFound.into(),
+            })?;
         job(&store)
     })
     .await

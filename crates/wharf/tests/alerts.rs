@@ -1094,9 +1094,11 @@ alerts:
     assert!(stack.up().status.success());
     // The database (one instance, behind the proxy) stops answering ready; a restart brings
     // a fresh one that does.
-    eventually("the database through the proxy", Duration::from_secs(20), || {
-        matches!(get(db, "/ready"), Some((200, _))).then_some(())
-    });
+    eventually(
+        "the database through the proxy",
+        Duration::from_secs(20),
+        || matches!(get(db, "/ready"), Some((200, _))).then_some(()),
+    );
     set_ready(db, false);
     let requests = eventually(
         "the trigger, then the resolve",
