@@ -11,6 +11,7 @@ pub mod error;
 pub mod reload;
 pub mod secrets;
 pub mod status;
+pub mod status_page;
 
 pub use audit::{
     CheckpointAnswer, LedgerEntry, NoteAnswer, NoteRequest, PreflightRecordAnswer,

@@ -20,6 +20,29 @@ pub(crate) fn cross_check(
     ports(decoder, refs);
     secret_references(decoder, refs, secrets);
     alert_services(decoder, refs);
+    status_page_services(decoder, refs);
+}
+
+fn status_page_services(decoder: &mut Decoder, refs: &References) {
+    let names = service_names(refs);
+    for (component, service, span) in &refs.status_page_services {
+        if names.contains(&service.as_str()) {
+            continue;
+        }
+        let hint = suggestion(service, &names)
+            .unwrap_or_else(|| format!("declared services: {}", crate::decode::list(&names)));
+        let message = match component {
+            Some(component) => format!(
+                "status_page component `{component}` shows `{service}`, which is not a service"
+            ),
+            None => format!("status_page hides `{service}`, which is not a service"),
+        };
+        decoder.push(
+            Diagnostic::error(*span, message)
+                .with_label("unknown service")
+                .with_hint(hint),
+        );
+    }
 }
 
 fn alert_services(decoder: &mut Decoder, refs: &References) {
