@@ -30,6 +30,7 @@ mod deploy;
 mod health;
 mod openapi;
 mod state_routes;
+pub mod status_page;
 mod tcp;
 pub mod tls;
 
@@ -499,5 +500,5 @@ pub async fn serve_tcp(
     limits: ApiLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    tcp::serve(listener, tls, app(handle, Some(token)), limits, shutdown).await
+    tcp::serve(listener, Some(tls), app(handle, Some(token)), limits, shutdown).await
 }
