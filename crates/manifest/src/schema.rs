@@ -155,8 +155,9 @@ fn status_page(decoder: &mut Decoder, node: &Node, refs: &mut References) -> Opt
         let items = decoder.items(list, &sub(WHAT, "components"));
         if items.is_empty() {
             decoder.push(
-                Diagnostic::error(list.span, "`status_page.components` is empty")
-                    .with_hint("list at least one component, or remove `components` to show every service"),
+                Diagnostic::error(list.span, "`status_page.components` is empty").with_hint(
+                    "list at least one component, or remove `components` to show every service",
+                ),
             );
         }
         for (index, item) in items.iter().enumerate() {
@@ -204,15 +205,18 @@ fn public_component(
     let fields = decoder.fields(item, &what, &["name", "services", "description"])?;
     let name_node = fields.require(decoder, "name", &what);
     let name = name_node.and_then(|n| decoder.name(n, &format!("{what} name")));
-    if let (Some(name), Some(node)) = (&name, name_node) {
-        if before.iter().any(|c| c.name == *name) {
-            decoder.push(
-                Diagnostic::error(node.span, format!("status_page component `{name}` is declared twice"))
-                    .with_label("a second component of this name")
-                    .with_hint("give each component its own name, or list both services under one"),
-            );
-            return None;
-        }
+    if let (Some(name), Some(node)) = (&name, name_node)
+        && before.iter().any(|c| c.name == *name)
+    {
+        decoder.push(
+            Diagnostic::error(
+                node.span,
+                format!("status_page component `{name}` is declared twice"),
+            )
+            .with_label("a second component of this name")
+            .with_hint("give each component its own name, or list both services under one"),
+        );
+        return None;
     }
     let description = fields
         .get("description")

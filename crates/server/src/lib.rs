@@ -500,5 +500,12 @@ pub async fn serve_tcp(
     limits: ApiLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    tcp::serve(listener, Some(tls), app(handle, Some(token)), limits, shutdown).await
+    tcp::serve(
+        listener,
+        Some(tls),
+        app(handle, Some(token)),
+        limits,
+        shutdown,
+    )
+    .await
 }

@@ -154,12 +154,13 @@ pub(crate) async fn serve(
                     else {
                         return;
                     };
-                    watcher.watch(
-                        builder
-                            .serve_connection_with_upgrades(TokioIo::new(tls), service)
-                            .into_owned(),
-                    )
-                    .await
+                    watcher
+                        .watch(
+                            builder
+                                .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                                .into_owned(),
+                        )
+                        .await
                 }
                 None => {
                     watcher

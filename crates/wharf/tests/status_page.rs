@@ -19,7 +19,9 @@ const SECRET: &str = "s3cr3t-Value-9f1c2e";
 /// the connection without an answer.
 fn request(port: u16, raw: &[u8]) -> Option<(u16, String, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(15))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .ok()?;
     // A server that answers early and closes may refuse the rest of a huge request.
     let _ = stream.write_all(raw);
     let mut answer = Vec::new();
@@ -47,14 +49,10 @@ fn component(port: u16, name: &str) -> Value {
 }
 
 fn wait_state(port: u16, name: &str, state: &str) -> Value {
-    eventually(
-        &format!("{name} {state}"),
-        Duration::from_secs(30),
-        || {
-            let found = component(port, name);
-            (found["status"] == state).then_some(found)
-        },
-    )
+    eventually(&format!("{name} {state}"), Duration::from_secs(30), || {
+        let found = component(port, name);
+        (found["status"] == state).then_some(found)
+    })
 }
 
 /// Flips the testbed's readiness through its control endpoint.
@@ -70,7 +68,14 @@ fn set_ready(port: u16, ready: bool) {
 
 fn up_with_status_page(stack: &Stack, status_port: u16) {
     let listen = format!("127.0.0.1:{status_port}");
-    let output = stack.wharf(&["up", "-d", "--wait-timeout", "60s", "--status-listen", &listen]);
+    let output = stack.wharf(&[
+        "up",
+        "-d",
+        "--wait-timeout",
+        "60s",
+        "--status-listen",
+        &listen,
+    ]);
     assert!(
         output.status.success(),
         "{}{}",
@@ -97,7 +102,10 @@ fn assert_nothing_internal(what: &str, body: &str, numbers: &[String], texts: &[
         );
     }
     for text in texts {
-        assert!(!body.contains(text.as_str()), "{what} shows `{text}`:\n{body}");
+        assert!(
+            !body.contains(text.as_str()),
+            "{what} shows `{text}`:\n{body}"
+        );
     }
 }
 
@@ -198,7 +206,10 @@ status_page:
     }
     // Self-contained: nothing loads from anywhere, no script runs.
     for outside in ["http://", "https://", "src=", "<script", "@import", "url("] {
-        assert!(!page.contains(outside), "the page holds `{outside}`:\n{page}");
+        assert!(
+            !page.contains(outside),
+            "the page holds `{outside}`:\n{page}"
+        );
     }
     assert!(page.starts_with("<!doctype html>"));
     assert!(page.contains("Shop &lt;status&gt;"), "escaped title");
@@ -313,12 +324,12 @@ services:
             && e["target"] == "api"
             && seq > start
             && seq < end
-            && !matches!(
-                e["details"]["to"].as_str(),
-                Some("running" | "degraded")
-            )
+            && !matches!(e["details"]["to"].as_str(), Some("running" | "degraded"))
     });
-    assert!(down_inside, "the recreate left api without a ready instance");
+    assert!(
+        down_inside,
+        "the recreate left api without a ready instance"
+    );
     // …and none of it counts: the page's uptime is whole (a millisecond of ledger order
     // between the success and the state change may remain).
     let uptime = api["uptime"]["last_24h"].as_f64().unwrap();

@@ -101,7 +101,9 @@ impl Window {
     pub fn is_open(&self, now: Timestamp) -> bool {
         let now = now.as_millisecond();
         let ended = self.end.is_some_and(|end| end.as_millisecond() <= now)
-            || self.until.is_some_and(|until| until.as_millisecond() <= now);
+            || self
+                .until
+                .is_some_and(|until| until.as_millisecond() <= now);
         self.start.as_millisecond() <= now && !ended
     }
 }
@@ -171,11 +173,7 @@ pub fn matched_services(matchers: &Value) -> Vec<String> {
 
 /// Replays `facts` (in ledger order) up to `now`. `dependents(name)` lists the services that
 /// depend on `name`, transitively (an in-place restore holds them).
-pub fn replay(
-    facts: &[Fact],
-    dependents: &dyn Fn(&str) -> Vec<String>,
-    now: Timestamp,
-) -> History {
+pub fn replay(facts: &[Fact], dependents: &dyn Fn(&str) -> Vec<String>, now: Timestamp) -> History {
     let now_ms = now.as_millisecond();
     let mut history = History {
         now: now_ms,
@@ -184,7 +182,10 @@ pub fn replay(
     // Each service's open segment: since when, in what condition (None: no data).
     let mut open: BTreeMap<String, (i64, Option<Condition>)> = BTreeMap::new();
     let mut coming_up: HashSet<String> = HashSet::new();
-    let close = |history: &mut History, service: &str, (from, condition): (i64, Option<Condition>), to: i64| {
+    let close = |history: &mut History,
+                 service: &str,
+                 (from, condition): (i64, Option<Condition>),
+                 to: i64| {
         if let Some(condition) = condition
             && to > from
         {
@@ -231,7 +232,12 @@ pub fn replay(
                 None,
             ),
             "deploy.succeeded" | "deploy.rolled_back" => {
-                close_window(&mut history, &MaintenanceKind::Rollout, &fact.target, fact.time);
+                close_window(
+                    &mut history,
+                    &MaintenanceKind::Rollout,
+                    &fact.target,
+                    fact.time,
+                );
             }
             "backup.restore_begin" => {
                 let mut services = vec![fact.target.clone()];
@@ -246,7 +252,12 @@ pub fn replay(
                 );
             }
             "backup.restore" => {
-                close_window(&mut history, &MaintenanceKind::Restore, &fact.target, fact.time);
+                close_window(
+                    &mut history,
+                    &MaintenanceKind::Restore,
+                    &fact.target,
+                    fact.time,
+                );
             }
             "silence.create" => {
                 let maintenance = fact.details.get("maintenance").and_then(Value::as_bool);
@@ -431,7 +442,12 @@ mod tests {
     }
 
     fn state(minutes: i64, service: &str, from: &str, to: &str) -> Fact {
-        fact(minutes, "service.state", service, json!({"from": from, "to": to}))
+        fact(
+            minutes,
+            "service.state",
+            service,
+            json!({"from": from, "to": to}),
+        )
     }
 
     fn none(_: &str) -> Vec<String> {
@@ -485,7 +501,10 @@ mod tests {
         facts.push(state(41, "api", "down", "running"));
         let history = replay(&facts, &none, at(101));
         // The window (40 minutes) is left out; the rest was up.
-        assert_eq!(history.uptime(&names(&["api"]), at(1), at(101)), Some(100.0));
+        assert_eq!(
+            history.uptime(&names(&["api"]), at(1), at(101)),
+            Some(100.0)
+        );
         assert!(history.in_maintenance("api", at(30)));
         assert!(!history.in_maintenance("api", at(61)), "ends_at closes it");
     }
@@ -614,11 +633,17 @@ mod tests {
     #[test]
     fn matchers_name_services_in_three_spellings_and_never_by_regex() {
         assert_eq!(
-            matched_services(&json!(["service=api", "severity=page", "service = \"web\""])),
+            matched_services(&json!([
+                "service=api",
+                "severity=page",
+                "service = \"web\""
+            ])),
             ["api", "web"]
         );
         assert_eq!(
-            matched_services(&json!([{"name": "service", "value": "db"}, {"name": "service", "value": "d.*", "isRegex": true}])),
+            matched_services(
+                &json!([{"name": "service", "value": "db"}, {"name": "service", "value": "d.*", "isRegex": true}])
+            ),
             ["db"]
         );
         assert_eq!(matched_services(&json!({"service": "api"})), ["api"]);

@@ -138,11 +138,11 @@ pub fn render(page: &Page) -> String {
         );
     }
     incidents(&mut out, "Recent incidents", &page.recent);
-    let _ = write!(
+    let _ = writeln!(
         out,
         "<footer>Updated {} (UTC). Uptime leaves out declared maintenance. \
          Also as JSON: <a href=\"api/v2/summary.json\">summary.json</a>.</footer>\
-         </main></body></html>\n",
+         </main></body></html>",
         escape(&summary.page.updated_at)
     );
     out

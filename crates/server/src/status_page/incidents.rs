@@ -282,7 +282,10 @@ mod tests {
         assert_eq!(found[0].status, IncidentStatus::Resolved);
         assert!(found[0].resolved_at.is_some());
         assert_eq!(found[0].incident_updates[0].body, "All good.");
-        assert_eq!(found[0].incident_updates[1].status, IncidentStatus::Monitoring);
+        assert_eq!(
+            found[0].incident_updates[1].status,
+            IncidentStatus::Monitoring
+        );
         assert_eq!(impact("sev1"), Impact::Critical);
         assert_eq!(impact("SEV4"), Impact::None);
         assert_eq!(impact("whatever"), Impact::Minor);

@@ -72,8 +72,11 @@ pub struct StatusPage {
     setup: watch::Receiver<Setup>,
     incidents: Arc<dyn IncidentSource>,
     reader: Arc<std::sync::Mutex<Option<Store>>>,
-    cache: Arc<tokio::sync::Mutex<Option<(Instant, Arc<Page>)>>>,
+    cache: Arc<tokio::sync::Mutex<Option<Cached>>>,
 }
+
+/// A computed page and when it was computed.
+type Cached = (Instant, Arc<Page>);
 
 /// Why no page could be made; the public learns only that there is none now.
 #[derive(Debug)]
@@ -297,8 +300,7 @@ pub fn build(
         })
         .collect();
     let week_ago = ago(24 * 7).to_string();
-    let (open, closed): (Vec<_>, Vec<_>) =
-        incidents.into_iter().partition(|i| i.status.is_open());
+    let (open, closed): (Vec<_>, Vec<_>) = incidents.into_iter().partition(|i| i.status.is_open());
     let recent = closed
         .into_iter()
         .filter(|i| i.resolved_at.as_deref().is_some_and(|t| *t >= *week_ago))

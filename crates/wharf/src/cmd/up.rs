@@ -169,6 +169,11 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
         match crate::writer::route(&state_dir)? {
             crate::writer::Route::Local(lock) => lock,
             crate::writer::Route::Api => {
+                if let Some(addr) = args.status_listen {
+                    eprintln!(
+                        "note: a control plane already runs; --status-listen {addr} applies when one starts (run `wharf down`, then `wharf up` with it)"
+                    );
+                }
                 return apply_to_running(&state_dir, args.environment.as_deref());
             }
         }
