@@ -431,3 +431,145 @@ async fn unresolved(State(page): State<StatusPage>) -> Result<Response, ApiError
     })
     .into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use wharf_api::status_page::{ComponentStatus, Impact, IncidentStatus, Indicator};
+    use wharf_api::{DependencyStatus, HealthStatus, ServiceState, ServiceStatus, StackStatus};
+
+    fn service(name: &str, state: ServiceState, depends_on: &[&str]) -> ServiceStatus {
+        ServiceStatus {
+            name: name.to_owned(),
+            version: "1".to_owned(),
+            state,
+            health: HealthStatus::Pass,
+            external: false,
+            desired: 1,
+            running: 1,
+            ready: 0,
+            restarts: 0,
+            reason: Some("connect to 10.1.2.3:5432: refused".to_owned()),
+            blocked_by: None,
+            probe_latency_ms: None,
+            dependencies: depends_on
+                .iter()
+                .map(|d| DependencyStatus {
+                    name: (*d).to_owned(),
+                    critical: true,
+                })
+                .collect(),
+            instances: Vec::new(),
+            public_port: Some(8080),
+            rollout: None,
+            backups: None,
+        }
+    }
+
+    fn report(services: Vec<ServiceStatus>) -> StatusReport {
+        StatusReport {
+            stack: "shop".to_owned(),
+            control_pid: 4242,
+            started_at: "2027-01-15T08:00:00Z".to_owned(),
+            status: StackStatus::Ok,
+            settled: true,
+            healthy: true,
+            services,
+            pages: Vec::new(),
+        }
+    }
+
+    fn fact(second: i64, action: &str, target: &str, details: serde_json::Value) -> Fact {
+        Fact {
+            time: Timestamp::from_second(1_800_000_000 + second).unwrap(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            details,
+        }
+    }
+
+    #[test]
+    fn an_in_place_restore_puts_the_datastore_and_its_dependents_under_maintenance() {
+        let report = report(vec![
+            service("db", ServiceState::Down, &[]),
+            service("api", ServiceState::Stopped, &["db"]),
+            service("web", ServiceState::Blocked, &["api"]),
+            service("mail", ServiceState::Running, &[]),
+        ]);
+        let facts = vec![
+            fact(0, "stack.up", "shop", json!({})),
+            fact(1, "backup.restore_begin", "db", json!({"job": 1})),
+        ];
+        let now = Timestamp::from_second(1_800_000_060).unwrap();
+        let history = replay(&facts, &dependents_in(&report), now);
+        let setup = Setup {
+            title: Some("Shop".to_owned()),
+            ..Setup::default()
+        };
+        let names: Vec<&str> = report.services.iter().map(|s| s.name.as_str()).collect();
+        let groups = groupings(&setup, &names);
+        let page = build(&report, &setup, &groups, &history, Vec::new(), now);
+        let states: Vec<_> = page
+            .summary
+            .components
+            .iter()
+            .map(|c| (c.name.as_str(), c.status))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("db", ComponentStatus::UnderMaintenance),
+                ("api", ComponentStatus::UnderMaintenance),
+                ("web", ComponentStatus::UnderMaintenance),
+                ("mail", ComponentStatus::Operational),
+            ]
+        );
+        assert_eq!(page.summary.status.indicator, Indicator::Maintenance);
+        let maintenance = &page.summary.scheduled_maintenances[0];
+        assert_eq!(maintenance.name, "Data restore in progress");
+        assert_eq!(maintenance.components.len(), 3);
+        assert_eq!(page.bars.len(), 4);
+        assert_eq!(page.bars[0].len(), BAR_DAYS);
+        let text = serde_json::to_string(&page.summary).unwrap();
+        for internal in ["10.1.2.3", "5432", "8080", "4242", "refused"] {
+            assert!(!text.contains(internal), "{internal} in {text}");
+        }
+        assert!(!html::render(&page).contains("10.1.2.3"));
+    }
+
+    #[test]
+    fn open_incidents_raise_the_indicator_and_resolved_ones_are_recent() {
+        let report = report(vec![service("api", ServiceState::Running, &[])]);
+        let now = Timestamp::from_second(1_800_000_060).unwrap();
+        let history = replay(&[], &dependents_in(&report), now);
+        let incident = |status, impact| PublicIncident {
+            id: "x".to_owned(),
+            name: "Slow checkout".to_owned(),
+            status,
+            impact,
+            created_at: now.to_string(),
+            updated_at: now.to_string(),
+            resolved_at: (!IncidentStatus::is_open(status)).then(|| now.to_string()),
+            incident_updates: Vec::new(),
+            components: Vec::new(),
+        };
+        let groups = groupings(&Setup::default(), &["api"]);
+        let page = build(
+            &report,
+            &Setup::default(),
+            &groups,
+            &history,
+            vec![
+                incident(IncidentStatus::Identified, Impact::Major),
+                incident(IncidentStatus::Resolved, Impact::Critical),
+            ],
+            now,
+        );
+        assert_eq!(page.summary.status.indicator, Indicator::Major);
+        assert_eq!(page.summary.incidents.len(), 1);
+        assert_eq!(page.recent.len(), 1);
+        assert_eq!(page.summary.page.name, "shop");
+        assert_eq!(page.summary.components[0].uptime.last_24h, None, "no data");
+    }
+}
