@@ -6,9 +6,11 @@
 //!   external and exited count as **up**; down, blocked, failed, crash-loop and stopped as
 //!   **down**; starting and waiting are down too, except while a service comes up after a
 //!   control plane start (its first state after `from: "new"`), which is **no data**.
-//! - `stack.up` / `stack.down`: a control plane start or a stopped stack. Before the first
-//!   `stack.up` and from a `stack.down` until each service's next state there is no data —
-//!   nothing was watching, and a stopped stack is the operator's choice, not an outage.
+//! - `stack.up` / `stack.down_requested` (of the whole stack) / `stack.down`: a control plane
+//!   start, an operator's `wharf down` of the stack, a stopped stack. Before the first
+//!   `stack.up`, and from a whole-stack down until the next `stack.up`, there is no data —
+//!   nothing was watching, and stopping the stack is the operator's choice, not an outage
+//!   (`wharf down SERVICE` of one service is: its `stopped` counts as down).
 //! - maintenance windows: `deploy.start` … `deploy.succeeded` / `deploy.rolled_back` (a
 //!   rollout of the target service); `backup.restore_begin` … `backup.restore` (an in-place
 //!   restore: the datastore and every service depending on it, transitively, whom the restore
@@ -39,6 +41,7 @@ pub struct Fact {
 /// The ledger actions the page reads for uptime and maintenance.
 pub const ACTIONS: &[&str] = &[
     "stack.up",
+    "stack.down_requested",
     "stack.down",
     "service.state",
     "deploy.start",
@@ -182,6 +185,9 @@ pub fn replay(facts: &[Fact], dependents: &dyn Fn(&str) -> Vec<String>, now: Tim
     // Each service's open segment: since when, in what condition (None: no data).
     let mut open: BTreeMap<String, (i64, Option<Condition>)> = BTreeMap::new();
     let mut coming_up: HashSet<String> = HashSet::new();
+    // The stack's name (the target of `stack.up`), and whether the whole stack is going down.
+    let mut stack: Option<String> = None;
+    let mut stopping = false;
     let close = |history: &mut History,
                  service: &str,
                  (from, condition): (i64, Option<Condition>),
@@ -208,7 +214,18 @@ pub fn replay(facts: &[Fact], dependents: &dyn Fn(&str) -> Vec<String>, now: Tim
                     close(&mut history, &service, segment, at);
                 }
                 coming_up.clear();
+                stopping = fact.action == "stack.down";
+                if fact.action == "stack.up" {
+                    stack = Some(fact.target.clone());
+                }
             }
+            "stack.down_requested" if stack.as_deref() == Some(fact.target.as_str()) => {
+                for (service, segment) in std::mem::take(&mut open) {
+                    close(&mut history, &service, segment, at);
+                }
+                stopping = true;
+            }
+            "service.state" if stopping => {}
             "service.state" => {
                 let service = &fact.target;
                 let from_new = fact.details.get("from").and_then(Value::as_str) == Some("new");
@@ -610,6 +627,32 @@ mod tests {
         // 72..82 up: 30 minutes, 29 up.
         let uptime = history.uptime(&names(&["api"]), at(0), at(82)).unwrap();
         assert!((uptime - 29.0 * 100.0 / 30.0).abs() < 1e-9, "{uptime}");
+    }
+
+    #[test]
+    fn stopping_the_whole_stack_is_no_data_but_stopping_one_service_is_down() {
+        let mut facts = started();
+        facts.push(state(0, "web", "new", "running"));
+        facts.push(fact(
+            11,
+            "stack.down_requested",
+            "api",
+            json!({"services": ["api"]}),
+        ));
+        facts.push(state(11, "api", "running", "stopped"));
+        facts.push(fact(
+            21,
+            "stack.down_requested",
+            "shop",
+            json!({"services": ["web", "api"]}),
+        ));
+        facts.push(state(22, "web", "running", "stopped"));
+        facts.push(fact(23, "stack.down", "shop", json!({})));
+        let history = replay(&facts, &none, at(41));
+        // api: up 1..11, stopped by the operator 11..21 (down), nothing after the stack's down.
+        assert_eq!(history.uptime(&names(&["api"]), at(0), at(41)), Some(50.0));
+        // web: up 0..21; its stop during the stack's down is not an outage.
+        assert_eq!(history.uptime(&names(&["web"]), at(0), at(41)), Some(100.0));
     }
 
     #[test]

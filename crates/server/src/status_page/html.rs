@@ -55,6 +55,14 @@ fn indicator_class(indicator: Indicator) -> &'static str {
     }
 }
 
+/// An RFC 3339 time as people read it (`2027-01-15 08:00 UTC`); anything else escaped as is.
+fn when(text: &str) -> String {
+    match text.parse::<jiff::Timestamp>() {
+        Ok(time) => time.strftime("%Y-%m-%d %H:%M UTC").to_string(),
+        Err(_) => escape(text),
+    }
+}
+
 fn percent(value: Option<f64>) -> String {
     value.map_or_else(|| "no data".to_owned(), |v| format!("{v:.2}%"))
 }
@@ -93,7 +101,7 @@ pub fn render(page: &Page) -> String {
         let until = maintenance
             .scheduled_until
             .as_deref()
-            .map(|t| format!(" until {}", escape(t)))
+            .map(|t| format!(" until {}", when(t)))
             .unwrap_or_default();
         let _ = write!(
             out,
@@ -101,7 +109,7 @@ pub fn render(page: &Page) -> String {
              <div class=\"desc\">{}: since {}{until}</div></div>",
             escape(&maintenance.name),
             names.join(", "),
-            escape(&maintenance.started_at),
+            when(&maintenance.started_at),
         );
     }
     incidents(&mut out, "Active incidents", &summary.incidents);
@@ -131,7 +139,8 @@ pub fn render(page: &Page) -> String {
         }
         let _ = write!(
             out,
-            "</div><div class=\"uptime\">Uptime — 24 hours: {} · 7 days: {} · 30 days: {}</div></div>",
+            "</div><div class=\"row uptime\"><span>30 days ago</span><span>today</span></div>\
+             <div class=\"uptime\">Uptime — 24 hours: {} · 7 days: {} · 30 days: {}</div></div>",
             percent(component.uptime.last_24h),
             percent(component.uptime.last_7d),
             percent(component.uptime.last_30d)
@@ -140,10 +149,10 @@ pub fn render(page: &Page) -> String {
     incidents(&mut out, "Recent incidents", &page.recent);
     let _ = writeln!(
         out,
-        "<footer>Updated {} (UTC). Uptime leaves out declared maintenance. \
+        "<footer>Updated {}. Uptime leaves out declared maintenance. \
          Also as JSON: <a href=\"api/v2/summary.json\">summary.json</a>.</footer>\
          </main></body></html>",
-        escape(&summary.page.updated_at)
+        when(&summary.page.updated_at)
     );
     out
 }
@@ -179,7 +188,7 @@ fn incidents(out: &mut String, heading: &str, list: &[PublicIncident]) {
                 "<div class=\"update\"><strong>{}</strong> — {}<div class=\"when\">{}</div></div>",
                 update.status.label(),
                 escape(&update.body),
-                escape(&update.created_at)
+                when(&update.created_at)
             );
         }
         out.push_str("</div>");
@@ -189,6 +198,15 @@ fn incidents(out: &mut String, heading: &str, list: &[PublicIncident]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_read_as_minutes_in_utc_and_anything_else_is_escaped() {
+        assert_eq!(
+            when("2027-01-15T08:00:59.123456789Z"),
+            "2027-01-15 08:00 UTC"
+        );
+        assert_eq!(when("<b>"), "&lt;b&gt;");
+    }
 
     #[test]
     fn escaping_covers_markup_and_quotes() {
