@@ -399,7 +399,12 @@ impl History {
         }
         let mut cuts = vec![from, to];
         for service in services {
-            for segment in self.states.get(service).into_iter().flatten() {
+            // A service's segments are in order and do not overlap: only those meeting the
+            // window are looked at, so a long history costs a binary search.
+            let segments = self.states.get(service).map_or(&[][..], Vec::as_slice);
+            let first = segments.partition_point(|s| s.to <= from);
+            let last = segments.partition_point(|s| s.from < to);
+            for segment in &segments[first..last.max(first)] {
                 cuts.extend([segment.from, segment.to]);
             }
         }
