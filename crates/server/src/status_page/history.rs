@@ -206,8 +206,12 @@ pub fn replay(facts: &[Fact], dependents: &dyn Fn(&str) -> Vec<String>, now: Tim
                 });
         }
     };
+    // A clock stepped back between two entries must not make segments overlap: time only
+    // moves forward here.
+    let mut last = i64::MIN;
     for fact in facts {
-        let at = fact.time.as_millisecond().min(now_ms);
+        let at = fact.time.as_millisecond().min(now_ms).max(last);
+        last = at;
         match fact.action.as_str() {
             "stack.up" | "stack.down" => {
                 for (service, segment) in std::mem::take(&mut open) {
@@ -676,6 +680,42 @@ mod tests {
         assert_eq!(open[0].kind, MaintenanceKind::Rollout);
         assert!(history.under_maintenance_now("api", at(10)));
         assert!(!history.under_maintenance_now("web", at(10)));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// Whatever the ledger holds — any order of actions, states, ids and times, a clock
+        /// stepped back — replay never panics and an uptime is a share between 0 and 100.
+        #[test]
+        fn any_history_gives_uptimes_between_0_and_100(
+            steps in proptest::collection::vec(
+                (0usize..ACTIONS.len(), 0usize..4, 0usize..13, -30i64..600, proptest::bool::ANY),
+                0..60,
+            ),
+            window in (0i64..600, 1i64..600),
+        ) {
+            let words = ["running", "degraded", "starting", "waiting", "down", "blocked",
+                "failed", "crash-loop", "external", "exited", "stopped", "new", "bogus"];
+            let services = ["api", "db", "web", "shop"];
+            let mut minute = 0;
+            let facts: Vec<Fact> = steps.iter().map(|&(action, service, word, step, flag)| {
+                minute += step / 10;
+                let target = services[service];
+                fact(minute, ACTIONS[action], target, json!({
+                    "from": words[(word + 1) % words.len()], "to": words[word],
+                    "id": service, "maintenance": flag, "matchers": [format!("service={target}")],
+                    "ends_at": at(minute + step).to_string(), "services": [target],
+                }))
+            }).collect();
+            let history = replay(&facts, &|name: &str| vec![format!("{name}-dependent")], at(minute + 60));
+            let (from, length) = window;
+            for group in [names(&["api"]), names(&["api", "db", "web"]), Vec::new()] {
+                if let Some(uptime) = history.uptime(&group, at(from - 30), at(from - 30 + length)) {
+                    proptest::prop_assert!((0.0..=100.0).contains(&uptime), "{uptime}");
+                }
+            }
+        }
     }
 
     #[test]
