@@ -334,4 +334,24 @@ services:
     // between the success and the state change may remain).
     let uptime = api["uptime"]["last_24h"].as_f64().unwrap();
     assert!(uptime > 99.0, "the maintenance is left out: {uptime}");
+
+    // A reloaded manifest regroups the page: `wharf up` again with a `status_page:`.
+    let manifest = std::fs::read_to_string(stack.path().join("wharf.yaml")).unwrap();
+    std::fs::write(
+        stack.path().join("wharf.yaml"),
+        format!("{manifest}status_page:\n  title: Deliveries\n  components:\n    - {{name: Public API, services: [api]}}\n"),
+    )
+    .unwrap();
+    let output = stack.wharf(&["up", "-d"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    eventually("the reloaded grouping", Duration::from_secs(30), || {
+        let components = json(status_port, "/api/v2/components.json");
+        (components["page"]["name"] == "Deliveries"
+            && components["components"][0]["name"] == "Public API")
+            .then_some(())
+    });
 }
