@@ -1,8 +1,8 @@
 //! The public status page end to end: a real stack (`wharf` and `wharf-testbed` processes)
 //! started with `--status-listen`, read over a real socket. The states follow a database made
 //! unready and ready again; a recreate rollout shows `under_maintenance` and its outage is left
-//! out of the uptime; no route ever shows a host, port, pid, path, secret or error text, and
-//! bad requests get clean errors.
+//! out of the uptime; a reloaded manifest regroups the page; no route ever shows a host, port,
+//! pid, path, secret or error text, and bad requests get clean errors.
 
 mod common;
 
