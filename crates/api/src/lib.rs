@@ -14,6 +14,7 @@ pub mod runbooks;
 pub mod secrets;
 pub mod silences;
 pub mod status;
+pub mod status_page;
 
 pub use audit::{
     CheckpointAnswer, LedgerEntry, NoteAnswer, NoteRequest, PreflightRecordAnswer,

@@ -30,6 +30,30 @@ pub struct Stack {
     /// The runbooks an operator can run, by name.
     #[serde(skip_serializing_if = "IndexMap::is_empty")]
     pub runbooks: IndexMap<String, Runbook>,
+    /// The public status page's title and components (`wharf up --status-listen`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_page: Option<StatusPage>,
+}
+
+/// `status_page:` — what the public status page shows. Without `components`, every service is
+/// a component of its own but those in `hide`; with it, exactly the listed components.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct StatusPage {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<PublicComponent>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hide: Vec<String>,
+}
+
+/// One public component: a name the public reads, the services whose health it shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PublicComponent {
+    pub name: String,
+    pub services: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// The backup repository: a folder (relative to the manifest) or S3-compatible storage in

@@ -31,6 +31,9 @@ pub(crate) struct References {
     pub alert_runbooks: Vec<AlertRunbookRef>,
     /// What runbooks name (services, secrets), for `runbooks::cross_check`.
     pub runbooks: crate::runbooks::RunbookRefs,
+    /// (component, service, span) from `status_page.components[].services`, and
+    /// (`None`, service, span) from `status_page.hide`
+    pub status_page_services: Vec<(Option<String>, String, Span)>,
 }
 
 pub(crate) const ROOT_KEYS: &[&str] = &[
@@ -43,6 +46,7 @@ pub(crate) const ROOT_KEYS: &[&str] = &[
     "require",
     "backups",
     "runbooks",
+    "status_page",
 ];
 pub(crate) const ENVIRONMENT_KEYS: &[&str] = &["require", "services", "secrets", "smoke", "alerts"];
 const SERVICE_KEYS: &[&str] = &[
@@ -131,6 +135,9 @@ pub(crate) fn stack(decoder: &mut Decoder, root: &Node, refs: &mut References) -
         .get("runbooks")
         .map(|n| crate::runbooks::runbooks(decoder, n, refs))
         .unwrap_or_default();
+    let status_page = fields
+        .get("status_page")
+        .and_then(|n| status_page(decoder, n, refs));
     Some(Stack {
         name: name?,
         environment: None,
@@ -141,6 +148,113 @@ pub(crate) fn stack(decoder: &mut Decoder, root: &Node, refs: &mut References) -
         smoke,
         alerts,
         runbooks,
+        status_page,
+    })
+}
+
+/// `status_page: {title, components: [{name, services, description}], hide: [..]}`. Whether
+/// the services exist is `validate`'s question (with the spans kept in `refs`).
+fn status_page(decoder: &mut Decoder, node: &Node, refs: &mut References) -> Option<StatusPage> {
+    const WHAT: &str = "`status_page`";
+    let fields = decoder.fields(node, WHAT, &["title", "components", "hide"])?;
+    let title = fields
+        .get("title")
+        .and_then(|n| decoder.string(n, &sub(WHAT, "title")));
+    let mut components: Vec<PublicComponent> = Vec::new();
+    if let Some(list) = fields.get("components") {
+        let items = decoder.items(list, &sub(WHAT, "components"));
+        if items.is_empty() {
+            decoder.push(
+                Diagnostic::error(list.span, "`status_page.components` is empty").with_hint(
+                    "list at least one component, or remove `components` to show every service",
+                ),
+            );
+        }
+        for (index, item) in items.iter().enumerate() {
+            if let Some(component) = public_component(decoder, index, item, &components, refs) {
+                components.push(component);
+            }
+        }
+    }
+    let mut hide = Vec::new();
+    if let Some(list) = fields.get("hide") {
+        if fields.has("components") {
+            decoder.push(
+                Diagnostic::error(
+                    fields.key_span("hide").unwrap_or(list.span),
+                    "`status_page.hide` is for the default components; with `components` only the listed ones show",
+                )
+                .with_label("not used with `components`")
+                .with_hint("remove `hide`, or remove `components` to show every service but the hidden ones"),
+            );
+        }
+        for service in decoder.items(list, &sub(WHAT, "hide")) {
+            if let Some(name) = decoder.name(service, &sub(WHAT, "hide")) {
+                refs.status_page_services
+                    .push((None, name.clone(), service.span));
+                hide.push(name);
+            }
+        }
+    }
+    Some(StatusPage {
+        title,
+        components,
+        hide,
+    })
+}
+
+/// One entry of `status_page.components`; a name used twice is an error at the second.
+fn public_component(
+    decoder: &mut Decoder,
+    index: usize,
+    item: &Node,
+    before: &[PublicComponent],
+    refs: &mut References,
+) -> Option<PublicComponent> {
+    let what = format!("status_page component {}", index + 1);
+    let fields = decoder.fields(item, &what, &["name", "services", "description"])?;
+    let name_node = fields.require(decoder, "name", &what);
+    let name = name_node.and_then(|n| decoder.name(n, &format!("{what} name")));
+    if let (Some(name), Some(node)) = (&name, name_node)
+        && before.iter().any(|c| c.name == *name)
+    {
+        decoder.push(
+            Diagnostic::error(
+                node.span,
+                format!("status_page component `{name}` is declared twice"),
+            )
+            .with_label("a second component of this name")
+            .with_hint("give each component its own name, or list both services under one"),
+        );
+        return None;
+    }
+    let description = fields
+        .get("description")
+        .and_then(|n| decoder.string(n, &sub(&what, "description")));
+    let mut services = Vec::new();
+    if let Some(list) = fields.require(decoder, "services", &what) {
+        let items = decoder.items(list, &sub(&what, "services"));
+        if items.is_empty() {
+            decoder.push(
+                Diagnostic::error(list.span, format!("{what} lists no services"))
+                    .with_hint("a component shows the health of at least one service"),
+            );
+        }
+        for service in items {
+            if let Some(text) = decoder.name(service, &sub(&what, "services")) {
+                refs.status_page_services.push((
+                    Some(name.clone().unwrap_or_else(|| what.clone())),
+                    text.clone(),
+                    service.span,
+                ));
+                services.push(text);
+            }
+        }
+    }
+    Some(PublicComponent {
+        name: name?,
+        services,
+        description,
     })
 }
 

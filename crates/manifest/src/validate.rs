@@ -21,6 +21,7 @@ pub(crate) fn cross_check(
     secret_references(decoder, refs, secrets);
     alert_services(decoder, refs);
     alert_runbooks(decoder, stack, refs);
+    status_page_services(decoder, refs);
 }
 
 /// An alert's runbook exists, and the parameters it gives are the runbook's own; a
@@ -102,6 +103,28 @@ fn alert_services(decoder: &mut Decoder, refs: &References) {
             )
             .with_label("unknown service")
             .with_hint(hint),
+        );
+    }
+}
+
+fn status_page_services(decoder: &mut Decoder, refs: &References) {
+    let names = service_names(refs);
+    for (component, service, span) in &refs.status_page_services {
+        if names.contains(&service.as_str()) {
+            continue;
+        }
+        let hint = suggestion(service, &names)
+            .unwrap_or_else(|| format!("declared services: {}", crate::decode::list(&names)));
+        let message = match component {
+            Some(component) => format!(
+                "status_page component `{component}` shows `{service}`, which is not a service"
+            ),
+            None => format!("status_page hides `{service}`, which is not a service"),
+        };
+        decoder.push(
+            Diagnostic::error(*span, message)
+                .with_label("unknown service")
+                .with_hint(hint),
         );
     }
 }

@@ -47,6 +47,14 @@ fn full_manifest_uses_every_feature() {
         "the prod overlay replaces the alerts list"
     );
     assert_eq!(stack.smoke.len(), 3);
+    let page = stack.status_page.as_ref().expect("a status page");
+    assert_eq!(page.title.as_deref(), Some("Shop status"));
+    assert_eq!(page.components[0].services, ["api", "web"]);
+    assert_eq!(
+        page.components[0].description.as_deref(),
+        Some("Browsing and checkout")
+    );
+    assert_eq!(page.components[1].name, "Email");
     assert_eq!(stack.secrets.len(), 4);
     let api = &stack.services["api"];
     assert_eq!(api.env["LOG_LEVEL"], "info");

@@ -32,6 +32,7 @@ mod oncall;
 mod openapi;
 mod runbooks;
 mod state_routes;
+pub mod status_page;
 mod tcp;
 pub mod tls;
 
@@ -524,5 +525,12 @@ pub async fn serve_tcp(
     limits: ApiLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    tcp::serve(listener, tls, app(handle, Some(token)), limits, shutdown).await
+    tcp::serve(
+        listener,
+        Some(tls),
+        app(handle, Some(token)),
+        limits,
+        shutdown,
+    )
+    .await
 }

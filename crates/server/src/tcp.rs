@@ -1,7 +1,8 @@
-//! Serving the API on TCP with bounded resources per client: a budget of connections per
-//! source address and in total, and a deadline on each connection's TLS handshake and on every
+//! Serving on TCP with bounded resources per client: a budget of connections per source
+//! address and in total, and a deadline on each connection's TLS handshake and on every
 //! request head, so that no client — idle, slow (slowloris) or many-socketed — can hold the
-//! control plane's file descriptors. The operator's unix socket is served apart
+//! control plane's file descriptors. The API's listener serves over TLS; the public status
+//! page's (`status_page`) is the same loop without TLS. The operator's unix socket is served apart
 //! ([`crate::serve_unix`]) and never counts against this budget: it answers whatever TCP
 //! clients do.
 
@@ -97,17 +98,17 @@ impl Drop for Permit {
 }
 
 /// Accepts on `listener` until `shutdown` resolves, serving each admitted connection in its own
-/// task: TLS handshake within the header timeout, then HTTP/1 (or HTTP/2) with hyper's
-/// header-read timeout. A connection past the budget is closed at once — it costs a file
-/// descriptor for a moment, never for long. Connections in progress at shutdown finish.
+/// task: with `tls`, a TLS handshake within the header timeout; then HTTP/1 (or HTTP/2) with
+/// hyper's header-read timeout. A connection past the budget is closed at once — it costs a
+/// file descriptor for a moment, never for long. Connections in progress at shutdown finish.
 pub(crate) async fn serve(
     listener: TcpListener,
-    tls: &ApiTls,
+    tls: Option<&ApiTls>,
     app: Router,
     limits: ApiLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let acceptor = TlsAcceptor::from(tls.config());
+    let acceptor = tls.map(|tls| TlsAcceptor::from(tls.config()));
     let budget = Arc::new(Mutex::new(Budget::default()));
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -146,14 +147,33 @@ pub(crate) async fn serve(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
-            let Some(tls) =
-                crate::tls::handshake(acceptor, stream, peer, limits.header_timeout).await
-            else {
-                return;
+            let connection = match acceptor {
+                Some(acceptor) => {
+                    let Some(tls) =
+                        crate::tls::handshake(acceptor, stream, peer, limits.header_timeout).await
+                    else {
+                        return;
+                    };
+                    watcher
+                        .watch(
+                            builder
+                                .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                                .into_owned(),
+                        )
+                        .await
+                }
+                None => {
+                    watcher
+                        .watch(
+                            builder
+                                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                .into_owned(),
+                        )
+                        .await
+                }
             };
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-            if let Err(error) = watcher.watch(connection.into_owned()).await {
-                tracing::debug!(%peer, %error, "API connection ended with an error");
+            if let Err(error) = connection {
+                tracing::debug!(%peer, %error, "connection ended with an error");
             }
         });
     }

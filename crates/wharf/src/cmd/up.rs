@@ -61,6 +61,15 @@ pub struct UpArgs {
     /// With --api-listen: TCP connections open at once from one source address.
     #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..), requires = "api_listen")]
     pub api_max_connections_per_client: u32,
+    /// Also serve the public status page on plain HTTP at ADDR (e.g. 0.0.0.0:8090): read-only,
+    /// no token, GET and HEAD only — `/` (HTML) and Statuspage's `/api/v2/summary.json`,
+    /// `status.json`, `components.json`, `incidents/unresolved.json`. It shows components
+    /// (the manifest's `status_page:`, else every service), their states, uptime leaving out
+    /// maintenance, public incident updates; never a host, port, pid or error text. Put a TLS
+    /// terminating proxy in front of it for the internet. Connections are bounded as the
+    /// API's TCP listener's are (default budget: 512, 32 per client, 10 s header timeout).
+    #[arg(long, value_name = "ADDR")]
+    pub status_listen: Option<std::net::SocketAddr>,
     /// Internal: this process is the detached control plane.
     #[arg(long, hide = true)]
     pub daemon: bool,
@@ -160,6 +169,11 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
         match crate::writer::route(&state_dir)? {
             crate::writer::Route::Local(lock) => lock,
             crate::writer::Route::Api => {
+                if let Some(addr) = args.status_listen {
+                    eprintln!(
+                        "note: a control plane already runs; --status-listen {addr} applies when one starts (run `wharf down`, then `wharf up` with it)"
+                    );
+                }
                 return apply_to_running(&state_dir, args.environment.as_deref());
             }
         }
@@ -228,18 +242,57 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let loader = plan_loader(absolute(&manifest.path)?, args.environment.clone());
+    let (status_setup, status_updates) =
+        tokio::sync::watch::channel(status_page_setup(stack.status_page.as_ref()));
+    let loader = plan_loader(
+        absolute(&manifest.path)?,
+        args.environment.clone(),
+        status_setup,
+    );
+    let status = args.status_listen.map(|addr| (addr, status_updates));
     runtime.block_on(run_control_plane(
         &lock,
         plan,
         &state_dir,
         workdir,
         !args.daemon,
-        tcp,
+        Listeners { tcp, status },
         loader,
     ))?;
     drop(lock);
     Ok(ExitStatus::Ok)
+}
+
+/// The listeners besides the unix socket: the API's TCP one, the public status page's (where,
+/// and the manifest's `status_page:` as the control plane last loaded it).
+struct Listeners {
+    tcp: Option<TcpApi>,
+    status: Option<(
+        std::net::SocketAddr,
+        tokio::sync::watch::Receiver<wharf_server::status_page::Setup>,
+    )>,
+}
+
+/// The manifest's `status_page:` as the status page reads it.
+fn status_page_setup(
+    page: Option<&wharf_manifest::model::StatusPage>,
+) -> wharf_server::status_page::Setup {
+    let Some(page) = page else {
+        return wharf_server::status_page::Setup::default();
+    };
+    wharf_server::status_page::Setup {
+        title: page.title.clone(),
+        components: page
+            .components
+            .iter()
+            .map(|c| wharf_server::status_page::ComponentSpec {
+                name: c.name.clone(),
+                services: c.services.clone(),
+                description: c.description.clone(),
+            })
+            .collect(),
+        hide: page.hide.clone(),
+    }
 }
 
 /// The API's TCP listener: where, the token every request needs, the TLS identity.
@@ -343,7 +396,12 @@ fn apply_to_running(state_dir: &Path, environment: Option<&str>) -> anyhow::Resu
 }
 
 /// How the control plane re-reads its manifest: the same file and environment it started with.
-fn plan_loader(manifest: PathBuf, environment: Option<String>) -> wharf_control::PlanLoader {
+/// A manifest that plans also gives the status page its new `status_page:`.
+fn plan_loader(
+    manifest: PathBuf,
+    environment: Option<String>,
+    status_setup: tokio::sync::watch::Sender<wharf_server::status_page::Setup>,
+) -> wharf_control::PlanLoader {
     let name = environment.clone();
     let load = std::sync::Arc::new(move || {
         let file = ManifestFile::read_path(&manifest).map_err(|e| e.to_string())?;
@@ -354,13 +412,15 @@ fn plan_loader(manifest: PathBuf, environment: Option<String>) -> wharf_control:
                 manifest.display()
             )
         })?;
-        wharf_control::plan(&stack).map_err(|errors| {
+        let plan = wharf_control::plan(&stack).map_err(|errors| {
             errors
                 .iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join("; ")
-        })
+        })?;
+        status_setup.send_replace(status_page_setup(stack.status_page.as_ref()));
+        Ok(plan)
     });
     wharf_control::PlanLoader {
         load,
@@ -374,9 +434,10 @@ async fn run_control_plane(
     state_dir: &Path,
     workdir: PathBuf,
     foreground: bool,
-    tcp: Option<TcpApi>,
+    listeners: Listeners,
     loader: wharf_control::PlanLoader,
 ) -> anyhow::Result<()> {
+    let Listeners { tcp, status } = listeners;
     if !foreground {
         // A session of its own: the terminal that ran `wharf up -d` can close.
         let _ = rustix::process::setsid();
@@ -433,8 +494,27 @@ async fn run_control_plane(
             .with_context(|| format!("cannot serve the API on {addr}"))?;
         tracing::info!(%addr, fingerprint = tls.fingerprint(), "API on TCP over TLS (bearer token required)");
         let shutdown = stopped(api_stopped.clone());
+        let handle = handle.clone();
         servers.spawn(async move {
             wharf_server::serve_tcp(listener, &tls, handle, token, limits, shutdown).await
+        });
+    }
+    if let Some((addr, setup)) = status {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot serve the status page on {addr}"))?;
+        tracing::info!(%addr, "status page on plain HTTP (public, read-only)");
+        eprintln!("status page on http://{addr}/");
+        let page = wharf_server::status_page::StatusPage::new(handle.clone(), setup);
+        let shutdown = stopped(api_stopped.clone());
+        servers.spawn(async move {
+            wharf_server::status_page::serve_status(
+                listener,
+                page,
+                wharf_server::ApiLimits::default(),
+                shutdown,
+            )
+            .await
         });
     }
     let follower = foreground.then(|| {
@@ -509,6 +589,9 @@ fn detach(global: &Global, args: &UpArgs, state_dir: &Path) -> anyhow::Result<Ex
             .arg(args.api_max_connections.to_string())
             .arg("--api-max-connections-per-client")
             .arg(args.api_max_connections_per_client.to_string());
+    }
+    if let Some(addr) = &args.status_listen {
+        command.arg("--status-listen").arg(addr.to_string());
     }
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         command
