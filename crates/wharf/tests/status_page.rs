@@ -355,3 +355,103 @@ services:
             .then_some(())
     });
 }
+
+#[test]
+fn public_incident_updates_and_a_maintenance_silence_reach_the_page_and_private_ones_do_not() {
+    let status_port = free_port();
+    let stack = Stack::new(
+        r#"
+name: shop
+services:
+  api:
+    command: [TESTBED, --port, "${PORT}"]
+    probes:
+      ready: {http: {path: /ready}, interval: 200ms}
+"#,
+    );
+    up_with_status_page(&stack, status_port);
+    let declared = stack.wharf(&[
+        "incident",
+        "declare",
+        "Checkout is slow",
+        "--severity",
+        "sev2",
+        "--service",
+        "api",
+        "--message",
+        "We are looking into slow checkouts.",
+        "--public",
+    ]);
+    assert!(declared.status.success());
+    let private = stack.wharf(&[
+        "incident",
+        "update",
+        "INC-1",
+        "--status",
+        "identified",
+        "--message",
+        "db pool exhausted on host-7",
+    ]);
+    assert!(private.status.success());
+    let incidents = eventually("the public incident", Duration::from_secs(10), || {
+        let unresolved = json(status_port, "/api/v2/incidents/unresolved.json");
+        let list = unresolved["incidents"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        (!list.is_empty()).then_some(list)
+    });
+    assert_eq!(incidents[0]["name"], "Checkout is slow");
+    assert_eq!(incidents[0]["impact"], "major");
+    let text = serde_json::to_string(&incidents).unwrap();
+    assert!(
+        text.contains("We are looking into slow checkouts."),
+        "{text}"
+    );
+    assert!(
+        !text.contains("host-7"),
+        "a private update stays private: {text}"
+    );
+    let (_, html) = get(status_port, "/").unwrap();
+    assert!(html.contains("Checkout is slow"));
+    assert!(!html.contains("host-7"));
+    // Declared maintenance: a silence with --maintenance puts api under maintenance.
+    let silenced = stack.wharf(&[
+        "silence",
+        "add",
+        "--match",
+        "service=api",
+        "--for",
+        "1h",
+        "--reason",
+        "planned upgrade",
+        "--maintenance",
+    ]);
+    assert!(silenced.status.success());
+    wait_state(status_port, "api", "under_maintenance");
+    // Resolved: gone from the unresolved list.
+    assert!(
+        stack
+            .wharf(&[
+                "incident",
+                "resolve",
+                "INC-1",
+                "--message",
+                "Fixed.",
+                "--public"
+            ])
+            .status
+            .success()
+    );
+    eventually(
+        "the incident resolved on the page",
+        Duration::from_secs(10),
+        || {
+            let unresolved = json(status_port, "/api/v2/incidents/unresolved.json");
+            unresolved["incidents"]
+                .as_array()
+                .is_some_and(Vec::is_empty)
+                .then_some(())
+        },
+    );
+}
