@@ -284,6 +284,27 @@ async fn token_first(
 /// error shape `{"error": {"code", "message"}}`, keeping their status: every 4xx and 5xx is
 /// JSON, whichever layer made it.
 async fn json_errors(request: axum::extract::Request, next: Next) -> Response {
+    // A refusal may leave the request's body unread (the token is checked first, an unknown
+    // route reads nothing), and hyper then closes the connection after the answer: saying so
+    // (`Connection: close`, HTTP/1 only) keeps a client from sending its next request on it.
+    let headers = request.headers();
+    let has_body = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .is_some_and(|v| v != "0")
+        || headers.contains_key(axum::http::header::TRANSFER_ENCODING);
+    let may_leave_body = request.version() < axum::http::Version::HTTP_2 && has_body;
+    let mut response = json_error_shape(request, next).await;
+    let status = response.status();
+    if may_leave_body && (status.is_client_error() || status.is_server_error()) {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
+}
+
+async fn json_error_shape(request: axum::extract::Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {

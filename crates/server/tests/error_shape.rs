@@ -174,11 +174,27 @@ async fn api_errors_over_real_sockets_are_the_documented_json_shape() {
             let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
             let (status, headers, text) = exchange(stream, head, &body).await;
             assert_error_shape(head, status, &headers, &text, ErrorCode::Unauthorized);
+
             assert!(
                 !text.contains("line") && !text.contains("column"),
                 "{head}: {text}"
             );
         }
+        // A refused request whose body is left unread, on a keep-alive connection: the answer
+        // says `Connection: close` (hyper closes it), or a client would send its next
+        // request on a connection about to close.
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(
+                b"POST /v1/down HTTP/1.1\r\nHost: wharf\r\nContent-Length: 9\r\n\r\n{not json",
+            )
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+        let answer = String::from_utf8_lossy(&answer).to_lowercase();
+        assert!(answer.starts_with("http/1.1 401"), "{answer}");
+        assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
         // With the token, the same bad JSON is the client's mistake, in the same shape.
         let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         let head = "POST /v1/down HTTP/1.1\r\nAuthorization: Bearer a-token-of-enough-length";
