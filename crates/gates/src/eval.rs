@@ -209,7 +209,11 @@ fn sarif<'a>(
     let mut max_level = None;
     let mut max_sev: Option<f64> = None;
     let mut suppressed = 0u64;
+    let mut runs = 0usize;
+    let mut runs_without_results = 0usize;
     for r in reports {
+        runs += r.runs;
+        runs_without_results += r.runs_without_results;
         findings += r.findings;
         for (total, n) in by_level.iter_mut().zip(r.by_level) {
             *total += n;
@@ -238,6 +242,14 @@ fn sarif<'a>(
         measured.push_str(&format!(", {suppressed} suppressed"));
     }
     let mut failures = Vec::new();
+    if runs == 0 {
+        failures.push("no SARIF run: the condition evaluated nothing".to_owned());
+    }
+    if runs_without_results > 0 {
+        failures.push(format!(
+            "{runs_without_results} runs without `results`: the tool did not analyse (SARIF §3.14.23)"
+        ));
+    }
     if c.max_level.is_none() && c.max_security_severity.is_none() && c.max_results.is_none() {
         failures.push(NO_LIMIT.to_owned());
     }

@@ -51,6 +51,9 @@ impl std::fmt::Display for Level {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SarifSummary {
     pub runs: usize,
+    /// Runs without a `results` array: the tool did not analyse (§3.14.23 — an empty array
+    /// means it did and found nothing).
+    pub runs_without_results: usize,
     /// Every result in the file, findings or not.
     pub results: u64,
     /// Results that are findings: `kind` fail (or absent), not suppressed, not `absent`.
@@ -191,6 +194,9 @@ pub fn parse(file: &str, reader: impl Read) -> Result<SarifSummary, GateError> {
     };
     for run in &log.runs {
         summary.tools.extend(run.tool.driver.name.clone());
+        if run.results.is_none() {
+            summary.runs_without_results += 1;
+        }
         for result in run.results.iter().flatten() {
             summary.results += 1;
             tally(&mut summary, &run.tool, result);

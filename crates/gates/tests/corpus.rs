@@ -159,6 +159,53 @@ fn kind_pass_is_not_a_finding() {
 }
 
 #[test]
+fn sarif_without_runs_or_results_evaluated_nothing() {
+    for (text, expected) in [
+        (
+            r#"{"version": "2.1.0", "runs": []}"#,
+            "no SARIF run: the condition evaluated nothing",
+        ),
+        (
+            r#"{"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "gitleaks"}}}]}"#,
+            "1 runs without `results`: the tool did not analyse (SARIF §3.14.23)",
+        ),
+    ] {
+        let (_, report) = parse("x.sarif", text.as_bytes()).unwrap();
+        let named = NamedCondition {
+            name: "c".into(),
+            condition: sarif(None, None, Some(0)),
+        };
+        let v = evaluate(
+            &[named],
+            &[Input {
+                path: "x.sarif".into(),
+                report,
+            }],
+        );
+        assert_eq!(v.verdict, Verdict::Fail);
+        assert_eq!(v.conditions[0].reason, expected);
+    }
+    // An empty `results` array: the tool ran and found nothing.
+    let text = r#"{"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "gitleaks"}}, "results": []}]}"#;
+    let (_, report) = parse("x.sarif", text.as_bytes()).unwrap();
+    let named = NamedCondition {
+        name: "c".into(),
+        condition: sarif(None, None, Some(0)),
+    };
+    assert_eq!(
+        evaluate(
+            &[named],
+            &[Input {
+                path: "x.sarif".into(),
+                report
+            }]
+        )
+        .verdict,
+        Verdict::Pass
+    );
+}
+
+#[test]
 fn sarif_findings_add_up_over_inputs() {
     let (v, measured, _) = judge(
         sarif(None, None, Some(3)),
