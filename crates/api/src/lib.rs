@@ -8,6 +8,7 @@ pub mod backups;
 pub mod config;
 pub mod deploy;
 pub mod error;
+pub mod gates;
 pub mod incidents;
 pub mod reload;
 pub mod runbooks;
@@ -28,6 +29,9 @@ pub use backups::{
 pub use config::{
     ChangeConfigRequest, ConfigAnswer, ConfigChangeAnswer, ConfigRevision, ConfigRollbackRequest,
     RevisedConfig,
+};
+pub use gates::{
+    GateCheckRecordAnswer, GateCheckRecordRequest, GateConditionRecord, GateInputRecord,
 };
 
 pub use deploy::{

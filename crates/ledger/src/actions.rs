@@ -237,6 +237,11 @@ known_actions! {
     /// A runbook an alert runs automatically could not start (a limit, a bad parameter),
     /// with why (target: the runbook).
     RunbookRefused = "runbook.refused",
+
+    // ── gate: release gates judged on CI tool output; target: `GATE/SERVICE@VERSION` ───────
+    /// `wharf gate check`: the verdict, each condition's verdict and measure, and every input
+    /// with its SHA-256 and detected format.
+    GateCheck = "gate.check",
 }
 
 impl fmt::Display for KnownAction {

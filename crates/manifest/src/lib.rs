@@ -7,6 +7,7 @@
 
 mod decode;
 pub mod diagnostic;
+mod gates;
 mod interpolate;
 pub mod model;
 mod overlay;
@@ -19,6 +20,7 @@ pub mod yaml;
 use std::ops::Deref;
 
 pub use diagnostic::{Diagnostic, Severity, Span};
+pub use gates::CONDITION_KINDS;
 pub use interpolate::{INSTANCE_VARIABLES, ParamReference, SecretReference, Variables};
 pub use model::Stack;
 pub use overlay::DEFAULT_ENVIRONMENT;

@@ -33,6 +33,102 @@ pub struct Stack {
     /// The public status page's title and components (`wharf up --status-listen`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status_page: Option<StatusPage>,
+    /// Release gates by name (`wharf gate check GATE`), each a list of conditions.
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub gates: IndexMap<String, Vec<GateCondition>>,
+}
+
+/// One condition of a release gate: a name and the limits on one kind of report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GateCondition {
+    pub name: String,
+    #[serde(flatten)]
+    pub check: GateCheck,
+}
+
+/// The kind of report a gate condition reads, with its limits. At least one limit is set
+/// (the schema refuses a condition that would check nothing).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GateCheck {
+    Sarif(SarifLimits),
+    Junit(JunitLimits),
+    K6(K6Limits),
+    Coverage(CoverageLimits),
+}
+
+impl GateCheck {
+    /// True when no limit is set.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            GateCheck::Sarif(l) => {
+                l.max_level.is_none()
+                    && l.max_security_severity.is_none()
+                    && l.max_results.is_none()
+            }
+            GateCheck::Junit(l) => l.max_failures.is_none() && l.min_tests.is_none(),
+            GateCheck::K6(l) => l.p95.is_none() && l.max_error_rate.is_none() && !l.thresholds_pass,
+            GateCheck::Coverage(l) => l.min_lines.is_none() && l.min_branches.is_none(),
+        }
+    }
+}
+
+/// SARIF levels, ordered by severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SarifLevel {
+    None,
+    Note,
+    Warning,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct SarifLimits {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_level: Option<SarifLevel>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_security_severity: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_results: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct JunitLimits {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_failures: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_tests: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct K6Limits {
+    /// `http_req_duration`'s p(95) at most this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p95: Option<Duration>,
+    /// `http_req_failed`'s rate at most this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_error_rate: Option<Percent>,
+    /// `thresholds: pass`: every k6 threshold passed.
+    #[serde(
+        rename = "thresholds",
+        skip_serializing_if = "std::ops::Not::not",
+        serialize_with = "thresholds_pass"
+    )]
+    pub thresholds_pass: bool,
+}
+
+/// `thresholds_pass` is written as the manifest spells it: `thresholds: pass`.
+fn thresholds_pass<S: serde::Serializer>(_: &bool, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str("pass")
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct CoverageLimits {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_lines: Option<Percent>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_branches: Option<Percent>,
 }
 
 /// `status_page:` — what the public status page shows. Without `components`, every service is

@@ -47,6 +47,7 @@ pub(crate) const ROOT_KEYS: &[&str] = &[
     "backups",
     "runbooks",
     "status_page",
+    "gates",
 ];
 pub(crate) const ENVIRONMENT_KEYS: &[&str] = &["require", "services", "secrets", "smoke", "alerts"];
 const SERVICE_KEYS: &[&str] = &[
@@ -138,6 +139,10 @@ pub(crate) fn stack(decoder: &mut Decoder, root: &Node, refs: &mut References) -
     let status_page = fields
         .get("status_page")
         .and_then(|n| status_page(decoder, n, refs));
+    let gates = fields
+        .get("gates")
+        .map(|n| crate::gates::gates(decoder, n))
+        .unwrap_or_default();
     Some(Stack {
         name: name?,
         environment: None,
@@ -149,6 +154,7 @@ pub(crate) fn stack(decoder: &mut Decoder, root: &Node, refs: &mut References) -
         alerts,
         runbooks,
         status_page,
+        gates,
     })
 }
 

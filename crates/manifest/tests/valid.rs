@@ -55,6 +55,32 @@ fn full_manifest_uses_every_feature() {
         Some("Browsing and checkout")
     );
     assert_eq!(page.components[1].name, "Email");
+    let release = &stack.gates["release"];
+    let names: Vec<&str> = release.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "no serious findings",
+            "no secrets",
+            "tests pass",
+            "load",
+            "coverage"
+        ]
+    );
+    assert_eq!(
+        release[0].check,
+        wharf_manifest::model::GateCheck::Sarif(wharf_manifest::model::SarifLimits {
+            max_level: Some(wharf_manifest::model::SarifLevel::Warning),
+            max_security_severity: Some(6.9),
+            max_results: None,
+        })
+    );
+    let wharf_manifest::model::GateCheck::K6(load) = &release[3].check else {
+        panic!("load is a k6 condition: {:?}", release[3]);
+    };
+    assert_eq!(load.p95.map(|d| d.as_std().as_secs()), Some(3));
+    assert_eq!(load.max_error_rate.map(|p| p.fraction()), Some(0.01));
+    assert!(load.thresholds_pass);
     assert_eq!(stack.secrets.len(), 4);
     let api = &stack.services["api"];
     assert_eq!(api.env["LOG_LEVEL"], "info");

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod config;
 mod error;
 pub mod fault;
+pub mod gates;
 pub mod incidents;
 mod lock;
 pub mod read;

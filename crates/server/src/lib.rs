@@ -220,6 +220,7 @@ pub fn app(handle: Handle, token: Option<String>) -> Router {
             post(state_routes::audit_checkpoint),
         )
         .route("/v1/preflight", post(state_routes::record_preflight))
+        .route("/v1/gates/checks", post(state_routes::record_gate_check))
         .route("/v1/backups", get(backups::overview).post(backups::backup))
         .route("/v1/backups/jobs/{id}", get(backups::job))
         .route("/v1/backups/snapshots", get(backups::snapshots))

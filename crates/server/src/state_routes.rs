@@ -642,6 +642,35 @@ pub(crate) async fn record_preflight(
     Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
+/// A release gate's verdict in the ledger (`wharf gate check`).
+#[utoipa::path(post, path = "/v1/gates/checks", tag = "audit", security((), ("bearer" = [])),
+    request_body = wharf_api::GateCheckRecordRequest,
+    responses(
+        (status = 201, description = "Appended as `gate.check`", body = wharf_api::GateCheckRecordAnswer),
+        (status = 400, description = "The body does not decode, or a field is blank, a verdict is not `pass` / `fail`, an input's sha256 is not 64 lowercase hex digits", body = ApiErrorBody),
+        (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
+        (status = 500, description = "The ledger could not be appended to (`internal`)", body = ApiErrorBody),
+        (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
+    ))]
+pub(crate) async fn record_gate_check(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let request: wharf_api::GateCheckRecordRequest =
+        decode_required_body(&bytes, "gate check record")?;
+    let actor = actor(&state, &headers);
+    let details = serde_json::to_value(&request)
+        .map_err(|e| bad_request(format!("gate check record: {e}")))?;
+    let entry = run(&state, move |store| {
+        wharf_ops::gates::record(store, &actor, details)
+    })
+    .await?;
+    let answer = wharf_api::GateCheckRecordAnswer { seq: entry.seq };
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
 /// The state directory (where the master key file lives).
 fn workdir_state(state: &AppState) -> std::path::PathBuf {
     state.handle.state_dir().to_owned()

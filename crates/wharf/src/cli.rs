@@ -94,6 +94,11 @@ pub enum Command {
     /// Prove the stack works: manifest, services live and ready, dependencies, smoke checks,
     /// ledger. Exit 1 on any failure; --junit for CI.
     Preflight(cmd::preflight::PreflightArgs),
+    /// Release gates on CI tool output: `check GATE --version V --service S --input FILE…`
+    /// judges the manifest's gate, prints and records the verdict. Exit 0 pass, 1 fail, 2 bad
+    /// input.
+    #[command(subcommand)]
+    Gate(cmd::gate::GateCommand),
     /// Show (and follow) a service's output.
     Logs(cmd::logs::LogsArgs),
     /// Restart a service's instances one at a time, each new one ready before an old one stops.

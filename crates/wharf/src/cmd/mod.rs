@@ -6,6 +6,7 @@ pub mod completions;
 pub mod config;
 pub mod deploy;
 pub mod down;
+pub mod gate;
 pub mod import;
 pub mod init;
 pub mod logs;
@@ -46,6 +47,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Status(args) => status::run(global, &args),
         Command::Logs(args) => logs::run(global, &args),
         Command::Preflight(args) => preflight::run(global, &args),
+        Command::Gate(command) => gate::run(global, command),
         Command::Restart(args) => restart::run(global, &args),
         Command::Deploy(args) => deploy::run(global, &args),
         Command::Rollout(command) => rollout::run(global, command),
