@@ -162,12 +162,22 @@ impl Supervisor {
         if plan.binds_public_port() {
             return plan.public_port;
         }
-        // A free port from the kernel; the instance binds it a moment later.
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()
-            .map(|a| a.port())
+        // A free port from the kernel; the instance binds it a moment later. Until it does,
+        // the kernel may hand the same port out again: never to two instances of this stack
+        // (two started in one pass once shared one, and the second crash-looped on it).
+        let taken: std::collections::HashSet<u16> = self
+            .services
+            .iter()
+            .flat_map(|s| s.instances.values().filter_map(|i| i.port))
+            .collect();
+        (0..16).find_map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .ok()?
+                .local_addr()
+                .ok()
+                .map(|a| a.port())
+                .filter(|port| !taken.contains(port))
+        })
     }
 
     /// Asks the driver to stop an instance; its exit removes it.
