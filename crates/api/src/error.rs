@@ -36,6 +36,9 @@ pub enum ErrorCode {
     UnknownRunbook,
     /// A runbook's rate limit or blast-radius cap refuses the run; nothing was started.
     LimitExceeded,
+    /// The caller is known, but its role does not allow this route (a viewer asking to
+    /// deploy, an operator approving).
+    Forbidden,
 }
 
 impl ErrorCode {
@@ -44,6 +47,7 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidRequest => 400,
             ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
             ErrorCode::UnknownService
             | ErrorCode::NoRollout
             | ErrorCode::NotFound
@@ -72,6 +76,7 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::UnknownRunbook => "unknown_runbook",
             ErrorCode::LimitExceeded => "limit_exceeded",
+            ErrorCode::Forbidden => "forbidden",
         }
     }
 }
@@ -151,6 +156,7 @@ mod tests {
             (ErrorCode::Rejected, "rejected", 409),
             (ErrorCode::InvalidRequest, "invalid_request", 400),
             (ErrorCode::Unauthorized, "unauthorized", 401),
+            (ErrorCode::Forbidden, "forbidden", 403),
             (ErrorCode::Stopping, "stopping", 503),
             (ErrorCode::NoRollout, "no_rollout", 404),
             (ErrorCode::NotFound, "not_found", 404),

@@ -3,12 +3,14 @@
 //! key or matches another crate's strings. Every type derives `utoipa::ToSchema` for the
 //! server's OpenAPI document. The JSON shape only ever changes compatibly (fields are added).
 
+pub mod approvals;
 pub mod audit;
 pub mod backups;
 pub mod config;
 pub mod deploy;
 pub mod error;
 pub mod gates;
+pub mod identity;
 pub mod incidents;
 pub mod reload;
 pub mod runbooks;
@@ -17,6 +19,10 @@ pub mod silences;
 pub mod status;
 pub mod status_page;
 
+pub use approvals::{
+    DecideDeployRequest, DeployAnswer, DeployApproval, DeployRequestState, PendingDeploy,
+    PendingDeployList,
+};
 pub use audit::{
     CheckpointAnswer, LedgerEntry, NoteAnswer, NoteRequest, PreflightRecordAnswer,
     PreflightRecordRequest, VerifierAnswer,
@@ -39,6 +45,9 @@ pub use deploy::{
     VersionTraffic,
 };
 pub use error::{ApiErrorBody, ControlError, ErrorCode, ErrorDetail};
+pub use identity::{
+    Caller, CreateTokenRequest, CreatedToken, Permission, Role, TokenInfo, TokenList,
+};
 pub use incidents::{
     AssignRoleRequest, DeclareIncidentRequest, Incident, IncidentList, IncidentSeverity,
     IncidentStatus, IncidentStepRequest, IncidentUpdate, IncidentUpdateRequest,

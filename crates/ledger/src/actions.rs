@@ -242,6 +242,26 @@ known_actions! {
     /// `wharf gate check`: the verdict, each condition's verdict and measure, and every input
     /// with its SHA-256 and detected format.
     GateCheck = "gate.check",
+
+    // ── approval: deploys waiting for approvers (four-eyes); target: `deploy/d-N` ─────────
+    /// A deploy into an environment with `require.approvals` waits: the requester, the
+    /// service, the version, how many approvals it needs and its deadline.
+    ApprovalRequest = "approval.request",
+    /// An approver approved it, with their reason.
+    ApprovalApprove = "approval.approve",
+    /// An approver rejected it, with their reason: it will not start.
+    ApprovalReject = "approval.reject",
+    /// Its deadline passed before enough approvals.
+    ApprovalExpire = "approval.expire",
+    /// Approved, but the deploy could not start (a gate or backup requirement no longer met,
+    /// a rollout under way), with why.
+    ApprovalFailed = "approval.failed",
+
+    // ── token: API tokens, one per person; target: `token/NAME` (never the token) ─────────
+    /// A token was made: its id, role and expiry.
+    TokenCreate = "token.create",
+    /// A token was revoked.
+    TokenRevoke = "token.revoke",
 }
 
 impl fmt::Display for KnownAction {

@@ -2,8 +2,8 @@
 //! `wharf gate check`. A condition is a mapping with `name` and exactly one kind key (`sarif`,
 //! `junit`, `k6`, `coverage`), so an unknown kind gets its own did-you-mean error instead of
 //! being ignored; a condition that sets no limit is refused, since it would check nothing.
-//! (`environments.*.require.gates`, which makes a deploy wait on a gate, is refused elsewhere
-//! until deploys enforce it.)
+//! `require.gates` (checked in `validate.rs` to name gates declared here) makes a deploy wait
+//! for a passing verdict of each.
 
 use indexmap::IndexMap;
 

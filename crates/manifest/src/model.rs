@@ -231,6 +231,13 @@ pub struct Requirements {
     /// A deploy is refused while a datastore's last passed restore drill is older.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drill_max_age: Option<Duration>,
+    /// A deploy waits until this many distinct approvers other than its requester approve it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approvals: Option<u32>,
+    /// A deploy of `SERVICE` at `VERSION` is refused unless each of these gates (names in
+    /// `gates:`) has a passing `gate.check` for `SERVICE@VERSION` as its latest verdict.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

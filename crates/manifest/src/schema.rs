@@ -34,6 +34,8 @@ pub(crate) struct References {
     /// (component, service, span) from `status_page.components[].services`, and
     /// (`None`, service, span) from `status_page.hide`
     pub status_page_services: Vec<(Option<String>, String, Span)>,
+    /// (gate, span) from `require.gates`
+    pub require_gates: Vec<(String, Span)>,
 }
 
 pub(crate) const ROOT_KEYS: &[&str] = &[
@@ -128,7 +130,9 @@ pub(crate) fn stack(decoder: &mut Decoder, root: &Node, refs: &mut References) -
         .get("alerts")
         .map(|n| alerts(decoder, n, refs))
         .unwrap_or_default();
-    let require = fields.get("require").and_then(|n| requirements(decoder, n));
+    let require = fields
+        .get("require")
+        .and_then(|n| requirements(decoder, n, refs));
     let backups = fields
         .get("backups")
         .and_then(|n| backup_repository(decoder, n));
@@ -1405,26 +1409,27 @@ fn secrets(
     secrets
 }
 
-fn requirements(decoder: &mut Decoder, node: &Node) -> Option<Requirements> {
+fn requirements(decoder: &mut Decoder, node: &Node, refs: &mut References) -> Option<Requirements> {
     let what = "`require`";
     let fields = decoder.fields(
         node,
         what,
         &["approvals", "gates", "backup_max_age", "drill_max_age"],
     )?;
-    // Approvals and release gates come with governance; until then a policy the file
-    // declares must not be silently unenforced.
-    for key in ["approvals", "gates"] {
-        if let Some(span) = fields.key_span(key) {
-            decoder.push(
-                Diagnostic::error(
-                    span,
-                    format!("`require.{key}` is not built yet: this wharf would not enforce it"),
-                )
-                .with_hint(
-                    "remove it; `require` enforces `backup_max_age` and `drill_max_age` today",
-                ),
-            );
+    let mut gates = Vec::new();
+    if let Some(list) = fields.get("gates") {
+        for item in decoder.items(list, "`require.gates`") {
+            if let Some(name) = decoder.name(item, "a gate in `require.gates`") {
+                if gates.contains(&name) {
+                    decoder.push(
+                        Diagnostic::error(item.span, format!("gate `{name}` is required twice"))
+                            .with_label("repeated"),
+                    );
+                    continue;
+                }
+                refs.require_gates.push((name.clone(), item.span));
+                gates.push(name);
+            }
         }
     }
     Some(Requirements {
@@ -1434,6 +1439,10 @@ fn requirements(decoder: &mut Decoder, node: &Node) -> Option<Requirements> {
         drill_max_age: fields
             .get("drill_max_age")
             .and_then(|n| decoder.duration(n, "`require.drill_max_age`", DurationRule::Age)),
+        approvals: fields
+            .get("approvals")
+            .and_then(|n| decoder.integer(n, "`require.approvals`", 1, 10)),
+        gates,
     })
 }
 

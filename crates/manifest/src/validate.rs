@@ -22,6 +22,32 @@ pub(crate) fn cross_check(
     alert_services(decoder, refs);
     alert_runbooks(decoder, stack, refs);
     status_page_services(decoder, refs);
+    required_gates(decoder, stack, refs);
+}
+
+/// Each gate `require.gates` names is declared under `gates:`.
+fn required_gates(decoder: &mut Decoder, stack: &Stack, refs: &References) {
+    let names: Vec<&str> = stack.gates.keys().map(String::as_str).collect();
+    for (gate, span) in &refs.require_gates {
+        if stack.gates.contains_key(gate) {
+            continue;
+        }
+        let hint = suggestion(gate, &names).unwrap_or_else(|| {
+            if names.is_empty() {
+                "declare it under `gates:` with its conditions".to_owned()
+            } else {
+                format!("declared gates: {}", crate::decode::list(&names))
+            }
+        });
+        decoder.push(
+            Diagnostic::error(
+                *span,
+                format!("`require.gates` names gate `{gate}`, which is not declared"),
+            )
+            .with_label("unknown gate")
+            .with_hint(hint),
+        );
+    }
 }
 
 /// An alert's runbook exists, and the parameters it gives are the runbook's own; a

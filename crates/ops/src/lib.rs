@@ -18,6 +18,7 @@ pub mod read;
 pub mod secrets;
 pub mod silences;
 pub mod stop;
+pub mod tokens;
 
 pub use error::{OpsError, OpsErrorKind};
 pub use lock::{ControlLock, LOCK_FILE, PID_FILE};

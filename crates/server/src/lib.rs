@@ -28,6 +28,8 @@ use wharf_control::Handle;
 mod backups;
 mod deploy;
 mod health;
+mod identity;
+mod identity_routes;
 mod oncall;
 mod openapi;
 mod runbooks;
@@ -36,7 +38,7 @@ pub mod status_page;
 mod tcp;
 pub mod tls;
 
-pub use state_routes::ACTOR_HEADER;
+pub use identity::{Access, PeerCredentials, TokenBook};
 pub use tcp::ApiLimits;
 
 pub use openapi::{ROUTES, openapi};
@@ -163,14 +165,14 @@ fn invalid_request(what: &str, err: &dyn std::fmt::Display) -> ApiError {
 #[derive(Clone)]
 pub(crate) struct AppState {
     handle: Handle,
-    /// Required as `Authorization: Bearer …` on TCP; `None` on the unix socket.
-    token: Option<String>,
+    /// Which listener, and the identities it accepts (`identity.rs`).
+    access: Access,
 }
 
 /// The API's routes over a control plane handle. [`ROUTES`] lists them for the OpenAPI
 /// document's test.
-pub fn app(handle: Handle, token: Option<String>) -> Router {
-    let state = AppState { handle, token };
+pub fn app(handle: Handle, access: Access) -> Router {
+    let state = AppState { handle, access };
     Router::new()
         .route("/health", get(health_live))
         .route("/health/ready", get(health_ready))
@@ -251,12 +253,24 @@ pub fn app(handle: Handle, token: Option<String>) -> Router {
         .route("/v1/runbooks/runs/{id}/resume", post(runbooks::resume))
         .route("/v1/runbooks/runs/{id}/approve", post(runbooks::approve))
         .route("/v1/runbooks/runs/{id}/cancel", post(runbooks::cancel))
+        .route("/v1/whoami", get(identity_routes::whoami))
+        .route(
+            "/v1/tokens",
+            get(identity_routes::list_tokens).post(identity_routes::create_token),
+        )
+        .route(
+            "/v1/tokens/{name}/revoke",
+            post(identity_routes::revoke_token),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // Outermost first: errors from any layer get the JSON shape, and the token is checked
         // before a handler's extractors read the body.
-        .layer(middleware::from_fn_with_state(state.clone(), token_first))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            identify_first,
+        ))
         .layer(middleware::from_fn(json_errors))
         .with_state(state)
 }
@@ -265,20 +279,16 @@ pub fn app(handle: Handle, token: Option<String>) -> Router {
 /// one is answered 413 in the API's error shape.
 pub const MAX_BODY_BYTES: usize = 2 << 20;
 
-/// On TCP, every route but the public ones (`/health`, `/v1/openapi.json`) needs the bearer
-/// token, checked before anything of the request is read: an unauthenticated client learns
-/// nothing from the parser (before, `POST /v1/down` with bad JSON got 422 with the parser's
-/// detail ahead of the 401) and cannot make the server buffer its body.
-async fn token_first(
+/// Every route but the public ones (`/health`, `/v1/openapi.json`) establishes its caller and
+/// checks the caller's role before anything of the request is read: an unauthenticated or
+/// unauthorised client learns nothing from the parser (before, `POST /v1/down` with bad JSON
+/// got 422 with the parser's detail ahead of the 401) and cannot make the server buffer its body.
+async fn identify_first(
     State(state): State<AppState>,
     request: axum::extract::Request,
     next: Next,
 ) -> Response {
-    let public = matches!(request.uri().path(), "/health" | "/v1/openapi.json");
-    if !public && let Err(error) = authorize(&state, request.headers()) {
-        return error.into_response();
-    }
-    next.run(request).await
+    identity::gate(&state.access, &state.handle, request, next).await
 }
 
 /// Answers axum's own refusals (a body over the limit, a rejected extractor) in the API's
@@ -361,23 +371,10 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(token) = &state.token else {
-        return Ok(());
-    };
-    let given = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    // Constant-time enough for a local token: compare full lengths and every byte.
-    let matches = given.is_some_and(|g| {
-        g.len() == token.len()
-            && g.bytes()
-                .zip(token.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    });
-    if matches {
+/// A handler's own check that the identity layer established its caller (it always does on
+/// a non-public route; this keeps a route mounted without the layer from serving anyone).
+pub(crate) fn authorize(_state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    if headers.contains_key(identity::CALLER_HEADER) {
         Ok(())
     } else {
         Err(ApiError::new(
@@ -525,14 +522,19 @@ async fn reload(
 pub async fn serve_unix(
     path: &Path,
     handle: Handle,
+    tokens: TokenBook,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let _ = std::fs::remove_file(path);
     let listener = tokio::net::UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    axum::serve(listener, app(handle, None))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        app(handle, Access::socket(tokens))
+            .into_make_service_with_connect_info::<identity::PeerCredentials>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Serves the API on TCP over TLS with `tls`'s certificate, every request but `/health` and
@@ -543,16 +545,9 @@ pub async fn serve_tcp(
     listener: tokio::net::TcpListener,
     tls: &tls::ApiTls,
     handle: Handle,
-    token: String,
+    access: Access,
     limits: ApiLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    tcp::serve(
-        listener,
-        Some(tls),
-        app(handle, Some(token)),
-        limits,
-        shutdown,
-    )
-    .await
+    tcp::serve(listener, Some(tls), app(handle, access), limits, shutdown).await
 }

@@ -279,10 +279,13 @@ mod tests {
                 .uri(&uri)
                 .body(Body::empty())
                 .unwrap();
-            let response = crate::app(Handle::disconnected(), None)
-                .oneshot(request)
-                .await
-                .unwrap();
+            let response = crate::app(
+                Handle::disconnected(),
+                crate::Access::socket(Default::default()),
+            )
+            .oneshot(request)
+            .await
+            .unwrap();
             let status = response.status();
             let body = response.into_body().collect().await.unwrap().to_bytes();
             if let Ok(error) = serde_json::from_slice::<ApiErrorBody>(&body) {
@@ -334,10 +337,13 @@ mod tests {
                 .header("content-type", "application/json")
                 .body(Body::from(body))
                 .unwrap();
-            let response = crate::app(Handle::disconnected(), None)
-                .oneshot(request)
-                .await
-                .unwrap();
+            let response = crate::app(
+                Handle::disconnected(),
+                crate::Access::socket(Default::default()),
+            )
+            .oneshot(request)
+            .await
+            .unwrap();
             assert_eq!(response.status().as_u16(), status, "{method} {uri}");
             let bytes = response.into_body().collect().await.unwrap().to_bytes();
             let body: ApiErrorBody = serde_json::from_slice(&bytes).unwrap();
@@ -349,7 +355,7 @@ mod tests {
     async fn the_document_is_public_on_tcp_but_status_is_not() {
         let app = crate::app(
             Handle::disconnected(),
-            Some("a-token-of-16-chars".to_owned()),
+            crate::Access::tcp(Default::default(), Some("a-token-of-16-chars".to_owned())),
         );
         let get = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
         let doc = app.clone().oneshot(get("/v1/openapi.json")).await.unwrap();

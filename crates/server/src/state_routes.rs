@@ -34,10 +34,6 @@ use crate::{
     ApiError, AppState, authorize, decode_body, decode_required_body, decode_secret_request, gone,
 };
 
-/// The header the CLI names its user in; trusted on the owner-only unix socket, ignored on TCP
-/// (where the token is the identity).
-pub const ACTOR_HEADER: &str = "x-wharf-actor";
-
 fn bad_request(message: String) -> ApiError {
     ApiError::new(ErrorCode::InvalidRequest, message)
 }
@@ -62,17 +58,16 @@ pub(crate) fn ops_error(error: OpsError) -> ApiError {
     ApiError::new(code, error.to_string())
 }
 
-/// Who asks: the CLI's user on the unix socket, the token's holder on TCP.
-pub(crate) fn actor(state: &AppState, headers: &HeaderMap) -> Actor {
-    if state.token.is_some() {
-        return Actor("api-token".to_owned());
-    }
-    headers
-        .get(ACTOR_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty() && v.len() <= 200)
-        .map_or_else(|| Actor("api-socket".to_owned()), |v| Actor(v.to_owned()))
+/// Who asks, as the identity layer established it (`identity.rs`): the OS user on the unix
+/// socket, a token's holder on either listener.
+pub(crate) fn actor(_state: &AppState, headers: &HeaderMap) -> Actor {
+    Actor(
+        headers
+            .get(crate::identity::CALLER_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("api-socket")
+            .to_owned(),
+    )
 }
 
 /// Runs a use case on the writer thread.

@@ -86,13 +86,16 @@ async fn api_errors_over_real_sockets_are_the_documented_json_shape() {
     let unix = tokio::spawn({
         let (socket, handle, shutdown) =
             (socket.clone(), handle.clone(), shutdown(stopped.clone()));
-        async move { wharf_server::serve_unix(&socket, handle, shutdown).await }
+        async move { wharf_server::serve_unix(&socket, handle, Default::default(), shutdown).await }
     });
     // The TCP listener's router with its token (TLS is tls.rs's and the CLI tests' concern).
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let tcp = tokio::spawn({
-        let app = wharf_server::app(handle.clone(), Some(TOKEN.to_owned()));
+        let app = wharf_server::app(
+            handle.clone(),
+            wharf_server::Access::tcp(Default::default(), Some(TOKEN.to_owned())),
+        );
         let shutdown = shutdown(stopped.clone());
         async move {
             axum::serve(listener, app)

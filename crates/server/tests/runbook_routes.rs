@@ -79,13 +79,17 @@ async fn call(handle: &Handle, method: &str, uri: &str, body: &str) -> (StatusCo
         .method(method)
         .uri(uri)
         .header("content-type", "application/json")
-        .header(wharf_server::ACTOR_HEADER, "tester")
+        // A client's own claim of who it is is not believed: the identity layer names the caller.
+        .header("x-wharf-caller", "tester")
         .body(Body::from(body.to_owned()))
         .unwrap();
-    let response = wharf_server::app(handle.clone(), None)
-        .oneshot(request)
-        .await
-        .unwrap();
+    let response = wharf_server::app(
+        handle.clone(),
+        wharf_server::Access::socket(Default::default()),
+    )
+    .oneshot(request)
+    .await
+    .unwrap();
     let status = response.status();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     (
@@ -181,7 +185,7 @@ async fn runbook_routes_answer_as_documented() {
 
         let (status, started) = call(&handle, "POST", "/v1/runbooks/fix/runs", "").await;
         assert_eq!(status, StatusCode::ACCEPTED, "{started}");
-        assert_eq!(started["run"]["actor"], "tester");
+        assert_eq!(started["run"]["actor"], "api-socket");
         let waiting = until_state(&handle, "waiting_approval").await;
         assert_eq!(waiting["steps"][0]["output"], "n=2\n");
         let (status, answer) = call(&handle, "POST", "/v1/runbooks/runs/1/resume", "").await;
@@ -195,7 +199,7 @@ async fn runbook_routes_answer_as_documented() {
         .await;
         assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
         let done = until_state(&handle, "succeeded").await;
-        assert_eq!(done["steps"][1]["approval"]["actor"], "tester");
+        assert_eq!(done["steps"][1]["approval"]["actor"], "api-socket");
         assert_eq!(done["steps"][1]["approval"]["reason"], "looks fine");
         let (status, answer) = call(&handle, "POST", "/v1/runbooks/runs/1/cancel", "").await;
         assert_eq!(status, StatusCode::CONFLICT, "{answer}");

@@ -79,13 +79,17 @@ impl Api {
             .method(method)
             .uri(uri)
             .header("content-type", "application/json")
-            .header(wharf_server::ACTOR_HEADER, "tester")
+            // A client's own claim of who it is is not believed: the identity layer names the caller.
+            .header("x-wharf-caller", "tester")
             .body(Body::from(body.to_owned()))
             .unwrap();
-        let response = wharf_server::app(self.handle.clone(), None)
-            .oneshot(request)
-            .await
-            .unwrap();
+        let response = wharf_server::app(
+            self.handle.clone(),
+            wharf_server::Access::socket(Default::default()),
+        )
+        .oneshot(request)
+        .await
+        .unwrap();
         let status = response.status();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         (status, String::from_utf8(bytes.to_vec()).unwrap())
@@ -108,7 +112,7 @@ async fn a_put_secret_answer_does_not_contain_the_value() {
             ("api_key", 1)
         );
         assert_eq!(answer.secret.origin, "set");
-        assert_eq!(answer.secret.actor, "tester");
+        assert_eq!(answer.secret.actor, "api-socket");
         assert!(
             matches!(answer.reload, ReloadOutcome::Applied(_)),
             "{answer:?}"

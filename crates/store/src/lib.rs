@@ -11,6 +11,7 @@ mod alerts;
 mod backups;
 mod config;
 mod db;
+mod identity;
 mod incidents;
 mod instances;
 mod keys;
@@ -32,6 +33,7 @@ pub const PROXY_ROW: &str = ".proxy";
 /// them all removes it).
 pub const PROXY_ROUTES_FILE: &str = "proxy-routes.json";
 pub use db::{DB_FILE, Store, StoreError, private_dir};
+pub use identity::TokenRow;
 pub use instances::{HEALTH_HISTORY_LIMIT, HealthEvent, InstanceRow};
 pub use keys::{KEY_FILE, load_or_create_signer};
 pub use ledger::EntryFilter;

@@ -184,6 +184,26 @@ pub const MIGRATIONS: &[&str] = &[
         run        TEXT NOT NULL
     );
     CREATE INDEX runbook_runs_started ON runbook_runs (runbook, started_at);",
+    // 11: identities and approvals — API tokens (only the SHA-256 of each secret; the token is
+    // shown once) and deploys waiting for approval, each a JSON document wharf-api owns the
+    // shape of (`PendingDeploy`) beside the columns queries select on. Their history is the ledger.
+    "CREATE TABLE api_tokens (
+        id         INTEGER PRIMARY KEY,
+        name       TEXT NOT NULL,
+        role       TEXT NOT NULL,
+        secret_sha256 TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        revoked_at TEXT,
+        revoked_by TEXT
+    );
+    CREATE TABLE deploy_requests (
+        id         INTEGER PRIMARY KEY,
+        service    TEXT NOT NULL,
+        state      TEXT NOT NULL,
+        request    TEXT NOT NULL
+    );",
 ];
 
 /// The schema version a fully migrated database records in `PRAGMA user_version`.

@@ -148,17 +148,17 @@ async fn exchange(
         .context("cannot talk to the control plane")?;
     tokio::spawn(connection);
     let bytes = body.map(|b| b.to_string()).unwrap_or_default();
-    let request = hyper::Request::builder()
+    let mut request = hyper::Request::builder()
         .method(method)
         .uri(path)
         .header("host", "wharf")
-        .header("content-type", "application/json")
-        // Who acts, for the ledger (the socket is the owner's alone, so it is believed there).
-        .header(
-            wharf_server::ACTOR_HEADER,
-            wharf_ops::Actor::from_environment().0,
-        )
-        .body(Full::new(Bytes::from(bytes)))?;
+        .header("content-type", "application/json");
+    // Who acts: the control plane names the OS user this process runs as (the kernel tells
+    // it), unless a person's token is given, which makes the request theirs, with its role.
+    if let Some(token) = personal_token() {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let request = request.body(Full::new(Bytes::from(bytes)))?;
     let response = sender
         .send_request(request)
         .await
@@ -224,4 +224,12 @@ impl ApiRejected {
             },
         }
     }
+}
+
+/// `$WHARF_TOKEN`: a person's API token (`wharf token create`), sent on the socket too.
+fn personal_token() -> Option<String> {
+    std::env::var("WHARF_TOKEN")
+        .ok()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
 }

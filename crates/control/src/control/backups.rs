@@ -1546,6 +1546,7 @@ mod tests {
         let require = Requirements {
             backup_max_age: Some("24h".parse().unwrap()),
             drill_max_age: Some("7d".parse().unwrap()),
+            ..Requirements::default()
         };
         let mut db = DatastoreBackups {
             service: "db".into(),

@@ -39,7 +39,9 @@ pub struct UpArgs {
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     pub wait_timeout: Duration,
     /// Also serve the API on TCP at ADDR (e.g. 127.0.0.1:7400), always over TLS; every
-    /// request must carry `Authorization: Bearer $WHARF_API_TOKEN` (at least 16 characters).
+    /// request must carry `Authorization: Bearer TOKEN`: a person's token (`wharf token
+    /// create NAME --role ROLE`, acting as NAME with that role), or `$WHARF_API_TOKEN` when
+    /// set (at least 16 characters; a break-glass admin token, named `api-token` in the ledger).
     /// Without --tls-cert/--tls-key the certificate is a self-signed one kept in
     /// `.wharf/tls/`; its SHA-256 fingerprint is printed at start for clients to pin.
     #[arg(long, value_name = "ADDR")]
@@ -127,12 +129,14 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
         );
         return Ok(ExitStatus::Failed);
     }
+    // Per-person tokens (`wharf token create`) are the TCP listener's identities; a
+    // WHARF_API_TOKEN, when set, is a break-glass admin token besides them (`api-token`).
     let api_token = match (&args.api_listen, std::env::var("WHARF_API_TOKEN")) {
-        (None, _) => None,
+        (None, _) | (Some(_), Err(_)) => None,
         (Some(_), Ok(token)) if token.len() >= 16 => Some(token),
-        (Some(addr), _) => {
+        (Some(addr), Ok(_)) => {
             eprintln!(
-                "error: --api-listen {addr} needs WHARF_API_TOKEN set to a token of at least 16 characters"
+                "error: --api-listen {addr}: WHARF_API_TOKEN must be at least 16 characters (or unset it and use `wharf token create`)"
             );
             return Ok(ExitStatus::Invalid);
         }
@@ -213,7 +217,7 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
         });
     }
     let tcp = match (args.api_listen, api_token) {
-        (Some(addr), Some(token)) => {
+        (Some(addr), token) => {
             let tls = match given_tls {
                 Some(tls) => tls,
                 None => ApiTls::self_signed(&state_dir, addr.ip())?,
@@ -298,7 +302,8 @@ fn status_page_setup(
 /// The API's TCP listener: where, the token every request needs, the TLS identity.
 struct TcpApi {
     addr: std::net::SocketAddr,
-    token: String,
+    /// The break-glass admin token, when WHARF_API_TOKEN is set.
+    token: Option<String>,
     tls: ApiTls,
     limits: wharf_server::ApiLimits,
 }
@@ -477,10 +482,13 @@ async fn run_control_plane(
     };
     let socket = client::socket_path(state_dir);
     let mut servers = tokio::task::JoinSet::new();
+    // One token table for both listeners: a token made on the socket works on TCP at once.
+    let tokens = wharf_server::TokenBook::new();
     servers.spawn({
         let (socket, handle, shutdown) =
             (socket.clone(), handle.clone(), stopped(api_stopped.clone()));
-        async move { wharf_server::serve_unix(&socket, handle, shutdown).await }
+        let tokens = tokens.clone();
+        async move { wharf_server::serve_unix(&socket, handle, tokens, shutdown).await }
     });
     if let Some(TcpApi {
         addr,
@@ -496,7 +504,8 @@ async fn run_control_plane(
         let shutdown = stopped(api_stopped.clone());
         let handle = handle.clone();
         servers.spawn(async move {
-            wharf_server::serve_tcp(listener, &tls, handle, token, limits, shutdown).await
+            let access = wharf_server::Access::tcp(tokens, token);
+            wharf_server::serve_tcp(listener, &tls, handle, access, limits, shutdown).await
         });
     }
     if let Some((addr, setup)) = status {

@@ -1,0 +1,326 @@
+//! Who calls, and whether their role allows the route: run on every request before a handler
+//! reads anything.
+//!
+//! On the unix socket (0600, the state directory's owner and root only) the caller is the OS
+//! user the kernel names through `SO_PEERCRED`, with the admin role — unless the request
+//! presents a token, which narrows it to that token's holder and role (so people sharing a
+//! machine account still act as themselves, and four-eyes can tell them apart). On TCP the
+//! caller is always a token's holder: one of the per-person tokens in the store, or the
+//! break-glass `WHARF_API_TOKEN` the listener was started with (admin, named `api-token`).
+//!
+//! The established name reaches handlers in [`CALLER_HEADER`], which this layer sets after
+//! removing whatever a client sent under that name: a handler never trusts a client's claim.
+
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, MatchedPath};
+use axum::http::{HeaderValue, Method};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::Mutex;
+use wharf_api::{Caller, ErrorCode, Permission, Role};
+use wharf_control::Handle;
+use wharf_store::TokenRow;
+
+use crate::ApiError;
+
+/// The header carrying the established caller's name to handlers (set by this layer only).
+pub(crate) const CALLER_HEADER: &str = "x-wharf-caller";
+
+/// The token table as the server checks it: read from the store on first use and again after
+/// every change through the API (tokens change only through it while a control plane runs).
+#[derive(Clone, Default)]
+pub struct TokenBook {
+    rows: Arc<Mutex<Option<Arc<Vec<TokenRow>>>>>,
+}
+
+impl TokenBook {
+    pub fn new() -> TokenBook {
+        TokenBook::default()
+    }
+
+    /// The rows, read through the store writer's connection when not cached.
+    async fn rows(&self, handle: &Handle) -> Result<Arc<Vec<TokenRow>>, ApiError> {
+        let mut cached = self.rows.lock().await;
+        if let Some(rows) = cached.as_ref() {
+            return Ok(rows.clone());
+        }
+        let rows = handle
+            .writer()
+            .run(|store| store.tokens())
+            .await
+            .ok_or_else(crate::gone)?
+            .map_err(|error| {
+                tracing::error!(%error, "cannot read the API tokens");
+                ApiError::new(ErrorCode::Internal, "cannot read the API tokens")
+            })?;
+        let rows = Arc::new(rows);
+        *cached = Some(rows.clone());
+        Ok(rows)
+    }
+
+    /// Forgets the cached rows: the next request reads them again.
+    pub(crate) async fn changed(&self) {
+        *self.rows.lock().await = None;
+    }
+}
+
+/// The peer's credentials on the unix socket, as the kernel gives them at accept.
+#[derive(Clone, Debug)]
+pub struct PeerCredentials {
+    pub uid: Option<u32>,
+}
+
+impl
+    axum::extract::connect_info::Connected<
+        axum::serve::IncomingStream<'_, tokio::net::UnixListener>,
+    > for PeerCredentials
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::UnixListener>) -> Self {
+        PeerCredentials {
+            uid: stream.io().peer_cred().ok().map(|cred| cred.uid()),
+        }
+    }
+}
+
+/// Which listener a router serves, and what it accepts as identity.
+#[derive(Clone)]
+pub struct Access {
+    tcp: bool,
+    tokens: TokenBook,
+    /// TCP only: the break-glass token the listener was started with.
+    break_glass: Option<Arc<str>>,
+}
+
+impl Access {
+    /// The owner-only unix socket.
+    pub fn socket(tokens: TokenBook) -> Access {
+        Access {
+            tcp: false,
+            tokens,
+            break_glass: None,
+        }
+    }
+
+    /// The TCP listener: a token on every request.
+    pub fn tcp(tokens: TokenBook, break_glass: Option<String>) -> Access {
+        Access {
+            tcp: true,
+            tokens,
+            break_glass: break_glass.map(Arc::from),
+        }
+    }
+
+    pub(crate) fn tokens(&self) -> &TokenBook {
+        &self.tokens
+    }
+}
+
+/// The OS user `uid` names, from the password database; `uid:N` when it names none.
+fn user_name(uid: u32) -> String {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            let id = fields.nth(1)?.parse::<u32>().ok()?;
+            (id == uid).then(|| name.to_owned())
+        })
+        .next()
+        .unwrap_or_else(|| format!("uid:{uid}"))
+}
+
+fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+}
+
+/// `user@host` for a socket peer.
+fn socket_caller(credentials: Option<&PeerCredentials>) -> Caller {
+    let name = match credentials.and_then(|c| c.uid) {
+        Some(uid) => {
+            let user = user_name(uid);
+            match host_name() {
+                Some(host) => format!("{user}@{host}"),
+                None => user,
+            }
+        }
+        // A router called without a listener (tests): the socket's owner, unnamed.
+        None => "api-socket".to_owned(),
+    };
+    Caller {
+        name,
+        role: Role::Admin,
+        via: "peer_credentials".to_owned(),
+    }
+}
+
+/// Compares two secrets in time that depends on their lengths only.
+fn same_secret(given: &str, expected: &str) -> bool {
+    given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+/// Who the request comes from, or why it is refused (401).
+pub(crate) async fn identify(
+    access: &Access,
+    handle: &Handle,
+    header: Option<&HeaderValue>,
+    peer: Option<&PeerCredentials>,
+) -> Result<Caller, ApiError> {
+    let presented = match header {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::Unauthorized,
+                        "the Authorization header must be `Bearer <token>`",
+                    )
+                })?,
+        ),
+    };
+    let Some(presented) = presented else {
+        if access.tcp {
+            return Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                "a valid bearer token is required",
+            ));
+        }
+        return Ok(socket_caller(peer));
+    };
+    if let Some(break_glass) = &access.break_glass
+        && same_secret(presented, break_glass)
+    {
+        return Ok(Caller {
+            name: "api-token".to_owned(),
+            role: Role::Admin,
+            via: "token".to_owned(),
+        });
+    }
+    let rows = access.tokens.rows(handle).await?;
+    match wharf_ops::tokens::authenticate(&rows, presented, jiff::Timestamp::now()) {
+        Ok((name, role)) => Ok(Caller {
+            name,
+            role,
+            via: "token".to_owned(),
+        }),
+        Err(refusal) => Err(ApiError::new(ErrorCode::Unauthorized, refusal.to_string())),
+    }
+}
+
+/// What a route needs of its caller. Reads need `Read`; approving and rejecting need
+/// `Approve`; tokens and secret reveals need `Admin`; every other change needs `Operate`.
+/// An unknown route (answered 404 later) needs `Read`.
+pub(crate) fn permission(method: &Method, route: Option<&str>) -> Permission {
+    let Some(route) = route else {
+        return Permission::Read;
+    };
+    if route.starts_with("/v1/tokens") || route == "/v1/secrets/{name}/reveals" {
+        return Permission::Admin;
+    }
+    if method == Method::GET || method == Method::HEAD {
+        return Permission::Read;
+    }
+    match route {
+        "/v1/deploys/{id}/approve"
+        | "/v1/deploys/{id}/reject"
+        | "/v1/runbooks/runs/{id}/approve" => Permission::Approve,
+        _ => Permission::Operate,
+    }
+}
+
+/// The layer: establish the caller, check the role, hand the name on.
+pub(crate) async fn gate(
+    access: &Access,
+    handle: &Handle,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    request.headers_mut().remove(CALLER_HEADER);
+    let public = matches!(request.uri().path(), "/health" | "/v1/openapi.json");
+    if public {
+        return next.run(request).await;
+    }
+    let header = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .cloned();
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<PeerCredentials>>()
+        .map(|c| c.0.clone());
+    let caller = match identify(access, handle, header.as_ref(), peer.as_ref()).await {
+        Ok(caller) => caller,
+        Err(error) => return error.into_response(),
+    };
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let needs = permission(request.method(), route.as_deref());
+    if !caller.role.allows(needs) {
+        let what = match needs {
+            Permission::Read => "reading",
+            Permission::Operate => "changing the stack (operator or admin)",
+            Permission::Approve => "approving (approver or admin)",
+            Permission::Admin => "this (admin only)",
+        };
+        return ApiError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "`{}` has the role {}, which does not allow {what}",
+                caller.name, caller.role
+            ),
+        )
+        .into_response();
+    }
+    if let Ok(value) = HeaderValue::from_str(&caller.name) {
+        request.headers_mut().insert(CALLER_HEADER, value);
+    }
+    request.extensions_mut().insert(caller);
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_has_the_permission_its_kind_needs() {
+        for (method, path) in crate::ROUTES {
+            let method: Method = method.to_uppercase().parse().unwrap();
+            let needs = permission(&method, Some(path));
+            let expected = if path.starts_with("/v1/tokens") || path.ends_with("/reveals") {
+                Permission::Admin
+            } else if method == Method::GET {
+                Permission::Read
+            } else if path.ends_with("/approve") || path.ends_with("/reject") {
+                Permission::Approve
+            } else {
+                Permission::Operate
+            };
+            assert_eq!(needs, expected, "{method} {path}");
+        }
+        assert_eq!(
+            permission(&Method::POST, Some("/v1/services/{name}/deploy")),
+            Permission::Operate
+        );
+    }
+
+    #[test]
+    fn a_uid_names_its_user() {
+        assert_eq!(user_name(0), "root");
+        assert_eq!(user_name(4_000_000_000), "uid:4000000000");
+    }
+}

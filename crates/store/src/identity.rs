@@ -1,0 +1,198 @@
+//! The `api_tokens` and `deploy_requests` tables. A token row keeps the SHA-256 of its secret,
+//! never the secret; a deploy request row is wharf-api's `PendingDeploy` as JSON beside its
+//! state. Their history is in the ledger.
+
+use rusqlite::{OptionalExtension, params};
+
+use crate::db::{Store, StoreError, sqlite};
+
+/// One API token as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    pub id: u64,
+    pub name: String,
+    pub role: String,
+    /// Lowercase hex SHA-256 of the token's secret part.
+    pub secret_sha256: String,
+    pub created_by: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub revoked_at: Option<String>,
+    pub revoked_by: Option<String>,
+}
+
+const TOKEN_COLUMNS: &str =
+    "id, name, role, secret_sha256, created_by, created_at, expires_at, revoked_at, revoked_by";
+
+fn token_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
+    Ok(TokenRow {
+        id: row.get::<_, i64>(0)? as u64,
+        name: row.get(1)?,
+        role: row.get(2)?,
+        secret_sha256: row.get(3)?,
+        created_by: row.get(4)?,
+        created_at: row.get(5)?,
+        expires_at: row.get(6)?,
+        revoked_at: row.get(7)?,
+        revoked_by: row.get(8)?,
+    })
+}
+
+impl Store {
+    /// Adds a token; its id is the row's.
+    pub fn add_token(&mut self, token: &TokenRow) -> Result<u64, StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO api_tokens (name, role, secret_sha256, created_by, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    token.name,
+                    token.role,
+                    token.secret_sha256,
+                    token.created_by,
+                    token.created_at,
+                    token.expires_at
+                ],
+            )
+            .map_err(sqlite(&self.path, "cannot add the token"))?;
+        Ok(self.conn.last_insert_rowid() as u64)
+    }
+
+    /// Every token, revoked and expired ones too, oldest first.
+    pub fn tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY id"
+            ))
+            .map_err(sqlite(&self.path, "cannot read tokens"))?;
+        let rows = statement
+            .query_map([], token_row)
+            .map_err(sqlite(&self.path, "cannot read tokens"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sqlite(&self.path, "cannot read tokens"))
+    }
+
+    /// Marks a token revoked (a revoked one stays revoked: its first revocation is kept).
+    pub fn revoke_token(&mut self, id: u64, at: &str, by: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE api_tokens SET revoked_at = ?2, revoked_by = ?3 WHERE id = ?1 AND revoked_at IS NULL",
+                params![id as i64, at, by],
+            )
+            .map(drop)
+            .map_err(sqlite(&self.path, "cannot revoke the token"))
+    }
+
+    /// A new deploy request's id (the row holds a placeholder until
+    /// [`Store::save_deploy_request`]).
+    pub fn new_deploy_request_id(&mut self, service: &str) -> Result<u64, StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO deploy_requests (service, state, request) VALUES (?1, 'pending_approval', '{}')",
+                params![service],
+            )
+            .map_err(sqlite(&self.path, "cannot add the deploy request"))?;
+        Ok(self.conn.last_insert_rowid() as u64)
+    }
+
+    /// Writes a deploy request's document and state.
+    pub fn save_deploy_request(
+        &mut self,
+        id: u64,
+        state: &str,
+        request: &str,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE deploy_requests SET state = ?2, request = ?3 WHERE id = ?1",
+                params![id as i64, state, request],
+            )
+            .map(drop)
+            .map_err(sqlite(&self.path, "cannot save the deploy request"))
+    }
+
+    /// One deploy request's document.
+    pub fn deploy_request(&self, id: u64) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT request FROM deploy_requests WHERE id = ?1",
+                params![id as i64],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(sqlite(&self.path, "cannot read the deploy request"))
+    }
+
+    /// Open deploy requests, oldest first, then the last `limit` closed ones, newest first.
+    pub fn deploy_requests(&self, limit: u32) -> Result<Vec<String>, StoreError> {
+        let read = |sql: &str, limit: u32| -> Result<Vec<String>, StoreError> {
+            let mut statement = self
+                .conn
+                .prepare(sql)
+                .map_err(sqlite(&self.path, "cannot read deploy requests"))?;
+            let rows = statement
+                .query_map(params![limit], |row| row.get(0))
+                .map_err(sqlite(&self.path, "cannot read deploy requests"))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(sqlite(&self.path, "cannot read deploy requests"))
+        };
+        let mut all = read(
+            "SELECT request FROM deploy_requests WHERE state = 'pending_approval' ORDER BY id LIMIT ?1",
+            10_000,
+        )?;
+        all.extend(read(
+            "SELECT request FROM deploy_requests WHERE state != 'pending_approval' ORDER BY id DESC LIMIT ?1",
+            limit,
+        )?);
+        Ok(all)
+    }
+
+    /// The last passing and the last verdict of a gate for a target (`GATE/SERVICE@VERSION`):
+    /// the `verdict` of the newest `gate.check` entry on it, with its seq.
+    pub fn last_gate_verdict(&self, target: &str) -> Result<Option<(u64, String)>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT seq, json_extract(details, '$.verdict') FROM ledger_entries
+                 WHERE action = 'gate.check' AND target = ?1 ORDER BY seq DESC LIMIT 1",
+                params![target],
+                |row| Ok((row.get::<_, i64>(0)? as u64, row.get(1)?)),
+            )
+            .optional()
+            .map_err(sqlite(&self.path, "cannot read gate verdicts"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_keep_their_hash_and_revocation_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open_for_writing(dir.path()).unwrap();
+        let id = store
+            .add_token(&TokenRow {
+                id: 0,
+                name: "alice".into(),
+                role: "operator".into(),
+                secret_sha256: "ab".repeat(32),
+                created_by: "root@host".into(),
+                created_at: "2026-12-05T00:00:00Z".into(),
+                expires_at: "2027-03-05T00:00:00Z".into(),
+                revoked_at: None,
+                revoked_by: None,
+            })
+            .unwrap();
+        store
+            .revoke_token(id, "2026-12-06T00:00:00Z", "bob")
+            .unwrap();
+        store
+            .revoke_token(id, "2026-12-07T00:00:00Z", "carol")
+            .unwrap();
+        let tokens = store.tokens().unwrap();
+        assert_eq!(tokens.len(), 1);
+        assert_eq!(tokens[0].revoked_by.as_deref(), Some("bob"));
+        assert_eq!(tokens[0].secret_sha256, "ab".repeat(32));
+    }
+}
