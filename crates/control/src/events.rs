@@ -141,11 +141,24 @@ pub enum Command {
         service: Option<String>,
         reply: oneshot::Sender<Result<(), ControlError>>,
     },
-    /// Start a rollout of a new version.
+    /// Start a rollout of a new version — or, where the environment requires approvals, a
+    /// request that waits for them.
     Deploy {
         service: String,
         request: DeployRequest,
-        reply: oneshot::Sender<Result<RolloutView, ControlError>>,
+        /// Who asks (the ledger's actor; never counts as an approver).
+        actor: String,
+        reply: oneshot::Sender<Result<wharf_api::DeployAnswer, ControlError>>,
+    },
+    /// The deploy requests: open ones, then recent ones.
+    DeployRequests(oneshot::Sender<wharf_api::PendingDeployList>),
+    /// An approver's word on a deploy request.
+    DecideDeploy {
+        id: String,
+        approve: bool,
+        actor: String,
+        reason: String,
+        reply: oneshot::Sender<Result<wharf_api::PendingDeploy, ControlError>>,
     },
     /// The service's current or latest rollout (`None`: never deployed).
     Rollout {
@@ -335,10 +348,35 @@ impl Handle {
         &self,
         service: String,
         request: DeployRequest,
-    ) -> Result<RolloutView, ControlError> {
+        actor: String,
+    ) -> Result<wharf_api::DeployAnswer, ControlError> {
         self.ask(|reply| Command::Deploy {
             service,
             request,
+            actor,
+            reply,
+        })
+        .await
+        .unwrap_or_else(|| Err(ControlError::stopping()))
+    }
+
+    pub async fn deploy_requests(&self) -> Option<wharf_api::PendingDeployList> {
+        self.ask(Command::DeployRequests).await
+    }
+
+    /// Approve (or reject) a deploy request as `actor`.
+    pub async fn decide_deploy(
+        &self,
+        id: String,
+        approve: bool,
+        actor: String,
+        reason: String,
+    ) -> Result<wharf_api::PendingDeploy, ControlError> {
+        self.ask(|reply| Command::DecideDeploy {
+            id,
+            approve,
+            actor,
+            reason,
             reply,
         })
         .await

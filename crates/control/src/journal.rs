@@ -117,6 +117,7 @@ enum Write {
     FinishNotice(u64, u32, Option<String>),
     SaveBackupJob(wharf_store::BackupJobRow),
     SaveRunbookRun(wharf_store::RunbookRunRow),
+    SaveDeployRequest(u64, String, String, String),
 }
 
 impl Write {
@@ -139,6 +140,9 @@ impl Write {
             }
             Write::SaveBackupJob(row) => store.save_backup_job(row),
             Write::SaveRunbookRun(row) => store.save_runbook_run(row),
+            Write::SaveDeployRequest(id, service, state, request) => {
+                store.save_deploy_request(*id, service, state, request)
+            }
         }
     }
 }
@@ -334,6 +338,16 @@ impl Journal {
     /// Records a backup job or its outcome (with its entry, when it ended).
     pub fn save_backup_job(&mut self, row: &wharf_store::BackupJobRow) {
         self.pending.push(Write::SaveBackupJob(row.clone()));
+    }
+
+    /// Saves a deploy request (with its `approval.*` entry).
+    pub fn save_deploy_request(&mut self, id: u64, service: &str, state: &str, request: &str) {
+        self.pending.push(Write::SaveDeployRequest(
+            id,
+            service.to_owned(),
+            state.to_owned(),
+            request.to_owned(),
+        ));
     }
 
     /// Records a runbook run's progress (with its entry, when it changed state or a step).

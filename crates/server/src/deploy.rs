@@ -8,9 +8,13 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use wharf_api::{ApiErrorBody, DeployRequest, ErrorCode, RolloutCommand, RolloutView};
+use wharf_api::{
+    ApiErrorBody, DecideDeployRequest, DeployAnswer, DeployRequest, ErrorCode, PendingDeploy,
+    PendingDeployList, RolloutCommand, RolloutView,
+};
 
-use crate::{ApiError, AppState, authorize};
+use crate::state_routes::actor;
+use crate::{ApiError, AppState, authorize, decode_required_body, gone};
 
 /// The commands `POST /v1/services/{name}/rollout/{command}` accepts, in the order shown.
 const COMMANDS: [RolloutCommand; 4] = [
@@ -57,10 +61,12 @@ pub(crate) fn parse_command(name: &str) -> Result<RolloutCommand, ApiError> {
     request_body = DeployRequest,
     responses(
         (status = 202, description = "The rollout has begun", body = RolloutView),
+        (status = 201, description = "The environment requires approvals: a deploy request waits for them (`wharf approve`)", body = PendingDeploy),
         (status = 400, description = "The body or path does not decode", body = ApiErrorBody),
-        (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
+        (status = 401, description = "Missing, wrong, revoked or expired bearer token", body = ApiErrorBody),
+        (status = 403, description = "The caller's role does not allow deploys", body = ApiErrorBody),
         (status = 404, description = "No such service", body = ApiErrorBody),
-        (status = 409, description = "Refused (a rollout under way, the same version, no proxied port, …)", body = ApiErrorBody),
+        (status = 409, description = "Refused (a gate without a passing verdict for the version, an old backup, a rollout under way, the same version, no proxied port, …), with every reason", body = ApiErrorBody),
         (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
     ))]
 pub(crate) async fn deploy(
@@ -72,8 +78,116 @@ pub(crate) async fn deploy(
     authorize(&state, &headers)?;
     let UrlPath(name) = name?;
     let request = parse_deploy_request(&body)?;
-    let view = state.handle.deploy(name, request).await?;
-    Ok((StatusCode::ACCEPTED, Json(view)).into_response())
+    let actor = actor(&state, &headers).0;
+    match state.handle.deploy(name, request, actor).await? {
+        DeployAnswer::Started(view) => Ok((StatusCode::ACCEPTED, Json(view)).into_response()),
+        DeployAnswer::Pending(pending) => Ok((StatusCode::CREATED, Json(pending)).into_response()),
+    }
+}
+
+/// Deploy requests: those waiting for approval first, then the last 100 closed ones.
+#[utoipa::path(get, path = "/v1/deploys", tag = "rollouts", security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The deploy requests", body = PendingDeployList),
+        (status = 401, description = "Missing, wrong, revoked or expired bearer token", body = ApiErrorBody),
+        (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
+    ))]
+pub(crate) async fn list_requests(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let list = state.handle.deploy_requests().await.ok_or_else(gone)?;
+    Ok(Json(list).into_response())
+}
+
+/// One deploy request.
+#[utoipa::path(get, path = "/v1/deploys/{id}", tag = "rollouts", security((), ("bearer" = [])),
+    params(("id" = String, Path, description = "The request (`d-3` or `3`)", example = "d-1")),
+    responses(
+        (status = 200, description = "The request", body = PendingDeploy),
+        (status = 401, description = "Missing, wrong, revoked or expired bearer token", body = ApiErrorBody),
+        (status = 404, description = "No such request among the open and recent ones", body = ApiErrorBody),
+        (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
+    ))]
+pub(crate) async fn request(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    id: Result<UrlPath<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let UrlPath(id) = id?;
+    let wanted = id.trim().trim_start_matches("d-").to_owned();
+    let list = state.handle.deploy_requests().await.ok_or_else(gone)?;
+    let found = list
+        .deploys
+        .into_iter()
+        .find(|r| r.id.trim_start_matches("d-") == wanted)
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no deploy request `{id}`")))?;
+    Ok(Json(found).into_response())
+}
+
+/// Approve a deploy request (four-eyes: never the requester's own, never twice by one
+/// person); the last approval it needs starts the deploy, checked again first.
+#[utoipa::path(post, path = "/v1/deploys/{id}/approve", tag = "rollouts", security((), ("bearer" = [])),
+    params(("id" = String, Path, description = "The request (`d-3` or `3`)", example = "d-1")),
+    request_body = DecideDeployRequest,
+    responses(
+        (status = 200, description = "Approved: still pending, started, or failed to start (its `reason` says why)", body = PendingDeploy),
+        (status = 400, description = "No reason, or the body does not decode", body = ApiErrorBody),
+        (status = 401, description = "Missing, wrong, revoked or expired bearer token", body = ApiErrorBody),
+        (status = 403, description = "The caller is not an approver", body = ApiErrorBody),
+        (status = 404, description = "No such request", body = ApiErrorBody),
+        (status = 409, description = "The requester's own approval, a second one by the same person, or a closed request", body = ApiErrorBody),
+        (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
+    ))]
+pub(crate) async fn approve(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    id: Result<UrlPath<String>, PathRejection>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    decide(state, headers, id, body, true).await
+}
+
+/// Reject a deploy request: it will not start.
+#[utoipa::path(post, path = "/v1/deploys/{id}/reject", tag = "rollouts", security((), ("bearer" = [])),
+    params(("id" = String, Path, description = "The request (`d-3` or `3`)", example = "d-1")),
+    request_body = DecideDeployRequest,
+    responses(
+        (status = 200, description = "Rejected", body = PendingDeploy),
+        (status = 400, description = "No reason, or the body does not decode", body = ApiErrorBody),
+        (status = 401, description = "Missing, wrong, revoked or expired bearer token", body = ApiErrorBody),
+        (status = 403, description = "The caller is not an approver", body = ApiErrorBody),
+        (status = 404, description = "No such request", body = ApiErrorBody),
+        (status = 409, description = "The requester's own word, or a closed request", body = ApiErrorBody),
+        (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
+    ))]
+pub(crate) async fn reject(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    id: Result<UrlPath<String>, PathRejection>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    decide(state, headers, id, body, false).await
+}
+
+async fn decide(
+    state: AppState,
+    headers: HeaderMap,
+    id: Result<UrlPath<String>, PathRejection>,
+    body: Bytes,
+    approve: bool,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let UrlPath(id) = id?;
+    let request: DecideDeployRequest = decode_required_body(&body, "approval")?;
+    let actor = actor(&state, &headers).0;
+    let answer = state
+        .handle
+        .decide_deploy(id, approve, actor, request.reason)
+        .await?;
+    Ok(Json(answer).into_response())
 }
 
 /// The service's current or latest rollout.

@@ -40,6 +40,14 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/services/{name}/rollout"),
     ("post", "/v1/services/{name}/rollout/{command}"),
     ("post", "/v1/services/{name}/rollback"),
+    ("get", "/v1/deploys"),
+    ("get", "/v1/deploys/{id}"),
+    ("post", "/v1/deploys/{id}/approve"),
+    ("post", "/v1/deploys/{id}/reject"),
+    ("get", "/v1/whoami"),
+    ("get", "/v1/tokens"),
+    ("post", "/v1/tokens"),
+    ("post", "/v1/tokens/{name}/revoke"),
     ("get", "/v1/secrets"),
     ("get", "/v1/secrets/{name}"),
     ("put", "/v1/secrets/{name}"),
@@ -88,7 +96,7 @@ pub const ROUTES: &[(&str, &str)] = &[
 #[openapi(
     info(
         title = "wharf control plane API",
-        description = "Drive a running wharf stack: status, health, restarts, deploys and rollouts, reloads; change its stored state: secrets (values go in, never come out), config overrides, audit notes, preflight records, release gate verdicts; back up, drill and restore the datastores; silence pages; run incidents; run the manifest's runbooks (plan, start, approve, resume, cancel). On the unix socket no authentication; on TCP every route but `/health` and `/v1/openapi.json` needs `Authorization: Bearer <WHARF_API_TOKEN>`. Errors are `{\"error\": {\"code\", \"message\"}}`."
+        description = "Drive a running wharf stack: status, health, restarts, deploys and rollouts, reloads; change its stored state: secrets (values go in, never come out), config overrides, audit notes, preflight records, release gate verdicts; back up, drill and restore the datastores; silence pages; run incidents; run the manifest's runbooks (plan, start, approve, resume, cancel). Every route but `/health` and `/v1/openapi.json` names its caller: on the unix socket the OS user (peer credentials, role admin) unless a person's token is presented; on TCP always `Authorization: Bearer <token>` — a person's token (`wharf token create`, with a role: viewer, operator, approver or admin) or the break-glass `WHARF_API_TOKEN`. A role that does not allow a route is answered 403. Errors are `{\"error\": {\"code\", \"message\"}}`."
     ),
     paths(
         crate::health_live,
@@ -103,6 +111,14 @@ pub const ROUTES: &[(&str, &str)] = &[
         crate::deploy::rollout,
         crate::deploy::rollout_command,
         crate::deploy::rollback,
+        crate::deploy::list_requests,
+        crate::deploy::request,
+        crate::deploy::approve,
+        crate::deploy::reject,
+        crate::identity_routes::whoami,
+        crate::identity_routes::list_tokens,
+        crate::identity_routes::create_token,
+        crate::identity_routes::revoke_token,
         crate::state_routes::list_secrets,
         crate::state_routes::secret_history,
         crate::state_routes::set_secret,
@@ -169,6 +185,10 @@ pub const ROUTES: &[(&str, &str)] = &[
         RunbookList, RunbookInfo, ParamInfo, StartRunRequest, RunStarted, RunPlan, PlannedStep,
         Verdict, Run, RunState, StepResult, StepState, Approval, RunList, ApproveRequest,
         CancelRequest,
+        wharf_api::PendingDeploy, wharf_api::PendingDeployList, wharf_api::DeployApproval,
+        wharf_api::DeployRequestState, wharf_api::DecideDeployRequest,
+        wharf_api::Caller, wharf_api::Role, wharf_api::CreateTokenRequest, wharf_api::CreatedToken,
+        wharf_api::TokenInfo, wharf_api::TokenList,
     )),
     modifiers(&BearerAuth),
 )]

@@ -84,32 +84,34 @@ impl Store {
             .map_err(sqlite(&self.path, "cannot revoke the token"))
     }
 
-    /// A new deploy request's id (the row holds a placeholder until
-    /// [`Store::save_deploy_request`]).
-    pub fn new_deploy_request_id(&mut self, service: &str) -> Result<u64, StoreError> {
-        self.conn
-            .execute(
-                "INSERT INTO deploy_requests (service, state, request) VALUES (?1, 'pending_approval', '{}')",
-                params![service],
-            )
-            .map_err(sqlite(&self.path, "cannot add the deploy request"))?;
-        Ok(self.conn.last_insert_rowid() as u64)
-    }
-
-    /// Writes a deploy request's document and state.
+    /// Writes a deploy request's document and state (its id is the control plane's).
     pub fn save_deploy_request(
         &mut self,
         id: u64,
+        service: &str,
         state: &str,
         request: &str,
     ) -> Result<(), StoreError> {
         self.conn
             .execute(
-                "UPDATE deploy_requests SET state = ?2, request = ?3 WHERE id = ?1",
-                params![id as i64, state, request],
+                "INSERT INTO deploy_requests (id, service, state, request) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (id) DO UPDATE SET state = excluded.state, request = excluded.request",
+                params![id as i64, service, state, request],
             )
             .map(drop)
             .map_err(sqlite(&self.path, "cannot save the deploy request"))
+    }
+
+    /// The highest deploy request id given so far (0: none).
+    pub fn last_deploy_request_id(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT COALESCE(MAX(id), 0) FROM deploy_requests",
+                [],
+                |row| row.get::<_, i64>(0),
+            )
+            .map(|id| id as u64)
+            .map_err(sqlite(&self.path, "cannot read deploy requests"))
     }
 
     /// One deploy request's document.

@@ -150,6 +150,20 @@ pub enum Command {
     /// start, end and result is in the ledger.
     #[command(subcommand)]
     Runbook(cmd::runbook::RunbookCommand),
+    /// Per-person API tokens with a role (viewer, operator, approver, admin): create (shown
+    /// once), list, revoke. Each is a ledger entry; the token never is.
+    #[command(subcommand)]
+    Token(cmd::access::TokenCommand),
+    /// Who the control plane takes you for: the OS user, or `$WHARF_TOKEN`'s holder.
+    Whoami,
+    /// Deploy requests waiting for approval (the environment's `require.approvals`), then
+    /// recent ones.
+    Approvals,
+    /// Approve a deploy request (approver or admin; never your own). The last approval it
+    /// needs starts the deploy (exit 1 if it cannot start then).
+    Approve(cmd::access::DecideArgs),
+    /// Reject a deploy request: it will not start.
+    Reject(cmd::access::DecideArgs),
 }
 
 /// `wharf logs -f` means follow, as in docker compose and kubectl, while `-f` everywhere

@@ -858,6 +858,16 @@ impl Backups {
             .collect()
     }
 
+    /// What the environment requires of a deploy (backups, drills, gates, approvals).
+    pub(super) fn require(&self) -> Option<&Requirements> {
+        self.require.as_ref()
+    }
+
+    /// The environment's name, when one was chosen.
+    pub(super) fn environment(&self) -> Option<&str> {
+        self.environment.as_deref()
+    }
+
     /// Why a deploy may not go ahead under the environment's `require` (`None`: it may).
     pub(super) fn gate(&self) -> Option<String> {
         let require = self.require.as_ref()?;

@@ -4,6 +4,7 @@
 
 mod adopt;
 mod alerts;
+mod approvals;
 mod backups;
 mod inject;
 mod reconcile;
@@ -104,6 +105,10 @@ pub struct ControlPlane {
     alerting: alerts::Alerting,
     backups: backups::Backups,
     runbooks: runbooks::Runbooks,
+    approvals: approvals::Approvals,
+    /// Who asked for (and approved) the deploy being started, for its `deploy.start` entry:
+    /// set only around `start_prepared`.
+    deployed_by: Option<approvals::DeployedBy>,
     /// A reload's task is reading the manifest: another waits (they could land out of order).
     reload_preparing: bool,
     events_rx: mpsc::Receiver<Event>,
@@ -225,6 +230,7 @@ impl ControlPlane {
         let alerting = alerts::Alerting::new(&core, plan.alerts.clone());
         let backups = backups::Backups::new(&mut core, &plan);
         let runbooks = runbooks::Runbooks::new(&mut core, plan.runbooks.clone());
+        let approvals = approvals::Approvals::load(&core);
         let mut control = ControlPlane {
             core,
             supervisor: Supervisor {
@@ -238,6 +244,8 @@ impl ControlPlane {
             alerting,
             backups,
             runbooks,
+            approvals,
+            deployed_by: None,
             reload_preparing: false,
             events_rx,
         };
@@ -345,6 +353,7 @@ impl ControlPlane {
             if !self.supervisor.exit_when_stopped {
                 self.drive_runbooks(&statuses);
             }
+            self.expire_deploy_requests();
             self.alerting.evaluate(
                 &mut self.core,
                 &self.injector,
@@ -503,9 +512,22 @@ impl ControlPlane {
             Event::Command(Command::Deploy {
                 service,
                 request,
+                actor,
                 reply,
             }) => {
-                let _ = reply.send(self.begin_deploy(&service, request));
+                let _ = reply.send(self.request_deploy(&service, request, &actor));
+            }
+            Event::Command(Command::DeployRequests(reply)) => {
+                let _ = reply.send(self.approvals.list());
+            }
+            Event::Command(Command::DecideDeploy {
+                id,
+                approve,
+                actor,
+                reason,
+                reply,
+            }) => {
+                let _ = reply.send(self.decide_deploy(&id, approve, &actor, &reason));
             }
             Event::Command(Command::RolloutCommand {
                 service,

@@ -14,6 +14,7 @@ use wharf_store::RolloutRow;
 use wharf_api::ControlError;
 
 use super::ControlPlane;
+use super::approvals::DeployedBy;
 use crate::deploy::{DeployRequest, RolloutCommand, RolloutView};
 use crate::proxy_link::{Snapshot, window_quantile};
 use crate::rollout_record::{Deployment, RolloutRecord, now_at};
@@ -113,11 +114,31 @@ impl ControlPlane {
         }
     }
 
+    /// A deploy that does not go through approvals (a runbook's step): refused where the
+    /// environment requires them, since a runbook must not be a way around four-eyes.
     pub(super) fn begin_deploy(
         &mut self,
         name: &str,
         request: DeployRequest,
     ) -> Result<RolloutView, ControlError> {
+        if let Some(count) = self.backups.require().and_then(|r| r.approvals) {
+            return Err(ControlError::rejected(format!(
+                "deploy of `{name}` needs {count} approval(s) in this environment; ask for them with `wharf deploy {name} --version {}`",
+                request.version.trim()
+            )));
+        }
+        let prepared = self.prepare_deploy(name, request)?;
+        self.start_prepared(prepared, None)
+    }
+
+    /// Every check a deploy must pass before it starts — the service, its state, the
+    /// environment's `require` (backups, drills, gates) and the request itself — and the
+    /// rollout it would start. Changes nothing.
+    pub(super) fn prepare_deploy(
+        &self,
+        name: &str,
+        request: DeployRequest,
+    ) -> Result<PreparedDeploy, ControlError> {
         let index = self
             .supervisor
             .index(name)
@@ -144,13 +165,17 @@ impl ControlPlane {
                 active.summary()
             )));
         }
-        // The environment's `require`: a deploy waits for a recent good backup and drill.
-        if let Some(why) = self.backups.gate() {
+        let version = request.version.trim();
+        // The environment's `require`: a recent good backup and drill, a passing verdict of
+        // each gate for this version — every unmet one named at once.
+        let mut unmet: Vec<String> = self.backups.gate().into_iter().collect();
+        unmet.extend(self.unmet_gates(name, version));
+        if !unmet.is_empty() {
             return Err(ControlError::rejected(format!(
-                "deploy of `{name}` refused: {why}"
+                "deploy of `{name}` {version} refused: {}",
+                unmet.join("; ")
             )));
         }
-        let version = request.version.trim();
         if version.is_empty() || version.chars().any(char::is_whitespace) {
             return Err(ControlError::rejected(format!(
                 "version `{}` must be a non-empty word",
@@ -200,9 +225,31 @@ impl ControlPlane {
             version: version.to_owned(),
             command: request.command.or_else(|| service.stable.command.clone()),
         };
-        self.start_rollout(index, plan, new)
+        Ok(PreparedDeploy { index, plan, new })
     }
 
+    /// Starts a prepared deploy; `by` names who asked (and who approved) on its
+    /// `deploy.start` entry.
+    pub(super) fn start_prepared(
+        &mut self,
+        prepared: PreparedDeploy,
+        by: Option<DeployedBy>,
+    ) -> Result<RolloutView, ControlError> {
+        self.deployed_by = by;
+        let view = self.start_rollout(prepared.index, prepared.plan, prepared.new);
+        self.deployed_by = None;
+        view
+    }
+}
+
+/// A deploy that passed every check, ready to start.
+pub(super) struct PreparedDeploy {
+    index: usize,
+    plan: Plan,
+    new: VersionSpec,
+}
+
+impl ControlPlane {
     /// `wharf rollback`: abort the rollout under way, or roll the previous version out again
     /// at once (one step to 100 %, no analysis: it is known good).
     pub(super) fn begin_rollback(&mut self, name: &str) -> Result<RolloutView, ControlError> {
@@ -414,7 +461,20 @@ impl ControlPlane {
             facts.insert("from".to_owned(), record.previous.version.clone());
             self.alerting.change(&self.core, &name, summary, facts);
         }
-        self.core.journal.record(action, &name, details);
+        match (milestone, self.deployed_by.as_ref()) {
+            (Milestone::Start, Some(by)) => {
+                if let Value::Object(map) = &mut details {
+                    map.insert("requested_by".to_owned(), json!(by.requester));
+                    if let Some(request) = &by.request {
+                        map.insert("deploy_request".to_owned(), json!(request));
+                        map.insert("approved_by".to_owned(), json!(by.approvers));
+                    }
+                }
+                let actor = by.requester.clone();
+                self.core.journal.record_by(&actor, action, &name, details);
+            }
+            _ => self.core.journal.record(action, &name, details),
+        }
     }
 
     fn finish_rollout(&mut self, index: usize, name: &str, outcome: Outcome) {

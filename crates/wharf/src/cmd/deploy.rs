@@ -74,10 +74,36 @@ pub fn run(global: &Global, args: &DeployArgs) -> anyhow::Result<ExitStatus> {
     let body = serde_json::to_value(args.request())?;
     let path = format!("/v1/services/{}/deploy", args.service);
     rollout::block_on(async {
-        match rollout::request_view(&global.state_dir(), "POST", &path, Some(body)).await? {
-            Ok(view) => rollout::started(global, view, args.watch).await,
-            Err(status) => Ok(status),
+        let value =
+            match crate::client::call_ok(&global.state_dir(), "POST", &path, Some(body)).await {
+                Ok(value) => value,
+                Err(err) if err.is::<crate::client::ApiRejected>() => {
+                    eprintln!("error: {err}");
+                    return Ok(ExitStatus::Invalid);
+                }
+                Err(err) => return Err(err),
+            };
+        // The environment requires approvals: the deploy waits as a request.
+        if value.get("approvals_required").is_some() {
+            let pending: wharf_api::PendingDeploy = serde_json::from_value(value)?;
+            match global.output {
+                crate::cli::Output::Json => {
+                    println!("{}", serde_json::to_string_pretty(&pending)?)
+                }
+                crate::cli::Output::Human => {
+                    crate::cmd::access::print_request(&pending);
+                    eprintln!(
+                        "waits for {} approval(s) by others: `wharf approve {} --reason …`",
+                        pending.approvals_required, pending.id
+                    );
+                }
+            }
+            return Ok(ExitStatus::Ok);
         }
+        let view = serde_json::from_value(value).map_err(|e| {
+            anyhow::anyhow!("the control plane sent a rollout this wharf cannot read: {e}")
+        })?;
+        rollout::started(global, view, args.watch).await
     })
 }
 

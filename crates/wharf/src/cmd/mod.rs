@@ -1,5 +1,6 @@
 //! One module per subcommand; `dispatch` routes the parsed command line to it.
 
+pub mod access;
 pub mod audit;
 pub mod backup;
 pub mod completions;
@@ -55,6 +56,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Secret(command) => secret::run(global, command),
         Command::Config(command) => config::run(global, command),
         Command::Runbook(command) => runbook::run(global, command),
+        Command::Token(command) => access::token(global, command),
+        Command::Whoami => access::whoami(global),
+        Command::Approvals => access::approvals(global),
+        Command::Approve(args) => access::decide(global, &args, true),
+        Command::Reject(args) => access::decide(global, &args, false),
         Command::Shim => shim::run(),
     }
 }
