@@ -1,0 +1,303 @@
+//! Governance through the real binary and the TLS API: per-person tokens with roles (a viewer
+//! gets 403 on deploy, a revoked token 401, no token 401), a deploy into `prod` refused without
+//! a passing gate verdict for its version, then waiting for two approvals by two other
+//! identities (the requester's own refused, a second one by the same person refused), started
+//! by the last one; every step in the ledger with the identities, and no token in the ledger
+//! or the control plane's log.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+use serde_json::Value;
+
+const MANIFEST: &str = r#"name: shop
+services:
+  web:
+    command: [TESTBED, --port, "${PORT}", --version, "${VERSION}"]
+    version: "1"
+    port: WEB_PORT
+gates:
+  release:
+    - {name: tests pass, junit: {max_failures: 0, min_tests: 3}}
+environments:
+  prod:
+    require: {approvals: 2, gates: [release]}
+"#;
+
+const JUNIT_PASS: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<testsuites><testsuite name="api" tests="3" failures="0" errors="0">
+<testcase classname="api" name="a"/><testcase classname="api" name="b"/><testcase classname="api" name="c"/>
+</testsuite></testsuites>
+"#;
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// `wharf ARGS` as the holder of `token` (on the unix socket).
+fn wharf_as(stack: &Path, token: &str, args: &[&str]) -> Output {
+    Command::new(wharf_bin())
+        .args(args)
+        .current_dir(stack)
+        .env("NO_COLOR", "1")
+        .env("WHARF_TOKEN", token)
+        .output()
+        .unwrap()
+}
+
+fn create_token(stack: &Stack, name: &str, role: &str) -> String {
+    let made = stack.wharf(&["token", "create", name, "--role", role]);
+    assert!(made.status.success(), "{}", text(&made));
+    let token = String::from_utf8_lossy(&made.stdout).trim().to_owned();
+    assert!(token.starts_with("wharf_t"), "{token}");
+    token
+}
+
+fn json(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+#[test]
+fn a_prod_deploy_needs_a_passing_gate_and_two_approvals_by_others_and_roles_are_enforced() {
+    let stack = Stack::new(&MANIFEST.replace("WEB_PORT", &free_port().to_string()));
+    let listen = format!("127.0.0.1:{}", free_port());
+    let addr = listen.parse().unwrap();
+    // No WHARF_API_TOKEN: the TCP listener takes the people's tokens only.
+    let up = Command::new(wharf_bin())
+        .args(["up", "-d", "--env", "prod", "--api-listen", &listen])
+        .args(["--wait-timeout", "60s"])
+        .current_dir(stack.path())
+        .env_remove("WHARF_API_TOKEN")
+        .output()
+        .unwrap();
+    assert!(up.status.success(), "{}", text(&up));
+    let cert = api_cert(stack.path());
+
+    // On the socket the caller is the OS user, an admin.
+    let me = stack.wharf(&["whoami", "--output", "json"]);
+    let me = json(&String::from_utf8_lossy(&me.stdout));
+    assert_eq!(me["role"], "admin");
+    assert_eq!(me["via"], "peer_credentials");
+    assert!(me["name"].as_str().unwrap().starts_with("root"), "{me}");
+
+    let alice = create_token(&stack, "alice", "admin");
+    let bob = create_token(&stack, "bob", "approver");
+    let carol = create_token(&stack, "carol", "approver");
+    let olga = create_token(&stack, "olga", "operator");
+    let vic = create_token(&stack, "vic", "viewer");
+
+    let https = |method: &str, path: &str, token: Option<&str>, body: Option<&str>| {
+        https_request(&cert, addr, method, path, token, body)
+    };
+    let deploy = r#"{"version": "2"}"#;
+    // No token, a made-up one: 401. A viewer reads but may not deploy: 403.
+    assert_eq!(https("GET", "/v1/status", None, None).0, 401);
+    assert_eq!(https("GET", "/v1/status", Some("wharf_t1_00"), None).0, 401);
+    assert_eq!(https("GET", "/v1/status", Some(&vic), None).0, 200);
+    let (status, body) = https("POST", "/v1/services/web/deploy", Some(&vic), Some(deploy));
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("viewer"), "{body}");
+    let who = json(&https("GET", "/v1/whoami", Some(&olga), None).1);
+    assert_eq!(
+        (who["name"].as_str(), who["role"].as_str()),
+        (Some("olga"), Some("operator"))
+    );
+
+    // Without a passing verdict of `release` for web@2 the deploy is refused, saying why.
+    let (status, body) = https(
+        "POST",
+        "/v1/services/web/deploy",
+        Some(&alice),
+        Some(deploy),
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body.contains("gate `release` has no verdict for web@2"),
+        "{body}"
+    );
+
+    std::fs::write(stack.path().join("junit.xml"), JUNIT_PASS).unwrap();
+    let gate = wharf_as(
+        stack.path(),
+        &alice,
+        &[
+            "gate",
+            "check",
+            "release",
+            "--service",
+            "web",
+            "--version",
+            "2",
+            "--input",
+            "junit.xml",
+        ],
+    );
+    assert!(gate.status.success(), "{}", text(&gate));
+
+    // Now it waits for two approvals.
+    let (status, body) = https(
+        "POST",
+        "/v1/services/web/deploy",
+        Some(&alice),
+        Some(deploy),
+    );
+    assert_eq!(status, 201, "{body}");
+    let pending = json(&body);
+    assert_eq!(pending["state"], "pending_approval");
+    assert_eq!(pending["requested_by"], "alice");
+    assert_eq!(pending["approvals_required"], 2);
+    let id = pending["id"].as_str().unwrap().to_owned();
+    // A second request for the same service while one waits is refused.
+    let (status, _) = https(
+        "POST",
+        "/v1/services/web/deploy",
+        Some(&alice),
+        Some(deploy),
+    );
+    assert_eq!(status, 409);
+    assert!(
+        actions(&stack.ledger(), "deploy.start").is_empty(),
+        "nothing started before approvals"
+    );
+
+    let approve = format!("/v1/deploys/{id}/approve");
+    let reason = r#"{"reason": "change CHG-1 reviewed"}"#;
+    // The requester's own approval never counts, admin or not; an operator may not approve.
+    let (status, body) = https("POST", &approve, Some(&alice), Some(reason));
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("four-eyes"), "{body}");
+    assert_eq!(https("POST", &approve, Some(&olga), Some(reason)).0, 403);
+    // Bob approves through the CLI (his token on the socket), then again: refused.
+    let first = wharf_as(
+        stack.path(),
+        &bob,
+        &["approve", &id, "--reason", "looks right"],
+    );
+    assert!(first.status.success(), "{}", text(&first));
+    assert!(text(&first).contains("1/2 approvals"), "{}", text(&first));
+    let again = wharf_as(stack.path(), &bob, &["approve", &id, "--reason", "twice"]);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    assert!(
+        text(&again).contains("already approved"),
+        "{}",
+        text(&again)
+    );
+    assert!(actions(&stack.ledger(), "deploy.start").is_empty());
+    // Carol's is the second: the deploy starts.
+    let (status, body) = https("POST", &approve, Some(&carol), Some(reason));
+    assert_eq!(status, 200, "{body}");
+    let started = json(&body);
+    assert_eq!(started["state"], "started", "{started}");
+
+    // The ledger names every identity.
+    let ledger = stack.ledger();
+    let request = &actions(&ledger, "approval.request")[0];
+    assert_eq!(request["actor"], "alice");
+    let approvals: Vec<String> = actions(&ledger, "approval.approve")
+        .iter()
+        .map(|e| e["actor"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(approvals, ["bob", "carol"]);
+    let start = &actions(&ledger, "deploy.start")[0];
+    assert_eq!(start["actor"], "alice");
+    assert_eq!(
+        start["details"]["approved_by"],
+        serde_json::json!(["bob", "carol"])
+    );
+    assert_eq!(start["details"]["deploy_request"], id.as_str());
+    assert_eq!(actions(&ledger, "gate.check")[0]["actor"], "alice");
+    let creates = actions(&ledger, "token.create");
+    assert_eq!(creates.len(), 5);
+    assert!(creates[0]["actor"].as_str().unwrap().starts_with("root"));
+
+    // A revoked token is refused from the next request on.
+    let revoked = stack.wharf(&["token", "revoke", "vic"]);
+    assert!(revoked.status.success(), "{}", text(&revoked));
+    let (status, body) = https("GET", "/v1/status", Some(&vic), None);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("revoked"), "{body}");
+    assert_eq!(
+        actions(&stack.ledger(), "token.revoke")[0]["details"]["name"],
+        "vic"
+    );
+
+    // No token reaches the ledger, the state database or the control plane's log.
+    let log = std::fs::read_to_string(stack.path().join(".wharf/control.log")).unwrap_or_default();
+    let ledger_text = serde_json::to_string(&stack.ledger()).unwrap();
+    let db = std::fs::read(stack.path().join(".wharf/state.db")).unwrap_or_default();
+    for token in [&alice, &bob, &carol, &olga, &vic] {
+        let secret = token.rsplit('_').next().unwrap();
+        assert!(!ledger_text.contains(secret), "a token in the ledger");
+        assert!(!log.contains(secret), "a token in the log");
+        assert!(
+            !db.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "a token in the state database"
+        );
+    }
+}
+
+#[test]
+fn a_rejected_deploy_request_never_starts_and_bad_words_are_refused() {
+    let stack = Stack::new(&MANIFEST.replace("WEB_PORT", &free_port().to_string()));
+    let up = stack.wharf(&["up", "-d", "--env", "prod", "--wait-timeout", "60s"]);
+    assert!(up.status.success(), "{}", text(&up));
+    let olga = create_token(&stack, "olga", "operator");
+    let bob = create_token(&stack, "bob", "approver");
+    std::fs::write(stack.path().join("junit.xml"), JUNIT_PASS).unwrap();
+    let gate = stack.wharf(&[
+        "gate",
+        "check",
+        "release",
+        "--service",
+        "web",
+        "--version",
+        "2",
+        "--input",
+        "junit.xml",
+    ]);
+    assert!(gate.status.success(), "{}", text(&gate));
+    let asked = wharf_as(stack.path(), &olga, &["deploy", "web", "--version", "2"]);
+    assert!(asked.status.success(), "{}", text(&asked));
+    assert!(
+        text(&asked).contains("wharf approve d-1"),
+        "{}",
+        text(&asked)
+    );
+    let rejected = wharf_as(
+        stack.path(),
+        &bob,
+        &["reject", "d-1", "--reason", "not in the window"],
+    );
+    assert!(rejected.status.success(), "{}", text(&rejected));
+    let late = wharf_as(
+        stack.path(),
+        &bob,
+        &["approve", "d-1", "--reason", "changed my mind"],
+    );
+    assert_eq!(late.status.code(), Some(2), "{}", text(&late));
+    assert!(text(&late).contains("rejected"), "{}", text(&late));
+    let listed = stack.wharf(&["approvals", "--output", "json"]);
+    let listed = json(&String::from_utf8_lossy(&listed.stdout));
+    assert_eq!(listed["deploys"][0]["state"], "rejected");
+    assert_eq!(listed["deploys"][0]["rejected_by"]["by"], "bob");
+    let ledger = stack.ledger();
+    assert_eq!(actions(&ledger, "approval.reject")[0]["actor"], "bob");
+    assert!(actions(&ledger, "deploy.start").is_empty());
+    // A bad reason and an unknown request are refused with what is wrong.
+    let blank = wharf_as(stack.path(), &bob, &["approve", "d-1", "--reason", " "]);
+    assert_eq!(blank.status.code(), Some(2), "{}", text(&blank));
+    let unknown = wharf_as(stack.path(), &bob, &["approve", "d-9", "--reason", "x"]);
+    assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown));
+    assert!(
+        text(&unknown).contains("no deploy request"),
+        "{}",
+        text(&unknown)
+    );
+}
