@@ -569,7 +569,7 @@ fn a_page_that_resolves_during_a_silence_still_sends_its_resolve_to_the_pagerdut
         ],
     );
     assert_eq!(silence["id"], "s-1");
-    assert_eq!(silence["owner"], "tester");
+    assert_eq!(silence["owner"], socket_actor());
     let status = stack.status();
     assert_eq!(status["silences"][0]["id"], "s-1", "{status}");
     let human = String::from_utf8(stack.wharf(&["status"]).stdout).unwrap();
@@ -589,11 +589,11 @@ fn a_page_that_resolves_during_a_silence_still_sends_its_resolve_to_the_pagerdut
     ok(&stack, &["silence", "expire", "s-1"]);
     let ledger = stack.ledger();
     let created = actions(&ledger, "silence.create");
-    assert_eq!(created[0]["actor"], "tester");
+    assert_eq!(created[0]["actor"], socket_actor());
     assert_eq!(created[0]["details"]["matchers"][0], "service=db");
     let expired = actions(&ledger, "silence.expire");
     assert_eq!(expired.len(), 1);
-    assert_eq!(expired[0]["actor"], "tester");
+    assert_eq!(expired[0]["actor"], socket_actor());
     assert_eq!(expired[0]["details"]["ran_out"], false);
     let listed = ok(&stack, &["silence", "list", "--output", "json"]);
     assert_eq!(listed, Value::Array(Vec::new()));
@@ -747,7 +747,7 @@ alerts:
     assert_eq!(ack.1["dedup_key"], "wharf/shop/oncall/db");
     assert_eq!(
         actions(&stack.ledger(), "alert.acknowledge")[0]["details"]["by"],
-        "tester"
+        socket_actor()
     );
     ok(
         &stack,
@@ -800,12 +800,12 @@ alerts:
     for expected in [
         ("alert.trigger", control),
         ("incident.declare", control),
-        ("incident.ack", "tester"),
-        ("incident.assign", "tester"),
-        ("incident.update", "tester"),
+        ("incident.ack", socket_actor().as_str()),
+        ("incident.assign", socket_actor().as_str()),
+        ("incident.update", socket_actor().as_str()),
         ("alert.resolve", control),
         ("incident.update", control),
-        ("incident.resolve", "tester"),
+        ("incident.resolve", socket_actor().as_str()),
     ] {
         assert!(
             timeline.contains(&(expected.0.to_owned(), expected.1.to_owned())),
@@ -827,9 +827,15 @@ alerts:
     );
     assert!(draft.contains("| Severity | sev2 |"), "{draft}");
     assert!(draft.contains("comms: dana"), "{draft}");
-    assert!(draft.contains("| tester | Acknowledged |"), "{draft}");
+    let me = socket_actor();
     assert!(
-        draft.contains("| tester | Status identified: database refuses readiness |"),
+        draft.contains(&format!("| {me} | Acknowledged |")),
+        "{draft}"
+    );
+    assert!(
+        draft.contains(&format!(
+            "| {me} | Status identified: database refuses readiness |"
+        )),
         "{draft}"
     );
     assert!(
@@ -842,7 +848,7 @@ alerts:
     let at: jiff::Timestamp = ack["time"].as_str().unwrap().parse().unwrap();
     assert!(
         draft.contains(&format!(
-            "| {} | tester | Acknowledged |",
+            "| {} | {me} | Acknowledged |",
             at.strftime("%Y-%m-%d %H:%M:%S")
         )),
         "{draft}"

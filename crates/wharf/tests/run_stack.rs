@@ -543,14 +543,16 @@ fn the_tcp_api_requires_the_bearer_token() {
         Stack::new("name: api\nservices:\n  web:\n    command: [TESTBED, --port, \"${PORT}\"]\n");
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let without = Command::new(wharf_bin())
+    // A break-glass token too short to be one is refused before anything starts.
+    let short = Command::new(wharf_bin())
         .args(["up", "-d", "--api-listen", &listen])
         .current_dir(stack.path())
-        .env_remove("WHARF_API_TOKEN")
+        .env("WHARF_API_TOKEN", "short")
         .output()
         .unwrap();
-    assert_eq!(without.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&without.stderr).contains("WHARF_API_TOKEN"));
+    assert_eq!(short.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&short.stderr).contains("WHARF_API_TOKEN"));
+    assert!(stack.control_pid().is_none());
     let token = "a-token-of-enough-length";
     let up = up_api(stack.path(), &listen, token, &[]);
     assert!(

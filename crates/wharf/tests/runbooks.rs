@@ -136,7 +136,7 @@ fn a_run_failed_at_step_two_resumes_there_and_its_approval_is_recorded() {
     let approve = stack.wharf(&["runbook", "approve", "1", "--reason", "worker is back"]);
     assert_eq!(approve.status.code(), Some(0), "{}", text(&approve));
     let done = wait_state(&stack, 1, "succeeded");
-    assert_eq!(done["steps"][2]["approval"]["actor"], "tester");
+    assert_eq!(done["steps"][2]["approval"]["actor"], socket_actor());
     assert_eq!(done["steps"][2]["approval"]["reason"], "worker is back");
     assert_eq!(done["steps"][3]["state"], "succeeded");
 
@@ -148,7 +148,7 @@ fn a_run_failed_at_step_two_resumes_there_and_its_approval_is_recorded() {
     assert_eq!(step_starts(&ledger, target, 4), 1);
     let approvals = actions(&ledger, "runbook.approve");
     assert_eq!(approvals.len(), 1);
-    assert_eq!(approvals[0]["actor"], "tester");
+    assert_eq!(approvals[0]["actor"], socket_actor());
     assert_eq!(approvals[0]["details"]["reason"], "worker is back");
     for action in [
         "runbook.start",
@@ -160,7 +160,7 @@ fn a_run_failed_at_step_two_resumes_there_and_its_approval_is_recorded() {
     }
     let ends = actions(&ledger, "runbook.step_end");
     assert_eq!(ends.len(), 5, "four steps, one of them twice");
-    assert!(ends.iter().all(|e| e["actor"] == "tester"));
+    assert!(ends.iter().all(|e| e["actor"] == socket_actor().as_str()));
     let verify = stack.wharf(&["audit", "verify"]);
     assert!(verify.status.success(), "{}", text(&verify));
     let (answered, _) = poller.finish();
@@ -479,7 +479,7 @@ runbooks:
     let ledger = stack.ledger();
     let rotations = actions(&ledger, "secret.rotate");
     assert_eq!(rotations.len(), 1);
-    assert_eq!(rotations[0]["actor"], "tester");
+    assert_eq!(rotations[0]["actor"], socket_actor());
     assert_eq!(rotations[0]["details"]["reason"], "runbook run 1 step 1");
     eventually("the user restarted", Duration::from_secs(30), || {
         let now = stack.pids();

@@ -416,3 +416,24 @@ pub fn up_api(stack: &Path, listen: &str, token: &str, extra: &[&str]) -> Output
         .output()
         .unwrap()
 }
+
+/// The identity the control plane gives this test process on its unix socket (peer
+/// credentials): `user@host`, the user named by the password database.
+pub fn socket_actor() -> String {
+    let uid = std::fs::metadata("/proc/self").map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.uid()
+    });
+    let uid = uid.unwrap_or(0);
+    let user = std::fs::read_to_string("/etc/passwd")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            (fields.get(2).and_then(|f| f.parse::<u32>().ok()) == Some(uid))
+                .then(|| fields[0].to_owned())
+        })
+        .unwrap_or_else(|| format!("uid:{uid}"));
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{user}@{}", host.trim())
+}
