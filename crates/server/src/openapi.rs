@@ -204,6 +204,39 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
+        // Every route that names its caller may answer 403 for a role that does not allow it;
+        // said once here rather than on each handler, so no route can forget it.
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let forbidden = ResponseBuilder::new()
+            .description("The caller's role does not allow this route (`forbidden`)")
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ApiErrorBody")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                item.get.as_mut(),
+                item.post.as_mut(),
+                item.put.as_mut(),
+                item.delete.as_mut(),
+                item.patch.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let named = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+                if named {
+                    operation
+                        .responses
+                        .responses
+                        .entry("403".to_owned())
+                        .or_insert_with(|| forbidden.clone().into());
+                }
+            }
+        }
     }
 }
 
@@ -368,6 +401,24 @@ mod tests {
             let bytes = response.into_body().collect().await.unwrap().to_bytes();
             let body: ApiErrorBody = serde_json::from_slice(&bytes).unwrap();
             assert_eq!(body.error.code, code, "{method} {uri}");
+        }
+    }
+
+    #[test]
+    fn every_route_that_names_its_caller_documents_401_and_403() {
+        let doc = serde_json::to_value(openapi()).unwrap();
+        for (method, path) in ROUTES {
+            let operation = &doc["paths"][path][method];
+            let public = matches!(*path, "/health" | "/v1/openapi.json");
+            let responses = operation["responses"].as_object().unwrap();
+            assert_eq!(
+                responses.contains_key("403"),
+                !public,
+                "{method} {path}: 403 documented iff the caller is named"
+            );
+            if !public {
+                assert!(responses.contains_key("401"), "{method} {path}: no 401");
+            }
         }
     }
 
