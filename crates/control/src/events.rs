@@ -130,6 +130,12 @@ impl std::fmt::Debug for PreparedReload {
 /// Requests from the API.
 #[derive(Debug)]
 pub enum Command {
+    /// `command`, asked by `actor` (an identity the API established): the entries the loop
+    /// records while handling it name them.
+    As {
+        actor: String,
+        command: Box<Command>,
+    },
     Status(oneshot::Sender<StatusReport>),
     /// Rolling restart of one service.
     Restart {
@@ -239,6 +245,8 @@ pub struct Handle {
     pub(crate) writer: StoreWriter,
     pub(crate) state_dir: PathBuf,
     pub(crate) workdir: PathBuf,
+    /// Who asks through this handle (`None`: the control plane's own callers).
+    pub(crate) caller: Option<String>,
 }
 
 impl Handle {
@@ -267,13 +275,30 @@ impl Handle {
             writer: StoreWriter::disconnected(),
             state_dir: PathBuf::new(),
             workdir: PathBuf::new(),
+            caller: None,
         }
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
         let (reply, answer) = oneshot::channel();
-        self.events.send(Event::Command(make(reply))).await.ok()?;
+        let command = match &self.caller {
+            Some(actor) => Command::As {
+                actor: actor.clone(),
+                command: Box::new(make(reply)),
+            },
+            None => make(reply),
+        };
+        self.events.send(Event::Command(command)).await.ok()?;
         answer.await.ok()
+    }
+
+    /// This handle, asking as `actor`: what the control plane records while handling its
+    /// commands names them.
+    pub fn as_caller(&self, actor: &str) -> Handle {
+        Handle {
+            caller: Some(actor.to_owned()),
+            ..self.clone()
+        }
     }
 
     /// Starts backup jobs; the answer lists them, running.

@@ -93,6 +93,9 @@ pub struct Journal {
     reader: Store,
     writer: StoreWriter,
     actor: String,
+    /// While the loop handles an API command: who called, the actor of the entries recorded
+    /// meanwhile (the change is theirs).
+    acting: Option<String>,
     /// Row changes made while handling the current event, committed together with the next
     /// ledger entry recorded (so a change and its evidence are one transaction), or alone by
     /// [`Journal::commit`] at the end of the event.
@@ -182,6 +185,7 @@ impl Journal {
             reader,
             writer,
             actor,
+            acting: None,
             pending: Vec::new(),
         })
     }
@@ -194,7 +198,7 @@ impl Journal {
     /// Queues one ledger entry, in one transaction with the row changes made since the last
     /// entry or commit (the change it is evidence of).
     pub fn record(&mut self, action: KnownAction, target: &str, details: Value) {
-        let actor = self.actor.clone();
+        let actor = self.acting.clone().unwrap_or_else(|| self.actor.clone());
         self.record_by(&actor, action, target, details);
     }
 
@@ -358,6 +362,12 @@ impl Journal {
     /// Who the ledger's entries name as the actor.
     pub fn actor(&self) -> &str {
         &self.actor
+    }
+
+    /// Names `caller` as the actor of what is recorded until the next call (`None`: the
+    /// control plane itself again); answers who acted before.
+    pub fn act_as(&mut self, caller: Option<String>) -> Option<String> {
+        std::mem::replace(&mut self.acting, caller)
     }
 
     /// The loop's reading connection (read-only), for the secrets and config overrides read

@@ -16,8 +16,12 @@ use wharf_control::BackupCommand;
 
 use crate::{ApiError, AppState, authorize, decode_body, decode_required_body, gone};
 
-async fn start(state: &AppState, command: BackupCommand) -> Result<Response, ApiError> {
-    let started = state.handle.backup(command).await?;
+async fn start(
+    state: &AppState,
+    headers: &HeaderMap,
+    command: BackupCommand,
+) -> Result<Response, ApiError> {
+    let started = crate::caller_handle(state, headers).backup(command).await?;
     Ok((StatusCode::ACCEPTED, Json(started)).into_response())
 }
 
@@ -54,7 +58,7 @@ pub(crate) async fn backup(
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     let request: BackupRequest = decode_body(&body, "backup request")?;
-    start(&state, BackupCommand::Backup(request)).await
+    start(&state, &headers, BackupCommand::Backup(request)).await
 }
 
 /// Restore a datastore's latest backup (or the one named) into a sandbox and compare it with
@@ -75,7 +79,7 @@ pub(crate) async fn drill(
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     let request: DrillRequest = decode_required_body(&body, "drill request")?;
-    start(&state, BackupCommand::Drill(request)).await
+    start(&state, &headers, BackupCommand::Drill(request)).await
 }
 
 /// Restore a backup into a sandbox (checked like a drill) or into the running datastore
@@ -96,7 +100,7 @@ pub(crate) async fn restore(
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     let request: RestoreRequest = decode_required_body(&body, "restore request")?;
-    start(&state, BackupCommand::Restore(request)).await
+    start(&state, &headers, BackupCommand::Restore(request)).await
 }
 
 /// Apply the manifest's retention now (or say what it would forget, `dry_run`).
@@ -116,7 +120,7 @@ pub(crate) async fn prune(
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     let request: PruneRequest = decode_body(&body, "prune request")?;
-    start(&state, BackupCommand::Prune(request)).await
+    start(&state, &headers, BackupCommand::Prune(request)).await
 }
 
 /// Check the repository's structure (and every pack with `read_data`) and that the stored
@@ -136,7 +140,7 @@ pub(crate) async fn verify(
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     let request: VerifyRequest = decode_body(&body, "verify request")?;
-    start(&state, BackupCommand::Verify(request)).await
+    start(&state, &headers, BackupCommand::Verify(request)).await
 }
 
 /// One job, running or finished.

@@ -239,7 +239,9 @@ pub(crate) async fn rollout_command(
     authorize(&state, &headers)?;
     let UrlPath((name, command)) = path?;
     let command = parse_command(&command)?;
-    let view = state.handle.rollout_command(name, command).await?;
+    let view = crate::caller_handle(&state, &headers)
+        .rollout_command(name, command)
+        .await?;
     Ok(Json(view).into_response())
 }
 
@@ -261,7 +263,9 @@ pub(crate) async fn rollback(
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     let UrlPath(name) = name?;
-    let view = state.handle.rollback(name).await?;
+    let view = crate::caller_handle(&state, &headers)
+        .rollback(name)
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(view)).into_response())
 }
 

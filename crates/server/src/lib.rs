@@ -375,6 +375,14 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
+/// The control plane's handle, asking as the caller the identity layer established: what the
+/// control plane records while handling the request names them.
+pub(crate) fn caller_handle(state: &AppState, headers: &HeaderMap) -> Handle {
+    state
+        .handle
+        .as_caller(&state_routes::actor(state, headers).0)
+}
+
 /// A handler's own check that the identity layer established its caller (it always does on
 /// a non-public route; this keeps a route mounted without the layer from serving anyone).
 pub(crate) fn authorize(_state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -466,7 +474,9 @@ async fn restart(
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     let UrlPath(name) = name?;
-    state.handle.restart(name.clone()).await?;
+    caller_handle(&state, &headers)
+        .restart(name.clone())
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(RestartAnswer { restarting: name }),
@@ -493,7 +503,9 @@ async fn down(
     authorize(&state, &headers)?;
     let request: DownRequest = decode_body(&body, "down")?;
     let service = request.service;
-    state.handle.down(service.clone()).await?;
+    caller_handle(&state, &headers)
+        .down(service.clone())
+        .await?;
     let stopped = service.unwrap_or_else(|| "stack".to_owned());
     Ok(Json(DownAnswer { stopped }).into_response())
 }
@@ -517,7 +529,7 @@ async fn reload(
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     let request: ReloadRequest = decode_body(&body, "reload")?;
-    let applied = state.handle.reload(request).await?;
+    let applied = caller_handle(&state, &headers).reload(request).await?;
     Ok(Json(applied).into_response())
 }
 

@@ -110,6 +110,14 @@ fn a_prod_deploy_needs_a_passing_gate_and_two_approvals_by_others_and_roles_are_
         (Some("olga"), Some("operator"))
     );
 
+    // What the control plane records while handling a command names its caller.
+    let restart = wharf_as(stack.path(), &olga, &["restart", "web"]);
+    assert!(restart.status.success(), "{}", text(&restart));
+    assert_eq!(
+        actions(&stack.ledger(), "service.restart")[0]["actor"],
+        "olga"
+    );
+
     // Without a passing verdict of `release` for web@2 the deploy is refused, saying why.
     let (status, body) = https(
         "POST",

@@ -216,6 +216,7 @@ impl ControlPlane {
             writer: journal.writer(),
             state_dir: config.state_dir.clone(),
             workdir: config.workdir.clone(),
+            caller: None,
         };
         let mut core = Core {
             config: config.clone(),
@@ -459,6 +460,11 @@ impl ControlPlane {
 
     fn handle(&mut self, event: Event) {
         match event {
+            Event::Command(Command::As { actor, command }) => {
+                let before = self.core.journal.act_as(Some(actor));
+                self.handle(Event::Command(*command));
+                self.core.journal.act_as(before);
+            }
             Event::Exited {
                 service,
                 ordinal,
