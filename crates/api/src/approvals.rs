@@ -1,22 +1,33 @@
-//! Deploys that wait for approval: an environment's `require.approvals: N` turns a deploy into
-//! a request that starts only once N distinct approvers other than its requester approve it
-//! (four-eyes), and ends when one rejects it or its deadline passes. Every step is a ledger
-//! entry naming who acted.
+//! Changes that wait for approval: an environment's `require.approvals: N` turns a deploy, or a
+//! restore over live data (in place or into another server), into a request that runs only once
+//! N distinct approvers other than its requester approve it (four-eyes), and ends when one
+//! rejects it or its deadline passes. Every step is a ledger entry naming who acted.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::backups::{JobsStarted, RestoreRequest};
 use crate::deploy::DeployRequest;
 
-/// Where a deploy request stands.
+/// What waits for approval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum GatedAction {
+    /// `wharf deploy SERVICE --version V`.
+    Deploy { request: DeployRequest },
+    /// `wharf restore SERVICE --confirm` or `--to URL`.
+    Restore { request: RestoreRequest },
+}
+
+/// Where a request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeployRequestState {
     /// Waiting for approvals.
     PendingApproval,
-    /// Approved, and its rollout started (`rollout_id`).
+    /// Approved, and started (`rollout_id` or `job_id`).
     Started,
-    /// Approved, but the rollout could not start then (the reason says why).
+    /// Approved, but it could not start then (the reason says why).
     Failed,
     /// An approver rejected it.
     Rejected,
@@ -39,14 +50,15 @@ pub struct DeployApproval {
     pub reason: String,
 }
 
-/// A deploy waiting for (or past) its approvals.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// A change waiting for (or past) its approvals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PendingDeploy {
-    /// `d-N`: what `wharf approve` names.
-    #[schema(example = "d-1")]
+    /// `r-N`: what `wharf approve` names.
+    #[schema(example = "r-1")]
     pub id: String,
+    /// The service deployed or the datastore restored.
     pub service: String,
-    pub request: DeployRequest,
+    pub action: GatedAction,
     pub state: DeployRequestState,
     /// Who asked; never counts as an approver.
     pub requested_by: String,
@@ -61,12 +73,35 @@ pub struct PendingDeploy {
     /// The rollout it started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout_id: Option<u64>,
+    /// The restore job it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<u64>,
     /// Why it failed to start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 
-/// `POST /v1/deploys/{id}/approve` and `…/reject`.
+impl PendingDeploy {
+    /// What it asks, in a few words (`deploy api 1.5.0`, `restore db in place`).
+    pub fn summary(&self) -> String {
+        match &self.action {
+            GatedAction::Deploy { request } => {
+                format!("deploy {} {}", self.service, request.version)
+            }
+            GatedAction::Restore { request } => {
+                let target = match &request.target {
+                    crate::backups::RestoreTarget::InPlace { .. } => "in place".to_owned(),
+                    crate::backups::RestoreTarget::Url { .. } => "into another server".to_owned(),
+                    crate::backups::RestoreTarget::Sandbox => "into a sandbox".to_owned(),
+                };
+                let snapshot = request.snapshot.as_deref().unwrap_or("latest");
+                format!("restore {} ({snapshot}) {target}", self.service)
+            }
+        }
+    }
+}
+
+/// `POST /v1/approvals/{id}/approve` and `…/reject`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecideDeployRequest {
@@ -74,8 +109,8 @@ pub struct DecideDeployRequest {
     pub reason: String,
 }
 
-/// `GET /v1/deploys`: open requests first, then recent ones.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// `GET /v1/approvals`: open requests first, then recent ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PendingDeployList {
     pub deploys: Vec<PendingDeploy>,
 }
@@ -85,6 +120,15 @@ pub struct PendingDeployList {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum DeployAnswer {
-    Pending(PendingDeploy),
+    Pending(Box<PendingDeploy>),
     Started(Box<crate::deploy::RolloutView>),
+}
+
+/// What `POST /v1/restores` answers: the jobs it started (202), or — a restore over live data
+/// where the environment requires approvals — the request waiting for them (201).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RestoreAnswer {
+    Pending(Box<PendingDeploy>),
+    Started(JobsStarted),
 }

@@ -35,13 +35,13 @@ impl Role {
 
     /// Whether this role may do what `permission` guards.
     pub fn allows(self, permission: Permission) -> bool {
-        match (self, permission) {
-            (Role::Admin, _) => true,
-            (_, Permission::Read) => true,
-            (Role::Operator, Permission::Operate) => true,
-            (Role::Approver, Permission::Approve) => true,
-            _ => false,
-        }
+        matches!(
+            (self, permission),
+            (Role::Admin, _)
+                | (_, Permission::Read)
+                | (Role::Operator, Permission::Operate)
+                | (Role::Approver, Permission::Approve)
+        )
     }
 }
 

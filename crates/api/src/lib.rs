@@ -20,8 +20,8 @@ pub mod status;
 pub mod status_page;
 
 pub use approvals::{
-    DecideDeployRequest, DeployAnswer, DeployApproval, DeployRequestState, PendingDeploy,
-    PendingDeployList,
+    DecideDeployRequest, DeployAnswer, DeployApproval, DeployRequestState, GatedAction,
+    PendingDeploy, PendingDeployList, RestoreAnswer,
 };
 pub use audit::{
     CheckpointAnswer, LedgerEntry, NoteAnswer, NoteRequest, PreflightRecordAnswer,

@@ -194,6 +194,12 @@ pub enum Command {
         request: ReloadRequest,
         reply: ReloadReply,
     },
+    /// A restore from the API: where the environment requires approvals and it reaches live
+    /// data, a request that waits for them.
+    Restore {
+        request: wharf_api::RestoreRequest,
+        reply: oneshot::Sender<Result<wharf_api::RestoreAnswer, ControlError>>,
+    },
     /// Start backup jobs (a backup, drill, restore, prune or verify).
     Backup {
         command: BackupCommand,
@@ -299,6 +305,16 @@ impl Handle {
             caller: Some(actor.to_owned()),
             ..self.clone()
         }
+    }
+
+    /// Asks for a restore: started, or waiting for approvals.
+    pub async fn restore(
+        &self,
+        request: wharf_api::RestoreRequest,
+    ) -> Result<wharf_api::RestoreAnswer, ControlError> {
+        self.ask(|reply| Command::Restore { request, reply })
+            .await
+            .unwrap_or_else(|| Err(ControlError::stopping()))
     }
 
     /// Starts backup jobs; the answer lists them, running.

@@ -364,6 +364,12 @@ impl Journal {
         &self.actor
     }
 
+    /// Who the entries recorded now name: the caller of the command being handled, else the
+    /// control plane.
+    pub fn acting(&self) -> &str {
+        self.acting.as_deref().unwrap_or(&self.actor)
+    }
+
     /// Names `caller` as the actor of what is recorded until the next call (`None`: the
     /// control plane itself again); answers who acted before.
     pub fn act_as(&mut self, caller: Option<String>) -> Option<String> {

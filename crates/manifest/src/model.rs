@@ -234,6 +234,9 @@ pub struct Requirements {
     /// A deploy waits until this many distinct approvers other than its requester approve it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approvals: Option<u32>,
+    /// How long such a request waits for its approvals before it expires (default 24 h).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approvals_within: Option<Duration>,
     /// A deploy of `SERVICE` at `VERSION` is refused unless each of these gates (names in
     /// `gates:`) has a passing `gate.check` for `SERVICE@VERSION` as its latest verdict.
     #[serde(skip_serializing_if = "Vec::is_empty")]

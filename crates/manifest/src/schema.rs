@@ -1416,6 +1416,28 @@ fn requirements(decoder: &mut Decoder, node: &Node, refs: &mut References) -> Op
         what,
         &["approvals", "gates", "backup_max_age", "drill_max_age"],
     )?;
+    // `approvals: 2`, or `approvals: {count: 2, within: 4h}` (how long a request waits).
+    let (approvals, approvals_within) = match fields.get("approvals") {
+        None => (None, None),
+        Some(node) if matches!(node.kind, NodeKind::Map(_)) => {
+            let what = "`require.approvals`";
+            match decoder.fields(node, what, &["count", "within"]) {
+                Some(inner) => (
+                    inner
+                        .require(decoder, "count", what)
+                        .and_then(|n| decoder.integer(n, "`require.approvals.count`", 1, 10)),
+                    inner.get("within").and_then(|n| {
+                        decoder.duration(n, "`require.approvals.within`", DurationRule::Period)
+                    }),
+                ),
+                None => (None, None),
+            }
+        }
+        Some(node) => (
+            decoder.integer(node, "`require.approvals`", 1, 10),
+            None,
+        ),
+    };
     let mut gates = Vec::new();
     if let Some(list) = fields.get("gates") {
         for item in decoder.items(list, "`require.gates`") {
@@ -1439,9 +1461,8 @@ fn requirements(decoder: &mut Decoder, node: &Node, refs: &mut References) -> Op
         drill_max_age: fields
             .get("drill_max_age")
             .and_then(|n| decoder.duration(n, "`require.drill_max_age`", DurationRule::Age)),
-        approvals: fields
-            .get("approvals")
-            .and_then(|n| decoder.integer(n, "`require.approvals`", 1, 10)),
+        approvals,
+        approvals_within,
         gates,
     })
 }

@@ -168,8 +168,7 @@ pub fn revoke(
                 Some(id) => row.id == id,
                 None => row.name == who,
             })
-            .filter(|row| row.revoked_at.is_none())
-            .next_back()
+            .rfind(|row| row.revoked_at.is_none())
             .ok_or_else(|| {
                 OpsError::NotFound(format!("no token in force is `{who}` (`wharf token list`)"))
             })?

@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use wharf_api::{
     ApiErrorBody, BackupOverview, BackupRequest, DrillRequest, ErrorCode, Job, JobsStarted,
-    PruneRequest, RestoreRequest, SnapshotList, VerifyRequest,
+    PendingDeploy, PruneRequest, RestoreAnswer, RestoreRequest, SnapshotList, VerifyRequest,
 };
 use wharf_control::BackupCommand;
 
@@ -88,7 +88,9 @@ pub(crate) async fn drill(
     request_body = RestoreRequest,
     responses(
         (status = 202, description = "The restore started (in place: once its dependents stop)", body = JobsStarted),
+        (status = 201, description = "A restore over live data where the environment requires approvals: a request that waits for them (`wharf approve`)", body = PendingDeploy),
         (status = 400, description = "The body does not decode, or the service has no `backup:`", body = ApiErrorBody),
+        (status = 404, description = "Not a datastore with `backup:` (when approvals are required)", body = ApiErrorBody),
         (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
         (status = 409, description = "Not confirmed, or the datastore is busy", body = ApiErrorBody),
         (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
@@ -100,7 +102,13 @@ pub(crate) async fn restore(
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     let request: RestoreRequest = decode_required_body(&body, "restore request")?;
-    start(&state, &headers, BackupCommand::Restore(request)).await
+    match crate::caller_handle(&state, &headers)
+        .restore(request)
+        .await?
+    {
+        RestoreAnswer::Started(jobs) => Ok((StatusCode::ACCEPTED, Json(jobs)).into_response()),
+        RestoreAnswer::Pending(pending) => Ok((StatusCode::CREATED, Json(pending)).into_response()),
+    }
 }
 
 /// Apply the manifest's retention now (or say what it would forget, `dry_run`).

@@ -85,10 +85,10 @@ pub(crate) async fn deploy(
     }
 }
 
-/// Deploy requests: those waiting for approval first, then the last 100 closed ones.
-#[utoipa::path(get, path = "/v1/deploys", tag = "rollouts", security((), ("bearer" = [])),
+/// Changes waiting for approval (deploys, live restores) first, then the last 100 closed ones.
+#[utoipa::path(get, path = "/v1/approvals", tag = "approvals", security((), ("bearer" = [])),
     responses(
-        (status = 200, description = "The deploy requests", body = PendingDeployList),
+        (status = 200, description = "The requests waiting for approval, then recent ones", body = PendingDeployList),
         (status = 401, description = "Missing, wrong, revoked or expired bearer token", body = ApiErrorBody),
         (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
     ))]
@@ -101,9 +101,9 @@ pub(crate) async fn list_requests(
     Ok(Json(list).into_response())
 }
 
-/// One deploy request.
-#[utoipa::path(get, path = "/v1/deploys/{id}", tag = "rollouts", security((), ("bearer" = [])),
-    params(("id" = String, Path, description = "The request (`d-3` or `3`)", example = "d-1")),
+/// One request for approval.
+#[utoipa::path(get, path = "/v1/approvals/{id}", tag = "approvals", security((), ("bearer" = [])),
+    params(("id" = String, Path, description = "The request (`r-3` or `3`)", example = "r-1")),
     responses(
         (status = 200, description = "The request", body = PendingDeploy),
         (status = 401, description = "Missing, wrong, revoked or expired bearer token", body = ApiErrorBody),
@@ -117,20 +117,20 @@ pub(crate) async fn request(
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     let UrlPath(id) = id?;
-    let wanted = id.trim().trim_start_matches("d-").to_owned();
+    let wanted = id.trim().trim_start_matches("r-").to_owned();
     let list = state.handle.deploy_requests().await.ok_or_else(gone)?;
     let found = list
         .deploys
         .into_iter()
-        .find(|r| r.id.trim_start_matches("d-") == wanted)
+        .find(|r| r.id.trim_start_matches("r-") == wanted)
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no deploy request `{id}`")))?;
     Ok(Json(found).into_response())
 }
 
-/// Approve a deploy request (four-eyes: never the requester's own, never twice by one
-/// person); the last approval it needs starts the deploy, checked again first.
-#[utoipa::path(post, path = "/v1/deploys/{id}/approve", tag = "rollouts", security((), ("bearer" = [])),
-    params(("id" = String, Path, description = "The request (`d-3` or `3`)", example = "d-1")),
+/// Approve a request (four-eyes: never the requester's own, never twice by one person); the
+/// last approval it needs starts the deploy or restore, checked again first.
+#[utoipa::path(post, path = "/v1/approvals/{id}/approve", tag = "approvals", security((), ("bearer" = [])),
+    params(("id" = String, Path, description = "The request (`r-3` or `3`)", example = "r-1")),
     request_body = DecideDeployRequest,
     responses(
         (status = 200, description = "Approved: still pending, started, or failed to start (its `reason` says why)", body = PendingDeploy),
@@ -150,9 +150,9 @@ pub(crate) async fn approve(
     decide(state, headers, id, body, true).await
 }
 
-/// Reject a deploy request: it will not start.
-#[utoipa::path(post, path = "/v1/deploys/{id}/reject", tag = "rollouts", security((), ("bearer" = [])),
-    params(("id" = String, Path, description = "The request (`d-3` or `3`)", example = "d-1")),
+/// Reject a request: it will not start.
+#[utoipa::path(post, path = "/v1/approvals/{id}/reject", tag = "approvals", security((), ("bearer" = [])),
+    params(("id" = String, Path, description = "The request (`r-3` or `3`)", example = "r-1")),
     request_body = DecideDeployRequest,
     responses(
         (status = 200, description = "Rejected", body = PendingDeploy),

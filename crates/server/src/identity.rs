@@ -233,8 +233,8 @@ pub(crate) fn permission(method: &Method, route: Option<&str>) -> Permission {
         return Permission::Read;
     }
     match route {
-        "/v1/deploys/{id}/approve"
-        | "/v1/deploys/{id}/reject"
+        "/v1/approvals/{id}/approve"
+        | "/v1/approvals/{id}/reject"
         | "/v1/runbooks/runs/{id}/approve" => Permission::Approve,
         _ => Permission::Operate,
     }

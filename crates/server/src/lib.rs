@@ -189,10 +189,10 @@ pub fn app(handle: Handle, access: Access) -> Router {
             post(deploy::rollout_command),
         )
         .route("/v1/services/{name}/rollback", post(deploy::rollback))
-        .route("/v1/deploys", get(deploy::list_requests))
-        .route("/v1/deploys/{id}", get(deploy::request))
-        .route("/v1/deploys/{id}/approve", post(deploy::approve))
-        .route("/v1/deploys/{id}/reject", post(deploy::reject))
+        .route("/v1/approvals", get(deploy::list_requests))
+        .route("/v1/approvals/{id}", get(deploy::request))
+        .route("/v1/approvals/{id}/approve", post(deploy::approve))
+        .route("/v1/approvals/{id}/reject", post(deploy::reject))
         .route("/v1/secrets", get(state_routes::list_secrets))
         .route(
             "/v1/secrets/{name}",

@@ -3,7 +3,8 @@
 //! a passing gate verdict for its version, then waiting for two approvals by two other
 //! identities (the requester's own refused, a second one by the same person refused), started
 //! by the last one; every step in the ledger with the identities, and no token in the ledger
-//! or the control plane's log.
+//! or the control plane's log. A restore in place in that environment waits for approval too,
+//! and a sandbox restore does not.
 
 mod common;
 
@@ -175,7 +176,7 @@ fn a_prod_deploy_needs_a_passing_gate_and_two_approvals_by_others_and_roles_are_
         "nothing started before approvals"
     );
 
-    let approve = format!("/v1/deploys/{id}/approve");
+    let approve = format!("/v1/approvals/{id}/approve");
     let reason = r#"{"reason": "change CHG-1 reviewed"}"#;
     // The requester's own approval never counts, admin or not; an operator may not approve.
     let (status, body) = https("POST", &approve, Some(&alice), Some(reason));
@@ -274,20 +275,20 @@ fn a_rejected_deploy_request_never_starts_and_bad_words_are_refused() {
     let asked = wharf_as(stack.path(), &olga, &["deploy", "web", "--version", "2"]);
     assert!(asked.status.success(), "{}", text(&asked));
     assert!(
-        text(&asked).contains("wharf approve d-1"),
+        text(&asked).contains("wharf approve r-1"),
         "{}",
         text(&asked)
     );
     let rejected = wharf_as(
         stack.path(),
         &bob,
-        &["reject", "d-1", "--reason", "not in the window"],
+        &["reject", "r-1", "--reason", "not in the window"],
     );
     assert!(rejected.status.success(), "{}", text(&rejected));
     let late = wharf_as(
         stack.path(),
         &bob,
-        &["approve", "d-1", "--reason", "changed my mind"],
+        &["approve", "r-1", "--reason", "changed my mind"],
     );
     assert_eq!(late.status.code(), Some(2), "{}", text(&late));
     assert!(text(&late).contains("rejected"), "{}", text(&late));
@@ -299,13 +300,91 @@ fn a_rejected_deploy_request_never_starts_and_bad_words_are_refused() {
     assert_eq!(actions(&ledger, "approval.reject")[0]["actor"], "bob");
     assert!(actions(&ledger, "deploy.start").is_empty());
     // A bad reason and an unknown request are refused with what is wrong.
-    let blank = wharf_as(stack.path(), &bob, &["approve", "d-1", "--reason", " "]);
+    let blank = wharf_as(stack.path(), &bob, &["approve", "r-1", "--reason", " "]);
     assert_eq!(blank.status.code(), Some(2), "{}", text(&blank));
-    let unknown = wharf_as(stack.path(), &bob, &["approve", "d-9", "--reason", "x"]);
+    let unknown = wharf_as(stack.path(), &bob, &["approve", "r-9", "--reason", "x"]);
     assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown));
     assert!(
-        text(&unknown).contains("no deploy request"),
+        text(&unknown).contains("no request `r-9`"),
         "{}",
         text(&unknown)
     );
+}
+
+const SQLITE_STACK: &str = r#"name: shop
+services:
+  db:
+    kind: sqlite
+    path: ./app.db
+    backup: {schedule: "0 3 * * *", retain: {last: 3}}
+environments:
+  prod:
+    require: {approvals: 1}
+"#;
+
+fn item_count(path: &Path) -> i64 {
+    let db = rusqlite::Connection::open(path).unwrap();
+    db.query_row("SELECT count(*) FROM items", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn a_restore_over_live_data_waits_for_an_approval_and_a_sandbox_restore_does_not() {
+    let stack = Stack::new(SQLITE_STACK);
+    let path = stack.path().join("app.db");
+    {
+        let db = rusqlite::Connection::open(&path).unwrap();
+        db.execute_batch(
+            "CREATE TABLE items (id INTEGER PRIMARY KEY); INSERT INTO items DEFAULT VALUES;",
+        )
+        .unwrap();
+    }
+    let up = stack.wharf(&["up", "-d", "--env", "prod", "--wait-timeout", "60s"]);
+    assert!(up.status.success(), "{}", text(&up));
+    let backup = stack.wharf(&["backup", "run"]);
+    assert!(backup.status.success(), "{}", text(&backup));
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("INSERT INTO items DEFAULT VALUES; INSERT INTO items DEFAULT VALUES;")
+        .unwrap();
+    assert_eq!(item_count(&path), 3);
+
+    // A sandbox restore touches nothing live: it runs at once.
+    let sandbox = stack.wharf(&["restore", "db", "--sandbox"]);
+    assert!(sandbox.status.success(), "{}", text(&sandbox));
+    assert!(actions(&stack.ledger(), "approval.request").is_empty());
+
+    let olga = create_token(&stack, "olga", "operator");
+    let bob = create_token(&stack, "bob", "approver");
+    let asked = wharf_as(stack.path(), &olga, &["restore", "db", "--confirm"]);
+    assert!(asked.status.success(), "{}", text(&asked));
+    assert!(
+        text(&asked).contains("restore db (latest) in place"),
+        "{}",
+        text(&asked)
+    );
+    assert_eq!(item_count(&path), 3, "nothing restored before the approval");
+    let approved = wharf_as(
+        stack.path(),
+        &bob,
+        &["approve", "r-1", "--reason", "INC-7 data loss"],
+    );
+    assert!(approved.status.success(), "{}", text(&approved));
+    assert!(
+        text(&approved).contains("started job"),
+        "{}",
+        text(&approved)
+    );
+    eventually(
+        "the restore in place",
+        std::time::Duration::from_secs(60),
+        || (item_count(&path) == 1).then_some(()),
+    );
+    let ledger = stack.ledger();
+    assert_eq!(actions(&ledger, "approval.request")[0]["actor"], "olga");
+    assert_eq!(
+        actions(&ledger, "approval.request")[0]["details"]["action"],
+        "restore"
+    );
+    assert_eq!(actions(&ledger, "approval.approve")[0]["actor"], "bob");
 }

@@ -1,25 +1,29 @@
-//! Governance of deploys: the environment's `require.gates` (a passing verdict of each gate
+//! Governance of changes: the environment's `require.gates` (a passing verdict of each gate
 //! for the version, read from the ledger's `gate.check` entries) and `require.approvals`
-//! (four-eyes: the deploy waits as a request until that many distinct approvers other than
-//! its requester approve it; one rejection ends it; so does its deadline).
+//! (four-eyes: a deploy, or a restore over live data — in place or into another server —
+//! waits as a request until that many distinct approvers other than its requester approve it;
+//! one rejection ends it; so does its deadline). A runbook's deploy or live restore step is
+//! refused there: a runbook must not be a way around four-eyes.
 //!
-//! A request is checked in full when asked for (so a deploy that could not start is refused
-//! at once, with every reason) and again when the last approval arrives (the world may have
-//! changed: a gate failed since, a rollout began); what cannot start then ends as `failed`
-//! with why. Every change saves the request's row with its `approval.*` entry, naming who
-//! acted; the `deploy.start` entry of an approved deploy names its requester and approvers.
+//! A deploy request is checked in full when asked for (so one that could not start is refused
+//! at once, with every reason) and every request again when the last approval arrives (the
+//! world may have changed: a gate failed since, a rollout began); what cannot start then ends
+//! as `failed` with why. Every change saves the request's row with its `approval.*` entry,
+//! naming who acted; the `deploy.start` entry of an approved deploy names its requester and
+//! approvers, and the restore job records the request it ran for.
 
 use serde_json::json;
 use wharf_api::{
-    ControlError, DeployAnswer, DeployApproval, DeployRequestState, ErrorCode, PendingDeploy,
-    PendingDeployList,
+    ControlError, DeployAnswer, DeployApproval, DeployRequestState, ErrorCode, GatedAction,
+    PendingDeploy, PendingDeployList, RestoreAnswer, RestoreRequest, RestoreTarget,
 };
 use wharf_ledger::KnownAction;
 
 use super::{ControlPlane, Core};
 use crate::deploy::DeployRequest;
+use crate::events::BackupCommand;
 
-/// How long a deploy request waits for its approvals.
+/// How long a request waits for its approvals unless `require.approvals.within` says.
 pub(super) const APPROVAL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 /// Closed requests kept in memory for listing (older ones stay in the store).
 const RECENT: u32 = 100;
@@ -39,7 +43,49 @@ pub(super) struct Approvals {
 }
 
 fn number(id: &str) -> Option<u64> {
-    id.trim().trim_start_matches("d-").parse().ok()
+    id.trim().trim_start_matches("r-").parse().ok()
+}
+
+/// The ledger details every `approval.*` entry carries: which request, for what.
+fn about(request: &PendingDeploy) -> serde_json::Map<String, serde_json::Value> {
+    let mut map = serde_json::Map::new();
+    map.insert("id".to_owned(), json!(request.id));
+    map.insert("service".to_owned(), json!(request.service));
+    match &request.action {
+        GatedAction::Deploy { request } => {
+            map.insert("action".to_owned(), json!("deploy"));
+            map.insert("version".to_owned(), json!(request.version));
+        }
+        GatedAction::Restore { request } => {
+            map.insert("action".to_owned(), json!("restore"));
+            map.insert(
+                "snapshot".to_owned(),
+                json!(request.snapshot.as_deref().unwrap_or("latest")),
+            );
+            let target = match &request.target {
+                RestoreTarget::InPlace { .. } => "in_place",
+                RestoreTarget::Url { .. } => "url",
+                RestoreTarget::Sandbox => "sandbox",
+            };
+            map.insert("target".to_owned(), json!(target));
+        }
+    }
+    map
+}
+
+fn with(
+    mut map: serde_json::Map<String, serde_json::Value>,
+    more: serde_json::Value,
+) -> serde_json::Value {
+    if let serde_json::Value::Object(more) = more {
+        map.extend(more);
+    }
+    serde_json::Value::Object(map)
+}
+
+/// Whether a restore reaches live data (anything but a sandbox).
+pub(super) fn restore_is_live(request: &RestoreRequest) -> bool {
+    !matches!(request.target, RestoreTarget::Sandbox)
 }
 
 fn state_word(state: DeployRequestState) -> &'static str {
@@ -170,12 +216,7 @@ impl ControlPlane {
         actor: &str,
     ) -> Result<DeployAnswer, ControlError> {
         let required = self.backups.require().and_then(|r| r.approvals);
-        if let Some(open) = self.approvals.open_for(name) {
-            return Err(ControlError::rejected(format!(
-                "deploy request {} of `{name}` {} waits for approval; it must be approved, rejected or expire first",
-                open.id, open.request.version
-            )));
-        }
+        self.refuse_while_open(name)?;
         let prepared = self.prepare_deploy(name, request.clone())?;
         let Some(required) = required else {
             let by = DeployedBy {
@@ -187,19 +228,89 @@ impl ControlPlane {
                 .start_prepared(prepared, Some(by))
                 .map(|view| DeployAnswer::Started(Box::new(view)));
         };
-        let now = jiff::Timestamp::now();
-        let expires_at = now
-            .checked_add(jiff::SignedDuration::try_from(APPROVAL_DEADLINE).unwrap_or_default())
-            .unwrap_or(now);
-        let id = self.approvals.next_id;
-        self.approvals.next_id += 1;
-        let pending = PendingDeploy {
-            id: format!("d-{id}"),
-            service: name.to_owned(),
+        let action = GatedAction::Deploy {
             request: DeployRequest {
                 version: request.version.trim().to_owned(),
                 ..request
             },
+        };
+        Ok(DeployAnswer::Pending(Box::new(
+            self.open_request(name, action, actor, required),
+        )))
+    }
+
+    /// `POST /v1/restores`: a restore over live data where the environment requires approvals
+    /// waits as a request (a sandbox restore touches nothing live and starts at once).
+    pub(super) fn request_restore(
+        &mut self,
+        request: RestoreRequest,
+    ) -> Result<RestoreAnswer, ControlError> {
+        let actor = self.core.journal.acting().to_owned();
+        let actor = actor.as_str();
+        let required = self.backups.require().and_then(|r| r.approvals);
+        let Some(required) = required.filter(|_| restore_is_live(&request)) else {
+            return self
+                .backup_command(BackupCommand::Restore(request))
+                .map(RestoreAnswer::Started);
+        };
+        // What can be known now is checked now: the datastore, and an in-place restore's
+        // confirmation; the job itself checks the rest when it starts.
+        if !self.backups.has_datastore(&request.service) {
+            return Err(ControlError::new(
+                ErrorCode::UnknownService,
+                format!(
+                    "`{}` is not a datastore with `backup:` in this stack",
+                    request.service
+                ),
+            ));
+        }
+        if matches!(request.target, RestoreTarget::InPlace { confirm: false }) {
+            return Err(ControlError::rejected(
+                "a restore in place replaces the running datastore's data: confirm it",
+            ));
+        }
+        self.refuse_while_open(&request.service)?;
+        let service = request.service.clone();
+        let action = GatedAction::Restore { request };
+        Ok(RestoreAnswer::Pending(Box::new(
+            self.open_request(&service, action, actor, required),
+        )))
+    }
+
+    fn refuse_while_open(&self, service: &str) -> Result<(), ControlError> {
+        match self.approvals.open_for(service) {
+            Some(open) => Err(ControlError::rejected(format!(
+                "request {} ({}) waits for approval; it must be approved, rejected or expire first",
+                open.id,
+                open.summary()
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Records a request that waits for `required` approvals.
+    fn open_request(
+        &mut self,
+        service: &str,
+        action: GatedAction,
+        actor: &str,
+        required: u32,
+    ) -> PendingDeploy {
+        let now = jiff::Timestamp::now();
+        let within = self
+            .backups
+            .require()
+            .and_then(|r| r.approvals_within)
+            .map_or(APPROVAL_DEADLINE, |d| d.as_std());
+        let expires_at = now
+            .checked_add(jiff::SignedDuration::try_from(within).unwrap_or_default())
+            .unwrap_or(now);
+        let id = self.approvals.next_id;
+        self.approvals.next_id += 1;
+        let pending = PendingDeploy {
+            id: format!("r-{id}"),
+            service: service.to_owned(),
+            action,
             state: DeployRequestState::PendingApproval,
             requested_by: actor.to_owned(),
             requested_at: now.to_string(),
@@ -208,25 +319,27 @@ impl ControlPlane {
             approvals: Vec::new(),
             rejected_by: None,
             rollout_id: None,
+            job_id: None,
             reason: None,
         };
-        Approvals::save(
-            &mut self.core,
-            &pending,
-            actor,
-            KnownAction::ApprovalRequest,
+        let details = with(
+            about(&pending),
             json!({
-                "id": pending.id,
-                "service": name,
-                "version": pending.request.version,
                 "approvals_required": required,
                 "environment": self.backups.environment(),
                 "expires_at": pending.expires_at,
             }),
         );
-        tracing::info!(service = name, id = %pending.id, required, "deploy waits for approvals");
+        Approvals::save(
+            &mut self.core,
+            &pending,
+            actor,
+            KnownAction::ApprovalRequest,
+            details,
+        );
+        tracing::info!(service, id = %pending.id, required, "a change waits for approvals");
         self.approvals.requests.push(pending.clone());
-        Ok(DeployAnswer::Pending(pending))
+        pending
     }
 
     /// An approver's word on request `id`: four-eyes (never the requester, never twice the
@@ -249,26 +362,26 @@ impl ControlPlane {
         let index = self.approvals.position(id).ok_or_else(|| {
             ControlError::new(
                 ErrorCode::NotFound,
-                format!("no deploy request `{id}` (`wharf approvals` lists them)"),
+                format!("no request `{id}` waiting for approval (`wharf approvals` lists them)"),
             )
         })?;
         let request = &self.approvals.requests[index];
         if !request.state.is_open() {
             return Err(ControlError::rejected(format!(
-                "deploy request {} is {}, not waiting for approval",
+                "request {} is {}, not waiting for approval",
                 request.id,
                 state_word(request.state)
             )));
         }
         if request.requested_by == actor {
             return Err(ControlError::rejected(format!(
-                "`{actor}` asked for deploy request {}: the requester's own approval never counts (four-eyes)",
+                "`{actor}` asked for request {}: the requester's own approval never counts (four-eyes)",
                 request.id
             )));
         }
         if approve && request.approvals.iter().any(|a| a.by == actor) {
             return Err(ControlError::rejected(format!(
-                "`{actor}` already approved deploy request {}",
+                "`{actor}` already approved request {}",
                 request.id
             )));
         }
@@ -286,7 +399,7 @@ impl ControlPlane {
                 &request,
                 actor,
                 KnownAction::ApprovalReject,
-                json!({"id": request.id, "service": request.service, "version": request.request.version, "reason": reason}),
+                with(about(&request), json!({"reason": reason})),
             );
             self.approvals.requests[index] = request.clone();
             self.approvals.trim();
@@ -299,30 +412,41 @@ impl ControlPlane {
             &request,
             actor,
             KnownAction::ApprovalApprove,
-            json!({
-                "id": request.id,
-                "service": request.service,
-                "version": request.request.version,
-                "reason": reason,
-                "approvals": count,
-                "approvals_required": request.approvals_required,
-            }),
+            with(
+                about(&request),
+                json!({
+                    "reason": reason,
+                    "approvals": count,
+                    "approvals_required": request.approvals_required,
+                }),
+            ),
         );
         if count >= request.approvals_required {
-            let started = self
-                .prepare_deploy(&request.service, request.request.clone())
-                .and_then(|prepared| {
-                    let by = DeployedBy {
-                        requester: request.requested_by.clone(),
-                        request: Some(request.id.clone()),
-                        approvers: request.approvals.iter().map(|a| a.by.clone()).collect(),
-                    };
-                    self.start_prepared(prepared, Some(by))
-                });
+            let started = match request.action.clone() {
+                GatedAction::Deploy { request: deploy } => self
+                    .prepare_deploy(&request.service, deploy)
+                    .and_then(|prepared| {
+                        let by = DeployedBy {
+                            requester: request.requested_by.clone(),
+                            request: Some(request.id.clone()),
+                            approvers: request.approvals.iter().map(|a| a.by.clone()).collect(),
+                        };
+                        self.start_prepared(prepared, Some(by))
+                    })
+                    .map(|view| (Some(view.id), None)),
+                GatedAction::Restore { request: restore } => {
+                    // The job's entries are the requester's change, approved.
+                    let before = self.core.journal.act_as(Some(request.requested_by.clone()));
+                    let started = self.backup_command(BackupCommand::Restore(restore));
+                    self.core.journal.act_as(before);
+                    started.map(|jobs| (None, jobs.jobs.first().map(|job| job.id)))
+                }
+            };
             match started {
-                Ok(view) => {
+                Ok((rollout_id, job_id)) => {
                     request.state = DeployRequestState::Started;
-                    request.rollout_id = Some(view.id);
+                    request.rollout_id = rollout_id;
+                    request.job_id = job_id;
                     let text = serde_json::to_string(&request).unwrap_or_default();
                     if let Some(n) = number(&request.id) {
                         self.core.journal.save_deploy_request(
@@ -341,7 +465,7 @@ impl ControlPlane {
                         &request,
                         actor,
                         KnownAction::ApprovalFailed,
-                        json!({"id": request.id, "service": request.service, "version": request.request.version, "reason": error.message}),
+                        with(about(&request), json!({"reason": error.message})),
                     );
                 }
             }
@@ -372,13 +496,13 @@ impl ControlPlane {
                 &request,
                 &actor,
                 KnownAction::ApprovalExpire,
-                json!({
-                    "id": request.id,
-                    "service": request.service,
-                    "version": request.request.version,
-                    "approvals": request.approvals.len(),
-                    "approvals_required": request.approvals_required,
-                }),
+                with(
+                    about(&request),
+                    json!({
+                        "approvals": request.approvals.len(),
+                        "approvals_required": request.approvals_required,
+                    }),
+                ),
             );
             self.approvals.requests[index] = request;
         }

@@ -858,6 +858,11 @@ impl Backups {
             .collect()
     }
 
+    /// Whether `name` is a datastore with `backup:`.
+    pub(super) fn has_datastore(&self, name: &str) -> bool {
+        self.datastores.contains_key(name)
+    }
+
     /// What the environment requires of a deploy (backups, drills, gates, approvals).
     pub(super) fn require(&self) -> Option<&Requirements> {
         self.require.as_ref()

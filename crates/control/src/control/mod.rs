@@ -597,6 +597,9 @@ impl ControlPlane {
                 let free = self.backups.finish(&mut self.core, *job);
                 self.want_again(free);
             }
+            Event::Command(Command::Restore { request, reply }) => {
+                let _ = reply.send(self.request_restore(request));
+            }
             Event::Command(Command::Backup { command, reply }) => {
                 let _ = reply.send(self.backup_command(command));
             }

@@ -1122,6 +1122,15 @@ impl ControlPlane {
         command: BackupCommand,
         timeout: Duration,
     ) -> Result<Progress, Ending> {
+        if let BackupCommand::Restore(request) = &command
+            && super::approvals::restore_is_live(request)
+            && let Some(count) = self.backups.require().and_then(|r| r.approvals)
+        {
+            return Err(Ending::failed(format!(
+                "a restore of `{}` over live data needs {count} approval(s) in this environment; ask for it with `wharf restore`",
+                request.service
+            )));
+        }
         let started = self
             .backup_command(command)
             .map_err(|error| Ending::failed(error.message))?;

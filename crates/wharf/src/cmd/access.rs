@@ -50,7 +50,7 @@ pub struct TokenRevokeArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct DecideArgs {
-    /// The deploy request (`d-3`), as `wharf approvals` lists it.
+    /// The request (`r-3`), as `wharf approvals` lists it.
     pub id: String,
     /// Why (recorded in the ledger with your identity).
     #[arg(long)]
@@ -210,7 +210,7 @@ pub fn whoami(global: &Global) -> anyhow::Result<ExitStatus> {
 }
 
 pub fn approvals(global: &Global) -> anyhow::Result<ExitStatus> {
-    let list: PendingDeployList = match ask(global, "GET", "/v1/deploys", None)? {
+    let list: PendingDeployList = match ask(global, "GET", "/v1/approvals", None)? {
         Ok(list) => list,
         Err(status) => return Ok(status),
     };
@@ -218,7 +218,7 @@ pub fn approvals(global: &Global) -> anyhow::Result<ExitStatus> {
         Output::Json => println!("{}", serde_json::to_string_pretty(&list)?),
         Output::Human => {
             if list.deploys.is_empty() {
-                println!("no deploy requests");
+                println!("no requests for approval");
             }
             for request in &list.deploys {
                 print_request(request);
@@ -235,10 +235,9 @@ pub fn print_request(request: &PendingDeploy) {
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default();
     println!(
-        "{} {} {} — {} ({}/{} approvals), requested by {}, expires {}",
+        "{} {} — {} ({}/{} approvals), requested by {}, expires {}",
         request.id,
-        request.service,
-        request.request.version,
+        request.summary(),
         state,
         request.approvals.len(),
         request.approvals_required,
@@ -260,6 +259,9 @@ pub fn print_request(request: &PendingDeploy) {
             request.service
         );
     }
+    if let Some(job) = request.job_id {
+        println!("    started job {job} (`wharf backup show {job}`)");
+    }
 }
 
 pub fn decide(global: &Global, args: &DecideArgs, approve: bool) -> anyhow::Result<ExitStatus> {
@@ -267,7 +269,7 @@ pub fn decide(global: &Global, args: &DecideArgs, approve: bool) -> anyhow::Resu
     let body = serde_json::to_value(DecideDeployRequest {
         reason: args.reason.clone(),
     })?;
-    let path = format!("/v1/deploys/{}/{verb}", writer::segment(&args.id));
+    let path = format!("/v1/approvals/{}/{verb}", writer::segment(&args.id));
     let request: PendingDeploy = match ask(global, "POST", &path, Some(body))? {
         Ok(request) => request,
         Err(status) => return Ok(status),

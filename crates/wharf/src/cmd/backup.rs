@@ -225,10 +225,27 @@ fn start(
     let state_dir = global.state_dir();
     let body = serde_json::to_value(body)?;
     block_on(async {
-        let started: JobsStarted = match request(&state_dir, "POST", path, Some(body)).await? {
-            Ok(started) => started,
+        let answer: serde_json::Value = match request(&state_dir, "POST", path, Some(body)).await? {
+            Ok(answer) => answer,
             Err(status) => return Ok(status),
         };
+        // A restore over live data where the environment requires approvals waits for them.
+        if answer.get("approvals_required").is_some() {
+            let pending: wharf_api::PendingDeploy = serde_json::from_value(answer)?;
+            match global.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&pending)?),
+                Output::Human => {
+                    crate::cmd::access::print_request(&pending);
+                    eprintln!(
+                        "waits for {} approval(s) by others: `wharf approve {} --reason …`",
+                        pending.approvals_required, pending.id
+                    );
+                }
+            }
+            return Ok(ExitStatus::Ok);
+        }
+        let started: JobsStarted = serde_json::from_value(answer)
+            .with_context(|| format!("the control plane's answer to POST {path} is unreadable"))?;
         let jobs = if wait {
             follow(&state_dir, started.jobs, global.output).await?
         } else {
