@@ -1433,10 +1433,7 @@ fn requirements(decoder: &mut Decoder, node: &Node, refs: &mut References) -> Op
                 None => (None, None),
             }
         }
-        Some(node) => (
-            decoder.integer(node, "`require.approvals`", 1, 10),
-            None,
-        ),
+        Some(node) => (decoder.integer(node, "`require.approvals`", 1, 10), None),
     };
     let mut gates = Vec::new();
     if let Some(list) = fields.get("gates") {

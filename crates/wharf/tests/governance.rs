@@ -388,3 +388,42 @@ fn a_restore_over_live_data_waits_for_an_approval_and_a_sandbox_restore_does_not
     );
     assert_eq!(actions(&ledger, "approval.approve")[0]["actor"], "bob");
 }
+
+#[test]
+fn a_request_not_approved_within_its_window_expires_and_can_no_longer_be_approved() {
+    let manifest = MANIFEST
+        .replace("WEB_PORT", &free_port().to_string())
+        .replace(
+            "require: {approvals: 2, gates: [release]}",
+            "require: {approvals: {count: 1, within: 2s}}",
+        );
+    let stack = Stack::new(&manifest);
+    let up = stack.wharf(&["up", "-d", "--env", "prod", "--wait-timeout", "60s"]);
+    assert!(up.status.success(), "{}", text(&up));
+    let bob = create_token(&stack, "bob", "approver");
+    let asked = stack.wharf(&["deploy", "web", "--version", "2"]);
+    assert!(asked.status.success(), "{}", text(&asked));
+    eventually(
+        "the request to expire",
+        std::time::Duration::from_secs(30),
+        || {
+            let listed = stack.wharf(&["approvals", "--output", "json"]);
+            let listed = json(&String::from_utf8_lossy(&listed.stdout));
+            (listed["deploys"][0]["state"] == "expired").then_some(())
+        },
+    );
+    let late = wharf_as(
+        stack.path(),
+        &bob,
+        &["approve", "r-1", "--reason", "too late"],
+    );
+    assert_eq!(late.status.code(), Some(2), "{}", text(&late));
+    assert!(text(&late).contains("expired"), "{}", text(&late));
+    let ledger = stack.ledger();
+    assert_eq!(actions(&ledger, "approval.expire").len(), 1);
+    assert!(actions(&ledger, "deploy.start").is_empty());
+    // A new request may be made once the old one is closed.
+    let again = stack.wharf(&["deploy", "web", "--version", "2"]);
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(text(&again).contains("r-2"), "{}", text(&again));
+}
