@@ -16,7 +16,8 @@ use crate::Action;
 macro_rules! known_actions {
     ($( $(#[$doc:meta])* $variant:ident = $text:literal, )*) => {
         /// Every action wharf writes to its ledger, by subsystem: stack, instance, service,
-        /// proxy, deploy (rollouts), secret, config, audit, preflight, alert.
+        /// proxy, deploy (rollouts), secret, config, audit, preflight, alert, backup, runbook,
+        /// gate, promotion.
         ///
         /// Writers take this type ([`From<KnownAction> for Action`](Action)); readers get an
         /// [`Action`], which also holds names this build does not know.
@@ -242,6 +243,11 @@ known_actions! {
     /// `wharf gate check`: the verdict, each condition's verdict and measure, and every input
     /// with its SHA-256 and detected format.
     GateCheck = "gate.check",
+
+    // ── promotion: evidence from another environment's ledger; target `SERVICE@VERSION` ────
+    /// `wharf promote import`: a verified promotion bundle accepted, with its SHA-256, the
+    /// environment and verifier key it came from, the service, version and checkpoint.
+    PromotionImport = "promotion.import",
 }
 
 impl fmt::Display for KnownAction {

@@ -1410,7 +1410,13 @@ fn requirements(decoder: &mut Decoder, node: &Node) -> Option<Requirements> {
     let fields = decoder.fields(
         node,
         what,
-        &["approvals", "gates", "backup_max_age", "drill_max_age"],
+        &[
+            "approvals",
+            "gates",
+            "backup_max_age",
+            "drill_max_age",
+            "promoted_from",
+        ],
     )?;
     // Approvals and release gates come with governance; until then a policy the file
     // declares must not be silently unenforced.
@@ -1434,6 +1440,9 @@ fn requirements(decoder: &mut Decoder, node: &Node) -> Option<Requirements> {
         drill_max_age: fields
             .get("drill_max_age")
             .and_then(|n| decoder.duration(n, "`require.drill_max_age`", DurationRule::Age)),
+        promoted_from: fields
+            .get("promoted_from")
+            .and_then(|n| crate::promotion::promoted_from(decoder, n)),
     })
 }
 

@@ -858,6 +858,11 @@ impl Backups {
             .collect()
     }
 
+    /// The environment chosen and what it demands (for the other `require` checks).
+    pub(super) fn requirements(&self) -> (Option<&str>, Option<&Requirements>) {
+        (self.environment.as_deref(), self.require.as_ref())
+    }
+
     /// Why a deploy may not go ahead under the environment's `require` (`None`: it may).
     pub(super) fn gate(&self) -> Option<String> {
         let require = self.require.as_ref()?;
@@ -1546,6 +1551,7 @@ mod tests {
         let require = Requirements {
             backup_max_age: Some("24h".parse().unwrap()),
             drill_max_age: Some("7d".parse().unwrap()),
+            promoted_from: None,
         };
         let mut db = DatastoreBackups {
             service: "db".into(),

@@ -6,6 +6,7 @@ mod adopt;
 mod alerts;
 mod backups;
 mod inject;
+mod promotion;
 mod reconcile;
 mod reload;
 mod rollouts;

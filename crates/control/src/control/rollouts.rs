@@ -150,6 +150,11 @@ impl ControlPlane {
                 "deploy of `{name}` refused: {why}"
             )));
         }
+        if let Some(why) = self.promotion_gate(name, &request.version) {
+            return Err(ControlError::rejected(format!(
+                "deploy of `{name}` refused: {why}"
+            )));
+        }
         let version = request.version.trim();
         if version.is_empty() || version.chars().any(char::is_whitespace) {
             return Err(ControlError::rejected(format!(
