@@ -10,6 +10,7 @@ pub mod deploy;
 pub mod error;
 pub mod gates;
 pub mod incidents;
+pub mod promotion;
 pub mod reload;
 pub mod runbooks;
 pub mod secrets;
@@ -43,6 +44,7 @@ pub use incidents::{
     AssignRoleRequest, DeclareIncidentRequest, Incident, IncidentList, IncidentSeverity,
     IncidentStatus, IncidentStepRequest, IncidentUpdate, IncidentUpdateRequest,
 };
+pub use promotion::{PromotionImportAnswer, PromotionImportRequest};
 pub use reload::{
     DownAnswer, DownRequest, ManifestChanges, ReloadAnswer, ReloadRequest, RestartAnswer,
 };
