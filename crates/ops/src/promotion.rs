@@ -21,7 +21,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use wharf_ledger::{
-    Checkpoint, Entry, KnownAction, Ledger, NoteError, RawEntry, SignedCheckpoint, VerifierKey,
+    Checkpoint, Entry, KnownAction, Ledger, NoteError, RawEntry, SignedCheckpoint, Storage,
+    VerifierKey,
     from_hex, hash_from_slice, leaf_hash, to_hex, verify_inclusion,
 };
 use wharf_store::{EntryFilter, Store};
@@ -451,8 +452,8 @@ pub fn evidence(store: &Store, service: &str, version: &str) -> Result<Vec<Entry
 }
 
 /// Builds the bundle of `entries` with proofs against `checkpoint` (which must cover them).
-pub fn build(
-    ledger: &Ledger<Store>,
+pub fn build<S: Storage>(
+    ledger: &Ledger<S>,
     source: (&str, &str),
     service: &str,
     version: &str,
@@ -604,4 +605,285 @@ pub fn summary(verified: &Verified) -> Value {
         "checkpoint_size": verified.checkpoint.size, "rollout": verified.rollout,
         "gates": verified.gates, "entries": verified.seqs,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use wharf_ledger::SignerKey;
+
+    use super::*;
+    use crate::{OpsErrorKind, audit, gates};
+
+    const ACTOR: &str = "tester";
+
+    fn deploy(store: &mut Store, action: KnownAction, rollout: u64, version: &str) {
+        append(
+            store,
+            &Actor(ACTOR.into()),
+            action,
+            "api",
+            json!({"rollout": rollout, "version": version}),
+        )
+        .unwrap();
+    }
+
+    fn gate(store: &mut Store, name: &str, version: &str, verdict: &str) {
+        gates::record(
+            store,
+            &Actor(ACTOR.into()),
+            json!({"gate": name, "service": "api", "version": version, "verdict": verdict,
+                "conditions": [{"name": "c", "verdict": verdict, "measured": "1"}],
+                "inputs": [{"path": "x.sarif", "sha256": "0".repeat(64), "format": "sarif"}]}),
+        )
+        .unwrap();
+    }
+
+    /// A staging ledger: 2.0 rolled out (rollout 1) with a passing and a failing gate,
+    /// 3.0 rolled back (rollout 2), 2.0 again rolled back (rollout 3); the bundle for api@2.0 and the ledger's key.
+    struct Staging {
+        _dir: tempfile::TempDir,
+        store: Store,
+        key: VerifierKey,
+        bundle: Bundle,
+    }
+
+    fn staging() -> Staging {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open_for_writing(dir.path()).unwrap();
+        audit::note(&mut store, &Actor(ACTOR.into()), "before").unwrap();
+        gate(&mut store, "release", "2.0", "pass");
+        deploy(&mut store, KnownAction::DeployStart, 1, "2.0");
+        deploy(&mut store, KnownAction::DeployStep, 1, "2.0");
+        deploy(&mut store, KnownAction::DeploySucceeded, 1, "2.0");
+        gate(&mut store, "load", "2.0", "fail");
+        deploy(&mut store, KnownAction::DeployStart, 2, "3.0");
+        deploy(&mut store, KnownAction::DeployRollback, 2, "3.0");
+        deploy(&mut store, KnownAction::DeployRolledBack, 2, "3.0");
+        // 2.0 again later, rolled back: the earlier success still stands, this one is no evidence.
+        deploy(&mut store, KnownAction::DeployStart, 3, "2.0");
+        deploy(&mut store, KnownAction::DeployRollback, 3, "2.0");
+        let signed = audit::checkpoint(&mut store, dir.path(), || "wharf/staging".into()).unwrap();
+        let key = audit::signer(&mut store, dir.path(), || unreachable!())
+            .unwrap()
+            .verifier();
+        let entries = evidence(&store, "api", "2.0").unwrap();
+        let bundle = build(
+            &Ledger::new(&mut store),
+            ("shop", "staging"),
+            "api",
+            "2.0",
+            &key,
+            &signed,
+            &entries,
+        )
+        .unwrap();
+        Staging {
+            _dir: dir,
+            store,
+            key,
+            bundle,
+        }
+    }
+
+    #[test]
+    fn evidence_is_the_successful_rollout_and_the_passing_gates() {
+        let s = staging();
+        let entries = evidence(&s.store, "api", "2.0").unwrap();
+        let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(actions, ["gate.check", "deploy.start", "deploy.succeeded"]);
+        // A rollout that rolled back, and a version never deployed, are no evidence.
+        for version in ["3.0", "9.9"] {
+            let error = evidence(&s.store, "api", version).unwrap_err();
+            assert_eq!(error.kind(), OpsErrorKind::NotFound, "{version}: {error}");
+        }
+        let verified = verify(&s.bundle, Some(&s.key)).unwrap();
+        assert_eq!(verified.rollout, 1);
+        assert_eq!(verified.gates, ["release"]);
+        assert_eq!(verified.key_source, KeySource::Given);
+        assert_eq!(verified.env, "staging");
+        // Without a key: the bundle's own, and the result says so.
+        assert_eq!(
+            verify(&s.bundle, None).unwrap().key_source,
+            KeySource::Bundle
+        );
+        // The bundle round-trips through its text form.
+        let text = serde_json::to_vec(&s.bundle).unwrap();
+        assert_eq!(parse(&text).unwrap(), s.bundle);
+    }
+
+    fn tampered(s: &Staging, change: impl FnOnce(&mut Bundle)) -> BundleError {
+        let mut bundle = s.bundle.clone();
+        change(&mut bundle);
+        verify(&bundle, Some(&s.key)).unwrap_err()
+    }
+
+    fn index_of(bundle: &Bundle, action: &str) -> usize {
+        bundle
+            .entries
+            .iter()
+            .position(|e| e.leaf.contains(&format!("\"action\":\"{action}\"")))
+            .unwrap()
+    }
+
+    #[test]
+    fn an_altered_entry_is_refused() {
+        let s = staging();
+        let i = index_of(&s.bundle, "deploy.succeeded");
+        let error = tampered(&s, |b| {
+            b.entries[i].leaf = b.entries[i].leaf.replace(ACTOR, "mallory");
+        });
+        assert!(matches!(error, BundleError::LeafHash { .. }), "{error}");
+        // The leaf hash recomputed too: the proof no longer leads to the root.
+        let error = tampered(&s, |b| {
+            let leaf = b.entries[i].leaf.replace(ACTOR, "mallory");
+            b.entries[i].leaf_hash = to_hex(&leaf_hash(leaf.as_bytes()));
+            b.entries[i].leaf = leaf;
+        });
+        assert!(matches!(error, BundleError::Proof { .. }), "{error}");
+    }
+
+    #[test]
+    fn an_altered_proof_is_refused() {
+        let s = staging();
+        let error = tampered(&s, |b| {
+            let hash = &mut b.entries[0].proof[0];
+            let flipped = if hash.starts_with('0') { "1" } else { "0" };
+            hash.replace_range(0..1, flipped);
+        });
+        assert!(
+            matches!(error, BundleError::Proof { seq, .. } if seq == s.bundle.entries[0].seq),
+            "{error}"
+        );
+        let error = tampered(&s, |b| b.entries[0].proof.pop().map(drop).unwrap_or(()));
+        assert!(matches!(error, BundleError::Proof { .. }), "{error}");
+    }
+
+    #[test]
+    fn a_checkpoint_whose_signature_does_not_verify_is_refused() {
+        let s = staging();
+        let size = Checkpoint::peek(&s.bundle.checkpoint).unwrap().size;
+        let error = tampered(&s, |b| {
+            b.checkpoint = b
+                .checkpoint
+                .replacen(&format!("\n{size}\n"), &format!("\n{}\n", size + 1), 1);
+        });
+        assert!(matches!(error, BundleError::Checkpoint { .. }), "{error}");
+        assert!(error.to_string().contains("does not verify"), "{error}");
+    }
+
+    #[test]
+    fn a_bundle_signed_by_another_key_is_refused() {
+        let s = staging();
+        let other = SignerKey::from_seed("wharf/staging", [9; 32])
+            .unwrap()
+            .verifier();
+        let error = verify(&s.bundle, Some(&other)).unwrap_err();
+        assert!(matches!(error, BundleError::OtherKey { .. }), "{error}");
+        // Claiming the wanted key does not help: the checkpoint has no signature by it.
+        let mut bundle = s.bundle.clone();
+        bundle.verifier_key = other.to_string();
+        let error = verify(&bundle, Some(&other)).unwrap_err();
+        assert!(matches!(error, BundleError::Checkpoint { .. }), "{error}");
+    }
+
+    #[test]
+    fn a_bundle_claiming_another_version_or_lacking_the_success_is_refused() {
+        let s = staging();
+        let error = tampered(&s, |b| b.version = "3.0".into());
+        assert!(matches!(error, BundleError::Stray { .. }), "{error}");
+        let error = tampered(&s, |b| b.service = "web".into());
+        assert!(matches!(error, BundleError::Stray { .. }), "{error}");
+        let i = index_of(&s.bundle, "deploy.succeeded");
+        let error = tampered(&s, |b| {
+            b.entries.remove(i);
+        });
+        assert!(matches!(error, BundleError::NoRollout { .. }), "{error}");
+        let error = tampered(&s, |b| b.format = "wharf-promotion/0".into());
+        assert!(matches!(error, BundleError::Format(_)), "{error}");
+    }
+
+    /// Real entries of the staging ledger that prove the opposite are refused when smuggled in.
+    #[test]
+    fn a_rollback_or_a_failed_gate_in_the_bundle_is_refused() {
+        let mut s = staging();
+        let mut all = evidence(&s.store, "api", "2.0").unwrap();
+        let smuggle = |s: &mut Staging, action: &str, target: &str, all: &[Entry]| {
+            let found = s
+                .store
+                .ledger_entries(&EntryFilter {
+                    action: Some(action.into()),
+                    target: Some(target.into()),
+                })
+                .unwrap();
+            let mut all = all.to_vec();
+            all.push(Entry::try_from(found.last().unwrap().clone()).unwrap());
+            let checkpoint = Ledger::new(&mut s.store).latest_checkpoint().unwrap().unwrap();
+            let bundle = build(
+                &Ledger::new(&mut s.store),
+                ("shop", "staging"),
+                "api",
+                "2.0",
+                &s.key,
+                &checkpoint,
+                &all,
+            )
+            .unwrap();
+            verify(&bundle, Some(&s.key)).unwrap_err()
+        };
+        let error = smuggle(&mut s, "gate.check", "load/api@2.0", &all);
+        assert!(error.to_string().contains("did not pass"), "{error}");
+        let error = smuggle(&mut s, "deploy.rollback", "api", &all);
+        assert!(
+            matches!(error, BundleError::RolledBack { rollout: 3, .. }),
+            "{error}"
+        );
+        all.retain(|e| e.action.as_str() != "deploy.succeeded");
+        let error = smuggle(&mut s, "deploy.start", "api", &all);
+        assert!(matches!(error, BundleError::NoRollout { .. }), "{error}");
+    }
+
+    #[test]
+    fn import_records_a_verified_bundle_and_refuses_a_tampered_one() {
+        let s = staging();
+        let dir = tempfile::tempdir().unwrap();
+        let mut prod = Store::open_for_writing(dir.path()).unwrap();
+        let key = s.key.to_string();
+        let good = serde_json::to_vec_pretty(&s.bundle).unwrap();
+        let mut bad = s.bundle.clone();
+        bad.version = "3.0".into();
+        let bad = serde_json::to_vec(&bad).unwrap();
+        let other = SignerKey::from_seed("wharf/staging", [9; 32])
+            .unwrap()
+            .verifier()
+            .to_string();
+        for (bytes, key) in [(&bad, key.as_str()), (&good, other.as_str())] {
+            let error = import(&mut prod, &Actor(ACTOR.into()), bytes, Some(key)).unwrap_err();
+            assert_eq!(error.kind(), OpsErrorKind::Invalid, "{error}");
+        }
+        assert_eq!(Ledger::new(&mut prod).size().unwrap(), 0, "nothing recorded");
+        assert!(deploy_check(&imports(&prod, "api", "2.0").unwrap(), "staging", &key, "api", "2.0").is_err());
+
+        let (entry, details) = import(&mut prod, &Actor(ACTOR.into()), &good, Some(&key)).unwrap();
+        assert_eq!(entry.action.as_str(), "promotion.import");
+        assert_eq!(entry.target, "api@2.0");
+        assert_eq!(details.bundle_sha256, sha256_hex(&good));
+        assert_eq!(details.env, "staging");
+        let recorded = imports(&prod, "api", "2.0").unwrap();
+        assert_eq!(deploy_check(&recorded, "staging", &key, "api", "2.0"), Ok(()));
+        // Not for another version, another source environment, or another key.
+        assert!(deploy_check(&imports(&prod, "api", "3.0").unwrap(), "staging", &key, "api", "3.0").is_err());
+        let why = deploy_check(&recorded, "preprod", &key, "api", "2.0").unwrap_err();
+        assert!(why.contains("`preprod`"), "{why}");
+        let why = deploy_check(&recorded, "staging", &other, "api", "2.0").unwrap_err();
+        assert!(why.contains(&other), "{why}");
+    }
+
+    #[test]
+    fn unreadable_bundles_say_where() {
+        let error = parse(b"{\n  \"format\": \"wharf-promotion/1\",\n  oops").unwrap_err();
+        assert_eq!((error.line, error.column), (3, 3), "{error}");
+        let error = parse(b"{\"format\": 1}").unwrap_err();
+        assert_eq!(error.line, 1, "{error}");
+    }
 }
