@@ -51,7 +51,10 @@ pub fn check_verifier_key(text: &str) -> Result<(), String> {
     let text = text.trim();
     let mut parts = text.splitn(3, '+');
     let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
-        let found = text.split('+').count();
+        let found = match text.split('+').count() {
+            1 => "no '+'".to_owned(),
+            n => format!("only {n} parts"),
+        };
         return Err(format!(
             "expected three parts NAME+KEYID+BASE64 separated by '+', found {found}"
         ));
