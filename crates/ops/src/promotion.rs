@@ -22,8 +22,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use wharf_ledger::{
     Checkpoint, Entry, KnownAction, Ledger, NoteError, RawEntry, SignedCheckpoint, Storage,
-    VerifierKey,
-    from_hex, hash_from_slice, leaf_hash, to_hex, verify_inclusion,
+    VerifierKey, from_hex, hash_from_slice, leaf_hash, to_hex, verify_inclusion,
 };
 use wharf_store::{EntryFilter, Store};
 
@@ -163,7 +162,12 @@ pub fn parse(bytes: &[u8]) -> Result<Bundle, ParseError> {
     serde_json::from_slice(bytes).map_err(|e| ParseError {
         line: e.line().max(1),
         column: e.column().max(1),
-        message: e.to_string().split(" at line ").next().unwrap_or("").to_owned(),
+        message: e
+            .to_string()
+            .split(" at line ")
+            .next()
+            .unwrap_or("")
+            .to_owned(),
     })
 }
 
@@ -306,7 +310,10 @@ fn gate_pass(entry: &LeafEntry, service: &str, version: &str) -> Result<String, 
         ));
     }
     if entry.target != format!("{gate}/{service}@{version}") {
-        return Err(format!("target `{}` does not match its details", entry.target));
+        return Err(format!(
+            "target `{}` does not match its details",
+            entry.target
+        ));
     }
     if field("verdict") != Some("pass") {
         return Err(format!("gate `{gate}` did not pass"));
@@ -513,8 +520,7 @@ pub fn import(
     bytes: &[u8],
     wanted: Option<&str>,
 ) -> Result<(Entry, ImportDetails), OpsError> {
-    let bundle =
-        parse(bytes).map_err(|e| OpsError::Invalid(format!("unreadable bundle: {e}")))?;
+    let bundle = parse(bytes).map_err(|e| OpsError::Invalid(format!("unreadable bundle: {e}")))?;
     let wanted = wanted
         .map(VerifierKey::parse)
         .transpose()
@@ -764,9 +770,9 @@ mod tests {
         let s = staging();
         let size = Checkpoint::peek(&s.bundle.checkpoint).unwrap().size;
         let error = tampered(&s, |b| {
-            b.checkpoint = b
-                .checkpoint
-                .replacen(&format!("\n{size}\n"), &format!("\n{}\n", size + 1), 1);
+            b.checkpoint =
+                b.checkpoint
+                    .replacen(&format!("\n{size}\n"), &format!("\n{}\n", size + 1), 1);
         });
         assert!(matches!(error, BundleError::Checkpoint { .. }), "{error}");
         assert!(error.to_string().contains("does not verify"), "{error}");
@@ -818,7 +824,10 @@ mod tests {
                 .unwrap();
             let mut all = all.to_vec();
             all.push(Entry::try_from(found.last().unwrap().clone()).unwrap());
-            let checkpoint = Ledger::new(&mut s.store).latest_checkpoint().unwrap().unwrap();
+            let checkpoint = Ledger::new(&mut s.store)
+                .latest_checkpoint()
+                .unwrap()
+                .unwrap();
             let bundle = build(
                 &Ledger::new(&mut s.store),
                 ("shop", "staging"),
@@ -861,8 +870,21 @@ mod tests {
             let error = import(&mut prod, &Actor(ACTOR.into()), bytes, Some(key)).unwrap_err();
             assert_eq!(error.kind(), OpsErrorKind::Invalid, "{error}");
         }
-        assert_eq!(Ledger::new(&mut prod).size().unwrap(), 0, "nothing recorded");
-        assert!(deploy_check(&imports(&prod, "api", "2.0").unwrap(), "staging", &key, "api", "2.0").is_err());
+        assert_eq!(
+            Ledger::new(&mut prod).size().unwrap(),
+            0,
+            "nothing recorded"
+        );
+        assert!(
+            deploy_check(
+                &imports(&prod, "api", "2.0").unwrap(),
+                "staging",
+                &key,
+                "api",
+                "2.0"
+            )
+            .is_err()
+        );
 
         let (entry, details) = import(&mut prod, &Actor(ACTOR.into()), &good, Some(&key)).unwrap();
         assert_eq!(entry.action.as_str(), "promotion.import");
@@ -870,9 +892,21 @@ mod tests {
         assert_eq!(details.bundle_sha256, sha256_hex(&good));
         assert_eq!(details.env, "staging");
         let recorded = imports(&prod, "api", "2.0").unwrap();
-        assert_eq!(deploy_check(&recorded, "staging", &key, "api", "2.0"), Ok(()));
+        assert_eq!(
+            deploy_check(&recorded, "staging", &key, "api", "2.0"),
+            Ok(())
+        );
         // Not for another version, another source environment, or another key.
-        assert!(deploy_check(&imports(&prod, "api", "3.0").unwrap(), "staging", &key, "api", "3.0").is_err());
+        assert!(
+            deploy_check(
+                &imports(&prod, "api", "3.0").unwrap(),
+                "staging",
+                &key,
+                "api",
+                "3.0"
+            )
+            .is_err()
+        );
         let why = deploy_check(&recorded, "preprod", &key, "api", "2.0").unwrap_err();
         assert!(why.contains("`preprod`"), "{why}");
         let why = deploy_check(&recorded, "staging", &other, "api", "2.0").unwrap_err();

@@ -195,7 +195,11 @@ fn a_version_promoted_from_staging_deploys_in_prod_only_with_a_verified_bundle()
         text(&verify)
     );
     let garbage = staging.path().join("garbage.json");
-    std::fs::write(&garbage, "{\n  \"format\": \"wharf-promotion/1\",\n  nope\n}\n").unwrap();
+    std::fs::write(
+        &garbage,
+        "{\n  \"format\": \"wharf-promotion/1\",\n  nope\n}\n",
+    )
+    .unwrap();
     let verify = staging.wharf(&["promote", "verify", garbage.to_str().unwrap()]);
     assert_eq!(verify.status.code(), Some(2), "{}", text(&verify));
     assert!(
@@ -208,12 +212,22 @@ fn a_version_promoted_from_staging_deploys_in_prod_only_with_a_verified_bundle()
     let (code, out) = python(&["--bundle", bundle.to_str().unwrap(), "--key", &staging_key]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("api@2.0 rolled out in staging"), "{out}");
-    let (code, out) = python(&["--bundle", tampered.to_str().unwrap(), "--key", &staging_key]);
+    let (code, out) = python(&[
+        "--bundle",
+        tampered.to_str().unwrap(),
+        "--key",
+        &staging_key,
+    ]);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("altered"), "{out}");
     let claims_other = staging.path().join("claims-3.0.json");
     tamper(&bundle, &claims_other, |b| b["version"] = "3.0".into());
-    let (code, out) = python(&["--bundle", claims_other.to_str().unwrap(), "--key", &staging_key]);
+    let (code, out) = python(&[
+        "--bundle",
+        claims_other.to_str().unwrap(),
+        "--key",
+        &staging_key,
+    ]);
     assert_eq!(code, Some(1), "{out}");
 
     // ── prod: its own state and ledger; promotion from staging required ──────────────────
@@ -222,7 +236,10 @@ fn a_version_promoted_from_staging_deploys_in_prod_only_with_a_verified_bundle()
     let prod = Stack::new(&manifest(prod_port, "prod", &require));
     up(&prod, "prod");
     let prod_key = key(&prod);
-    assert_ne!(prod_key, staging_key, "each environment signs with its own key");
+    assert_ne!(
+        prod_key, staging_key,
+        "each environment signs with its own key"
+    );
 
     let refused = prod.wharf(&["deploy", "api", "--version", "2.0"]);
     assert_ne!(refused.status.code(), Some(0), "{}", text(&refused));
@@ -236,7 +253,13 @@ fn a_version_promoted_from_staging_deploys_in_prod_only_with_a_verified_bundle()
     assert!(actions(&prod.ledger(), "deploy.start").is_empty());
 
     // A tampered bundle, or the good one checked against another key: refused, nothing kept.
-    let import = prod.wharf(&["promote", "import", tampered.to_str().unwrap(), "--env", "prod"]);
+    let import = prod.wharf(&[
+        "promote",
+        "import",
+        tampered.to_str().unwrap(),
+        "--env",
+        "prod",
+    ]);
     assert_eq!(import.status.code(), Some(1), "{}", text(&import));
     let import = prod.wharf(&[
         "promote",
@@ -246,25 +269,30 @@ fn a_version_promoted_from_staging_deploys_in_prod_only_with_a_verified_bundle()
         &prod_key,
     ]);
     assert_eq!(import.status.code(), Some(1), "{}", text(&import));
-    assert!(
-        text(&import).contains("signed by key"),
-        "{}",
-        text(&import)
-    );
+    assert!(text(&import).contains("signed by key"), "{}", text(&import));
     assert!(promotion_imports(&prod).is_empty());
     let still = prod.wharf(&["deploy", "api", "--version", "2.0"]);
     assert_ne!(still.status.code(), Some(0), "{}", text(&still));
 
     // The good bundle: verified with the key prod's manifest names, recorded through the
     // running control plane's API.
-    let import = prod.wharf(&["promote", "import", bundle.to_str().unwrap(), "--env", "prod"]);
+    let import = prod.wharf(&[
+        "promote",
+        "import",
+        bundle.to_str().unwrap(),
+        "--env",
+        "prod",
+    ]);
     assert_eq!(import.status.code(), Some(0), "{}", text(&import));
     let recorded = promotion_imports(&prod);
     assert_eq!(recorded.len(), 1, "{recorded:?}");
     assert_eq!(recorded[0]["target"], "api@2.0");
     assert_eq!(recorded[0]["details"]["env"], "staging");
     assert_eq!(recorded[0]["details"]["key"], staging_key.as_str());
-    assert_eq!(recorded[0]["details"]["gates"], serde_json::json!(["release"]));
+    assert_eq!(
+        recorded[0]["details"]["gates"],
+        serde_json::json!(["release"])
+    );
     let sha = recorded[0]["details"]["bundle_sha256"].as_str().unwrap();
     assert_eq!(sha.len(), 64);
 
@@ -318,9 +346,22 @@ fn import_without_a_control_plane_records_under_the_lock() {
             .output()
             .unwrap()
     };
-    let import = run(&["promote", "import", bundle.to_str().unwrap(), "--key", &staging_key]);
+    let import = run(&[
+        "promote",
+        "import",
+        bundle.to_str().unwrap(),
+        "--key",
+        &staging_key,
+    ]);
     assert_eq!(import.status.code(), Some(0), "{}", text(&import));
-    let log = run(&["audit", "log", "--output", "json", "--action", "promotion.import"]);
+    let log = run(&[
+        "audit",
+        "log",
+        "--output",
+        "json",
+        "--action",
+        "promotion.import",
+    ]);
     let entries: Vec<Value> = serde_json::from_slice(&log.stdout).unwrap();
     assert_eq!(entries.len(), 1, "{}", text(&log));
     assert_eq!(entries[0]["actor"], "tester");

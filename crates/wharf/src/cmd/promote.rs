@@ -267,7 +267,10 @@ fn verify(global: &Global, args: &VerifyArgs) -> anyhow::Result<ExitStatus> {
 }
 
 /// The key an import checks with, and the environment the manifest requires the bundle from.
-fn import_key(global: &Global, args: &ImportArgs) -> Result<(Option<String>, Option<String>), String> {
+fn import_key(
+    global: &Global,
+    args: &ImportArgs,
+) -> Result<(Option<String>, Option<String>), String> {
     if let Some(key) = &args.key {
         parse_key(key)?;
         return Ok((Some(key.clone()), None));
@@ -376,7 +379,12 @@ fn import(global: &Global, args: &ImportArgs) -> anyhow::Result<ExitStatus> {
         Output::Json => println!("{}", serde_json::to_string_pretty(&answer)?),
         Output::Human => println!(
             "imported: {}@{} from `{}` (bundle sha256 {}), verified with {}; ledger entry seq {}",
-            answer.service, answer.version, answer.env, answer.bundle_sha256, answer.key, answer.seq
+            answer.service,
+            answer.version,
+            answer.env,
+            answer.bundle_sha256,
+            answer.key,
+            answer.seq
         ),
     }
     Ok(ExitStatus::Ok)
