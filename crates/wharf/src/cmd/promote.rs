@@ -158,10 +158,14 @@ fn export(global: &Global, args: &ExportArgs) -> anyhow::Result<ExitStatus> {
         verified.key
     );
     // The bundle may be on stdout: the summary goes to stderr then.
-    if args.out.is_some() && global.output == Output::Human {
-        println!("{told}");
-    } else {
-        eprintln!("{told}");
+    match (&args.out, global.output) {
+        (Some(path), Output::Json) => {
+            let mut value = promotion::summary(&verified);
+            value["bundle"] = json!(path);
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        }
+        (Some(_), Output::Human) => println!("{told}"),
+        (None, _) => eprintln!("{told}"),
     }
     Ok(ExitStatus::Ok)
 }
