@@ -208,6 +208,18 @@ fn a_version_promoted_from_staging_deploys_in_prod_only_with_a_verified_bundle()
         text(&verify)
     );
 
+    // Without a key: the bundle's own, and it says that proves only self-consistency.
+    let own = staging.wharf(&["promote", "verify", bundle.to_str().unwrap()]);
+    assert_eq!(own.status.code(), Some(0), "{}", text(&own));
+    assert!(
+        text(&own).contains("bundle's own verifier key"),
+        "{}",
+        text(&own)
+    );
+    let (code, out) = python(&["--bundle", bundle.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("bundle's own key"), "{out}");
+
     // The independent verifier agrees on both.
     let (code, out) = python(&["--bundle", bundle.to_str().unwrap(), "--key", &staging_key]);
     assert_eq!(code, Some(0), "{out}");
@@ -229,6 +241,43 @@ fn a_version_promoted_from_staging_deploys_in_prod_only_with_a_verified_bundle()
         &staging_key,
     ]);
     assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("not api@3.0"), "{out}");
+    let resized = staging.path().join("resized.json");
+    tamper(&bundle, &resized, |b| {
+        let note = b["checkpoint"].as_str().unwrap();
+        let mut lines: Vec<String> = note.split('\n').map(str::to_owned).collect();
+        lines[1] = (lines[1].parse::<u64>().unwrap() + 1).to_string();
+        b["checkpoint"] = Value::String(lines.join("\n"));
+    });
+    let (code, out) = python(&["--bundle", resized.to_str().unwrap(), "--key", &staging_key]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("signature does not verify"), "{out}");
+    let verify = staging.wharf(&[
+        "promote",
+        "verify",
+        resized.to_str().unwrap(),
+        "--key",
+        &staging_key,
+    ]);
+    assert_eq!(verify.status.code(), Some(1), "{}", text(&verify));
+    assert!(
+        text(&verify).contains("checkpoint does not verify"),
+        "{}",
+        text(&verify)
+    );
+    // Another well-formed key (not staging's): refused by both.
+    let another = "wharf/staging+f22fd127+AQOhB7/zzhC+HXDdGOdLwJln5NYwm6UNXx3chmQSVTG4";
+    let (code, out) = python(&["--bundle", bundle.to_str().unwrap(), "--key", another]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("another key"), "{out}");
+    let verify = staging.wharf(&[
+        "promote",
+        "verify",
+        bundle.to_str().unwrap(),
+        "--key",
+        another,
+    ]);
+    assert_eq!(verify.status.code(), Some(1), "{}", text(&verify));
 
     // ── prod: its own state and ledger; promotion from staging required ──────────────────
     let prod_port = free_port();
