@@ -6,9 +6,14 @@ C2SP tlog-checkpoint and signed-note (Ed25519). Needs Python 3.8+ and `cryptogra
 (pip install cryptography).
 
 usage: verify_ledger.py EXPORT_DIR [--proof PROOF_JSON]
-  EXPORT_DIR  holds entries.jsonl, checkpoint, verifier.key
-  PROOF_JSON  the output of `wharf audit prove SEQ --output json`
-Exit 0 when everything verifies; 1 with a message naming what does not.
+       verify_ledger.py --bundle BUNDLE_JSON [--key VERIFIER_KEY]
+  EXPORT_DIR    holds entries.jsonl, checkpoint, verifier.key
+  PROOF_JSON    the output of `wharf audit prove SEQ --output json`
+  BUNDLE_JSON   a promotion bundle (`wharf promote export`): ledger entries with inclusion
+                proofs against a signed checkpoint; checked with VERIFIER_KEY (the source
+                ledger's `NAME+KEYID+BASE64`), else with the bundle's own key (said so)
+Exit 0 when everything verifies; 1 with a message naming what does not; 2 when the input
+cannot be read.
 """
 
 import base64
@@ -103,7 +108,104 @@ def fail(message):
     sys.exit(1)
 
 
+BUNDLE_FORMAT = "wharf-promotion/1"
+
+
+def judge_bundle(entries, service, version):
+    """The evidence rules: every entry is a deploy milestone of SERVICE naming VERSION or a
+    passing gate check for SERVICE@VERSION; one rollout has a deploy.start followed by a
+    deploy.succeeded; no rollout cited rolled back. Returns (rollout, gates)."""
+    rollouts, gates = {}, []
+    for seq, entry in entries:
+        action, target = entry.get("action"), entry.get("target")
+        details = entry.get("details") or {}
+        if action == "gate.check":
+            gate = details.get("gate")
+            if details.get("service") != service or details.get("version") != version:
+                fail(f"entry seq {seq}: a gate check for another service or version")
+            if target != f"{gate}/{service}@{version}":
+                fail(f"entry seq {seq}: gate check target does not match its details")
+            if details.get("verdict") != "pass":
+                fail(f"entry seq {seq}: gate {gate} did not pass")
+            if gate not in gates:
+                gates.append(gate)
+            continue
+        if action not in ("deploy.start", "deploy.succeeded", "deploy.rollback", "deploy.rolled_back"):
+            fail(f"entry seq {seq}: a {action} entry is not evidence of a rollout")
+        if target != service or details.get("version") != version:
+            fail(f"entry seq {seq}: a {action} of {target} version {details.get('version')}, not {service}@{version}")
+        rollout = details.get("rollout")
+        if not isinstance(rollout, int):
+            fail(f"entry seq {seq}: no rollout number")
+        if action in ("deploy.rollback", "deploy.rolled_back"):
+            fail(f"entry seq {seq}: rollout {rollout} of {service}@{version} rolled back")
+        rollouts.setdefault(rollout, {})[action] = seq
+    for rollout in sorted(rollouts, reverse=True):
+        seqs = rollouts[rollout]
+        if "deploy.start" in seqs and "deploy.succeeded" in seqs and seqs["deploy.start"] < seqs["deploy.succeeded"]:
+            return rollout, gates
+    fail(f"the entries show no successful rollout of {service}@{version}")
+
+
+def verify_bundle(path, key_text):
+    try:
+        bundle = json.loads(Path(path).read_text(encoding="utf-8"))
+        fields = ("format", "stack", "env", "service", "version", "verifier_key", "checkpoint", "entries")
+        if not isinstance(bundle, dict) or any(f not in bundle for f in fields):
+            raise ValueError(f"a bundle is an object with {', '.join(fields)}")
+    except (OSError, ValueError) as error:
+        print(f"error: {path}: {error}", file=sys.stderr)
+        sys.exit(2)
+    if bundle["format"] != BUNDLE_FORMAT:
+        fail(f"unknown bundle format {bundle['format']!r}")
+    if key_text is None:
+        print("note: no --key: checked with the bundle's own key, which proves only self-consistency")
+        key_text = bundle["verifier_key"]
+    elif key_text.strip() != bundle["verifier_key"].strip():
+        fail("the bundle is signed by another key than the one given")
+    try:
+        key = parse_verifier_key(key_text)
+    except (ValueError, IndexError) as error:
+        print(f"error: the verifier key is malformed: {error}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        origin, size, root = open_checkpoint(bundle["checkpoint"], key)
+    except ValueError as error:
+        fail(f"checkpoint: {error}")
+    if not bundle["entries"]:
+        fail("the bundle holds no entries")
+    entries = []
+    for proven in bundle["entries"]:
+        seq = proven["seq"]
+        leaf = proven["leaf"].encode("utf-8")
+        digest = leaf_hash(leaf)
+        if digest.hex() != proven["leaf_hash"].lower():
+            fail(f"entry seq {seq}: leaf hash is not SHA-256(0x00 || leaf): the entry was altered")
+        try:
+            path_hashes = [bytes.fromhex(h) for h in proven["proof"]]
+        except ValueError:
+            fail(f"entry seq {seq}: a proof hash is not hex")
+        if not verify_inclusion(seq, size, digest, path_hashes, root):
+            fail(f"entry seq {seq}: inclusion proof does not lead to the checkpoint root")
+        entry = json.loads(leaf)
+        if entry.get("seq") != seq:
+            fail(f"entry seq {seq}: the leaf is entry seq {entry.get('seq')}")
+        entries.append((seq, entry))
+    rollout, gates = judge_bundle(entries, bundle["service"], bundle["version"])
+    print(
+        f"ok: bundle proves {bundle['service']}@{bundle['version']} rolled out in "
+        f"{bundle['env']} (rollout {rollout}; gates passed: {', '.join(gates) or 'none'}); "
+        f"{len(entries)} entries in checkpoint {origin} size {size}"
+    )
+
+
 def main(argv):
+    if len(argv) >= 3 and argv[1] == "--bundle":
+        if len(argv) == 3:
+            return verify_bundle(argv[2], None)
+        if len(argv) == 5 and argv[3] == "--key":
+            return verify_bundle(argv[2], argv[4])
+        sys.exit(__doc__)
     if len(argv) not in (2, 4) or (len(argv) == 4 and argv[2] != "--proof"):
         sys.exit(__doc__)
     export = Path(argv[1])

@@ -12,6 +12,7 @@ pub mod error;
 pub mod gates;
 pub mod identity;
 pub mod incidents;
+pub mod promotion;
 pub mod reload;
 pub mod runbooks;
 pub mod secrets;
@@ -52,6 +53,7 @@ pub use incidents::{
     AssignRoleRequest, DeclareIncidentRequest, Incident, IncidentList, IncidentSeverity,
     IncidentStatus, IncidentStepRequest, IncidentUpdate, IncidentUpdateRequest,
 };
+pub use promotion::{PromotionImportAnswer, PromotionImportRequest};
 pub use reload::{
     DownAnswer, DownRequest, ManifestChanges, ReloadAnswer, ReloadRequest, RestartAnswer,
 };

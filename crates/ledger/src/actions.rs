@@ -16,7 +16,8 @@ use crate::Action;
 macro_rules! known_actions {
     ($( $(#[$doc:meta])* $variant:ident = $text:literal, )*) => {
         /// Every action wharf writes to its ledger, by subsystem: stack, instance, service,
-        /// proxy, deploy (rollouts), secret, config, audit, preflight, alert.
+        /// proxy, deploy (rollouts), secret, config, audit, preflight, alert, backup, runbook,
+        /// gate, promotion.
         ///
         /// Writers take this type ([`From<KnownAction> for Action`](Action)); readers get an
         /// [`Action`], which also holds names this build does not know.
@@ -243,7 +244,7 @@ known_actions! {
     /// with its SHA-256 and detected format.
     GateCheck = "gate.check",
 
-    // ── approval: deploys waiting for approvers (four-eyes); target: `deploy/d-N` ─────────
+    // ── approval: deploys and live restores waiting for approvers (four-eyes); target: `approval/r-N`
     /// A deploy into an environment with `require.approvals` waits: the requester, the
     /// service, the version, how many approvals it needs and its deadline.
     ApprovalRequest = "approval.request",
@@ -262,6 +263,10 @@ known_actions! {
     TokenCreate = "token.create",
     /// A token was revoked.
     TokenRevoke = "token.revoke",
+    // ── promotion: evidence from another environment's ledger; target `SERVICE@VERSION` ────
+    /// `wharf promote import`: a verified promotion bundle accepted, with its SHA-256, the
+    /// environment and verifier key it came from, the service, version and checkpoint.
+    PromotionImport = "promotion.import",
 }
 
 impl fmt::Display for KnownAction {

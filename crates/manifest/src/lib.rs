@@ -11,6 +11,7 @@ mod gates;
 mod interpolate;
 pub mod model;
 mod overlay;
+mod promotion;
 mod runbooks;
 mod schema;
 mod validate;

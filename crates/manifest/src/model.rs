@@ -241,6 +241,20 @@ pub struct Requirements {
     /// `gates:`) has a passing `gate.check` for `SERVICE@VERSION` as its latest verdict.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub gates: Vec<String>,
+    /// A deploy of a version is refused until a promotion bundle from this environment,
+    /// signed by its ledger's key, has been verified and imported (`wharf promote import`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promoted_from: Option<PromotedFrom>,
+}
+
+/// `require.promoted_from`: the environment a version must come from, and the verifier key of
+/// that environment's ledger (the C2SP note form `NAME+KEYID+BASE64`, as `wharf audit key`
+/// prints it). The key is the trust anchor; the environment name is checked against the
+/// bundle's so a bundle from the wrong stage is refused with a clear reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PromotedFrom {
+    pub env: String,
+    pub key: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

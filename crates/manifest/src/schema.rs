@@ -1414,7 +1414,13 @@ fn requirements(decoder: &mut Decoder, node: &Node, refs: &mut References) -> Op
     let fields = decoder.fields(
         node,
         what,
-        &["approvals", "gates", "backup_max_age", "drill_max_age"],
+        &[
+            "approvals",
+            "gates",
+            "backup_max_age",
+            "drill_max_age",
+            "promoted_from",
+        ],
     )?;
     // `approvals: 2`, or `approvals: {count: 2, within: 4h}` (how long a request waits).
     let (approvals, approvals_within) = match fields.get("approvals") {
@@ -1461,6 +1467,9 @@ fn requirements(decoder: &mut Decoder, node: &Node, refs: &mut References) -> Op
         approvals,
         approvals_within,
         gates,
+        promoted_from: fields
+            .get("promoted_from")
+            .and_then(|n| crate::promotion::promoted_from(decoder, n)),
     })
 }
 

@@ -39,6 +39,12 @@ fn full_manifest_uses_every_feature() {
         require.drill_max_age.map(|d| d.0.as_secs()),
         Some(8 * 86400)
     );
+    let promoted = require
+        .promoted_from
+        .as_ref()
+        .expect("prod needs promotion");
+    assert_eq!(promoted.env, "staging");
+    assert!(promoted.key.starts_with("wharf/staging+f22fd127+"));
     assert_eq!(stack.services.len(), 8);
     assert_eq!(stack.services["api"].replicas, 4);
     assert_eq!(

@@ -14,6 +14,7 @@ pub mod fault;
 pub mod gates;
 pub mod incidents;
 mod lock;
+pub mod promotion;
 pub mod read;
 pub mod secrets;
 pub mod silences;

@@ -227,6 +227,7 @@ pub fn app(handle: Handle, access: Access) -> Router {
         )
         .route("/v1/preflight", post(state_routes::record_preflight))
         .route("/v1/gates/checks", post(state_routes::record_gate_check))
+        .route("/v1/promotions", post(state_routes::import_promotion))
         .route("/v1/backups", get(backups::overview).post(backups::backup))
         .route("/v1/backups/jobs/{id}", get(backups::job))
         .route("/v1/backups/snapshots", get(backups::snapshots))

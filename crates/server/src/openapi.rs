@@ -63,6 +63,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/audit/notes"),
     ("post", "/v1/preflight"),
     ("post", "/v1/gates/checks"),
+    ("post", "/v1/promotions"),
     ("get", "/v1/backups"),
     ("post", "/v1/backups"),
     ("get", "/v1/backups/jobs/{id}"),
@@ -96,7 +97,7 @@ pub const ROUTES: &[(&str, &str)] = &[
 #[openapi(
     info(
         title = "wharf control plane API",
-        description = "Drive a running wharf stack: status, health, restarts, deploys and rollouts, reloads; change its stored state: secrets (values go in, never come out), config overrides, audit notes, preflight records, release gate verdicts; back up, drill and restore the datastores; silence pages; run incidents; run the manifest's runbooks (plan, start, approve, resume, cancel). Every route but `/health` and `/v1/openapi.json` names its caller: on the unix socket the OS user (peer credentials, role admin) unless a person's token is presented; on TCP always `Authorization: Bearer <token>` — a person's token (`wharf token create`, with a role: viewer, operator, approver or admin) or the break-glass `WHARF_API_TOKEN`. A role that does not allow a route is answered 403. Errors are `{\"error\": {\"code\", \"message\"}}`."
+        description = "Drive a running wharf stack: status, health, restarts, deploys and rollouts, reloads; change its stored state: secrets (values go in, never come out), config overrides, audit notes, preflight records, release gate verdicts, promotion bundles from another environment; back up, drill and restore the datastores; approve or reject deploys and live restores; manage API tokens; silence pages; run incidents; run the manifest's runbooks (plan, start, approve, resume, cancel). Every route but `/health` and `/v1/openapi.json` names its caller: on the unix socket the OS user (peer credentials, role admin) unless a person's token is presented; on TCP always `Authorization: Bearer <token>` — a person's token (`wharf token create`, with a role: viewer, operator, approver or admin) or the break-glass `WHARF_API_TOKEN`. A role that does not allow a route is answered 403. Errors are `{\"error\": {\"code\", \"message\"}}`."
     ),
     paths(
         crate::health_live,
@@ -134,6 +135,7 @@ pub const ROUTES: &[(&str, &str)] = &[
         crate::state_routes::audit_checkpoint,
         crate::state_routes::record_preflight,
         crate::state_routes::record_gate_check,
+        crate::state_routes::import_promotion,
         crate::backups::overview,
         crate::backups::backup,
         crate::backups::job,
@@ -175,6 +177,7 @@ pub const ROUTES: &[(&str, &str)] = &[
         ConfigRollbackRequest, NoteRequest, NoteAnswer, LedgerEntry, VerifierAnswer, CheckpointAnswer,
         PreflightRecordRequest, PreflightRecordAnswer,
         wharf_api::GateCheckRecordRequest, wharf_api::GateCheckRecordAnswer,
+        wharf_api::PromotionImportRequest, wharf_api::PromotionImportAnswer,
         wharf_api::GateConditionRecord, wharf_api::GateInputRecord,
         BackupOverview, DatastoreBackups, BackupHealth, Job, JobKind, JobState, JobTrigger, JobCheck,
         JobsStarted, BackupRequest, DrillRequest, RestoreRequest, RestoreTarget, PruneRequest,

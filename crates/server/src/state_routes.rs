@@ -666,6 +666,48 @@ pub(crate) async fn record_gate_check(
     Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
+/// A promotion bundle from another environment: verified here (never trusting the client's
+/// own check) and recorded as `promotion.import`, which a deploy under
+/// `require.promoted_from` reads.
+#[utoipa::path(post, path = "/v1/promotions", tag = "audit", security((), ("bearer" = [])),
+    request_body = wharf_api::PromotionImportRequest,
+    responses(
+        (status = 201, description = "Verified and appended as `promotion.import`", body = wharf_api::PromotionImportAnswer),
+        (status = 400, description = "The body does not decode, the bundle is unreadable, or it does not verify (tampered, signed by another key, no successful rollout): nothing is recorded", body = ApiErrorBody),
+        (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
+        (status = 500, description = "The ledger could not be appended to (`internal`)", body = ApiErrorBody),
+        (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
+    ))]
+pub(crate) async fn import_promotion(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let request: wharf_api::PromotionImportRequest =
+        decode_required_body(&bytes, "promotion import")?;
+    let actor = actor(&state, &headers);
+    let (entry, details) = run(&state, move |store| {
+        wharf_ops::promotion::import(
+            store,
+            &actor,
+            request.bundle.as_bytes(),
+            request.key.as_deref(),
+        )
+    })
+    .await?;
+    let answer = wharf_api::PromotionImportAnswer {
+        seq: entry.seq,
+        bundle_sha256: details.bundle_sha256,
+        env: details.env,
+        service: details.service,
+        version: details.version,
+        key: details.key,
+        gates: details.gates,
+    };
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
 /// The state directory (where the master key file lives).
 fn workdir_state(state: &AppState) -> std::path::PathBuf {
     state.handle.state_dir().to_owned()

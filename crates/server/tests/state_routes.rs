@@ -353,3 +353,86 @@ async fn a_secret_value_of_the_wrong_type_is_not_echoed_in_the_400() {
     })
     .await;
 }
+
+/// A staging ledger elsewhere (its own state directory and key) with api 2.0 rolled out: the
+/// promotion bundle's text and the key it is signed with.
+fn staging_bundle() -> (String, String) {
+    use wharf_ledger::{KnownAction, Ledger, NewEntry};
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = wharf_store::Store::open_for_writing(dir.path()).unwrap();
+    for action in [KnownAction::DeployStart, KnownAction::DeploySucceeded] {
+        let details = serde_json::json!({"rollout": 1, "version": "2.0"});
+        let entry = NewEntry::new(
+            jiff::Timestamp::now(),
+            "wharf",
+            action.into(),
+            "api",
+            details,
+        )
+        .unwrap();
+        Ledger::new(&mut store).append(entry).unwrap();
+    }
+    let origin = || "wharf/staging".to_owned();
+    let signed = wharf_ops::audit::checkpoint(&mut store, dir.path(), origin).unwrap();
+    let key = wharf_ops::audit::signer(&mut store, dir.path(), origin)
+        .unwrap()
+        .verifier();
+    let entries = wharf_ops::promotion::evidence(&store, "api", "2.0").unwrap();
+    let bundle = wharf_ops::promotion::build(
+        &Ledger::new(&mut store),
+        ("shop", "staging"),
+        "api",
+        "2.0",
+        &key,
+        &signed,
+        &entries,
+    )
+    .unwrap();
+    (serde_json::to_string(&bundle).unwrap(), key.to_string())
+}
+
+/// The writer verifies a bundle itself (whatever the client checked): a tampered one, one
+/// checked against another key, or not a bundle is a 400 that records nothing.
+#[tokio::test]
+async fn a_promotion_is_verified_by_the_writer_and_a_bad_one_records_nothing() {
+    let (good, key) = staging_bundle();
+    let mut value: serde_json::Value = serde_json::from_str(&good).unwrap();
+    value["version"] = "3.0".into();
+    let claims_other = value.to_string();
+    let (_, other_key) = staging_bundle();
+    on_stack(|stack| async move {
+        let request =
+            |bundle: &str, key: &str| serde_json::json!({"bundle": bundle, "key": key}).to_string();
+        for (body, why) in [
+            (request(&claims_other, &key), "does not verify"),
+            (request(&good, &other_key), "signed by key"),
+            (request("{\"format\": 1", &key), "unreadable bundle"),
+            (request(&good, "not-a-key"), "the key to verify with"),
+        ] {
+            let (status, text) = stack.call("POST", "/v1/promotions", &body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+            assert!(text.contains(why), "{why}: {text}");
+        }
+        let imports = || {
+            let store = wharf_store::Store::open(&stack.state_dir).unwrap();
+            wharf_ops::promotion::imports(&store, "api", "2.0").unwrap()
+        };
+        assert!(imports().is_empty());
+        let (status, text) = stack
+            .call("POST", "/v1/promotions", &request(&good, &key))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{text}");
+        let answer: wharf_api::PromotionImportAnswer = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            (answer.service.as_str(), answer.version.as_str()),
+            ("api", "2.0")
+        );
+        assert_eq!(answer.env, "staging");
+        assert_eq!(
+            answer.bundle_sha256,
+            wharf_ops::promotion::sha256_hex(good.as_bytes())
+        );
+        assert_eq!(imports().len(), 1);
+    })
+    .await;
+}

@@ -99,6 +99,12 @@ pub enum Command {
     /// input.
     #[command(subcommand)]
     Gate(cmd::gate::GateCommand),
+    /// Promotion evidence between environments: `export SERVICE VERSION` writes a bundle of
+    /// a version's successful rollout (ledger entries with inclusion proofs against a signed
+    /// checkpoint); `verify BUNDLE [--key K]` checks one; `import BUNDLE` verifies and records
+    /// it for `require.promoted_from`. Exit 0 ok, 1 not verified, 2 unreadable input.
+    #[command(subcommand)]
+    Promote(cmd::promote::PromoteCommand),
     /// Show (and follow) a service's output.
     Logs(cmd::logs::LogsArgs),
     /// Restart a service's instances one at a time, each new one ready before an old one stops.

@@ -161,7 +161,7 @@ impl Approvals {
         core.journal
             .save_deploy_request(id, &request.service, state_word(request.state), &text);
         core.journal
-            .record_by(actor, action, &format!("deploy/{}", request.id), details);
+            .record_by(actor, action, &format!("approval/{}", request.id), details);
     }
 
     fn trim(&mut self) {

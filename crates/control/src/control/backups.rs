@@ -873,6 +873,11 @@ impl Backups {
         self.environment.as_deref()
     }
 
+    /// The environment chosen and what it demands (for the other `require` checks).
+    pub(super) fn requirements(&self) -> (Option<&str>, Option<&Requirements>) {
+        (self.environment.as_deref(), self.require.as_ref())
+    }
+
     /// Why a deploy may not go ahead under the environment's `require` (`None`: it may).
     pub(super) fn gate(&self) -> Option<String> {
         let require = self.require.as_ref()?;

@@ -7,6 +7,7 @@ mod alerts;
 mod approvals;
 mod backups;
 mod inject;
+mod promotion;
 mod reconcile;
 mod reload;
 mod rollouts;

@@ -170,6 +170,7 @@ impl ControlPlane {
         // each gate for this version — every unmet one named at once.
         let mut unmet: Vec<String> = self.backups.gate().into_iter().collect();
         unmet.extend(self.unmet_gates(name, version));
+        unmet.extend(self.promotion_gate(name, version));
         if !unmet.is_empty() {
             return Err(ControlError::rejected(format!(
                 "deploy of `{name}` {version} refused: {}",

@@ -111,7 +111,7 @@ pub(crate) fn verifier(global: &Global) -> anyhow::Result<VerifierKey> {
 }
 
 /// Signs and stores a checkpoint of the ledger as it is now, through the one writer.
-fn sign_checkpoint(global: &Global) -> anyhow::Result<(u64, String)> {
+pub(crate) fn sign_checkpoint(global: &Global) -> anyhow::Result<(u64, String)> {
     let state_dir = global.state_dir();
     match crate::writer::route(&state_dir)? {
         crate::writer::Route::Api => {

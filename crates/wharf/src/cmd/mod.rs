@@ -13,6 +13,7 @@ pub mod init;
 pub mod logs;
 pub mod oncall;
 pub mod preflight;
+pub mod promote;
 pub mod render;
 pub mod restart;
 pub mod rollback;
@@ -49,6 +50,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Logs(args) => logs::run(global, &args),
         Command::Preflight(args) => preflight::run(global, &args),
         Command::Gate(command) => gate::run(global, command),
+        Command::Promote(command) => promote::run(global, command),
         Command::Restart(args) => restart::run(global, &args),
         Command::Deploy(args) => deploy::run(global, &args),
         Command::Rollout(command) => rollout::run(global, command),
