@@ -427,3 +427,66 @@ fn a_request_not_approved_within_its_window_expires_and_can_no_longer_be_approve
     assert!(again.status.success(), "{}", text(&again));
     assert!(text(&again).contains("r-2"), "{}", text(&again));
 }
+
+#[test]
+fn in_a_governed_environment_a_runbook_step_is_approved_by_someone_else_and_cannot_deploy() {
+    let manifest = MANIFEST
+        .replace("WEB_PORT", &free_port().to_string())
+        .replace(
+            "environments:",
+            r#"runbooks:
+  ship:
+    steps:
+      - approve: {prompt: "ship it?"}
+      - deploy: {service: web, version: "3"}
+environments:"#,
+        )
+        .replace(
+            "require: {approvals: 2, gates: [release]}",
+            "require: {approvals: 1}",
+        );
+    let stack = Stack::new(&manifest);
+    let up = stack.wharf(&["up", "-d", "--env", "prod", "--wait-timeout", "60s"]);
+    assert!(up.status.success(), "{}", text(&up));
+    let alice = create_token(&stack, "alice", "admin");
+    let bob = create_token(&stack, "bob", "approver");
+    let started = wharf_as(stack.path(), &alice, &["runbook", "run", "ship"]);
+    assert!(started.status.success(), "{}", text(&started));
+    eventually(
+        "the run to wait for approval",
+        std::time::Duration::from_secs(30),
+        || {
+            let runs = stack.wharf(&["runbook", "runs", "--output", "json"]);
+            String::from_utf8_lossy(&runs.stdout)
+                .contains("waiting_approval")
+                .then_some(())
+        },
+    );
+    // Its starter may not approve it here, even as an admin.
+    let own = wharf_as(
+        stack.path(),
+        &alice,
+        &["runbook", "approve", "1", "--reason", "mine"],
+    );
+    assert_eq!(own.status.code(), Some(2), "{}", text(&own));
+    assert!(text(&own).contains("four-eyes"), "{}", text(&own));
+    let other = wharf_as(
+        stack.path(),
+        &bob,
+        &["runbook", "approve", "1", "--reason", "ok"],
+    );
+    // Bob's approval is taken (the command then reports the run, which fails at once: exit 1).
+    assert_ne!(other.status.code(), Some(2), "{}", text(&other));
+    assert!(text(&other).contains("approved by bob"), "{}", text(&other));
+    // Its deploy step is refused: a runbook is no way around the deploy's own approvals.
+    eventually(
+        "the run to fail at its deploy",
+        std::time::Duration::from_secs(30),
+        || {
+            let runs = stack.wharf(&["runbook", "runs", "--output", "json"]);
+            let text = String::from_utf8_lossy(&runs.stdout).into_owned();
+            (text.contains("\"failed\"") && text.contains("needs 1 approval")).then_some(())
+        },
+    );
+    assert!(actions(&stack.ledger(), "deploy.start").is_empty());
+}

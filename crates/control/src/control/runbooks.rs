@@ -703,6 +703,13 @@ impl ControlPlane {
                 entry.run.state.as_str()
             )));
         }
+        // Four-eyes where the environment requires approvals: whoever started the run may not
+        // approve its steps.
+        if self.backups.require().and_then(|r| r.approvals).is_some() && entry.run.actor == actor {
+            return Err(ControlError::rejected(format!(
+                "`{actor}` started run {id}: in this environment its approval must come from someone else (four-eyes)"
+            )));
+        }
         let actor = actor.to_owned();
         let now = jiff::Timestamp::now().to_string();
         let step = entry.run.current_step.unwrap_or(1);
