@@ -86,7 +86,14 @@ impl PendingDeploy {
     pub fn summary(&self) -> String {
         match &self.action {
             GatedAction::Deploy { request } => {
-                format!("deploy {} {}", self.service, request.version)
+                let mut text = format!("deploy {} {}", self.service, request.version);
+                if let Some(command) = &request.command {
+                    text.push_str(&format!(" with command `{}`", command.join(" ")));
+                }
+                if let Some(strategy) = &request.strategy {
+                    text.push_str(&format!(" ({strategy})"));
+                }
+                text
             }
             GatedAction::Restore { request } => {
                 let target = match &request.target {
@@ -115,8 +122,8 @@ pub struct PendingDeployList {
     pub deploys: Vec<PendingDeploy>,
 }
 
-/// What `POST /v1/services/{name}/deploy` answers: the rollout it started (200), or the
-/// request waiting for approvals (202).
+/// What `POST /v1/services/{name}/deploy` answers: the rollout it started (202), or the
+/// request waiting for approvals (201).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum DeployAnswer {

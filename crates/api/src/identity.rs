@@ -85,6 +85,10 @@ pub struct Caller {
     /// How it was established: `peer_credentials` or `token`.
     #[schema(example = "token")]
     pub via: String,
+    /// For a token: who made it. Four-eyes refuses an approval through a token the requester
+    /// made (an admin cannot approve their own change under a name they invented).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vouched_by: Option<String>,
 }
 
 /// `POST /v1/tokens`: a new API token for one person.

@@ -158,11 +158,15 @@ pub enum Command {
     },
     /// The deploy requests: open ones, then recent ones.
     DeployRequests(oneshot::Sender<wharf_api::PendingDeployList>),
-    /// An approver's word on a deploy request.
+    /// An approver's word on a request (or its requester withdrawing it).
     DecideDeploy {
         id: String,
         approve: bool,
         actor: String,
+        /// The caller's role allows approving.
+        approver: bool,
+        /// Who made the caller's token, when it is one.
+        vouched_by: Option<String>,
         reason: String,
         reply: oneshot::Sender<Result<wharf_api::PendingDeploy, ControlError>>,
     },
@@ -410,13 +414,16 @@ impl Handle {
         &self,
         id: String,
         approve: bool,
-        actor: String,
+        caller: wharf_api::Caller,
         reason: String,
     ) -> Result<wharf_api::PendingDeploy, ControlError> {
+        let approver = caller.role.allows(wharf_api::Permission::Approve);
         self.ask(|reply| Command::DecideDeploy {
             id,
             approve,
-            actor,
+            actor: caller.name,
+            approver,
+            vouched_by: caller.vouched_by,
             reason,
             reply,
         })

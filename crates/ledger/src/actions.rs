@@ -257,6 +257,8 @@ known_actions! {
     /// Approved, but the deploy could not start (a gate or backup requirement no longer met,
     /// a rollout under way), with why.
     ApprovalFailed = "approval.failed",
+    /// Approved, and started: the rollout or the restore job it ran as.
+    ApprovalStarted = "approval.started",
 
     // ── token: API tokens, one per person; target: `token/NAME` (never the token) ─────────
     /// A token was made: its id, role and expiry.

@@ -36,6 +36,10 @@ pub(crate) struct References {
     pub status_page_services: Vec<(Option<String>, String, Span)>,
     /// (gate, span) from `require.gates`
     pub require_gates: Vec<(String, Span)>,
+    /// (key, span) of `require.backup_max_age` / `drill_max_age`, which judge `backup:`s
+    pub require_backups: Vec<(String, Span)>,
+    /// Some service says `backup:` (decoded or not: a broken one has its own error)
+    pub backup_declared: bool,
 }
 
 pub(crate) const ROOT_KEYS: &[&str] = &[
@@ -391,6 +395,9 @@ fn service(
         }
         proxy_settings(decoder, &field("proxy"), n)
     });
+    if fields.has("backup") {
+        refs.backup_declared = true;
+    }
     let backup = fields.get("backup").and_then(|n| {
         if !fields.has("kind") {
             let key = fields.key_span("backup").unwrap_or(n.span);
@@ -1441,6 +1448,11 @@ fn requirements(decoder: &mut Decoder, node: &Node, refs: &mut References) -> Op
         }
         Some(node) => (decoder.integer(node, "`require.approvals`", 1, 10), None),
     };
+    for key in ["backup_max_age", "drill_max_age"] {
+        if let Some(span) = fields.key_span(key) {
+            refs.require_backups.push((key.to_owned(), span));
+        }
+    }
     let mut gates = Vec::new();
     if let Some(list) = fields.get("gates") {
         for item in decoder.items(list, "`require.gates`") {

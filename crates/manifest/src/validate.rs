@@ -23,6 +23,27 @@ pub(crate) fn cross_check(
     alert_runbooks(decoder, stack, refs);
     status_page_services(decoder, refs);
     required_gates(decoder, stack, refs);
+    required_backups(decoder, stack, refs);
+}
+
+/// `require.backup_max_age` / `drill_max_age` judge the datastores' backups: with no
+/// `backup:` anywhere they would check nothing, and a deploy would pass them silently.
+fn required_backups(decoder: &mut Decoder, stack: &Stack, refs: &References) {
+    if refs.backup_declared || stack.services.values().any(|s| s.backup.is_some()) {
+        return;
+    }
+    for (key, span) in &refs.require_backups {
+        decoder.push(
+            Diagnostic::error(
+                *span,
+                format!(
+                    "`require.{key}` judges the datastores' backups, and no service has `backup:`"
+                ),
+            )
+            .with_label("would check nothing")
+            .with_hint("give a datastore `backup: {schedule: …}`, or remove the requirement"),
+        );
+    }
 }
 
 /// Each gate `require.gates` names is declared under `gates:`.

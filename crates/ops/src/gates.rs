@@ -82,6 +82,24 @@ pub fn record(
             bad.path
         )));
     }
+    // A verdict is what its conditions say, and rests on at least one input: a record that
+    // claims a pass its own conditions do not give is refused, not believed.
+    let all_pass = details
+        .conditions
+        .iter()
+        .all(|c| c.verdict == Verdict::Pass);
+    if (details.verdict == Verdict::Pass) != all_pass {
+        return Err(OpsError::Invalid(format!(
+            "a gate check record's verdict must be `{}` when {} its conditions pass",
+            if all_pass { "pass" } else { "fail" },
+            if all_pass { "all" } else { "not all" }
+        )));
+    }
+    if details.inputs.is_empty() {
+        return Err(OpsError::Invalid(
+            "a gate check record needs the inputs it judged".to_owned(),
+        ));
+    }
     let target = format!("{}/{}@{}", details.gate, details.service, details.version);
     let value = serde_json::to_value(&details)
         .map_err(|e| OpsError::Invalid(format!("a gate check record: {e}")))?;

@@ -54,6 +54,11 @@ pub fn check_name(name: &str) -> Result<(), OpsError> {
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
+    if matches!(name, "api-token" | "api-socket") {
+        return Err(OpsError::Invalid(format!(
+            "`{name}` names wharf's own callers (the break-glass token, an unnamed socket peer); pick a person's name"
+        )));
+    }
     if ok {
         Ok(())
     } else {
@@ -199,13 +204,21 @@ pub enum TokenRefusal {
     Expired,
 }
 
+/// Who a token names: its holder, their role, and who made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub name: String,
+    pub role: Role,
+    pub created_by: String,
+}
+
 /// Who holds `presented` (`wharf_tN_<64 hex>`), if it is a token in force among `rows`.
 /// The secret is compared by its SHA-256 in constant time.
 pub fn authenticate(
     rows: &[TokenRow],
     presented: &str,
     now: Timestamp,
-) -> Result<(String, Role), TokenRefusal> {
+) -> Result<Holder, TokenRefusal> {
     let rest = presented
         .strip_prefix(PREFIX)
         .ok_or(TokenRefusal::Unknown)?;
@@ -232,7 +245,11 @@ pub fn authenticate(
         return Err(TokenRefusal::Expired);
     }
     let role = row.role.parse().map_err(|_| TokenRefusal::Unknown)?;
-    Ok((row.name.clone(), role))
+    Ok(Holder {
+        name: row.name.clone(),
+        role,
+        created_by: row.created_by.clone(),
+    })
 }
 
 #[cfg(test)]
@@ -255,7 +272,11 @@ mod tests {
         let rows = store.tokens().unwrap();
         assert_eq!(
             authenticate(&rows, &token, now),
-            Ok(("alice".into(), Role::Operator))
+            Ok(Holder {
+                name: "alice".into(),
+                role: Role::Operator,
+                created_by: "root@host".into()
+            })
         );
         // A wrong secret with the right id, a mangled token, another id: unknown.
         let wrong = format!("{}0", &token[..token.len() - 1]);
@@ -300,6 +321,7 @@ mod tests {
         for (name, lifetime) in [
             ("Bob", None),
             ("root@host", None),
+            ("api-token", None),
             ("carol", Some("500d")),
             ("carol", Some("soon")),
         ] {

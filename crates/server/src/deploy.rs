@@ -144,13 +144,14 @@ pub(crate) async fn request(
 pub(crate) async fn approve(
     State(state): State<AppState>,
     headers: HeaderMap,
+    caller: Option<axum::Extension<wharf_api::Caller>>,
     id: Result<UrlPath<String>, PathRejection>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    decide(state, headers, id, body, true).await
+    decide(state, headers, caller.map(|c| c.0), id, body, true).await
 }
 
-/// Reject a request: it will not start.
+/// Reject a request (an approver), or withdraw it (its requester): it will not start.
 #[utoipa::path(post, path = "/v1/approvals/{id}/reject", tag = "approvals", security((), ("bearer" = [])),
     params(("id" = String, Path, description = "The request (`r-3` or `3`)", example = "r-1")),
     request_body = DecideDeployRequest,
@@ -158,23 +159,25 @@ pub(crate) async fn approve(
         (status = 200, description = "Rejected", body = PendingDeploy),
         (status = 400, description = "No reason, or the body does not decode", body = ApiErrorBody),
         (status = 401, description = "Missing, wrong, revoked or expired bearer token", body = ApiErrorBody),
-        (status = 403, description = "The caller is not an approver", body = ApiErrorBody),
+        (status = 403, description = "Neither an approver nor the requester withdrawing it", body = ApiErrorBody),
         (status = 404, description = "No such request", body = ApiErrorBody),
-        (status = 409, description = "The requester's own word, or a closed request", body = ApiErrorBody),
+        (status = 409, description = "A closed or expired request", body = ApiErrorBody),
         (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
     ))]
 pub(crate) async fn reject(
     State(state): State<AppState>,
     headers: HeaderMap,
+    caller: Option<axum::Extension<wharf_api::Caller>>,
     id: Result<UrlPath<String>, PathRejection>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    decide(state, headers, id, body, false).await
+    decide(state, headers, caller.map(|c| c.0), id, body, false).await
 }
 
 async fn decide(
     state: AppState,
     headers: HeaderMap,
+    caller: Option<wharf_api::Caller>,
     id: Result<UrlPath<String>, PathRejection>,
     body: Bytes,
     approve: bool,
@@ -182,10 +185,11 @@ async fn decide(
     authorize(&state, &headers)?;
     let UrlPath(id) = id?;
     let request: DecideDeployRequest = decode_required_body(&body, "approval")?;
-    let actor = actor(&state, &headers).0;
+    let caller =
+        caller.ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "no caller established"))?;
     let answer = state
         .handle
-        .decide_deploy(id, approve, actor, request.reason)
+        .decide_deploy(id, approve, caller, request.reason)
         .await?;
     Ok(Json(answer).into_response())
 }

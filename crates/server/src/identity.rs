@@ -154,6 +154,7 @@ fn socket_caller(credentials: Option<&PeerCredentials>) -> Caller {
         name,
         role: Role::Admin,
         via: "peer_credentials".to_owned(),
+        vouched_by: None,
     }
 }
 
@@ -206,21 +207,25 @@ pub(crate) async fn identify(
             name: "api-token".to_owned(),
             role: Role::Admin,
             via: "token".to_owned(),
+            vouched_by: None,
         });
     }
     let rows = access.tokens.rows(handle).await?;
     match wharf_ops::tokens::authenticate(&rows, presented, jiff::Timestamp::now()) {
-        Ok((name, role)) => Ok(Caller {
-            name,
-            role,
+        Ok(holder) => Ok(Caller {
+            name: holder.name,
+            role: holder.role,
             via: "token".to_owned(),
+            vouched_by: Some(holder.created_by),
         }),
         Err(refusal) => Err(ApiError::new(ErrorCode::Unauthorized, refusal.to_string())),
     }
 }
 
-/// What a route needs of its caller. Reads need `Read`; approving and rejecting need
-/// `Approve`; tokens and secret reveals need `Admin`; every other change needs `Operate`.
+/// What a route needs of its caller. Reads need `Read`; approving needs `Approve` (a reject
+/// is left to the control plane: it takes one from an approver, or from the requester
+/// withdrawing their own request); tokens and secret reveals need `Admin`; every other change
+/// needs `Operate`.
 /// An unknown route (answered 404 later) needs `Read`.
 pub(crate) fn permission(method: &Method, route: Option<&str>) -> Permission {
     let Some(route) = route else {
@@ -233,9 +238,10 @@ pub(crate) fn permission(method: &Method, route: Option<&str>) -> Permission {
         return Permission::Read;
     }
     match route {
-        "/v1/approvals/{id}/approve"
-        | "/v1/approvals/{id}/reject"
-        | "/v1/runbooks/runs/{id}/approve" => Permission::Approve,
+        "/v1/approvals/{id}/approve" | "/v1/runbooks/runs/{id}/approve" => Permission::Approve,
+        // An approver rejects, or the request's own requester (an operator) withdraws it: the
+        // control plane, which knows the requester, decides which (403 for anyone else).
+        "/v1/approvals/{id}/reject" => Permission::Read,
         _ => Permission::Operate,
     }
 }
@@ -305,8 +311,10 @@ mod tests {
                 Permission::Admin
             } else if method == Method::GET {
                 Permission::Read
-            } else if path.ends_with("/approve") || path.ends_with("/reject") {
+            } else if path.ends_with("/approve") {
                 Permission::Approve
+            } else if path.ends_with("/reject") {
+                Permission::Read
             } else {
                 Permission::Operate
             };

@@ -199,6 +199,17 @@ fn a_prod_deploy_needs_a_passing_gate_and_two_approvals_by_others_and_roles_are_
         text(&again)
     );
     assert!(actions(&stack.ledger(), "deploy.start").is_empty());
+    // A token alice made herself is alice approving: refused.
+    let made = wharf_as(
+        stack.path(),
+        &alice,
+        &["token", "create", "puppet", "--role", "approver"],
+    );
+    assert!(made.status.success(), "{}", text(&made));
+    let puppet = String::from_utf8_lossy(&made.stdout).trim().to_owned();
+    let (status, body) = https("POST", &approve, Some(&puppet), Some(reason));
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("made by `alice`"), "{body}");
     // Carol's is the second: the deploy starts.
     let (status, body) = https("POST", &approve, Some(&carol), Some(reason));
     assert_eq!(status, 200, "{body}");
@@ -223,7 +234,9 @@ fn a_prod_deploy_needs_a_passing_gate_and_two_approvals_by_others_and_roles_are_
     assert_eq!(start["details"]["deploy_request"], id.as_str());
     assert_eq!(actions(&ledger, "gate.check")[0]["actor"], "alice");
     let creates = actions(&ledger, "token.create");
-    assert_eq!(creates.len(), 5);
+    assert_eq!(creates.len(), 6);
+    assert_eq!(creates[5]["actor"], "alice");
+    assert_eq!(actions(&ledger, "approval.started")[0]["actor"], "alice");
     assert!(creates[0]["actor"].as_str().unwrap().starts_with("root"));
 
     // A revoked token is refused from the next request on.
@@ -241,7 +254,7 @@ fn a_prod_deploy_needs_a_passing_gate_and_two_approvals_by_others_and_roles_are_
     let log = std::fs::read_to_string(stack.path().join(".wharf/control.log")).unwrap_or_default();
     let ledger_text = serde_json::to_string(&stack.ledger()).unwrap();
     let db = std::fs::read(stack.path().join(".wharf/state.db")).unwrap_or_default();
-    for token in [&alice, &bob, &carol, &olga, &vic] {
+    for token in [&alice, &bob, &carol, &olga, &vic, &puppet] {
         let secret = token.rsplit('_').next().unwrap();
         assert!(!ledger_text.contains(secret), "a token in the ledger");
         assert!(!log.contains(secret), "a token in the log");
@@ -299,6 +312,18 @@ fn a_rejected_deploy_request_never_starts_and_bad_words_are_refused() {
     let ledger = stack.ledger();
     assert_eq!(actions(&ledger, "approval.reject")[0]["actor"], "bob");
     assert!(actions(&ledger, "deploy.start").is_empty());
+    // Its requester may withdraw a request (an operator cannot approve or reject others').
+    let asked = wharf_as(stack.path(), &olga, &["deploy", "web", "--version", "2"]);
+    assert!(asked.status.success(), "{}", text(&asked));
+    let withdrawn = wharf_as(
+        stack.path(),
+        &olga,
+        &["reject", "r-2", "--reason", "wrong build"],
+    );
+    assert!(withdrawn.status.success(), "{}", text(&withdrawn));
+    let rejects = actions(&stack.ledger(), "approval.reject");
+    assert_eq!(rejects[1]["actor"], "olga");
+    assert_eq!(rejects[1]["details"]["withdrawn"], true);
     // A bad reason and an unknown request are refused with what is wrong.
     let blank = wharf_as(stack.path(), &bob, &["approve", "r-1", "--reason", " "]);
     assert_eq!(blank.status.code(), Some(2), "{}", text(&blank));

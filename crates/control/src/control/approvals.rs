@@ -36,6 +36,15 @@ pub(super) struct DeployedBy {
     pub approvers: Vec<String>,
 }
 
+/// Who decides on a request.
+pub(super) struct Decider<'a> {
+    pub name: &'a str,
+    /// Their role allows approving (else they may only withdraw their own request).
+    pub approver: bool,
+    /// Who made their token, when it is one.
+    pub vouched_by: Option<&'a str>,
+}
+
 /// The deploy requests: open ones and recent closed ones.
 pub(super) struct Approvals {
     requests: Vec<PendingDeploy>,
@@ -55,6 +64,12 @@ fn about(request: &PendingDeploy) -> serde_json::Map<String, serde_json::Value> 
         GatedAction::Deploy { request } => {
             map.insert("action".to_owned(), json!("deploy"));
             map.insert("version".to_owned(), json!(request.version));
+            if let Some(command) = &request.command {
+                map.insert("command".to_owned(), json!(command));
+            }
+            if let Some(strategy) = &request.strategy {
+                map.insert("strategy".to_owned(), json!(strategy));
+            }
         }
         GatedAction::Restore { request } => {
             map.insert("action".to_owned(), json!("restore"));
@@ -164,20 +179,108 @@ impl Approvals {
             .record_by(actor, action, &format!("approval/{}", request.id), details);
     }
 
+    /// Keeps the newest `RECENT` closed requests (by id: the list's order after a restart is
+    /// the store's, not the requests').
     fn trim(&mut self) {
-        let closed = self.requests.iter().filter(|r| !r.state.is_open()).count();
-        let mut excess = closed.saturating_sub(RECENT as usize);
-        self.requests.retain(|r| {
-            if excess > 0 && !r.state.is_open() {
-                excess -= 1;
-                return false;
-            }
-            true
-        });
+        let mut closed: Vec<u64> = self
+            .requests
+            .iter()
+            .filter(|r| !r.state.is_open())
+            .filter_map(|r| number(&r.id))
+            .collect();
+        if closed.len() <= RECENT as usize {
+            return;
+        }
+        closed.sort_unstable();
+        let cut = closed[closed.len() - RECENT as usize];
+        self.requests
+            .retain(|r| r.state.is_open() || number(&r.id).is_some_and(|n| n >= cut));
     }
 }
 
+/// What `require` of `new` drops or weakens compared with `old` (empty: nothing).
+fn loosened(
+    old: &wharf_manifest::model::Requirements,
+    new: Option<&wharf_manifest::model::Requirements>,
+) -> Vec<String> {
+    let empty = wharf_manifest::model::Requirements::default();
+    let new = new.unwrap_or(&empty);
+    let mut dropped = Vec::new();
+    if let Some(count) = old.approvals
+        && new.approvals.unwrap_or(0) < count
+    {
+        dropped.push(format!(
+            "approvals {count} → {}",
+            new.approvals.unwrap_or(0)
+        ));
+    }
+    for gate in old.gates.iter().filter(|g| !new.gates.contains(g)) {
+        dropped.push(format!("gate `{gate}`"));
+    }
+    if old.promoted_from.is_some() && old.promoted_from != new.promoted_from {
+        dropped.push("promoted_from".to_owned());
+    }
+    let longer = |a: Option<wharf_manifest::values::Duration>,
+                  b: Option<wharf_manifest::values::Duration>| {
+        a.is_some_and(|a| b.is_none_or(|b| b.as_std() > a.as_std()))
+    };
+    if longer(old.backup_max_age, new.backup_max_age) {
+        dropped.push("backup_max_age".to_owned());
+    }
+    if longer(old.drill_max_age, new.drill_max_age) {
+        dropped.push("drill_max_age".to_owned());
+    }
+    dropped
+}
+
 impl ControlPlane {
+    /// Why a manifest reload may not apply where the environment governs changes: a new
+    /// version or command of a service is a deploy, which goes through `wharf deploy` (its
+    /// gates, approvals and promotion evidence), and a running control plane does not loosen
+    /// its own `require` (stopping and starting it does, in the ledger).
+    pub(super) fn governed_manifest_change(&self, plan: &crate::plan::StackPlan) -> Option<String> {
+        let require = self.backups.require()?;
+        let dropped = loosened(require, plan.require.as_ref());
+        if !dropped.is_empty() {
+            return Some(format!(
+                "the manifest loosens this environment's `require` ({}); a running control plane keeps it — stop and start the stack to change it",
+                dropped.join(", ")
+            ));
+        }
+        let governed = require.approvals.is_some()
+            || !require.gates.is_empty()
+            || require.promoted_from.is_some();
+        if !governed {
+            return None;
+        }
+        let shipped: Vec<String> = plan
+            .services
+            .iter()
+            .filter_map(|new| {
+                let index = self.supervisor.index(&new.name)?;
+                let service = &self.supervisor.services[index];
+                let old = &service.plan;
+                // Writing down what a deploy already put in force ships nothing.
+                let changed = old.version != new.version || old.command != new.command;
+                let running =
+                    service.stable.version == new.version && service.stable.command == new.command;
+                (changed && !running).then(|| {
+                    format!(
+                        "`{}` {} → {} (`wharf deploy {} --version {}`)",
+                        new.name, old.version, new.version, new.name, new.version
+                    )
+                })
+            })
+            .collect();
+        if shipped.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "in this environment a new version or command is a deploy, with its gates and approvals: {}; keep the running version in the manifest until it is deployed",
+            shipped.join("; ")
+        ))
+    }
+
     /// What `require.gates` finds unmet for `service` at `version` (empty: every gate's latest
     /// verdict for it passed). Read from the ledger, where `wharf gate check` records them.
     pub(super) fn unmet_gates(&self, service: &str, version: &str) -> Vec<String> {
@@ -269,6 +372,18 @@ impl ControlPlane {
                 "a restore in place replaces the running datastore's data: confirm it",
             ));
         }
+        // The request is kept and listed: no password may ride in it.
+        if let RestoreTarget::Url { url } = &request.target
+            && url
+                .split_once("://")
+                .and_then(|(_, rest)| rest.split_once('@'))
+                .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+        {
+            return Err(ControlError::new(
+                ErrorCode::InvalidRequest,
+                "the target URL holds a password, and a request waiting for approval is kept and listed; store the URL as a secret and pass `${secret:NAME}`",
+            ));
+        }
         self.refuse_while_open(&request.service)?;
         let service = request.service.clone();
         let action = GatedAction::Restore { request };
@@ -348,9 +463,10 @@ impl ControlPlane {
         &mut self,
         id: &str,
         approve: bool,
-        actor: &str,
+        decider: Decider<'_>,
         reason: &str,
     ) -> Result<PendingDeploy, ControlError> {
+        let actor = decider.name;
         let reason = reason.trim();
         if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control)
         {
@@ -373,10 +489,36 @@ impl ControlPlane {
                 state_word(request.state)
             )));
         }
-        if request.requested_by == actor {
+        let expired = request
+            .expires_at
+            .parse::<jiff::Timestamp>()
+            .is_ok_and(|at| at <= jiff::Timestamp::now());
+        if expired {
+            return Err(ControlError::rejected(format!(
+                "request {} expired at {}",
+                request.id, request.expires_at
+            )));
+        }
+        let withdrawing = !approve && request.requested_by == actor;
+        if !decider.approver && !withdrawing {
+            return Err(ControlError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "`{actor}` may not decide on request {}: only an approver (or its requester, withdrawing it)",
+                    request.id
+                ),
+            ));
+        }
+        if approve && request.requested_by == actor {
             return Err(ControlError::rejected(format!(
                 "`{actor}` asked for request {}: the requester's own approval never counts (four-eyes)",
                 request.id
+            )));
+        }
+        if approve && decider.vouched_by == Some(request.requested_by.as_str()) {
+            return Err(ControlError::rejected(format!(
+                "`{actor}`'s token was made by `{}`, who asked for request {}: an approval through it is the requester's own (four-eyes)",
+                request.requested_by, request.id
             )));
         }
         if approve && request.approvals.iter().any(|a| a.by == actor) {
@@ -399,7 +541,10 @@ impl ControlPlane {
                 &request,
                 actor,
                 KnownAction::ApprovalReject,
-                with(about(&request), json!({"reason": reason})),
+                with(
+                    about(&request),
+                    json!({"reason": reason, "withdrawn": withdrawing}),
+                ),
             );
             self.approvals.requests[index] = request.clone();
             self.approvals.trim();
@@ -447,15 +592,19 @@ impl ControlPlane {
                     request.state = DeployRequestState::Started;
                     request.rollout_id = rollout_id;
                     request.job_id = job_id;
-                    let text = serde_json::to_string(&request).unwrap_or_default();
-                    if let Some(n) = number(&request.id) {
-                        self.core.journal.save_deploy_request(
-                            n,
-                            &request.service,
-                            "started",
-                            &text,
-                        );
-                    }
+                    let requester = request.requested_by.clone();
+                    let approvers: Vec<String> =
+                        request.approvals.iter().map(|a| a.by.clone()).collect();
+                    Approvals::save(
+                        &mut self.core,
+                        &request,
+                        &requester,
+                        KnownAction::ApprovalStarted,
+                        with(
+                            about(&request),
+                            json!({"rollout": rollout_id, "job": job_id, "approved_by": approvers}),
+                        ),
+                    );
                 }
                 Err(error) => {
                     request.state = DeployRequestState::Failed;

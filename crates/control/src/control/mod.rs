@@ -112,6 +112,8 @@ pub struct ControlPlane {
     deployed_by: Option<approvals::DeployedBy>,
     /// A reload's task is reading the manifest: another waits (they could land out of order).
     reload_preparing: bool,
+    /// Who asked for the reload being prepared (the actor of what it changes).
+    reload_caller: Option<String>,
     events_rx: mpsc::Receiver<Event>,
 }
 
@@ -249,6 +251,7 @@ impl ControlPlane {
             approvals,
             deployed_by: None,
             reload_preparing: false,
+            reload_caller: None,
             events_rx,
         };
         control.restore_rollouts();
@@ -531,10 +534,17 @@ impl ControlPlane {
                 id,
                 approve,
                 actor,
+                approver,
+                vouched_by,
                 reason,
                 reply,
             }) => {
-                let _ = reply.send(self.decide_deploy(&id, approve, &actor, &reason));
+                let decider = approvals::Decider {
+                    name: &actor,
+                    approver,
+                    vouched_by: vouched_by.as_deref(),
+                };
+                let _ = reply.send(self.decide_deploy(&id, approve, decider, &reason));
             }
             Event::Command(Command::RolloutCommand {
                 service,

@@ -52,6 +52,8 @@ impl ControlPlane {
             return;
         }
         self.reload_preparing = true;
+        // Who asked: what the reload changes is theirs once the manifest has been read.
+        self.reload_caller = Some(self.core.journal.acting().to_owned());
         let unlocked = self.injector.unlocked();
         let state_dir = self.core.config.state_dir.clone();
         let writer = self.core.journal.writer();
@@ -84,6 +86,13 @@ impl ControlPlane {
         reply: ReloadReply,
     ) {
         self.reload_preparing = false;
+        let caller = self.reload_caller.take();
+        let before = self.core.journal.act_as(caller);
+        self.finish_reload(prepared, reply);
+        self.core.journal.act_as(before);
+    }
+
+    fn finish_reload(&mut self, prepared: Result<PreparedReload, String>, reply: ReloadReply) {
         if self.supervisor.exit_when_stopped {
             let _ = reply.send(Err(ControlError::rejected(
                 "the stack began stopping (`wharf down`) while the manifest was read; nothing was changed",
@@ -97,6 +106,10 @@ impl ControlPlane {
                 return;
             }
         };
+        if let Some(why) = self.governed_manifest_change(&plan) {
+            let _ = reply.send(Err(ControlError::rejected(why)));
+            return;
+        }
         if let Some(secrets) = secrets
             && !self.injector.unlocked()
         {

@@ -171,6 +171,16 @@ impl ControlPlane {
         let mut unmet: Vec<String> = self.backups.gate().into_iter().collect();
         unmet.extend(self.unmet_gates(name, version));
         unmet.extend(self.promotion_gate(name, version));
+        if request.command.is_some()
+            && self
+                .backups
+                .require()
+                .is_some_and(|r| !r.gates.is_empty() || r.promoted_from.is_some())
+        {
+            unmet.push(format!(
+                "a --command override is not what the gate verdicts and promotion evidence for {name}@{version} judged (they name a version); put the command in the manifest"
+            ));
+        }
         if !unmet.is_empty() {
             return Err(ControlError::rejected(format!(
                 "deploy of `{name}` {version} refused: {}",
