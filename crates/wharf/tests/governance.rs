@@ -515,3 +515,40 @@ environments:"#,
     );
     assert!(actions(&stack.ledger(), "deploy.start").is_empty());
 }
+
+#[test]
+fn a_manifest_reload_can_neither_ship_a_version_nor_loosen_require_in_a_governed_environment() {
+    let manifest = MANIFEST.replace("WEB_PORT", &free_port().to_string());
+    let stack = Stack::new(&manifest);
+    let up = stack.wharf(&["up", "-d", "--env", "prod", "--wait-timeout", "60s"]);
+    assert!(up.status.success(), "{}", text(&up));
+    let file = stack.path().join("wharf.yaml");
+    let original = std::fs::read_to_string(&file).unwrap();
+
+    std::fs::write(&file, original.replace("version: \"1\"", "version: \"2\"")).unwrap();
+    let shipped = stack.wharf(&["up", "-d", "--env", "prod"]);
+    assert!(!shipped.status.success(), "{}", text(&shipped));
+    assert!(text(&shipped).contains("`web` 1 → 2"), "{}", text(&shipped));
+
+    std::fs::write(
+        &file,
+        original.replace(
+            "require: {approvals: 2, gates: [release]}",
+            "require: {gates: [release]}",
+        ),
+    )
+    .unwrap();
+    let loosened = stack.wharf(&["up", "-d", "--env", "prod"]);
+    assert!(!loosened.status.success(), "{}", text(&loosened));
+    assert!(
+        text(&loosened).contains("approvals 2 → 0"),
+        "{}",
+        text(&loosened)
+    );
+
+    // Nothing changed: still version 1, no deploy, no reload recorded.
+    let ledger = stack.ledger();
+    assert!(actions(&ledger, "deploy.start").is_empty());
+    assert!(actions(&ledger, "stack.reload").is_empty());
+    assert_eq!(stack.service("web")["version"], "1");
+}
