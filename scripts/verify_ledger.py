@@ -24,6 +24,7 @@ from pathlib import Path
 
 try:
     from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 except ImportError:
     sys.exit("verify_ledger.py needs the `cryptography` package: pip install cryptography")
@@ -135,7 +136,7 @@ def judge_bundle(entries, service, version):
         if target != service or details.get("version") != version:
             fail(f"entry seq {seq}: a {action} of {target} version {details.get('version')}, not {service}@{version}")
         rollout = details.get("rollout")
-        if not isinstance(rollout, int):
+        if not isinstance(rollout, int) or isinstance(rollout, bool):
             fail(f"entry seq {seq}: no rollout number")
         if action in ("deploy.rollback", "deploy.rolled_back"):
             fail(f"entry seq {seq}: rollout {rollout} of {service}@{version} rolled back")
@@ -161,13 +162,21 @@ def verify_bundle(path, key_text):
     if key_text is None:
         print("note: no --key: checked with the bundle's own key, which proves only self-consistency")
         key_text = bundle["verifier_key"]
-    elif key_text.strip() != bundle["verifier_key"].strip():
-        fail("the bundle is signed by another key than the one given")
     try:
         key = parse_verifier_key(key_text)
     except (ValueError, IndexError) as error:
         print(f"error: the verifier key is malformed: {error}", file=sys.stderr)
         sys.exit(2)
+    try:
+        own = parse_verifier_key(str(bundle["verifier_key"]))
+    except (ValueError, IndexError):
+        own = None
+    def same(a, b):
+        raw = lambda k: k.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return a[:2] == b[:2] and raw(a[2]) == raw(b[2])
+
+    if own is None or not same(own, key):
+        fail("the bundle is signed by another key than the one given")
     try:
         origin, size, root = open_checkpoint(bundle["checkpoint"], key)
     except ValueError as error:
@@ -176,10 +185,16 @@ def verify_bundle(path, key_text):
         fail("the bundle holds no entries")
     entries = []
     for proven in bundle["entries"]:
+        if not isinstance(proven, dict) or not all(
+            k in proven for k in ("seq", "leaf", "leaf_hash", "proof")
+        ):
+            fail("an entry is not an object with seq, leaf, leaf_hash and proof")
         seq = proven["seq"]
+        if not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(proven["leaf"], str):
+            fail("an entry's seq is not a number or its leaf not text")
         leaf = proven["leaf"].encode("utf-8")
         digest = leaf_hash(leaf)
-        if digest.hex() != proven["leaf_hash"].lower():
+        if digest.hex() != str(proven["leaf_hash"]).lower():
             fail(f"entry seq {seq}: leaf hash is not SHA-256(0x00 || leaf): the entry was altered")
         try:
             path_hashes = [bytes.fromhex(h) for h in proven["proof"]]
@@ -187,8 +202,11 @@ def verify_bundle(path, key_text):
             fail(f"entry seq {seq}: a proof hash is not hex")
         if not verify_inclusion(seq, size, digest, path_hashes, root):
             fail(f"entry seq {seq}: inclusion proof does not lead to the checkpoint root")
-        entry = json.loads(leaf)
-        if entry.get("seq") != seq:
+        try:
+            entry = json.loads(leaf)
+        except ValueError:
+            fail(f"entry seq {seq}: the leaf is not JSON")
+        if not isinstance(entry, dict) or entry.get("seq") != seq:
             fail(f"entry seq {seq}: the leaf is entry seq {entry.get('seq')}")
         entries.append((seq, entry))
     rollout, gates = judge_bundle(entries, bundle["service"], bundle["version"])
