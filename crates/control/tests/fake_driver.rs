@@ -110,6 +110,7 @@ fn control_plane(driver: Arc<FakeDriver>, dir: &std::path::Path) -> (ControlPlan
         log_max_bytes: 1 << 20,
         log_keep: 1,
         proxy_binary: None,
+        log_json: false,
         reload_plan: None,
     };
     ControlPlane::new(plan, config, journal)

@@ -201,6 +201,7 @@ async fn run_plan(what: &str, plan: wharf_control::StackPlan, seconds: u32) {
         log_max_bytes: 1 << 20,
         log_keep: 1,
         proxy_binary: None,
+        log_json: false,
         reload_plan: None,
     };
     let (control, handle) = ControlPlane::new(plan, config, journal);

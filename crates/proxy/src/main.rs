@@ -27,11 +27,24 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("WHARF_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    // `WHARF_LOG_FORMAT=json` (the control plane passes its own on): one JSON object a line.
+    match std::env::var("WHARF_LOG_FORMAT").as_deref() {
+        Ok("json") => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
+        Err(_) | Ok("" | "human") => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        Ok(other) => {
+            eprintln!("wharf-proxy: WHARF_LOG_FORMAT is `{other}`: it takes `human` or `json`");
+            return ExitCode::from(2);
+        }
+    }
     // This runtime serves the admin API and runs drain timers; connections are accepted and
     // served on the proxy's own worker threads.
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -75,6 +75,7 @@ async fn api_errors_over_real_sockets_are_the_documented_json_shape() {
         log_max_bytes: 1 << 20,
         log_keep: 1,
         proxy_binary: None,
+        log_json: false,
         reload_plan: None,
     };
     let (control, handle) = ControlPlane::new(plan, config, journal);

@@ -56,6 +56,7 @@ async fn on_stack<F: std::future::Future<Output = ()>>(test: impl FnOnce(Handle)
         log_max_bytes: 1 << 20,
         log_keep: 1,
         proxy_binary: None,
+        log_json: false,
         reload_plan: None,
     };
     let (control, handle) = ControlPlane::new(plan, config, journal);

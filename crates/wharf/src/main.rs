@@ -23,7 +23,10 @@ fn main() -> ExitCode {
             return ExitCode::from(if err.use_stderr() { 2 } else { 0 });
         }
     };
-    init_tracing();
+    if let Err(message) = init_tracing() {
+        eprintln!("error: {message}");
+        return ExitCode::from(2);
+    }
     if let Some(timeout) = cli.global.timeout {
         client::set_timeout(timeout);
     }
@@ -70,14 +73,44 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
+/// Whether `WHARF_LOG_FORMAT` asks for JSON lines (`json`), rather than the human format
+/// (`human`, or unset); anything else is an error.
+fn log_format() -> Result<bool, String> {
+    match std::env::var("WHARF_LOG_FORMAT").as_deref() {
+        Err(_) | Ok("" | "human") => Ok(false),
+        Ok("json") => Ok(true),
+        Ok(other) => Err(format!(
+            "WHARF_LOG_FORMAT is `{other}`: it takes `human` (the default) or `json`"
+        )),
+    }
+}
+
+/// For the control plane's configuration: it hands the format on to the proxy it starts.
+pub(crate) fn log_format_is_json() -> bool {
+    log_format().unwrap_or(false)
+}
+
 /// Logs go to stderr, filtered by `WHARF_LOG` (default: warnings only) so stdout stays clean
-/// for `render` and `import` output that users redirect into files.
-fn init_tracing() {
+/// for `render` and `import` output that users redirect into files. With
+/// `WHARF_LOG_FORMAT=json`, one JSON object a line (`timestamp`, `level`, `target`, `fields`
+/// with the `message`, and the `span` / `spans` it happened in) for a log pipeline to read.
+fn init_tracing() -> Result<(), String> {
+    let json = log_format()?;
     let filter = tracing_subscriber::EnvFilter::try_from_env("WHARF_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    if json {
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init();
+    } else {
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
+    Ok(())
 }

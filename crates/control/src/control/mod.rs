@@ -66,6 +66,8 @@ pub struct Config {
     pub log_keep: u32,
     /// The `wharf-proxy` binary, needed when a service has a public port.
     pub proxy_binary: Option<PathBuf>,
+    /// The control plane logs JSON lines (`WHARF_LOG_FORMAT=json`): its proxy does too.
+    pub log_json: bool,
     /// Re-reads the manifest for `reload` (`wharf up` against a running control plane).
     pub reload_plan: Option<PlanLoader>,
 }
@@ -243,7 +245,11 @@ impl ControlPlane {
                 exit_when_stopped: false,
                 last_states: std::collections::HashMap::new(),
             },
-            traffic: traffic::Traffic::new(&config.state_dir, config.proxy_binary.clone()),
+            traffic: traffic::Traffic::new(
+                &config.state_dir,
+                config.proxy_binary.clone(),
+                config.log_json,
+            ),
             injector: inject::Injector::new(plan.secrets.clone()),
             alerting,
             backups,

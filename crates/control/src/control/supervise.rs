@@ -334,6 +334,7 @@ services:
                 log_max_bytes: 1 << 20,
                 log_keep: 1,
                 proxy_binary: None,
+                log_json: false,
                 reload_plan: None,
             },
             stack: plan.name.clone(),

@@ -31,6 +31,8 @@ const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
 /// The traffic subsystem's state: the proxy process and what was last asked of it.
 pub struct Traffic {
     pub binary: Option<PathBuf>,
+    /// The proxy logs JSON lines, as the control plane does.
+    pub log_json: bool,
     pub socket: PathBuf,
     pub state_file: PathBuf,
     /// How the driver finds the proxy process while it runs (opaque).
@@ -168,11 +170,12 @@ impl KeptListeners {
 }
 
 impl Traffic {
-    pub fn new(state_dir: &std::path::Path, binary: Option<PathBuf>) -> Traffic {
+    pub fn new(state_dir: &std::path::Path, binary: Option<PathBuf>, log_json: bool) -> Traffic {
         let (desired, _) = watch::channel(None);
         Traffic {
             routes_dirty: false,
             binary,
+            log_json,
             socket: state_dir.join("run").join("proxy.sock"),
             state_file: state_dir.join(wharf_store::PROXY_ROUTES_FILE),
             handle: None,
@@ -226,6 +229,10 @@ impl Traffic {
                 self.state_file.display().to_string(),
             ],
             env: std::iter::once(("WHARF_LOG".to_owned(), "info".to_owned()))
+                .chain(
+                    self.log_json
+                        .then(|| ("WHARF_LOG_FORMAT".to_owned(), "json".to_owned())),
+                )
                 .chain(
                     self.kept
                         .offer()

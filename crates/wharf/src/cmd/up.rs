@@ -468,6 +468,7 @@ async fn run_control_plane(
         log_max_bytes: 10 << 20,
         log_keep: 3,
         proxy_binary: proxy_binary(),
+        log_json: crate::log_format_is_json(),
         reload_plan: Some(loader),
     };
     let writer = journal.writer();
