@@ -138,6 +138,9 @@ known_actions! {
     DeploySucceeded = "deploy.succeeded",
     /// An event that does not apply to the rollout's phase was ignored.
     DeployIgnored = "deploy.ignored",
+    /// At start, in an environment that governs deploys, the manifest names a version (or
+    /// command) no deploy put in force: the deployed one runs, and this says so.
+    DeployHeld = "deploy.held",
 
     // ── secret: secret versions (a fingerprint, never a value); target: the secret ────────
     /// A new version was set.

@@ -552,3 +552,67 @@ fn a_manifest_reload_can_neither_ship_a_version_nor_loosen_require_in_a_governed
     assert!(actions(&ledger, "stack.reload").is_empty());
     assert_eq!(stack.service("web")["version"], "1");
 }
+
+#[test]
+fn a_restart_with_a_manifest_naming_an_undeployed_version_runs_the_deployed_one() {
+    let port = free_port();
+    let manifest = format!(
+        r#"name: shop
+services:
+  web:
+    command: [TESTBED, --port, "${{PORT}}", --version, "${{VERSION}}"]
+    version: "1"
+    port: {port}
+    probes:
+      ready: {{http: {{path: /ready}}, interval: 200ms}}
+    rollout:
+      strategy: canary
+      steps: [{{weight: 100}}]
+      analysis: {{min_requests: 0}}
+      deadlines: {{drain: 1s}}
+environments:
+  prod:
+    require: {{approvals: 1}}
+"#
+    );
+    let stack = Stack::new(&manifest);
+    let up = stack.wharf(&["up", "-d", "--env", "prod", "--wait-timeout", "60s"]);
+    assert!(up.status.success(), "{}", text(&up));
+    let bob = create_token(&stack, "bob", "approver");
+    let olga = create_token(&stack, "olga", "operator");
+    let asked = wharf_as(stack.path(), &olga, &["deploy", "web", "--version", "2"]);
+    assert!(asked.status.success(), "{}", text(&asked));
+    let approved = wharf_as(stack.path(), &bob, &["approve", "r-1", "--reason", "ok"]);
+    assert!(approved.status.success(), "{}", text(&approved));
+    eventually(
+        "the deploy to succeed",
+        std::time::Duration::from_secs(60),
+        || {
+            // The analysis wants a request on the new version before it judges.
+            let _ = get(port, "/");
+            (!actions(&stack.ledger(), "deploy.succeeded").is_empty()).then_some(())
+        },
+    );
+    let down = stack.wharf(&["down"]);
+    assert!(down.status.success(), "{}", text(&down));
+    eventually(
+        "the control plane to exit",
+        std::time::Duration::from_secs(30),
+        || stack.control_pid().is_none().then_some(()),
+    );
+    // Someone edits the manifest to a version nobody deployed, and starts the stack again.
+    let file = stack.path().join("wharf.yaml");
+    let text_now = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text_now.replace("version: \"1\"", "version: \"3\"")).unwrap();
+    let again = stack.wharf(&["up", "-d", "--env", "prod", "--wait-timeout", "60s"]);
+    assert!(again.status.success(), "{}", text(&again));
+    assert_eq!(
+        stack.service("web")["version"],
+        "2",
+        "the deployed version runs"
+    );
+    let held = actions(&stack.ledger(), "deploy.held");
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0]["details"]["manifest"], "3");
+    assert_eq!(held[0]["details"]["running"], "2");
+}

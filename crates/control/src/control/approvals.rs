@@ -234,6 +234,13 @@ fn loosened(
 }
 
 impl ControlPlane {
+    /// Whether the environment governs deploys (approvals, gates or promotion evidence).
+    pub(super) fn governs_deploys(&self) -> bool {
+        self.backups.require().is_some_and(|r| {
+            r.approvals.is_some() || !r.gates.is_empty() || r.promoted_from.is_some()
+        })
+    }
+
     /// Why a manifest reload may not apply where the environment governs changes: a new
     /// version or command of a service is a deploy, which goes through `wharf deploy` (its
     /// gates, approvals and promotion evidence), and a running control plane does not loosen

@@ -69,6 +69,26 @@ impl ControlPlane {
                     Ok(deployment) if deployment.manifest == manifest => {
                         self.supervisor.services[index].stable = deployment.current;
                     }
+                    // Where deploys are governed, a version only a manifest edit names is not
+                    // deployed by restarting the control plane: the deployed one runs.
+                    Ok(deployment) if self.governs_deploys() && deployment.current != manifest => {
+                        tracing::warn!(
+                            service = name,
+                            manifest = manifest.version,
+                            running = deployment.current.version,
+                            "the manifest names a version no deploy put in force; the deployed one runs"
+                        );
+                        self.core.journal.record(
+                            KnownAction::DeployHeld,
+                            &name,
+                            json!({
+                                "manifest": manifest.version,
+                                "running": deployment.current.version,
+                                "hint": format!("wharf deploy {name} --version {}", manifest.version),
+                            }),
+                        );
+                        self.supervisor.services[index].stable = deployment.current;
+                    }
                     Ok(_) => tracing::info!(
                         service = name,
                         "the manifest changed since the last deploy; it wins"
