@@ -254,10 +254,7 @@ impl ControlPlane {
                 dropped.join(", ")
             ));
         }
-        let governed = require.approvals.is_some()
-            || !require.gates.is_empty()
-            || require.promoted_from.is_some();
-        if !governed {
+        if !self.governs_deploys() {
             return None;
         }
         let shipped: Vec<String> = plan
