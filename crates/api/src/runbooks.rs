@@ -140,8 +140,13 @@ pub struct StepResult {
     /// A command's or a request's output, truncated (never more than a few KiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
+    /// The approval that let an `approve` step through (the last one, where several were
+    /// needed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<Approval>,
+    /// Where the environment requires N approvals: every one given so far, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<Approval>,
 }
 
 /// A run of a runbook: the document the control plane stores and answers with.

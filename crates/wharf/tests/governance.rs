@@ -454,7 +454,8 @@ fn a_request_not_approved_within_its_window_expires_and_can_no_longer_be_approve
 }
 
 #[test]
-fn in_a_governed_environment_a_runbook_step_is_approved_by_someone_else_and_cannot_deploy() {
+fn in_a_governed_environment_a_runbook_step_needs_n_approvers_other_than_its_starter_and_cannot_deploy()
+ {
     let manifest = MANIFEST
         .replace("WEB_PORT", &free_port().to_string())
         .replace(
@@ -468,13 +469,14 @@ environments:"#,
         )
         .replace(
             "require: {approvals: 2, gates: [release]}",
-            "require: {approvals: 1}",
+            "require: {approvals: 2}",
         );
     let stack = Stack::new(&manifest);
     let up = stack.wharf(&["up", "-d", "--env", "prod", "--wait-timeout", "60s"]);
     assert!(up.status.success(), "{}", text(&up));
     let alice = create_token(&stack, "alice", "admin");
     let bob = create_token(&stack, "bob", "approver");
+    let carol = create_token(&stack, "carol", "approver");
     let started = wharf_as(stack.path(), &alice, &["runbook", "run", "ship"]);
     assert!(started.status.success(), "{}", text(&started));
     eventually(
@@ -495,14 +497,41 @@ environments:"#,
     );
     assert_eq!(own.status.code(), Some(2), "{}", text(&own));
     assert!(text(&own).contains("four-eyes"), "{}", text(&own));
-    let other = wharf_as(
+    // The step needs two approvers, as a deploy here does: bob's is one, and only one.
+    let first = wharf_as(
         stack.path(),
         &bob,
+        &[
+            "runbook", "approve", "1", "--reason", "ok", "--output", "json",
+        ],
+    );
+    assert!(first.status.success(), "{}", text(&first));
+    let run = json(&String::from_utf8_lossy(&first.stdout));
+    assert_eq!(run["state"], "waiting_approval", "{run}");
+    assert_eq!(run["steps"][0]["approvals"][0]["actor"], "bob", "{run}");
+    let twice = wharf_as(
+        stack.path(),
+        &bob,
+        &["runbook", "approve", "1", "--reason", "again"],
+    );
+    assert_eq!(twice.status.code(), Some(2), "{}", text(&twice));
+    assert!(
+        text(&twice).contains("already approved"),
+        "{}",
+        text(&twice)
+    );
+    let other = wharf_as(
+        stack.path(),
+        &carol,
         &["runbook", "approve", "1", "--reason", "ok"],
     );
-    // Bob's approval is taken (the command then reports the run, which fails at once: exit 1).
+    // Carol's is the second (the command then reports the run, which fails at once: exit 1).
     assert_ne!(other.status.code(), Some(2), "{}", text(&other));
-    assert!(text(&other).contains("approved by bob"), "{}", text(&other));
+    assert!(
+        text(&other).contains("approved by carol"),
+        "{}",
+        text(&other)
+    );
     // Its deploy step is refused: a runbook is no way around the deploy's own approvals.
     eventually(
         "the run to fail at its deploy",
@@ -510,7 +539,7 @@ environments:"#,
         || {
             let runs = stack.wharf(&["runbook", "runs", "--output", "json"]);
             let text = String::from_utf8_lossy(&runs.stdout).into_owned();
-            (text.contains("\"failed\"") && text.contains("needs 1 approval")).then_some(())
+            (text.contains("\"failed\"") && text.contains("needs 2 approval")).then_some(())
         },
     );
     assert!(actions(&stack.ledger(), "deploy.start").is_empty());

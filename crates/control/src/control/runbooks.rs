@@ -575,6 +575,7 @@ impl ControlPlane {
                     result: None,
                     output: None,
                     approval: None,
+                    approvals: Vec::new(),
                 })
                 .collect(),
             reason: None,
@@ -704,31 +705,62 @@ impl ControlPlane {
             )));
         }
         // Four-eyes where the environment requires approvals: whoever started the run may not
-        // approve its steps.
-        if self.backups.require().and_then(|r| r.approvals).is_some() && entry.run.actor == actor {
+        // approve its steps, and a step needs as many distinct approvers as a deploy does.
+        let required = self.backups.require().and_then(|r| r.approvals);
+        let step = entry.run.current_step.unwrap_or(1);
+        if required.is_some() && entry.run.actor == actor {
             return Err(ControlError::rejected(format!(
                 "`{actor}` started run {id}: in this environment its approval must come from someone else (four-eyes)"
             )));
         }
+        let given = entry
+            .run
+            .steps
+            .get(step as usize - 1)
+            .map(|r| r.approvals.clone())
+            .unwrap_or_default();
+        if given.iter().any(|a| a.actor == actor) {
+            return Err(ControlError::rejected(format!(
+                "`{actor}` already approved step {step} of run {id}"
+            )));
+        }
         let actor = actor.to_owned();
         let now = jiff::Timestamp::now().to_string();
-        let step = entry.run.current_step.unwrap_or(1);
-        entry.run.state = RunState::Running;
-        entry.progress = Progress::Idle;
+        let approval = Approval {
+            actor: actor.clone(),
+            reason: reason.clone(),
+            at: now,
+        };
+        let count = given.len() as u32 + 1;
+        let needed = required.unwrap_or(1);
         if let Some(result) = entry.run.steps.get_mut(step as usize - 1) {
-            result.approval = Some(Approval {
-                actor: actor.clone(),
-                reason: reason.clone(),
-                at: now,
-            });
+            if required.is_some() {
+                result.approvals.push(approval.clone());
+            }
+            if count >= needed {
+                result.approval = Some(approval);
+            }
         }
         let target = target(&entry.run);
+        if count < needed {
+            // Still waiting: the approval is recorded, the step is not through yet.
+            self.runbooks.save(&mut self.core, index);
+            self.core.journal.record_by(
+                &actor,
+                KnownAction::RunbookApprove,
+                &target,
+                json!({"step": step, "approved_by": actor, "reason": reason, "approvals": count, "approvals_required": needed}),
+            );
+            return Ok(self.runbooks.runs[index].run.clone());
+        }
+        entry.run.state = RunState::Running;
+        entry.progress = Progress::Idle;
         self.runbooks.save(&mut self.core, index);
         self.core.journal.record_by(
             &actor,
             KnownAction::RunbookApprove,
             &target,
-            json!({"step": step, "approved_by": actor, "reason": reason}),
+            json!({"step": step, "approved_by": actor, "reason": reason, "approvals": count, "approvals_required": needed}),
         );
         self.end_step(index, Ending::ok(format!("approved by {actor}: {reason}")));
         self.advance_run(index, &[]);
