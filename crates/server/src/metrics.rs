@@ -181,6 +181,41 @@ pub fn to_prometheus_text(openmetrics: &str) -> String {
     out
 }
 
+/// `--metrics-listen`'s router: `GET`/`HEAD /metrics` only, no credentials (what it shows is
+/// figures and the manifest's names, never a secret, host or error text).
+pub fn metrics_app(handle: wharf_control::Handle) -> axum::Router {
+    async fn metrics(
+        State(handle): State<wharf_control::Handle>,
+        headers: axum::http::HeaderMap,
+    ) -> Response {
+        serve(&handle, &headers).await
+    }
+    async fn not_found() -> crate::ApiError {
+        crate::ApiError::new(wharf_api::ErrorCode::NotFound, "only /metrics is served here")
+    }
+    async fn read_only() -> crate::ApiError {
+        crate::ApiError::new(
+            wharf_api::ErrorCode::MethodNotAllowed,
+            "/metrics is read-only: GET or HEAD",
+        )
+    }
+    axum::Router::new()
+        .route("/metrics", axum::routing::get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(read_only)
+        .with_state(handle)
+}
+
+/// Serves [`metrics_app`] on `listener` (plain HTTP) within `limits` until `shutdown`.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    handle: wharf_control::Handle,
+    limits: crate::ApiLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    crate::tcp::serve(listener, None, metrics_app(handle), limits, shutdown).await
+}
+
 /// The snapshot as OpenMetrics text (ends with `# EOF`).
 pub fn render(snapshot: &MetricsSnapshot) -> String {
     let mut registry = Registry::with_prefix("wharf");
