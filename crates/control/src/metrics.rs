@@ -81,11 +81,14 @@ impl TrafficTotals {
             for (version, now) in &counters.versions {
                 let key = (service.clone(), version.clone());
                 let before = self.last.get(&key).cloned().unwrap_or_default();
-                let total = self.totals.entry(key.clone()).or_insert_with(|| VersionTotals {
-                    service: service.clone(),
-                    version: version.clone(),
-                    ..VersionTotals::default()
-                });
+                let total = self
+                    .totals
+                    .entry(key.clone())
+                    .or_insert_with(|| VersionTotals {
+                        service: service.clone(),
+                        version: version.clone(),
+                        ..VersionTotals::default()
+                    });
                 add_delta(total, &before, now);
                 self.last.insert(key, now.clone());
             }

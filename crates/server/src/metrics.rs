@@ -84,7 +84,10 @@ impl<M> Clone for Series<M> {
 
 impl<M> Series<M> {
     fn push(&self, labels: Labels, metric: M) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).push((labels, metric));
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((labels, metric));
     }
 }
 
@@ -191,7 +194,10 @@ pub fn metrics_app(handle: wharf_control::Handle) -> axum::Router {
         serve(&handle, &headers).await
     }
     async fn not_found() -> crate::ApiError {
-        crate::ApiError::new(wharf_api::ErrorCode::NotFound, "only /metrics is served here")
+        crate::ApiError::new(
+            wharf_api::ErrorCode::NotFound,
+            "only /metrics is served here",
+        )
     }
     async fn read_only() -> crate::ApiError {
         crate::ApiError::new(
@@ -272,7 +278,11 @@ fn services(registry: &mut Registry, snapshot: &MetricsSnapshot) {
         "1 when nothing failed, nothing is blocked and nothing is still starting",
         None,
     );
-    set(&healthy, &[("stack", &status.stack)], bool_value(status.healthy));
+    set(
+        &healthy,
+        &[("stack", &status.stack)],
+        bool_value(status.healthy),
+    );
     let service_healthy = gauge(
         registry,
         "service_healthy",
@@ -325,7 +335,11 @@ fn services(registry: &mut Registry, snapshot: &MetricsSnapshot) {
         set(&ready, &[("service", name)], f64::from(service.ready));
         add(&restarts, &[("service", name)], u64::from(service.restarts));
         for phase in INSTANCE_PHASES {
-            let count = service.instances.iter().filter(|i| i.phase == phase).count();
+            let count = service
+                .instances
+                .iter()
+                .filter(|i| i.phase == phase)
+                .count();
             set(
                 &instances,
                 &[("service", name), ("phase", phase.as_str())],
@@ -415,7 +429,12 @@ fn rollouts(registry: &mut Registry, snapshot: &MetricsSnapshot) {
         "The canary step under way (1-based; 0 before the first)",
         None,
     );
-    let steps = gauge(registry, "rollout_steps", "The rollout's number of steps", None);
+    let steps = gauge(
+        registry,
+        "rollout_steps",
+        "The rollout's number of steps",
+        None,
+    );
     let weight = gauge(
         registry,
         "rollout_weight",
@@ -563,12 +582,14 @@ impl HistogramValue {
 impl EncodeMetric for Histograms {
     fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
         for (labels, value) in &self.0 {
-            encoder.encode_family(labels)?.encode_histogram::<NoLabelSet>(
-                value.sum_seconds,
-                value.count,
-                &value.buckets,
-                None,
-            )?;
+            encoder
+                .encode_family(labels)?
+                .encode_histogram::<NoLabelSet>(
+                    value.sum_seconds,
+                    value.count,
+                    &value.buckets,
+                    None,
+                )?;
         }
         Ok(())
     }

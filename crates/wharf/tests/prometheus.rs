@@ -73,7 +73,9 @@ services:
 /// An HTTP/1.0 GET (so the answer is never chunked): status, headers, body.
 fn http_get(port: u16, target: &str, accept: Option<&str>) -> Option<(u16, String, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
     let accept = accept.map_or(String::new(), |a| format!("Accept: {a}\r\n"));
     write!(stream, "GET {target} HTTP/1.0\r\nHost: t\r\n{accept}\r\n").ok()?;
     let mut raw = String::new();
@@ -122,17 +124,24 @@ fn metrics_output_passes_promtool_check_metrics() {
     let mut plan = LoadPlan::new(format!("http://127.0.0.1:{port}/"), 50.0);
     plan.max_duration = Duration::from_secs(30);
     let run = load::start(plan).expect("load starts");
-    let text = eventually("the proxy's counters in /metrics", Duration::from_secs(20), || {
-        let (_, text) = metrics_text(metrics_port, None);
-        text.contains("wharf_http_request_duration_seconds_bucket{")
-            .then_some(text)
-    });
+    let text = eventually(
+        "the proxy's counters in /metrics",
+        Duration::from_secs(20),
+        || {
+            let (_, text) = metrics_text(metrics_port, None);
+            text.contains("wharf_http_request_duration_seconds_bucket{")
+                .then_some(text)
+        },
+    );
     run.stop();
     // What `curl /metrics` gets: Prometheus' classic text format.
     let (head, _) = metrics_text(metrics_port, None);
     assert!(head.contains("text/plain; version=0.0.4"), "{head}");
     let (ok, said) = promtool_check(&text);
-    assert!(ok, "promtool check metrics refused /metrics: {said}\n{text}");
+    assert!(
+        ok,
+        "promtool check metrics refused /metrics: {said}\n{text}"
+    );
     for name in [
         "wharf_stack_healthy",
         "wharf_service_instances{service=\"api\",phase=\"running\"} 2",
@@ -329,7 +338,8 @@ fn every_dashboard_expression_returns_data_from_a_real_prometheus_during_a_canar
             || {
                 let answer = prometheus.query(expr);
                 assert_eq!(
-                    answer["status"], "success",
+                    answer["status"],
+                    "success",
                     "`{expr}` is refused: {answer}\n{}",
                     prometheus.log()
                 );
@@ -352,7 +362,10 @@ fn every_dashboard_expression_returns_data_from_a_real_prometheus_during_a_canar
         .expect("the stable version's error rate");
     assert!((0.05..0.6).contains(&stable), "{answer}");
     let phase = prometheus.query("wharf_rollout_phase == 1");
-    assert_eq!(phase["data"]["result"][0]["metric"]["phase"], "step", "{phase}");
+    assert_eq!(
+        phase["data"]["result"][0]["metric"]["phase"], "step",
+        "{phase}"
+    );
     // The rollout shows in its step, half the traffic on each version.
     let weights = prometheus.query("wharf_rollout_weight_ratio");
     let new = weights["data"]["result"]

@@ -121,9 +121,9 @@ fn histogram_buckets_are_cumulative_and_end_at_inf_with_the_count() {
     assert!(v2[LATENCY_BOUNDS_SECONDS.len() - 1].ends_with(" 20"));
     assert!(v2.last().unwrap().contains("le=\"+Inf\""));
     assert!(v2.last().unwrap().ends_with(" 30"));
-    assert!(text.contains(
-        "wharf_http_requests_total{service=\"web\",version=\"v2\",class=\"5xx\"} 10"
-    ));
+    assert!(
+        text.contains("wharf_http_requests_total{service=\"web\",version=\"v2\",class=\"5xx\"} 10")
+    );
     assert!(text.ends_with("# EOF\n"));
 }
 
