@@ -231,6 +231,17 @@ impl Drop for Prometheus {
     }
 }
 
+/// Runs its function when dropped during a panic: a failing test's diagnostics.
+struct OnPanic<F: Fn()>(F);
+
+impl<F: Fn()> Drop for OnPanic<F> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            (self.0)();
+        }
+    }
+}
+
 fn percent_encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
@@ -305,27 +316,28 @@ fn every_dashboard_expression_returns_data_from_a_real_prometheus_during_a_canar
         .find(|e| e.contains("class=\"5xx\"") && e.contains('/'))
         .expect("the dashboard shows the error rate by version")
         .clone();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let canary_rate = loop {
-        let last = prometheus.query(&error_rate);
-        let rate = last["data"]["result"]
-            .as_array()
-            .and_then(|results| results.iter().find(|r| r["metric"]["version"] == "2.0"))
-            .and_then(|r| r["value"][1].as_str()?.parse::<f64>().ok())
-            .filter(|rate| *rate > 0.0);
-        if let Some(rate) = rate {
-            break rate;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "Prometheus never saw the canary's errors: {last}\n/metrics:\n{}\nrollout: {}\n{}",
-            metrics_text(metrics_port, None).1,
+    // Should anything below fail, what Prometheus and wharf said goes with the failure.
+    let _diagnose = OnPanic(|| {
+        eprintln!(
+            "/metrics:\n{}\nrollout: {}\nPrometheus log:\n{}",
+            http_get(metrics_port, "/metrics", None).map_or(String::new(), |r| r.2),
             String::from_utf8_lossy(&stack.wharf(&["rollout", "status", "api"]).stdout),
             prometheus.log()
-        );
-        std::thread::yield_now();
-        let _ = http_get(prometheus.port, "/-/ready", None);
-    };
+        )
+    });
+    let canary_rate = eventually(
+        "Prometheus to see the canary's errors",
+        Duration::from_secs(60),
+        || {
+            let answer = prometheus.query(&error_rate);
+            answer["data"]["result"]
+                .as_array()?
+                .iter()
+                .find(|r| r["metric"]["version"] == "2.0")
+                .and_then(|r| r["value"][1].as_str()?.parse::<f64>().ok())
+                .filter(|rate| *rate > 0.0)
+        },
+    );
     assert!(
         (0.05..0.6).contains(&canary_rate),
         "the canary answers {ERROR_RATE} of its requests with errors; Prometheus says {canary_rate}"
@@ -377,6 +389,4 @@ fn every_dashboard_expression_returns_data_from_a_real_prometheus_during_a_canar
     assert_eq!(new["metric"]["version"], "2.0");
     assert_eq!(new["value"][1], "0.5", "{weights}");
     run.stop();
-    drop(prometheus);
-    drop(stack);
 }
