@@ -137,6 +137,8 @@ pub enum Command {
         command: Box<Command>,
     },
     Status(oneshot::Sender<StatusReport>),
+    /// What `/metrics` shows, taken in one go.
+    Metrics(oneshot::Sender<Box<crate::metrics::MetricsSnapshot>>),
     /// Rolling restart of one service.
     Restart {
         service: String,
@@ -375,6 +377,11 @@ impl Handle {
 
     pub async fn status(&self) -> Option<StatusReport> {
         self.ask(Command::Status).await
+    }
+
+    /// What `/metrics` shows; `None`: the control plane stopped.
+    pub async fn metrics(&self) -> Option<crate::metrics::MetricsSnapshot> {
+        self.ask(Command::Metrics).await.map(|snapshot| *snapshot)
     }
 
     pub async fn restart(&self, service: String) -> Result<(), ControlError> {

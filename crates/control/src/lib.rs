@@ -6,6 +6,7 @@ mod control;
 pub mod deploy;
 mod events;
 mod journal;
+pub mod metrics;
 pub mod plan;
 pub mod proxy_link;
 pub mod report;
@@ -21,6 +22,7 @@ pub use events::{
     BackupCommand, Command, Event, Handle, ProbeKind, RunbookCommand, RunbookStepDone,
 };
 pub use journal::{Journal, StoreWriter};
+pub use metrics::MetricsSnapshot;
 pub use plan::{BACKUP_PASSWORD_SECRET, PlanError, StackPlan, plan};
 pub use report::{DependencyStatus, InstanceStatus, ServiceStatus, StatusReport};
 /// The API's wire types and errors, re-exported for convenience; the server and the CLI import

@@ -61,9 +61,22 @@ pub struct VersionSnapshot {
     /// `[upper bound in µs, count]`, sparse, counts since start.
     #[serde(default)]
     pub latency_buckets: Vec<(u64, u64)>,
+    /// The latency summary since start (`/metrics` needs the sum: `mean × count`).
+    #[serde(default)]
+    pub latency_us: LatencySummary,
 }
 
+/// The part of the proxy's latency summary `/metrics` uses.
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
+pub struct LatencySummary {
+    #[serde(default)]
+    pub count: u64,
+    /// In µs.
+    #[serde(default)]
+    pub mean: f64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 pub struct Classes {
     #[serde(rename = "2xx", default)]
     pub c2xx: u64,

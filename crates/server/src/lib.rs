@@ -30,6 +30,7 @@ mod deploy;
 mod health;
 mod identity;
 mod identity_routes;
+pub mod metrics;
 mod oncall;
 mod openapi;
 mod runbooks;
@@ -179,6 +180,7 @@ pub fn app(handle: Handle, access: Access) -> Router {
         .route("/health/detailed", get(health_detailed))
         .route("/v1/openapi.json", get(openapi_json))
         .route("/v1/status", get(status))
+        .route("/metrics", get(metrics::metrics_route))
         .route("/v1/services/{name}/restart", post(restart))
         .route("/v1/down", post(down))
         .route("/v1/reload", post(reload))

@@ -7,6 +7,7 @@ mod alerts;
 mod approvals;
 mod backups;
 mod inject;
+mod metrics;
 mod promotion;
 mod reconcile;
 mod reload;
@@ -109,6 +110,8 @@ pub struct ControlPlane {
     backups: backups::Backups,
     runbooks: runbooks::Runbooks,
     approvals: approvals::Approvals,
+    /// The proxy's per-version counters as running totals, for `/metrics`.
+    metrics_traffic: crate::metrics::TrafficTotals,
     /// Who asked for (and approved) the deploy being started, for its `deploy.start` entry:
     /// set only around `start_prepared`.
     deployed_by: Option<approvals::DeployedBy>,
@@ -255,6 +258,7 @@ impl ControlPlane {
             backups,
             runbooks,
             approvals,
+            metrics_traffic: crate::metrics::TrafficTotals::default(),
             deployed_by: None,
             reload_preparing: false,
             reload_caller: None,
@@ -512,6 +516,9 @@ impl ControlPlane {
             Event::Command(Command::Status(reply)) => {
                 let _ = reply.send(self.report());
             }
+            Event::Command(Command::Metrics(reply)) => {
+                let _ = reply.send(Box::new(self.metrics()));
+            }
             Event::Command(Command::Restart { service, reply }) => {
                 let result = self.supervisor.begin_restart(&mut self.core, &service);
                 if result.is_ok() {
@@ -607,6 +614,7 @@ impl ControlPlane {
             Event::Proxy(ProxyReport::Rejected(rejection)) => self.on_proxy_rejected(rejection),
             Event::Proxy(ProxyReport::Stats(snapshot)) => {
                 self.alerting.on_stats(&snapshot);
+                self.metrics_traffic.fold(&snapshot);
                 self.on_proxy_stats(*snapshot);
             }
             Event::Notice(outcome) => self.alerting.on_outcome(&mut self.core, *outcome),

@@ -72,6 +72,12 @@ pub struct UpArgs {
     /// API's TCP listener's are (default budget: 512, 32 per client, 10 s header timeout).
     #[arg(long, value_name = "ADDR")]
     pub status_listen: Option<std::net::SocketAddr>,
+    /// Also serve `/metrics` on plain HTTP at ADDR (e.g. 127.0.0.1:9464) for Prometheus to
+    /// scrape: no token, GET and HEAD only, `/metrics` only. OpenMetrics when asked for, else
+    /// Prometheus' text format. The same figures are on the API at `/metrics` (with a token).
+    /// Connections are bounded as the status page's are.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Internal: this process is the detached control plane.
     #[arg(long, hide = true)]
     pub daemon: bool,
@@ -178,6 +184,11 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
                         "note: a control plane already runs; --status-listen {addr} applies when one starts (run `wharf down`, then `wharf up` with it)"
                     );
                 }
+                if let Some(addr) = args.metrics_listen {
+                    eprintln!(
+                        "note: a control plane already runs; --metrics-listen {addr} applies when one starts (run `wharf down`, then `wharf up` with it)"
+                    );
+                }
                 return apply_to_running(&state_dir, args.environment.as_deref());
             }
         }
@@ -260,7 +271,11 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
         &state_dir,
         workdir,
         !args.daemon,
-        Listeners { tcp, status },
+        Listeners {
+            tcp,
+            status,
+            metrics: args.metrics_listen,
+        },
         loader,
     ))?;
     drop(lock);
@@ -275,6 +290,8 @@ struct Listeners {
         std::net::SocketAddr,
         tokio::sync::watch::Receiver<wharf_server::status_page::Setup>,
     )>,
+    /// Where `/metrics` is served without a token.
+    metrics: Option<std::net::SocketAddr>,
 }
 
 /// The manifest's `status_page:` as the status page reads it.
@@ -442,7 +459,11 @@ async fn run_control_plane(
     listeners: Listeners,
     loader: wharf_control::PlanLoader,
 ) -> anyhow::Result<()> {
-    let Listeners { tcp, status } = listeners;
+    let Listeners {
+        tcp,
+        status,
+        metrics,
+    } = listeners;
     if !foreground {
         // A session of its own: the terminal that ran `wharf up -d` can close.
         let _ = rustix::process::setsid();
@@ -527,6 +548,23 @@ async fn run_control_plane(
             .await
         });
     }
+    if let Some(addr) = metrics {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot serve /metrics on {addr}"))?;
+        tracing::info!(%addr, "/metrics on plain HTTP (no token)");
+        eprintln!("metrics on http://{addr}/metrics");
+        let (handle, shutdown) = (handle.clone(), stopped(api_stopped.clone()));
+        servers.spawn(async move {
+            wharf_server::metrics::serve_metrics(
+                listener,
+                handle,
+                wharf_server::ApiLimits::default(),
+                shutdown,
+            )
+            .await
+        });
+    }
     let follower = foreground.then(|| {
         tokio::spawn(crate::cmd::logs::follow_all(
             state_dir.join("logs"),
@@ -602,6 +640,9 @@ fn detach(global: &Global, args: &UpArgs, state_dir: &Path) -> anyhow::Result<Ex
     }
     if let Some(addr) = &args.status_listen {
         command.arg("--status-listen").arg(addr.to_string());
+    }
+    if let Some(addr) = &args.metrics_listen {
+        command.arg("--metrics-listen").arg(addr.to_string());
     }
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         command
