@@ -742,19 +742,12 @@ impl ControlPlane {
             }
         }
         let target = target(&entry.run);
-        if count < needed {
-            // Still waiting: the approval is recorded, the step is not through yet.
-            self.runbooks.save(&mut self.core, index);
-            self.core.journal.record_by(
-                &actor,
-                KnownAction::RunbookApprove,
-                &target,
-                json!({"step": step, "approved_by": actor, "reason": reason, "approvals": count, "approvals_required": needed}),
-            );
-            return Ok(self.runbooks.runs[index].run.clone());
+        // Until the last approval needed, the step stays waiting; each approval is recorded.
+        let through = count >= needed;
+        if through {
+            entry.run.state = RunState::Running;
+            entry.progress = Progress::Idle;
         }
-        entry.run.state = RunState::Running;
-        entry.progress = Progress::Idle;
         self.runbooks.save(&mut self.core, index);
         self.core.journal.record_by(
             &actor,
@@ -762,6 +755,9 @@ impl ControlPlane {
             &target,
             json!({"step": step, "approved_by": actor, "reason": reason, "approvals": count, "approvals_required": needed}),
         );
+        if !through {
+            return Ok(self.runbooks.runs[index].run.clone());
+        }
         self.end_step(index, Ending::ok(format!("approved by {actor}: {reason}")));
         self.advance_run(index, &[]);
         Ok(self.runbooks.runs[index].run.clone())
