@@ -158,16 +158,6 @@ fn socket_caller(credentials: Option<&PeerCredentials>) -> Caller {
     }
 }
 
-/// Compares two secrets in time that depends on their lengths only.
-fn same_secret(given: &str, expected: &str) -> bool {
-    given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-}
-
 /// Who the request comes from, or why it is refused (401).
 pub(crate) async fn identify(
     access: &Access,
@@ -201,7 +191,7 @@ pub(crate) async fn identify(
         return Ok(socket_caller(peer));
     };
     if let Some(break_glass) = &access.break_glass
-        && same_secret(presented, break_glass)
+        && wharf_ops::tokens::same_secret(presented, break_glass)
     {
         return Ok(Caller {
             name: "api-token".to_owned(),
