@@ -81,6 +81,11 @@ pub struct PendingDeploy {
     pub reason: Option<String>,
 }
 
+/// A request's number from its id as people write it (`r-3` or `3`).
+pub fn request_number(id: &str) -> Option<u64> {
+    id.trim().trim_start_matches("r-").parse().ok()
+}
+
 impl PendingDeploy {
     /// What it asks, in a few words (`deploy api 1.5.0`, `restore db in place`).
     pub fn summary(&self) -> String {

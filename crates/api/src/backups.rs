@@ -140,6 +140,15 @@ pub struct DrillRequest {
     pub snapshot: Option<String>,
 }
 
+/// Whether a restore target URL carries a password in its userinfo (`scheme://user:pass@…`):
+/// such a URL belongs in a secret, passed as `${secret:NAME}` — in argv every process could
+/// read it, and a request waiting for approval is kept and listed.
+pub fn url_holds_password(url: &str) -> bool {
+    url.split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+}
+
 /// Where a restore writes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case", tag = "kind")]

@@ -117,12 +117,12 @@ pub(crate) async fn request(
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     let UrlPath(id) = id?;
-    let wanted = id.trim().trim_start_matches("r-").to_owned();
+    let wanted = wharf_api::approvals::request_number(&id);
     let list = state.handle.deploy_requests().await.ok_or_else(gone)?;
     let found = list
         .deploys
         .into_iter()
-        .find(|r| r.id.trim_start_matches("r-") == wanted)
+        .find(|r| wanted.is_some() && wharf_api::approvals::request_number(&r.id) == wanted)
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no deploy request `{id}`")))?;
     Ok(Json(found).into_response())
 }

@@ -13,6 +13,7 @@
 //! approvers, and the restore job records the request it ran for.
 
 use serde_json::json;
+use wharf_api::approvals::request_number as number;
 use wharf_api::{
     ControlError, DeployAnswer, DeployApproval, DeployRequestState, ErrorCode, GatedAction,
     PendingDeploy, PendingDeployList, RestoreAnswer, RestoreRequest, RestoreTarget,
@@ -49,10 +50,6 @@ pub(super) struct Decider<'a> {
 pub(super) struct Approvals {
     requests: Vec<PendingDeploy>,
     next_id: u64,
-}
-
-fn number(id: &str) -> Option<u64> {
-    id.trim().trim_start_matches("r-").parse().ok()
 }
 
 /// The ledger details every `approval.*` entry carries: which request, for what.
@@ -378,10 +375,7 @@ impl ControlPlane {
         }
         // The request is kept and listed: no password may ride in it.
         if let RestoreTarget::Url { url } = &request.target
-            && url
-                .split_once("://")
-                .and_then(|(_, rest)| rest.split_once('@'))
-                .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+            && wharf_api::backups::url_holds_password(url)
         {
             return Err(ControlError::new(
                 ErrorCode::InvalidRequest,

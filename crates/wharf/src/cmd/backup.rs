@@ -151,10 +151,7 @@ pub fn run(global: &Global, command: BackupCommand) -> anyhow::Result<ExitStatus
 pub fn restore(global: &Global, args: RestoreArgs) -> anyhow::Result<ExitStatus> {
     if let Some(url) = &args.to
         && !url.contains("${secret:")
-        && url
-            .split_once("://")
-            .and_then(|(_, rest)| rest.split_once('@'))
-            .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+        && wharf_api::backups::url_holds_password(url)
     {
         eprintln!(
             "error: --to holds a password, which every process on this machine can read in argv; store the URL as a secret and pass --to '${{secret:NAME}}'"
