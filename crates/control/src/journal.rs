@@ -198,7 +198,7 @@ impl Journal {
     /// Queues one ledger entry, in one transaction with the row changes made since the last
     /// entry or commit (the change it is evidence of).
     pub fn record(&mut self, action: KnownAction, target: &str, details: Value) {
-        let actor = self.acting.clone().unwrap_or_else(|| self.actor.clone());
+        let actor = self.acting().to_owned();
         self.record_by(&actor, action, target, details);
     }
 

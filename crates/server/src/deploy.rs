@@ -148,7 +148,7 @@ pub(crate) async fn approve(
     id: Result<UrlPath<String>, PathRejection>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    decide(state, headers, caller.map(|c| c.0), id, body, true).await
+    decide(state, headers, caller, id, body, true).await
 }
 
 /// Reject a request (an approver), or withdraw it (its requester): it will not start.
@@ -171,13 +171,13 @@ pub(crate) async fn reject(
     id: Result<UrlPath<String>, PathRejection>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    decide(state, headers, caller.map(|c| c.0), id, body, false).await
+    decide(state, headers, caller, id, body, false).await
 }
 
 async fn decide(
     state: AppState,
     headers: HeaderMap,
-    caller: Option<wharf_api::Caller>,
+    caller: Option<axum::Extension<wharf_api::Caller>>,
     id: Result<UrlPath<String>, PathRejection>,
     body: Bytes,
     approve: bool,
@@ -185,8 +185,7 @@ async fn decide(
     authorize(&state, &headers)?;
     let UrlPath(id) = id?;
     let request: DecideDeployRequest = decode_required_body(&body, "approval")?;
-    let caller =
-        caller.ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "no caller established"))?;
+    let caller = crate::identity::established(caller)?;
     let answer = state
         .handle
         .decide_deploy(id, approve, caller, request.reason)

@@ -158,6 +158,14 @@ fn socket_caller(credentials: Option<&PeerCredentials>) -> Caller {
     }
 }
 
+/// The caller the layer established, for a handler that needs more than its name (its role,
+/// who vouched for its token); absent only on a route mounted without the layer.
+pub(crate) fn established(caller: Option<axum::Extension<Caller>>) -> Result<Caller, ApiError> {
+    caller
+        .map(|c| c.0)
+        .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "no caller established"))
+}
+
 /// Who the request comes from, or why it is refused (401).
 pub(crate) async fn identify(
     access: &Access,

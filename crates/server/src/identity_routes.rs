@@ -27,9 +27,7 @@ pub(crate) async fn whoami(
     caller: Option<axum::Extension<Caller>>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    let caller = caller.map(|c| c.0).ok_or_else(|| {
-        ApiError::new(wharf_api::ErrorCode::Unauthorized, "no caller established")
-    })?;
+    let caller = crate::identity::established(caller)?;
     Ok(Json(caller).into_response())
 }
 
