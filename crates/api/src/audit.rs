@@ -94,3 +94,70 @@ pub struct CheckpointAnswer {
     /// The C2SP signed note.
     pub note: String,
 }
+
+/// `GET /v1/audit/entries`: a page of the ledger, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditPage {
+    /// The ledger's size when the page was read.
+    pub size: u64,
+    /// Newest first; an entry whose stored row no longer decodes has `unreadable` set.
+    pub entries: Vec<AuditEntry>,
+    /// Pass as `before` for the next (older) page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_before: Option<u64>,
+}
+
+/// One ledger entry as stored, for reading.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditEntry {
+    pub seq: u64,
+    /// RFC 3339.
+    pub time: String,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    /// What the action records; the stored text when it is not JSON.
+    pub details: serde_json::Value,
+    /// Why the stored row does not decode into an entry (verification tells more).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
+}
+
+/// `GET /v1/audit/verify`: the whole ledger recomputed and checked against its signed
+/// checkpoints, as `wharf audit verify` does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditVerification {
+    pub ok: bool,
+    pub size: u64,
+    /// The tree's root over `size` entries, base64.
+    pub root: String,
+    pub checkpoints_verified: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_checkpoint_size: Option<u64>,
+    /// What failed, when `ok` is false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+    /// The first entry the failure concerns, when it concerns one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_seq: Option<u64>,
+}
+
+/// `GET /v1/audit/entries/{seq}/proof`: an RFC 9162 inclusion proof of one entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct InclusionProofAnswer {
+    pub seq: u64,
+    /// The tree the proof is for: the latest signed checkpoint's when it covers the entry,
+    /// else the whole ledger.
+    pub tree_size: u64,
+    /// The entry's leaf bytes (canonical JSON).
+    pub leaf: String,
+    /// Hex.
+    pub leaf_hash: String,
+    /// Hex.
+    pub root: String,
+    /// Hex hashes, leaf side first.
+    pub proof: Vec<String>,
+    /// The signed checkpoint note of `tree_size`, when one is stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
+}

@@ -25,8 +25,8 @@ pub use approvals::{
     PendingDeploy, PendingDeployList, RestoreAnswer,
 };
 pub use audit::{
-    CheckpointAnswer, LedgerEntry, NoteAnswer, NoteRequest, PreflightRecordAnswer,
-    PreflightRecordRequest, VerifierAnswer,
+    AuditEntry, AuditPage, AuditVerification, CheckpointAnswer, InclusionProofAnswer, LedgerEntry,
+    NoteAnswer, NoteRequest, PreflightRecordAnswer, PreflightRecordRequest, VerifierAnswer,
 };
 pub use backups::{
     BackupHealth, BackupOverview, BackupRequest, DatastoreBackups, DrillRequest, Job, JobCheck,
@@ -69,6 +69,6 @@ pub use secrets::{
 };
 pub use silences::{CreateSilenceRequest, MatchOp, Matcher, Silence, SilenceList};
 pub use status::{
-    DependencyStatus, HealthStatus, InstancePhase, InstanceStatus, OpenPage, ServiceState,
-    ServiceStatus, StackStatus, StatusReport,
+    DependencyStatus, HealthStatus, HealthTransition, InstancePhase, InstanceStatus, OpenPage,
+    ServiceState, ServiceStatus, StackStatus, StatusReport,
 };

@@ -399,3 +399,15 @@ mod tests {
         assert!(!ServiceState::Blocked.is_serving());
     }
 }
+
+/// `GET /v1/services/{name}/health-history`: one recorded change of a service's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HealthTransition {
+    /// RFC 3339.
+    pub time: String,
+    /// The state it entered (`running`, `down`, `blocked`, …).
+    pub state: String,
+    /// Why, when it is not serving.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}

@@ -268,6 +268,12 @@ known_actions! {
     TokenCreate = "token.create",
     /// A token was revoked.
     TokenRevoke = "token.revoke",
+
+    // ── session: the web dashboard's logins; target `session/NAME` (never the cookie) ─────
+    /// Someone logged in to the dashboard with a token: which credential, which listener.
+    SessionLogin = "session.login",
+    /// They logged out.
+    SessionLogout = "session.logout",
     // ── promotion: evidence from another environment's ledger; target `SERVICE@VERSION` ────
     /// `wharf promote import`: a verified promotion bundle accepted, with its SHA-256, the
     /// environment and verifier key it came from, the service, version and checkpoint.

@@ -58,6 +58,11 @@ impl<S: Storage> Ledger<S> {
         &self.storage
     }
 
+    /// The storage back, for a reader that keeps its connection between requests.
+    pub fn into_storage(self) -> S {
+        self.storage
+    }
+
     /// The storage, mutably (tests use it to tamper).
     pub fn storage_mut(&mut self) -> &mut S {
         &mut self.storage

@@ -152,6 +152,39 @@ pub fn create(
     })
 }
 
+/// A dashboard login by `actor` (a token's holder), recorded: how they were identified
+/// (`token` and its id, or the break-glass `api-token`). Never the token or the cookie.
+pub fn record_login(store: &mut Store, actor: &Actor, token: Option<u64>) -> Result<(), OpsError> {
+    let credential = match token {
+        Some(id) => json!({"credential": "token", "token": format!("t-{id}")}),
+        None => json!({"credential": "api-token"}),
+    };
+    store.atomically(|store| {
+        append(
+            store,
+            actor,
+            KnownAction::SessionLogin,
+            &format!("session/{}", actor.0),
+            credential,
+        )
+        .map(|_| ())
+    })
+}
+
+/// A dashboard logout by `actor`, recorded.
+pub fn record_logout(store: &mut Store, actor: &Actor) -> Result<(), OpsError> {
+    store.atomically(|store| {
+        append(
+            store,
+            actor,
+            KnownAction::SessionLogout,
+            &format!("session/{}", actor.0),
+            json!({}),
+        )
+        .map(|_| ())
+    })
+}
+
 /// Every token, newest last (revoked and expired ones too: the list is the register).
 pub fn list(store: &Store) -> Result<Vec<TokenInfo>, OpsError> {
     Ok(store.tokens()?.iter().map(info).collect())
@@ -243,6 +276,31 @@ pub fn authenticate(
     if !same_secret(&given, &row.secret_sha256) {
         return Err(TokenRefusal::Unknown);
     }
+    holder_of(row, now)
+}
+
+/// The id of the token row `presented` names, without checking its secret (a dashboard
+/// session keeps it to look its token up again on each request, not the token itself).
+pub fn token_id(presented: &str) -> Option<u64> {
+    presented
+        .strip_prefix(PREFIX)?
+        .split_once('_')?
+        .0
+        .parse()
+        .ok()
+}
+
+/// Who holds the token of row `id`, if it is still in force: a session made with a token
+/// ends when its token is revoked or expires.
+pub fn holder_by_id(rows: &[TokenRow], id: u64, now: Timestamp) -> Result<Holder, TokenRefusal> {
+    let row = rows
+        .iter()
+        .find(|r| r.id == id)
+        .ok_or(TokenRefusal::Unknown)?;
+    holder_of(row, now)
+}
+
+fn holder_of(row: &TokenRow, now: Timestamp) -> Result<Holder, TokenRefusal> {
     if row.revoked_at.is_some() {
         return Err(TokenRefusal::Revoked);
     }

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, MatchedPath};
-use axum::http::{HeaderValue, Method};
+use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::Mutex;
 use wharf_api::{Caller, ErrorCode, Permission, Role};
@@ -22,6 +22,7 @@ use wharf_control::Handle;
 use wharf_store::TokenRow;
 
 use crate::ApiError;
+use crate::dashboard::session::{self, CSRF_HEADER, Credential, Sessions};
 
 /// The header carrying the established caller's name to handlers (set by this layer only).
 pub(crate) const CALLER_HEADER: &str = "x-wharf-caller";
@@ -39,7 +40,7 @@ impl TokenBook {
     }
 
     /// The rows, read through the store writer's connection when not cached.
-    async fn rows(&self, handle: &Handle) -> Result<Arc<Vec<TokenRow>>, ApiError> {
+    pub(crate) async fn rows(&self, handle: &Handle) -> Result<Arc<Vec<TokenRow>>, ApiError> {
         let mut cached = self.rows.lock().await;
         if let Some(rows) = cached.as_ref() {
             return Ok(rows.clone());
@@ -89,6 +90,10 @@ pub struct Access {
     tokens: TokenBook,
     /// TCP only: the break-glass token the listener was started with.
     break_glass: Option<Arc<str>>,
+    /// TCP only: the dashboard's sessions, when this listener serves the dashboard.
+    sessions: Option<Sessions>,
+    /// Whether the listener speaks TLS (the session cookie is then `Secure`).
+    tls: bool,
 }
 
 impl Access {
@@ -98,6 +103,8 @@ impl Access {
             tcp: false,
             tokens,
             break_glass: None,
+            sessions: None,
+            tls: false,
         }
     }
 
@@ -107,11 +114,31 @@ impl Access {
             tcp: true,
             tokens,
             break_glass: break_glass.map(Arc::from),
+            sessions: None,
+            tls: true,
         }
+    }
+
+    /// A TCP listener that also serves the web dashboard: a browser logs in with a token
+    /// and then presents a session cookie, and a CSRF token on every change. `tls` says
+    /// whether the listener speaks TLS (the dashboard's own plain-HTTP listener is loopback
+    /// only).
+    pub fn with_dashboard(mut self, sessions: Sessions, tls: bool) -> Access {
+        self.sessions = Some(sessions);
+        self.tls = tls;
+        self
     }
 
     pub(crate) fn tokens(&self) -> &TokenBook {
         &self.tokens
+    }
+
+    pub(crate) fn sessions(&self) -> Option<&Sessions> {
+        self.sessions.as_ref()
+    }
+
+    pub(crate) fn tls(&self) -> bool {
+        self.tls
     }
 }
 
@@ -166,13 +193,113 @@ pub(crate) fn established(caller: Option<axum::Extension<Caller>>) -> Result<Cal
         .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "no caller established"))
 }
 
-/// Who the request comes from, or why it is refused (401).
+/// Who a dashboard session's cookie names, checked again against its credential; a change
+/// (any method but GET and HEAD) must also carry the session's CSRF token and come from the
+/// dashboard's own origin.
+async fn session_caller(
+    access: &Access,
+    sessions: &Sessions,
+    handle: &Handle,
+    cookie: &str,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Caller, ApiError> {
+    let ended = || {
+        ApiError::new(
+            ErrorCode::Unauthorized,
+            "no session: log in to the dashboard again",
+        )
+    };
+    let session = sessions.find(cookie).ok_or_else(ended)?;
+    match session.credential {
+        Credential::Token(id) => {
+            let rows = access.tokens.rows(handle).await?;
+            if let Err(refusal) = wharf_ops::tokens::holder_by_id(&rows, id, jiff::Timestamp::now())
+            {
+                sessions.end(cookie);
+                return Err(ApiError::new(
+                    ErrorCode::Unauthorized,
+                    format!("the session's token no longer holds: {refusal}"),
+                ));
+            }
+        }
+        Credential::BreakGlass if access.break_glass.is_none() => return Err(ended()),
+        Credential::BreakGlass => {}
+    }
+    if method != Method::GET && method != Method::HEAD {
+        let cross_site = headers
+            .get("sec-fetch-site")
+            .is_some_and(|v| v != "same-origin" && v != "none");
+        if cross_site {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "a change from another site is refused",
+            ));
+        }
+        let given = headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !wharf_ops::tokens::same_secret(given, &session.csrf) {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "missing or wrong CSRF token: reload the dashboard",
+            ));
+        }
+    }
+    Ok(session.caller)
+}
+
+/// Who a presented token names on this listener: the break-glass token, or a person's
+/// token in force; with how the holder was identified (a dashboard session keeps it).
+pub(crate) async fn token_caller(
+    access: &Access,
+    handle: &Handle,
+    presented: &str,
+) -> Result<(Caller, Credential), ApiError> {
+    if let Some(break_glass) = &access.break_glass
+        && wharf_ops::tokens::same_secret(presented, break_glass)
+    {
+        let caller = Caller {
+            name: "api-token".to_owned(),
+            role: Role::Admin,
+            via: "token".to_owned(),
+            vouched_by: None,
+        };
+        return Ok((caller, Credential::BreakGlass));
+    }
+    let rows = access.tokens.rows(handle).await?;
+    match wharf_ops::tokens::authenticate(&rows, presented, jiff::Timestamp::now()) {
+        Ok(holder) => {
+            let id = wharf_ops::tokens::token_id(presented).unwrap_or_default();
+            let caller = Caller {
+                name: holder.name,
+                role: holder.role,
+                via: "token".to_owned(),
+                vouched_by: Some(holder.created_by),
+            };
+            Ok((caller, Credential::Token(id)))
+        }
+        Err(refusal) => Err(ApiError::new(ErrorCode::Unauthorized, refusal.to_string())),
+    }
+}
+
+/// Who the request comes from, or why it is refused (401, or 403 for a session's change
+/// without its CSRF token).
 pub(crate) async fn identify(
     access: &Access,
     handle: &Handle,
-    header: Option<&HeaderValue>,
+    method: &Method,
+    headers: &HeaderMap,
     peer: Option<&PeerCredentials>,
 ) -> Result<Caller, ApiError> {
+    let header = headers.get(axum::http::header::AUTHORIZATION);
+    if header.is_none()
+        && let Some(sessions) = &access.sessions
+        && let Some(cookie) = session::cookie_value(headers)
+    {
+        return session_caller(access, sessions, handle, &cookie, method, headers).await;
+    }
     let presented = match header {
         None => None,
         Some(value) => Some(
@@ -198,26 +325,7 @@ pub(crate) async fn identify(
         }
         return Ok(socket_caller(peer));
     };
-    if let Some(break_glass) = &access.break_glass
-        && wharf_ops::tokens::same_secret(presented, break_glass)
-    {
-        return Ok(Caller {
-            name: "api-token".to_owned(),
-            role: Role::Admin,
-            via: "token".to_owned(),
-            vouched_by: None,
-        });
-    }
-    let rows = access.tokens.rows(handle).await?;
-    match wharf_ops::tokens::authenticate(&rows, presented, jiff::Timestamp::now()) {
-        Ok(holder) => Ok(Caller {
-            name: holder.name,
-            role: holder.role,
-            via: "token".to_owned(),
-            vouched_by: Some(holder.created_by),
-        }),
-        Err(refusal) => Err(ApiError::new(ErrorCode::Unauthorized, refusal.to_string())),
-    }
+    Ok(token_caller(access, handle, presented).await?.0)
 }
 
 /// What a route needs of its caller. Reads need `Read`; approving needs `Approve` (a reject
@@ -240,6 +348,8 @@ pub(crate) fn permission(method: &Method, route: Option<&str>) -> Permission {
         // An approver rejects, or the request's own requester (an operator) withdraws it: the
         // control plane, which knows the requester, decides which (403 for anyone else).
         "/v1/approvals/{id}/reject" => Permission::Read,
+        // Anyone may end their own dashboard session.
+        "/ui/logout" => Permission::Read,
         _ => Permission::Operate,
     }
 }
@@ -252,19 +362,25 @@ pub(crate) async fn gate(
     next: axum::middleware::Next,
 ) -> Response {
     request.headers_mut().remove(CALLER_HEADER);
-    let public = matches!(request.uri().path(), "/health" | "/v1/openapi.json");
+    let path = request.uri().path();
+    let public = matches!(path, "/health" | "/v1/openapi.json")
+        || (access.sessions.is_some() && crate::dashboard::is_public(path));
     if public {
         return next.run(request).await;
     }
-    let header = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .cloned();
     let peer = request
         .extensions()
         .get::<ConnectInfo<PeerCredentials>>()
         .map(|c| c.0.clone());
-    let caller = match identify(access, handle, header.as_ref(), peer.as_ref()).await {
+    let identified = identify(
+        access,
+        handle,
+        request.method(),
+        request.headers(),
+        peer.as_ref(),
+    )
+    .await;
+    let caller = match identified {
         Ok(caller) => caller,
         Err(error) => return error.into_response(),
     };

@@ -25,7 +25,9 @@ use wharf_api::{
 };
 use wharf_control::Handle;
 
+mod audit_routes;
 mod backups;
+pub mod dashboard;
 mod deploy;
 mod health;
 mod identity;
@@ -39,6 +41,7 @@ pub mod status_page;
 mod tcp;
 pub mod tls;
 
+pub use dashboard::Sessions;
 pub use identity::{Access, PeerCredentials, TokenBook};
 pub use tcp::ApiLimits;
 
@@ -168,13 +171,25 @@ pub(crate) struct AppState {
     handle: Handle,
     /// Which listener, and the identities it accepts (`identity.rs`).
     access: Access,
+    /// The ledger routes' read-only connection (`audit_routes.rs`).
+    ledger_reader: audit_routes::LedgerReader,
 }
 
 /// The API's routes over a control plane handle. [`ROUTES`] lists them for the OpenAPI
 /// document's test.
 pub fn app(handle: Handle, access: Access) -> Router {
-    let state = AppState { handle, access };
+    let state = AppState {
+        handle,
+        access,
+        ledger_reader: Default::default(),
+    };
+    let dashboard = if state.access.sessions().is_some() {
+        dashboard::routes()
+    } else {
+        Router::new()
+    };
     Router::new()
+        .merge(dashboard)
         .route("/health", get(health_live))
         .route("/health/ready", get(health_ready))
         .route("/health/detailed", get(health_detailed))
@@ -182,6 +197,10 @@ pub fn app(handle: Handle, access: Access) -> Router {
         .route("/v1/status", get(status))
         .route("/metrics", get(metrics::metrics_route))
         .route("/v1/services/{name}/restart", post(restart))
+        .route(
+            "/v1/services/{name}/health-history",
+            get(audit_routes::health_history),
+        )
         .route("/v1/down", post(down))
         .route("/v1/reload", post(reload))
         .route("/v1/services/{name}/deploy", post(deploy::deploy))
@@ -223,6 +242,9 @@ pub fn app(handle: Handle, access: Access) -> Router {
         .route("/v1/config-rollback", post(state_routes::rollback_config))
         .route("/v1/audit/notes", post(state_routes::add_note))
         .route("/v1/audit/verifier", get(state_routes::audit_verifier))
+        .route("/v1/audit/entries", get(audit_routes::entries))
+        .route("/v1/audit/entries/{seq}/proof", get(audit_routes::proof))
+        .route("/v1/audit/verify", get(audit_routes::verify))
         .route(
             "/v1/audit/checkpoints",
             post(state_routes::audit_checkpoint),
@@ -335,7 +357,13 @@ async fn json_error_shape(request: axum::extract::Request, next: Next) -> Respon
         .is_some_and(|v| {
             v.starts_with("application/json") || v.starts_with("application/health+json")
         });
-    if json {
+    // The dashboard's pages answer their refusals as pages (the login form with why).
+    let page = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if json || page {
         return response;
     }
     let code = match status.as_u16() {
@@ -569,4 +597,16 @@ pub async fn serve_tcp(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     tcp::serve(listener, Some(tls), app(handle, access), limits, shutdown).await
+}
+
+/// Serves the web dashboard (and the API beside it, with the same identities) on plain HTTP:
+/// the binary binds only loopback addresses for it. Connections are bounded by `limits`.
+pub async fn serve_dashboard(
+    listener: tokio::net::TcpListener,
+    handle: Handle,
+    access: Access,
+    limits: ApiLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    tcp::serve(listener, None, app(handle, access), limits, shutdown).await
 }

@@ -567,7 +567,7 @@ pub(crate) async fn audit_checkpoint(
 }
 
 /// Where the signing key lives and the name it gets on first use.
-fn signing_context(state: &AppState) -> (std::path::PathBuf, String) {
+pub(crate) fn signing_context(state: &AppState) -> (std::path::PathBuf, String) {
     let handle = &state.handle;
     (
         handle.state_dir().to_owned(),

@@ -262,6 +262,30 @@ impl Store {
         tx.commit().map_err(sqlite(&path, "cannot record health"))
     }
 
+    /// The most recent state changes of one service, newest last.
+    pub fn health_history_of(
+        &self,
+        target: &str,
+        limit: i64,
+    ) -> Result<Vec<HealthEvent>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT time, target, state, reason FROM (SELECT * FROM health_history WHERE target = ?1 ORDER BY id DESC LIMIT ?2) ORDER BY id")
+            .map_err(sqlite(&self.path, "cannot read the health history"))?;
+        let rows = stmt
+            .query_map(params![target, limit], |row| {
+                Ok(HealthEvent {
+                    time: row.get(0)?,
+                    target: row.get(1)?,
+                    state: row.get(2)?,
+                    reason: row.get(3)?,
+                })
+            })
+            .map_err(sqlite(&self.path, "cannot read the health history"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sqlite(&self.path, "cannot read the health history"))
+    }
+
     /// The most recent health transitions, newest last.
     pub fn health_history(&self, limit: i64) -> Result<Vec<HealthEvent>, StoreError> {
         let mut stmt = self

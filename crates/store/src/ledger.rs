@@ -40,6 +40,31 @@ impl Store {
             .map_err(sqlite(&self.path, "cannot list entries"))
     }
 
+    /// Up to `limit` entries before `before` (all when `None`), newest first: a page of the
+    /// audit log without reading the whole ledger.
+    pub fn ledger_page(
+        &self,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<RawEntry>, StoreError> {
+        let sql = format!(
+            "SELECT {ENTRY_COLUMNS} FROM ledger_entries
+             WHERE (?1 IS NULL OR seq < ?1) ORDER BY seq DESC LIMIT ?2"
+        );
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql)
+            .map_err(sqlite(&self.path, "cannot list entries"))?;
+        let rows = stmt
+            .query_map(
+                params![before.map(|b| b.min(i64::MAX as u64) as i64), limit],
+                raw_entry,
+            )
+            .map_err(sqlite(&self.path, "cannot list entries"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sqlite(&self.path, "cannot list entries"))
+    }
+
     /// One entry by seq.
     pub fn ledger_entry(&self, seq: u64) -> Result<Option<RawEntry>, StoreError> {
         let sql = format!("SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE seq = ?1");

@@ -78,6 +78,13 @@ pub struct UpArgs {
     /// Connections are bounded as the status page's are.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Also serve the web dashboard on plain HTTP at ADDR, which must be a loopback address
+    /// (e.g. 127.0.0.1:7480; reach it from elsewhere through an SSH tunnel, or use the TLS
+    /// API listener, which serves it too). Log in with a token (`wharf token create NAME
+    /// --role viewer`, or `$WHARF_API_TOKEN`); the browser then holds an HttpOnly,
+    /// SameSite=Strict session cookie, and every action carries a CSRF token.
+    #[arg(long, value_name = "ADDR", value_parser = parse_loopback)]
+    pub dashboard_listen: Option<std::net::SocketAddr>,
     /// Internal: this process is the detached control plane.
     #[arg(long, hide = true)]
     pub daemon: bool,
@@ -88,6 +95,20 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     text.parse::<wharf_manifest::values::Duration>()
         .map(|d| d.as_std())
         .map_err(|e| e.0)
+}
+
+/// A loopback socket address: the dashboard's plain-HTTP listener carries a session
+/// cookie and must not be reachable from the network without TLS.
+fn parse_loopback(text: &str) -> Result<std::net::SocketAddr, String> {
+    let addr: std::net::SocketAddr = text
+        .parse()
+        .map_err(|e| format!("`{text}` is not an address like 127.0.0.1:7480 ({e})"))?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "{addr} is not a loopback address: the dashboard listener speaks plain HTTP, so it serves 127.0.0.1 or [::1] only (reach it through an SSH tunnel, or use --api-listen, which serves it over TLS)"
+        ));
+    }
+    Ok(addr)
 }
 
 /// A duration of more than zero (a zero deadline would close every connection at once).
@@ -137,12 +158,13 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
     }
     // Per-person tokens (`wharf token create`) are the TCP listener's identities; a
     // WHARF_API_TOKEN, when set, is a break-glass admin token besides them (`api-token`).
-    let api_token = match (&args.api_listen, std::env::var("WHARF_API_TOKEN")) {
+    let tcp_listen = args.api_listen.or(args.dashboard_listen);
+    let api_token = match (tcp_listen, std::env::var("WHARF_API_TOKEN")) {
         (None, _) | (Some(_), Err(_)) => None,
         (Some(_), Ok(token)) if token.len() >= 16 => Some(token),
         (Some(addr), Ok(_)) => {
             eprintln!(
-                "error: --api-listen {addr}: WHARF_API_TOKEN must be at least 16 characters (or unset it and use `wharf token create`)"
+                "error: listening on {addr}: WHARF_API_TOKEN must be at least 16 characters (or unset it and use `wharf token create`)"
             );
             return Ok(ExitStatus::Invalid);
         }
@@ -189,6 +211,11 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
                         "note: a control plane already runs; --metrics-listen {addr} applies when one starts (run `wharf down`, then `wharf up` with it)"
                     );
                 }
+                if let Some(addr) = args.dashboard_listen {
+                    eprintln!(
+                        "note: a control plane already runs; --dashboard-listen {addr} applies when one starts (run `wharf down`, then `wharf up` with it)"
+                    );
+                }
                 return apply_to_running(&state_dir, args.environment.as_deref());
             }
         }
@@ -227,7 +254,7 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
             ExitStatus::Invalid
         });
     }
-    let tcp = match (args.api_listen, api_token) {
+    let tcp = match (args.api_listen, api_token.clone()) {
         (Some(addr), token) => {
             let tls = match given_tls {
                 Some(tls) => tls,
@@ -272,6 +299,7 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
         workdir,
         !args.daemon,
         Listeners {
+            dashboard: args.dashboard_listen.map(|addr| (addr, api_token.clone())),
             tcp,
             status,
             metrics: args.metrics_listen,
@@ -292,6 +320,8 @@ struct Listeners {
     )>,
     /// Where `/metrics` is served without a token.
     metrics: Option<std::net::SocketAddr>,
+    /// Where the dashboard is served on plain HTTP (loopback), with the break-glass token.
+    dashboard: Option<(std::net::SocketAddr, Option<String>)>,
 }
 
 /// The manifest's `status_page:` as the status page reads it.
@@ -463,6 +493,7 @@ async fn run_control_plane(
         tcp,
         status,
         metrics,
+        dashboard,
     } = listeners;
     if !foreground {
         // A session of its own: the terminal that ran `wharf up -d` can close.
@@ -506,6 +537,8 @@ async fn run_control_plane(
     let mut servers = tokio::task::JoinSet::new();
     // One token table for both listeners: a token made on the socket works on TCP at once.
     let tokens = wharf_server::TokenBook::new();
+    // One session table for the dashboard on both listeners that serve it.
+    let dashboard_sessions = wharf_server::Sessions::new();
     servers.spawn({
         let (socket, handle, shutdown) =
             (socket.clone(), handle.clone(), stopped(api_stopped.clone()));
@@ -525,9 +558,30 @@ async fn run_control_plane(
         tracing::info!(%addr, fingerprint = tls.fingerprint(), "API on TCP over TLS (bearer token required)");
         let shutdown = stopped(api_stopped.clone());
         let handle = handle.clone();
+        let (tokens, sessions) = (tokens.clone(), dashboard_sessions.clone());
         servers.spawn(async move {
-            let access = wharf_server::Access::tcp(tokens, token);
+            let access = wharf_server::Access::tcp(tokens, token).with_dashboard(sessions, true);
             wharf_server::serve_tcp(listener, &tls, handle, access, limits, shutdown).await
+        });
+    }
+    if let Some((addr, token)) = dashboard {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot serve the dashboard on {addr}"))?;
+        tracing::info!(%addr, "dashboard on plain HTTP (loopback, token login)");
+        eprintln!("dashboard on http://{addr}/");
+        let access = wharf_server::Access::tcp(tokens.clone(), token)
+            .with_dashboard(dashboard_sessions.clone(), false);
+        let (handle, shutdown) = (handle.clone(), stopped(api_stopped.clone()));
+        servers.spawn(async move {
+            wharf_server::serve_dashboard(
+                listener,
+                handle,
+                access,
+                wharf_server::ApiLimits::default(),
+                shutdown,
+            )
+            .await
         });
     }
     if let Some((addr, setup)) = status {
@@ -643,6 +697,9 @@ fn detach(global: &Global, args: &UpArgs, state_dir: &Path) -> anyhow::Result<Ex
     }
     if let Some(addr) = &args.metrics_listen {
         command.arg("--metrics-listen").arg(addr.to_string());
+    }
+    if let Some(addr) = &args.dashboard_listen {
+        command.arg("--dashboard-listen").arg(addr.to_string());
     }
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         command

@@ -1,0 +1,405 @@
+//! The web dashboard, served by the control plane on a listener that has it (`wharf up
+//! --dashboard-listen`, plain HTTP on loopback; and the TLS API listener).
+//!
+//! Everything is embedded (one HTML shell, one script, one stylesheet: no CDN, works offline).
+//! A browser logs in with a token (`POST /ui/login`), which is exchanged for a session cookie
+//! (`session.rs`); the page then reads the API's own routes with it — the same routes, roles
+//! and answers a program gets — and changes the stack through them with the session's CSRF
+//! token in a header. Live state arrives over Server-Sent Events (`GET /ui/events`): the
+//! status report, the rollouts under way and the ledger's size, sent when they change.
+//!
+//! Every answer carries a Content-Security-Policy that allows only the page's own script,
+//! style and connections (no inline script or style, no frames, no other origin); the script
+//! builds the page with `textContent` and DOM nodes only, so a name from the manifest is text.
+
+pub(crate) mod session;
+
+use std::collections::BTreeSet;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use serde::{Deserialize, Serialize};
+use wharf_api::{Caller, RolloutView, StatusReport};
+
+use crate::{ApiError, AppState};
+use session::{Credential, clear_cookie, cookie_value, set_cookie};
+
+pub use session::Sessions;
+
+const INDEX_HTML: &str = include_str!("assets/index.html");
+const LOGIN_HTML: &str = include_str!("assets/login.html");
+const APP_JS: &str = include_str!("assets/app.js");
+const APP_CSS: &str = include_str!("assets/app.css");
+
+/// How often an open dashboard's stream looks for a change.
+const EVENT_PERIOD: Duration = Duration::from_secs(1);
+
+/// The policy every dashboard answer carries.
+pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+    style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; \
+    frame-ancestors 'none'; base-uri 'none'";
+
+/// The dashboard's paths that answer without a session: they serve the login page and the
+/// assets, or send a browser without a session there.
+pub(crate) fn is_public(path: &str) -> bool {
+    matches!(
+        path,
+        "/" | "/ui" | "/ui/" | "/ui/login" | "/ui/assets/app.js" | "/ui/assets/app.css"
+    )
+}
+
+/// The dashboard's routes, merged into the API's router on a listener that serves it.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(to_dashboard))
+        .route("/ui", get(to_dashboard))
+        .route("/ui/", get(index))
+        .route("/ui/login", get(login_page).post(login))
+        .route("/ui/logout", post(logout))
+        .route("/ui/events", get(events))
+        .route("/ui/assets/app.js", get(app_js))
+        .route("/ui/assets/app.css", get(app_css))
+}
+
+/// The headers of every dashboard answer.
+fn hardened(mut response: Response, cache: &'static str) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // `same-origin`, not `no-referrer`: under `no-referrer` a browser sends `Origin: null`
+    // on the login form's post, and the origin check could no longer tell it from a forgery.
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    response
+}
+
+fn see_other(to: &'static str) -> Response {
+    hardened(
+        (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response(),
+        "no-store",
+    )
+}
+
+async fn to_dashboard() -> Response {
+    see_other("/ui/")
+}
+
+/// The live session a request's cookie names, if any (checked again against its token).
+async fn session_of(state: &AppState, headers: &HeaderMap) -> Option<session::Session> {
+    let sessions = state.access.sessions()?;
+    let cookie = cookie_value(headers)?;
+    let session = sessions.find(&cookie)?;
+    if let Credential::Token(id) = session.credential {
+        let rows = state.access.tokens().rows(&state.handle).await.ok()?;
+        if wharf_ops::tokens::holder_by_id(&rows, id, jiff::Timestamp::now()).is_err() {
+            sessions.end(&cookie);
+            return None;
+        }
+    }
+    Some(session)
+}
+
+/// The page, with the session's CSRF token and its holder filled in (escaped), or the login
+/// page's address.
+async fn index(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(session) = session_of(&state, &headers).await else {
+        return see_other("/ui/login");
+    };
+    let page = INDEX_HTML
+        .replace("{{csrf}}", &escape_html(&session.csrf))
+        .replace("{{caller}}", &escape_html(&session.caller.name))
+        .replace("{{role}}", &escape_html(session.caller.role.as_str()));
+    html(StatusCode::OK, page)
+}
+
+fn html(status: StatusCode, page: String) -> Response {
+    hardened(
+        (
+            status,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            page,
+        )
+            .into_response(),
+        "no-store",
+    )
+}
+
+async fn login_page() -> Response {
+    html(StatusCode::OK, LOGIN_HTML.replace("{{error}}", ""))
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+/// A token exchanged for a session: `303` to the dashboard with the cookie set, or the login
+/// page again with why (the token itself is never echoed).
+async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let refuse = |status: StatusCode, why: &str| {
+        html(
+            status,
+            LOGIN_HTML.replace(
+                "{{error}}",
+                &format!(r#"<p class="error" role="alert">{}</p>"#, escape_html(why)),
+            ),
+        )
+    };
+    if !same_origin(&headers) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "a login from another site is refused",
+        );
+    }
+    let Some(sessions) = state.access.sessions() else {
+        return refuse(StatusCode::NOT_FOUND, "this listener serves no dashboard");
+    };
+    let Ok(Form(form)) = form else {
+        return refuse(StatusCode::BAD_REQUEST, "the login form is malformed");
+    };
+    let presented = form.token.trim();
+    if presented.is_empty() {
+        return refuse(StatusCode::UNAUTHORIZED, "enter a token");
+    }
+    let (caller, credential) =
+        match crate::identity::token_caller(&state.access, &state.handle, presented).await {
+            Ok(found) => found,
+            Err(error) => return refuse(error.status(), error.message()),
+        };
+    let caller = Caller {
+        via: "session".to_owned(),
+        ..caller
+    };
+    let actor = wharf_ops::Actor(caller.name.clone());
+    let token = match &credential {
+        Credential::Token(id) => Some(*id),
+        Credential::BreakGlass => None,
+    };
+    let recorded = crate::state_routes::run(&state, move |store| {
+        wharf_ops::tokens::record_login(store, &actor, token)
+    })
+    .await;
+    if let Err(error) = recorded {
+        return refuse(error.status(), error.message());
+    }
+    let (cookie, _) = sessions.start(caller, credential);
+    let mut response = see_other("/ui/");
+    if let Ok(value) = HeaderValue::from_str(&set_cookie(&cookie, state.access.tls())) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// Whether a form post comes from the dashboard's own pages: browsers say so in
+/// `Sec-Fetch-Site`, and in `Origin`, which must then name the host the request went to.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let site_ok = headers
+        .get("sec-fetch-site")
+        .is_none_or(|v| v == "same-origin" || v == "none");
+    let origin_ok = match (headers.get(header::ORIGIN), headers.get(header::HOST)) {
+        (None, _) => true,
+        (Some(origin), Some(host)) => {
+            let origin = origin.to_str().unwrap_or("");
+            let host = host.to_str().unwrap_or("");
+            origin
+                .split_once("://")
+                .is_some_and(|(_, authority)| authority == host)
+        }
+        (Some(_), None) => false,
+    };
+    site_ok && origin_ok
+}
+
+/// Ends the session (the identity layer checked its cookie and CSRF token first).
+async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let ended = state
+        .access
+        .sessions()
+        .zip(cookie_value(&headers))
+        .and_then(|(sessions, cookie)| sessions.end(&cookie));
+    if let Some(session) = ended {
+        let actor = wharf_ops::Actor(session.caller.name);
+        let recorded = crate::state_routes::run(&state, move |store| {
+            wharf_ops::tokens::record_logout(store, &actor)
+        })
+        .await;
+        if let Err(error) = recorded {
+            return error.into_response();
+        }
+    }
+    let mut response = hardened(StatusCode::NO_CONTENT.into_response(), "no-store");
+    if let Ok(value) = HeaderValue::from_str(&clear_cookie(state.access.tls())) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+async fn app_js() -> Response {
+    hardened(
+        (
+            [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+            APP_JS,
+        )
+            .into_response(),
+        "no-cache",
+    )
+}
+
+async fn app_css() -> Response {
+    hardened(
+        ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], APP_CSS).into_response(),
+        "no-cache",
+    )
+}
+
+/// What the page is sent on every change.
+#[derive(Serialize)]
+struct Snapshot {
+    status: StatusReport,
+    /// The rollouts under way, and each one's final view once (so the page sees it end).
+    rollouts: Vec<RolloutView>,
+    ledger_size: u64,
+}
+
+/// The live stream: a `snapshot` event whenever the stack, a rollout or the ledger changed,
+/// looked at every [`EVENT_PERIOD`]; it ends when the control plane stops.
+async fn events(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    crate::authorize(&state, &headers)?;
+    struct Watch {
+        state: AppState,
+        following: BTreeSet<String>,
+        last: String,
+        first: bool,
+    }
+    let watch = Watch {
+        state,
+        following: BTreeSet::new(),
+        last: String::new(),
+        first: true,
+    };
+    let stream = futures_util::stream::unfold(watch, |mut watch| async move {
+        loop {
+            if !watch.first {
+                tokio::time::sleep(EVENT_PERIOD).await;
+            }
+            watch.first = false;
+            let snapshot = snapshot(&watch.state, &mut watch.following).await?;
+            let Ok(text) = serde_json::to_string(&snapshot) else {
+                continue;
+            };
+            if text != watch.last {
+                watch.last = text.clone();
+                let event = Event::default().event("snapshot").data(text);
+                return Some((Ok::<_, Infallible>(event), watch));
+            }
+        }
+    });
+    let response = Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response();
+    Ok(hardened(response, "no-store"))
+}
+
+/// The stack as the page shows it; `None` once the control plane stops.
+async fn snapshot(state: &AppState, following: &mut BTreeSet<String>) -> Option<Snapshot> {
+    let status = state.handle.status().await?;
+    let under_way: BTreeSet<String> = status
+        .services
+        .iter()
+        .filter(|s| s.rollout.is_some())
+        .map(|s| s.name.clone())
+        .collect();
+    let mut rollouts = Vec::new();
+    for name in under_way.union(following) {
+        if let Ok(Some(view)) = state.handle.rollout(name.clone()).await {
+            rollouts.push(view);
+        }
+    }
+    *following = under_way;
+    let ledger_size = state
+        .ledger_reader
+        .size(state)
+        .await
+        .unwrap_or_else(|error: ApiError| {
+            tracing::warn!(error = error.message(), "cannot read the ledger's size");
+            0
+        });
+    Some(Snapshot {
+        status,
+        rollouts,
+        ledger_size,
+    })
+}
+
+/// Text for HTML: the five characters that could start markup or end an attribute escaped.
+pub(crate) fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markup_is_escaped() {
+        assert_eq!(
+            escape_html(r#"<img src=x onerror="alert(1)">&'"#),
+            "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;&amp;&#39;"
+        );
+    }
+
+    #[test]
+    fn a_post_from_another_site_is_not_same_origin() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, "127.0.0.1:8080".parse().unwrap());
+        assert!(same_origin(&headers));
+        headers.insert(header::ORIGIN, "http://127.0.0.1:8080".parse().unwrap());
+        assert!(same_origin(&headers));
+        headers.insert(header::ORIGIN, "http://evil.example".parse().unwrap());
+        assert!(!same_origin(&headers));
+        headers.insert(header::ORIGIN, "http://127.0.0.1:8080".parse().unwrap());
+        headers.insert("sec-fetch-site", "cross-site".parse().unwrap());
+        assert!(!same_origin(&headers));
+    }
+
+    #[test]
+    fn the_assets_stay_small() {
+        // The issue's budget: first load under 100 KB of script.
+        assert!(
+            APP_JS.len() < 100 * 1024,
+            "app.js is {} bytes",
+            APP_JS.len()
+        );
+    }
+}

@@ -1,0 +1,680 @@
+//! The web dashboard in a real browser: Debian's headless Chromium driven over WebDriver by
+//! Debian's chromedriver (through `fantoccini`), against a real stack — the `wharf` binary,
+//! its control plane and proxy, testbed instances — served on `wharf up --dashboard-listen`.
+//! Nothing is downloaded at test time; `scripts/test` installs `chromium` and
+//! `chromium-driver`. Screenshots land in `target/tmp/dashboard-screenshots/`.
+//!
+//! The refusals (no session cookie, a wrong CSRF token, a login from another site) are also
+//! checked over a plain socket, where a test controls every header.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A chromedriver process and a headless Chromium session it drives.
+struct Browser {
+    client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        // fantoccini's HTTP client is built with rustls; this process picks its crypto.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let port = free_port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver runs (Debian's chromium-driver; scripts/test installs it)");
+        let profile = tempfile::tempdir().unwrap();
+        // The flags the machine's notes name: no sandbox as root, and no background traffic
+        // to Google's hosts (this network refuses it).
+        let capabilities = json!({
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                    "--window-size=1400,1100",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            }
+        });
+        let Value::Object(capabilities) = capabilities else {
+            unreachable!()
+        };
+        let until = Instant::now() + DEADLINE;
+        let client = loop {
+            let attempt = ClientBuilder::rustls()
+                .expect("rustls")
+                .capabilities(capabilities.clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await;
+            match attempt {
+                Ok(client) => break client,
+                Err(error) if Instant::now() < until => {
+                    let _ = error;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error) => panic!("no WebDriver session from chromedriver: {error}"),
+            }
+        };
+        Browser {
+            client,
+            driver,
+            _profile: profile,
+        }
+    }
+
+    /// Logs in on the dashboard's form with `token` and waits for the first live update.
+    async fn log_in(&self, port: u16, token: &str) {
+        let c = &self.client;
+        c.goto(&format!("http://127.0.0.1:{port}/")).await.unwrap();
+        let field = c.wait_for_find(Locator::Css("#token")).await.unwrap();
+        field.send_keys(token).await.unwrap();
+        c.find(Locator::Css("#login"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        self.until("the first live update", || async {
+            self.script("return document.body.dataset.ready === 'true'")
+                .await
+                .as_bool()
+                .filter(|ready| *ready)
+        })
+        .await;
+    }
+
+    /// Clicks the element `css` selects once it is there (found again if the page replaced
+    /// it between the find and the click).
+    async fn click(&self, css: &str) {
+        self.until(&format!("a click on {css}"), || async {
+            let element = self.client.find(Locator::Css(css)).await.ok()?;
+            element.click().await.ok()
+        })
+        .await
+    }
+
+    async fn script(&self, js: &str) -> Value {
+        self.client.execute(js, vec![]).await.unwrap_or(Value::Null)
+    }
+
+    /// A service's node in the graph: its health class and the texts it shows.
+    async fn node(&self, service: &str) -> Option<(String, String)> {
+        let js = format!(
+            "const n = [...document.querySelectorAll('#graph g.node')].find(g => g.dataset.service === {});
+             return n ? [n.dataset.health, n.textContent] : null;",
+            json!(service)
+        );
+        let found = self.script(&js).await;
+        Some((
+            found.get(0)?.as_str()?.to_owned(),
+            found.get(1)?.as_str()?.to_owned(),
+        ))
+    }
+
+    async fn until<T, F, Fut>(&self, what: &str, mut check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let until = Instant::now() + DEADLINE;
+        loop {
+            if let Some(value) = check().await {
+                return value;
+            }
+            if Instant::now() >= until {
+                self.screenshot(&format!("timeout-{}", what.replace(' ', "-")))
+                    .await;
+                panic!("timed out waiting for {what}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Saves a screenshot as a test artifact.
+    async fn screenshot(&self, name: &str) -> PathBuf {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.png"));
+        if let Ok(png) = self.client.screenshot().await {
+            std::fs::write(&path, png).unwrap();
+        }
+        path
+    }
+
+    async fn close(mut self) {
+        let _ = self.client.close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A stack with a datastore-like `db` that `api` depends on, served with the dashboard.
+fn shop(version: &str) -> (Stack, u16) {
+    let (db_port, api_port) = (free_port(), free_port());
+    let stack = Stack::new(&format!(
+        r#"
+name: shop
+services:
+  db:
+    version: "1"
+    command: [TESTBED, --port, "${{PORT}}"]
+    port: {db_port}
+    probes:
+      ready: {{http: {{path: /ready}}, interval: 200ms, timeout: 500ms, failure_threshold: 2}}
+  api:
+    version: "{version}"
+    command: [TESTBED, --port, "${{PORT}}", --version, "${{VERSION}}"]
+    port: {api_port}
+    replicas: 2
+    depends_on: [db]
+    probes:
+      ready: {{http: {{path: /ready}}, interval: 200ms}}
+    rollout:
+      strategy: canary
+      steps: [{{weight: 25, pause: 10m}}, {{weight: 100}}]
+"#
+    ));
+    let dashboard = free_port();
+    let up = stack.wharf(&[
+        "up",
+        "-d",
+        "--dashboard-listen",
+        &format!("127.0.0.1:{dashboard}"),
+    ]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    (stack, dashboard)
+}
+
+/// A person's token with `role`, made through the CLI (printed once, last line).
+fn token(stack: &Stack, name: &str, role: &str) -> String {
+    let made = stack.wharf(&["token", "create", name, "--role", role]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    String::from_utf8(made.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn the_page_shows_the_stack_and_a_service_taken_down_turns_red_naming_its_root_cause() {
+    let (stack, port) = shop("1.0");
+    let token = token(&stack, "vera", "viewer");
+    let db_pid = stack.service("db")["instances"][0]["pid"].as_i64().unwrap();
+    runtime().block_on(async {
+        let browser = Browser::start().await;
+        browser.log_in(port, &token).await;
+        for service in ["db", "api"] {
+            let (health, text) = browser
+                .until("the service in the graph", || async {
+                    browser
+                        .node(service)
+                        .await
+                        .filter(|(health, _)| health == "pass")
+                })
+                .await;
+            assert_eq!(health, "pass");
+            assert!(text.contains(service), "{text}");
+        }
+        assert_eq!(
+            browser
+                .script("return document.getElementById('stack-status').textContent")
+                .await,
+            "ok"
+        );
+        assert_eq!(
+            browser
+                .script("return document.getElementById('who').textContent")
+                .await,
+            "vera · viewer"
+        );
+        browser.screenshot("stack-healthy").await;
+
+        // db hangs (SIGSTOP): its probe times out, it is the root cause, api is blocked by it.
+        kill(db_pid, "STOP");
+        let (_, db_text) = browser
+            .until("db to turn red", || async {
+                browser.node("db").await.filter(|(h, _)| h == "fail")
+            })
+            .await;
+        assert!(db_text.contains("down"), "{db_text}");
+        let (_, api_text) = browser
+            .until("api to name db as its root cause", || async {
+                browser
+                    .node("api")
+                    .await
+                    .filter(|(h, text)| h == "fail" && text.contains("blocked by db"))
+            })
+            .await;
+        assert!(api_text.contains("blocked"), "{api_text}");
+        // The red stroke is what people see: the node's computed style, not only its class.
+        let stroke = browser
+            .script(
+                "const n = [...document.querySelectorAll('#graph g.node')].find(g => g.dataset.service === 'db');
+                 return getComputedStyle(n.querySelector('rect')).stroke;",
+            )
+            .await;
+        assert_eq!(stroke, "rgb(229, 62, 62)");
+        browser.screenshot("db-down-api-blocked").await;
+        // The service panel names the cause too.
+        browser
+            .client
+            .execute(
+                "[...document.querySelectorAll('#graph g.node')].find(g => g.dataset.service === 'api').dispatchEvent(new MouseEvent('click'))",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let panel = browser
+            .until("the api panel", || async {
+                browser
+                    .script("return document.getElementById('service').textContent")
+                    .await
+                    .as_str()
+                    .filter(|t| t.contains("Blocked by db"))
+                    .map(str::to_owned)
+            })
+            .await;
+        assert!(panel.contains("#0") && panel.contains("#1"), "{panel}");
+        // Its recorded state history, read from the store, shows the change to blocked.
+        browser
+            .until("api's state history", || async {
+                browser
+                    .script("const h = document.getElementById('history'); return h ? h.textContent : null")
+                    .await
+                    .as_str()
+                    .filter(|t| t.contains("blocked — blocked by db"))
+                    .map(str::to_owned)
+            })
+            .await;
+        kill(db_pid, "CONT");
+        browser
+            .until("db to recover", || async {
+                browser.node("db").await.filter(|(h, _)| h == "pass")
+            })
+            .await;
+        browser.close().await;
+    });
+}
+
+fn kill(pid: i64, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn a_deploy_from_the_cli_appears_live_and_an_abort_clicked_in_the_page_rolls_it_back() {
+    let (stack, port) = shop("1.0");
+    let token = token(&stack, "olga", "operator");
+    runtime().block_on(async {
+        let browser = Browser::start().await;
+        browser.log_in(port, &token).await;
+        assert_eq!(
+            browser
+                .script("return document.querySelectorAll('#rollouts .rollout').length")
+                .await,
+            0
+        );
+        let deploy = stack.wharf(&["deploy", "api", "--version", "2.0"]);
+        assert!(
+            deploy.status.success(),
+            "{}",
+            String::from_utf8_lossy(&deploy.stderr)
+        );
+        // The canary arrives over the live stream: weights, versions and the step.
+        let card = browser
+            .until("the rollout to appear", || async {
+                browser
+                    .script(
+                        "const r = document.querySelector('#rollouts .rollout[data-service=\"api\"]');
+                         return r && r.querySelector('.weights .new').textContent.includes('25%') ? r.textContent : null;",
+                    )
+                    .await
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .await;
+        assert!(card.contains("1.0 → 2.0"), "{card}");
+        assert!(card.contains("step 1/2"), "{card}");
+        browser.screenshot("canary-live").await;
+
+        // Abort asks first: Cancel leaves the rollout alone.
+        let abort = "#rollouts .rollout[data-service=\"api\"] button[data-command=\"abort\"]";
+        browser.click(abort).await;
+        let question = browser
+            .script("return document.getElementById('confirm').hidden ? null : document.getElementById('confirm-text').textContent")
+            .await;
+        assert!(
+            question.as_str().unwrap().contains("Abort the rollout of api"),
+            "{question}"
+        );
+        browser.screenshot("abort-confirmation").await;
+        browser.click("#confirm-no").await;
+        let view = rollout(&stack);
+        assert!(view["outcome"].is_null(), "{view}");
+
+        browser.click(abort).await;
+        browser.click("#confirm-yes").await;
+        // The page sees it end.
+        browser
+            .until("the page to show the rollback", || async {
+                browser
+                    .script("const p = document.querySelector('#rollouts .rollout[data-service=\"api\"] [data-phase]'); return p ? p.dataset.phase : null")
+                    .await
+                    .as_str()
+                    .filter(|phase| *phase == "rolled-back")
+                    .map(str::to_owned)
+            })
+            .await;
+        browser.screenshot("rolled-back").await;
+        browser.close().await;
+    });
+    // Checked through the API and the ledger: rolled back, by the person who clicked.
+    let view = eventually("the rollout to end", DEADLINE, || {
+        let view = rollout(&stack);
+        view["outcome"].is_string().then_some(view)
+    });
+    assert_eq!(view["outcome"], "rolled-back", "{view}");
+    let status = stack.service("api");
+    assert_eq!(status["version"], "1.0", "{status}");
+    let ledger = stack.ledger();
+    let aborts: Vec<&Value> = ledger
+        .iter()
+        .filter(|e| {
+            e["action"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("deploy."))
+        })
+        .filter(|e| e["actor"] == "olga")
+        .collect();
+    assert!(
+        !aborts.is_empty(),
+        "no deploy entry by olga: {:?}",
+        actions(&ledger, "deploy.abort")
+    );
+    assert!(
+        ledger
+            .iter()
+            .any(|e| e["action"] == "deploy.rolled_back" && e["target"] == "api"),
+        "no deploy.rolled_back entry"
+    );
+    assert!(
+        ledger
+            .iter()
+            .any(|e| e["action"] == "session.login" && e["actor"] == "olga"),
+        "the login is in the ledger"
+    );
+}
+
+fn rollout(stack: &Stack) -> Value {
+    let output = stack.wharf(&["rollout", "status", "api", "--output", "json"]);
+    serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
+}
+
+#[test]
+fn markup_in_names_from_the_manifest_and_the_ledger_renders_inert() {
+    // The manifest refuses markup in a service name outright…
+    let refused = Stack::new(
+        "name: x\nservices:\n  \"<img src=x onerror=alert(1)>\":\n    command: [TESTBED]\n",
+    );
+    let validate = refused.wharf(&["validate"]);
+    assert!(!validate.status.success());
+    assert!(String::from_utf8_lossy(&validate.stderr).contains("has characters wharf cannot use"));
+    // …and free text it takes (a version, an audit note) reaches the page only as text.
+    const MARKUP: &str = "<img src=x onerror=window.__pwned=1>";
+    let dashboard = free_port();
+    let stack = Stack::new(&format!(
+        "name: inert\nservices:\n  web:\n    version: \"{MARKUP}\"\n    command: [TESTBED, --port, \"${{PORT}}\"]\n    probes:\n      ready: {{http: {{path: /ready}}, interval: 200ms}}\n"
+    ));
+    let up = stack.wharf(&[
+        "up",
+        "-d",
+        "--dashboard-listen",
+        &format!("127.0.0.1:{dashboard}"),
+    ]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let note = stack.wharf(&[
+        "audit",
+        "note",
+        "<script>window.__pwned=2</script><img src=y onerror=window.__pwned=3>",
+    ]);
+    assert!(
+        note.status.success(),
+        "{}",
+        String::from_utf8_lossy(&note.stderr)
+    );
+    let token = token(&stack, "ivan", "viewer");
+    runtime().block_on(async {
+        let browser = Browser::start().await;
+        browser.log_in(dashboard, &token).await;
+        browser
+            .client
+            .execute(
+                "[...document.querySelectorAll('#graph g.node')].find(g => g.dataset.service === 'web').dispatchEvent(new MouseEvent('click'))",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let shown = browser
+            .until("the version and the note as text", || async {
+                let page = browser.script("return document.body.textContent").await;
+                page.as_str()
+                    .filter(|t| t.contains(MARKUP) && t.contains("<script>window.__pwned=2</script>"))
+                    .map(str::to_owned)
+            })
+            .await;
+        assert!(shown.contains("onerror=window.__pwned=3"));
+        // Nothing ran, and no element came of it.
+        assert_eq!(browser.script("return window.__pwned === undefined").await, true);
+        assert_eq!(
+            browser.script("return document.querySelectorAll('img, main script').length").await,
+            0
+        );
+        browser.screenshot("markup-inert").await;
+        browser.close().await;
+    });
+}
+
+/// One HTTP/1.1 request on a fresh connection: (status, headers, body).
+fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body.as_bytes()).unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head.to_owned(), body.to_owned())
+}
+
+#[test]
+fn an_action_without_the_session_cookie_or_with_a_wrong_csrf_token_is_refused() {
+    let (stack, port) = shop("1.0");
+    let token = token(&stack, "oscar", "operator");
+    let restarts = || actions(&stack.ledger(), "service.restart").len();
+    let before = restarts();
+    let form = "application/x-www-form-urlencoded";
+
+    // Logging in from another site is refused; from the page, it sets a strict cookie.
+    let (status, _, body) = request(
+        port,
+        "POST",
+        "/ui/login",
+        &[("Content-Type", form), ("Origin", "http://evil.example")],
+        &format!("token={token}"),
+    );
+    assert_eq!(status, 403, "{body}");
+    let (status, head, _) = request(
+        port,
+        "POST",
+        "/ui/login",
+        &[
+            ("Content-Type", form),
+            ("Origin", &format!("http://127.0.0.1:{port}")),
+        ],
+        &format!("token={token}"),
+    );
+    assert_eq!(status, 303);
+    let cookie_line = head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .expect("a session cookie");
+    assert!(
+        cookie_line.contains("HttpOnly") && cookie_line.contains("SameSite=Strict"),
+        "{cookie_line}"
+    );
+    let cookie = cookie_line
+        .split_once(':')
+        .unwrap()
+        .1
+        .trim()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    // A wrong token gets the form again, and no cookie.
+    let (status, head, body) = request(
+        port,
+        "POST",
+        "/ui/login",
+        &[("Content-Type", form)],
+        "token=wharf_t1_00",
+    );
+    assert_eq!(status, 401);
+    assert!(!head.to_ascii_lowercase().contains("set-cookie"));
+    assert!(body.contains("a valid bearer token is required"), "{body}");
+
+    // The page carries the session's CSRF token and a strict policy.
+    let (status, head, page) = request(port, "GET", "/ui/", &[("Cookie", &cookie)], "");
+    assert_eq!(status, 200);
+    assert!(
+        head.contains("default-src 'none'; script-src 'self'"),
+        "{head}"
+    );
+    let csrf = page
+        .split("name=\"csrf-token\" content=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(csrf.len(), 64);
+
+    let restart = "/v1/services/api/restart";
+    let (status, _, body) = request(port, "POST", restart, &[("X-CSRF-Token", &csrf)], "");
+    assert_eq!(status, 401, "no cookie: {body}");
+    let (status, _, body) = request(port, "POST", restart, &[("Cookie", &cookie)], "");
+    assert_eq!(status, 403, "no CSRF token: {body}");
+    assert!(body.contains("CSRF"), "{body}");
+    let wrong = "0".repeat(64);
+    let (status, _, body) = request(
+        port,
+        "POST",
+        restart,
+        &[("Cookie", &cookie), ("X-CSRF-Token", &wrong)],
+        "",
+    );
+    assert_eq!(status, 403, "wrong CSRF token: {body}");
+    let (status, _, body) = request(
+        port,
+        "POST",
+        restart,
+        &[
+            ("Cookie", &cookie),
+            ("X-CSRF-Token", &csrf),
+            ("Sec-Fetch-Site", "cross-site"),
+        ],
+        "",
+    );
+    assert_eq!(status, 403, "from another site: {body}");
+    assert_eq!(restarts(), before, "a refused action changed nothing");
+    // Reads need the cookie only; the right token makes the change, as the cookie's holder.
+    let (status, _, _) = request(port, "GET", "/v1/status", &[("Cookie", &cookie)], "");
+    assert_eq!(status, 200);
+    let (status, _, body) = request(
+        port,
+        "POST",
+        restart,
+        &[("Cookie", &cookie), ("X-CSRF-Token", &csrf)],
+        "",
+    );
+    assert_eq!(status, 202, "{body}");
+    let ledger = stack.ledger();
+    assert!(
+        ledger
+            .iter()
+            .any(|e| e["action"] == "service.restart" && e["actor"] == "oscar"),
+        "{:?}",
+        actions(&ledger, "service.restart")
+    );
+
+    // A revoked token ends its sessions at once.
+    let revoke = stack.wharf(&["token", "revoke", "oscar"]);
+    assert!(revoke.status.success());
+    let (status, _, body) = request(port, "GET", "/v1/status", &[("Cookie", &cookie)], "");
+    assert_eq!(status, 401, "{body}");
+    let (status, head, _) = request(port, "GET", "/ui/", &[("Cookie", &cookie)], "");
+    assert_eq!(status, 303);
+    assert!(head.contains("location: /ui/login"), "{head}");
+}
