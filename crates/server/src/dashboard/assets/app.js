@@ -474,6 +474,7 @@ function connect() {
       if (ui.selected) loadHistory(ui.selected);
       if (Date.now() - ui.lastVerify > 30000) verify();
     }
+    if (!document.body.dataset.ready) performance.mark('wharf-first-render');
     document.body.dataset.ready = 'true';
   });
   events.addEventListener('error', async () => {
