@@ -377,6 +377,29 @@ fn a_deploy_from_the_cli_appears_live_and_an_abort_clicked_in_the_page_rolls_it_
         assert!(card.contains("step 1/2"), "{card}");
         browser.screenshot("canary-live").await;
 
+        // From the page itself: an action without the session's CSRF token, or without the
+        // cookie, is refused before it reaches the control plane.
+        let refused = browser
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 const post = (init) => fetch('/v1/services/api/rollout/pause', Object.assign({method: 'POST'}, init))
+                     .then(async r => [r.status, (await r.json()).error.message]);
+                 Promise.all([
+                     post({headers: {'X-CSRF-Token': 'not-the-token'}}),
+                     post({headers: {}}),
+                     post({credentials: 'omit', headers: {'X-CSRF-Token': document.querySelector('meta[name=csrf-token]').content}}),
+                 ]).then(done, e => done(String(e)));",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(refused[0][0], 403, "{refused}");
+        assert!(refused[0][1].as_str().unwrap().contains("CSRF"), "{refused}");
+        assert_eq!(refused[1][0], 403, "{refused}");
+        assert_eq!(refused[2][0], 401, "{refused}");
+        assert_eq!(rollout(&stack)["phase"], "step", "nothing was paused");
+
         // Abort asks first: Cancel leaves the rollout alone.
         let abort = "#rollouts .rollout[data-service=\"api\"] button[data-command=\"abort\"]";
         browser.click(abort).await;
