@@ -481,11 +481,12 @@ function connect() {
     const live = $('live');
     live.className = 'live off';
     live.textContent = 'reconnecting';
-    // A stream refused for an ended session retries forever: find out, and log in again.
+    // A stream refused for an ended session would retry forever: find out (`api` sends the
+    // page to the login form on a 401). A control plane that is away is retried by the stream.
     try {
       await api('GET', '/v1/whoami');
     } catch (error) {
-      events.close();
+      if (error.message === 'the session ended') events.close();
     }
   });
 }
