@@ -270,7 +270,8 @@ known_actions! {
     TokenRevoke = "token.revoke",
 
     // ── session: the web dashboard's logins; target `session/NAME` (never the cookie) ─────
-    /// Someone logged in to the dashboard with a token: which credential, which listener.
+    /// Someone logged in to the dashboard with a token: which credential (`t-N`, or the
+    /// break-glass `api-token`).
     SessionLogin = "session.login",
     /// They logged out.
     SessionLogout = "session.logout",

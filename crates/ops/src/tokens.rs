@@ -251,6 +251,8 @@ pub enum TokenRefusal {
 /// Who a token names: its holder, their role, and who made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holder {
+    /// The token's row (`t-N`), what a dashboard session keeps to look it up again.
+    pub id: u64,
     pub name: String,
     pub role: Role,
     pub created_by: String,
@@ -279,17 +281,6 @@ pub fn authenticate(
     holder_of(row, now)
 }
 
-/// The id of the token row `presented` names, without checking its secret (a dashboard
-/// session keeps it to look its token up again on each request, not the token itself).
-pub fn token_id(presented: &str) -> Option<u64> {
-    presented
-        .strip_prefix(PREFIX)?
-        .split_once('_')?
-        .0
-        .parse()
-        .ok()
-}
-
 /// Who holds the token of row `id`, if it is still in force: a session made with a token
 /// ends when its token is revoked or expires.
 pub fn holder_by_id(rows: &[TokenRow], id: u64, now: Timestamp) -> Result<Holder, TokenRefusal> {
@@ -309,6 +300,7 @@ fn holder_of(row: &TokenRow, now: Timestamp) -> Result<Holder, TokenRefusal> {
     }
     let role = row.role.parse().map_err(|_| TokenRefusal::Unknown)?;
     Ok(Holder {
+        id: row.id,
         name: row.name.clone(),
         role,
         created_by: row.created_by.clone(),
@@ -336,6 +328,7 @@ mod tests {
         assert_eq!(
             authenticate(&rows, &token, now),
             Ok(Holder {
+                id: info.id.trim_start_matches("t-").parse().unwrap(),
                 name: "alice".into(),
                 role: Role::Operator,
                 created_by: "root@host".into()

@@ -6,7 +6,7 @@
 //! the writer, so recomputing a large ledger never holds up a write. The verifier key comes
 //! from the writer thread (creating the ledger's key on first use is a write).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -19,7 +19,7 @@ use wharf_api::{
     ApiErrorBody, AuditEntry, AuditPage, AuditVerification, ErrorCode, HealthTransition,
     InclusionProofAnswer,
 };
-use wharf_ledger::{Entry, Ledger, RawEntry, to_hex};
+use wharf_ledger::{Entry, Ledger, RawEntry, VerifierKey, to_hex};
 use wharf_store::Store;
 
 use crate::{ApiError, AppState, authorize, gone};
@@ -27,11 +27,12 @@ use crate::{ApiError, AppState, authorize, gone};
 /// The most entries one page holds.
 pub const MAX_PAGE: u32 = 500;
 
-/// The read-only connection the ledger routes share (one reader at a time: they are rare
-/// and short, and verification holds it for as long as it reads).
+/// The read-only connection the ledger routes share. One reader at a time (they are rare and
+/// short; a verification holds it for as long as it reads): callers wait for it without
+/// holding a runtime thread, and the read itself runs on a blocking thread.
 #[derive(Clone, Default)]
 pub(crate) struct LedgerReader {
-    store: Arc<Mutex<Option<Store>>>,
+    store: Arc<tokio::sync::Mutex<Option<Store>>>,
 }
 
 impl LedgerReader {
@@ -39,10 +40,10 @@ impl LedgerReader {
     async fn read<T: Send + 'static>(
         &self,
         state: &AppState,
-        read: impl FnOnce(&Ledger<Store>) -> Result<T, ApiError> + Send + 'static,
+        read: impl FnOnce(&Ledger<&mut Store>) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let missing = self.lock().is_none();
-        if missing {
+        let mut guard = self.store.clone().lock_owned().await;
+        if guard.is_none() {
             let store = state
                 .handle
                 .writer()
@@ -50,16 +51,11 @@ impl LedgerReader {
                 .await
                 .ok_or_else(gone)?
                 .map_err(internal("cannot open the ledger for reading"))?;
-            *self.lock() = Some(store);
+            *guard = Some(store);
         }
-        let slot = self.store.clone();
         tokio::task::spawn_blocking(move || {
-            let mut guard = slot.lock().unwrap_or_else(|e| e.into_inner());
-            let store = guard.take().ok_or_else(gone)?;
-            let ledger = Ledger::new(store);
-            let result = read(&ledger);
-            *guard = Some(ledger.into_storage());
-            result
+            let store = guard.as_mut().ok_or_else(gone)?;
+            read(&Ledger::new(store))
         })
         .await
         .map_err(|_| ApiError::new(ErrorCode::Internal, "the ledger read failed"))?
@@ -82,10 +78,6 @@ impl LedgerReader {
                 .map_err(internal("cannot read the ledger's size"))
         })
         .await
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Store>> {
-        self.store.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -115,6 +107,7 @@ pub(crate) struct PageQuery {
         (status = 200, description = "Entries, newest first", body = AuditPage),
         (status = 400, description = "A query parameter is out of range or unknown", body = ApiErrorBody),
         (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
+        (status = 500, description = "The ledger is unreadable", body = ApiErrorBody),
         (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
     ))]
 pub(crate) async fn entries(
@@ -143,14 +136,17 @@ pub(crate) async fn entries(
             let size = ledger
                 .size()
                 .map_err(internal("cannot read the ledger's size"))?;
-            let rows = ledger
+            // One row more than asked says whether an older page exists.
+            let mut rows = ledger
                 .storage()
-                .ledger_page(before, limit)
+                .ledger_page(before, limit + 1)
                 .map_err(internal("cannot read the ledger"))?;
-            let next_before = match rows.last() {
-                Some(last) if rows.len() == limit as usize && last.seq > 0 => Some(last.seq as u64),
-                _ => None,
-            };
+            let more = rows.len() > limit as usize;
+            rows.truncate(limit as usize);
+            let next_before = rows
+                .last()
+                .filter(|_| more)
+                .map(|last| last.seq.max(0) as u64);
             Ok(AuditPage {
                 size,
                 entries: rows.into_iter().map(audit_entry).collect(),
@@ -188,7 +184,7 @@ fn audit_entry(raw: RawEntry) -> AuditEntry {
 /// The whole ledger recomputed and checked against its signed checkpoints.
 #[utoipa::path(get, path = "/v1/audit/verify", tag = "audit", security((), ("bearer" = [])),
     responses(
-        (status = 200, description = "The verification's result (`ok` false when it failed)", body = AuditVerification),
+        (status = 200, description = "The verification's result (`ok` false when it failed, a key problem included): read-only, against the verifier key pinned in the database", body = AuditVerification),
         (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
         (status = 500, description = "The ledger or its key is unreadable", body = ApiErrorBody),
         (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
@@ -198,35 +194,58 @@ pub(crate) async fn verify(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    let (state_dir, origin) = crate::state_routes::signing_context(&state);
-    let verifier = crate::state_routes::run(&state, move |store| {
-        wharf_ops::audit::signer(store, &state_dir, || origin).map(|s| s.verifier().clone())
-    })
-    .await?;
     let state_dir = state.handle.state_dir().to_owned();
     let reader = state.ledger_reader.clone();
     let answer = reader
         .read(&state, move |ledger| {
             let b64 = |hash: &[u8]| base64::engine::general_purpose::STANDARD.encode(hash);
-            if let Some(reason) = ledger
-                .storage()
+            let unreadable = internal("cannot read the ledger");
+            let size = ledger.size().map_err(unreadable)?;
+            let root = ledger
+                .root(size)
+                .map_err(internal("cannot read the ledger"))?;
+            let failed = |failure: String| AuditVerification {
+                ok: false,
+                size,
+                root: b64(&root),
+                checkpoints_verified: 0,
+                latest_checkpoint_size: None,
+                failure: Some(failure),
+                failure_seq: None,
+            };
+            let store = ledger.storage();
+            if let Some(reason) = store
                 .forgotten_ledger(&state_dir)
                 .map_err(internal("cannot read the ledger's key"))?
             {
-                let size = ledger.size().map_err(internal("cannot read the ledger"))?;
-                let root = ledger
-                    .root(size)
-                    .map_err(internal("cannot read the ledger"))?;
-                return Ok(AuditVerification {
-                    ok: false,
-                    size,
-                    root: b64(&root),
-                    checkpoints_verified: 0,
-                    latest_checkpoint_size: None,
-                    failure: Some(reason),
-                    failure_seq: None,
-                });
+                return Ok(failed(reason));
             }
+            // The verifier pinned in the database: no key file is read or made by a GET.
+            let pinned = store
+                .pinned_verifier()
+                .map_err(internal("cannot read the ledger's key"))?;
+            let verifier = match pinned.as_deref().map(VerifierKey::parse) {
+                Some(Ok(verifier)) => verifier,
+                Some(Err(error)) => {
+                    return Ok(failed(format!(
+                        "the verifier key pinned in the database does not parse: {error}"
+                    )));
+                }
+                // No key was ever made: nothing was signed, and an empty ledger verifies.
+                None if size == 0 => {
+                    return Ok(AuditVerification {
+                        failure: None,
+                        ok: true,
+                        ..failed(String::new())
+                    });
+                }
+                None => {
+                    return Ok(failed(
+                        "entries exist but no ledger key was ever pinned: run `wharf audit verify`"
+                            .to_owned(),
+                    ));
+                }
+            };
             let report = ledger
                 .verify(&verifier)
                 .map_err(internal("cannot read the ledger"))?;
@@ -319,9 +338,10 @@ pub(crate) async fn proof(
 #[utoipa::path(get, path = "/v1/services/{name}/health-history", tag = "health", security((), ("bearer" = [])),
     params(("name" = String, Path, description = "The service", example = "api")),
     responses(
-        (status = 200, description = "State changes, oldest first", body = Vec<HealthTransition>),
+        (status = 200, description = "State changes, oldest first (none for a name never recorded)", body = Vec<HealthTransition>),
         (status = 400, description = "The path does not decode", body = ApiErrorBody),
         (status = 401, description = "Missing or wrong bearer token (TCP)", body = ApiErrorBody),
+        (status = 500, description = "The store is unreadable", body = ApiErrorBody),
         (status = 503, description = "The control plane is stopping", body = ApiErrorBody),
     ))]
 pub(crate) async fn health_history(

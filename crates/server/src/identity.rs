@@ -193,30 +193,33 @@ pub(crate) fn established(caller: Option<axum::Extension<Caller>>) -> Result<Cal
         .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "no caller established"))
 }
 
-/// Who a dashboard session's cookie names, checked again against its credential; a change
-/// (any method but GET and HEAD) must also carry the session's CSRF token and come from the
-/// dashboard's own origin.
-async fn session_caller(
+/// The live session one of the request's session cookies names, checked again against its
+/// credential (a revoked or expired token ends it). Every `wharf_session` value is tried, so a
+/// cookie planted by another page on the same host cannot shadow the real one.
+pub(crate) async fn live_session(
     access: &Access,
-    sessions: &Sessions,
     handle: &Handle,
-    cookie: &str,
-    method: &Method,
     headers: &HeaderMap,
-) -> Result<Caller, ApiError> {
+) -> Result<session::Session, ApiError> {
     let ended = || {
         ApiError::new(
             ErrorCode::Unauthorized,
             "no session: log in to the dashboard again",
         )
     };
-    let session = sessions.find(cookie).ok_or_else(ended)?;
+    let sessions = access.sessions.as_ref().ok_or_else(ended)?;
+    let Some((cookie, session)) = session::cookie_values(headers)
+        .into_iter()
+        .find_map(|cookie| sessions.find(&cookie).map(|s| (cookie, s)))
+    else {
+        return Err(ended());
+    };
     match session.credential {
         Credential::Token(id) => {
             let rows = access.tokens.rows(handle).await?;
             if let Err(refusal) = wharf_ops::tokens::holder_by_id(&rows, id, jiff::Timestamp::now())
             {
-                sessions.end(cookie);
+                sessions.end(&cookie);
                 return Err(ApiError::new(
                     ErrorCode::Unauthorized,
                     format!("the session's token no longer holds: {refusal}"),
@@ -226,16 +229,36 @@ async fn session_caller(
         Credential::BreakGlass if access.break_glass.is_none() => return Err(ended()),
         Credential::BreakGlass => {}
     }
+    Ok(session)
+}
+
+/// Whether a browser says the request comes from another origin (`Sec-Fetch-Site`:
+/// `same-site` — another port of the same host — or `cross-site`). Absent (not a browser, or
+/// an old one) counts as the same origin; the CSRF token still guards every change.
+pub(crate) fn from_another_origin(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v != "same-origin" && v != "none")
+}
+
+/// Who a dashboard session's cookie names. Any request authenticated by the cookie must come
+/// from the dashboard's own origin (so no other page of the host — another port is the same
+/// *site* — can read through it, even with a GET), and a change (any method but GET and
+/// HEAD) must carry the session's CSRF token.
+async fn session_caller(
+    access: &Access,
+    handle: &Handle,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Caller, ApiError> {
+    let session = live_session(access, handle, headers).await?;
+    if from_another_origin(headers) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "a request from another origin with the dashboard's session is refused",
+        ));
+    }
     if method != Method::GET && method != Method::HEAD {
-        let cross_site = headers
-            .get("sec-fetch-site")
-            .is_some_and(|v| v != "same-origin" && v != "none");
-        if cross_site {
-            return Err(ApiError::new(
-                ErrorCode::Forbidden,
-                "a change from another site is refused",
-            ));
-        }
         let given = headers
             .get(CSRF_HEADER)
             .and_then(|v| v.to_str().ok())
@@ -271,7 +294,7 @@ pub(crate) async fn token_caller(
     let rows = access.tokens.rows(handle).await?;
     match wharf_ops::tokens::authenticate(&rows, presented, jiff::Timestamp::now()) {
         Ok(holder) => {
-            let id = wharf_ops::tokens::token_id(presented).unwrap_or_default();
+            let id = holder.id;
             let caller = Caller {
                 name: holder.name,
                 role: holder.role,
@@ -294,11 +317,9 @@ pub(crate) async fn identify(
     peer: Option<&PeerCredentials>,
 ) -> Result<Caller, ApiError> {
     let header = headers.get(axum::http::header::AUTHORIZATION);
-    if header.is_none()
-        && let Some(sessions) = &access.sessions
-        && let Some(cookie) = session::cookie_value(headers)
+    if header.is_none() && access.sessions.is_some() && !session::cookie_values(headers).is_empty()
     {
-        return session_caller(access, sessions, handle, &cookie, method, headers).await;
+        return session_caller(access, handle, method, headers).await;
     }
     let presented = match header {
         None => None,
@@ -362,6 +383,31 @@ pub(crate) async fn gate(
     next: axum::middleware::Next,
 ) -> Response {
     request.headers_mut().remove(CALLER_HEADER);
+    if access.sessions.is_some() {
+        if !access.tls && !crate::dashboard::loopback_host(request.headers(), request.uri()) {
+            return (
+                axum::http::StatusCode::MISDIRECTED_REQUEST,
+                axum::Json(wharf_api::ApiErrorBody::new(
+                    ErrorCode::InvalidRequest,
+                    "this listener answers loopback host names only (127.0.0.1, [::1], localhost)",
+                )),
+            )
+                .into_response();
+        }
+        let mut response = Box::pin(gate_inner(access, handle, request, next)).await;
+        crate::dashboard::harden_api_answer(&mut response);
+        return response;
+    }
+    gate_inner(access, handle, request, next).await
+}
+
+async fn gate_inner(
+    access: &Access,
+    handle: &Handle,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut request = request;
     let path = request.uri().path();
     let public = matches!(path, "/health" | "/v1/openapi.json")
         || (access.sessions.is_some() && crate::dashboard::is_public(path));

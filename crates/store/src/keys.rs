@@ -59,6 +59,12 @@ impl crate::Store {
 }
 
 impl crate::Store {
+    /// The verifier key this ledger's checkpoints were signed with, as pinned when the key was
+    /// made (`None`: no key yet). Read-only: a verification needs no key file.
+    pub fn pinned_verifier(&self) -> Result<Option<String>, StoreError> {
+        self.meta(PINNED_VERIFIER)
+    }
+
     /// Why this database cannot be the ledger its state directory's key signed, if it cannot:
     /// the key file exists but the database pins no verifier key. The key is pinned the moment
     /// it is made, so only a database that was wiped, truncated or replaced since looks like

@@ -14,7 +14,6 @@
 
 pub(crate) mod session;
 
-use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -28,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use wharf_api::{Caller, RolloutView, StatusReport};
 
 use crate::{ApiError, AppState};
-use session::{Credential, clear_cookie, cookie_value, set_cookie};
+use session::{Credential, clear_cookie, cookie_values, set_cookie};
 
 pub use session::Sessions;
 
@@ -41,9 +40,52 @@ const APP_CSS: &str = include_str!("assets/app.css");
 const EVENT_PERIOD: Duration = Duration::from_secs(1);
 
 /// The policy every dashboard answer carries.
+/// `require-trusted-types-for 'script'` makes the browser refuse any HTML string handed to
+/// a DOM sink (`innerHTML` and its kin), so the page's rule — nodes and text only — is
+/// enforced, not only followed.
 pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
     style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; \
-    frame-ancestors 'none'; base-uri 'none'";
+    frame-ancestors 'none'; base-uri 'none'; require-trusted-types-for 'script'";
+
+/// What every other answer on a listener serving the dashboard carries (the API's JSON read
+/// by a browser with the session cookie): nothing may run or frame it.
+pub(crate) const API_CONTENT_SECURITY_POLICY: &str = "default-src 'none'; frame-ancestors 'none'";
+
+/// Whether a request to the plain-HTTP (loopback) dashboard listener names a loopback host:
+/// a page on another name that resolves here (DNS rebinding) is not the dashboard's origin.
+pub(crate) fn loopback_host(headers: &HeaderMap, uri: &axum::http::Uri) -> bool {
+    // HTTP/2 carries the host in the URI's authority, HTTP/1.1 in `Host`.
+    let Some(host) = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
+    else {
+        return false;
+    };
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    matches!(name, "127.0.0.1" | "localhost" | "[::1]")
+        || name
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Adds the API answer's headers on a dashboard listener where a handler set none.
+pub(crate) fn harden_api_answer(response: &mut Response) {
+    let headers = response.headers_mut();
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(API_CONTENT_SECURITY_POLICY),
+        );
+    }
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+}
 
 /// The dashboard's paths that answer without a session: they serve the login page and the
 /// assets, or send a browser without a session there.
@@ -102,17 +144,9 @@ async fn to_dashboard() -> Response {
 
 /// The live session a request's cookie names, if any (checked again against its token).
 async fn session_of(state: &AppState, headers: &HeaderMap) -> Option<session::Session> {
-    let sessions = state.access.sessions()?;
-    let cookie = cookie_value(headers)?;
-    let session = sessions.find(&cookie)?;
-    if let Credential::Token(id) = session.credential {
-        let rows = state.access.tokens().rows(&state.handle).await.ok()?;
-        if wharf_ops::tokens::holder_by_id(&rows, id, jiff::Timestamp::now()).is_err() {
-            sessions.end(&cookie);
-            return None;
-        }
-    }
-    Some(session)
+    crate::identity::live_session(&state.access, &state.handle, headers)
+        .await
+        .ok()
 }
 
 /// The page, with the session's CSRF token and its holder filled in (escaped), or the login
@@ -202,7 +236,16 @@ async fn login(
     if let Err(error) = recorded {
         return refuse(error.status(), error.message());
     }
-    let (cookie, _) = sessions.start(caller, credential);
+    // A login replaces whatever session this browser had.
+    for cookie in cookie_values(&headers) {
+        sessions.end(&cookie);
+    }
+    let Ok((cookie, _)) = sessions.start(caller, credential) else {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many dashboard sessions are open; try again later",
+        );
+    };
     let mut response = see_other("/ui/");
     if let Ok(value) = HeaderValue::from_str(&set_cookie(&cookie, state.access.tls())) {
         response.headers_mut().insert(header::SET_COOKIE, value);
@@ -213,9 +256,7 @@ async fn login(
 /// Whether a form post comes from the dashboard's own pages: browsers say so in
 /// `Sec-Fetch-Site`, and in `Origin`, which must then name the host the request went to.
 fn same_origin(headers: &HeaderMap) -> bool {
-    let site_ok = headers
-        .get("sec-fetch-site")
-        .is_none_or(|v| v == "same-origin" || v == "none");
+    let site_ok = !crate::identity::from_another_origin(headers);
     let origin_ok = match (headers.get(header::ORIGIN), headers.get(header::HOST)) {
         (None, _) => true,
         (Some(origin), Some(host)) => {
@@ -232,12 +273,13 @@ fn same_origin(headers: &HeaderMap) -> bool {
 
 /// Ends the session (the identity layer checked its cookie and CSRF token first).
 async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let ended = state
-        .access
-        .sessions()
-        .zip(cookie_value(&headers))
-        .and_then(|(sessions, cookie)| sessions.end(&cookie));
-    if let Some(session) = ended {
+    let session = session_of(&state, &headers).await;
+    if let Some(sessions) = state.access.sessions() {
+        for cookie in cookie_values(&headers) {
+            sessions.end(&cookie);
+        }
+    }
+    if let Some(session) = session {
         let actor = wharf_ops::Actor(session.caller.name);
         let recorded = crate::state_routes::run(&state, move |store| {
             wharf_ops::tokens::record_logout(store, &actor)
@@ -276,24 +318,43 @@ async fn app_css() -> Response {
 #[derive(Serialize)]
 struct Snapshot {
     status: StatusReport,
-    /// The rollouts under way, and each one's final view once (so the page sees it end).
+    /// The rollouts under way, and each one's final view for [`KEEP_ENDED`] after it ended.
     rollouts: Vec<RolloutView>,
     ledger_size: u64,
 }
 
+/// How long a page keeps being sent a rollout's final view after it ended.
+const KEEP_ENDED: Duration = Duration::from_secs(60);
+
+/// One open stream's state.
+struct Watch {
+    state: AppState,
+    /// The request's credentials, checked again before every event: a logout, a revoked
+    /// token or an expired session ends the stream.
+    credentials: HeaderMap,
+    /// Services whose rollout the stream follows, with when it was seen to have ended.
+    following: std::collections::BTreeMap<String, Option<std::time::Instant>>,
+    ledger_size: u64,
+    last: String,
+    first: bool,
+}
+
 /// The live stream: a `snapshot` event whenever the stack, a rollout or the ledger changed,
-/// looked at every [`EVENT_PERIOD`]; it ends when the control plane stops.
+/// looked at every [`EVENT_PERIOD`]; it ends when the control plane stops or the caller's
+/// credentials no longer hold.
 async fn events(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     crate::authorize(&state, &headers)?;
-    struct Watch {
-        state: AppState,
-        following: BTreeSet<String>,
-        last: String,
-        first: bool,
+    let mut credentials = HeaderMap::new();
+    for name in [header::AUTHORIZATION, header::COOKIE] {
+        for value in headers.get_all(&name) {
+            credentials.append(name.clone(), value.clone());
+        }
     }
     let watch = Watch {
         state,
-        following: BTreeSet::new(),
+        credentials,
+        following: Default::default(),
+        ledger_size: 0,
         last: String::new(),
         first: true,
     };
@@ -301,9 +362,20 @@ async fn events(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
         loop {
             if !watch.first {
                 tokio::time::sleep(EVENT_PERIOD).await;
+                let still = crate::identity::identify(
+                    &watch.state.access,
+                    &watch.state.handle,
+                    &axum::http::Method::GET,
+                    &watch.credentials,
+                    None,
+                )
+                .await;
+                if still.is_err() {
+                    return None;
+                }
             }
+            let snapshot = snapshot(&mut watch).await?;
             watch.first = false;
-            let snapshot = snapshot(&watch.state, &mut watch.following).await?;
             let Ok(text) = serde_json::to_string(&snapshot) else {
                 continue;
             };
@@ -320,34 +392,53 @@ async fn events(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
     Ok(hardened(response, "no-store"))
 }
 
-/// The stack as the page shows it; `None` once the control plane stops.
-async fn snapshot(state: &AppState, following: &mut BTreeSet<String>) -> Option<Snapshot> {
+/// The stack as the page shows it; `None` once the control plane stops. The first one asks
+/// for every service's rollout, so a page that (re)connects sees one that just ended.
+async fn snapshot(watch: &mut Watch) -> Option<Snapshot> {
+    let state = &watch.state;
     let status = state.handle.status().await?;
-    let under_way: BTreeSet<String> = status
-        .services
-        .iter()
-        .filter(|s| s.rollout.is_some())
-        .map(|s| s.name.clone())
-        .collect();
-    let mut rollouts = Vec::new();
-    for name in under_way.union(following) {
-        if let Ok(Some(view)) = state.handle.rollout(name.clone()).await {
-            rollouts.push(view);
+    for service in &status.services {
+        if watch.first || service.rollout.is_some() {
+            watch.following.entry(service.name.clone()).or_insert(None);
         }
     }
-    *following = under_way;
-    let ledger_size = state
-        .ledger_reader
-        .size(state)
-        .await
-        .unwrap_or_else(|error: ApiError| {
-            tracing::warn!(error = error.message(), "cannot read the ledger's size");
-            0
-        });
+    let now = std::time::Instant::now();
+    let mut rollouts = Vec::new();
+    for (name, ended) in &mut watch.following {
+        let Ok(Some(view)) = state.handle.rollout(name.clone()).await else {
+            *ended = Some(now - KEEP_ENDED);
+            continue;
+        };
+        if view.is_done() {
+            let since = *ended.get_or_insert(now);
+            let recent = view
+                .finished_at
+                .as_deref()
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                .is_none_or(|t| {
+                    jiff::Timestamp::now().duration_since(t)
+                        < jiff::SignedDuration::try_from(KEEP_ENDED).unwrap_or_default()
+                });
+            if now.duration_since(since) >= KEEP_ENDED || !recent {
+                continue;
+            }
+        } else {
+            *ended = None;
+        }
+        rollouts.push(view);
+    }
+    watch
+        .following
+        .retain(|_, ended| ended.is_none_or(|at| now.duration_since(at) < KEEP_ENDED));
+    // A failed read keeps the last size, so the page does not reload its audit log for it.
+    match state.ledger_reader.size(state).await {
+        Ok(size) => watch.ledger_size = size,
+        Err(error) => tracing::warn!(error = error.message(), "cannot read the ledger's size"),
+    }
     Some(Snapshot {
         status,
         rollouts,
-        ledger_size,
+        ledger_size: watch.ledger_size,
     })
 }
 
@@ -391,6 +482,33 @@ mod tests {
         headers.insert(header::ORIGIN, "http://127.0.0.1:8080".parse().unwrap());
         headers.insert("sec-fetch-site", "cross-site".parse().unwrap());
         assert!(!same_origin(&headers));
+    }
+
+    #[test]
+    fn only_loopback_names_reach_the_plain_listener() {
+        let uri = axum::http::Uri::from_static("/ui/");
+        let with = |host: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::HOST, host.parse().unwrap());
+            loopback_host(&headers, &uri)
+        };
+        for ok in [
+            "127.0.0.1:7480",
+            "localhost:7480",
+            "[::1]:7480",
+            "127.0.0.2",
+            "localhost",
+        ] {
+            assert!(with(ok), "{ok}");
+        }
+        for refused in [
+            "evil.example:7480",
+            "10.0.0.1:7480",
+            "localhost.evil.example",
+        ] {
+            assert!(!with(refused), "{refused}");
+        }
+        assert!(!loopback_host(&HeaderMap::new(), &uri));
     }
 
     #[test]

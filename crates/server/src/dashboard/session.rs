@@ -21,8 +21,14 @@ pub(crate) const COOKIE: &str = "wharf_session";
 pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
 /// How long a session lasts from login, whatever its use.
 pub(crate) const LIFETIME: Duration = Duration::from_secs(8 * 3600);
-/// The most sessions kept; past it the oldest is ended.
+/// The most sessions kept in all; past it a login is refused.
 const MAX_SESSIONS: usize = 1024;
+/// The most sessions one holder keeps; past it their own oldest is ended.
+const MAX_PER_HOLDER: usize = 16;
+
+/// Every session slot is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Full;
 
 /// How a session's holder was identified at login.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +60,13 @@ impl Sessions {
     }
 
     /// Starts a session; answers the cookie value (shown to the browser once) and the session.
-    pub(crate) fn start(&self, caller: Caller, credential: Credential) -> (String, Session) {
+    /// A holder keeps at most [`MAX_PER_HOLDER`] sessions (a new login ends their own oldest);
+    /// past [`MAX_SESSIONS`] in all a login is refused rather than ending someone else's.
+    pub(crate) fn start(
+        &self,
+        caller: Caller,
+        credential: Credential,
+    ) -> Result<(String, Session), Full> {
         let cookie = random_hex();
         let session = Session {
             caller,
@@ -64,16 +76,23 @@ impl Sessions {
         };
         let mut table = self.lock();
         table.retain(|_, s| s.created.elapsed() < LIFETIME);
-        if table.len() >= MAX_SESSIONS
+        let holder = |s: &Session| {
+            s.credential == session.credential && s.caller.name == session.caller.name
+        };
+        if table.values().filter(|s| holder(s)).count() >= MAX_PER_HOLDER
             && let Some(oldest) = table
                 .iter()
+                .filter(|(_, s)| holder(s))
                 .min_by_key(|(_, s)| s.created)
                 .map(|(k, _)| k.clone())
         {
             table.remove(&oldest);
         }
+        if table.len() >= MAX_SESSIONS {
+            return Err(Full);
+        }
         table.insert(key(&cookie), session.clone());
-        (cookie, session)
+        Ok((cookie, session))
     }
 
     /// The session a cookie value names, if it is live.
@@ -112,17 +131,20 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The session cookie's value among a request's `Cookie` headers.
-pub(crate) fn cookie_value(headers: &axum::http::HeaderMap) -> Option<String> {
+/// Every session cookie value among a request's `Cookie` headers (another page of the same
+/// host can set one beside ours: each is tried).
+pub(crate) fn cookie_values(headers: &axum::http::HeaderMap) -> Vec<String> {
     headers
         .get_all(axum::http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .filter(|(name, _)| *name == COOKIE)
         .map(|(_, value)| value.trim().to_owned())
         .filter(|value| !value.is_empty())
+        .take(8)
+        .collect()
 }
 
 /// The `Set-Cookie` value that starts a session (`Secure` when served over TLS).
@@ -159,7 +181,7 @@ mod tests {
     #[test]
     fn a_session_is_found_by_its_cookie_only_and_ends() {
         let sessions = Sessions::new();
-        let (cookie, session) = sessions.start(caller(), Credential::Token(3));
+        let (cookie, session) = sessions.start(caller(), Credential::Token(3)).unwrap();
         assert_eq!(cookie.len(), 64);
         assert_ne!(cookie, session.csrf);
         assert_eq!(sessions.find(&cookie).unwrap().caller.name, "alice");
@@ -170,13 +192,33 @@ mod tests {
     }
 
     #[test]
+    fn a_holder_keeps_sixteen_sessions_and_ends_only_their_own() {
+        let sessions = Sessions::new();
+        let (other, _) = sessions.start(caller(), Credential::Token(9)).unwrap();
+        let first = sessions.start(caller(), Credential::Token(3)).unwrap().0;
+        for _ in 0..MAX_PER_HOLDER {
+            sessions.start(caller(), Credential::Token(3)).unwrap();
+        }
+        assert!(sessions.find(&first).is_none(), "the holder's oldest ended");
+        assert!(
+            sessions.find(&other).is_some(),
+            "another credential's session stays"
+        );
+    }
+
+    #[test]
     fn the_cookie_is_read_among_others_and_set_strict() {
         let mut headers = axum::http::HeaderMap::new();
         headers.insert(
             axum::http::header::COOKIE,
             "a=1; wharf_session=abc ; b=2".parse().unwrap(),
         );
-        assert_eq!(cookie_value(&headers).as_deref(), Some("abc"));
+        assert_eq!(cookie_values(&headers), ["abc"]);
+        headers.append(
+            axum::http::header::COOKIE,
+            "wharf_session=planted".parse().unwrap(),
+        );
+        assert_eq!(cookie_values(&headers), ["abc", "planted"]);
         let set = set_cookie("abc", true);
         for part in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/"] {
             assert!(set.contains(part), "{set}");

@@ -55,6 +55,8 @@ function say(text, error) {
   box.hidden = false;
 }
 
+class SessionEnded extends Error {}
+
 async function api(method, path) {
   const options = { method, headers: { Accept: 'application/json' }, credentials: 'same-origin' };
   if (method !== 'GET') {
@@ -65,7 +67,7 @@ async function api(method, path) {
   const response = await fetch(path, options);
   if (response.status === 401) {
     window.location.assign('/ui/login');
-    throw new Error('the session ended');
+    throw new SessionEnded('the session ended');
   }
   const body = response.status === 204 ? null : await response.json().catch(() => null);
   if (!response.ok) {
@@ -292,8 +294,8 @@ function percent(part, whole) {
   return whole ? `${((100 * part) / whole).toFixed(1)}%` : '–';
 }
 
-// A part of the page is rebuilt only when what it shows changed, so a button keeps its
-// node (and a click in flight its target) across the stream's updates.
+// A part of the page is rebuilt only when what it shows changed (the graph, on every update
+// of the stream otherwise).
 const built = new Map();
 function keep(key, data, build) {
   const text = JSON.stringify(data);
@@ -304,22 +306,59 @@ function keep(key, data, build) {
   return node;
 }
 
+// A rollout's card: its buttons are built once per rollout (so a click never loses its
+// target to an update); what changes — phase, weights, traffic, verdict, timeline — is
+// rebuilt beside them only when it changed.
+const cards = new Map(); // service -> { id, node, head, body, buttons }
+
 function renderRollouts(rollouts) {
   if (!rollouts.length) {
+    cards.clear();
     $('rollouts').replaceChildren(el('p', { class: 'muted' }, 'No rollout under way.'));
     return;
   }
-  const cards = rollouts.map((r) => keep(`rollout/${r.service}`, r, renderRollout));
+  const shown = rollouts.map((r) => {
+    let card = cards.get(r.service);
+    if (!card || card.id !== r.id) {
+      card = rolloutCard(r);
+      cards.set(r.service, card);
+    }
+    updateCard(card, r);
+    return card.node;
+  });
+  for (const service of [...cards.keys()]) {
+    if (!rollouts.some((r) => r.service === service)) cards.delete(service);
+  }
   const box = $('rollouts');
-  if (cards.length !== box.children.length || cards.some((c, i) => box.children[i] !== c)) {
-    box.replaceChildren(...cards);
+  if (shown.length !== box.children.length || shown.some((c, i) => box.children[i] !== c)) {
+    box.replaceChildren(...shown);
   }
 }
 
-function renderRollout(r) {
+function rolloutCard(r) {
+  const buttons = ['pause', 'resume', 'promote', 'abort'].map((command) => el('button', {
+    type: 'button',
+    class: command === 'abort' ? 'danger' : null,
+    'data-command': command,
+    'data-service': r.service,
+    onclick: () => ask(`${command[0].toUpperCase()}${command.slice(1)} the rollout of ${r.service} (${r.stable_version} → ${r.new_version})?${command === 'abort' ? ` Traffic goes back to ${r.stable_version}.` : ''}`,
+      () => rolloutCommand(r.service, command)),
+  }, command));
+  const head = el('h3', {});
+  const body = el('div', {});
+  const node = el('div', { class: 'rollout', 'data-service': r.service },
+    head, body, el('div', { class: 'row' }, ...buttons));
+  return { id: r.id, node, head, body, buttons, text: '' };
+}
+
+function updateCard(card, r) {
   const done = Boolean(r.outcome);
+  for (const button of card.buttons) button.disabled = done;
+  const text = JSON.stringify(r);
+  if (text === card.text) return;
+  card.text = text;
   const status = r.outcome || r.phase;
-  const head = el('h3', {},
+  card.head.replaceChildren(
     `${r.service}: ${r.stable_version} → ${r.new_version}`,
     el('span', { class: `pill ${status}`, 'data-phase': status }, status),
     el('span', { class: 'muted' }, `${r.strategy}${r.step !== undefined && r.step !== null ? ` · step ${r.step + 1}/${r.steps}` : ''}`));
@@ -336,25 +375,14 @@ function renderRollout(r) {
     el('td', { class: 'num' }, percent(t.errors, t.requests)),
     el('td', { class: 'num' }, t.p95_ms !== undefined && t.p95_ms !== null ? t.p95_ms.toFixed(1) : '–')));
   const verdict = r.verdict ? el('p', { class: 'details' }, `Analysis: ${JSON.stringify(r.verdict)}`) : el('p', { class: 'muted' }, 'Analysis: no verdict yet');
-  const actions = el('div', { class: 'row' },
-    ...['pause', 'resume', 'promote', 'abort'].map((command) => el('button', {
-      type: 'button',
-      class: command === 'abort' ? 'danger' : null,
-      'data-command': command,
-      'data-service': r.service,
-      disabled: done,
-      onclick: () => ask(`${command[0].toUpperCase()}${command.slice(1)} the rollout of ${r.service} (${r.stable_version} → ${r.new_version})?${command === 'abort' ? ` Traffic goes back to ${r.stable_version}.` : ''}`,
-        () => rolloutCommand(r.service, command)),
-    }, command)));
   const timeline = el('ol', { class: 'timeline' }, ...(r.history || []).map((h) => el('li', {},
     `${h.at || ''} ${h.action || ''} `, el('span', { class: 'details' }, h.details ? JSON.stringify(h.details) : ''))));
-  return el('div', { class: 'rollout', 'data-service': r.service },
-    head, weights,
+  card.body.replaceChildren(weights,
     table(['version', { text: 'requests', num: true }, { text: 'errors', num: true }, { text: 'error rate', num: true }, { text: 'p95 ms', num: true }], traffic),
     verdict,
-    r.reason ? el('p', { class: 'muted' }, r.reason) : null,
-    r.deadline && !done ? el('p', { class: 'muted' }, `Phase deadline ${r.deadline}`) : null,
-    actions, timeline);
+    r.reason ? el('p', { class: 'muted' }, r.reason) : '',
+    r.deadline && !done ? el('p', { class: 'muted' }, `Phase deadline ${r.deadline}`) : '',
+    timeline);
 }
 
 async function rolloutCommand(service, command) {
@@ -458,9 +486,12 @@ function render() {
   renderService(report);
 }
 
+let retry = 1000;
+
 function connect() {
   const events = new EventSource('/ui/events');
   events.addEventListener('snapshot', (event) => {
+    retry = 1000;
     const live = $('live');
     live.className = 'live on';
     live.textContent = 'live';
@@ -481,13 +512,17 @@ function connect() {
     const live = $('live');
     live.className = 'live off';
     live.textContent = 'reconnecting';
-    // A stream refused for an ended session would retry forever: find out (`api` sends the
-    // page to the login form on a 401). A control plane that is away is retried by the stream.
+    // The browser retries a dropped stream by itself, but gives up on one refused with an
+    // error status: then ask who we are (`api` sends an ended session to the login form)
+    // and, if the session holds, open a new stream after a growing pause.
+    if (events.readyState !== EventSource.CLOSED) return;
     try {
       await api('GET', '/v1/whoami');
     } catch (error) {
-      if (error.message === 'the session ended') events.close();
+      if (error instanceof SessionEnded) return;
     }
+    setTimeout(connect, retry);
+    retry = Math.min(retry * 2, 30000);
   });
 }
 
