@@ -176,7 +176,7 @@ fn django_celery_with_anchors_and_env_files() {
     assert_eq!(condition(django, "migrate"), DependencyCondition::Started);
     assert_eq!(
         stack.services["migrate"].restart,
-        RestartPolicy::OnFailure,
+        RestartPolicy::OnFailure { max_retries: None },
         "a one-shot job is not rerun"
     );
     assert_eq!(
@@ -213,7 +213,7 @@ fn django_celery_with_anchors_and_env_files() {
     assert_eq!(worker.replicas, 2);
     assert_eq!(
         stack.services["celerybeat"].restart,
-        RestartPolicy::OnFailure
+        RestartPolicy::OnFailure { max_retries: None }
     );
     let mut expected = set(&[
         "volumes",
@@ -400,7 +400,10 @@ fn node_mongo_with_env_files_and_long_ports() {
     );
     let express = &stack.services["mongo-express"];
     assert_eq!(express.port, Some(8081));
-    assert_eq!(express.restart, RestartPolicy::OnFailure);
+    assert_eq!(
+        express.restart,
+        RestartPolicy::OnFailure { max_retries: None }
+    );
     let expected = set(&[
         "version",
         "volumes",
