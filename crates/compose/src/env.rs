@@ -185,7 +185,7 @@ struct Place<'a> {
 
 /// The value to write for one variable: itself, or with its credential replaced by a
 /// `${secret:NAME}` (the whole value for a secret-sounding name, the password of a URL's
-/// `user:password@` otherwise). A replacement is a warning naming the secret, never the value.
+/// `user:password@` otherwise).
 fn secure(
     imp: &mut Importer<'_>,
     service: &Service<'_>,
@@ -217,7 +217,7 @@ fn is_project_dotenv(path: &str) -> bool {
     matches!(path, ".env" | "./.env")
 }
 
-/// Finds or makes the secret for `value` and warns that the variable now refers to it.
+/// Finds or makes the secret for `value`; returns its name.
 fn register(
     imp: &mut Importer<'_>,
     service: &Service<'_>,
@@ -265,24 +265,9 @@ fn register(
         span: place.span,
     };
     let fallback = format!("{}_{wanted}", service.name);
-    let name = imp.secrets.name_for(&values, &wanted, &fallback, source);
-    let key = place.key;
-    let from = place
-        .file
-        .map_or_else(String::new, |f| format!(" (from `{f}`)"));
-    let what = if in_url {
-        "the password in its URL"
-    } else {
-        "its value"
-    };
-    let message = format!(
-        "`{}`: `{key}`{from} looks like a credential; wharf.yaml refers to it as `${{secret:{name}}}` and {what} is not copied",
-        place.path
-    );
-    let hint =
-        format!("store it before `wharf up`: `wharf secret set {name}` reads the value from stdin");
-    imp.changed(place.path, place.span, message, Some(&hint));
-    name
+    // Reported through `Imported::secrets`, not as a warning: a warning is rendered with its
+    // source line, and that line holds the value.
+    imp.secrets.name_for(&values, &wanted, &fallback, source)
 }
 
 /// Parses a .env file the way compose reads one: `KEY=value` lines, `export` prefixes, `#`

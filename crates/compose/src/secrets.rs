@@ -36,8 +36,8 @@ impl SecretToSet {
         let more = self.sources.len() - 1;
         let others = match more {
             0 => String::new(),
-            1 => " (1 other place holds the same value)".to_owned(),
-            n => format!(" ({n} other places hold the same value)"),
+            1 => "; 1 other place holds the same value".to_owned(),
+            n => format!("; {n} other places hold the same value"),
         };
         format!("{}{others}", first.describe())
     }
@@ -62,13 +62,14 @@ pub struct SecretSource {
 impl SecretSource {
     /// "`POSTGRES_PASSWORD` in services.db.environment", with the file or host variable.
     pub fn describe(&self) -> String {
+        let line = self.span.line;
         let whose = match &self.env_file {
             Some(file) => format!(
-                "`{}` in {file} (env_file of {})",
+                "`{}` in {file} (env_file of {}, line {line})",
                 self.variable,
                 self.service()
             ),
-            None => format!("`{}` of {}", self.variable, self.service()),
+            None => format!("`{}` of {}, line {line}", self.variable, self.service()),
         };
         match &self.origin {
             ValueOrigin::Literal => format!("the value of {whose}"),
@@ -83,7 +84,7 @@ impl SecretSource {
                     ""
                 };
                 format!(
-                    "`${variable}` from your shell or the .env file beside the compose file{default} (used by {whose})"
+                    "`${variable}` from your shell or the .env file beside the compose file{default}; used by {whose}"
                 )
             }
         }

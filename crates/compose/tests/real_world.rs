@@ -244,7 +244,21 @@ const SECRET_VALUES: &[(&str, &[&str])] = &[
 fn no_secret_value_appears_anywhere_in_the_import() {
     for (name, values) in SECRET_VALUES {
         let fixture = one(name);
-        let everything = format!("{:?}", fixture.imported);
+        // What the CLI prints: the wharf.yaml, the rendered warnings (each with its compose
+        // source line), the secrets to store.
+        let warnings: Vec<_> = fixture
+            .imported
+            .warnings
+            .iter()
+            .map(|w| w.diagnostic.clone())
+            .collect();
+        let rendered = wharf_manifest::diagnostic::render(
+            &warnings,
+            "docker-compose.yml",
+            &fixture.text,
+            false,
+        );
+        let everything = format!("{:?}\n{rendered}", fixture.imported);
         for value in *values {
             assert!(
                 !everything.contains(value),
@@ -402,7 +416,8 @@ fn one_value_is_one_secret_wherever_compose_repeats_it() {
     );
     let description = mastodon.imported.secrets[0].origin();
     assert!(
-        description.starts_with("the value of `DB_PASS` in .env.production (env_file of web)"),
+        description
+            .starts_with("the value of `DB_PASS` in .env.production (env_file of web, line 34)"),
         "{description}"
     );
 }
