@@ -88,7 +88,7 @@ fn import_writes_a_manifest_that_validates_and_warns_on_stderr() {
     );
     assert!(
         stderr.contains("wharf secret set SECRET_KEY")
-            && stderr.contains("`SECRET_KEY` in .env (env_file of web)"),
+            && stderr.contains("`SECRET_KEY` in .env (env_file of web, line 5)"),
         "{stderr}"
     );
     for expected in [
@@ -224,9 +224,25 @@ fn every_compose_fixture_imports_into_a_manifest_wharf_validate_accepts() {
         "wordpress",
         "sentry-style",
         "node-mongo",
+        "supabase",
+        "immich",
+        "mastodon",
+        "gitea",
+        "nextcloud",
+        "airflow",
+        "plausible",
     ] {
-        let compose = fixtures.join(name).join("docker-compose.yml");
+        let compose = ["docker-compose.yml", "docker-compose.yaml"]
+            .iter()
+            .map(|file| fixtures.join(name).join(file))
+            .find(|path| path.exists())
+            .unwrap();
         let dir = tempfile::tempdir().unwrap();
+        // `wharf validate` interpolates from the `.env` beside wharf.yaml, as compose did
+        // from the one beside the compose file.
+        if let Ok(dotenv) = std::fs::read(fixtures.join(name).join(".env")) {
+            std::fs::write(dir.path().join(".env"), dotenv).unwrap();
+        }
         let output = wharf(dir.path())
             .args(["import", "compose"])
             .arg(&compose)
@@ -235,7 +251,7 @@ fn every_compose_fixture_imports_into_a_manifest_wharf_validate_accepts() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(0), "{name}: {stderr}");
         assert!(
-            stderr.contains("docker-compose.yml:"),
+            stderr.contains("docker-compose.y"),
             "{name}: warnings name the compose file: {stderr}"
         );
         assert!(
