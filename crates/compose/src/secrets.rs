@@ -111,13 +111,12 @@ pub enum ValueOrigin {
     },
 }
 
-/// The secrets found so far, keyed by value so one value gets one secret.
-
 /// The key a host variable `${NAME}` is registered under: every spelling of it is one value.
 pub(crate) fn host_key(variable: &str) -> String {
     format!("\0host:{variable}")
 }
 
+/// The secrets found so far, keyed by value so one value gets one secret.
 #[derive(Default)]
 pub(crate) struct Registry {
     by_value: HashMap<String, String>,
