@@ -175,7 +175,8 @@ fn environment_entries(
 
 /// One environment variable and where it was written, for [`secure`].
 struct Place<'a> {
-    /// The warning's key: `services.db.environment.PW`, or `services.db.env_file`.
+    /// The compose key it is reported under: `services.db.environment.PW`, or
+    /// `services.db.env_file`.
     path: &'a str,
     key: &'a str,
     span: wharf_manifest::Span,
