@@ -137,6 +137,7 @@ pub fn convert(
             diagnostics: importer.errors,
         });
     }
+    importer.warn_secrets_outside_env(services, &names, &out_services);
     let secrets = importer.secrets.finish();
     let mut manifest = Map::new();
     manifest.insert("name".to_owned(), Value::String(project));
@@ -345,6 +346,44 @@ impl Importer<'_> {
             key,
             diagnostic,
         });
+    }
+
+    /// Warns where a credential the import moved into a secret is also written, in clear, in
+    /// a service's command or probes: wharf refuses `${secret:…}` there (argv is
+    /// visible to every user), so it stays as compose wrote it and the user must move it into
+    /// the environment. The warning points at the service's name, whose line holds no value.
+    fn warn_secrets_outside_env(
+        &mut self,
+        services: &Node,
+        names: &service::ServiceNames,
+        out: &Map<String, Value>,
+    ) {
+        for (key, _) in map_entries(services) {
+            let Some(name) = key.as_str() else { continue };
+            let Some(Value::Object(service)) = out.get(&names.wharf_name(name)) else {
+                continue;
+            };
+            for field in ["command", "probes"] {
+                let Some(value) = service.get(field) else {
+                    continue;
+                };
+                let text = value.to_string();
+                for secret in self.secrets.found_in(&text) {
+                    let message = format!(
+                        "`services.{name}.{field}` holds the value of secret `{secret}` in clear text: wharf.yaml cannot refer to a secret there"
+                    );
+                    let hint = format!(
+                        "remove it from wharf.yaml's `{field}` and pass it through the environment: `env: {{NAME: ${{secret:{secret}}}}}`, read by the process"
+                    );
+                    self.changed(
+                        format!("services.{name}.{field}"),
+                        key.span,
+                        message,
+                        Some(&hint),
+                    );
+                }
+            }
+        }
     }
 
     /// Records a value compose itself would reject.

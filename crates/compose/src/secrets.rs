@@ -170,6 +170,22 @@ impl Registry {
             .unwrap_or_else(|| base.clone())
     }
 
+    /// The secrets whose value, as written in the compose project, occurs in `text`. Values
+    /// under 10 characters are left out: a password of `postgres` or `wordpress` is also a
+    /// user, a database and a probe's argument, which are no leak.
+    pub(crate) fn found_in(&self, text: &str) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .by_value
+            .iter()
+            .filter(|(value, _)| value.len() >= 10 && !value.starts_with('\0'))
+            .filter(|(value, _)| text.contains(value.as_str()))
+            .map(|(_, name)| name.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// The secrets in the order they were found; the values are dropped here.
     pub(crate) fn finish(&mut self) -> Vec<SecretToSet> {
         self.by_value.clear();

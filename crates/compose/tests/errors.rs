@@ -391,3 +391,32 @@ fn instance_variables_are_flagged_because_wharf_fills_them() {
     );
     assert!(imported.yaml.contains("- ${PORT}\n"), "{}", imported.yaml);
 }
+
+/// A credential also written into a command cannot become a secret there (wharf refuses
+/// `${secret:…}` in argv): the import says so, at the service's name, whose line shows no value.
+#[test]
+fn a_secret_also_in_a_command_is_warned_about_without_showing_it() {
+    let text = "\
+services:
+  cache:
+    build: .
+    command: [\"redis-server\", \"--requirepass\", \"cache-pw-8Hq2\"]
+    environment:
+      REDIS_PASSWORD: cache-pw-8Hq2
+";
+    let imported = imported(text);
+    let warning = imported
+        .warnings
+        .iter()
+        .find(|w| {
+            w.key == "services.cache.command" && w.diagnostic.message.contains("REDIS_PASSWORD")
+        })
+        .expect("warned");
+    assert_eq!(warning.diagnostic.span.line, 2, "the service's name");
+    assert!(!warning.diagnostic.message.contains("cache-pw"));
+    assert!(
+        imported
+            .yaml
+            .contains("REDIS_PASSWORD: ${secret:REDIS_PASSWORD}")
+    );
+}
