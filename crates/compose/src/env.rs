@@ -3,10 +3,12 @@
 //!
 //! Values keep their `${VAR}` text: wharf interpolates with compose's semantics, so the meaning
 //! is unchanged. Single-quoted env-file values are literal in compose, so their `$` is escaped.
+//! Credentials are the exception: they become `${secret:NAME}` (see `secrets.rs`).
 
 use serde_json::{Map, Value, json};
 use wharf_manifest::yaml::{Node, NodeKind};
 
+use crate::secrets::{self, SecretSource, ValueOrigin};
 use crate::service::{Service, scalar};
 use crate::{ImportError, Importer};
 
@@ -89,14 +91,16 @@ fn read_env_file(
 ) -> Result<(), ImportError> {
     match (imp.read_env_file)(&file.path) {
         Ok(text) => {
+            let path = service.path("env_file");
             for (key, value) in parse_dotenv(&text) {
                 let value = value.unwrap_or_else(|| from_host(&key));
-                let at = Secret {
+                let place = Place {
+                    path: &path,
                     key: &key,
-                    value: &value,
                     span: file.node.span,
+                    file: Some(&file.path),
                 };
-                flag_secret(imp, &service.path("env_file"), &at, Some(&file.path));
+                let value = secure(imp, service, &place, value);
                 env.insert(key, json!(value));
             }
             Ok(())
@@ -133,12 +137,14 @@ fn environment_entries(
                     Some((key, value)) => (key.to_owned(), value.to_owned()),
                     None => (text.clone(), from_host(&text)),
                 };
-                let at = Secret {
+                let path = format!("{what}.{key}");
+                let place = Place {
+                    path: &path,
                     key: &key,
-                    value: &value,
                     span: item.span,
+                    file: None,
                 };
-                flag_secret(imp, &format!("{what}.{key}"), &at, None);
+                let value = secure(imp, service, &place, value);
                 env.insert(key, json!(value));
             }
         }
@@ -149,12 +155,14 @@ fn environment_entries(
                     NodeKind::Null => from_host(key),
                     _ => scalar(imp, value, &format!("{what}.{key}")).unwrap_or_default(),
                 };
-                let at = Secret {
+                let path = format!("{what}.{key}");
+                let place = Place {
+                    path: &path,
                     key,
-                    value: &text,
                     span: value.span,
+                    file: None,
                 };
-                flag_secret(imp, &format!("{what}.{key}"), &at, None);
+                let text = secure(imp, service, &place, text);
                 env.insert(key.to_owned(), json!(text));
             }
         }
@@ -165,44 +173,102 @@ fn environment_entries(
     }
 }
 
-/// Name fragments that mark a variable as a credential.
-const SECRET_WORDS: &[&str] = &[
-    "PASSWORD",
-    "PASSWD",
-    "SECRET",
-    "TOKEN",
-    "API_KEY",
-    "APIKEY",
-    "PRIVATE_KEY",
-    "ACCESS_KEY",
-    "CREDENTIAL",
-];
-
-/// One environment variable and where it was written, for [`flag_secret`].
-struct Secret<'a> {
+/// One environment variable and where it was written, for [`secure`].
+struct Place<'a> {
+    /// The compose key it is reported under: `services.db.environment.PW`, or
+    /// `services.db.env_file`.
+    path: &'a str,
     key: &'a str,
-    value: &'a str,
     span: wharf_manifest::Span,
+    /// The env file it came from, as written.
+    file: Option<&'a str>,
 }
 
-/// Warns when a variable that looks like a credential is now written into wharf.yaml in clear
-/// text: env files are often kept out of version control, wharf.yaml usually is not.
-fn flag_secret(imp: &mut Importer<'_>, path: &str, secret: &Secret<'_>, file: Option<&str>) {
-    let upper = secret.key.to_ascii_uppercase();
-    let looks_secret = SECRET_WORDS.iter().any(|word| upper.contains(word));
-    let is_reference = secret.value.contains("${") || secret.value.starts_with('$');
-    if !looks_secret || secret.value.is_empty() || is_reference {
-        return;
+/// The value to write for one variable: itself, or with its credential replaced by a
+/// `${secret:NAME}` (the whole value for a secret-sounding name, the password of a URL's
+/// `user:password@` otherwise).
+fn secure(
+    imp: &mut Importer<'_>,
+    service: &Service<'_>,
+    place: &Place<'_>,
+    value: String,
+) -> String {
+    if value.is_empty() || value.contains("${secret:") {
+        return value;
     }
-    let key = secret.key;
-    let from = file.map_or_else(String::new, |f| format!(" (from `{f}`)"));
-    let message = format!(
-        "`{path}`: `{key}`{from} looks like a secret and is now in wharf.yaml in clear text"
-    );
-    let hint = format!(
-        "declare `{key}` under wharf's top-level `secrets:` and write `{key}: ${{secret:{key}}}`"
-    );
-    imp.changed(path, secret.span, message, Some(&hint));
+    let whole = secrets::looks_secret(place.key)
+        && !secrets::is_switch(&value)
+        && !secrets::is_optional_empty(&value);
+    if whole {
+        let name = register(imp, service, place, &value, false);
+        return format!("${{secret:{name}}}");
+    }
+    let Some(range) = secrets::url_password(&value) else {
+        return value;
+    };
+    let password = value[range.clone()].to_owned();
+    let name = register(imp, service, place, &password, true);
+    let mut out = value;
+    out.replace_range(range, &format!("${{secret:{name}}}"));
+    out
+}
+
+/// Whether an `env_file` entry is the `.env` compose interpolates the compose file from.
+fn is_project_dotenv(path: &str) -> bool {
+    matches!(path, ".env" | "./.env")
+}
+
+/// Finds or makes the secret for `value`; returns its name.
+fn register(
+    imp: &mut Importer<'_>,
+    service: &Service<'_>,
+    place: &Place<'_>,
+    value: &str,
+    in_url: bool,
+) -> String {
+    // A host variable is one secret whatever its spelling (`$PW`, `${PW}`, `${PW:?msg}`).
+    let (origin, wanted, values) = match secrets::host_reference(value) {
+        Some((variable, rest)) => {
+            let default_in_file = rest.is_some_and(|r| r.starts_with(":-") || r.starts_with('-'));
+            let origin = ValueOrigin::Host {
+                variable: variable.to_owned(),
+                default_in_file,
+            };
+            (
+                origin,
+                variable.to_owned(),
+                vec![secrets::host_key(variable)],
+            )
+        }
+        None if in_url => (
+            ValueOrigin::UrlPassword,
+            format!("{}_PASSWORD", place.key),
+            vec![value.to_owned()],
+        ),
+        // A variable of the `.env` beside the compose file is also what `${NAME}` means
+        // elsewhere in the file (compose interpolates from it), so both are one secret.
+        None if place.file.is_some_and(is_project_dotenv) => (
+            ValueOrigin::Literal,
+            place.key.to_owned(),
+            vec![value.to_owned(), secrets::host_key(place.key)],
+        ),
+        None => (
+            ValueOrigin::Literal,
+            place.key.to_owned(),
+            vec![value.to_owned()],
+        ),
+    };
+    let source = SecretSource {
+        key: place.path.to_owned(),
+        variable: place.key.to_owned(),
+        env_file: place.file.map(str::to_owned),
+        origin,
+        span: place.span,
+    };
+    let fallback = format!("{}_{wanted}", service.name);
+    // Reported through `Imported::secrets`, not as a warning: a warning is rendered with its
+    // source line, and that line holds the value.
+    imp.secrets.name_for(&values, &wanted, &fallback, source)
 }
 
 /// Parses a .env file the way compose reads one: `KEY=value` lines, `export` prefixes, `#`

@@ -35,7 +35,6 @@ pub(crate) fn service_name(raw: &str) -> String {
 /// The message and hint for a top-level key other than `services` and `name`.
 pub(crate) fn top_level(key: &str) -> (String, Option<&'static str>) {
     let hint = match key {
-        "version" => Some("compose ignores `version` too; nothing to do"),
         "volumes" => {
             Some("wharf has no named volumes; datastores declare `kind:` and `backup:` instead")
         }

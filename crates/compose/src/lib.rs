@@ -6,10 +6,12 @@
 //! function of its inputs. Whatever compose says that wharf cannot express comes back as a
 //! [`Warning`] naming the key and its line:column — nothing is dropped silently.
 
+mod datastore;
 mod env;
 mod health;
 mod keys;
 mod ports;
+mod secrets;
 mod service;
 mod variables;
 
@@ -20,11 +22,18 @@ use serde_json::{Map, Value};
 use wharf_manifest::yaml::{self, Node, NodeKind};
 use wharf_manifest::{Diagnostic, Span};
 
-/// The result of a conversion: the wharf.yaml text and what could not be carried over.
+pub use secrets::{SecretSource, SecretToSet, ValueOrigin};
+
+/// The result of a conversion: the wharf.yaml text, what could not be carried over, and the
+/// secrets the operator must store before `wharf up`.
 #[derive(Debug, Clone)]
 pub struct Imported {
     pub yaml: String,
     pub warnings: Vec<Warning>,
+    /// Values that looked like credentials: the wharf.yaml refers to them as
+    /// `${secret:NAME}` and declares them under `secrets:`; their values are nowhere in the
+    /// output, only where each came from.
+    pub secrets: Vec<SecretToSet>,
 }
 
 /// Something in the compose file wharf did not carry over (or carried with a different meaning).
@@ -109,6 +118,8 @@ pub fn convert(
         warnings: Vec::new(),
         errors: Vec::new(),
         read_env_file,
+        secrets: secrets::Registry::default(),
+        scope: None,
     };
     let project = importer.project_name(&root, path);
     importer.top_level_keys(&root);
@@ -126,27 +137,38 @@ pub fn convert(
             diagnostics: importer.errors,
         });
     }
+    importer.warn_secrets_outside_env(services, &names, &out_services);
+    let secrets = importer.secrets.finish();
     let mut manifest = Map::new();
     manifest.insert("name".to_owned(), Value::String(project));
+    if !secrets.is_empty() {
+        manifest.insert("secrets".to_owned(), secrets::declarations(&secrets));
+    }
     manifest.insert("services".to_owned(), Value::Object(out_services));
     importer.warnings.sort_by_key(|w| w.diagnostic.span.start);
     Ok(Imported {
-        yaml: header(path) + &yaml::emit(&Value::Object(manifest)),
+        yaml: header(path, &secrets) + &yaml::emit(&Value::Object(manifest)),
         warnings: importer.warnings,
+        secrets,
     })
 }
 
-/// The comment on top of the output: where it came from and the one default that differs.
-fn header(path: &Path) -> String {
+/// The comment on top of the output: where it came from, and the secrets to store first.
+fn header(path: &Path, secrets: &[SecretToSet]) -> String {
     let file = path.file_name().map_or_else(
         || path.display().to_string(),
         |f| f.to_string_lossy().into_owned(),
     );
-    format!(
-        "# imported from {file} by wharf import compose\n\
-         # compose restarts nothing unless told to; wharf restarts services that exit\n\
-         # (`restart: always`) unless a service says otherwise.\n"
-    )
+    let mut header = format!("# imported from {file} by wharf import compose\n");
+    if !secrets.is_empty() {
+        header.push_str(
+            "# store these secrets before `wharf up`; each command reads the value from stdin:\n",
+        );
+        for secret in secrets {
+            header.push_str(&format!("#   {}\n", secret.command()));
+        }
+    }
+    header
 }
 
 fn parse_root(text: &str) -> Result<Node, ImportError> {
@@ -206,11 +228,63 @@ pub(crate) fn map_entries(node: &Node) -> &[(Node, Node)] {
     }
 }
 
-/// Conversion state shared by the per-service functions: warnings, errors, the env file reader.
+/// Conversion state shared by the per-service functions: warnings, errors, the env file reader,
+/// the secrets moved out of the file, and the service being converted.
 pub(crate) struct Importer<'a> {
     pub warnings: Vec<Warning>,
     pub errors: Vec<Diagnostic>,
     pub read_env_file: ReadEnvFile<'a>,
+    pub secrets: secrets::Registry,
+    /// The service whose keys are being converted, so a warning about a key it took from a
+    /// template (`<<: *defaults`, an alias) lands on the service's own lines.
+    pub scope: Option<Scope>,
+}
+
+/// Where a service is in the compose file, for [`Importer::push`]'s relocation.
+#[derive(Clone)]
+pub(crate) struct Scope {
+    /// `services.NAME.`: the prefix of the warning keys that belong to the service.
+    prefix: String,
+    /// The whole service mapping; a span inside it needs no relocation.
+    span: Span,
+    /// The service's name key.
+    name: Span,
+    /// Each top-level key of the service: its own span, and the `<<` that merged it, if any.
+    keys: Vec<(String, Span, Option<Span>)>,
+}
+
+impl Scope {
+    pub(crate) fn new(name: &str, key: &Node, node: &Node) -> Self {
+        let keys = map_entries(node)
+            .iter()
+            .filter_map(|(k, _)| Some((k.as_str()?.to_owned(), k.span, k.merged_at)))
+            .collect();
+        Scope {
+            prefix: format!("services.{name}."),
+            span: node.span,
+            name: key.span,
+            keys,
+        }
+    }
+
+    fn contains(&self, span: Span) -> bool {
+        self.span.start <= span.start && span.end <= self.span.end
+    }
+
+    /// The service's own place for a warning about `key` whose span is in a template: the
+    /// top-level key if the service writes it itself, else the `<<` line that merged it, else
+    /// the service's name.
+    fn own_span(&self, key: &str) -> Span {
+        let top = key
+            .strip_prefix(&self.prefix)
+            .map(|rest| rest.split('.').next().unwrap_or(rest));
+        let entry = top.and_then(|top| self.keys.iter().find(|(k, _, _)| k == top));
+        match entry {
+            Some((_, span, _)) if self.contains(*span) => *span,
+            Some((_, _, Some(merged))) if self.contains(*merged) => *merged,
+            _ => self.name,
+        }
+    }
 }
 
 impl Importer<'_> {
@@ -246,6 +320,9 @@ impl Importer<'_> {
         );
     }
 
+    /// Records a warning; one about a service's key whose span lies in a template it merged
+    /// or aliased is moved to the service's own line (each service that uses the template
+    /// gets its own warning there), with the template's line in its label.
     fn push(
         &mut self,
         kind: WarningKind,
@@ -253,6 +330,14 @@ impl Importer<'_> {
         mut diagnostic: Diagnostic,
         hint: Option<&str>,
     ) {
+        if let Some(scope) = &self.scope
+            && key.starts_with(&scope.prefix)
+            && !scope.contains(diagnostic.span)
+        {
+            let template = diagnostic.span.line;
+            diagnostic.span = scope.own_span(&key);
+            diagnostic = diagnostic.with_label(format!("set by the template on line {template}"));
+        }
         if let Some(hint) = hint {
             diagnostic = diagnostic.with_hint(hint);
         }
@@ -261,6 +346,44 @@ impl Importer<'_> {
             key,
             diagnostic,
         });
+    }
+
+    /// Warns where a credential the import moved into a secret is also written, in clear, in
+    /// a service's command or probes: wharf refuses `${secret:…}` there (argv is
+    /// visible to every user), so it stays as compose wrote it and the user must move it into
+    /// the environment. The warning points at the service's name, whose line holds no value.
+    fn warn_secrets_outside_env(
+        &mut self,
+        services: &Node,
+        names: &service::ServiceNames,
+        out: &Map<String, Value>,
+    ) {
+        for (key, _) in map_entries(services) {
+            let Some(name) = key.as_str() else { continue };
+            let Some(Value::Object(service)) = out.get(&names.wharf_name(name)) else {
+                continue;
+            };
+            for field in ["command", "probes"] {
+                let Some(value) = service.get(field) else {
+                    continue;
+                };
+                let text = value.to_string();
+                for secret in self.secrets.found_in(&text) {
+                    let message = format!(
+                        "`services.{name}.{field}` holds the value of secret `{secret}` in clear text: wharf.yaml cannot refer to a secret there"
+                    );
+                    let hint = format!(
+                        "remove it from wharf.yaml's `{field}` and pass it through the environment: `env: {{NAME: ${{secret:{secret}}}}}`, read by the process"
+                    );
+                    self.changed(
+                        format!("services.{name}.{field}"),
+                        key.span,
+                        message,
+                        Some(&hint),
+                    );
+                }
+            }
+        }
     }
 
     /// Records a value compose itself would reject.
@@ -286,11 +409,12 @@ impl Importer<'_> {
         }
     }
 
-    /// Warns about every top-level key other than `services`, `name` and `x-*` extensions.
+    /// Warns about every top-level key other than `services`, `name`, `x-*` extensions and
+    /// the obsolete `version` (compose v2 ignores it, and so does the import).
     fn top_level_keys(&mut self, root: &Node) {
         for (key, _) in map_entries(root) {
             let Some(name) = key.as_str() else { continue };
-            if matches!(name, "services" | "name") || name.starts_with("x-") {
+            if matches!(name, "services" | "name" | "version") || name.starts_with("x-") {
                 continue;
             }
             let (message, hint) = keys::top_level(name);

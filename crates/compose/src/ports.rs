@@ -99,12 +99,23 @@ fn take(
         );
         warn(imp, message, None);
     }
-    if target != published && !target.contains('$') && !published.contains('$') {
+    // The container side is never dropped silently: `"$SENTRY_BIND:80/tcp"` keeps the public
+    // side only, and the 80 must be said.
+    if target != published {
         let message = format!(
             "container port {target} is not carried over: wharf's proxy serves {published} and forwards to each instance's own port"
         );
-        let hint = "make the service listen on `${PORT}`, which wharf sets for each instance";
+        let hint = if published.contains('$') {
+            "make the service listen on `${PORT}`, which wharf sets for each instance; the variable must hold a port number only (no address)"
+        } else {
+            "make the service listen on `${PORT}`, which wharf sets for each instance"
+        };
         warn(imp, message, Some(hint));
+    } else if published.contains('$') {
+        let message = format!(
+            "`{published}` is carried as the public port; the variable must hold a port number only (no address)"
+        );
+        imp.changed(key.clone(), span, format!("`{key}`: {message}"), None);
     }
 }
 

@@ -1,8 +1,6 @@
 //! One compose service → one wharf service: what runs (command or image), replicas,
 //! dependencies and restart policy, with ports, env and healthcheck delegated to their modules.
 
-use std::collections::HashSet;
-
 use indexmap::IndexMap;
 use serde_json::{Map, Value, json};
 use wharf_manifest::yaml::{Node, NodeKind};
@@ -25,32 +23,19 @@ const HANDLED: &[&str] = &[
     "scale",
 ];
 
-/// Every compose service name with its wharf name, and the services others wait on to
-/// complete (one-shot jobs such as migrations).
+/// Every compose service name with its wharf name.
 pub(crate) struct ServiceNames {
     names: IndexMap<String, String>,
-    one_shot: HashSet<String>,
 }
 
 impl ServiceNames {
     pub(crate) fn collect(services: &Node) -> Self {
-        let mut names = IndexMap::new();
-        let mut one_shot = HashSet::new();
-        for (key, service) in map_entries(services) {
-            let Some(name) = key.as_str() else { continue };
-            names.insert(name.to_owned(), keys::service_name(name));
-            let deps = service
-                .get("depends_on")
-                .map(map_entries)
-                .unwrap_or_default();
-            for (dep, value) in deps {
-                let condition = value.get("condition").and_then(Node::as_str);
-                if condition == Some("service_completed_successfully") {
-                    one_shot.extend(dep.as_str().map(str::to_owned));
-                }
-            }
-        }
-        ServiceNames { names, one_shot }
+        let names = map_entries(services)
+            .iter()
+            .filter_map(|(key, _)| key.as_str())
+            .map(|name| (name.to_owned(), keys::service_name(name)))
+            .collect();
+        ServiceNames { names }
     }
 
     /// The wharf name of a compose service (the same unless it had characters wharf rejects).
@@ -100,22 +85,35 @@ pub(crate) fn convert(
         return Ok(None);
     }
     let service = Service { name, key, node };
-    warn_if_renamed(imp, names, &service);
+    imp.scope = Some(crate::Scope::new(name, key, node));
+    let converted = convert_scoped(imp, project, names, &service);
+    imp.scope = None;
+    converted
+}
+
+/// [`convert`] with the importer scoped to the service.
+fn convert_scoped(
+    imp: &mut Importer<'_>,
+    project: &str,
+    names: &ServiceNames,
+    service: &Service<'_>,
+) -> Result<Option<Value>, ImportError> {
+    warn_if_renamed(imp, names, service);
     let mut out = Map::new();
-    run_target(imp, project, &service, &mut out);
-    ports::convert(imp, &service, &mut out);
-    replicas(imp, &service, &mut out);
-    let env = env::convert(imp, &service)?;
+    run_target(imp, project, service, &mut out);
+    ports::convert(imp, service, &mut out);
+    replicas(imp, service, &mut out);
+    let env = env::convert(imp, service)?;
     if !env.is_empty() {
         out.insert("env".to_owned(), Value::Object(env));
     }
-    depends_on(imp, names, &service, &mut out);
-    if let Some(probe) = health::convert(imp, &service) {
+    depends_on(imp, names, service, &mut out);
+    if let Some(probe) = health::convert(imp, service) {
         out.insert("probes".to_owned(), json!({ "ready": probe }));
     }
-    restart(imp, names, &service, &mut out);
-    other_keys(imp, &service);
-    crate::variables::check(imp, &service);
+    restart(imp, service, &mut out);
+    other_keys(imp, service);
+    crate::variables::check(imp, service);
     Ok(Some(Value::Object(out)))
 }
 
@@ -164,6 +162,7 @@ fn run_target(
         out.insert("command".to_owned(), json!(joined));
         warn_command_meaning(imp, service, entrypoint.is_some(), command.is_some());
     } else if let Some(text) = image.and_then(Node::as_str) {
+        datastore(imp, service, text, out);
         out.insert("image".to_owned(), json!(text));
         warn_override(imp, service, "entrypoint", text);
         warn_override(imp, service, "command", text);
@@ -196,6 +195,40 @@ fn run_target(
             key_span(node, "build", build),
             message,
             Some(&hint),
+        );
+    }
+}
+
+/// A well-known database image becomes a datastore of its `kind`, the image kept, so wharf
+/// backs it up and probes it as one.
+fn datastore(
+    imp: &mut Importer<'_>,
+    service: &Service<'_>,
+    image: &str,
+    out: &mut Map<String, Value>,
+) {
+    let Some(engine) = crate::datastore::engine(image) else {
+        return;
+    };
+    out.insert("kind".to_owned(), json!(engine.kind));
+    if let Some(engine_name) = engine.served_as {
+        let node = service.node.get("image").unwrap_or(service.node);
+        let family = if engine.kind == "redis" {
+            "Redis"
+        } else {
+            "MariaDB"
+        };
+        let message = format!(
+            "`{}: {image}` is imported as `kind: {}`: wharf treats {engine_name} as {family} (its protocol, backups with {family}'s tools)",
+            service.path("image"),
+            engine.kind,
+        );
+        let hint = "remove `kind:` if the engine's differences matter for its backups";
+        imp.changed(
+            service.path("image"),
+            key_span(service.node, "image", node),
+            message,
+            Some(hint),
         );
     }
 }
@@ -427,7 +460,7 @@ fn dependency(imp: &mut Importer<'_>, service: &Service<'_>, dep: &str, value: &
                 service.name
             );
             let hint = format!(
-                "`{dep}` gets `restart: on-failure` so a job that succeeds is not rerun; run it before `wharf up` if the order matters"
+                "`{dep}` keeps compose's restart policy, so a job that succeeds is not rerun; run it before `wharf up` if the order matters"
             );
             imp.changed(format!("{path}.condition"), span, message, Some(&hint));
             "started"
@@ -456,79 +489,78 @@ fn dependency(imp: &mut Importer<'_>, service: &Service<'_>, dep: &str, value: &
     Value::Object(out)
 }
 
-/// `restart` (or `deploy.restart_policy.condition`) → wharf's `restart`. Without either, a
-/// service others wait on to complete gets `on-failure`, so a finished job is not rerun.
-fn restart(
-    imp: &mut Importer<'_>,
-    names: &ServiceNames,
-    service: &Service<'_>,
-    out: &mut Map<String, Value>,
-) {
+/// `restart` (or `deploy.restart_policy`) → wharf's `restart`, with compose's meaning. Without
+/// either, compose restarts nothing, so the service gets `never` written out: wharf's own
+/// default (`always`) would rerun a one-shot job such as a migration forever.
+fn restart(imp: &mut Importer<'_>, service: &Service<'_>, out: &mut Map<String, Value>) {
     let node = service.node;
     let policy = node.get("deploy").and_then(|d| d.get("restart_policy"));
     let policy = if let Some(restart) = node.get("restart") {
         restart_value(imp, service, restart)
     } else if let Some(policy) = policy {
         restart_policy(imp, service, policy)
-    } else if names.one_shot.contains(service.name) {
-        Some("on-failure")
     } else {
-        None
+        Some("never".to_owned())
     };
     if let Some(policy) = policy {
         out.insert("restart".to_owned(), json!(policy));
     }
 }
 
-fn restart_value(
-    imp: &mut Importer<'_>,
-    service: &Service<'_>,
-    node: &Node,
-) -> Option<&'static str> {
+/// compose's `no | always | on-failure[:N] | unless-stopped`. `unless-stopped` is wharf's
+/// `always`: wharf restarts what exits by itself and never what an operator stopped, which is
+/// the difference compose's two words make (Docker's `always` also revives a stopped container
+/// when its daemon restarts; wharf has no such daemon restart).
+fn restart_value(imp: &mut Importer<'_>, service: &Service<'_>, node: &Node) -> Option<String> {
     let text = node.as_str().unwrap_or_default();
     match text {
-        "no" => Some("never"),
-        "always" | "unless-stopped" => Some("always"),
-        "on-failure" => Some("on-failure"),
-        _ if text.starts_with("on-failure:") => {
-            let message = format!(
-                "`{}`: the retry limit is not carried over; wharf restarts on failure without a limit",
-                service.path("restart")
-            );
-            imp.warn(service.path("restart"), node.span, message, None);
-            Some("on-failure")
-        }
-        _ => {
-            imp.error(
-                node.span,
-                format!(
-                    "`{}`: unknown restart policy `{text}`",
-                    service.path("restart")
-                ),
-            );
-            None
-        }
+        "no" | "false" => Some("never".to_owned()),
+        "always" | "unless-stopped" => Some("always".to_owned()),
+        "on-failure" => Some("on-failure".to_owned()),
+        _ => match text.strip_prefix("on-failure:").map(str::parse::<u32>) {
+            // Docker reads a limit of 0 as "no limit".
+            Some(Ok(0)) => Some("on-failure".to_owned()),
+            Some(Ok(n)) if n <= 10_000 => Some(format!("on-failure:{n}")),
+            _ => {
+                imp.error(
+                    node.span,
+                    format!(
+                        "`{}`: unknown restart policy `{text}`",
+                        service.path("restart")
+                    ),
+                );
+                None
+            }
+        },
     }
 }
 
-fn restart_policy(
-    imp: &mut Importer<'_>,
-    service: &Service<'_>,
-    node: &Node,
-) -> Option<&'static str> {
+/// The swarm form: `condition: none | on-failure | any` (compose's default `any`), with
+/// `max_attempts` carried as `on-failure:N`; `delay` and `window` are warned about.
+fn restart_policy(imp: &mut Importer<'_>, service: &Service<'_>, node: &Node) -> Option<String> {
     let path = service.path("deploy.restart_policy");
+    let condition = node.get("condition").and_then(Node::as_str);
+    let attempts = node
+        .get("max_attempts")
+        .and_then(Node::as_str)
+        .and_then(|n| n.parse::<u32>().ok())
+        .filter(|n| (1..=10_000).contains(n));
     for (key, _) in map_entries(node) {
         let Some(name) = key.as_str() else { continue };
-        if name != "condition" {
+        let carried = name == "condition"
+            || (name == "max_attempts" && condition == Some("on-failure") && attempts.is_some());
+        if !carried {
             let message =
                 format!("`{path}.{name}` is not carried over: wharf.yaml has no equivalent");
             imp.warn(format!("{path}.{name}"), key.span, message, None);
         }
     }
-    match node.get("condition").and_then(Node::as_str) {
-        Some("none") => Some("never"),
-        Some("on-failure") => Some("on-failure"),
-        Some("any") | None => Some("always"),
+    match condition {
+        Some("none") => Some("never".to_owned()),
+        Some("on-failure") => {
+            Some(attempts.map_or_else(|| "on-failure".to_owned(), |n| format!("on-failure:{n}")))
+        }
+        Some("any") | None => Some("always".to_owned()),
         Some(other) => {
             imp.error(
                 node.span,

@@ -217,7 +217,7 @@ services:
         "disable: true drops the check: {yaml}"
     );
     assert!(
-        yaml.contains("  d:\n    image: x\n  e:"),
+        yaml.contains("  d:\n    image: x\n    restart: never\n  e:"),
         "NONE drops the check: {yaml}"
     );
     assert!(
@@ -233,6 +233,8 @@ services:
     );
 }
 
+/// Each of compose's restart policies keeps its meaning, and no `restart:` at all is compose's
+/// default — nothing restarts — written out, because wharf's own default is `always`.
 #[test]
 fn restart_policies() {
     let text = "\
@@ -244,6 +246,9 @@ services:
   e: {image: x, restart: \"on-failure:5\"}
   f: {image: x, deploy: {restart_policy: {condition: none, max_attempts: 3}}}
   g: {image: x}
+  h: {image: x, deploy: {restart_policy: {condition: on-failure, max_attempts: 3, delay: 5s}}}
+  i: {image: x, deploy: {restart_policy: {}}}
+  j: {image: x, restart: \"on-failure:0\"}
 ";
     let imported = imported(text);
     let policies: Vec<&str> = imported
@@ -258,16 +263,25 @@ services:
             "always",
             "always",
             "on-failure",
-            "on-failure",
-            "never"
+            "on-failure:5",
+            "never",
+            "never",
+            "on-failure:3",
+            "always",
+            "on-failure"
         ]
     );
     assert_eq!(
         keys(&imported),
         [
-            "services.e.restart",
-            "services.f.deploy.restart_policy.max_attempts"
+            "services.f.deploy.restart_policy.max_attempts",
+            "services.h.deploy.restart_policy.delay"
         ]
+    );
+    assert!(
+        !imported.yaml.contains("restarts"),
+        "no file-header notice stands in for the policies: {}",
+        imported.yaml
     );
 }
 
@@ -327,22 +341,32 @@ services:
     );
 }
 
+/// Regression: a one-shot job (Sentry's `geoipupdate`, a migration) without `restart:` was
+/// imported with wharf's default `always` and rerun forever.
 #[test]
-fn completed_successfully_targets_are_not_restarted() {
+fn one_shot_jobs_without_restart_are_not_restarted() {
     let text = "\
 services:
   migrate: {build: ., command: migrate}
+  geoipupdate: {image: ghcr.io/maxmind/geoipupdate:v6.0.0}
   web:
     image: x
+    restart: unless-stopped
     depends_on:
       migrate: {condition: service_completed_successfully}
 ";
     let imported = imported(text);
-    assert!(
-        imported.yaml.contains("restart: on-failure"),
-        "{}",
-        imported.yaml
-    );
+    let stack = wharf_manifest::load(
+        &imported.yaml,
+        wharf_manifest::EnvironmentChoice::Default,
+        &|_: &str| None,
+    )
+    .stack
+    .expect("valid");
+    use wharf_manifest::model::RestartPolicy;
+    assert_eq!(stack.services["migrate"].restart, RestartPolicy::Never);
+    assert_eq!(stack.services["geoipupdate"].restart, RestartPolicy::Never);
+    assert_eq!(stack.services["web"].restart, RestartPolicy::Always);
     assert!(keys(&imported).contains(&"services.web.depends_on.migrate.condition"));
 }
 
@@ -366,4 +390,33 @@ fn instance_variables_are_flagged_because_wharf_fills_them() {
         "a default keeps the host's meaning"
     );
     assert!(imported.yaml.contains("- ${PORT}\n"), "{}", imported.yaml);
+}
+
+/// A credential also written into a command cannot become a secret there (wharf refuses
+/// `${secret:…}` in argv): the import says so, at the service's name, whose line shows no value.
+#[test]
+fn a_secret_also_in_a_command_is_warned_about_without_showing_it() {
+    let text = "\
+services:
+  cache:
+    build: .
+    command: [\"redis-server\", \"--requirepass\", \"cache-pw-8Hq2\"]
+    environment:
+      REDIS_PASSWORD: cache-pw-8Hq2
+";
+    let imported = imported(text);
+    let warning = imported
+        .warnings
+        .iter()
+        .find(|w| {
+            w.key == "services.cache.command" && w.diagnostic.message.contains("REDIS_PASSWORD")
+        })
+        .expect("warned");
+    assert_eq!(warning.diagnostic.span.line, 2, "the service's name");
+    assert!(!warning.diagnostic.message.contains("cache-pw"));
+    assert!(
+        imported
+            .yaml
+            .contains("REDIS_PASSWORD: ${secret:REDIS_PASSWORD}")
+    );
 }

@@ -5,7 +5,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use wharf_compose::{Imported, WarningKind};
-use wharf_manifest::model::{DependencyCondition, ProbeCheck, RestartPolicy, Service};
+use wharf_manifest::model::{
+    DatastoreKind, DependencyCondition, ProbeCheck, RestartPolicy, Service,
+};
 use wharf_manifest::{EnvironmentChoice, ValidStack};
 
 fn fixture_dir(name: &str) -> PathBuf {
@@ -22,8 +24,17 @@ fn import(name: &str) -> (Imported, ValidStack) {
     let read = |path: &str| std::fs::read_to_string(dir.join(path));
     let imported = wharf_compose::convert(&text, &file, &read)
         .unwrap_or_else(|err| panic!("{name}: {err}: {:?}", err.diagnostics()));
+    // As `wharf validate` reads it: the environment, then the `.env` beside the file.
+    let dotenv = std::fs::read_to_string(dir.join(".env")).unwrap_or_default();
+    let from_dotenv = |var: &str| {
+        dotenv
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .find(|(k, _)| k.trim() == var)
+            .map(|(_, v)| v.trim().to_owned())
+    };
     let loaded = wharf_manifest::load(&imported.yaml, EnvironmentChoice::Default, &|var: &str| {
-        std::env::var(var).ok()
+        std::env::var(var).ok().or_else(|| from_dotenv(var))
     });
     assert!(
         !loaded.has_errors(),
@@ -47,6 +58,13 @@ fn not_carried(imported: &Imported) -> BTreeSet<String> {
 
 fn changed(imported: &Imported) -> BTreeSet<String> {
     keys(imported, WarningKind::Changed)
+}
+
+/// The compose keys whose values became secrets (reported with the secrets, not as warnings:
+/// a warning's rendering shows its source line, which holds the value).
+fn secret_keys(imported: &Imported) -> BTreeSet<String> {
+    let sources = imported.secrets.iter().flat_map(|s| &s.sources);
+    sources.map(|s| s.key.clone()).collect()
 }
 
 fn set(keys: &[&str]) -> BTreeSet<String> {
@@ -136,8 +154,9 @@ fn voting_app() {
         "services.seed.networks",
     ]);
     assert_eq!(not_carried(&imported), expected);
-    let risky = set(&["services.db.environment.POSTGRES_PASSWORD"]);
-    assert_eq!(changed(&imported), risky, "a password now in clear text");
+    assert_eq!(changed(&imported), set(&[]));
+    let secret = set(&["services.db.environment.POSTGRES_PASSWORD"]);
+    assert_eq!(secret_keys(&imported), secret, "a password is a secret");
 }
 
 #[test]
@@ -176,8 +195,8 @@ fn django_celery_with_anchors_and_env_files() {
     assert_eq!(condition(django, "migrate"), DependencyCondition::Started);
     assert_eq!(
         stack.services["migrate"].restart,
-        RestartPolicy::OnFailure,
-        "a one-shot job is not rerun"
+        RestartPolicy::Never,
+        "a one-shot job is not rerun: compose's default, no restart"
     );
     assert_eq!(
         stack.services["migrate"]
@@ -213,16 +232,21 @@ fn django_celery_with_anchors_and_env_files() {
     assert_eq!(worker.replicas, 2);
     assert_eq!(
         stack.services["celerybeat"].restart,
-        RestartPolicy::OnFailure
+        RestartPolicy::OnFailure {
+            max_retries: Some(3)
+        },
+        "`on-failure:3` keeps its retry limit"
     );
     let mut expected = set(&[
         "volumes",
         "services.postgres.container_name",
         "services.postgres.volumes",
         "services.redis.container_name",
-        "services.celerybeat.restart",
+        // `${DJANGO_PORT:-8000}:8000`: the container side (8000) is said, not dropped.
+        "services.django.ports",
     ]);
-    let mut meaning = set(&["services.postgres.env_file"]);
+    let mut meaning = set(&[]);
+    let mut secrets = set(&["services.postgres.env_file"]);
     for service in ["migrate", "django", "celeryworker", "celerybeat"] {
         for key in ["build", "image", "volumes"] {
             expected.insert(format!("services.{service}.{key}"));
@@ -233,10 +257,11 @@ fn django_celery_with_anchors_and_env_files() {
         }
         // The command replaces the image's ENTRYPOINT; the env files hold a password.
         meaning.insert(format!("services.{service}.command"));
-        meaning.insert(format!("services.{service}.env_file"));
+        secrets.insert(format!("services.{service}.env_file"));
     }
     assert_eq!(not_carried(&imported), expected);
     assert_eq!(changed(&imported), meaning);
+    assert_eq!(secret_keys(&imported), secrets);
 }
 
 #[test]
@@ -273,12 +298,14 @@ fn wordpress_and_mariadb() {
         "services.wordpress.volumes",
     ]);
     assert_eq!(not_carried(&imported), expected);
-    let risky = set(&[
+    assert_eq!(db.kind, Some(DatastoreKind::Mariadb));
+    assert_eq!(changed(&imported), set(&[]));
+    let secrets = set(&[
         "services.db.environment.MYSQL_ROOT_PASSWORD",
         "services.db.environment.MYSQL_PASSWORD",
         "services.wordpress.environment.WORDPRESS_DB_PASSWORD",
     ]);
-    assert_eq!(changed(&imported), risky);
+    assert_eq!(secret_keys(&imported), secrets);
 }
 
 #[test]
@@ -345,6 +372,9 @@ fn sentry_style_extension_anchors_and_merges() {
         "services.postgres.volumes",
         "services.web.ulimits",
         "services.worker.deploy.resources",
+        "services.geoipupdate.entrypoint",
+        "services.geoipupdate.volumes",
+        "services.nginx.ports",
         "services.nginx.volumes",
     ]);
     for service in ["web", "cron", "worker"] {
@@ -368,8 +398,12 @@ fn node_mongo_with_env_files_and_long_ports() {
     assert_eq!(api.port, Some(3000), "long syntax, published as a string");
     assert_eq!(api.replicas, 2);
     assert_eq!(
-        api.env["SESSION_SECRET"], "dev \"secret\" value",
+        api.env["GREETING"], "dev \"quoted\" value",
         ".env double quotes and escapes"
+    );
+    assert_eq!(
+        api.env["SESSION_SECRET"], "${secret:SESSION_SECRET}",
+        "a credential from an env file is a secret"
     );
     assert_eq!(
         api.env["FEATURE_FLAGS"], "search,export",
@@ -400,9 +434,11 @@ fn node_mongo_with_env_files_and_long_ports() {
     );
     let express = &stack.services["mongo-express"];
     assert_eq!(express.port, Some(8081));
-    assert_eq!(express.restart, RestartPolicy::OnFailure);
+    assert_eq!(
+        express.restart,
+        RestartPolicy::OnFailure { max_retries: None }
+    );
     let expected = set(&[
-        "version",
         "volumes",
         "services.api.build",
         "services.api.working_dir",
@@ -416,13 +452,10 @@ fn node_mongo_with_env_files_and_long_ports() {
         "services.mongo-express.profiles",
     ]);
     assert_eq!(not_carried(&imported), expected);
-    let meaning = set(&[
-        "services.api.command",
-        "services.api.env_file",
-        "services.mongo.env_file",
-        "services.mongo.healthcheck.timeout",
-    ]);
+    let meaning = set(&["services.api.command", "services.mongo.healthcheck.timeout"]);
     assert_eq!(changed(&imported), meaning);
+    let secrets = set(&["services.api.env_file", "services.mongo.env_file"]);
+    assert_eq!(secret_keys(&imported), secrets);
 }
 
 #[test]

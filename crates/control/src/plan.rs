@@ -288,7 +288,7 @@ fn service_plan(name: &str, service: &Service) -> Result<ServicePlan, PlanError>
         public_port: service.port,
         restart: match service.restart {
             ManifestRestart::Always => RestartPolicy::Always,
-            ManifestRestart::OnFailure => RestartPolicy::OnFailure,
+            ManifestRestart::OnFailure { max_retries } => RestartPolicy::OnFailure { max_retries },
             ManifestRestart::Never => RestartPolicy::Never,
         },
         depends_on: service

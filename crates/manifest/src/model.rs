@@ -568,12 +568,38 @@ pub enum Reload {
     Signal,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+/// When an instance that exited is started again; written as compose and Docker write it
+/// (`always`, `on-failure`, `on-failure:N`, `never`), so an imported file keeps its meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestartPolicy {
+    /// Whatever the exit status. An instance an operator stopped stays stopped (compose's
+    /// `unless-stopped`: wharf has no daemon restart that would bring it back).
     Always,
-    OnFailure,
+    /// Only after a failed exit; with `max_retries`, at most that many times (`on-failure:N`),
+    /// then the instance stays exited.
+    OnFailure { max_retries: Option<u32> },
+    /// Never: a one-shot job runs once (compose's default, `restart: "no"`).
     Never,
+}
+
+impl std::fmt::Display for RestartPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RestartPolicy::Always => f.write_str("always"),
+            RestartPolicy::OnFailure { max_retries: None } => f.write_str("on-failure"),
+            RestartPolicy::OnFailure {
+                max_retries: Some(n),
+            } => write!(f, "on-failure:{n}"),
+            RestartPolicy::Never => f.write_str("never"),
+        }
+    }
+}
+
+/// Serialized as written in the manifest (`"on-failure:3"`), so `wharf render` round-trips.
+impl Serialize for RestartPolicy {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

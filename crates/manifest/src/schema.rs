@@ -463,20 +463,41 @@ fn service(
             .unwrap_or(Reload::Restart),
         restart: fields
             .get("restart")
-            .and_then(|n| {
-                decoder.choice(
-                    n,
-                    &field("restart"),
-                    &[
-                        ("always", RestartPolicy::Always),
-                        ("on-failure", RestartPolicy::OnFailure),
-                        ("never", RestartPolicy::Never),
-                    ],
-                )
-            })
+            .and_then(|n| restart_policy(decoder, &field("restart"), n))
             .unwrap_or(RestartPolicy::Always),
         backup,
     })
+}
+
+/// `always | on-failure | on-failure:N | never`: the retry limit is compose's and Docker's
+/// spelling, so a compose file's `on-failure:5` keeps its meaning.
+fn restart_policy(decoder: &mut Decoder, what: &str, node: &Node) -> Option<RestartPolicy> {
+    if let Some(limit) = node.as_str().and_then(|t| t.strip_prefix("on-failure:")) {
+        let max_retries = limit
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=10_000).contains(n));
+        if max_retries.is_none() {
+            decoder.push(
+                Diagnostic::error(node.span, format!("{what}: `{limit}` is not a retry limit"))
+                    .with_hint(
+                        "write `on-failure:N` with N from 1 to 10000, or `on-failure` for no limit",
+                    ),
+            );
+        }
+        return max_retries.map(|n| RestartPolicy::OnFailure {
+            max_retries: Some(n),
+        });
+    }
+    decoder.choice(
+        node,
+        what,
+        &[
+            ("always", RestartPolicy::Always),
+            ("on-failure", RestartPolicy::OnFailure { max_retries: None }),
+            ("never", RestartPolicy::Never),
+        ],
+    )
 }
 
 /// A service runs a `command`, an `image`, or is a datastore (`kind`); never command + image.

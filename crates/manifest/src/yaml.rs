@@ -15,6 +15,10 @@ use crate::diagnostic::{Diagnostic, Span};
 pub struct Node {
     pub kind: NodeKind,
     pub span: Span,
+    /// On a key a merge key (`<<: *template`) brought into a mapping: the span of that `<<`,
+    /// the place in the merging mapping where the key takes effect (its own `span` stays in
+    /// the template). A compose import warns there, once per service that uses the template.
+    pub merged_at: Option<Span>,
 }
 
 /// What a node holds. Scalars keep their text and whether they were quoted, so the decoder can
@@ -28,6 +32,14 @@ pub enum NodeKind {
 }
 
 impl Node {
+    fn new(kind: NodeKind, span: Span) -> Self {
+        Node {
+            kind,
+            span,
+            merged_at: None,
+        }
+    }
+
     /// A short human name for the node's type, used in "expected X, found Y" messages.
     pub fn type_name(&self) -> &'static str {
         match &self.kind {
@@ -158,7 +170,7 @@ impl Builder {
                         quoted,
                     }
                 };
-                self.finish(Node { kind, span }, anchor);
+                self.finish(Node::new(kind, span), anchor);
             }
             Event::SequenceStart(anchor, _) => self.open(NodeKind::Seq(Vec::new()), span, anchor),
             Event::MappingStart(anchor, _) => self.open(NodeKind::Map(Vec::new()), span, anchor),
@@ -173,32 +185,17 @@ impl Builder {
                             .push(Diagnostic::error(span, message).with_hint(hint));
                     }
                     self.alias_nodes = MAX_ALIAS_NODES + 1;
-                    self.finish(
-                        Node {
-                            kind: NodeKind::Null,
-                            span,
-                        },
-                        0,
-                    );
+                    self.finish(Node::new(NodeKind::Null, span), 0);
                 }
                 Some((node, count)) => {
                     self.alias_nodes += count;
-                    let node = Node {
-                        kind: node.kind.clone(),
-                        span,
-                    };
+                    let node = Node::new(node.kind.clone(), span);
                     self.finish(node, 0);
                 }
                 None => {
                     let diagnostic = Diagnostic::error(span, "alias to an unknown anchor");
                     self.diagnostics.push(diagnostic);
-                    self.finish(
-                        Node {
-                            kind: NodeKind::Null,
-                            span,
-                        },
-                        0,
-                    );
+                    self.finish(Node::new(NodeKind::Null, span), 0);
                 }
             },
             Event::DocumentStart(_) if !self.documents.is_empty() => {
@@ -212,7 +209,7 @@ impl Builder {
 
     fn open(&mut self, kind: NodeKind, span: Span, anchor: usize) {
         self.stack.push(Partial {
-            node: Node { kind, span },
+            node: Node::new(kind, span),
             anchor,
             pending_key: None,
             keys: HashMap::new(),
@@ -273,7 +270,7 @@ fn apply_merge_keys(entries: &mut Vec<(Node, Node)>, diagnostics: &mut Vec<Diagn
     let Some(position) = entries.iter().position(|(k, _)| is_merge_key(k)) else {
         return;
     };
-    let (_, merged) = entries.remove(position);
+    let (merge_key, merged) = entries.remove(position);
     let sources = match merged.kind {
         NodeKind::Map(_) => vec![merged],
         NodeKind::Seq(items) => items,
@@ -298,11 +295,14 @@ fn apply_merge_keys(entries: &mut Vec<(Node, Node)>, diagnostics: &mut Vec<Diagn
             ));
             continue;
         };
-        for (key, value) in source_entries {
+        for (mut key, value) in source_entries {
             let Some(name) = key.as_str() else {
                 continue;
             };
             if present.insert(name.to_owned()) {
+                // The outermost merge wins: a template merged into another template and then
+                // into a service takes effect at the service's `<<`.
+                key.merged_at = Some(merge_key.span);
                 entries.push((key, value));
             }
         }
@@ -542,6 +542,33 @@ mod tests {
         let child = root.unwrap().get("child").cloned().unwrap();
         assert_eq!(child.get("x").unwrap().as_str(), Some("1"));
         assert_eq!(child.get("y").unwrap().as_str(), Some("3"));
+    }
+
+    #[test]
+    fn merged_keys_remember_the_merge_that_brought_them() {
+        let text = "a: &a {x: 1}\nb: &b\n  <<: *a\n  y: 2\nc:\n  <<: *b\n  z: 3\n";
+        let (root, diagnostics) = parse(text);
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        let c = root.unwrap().get("c").cloned().unwrap();
+        let lines: Vec<(Option<&str>, usize, Option<usize>)> = map_keys(&c)
+            .map(|k| (k.as_str(), k.span.line, k.merged_at.map(|s| s.line)))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                (Some("z"), 7, None),
+                (Some("y"), 4, Some(6)),
+                (Some("x"), 1, Some(6)),
+            ],
+            "each key keeps its own line and points at the outermost `<<`"
+        );
+    }
+
+    fn map_keys(node: &Node) -> impl Iterator<Item = &Node> {
+        match &node.kind {
+            NodeKind::Map(entries) => entries.iter().map(|(k, _)| k),
+            _ => unreachable!("a mapping"),
+        }
     }
 
     #[test]

@@ -161,3 +161,42 @@ fn rendered_manifest_loads_back_to_the_same_stack() {
         assert_eq!(again, expected, "{environment:?}:\n{rendered}");
     }
 }
+
+/// compose's and Docker's `on-failure:N` is a restart policy with a retry limit; it renders
+/// back as written, and a limit that is not a positive number is refused at its position.
+#[test]
+fn on_failure_with_a_retry_limit() {
+    use wharf_manifest::model::RestartPolicy;
+    let source = "name: shop\nservices:\n  job:\n    command: [migrate]\n    restart: on-failure:3\n  web:\n    command: [web]\n    restart: on-failure\n";
+    let stack = load(source, EnvironmentChoice::Default, &common::variables)
+        .stack
+        .expect("valid");
+    assert_eq!(
+        stack.services["job"].restart,
+        RestartPolicy::OnFailure {
+            max_retries: Some(3)
+        }
+    );
+    assert_eq!(
+        stack.services["web"].restart,
+        RestartPolicy::OnFailure { max_retries: None }
+    );
+    let rendered = render(&stack);
+    assert!(rendered.contains("restart: on-failure:3"), "{rendered}");
+    assert_eq!(load_clean(&rendered, EnvironmentChoice::Default), *stack);
+
+    let broken = source.replace("on-failure:3", "on-failure:0");
+    let loaded = load(&broken, EnvironmentChoice::Default, &common::variables);
+    let errors: Vec<_> = loaded
+        .diagnostics
+        .iter()
+        .map(|d| (d.span.line, d.message.clone()))
+        .collect();
+    assert_eq!(
+        errors,
+        [(
+            5,
+            "`services.job.restart`: `0` is not a retry limit".to_owned()
+        )]
+    );
+}

@@ -14,7 +14,11 @@ use crate::spec::ExitStatus;
 #[serde(rename_all = "kebab-case")]
 pub enum RestartPolicy {
     Always,
-    OnFailure,
+    /// After a failed exit; with `max_retries`, at most that many restarts of the instance
+    /// (compose's `on-failure:N`), after which it stays exited.
+    OnFailure {
+        max_retries: Option<u32>,
+    },
     Never,
 }
 
@@ -74,7 +78,9 @@ impl RestartHistory {
     ) -> Decision {
         let wanted = match policy {
             RestartPolicy::Always => true,
-            RestartPolicy::OnFailure => !exit.success(),
+            RestartPolicy::OnFailure { max_retries } => {
+                !exit.success() && max_retries.is_none_or(|max| self.restarts < max)
+            }
             RestartPolicy::Never => false,
         };
         if !wanted {
@@ -171,6 +177,26 @@ mod tests {
         );
     }
 
+    const ON_FAILURE: RestartPolicy = RestartPolicy::OnFailure { max_retries: None };
+
+    #[test]
+    fn on_failure_with_a_limit_stops_restarting_after_that_many_retries() {
+        let limits = RestartLimits::default();
+        let mut history = RestartHistory::default();
+        let policy = RestartPolicy::OnFailure {
+            max_retries: Some(2),
+        };
+        let mut decide = || history.on_exit(policy, &exit(1), Duration::from_secs(60), &limits);
+        assert!(matches!(decide(), Decision::Restart { .. }));
+        assert!(matches!(decide(), Decision::Restart { .. }));
+        assert_eq!(
+            decide(),
+            Decision::Stay,
+            "two retries, then it stays exited"
+        );
+        assert_eq!(history.restarts, 2);
+    }
+
     #[test]
     fn policies_decide_which_exits_restart() {
         let limits = RestartLimits::default();
@@ -180,11 +206,11 @@ mod tests {
             Decision::Stay
         );
         assert_eq!(
-            history.on_exit(RestartPolicy::OnFailure, &exit(0), Duration::ZERO, &limits),
+            history.on_exit(ON_FAILURE, &exit(0), Duration::ZERO, &limits),
             Decision::Stay
         );
         assert!(matches!(
-            history.on_exit(RestartPolicy::OnFailure, &exit(3), Duration::ZERO, &limits),
+            history.on_exit(ON_FAILURE, &exit(3), Duration::ZERO, &limits),
             Decision::Restart { .. }
         ));
     }

@@ -52,7 +52,10 @@ fn project(files: &[(&str, &str)]) -> (tempfile::TempDir, std::path::PathBuf) {
 fn import_writes_a_manifest_that_validates_and_warns_on_stderr() {
     let (_root, dir) = project(&[
         ("docker-compose.yml", COMPOSE),
-        (".env", "SECRET_KEY=dev\n"),
+        (
+            ".env",
+            "SECRET_KEY=s3cr3t-from-the-env-file\nLOG_LEVEL=debug\n",
+        ),
     ]);
     let output = wharf(&dir)
         .args(["import", "compose", "docker-compose.yml"])
@@ -72,8 +75,21 @@ fn import_writes_a_manifest_that_validates_and_warns_on_stderr() {
     );
     assert!(stdout.contains("name: shop"), "{stdout}");
     assert!(
-        stdout.contains("SECRET_KEY: dev"),
+        stdout.contains("LOG_LEVEL: debug"),
         "the env file beside the compose file is read: {stdout}"
+    );
+    assert!(
+        stdout.contains("SECRET_KEY: ${secret:SECRET_KEY}"),
+        "a credential becomes a secret reference: {stdout}"
+    );
+    assert!(
+        !stdout.contains("s3cr3t") && !stderr.contains("s3cr3t"),
+        "the value is printed nowhere:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("wharf secret set SECRET_KEY")
+            && stderr.contains("`SECRET_KEY` in .env (env_file of web, line 5)"),
+        "{stderr}"
     );
     for expected in [
         "docker-compose.yml:3:5",
@@ -95,6 +111,18 @@ fn import_writes_a_manifest_that_validates_and_warns_on_stderr() {
         .assert()
         .code(0)
         .stderr(predicate::str::contains("error").not());
+    // The printed command works as printed against the imported manifest, the value on stdin.
+    wharf(&dir)
+        .args(["secret", "set", "SECRET_KEY"])
+        .write_stdin("s3cr3t-from-the-env-file\n")
+        .assert()
+        .code(0);
+    wharf(&dir)
+        .args(["secret", "list"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("SECRET_KEY"))
+        .stdout(predicate::str::contains("s3cr3t").not());
 }
 
 #[test]
@@ -196,9 +224,25 @@ fn every_compose_fixture_imports_into_a_manifest_wharf_validate_accepts() {
         "wordpress",
         "sentry-style",
         "node-mongo",
+        "supabase",
+        "immich",
+        "mastodon",
+        "gitea",
+        "nextcloud",
+        "airflow",
+        "plausible",
     ] {
-        let compose = fixtures.join(name).join("docker-compose.yml");
+        let compose = ["docker-compose.yml", "docker-compose.yaml"]
+            .iter()
+            .map(|file| fixtures.join(name).join(file))
+            .find(|path| path.exists())
+            .unwrap();
         let dir = tempfile::tempdir().unwrap();
+        // `wharf validate` interpolates from the `.env` beside wharf.yaml, as compose did
+        // from the one beside the compose file.
+        if let Ok(dotenv) = std::fs::read(fixtures.join(name).join(".env")) {
+            std::fs::write(dir.path().join(".env"), dotenv).unwrap();
+        }
         let output = wharf(dir.path())
             .args(["import", "compose"])
             .arg(&compose)
@@ -207,7 +251,7 @@ fn every_compose_fixture_imports_into_a_manifest_wharf_validate_accepts() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(0), "{name}: {stderr}");
         assert!(
-            stderr.contains("docker-compose.yml:"),
+            stderr.contains("docker-compose.y"),
             "{name}: warnings name the compose file: {stderr}"
         );
         assert!(
@@ -226,7 +270,7 @@ fn every_compose_fixture_imports_into_a_manifest_wharf_validate_accepts() {
 fn output_json_gives_the_manifest_and_each_warning_with_its_position() {
     let (_root, dir) = project(&[
         ("docker-compose.yml", COMPOSE),
-        (".env", "SECRET_KEY=dev\n"),
+        (".env", "SECRET_KEY=s3cr3t-from-the-env-file\n"),
     ]);
     let output = wharf(&dir)
         .args([
@@ -252,6 +296,12 @@ fn output_json_gives_the_manifest_and_each_warning_with_its_position() {
         assert!(warning["line"].as_u64().unwrap() > 0, "{warning}");
         assert!(warning["message"].is_string());
     }
+    let secrets = &value["secrets"];
+    assert_eq!(secrets[0]["name"], "SECRET_KEY", "{value}");
+    assert_eq!(secrets[0]["command"], "wharf secret set SECRET_KEY");
+    assert_eq!(secrets[0]["sources"][0]["env_file"], ".env");
+    assert_eq!(secrets[0]["sources"][0]["line"], 5);
+    assert!(!value.to_string().contains("s3cr3t"), "{value}");
     // A broken file: the error and its diagnostics as JSON, exit 2.
     std::fs::write(dir.join("docker-compose.yml"), "services:\n  web: [\n").unwrap();
     let output = wharf(&dir)

@@ -474,6 +474,35 @@ services:
     assert!(logs.contains("migrate/0 | migrated"), "{logs}");
 }
 
+/// compose's `on-failure:N`: a job that keeps failing is retried N times, then left exited.
+#[test]
+fn on_failure_with_a_retry_limit_stops_after_that_many_restarts() {
+    let stack = Stack::new(
+        r#"
+name: retries
+services:
+  job:
+    command: [sh, -c, "echo trying; exit 3"]
+    restart: on-failure:2
+"#,
+    );
+    stack.up();
+    let job = eventually("the job to give up", Duration::from_secs(30), || {
+        let service = stack.service("job");
+        (service["state"] == "exited").then_some(service)
+    });
+    assert_eq!(job["instances"][0]["last_exit"], "exit code 3");
+    assert_eq!(job["restarts"], 2);
+    let ledger = stack.ledger();
+    let exits: Vec<_> = actions(&ledger, "instance.exit")
+        .into_iter()
+        .filter(|e| e["target"] == "job/0")
+        .map(|e| e["details"]["restart"].clone())
+        .collect();
+    assert_eq!(exits.len(), 3, "one run and two retries: {exits:?}");
+    assert_eq!(exits[2], false, "the last exit is not restarted");
+}
+
 #[test]
 fn up_refuses_a_broken_manifest_and_starts_nothing() {
     let stack = Stack::new("name: x\nservices:\n  a:\n    command: [TESTBED]\n    replics: 2\n");

@@ -2,14 +2,16 @@
 //!
 //! The converted manifest goes to stdout so `wharf import compose docker-compose.yml >
 //! wharf.yaml` works; everything that could not be carried over goes to stderr with the
-//! compose file's line and column. The conversion itself is pure (`wharf-compose`); this module
-//! is its IO edge: it reads the compose file and its `env_file`s.
+//! compose file's line and column, followed by the `wharf secret set` commands for the values
+//! that looked like credentials (never the values: they stay where compose had them). The
+//! conversion itself is pure (`wharf-compose`); this module is its IO edge: it reads the
+//! compose file and its `env_file`s.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use wharf_compose::{ImportError, Imported, WarningKind};
+use wharf_compose::{ImportError, Imported, SecretToSet, WarningKind};
 use wharf_manifest::Diagnostic;
 use wharf_manifest::diagnostic::render;
 
@@ -97,6 +99,7 @@ fn as_json(
                 "imported": true,
                 "manifest": imported.yaml,
                 "warnings": records(&warnings),
+                "secrets": secrets_json(&file.display, &imported.secrets),
             });
             (value, ExitStatus::Ok)
         }
@@ -128,6 +131,7 @@ fn imported_ok(file: &ComposeFile, imported: &Imported, dir: &Path) -> ExitStatu
         .filter(|w| w.kind == WarningKind::Changed)
         .count();
     let not_carried = warnings.len() - changed;
+    print_secrets(&imported.secrets);
     if warnings.is_empty() {
         eprintln!("{}: imported with nothing left behind", file.display);
     } else {
@@ -137,6 +141,56 @@ fn imported_ok(file: &ComposeFile, imported: &Imported, dir: &Path) -> ExitStatu
         );
     }
     ExitStatus::Ok
+}
+
+/// The secrets to store, one `wharf secret set` line each with where its value was. The
+/// command reads stdin (prompting on a terminal), so the value is typed or piped in, never
+/// put on a command line.
+fn print_secrets(secrets: &[SecretToSet]) {
+    if secrets.is_empty() {
+        return;
+    }
+    eprintln!(
+        "{} value(s) looked like credentials: wharf.yaml refers to them as `${{secret:NAME}}` and declares them under `secrets:`, without their values.",
+        secrets.len()
+    );
+    eprintln!(
+        "Store each before `wharf up` (beside the new wharf.yaml); each command asks for the value on stdin (paste it, then Ctrl-D):"
+    );
+    let width = secrets.iter().map(|s| s.command().len()).max().unwrap_or(0);
+    for secret in secrets {
+        eprintln!("  {:width$}  # {}", secret.command(), secret.origin());
+    }
+}
+
+/// `--output json`'s `secrets`: names, commands and where each value was (never a value).
+fn secrets_json(file: &str, secrets: &[SecretToSet]) -> serde_json::Value {
+    let items: Vec<serde_json::Value> = secrets
+        .iter()
+        .map(|secret| {
+            let sources: Vec<serde_json::Value> = secret
+                .sources
+                .iter()
+                .map(|source| {
+                    serde_json::json!({
+                        "key": source.key,
+                        "variable": source.variable,
+                        "env_file": source.env_file,
+                        "from": source.describe(),
+                        "file": file,
+                        "line": source.span.line,
+                        "column": source.span.column,
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "name": secret.name,
+                "command": secret.command(),
+                "sources": sources,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(items)
 }
 
 /// Loads the generated manifest as `wharf validate` would beside the compose file (process
