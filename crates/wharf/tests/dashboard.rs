@@ -696,6 +696,60 @@ fn an_action_without_the_session_cookie_or_with_a_wrong_csrf_token_is_refused() 
         actions(&ledger, "service.restart")
     );
 
+    // A second login, then its logout: the CSRF token is needed, the cookie is cleared, the
+    // ledger says so, and only that session ends.
+    let (_, head, _) = request(
+        port,
+        "POST",
+        "/ui/login",
+        &[("Content-Type", form)],
+        &format!("token={token}"),
+    );
+    let second = head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().split(';').next().unwrap().to_owned())
+        .expect("a second session");
+    assert_ne!(second, cookie);
+    let (_, _, page) = request(port, "GET", "/ui/", &[("Cookie", &second)], "");
+    let second_csrf = page
+        .split("name=\"csrf-token\" content=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (status, _, _) = request(port, "POST", "/ui/logout", &[("Cookie", &second)], "");
+    assert_eq!(status, 403, "a logout needs the CSRF token");
+    let (status, head, _) = request(
+        port,
+        "POST",
+        "/ui/logout",
+        &[("Cookie", &second), ("X-CSRF-Token", &second_csrf)],
+        "",
+    );
+    assert_eq!(status, 204);
+    assert!(
+        head.contains("wharf_session=;") && head.contains("Max-Age=0"),
+        "{head}"
+    );
+    assert_eq!(
+        request(port, "GET", "/v1/status", &[("Cookie", &second)], "").0,
+        401
+    );
+    assert_eq!(
+        request(port, "GET", "/v1/status", &[("Cookie", &cookie)], "").0,
+        200
+    );
+    assert!(
+        actions(&stack.ledger(), "session.logout")
+            .iter()
+            .any(|e| e["actor"] == "oscar"),
+        "the logout is in the ledger"
+    );
+
     // Another port of the same host is the same *site*: it may not read with the cookie.
     let (status, _, body) = request(
         port,

@@ -555,7 +555,7 @@ async fn run_control_plane(
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot serve the API on {addr}"))?;
-        tracing::info!(%addr, fingerprint = tls.fingerprint(), "API on TCP over TLS (bearer token required)");
+        tracing::info!(%addr, fingerprint = tls.fingerprint(), "API and dashboard on TCP over TLS (bearer token, or a dashboard session)");
         let shutdown = stopped(api_stopped.clone());
         let handle = handle.clone();
         let (tokens, sessions) = (tokens.clone(), dashboard_sessions.clone());
@@ -743,6 +743,9 @@ fn detach(global: &Global, args: &UpArgs, state_dir: &Path) -> anyhow::Result<Ex
         }
     })?;
     crate::cmd::status::print_report(&report, global.output)?;
+    if let Some(addr) = &args.dashboard_listen {
+        eprintln!("dashboard on http://{addr}/");
+    }
     eprintln!(
         "control plane pid {} detached; logs: {}",
         child.id(),
