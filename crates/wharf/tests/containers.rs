@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use wharf_testbed::load::{self, LoadPlan};
+
 use common::{Stack, actions, eventually, free_port, get, kill9, testbed_bin};
 
 /// Runs `docker ARGS`; the output, or a failure that says what to install.
@@ -362,7 +364,11 @@ services:
     });
     assert!(stored.starts_with("+OK"), "{stored}");
 
-    // A new tag is a new version: canary to v2, then roll back to v1.
+    // A new tag is a new version: canary to v2 under live traffic, then roll back to v1.
+    let mut plan = LoadPlan::new(format!("http://127.0.0.1:{api_port}/"), 50.0);
+    plan.max_duration = Duration::from_secs(120);
+    plan.timeout = Duration::from_secs(5);
+    let run = load::start(plan).expect("load starts");
     let output = stack.wharf(&["deploy", "api", "--version", "v2", "--watch"]);
     assert_eq!(output.status.code(), Some(0), "{}", show(&output));
     assert_eq!(stack.service("api")["version"], "v2");
@@ -373,6 +379,13 @@ services:
     eventually("only v1 serves", Duration::from_secs(30), || {
         (containers(&name).len() == 3 && version_served(api_port)?.contains("v1")).then_some(())
     });
+    let report = run.stop();
+    assert!(report.total() > 0);
+    assert_eq!(
+        report.failures(),
+        0,
+        "no request failed during the rollout and rollback"
+    );
 
     // The control plane dies; the containers keep serving and are adopted, not restarted.
     let before = containers(&name);
