@@ -423,6 +423,38 @@ impl Engine {
         Ok(removed)
     }
 
+    /// Removes the ended containers of a wharf (its state directory): after a `down` without
+    /// a control plane, nobody watched them end. Answers how many.
+    pub async fn remove_ended(&self, owner: &str) -> Result<usize, EngineError> {
+        let docker = self.ping().await?;
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(HashMap::from([
+                (
+                    "label".to_owned(),
+                    vec![format!("{}={owner}", labels::OWNER)],
+                ),
+                (
+                    "status".to_owned(),
+                    vec!["exited".to_owned(), "created".to_owned(), "dead".to_owned()],
+                ),
+            ])),
+            ..Default::default()
+        };
+        let listed = docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|error| EngineError::Step {
+                step: "list containers",
+                reason: message(error),
+            })?;
+        let ids: Vec<String> = listed.into_iter().filter_map(|c| c.id).collect();
+        for id in &ids {
+            self.remove(id).await;
+        }
+        Ok(ids.len())
+    }
+
     /// Removes the stack's network once no container uses it (after `down`); best effort.
     pub async fn remove_network(&self, name: &str) {
         if let Ok(docker) = self.client()

@@ -115,7 +115,7 @@ pub struct ServicePlan {
 }
 
 /// How an `image:` service's containers are made. The image itself is per version
-/// ([`crate::state::VersionSpec::image`]): a deploy of another tag is another version.
+/// (`VersionSpec::image`): a deploy of another tag is another version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerPlan {
     pub entrypoint: Option<Vec<String>>,

@@ -92,16 +92,17 @@ fn import(root: &Path, tag: &str, changes: &[&str]) {
         args.push((*change).to_owned());
     }
     args.extend(["-".to_owned(), tag.to_owned()]);
-    let tar = Command::new("tar")
+    let mut tar = Command::new("tar")
         .args(["-C", &root.display().to_string(), "-c", "."])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let output = Command::new("docker")
         .args(&args)
-        .stdin(tar.stdout.unwrap())
+        .stdin(tar.stdout.take().unwrap())
         .output()
         .unwrap();
+    assert!(tar.wait().unwrap().success(), "tar of {}", root.display());
     assert!(
         output.status.success(),
         "docker import: {}",
@@ -418,7 +419,12 @@ services:
         redis(redis_port, &["GET", "greeting"])
     });
     assert!(value.contains("kept"), "{value}");
-    // `down --volumes` removes it.
+    // `down --volumes` removes it, here without a control plane (killed again): `down`
+    // stops the recorded containers through the same driver.
+    kill9(i64::from(stack.control_pid().unwrap()));
+    eventually("the control plane is gone", Duration::from_secs(10), || {
+        (!common::alive(i64::from(stack.control_pid().unwrap_or(0)))).then_some(())
+    });
     let output = stack.wharf(&["down", "--volumes"]);
     assert!(output.status.success(), "{}", show(&output));
     assert!(!volume_exists(&volume), "removed by --volumes");

@@ -54,7 +54,12 @@ async fn remove_container_resources(
         return Ok(ExitStatus::Ok);
     };
     let engine = wharf_container::Engine::new(None);
+    let owner = crate::cmd::up::absolute(state_dir)?.display().to_string();
     if stack.services.values().any(|s| s.image.is_some()) {
+        // Stopped without a control plane, its containers ended unwatched: remove them.
+        if let Err(error) = engine.remove_ended(&owner).await {
+            eprintln!("warning: {error}");
+        }
         engine
             .remove_network(&wharf_control::container_network(&stack.name))
             .await;
@@ -62,7 +67,6 @@ async fn remove_container_resources(
     if !volumes {
         return Ok(ExitStatus::Ok);
     }
-    let owner = crate::cmd::up::absolute(state_dir)?.display().to_string();
     match engine.remove_volumes(&stack.name, &owner).await {
         Ok(removed) => {
             for name in removed {
