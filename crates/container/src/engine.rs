@@ -104,6 +104,11 @@ impl Engine {
         )
     }
 
+    /// Whether there is a socket at all (no engine installed or started: nothing to ask).
+    pub fn socket_exists(&self) -> bool {
+        std::path::Path::new(&self.socket).exists()
+    }
+
     /// Whether the engine answers, as an error naming the socket when it does not.
     pub async fn ping(&self) -> Result<Docker, EngineError> {
         let docker = self.client()?;

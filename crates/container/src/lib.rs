@@ -226,6 +226,10 @@ impl Driver for ContainerDriver {
 
     fn refresh(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
+            // No engine here: no container can run, and a machine without one is not an error.
+            if !self.engine.socket_exists() {
+                return;
+            }
             match self.engine.states().await {
                 Ok(states) => {
                     if let Ok(mut map) = self.known.lock() {

@@ -399,6 +399,17 @@ services:
         version_served(api_port).is_some(),
         "served while wharf is down"
     );
+    // `wharf status` without a control plane asks the engine about the recorded containers.
+    let output = stack.wharf(&["status", "--output", "json"]);
+    let recorded: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let instances = recorded["instances"].as_array().unwrap();
+    let running = |service: &str| {
+        instances
+            .iter()
+            .filter(|i| i["service"] == service && i["running"] == true)
+            .count()
+    };
+    assert_eq!((running("api"), running("cache")), (2, 1), "{recorded}");
     let output = stack.up();
     assert!(output.status.success(), "{}", show(&output));
     assert_eq!(containers(&name), before, "the same containers");
