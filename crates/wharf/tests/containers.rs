@@ -257,6 +257,15 @@ fn volume_exists(name: &str) -> bool {
     docker(&["volume", "inspect", name]).status.success()
 }
 
+/// Removes a named volume when dropped (the test's own, whatever its outcome).
+struct VolumeGuard(String);
+
+impl Drop for VolumeGuard {
+    fn drop(&mut self) {
+        let _ = docker(&["volume", "rm", "-f", &self.0]);
+    }
+}
+
 /// One RESP command to redis on loopback; the raw reply.
 fn redis(port: u16, args: &[&str]) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -295,6 +304,8 @@ fn a_mixed_stack_runs_rolls_out_is_adopted_after_kill_9_and_keeps_its_volume() {
     let redis_image = registry.push(&images.redis, "redis:7");
     let name = unique("mix");
     let (api_port, redis_port) = (free_port(), free_port());
+    // Declared before the stack, so dropped after its `down`: a failing run leaves no volume.
+    let _volume = VolumeGuard(format!("{name}_data"));
     let stack = Stack::new(&format!(
         r#"
 name: {name}
