@@ -529,3 +529,69 @@ services:
     assert!(text.contains("cannot reach the container engine"), "{text}");
     assert!(all_containers(&name).is_empty());
 }
+
+/// Restarts are wharf's: a container that crashes is recorded with its exit code, removed, and
+/// replaced by a new container (the engine's own restart policy is `no`). The image is used as
+/// the engine has it (`pull_policy: never`).
+#[test]
+fn a_crashed_container_is_restarted_by_wharf_as_a_new_container() {
+    let images = images();
+    let name = unique("crash");
+    let port = free_port();
+    let stack = Stack::new(&format!(
+        r#"
+name: {name}
+services:
+  flaky:
+    image: {}
+    pull_policy: never
+    command: ["--crash-after", "0"]
+    port: {port}
+    container_port: 8080
+    restart: on-failure
+"#,
+        images.testbed_v1
+    ));
+    let output = stack.up();
+    assert!(output.status.success(), "{}", show(&output));
+    let first = eventually("the container runs", Duration::from_secs(20), || {
+        containers(&name).into_iter().next()
+    });
+    // The first request makes it exit 1.
+    let _ = get(port, "/");
+    let restart = eventually("wharf restarts it", Duration::from_secs(30), || {
+        actions(&stack.ledger(), "instance.restart")
+            .into_iter()
+            .next()
+    });
+    let exits = actions(&stack.ledger(), "instance.exit");
+    assert!(
+        exits
+            .iter()
+            .any(|e| e["details"]["status"] == "exit code 1"),
+        "{exits:?}"
+    );
+    let second = eventually("the new container runs", Duration::from_secs(20), || {
+        containers(&name)
+            .into_iter()
+            .next()
+            .filter(|id| *id != first)
+    });
+    assert!(
+        second.starts_with(restart["details"]["container"].as_str().unwrap()),
+        "{restart}"
+    );
+    assert!(
+        !docker(&["inspect", &first]).status.success(),
+        "the crashed container was removed"
+    );
+    assert_eq!(
+        docker_ok(&[
+            "inspect",
+            "--format",
+            "{{.HostConfig.RestartPolicy.Name}}",
+            &second
+        ]),
+        "no"
+    );
+}
