@@ -71,7 +71,7 @@ mkdir -p "$work/wharf" "$work/compose"
 } > "$work/compose/docker-compose.yml"
 
 start=$(date +%s%N)
-(cd "$work/wharf" && wharf up -d --wait-timeout 120s >/dev/null)
+(cd "$work/wharf" && wharf up -d --wait-timeout 120s >"$work/up.txt" 2>&1) || { cat "$work/up.txt" >&2; exit 1; }
 wharf_ms=$(ms_since "$start")
 (cd "$work/wharf" && wharf down >/dev/null)
 

@@ -58,6 +58,10 @@ pub(crate) struct Created {
 #[derive(Debug, Clone)]
 pub struct Engine {
     socket: String,
+    /// Held while a network or volume is looked for and made: the engine accepts two
+    /// networks of the same name, so concurrent starts of one stack must not both create it
+    /// (then no container could join it: "network … is ambiguous").
+    making: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The engine's message for an error, without bollard's wrapping.
@@ -89,6 +93,7 @@ impl Engine {
             .unwrap_or_else(|| "/var/run/docker.sock".to_owned());
         Engine {
             socket: socket.trim_start_matches("unix://").to_owned(),
+            making: std::sync::Arc::default(),
         }
     }
 
@@ -132,10 +137,13 @@ impl Engine {
     ) -> Result<Created, EngineError> {
         let docker = self.ping().await?;
         let digest = self.ensure_image(&docker, container).await?;
-        self.ensure_network(&docker, container).await?;
-        for mount in &container.volumes {
-            if let VolumeSource::Named(name) = &mount.source {
-                ensure_volume(&docker, container, name).await?;
+        {
+            let _making = self.making.lock().await;
+            self.ensure_network(&docker, container).await?;
+            for mount in &container.volumes {
+                if let VolumeSource::Named(name) = &mount.source {
+                    ensure_volume(&docker, container, name).await?;
+                }
             }
         }
         let name = container_name(spec, container);

@@ -595,3 +595,42 @@ services:
         "no"
     );
 }
+
+/// Regression: instances of a stack starting at once each created the stack's network (the
+/// engine allows two networks of one name), and then none could start ("network … is
+/// ambiguous").
+#[test]
+fn regression_concurrent_starts_made_duplicate_networks() {
+    let images = images();
+    let name = unique("net");
+    let mut manifest = format!("name: {name}\nservices:\n");
+    for i in 0..4 {
+        manifest.push_str(&format!(
+            "  s{i}:\n    image: {}\n    pull_policy: never\n    port: {}\n    container_port: 8080\n",
+            images.testbed_v1,
+            free_port()
+        ));
+    }
+    let stack = Stack::new(&manifest);
+    let output = stack.up();
+    assert!(output.status.success(), "{}", show(&output));
+    let networks = docker_ok(&[
+        "network",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("label=dev.wharf.stack={name}"),
+    ]);
+    assert_eq!(networks.lines().count(), 1, "one network: {networks}");
+    assert_eq!(containers(&name).len(), 4);
+    let output = stack.wharf(&["down"]);
+    assert!(output.status.success(), "{}", show(&output));
+    let networks = docker_ok(&[
+        "network",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("label=dev.wharf.stack={name}"),
+    ]);
+    assert!(networks.is_empty(), "removed by down: {networks}");
+}
