@@ -532,15 +532,18 @@ services:
 
 /// Restarts are wharf's: a container that crashes is recorded with its exit code, removed, and
 /// replaced by a new container (the engine's own restart policy is `no`). The image is used as
-/// the engine has it (`pull_policy: never`).
+/// the engine has it (`pull_policy: never`). Its secret reaches the container's environment
+/// and no file wharf writes.
 #[test]
-fn a_crashed_container_is_restarted_by_wharf_as_a_new_container() {
+fn a_crashed_container_is_restarted_by_wharf_and_its_secret_stays_out_of_wharfs_files() {
     let images = images();
     let name = unique("crash");
     let port = free_port();
     let stack = Stack::new(&format!(
         r#"
 name: {name}
+secrets:
+  TOKEN: {{}}
 services:
   flaky:
     image: {}
@@ -549,14 +552,20 @@ services:
     port: {port}
     container_port: 8080
     restart: on-failure
+    secrets: [TOKEN]
 "#,
         images.testbed_v1
     ));
+    let secret = "container-secret-5e1f9a";
+    stack.set_secret("TOKEN", secret);
     let output = stack.up();
     assert!(output.status.success(), "{}", show(&output));
     let first = eventually("the container runs", Duration::from_secs(20), || {
         containers(&name).into_iter().next()
     });
+    // The secret reaches the container's environment, and nothing wharf writes.
+    let env = docker_ok(&["inspect", "--format", "{{json .Config.Env}}", &first]);
+    assert!(env.contains(&format!("TOKEN={secret}")), "{env}");
     // The first request makes it exit 1.
     let _ = get(port, "/");
     let restart = eventually("wharf restarts it", Duration::from_secs(30), || {
@@ -594,6 +603,30 @@ services:
         ]),
         "no"
     );
+    let ledger = serde_json::to_string(&stack.ledger()).unwrap();
+    assert!(!ledger.contains(secret), "the secret is not in the ledger");
+    for file in walk(&stack.path().join(".wharf")) {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(secret),
+            "the secret is in {}",
+            file.display()
+        );
+    }
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
 
 /// Regression: instances of a stack starting at once each created the stack's network (the
