@@ -44,7 +44,7 @@ control=$(cat .wharf/control.pid 2>/dev/null || "$WHARF" status --output json | 
 chromedriver --port="$dport" >/dev/null 2>&1 &
 driver=$!
 python3 - "$port" "$dport" "$token" "$control" "$SECONDS_EACH" "$((SERVICES * REPLICAS))" <<'PY'
-import json, os, sys, time, urllib.request, tempfile, http.cookiejar
+import json, os, sys, time, urllib.error, urllib.request, tempfile, http.cookiejar
 
 port, dport, token, control, seconds, instances = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 base = f"http://127.0.0.1:{port}"
@@ -73,7 +73,8 @@ sizes = {}
 for name, path in [("HTML", "/ui/"), ("JS", "/ui/assets/app.js"), ("CSS", "/ui/assets/app.css")]:
     sizes[name] = len(opener.open(base + path).read())
 
-for _ in range(300):
+deadline = time.monotonic() + 180
+while True:
     try:
         session = wd("POST", "/session", {"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
             "binary": "/usr/bin/chromium",
@@ -82,10 +83,12 @@ for _ in range(300):
                      "--disable-dev-shm-usage", "--window-size=1400,1000",
                      f"--user-data-dir={tempfile.mkdtemp()}"]}}}})["sessionId"]
         break
-    except Exception:
+    except urllib.error.HTTPError as error:
+        sys.exit(f"chromedriver refused the session: {error.read()[:500]!r}")
+    except Exception as error:
+        if time.monotonic() > deadline:
+            sys.exit(f"no WebDriver session: {error}")
         time.sleep(0.1)
-else:
-    sys.exit("no WebDriver session")
 
 def js(script):
     return wd("POST", f"/session/{session}/execute/sync", {"script": script, "args": []})

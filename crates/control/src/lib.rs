@@ -15,7 +15,8 @@ mod state;
 mod tasks;
 
 pub use control::{
-    Config, ControlPlane, PROXY_ROW, PlanLoader, backup_repository_text, unmet_requirements,
+    Config, ControlPlane, PROXY_ROW, PlanLoader, backup_repository_text, container_network,
+    unmet_requirements,
 };
 pub use deploy::{DeployRequest, RolloutCommand, RolloutView, VersionTraffic};
 pub use events::{

@@ -1,9 +1,9 @@
 //! From a validated stack to what the control plane runs: services in dependency order, their
 //! command lines and environments with instance variables substituted, and their probes.
 //!
-//! Pure: the plan is a function of the manifest, so the refusal of what this driver cannot run
-//! (`image:` without a container driver, secret values not yet resolvable) happens before
-//! anything starts.
+//! Pure: the plan is a function of the manifest, so the refusal of what cannot run (secret
+//! values not yet resolvable) happens before anything starts. An `image:` service is planned
+//! like a process, with a [`ContainerPlan`] beside its command (the image's arguments).
 
 use std::time::Duration;
 
@@ -17,10 +17,6 @@ use wharf_runtime::RestartPolicy;
 /// Why a manifest cannot be run by this control plane.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PlanError {
-    #[error(
-        "service `{service}` runs an image (`{image}`), but this wharf runs local processes only; give it a `command:`"
-    )]
-    ImageUnsupported { service: String, image: String },
     #[error(
         "service `{service}` uses secret `{secret}` in `{field}`: a command line is visible to every process on the machine; pass it in `env:` or `secrets:` instead"
     )]
@@ -84,6 +80,8 @@ pub struct ServicePlan {
     pub version: String,
     /// `None` for an external datastore (reached by `url` or `path`): nothing to run.
     pub command: Option<Vec<String>>,
+    /// The image an `image:` service runs (its tag is the version unless `version:` is set).
+    pub image: Option<String>,
     /// The datastore's connection URL, the default target of its postgres / redis probes.
     pub url: Option<String>,
     pub env: Vec<(String, String)>,
@@ -111,6 +109,20 @@ pub struct ServicePlan {
     pub kind: Option<wharf_manifest::model::DatastoreKind>,
     pub path: Option<String>,
     pub backup: Option<wharf_manifest::model::Backup>,
+    /// Set for an `image:` service: run by the container driver (`command` then holds the
+    /// image's arguments, empty for its own `CMD`).
+    pub container: Option<ContainerPlan>,
+}
+
+/// How an `image:` service's containers are made. The image itself is per version
+/// (`VersionSpec::image`): a deploy of another tag is another version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerPlan {
+    pub entrypoint: Option<Vec<String>>,
+    /// The port inside the container each instance's own loopback port is published to.
+    pub container_port: Option<u16>,
+    pub volumes: Vec<wharf_manifest::model::Volume>,
+    pub pull: wharf_runtime::PullPolicy,
 }
 
 impl ServicePlan {
@@ -264,12 +276,37 @@ pub fn plan(stack: &ValidStack) -> Result<StackPlan, Vec<PlanError>> {
 }
 
 fn service_plan(name: &str, service: &Service) -> Result<ServicePlan, PlanError> {
-    if let (Some(image), None) = (&service.image, &service.command) {
-        return Err(PlanError::ImageUnsupported {
-            service: name.to_owned(),
-            image: image.clone(),
-        });
-    }
+    let container = service.image.as_ref().map(|_| {
+        let manifest = service.container.clone().unwrap_or_default();
+        ContainerPlan {
+            entrypoint: manifest.entrypoint,
+            container_port: manifest.container_port.or(service.port),
+            volumes: manifest.volumes,
+            pull: match manifest.pull_policy {
+                wharf_manifest::model::PullPolicy::Missing => wharf_runtime::PullPolicy::Missing,
+                wharf_manifest::model::PullPolicy::Always => wharf_runtime::PullPolicy::Always,
+                wharf_manifest::model::PullPolicy::Never => wharf_runtime::PullPolicy::Never,
+            },
+        }
+    });
+    // An image's tag is its version unless `version:` says otherwise.
+    let version = service
+        .version
+        .clone()
+        .or_else(|| {
+            service
+                .image
+                .as_deref()
+                .and_then(wharf_runtime::image::tag_of)
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "0".to_owned());
+    // An image runs with its own `CMD` unless `command:` overrides it.
+    let command = match (&service.command, &service.image) {
+        (Some(command), _) => Some(command.clone()),
+        (None, Some(_)) => Some(Vec::new()),
+        (None, None) => None,
+    };
     let env: Vec<(String, String)> = service
         .env
         .iter()
@@ -280,8 +317,9 @@ fn service_plan(name: &str, service: &Service) -> Result<ServicePlan, PlanError>
     }
     Ok(ServicePlan {
         name: name.to_owned(),
-        version: service.version.clone().unwrap_or_else(|| "0".to_owned()),
-        command: service.command.clone(),
+        version,
+        command,
+        image: service.image.clone(),
         url: service.url.clone(),
         env,
         replicas: service.replicas,
@@ -298,7 +336,9 @@ fn service_plan(name: &str, service: &Service) -> Result<ServicePlan, PlanError>
             .collect(),
         ready: service.probes.ready.as_ref().map(probe_plan),
         live: service.probes.live.as_ref().map(probe_plan),
-        proxied: service.kind.is_none() && service.command.is_some() && service.port.is_some(),
+        proxied: service.kind.is_none()
+            && (service.command.is_some() || service.image.is_some())
+            && service.port.is_some(),
         rollout: service.rollout.clone(),
         sticky: service.sticky.clone(),
         proxy: service.proxy.clone().unwrap_or_default(),
@@ -308,6 +348,7 @@ fn service_plan(name: &str, service: &Service) -> Result<ServicePlan, PlanError>
         kind: service.kind,
         path: service.path.clone(),
         backup: service.backup.clone(),
+        container,
     })
 }
 

@@ -10,11 +10,25 @@ use wharf_rollout::{At, Outcome, Phase as RolloutPhase, Rollout, Strategy};
 
 use crate::deploy::{RolloutView, VersionTraffic};
 
-/// A version of a service: its name and command line.
+/// A version of a service: its name and command line, and for an `image:` service the image
+/// (a new tag is a new version).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VersionSpec {
     pub version: String,
     pub command: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+}
+
+impl VersionSpec {
+    /// The version the manifest names for a service.
+    pub fn of_plan(plan: &crate::plan::ServicePlan) -> VersionSpec {
+        VersionSpec {
+            version: plan.version.clone(),
+            command: plan.command.clone(),
+            image: plan.image.clone(),
+        }
+    }
 }
 
 /// One rollout of one service: the state machine and what the control plane keeps beside it.

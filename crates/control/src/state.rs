@@ -199,10 +199,7 @@ impl ServiceState {
             (plan.command.is_none() && plan.ready.is_some()).then(ExternalHealth::default);
         ServiceState {
             external,
-            stable: VersionSpec {
-                version: plan.version.clone(),
-                command: plan.command.clone(),
-            },
+            stable: VersionSpec::of_plan(&plan),
             rollout: None,
             listen_error: None,
             plan,

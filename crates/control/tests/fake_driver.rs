@@ -83,6 +83,7 @@ impl Driver for FakeDriver {
         HandleSummary {
             pid: None,
             id: handle.to_string(),
+            image: None,
         }
     }
 }

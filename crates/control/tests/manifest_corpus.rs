@@ -75,6 +75,7 @@ impl Driver for FakeDriver {
         HandleSummary {
             pid: None,
             id: handle.to_string(),
+            image: None,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! `yaml::parse → overlay → interpolate → schema (decode) → validate (cross-checks)`, and every
 //! stage appends to one list of [`Diagnostic`]s so a user sees all problems at once.
 
+mod container;
 mod decode;
 pub mod diagnostic;
 mod gates;

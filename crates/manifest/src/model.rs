@@ -300,6 +300,65 @@ pub struct Service {
     pub restart: RestartPolicy,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backup: Option<Backup>,
+    /// How an `image:` service's container is made (`None` for processes and datastores
+    /// wharf does not run as a container).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub container: Option<Container>,
+}
+
+/// The container side of an `image:` service: what compose users rely on that this wharf
+/// builds. (`image` itself stays on [`Service`]; `command` overrides the image's `CMD`.)
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Container {
+    /// Replaces the image's `ENTRYPOINT`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    /// The port the service listens on inside the container; `port:` (the public one) when
+    /// absent. Each instance publishes it on a loopback port of its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_port: Option<u16>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Volume>,
+    pub pull_policy: PullPolicy,
+}
+
+/// When an image is pulled (compose's `pull_policy`, its `missing` default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PullPolicy {
+    #[default]
+    Missing,
+    Always,
+    Never,
+}
+
+/// One mount, compose's short syntax: `NAME:/path[:ro]` or `./dir:/path[:ro]` (and rendered
+/// back in it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    pub source: VolumeSource,
+    pub target: String,
+    pub read_only: bool,
+}
+
+impl Serialize for Volume {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let source = match &self.source {
+            VolumeSource::Named(name) => name,
+            VolumeSource::Bind(path) => path,
+        };
+        let mode = if self.read_only { ":ro" } else { "" };
+        serializer.serialize_str(&format!("{source}:{}{mode}", self.target))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VolumeSource {
+    /// A named volume of the stack, kept across `down`, removed by `down --volumes`.
+    Named(String),
+    /// A host path, relative to the manifest's directory unless absolute.
+    Bind(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

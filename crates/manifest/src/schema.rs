@@ -335,7 +335,13 @@ fn service(
     refs: &mut References,
 ) -> Option<Service> {
     let what = format!("service `{name}`");
-    let fields = decoder.fields(node, &what, SERVICE_KEYS)?;
+    let known: Vec<&str> = SERVICE_KEYS
+        .iter()
+        .chain(crate::container::CONTAINER_KEYS)
+        .copied()
+        .chain(crate::container::NOT_BUILT.iter().map(|(key, _)| *key))
+        .collect();
+    let fields = decoder.fields(node, &what, &known)?;
     let field = |key: &str| format!("`services.{name}.{key}`");
     let kind = fields.get("kind").and_then(|n| {
         decoder.choice(
@@ -380,7 +386,9 @@ fn service(
         .map(|n| dependencies(decoder, name, n, refs))
         .unwrap_or_default();
     let proxy = fields.get("proxy").and_then(|n| {
-        let served = !fields.has("kind") && fields.has("command") && fields.has("port");
+        let served = !fields.has("kind")
+            && (fields.has("command") || fields.has("image"))
+            && fields.has("port");
         if !served {
             let key = fields.key_span("proxy").unwrap_or(n.span);
             decoder.push(
@@ -389,7 +397,7 @@ fn service(
                     format!("`proxy` on {what}, which the wharf proxy does not serve"),
                 )
                 .with_hint(
-                    "the proxy serves services with `command:` and `port:` (not datastores)",
+                    "the proxy serves services with `command:` or `image:` and `port:` (not datastores)",
                 ),
             );
         }
@@ -415,7 +423,9 @@ fn service(
         }
         backup(decoder, name, n)
     });
+    let container = crate::container::container(decoder, name, &fields);
     Some(Service {
+        container,
         kind,
         command,
         image,
@@ -500,22 +510,14 @@ fn restart_policy(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Rest
     )
 }
 
-/// A service runs a `command`, an `image`, or is a datastore (`kind`); never command + image.
+/// A service runs a `command`, an `image` (whose `CMD` a `command` then overrides), or is a
+/// datastore (`kind`).
 fn check_runnable(decoder: &mut Decoder, name: &str, name_span: Span, fields: &Fields<'_>) {
     let (command, image, kind) = (
         fields.get("command"),
         fields.get("image"),
         fields.get("kind"),
     );
-    if let (Some(_), Some(image)) = (command, image) {
-        decoder.push(
-            Diagnostic::error(
-                image.span,
-                format!("service `{name}` has both `command` and `image`"),
-            )
-            .with_hint("a service runs either a local `command` or a container `image`"),
-        );
-    }
     if command.is_none() && image.is_none() && kind.is_none() {
         decoder.push(
             Diagnostic::error(name_span, format!("service `{name}` has nothing to run"))

@@ -57,4 +57,83 @@ pub trait Driver: Send + Sync + fmt::Debug {
     /// What to show people about the instance (a pid for processes), without the caller
     /// knowing what the handle holds.
     fn describe(&self, handle: &InstanceHandle) -> HandleSummary;
+
+    /// Brings what the synchronous questions (`is_running`, `exit_status`) answer from up to
+    /// date, before a restarted control plane adopts. A driver that asks the kernel directly
+    /// (processes) has nothing to do; one behind an API (containers) lists its instances once
+    /// here, so the loop never waits on that API.
+    fn refresh(&self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
+}
+
+/// Several drivers behind one: a start goes to the container driver when the spec has a
+/// [`ContainerSpec`](crate::ContainerSpec), else to the process driver; every other call to
+/// the driver whose kind the handle names. So a stack mixes processes and containers while
+/// the control plane holds one `dyn Driver`.
+#[derive(Debug, Clone)]
+pub struct Drivers {
+    pub process: std::sync::Arc<dyn Driver>,
+    /// `None` when this wharf runs no containers (no service has `image:`).
+    pub container: Option<std::sync::Arc<dyn Driver>>,
+}
+
+/// The driver kind in the handles of the container driver.
+pub const CONTAINER_DRIVER: &str = "container";
+
+impl Drivers {
+    fn of(&self, handle: &InstanceHandle) -> &dyn Driver {
+        match (&self.container, handle.driver()) {
+            (Some(container), CONTAINER_DRIVER) => container.as_ref(),
+            // Another kind goes to the process driver, which refuses it with a log.
+            _ => self.process.as_ref(),
+        }
+    }
+}
+
+impl Driver for Drivers {
+    fn start<'a>(&'a self, spec: &'a InstanceSpec) -> BoxFuture<'a, Result<Running, StartError>> {
+        match (&spec.container, &self.container) {
+            (None, _) => self.process.start(spec),
+            (Some(_), Some(container)) => container.start(spec),
+            (Some(_), None) => Box::pin(std::future::ready(Err(StartError::Refused {
+                service: spec.service.clone(),
+                index: spec.index,
+                reason: "this wharf was started without a container driver".to_owned(),
+            }))),
+        }
+    }
+
+    fn is_running(&self, handle: &InstanceHandle) -> bool {
+        self.of(handle).is_running(handle)
+    }
+
+    fn watch(&self, handle: InstanceHandle) -> BoxFuture<'static, Option<ExitStatus>> {
+        self.of(&handle).watch(handle)
+    }
+
+    fn exit_status(&self, handle: &InstanceHandle) -> Option<ExitStatus> {
+        self.of(handle).exit_status(handle)
+    }
+
+    fn stop(&self, handle: InstanceHandle, grace: Duration) -> BoxFuture<'static, StopOutcome> {
+        self.of(&handle).stop(handle, grace)
+    }
+
+    fn reload(&self, handle: &InstanceHandle) -> bool {
+        self.of(handle).reload(handle)
+    }
+
+    fn describe(&self, handle: &InstanceHandle) -> HandleSummary {
+        self.of(handle).describe(handle)
+    }
+
+    fn refresh(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.process.refresh().await;
+            if let Some(container) = &self.container {
+                container.refresh().await;
+            }
+        })
+    }
 }

@@ -107,6 +107,10 @@ pub struct HandleSummary {
     /// A short identifier in the driver's terms (`pid 4242`, a container id, …); empty when
     /// the handle was refused.
     pub id: String,
+    /// The image it runs, by digest (`repo@sha256:…`, or the image id when it has no
+    /// registry digest), for a container; recorded in the ledger at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 pub mod driver;
 pub mod handle;
+pub mod image;
 pub mod logs;
 pub mod process;
 pub mod procfs;
@@ -13,7 +14,7 @@ pub mod restart;
 pub mod shim;
 pub mod spec;
 
-pub use driver::{BoxFuture, Driver, Running};
+pub use driver::{BoxFuture, CONTAINER_DRIVER, Driver, Drivers, Running};
 pub use handle::{HandleError, HandleSummary, InstanceHandle};
 pub use process::{
     PROCESS_DRIVER, ProcessDriver, StartError, Started, StopOutcome, read_exit, signal_instance,
@@ -21,4 +22,6 @@ pub use process::{
 };
 pub use procfs::ProcessId;
 pub use restart::{Decision, RestartHistory, RestartLimits, RestartPolicy};
-pub use spec::{ExitStatus, InstanceSpec};
+pub use spec::{
+    ContainerSpec, ExitStatus, InstanceSpec, PortMapping, PullPolicy, VolumeMount, VolumeSource,
+};

@@ -37,7 +37,17 @@ impl LogWriter {
 
     /// Writes one line of output from `stream` (`stdout` or `stderr`), without its newline.
     pub fn write_line(&mut self, stream: &str, line: &[u8]) -> io::Result<()> {
-        let time = jiff::Timestamp::now();
+        self.write_line_at(jiff::Timestamp::now(), stream, line)
+    }
+
+    /// Writes one line with the time it was produced (a container engine's timestamp, so a
+    /// log followed again after a control-plane restart keeps each line's own time).
+    pub fn write_line_at(
+        &mut self,
+        time: jiff::Timestamp,
+        stream: &str,
+        line: &[u8],
+    ) -> io::Result<()> {
         let chunks: Vec<&[u8]> = if line.is_empty() {
             vec![line]
         } else {

@@ -231,6 +231,7 @@ impl Driver for ProcessDriver {
             Some(process) => HandleSummary {
                 pid: u32::try_from(process.instance.pid).ok(),
                 id: process.instance.pid.to_string(),
+                image: None,
             },
             None => HandleSummary::default(),
         }
@@ -355,7 +356,8 @@ mod tests {
             driver.describe(&again),
             HandleSummary {
                 pid: Some(std::process::id()),
-                id: std::process::id().to_string()
+                id: std::process::id().to_string(),
+                image: None,
             }
         );
     }

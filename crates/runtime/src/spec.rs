@@ -25,6 +25,72 @@ pub struct InstanceSpec {
     pub log_max_bytes: u64,
     /// Rotated files kept besides the current one.
     pub log_keep: u32,
+    /// Set for a service with `image:`: what the container driver needs beyond the above
+    /// (`command` is then the image's arguments, empty for the image's own `CMD`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerSpec>,
+}
+
+/// How a container instance is made: image, ports, volumes, network. Names and paths only —
+/// the values of secrets travel in [`InstanceSpec::env`], never here.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ContainerSpec {
+    /// The stack's name: containers, the network and named volumes are labelled with it.
+    pub stack: String,
+    /// Which wharf owns the container (its state directory), so two stacks of the same name
+    /// in different directories never adopt each other's containers.
+    pub owner: String,
+    pub image: String,
+    pub pull: PullPolicy,
+    /// Replaces the image's `ENTRYPOINT` when set.
+    pub entrypoint: Option<Vec<String>>,
+    /// Ports published on loopback: the host port the proxy or a probe reaches, and the
+    /// port inside the container.
+    pub ports: Vec<PortMapping>,
+    pub volumes: Vec<VolumeMount>,
+    /// The stack's network, on which the container answers to `aliases` (its service name).
+    pub network: String,
+    pub aliases: Vec<String>,
+}
+
+/// When the image is pulled from its registry.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PullPolicy {
+    /// Only when the engine does not have it (the default, as compose).
+    #[default]
+    Missing,
+    /// At every start, so a moved tag is followed.
+    Always,
+    /// Never: the image must be present (built or loaded beforehand).
+    Never,
+}
+
+/// A host port (on 127.0.0.1) published to a container port (TCP).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PortMapping {
+    pub host: u16,
+    pub container: u16,
+}
+
+/// A volume mounted into a container.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VolumeMount {
+    pub source: VolumeSource,
+    /// The absolute path inside the container.
+    pub target: String,
+    pub read_only: bool,
+}
+
+/// Where a mount's data lives.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum VolumeSource {
+    /// A named volume of the engine (its full name, stack-prefixed), created when missing and
+    /// kept across `down`; only `down --volumes` removes it.
+    Named(String),
+    /// A directory or file of the host (absolute: resolved against the manifest's directory).
+    Bind(PathBuf),
 }
 
 impl fmt::Debug for InstanceSpec {

@@ -19,6 +19,9 @@ impl ControlPlane {
     /// control plane told it so, and stay routed while their probes confirm it, so adopting
     /// changes nothing for traffic.
     pub(super) async fn adopt(&mut self) {
+        // A driver behind an API (containers) learns what runs once, here, so the questions
+        // below are answered without waiting on it.
+        self.core.config.driver.refresh().await;
         let rows = match self.core.journal.instances() {
             Ok(rows) => rows,
             Err(error) => {

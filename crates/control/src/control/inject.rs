@@ -86,7 +86,12 @@ impl Injector {
             .into_iter()
             .map(|v| (v.name, v.fingerprint))
             .collect();
-        let base = json!({"command": spec.command, "env": spec.env, "version": spec.version});
+        let mut base = json!({"command": spec.command, "env": spec.env, "version": spec.version});
+        // A container's image, ports and volumes are part of what it is (absent for a process,
+        // so a process's identity is what it always was).
+        if let Some(container) = &spec.container {
+            base["container"] = json!(container);
+        }
         let secrets = Self::fingerprints(&env_secrets, &current);
         let env = digest(&json!({"spec": base, "secrets": secrets}));
         let full = digest(&json!({

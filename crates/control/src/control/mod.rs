@@ -50,6 +50,28 @@ use traffic::Traffic;
 /// How long a stopping control plane waits for its last notices to reach their receivers.
 const NOTICE_PATIENCE: Duration = Duration::from_secs(5);
 
+/// An `instance.start` / `instance.restart` entry's details: a container's also name it and
+/// the image it runs by digest, so the ledger says exactly what ran.
+fn start_details(
+    started: &wharf_runtime::HandleSummary,
+    port: Option<u16>,
+    version: &str,
+    restarts: u32,
+) -> serde_json::Value {
+    let mut details =
+        json!({"pid": started.pid, "port": port, "version": version, "restarts": restarts});
+    if let Some(image) = &started.image {
+        details["container"] = json!(started.id);
+        details["image"] = json!(image);
+    }
+    details
+}
+
+/// The engine network of a stack's containers (compose calls its own `<project>_default`).
+pub fn container_network(stack: &str) -> String {
+    format!("{stack}_wharf")
+}
+
 /// How long an instance without a ready probe must run before it counts as ready.
 pub const PROBELESS_READY_AFTER: Duration = Duration::from_secs(1);
 
@@ -820,11 +842,18 @@ impl ControlPlane {
         let service = &self.supervisor.services[index];
         let plan = &service.plan;
         let spec = service.version_spec(version)?;
+        let container = self.container_spec(plan, spec, port);
+        // Inside a container, `${PORT}` is the port it listens on there, not the loopback
+        // port published to it (which probes and the proxy use).
+        let inner_port = match (&container, &plan.container) {
+            (Some(_), Some(c)) => c.container_port.or(port),
+            _ => port,
+        };
         let vars = InstanceVars {
             service: &plan.name,
             ordinal,
             version: &spec.version,
-            port,
+            port: inner_port,
         };
         let command = spec
             .command
@@ -856,6 +885,57 @@ impl ControlPlane {
             exit_path: self.core.exit_path(&plan.name, ordinal),
             log_max_bytes: self.core.config.log_max_bytes,
             log_keep: self.core.config.log_keep,
+            container,
+        })
+    }
+
+    /// The container side of an instance of an `image:` service (`None` for a process):
+    /// the version's image, its loopback port published to the container port, volumes
+    /// (named ones prefixed with the stack, binds resolved against the manifest's directory),
+    /// the stack's network with the service's name as alias.
+    fn container_spec(
+        &self,
+        plan: &crate::plan::ServicePlan,
+        version: &crate::state::VersionSpec,
+        port: Option<u16>,
+    ) -> Option<wharf_runtime::ContainerSpec> {
+        use wharf_manifest::model::VolumeSource as Source;
+        let container = plan.container.as_ref()?;
+        let image = version.image.clone().or_else(|| plan.image.clone())?;
+        let stack = &self.core.stack;
+        let ports = match (port, container.container_port) {
+            (Some(host), Some(inner)) => vec![wharf_runtime::PortMapping {
+                host,
+                container: inner,
+            }],
+            _ => Vec::new(),
+        };
+        let volumes = container
+            .volumes
+            .iter()
+            .map(|v| wharf_runtime::VolumeMount {
+                source: match &v.source {
+                    Source::Named(name) => {
+                        wharf_runtime::VolumeSource::Named(format!("{stack}_{name}"))
+                    }
+                    Source::Bind(path) => {
+                        wharf_runtime::VolumeSource::Bind(self.core.config.workdir.join(path))
+                    }
+                },
+                target: v.target.clone(),
+                read_only: v.read_only,
+            })
+            .collect();
+        Some(wharf_runtime::ContainerSpec {
+            stack: stack.clone(),
+            owner: self.core.config.state_dir.display().to_string(),
+            image,
+            pull: container.pull,
+            entrypoint: container.entrypoint.clone(),
+            ports,
+            volumes,
+            network: container_network(stack),
+            aliases: vec![plan.name.clone()],
         })
     }
 
@@ -875,10 +955,22 @@ impl ControlPlane {
         };
         let plan = &self.supervisor.services[index].plan;
         let identity = inject::Injector::identity(&self.core, plan, &spec);
-        let spec = match self.injector.resolve(&self.core, plan, ordinal, spec) {
+        let mut spec = match self.injector.resolve(&self.core, plan, ordinal, spec) {
             Ok(spec) => spec,
             Err(reason) => return self.fail_instance(index, ordinal, reason),
         };
+        // A container sees its secret files where a process would: the tmpfs directory,
+        // mounted read-only at the same path.
+        if let Some(container) = spec.container.as_mut()
+            && !plan.secret_files.is_empty()
+        {
+            let dir = inject::Injector::secret_files_dir(&self.core, &plan.name, ordinal);
+            container.volumes.push(wharf_runtime::VolumeMount {
+                target: dir.display().to_string(),
+                source: wharf_runtime::VolumeSource::Bind(dir),
+                read_only: true,
+            });
+        }
         if self.supervisor.services[index].plan.binds_public_port()
             && let Some(reason) = port.and_then(port_taken)
         {
@@ -995,9 +1087,15 @@ impl ControlPlane {
         self.core.journal.record(
             action,
             &target,
-            json!({"pid": started.pid, "port": port, "version": version, "restarts": restarts}),
+            start_details(&started, port, &version, restarts),
         );
-        tracing::info!(target, pid = started.pid, ?port, "instance started");
+        tracing::info!(
+            target,
+            pid = started.pid,
+            id = started.id,
+            ?port,
+            "instance started"
+        );
         self.spawn_probes(index, ordinal);
     }
 

@@ -250,8 +250,10 @@ impl ControlPlane {
             match self.supervisor.index(&name) {
                 Some(index) => {
                     let service = &mut self.supervisor.services[index];
-                    let spec_changed =
-                        service.plan.version != new.version || service.plan.command != new.command;
+                    let spec_changed = service.plan.version != new.version
+                        || service.plan.command != new.command
+                        || service.plan.image != new.image
+                        || service.plan.container != new.container;
                     if spec_changed && service.active_rollout().is_some() {
                         // Its versions belong to the rollout until it ends.
                         deferred.push(name.clone());
@@ -259,10 +261,7 @@ impl ControlPlane {
                         continue;
                     }
                     if spec_changed {
-                        service.stable = crate::state::VersionSpec {
-                            version: new.version.clone(),
-                            command: new.command.clone(),
-                        };
+                        service.stable = crate::state::VersionSpec::of_plan(&new);
                     }
                     if spec_changed
                         || service.plan.replicas != new.replicas

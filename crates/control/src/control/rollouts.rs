@@ -60,10 +60,7 @@ impl ControlPlane {
     pub(super) fn restore_rollouts(&mut self) {
         for index in 0..self.supervisor.services.len() {
             let name = self.supervisor.services[index].plan.name.clone();
-            let manifest = VersionSpec {
-                version: self.supervisor.services[index].plan.version.clone(),
-                command: self.supervisor.services[index].plan.command.clone(),
-            };
+            let manifest = VersionSpec::of_plan(&self.supervisor.services[index].plan);
             if let Some(saved) = self.core.journal.deployment(&name) {
                 match serde_json::from_str::<Deployment>(&saved) {
                     Ok(deployment) if deployment.manifest == manifest => {
@@ -255,6 +252,12 @@ impl ControlPlane {
         let new = VersionSpec {
             version: version.to_owned(),
             command: request.command.or_else(|| service.stable.command.clone()),
+            // Version `v2` of an image service runs the image tagged `v2`.
+            image: service
+                .stable
+                .image
+                .as_deref()
+                .map(|image| wharf_runtime::image::with_tag(image, version)),
         };
         Ok(PreparedDeploy { index, plan, new })
     }
@@ -348,10 +351,7 @@ impl ControlPlane {
             verdict: None,
             started_at: jiff::Timestamp::now().to_string(),
             finished_at: None,
-            manifest: VersionSpec {
-                version: service.plan.version.clone(),
-                command: service.plan.command.clone(),
-            },
+            manifest: VersionSpec::of_plan(&service.plan),
         };
         self.supervisor.services[index].rollout = Some(record);
         self.apply_rollout_actions(index, actions);

@@ -305,6 +305,7 @@ mod tests {
             HandleSummary {
                 pid: None,
                 id: String::new(),
+                image: None,
             }
         }
     }

@@ -244,6 +244,7 @@ impl Traffic {
             exit_path: core.exit_path(PROXY_ROW, 0),
             log_max_bytes: core.config.log_max_bytes,
             log_keep: core.config.log_keep,
+            container: None,
         })
     }
 

@@ -17,14 +17,78 @@ use crate::exit::ExitStatus;
 pub struct DownArgs {
     /// Stop only this service (default: the whole stack, and the control plane with it).
     pub service: Option<String>,
+    /// Also remove the stack's named volumes (their data is lost). Without it they are kept
+    /// for the next `up`, as compose does.
+    #[arg(long)]
+    pub volumes: bool,
 }
 
 pub fn run(global: &Global, args: &DownArgs) -> anyhow::Result<ExitStatus> {
+    if args.volumes && args.service.is_some() {
+        eprintln!("error: `--volumes` removes a whole stack's volumes; run it without a service");
+        return Ok(ExitStatus::Invalid);
+    }
     let state_dir = global.state_dir();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async {
+    let status = runtime.block_on(stop(global, args, &state_dir))?;
+    if status != ExitStatus::Ok || args.service.is_some() {
+        return Ok(status);
+    }
+    runtime.block_on(remove_container_resources(global, args.volumes, &state_dir))
+}
+
+/// After a whole-stack `down`: the stack's container network goes (it is made again at the
+/// next `up`), and with `--volumes` its named volumes. A stack without containers has
+/// neither, and no engine is needed.
+async fn remove_container_resources(
+    global: &Global,
+    volumes: bool,
+    state_dir: &std::path::Path,
+) -> anyhow::Result<ExitStatus> {
+    let Some(stack) = crate::manifest_file::ManifestFile::read(global)
+        .ok()
+        .and_then(|manifest| manifest.load(None).stack)
+    else {
+        return Ok(ExitStatus::Ok);
+    };
+    let engine = wharf_container::Engine::new(None);
+    let owner = crate::cmd::up::absolute(state_dir)?.display().to_string();
+    if stack.services.values().any(|s| s.image.is_some()) {
+        // Stopped without a control plane, its containers ended unwatched: remove them.
+        if let Err(error) = engine.remove_ended(&owner).await {
+            eprintln!("warning: {error}");
+        }
+        engine
+            .remove_network(&wharf_control::container_network(&stack.name))
+            .await;
+    }
+    if !volumes {
+        return Ok(ExitStatus::Ok);
+    }
+    match engine.remove_volumes(&stack.name, &owner).await {
+        Ok(removed) => {
+            for name in removed {
+                eprintln!("removed volume {name}");
+            }
+            Ok(ExitStatus::Ok)
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            Ok(ExitStatus::Failed)
+        }
+    }
+}
+
+/// Stops the stack (or one service): through the control plane, or without one.
+async fn stop(
+    global: &Global,
+    args: &DownArgs,
+    state_dir: &std::path::Path,
+) -> anyhow::Result<ExitStatus> {
+    let state_dir = state_dir.to_owned();
+    {
         let body = json!({"service": args.service});
         // Unbounded: the control plane answers once everything has stopped (see
         // `call_ok_unbounded`).
@@ -50,7 +114,7 @@ pub fn run(global: &Global, args: &DownArgs) -> anyhow::Result<ExitStatus> {
                 stop_recorded(&state_dir, args.service.as_deref(), &order).await
             }
         }
-    })
+    }
 }
 
 /// Waits (bounded) until the control plane has released its lock, so that a `wharf up` right
@@ -111,8 +175,10 @@ async fn stop_recorded(
     };
     let mut store = wharf_ops::read::open(&lock)?;
     let actor = Actor::from_environment();
-    // Instances are started by the process driver, so their handles are its to use.
-    let driver = crate::cmd::up::process_driver()?;
+    // Each handle goes to the driver that made it; the container driver first learns which
+    // containers still run.
+    let driver = crate::cmd::up::drivers()?;
+    wharf_runtime::Driver::refresh(&driver).await;
     let stop = wharf_ops::stop::stop_recorded(&lock, &mut store, &driver, &actor, service, order);
     let stopped = match stop.await {
         Ok(stopped) => stopped,
@@ -131,7 +197,7 @@ async fn stop_recorded(
             StopOutcome::Refused => {
                 // Nothing was stopped: the row stays for whatever can use its handle.
                 eprintln!(
-                    "error: cannot stop {}/{}: its recorded handle is not the process driver's",
+                    "error: cannot stop {}/{}: no driver of this wharf reads its recorded handle",
                     stopped.service, stopped.ordinal
                 );
                 refused = true;

@@ -36,7 +36,7 @@ pub fn run(global: &Global, args: &StatusArgs) -> anyhow::Result<ExitStatus> {
                             "the control plane did not answer ({err:#}); showing what it recorded"
                         );
                     }
-                    print_recorded(&state_dir, global.output)?;
+                    print_recorded(&state_dir, global.output).await?;
                     return Ok(ExitStatus::Failed);
                 }
                 Err(err) => return Err(err),
@@ -61,13 +61,15 @@ pub fn run(global: &Global, args: &StatusArgs) -> anyhow::Result<ExitStatus> {
 
 /// Without a control plane, what the store says was running and whether each process still
 /// runs: services outlive the control plane, and this is how an operator sees them.
-fn print_recorded(state_dir: &std::path::Path, output: Output) -> anyhow::Result<()> {
+async fn print_recorded(state_dir: &std::path::Path, output: Output) -> anyhow::Result<()> {
     let Some(store) = wharf_ops::read::open_existing(state_dir)? else {
         return Ok(());
     };
     let rows = store.instances()?;
-    // Instances are started by the process driver: it reads their handles.
-    let driver = crate::cmd::up::process_driver()?;
+    // Each handle is read by the driver that made it; the container driver first learns which
+    // containers run.
+    let driver = crate::cmd::up::drivers()?;
+    driver.refresh().await;
     let records: Vec<serde_json::Value> = rows
         .iter()
         .map(|row| {

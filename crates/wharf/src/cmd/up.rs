@@ -396,7 +396,7 @@ fn proxy_binary() -> Option<PathBuf> {
     })
 }
 
-fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+pub fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))
 }
 
@@ -514,7 +514,7 @@ async fn run_control_plane(
     let config = Config {
         state_dir: state_dir.to_owned(),
         workdir,
-        driver: std::sync::Arc::new(process_driver()?),
+        driver: std::sync::Arc::new(drivers()?),
         stop_grace: Duration::from_secs(10),
         limits: RestartLimits::default(),
         log_max_bytes: 10 << 20,
@@ -755,6 +755,17 @@ fn detach(global: &Global, args: &UpArgs, state_dir: &Path) -> anyhow::Result<Ex
         ExitStatus::Ok
     } else {
         ExitStatus::Failed
+    })
+}
+
+/// Every driver an instance may have: processes, and containers for `image:` services (the
+/// engine is contacted only when a container starts or a recorded one is looked for).
+pub fn drivers() -> anyhow::Result<wharf_runtime::Drivers> {
+    Ok(wharf_runtime::Drivers {
+        process: std::sync::Arc::new(process_driver()?),
+        container: Some(std::sync::Arc::new(wharf_container::ContainerDriver::new(
+            None,
+        ))),
     })
 }
 

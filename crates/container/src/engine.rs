@@ -1,0 +1,641 @@
+//! The engine's API as the driver uses it: each call one step, each failure an [`EngineError`]
+//! a person can act on (the engine's own message, never an environment value).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, Mount, MountType, NetworkCreateRequest,
+    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, KillContainerOptions, ListContainersOptions,
+    ListVolumesOptions, RemoveContainerOptions, StopContainerOptions,
+};
+use futures_util::StreamExt;
+use wharf_runtime::{
+    ContainerSpec, ExitStatus, InstanceSpec, PullPolicy, StopOutcome, VolumeSource,
+};
+
+use crate::labels;
+use wharf_runtime::image::parse_image;
+
+/// The API version spoken: Debian's docker.io (20.10) serves 1.41, and newer engines and
+/// Podman still accept it.
+const API_VERSION: bollard::ClientVersion = bollard::ClientVersion {
+    major_version: 1,
+    minor_version: 41,
+};
+
+/// How long the engine may take to answer a ping before it counts as not running.
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a step against the engine failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(
+        "cannot reach the container engine at {socket}: {reason} (is dockerd, or podman's API socket, running?)"
+    )]
+    Unreachable { socket: String, reason: String },
+    #[error("image `{image}` is not present and `pull_policy: never` forbids pulling it")]
+    NotPresent { image: String },
+    #[error("cannot pull image `{image}`: {reason}")]
+    Pull { image: String, reason: String },
+    #[error("cannot {step}: {reason}")]
+    Step { step: &'static str, reason: String },
+}
+
+/// What a start made.
+#[derive(Debug)]
+pub(crate) struct Created {
+    pub id: String,
+    pub name: String,
+    pub digest: String,
+}
+
+/// The engine behind one unix socket.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    socket: String,
+    /// Held while a network or volume is looked for and made: the engine accepts two
+    /// networks of the same name, so concurrent starts of one stack must not both create it
+    /// (then no container could join it: "network … is ambiguous").
+    making: std::sync::Arc<tokio::sync::Mutex<()>>,
+}
+
+/// The engine's message for an error, without bollard's wrapping.
+fn message(error: bollard::errors::Error) -> String {
+    match error {
+        bollard::errors::Error::DockerResponseServerError { message, .. } => message,
+        other => other.to_string(),
+    }
+}
+
+fn is_not_found(error: &bollard::errors::Error) -> bool {
+    matches!(
+        error,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+impl Engine {
+    pub fn new(socket: Option<String>) -> Engine {
+        let socket = socket
+            .or_else(|| {
+                std::env::var("DOCKER_HOST")
+                    .ok()
+                    .filter(|host| host.starts_with("unix://"))
+            })
+            .unwrap_or_else(|| "/var/run/docker.sock".to_owned());
+        Engine {
+            socket: socket.trim_start_matches("unix://").to_owned(),
+            making: std::sync::Arc::default(),
+        }
+    }
+
+    /// A client for the socket. Requests are not bounded here: a pull, a wait or a followed
+    /// log lasts as long as it lasts; [`Engine::ping`] bounds the question whether anyone
+    /// answers at all.
+    pub(crate) fn client(&self) -> Result<Docker, EngineError> {
+        Docker::connect_with_unix(&self.socket, 10 * 365 * 24 * 3600, &API_VERSION).map_err(
+            |error| EngineError::Unreachable {
+                socket: self.socket.clone(),
+                reason: message(error),
+            },
+        )
+    }
+
+    /// Whether there is a socket at all (no engine installed or started: nothing to ask).
+    pub fn socket_exists(&self) -> bool {
+        std::path::Path::new(&self.socket).exists()
+    }
+
+    /// Whether the engine answers, as an error naming the socket when it does not.
+    pub async fn ping(&self) -> Result<Docker, EngineError> {
+        let docker = self.client()?;
+        let unreachable = |reason: String| EngineError::Unreachable {
+            socket: self.socket.clone(),
+            reason,
+        };
+        match tokio::time::timeout(PING_TIMEOUT, docker.ping()).await {
+            Ok(Ok(_)) => Ok(docker),
+            Ok(Err(error)) => Err(unreachable(message(error))),
+            Err(_) => Err(unreachable("no answer within 5 s".to_owned())),
+        }
+    }
+
+    /// Makes and starts one container; on any failure after the create, removes what it
+    /// made, so nothing half-started stays behind.
+    pub(crate) async fn create_and_start(
+        &self,
+        spec: &InstanceSpec,
+        container: &ContainerSpec,
+    ) -> Result<Created, EngineError> {
+        let docker = self.ping().await?;
+        let digest = self.ensure_image(&docker, container).await?;
+        {
+            let _making = self.making.lock().await;
+            self.ensure_network(&docker, container).await?;
+            for mount in &container.volumes {
+                if let VolumeSource::Named(name) = &mount.source {
+                    ensure_volume(&docker, container, name).await?;
+                }
+            }
+        }
+        let name = container_name(spec, container);
+        let options = CreateContainerOptions {
+            name: Some(name.clone()),
+            ..Default::default()
+        };
+        let id = docker
+            .create_container(Some(options), create_body(spec, container))
+            .await
+            .map_err(|error| EngineError::Step {
+                step: "create the container",
+                reason: message(error),
+            })?
+            .id;
+        if let Err(error) = docker.start_container(&id, None).await {
+            self.remove(&id).await;
+            return Err(EngineError::Step {
+                step: "start the container",
+                reason: message(error),
+            });
+        }
+        Ok(Created { id, name, digest })
+    }
+
+    /// Pulls the image as the policy says and answers its digest.
+    async fn ensure_image(
+        &self,
+        docker: &Docker,
+        container: &ContainerSpec,
+    ) -> Result<String, EngineError> {
+        let image = &container.image;
+        let present = match docker.inspect_image(image).await {
+            Ok(_) => true,
+            Err(error) if is_not_found(&error) => false,
+            Err(error) => {
+                return Err(EngineError::Step {
+                    step: "inspect the image",
+                    reason: message(error),
+                });
+            }
+        };
+        match (present, container.pull) {
+            (true, PullPolicy::Missing | PullPolicy::Never) => {}
+            (false, PullPolicy::Never) => {
+                return Err(EngineError::NotPresent {
+                    image: image.clone(),
+                });
+            }
+            (_, PullPolicy::Always) | (false, PullPolicy::Missing) => {
+                self.pull(docker, image).await?
+            }
+        }
+        let inspected = docker
+            .inspect_image(image)
+            .await
+            .map_err(|error| EngineError::Step {
+                step: "inspect the image",
+                reason: message(error),
+            })?;
+        let repository = parse_image(image).repository;
+        let digests = inspected.repo_digests.unwrap_or_default();
+        Ok(digests
+            .iter()
+            .find(|d| d.starts_with(&format!("{repository}@")))
+            .or(digests.first())
+            .cloned()
+            .or(inspected.id)
+            .unwrap_or_default())
+    }
+
+    async fn pull(&self, docker: &Docker, image: &str) -> Result<(), EngineError> {
+        let reference = parse_image(image);
+        tracing::info!(image, "pulling");
+        let options = CreateImageOptions {
+            from_image: Some(reference.repository.clone()),
+            tag: Some(reference.tag.clone()),
+            ..Default::default()
+        };
+        let mut progress = docker.create_image(Some(options), None, None);
+        while let Some(step) = progress.next().await {
+            match step {
+                Ok(info) if info.progress_detail.is_none() => {
+                    if let Some(status) = info.status {
+                        tracing::info!(image, status, "pull");
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    return Err(EngineError::Pull {
+                        image: image.to_owned(),
+                        reason: match error {
+                            bollard::errors::Error::DockerStreamError { error } => error,
+                            other => message(other),
+                        },
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The stack's network, created the first time (service names resolve on it).
+    async fn ensure_network(
+        &self,
+        docker: &Docker,
+        container: &ContainerSpec,
+    ) -> Result<(), EngineError> {
+        match docker
+            .inspect_network(
+                &container.network,
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(error) if is_not_found(&error) => {}
+            Err(error) => {
+                return Err(EngineError::Step {
+                    step: "inspect the stack's network",
+                    reason: message(error),
+                });
+            }
+        }
+        let request = NetworkCreateRequest {
+            name: container.network.clone(),
+            labels: Some(owner_labels(container)),
+            ..Default::default()
+        };
+        match docker.create_network(request).await {
+            Ok(_) => Ok(()),
+            // Another instance of the stack created it meanwhile.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(()),
+            Err(error) => Err(EngineError::Step {
+                step: "create the stack's network",
+                reason: message(error),
+            }),
+        }
+    }
+
+    /// Waits for the container to end and reads how.
+    pub(crate) async fn wait(&self, id: &str) -> Option<ExitStatus> {
+        let docker = self.client().ok()?;
+        let mut waiting = docker.wait_container(id, None);
+        // The stream ends with the container: an error carrying a non-zero code is an exit too.
+        let _ = waiting.next().await;
+        self.exit_of(&docker, id).await
+    }
+
+    async fn exit_of(&self, docker: &Docker, id: &str) -> Option<ExitStatus> {
+        let state = docker.inspect_container(id, None).await.ok()?.state?;
+        if state.running == Some(true) {
+            return None;
+        }
+        Some(exit_status(
+            state.exit_code.unwrap_or(-1),
+            state.finished_at.unwrap_or_default(),
+        ))
+    }
+
+    /// SIGTERM (or the image's stop signal), `grace`, then SIGKILL — the engine's own stop.
+    pub(crate) async fn stop(&self, id: &str, grace: Duration) -> StopOutcome {
+        let Ok(docker) = self.client() else {
+            return StopOutcome::AlreadyGone;
+        };
+        match docker.inspect_container(id, None).await {
+            Ok(inspected) if inspected.state.as_ref().and_then(|s| s.running) == Some(true) => {}
+            _ => return StopOutcome::AlreadyGone,
+        }
+        let seconds = i32::try_from(grace.as_millis().div_ceil(1000)).unwrap_or(i32::MAX);
+        let options = StopContainerOptions {
+            t: Some(seconds),
+            ..Default::default()
+        };
+        if let Err(error) = docker.stop_container(id, Some(options)).await {
+            tracing::warn!(id, error = message(error), "stopping a container");
+        }
+        match self.exit_of(&docker, id).await {
+            Some(status) if status.signal == Some(9) => StopOutcome::Killed,
+            _ => StopOutcome::Graceful,
+        }
+    }
+
+    /// Removes a container (and its anonymous volumes, never a named one); a missing one is
+    /// fine.
+    pub(crate) async fn remove(&self, id: &str) {
+        let Ok(docker) = self.client() else { return };
+        let options = RemoveContainerOptions {
+            force: true,
+            v: true,
+            ..Default::default()
+        };
+        if let Err(error) = docker.remove_container(id, Some(options)).await
+            && !is_not_found(&error)
+        {
+            tracing::warn!(id, error = message(error), "removing a container");
+        }
+    }
+
+    pub(crate) async fn signal(&self, id: &str, signal: &str) {
+        let Ok(docker) = self.client() else { return };
+        let options = KillContainerOptions {
+            signal: signal.to_owned(),
+        };
+        if let Err(error) = docker.kill_container(id, Some(options)).await {
+            tracing::warn!(id, error = message(error), "signalling a container");
+        }
+    }
+
+    /// Every wharf container the engine has, with its exit status when it has ended.
+    pub(crate) async fn states(&self) -> Result<Vec<(String, Option<ExitStatus>)>, EngineError> {
+        let docker = self.ping().await?;
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(HashMap::from([(
+                "label".to_owned(),
+                vec![labels::INSTANCE.to_owned()],
+            )])),
+            ..Default::default()
+        };
+        let listed = docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|error| EngineError::Step {
+                step: "list containers",
+                reason: message(error),
+            })?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|summary| {
+                let id = summary.id?;
+                let running =
+                    summary.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING);
+                let status = (!running).then(|| {
+                    exit_status(
+                        summary
+                            .status
+                            .as_deref()
+                            .and_then(listed_code)
+                            .unwrap_or(-1),
+                        String::new(),
+                    )
+                });
+                Some((id, status))
+            })
+            .collect())
+    }
+
+    /// Removes the named volumes of a stack this wharf owns (`down --volumes`); answers their
+    /// names.
+    pub async fn remove_volumes(
+        &self,
+        stack: &str,
+        owner: &str,
+    ) -> Result<Vec<String>, EngineError> {
+        let docker = self.ping().await?;
+        let options = ListVolumesOptions {
+            filters: Some(HashMap::from([(
+                "label".to_owned(),
+                vec![
+                    format!("{}={stack}", labels::STACK),
+                    format!("{}={owner}", labels::OWNER),
+                ],
+            )])),
+        };
+        let listed =
+            docker
+                .list_volumes(Some(options))
+                .await
+                .map_err(|error| EngineError::Step {
+                    step: "list volumes",
+                    reason: message(error),
+                })?;
+        let mut removed = Vec::new();
+        for volume in listed.volumes.unwrap_or_default() {
+            docker
+                .remove_volume(
+                    &volume.name,
+                    None::<bollard::query_parameters::RemoveVolumeOptions>,
+                )
+                .await
+                .map_err(|error| EngineError::Step {
+                    step: "remove a volume",
+                    reason: message(error),
+                })?;
+            removed.push(volume.name);
+        }
+        Ok(removed)
+    }
+
+    /// Removes the ended containers of a wharf (its state directory): after a `down` without
+    /// a control plane, nobody watched them end. Answers how many.
+    pub async fn remove_ended(&self, owner: &str) -> Result<usize, EngineError> {
+        let docker = self.ping().await?;
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(HashMap::from([
+                (
+                    "label".to_owned(),
+                    vec![format!("{}={owner}", labels::OWNER)],
+                ),
+                (
+                    "status".to_owned(),
+                    vec!["exited".to_owned(), "created".to_owned(), "dead".to_owned()],
+                ),
+            ])),
+            ..Default::default()
+        };
+        let listed = docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|error| EngineError::Step {
+                step: "list containers",
+                reason: message(error),
+            })?;
+        let ids: Vec<String> = listed.into_iter().filter_map(|c| c.id).collect();
+        for id in &ids {
+            self.remove(id).await;
+        }
+        Ok(ids.len())
+    }
+
+    /// Removes the stack's network once no container uses it (after `down`); best effort.
+    pub async fn remove_network(&self, name: &str) {
+        if let Ok(docker) = self.client()
+            && let Err(error) = docker.remove_network(name).await
+            && !is_not_found(&error)
+        {
+            tracing::debug!(name, error = message(error), "the stack's network stays");
+        }
+    }
+}
+
+async fn ensure_volume(
+    docker: &Docker,
+    container: &ContainerSpec,
+    name: &str,
+) -> Result<(), EngineError> {
+    let request = VolumeCreateRequest {
+        name: Some(name.to_owned()),
+        labels: Some(owner_labels(container)),
+        ..Default::default()
+    };
+    docker
+        .create_volume(request)
+        .await
+        .map(|_| ())
+        .map_err(|error| EngineError::Step {
+            step: "create a volume",
+            reason: message(error),
+        })
+}
+
+fn owner_labels(container: &ContainerSpec) -> HashMap<String, String> {
+    HashMap::from([
+        (labels::STACK.to_owned(), container.stack.clone()),
+        (labels::OWNER.to_owned(), container.owner.clone()),
+    ])
+}
+
+/// `stack-service-ordinal-suffix`: readable in `docker ps`, unique across restarts.
+fn container_name(spec: &InstanceSpec, container: &ContainerSpec) -> String {
+    let suffix = jiff::Timestamp::now().as_millisecond() % 0x1_0000_0000;
+    format!(
+        "{}-{}-{}-{suffix:x}",
+        container.stack, spec.service, spec.index
+    )
+}
+
+fn create_body(spec: &InstanceSpec, container: &ContainerSpec) -> ContainerCreateBody {
+    let mut labels = owner_labels(container);
+    labels.extend([
+        (labels::SERVICE.to_owned(), spec.service.clone()),
+        (labels::VERSION.to_owned(), spec.version.clone()),
+        (labels::ORDINAL.to_owned(), spec.index.to_string()),
+        (
+            labels::INSTANCE.to_owned(),
+            format!("{}/{}/{}", container.stack, spec.service, spec.index),
+        ),
+    ]);
+    let port_bindings = container
+        .ports
+        .iter()
+        .map(|p| {
+            (
+                format!("{}/tcp", p.container),
+                Some(vec![PortBinding {
+                    host_ip: Some("127.0.0.1".to_owned()),
+                    host_port: Some(p.host.to_string()),
+                }]),
+            )
+        })
+        .collect();
+    let mounts = container
+        .volumes
+        .iter()
+        .map(|v| Mount {
+            target: Some(v.target.clone()),
+            source: Some(match &v.source {
+                VolumeSource::Named(name) => name.clone(),
+                VolumeSource::Bind(path) => path.display().to_string(),
+            }),
+            typ: Some(match v.source {
+                VolumeSource::Named(_) => MountType::VOLUME,
+                VolumeSource::Bind(_) => MountType::BIND,
+            }),
+            read_only: Some(v.read_only),
+            ..Default::default()
+        })
+        .collect();
+    ContainerCreateBody {
+        image: Some(container.image.clone()),
+        cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
+        entrypoint: container.entrypoint.clone(),
+        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        labels: Some(labels),
+        exposed_ports: Some(
+            container
+                .ports
+                .iter()
+                .map(|p| format!("{}/tcp", p.container))
+                .collect(),
+        ),
+        host_config: Some(HostConfig {
+            port_bindings: Some(port_bindings),
+            mounts: Some(mounts),
+            // wharf restarts what exits, with its own policy and back-off.
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::NO),
+                maximum_retry_count: None,
+            }),
+            ..Default::default()
+        }),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                container.network.clone(),
+                EndpointSettings {
+                    aliases: Some(container.aliases.clone()),
+                    ..Default::default()
+                },
+            )])),
+        }),
+        ..Default::default()
+    }
+}
+
+/// An engine exit code as wharf's status: 128 + N is death by signal N, as shells report it.
+fn exit_status(code: i64, finished_at: String) -> ExitStatus {
+    let at = finished_at
+        .parse::<jiff::Timestamp>()
+        .unwrap_or_else(|_| jiff::Timestamp::now())
+        .to_string();
+    match code {
+        129..=192 => ExitStatus {
+            code: None,
+            signal: i32::try_from(code - 128).ok(),
+            at,
+        },
+        code if code >= 0 => ExitStatus {
+            code: i32::try_from(code).ok(),
+            signal: None,
+            at,
+        },
+        _ => ExitStatus {
+            code: None,
+            signal: None,
+            at,
+        },
+    }
+}
+
+/// The code in a listed container's status (`Exited (137) 3 seconds ago`).
+fn listed_code(status: &str) -> Option<i64> {
+    let rest = status.strip_prefix("Exited (")?;
+    rest.split(')').next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_become_statuses() {
+        assert_eq!(exit_status(0, String::new()).code, Some(0));
+        assert_eq!(exit_status(3, String::new()).code, Some(3));
+        let killed = exit_status(137, "2026-12-05T21:00:00Z".to_owned());
+        assert_eq!((killed.code, killed.signal), (None, Some(9)));
+        assert_eq!(killed.at, "2026-12-05T21:00:00Z");
+        assert_eq!(exit_status(-1, String::new()).code, None);
+        assert_eq!(listed_code("Exited (137) 3 seconds ago"), Some(137));
+        assert_eq!(listed_code("Up 2 minutes"), None);
+    }
+}
