@@ -406,7 +406,7 @@ async fn snapshot(watch: &mut Watch) -> Option<Snapshot> {
     let mut rollouts = Vec::new();
     for (name, ended) in &mut watch.following {
         let Ok(Some(view)) = state.handle.rollout(name.clone()).await else {
-            *ended = Some(now - KEEP_ENDED);
+            *ended = Some(now.checked_sub(KEEP_ENDED).unwrap_or(now));
             continue;
         };
         if view.is_done() {
@@ -419,7 +419,12 @@ async fn snapshot(watch: &mut Watch) -> Option<Snapshot> {
                     jiff::Timestamp::now().duration_since(t)
                         < jiff::SignedDuration::try_from(KEEP_ENDED).unwrap_or_default()
                 });
-            if now.duration_since(since) >= KEEP_ENDED || !recent {
+            if !recent {
+                // Ended long ago (a page that just connected asked about it): not followed.
+                *ended = Some(now.checked_sub(KEEP_ENDED).unwrap_or(now));
+                continue;
+            }
+            if now.duration_since(since) >= KEEP_ENDED {
                 continue;
             }
         } else {
