@@ -375,7 +375,9 @@ pub(crate) fn permission(method: &Method, route: Option<&str>) -> Permission {
     }
 }
 
-/// The layer: establish the caller, check the role, hand the name on.
+/// The layer: establish the caller, check the role, hand the name on. On a listener that
+/// serves the dashboard it also refuses host names it does not answer for (plain HTTP:
+/// loopback only) and hardens every answer.
 pub(crate) async fn gate(
     access: &Access,
     handle: &Handle,
@@ -401,13 +403,14 @@ pub(crate) async fn gate(
     gate_inner(access, handle, request, next).await
 }
 
+/// The layer's work on every listener: public paths pass; anything else gets its caller
+/// established and its role checked.
 async fn gate_inner(
     access: &Access,
     handle: &Handle,
-    request: axum::extract::Request,
+    mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let mut request = request;
     let path = request.uri().path();
     let public = matches!(path, "/health" | "/v1/openapi.json")
         || (access.sessions.is_some() && crate::dashboard::is_public(path));
