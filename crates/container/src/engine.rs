@@ -65,6 +65,25 @@ pub struct Engine {
 }
 
 /// The engine's message for an error, without bollard's wrapping.
+/// Every container, running or not, that matches the engine's `filters`.
+async fn list_containers(
+    docker: &Docker,
+    filters: HashMap<String, Vec<String>>,
+) -> Result<Vec<bollard::models::ContainerSummary>, EngineError> {
+    let options = ListContainersOptions {
+        all: true,
+        filters: Some(filters),
+        ..Default::default()
+    };
+    docker
+        .list_containers(Some(options))
+        .await
+        .map_err(|error| EngineError::Step {
+            step: "list containers",
+            reason: message(error),
+        })
+}
+
 fn message(error: bollard::errors::Error) -> String {
     match error {
         bollard::errors::Error::DockerResponseServerError { message, .. } => message,
@@ -358,21 +377,11 @@ impl Engine {
     /// Every wharf container the engine has, with its exit status when it has ended.
     pub(crate) async fn states(&self) -> Result<Vec<(String, Option<ExitStatus>)>, EngineError> {
         let docker = self.ping().await?;
-        let options = ListContainersOptions {
-            all: true,
-            filters: Some(HashMap::from([(
-                "label".to_owned(),
-                vec![labels::INSTANCE.to_owned()],
-            )])),
-            ..Default::default()
-        };
-        let listed = docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|error| EngineError::Step {
-                step: "list containers",
-                reason: message(error),
-            })?;
+        let listed = list_containers(
+            &docker,
+            HashMap::from([("label".to_owned(), vec![labels::INSTANCE.to_owned()])]),
+        )
+        .await?;
         Ok(listed
             .into_iter()
             .filter_map(|summary| {
@@ -440,9 +449,9 @@ impl Engine {
     /// a control plane, nobody watched them end. Answers how many.
     pub async fn remove_ended(&self, owner: &str) -> Result<usize, EngineError> {
         let docker = self.ping().await?;
-        let options = ListContainersOptions {
-            all: true,
-            filters: Some(HashMap::from([
+        let listed = list_containers(
+            &docker,
+            HashMap::from([
                 (
                     "label".to_owned(),
                     vec![format!("{}={owner}", labels::OWNER)],
@@ -451,16 +460,9 @@ impl Engine {
                     "status".to_owned(),
                     vec!["exited".to_owned(), "created".to_owned(), "dead".to_owned()],
                 ),
-            ])),
-            ..Default::default()
-        };
-        let listed = docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|error| EngineError::Step {
-                step: "list containers",
-                reason: message(error),
-            })?;
+            ]),
+        )
+        .await?;
         let ids: Vec<String> = listed.into_iter().filter_map(|c| c.id).collect();
         for id in &ids {
             self.remove(id).await;

@@ -217,6 +217,12 @@ services:
       steps: [{{weight: 25, pause: 10m}}, {{weight: 100}}]
 "#
     ));
+    let dashboard = up_with_dashboard(&stack);
+    (stack, dashboard)
+}
+
+/// `wharf up -d` with the dashboard on a free loopback port; answers the port.
+fn up_with_dashboard(stack: &Stack) -> u16 {
     let dashboard = free_port();
     let up = stack.wharf(&[
         "up",
@@ -229,7 +235,7 @@ services:
         "{}",
         String::from_utf8_lossy(&up.stderr)
     );
-    (stack, dashboard)
+    dashboard
 }
 
 /// A person's token with `role`, made through the CLI (printed once, last line).
@@ -488,21 +494,10 @@ fn markup_in_names_from_the_manifest_and_the_ledger_renders_inert() {
     assert!(String::from_utf8_lossy(&validate.stderr).contains("has characters wharf cannot use"));
     // …and free text it takes (a version, an audit note) reaches the page only as text.
     const MARKUP: &str = "<img src=x onerror=window.__pwned=1>";
-    let dashboard = free_port();
     let stack = Stack::new(&format!(
         "name: inert\nservices:\n  web:\n    version: \"{MARKUP}\"\n    command: [TESTBED, --port, \"${{PORT}}\"]\n    probes:\n      ready: {{http: {{path: /ready}}, interval: 200ms}}\n"
     ));
-    let up = stack.wharf(&[
-        "up",
-        "-d",
-        "--dashboard-listen",
-        &format!("127.0.0.1:{dashboard}"),
-    ]);
-    assert!(
-        up.status.success(),
-        "{}",
-        String::from_utf8_lossy(&up.stderr)
-    );
+    let dashboard = up_with_dashboard(&stack);
     let note = stack.wharf(&[
         "audit",
         "note",

@@ -26,6 +26,7 @@ use axum::{Form, Router};
 use serde::{Deserialize, Serialize};
 use wharf_api::{Caller, RolloutView, StatusReport};
 
+use crate::status_page::escape_html;
 use crate::{ApiError, AppState};
 use session::{Credential, clear_cookie, cookie_values, set_cookie};
 
@@ -445,22 +446,6 @@ async fn snapshot(watch: &mut Watch) -> Option<Snapshot> {
         rollouts,
         ledger_size: watch.ledger_size,
     })
-}
-
-/// Text for HTML: the five characters that could start markup or end an attribute escaped.
-pub(crate) fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

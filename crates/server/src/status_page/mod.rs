@@ -40,6 +40,8 @@ use wharf_store::{EntryFilter, Store};
 use crate::ApiError;
 
 pub use history::{Fact, History, MaintenanceKind, Window, matched_services, replay};
+/// HTML escaping, shared with the dashboard's server-filled pages.
+pub(crate) use html::escape as escape_html;
 pub use incidents::{IncidentSource, LedgerIncidents};
 pub use model::{
     ComponentSpec, Grouping, Setup, component_status, groupings, indicator, service_status,
