@@ -76,7 +76,8 @@ pub enum Output {
 pub enum Command {
     /// Check the manifest and report every problem with file:line:column.
     Validate(cmd::validate::ValidateArgs),
-    /// Print the effective manifest after overlays and interpolation (secrets stay masked).
+    /// Print the effective manifest after overlays and interpolation (secrets stay masked), or
+    /// with `--target kubernetes` the Kubernetes objects that run it.
     Render(cmd::render::RenderArgs),
     /// Write a commented starter wharf.yaml that validates.
     Init(cmd::init::InitArgs),
