@@ -35,9 +35,6 @@ pub(crate) fn service_name(raw: &str) -> String {
 /// The message and hint for a top-level key other than `services` and `name`.
 pub(crate) fn top_level(key: &str) -> (String, Option<&'static str>) {
     let hint = match key {
-        "volumes" => {
-            Some("wharf has no named volumes; datastores declare `kind:` and `backup:` instead")
-        }
         "networks" => {
             Some("wharf services reach each other through the wharf proxy on their `port`")
         }
@@ -58,7 +55,7 @@ pub(crate) fn top_level(key: &str) -> (String, Option<&'static str>) {
 pub(crate) fn service_key(service: &str, key: &str) -> (String, Option<&'static str>) {
     let hint = match key {
         "volumes" => Some(
-            "wharf has no volumes; a local process sees the host filesystem, datastores use `kind:` and `backup:`",
+            "volumes mount into `image:` services; this one runs as a local process, which sees the host's filesystem",
         ),
         "networks" | "network_mode" | "links" | "external_links" | "hostname" | "extra_hosts" => {
             Some("wharf services reach each other through the wharf proxy on each service's `port`")

@@ -14,6 +14,7 @@ mod ports;
 mod secrets;
 mod service;
 mod variables;
+mod volumes;
 
 use std::io;
 use std::path::Path;
@@ -123,6 +124,9 @@ pub fn convert(
     };
     let project = importer.project_name(&root, path);
     importer.top_level_keys(&root);
+    if let Some(volumes) = root.get("volumes") {
+        volumes::top_level(&mut importer, &project, volumes);
+    }
     let names = service::ServiceNames::collect(services);
     let mut out_services = Map::new();
     for (key, node) in map_entries(services) {
@@ -414,7 +418,9 @@ impl Importer<'_> {
     fn top_level_keys(&mut self, root: &Node) {
         for (key, _) in map_entries(root) {
             let Some(name) = key.as_str() else { continue };
-            if matches!(name, "services" | "name" | "version") || name.starts_with("x-") {
+            // `volumes` declarations are read by `volumes::top_level`.
+            if matches!(name, "services" | "name" | "version" | "volumes") || name.starts_with("x-")
+            {
                 continue;
             }
             let (message, hint) = keys::top_level(name);

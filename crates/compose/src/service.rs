@@ -21,6 +21,8 @@ const HANDLED: &[&str] = &[
     "deploy",
     "restart",
     "scale",
+    "volumes",
+    "pull_policy",
 ];
 
 /// Every compose service name with its wharf name.
@@ -112,6 +114,8 @@ fn convert_scoped(
         out.insert("probes".to_owned(), json!({ "ready": probe }));
     }
     restart(imp, service, &mut out);
+    crate::volumes::convert(imp, service, &mut out);
+    crate::volumes::pull_policy(imp, service, &mut out);
     other_keys(imp, service);
     crate::variables::check(imp, service);
     Ok(Some(Value::Object(out)))
@@ -133,8 +137,8 @@ fn warn_if_renamed(imp: &mut Importer<'_>, names: &ServiceNames, service: &Servi
 
 /// What the service runs. wharf runs either a local `command` or a container `image`, never
 /// both. A service built from the project's own source (`build:`) keeps its command: that is
-/// the process a developer runs locally. An off-the-shelf image keeps the image, and a command
-/// override on it (usually flags for the image's entrypoint) is warned about.
+/// the process a developer runs locally. An off-the-shelf image keeps the image, with its
+/// `command`/`entrypoint` overrides (postgres' `-c wal_level=logical`).
 fn run_target(
     imp: &mut Importer<'_>,
     project: &str,
@@ -164,8 +168,8 @@ fn run_target(
     } else if let Some(text) = image.and_then(Node::as_str) {
         datastore(imp, service, text, out);
         out.insert("image".to_owned(), json!(text));
-        warn_override(imp, service, "entrypoint", text);
-        warn_override(imp, service, "command", text);
+        carry_override(imp, service, "entrypoint", entrypoint.as_deref(), out);
+        carry_override(imp, service, "command", command.as_deref(), out);
     } else if build.is_some() {
         out.insert("image".to_owned(), json!(built_tag));
     } else {
@@ -233,24 +237,44 @@ fn datastore(
     }
 }
 
-/// A `command`/`entrypoint` override on an image that wharf runs as is.
-fn warn_override(imp: &mut Importer<'_>, service: &Service<'_>, key: &str, image: &str) {
+/// A `command`/`entrypoint` override on an image, carried as the list of words compose
+/// passes to the engine (`command` replaces the image's CMD, `entrypoint` its ENTRYPOINT and
+/// with it the CMD, as in compose). An empty one (compose's way to clear the image's) has no
+/// manifest form and is warned about.
+fn carry_override(
+    imp: &mut Importer<'_>,
+    service: &Service<'_>,
+    key: &str,
+    words: Option<&[String]>,
+    out: &mut Map<String, Value>,
+) {
     let Some(value) = service.node.get(key) else {
         return;
     };
-    let message = format!(
-        "`{}` is not carried over: wharf runs image `{image}` with its own {key}",
-        service.path(key)
-    );
-    let hint = format!(
-        "wharf.yaml cannot override an image's {key}; bake it into an image, or run the process locally with `command:` instead of `image:`"
-    );
-    imp.warn(
-        service.path(key),
-        key_span(service.node, key, value),
-        message,
-        Some(&hint),
-    );
+    match words {
+        Some(words) if !words.is_empty() => {
+            out.insert(key.to_owned(), json!(words));
+        }
+        // Null: compose's "not set".
+        None if matches!(value.kind, NodeKind::Null) => {}
+        // Unbalanced quotes: already an error.
+        None => {}
+        Some(_) => {
+            let message = format!(
+                "`{}` is empty and not carried over: wharf runs the image's own {key}",
+                service.path(key)
+            );
+            let hint = format!(
+                "an empty {key} clears the image's in compose; give the words to run instead"
+            );
+            imp.warn(
+                service.path(key),
+                key_span(service.node, key, value),
+                message,
+                Some(&hint),
+            );
+        }
+    }
 }
 
 /// Warns where the joined command does not mean what compose meant: the image is dropped for

@@ -134,9 +134,7 @@ fn voting_app() {
     assert_eq!(stack.services["seed"].restart, RestartPolicy::Never);
     let expected = set(&[
         "networks",
-        "volumes",
         "services.vote.build",
-        "services.vote.volumes",
         "services.vote.ports",
         "services.vote.networks",
         "services.result.build",
@@ -145,9 +143,7 @@ fn voting_app() {
         "services.result.networks",
         "services.worker.build",
         "services.worker.networks",
-        "services.redis.volumes",
         "services.redis.networks",
-        "services.db.volumes",
         "services.db.networks",
         "services.seed.build",
         "services.seed.profiles",
@@ -238,9 +234,7 @@ fn django_celery_with_anchors_and_env_files() {
         "`on-failure:3` keeps its retry limit"
     );
     let mut expected = set(&[
-        "volumes",
         "services.postgres.container_name",
-        "services.postgres.volumes",
         "services.redis.container_name",
         // `${DJANGO_PORT:-8000}:8000`: the container side (8000) is said, not dropped.
         "services.django.ports",
@@ -273,7 +267,11 @@ fn wordpress_and_mariadb() {
         Some("mariadb:10.11"),
         "an off-the-shelf image stays an image"
     );
-    assert_eq!(db.command, None);
+    assert_eq!(
+        db.command.as_deref(),
+        Some(&["--default-authentication-plugin=mysql_native_password".to_owned()][..]),
+        "a command override on an image is carried"
+    );
     assert_eq!(
         exec_command(db),
         ["healthcheck.sh", "--connect", "--innodb_initialized"]
@@ -290,13 +288,7 @@ fn wordpress_and_mariadb() {
             .contains("WORDPRESS_DEBUG: ${WORDPRESS_DEBUG:-}"),
         "a bare name takes the host's value"
     );
-    let expected = set(&[
-        "volumes",
-        "services.db.command",
-        "services.db.volumes",
-        "services.db.expose",
-        "services.wordpress.volumes",
-    ]);
+    let expected = set(&["services.db.expose"]);
     assert_eq!(not_carried(&imported), expected);
     assert_eq!(db.kind, Some(DatastoreKind::Mariadb));
     assert_eq!(changed(&imported), set(&[]));
@@ -360,22 +352,16 @@ fn sentry_style_extension_anchors_and_merges() {
         "extension keys are not copied"
     );
     let mut expected = set(&[
-        "volumes",
+        // `external: true`: wharf makes the stack's own volume instead.
+        "volumes.sentry-data.external",
+        "volumes.sentry-postgres.external",
+        "volumes.sentry-redis.external",
         "services.smtp.logging",
         "services.smtp.hostname",
-        "services.smtp.volumes",
-        "services.memcached.command",
-        "services.redis.volumes",
         "services.redis.ulimits",
-        "services.postgres.command",
-        "services.postgres.entrypoint",
-        "services.postgres.volumes",
         "services.web.ulimits",
         "services.worker.deploy.resources",
-        "services.geoipupdate.entrypoint",
-        "services.geoipupdate.volumes",
         "services.nginx.ports",
-        "services.nginx.volumes",
     ]);
     for service in ["web", "cron", "worker"] {
         for key in ["image", "build", "volumes"] {
@@ -439,7 +425,6 @@ fn node_mongo_with_env_files_and_long_ports() {
         RestartPolicy::OnFailure { max_retries: None }
     );
     let expected = set(&[
-        "volumes",
         "services.api.build",
         "services.api.working_dir",
         "services.api.ports",
@@ -447,7 +432,6 @@ fn node_mongo_with_env_files_and_long_ports() {
         "services.api.deploy.resources",
         "services.api.healthcheck.start_interval",
         "services.mongo.ports",
-        "services.mongo.volumes",
         "services.mongo-express.ports",
         "services.mongo-express.profiles",
     ]);

@@ -42,6 +42,8 @@ const CARRIED: &[&str] = &[
     "deploy",
     "restart",
     "scale",
+    "volumes",
+    "pull_policy",
 ];
 
 struct Fixture {
@@ -652,11 +654,11 @@ fn template_keys_are_warned_once_per_service_at_its_own_line() {
         .imported
         .warnings
         .iter()
-        .find(|w| w.key == "services.flower.volumes")
+        .find(|w| w.key == "services.flower.user")
         .unwrap();
     assert_eq!(
         labelled.diagnostic.label.as_deref(),
-        Some("set by the template on line 20")
+        Some("set by the template on line 25")
     );
 }
 

@@ -46,6 +46,29 @@ pub enum EngineError {
     Step { step: &'static str, reason: String },
 }
 
+/// One step of a pull, as the engine streams it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PullProgress {
+    /// A layer's state: `Waiting`, `Downloading` (with bytes so far and in all), `Extracting`,
+    /// `Pull complete`, `Already exists`.
+    Layer {
+        id: String,
+        status: String,
+        current: Option<u64>,
+        total: Option<u64>,
+    },
+    /// A line about the whole image: `Pulling from …`, `Digest: …`, `Status: …`.
+    Status(String),
+}
+
+/// What [`Engine::prepare_image`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prepared {
+    /// The engine had the image and the policy asked for no pull.
+    Present,
+    Pulled,
+}
+
 /// What a start made.
 #[derive(Debug)]
 pub(crate) struct Created {
@@ -82,6 +105,54 @@ async fn list_containers(
             step: "list containers",
             reason: message(error),
         })
+}
+
+/// Pulls `image` by repository and tag, each step of the engine's stream to `progress`.
+async fn pull_reporting(
+    docker: &Docker,
+    image: &str,
+    progress: &mut (dyn FnMut(PullProgress) + Send),
+) -> Result<(), EngineError> {
+    let reference = parse_image(image);
+    tracing::info!(image, "pulling");
+    let options = CreateImageOptions {
+        from_image: Some(reference.repository.clone()),
+        tag: Some(reference.tag.clone()),
+        ..Default::default()
+    };
+    let mut stream = docker.create_image(Some(options), None, None);
+    while let Some(step) = stream.next().await {
+        match step {
+            Ok(info) => {
+                let status = info.status.unwrap_or_default();
+                match info.id {
+                    // The stream names the tag itself as `id` on its first line.
+                    Some(id) if !id.is_empty() && id != reference.tag => {
+                        let detail = info.progress_detail.unwrap_or_default();
+                        let bytes = |n: Option<i64>| n.and_then(|n| u64::try_from(n).ok());
+                        progress(PullProgress::Layer {
+                            id,
+                            status,
+                            current: bytes(detail.current),
+                            total: bytes(detail.total),
+                        });
+                    }
+                    _ if !status.is_empty() => progress(PullProgress::Status(status)),
+                    _ => {}
+                }
+            }
+            Err(error) => {
+                return Err(EngineError::Pull {
+                    image: image.to_owned(),
+                    reason: match error {
+                        bollard::errors::Error::DockerStreamError { error } => error,
+                        other => message(other),
+                    },
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn message(error: bollard::errors::Error) -> String {
@@ -235,34 +306,45 @@ impl Engine {
     }
 
     async fn pull(&self, docker: &Docker, image: &str) -> Result<(), EngineError> {
-        let reference = parse_image(image);
-        tracing::info!(image, "pulling");
-        let options = CreateImageOptions {
-            from_image: Some(reference.repository.clone()),
-            tag: Some(reference.tag.clone()),
-            ..Default::default()
+        pull_reporting(docker, image, &mut |step| {
+            if let PullProgress::Status(status) = step {
+                tracing::info!(image, status, "pull");
+            }
+        })
+        .await
+    }
+
+    /// Makes `image` present as `policy` says before anything starts (`wharf up`), reporting
+    /// each step of a pull to `progress`: `Ok(Pulled)` after a pull, `Ok(Present)` when the
+    /// engine had it and the policy did not ask for a pull, [`EngineError::NotPresent`] when
+    /// `never` forbids the pull it needs.
+    pub async fn prepare_image(
+        &self,
+        image: &str,
+        policy: PullPolicy,
+        progress: &mut (dyn FnMut(PullProgress) + Send),
+    ) -> Result<Prepared, EngineError> {
+        let docker = self.ping().await?;
+        let present = match docker.inspect_image(image).await {
+            Ok(_) => true,
+            Err(error) if is_not_found(&error) => false,
+            Err(error) => {
+                return Err(EngineError::Step {
+                    step: "inspect the image",
+                    reason: message(error),
+                });
+            }
         };
-        let mut progress = docker.create_image(Some(options), None, None);
-        while let Some(step) = progress.next().await {
-            match step {
-                Ok(info) if info.progress_detail.is_none() => {
-                    if let Some(status) = info.status {
-                        tracing::info!(image, status, "pull");
-                    }
-                }
-                Ok(_) => {}
-                Err(error) => {
-                    return Err(EngineError::Pull {
-                        image: image.to_owned(),
-                        reason: match error {
-                            bollard::errors::Error::DockerStreamError { error } => error,
-                            other => message(other),
-                        },
-                    });
-                }
+        match (present, policy) {
+            (true, PullPolicy::Missing | PullPolicy::Never) => Ok(Prepared::Present),
+            (false, PullPolicy::Never) => Err(EngineError::NotPresent {
+                image: image.to_owned(),
+            }),
+            (_, PullPolicy::Always) | (false, PullPolicy::Missing) => {
+                pull_reporting(&docker, image, progress).await?;
+                Ok(Prepared::Pulled)
             }
         }
-        Ok(())
     }
 
     /// The stack's network, created the first time (service names resolve on it).

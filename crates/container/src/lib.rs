@@ -22,7 +22,7 @@ use wharf_runtime::{
     Running, StartError, StopOutcome,
 };
 
-pub use engine::{Engine, EngineError};
+pub use engine::{Engine, EngineError, Prepared, PullProgress};
 pub use wharf_runtime::image::{ImageRef, parse_image};
 
 /// Labels every wharf container, network and volume carries.

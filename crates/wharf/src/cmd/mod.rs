@@ -8,6 +8,7 @@ pub mod config;
 pub mod deploy;
 pub mod down;
 pub mod gate;
+pub mod images;
 pub mod import;
 pub mod init;
 pub mod logs;

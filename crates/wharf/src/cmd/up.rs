@@ -156,6 +156,14 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
         );
         return Ok(ExitStatus::Failed);
     }
+    // Images first, before anything starts (the detached control plane's parent did it).
+    if !args.daemon {
+        let engine = wharf_container::Engine::new(None);
+        if let Err(message) = crate::cmd::images::prepare(&plan, &engine)? {
+            eprintln!("error: {message}");
+            return Ok(ExitStatus::Failed);
+        }
+    }
     // Per-person tokens (`wharf token create`) are the TCP listener's identities; a
     // WHARF_API_TOKEN, when set, is a break-glass admin token besides them (`api-token`).
     let tcp_listen = args.api_listen.or(args.dashboard_listen);
@@ -220,6 +228,12 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
             }
         }
     };
+    if !args.daemon
+        && let Some(message) = taken_ports(&lock, &plan)?
+    {
+        eprintln!("error: {message}");
+        return Ok(ExitStatus::Failed);
+    }
     // The master key is checked here, before anything starts (and before detaching, so a
     // wrong key is this command's error): a stack that uses secrets needs them unlocked.
     let uses_secrets = plan.uses_secrets();
@@ -379,6 +393,26 @@ fn unlock_secrets(
     let (key, _) = crate::cmd::secret::master_key(lock.state_dir(), create)?;
     let mut store = wharf_ops::read::open(lock)?;
     Ok(wharf_secrets::Secrets::unlock(&mut store, key)?)
+}
+
+/// A public port of an `image:` service that another process holds, as the error to show,
+/// when nothing of the stack runs yet (a stack left running holds its own ports).
+fn taken_ports(
+    lock: &wharf_ops::ControlLock,
+    plan: &wharf_control::StackPlan,
+) -> anyhow::Result<Option<String>> {
+    let taken = crate::cmd::images::taken_ports(plan);
+    if taken.is_empty() || !wharf_ops::read::open(lock)?.instances()?.is_empty() {
+        return Ok(None);
+    }
+    let each: Vec<String> = taken
+        .iter()
+        .map(|(service, port)| format!("`{service}`'s port {port}"))
+        .collect();
+    Ok(Some(format!(
+        "{} already in use by another process; nothing was started (stop that process, or give the service another `port:`)",
+        each.join(", ") + if taken.len() == 1 { " is" } else { " are" }
+    )))
 }
 
 /// `wharf-proxy` beside this binary, else on PATH.

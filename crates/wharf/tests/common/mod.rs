@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod docker;
+
 pub fn wharf_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_wharf"))
 }
