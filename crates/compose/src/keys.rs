@@ -38,9 +38,6 @@ pub(crate) fn top_level(key: &str) -> (String, Option<&'static str>) {
         "volumes" => {
             Some("wharf has no named volumes; datastores declare `kind:` and `backup:` instead")
         }
-        "networks" => {
-            Some("wharf services reach each other through the wharf proxy on their `port`")
-        }
         "secrets" => {
             Some("declare secrets under wharf's top-level `secrets:` and use `${secret:NAME}`")
         }
@@ -73,12 +70,6 @@ pub(crate) fn service_key(service: &str, key: &str) -> (String, Option<&'static 
         "configs" => Some("put configuration in `env:` or in files the service reads"),
         "profiles" => {
             Some("the service was imported as if its profile were active; remove it if not wanted")
-        }
-        "working_dir" => Some(
-            "the command runs in the directory of wharf.yaml; `cd` in the command if it needs another",
-        ),
-        "stop_grace_period" | "stop_signal" => {
-            Some("wharf stops instances with its own signal and grace period")
         }
         _ => None,
     };

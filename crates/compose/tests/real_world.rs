@@ -42,6 +42,18 @@ const CARRIED: &[&str] = &[
     "deploy",
     "restart",
     "scale",
+    // Carried onto `image:` services (and warned on local processes), `options.rs`.
+    "user",
+    "working_dir",
+    "ulimits",
+    "shm_size",
+    "cap_add",
+    "cap_drop",
+    "read_only",
+    "tmpfs",
+    "networks",
+    "stop_grace_period",
+    "stop_signal",
 ];
 
 struct Fixture {
@@ -612,8 +624,9 @@ fn every_published_port_is_kept_or_warned_and_the_container_side_is_said() {
 }
 
 /// The template case in detail: Airflow's `x-airflow-common` brings `user` and `volumes` into
-/// seven services; each gets its own warning, at its own `<<:` line (or its own key when it
-/// sets the key itself), labelled with the template's line.
+/// seven services. `volumes` is not carried: each gets its own warning, at its own `<<:` line
+/// (or its own key when it sets the key itself), labelled with the template's line. `user` is
+/// carried: each service runs as the template's user, or its own.
 #[test]
 fn template_keys_are_warned_once_per_service_at_its_own_line() {
     let airflow = one("airflow");
@@ -623,31 +636,47 @@ fn template_keys_are_warned_once_per_service_at_its_own_line() {
         let at = start + text[start..].find(needle).expect(needle);
         text[..at].matches('\n').count() + 1
     };
-    let users: Vec<(String, usize)> = airflow
+    let volumes: Vec<(String, usize)> = airflow
         .imported
         .warnings
         .iter()
-        .filter(|w| w.key.ends_with(".user"))
+        .filter(|w| {
+            w.key.ends_with(".volumes") && w.key.contains("airflow-")
+                || w.key == "services.flower.volumes"
+        })
         .map(|w| (w.key.clone(), w.diagnostic.span.line))
         .collect();
-    let expected: Vec<(String, usize)> = [
+    let services = [
         ("airflow-webserver", "<<: *airflow-common\n"),
         ("airflow-scheduler", "<<: *airflow-common\n"),
         ("airflow-worker", "<<: *airflow-common\n"),
         ("airflow-triggerer", "<<: *airflow-common\n"),
-        ("airflow-init", "user: \"0:0\""),
+        ("airflow-init", "volumes:"),
         ("airflow-cli", "<<: *airflow-common\n"),
         ("flower", "<<: *airflow-common\n"),
-    ]
-    .iter()
-    .map(|(service, needle)| {
-        (
-            format!("services.{service}.user"),
-            line_of(needle, &format!("  {service}:\n")),
-        )
-    })
-    .collect();
-    assert_eq!(users, expected);
+    ];
+    let expected: Vec<(String, usize)> = services
+        .iter()
+        .map(|(service, needle)| {
+            (
+                format!("services.{service}.volumes"),
+                line_of(needle, &format!("  {service}:\n")),
+            )
+        })
+        .collect();
+    assert_eq!(volumes, expected);
+    for (service, _) in services {
+        let user = airflow.stack.services[service]
+            .container
+            .as_ref()
+            .and_then(|c| c.options.user.clone());
+        let wanted = if service == "airflow-init" {
+            "0:0"
+        } else {
+            "50000:0"
+        };
+        assert_eq!(user.as_deref(), Some(wanted), "{service}");
+    }
     let labelled = airflow
         .imported
         .warnings

@@ -3,6 +3,8 @@
 //! TCP API, ledger helpers.
 #![allow(dead_code)] // Each test binary uses part of it.
 
+pub mod docker;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
