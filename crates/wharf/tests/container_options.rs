@@ -136,36 +136,94 @@ services:
     assert!(output.status.success(), "{}", show(&output));
 }
 
+/// A server "outside" the machine's docker networks: in a network namespace of its own behind
+/// a veth pair, so a container reaches it only through the host's forwarding — which docker
+/// gives a normal network and refuses an internal one. (An internal network of docker 20.10
+/// still reaches the host's own addresses, so a server on the host would not tell them apart.)
+struct Outside {
+    namespace: String,
+    address: String,
+    server: std::process::Child,
+}
+
+impl Outside {
+    fn start() -> Outside {
+        let id = free_port();
+        let namespace = format!("wharf-out-{id}");
+        let (host_if, ns_if) = (format!("wo{id}"), format!("wp{id}"));
+        let net = format!("10.203.{}", id % 250);
+        let address = format!("{net}.2");
+        let ip = |args: &[&str]| {
+            let output = std::process::Command::new("ip")
+                .args(args)
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run `ip` ({e}): install iproute2"));
+            assert!(
+                output.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        ip(&["netns", "add", &namespace]);
+        let outside = Outside {
+            namespace: namespace.clone(),
+            address: address.clone(),
+            server: std::process::Command::new("ip")
+                .args(["netns", "exec", &namespace])
+                .arg(common::testbed_bin())
+                .args(["--host", &address, "--port", "8080"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        };
+        ip(&[
+            "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
+        ]);
+        ip(&["link", "set", &ns_if, "netns", &namespace]);
+        ip(&["addr", "add", &format!("{net}.1/30"), "dev", &host_if]);
+        ip(&["link", "set", &host_if, "up"]);
+        let inside = |args: &[&str]| {
+            let mut all = vec!["netns", "exec", &namespace, "ip"];
+            all.extend_from_slice(args);
+            ip(&all);
+        };
+        inside(&["addr", "add", &format!("{address}/30"), "dev", &ns_if]);
+        inside(&["link", "set", &ns_if, "up"]);
+        inside(&["link", "set", "lo", "up"]);
+        outside
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        // Deleting the namespace deletes the veth pair with it.
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.namespace])
+            .output();
+    }
+}
+
 #[test]
 fn an_internal_network_joins_its_containers_by_name_and_has_no_route_out() {
     let image = testbed_image();
     let name = unique("net");
-    // A server on the host, on every address: the stack's own network reaches it through
-    // the default bridge's gateway, an internal network does not.
-    let gateway = docker_ok(&[
-        "network",
-        "inspect",
-        "bridge",
-        "--format",
-        "{{(index .IPAM.Config 0).Gateway}}",
-    ]);
-    let (host_port, reach_port, web_port) = (free_port(), free_port(), free_port());
-    let outside = format!("http://{gateway}:{host_port}/health");
+    let outside_server = Outside::start();
+    let (reach_port, web_port) = (free_port(), free_port());
+    let outside = format!("http://{}:8080/health", outside_server.address);
     let stack = Stack::new(&format!(
         r#"
 name: {name}
 networks:
   back: {{internal: true}}
 services:
-  outside:
-    command: [TESTBED, --host, 0.0.0.0, --port, "{host_port}"]
   reach:
     image: {image}
     pull_policy: never
     port: {reach_port}
     container_port: 8080
     command: [--depends-on, "{outside}"]
-    depends_on: [outside]
   store:
     image: {image}
     pull_policy: never
@@ -188,12 +246,12 @@ services:
         docker_ok(&["network", "inspect", &network, "--format", "{{.Internal}}"]),
         "true"
     );
-    // On the stack's own network the host is reachable: `reach` gets ready.
-    eventually("reach reaches the host", Duration::from_secs(20), || {
+    // On the stack's own network the outside is reachable: `reach` gets ready.
+    eventually("reach reaches the outside", Duration::from_secs(20), || {
         get(reach_port, "/ready").filter(|(status, _)| *status == 200)
     });
     // `web` reaches `store` by name across the internal network (its /health answers), and
-    // `store`, only on that network, cannot reach the host (its /ready fails).
+    // `store`, only on that network, cannot reach the outside (its /ready fails).
     let (_, body) = eventually(
         "web's dependencies are judged",
         Duration::from_secs(20),
@@ -217,7 +275,15 @@ services:
             &store[0],
             "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}"
         ),
-        format!("{network} ")
+        network
+    );
+    let web = service_containers(&name, "web");
+    assert_eq!(
+        inspect(
+            &web[0],
+            "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}"
+        ),
+        format!("{network} {name}_wharf")
     );
 
     // `down` removes the networks (they hold no data).
