@@ -35,9 +35,6 @@ pub(crate) fn service_name(raw: &str) -> String {
 /// The message and hint for a top-level key other than `services` and `name`.
 pub(crate) fn top_level(key: &str) -> (String, Option<&'static str>) {
     let hint = match key {
-        "networks" => {
-            Some("wharf services reach each other through the wharf proxy on their `port`")
-        }
         "secrets" => {
             Some("declare secrets under wharf's top-level `secrets:` and use `${secret:NAME}`")
         }
@@ -70,12 +67,6 @@ pub(crate) fn service_key(service: &str, key: &str) -> (String, Option<&'static 
         "configs" => Some("put configuration in `env:` or in files the service reads"),
         "profiles" => {
             Some("the service was imported as if its profile were active; remove it if not wanted")
-        }
-        "working_dir" => Some(
-            "the command runs in the directory of wharf.yaml; `cd` in the command if it needs another",
-        ),
-        "stop_grace_period" | "stop_signal" => {
-            Some("wharf stops instances with its own signal and grace period")
         }
         _ => None,
     };

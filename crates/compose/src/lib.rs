@@ -10,6 +10,7 @@ mod datastore;
 mod env;
 mod health;
 mod keys;
+mod options;
 mod ports;
 mod secrets;
 mod service;
@@ -121,12 +122,21 @@ pub fn convert(
         read_env_file,
         secrets: secrets::Registry::default(),
         scope: None,
+        networks: options::Networks::new(),
     };
     let project = importer.project_name(&root, path);
     importer.top_level_keys(&root);
     if let Some(volumes) = root.get("volumes") {
         volumes::top_level(&mut importer, &project, volumes);
     }
+    let networks = match root.get("networks") {
+        Some(node) => {
+            let (networks, declared) = options::top_level(&mut importer, node);
+            importer.networks = networks;
+            declared
+        }
+        None => Map::new(),
+    };
     let names = service::ServiceNames::collect(services);
     let mut out_services = Map::new();
     for (key, node) in map_entries(services) {
@@ -149,6 +159,9 @@ pub fn convert(
         manifest.insert("secrets".to_owned(), secrets::declarations(&secrets));
     }
     manifest.insert("services".to_owned(), Value::Object(out_services));
+    if !networks.is_empty() {
+        manifest.insert("networks".to_owned(), Value::Object(networks));
+    }
     importer.warnings.sort_by_key(|w| w.diagnostic.span.start);
     Ok(Imported {
         yaml: header(path, &secrets) + &yaml::emit(&Value::Object(manifest)),
@@ -242,6 +255,8 @@ pub(crate) struct Importer<'a> {
     /// The service whose keys are being converted, so a warning about a key it took from a
     /// template (`<<: *defaults`, an alias) lands on the service's own lines.
     pub scope: Option<Scope>,
+    /// The top-level networks and what each became, for the services that name them.
+    pub networks: options::Networks,
 }
 
 /// Where a service is in the compose file, for [`Importer::push`]'s relocation.
@@ -418,8 +433,12 @@ impl Importer<'_> {
     fn top_level_keys(&mut self, root: &Node) {
         for (key, _) in map_entries(root) {
             let Some(name) = key.as_str() else { continue };
-            // `volumes` declarations are read by `volumes::top_level`.
-            if matches!(name, "services" | "name" | "version" | "volumes") || name.starts_with("x-")
+            // `volumes` declarations are read by `volumes::top_level`, `networks` by
+            // `options::top_level`.
+            if matches!(
+                name,
+                "services" | "name" | "version" | "volumes" | "networks"
+            ) || name.starts_with("x-")
             {
                 continue;
             }

@@ -116,6 +116,8 @@ fn convert_scoped(
     restart(imp, service, &mut out);
     crate::volumes::convert(imp, service, &mut out);
     crate::volumes::pull_policy(imp, service, &mut out);
+    let networks = imp.networks.clone();
+    crate::options::convert(imp, service, &networks, &mut out);
     other_keys(imp, service);
     crate::variables::check(imp, service);
     Ok(Some(Value::Object(out)))
@@ -599,7 +601,8 @@ fn restart_policy(imp: &mut Importer<'_>, service: &Service<'_>, node: &Node) ->
 fn other_keys(imp: &mut Importer<'_>, service: &Service<'_>) {
     for (key, _) in map_entries(service.node) {
         let Some(name) = key.as_str() else { continue };
-        if HANDLED.contains(&name) || name.starts_with("x-") {
+        if HANDLED.contains(&name) || crate::options::KEYS.contains(&name) || name.starts_with("x-")
+        {
             continue;
         }
         let (message, hint) = keys::service_key(service.name, name);

@@ -44,6 +44,18 @@ const CARRIED: &[&str] = &[
     "scale",
     "volumes",
     "pull_policy",
+    // Carried onto `image:` services (and warned on local processes), `options.rs`.
+    "user",
+    "working_dir",
+    "ulimits",
+    "shm_size",
+    "cap_add",
+    "cap_drop",
+    "read_only",
+    "tmpfs",
+    "networks",
+    "stop_grace_period",
+    "stop_signal",
 ];
 
 struct Fixture {
@@ -613,53 +625,87 @@ fn every_published_port_is_kept_or_warned_and_the_container_side_is_said() {
     );
 }
 
-/// The template case in detail: Airflow's `x-airflow-common` brings `user` and `volumes` into
-/// seven services; each gets its own warning, at its own `<<:` line (or its own key when it
-/// sets the key itself), labelled with the template's line.
+/// The template case in detail. Django's `x-django` brings a `depends_on` on the one-shot
+/// `migrate` with `service_completed_successfully` into three services: each gets its own
+/// warning, at its own `<<:` line, labelled with the template's line. Airflow's
+/// `x-airflow-common` brings `user` and `volumes` into seven services, both carried: each
+/// service runs as the template's user (or its own) with the template's mounts, unwarned.
 #[test]
 fn template_keys_are_warned_once_per_service_at_its_own_line() {
-    let airflow = one("airflow");
-    let text = &airflow.text;
+    let django = one("django-celery");
+    let text = &django.text;
     let line_of = |needle: &str, after: &str| -> usize {
         let start = text.find(after).expect(after);
         let at = start + text[start..].find(needle).expect(needle);
         text[..at].matches('\n').count() + 1
     };
-    let users: Vec<(String, usize)> = airflow
+    let waits: Vec<(String, usize)> = django
         .imported
         .warnings
         .iter()
-        .filter(|w| w.key.ends_with(".user"))
+        .filter(|w| w.key.ends_with(".depends_on.migrate.condition"))
         .map(|w| (w.key.clone(), w.diagnostic.span.line))
         .collect();
-    let expected: Vec<(String, usize)> = [
-        ("airflow-webserver", "<<: *airflow-common\n"),
-        ("airflow-scheduler", "<<: *airflow-common\n"),
-        ("airflow-worker", "<<: *airflow-common\n"),
-        ("airflow-triggerer", "<<: *airflow-common\n"),
-        ("airflow-init", "user: \"0:0\""),
-        ("airflow-cli", "<<: *airflow-common\n"),
-        ("flower", "<<: *airflow-common\n"),
-    ]
-    .iter()
-    .map(|(service, needle)| {
-        (
-            format!("services.{service}.user"),
-            line_of(needle, &format!("  {service}:\n")),
-        )
-    })
-    .collect();
-    assert_eq!(users, expected);
-    let labelled = airflow
+    let expected: Vec<(String, usize)> = ["django", "celeryworker", "celerybeat"]
+        .iter()
+        .map(|service| {
+            (
+                format!("services.{service}.depends_on.migrate.condition"),
+                line_of("<<: *django\n", &format!("  {service}:\n")),
+            )
+        })
+        .collect();
+    assert_eq!(waits, expected);
+    let template_line = line_of("condition: service_completed_successfully", "x-django");
+    for warning in django
         .imported
         .warnings
         .iter()
-        .find(|w| w.key == "services.flower.user")
-        .unwrap();
-    assert_eq!(
-        labelled.diagnostic.label.as_deref(),
-        Some("set by the template on line 25")
-    );
+        .filter(|w| w.key.ends_with(".depends_on.migrate.condition"))
+    {
+        assert_eq!(
+            warning.diagnostic.label.as_deref(),
+            Some(format!("set by the template on line {template_line}").as_str())
+        );
+    }
+
+    let airflow = one("airflow");
+    let services = [
+        "airflow-webserver",
+        "airflow-scheduler",
+        "airflow-worker",
+        "airflow-triggerer",
+        "airflow-init",
+        "airflow-cli",
+        "flower",
+    ];
+    for service in services {
+        let container = airflow.stack.services[service].container.as_ref().unwrap();
+        let wanted = if service == "airflow-init" {
+            "0:0"
+        } else {
+            "50000:0"
+        };
+        assert_eq!(container.options.user.as_deref(), Some(wanted), "{service}");
+        // The template's mounts, or `airflow-init`'s own.
+        let target = if service == "airflow-init" {
+            "/sources"
+        } else {
+            "/opt/airflow/dags"
+        };
+        assert!(
+            container.volumes.iter().any(|v| v.target == target),
+            "{service}"
+        );
+    }
+    let template_warnings: Vec<_> = airflow
+        .imported
+        .warnings
+        .iter()
+        .filter(|w| w.key.ends_with(".user") || w.key.ends_with(".volumes"))
+        .map(|w| w.key.clone())
+        .collect();
+    assert!(template_warnings.is_empty(), "{template_warnings:?}");
 }
 
 #[test]

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, Mount, MountType, NetworkCreateRequest,
-    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+    ContainerCreateBody, EndpointSettings, HostConfig, Mount, MountType, NetworkConnectRequest,
+    NetworkCreateRequest, NetworkingConfig, PortBinding, ResourcesUlimits, RestartPolicy,
+    RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, KillContainerOptions, ListContainersOptions,
@@ -15,7 +16,7 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 use wharf_runtime::{
-    ContainerSpec, ExitStatus, InstanceSpec, PullPolicy, StopOutcome, VolumeSource,
+    ContainerSpec, ExitStatus, InstanceSpec, NetworkSpec, PullPolicy, StopOutcome, VolumeSource,
 };
 
 use crate::labels;
@@ -229,7 +230,9 @@ impl Engine {
         let digest = self.ensure_image(&docker, container).await?;
         {
             let _making = self.making.lock().await;
-            self.ensure_network(&docker, container).await?;
+            for network in container.all_networks() {
+                self.ensure_network(&docker, container, &network).await?;
+            }
             for mount in &container.volumes {
                 if let VolumeSource::Named(name) = &mount.source {
                     ensure_volume(&docker, container, name).await?;
@@ -249,6 +252,11 @@ impl Engine {
                 reason: message(error),
             })?
             .id;
+        // API 1.41 attaches one network at create: the others are joined before the start.
+        if let Err(error) = connect_more_networks(&docker, &id, container).await {
+            self.remove(&id).await;
+            return Err(error);
+        }
         if let Err(error) = docker.start_container(&id, None).await {
             self.remove(&id).await;
             return Err(EngineError::Step {
@@ -347,20 +355,32 @@ impl Engine {
         }
     }
 
-    /// The stack's network, created the first time (service names resolve on it).
+    /// A network of the stack, created the first time (service names resolve on it). One
+    /// found with another `internal` setting is an error: the containers on it would not be
+    /// isolated as the manifest says (a `down` removes it, the next `up` makes it anew).
     async fn ensure_network(
         &self,
         docker: &Docker,
         container: &ContainerSpec,
+        network: &NetworkSpec,
     ) -> Result<(), EngineError> {
         match docker
             .inspect_network(
-                &container.network,
+                &network.name,
                 None::<bollard::query_parameters::InspectNetworkOptions>,
             )
             .await
         {
-            Ok(_) => return Ok(()),
+            Ok(found) if found.internal.unwrap_or(false) == network.internal => return Ok(()),
+            Ok(_) => {
+                return Err(EngineError::Step {
+                    step: "join the stack's network",
+                    reason: format!(
+                        "network `{}` exists with `internal: {}`; run `wharf down` to remove it and `up` again",
+                        network.name, !network.internal
+                    ),
+                });
+            }
             Err(error) if is_not_found(&error) => {}
             Err(error) => {
                 return Err(EngineError::Step {
@@ -370,8 +390,9 @@ impl Engine {
             }
         }
         let request = NetworkCreateRequest {
-            name: container.network.clone(),
+            name: network.name.clone(),
             labels: Some(owner_labels(container)),
+            internal: network.internal.then_some(true),
             ..Default::default()
         };
         match docker.create_network(request).await {
@@ -552,6 +573,35 @@ impl Engine {
         Ok(ids.len())
     }
 
+    /// Removes every network of a stack this wharf owns (after `down`: networks hold no
+    /// data, the next `up` makes them again); best effort, one still in use stays.
+    pub async fn remove_networks(&self, stack: &str, owner: &str) {
+        let Ok(docker) = self.client() else { return };
+        let options = bollard::query_parameters::ListNetworksOptions {
+            filters: Some(HashMap::from([(
+                "label".to_owned(),
+                vec![
+                    format!("{}={stack}", labels::STACK),
+                    format!("{}={owner}", labels::OWNER),
+                ],
+            )])),
+        };
+        let listed = match docker.list_networks(Some(options)).await {
+            Ok(listed) => listed,
+            Err(error) => {
+                tracing::debug!(
+                    stack,
+                    error = message(error),
+                    "cannot list the stack's networks"
+                );
+                return;
+            }
+        };
+        for name in listed.into_iter().filter_map(|n| n.name) {
+            self.remove_network(&name).await;
+        }
+    }
+
     /// Removes the stack's network once no container uses it (after `down`); best effort.
     pub async fn remove_network(&self, name: &str) {
         if let Ok(docker) = self.client()
@@ -640,8 +690,17 @@ fn create_body(spec: &InstanceSpec, container: &ContainerSpec) -> ContainerCreat
             ..Default::default()
         })
         .collect();
+    let options = &container.options;
+    let networks = container.all_networks();
+    let first = networks
+        .first()
+        .map_or(container.network.clone(), |n| n.name.clone());
     ContainerCreateBody {
         image: Some(container.image.clone()),
+        user: options.user.clone(),
+        working_dir: options.working_dir.clone(),
+        // `docker stop` (and so the driver's stop) sends it, then SIGKILL after the grace.
+        stop_signal: spec.stop_signal.clone(),
         cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
         entrypoint: container.entrypoint.clone(),
         env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
@@ -661,11 +720,36 @@ fn create_body(spec: &InstanceSpec, container: &ContainerSpec) -> ContainerCreat
                 name: Some(RestartPolicyNameEnum::NO),
                 maximum_retry_count: None,
             }),
+            ulimits: (!options.ulimits.is_empty()).then(|| {
+                options
+                    .ulimits
+                    .iter()
+                    .map(|u| ResourcesUlimits {
+                        name: Some(u.name.clone()),
+                        soft: Some(u.soft),
+                        hard: Some(u.hard),
+                    })
+                    .collect()
+            }),
+            shm_size: options.shm_size.and_then(|s| i64::try_from(s).ok()),
+            cap_add: (!options.cap_add.is_empty()).then(|| options.cap_add.clone()),
+            cap_drop: (!options.cap_drop.is_empty()).then(|| options.cap_drop.clone()),
+            readonly_rootfs: options.read_only.then_some(true),
+            tmpfs: (!options.tmpfs.is_empty()).then(|| {
+                options
+                    .tmpfs
+                    .iter()
+                    .map(|t| match t.split_once(':') {
+                        Some((path, mount)) => (path.to_owned(), mount.to_owned()),
+                        None => (t.clone(), String::new()),
+                    })
+                    .collect()
+            }),
             ..Default::default()
         }),
         networking_config: Some(NetworkingConfig {
             endpoints_config: Some(HashMap::from([(
-                container.network.clone(),
+                first,
                 EndpointSettings {
                     aliases: Some(container.aliases.clone()),
                     ..Default::default()
@@ -674,6 +758,31 @@ fn create_body(spec: &InstanceSpec, container: &ContainerSpec) -> ContainerCreat
         }),
         ..Default::default()
     }
+}
+
+/// Joins the networks after the first (which the create attached), with the same aliases.
+async fn connect_more_networks(
+    docker: &Docker,
+    id: &str,
+    container: &ContainerSpec,
+) -> Result<(), EngineError> {
+    for network in container.all_networks().iter().skip(1) {
+        let request = NetworkConnectRequest {
+            container: id.to_owned(),
+            endpoint_config: Some(EndpointSettings {
+                aliases: Some(container.aliases.clone()),
+                ..Default::default()
+            }),
+        };
+        docker
+            .connect_network(&network.name, request)
+            .await
+            .map_err(|error| EngineError::Step {
+                step: "join a network of the stack",
+                reason: message(error),
+            })?;
+    }
+    Ok(())
 }
 
 /// An engine exit code as wharf's status: 128 + N is death by signal N, as shells report it.

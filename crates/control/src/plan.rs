@@ -112,6 +112,10 @@ pub struct ServicePlan {
     /// Set for an `image:` service: run by the container driver (`command` then holds the
     /// image's arguments, empty for its own `CMD`).
     pub container: Option<ContainerPlan>,
+    /// `stop.signal` (SIGTERM when `None`) and `stop.grace` (the control plane's
+    /// `Config::stop_grace` when `None`).
+    pub stop_signal: Option<String>,
+    pub stop_grace: Option<std::time::Duration>,
 }
 
 /// How an `image:` service's containers are made. The image itself is per version
@@ -123,6 +127,35 @@ pub struct ContainerPlan {
     pub container_port: Option<u16>,
     pub volumes: Vec<wharf_manifest::model::Volume>,
     pub pull: wharf_runtime::PullPolicy,
+    /// User, working directory, limits, capabilities, filesystem, as the engine takes them.
+    pub options: wharf_runtime::ContainerOptions,
+    /// The networks the service names (`default` is the stack's own), each with whether it
+    /// is internal; empty: the stack's own network only.
+    pub networks: Vec<(String, bool)>,
+}
+
+/// The manifest's container options as the container driver takes them.
+fn container_options(
+    options: &wharf_manifest::model::ContainerOptions,
+) -> wharf_runtime::ContainerOptions {
+    wharf_runtime::ContainerOptions {
+        user: options.user.clone(),
+        working_dir: options.working_dir.clone(),
+        ulimits: options
+            .ulimits
+            .iter()
+            .map(|(name, limit)| wharf_runtime::Ulimit {
+                name: name.clone(),
+                soft: limit.soft,
+                hard: limit.hard,
+            })
+            .collect(),
+        shm_size: options.shm_size,
+        cap_add: options.cap_add.clone(),
+        cap_drop: options.cap_drop.clone(),
+        read_only: options.read_only,
+        tmpfs: options.tmpfs.clone(),
+    }
 }
 
 impl ServicePlan {
@@ -235,7 +268,20 @@ pub fn plan(stack: &ValidStack) -> Result<StackPlan, Vec<PlanError>> {
     for name in dependency_order(stack) {
         let service = &stack.services[&name];
         match service_plan(&name, service) {
-            Ok(plan) => services.push(plan),
+            Ok(mut plan) => {
+                if let Some(container) = &mut plan.container {
+                    container.networks = service
+                        .container
+                        .iter()
+                        .flat_map(|c| &c.options.networks)
+                        .map(|network| {
+                            let internal = stack.networks.get(network).is_some_and(|n| n.internal);
+                            (network.clone(), internal)
+                        })
+                        .collect();
+                }
+                services.push(plan)
+            }
             Err(error) => errors.push(error),
         }
     }
@@ -287,6 +333,9 @@ fn service_plan(name: &str, service: &Service) -> Result<ServicePlan, PlanError>
                 wharf_manifest::model::PullPolicy::Always => wharf_runtime::PullPolicy::Always,
                 wharf_manifest::model::PullPolicy::Never => wharf_runtime::PullPolicy::Never,
             },
+            options: container_options(&manifest.options),
+            // Filled in by `plan`, which sees the stack's networks.
+            networks: Vec::new(),
         }
     });
     // An image's tag is its version unless `version:` says otherwise.
@@ -349,6 +398,8 @@ fn service_plan(name: &str, service: &Service) -> Result<ServicePlan, PlanError>
         path: service.path.clone(),
         backup: service.backup.clone(),
         container,
+        stop_signal: service.stop.signal.clone(),
+        stop_grace: service.stop.grace.map(|g| g.as_std()),
     })
 }
 

@@ -2,6 +2,7 @@
 //! `pull_policy`), and the compose keys a container service might carry that this wharf does
 //! not build yet: those are refused by name, so no key is accepted without doing what it says.
 
+use crate::container_options::{OPTION_KEYS, options};
 use crate::decode::{Decoder, Fields};
 use crate::diagnostic::Diagnostic;
 use crate::model::{Container, PullPolicy, Volume, VolumeSource};
@@ -28,23 +29,6 @@ pub(crate) const NOT_BUILT: &[(&str, &str)] = &[
         "build the image beforehand and name it in `image:`",
     ),
     (
-        "networks",
-        "every container of a stack is on the stack's own network, reachable by its service name",
-    ),
-    ("user", "set the user in the image"),
-    ("working_dir", "set the working directory in the image"),
-    ("ulimits", "set the limits in the image's entrypoint"),
-    ("shm_size", "mount a tmpfs volume instead once it is built"),
-    (
-        "cap_add",
-        "the image runs with the engine's default capabilities",
-    ),
-    (
-        "cap_drop",
-        "the image runs with the engine's default capabilities",
-    ),
-    ("read_only", "the container's root filesystem is writable"),
-    (
         "healthcheck",
         "use `probes:` (http, tcp) against the published port",
     ),
@@ -65,6 +49,7 @@ pub(crate) fn container(
     decoder: &mut Decoder,
     name: &str,
     fields: &Fields<'_>,
+    refs: &mut crate::schema::References,
 ) -> Option<Container> {
     let field = |key: &str| format!("`services.{name}.{key}`");
     for (key, instead) in NOT_BUILT {
@@ -78,7 +63,7 @@ pub(crate) fn container(
     }
     let image = fields.has("image");
     if !image {
-        for key in CONTAINER_KEYS {
+        for key in CONTAINER_KEYS.iter().chain(OPTION_KEYS) {
             if let Some(span) = fields.key_span(key) {
                 decoder.push(
                     Diagnostic::error(
@@ -121,6 +106,7 @@ pub(crate) fn container(
                 )
             })
             .unwrap_or_default(),
+        options: options(decoder, name, fields, refs),
     })
 }
 

@@ -6,6 +6,7 @@
 //! stage appends to one list of [`Diagnostic`]s so a user sees all problems at once.
 
 mod container;
+pub mod container_options;
 mod decode;
 pub mod diagnostic;
 mod gates;

@@ -36,6 +36,18 @@ pub struct Stack {
     /// Release gates by name (`wharf gate check GATE`), each a list of conditions.
     #[serde(skip_serializing_if = "IndexMap::is_empty")]
     pub gates: IndexMap<String, Vec<GateCondition>>,
+    /// The stack's own container networks by name (each made as `<stack>_<name>`), beside
+    /// `default`, the stack's network every container joins unless it names others.
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub networks: IndexMap<String, Network>,
+}
+
+/// A container network of the stack (`networks.NAME`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Network {
+    /// No route out of the network (docker's `Internal`): its containers reach each other,
+    /// nothing beyond it.
+    pub internal: bool,
 }
 
 /// One condition of a release gate: a name and the limits on one kind of report.
@@ -298,6 +310,10 @@ pub struct Service {
     pub proxy: Option<ProxySettings>,
     pub reload: Reload,
     pub restart: RestartPolicy,
+    /// How an instance is asked to stop (`stop: {signal, grace}`); wharf's SIGTERM and the
+    /// control plane's grace where absent.
+    #[serde(skip_serializing_if = "Stop::is_default")]
+    pub stop: Stop,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backup: Option<Backup>,
     /// How an `image:` service's container is made (`None` for processes and datastores
@@ -320,7 +336,137 @@ pub struct Container {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<Volume>,
     pub pull_policy: PullPolicy,
+    /// The process and sandbox settings, and the networks it joins.
+    #[serde(flatten)]
+    pub options: ContainerOptions,
 }
+
+/// How a service's instances are stopped: this signal, then this long, then SIGKILL.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Stop {
+    /// The signal's name with its `SIG` prefix (`SIGQUIT`), one of [`STOP_SIGNALS`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grace: Option<Duration>,
+}
+
+impl Stop {
+    pub fn is_default(&self) -> bool {
+        self.signal.is_none() && self.grace.is_none()
+    }
+}
+
+/// The signals a `stop.signal` may name: the ones programs use for "shut down" (nginx's
+/// SIGQUIT, php-fpm's SIGQUIT, postgres' SIGINT for a fast shutdown…), plus SIGKILL.
+pub const STOP_SIGNALS: &[&str] = &[
+    "SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGKILL",
+];
+
+/// The container settings compose users rely on beyond image and command: who the process
+/// runs as, where, with which limits and privileges, on which filesystem and networks. Each
+/// is applied when the container is created.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct ContainerOptions {
+    /// `name`, `uid` or `uid:gid` (docker's `--user`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// An absolute path inside the container.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    /// Resource limits by name (one of [`ULIMITS`]).
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub ulimits: IndexMap<String, Ulimit>,
+    /// The size of `/dev/shm` in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<u64>,
+    /// Capabilities by their name without `CAP_` (`NET_ADMIN`), or `ALL`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cap_drop: Vec<String>,
+    /// The root filesystem is mounted read-only (`tmpfs:` gives writable directories).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+    /// Absolute paths that get an empty in-memory filesystem each start.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tmpfs: Vec<String>,
+    /// The stack networks it joins (`default` is the stack's own); only `default` when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<String>,
+}
+
+/// One resource limit: `nofile: 65535` sets both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Ulimit {
+    pub soft: i64,
+    pub hard: i64,
+}
+
+/// The limits `ulimits:` may set: the kernel's `RLIMIT_*` names as docker spells them.
+pub const ULIMITS: &[&str] = &[
+    "as",
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+];
+
+/// The Linux capabilities (`capabilities(7)`), without `CAP_`.
+pub const CAPABILITIES: &[&str] = &[
+    "AUDIT_CONTROL",
+    "AUDIT_READ",
+    "AUDIT_WRITE",
+    "BLOCK_SUSPEND",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "KILL",
+    "LEASE",
+    "LINUX_IMMUTABLE",
+    "MAC_ADMIN",
+    "MAC_OVERRIDE",
+    "MKNOD",
+    "NET_ADMIN",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_RAW",
+    "PERFMON",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYSLOG",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_CHROOT",
+    "SYS_MODULE",
+    "SYS_NICE",
+    "SYS_PACCT",
+    "SYS_PTRACE",
+    "SYS_RAWIO",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "WAKE_ALARM",
+];
 
 /// When an image is pulled (compose's `pull_policy`, its `missing` default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]

@@ -40,6 +40,8 @@ pub(crate) struct References {
     pub require_backups: Vec<(String, Span)>,
     /// Some service says `backup:` (decoded or not: a broken one has its own error)
     pub backup_declared: bool,
+    /// Each service's `networks:` list, checked against the top-level `networks:`
+    pub networks: Vec<crate::container_options::NetworkUse>,
 }
 
 pub(crate) const ROOT_KEYS: &[&str] = &[
@@ -54,6 +56,7 @@ pub(crate) const ROOT_KEYS: &[&str] = &[
     "runbooks",
     "status_page",
     "gates",
+    "networks",
 ];
 pub(crate) const ENVIRONMENT_KEYS: &[&str] = &["require", "services", "secrets", "smoke", "alerts"];
 const SERVICE_KEYS: &[&str] = &[
@@ -76,6 +79,7 @@ const SERVICE_KEYS: &[&str] = &[
     "reload",
     "restart",
     "backup",
+    "stop",
 ];
 const PROBE_KEYS: &[&str] = &[
     "http",
@@ -151,6 +155,10 @@ pub(crate) fn stack(decoder: &mut Decoder, root: &Node, refs: &mut References) -
         .get("gates")
         .map(|n| crate::gates::gates(decoder, n))
         .unwrap_or_default();
+    let networks = fields
+        .get("networks")
+        .map(|n| crate::container_options::networks(decoder, n))
+        .unwrap_or_default();
     Some(Stack {
         name: name?,
         environment: None,
@@ -163,6 +171,7 @@ pub(crate) fn stack(decoder: &mut Decoder, root: &Node, refs: &mut References) -
         runbooks,
         status_page,
         gates,
+        networks,
     })
 }
 
@@ -338,6 +347,7 @@ fn service(
     let known: Vec<&str> = SERVICE_KEYS
         .iter()
         .chain(crate::container::CONTAINER_KEYS)
+        .chain(crate::container_options::OPTION_KEYS)
         .copied()
         .chain(crate::container::NOT_BUILT.iter().map(|(key, _)| *key))
         .collect();
@@ -423,7 +433,8 @@ fn service(
         }
         backup(decoder, name, n)
     });
-    let container = crate::container::container(decoder, name, &fields);
+    let container = crate::container::container(decoder, name, &fields, refs);
+    let stop = crate::container_options::stop(decoder, name, &fields);
     Some(Service {
         container,
         kind,
@@ -475,6 +486,7 @@ fn service(
             .get("restart")
             .and_then(|n| restart_policy(decoder, &field("restart"), n))
             .unwrap_or(RestartPolicy::Always),
+        stop,
         backup,
     })
 }

@@ -24,6 +24,7 @@ pub(crate) fn cross_check(
     status_page_services(decoder, refs);
     required_gates(decoder, stack, refs);
     required_backups(decoder, stack, refs);
+    crate::container_options::check_networks(decoder, stack, refs);
 }
 
 /// `require.backup_max_age` / `drill_max_age` judge the datastores' backups: with no

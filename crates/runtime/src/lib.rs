@@ -17,11 +17,12 @@ pub mod spec;
 pub use driver::{BoxFuture, CONTAINER_DRIVER, Driver, Drivers, Running};
 pub use handle::{HandleError, HandleSummary, InstanceHandle};
 pub use process::{
-    PROCESS_DRIVER, ProcessDriver, StartError, Started, StopOutcome, read_exit, signal_instance,
-    stop_instance, wait_adopted,
+    PROCESS_DRIVER, ProcessDriver, StartError, Started, StopOutcome, read_exit, signal_by_name,
+    signal_instance, stop_instance, stop_instance_with, wait_adopted,
 };
 pub use procfs::ProcessId;
 pub use restart::{Decision, RestartHistory, RestartLimits, RestartPolicy};
 pub use spec::{
-    ContainerSpec, ExitStatus, InstanceSpec, PortMapping, PullPolicy, VolumeMount, VolumeSource,
+    ContainerOptions, ContainerSpec, ExitStatus, InstanceSpec, NetworkSpec, PortMapping,
+    PullPolicy, Ulimit, VolumeMount, VolumeSource,
 };

@@ -57,6 +57,10 @@ struct ProcessHandle {
     instance: ProcessId,
     shim: ProcessId,
     exit_path: PathBuf,
+    /// The service's stop signal (`stop.signal`) when it is not SIGTERM, kept here so a
+    /// control plane that adopted the instance stops it the same way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stop_signal: Option<String>,
 }
 
 impl ProcessHandle {
@@ -176,6 +180,7 @@ impl Driver for ProcessDriver {
                 instance: started.instance,
                 shim: started.shim,
                 exit_path: exit_path.clone(),
+                stop_signal: spec.stop_signal.clone(),
             };
             let handle = match process.into_handle() {
                 Ok(handle) => handle,
@@ -216,7 +221,14 @@ impl Driver for ProcessDriver {
 
     fn stop(&self, handle: InstanceHandle, grace: Duration) -> BoxFuture<'static, StopOutcome> {
         match ProcessHandle::of(&handle, "stop") {
-            Some(process) => Box::pin(stop_instance(process.instance, grace)),
+            Some(process) => {
+                let signal = process
+                    .stop_signal
+                    .as_deref()
+                    .and_then(signal_by_name)
+                    .unwrap_or(Signal::TERM);
+                Box::pin(stop_instance_with(process.instance, signal, grace))
+            }
             None => Box::pin(std::future::ready(StopOutcome::Refused)),
         }
     }
@@ -279,7 +291,31 @@ pub enum StopOutcome {
 
 /// SIGTERM, wait up to `grace`, then SIGKILL: the contract every orchestrator offers.
 pub async fn stop_instance(instance: ProcessId, grace: Duration) -> StopOutcome {
-    if !signal_instance(instance, Signal::TERM) {
+    stop_instance_with(instance, Signal::TERM, grace).await
+}
+
+/// The signals a service may be stopped with (the manifest's `stop.signal`), by name.
+pub fn signal_by_name(name: &str) -> Option<Signal> {
+    Some(match name {
+        "SIGTERM" => Signal::TERM,
+        "SIGINT" => Signal::INT,
+        "SIGQUIT" => Signal::QUIT,
+        "SIGHUP" => Signal::HUP,
+        "SIGUSR1" => Signal::USR1,
+        "SIGUSR2" => Signal::USR2,
+        "SIGWINCH" => Signal::WINCH,
+        "SIGKILL" => Signal::KILL,
+        _ => return None,
+    })
+}
+
+/// `signal`, wait up to `grace`, then SIGKILL.
+pub async fn stop_instance_with(
+    instance: ProcessId,
+    signal: Signal,
+    grace: Duration,
+) -> StopOutcome {
+    if !signal_instance(instance, signal) {
         return StopOutcome::AlreadyGone;
     }
     let deadline = Instant::now() + grace;
@@ -345,6 +381,7 @@ mod tests {
             instance: me,
             shim: me,
             exit_path: PathBuf::from("/state/run/api-0.exit"),
+            stop_signal: Some("SIGQUIT".to_owned()),
         }
         .into_handle()
         .unwrap();
@@ -379,6 +416,7 @@ mod tests {
                     start_time: 98
                 },
                 exit_path: PathBuf::from("/s/run/api-0.exit"),
+                stop_signal: None,
             })
         );
         assert_eq!(driver().describe(&handle).pid, Some(4242));

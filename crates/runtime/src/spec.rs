@@ -29,6 +29,11 @@ pub struct InstanceSpec {
     /// (`command` is then the image's arguments, empty for the image's own `CMD`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<ContainerSpec>,
+    /// The signal that asks the instance to stop (`SIGQUIT`…); SIGTERM when `None`. The
+    /// process driver keeps it in its handle, a container has it as its stop signal, so a
+    /// stop after adoption sends the same one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
 }
 
 /// How a container instance is made: image, ports, volumes, network. Names and paths only —
@@ -51,6 +56,70 @@ pub struct ContainerSpec {
     /// The stack's network, on which the container answers to `aliases` (its service name).
     pub network: String,
     pub aliases: Vec<String>,
+    /// The networks the service names, when it names its own: the container joins each
+    /// (the first at create, the others before it starts) with the same aliases, instead of
+    /// `network` alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<NetworkSpec>,
+    /// Who the process runs as, where, with which limits, privileges and filesystem.
+    #[serde(default)]
+    pub options: ContainerOptions,
+}
+
+impl ContainerSpec {
+    /// Every network the container joins, in order (the first at create).
+    pub fn all_networks(&self) -> Vec<NetworkSpec> {
+        if self.networks.is_empty() {
+            vec![NetworkSpec {
+                name: self.network.clone(),
+                internal: false,
+            }]
+        } else {
+            self.networks.clone()
+        }
+    }
+}
+
+/// An engine network of the stack (its full name, stack-prefixed).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NetworkSpec {
+    pub name: String,
+    /// No route out (docker's `Internal`).
+    #[serde(default)]
+    pub internal: bool,
+}
+
+/// The manifest's container options, as the engine applies them at create.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ContainerOptions {
+    /// `name`, `uid` or `uid:gid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ulimits: Vec<Ulimit>,
+    /// Bytes of `/dev/shm`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<u64>,
+    /// Capability names as docker takes them (`NET_ADMIN`, `ALL`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_drop: Vec<String>,
+    #[serde(default)]
+    pub read_only: bool,
+    /// `PATH` or `PATH:OPTIONS` (docker's tmpfs mount options).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tmpfs: Vec<String>,
+}
+
+/// One resource limit (`nofile`, …); -1 is unlimited.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Ulimit {
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
 }
 
 /// When the image is pulled from its registry.

@@ -177,6 +177,8 @@ pub(super) enum Effect {
     /// Stop what runs under this handle: SIGTERM-equivalent, the grace, then a kill. Its exit
     /// arrives through the instance's watch.
     Stop(wharf_runtime::InstanceHandle),
+    /// [`Effect::Stop`] with the service's own grace period (`stop.grace`).
+    StopWithin(wharf_runtime::InstanceHandle, Duration),
 }
 
 /// The supervisor's state: each service of the plan with its instances, and the `down`s
@@ -219,6 +221,18 @@ impl Core {
     /// Asks the driver to stop what runs under `handle` (after this event).
     pub(super) fn stop(&mut self, handle: wharf_runtime::InstanceHandle) {
         self.effects.push(Effect::Stop(handle));
+    }
+
+    /// [`Core::stop`] with the service's own grace (`stop.grace`) when it has one.
+    pub(super) fn stop_within(
+        &mut self,
+        handle: wharf_runtime::InstanceHandle,
+        grace: Option<Duration>,
+    ) {
+        match grace {
+            Some(grace) => self.effects.push(Effect::StopWithin(handle, grace)),
+            None => self.stop(handle),
+        }
     }
 
     /// Asks the driver to start `spec` as attempt `generation` (after this event).
@@ -454,6 +468,9 @@ impl ControlPlane {
                 }
                 Effect::Stop(handle) => {
                     tokio::spawn(driver.stop(handle, self.core.config.stop_grace));
+                }
+                Effect::StopWithin(handle, grace) => {
+                    tokio::spawn(driver.stop(handle, grace));
                 }
             }
         }
@@ -886,6 +903,7 @@ impl ControlPlane {
             log_max_bytes: self.core.config.log_max_bytes,
             log_keep: self.core.config.log_keep,
             container,
+            stop_signal: plan.stop_signal.clone(),
         })
     }
 
@@ -936,6 +954,19 @@ impl ControlPlane {
             volumes,
             network: container_network(stack),
             aliases: vec![plan.name.clone()],
+            networks: container
+                .networks
+                .iter()
+                .map(|(name, internal)| wharf_runtime::NetworkSpec {
+                    name: if name == wharf_manifest::container_options::DEFAULT_NETWORK {
+                        container_network(stack)
+                    } else {
+                        format!("{stack}_{name}")
+                    },
+                    internal: *internal,
+                })
+                .collect(),
+            options: container.options.clone(),
         })
     }
 

@@ -35,6 +35,7 @@ impl Supervisor {
             return;
         };
         let service = &mut self.services[index];
+        let stop_grace = service.plan.stop_grace;
         let plan = match kind {
             ProbeKind::Ready => service.plan.ready.clone(),
             ProbeKind::Live => service.plan.live.clone(),
@@ -105,7 +106,7 @@ impl Supervisor {
                         // A failed liveness probe restarts the instance: stop it; the exit
                         // event applies the restart policy.
                         if let Some(handle) = instance.handle.clone() {
-                            core.stop(handle);
+                            core.stop_within(handle, stop_grace);
                         }
                         core.journal.record(
                             KnownAction::InstanceUnhealthy,
@@ -183,6 +184,7 @@ impl Supervisor {
     /// Asks the driver to stop an instance; its exit removes it.
     pub(super) fn stop_instance(&mut self, core: &mut Core, index: usize, ordinal: u32, why: &str) {
         let name = self.services[index].plan.name.clone();
+        let grace = self.services[index].plan.stop_grace;
         let Some(instance) = self.services[index].instances.get_mut(&ordinal) else {
             return;
         };
@@ -193,7 +195,7 @@ impl Supervisor {
             .as_ref()
             .and_then(|h| core.config.driver.describe(h).pid);
         if let Some(handle) = instance.handle.clone() {
-            core.stop(handle);
+            core.stop_within(handle, grace);
         }
         core.journal.record(
             KnownAction::InstanceStop,
@@ -423,6 +425,18 @@ services:
         supervisor.stop_instance(&mut core, 0, 0, "test");
         assert!(matches!(core.effects.as_slice(), [Effect::Stop(_)]));
         assert_eq!(supervisor.services[0].instances[&0].phase, Phase::Stopping);
+    }
+
+    #[test]
+    fn a_service_with_its_own_grace_is_stopped_within_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut supervisor, mut core) = supervisor_and_core(dir.path());
+        supervisor.services[0].plan.stop_grace = Some(Duration::from_millis(300));
+        supervisor.stop_instance(&mut core, 0, 0, "test");
+        let [Effect::StopWithin(_, grace)] = core.effects.as_slice() else {
+            panic!("expected one stop within the grace, got {:?}", core.effects);
+        };
+        assert_eq!(*grace, Duration::from_millis(300));
     }
 
     #[test]

@@ -245,6 +245,7 @@ impl Traffic {
             log_max_bytes: core.config.log_max_bytes,
             log_keep: core.config.log_keep,
             container: None,
+            stop_signal: None,
         })
     }
 

@@ -63,6 +63,8 @@ async fn remove_container_resources(
         engine
             .remove_network(&wharf_control::container_network(&stack.name))
             .await;
+        // And the networks the manifest declares (`networks:`), found by their labels.
+        engine.remove_networks(&stack.name, &owner).await;
     }
     if !volumes {
         return Ok(ExitStatus::Ok);

@@ -314,3 +314,34 @@ pub fn testbed_image_with(suffix: &str, flags: &[&str]) -> String {
     }
     tag
 }
+
+/// The testbed image of version v1 (`ENTRYPOINT [testbed, --host, 0.0.0.0]`), made once per
+/// testbed build like every image of [`images`].
+pub fn testbed_image() -> String {
+    images().testbed_v1
+}
+
+/// The ids of the running containers of a stack's service.
+pub fn service_containers(stack: &str, service: &str) -> Vec<String> {
+    let listed = docker_ok(&[
+        "ps",
+        "-q",
+        "--no-trunc",
+        "--filter",
+        &format!("label=dev.wharf.stack={stack}"),
+        "--filter",
+        &format!("label=dev.wharf.service={service}"),
+    ]);
+    listed.lines().map(str::to_owned).collect()
+}
+
+/// `docker inspect --format FORMAT ID`.
+pub fn inspect(id: &str, format: &str) -> String {
+    docker_ok(&["inspect", "--format", format, id])
+}
+
+/// A file of `/proc/PID/` of the container's main process, as the host's kernel shows it.
+pub fn proc_file(id: &str, file: &str) -> String {
+    let pid = inspect(id, "{{.State.Pid}}");
+    std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap()
+}

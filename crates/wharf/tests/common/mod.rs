@@ -3,6 +3,8 @@
 //! TCP API, ledger helpers.
 #![allow(dead_code)] // Each test binary uses part of it.
 
+pub mod docker;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -13,8 +15,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-pub mod docker;
 
 pub fn wharf_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_wharf"))
