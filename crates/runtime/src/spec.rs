@@ -51,6 +51,27 @@ pub struct ContainerSpec {
     /// The stack's network, on which the container answers to `aliases` (its service name).
     pub network: String,
     pub aliases: Vec<String>,
+    /// Set when wharf builds `image` itself (compose's `build:`): the driver builds it from
+    /// this context when the engine does not have it, instead of pulling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<BuildSpec>,
+}
+
+/// How the image of a built service is made: a context directory sent to the engine's build
+/// API (minus what its `.dockerignore` excludes).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BuildSpec {
+    /// The context directory (absolute: resolved against the manifest's directory).
+    pub context: PathBuf,
+    /// The Dockerfile's path inside the context.
+    pub dockerfile: String,
+    /// `ARG` values, in the manifest's order.
+    pub args: Vec<(String, String)>,
+    /// The stage to build, for a multi-stage Dockerfile.
+    pub target: Option<String>,
+    /// Further references to tag the built image with (`image:` as the manifest writes it,
+    /// as compose tags it).
+    pub also_tag: Vec<String>,
 }
 
 /// When the image is pulled from its registry.
