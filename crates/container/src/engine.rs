@@ -298,7 +298,8 @@ impl Engine {
             forcerm: true,
             buildargs: Some(build.args.iter().cloned().collect()),
             target: build.target.clone().unwrap_or_default(),
-            labels: Some(owner_labels(container)),
+            // No labels: the engine would add a step for each, and the steps a failed build
+            // names should be the Dockerfile's own.
             ..Default::default()
         };
         let mut output = docker.build_image(

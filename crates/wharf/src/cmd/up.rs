@@ -493,7 +493,7 @@ fn plan_loader(
 
 /// The stack's plan, each built service given its version from its build context (read here,
 /// off the control plane's loop: the digest of what the engine would build).
-fn plan_with_builds(
+pub(crate) fn plan_with_builds(
     stack: &wharf_manifest::ValidStack,
     workdir: &Path,
 ) -> Result<wharf_control::StackPlan, Vec<wharf_control::PlanError>> {
