@@ -97,9 +97,13 @@ fn voting_app() {
     );
     let vote = &stack.services["vote"];
     assert_eq!(
-        vote.image.as_deref(),
-        Some("voting-app-vote"),
-        "compose's default tag for a build"
+        vote.image, None,
+        "built by wharf, tagged STACK-SERVICE:VERSION"
+    );
+    let build = vote.container.as_ref().unwrap().build.as_ref().unwrap();
+    assert_eq!(
+        (build.context.as_str(), build.target.as_deref()),
+        ("./vote", Some("dev"))
     );
     assert_eq!(vote.port, Some(8080));
     assert_eq!(exec_command(vote), ["curl", "-f", "http://localhost"]);
@@ -116,7 +120,13 @@ fn voting_app() {
     assert_eq!(condition(vote, "redis"), DependencyCondition::Ready);
     let result = &stack.services["result"];
     assert_eq!(
-        result.command.as_deref().unwrap(),
+        result
+            .container
+            .as_ref()
+            .unwrap()
+            .entrypoint
+            .as_deref()
+            .unwrap(),
         ["nodemon", "--inspect=0.0.0.0", "server.js"]
     );
     assert_eq!(result.port, Some(5001));
@@ -135,21 +145,17 @@ fn voting_app() {
     let expected = set(&[
         "networks",
         "volumes",
-        "services.vote.build",
         "services.vote.volumes",
         "services.vote.ports",
         "services.vote.networks",
-        "services.result.build",
         "services.result.volumes",
         "services.result.ports",
         "services.result.networks",
-        "services.worker.build",
         "services.worker.networks",
         "services.redis.volumes",
         "services.redis.networks",
         "services.db.volumes",
         "services.db.networks",
-        "services.seed.build",
         "services.seed.profiles",
         "services.seed.networks",
     ]);
@@ -248,15 +254,14 @@ fn django_celery_with_anchors_and_env_files() {
     let mut meaning = set(&[]);
     let mut secrets = set(&["services.postgres.env_file"]);
     for service in ["migrate", "django", "celeryworker", "celerybeat"] {
-        for key in ["build", "image", "volumes"] {
+        for key in ["volumes"] {
             expected.insert(format!("services.{service}.{key}"));
         }
         if service != "migrate" {
             expected.insert(format!("services.{service}.container_name"));
             meaning.insert(format!("services.{service}.depends_on.migrate.condition"));
         }
-        // The command replaces the image's ENTRYPOINT; the env files hold a password.
-        meaning.insert(format!("services.{service}.command"));
+        // The env files hold a password.
         secrets.insert(format!("services.{service}.env_file"));
     }
     assert_eq!(not_carried(&imported), expected);
@@ -312,10 +317,16 @@ fn wordpress_and_mariadb() {
 fn sentry_style_extension_anchors_and_merges() {
     let (imported, stack) = import("sentry-style");
     let web = &stack.services["web"];
+    assert_eq!(web.command.as_deref().unwrap(), ["run", "web"]);
     assert_eq!(
-        web.command.as_deref().unwrap(),
-        ["/etc/sentry/entrypoint.sh", "run", "web"],
-        "entrypoint + command"
+        web.container
+            .as_ref()
+            .unwrap()
+            .entrypoint
+            .as_deref()
+            .unwrap(),
+        ["/etc/sentry/entrypoint.sh"],
+        "a built image's entrypoint, as compose's"
     );
     assert_eq!(condition(web, "redis"), DependencyCondition::Ready);
     assert_eq!(condition(web, "memcached"), DependencyCondition::Started);
@@ -346,7 +357,7 @@ fn sentry_style_extension_anchors_and_merges() {
     );
     assert_eq!(
         stack.services["worker"].command.as_deref().unwrap(),
-        ["/etc/sentry/entrypoint.sh", "run", "worker"]
+        ["run", "worker"]
     );
     assert_eq!(stack.services["worker"].replicas, 3);
     let nginx = &stack.services["nginx"];
@@ -378,7 +389,8 @@ fn sentry_style_extension_anchors_and_merges() {
         "services.nginx.volumes",
     ]);
     for service in ["web", "cron", "worker"] {
-        for key in ["image", "build", "volumes"] {
+        // Built by wharf; the build arg without a value is compose's shell's.
+        for key in ["volumes", "build.args.SENTRY_IMAGE"] {
             expected.insert(format!("services.{service}.{key}"));
         }
     }
@@ -440,7 +452,6 @@ fn node_mongo_with_env_files_and_long_ports() {
     );
     let expected = set(&[
         "volumes",
-        "services.api.build",
         "services.api.working_dir",
         "services.api.ports",
         "services.api.depends_on.mongo.restart",
@@ -452,7 +463,7 @@ fn node_mongo_with_env_files_and_long_ports() {
         "services.mongo-express.profiles",
     ]);
     assert_eq!(not_carried(&imported), expected);
-    let meaning = set(&["services.api.command", "services.mongo.healthcheck.timeout"]);
+    let meaning = set(&["services.mongo.healthcheck.timeout"]);
     assert_eq!(changed(&imported), meaning);
     let secrets = set(&["services.api.env_file", "services.mongo.env_file"]);
     assert_eq!(secret_keys(&imported), secrets);

@@ -47,7 +47,7 @@ pub(crate) const NOT_BUILT: &[(&str, &str)] = &[
     ("read_only", "the container's root filesystem is writable"),
     (
         "healthcheck",
-        "use `probes:` (http, tcp) against the published port",
+        "use `probes.ready.exec.command`, which runs inside the container (or an http / tcp probe)",
     ),
     (
         "expose",
