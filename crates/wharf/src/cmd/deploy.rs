@@ -105,9 +105,10 @@ fn version_from_source(global: &Global, service: &str) -> anyhow::Result<Result<
         Some((_, false)) => Err(format!(
             "service `{service}` sets `version:`, so its source does not name its versions: give `--version`"
         )),
-        None => Err(format!(
+        None => Err(
             "give `--version`: only a service with `build:` takes its version from its source"
-        )),
+                .to_owned(),
+        ),
     })
 }
 
