@@ -6,6 +6,7 @@
 //! function of its inputs. Whatever compose says that wharf cannot express comes back as a
 //! [`Warning`] naming the key and its line:column — nothing is dropped silently.
 
+mod build;
 mod datastore;
 mod env;
 mod health;

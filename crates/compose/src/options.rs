@@ -119,7 +119,8 @@ pub(crate) fn convert(
     out: &mut Map<String, Value>,
 ) {
     stop(imp, service, out);
-    let image = out.contains_key("image");
+    // A built service runs as a container too.
+    let image = out.contains_key("image") || out.contains_key("build");
     for key in [
         "user",
         "working_dir",

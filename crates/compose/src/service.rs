@@ -163,7 +163,25 @@ fn run_target(
         .cloned()
         .collect();
     let built_tag = format!("{project}-{name}");
-    let runs_command = !joined.is_empty() && (build.is_some() || image.is_none());
+    // A service compose builds is built by wharf too (`build:`), and runs as a container.
+    let carried_build = build.and_then(|b| crate::build::convert(imp, service, b));
+    let runs_command =
+        !joined.is_empty() && carried_build.is_none() && (build.is_some() || image.is_none());
+    if let Some(carried) = carried_build {
+        if let Some(text) = image.and_then(Node::as_str) {
+            out.insert("image".to_owned(), json!(text));
+        }
+        out.insert("build".to_owned(), carried);
+        // compose's meanings are wharf's on an image: `entrypoint` replaces the image's
+        // ENTRYPOINT, `command` its CMD.
+        if let Some(entrypoint) = entrypoint {
+            out.insert("entrypoint".to_owned(), json!(entrypoint));
+        }
+        if let Some(command) = command {
+            out.insert("command".to_owned(), json!(command));
+        }
+        return;
+    }
     if runs_command {
         out.insert("command".to_owned(), json!(joined));
         warn_command_meaning(imp, service, entrypoint.is_some(), command.is_some());

@@ -20,7 +20,7 @@ pub(crate) fn convert(imp: &mut Importer<'_>, service: &Service<'_>, out: &mut M
     let Some(node) = service.node.get("volumes") else {
         return;
     };
-    if !out.contains_key("image") {
+    if !out.contains_key("image") && !out.contains_key("build") {
         let (message, hint) = crate::keys::service_key(service.name, "volumes");
         imp.warn(
             service.path("volumes"),
@@ -233,7 +233,7 @@ pub(crate) fn pull_policy(
         _ => None,
     };
     match policy {
-        Some(policy) if out.contains_key("image") => {
+        Some(policy) if out.contains_key("image") || out.contains_key("build") => {
             // `missing` is the manifest's default.
             if policy != "missing" {
                 out.insert("pull_policy".to_owned(), json!(policy));

@@ -126,27 +126,27 @@ fn env_files_come_before_environment() {
 }
 
 #[test]
-fn build_only_services_get_composes_default_tag_and_a_warning() {
-    let imported = imported("services:\n  api:\n    build: ./api\n");
+fn build_only_services_are_built_by_wharf_from_their_context() {
+    let built = imported("services:\n  api:\n    build: ./api\n");
+    assert!(built.yaml.contains("name: myshop\n"), "{}", built.yaml);
+    assert!(built.yaml.contains("    build: ./api\n"), "{}", built.yaml);
+    assert!(!built.yaml.contains("image:"), "{}", built.yaml);
+    assert!(keys(&built).is_empty(), "{:?}", keys(&built));
+    // The mapping form: what wharf builds with is carried, the rest warned at its key.
+    let text = "services:\n  api:\n    image: shop/api:dev\n    build:\n      context: ./api\n      dockerfile: Dockerfile.dev\n      target: dev\n      args: {GO_VERSION: \"1.22\", FROM_SHELL: null}\n      cache_from: [shop/api:cache]\n  remote:\n    build: https://github.com/example/app.git\n";
+    let mapped = imported(text);
     assert!(
-        imported.yaml.contains("name: myshop\n"),
+        mapped.yaml.contains("    image: shop/api:dev\n    build:\n      context: ./api\n      dockerfile: Dockerfile.dev\n      target: dev\n      args:\n        GO_VERSION: \"1.22\"\n"),
         "{}",
-        imported.yaml
+        mapped.yaml
     );
-    assert!(
-        imported.yaml.contains("image: myshop-api\n"),
-        "{}",
-        imported.yaml
-    );
-    assert_eq!(keys(&imported), ["services.api.build"]);
-    let warning = &imported.warnings[0].diagnostic;
-    assert_eq!((warning.span.line, warning.span.column), (3, 5));
-    assert!(
-        warning
-            .hint
-            .as_deref()
-            .unwrap()
-            .contains("docker compose build api")
+    assert_eq!(
+        keys(&mapped),
+        [
+            "services.api.build.args.FROM_SHELL",
+            "services.api.build.cache_from",
+            "services.remote.build"
+        ]
     );
 }
 
@@ -171,17 +171,27 @@ fn project_and_service_names_are_sanitized() {
 }
 
 #[test]
-fn entrypoint_and_command_are_joined_for_built_services() {
+fn entrypoint_and_command_of_built_services_keep_composes_meaning() {
     let text = "services:\n  app:\n    build: .\n    entrypoint: [\"/bin/entry\", \"--verbose\"]\n    command: serve --port 80\n";
     let imported = imported(text);
-    assert!(imported.yaml.contains("command:\n      - /bin/entry\n      - \"--verbose\"\n      - serve\n      - \"--port\"\n      - \"80\"\n"), "{}", imported.yaml);
-    assert_eq!(
-        keys(&imported),
-        ["services.app.build"],
-        "with an entrypoint the join means what compose meant"
+    assert!(
+        imported
+            .yaml
+            .contains("entrypoint:\n      - /bin/entry\n      - \"--verbose\"\n"),
+        "{}",
+        imported.yaml
     );
+    assert!(
+        imported
+            .yaml
+            .contains("command:\n      - serve\n      - \"--port\"\n      - \"80\"\n"),
+        "{}",
+        imported.yaml
+    );
+    assert!(keys(&imported).is_empty(), "{:?}", keys(&imported));
+    // A command alone replaces the image's CMD, in compose as in wharf.
     let alone = imported_command_only();
-    assert_eq!(keys(&alone), ["services.app.build", "services.app.command"]);
+    assert!(keys(&alone).is_empty(), "{:?}", keys(&alone));
 }
 
 fn imported_command_only() -> Imported {

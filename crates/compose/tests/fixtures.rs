@@ -97,9 +97,13 @@ fn voting_app() {
     );
     let vote = &stack.services["vote"];
     assert_eq!(
-        vote.image.as_deref(),
-        Some("voting-app-vote"),
-        "compose's default tag for a build"
+        vote.image, None,
+        "built by wharf, tagged STACK-SERVICE:VERSION"
+    );
+    let build = vote.container.as_ref().unwrap().build.as_ref().unwrap();
+    assert_eq!(
+        (build.context.as_str(), build.target.as_deref()),
+        ("./vote", Some("dev"))
     );
     assert_eq!(vote.port, Some(8080));
     assert_eq!(exec_command(vote), ["curl", "-f", "http://localhost"]);
@@ -116,7 +120,13 @@ fn voting_app() {
     assert_eq!(condition(vote, "redis"), DependencyCondition::Ready);
     let result = &stack.services["result"];
     assert_eq!(
-        result.command.as_deref().unwrap(),
+        result
+            .container
+            .as_ref()
+            .unwrap()
+            .entrypoint
+            .as_deref()
+            .unwrap(),
         ["nodemon", "--inspect=0.0.0.0", "server.js"]
     );
     assert_eq!(result.port, Some(5001));
@@ -135,14 +145,8 @@ fn voting_app() {
     // The networks are carried onto the image services (`front-tier`, `back-tier`); `result`
     // runs as a local process, where they mean nothing.
     let expected = set(&[
-        "services.vote.build",
         "services.vote.ports",
-        "services.result.build",
-        "services.result.volumes",
         "services.result.ports",
-        "services.result.networks",
-        "services.worker.build",
-        "services.seed.build",
         "services.seed.profiles",
     ]);
     assert_eq!(not_carried(&imported), expected);
@@ -238,15 +242,12 @@ fn django_celery_with_anchors_and_env_files() {
     let mut meaning = set(&[]);
     let mut secrets = set(&["services.postgres.env_file"]);
     for service in ["migrate", "django", "celeryworker", "celerybeat"] {
-        for key in ["build", "image", "volumes"] {
-            expected.insert(format!("services.{service}.{key}"));
-        }
+        expected.insert(format!("services.{service}.volumes"));
         if service != "migrate" {
             expected.insert(format!("services.{service}.container_name"));
             meaning.insert(format!("services.{service}.depends_on.migrate.condition"));
         }
-        // The command replaces the image's ENTRYPOINT; the env files hold a password.
-        meaning.insert(format!("services.{service}.command"));
+        // The env files hold a password.
         secrets.insert(format!("services.{service}.env_file"));
     }
     assert_eq!(not_carried(&imported), expected);
@@ -300,10 +301,16 @@ fn wordpress_and_mariadb() {
 fn sentry_style_extension_anchors_and_merges() {
     let (imported, stack) = import("sentry-style");
     let web = &stack.services["web"];
+    assert_eq!(web.command.as_deref().unwrap(), ["run", "web"]);
     assert_eq!(
-        web.command.as_deref().unwrap(),
-        ["/etc/sentry/entrypoint.sh", "run", "web"],
-        "entrypoint + command"
+        web.container
+            .as_ref()
+            .unwrap()
+            .entrypoint
+            .as_deref()
+            .unwrap(),
+        ["/etc/sentry/entrypoint.sh"],
+        "a built image's entrypoint, as compose's"
     );
     assert_eq!(condition(web, "redis"), DependencyCondition::Ready);
     assert_eq!(condition(web, "memcached"), DependencyCondition::Started);
@@ -334,7 +341,7 @@ fn sentry_style_extension_anchors_and_merges() {
     );
     assert_eq!(
         stack.services["worker"].command.as_deref().unwrap(),
-        ["/etc/sentry/entrypoint.sh", "run", "worker"]
+        ["run", "worker"]
     );
     assert_eq!(stack.services["worker"].replicas, 3);
     let nginx = &stack.services["nginx"];
@@ -354,14 +361,13 @@ fn sentry_style_extension_anchors_and_merges() {
         "volumes.sentry-redis.external",
         "services.smtp.logging",
         "services.smtp.hostname",
-        "services.web.ulimits",
         "services.worker.deploy.resources",
         "services.nginx.ports",
     ]);
     for service in ["web", "cron", "worker"] {
-        for key in ["image", "build", "volumes"] {
-            expected.insert(format!("services.{service}.{key}"));
-        }
+        // Built by wharf, volumes and all; the build arg without a value is compose's
+        // shell's.
+        expected.insert(format!("services.{service}.build.args.SENTRY_IMAGE"));
     }
     assert_eq!(not_carried(&imported), expected);
     assert_eq!(
@@ -420,8 +426,6 @@ fn node_mongo_with_env_files_and_long_ports() {
         RestartPolicy::OnFailure { max_retries: None }
     );
     let expected = set(&[
-        "services.api.build",
-        "services.api.working_dir",
         "services.api.ports",
         "services.api.depends_on.mongo.restart",
         "services.api.deploy.resources",
@@ -431,7 +435,7 @@ fn node_mongo_with_env_files_and_long_ports() {
         "services.mongo-express.profiles",
     ]);
     assert_eq!(not_carried(&imported), expected);
-    let meaning = set(&["services.api.command", "services.mongo.healthcheck.timeout"]);
+    let meaning = set(&["services.mongo.healthcheck.timeout"]);
     assert_eq!(changed(&imported), meaning);
     let secrets = set(&["services.api.env_file", "services.mongo.env_file"]);
     assert_eq!(secret_keys(&imported), secrets);

@@ -96,7 +96,6 @@ fn a_local_process_keeps_its_stop_and_is_warned_about_container_options() {
         r#"
 services:
   worker:
-    build: .
     command: ["./worker"]
     user: "1000"
     working_dir: /app
@@ -109,9 +108,9 @@ services:
     assert_eq!(worker.stop.grace.map(|g| g.0.as_secs()), Some(20));
     let found = warnings(&imported);
     for (key, line) in [
-        ("services.worker.user", 6),
-        ("services.worker.working_dir", 7),
-        ("services.worker.networks", 8),
+        ("services.worker.user", 5),
+        ("services.worker.working_dir", 6),
+        ("services.worker.networks", 7),
     ] {
         assert!(
             found.contains(&(WarningKind::NotCarried, key.to_owned(), line)),

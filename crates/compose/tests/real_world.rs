@@ -32,6 +32,7 @@ const FIXTURES: &[(&str, &str)] = &[
 /// key of a service must come back as a warning naming it.
 const CARRIED: &[&str] = &[
     "image",
+    "build",
     "command",
     "entrypoint",
     "environment",

@@ -16,7 +16,8 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 use wharf_runtime::{
-    ContainerSpec, ExitStatus, InstanceSpec, NetworkSpec, PullPolicy, StopOutcome, VolumeSource,
+    BuildSpec, ContainerSpec, Executed, ExitStatus, InstanceSpec, NetworkSpec, PullPolicy,
+    StopOutcome, VolumeSource,
 };
 
 use crate::labels;
@@ -45,6 +46,14 @@ pub enum EngineError {
     Pull { image: String, reason: String },
     #[error("cannot {step}: {reason}")]
     Step { step: &'static str, reason: String },
+    /// A build failed; `at` names the Dockerfile step the engine was at (`Step 2/3 : COPY …`),
+    /// or the context when it could not be sent.
+    #[error("cannot build image `{image}` ({at}): {reason}")]
+    Build {
+        image: String,
+        at: String,
+        reason: String,
+    },
 }
 
 /// One step of a pull, as the engine streams it.
@@ -69,6 +78,8 @@ pub enum Prepared {
     Present,
     Pulled,
 }
+/// How much of an exec's output is kept for a probe's reason (its end).
+const EXEC_OUTPUT_KEPT: usize = 4096;
 
 /// What a start made.
 #[derive(Debug)]
@@ -86,6 +97,9 @@ pub struct Engine {
     /// networks of the same name, so concurrent starts of one stack must not both create it
     /// (then no container could join it: "network … is ambiguous").
     making: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Held while a built image is looked for and built, so the replicas of a service that
+    /// start at once build it once.
+    building: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The engine's message for an error, without bollard's wrapping.
@@ -185,6 +199,7 @@ impl Engine {
         Engine {
             socket: socket.trim_start_matches("unix://").to_owned(),
             making: std::sync::Arc::default(),
+            building: std::sync::Arc::default(),
         }
     }
 
@@ -227,7 +242,10 @@ impl Engine {
         container: &ContainerSpec,
     ) -> Result<Created, EngineError> {
         let docker = self.ping().await?;
-        let digest = self.ensure_image(&docker, container).await?;
+        let digest = match &container.build {
+            Some(build) => self.ensure_built(&docker, spec, container, build).await?,
+            None => self.ensure_image(&docker, container).await?,
+        };
         {
             let _making = self.making.lock().await;
             for network in container.all_networks() {
@@ -311,6 +329,141 @@ impl Engine {
             .cloned()
             .or(inspected.id)
             .unwrap_or_default())
+    }
+
+    /// Builds the image of a built service unless the engine has it (its tag is the version,
+    /// by default a digest of the context: present means built from this source), and answers
+    /// its id. The build's output goes to the instance's log and to wharf's own.
+    async fn ensure_built(
+        &self,
+        docker: &Docker,
+        spec: &InstanceSpec,
+        container: &ContainerSpec,
+        build: &BuildSpec,
+    ) -> Result<String, EngineError> {
+        let image = &container.image;
+        let _building = self.building.lock().await;
+        let present = match docker.inspect_image(image).await {
+            Ok(inspected) => inspected.id,
+            Err(error) if is_not_found(&error) => None,
+            Err(error) => {
+                return Err(EngineError::Step {
+                    step: "inspect the image",
+                    reason: message(error),
+                });
+            }
+        };
+        if let Some(id) = present {
+            return Ok(id);
+        }
+        let mut log = crate::build_log::BuildLog::open(spec, image);
+        let failed = |at: String, reason: String| EngineError::Build {
+            image: image.clone(),
+            at,
+            reason,
+        };
+        let archive = {
+            let build = build.clone();
+            tokio::task::spawn_blocking(move || crate::context::archive(&build))
+                .await
+                .map_err(|error| failed("the context".to_owned(), error.to_string()))?
+                .map_err(|error| failed("the context".to_owned(), error.to_string()))?
+        };
+        let options = bollard::query_parameters::BuildImageOptions {
+            dockerfile: crate::context::dockerfile(build).to_owned(),
+            t: Some(image.clone()),
+            rm: true,
+            forcerm: true,
+            buildargs: Some(build.args.iter().cloned().collect()),
+            target: build.target.clone().unwrap_or_default(),
+            // No labels: the engine would add a step for each, and the steps a failed build
+            // names should be the Dockerfile's own.
+            ..Default::default()
+        };
+        let mut output = docker.build_image(
+            options,
+            None,
+            Some(bollard::body_full(bytes::Bytes::from(archive))),
+        );
+        while let Some(item) = output.next().await {
+            let reason = match item {
+                Ok(info) => {
+                    if let Some(text) = &info.stream {
+                        log.output(text);
+                    }
+                    match info.error_detail.and_then(|d| d.message) {
+                        Some(reason) => reason,
+                        None => continue,
+                    }
+                }
+                Err(bollard::errors::Error::DockerStreamError { error }) => error,
+                Err(error) => message(error),
+            };
+            log.line(&format!("build failed: {reason}"));
+            return Err(failed(log.step(), reason.trim().to_owned()));
+        }
+        let inspected = docker
+            .inspect_image(image)
+            .await
+            .map_err(|error| failed(log.step(), message(error)))?;
+        for reference in &build.also_tag {
+            let parsed = parse_image(reference);
+            let options = bollard::query_parameters::TagImageOptions {
+                repo: Some(parsed.repository),
+                tag: Some(parsed.tag),
+            };
+            if let Err(error) = docker.tag_image(image, Some(options)).await {
+                tracing::warn!(
+                    image,
+                    reference,
+                    error = message(error),
+                    "tagging a built image"
+                );
+            }
+        }
+        log.line(&format!("built {image}"));
+        Ok(inspected.id.unwrap_or_default())
+    }
+
+    /// Runs `command` inside a running container to its end: its exit code and the end of
+    /// its output. The engine has no way to stop an exec: a caller that gives up (a probe's
+    /// timeout) drops the future and abandons the command.
+    pub(crate) async fn exec(&self, id: &str, command: Vec<String>) -> Result<Executed, String> {
+        let docker = self.client().map_err(|error| error.to_string())?;
+        let config = bollard::models::ExecConfig {
+            cmd: Some(command),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let created = docker
+            .create_exec(id, config)
+            .await
+            .map_err(|error| format!("cannot exec in the container: {}", message(error)))?;
+        let started = docker
+            .start_exec(&created.id, None)
+            .await
+            .map_err(|error| format!("cannot exec in the container: {}", message(error)))?;
+        let mut kept: Vec<u8> = Vec::new();
+        if let bollard::exec::StartExecResults::Attached { mut output, .. } = started {
+            while let Some(Ok(chunk)) = output.next().await {
+                kept.extend_from_slice(&chunk.into_bytes());
+                if kept.len() > 2 * EXEC_OUTPUT_KEPT {
+                    kept.drain(..kept.len() - EXEC_OUTPUT_KEPT);
+                }
+            }
+        }
+        if kept.len() > EXEC_OUTPUT_KEPT {
+            kept.drain(..kept.len() - EXEC_OUTPUT_KEPT);
+        }
+        let inspected = docker
+            .inspect_exec(&created.id)
+            .await
+            .map_err(|error| format!("cannot read the exec's exit code: {}", message(error)))?;
+        Ok(Executed {
+            code: inspected.exit_code,
+            output: String::from_utf8_lossy(&kept).into_owned(),
+        })
     }
 
     async fn pull(&self, docker: &Docker, image: &str) -> Result<(), EngineError> {

@@ -8,6 +8,8 @@
 //! restart through its handle (the container id). Its output is followed into wharf's own CRI
 //! log files, so `wharf logs` reads containers as it reads processes.
 
+mod build_log;
+pub mod context;
 mod engine;
 mod logs;
 
@@ -18,8 +20,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use wharf_runtime::{
-    BoxFuture, CONTAINER_DRIVER, Driver, ExitStatus, HandleSummary, InstanceHandle, InstanceSpec,
-    Running, StartError, StopOutcome,
+    BoxFuture, CONTAINER_DRIVER, Driver, ExecInside, Executed, ExitStatus, HandleSummary,
+    InstanceHandle, InstanceSpec, Running, StartError, StopOutcome,
 };
 
 pub use engine::{Engine, EngineError, Prepared, PullProgress};
@@ -224,6 +226,14 @@ impl Driver for ContainerDriver {
         }
     }
 
+    fn exec_inside(&self, handle: &InstanceHandle) -> Option<Arc<dyn ExecInside>> {
+        let container = ContainerHandle::of(handle, "exec")?;
+        Some(Arc::new(InContainer {
+            engine: self.engine.clone(),
+            id: container.id,
+        }))
+    }
+
     fn refresh(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             // No engine here: no container can run, and a machine without one is not an error.
@@ -249,6 +259,20 @@ impl Driver for ContainerDriver {
                 }
             }
         })
+    }
+}
+
+/// Commands run inside one container through the engine's exec API (exec probes).
+#[derive(Debug)]
+struct InContainer {
+    engine: Engine,
+    id: String,
+}
+
+impl ExecInside for InContainer {
+    fn run(&self, command: Vec<String>) -> BoxFuture<'static, Result<Executed, String>> {
+        let (engine, id) = (self.engine.clone(), self.id.clone());
+        Box::pin(async move { engine.exec(&id, command).await })
     }
 }
 

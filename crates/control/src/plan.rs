@@ -25,6 +25,13 @@ pub enum PlanError {
         secret: String,
         field: String,
     },
+    /// The context of a built service could not be read to give it its version.
+    #[error("service `{service}`: cannot read its build context {context}: {reason}")]
+    BuildContext {
+        service: String,
+        context: String,
+        reason: String,
+    },
 }
 
 /// The whole stack, services in an order where every dependency comes first.
@@ -132,6 +139,8 @@ pub struct ContainerPlan {
     /// The networks the service names (`default` is the stack's own), each with whether it
     /// is internal; empty: the stack's own network only.
     pub networks: Vec<(String, bool)>,
+    /// Set when wharf builds the image (`build:`).
+    pub build: Option<BuildPlan>,
 }
 
 /// The manifest's container options as the container driver takes them.
@@ -156,6 +165,119 @@ fn container_options(
         read_only: options.read_only,
         tmpfs: options.tmpfs.clone(),
     }
+}
+
+/// How a built service's image is made (the manifest's `build:`). Its image reference is
+/// `REPOSITORY:VERSION` — `image:`'s repository, else `STACK-SERVICE` — and its version is
+/// `version:`, else the digest of the context ([`version_builds`] reads it: [`plan`] stays
+/// pure), so a changed source is a new version that `wharf up` rolls in and `wharf deploy`
+/// rolls out as a canary like any new tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildPlan {
+    /// The context directory as the manifest writes it (relative to the manifest's directory).
+    pub context: String,
+    pub dockerfile: String,
+    pub args: Vec<(String, String)>,
+    pub target: Option<String>,
+    /// `image:` as written, when it is another reference: the built image gets that tag too.
+    pub also_tag: Vec<String>,
+    /// No `version:`: the version is the context's digest.
+    pub versioned_by_content: bool,
+}
+
+/// The version of a built service before its context is read: [`version_builds`] replaces it.
+pub const UNREAD_BUILD_VERSION: &str = "unread";
+
+impl BuildPlan {
+    /// What the container driver builds, the context resolved against the manifest's
+    /// directory.
+    pub fn spec(&self, workdir: &std::path::Path) -> wharf_runtime::BuildSpec {
+        wharf_runtime::BuildSpec {
+            context: workdir.join(&self.context),
+            dockerfile: self.dockerfile.clone(),
+            args: self.args.clone(),
+            target: self.target.clone(),
+            also_tag: self.also_tag.clone(),
+        }
+    }
+}
+
+/// Gives each built service without `version:` its version, `digest` of its build context
+/// (the container driver's `context::version`), and the image reference tagged with it. The
+/// CLI calls it where it reads the manifest, off the control plane's loop.
+pub fn version_builds(
+    plan: &mut StackPlan,
+    workdir: &std::path::Path,
+    digest: impl Fn(&wharf_runtime::BuildSpec) -> std::io::Result<String>,
+) -> Result<(), Vec<PlanError>> {
+    let mut errors = Vec::new();
+    for service in &mut plan.services {
+        let Some(build) = service.container.as_ref().and_then(|c| c.build.as_ref()) else {
+            continue;
+        };
+        if !build.versioned_by_content {
+            continue;
+        }
+        let spec = build.spec(workdir);
+        match digest(&spec) {
+            Ok(version) => {
+                service.image = service
+                    .image
+                    .as_deref()
+                    .map(|image| wharf_runtime::image::with_tag(image, &version));
+                service.version = version;
+            }
+            Err(error) => errors.push(PlanError::BuildContext {
+                service: service.name.clone(),
+                context: spec.context.display().to_string(),
+                reason: error.to_string(),
+            }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// A service with `build:` planned as the `image:` service it becomes: its image is
+/// `REPOSITORY:VERSION` (see [`BuildPlan`]). `None` for a service without `build:`.
+fn as_built(stack: &str, name: &str, service: &Service) -> Option<(Service, BuildPlan)> {
+    let build = service.container.as_ref()?.build.as_ref()?;
+    let repository = match &service.image {
+        Some(image) => wharf_runtime::image::parse_image(image).repository,
+        None => format!("{stack}-{name}").to_lowercase(),
+    };
+    let version = service
+        .version
+        .clone()
+        .unwrap_or_else(|| UNREAD_BUILD_VERSION.to_owned());
+    let image = format!("{repository}:{version}");
+    let plan = BuildPlan {
+        context: build.context.clone(),
+        dockerfile: build
+            .dockerfile
+            .clone()
+            .unwrap_or_else(|| "Dockerfile".to_owned()),
+        args: build
+            .args
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        target: build.target.clone(),
+        also_tag: service
+            .image
+            .iter()
+            .filter(|written| **written != image)
+            .cloned()
+            .collect(),
+        versioned_by_content: service.version.is_none(),
+    };
+    let mut service = service.clone();
+    service.image = Some(image);
+    service.version = Some(version);
+    Some((service, plan))
 }
 
 impl ServicePlan {
@@ -267,6 +389,8 @@ pub fn plan(stack: &ValidStack) -> Result<StackPlan, Vec<PlanError>> {
     let mut services = Vec::new();
     for name in dependency_order(stack) {
         let service = &stack.services[&name];
+        let built = as_built(&stack.name, &name, service);
+        let service = built.as_ref().map_or(service, |(service, _)| service);
         match service_plan(&name, service) {
             Ok(mut plan) => {
                 if let Some(container) = &mut plan.container {
@@ -279,6 +403,9 @@ pub fn plan(stack: &ValidStack) -> Result<StackPlan, Vec<PlanError>> {
                             (network.clone(), internal)
                         })
                         .collect();
+                }
+                if let (Some(container), Some((_, build))) = (plan.container.as_mut(), built) {
+                    container.build = Some(build);
                 }
                 services.push(plan)
             }
@@ -336,6 +463,7 @@ fn service_plan(name: &str, service: &Service) -> Result<ServicePlan, PlanError>
             options: container_options(&manifest.options),
             // Filled in by `plan`, which sees the stack's networks.
             networks: Vec::new(),
+            build: None,
         }
     });
     // An image's tag is its version unless `version:` says otherwise.

@@ -78,3 +78,24 @@ pub(crate) async fn probe_loop(
         }
     }
 }
+
+/// An instance's [`ExecInside`](wharf_runtime::ExecInside) as the probe crate's runner: the
+/// driver knows where the instance runs, the probe only that its command runs there.
+#[derive(Debug)]
+pub(crate) struct InstanceRunner(pub std::sync::Arc<dyn wharf_runtime::ExecInside>);
+
+impl wharf_probe::Runner for InstanceRunner {
+    fn run(
+        &self,
+        command: Vec<String>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<wharf_probe::Ran, String>> + Send>>
+    {
+        let running = self.0.run(command);
+        Box::pin(async move {
+            running.await.map(|executed| wharf_probe::Ran {
+                code: executed.code,
+                output: executed.output,
+            })
+        })
+    }
+}

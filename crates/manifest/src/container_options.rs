@@ -413,13 +413,13 @@ pub(crate) fn stop(decoder: &mut Decoder, name: &str, fields: &Fields<'_>) -> St
         return Stop::default();
     };
     let what = format!("`services.{name}.stop`");
-    if !fields.has("command") && !fields.has("image") {
+    if !fields.has("command") && !fields.has("image") && !fields.has("build") {
         decoder.push(
             Diagnostic::error(
                 fields.key_span("stop").unwrap_or(node.span),
                 format!("{what} on a service wharf does not run"),
             )
-            .with_hint("`stop` applies to services with `command:` or `image:`"),
+            .with_hint("`stop` applies to services with `command:`, `image:` or `build:`"),
         );
     }
     let Some(stop) = decoder.fields(node, &what, &["signal", "grace"]) else {

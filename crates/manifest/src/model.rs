@@ -339,6 +339,31 @@ pub struct Container {
     /// The process and sandbox settings, and the networks it joins.
     #[serde(flatten)]
     pub options: ContainerOptions,
+    /// Set when wharf builds the image from source (compose's `build:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build: Option<Build>,
+}
+
+/// compose's `build:`: the image is built by the engine from a context directory.
+///
+/// The built image's reference is `REPOSITORY:VERSION`: the repository of `image:` when given
+/// (the image is also tagged with `image:` as written, as compose tags it), else
+/// `STACK-SERVICE`; the version is `version:` when given, else a digest of the context's
+/// files (after `.dockerignore`), the Dockerfile's path, the build args and the target — so
+/// a changed source is a new version, rolled out like any new tag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Build {
+    /// The context directory, relative to the manifest's directory (or absolute).
+    pub context: String,
+    /// The Dockerfile's path inside the context (`Dockerfile` when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dockerfile: Option<String>,
+    /// `ARG` values (compose's `args`).
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub args: IndexMap<String, String>,
+    /// The stage of a multi-stage Dockerfile to build.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 /// How a service's instances are stopped: this signal, then this long, then SIGKILL.

@@ -397,7 +397,7 @@ fn service(
         .unwrap_or_default();
     let proxy = fields.get("proxy").and_then(|n| {
         let served = !fields.has("kind")
-            && (fields.has("command") || fields.has("image"))
+            && (fields.has("command") || fields.has("image") || fields.has("build"))
             && fields.has("port");
         if !served {
             let key = fields.key_span("proxy").unwrap_or(n.span);
@@ -527,7 +527,8 @@ fn restart_policy(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Rest
 fn check_runnable(decoder: &mut Decoder, name: &str, name_span: Span, fields: &Fields<'_>) {
     let (command, image, kind) = (
         fields.get("command"),
-        fields.get("image"),
+        // An image wharf builds (`build:`) runs like one it pulls.
+        fields.get("image").or_else(|| fields.get("build")),
         fields.get("kind"),
     );
     if command.is_none() && image.is_none() && kind.is_none() {

@@ -88,6 +88,13 @@ pub enum Check {
         command: Vec<String>,
         expect_exit: i32,
     },
+    /// An exec check run elsewhere than on this host — inside an instance's container — by
+    /// the runner the control plane chose for the instance.
+    ExecElsewhere {
+        command: Vec<String>,
+        expect_exit: i32,
+        runner: std::sync::Arc<dyn Runner>,
+    },
     /// Connect (no TLS) and run `SELECT 1`. `url` is a libpq connection string, either
     /// `postgres://user:pass@host:port/db?…` or `host=… port=… user=… password=… dbname=…`.
     Postgres {
@@ -99,6 +106,29 @@ pub enum Check {
         url: String,
     },
 }
+
+/// Runs an exec check's command somewhere else (inside a container), so this crate needs no
+/// knowledge of where.
+pub trait Runner: Send + Sync + std::fmt::Debug {
+    /// Runs `command` (argv) to its end; dropping the future abandons it.
+    fn run(
+        &self,
+        command: Vec<String>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Ran, String>> + Send>>;
+}
+
+/// How a command a [`Runner`] ran ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ran {
+    /// The exit code, `None` when unknown.
+    pub code: Option<i64>,
+    /// The end of its output (stdout and stderr).
+    pub output: String,
+}
+
+/// Lines of output, and characters, a failed exec check's reason quotes at most.
+const REASON_LINES: usize = 3;
+const REASON_CHARS: usize = 300;
 
 /// Runs probes; holds the HTTP connection pool shared by every HTTP probe.
 #[derive(Clone, Debug)]
@@ -146,6 +176,11 @@ impl Prober {
                     command,
                     expect_exit,
                 } => exec(command, *expect_exit, started).await,
+                Check::ExecElsewhere {
+                    command,
+                    expect_exit,
+                    runner,
+                } => exec_elsewhere(runner.as_ref(), command, *expect_exit, started).await,
                 Check::Postgres { url } => postgres::check(url, started).await,
                 Check::Redis { url } => redis::check(url, started).await,
             }
@@ -298,6 +333,45 @@ async fn exec(command: &[String], expect_exit: i32, started: Instant) -> Outcome
     }
 }
 
+async fn exec_elsewhere(
+    runner: &dyn Runner,
+    command: &[String],
+    expect_exit: i32,
+    started: Instant,
+) -> Outcome {
+    if command.is_empty() {
+        return Outcome::fail(started.elapsed(), "empty command");
+    }
+    match runner.run(command.to_vec()).await {
+        Ok(ran) if ran.code == Some(i64::from(expect_exit)) => Outcome::pass(started.elapsed()),
+        Ok(ran) => Outcome::fail(started.elapsed(), ran_reason(&ran)),
+        Err(reason) => Outcome::fail(started.elapsed(), reason),
+    }
+}
+
+/// `exit code 2: the last lines / of its output`, bounded.
+fn ran_reason(ran: &Ran) -> String {
+    let code = ran
+        .code
+        .map_or_else(|| "no exit code".to_owned(), |c| format!("exit code {c}"));
+    let lines: Vec<&str> = ran
+        .output
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let last = lines[lines.len().saturating_sub(REASON_LINES)..].join(" / ");
+    if last.is_empty() {
+        return code;
+    }
+    let mut quoted: String = last.chars().rev().take(REASON_CHARS).collect();
+    quoted = quoted.chars().rev().collect();
+    if quoted.len() < last.len() {
+        quoted.insert(0, '…');
+    }
+    format!("{code}: {quoted}")
+}
+
 /// The innermost error's message: "connection refused", not "client error (Connect)".
 fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     let mut current = err;
@@ -327,5 +401,86 @@ pub fn human(duration: Duration) -> String {
         format!("{:.1}s", duration.as_secs_f64())
     } else {
         format!("{millis}ms")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Answers every command with the same result, and records what it was asked.
+    #[derive(Debug)]
+    struct Fixed(Result<Ran, String>);
+
+    impl Runner for Fixed {
+        fn run(
+            &self,
+            command: Vec<String>,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Ran, String>> + Send>>
+        {
+            let answer = self.0.clone().map(|mut ran| {
+                ran.output = ran.output.replace("$0", &command[0]);
+                ran
+            });
+            Box::pin(async move { answer })
+        }
+    }
+
+    fn elsewhere(answer: Result<Ran, String>) -> Check {
+        Check::ExecElsewhere {
+            command: vec!["pg_isready".to_owned()],
+            expect_exit: 0,
+            runner: std::sync::Arc::new(Fixed(answer)),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_exec_elsewhere_passes_on_its_expected_code_and_says_why_it_failed() {
+        let prober = Prober::default();
+        let timeout = Duration::from_secs(1);
+        let passed = prober
+            .run(
+                &elsewhere(Ok(Ran {
+                    code: Some(0),
+                    output: String::new(),
+                })),
+                timeout,
+            )
+            .await;
+        assert_eq!(passed.status, Status::Pass);
+        let many: String = (1..=10).map(|i| format!("line {i}\n")).collect();
+        let failed = prober
+            .run(
+                &elsewhere(Ok(Ran {
+                    code: Some(2),
+                    output: format!("{many}\n$0: no response\n"),
+                })),
+                timeout,
+            )
+            .await;
+        assert_eq!(
+            failed.reason.as_deref(),
+            Some("exit code 2: line 9 / line 10 / pg_isready: no response")
+        );
+        let refused = prober
+            .run(
+                &elsewhere(Err("cannot exec in the container: gone".into())),
+                timeout,
+            )
+            .await;
+        assert_eq!(
+            refused.reason.as_deref(),
+            Some("cannot exec in the container: gone")
+        );
+    }
+
+    #[test]
+    fn a_long_output_is_quoted_by_its_end_only() {
+        let reason = ran_reason(&Ran {
+            code: Some(1),
+            output: "x".repeat(10_000),
+        });
+        assert!(reason.starts_with("exit code 1: …x"), "{reason}");
+        assert!(reason.chars().count() < REASON_CHARS + 20, "{reason}");
     }
 }

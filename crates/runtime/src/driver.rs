@@ -8,6 +8,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::handle::{HandleSummary, InstanceHandle};
@@ -65,6 +66,27 @@ pub trait Driver: Send + Sync + fmt::Debug {
     fn refresh(&self) -> BoxFuture<'_, ()> {
         Box::pin(std::future::ready(()))
     }
+
+    /// How to run a command inside the instance behind `handle` (an exec probe of a
+    /// container), or `None` when its commands run on the host as its own processes do.
+    fn exec_inside(&self, _handle: &InstanceHandle) -> Option<Arc<dyn ExecInside>> {
+        None
+    }
+}
+
+/// Runs commands inside one instance (a container's `exec`).
+pub trait ExecInside: Send + Sync + fmt::Debug {
+    /// Runs `command` (argv, no shell) to its end. Dropping the future abandons it.
+    fn run(&self, command: Vec<String>) -> BoxFuture<'static, Result<Executed, String>>;
+}
+
+/// How a command run inside an instance ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Executed {
+    /// Its exit code (`None` when the engine could not tell).
+    pub code: Option<i64>,
+    /// The end of its output, stdout and stderr interleaved (bounded by the driver).
+    pub output: String,
 }
 
 /// Several drivers behind one: a start goes to the container driver when the spec has a
@@ -126,6 +148,10 @@ impl Driver for Drivers {
 
     fn describe(&self, handle: &InstanceHandle) -> HandleSummary {
         self.of(handle).describe(handle)
+    }
+
+    fn exec_inside(&self, handle: &InstanceHandle) -> Option<Arc<dyn ExecInside>> {
+        self.of(handle).exec_inside(handle)
     }
 
     fn refresh(&self) -> BoxFuture<'_, ()> {

@@ -14,7 +14,7 @@ pub mod restart;
 pub mod shim;
 pub mod spec;
 
-pub use driver::{BoxFuture, CONTAINER_DRIVER, Driver, Drivers, Running};
+pub use driver::{BoxFuture, CONTAINER_DRIVER, Driver, Drivers, ExecInside, Executed, Running};
 pub use handle::{HandleError, HandleSummary, InstanceHandle};
 pub use process::{
     PROCESS_DRIVER, ProcessDriver, StartError, Started, StopOutcome, read_exit, signal_by_name,
@@ -23,6 +23,6 @@ pub use process::{
 pub use procfs::ProcessId;
 pub use restart::{Decision, RestartHistory, RestartLimits, RestartPolicy};
 pub use spec::{
-    ContainerOptions, ContainerSpec, ExitStatus, InstanceSpec, NetworkSpec, PortMapping,
+    BuildSpec, ContainerOptions, ContainerSpec, ExitStatus, InstanceSpec, NetworkSpec, PortMapping,
     PullPolicy, Ulimit, VolumeMount, VolumeSource,
 };

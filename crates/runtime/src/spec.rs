@@ -64,6 +64,10 @@ pub struct ContainerSpec {
     /// Who the process runs as, where, with which limits, privileges and filesystem.
     #[serde(default)]
     pub options: ContainerOptions,
+    /// Set when wharf builds `image` itself (compose's `build:`): the driver builds it from
+    /// this context when the engine does not have it, instead of pulling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<BuildSpec>,
 }
 
 impl ContainerSpec {
@@ -120,6 +124,23 @@ pub struct Ulimit {
     pub name: String,
     pub soft: i64,
     pub hard: i64,
+}
+
+/// How the image of a built service is made: a context directory sent to the engine's build
+/// API (minus what its `.dockerignore` excludes).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BuildSpec {
+    /// The context directory (absolute: resolved against the manifest's directory).
+    pub context: PathBuf,
+    /// The Dockerfile's path inside the context.
+    pub dockerfile: String,
+    /// `ARG` values, in the manifest's order.
+    pub args: Vec<(String, String)>,
+    /// The stage to build, for a multi-stage Dockerfile.
+    pub target: Option<String>,
+    /// Further references to tag the built image with (`image:` as the manifest writes it,
+    /// as compose tags it).
+    pub also_tag: Vec<String>,
 }
 
 /// When the image is pulled from its registry.

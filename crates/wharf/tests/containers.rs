@@ -20,7 +20,7 @@ use common::docker::{
     Registry, VolumeGuard, all_containers, containers, docker, docker_ok, images, redis, show,
     started_at, unique, version_served, volume_exists,
 };
-use common::{Stack, actions, eventually, free_port, get, kill9};
+use common::{Stack, actions, eventually, free_port, get, kill9, testbed_bin};
 
 /// The shape of a real compose stack, run by wharf with local images: an HTTP service in
 /// containers (two replicas behind the proxy), a redis datastore container with a named
@@ -396,4 +396,224 @@ fn regression_concurrent_starts_made_duplicate_networks() {
         &format!("label=dev.wharf.stack={name}"),
     ]);
     assert!(networks.is_empty(), "removed by down: {networks}");
+}
+
+/// A build context beside the manifest: a Dockerfile `FROM` the locally imported testbed
+/// image that copies the host's testbed binary (and a release note) to `/app`, a path the host
+/// does not have, and a `.dockerignore`d log file.
+fn build_context(stack: &Stack, base: &str, release: &str) {
+    let app = stack.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(
+        app.join("Dockerfile"),
+        format!(
+            "FROM {base}\nCOPY testbed /app/testbed\nCOPY release.txt /app/release.txt\nENTRYPOINT [\"/app/testbed\", \"--host\", \"0.0.0.0\"]\n"
+        ),
+    )
+    .unwrap();
+    if !app.join("testbed").exists() {
+        std::fs::copy(testbed_bin(), app.join("testbed")).unwrap();
+    }
+    std::fs::write(app.join("release.txt"), release).unwrap();
+    std::fs::write(app.join(".dockerignore"), "*.log\n").unwrap();
+    std::fs::write(app.join("debug.log"), format!("noise {release}")).unwrap();
+}
+
+/// Removes the images a test built, whatever its outcome.
+struct ImagesGuard(String);
+
+impl Drop for ImagesGuard {
+    fn drop(&mut self) {
+        let listed = docker(&["images", "-q", "--filter", &format!("reference={}", self.0)]);
+        for id in String::from_utf8_lossy(&listed.stdout).lines() {
+            let _ = docker(&["rmi", "-f", id]);
+        }
+    }
+}
+
+fn image_id(reference: &str) -> Option<String> {
+    let output = docker(&["image", "inspect", "--format", "{{.Id}}", reference]);
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// compose's `build:`: `up` builds the image from the context beside the manifest (its output
+/// in the service's log), the version is the digest of the context, the exec readiness probe
+/// runs inside the container (`/app/testbed` exists there, not on this host), and a changed
+/// context deployed with `wharf deploy` (no `--version`) rolls out as a canary of a new version
+/// built from it; a context change the `.dockerignore` hides changes nothing.
+#[test]
+fn a_built_service_is_built_by_up_probed_inside_and_a_changed_context_deploys_as_a_new_version() {
+    let images = images();
+    assert!(
+        !Path::new("/app/testbed").exists(),
+        "the host must not have the probed path"
+    );
+    let name = unique("build");
+    let _built = ImagesGuard(format!("{name}-api"));
+    let port = free_port();
+    let stack = Stack::new(&format!(
+        r#"
+name: {name}
+services:
+  api:
+    build: ./app
+    port: {port}
+    container_port: 8080
+    probes:
+      ready: {{exec: {{command: ["/app/testbed", "--help"]}}, interval: 200ms, timeout: 5s}}
+    rollout:
+      strategy: canary
+      steps: [{{weight: 50, pause: 1s}}, {{weight: 100}}]
+      analysis: {{min_requests: 1}}
+      deadlines: {{drain: 2s}}
+"#
+    ));
+    build_context(&stack, &images.testbed_v1, "one");
+    let output = stack.up();
+    assert!(output.status.success(), "{}", show(&output));
+    let api = stack.service("api");
+    let first = api["version"].as_str().unwrap().to_owned();
+    assert_eq!(first.len(), 12, "a digest of the context: {api}");
+    assert!(first.chars().all(|c| c.is_ascii_hexdigit()), "{first}");
+    let built = image_id(&format!("{name}-api:{first}")).expect("the image was built and tagged");
+    // Ready only because the probe ran inside the container.
+    assert_eq!(api["instances"][0]["ready"], true, "{api}");
+    let body = eventually("the built image serves", Duration::from_secs(20), || {
+        version_served(port)
+    });
+    assert!(body.contains(&first), "{body}");
+    // The build is in the service's log and, by image id, in the ledger.
+    let logs = show(&stack.wharf(&["logs", "api"]));
+    assert!(
+        logs.contains("[build] Step 2/4 : COPY testbed /app/testbed"),
+        "{logs}"
+    );
+    let starts = actions(&stack.ledger(), "instance.start");
+    assert_eq!(starts[0]["details"]["image"], built.as_str(), "{starts:?}");
+
+    // A change the .dockerignore hides is no new version.
+    std::fs::write(stack.path().join("app/debug.log"), "more noise").unwrap();
+    let output = stack.wharf(&["deploy", "api"]);
+    assert!(!output.status.success(), "{}", show(&output));
+    assert!(
+        show(&output).contains("already runs version"),
+        "{}",
+        show(&output)
+    );
+
+    // A changed source is a new version, built and canaried by `wharf deploy`.
+    build_context(&stack, &images.testbed_v1, "two");
+    // The canary's analysis judges live traffic.
+    let mut plan = LoadPlan::new(format!("http://127.0.0.1:{port}/"), 50.0);
+    plan.max_duration = Duration::from_secs(120);
+    plan.timeout = Duration::from_secs(5);
+    let run = load::start(plan).expect("load starts");
+    let output = stack.wharf(&["deploy", "api", "--watch"]);
+    let report = run.stop();
+    assert_eq!(output.status.code(), Some(0), "{}", show(&output));
+    assert_eq!(report.failures(), 0, "no request failed during the canary");
+    let second = stack.service("api")["version"].as_str().unwrap().to_owned();
+    assert_ne!(second, first);
+    assert!(show(&output).contains(&second), "{}", show(&output));
+    let rebuilt = image_id(&format!("{name}-api:{second}")).expect("the new version was built");
+    assert_ne!(rebuilt, built);
+    let body = eventually("the new version serves", Duration::from_secs(20), || {
+        version_served(port).filter(|body| body.contains(&second))
+    });
+    assert!(body.contains(&second));
+    let deploys = actions(&stack.ledger(), "deploy.start");
+    assert_eq!(deploys.len(), 1, "{deploys:?}");
+    let output = stack.wharf(&["down"]);
+    assert!(output.status.success(), "{}", show(&output));
+    assert!(all_containers(&name).is_empty());
+}
+
+/// A Dockerfile that cannot build fails `up` with the service and the failing step named, and
+/// leaves no container (and no image) behind.
+#[test]
+fn a_broken_dockerfile_fails_up_naming_the_service_and_the_step_leaving_nothing_running() {
+    let images = images();
+    let name = unique("badbuild");
+    let _built = ImagesGuard(format!("{name}-web"));
+    let stack = Stack::new(&format!(
+        r#"
+name: {name}
+services:
+  web:
+    build: {{context: ./app, dockerfile: web.Dockerfile}}
+    port: {}
+    container_port: 8080
+    restart: never
+"#,
+        free_port()
+    ));
+    let app = stack.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(
+        app.join("web.Dockerfile"),
+        format!(
+            "FROM {}\nCOPY missing.txt /missing.txt\n",
+            images.testbed_v1
+        ),
+    )
+    .unwrap();
+    let output = stack.up();
+    assert!(!output.status.success(), "{}", show(&output));
+    let text = show(&output);
+    assert!(text.contains("web"), "{text}");
+    assert!(text.contains("cannot build image"), "{text}");
+    assert!(
+        text.contains("Step 2/2 : COPY missing.txt /missing.txt"),
+        "{text}"
+    );
+    assert!(all_containers(&name).is_empty(), "nothing was created");
+    let listed = docker_ok(&["images", "-q", "--filter", &format!("reference={name}-web")]);
+    assert!(listed.is_empty(), "no image: {listed}");
+    let failed = actions(&stack.ledger(), "instance.start_failed");
+    assert!(!failed.is_empty());
+}
+
+/// compose's `healthcheck` on an image service becomes an exec probe that runs inside the
+/// container; when it fails, status says why — the exit code and the end of its output.
+#[test]
+fn a_failing_exec_probe_of_an_image_service_shows_its_exit_code_and_output() {
+    let images = images();
+    let name = unique("probe");
+    // The testbed inside the image (its path is the host's where the image was made).
+    let entrypoint = docker_ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{index .Config.Entrypoint 0}}",
+        &images.testbed_v1,
+    ]);
+    let stack = Stack::new(&format!(
+        r#"
+name: {name}
+services:
+  web:
+    image: {}
+    pull_policy: never
+    port: {}
+    container_port: 8080
+    probes:
+      ready: {{exec: {{command: ["{entrypoint}", "--no-such-flag"]}}, interval: 200ms, timeout: 5s}}
+"#,
+        images.testbed_v1,
+        free_port()
+    ));
+    let _ = stack.wharf(&["up", "-d", "--wait-timeout", "2s"]);
+    let reason = eventually("the probe's reason", Duration::from_secs(30), || {
+        stack.service("web")["instances"][0]["probe_reason"]
+            .as_str()
+            .map(str::to_owned)
+    });
+    assert!(reason.starts_with("exit code 2: "), "{reason}");
+    assert!(reason.contains("--no-such-flag"), "{reason}");
+    let output = stack.wharf(&["down"]);
+    assert!(output.status.success(), "{}", show(&output));
+    assert!(all_containers(&name).is_empty());
 }

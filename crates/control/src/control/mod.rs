@@ -67,6 +67,28 @@ fn start_details(
     details
 }
 
+/// An exec check of an instance whose commands run inside it (a container) goes through the
+/// instance's runner; every other check is left as it is.
+fn exec_where_it_runs(
+    check: wharf_probe::Check,
+    inside: Option<&std::sync::Arc<dyn wharf_runtime::ExecInside>>,
+) -> wharf_probe::Check {
+    match (check, inside) {
+        (
+            wharf_probe::Check::Exec {
+                command,
+                expect_exit,
+            },
+            Some(inside),
+        ) => wharf_probe::Check::ExecElsewhere {
+            command,
+            expect_exit,
+            runner: std::sync::Arc::new(crate::tasks::InstanceRunner(inside.clone())),
+        },
+        (check, _) => check,
+    }
+}
+
 /// The engine network of a stack's containers (compose calls its own `<project>_default`).
 pub fn container_network(stack: &str) -> String {
     format!("{stack}_wharf")
@@ -967,6 +989,10 @@ impl ControlPlane {
                 })
                 .collect(),
             options: container.options.clone(),
+            build: container
+                .build
+                .as_ref()
+                .map(|build| build.spec(&self.core.config.workdir)),
         })
     }
 
@@ -1160,6 +1186,12 @@ impl ControlPlane {
             port: instance.port,
         };
         let generation = instance.generation;
+        // An exec probe runs where the instance runs: inside its container, when its driver
+        // says so (a container's `pg_isready` is not the host's).
+        let inside = instance
+            .handle
+            .as_ref()
+            .and_then(|handle| self.core.config.driver.exec_inside(handle));
         // Checks are resolved first (secrets in their URLs too), then handed to tasks.
         let checks: Vec<_> = [
             (ProbeKind::Ready, &plan.ready),
@@ -1169,6 +1201,7 @@ impl ControlPlane {
         .filter_map(|(kind, probe)| probe.as_ref().map(|probe| (kind, probe)))
         .map(|(kind, probe)| {
             let check = resolve_check(&probe.check, &vars, None)
+                .map(|check| exec_where_it_runs(check, inside.as_ref()))
                 .map(|check| self.injector.resolve_check(&self.core, check));
             (kind, probe, check)
         })

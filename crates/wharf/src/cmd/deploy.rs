@@ -13,8 +13,10 @@ pub struct DeployArgs {
     /// The service to deploy.
     pub service: String,
     /// The new version's name (what `${VERSION}` and the `X-Wharf-Version` header carry).
+    /// Without it, a service with `build:` deploys its source as it is now: the version is
+    /// the digest of its build context, as `wharf up` gives it (other services need it).
     #[arg(long)]
-    pub version: String,
+    pub version: Option<String>,
     /// The new version's command line as one string, split as a shell would (default: the
     /// service's current command).
     #[arg(long, value_name = "\"CMD ARGS\"", value_parser = parse_command_line)]
@@ -63,15 +65,71 @@ impl Strategy {
 impl DeployArgs {
     pub fn request(&self) -> DeployRequest {
         DeployRequest {
-            version: self.version.clone(),
+            version: self.version.clone().unwrap_or_default(),
             command: self.command.as_ref().map(|c| c.0.clone()),
             strategy: self.strategy.map(Strategy::name),
         }
     }
 }
 
+/// The version of a deploy without `--version`: a built service's digest of its build context
+/// (read now), else why there is none.
+fn version_from_source(global: &Global, service: &str) -> anyhow::Result<Result<String, String>> {
+    let manifest = crate::manifest_file::ManifestFile::read(global)?;
+    let Some(stack) = manifest.load(None).stack else {
+        return Ok(Err(format!(
+            "{} has errors; run `wharf validate` to see them",
+            manifest.display
+        )));
+    };
+    let workdir = crate::cmd::up::absolute(
+        manifest
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new(".")),
+    )?;
+    let plan = match crate::cmd::up::plan_with_builds(&stack, &workdir) {
+        Ok(plan) => plan,
+        Err(errors) => {
+            let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            return Ok(Err(text.join("; ")));
+        }
+    };
+    let built = plan.service(service).and_then(|s| {
+        let build = s.container.as_ref()?.build.as_ref()?;
+        Some((s.version.clone(), build.versioned_by_content))
+    });
+    Ok(match built {
+        Some((version, true)) => Ok(version),
+        Some((_, false)) => Err(format!(
+            "service `{service}` sets `version:`, so its source does not name its versions: give `--version`"
+        )),
+        None => Err(
+            "give `--version`: only a service with `build:` takes its version from its source"
+                .to_owned(),
+        ),
+    })
+}
+
 pub fn run(global: &Global, args: &DeployArgs) -> anyhow::Result<ExitStatus> {
-    let body = serde_json::to_value(args.request())?;
+    let mut request = args.request();
+    if args.version.is_none() {
+        match version_from_source(global, &args.service)? {
+            Ok(version) => {
+                eprintln!(
+                    "deploying {} version {version} (its build context as it is now)",
+                    args.service
+                );
+                request.version = version;
+            }
+            Err(reason) => {
+                eprintln!("error: {reason}");
+                return Ok(ExitStatus::Invalid);
+            }
+        }
+    }
+    let body = serde_json::to_value(request)?;
     let path = format!("/v1/services/{}/deploy", args.service);
     rollout::block_on(async {
         let value =
@@ -161,7 +219,7 @@ mod tests {
     fn deploy_usage_errors() {
         use clap::error::ErrorKind;
         let cases: [(&[&str], ErrorKind); 4] = [
-            (&["deploy", "api"], ErrorKind::MissingRequiredArgument),
+            (&["deploy"], ErrorKind::MissingRequiredArgument),
             (
                 &["deploy", "api", "--version", "v2", "--strategy", "rolling"],
                 ErrorKind::InvalidValue,

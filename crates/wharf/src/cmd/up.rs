@@ -138,7 +138,14 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
         eprintln!("{}: not started, the manifest has errors", manifest.display);
         return Ok(ExitStatus::Invalid);
     };
-    let plan = match wharf_control::plan(&stack) {
+    let manifest_dir = absolute(
+        manifest
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new(".")),
+    )?;
+    let plan = match plan_with_builds(&stack, &manifest_dir) {
         Ok(plan) => plan,
         Err(errors) => {
             for error in errors {
@@ -498,7 +505,11 @@ fn plan_loader(
                 manifest.display()
             )
         })?;
-        let plan = wharf_control::plan(&stack).map_err(|errors| {
+        let workdir = manifest
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let plan = plan_with_builds(&stack, workdir).map_err(|errors| {
             errors
                 .iter()
                 .map(ToString::to_string)
@@ -512,6 +523,17 @@ fn plan_loader(
         load,
         environment: name,
     }
+}
+
+/// The stack's plan, each built service given its version from its build context (read here,
+/// off the control plane's loop: the digest of what the engine would build).
+pub(crate) fn plan_with_builds(
+    stack: &wharf_manifest::ValidStack,
+    workdir: &Path,
+) -> Result<wharf_control::StackPlan, Vec<wharf_control::PlanError>> {
+    let mut plan = wharf_control::plan(stack)?;
+    wharf_control::plan::version_builds(&mut plan, workdir, wharf_container::context::version)?;
+    Ok(plan)
 }
 
 async fn run_control_plane(

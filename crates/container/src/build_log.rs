@@ -1,0 +1,105 @@
+//! A build's output as it streams from the engine: each line into the log of the instance
+//! whose start built the image (so `wharf logs` and a foreground `up` show it) and into
+//! wharf's own log, remembering the Dockerfile step under way for the error of a failed build.
+
+use wharf_runtime::InstanceSpec;
+use wharf_runtime::logs::LogWriter;
+
+/// Marks build output in an instance's log.
+const PREFIX: &str = "[build] ";
+
+pub(crate) struct BuildLog {
+    writer: Option<LogWriter>,
+    service: String,
+    image: String,
+    /// The last `Step N/M : INSTRUCTION` line the engine sent.
+    step: Option<String>,
+    /// Output after the last newline.
+    partial: String,
+}
+
+impl BuildLog {
+    pub(crate) fn open(spec: &InstanceSpec, image: &str) -> BuildLog {
+        let writer = LogWriter::open(&spec.log_path, spec.log_max_bytes, spec.log_keep)
+            .inspect_err(|error| {
+                tracing::warn!(%error, path = %spec.log_path.display(), "cannot open the instance's log for the build")
+            })
+            .ok();
+        tracing::info!(service = spec.service, image, "building");
+        BuildLog {
+            writer,
+            service: spec.service.clone(),
+            image: image.to_owned(),
+            step: None,
+            partial: String::new(),
+        }
+    }
+
+    /// A piece of the engine's output stream (whole lines, or not).
+    pub(crate) fn output(&mut self, text: &str) {
+        self.partial.push_str(text);
+        while let Some(newline) = self.partial.find('\n') {
+            let line: String = self.partial.drain(..=newline).collect();
+            self.line(line.trim_end());
+        }
+    }
+
+    pub(crate) fn line(&mut self, line: &str) {
+        if line.trim().is_empty() {
+            return;
+        }
+        if line.starts_with("Step ") {
+            self.step = Some(line.trim().to_owned());
+        }
+        tracing::info!(service = self.service, image = self.image, line, "build");
+        if let Some(writer) = self.writer.as_mut()
+            && let Err(error) = writer.write_line("stdout", format!("{PREFIX}{line}").as_bytes())
+        {
+            tracing::warn!(%error, "cannot write the build's output to the instance's log");
+        }
+    }
+
+    /// Where the build was: the step under way, else before the first one (the Dockerfile
+    /// itself, or the context).
+    pub(crate) fn step(&self) -> String {
+        match &self.step {
+            Some(step) => format!("at `{step}`"),
+            None => "before its first step: the Dockerfile or its context".to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_step_under_way_is_remembered_across_pieces_of_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = InstanceSpec {
+            service: "api".to_owned(),
+            index: 0,
+            version: "v1".to_owned(),
+            command: Vec::new(),
+            env: Vec::new(),
+            workdir: dir.path().to_owned(),
+            log_path: dir.path().join("api.log"),
+            exit_path: dir.path().join("api.exit"),
+            log_max_bytes: 1 << 20,
+            log_keep: 1,
+            container: None,
+            stop_signal: None,
+        };
+        let mut log = BuildLog::open(&spec, "s-api:1");
+        assert!(log.step().contains("before its first step"));
+        log.output("Step 1/2 : FROM base\n ---> 1a2b\nStep 2/2 : CO");
+        log.output("PY app /app\n");
+        assert_eq!(log.step(), "at `Step 2/2 : COPY app /app`");
+        drop(log);
+        let written = std::fs::read_to_string(dir.path().join("api.log")).unwrap();
+        assert!(
+            written.contains("[build] Step 2/2 : COPY app /app"),
+            "{written}"
+        );
+    }
+}
