@@ -22,7 +22,7 @@ pub struct Needed {
     pub services: Vec<String>,
 }
 
-/// The images of the stack's `image:` services, in manifest order; an image two services
+/// The images of the stack's `image:` services that are pulled (not built), in manifest order; an image two services
 /// share is pulled once, `always` winning over `missing` and `missing` over `never`.
 pub fn needed(plan: &StackPlan) -> Vec<Needed> {
     let mut out: Vec<Needed> = Vec::new();
@@ -30,6 +30,11 @@ pub fn needed(plan: &StackPlan) -> Vec<Needed> {
         let (Some(image), Some(container)) = (&service.image, &service.container) else {
             continue;
         };
+        // A built image comes from its context (`build:`), which the driver builds when the
+        // engine lacks it: there is nothing to pull.
+        if container.build.is_some() {
+            continue;
+        }
         match out.iter_mut().find(|n| &n.image == image) {
             Some(found) => {
                 found.services.push(service.name.clone());
