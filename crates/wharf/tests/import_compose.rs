@@ -321,3 +321,40 @@ fn output_json_gives_the_manifest_and_each_warning_with_its_position() {
         "{value}"
     );
 }
+
+/// A bind mount is relative to the compose file; written to a wharf.yaml in another
+/// directory, it is rewritten relative to that one (and kept as is on a pipe, where the
+/// wharf.yaml is taken to go beside the compose file).
+#[test]
+fn bind_mounts_follow_the_wharf_yaml_written_elsewhere() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("app")).unwrap();
+    std::fs::write(
+        root.path().join("app/docker-compose.yml"),
+        "services:\n  web:\n    image: nginx:1.27\n    volumes:\n      - ./site:/usr/share/nginx/html:ro\n      - cache:/var/cache/nginx\nvolumes:\n  cache:\n",
+    )
+    .unwrap();
+    let out = std::fs::File::create(root.path().join("wharf.yaml")).unwrap();
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["import", "compose", "app/docker-compose.yml"])
+        .current_dir(root.path())
+        .stdout(out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let written = std::fs::read_to_string(root.path().join("wharf.yaml")).unwrap();
+    assert!(
+        written.contains("- ./app/site:/usr/share/nginx/html:ro"),
+        "{written}"
+    );
+    assert!(written.contains("- cache:/var/cache/nginx"), "{written}");
+    let piped = wharf(root.path())
+        .args(["import", "compose", "app/docker-compose.yml"])
+        .output()
+        .unwrap();
+    let piped = String::from_utf8(piped.stdout).unwrap();
+    assert!(
+        piped.contains("- ./site:/usr/share/nginx/html:ro"),
+        "{piped}"
+    );
+}
