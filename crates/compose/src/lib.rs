@@ -115,6 +115,26 @@ pub fn convert(
     path: &Path,
     read_env_file: ReadEnvFile<'_>,
 ) -> Result<Imported, ImportError> {
+    convert_into(text, path, None, read_env_file)
+}
+
+/// [`convert`] for a wharf.yaml written in `manifest_dir` (absolute) rather than beside the
+/// compose file: bind mounts relative to the compose file are rewritten relative to it.
+pub fn convert_for(
+    text: &str,
+    path: &Path,
+    manifest_dir: &Path,
+    read_env_file: ReadEnvFile<'_>,
+) -> Result<Imported, ImportError> {
+    convert_into(text, path, Some(manifest_dir), read_env_file)
+}
+
+fn convert_into(
+    text: &str,
+    path: &Path,
+    manifest_dir: Option<&Path>,
+    read_env_file: ReadEnvFile<'_>,
+) -> Result<Imported, ImportError> {
     let root = parse_root(text)?;
     let services = services_node(&root)?;
     let mut importer = Importer {
@@ -124,6 +144,7 @@ pub fn convert(
         secrets: secrets::Registry::default(),
         scope: None,
         networks: options::Networks::new(),
+        bind_base: manifest_dir.and_then(|dir| volumes::bind_base(dir, path)),
     };
     let project = importer.project_name(&root, path);
     importer.top_level_keys(&root);
@@ -258,6 +279,9 @@ pub(crate) struct Importer<'a> {
     pub scope: Option<Scope>,
     /// The top-level networks and what each became, for the services that name them.
     pub networks: options::Networks,
+    /// The compose file's directory as seen from the wharf.yaml's (`sub`, `../app`), when they
+    /// differ: relative bind mounts are rewritten through it.
+    pub bind_base: Option<String>,
 }
 
 /// Where a service is in the compose file, for [`Importer::push`]'s relocation.

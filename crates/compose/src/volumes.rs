@@ -173,7 +173,61 @@ fn mount(
         return None;
     }
     let mode = if read_only { ":ro" } else { "" };
+    let source = match &imp.bind_base {
+        Some(base) if source == "." || source.starts_with("./") || source.starts_with("../") => {
+            rebase(base, source)
+        }
+        _ => source.to_owned(),
+    };
     Some(format!("{source}:{target}{mode}"))
+}
+
+/// The compose file's directory relative to `manifest_dir` (both made absolute and lexically
+/// normalised), or `None` when they are the same directory.
+pub(crate) fn bind_base(
+    manifest_dir: &std::path::Path,
+    compose_file: &std::path::Path,
+) -> Option<String> {
+    use std::path::Component;
+    let compose_dir = compose_file.parent()?;
+    let parts = |path: &std::path::Path| -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for component in path.components() {
+            match component {
+                Component::Normal(part) => out.push(part.to_string_lossy().into_owned()),
+                Component::ParentDir => {
+                    out.pop();
+                }
+                _ => {}
+            }
+        }
+        out
+    };
+    let (from, to) = (parts(manifest_dir), parts(compose_dir));
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut relative: Vec<String> = vec!["..".to_owned(); from.len() - common];
+    relative.extend(to[common..].iter().cloned());
+    (!relative.is_empty()).then(|| relative.join("/"))
+}
+
+/// `base/source` as a relative path starting with `./` or `../`, `.` and `x/..` folded.
+fn rebase(base: &str, source: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for part in base.split('/').chain(source.split('/')) {
+        match part {
+            "" | "." => {}
+            ".." if out.last().is_some_and(|last| *last != "..") => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    let trailing = if source.ends_with('/') { "/" } else { "" };
+    match out.first() {
+        None => ".".to_owned(),
+        Some(&"..") => format!("{}{trailing}", out.join("/")),
+        Some(_) => format!("./{}{trailing}", out.join("/")),
+    }
 }
 
 /// `text` split at its `:`s, except those inside a `${…}` (`${DIR:-.}/data:/data`).
@@ -297,7 +351,28 @@ pub(crate) fn top_level(imp: &mut Importer<'_>, project: &str, node: &Node) {
 
 #[cfg(test)]
 mod tests {
-    use super::split_colons;
+    use super::{bind_base, rebase, split_colons};
+    use std::path::Path;
+
+    #[test]
+    fn binds_are_rebased_onto_the_manifests_directory() {
+        let base =
+            |manifest: &str, compose: &str| bind_base(Path::new(manifest), Path::new(compose));
+        assert_eq!(base("/srv/app", "/srv/app/docker-compose.yml"), None);
+        assert_eq!(
+            base("/srv", "/srv/app/docker-compose.yml").as_deref(),
+            Some("app")
+        );
+        assert_eq!(
+            base("/srv/wharf", "/srv/app/docker-compose.yml").as_deref(),
+            Some("../app")
+        );
+        assert_eq!(rebase("app", "./data"), "./app/data");
+        assert_eq!(rebase("app", "."), "./app");
+        assert_eq!(rebase("app", "../shared/conf/"), "./shared/conf/");
+        assert_eq!(rebase("../app", "./data"), "../app/data");
+        assert_eq!(rebase("../app", "../x"), "../x");
+    }
 
     #[test]
     fn colons_inside_variables_do_not_split() {

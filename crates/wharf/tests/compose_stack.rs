@@ -45,26 +45,8 @@ fn control_plane_killed(stack: &Stack) {
     let pid = i64::from(stack.control_pid().expect("a control plane runs"));
     kill9(pid);
     eventually("the control plane is gone", Duration::from_secs(10), || {
-        gone(pid).then_some(())
+        (!common::alive(pid)).then_some(())
     });
-}
-
-/// Every thread of `pid` has exited. The main thread shows as a zombie while others are
-/// still tearing down and holding the process's files (its lock, its listening socket), so
-/// `common::alive` alone is not enough before the next `up`.
-fn gone(pid: i64) -> bool {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return true;
-    };
-    tasks.flatten().all(|task| {
-        std::fs::read_to_string(task.path().join("stat")).map_or(true, |stat| {
-            stat.rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with(['Z', 'X'])
-        })
-    })
 }
 
 /// `(id, StartedAt)` of each running container of the stack.

@@ -26,6 +26,7 @@ services:
     depends_on:
       db:
         condition: service_healthy
+    stdin_open: true
   db:
     image: postgres:16
     volumes:
@@ -92,15 +93,17 @@ fn import_writes_a_manifest_that_validates_and_warns_on_stderr() {
         "{stderr}"
     );
     for expected in [
-        "docker-compose.yml:3:5",
-        "`services.web.build` is not carried over",
+        "docker-compose.yml:11:5",
+        "`services.web.stdin_open` is not carried over",
     ] {
         assert!(
             stderr.contains(expected),
             "missing {expected:?} in:\n{stderr}"
         );
     }
-    // The database's named volume is carried, so its data outlives the container.
+    // The built service keeps its build; the image's named volume is carried, its top-level
+    // declaration needs nothing more.
+    assert!(stdout.contains("build: .\n"), "{stdout}");
     assert!(stdout.contains("- pg:/var/lib/postgresql/data"), "{stdout}");
     assert!(!stderr.contains("volumes"), "{stderr}");
     assert!(!stdout.contains("warning"), "warnings stay off stdout");
@@ -286,10 +289,7 @@ fn output_json_gives_the_manifest_and_each_warning_with_its_position() {
     assert_eq!(value["imported"], true);
     assert!(value["manifest"].as_str().unwrap().contains("services:"));
     let warnings = value["warnings"].as_array().unwrap();
-    assert!(
-        !warnings.is_empty(),
-        "build and volumes are not carried over"
-    );
+    assert!(!warnings.is_empty(), "`stdin_open` is not carried over");
     for warning in warnings {
         assert_eq!(warning["file"], "docker-compose.yml");
         assert!(warning["line"].as_u64().unwrap() > 0, "{warning}");
@@ -319,5 +319,42 @@ fn output_json_gives_the_manifest_and_each_warning_with_its_position() {
     assert!(
         value["diagnostics"][0]["line"].as_u64().is_some(),
         "{value}"
+    );
+}
+
+/// A bind mount is relative to the compose file; written to a wharf.yaml in another
+/// directory, it is rewritten relative to that one (and kept as is on a pipe, where the
+/// wharf.yaml is taken to go beside the compose file).
+#[test]
+fn bind_mounts_follow_the_wharf_yaml_written_elsewhere() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("app")).unwrap();
+    std::fs::write(
+        root.path().join("app/docker-compose.yml"),
+        "services:\n  web:\n    image: nginx:1.27\n    volumes:\n      - ./site:/usr/share/nginx/html:ro\n      - cache:/var/cache/nginx\nvolumes:\n  cache:\n",
+    )
+    .unwrap();
+    let out = std::fs::File::create(root.path().join("wharf.yaml")).unwrap();
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["import", "compose", "app/docker-compose.yml"])
+        .current_dir(root.path())
+        .stdout(out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let written = std::fs::read_to_string(root.path().join("wharf.yaml")).unwrap();
+    assert!(
+        written.contains("- ./app/site:/usr/share/nginx/html:ro"),
+        "{written}"
+    );
+    assert!(written.contains("- cache:/var/cache/nginx"), "{written}");
+    let piped = wharf(root.path())
+        .args(["import", "compose", "app/docker-compose.yml"])
+        .output()
+        .unwrap();
+    let piped = String::from_utf8(piped.stdout).unwrap();
+    assert!(
+        piped.contains("- ./site:/usr/share/nginx/html:ro"),
+        "{piped}"
     );
 }

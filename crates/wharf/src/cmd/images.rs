@@ -85,9 +85,13 @@ pub fn prepare(plan: &StackPlan, engine: &Engine) -> anyhow::Result<Result<(), S
 async fn prepare_all(needed: &[Needed], engine: &Engine) -> Result<(), String> {
     if let Err(error) = engine.ping().await {
         let services: Vec<String> = needed.iter().flat_map(|n| n.services.clone()).collect();
-        let verb = if services.len() == 1 { "runs" } else { "run" };
+        let runs = if services.len() == 1 {
+            "runs in a container"
+        } else {
+            "run in containers"
+        };
         return Err(format!(
-            "{} {verb} in a container, and {error}; nothing was started",
+            "{} {runs}, and {error}; nothing was started",
             listed(&services)
         ));
     }

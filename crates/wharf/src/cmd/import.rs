@@ -65,7 +65,14 @@ fn compose(path: &Path, output: Output) -> anyhow::Result<ExitStatus> {
     // The project name falls back to the compose file's directory, so give the converter an
     // absolute path even for `wharf import compose docker-compose.yml`.
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let converted = wharf_compose::convert(&file.text, &absolute, &read_env_file);
+    // Bind mounts are relative to the compose file; when stdout is a file elsewhere (`wharf
+    // import compose app/docker-compose.yml > wharf.yaml`), they are rewritten relative to it.
+    let converted = match written_to() {
+        Some(manifest_dir) => {
+            wharf_compose::convert_for(&file.text, &absolute, &manifest_dir, &read_env_file)
+        }
+        None => wharf_compose::convert(&file.text, &absolute, &read_env_file),
+    };
     if output == Output::Json {
         return as_json(&file, &converted);
     }
@@ -73,6 +80,16 @@ fn compose(path: &Path, output: Output) -> anyhow::Result<ExitStatus> {
         Ok(imported) => Ok(imported_ok(&file, &imported, dir)),
         Err(err) => Ok(not_imported(&file, &err)),
     }
+}
+
+/// The directory of the regular file stdout is redirected to, if it is one (else the
+/// wharf.yaml is taken to be written beside the compose file).
+fn written_to() -> Option<PathBuf> {
+    let target = std::fs::read_link("/proc/self/fd/1").ok()?;
+    if !std::fs::metadata(&target).ok()?.is_file() {
+        return None;
+    }
+    target.parent().map(Path::to_path_buf)
 }
 
 /// `--output json`: one object on stdout, `{"imported", "manifest", "warnings"}` (or

@@ -208,14 +208,24 @@ impl Drop for Stack {
     }
 }
 
+/// Whether any thread of `pid` still runs. The main thread of a killed multi-threaded
+/// process shows as a zombie while its other threads are still exiting and holding its files
+/// (a lock, a listening socket), so every thread is looked at.
 pub fn alive(pid: i64) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        !s.rsplit(')')
+    let running = |stat: String| {
+        !stat
+            .rsplit(')')
             .next()
             .unwrap_or("")
             .trim_start()
-            .starts_with('Z')
-    })
+            .starts_with(['Z', 'X'])
+    };
+    match std::fs::read_dir(format!("/proc/{pid}/task")) {
+        Ok(tasks) => tasks
+            .flatten()
+            .any(|task| std::fs::read_to_string(task.path().join("stat")).is_ok_and(running)),
+        Err(_) => std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(running),
+    }
 }
 
 pub fn kill9(pid: i64) {
