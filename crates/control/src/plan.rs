@@ -654,3 +654,52 @@ pub fn dependents<'a>(plan: &'a StackPlan, name: &str) -> Vec<&'a str> {
         .map(|s| s.name.as_str())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The manifest accepts a stop signal only if the process driver can send it.
+    #[test]
+    fn every_stop_signal_the_manifest_accepts_is_one_the_process_driver_sends() {
+        for name in wharf_manifest::model::STOP_SIGNALS {
+            assert!(wharf_runtime::signal_by_name(name).is_some(), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_container_service_plans_its_options_networks_and_stop() {
+        let source = r#"
+name: shop
+networks:
+  back: {internal: true}
+services:
+  db:
+    image: db:1
+    user: "999"
+    ulimits: {nofile: 1024}
+    networks: [back, default]
+    stop: {signal: SIGINT, grace: 90s}
+"#;
+        let loaded = wharf_manifest::load(source, Default::default(), &|_: &str| None);
+        let stack = loaded.stack.expect("valid");
+        let plan = plan(&stack).expect("plans");
+        let db = &plan.services[0];
+        let container = db.container.as_ref().unwrap();
+        assert_eq!(container.options.user.as_deref(), Some("999"));
+        assert_eq!(
+            container.options.ulimits,
+            [wharf_runtime::Ulimit {
+                name: "nofile".to_owned(),
+                soft: 1024,
+                hard: 1024
+            }]
+        );
+        assert_eq!(
+            container.networks,
+            [("back".to_owned(), true), ("default".to_owned(), false)]
+        );
+        assert_eq!(db.stop_signal.as_deref(), Some("SIGINT"));
+        assert_eq!(db.stop_grace, Some(std::time::Duration::from_secs(90)));
+    }
+}

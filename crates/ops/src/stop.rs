@@ -41,6 +41,20 @@ pub async fn stop_recorded(
     service: Option<&str>,
     order: &[String],
 ) -> Result<Vec<Stopped>, OpsError> {
+    stop_recorded_within(lock, store, driver, actor, service, order, &|_| None).await
+}
+
+/// [`stop_recorded`], each instance given its service's own grace (the manifest's
+/// `stop.grace`) where `grace` names one, [`STOP_GRACE`] otherwise.
+pub async fn stop_recorded_within(
+    lock: &ControlLock,
+    store: &mut Store,
+    driver: &dyn Driver,
+    actor: &Actor,
+    service: Option<&str>,
+    order: &[String],
+    grace: &(dyn Fn(&str) -> Option<Duration> + Sync),
+) -> Result<Vec<Stopped>, OpsError> {
     let state_dir = lock.state_dir();
     let mut rows: Vec<_> = store
         .instances()?
@@ -63,7 +77,10 @@ pub async fn stop_recorded(
         let handle = row.handle.parse::<InstanceHandle>();
         let pid = handle.as_ref().ok().and_then(|h| driver.describe(h).pid);
         let outcome = match handle {
-            Ok(handle) => driver.stop(handle, STOP_GRACE).await,
+            Ok(handle) => {
+                let within = grace(&row.service).unwrap_or(STOP_GRACE);
+                driver.stop(handle, within).await
+            }
             Err(_) => StopOutcome::Refused,
         };
         if outcome != StopOutcome::Refused {

@@ -355,3 +355,52 @@ services:
         "stopped after {waited:?}"
     );
 }
+
+/// The same without a control plane (it was killed): `down` stops the recorded processes
+/// itself, with the signal kept in each one's handle and its service's grace from the
+/// manifest.
+#[test]
+fn a_process_is_stopped_with_its_own_signal_and_grace_by_a_down_without_control_plane() {
+    let stack = Stack::new(
+        r#"
+name: stopper-adopted
+services:
+  quits:
+    command: [sh, -c, "trap 'echo stopped by SIGQUIT; exit 0' QUIT; while true; do sleep 0.1; done"]
+    stop: {signal: SIGQUIT}
+  stubborn:
+    command: [sh, -c, "trap '' USR1; while true; do sleep 0.1; done"]
+    stop: {signal: SIGUSR1, grace: 300ms}
+"#,
+    );
+    let output = stack.up();
+    assert!(output.status.success(), "{}", show(&output));
+    let control = stack.control_pid().unwrap();
+    common::kill9(i64::from(control));
+    eventually("the control plane is gone", Duration::from_secs(10), || {
+        (!common::alive(i64::from(control))).then_some(())
+    });
+    let started = std::time::Instant::now();
+    let output = stack.wharf(&["down"]);
+    let took = started.elapsed();
+    let text = show(&output);
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("stopped quits/0") && l.ends_with("graceful)")),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.starts_with("stopped stubborn/0")
+            && l.ends_with("killed after the grace period)")),
+        "{text}"
+    );
+    let logs = stack.wharf(&["logs", "quits"]);
+    assert!(
+        String::from_utf8_lossy(&logs.stdout).contains("stopped by SIGQUIT"),
+        "{}",
+        show(&logs)
+    );
+    // Its own grace, not the default 10 s.
+    assert!(took < Duration::from_secs(8), "down took {took:?}");
+}

@@ -113,7 +113,8 @@ async fn stop(
                     tracing::debug!(error = %err, "the control plane did not answer; stopping without it");
                 }
                 let order = dependency_order(global);
-                stop_recorded(&state_dir, args.service.as_deref(), &order).await
+                let graces = stop_graces(global);
+                stop_recorded(&state_dir, args.service.as_deref(), &order, &graces).await
             }
         }
     }
@@ -153,12 +154,31 @@ fn dependency_order(global: &Global) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Each service's own `stop.grace`, when the manifest can be read.
+fn stop_graces(global: &Global) -> std::collections::HashMap<String, Duration> {
+    let Ok(manifest) = crate::manifest_file::ManifestFile::read(global) else {
+        return Default::default();
+    };
+    manifest
+        .load(None)
+        .stack
+        .map(|stack| {
+            stack
+                .services
+                .iter()
+                .filter_map(|(name, s)| Some((name.clone(), s.stop.grace?.as_std())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Stops what the store says is running, without a control plane, dependents first — under
 /// the lock, through the same use case that removes each instance's secret files.
 async fn stop_recorded(
     state_dir: &std::path::Path,
     service: Option<&str>,
     order: &[String],
+    graces: &std::collections::HashMap<String, Duration>,
 ) -> anyhow::Result<ExitStatus> {
     if !state_dir.join(wharf_ops::read::DB_FILE).exists() {
         eprintln!("nothing to stop: no state in {}", state_dir.display());
@@ -181,7 +201,10 @@ async fn stop_recorded(
     // containers still run.
     let driver = crate::cmd::up::drivers()?;
     wharf_runtime::Driver::refresh(&driver).await;
-    let stop = wharf_ops::stop::stop_recorded(&lock, &mut store, &driver, &actor, service, order);
+    let grace = |name: &str| graces.get(name).copied();
+    let stop = wharf_ops::stop::stop_recorded_within(
+        &lock, &mut store, &driver, &actor, service, order, &grace,
+    );
     let stopped = match stop.await {
         Ok(stopped) => stopped,
         Err(err) if err.kind() == wharf_ops::OpsErrorKind::NotFound => {
