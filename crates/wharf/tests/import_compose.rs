@@ -91,9 +91,11 @@ fn import_writes_a_manifest_that_validates_and_warns_on_stderr() {
             && stderr.contains("`SECRET_KEY` in .env (env_file of web, line 5)"),
         "{stderr}"
     );
+    assert!(
+        stdout.contains("    build: .\n"),
+        "compose's build is wharf's: {stdout}"
+    );
     for expected in [
-        "docker-compose.yml:3:5",
-        "`services.web.build` is not carried over",
         "docker-compose.yml:13:5",
         "`services.db.volumes` is not carried over",
         "docker-compose.yml:18:1",
