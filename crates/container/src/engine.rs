@@ -333,7 +333,9 @@ impl Engine {
 
     /// Builds the image of a built service unless the engine has it (its tag is the version,
     /// by default a digest of the context: present means built from this source), and answers
-    /// its id. The build's output goes to the instance's log and to wharf's own.
+    /// its id. The build's output goes to the instance's log and to wharf's own. The context
+    /// is read as it is now: an older version's image removed from the engine (a rollback
+    /// after `docker image prune`) is rebuilt from today's source under its old tag.
     async fn ensure_built(
         &self,
         docker: &Docker,

@@ -190,6 +190,16 @@ fn build(decoder: &mut Decoder, what: &str, node: &Node) -> Option<Build> {
         .get("args")
         .map(|n| decoder.string_map(n, &sub(what, "args")))
         .unwrap_or_default();
+    // The engine keeps build args in the image's history, for anyone with the image to read.
+    if let Some((name, _)) = args.iter().find(|(_, v)| v.contains("${secret:"))
+        && let Some(span) = fields.key_span("args")
+    {
+        ok = false;
+        decoder.push(
+            Diagnostic::error(span, format!("{} `{name}` holds a secret", sub(what, "args")))
+                .with_hint("build args are kept in the image's history; give the secret to the running container in `secrets:` or `env:` instead"),
+        );
+    }
     let target = fields
         .get("target")
         .and_then(|n| decoder.name(n, &sub(what, "target")));
@@ -384,6 +394,10 @@ mod tests {
             ("build: {context: ., contxt: .}", "unknown key"),
             ("build: [a]", "expected a mapping"),
             ("build: \"\"", "must not be empty"),
+            (
+                "build: {args: {TOKEN: \"${secret:TOKEN}\"}}",
+                "`services.api.build.args` `TOKEN` holds a secret",
+            ),
         ];
         for (line, expected) in cases {
             let loaded = load(&format!("name: s\nservices:\n  api:\n    {line}\n"));

@@ -474,6 +474,48 @@ mod tests {
         );
     }
 
+    /// Never answers, and says when its future was dropped (the probe gave up on it).
+    #[derive(Debug, Default)]
+    struct Hangs(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+    struct Abandoned(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+    impl Drop for Abandoned {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    impl Runner for Hangs {
+        fn run(
+            &self,
+            _command: Vec<String>,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Ran, String>> + Send>>
+        {
+            let guard = Abandoned(self.0.clone());
+            Box::pin(async move {
+                let _guard = guard;
+                std::future::pending::<Result<Ran, String>>().await
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_exec_elsewhere_past_its_timeout_fails_and_is_abandoned() {
+        let runner = Hangs::default();
+        let abandoned = runner.0.clone();
+        let check = Check::ExecElsewhere {
+            command: vec!["sleep".to_owned()],
+            expect_exit: 0,
+            runner: std::sync::Arc::new(runner),
+        };
+        let outcome = Prober::default()
+            .run(&check, Duration::from_millis(50))
+            .await;
+        assert_eq!(outcome.reason.as_deref(), Some("timed out after 50ms"));
+        assert!(abandoned.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
     #[test]
     fn a_long_output_is_quoted_by_its_end_only() {
         let reason = ran_reason(&Ran {

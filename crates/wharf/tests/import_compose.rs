@@ -92,6 +92,10 @@ fn import_writes_a_manifest_that_validates_and_warns_on_stderr() {
             && stderr.contains("`SECRET_KEY` in .env (env_file of web, line 5)"),
         "{stderr}"
     );
+    assert!(
+        stdout.contains("    build: .\n"),
+        "compose's build is wharf's: {stdout}"
+    );
     for expected in [
         "docker-compose.yml:11:5",
         "`services.web.stdin_open` is not carried over",
