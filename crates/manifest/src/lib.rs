@@ -12,6 +12,7 @@ mod gates;
 mod interpolate;
 pub mod model;
 mod overlay;
+mod ports;
 mod promotion;
 mod runbooks;
 mod schema;

@@ -338,6 +338,7 @@ fn service(
     let known: Vec<&str> = SERVICE_KEYS
         .iter()
         .chain(crate::container::CONTAINER_KEYS)
+        .chain(["ports"].iter())
         .copied()
         .chain(crate::container::NOT_BUILT.iter().map(|(key, _)| *key))
         .collect();
@@ -423,7 +424,14 @@ fn service(
         }
         backup(decoder, name, n)
     });
-    let container = crate::container::container(decoder, name, &fields);
+    let ports = crate::ports::ports(decoder, name, &fields);
+    for (port, span) in &ports {
+        refs.ports.push((name.to_owned(), port.published, *span));
+    }
+    let mut container = crate::container::container(decoder, name, &fields);
+    if let Some(container) = container.as_mut() {
+        container.ports = ports.into_iter().map(|(port, _)| port).collect();
+    }
     Some(Service {
         container,
         kind,
