@@ -137,7 +137,6 @@ fn voting_app() {
         "volumes",
         "services.vote.build",
         "services.vote.volumes",
-        "services.vote.ports",
         "services.vote.networks",
         "services.result.build",
         "services.result.volumes",
@@ -374,7 +373,6 @@ fn sentry_style_extension_anchors_and_merges() {
         "services.worker.deploy.resources",
         "services.geoipupdate.entrypoint",
         "services.geoipupdate.volumes",
-        "services.nginx.ports",
         "services.nginx.volumes",
     ]);
     for service in ["web", "cron", "worker"] {
@@ -385,8 +383,13 @@ fn sentry_style_extension_anchors_and_merges() {
     assert_eq!(not_carried(&imported), expected);
     assert_eq!(
         changed(&imported),
-        set(&[]),
-        "entrypoint + command keep their meaning"
+        set(&["services.nginx.ports"]),
+        "entrypoint + command keep their meaning; `$SENTRY_BIND:80/tcp` keeps both sides"
+    );
+    assert!(
+        imported.yaml.contains("container_port: 80\n"),
+        "{}",
+        imported.yaml
     );
 }
 
