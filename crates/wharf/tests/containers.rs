@@ -793,6 +793,35 @@ services:
     );
     assert!(version_served(http_port).unwrap_or_default().contains("v2"));
 
+    // A restarted control plane adopts the container with its TCP port (from the driver's
+    // handle), so the table it sends keeps the port routed: nothing restarts, v2 still answers.
+    let before = containers(&name);
+    kill9(i64::from(stack.control_pid().unwrap()));
+    eventually("the control plane is gone", Duration::from_secs(10), || {
+        (!common::alive(i64::from(stack.control_pid().unwrap_or(0)))).then_some(())
+    });
+    assert_eq!(
+        tcp_version().as_deref(),
+        Some("v2"),
+        "served while wharf is down"
+    );
+    let output = stack.up();
+    let log = std::fs::read_to_string(stack.path().join(".wharf/control.log")).unwrap_or_default();
+    assert!(output.status.success(), "{}\n{log}", show(&output));
+    assert_eq!(containers(&name), before, "the same container");
+    // The v2 instance's identity (its spec with every published port) matches what it
+    // started with: adopted as it is, not replaced. (v1 may still be draining.)
+    let adopted = actions(&stack.ledger(), "instance.adopt");
+    let v2: Vec<_> = adopted
+        .iter()
+        .filter(|e| e["details"]["version"] == "v2")
+        .collect();
+    assert_eq!(v2.len(), 1, "{adopted:?}");
+    assert_eq!(v2[0]["details"]["outdated"], false, "{adopted:?}");
+    for _ in 0..20 {
+        assert_eq!(tcp_version().as_deref(), Some("v2"), "after adoption");
+    }
+
     let output = stack.wharf(&["down"]);
     assert!(output.status.success(), "{}", show(&output));
     assert!(all_containers(&name).is_empty());
