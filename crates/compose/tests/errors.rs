@@ -296,7 +296,7 @@ services:
 }
 
 #[test]
-fn ports_keep_one_published_tcp_port() {
+fn ports_carry_every_fixed_tcp_port_and_warn_on_the_rest() {
     let text = "\
 services:
   web:
@@ -307,9 +307,23 @@ services:
       - \"127.0.0.1:8080:8080/tcp\"
       - \"8443:443\"
       - {target: 53, published: 5353, protocol: udp}
+      - \"127.0.0.1:5433:5432\"
+      - {target: 9090, published: 9091, app_protocol: http}
 ";
     let imported = imported(text);
+    // The HTTP-looking port is the main one; the other fixed TCP ports go to `ports:`.
     assert!(imported.yaml.contains("port: 8080\n"), "{}", imported.yaml);
+    assert!(imported.yaml.contains("- 8443:443\n"), "{}", imported.yaml);
+    assert!(
+        imported.yaml.contains("- 127.0.0.1:5433:5432\n"),
+        "{}",
+        imported.yaml
+    );
+    assert!(
+        imported.yaml.contains("app_protocol: http"),
+        "{}",
+        imported.yaml
+    );
     let lines: Vec<usize> = imported
         .warnings
         .iter()
@@ -317,8 +331,8 @@ services:
         .collect();
     assert_eq!(
         lines,
-        [5, 6, 7, 8, 9],
-        "one warning each (host address for line 7)"
+        [5, 6, 7, 9],
+        "a random host port, a range, the main port's host address, UDP"
     );
     assert!(
         imported

@@ -142,13 +142,10 @@ fn voting_app() {
     );
     assert_eq!(stack.services["db"].env["POSTGRES_USER"], "postgres");
     assert_eq!(stack.services["seed"].restart, RestartPolicy::Never);
-    // The networks are carried onto the image services (`front-tier`, `back-tier`); `result`
-    // runs as a local process, where they mean nothing.
-    let expected = set(&[
-        "services.vote.ports",
-        "services.result.ports",
-        "services.seed.profiles",
-    ]);
+    // Built services run as containers: their volumes, networks (`front-tier`, `back-tier`)
+    // and every port (`result`'s debugger on 127.0.0.1:9229 too) are carried.
+    assert_eq!(result.container.as_ref().unwrap().ports.len(), 1);
+    let expected = set(&["services.seed.profiles"]);
     assert_eq!(not_carried(&imported), expected);
     assert_eq!(changed(&imported), set(&[]));
     let secret = set(&["services.db.environment.POSTGRES_PASSWORD"]);
@@ -236,10 +233,9 @@ fn django_celery_with_anchors_and_env_files() {
     let mut expected = set(&[
         "services.postgres.container_name",
         "services.redis.container_name",
-        // `${DJANGO_PORT:-8000}:8000`: the container side (8000) is said, not dropped.
-        "services.django.ports",
     ]);
-    let mut meaning = set(&[]);
+    // `${DJANGO_PORT:-8000}:8000`: carried, the variable said to hold a port number only.
+    let mut meaning = set(&["services.django.ports"]);
     let mut secrets = set(&["services.postgres.env_file"]);
     for service in ["migrate", "django", "celeryworker", "celerybeat"] {
         expected.insert(format!("services.{service}.volumes"));
@@ -362,7 +358,6 @@ fn sentry_style_extension_anchors_and_merges() {
         "services.smtp.logging",
         "services.smtp.hostname",
         "services.worker.deploy.resources",
-        "services.nginx.ports",
     ]);
     for service in ["web", "cron", "worker"] {
         // Built by wharf, volumes and all; the build arg without a value is compose's
@@ -372,8 +367,13 @@ fn sentry_style_extension_anchors_and_merges() {
     assert_eq!(not_carried(&imported), expected);
     assert_eq!(
         changed(&imported),
-        set(&[]),
-        "entrypoint + command keep their meaning"
+        set(&["services.nginx.ports"]),
+        "entrypoint + command keep their meaning; `$SENTRY_BIND:80/tcp` keeps both sides"
+    );
+    assert!(
+        imported.yaml.contains("container_port: 80\n"),
+        "{}",
+        imported.yaml
     );
 }
 

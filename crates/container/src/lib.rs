@@ -51,6 +51,10 @@ struct ContainerHandle {
     log_path: PathBuf,
     log_max_bytes: u64,
     log_keep: u32,
+    /// The ports published at start (host → container), so an adopting control plane knows
+    /// them; absent in handles written before several ports existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    ports: Vec<wharf_runtime::PortMapping>,
 }
 
 impl ContainerHandle {
@@ -152,6 +156,7 @@ impl Driver for ContainerDriver {
                 log_path: spec.log_path.clone(),
                 log_max_bytes: spec.log_max_bytes,
                 log_keep: spec.log_keep,
+                ports: container.ports.clone(),
             };
             let instance = match InstanceHandle::new(CONTAINER_DRIVER, &handle) {
                 Ok(instance) => instance,
@@ -221,6 +226,7 @@ impl Driver for ContainerDriver {
                 pid: None,
                 id: container.short_id(),
                 image: Some(container.digest),
+                ports: container.ports,
             },
             None => HandleSummary::default(),
         }
@@ -291,6 +297,10 @@ mod tests {
                 log_path: PathBuf::from("/s/logs/api/0.log"),
                 log_max_bytes: 1 << 20,
                 log_keep: 3,
+                ports: vec![wharf_runtime::PortMapping {
+                    host: 41000,
+                    container: 5432,
+                }],
             },
         )
         .unwrap()
@@ -308,6 +318,10 @@ mod tests {
                 pid: None,
                 id: "3f2a9c0b1d2e".to_owned(),
                 image: Some("127.0.0.1:5000/testbed@sha256:abcd".to_owned()),
+                ports: vec![wharf_runtime::PortMapping {
+                    host: 41000,
+                    container: 5432,
+                }],
             }
         );
         // Nothing learned yet: not running, no exit status.

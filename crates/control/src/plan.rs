@@ -141,6 +141,9 @@ pub struct ContainerPlan {
     pub networks: Vec<(String, bool)>,
     /// Set when wharf builds the image (`build:`).
     pub build: Option<BuildPlan>,
+    /// `ports:`: more public ports, each served by the proxy (TCP pass-through, or HTTP) to
+    /// its container port, which every instance publishes on a loopback port of its own.
+    pub ports: Vec<wharf_manifest::model::ServicePort>,
 }
 
 /// The manifest's container options as the container driver takes them.
@@ -324,8 +327,14 @@ pub fn secret_references(text: &str) -> Vec<String> {
 }
 
 impl ServicePlan {
-    /// Whether instances bind the public port themselves: datastores (`kind:`), which the
-    /// HTTP proxy cannot front, with one replica.
+    /// Whether instances bind the public port themselves: datastores (`kind:`) with one
+    /// replica. A datastore container publishes its public port directly (on 127.0.0.1, to
+    /// its `container_port`) rather than through the proxy's TCP pass-through, on purpose:
+    /// it runs one instance at a time on its data (two versions of postgres on one volume
+    /// would corrupt it), so it is replaced by recreate and no weight ever splits its
+    /// traffic — the proxy would add a hop and nothing to route; and its probes, backups and
+    /// restore drills reach it at `localhost:PORT` whether or not the proxy runs (a proxy
+    /// restart must not fail a backup). Containers of the stack reach it by service name.
     pub fn binds_public_port(&self) -> bool {
         !self.proxied && self.replicas <= 1 && self.public_port.is_some()
     }
@@ -455,6 +464,7 @@ fn service_plan(name: &str, service: &Service) -> Result<ServicePlan, PlanError>
             entrypoint: manifest.entrypoint,
             container_port: manifest.container_port.or(service.port),
             volumes: manifest.volumes,
+            ports: manifest.ports,
             pull: match manifest.pull_policy {
                 wharf_manifest::model::PullPolicy::Missing => wharf_runtime::PullPolicy::Missing,
                 wharf_manifest::model::PullPolicy::Always => wharf_runtime::PullPolicy::Always,

@@ -78,6 +78,9 @@ pub struct Instance {
     pub identity: Identity,
     pub ordinal: u32,
     pub port: Option<u16>,
+    /// The loopback ports of an `image:` service's `ports:` (host → container port),
+    /// chosen at its first start and kept across restarts and adoption.
+    pub extra_ports: Vec<wharf_runtime::PortMapping>,
     /// The version it runs (the service's stable one, or a rollout's new one).
     pub version: String,
     /// Set while it drains (its process still runs, `phase` stays `Running`).
@@ -112,6 +115,7 @@ impl Instance {
             identity: Identity::default(),
             ordinal,
             port,
+            extra_ports: Vec::new(),
             version,
             draining: None,
             phase: Phase::Backoff {

@@ -76,6 +76,7 @@ impl Driver for FakeDriver {
             pid: None,
             id: handle.to_string(),
             image: None,
+            ports: Vec::new(),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The container keys of an `image:` service (`entrypoint`, `container_port`, `volumes`,
-//! `pull_policy`, `build`), and the compose keys a container service might carry that this wharf does
+//! `pull_policy`, `build`; `ports` is read in `ports.rs`), and the compose keys a container service might carry that this wharf does
 //! not build yet: those are refused by name, so no key is accepted without doing what it says.
 
 use crate::container_options::{OPTION_KEYS, options};
@@ -20,10 +20,6 @@ pub(crate) const CONTAINER_KEYS: &[&str] = &[
 /// Compose keys a container service may have that are not built yet, each with what to do
 /// instead. Accepted by the key check so they get this error rather than "unknown key".
 pub(crate) const NOT_BUILT: &[(&str, &str)] = &[
-    (
-        "ports",
-        "give the public port as `port:` and the port inside the container as `container_port:`; several ports per service are not built yet",
-    ),
     ("environment", "use `env:`"),
     (
         "env_file",
@@ -112,6 +108,8 @@ pub(crate) fn container(
         build: fields
             .get("build")
             .and_then(|n| build(decoder, &field("build"), n)),
+        // Filled by the schema from `crate::ports`, which also records their spans.
+        ports: Vec::new(),
     })
 }
 

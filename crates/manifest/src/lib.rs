@@ -13,6 +13,7 @@ mod gates;
 mod interpolate;
 pub mod model;
 mod overlay;
+mod ports;
 mod promotion;
 mod runbooks;
 mod schema;

@@ -342,6 +342,47 @@ pub struct Container {
     /// Set when wharf builds the image from source (compose's `build:`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub build: Option<Build>,
+    /// More published ports beside the main `port:` (`ports:`), each a public port the wharf
+    /// proxy listens on and the container port it reaches.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<ServicePort>,
+}
+
+/// One entry of `ports:`: a public port → a container port, served by the wharf proxy — at
+/// TCP level (bytes passed through) unless it speaks HTTP (`app_protocol: http`), which the
+/// proxy then serves as it serves `port:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ServicePort {
+    /// The public port the proxy listens on.
+    pub published: u16,
+    /// The port inside the container.
+    pub target: u16,
+    /// Where the proxy binds the public port.
+    pub host_ip: PortHost,
+    /// How the proxy carries the port's connections.
+    pub app_protocol: AppProtocol,
+}
+
+/// The address the proxy binds a public port on: every interface (compose's default), or
+/// loopback only (`127.0.0.1:PUBLIC:CONTAINER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum PortHost {
+    #[default]
+    #[serde(rename = "0.0.0.0")]
+    Any,
+    #[serde(rename = "127.0.0.1")]
+    Loopback,
+}
+
+/// How the proxy carries a port's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppProtocol {
+    /// Bytes passed through both ways; the version is chosen per connection.
+    #[default]
+    Tcp,
+    /// Served at HTTP level like `port:` (per request: weights, pins, stickiness, stats).
+    Http,
 }
 
 /// compose's `build:`: the image is built by the engine from a context directory.

@@ -348,6 +348,7 @@ fn service(
         .iter()
         .chain(crate::container::CONTAINER_KEYS)
         .chain(crate::container_options::OPTION_KEYS)
+        .chain(["ports"].iter())
         .copied()
         .chain(crate::container::NOT_BUILT.iter().map(|(key, _)| *key))
         .collect();
@@ -433,7 +434,14 @@ fn service(
         }
         backup(decoder, name, n)
     });
-    let container = crate::container::container(decoder, name, &fields, refs);
+    let ports = crate::ports::ports(decoder, name, &fields);
+    for (port, span) in &ports {
+        refs.ports.push((name.to_owned(), port.published, *span));
+    }
+    let mut container = crate::container::container(decoder, name, &fields, refs);
+    if let Some(container) = container.as_mut() {
+        container.ports = ports.into_iter().map(|(port, _)| port).collect();
+    }
     let stop = crate::container_options::stop(decoder, name, &fields);
     Some(Service {
         container,

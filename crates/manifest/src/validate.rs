@@ -296,6 +296,17 @@ fn ports(decoder: &mut Decoder, refs: &References) {
     let mut seen: HashMap<u16, (&str, Span)> = HashMap::new();
     for (service, port, span) in &refs.ports {
         match seen.get(port) {
+            Some((first, first_span)) if first == service => decoder.push(
+                Diagnostic::error(
+                    *span,
+                    format!("port {port} of service `{service}` is published twice"),
+                )
+                .with_label("duplicate port")
+                .with_hint(format!(
+                    "line {} publishes it already (`port:` or `ports:`); give each public port once",
+                    first_span.line
+                )),
+            ),
             Some((first, first_span)) => decoder.push(
                 Diagnostic::error(
                     *span,

@@ -130,6 +130,28 @@ fn full_manifest_uses_every_feature() {
             .collect::<Vec<_>>(),
         [5, 25, 100]
     );
+    let web = stack.services["web"]
+        .container
+        .as_ref()
+        .expect("web runs an image");
+    use wharf_manifest::model::{AppProtocol, PortHost, ServicePort};
+    assert_eq!(
+        web.ports,
+        [
+            ServicePort {
+                published: 9229,
+                target: 9229,
+                host_ip: PortHost::Loopback,
+                app_protocol: AppProtocol::Tcp
+            },
+            ServicePort {
+                published: 3001,
+                target: 3001,
+                host_ip: PortHost::Any,
+                app_protocol: AppProtocol::Http
+            }
+        ]
+    );
     let worker = &stack.services["worker"];
     assert_eq!(worker.command.as_deref().map(<[String]>::len), Some(3));
     let dev = load_clean(FULL, EnvironmentChoice::Default);

@@ -198,6 +198,8 @@ impl VersionRt {
 #[derive(Debug)]
 pub(crate) struct ServiceRt {
     pub name: String,
+    /// HTTP, or TCP pass-through.
+    pub mode: crate::table::Mode,
     pub versions: Vec<VersionRt>,
     sticky: Option<Sticky>,
     pub drain: Duration,
@@ -322,6 +324,7 @@ impl Routes {
                 .collect();
             let rt = ServiceRt {
                 name: service.name.clone(),
+                mode: route.mode,
                 versions,
                 sticky: route.sticky.clone(),
                 drain: Duration::from_millis(route.drain_timeout_ms),

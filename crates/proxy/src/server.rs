@@ -21,7 +21,7 @@ use crate::forward;
 use crate::persist;
 use crate::routes::{Clock, Instance, InstanceReport, Routes};
 use crate::stats::{Stats, StatsReport};
-use crate::table::{RouteTable, TableError, ValidTable};
+use crate::table::{Mode, RouteTable, TableError, ValidTable};
 
 /// The largest request head (request line plus headers) the proxy accepts.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -703,14 +703,18 @@ async fn accept_loop(
                 continue;
             }
         };
-        let limits = inner
+        let (limits, mode) = inner
             .routes
             .load()
             .by_listen
             .get(&address)
-            .map_or_else(Limits::default, |service| service.limits);
+            .map_or((Limits::default(), Mode::Http), |service| {
+                (service.limits, service.mode)
+            });
         let permit = match budget.admit(limits, peer.ip()) {
             Ok(permit) => permit,
+            // A TCP client is not sent an HTTP answer: the close says it.
+            Err(_) if mode == Mode::Tcp => continue,
             Err(refusal) => {
                 refuse(stream, address, peer, refusal);
                 continue;
@@ -721,6 +725,13 @@ async fn accept_loop(
         let http2 = http2.clone();
         let closing = closing.clone();
         // On this worker's runtime, like everything the connection leads to.
+        if mode == Mode::Tcp {
+            connections.spawn(async move {
+                let _permit = permit;
+                crate::tcp::serve(inner, address, peer, stream).await;
+            });
+            continue;
+        }
         connections.spawn(async move {
             let _permit = permit;
             let end = crate::h1::serve(&inner, address, peer, &mut stream, closing.clone()).await;

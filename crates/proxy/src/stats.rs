@@ -25,6 +25,8 @@ struct Shard {
     classes: [AtomicU64; 4],
     upstream_errors: AtomicU64,
     retries: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
     latency_sum_us: AtomicU64,
     latency_max_us: AtomicU64,
     buckets: AtomicBuckets,
@@ -96,6 +98,14 @@ impl VersionStats {
         self.shard().retries.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A TCP pass-through connection ended, having carried `up` bytes from the client to the
+    /// upstream and `down` back.
+    pub fn bytes(&self, up: u64, down: u64) {
+        let shard = self.shard();
+        shard.bytes_in.fetch_add(up, Ordering::Relaxed);
+        shard.bytes_out.fetch_add(down, Ordering::Relaxed);
+    }
+
     fn report(&self) -> VersionReport {
         let sum = |counter: fn(&Shard) -> &AtomicU64| -> u64 {
             self.shards
@@ -125,6 +135,8 @@ impl VersionStats {
             },
             upstream_errors: sum(|s| &s.upstream_errors),
             retries: sum(|s| &s.retries),
+            bytes_in: sum(|s| &s.bytes_in),
+            bytes_out: sum(|s| &s.bytes_out),
             latency_us: latency,
             latency_buckets: buckets,
         }
@@ -211,12 +223,23 @@ pub struct VersionReport {
     pub upstream_errors: u64,
     /// Retries on another instance after a refused connection.
     pub retries: u64,
+    /// On a TCP pass-through port: bytes from clients to the version's instances, counted
+    /// when each connection ends (absent while 0, and on HTTP ports).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub bytes_in: u64,
+    /// On a TCP pass-through port: bytes from the instances back to clients.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub bytes_out: u64,
     /// Time to response headers, in microseconds.
     pub latency_us: LatencyReport,
     /// Time to response headers as `[upper_bound_us, count]` pairs over the fixed buckets of
     /// [`crate::latency`], non-zero buckets only, counted since the proxy started. Subtract two
     /// snapshots with [`crate::latency::bucket_delta`] for the requests in between.
     pub latency_buckets: Vec<(u64, u64)>,
+}
+
+fn is_zero(count: &u64) -> bool {
+    *count == 0
 }
 
 /// Responses by status class.

@@ -26,6 +26,10 @@ pub struct RouteTable {
 pub struct ServiceRoute {
     /// The public `address:port` the proxy listens on for this service.
     pub listen: String,
+    /// How the port's connections are carried: HTTP (the default, so tables written before
+    /// TCP ports existed read the same) or passed through at TCP level.
+    #[serde(default, skip_serializing_if = "Mode::is_http")]
+    pub mode: Mode,
     /// The versions and their weights.
     pub versions: Vec<VersionRoute>,
     /// Keeps a client on one version while the weights hold.
@@ -68,6 +72,27 @@ pub struct ServiceRoute {
     /// so one client cannot take the whole budget.
     #[serde(default = "default_max_connections_per_client")]
     pub max_connections_per_client: u32,
+}
+
+/// How a port's connections are carried.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Parsed as HTTP: the version is chosen per request (weights, pin header, stickiness),
+    /// and requests, statuses and latencies are counted.
+    #[default]
+    Http,
+    /// Bytes passed through both ways: the version is chosen per connection by weight; a
+    /// connection counts as one request (a 2xx once its upstream accepted it, a 5xx when no
+    /// instance did), and its bytes are counted when it ends. The HTTP settings (timeouts
+    /// of requests, stickiness) do not apply; drains and connection budgets do.
+    Tcp,
+}
+
+impl Mode {
+    fn is_http(&self) -> bool {
+        *self == Mode::Http
+    }
 }
 
 /// One version of a service.
@@ -241,6 +266,12 @@ pub enum TableError {
         /// The field.
         field: &'static str,
     },
+    /// Stickiness on a TCP port, which has no cookie or header to read it from.
+    #[error("service `{service}`: a TCP port cannot be sticky (no cookie or header to read)")]
+    StickyTcp {
+        /// The service.
+        service: String,
+    },
     /// A port the proxy could not bind.
     #[error("service `{service}`: cannot listen on {address}: {reason}")]
     Bind {
@@ -325,6 +356,11 @@ fn validate_service(name: &str, service: &ServiceRoute) -> Result<ValidService, 
     };
     if name.is_empty() {
         return Err(empty("the service name"));
+    }
+    if service.mode == Mode::Tcp && service.sticky.is_some() {
+        return Err(TableError::StickyTcp {
+            service: name.to_owned(),
+        });
     }
     if let Some(Sticky::Cookie(key) | Sticky::Header(key)) = &service.sticky
         && key.is_empty()
@@ -504,6 +540,29 @@ mod tests {
         for (json, message) in cases {
             assert_eq!(table(json).unwrap_err().to_string(), message, "{json}");
         }
+    }
+
+    #[test]
+    fn a_table_without_mode_is_http_and_tcp_round_trips() {
+        let old =
+            table(r#"{"revision":1,"services":{"api":{"listen":"127.0.0.1:1","versions":[]}}}"#)
+                .unwrap();
+        assert_eq!(old.table().services["api"].mode, Mode::Http);
+        assert!(!serde_json::to_string(old.table()).unwrap().contains("mode"));
+        let tcp = table(r#"{"revision":1,"services":{"db":{"listen":"127.0.0.1:1","mode":"tcp","versions":[]}}}"#)
+            .unwrap();
+        assert_eq!(tcp.table().services["db"].mode, Mode::Tcp);
+        assert!(
+            serde_json::to_string(tcp.table())
+                .unwrap()
+                .contains(r#""mode":"tcp""#)
+        );
+        let sticky = table(r#"{"revision":1,"services":{"db":{"listen":"127.0.0.1:1","mode":"tcp","versions":[],"sticky":{"cookie":"s"}}}}"#)
+            .unwrap_err();
+        assert_eq!(
+            sticky.to_string(),
+            "service `db`: a TCP port cannot be sticky (no cookie or header to read)"
+        );
     }
 
     #[test]

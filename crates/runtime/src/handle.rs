@@ -111,6 +111,10 @@ pub struct HandleSummary {
     /// registry digest), for a container; recorded in the ledger at start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// The loopback ports a container publishes (host → container port), as started: a
+    /// restarted control plane learns an adopted instance's `ports:` from here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<crate::PortMapping>,
 }
 
 #[cfg(test)]

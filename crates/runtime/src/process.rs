@@ -244,6 +244,7 @@ impl Driver for ProcessDriver {
                 pid: u32::try_from(process.instance.pid).ok(),
                 id: process.instance.pid.to_string(),
                 image: None,
+                ports: Vec::new(),
             },
             None => HandleSummary::default(),
         }
@@ -395,6 +396,7 @@ mod tests {
                 pid: Some(std::process::id()),
                 id: std::process::id().to_string(),
                 image: None,
+                ports: Vec::new(),
             }
         );
     }

@@ -17,8 +17,8 @@ use std::time::Duration;
 use wharf_testbed::load::{self, LoadPlan};
 
 use common::docker::{
-    Registry, VolumeGuard, all_containers, containers, docker, docker_ok, images, redis, show,
-    started_at, unique, version_served, volume_exists,
+    Registry, VolumeGuard, all_containers, containers, docker, docker_ok, engine_answers, images,
+    import, mtime, redis, rootfs, show, started_at, unique, version_served, volume_exists,
 };
 use common::{Stack, actions, eventually, free_port, get, kill9, testbed_bin};
 
@@ -616,4 +616,167 @@ services:
     let output = stack.wharf(&["down"]);
     assert!(output.status.success(), "{}", show(&output));
     assert!(all_containers(&name).is_empty());
+}
+
+/// An image that serves HTTP (the testbed on 8080) and a TCP protocol (redis-server on 6379)
+/// from one container, through a shell: one service with two ports. Built once per machine.
+fn duo_image() -> String {
+    engine_answers();
+    let testbed = testbed_bin();
+    let meta = std::fs::metadata(&testbed).unwrap();
+    let tag = format!("wharf-test/duo:{:x}", meta.len() ^ mtime(&meta));
+    let lock = std::fs::File::create(std::env::temp_dir().join("wharf-test-images.lock")).unwrap();
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    if !docker(&["image", "inspect", &tag]).status.success() {
+        let server = PathBuf::from("/usr/bin/redis-server");
+        assert!(
+            server.exists(),
+            "redis-server is missing: scripts/test installs redis-server"
+        );
+        let root = rootfs(&[&testbed, &server, Path::new("/bin/sh")], &["tmp"]);
+        import(root.path(), &tag, &["ENTRYPOINT [\"/bin/sh\", \"-c\"]"]);
+    }
+    tag
+}
+
+/// Several ports per service: an `image:` service's HTTP `port:` served by the proxy and a
+/// `ports:` entry passed through at TCP level to redis in the same container; a deploy of a
+/// new tag moves the TCP port with the HTTP one (half the connections during the canary's
+/// 50 % step, all of them after), and `down` closes the public TCP port.
+#[test]
+fn a_tcp_port_beside_the_http_one_is_passed_through_and_moves_with_a_deploy() {
+    let image = duo_image();
+    let registry = Registry::start();
+    let v1 = registry.push(&image, "duo:v1");
+    registry.push(&image, "duo:v2");
+    let name = unique("duo");
+    let (http_port, tcp_port) = (free_port(), free_port());
+    let testbed = testbed_bin();
+    let stack = Stack::new(&format!(
+        r#"
+name: {name}
+services:
+  app:
+    image: {v1}
+    command: ["/usr/bin/redis-server --port 6379 --protected-mode no --save '' --dir /tmp --dbfilename ${{VERSION}}.rdb & exec {testbed} --host 0.0.0.0 --port 8080"]
+    port: {http_port}
+    container_port: 8080
+    ports: ["{tcp_port}:6379"]
+    probes:
+      ready: {{http: {{path: /ready}}, interval: 200ms}}
+    rollout:
+      strategy: canary
+      steps: [{{weight: 50, pause: 30s}}, {{weight: 100}}]
+      analysis: {{min_requests: 0}}
+      deadlines: {{drain: 2s}}
+"#,
+        testbed = testbed.display()
+    ));
+    let output = stack.up();
+    assert!(output.status.success(), "{}", show(&output));
+    // The version redis runs as is in its dump file's name: which container a TCP
+    // connection through the public port reached.
+    let tcp_version = || {
+        let reply = redis(tcp_port, &["CONFIG", "GET", "dbfilename"])?;
+        ["v1", "v2"]
+            .into_iter()
+            .find(|v| reply.contains(&format!("{v}.rdb")))
+            .map(str::to_owned)
+    };
+    let pong = eventually(
+        "redis answers through the proxy",
+        Duration::from_secs(20),
+        || redis(tcp_port, &["PING"]),
+    );
+    assert!(pong.starts_with("+PONG"), "{pong}");
+    assert_eq!(tcp_version().as_deref(), Some("v1"));
+    let body = eventually("the HTTP port answers", Duration::from_secs(20), || {
+        version_served(http_port)
+    });
+    assert!(body.contains("v1"), "{body}");
+    // The proxy listens on the public TCP port; the container publishes only on loopback
+    // ports of its own.
+    let published = docker_ok(&[
+        "ps",
+        "--filter",
+        &format!("label=dev.wharf.stack={name}"),
+        "--format",
+        "{{.Ports}}",
+    ]);
+    assert!(published.contains("127.0.0.1:"), "{published}");
+    assert!(
+        !published.contains(&format!(":{tcp_port}->")),
+        "{published}"
+    );
+
+    // Deploy v2: during the 50 % step both versions take TCP connections.
+    std::thread::scope(|scope| {
+        let deploy = scope.spawn(|| stack.wharf(&["deploy", "app", "--version", "v2", "--watch"]));
+        let mut seen = std::collections::BTreeSet::new();
+        eventually(
+            "TCP connections reach both versions",
+            Duration::from_secs(60),
+            || {
+                seen.extend(tcp_version());
+                (seen.len() == 2).then_some(())
+            },
+        );
+        let promoted = stack.wharf(&["rollout", "promote", "app"]);
+        let output = deploy.join().unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}{}",
+            show(&promoted),
+            show(&output)
+        );
+    });
+    assert_eq!(stack.service("app")["version"], "v2");
+    eventually(
+        "every TCP connection reaches v2",
+        Duration::from_secs(30),
+        || {
+            (0..10)
+                .all(|_| tcp_version().as_deref() == Some("v2"))
+                .then_some(())
+        },
+    );
+    assert!(version_served(http_port).unwrap_or_default().contains("v2"));
+
+    // A restarted control plane adopts the container with its TCP port (from the driver's
+    // handle), so the table it sends keeps the port routed: nothing restarts, v2 still answers.
+    let before = containers(&name);
+    kill9(i64::from(stack.control_pid().unwrap()));
+    eventually("the control plane is gone", Duration::from_secs(10), || {
+        (!common::alive(i64::from(stack.control_pid().unwrap_or(0)))).then_some(())
+    });
+    assert_eq!(
+        tcp_version().as_deref(),
+        Some("v2"),
+        "served while wharf is down"
+    );
+    let output = stack.up();
+    let log = std::fs::read_to_string(stack.path().join(".wharf/control.log")).unwrap_or_default();
+    assert!(output.status.success(), "{}\n{log}", show(&output));
+    assert_eq!(containers(&name), before, "the same container");
+    // The v2 instance's identity (its spec with every published port) matches what it
+    // started with: adopted as it is, not replaced. (v1 may still be draining.)
+    let adopted = actions(&stack.ledger(), "instance.adopt");
+    let v2: Vec<_> = adopted
+        .iter()
+        .filter(|e| e["details"]["version"] == "v2")
+        .collect();
+    assert_eq!(v2.len(), 1, "{adopted:?}");
+    assert_eq!(v2[0]["details"]["outdated"], false, "{adopted:?}");
+    for _ in 0..20 {
+        assert_eq!(tcp_version().as_deref(), Some("v2"), "after adoption");
+    }
+
+    let output = stack.wharf(&["down"]);
+    assert!(output.status.success(), "{}", show(&output));
+    assert!(all_containers(&name).is_empty());
+    assert!(
+        redis(tcp_port, &["PING"]).is_none(),
+        "the public TCP port is closed"
+    );
 }

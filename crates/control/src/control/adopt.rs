@@ -67,14 +67,26 @@ impl ControlPlane {
                 Injector::remove_secret_files(&self.core, &row.service, row.index);
                 continue;
             }
+            // The loopback ports of `ports:` are the driver's to know (the handle records
+            // what the container publishes); the main port is the row's.
+            let extra: Vec<wharf_runtime::PortMapping> = self
+                .core
+                .config
+                .driver
+                .describe(&handle)
+                .ports
+                .into_iter()
+                .filter(|m| Some(m.host) != row.port)
+                .collect();
             let expected = self
-                .spec_for(index, row.index, row.port, &row.version)
+                .spec_with_ports(index, row.index, row.port, &extra, &row.version)
                 .map(|spec| {
                     Injector::identity(&self.core, &self.supervisor.services[index].plan, &spec)
                 });
             let expected_hash = expected.as_ref().map(|i| i.full.clone());
             let service = &mut self.supervisor.services[index];
             let mut instance = Instance::new(row.index, row.port, row.version.clone());
+            instance.extra_ports = extra;
             instance.phase = Phase::Running;
             instance.handle = Some(handle.clone());
             self.core.generations += 1;

@@ -878,10 +878,28 @@ impl ControlPlane {
         port: Option<u16>,
         version: &str,
     ) -> Option<InstanceSpec> {
+        let extra = self.supervisor.services[index]
+            .instances
+            .get(&ordinal)
+            .map(|i| i.extra_ports.clone())
+            .unwrap_or_default();
+        self.spec_with_ports(index, ordinal, port, &extra, version)
+    }
+
+    /// [`Self::spec_for`] with the loopback ports of `ports:` given (an instance being
+    /// adopted is not in the service yet: its ports come from its driver's handle).
+    fn spec_with_ports(
+        &self,
+        index: usize,
+        ordinal: u32,
+        port: Option<u16>,
+        extra: &[wharf_runtime::PortMapping],
+        version: &str,
+    ) -> Option<InstanceSpec> {
         let service = &self.supervisor.services[index];
         let plan = &service.plan;
         let spec = service.version_spec(version)?;
-        let container = self.container_spec(plan, spec, port);
+        let container = self.container_spec(plan, spec, port, extra);
         // Inside a container, `${PORT}` is the port it listens on there, not the loopback
         // port published to it (which probes and the proxy use).
         let inner_port = match (&container, &plan.container) {
@@ -938,18 +956,20 @@ impl ControlPlane {
         plan: &crate::plan::ServicePlan,
         version: &crate::state::VersionSpec,
         port: Option<u16>,
+        extra: &[wharf_runtime::PortMapping],
     ) -> Option<wharf_runtime::ContainerSpec> {
         use wharf_manifest::model::VolumeSource as Source;
         let container = plan.container.as_ref()?;
         let image = version.image.clone().or_else(|| plan.image.clone())?;
         let stack = &self.core.stack;
-        let ports = match (port, container.container_port) {
+        let mut ports = match (port, container.container_port) {
             (Some(host), Some(inner)) => vec![wharf_runtime::PortMapping {
                 host,
                 container: inner,
             }],
             _ => Vec::new(),
         };
+        ports.extend_from_slice(extra);
         let volumes = container
             .volumes
             .iter()
@@ -1000,6 +1020,9 @@ impl ControlPlane {
     /// driver may take seconds); the loop goes on and learns the outcome from
     /// [`Event::Started`], matched by the attempt's generation.
     fn start_instance(&mut self, index: usize, ordinal: u32) {
+        if let Err(reason) = self.supervisor.allocate_extra_ports(index, ordinal) {
+            return self.fail_instance(index, ordinal, reason);
+        }
         let Some((port, version)) = self.supervisor.services[index]
             .instances
             .get(&ordinal)

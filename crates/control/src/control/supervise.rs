@@ -169,7 +169,12 @@ impl Supervisor {
         let taken: std::collections::HashSet<u16> = self
             .services
             .iter()
-            .flat_map(|s| s.instances.values().filter_map(|i| i.port))
+            .flat_map(|s| s.instances.values())
+            .flat_map(|i| {
+                i.port
+                    .into_iter()
+                    .chain(i.extra_ports.iter().map(|m| m.host))
+            })
             .collect();
         (0..16).find_map(|_| {
             std::net::TcpListener::bind("127.0.0.1:0")
@@ -179,6 +184,58 @@ impl Supervisor {
                 .map(|a| a.port())
                 .filter(|port| !taken.contains(port))
         })
+    }
+
+    /// Chooses the loopback ports an instance publishes its `ports:` on, once: a restart of
+    /// the same instance keeps them (the proxy's table names them). Free ports from the
+    /// kernel, never one another instance of the stack has.
+    pub(super) fn allocate_extra_ports(
+        &mut self,
+        index: usize,
+        ordinal: u32,
+    ) -> Result<(), String> {
+        let wanted: Vec<u16> = self.services[index]
+            .plan
+            .container
+            .as_ref()
+            .map(|c| c.ports.iter().map(|p| p.target).collect())
+            .unwrap_or_default();
+        let have = self.services[index]
+            .instances
+            .get(&ordinal)
+            .map_or(0, |i| i.extra_ports.len());
+        if wanted.is_empty() || have == wanted.len() {
+            return Ok(());
+        }
+        let mut taken: std::collections::HashSet<u16> = self
+            .services
+            .iter()
+            .flat_map(|s| s.instances.values())
+            .flat_map(|i| {
+                i.port
+                    .into_iter()
+                    .chain(i.extra_ports.iter().map(|m| m.host))
+            })
+            .collect();
+        let mut mappings = Vec::with_capacity(wanted.len());
+        for container in wanted {
+            let host = (0..16)
+                .find_map(|_| {
+                    std::net::TcpListener::bind("127.0.0.1:0")
+                        .ok()?
+                        .local_addr()
+                        .ok()
+                        .map(|a| a.port())
+                        .filter(|port| !taken.contains(port))
+                })
+                .ok_or_else(|| format!("no free loopback port for container port {container}"))?;
+            taken.insert(host);
+            mappings.push(wharf_runtime::PortMapping { host, container });
+        }
+        if let Some(instance) = self.services[index].instances.get_mut(&ordinal) {
+            instance.extra_ports = mappings;
+        }
+        Ok(())
     }
 
     /// Asks the driver to stop an instance; its exit removes it.
@@ -308,6 +365,7 @@ mod tests {
                 pid: None,
                 id: String::new(),
                 image: None,
+                ports: Vec::new(),
             }
         }
     }

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use wharf_ledger::KnownAction;
 use wharf_proxy::table::{
     DEFAULT_CLIENT_TIMEOUT_MS, DEFAULT_TUNNEL_IDLE_MS, DEFAULT_UPSTREAM_TIMEOUT_MS, MAX_TIMEOUT_MS,
-    RouteTable, ServiceRoute, Sticky, VersionRoute,
+    Mode, RouteTable, ServiceRoute, Sticky, VersionRoute,
 };
 use wharf_runtime::{InstanceHandle, InstanceSpec, StartError};
 use wharf_store::InstanceRow;
@@ -417,7 +417,9 @@ impl Traffic {
         }
     }
 
-    /// The table for what is ready now.
+    /// The table for what is ready now: per service, its `port:` under the service's name
+    /// and each entry of `ports:` under `SERVICE:PUBLIC`, all with the same versions and
+    /// weights, so a rollout moves every port of the service together.
     pub(super) fn route_table(services: &[ServiceState]) -> RouteTable {
         let mut routes = BTreeMap::new();
         for service in services {
@@ -430,95 +432,134 @@ impl Traffic {
             ) else {
                 continue;
             };
-            let routable = |version: &str| -> Vec<String> {
-                service
-                    .instances
-                    .values()
-                    .filter(|i| i.version == version && i.is_routable())
-                    .filter_map(|i| i.port.map(address))
-                    .collect()
-            };
-            let rollout = service.active_rollout();
-            // The stable route also keeps instances of a replaced version (a manifest change)
-            // until their successors are ready: a rolling replacement, not a gap.
-            let new_version = rollout.map(|r| r.new.version.as_str());
-            let stable: Vec<String> = service
-                .instances
-                .values()
-                .filter(|i| Some(i.version.as_str()) != new_version && i.is_routable())
-                .filter_map(|i| i.port.map(address))
-                .collect();
-            let (mut weight_stable, mut weight_new) = rollout.map_or((100, 0), |r| r.weights);
-            let new = rollout.map(|r| (r.new.version.clone(), routable(&r.new.version)));
-            let new_count = new.as_ref().map_or(0, |(_, i)| i.len());
-            // The proxy refuses weight on a version without instances: the other takes it.
-            if new_count == 0 {
-                (weight_stable, weight_new) = (100, 0);
-            } else if stable.is_empty() {
-                (weight_stable, weight_new) = (0, 100);
+            let main = Self::port_route(service, format!("0.0.0.0:{port}"), Mode::Http, None);
+            routes.insert(plan.name.clone(), main);
+            for extra in plan.container.iter().flat_map(|c| &c.ports) {
+                let host = match extra.host_ip {
+                    wharf_manifest::model::PortHost::Any => "0.0.0.0",
+                    wharf_manifest::model::PortHost::Loopback => "127.0.0.1",
+                };
+                let mode = match extra.app_protocol {
+                    wharf_manifest::model::AppProtocol::Tcp => Mode::Tcp,
+                    wharf_manifest::model::AppProtocol::Http => Mode::Http,
+                };
+                let mut route = Self::port_route(
+                    service,
+                    format!("{host}:{}", extra.published),
+                    mode,
+                    Some(extra.target),
+                );
+                if mode == Mode::Tcp {
+                    route.sticky = None;
+                }
+                routes.insert(port_route_name(&plan.name, extra.published), route);
             }
-            if stable.is_empty() && new_count == 0 {
-                weight_stable = 0;
-            }
-            let mut versions = vec![VersionRoute {
-                name: service.stable.version.clone(),
-                weight: weight_stable,
-                instances: stable,
-            }];
-            if let Some((name, instances)) = new {
-                versions.push(VersionRoute {
-                    name,
-                    weight: weight_new,
-                    instances,
-                });
-            }
-            let drain = plan
-                .rollout
-                .as_ref()
-                .and_then(|r| r.deadlines.drain)
-                .map_or(DEFAULT_DRAIN, |d| d.as_std());
-            routes.insert(
-                plan.name.clone(),
-                ServiceRoute {
-                    listen: format!("0.0.0.0:{port}"),
-                    versions,
-                    sticky: plan.sticky.as_ref().map(|sticky| match sticky {
-                        wharf_manifest::model::Sticky::Cookie(name) => Sticky::Cookie(name.clone()),
-                        wharf_manifest::model::Sticky::Header(name) => Sticky::Header(name.clone()),
-                    }),
-                    drain_timeout_ms: std_millis(drain),
-                    eject_after: 3,
-                    eject_cooldown_ms: 10_000,
-                    upstream_timeout_ms: plan
-                        .proxy
-                        .upstream_timeout
-                        .map_or(DEFAULT_UPSTREAM_TIMEOUT_MS, millis),
-                    tunnel_idle_timeout_ms: plan
-                        .proxy
-                        .tunnel_idle_timeout
-                        .map_or(DEFAULT_TUNNEL_IDLE_MS, millis),
-                    client_timeout_ms: plan
-                        .proxy
-                        .client_timeout
-                        .map_or(DEFAULT_CLIENT_TIMEOUT_MS, millis),
-                    header_timeout_ms: plan
-                        .proxy
-                        .header_timeout
-                        .map_or(wharf_proxy::table::DEFAULT_HEADER_TIMEOUT_MS, millis),
-                    max_connections: plan
-                        .proxy
-                        .max_connections
-                        .unwrap_or(wharf_proxy::table::DEFAULT_MAX_CONNECTIONS),
-                    max_connections_per_client: plan
-                        .proxy
-                        .max_connections_per_client
-                        .unwrap_or(wharf_proxy::table::DEFAULT_MAX_CONNECTIONS_PER_CLIENT),
-                },
-            );
         }
         RouteTable {
             revision: 0,
             services: routes,
+        }
+    }
+
+    /// One public port's route: the instances' loopback ports for container port `target`
+    /// (`None`: the main port).
+    fn port_route(
+        service: &ServiceState,
+        listen: String,
+        mode: Mode,
+        target: Option<u16>,
+    ) -> ServiceRoute {
+        let plan = &service.plan;
+        let port_of = |i: &crate::state::Instance| match target {
+            None => i.port,
+            Some(target) => i
+                .extra_ports
+                .iter()
+                .find(|m| m.container == target)
+                .map(|m| m.host),
+        };
+        let routable = |version: &str| -> Vec<String> {
+            service
+                .instances
+                .values()
+                .filter(|i| i.version == version && i.is_routable())
+                .filter_map(|i| port_of(i).map(address))
+                .collect()
+        };
+        let rollout = service.active_rollout();
+        // The stable route also keeps instances of a replaced version (a manifest change)
+        // until their successors are ready: a rolling replacement, not a gap.
+        let new_version = rollout.map(|r| r.new.version.as_str());
+        let stable: Vec<String> = service
+            .instances
+            .values()
+            .filter(|i| Some(i.version.as_str()) != new_version && i.is_routable())
+            .filter_map(|i| port_of(i).map(address))
+            .collect();
+        let (mut weight_stable, mut weight_new) = rollout.map_or((100, 0), |r| r.weights);
+        let new = rollout.map(|r| (r.new.version.clone(), routable(&r.new.version)));
+        let new_count = new.as_ref().map_or(0, |(_, i)| i.len());
+        // The proxy refuses weight on a version without instances: the other takes it.
+        if new_count == 0 {
+            (weight_stable, weight_new) = (100, 0);
+        } else if stable.is_empty() {
+            (weight_stable, weight_new) = (0, 100);
+        }
+        if stable.is_empty() && new_count == 0 {
+            weight_stable = 0;
+        }
+        let mut versions = vec![VersionRoute {
+            name: service.stable.version.clone(),
+            weight: weight_stable,
+            instances: stable,
+        }];
+        if let Some((name, instances)) = new {
+            versions.push(VersionRoute {
+                name,
+                weight: weight_new,
+                instances,
+            });
+        }
+        let drain = plan
+            .rollout
+            .as_ref()
+            .and_then(|r| r.deadlines.drain)
+            .map_or(DEFAULT_DRAIN, |d| d.as_std());
+        ServiceRoute {
+            listen,
+            mode,
+            versions,
+            sticky: plan.sticky.as_ref().map(|sticky| match sticky {
+                wharf_manifest::model::Sticky::Cookie(name) => Sticky::Cookie(name.clone()),
+                wharf_manifest::model::Sticky::Header(name) => Sticky::Header(name.clone()),
+            }),
+            drain_timeout_ms: std_millis(drain),
+            eject_after: 3,
+            eject_cooldown_ms: 10_000,
+            upstream_timeout_ms: plan
+                .proxy
+                .upstream_timeout
+                .map_or(DEFAULT_UPSTREAM_TIMEOUT_MS, millis),
+            tunnel_idle_timeout_ms: plan
+                .proxy
+                .tunnel_idle_timeout
+                .map_or(DEFAULT_TUNNEL_IDLE_MS, millis),
+            client_timeout_ms: plan
+                .proxy
+                .client_timeout
+                .map_or(DEFAULT_CLIENT_TIMEOUT_MS, millis),
+            header_timeout_ms: plan
+                .proxy
+                .header_timeout
+                .map_or(wharf_proxy::table::DEFAULT_HEADER_TIMEOUT_MS, millis),
+            max_connections: plan
+                .proxy
+                .max_connections
+                .unwrap_or(wharf_proxy::table::DEFAULT_MAX_CONNECTIONS),
+            max_connections_per_client: plan
+                .proxy
+                .max_connections_per_client
+                .unwrap_or(wharf_proxy::table::DEFAULT_MAX_CONNECTIONS_PER_CLIENT),
         }
     }
 
@@ -655,11 +696,15 @@ impl ControlPlane {
                 let drained = snapshot.is_some_and(|s| {
                     drain.seq != 0
                         && s.applied_seq >= drain.seq
-                        && instance.port.is_none_or(|port| {
-                            s.instances
-                                .get(&address(port))
-                                .is_none_or(|c| c.in_flight == 0)
-                        })
+                        && instance
+                            .port
+                            .into_iter()
+                            .chain(instance.extra_ports.iter().map(|m| m.host))
+                            .all(|port| {
+                                s.instances
+                                    .get(&address(port))
+                                    .is_none_or(|c| c.in_flight == 0)
+                            })
                 });
                 let overdue = now.duration_since(drain.since) >= limit;
                 if drained || overdue || self.traffic.handle.is_none() {
@@ -701,13 +746,20 @@ impl ControlPlane {
         // rest sent again. Any other refusal is a bug here; the table is not resent as is (a
         // later change sends a new one), so nothing loops.
         let bind_failed = rejection.code.as_deref() == Some("bind_failed");
+        // A port of `ports:` is routed as `SERVICE:PUBLIC`: the service is at fault.
         let at_fault = rejection
             .service
             .as_deref()
-            .and_then(|s| self.supervisor.index(s))
+            .and_then(|s| self.supervisor.index(route_service(s)))
             .filter(|_| bind_failed);
         if let Some(index) = at_fault {
             let port = self.supervisor.services[index].plan.public_port;
+            let port = rejection
+                .service
+                .as_deref()
+                .and_then(|s| s.split_once(':'))
+                .and_then(|(_, p)| p.parse().ok())
+                .or(port);
             let reason = match port {
                 Some(port) if rejection.message.contains("in use") => {
                     format!("port {port} is already in use by another process")
@@ -718,6 +770,17 @@ impl ControlPlane {
             self.traffic.routes_dirty = true;
         }
     }
+}
+
+/// The route-table name of a service's extra public port: `SERVICE:PUBLIC` (a service name
+/// has no `:`, so it never collides with a service's own route).
+pub(super) fn port_route_name(service: &str, published: u16) -> String {
+    format!("{service}:{published}")
+}
+
+/// The service a route-table name belongs to (its own, or one of its `ports:`).
+pub(super) fn route_service(route: &str) -> &str {
+    route.split_once(':').map_or(route, |(service, _)| service)
 }
 
 /// A manifest duration as the route table's milliseconds.
@@ -784,6 +847,47 @@ services:
         assert_eq!(route.versions.len(), 1);
         assert_eq!(route.versions[0].weight, 100);
         assert_eq!(route.versions[0].instances, ["127.0.0.1:4000"]);
+    }
+
+    #[test]
+    fn each_port_of_an_image_service_is_a_route_to_the_instances_own_loopback_port() {
+        let manifest = "name: unit\nservices:\n  app:\n    image: example/app:v1\n    port: 8080\n    container_port: 80\n    ports: [\"127.0.0.1:5432:5432\", {published: 8443, target: 8443, app_protocol: http}]\n";
+        let loaded = wharf_manifest::load(manifest, Default::default(), &|_: &str| None);
+        let stack = loaded.stack.expect("the test manifest is valid");
+        let plan = crate::plan(&stack).expect("the test manifest plans");
+        let mut services: Vec<ServiceState> =
+            plan.services.into_iter().map(ServiceState::new).collect();
+        let mut ready = instance(0, 4000, true);
+        ready.extra_ports = vec![
+            wharf_runtime::PortMapping {
+                host: 4100,
+                container: 5432,
+            },
+            wharf_runtime::PortMapping {
+                host: 4101,
+                container: 8443,
+            },
+        ];
+        services[0].instances.insert(0, ready);
+        services[0].instances.insert(1, instance(1, 4001, false));
+        let table = Traffic::route_table(&services);
+        let names: Vec<&str> = table.services.keys().map(String::as_str).collect();
+        assert_eq!(names, ["app", "app:5432", "app:8443"]);
+        let tcp = &table.services["app:5432"];
+        assert_eq!(tcp.mode, wharf_proxy::Mode::Tcp);
+        assert_eq!(tcp.listen, "127.0.0.1:5432");
+        assert_eq!(tcp.versions[0].instances, ["127.0.0.1:4100"]);
+        assert_eq!(tcp.versions[0].weight, 100);
+        let http = &table.services["app:8443"];
+        assert_eq!(http.mode, wharf_proxy::Mode::Http);
+        assert_eq!(http.listen, "0.0.0.0:8443");
+        assert_eq!(http.versions[0].instances, ["127.0.0.1:4101"]);
+        assert_eq!(
+            table.services["app"].versions[0].instances,
+            ["127.0.0.1:4000"]
+        );
+        assert_eq!(super::route_service("app:5432"), "app");
+        assert_eq!(super::route_service("app"), "app");
     }
 
     #[test]
