@@ -18,7 +18,7 @@ use wharf_testbed::load::{self, LoadPlan};
 
 use common::docker::{
     Registry, VolumeGuard, all_containers, containers, docker, docker_ok, engine_answers, images,
-    import, mtime, redis, rootfs, show, started_at, unique, version_served, volume_exists,
+    import, redis, rootfs, show, stamp, started_at, unique, version_served, volume_exists,
 };
 use common::{Stack, actions, eventually, free_port, get, kill9, testbed_bin};
 
@@ -624,7 +624,7 @@ fn duo_image() -> String {
     engine_answers();
     let testbed = testbed_bin();
     let meta = std::fs::metadata(&testbed).unwrap();
-    let tag = format!("wharf-test/duo:{:x}", meta.len() ^ mtime(&meta));
+    let tag = format!("wharf-test/duo:{}", stamp(&testbed, &meta));
     let lock = std::fs::File::create(std::env::temp_dir().join("wharf-test-images.lock")).unwrap();
     rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
     if !docker(&["image", "inspect", &tag]).status.success() {

@@ -106,7 +106,7 @@ pub fn images() -> Images {
     engine_answers();
     let testbed = testbed_bin();
     let meta = std::fs::metadata(&testbed).unwrap();
-    let stamp = format!("{:x}", meta.len() ^ mtime(&meta));
+    let stamp = stamp(&testbed, &meta);
     let images = Images {
         testbed_v1: format!("wharf-test/testbed:{stamp}-v1"),
         testbed_v2: format!("wharf-test/testbed:{stamp}-v2"),
@@ -145,6 +145,18 @@ pub fn images() -> Images {
         );
     }
     images
+}
+
+/// What tells one build of a binary from another: its path, size and modification time. The
+/// path matters: two worktrees (or a copied target directory) can hold binaries of the same
+/// size and time, and an image made from one names a path the other does not have.
+pub fn stamp(binary: &Path, meta: &std::fs::Metadata) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    binary.hash(&mut hasher);
+    meta.len().hash(&mut hasher);
+    mtime(meta).hash(&mut hasher);
+    format!("{:x}", hasher.finish())
 }
 
 pub fn mtime(meta: &std::fs::Metadata) -> u64 {
@@ -288,10 +300,7 @@ pub fn testbed_image_with(suffix: &str, flags: &[&str]) -> String {
     engine_answers();
     let testbed = testbed_bin();
     let meta = std::fs::metadata(&testbed).unwrap();
-    let tag = format!(
-        "wharf-test/testbed:{:x}-{suffix}",
-        meta.len() ^ mtime(&meta)
-    );
+    let tag = format!("wharf-test/testbed:{}-{suffix}", stamp(&testbed, &meta));
     let lock = std::fs::File::create(std::env::temp_dir().join("wharf-test-images.lock")).unwrap();
     rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
     if !docker(&["image", "inspect", &tag]).status.success() {
