@@ -1,5 +1,6 @@
 //! compose `build:` → wharf's `build:`: the context directory (relative to the compose file,
-//! which wharf.yaml is written beside), `dockerfile`, `args` and `target`. What wharf does not
+//! rebased like bind mounts when wharf.yaml is written elsewhere), `dockerfile`, `args` and
+//! `target`. What wharf does not
 //! build (`cache_from`, `ssh`, an arg without a value, …) is warned about.
 
 use serde_json::{Map, Value, json};
@@ -35,6 +36,14 @@ pub(crate) fn convert(imp: &mut Importer<'_>, service: &Service<'_>, node: &Node
     if context.contains("://") || context.starts_with("git@") {
         return None;
     }
+    // Relative to the compose file; when wharf.yaml is written elsewhere, relative to it, as
+    // bind mounts are.
+    let context = match &imp.bind_base {
+        Some(base) if !context.starts_with('/') && !context.contains("${") => {
+            crate::volumes::rebase(base, &context)
+        }
+        _ => context,
+    };
     let NodeKind::Map(entries) = &node.kind else {
         return Some(json!(context));
     };

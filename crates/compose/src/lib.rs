@@ -407,7 +407,9 @@ impl Importer<'_> {
             let Some(Value::Object(service)) = out.get(&names.wharf_name(name)) else {
                 continue;
             };
-            for field in ["command", "probes"] {
+            // Where `${secret:…}` cannot go: argv (seen by `ps`), probes, and build args
+            // (kept in the image's history).
+            for field in ["command", "entrypoint", "probes", "build"] {
                 let Some(value) = service.get(field) else {
                     continue;
                 };

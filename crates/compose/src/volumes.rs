@@ -211,7 +211,7 @@ pub(crate) fn bind_base(
 }
 
 /// `base/source` as a relative path starting with `./` or `../`, `.` and `x/..` folded.
-fn rebase(base: &str, source: &str) -> String {
+pub(crate) fn rebase(base: &str, source: &str) -> String {
     let mut out: Vec<&str> = Vec::new();
     for part in base.split('/').chain(source.split('/')) {
         match part {
@@ -287,7 +287,13 @@ pub(crate) fn pull_policy(
         _ => None,
     };
     match policy {
-        Some(policy) if out.contains_key("image") || out.contains_key("build") => {
+        Some(_) if out.contains_key("build") => {
+            let message = format!(
+                "`{path}` is not carried over: wharf builds this service's image from its context and never pulls it"
+            );
+            imp.warn(path, span, message, None);
+        }
+        Some(policy) if out.contains_key("image") => {
             // `missing` is the manifest's default.
             if policy != "missing" {
                 out.insert("pull_policy".to_owned(), json!(policy));

@@ -8,6 +8,9 @@ use wharf_runtime::logs::LogWriter;
 /// Marks build output in an instance's log.
 const PREFIX: &str = "[build] ";
 
+/// The most of a line without its end kept before it is written out as it is.
+const MAX_PARTIAL: usize = 64 * 1024;
+
 pub(crate) struct BuildLog {
     writer: Option<LogWriter>,
     service: String,
@@ -35,12 +38,22 @@ impl BuildLog {
         }
     }
 
-    /// A piece of the engine's output stream (whole lines, or not).
+    /// A piece of the engine's output stream (whole lines, or not). A carriage return ends a
+    /// line too (progress meters redraw with `\r`), and output that never ends one is written
+    /// out in pieces of [`MAX_PARTIAL`]: what a build prints never accumulates here.
     pub(crate) fn output(&mut self, text: &str) {
         self.partial.push_str(text);
-        while let Some(newline) = self.partial.find('\n') {
-            let line: String = self.partial.drain(..=newline).collect();
+        while let Some(end) = self.partial.find(['\n', '\r']) {
+            let line: String = self.partial.drain(..=end).collect();
             self.line(line.trim_end());
+        }
+        while self.partial.len() > MAX_PARTIAL {
+            let mut cut = MAX_PARTIAL;
+            while !self.partial.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let piece: String = self.partial.drain(..cut).collect();
+            self.line(&piece);
         }
     }
 
@@ -72,6 +85,32 @@ impl BuildLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_that_never_ends_a_line_is_written_out_in_bounded_pieces() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = InstanceSpec {
+            service: "api".to_owned(),
+            index: 0,
+            version: "v1".to_owned(),
+            command: Vec::new(),
+            env: Vec::new(),
+            workdir: dir.path().to_owned(),
+            log_path: dir.path().join("api.log"),
+            exit_path: dir.path().join("api.exit"),
+            log_max_bytes: 1 << 24,
+            log_keep: 1,
+            container: None,
+            stop_signal: None,
+        };
+        let mut log = BuildLog::open(&spec, "s-api:1");
+        for _ in 0..40 {
+            log.output(&"x".repeat(10_000));
+            assert!(log.partial.len() <= MAX_PARTIAL);
+        }
+        log.output("10%\r20%\r");
+        assert!(log.partial.is_empty());
+    }
 
     #[test]
     fn the_step_under_way_is_remembered_across_pieces_of_output() {

@@ -502,6 +502,14 @@ fn service_plan(name: &str, service: &Service) -> Result<ServicePlan, PlanError>
     for arg in service.command.iter().flatten() {
         refuse_secrets(name, "command", arg)?;
     }
+    // An entrypoint is argv too (`docker inspect` and `ps` show it).
+    for arg in service
+        .container
+        .iter()
+        .flat_map(|c| c.entrypoint.iter().flatten())
+    {
+        refuse_secrets(name, "entrypoint", arg)?;
+    }
     Ok(ServicePlan {
         name: name.to_owned(),
         version,
@@ -675,6 +683,31 @@ mod tests {
         for name in wharf_manifest::model::STOP_SIGNALS {
             assert!(wharf_runtime::signal_by_name(name).is_some(), "{name}");
         }
+    }
+
+    /// An entrypoint is argv like a command: `ps` and `docker inspect` would show a secret.
+    #[test]
+    fn a_secret_in_an_entrypoint_is_refused_like_one_in_a_command() {
+        let source = r#"
+name: shop
+secrets:
+  TOKEN: {}
+services:
+  api:
+    image: api:1
+    entrypoint: [run, "--token=${secret:TOKEN}"]
+"#;
+        let loaded = wharf_manifest::load(source, Default::default(), &|_: &str| None);
+        let stack = loaded.stack.expect("valid");
+        let errors = plan(&stack).expect_err("refused");
+        assert!(
+            errors.iter().any(|e| matches!(
+                e,
+                PlanError::SecretInArgv { service, secret, field }
+                    if service == "api" && secret == "TOKEN" && field == "entrypoint"
+            )),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -14,11 +14,12 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar, EnvVarSource,
-    ExecAction, HTTPGetAction, HTTPHeader, KeyToPath, ObjectFieldSelector, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec,
-    Probe as KubeProbe, Secret, SecretKeySelector, SecretVolumeSource, Service, ServicePort,
-    ServiceSpec, TCPSocketAction, Volume as KubeVolume, VolumeMount, VolumeResourceRequirements,
+    Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvFromSource, EnvVar, EnvVarSource, ExecAction, HTTPGetAction, HTTPHeader, KeyToPath,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe as KubeProbe, Secret,
+    SecretKeySelector, SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec,
+    TCPSocketAction, Volume as KubeVolume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -102,6 +103,10 @@ pub enum RenderError {
     )]
     NoImage { service: String },
     #[error(
+        "service `{service}` is built from source by wharf (`build:`) and names no `image:`; a cluster pulls images (build and push it, then name it in `image:`)"
+    )]
+    BuiltHere { service: String },
+    #[error(
         "service `{service}` mounts the host directory `{source_path}`, which a cluster node does not have (use a named volume)"
     )]
     BindMount {
@@ -136,11 +141,26 @@ pub fn render(stack: &Stack, target: &Target) -> Result<Rendered, Vec<RenderErro
             ));
             continue;
         }
+        let built = service
+            .container
+            .as_ref()
+            .is_some_and(|c| c.build.is_some());
         if service.image.is_none() {
-            renderer.errors.push(RenderError::NoImage {
-                service: name.clone(),
+            renderer.errors.push(if built {
+                RenderError::BuiltHere {
+                    service: name.clone(),
+                }
+            } else {
+                RenderError::NoImage {
+                    service: name.clone(),
+                }
             });
             continue;
+        }
+        if built {
+            renderer.rendered.notes.push(format!(
+                "service `{name}`: wharf builds its image here (`build:`); the cluster pulls `image:` as named, so push the built image there first"
+            ));
         }
         workloads.push((name, service));
     }
@@ -311,18 +331,31 @@ impl Renderer<'_> {
 
         if let Some(port) = service.port {
             let container_port = container_port_of(service);
+            let extra: &[wharf_manifest::model::ServicePort] = service
+                .container
+                .as_ref()
+                .map_or(&[], |c| c.ports.as_slice());
             first.push(self.cluster_service(
                 dns_label(name),
                 self.service_labels(name),
                 port,
                 container_port,
+                extra,
             ));
             if self.target.gateway.is_some() {
+                if !extra.is_empty() {
+                    self.note(
+                        name,
+                        "the Gateway routes its main `port:` only; its `ports:` are on its Service"
+                            .to_owned(),
+                    );
+                }
                 first.push(self.cluster_service(
                     workload_name.clone(),
                     self.version_labels(name, &version),
                     port,
                     container_port,
+                    extra,
                 ));
                 then.push(self.route(name, port, &[(workload_name, 100)]));
             }
@@ -412,7 +445,15 @@ impl Renderer<'_> {
             .container
             .as_ref()
             .and_then(|c| c.entrypoint.as_ref())
-            .map(|argv| argv.iter().map(|arg| convert(arg).text).collect::<Vec<_>>());
+            .map(|argv| {
+                argv.iter()
+                    .map(|arg| {
+                        let converted = convert(arg);
+                        referenced(converted.secrets, &mut secrets);
+                        converted.text
+                    })
+                    .collect::<Vec<_>>()
+            });
         for secret in &secrets {
             env.push(self.secret_env(&secret_variable(secret), secret));
         }
@@ -502,6 +543,56 @@ impl Renderer<'_> {
             Some(probe) => self.probe(name, "ready", probe, listen_port).0,
             None => None,
         };
+        let mut security = None;
+        let mut working_dir = None;
+        let mut extra_ports = Vec::new();
+        if let Some(container) = &service.container {
+            let options = &container.options;
+            working_dir = options.working_dir.clone();
+            security = self.security_context(name, options);
+            for (index, path) in options.tmpfs.iter().enumerate() {
+                let (path, mount_options) = path.split_once(':').unwrap_or((path, ""));
+                if !mount_options.is_empty() {
+                    self.note(name, format!("tmpfs `{path}`: its mount options `{mount_options}` are not rendered (an in-memory emptyDir takes a size only)"));
+                }
+                let volume_name = format!("tmpfs-{index}");
+                volumes.push(memory_volume(&volume_name, None));
+                mounts.push(VolumeMount {
+                    name: volume_name,
+                    mount_path: path.to_owned(),
+                    ..VolumeMount::default()
+                });
+            }
+            if let Some(bytes) = options.shm_size {
+                volumes.push(memory_volume("shm", Some(bytes)));
+                mounts.push(VolumeMount {
+                    name: "shm".to_owned(),
+                    mount_path: "/dev/shm".to_owned(),
+                    ..VolumeMount::default()
+                });
+            }
+            if !options.ulimits.is_empty() {
+                self.note(name, "`ulimits` are not rendered: a pod takes the node's limits (set them in the image's entrypoint)".to_owned());
+            }
+            if !options.networks.is_empty() {
+                self.note(name, "`networks` are not rendered: a cluster's pods share one network; isolate them with a NetworkPolicy".to_owned());
+            }
+            for port in &container.ports {
+                extra_ports.push(ContainerPort {
+                    container_port: i32::from(port.target),
+                    name: Some(format!("port-{}", port.target)),
+                    protocol: Some("TCP".to_owned()),
+                    ..ContainerPort::default()
+                });
+            }
+        }
+        if service.stop.signal.is_some() {
+            self.note(name, "`stop.signal` is not rendered: the kubelet sends the image's STOPSIGNAL (set it in the image)".to_owned());
+        }
+        let termination_grace = service
+            .stop
+            .grace
+            .map(|grace| i64::try_from(grace.as_std().as_secs()).unwrap_or(i64::MAX));
         let restart_policy = match service.restart {
             RestartPolicy::Always => None,
             RestartPolicy::OnFailure { .. } => Some("OnFailure".to_owned()),
@@ -515,14 +606,21 @@ impl Renderer<'_> {
                 args: command,
                 env: (!env.is_empty()).then_some(env),
                 env_from: (!env_from.is_empty()).then_some(env_from),
-                ports: container_port.map(|port| {
-                    vec![ContainerPort {
-                        container_port: i32::from(port),
-                        name: Some("http".to_owned()),
-                        protocol: Some("TCP".to_owned()),
-                        ..ContainerPort::default()
-                    }]
-                }),
+                ports: {
+                    let mut ports: Vec<ContainerPort> = container_port
+                        .map(|port| ContainerPort {
+                            container_port: i32::from(port),
+                            name: Some("http".to_owned()),
+                            protocol: Some("TCP".to_owned()),
+                            ..ContainerPort::default()
+                        })
+                        .into_iter()
+                        .collect();
+                    ports.extend(extra_ports);
+                    (!ports.is_empty()).then_some(ports)
+                },
+                working_dir,
+                security_context: security,
                 liveness_probe: liveness,
                 readiness_probe: readiness,
                 startup_probe: startup,
@@ -539,8 +637,56 @@ impl Renderer<'_> {
             }],
             volumes: (!volumes.is_empty()).then_some(volumes),
             restart_policy,
+            termination_grace_period_seconds: termination_grace,
             ..PodSpec::default()
         }
+    }
+
+    fn note(&mut self, service: &str, text: String) {
+        self.rendered
+            .notes
+            .push(format!("service `{service}`: {text}"));
+    }
+
+    /// `user`, `read_only` and capabilities as the container's security context. A user by
+    /// name has no equivalent (the kubelet takes numbers): noted, the image's user stays.
+    fn security_context(
+        &mut self,
+        service: &str,
+        options: &wharf_manifest::model::ContainerOptions,
+    ) -> Option<SecurityContext> {
+        let mut context = SecurityContext::default();
+        if let Some(user) = &options.user {
+            let (uid, gid) = user.split_once(':').unwrap_or((user, ""));
+            match (uid.parse::<i64>(), gid) {
+                (Ok(uid), "") => context.run_as_user = Some(uid),
+                (Ok(uid), gid) => match gid.parse::<i64>() {
+                    Ok(gid) => {
+                        context.run_as_user = Some(uid);
+                        context.run_as_group = Some(gid);
+                    }
+                    Err(_) => self.note(service, format!("user `{user}` is not rendered: Kubernetes takes a numeric group; write `{uid}:GID`")),
+                },
+                (Err(_), _) => self.note(service, format!("user `{user}` is not rendered: Kubernetes takes a numeric uid; write `UID[:GID]`")),
+            }
+        }
+        if options.read_only {
+            context.read_only_root_filesystem = Some(true);
+        }
+        let names = |list: &[String]| -> Option<Vec<String>> {
+            (!list.is_empty()).then(|| {
+                list.iter()
+                    .map(|c| c.trim_start_matches("CAP_").to_owned())
+                    .collect()
+            })
+        };
+        if !options.cap_add.is_empty() || !options.cap_drop.is_empty() {
+            context.capabilities = Some(Capabilities {
+                add: names(&options.cap_add),
+                drop: names(&options.cap_drop),
+            });
+        }
+        (context != SecurityContext::default()).then_some(context)
     }
 
     fn secret_env(&self, variable: &str, secret: &str) -> EnvVar {
@@ -719,19 +865,30 @@ impl Renderer<'_> {
         labels: BTreeMap<String, String>,
         port: u16,
         container_port: u16,
+        extra: &[wharf_manifest::model::ServicePort],
     ) -> Object {
         let selects_version = labels.contains_key(VERSION_LABEL);
+        let mut ports = vec![ServicePort {
+            name: Some("http".to_owned()),
+            port: i32::from(port),
+            target_port: Some(IntOrString::Int(i32::from(container_port))),
+            protocol: Some("TCP".to_owned()),
+            ..ServicePort::default()
+        }];
+        // `ports:` beside the main one: the Service exposes each public port to its container
+        // port (a Gateway routes only the main one).
+        ports.extend(extra.iter().map(|extra| ServicePort {
+            name: Some(format!("port-{}", extra.published)),
+            port: i32::from(extra.published),
+            target_port: Some(IntOrString::Int(i32::from(extra.target))),
+            protocol: Some("TCP".to_owned()),
+            ..ServicePort::default()
+        }));
         let service = Service {
             metadata: self.meta(name.clone(), labels.clone()),
             spec: Some(ServiceSpec {
                 selector: Some(selector_labels(&labels, selects_version)),
-                ports: Some(vec![ServicePort {
-                    name: Some("http".to_owned()),
-                    port: i32::from(port),
-                    target_port: Some(IntOrString::Int(i32::from(container_port))),
-                    protocol: Some("TCP".to_owned()),
-                    ..ServicePort::default()
-                }]),
+                ports: Some(ports),
                 ..ServiceSpec::default()
             }),
             ..Service::default()
@@ -794,6 +951,18 @@ impl Renderer<'_> {
             ..PersistentVolumeClaim::default()
         };
         object("PersistentVolumeClaim", name, &claim)
+    }
+}
+
+/// An in-memory emptyDir (a tmpfs), of at most `bytes` when given.
+fn memory_volume(name: &str, bytes: Option<u64>) -> KubeVolume {
+    KubeVolume {
+        name: name.to_owned(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            medium: Some("Memory".to_owned()),
+            size_limit: bytes.map(|b| Quantity(b.to_string())),
+        }),
+        ..KubeVolume::default()
     }
 }
 

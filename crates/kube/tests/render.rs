@@ -315,3 +315,87 @@ fn to_json(node: &wharf_manifest::yaml::Node) -> Value {
         ),
     }
 }
+
+#[test]
+fn container_options_ports_and_stop_reach_the_pod_and_what_has_no_equivalent_is_said() {
+    let rendered = render(
+        &stack(
+            r#"
+name: data
+networks:
+  back: {internal: true}
+services:
+  cache:
+    image: registry.example.com/cache:2
+    port: 8080
+    ports: ["6379:6379"]
+    user: "999:998"
+    working_dir: /srv
+    read_only: true
+    cap_drop: [ALL]
+    cap_add: [CAP_NET_BIND_SERVICE]
+    tmpfs: ["/tmp"]
+    shm_size: 64m
+    ulimits: {nofile: 4096}
+    networks: [default, back]
+    stop: {signal: SIGQUIT, grace: 45s}
+"#,
+        ),
+        &Target::default(),
+    )
+    .unwrap();
+    let objects = &rendered.objects;
+    let pod = &find(objects, "Deployment", "cache-2")["spec"]["template"]["spec"];
+    assert_eq!(pod["terminationGracePeriodSeconds"], 45);
+    let container = &pod["containers"][0];
+    assert_eq!(container["workingDir"], "/srv");
+    assert_eq!(
+        container["securityContext"],
+        json!({
+            "runAsUser": 999,
+            "runAsGroup": 998,
+            "readOnlyRootFilesystem": true,
+            "capabilities": {"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]}
+        })
+    );
+    assert_eq!(container["ports"][1]["containerPort"], 6379);
+    let mounts = container["volumeMounts"].as_array().unwrap();
+    assert!(mounts.iter().any(|m| m["mountPath"] == "/tmp"));
+    assert!(mounts.iter().any(|m| m["mountPath"] == "/dev/shm"));
+    let shm = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "shm")
+        .unwrap();
+    assert_eq!(
+        shm["emptyDir"],
+        json!({"medium": "Memory", "sizeLimit": "67108864"})
+    );
+    let service = find(objects, "Service", "cache");
+    assert_eq!(service["spec"]["ports"][1]["port"], 6379);
+    assert_eq!(service["spec"]["ports"][1]["targetPort"], 6379);
+    for said in ["`ulimits`", "`networks`", "`stop.signal`"] {
+        assert!(
+            rendered.notes.iter().any(|n| n.contains(said)),
+            "{said}: {:?}",
+            rendered.notes
+        );
+    }
+}
+
+#[test]
+fn a_service_built_here_without_an_image_is_refused() {
+    let errors = render(
+        &stack("name: app\nservices:\n  web:\n    build: .\n    port: 8080\n"),
+        &Target::default(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        errors,
+        [RenderError::BuiltHere {
+            service: "web".into()
+        }]
+    );
+    assert!(errors[0].to_string().contains("build and push it"));
+}

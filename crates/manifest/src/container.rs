@@ -60,6 +60,19 @@ pub(crate) fn container(
     }
     // A service with `build:` is an image service whose image wharf builds.
     let image = fields.has("image") || fields.has("build");
+    if fields.has("build")
+        && let Some(span) = fields.key_span("pull_policy")
+    {
+        decoder.push(
+            Diagnostic::error(
+                span,
+                format!("{} on a service with `build:`", field("pull_policy")),
+            )
+            .with_hint(
+                "wharf builds this image from its context and never pulls it; remove `pull_policy`",
+            ),
+        );
+    }
     if !image {
         for key in CONTAINER_KEYS.iter().chain(OPTION_KEYS) {
             if let Some(span) = fields.key_span(key) {
@@ -395,6 +408,10 @@ mod tests {
             (
                 "build: {args: {TOKEN: \"${secret:TOKEN}\"}}",
                 "`services.api.build.args` `TOKEN` holds a secret",
+            ),
+            (
+                "build: .\n    pull_policy: always",
+                "`services.api.pull_policy` on a service with `build:`",
             ),
         ];
         for (line, expected) in cases {

@@ -333,7 +333,7 @@ fn bind_mounts_follow_the_wharf_yaml_written_elsewhere() {
     std::fs::create_dir(root.path().join("app")).unwrap();
     std::fs::write(
         root.path().join("app/docker-compose.yml"),
-        "services:\n  web:\n    image: nginx:1.27\n    volumes:\n      - ./site:/usr/share/nginx/html:ro\n      - cache:/var/cache/nginx\nvolumes:\n  cache:\n",
+        "services:\n  web:\n    image: nginx:1.27\n    volumes:\n      - ./site:/usr/share/nginx/html:ro\n      - cache:/var/cache/nginx\n  api:\n    build: ./api\nvolumes:\n  cache:\n",
     )
     .unwrap();
     let out = std::fs::File::create(root.path().join("wharf.yaml")).unwrap();
@@ -350,6 +350,8 @@ fn bind_mounts_follow_the_wharf_yaml_written_elsewhere() {
         "{written}"
     );
     assert!(written.contains("- cache:/var/cache/nginx"), "{written}");
+    // A build context moves with the binds.
+    assert!(written.contains("build: ./app/api\n"), "{written}");
     let piped = wharf(root.path())
         .args(["import", "compose", "app/docker-compose.yml"])
         .output()
@@ -359,4 +361,5 @@ fn bind_mounts_follow_the_wharf_yaml_written_elsewhere() {
         piped.contains("- ./site:/usr/share/nginx/html:ro"),
         "{piped}"
     );
+    assert!(piped.contains("build: ./api\n"), "{piped}");
 }
