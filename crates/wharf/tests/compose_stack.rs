@@ -329,15 +329,18 @@ fn bad_input_is_refused_before_anything_starts_naming_the_service() {
         &["`job`", &absent, "`pull_policy: never` forbids pulling it"],
     );
 
-    // No engine at the socket: the socket and every service that needs it are named.
+    // No engine at the socket: the socket and every service that needs it are named, a
+    // service whose image wharf builds among them (the engine builds it).
     let name = unique("nodaemon");
     let stack = stack_with(
         &name,
         &format!(
-            "  cache:\n    image: {redis_image}\n  web:\n    image: {}\n    pull_policy: never\n",
+            "  cache:\n    image: {redis_image}\n  web:\n    image: {}\n    pull_policy: never\n  api:\n    build: ./api\n",
             images.testbed_v1
         ),
     );
+    std::fs::create_dir(stack.path().join("api")).unwrap();
+    std::fs::write(stack.path().join("api/Dockerfile"), "FROM scratch\n").unwrap();
     let output = Command::new(wharf_bin())
         .args(["up", "-d", "--wait-timeout", "30s"])
         .current_dir(stack.path())
@@ -350,7 +353,7 @@ fn bad_input_is_refused_before_anything_starts_naming_the_service() {
         &name,
         &output,
         &[
-            "`cache` and `web`",
+            "`cache`, `web` and `api`",
             "/nonexistent/wharf-test/docker.sock",
             "cannot reach the container engine",
         ],
@@ -372,6 +375,24 @@ fn bad_input_is_refused_before_anything_starts_naming_the_service() {
         &name,
         &output,
         &[&format!("`cache`'s port {port} is already in use")],
+    );
+
+    // A port of `ports:` held by another process is refused the same way.
+    let name = unique("taken-extra");
+    let stack = stack_with(
+        &name,
+        &format!(
+            "  web:\n    image: {}\n    port: {}\n    container_port: 8080\n    ports: [\"{port}:6379\"]\n",
+            images.testbed_v1,
+            free_port()
+        ),
+    );
+    let output = stack.up();
+    refused(
+        &stack,
+        &name,
+        &output,
+        &[&format!("`web`'s port {port} is already in use")],
     );
     drop(taken);
 }

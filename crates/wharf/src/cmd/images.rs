@@ -72,19 +72,31 @@ fn listed(services: &[String]) -> String {
 /// Makes every image present (pulling with progress on stderr); `Err` is the message to show
 /// when one cannot be, naming the service(s) and the image.
 pub fn prepare(plan: &StackPlan, engine: &Engine) -> anyhow::Result<Result<(), String>> {
-    let needed = needed(plan);
-    if needed.is_empty() {
+    // Every service that runs in a container needs the engine, a built one too (its image is
+    // built by the engine): an engine that does not answer is refused before anything starts.
+    let in_containers: Vec<String> = plan
+        .services
+        .iter()
+        .filter(|s| s.container.is_some())
+        .map(|s| s.name.clone())
+        .collect();
+    if in_containers.is_empty() {
         return Ok(Ok(()));
     }
+    let needed = needed(plan);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    Ok(runtime.block_on(prepare_all(&needed, engine)))
+    Ok(runtime.block_on(prepare_all(&in_containers, &needed, engine)))
 }
 
-async fn prepare_all(needed: &[Needed], engine: &Engine) -> Result<(), String> {
+async fn prepare_all(
+    in_containers: &[String],
+    needed: &[Needed],
+    engine: &Engine,
+) -> Result<(), String> {
     if let Err(error) = engine.ping().await {
-        let services: Vec<String> = needed.iter().flat_map(|n| n.services.clone()).collect();
+        let services = in_containers;
         let runs = if services.len() == 1 {
             "runs in a container"
         } else {
@@ -92,7 +104,7 @@ async fn prepare_all(needed: &[Needed], engine: &Engine) -> Result<(), String> {
         };
         return Err(format!(
             "{} {runs}, and {error}; nothing was started",
-            listed(&services)
+            listed(services)
         ));
     }
     let live = std::io::stderr().is_terminal();
@@ -216,8 +228,14 @@ fn short(id: &str) -> &str {
 pub fn taken_ports(plan: &StackPlan) -> Vec<(String, u16)> {
     plan.services
         .iter()
-        .filter(|s| s.container.is_some())
-        .filter_map(|s| Some((s.name.clone(), s.public_port?)))
+        .filter_map(|s| Some((s, s.container.as_ref()?)))
+        .flat_map(|(s, container)| {
+            // The main public port and every one of `ports:`.
+            s.public_port
+                .into_iter()
+                .chain(container.ports.iter().map(|p| p.published))
+                .map(|port| (s.name.clone(), port))
+        })
         .filter(|(_, port)| {
             matches!(
                 std::net::TcpListener::bind(("127.0.0.1", *port)),
