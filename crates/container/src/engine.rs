@@ -430,7 +430,27 @@ impl Engine {
     /// Runs `command` inside a running container to its end: its exit code and the end of
     /// its output. The engine has no way to stop an exec: a caller that gives up (a probe's
     /// timeout) drops the future and abandons the command.
-    pub(crate) async fn exec(&self, id: &str, command: Vec<String>) -> Result<Executed, String> {
+    /// Whether exec `exec_id` still runs (an engine that cannot tell: no).
+    pub(crate) async fn exec_running(&self, exec_id: &str) -> bool {
+        let Ok(docker) = self.client() else {
+            return false;
+        };
+        docker
+            .inspect_exec(exec_id)
+            .await
+            .ok()
+            .and_then(|inspected| inspected.running)
+            .unwrap_or(false)
+    }
+
+    /// Runs `command` inside container `id`, recording the exec's id in `last` as soon as it
+    /// exists (the caller may give up waiting; the exec goes on).
+    pub(crate) async fn exec(
+        &self,
+        id: &str,
+        command: Vec<String>,
+        last: &std::sync::Mutex<Option<String>>,
+    ) -> Result<Executed, String> {
         let docker = self.client().map_err(|error| error.to_string())?;
         let config = bollard::models::ExecConfig {
             cmd: Some(command),
@@ -442,6 +462,9 @@ impl Engine {
             .create_exec(id, config)
             .await
             .map_err(|error| format!("cannot exec in the container: {}", message(error)))?;
+        if let Ok(mut last) = last.lock() {
+            *last = Some(created.id.clone());
+        }
         let started = docker
             .start_exec(&created.id, None)
             .await

@@ -237,6 +237,7 @@ impl Driver for ContainerDriver {
         Some(Arc::new(InContainer {
             engine: self.engine.clone(),
             id: container.id,
+            last: Arc::default(),
         }))
     }
 
@@ -269,16 +270,32 @@ impl Driver for ContainerDriver {
 }
 
 /// Commands run inside one container through the engine's exec API (exec probes).
+///
+/// The engine cannot kill an exec, so one a probe gave up on (its timeout) may still run; the
+/// runner remembers its last exec and starts no other while that one runs, so a hung check
+/// never piles up processes in the container, one per interval.
 #[derive(Debug)]
 struct InContainer {
     engine: Engine,
     id: String,
+    last: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl ExecInside for InContainer {
     fn run(&self, command: Vec<String>) -> BoxFuture<'static, Result<Executed, String>> {
-        let (engine, id) = (self.engine.clone(), self.id.clone());
-        Box::pin(async move { engine.exec(&id, command).await })
+        let (engine, id, last) = (self.engine.clone(), self.id.clone(), self.last.clone());
+        Box::pin(async move {
+            let previous = last.lock().map(|l| l.clone()).unwrap_or_default();
+            if let Some(previous) = previous
+                && engine.exec_running(&previous).await
+            {
+                return Err(
+                    "the previous check is still running inside the container; no other is started until it ends"
+                        .to_owned(),
+                );
+            }
+            engine.exec(&id, command, &last).await
+        })
     }
 }
 

@@ -618,6 +618,58 @@ services:
     assert!(all_containers(&name).is_empty());
 }
 
+/// An exec probe that hangs past its timeout is abandoned (the engine cannot kill an exec),
+/// and no other is started while it runs: the container holds its own process and one hung
+/// check, not one more per interval.
+#[test]
+fn a_hung_exec_probe_is_not_started_again_while_it_runs() {
+    let images = images();
+    let name = unique("hung");
+    let entrypoint = docker_ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{index .Config.Entrypoint 0}}",
+        &images.testbed_v1,
+    ]);
+    // The check serves forever on another port: it never exits.
+    let stack = Stack::new(&format!(
+        r#"
+name: {name}
+services:
+  web:
+    image: {}
+    pull_policy: never
+    port: {}
+    container_port: 8080
+    probes:
+      ready: {{exec: {{command: ["{entrypoint}", "--host", "127.0.0.1", "--port", "9"]}}, interval: 200ms, timeout: 300ms}}
+"#,
+        images.testbed_v1,
+        free_port()
+    ));
+    let _ = stack.wharf(&["up", "-d", "--wait-timeout", "2s"]);
+    let reason = eventually(
+        "the probe says its previous check still runs",
+        Duration::from_secs(30),
+        || {
+            stack.service("web")["instances"][0]["probe_reason"]
+                .as_str()
+                .filter(|r| r.contains("still running"))
+                .map(str::to_owned)
+        },
+    );
+    assert!(reason.contains("previous check"), "{reason}");
+    // The intervals since the check hung started nothing: the container's process and one
+    // check.
+    let id = containers(&name).into_iter().next().expect("the container");
+    let top = docker_ok(&["top", &id, "-o", "pid"]);
+    let processes = top.lines().skip(1).count();
+    assert!(processes <= 2, "{top}");
+    let output = stack.wharf(&["down"]);
+    assert!(output.status.success(), "{}", show(&output));
+}
+
 /// An image that serves HTTP (the testbed on 8080) and a TCP protocol (redis-server on 6379)
 /// from one container, through a shell: one service with two ports. Built once per machine.
 fn duo_image() -> String {

@@ -1087,6 +1087,7 @@ impl ControlPlane {
             return self.core.undo_start(result);
         };
         let target = format!("{service_name}/{ordinal}");
+        let stop_grace = self.supervisor.services[index].plan.stop_grace;
         let Some(instance) = self.supervisor.services[index].instances.get_mut(&ordinal) else {
             return;
         };
@@ -1104,7 +1105,7 @@ impl ControlPlane {
                         running.ended,
                     ));
                     instance.tasks.push(watch.abort_handle());
-                    self.core.stop(running.handle);
+                    self.core.stop_within(running.handle, stop_grace);
                 }
                 Err(_) => {
                     self.supervisor.services[index].instances.remove(&ordinal);
