@@ -797,7 +797,16 @@ services:
 
     // A restarted control plane adopts the container with its TCP port (from the driver's
     // handle), so the table it sends keeps the port routed: nothing restarts, v2 still answers.
-    let before = containers(&name);
+    // The old version's container goes once its drain ends: wait for it, so what is compared
+    // below is what the restarted control plane finds.
+    let before = eventually(
+        "only the v2 container runs",
+        Duration::from_secs(60),
+        || {
+            let running = containers(&name);
+            (running.len() == 1).then_some(running)
+        },
+    );
     kill9(i64::from(stack.control_pid().unwrap()));
     eventually("the control plane is gone", Duration::from_secs(10), || {
         (!common::alive(i64::from(stack.control_pid().unwrap_or(0)))).then_some(())
