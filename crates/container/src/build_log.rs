@@ -86,23 +86,28 @@ impl BuildLog {
 mod tests {
     use super::*;
 
-    #[test]
-    fn output_that_never_ends_a_line_is_written_out_in_bounded_pieces() {
-        let dir = tempfile::tempdir().unwrap();
-        let spec = InstanceSpec {
+    /// Service `api`'s instance with its log in `dir` (16 MiB before rotation).
+    fn spec_in(dir: &std::path::Path) -> InstanceSpec {
+        InstanceSpec {
             service: "api".to_owned(),
             index: 0,
             version: "v1".to_owned(),
             command: Vec::new(),
             env: Vec::new(),
-            workdir: dir.path().to_owned(),
-            log_path: dir.path().join("api.log"),
-            exit_path: dir.path().join("api.exit"),
+            workdir: dir.to_owned(),
+            log_path: dir.join("api.log"),
+            exit_path: dir.join("api.exit"),
             log_max_bytes: 1 << 24,
             log_keep: 1,
             container: None,
             stop_signal: None,
-        };
+        }
+    }
+
+    #[test]
+    fn output_that_never_ends_a_line_is_written_out_in_bounded_pieces() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = spec_in(dir.path());
         let mut log = BuildLog::open(&spec, "s-api:1");
         for _ in 0..40 {
             log.output(&"x".repeat(10_000));
@@ -115,20 +120,7 @@ mod tests {
     #[test]
     fn the_step_under_way_is_remembered_across_pieces_of_output() {
         let dir = tempfile::tempdir().unwrap();
-        let spec = InstanceSpec {
-            service: "api".to_owned(),
-            index: 0,
-            version: "v1".to_owned(),
-            command: Vec::new(),
-            env: Vec::new(),
-            workdir: dir.path().to_owned(),
-            log_path: dir.path().join("api.log"),
-            exit_path: dir.path().join("api.exit"),
-            log_max_bytes: 1 << 20,
-            log_keep: 1,
-            container: None,
-            stop_signal: None,
-        };
+        let spec = spec_in(dir.path());
         let mut log = BuildLog::open(&spec, "s-api:1");
         assert!(log.step().contains("before its first step"));
         log.output("Step 1/2 : FROM base\n ---> 1a2b\nStep 2/2 : CO");

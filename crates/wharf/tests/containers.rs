@@ -576,13 +576,11 @@ services:
     assert!(!failed.is_empty());
 }
 
-/// compose's `healthcheck` on an image service becomes an exec probe that runs inside the
-/// container; when it fails, status says why — the exit code and the end of its output.
-#[test]
-fn a_failing_exec_probe_of_an_image_service_shows_its_exit_code_and_output() {
+/// Stack `name`: one `web` service of the testbed image whose readiness probe runs the image's
+/// own testbed (at its path inside the image, the host's where the image was made) with
+/// `args` (quoted YAML list items), on `timing` (`interval: …, timeout: …`).
+fn with_exec_probe(name: &str, args: &str, timing: &str) -> Stack {
     let images = images();
-    let name = unique("probe");
-    // The testbed inside the image (its path is the host's where the image was made).
     let entrypoint = docker_ok(&[
         "image",
         "inspect",
@@ -590,7 +588,7 @@ fn a_failing_exec_probe_of_an_image_service_shows_its_exit_code_and_output() {
         "{{index .Config.Entrypoint 0}}",
         &images.testbed_v1,
     ]);
-    let stack = Stack::new(&format!(
+    Stack::new(&format!(
         r#"
 name: {name}
 services:
@@ -600,11 +598,19 @@ services:
     port: {}
     container_port: 8080
     probes:
-      ready: {{exec: {{command: ["{entrypoint}", "--no-such-flag"]}}, interval: 200ms, timeout: 5s}}
+      ready: {{exec: {{command: ["{entrypoint}", {args}]}}, {timing}}}
 "#,
         images.testbed_v1,
         free_port()
-    ));
+    ))
+}
+
+/// compose's `healthcheck` on an image service becomes an exec probe that runs inside the
+/// container; when it fails, status says why — the exit code and the end of its output.
+#[test]
+fn a_failing_exec_probe_of_an_image_service_shows_its_exit_code_and_output() {
+    let name = unique("probe");
+    let stack = with_exec_probe(&name, r#""--no-such-flag""#, "interval: 200ms, timeout: 5s");
     let _ = stack.wharf(&["up", "-d", "--wait-timeout", "2s"]);
     let reason = eventually("the probe's reason", Duration::from_secs(30), || {
         stack.service("web")["instances"][0]["probe_reason"]
@@ -623,31 +629,13 @@ services:
 /// check, not one more per interval.
 #[test]
 fn a_hung_exec_probe_is_not_started_again_while_it_runs() {
-    let images = images();
     let name = unique("hung");
-    let entrypoint = docker_ok(&[
-        "image",
-        "inspect",
-        "--format",
-        "{{index .Config.Entrypoint 0}}",
-        &images.testbed_v1,
-    ]);
     // The check serves forever on another port: it never exits.
-    let stack = Stack::new(&format!(
-        r#"
-name: {name}
-services:
-  web:
-    image: {}
-    pull_policy: never
-    port: {}
-    container_port: 8080
-    probes:
-      ready: {{exec: {{command: ["{entrypoint}", "--host", "127.0.0.1", "--port", "9"]}}, interval: 200ms, timeout: 300ms}}
-"#,
-        images.testbed_v1,
-        free_port()
-    ));
+    let stack = with_exec_probe(
+        &name,
+        r#""--host", "127.0.0.1", "--port", "9""#,
+        "interval: 200ms, timeout: 300ms",
+    );
     let _ = stack.wharf(&["up", "-d", "--wait-timeout", "2s"]);
     let reason = eventually(
         "the probe says its previous check still runs",
