@@ -102,3 +102,79 @@ pub fn http_route(
         },
     }
 }
+
+/// Why a route cannot be moved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error("HTTPRoute {route} has no rules; wharf's rule (the first) is missing")]
+    NoRule { route: String },
+    #[error("HTTPRoute {route}: {count} backends exceed the Gateway API's {MAX_BACKENDS}")]
+    TooManyBackends { route: String, count: usize },
+}
+
+/// The backends of wharf's rule (the route's first) with their weights. Rules after it are not
+/// wharf's and never touched.
+pub fn backend_weights(route: &serde_json::Value) -> Vec<(String, u32)> {
+    route["spec"]["rules"][0]["backendRefs"]
+        .as_array()
+        .map(|refs| {
+            refs.iter()
+                .map(|r| {
+                    (
+                        r["name"].as_str().unwrap_or("").to_owned(),
+                        r["weight"]
+                            .as_u64()
+                            .map_or(1, |w| w.min(u64::from(MAX_WEIGHT)))
+                            as u32,
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The one JSON patch that gives wharf's rule exactly the `target` backends and weights (in
+/// that order; a backend not named is removed), or `None` when the route already has them.
+///
+/// The patch opens with a `test` of the rule's current backends, so it applies only to the
+/// route it was computed from: a route changed in between fails the patch instead of being
+/// written over. Only `/spec/rules/0/backendRefs` is replaced — other rules (header-matched
+/// previews a person added, another tool's) and every other field stay as they are.
+pub fn weights_patch(
+    route_name: &str,
+    route: &serde_json::Value,
+    target: &[(String, u32)],
+    port: u16,
+) -> Result<Option<json_patch::Patch>, RouteError> {
+    let Some(current) = route["spec"]["rules"][0].get("backendRefs").cloned() else {
+        return Err(RouteError::NoRule {
+            route: route_name.to_owned(),
+        });
+    };
+    if target.len() > MAX_BACKENDS {
+        return Err(RouteError::TooManyBackends {
+            route: route_name.to_owned(),
+            count: target.len(),
+        });
+    }
+    if backend_weights(route) == target {
+        return Ok(None);
+    }
+    let refs: Vec<BackendRef> = target
+        .iter()
+        .map(|(name, weight)| BackendRef {
+            group: String::new(),
+            kind: "Service".to_owned(),
+            name: name.clone(),
+            port,
+            weight: (*weight).min(MAX_WEIGHT),
+        })
+        .collect();
+    let ops = serde_json::json!([
+        {"op": "test", "path": "/spec/rules/0/backendRefs", "value": current},
+        {"op": "replace", "path": "/spec/rules/0/backendRefs", "value": refs},
+    ]);
+    Ok(Some(
+        serde_json::from_value(ops).expect("a well-formed JSON patch"),
+    ))
+}

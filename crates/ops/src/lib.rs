@@ -8,6 +8,7 @@
 //! functions in-process. No other code path writes the store.
 
 pub mod audit;
+pub mod cluster;
 pub mod config;
 mod error;
 pub mod fault;
