@@ -74,6 +74,14 @@ pub fn resource(kind: &str) -> Result<ApiResource, ClusterError> {
     ))
 }
 
+/// ring as the process's default rustls provider, unless one is installed already.
+// rustls 0.23.48 deprecates ring's provider for lacking post-quantum key exchange; wharf
+// chooses ring everywhere (see wharf-server's tls.rs).
+#[allow(deprecated)]
+fn install_ring() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A Deployment's rollout as its controller reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Availability {
@@ -156,6 +164,10 @@ impl Cluster {
             .map(str::to_owned)
             .unwrap_or_else(|| config.default_namespace.clone());
         let url = config.cluster_url.to_string();
+        // The binary links rustls with more than one crypto provider (other crates bring
+        // aws-lc-rs); kube's client needs a process default, so pick ring, as the API server
+        // does. An already installed default stays.
+        install_ring();
         let client = kube::Client::try_from(config)
             .map_err(|source| ClusterError::Client { url, source })?;
         Ok(Cluster { client, namespace })

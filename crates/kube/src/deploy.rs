@@ -142,7 +142,6 @@ pub async fn prepare(
     stack: &Stack,
     service: &str,
     version: &str,
-    gateway: &GatewayRef,
 ) -> Result<ClusterRollout, DeployError> {
     let Some(spec) = stack.services.get(service) else {
         return Err(DeployError::UnknownService(service.to_owned()));
@@ -156,6 +155,12 @@ pub async fn prepare(
             service: service.to_owned(),
             route,
         });
+    };
+    // The version's Service is rendered for the Gateway the route is attached to.
+    let parent = &live_route["spec"]["parentRefs"][0];
+    let gateway = GatewayRef {
+        name: parent["name"].as_str().unwrap_or_default().to_owned(),
+        namespace: parent["namespace"].as_str().map(str::to_owned),
     };
     // Stable: the backend with the most weight in wharf's rule.
     let weights = backend_weights(&live_route);
@@ -193,7 +198,7 @@ pub async fn prepare(
             strategy: plan.strategy(),
         });
     }
-    let new_objects = render_version(stack, service, version, cluster.namespace(), gateway)?;
+    let new_objects = render_version(stack, service, version, cluster.namespace(), &gateway)?;
     let (machine, _) = Rollout::start(plan, now());
     Ok(ClusterRollout {
         stack: stack.name.clone(),

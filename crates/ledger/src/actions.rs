@@ -279,6 +279,11 @@ known_actions! {
     /// `wharf promote import`: a verified promotion bundle accepted, with its SHA-256, the
     /// environment and verifier key it came from, the service, version and checkpoint.
     PromotionImport = "promotion.import",
+
+    // ── cluster: a Kubernetes cluster driven by `wharf cluster`; target `NAMESPACE` ───────
+    /// `wharf cluster apply`: the stack's objects server-side applied, each with the SHA-256
+    /// of what was sent (a Secret's keys with their fingerprints, never a value).
+    ClusterApply = "cluster.apply",
 }
 
 impl fmt::Display for KnownAction {

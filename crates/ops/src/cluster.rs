@@ -62,3 +62,63 @@ pub fn record(
         Ok(())
     })
 }
+
+/// A secret's value for a cluster's Secret object, with its fingerprint for the ledger.
+pub struct ClusterSecret {
+    pub name: String,
+    pub value: wharf_secrets::SecretValue,
+    pub fingerprint: String,
+}
+
+/// The current values of `names`, for `wharf cluster apply` to send to the API server (and
+/// nowhere else). A name without a stored value is refused, naming it, before anything is
+/// sent: a pod whose secret key is missing would not start.
+pub fn secret_values(
+    store: &mut Store,
+    state_dir: &std::path::Path,
+    names: &[String],
+) -> Result<Vec<ClusterSecret>, OpsError> {
+    let mut missing = Vec::new();
+    for name in names {
+        if wharf_secrets::history(store, name)?.is_empty() {
+            missing.push(name.as_str());
+        }
+    }
+    if !missing.is_empty() {
+        return Err(OpsError::Invalid(format!(
+            "no value stored for {}; set {} with `wharf secret set NAME` first (nothing was applied)",
+            missing.join(", "),
+            if missing.len() == 1 { "it" } else { "them" }
+        )));
+    }
+    let (secrets, _) = crate::secrets::unlock(store, state_dir, false)?;
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        if let Some((info, value)) = secrets.current(store, name)? {
+            out.push(ClusterSecret {
+                name: name.clone(),
+                value,
+                fingerprint: info.fingerprint,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Appends the `cluster.apply` entry (target: the namespace) before the objects are sent:
+/// the values of the Secret leave wharf with it, and a disclosure that is not in the ledger
+/// does not happen.
+pub fn record_apply(
+    store: &mut Store,
+    actor: &Actor,
+    namespace: &str,
+    details: Value,
+) -> Result<wharf_ledger::Entry, OpsError> {
+    crate::append(
+        store,
+        actor,
+        wharf_ledger::KnownAction::ClusterApply,
+        namespace,
+        details,
+    )
+}

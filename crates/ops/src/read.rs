@@ -12,7 +12,7 @@ use crate::OpsError;
 /// What readers need from the store, named here so the CLI depends on this crate alone: it
 /// opens the state only through [`open_existing`] (reading) and [`open`] (writing, under the
 /// lock).
-pub use wharf_store::{ConfigRevision, DB_FILE, EntryFilter, Store as StateDb};
+pub use wharf_store::{ConfigRevision, DB_FILE, EntryFilter, RolloutRow, Store as StateDb};
 
 /// The state database when there is one; commands that only read never create it.
 pub fn open_existing(state_dir: &Path) -> Result<Option<Store>, OpsError> {

@@ -79,6 +79,11 @@ pub enum Command {
     /// Print the effective manifest after overlays and interpolation (secrets stay masked), or
     /// with `--target kubernetes` the Kubernetes objects that run it.
     Render(cmd::render::RenderArgs),
+    /// The stack on a Kubernetes cluster: `apply` (server-side apply, field manager `wharf`),
+    /// `deploy SERVICE --version V` (a canary through the HTTPRoute's weights, resumed when run
+    /// again after a crash), `pause | resume | promote | abort SERVICE`, `status`.
+    #[command(subcommand)]
+    Cluster(cmd::cluster::ClusterCommand),
     /// Write a commented starter wharf.yaml that validates.
     Init(cmd::init::InitArgs),
     /// Print a shell completion script.

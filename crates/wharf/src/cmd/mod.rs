@@ -3,6 +3,7 @@
 pub mod access;
 pub mod audit;
 pub mod backup;
+pub mod cluster;
 pub mod completions;
 pub mod config;
 pub mod deploy;
@@ -36,6 +37,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
     match cli.command {
         Command::Validate(args) => validate::run(global, &args),
         Command::Render(args) => render::run(global, &args),
+        Command::Cluster(command) => cluster::run(global, command),
         Command::Init(args) => init::run(global, &args),
         Command::Completions(args) => completions::run(&args),
         Command::Import(command) => import::run(global, command),

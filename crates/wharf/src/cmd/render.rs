@@ -35,7 +35,7 @@ pub enum RenderTarget {
 }
 
 /// A DNS-1123 label, as Kubernetes requires of namespaces and Gateway names.
-fn kubernetes_name(text: &str) -> Result<String, String> {
+pub(crate) fn kubernetes_name(text: &str) -> Result<String, String> {
     let valid = !text.is_empty()
         && text.len() <= 63
         && text
@@ -52,7 +52,7 @@ fn kubernetes_name(text: &str) -> Result<String, String> {
     }
 }
 
-fn gateway(text: &str) -> Result<wharf_kube::GatewayRef, String> {
+pub(crate) fn gateway(text: &str) -> Result<wharf_kube::GatewayRef, String> {
     match text.split_once('/') {
         Some((namespace, name)) => Ok(wharf_kube::GatewayRef {
             name: kubernetes_name(name)?,

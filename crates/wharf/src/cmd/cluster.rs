@@ -1,0 +1,607 @@
+//! `wharf cluster …`: the stack on a Kubernetes cluster.
+//!
+//! - `apply`: every rendered object server-side applied under wharf's field manager, the
+//!   Secret filled from wharf's secret store (the values go to the API server only — never to
+//!   a file, the terminal or the ledger, which records their fingerprints). A service whose
+//!   route already sends its traffic to another version (a `cluster deploy` put it there) keeps
+//!   it: what runs is read from the cluster by labels, not from memory.
+//! - `deploy SERVICE --version V`: a canary through the service's HTTPRoute weights, analysed
+//!   on per-version counters from Prometheus; each step's state and ledger entries are saved
+//!   before it acts, so running the same command again after a crash resumes it.
+//! - `pause | resume | promote | abort SERVICE`: to the running `deploy`, over its socket in the
+//!   state directory.
+//! - `status`: the services' versions on the cluster, their availability and route weights.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use wharf_kube::cluster::{Availability, Cluster};
+use wharf_kube::deploy::{
+    ClusterRollout, Journal, PrometheusStats, Record, RunOptions, Runner, prepare,
+};
+use wharf_kube::route::backend_weights;
+use wharf_rollout::{Event, Outcome};
+
+use crate::cli::{Global, Output};
+use crate::exit::ExitStatus;
+use crate::manifest_file::ManifestFile;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ClusterCommand {
+    /// Server-side apply the stack's objects (field manager `wharf`), the Secret's values from
+    /// wharf's secret store.
+    Apply(ApplyArgs),
+    /// Roll a new version of a service out on the cluster (canary through the HTTPRoute's
+    /// weights); running it again after a crash resumes the rollout. Exit 0 succeeded, 1
+    /// rolled back.
+    #[command(disable_version_flag = true)]
+    Deploy(DeployArgs),
+    /// The services on the cluster: versions, available replicas, route weights, rollouts.
+    Status(ConnectArgs),
+    /// Hold the running rollout at its step.
+    Pause(CommandArgs),
+    /// Go on after a pause.
+    Resume(CommandArgs),
+    /// All traffic to the new version now.
+    Promote(CommandArgs),
+    /// Roll back now: all traffic to the stable version in one route update.
+    Abort(CommandArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectArgs {
+    /// The kubeconfig (default: `$KUBECONFIG`, `~/.kube/config`, else the in-cluster service
+    /// account).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context (default: its current one).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+    /// The namespace (default: the context's, else `default`).
+    #[arg(long, value_name = "NAMESPACE", value_parser = crate::cmd::render::kubernetes_name)]
+    pub namespace: Option<String>,
+    /// The environment overlay to apply (default: `dev` when the manifest defines it).
+    #[arg(long = "env", value_name = "ENV")]
+    pub environment: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// The Gateway API Gateway (`NAME` or `NAMESPACE/NAME`) the services' HTTPRoutes attach
+    /// to; a rollout on the cluster needs one.
+    #[arg(long, value_name = "[NAMESPACE/]NAME", value_parser = crate::cmd::render::gateway)]
+    pub gateway: Option<wharf_kube::GatewayRef>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DeployArgs {
+    /// The service to roll out.
+    pub service: String,
+    /// The version (an `image:` service runs its image tagged with it).
+    #[arg(long)]
+    pub version: String,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Prometheus' address (`http://HOST:PORT`), where the per-version counters are read.
+    #[arg(long, value_name = "URL")]
+    pub prometheus: Option<String>,
+    /// PromQL for one version's request count; `{namespace}`, `{service}`, `{workload}` (the
+    /// version's Deployment and route backend) and `{version}` are replaced. Default: wharf
+    /// proxy's `wharf_proxy_requests_total`.
+    #[arg(long, value_name = "PROMQL")]
+    pub requests_query: Option<String>,
+    /// PromQL for one version's failed requests (5xx and upstream errors), with the same
+    /// placeholders. Default: wharf proxy's counters.
+    #[arg(long, value_name = "PROMQL")]
+    pub errors_query: Option<String>,
+    /// How often the counters are read and deadlines checked.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = crate::cmd::up::parse_duration)]
+    pub interval: Duration,
+    /// After traffic leaves a version, how long before its pods are deleted.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::cmd::up::parse_duration)]
+    pub drain_grace: Duration,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CommandArgs {
+    /// The service whose rollout to steer.
+    pub service: String,
+    /// Why (recorded with an abort).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// The namespace of the rollout (default: the kubeconfig context's, else `default`).
+    #[arg(long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+}
+
+pub fn run(global: &Global, command: ClusterCommand) -> anyhow::Result<ExitStatus> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        match command {
+            ClusterCommand::Apply(args) => apply(global, args).await,
+            ClusterCommand::Deploy(args) => deploy(global, args).await,
+            ClusterCommand::Status(args) => status(global, args).await,
+            ClusterCommand::Pause(args) => steer(global, args, "pause").await,
+            ClusterCommand::Resume(args) => steer(global, args, "resume").await,
+            ClusterCommand::Promote(args) => steer(global, args, "promote").await,
+            ClusterCommand::Abort(args) => steer(global, args, "abort").await,
+        }
+    })
+}
+
+/// The manifest with the environment applied, or the diagnostics printed and `None`.
+fn load_stack(
+    global: &Global,
+    environment: Option<&str>,
+) -> anyhow::Result<Option<wharf_manifest::Stack>> {
+    let manifest = ManifestFile::read(global)?;
+    let loaded = manifest.load(environment);
+    manifest.print_diagnostics(&loaded.diagnostics, Output::Human)?;
+    match loaded.stack {
+        Some(stack) => Ok(Some((*stack).clone())),
+        None => {
+            eprintln!(
+                "{}: the manifest has errors; nothing was sent to the cluster",
+                manifest.display
+            );
+            Ok(None)
+        }
+    }
+}
+
+async fn connect(args: &ConnectArgs) -> anyhow::Result<Cluster> {
+    Ok(Cluster::connect(
+        args.kubeconfig.as_deref(),
+        args.context.as_deref(),
+        args.namespace.as_deref(),
+    )
+    .await?)
+}
+
+async fn apply(global: &Global, args: ApplyArgs) -> anyhow::Result<ExitStatus> {
+    let Some(stack) = load_stack(global, args.connect.environment.as_deref())? else {
+        return Ok(ExitStatus::Invalid);
+    };
+    let cluster = connect(&args.connect).await?;
+    let target = wharf_kube::Target {
+        namespace: Some(cluster.namespace().to_owned()),
+        gateway: args.gateway.clone(),
+    };
+    let rendered = match wharf_kube::render(&stack, &target) {
+        Ok(rendered) => rendered,
+        Err(errors) => {
+            for error in &errors {
+                eprintln!("error: {error}");
+            }
+            eprintln!("nothing was sent to the cluster");
+            return Ok(ExitStatus::Invalid);
+        }
+    };
+    for note in &rendered.notes {
+        eprintln!("note: {note}");
+    }
+    // What already runs: a route whose traffic is on another version than the manifest's
+    // keeps it (and that version's objects are not re-created beside it).
+    let mut keep_route = Vec::new();
+    let mut skip_version = Vec::new();
+    for object in rendered.objects.iter().filter(|o| o.kind == "HTTPRoute") {
+        let Some(live) = cluster.get("HTTPRoute", &object.name).await? else {
+            continue;
+        };
+        keep_route.push(object.name.clone());
+        let live_backends: Vec<String> = backend_weights(&live)
+            .into_iter()
+            .filter(|(_, w)| *w > 0)
+            .map(|(name, _)| name)
+            .collect();
+        let ours = backend_weights(&object.value);
+        if let Some((manifest_workload, _)) = ours.first()
+            && !live_backends.contains(manifest_workload)
+        {
+            eprintln!(
+                "note: route `{}` sends its traffic to {}; the manifest's {manifest_workload} is not applied (`wharf cluster deploy` changes versions)",
+                object.name,
+                live_backends.join(", ")
+            );
+            skip_version.push(manifest_workload.clone());
+        }
+    }
+    let mut objects: Vec<wharf_kube::Object> = rendered
+        .objects
+        .into_iter()
+        .filter(|o| !(o.kind == "HTTPRoute" && keep_route.contains(&o.name)))
+        .filter(|o| {
+            !skip_version
+                .iter()
+                .any(|w| o.name == *w || o.name.starts_with(&format!("{w}-env")))
+        })
+        .collect();
+
+    let state_dir = global.state_dir();
+    let lock = wharf_ops::ControlLock::acquire_or_refuse(&state_dir, "`wharf cluster apply`")?;
+    let mut store = wharf_ops::read::open(&lock)?;
+    let mut secret_fingerprints = serde_json::Map::new();
+    for object in objects.iter_mut().filter(|o| o.kind == "Secret") {
+        let names: Vec<String> = object.value["metadata"]["annotations"]["wharf.dev/keys"]
+            .as_str()
+            .unwrap_or("")
+            .split(',')
+            .filter(|k| !k.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let values = wharf_ops::cluster::secret_values(&mut store, &state_dir, &names)?;
+        let mut data = serde_json::Map::new();
+        for secret in &values {
+            use base64::Engine as _;
+            data.insert(
+                secret.name.clone(),
+                Value::String(
+                    base64::engine::general_purpose::STANDARD.encode(secret.value.expose()),
+                ),
+            );
+            secret_fingerprints.insert(
+                secret.name.clone(),
+                Value::String(secret.fingerprint.clone()),
+            );
+        }
+        object.value["data"] = Value::Object(data);
+    }
+    let digests: Vec<Value> = objects
+        .iter()
+        .map(|o| {
+            // A Secret's digest would be a digest of its values: its fingerprints stand in.
+            let sha256 = (o.kind != "Secret").then(|| {
+                use sha2::Digest as _;
+                hex_lower(&sha2::Sha256::digest(o.value.to_string().as_bytes()))
+            });
+            json!({"kind": o.kind, "name": o.name, "sha256": sha256})
+        })
+        .collect();
+    let actor = wharf_ops::Actor::from_environment();
+    wharf_ops::cluster::record_apply(
+        &mut store,
+        &actor,
+        cluster.namespace(),
+        json!({"stack": stack.name, "objects": digests, "secrets": secret_fingerprints}),
+    )?;
+    for object in &objects {
+        cluster.apply(object).await?;
+        println!(
+            "applied {} {}/{}",
+            object.kind,
+            cluster.namespace(),
+            object.name
+        );
+    }
+    Ok(ExitStatus::Ok)
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The rollout's state and entries through `wharf-ops`, in one transaction per step.
+struct OpsJournal {
+    store: wharf_ops::read::StateDb,
+    actor: wharf_ops::Actor,
+    key: String,
+    id: u64,
+}
+
+impl Journal for OpsJournal {
+    fn record(&mut self, rollout: &ClusterRollout, records: &[Record]) -> Result<(), String> {
+        let state = serde_json::to_string(rollout).map_err(|e| e.to_string())?;
+        let row = wharf_ops::read::RolloutRow {
+            service: self.key.clone(),
+            id: self.id,
+            state,
+        };
+        let entries: Vec<wharf_ops::cluster::StepEntry> = records
+            .iter()
+            .map(|r| wharf_ops::cluster::StepEntry {
+                action: r.action.to_owned(),
+                target: r.target.clone(),
+                details: r.details.clone(),
+            })
+            .collect();
+        wharf_ops::cluster::record(&mut self.store, &self.actor, &row, &entries)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The socket a running `cluster deploy` of `service` listens on.
+fn socket_path(state_dir: &Path, namespace: &str, service: &str) -> PathBuf {
+    state_dir.join(format!("cluster-{namespace}-{service}.sock"))
+}
+
+async fn deploy(global: &Global, args: DeployArgs) -> anyhow::Result<ExitStatus> {
+    let Some(stack) = load_stack(global, args.connect.environment.as_deref())? else {
+        return Ok(ExitStatus::Invalid);
+    };
+    if !stack.services.contains_key(&args.service) {
+        eprintln!("error: service `{}` is not in the manifest", args.service);
+        return Ok(ExitStatus::Invalid);
+    }
+    let Some(prometheus) = args.prometheus.as_deref() else {
+        eprintln!(
+            "error: a canary on a cluster is judged on per-version counters: give Prometheus' address with --prometheus URL (and --requests-query / --errors-query for your Gateway's metrics)"
+        );
+        return Ok(ExitStatus::Invalid);
+    };
+    let cluster = connect(&args.connect).await?;
+    let stats = match PrometheusStats::new(
+        prometheus,
+        args.requests_query
+            .clone()
+            .unwrap_or_else(|| PrometheusStats::PROXY_REQUESTS.to_owned()),
+        args.errors_query
+            .clone()
+            .unwrap_or_else(|| PrometheusStats::PROXY_ERRORS.to_owned()),
+        cluster.namespace().to_owned(),
+        args.service.clone(),
+    ) {
+        Ok(stats) => stats,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Ok(ExitStatus::Invalid);
+        }
+    };
+    let state_dir = global.state_dir();
+    let lock = wharf_ops::ControlLock::acquire_or_refuse(&state_dir, "`wharf cluster deploy`")?;
+    let store = wharf_ops::read::open(&lock)?;
+    let key = wharf_ops::cluster::key(cluster.namespace(), &args.service);
+    let saved = wharf_ops::cluster::latest(&store, cluster.namespace(), &args.service)?;
+    let (rollout, resumed, id) = match saved {
+        Some(row) => {
+            let previous: ClusterRollout = serde_json::from_str(&row.state)
+                .with_context(|| format!("the saved rollout of {key} is unreadable"))?;
+            if !previous.machine.is_done() {
+                if previous.new.version != args.version {
+                    eprintln!(
+                        "error: a rollout of `{}` to {} is under way; run `wharf cluster deploy {} --version {}` to resume it, or abort it first",
+                        args.service, previous.new.version, args.service, previous.new.version
+                    );
+                    return Ok(ExitStatus::Invalid);
+                }
+                (previous, true, row.id)
+            } else {
+                (fresh(&cluster, &stack, &args).await?, false, row.id + 1)
+            }
+        }
+        None => (fresh(&cluster, &stack, &args).await?, false, 1),
+    };
+    let socket = socket_path(&state_dir, cluster.namespace(), &args.service);
+    let _ = std::fs::remove_file(&socket);
+    let listener = tokio::net::UnixListener::bind(&socket)
+        .with_context(|| format!("cannot listen on {}", socket.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
+    }
+    let (commands_tx, mut commands) = tokio::sync::mpsc::channel(8);
+    let listen = tokio::spawn(serve_commands(listener, commands_tx.clone()));
+    let interrupt = tokio::spawn(async move {
+        // Ctrl-C or SIGTERM during a rollout rolls it back: in doubt, the stable version serves.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("interrupted: rolling back");
+        let _ = commands_tx
+            .send(Event::Abort {
+                reason: "the operator interrupted `wharf cluster deploy`".to_owned(),
+            })
+            .await;
+    });
+    let mut journal = OpsJournal {
+        store,
+        actor: wharf_ops::Actor::from_environment(),
+        key,
+        id,
+    };
+    let mut runner = Runner {
+        cluster: &cluster,
+        journal: &mut journal,
+        stats: &stats,
+        options: RunOptions {
+            interval: args.interval,
+            drain_grace: args.drain_grace,
+        },
+    };
+    let mut progress = |line: &str| eprintln!("{line}");
+    let outcome = runner
+        .run(rollout, resumed, &mut commands, &mut progress)
+        .await;
+    listen.abort();
+    interrupt.abort();
+    let _ = std::fs::remove_file(&socket);
+    drop(lock);
+    match outcome? {
+        Outcome::Succeeded => {
+            println!("{} {}: succeeded", args.service, args.version);
+            Ok(ExitStatus::Ok)
+        }
+        Outcome::RolledBack { reason } => {
+            println!("{} {}: rolled back ({reason})", args.service, args.version);
+            Ok(ExitStatus::Failed)
+        }
+    }
+}
+
+async fn fresh(
+    cluster: &Cluster,
+    stack: &wharf_manifest::Stack,
+    args: &DeployArgs,
+) -> anyhow::Result<ClusterRollout> {
+    Ok(prepare(cluster, stack, &args.service, &args.version).await?)
+}
+
+/// Answers `pause`, `resume`, `promote`, `abort REASON` lines on the rollout's socket.
+async fn serve_commands(
+    listener: tokio::net::UnixListener,
+    commands: tokio::sync::mpsc::Sender<Event>,
+) {
+    while let Ok((stream, _)) = listener.accept().await {
+        let commands = commands.clone();
+        tokio::spawn(async move {
+            let (read, mut write) = stream.into_split();
+            let mut line = String::new();
+            let mut reader = BufReader::new(tokio::io::AsyncReadExt::take(read, 4096));
+            if reader.read_line(&mut line).await.is_err() {
+                return;
+            }
+            let request: Value = serde_json::from_str(line.trim()).unwrap_or(Value::Null);
+            let event = match request["command"].as_str() {
+                Some("pause") => Some(Event::Pause),
+                Some("resume") => Some(Event::Resume),
+                Some("promote") => Some(Event::Promote),
+                Some("abort") => Some(Event::Abort {
+                    reason: request["reason"]
+                        .as_str()
+                        .unwrap_or("aborted by the operator")
+                        .to_owned(),
+                }),
+                _ => None,
+            };
+            let answer = match event {
+                Some(event) => match commands.send(event).await {
+                    Ok(()) => json!({"ok": true}),
+                    Err(_) => json!({"ok": false, "error": "the rollout has ended"}),
+                },
+                None => json!({"ok": false, "error": "unknown command"}),
+            };
+            let _ = write.write_all(format!("{answer}\n").as_bytes()).await;
+        });
+    }
+}
+
+async fn steer(global: &Global, args: CommandArgs, command: &str) -> anyhow::Result<ExitStatus> {
+    let namespace = match &args.namespace {
+        Some(namespace) => namespace.clone(),
+        None => Cluster::connect(None, None, None)
+            .await
+            .map(|c| c.namespace().to_owned())
+            .unwrap_or_else(|_| "default".to_owned()),
+    };
+    let socket = socket_path(&global.state_dir(), &namespace, &args.service);
+    let Ok(stream) = tokio::net::UnixStream::connect(&socket).await else {
+        eprintln!(
+            "error: no `wharf cluster deploy {}` is running here for namespace {namespace} (no answer on {})",
+            args.service,
+            socket.display()
+        );
+        return Ok(ExitStatus::Failed);
+    };
+    let (read, mut write) = stream.into_split();
+    let request = json!({"command": command, "reason": args.reason});
+    write.write_all(format!("{request}\n").as_bytes()).await?;
+    let mut line = String::new();
+    BufReader::new(read).read_line(&mut line).await?;
+    let answer: Value = serde_json::from_str(line.trim()).unwrap_or(Value::Null);
+    if answer["ok"] == true {
+        println!("{command}: sent to the rollout of {}", args.service);
+        Ok(ExitStatus::Ok)
+    } else {
+        eprintln!("error: {}", answer["error"].as_str().unwrap_or("no answer"));
+        Ok(ExitStatus::Failed)
+    }
+}
+
+async fn status(global: &Global, args: ConnectArgs) -> anyhow::Result<ExitStatus> {
+    let Some(stack) = load_stack(global, args.environment.as_deref())? else {
+        return Ok(ExitStatus::Invalid);
+    };
+    let cluster = connect(&args).await?;
+    let deployments = cluster.managed("Deployment", &stack.name).await?;
+    let routes = cluster.managed("HTTPRoute", &stack.name).await?;
+    let saved = wharf_ops::read::open_existing(&global.state_dir())?;
+    let mut services = Vec::new();
+    for name in stack.services.keys() {
+        let label = wharf_kube::names::label_value(name);
+        let versions: Vec<Value> = deployments
+            .iter()
+            .filter(|d| {
+                d["metadata"]["labels"][wharf_kube::render::SERVICE_LABEL] == label.as_str()
+            })
+            .map(|d| {
+                let availability = Availability::of(d);
+                json!({
+                    "deployment": d["metadata"]["name"],
+                    "version": d["metadata"]["labels"][wharf_kube::render::VERSION_LABEL],
+                    "available": availability.available,
+                    "wanted": availability.wanted,
+                    "complete": availability.complete(),
+                })
+            })
+            .collect();
+        let weights: Vec<Value> = routes
+            .iter()
+            .filter(|r| r["metadata"]["name"] == wharf_kube::names::dns_label(name).as_str())
+            .flat_map(backend_weights)
+            .map(|(backend, weight)| json!({"backend": backend, "weight": weight}))
+            .collect();
+        let rollout = match &saved {
+            Some(store) => wharf_ops::cluster::latest(store, cluster.namespace(), name)?
+                .and_then(|row| serde_json::from_str::<ClusterRollout>(&row.state).ok())
+                .map(|r| json!({"to": r.new.version, "phase": r.machine.phase().name()})),
+            None => None,
+        };
+        if versions.is_empty() && weights.is_empty() && rollout.is_none() {
+            continue;
+        }
+        services.push(
+            json!({"service": name, "versions": versions, "route": weights, "rollout": rollout}),
+        );
+    }
+    match global.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"namespace": cluster.namespace(), "services": services})
+            )?
+        ),
+        Output::Human => {
+            let mut table = comfy_table::Table::new();
+            table.load_preset(comfy_table::presets::NOTHING);
+            table.set_header(["SERVICE", "VERSION", "AVAILABLE", "WEIGHT", "ROLLOUT"]);
+            for service in &services {
+                let weights = service["route"].as_array().cloned().unwrap_or_default();
+                let rollout = match &service["rollout"] {
+                    Value::Null => String::new(),
+                    r => format!(
+                        "to {} ({})",
+                        r["to"].as_str().unwrap_or(""),
+                        r["phase"].as_str().unwrap_or("")
+                    ),
+                };
+                for version in service["versions"].as_array().into_iter().flatten() {
+                    let weight = weights
+                        .iter()
+                        .find(|w| w["backend"] == version["deployment"])
+                        .map_or("-".to_owned(), |w| w["weight"].to_string());
+                    table.add_row([
+                        service["service"].as_str().unwrap_or("").to_owned(),
+                        version["version"].as_str().unwrap_or("").to_owned(),
+                        format!("{}/{}", version["available"], version["wanted"]),
+                        weight,
+                        rollout.clone(),
+                    ]);
+                }
+            }
+            println!("namespace {}", cluster.namespace());
+            println!("{table}");
+        }
+    }
+    Ok(ExitStatus::Ok)
+}

@@ -1,0 +1,453 @@
+//! `wharf cluster …` as a user runs it, against a fake API server (no Kubernetes API server can
+//! run on these machines: `wharf-fake-apiserver` stores objects and answers apply, patch and
+//! watch over real HTTP) and a fake Prometheus (a loopback server answering the query API with
+//! counters the test sets — the Gateway implementation whose metrics it stands for cannot run
+//! here either). The wharf process is real, and so is its kill -9.
+
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+use wharf_fake_apiserver::{FakeApiServer, Recorded};
+
+const NS: &str = "shop";
+const SECRET_VALUE: &str = "s3cr3t-db-passw0rd";
+
+fn wharf_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_wharf")
+}
+
+fn manifest(pause: &str) -> String {
+    format!(
+        r#"
+name: shop
+secrets:
+  DB_PASSWORD: {{}}
+services:
+  api:
+    image: registry.example.com/api:1.0
+    port: 8080
+    env:
+      DATABASE_URL: "postgres://app:${{secret:DB_PASSWORD}}@db:5432/app"
+    rollout:
+      strategy: canary
+      steps:
+        - {{weight: 10, pause: {pause}}}
+        - {{weight: 25, pause: {pause}}}
+        - {{weight: 50, pause: {pause}}}
+        - {{weight: 100}}
+      analysis: {{max_error_rate: 5%, min_requests: 20}}
+"#
+    )
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    fake: FakeApiServer,
+    prometheus: String,
+    _prometheus_task: tokio::task::JoinHandle<()>,
+}
+
+impl Setup {
+    async fn new(pause: &str) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("wharf.yaml"), manifest(pause)).unwrap();
+        let fake = FakeApiServer::start().await;
+        fake.auto_available(true);
+        std::fs::write(dir.path().join("kubeconfig"), fake.kubeconfig(NS)).unwrap();
+        let (prometheus, task) = fake_prometheus().await;
+        Setup {
+            dir,
+            fake,
+            prometheus,
+            _prometheus_task: task,
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(wharf_bin());
+        command
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("NO_COLOR", "1")
+            .env("WHARF_ACTOR", "tester")
+            .env_remove("WHARF_MASTER_KEY")
+            .env_remove("KUBECONFIG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        command
+    }
+
+    async fn run(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = self.command(args).spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        let _ = input.write_all(stdin.as_bytes()).await;
+        drop(input);
+        child.wait_with_output().await.unwrap()
+    }
+
+    fn deploy_args(&self) -> Vec<String> {
+        [
+            "cluster",
+            "deploy",
+            "api",
+            "--version",
+            "2.0",
+            "--kubeconfig",
+            "kubeconfig",
+            "--prometheus",
+            &self.prometheus,
+            "--requests-query",
+            "requests{b=\"{workload}\"}",
+            "--errors-query",
+            "errors{b=\"{workload}\"}",
+            "--interval",
+            "100ms",
+            "--drain-grace",
+            "0s",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
+    }
+
+    async fn apply(&self) {
+        let set = self
+            .run(&["secret", "set", "DB_PASSWORD"], SECRET_VALUE)
+            .await;
+        assert!(set.status.success(), "{}", text(&set));
+        let apply = self
+            .run(
+                &[
+                    "cluster",
+                    "apply",
+                    "--kubeconfig",
+                    "kubeconfig",
+                    "--gateway",
+                    "infra/edge",
+                ],
+                "",
+            )
+            .await;
+        assert!(apply.status.success(), "{}", text(&apply));
+        assert!(!text(&apply).contains(SECRET_VALUE));
+    }
+
+    fn patches(&self) -> Vec<Vec<(String, u64)>> {
+        route_patches(&self.fake.log())
+    }
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+async fn fake_prometheus() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let queries = Arc::new(AtomicU64::new(0));
+    let app = axum::Router::new().route(
+        "/api/v1/query",
+        axum::routing::get(
+            move |axum::extract::Query(q): axum::extract::Query<
+                std::collections::HashMap<String, String>,
+            >| {
+                let n = queries.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    let query = q.get("query").cloned().unwrap_or_default();
+                    // Requests grow 40 a query, errors stay 0: a healthy canary.
+                    let value = if query.starts_with("errors") {
+                        0
+                    } else {
+                        40 * (n + 1)
+                    };
+                    axum::Json(json!({"status": "success", "data": {"resultType": "vector",
+                        "result": [{"metric": {}, "value": [1.0, value.to_string()]}]}}))
+                }
+            },
+        ),
+    );
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, task)
+}
+
+fn route_patches(log: &[Recorded]) -> Vec<Vec<(String, u64)>> {
+    log.iter()
+        .filter(|r| r.kind == "json-patch" && r.resource == "httproutes/api")
+        .map(|r| {
+            assert_eq!(r.status, 200, "{r:?}");
+            assert_eq!(r.field_manager.as_deref(), Some("wharf"));
+            let replace = r
+                .body
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|op| op["op"] == "replace")
+                .unwrap();
+            replace["value"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| {
+                    (
+                        b["name"].as_str().unwrap().to_owned(),
+                        b["weight"].as_u64().unwrap(),
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn weights(pairs: &[(&str, u64)]) -> Vec<(String, u64)> {
+    pairs.iter().map(|(n, w)| ((*n).to_owned(), *w)).collect()
+}
+
+async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn ledger_actions(dir: &Path) -> Vec<Value> {
+    let output = std::process::Command::new(wharf_bin())
+        .args(["--output", "json", "audit", "log"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    let value: Value = serde_json::from_slice(&output.stdout).unwrap();
+    value
+        .as_array()
+        .or_else(|| value["entries"].as_array())
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_fills_the_secret_from_the_store_and_records_fingerprints_only_against_fake_apiserver()
+ {
+    let setup = Setup::new("1s").await;
+    // Without a stored value: refused, nothing sent.
+    let refused = setup
+        .run(
+            &[
+                "cluster",
+                "apply",
+                "--kubeconfig",
+                "kubeconfig",
+                "--gateway",
+                "infra/edge",
+            ],
+            "",
+        )
+        .await;
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("no value stored for DB_PASSWORD"),
+        "{}",
+        text(&refused)
+    );
+    assert!(setup.fake.log().is_empty(), "nothing applied");
+
+    setup.apply().await;
+    let secret = setup
+        .fake
+        .get("api/v1", NS, "secrets", "shop-secrets")
+        .unwrap();
+    use base64::Engine as _;
+    let sent = base64::engine::general_purpose::STANDARD
+        .decode(secret["data"]["DB_PASSWORD"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(sent, SECRET_VALUE.as_bytes());
+    for record in setup.fake.log() {
+        assert_eq!(record.kind, "apply");
+        assert_eq!(record.field_manager.as_deref(), Some("wharf"));
+    }
+    let entries = ledger_actions(setup.dir.path());
+    let apply = entries
+        .iter()
+        .find(|e| e["action"] == "cluster.apply")
+        .expect("a cluster.apply entry");
+    assert_eq!(apply["target"], NS);
+    assert!(apply["details"]["secrets"]["DB_PASSWORD"].is_string());
+    let everything = serde_json::to_string(&entries).unwrap();
+    assert!(!everything.contains(SECRET_VALUE), "no value in the ledger");
+    // Nothing under the state directory holds the value in clear.
+    for entry in walk(setup.dir.path()) {
+        let bytes = std::fs::read(&entry).unwrap_or_default();
+        assert!(
+            !bytes
+                .windows(SECRET_VALUE.len())
+                .any(|w| w == SECRET_VALUE.as_bytes()),
+            "{} holds the value",
+            entry.display()
+        );
+    }
+
+    let status = setup
+        .run(
+            &[
+                "--output",
+                "json",
+                "cluster",
+                "status",
+                "--kubeconfig",
+                "kubeconfig",
+            ],
+            "",
+        )
+        .await;
+    assert!(status.status.success(), "{}", text(&status));
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    let api = &status["services"][0];
+    assert_eq!(api["service"], "api");
+    assert_eq!(api["versions"][0]["version"], "1.0");
+    assert_eq!(api["versions"][0]["complete"], true);
+    assert_eq!(
+        api["route"][0],
+        json!({"backend": "api-1-0", "weight": 100})
+    );
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else if path.is_file() {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_cluster_deploy_mid_rollout_resumes_from_the_persisted_step_without_an_extra_patch_against_fake_apiserver()
+ {
+    let setup = Setup::new("1500ms").await;
+    setup.apply().await;
+    let args = setup.deploy_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut first = setup.command(&args).spawn().unwrap();
+    until("the 25 % step", || setup.patches().len() == 2).await;
+    let pid = first.id().unwrap() as i32;
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    let _ = first.wait().await;
+    assert_eq!(setup.patches().len(), 2);
+
+    let resumed = setup.run(&args, "").await;
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    assert!(
+        text(&resumed).contains("resuming the rollout of api to 2.0"),
+        "{}",
+        text(&resumed)
+    );
+    assert_eq!(
+        setup.patches(),
+        vec![
+            weights(&[("api-1-0", 90), ("api-2-0", 10)]),
+            weights(&[("api-1-0", 75), ("api-2-0", 25)]),
+            // Resumed at 25 %, found in place: no second 25 % patch.
+            weights(&[("api-1-0", 50), ("api-2-0", 50)]),
+            weights(&[("api-1-0", 0), ("api-2-0", 100)]),
+            weights(&[("api-2-0", 100)]),
+        ]
+    );
+    assert_eq!(
+        setup.fake.names(NS, "deployments"),
+        vec!["api-2-0".to_owned()]
+    );
+    let actions: Vec<String> = ledger_actions(setup.dir.path())
+        .iter()
+        .map(|e| e["action"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(actions.contains(&"deploy.resume".to_owned()), "{actions:?}");
+    assert_eq!(actions.last().map(String::as_str), Some("deploy.succeeded"));
+    let verify = setup.run(&["audit", "verify"], "").await;
+    assert!(verify.status.success(), "{}", text(&verify));
+    // Running it again finds the version in place.
+    let again = setup.run(&args, "").await;
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    assert!(
+        text(&again).contains("already runs version 2.0"),
+        "{}",
+        text(&again)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_abort_mid_pause_puts_stable_at_100_in_one_patch_against_fake_apiserver() {
+    let setup = Setup::new("10m").await;
+    setup.apply().await;
+    let args = setup.deploy_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let deploy = setup.command(&args).spawn().unwrap();
+    until("the 10 % step", || setup.patches().len() == 1).await;
+    let abort = setup
+        .run(
+            &[
+                "cluster",
+                "abort",
+                "api",
+                "--namespace",
+                NS,
+                "--reason",
+                "p99 regression",
+            ],
+            "",
+        )
+        .await;
+    assert!(abort.status.success(), "{}", text(&abort));
+    let output = deploy.wait_with_output().await.unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains("rolled back (p99 regression)"),
+        "{}",
+        text(&output)
+    );
+    assert_eq!(
+        setup.patches(),
+        vec![
+            weights(&[("api-1-0", 90), ("api-2-0", 10)]),
+            weights(&[("api-1-0", 100), ("api-2-0", 0)]),
+            weights(&[("api-1-0", 100)]),
+        ]
+    );
+    assert_eq!(
+        setup.fake.names(NS, "deployments"),
+        vec!["api-1-0".to_owned()]
+    );
+    // No rollout is running any more: a second abort says so.
+    let late = setup
+        .run(&["cluster", "abort", "api", "--namespace", NS], "")
+        .await;
+    assert_eq!(late.status.code(), Some(1), "{}", text(&late));
+    assert!(
+        text(&late).contains("no `wharf cluster deploy api` is running"),
+        "{}",
+        text(&late)
+    );
+}
