@@ -310,9 +310,7 @@ async fn a_canary_patches_the_route_10_25_50_100_against_fake_apiserver() {
     apply_stack(&cluster, &stack).await;
     let prometheus = fake_prometheus().await;
     let stats = stats(&prometheus);
-    let rollout = prepare(&cluster, &stack, "api", "2.0", &gateway())
-        .await
-        .unwrap();
+    let rollout = prepare(&cluster, &stack, "api", "2.0").await.unwrap();
     assert_eq!(rollout.stable.workload, "api-1-0");
     assert_eq!(rollout.new.workload, "api-2-0");
     let mut journal = MemoryJournal::default();
@@ -366,9 +364,7 @@ async fn an_abort_mid_pause_puts_stable_at_100_in_one_patch_once_stable_is_avail
     apply_stack(&cluster, &stack).await;
     let prometheus = fake_prometheus().await;
     let stats = stats(&prometheus);
-    let rollout = prepare(&cluster, &stack, "api", "2.0", &gateway())
-        .await
-        .unwrap();
+    let rollout = prepare(&cluster, &stack, "api", "2.0").await.unwrap();
     let journal = MemoryJournal::default();
     let (commands_tx, mut commands) = mpsc::channel(4);
     let run = {
@@ -433,9 +429,7 @@ async fn a_runner_killed_mid_rollout_resumes_from_the_persisted_step_without_a_s
     let stack = shop("800ms");
     apply_stack(&cluster, &stack).await;
     let prometheus = fake_prometheus().await;
-    let rollout = prepare(&cluster, &stack, "api", "2.0", &gateway())
-        .await
-        .unwrap();
+    let rollout = prepare(&cluster, &stack, "api", "2.0").await.unwrap();
     let journal = MemoryJournal::default();
     let first = {
         let cluster = cluster.clone();
@@ -495,9 +489,7 @@ async fn a_rollout_without_the_route_or_to_the_running_version_is_refused_agains
     let fake = FakeApiServer::start().await;
     let (cluster, _dir) = connect(&fake).await;
     let stack = shop("1s");
-    let error = prepare(&cluster, &stack, "api", "2.0", &gateway())
-        .await
-        .unwrap_err();
+    let error = prepare(&cluster, &stack, "api", "2.0").await.unwrap_err();
     assert!(
         error
             .to_string()
@@ -505,16 +497,12 @@ async fn a_rollout_without_the_route_or_to_the_running_version_is_refused_agains
         "{error}"
     );
     apply_stack(&cluster, &stack).await;
-    let error = prepare(&cluster, &stack, "api", "1.0", &gateway())
-        .await
-        .unwrap_err();
+    let error = prepare(&cluster, &stack, "api", "1.0").await.unwrap_err();
     assert!(
         error.to_string().contains("already runs version 1.0"),
         "{error}"
     );
-    let error = prepare(&cluster, &stack, "nope", "1.0", &gateway())
-        .await
-        .unwrap_err();
+    let error = prepare(&cluster, &stack, "nope", "1.0").await.unwrap_err();
     assert!(
         error.to_string().contains("`nope` is not in the manifest"),
         "{error}"
