@@ -1,6 +1,7 @@
-//! wharf on Kubernetes. Today: the manifest rendered as Kubernetes objects for review or a
-//! GitOps repository (`wharf render --target kubernetes`). The driver that applies them with
-//! server-side apply, splits traffic and adopts by labels is not built yet.
+//! wharf on Kubernetes: the manifest rendered as Kubernetes objects (`render`, for review or a
+//! GitOps repository), and the driver that applies them with server-side apply under wharf's
+//! field manager, reads what runs by labels, and rolls a service out through its HTTPRoute's
+//! weights with wharf's rollout state machine (`cluster`, `deploy`).
 
 pub mod cluster;
 pub mod deploy;
