@@ -413,15 +413,29 @@ impl<J: Journal, S: StatsSource> Runner<'_, J, S> {
         progress: &mut impl Progress,
         persist_anyway: bool,
     ) -> Result<(), DeployError> {
-        let target = format!("{}@{}", state.service, state.new.version);
+        // As the local control plane records them: the service as target, the version (and
+        // here the namespace) in the details, so `wharf promote export` reads both alike.
         let records: Vec<Record> = actions
             .iter()
             .filter_map(|action| match action {
-                Action::Record { milestone, details } => Some(Record {
-                    action: milestone.as_str(),
-                    target: target.clone(),
-                    details: details.clone(),
-                }),
+                Action::Record { milestone, details } => {
+                    let mut details = details.clone();
+                    if let Value::Object(map) = &mut details {
+                        map.insert(
+                            "version".to_owned(),
+                            Value::String(state.new.version.clone()),
+                        );
+                        map.insert(
+                            "namespace".to_owned(),
+                            Value::String(state.namespace.clone()),
+                        );
+                    }
+                    Some(Record {
+                        action: milestone.as_str(),
+                        target: state.service.clone(),
+                        details,
+                    })
+                }
                 _ => None,
             })
             .collect();
@@ -493,15 +507,16 @@ impl<J: Journal, S: StatsSource> Runner<'_, J, S> {
                 // Only canary plans reach a cluster (see `prepare`).
                 unreachable!("blue-green and recreate are refused before a cluster rollout starts")
             }
+            // The backend leaves the route before its Service and pods go.
             Action::StopOldInstances => {
-                self.delete_version(state, &state.stable).await?;
                 let target = [(state.new.workload.clone(), 100)];
                 self.set_route(state, &target, progress).await?;
+                self.delete_version(state, &state.stable).await?;
             }
             Action::StopNewInstances => {
-                self.delete_version(state, &state.new).await?;
                 let target = [(state.stable.workload.clone(), 100)];
                 self.set_route(state, &target, progress).await?;
+                self.delete_version(state, &state.new).await?;
             }
             Action::Record { .. } | Action::Done { .. } => {}
         }

@@ -307,10 +307,16 @@ impl Journal for OpsJournal {
         };
         let entries: Vec<wharf_ops::cluster::StepEntry> = records
             .iter()
-            .map(|r| wharf_ops::cluster::StepEntry {
-                action: r.action.to_owned(),
-                target: r.target.clone(),
-                details: r.details.clone(),
+            .map(|r| {
+                let mut details = r.details.clone();
+                if let Value::Object(map) = &mut details {
+                    map.insert("rollout".to_owned(), json!(self.id));
+                }
+                wharf_ops::cluster::StepEntry {
+                    action: r.action.to_owned(),
+                    target: r.target.clone(),
+                    details,
+                }
             })
             .collect();
         wharf_ops::cluster::record(&mut self.store, &self.actor, &row, &entries)
