@@ -1,5 +1,6 @@
-//! The `wharf-proxy` binary: serve the saved route table at once, open the admin socket, run
-//! until SIGTERM or Ctrl-C, then stop accepting and drain in-flight requests.
+//! The `wharf-proxy` binary: serve the saved route table at once (or a newer seed table), open
+//! the admin socket (and, in a cluster, a token-guarded TCP admin listener), run until SIGTERM
+//! or Ctrl-C, then stop accepting and drain in-flight requests.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,10 +22,31 @@ struct Args {
     /// Connection worker threads (default: one per core).
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
+    /// Also serve the admin API on this TCP address (a router pod on a cluster, reached
+    /// through the API server's pod proxy). Every request must carry the token from
+    /// `WHARF_PROXY_ADMIN_TOKEN`; the proxy refuses to start without one.
+    #[arg(long, value_name = "ADDRESS:PORT")]
+    admin_listen: Option<std::net::SocketAddr>,
+    /// A route table to serve at start when it is newer than the saved one (a router pod's
+    /// ConfigMap, which `wharf cluster` keeps current, so a new pod serves the split in force).
+    #[arg(long, value_name = "FILE")]
+    seed: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // Checked before anything starts: a TCP admin listener without a token would hand the
+    // routing of every request to whoever reaches the port.
+    let token = match args.admin_listen {
+        Some(_) => match wharf_proxy::admin::AdminToken::from_env() {
+            Ok(token) => Some(token),
+            Err(err) => {
+                eprintln!("wharf-proxy: {err}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("WHARF_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -73,7 +95,7 @@ fn main() -> ExitCode {
         },
         Err(_) => Default::default(),
     };
-    match runtime.block_on(run(args, inherited)) {
+    match runtime.block_on(run(args, inherited, token)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // Every error message here already names its cause.
@@ -86,6 +108,7 @@ fn main() -> ExitCode {
 async fn run(
     args: Args,
     inherited: std::collections::HashMap<std::net::SocketAddr, Vec<std::net::TcpListener>>,
+    token: Option<wharf_proxy::admin::AdminToken>,
 ) -> anyhow::Result<()> {
     let proxy = match args.workers {
         Some(workers) => Proxy::with_workers(Some(args.state.clone()), workers),
@@ -101,6 +124,21 @@ async fn run(
         }
         None => tracing::info!(state = %args.state.display(), "no saved table yet"),
     }
+    if let Some(seed) = &args.seed {
+        seed_from(&proxy, seed)?;
+    }
+    let tcp_admin = match (args.admin_listen, token) {
+        (Some(address), Some(token)) => {
+            let listener = wharf_proxy::admin::bind_tcp(address).await?;
+            println!("admin listen {}", listener.local_addr()?);
+            Some(tokio::spawn(wharf_proxy::admin::serve_tcp(
+                proxy.clone(),
+                listener,
+                token,
+            )))
+        }
+        _ => None,
+    };
     let admin = wharf_proxy::admin::bind(&args.admin_socket)?;
     // One line on stdout once the admin socket accepts, for scripts and tests to wait on.
     println!("admin socket {}", args.admin_socket.display());
@@ -112,7 +150,34 @@ async fn run(
     }
     proxy.shutdown().await;
     admin_task.abort();
+    if let Some(task) = tcp_admin {
+        task.abort();
+    }
     let _ = std::fs::remove_file(&args.admin_socket);
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Serves the seed table when it is newer than what the proxy serves (a seed at or below the
+/// saved revision is older news: the saved table stays).
+fn seed_from(proxy: &Proxy, seed: &std::path::Path) -> anyhow::Result<()> {
+    let Some(table) = wharf_proxy::persist::load(seed)? else {
+        tracing::info!(seed = %seed.display(), "no seed table");
+        return Ok(());
+    };
+    let revision = table.revision();
+    if proxy.table().is_some() && revision <= proxy.revision() {
+        tracing::info!(
+            seed = %seed.display(),
+            revision,
+            serving = proxy.revision(),
+            "the seed table is not newer than the saved one"
+        );
+        return Ok(());
+    }
+    proxy
+        .apply(table)
+        .map_err(|err| anyhow::anyhow!("cannot serve the seed table {}: {err}", seed.display()))?;
+    tracing::info!(seed = %seed.display(), revision, "serving the seed table");
     Ok(())
 }
