@@ -38,6 +38,8 @@ pub enum ClusterError {
     },
     #[error("wharf does not apply objects of kind {0}")]
     UnknownKind(String),
+    #[error("{what}: {reason}")]
+    PodProxy { what: String, reason: String },
     #[error(
         "Deployment {name} is not available after {waited:?} ({available} of {wanted} replicas)"
     )]
@@ -242,6 +244,75 @@ impl Cluster {
             .into_iter()
             .map(|o| serde_json::to_value(o).unwrap_or(Value::Null))
             .collect())
+    }
+
+    /// The pods matching a label selector (`key=value,…`).
+    pub async fn pods(&self, selector: &str) -> Result<Vec<Value>, ClusterError> {
+        let (api, _) = self.api("Pod")?;
+        let list = api
+            .list(&ListParams::default().labels(selector))
+            .await
+            .map_err(api_error(format!("listing pods in {}", self.namespace)))?;
+        Ok(list
+            .items
+            .into_iter()
+            .map(|o| serde_json::to_value(o).unwrap_or(Value::Null))
+            .collect())
+    }
+
+    /// One HTTP request to a pod's port through the API server's pod proxy
+    /// (`/api/v1/namespaces/NS/pods/POD:PORT/proxy/PATH`): the pod is reached the way the API
+    /// server reaches it, so the deployer needs no route into the pod network, only the RBAC
+    /// verb `create` on `pods/proxy`. The answer's status and body, whatever the status; an
+    /// error only when no answer came (within 10 s). `headers` may hold a credential: it is
+    /// never part of an error.
+    pub async fn pod_request(
+        &self,
+        pod: &str,
+        port: u16,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<(u16, Vec<u8>), ClusterError> {
+        use http_body_util::BodyExt;
+        let what = format!("{method} {path} on pod {}/{pod}:{port}", self.namespace);
+        let failed = |reason: String| ClusterError::PodProxy {
+            what: what.clone(),
+            reason,
+        };
+        let uri = format!(
+            "/api/v1/namespaces/{}/pods/{pod}:{port}/proxy{path}",
+            self.namespace
+        );
+        let mut request = hyper::Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if !body.is_empty() {
+            request = request.header("content-type", "application/json");
+        }
+        let request = request
+            .body(kube::client::Body::from(body))
+            .map_err(|e| failed(format!("cannot build the request: {e}")))?;
+        let answer = tokio::time::timeout(Duration::from_secs(10), async {
+            let response = self
+                .client
+                .send(request)
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            let status = response.status().as_u16();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| failed(e.to_string()))?
+                .to_bytes();
+            Ok::<_, ClusterError>((status, body.to_vec()))
+        })
+        .await
+        .map_err(|_| failed("no answer within 10 s".to_owned()))??;
+        Ok(answer)
     }
 
     /// The Deployment's availability, `None` when it does not exist.

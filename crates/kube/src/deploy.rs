@@ -1,21 +1,23 @@
 //! A rollout on a cluster: wharf's rollout state machine (`wharf-rollout`, the same one the
 //! local control plane runs) driven against the Kubernetes API.
 //!
-//! The new version is its own Deployment and Service beside the stable one; the split is the
-//! weights of the service's HTTPRoute (Gateway API), moved by one JSON patch per step; the
-//! analysis reads per-version counters from Prometheus (the Gateway implementation's metrics,
-//! or wharf's proxy's). The machine's actions map to cluster calls:
+//! The new version is its own Deployment and Service beside the stable one. The split is a
+//! [`Router`]: the weights of the service's HTTPRoute (Gateway API, [`GatewayRouter`]), moved
+//! by one JSON patch per step and analysed on counters from Prometheus; or wharf's own proxy
+//! as the router ([`crate::proxy_router::ProxyRouter`]), fed route tables through the API
+//! server's pod proxy and analysed on its own per-version counters. The machine's actions map
+//! to cluster calls:
 //!
 //! | action | on the cluster |
 //! |---|---|
 //! | start new instances | server-side apply of the version's ConfigMap, Deployment, Service, PDB; watch until available |
-//! | set weights | one JSON patch of the route (skipped when the route already has them); to put all traffic back on stable, first wait until the stable Deployment is fully available |
-//! | stop old / new instances | delete that version's objects (found by labels), drop its backend from the route |
+//! | set weights | one update of the split — a route patch, or one table per router pod — skipped where it is in place already; to put all traffic back on stable, first wait until the stable Deployment is fully available |
+//! | stop old / new instances | drop the version from the split, then delete its objects (found by labels) |
 //!
 //! Crash safety: the state is handed to the [`Journal`] (with the ledger entries of the step)
 //! *before* the actions run, and every action is idempotent against the cluster's state — a
-//! resumed rollout re-applies what its phase expects and patches the route only where it
-//! differs, so a control plane killed after a patch sends no second one.
+//! resumed rollout re-applies what its phase expects and updates the split only where it
+//! differs, so a control plane killed after an update sends no second one.
 
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -49,13 +51,27 @@ pub struct StoredObject {
     pub value: Value,
 }
 
+/// What splits a service's traffic on the cluster (found there by `prepare`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Split {
+    /// The service's HTTPRoute (rollouts saved before routers existed read as this).
+    #[default]
+    Gateway,
+    /// wharf's own proxy: the `SERVICE-router` Deployment, fed by its ConfigMap and admin API.
+    Proxy,
+}
+
 /// A rollout of one service on a cluster: what [`Journal`] persists.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterRollout {
     pub stack: String,
     pub service: String,
     pub namespace: String,
-    /// The service's HTTPRoute.
+    /// How the traffic is split.
+    #[serde(default)]
+    pub split: Split,
+    /// The service's HTTPRoute (with [`Split::Gateway`]).
     pub route: String,
     pub port: u16,
     pub stable: VersionRef,
@@ -85,9 +101,72 @@ pub struct Totals {
     pub errors: f64,
 }
 
-/// Where per-version traffic counters come from.
+/// Where per-version traffic counters come from (with a Gateway: its Prometheus metrics).
 pub trait StatsSource {
     fn totals(&self, version: &VersionRef) -> impl Future<Output = Result<Totals, String>> + Send;
+}
+
+/// The traffic split of one service on the cluster, and the per-version counters the
+/// analysis reads from it. Both implementations are idempotent: `set_weights` sends nothing
+/// where the split is in place already, which is what lets a resumed rollout re-apply its
+/// phase without a second update.
+pub trait Router {
+    /// Puts `target` in place: each listed version with its weight (percent), every other
+    /// version out. `Some(description)` of what was sent, `None` when nothing needed to be.
+    fn set_weights(
+        &self,
+        state: &ClusterRollout,
+        target: &[(VersionRef, u32)],
+    ) -> impl Future<Output = Result<Option<String>, DeployError>> + Send;
+    /// Running totals of the stable and the new version.
+    fn totals(
+        &self,
+        state: &ClusterRollout,
+    ) -> impl Future<Output = Result<(Totals, Totals), String>> + Send;
+}
+
+/// The split as the weights of the service's HTTPRoute, counters from a [`StatsSource`].
+#[derive(Debug, Clone)]
+pub struct GatewayRouter<S: StatsSource> {
+    pub cluster: Cluster,
+    pub stats: S,
+}
+
+impl<S: StatsSource + Sync> Router for GatewayRouter<S> {
+    async fn set_weights(
+        &self,
+        state: &ClusterRollout,
+        target: &[(VersionRef, u32)],
+    ) -> Result<Option<String>, DeployError> {
+        let target: Vec<(String, u32)> = target
+            .iter()
+            .map(|(version, weight)| (version.workload.clone(), *weight))
+            .collect();
+        let Some(route) = self.cluster.get("HTTPRoute", &state.route).await? else {
+            return Err(DeployError::NoRoute {
+                service: state.service.clone(),
+                route: state.route.clone(),
+            });
+        };
+        match weights_patch(&state.route, &route, &target, state.port)? {
+            Some(patch) => {
+                self.cluster.patch_route(&state.route, &patch).await?;
+                Ok(Some(format!(
+                    "route {}: {}",
+                    state.route,
+                    describe(&target)
+                )))
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn totals(&self, state: &ClusterRollout) -> Result<(Totals, Totals), String> {
+        Ok((
+            self.stats.totals(&state.stable).await?,
+            self.stats.totals(&state.new).await?,
+        ))
+    }
 }
 
 /// Why a cluster rollout could not start or go on.
@@ -100,9 +179,19 @@ pub enum DeployError {
     )]
     NoPort(String),
     #[error(
-        "service `{service}`: its HTTPRoute `{route}` is not on the cluster; run `wharf cluster apply` first"
+        "service `{service}`: neither its HTTPRoute `{route}` nor its router `{route}-router` is on the cluster; run `wharf cluster apply --gateway GATEWAY` or `--router wharf --router-image IMAGE` first"
     )]
     NoRoute { service: String, route: String },
+    #[error(
+        "service `{service}`: both its HTTPRoute and its router `{service}-router` are on the cluster; delete the one not in use"
+    )]
+    TwoRouters { service: String },
+    #[error(
+        "service `{service}`: its router's table (ConfigMap `{config_map}`) names no version; run `wharf cluster apply --router wharf --router-image IMAGE` first"
+    )]
+    NoTable { service: String, config_map: String },
+    #[error("service `{service}`: router: {reason}")]
+    Router { service: String, reason: String },
     #[error(
         "service `{service}`: the {strategy:?} strategy is not built for clusters yet; use `strategy: canary` (or roll it out locally)"
     )]
@@ -150,25 +239,73 @@ pub async fn prepare(
         return Err(DeployError::NoPort(service.to_owned()));
     };
     let route = dns_label(service);
-    let Some(live_route) = cluster.get("HTTPRoute", &route).await? else {
-        return Err(DeployError::NoRoute {
-            service: service.to_owned(),
-            route,
-        });
+    let live_route = cluster.get("HTTPRoute", &route).await?;
+    let router = cluster
+        .get("Deployment", &crate::router::router_name(service))
+        .await?;
+    let (split, target, stable_workload) = match (live_route, router) {
+        (Some(_), Some(_)) => {
+            return Err(DeployError::TwoRouters {
+                service: service.to_owned(),
+            });
+        }
+        (None, None) => {
+            return Err(DeployError::NoRoute {
+                service: service.to_owned(),
+                route,
+            });
+        }
+        (Some(live_route), None) => {
+            // The version's Service is rendered for the Gateway the route is attached to.
+            let parent = &live_route["spec"]["parentRefs"][0];
+            let gateway = GatewayRef {
+                name: parent["name"].as_str().unwrap_or_default().to_owned(),
+                namespace: parent["namespace"].as_str().map(str::to_owned),
+            };
+            // Stable: the backend with the most weight in wharf's rule.
+            let stable = backend_weights(&live_route)
+                .into_iter()
+                .max_by_key(|(_, w)| *w)
+                .map(|(name, _)| name)
+                .unwrap_or_else(|| joined(service, &version_of(spec)));
+            let target = Target {
+                namespace: Some(cluster.namespace().to_owned()),
+                gateway: Some(gateway),
+                router: None,
+            };
+            (Split::Gateway, target, stable)
+        }
+        (None, Some(router)) => {
+            let config_map = crate::router::router_name(service);
+            let table = cluster
+                .get("ConfigMap", &config_map)
+                .await?
+                .as_ref()
+                .and_then(crate::router::table_of_config_map);
+            // Stable: the version with the most weight in the router's table.
+            let Some((stable, _)) = table
+                .map(|t| crate::router::weights(&t, service))
+                .unwrap_or_default()
+                .into_iter()
+                .max_by_key(|(_, w)| *w)
+            else {
+                return Err(DeployError::NoTable {
+                    service: service.to_owned(),
+                    config_map,
+                });
+            };
+            let image = router["spec"]["template"]["spec"]["containers"][0]["image"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let target = Target {
+                namespace: Some(cluster.namespace().to_owned()),
+                gateway: None,
+                router: Some(crate::router::RouterSpec { image }),
+            };
+            (Split::Proxy, target, joined(service, &stable))
+        }
     };
-    // The version's Service is rendered for the Gateway the route is attached to.
-    let parent = &live_route["spec"]["parentRefs"][0];
-    let gateway = GatewayRef {
-        name: parent["name"].as_str().unwrap_or_default().to_owned(),
-        namespace: parent["namespace"].as_str().map(str::to_owned),
-    };
-    // Stable: the backend with the most weight in wharf's rule.
-    let weights = backend_weights(&live_route);
-    let stable_workload = weights
-        .iter()
-        .max_by_key(|(_, w)| *w)
-        .map(|(name, _)| name.clone())
-        .unwrap_or_else(|| joined(service, &version_of(spec)));
     let stable_version = match cluster.get("Deployment", &stable_workload).await? {
         Some(d) => d["metadata"]["labels"][VERSION_LABEL]
             .as_str()
@@ -198,12 +335,13 @@ pub async fn prepare(
             strategy: plan.strategy(),
         });
     }
-    let new_objects = render_version(stack, service, version, cluster.namespace(), &gateway)?;
+    let new_objects = render_version(stack, service, version, &target)?;
     let (machine, _) = Rollout::start(plan, now());
     Ok(ClusterRollout {
         stack: stack.name.clone(),
         service: service.to_owned(),
         namespace: cluster.namespace().to_owned(),
+        split,
         route,
         port,
         stable: VersionRef {
@@ -226,8 +364,7 @@ fn render_version(
     stack: &Stack,
     service: &str,
     version: &str,
-    namespace: &str,
-    gateway: &GatewayRef,
+    target: &Target,
 ) -> Result<Vec<StoredObject>, DeployError> {
     let mut one = stack.clone();
     one.services.retain(|name, _| name == service);
@@ -238,11 +375,7 @@ fn render_version(
             .as_deref()
             .map(|image| wharf_runtime::image::with_tag(image, version));
     }
-    let target = Target {
-        namespace: Some(namespace.to_owned()),
-        gateway: Some(gateway.clone()),
-    };
-    let rendered = render(&one, &target).map_err(|errors| DeployError::Render {
+    let rendered = render(&one, target).map_err(|errors| DeployError::Render {
         service: service.to_owned(),
         version: version.to_owned(),
         reason: errors
@@ -297,14 +430,15 @@ impl<F: FnMut(&str)> Progress for F {
 
 /// Drives one rollout to its end: starts it (`resumed == false`) or resumes a persisted one.
 /// `commands` carries the operator's `Pause`, `Resume`, `Promote` and `Abort`.
-pub struct Runner<'a, J: Journal, S: StatsSource> {
+pub struct Runner<'a, J: Journal, R: Router> {
     pub cluster: &'a Cluster,
     pub journal: &'a mut J,
-    pub stats: &'a S,
+    /// The split: [`GatewayRouter`] or [`crate::proxy_router::ProxyRouter`].
+    pub router: &'a R,
     pub options: RunOptions,
 }
 
-impl<J: Journal, S: StatsSource> Runner<'_, J, S> {
+impl<J: Journal, R: Router> Runner<'_, J, R> {
     pub async fn run(
         &mut self,
         mut state: ClusterRollout,
@@ -371,12 +505,9 @@ impl<J: Journal, S: StatsSource> Runner<'_, J, S> {
         if !traffic {
             return Event::Tick { now };
         }
-        let (stable, new) = match (
-            self.stats.totals(&state.stable).await,
-            self.stats.totals(&state.new).await,
-        ) {
-            (Ok(stable), Ok(new)) => (stable, new),
-            (Err(e), _) | (_, Err(e)) => {
+        let (stable, new) = match self.router.totals(state).await {
+            Ok(totals) => totals,
+            Err(e) => {
                 tracing::warn!(error = %e, "cannot read the rollout's counters");
                 return Event::Tick { now };
             }
@@ -487,8 +618,8 @@ impl<J: Journal, S: StatsSource> Runner<'_, J, S> {
                         .await?;
                 }
                 let target = [
-                    (state.stable.workload.clone(), u32::from(stable)),
-                    (state.new.workload.clone(), u32::from(new)),
+                    (state.stable.clone(), u32::from(stable)),
+                    (state.new.clone(), u32::from(new)),
                 ];
                 self.set_route(state, &target, progress).await?;
                 if new == 100 || new == 0 {
@@ -496,10 +627,7 @@ impl<J: Journal, S: StatsSource> Runner<'_, J, S> {
                 }
             }
             Action::Switch => {
-                let target = [
-                    (state.stable.workload.clone(), 0),
-                    (state.new.workload.clone(), 100),
-                ];
+                let target = [(state.stable.clone(), 0), (state.new.clone(), 100)];
                 self.set_route(state, &target, progress).await?;
                 self.drain_timer(internal);
             }
@@ -509,12 +637,12 @@ impl<J: Journal, S: StatsSource> Runner<'_, J, S> {
             }
             // The backend leaves the route before its Service and pods go.
             Action::StopOldInstances => {
-                let target = [(state.new.workload.clone(), 100)];
+                let target = [(state.new.clone(), 100)];
                 self.set_route(state, &target, progress).await?;
                 self.delete_version(state, &state.stable).await?;
             }
             Action::StopNewInstances => {
-                let target = [(state.stable.workload.clone(), 100)];
+                let target = [(state.stable.clone(), 100)];
                 self.set_route(state, &target, progress).await?;
                 self.delete_version(state, &state.new).await?;
             }
@@ -526,18 +654,11 @@ impl<J: Journal, S: StatsSource> Runner<'_, J, S> {
     async fn set_route(
         &self,
         state: &ClusterRollout,
-        target: &[(String, u32)],
+        target: &[(VersionRef, u32)],
         progress: &mut impl Progress,
     ) -> Result<(), DeployError> {
-        let Some(route) = self.cluster.get("HTTPRoute", &state.route).await? else {
-            return Err(DeployError::NoRoute {
-                service: state.service.clone(),
-                route: state.route.clone(),
-            });
-        };
-        if let Some(patch) = weights_patch(&state.route, &route, target, state.port)? {
-            self.cluster.patch_route(&state.route, &patch).await?;
-            progress.note(&format!("route {}: {}", state.route, describe(target)));
+        if let Some(sent) = self.router.set_weights(state, target).await? {
+            progress.note(&sent);
         }
         Ok(())
     }
@@ -588,7 +709,7 @@ impl<J: Journal, S: StatsSource> Runner<'_, J, S> {
     }
 }
 
-fn describe(target: &[(String, u32)]) -> String {
+pub(crate) fn describe(target: &[(String, u32)]) -> String {
     target
         .iter()
         .map(|(name, weight)| format!("{name}={weight}"))
@@ -607,6 +728,7 @@ fn kind_name(kind: &str) -> &'static str {
         "Job" => "Job",
         "PodDisruptionBudget" => "PodDisruptionBudget",
         "HTTPRoute" => "HTTPRoute",
+        "Pod" => "Pod",
         _ => "Unknown",
     }
 }

@@ -6,8 +6,11 @@
 pub mod cluster;
 pub mod deploy;
 pub mod names;
+pub mod proxy_router;
 pub mod render;
 pub mod route;
+pub mod router;
 pub mod values;
 
 pub use render::{GatewayRef, Object, RenderError, Rendered, Target, render};
+pub use router::RouterSpec;

@@ -56,6 +56,9 @@ pub struct Target {
     /// The Gateway (Gateway API) the services' HTTPRoutes attach to; without one each service
     /// is a plain Service and no traffic split is rendered.
     pub gateway: Option<GatewayRef>,
+    /// wharf's own proxy as each service's router (`--router wharf`), instead of a Gateway:
+    /// the two are exclusive ([`RenderError::TwoRouters`]).
+    pub router: Option<crate::router::RouterSpec>,
 }
 
 /// A Gateway by name, in `namespace` or the routes' own.
@@ -113,6 +116,10 @@ pub enum RenderError {
         service: String,
         source_path: String,
     },
+    #[error(
+        "a Gateway (`--gateway`) and wharf's router (`--router wharf`) both split traffic; choose one"
+    )]
+    TwoRouters,
     #[error("services `{first}` and `{second}` would both be named `{name}` on a cluster")]
     NameClash {
         first: String,
@@ -124,6 +131,9 @@ pub enum RenderError {
 /// Renders `stack` for `target`. Every service that cannot run on a cluster is an error;
 /// all of them are returned at once.
 pub fn render(stack: &Stack, target: &Target) -> Result<Rendered, Vec<RenderError>> {
+    if target.gateway.is_some() && target.router.is_some() {
+        return Err(vec![RenderError::TwoRouters]);
+    }
     let mut renderer = Renderer {
         stack,
         target,
@@ -131,6 +141,7 @@ pub fn render(stack: &Stack, target: &Target) -> Result<Rendered, Vec<RenderErro
         errors: Vec::new(),
         secrets: Vec::new(),
         volumes: Vec::new(),
+        routed: false,
     };
     renderer.check_names();
     let mut workloads = Vec::new();
@@ -182,6 +193,9 @@ pub fn render(stack: &Stack, target: &Target) -> Result<Rendered, Vec<RenderErro
         objects.push(renderer.claim(&volume));
     }
     objects.extend(ordered);
+    if renderer.routed {
+        objects.push(renderer.router_secret());
+    }
     objects.extend(later);
     renderer.rendered.objects = objects;
     Ok(renderer.rendered)
@@ -211,6 +225,8 @@ struct Renderer<'a> {
     secrets: Vec<String>,
     /// Named volumes, in first-use order: one claim each.
     volumes: Vec<String>,
+    /// Some service got a router: the stack's router Secret is rendered.
+    routed: bool,
 }
 
 /// A service's objects: those applied before the stack's routes, and the routes.
@@ -335,6 +351,55 @@ impl Renderer<'_> {
                 .container
                 .as_ref()
                 .map_or(&[], |c| c.ports.as_slice());
+            if let Some(router) = &self.target.router {
+                if one_shot {
+                    self.note(
+                        name,
+                        "it runs to completion (a Job): no router is rendered for it".to_owned(),
+                    );
+                    first.push(self.cluster_service(
+                        dns_label(name),
+                        self.service_labels(name),
+                        port,
+                        container_port,
+                        extra,
+                    ));
+                    return Parts { first, then };
+                }
+                if !extra.is_empty() {
+                    self.note(
+                        name,
+                        "the router carries its main `port:` only; its `ports:` are on the version's Service".to_owned(),
+                    );
+                }
+                self.routed = true;
+                self.note(
+                    name,
+                    format!(
+                        "its router's table (ConfigMap `{}`) names the versions' Service addresses, which the cluster assigns: `wharf cluster apply --router wharf` fills it in, and the router serves nothing until then",
+                        crate::router::router_name(name)
+                    ),
+                );
+                // Only the router reaches a version's Service: on the container's own port.
+                first.push(self.cluster_service(
+                    workload_name.clone(),
+                    self.version_labels(name, &version),
+                    container_port,
+                    container_port,
+                    extra,
+                ));
+                let labels = crate::router::router_labels(&self.stack_labels(), name);
+                first.push(self.router_service(name, labels.clone(), port));
+                then.extend(crate::router::objects(
+                    router,
+                    name,
+                    self.target.namespace.clone(),
+                    labels,
+                    port,
+                    &crate::router::token_secret_name(&self.stack.name),
+                ));
+                return Parts { first, then };
+            }
             first.push(self.cluster_service(
                 dns_label(name),
                 self.service_labels(name),
@@ -894,6 +959,43 @@ impl Renderer<'_> {
             ..Service::default()
         };
         object("Service", name, &service)
+    }
+
+    /// The service's own Service with a router: its public port to the router pods.
+    fn router_service(&self, name: &str, labels: BTreeMap<String, String>, port: u16) -> Object {
+        let service = Service {
+            metadata: self.meta(dns_label(name), labels.clone()),
+            spec: Some(ServiceSpec {
+                selector: Some(crate::router::router_selector(&labels)),
+                ports: Some(vec![ServicePort {
+                    name: Some("http".to_owned()),
+                    port: i32::from(port),
+                    target_port: Some(IntOrString::Int(i32::from(port))),
+                    protocol: Some("TCP".to_owned()),
+                    ..ServicePort::default()
+                }]),
+                ..ServiceSpec::default()
+            }),
+            ..Service::default()
+        };
+        object("Service", dns_label(name), &service)
+    }
+
+    /// The stack's router Secret: the routers' admin token, with no value — `wharf cluster
+    /// apply` makes one (or keeps the cluster's), so no rendered file holds it.
+    fn router_secret(&self) -> Object {
+        let name = crate::router::token_secret_name(&self.stack.name);
+        let mut meta = self.meta(name.clone(), self.stack_labels());
+        meta.annotations = Some(BTreeMap::from([(
+            "wharf.dev/generated".to_owned(),
+            crate::router::TOKEN_KEY.to_owned(),
+        )]));
+        let secret = Secret {
+            metadata: meta,
+            type_: Some("Opaque".to_owned()),
+            ..Secret::default()
+        };
+        object("Secret", name, &secret)
     }
 
     /// The service's HTTPRoute: attached to the Gateway's listener on the public port, its one
