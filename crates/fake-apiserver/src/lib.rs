@@ -18,7 +18,15 @@
 //! - the `status` subresource by merge patch (the test plays the controllers), and optionally
 //!   a built-in "deployment controller" that marks every Deployment available as soon as it is
 //!   written, except those the test holds;
-//! - a log of every request that changed something, for the tests to assert the exact sequence.
+//! - a log of every request that changed something, for the tests to assert the exact sequence;
+//! - cluster IPs: a Service created without one gets one (`10.96.0.N`, or the address the test
+//!   reserved for it with [`FakeApiServer::reserve_cluster_ip`] — a loopback address where a
+//!   real process listens, since nothing here plays kube-proxy);
+//! - the pods' `proxy` subresource (`/api/v1/namespaces/NS/pods/NAME[:PORT]/proxy/PATH`):
+//!   the request forwarded over real HTTP to the stored pod's `status.podIP` and port (a pod the
+//!   test wrote with `podIP: 127.0.0.1` and the port its process listens on), its answer passed
+//!   back, as the API server does — `Authorization` removed first (the real one consumes it
+//!   authenticating the caller), 503 when nothing answers. Each is kept in [`FakeApiServer::proxied`].
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::SocketAddr;
@@ -64,6 +72,20 @@ struct Change {
     object: Value,
 }
 
+/// One request forwarded through a pod's `proxy` subresource, and its answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Proxied {
+    pub method: String,
+    pub pod: String,
+    pub port: u16,
+    /// The path on the pod, with its query: `/v1/routes`.
+    pub path: String,
+    pub body: String,
+    pub status: u16,
+    /// The headers that reached the pod (names lowercase).
+    pub headers: Vec<String>,
+}
+
 #[derive(Debug, Default)]
 struct State {
     objects: BTreeMap<Key, Value>,
@@ -73,6 +95,10 @@ struct State {
     auto_available: bool,
     held: HashSet<String>,
     watches: Vec<String>,
+    proxied: Vec<Proxied>,
+    /// Cluster IPs reserved by the test, by `namespace/name`.
+    cluster_ips: BTreeMap<String, String>,
+    next_cluster_ip: u32,
 }
 
 /// The running fake; dropping it stops the server.
@@ -200,9 +226,41 @@ impl FakeApiServer {
         self.state.lock().unwrap().watches.clone()
     }
 
+    /// Every request forwarded to a pod so far, in order.
+    pub fn proxied(&self) -> Vec<Proxied> {
+        self.state.lock().unwrap().proxied.clone()
+    }
+
+    /// The cluster IP the Service `name` gets when it is created (a loopback address where
+    /// the test runs what the Service stands for).
+    pub fn reserve_cluster_ip(&self, namespace: &str, name: &str, ip: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .cluster_ips
+            .insert(format!("{namespace}/{name}"), ip.to_owned());
+    }
+
     /// Every changing request so far, in order.
     pub fn log(&self) -> Vec<Recorded> {
         self.state.lock().unwrap().log.clone()
+    }
+
+    /// Stores `object` whole, status included, as a controller writes it — a Pod as the
+    /// scheduler and kubelet would report it (`status.podIP`, `status.phase`).
+    pub fn put(&self, group_version: &str, plural: &str, object: Value) {
+        let key = Key {
+            group_version: group_version.to_owned(),
+            namespace: object["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("default")
+                .to_owned(),
+            plural: plural.to_owned(),
+            name: object["metadata"]["name"].as_str().unwrap_or("").to_owned(),
+        };
+        let mut state = self.state.lock().unwrap();
+        let created = !state.objects.contains_key(&key);
+        store(&mut state, &self.changes, &key, object, created);
     }
 
     /// Writes an object as another field manager would (e.g. a GitOps tool), by server-side
@@ -317,6 +375,9 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Some(target) = pod_proxy_path(uri.path()) {
+        return pod_proxy(&shared, target, method, &uri, headers, body).await;
+    }
     let Some((key, sub)) = parse_path(uri.path()) else {
         return status(
             StatusCode::NOT_FOUND,
@@ -615,6 +676,25 @@ fn store(
     meta["uid"] = json!(uid);
     meta["namespace"] = json!(key.namespace);
     meta["name"] = json!(key.name);
+    // The API server allocates a Service's cluster IP when it is created.
+    if key.plural == "services"
+        && object["spec"].is_object()
+        && object["spec"]["clusterIP"].is_null()
+    {
+        let reserved = state
+            .cluster_ips
+            .get(&format!("{}/{}", key.namespace, key.name))
+            .cloned();
+        let ip = reserved.unwrap_or_else(|| {
+            state.next_cluster_ip += 1;
+            format!(
+                "10.96.{}.{}",
+                state.next_cluster_ip / 250,
+                state.next_cluster_ip % 250 + 1
+            )
+        });
+        object["spec"]["clusterIP"] = json!(ip);
+    }
     state.objects.insert(key.clone(), object.clone());
     let change = Change {
         resource_version: rv,
@@ -1057,4 +1137,147 @@ fn apply(
     });
     write_managers(&mut object, &list);
     Ok(store(state, changes, key, object, created))
+}
+
+/// A pod's `proxy` subresource: namespace, pod, port (when named) and the path on the pod.
+struct PodTarget {
+    namespace: String,
+    pod: String,
+    port: Option<u16>,
+    path: String,
+}
+
+fn pod_proxy_path(path: &str) -> Option<PodTarget> {
+    let rest = path.strip_prefix("/api/v1/namespaces/")?;
+    let (namespace, rest) = rest.split_once('/')?;
+    let rest = rest.strip_prefix("pods/")?;
+    let (pod, rest) = rest.split_once('/')?;
+    let rest = rest.strip_prefix("proxy")?;
+    if !(rest.is_empty() || rest.starts_with('/')) {
+        return None;
+    }
+    let (pod, port) = match pod.split_once(':') {
+        Some((pod, port)) => (pod, Some(port.parse().ok()?)),
+        None => (pod, None),
+    };
+    Some(PodTarget {
+        namespace: namespace.to_owned(),
+        pod: pod.to_owned(),
+        port,
+        path: if rest.is_empty() { "/" } else { rest }.to_owned(),
+    })
+}
+
+/// Headers the API server does not pass to the pod: its own credentials and hop-by-hop ones.
+const NOT_FORWARDED: [&str; 6] = [
+    "authorization",
+    "host",
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "upgrade",
+];
+
+async fn pod_proxy(
+    shared: &Shared,
+    target: PodTarget,
+    method: Method,
+    uri: &Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    use http_body_util::BodyExt;
+    let key = Key {
+        group_version: "api/v1".to_owned(),
+        namespace: target.namespace.clone(),
+        plural: "pods".to_owned(),
+        name: target.pod.clone(),
+    };
+    let pod = shared.state.lock().unwrap().objects.get(&key).cloned();
+    let Some(pod) = pod else {
+        return not_found(&key);
+    };
+    let Some(ip) = pod["status"]["podIP"].as_str().map(str::to_owned) else {
+        return status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            format!("pod {} has no IP yet", target.pod),
+        );
+    };
+    let port = target.port.or_else(|| {
+        pod["spec"]["containers"][0]["ports"][0]["containerPort"]
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+    });
+    let Some(port) = port else {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!("pod {} declares no port", target.pod),
+        );
+    };
+    let path = match uri.query() {
+        Some(query) => format!("{}?{query}", target.path),
+        None => target.path.clone(),
+    };
+    let mut request = hyper::Request::builder()
+        .method(method.clone())
+        .uri(format!("http://{ip}:{port}{path}"));
+    let mut forwarded = Vec::new();
+    for (name, value) in &headers {
+        if NOT_FORWARDED.contains(&name.as_str()) {
+            continue;
+        }
+        forwarded.push(name.as_str().to_owned());
+        request = request.header(name, value);
+    }
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<Bytes>>();
+    let sent = request
+        .body(http_body_util::Full::new(body.clone()))
+        .expect("a forwarded request");
+    let answer = tokio::time::timeout(Duration::from_secs(10), async {
+        let response = client.request(sent).await.map_err(|e| e.to_string())?;
+        let code = response.status();
+        let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok::<_, String>((code, content_type, bytes))
+    })
+    .await
+    .unwrap_or_else(|_| Err("no answer within 10 s".to_owned()));
+    let code = match &answer {
+        Ok((code, ..)) => code.as_u16(),
+        Err(_) => 503,
+    };
+    shared.state.lock().unwrap().proxied.push(Proxied {
+        method: method.to_string(),
+        pod: target.pod.clone(),
+        port,
+        path,
+        body: String::from_utf8_lossy(&body).into_owned(),
+        status: code,
+        headers: forwarded,
+    });
+    match answer {
+        Ok((code, content_type, bytes)) => {
+            let mut response = Response::new(Body::from(bytes));
+            *response.status_mut() = code;
+            if let Some(content_type) = content_type {
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, content_type);
+            }
+            response
+        }
+        Err(reason) => status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            format!("error trying to reach service: {reason}"),
+        ),
+    }
 }

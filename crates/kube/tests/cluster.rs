@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use wharf_fake_apiserver::{FakeApiServer, Recorded};
 use wharf_kube::cluster::Cluster;
 use wharf_kube::deploy::{
-    ClusterRollout, Journal, PrometheusStats, Record, RunOptions, Runner, prepare,
+    ClusterRollout, GatewayRouter, Journal, PrometheusStats, Record, RunOptions, Runner, prepare,
 };
 use wharf_kube::{GatewayRef, Target, render};
 use wharf_manifest::{EnvironmentChoice, Stack, load};
@@ -76,6 +76,7 @@ async fn apply_stack(cluster: &Cluster, stack: &Stack) {
     let target = Target {
         namespace: Some(NS.to_owned()),
         gateway: Some(gateway()),
+        router: None,
     };
     for object in render(stack, &target).unwrap().objects {
         cluster.apply(&object).await.unwrap();
@@ -126,6 +127,13 @@ async fn fake_prometheus() -> FakePrometheus {
         url,
         queries,
         _task: task,
+    }
+}
+
+fn router(cluster: &Cluster, prometheus: &FakePrometheus) -> GatewayRouter<PrometheusStats> {
+    GatewayRouter {
+        cluster: cluster.clone(),
+        stats: stats(prometheus),
     }
 }
 
@@ -309,7 +317,7 @@ async fn a_canary_patches_the_route_10_25_50_100_against_fake_apiserver() {
     let stack = shop("300ms");
     apply_stack(&cluster, &stack).await;
     let prometheus = fake_prometheus().await;
-    let stats = stats(&prometheus);
+    let stats = router(&cluster, &prometheus);
     let rollout = prepare(&cluster, &stack, "api", "2.0").await.unwrap();
     assert_eq!(rollout.stable.workload, "api-1-0");
     assert_eq!(rollout.new.workload, "api-2-0");
@@ -318,7 +326,7 @@ async fn a_canary_patches_the_route_10_25_50_100_against_fake_apiserver() {
     let mut runner = Runner {
         cluster: &cluster,
         journal: &mut journal,
-        stats: &stats,
+        router: &stats,
         options: fast(),
     };
     let outcome = runner
@@ -363,7 +371,7 @@ async fn an_abort_mid_pause_puts_stable_at_100_in_one_patch_once_stable_is_avail
     let stack = shop("10m");
     apply_stack(&cluster, &stack).await;
     let prometheus = fake_prometheus().await;
-    let stats = stats(&prometheus);
+    let stats = router(&cluster, &prometheus);
     let rollout = prepare(&cluster, &stack, "api", "2.0").await.unwrap();
     let journal = MemoryJournal::default();
     let (commands_tx, mut commands) = mpsc::channel(4);
@@ -374,7 +382,7 @@ async fn an_abort_mid_pause_puts_stable_at_100_in_one_patch_once_stable_is_avail
             let mut runner = Runner {
                 cluster: &cluster,
                 journal: &mut journal,
-                stats: &stats,
+                router: &stats,
                 options: fast(),
             };
             runner
@@ -434,13 +442,13 @@ async fn a_runner_killed_mid_rollout_resumes_from_the_persisted_step_without_a_s
     let first = {
         let cluster = cluster.clone();
         let mut journal = journal.clone();
-        let stats = stats(&prometheus);
+        let stats = router(&cluster, &prometheus);
         tokio::spawn(async move {
             let (_tx, mut commands) = mpsc::channel(4);
             let mut runner = Runner {
                 cluster: &cluster,
                 journal: &mut journal,
-                stats: &stats,
+                router: &stats,
                 options: fast(),
             };
             runner
@@ -454,13 +462,13 @@ async fn a_runner_killed_mid_rollout_resumes_from_the_persisted_step_without_a_s
     let persisted = journal.last();
     let patches_before = route_patches(&fake.log()).len();
 
-    let stats = stats(&prometheus);
+    let stats = router(&cluster, &prometheus);
     let (_tx, mut commands) = mpsc::channel(4);
     let mut resumed_journal = journal.clone();
     let mut runner = Runner {
         cluster: &cluster,
         journal: &mut resumed_journal,
-        stats: &stats,
+        router: &stats,
         options: fast(),
     };
     let outcome = runner

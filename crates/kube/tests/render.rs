@@ -205,6 +205,7 @@ fn with_a_gateway_each_version_gets_a_service_and_the_route_weights_it() {
             name: "edge".into(),
             namespace: Some("infra".into()),
         }),
+        router: None,
     };
     let rendered = render(&stack(SHOP), &target).unwrap();
     let objects = &rendered.objects;
@@ -231,6 +232,107 @@ fn with_a_gateway_each_version_gets_a_service_and_the_route_weights_it() {
     );
     // Routes come last: their backends exist when they are applied.
     assert_eq!(objects.last().unwrap().kind, "HTTPRoute");
+}
+
+#[test]
+fn with_wharfs_router_each_service_gets_router_pods_in_front_of_its_versions() {
+    let target = Target {
+        namespace: Some("shop-prod".into()),
+        gateway: None,
+        router: Some(wharf_kube::RouterSpec {
+            image: "registry.example.com/wharf-proxy:0.1".into(),
+        }),
+    };
+    let rendered = render(&stack(SHOP), &target).unwrap();
+    let objects = &rendered.objects;
+    assert!(objects.iter().all(|o| o.kind != "HTTPRoute"));
+    // The service's own Service selects the router pods, never a version's.
+    let front = find(objects, "Service", "api");
+    assert_eq!(
+        front["spec"]["selector"],
+        json!({"app.kubernetes.io/component": "router", "app.kubernetes.io/name": "api", "app.kubernetes.io/part-of": "shop"})
+    );
+    assert_eq!(front["spec"]["ports"][0]["port"], 8080);
+    assert_eq!(front["spec"]["ports"][0]["targetPort"], 8080);
+    // The version's Service, which only the router reaches: on the container's port.
+    let version = find(objects, "Service", "api-1-4-0");
+    assert_eq!(
+        version["spec"]["selector"]["app.kubernetes.io/version"],
+        "1.4.0"
+    );
+    assert_eq!(version["spec"]["ports"][0]["port"], 3000);
+    let router = find(objects, "Deployment", "api-router");
+    assert_eq!(router["spec"]["replicas"], 2);
+    assert_eq!(
+        router["spec"]["selector"]["matchLabels"],
+        front["spec"]["selector"]
+    );
+    let pod = &router["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(container["image"], "registry.example.com/wharf-proxy:0.1");
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    for expected in [
+        "--admin-listen",
+        "0.0.0.0:9901",
+        "--seed",
+        "/etc/wharf-router/table.json",
+    ] {
+        assert!(args.contains(&expected), "{args:?}");
+    }
+    // The token from the stack's router Secret, never in the object.
+    assert_eq!(
+        container["env"][0],
+        json!({"name": "WHARF_PROXY_ADMIN_TOKEN", "valueFrom": {"secretKeyRef": {"name": "shop-router", "key": "admin-token"}}})
+    );
+    assert_eq!(container["readinessProbe"]["tcpSocket"]["port"], 8080);
+    assert_eq!(
+        container["ports"][1],
+        json!({"containerPort": 9901, "name": "admin", "protocol": "TCP"})
+    );
+    assert_eq!(pod["volumes"][2]["configMap"]["name"], "api-router");
+    let budget = find(objects, "PodDisruptionBudget", "api-router");
+    assert_eq!(
+        budget["spec"]["selector"]["matchLabels"],
+        front["spec"]["selector"]
+    );
+    // The table is the cluster's to fill (its Services' IPs): empty as rendered, and said so.
+    let table: Value = serde_json::from_str(
+        find(objects, "ConfigMap", "api-router")["data"]["table.json"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(table, json!({"revision": 0, "services": {}}));
+    assert!(
+        rendered
+            .notes
+            .iter()
+            .any(|n| n.contains("`wharf cluster apply --router wharf` fills it in")),
+        "{:?}",
+        rendered.notes
+    );
+    let secret = find(objects, "Secret", "shop-router");
+    assert!(secret.get("data").is_none(), "no token in a rendered file");
+    // The one-shot `migrate` and the database get no router of their own beyond `db`'s.
+    assert!(objects.iter().all(|o| o.name != "migrate-router"));
+
+    // A Gateway and the router both split: refused, whichever service.
+    let both = Target {
+        gateway: Some(GatewayRef {
+            name: "edge".into(),
+            namespace: None,
+        }),
+        ..target
+    };
+    assert_eq!(
+        render(&stack(SHOP), &both).unwrap_err(),
+        vec![RenderError::TwoRouters]
+    );
 }
 
 #[test]
