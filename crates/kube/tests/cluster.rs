@@ -501,7 +501,7 @@ async fn a_rollout_without_the_route_or_to_the_running_version_is_refused_agains
     assert!(
         error
             .to_string()
-            .contains("run `wharf cluster apply` first"),
+            .contains("nor its router `api-router` is on the cluster; run `wharf cluster apply"),
         "{error}"
     );
     apply_stack(&cluster, &stack).await;
