@@ -83,6 +83,9 @@ pub struct Rendered {
     /// Things a cluster does differently, each naming its service (written to stderr by the
     /// CLI, never into the YAML).
     pub notes: Vec<String>,
+    /// The services whose router table is rendered empty: the cluster assigns the versions'
+    /// Service addresses it names, so `wharf cluster apply` fills it in (`wharf render` says so).
+    pub unfilled_tables: Vec<String>,
 }
 
 impl Rendered {
@@ -351,7 +354,14 @@ impl Renderer<'_> {
                 .container
                 .as_ref()
                 .map_or(&[], |c| c.ports.as_slice());
-            if let Some(router) = &self.target.router {
+            // A datastore is not HTTP and runs one version at a time on its data: like the
+            // local proxy, the router fronts only the services wharf splits.
+            if let Some(router) = self
+                .target
+                .router
+                .as_ref()
+                .filter(|_| service.kind.is_none())
+            {
                 if one_shot {
                     self.note(
                         name,
@@ -373,13 +383,7 @@ impl Renderer<'_> {
                     );
                 }
                 self.routed = true;
-                self.note(
-                    name,
-                    format!(
-                        "its router's table (ConfigMap `{}`) names the versions' Service addresses, which the cluster assigns: `wharf cluster apply --router wharf` fills it in, and the router serves nothing until then",
-                        crate::router::router_name(name)
-                    ),
-                );
+                self.rendered.unfilled_tables.push(name.to_owned());
                 // Only the router reaches a version's Service: on the container's own port.
                 first.push(self.cluster_service(
                     workload_name.clone(),

@@ -308,18 +308,19 @@ fn with_wharfs_router_each_service_gets_router_pods_in_front_of_its_versions() {
     )
     .unwrap();
     assert_eq!(table, json!({"revision": 0, "services": {}}));
-    assert!(
-        rendered
-            .notes
-            .iter()
-            .any(|n| n.contains("`wharf cluster apply --router wharf` fills it in")),
-        "{:?}",
-        rendered.notes
-    );
+    assert_eq!(rendered.unfilled_tables, ["api"]);
     let secret = find(objects, "Secret", "shop-router");
     assert!(secret.get("data").is_none(), "no token in a rendered file");
-    // The one-shot `migrate` and the database get no router of their own beyond `db`'s.
-    assert!(objects.iter().all(|o| o.name != "migrate-router"));
+    // Neither the one-shot `migrate` nor the database `db` (not HTTP, one version at a time)
+    // gets a router: `db`'s Service selects its pods.
+    assert!(
+        objects
+            .iter()
+            .all(|o| o.name != "migrate-router" && o.name != "db-router")
+    );
+    assert!(
+        find(objects, "Service", "db")["spec"]["selector"]["app.kubernetes.io/component"].is_null()
+    );
 
     // A Gateway and the router both split: refused, whichever service.
     let both = Target {

@@ -230,3 +230,42 @@ fn what_a_cluster_cannot_run_is_refused_with_exit_2_and_nothing_on_stdout() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("is not a Kubernetes name"));
 }
+
+#[test]
+fn with_wharfs_router_the_objects_pass_the_strict_kubernetes_schemas() {
+    let (yaml, notes) = render(&[
+        "--env",
+        "cluster",
+        "--router",
+        "wharf",
+        "--router-image",
+        "registry.example.com/wharf-proxy:0.1",
+        "--namespace",
+        "shop",
+    ]);
+    for expected in [
+        "name: api-router\n",
+        "kind: ConfigMap\n",
+        "app.kubernetes.io/component: router\n",
+        "name: shop-router\n",
+        "- \"--admin-listen\"\n",
+    ] {
+        assert!(yaml.contains(expected), "missing {expected:?} in:\n{yaml}");
+    }
+    assert!(!yaml.contains("kind: HTTPRoute"), "{yaml}");
+    assert!(
+        notes.contains("its router's table (ConfigMap `api-router`)"),
+        "{notes}"
+    );
+    let (valid, report) = kubernetes_validate(&yaml);
+    assert!(valid, "{report}\n{yaml}");
+    // Strict on the router's objects too: an unknown field in its Deployment fails the file.
+    let broken = yaml.replacen(
+        "          env:\n            - name: WHARF_PROXY_ADMIN_TOKEN\n",
+        "          adminListen: x\n          env:\n            - name: WHARF_PROXY_ADMIN_TOKEN\n",
+        1,
+    );
+    assert_ne!(broken, yaml);
+    let (valid, report) = kubernetes_validate(&broken);
+    assert!(!valid && report.contains("adminListen"), "{report}");
+}

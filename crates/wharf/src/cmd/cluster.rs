@@ -5,9 +5,13 @@
 //!   a file, the terminal or the ledger, which records their fingerprints). A service whose
 //!   route already sends its traffic to another version (a `cluster deploy` put it there) keeps
 //!   it: what runs is read from the cluster by labels, not from memory.
+//!   With `--router wharf` each service gets wharf's own proxy as its router instead of an
+//!   HTTPRoute; the routers' admin token is made here (or the cluster's kept) and the router's
+//!   table is filled in with the versions' Service addresses before its pods start.
 //! - `deploy SERVICE --version V`: a canary through the service's HTTPRoute weights, analysed
-//!   on per-version counters from Prometheus; each step's state and ledger entries are saved
-//!   before it acts, so running the same command again after a crash resumes it.
+//!   on per-version counters from Prometheus — or through its router's tables, analysed on the
+//!   router's own counters; each step's state and ledger entries are saved before it acts, so
+//!   running the same command again after a crash resumes it.
 //! - `pause | resume | promote | abort SERVICE`: to the running `deploy`, over its socket in the
 //!   state directory.
 //! - `status`: the services' versions on the cluster, their availability and route weights.
@@ -20,8 +24,10 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use wharf_kube::cluster::{Availability, Cluster};
 use wharf_kube::deploy::{
-    ClusterRollout, Journal, PrometheusStats, Record, RunOptions, Runner, prepare,
+    ClusterRollout, GatewayRouter, Journal, PrometheusStats, Record, Router, RunOptions, Runner,
+    Split, prepare,
 };
+use wharf_kube::proxy_router::ProxyRouter;
 use wharf_kube::route::backend_weights;
 use wharf_rollout::{Event, Outcome};
 
@@ -76,6 +82,8 @@ pub struct ApplyArgs {
     /// to; a rollout on the cluster needs one.
     #[arg(long, value_name = "[NAMESPACE/]NAME", value_parser = crate::cmd::render::gateway)]
     pub gateway: Option<wharf_kube::GatewayRef>,
+    #[command(flatten)]
+    pub router: crate::cmd::render::RouterArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -87,7 +95,8 @@ pub struct DeployArgs {
     pub version: String,
     #[command(flatten)]
     pub connect: ConnectArgs,
-    /// Prometheus' address (`http://HOST:PORT`), where the per-version counters are read.
+    /// Prometheus' address (`http://HOST:PORT`), where the per-version counters are read
+    /// (a service behind a Gateway; one behind wharf's router is judged on its own counters).
     #[arg(long, value_name = "URL")]
     pub prometheus: Option<String>,
     /// PromQL for one version's request count; `{namespace}`, `{service}`, `{workload}` (the
@@ -168,6 +177,13 @@ async fn connect(args: &ConnectArgs) -> anyhow::Result<Cluster> {
 }
 
 async fn apply(global: &Global, args: ApplyArgs) -> anyhow::Result<ExitStatus> {
+    let router = match args.router.spec(args.gateway.as_ref()) {
+        Ok(router) => router,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Ok(ExitStatus::Invalid);
+        }
+    };
     let Some(stack) = load_stack(global, args.connect.environment.as_deref())? else {
         return Ok(ExitStatus::Invalid);
     };
@@ -175,6 +191,7 @@ async fn apply(global: &Global, args: ApplyArgs) -> anyhow::Result<ExitStatus> {
     let target = wharf_kube::Target {
         namespace: Some(cluster.namespace().to_owned()),
         gateway: args.gateway.clone(),
+        router,
     };
     let rendered = match wharf_kube::render(&stack, &target) {
         Ok(rendered) => rendered,
@@ -186,6 +203,7 @@ async fn apply(global: &Global, args: ApplyArgs) -> anyhow::Result<ExitStatus> {
             return Ok(ExitStatus::Invalid);
         }
     };
+    // (Routers' tables are filled in below: `rendered.unfilled_tables` needs no note here.)
     for note in &rendered.notes {
         eprintln!("note: {note}");
     }
@@ -215,10 +233,43 @@ async fn apply(global: &Global, args: ApplyArgs) -> anyhow::Result<ExitStatus> {
             skip_version.push(manifest_workload.clone());
         }
     }
+    // Likewise a router whose table sends the traffic elsewhere keeps its table.
+    let mut routed = Vec::new();
+    for (name, service) in &stack.services {
+        let config_map = wharf_kube::router::router_name(name);
+        if !rendered
+            .objects
+            .iter()
+            .any(|o| o.kind == "ConfigMap" && o.name == config_map)
+        {
+            continue;
+        }
+        routed.push((name.clone(), wharf_kube::render::version_of(service)));
+        let Some(live) = cluster.get("ConfigMap", &config_map).await? else {
+            continue;
+        };
+        keep_route.push(config_map.clone());
+        let live_versions: Vec<String> = wharf_kube::router::table_of_config_map(&live)
+            .map(|t| wharf_kube::router::weights(&t, name))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, w)| *w > 0)
+            .map(|(version, _)| version)
+            .collect();
+        let manifest_version = wharf_kube::render::version_of(service);
+        if !live_versions.is_empty() && !live_versions.contains(&manifest_version) {
+            eprintln!(
+                "note: router `{config_map}` sends its traffic to {}; the manifest's {manifest_version} is not applied (`wharf cluster deploy` changes versions)",
+                live_versions.join(", ")
+            );
+            skip_version.push(wharf_kube::names::joined(name, &manifest_version));
+        }
+    }
     let mut objects: Vec<wharf_kube::Object> = rendered
         .objects
         .into_iter()
         .filter(|o| !(o.kind == "HTTPRoute" && keep_route.contains(&o.name)))
+        .filter(|o| !(o.kind == "ConfigMap" && keep_route.contains(&o.name)))
         .filter(|o| {
             !skip_version
                 .iter()
@@ -230,7 +281,10 @@ async fn apply(global: &Global, args: ApplyArgs) -> anyhow::Result<ExitStatus> {
     let lock = wharf_ops::ControlLock::acquire_or_refuse(&state_dir, "`wharf cluster apply`")?;
     let mut store = wharf_ops::read::open(&lock)?;
     let mut secret_fingerprints = serde_json::Map::new();
-    for object in objects.iter_mut().filter(|o| o.kind == "Secret") {
+    // The stack's Secret (its keys annotated); the routers' Secret is filled below.
+    for object in objects.iter_mut().filter(|o| {
+        o.kind == "Secret" && o.value["metadata"]["annotations"]["wharf.dev/keys"].is_string()
+    }) {
         let names: Vec<String> = object.value["metadata"]["annotations"]["wharf.dev/keys"]
             .as_str()
             .unwrap_or("")
@@ -255,6 +309,28 @@ async fn apply(global: &Global, args: ApplyArgs) -> anyhow::Result<ExitStatus> {
         }
         object.value["data"] = Value::Object(data);
     }
+    // The routers' admin token: the cluster's when it has one (router pods already use it),
+    // else a new one. Never printed, never in the ledger.
+    for object in objects.iter_mut().filter(|o| {
+        o.kind == "Secret" && o.value["metadata"]["annotations"]["wharf.dev/generated"].is_string()
+    }) {
+        let live = cluster.get("Secret", &object.name).await?;
+        let token = match live
+            .as_ref()
+            .and_then(|s| s["data"][wharf_kube::router::TOKEN_KEY].as_str())
+        {
+            Some(encoded) => encoded.to_owned(),
+            None => {
+                use base64::Engine as _;
+                let value = wharf_secrets::generate(
+                    48,
+                    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789",
+                )?;
+                base64::engine::general_purpose::STANDARD.encode(value.expose())
+            }
+        };
+        object.value["data"] = json!({ wharf_kube::router::TOKEN_KEY: token });
+    }
     let digests: Vec<Value> = objects
         .iter()
         .map(|o| {
@@ -273,7 +349,30 @@ async fn apply(global: &Global, args: ApplyArgs) -> anyhow::Result<ExitStatus> {
         cluster.namespace(),
         json!({"stack": stack.name, "objects": digests, "secrets": secret_fingerprints}),
     )?;
-    for object in &objects {
+    // A router's pods start once its table names the versions' Services: everything else
+    // first, then the tables, then the router Deployments.
+    let is_router = |o: &wharf_kube::Object| {
+        o.kind == "Deployment"
+            && o.value["metadata"]["labels"][wharf_kube::router::COMPONENT_LABEL]
+                == wharf_kube::router::COMPONENT
+    };
+    let (routers, others): (Vec<_>, Vec<_>) = objects.into_iter().partition(is_router);
+    for object in &others {
+        cluster.apply(object).await?;
+        println!(
+            "applied {} {}/{}",
+            object.kind,
+            cluster.namespace(),
+            object.name
+        );
+    }
+    for (service, version) in &routed {
+        let router = ProxyRouter::connect(&cluster, &stack, service).await?;
+        if let Some(sent) = router.seed(version).await? {
+            println!("{sent}");
+        }
+    }
+    for object in &routers {
         cluster.apply(object).await?;
         println!(
             "applied {} {}/{}",
@@ -337,30 +436,7 @@ async fn deploy(global: &Global, args: DeployArgs) -> anyhow::Result<ExitStatus>
         eprintln!("error: service `{}` is not in the manifest", args.service);
         return Ok(ExitStatus::Invalid);
     }
-    let Some(prometheus) = args.prometheus.as_deref() else {
-        eprintln!(
-            "error: a canary on a cluster is judged on per-version counters: give Prometheus' address with --prometheus URL (and --requests-query / --errors-query for your Gateway's metrics)"
-        );
-        return Ok(ExitStatus::Invalid);
-    };
     let cluster = connect(&args.connect).await?;
-    let stats = match PrometheusStats::new(
-        prometheus,
-        args.requests_query
-            .clone()
-            .unwrap_or_else(|| PrometheusStats::PROXY_REQUESTS.to_owned()),
-        args.errors_query
-            .clone()
-            .unwrap_or_else(|| PrometheusStats::PROXY_ERRORS.to_owned()),
-        cluster.namespace().to_owned(),
-        args.service.clone(),
-    ) {
-        Ok(stats) => stats,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return Ok(ExitStatus::Invalid);
-        }
-    };
     let state_dir = global.state_dir();
     let lock = wharf_ops::ControlLock::acquire_or_refuse(&state_dir, "`wharf cluster deploy`")?;
     let store = wharf_ops::read::open(&lock)?;
@@ -385,6 +461,26 @@ async fn deploy(global: &Global, args: DeployArgs) -> anyhow::Result<ExitStatus>
         }
         None => (fresh(&cluster, &stack, &args).await?, false, 1),
     };
+    // The split decides where the counters come from; flags for the other one are refused
+    // before anything is sent.
+    let prometheus_flags =
+        args.prometheus.is_some() || args.requests_query.is_some() || args.errors_query.is_some();
+    match rollout.split {
+        Split::Proxy if prometheus_flags => {
+            eprintln!(
+                "error: service `{}` is routed by wharf's proxy on the cluster: the analysis reads the router's own per-version counters; drop --prometheus, --requests-query and --errors-query",
+                args.service
+            );
+            return Ok(ExitStatus::Invalid);
+        }
+        Split::Gateway if args.prometheus.is_none() => {
+            eprintln!(
+                "error: a canary through a Gateway is judged on per-version counters: give Prometheus' address with --prometheus URL (and --requests-query / --errors-query for your Gateway's metrics)"
+            );
+            return Ok(ExitStatus::Invalid);
+        }
+        _ => {}
+    }
     let socket = socket_path(&state_dir, cluster.namespace(), &args.service);
     let _ = std::fs::remove_file(&socket);
     let listener = tokio::net::UnixListener::bind(&socket)
@@ -416,19 +512,58 @@ async fn deploy(global: &Global, args: DeployArgs) -> anyhow::Result<ExitStatus>
         key,
         id,
     };
-    let mut runner = Runner {
-        cluster: &cluster,
-        journal: &mut journal,
-        stats: &stats,
-        options: RunOptions {
-            interval: args.interval,
-            drain_grace: args.drain_grace,
-        },
+    let options = RunOptions {
+        interval: args.interval,
+        drain_grace: args.drain_grace,
     };
-    let mut progress = |line: &str| eprintln!("{line}");
-    let outcome = runner
-        .run(rollout, resumed, &mut commands, &mut progress)
-        .await;
+    let outcome = match rollout.split {
+        Split::Gateway => {
+            let stats = match PrometheusStats::new(
+                args.prometheus.as_deref().unwrap_or_default(),
+                args.requests_query
+                    .clone()
+                    .unwrap_or_else(|| PrometheusStats::PROXY_REQUESTS.to_owned()),
+                args.errors_query
+                    .clone()
+                    .unwrap_or_else(|| PrometheusStats::PROXY_ERRORS.to_owned()),
+                cluster.namespace().to_owned(),
+                args.service.clone(),
+            ) {
+                Ok(stats) => stats,
+                Err(message) => {
+                    eprintln!("error: {message}");
+                    return Ok(ExitStatus::Invalid);
+                }
+            };
+            let router = GatewayRouter {
+                cluster: cluster.clone(),
+                stats,
+            };
+            drive(
+                &cluster,
+                &mut journal,
+                &router,
+                options,
+                rollout,
+                resumed,
+                &mut commands,
+            )
+            .await
+        }
+        Split::Proxy => {
+            let router = ProxyRouter::connect(&cluster, &stack, &args.service).await?;
+            drive(
+                &cluster,
+                &mut journal,
+                &router,
+                options,
+                rollout,
+                resumed,
+                &mut commands,
+            )
+            .await
+        }
+    };
     listen.abort();
     interrupt.abort();
     let _ = std::fs::remove_file(&socket);
@@ -443,6 +578,26 @@ async fn deploy(global: &Global, args: DeployArgs) -> anyhow::Result<ExitStatus>
             Ok(ExitStatus::Failed)
         }
     }
+}
+
+/// Runs the rollout to its end through `router`, its progress on stderr.
+async fn drive<R: Router>(
+    cluster: &Cluster,
+    journal: &mut OpsJournal,
+    router: &R,
+    options: RunOptions,
+    rollout: ClusterRollout,
+    resumed: bool,
+    commands: &mut tokio::sync::mpsc::Receiver<Event>,
+) -> Result<Outcome, wharf_kube::deploy::DeployError> {
+    let mut runner = Runner {
+        cluster,
+        journal,
+        router,
+        options,
+    };
+    let mut progress = |line: &str| eprintln!("{line}");
+    runner.run(rollout, resumed, commands, &mut progress).await
 }
 
 async fn fresh(
@@ -539,6 +694,8 @@ async fn status(global: &Global, args: ConnectArgs) -> anyhow::Result<ExitStatus
             .iter()
             .filter(|d| {
                 d["metadata"]["labels"][wharf_kube::render::SERVICE_LABEL] == label.as_str()
+                    && d["metadata"]["labels"][wharf_kube::router::COMPONENT_LABEL]
+                        != wharf_kube::router::COMPONENT
             })
             .map(|d| {
                 let availability = Availability::of(d);
@@ -551,12 +708,27 @@ async fn status(global: &Global, args: ConnectArgs) -> anyhow::Result<ExitStatus
                 })
             })
             .collect();
-        let weights: Vec<Value> = routes
+        let mut weights: Vec<Value> = routes
             .iter()
             .filter(|r| r["metadata"]["name"] == wharf_kube::names::dns_label(name).as_str())
             .flat_map(backend_weights)
             .map(|(backend, weight)| json!({"backend": backend, "weight": weight}))
             .collect();
+        // Behind wharf's router: the weights of the table in force (its ConfigMap).
+        if weights.is_empty()
+            && let Some(table) = cluster
+                .get("ConfigMap", &wharf_kube::router::router_name(name))
+                .await?
+                .as_ref()
+                .and_then(wharf_kube::router::table_of_config_map)
+        {
+            weights = wharf_kube::router::weights(&table, name)
+                .into_iter()
+                .map(|(version, weight)| {
+                    json!({"backend": wharf_kube::names::joined(name, &version), "weight": weight})
+                })
+                .collect();
+        }
         let rollout = match &saved {
             Some(store) => wharf_ops::cluster::latest(store, cluster.namespace(), name)?
                 .and_then(|row| serde_json::from_str::<ClusterRollout>(&row.state).ok())

@@ -26,6 +26,52 @@ pub struct RenderArgs {
     /// attach to; without it each service is a plain Service and no traffic split is rendered.
     #[arg(long, value_name = "[NAMESPACE/]NAME", value_parser = gateway)]
     pub gateway: Option<wharf_kube::GatewayRef>,
+    #[command(flatten)]
+    pub router: RouterArgs,
+}
+
+/// `--router wharf --router-image IMAGE`, shared by `render` and `cluster apply`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RouterArgs {
+    /// What splits each service's traffic instead of a Gateway: `wharf`, wharf's own proxy as
+    /// a router Deployment in front of the versions (no mesh or Gateway API implementation
+    /// needed). Needs `--router-image`; not with `--gateway`.
+    #[arg(long, value_enum, value_name = "ROUTER")]
+    pub router: Option<RouterKind>,
+    /// The image that runs `wharf-proxy` for `--router wharf`.
+    #[arg(long, value_name = "IMAGE")]
+    pub router_image: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RouterKind {
+    Wharf,
+}
+
+impl RouterArgs {
+    /// The router to render, or why the flags do not go together (each a usage error).
+    pub(crate) fn spec(
+        &self,
+        gateway: Option<&wharf_kube::GatewayRef>,
+    ) -> Result<Option<wharf_kube::RouterSpec>, String> {
+        match (self.router, &self.router_image) {
+            (Some(_), _) if gateway.is_some() => Err(
+                "`--router wharf` and `--gateway` both split the traffic: give one of them"
+                    .to_owned(),
+            ),
+            (Some(RouterKind::Wharf), Some(image)) if !image.trim().is_empty() => {
+                Ok(Some(wharf_kube::RouterSpec {
+                    image: image.trim().to_owned(),
+                }))
+            }
+            (Some(RouterKind::Wharf), _) => Err(
+                "`--router wharf` needs `--router-image IMAGE`, an image that runs wharf-proxy"
+                    .to_owned(),
+            ),
+            (None, Some(_)) => Err("`--router-image` goes with `--router wharf`".to_owned()),
+            (None, None) => Ok(None),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -66,10 +112,23 @@ pub(crate) fn gateway(text: &str) -> Result<wharf_kube::GatewayRef, String> {
 }
 
 pub fn run(global: &Global, args: &RenderArgs) -> anyhow::Result<ExitStatus> {
-    if args.target == RenderTarget::Wharf && (args.namespace.is_some() || args.gateway.is_some()) {
-        eprintln!("error: `--namespace` and `--gateway` need `--target kubernetes`");
+    let kubernetes_only = args.namespace.is_some()
+        || args.gateway.is_some()
+        || args.router.router.is_some()
+        || args.router.router_image.is_some();
+    if args.target == RenderTarget::Wharf && kubernetes_only {
+        eprintln!(
+            "error: `--namespace`, `--gateway`, `--router` and `--router-image` need `--target kubernetes`"
+        );
         return Ok(ExitStatus::Invalid);
     }
+    let router = match args.router.spec(args.gateway.as_ref()) {
+        Ok(router) => router,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Ok(ExitStatus::Invalid);
+        }
+    };
     let manifest = ManifestFile::read(global)?;
     let loaded = manifest.load(args.environment.as_deref());
     let Some(stack) = loaded.stack else {
@@ -83,7 +142,7 @@ pub fn run(global: &Global, args: &RenderArgs) -> anyhow::Result<ExitStatus> {
     // Warnings go to stderr so stdout stays a clean manifest.
     manifest.print_diagnostics(&loaded.diagnostics, Output::Human)?;
     if args.target == RenderTarget::Kubernetes {
-        return kubernetes(global, args, &manifest, &stack);
+        return kubernetes(global, args, router, &manifest, &stack);
     }
     match global.output {
         Output::Human => print!("{}", wharf_manifest::render(&stack)),
@@ -95,12 +154,14 @@ pub fn run(global: &Global, args: &RenderArgs) -> anyhow::Result<ExitStatus> {
 fn kubernetes(
     global: &Global,
     args: &RenderArgs,
+    router: Option<wharf_kube::RouterSpec>,
     manifest: &ManifestFile,
     stack: &wharf_manifest::Stack,
 ) -> anyhow::Result<ExitStatus> {
     let target = wharf_kube::Target {
         namespace: args.namespace.clone(),
         gateway: args.gateway.clone(),
+        router,
     };
     let rendered = match wharf_kube::render(stack, &target) {
         Ok(rendered) => rendered,
@@ -119,6 +180,12 @@ fn kubernetes(
     };
     for note in &rendered.notes {
         eprintln!("note: {note}");
+    }
+    for service in &rendered.unfilled_tables {
+        eprintln!(
+            "note: service `{service}`: its router's table (ConfigMap `{}`) names the versions' Service addresses, which the cluster assigns: `wharf cluster apply --router wharf` fills it in, and the router serves nothing until then",
+            wharf_kube::router::router_name(service)
+        );
     }
     match global.output {
         Output::Human => print!("{}", rendered.to_yaml()),
