@@ -314,11 +314,22 @@ impl Setup {
         resumed: bool,
         journal: &MemoryJournal,
     ) -> Outcome {
+        let (_commands_tx, commands) = mpsc::channel(4);
+        self.run_with(rollout, resumed, journal, commands).await
+    }
+
+    /// A rollout steered through `commands` (the operator's pause, abort…).
+    async fn run_with(
+        &self,
+        rollout: ClusterRollout,
+        resumed: bool,
+        journal: &MemoryJournal,
+        mut commands: mpsc::Receiver<wharf_rollout::Event>,
+    ) -> Outcome {
         let router = ProxyRouter::connect(&self.cluster, &self.stack, "api")
             .await
             .unwrap();
         let mut journal = journal.clone();
-        let (_commands_tx, mut commands) = mpsc::channel(4);
         let mut runner = Runner {
             cluster: &self.cluster,
             journal: &mut journal,
@@ -535,4 +546,62 @@ async fn a_resumed_rollout_sends_no_table_the_router_pods_already_have_against_f
             .iter()
             .any(|r| r.action == "deploy.resume")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_puts_stable_at_100_in_one_table_only_once_stable_is_available_against_fake_apiserver()
+ {
+    let setup = Arc::new(Setup::new("10m", &[]).await);
+    let rollout = prepare(&setup.cluster, &setup.stack, "api", "2.0")
+        .await
+        .unwrap();
+    let traffic = send_load(setup.url());
+    let journal = MemoryJournal::default();
+    let (commands_tx, commands) = mpsc::channel(4);
+    let run = {
+        let setup = setup.clone();
+        let journal = journal.clone();
+        tokio::spawn(async move { setup.run_with(rollout, false, &journal, commands).await })
+    };
+    until("the 10 % table", || setup.tables_sent().len() == 1).await;
+    // The stable Deployment loses pods (a node drain) just as the operator aborts.
+    setup.fake.hold(NS, "api-1-0");
+    commands_tx
+        .send(wharf_rollout::Event::Abort {
+            reason: "p99 regression".into(),
+        })
+        .await
+        .unwrap();
+    until("a watch of the stable Deployment", || {
+        setup
+            .fake
+            .watches()
+            .iter()
+            .any(|w| w == "deployments?metadata.name=api-1-0")
+    })
+    .await;
+    assert_eq!(
+        setup.tables_sent().len(),
+        1,
+        "no table while stable is short"
+    );
+    setup.fake.release(NS, "api-1-0");
+    let outcome = run.await.unwrap();
+    let report = stop(traffic).await;
+    assert_eq!(
+        outcome,
+        Outcome::RolledBack {
+            reason: "p99 regression".into()
+        }
+    );
+    assert_eq!(
+        setup.tables_sent(),
+        vec![
+            weights(&[("1.0", 90), ("2.0", 10)]),
+            // One table: stable takes everything back, no step down.
+            weights(&[("1.0", 100), ("2.0", 0)]),
+            weights(&[("1.0", 100)]),
+        ]
+    );
+    assert_eq!(report.failures(), 0, "{:?}", report.errors());
 }
