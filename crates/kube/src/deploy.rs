@@ -95,10 +95,14 @@ pub trait Journal {
 }
 
 /// Running totals of one version's requests and errors (counters, as Prometheus keeps them).
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Totals {
     pub requests: f64,
     pub errors: f64,
+    /// Time to response headers as `[upper bound µs, count]` since the counters started, when
+    /// the source keeps a histogram (wharf's proxy does): the window's p95 and p99 come from
+    /// the difference of two, as the local control plane's do, so latency bounds are judged.
+    pub latency_buckets: Option<Vec<(u64, u64)>>,
 }
 
 /// Where per-version traffic counters come from (with a Gateway: its Prometheus metrics).
@@ -512,21 +516,27 @@ impl<J: Journal, R: Router> Runner<'_, J, R> {
                 return Event::Tick { now };
             }
         };
-        let previous = baseline.replace((stable, new));
+        let previous = baseline.replace((stable.clone(), new.clone()));
         let Some((old_stable, old_new)) = previous else {
             return Event::Tick { now };
         };
-        let delta = |now: Totals, before: Totals| -> Option<VersionCounters> {
+        let delta = |now: &Totals, before: &Totals| -> Option<VersionCounters> {
+            let quantile = |q: f64| match (&now.latency_buckets, &before.latency_buckets) {
+                (Some(newer), Some(older)) => {
+                    wharf_proxy::quantile_from_buckets(&wharf_proxy::bucket_delta(newer, older), q)
+                }
+                _ => None,
+            };
             (now.requests >= before.requests && now.errors >= before.errors).then(|| {
                 VersionCounters {
                     requests: (now.requests - before.requests).round() as u64,
                     errors: (now.errors - before.errors).round() as u64,
-                    p95_ms: None,
-                    p99_ms: None,
+                    p95_ms: quantile(0.95),
+                    p99_ms: quantile(0.99),
                 }
             })
         };
-        match (delta(stable, old_stable), delta(new, old_new)) {
+        match (delta(&stable, &old_stable), delta(&new, &old_new)) {
             (Some(stable), Some(new)) => Event::Stats {
                 now,
                 window: Window { stable, new },
@@ -834,6 +844,7 @@ impl StatsSource for PrometheusStats {
             errors: self
                 .query(&self.query_text(&self.errors_query, version))
                 .await?,
+            latency_buckets: None,
         })
     }
 }

@@ -320,14 +320,19 @@ impl ProxyRouter {
     }
 }
 
-/// One version's counters in a `/v1/stats` answer: answered requests (every status class)
-/// and the 5xx among them (the proxy's own 502/503/504 for unreachable upstreams included).
+/// One version's counters in a `/v1/stats` answer: answered requests (every status class),
+/// the 5xx among them (the proxy's own 502/503/504 for unreachable upstreams included), and
+/// its latency histogram.
 fn version_totals(stats: &Value, service: &str, version: &str) -> Totals {
-    let responses = &stats["services"][service]["versions"][version]["responses"];
+    let counters = &stats["services"][service]["versions"][version];
+    let responses = &counters["responses"];
     let class = |name: &str| responses[name].as_f64().unwrap_or(0.0);
+    let buckets: Vec<(u64, u64)> =
+        serde_json::from_value(counters["latency_buckets"].clone()).unwrap_or_default();
     Totals {
         requests: class("2xx") + class("3xx") + class("4xx") + class("5xx"),
         errors: class("5xx"),
+        latency_buckets: Some(buckets),
     }
 }
 
@@ -365,6 +370,11 @@ impl Router for ProxyRouter {
                 let totals = version_totals(&stats, &self.service, &version.version);
                 sum.requests += totals.requests;
                 sum.errors += totals.errors;
+                let merged = wharf_proxy::merge_buckets(
+                    sum.latency_buckets.as_deref().unwrap_or_default(),
+                    totals.latency_buckets.as_deref().unwrap_or_default(),
+                );
+                sum.latency_buckets = Some(merged);
             }
         }
         Ok((stable, new))

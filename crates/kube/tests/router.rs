@@ -104,7 +104,7 @@ fn testbed(host: &str, port: u16, version: &str, extra: &[&str]) -> (Proc, Socke
     (proc, address.parse().unwrap())
 }
 
-fn manifest(port: u16, container_port: u16, pause: &str) -> Stack {
+fn manifest(port: u16, container_port: u16, pause: &str, analysis: &str) -> Stack {
     let yaml = format!(
         r#"
 name: shop
@@ -120,7 +120,7 @@ services:
         - {{weight: 25, pause: {pause}}}
         - {{weight: 50, pause: {pause}}}
         - {{weight: 100}}
-      analysis: {{max_error_rate: 5%, min_requests: 20}}
+      analysis: {{{analysis}}}
 "#
     );
     let loaded = load(&yaml, EnvironmentChoice::Default, &|_: &str| None);
@@ -170,6 +170,15 @@ struct Setup {
 
 impl Setup {
     async fn new(pause: &str, canary: &[&str]) -> Setup {
+        Setup::with_analysis(
+            pause,
+            canary,
+            "max_error_rate: 5%, min_requests: 20, max_latency_p95: 2s",
+        )
+        .await
+    }
+
+    async fn with_analysis(pause: &str, canary: &[&str], analysis: &str) -> Setup {
         let (stable, stable_address) = testbed("127.0.0.2", 0, "1.0", &[]);
         let container_port = stable_address.port();
         let (new, _) = testbed("127.0.0.3", container_port, "2.0", canary);
@@ -178,7 +187,7 @@ impl Setup {
             .local_addr()
             .unwrap()
             .port();
-        let stack = manifest(port, container_port, pause);
+        let stack = manifest(port, container_port, pause, analysis);
 
         let fake = FakeApiServer::start().await;
         fake.auto_available(true);
@@ -422,13 +431,23 @@ async fn a_canary_through_wharfs_proxy_moves_its_tables_10_25_50_100_under_load_
         .filter(|r| r.action == "deploy.verdict")
         .collect();
     assert!(!verdicts.is_empty());
-    for verdict in &verdicts {
-        assert_eq!(verdict.details["verdict"], "pass", "{:?}", verdict.details);
+    // A step may be extended once ("continue": not yet 100 requests to judge the p95 by);
+    // none fails, and each pass judged what the proxy counted.
+    assert!(verdicts.iter().all(|v| v.details["verdict"] != "fail"));
+    let passes: Vec<&Record> = verdicts
+        .iter()
+        .filter(|v| v.details["verdict"] == "pass")
+        .collect();
+    assert!(!passes.is_empty());
+    for verdict in passes {
         let seen = verdict.details["numbers"]["new"]["requests"]
             .as_u64()
             .unwrap();
-        assert!(seen >= 20, "{:?}", verdict.details);
+        assert!(seen >= 100, "{:?}", verdict.details);
         assert_eq!(verdict.details["numbers"]["new"]["errors"], 0);
+        // Latency from the proxy's histograms, as locally: the p95 bound was judged.
+        let p95 = verdict.details["numbers"]["new"]["p95_ms"].as_f64();
+        assert!(p95.is_some_and(|p| p < 2000.0), "{:?}", verdict.details);
     }
     assert!(
         setup
@@ -599,6 +618,36 @@ async fn an_abort_puts_stable_at_100_in_one_table_only_once_stable_is_available_
         vec![
             weights(&[("1.0", 90), ("2.0", 10)]),
             // One table: stable takes everything back, no step down.
+            weights(&[("1.0", 100), ("2.0", 0)]),
+            weights(&[("1.0", 100)]),
+        ]
+    );
+    assert_eq!(report.failures(), 0, "{:?}", report.errors());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_canary_is_rolled_back_on_the_proxys_latency_histograms_against_fake_apiserver() {
+    let setup = Setup::with_analysis(
+        "20s",
+        &["--latency", "150ms"],
+        "max_error_rate: 5%, min_requests: 20, max_latency_p95: 50ms",
+    )
+    .await;
+    let rollout = prepare(&setup.cluster, &setup.stack, "api", "2.0")
+        .await
+        .unwrap();
+    let traffic = send_load(setup.url());
+    let journal = MemoryJournal::default();
+    let outcome = setup.run(rollout, false, &journal).await;
+    let report = stop(traffic).await;
+    let Outcome::RolledBack { reason } = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert!(reason.contains("p95"), "{reason}");
+    assert_eq!(
+        setup.tables_sent(),
+        vec![
+            weights(&[("1.0", 90), ("2.0", 10)]),
             weights(&[("1.0", 100), ("2.0", 0)]),
             weights(&[("1.0", 100)]),
         ]
