@@ -3,9 +3,8 @@
 //! start to know each datastore's last good backup and drill — the backup-age gates and the
 //! overdue state hold across restarts. Never holds a password or a datastore URL.
 
-use rusqlite::{OptionalExtension, params};
-
-use crate::db::{Store, StoreError, sqlite};
+use crate::db::{Store, StoreError, fail};
+use crate::engine::vals;
 
 /// One job row as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,34 +23,34 @@ pub struct BackupJobRow {
 impl Store {
     /// Records a job (or its outcome: the row is replaced).
     pub fn save_backup_job(&mut self, row: &BackupJobRow) -> Result<(), StoreError> {
-        self.conn
+        self.db
             .execute(
-                "INSERT OR REPLACE INTO backup_jobs (id, kind, service, state, started_at, job)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
+                "INSERT INTO backup_jobs (id, kind, service, state, started_at, job)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, service = excluded.service,
+                 state = excluded.state, started_at = excluded.started_at, job = excluded.job",
+                &vals![
                     row.id as i64,
-                    row.kind,
-                    row.service,
-                    row.state,
-                    row.started_at,
-                    row.job
+                    &row.kind,
+                    &row.service,
+                    &row.state,
+                    &row.started_at,
+                    &row.job
                 ],
             )
             .map(drop)
-            .map_err(sqlite(&self.path, "cannot save the backup job"))
+            .map_err(fail(&self.path, "cannot save the backup job"))
     }
 
     /// The newest `limit` jobs' JSON, newest first.
     pub fn backup_jobs(&self, limit: u32) -> Result<Vec<String>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare("SELECT job FROM backup_jobs ORDER BY id DESC LIMIT ?1")
-            .map_err(sqlite(&self.path, "cannot read backup jobs"))?;
-        let rows = statement
-            .query_map([limit], |row| row.get(0))
-            .map_err(sqlite(&self.path, "cannot read backup jobs"))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(sqlite(&self.path, "cannot read backup jobs"))
+        self.db
+            .read(
+                "SELECT job FROM backup_jobs ORDER BY id DESC LIMIT ?1",
+                &vals![limit],
+                |row| row.get(0),
+            )
+            .map_err(fail(&self.path, "cannot read backup jobs"))
     }
 
     /// The newest job of `kind` on `service` that ended in `state` (its JSON).
@@ -61,24 +60,23 @@ impl Store {
         kind: &str,
         state: &str,
     ) -> Result<Option<String>, StoreError> {
-        self.conn
-            .query_row(
+        self.db
+            .read_opt(
                 "SELECT job FROM backup_jobs WHERE service = ?1 AND kind = ?2 AND state = ?3
                  ORDER BY id DESC LIMIT 1",
-                params![service, kind, state],
+                &vals![service, kind, state],
                 |row| row.get(0),
             )
-            .optional()
-            .map_err(sqlite(&self.path, "cannot read backup jobs"))
+            .map_err(fail(&self.path, "cannot read backup jobs"))
     }
 
     /// The highest job id used so far (0 when none).
     pub fn last_backup_job_id(&self) -> Result<u64, StoreError> {
-        self.conn
-            .query_row("SELECT COALESCE(MAX(id), 0) FROM backup_jobs", [], |row| {
-                row.get::<_, i64>(0)
+        self.db
+            .read_one("SELECT COALESCE(MAX(id), 0) FROM backup_jobs", &[], |row| {
+                row.get::<i64>(0)
             })
             .map(|id| id as u64)
-            .map_err(sqlite(&self.path, "cannot read backup jobs"))
+            .map_err(fail(&self.path, "cannot read backup jobs"))
     }
 }

@@ -6,9 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{OptionalExtension, Row, params, types::Type};
-
-use crate::db::{Store, StoreError, sqlite};
+use crate::db::{Store, StoreError, fail};
+use crate::engine::{DbError, Row, vals};
 
 /// One recorded change of a service's configuration overrides.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,12 +24,14 @@ pub struct ConfigRevision {
 
 const COLUMNS: &str = "id, service, changes, actor, reason, created_at";
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<ConfigRevision> {
+fn from_row(row: &Row) -> Result<ConfigRevision, DbError> {
     let changes: String = row.get(2)?;
-    let changes = serde_json::from_str(&changes)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(2, Type::Text, Box::new(e)))?;
+    let changes = serde_json::from_str(&changes).map_err(|e| DbError::Decode {
+        column: 2,
+        detail: e.to_string(),
+    })?;
     Ok(ConfigRevision {
-        id: row.get::<_, i64>(0)? as u64,
+        id: row.get::<i64>(0)? as u64,
         service: row.get(1)?,
         changes,
         actor: row.get(3)?,
@@ -51,11 +52,11 @@ impl Store {
     ) -> Result<u64, StoreError> {
         // A map of strings always serializes; the fallback only keeps this free of panics.
         let json = serde_json::to_string(changes).unwrap_or_else(|_| "{}".to_owned());
-        self.conn
-            .execute(
+        self.db
+            .insert_returning(
                 "INSERT INTO config_revisions (service, changes, actor, reason, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
+                 VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+                &vals![
                     service,
                     json,
                     actor,
@@ -63,8 +64,8 @@ impl Store {
                     jiff::Timestamp::now().to_string()
                 ],
             )
-            .map_err(sqlite(&self.path, "cannot record the configuration change"))?;
-        Ok(self.conn.last_insert_rowid() as u64)
+            .map(|id| id as u64)
+            .map_err(fail(&self.path, "cannot record the configuration change"))
     }
 
     /// Revisions of one service, or of all, oldest first.
@@ -72,30 +73,27 @@ impl Store {
         &self,
         service: Option<&str>,
     ) -> Result<Vec<ConfigRevision>, StoreError> {
-        let read = || sqlite(&self.path, "cannot read configuration revisions");
-        let mut statement = self
-            .conn
-            .prepare(&format!(
-                "SELECT {COLUMNS} FROM config_revisions
-                 WHERE ?1 IS NULL OR service = ?1 ORDER BY id"
-            ))
-            .map_err(read())?;
-        let rows = statement
-            .query_map(params![service], from_row)
-            .map_err(read())?;
-        rows.collect::<Result<_, _>>().map_err(read())
+        self.db
+            .read(
+                &format!(
+                    "SELECT {COLUMNS} FROM config_revisions
+                     WHERE CAST(?1 AS TEXT) IS NULL OR service = ?1 ORDER BY id"
+                ),
+                &vals![service],
+                from_row,
+            )
+            .map_err(fail(&self.path, "cannot read configuration revisions"))
     }
 
     /// One revision by id.
     pub fn config_revision(&self, id: u64) -> Result<Option<ConfigRevision>, StoreError> {
-        self.conn
-            .query_row(
+        self.db
+            .read_opt(
                 &format!("SELECT {COLUMNS} FROM config_revisions WHERE id = ?1"),
-                params![id as i64],
+                &vals![id as i64],
                 from_row,
             )
-            .optional()
-            .map_err(sqlite(&self.path, "cannot read the configuration revision"))
+            .map_err(fail(&self.path, "cannot read the configuration revision"))
     }
 
     /// The service's effective overrides after its revisions with id `<= upto` (all when
@@ -135,40 +133,41 @@ mod tests {
 
     #[test]
     fn revisions_apply_in_order_and_null_unsets() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(dir.path()).unwrap();
-        let a = changes(&[("LOG", Some("debug")), ("PORT", Some("80"))]);
-        let r1 = store
-            .add_config_revision("api", &a, "ops", "start")
-            .unwrap();
-        let r2 = store
-            .add_config_revision("web", &changes(&[("X", Some("1"))]), "ops", "web")
-            .unwrap();
-        let b = changes(&[("LOG", None), ("PORT", Some("81"))]);
-        let r3 = store
-            .add_config_revision("api", &b, "dev", "quiet")
-            .unwrap();
-        assert!(r1 < r2 && r2 < r3);
+        crate::testing::on_both(|state| {
+            let mut store = state.open();
+            let a = changes(&[("LOG", Some("debug")), ("PORT", Some("80"))]);
+            let r1 = store
+                .add_config_revision("api", &a, "ops", "start")
+                .unwrap();
+            let r2 = store
+                .add_config_revision("web", &changes(&[("X", Some("1"))]), "ops", "web")
+                .unwrap();
+            let b = changes(&[("LOG", None), ("PORT", Some("81"))]);
+            let r3 = store
+                .add_config_revision("api", &b, "dev", "quiet")
+                .unwrap();
+            assert!(r1 < r2 && r2 < r3);
 
-        let api = store.config_revisions(Some("api")).unwrap();
-        assert_eq!(api.iter().map(|r| r.id).collect::<Vec<_>>(), vec![r1, r3]);
-        assert_eq!(api[1].changes, b);
-        assert_eq!(api[1].actor, "dev");
-        assert_eq!(store.config_revisions(None).unwrap().len(), 3);
-        assert_eq!(store.config_revision(r2).unwrap().unwrap().service, "web");
-        assert_eq!(store.config_revision(99).unwrap(), None);
+            let api = store.config_revisions(Some("api")).unwrap();
+            assert_eq!(api.iter().map(|r| r.id).collect::<Vec<_>>(), vec![r1, r3]);
+            assert_eq!(api[1].changes, b);
+            assert_eq!(api[1].actor, "dev");
+            assert_eq!(store.config_revisions(None).unwrap().len(), 3);
+            assert_eq!(store.config_revision(r2).unwrap().unwrap().service, "web");
+            assert_eq!(store.config_revision(99).unwrap(), None);
 
-        let at = |upto| store.config_at("api", upto).unwrap();
-        let map = |pairs: &[(&str, &str)]| {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<BTreeMap<_, _>>()
-        };
-        assert_eq!(at(Some(r1)), map(&[("LOG", "debug"), ("PORT", "80")]));
-        assert_eq!(at(Some(r2)), map(&[("LOG", "debug"), ("PORT", "80")]));
-        assert_eq!(at(None), map(&[("PORT", "81")]));
-        assert_eq!(at(Some(0)), BTreeMap::new());
-        assert_eq!(store.config_at("nope", None).unwrap(), BTreeMap::new());
+            let at = |upto| store.config_at("api", upto).unwrap();
+            let map = |pairs: &[(&str, &str)]| {
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<BTreeMap<_, _>>()
+            };
+            assert_eq!(at(Some(r1)), map(&[("LOG", "debug"), ("PORT", "80")]));
+            assert_eq!(at(Some(r2)), map(&[("LOG", "debug"), ("PORT", "80")]));
+            assert_eq!(at(None), map(&[("PORT", "81")]));
+            assert_eq!(at(Some(0)), BTreeMap::new());
+            assert_eq!(store.config_at("nope", None).unwrap(), BTreeMap::new());
+        });
     }
 }

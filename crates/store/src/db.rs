@@ -1,12 +1,15 @@
-//! Opening the state database: header check, pragmas, migrations.
+//! Opening the state database on either engine — SQLite (header check, pragmas) or
+//! PostgreSQL (session settings) — migrations, transactions and the errors that name it.
 
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior};
 
-use crate::migrations::MIGRATIONS;
+use crate::engine::{Conn, Db, DbError, PgConn, WriteTx, vals};
+use crate::location::{PgDsn, StateLocation};
+use crate::migrations::{MIGRATIONS, PG_MIGRATIONS};
 
 /// The database file name inside the state directory.
 pub const DB_FILE: &str = "state.db";
@@ -35,6 +38,37 @@ pub enum StoreError {
         path: PathBuf,
         action: &'static str,
         source: rusqlite::Error,
+    },
+    /// PostgreSQL reported an error; `path` is the DSN without its password.
+    #[error("{path}: {action}: {}", pg_chain(.source))]
+    Postgres {
+        path: PathBuf,
+        action: &'static str,
+        source: postgres::Error,
+    },
+    /// The PostgreSQL server could not be reached or refused the login (`target` is the DSN
+    /// without its password, naming host and port).
+    #[error("{target}: cannot connect to the PostgreSQL state store: {}", pg_chain(.source))]
+    Connect {
+        target: String,
+        source: postgres::Error,
+    },
+    /// The state DSN does not parse or asks for what this store cannot do.
+    #[error("the state DSN is not usable: {reason}")]
+    BadDsn { reason: String },
+    /// This store's writes are fenced by a token the leader lease no longer carries: another
+    /// replica took the lease, and this process must stop writing (see `Store::fence_writes`).
+    #[error(
+        "{path}: this process's fencing token {ours} is stale: the lease is now held under token {held} (another replica leads); nothing was written"
+    )]
+    Fenced { path: PathBuf, ours: u64, held: u64 },
+    /// A row read back is not what the store wrote (a tampered or foreign row), or a write
+    /// changed other rows than expected.
+    #[error("{path}: {action}: {detail}")]
+    Data {
+        path: PathBuf,
+        action: &'static str,
+        detail: String,
     },
     /// The database was written by a newer wharf.
     #[error(
@@ -69,8 +103,11 @@ pub enum StoreError {
 /// The state database. Owns the only connection this process uses (see the crate docs).
 #[derive(Debug)]
 pub struct Store {
-    pub(crate) conn: Connection,
+    pub(crate) db: Db,
+    /// The database file, or the DSN without its password: what errors name.
     pub(crate) path: PathBuf,
+    /// The DSN a PostgreSQL store was opened with (a reader opens the same).
+    pg: Option<PgDsn>,
 }
 
 /// Creates the state directory (its parents as usual) with mode 0700, and tightens an
@@ -145,13 +182,56 @@ impl Store {
         check_header(path)?;
         let conn = Connection::open(path).map_err(sqlite(path, "cannot open"))?;
         let mut store = Self {
-            conn,
+            db: Db::sqlite(conn),
             path: path.to_owned(),
+            pg: None,
         };
         store.configure()?;
         store.migrate()?;
         tracing::debug!(path = %path.display(), "state database open");
         Ok(store)
+    }
+
+    /// Opens the state where `location` says: a state directory as [`Store::open`], or a
+    /// PostgreSQL database (connecting, then bringing its schema up to date).
+    pub fn open_location(location: &StateLocation) -> Result<Self, StoreError> {
+        match location {
+            StateLocation::Dir(dir) => Self::open(dir),
+            StateLocation::Postgres(dsn) => {
+                let mut store = Self {
+                    db: connect(dsn, "")?,
+                    path: PathBuf::from(dsn.redacted()),
+                    pg: Some(dsn.clone()),
+                };
+                store.migrate_postgres()?;
+                tracing::debug!(dsn = %dsn, "state database open");
+                Ok(store)
+            }
+        }
+    }
+
+    /// [`Store::open_location`] for a writer: a state directory as
+    /// [`Store::open_for_writing`]; see [`Store::check_integrity`] for PostgreSQL.
+    pub fn open_location_for_writing(location: &StateLocation) -> Result<Self, StoreError> {
+        let store = Self::open_location(location)?;
+        store.check_integrity()?;
+        Ok(store)
+    }
+
+    /// Which engine holds the state: `"sqlite"` or `"postgres"`.
+    pub fn engine_name(&self) -> &'static str {
+        match self.db.engine() {
+            crate::engine::Engine::Sqlite => "sqlite",
+            crate::engine::Engine::Postgres => "postgres",
+        }
+    }
+
+    /// The SQLite connection, for what only SQLite has (pragmas, its own migrations).
+    fn sqlite_conn(&mut self) -> Option<&mut Connection> {
+        match self.db.conn_mut() {
+            Conn::Sqlite(conn) => Some(conn),
+            Conn::Postgres(_) => None,
+        }
     }
 
     /// Opens the state for a writer: as [`Store::open`], then SQLite's `PRAGMA quick_check`
@@ -164,14 +244,18 @@ impl Store {
     }
 
     /// `PRAGMA quick_check`: `Ok` when SQLite answers `ok`, else [`StoreError::Corrupt`] with
-    /// its first findings.
+    /// its first findings. On PostgreSQL, `Ok`: the server checks its own pages (with data
+    /// checksums when the cluster has them), and has no whole-database check cheap enough to
+    /// run at every open; the ledger's verification covers what wharf wrote.
     pub fn check_integrity(&self) -> Result<(), StoreError> {
         let corrupt = |detail: String| StoreError::Corrupt {
             path: self.path.clone(),
             detail,
         };
-        let mut stmt = self
-            .conn
+        let Some(conn) = self.db.sqlite_conn() else {
+            return Ok(());
+        };
+        let mut stmt = conn
             .prepare("PRAGMA quick_check(5)")
             .map_err(|e| corrupt(e.to_string()))?;
         let findings: Vec<String> = stmt
@@ -190,21 +274,32 @@ impl Store {
     /// through a plain file handle and closing it would drop every POSIX lock this process holds
     /// on it — SQLite's own locks included — and another process closing its last connection
     /// would then reset the WAL under this one's feet, hiding every later commit.
+    ///
+    /// On PostgreSQL, a second connection whose transactions are all read-only
+    /// (`default_transaction_read_only`).
     pub fn open_reader(&self) -> Result<Self, StoreError> {
+        if let Some(dsn) = &self.pg {
+            return Ok(Self {
+                db: connect(dsn, "SET default_transaction_read_only = on;")?,
+                path: self.path.clone(),
+                pg: Some(dsn.clone()),
+            });
+        }
         let conn = Connection::open(&self.path).map_err(sqlite(&self.path, "cannot open"))?;
         let mut store = Self {
-            conn,
+            db: Db::sqlite(conn),
             path: self.path.clone(),
+            pg: None,
         };
         store.configure()?;
         store
-            .conn
-            .execute_batch("PRAGMA query_only = ON;")
-            .map_err(sqlite(&self.path, "cannot configure"))?;
+            .db
+            .batch("PRAGMA query_only = ON;")
+            .map_err(fail(&self.path, "cannot configure"))?;
         Ok(store)
     }
 
-    /// The database file.
+    /// The database file; for PostgreSQL, the DSN without its password.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -214,14 +309,18 @@ impl Store {
     /// commits on power loss, and an audit entry that was acknowledged must never vanish.
     /// The busy timeout comes first so that concurrent openers wait for each other.
     fn configure(&mut self) -> Result<(), StoreError> {
-        self.conn
-            .busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(sqlite(&self.path, "cannot configure"))?;
+        let path = self.path.clone();
+        let Some(conn) = self.sqlite_conn() else {
+            return Ok(());
+        };
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(sqlite(&path, "cannot configure"))?;
+        conn.set_prepared_statement_cache_capacity(64);
         let mode = self.enter_wal_mode()?;
         tracing::trace!(mode, "journal mode");
-        self.conn
-            .execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
-            .map_err(sqlite(&self.path, "cannot configure"))
+        self.db
+            .batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+            .map_err(fail(&path, "cannot configure"))
     }
 
     /// Switches the file to WAL. Switching needs an exclusive lock, and SQLite answers
@@ -231,11 +330,12 @@ impl Store {
     fn enter_wal_mode(&mut self) -> Result<String, StoreError> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let mut backoff = std::time::Duration::from_millis(1);
+        let path = self.path.clone();
+        let Some(conn) = self.sqlite_conn() else {
+            return Ok(String::new());
+        };
         loop {
-            match self
-                .conn
-                .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-            {
+            match conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)) {
                 Err(rusqlite::Error::SqliteFailure(e, _))
                     if e.code == rusqlite::ErrorCode::DatabaseBusy
                         && std::time::Instant::now() < deadline =>
@@ -248,8 +348,7 @@ impl Store {
                     backoff = (backoff * 2).min(std::time::Duration::from_millis(50));
                 }
                 result => {
-                    return result
-                        .map_err(sqlite(&self.path, "cannot read the database (corrupt?)"));
+                    return result.map_err(sqlite(&path, "cannot read the database (corrupt?)"));
                 }
             }
         }
@@ -258,8 +357,10 @@ impl Store {
     /// Applies the missing migration steps in one transaction.
     fn migrate(&mut self) -> Result<(), StoreError> {
         let path = self.path.clone();
-        let tx = self
-            .conn
+        let Some(conn) = self.sqlite_conn() else {
+            return Ok(());
+        };
+        let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sqlite(&path, "cannot start the migration"))?;
         let version: i64 = tx
@@ -302,26 +403,93 @@ impl Store {
             .map_err(sqlite(&path, "cannot commit the migration"))
     }
 
+    /// The PostgreSQL migration: the same steps in PostgreSQL's dialect, numbered alike, the
+    /// version kept in `wharf_schema`, all in one transaction under the writer lock (so two
+    /// processes opening a new database at once migrate it once).
+    fn migrate_postgres(&mut self) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let mut tx = self
+            .db
+            .write_tx()
+            .map_err(fail(&path, "cannot start the migration"))?;
+        tx.batch("CREATE TABLE IF NOT EXISTS wharf_schema (version BIGINT NOT NULL)")
+            .map_err(fail(&path, "cannot read the schema version"))?;
+        let version: i64 = tx
+            .read_opt("SELECT MAX(version) FROM wharf_schema", &[], |row| {
+                row.get::<Option<i64>>(0)
+            })
+            .map_err(fail(&path, "cannot read the schema version"))?
+            .flatten()
+            .unwrap_or(0);
+        if version as usize > PG_MIGRATIONS.len() {
+            return Err(StoreError::TooNew {
+                path,
+                found: version,
+                known: PG_MIGRATIONS.len(),
+            });
+        }
+        for (step, sql) in PG_MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.batch(sql).map_err(fail(&path, "migration failed"))?;
+            tracing::info!(version = step + 1, "state schema migrated");
+        }
+        tx.execute("DELETE FROM wharf_schema", &[])
+            .and_then(|_| {
+                tx.execute(
+                    "INSERT INTO wharf_schema (version) VALUES (?1)",
+                    &vals![PG_MIGRATIONS.len() as i64],
+                )
+            })
+            .map_err(fail(&path, "cannot record the schema version"))?;
+        tx.commit()
+            .map_err(fail(&path, "cannot commit the migration"))
+    }
+
     /// Reads a meta value.
     pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
-                row.get(0)
-            })
-            .optional()
-            .map_err(sqlite(&self.path, "cannot read meta"))
+        self.db
+            .read_opt(
+                "SELECT value FROM meta WHERE key = ?1",
+                &vals![key],
+                |row| row.get(0),
+            )
+            .map_err(fail(&self.path, "cannot read meta"))
     }
 
     /// Writes a meta value.
     pub fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
-                params![key, value],
-            )
+        self.db
+            .execute(UPSERT_META, &vals![key, value])
             .map(drop)
-            .map_err(sqlite(&self.path, "cannot write meta"))
+            .map_err(fail(&self.path, "cannot write meta"))
     }
+}
+
+/// Sets one meta value, replacing any (both engines' upsert).
+pub(crate) const UPSERT_META: &str = "INSERT INTO meta (key, value) VALUES (?1, ?2)
+     ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+
+/// Connects to PostgreSQL with wharf's session settings, then `extra`: commits wait for
+/// their WAL to be flushed (`synchronous_commit = on`, the durability of SQLite's
+/// `synchronous = FULL`), and a lock wait gives up after the 10 s SQLite's busy timeout
+/// allows.
+fn connect(dsn: &PgDsn, extra: &str) -> Result<Db, StoreError> {
+    let setup = format!(
+        "SET synchronous_commit = on; SET lock_timeout = '10s'; \
+         SET client_min_messages = warning; {extra}"
+    );
+    PgConn::connect(dsn.config().clone(), setup)
+        .map(Db::postgres)
+        .map_err(|error| match error {
+            DbError::Postgres(source) => StoreError::Connect {
+                target: dsn.redacted().to_owned(),
+                source,
+            },
+            other => StoreError::Data {
+                path: PathBuf::from(dsn.redacted()),
+                action: "cannot connect",
+                detail: other.to_string(),
+            },
+        })
 }
 
 /// The `run` folder beside the database file, absolute. Migration 6 writes it into stored
@@ -333,60 +501,26 @@ fn migration_run_dir(db_file: &Path) -> std::io::Result<PathBuf> {
     Ok(db_file.parent().unwrap_or(Path::new("/")).join("run"))
 }
 
-/// A write transaction that nests: `BEGIN IMMEDIATE` on its own, a savepoint inside
-/// [`Store::atomically`], so a method that needs all-or-nothing keeps it either way and an
-/// enclosing use case still commits everything together.
-pub(crate) enum WriteTx<'c> {
-    Top(rusqlite::Transaction<'c>),
-    Nested(rusqlite::Savepoint<'c>),
-}
-
-impl std::ops::Deref for WriteTx<'_> {
-    type Target = Connection;
-
-    fn deref(&self) -> &Connection {
-        match self {
-            WriteTx::Top(tx) => tx,
-            WriteTx::Nested(savepoint) => savepoint,
-        }
-    }
-}
-
-impl WriteTx<'_> {
-    pub(crate) fn commit(self) -> rusqlite::Result<()> {
-        match self {
-            WriteTx::Top(tx) => tx.commit(),
-            WriteTx::Nested(savepoint) => savepoint.commit(),
-        }
-    }
-}
-
 impl Store {
     /// Whether a transaction is open on this connection (none should be between use cases).
     pub fn in_transaction(&self) -> bool {
-        !self.conn.is_autocommit()
+        self.db.in_transaction()
     }
 
     /// Rolls back a transaction left open (by a job that panicked halfway, say), so the
     /// connection's next writes commit on their own again; nothing to do in autocommit.
     pub fn rollback_open_transaction(&mut self) -> Result<(), StoreError> {
-        if self.conn.is_autocommit() {
+        if !self.db.in_transaction() {
             return Ok(());
         }
-        self.conn
-            .execute_batch("ROLLBACK")
-            .map_err(sqlite(&self.path, "cannot roll back"))
+        self.db
+            .rollback()
+            .map_err(fail(&self.path, "cannot roll back"))
     }
 
     /// Opens a write transaction (see [`WriteTx`]).
-    pub(crate) fn write_tx(&mut self) -> rusqlite::Result<WriteTx<'_>> {
-        if self.conn.is_autocommit() {
-            self.conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map(WriteTx::Top)
-        } else {
-            self.conn.savepoint().map(WriteTx::Nested)
-        }
+    pub(crate) fn write_tx(&mut self) -> Result<WriteTx<'_>, DbError> {
+        self.db.write_tx()
     }
 
     /// Runs `work` in one transaction: every row it writes and every ledger entry it appends
@@ -396,19 +530,19 @@ impl Store {
         &mut self,
         work: impl FnOnce(&mut Store) -> Result<T, E>,
     ) -> Result<T, E> {
-        if !self.conn.is_autocommit() {
+        if self.db.in_transaction() {
             return work(self);
         }
-        self.conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(sqlite(&self.path, "cannot start a transaction"))?;
+        self.db
+            .begin_write()
+            .map_err(fail(&self.path, "cannot start a transaction"))?;
         let guard = RollbackOnDrop(self);
         let value = work(guard.0)?;
         let store = &mut *guard.0;
         store
-            .conn
-            .execute_batch("COMMIT")
-            .map_err(sqlite(&store.path, "cannot commit"))?;
+            .db
+            .commit()
+            .map_err(fail(&store.path, "cannot commit"))?;
         std::mem::forget(guard);
         Ok(value)
     }
@@ -419,8 +553,8 @@ struct RollbackOnDrop<'s>(&'s mut Store);
 
 impl Drop for RollbackOnDrop<'_> {
     fn drop(&mut self) {
-        if !self.0.conn.is_autocommit()
-            && let Err(error) = self.0.conn.execute_batch("ROLLBACK")
+        if self.0.db.in_transaction()
+            && let Err(error) = self.0.db.rollback()
         {
             tracing::error!(%error, "cannot roll back");
         }
@@ -456,6 +590,42 @@ fn check_header(path: &Path) -> Result<(), StoreError> {
         });
     }
     Ok(())
+}
+
+/// A PostgreSQL error with its causes (`postgres::Error` shows only its kind, "db error", and
+/// keeps the server's message in its source): what an operator needs to read.
+pub(crate) fn pg_chain(error: &postgres::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Wraps an engine's error with the database (file or DSN) and the action.
+pub(crate) fn fail(path: &Path, action: &'static str) -> impl FnOnce(DbError) -> StoreError {
+    let path = path.to_owned();
+    move |error| match error {
+        DbError::Sqlite(source) => sqlite(&path, action)(source),
+        DbError::Postgres(source) => StoreError::Postgres {
+            path,
+            action,
+            source,
+        },
+        DbError::Fenced { ours, held } => StoreError::Fenced {
+            path,
+            ours: ours as u64,
+            held: held as u64,
+        },
+        other => StoreError::Data {
+            path,
+            action,
+            detail: other.to_string(),
+        },
+    }
 }
 
 /// Wraps a rusqlite error with the file and the action.
@@ -504,23 +674,22 @@ mod tests {
 
     #[test]
     fn an_open_transaction_is_rolled_back_and_autocommit_left_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(dir.path()).unwrap();
-        store.rollback_open_transaction().unwrap();
-        store
-            .conn
-            .execute_batch("BEGIN IMMEDIATE; INSERT INTO meta (key, value) VALUES ('k', 'v');")
-            .unwrap();
-        assert!(store.in_transaction());
-        store.rollback_open_transaction().unwrap();
-        assert!(!store.in_transaction());
-        assert_eq!(store.meta("k").unwrap(), None);
-        // Writes commit on their own again.
-        store.set_meta("k", "w").unwrap();
-        let mut other = store.open_reader().unwrap();
-        assert_eq!(other.meta("k").unwrap().as_deref(), Some("w"));
-        // The reader cannot write.
-        assert!(other.set_meta("k", "x").is_err());
-        assert_eq!(store.meta("k").unwrap().as_deref(), Some("w"));
+        crate::testing::on_both(|state| {
+            let mut store = state.open();
+            store.rollback_open_transaction().unwrap();
+            store.db.begin_write().unwrap();
+            store.db.execute(UPSERT_META, &vals!["k", "v"]).unwrap();
+            assert!(store.in_transaction());
+            store.rollback_open_transaction().unwrap();
+            assert!(!store.in_transaction());
+            assert_eq!(store.meta("k").unwrap(), None);
+            // Writes commit on their own again.
+            store.set_meta("k", "w").unwrap();
+            let mut other = store.open_reader().unwrap();
+            assert_eq!(other.meta("k").unwrap().as_deref(), Some("w"));
+            // The reader cannot write.
+            assert!(other.set_meta("k", "x").is_err());
+            assert_eq!(store.meta("k").unwrap().as_deref(), Some("w"));
+        });
     }
 }

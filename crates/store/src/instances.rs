@@ -1,8 +1,7 @@
 //! The `instances` table: what the control plane is running, for re-adoption after a restart.
 
-use rusqlite::{Row, params};
-
-use crate::db::{Store, StoreError, sqlite};
+use crate::db::{Store, StoreError, fail};
+use crate::engine::{DbError, Row, vals};
 
 /// One running instance as recorded by the control plane.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,55 +23,54 @@ pub struct InstanceRow {
 impl Store {
     /// Records (or replaces) the instance in its slot.
     pub fn save_instance(&mut self, row: &InstanceRow) -> Result<(), StoreError> {
-        self.conn
+        self.db
             .execute(
-                "INSERT OR REPLACE INTO instances
+                "INSERT INTO instances
                  (service, idx, version, handle, port, started_at, restarts, spec_hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    row.service,
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (service, idx) DO UPDATE SET version = excluded.version,
+                 handle = excluded.handle, port = excluded.port, started_at = excluded.started_at,
+                 restarts = excluded.restarts, spec_hash = excluded.spec_hash",
+                &vals![
+                    &row.service,
                     row.index,
-                    row.version,
-                    row.handle,
+                    &row.version,
+                    &row.handle,
                     row.port,
-                    row.started_at,
+                    &row.started_at,
                     row.restarts,
-                    row.spec_hash
+                    &row.spec_hash
                 ],
             )
             .map(drop)
-            .map_err(sqlite(&self.path, "cannot record the instance"))
+            .map_err(fail(&self.path, "cannot record the instance"))
     }
 
     /// Forgets the instance in a slot (it was stopped or has exited).
     pub fn remove_instance(&mut self, service: &str, index: u32) -> Result<(), StoreError> {
-        self.conn
+        self.db
             .execute(
                 "DELETE FROM instances WHERE service = ?1 AND idx = ?2",
-                params![service, index],
+                &vals![service, index],
             )
             .map(drop)
-            .map_err(sqlite(&self.path, "cannot forget the instance"))
+            .map_err(fail(&self.path, "cannot forget the instance"))
     }
 
     /// Every recorded instance, by service and slot.
     pub fn instances(&self) -> Result<Vec<InstanceRow>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
+        self.db
+            .read(
                 "SELECT service, idx, version, handle, port, started_at, restarts, spec_hash
                  FROM instances ORDER BY service, idx",
+                &[],
+                instance_row,
             )
-            .map_err(sqlite(&self.path, "cannot list instances"))?;
-        let rows = stmt
-            .query_map([], instance_row)
-            .map_err(sqlite(&self.path, "cannot list instances"))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(sqlite(&self.path, "cannot list instances"))
+            .map_err(fail(&self.path, "cannot list instances"))
     }
 }
 
-fn instance_row(row: &Row<'_>) -> rusqlite::Result<InstanceRow> {
+fn instance_row(row: &Row) -> Result<InstanceRow, DbError> {
     Ok(InstanceRow {
         service: row.get(0)?,
         index: row.get(1)?,
@@ -91,28 +89,29 @@ mod tests {
 
     #[test]
     fn instances_are_saved_replaced_and_removed() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(dir.path()).unwrap();
-        let mut row = InstanceRow {
-            service: "api".into(),
-            index: 0,
-            version: "1.0".into(),
-            handle: r#"{"driver":"process","data":{"pid":10}}"#.into(),
-            port: Some(8080),
-            started_at: "2026-01-01T00:00:00Z".into(),
-            restarts: 0,
-            spec_hash: "abc".into(),
-        };
-        store.save_instance(&row).unwrap();
-        row.handle = r#"{"driver":"process","data":{"pid":11}}"#.into();
-        row.restarts = 1;
-        store.save_instance(&row).unwrap();
-        assert_eq!(store.instances().unwrap(), vec![row.clone()]);
-        drop(store);
-        let mut reopened = Store::open(dir.path()).unwrap();
-        assert_eq!(reopened.instances().unwrap(), vec![row]);
-        reopened.remove_instance("api", 0).unwrap();
-        assert!(reopened.instances().unwrap().is_empty());
+        crate::testing::on_both(|state| {
+            let mut store = state.open();
+            let mut row = InstanceRow {
+                service: "api".into(),
+                index: 0,
+                version: "1.0".into(),
+                handle: r#"{"driver":"process","data":{"pid":10}}"#.into(),
+                port: Some(8080),
+                started_at: "2026-01-01T00:00:00Z".into(),
+                restarts: 0,
+                spec_hash: "abc".into(),
+            };
+            store.save_instance(&row).unwrap();
+            row.handle = r#"{"driver":"process","data":{"pid":11}}"#.into();
+            row.restarts = 1;
+            store.save_instance(&row).unwrap();
+            assert_eq!(store.instances().unwrap(), vec![row.clone()]);
+            drop(store);
+            let mut reopened = state.open();
+            assert_eq!(reopened.instances().unwrap(), vec![row]);
+            reopened.remove_instance("api", 0).unwrap();
+            assert!(reopened.instances().unwrap().is_empty());
+        });
     }
 
     /// State directories from before handles hold pid columns: opening them with this wharf
@@ -157,12 +156,12 @@ mod tests {
             }
         );
         let columns: Vec<String> = store
-            .conn
-            .prepare("SELECT name FROM pragma_table_info('instances')")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
+            .db
+            .read(
+                "SELECT name FROM pragma_table_info('instances')",
+                &[],
+                |r| r.get(0),
+            )
             .unwrap();
         assert!(
             !columns
@@ -246,20 +245,20 @@ impl Store {
     ) -> Result<(), StoreError> {
         let time = jiff::Timestamp::now().to_string();
         let path = self.path.clone();
-        let tx = self
+        let mut tx = self
             .write_tx()
-            .map_err(sqlite(&path, "cannot record health"))?;
+            .map_err(fail(&path, "cannot record health"))?;
         tx.execute(
             "INSERT INTO health_history (time, target, state, reason) VALUES (?1, ?2, ?3, ?4)",
-            params![time, target, state, reason],
+            &vals![time, target, state, reason],
         )
-        .map_err(sqlite(&path, "cannot record health"))?;
+        .map_err(fail(&path, "cannot record health"))?;
         tx.execute(
             "DELETE FROM health_history WHERE id <= (SELECT MAX(id) FROM health_history) - ?1",
-            params![HEALTH_HISTORY_LIMIT],
+            &vals![HEALTH_HISTORY_LIMIT],
         )
-        .map_err(sqlite(&path, "cannot trim the health history"))?;
-        tx.commit().map_err(sqlite(&path, "cannot record health"))
+        .map_err(fail(&path, "cannot trim the health history"))?;
+        tx.commit().map_err(fail(&path, "cannot record health"))
     }
 
     /// The most recent state changes of one service, newest last.
@@ -268,43 +267,34 @@ impl Store {
         target: &str,
         limit: i64,
     ) -> Result<Vec<HealthEvent>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT time, target, state, reason FROM (SELECT * FROM health_history WHERE target = ?1 ORDER BY id DESC LIMIT ?2) ORDER BY id")
-            .map_err(sqlite(&self.path, "cannot read the health history"))?;
-        let rows = stmt
-            .query_map(params![target, limit], |row| {
-                Ok(HealthEvent {
-                    time: row.get(0)?,
-                    target: row.get(1)?,
-                    state: row.get(2)?,
-                    reason: row.get(3)?,
-                })
-            })
-            .map_err(sqlite(&self.path, "cannot read the health history"))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(sqlite(&self.path, "cannot read the health history"))
+        self.db
+            .read(
+                "SELECT time, target, state, reason FROM (SELECT * FROM health_history WHERE target = ?1 ORDER BY id DESC LIMIT ?2) AS recent ORDER BY id",
+                &vals![target, limit],
+                health_event,
+            )
+            .map_err(fail(&self.path, "cannot read the health history"))
     }
 
     /// The most recent health transitions, newest last.
     pub fn health_history(&self, limit: i64) -> Result<Vec<HealthEvent>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT time, target, state, reason FROM (SELECT * FROM health_history ORDER BY id DESC LIMIT ?1) ORDER BY id")
-            .map_err(sqlite(&self.path, "cannot read the health history"))?;
-        let rows = stmt
-            .query_map([limit], |row| {
-                Ok(HealthEvent {
-                    time: row.get(0)?,
-                    target: row.get(1)?,
-                    state: row.get(2)?,
-                    reason: row.get(3)?,
-                })
-            })
-            .map_err(sqlite(&self.path, "cannot read the health history"))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(sqlite(&self.path, "cannot read the health history"))
+        self.db
+            .read(
+                "SELECT time, target, state, reason FROM (SELECT * FROM health_history ORDER BY id DESC LIMIT ?1) AS recent ORDER BY id",
+                &vals![limit],
+                health_event,
+            )
+            .map_err(fail(&self.path, "cannot read the health history"))
     }
+}
+
+fn health_event(row: &Row) -> Result<HealthEvent, DbError> {
+    Ok(HealthEvent {
+        time: row.get(0)?,
+        target: row.get(1)?,
+        state: row.get(2)?,
+        reason: row.get(3)?,
+    })
 }
 
 #[cfg(test)]
@@ -313,20 +303,21 @@ mod health_tests {
 
     #[test]
     fn the_health_history_is_bounded_and_ordered() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(dir.path()).unwrap();
-        for i in 0..(HEALTH_HISTORY_LIMIT + 25) {
-            store
-                .add_health_event("db", &format!("s{i}"), None)
-                .unwrap();
-        }
-        let all = store.health_history(i64::MAX).unwrap();
-        assert_eq!(all.len() as i64, HEALTH_HISTORY_LIMIT);
-        assert_eq!(
-            all.last().unwrap().state,
-            format!("s{}", HEALTH_HISTORY_LIMIT + 24)
-        );
-        assert_eq!(all.first().unwrap().state, "s25");
-        assert_eq!(store.health_history(2).unwrap().len(), 2);
+        crate::testing::on_both(|state| {
+            let mut store = state.open();
+            for i in 0..(HEALTH_HISTORY_LIMIT + 25) {
+                store
+                    .add_health_event("db", &format!("s{i}"), None)
+                    .unwrap();
+            }
+            let all = store.health_history(i64::MAX).unwrap();
+            assert_eq!(all.len() as i64, HEALTH_HISTORY_LIMIT);
+            assert_eq!(
+                all.last().unwrap().state,
+                format!("s{}", HEALTH_HISTORY_LIMIT + 24)
+            );
+            assert_eq!(all.first().unwrap().state, "s25");
+            assert_eq!(store.health_history(2).unwrap().len(), 2);
+        });
     }
 }

@@ -1,12 +1,11 @@
 //! The ledger's tables: [`Storage`] for the Merkle ledger, plus filtered listing.
 
-use rusqlite::types::ValueRef;
-use rusqlite::{Row, params};
 use wharf_ledger::{
     Checkpoint, Entry, Hash, NodeId, RawEntry, Storage, StorageError, StoredCheckpoint,
 };
 
-use crate::db::{Store, StoreError, sqlite};
+use crate::db::{Store, StoreError, UPSERT_META, fail};
+use crate::engine::{Conn, Db, DbError, Engine, Row, Value, vals};
 
 /// Which entries `audit log` wants; `None` means any.
 #[derive(Debug, Clone, Default)]
@@ -21,23 +20,21 @@ const ENTRY_COLUMNS: &str = "seq, time, actor, action, target, details";
 /// deleting entries (or every row of the ledger's tables) leaves it behind as evidence.
 const RECORDED_SIZE: &str = "ledger.recorded_size";
 
+/// How many rows a PostgreSQL scan reads per round trip (the scan pages by key instead of
+/// holding a million rows in memory at once).
+const SCAN_PAGE: i64 = 10_000;
+
 impl Store {
     /// Entries matching `filter`, oldest first, undecoded (the caller decides how to treat a
     /// row that no longer decodes).
     pub fn ledger_entries(&self, filter: &EntryFilter) -> Result<Vec<RawEntry>, StoreError> {
         let sql = format!(
             "SELECT {ENTRY_COLUMNS} FROM ledger_entries
-             WHERE (?1 IS NULL OR action = ?1) AND (?2 IS NULL OR target = ?2) ORDER BY seq"
+             WHERE (CAST(?1 AS TEXT) IS NULL OR action = ?1) AND (CAST(?2 AS TEXT) IS NULL OR target = ?2) ORDER BY seq"
         );
-        let mut stmt = self
-            .conn
-            .prepare(&sql)
-            .map_err(sqlite(&self.path, "cannot list entries"))?;
-        let rows = stmt
-            .query_map(params![filter.action, filter.target], raw_entry)
-            .map_err(sqlite(&self.path, "cannot list entries"))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(sqlite(&self.path, "cannot list entries"))
+        self.db
+            .read(&sql, &vals![&filter.action, &filter.target], raw_entry)
+            .map_err(fail(&self.path, "cannot list entries"))
     }
 
     /// Up to `limit` entries before `before` (all when `None`), newest first: a page of the
@@ -49,125 +46,129 @@ impl Store {
     ) -> Result<Vec<RawEntry>, StoreError> {
         let sql = format!(
             "SELECT {ENTRY_COLUMNS} FROM ledger_entries
-             WHERE (?1 IS NULL OR seq < ?1) ORDER BY seq DESC LIMIT ?2"
+             WHERE (CAST(?1 AS BIGINT) IS NULL OR seq < ?1) ORDER BY seq DESC LIMIT ?2"
         );
-        let mut stmt = self
-            .conn
-            .prepare_cached(&sql)
-            .map_err(sqlite(&self.path, "cannot list entries"))?;
-        let rows = stmt
-            .query_map(
-                params![before.map(|b| b.min(i64::MAX as u64) as i64), limit],
-                raw_entry,
-            )
-            .map_err(sqlite(&self.path, "cannot list entries"))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(sqlite(&self.path, "cannot list entries"))
+        let before = before.map(|b| b.min(i64::MAX as u64) as i64);
+        self.db
+            .read(&sql, &vals![before, limit], raw_entry)
+            .map_err(fail(&self.path, "cannot list entries"))
     }
 
     /// One entry by seq.
     pub fn ledger_entry(&self, seq: u64) -> Result<Option<RawEntry>, StoreError> {
         let sql = format!("SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE seq = ?1");
-        let mut stmt = self
-            .conn
-            .prepare_cached(&sql)
-            .map_err(sqlite(&self.path, "cannot read entry"))?;
-        let mut rows = stmt
-            .query_map([seq as i64], raw_entry)
-            .map_err(sqlite(&self.path, "cannot read entry"))?;
-        rows.next()
-            .transpose()
-            .map_err(sqlite(&self.path, "cannot read entry"))
+        self.db
+            .read_opt(&sql, &vals![seq as i64], raw_entry)
+            .map_err(fail(&self.path, "cannot read entry"))
     }
 
-    fn storage_error(&self, action: &'static str) -> impl FnOnce(rusqlite::Error) -> StorageError {
+    fn storage_error(&self, action: &'static str) -> impl FnOnce(DbError) -> StorageError {
         let path = self.path.clone();
         move |source| StorageError::new(format!("{}: {action}", path.display()), source)
     }
 
+    /// The append in one write transaction: the size re-check under the writer's lock
+    /// (`BEGIN IMMEDIATE` on SQLite, the advisory lock on PostgreSQL), then the rows.
     fn insert(
         &mut self,
         entries: &[Entry],
         nodes: &[(NodeId, Hash)],
-    ) -> rusqlite::Result<Result<(), u64>> {
-        let tx = self.write_tx()?;
-        let size: i64 = tx.query_row(
+    ) -> Result<Result<(), u64>, DbError> {
+        let mut tx = self.write_tx()?;
+        let size: i64 = tx.read_one(
             "SELECT COALESCE(MAX(seq) + 1, 0) FROM ledger_entries",
-            [],
+            &[],
             |r| r.get(0),
         )?;
         if entries.first().is_some_and(|e| e.seq != size as u64) {
             return Ok(Err(size as u64));
         }
-        {
-            let sql = format!(
-                "INSERT INTO ledger_entries ({ENTRY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
-            );
-            let mut insert = tx.prepare_cached(&sql)?;
-            for raw in entries.iter().map(Entry::to_raw) {
-                insert.execute(params![
-                    raw.seq,
-                    raw.time,
-                    raw.actor,
-                    raw.action,
-                    raw.target,
-                    raw.details
-                ])?;
-            }
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO ledger_nodes (level, idx, hash) VALUES (?1, ?2, ?3)",
-            )?;
-            for (id, hash) in nodes {
-                insert.execute(params![id.level, id.index as i64, &hash[..]])?;
-            }
-            // The high-water mark, in the same transaction as the entries it counts.
-            let recorded = size as u64 + entries.len() as u64;
-            tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?
-                .execute(params![RECORDED_SIZE, recorded.to_string()])?;
+        // The high-water mark, in the same transaction as the entries it counts.
+        let recorded = size as u64 + entries.len() as u64;
+        match tx.conn_mut() {
+            Conn::Postgres(conn) => conn.append_ledger(entries, nodes, recorded, RECORDED_SIZE)?,
+            Conn::Sqlite(_) => insert_rows(&mut tx, entries, nodes, recorded)?,
         }
         tx.commit()?;
         Ok(Ok(()))
     }
+
+    /// Visits the rows of `sql_page` page by page: its parameters are the key of the last row
+    /// seen (the query orders and filters by it; `-1`s before the first page), then the page
+    /// size.
+    fn scan_pages(
+        &self,
+        sql_page: &str,
+        key: impl Fn(&Row) -> Vec<i64>,
+        mut after: Vec<i64>,
+        visit: &mut dyn FnMut(&Row) -> Result<(), DbError>,
+    ) -> Result<(), DbError> {
+        loop {
+            let mut params: Vec<Value> = after.iter().map(|k| Value::Int(*k)).collect();
+            params.push(Value::Int(SCAN_PAGE));
+            let rows = self.db.read(sql_page, &params, |r| Ok(r.clone()))?;
+            for row in &rows {
+                visit(row)?;
+            }
+            match rows.last() {
+                Some(last) if rows.len() as i64 == SCAN_PAGE => after = key(last),
+                _ => return Ok(()),
+            }
+        }
+    }
 }
 
-fn raw_entry(row: &Row<'_>) -> rusqlite::Result<RawEntry> {
+/// The SQLite append: one cached statement per row (SQLite is in-process, a row costs
+/// microseconds).
+fn insert_rows(
+    tx: &mut Db,
+    entries: &[Entry],
+    nodes: &[(NodeId, Hash)],
+    recorded: u64,
+) -> Result<(), DbError> {
+    let sql =
+        format!("INSERT INTO ledger_entries ({ENTRY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+    for raw in entries.iter().map(Entry::to_raw) {
+        tx.execute(
+            &sql,
+            &vals![
+                raw.seq,
+                raw.time,
+                raw.actor,
+                raw.action,
+                raw.target,
+                raw.details
+            ],
+        )?;
+    }
+    for (id, hash) in nodes {
+        tx.execute(
+            "INSERT INTO ledger_nodes (level, idx, hash) VALUES (?1, ?2, ?3)",
+            &vals![id.level, id.index as i64, &hash[..]],
+        )?;
+    }
+    tx.execute(UPSERT_META, &vals![RECORDED_SIZE, recorded.to_string()])?;
+    Ok(())
+}
+
+fn raw_entry(row: &Row) -> Result<RawEntry, DbError> {
     Ok(RawEntry {
         seq: row.get(0)?,
-        time: text(row, 1)?,
-        actor: text(row, 2)?,
-        action: text(row, 3)?,
-        target: text(row, 4)?,
-        details: text(row, 5)?,
-    })
-}
-
-/// A column as text whatever its stored type: a tampered row that changed a column's type
-/// must still reach verification (and fail there, by seq) rather than abort the read.
-fn text(row: &Row<'_>, index: usize) -> rusqlite::Result<String> {
-    Ok(match row.get_ref(index)? {
-        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => {
-            String::from_utf8_lossy(bytes).into_owned()
-        }
-        ValueRef::Integer(n) => n.to_string(),
-        ValueRef::Real(x) => x.to_string(),
-        ValueRef::Null => String::new(),
-    })
-}
-
-fn bytes(row: &Row<'_>, index: usize) -> rusqlite::Result<Vec<u8>> {
-    Ok(match row.get_ref(index)? {
-        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => bytes.to_vec(),
-        _ => Vec::new(),
+        time: row.lossy_text(1),
+        actor: row.lossy_text(2),
+        action: row.lossy_text(3),
+        target: row.lossy_text(4),
+        details: row.lossy_text(5),
     })
 }
 
 impl Storage for Store {
     fn size(&self) -> Result<u64, StorageError> {
         let size: i64 = self
-            .conn
-            .query_row(
+            .db
+            .read_one(
                 "SELECT COALESCE(MAX(seq) + 1, 0) FROM ledger_entries",
-                [],
+                &[],
                 |r| r.get(0),
             )
             .map_err(self.storage_error("cannot read the ledger size"))?;
@@ -175,21 +176,15 @@ impl Storage for Store {
     }
 
     fn node(&self, id: NodeId) -> Result<Option<Hash>, StorageError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT hash FROM ledger_nodes WHERE level = ?1 AND idx = ?2")
+        let hash = self
+            .db
+            .read_opt(
+                "SELECT hash FROM ledger_nodes WHERE level = ?1 AND idx = ?2",
+                &vals![id.level, id.index as i64],
+                |row| Ok(row.lossy_bytes(0)),
+            )
             .map_err(self.storage_error("cannot read a tree node"))?;
-        let mut rows = stmt
-            .query(params![id.level, id.index as i64])
-            .map_err(self.storage_error("cannot read a tree node"))?;
-        let Some(row) = rows
-            .next()
-            .map_err(self.storage_error("cannot read a tree node"))?
-        else {
-            return Ok(None);
-        };
-        let hash = bytes(row, 0).map_err(self.storage_error("cannot read a tree node"))?;
-        Ok(hash.as_slice().try_into().ok())
+        Ok(hash.and_then(|hash| hash.as_slice().try_into().ok()))
     }
 
     fn append(&mut self, entries: &[Entry], nodes: &[(NodeId, Hash)]) -> Result<(), StorageError> {
@@ -206,77 +201,84 @@ impl Storage for Store {
     }
 
     fn scan_entries(&self, visit: &mut dyn FnMut(RawEntry)) -> Result<(), StorageError> {
-        let sql = format!("SELECT {ENTRY_COLUMNS} FROM ledger_entries ORDER BY seq");
-        let mut stmt = self
-            .conn
-            .prepare(&sql)
-            .map_err(self.storage_error("cannot read entries"))?;
-        let mut rows = stmt
-            .query([])
-            .map_err(self.storage_error("cannot read entries"))?;
-        while let Some(row) = rows
-            .next()
-            .map_err(self.storage_error("cannot read entries"))?
-        {
-            visit(raw_entry(row).map_err(self.storage_error("cannot read an entry"))?);
-        }
-        Ok(())
+        let mut each = |row: &Row| -> Result<(), DbError> {
+            visit(raw_entry(row)?);
+            Ok(())
+        };
+        let scanned = match self.db.engine() {
+            Engine::Sqlite => self.db.for_each(
+                &format!("SELECT {ENTRY_COLUMNS} FROM ledger_entries ORDER BY seq"),
+                &mut each,
+            ),
+            Engine::Postgres => self.scan_pages(
+                &format!(
+                    "SELECT {ENTRY_COLUMNS} FROM ledger_entries
+                     WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+                ),
+                |row| vec![row.get(0).unwrap_or(i64::MAX)],
+                vec![-1],
+                &mut each,
+            ),
+        };
+        scanned.map_err(self.storage_error("cannot read entries"))
     }
 
     fn scan_nodes(&self, visit: &mut dyn FnMut(NodeId, &[u8])) -> Result<(), StorageError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT level, idx, hash FROM ledger_nodes")
-            .map_err(self.storage_error("cannot read tree nodes"))?;
-        let mut rows = stmt
-            .query([])
-            .map_err(self.storage_error("cannot read tree nodes"))?;
-        while let Some(row) = rows
-            .next()
-            .map_err(self.storage_error("cannot read tree nodes"))?
-        {
-            let read = |row: &Row<'_>| -> rusqlite::Result<(i64, i64, Vec<u8>)> {
-                Ok((row.get(0)?, row.get(1)?, bytes(row, 2)?))
-            };
-            let (level, index, hash) =
-                read(row).map_err(self.storage_error("cannot read a tree node"))?;
+        let mut each = |row: &Row| -> Result<(), DbError> {
+            let (level, index): (i64, i64) = (row.get(0)?, row.get(1)?);
             // A tampered level or index out of range still reaches verification, as a node
             // that belongs to no tree, instead of aborting the scan.
             let level = u8::try_from(level).unwrap_or(u8::MAX);
             visit(
                 NodeId::new(level, u64::try_from(index).unwrap_or(u64::MAX)),
-                &hash,
+                &row.lossy_bytes(2),
             );
-        }
-        Ok(())
+            Ok(())
+        };
+        let scanned = match self.db.engine() {
+            Engine::Sqlite => self
+                .db
+                .for_each("SELECT level, idx, hash FROM ledger_nodes", &mut each),
+            Engine::Postgres => self.scan_pages(
+                "SELECT level, idx, hash FROM ledger_nodes
+                 WHERE (level, idx) > (?1, ?2) ORDER BY level, idx LIMIT ?3",
+                |row| {
+                    vec![
+                        row.get(0).unwrap_or(i64::MAX),
+                        row.get(1).unwrap_or(i64::MAX),
+                    ]
+                },
+                vec![-1, -1],
+                &mut each,
+            ),
+        };
+        scanned.map_err(self.storage_error("cannot read tree nodes"))
     }
 
     fn add_checkpoint(&mut self, checkpoint: &StoredCheckpoint) -> Result<(), StorageError> {
         let size = Checkpoint::peek(&checkpoint.note)
             .map(|c| c.size as i64)
             .unwrap_or(-1);
-        self.conn
+        self.db
             .execute(
                 "INSERT INTO ledger_checkpoints (size, note) VALUES (?1, ?2)",
-                params![size, checkpoint.note],
+                &vals![size, &checkpoint.note],
             )
             .map(drop)
             .map_err(self.storage_error("cannot store the checkpoint"))
     }
 
     fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StorageError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT note FROM ledger_checkpoints ORDER BY id")
-            .map_err(self.storage_error("cannot read checkpoints"))?;
-        let rows = stmt
-            .query_map([], |row| {
-                Ok(StoredCheckpoint {
-                    note: text(row, 0)?,
-                })
-            })
-            .map_err(self.storage_error("cannot read checkpoints"))?;
-        rows.collect::<Result<_, _>>()
+        self.db
+            .read(
+                "SELECT note FROM ledger_checkpoints ORDER BY id",
+                &[],
+                |row| {
+                    Ok(StoredCheckpoint {
+                        note: row.lossy_text(0),
+                    })
+                },
+            )
             .map_err(self.storage_error("cannot read checkpoints"))
     }
 

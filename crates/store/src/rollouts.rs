@@ -4,9 +4,8 @@
 //! The store keeps them opaque on purpose: the rollout state machine persists itself with
 //! serde, and a column per field would have to follow every change of it.
 
-use rusqlite::{OptionalExtension, params};
-
-use crate::db::{Store, StoreError, sqlite};
+use crate::db::{Store, StoreError, fail};
+use crate::engine::vals;
 
 /// A service's latest rollout as saved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,61 +20,62 @@ pub struct RolloutRow {
 impl Store {
     /// Saves (replaces) the service's latest rollout; durable before it returns.
     pub fn save_rollout(&mut self, row: &RolloutRow) -> Result<(), StoreError> {
-        self.conn
+        self.db
             .execute(
-                "INSERT OR REPLACE INTO rollouts (service, id, state, updated_at)
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![
-                    row.service,
+                "INSERT INTO rollouts (service, id, state, updated_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (service) DO UPDATE SET id = excluded.id, state = excluded.state,
+                 updated_at = excluded.updated_at",
+                &vals![
+                    &row.service,
                     row.id as i64,
-                    row.state,
+                    &row.state,
                     jiff::Timestamp::now().to_string()
                 ],
             )
             .map(drop)
-            .map_err(sqlite(&self.path, "cannot save the rollout"))
+            .map_err(fail(&self.path, "cannot save the rollout"))
     }
 
     /// Every service's latest rollout.
     pub fn rollouts(&self) -> Result<Vec<RolloutRow>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare("SELECT service, id, state FROM rollouts ORDER BY service")
-            .map_err(sqlite(&self.path, "cannot read rollouts"))?;
-        let rows = statement
-            .query_map([], |row| {
-                Ok(RolloutRow {
-                    service: row.get(0)?,
-                    id: row.get::<_, i64>(1)? as u64,
-                    state: row.get(2)?,
-                })
-            })
-            .map_err(sqlite(&self.path, "cannot read rollouts"))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(sqlite(&self.path, "cannot read rollouts"))
+        self.db
+            .read(
+                "SELECT service, id, state FROM rollouts ORDER BY service",
+                &[],
+                |row| {
+                    Ok(RolloutRow {
+                        service: row.get(0)?,
+                        id: row.get::<i64>(1)? as u64,
+                        state: row.get(2)?,
+                    })
+                },
+            )
+            .map_err(fail(&self.path, "cannot read rollouts"))
     }
 
     /// Saves what the service runs after a rollout (JSON).
     pub fn save_deployment(&mut self, service: &str, state: &str) -> Result<(), StoreError> {
-        self.conn
+        self.db
             .execute(
-                "INSERT OR REPLACE INTO deployments (service, state, updated_at) VALUES (?1, ?2, ?3)",
-                params![service, state, jiff::Timestamp::now().to_string()],
+                "INSERT INTO deployments (service, state, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (service) DO UPDATE SET state = excluded.state,
+                 updated_at = excluded.updated_at",
+                &vals![service, state, jiff::Timestamp::now().to_string()],
             )
             .map(drop)
-            .map_err(sqlite(&self.path, "cannot save the deployment"))
+            .map_err(fail(&self.path, "cannot save the deployment"))
     }
 
     /// What the service runs after its last rollout, if it had one.
     pub fn deployment(&self, service: &str) -> Result<Option<String>, StoreError> {
-        self.conn
-            .query_row(
+        self.db
+            .read_opt(
                 "SELECT state FROM deployments WHERE service = ?1",
-                params![service],
+                &vals![service],
                 |row| row.get(0),
             )
-            .optional()
-            .map_err(sqlite(&self.path, "cannot read the deployment"))
+            .map_err(fail(&self.path, "cannot read the deployment"))
     }
 }
 
@@ -85,29 +85,30 @@ mod tests {
 
     #[test]
     fn a_saved_rollout_replaces_the_previous_one_and_survives_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let mut store = Store::open(dir.path()).unwrap();
-            for id in 1..=2 {
-                store
-                    .save_rollout(&RolloutRow {
-                        service: "api".into(),
-                        id,
-                        state: format!("{{\"id\":{id}}}"),
-                    })
-                    .unwrap();
+        crate::testing::on_both(|state| {
+            {
+                let mut store = state.open();
+                for id in 1..=2 {
+                    store
+                        .save_rollout(&RolloutRow {
+                            service: "api".into(),
+                            id,
+                            state: format!("{{\"id\":{id}}}"),
+                        })
+                        .unwrap();
+                }
+                store.save_deployment("api", "{\"version\":\"2\"}").unwrap();
             }
-            store.save_deployment("api", "{\"version\":\"2\"}").unwrap();
-        }
-        let store = Store::open(dir.path()).unwrap();
-        let rows = store.rollouts().unwrap();
-        assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].id, 2);
-        assert_eq!(rows[0].state, "{\"id\":2}");
-        assert_eq!(
-            store.deployment("api").unwrap().as_deref(),
-            Some("{\"version\":\"2\"}")
-        );
-        assert_eq!(store.deployment("web").unwrap(), None);
+            let store = state.open();
+            let rows = store.rollouts().unwrap();
+            assert_eq!(rows.len(), 1);
+            assert_eq!(rows[0].id, 2);
+            assert_eq!(rows[0].state, "{\"id\":2}");
+            assert_eq!(
+                store.deployment("api").unwrap().as_deref(),
+                Some("{\"version\":\"2\"}")
+            );
+            assert_eq!(store.deployment("web").unwrap(), None);
+        });
     }
 }

@@ -5,9 +5,8 @@
 //! `wharf-secrets`. Rows are append-only except for [`Store::rewrap_secrets`], which replaces
 //! the wrapped data keys (never the ciphertexts) when the master key changes.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
-
-use crate::db::{Store, StoreError, sqlite};
+use crate::db::{Store, StoreError, UPSERT_META, fail};
+use crate::engine::{Db, DbError, Row, Value, vals};
 
 /// One stored version of a secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +43,7 @@ pub struct RewrappedKey {
 const COLUMNS: &str = "name, version, created_at, actor, reason, origin, fingerprint, \
                        wrapped_key, key_nonce, nonce, ciphertext";
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<SecretVersionRow> {
+fn from_row(row: &Row) -> Result<SecretVersionRow, DbError> {
     Ok(SecretVersionRow {
         name: row.get(0)?,
         version: row.get(1)?,
@@ -64,28 +63,28 @@ impl Store {
     /// Appends a version; fails if `(name, version)` exists already (a concurrent writer took
     /// the number), so a version is never overwritten.
     pub fn insert_secret_version(&mut self, row: &SecretVersionRow) -> Result<(), StoreError> {
-        self.conn
+        self.db
             .execute(
                 &format!(
                     "INSERT INTO secret_versions ({COLUMNS})
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
                 ),
-                params![
-                    row.name,
+                &vals![
+                    &row.name,
                     row.version,
-                    row.created_at,
-                    row.actor,
-                    row.reason,
-                    row.origin,
-                    row.fingerprint,
-                    row.wrapped_key,
-                    row.key_nonce,
-                    row.nonce,
-                    row.ciphertext,
+                    &row.created_at,
+                    &row.actor,
+                    &row.reason,
+                    &row.origin,
+                    &row.fingerprint,
+                    &row.wrapped_key,
+                    &row.key_nonce,
+                    &row.nonce,
+                    &row.ciphertext,
                 ],
             )
             .map(drop)
-            .map_err(sqlite(
+            .map_err(fail(
                 &self.path,
                 "cannot store the secret version (does it exist already?)",
             ))
@@ -96,17 +95,16 @@ impl Store {
         &self,
         name: &str,
     ) -> Result<Option<SecretVersionRow>, StoreError> {
-        self.conn
-            .query_row(
+        self.db
+            .read_opt(
                 &format!(
                     "SELECT {COLUMNS} FROM secret_versions WHERE name = ?1
                      ORDER BY version DESC LIMIT 1"
                 ),
-                params![name],
+                &vals![name],
                 from_row,
             )
-            .optional()
-            .map_err(sqlite(&self.path, "cannot read the secret"))
+            .map_err(fail(&self.path, "cannot read the secret"))
     }
 
     /// One version of a secret.
@@ -115,21 +113,20 @@ impl Store {
         name: &str,
         version: u32,
     ) -> Result<Option<SecretVersionRow>, StoreError> {
-        self.conn
-            .query_row(
+        self.db
+            .read_opt(
                 &format!("SELECT {COLUMNS} FROM secret_versions WHERE name = ?1 AND version = ?2"),
-                params![name, version],
+                &vals![name, version],
                 from_row,
             )
-            .optional()
-            .map_err(sqlite(&self.path, "cannot read the secret"))
+            .map_err(fail(&self.path, "cannot read the secret"))
     }
 
     /// Every version of a secret, oldest first.
     pub fn secret_versions(&self, name: &str) -> Result<Vec<SecretVersionRow>, StoreError> {
         self.select_secrets(
             &format!("SELECT {COLUMNS} FROM secret_versions WHERE name = ?1 ORDER BY version"),
-            &[&name],
+            &vals![name],
         )
     }
 
@@ -156,17 +153,11 @@ impl Store {
     fn select_secrets(
         &self,
         sql: &str,
-        args: &[&dyn rusqlite::ToSql],
+        args: &[Value],
     ) -> Result<Vec<SecretVersionRow>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare(sql)
-            .map_err(sqlite(&self.path, "cannot read secrets"))?;
-        let rows = statement
-            .query_map(args, from_row)
-            .map_err(sqlite(&self.path, "cannot read secrets"))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(sqlite(&self.path, "cannot read secrets"))
+        self.db
+            .read(sql, args, from_row)
+            .map_err(fail(&self.path, "cannot read secrets"))
     }
 
     /// Replaces the wrapped data key of every listed version and the given meta values, all in
@@ -180,59 +171,47 @@ impl Store {
         meta: &[(&str, &str)],
     ) -> Result<(), StoreError> {
         let path = self.path.clone();
-        let tx = self
+        let mut tx = self
             .write_tx()
-            .map_err(sqlite(&path, "cannot start the re-wrap"))?;
+            .map_err(fail(&path, "cannot start the re-wrap"))?;
         let stored: i64 = tx
-            .query_row("SELECT COUNT(*) FROM secret_versions", [], |row| row.get(0))
-            .map_err(sqlite(&path, "cannot count secrets"))?;
-        let changed = sqlite(&path, "secrets changed during the re-wrap; run it again");
+            .read_one("SELECT COUNT(*) FROM secret_versions", &[], |row| {
+                row.get(0)
+            })
+            .map_err(fail(&path, "cannot count secrets"))?;
+        let changed = || fail(&path, "secrets changed during the re-wrap; run it again");
         if stored as usize != rows.len() {
-            return Err(changed(rusqlite::Error::StatementChangedRows(
-                stored as usize,
-            )));
+            return Err(changed()(DbError::ChangedRows(stored as u64)));
         }
-        {
-            let mut update = tx
-                .prepare(
+        for row in rows {
+            let n = tx
+                .execute(
                     "UPDATE secret_versions SET wrapped_key = ?3, key_nonce = ?4
                      WHERE name = ?1 AND version = ?2",
+                    &vals![&row.name, row.version, &row.wrapped_key, &row.key_nonce],
                 )
-                .map_err(sqlite(&path, "cannot re-wrap secrets"))?;
-            for row in rows {
-                let n = update
-                    .execute(params![
-                        row.name,
-                        row.version,
-                        row.wrapped_key,
-                        row.key_nonce
-                    ])
-                    .map_err(sqlite(&path, "cannot re-wrap secrets"))?;
-                if n != 1 {
-                    return Err(changed(rusqlite::Error::StatementChangedRows(n)));
-                }
+                .map_err(fail(&path, "cannot re-wrap secrets"))?;
+            if n != 1 {
+                return Err(changed()(DbError::ChangedRows(n)));
             }
-            put_meta(&tx, meta).map_err(sqlite(&path, "cannot write meta"))?;
         }
+        put_meta(&mut tx, meta).map_err(fail(&path, "cannot write meta"))?;
         tx.commit()
-            .map_err(sqlite(&path, "cannot commit the re-wrap"))
+            .map_err(fail(&path, "cannot commit the re-wrap"))
     }
 
     /// Writes several meta values in one transaction (all or none).
     pub fn set_meta_values(&mut self, values: &[(&str, &str)]) -> Result<(), StoreError> {
         let path = self.path.clone();
-        let tx = self
-            .write_tx()
-            .map_err(sqlite(&path, "cannot write meta"))?;
-        put_meta(&tx, values).map_err(sqlite(&path, "cannot write meta"))?;
-        tx.commit().map_err(sqlite(&path, "cannot write meta"))
+        let mut tx = self.write_tx().map_err(fail(&path, "cannot write meta"))?;
+        put_meta(&mut tx, values).map_err(fail(&path, "cannot write meta"))?;
+        tx.commit().map_err(fail(&path, "cannot write meta"))
     }
 }
 
-fn put_meta(tx: &Connection, values: &[(&str, &str)]) -> rusqlite::Result<()> {
-    let mut statement = tx.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?;
+fn put_meta(tx: &mut Db, values: &[(&str, &str)]) -> Result<(), DbError> {
     for (key, value) in values {
-        statement.execute(params![key, value])?;
+        tx.execute(UPSERT_META, &vals![*key, *value])?;
     }
     Ok(())
 }
@@ -259,62 +238,64 @@ mod tests {
 
     #[test]
     fn versions_are_appended_never_overwritten_and_read_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(dir.path()).unwrap();
-        for (name, version) in [("db", 1), ("db", 2), ("api", 1)] {
-            store.insert_secret_version(&row(name, version)).unwrap();
-        }
-        assert!(store.insert_secret_version(&row("db", 2)).is_err());
-        assert_eq!(
-            store.latest_secret_version("db").unwrap(),
-            Some(row("db", 2))
-        );
-        assert_eq!(store.latest_secret_version("nope").unwrap(), None);
-        assert_eq!(store.secret_version("db", 1).unwrap(), Some(row("db", 1)));
-        assert_eq!(store.secret_version("db", 3).unwrap(), None);
-        assert_eq!(
-            store.secret_versions("db").unwrap(),
-            vec![row("db", 1), row("db", 2)]
-        );
-        assert_eq!(
-            store.latest_secret_versions().unwrap(),
-            vec![row("api", 1), row("db", 2)]
-        );
-        assert_eq!(store.all_secret_versions().unwrap().len(), 3);
+        crate::testing::on_both(|state| {
+            let mut store = state.open();
+            for (name, version) in [("db", 1), ("db", 2), ("api", 1)] {
+                store.insert_secret_version(&row(name, version)).unwrap();
+            }
+            assert!(store.insert_secret_version(&row("db", 2)).is_err());
+            assert_eq!(
+                store.latest_secret_version("db").unwrap(),
+                Some(row("db", 2))
+            );
+            assert_eq!(store.latest_secret_version("nope").unwrap(), None);
+            assert_eq!(store.secret_version("db", 1).unwrap(), Some(row("db", 1)));
+            assert_eq!(store.secret_version("db", 3).unwrap(), None);
+            assert_eq!(
+                store.secret_versions("db").unwrap(),
+                vec![row("db", 1), row("db", 2)]
+            );
+            assert_eq!(
+                store.latest_secret_versions().unwrap(),
+                vec![row("api", 1), row("db", 2)]
+            );
+            assert_eq!(store.all_secret_versions().unwrap().len(), 3);
+        });
     }
 
     #[test]
     fn a_rewrap_is_all_or_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(dir.path()).unwrap();
-        store.insert_secret_version(&row("db", 1)).unwrap();
-        store.insert_secret_version(&row("db", 2)).unwrap();
-        let new = |version: u32| RewrappedKey {
-            name: "db".into(),
-            version,
-            wrapped_key: vec![9, version as u8],
-            key_nonce: vec![8; 24],
-        };
-        // Missing a row: refused, nothing changed.
-        assert!(store.rewrap_secrets(&[new(1)], &[("k", "v")]).is_err());
-        assert_eq!(store.all_secret_versions().unwrap()[0], row("db", 1));
-        assert_eq!(store.meta("k").unwrap(), None);
-        // A listed row that does not exist: refused, nothing changed.
-        let mut ghost = new(3);
-        ghost.version = 7;
-        assert!(
-            store
-                .rewrap_secrets(&[new(1), ghost], &[("k", "v")])
-                .is_err()
-        );
-        assert_eq!(store.all_secret_versions().unwrap()[0], row("db", 1));
+        crate::testing::on_both(|state| {
+            let mut store = state.open();
+            store.insert_secret_version(&row("db", 1)).unwrap();
+            store.insert_secret_version(&row("db", 2)).unwrap();
+            let new = |version: u32| RewrappedKey {
+                name: "db".into(),
+                version,
+                wrapped_key: vec![9, version as u8],
+                key_nonce: vec![8; 24],
+            };
+            // Missing a row: refused, nothing changed.
+            assert!(store.rewrap_secrets(&[new(1)], &[("k", "v")]).is_err());
+            assert_eq!(store.all_secret_versions().unwrap()[0], row("db", 1));
+            assert_eq!(store.meta("k").unwrap(), None);
+            // A listed row that does not exist: refused, nothing changed.
+            let mut ghost = new(3);
+            ghost.version = 7;
+            assert!(
+                store
+                    .rewrap_secrets(&[new(1), ghost], &[("k", "v")])
+                    .is_err()
+            );
+            assert_eq!(store.all_secret_versions().unwrap()[0], row("db", 1));
 
-        store
-            .rewrap_secrets(&[new(1), new(2)], &[("k", "v")])
-            .unwrap();
-        let rows = store.all_secret_versions().unwrap();
-        assert_eq!(rows[1].wrapped_key, vec![9, 2]);
-        assert_eq!(rows[1].ciphertext, row("db", 2).ciphertext);
-        assert_eq!(store.meta("k").unwrap().as_deref(), Some("v"));
+            store
+                .rewrap_secrets(&[new(1), new(2)], &[("k", "v")])
+                .unwrap();
+            let rows = store.all_secret_versions().unwrap();
+            assert_eq!(rows[1].wrapped_key, vec![9, 2]);
+            assert_eq!(rows[1].ciphertext, row("db", 2).ciphertext);
+            assert_eq!(store.meta("k").unwrap().as_deref(), Some("v"));
+        });
     }
 }

@@ -1,8 +1,10 @@
-//! The SQLite store: pragmas, migrations, clear errors, and the ledger running on it.
+//! The store on both engines: migrations, clear errors and the ledger running on each, plus
+//! SQLite's own checks (pragmas, file header, corruption).
 
 use rusqlite::Connection;
 use serde_json::json;
 use wharf_ledger::{Action, Ledger, NewEntry, SignerKey};
+use wharf_store::testing::on_both;
 use wharf_store::{EntryFilter, Store, StoreError, load_or_create_signer};
 
 fn entry(i: u64, action: &str) -> NewEntry {
@@ -40,16 +42,20 @@ fn opening_sets_wal_full_sync_and_the_schema_version() {
 
 #[test]
 fn a_database_from_a_newer_wharf_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    drop(Store::open(dir.path()).unwrap());
-    let conn = Connection::open(dir.path().join("state.db")).unwrap();
-    conn.pragma_update(None, "user_version", 99).unwrap();
-    drop(conn);
-    let error = Store::open(dir.path()).unwrap_err();
-    assert!(
-        matches!(error, StoreError::TooNew { found: 99, .. }),
-        "{error}"
-    );
+    on_both(|state| {
+        drop(state.open());
+        // Reopening is a no-op migration.
+        drop(state.open());
+        state.execute_raw(match state.engine {
+            "sqlite" => "PRAGMA user_version = 99",
+            _ => "UPDATE wharf_schema SET version = 99",
+        });
+        let error = Store::open_location(&state.location).unwrap_err();
+        assert!(
+            matches!(error, StoreError::TooNew { found: 99, .. }),
+            "{error}"
+        );
+    });
 }
 
 #[test]
@@ -74,9 +80,12 @@ fn a_corrupt_sqlite_file_is_named_in_the_error() {
 }
 
 #[test]
-fn the_ledger_appends_proves_and_verifies_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut ledger = Ledger::new(Store::open(dir.path()).unwrap());
+fn the_ledger_appends_proves_and_verifies_on_both_engines() {
+    on_both(|state| the_ledger_appends_proves_and_verifies(state.open(), || state.open()));
+}
+
+fn the_ledger_appends_proves_and_verifies(store: Store, reopen: impl Fn() -> Store) {
+    let mut ledger = Ledger::new(store);
     ledger
         .append_batch((0..40).map(|i| entry(i, "deploy.step")).collect())
         .unwrap();
@@ -85,7 +94,7 @@ fn the_ledger_appends_proves_and_verifies_on_sqlite() {
     ledger.checkpoint(&key).unwrap();
     drop(ledger);
 
-    let ledger = Ledger::new(Store::open(dir.path()).unwrap());
+    let ledger = Ledger::new(reopen());
     let report = ledger.verify(&key.verifier()).unwrap();
     assert_eq!((report.size, report.failure), (41, None));
     let proof = ledger.prove_inclusion(17, 41).unwrap();
