@@ -692,4 +692,32 @@ mod tests {
             assert_eq!(store.meta("k").unwrap().as_deref(), Some("w"));
         });
     }
+
+    /// PostgreSQL's counterpart of `opening_sets_wal_full_sync_and_the_schema_version`: an
+    /// acknowledged commit is on disk (`synchronous_commit = on`; the server's own `fsync` is
+    /// its operator's), a lock wait ends, and the reader cannot write.
+    #[test]
+    fn a_postgres_session_commits_synchronously_and_its_reader_is_read_only() {
+        let server = std::sync::Arc::new(crate::testing::PgServer::start());
+        let state = crate::testing::TestState::postgres(&server);
+        let store = state.open();
+        let setting = |store: &Store, name: &str| {
+            store
+                .db
+                .read_one("SELECT current_setting(?1)", &vals![name], |r| {
+                    r.get::<String>(0)
+                })
+                .unwrap()
+        };
+        assert_eq!(setting(&store, "synchronous_commit"), "on");
+        assert_eq!(setting(&store, "lock_timeout"), "10s");
+        assert_eq!(setting(&store, "default_transaction_read_only"), "off");
+        let reader = store.open_reader().unwrap();
+        assert_eq!(setting(&reader, "default_transaction_read_only"), "on");
+        let schema: i64 = store
+            .db
+            .read_one("SELECT version FROM wharf_schema", &[], |r| r.get(0))
+            .unwrap();
+        assert_eq!(schema as usize, crate::SCHEMA_VERSION);
+    }
 }
