@@ -46,7 +46,7 @@ pub use db::{DB_FILE, Store, StoreError, private_dir};
 pub use identity::TokenRow;
 pub use instances::{HEALTH_HISTORY_LIMIT, HealthEvent, InstanceRow};
 pub use keys::{KEY_FILE, load_or_create_signer};
-pub use leases::{CONTROL_LEASE, FencingToken};
+pub use leases::{CONTROL_LEASE, FencedWrite, FencingToken, Lease};
 pub use ledger::EntryFilter;
 pub use location::{PgDsn, StateLocation};
 pub use migrations::SCHEMA_VERSION;
