@@ -15,7 +15,7 @@ use std::path::Path;
 use serde_json::Value;
 use tokio::sync::oneshot;
 use wharf_ledger::{KnownAction, Ledger, NewEntry};
-use wharf_store::{InstanceRow, Store, StoreError};
+use wharf_store::{InstanceRow, Lease, StateLocation, Store, StoreError};
 
 /// One unit of work for the writer thread.
 type Job = Box<dyn FnOnce(&mut Store) + Send>;
@@ -172,9 +172,25 @@ fn apply_alone(store: &mut Store, writes: &[Write]) {
 
 impl Journal {
     /// Opens the state database twice: a writing connection handed to a new writer thread, and
-    /// a reading one for the loop.
+    /// a reading one for the loop. The state is where `WHARF_STATE_DSN` says, else
+    /// `state.db` in `state_dir` (see `StateLocation::for_state_dir`).
     pub fn open(state_dir: &Path, actor: String) -> Result<Self, StoreError> {
-        let writing = Store::open_for_writing(state_dir)?;
+        Self::open_fenced(state_dir, actor, None)
+    }
+
+    /// [`Journal::open`] for a replica that leads by `lease`: every write of its writer is
+    /// fenced by the lease's token, so once another replica has taken the lease over, this
+    /// one's writes are refused (and recorded in `fenced_writes`) instead of interleaving.
+    pub fn open_fenced(
+        state_dir: &Path,
+        actor: String,
+        lease: Option<&Lease>,
+    ) -> Result<Self, StoreError> {
+        let location = StateLocation::for_state_dir(state_dir)?;
+        let mut writing = Store::open_location_for_writing(&location)?;
+        if let Some(lease) = lease {
+            writing.fence(lease);
+        }
         let reader = writing.open_reader()?;
         let writer = StoreWriter::spawn(writing).map_err(|source| StoreError::Io {
             path: state_dir.to_owned(),
@@ -217,7 +233,7 @@ impl Journal {
         };
         let target = target.to_owned();
         self.writer.submit(move |store| {
-            let together = store.atomically(|store| {
+            let together = store.atomically_as(action.as_str(), |store| {
                 for write in &writes {
                     write.apply(store)?;
                 }
@@ -240,8 +256,9 @@ impl Journal {
         }
         let writes = std::mem::take(&mut self.pending);
         self.writer.submit(move |store| {
-            let together =
-                store.atomically(|store| writes.iter().try_for_each(|write| write.apply(store)));
+            let together = store.atomically_as("row changes", |store| {
+                writes.iter().try_for_each(|write| write.apply(store))
+            });
             if let Err(error) = together {
                 tracing::error!(%error, "could not commit the control plane's changes together");
                 apply_alone(store, &writes);

@@ -48,7 +48,7 @@ pub use instances::{HEALTH_HISTORY_LIMIT, HealthEvent, InstanceRow};
 pub use keys::{KEY_FILE, load_or_create_signer};
 pub use leases::{CONTROL_LEASE, FencedWrite, FencingToken, Lease};
 pub use ledger::EntryFilter;
-pub use location::{PgDsn, StateLocation};
+pub use location::{PgDsn, STATE_DSN_ENV, StateLocation};
 pub use migrations::SCHEMA_VERSION;
 pub use rollouts::RolloutRow;
 pub use runbooks::RunbookRunRow;

@@ -1,0 +1,80 @@
+//! The control lease for replicas that share a PostgreSQL state: a candidate's own connection
+//! (never fenced) to take, renew and give up the lease, so the CLI can run a replica without
+//! naming the store.
+//!
+//! Leadership is the lease, not `control.lock`: a leader paused by SIGSTOP would hold the
+//! flock forever, while its lease runs out on the database's clock and its fencing token
+//! stops its writes (see `wharf_store::Store::fence`). SQLite needs no lease — one machine,
+//! one `control.lock` — and a candidate on it is refused with a clear error.
+
+use std::path::Path;
+use std::time::Duration;
+
+use wharf_store::Store;
+pub use wharf_store::{CONTROL_LEASE, FencedWrite, Lease, STATE_DSN_ENV};
+
+use crate::OpsError;
+
+/// A replica contending for [`CONTROL_LEASE`].
+#[derive(Debug)]
+pub struct Candidate {
+    store: Store,
+    holder: String,
+    ttl: Duration,
+}
+
+impl Candidate {
+    /// Connects to the state `WHARF_STATE_DSN` names as `holder`, whose lease lasts `ttl`
+    /// past each take or renewal. Without a DSN there is nothing to contend for: an
+    /// [`OpsError::Invalid`] that says so.
+    pub fn connect(state_dir: &Path, holder: String, ttl: Duration) -> Result<Self, OpsError> {
+        let location = crate::read::location(state_dir)?;
+        if !location.is_postgres() {
+            return Err(OpsError::Invalid(format!(
+                "replicas need the state in PostgreSQL (set {STATE_DSN_ENV}); a state directory \
+                 on SQLite has one control plane, chosen by {}",
+                crate::LOCK_FILE
+            )));
+        }
+        Ok(Candidate {
+            store: Store::open_location(&location)?,
+            holder,
+            ttl,
+        })
+    }
+
+    /// Who this candidate is.
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// The lease's length.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Takes the lease when it is free or has run out; `None` while another holder's runs.
+    pub fn try_take(&mut self) -> Result<Option<Lease>, OpsError> {
+        Ok(self
+            .store
+            .try_acquire(CONTROL_LEASE, &self.holder, self.ttl)?)
+    }
+
+    /// Extends `lease` by the TTL; `false` once another replica has taken it over.
+    pub fn renew(&mut self, lease: &Lease) -> Result<bool, OpsError> {
+        Ok(self.store.renew(lease, self.ttl)?)
+    }
+
+    /// Gives `lease` up (a clean shutdown), so a standby need not wait for it to run out.
+    pub fn release(&mut self, lease: &Lease) -> Result<(), OpsError> {
+        Ok(self.store.release(lease)?)
+    }
+
+    /// The current holder and its token, if the lease was ever taken (for a standby's log).
+    pub fn current_holder(&self) -> Result<Option<(String, u64)>, OpsError> {
+        Ok(self
+            .store
+            .lease_holder()?
+            .map(|(holder, token)| (holder, token.value())))
+    }
+}
