@@ -36,11 +36,9 @@ impl Candidate {
                 crate::LOCK_FILE
             )));
         }
-        Ok(Candidate {
-            store: Store::open_location(&location)?,
-            holder,
-            ttl,
-        })
+        let mut store = Store::open_location(&location)?;
+        store.end_idle_transactions();
+        Ok(Candidate { store, holder, ttl })
     }
 
     /// Who this candidate is.

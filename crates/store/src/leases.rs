@@ -17,6 +17,11 @@ use crate::engine::{Db, DbError, Engine, Fence, vals};
 /// The lease the control plane's replicas contend for.
 pub const CONTROL_LEASE: &str = "control";
 
+/// How long a fenced store's (or a lease candidate's) transaction may sit idle before
+/// PostgreSQL ends its session: wharf's transactions last milliseconds, so only a paused or
+/// hung process reaches it.
+pub const IDLE_TRANSACTION_LIMIT: Duration = Duration::from_secs(2);
+
 /// Proof of holding a lease: increases each time the lease changes hands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct FencingToken(u64);
@@ -118,12 +123,33 @@ impl Store {
     /// Fences every later write transaction of this store by `lease`: each checks, inside
     /// the transaction, that the lease still carries its token, and otherwise is refused with
     /// [`StoreError::Fenced`], writes nothing, and is recorded in [`Store::fenced_writes`].
+    ///
+    /// On PostgreSQL the session also ends any transaction it leaves idle for
+    /// [`IDLE_TRANSACTION_LIMIT`]: a leader paused inside one (SIGSTOP) would otherwise hold
+    /// the writer lock, and with it every other writer and the take-over, for as long as it
+    /// stays paused.
     pub fn fence(&mut self, lease: &Lease) {
+        self.end_idle_transactions();
         self.db.set_fence(Some(Fence {
             lease: lease.name.clone(),
             token: lease.token.0 as i64,
             holder: lease.holder.clone(),
         }));
+    }
+
+    /// See [`Store::fence`]: a transaction left idle past [`IDLE_TRANSACTION_LIMIT`] ends
+    /// the session (PostgreSQL only; a failure is logged, the store still works).
+    pub fn end_idle_transactions(&mut self) {
+        if self.db.engine() != Engine::Postgres {
+            return;
+        }
+        let sql = format!(
+            "SET idle_in_transaction_session_timeout = {}",
+            IDLE_TRANSACTION_LIMIT.as_millis()
+        );
+        if let Err(error) = self.db.batch(&sql) {
+            tracing::warn!(%error, "cannot bound idle transactions");
+        }
     }
 
     /// Every write a fenced store refused, oldest first.

@@ -758,7 +758,7 @@ fn rekey(global: &Global) -> anyhow::Result<ExitStatus> {
             return Ok(ExitStatus::Failed);
         }
     };
-    if !wharf_ops::read::state_exists(state_dir)? {
+    if !wharf_ops::read::state_exists(&state_dir)? {
         bail!(
             "no secrets are stored yet (no state in {})",
             state_dir.display()

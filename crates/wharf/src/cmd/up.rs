@@ -85,6 +85,11 @@ pub struct UpArgs {
     /// SameSite=Strict session cookie, and every action carries a CSRF token.
     #[arg(long, value_name = "ADDR", value_parser = parse_loopback)]
     pub dashboard_listen: Option<std::net::SocketAddr>,
+    /// With the state in PostgreSQL (`WHARF_STATE_DSN`): how long the control lease lasts
+    /// past each renewal (every third of it). A replica that does not hold the lease waits
+    /// as a standby and takes over within this long of the leader's death.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_positive_duration)]
+    pub lease_ttl: Duration,
     /// Internal: this process is the detached control plane.
     #[arg(long, hide = true)]
     pub daemon: bool,
@@ -198,7 +203,13 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
     let state_dir = absolute(&global.state_dir())?;
     wharf_ops::private_dir(&state_dir)
         .with_context(|| format!("cannot create {}", state_dir.display()))?;
-    let lock = if args.daemon {
+    // With the state in PostgreSQL, leadership is the control lease (see `crate::replica`):
+    // every `wharf up` runs a replica, which waits as a standby while another leads, and
+    // `control.lock` is only taken when free.
+    let replica = wharf_ops::read::location(&state_dir)?.is_postgres();
+    let lock = if replica {
+        wharf_ops::ControlLock::for_leader(&state_dir)?
+    } else if args.daemon {
         // The `up -d` that started this process let go of the lock a moment ago, and another
         // short writer may hold it for a moment: wait for it rather than fail.
         let Some(lock) = wharf_ops::ControlLock::acquire_within(&state_dir, LOCK_PATIENCE)? else {
@@ -293,7 +304,7 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
     };
     if args.detach && !args.daemon {
         drop(lock);
-        return detach(global, args, &state_dir);
+        return detach(global, args, &state_dir, replica);
     }
     let workdir = absolute(
         manifest
@@ -313,8 +324,21 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
         status_setup,
     );
     let status = args.status_listen.map(|addr| (addr, status_updates));
-    runtime.block_on(run_control_plane(
+    let (lock, leadership) = if replica {
+        // A standby holds nothing of the leader's: not the flock, not the socket.
+        drop(lock);
+        let leadership = runtime.block_on(crate::replica::lead(&state_dir, args.lease_ttl))?;
+        (
+            wharf_ops::ControlLock::for_leader(&state_dir)?,
+            Some(leadership),
+        )
+    } else {
+        (lock, None)
+    };
+    let lease = leadership.as_ref().map(|l| l.lease.clone());
+    let result = runtime.block_on(run_control_plane(
         &lock,
+        lease.as_ref(),
         plan,
         &state_dir,
         workdir,
@@ -326,7 +350,11 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
             metrics: args.metrics_listen,
         },
         loader,
-    ))?;
+    ));
+    if let Some(leadership) = leadership {
+        leadership.step_down();
+    }
+    result?;
     drop(lock);
     Ok(ExitStatus::Ok)
 }
@@ -536,8 +564,13 @@ pub(crate) fn plan_with_builds(
     Ok(plan)
 }
 
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the control plane's whole setup, once"
+)]
 async fn run_control_plane(
     lock: &wharf_ops::ControlLock,
+    lease: Option<&wharf_ops::lease::Lease>,
     plan: wharf_control::StackPlan,
     state_dir: &Path,
     workdir: PathBuf,
@@ -562,11 +595,19 @@ async fn run_control_plane(
     } else {
         None
     };
-    // Decisions the control plane takes on its own (restarts, adoptions) are its own acts.
-    let journal = Journal::open(
-        state_dir,
-        format!("wharf-control@{}", crate::cmd::audit::actor()),
-    )?;
+    // Decisions the control plane takes on its own (restarts, adoptions) are its own acts;
+    // a replica's name says which replica took them.
+    let journal = match lease {
+        None => Journal::open(
+            state_dir,
+            format!("wharf-control@{}", crate::cmd::audit::actor()),
+        )?,
+        Some(lease) => {
+            let mut journal = Journal::open_fenced(state_dir, lease.holder.clone(), Some(lease))?;
+            crate::replica::record_leadership(&mut journal, lease);
+            journal
+        }
+    };
     let config = Config {
         state_dir: state_dir.to_owned(),
         workdir,
@@ -717,7 +758,12 @@ async fn run_control_plane(
 }
 
 /// Starts the control plane in the background and waits for the stack to settle.
-fn detach(global: &Global, args: &UpArgs, state_dir: &Path) -> anyhow::Result<ExitStatus> {
+fn detach(
+    global: &Global,
+    args: &UpArgs,
+    state_dir: &Path,
+    replica: bool,
+) -> anyhow::Result<ExitStatus> {
     use std::os::unix::fs::OpenOptionsExt;
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe()?;
@@ -737,6 +783,9 @@ fn detach(global: &Global, args: &UpArgs, state_dir: &Path) -> anyhow::Result<Ex
     if let Some(env) = &args.environment {
         command.arg("--env").arg(env);
     }
+    command
+        .arg("--lease-ttl")
+        .arg(format!("{}ms", args.lease_ttl.as_millis()));
     if let Some(addr) = &args.api_listen {
         command
             .arg("--api-listen")
@@ -785,10 +834,24 @@ fn detach(global: &Global, args: &UpArgs, state_dir: &Path) -> anyhow::Result<Ex
                     state_dir.join(LOG_FILE).display()
                 ));
             }
+            let role = replica.then(|| crate::replica::role(state_dir, child.id()));
+            if let Some(Some(crate::replica::Role::Standby(leader))) = role {
+                return Ok(Err(leader));
+            }
+            if replica && !matches!(role, Some(Some(crate::replica::Role::Leader))) {
+                if Instant::now() >= deadline {
+                    return Err(anyhow::anyhow!(
+                        "the replica neither leads nor waits after {:?}; see {}",
+                        args.wait_timeout,
+                        state_dir.join(LOG_FILE).display()
+                    ));
+                }
+                continue;
+            }
             if let Ok(value) = client::call_ok(state_dir, "GET", "/v1/status", None).await {
                 let report: StatusReport = serde_json::from_value(value)?;
                 if report.settled || Instant::now() >= deadline {
-                    return Ok(report);
+                    return Ok(Ok(report));
                 }
             } else if Instant::now() >= deadline {
                 return Err(anyhow::anyhow!(
@@ -798,6 +861,18 @@ fn detach(global: &Global, args: &UpArgs, state_dir: &Path) -> anyhow::Result<Ex
             }
         }
     })?;
+    let report = match report {
+        Ok(report) => report,
+        Err(leader) => {
+            eprintln!(
+                "standby: control plane replica pid {} waits for the control lease, held by {leader}; it takes over within {:?} of that leader's end; logs: {}",
+                child.id(),
+                args.lease_ttl,
+                state_dir.join(LOG_FILE).display()
+            );
+            return Ok(ExitStatus::Ok);
+        }
+    };
     crate::cmd::status::print_report(&report, global.output)?;
     if let Some(addr) = &args.dashboard_listen {
         eprintln!("dashboard on http://{addr}/");

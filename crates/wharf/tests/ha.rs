@@ -1,0 +1,288 @@
+//! Two control-plane replicas on one machine sharing a PostgreSQL state and a state
+//! directory (issue 19, "Must show"): the real `wharf` binary as each replica, a testbed
+//! service behind the proxy under an open-loop load, a real PostgreSQL server per test.
+//!
+//! A leader killed with SIGKILL mid-rollout is replaced by the standby within the lease's TTL
+//! (measured from the kill to the new leader's `control.leader` entry), the rollout resumes and
+//! succeeds with no failed request; a leader paused with SIGSTOP past its lease and resumed
+//! after another replica took over has every write refused by its fencing token, which the
+//! store records, and the ledger still verifies. `scripts/bench/failover.sh` prints the
+//! failover times over several runs.
+
+mod common;
+
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+use wharf_store::testing::PgServer;
+use wharf_store::{StateLocation, Store};
+use wharf_testbed::load::{self, LoadPlan, LoadReport, LoadRun};
+
+/// The lease's TTL the replicas run with (short, so the test is quick; the default is 5 s).
+const TTL: Duration = Duration::from_secs(2);
+
+/// A stack whose state is in PostgreSQL: every `wharf` it runs gets `WHARF_STATE_DSN`.
+struct HaStack {
+    stack: Stack,
+    dsn: String,
+    location: StateLocation,
+}
+
+impl HaStack {
+    fn new(server: &PgServer, port: u16) -> HaStack {
+        let db = server.fresh_database();
+        let name = db.redacted().rsplit('/').next().unwrap().to_owned();
+        let stack = Stack::new(&format!(
+            r#"
+name: ha
+services:
+  api:
+    version: "1.0"
+    command: [TESTBED, --port, "${{PORT}}", --version, "${{VERSION}}"]
+    port: {port}
+    replicas: 2
+    probes:
+      ready: {{http: {{path: /ready}}, interval: 200ms}}
+    rollout:
+      strategy: canary
+      steps: [{{weight: 20, pause: 6s}}, {{weight: 50, pause: 6s}}, {{weight: 100}}]
+      analysis: {{max_error_rate: 1%, min_requests: 20}}
+      deadlines: {{drain: 5s}}
+"#
+        ));
+        HaStack {
+            stack,
+            dsn: server.url(&name, None),
+            location: StateLocation::Postgres(db),
+        }
+    }
+
+    fn wharf(&self, args: &[&str]) -> Output {
+        Command::new(wharf_bin())
+            .args(args)
+            .current_dir(self.stack.path())
+            .env("NO_COLOR", "1")
+            .env("WHARF_ACTOR", "tester")
+            .env("WHARF_STATE_DSN", &self.dsn)
+            .output()
+            .unwrap()
+    }
+
+    /// Starts one more replica (`wharf up -d`); its stderr says whether it leads or waits.
+    fn replica(&self) -> String {
+        let ttl = format!("{}ms", TTL.as_millis());
+        let output = self.wharf(&["up", "-d", "--wait-timeout", "60s", "--lease-ttl", &ttl]);
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{stderr}");
+        assert!(!stderr.contains(self.password()), "{stderr}");
+        stderr
+    }
+
+    fn password(&self) -> &str {
+        let rest = self.dsn.trim_start_matches("postgres://wharf:");
+        rest.split('@').next().unwrap()
+    }
+
+    fn store(&self) -> Store {
+        Store::open_location(&self.location).unwrap()
+    }
+
+    /// The `control.leader` entries, oldest first.
+    fn leaders(&self) -> Vec<wharf_ledger::RawEntry> {
+        let filter = wharf_store::EntryFilter {
+            action: Some("control.leader".into()),
+            target: None,
+        };
+        self.store().ledger_entries(&filter).unwrap()
+    }
+
+    fn rollout(&self) -> Value {
+        let output = self.wharf(&["rollout", "status", "api", "--output", "json"]);
+        serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
+    }
+
+    fn wait_phase_step(&self) {
+        eventually("the rollout at a step", Duration::from_secs(30), || {
+            (self.rollout()["phase"] == "step").then_some(())
+        });
+    }
+
+    fn wait_succeeded(&self) {
+        let view = eventually("the rollout to end", Duration::from_secs(60), || {
+            let view = self.rollout();
+            view["outcome"].is_string().then_some(view)
+        });
+        assert_eq!(view["outcome"], "succeeded", "{view}");
+    }
+
+    fn deploy(&self, version: &str) {
+        let output = self.wharf(&["deploy", "api", "--version", version]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    fn control_pid(&self) -> i64 {
+        i64::from(self.stack.control_pid().expect("control.pid"))
+    }
+}
+
+impl Drop for HaStack {
+    fn drop(&mut self) {
+        let _ = self.wharf(&["down"]);
+    }
+}
+
+fn start_load(port: u16) -> LoadRun {
+    let mut plan = LoadPlan::new(format!("http://127.0.0.1:{port}/"), 100.0);
+    plan.max_duration = Duration::from_secs(180);
+    plan.timeout = Duration::from_secs(5);
+    load::start(plan).expect("load starts")
+}
+
+fn assert_no_failures(report: &LoadReport) {
+    assert!(report.total() > 0);
+    assert_eq!(
+        report.failures(),
+        0,
+        "{} failed requests",
+        report.failures()
+    );
+}
+
+/// The holder named in a `control.leader` entry.
+fn holder_of(entry: &wharf_ledger::RawEntry) -> String {
+    let details: Value = serde_json::from_str(&entry.details).unwrap();
+    details["holder"].as_str().unwrap().to_owned()
+}
+
+fn token_of(entry: &wharf_ledger::RawEntry) -> u64 {
+    let details: Value = serde_json::from_str(&entry.details).unwrap();
+    details["token"].as_u64().unwrap()
+}
+
+/// Sends `signal` to `pid`.
+fn signal(pid: i64, signal: &str) {
+    assert!(
+        Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+#[test]
+fn a_killed_leader_is_replaced_within_the_ttl_and_a_paused_one_is_fenced() {
+    let server = Arc::new(PgServer::start());
+    let port = free_port();
+    let ha = HaStack::new(&server, port);
+
+    // Replica A leads and starts the stack; replica B waits.
+    let a_said = ha.replica();
+    assert!(!a_said.contains("standby"), "{a_said}");
+    let a = ha.control_pid();
+    let b_said = ha.replica();
+    assert!(b_said.contains("standby"), "{b_said}");
+    let first = ha.leaders();
+    assert_eq!(first.len(), 1, "one leader");
+    let a_holder = holder_of(&first[0]);
+    assert!(a_holder.ends_with(&format!("#{a}")), "{a_holder}");
+
+    let run = start_load(port);
+    eventually("answers through the proxy", Duration::from_secs(20), || {
+        (run.snapshot().ok() >= 100).then_some(())
+    });
+
+    // SIGKILL the leader mid-rollout: B takes over within the TTL and resumes the rollout.
+    ha.deploy("2.0");
+    ha.wait_phase_step();
+    kill9(a);
+    let killed = Instant::now();
+    let b_entry = eventually("a new leader", Duration::from_secs(20), || {
+        ha.leaders().into_iter().nth(1)
+    });
+    let failover = killed.elapsed();
+    eprintln!(
+        "failover_ms={} ttl_ms={}",
+        failover.as_millis(),
+        TTL.as_millis()
+    );
+    // Within the TTL, plus the standby's poll (a tenth of it) and the entry's commit.
+    assert!(
+        failover < TTL + Duration::from_secs(2),
+        "failover took {failover:?}"
+    );
+    let b_holder = holder_of(&b_entry);
+    assert_ne!(b_holder, a_holder);
+    assert!(token_of(&b_entry) > token_of(&first[0]));
+    eventually("B's control socket", Duration::from_secs(20), || {
+        (ha.stack.control_pid().map(i64::from) != Some(a)).then_some(())
+    });
+    let b = ha.control_pid();
+    assert!(b_holder.ends_with(&format!("#{b}")), "{b_holder} vs {b}");
+    let ledger = ha.store();
+    let resumed = ledger
+        .ledger_entries(&wharf_store::EntryFilter {
+            action: Some("deploy.resume".into()),
+            target: None,
+        })
+        .unwrap();
+    assert!(
+        resumed.iter().any(|e| e.actor == b_holder),
+        "B resumed the rollout: {resumed:?}"
+    );
+    ha.wait_succeeded();
+
+    // SIGSTOP the new leader mid-rollout; C takes over after the TTL; B resumed is fenced.
+    let c_said = ha.replica();
+    assert!(c_said.contains("standby"), "{c_said}");
+    ha.deploy("3.0");
+    ha.wait_phase_step();
+    signal(b, "-STOP");
+    let c_entry = eventually("a third leader", Duration::from_secs(30), || {
+        ha.leaders().into_iter().nth(2)
+    });
+    let c_holder = holder_of(&c_entry);
+    assert_ne!(c_holder, b_holder);
+    let c_seq = c_entry.seq;
+    signal(b, "-CONT");
+    eventually(
+        "the deposed leader to exit",
+        Duration::from_secs(20),
+        || (!alive(b)).then_some(()),
+    );
+    ha.wait_succeeded();
+    let report = run.stop();
+    assert_no_failures(&report);
+
+    let store = ha.store();
+    let b_token = token_of(&b_entry);
+    for refused in store.fenced_writes().unwrap() {
+        assert_eq!(
+            (refused.holder.as_str(), refused.token),
+            (b_holder.as_str(), b_token),
+            "{refused:?}"
+        );
+        assert_eq!(refused.held, token_of(&c_entry), "{refused:?}");
+    }
+    let after: Vec<_> = store
+        .ledger_entries(&Default::default())
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.seq > c_seq && e.actor == b_holder)
+        .collect();
+    assert!(after.is_empty(), "B wrote after C took over: {after:?}");
+    let verify = ha.wharf(&["audit", "verify"]);
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
