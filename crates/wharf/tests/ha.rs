@@ -263,7 +263,9 @@ fn a_killed_leader_is_replaced_within_the_ttl_and_a_paused_one_is_fenced() {
 
     let store = ha.store();
     let b_token = token_of(&b_entry);
-    for refused in store.fenced_writes().unwrap() {
+    let refused_writes = store.fenced_writes().unwrap();
+    eprintln!("fenced_writes={refused_writes:?}");
+    for refused in refused_writes {
         assert_eq!(
             (refused.holder.as_str(), refused.token),
             (b_holder.as_str(), b_token),
