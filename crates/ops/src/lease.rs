@@ -68,11 +68,48 @@ impl Candidate {
         Ok(self.store.release(lease)?)
     }
 
+    /// The ledger's size now: a standby notes it when it starts waiting (see
+    /// [`Candidate::stopped_since`]).
+    pub fn ledger_size(&self) -> Result<u64, OpsError> {
+        let last = self.store.ledger_page(None, 1)?;
+        Ok(last.first().map_or(0, |entry| entry.seq as u64 + 1))
+    }
+
+    /// Whether the stack was stopped (`stack.down`) at or after ledger position `since`: a
+    /// standby that then gets the lease must not start again what `wharf down` stopped.
+    pub fn stopped_since(&self, since: u64) -> Result<bool, OpsError> {
+        let filter = wharf_store::EntryFilter {
+            action: Some(wharf_ledger::KnownAction::StackDown.as_str().to_owned()),
+            target: None,
+        };
+        let downs = self.store.ledger_entries(&filter)?;
+        Ok(downs.iter().any(|entry| entry.seq as u64 >= since))
+    }
+
     /// The current holder and its token, if the lease was ever taken (for a standby's log).
     pub fn current_holder(&self) -> Result<Option<(String, u64)>, OpsError> {
         Ok(self
             .store
             .lease_holder()?
             .map(|(holder, token)| (holder, token.value())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_candidate_on_sqlite_is_refused_with_what_to_do() {
+        // The test runs without WHARF_STATE_DSN: the state directory's SQLite.
+        let dir = tempfile::tempdir().unwrap();
+        let error = Candidate::connect(dir.path(), "a".into(), Duration::from_secs(5))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("PostgreSQL") && error.contains(STATE_DSN_ENV),
+            "{error}"
+        );
+        assert!(!dir.path().join(wharf_store::DB_FILE).exists());
     }
 }

@@ -81,9 +81,12 @@ impl Leadership {
 }
 
 /// Waits until this replica holds the control lease (logging, once per leader, whom it waits
-/// for), then renews it in the background for as long as the process runs.
-pub async fn lead(state_dir: &Path, ttl: Duration) -> anyhow::Result<Leadership> {
+/// for), then renews it in the background for as long as the process runs. `None` when the
+/// stack was stopped (`wharf down`) while it waited: a standby takes over a running stack, it
+/// does not start again what an operator stopped.
+pub async fn lead(state_dir: &Path, ttl: Duration) -> anyhow::Result<Option<Leadership>> {
     let candidate = Candidate::connect(state_dir, holder(), ttl)?;
+    let since = candidate.ledger_size()?;
     let candidate = Arc::new(Mutex::new(candidate));
     // Polling a few times per TTL bounds a takeover at TTL plus one poll.
     let mut poll = tokio::time::interval((ttl / 10).max(Duration::from_millis(20)));
@@ -100,24 +103,44 @@ pub async fn lead(state_dir: &Path, ttl: Duration) -> anyhow::Result<Leadership>
         let leader = current.map(|(holder, _)| holder).unwrap_or_default();
         if waiting_for.as_deref() != Some(leader.as_str()) {
             tracing::info!(leader = %leader, ttl = ?ttl, "standby: waiting for the control lease");
+            // Also on stderr (the detached replica's `control.log`), whatever `WHARF_LOG` says:
+            // which replica waits for which is what an operator looks for there.
+            eprintln!(
+                "standby: {} waits for the control lease, held by {leader}",
+                candidate_holder(&candidate)
+            );
             write_role(state_dir, &format!("standby {leader}"));
             waiting_for = Some(leader);
         }
     };
+    if blocking(&candidate, move |c| Ok(c.stopped_since(since)?)).await? {
+        tracing::info!("the stack was stopped while this replica waited: not starting it again");
+        let released = blocking(&candidate, move |c| Ok(c.release(&lease)?)).await;
+        if let Err(error) = released {
+            tracing::warn!(error = %format!("{error:#}"), "cannot give the control lease up; it runs out by itself");
+        }
+        let _ = std::fs::remove_file(role_file(state_dir, std::process::id()));
+        return Ok(None);
+    }
     tracing::info!(
         holder = %lease.holder,
         token = lease.token.value(),
         free_for = ?lease.free_for,
         "took the control lease: leading"
     );
+    eprintln!(
+        "{} leads: took the control lease under token {}",
+        lease.holder,
+        lease.token.value()
+    );
     write_role(state_dir, "leader");
     let renewer = tokio::spawn(renew(candidate.clone(), lease.clone(), ttl));
-    Ok(Leadership {
+    Ok(Some(Leadership {
         lease,
         candidate,
         renewer,
         state_dir: state_dir.to_owned(),
-    })
+    }))
 }
 
 /// Renews `lease` every third of its TTL; on the first failure the process exits at once:
@@ -142,6 +165,13 @@ async fn renew(candidate: Arc<Mutex<Candidate>>, lease: Lease, ttl: Duration) {
         );
         std::process::exit(1);
     }
+}
+
+fn candidate_holder(candidate: &Arc<Mutex<Candidate>>) -> String {
+    candidate
+        .lock()
+        .map(|c| c.holder().to_owned())
+        .unwrap_or_default()
 }
 
 /// Runs `work` on the candidate's connection off the runtime's threads.

@@ -188,7 +188,7 @@ fn a_killed_leader_is_replaced_within_the_ttl_and_a_paused_one_is_fenced() {
     assert!(!a_said.contains("standby"), "{a_said}");
     let a = ha.control_pid();
     let b_said = ha.replica();
-    assert!(b_said.contains("standby"), "{b_said}");
+    standby_pid(&b_said);
     let first = ha.leaders();
     assert_eq!(first.len(), 1, "one leader");
     let a_holder = holder_of(&first[0]);
@@ -287,4 +287,38 @@ fn a_killed_leader_is_replaced_within_the_ttl_and_a_paused_one_is_fenced() {
         String::from_utf8_lossy(&verify.stdout),
         String::from_utf8_lossy(&verify.stderr)
     );
+
+    // `wharf down` stops the stack for good: a standby waiting then does not start it again.
+    let d_said = ha.replica();
+    let d = standby_pid(&d_said);
+    let down = ha.wharf(&["down"]);
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    eventually("the standby to exit", Duration::from_secs(20), || {
+        (!alive(d)).then_some(())
+    });
+    let entries = ha.store().ledger_entries(&Default::default()).unwrap();
+    let last_down = entries.iter().rposition(|e| e.action == "stack.down");
+    let last_up = entries.iter().rposition(|e| e.action == "stack.up");
+    assert!(last_down > last_up, "the stack started again after down");
+
+    // The state is in PostgreSQL, not in the state directory, and no log holds the password.
+    let state_dir = ha.stack.path().join(".wharf");
+    assert!(!state_dir.join("state.db").exists());
+    let log = std::fs::read_to_string(state_dir.join("control.log")).unwrap();
+    assert!(log.contains("standby"), "{log}");
+    assert!(!log.contains(ha.password()));
+}
+
+/// The pid in `up -d`'s "standby: control plane replica pid N waits …".
+fn standby_pid(said: &str) -> i64 {
+    assert!(said.contains("standby"), "{said}");
+    said.split("replica pid ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {said}"))
 }

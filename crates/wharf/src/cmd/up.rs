@@ -327,7 +327,12 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
     let (lock, leadership) = if replica {
         // A standby holds nothing of the leader's: not the flock, not the socket.
         drop(lock);
-        let leadership = runtime.block_on(crate::replica::lead(&state_dir, args.lease_ttl))?;
+        let Some(leadership) =
+            runtime.block_on(crate::replica::lead(&state_dir, args.lease_ttl))?
+        else {
+            eprintln!("the stack was stopped (`wharf down`) while this replica waited; exiting");
+            return Ok(ExitStatus::Ok);
+        };
         (
             wharf_ops::ControlLock::for_leader(&state_dir)?,
             Some(leadership),
