@@ -159,6 +159,13 @@ enum RecordError {
     Ledger(wharf_ledger::LedgerError),
 }
 
+/// A write refused by the fencing token: another replica leads, and its state must not get
+/// this one's changes piecemeal either, so nothing is retried (the store recorded the attempt
+/// in `fenced_writes`; the replica exits at its next lease renewal).
+fn fenced(error: &StoreError) {
+    tracing::error!(%error, "write refused: this replica no longer holds the control lease");
+}
+
 /// Applies `writes` one by one, each on its own: the fallback when they could not commit with
 /// their entry, because losing track of a running process is worse than a missing entry (which
 /// `audit verify` cannot show, so it is logged as an error).
@@ -242,9 +249,13 @@ impl Journal {
                     .map(drop)
                     .map_err(RecordError::Ledger)
             });
-            if let Err(error) = together {
-                tracing::error!(%error, %action, target, "could not append to the ledger; the change is recorded without its entry");
-                apply_alone(store, &writes);
+            match together {
+                Ok(()) => {}
+                Err(RecordError::Store(error @ StoreError::Fenced { .. })) => fenced(&error),
+                Err(error) => {
+                    tracing::error!(%error, %action, target, "could not append to the ledger; the change is recorded without its entry");
+                    apply_alone(store, &writes);
+                }
             }
         });
     }
@@ -259,9 +270,13 @@ impl Journal {
             let together = store.atomically_as("row changes", |store| {
                 writes.iter().try_for_each(|write| write.apply(store))
             });
-            if let Err(error) = together {
-                tracing::error!(%error, "could not commit the control plane's changes together");
-                apply_alone(store, &writes);
+            match together {
+                Ok(()) => {}
+                Err(error @ StoreError::Fenced { .. }) => fenced(&error),
+                Err(error) => {
+                    tracing::error!(%error, "could not commit the control plane's changes together");
+                    apply_alone(store, &writes);
+                }
             }
         });
     }
@@ -397,5 +412,52 @@ impl Journal {
     /// at instance start.
     pub fn store(&self) -> &Store {
         &self.reader
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A deposed leader's journal (its lease taken over): the instance row and its entry are
+    /// refused together, not applied piecemeal afterwards, and the refusal is recorded once,
+    /// named by the entry's action and the stale token.
+    #[tokio::test]
+    async fn a_fenced_journal_writes_nothing_and_its_refusal_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut other = Store::open(dir.path()).unwrap();
+        // A lease of zero length has run out at once: the pause of a leader past its lease.
+        let old = other
+            .try_acquire("control", "old", Duration::ZERO)
+            .unwrap()
+            .unwrap();
+        let mut journal = Journal::open_fenced(dir.path(), "old".into(), Some(&old)).unwrap();
+        let new = other
+            .try_acquire("control", "new", Duration::from_secs(60))
+            .unwrap()
+            .unwrap();
+        journal.save_instance(&InstanceRow {
+            service: "api".into(),
+            index: 1,
+            version: "1.0".into(),
+            handle: "{}".into(),
+            port: None,
+            started_at: "2026-01-01T00:00:00Z".into(),
+            restarts: 0,
+            spec_hash: "x".into(),
+        });
+        journal.record(KnownAction::InstanceStart, "api/1", serde_json::json!({}));
+        journal.writer().run(|_| ()).await.unwrap();
+
+        assert_eq!(other.instances().unwrap(), []);
+        assert_eq!(other.ledger_entries(&Default::default()).unwrap(), []);
+        let refused = other.fenced_writes().unwrap();
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert_eq!(
+            (refused[0].what.as_str(), refused[0].token, refused[0].held),
+            ("instance.start", old.token.value(), new.token.value())
+        );
     }
 }
