@@ -87,9 +87,9 @@ pub struct UpArgs {
     pub dashboard_listen: Option<std::net::SocketAddr>,
     /// With the state in PostgreSQL (`WHARF_STATE_DSN`): how long the control lease lasts
     /// past each renewal (every third of it). A replica that does not hold the lease waits
-    /// as a standby and takes over within this long of the leader's death.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_positive_duration)]
-    pub lease_ttl: Duration,
+    /// as a standby and takes over within this long of the leader's death. Default 5s.
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub lease_ttl: Option<Duration>,
     /// Internal: this process is the detached control plane.
     #[arg(long, hide = true)]
     pub daemon: bool,
@@ -124,7 +124,15 @@ fn parse_positive_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// The control lease's TTL when `--lease-ttl` is not given.
+const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(5);
+
 impl UpArgs {
+    /// The control lease's TTL (replicas on PostgreSQL).
+    fn lease_ttl(&self) -> Duration {
+        self.lease_ttl.unwrap_or(DEFAULT_LEASE_TTL)
+    }
+
     /// The TCP API's budget from the flags.
     fn api_limits(&self) -> wharf_server::ApiLimits {
         wharf_server::ApiLimits {
@@ -136,6 +144,16 @@ impl UpArgs {
 }
 
 pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
+    // A lease is for replicas on PostgreSQL; asked for on a state directory, it is refused
+    // before anything is read or created.
+    if args.lease_ttl.is_some() && !wharf_ops::read::location(&global.state_dir())?.is_postgres() {
+        eprintln!(
+            "error: --lease-ttl: replicas need the state in PostgreSQL ({} is not set); on a state directory one control plane runs, chosen by {}",
+            wharf_ops::lease::STATE_DSN_ENV,
+            wharf_ops::LOCK_FILE
+        );
+        return Ok(ExitStatus::Invalid);
+    }
     let manifest = ManifestFile::read(global)?;
     let loaded = manifest.load(args.environment.as_deref());
     let Some(stack) = loaded.stack else {
@@ -328,7 +346,7 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
         // A standby holds nothing of the leader's: not the flock, not the socket.
         drop(lock);
         let Some(leadership) =
-            runtime.block_on(crate::replica::lead(&state_dir, args.lease_ttl))?
+            runtime.block_on(crate::replica::lead(&state_dir, args.lease_ttl()))?
         else {
             eprintln!("the stack was stopped (`wharf down`) while this replica waited; exiting");
             return Ok(ExitStatus::Ok);
@@ -788,9 +806,11 @@ fn detach(
     if let Some(env) = &args.environment {
         command.arg("--env").arg(env);
     }
-    command
-        .arg("--lease-ttl")
-        .arg(format!("{}ms", args.lease_ttl.as_millis()));
+    if let Some(ttl) = args.lease_ttl {
+        command
+            .arg("--lease-ttl")
+            .arg(format!("{}ms", ttl.as_millis()));
+    }
     if let Some(addr) = &args.api_listen {
         command
             .arg("--api-listen")
@@ -872,7 +892,7 @@ fn detach(
             eprintln!(
                 "standby: control plane replica pid {} waits for the control lease, held by {leader}; it takes over within {:?} of that leader's end; logs: {}",
                 child.id(),
-                args.lease_ttl,
+                args.lease_ttl(),
                 state_dir.join(LOG_FILE).display()
             );
             return Ok(ExitStatus::Ok);
