@@ -189,6 +189,11 @@ fn a_killed_leader_is_replaced_within_the_ttl_and_a_paused_one_is_fenced() {
     let a = ha.control_pid();
     let b_said = ha.replica();
     standby_pid(&b_said);
+    // The leader was asked to apply the manifest first, as `wharf up` does.
+    assert!(
+        b_said.contains("the running stack already matches the manifest"),
+        "{b_said}"
+    );
     let first = ha.leaders();
     assert_eq!(first.len(), 1, "one leader");
     let a_holder = holder_of(&first[0]);
@@ -321,4 +326,17 @@ fn standby_pid(said: &str) -> i64 {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|pid| pid.parse().ok())
         .unwrap_or_else(|| panic!("no pid in {said}"))
+}
+
+#[test]
+fn a_lease_ttl_without_a_postgresql_state_is_refused_and_changes_nothing() {
+    let stack = Stack::new("name: solo\nservices:\n  a:\n    command: [sleep, \"100\"]\n");
+    let output = stack.wharf(&["up", "-d", "--lease-ttl", "2s"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--lease-ttl") && stderr.contains("WHARF_STATE_DSN"),
+        "{stderr}"
+    );
+    assert!(!stack.path().join(".wharf").exists());
 }

@@ -226,6 +226,15 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
     // `control.lock` is only taken when free.
     let replica = wharf_ops::read::location(&state_dir)?.is_postgres();
     let lock = if replica {
+        // A leader answers: it applies the manifest as it is now (as `wharf up` does on a state
+        // directory), and this command goes on to add a replica beside it.
+        let leader = std::os::unix::net::UnixStream::connect(client::socket_path(&state_dir));
+        if !args.daemon && leader.is_ok() {
+            let applied = apply_to_running(&state_dir, args.environment.as_deref())?;
+            if applied != ExitStatus::Ok {
+                return Ok(applied);
+            }
+        }
         wharf_ops::ControlLock::for_leader(&state_dir)?
     } else if args.daemon {
         // The `up -d` that started this process let go of the lock a moment ago, and another
