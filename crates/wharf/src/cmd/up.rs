@@ -784,8 +784,15 @@ async fn run_control_plane(
     if let Some(follower) = follower {
         let _ = follower.await;
     }
-    let _ = std::fs::remove_file(&socket);
-    let _ = std::fs::remove_file(state_dir.join(PID_FILE));
+    // A replica deposed while it ran (paused, then stopped) finds its successor's pid here:
+    // the socket and the pid file are the successor's then, and stay.
+    let pid_file = state_dir.join(PID_FILE);
+    let ours = std::fs::read_to_string(&pid_file)
+        .is_ok_and(|pid| pid.trim() == std::process::id().to_string());
+    if ours {
+        let _ = std::fs::remove_file(&socket);
+        let _ = std::fs::remove_file(&pid_file);
+    }
     Ok(())
 }
 
