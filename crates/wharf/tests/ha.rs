@@ -226,22 +226,21 @@ fn a_killed_leader_is_replaced_within_the_ttl_and_a_paused_one_is_fenced() {
     let b_holder = holder_of(&b_entry);
     assert_ne!(b_holder, a_holder);
     assert!(token_of(&b_entry) > token_of(&first[0]));
-    eventually("B's control socket", Duration::from_secs(20), || {
-        (ha.stack.control_pid().map(i64::from) != Some(a)).then_some(())
+    let b = eventually("B's control.pid", Duration::from_secs(20), || {
+        ha.stack
+            .control_pid()
+            .map(i64::from)
+            .filter(|pid| *pid != a)
     });
-    let b = ha.control_pid();
     assert!(b_holder.ends_with(&format!("#{b}")), "{b_holder} vs {b}");
-    let ledger = ha.store();
-    let resumed = ledger
-        .ledger_entries(&wharf_store::EntryFilter {
-            action: Some("deploy.resume".into()),
-            target: None,
-        })
-        .unwrap();
-    assert!(
-        resumed.iter().any(|e| e.actor == b_holder),
-        "B resumed the rollout: {resumed:?}"
-    );
+    let resume = wharf_store::EntryFilter {
+        action: Some("deploy.resume".into()),
+        target: None,
+    };
+    eventually("B to resume the rollout", Duration::from_secs(20), || {
+        let resumed = ha.store().ledger_entries(&resume).unwrap();
+        resumed.iter().any(|e| e.actor == b_holder).then_some(())
+    });
     ha.wait_succeeded();
 
     // SIGSTOP the new leader mid-rollout; C takes over after the TTL; B resumed is fenced.
