@@ -52,10 +52,16 @@ impl Candidate {
     }
 
     /// Takes the lease when it is free or has run out; `None` while another holder's runs.
+    /// Once taken, this connection is fenced by it, so a renewal after a take-over is a
+    /// refused write, recorded in `fenced_writes` with the others.
     pub fn try_take(&mut self) -> Result<Option<Lease>, OpsError> {
-        Ok(self
+        let lease = self
             .store
-            .try_acquire(CONTROL_LEASE, &self.holder, self.ttl)?)
+            .try_acquire(CONTROL_LEASE, &self.holder, self.ttl)?;
+        if let Some(lease) = &lease {
+            self.store.fence(lease);
+        }
+        Ok(lease)
     }
 
     /// Extends `lease` by the TTL; `false` once another replica has taken it over.

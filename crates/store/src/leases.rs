@@ -86,23 +86,29 @@ impl Store {
 
     /// Extends `lease` by `ttl` from now if it still carries its token (nobody took it over,
     /// so no write under it was refused): `false` when it was taken, and the holder must stop.
+    /// On a store fenced by `lease` the renewal is itself a fenced write: a holder deposed
+    /// while paused has its renewal refused and recorded in `fenced_writes` like any other.
     pub fn renew(&mut self, lease: &Lease, ttl: Duration) -> Result<bool, StoreError> {
         let path = self.path.clone();
         let engine = self.db.engine();
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        let renewed = self.db.unfenced(|db| {
-            db.execute(
+        let renewed = (|| {
+            let mut tx = self.db.write_tx_for("lease renewal")?;
+            let changed = tx.execute(
                 &format!(
                     "UPDATE leases SET expires_ms = ({}) + ?1
                      WHERE name = ?2 AND holder = ?3 AND token = ?4",
                     now_expr(engine)
                 ),
                 &vals![ttl_ms, &lease.name, &lease.holder, lease.token.0 as i64],
-            )
-        });
-        renewed
-            .map(|changed| changed == 1)
-            .map_err(fail(&path, "cannot renew the lease"))
+            )?;
+            tx.commit()?;
+            Ok(changed == 1)
+        })();
+        match renewed {
+            Err(DbError::Fenced { .. }) => Ok(false),
+            other => other.map_err(fail(&path, "cannot renew the lease")),
+        }
     }
 
     /// Gives `lease` up now (a clean shutdown), so a follower need not wait for it to run
@@ -430,7 +436,12 @@ mod tests {
         let whats: Vec<&str> = fenced.iter().map(|f| f.what.as_str()).collect();
         assert_eq!(
             whats,
-            ["ledger append", "INSERT INTO rollouts", "instance.started"]
+            [
+                "lease renewal",
+                "ledger append",
+                "INSERT INTO rollouts",
+                "instance.started"
+            ]
         );
         for write in &fenced {
             assert_eq!(

@@ -5,8 +5,9 @@
 //! A leader killed with SIGKILL mid-rollout is replaced by the standby within the lease's TTL
 //! (measured from the kill to the new leader's `control.leader` entry), the rollout resumes and
 //! succeeds with no failed request; a leader paused with SIGSTOP past its lease and resumed
-//! after another replica took over has every write refused by its fencing token, which the
-//! store records, and the ledger still verifies. `scripts/bench/failover.sh` prints the
+//! after another replica took over has every write refused by its fencing token — its lease
+//! renewal, and whatever its control loop tried before it exited — which the store records,
+//! nothing of it reaches the ledger, and the ledger still verifies. `scripts/bench/failover.sh` prints the
 //! failover times over several runs.
 
 mod common;
@@ -269,6 +270,12 @@ fn a_killed_leader_is_replaced_within_the_ttl_and_a_paused_one_is_fenced() {
     let b_token = token_of(&b_entry);
     let refused_writes = store.fenced_writes().unwrap();
     eprintln!("fenced_writes={refused_writes:?}");
+    // B's first write on waking is its lease renewal, refused like every other; whatever its
+    // control loop tried before it exited is refused and recorded too.
+    assert!(
+        refused_writes.iter().any(|w| w.what == "lease renewal"),
+        "{refused_writes:?}"
+    );
     for refused in refused_writes {
         assert_eq!(
             (refused.holder.as_str(), refused.token),
