@@ -30,6 +30,8 @@ struct HaStack {
     stack: Stack,
     dsn: String,
     location: StateLocation,
+    /// The public status page every replica serves while it leads.
+    status_port: u16,
 }
 
 impl HaStack {
@@ -58,6 +60,7 @@ services:
             stack,
             dsn: server.url(&name, None),
             location: StateLocation::Postgres(db),
+            status_port: free_port(),
         }
     }
 
@@ -75,7 +78,17 @@ services:
     /// Starts one more replica (`wharf up -d`); its stderr says whether it leads or waits.
     fn replica(&self) -> String {
         let ttl = format!("{}ms", TTL.as_millis());
-        let output = self.wharf(&["up", "-d", "--wait-timeout", "60s", "--lease-ttl", &ttl]);
+        let status = format!("127.0.0.1:{}", self.status_port);
+        let output = self.wharf(&[
+            "up",
+            "-d",
+            "--wait-timeout",
+            "60s",
+            "--lease-ttl",
+            &ttl,
+            "--status-listen",
+            &status,
+        ]);
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         assert!(output.status.success(), "{stderr}");
         assert!(!stderr.contains(self.password()), "{stderr}");
@@ -262,6 +275,10 @@ fn a_killed_leader_is_replaced_within_the_ttl_and_a_paused_one_is_fenced() {
         Duration::from_secs(20),
         || (!alive(b)).then_some(()),
     );
+    // The status page B held while paused is C's once B is gone.
+    eventually("C's status page", Duration::from_secs(20), || {
+        get(ha.status_port, "/").filter(|(status, _)| *status == 200)
+    });
     ha.wait_succeeded();
     let report = run.stop();
     assert_no_failures(&report);

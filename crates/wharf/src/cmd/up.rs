@@ -616,6 +616,7 @@ async fn run_control_plane(
         metrics,
         dashboard,
     } = listeners;
+    let replica = lease.is_some();
     if !foreground {
         // A session of its own: the terminal that ran `wharf up -d` can close.
         let _ = rustix::process::setsid();
@@ -681,28 +682,26 @@ async fn run_control_plane(
         limits,
     }) = tcp
     {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot serve the API on {addr}"))?;
+        let listener = Bound::bind(addr, "the API", replica).await?;
         tracing::info!(%addr, fingerprint = tls.fingerprint(), "API and dashboard on TCP over TLS (bearer token, or a dashboard session)");
         let shutdown = stopped(api_stopped.clone());
         let handle = handle.clone();
         let (tokens, sessions) = (tokens.clone(), dashboard_sessions.clone());
         servers.spawn(async move {
+            let listener = listener.listener().await?;
             let access = wharf_server::Access::tcp(tokens, token).with_dashboard(sessions, true);
             wharf_server::serve_tcp(listener, &tls, handle, access, limits, shutdown).await
         });
     }
     if let Some((addr, token)) = dashboard {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot serve the dashboard on {addr}"))?;
+        let listener = Bound::bind(addr, "the dashboard", replica).await?;
         tracing::info!(%addr, "dashboard on plain HTTP (loopback, token login)");
         eprintln!("dashboard on http://{addr}/");
         let access = wharf_server::Access::tcp(tokens.clone(), token)
             .with_dashboard(dashboard_sessions.clone(), false);
         let (handle, shutdown) = (handle.clone(), stopped(api_stopped.clone()));
         servers.spawn(async move {
+            let listener = listener.listener().await?;
             wharf_server::serve_dashboard(
                 listener,
                 handle,
@@ -714,14 +713,13 @@ async fn run_control_plane(
         });
     }
     if let Some((addr, setup)) = status {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot serve the status page on {addr}"))?;
+        let listener = Bound::bind(addr, "the status page", replica).await?;
         tracing::info!(%addr, "status page on plain HTTP (public, read-only)");
         eprintln!("status page on http://{addr}/");
         let page = wharf_server::status_page::StatusPage::new(handle.clone(), setup);
         let shutdown = stopped(api_stopped.clone());
         servers.spawn(async move {
+            let listener = listener.listener().await?;
             wharf_server::status_page::serve_status(
                 listener,
                 page,
@@ -732,13 +730,12 @@ async fn run_control_plane(
         });
     }
     if let Some(addr) = metrics {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot serve /metrics on {addr}"))?;
+        let listener = Bound::bind(addr, "/metrics", replica).await?;
         tracing::info!(%addr, "/metrics on plain HTTP (no token)");
         eprintln!("metrics on http://{addr}/metrics");
         let (handle, shutdown) = (handle.clone(), stopped(api_stopped.clone()));
         servers.spawn(async move {
+            let listener = listener.listener().await?;
             wharf_server::metrics::serve_metrics(
                 listener,
                 handle,
@@ -794,6 +791,52 @@ async fn run_control_plane(
         let _ = std::fs::remove_file(&pid_file);
     }
     Ok(())
+}
+
+/// A TCP listener of the control plane, bound now or — for a replica that took over from a
+/// leader still holding the address (paused, not yet exited) — as soon as it is free, while
+/// the control plane already runs on its unix socket.
+enum Bound {
+    Now(tokio::net::TcpListener),
+    Later(std::net::SocketAddr, &'static str),
+}
+
+impl Bound {
+    /// Binds `addr`; a taken address is an error, but for a replica (see [`Bound`]).
+    async fn bind(
+        addr: std::net::SocketAddr,
+        what: &'static str,
+        replica: bool,
+    ) -> anyhow::Result<Bound> {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => Ok(Bound::Now(listener)),
+            Err(error) if replica && error.kind() == std::io::ErrorKind::AddrInUse => {
+                tracing::warn!(%addr, what, "address in use (by the replica this one took over from?); serving it once it is free");
+                Ok(Bound::Later(addr, what))
+            }
+            Err(error) => Err(error).with_context(|| format!("cannot serve {what} on {addr}")),
+        }
+    }
+
+    /// The listener, waiting (polling twice a second) until the address is free.
+    async fn listener(self) -> std::io::Result<tokio::net::TcpListener> {
+        let (addr, what) = match self {
+            Bound::Now(listener) => return Ok(listener),
+            Bound::Later(addr, what) => (addr, what),
+        };
+        let mut poll = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            poll.tick().await;
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(listener) => {
+                    tracing::warn!(%addr, what, "address free again: serving it");
+                    return Ok(listener);
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => {}
+                Err(error) => return Err(error),
+            }
+        }
+    }
 }
 
 /// Starts the control plane in the background and waits for the stack to settle.
