@@ -15,7 +15,7 @@ use std::path::Path;
 use serde_json::Value;
 use tokio::sync::oneshot;
 use wharf_ledger::{KnownAction, Ledger, NewEntry};
-use wharf_store::{InstanceRow, Store, StoreError};
+use wharf_store::{InstanceRow, Lease, StateLocation, Store, StoreError};
 
 /// One unit of work for the writer thread.
 type Job = Box<dyn FnOnce(&mut Store) + Send>;
@@ -159,6 +159,13 @@ enum RecordError {
     Ledger(wharf_ledger::LedgerError),
 }
 
+/// A write refused by the fencing token: another replica leads, and its state must not get
+/// this one's changes piecemeal either, so nothing is retried (the store recorded the attempt
+/// in `fenced_writes`; the replica exits at its next lease renewal).
+fn fenced(error: &StoreError) {
+    tracing::error!(%error, "write refused: this replica no longer holds the control lease");
+}
+
 /// Applies `writes` one by one, each on its own: the fallback when they could not commit with
 /// their entry, because losing track of a running process is worse than a missing entry (which
 /// `audit verify` cannot show, so it is logged as an error).
@@ -172,9 +179,25 @@ fn apply_alone(store: &mut Store, writes: &[Write]) {
 
 impl Journal {
     /// Opens the state database twice: a writing connection handed to a new writer thread, and
-    /// a reading one for the loop.
+    /// a reading one for the loop. The state is where `WHARF_STATE_DSN` says, else
+    /// `state.db` in `state_dir` (see `StateLocation::for_state_dir`).
     pub fn open(state_dir: &Path, actor: String) -> Result<Self, StoreError> {
-        let writing = Store::open_for_writing(state_dir)?;
+        Self::open_fenced(state_dir, actor, None)
+    }
+
+    /// [`Journal::open`] for a replica that leads by `lease`: every write of its writer is
+    /// fenced by the lease's token, so once another replica has taken the lease over, this
+    /// one's writes are refused (and recorded in `fenced_writes`) instead of interleaving.
+    pub fn open_fenced(
+        state_dir: &Path,
+        actor: String,
+        lease: Option<&Lease>,
+    ) -> Result<Self, StoreError> {
+        let location = StateLocation::for_state_dir(state_dir)?;
+        let mut writing = Store::open_location_for_writing(&location)?;
+        if let Some(lease) = lease {
+            writing.fence(lease);
+        }
         let reader = writing.open_reader()?;
         let writer = StoreWriter::spawn(writing).map_err(|source| StoreError::Io {
             path: state_dir.to_owned(),
@@ -217,7 +240,7 @@ impl Journal {
         };
         let target = target.to_owned();
         self.writer.submit(move |store| {
-            let together = store.atomically(|store| {
+            let together = store.atomically_as(action.as_str(), |store| {
                 for write in &writes {
                     write.apply(store)?;
                 }
@@ -226,9 +249,13 @@ impl Journal {
                     .map(drop)
                     .map_err(RecordError::Ledger)
             });
-            if let Err(error) = together {
-                tracing::error!(%error, %action, target, "could not append to the ledger; the change is recorded without its entry");
-                apply_alone(store, &writes);
+            match together {
+                Ok(()) => {}
+                Err(RecordError::Store(error @ StoreError::Fenced { .. })) => fenced(&error),
+                Err(error) => {
+                    tracing::error!(%error, %action, target, "could not append to the ledger; the change is recorded without its entry");
+                    apply_alone(store, &writes);
+                }
             }
         });
     }
@@ -240,11 +267,16 @@ impl Journal {
         }
         let writes = std::mem::take(&mut self.pending);
         self.writer.submit(move |store| {
-            let together =
-                store.atomically(|store| writes.iter().try_for_each(|write| write.apply(store)));
-            if let Err(error) = together {
-                tracing::error!(%error, "could not commit the control plane's changes together");
-                apply_alone(store, &writes);
+            let together = store.atomically_as("row changes", |store| {
+                writes.iter().try_for_each(|write| write.apply(store))
+            });
+            match together {
+                Ok(()) => {}
+                Err(error @ StoreError::Fenced { .. }) => fenced(&error),
+                Err(error) => {
+                    tracing::error!(%error, "could not commit the control plane's changes together");
+                    apply_alone(store, &writes);
+                }
             }
         });
     }
@@ -380,5 +412,52 @@ impl Journal {
     /// at instance start.
     pub fn store(&self) -> &Store {
         &self.reader
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A deposed leader's journal (its lease taken over): the instance row and its entry are
+    /// refused together, not applied piecemeal afterwards, and the refusal is recorded once,
+    /// named by the entry's action and the stale token.
+    #[tokio::test]
+    async fn a_fenced_journal_writes_nothing_and_its_refusal_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut other = Store::open(dir.path()).unwrap();
+        // A lease of zero length has run out at once: the pause of a leader past its lease.
+        let old = other
+            .try_acquire("control", "old", Duration::ZERO)
+            .unwrap()
+            .unwrap();
+        let mut journal = Journal::open_fenced(dir.path(), "old".into(), Some(&old)).unwrap();
+        let new = other
+            .try_acquire("control", "new", Duration::from_secs(60))
+            .unwrap()
+            .unwrap();
+        journal.save_instance(&InstanceRow {
+            service: "api".into(),
+            index: 1,
+            version: "1.0".into(),
+            handle: "{}".into(),
+            port: None,
+            started_at: "2026-01-01T00:00:00Z".into(),
+            restarts: 0,
+            spec_hash: "x".into(),
+        });
+        journal.record(KnownAction::InstanceStart, "api/1", serde_json::json!({}));
+        journal.writer().run(|_| ()).await.unwrap();
+
+        assert_eq!(other.instances().unwrap(), []);
+        assert_eq!(other.ledger_entries(&Default::default()).unwrap(), []);
+        let refused = other.fenced_writes().unwrap();
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert_eq!(
+            (refused[0].what.as_str(), refused[0].token, refused[0].held),
+            ("instance.start", old.token.value(), new.token.value())
+        );
     }
 }

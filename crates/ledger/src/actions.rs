@@ -17,7 +17,7 @@ macro_rules! known_actions {
     ($( $(#[$doc:meta])* $variant:ident = $text:literal, )*) => {
         /// Every action wharf writes to its ledger, by subsystem: stack, instance, service,
         /// proxy, deploy (rollouts), secret, config, audit, preflight, alert, backup, runbook,
-        /// gate, promotion.
+        /// gate, promotion, control.
         ///
         /// Writers take this type ([`From<KnownAction> for Action`](Action)); readers get an
         /// [`Action`], which also holds names this build does not know.
@@ -284,6 +284,11 @@ known_actions! {
     /// `wharf cluster apply`: the stack's objects server-side applied, each with the SHA-256
     /// of what was sent (a Secret's keys with their fingerprints, never a value).
     ClusterApply = "cluster.apply",
+
+    // ── control: the control plane's replicas (state in PostgreSQL) ───────────────────────
+    /// A replica took the control lease and leads from now on; target: the lease
+    /// (`control`); details: its holder, fencing token, and how long the lease had been free.
+    ControlLeader = "control.leader",
 }
 
 impl fmt::Display for KnownAction {

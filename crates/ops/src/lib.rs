@@ -14,6 +14,7 @@ mod error;
 pub mod fault;
 pub mod gates;
 pub mod incidents;
+pub mod lease;
 mod lock;
 pub mod promotion;
 pub mod read;

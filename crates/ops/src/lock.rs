@@ -23,7 +23,9 @@ const CLI_WRITER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(
 /// Proof that this process is the one writer (see the module docs). Dropping it releases.
 #[derive(Debug)]
 pub struct ControlLock {
-    _file: File,
+    /// `None` for a replica that leads by the lease and found the flock held (see
+    /// [`ControlLock::for_leader`]).
+    _file: Option<File>,
     state_dir: PathBuf,
 }
 
@@ -43,7 +45,7 @@ impl ControlLock {
             .map_err(OpsError::io(format!("cannot open {}", path.display())))?;
         match file.try_lock() {
             Ok(()) => Ok(Some(ControlLock {
-                _file: file,
+                _file: Some(file),
                 state_dir: state_dir.to_owned(),
             })),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
@@ -101,6 +103,22 @@ impl ControlLock {
                  next `wharf up` adopts them)"
             ))
         })
+    }
+
+    /// For a replica that holds the control lease (state in PostgreSQL): the lease, not this
+    /// flock, decides who leads — a paused old leader holds the flock forever — so the flock
+    /// is taken if free (CLI writers then route to this leader's API) and gone without
+    /// otherwise.
+    pub fn for_leader(state_dir: &Path) -> Result<ControlLock, OpsError> {
+        Ok(Self::try_acquire(state_dir)?.unwrap_or_else(|| {
+            tracing::info!(
+                "{LOCK_FILE} is held by another process (a deposed leader?); leading by the lease without it"
+            );
+            ControlLock {
+                _file: None,
+                state_dir: state_dir.to_owned(),
+            }
+        }))
     }
 
     /// The state directory this lock guards.

@@ -530,11 +530,21 @@ impl Store {
         &mut self,
         work: impl FnOnce(&mut Store) -> Result<T, E>,
     ) -> Result<T, E> {
+        self.atomically_as("a transaction", work)
+    }
+
+    /// [`Store::atomically`], naming the change `what` (a ledger action, say) in the record
+    /// of a write the fence refused (see [`Store::fenced_writes`]).
+    pub fn atomically_as<T, E: From<StoreError>>(
+        &mut self,
+        what: &str,
+        work: impl FnOnce(&mut Store) -> Result<T, E>,
+    ) -> Result<T, E> {
         if self.db.in_transaction() {
             return work(self);
         }
         self.db
-            .begin_write()
+            .begin_write(what)
             .map_err(fail(&self.path, "cannot start a transaction"))?;
         let guard = RollbackOnDrop(self);
         let value = work(guard.0)?;
@@ -677,7 +687,7 @@ mod tests {
         crate::testing::on_both(|state| {
             let mut store = state.open();
             store.rollback_open_transaction().unwrap();
-            store.db.begin_write().unwrap();
+            store.db.begin_write("test").unwrap();
             store.db.execute(UPSERT_META, &vals!["k", "v"]).unwrap();
             assert!(store.in_transaction());
             store.rollback_open_transaction().unwrap();

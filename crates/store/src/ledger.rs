@@ -74,7 +74,7 @@ impl Store {
         entries: &[Entry],
         nodes: &[(NodeId, Hash)],
     ) -> Result<Result<(), u64>, DbError> {
-        let mut tx = self.write_tx()?;
+        let mut tx = self.db.write_tx_for("ledger append")?;
         let size: i64 = tx.read_one(
             "SELECT COALESCE(MAX(seq) + 1, 0) FROM ledger_entries",
             &[],

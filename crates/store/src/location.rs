@@ -31,6 +31,44 @@ impl StateLocation {
     }
 }
 
+/// The environment variable naming a PostgreSQL state (`postgres://user:password@host:port/db`):
+/// when set, every state this process opens is that database, and the state directory keeps
+/// only the files (logs, sockets, shims, the proxy's files, the key file).
+pub const STATE_DSN_ENV: &str = "WHARF_STATE_DSN";
+
+impl StateLocation {
+    /// Where the state of `state_dir` lives for this process: the database named by
+    /// [`STATE_DSN_ENV`] when it is set (and not empty), else `state.db` in `state_dir`. A DSN
+    /// that does not parse is an error that names the variable, never its value.
+    pub fn for_state_dir(state_dir: &std::path::Path) -> Result<Self, StoreError> {
+        match std::env::var(STATE_DSN_ENV) {
+            Ok(dsn) if !dsn.trim().is_empty() => PgDsn::parse(dsn.trim())
+                .map(StateLocation::Postgres)
+                .map_err(|error| match error {
+                    StoreError::BadDsn { reason } => StoreError::BadDsn {
+                        reason: format!("{STATE_DSN_ENV}: {reason}"),
+                    },
+                    other => other,
+                }),
+            _ => Ok(StateLocation::Dir(state_dir.to_owned())),
+        }
+    }
+
+    /// Whether the state exists without creating it: a database file in the directory; a
+    /// PostgreSQL database always (it was created by its administrator).
+    pub fn exists(&self) -> bool {
+        match self {
+            StateLocation::Dir(dir) => dir.join(crate::DB_FILE).exists(),
+            StateLocation::Postgres(_) => true,
+        }
+    }
+
+    /// Whether this is PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, StateLocation::Postgres(_))
+    }
+}
+
 impl fmt::Display for StateLocation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

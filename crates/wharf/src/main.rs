@@ -8,6 +8,7 @@ mod client;
 mod cmd;
 mod exit;
 mod manifest_file;
+mod replica;
 mod writer;
 
 use std::process::ExitCode;

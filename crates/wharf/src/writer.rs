@@ -27,7 +27,13 @@ pub enum Route {
 pub fn route(state_dir: &Path) -> anyhow::Result<Route> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let socket = client::socket_path(state_dir);
+    // With replicas on PostgreSQL the lease decides who leads, and a leader may run without
+    // the flock (a paused, deposed one holds it): the leader's socket is asked first.
+    let replicas = wharf_ops::read::location(state_dir)?.is_postgres();
     loop {
+        if replicas && std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            return Ok(Route::Api);
+        }
         if let Some(lock) = ControlLock::try_acquire(state_dir)? {
             return Ok(Route::Local(lock));
         }

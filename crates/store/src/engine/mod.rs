@@ -254,11 +254,20 @@ pub(crate) enum Conn {
     Postgres(PgConn),
 }
 
+/// What a fenced store's writes are checked against: the lease, the token it must still
+/// carry, and the holder (named in the record of a refused write).
+#[derive(Debug, Clone)]
+pub(crate) struct Fence {
+    pub(crate) lease: String,
+    pub(crate) token: i64,
+    pub(crate) holder: String,
+}
+
 /// A connection to the state database, on either engine, and the fencing token its writes
 /// are checked against (see `leases`).
 pub(crate) struct Db {
     conn: Conn,
-    fence: Option<i64>,
+    fence: Option<Fence>,
 }
 
 impl fmt::Debug for Db {
@@ -306,9 +315,9 @@ impl Db {
         }
     }
 
-    /// Checks every later write transaction against this fencing token (`None`: no check).
-    pub(crate) fn set_fence(&mut self, token: Option<i64>) {
-        self.fence = token;
+    /// Checks every later write transaction against this fence (`None`: no check).
+    pub(crate) fn set_fence(&mut self, fence: Option<Fence>) {
+        self.fence = fence;
     }
 
     /// Runs `work` without the fencing check (taking or giving up the lease itself).
@@ -324,7 +333,7 @@ impl Db {
     /// a fenced store runs it in a checked write transaction on either engine.
     pub(crate) fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
         if self.fence.is_some() && !self.in_transaction() {
-            let mut tx = self.write_tx()?;
+            let mut tx = self.write_tx_for(&statement_head(sql))?;
             let changed = tx.execute(sql, params)?;
             tx.commit()?;
             return Ok(changed);
@@ -385,7 +394,7 @@ impl Db {
     /// A write with `RETURNING` one integer (a new row's id).
     pub(crate) fn insert_returning(&mut self, sql: &str, params: &[Value]) -> Result<i64, DbError> {
         if self.fence.is_some() && !self.in_transaction() {
-            let mut tx = self.write_tx()?;
+            let mut tx = self.write_tx_for(&statement_head(sql))?;
             let id = tx.insert_returning(sql, params)?;
             tx.commit()?;
             return Ok(id);
@@ -417,30 +426,70 @@ impl Db {
     /// `BEGIN IMMEDIATE` does; on PostgreSQL, `BEGIN` plus a transaction-scoped advisory lock
     /// every wharf writer of the database takes (so a count-then-update, or the ledger's
     /// size re-check, sees no other writer between its statements). A fenced store then
-    /// checks its token under that lock, and refuses the transaction if the lease moved on.
-    pub(crate) fn begin_write(&mut self) -> Result<(), DbError> {
+    /// checks its token under that lock, and refuses the transaction if the lease moved on;
+    /// `what` names the write in the record of a refusal (`fenced_writes`).
+    pub(crate) fn begin_write(&mut self, what: &str) -> Result<(), DbError> {
         match &mut self.conn {
             Conn::Sqlite(conn) => conn.execute_batch("BEGIN IMMEDIATE")?,
             Conn::Postgres(conn) => conn.begin_write()?,
         }
-        let Some(ours) = self.fence else {
+        let Some(fence) = self.fence.clone() else {
             return Ok(());
         };
-        let held = self.read_opt(
-            "SELECT token FROM leases WHERE name = ?1",
-            &[Value::Text(crate::leases::CONTROL_LEASE.to_owned())],
-            |row| row.get::<i64>(0),
-        );
+        // `FOR SHARE` on PostgreSQL: a takeover's update of the lease row waits for this
+        // transaction to end (the writer lock already orders them; the row lock says so in
+        // the lease's own terms, and holds for a writer that does not take that lock).
+        let check = match self.engine() {
+            Engine::Sqlite => "SELECT token FROM leases WHERE name = ?1",
+            Engine::Postgres => "SELECT token FROM leases WHERE name = ?1 FOR SHARE",
+        };
+        let held = self.read_opt(check, &[Value::Text(fence.lease.clone())], |row| {
+            row.get::<i64>(0)
+        });
         match held {
-            Ok(Some(held)) if held == ours => Ok(()),
+            Ok(Some(held)) if held == fence.token => Ok(()),
             checked => {
                 let _ = self.rollback();
+                let held = checked?.unwrap_or(0);
+                self.record_refusal(&fence, held, what);
                 Err(DbError::Fenced {
-                    ours,
-                    held: checked?.unwrap_or(0),
+                    ours: fence.token,
+                    held,
                 })
             }
         }
+    }
+
+    /// Records a refused write in `fenced_writes`, in a transaction of its own outside the
+    /// fence (the refused one is rolled back): evidence that a deposed leader tried to write.
+    /// A failure here is logged, not returned: the caller's answer is the refusal.
+    fn record_refusal(&mut self, fence: &Fence, held: i64, what: &str) {
+        let now = crate::leases::now_expr(self.engine());
+        let sql = format!(
+            "INSERT INTO fenced_writes (lease, token, holder, held, at_ms, what)
+             VALUES (?1, ?2, ?3, ?4, {now}, ?5)"
+        );
+        let params = [
+            Value::Text(fence.lease.clone()),
+            Value::Int(fence.token),
+            Value::Text(fence.holder.clone()),
+            Value::Int(held),
+            Value::Text(what.to_owned()),
+        ];
+        let recorded = match &mut self.conn {
+            Conn::Sqlite(conn) => sqlite::execute(conn, &sql, &params),
+            Conn::Postgres(conn) => conn.execute(&sql, &params),
+        };
+        if let Err(error) = recorded {
+            tracing::warn!(%error, token = fence.token, held, what, "cannot record a fenced write");
+        }
+        tracing::warn!(
+            token = fence.token,
+            held,
+            holder = %fence.holder,
+            what,
+            "write refused: this process's lease was taken over"
+        );
     }
 
     /// Commits the open transaction.
@@ -477,11 +526,16 @@ impl Db {
 
     /// Opens a write transaction (see [`WriteTx`]).
     pub(crate) fn write_tx(&mut self) -> Result<WriteTx<'_>, DbError> {
+        self.write_tx_for("a write transaction")
+    }
+
+    /// Opens a write transaction, naming it `what` should the fence refuse it.
+    pub(crate) fn write_tx_for(&mut self, what: &str) -> Result<WriteTx<'_>, DbError> {
         let nested = self.in_transaction();
         if nested {
             self.savepoint()?;
         } else {
-            self.begin_write()?;
+            self.begin_write(what)?;
         }
         Ok(WriteTx {
             db: self,
@@ -489,6 +543,22 @@ impl Db {
             done: false,
         })
     }
+}
+
+/// The first words of a statement up to its table (`INSERT INTO rollouts`): what a refused
+/// lone write was, without its values.
+fn statement_head(sql: &str) -> String {
+    let mut words = sql.split_whitespace();
+    let first = words.next().unwrap_or_default();
+    let rest = if first.eq_ignore_ascii_case("UPDATE") {
+        1
+    } else {
+        2
+    };
+    std::iter::once(first)
+        .chain(words.take(rest))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A write transaction that nests: a writer's transaction on its own, a savepoint inside

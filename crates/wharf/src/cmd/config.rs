@@ -454,7 +454,7 @@ fn rollback(global: &Global, rev: u64, reason: &str) -> anyhow::Result<ExitStatu
             (revised_from_api(answer.revised), Some(answer.reload))
         }
         Route::Local(lock) => {
-            if !state_dir.join(wharf_ops::read::DB_FILE).exists() {
+            if !wharf_ops::read::state_exists(&state_dir)? {
                 return invalid(&format!("no configuration revision {rev}"));
             }
             let mut store = wharf_ops::read::open(&lock)?;

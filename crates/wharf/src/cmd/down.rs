@@ -180,7 +180,7 @@ async fn stop_recorded(
     order: &[String],
     graces: &std::collections::HashMap<String, Duration>,
 ) -> anyhow::Result<ExitStatus> {
-    if !state_dir.join(wharf_ops::read::DB_FILE).exists() {
+    if !wharf_ops::read::state_exists(state_dir)? {
         eprintln!("nothing to stop: no state in {}", state_dir.display());
         return Ok(ExitStatus::Ok);
     }

@@ -18,7 +18,7 @@ use wharf_api::{
 };
 use wharf_manifest::ValidStack;
 use wharf_manifest::model::{SecretPolicy, Stack};
-use wharf_ops::read::{DB_FILE, StateDb};
+use wharf_ops::read::StateDb;
 use wharf_ops::secrets::{HOOK_TIMEOUT, HookFailure, Rekeyed, Rotated};
 use wharf_ops::{Actor, ControlLock};
 use wharf_secrets::{
@@ -213,7 +213,7 @@ pub(crate) fn master_key(state_dir: &Path, create: bool) -> anyhow::Result<(Mast
 /// before any write); with `create`, the master key is made on first use, with a notice.
 fn unlock(lock: &ControlLock, create: bool) -> anyhow::Result<(StateDb, Secrets)> {
     let state_dir = lock.state_dir();
-    if !create && !state_dir.join(DB_FILE).exists() {
+    if !create && !wharf_ops::read::state_exists(state_dir)? {
         bail!(
             "no secrets are stored yet (no state in {})",
             state_dir.display()
@@ -495,7 +495,7 @@ fn rotation_json(rotation: &Rotation) -> Value {
 
 /// The versions stored, without a key; an absent database means none (and stays absent).
 pub(crate) fn stored(state_dir: &Path) -> anyhow::Result<Vec<VersionInfo>> {
-    if !state_dir.join(DB_FILE).exists() {
+    if !wharf_ops::read::state_exists(state_dir)? {
         return Ok(Vec::new());
     }
     let Some(store) = wharf_ops::read::open_existing(state_dir)? else {
@@ -758,7 +758,7 @@ fn rekey(global: &Global) -> anyhow::Result<ExitStatus> {
             return Ok(ExitStatus::Failed);
         }
     };
-    if !state_dir.join(DB_FILE).exists() {
+    if !wharf_ops::read::state_exists(&state_dir)? {
         bail!(
             "no secrets are stored yet (no state in {})",
             state_dir.display()

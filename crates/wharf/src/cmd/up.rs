@@ -85,6 +85,11 @@ pub struct UpArgs {
     /// SameSite=Strict session cookie, and every action carries a CSRF token.
     #[arg(long, value_name = "ADDR", value_parser = parse_loopback)]
     pub dashboard_listen: Option<std::net::SocketAddr>,
+    /// With the state in PostgreSQL (`WHARF_STATE_DSN`): how long the control lease lasts
+    /// past each renewal (every third of it). A replica that does not hold the lease waits
+    /// as a standby and takes over within this long of the leader's death. Default 5s.
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub lease_ttl: Option<Duration>,
     /// Internal: this process is the detached control plane.
     #[arg(long, hide = true)]
     pub daemon: bool,
@@ -119,7 +124,15 @@ fn parse_positive_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// The control lease's TTL when `--lease-ttl` is not given.
+const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(5);
+
 impl UpArgs {
+    /// The control lease's TTL (replicas on PostgreSQL).
+    fn lease_ttl(&self) -> Duration {
+        self.lease_ttl.unwrap_or(DEFAULT_LEASE_TTL)
+    }
+
     /// The TCP API's budget from the flags.
     fn api_limits(&self) -> wharf_server::ApiLimits {
         wharf_server::ApiLimits {
@@ -131,6 +144,16 @@ impl UpArgs {
 }
 
 pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
+    // A lease is for replicas on PostgreSQL; asked for on a state directory, it is refused
+    // before anything is read or created.
+    if args.lease_ttl.is_some() && !wharf_ops::read::location(&global.state_dir())?.is_postgres() {
+        eprintln!(
+            "error: --lease-ttl: replicas need the state in PostgreSQL ({} is not set); on a state directory one control plane runs, chosen by {}",
+            wharf_ops::lease::STATE_DSN_ENV,
+            wharf_ops::LOCK_FILE
+        );
+        return Ok(ExitStatus::Invalid);
+    }
     let manifest = ManifestFile::read(global)?;
     let loaded = manifest.load(args.environment.as_deref());
     let Some(stack) = loaded.stack else {
@@ -198,7 +221,22 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
     let state_dir = absolute(&global.state_dir())?;
     wharf_ops::private_dir(&state_dir)
         .with_context(|| format!("cannot create {}", state_dir.display()))?;
-    let lock = if args.daemon {
+    // With the state in PostgreSQL, leadership is the control lease (see `crate::replica`):
+    // every `wharf up` runs a replica, which waits as a standby while another leads, and
+    // `control.lock` is only taken when free.
+    let replica = wharf_ops::read::location(&state_dir)?.is_postgres();
+    let lock = if replica {
+        // A leader answers: it applies the manifest as it is now (as `wharf up` does on a state
+        // directory), and this command goes on to add a replica beside it.
+        let leader = std::os::unix::net::UnixStream::connect(client::socket_path(&state_dir));
+        if !args.daemon && leader.is_ok() {
+            let applied = apply_to_running(&state_dir, args.environment.as_deref())?;
+            if applied != ExitStatus::Ok {
+                return Ok(applied);
+            }
+        }
+        wharf_ops::ControlLock::for_leader(&state_dir)?
+    } else if args.daemon {
         // The `up -d` that started this process let go of the lock a moment ago, and another
         // short writer may hold it for a moment: wait for it rather than fail.
         let Some(lock) = wharf_ops::ControlLock::acquire_within(&state_dir, LOCK_PATIENCE)? else {
@@ -293,7 +331,7 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
     };
     if args.detach && !args.daemon {
         drop(lock);
-        return detach(global, args, &state_dir);
+        return detach(global, args, &state_dir, replica);
     }
     let workdir = absolute(
         manifest
@@ -313,8 +351,26 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
         status_setup,
     );
     let status = args.status_listen.map(|addr| (addr, status_updates));
-    runtime.block_on(run_control_plane(
+    let (lock, leadership) = if replica {
+        // A standby holds nothing of the leader's: not the flock, not the socket.
+        drop(lock);
+        let Some(leadership) =
+            runtime.block_on(crate::replica::lead(&state_dir, args.lease_ttl()))?
+        else {
+            eprintln!("the stack was stopped (`wharf down`) while this replica waited; exiting");
+            return Ok(ExitStatus::Ok);
+        };
+        (
+            wharf_ops::ControlLock::for_leader(&state_dir)?,
+            Some(leadership),
+        )
+    } else {
+        (lock, None)
+    };
+    let lease = leadership.as_ref().map(|l| l.lease.clone());
+    let result = runtime.block_on(run_control_plane(
         &lock,
+        lease.as_ref(),
         plan,
         &state_dir,
         workdir,
@@ -326,7 +382,11 @@ pub fn run(global: &Global, args: &UpArgs) -> anyhow::Result<ExitStatus> {
             metrics: args.metrics_listen,
         },
         loader,
-    ))?;
+    ));
+    if let Some(leadership) = leadership {
+        leadership.step_down();
+    }
+    result?;
     drop(lock);
     Ok(ExitStatus::Ok)
 }
@@ -536,8 +596,13 @@ pub(crate) fn plan_with_builds(
     Ok(plan)
 }
 
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the control plane's whole setup, once"
+)]
 async fn run_control_plane(
     lock: &wharf_ops::ControlLock,
+    lease: Option<&wharf_ops::lease::Lease>,
     plan: wharf_control::StackPlan,
     state_dir: &Path,
     workdir: PathBuf,
@@ -551,6 +616,7 @@ async fn run_control_plane(
         metrics,
         dashboard,
     } = listeners;
+    let replica = lease.is_some();
     if !foreground {
         // A session of its own: the terminal that ran `wharf up -d` can close.
         let _ = rustix::process::setsid();
@@ -562,11 +628,19 @@ async fn run_control_plane(
     } else {
         None
     };
-    // Decisions the control plane takes on its own (restarts, adoptions) are its own acts.
-    let journal = Journal::open(
-        state_dir,
-        format!("wharf-control@{}", crate::cmd::audit::actor()),
-    )?;
+    // Decisions the control plane takes on its own (restarts, adoptions) are its own acts;
+    // a replica's name says which replica took them.
+    let journal = match lease {
+        None => Journal::open(
+            state_dir,
+            format!("wharf-control@{}", crate::cmd::audit::actor()),
+        )?,
+        Some(lease) => {
+            let mut journal = Journal::open_fenced(state_dir, lease.holder.clone(), Some(lease))?;
+            crate::replica::record_leadership(&mut journal, lease);
+            journal
+        }
+    };
     let config = Config {
         state_dir: state_dir.to_owned(),
         workdir,
@@ -608,28 +682,26 @@ async fn run_control_plane(
         limits,
     }) = tcp
     {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot serve the API on {addr}"))?;
+        let listener = Bound::bind(addr, "the API", replica).await?;
         tracing::info!(%addr, fingerprint = tls.fingerprint(), "API and dashboard on TCP over TLS (bearer token, or a dashboard session)");
         let shutdown = stopped(api_stopped.clone());
         let handle = handle.clone();
         let (tokens, sessions) = (tokens.clone(), dashboard_sessions.clone());
         servers.spawn(async move {
+            let listener = listener.listener().await?;
             let access = wharf_server::Access::tcp(tokens, token).with_dashboard(sessions, true);
             wharf_server::serve_tcp(listener, &tls, handle, access, limits, shutdown).await
         });
     }
     if let Some((addr, token)) = dashboard {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot serve the dashboard on {addr}"))?;
+        let listener = Bound::bind(addr, "the dashboard", replica).await?;
         tracing::info!(%addr, "dashboard on plain HTTP (loopback, token login)");
         eprintln!("dashboard on http://{addr}/");
         let access = wharf_server::Access::tcp(tokens.clone(), token)
             .with_dashboard(dashboard_sessions.clone(), false);
         let (handle, shutdown) = (handle.clone(), stopped(api_stopped.clone()));
         servers.spawn(async move {
+            let listener = listener.listener().await?;
             wharf_server::serve_dashboard(
                 listener,
                 handle,
@@ -641,14 +713,13 @@ async fn run_control_plane(
         });
     }
     if let Some((addr, setup)) = status {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot serve the status page on {addr}"))?;
+        let listener = Bound::bind(addr, "the status page", replica).await?;
         tracing::info!(%addr, "status page on plain HTTP (public, read-only)");
         eprintln!("status page on http://{addr}/");
         let page = wharf_server::status_page::StatusPage::new(handle.clone(), setup);
         let shutdown = stopped(api_stopped.clone());
         servers.spawn(async move {
+            let listener = listener.listener().await?;
             wharf_server::status_page::serve_status(
                 listener,
                 page,
@@ -659,13 +730,12 @@ async fn run_control_plane(
         });
     }
     if let Some(addr) = metrics {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot serve /metrics on {addr}"))?;
+        let listener = Bound::bind(addr, "/metrics", replica).await?;
         tracing::info!(%addr, "/metrics on plain HTTP (no token)");
         eprintln!("metrics on http://{addr}/metrics");
         let (handle, shutdown) = (handle.clone(), stopped(api_stopped.clone()));
         servers.spawn(async move {
+            let listener = listener.listener().await?;
             wharf_server::metrics::serve_metrics(
                 listener,
                 handle,
@@ -711,13 +781,71 @@ async fn run_control_plane(
     if let Some(follower) = follower {
         let _ = follower.await;
     }
-    let _ = std::fs::remove_file(&socket);
-    let _ = std::fs::remove_file(state_dir.join(PID_FILE));
+    // A replica deposed while it ran (paused, then stopped) finds its successor's pid here:
+    // the socket and the pid file are the successor's then, and stay.
+    let pid_file = state_dir.join(PID_FILE);
+    let ours = std::fs::read_to_string(&pid_file)
+        .is_ok_and(|pid| pid.trim() == std::process::id().to_string());
+    if ours {
+        let _ = std::fs::remove_file(&socket);
+        let _ = std::fs::remove_file(&pid_file);
+    }
     Ok(())
 }
 
+/// A TCP listener of the control plane, bound now or — for a replica that took over from a
+/// leader still holding the address (paused, not yet exited) — as soon as it is free, while
+/// the control plane already runs on its unix socket.
+enum Bound {
+    Now(tokio::net::TcpListener),
+    Later(std::net::SocketAddr, &'static str),
+}
+
+impl Bound {
+    /// Binds `addr`; a taken address is an error, but for a replica (see [`Bound`]).
+    async fn bind(
+        addr: std::net::SocketAddr,
+        what: &'static str,
+        replica: bool,
+    ) -> anyhow::Result<Bound> {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => Ok(Bound::Now(listener)),
+            Err(error) if replica && error.kind() == std::io::ErrorKind::AddrInUse => {
+                tracing::warn!(%addr, what, "address in use (by the replica this one took over from?); serving it once it is free");
+                Ok(Bound::Later(addr, what))
+            }
+            Err(error) => Err(error).with_context(|| format!("cannot serve {what} on {addr}")),
+        }
+    }
+
+    /// The listener, waiting (polling twice a second) until the address is free.
+    async fn listener(self) -> std::io::Result<tokio::net::TcpListener> {
+        let (addr, what) = match self {
+            Bound::Now(listener) => return Ok(listener),
+            Bound::Later(addr, what) => (addr, what),
+        };
+        let mut poll = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            poll.tick().await;
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(listener) => {
+                    tracing::warn!(%addr, what, "address free again: serving it");
+                    return Ok(listener);
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => {}
+                Err(error) => return Err(error),
+            }
+        }
+    }
+}
+
 /// Starts the control plane in the background and waits for the stack to settle.
-fn detach(global: &Global, args: &UpArgs, state_dir: &Path) -> anyhow::Result<ExitStatus> {
+fn detach(
+    global: &Global,
+    args: &UpArgs,
+    state_dir: &Path,
+    replica: bool,
+) -> anyhow::Result<ExitStatus> {
     use std::os::unix::fs::OpenOptionsExt;
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe()?;
@@ -736,6 +864,11 @@ fn detach(global: &Global, args: &UpArgs, state_dir: &Path) -> anyhow::Result<Ex
         .arg(state_dir);
     if let Some(env) = &args.environment {
         command.arg("--env").arg(env);
+    }
+    if let Some(ttl) = args.lease_ttl {
+        command
+            .arg("--lease-ttl")
+            .arg(format!("{}ms", ttl.as_millis()));
     }
     if let Some(addr) = &args.api_listen {
         command
@@ -785,10 +918,24 @@ fn detach(global: &Global, args: &UpArgs, state_dir: &Path) -> anyhow::Result<Ex
                     state_dir.join(LOG_FILE).display()
                 ));
             }
+            let role = replica.then(|| crate::replica::role(state_dir, child.id()));
+            if let Some(Some(crate::replica::Role::Standby(leader))) = role {
+                return Ok(Err(leader));
+            }
+            if replica && !matches!(role, Some(Some(crate::replica::Role::Leader))) {
+                if Instant::now() >= deadline {
+                    return Err(anyhow::anyhow!(
+                        "the replica neither leads nor waits after {:?}; see {}",
+                        args.wait_timeout,
+                        state_dir.join(LOG_FILE).display()
+                    ));
+                }
+                continue;
+            }
             if let Ok(value) = client::call_ok(state_dir, "GET", "/v1/status", None).await {
                 let report: StatusReport = serde_json::from_value(value)?;
                 if report.settled || Instant::now() >= deadline {
-                    return Ok(report);
+                    return Ok(Ok(report));
                 }
             } else if Instant::now() >= deadline {
                 return Err(anyhow::anyhow!(
@@ -798,6 +945,18 @@ fn detach(global: &Global, args: &UpArgs, state_dir: &Path) -> anyhow::Result<Ex
             }
         }
     })?;
+    let report = match report {
+        Ok(report) => report,
+        Err(leader) => {
+            eprintln!(
+                "standby: control plane replica pid {} waits for the control lease, held by {leader}; it takes over within {:?} of that leader's end; logs: {}",
+                child.id(),
+                args.lease_ttl(),
+                state_dir.join(LOG_FILE).display()
+            );
+            return Ok(ExitStatus::Ok);
+        }
+    };
     crate::cmd::status::print_report(&report, global.output)?;
     if let Some(addr) = &args.dashboard_listen {
         eprintln!("dashboard on http://{addr}/");
