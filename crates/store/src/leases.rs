@@ -112,12 +112,17 @@ impl Store {
     }
 
     /// Gives `lease` up now (a clean shutdown), so a follower need not wait for it to run
-    /// out; its token stays, so the next holder's is greater.
+    /// out; its token stays, so the next holder's is greater. It expires at the database's
+    /// now (not at 0), so the next holder's `free_for` is the real gap.
     pub fn release(&mut self, lease: &Lease) -> Result<(), StoreError> {
         let path = self.path.clone();
+        let now = now_expr(self.db.engine());
         let released = self.db.unfenced(|db| {
             db.execute(
-                "UPDATE leases SET expires_ms = 0 WHERE name = ?1 AND holder = ?2 AND token = ?3",
+                &format!(
+                    "UPDATE leases SET expires_ms = {now}
+                     WHERE name = ?1 AND holder = ?2 AND token = ?3 AND expires_ms > {now}"
+                ),
                 &vals![&lease.name, &lease.holder, lease.token.0 as i64],
             )
         });
@@ -203,9 +208,13 @@ impl Store {
     /// wait for it to run out; its token stays, so the next holder's is greater.
     pub fn release_lease(&mut self, holder: &str) -> Result<(), StoreError> {
         let path = self.path.clone();
+        let now = now_expr(self.db.engine());
         let released = self.db.unfenced(|db| {
             db.execute(
-                "UPDATE leases SET expires_ms = 0 WHERE name = ?1 AND holder = ?2",
+                &format!(
+                    "UPDATE leases SET expires_ms = {now}
+                     WHERE name = ?1 AND holder = ?2 AND expires_ms > {now}"
+                ),
                 &vals![CONTROL_LEASE, holder],
             )
         });
@@ -459,6 +468,11 @@ mod tests {
         b.release(&second).unwrap();
         let third = a.try_acquire("control", "a", ttl).unwrap().unwrap();
         assert!(third.token > second.token);
+        // Free from the release on, not since the epoch.
+        assert!(
+            third.free_for.unwrap() < Duration::from_secs(10),
+            "{third:?}"
+        );
         assert!(b.set_meta("k", "late").is_err());
         assert_eq!(a.meta("k").unwrap().as_deref(), Some("b's"));
     }

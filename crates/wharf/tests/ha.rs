@@ -237,6 +237,10 @@ fn a_killed_leader_is_replaced_within_the_ttl_and_a_paused_one_is_fenced() {
         failover < TTL + Duration::from_secs(2),
         "failover took {failover:?}"
     );
+    // The standby polls ten times per TTL: the lease was free for at most about a tenth of it.
+    let details: Value = serde_json::from_str(&b_entry.details).unwrap();
+    let free_for = details["free_for_ms"].as_u64().expect("free_for_ms");
+    assert!(free_for < TTL.as_millis() as u64, "{details}");
     let b_holder = holder_of(&b_entry);
     assert_ne!(b_holder, a_holder);
     assert!(token_of(&b_entry) > token_of(&first[0]));
