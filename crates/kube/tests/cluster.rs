@@ -4,22 +4,25 @@
 //! query API with counters the test controls: the Gateway implementation whose metrics it
 //! stands for cannot run here either).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
 use tokio::sync::mpsc;
+mod support;
+
+use support::{MemoryJournal, fast, until, weights};
 use wharf_fake_apiserver::{FakeApiServer, Recorded};
 use wharf_kube::cluster::Cluster;
-use wharf_kube::deploy::{
-    ClusterRollout, GatewayRouter, Journal, PrometheusStats, Record, RunOptions, Runner, prepare,
-};
+use wharf_kube::deploy::{GatewayRouter, PrometheusStats, Runner, prepare};
 use wharf_kube::{GatewayRef, Target, render};
 use wharf_manifest::{EnvironmentChoice, Stack, load};
 use wharf_rollout::{Event, Outcome};
 
 const NS: &str = "shop";
+/// How long a test waits for what it polls.
+const WAIT: Duration = Duration::from_secs(30);
 
 fn stack(yaml: &str) -> Stack {
     let loaded = load(yaml, EnvironmentChoice::Default, &|_: &str| None);
@@ -148,46 +151,6 @@ fn stats(prometheus: &FakePrometheus) -> PrometheusStats {
     .unwrap()
 }
 
-/// The journal a test keeps in memory: every saved state with the entries saved with it.
-type Saved = Vec<(ClusterRollout, Vec<Record>)>;
-
-#[derive(Default, Clone)]
-struct MemoryJournal {
-    saved: Arc<Mutex<Saved>>,
-}
-
-impl Journal for MemoryJournal {
-    fn record(&mut self, rollout: &ClusterRollout, records: &[Record]) -> Result<(), String> {
-        self.saved
-            .lock()
-            .unwrap()
-            .push((rollout.clone(), records.to_vec()));
-        Ok(())
-    }
-}
-
-impl MemoryJournal {
-    fn actions(&self) -> Vec<&'static str> {
-        self.saved
-            .lock()
-            .unwrap()
-            .iter()
-            .flat_map(|(_, records)| records.iter().map(|r| r.action))
-            .collect()
-    }
-
-    fn last(&self) -> ClusterRollout {
-        self.saved.lock().unwrap().last().unwrap().0.clone()
-    }
-}
-
-fn fast() -> RunOptions {
-    RunOptions {
-        interval: Duration::from_millis(100),
-        drain_grace: Duration::ZERO,
-    }
-}
-
 /// The route patches (JSON patches of the HTTPRoute), as (backend, weight) lists.
 fn route_patches(log: &[Recorded]) -> Vec<Vec<(String, u64)>> {
     log.iter()
@@ -215,21 +178,6 @@ fn route_patches(log: &[Recorded]) -> Vec<Vec<(String, u64)>> {
                 .collect()
         })
         .collect()
-}
-
-fn weights(pairs: &[(&str, u64)]) -> Vec<(String, u64)> {
-    pairs.iter().map(|(n, w)| ((*n).to_owned(), *w)).collect()
-}
-
-async fn until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]
@@ -390,7 +338,10 @@ async fn an_abort_mid_pause_puts_stable_at_100_in_one_patch_once_stable_is_avail
                 .await
         })
     };
-    until("the 10 % step", || route_patches(&fake.log()).len() == 1).await;
+    until("the 10 % step", WAIT, || {
+        route_patches(&fake.log()).len() == 1
+    })
+    .await;
     // The stable Deployment loses pods (a node drain) just as the operator aborts.
     fake.hold(NS, "api-1-0");
     commands_tx
@@ -399,7 +350,7 @@ async fn an_abort_mid_pause_puts_stable_at_100_in_one_patch_once_stable_is_avail
         })
         .await
         .unwrap();
-    until("a watch of the stable Deployment", || {
+    until("a watch of the stable Deployment", WAIT, || {
         fake.watches()
             .iter()
             .any(|w| w == "deployments?metadata.name=api-1-0")
@@ -456,7 +407,10 @@ async fn a_runner_killed_mid_rollout_resumes_from_the_persisted_step_without_a_s
                 .await
         })
     };
-    until("the 25 % step", || route_patches(&fake.log()).len() == 2).await;
+    until("the 25 % step", WAIT, || {
+        route_patches(&fake.log()).len() == 2
+    })
+    .await;
     first.abort();
     let _ = first.await;
     let persisted = journal.last();

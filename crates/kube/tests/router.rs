@@ -9,14 +9,17 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+mod support;
+
+use support::{MemoryJournal, fast, until, weights};
 use wharf_fake_apiserver::FakeApiServer;
 use wharf_kube::cluster::Cluster;
-use wharf_kube::deploy::{ClusterRollout, Journal, Record, RunOptions, Runner, Split, prepare};
+use wharf_kube::deploy::{ClusterRollout, Record, Runner, Split, prepare};
 use wharf_kube::proxy_router::ProxyRouter;
 use wharf_kube::{RouterSpec, Target, render};
 use wharf_manifest::{EnvironmentChoice, Stack, load};
@@ -24,6 +27,8 @@ use wharf_rollout::Outcome;
 use wharf_testbed::load::{LoadPlan, LoadReport, LoadRun};
 
 const NS: &str = "shop";
+/// How long a test waits for what it polls.
+const WAIT: Duration = Duration::from_secs(60);
 const TOKEN: &str = "test-router-token-0123456789abcdef";
 
 /// A workspace binary (the proxy, the testbed), built for this run so it is never stale.
@@ -125,35 +130,6 @@ services:
     );
     let loaded = load(&yaml, EnvironmentChoice::Default, &|_: &str| None);
     (*loaded.stack.expect("a valid stack")).clone()
-}
-
-/// Every saved state with the entries saved with it.
-type Saved = Vec<(ClusterRollout, Vec<Record>)>;
-
-#[derive(Default, Clone)]
-struct MemoryJournal {
-    saved: Arc<Mutex<Saved>>,
-}
-
-impl Journal for MemoryJournal {
-    fn record(&mut self, rollout: &ClusterRollout, records: &[Record]) -> Result<(), String> {
-        self.saved
-            .lock()
-            .unwrap()
-            .push((rollout.clone(), records.to_vec()));
-        Ok(())
-    }
-}
-
-impl MemoryJournal {
-    fn records(&self) -> Vec<Record> {
-        let saved = self.saved.lock().unwrap();
-        saved.iter().flat_map(|(_, r)| r.clone()).collect()
-    }
-
-    fn last(&self) -> ClusterRollout {
-        self.saved.lock().unwrap().last().unwrap().0.clone()
-    }
 }
 
 /// A namespace on the fake with the stack applied for `--router wharf`, one router pod (a
@@ -352,17 +328,6 @@ impl Setup {
     }
 }
 
-fn fast() -> RunOptions {
-    RunOptions {
-        interval: Duration::from_millis(100),
-        drain_grace: Duration::ZERO,
-    }
-}
-
-fn weights(pairs: &[(&str, u64)]) -> Vec<(String, u64)> {
-    pairs.iter().map(|(n, w)| ((*n).to_owned(), *w)).collect()
-}
-
 fn send_load(url: String) -> LoadRun {
     wharf_testbed::load::start(LoadPlan {
         max_duration: Duration::from_secs(120),
@@ -375,17 +340,6 @@ async fn stop(run: LoadRun) -> LoadReport {
     tokio::task::spawn_blocking(move || run.stop())
         .await
         .unwrap()
-}
-
-async fn until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -540,7 +494,7 @@ async fn a_resumed_rollout_sends_no_table_the_router_pods_already_have_against_f
         let journal = journal.clone();
         tokio::spawn(async move { setup.run(rollout, false, &journal).await })
     };
-    until("the 25 % table", || setup.tables_sent().len() == 2).await;
+    until("the 25 % table", WAIT, || setup.tables_sent().len() == 2).await;
     first.abort();
     let _ = first.await;
     assert_eq!(setup.tables_sent().len(), 2);
@@ -582,7 +536,7 @@ async fn an_abort_puts_stable_at_100_in_one_table_only_once_stable_is_available_
         let journal = journal.clone();
         tokio::spawn(async move { setup.run_with(rollout, false, &journal, commands).await })
     };
-    until("the 10 % table", || setup.tables_sent().len() == 1).await;
+    until("the 10 % table", WAIT, || setup.tables_sent().len() == 1).await;
     // The stable Deployment loses pods (a node drain) just as the operator aborts.
     setup.fake.hold(NS, "api-1-0");
     commands_tx
@@ -591,7 +545,7 @@ async fn an_abort_puts_stable_at_100_in_one_table_only_once_stable_is_available_
         })
         .await
         .unwrap();
-    until("a watch of the stable Deployment", || {
+    until("a watch of the stable Deployment", WAIT, || {
         setup
             .fake
             .watches()
