@@ -514,12 +514,23 @@ async fn handle(
     }
 }
 
-fn not_found(key: &Key) -> Response {
-    status(
+/// The API server's answer for an object that is not there.
+fn missing(key: &Key) -> Failure {
+    (
         StatusCode::NOT_FOUND,
         "NotFound",
         format!("{} \"{}\" not found", key.plural, key.name),
     )
+}
+
+fn not_found(key: &Key) -> Response {
+    let (code, reason, message) = missing(key);
+    status(code, reason, message)
+}
+
+/// The stored object, or [`missing`].
+fn existing(state: &State, key: &Key) -> Result<Value, Failure> {
+    state.objects.get(key).cloned().ok_or_else(|| missing(key))
 }
 
 fn selected(object: &Value, query: &BTreeMap<String, String>) -> bool {
@@ -640,6 +651,25 @@ fn watch(shared: Shared, key: Key, query: BTreeMap<String, String>) -> Response 
         .expect("a watch response")
 }
 
+/// Keeps the change at the current resource version for later watches and tells the
+/// watchers that are open.
+fn publish(
+    state: &mut State,
+    changes: &broadcast::Sender<Change>,
+    kind: &'static str,
+    key: &Key,
+    object: &Value,
+) {
+    let change = Change {
+        resource_version: state.resource_version,
+        kind,
+        key: key.clone(),
+        object: object.clone(),
+    };
+    state.history.push(change.clone());
+    let _ = changes.send(change);
+}
+
 /// Stores `object` under `key`: bumps the resource version, the generation when `spec`
 /// changed, plays the deployment controller, and tells the watchers.
 fn store(
@@ -696,14 +726,13 @@ fn store(
         object["spec"]["clusterIP"] = json!(ip);
     }
     state.objects.insert(key.clone(), object.clone());
-    let change = Change {
-        resource_version: rv,
-        kind: if created { "ADDED" } else { "MODIFIED" },
-        key: key.clone(),
-        object: object.clone(),
-    };
-    state.history.push(change.clone());
-    let _ = changes.send(change);
+    publish(
+        state,
+        changes,
+        if created { "ADDED" } else { "MODIFIED" },
+        key,
+        &object,
+    );
     if key.plural == "deployments" && state.auto_available && !state.held.contains(&key.name) {
         return set_status(state, changes, key, None);
     }
@@ -738,14 +767,7 @@ fn set_status(
     let rv = state.resource_version;
     object["metadata"]["resourceVersion"] = json!(rv.to_string());
     state.objects.insert(key.clone(), object.clone());
-    let change = Change {
-        resource_version: rv,
-        kind: "MODIFIED",
-        key: key.clone(),
-        object: object.clone(),
-    };
-    state.history.push(change.clone());
-    let _ = changes.send(change);
+    publish(state, changes, "MODIFIED", key, &object);
     object
 }
 
@@ -754,22 +776,9 @@ fn delete(
     changes: &broadcast::Sender<Change>,
     key: &Key,
 ) -> Result<Value, Failure> {
-    let Some(object) = state.objects.remove(key) else {
-        return Err((
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            format!("{} \"{}\" not found", key.plural, key.name),
-        ));
-    };
+    let object = state.objects.remove(key).ok_or_else(|| missing(key))?;
     state.resource_version += 1;
-    let change = Change {
-        resource_version: state.resource_version,
-        kind: "DELETED",
-        key: key.clone(),
-        object: object.clone(),
-    };
-    state.history.push(change.clone());
-    let _ = changes.send(change);
+    publish(state, changes, "DELETED", key, &object);
     Ok(
         json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": {"name": key.name}}),
     )
@@ -801,13 +810,7 @@ fn replace(
     object: Value,
     manager: Option<&str>,
 ) -> Result<Value, Failure> {
-    let Some(old) = state.objects.get(key).cloned() else {
-        return Err((
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            format!("{} \"{}\" not found", key.plural, key.name),
-        ));
-    };
+    let old = existing(state, key)?;
     let mut object = object;
     object["metadata"]["managedFields"] = old["metadata"]["managedFields"].clone();
     record_update(&old, &mut object, manager.unwrap_or("unknown"));
@@ -820,27 +823,14 @@ fn patch_status(
     key: &Key,
     body: &Value,
 ) -> Result<Value, Failure> {
-    let Some(mut object) = state.objects.get(key).cloned() else {
-        return Err((
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            format!("{} \"{}\" not found", key.plural, key.name),
-        ));
-    };
+    let mut object = existing(state, key)?;
     let mut status = object["status"].take();
     json_patch::merge(&mut status, &body["status"]);
     object["status"] = status;
     state.resource_version += 1;
     object["metadata"]["resourceVersion"] = json!(state.resource_version.to_string());
     state.objects.insert(key.clone(), object.clone());
-    let change = Change {
-        resource_version: state.resource_version,
-        kind: "MODIFIED",
-        key: key.clone(),
-        object: object.clone(),
-    };
-    state.history.push(change.clone());
-    let _ = changes.send(change);
+    publish(state, changes, "MODIFIED", key, &object);
     Ok(object)
 }
 
@@ -851,13 +841,7 @@ fn json_patch(
     body: &Value,
     manager: Option<&str>,
 ) -> Result<Value, Failure> {
-    let Some(old) = state.objects.get(key).cloned() else {
-        return Err((
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            format!("{} \"{}\" not found", key.plural, key.name),
-        ));
-    };
+    let old = existing(state, key)?;
     let patch: json_patch::Patch = serde_json::from_value(body.clone()).map_err(|e| {
         (
             StatusCode::BAD_REQUEST,
@@ -885,13 +869,7 @@ fn merge_patch(
     body: &Value,
     manager: Option<&str>,
 ) -> Result<Value, Failure> {
-    let Some(old) = state.objects.get(key).cloned() else {
-        return Err((
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            format!("{} \"{}\" not found", key.plural, key.name),
-        ));
-    };
+    let old = existing(state, key)?;
     let mut object = old.clone();
     json_patch::merge(&mut object, body);
     record_update(&old, &mut object, manager.unwrap_or("unknown"));
