@@ -40,6 +40,8 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
+pub mod prometheus;
+
 /// One request that changed (or tried to change) an object.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recorded {
@@ -53,6 +55,35 @@ pub struct Recorded {
     pub body: Value,
     /// The HTTP status answered.
     pub status: u16,
+}
+
+/// The JSON patches of the HTTPRoute `route` in `log`, each as the (backend, weight) list its
+/// `replace` sets. Each must have been answered 200 and sent under field manager `wharf`.
+pub fn route_patches(log: &[Recorded], route: &str) -> Vec<Vec<(String, u64)>> {
+    let resource = format!("httproutes/{route}");
+    log.iter()
+        .filter(|r| r.kind == "json-patch" && r.resource == resource)
+        .map(|r| {
+            assert_eq!(r.status, 200, "{r:?}");
+            assert_eq!(r.field_manager.as_deref(), Some("wharf"));
+            let replace = r
+                .body
+                .as_array()
+                .and_then(|ops| ops.iter().find(|op| op["op"] == "replace"))
+                .unwrap_or_else(|| panic!("no replace in {r:?}"));
+            replace["value"]
+                .as_array()
+                .unwrap_or_else(|| panic!("no backends in {r:?}"))
+                .iter()
+                .map(|b| {
+                    (
+                        b["name"].as_str().unwrap_or_default().to_owned(),
+                        b["weight"].as_u64().unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Where an object lives: `apis/apps/v1` (or `api/v1`), namespace, plural, name.

@@ -4,8 +4,7 @@
 //! query API with counters the test controls: the Gateway implementation whose metrics it
 //! stands for cannot run here either).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::json;
@@ -13,7 +12,8 @@ use tokio::sync::mpsc;
 mod support;
 
 use support::{MemoryJournal, fast, until, weights};
-use wharf_fake_apiserver::{FakeApiServer, Recorded};
+use wharf_fake_apiserver::prometheus::FakePrometheus;
+use wharf_fake_apiserver::{FakeApiServer, Recorded, route_patches};
 use wharf_kube::cluster::Cluster;
 use wharf_kube::deploy::{GatewayRouter, PrometheusStats, Runner, prepare};
 use wharf_kube::{GatewayRef, Target, render};
@@ -86,53 +86,6 @@ async fn apply_stack(cluster: &Cluster, stack: &Stack) {
     }
 }
 
-/// Counters as a Gateway implementation's Prometheus would serve them: every query of a
-/// version's requests returns 40 more than the last, errors stay at 0.
-struct FakePrometheus {
-    url: String,
-    queries: Arc<AtomicU64>,
-    _task: tokio::task::JoinHandle<()>,
-}
-
-async fn fake_prometheus() -> FakePrometheus {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let queries = Arc::new(AtomicU64::new(0));
-    let counted = queries.clone();
-    let app = axum::Router::new().route(
-        "/api/v1/query",
-        axum::routing::get(
-            move |axum::extract::Query(q): axum::extract::Query<
-                std::collections::HashMap<String, String>,
-            >| {
-                let n = counted.fetch_add(1, Ordering::SeqCst);
-                async move {
-                    let query = q.get("query").cloned().unwrap_or_default();
-                    let value = if query.starts_with("errors") {
-                        0
-                    } else {
-                        40 * (n + 1)
-                    };
-                    axum::Json(json!({
-                        "status": "success",
-                        "data": {"resultType": "vector", "result": [
-                            {"metric": {}, "value": [1.0, value.to_string()]}
-                        ]}
-                    }))
-                }
-            },
-        ),
-    );
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    FakePrometheus {
-        url,
-        queries,
-        _task: task,
-    }
-}
-
 fn router(cluster: &Cluster, prometheus: &FakePrometheus) -> GatewayRouter<PrometheusStats> {
     GatewayRouter {
         cluster: cluster.clone(),
@@ -149,35 +102,6 @@ fn stats(prometheus: &FakePrometheus) -> PrometheusStats {
         "api".to_owned(),
     )
     .unwrap()
-}
-
-/// The route patches (JSON patches of the HTTPRoute), as (backend, weight) lists.
-fn route_patches(log: &[Recorded]) -> Vec<Vec<(String, u64)>> {
-    log.iter()
-        .filter(|r| r.kind == "json-patch" && r.resource.starts_with("httproutes/"))
-        .map(|r| {
-            assert_eq!(r.status, 200, "{r:?}");
-            assert_eq!(r.field_manager.as_deref(), Some("wharf"));
-            let replace = r
-                .body
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|op| op["op"] == "replace")
-                .unwrap();
-            replace["value"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|b| {
-                    (
-                        b["name"].as_str().unwrap().to_owned(),
-                        b["weight"].as_u64().unwrap(),
-                    )
-                })
-                .collect()
-        })
-        .collect()
 }
 
 #[tokio::test]
@@ -264,7 +188,7 @@ async fn a_canary_patches_the_route_10_25_50_100_against_fake_apiserver() {
     let (cluster, _dir) = connect(&fake).await;
     let stack = shop("300ms");
     apply_stack(&cluster, &stack).await;
-    let prometheus = fake_prometheus().await;
+    let prometheus = FakePrometheus::start().await;
     let stats = router(&cluster, &prometheus);
     let rollout = prepare(&cluster, &stack, "api", "2.0").await.unwrap();
     assert_eq!(rollout.stable.workload, "api-1-0");
@@ -283,7 +207,7 @@ async fn a_canary_patches_the_route_10_25_50_100_against_fake_apiserver() {
         .unwrap();
     assert_eq!(outcome, Outcome::Succeeded);
     assert_eq!(
-        route_patches(&fake.log()),
+        route_patches(&fake.log(), "api"),
         vec![
             weights(&[("api-1-0", 90), ("api-2-0", 10)]),
             weights(&[("api-1-0", 75), ("api-2-0", 25)]),
@@ -318,7 +242,7 @@ async fn an_abort_mid_pause_puts_stable_at_100_in_one_patch_once_stable_is_avail
     let (cluster, _dir) = connect(&fake).await;
     let stack = shop("10m");
     apply_stack(&cluster, &stack).await;
-    let prometheus = fake_prometheus().await;
+    let prometheus = FakePrometheus::start().await;
     let stats = router(&cluster, &prometheus);
     let rollout = prepare(&cluster, &stack, "api", "2.0").await.unwrap();
     let journal = MemoryJournal::default();
@@ -339,7 +263,7 @@ async fn an_abort_mid_pause_puts_stable_at_100_in_one_patch_once_stable_is_avail
         })
     };
     until("the 10 % step", WAIT, || {
-        route_patches(&fake.log()).len() == 1
+        route_patches(&fake.log(), "api").len() == 1
     })
     .await;
     // The stable Deployment loses pods (a node drain) just as the operator aborts.
@@ -357,7 +281,7 @@ async fn an_abort_mid_pause_puts_stable_at_100_in_one_patch_once_stable_is_avail
     })
     .await;
     assert_eq!(
-        route_patches(&fake.log()).len(),
+        route_patches(&fake.log(), "api").len(),
         1,
         "no route change while stable is short"
     );
@@ -365,7 +289,7 @@ async fn an_abort_mid_pause_puts_stable_at_100_in_one_patch_once_stable_is_avail
     let outcome = run.await.unwrap().unwrap();
     assert!(matches!(outcome, Outcome::RolledBack { .. }), "{outcome:?}");
     assert_eq!(
-        route_patches(&fake.log()),
+        route_patches(&fake.log(), "api"),
         vec![
             weights(&[("api-1-0", 90), ("api-2-0", 10)]),
             // One patch: stable takes everything back, no step down through 25 / 50.
@@ -387,7 +311,7 @@ async fn a_runner_killed_mid_rollout_resumes_from_the_persisted_step_without_a_s
     let (cluster, _dir) = connect(&fake).await;
     let stack = shop("800ms");
     apply_stack(&cluster, &stack).await;
-    let prometheus = fake_prometheus().await;
+    let prometheus = FakePrometheus::start().await;
     let rollout = prepare(&cluster, &stack, "api", "2.0").await.unwrap();
     let journal = MemoryJournal::default();
     let first = {
@@ -408,13 +332,13 @@ async fn a_runner_killed_mid_rollout_resumes_from_the_persisted_step_without_a_s
         })
     };
     until("the 25 % step", WAIT, || {
-        route_patches(&fake.log()).len() == 2
+        route_patches(&fake.log(), "api").len() == 2
     })
     .await;
     first.abort();
     let _ = first.await;
     let persisted = journal.last();
-    let patches_before = route_patches(&fake.log()).len();
+    let patches_before = route_patches(&fake.log(), "api").len();
 
     let stats = router(&cluster, &prometheus);
     let (_tx, mut commands) = mpsc::channel(4);
@@ -430,7 +354,7 @@ async fn a_runner_killed_mid_rollout_resumes_from_the_persisted_step_without_a_s
         .await
         .unwrap();
     assert_eq!(outcome, Outcome::Succeeded);
-    let patches = route_patches(&fake.log());
+    let patches = route_patches(&fake.log(), "api");
     assert_eq!(patches_before, 2);
     assert_eq!(
         patches,

@@ -6,13 +6,12 @@
 
 use std::path::Path;
 use std::process::{Output, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
-use wharf_fake_apiserver::{FakeApiServer, Recorded};
+use wharf_fake_apiserver::prometheus::FakePrometheus;
+use wharf_fake_apiserver::{FakeApiServer, route_patches};
 
 const NS: &str = "shop";
 const SECRET_VALUE: &str = "s3cr3t-db-passw0rd";
@@ -48,8 +47,7 @@ services:
 struct Setup {
     dir: tempfile::TempDir,
     fake: FakeApiServer,
-    prometheus: String,
-    _prometheus_task: tokio::task::JoinHandle<()>,
+    prometheus: FakePrometheus,
 }
 
 impl Setup {
@@ -59,12 +57,11 @@ impl Setup {
         let fake = FakeApiServer::start().await;
         fake.auto_available(true);
         std::fs::write(dir.path().join("kubeconfig"), fake.kubeconfig(NS)).unwrap();
-        let (prometheus, task) = fake_prometheus().await;
+        let prometheus = FakePrometheus::start().await;
         Setup {
             dir,
             fake,
             prometheus,
-            _prometheus_task: task,
         }
     }
 
@@ -102,7 +99,7 @@ impl Setup {
             "--kubeconfig",
             "kubeconfig",
             "--prometheus",
-            &self.prometheus,
+            &self.prometheus.url,
             "--requests-query",
             "requests{b=\"{workload}\"}",
             "--errors-query",
@@ -140,7 +137,7 @@ impl Setup {
     }
 
     fn patches(&self) -> Vec<Vec<(String, u64)>> {
-        route_patches(&self.fake.log())
+        route_patches(&self.fake.log(), "api")
     }
 }
 
@@ -150,65 +147,6 @@ fn text(output: &Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
-}
-
-async fn fake_prometheus() -> (String, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let queries = Arc::new(AtomicU64::new(0));
-    let app = axum::Router::new().route(
-        "/api/v1/query",
-        axum::routing::get(
-            move |axum::extract::Query(q): axum::extract::Query<
-                std::collections::HashMap<String, String>,
-            >| {
-                let n = queries.fetch_add(1, Ordering::SeqCst);
-                async move {
-                    let query = q.get("query").cloned().unwrap_or_default();
-                    // Requests grow 40 a query, errors stay 0: a healthy canary.
-                    let value = if query.starts_with("errors") {
-                        0
-                    } else {
-                        40 * (n + 1)
-                    };
-                    axum::Json(json!({"status": "success", "data": {"resultType": "vector",
-                        "result": [{"metric": {}, "value": [1.0, value.to_string()]}]}}))
-                }
-            },
-        ),
-    );
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (url, task)
-}
-
-fn route_patches(log: &[Recorded]) -> Vec<Vec<(String, u64)>> {
-    log.iter()
-        .filter(|r| r.kind == "json-patch" && r.resource == "httproutes/api")
-        .map(|r| {
-            assert_eq!(r.status, 200, "{r:?}");
-            assert_eq!(r.field_manager.as_deref(), Some("wharf"));
-            let replace = r
-                .body
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|op| op["op"] == "replace")
-                .unwrap();
-            replace["value"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|b| {
-                    (
-                        b["name"].as_str().unwrap().to_owned(),
-                        b["weight"].as_u64().unwrap(),
-                    )
-                })
-                .collect()
-        })
-        .collect()
 }
 
 fn weights(pairs: &[(&str, u64)]) -> Vec<(String, u64)> {
