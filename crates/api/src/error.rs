@@ -39,6 +39,9 @@ pub enum ErrorCode {
     /// The caller is known, but its role does not allow this route (a viewer asking to
     /// deploy, an operator approving).
     Forbidden,
+    /// A write reached a standby replica of wharf's cluster controller and no leader could
+    /// take it (none elected yet, or the leader did not answer); nothing was changed.
+    NoLeader,
 }
 
 impl ErrorCode {
@@ -57,7 +60,7 @@ impl ErrorCode {
             ErrorCode::Rejected => 409,
             ErrorCode::LimitExceeded => 429,
             ErrorCode::Internal => 500,
-            ErrorCode::Stopping => 503,
+            ErrorCode::Stopping | ErrorCode::NoLeader => 503,
         }
     }
 
@@ -77,6 +80,7 @@ impl ErrorCode {
             ErrorCode::UnknownRunbook => "unknown_runbook",
             ErrorCode::LimitExceeded => "limit_exceeded",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NoLeader => "no_leader",
         }
     }
 }

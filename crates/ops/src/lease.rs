@@ -101,6 +101,28 @@ impl Candidate {
     }
 }
 
+/// The new leader's first entry, through its own fenced store: which replica took the lease,
+/// under which token, and how long the lease had been free (the failover time as the
+/// database saw it). wharf's cluster controller writes it; `wharf up`'s replicas write the
+/// same entry through the control plane's journal.
+pub fn record_leadership(
+    store: &mut Store,
+    actor: &crate::Actor,
+    lease: &Lease,
+) -> Result<wharf_ledger::Entry, OpsError> {
+    crate::append(
+        store,
+        actor,
+        wharf_ledger::KnownAction::ControlLeader,
+        CONTROL_LEASE,
+        serde_json::json!({
+            "holder": lease.holder,
+            "token": lease.token.value(),
+            "free_for_ms": lease.free_for.map(|d| d.as_millis() as u64),
+        }),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -132,29 +132,37 @@ pub(crate) async fn entries(
     let before = query.before;
     let reader = state.ledger_reader.clone();
     let page = reader
-        .read(&state, move |ledger| {
-            let size = ledger
-                .size()
-                .map_err(internal("cannot read the ledger's size"))?;
-            // One row more than asked says whether an older page exists.
-            let mut rows = ledger
-                .storage()
-                .ledger_page(before, limit + 1)
-                .map_err(internal("cannot read the ledger"))?;
-            let more = rows.len() > limit as usize;
-            rows.truncate(limit as usize);
-            let next_before = rows
-                .last()
-                .filter(|_| more)
-                .map(|last| last.seq.max(0) as u64);
-            Ok(AuditPage {
-                size,
-                entries: rows.into_iter().map(audit_entry).collect(),
-                next_before,
-            })
-        })
+        .read(&state, move |ledger| page(ledger, before, limit))
         .await?;
     Ok(Json(page).into_response())
+}
+
+/// A page of `limit` entries before seq `before` (newest first), for the API's readers and
+/// for wharf's cluster controller, which serves the same page from its standby too.
+pub fn page(
+    ledger: &Ledger<&mut Store>,
+    before: Option<u64>,
+    limit: u32,
+) -> Result<AuditPage, ApiError> {
+    let size = ledger
+        .size()
+        .map_err(internal("cannot read the ledger's size"))?;
+    // One row more than asked says whether an older page exists.
+    let mut rows = ledger
+        .storage()
+        .ledger_page(before, limit + 1)
+        .map_err(internal("cannot read the ledger"))?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next_before = rows
+        .last()
+        .filter(|_| more)
+        .map(|last| last.seq.max(0) as u64);
+    Ok(AuditPage {
+        size,
+        entries: rows.into_iter().map(audit_entry).collect(),
+        next_before,
+    })
 }
 
 /// A stored row for reading: its details as JSON when they parse, and why it does not decode
@@ -197,70 +205,78 @@ pub(crate) async fn verify(
     let state_dir = state.handle.state_dir().to_owned();
     let reader = state.ledger_reader.clone();
     let answer = reader
-        .read(&state, move |ledger| {
-            let b64 = |hash: &[u8]| base64::engine::general_purpose::STANDARD.encode(hash);
-            let unreadable = internal("cannot read the ledger");
-            let size = ledger.size().map_err(unreadable)?;
-            let root = ledger
-                .root(size)
-                .map_err(internal("cannot read the ledger"))?;
-            let failed = |failure: String| AuditVerification {
-                ok: false,
-                size,
-                root: b64(&root),
-                checkpoints_verified: 0,
-                latest_checkpoint_size: None,
-                failure: Some(failure),
-                failure_seq: None,
-            };
-            let store = ledger.storage();
-            if let Some(reason) = store
-                .forgotten_ledger(&state_dir)
-                .map_err(internal("cannot read the ledger's key"))?
-            {
-                return Ok(failed(reason));
-            }
-            // The verifier pinned in the database: no key file is read or made by a GET.
-            let pinned = store
-                .pinned_verifier()
-                .map_err(internal("cannot read the ledger's key"))?;
-            let verifier = match pinned.as_deref().map(VerifierKey::parse) {
-                Some(Ok(verifier)) => verifier,
-                Some(Err(error)) => {
-                    return Ok(failed(format!(
-                        "the verifier key pinned in the database does not parse: {error}"
-                    )));
-                }
-                // No key was ever made: nothing was signed, and an empty ledger verifies.
-                None if size == 0 => {
-                    return Ok(AuditVerification {
-                        failure: None,
-                        ok: true,
-                        ..failed(String::new())
-                    });
-                }
-                None => {
-                    return Ok(failed(
-                        "entries exist but no ledger key was ever pinned: run `wharf audit verify`"
-                            .to_owned(),
-                    ));
-                }
-            };
-            let report = ledger
-                .verify(&verifier)
-                .map_err(internal("cannot read the ledger"))?;
-            Ok(AuditVerification {
-                ok: report.failure.is_none(),
-                size: report.size,
-                root: b64(&report.root),
-                checkpoints_verified: report.checkpoints_ok as u64,
-                latest_checkpoint_size: report.latest.as_ref().map(|c| c.size),
-                failure: report.failure.as_ref().map(ToString::to_string),
-                failure_seq: report.failure.as_ref().and_then(|f| f.first_seq()),
-            })
-        })
+        .read(&state, move |ledger| verification(ledger, &state_dir))
         .await?;
     Ok(Json(answer).into_response())
+}
+
+/// The whole ledger recomputed and checked against its signed checkpoints and the verifier
+/// key pinned in the database (no key file is read or made): `ok` false, with the reason,
+/// when it fails.
+pub fn verification(
+    ledger: &Ledger<&mut Store>,
+    state_dir: &std::path::Path,
+) -> Result<AuditVerification, ApiError> {
+    let b64 = |hash: &[u8]| base64::engine::general_purpose::STANDARD.encode(hash);
+    let unreadable = internal("cannot read the ledger");
+    let size = ledger.size().map_err(unreadable)?;
+    let root = ledger
+        .root(size)
+        .map_err(internal("cannot read the ledger"))?;
+    let failed = |failure: String| AuditVerification {
+        ok: false,
+        size,
+        root: b64(&root),
+        checkpoints_verified: 0,
+        latest_checkpoint_size: None,
+        failure: Some(failure),
+        failure_seq: None,
+    };
+    let store = ledger.storage();
+    if let Some(reason) = store
+        .forgotten_ledger(state_dir)
+        .map_err(internal("cannot read the ledger's key"))?
+    {
+        return Ok(failed(reason));
+    }
+    // The verifier pinned in the database: no key file is read or made by a GET.
+    let pinned = store
+        .pinned_verifier()
+        .map_err(internal("cannot read the ledger's key"))?;
+    let verifier = match pinned.as_deref().map(VerifierKey::parse) {
+        Some(Ok(verifier)) => verifier,
+        Some(Err(error)) => {
+            return Ok(failed(format!(
+                "the verifier key pinned in the database does not parse: {error}"
+            )));
+        }
+        // No key was ever made: nothing was signed, and an empty ledger verifies.
+        None if size == 0 => {
+            return Ok(AuditVerification {
+                failure: None,
+                ok: true,
+                ..failed(String::new())
+            });
+        }
+        None => {
+            return Ok(failed(
+                "entries exist but no ledger key was ever pinned: run `wharf audit verify`"
+                    .to_owned(),
+            ));
+        }
+    };
+    let report = ledger
+        .verify(&verifier)
+        .map_err(internal("cannot read the ledger"))?;
+    Ok(AuditVerification {
+        ok: report.failure.is_none(),
+        size: report.size,
+        root: b64(&report.root),
+        checkpoints_verified: report.checkpoints_ok as u64,
+        latest_checkpoint_size: report.latest.as_ref().map(|c| c.size),
+        failure: report.failure.as_ref().map(ToString::to_string),
+        failure_seq: report.failure.as_ref().and_then(|f| f.first_seq()),
+    })
 }
 
 /// An inclusion proof of entry `seq`: in the latest signed checkpoint's tree when that covers

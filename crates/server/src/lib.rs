@@ -25,7 +25,7 @@ use wharf_api::{
 };
 use wharf_control::Handle;
 
-mod audit_routes;
+pub mod audit_routes;
 mod backups;
 pub mod dashboard;
 mod deploy;

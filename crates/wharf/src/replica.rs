@@ -145,7 +145,7 @@ pub async fn lead(state_dir: &Path, ttl: Duration) -> anyhow::Result<Option<Lead
 
 /// Renews `lease` every third of its TTL; on the first failure the process exits at once:
 /// another replica leads, and nothing this one does from now on may reach the state.
-async fn renew(candidate: Arc<Mutex<Candidate>>, lease: Lease, ttl: Duration) {
+pub(crate) async fn renew(candidate: Arc<Mutex<Candidate>>, lease: Lease, ttl: Duration) {
     let mut tick = tokio::time::interval(ttl / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
@@ -175,7 +175,7 @@ fn candidate_holder(candidate: &Arc<Mutex<Candidate>>) -> String {
 }
 
 /// Runs `work` on the candidate's connection off the runtime's threads.
-async fn blocking<R: Send + 'static>(
+pub(crate) async fn blocking<R: Send + 'static>(
     candidate: &Arc<Mutex<Candidate>>,
     work: impl FnOnce(&mut Candidate) -> anyhow::Result<R> + Send + 'static,
 ) -> anyhow::Result<R> {

@@ -24,8 +24,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use wharf_kube::cluster::{Availability, Cluster};
 use wharf_kube::deploy::{
-    ClusterRollout, GatewayRouter, Journal, PrometheusStats, Record, Router, RunOptions, Runner,
-    Split, prepare,
+    ClusterRollout, GatewayRouter, Journal, PrometheusStats, Record, RunOptions, Runner, Split,
+    prepare,
 };
 use wharf_kube::proxy_router::ProxyRouter;
 use wharf_kube::route::backend_weights;
@@ -55,6 +55,10 @@ pub enum ClusterCommand {
     Promote(CommandArgs),
     /// Roll back now: all traffic to the stable version in one route update.
     Abort(CommandArgs),
+    /// Run as the stack's controller: rollouts taken over an HTTP API and resumed after a
+    /// restart; with the state in PostgreSQL, replicas elect a leader on a lease and the
+    /// standby serves reads and forwards writes.
+    Serve(crate::cmd::cluster_serve::ServeArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -93,8 +97,23 @@ pub struct DeployArgs {
     /// The version (an `image:` service runs its image tagged with it).
     #[arg(long)]
     pub version: String,
+    /// Ask the controller at URL (`wharf cluster serve`) to run the rollout, and follow it,
+    /// instead of running it in this process; its token from `$WHARF_TOKEN` or
+    /// `$WHARF_API_TOKEN`.
+    #[arg(long, value_name = "URL", env = "WHARF_CONTROLLER")]
+    pub controller: Option<String>,
     #[command(flatten)]
     pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub analysis: AnalysisArgs,
+    #[command(flatten)]
+    pub pacing: PacingArgs,
+}
+
+/// Where a canary behind a Gateway is judged: Prometheus and the queries for one version's
+/// counters (a service behind wharf's router is judged on the router's own counters).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AnalysisArgs {
     /// Prometheus' address (`http://HOST:PORT`), where the per-version counters are read
     /// (a service behind a Gateway; one behind wharf's router is judged on its own counters).
     #[arg(long, value_name = "URL")]
@@ -108,12 +127,45 @@ pub struct DeployArgs {
     /// placeholders. Default: wharf proxy's counters.
     #[arg(long, value_name = "PROMQL")]
     pub errors_query: Option<String>,
+}
+
+/// How a rollout's clock runs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PacingArgs {
     /// How often the counters are read and deadlines checked.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = crate::cmd::up::parse_duration)]
     pub interval: Duration,
     /// After traffic leaves a version, how long before its pods are deleted.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::cmd::up::parse_duration)]
     pub drain_grace: Duration,
+}
+
+impl PacingArgs {
+    pub(crate) fn options(&self) -> RunOptions {
+        RunOptions {
+            interval: self.interval,
+            drain_grace: self.drain_grace,
+        }
+    }
+}
+
+impl AnalysisArgs {
+    /// The split decides where the counters come from; flags for the other one are refused
+    /// before anything is sent.
+    pub(crate) fn check(&self, split: Split, service: &str) -> Result<(), String> {
+        let prometheus_flags = self.prometheus.is_some()
+            || self.requests_query.is_some()
+            || self.errors_query.is_some();
+        match split {
+            Split::Proxy if prometheus_flags => Err(format!(
+                "service `{service}` is routed by wharf's proxy on the cluster: the analysis reads the router's own per-version counters; drop --prometheus, --requests-query and --errors-query"
+            )),
+            Split::Gateway if self.prometheus.is_none() => Err(
+                "a canary through a Gateway is judged on per-version counters: give Prometheus' address with --prometheus URL (and --requests-query / --errors-query for your Gateway's metrics)".to_owned(),
+            ),
+            _ => Ok(()),
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -126,6 +178,10 @@ pub struct CommandArgs {
     /// The namespace of the rollout (default: the kubeconfig context's, else `default`).
     #[arg(long, value_name = "NAMESPACE")]
     pub namespace: Option<String>,
+    /// Send it to the controller at URL (`wharf cluster serve`) instead of a `wharf cluster
+    /// deploy` running here; its token from `$WHARF_TOKEN` or `$WHARF_API_TOKEN`.
+    #[arg(long, value_name = "URL", env = "WHARF_CONTROLLER")]
+    pub controller: Option<String>,
 }
 
 pub fn run(global: &Global, command: ClusterCommand) -> anyhow::Result<ExitStatus> {
@@ -143,12 +199,13 @@ pub fn run(global: &Global, command: ClusterCommand) -> anyhow::Result<ExitStatu
             ClusterCommand::Resume(args) => steer(global, args, "resume").await,
             ClusterCommand::Promote(args) => steer(global, args, "promote").await,
             ClusterCommand::Abort(args) => steer(global, args, "abort").await,
+            ClusterCommand::Serve(args) => crate::cmd::cluster_serve::serve(global, args).await,
         }
     })
 }
 
 /// The manifest with the environment applied, or the diagnostics printed and `None`.
-fn load_stack(
+pub(crate) fn load_stack(
     global: &Global,
     environment: Option<&str>,
 ) -> anyhow::Result<Option<wharf_manifest::Stack>> {
@@ -167,7 +224,7 @@ fn load_stack(
     }
 }
 
-async fn connect(args: &ConnectArgs) -> anyhow::Result<Cluster> {
+pub(crate) async fn connect(args: &ConnectArgs) -> anyhow::Result<Cluster> {
     Ok(Cluster::connect(
         args.kubeconfig.as_deref(),
         args.context.as_deref(),
@@ -388,12 +445,14 @@ fn hex_lower(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The rollout's state and entries through `wharf-ops`, in one transaction per step.
-struct OpsJournal {
-    store: wharf_ops::read::StateDb,
-    actor: wharf_ops::Actor,
-    key: String,
-    id: u64,
+/// The rollout's state and entries through `wharf-ops`, in one transaction per step. The
+/// store sits behind a mutex only so that a rollout can run in a spawned task (the runner's
+/// future must be `Send`, the SQLite connection is not `Sync`); one runner uses it.
+pub(crate) struct OpsJournal {
+    pub(crate) store: std::sync::Mutex<wharf_ops::read::StateDb>,
+    pub(crate) actor: wharf_ops::Actor,
+    pub(crate) key: String,
+    pub(crate) id: u64,
 }
 
 impl Journal for OpsJournal {
@@ -418,7 +477,11 @@ impl Journal for OpsJournal {
                 }
             })
             .collect();
-        wharf_ops::cluster::record(&mut self.store, &self.actor, &row, &entries)
+        let mut store = self
+            .store
+            .lock()
+            .map_err(|_| "the state's connection was poisoned".to_owned())?;
+        wharf_ops::cluster::record(&mut store, &self.actor, &row, &entries)
             .map_err(|e| e.to_string())
     }
 }
@@ -428,7 +491,149 @@ fn socket_path(state_dir: &Path, namespace: &str, service: &str) -> PathBuf {
     state_dir.join(format!("cluster-{namespace}-{service}.sock"))
 }
 
+/// A rollout about to run: a new one, or the saved one resumed.
+pub(crate) struct Begun {
+    pub(crate) rollout: ClusterRollout,
+    pub(crate) resumed: bool,
+    pub(crate) id: u64,
+}
+
+/// Why a rollout cannot begin.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BeginError {
+    /// Another version's rollout is under way (it must be resumed or aborted first).
+    #[error(
+        "a rollout of `{service}` to {running} is under way; resume it (deploy --version {running}) or abort it first"
+    )]
+    Busy { service: String, running: String },
+    /// What the cluster or the manifest refuses (no route, same version, a strategy…).
+    #[error(transparent)]
+    Refused(#[from] wharf_kube::deploy::DeployError),
+    #[error(transparent)]
+    State(#[from] anyhow::Error),
+}
+
+/// Where a rollout of a service starts, by its saved state: the saved rollout resumed (one
+/// is under way to this version), or a new one with the next id.
+pub(crate) enum StartPoint {
+    Resume(Box<Begun>),
+    Fresh { id: u64 },
+}
+
+/// Reads where a rollout of `service` to `version` starts; another version's rollout under
+/// way is refused.
+pub(crate) fn start_point(
+    store: &wharf_ops::read::StateDb,
+    namespace: &str,
+    service: &str,
+    version: &str,
+) -> Result<StartPoint, BeginError> {
+    let key = wharf_ops::cluster::key(namespace, service);
+    let Some(row) =
+        wharf_ops::cluster::latest(store, namespace, service).map_err(anyhow::Error::from)?
+    else {
+        return Ok(StartPoint::Fresh { id: 1 });
+    };
+    let previous: ClusterRollout = serde_json::from_str(&row.state)
+        .with_context(|| format!("the saved rollout of {key} is unreadable"))?;
+    if previous.machine.is_done() {
+        return Ok(StartPoint::Fresh { id: row.id + 1 });
+    }
+    if previous.new.version != version {
+        return Err(BeginError::Busy {
+            service: service.to_owned(),
+            running: previous.new.version,
+        });
+    }
+    Ok(StartPoint::Resume(Box::new(Begun {
+        rollout: previous,
+        resumed: true,
+        id: row.id,
+    })))
+}
+
+/// Resumes the service's saved rollout when one is under way to `version`, else plans a new
+/// one (its id one past the last).
+pub(crate) async fn begin(
+    cluster: &Cluster,
+    stack: &wharf_manifest::Stack,
+    start: StartPoint,
+    service: &str,
+    version: &str,
+) -> Result<Begun, BeginError> {
+    match start {
+        StartPoint::Resume(begun) => Ok(*begun),
+        StartPoint::Fresh { id } => Ok(Begun {
+            rollout: prepare(cluster, stack, service, version).await?,
+            resumed: false,
+            id,
+        }),
+    }
+}
+
+/// Runs `rollout` to its end through its split: the HTTPRoute's weights judged on
+/// Prometheus' counters, or wharf's router's tables judged on its own.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run_rollout(
+    cluster: &Cluster,
+    stack: &wharf_manifest::Stack,
+    analysis: &AnalysisArgs,
+    options: RunOptions,
+    begun: Begun,
+    journal: &mut OpsJournal,
+    commands: &mut tokio::sync::mpsc::Receiver<Event>,
+    progress: &mut impl wharf_kube::deploy::Progress,
+) -> anyhow::Result<Outcome> {
+    let Begun {
+        rollout, resumed, ..
+    } = begun;
+    let service = rollout.service.clone();
+    let outcome = match rollout.split {
+        Split::Gateway => {
+            let stats = PrometheusStats::new(
+                analysis.prometheus.as_deref().unwrap_or_default(),
+                analysis
+                    .requests_query
+                    .clone()
+                    .unwrap_or_else(|| PrometheusStats::PROXY_REQUESTS.to_owned()),
+                analysis
+                    .errors_query
+                    .clone()
+                    .unwrap_or_else(|| PrometheusStats::PROXY_ERRORS.to_owned()),
+                cluster.namespace().to_owned(),
+                service,
+            )
+            .map_err(anyhow::Error::msg)?;
+            let router = GatewayRouter {
+                cluster: cluster.clone(),
+                stats,
+            };
+            let mut runner = Runner {
+                cluster,
+                journal,
+                router: &router,
+                options,
+            };
+            runner.run(rollout, resumed, commands, progress).await
+        }
+        Split::Proxy => {
+            let router = ProxyRouter::connect(cluster, stack, &service).await?;
+            let mut runner = Runner {
+                cluster,
+                journal,
+                router: &router,
+                options,
+            };
+            runner.run(rollout, resumed, commands, progress).await
+        }
+    };
+    Ok(outcome?)
+}
+
 async fn deploy(global: &Global, args: DeployArgs) -> anyhow::Result<ExitStatus> {
+    if let Some(controller) = &args.controller {
+        return crate::cmd::cluster_serve::client::deploy(global, controller, &args).await;
+    }
     let Some(stack) = load_stack(global, args.connect.environment.as_deref())? else {
         return Ok(ExitStatus::Invalid);
     };
@@ -441,45 +646,26 @@ async fn deploy(global: &Global, args: DeployArgs) -> anyhow::Result<ExitStatus>
     let lock = wharf_ops::ControlLock::acquire_or_refuse(&state_dir, "`wharf cluster deploy`")?;
     let store = wharf_ops::read::open(&lock)?;
     let key = wharf_ops::cluster::key(cluster.namespace(), &args.service);
-    let saved = wharf_ops::cluster::latest(&store, cluster.namespace(), &args.service)?;
-    let (rollout, resumed, id) = match saved {
-        Some(row) => {
-            let previous: ClusterRollout = serde_json::from_str(&row.state)
-                .with_context(|| format!("the saved rollout of {key} is unreadable"))?;
-            if !previous.machine.is_done() {
-                if previous.new.version != args.version {
-                    eprintln!(
-                        "error: a rollout of `{}` to {} is under way; run `wharf cluster deploy {} --version {}` to resume it, or abort it first",
-                        args.service, previous.new.version, args.service, previous.new.version
-                    );
-                    return Ok(ExitStatus::Invalid);
-                }
-                (previous, true, row.id)
-            } else {
-                (fresh(&cluster, &stack, &args).await?, false, row.id + 1)
-            }
-        }
-        None => (fresh(&cluster, &stack, &args).await?, false, 1),
+    let begun = match start_point(&store, cluster.namespace(), &args.service, &args.version)
+        .map(|start| begin(&cluster, &stack, start, &args.service, &args.version))
+    {
+        Ok(begun) => begun.await,
+        Err(refused) => Err(refused),
     };
-    // The split decides where the counters come from; flags for the other one are refused
-    // before anything is sent.
-    let prometheus_flags =
-        args.prometheus.is_some() || args.requests_query.is_some() || args.errors_query.is_some();
-    match rollout.split {
-        Split::Proxy if prometheus_flags => {
+    let begun = match begun {
+        Ok(begun) => begun,
+        Err(BeginError::Busy { service, running }) => {
             eprintln!(
-                "error: service `{}` is routed by wharf's proxy on the cluster: the analysis reads the router's own per-version counters; drop --prometheus, --requests-query and --errors-query",
-                args.service
+                "error: a rollout of `{service}` to {running} is under way; run `wharf cluster deploy {service} --version {running}` to resume it, or abort it first"
             );
             return Ok(ExitStatus::Invalid);
         }
-        Split::Gateway if args.prometheus.is_none() => {
-            eprintln!(
-                "error: a canary through a Gateway is judged on per-version counters: give Prometheus' address with --prometheus URL (and --requests-query / --errors-query for your Gateway's metrics)"
-            );
-            return Ok(ExitStatus::Invalid);
-        }
-        _ => {}
+        Err(BeginError::Refused(error)) => return Err(error.into()),
+        Err(BeginError::State(error)) => return Err(error),
+    };
+    if let Err(message) = args.analysis.check(begun.rollout.split, &args.service) {
+        eprintln!("error: {message}");
+        return Ok(ExitStatus::Invalid);
     }
     let socket = socket_path(&state_dir, cluster.namespace(), &args.service);
     let _ = std::fs::remove_file(&socket);
@@ -507,63 +693,23 @@ async fn deploy(global: &Global, args: DeployArgs) -> anyhow::Result<ExitStatus>
             .await;
     });
     let mut journal = OpsJournal {
-        store,
+        store: std::sync::Mutex::new(store),
         actor: wharf_ops::Actor::from_environment(),
         key,
-        id,
+        id: begun.id,
     };
-    let options = RunOptions {
-        interval: args.interval,
-        drain_grace: args.drain_grace,
-    };
-    let outcome = match rollout.split {
-        Split::Gateway => {
-            let stats = match PrometheusStats::new(
-                args.prometheus.as_deref().unwrap_or_default(),
-                args.requests_query
-                    .clone()
-                    .unwrap_or_else(|| PrometheusStats::PROXY_REQUESTS.to_owned()),
-                args.errors_query
-                    .clone()
-                    .unwrap_or_else(|| PrometheusStats::PROXY_ERRORS.to_owned()),
-                cluster.namespace().to_owned(),
-                args.service.clone(),
-            ) {
-                Ok(stats) => stats,
-                Err(message) => {
-                    eprintln!("error: {message}");
-                    return Ok(ExitStatus::Invalid);
-                }
-            };
-            let router = GatewayRouter {
-                cluster: cluster.clone(),
-                stats,
-            };
-            drive(
-                &cluster,
-                &mut journal,
-                &router,
-                options,
-                rollout,
-                resumed,
-                &mut commands,
-            )
-            .await
-        }
-        Split::Proxy => {
-            let router = ProxyRouter::connect(&cluster, &stack, &args.service).await?;
-            drive(
-                &cluster,
-                &mut journal,
-                &router,
-                options,
-                rollout,
-                resumed,
-                &mut commands,
-            )
-            .await
-        }
-    };
+    let mut progress = |line: &str| eprintln!("{line}");
+    let outcome = run_rollout(
+        &cluster,
+        &stack,
+        &args.analysis,
+        args.pacing.options(),
+        begun,
+        &mut journal,
+        &mut commands,
+        &mut progress,
+    )
+    .await;
     listen.abort();
     interrupt.abort();
     let _ = std::fs::remove_file(&socket);
@@ -578,34 +724,6 @@ async fn deploy(global: &Global, args: DeployArgs) -> anyhow::Result<ExitStatus>
             Ok(ExitStatus::Failed)
         }
     }
-}
-
-/// Runs the rollout to its end through `router`, its progress on stderr.
-async fn drive<R: Router>(
-    cluster: &Cluster,
-    journal: &mut OpsJournal,
-    router: &R,
-    options: RunOptions,
-    rollout: ClusterRollout,
-    resumed: bool,
-    commands: &mut tokio::sync::mpsc::Receiver<Event>,
-) -> Result<Outcome, wharf_kube::deploy::DeployError> {
-    let mut runner = Runner {
-        cluster,
-        journal,
-        router,
-        options,
-    };
-    let mut progress = |line: &str| eprintln!("{line}");
-    runner.run(rollout, resumed, commands, &mut progress).await
-}
-
-async fn fresh(
-    cluster: &Cluster,
-    stack: &wharf_manifest::Stack,
-    args: &DeployArgs,
-) -> anyhow::Result<ClusterRollout> {
-    Ok(prepare(cluster, stack, &args.service, &args.version).await?)
 }
 
 /// Answers `pause`, `resume`, `promote`, `abort REASON` lines on the rollout's socket.
@@ -648,6 +766,9 @@ async fn serve_commands(
 }
 
 async fn steer(global: &Global, args: CommandArgs, command: &str) -> anyhow::Result<ExitStatus> {
+    if let Some(controller) = &args.controller {
+        return crate::cmd::cluster_serve::client::steer(controller, &args, command).await;
+    }
     let namespace = match &args.namespace {
         Some(namespace) => namespace.clone(),
         None => Cluster::connect(None, None, None)
@@ -684,9 +805,23 @@ async fn status(global: &Global, args: ConnectArgs) -> anyhow::Result<ExitStatus
         return Ok(ExitStatus::Invalid);
     };
     let cluster = connect(&args).await?;
+    let store = wharf_ops::read::open_existing(&global.state_dir())?;
+    let saved = saved_rollouts(store.as_ref(), cluster.namespace(), stack.services.keys())?;
+    drop(store);
+    let view = status_view(&cluster, &stack, &saved).await?;
+    print_status(global.output, &view)?;
+    Ok(ExitStatus::Ok)
+}
+
+/// The stack's services on the cluster, read from it by wharf's labels: each version's
+/// availability, the route's (or router's) weights, and the latest saved rollout.
+pub(crate) async fn status_view(
+    cluster: &Cluster,
+    stack: &wharf_manifest::Stack,
+    saved: &std::collections::HashMap<String, Value>,
+) -> anyhow::Result<Value> {
     let deployments = cluster.managed("Deployment", &stack.name).await?;
     let routes = cluster.managed("HTTPRoute", &stack.name).await?;
-    let saved = wharf_ops::read::open_existing(&global.state_dir())?;
     let mut services = Vec::new();
     for name in stack.services.keys() {
         let label = wharf_kube::names::label_value(name);
@@ -729,12 +864,7 @@ async fn status(global: &Global, args: ConnectArgs) -> anyhow::Result<ExitStatus
                 })
                 .collect();
         }
-        let rollout = match &saved {
-            Some(store) => wharf_ops::cluster::latest(store, cluster.namespace(), name)?
-                .and_then(|row| serde_json::from_str::<ClusterRollout>(&row.state).ok())
-                .map(|r| json!({"to": r.new.version, "phase": r.machine.phase().name()})),
-            None => None,
-        };
+        let rollout = saved.get(name).cloned();
         if versions.is_empty() && weights.is_empty() && rollout.is_none() {
             continue;
         }
@@ -742,13 +872,51 @@ async fn status(global: &Global, args: ConnectArgs) -> anyhow::Result<ExitStatus
             json!({"service": name, "versions": versions, "route": weights, "rollout": rollout}),
         );
     }
-    match global.output {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &json!({"namespace": cluster.namespace(), "services": services})
-            )?
-        ),
+    Ok(json!({"namespace": cluster.namespace(), "services": services}))
+}
+
+/// The latest saved rollout of each of `services` in `namespace`, as [`rollout_view`]s (read
+/// before the cluster is asked: a store connection is not held across the cluster's calls).
+pub(crate) fn saved_rollouts<'a>(
+    store: Option<&wharf_ops::read::StateDb>,
+    namespace: &str,
+    services: impl Iterator<Item = &'a String>,
+) -> anyhow::Result<std::collections::HashMap<String, Value>> {
+    let mut saved = std::collections::HashMap::new();
+    let Some(store) = store else {
+        return Ok(saved);
+    };
+    for name in services {
+        if let Some(row) = wharf_ops::cluster::latest(store, namespace, name)?
+            && let Ok(rollout) = serde_json::from_str::<ClusterRollout>(&row.state)
+        {
+            saved.insert(name.clone(), rollout_view(row.id, &rollout));
+        }
+    }
+    Ok(saved)
+}
+
+/// A saved rollout as `status` and the controller show it.
+pub(crate) fn rollout_view(id: u64, rollout: &ClusterRollout) -> Value {
+    let outcome = match rollout.machine.outcome() {
+        Some(Outcome::Succeeded) => json!({"result": "succeeded"}),
+        Some(Outcome::RolledBack { reason }) => json!({"result": "rolled-back", "reason": reason}),
+        None => Value::Null,
+    };
+    json!({
+        "id": id,
+        "from": rollout.stable.version,
+        "to": rollout.new.version,
+        "phase": rollout.machine.phase().name(),
+        "done": rollout.machine.is_done(),
+        "outcome": outcome,
+    })
+}
+
+pub(crate) fn print_status(output: Output, view: &Value) -> anyhow::Result<()> {
+    let services = view["services"].as_array().cloned().unwrap_or_default();
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(view)?),
         Output::Human => {
             let mut table = comfy_table::Table::new();
             table.load_preset(comfy_table::presets::NOTHING);
@@ -777,9 +945,9 @@ async fn status(global: &Global, args: ConnectArgs) -> anyhow::Result<ExitStatus
                     ]);
                 }
             }
-            println!("namespace {}", cluster.namespace());
+            println!("namespace {}", view["namespace"].as_str().unwrap_or(""));
             println!("{table}");
         }
     }
-    Ok(ExitStatus::Ok)
+    Ok(())
 }

@@ -4,6 +4,7 @@ pub mod access;
 pub mod audit;
 pub mod backup;
 pub mod cluster;
+pub mod cluster_serve;
 pub mod completions;
 pub mod config;
 pub mod deploy;
