@@ -151,6 +151,7 @@ masterKey: {existingSecret: wharf-keys, existingSecretKey: master}
 apiToken: {existingSecret: wharf-keys}
 manifest: {existingConfigMap: shop-manifest, existingConfigMapKey: stack.yaml}
 targetNamespace: shop
+spreadAcrossNodes: hard
 controller:
   env: prod
   prometheus: http://prometheus.monitoring.svc:9090
@@ -394,6 +395,12 @@ fn existing_secrets_and_config_map_are_referenced_and_nothing_is_copied() {
     ] {
         assert!(text.contains(flag), "no {flag} in {text}");
     }
+    // `hard`: never two replicas on one node.
+    let pod = &rendered.one("Deployment")["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["topologySpreadConstraints"][0]["whenUnsatisfiable"],
+        "DoNotSchedule"
+    );
     // Nothing of the chart's to watch: no checksum annotations.
     let template = &rendered.one("Deployment")["spec"]["template"]["metadata"];
     assert!(template.get("annotations").is_none(), "{template}");
