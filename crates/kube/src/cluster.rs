@@ -262,10 +262,10 @@ impl Cluster {
 
     /// One HTTP request to a pod's port through the API server's pod proxy
     /// (`/api/v1/namespaces/NS/pods/POD:PORT/proxy/PATH`): the pod is reached the way the API
-    /// server reaches it, so the deployer needs no route into the pod network, only the RBAC
-    /// verb `create` on `pods/proxy`. The answer's status and body, whatever the status; an
-    /// error only when no answer came (within 10 s). `headers` may hold a credential: it is
-    /// never part of an error.
+    /// server reaches it, so the deployer needs no route into the pod network, only RBAC on
+    /// `pods/proxy` for the method's verb (`get` for GET, `update` for PUT). The answer's
+    /// status and body, whatever the status; an error only when no answer came (within 10 s).
+    /// `headers` may hold a credential: it is never part of an error.
     pub async fn pod_request(
         &self,
         pod: &str,
