@@ -685,3 +685,185 @@ fn bad_values_fail_rendering_with_a_message_naming_the_value() {
         "{message}"
     );
 }
+
+/// The value an env entry of the container takes, as the kubelet would give it: from the
+/// chart's Secret through its `secretKeyRef`, or from the pod through the downward API.
+fn env_value(rendered: &Rendered, entry: &Value, pod: &str) -> String {
+    use base64::Engine as _;
+    if let Some(value) = entry["value"].as_str() {
+        return value.to_owned();
+    }
+    if let Some(reference) = entry["valueFrom"]["secretKeyRef"].as_object() {
+        let secret = rendered.one("Secret");
+        assert_eq!(secret["metadata"]["name"], reference["name"]);
+        let encoded = secret["data"][reference["key"].as_str().unwrap()]
+            .as_str()
+            .unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap();
+        return String::from_utf8(bytes).unwrap();
+    }
+    match entry["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
+        Some("metadata.name") => pod.to_owned(),
+        Some("status.podIP") => "127.0.0.1".to_owned(),
+        Some("metadata.namespace") => "ops".to_owned(),
+        other => panic!("an env source the test does not know: {other:?} in {entry}"),
+    }
+}
+
+/// GET `path` on `port` with `token`: the status and the JSON body.
+fn http_get(port: u16, path: &str, token: Option<&str>) -> Option<(u16, Value)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .ok()?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{auth}\r\n"
+    )
+    .ok()?;
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).ok()?;
+    let status = raw.split(' ').nth(1)?.parse().ok()?;
+    Some((
+        status,
+        serde_json::from_str(raw.split_once("\r\n\r\n")?.1).unwrap_or(Value::Null),
+    ))
+}
+
+/// The chart's own command line, environment and probes, run as two replicas the way the
+/// kubelet would run its pods (the mounted manifest and emptyDir swapped for temp paths, the
+/// listen port for a free one, the in-cluster account for a fake API server's kubeconfig):
+/// one leads, the other stands by and answers the chart's probes and reads; when the leader
+/// is killed, the other takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_charts_command_line_runs_two_replicas_that_elect_a_leader_against_fake_apiserver() {
+    let fake = wharf_fake_apiserver::FakeApiServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("kubeconfig"), fake.kubeconfig("shop")).unwrap();
+    let (server, dsn) = tokio::task::spawn_blocking(|| {
+        let server = wharf_store::testing::PgServer::start();
+        let db = server.fresh_database();
+        let name = db.redacted().rsplit('/').next().unwrap().to_owned();
+        let dsn = server.url(&name, None);
+        (server, dsn)
+    })
+    .await
+    .unwrap();
+    let values = format!(
+        "{}targetNamespace: shop\ncontroller:\n  leaseTtl: 2s\n",
+        inline_values_with(&dsn, MASTER_KEY, API_TOKEN)
+    );
+    let rendered = rendered(&values);
+    let manifest = rendered.one("ConfigMap")["data"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned();
+    std::fs::write(dir.path().join("wharf.yaml"), &manifest).unwrap();
+    let container = rendered.container().clone();
+    let probe = |name: &str| {
+        container[name]["httpGet"]["path"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (liveness, readiness) = (probe("livenessProbe"), probe("readinessProbe"));
+
+    let start = |pod: &str| {
+        let port = free_port();
+        let state = dir.path().join(pod);
+        let mut words = rendered.command_line().into_iter();
+        assert_eq!(words.next().as_deref(), Some("wharf"));
+        let args: Vec<String> = words
+            .map(|word| match word.as_str() {
+                "/etc/wharf/wharf.yaml" => dir.path().join("wharf.yaml").display().to_string(),
+                "/var/lib/wharf" => state.display().to_string(),
+                "0.0.0.0:7070" => format!("0.0.0.0:{port}"),
+                _ => word,
+            })
+            .collect();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wharf"));
+        command
+            .args(&args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KUBECONFIG", dir.path().join("kubeconfig"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join(format!("{pod}.log"))).unwrap());
+        for entry in container["env"].as_array().unwrap() {
+            command.env(
+                entry["name"].as_str().unwrap(),
+                env_value(&rendered, entry, pod),
+            );
+        }
+        (command.spawn().unwrap(), port)
+    };
+    let role = |port: u16| -> Option<String> {
+        let (status, health) = http_get(port, &liveness, None)?;
+        (status == 200).then(|| health["role"].as_str().unwrap_or("").to_owned())
+    };
+    let eventually = |what: &str, mut check: Box<dyn FnMut() -> bool + '_>| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !check() {
+            let logs: Vec<String> = ["wharf-0", "wharf-1"]
+                .iter()
+                .map(|p| {
+                    std::fs::read_to_string(dir.path().join(format!("{p}.log"))).unwrap_or_default()
+                })
+                .collect();
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}; logs: {logs:#?}"
+            );
+            std::thread::park_timeout(std::time::Duration::from_millis(50));
+        }
+    };
+
+    let (mut first, first_port) = start("wharf-0");
+    eventually(
+        "wharf-0 to lead",
+        Box::new(|| role(first_port).as_deref() == Some("leader")),
+    );
+    let (mut second, second_port) = start("wharf-1");
+    eventually(
+        "wharf-1 to stand by",
+        Box::new(|| role(second_port).as_deref() == Some("standby")),
+    );
+    // Both pass the chart's readiness probe; the standby serves reads with the chart's token.
+    for port in [first_port, second_port] {
+        assert_eq!(http_get(port, &readiness, None).map(|r| r.0), Some(200));
+    }
+    let (status, view) = http_get(second_port, "/v1/cluster/status", Some(API_TOKEN)).unwrap();
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["namespace"], "shop", "{view}");
+    assert_eq!(
+        http_get(second_port, "/v1/cluster/status", None).map(|r| r.0),
+        Some(401)
+    );
+    // The leader dies: the other takes over within the chart's lease TTL (plus a poll).
+    first.kill().unwrap();
+    first.wait().unwrap();
+    eventually(
+        "wharf-1 to take over",
+        Box::new(|| role(second_port).as_deref() == Some("leader")),
+    );
+    second.kill().unwrap();
+    second.wait().unwrap();
+    drop(server);
+}
+
+/// A port nothing listens on (below the ephemeral range, as the other end-to-end tests pick).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
