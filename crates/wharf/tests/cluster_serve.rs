@@ -516,6 +516,20 @@ async fn the_controller_api_checks_tokens_and_requests_and_an_abort_puts_stable_
     eventually("the 10 % step", Duration::from_secs(60), || {
         (setup.patches().len() == 1).then_some(())
     });
+    // The same request again: the rollout under way, not a second one.
+    let (status, answer) = request(
+        port,
+        "POST",
+        "/v1/cluster/rollouts",
+        Some(TOKEN),
+        Some(deploy),
+    )
+    .unwrap();
+    assert_eq!(
+        (status, &answer["started"]),
+        (200, &json!(false)),
+        "{answer}"
+    );
     // Another version while one is under way: refused.
     let (status, answer) = request(
         port,

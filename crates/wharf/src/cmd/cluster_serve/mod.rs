@@ -93,6 +93,9 @@ pub(crate) struct Controller {
     /// The lease this replica leads under (`None` on SQLite, where the flock decides).
     lease: Mutex<Option<Lease>>,
     running: Mutex<HashMap<String, Running>>,
+    /// Held while a deploy request is decided and started: two requests for one service at
+    /// once must not both find it idle and start two rollouts.
+    deciding: tokio::sync::Mutex<()>,
 }
 
 /// Why a deploy request or an operator command is refused.
@@ -161,6 +164,7 @@ impl Controller {
         if !self.stack.services.contains_key(service) {
             return Err(RequestError::UnknownService(service.to_owned()));
         }
+        let _deciding = self.deciding.lock().await;
         if let Some(running) = self.running.lock().ok().and_then(|r| {
             r.get(service)
                 .map(|running| (running.version.clone(), running.commands.is_closed()))
@@ -469,6 +473,7 @@ pub(crate) async fn serve(global: &Global, mut args: ServeArgs) -> anyhow::Resul
         role: Mutex::new(Role::Starting),
         lease: Mutex::new(None),
         running: Mutex::new(HashMap::new()),
+        deciding: tokio::sync::Mutex::new(()),
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = {
