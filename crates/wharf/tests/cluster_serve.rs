@@ -95,15 +95,9 @@ impl Setup {
         let prometheus = FakePrometheus::start().await;
         let (dsn, server) = if postgres {
             // The server's setup uses a blocking client, which must not run on the runtime.
-            let (server, dsn) = tokio::task::spawn_blocking(|| {
-                let server = PgServer::start();
-                let db = server.fresh_database();
-                let name = db.redacted().rsplit('/').next().unwrap().to_owned();
-                let dsn = server.url(&name, None);
-                (server, dsn)
-            })
-            .await
-            .unwrap();
+            let (server, dsn) = tokio::task::spawn_blocking(common::postgres_database)
+                .await
+                .unwrap();
             (Some(dsn), Some(server))
         } else {
             (None, None)

@@ -5,14 +5,14 @@
 //! with bad values. No cluster is involved: these check what Helm renders, not how a cluster
 //! runs it.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::{free_port, kubernetes_validate, postgres_database};
 use serde_json::Value;
-
-/// The Kubernetes version the chart's objects are checked against (as kubernetes_render.rs).
-const KUBERNETES: &str = "1.35.0";
 
 const DSN: &str = "postgres://wharf:dsn-password-3141@db.ops.svc:5432/wharf";
 const MASTER_KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
@@ -157,31 +157,6 @@ controller:
   prometheus: http://prometheus.monitoring.svc:9090
   requestsQuery: sum(requests{version=\"{version}\"})
 ";
-
-/// Runs `kubernetes-validate --strict` on `yaml`; the exit status and what it printed.
-fn kubernetes_validate(yaml: &str) -> (bool, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("objects.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let output = Command::new("python3")
-        .args([
-            "-m",
-            "kubernetes_validate",
-            "--strict",
-            "--quiet",
-            "-k",
-            KUBERNETES,
-        ])
-        .arg(&file)
-        .output()
-        .expect("kubernetes-validate runs (scripts/test installs it from PyPI)");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
-}
 
 #[test]
 fn the_chart_passes_helms_strict_lint() {
@@ -746,15 +721,9 @@ async fn the_charts_command_line_runs_two_replicas_that_elect_a_leader_against_f
     let fake = wharf_fake_apiserver::FakeApiServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("kubeconfig"), fake.kubeconfig("shop")).unwrap();
-    let (server, dsn) = tokio::task::spawn_blocking(|| {
-        let server = wharf_store::testing::PgServer::start();
-        let db = server.fresh_database();
-        let name = db.redacted().rsplit('/').next().unwrap().to_owned();
-        let dsn = server.url(&name, None);
-        (server, dsn)
-    })
-    .await
-    .unwrap();
+    let (server, dsn) = tokio::task::spawn_blocking(postgres_database)
+        .await
+        .unwrap();
     let values = format!(
         "{}targetNamespace: shop\ncontroller:\n  leaseTtl: 2s\n",
         inline_values_with(&dsn, MASTER_KEY, API_TOKEN)
@@ -860,10 +829,4 @@ async fn the_charts_command_line_runs_two_replicas_that_elect_a_leader_against_f
     second.kill().unwrap();
     second.wait().unwrap();
     drop(server);
-}
-
-/// A port nothing listens on (below the ephemeral range, as the other end-to-end tests pick).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
 }

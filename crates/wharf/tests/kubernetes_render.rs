@@ -4,15 +4,15 @@
 //! `@kubernetes-models/gateway-api` package from npm — both installed by `scripts/test`.
 //! No cluster is involved: these check what is rendered, not how a cluster runs it.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
 
 use assert_cmd::Command;
+use common::kubernetes_validate;
 use serde_json::Value;
-
-/// The Kubernetes version the renderer targets (k8s-openapi's `v1_35`).
-const KUBERNETES: &str = "1.35.0";
 
 fn wharf(dir: &Path) -> Command {
     let mut cmd = Command::cargo_bin("wharf").expect("wharf binary is built");
@@ -47,31 +47,6 @@ fn render(args: &[&str]) -> (String, String) {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     (String::from_utf8(output.stdout).unwrap(), stderr)
-}
-
-/// Runs `kubernetes-validate --strict` on `yaml`; the exit status and what it printed.
-fn kubernetes_validate(yaml: &str) -> (bool, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("objects.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let output = Process::new("python3")
-        .args([
-            "-m",
-            "kubernetes_validate",
-            "--strict",
-            "--quiet",
-            "-k",
-            KUBERNETES,
-        ])
-        .arg(&file)
-        .output()
-        .expect("kubernetes-validate runs (scripts/test installs it from PyPI)");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
 }
 
 /// Validates each HTTPRoute in `routes` with the Gateway API's JSON schema.

@@ -449,3 +449,41 @@ pub fn socket_actor() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     format!("{user}@{}", host.trim())
 }
+
+/// The Kubernetes version rendered objects are checked against.
+pub const KUBERNETES: &str = "1.35.0";
+
+/// Runs `kubernetes-validate --strict` on `yaml`; the exit status and what it printed.
+pub fn kubernetes_validate(yaml: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("objects.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let output = Command::new("python3")
+        .args([
+            "-m",
+            "kubernetes_validate",
+            "--strict",
+            "--quiet",
+            "-k",
+            KUBERNETES,
+        ])
+        .arg(&file)
+        .output()
+        .expect("kubernetes-validate runs (scripts/test installs it from PyPI)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// A real PostgreSQL server and the URL of a fresh database on it (with its password). Its
+/// setup uses a blocking client: call it off an async runtime (`spawn_blocking`).
+pub fn postgres_database() -> (wharf_store::testing::PgServer, String) {
+    let server = wharf_store::testing::PgServer::start();
+    let db = server.fresh_database();
+    let name = db.redacted().rsplit('/').next().unwrap().to_owned();
+    let url = server.url(&name, None);
+    (server, url)
+}
