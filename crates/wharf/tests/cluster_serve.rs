@@ -382,6 +382,22 @@ async fn a_killed_leader_controller_is_replaced_and_its_rollout_resumes_with_no_
     assert_eq!(api["rollout"]["to"], "2.0", "{view}");
     assert_eq!(api["rollout"]["outcome"]["result"], "succeeded", "{view}");
     assert_eq!(api["route"], json!([{"backend": "api-2-0", "weight": 100}]));
+    let third_url = format!("http://127.0.0.1:{}", third.port);
+    let status_cli = setup
+        .command("state-client")
+        .args(["cluster", "status", "--controller", &third_url])
+        .env("WHARF_API_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert!(status_cli.status.success(), "{}", text(&status_cli));
+    let table = text(&status_cli);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["api", "2.0", "1/1", "100", "to", "2.0", "(succeeded)"]),
+        "{table}"
+    );
     let (status, page) = request(
         third.port,
         "GET",

@@ -46,7 +46,7 @@ pub enum ClusterCommand {
     #[command(disable_version_flag = true)]
     Deploy(DeployArgs),
     /// The services on the cluster: versions, available replicas, route weights, rollouts.
-    Status(ConnectArgs),
+    Status(StatusArgs),
     /// Hold the running rollout at its step.
     Pause(CommandArgs),
     /// Go on after a pause.
@@ -76,6 +76,17 @@ pub struct ConnectArgs {
     /// The environment overlay to apply (default: `dev` when the manifest defines it).
     #[arg(long = "env", value_name = "ENV")]
     pub environment: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Ask the controller at URL (`wharf cluster serve`; either replica answers) instead of
+    /// the cluster and the state directly; its token from `$WHARF_TOKEN` or
+    /// `$WHARF_API_TOKEN`.
+    #[arg(long, value_name = "URL", env = "WHARF_CONTROLLER")]
+    pub controller: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -800,7 +811,11 @@ async fn steer(global: &Global, args: CommandArgs, command: &str) -> anyhow::Res
     }
 }
 
-async fn status(global: &Global, args: ConnectArgs) -> anyhow::Result<ExitStatus> {
+async fn status(global: &Global, args: StatusArgs) -> anyhow::Result<ExitStatus> {
+    if let Some(controller) = &args.controller {
+        return crate::cmd::cluster_serve::client::status(global, controller).await;
+    }
+    let args = args.connect;
     let Some(stack) = load_stack(global, args.environment.as_deref())? else {
         return Ok(ExitStatus::Invalid);
     };

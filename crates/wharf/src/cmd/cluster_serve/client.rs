@@ -255,3 +255,20 @@ pub(crate) async fn steer(
         Ok(answer.refusal())
     }
 }
+
+pub(crate) async fn status(global: &Global, url: &str) -> anyhow::Result<ExitStatus> {
+    let controller = match Controller::new(url) {
+        Ok(controller) => controller,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Ok(ExitStatus::Invalid);
+        }
+    };
+    let answer = controller.call("GET", "/v1/cluster/status", None).await?;
+    if answer.status != 200 {
+        eprintln!("error: {}", answer.error());
+        return Ok(answer.refusal());
+    }
+    super::super::cluster::print_status(global.output, &answer.body)?;
+    Ok(ExitStatus::Ok)
+}
