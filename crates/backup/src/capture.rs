@@ -18,6 +18,16 @@ use crate::retree::Sizes;
 /// A reader the archiver pulls from.
 pub(crate) type Stream = Box<dyn Read + Send>;
 
+/// A tool's output as the archiver should read it: through a 1 MiB buffer. rustic_core 0.13's
+/// chunker reads 4 KiB at a time once a chunk has passed its minimum size — straight from a
+/// pipe that is one system call per 4 KiB (~50,000 for a 200 MB dump, ~0.1 s of the chunking
+/// thread, which is the backup's critical path); from the buffer they are copies, and the
+/// pipe is drained in large reads. Only for tool pipes: a buffer is allocated when the entry
+/// is made, and a directory's files are many.
+pub(crate) fn piped(reader: impl Read + Send + 'static) -> Stream {
+    Box::new(std::io::BufReader::with_capacity(1 << 20, reader))
+}
+
 /// One entry below the backup's `data/` folder.
 pub(crate) enum Entry {
     Dir(PathBuf, Metadata),

@@ -44,11 +44,22 @@ pub fn record_of(store: &Datastore, tools: &Tools) -> Result<Record> {
 /// compares like with like, whatever format the backup's record has.
 pub fn record_of_format(store: &Datastore, tools: &Tools, version: u32) -> Result<Record> {
     match store {
-        Datastore::Postgres(conn) => drivers::postgres::record(conn, version),
+        Datastore::Postgres(conn) => drivers::postgres::record(conn, version, None),
         Datastore::Mariadb(conn) => drivers::mariadb::record(conn, tools),
         Datastore::Redis(conn) => drivers::redis::record(conn),
         Datastore::Sqlite(path) => drivers::sqlite::record(path),
         Datastore::Directory(path) => drivers::directory::record(path),
+    }
+}
+
+/// The record of a live datastore computed as `recorded` (a backup's record) was: its format,
+/// and for PostgreSQL each table's hash as its digest names it.
+pub fn record_like(store: &Datastore, tools: &Tools, recorded: &Record) -> Result<Record> {
+    match store {
+        Datastore::Postgres(conn) => {
+            drivers::postgres::record(conn, recorded.version, Some(recorded))
+        }
+        _ => record_of_format(store, tools, recorded.version),
     }
 }
 
@@ -105,7 +116,7 @@ pub fn drill_with(
     if restored.is_err() {
         return Ok(report(checks, started));
     }
-    let found = record_of_format(sandbox.datastore(), tools, recorded.version);
+    let found = record_like(sandbox.datastore(), tools, &recorded);
     checks.push(outcome(
         "record of the restored copy",
         &found.as_ref().map(|_| ()).map_err(clone_err),

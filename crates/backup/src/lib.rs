@@ -22,7 +22,7 @@ mod secret;
 mod tools;
 
 pub use datastore::{Datastore, MariadbConn, PgConn, RedisConn};
-pub use drill::{DrillReport, drill, drill_with, record_of, record_of_format};
+pub use drill::{DrillReport, drill, drill_with, record_like, record_of, record_of_format};
 pub use error::{BackupError, Result};
 pub use location::{
     DEFAULT_S3_REGION, DEFAULT_S3_RETRIES, RepoLocation, S3Credentials, S3Location,

@@ -27,8 +27,10 @@ pub struct Record {
 
 impl Record {
     /// Format 2: PostgreSQL rows are digested with `hashtextextended` instead of MD5 (other
-    /// kinds as in format 1).
-    pub const VERSION: u32 = 2;
+    /// kinds as in format 1). Format 3: a PostgreSQL table's rows are hashed by typed value
+    /// (`hash_record_extended`) where its column types allow, its text form's hash otherwise,
+    /// and the digest is prefixed `typed:` or `text:` to say which (other kinds as before).
+    pub const VERSION: u32 = 3;
 
     pub fn new(parts: BTreeMap<String, Part>) -> Record {
         Record {

@@ -16,7 +16,7 @@ use tempfile::TempDir;
 use wharf_manifest::model::DatastoreKind;
 
 use super::Feed;
-use crate::capture::{Capture, Entry};
+use crate::capture::{Capture, Entry, piped};
 use crate::datastore::MariadbConn;
 use crate::error::{BackupError, Result};
 use crate::record::{Part, Record};
@@ -185,11 +185,7 @@ pub(crate) fn capture(conn: &MariadbConn, tools: &Tools) -> Result<Capture> {
         Ok(record)
     });
     Ok(Capture {
-        entries: vec![Entry::File(
-            FILE.into(),
-            Metadata::default(),
-            Box::new(reader),
-        )],
+        entries: vec![Entry::File(FILE.into(), Metadata::default(), piped(reader))],
         record: None,
         streamed: true,
         finish: Box::new(move || {

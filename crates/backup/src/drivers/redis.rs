@@ -14,7 +14,7 @@ use rustic_core::repofile::Metadata;
 use wharf_manifest::model::DatastoreKind;
 
 use super::resp::{Resp, Value, field};
-use crate::capture::{Capture, Entry};
+use crate::capture::{Capture, Entry, piped};
 use crate::datastore::RedisConn;
 use crate::error::{BackupError, Result};
 use crate::record::{Part, Record};
@@ -111,11 +111,7 @@ pub(crate) fn capture(conn: &RedisConn, tools: &Tools) -> Result<Capture> {
         .take()
         .ok_or_else(|| err("redis-cli has no stdout"))?;
     Ok(Capture {
-        entries: vec![Entry::File(
-            FILE.into(),
-            Metadata::default(),
-            Box::new(stdout),
-        )],
+        entries: vec![Entry::File(FILE.into(), Metadata::default(), piped(stdout))],
         record: Some(record.clone()),
         streamed: true,
         finish: Box::new(move || cli.finish().map(|()| record)),
