@@ -107,8 +107,16 @@ fn postgres_backup_restores_exactly_the_rows_backed_up_and_restic_reads_it() {
     assert_eq!(recorded.parts["table public.orders"].count, 300);
     // Rows are hashed by typed value where every column type has a hash function; `json` has
     // none, so that table is hashed by its rows' text form, and the digest says which.
-    assert!(recorded.parts["table public.users"].digest.starts_with("typed:"));
-    assert!(recorded.parts["table public.docs"].digest.starts_with("text:"));
+    assert!(
+        recorded.parts["table public.users"]
+            .digest
+            .starts_with("typed:")
+    );
+    assert!(
+        recorded.parts["table public.docs"]
+            .digest
+            .starts_with("text:")
+    );
 
     psql(
         &source,

@@ -15,10 +15,19 @@ pub use wharf_store::{CONTROL_LEASE, FencedWrite, Lease, STATE_DSN_ENV};
 
 use crate::OpsError;
 
-/// A replica contending for [`CONTROL_LEASE`].
+/// The lease the controllers of one namespace (`wharf cluster serve`) contend for: a
+/// database may hold the state of several namespaces' controllers, and of a `wharf up`
+/// stack beside them, each electing its own leader.
+pub fn cluster_lease(namespace: &str) -> String {
+    format!("cluster/{namespace}")
+}
+
+/// A replica contending for a lease: [`CONTROL_LEASE`] (`wharf up`) or a namespace's
+/// [`cluster_lease`].
 #[derive(Debug)]
 pub struct Candidate {
     store: Store,
+    name: String,
     holder: String,
     ttl: Duration,
 }
@@ -28,6 +37,16 @@ impl Candidate {
     /// past each take or renewal. Without a DSN there is nothing to contend for: an
     /// [`OpsError::Invalid`] that says so.
     pub fn connect(state_dir: &Path, holder: String, ttl: Duration) -> Result<Self, OpsError> {
+        Self::connect_for(state_dir, CONTROL_LEASE, holder, ttl)
+    }
+
+    /// As [`Candidate::connect`], for the lease `name`.
+    pub fn connect_for(
+        state_dir: &Path,
+        name: &str,
+        holder: String,
+        ttl: Duration,
+    ) -> Result<Self, OpsError> {
         let location = crate::read::location(state_dir)?;
         if !location.is_postgres() {
             return Err(OpsError::Invalid(format!(
@@ -38,7 +57,12 @@ impl Candidate {
         }
         let mut store = Store::open_location(&location)?;
         store.end_idle_transactions();
-        Ok(Candidate { store, holder, ttl })
+        Ok(Candidate {
+            store,
+            name: name.to_owned(),
+            holder,
+            ttl,
+        })
     }
 
     /// Who this candidate is.
@@ -55,9 +79,7 @@ impl Candidate {
     /// Once taken, this connection is fenced by it, so a renewal after a take-over is a
     /// refused write, recorded in `fenced_writes` with the others.
     pub fn try_take(&mut self) -> Result<Option<Lease>, OpsError> {
-        let lease = self
-            .store
-            .try_acquire(CONTROL_LEASE, &self.holder, self.ttl)?;
+        let lease = self.store.try_acquire(&self.name, &self.holder, self.ttl)?;
         if let Some(lease) = &lease {
             self.store.fence(lease);
         }
@@ -96,7 +118,7 @@ impl Candidate {
     pub fn current_holder(&self) -> Result<Option<(String, u64)>, OpsError> {
         Ok(self
             .store
-            .lease_holder()?
+            .lease_holder_of(&self.name)?
             .map(|(holder, token)| (holder, token.value())))
     }
 }
@@ -114,7 +136,7 @@ pub fn record_leadership(
         store,
         actor,
         wharf_ledger::KnownAction::ControlLeader,
-        CONTROL_LEASE,
+        &lease.name,
         serde_json::json!({
             "holder": lease.holder,
             "token": lease.token.value(),

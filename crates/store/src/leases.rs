@@ -236,10 +236,18 @@ impl Store {
 
     /// The lease's holder and token, if it was ever taken.
     pub fn lease_holder(&self) -> Result<Option<(String, FencingToken)>, StoreError> {
+        self.lease_holder_of(CONTROL_LEASE)
+    }
+
+    /// The holder and token of the lease `name`, if it was ever taken.
+    pub fn lease_holder_of(
+        &self,
+        name: &str,
+    ) -> Result<Option<(String, FencingToken)>, StoreError> {
         self.db
             .read_opt(
                 "SELECT holder, token FROM leases WHERE name = ?1",
-                &vals![CONTROL_LEASE],
+                &vals![name],
                 |row| Ok((row.get(0)?, FencingToken(row.get(1)?))),
             )
             .map_err(fail(&self.path, "cannot read the lease"))

@@ -155,6 +155,10 @@ impl Setup {
 
     /// Starts a replica with its own state directory (as a pod has its own emptyDir).
     fn replica(&self, state: &str) -> Replica {
+        self.replica_with(state, &[])
+    }
+
+    fn replica_with(&self, state: &str, extra: &[&str]) -> Replica {
         let port = free_port();
         let log = self.dir.path().join(format!("{state}.log"));
         let listen = format!("127.0.0.1:{port}");
@@ -180,6 +184,7 @@ impl Setup {
                 "--errors-query",
                 "errors{b=\"{workload}\"}",
             ])
+            .args(extra)
             .env("WHARF_API_TOKEN", TOKEN)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -277,6 +282,15 @@ async fn a_killed_leader_controller_is_replaced_and_its_rollout_resumes_with_no_
     let second = setup.replica("state-b");
     let standby = wait_for_role(&second, "standby");
     assert_eq!(standby["leader"], leader["replica"], "{standby}");
+    // Another namespace's controller on the same database elects its own leader.
+    let elsewhere = setup.replica_with("state-x", &["--namespace", "staging"]);
+    let other = wait_for_role(&elsewhere, "leader");
+    assert_eq!(other["namespace"], "staging");
+    assert_eq!(
+        wait_for_role(&first, "leader")["replica"],
+        leader["replica"]
+    );
+    drop(elsewhere);
     let dsn = setup.dsn.clone().unwrap();
     let password = dsn.split(':').nth(2).unwrap().split('@').next().unwrap();
 

@@ -3,7 +3,8 @@
 //! operator's terminal.
 //!
 //! - **Leadership**: with the state in PostgreSQL (`WHARF_STATE_DSN`) each replica contends
-//!   for the control lease; the holder leads, its store fenced by the lease's token, and
+//!   for its namespace's lease (`cluster/NAMESPACE`: controllers of several namespaces, and a
+//!   `wharf up` stack, can share one database); the holder leads, its store fenced by the lease's token, and
 //!   renews every third of the TTL — a failed renewal ends the process at once (another
 //!   replica leads, and this one's writes are refused anyway). On a state directory's SQLite
 //!   there is one replica, chosen by `control.lock`.
@@ -504,7 +505,12 @@ pub(crate) async fn serve(global: &Global, mut args: ServeArgs) -> anyhow::Resul
     let mut leadership = None;
     let _lock;
     if postgres {
-        let candidate = Candidate::connect(&state_dir, holder.clone(), args.lease_ttl)?;
+        let candidate = Candidate::connect_for(
+            &state_dir,
+            &wharf_ops::lease::cluster_lease(controller.namespace()),
+            holder.clone(),
+            args.lease_ttl,
+        )?;
         let candidate = Arc::new(Mutex::new(candidate));
         let lease = tokio::select! {
             lease = contend(&controller, &candidate, args.lease_ttl) => lease?,
