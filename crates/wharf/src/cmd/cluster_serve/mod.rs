@@ -149,6 +149,12 @@ impl Controller {
         Ok(store)
     }
 
+    /// [`Controller::writer`] off the runtime's threads (a PostgreSQL connection is made).
+    async fn open_writer(self: &Arc<Self>) -> anyhow::Result<StateDb> {
+        let controller = self.clone();
+        tokio::task::spawn_blocking(move || controller.writer()).await?
+    }
+
     /// Starts a rollout of `service` to `version` (or resumes the saved one to that version),
     /// recorded as `actor`'s. `Ok(false)` when this leader already runs it.
     pub(crate) async fn deploy(
@@ -172,13 +178,13 @@ impl Controller {
         }) && !running.1
         {
             if running.0 == version {
-                let store = self.reader().map_err(RequestError::Internal)?;
-                let id = store
-                    .as_ref()
-                    .and_then(|s| wharf_ops::cluster::latest(s, self.namespace(), service).ok())
-                    .flatten()
-                    .map_or(0, |row| row.id);
-                return Ok((id, false));
+                let controller = self.clone();
+                let name = service.to_owned();
+                let saved = tokio::task::spawn_blocking(move || controller.saved(&name))
+                    .await
+                    .map_err(|e| RequestError::Internal(e.into()))?
+                    .map_err(RequestError::Internal)?;
+                return Ok((saved.map_or(0, |(id, _)| id), false));
             }
             return Err(RequestError::Rejected(format!(
                 "a rollout of `{service}` to {} is under way; wait for it or abort it first",
@@ -189,7 +195,7 @@ impl Controller {
             super::cluster::BeginError::State(error) => RequestError::Internal(error),
             refused => RequestError::Rejected(refused.to_string()),
         };
-        let store = self.writer().map_err(RequestError::Internal)?;
+        let store = self.open_writer().await.map_err(RequestError::Internal)?;
         let start = super::cluster::start_point(&store, self.namespace(), service, version)
             .map_err(refused)?;
         let begun = super::cluster::begin(&self.cluster, &self.stack, start, service, version)
@@ -356,7 +362,7 @@ impl Controller {
                 "resuming the rollout of {} to {} (rollout {id})",
                 rollout.service, rollout.new.version
             );
-            let store = self.writer()?;
+            let store = self.open_writer().await?;
             self.start(
                 Begun {
                     rollout,
