@@ -426,6 +426,69 @@ async fn a_killed_leader_controller_is_replaced_and_its_rollout_resumes_with_no_
         request(third.port, "GET", "/v1/audit/verify", Some(TOKEN), None).unwrap();
     assert_eq!(status, 200, "{verified}");
     assert_eq!(verified["ok"], true, "{verified}");
+
+    // SIGTERM (the controller's own rolling update) mid-rollout: the leader stops its
+    // rollout, gives the lease up and exits 0; the standby takes over and finishes it —
+    // nothing is rolled back.
+    let before = setup.patches().len();
+    let (status, answer) = request(
+        third.port,
+        "POST",
+        "/v1/cluster/rollouts",
+        Some(TOKEN),
+        Some(r#"{"service": "api", "version": "3.0"}"#),
+    )
+    .unwrap();
+    assert_eq!(status, 202, "{answer}");
+    eventually(
+        "the 3.0 rollout's 10 % step",
+        Duration::from_secs(60),
+        || (setup.patches().len() == before + 1).then_some(()),
+    );
+    let mut second = second;
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(second.child.id() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let stopped = second.child.wait().unwrap();
+    assert!(stopped.success(), "{}", second.log());
+    assert!(
+        second.log().contains("stopping: the rollouts stay"),
+        "{}",
+        second.log()
+    );
+    wait_for_role(&third, "leader");
+    let done = eventually("the 3.0 rollout to end", Duration::from_secs(60), || {
+        let (status, view) = request(
+            third.port,
+            "GET",
+            "/v1/cluster/rollouts/api",
+            Some(TOKEN),
+            None,
+        )?;
+        (status == 200 && view["done"] == true).then_some(view)
+    });
+    assert_eq!(
+        done["outcome"]["result"],
+        "succeeded",
+        "{done}\n{}",
+        third.log()
+    );
+    assert_eq!(
+        setup.patches()[before..],
+        [
+            weights(&[("api-2-0", 90), ("api-3-0", 10)]),
+            weights(&[("api-2-0", 75), ("api-3-0", 25)]),
+            weights(&[("api-2-0", 50), ("api-3-0", 50)]),
+            weights(&[("api-2-0", 0), ("api-3-0", 100)]),
+            weights(&[("api-3-0", 100)]),
+        ],
+        "--- stopped leader:\n{}\n--- new leader:\n{}",
+        second.log(),
+        third.log()
+    );
+
     // The database's password is in no replica's log.
     for replica in [&first, &second, &third] {
         assert!(!replica.log().contains(password));
@@ -598,6 +661,71 @@ async fn the_controller_api_checks_tokens_and_requests_and_an_abort_puts_stable_
             weights(&[("api-1-0", 100), ("api-2-0", 0)]),
             weights(&[("api-1-0", 100)]),
         ]
+    );
+
+    // A second rollout, followed by its own id: the first one's outcome (rolled back) is
+    // not reported for it; promoted, it succeeds.
+    let second = setup
+        .command("state-client")
+        .args(["cluster", "deploy", "api", "--version", "3.0"])
+        .env("WHARF_CONTROLLER", &controller)
+        .env("WHARF_TOKEN", TOKEN)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually(
+        "the second rollout's 10 % step",
+        Duration::from_secs(60),
+        || (setup.patches().len() == 4).then_some(()),
+    );
+    let promote = setup
+        .command("state-client")
+        .args(["cluster", "promote", "api", "--controller", &controller])
+        .env("WHARF_API_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert!(promote.status.success(), "{}", text(&promote));
+    let output = second.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        text(&output),
+        replica.log()
+    );
+    assert!(
+        text(&output).contains("api 3.0: succeeded"),
+        "{}",
+        text(&output)
+    );
+    assert_eq!(
+        setup.patches()[3..],
+        [
+            weights(&[("api-1-0", 90), ("api-3-0", 10)]),
+            weights(&[("api-1-0", 0), ("api-3-0", 100)]),
+            weights(&[("api-3-0", 100)]),
+        ]
+    );
+    // Flags that choose a cluster are the controller's: refused with --controller.
+    let namespaced = setup
+        .command("state-client")
+        .args([
+            "cluster",
+            "status",
+            "--controller",
+            &controller,
+            "--namespace",
+            "x",
+        ])
+        .env("WHARF_API_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert_eq!(namespaced.status.code(), Some(2), "{}", text(&namespaced));
+    assert!(
+        text(&namespaced).contains("--namespace"),
+        "{}",
+        text(&namespaced)
     );
     assert!(!replica.log().contains(TOKEN), "the token is in no log");
 }

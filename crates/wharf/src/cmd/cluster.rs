@@ -488,12 +488,16 @@ impl Journal for OpsJournal {
                 }
             })
             .collect();
-        let mut store = self
-            .store
-            .lock()
-            .map_err(|_| "the state's connection was poisoned".to_owned())?;
-        wharf_ops::cluster::record(&mut store, &self.actor, &row, &entries)
-            .map_err(|e| e.to_string())
+        // A transaction on the database: off the runtime's workers' async duties (the
+        // controller's API and lease renewal share them), on this same thread.
+        tokio::task::block_in_place(|| {
+            let mut store = self
+                .store
+                .lock()
+                .map_err(|_| "the state's connection was poisoned".to_owned())?;
+            wharf_ops::cluster::record(&mut store, &self.actor, &row, &entries)
+                .map_err(|e| e.to_string())
+        })
     }
 }
 
@@ -813,6 +817,12 @@ async fn steer(global: &Global, args: CommandArgs, command: &str) -> anyhow::Res
 
 async fn status(global: &Global, args: StatusArgs) -> anyhow::Result<ExitStatus> {
     if let Some(controller) = &args.controller {
+        if let Some(flag) = crate::cmd::cluster_serve::client::cluster_flag(&args.connect) {
+            eprintln!(
+                "error: {flag} is the controller's setting with --controller (it reports its own namespace); drop it"
+            );
+            return Ok(ExitStatus::Invalid);
+        }
         return crate::cmd::cluster_serve::client::status(global, controller).await;
     }
     let args = args.connect;

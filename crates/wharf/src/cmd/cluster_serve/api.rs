@@ -15,6 +15,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -58,7 +59,9 @@ async fn health(State(controller): Shared) -> Response {
     let (role, leader) = match controller.role() {
         Role::Starting => ("starting", None),
         Role::Standby { leader } => ("standby", leader),
+        Role::TakingOver => ("taking-over", Some(controller.holder.clone())),
         Role::Leader => ("leader", Some(controller.holder.clone())),
+        Role::Stopping => ("stopping", None),
     };
     Json(json!({
         "status": "ok",
@@ -79,6 +82,9 @@ async fn ready(State(controller): Shared) -> Response {
             "the controller is connecting to its state",
         )
         .into_response(),
+        Role::Stopping => {
+            ApiError::new(ErrorCode::Stopping, "the controller is stopping").into_response()
+        }
         _ => Json(json!({"status": "ready"})).into_response(),
     }
 }
@@ -123,7 +129,7 @@ async fn authorize(
     })
     .await
     .map_err(|_| internal("the token check failed"))?
-    .map_err(|error| internal(&format!("cannot read the tokens: {error:#}")))?;
+    .map_err(|error| internal_because("cannot read the tokens", &error))?;
     let holder = wharf_ops::tokens::authenticate(&rows, &presented, jiff::Timestamp::now())
         .map_err(|refusal| ApiError::new(ErrorCode::Unauthorized, refusal.to_string()))?;
     if need == Need::Change && !matches!(holder.role, TokenRole::Operator | TokenRole::Admin) {
@@ -139,8 +145,20 @@ async fn authorize(
     Ok(holder.name)
 }
 
-fn internal(message: &str) -> ApiError {
-    ApiError::new(ErrorCode::Internal, message)
+/// A failure that is not the caller's: the cause goes to the controller's log, the caller
+/// gets what failed and where to look (database or cluster details stay out of answers).
+fn internal(what: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::Internal,
+        format!("{what}; the controller's log says why"),
+    )
+}
+
+/// [`internal`], logging `error` first.
+fn internal_because(what: &str, error: &anyhow::Error) -> ApiError {
+    tracing::error!(error = %format!("{error:#}"), "{what}");
+    eprintln!("error: {what}: {error:#}");
+    internal(what)
 }
 
 impl From<RequestError> for ApiError {
@@ -150,7 +168,9 @@ impl From<RequestError> for ApiError {
             RequestError::NoRollout(_) => ErrorCode::NoRollout,
             RequestError::Rejected(_) => ErrorCode::Rejected,
             RequestError::NotLeader { .. } => ErrorCode::NoLeader,
-            RequestError::Internal(_) => ErrorCode::Internal,
+            RequestError::Internal(cause) => {
+                return internal_because("the request could not be carried out", cause);
+            }
         };
         ApiError::new(code, error.to_string())
     }
@@ -170,10 +190,10 @@ async fn status(State(controller): Shared, headers: HeaderMap) -> Result<Respons
     })
     .await
     .map_err(|_| internal("the status read failed"))?
-    .map_err(|error| internal(&format!("cannot read the saved rollouts: {error:#}")))?;
+    .map_err(|error| internal_because("cannot read the saved rollouts", &error))?;
     let view = super::super::cluster::status_view(&controller.cluster, &controller.stack, &saved)
         .await
-        .map_err(|error| internal(&format!("cannot read the cluster: {error:#}")))?;
+        .map_err(|error| internal_because("cannot read the cluster", &error))?;
     Ok(Json(view).into_response())
 }
 
@@ -181,9 +201,10 @@ async fn status(State(controller): Shared, headers: HeaderMap) -> Result<Respons
 async fn rollout(
     State(controller): Shared,
     headers: HeaderMap,
-    UrlPath(service): UrlPath<String>,
+    path: Result<UrlPath<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     authorize(&controller, &headers, Need::Read).await?;
+    let UrlPath(service) = path?;
     if !controller.stack.services.contains_key(&service) {
         return Err(RequestError::UnknownService(service).into());
     }
@@ -192,7 +213,7 @@ async fn rollout(
     let saved = tokio::task::spawn_blocking(move || reading.saved(&name))
         .await
         .map_err(|_| internal("the rollout read failed"))?
-        .map_err(|error| internal(&format!("{error:#}")))?;
+        .map_err(|error| internal_because("cannot read the saved rollout", &error))?;
     match saved {
         Some((id, rollout)) => {
             Ok(Json(super::super::cluster::rollout_view(id, &rollout)).into_response())
@@ -279,6 +300,14 @@ async fn deploy(
         .into_response())
 }
 
+/// The commands were checked above; a name that got here anyway is still refused.
+fn unreachable_command(command: &str) -> Result<Event, ApiError> {
+    Err(ApiError::new(
+        ErrorCode::NotFound,
+        format!("no command `{command}`: pause, resume, promote or abort"),
+    ))
+}
+
 /// A version is an image tag: a letter, digit or `_`, then up to 127 of those, `.` and `-`.
 fn check_version(version: &str) -> Result<(), String> {
     let mut chars = version.chars();
@@ -300,10 +329,21 @@ fn check_version(version: &str) -> Result<(), String> {
 async fn command(
     State(controller): Shared,
     headers: HeaderMap,
-    UrlPath((service, command)): UrlPath<(String, String)>,
+    path: Result<UrlPath<(String, String)>, PathRejection>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let caller = authorize(&controller, &headers, Need::Change).await?;
+    let UrlPath((service, command)) = path?;
+    // Both checked before anything is forwarded: the path sent on is rebuilt from them.
+    if !controller.stack.services.contains_key(&service) {
+        return Err(RequestError::UnknownService(service).into());
+    }
+    if !matches!(command.as_str(), "pause" | "resume" | "promote" | "abort") {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("no command `{command}`: pause, resume, promote or abort"),
+        ));
+    }
     let path = format!("/v1/cluster/rollouts/{service}/{command}");
     if let Some(forwarded) = forward_if_standby(&controller, &headers, &path, &body).await {
         return forwarded;
@@ -322,16 +362,8 @@ async fn command(
                 .reason
                 .unwrap_or_else(|| format!("aborted by {caller}")),
         },
-        other => {
-            return Err(ApiError::new(
-                ErrorCode::NotFound,
-                format!("no command `{other}`: pause, resume, promote or abort"),
-            ));
-        }
+        _ => unreachable_command(&command)?,
     };
-    if !controller.stack.services.contains_key(&service) {
-        return Err(RequestError::UnknownService(service).into());
-    }
     controller.command(&service, event).await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -374,7 +406,7 @@ async fn entries(
     let page = tokio::task::spawn_blocking(move || {
         let mut store = reading
             .reader()
-            .map_err(|error| internal(&format!("cannot open the state: {error:#}")))?
+            .map_err(|error| internal_because("cannot open the state", &error))?
             .ok_or_else(|| internal("there is no state yet"))?;
         wharf_server::audit_routes::page(&Ledger::new(&mut store), query.before, limit)
     })
@@ -390,7 +422,7 @@ async fn verify(State(controller): Shared, headers: HeaderMap) -> Result<Respons
     let answer = tokio::task::spawn_blocking(move || {
         let mut store = reading
             .reader()
-            .map_err(|error| internal(&format!("cannot open the state: {error:#}")))?
+            .map_err(|error| internal_because("cannot open the state", &error))?
             .ok_or_else(|| internal("there is no state yet"))?;
         wharf_server::audit_routes::verification(&Ledger::new(&mut store), &reading.state_dir)
     })
@@ -409,6 +441,8 @@ async fn forward_if_standby(
 ) -> Option<Result<Response, ApiError>> {
     let leader = match controller.role() {
         Role::Leader => return None,
+        // Answered by the controller's own refusal (`no_leader`), never forwarded.
+        Role::TakingOver | Role::Stopping => return None,
         Role::Starting => None,
         Role::Standby { leader } => leader,
     };

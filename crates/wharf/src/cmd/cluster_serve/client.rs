@@ -118,6 +118,12 @@ pub(crate) async fn deploy(
         );
         return Ok(ExitStatus::Invalid);
     }
+    if let Some(flag) = cluster_flag(&args.connect) {
+        eprintln!(
+            "error: {flag} is the controller's setting with --controller (it runs the rollout in its own namespace); drop it"
+        );
+        return Ok(ExitStatus::Invalid);
+    }
     let controller = match Controller::new(url) {
         Ok(controller) => controller,
         Err(message) => {
@@ -151,7 +157,24 @@ pub(crate) async fn deploy(
     follow(global, &controller, &args.service, &args.version, id).await
 }
 
-/// Reports the rollout's phases until it ends; its outcome is the exit status.
+/// A flag that chooses a cluster or namespace, which the controller decides for itself.
+pub(crate) fn cluster_flag(connect: &super::super::cluster::ConnectArgs) -> Option<&'static str> {
+    if connect.kubeconfig.is_some() {
+        Some("--kubeconfig")
+    } else if connect.context.is_some() {
+        Some("--context")
+    } else if connect.namespace.is_some() {
+        Some("--namespace")
+    } else if connect.environment.is_some() {
+        Some("--env")
+    } else {
+        None
+    }
+}
+
+/// Reports the rollout's phases until it ends; its outcome is the exit status. The rollout
+/// is `id`: until the controller has saved it (its first step runs just after the answer),
+/// the service's earlier rollout, or none, is what a read shows — and is not reported.
 async fn follow(
     global: &Global,
     controller: &Controller,
@@ -164,10 +187,22 @@ async fn follow(
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_phase = String::new();
     let mut unreachable_since: Option<tokio::time::Instant> = None;
+    let mut not_saved_since: Option<tokio::time::Instant> = None;
     loop {
         poll.tick().await;
         let answer = match controller.call("GET", &path, None).await {
             Ok(answer) if answer.status == 200 => answer,
+            Ok(answer) if answer.status == 404 && answer.body["error"]["code"] == "no_rollout" => {
+                if not_saved_since
+                    .get_or_insert_with(tokio::time::Instant::now)
+                    .elapsed()
+                    > UNREACHABLE_PATIENCE
+                {
+                    eprintln!("error: the controller never saved rollout {id} of {service}");
+                    return Ok(ExitStatus::Failed);
+                }
+                continue;
+            }
             Ok(answer) if answer.status < 500 => {
                 eprintln!("error: {}", answer.error());
                 return Ok(answer.refusal());
@@ -192,9 +227,24 @@ async fn follow(
         };
         unreachable_since = None;
         let view = answer.body;
-        if view["id"].as_u64().is_some_and(|current| current > id) {
-            eprintln!("error: a later rollout of {service} replaced this one");
-            return Ok(ExitStatus::Failed);
+        match view["id"].as_u64() {
+            Some(current) if current > id => {
+                eprintln!("error: a later rollout of {service} replaced this one");
+                return Ok(ExitStatus::Failed);
+            }
+            // The earlier rollout, still: this one is not saved yet.
+            Some(current) if current < id || view["to"] != version => {
+                if not_saved_since
+                    .get_or_insert_with(tokio::time::Instant::now)
+                    .elapsed()
+                    > UNREACHABLE_PATIENCE
+                {
+                    eprintln!("error: the controller never saved rollout {id} of {service}");
+                    return Ok(ExitStatus::Failed);
+                }
+                continue;
+            }
+            _ => {}
         }
         let phase = view["phase"].as_str().unwrap_or("").to_owned();
         if phase != last_phase {
@@ -240,6 +290,12 @@ pub(crate) async fn steer(
             return Ok(ExitStatus::Invalid);
         }
     };
+    if args.namespace.is_some() {
+        eprintln!(
+            "error: --namespace is the controller's setting with --controller (it steers the rollouts of its own namespace); drop it"
+        );
+        return Ok(ExitStatus::Invalid);
+    }
     let answer = controller
         .call(
             "POST",

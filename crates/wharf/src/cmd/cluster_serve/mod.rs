@@ -70,13 +70,20 @@ pub(crate) enum Role {
     Standby {
         leader: Option<String>,
     },
+    /// Holds the lease and is resuming the saved rollouts: writes wait for it to lead.
+    TakingOver,
     Leader,
+    /// SIGTERM: taking no more writes, stopping its rollouts, then giving the lease up.
+    Stopping,
 }
 
-/// A rollout this leader runs: where its operator commands go.
+/// A rollout this leader runs: where its operator commands go, and its task.
 struct Running {
     version: String,
     commands: mpsc::Sender<Event>,
+    /// Which start this is: a task ending removes its own entry only.
+    generation: u64,
+    task: tokio::task::AbortHandle,
 }
 
 /// What the API and the rollouts share.
@@ -94,6 +101,8 @@ pub(crate) struct Controller {
     /// The lease this replica leads under (`None` on SQLite, where the flock decides).
     lease: Mutex<Option<Lease>>,
     running: Mutex<HashMap<String, Running>>,
+    /// The next [`Running::generation`].
+    generations: std::sync::atomic::AtomicU64,
     /// Held while a deploy request is decided and started: two requests for one service at
     /// once must not both find it idle and start two rollouts.
     deciding: tokio::sync::Mutex<()>,
@@ -120,6 +129,22 @@ impl Controller {
             .lock()
             .map(|r| r.clone())
             .unwrap_or(Role::Starting)
+    }
+
+    /// `Err(NotLeader)` unless this replica leads now.
+    fn leading(&self) -> Result<(), RequestError> {
+        match self.role() {
+            Role::Leader => Ok(()),
+            Role::Standby { leader } => Err(RequestError::NotLeader {
+                leader: leader.unwrap_or_else(|| "not known yet".to_owned()),
+            }),
+            Role::Starting | Role::TakingOver => Err(RequestError::NotLeader {
+                leader: "being elected".to_owned(),
+            }),
+            Role::Stopping => Err(RequestError::NotLeader {
+                leader: "being handed over (this replica is stopping)".to_owned(),
+            }),
+        }
     }
 
     fn set_role(&self, role: Role) {
@@ -163,15 +188,12 @@ impl Controller {
         version: &str,
         actor: wharf_ops::Actor,
     ) -> Result<(u64, bool), RequestError> {
-        if let Role::Standby { leader } = self.role() {
-            return Err(RequestError::NotLeader {
-                leader: leader.unwrap_or_else(|| "not known yet".to_owned()),
-            });
-        }
         if !self.stack.services.contains_key(service) {
             return Err(RequestError::UnknownService(service.to_owned()));
         }
         let _deciding = self.deciding.lock().await;
+        // Checked under the lock: a take-over resumes the saved rollouts holding it.
+        self.leading()?;
         if let Some(running) = self.running.lock().ok().and_then(|r| {
             r.get(service)
                 .map(|running| (running.version.clone(), running.commands.is_closed()))
@@ -213,11 +235,7 @@ impl Controller {
 
     /// Sends an operator command to the running rollout of `service`.
     pub(crate) async fn command(&self, service: &str, event: Event) -> Result<(), RequestError> {
-        if let Role::Standby { leader } = self.role() {
-            return Err(RequestError::NotLeader {
-                leader: leader.unwrap_or_else(|| "not known yet".to_owned()),
-            });
-        }
+        self.leading()?;
         let sender = self
             .running
             .lock()
@@ -233,23 +251,31 @@ impl Controller {
     }
 
     /// Runs `begun` in its own task until it ends: after a failure (the API server away,
-    /// a Prometheus that does not answer) it is resumed from its saved state after a
-    /// backoff; a lost lease ends the whole process (see `replica::renew`).
+    /// a Prometheus that does not answer, the database restarted) it is resumed from its
+    /// saved state, through a new connection, after a backoff; a lost lease ends the whole
+    /// process (see `replica::renew`). Callers hold `deciding`; a service whose rollout
+    /// already runs here is left to it.
     fn start(self: &Arc<Self>, begun: Begun, store: StateDb, actor: wharf_ops::Actor) {
         let service = begun.rollout.service.clone();
         let version = begun.rollout.new.version.clone();
-        let (commands_tx, mut commands) = mpsc::channel(8);
-        if let Ok(mut running) = self.running.lock() {
-            running.insert(
-                service.clone(),
-                Running {
-                    version: version.clone(),
-                    commands: commands_tx,
-                },
-            );
+        let Ok(mut running) = self.running.lock() else {
+            return;
+        };
+        if running
+            .get(&service)
+            .is_some_and(|r| !r.commands.is_closed() && !r.task.is_finished())
+        {
+            return;
         }
+        let generation = self
+            .generations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (commands_tx, mut commands) = mpsc::channel(8);
         let controller = self.clone();
-        tokio::spawn(async move {
+        let task_service = service.clone();
+        let task_version = version.clone();
+        let task = tokio::spawn(async move {
+            let (service, version) = (task_service, task_version);
             let mut journal = OpsJournal {
                 store: Mutex::new(store),
                 actor,
@@ -274,40 +300,89 @@ impl Controller {
                     &mut progress,
                 )
                 .await;
-                match outcome {
-                    Ok(Outcome::Succeeded) => eprintln!("{service} {version}: succeeded"),
-                    Ok(Outcome::RolledBack { reason }) => {
-                        eprintln!("{service} {version}: rolled back ({reason})")
+                let error = match outcome {
+                    Ok(Outcome::Succeeded) => {
+                        eprintln!("{service} {version}: succeeded");
+                        break;
                     }
-                    Err(error) => {
-                        tracing::warn!(service = %service, error = %format!("{error:#}"), "the rollout stopped; resuming it from its saved state");
-                        eprintln!(
-                            "{service} {version}: {error:#}; resuming from the saved state in {backoff:?}"
-                        );
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(30));
-                        next = match controller.saved(&service) {
-                            Ok(Some((id, rollout))) if !rollout.machine.is_done() => {
-                                journal.id = id;
-                                Some(Begun {
-                                    rollout,
-                                    resumed: true,
-                                    id,
-                                })
-                            }
-                            Ok(_) => None,
-                            Err(error) => {
-                                eprintln!("{service}: cannot read its saved rollout: {error:#}");
-                                None
-                            }
-                        };
+                    Ok(Outcome::RolledBack { reason }) => {
+                        eprintln!("{service} {version}: rolled back ({reason})");
+                        break;
+                    }
+                    Err(error) => error,
+                };
+                tracing::warn!(service = %service, error = %format!("{error:#}"), "the rollout stopped; resuming it from its saved state");
+                eprintln!(
+                    "{service} {version}: {error:#}; resuming from the saved state in {backoff:?}"
+                );
+                // Until the saved state is read again through a new connection (the old
+                // one may be what failed), the rollout is not given up.
+                loop {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    let reading = controller.clone();
+                    let name = service.clone();
+                    let resumed = tokio::task::spawn_blocking(move || {
+                        let saved = reading.saved(&name)?;
+                        let store = reading.writer()?;
+                        anyhow::Ok((saved, store))
+                    })
+                    .await
+                    .map_err(anyhow::Error::from)
+                    .and_then(|read| read);
+                    match resumed {
+                        Ok((Some((id, rollout)), store)) if !rollout.machine.is_done() => {
+                            journal.id = id;
+                            journal.store = Mutex::new(store);
+                            next = Some(Begun {
+                                rollout,
+                                resumed: true,
+                                id,
+                            });
+                            break;
+                        }
+                        // Ended (an operator's abort through another way) or gone.
+                        Ok(_) => break,
+                        Err(error) => eprintln!(
+                            "{service}: cannot read its saved rollout ({error:#}); trying again in {backoff:?}"
+                        ),
                     }
                 }
             }
-            if let Ok(mut running) = controller.running.lock() {
+            if let Ok(mut running) = controller.running.lock()
+                && running
+                    .get(&service)
+                    .is_some_and(|r| r.generation == generation)
+            {
                 running.remove(&service);
             }
         });
+        running.insert(
+            service,
+            Running {
+                version,
+                commands: commands_tx,
+                generation,
+                task: task.abort_handle(),
+            },
+        );
+    }
+
+    /// Stops every rollout task here (their state stays as last saved; the next leader
+    /// resumes them) and waits until none runs.
+    async fn stop_rollouts(&self) {
+        let tasks: Vec<tokio::task::AbortHandle> = self
+            .running
+            .lock()
+            .map(|mut running| running.drain().map(|(_, r)| r.task).collect())
+            .unwrap_or_default();
+        for task in &tasks {
+            task.abort();
+        }
+        let mut poll = tokio::time::interval(Duration::from_millis(10));
+        while tasks.iter().any(|t| !t.is_finished()) {
+            poll.tick().await;
+        }
     }
 
     /// The latest saved rollout of `service` in this namespace.
@@ -324,8 +399,12 @@ impl Controller {
     }
 
     /// Takes office: records `control.leader` (under the lease, fenced), then resumes every
-    /// unfinished rollout of this namespace where its saved state left it.
+    /// unfinished rollout of this namespace where its saved state left it — holding
+    /// `deciding`, so no deploy request starts one of them a second time meanwhile. A saved
+    /// rollout that does not read (another wharf's, a damaged row) is named and skipped, not
+    /// a reason for no replica ever to lead.
     async fn take_office(self: &Arc<Self>) -> anyhow::Result<()> {
+        let _deciding = self.deciding.lock().await;
         let lease = self.lease.lock().ok().and_then(|l| l.clone());
         let controller = self.clone();
         let unfinished = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
@@ -345,18 +424,23 @@ impl Controller {
                     continue;
                 }
                 seen.push(service.to_owned());
-                let rollout: ClusterRollout =
-                    serde_json::from_str(&row.state).with_context(|| {
-                        format!("the saved rollout of {} is unreadable", row.service)
-                    })?;
-                if !rollout.machine.is_done() {
-                    unfinished.push((row.id, rollout));
+                match serde_json::from_str::<ClusterRollout>(&row.state) {
+                    Ok(rollout) if !rollout.machine.is_done() => {
+                        unfinished.push((row.id, rollout));
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::error!(rollout = %row.service, %error, "a saved rollout does not read: skipped");
+                        eprintln!(
+                            "error: the saved rollout {} (id {}) does not read ({error}); not resuming it",
+                            row.service, row.id
+                        );
+                    }
                 }
             }
             Ok(unfinished)
         })
         .await??;
-        self.set_role(Role::Leader);
         for (id, rollout) in unfinished {
             eprintln!(
                 "resuming the rollout of {} to {} (rollout {id})",
@@ -373,6 +457,7 @@ impl Controller {
                 self.actor(),
             );
         }
+        self.set_role(Role::Leader);
         Ok(())
     }
 
@@ -480,6 +565,7 @@ pub(crate) async fn serve(global: &Global, mut args: ServeArgs) -> anyhow::Resul
         role: Mutex::new(Role::Starting),
         lease: Mutex::new(None),
         running: Mutex::new(HashMap::new()),
+        generations: std::sync::atomic::AtomicU64::new(0),
         deciding: tokio::sync::Mutex::new(()),
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -531,6 +617,7 @@ pub(crate) async fn serve(global: &Global, mut args: ServeArgs) -> anyhow::Resul
             lease.holder,
             lease.token.value()
         );
+        controller.set_role(Role::TakingOver);
         if let Ok(mut held) = controller.lease.lock() {
             *held = Some(lease.clone());
         }
@@ -544,11 +631,19 @@ pub(crate) async fn serve(global: &Global, mut args: ServeArgs) -> anyhow::Resul
         _lock = wharf_ops::ControlLock::acquire_or_refuse(&state_dir, "`wharf cluster serve`")?;
         eprintln!("{holder} leads (one replica: the state is this directory's SQLite)");
     }
-    controller.take_office().await?;
-    (&mut terminate).await;
-    eprintln!(
-        "stopping: the rollouts stay where their saved state is; the other replica resumes them"
-    );
+    let took = controller.take_office().await;
+    if let Err(error) = &took {
+        eprintln!("error: cannot take office: {error:#}");
+    } else {
+        (&mut terminate).await;
+        eprintln!(
+            "stopping: the rollouts stay where their saved state is; the other replica resumes them"
+        );
+    }
+    // Writes refused first, then this replica's rollouts stopped, and only then the lease
+    // given up: nothing acts here once another replica may.
+    controller.set_role(Role::Stopping);
+    controller.stop_rollouts().await;
     if let Some((candidate, lease, renewer)) = leadership {
         renewer.abort();
         let released = crate::replica::blocking(&candidate, move |c| Ok(c.release(&lease)?)).await;
@@ -560,7 +655,7 @@ pub(crate) async fn serve(global: &Global, mut args: ServeArgs) -> anyhow::Resul
     }
     let _ = stop_tx.send(true);
     let _ = server.await;
-    Ok(ExitStatus::Ok)
+    took.map(|()| ExitStatus::Ok)
 }
 
 /// Waits for the control lease as a standby, keeping the leader's name (and URL) for the API.
