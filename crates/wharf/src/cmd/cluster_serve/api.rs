@@ -122,10 +122,9 @@ async fn authorize(
     }
     let reading = controller.clone();
     let rows = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        match reading.reader()? {
-            Some(store) => Ok(store.tokens()?),
-            None => Ok(Vec::new()),
-        }
+        Ok(reading
+            .read(|store| Ok(store.tokens()?))?
+            .unwrap_or_default())
     })
     .await
     .map_err(|_| internal("the token check failed"))?
@@ -181,12 +180,14 @@ async fn status(State(controller): Shared, headers: HeaderMap) -> Result<Respons
     authorize(&controller, &headers, Need::Read).await?;
     let reading = controller.clone();
     let saved = tokio::task::spawn_blocking(move || {
-        let store = reading.reader()?;
-        super::super::cluster::saved_rollouts(
-            store.as_ref(),
-            reading.namespace(),
-            reading.stack.services.keys(),
-        )
+        let saved = reading.read(|store| {
+            super::super::cluster::saved_rollouts(
+                Some(store),
+                reading.namespace(),
+                reading.stack.services.keys(),
+            )
+        })?;
+        anyhow::Ok(saved.unwrap_or_default())
     })
     .await
     .map_err(|_| internal("the status read failed"))?
@@ -404,11 +405,16 @@ async fn entries(
     }
     let reading = controller.clone();
     let page = tokio::task::spawn_blocking(move || {
-        let mut store = reading
-            .reader()
-            .map_err(|error| internal_because("cannot open the state", &error))?
-            .ok_or_else(|| internal("there is no state yet"))?;
-        wharf_server::audit_routes::page(&Ledger::new(&mut store), query.before, limit)
+        reading
+            .read(|store| {
+                Ok(wharf_server::audit_routes::page(
+                    &Ledger::new(store),
+                    query.before,
+                    limit,
+                ))
+            })
+            .map_err(|error| internal_because("cannot read the state", &error))?
+            .ok_or_else(|| internal("there is no state yet"))?
     })
     .await
     .map_err(|_| internal("the ledger read failed"))??;
@@ -420,11 +426,15 @@ async fn verify(State(controller): Shared, headers: HeaderMap) -> Result<Respons
     authorize(&controller, &headers, Need::Read).await?;
     let reading = controller.clone();
     let answer = tokio::task::spawn_blocking(move || {
-        let mut store = reading
-            .reader()
-            .map_err(|error| internal_because("cannot open the state", &error))?
-            .ok_or_else(|| internal("there is no state yet"))?;
-        wharf_server::audit_routes::verification(&Ledger::new(&mut store), &reading.state_dir)
+        reading
+            .read(|store| {
+                Ok(wharf_server::audit_routes::verification(
+                    &Ledger::new(store),
+                    &reading.state_dir,
+                ))
+            })
+            .map_err(|error| internal_because("cannot read the state", &error))?
+            .ok_or_else(|| internal("there is no state yet"))?
     })
     .await
     .map_err(|_| internal("the ledger verification failed"))??;

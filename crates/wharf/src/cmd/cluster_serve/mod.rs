@@ -101,6 +101,8 @@ pub(crate) struct Controller {
     /// The lease this replica leads under (`None` on SQLite, where the flock decides).
     lease: Mutex<Option<Lease>>,
     running: Mutex<HashMap<String, Running>>,
+    /// The kept reading connection ([`Controller::read`]).
+    reading: Mutex<Option<StateDb>>,
     /// The next [`Running::generation`].
     generations: std::sync::atomic::AtomicU64,
     /// Held while a deploy request is decided and started: two requests for one service at
@@ -158,9 +160,32 @@ impl Controller {
         self.cluster.namespace()
     }
 
-    /// A reading connection to the state (standbys read too: the state is shared).
-    pub(crate) fn reader(&self) -> anyhow::Result<Option<StateDb>> {
-        Ok(wharf_ops::read::open_existing(&self.state_dir)?)
+    /// Runs `read` on this replica's reading connection to the state (standbys read too:
+    /// the state is shared), opened on first use and kept: a following client asks four
+    /// times a second, and a PostgreSQL connection is a handshake and a thread. A read that
+    /// fails drops the connection, so one broken by a database restart is made again. `None`
+    /// while there is no state yet. Blocking: call it off the runtime's threads.
+    pub(crate) fn read<T>(
+        &self,
+        read: impl FnOnce(&mut StateDb) -> anyhow::Result<T>,
+    ) -> anyhow::Result<Option<T>> {
+        let mut kept = self
+            .reading
+            .lock()
+            .map_err(|_| anyhow::anyhow!("the state's reading connection was poisoned"))?;
+        if kept.is_none() {
+            *kept = wharf_ops::read::open_existing(&self.state_dir)?;
+        }
+        let Some(store) = kept.as_mut() else {
+            return Ok(None);
+        };
+        match read(store) {
+            Ok(value) => Ok(Some(value)),
+            Err(error) => {
+                *kept = None;
+                Err(error)
+            }
+        }
     }
 
     /// A writing connection, fenced by this leader's lease: once another replica holds the
@@ -387,10 +412,14 @@ impl Controller {
 
     /// The latest saved rollout of `service` in this namespace.
     pub(crate) fn saved(&self, service: &str) -> anyhow::Result<Option<(u64, ClusterRollout)>> {
-        let Some(store) = self.reader()? else {
-            return Ok(None);
-        };
-        let Some(row) = wharf_ops::cluster::latest(&store, self.namespace(), service)? else {
+        let row = self.read(|store| {
+            Ok(wharf_ops::cluster::latest(
+                store,
+                self.namespace(),
+                service,
+            )?)
+        })?;
+        let Some(row) = row.flatten() else {
             return Ok(None);
         };
         let rollout: ClusterRollout = serde_json::from_str(&row.state)
@@ -565,6 +594,7 @@ pub(crate) async fn serve(global: &Global, mut args: ServeArgs) -> anyhow::Resul
         role: Mutex::new(Role::Starting),
         lease: Mutex::new(None),
         running: Mutex::new(HashMap::new()),
+        reading: Mutex::new(None),
         generations: std::sync::atomic::AtomicU64::new(0),
         deciding: tokio::sync::Mutex::new(()),
     });
