@@ -220,6 +220,18 @@ fn request(
     token: Option<&str>,
     body: Option<&str>,
 ) -> Option<(u16, Value)> {
+    request_with(port, method, path, token, body, "")
+}
+
+/// [`request`] with `extra` header lines (each ending in `\r\n`).
+fn request_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+    extra: &str,
+) -> Option<(u16, Value)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -230,7 +242,7 @@ fn request(
     let body = body.unwrap_or("");
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{auth}{extra}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .ok()?;
@@ -426,6 +438,32 @@ async fn a_killed_leader_controller_is_replaced_and_its_rollout_resumes_with_no_
         request(third.port, "GET", "/v1/audit/verify", Some(TOKEN), None).unwrap();
     assert_eq!(status, 200, "{verified}");
     assert_eq!(verified["ok"], true, "{verified}");
+
+    // A write a standby gets already forwarded (leadership moved in between) is refused,
+    // not forwarded again: no loop between replicas, nothing started.
+    let (status, answer) = request_with(
+        third.port,
+        "POST",
+        "/v1/cluster/rollouts",
+        Some(TOKEN),
+        Some(r#"{"service": "api", "version": "3.0"}"#),
+        "x-wharf-forwarded-by: another-replica\r\n",
+    )
+    .unwrap();
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (503, Some("no_leader")),
+        "{answer}"
+    );
+    let (_, view) = request(
+        second.port,
+        "GET",
+        "/v1/cluster/rollouts/api",
+        Some(TOKEN),
+        None,
+    )
+    .unwrap();
+    assert_eq!(view["to"], "2.0", "no rollout to 3.0 was started: {view}");
 
     // SIGTERM (the controller's own rolling update) mid-rollout: the leader stops its
     // rollout, gives the lease up and exits 0; the standby takes over and finishes it —
