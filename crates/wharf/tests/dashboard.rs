@@ -31,6 +31,16 @@ struct Browser {
 
 impl Browser {
     async fn start() -> Browser {
+        Browser::start_with(false).await
+    }
+
+    /// A browser that takes the control plane's self-signed certificate (the TLS listener's;
+    /// `api_tls.rs` tests the certificate itself).
+    async fn start_trusting_any_certificate() -> Browser {
+        Browser::start_with(true).await
+    }
+
+    async fn start_with(accept_insecure_certs: bool) -> Browser {
         // fantoccini's HTTP client is built with rustls; this process picks its crypto (ring,
         // as the server does: tls.rs says why the deprecation is accepted).
         #[allow(deprecated)]
@@ -48,6 +58,7 @@ impl Browser {
         // The flags the machine's notes name: no sandbox as root, and no background traffic
         // to Google's hosts (this network refuses it).
         let capabilities = json!({
+            "acceptInsecureCerts": accept_insecure_certs,
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
                 "args": [
@@ -87,8 +98,14 @@ impl Browser {
 
     /// Logs in on the dashboard's form with `token` and waits for the first live update.
     async fn log_in(&self, port: u16, token: &str) {
+        self.log_in_at(&format!("http://127.0.0.1:{port}"), token)
+            .await
+    }
+
+    /// Logs in on the dashboard at `base` (scheme, host and port).
+    async fn log_in_at(&self, base: &str, token: &str) {
         let c = &self.client;
-        c.goto(&format!("http://127.0.0.1:{port}/")).await.unwrap();
+        c.goto(&format!("{base}/")).await.unwrap();
         let field = c
             .wait()
             .at_most(DEADLINE)
@@ -799,5 +816,178 @@ fn an_action_without_the_session_cookie_or_with_a_wrong_csrf_token_is_refused() 
         rest.ends_with(b"0\r\n\r\n"),
         "{}",
         String::from_utf8_lossy(&rest)
+    );
+}
+
+/// Reads Server-Sent Events from a `GET /ui/events` made over HTTP/1.0 (so the body is the
+/// event stream itself, not chunked).
+struct EventStream {
+    stream: TcpStream,
+    buffer: String,
+}
+
+impl EventStream {
+    fn open(port: u16, cookie: &str) -> EventStream {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        write!(
+            stream,
+            "GET /ui/events HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nCookie: {cookie}\r\n\r\n"
+        )
+        .unwrap();
+        EventStream {
+            stream,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next `snapshot` event: its id and its data.
+    fn next(&mut self) -> (u64, String) {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let field = |name: &str| {
+                    block
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name))
+                        .map(str::to_owned)
+                };
+                if field("event: ").as_deref() != Some("snapshot") {
+                    continue;
+                }
+                let id = field("id: ")
+                    .unwrap_or_else(|| panic!("a snapshot event without an id: {block}"));
+                return (id.parse().unwrap(), field("data: ").unwrap());
+            }
+            let mut chunk = [0u8; 65536];
+            let n = self.stream.read(&mut chunk).expect("the stream goes on");
+            assert!(n > 0, "the stream ended: {}", self.buffer);
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+    }
+}
+
+/// A session cookie (`name=value`) from a login over the plain listener.
+fn session_cookie(port: u16, token: &str) -> String {
+    let (status, head, _) = request(
+        port,
+        "POST",
+        "/ui/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        &format!("token={token}"),
+    );
+    assert_eq!(status, 303);
+    head.lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().split(';').next().unwrap().to_owned())
+        .expect("a session cookie")
+}
+
+#[test]
+fn every_open_page_is_sent_the_same_snapshots_from_one_feed() {
+    let (stack, port) = shop("1.0");
+    let token = token(&stack, "fay", "viewer");
+    let cookie = session_cookie(port, &token);
+    let mut first = EventStream::open(port, &cookie);
+    let (opened_at, _) = first.next();
+    // A change (a ledger entry) makes the feed send another snapshot.
+    let note = stack.wharf(&["audit", "note", "a change"]);
+    assert!(note.status.success());
+    let (mut seen, mut seen_data) = first.next();
+    assert!(seen > opened_at);
+    // A page opened later joins the same feed: its first snapshot carries the feed's number,
+    // past what the first page was sent — not the first of a loop of its own.
+    let mut second = EventStream::open(port, &cookie);
+    let mut compared = 0;
+    for _ in 0..3 {
+        let (id, data) = second.next();
+        assert!(
+            id > opened_at,
+            "the second page was sent #{id}, the first had been sent #{opened_at} and more"
+        );
+        // The first page is sent the same snapshot under the same number.
+        while seen < id {
+            (seen, seen_data) = first.next();
+        }
+        if seen == id {
+            assert_eq!(seen_data, data, "snapshot #{id} differs between the pages");
+            compared += 1;
+        }
+    }
+    assert!(compared > 0, "no snapshot number was sent to both pages");
+}
+
+#[test]
+fn the_dashboard_on_the_tls_api_listener_logs_in_with_a_secure_cookie_and_acts() {
+    let stack = Stack::new(
+        "name: tls\nservices:\n  web:\n    command: [TESTBED, --port, \"${PORT}\"]\n    probes:\n      ready: {http: {path: /ready}, interval: 200ms}\n",
+    );
+    let addr = format!("127.0.0.1:{}", free_port());
+    let up = up_api(
+        stack.path(),
+        &addr,
+        "a-break-glass-token-of-enough-length",
+        &[],
+    );
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let token = token(&stack, "tess", "operator");
+    let restarts = || actions(&stack.ledger(), "service.restart").len();
+    let before = restarts();
+    runtime().block_on(async {
+        let browser = Browser::start_trusting_any_certificate().await;
+        browser.log_in_at(&format!("https://{addr}"), &token).await;
+        browser
+            .until("web in the graph", || async {
+                browser.node("web").await.filter(|(health, _)| health == "pass")
+            })
+            .await;
+        assert_eq!(
+            browser
+                .script("return document.getElementById('who').textContent")
+                .await,
+            "tess · operator"
+        );
+        // Over TLS the session cookie is Secure as well as HttpOnly and SameSite=Strict, and
+        // the page's script cannot read it.
+        let cookies = browser.client.get_all_cookies().await.unwrap();
+        let session = cookies
+            .iter()
+            .find(|c| c.name() == "wharf_session")
+            .expect("a session cookie");
+        assert_eq!(session.secure(), Some(true), "{session}");
+        assert_eq!(session.http_only(), Some(true), "{session}");
+        assert_eq!(
+            session.same_site().map(|s| s.to_string()).as_deref(),
+            Some("Strict"),
+            "{session}"
+        );
+        assert_eq!(browser.script("return document.cookie").await, "");
+        browser.screenshot("tls-listener").await;
+        // The page's own requests: refused without the CSRF token, done with it.
+        let answers = browser
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 const csrf = document.querySelector('meta[name=csrf-token]').content;
+                 const post = (headers) => fetch('/v1/services/web/restart', {method: 'POST', headers}).then(r => r.status);
+                 post({}).then(without => post({'X-CSRF-Token': csrf}).then(with_ => done([without, with_])), e => done(String(e)));",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(answers, json!([403, 202]), "{answers}");
+        browser.close().await;
+    });
+    assert_eq!(restarts(), before + 1);
+    assert!(
+        actions(&stack.ledger(), "service.restart")
+            .iter()
+            .any(|e| e["actor"] == "tess"),
+        "the restart is tess's"
     );
 }
