@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
+use wharf_testbed::load::{self, LoadPlan};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -990,4 +991,177 @@ fn the_dashboard_on_the_tls_api_listener_logs_in_with_a_secure_cookie_and_acts()
             .any(|e| e["actor"] == "tess"),
         "the restart is tess's"
     );
+}
+
+#[test]
+fn the_page_shows_live_traffic_secret_metadata_and_a_verified_audit_log_with_proofs() {
+    const VALUE: &str = "sk-live-a-value-the-page-must-never-show";
+    let api_port = free_port();
+    let stack = Stack::new(&format!(
+        r#"
+name: evidence
+secrets:
+  API_KEY: {{max_age: 90d}}
+services:
+  api:
+    version: "1.0"
+    command: [TESTBED, --port, "${{PORT}}", --version, "${{VERSION}}"]
+    port: {api_port}
+    secrets: [API_KEY]
+    probes:
+      ready: {{http: {{path: /ready}}, interval: 200ms}}
+    rollout:
+      strategy: canary
+      steps: [{{weight: 50, pause: 10m}}, {{weight: 100}}]
+"#
+    ));
+    stack.set_secret("API_KEY", VALUE);
+    let port = up_with_dashboard(&stack);
+    let token = token(&stack, "eve", "operator");
+    let mut plan = LoadPlan::new(format!("http://127.0.0.1:{api_port}/"), 50.0);
+    plan.max_duration = Duration::from_secs(60);
+    let load = load::start(plan).expect("load starts");
+    let deploy = stack.wharf(&["deploy", "api", "--version", "2.0"]);
+    assert!(
+        deploy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deploy.stderr)
+    );
+    // A signed checkpoint, and the ledger key pinned by a first verification (the page
+    // verifies against the pinned key only).
+    for args in [["audit", "checkpoint"], ["audit", "verify"]] {
+        let done = stack.wharf(&args);
+        assert!(
+            done.status.success(),
+            "{}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+    }
+    runtime().block_on(async {
+        let browser = Browser::start().await;
+        browser.log_in(port, &token).await;
+        // The rollout's traffic table: requests to both versions, no errors, a p95.
+        let rows = browser
+            .until("requests to both versions in the rollout", || async {
+                let rows = browser
+                    .script(
+                        "const r = document.querySelector('#rollouts .rollout[data-service=\"api\"]');
+                         return r ? [...r.querySelectorAll('tbody tr')].map(tr => [...tr.children].map(td => td.textContent)) : null;",
+                    )
+                    .await;
+                let rows = rows.as_array()?.clone();
+                let busy = |version: &str| {
+                    rows.iter().any(|row| {
+                        row[0] == version && row[1].as_str().and_then(|n| n.parse::<u64>().ok()) > Some(0)
+                    })
+                };
+                (busy("1.0") && busy("2.0")).then_some(rows)
+            })
+            .await;
+        for row in &rows {
+            assert_eq!(row[3], "0.0%", "no errors: {rows:?}");
+            assert!(
+                row[4].as_str().unwrap().parse::<f64>().is_ok(),
+                "a p95 in ms: {rows:?}"
+            );
+        }
+        browser.screenshot("canary-traffic").await;
+
+        // Secrets: the name and its metadata, never the value (in the page or its markup).
+        let secrets = browser
+            .until("the secret's metadata", || async {
+                browser
+                    .script("return document.getElementById('secrets').textContent")
+                    .await
+                    .as_str()
+                    .filter(|t| t.contains("API_KEY"))
+                    .map(str::to_owned)
+            })
+            .await;
+        assert!(secrets.contains("eve") || secrets.contains("tester"), "{secrets}");
+        let markup = browser
+            .script("return document.documentElement.outerHTML")
+            .await;
+        assert!(!markup.as_str().unwrap().contains(VALUE), "the value is on the page");
+
+        // The audit log: verified, and an entry's inclusion proof shown on a click.
+        browser
+            .until("the ledger to be verified", || async {
+                browser
+                    .script("const v = document.getElementById('verify'); return v.classList.contains('pass') ? v.textContent : null")
+                    .await
+                    .as_str()
+                    .filter(|t| t.starts_with("verified: "))
+                    .map(str::to_owned)
+            })
+            .await;
+        // The oldest entry shown, which the signed checkpoint covers.
+        let oldest = "#audit tbody tr:last-child a.proof";
+        let seq = browser
+            .script(&format!("return document.querySelector('{oldest}').dataset.seq"))
+            .await;
+        let seq: u64 = seq.as_str().unwrap().parse().unwrap();
+        browser.click(oldest).await;
+        let proof = browser
+            .until("the inclusion proof", || async {
+                browser
+                    .script("const p = document.getElementById('proof'); return p.hidden ? null : p.textContent")
+                    .await
+                    .as_str()
+                    .filter(|t| t.contains("root: "))
+                    .map(str::to_owned)
+            })
+            .await;
+        assert!(proof.contains("signed checkpoint:"), "{proof}");
+        browser.screenshot("audit-proof").await;
+        browser.close().await;
+        // What the page shows is a proof that checks: the leaf's hash, and the path from it
+        // to the root (RFC 9162), recomputed here with the ledger crate.
+        let field = |name: &str| {
+            proof
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .unwrap_or_else(|| panic!("no {name} in {proof}"))
+                .to_owned()
+        };
+        let hash = |hex: &str| -> wharf_ledger::Hash {
+            wharf_ledger::from_hex(hex.trim())
+                .and_then(|b| b.try_into().ok())
+                .unwrap_or_else(|| panic!("not a hash: {hex}"))
+        };
+        let size: u64 = proof
+            .split("in the tree of ")
+            .nth(1)
+            .and_then(|t| t.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no tree size in {proof}"));
+        assert!(proof.starts_with(&format!("entry {seq} ")), "{proof}");
+        let leaf = hash(&field("leaf hash: "));
+        assert_eq!(wharf_ledger::leaf_hash(field("leaf: ").as_bytes()), leaf);
+        let path: Vec<wharf_ledger::Hash> = proof
+            .split("proof (leaf side first):")
+            .nth(1)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .take_while(|l| l.starts_with("  "))
+            .map(hash)
+            .collect();
+        wharf_ledger::verify_inclusion(seq, size, &leaf, &path, &hash(&field("root: ")))
+            .unwrap_or_else(|e| panic!("the page's proof does not check: {e:?}\n{proof}"));
+        // …to the root the signed checkpoint shown beside it names (its size and root lines).
+        let note: Vec<&str> = proof
+            .split("signed checkpoint:\n")
+            .nth(1)
+            .unwrap()
+            .lines()
+            .collect();
+        assert_eq!(note[1], size.to_string(), "{proof}");
+        use base64::Engine as _;
+        let signed = base64::engine::general_purpose::STANDARD
+            .decode(note[2])
+            .unwrap();
+        assert_eq!(signed, hash(&field("root: ")), "{proof}");
+    });
+    load.stop();
 }
