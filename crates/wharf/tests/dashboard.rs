@@ -1012,7 +1012,7 @@ services:
       ready: {{http: {{path: /ready}}, interval: 200ms}}
     rollout:
       strategy: canary
-      steps: [{{weight: 50, pause: 10m}}, {{weight: 100}}]
+      steps: [{{weight: 50, pause: 4s}}, {{weight: 100}}]
 "#
     ));
     stack.set_secret("API_KEY", VALUE);
@@ -1066,6 +1066,36 @@ services:
             );
         }
         browser.screenshot("canary-traffic").await;
+        // At the step's end the analysis judges the canary (pass, or continue when too few
+        // requests reached it): the verdict and the numbers it rests on are on the card.
+        let verdict = browser
+            .until("the analysis verdict", || async {
+                browser
+                    .script(
+                        "const r = document.querySelector('#rollouts .rollout[data-service=\"api\"]');
+                         const p = r && [...r.querySelectorAll('p')].find(p => p.textContent.startsWith('Analysis: {'));
+                         return p ? p.textContent : null;",
+                    )
+                    .await
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .await;
+        let verdict: Value = serde_json::from_str(verdict.trim_start_matches("Analysis: ")).unwrap();
+        assert!(
+            ["pass", "continue", "fail"].contains(&verdict["verdict"].as_str().unwrap()),
+            "{verdict}"
+        );
+        for side in ["new", "stable"] {
+            assert!(
+                verdict["numbers"][side]["requests"].as_u64().is_some()
+                    && verdict["numbers"][side]
+                        .as_object()
+                        .is_some_and(|n| n.contains_key("error_rate") && n.contains_key("p95_ms")),
+                "{verdict}"
+            );
+        }
+        browser.screenshot("canary-verdict").await;
 
         // Secrets: the name and its metadata, never the value (in the page or its markup).
         let secrets = browser
