@@ -435,6 +435,31 @@ fn a_deploy_from_the_cli_appears_live_and_an_abort_clicked_in_the_page_rolls_it_
         assert_eq!(refused[2][0], 401, "{refused}");
         assert_eq!(rollout(&stack)["phase"], "step", "nothing was paused");
 
+        // Pause, then resume, each confirmed in the page: the rollout's phase follows.
+        for (command, phase) in [("pause", "paused"), ("resume", "step")] {
+            browser
+                .click(&format!(
+                    "#rollouts .rollout[data-service=\"api\"] button[data-command=\"{command}\"]"
+                ))
+                .await;
+            browser.click("#confirm-yes").await;
+            browser
+                .until(&format!("the rollout to be {phase}"), || async {
+                    (rollout(&stack)["phase"] == phase).then_some(())
+                })
+                .await;
+            browser
+                .until(&format!("the page to show {phase}"), || async {
+                    browser
+                        .script("const p = document.querySelector('#rollouts .rollout[data-service=\"api\"] [data-phase]'); return p ? p.dataset.phase : null")
+                        .await
+                        .as_str()
+                        .filter(|shown| *shown == phase)
+                        .map(str::to_owned)
+                })
+                .await;
+        }
+
         // Abort asks first: Cancel leaves the rollout alone.
         let abort = "#rollouts .rollout[data-service=\"api\"] button[data-command=\"abort\"]";
         browser.click(abort).await;
@@ -482,6 +507,14 @@ fn a_deploy_from_the_cli_appears_live_and_an_abort_clicked_in_the_page_rolls_it_
             .any(|e| e["action"] == "deploy.rollback" && e["target"] == "api"),
         "the abort is olga's: {by_olga:?}"
     );
+    for action in ["deploy.pause", "deploy.resume"] {
+        assert!(
+            by_olga
+                .iter()
+                .any(|e| e["action"] == action && e["target"] == "api"),
+            "the {action} is olga's: {by_olga:?}"
+        );
+    }
     assert!(
         ledger
             .iter()
