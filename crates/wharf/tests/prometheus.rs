@@ -397,3 +397,29 @@ fn every_dashboard_expression_returns_data_from_a_real_prometheus_during_a_canar
     assert_eq!(new["value"][1], "0.5", "{weights}");
     run.stop();
 }
+
+#[test]
+fn metrics_on_the_tls_api_listener_need_a_token_and_pass_promtool() {
+    const TOKEN: &str = "a-break-glass-token-of-enough-length";
+    let stack = Stack::new(
+        "name: tlsmetrics\nservices:\n  web:\n    command: [TESTBED, --port, \"${PORT}\"]\n",
+    );
+    let listen = format!("127.0.0.1:{}", free_port());
+    let up = up_api(stack.path(), &listen, TOKEN, &[]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let (cert, addr) = (api_cert(stack.path()), listen.parse().unwrap());
+    let (status, _) = https_request(&cert, addr, "GET", "/metrics", None, None);
+    assert_eq!(status, 401, "/metrics on the API listener needs a token");
+    let (status, text) = https_request(&cert, addr, "GET", "/metrics", Some(TOKEN), None);
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains("wharf_service_instances{service=\"web\",phase=\"running\"} 1"),
+        "{text}"
+    );
+    let (ok, said) = promtool_check(&text);
+    assert!(ok, "promtool check metrics refused it: {said}\n{text}");
+}
