@@ -363,6 +363,35 @@ fn the_page_shows_the_stack_and_a_service_taken_down_turns_red_naming_its_root_c
                 browser.node("db").await.filter(|(h, _)| h == "pass")
             })
             .await;
+        // A page opened after the trouble still shows it in db's probe history: the results
+        // come from the control plane, not from what this page happened to see.
+        browser.client.refresh().await.unwrap();
+        browser
+            .until("the reloaded page's first update", || async {
+                browser
+                    .script("return document.body.dataset.ready === 'true'")
+                    .await
+                    .as_bool()
+                    .filter(|ready| *ready)
+            })
+            .await;
+        browser.click("#graph g.node[data-service=\"db\"]").await;
+        let probes = browser
+            .until("db's probe history with the failures and the recovery", || async {
+                let marks = browser
+                    .script("const s = document.querySelector('#service tbody tr .spark'); return s ? [...s.children].map(i => i.className) : null")
+                    .await;
+                let marks: Vec<String> = marks
+                    .as_array()?
+                    .iter()
+                    .filter_map(|m| m.as_str().map(str::to_owned))
+                    .collect();
+                (marks.iter().any(|m| m == "fail") && marks.last().map(String::as_str) == Some("pass"))
+                    .then_some(marks)
+            })
+            .await;
+        assert!(probes.len() <= 20, "{probes:?}");
+        browser.screenshot("db-probe-history").await;
         browser.close().await;
     });
 }
