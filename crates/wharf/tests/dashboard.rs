@@ -1030,6 +1030,18 @@ fn the_dashboard_on_the_tls_api_listener_logs_in_with_a_secure_cookie_and_acts()
             "{session}"
         );
         assert_eq!(browser.script("return document.cookie").await, "");
+        // No ledger key is pinned on this fresh stack: the page says the ledger is not
+        // verified yet, not that its verification failed.
+        let pill = browser
+            .until("the ledger's verification state", || async {
+                browser
+                    .script("const v = document.getElementById('verify'); return v.textContent.startsWith('not verified yet') ? v.className : null")
+                    .await
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .await;
+        assert_eq!(pill, "pill warn");
         browser.screenshot("tls-listener").await;
         // The page's own requests: refused without the CSRF token, done with it.
         let answers = browser

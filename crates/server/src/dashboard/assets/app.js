@@ -435,10 +435,12 @@ async function verify() {
   const pill = $('verify');
   try {
     const v = await api('GET', '/v1/audit/verify');
-    pill.className = v.ok ? 'pill pass' : 'pill fail';
+    pill.className = v.ok ? 'pill pass' : v.unpinned ? 'pill warn' : 'pill fail';
     pill.textContent = v.ok
       ? `verified: ${v.size} entries, ${v.checkpoints_verified} signed checkpoint(s)`
-      : `verification FAILED: ${v.failure}`;
+      : v.unpinned
+        ? 'not verified yet: no ledger key is pinned (run `wharf audit verify` once)'
+        : `verification FAILED: ${v.failure}`;
   } catch (error) {
     pill.className = 'pill warn';
     pill.textContent = `not verified: ${error.message}`;
