@@ -2,9 +2,12 @@
 # The web dashboard's cost: what a first load sends (bytes of HTML, JS, CSS), how soon headless
 # Chromium paints it (first contentful paint, and the first render of the live stack — the
 # first meaningful paint), and the control plane's CPU on a 200-instance stack with the
-# dashboard open in Chromium, side by side with it closed, as a ratio.
+# dashboard open in Chromium, side by side with it closed, as a ratio; then with PAGES pages'
+# live streams open at once (the browser's and PAGES-1 more over plain sockets), which shows
+# what each further page costs (one shared feed: next to nothing).
 # Usage: scripts/bench/dashboard.sh               (builds release binaries)
-#        SERVICES=20 REPLICAS=10 SECONDS_EACH=30 scripts/bench/dashboard.sh
+#        SERVICES=20 REPLICAS=10 SECONDS_EACH=30 PAGES=20 scripts/bench/dashboard.sh
+#        WHARF=target/debug/wharf scripts/bench/dashboard.sh   (binaries already built)
 # Needs chromium and chromium-driver (scripts/test installs them).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -22,7 +25,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-SERVICES=${SERVICES:-20} REPLICAS=${REPLICAS:-10} SECONDS_EACH=${SECONDS_EACH:-30}
+SERVICES=${SERVICES:-20} REPLICAS=${REPLICAS:-10} SECONDS_EACH=${SECONDS_EACH:-30} PAGES=${PAGES:-20}
 python3 - "$work/wharf.yaml" "$TESTBED" "$SERVICES" "$REPLICAS" <<'PY'
 import sys
 path, testbed, services, replicas = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
@@ -43,10 +46,10 @@ token=$("$WHARF" token create bench --role viewer 2>/dev/null | tail -1)
 control=$(cat .wharf/control.pid 2>/dev/null || "$WHARF" status --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)["control_pid"])')
 chromedriver --port="$dport" >/dev/null 2>&1 &
 driver=$!
-python3 - "$port" "$dport" "$token" "$control" "$SECONDS_EACH" "$((SERVICES * REPLICAS))" <<'PY'
-import json, os, sys, time, urllib.error, urllib.request, tempfile, http.cookiejar
+python3 - "$port" "$dport" "$token" "$control" "$SECONDS_EACH" "$((SERVICES * REPLICAS))" "$PAGES" <<'PY'
+import json, os, socket, sys, threading, time, urllib.error, urllib.request, tempfile, http.cookiejar
 
-port, dport, token, control, seconds, instances = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+port, dport, token, control, seconds, instances, pages = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
 base = f"http://127.0.0.1:{port}"
 
 def wd(method, path, body=None):
@@ -121,6 +124,31 @@ for _ in range(5):
     loads.append(paint())
 time.sleep(3)
 opened = cpu_over(control, seconds)
+
+# More pages: PAGES-1 further live streams with the same session cookie, each read to the end
+# by a thread (as a browser would), beside the browser's own.
+cookie = "; ".join(f"{c.name}={c.value}" for c in jar)
+first_events = []
+def stream():
+    s = socket.create_connection(("127.0.0.1", int(port)))
+    s.sendall(f"GET /ui/events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: {cookie}\r\n\r\n".encode())
+    seen = False
+    while True:
+        chunk = s.recv(1 << 16)
+        if not chunk:
+            return
+        if not seen and b"event: snapshot" in chunk:
+            seen = True
+            first_events.append(1)
+for _ in range(pages - 1):
+    threading.Thread(target=stream, daemon=True).start()
+deadline = time.monotonic() + 60
+while len(first_events) < pages - 1:
+    if time.monotonic() > deadline:
+        sys.exit(f"only {len(first_events)} of {pages - 1} streams got a first snapshot")
+    time.sleep(0.05)
+time.sleep(3)
+many = cpu_over(control, seconds)
 wd("DELETE", f"/session/{session}")
 
 total = sum(sizes.values())
@@ -134,4 +162,6 @@ if fcp_warm and first_warm:
     print(f"  reloads (median of {len(loads)}): first contentful paint {ms(fcp_warm[len(fcp_warm) // 2])}, first render of the live stack {ms(first_warm[len(first_warm) // 2])}")
 ratio = opened / closed if closed > 0 else float("inf")
 print(f"control plane CPU over {seconds} s, {instances} instances: dashboard closed {closed:.2f} %, open {opened:.2f} % (ratio open/closed {ratio:.2f})")
+per_page = (many - opened) / (pages - 1) if pages > 1 else 0.0
+print(f"  {pages} pages' live streams open: {many:.2f} % (ratio {pages} pages/closed {many / closed if closed > 0 else float('inf'):.2f}; each page past the first {per_page:+.2f} %)")
 PY

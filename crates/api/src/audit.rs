@@ -140,6 +140,11 @@ pub struct AuditVerification {
     /// The first entry the failure concerns, when it concerns one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_seq: Option<u64>,
+    /// `ok` is false only because no verifier key was pinned yet (an operator's first
+    /// `wharf audit verify` pins it): the entries were not checked, and nothing was found
+    /// wrong — a dashboard says "not verified yet", not "failed".
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unpinned: bool,
 }
 
 /// `GET /v1/audit/entries/{seq}/proof`: an RFC 9162 inclusion proof of one entry.

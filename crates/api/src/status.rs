@@ -337,6 +337,10 @@ pub struct InstanceStatus {
     pub probe_latency_ms: Option<u64>,
     /// Why the last ready probe failed or warned.
     pub probe_reason: Option<String>,
+    /// The latest ready-probe results, oldest first (at most 20, since the instance's
+    /// control plane started).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probe_history: Vec<HealthStatus>,
 }
 
 impl InstanceStatus {

@@ -241,6 +241,11 @@ fn instance_status(instance: &Instance, driver: &dyn Driver) -> InstanceStatus {
         probe: probe.map(|p| probe_health(p.status)),
         probe_latency_ms: probe.map(|p| p.latency.as_millis() as u64),
         probe_reason: probe.and_then(|p| p.reason.clone()),
+        probe_history: instance
+            .recent_probes
+            .iter()
+            .map(|status| probe_health(*status))
+            .collect(),
     }
 }
 

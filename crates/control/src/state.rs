@@ -1,9 +1,9 @@
 //! What the control plane believes about each service and instance.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
-use wharf_probe::Outcome;
+use wharf_probe::{Outcome, Status as ProbeStatus};
 use wharf_runtime::{ExitStatus, InstanceHandle, RestartHistory};
 
 use crate::plan::ServicePlan;
@@ -100,6 +100,9 @@ pub struct Instance {
     pub ready_counts: ProbeCounts,
     pub live_counts: ProbeCounts,
     pub last_probe: Option<Outcome>,
+    /// The latest ready-probe results, oldest first, at most [`PROBE_HISTORY`]: the status
+    /// report carries them, so a dashboard opened after a flap still shows it.
+    pub recent_probes: VecDeque<ProbeStatus>,
     pub history: RestartHistory,
     pub last_exit: Option<ExitStatus>,
     pub error: Option<String>,
@@ -109,7 +112,19 @@ pub struct Instance {
     pub tasks: Vec<tokio::task::AbortHandle>,
 }
 
+/// How many ready-probe results an instance keeps for its status.
+pub const PROBE_HISTORY: usize = 20;
+
 impl Instance {
+    /// A ready probe's outcome: the latest, and one more in the recent results.
+    pub fn record_ready_probe(&mut self, outcome: Outcome) {
+        if self.recent_probes.len() == PROBE_HISTORY {
+            self.recent_probes.pop_front();
+        }
+        self.recent_probes.push_back(outcome.status);
+        self.last_probe = Some(outcome);
+    }
+
     pub fn new(ordinal: u32, port: Option<u16>, version: String) -> Self {
         Instance {
             identity: Identity::default(),
@@ -130,6 +145,7 @@ impl Instance {
             ready_counts: ProbeCounts::default(),
             live_counts: ProbeCounts::default(),
             last_probe: None,
+            recent_probes: VecDeque::new(),
             history: RestartHistory::default(),
             last_exit: None,
             error: None,
@@ -269,5 +285,33 @@ impl ServiceState {
         let ordinal = self.next_ordinal;
         self.next_ordinal += 1;
         ordinal
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_instance_keeps_its_latest_ready_probe_results_oldest_first() {
+        let mut instance = Instance::new(0, None, "1".to_owned());
+        let outcome = |status| Outcome {
+            status,
+            latency: std::time::Duration::from_millis(1),
+            reason: None,
+        };
+        instance.record_ready_probe(outcome(ProbeStatus::Fail));
+        for _ in 0..PROBE_HISTORY - 1 {
+            instance.record_ready_probe(outcome(ProbeStatus::Pass));
+        }
+        assert_eq!(instance.recent_probes.front(), Some(&ProbeStatus::Fail));
+        instance.record_ready_probe(outcome(ProbeStatus::Warn));
+        assert_eq!(instance.recent_probes.len(), PROBE_HISTORY);
+        assert_eq!(instance.recent_probes.front(), Some(&ProbeStatus::Pass));
+        assert_eq!(instance.recent_probes.back(), Some(&ProbeStatus::Warn));
+        assert_eq!(
+            instance.last_probe.map(|o| o.status),
+            Some(ProbeStatus::Warn)
+        );
     }
 }

@@ -231,6 +231,7 @@ pub fn verification(
         latest_checkpoint_size: None,
         failure: Some(failure),
         failure_seq: None,
+        unpinned: false,
     };
     let store = ledger.storage();
     if let Some(reason) = store
@@ -259,10 +260,13 @@ pub fn verification(
             });
         }
         None => {
-            return Ok(failed(
-                "entries exist but no ledger key was ever pinned: run `wharf audit verify`"
-                    .to_owned(),
-            ));
+            return Ok(AuditVerification {
+                unpinned: true,
+                ..failed(
+                    "entries exist but no ledger key was ever pinned: run `wharf audit verify`"
+                        .to_owned(),
+                )
+            });
         }
     };
     let report = ledger
@@ -276,6 +280,7 @@ pub fn verification(
         latest_checkpoint_size: report.latest.as_ref().map(|c| c.size),
         failure: report.failure.as_ref().map(ToString::to_string),
         failure_seq: report.failure.as_ref().and_then(|f| f.first_seq()),
+        unpinned: false,
     })
 }
 

@@ -542,6 +542,31 @@ fn upkeep(registry: &mut Registry, snapshot: &MetricsSnapshot) {
     }
     let pages = gauge(registry, "alert_pages_open", "Alert pages open now", None);
     set(&pages, &[], snapshot.status.pages.len() as f64);
+    // Each open page by its alert and root cause (both bounded: the manifest's alerts, and a
+    // service, `secret:NAME` or `NAME:backups`), and whether its notice was sent or a
+    // silence holds it.
+    let page = gauge(
+        registry,
+        "alert_page_open",
+        "1 for each alert page open now, by alert, root cause and notice state",
+        None,
+    );
+    for open in &snapshot.status.pages {
+        let state = if open.silenced_by.is_some() {
+            "silenced"
+        } else {
+            "sent"
+        };
+        set(
+            &page,
+            &[
+                ("alert", &open.alert),
+                ("root_cause", &open.root_cause),
+                ("state", state),
+            ],
+            1.0,
+        );
+    }
 }
 
 /// Every version's latency histogram, encoded as one metric family.

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
+use wharf_testbed::load::{self, LoadPlan};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -31,6 +32,16 @@ struct Browser {
 
 impl Browser {
     async fn start() -> Browser {
+        Browser::start_with(false).await
+    }
+
+    /// A browser that takes the control plane's self-signed certificate (the TLS listener's;
+    /// `api_tls.rs` tests the certificate itself).
+    async fn start_trusting_any_certificate() -> Browser {
+        Browser::start_with(true).await
+    }
+
+    async fn start_with(accept_insecure_certs: bool) -> Browser {
         // fantoccini's HTTP client is built with rustls; this process picks its crypto (ring,
         // as the server does: tls.rs says why the deprecation is accepted).
         #[allow(deprecated)]
@@ -48,6 +59,7 @@ impl Browser {
         // The flags the machine's notes name: no sandbox as root, and no background traffic
         // to Google's hosts (this network refuses it).
         let capabilities = json!({
+            "acceptInsecureCerts": accept_insecure_certs,
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
                 "args": [
@@ -87,8 +99,14 @@ impl Browser {
 
     /// Logs in on the dashboard's form with `token` and waits for the first live update.
     async fn log_in(&self, port: u16, token: &str) {
+        self.log_in_at(&format!("http://127.0.0.1:{port}"), token)
+            .await
+    }
+
+    /// Logs in on the dashboard at `base` (scheme, host and port).
+    async fn log_in_at(&self, base: &str, token: &str) {
         let c = &self.client;
-        c.goto(&format!("http://127.0.0.1:{port}/")).await.unwrap();
+        c.goto(&format!("{base}/")).await.unwrap();
         let field = c
             .wait()
             .at_most(DEADLINE)
@@ -345,6 +363,35 @@ fn the_page_shows_the_stack_and_a_service_taken_down_turns_red_naming_its_root_c
                 browser.node("db").await.filter(|(h, _)| h == "pass")
             })
             .await;
+        // A page opened after the trouble still shows it in db's probe history: the results
+        // come from the control plane, not from what this page happened to see.
+        browser.client.refresh().await.unwrap();
+        browser
+            .until("the reloaded page's first update", || async {
+                browser
+                    .script("return document.body.dataset.ready === 'true'")
+                    .await
+                    .as_bool()
+                    .filter(|ready| *ready)
+            })
+            .await;
+        browser.click("#graph g.node[data-service=\"db\"]").await;
+        let probes = browser
+            .until("db's probe history with the failures and the recovery", || async {
+                let marks = browser
+                    .script("const s = document.querySelector('#service tbody tr .spark'); return s ? [...s.children].map(i => i.className) : null")
+                    .await;
+                let marks: Vec<String> = marks
+                    .as_array()?
+                    .iter()
+                    .filter_map(|m| m.as_str().map(str::to_owned))
+                    .collect();
+                (marks.iter().any(|m| m == "fail") && marks.last().map(String::as_str) == Some("pass"))
+                    .then_some(marks)
+            })
+            .await;
+        assert!(probes.len() <= 20, "{probes:?}");
+        browser.screenshot("db-probe-history").await;
         browser.close().await;
     });
 }
@@ -417,6 +464,31 @@ fn a_deploy_from_the_cli_appears_live_and_an_abort_clicked_in_the_page_rolls_it_
         assert_eq!(refused[2][0], 401, "{refused}");
         assert_eq!(rollout(&stack)["phase"], "step", "nothing was paused");
 
+        // Pause, then resume, each confirmed in the page: the rollout's phase follows.
+        for (command, phase) in [("pause", "paused"), ("resume", "step")] {
+            browser
+                .click(&format!(
+                    "#rollouts .rollout[data-service=\"api\"] button[data-command=\"{command}\"]"
+                ))
+                .await;
+            browser.click("#confirm-yes").await;
+            browser
+                .until(&format!("the rollout to be {phase}"), || async {
+                    (rollout(&stack)["phase"] == phase).then_some(())
+                })
+                .await;
+            browser
+                .until(&format!("the page to show {phase}"), || async {
+                    browser
+                        .script("const p = document.querySelector('#rollouts .rollout[data-service=\"api\"] [data-phase]'); return p ? p.dataset.phase : null")
+                        .await
+                        .as_str()
+                        .filter(|shown| *shown == phase)
+                        .map(str::to_owned)
+                })
+                .await;
+        }
+
         // Abort asks first: Cancel leaves the rollout alone.
         let abort = "#rollouts .rollout[data-service=\"api\"] button[data-command=\"abort\"]";
         browser.click(abort).await;
@@ -464,6 +536,14 @@ fn a_deploy_from_the_cli_appears_live_and_an_abort_clicked_in_the_page_rolls_it_
             .any(|e| e["action"] == "deploy.rollback" && e["target"] == "api"),
         "the abort is olga's: {by_olga:?}"
     );
+    for action in ["deploy.pause", "deploy.resume"] {
+        assert!(
+            by_olga
+                .iter()
+                .any(|e| e["action"] == action && e["target"] == "api"),
+            "the {action} is olga's: {by_olga:?}"
+        );
+    }
     assert!(
         ledger
             .iter()
@@ -800,4 +880,392 @@ fn an_action_without_the_session_cookie_or_with_a_wrong_csrf_token_is_refused() 
         "{}",
         String::from_utf8_lossy(&rest)
     );
+}
+
+/// Reads Server-Sent Events from a `GET /ui/events` made over HTTP/1.0 (so the body is the
+/// event stream itself, not chunked).
+struct EventStream {
+    stream: TcpStream,
+    buffer: String,
+}
+
+impl EventStream {
+    fn open(port: u16, cookie: &str) -> EventStream {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        write!(
+            stream,
+            "GET /ui/events HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nCookie: {cookie}\r\n\r\n"
+        )
+        .unwrap();
+        EventStream {
+            stream,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next `snapshot` event: its id and its data.
+    fn next(&mut self) -> (u64, String) {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let field = |name: &str| {
+                    block
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name))
+                        .map(str::to_owned)
+                };
+                if field("event: ").as_deref() != Some("snapshot") {
+                    continue;
+                }
+                let id = field("id: ")
+                    .unwrap_or_else(|| panic!("a snapshot event without an id: {block}"));
+                return (id.parse().unwrap(), field("data: ").unwrap());
+            }
+            let mut chunk = [0u8; 65536];
+            let n = self.stream.read(&mut chunk).expect("the stream goes on");
+            assert!(n > 0, "the stream ended: {}", self.buffer);
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+    }
+}
+
+/// A session cookie (`name=value`) from a login over the plain listener.
+fn session_cookie(port: u16, token: &str) -> String {
+    let (status, head, _) = request(
+        port,
+        "POST",
+        "/ui/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        &format!("token={token}"),
+    );
+    assert_eq!(status, 303);
+    head.lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().split(';').next().unwrap().to_owned())
+        .expect("a session cookie")
+}
+
+#[test]
+fn every_open_page_is_sent_the_same_snapshots_from_one_feed() {
+    let (stack, port) = shop("1.0");
+    let token = token(&stack, "fay", "viewer");
+    let cookie = session_cookie(port, &token);
+    let mut first = EventStream::open(port, &cookie);
+    let (opened_at, _) = first.next();
+    // A change (a ledger entry) makes the feed send another snapshot.
+    let note = stack.wharf(&["audit", "note", "a change"]);
+    assert!(note.status.success());
+    let (mut seen, mut seen_data) = first.next();
+    assert!(seen > opened_at);
+    // A page opened later joins the same feed: its first snapshot carries the feed's number,
+    // past what the first page was sent — not the first of a loop of its own.
+    let mut second = EventStream::open(port, &cookie);
+    let mut compared = 0;
+    for _ in 0..3 {
+        let (id, data) = second.next();
+        assert!(
+            id > opened_at,
+            "the second page was sent #{id}, the first had been sent #{opened_at} and more"
+        );
+        // The first page is sent the same snapshot under the same number.
+        while seen < id {
+            (seen, seen_data) = first.next();
+        }
+        if seen == id {
+            assert_eq!(seen_data, data, "snapshot #{id} differs between the pages");
+            compared += 1;
+        }
+    }
+    assert!(compared > 0, "no snapshot number was sent to both pages");
+}
+
+#[test]
+fn the_dashboard_on_the_tls_api_listener_logs_in_with_a_secure_cookie_and_acts() {
+    let stack = Stack::new(
+        "name: tls\nservices:\n  web:\n    command: [TESTBED, --port, \"${PORT}\"]\n    probes:\n      ready: {http: {path: /ready}, interval: 200ms}\n",
+    );
+    let addr = format!("127.0.0.1:{}", free_port());
+    let up = up_api(
+        stack.path(),
+        &addr,
+        "a-break-glass-token-of-enough-length",
+        &[],
+    );
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let token = token(&stack, "tess", "operator");
+    let restarts = || actions(&stack.ledger(), "service.restart").len();
+    let before = restarts();
+    runtime().block_on(async {
+        let browser = Browser::start_trusting_any_certificate().await;
+        browser.log_in_at(&format!("https://{addr}"), &token).await;
+        browser
+            .until("web in the graph", || async {
+                browser.node("web").await.filter(|(health, _)| health == "pass")
+            })
+            .await;
+        assert_eq!(
+            browser
+                .script("return document.getElementById('who').textContent")
+                .await,
+            "tess · operator"
+        );
+        // Over TLS the session cookie is Secure as well as HttpOnly and SameSite=Strict, and
+        // the page's script cannot read it.
+        let cookies = browser.client.get_all_cookies().await.unwrap();
+        let session = cookies
+            .iter()
+            .find(|c| c.name() == "wharf_session")
+            .expect("a session cookie");
+        assert_eq!(session.secure(), Some(true), "{session}");
+        assert_eq!(session.http_only(), Some(true), "{session}");
+        assert_eq!(
+            session.same_site().map(|s| s.to_string()).as_deref(),
+            Some("Strict"),
+            "{session}"
+        );
+        assert_eq!(browser.script("return document.cookie").await, "");
+        // No ledger key is pinned on this fresh stack: the page says the ledger is not
+        // verified yet, not that its verification failed.
+        let pill = browser
+            .until("the ledger's verification state", || async {
+                browser
+                    .script("const v = document.getElementById('verify'); return v.textContent.startsWith('not verified yet') ? v.className : null")
+                    .await
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .await;
+        assert_eq!(pill, "pill warn");
+        browser.screenshot("tls-listener").await;
+        // The page's own requests: refused without the CSRF token, done with it.
+        let answers = browser
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 const csrf = document.querySelector('meta[name=csrf-token]').content;
+                 const post = (headers) => fetch('/v1/services/web/restart', {method: 'POST', headers}).then(r => r.status);
+                 post({}).then(without => post({'X-CSRF-Token': csrf}).then(with_ => done([without, with_])), e => done(String(e)));",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(answers, json!([403, 202]), "{answers}");
+        browser.close().await;
+    });
+    assert_eq!(restarts(), before + 1);
+    assert!(
+        actions(&stack.ledger(), "service.restart")
+            .iter()
+            .any(|e| e["actor"] == "tess"),
+        "the restart is tess's"
+    );
+}
+
+#[test]
+fn the_page_shows_live_traffic_secret_metadata_and_a_verified_audit_log_with_proofs() {
+    const VALUE: &str = "sk-live-a-value-the-page-must-never-show";
+    let api_port = free_port();
+    let stack = Stack::new(&format!(
+        r#"
+name: evidence
+secrets:
+  API_KEY: {{max_age: 90d}}
+services:
+  api:
+    version: "1.0"
+    command: [TESTBED, --port, "${{PORT}}", --version, "${{VERSION}}"]
+    port: {api_port}
+    secrets: [API_KEY]
+    probes:
+      ready: {{http: {{path: /ready}}, interval: 200ms}}
+    rollout:
+      strategy: canary
+      steps: [{{weight: 50, pause: 4s}}, {{weight: 100}}]
+"#
+    ));
+    stack.set_secret("API_KEY", VALUE);
+    let port = up_with_dashboard(&stack);
+    let token = token(&stack, "eve", "operator");
+    let mut plan = LoadPlan::new(format!("http://127.0.0.1:{api_port}/"), 50.0);
+    plan.max_duration = Duration::from_secs(60);
+    let load = load::start(plan).expect("load starts");
+    let deploy = stack.wharf(&["deploy", "api", "--version", "2.0"]);
+    assert!(
+        deploy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deploy.stderr)
+    );
+    // A signed checkpoint, and the ledger key pinned by a first verification (the page
+    // verifies against the pinned key only).
+    for args in [["audit", "checkpoint"], ["audit", "verify"]] {
+        let done = stack.wharf(&args);
+        assert!(
+            done.status.success(),
+            "{}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+    }
+    runtime().block_on(async {
+        let browser = Browser::start().await;
+        browser.log_in(port, &token).await;
+        // The rollout's traffic table: requests to both versions, no errors, a p95.
+        let rows = browser
+            .until("requests to both versions in the rollout", || async {
+                let rows = browser
+                    .script(
+                        "const r = document.querySelector('#rollouts .rollout[data-service=\"api\"]');
+                         return r ? [...r.querySelectorAll('tbody tr')].map(tr => [...tr.children].map(td => td.textContent)) : null;",
+                    )
+                    .await;
+                let rows = rows.as_array()?.clone();
+                let busy = |version: &str| {
+                    rows.iter().any(|row| {
+                        row[0] == version && row[1].as_str().and_then(|n| n.parse::<u64>().ok()) > Some(0)
+                    })
+                };
+                (busy("1.0") && busy("2.0")).then_some(rows)
+            })
+            .await;
+        for row in &rows {
+            assert_eq!(row[3], "0.0%", "no errors: {rows:?}");
+            assert!(
+                row[4].as_str().unwrap().parse::<f64>().is_ok(),
+                "a p95 in ms: {rows:?}"
+            );
+        }
+        browser.screenshot("canary-traffic").await;
+        // At the step's end the analysis judges the canary (pass, or continue when too few
+        // requests reached it): the verdict and the numbers it rests on are on the card.
+        let verdict = browser
+            .until("the analysis verdict", || async {
+                browser
+                    .script(
+                        "const r = document.querySelector('#rollouts .rollout[data-service=\"api\"]');
+                         const p = r && [...r.querySelectorAll('p')].find(p => p.textContent.startsWith('Analysis: {'));
+                         return p ? p.textContent : null;",
+                    )
+                    .await
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .await;
+        let verdict: Value = serde_json::from_str(verdict.trim_start_matches("Analysis: ")).unwrap();
+        assert!(
+            ["pass", "continue", "fail"].contains(&verdict["verdict"].as_str().unwrap()),
+            "{verdict}"
+        );
+        for side in ["new", "stable"] {
+            assert!(
+                verdict["numbers"][side]["requests"].as_u64().is_some()
+                    && verdict["numbers"][side]
+                        .as_object()
+                        .is_some_and(|n| n.contains_key("error_rate") && n.contains_key("p95_ms")),
+                "{verdict}"
+            );
+        }
+        browser.screenshot("canary-verdict").await;
+
+        // Secrets: the name and its metadata, never the value (in the page or its markup).
+        let secrets = browser
+            .until("the secret's metadata", || async {
+                browser
+                    .script("return document.getElementById('secrets').textContent")
+                    .await
+                    .as_str()
+                    .filter(|t| t.contains("API_KEY"))
+                    .map(str::to_owned)
+            })
+            .await;
+        assert!(secrets.contains("eve") || secrets.contains("tester"), "{secrets}");
+        let markup = browser
+            .script("return document.documentElement.outerHTML")
+            .await;
+        assert!(!markup.as_str().unwrap().contains(VALUE), "the value is on the page");
+
+        // The audit log: verified, and an entry's inclusion proof shown on a click.
+        browser
+            .until("the ledger to be verified", || async {
+                browser
+                    .script("const v = document.getElementById('verify'); return v.classList.contains('pass') ? v.textContent : null")
+                    .await
+                    .as_str()
+                    .filter(|t| t.starts_with("verified: "))
+                    .map(str::to_owned)
+            })
+            .await;
+        // The oldest entry shown, which the signed checkpoint covers.
+        let oldest = "#audit tbody tr:last-child a.proof";
+        let seq = browser
+            .script(&format!("return document.querySelector('{oldest}').dataset.seq"))
+            .await;
+        let seq: u64 = seq.as_str().unwrap().parse().unwrap();
+        browser.click(oldest).await;
+        let proof = browser
+            .until("the inclusion proof", || async {
+                browser
+                    .script("const p = document.getElementById('proof'); return p.hidden ? null : p.textContent")
+                    .await
+                    .as_str()
+                    .filter(|t| t.contains("root: "))
+                    .map(str::to_owned)
+            })
+            .await;
+        assert!(proof.contains("signed checkpoint:"), "{proof}");
+        browser.screenshot("audit-proof").await;
+        browser.close().await;
+        // What the page shows is a proof that checks: the leaf's hash, and the path from it
+        // to the root (RFC 9162), recomputed here with the ledger crate.
+        let field = |name: &str| {
+            proof
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .unwrap_or_else(|| panic!("no {name} in {proof}"))
+                .to_owned()
+        };
+        let hash = |hex: &str| -> wharf_ledger::Hash {
+            wharf_ledger::from_hex(hex.trim())
+                .and_then(|b| b.try_into().ok())
+                .unwrap_or_else(|| panic!("not a hash: {hex}"))
+        };
+        let size: u64 = proof
+            .split("in the tree of ")
+            .nth(1)
+            .and_then(|t| t.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no tree size in {proof}"));
+        assert!(proof.starts_with(&format!("entry {seq} ")), "{proof}");
+        let leaf = hash(&field("leaf hash: "));
+        assert_eq!(wharf_ledger::leaf_hash(field("leaf: ").as_bytes()), leaf);
+        let path: Vec<wharf_ledger::Hash> = proof
+            .split("proof (leaf side first):")
+            .nth(1)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .take_while(|l| l.starts_with("  "))
+            .map(hash)
+            .collect();
+        wharf_ledger::verify_inclusion(seq, size, &leaf, &path, &hash(&field("root: ")))
+            .unwrap_or_else(|e| panic!("the page's proof does not check: {e:?}\n{proof}"));
+        // …to the root the signed checkpoint shown beside it names (its size and root lines).
+        let note: Vec<&str> = proof
+            .split("signed checkpoint:\n")
+            .nth(1)
+            .unwrap()
+            .lines()
+            .collect();
+        assert_eq!(note[1], size.to_string(), "{proof}");
+        use base64::Engine as _;
+        let signed = base64::engine::general_purpose::STANDARD
+            .decode(note[2])
+            .unwrap();
+        assert_eq!(signed, hash(&field("root: ")), "{proof}");
+    });
+    load.stop();
 }

@@ -39,12 +39,15 @@ fn stack_with_metrics(port: u16, metrics_port: u16, error_rate: f64) -> Stack {
     let stack = Stack::new(&format!(
         r#"
 name: observed
+secrets:
+  API_KEY: {{max_age: 90d}}
 services:
   api:
     version: "1.0"
     command: [TESTBED, --port, "${{PORT}}", --version, "${{VERSION}}", --error-rate, "{error_rate}"]
     port: {port}
     replicas: 2
+    secrets: [API_KEY]
     probes:
       ready: {{http: {{path: /ready}}, interval: 200ms}}
     rollout:
@@ -53,6 +56,8 @@ services:
       analysis: {{max_error_rate: 90%, min_requests: 20}}
 "#
     ));
+    // A secret with a policy, for the secret-age series and the dashboard's panel of them.
+    stack.set_secret("API_KEY", "a-value-for-the-metrics-test");
     let addr = format!("127.0.0.1:{metrics_port}");
     let output = stack.wharf(&[
         "up",
@@ -148,6 +153,8 @@ fn metrics_output_passes_promtool_check_metrics() {
         "wharf_service_restarts_total{service=\"api\"}",
         "wharf_http_requests_total{service=\"api\",version=\"1.0\",class=\"2xx\"}",
         "wharf_ledger_entries ",
+        "wharf_secret_age_seconds{secret=\"API_KEY\"}",
+        "wharf_secret_max_age_seconds{secret=\"API_KEY\"} 7776000",
     ] {
         assert!(text.contains(name), "{name} missing from:\n{text}");
     }
@@ -389,4 +396,30 @@ fn every_dashboard_expression_returns_data_from_a_real_prometheus_during_a_canar
     assert_eq!(new["metric"]["version"], "2.0");
     assert_eq!(new["value"][1], "0.5", "{weights}");
     run.stop();
+}
+
+#[test]
+fn metrics_on_the_tls_api_listener_need_a_token_and_pass_promtool() {
+    const TOKEN: &str = "a-break-glass-token-of-enough-length";
+    let stack = Stack::new(
+        "name: tlsmetrics\nservices:\n  web:\n    command: [TESTBED, --port, \"${PORT}\"]\n",
+    );
+    let listen = format!("127.0.0.1:{}", free_port());
+    let up = up_api(stack.path(), &listen, TOKEN, &[]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let (cert, addr) = (api_cert(stack.path()), listen.parse().unwrap());
+    let (status, _) = https_request(&cert, addr, "GET", "/metrics", None, None);
+    assert_eq!(status, 401, "/metrics on the API listener needs a token");
+    let (status, text) = https_request(&cert, addr, "GET", "/metrics", Some(TOKEN), None);
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains("wharf_service_instances{service=\"web\",phase=\"running\"} 1"),
+        "{text}"
+    );
+    let (ok, said) = promtool_check(&text);
+    assert!(ok, "promtool check metrics refused it: {said}\n{text}");
 }

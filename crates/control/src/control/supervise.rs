@@ -75,7 +75,7 @@ impl Supervisor {
         let reason = outcome.reason.clone();
         match kind {
             ProbeKind::Ready => {
-                instance.last_probe = Some(outcome);
+                instance.record_ready_probe(outcome);
                 let current = instance.ready;
                 if let Some(now_ready) = instance.ready_counts.observe(
                     passed,

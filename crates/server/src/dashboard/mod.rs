@@ -6,12 +6,14 @@
 //! (`session.rs`); the page then reads the API's own routes with it — the same routes, roles
 //! and answers a program gets — and changes the stack through them with the session's CSRF
 //! token in a header. Live state arrives over Server-Sent Events (`GET /ui/events`): the
-//! status report, the rollouts under way and the ledger's size, sent when they change.
+//! status report, the rollouts under way and the ledger's size, sent when they change — made
+//! once per change for all open pages by the control plane's one feed (`feed.rs`).
 //!
 //! Every answer carries a Content-Security-Policy that allows only the page's own script,
 //! style and connections (no inline script or style, no frames, no other origin); the script
 //! builds the page with `textContent` and DOM nodes only, so a name from the manifest is text.
 
+mod feed;
 pub(crate) mod session;
 
 use std::convert::Infallible;
@@ -23,8 +25,8 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use serde::{Deserialize, Serialize};
-use wharf_api::{Caller, RolloutView, StatusReport};
+use serde::Deserialize;
+use wharf_api::Caller;
 
 use crate::status_page::escape_html;
 use crate::{ApiError, AppState};
@@ -36,9 +38,6 @@ const INDEX_HTML: &str = include_str!("assets/index.html");
 const LOGIN_HTML: &str = include_str!("assets/login.html");
 const APP_JS: &str = include_str!("assets/app.js");
 const APP_CSS: &str = include_str!("assets/app.css");
-
-/// How often an open dashboard's stream looks for a change.
-const EVENT_PERIOD: Duration = Duration::from_secs(1);
 
 /// The policy every dashboard answer carries.
 /// `require-trusted-types-for 'script'` makes the browser refuse any HTML string handed to
@@ -315,77 +314,42 @@ async fn app_css() -> Response {
     )
 }
 
-/// What the page is sent on every change.
-#[derive(Serialize)]
-struct Snapshot {
-    status: StatusReport,
-    /// The rollouts under way, and each one's final view for [`KEEP_ENDED`] after it ended.
-    rollouts: Vec<RolloutView>,
-    ledger_size: u64,
-}
-
-/// How long a page keeps being sent a rollout's final view after it ended.
-const KEEP_ENDED: Duration = Duration::from_secs(60);
-
-/// One open stream's state.
-struct Watch {
-    state: AppState,
-    /// The request's credentials, checked again before every event: a logout, a revoked
-    /// token or an expired session ends the stream.
-    credentials: HeaderMap,
-    /// Services whose rollout the stream follows, with when it was seen to have ended.
-    following: std::collections::BTreeMap<String, Option<std::time::Instant>>,
-    ledger_size: u64,
-    last: String,
-    first: bool,
-}
-
 /// The live stream: a `snapshot` event whenever the stack, a rollout or the ledger changed,
-/// looked at every [`EVENT_PERIOD`]; it ends when the control plane stops or the caller's
-/// credentials no longer hold.
+/// from the control plane's one feed (`feed.rs`: one read and one serialisation per change,
+/// whatever the number of pages); each event's id is the feed's number for it. The caller's
+/// credentials are checked again every [`feed::PERIOD`]: a logout, a revoked token or an
+/// expired session ends the stream, as does the control plane stopping.
 async fn events(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     crate::authorize(&state, &headers)?;
+    let Some(sessions) = state.access.sessions() else {
+        return Err(ApiError::new(
+            wharf_api::ErrorCode::NotFound,
+            "this listener serves no dashboard",
+        ));
+    };
     let mut credentials = HeaderMap::new();
     for name in [header::AUTHORIZATION, header::COOKIE] {
         for value in headers.get_all(&name) {
             credentials.append(name.clone(), value.clone());
         }
     }
+    let frames = sessions.feed().subscribe(&state);
+    let mut recheck = tokio::time::interval(feed::PERIOD);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let watch = Watch {
         state,
         credentials,
-        following: Default::default(),
-        ledger_size: 0,
-        last: String::new(),
+        frames,
+        recheck,
         first: true,
     };
     let stream = futures_util::stream::unfold(watch, |mut watch| async move {
-        loop {
-            if !watch.first {
-                tokio::time::sleep(EVENT_PERIOD).await;
-                let still = crate::identity::identify(
-                    &watch.state.access,
-                    &watch.state.handle,
-                    &axum::http::Method::GET,
-                    &watch.credentials,
-                    None,
-                )
-                .await;
-                if still.is_err() {
-                    return None;
-                }
-            }
-            let snapshot = snapshot(&mut watch).await?;
-            watch.first = false;
-            let Ok(text) = serde_json::to_string(&snapshot) else {
-                continue;
-            };
-            if text != watch.last {
-                watch.last = text.clone();
-                let event = Event::default().event("snapshot").data(text);
-                return Some((Ok::<_, Infallible>(event), watch));
-            }
-        }
+        let frame = watch.next().await?;
+        let event = Event::default()
+            .event("snapshot")
+            .id(frame.seq.to_string())
+            .data(&*frame.text);
+        Some((Ok::<_, Infallible>(event), watch))
     });
     let response = Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
@@ -393,59 +357,46 @@ async fn events(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
     Ok(hardened(response, "no-store"))
 }
 
-/// The stack as the page shows it; `None` once the control plane stops. The first one asks
-/// for every service's rollout, so a page that (re)connects sees one that just ended.
-async fn snapshot(watch: &mut Watch) -> Option<Snapshot> {
-    let state = &watch.state;
-    let status = state.handle.status().await?;
-    for service in &status.services {
-        if watch.first || service.rollout.is_some() {
-            watch.following.entry(service.name.clone()).or_insert(None);
+/// One open stream: a receiver of the shared feed and the credentials it keeps checking.
+struct Watch {
+    state: AppState,
+    credentials: HeaderMap,
+    frames: tokio::sync::watch::Receiver<Option<feed::Frame>>,
+    recheck: tokio::time::Interval,
+    first: bool,
+}
+
+impl Watch {
+    /// The next snapshot to send (the feed's latest, first); `None` ends the stream.
+    async fn next(&mut self) -> Option<feed::Frame> {
+        if std::mem::take(&mut self.first)
+            && let Some(frame) = self.frames.borrow_and_update().clone()
+        {
+            return Some(frame);
+        }
+        loop {
+            tokio::select! {
+                changed = self.frames.changed() => {
+                    // The feed ended: the control plane stopped.
+                    changed.ok()?;
+                    if let Some(frame) = self.frames.borrow_and_update().clone() {
+                        return Some(frame);
+                    }
+                }
+                _ = self.recheck.tick() => {
+                    crate::identity::identify(
+                        &self.state.access,
+                        &self.state.handle,
+                        &axum::http::Method::GET,
+                        &self.credentials,
+                        None,
+                    )
+                    .await
+                    .ok()?;
+                }
+            }
         }
     }
-    let now = std::time::Instant::now();
-    let mut rollouts = Vec::new();
-    for (name, ended) in &mut watch.following {
-        let Ok(Some(view)) = state.handle.rollout(name.clone()).await else {
-            *ended = Some(now.checked_sub(KEEP_ENDED).unwrap_or(now));
-            continue;
-        };
-        if view.is_done() {
-            let since = *ended.get_or_insert(now);
-            let recent = view
-                .finished_at
-                .as_deref()
-                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-                .is_none_or(|t| {
-                    jiff::Timestamp::now().duration_since(t)
-                        < jiff::SignedDuration::try_from(KEEP_ENDED).unwrap_or_default()
-                });
-            if !recent {
-                // Ended long ago (a page that just connected asked about it): not followed.
-                *ended = Some(now.checked_sub(KEEP_ENDED).unwrap_or(now));
-                continue;
-            }
-            if now.duration_since(since) >= KEEP_ENDED {
-                continue;
-            }
-        } else {
-            *ended = None;
-        }
-        rollouts.push(view);
-    }
-    watch
-        .following
-        .retain(|_, ended| ended.is_none_or(|at| now.duration_since(at) < KEEP_ENDED));
-    // A failed read keeps the last size, so the page does not reload its audit log for it.
-    match state.ledger_reader.size(state).await {
-        Ok(size) => watch.ledger_size = size,
-        Err(error) => tracing::warn!(error = error.message(), "cannot read the ledger's size"),
-    }
-    Some(Snapshot {
-        status,
-        rollouts,
-        ledger_size: watch.ledger_size,
-    })
 }
 
 #[cfg(test)]

@@ -48,15 +48,22 @@ pub(crate) struct Session {
     created: Instant,
 }
 
-/// The sessions of one control plane, shared by its listeners.
+/// The sessions of one control plane, shared by its listeners, and the one live feed
+/// (`feed.rs`) their pages read, whichever listener serves them.
 #[derive(Clone, Default)]
 pub struct Sessions {
     table: Arc<Mutex<HashMap<String, Session>>>,
+    feed: super::feed::Feed,
 }
 
 impl Sessions {
     pub fn new() -> Sessions {
         Sessions::default()
+    }
+
+    /// The control plane's live feed.
+    pub(crate) fn feed(&self) -> &super::feed::Feed {
+        &self.feed
     }
 
     /// Starts a session; answers the cookie value (shown to the browser once) and the session.

@@ -6,12 +6,10 @@
 
 const CSRF = document.querySelector('meta[name="csrf-token"]').content;
 const SVG = 'http://www.w3.org/2000/svg';
-const PROBE_HISTORY = 40;
 
 const ui = {
   snapshot: null,
   selected: null,
-  probes: new Map(), // "service/ordinal" -> recent probe results, oldest first
   ledgerSize: -1,
   lastVerify: 0,
   pending: null, // the action waiting for its confirmation
@@ -178,22 +176,6 @@ function select(name) {
   loadHistory(name);
 }
 
-function recordProbes(report) {
-  const live = new Set();
-  for (const service of report.services) {
-    for (const instance of service.instances) {
-      const key = `${service.name}/${instance.ordinal}`;
-      live.add(key);
-      if (!instance.probe) continue;
-      const list = ui.probes.get(key) || [];
-      list.push(instance.probe);
-      if (list.length > PROBE_HISTORY) list.shift();
-      ui.probes.set(key, list);
-    }
-  }
-  for (const key of [...ui.probes.keys()]) if (!live.has(key)) ui.probes.delete(key);
-}
-
 function duration(seconds) {
   if (seconds === null || seconds === undefined) return '';
   if (seconds < 120) return `${seconds}s`;
@@ -222,13 +204,13 @@ function renderService(report) {
   if (service.reason) why.push(el('p', { class: service.health === 'fail' ? 'error' : 'muted' }, service.reason));
   if (service.backups) why.push(el('p', { class: 'muted' }, `Backups: ${JSON.stringify(service.backups)}`));
   const rows = service.instances.map((i) => {
-    const history = ui.probes.get(`${service.name}/${i.ordinal}`) || [];
+    const history = i.probe_history || [];
     return el('tr', {},
       el('td', {}, `#${i.ordinal}`),
       el('td', {}, i.version),
       el('td', {}, i.phase),
       el('td', {}, i.ready === true ? 'ready' : i.ready === false ? 'not ready' : ''),
-      el('td', {}, el('span', { class: 'spark', title: 'probe results since this page opened' },
+      el('td', {}, el('span', { class: 'spark', title: 'the latest ready-probe results, oldest first' },
         ...history.map((h) => el('i', { class: h })))),
       el('td', { class: 'num' }, i.probe_latency_ms ?? ''),
       el('td', { class: 'num' }, i.restarts),
@@ -453,10 +435,12 @@ async function verify() {
   const pill = $('verify');
   try {
     const v = await api('GET', '/v1/audit/verify');
-    pill.className = v.ok ? 'pill pass' : 'pill fail';
+    pill.className = v.ok ? 'pill pass' : v.unpinned ? 'pill warn' : 'pill fail';
     pill.textContent = v.ok
       ? `verified: ${v.size} entries, ${v.checkpoints_verified} signed checkpoint(s)`
-      : `verification FAILED: ${v.failure}`;
+      : v.unpinned
+        ? 'not verified yet: no ledger key is pinned (run `wharf audit verify` once)'
+        : `verification FAILED: ${v.failure}`;
   } catch (error) {
     pill.className = 'pill warn';
     pill.textContent = `not verified: ${error.message}`;
@@ -496,7 +480,6 @@ function connect() {
     live.className = 'live on';
     live.textContent = 'live';
     ui.snapshot = JSON.parse(event.data);
-    recordProbes(ui.snapshot.status);
     render();
     if (ui.snapshot.ledger_size !== ui.ledgerSize) {
       ui.ledgerSize = ui.snapshot.ledger_size;
