@@ -122,19 +122,25 @@ pub(crate) async fn entries(
             format!("invalid query: {}", rejection.body_text()),
         )
     })?;
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidRequest,
-            format!("invalid query: `limit` must be between 1 and {MAX_PAGE}, not {limit}"),
-        ));
-    }
+    let limit = page_limit(query.limit)?;
     let before = query.before;
     let reader = state.ledger_reader.clone();
     let page = reader
         .read(&state, move |ledger| page(ledger, before, limit))
         .await?;
     Ok(Json(page).into_response())
+}
+
+/// A page's size: `limit`, 100 when not given, refused outside 1…[`MAX_PAGE`].
+pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    let limit = limit.unwrap_or(100);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("invalid query: `limit` must be between 1 and {MAX_PAGE}, not {limit}"),
+        ));
+    }
+    Ok(limit)
 }
 
 /// A page of `limit` entries before seq `before` (newest first), for the API's readers and

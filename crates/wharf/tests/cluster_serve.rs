@@ -194,6 +194,29 @@ impl Setup {
         Replica { child, port, log }
     }
 
+    /// A one-shot CLI command as a client of the controller (its own state directory).
+    fn client(&self, args: &[&str]) -> std::process::Output {
+        self.command("state-client")
+            .args(args)
+            .env("WHARF_API_TOKEN", TOKEN)
+            .output()
+            .unwrap()
+    }
+
+    /// `wharf cluster deploy api --version V` through the controller named by
+    /// `$WHARF_CONTROLLER`, following the rollout until it ends.
+    fn deploy_through(&self, controller: &str, version: &str) -> Child {
+        self.command("state-client")
+            .args(["cluster", "deploy", "api", "--version", version])
+            .env("WHARF_CONTROLLER", controller)
+            .env("WHARF_TOKEN", TOKEN)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     fn patches(&self) -> Vec<Vec<(String, u64)>> {
         route_patches(&self.fake.log(), "api")
     }
@@ -409,12 +432,7 @@ async fn a_killed_leader_controller_is_replaced_and_its_rollout_resumes_with_no_
     assert_eq!(api["rollout"]["outcome"]["result"], "succeeded", "{view}");
     assert_eq!(api["route"], json!([{"backend": "api-2-0", "weight": 100}]));
     let third_url = format!("http://127.0.0.1:{}", third.port);
-    let status_cli = setup
-        .command("state-client")
-        .args(["cluster", "status", "--controller", &third_url])
-        .env("WHARF_API_TOKEN", TOKEN)
-        .output()
-        .unwrap();
+    let status_cli = setup.client(&["cluster", "status", "--controller", &third_url]);
     assert!(status_cli.status.success(), "{}", text(&status_cli));
     let table = text(&status_cli);
     assert!(
@@ -628,16 +646,7 @@ async fn the_controller_api_checks_tokens_and_requests_and_an_abort_puts_stable_
 
     // A deploy, then an abort mid-pause through the CLI's --controller.
     let controller = format!("http://127.0.0.1:{port}");
-    let client = setup
-        .command("state-client")
-        .args(["cluster", "deploy", "api", "--version", "2.0"])
-        .env("WHARF_CONTROLLER", &controller)
-        .env("WHARF_TOKEN", TOKEN)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let client = setup.deploy_through(&controller, "2.0");
     eventually("the 10 % step", Duration::from_secs(60), || {
         (setup.patches().len() == 1).then_some(())
     });
@@ -669,20 +678,15 @@ async fn the_controller_api_checks_tokens_and_requests_and_an_abort_puts_stable_
         (409, Some("rejected")),
         "{answer}"
     );
-    let abort = setup
-        .command("state-client")
-        .args([
-            "cluster",
-            "abort",
-            "api",
-            "--controller",
-            &controller,
-            "--reason",
-            "p99 regression",
-        ])
-        .env("WHARF_API_TOKEN", TOKEN)
-        .output()
-        .unwrap();
+    let abort = setup.client(&[
+        "cluster",
+        "abort",
+        "api",
+        "--controller",
+        &controller,
+        "--reason",
+        "p99 regression",
+    ]);
     assert!(abort.status.success(), "{}", text(&abort));
     let output = client.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
@@ -703,27 +707,13 @@ async fn the_controller_api_checks_tokens_and_requests_and_an_abort_puts_stable_
 
     // A second rollout, followed by its own id: the first one's outcome (rolled back) is
     // not reported for it; promoted, it succeeds.
-    let second = setup
-        .command("state-client")
-        .args(["cluster", "deploy", "api", "--version", "3.0"])
-        .env("WHARF_CONTROLLER", &controller)
-        .env("WHARF_TOKEN", TOKEN)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let second = setup.deploy_through(&controller, "3.0");
     eventually(
         "the second rollout's 10 % step",
         Duration::from_secs(60),
         || (setup.patches().len() == 4).then_some(()),
     );
-    let promote = setup
-        .command("state-client")
-        .args(["cluster", "promote", "api", "--controller", &controller])
-        .env("WHARF_API_TOKEN", TOKEN)
-        .output()
-        .unwrap();
+    let promote = setup.client(&["cluster", "promote", "api", "--controller", &controller]);
     assert!(promote.status.success(), "{}", text(&promote));
     let output = second.wait_with_output().unwrap();
     assert!(
@@ -746,19 +736,14 @@ async fn the_controller_api_checks_tokens_and_requests_and_an_abort_puts_stable_
         ]
     );
     // Flags that choose a cluster are the controller's: refused with --controller.
-    let namespaced = setup
-        .command("state-client")
-        .args([
-            "cluster",
-            "status",
-            "--controller",
-            &controller,
-            "--namespace",
-            "x",
-        ])
-        .env("WHARF_API_TOKEN", TOKEN)
-        .output()
-        .unwrap();
+    let namespaced = setup.client(&[
+        "cluster",
+        "status",
+        "--controller",
+        &controller,
+        "--namespace",
+        "x",
+    ]);
     assert_eq!(namespaced.status.code(), Some(2), "{}", text(&namespaced));
     assert!(
         text(&namespaced).contains("--namespace"),

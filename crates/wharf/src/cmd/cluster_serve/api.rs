@@ -395,14 +395,7 @@ async fn entries(
             format!("invalid query: {}", rejection.body_text()),
         )
     })?;
-    let limit = query.limit.unwrap_or(100);
-    let max = wharf_server::audit_routes::MAX_PAGE;
-    if !(1..=max).contains(&limit) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidRequest,
-            format!("invalid query: `limit` must be between 1 and {max}, not {limit}"),
-        ));
-    }
+    let limit = wharf_server::audit_routes::page_limit(query.limit)?;
     let reading = controller.clone();
     let page = tokio::task::spawn_blocking(move || {
         reading

@@ -193,11 +193,7 @@ async fn follow(
         let answer = match controller.call("GET", &path, None).await {
             Ok(answer) if answer.status == 200 => answer,
             Ok(answer) if answer.status == 404 && answer.body["error"]["code"] == "no_rollout" => {
-                if not_saved_since
-                    .get_or_insert_with(tokio::time::Instant::now)
-                    .elapsed()
-                    > UNREACHABLE_PATIENCE
-                {
+                if waited_too_long(&mut not_saved_since) {
                     eprintln!("error: the controller never saved rollout {id} of {service}");
                     return Ok(ExitStatus::Failed);
                 }
@@ -234,11 +230,7 @@ async fn follow(
             }
             // The earlier rollout, still: this one is not saved yet.
             Some(current) if current < id || view["to"] != version => {
-                if not_saved_since
-                    .get_or_insert_with(tokio::time::Instant::now)
-                    .elapsed()
-                    > UNREACHABLE_PATIENCE
-                {
+                if waited_too_long(&mut not_saved_since) {
                     eprintln!("error: the controller never saved rollout {id} of {service}");
                     return Ok(ExitStatus::Failed);
                 }
@@ -276,6 +268,15 @@ async fn follow(
             });
         }
     }
+}
+
+/// Whether the wait that began at `since` (now, when it had not begun) is past
+/// [`UNREACHABLE_PATIENCE`].
+fn waited_too_long(since: &mut Option<tokio::time::Instant>) -> bool {
+    since
+        .get_or_insert_with(tokio::time::Instant::now)
+        .elapsed()
+        > UNREACHABLE_PATIENCE
 }
 
 pub(crate) async fn steer(
