@@ -714,9 +714,11 @@ async fn cluster_deploy_through_wharfs_router_moves_its_tables_10_25_50_100_unde
         "{by_version:?}"
     );
     let entries = ledger_actions(setup.dir.path());
+    // The verdicts that judged (a `continue` extends a step that has too few requests yet,
+    // which depends on how fast this machine is).
     let verdicts: Vec<&Value> = entries
         .iter()
-        .filter(|e| e["action"] == "deploy.verdict")
+        .filter(|e| e["action"] == "deploy.verdict" && e["details"]["verdict"] != "continue")
         .collect();
     assert!(!verdicts.is_empty());
     for verdict in verdicts {
