@@ -7,7 +7,9 @@
 //! The control plane calls this crate from blocking tasks: every call does IO and may take
 //! minutes.
 
+mod archive;
 mod capture;
+pub(crate) mod chunker;
 mod datastore;
 mod drill;
 mod drivers;
@@ -15,8 +17,8 @@ mod error;
 mod location;
 mod record;
 mod repo;
+mod restic_format;
 mod retention;
-mod retree;
 mod sandbox;
 mod secret;
 mod tools;

@@ -8,23 +8,22 @@
 //! ([`RepoLocation`], through `rustic_backend`'s OpenDAL S3 service); restic reads both.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use rustic_core::repofile::SnapshotFile;
+use rustic_core::repofile::{BlobType, IndexFile, SnapshotFile};
 use rustic_core::{
-    BackupOptions, CheckOptions, ConfigOptions, Credentials, KeyOptions, LocalDestination,
-    LsOptions, OpenStatus, ParentOptions, Repository, RepositoryOptions, RestoreOptions,
-    RusticError, SnapshotOptions,
+    CheckOptions, ConfigOptions, Credentials, KeyOptions, LocalDestination, LsOptions, OpenStatus,
+    Repository, RepositoryOptions, RestoreOptions, RusticError, SnapshotOptions,
 };
 use wharf_manifest::model::DatastoreKind;
 
-use crate::capture::{Capture, CaptureSource, Outcome};
+use crate::archive::{Archiver, Known};
+use crate::capture::Capture;
 use crate::datastore::Datastore;
 use crate::drivers::{self, Feed};
 use crate::error::{BackupError, Result};
 use crate::location::{RepoLocation, repo_error};
 use crate::record::Record;
-use crate::retree;
 use crate::secret::Secret;
 use crate::tools::Tools;
 
@@ -205,10 +204,7 @@ impl Repo {
             Datastore::Directory(path) => drivers::directory::capture(path)?,
         };
         let kind = store.kind();
-        let needs_sizes = capture.needs_sizes();
         let prefix = prefix(stack, service);
-        let outcome = Outcome::default();
-        let source = CaptureSource::new(&prefix, capture, outcome.clone());
         let tags = format!(
             "wharf,stack={stack},service={service},kind={}",
             crate::kind_name(kind)
@@ -217,37 +213,13 @@ impl Repo {
             .add_tags(&tags)
             .and_then(|o| o.to_snapshot())
             .map_err(|e| self.fail(&e))?;
-        // No parent: the stream's metadata says nothing about its content, so a parent would
-        // let rustic skip reading it. Dedup against earlier backups still happens by chunk.
-        let options = BackupOptions::default().parent_opts(ParentOptions::default().force(true));
-        let indexed = self.reopen()?.to_indexed_ids().map_err(|e| self.fail(&e))?;
-        let saved = indexed
-            .archive(&options, &source, snap, &[PathBuf::from(&prefix)])
-            .map_err(|e| self.fail(&e))?;
-        let result = outcome
-            .lock()
-            .ok()
-            .and_then(|mut o| o.take())
-            .unwrap_or_else(|| {
-                Err(BackupError::Repository {
-                    location: self.location.clone(),
-                    detail: "the backup's record was never written".into(),
-                })
-            });
-        if let Err(error) = result {
-            self.repo
-                .delete_snapshots(&[saved.id])
-                .map_err(|e| self.fail(&e))?;
-            return Err(error);
-        }
-        let saved = if needs_sizes {
-            let first_id = saved.id;
-            self.resize(saved, &source.sizes()).inspect_err(|_| {
-                let _ = self.repo.delete_snapshots(&[first_id]);
-            })?
-        } else {
-            saved
-        };
+        let repo = self.reopen()?;
+        let backends = self.at.backends().map_err(|e| self.fail(&e))?;
+        let be = backends.repository();
+        let key = repo.key();
+        let known = self.known_data(&repo)?;
+        let archiver = Archiver::new(&*be, &key, repo.config(), known, &self.location)?;
+        let (saved, _record) = archiver.archive(&prefix, capture, snap)?;
         let backup = to_backup(&saved).ok_or_else(|| BackupError::BadSnapshot {
             id: saved.id.to_string(),
             detail: "not tagged as a wharf backup".into(),
@@ -256,51 +228,23 @@ impl Repo {
         Ok(backup)
     }
 
-    /// Streams enter the archiver with an unknown size, and rustic_core 0.13 keeps the size
-    /// the source gave (0) in the tree, by which restic's restorer writes an empty file. So
-    /// the trees on the paths to the streamed files are rebuilt with the sizes the capture
-    /// counted (`retree`: same content blobs, nothing read again), a snapshot pointing to the
-    /// new root is saved beside the first, and the first is removed.
-    fn resize(&self, first: SnapshotFile, sizes: &retree::Sizes) -> Result<SnapshotFile> {
-        let total = first
-            .summary
-            .as_ref()
-            .map_or(0, |s| s.total_bytes_processed);
-        if sizes.values().sum::<u64>() != total {
-            return Err(BackupError::Repository {
-                location: self.location.clone(),
-                detail: format!(
-                    "the archiver stored {total} bytes but {} were read",
-                    sizes.values().sum::<u64>()
-                ),
-            });
-        }
-        let indexed = self.reopen()?.to_indexed_ids().map_err(|e| self.fail(&e))?;
-        let mut load = |id| indexed.get_tree(&id).map_err(|e| self.fail(&e));
-        let mut trees = Vec::new();
-        let root = retree::resize(
-            &self.location,
-            &mut load,
-            first.tree,
-            Path::new(""),
-            sizes,
-            &mut trees,
-        )?;
-        let backends = self.at.backends().map_err(|e| self.fail(&e))?;
-        let id = retree::store(
-            &*backends.repository(),
-            &indexed.key(),
-            &trees,
-            first.clone(),
-            root,
-        )?;
-        self.repo
-            .delete_snapshots(&[first.id])
+    /// The data blobs the repository's index lists (a chunk among them is not stored again)
+    /// and their stored size.
+    fn known_data(&self, repo: &Repository<OpenStatus>) -> Result<Known> {
+        let mut known = Known::default();
+        let files = repo
+            .stream_files::<IndexFile>()
             .map_err(|e| self.fail(&e))?;
-        let mut second = first;
-        second.tree = root;
-        second.id = id.into();
-        Ok(second)
+        for file in files {
+            let (_, index) = file.map_err(|e| self.fail(&e))?;
+            for blob in index.packs.iter().flat_map(|p| &p.blobs) {
+                if blob.tpe == BlobType::Data {
+                    known.ids.insert(*blob.id);
+                    known.stored_bytes += u64::from(blob.location.length);
+                }
+            }
+        }
+        Ok(known)
     }
 
     /// Every wharf backup, oldest first; only those of `stack` / `service` when given.

@@ -73,8 +73,6 @@ pub(crate) fn capture(root: &Path) -> Result<Capture> {
     }
     Ok(Capture {
         entries,
-        record: Some(recorded.clone()),
-        streamed: false,
         finish: Box::new(move || {
             let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
             let archived = record_of(&seen);

@@ -186,8 +186,6 @@ pub(crate) fn capture(conn: &MariadbConn, tools: &Tools) -> Result<Capture> {
     });
     Ok(Capture {
         entries: vec![Entry::File(FILE.into(), Metadata::default(), piped(reader))],
-        record: None,
-        streamed: true,
         finish: Box::new(move || {
             let dumped = dump.finish();
             drop(options);

@@ -118,8 +118,6 @@ pub(crate) fn capture(conn: &PgConn, tools: &Tools) -> Result<Capture> {
     });
     Ok(Capture {
         entries: vec![Entry::File(FILE.into(), Metadata::default(), piped(stdout))],
-        record: None,
-        streamed: true,
         finish: Box::new(move || {
             let dumped = dump.finish();
             let _ = dumped_tx.send(());

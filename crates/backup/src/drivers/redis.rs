@@ -89,8 +89,6 @@ pub(crate) fn capture(conn: &RedisConn, tools: &Tools) -> Result<Capture> {
         };
         return Ok(Capture {
             entries: vec![Entry::File(FILE.into(), meta, Box::new(file))],
-            record: Some(record.clone()),
-            streamed: false,
             finish: Box::new(move || Ok(record)),
         });
     }
@@ -112,8 +110,6 @@ pub(crate) fn capture(conn: &RedisConn, tools: &Tools) -> Result<Capture> {
         .ok_or_else(|| err("redis-cli has no stdout"))?;
     Ok(Capture {
         entries: vec![Entry::File(FILE.into(), Metadata::default(), piped(stdout))],
-        record: Some(record.clone()),
-        streamed: true,
         finish: Box::new(move || cli.finish().map(|()| record)),
     })
 }

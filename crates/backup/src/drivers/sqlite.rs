@@ -44,8 +44,6 @@ pub(crate) fn capture(path: &Path) -> Result<Capture> {
             },
             Box::new(file),
         )],
-        record: Some(record.clone()),
-        streamed: false,
         finish: Box::new(move || {
             drop(dir);
             Ok(record)
