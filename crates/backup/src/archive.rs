@@ -42,12 +42,14 @@ const READ_SIZE: usize = 1 << 20;
 /// rustic_core's cap on a pack's size (`packer::constants::MAX_SIZE`).
 const MAX_PACK_SIZE: u64 = 4076 * 1024 * 1024;
 
-/// The data blobs the repository holds already, and their stored bytes (the pack size grows
-/// with it, as rustic_core's `PackSizer` does).
+/// The blobs the repository holds already: data (a chunk among them is not stored again)
+/// with their stored bytes (the pack size grows with it, as rustic_core's `PackSizer` does),
+/// and trees (an unchanged folder's tree is not stored again).
 #[derive(Debug, Default)]
 pub(crate) struct Known {
-    pub ids: HashSet<Id>,
+    pub data: HashSet<Id>,
     pub stored_bytes: u64,
+    pub trees: HashSet<Id>,
 }
 
 /// One backup's writer into the repository `be`, with its master key and config.
@@ -64,8 +66,10 @@ pub(crate) struct Archiver<'a> {
     /// rustic_core does unless the repository's config turns `extra_verify` off.
     verify: bool,
     pack_size: usize,
-    /// Blob ids stored or claimed: a worker that inserts an id seals it, the others skip it.
+    /// Data blob ids stored or claimed: a worker that inserts an id seals it, the others skip
+    /// it.
     claimed: Mutex<HashSet<Id>>,
+    known_trees: HashSet<Id>,
 }
 
 /// A chunk on its way: which file (in entry order), where in it, the bytes.
@@ -138,7 +142,8 @@ impl<'a> Archiver<'a> {
             zstd,
             verify: config.extra_verify(),
             pack_size: usize::try_from(pack_size).unwrap_or(usize::MAX),
-            claimed: Mutex::new(known.ids),
+            claimed: Mutex::new(known.data),
+            known_trees: known.trees,
         })
     }
 
@@ -212,7 +217,8 @@ impl<'a> Archiver<'a> {
         }
 
         let placed = placed.into_inner().unwrap_or_default();
-        let (root, trees) = self.trees(prefix, files, placed)?;
+        let (root, mut trees) = self.trees(prefix, files, placed)?;
+        trees.retain(|(id, _)| !self.known_trees.contains(&**id));
         let tree_bytes: u64 = trees.iter().map(|(_, bytes)| bytes.len() as u64).sum();
         let ended = rustic_core::jiff::Zoned::now();
         let mut summary = SnapshotSummary::default();

@@ -228,8 +228,7 @@ impl Repo {
         Ok(backup)
     }
 
-    /// The data blobs the repository's index lists (a chunk among them is not stored again)
-    /// and their stored size.
+    /// The blobs the repository's index lists.
     fn known_data(&self, repo: &Repository<OpenStatus>) -> Result<Known> {
         let mut known = Known::default();
         let files = repo
@@ -238,9 +237,14 @@ impl Repo {
         for file in files {
             let (_, index) = file.map_err(|e| self.fail(&e))?;
             for blob in index.packs.iter().flat_map(|p| &p.blobs) {
-                if blob.tpe == BlobType::Data {
-                    known.ids.insert(*blob.id);
-                    known.stored_bytes += u64::from(blob.location.length);
+                match blob.tpe {
+                    BlobType::Data => {
+                        known.data.insert(*blob.id);
+                        known.stored_bytes += u64::from(blob.location.length);
+                    }
+                    BlobType::Tree => {
+                        known.trees.insert(*blob.id);
+                    }
                 }
             }
         }
