@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use rustic_core::repofile::{
     ConfigFile, MasterKey, Metadata, Node, NodeType, SnapshotFile, SnapshotSummary, Tree,
@@ -36,7 +36,8 @@ use crate::error::{BackupError, Result};
 use crate::record::Record;
 use crate::restic_format::{self, NewTree};
 
-/// Bytes asked of a stream per read (a pipe gives at most its size, 1 MiB for a tool's).
+/// Bytes read ahead beyond a maximal chunk (a pipe gives at most its size per read, 1 MiB
+/// for a tool's).
 const READ_SIZE: usize = 1 << 20;
 
 /// rustic_core's cap on a pack's size (`packer::constants::MAX_SIZE`).
@@ -289,6 +290,10 @@ impl<'a> Archiver<'a> {
 
     /// Cuts one stream into chunks (keeping at least a maximal chunk's bytes ahead, so each
     /// cut is found in one pass) and queues them. Returns the stream's length.
+    ///
+    /// The stream is read into one buffer (`read_to_end` fills it without zeroing it first);
+    /// each chunk is copied out of it once, and what is left is moved to the front only when
+    /// the buffer's front half has been cut away, so each byte is moved at most once more.
     fn read_file(
         &self,
         file: usize,
@@ -296,30 +301,30 @@ impl<'a> Archiver<'a> {
         out: &Sender<Chunk>,
         stop: &AtomicBool,
     ) -> std::io::Result<u64> {
-        let max = self.max_chunk;
-        let mut buf = BytesMut::new();
+        let ahead = self.max_chunk;
+        let mut buf: Vec<u8> = Vec::with_capacity(2 * ahead + READ_SIZE);
+        let mut at = 0;
         let mut eof = false;
         let mut size = 0u64;
         for seq in 0.. {
-            while !eof && buf.len() < max {
-                let start = buf.len();
-                buf.resize(start + READ_SIZE, 0);
-                let read = loop {
-                    match stream.read(&mut buf[start..]) {
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        other => break other,
-                    }
-                };
-                let read = read.inspect_err(|_| buf.truncate(start))?;
-                buf.truncate(start + read);
-                eof = read == 0;
+            if !eof && buf.len() - at < ahead {
+                if at >= ahead {
+                    buf.drain(..at);
+                    at = 0;
+                }
+                while !eof && buf.len() - at < ahead {
+                    let want = (ahead + READ_SIZE - (buf.len() - at)) as u64;
+                    eof = (&mut stream).take(want).read_to_end(&mut buf)? == 0;
+                }
             }
-            if buf.is_empty() {
+            let rest = &buf[at..];
+            if rest.is_empty() {
                 break;
             }
-            let cut = self.chunker.next_cut(&buf).unwrap_or(buf.len());
-            let data = buf.split_to(cut).freeze();
-            size += data.len() as u64;
+            let cut = self.chunker.next_cut(rest).unwrap_or(rest.len());
+            let data = Bytes::copy_from_slice(&rest[..cut]);
+            at += cut;
+            size += cut as u64;
             if stop.load(Ordering::Relaxed) || out.send(Chunk { file, seq, data }).is_err() {
                 return Err(std::io::Error::other("the backup stopped"));
             }

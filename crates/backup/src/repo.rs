@@ -213,11 +213,11 @@ impl Repo {
             .add_tags(&tags)
             .and_then(|o| o.to_snapshot())
             .map_err(|e| self.fail(&e))?;
-        let repo = self.reopen()?;
+        let repo = &self.repo;
         let backends = self.at.backends().map_err(|e| self.fail(&e))?;
         let be = backends.repository();
         let key = repo.key();
-        let known = self.known_data(&repo)?;
+        let known = self.known_data(repo)?;
         let archiver = Archiver::new(&*be, &key, repo.config(), known, &self.location)?;
         let (saved, _record) = archiver.archive(&prefix, capture, snap)?;
         let backup = to_backup(&saved).ok_or_else(|| BackupError::BadSnapshot {
