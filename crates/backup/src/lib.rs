@@ -8,6 +8,7 @@
 //! minutes.
 
 mod capture;
+pub(crate) mod chunker;
 mod datastore;
 mod drill;
 mod drivers;
