@@ -13,6 +13,8 @@ const POLYS_53: [u64; 3] = [
     0x0023_5A0F_77C1_9E4B,
     0x0030_0000_0000_0001,
 ];
+/// Degree 39: another shift than 53's, which the search has a copy of its own for.
+const POLY_39: u64 = 0x00F5_2F3C_9A1D;
 /// Degree 60: rustic's steps lose bits off the top of the u64; the chunker must follow them.
 const POLY_60: u64 = 0x1B2C_3D4E_5F60_7183;
 
@@ -180,6 +182,13 @@ fn a_polynomial_of_degree_above_56_follows_rustic_too() {
 }
 
 #[test]
+fn a_polynomial_of_another_degree_below_57_follows_rustic_too() {
+    let data = random_bytes(MIB, 12);
+    assert_same(&data, POLY_39, 256, 512, 4096);
+    assert_same(&data, POLY_39, 4 * KIB, 16 * KIB, 64 * KIB);
+}
+
+#[test]
 fn restic_default_sizes_on_40_mib_of_random_data() {
     let data = random_bytes(40 * MIB, 5);
     let lengths = assert_same(&data, POLY_RESTIC_TEST, 512 * KIB, MIB, 8 * MIB);
@@ -296,7 +305,7 @@ proptest! {
     #[test]
     fn random_params_and_data_cut_where_rustic_cuts(
         (min, avg, max) in params(),
-        poly in prop::sample::select(vec![POLYS_53[0], POLYS_53[1], POLYS_53[2], POLY_60]),
+        poly in prop::sample::select(vec![POLYS_53[0], POLYS_53[1], POLYS_53[2], POLY_39, POLY_60]),
         seed in any::<u64>(),
         len in 0usize..40_000,
         runs in prop::collection::vec((0usize..40_000, 1usize..3000, prop::sample::select(vec![0u8, b' ', b'7'])), 0..4),

@@ -1,0 +1,89 @@
+//! Throughput of wharf's chunker against rustic_core 0.13's loop over rustic_cdc's `Rabin64`,
+//! side by side, on ~256 MiB of random bytes and of pgbench-like text, with restic's default
+//! sizes (min 512 KiB, average 1 MiB, max 8 MiB). Checks that both cut the same.
+//!
+//! `cargo run --release -p wharf-backup --example chunker_bench [MIB]`
+//! (`scripts/bench/chunker.sh` runs it.)
+
+// The chunker is crate-private: the example compiles the module itself.
+#[allow(dead_code)]
+#[path = "../src/chunker.rs"]
+#[rustfmt::skip]
+mod chunker;
+#[path = "../src/chunker/reference.rs"]
+mod reference;
+
+use std::time::Instant;
+
+const POLY: u64 = 0x003D_A335_8B4D_C173;
+const MIB: usize = 1024 * 1024;
+const MIN: usize = 512 * 1024;
+const AVG: usize = MIB;
+const MAX: usize = 8 * MIB;
+
+fn random_bytes(len: usize) -> Vec<u8> {
+    let mut state = 42u64;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// pgbench_accounts as `COPY` writes it: numbers, then the blank-padded `filler` column.
+fn pgbench_like(len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 128);
+    let mut aid = 1u64;
+    while out.len() < len {
+        let balance = aid.wrapping_mul(2_654_435_761) % 10_000;
+        out.extend_from_slice(format!("{aid}\t{}\t{balance}\t", 1 + aid / 100_000).as_bytes());
+        out.extend(std::iter::repeat_n(b' ', 84));
+        out.push(b'\n');
+        aid += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+fn fast_lengths(chunker: &chunker::Chunker, data: &[u8]) -> Vec<usize> {
+    let mut lengths = Vec::new();
+    let mut pos = 0;
+    while pos < data.len() {
+        let len = chunker.next_cut(&data[pos..]).unwrap_or(data.len() - pos);
+        lengths.push(len);
+        pos += len;
+    }
+    lengths
+}
+
+fn main() {
+    let mib: usize = std::env::args()
+        .nth(1)
+        .map_or(256, |a| a.parse().expect("MIB: a number"));
+    let chunker = chunker::Chunker::new(POLY, MIN, AVG, MAX);
+    for (name, data) in [
+        ("random", random_bytes(mib * MIB)),
+        ("pgbench-like", pgbench_like(mib * MIB)),
+    ] {
+        let t = Instant::now();
+        let expected = reference::chunk_lengths(&data, POLY, MIN, AVG, MAX);
+        let rustic = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let got = fast_lengths(&chunker, &data);
+        let wharf = t.elapsed().as_secs_f64();
+        assert_eq!(got, expected, "{name}: the chunkers cut differently");
+        let mbs = |secs: f64| data.len() as f64 / 1e6 / secs;
+        println!(
+            "{name:>13} {mib} MiB, {} chunks: rustic_cdc loop {:7.0} MB/s  wharf {:7.0} MB/s  ratio {:.2}x",
+            got.len(),
+            mbs(rustic),
+            mbs(wharf),
+            rustic / wharf,
+        );
+    }
+}
