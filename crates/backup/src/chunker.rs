@@ -45,6 +45,9 @@ pub(crate) struct Chunker {
     out_table: [u64; 256],
     /// `mod_table[b]`: `(b · x^deg mod P) | b · x^deg`, reduces the byte shifted past the degree.
     mod_table: [u64; 256],
+    /// `out_shifted[b]`: `b · x^(8·64) mod P`, the outgoing byte's term after the step's shift,
+    /// for `step_pure`.
+    out_shifted: [u64; 256],
     /// `deg(P) - 8`: where the byte that the next shift pushes past the degree sits.
     shift: u32,
     /// A cut where `hash & mask == 0` (`avg_size - 1`).
@@ -137,9 +140,14 @@ impl Chunker {
             let p = b << deg;
             mod_table[b as usize] = modulo(p, polynomial) | p;
         }
+        let out_shifted = std::array::from_fn(|b| {
+            let o = out_table[b];
+            (o << 8) ^ mod_table[((o >> (deg - 8)) & 255) as usize]
+        });
         Chunker {
             out_table,
             mod_table,
+            out_shifted,
             shift: (deg - 8) as u32,
             mask: avg_size as u64 - 1,
             min_size,
@@ -192,6 +200,18 @@ impl Chunker {
         let hash = hash ^ self.out_table[out as usize];
         let index = (hash >> shift) & 255;
         ((hash << 8) | u64::from(byte)) ^ self.mod_table[index as usize]
+    }
+
+    /// `step_by`, rearranged for when the hash is exact arithmetic mod P (`window_pure`): the
+    /// tables are linear, so the outgoing byte's removal can follow the shift instead of
+    /// preceding it. Same value; but the chain from one hash to the next is then a shift, a
+    /// load and two xors, and the outgoing byte's lookup runs beside it.
+    #[inline(always)]
+    fn step_pure(&self, shift: u32, hash: u64, out: u8, byte: u8) -> u64 {
+        let index = (hash >> shift) & 255;
+        (hash << 8)
+            ^ self.mod_table[index as usize]
+            ^ (self.out_shifted[out as usize] ^ u64::from(byte))
     }
 
     /// rustic's state from `min_size` on, emulated: the first cut at a length in
@@ -268,7 +288,7 @@ impl Chunker {
         let w = &data[start - WINDOW - 1..start + count - 1];
         let mut hash = 0;
         for &byte in &w[..WINDOW] {
-            hash = self.step_by(shift, hash, 0, byte);
+            hash = self.step_pure(shift, hash, 0, byte);
         }
         self.continue_lane(shift, hash, w, 0, count)
             .map(|i| start + i)
@@ -290,7 +310,7 @@ impl Chunker {
             .zip(&w[from + WINDOW..to + WINDOW])
             .enumerate()
         {
-            hash = self.step_by(shift, hash, out, byte);
+            hash = self.step_pure(shift, hash, out, byte);
             if hash & self.mask == 0 {
                 return Some(from + i);
             }
@@ -309,14 +329,14 @@ impl Chunker {
         let mut hash = [0u64; LANES];
         for i in 0..WINDOW {
             for j in 0..LANES {
-                hash[j] = self.step_by(shift, hash[j], 0, block[j * N + i]);
+                hash[j] = self.step_pure(shift, hash[j], 0, block[j * N + i]);
             }
         }
         // The first cut in time; then lanes before it may still cut later in their segments.
         let mut hit = None;
         'roll: for i in 0..N {
             for j in 0..LANES {
-                let h = self.step_by(shift, hash[j], block[j * N + i], block[j * N + i + WINDOW]);
+                let h = self.step_pure(shift, hash[j], block[j * N + i], block[j * N + i + WINDOW]);
                 hash[j] = h;
                 // Taken about once per chunk: a branch, not a conditional move, keeps the
                 // loop's state in registers.

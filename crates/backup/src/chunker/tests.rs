@@ -193,6 +193,19 @@ fn restic_default_sizes_on_40_mib_of_random_data() {
     let data = random_bytes(40 * MIB, 5);
     let lengths = assert_same(&data, POLY_RESTIC_TEST, 512 * KIB, MIB, 8 * MIB);
     assert!(lengths.len() > 20, "{} chunks", lengths.len());
+    // The slice port of rustic's loop agrees with rustic's reader-driven iterator itself.
+    let mut text = pgbench_like(20 * MIB, 13);
+    text.extend_from_slice(&data[..20 * MIB]);
+    for data in [&data[..], &text[..]] {
+        let iter: Vec<usize> =
+            reference::ChunkIter::new(POLY_RESTIC_TEST, 512 * KIB, MIB, 8 * MIB, data)
+                .map(|chunk| chunk.unwrap().len())
+                .collect();
+        assert_eq!(
+            iter,
+            assert_same(data, POLY_RESTIC_TEST, 512 * KIB, MIB, 8 * MIB)
+        );
+    }
 }
 
 #[test]
