@@ -13,7 +13,7 @@
 #   pgbench-like 256 MiB: ChunkIter 475 MB/s  slice loop 533 MB/s  wharf 1493 MB/s  3.14x / 2.80x
 # Target >= 3x over the slice loop: not met (2.7-2.9x). The search is throughput-bound: ~11
 # uops per byte and lane (two byte loads, two table loads, shifts, xors, the cut test); 8
-# lanes instead of 4 measured slower (registers spill).
+# lanes instead of 4 measured slower (registers spill), and so did 3 and 5.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo run -q --release -p wharf-backup --example chunker_bench -- "${1:-256}"

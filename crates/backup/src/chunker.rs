@@ -165,6 +165,10 @@ impl Chunker {
     /// `data` (or `data` reaches `max_size`: `Some(max_size)`); `None` when
     /// `data.len() < max_size` and no cut is in it (the caller then reads more, or at the end of
     /// input takes all of `data` as the last chunk).
+    ///
+    /// Each call scans from `min_size` again: a caller should hold `max_size` bytes (or the
+    /// rest of the input) when it calls, so that every call decides, rather than call again
+    /// after each small read.
     pub(crate) fn next_cut(&self, data: &[u8]) -> Option<usize> {
         if data.len() < self.min_size {
             return None;
