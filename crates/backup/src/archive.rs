@@ -138,7 +138,8 @@ impl<'a> Archiver<'a> {
                 config.chunk_min_size(),
                 config.chunk_size(),
                 config.chunk_max_size(),
-            ),
+            )
+            .map_err(|e| fail(format!("the repository's chunker: {e}")))?,
             max_chunk: config.chunk_max_size(),
             zstd,
             verify: config.extra_verify(),
