@@ -23,6 +23,10 @@ pub struct Record {
     pub version: u32,
     /// Part name (`table public.users`, `redis db0`, `files`) → what it held.
     pub parts: BTreeMap<String, Part>,
+    /// Settings a drill must take its record under to digest alike (format 4 PostgreSQL:
+    /// the dump's `client_encoding`, the server's `lc_monetary`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings: BTreeMap<String, String>,
 }
 
 impl Record {
@@ -30,12 +34,16 @@ impl Record {
     /// kinds as in format 1). Format 3: a PostgreSQL table's rows are hashed by typed value
     /// (`hash_record_extended`) where its column types allow, its text form's hash otherwise,
     /// and the digest is prefixed `typed:` or `text:` to say which (other kinds as before).
-    pub const VERSION: u32 = 3;
+    /// Format 4: a PostgreSQL table's rows are digested from the COPY text pg_dump wrote as it
+    /// streamed into the backup (no second scan of the database), prefixed `copy:`; a drill
+    /// digests `COPY … TO STDOUT` of the restored table under pg_dump's output settings.
+    pub const VERSION: u32 = 4;
 
     pub fn new(parts: BTreeMap<String, Part>) -> Record {
         Record {
             version: Record::VERSION,
             parts,
+            settings: BTreeMap::new(),
         }
     }
 }

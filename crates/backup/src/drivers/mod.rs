@@ -4,6 +4,7 @@
 
 pub(crate) mod directory;
 pub(crate) mod mariadb;
+pub(crate) mod pg_archive;
 pub(crate) mod postgres;
 pub(crate) mod redis;
 pub(crate) mod resp;

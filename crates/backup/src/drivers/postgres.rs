@@ -4,14 +4,16 @@
 //! Credentials go to the tools as `PGPASSWORD` in their environment, never on argv.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustic_core::repofile::Metadata;
 use wharf_manifest::model::DatastoreKind;
 
 use super::Feed;
+use super::pg_archive::{ArchiveParser, ArchiveRecord, CopyDigest, Tapped};
 use crate::capture::{Capture, Entry, piped};
 use crate::datastore::PgConn;
 use crate::error::{BackupError, Result};
@@ -77,16 +79,29 @@ fn env(command: &mut Command, conn: &PgConn) {
 pub(crate) fn capture(conn: &PgConn, tools: &Tools) -> Result<Capture> {
     let mut command = tools.command(Tool::PgDump)?;
     let mut client = connect(conn)?;
+    // No parallel workers for the record's scans: they run beside pg_dump's COPY, so extra
+    // workers only take cores from it (and from the archiver) and add their own start-up and
+    // tuple-passing work — on 2 cores they cost as much CPU as the COPY did.
     client
-        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .batch_execute(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+             SET LOCAL max_parallel_workers_per_gather = 0",
+        )
         .map_err(|e| err(format!("begin: {}", text(&e))))?;
     let snapshot: String = client
         .query_one("SELECT pg_export_snapshot()", &[])
         .map_err(|e| err(format!("export a snapshot: {}", text(&e))))?
         .get(0);
     env(&mut command, conn);
+    // The rows' text as a drill's COPY will print it: timestamps with time zone in UTC and
+    // bytea in hex (pg_dump sets the date, interval and float output itself). pg_restore
+    // reads both whatever the target's settings.
+    command
+        .env("PGTZ", "UTC")
+        .env("PGOPTIONS", "-c bytea_output=hex");
     // Uncompressed: the repository compresses (zstd) and dedups, and zlib output would hide
-    // the unchanged runs between two dumps from content-defined chunking.
+    // the unchanged runs between two dumps from content-defined chunking; and the record is
+    // read from the rows as they pass.
     command.args([
         "--format=custom",
         "--compress=0",
@@ -94,6 +109,12 @@ pub(crate) fn capture(conn: &PgConn, tools: &Tools) -> Result<Capture> {
         "--snapshot",
         &snapshot,
     ]);
+    // Money's text follows lc_monetary, which pg_dump leaves as the server has it: a drill
+    // sets the same.
+    let lc_monetary: String = client
+        .query_one("SHOW lc_monetary", &[])
+        .map_err(|e| err(format!("read lc_monetary: {}", text(&e))))?
+        .get(0);
     let mut dump = Running::spawn(Tool::PgDump, command, conn.password.clone())?;
     let stdout = dump
         .child
@@ -106,27 +127,147 @@ pub(crate) fn capture(conn: &PgConn, tools: &Tools) -> Result<Capture> {
     if let Err(error) = rustix::pipe::fcntl_setpipe_size(&stdout, 1 << 20) {
         tracing::debug!(%error, "pg_dump's pipe keeps its default size");
     }
-    // The record is taken in the exporting transaction while pg_dump reads the same snapshot
-    // in its own backend: two scans at once instead of one after the other. The transaction
-    // stays open until pg_dump is done (it needs the snapshot until it has imported it).
-    let (dumped_tx, dumped_rx) = std::sync::mpsc::channel::<()>();
-    let recorder = std::thread::spawn(move || -> Result<Record> {
-        let record = record_in(&mut client, Record::VERSION, None);
-        let _ = dumped_rx.recv();
+    // The record is read from the archive as it streams past (`pg_archive`). The exporting
+    // transaction stays open until pg_dump is done (it needs the snapshot until it has
+    // imported it) and, should the archive not be understood (a pg_dump newer than this
+    // reader), the record is taken by query in that same snapshot instead (format 3).
+    let parser = Arc::new(Mutex::new(ArchiveParser::default()));
+    let (understood_tx, understood_rx) = std::sync::mpsc::channel::<bool>();
+    let recorder = std::thread::spawn(move || -> Result<Option<Record>> {
+        let fallback = match understood_rx.recv() {
+            Ok(false) => Some(record_in(&mut client, 3, None)),
+            _ => None,
+        };
         let _ = client.batch_execute("COMMIT");
-        record
+        fallback.transpose()
     });
+    let tapped = Tapped::new(stdout, parser.clone());
     Ok(Capture {
-        entries: vec![Entry::File(FILE.into(), Metadata::default(), piped(stdout))],
+        entries: vec![Entry::File(FILE.into(), Metadata::default(), piped(tapped))],
         finish: Box::new(move || {
             let dumped = dump.finish();
-            let _ = dumped_tx.send(());
-            let record = recorder
+            let parsed = match parser.lock() {
+                Ok(mut p) => std::mem::take(&mut *p).finish(),
+                Err(_) => Err("the archive reader panicked".into()),
+            };
+            let _ = understood_tx.send(parsed.is_ok() || dumped.is_err());
+            let fallback = recorder
                 .join()
                 .unwrap_or_else(|_| Err(err("the record thread panicked")));
             dumped?;
-            record
+            match parsed {
+                Ok(archive) => archive_record(archive, lc_monetary),
+                Err(reason) => {
+                    tracing::warn!(%reason, "pg_dump's archive was not understood: the record is taken by query");
+                    fallback?.ok_or_else(|| err(reason))
+                }
+            }
         }),
+    })
+}
+
+/// A format-4 record from what the archive held.
+fn archive_record(archive: ArchiveRecord, lc_monetary: String) -> Result<Record> {
+    let mut parts = BTreeMap::new();
+    for (name, digest) in archive.tables {
+        parts.insert(format!("table {name}"), digest.part().map_err(err)?);
+    }
+    let mut settings = BTreeMap::from([("lc_monetary".to_owned(), lc_monetary)]);
+    if let Some(encoding) = archive.encoding {
+        settings.insert("client_encoding".to_owned(), encoding);
+    }
+    Ok(Record {
+        version: 4,
+        parts,
+        settings,
+    })
+}
+
+/// Format 4's record of a live database: each table's `COPY … TO STDOUT` (the columns
+/// pg_dump copies, under pg_dump's output settings and the recorded ones) digested as the
+/// backup digested pg_dump's rows. With `like`, only the tables it names (pg_dump copies no
+/// rows of an extension's own tables, say, and a drill compares like with like).
+fn copy_record(client: &mut postgres::Client, like: Option<&Record>) -> Result<Record> {
+    let mut settings: Vec<(&str, String)> = vec![
+        ("DateStyle", "ISO".into()),
+        ("IntervalStyle", "postgres".into()),
+        ("extra_float_digits", "3".into()),
+        ("TimeZone", "UTC".into()),
+        ("bytea_output", "hex".into()),
+        ("search_path", String::new()),
+        ("row_security", "off".into()),
+    ];
+    let recorded = like.map(|r| r.settings.clone()).unwrap_or_default();
+    let lc_monetary = match recorded.get("lc_monetary") {
+        Some(v) => v.clone(),
+        None => client
+            .query_one("SHOW lc_monetary", &[])
+            .map_err(|e| err(format!("read lc_monetary: {}", text(&e))))?
+            .get(0),
+    };
+    let encoding = match recorded.get("client_encoding") {
+        Some(v) => v.clone(),
+        None => client
+            .query_one("SHOW server_encoding", &[])
+            .map_err(|e| err(format!("read server_encoding: {}", text(&e))))?
+            .get(0),
+    };
+    settings.push(("lc_monetary", lc_monetary.clone()));
+    settings.push(("client_encoding", encoding.clone()));
+    for (name, value) in &settings {
+        client
+            .execute("SELECT pg_catalog.set_config($1, $2, true)", &[name, value])
+            .map_err(|e| err(format!("set {name}: {}", text(&e))))?;
+    }
+    let tables = client
+        .query(
+            "SELECT n.nspname || '.' || c.relname, format('%I.%I', n.nspname, c.relname), \
+                    coalesce((SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) \
+                      FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 \
+                       AND NOT a.attisdropped AND a.attgenerated = ''), '') \
+             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+               AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' \
+             ORDER BY 1",
+            &[],
+        )
+        .map_err(|e| err(format!("list tables: {}", text(&e))))?;
+    let mut parts = BTreeMap::new();
+    for table in tables {
+        let (name, quoted, columns): (String, String, String) =
+            (table.get(0), table.get(1), table.get(2));
+        let key = format!("table {name}");
+        if like.is_some_and(|r| !r.parts.contains_key(&key)) {
+            continue;
+        }
+        let columns = if columns.is_empty() {
+            String::new()
+        } else {
+            format!(" ({columns})")
+        };
+        let mut reader = client
+            .copy_out(&format!("COPY {quoted}{columns} TO STDOUT"))
+            .map_err(|e| err(format!("copy table {name}: {}", text(&e))))?;
+        let mut digest = CopyDigest::default();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = reader
+                .read(&mut buf)
+                .map_err(|e| err(format!("copy table {name}: {e}")))?;
+            if n == 0 {
+                break;
+            }
+            digest.feed(&buf[..n]);
+        }
+        parts.insert(key, digest.part().map_err(err)?);
+    }
+    Ok(Record {
+        version: 4,
+        parts,
+        settings: BTreeMap::from([
+            ("lc_monetary".to_owned(), lc_monetary),
+            ("client_encoding".to_owned(), encoding),
+        ]),
     })
 }
 
@@ -186,6 +327,9 @@ impl RowHash {
 /// gave, ~0.1 s sooner on 2 million rows. Like hash partitioning, formats 2 and 3 assume the
 /// backed-up server and the drill's sandbox share byte order.
 fn record_in(client: &mut postgres::Client, version: u32, like: Option<&Record>) -> Result<Record> {
+    if version >= 4 {
+        return copy_record(client, like);
+    }
     let tables = client
         .query(
             "SELECT n.nspname || '.' || c.relname, format('%I.%I', n.nspname, c.relname) \
@@ -220,7 +364,11 @@ fn record_in(client: &mut postgres::Client, version: u32, like: Option<&Record>)
         };
         parts.insert(key, part);
     }
-    Ok(Record { version, parts })
+    Ok(Record {
+        version,
+        parts,
+        settings: BTreeMap::new(),
+    })
 }
 
 /// Format 3's choice: the typed hash, or the text form's when a column type has no hash
