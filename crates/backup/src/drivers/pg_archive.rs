@@ -506,4 +506,42 @@ mod tests {
             "an escaped backslash-dot is a row"
         );
     }
+
+    /// A header as pg_dump writes it: version, int size 4, offset size 8, custom format.
+    fn header(minor: u8, compression: u8) -> Vec<u8> {
+        let mut h = b"PGDMP".to_vec();
+        h.extend_from_slice(&[1, minor, 0, 4, 8, FORMAT_CUSTOM]);
+        if minor >= 15 {
+            h.push(compression);
+        } else {
+            h.extend_from_slice(&[0, compression, 0, 0, 0]);
+        }
+        h
+    }
+
+    fn refusal(bytes: &[u8]) -> String {
+        let mut parser = ArchiveParser::default();
+        parser.feed(bytes);
+        parser.finish().unwrap_err()
+    }
+
+    #[test]
+    fn archives_the_reader_does_not_know_are_refused_with_the_reason() {
+        assert!(refusal(b"-- plain SQL dump\n").contains("no PGDMP header"));
+        assert!(refusal(&header(17, 0)).contains("version 1.17"));
+        assert!(refusal(&header(15, 1)).contains("compressed"));
+        assert!(refusal(&header(14, 6)).contains("compressed"));
+        // A header cut short is not an archive that ended well.
+        assert!(refusal(&header(15, 0)).contains("ended inside"));
+        let mut bad_block = header(14, 0);
+        for _ in 0..7 {
+            bad_block.extend_from_slice(&[0, 0, 0, 0, 0]);
+        }
+        for _ in 0..3 {
+            bad_block.extend_from_slice(&[1, 1, 0, 0, 0]); // null strings
+        }
+        bad_block.extend_from_slice(&[0, 0, 0, 0, 0]); // no TOC entries
+        bad_block.push(9); // no such block type
+        assert!(refusal(&bad_block).contains("unknown type 9"));
+    }
 }
