@@ -201,22 +201,33 @@ impl<'a> Archiver<'a> {
                     sealing = result;
                 }
             }
-            let packed = packer
-                .join()
-                .unwrap_or_else(|_| Err(self.fail("the packing thread panicked".into())));
+            let packed = packer.join().unwrap_or_else(|_| {
+                (
+                    Vec::new(),
+                    Added::default(),
+                    Err(self.fail("the packing thread panicked".into())),
+                )
+            });
             (outcome, sealing, packed)
         });
+        // The packs written are indexed whatever happened after them, so a failed backup
+        // leaves no pack the index does not know (only unreferenced blobs, which `prune`
+        // removes); on a failure that index is written as best it can be.
+        let (packs, added, packing) = packed;
+        let failed = sealing.is_err() || packing.is_err() || outcome.is_err();
+        if !packs.is_empty() {
+            let index = serde_json::json!({ "packs": packs });
+            let saved = restic_format::save_json(self.be, self.key, FileType::Index, &index);
+            if !failed {
+                saved?;
+            }
+        }
         // A sealing or packing error stops the reader (which then fails with "stopped"), so
         // it is the cause when there is one; a sealer or the packer stopped by the reader's
         // failure (the tool's, the record's) ends without an error of its own.
-        let (outcome, sealing, packed) = (outcome, sealing, packed);
         sealing?;
-        let (packs, added) = packed?;
+        packing?;
         let (files, record) = outcome?;
-        if !packs.is_empty() {
-            let index = serde_json::json!({ "packs": packs });
-            restic_format::save_json(self.be, self.key, FileType::Index, &index)?;
-        }
 
         let placed = placed.into_inner().unwrap_or_default();
         let (root, mut trees) = self.trees(prefix, files, placed)?;
@@ -426,7 +437,7 @@ impl<'a> Archiver<'a> {
         &self,
         sealed: &Receiver<Sealed>,
         stop: &AtomicBool,
-    ) -> Result<(Vec<serde_json::Value>, Added)> {
+    ) -> (Vec<serde_json::Value>, Added, Result<()>) {
         let mut pack = Pack::default();
         let mut packs = Vec::new();
         let mut added = Added::default();
@@ -450,7 +461,7 @@ impl<'a> Archiver<'a> {
             // Drain, so no sealer waits on a full queue.
             for _ in sealed {}
         }
-        result.map(|()| (packs, added))
+        (packs, added, result)
     }
 
     /// The trees of the snapshot: `prefix`'s folders, `data/` and the capture's entries,
