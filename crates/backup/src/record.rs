@@ -24,9 +24,13 @@ pub struct Record {
     /// Part name (`table public.users`, `redis db0`, `files`) → what it held.
     pub parts: BTreeMap<String, Part>,
     /// Settings a drill must take its record under to digest alike (format 4 PostgreSQL:
-    /// the dump's `client_encoding`, the server's `lc_monetary`).
+    /// the dump's `client_encoding`, the server's `lc_monetary` and `bytea_output`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub settings: BTreeMap<String, String>,
+    /// Format 4 PostgreSQL: part name → the column list pg_dump copied (`(a, b, c)`), which a
+    /// drill copies in that order.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub columns: BTreeMap<String, String>,
 }
 
 impl Record {
@@ -44,6 +48,7 @@ impl Record {
             version: Record::VERSION,
             parts,
             settings: BTreeMap::new(),
+            columns: BTreeMap::new(),
         }
     }
 }

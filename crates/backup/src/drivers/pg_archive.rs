@@ -7,7 +7,7 @@
 //! A drill digests the restored tables the same way: `COPY … TO STDOUT` of the columns pg_dump
 //! copies, under pg_dump's output settings, so equal rows give equal bytes ([`CopyDigest`]).
 //!
-//! Archive layout (PostgreSQL's `pg_backup_archiver.c` / `pg_backup_custom.c`, versions 1.12
+//! Archive layout (PostgreSQL's `pg_backup_archiver.c` / `pg_backup_custom.c`, versions 1.14
 //! to 1.16): "PGDMP", version bytes, int and offset sizes, format, compression, creation
 //! time, names; the TOC (`ReadToc`); then per entry with data a block: `BLK_DATA`, the dump
 //! id, length-prefixed chunks ending with a zero length (large objects: `BLK_BLOBS`, then per
@@ -25,8 +25,10 @@ const FORMAT_CUSTOM: u8 = 1;
 const BLK_DATA: u8 = 1;
 const BLK_BLOBS: u8 = 3;
 
-/// Archive versions this parser reads: 1.12 (PostgreSQL 9.5) to 1.16 (PostgreSQL 17).
-const OLDEST: (u8, u8) = (1, 12);
+/// Archive versions this parser reads: 1.14 (pg_dump 12) to 1.16 (pg_dump 17). Older pg_dumps
+/// set `search_path` to each table's schema while copying (`reg*` columns print otherwise than
+/// a drill's COPY), so their backups keep the query record.
+const OLDEST: (u8, u8) = (1, 14);
 const NEWEST: (u8, u8) = (1, 16);
 
 /// The most header and TOC bytes held while looking for the TOC's end (a TOC of a database
@@ -41,12 +43,25 @@ pub(crate) const COPY_TAG: &str = "copy:";
 /// pg_dump ends a table's rows with COPY's end marker (a `\.` line, then blank lines); the
 /// protocol's `COPY TO STDOUT` sends none: rows end at the marker or the end. (A row that
 /// is `\.` is written `\\.`, so the marker is never a row.)
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub(crate) struct CopyDigest {
     sum: u128,
     count: u64,
-    partial: Vec<u8>,
+    /// The row begun in an earlier piece: its hash so far (a row of any size is never held
+    /// whole), its first bytes (to tell the end marker) and its length.
+    partial: Option<Box<xxhash_rust::xxh3::Xxh3>>,
+    head: Vec<u8>,
+    partial_len: u64,
     ended: bool,
+}
+
+impl std::fmt::Debug for CopyDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CopyDigest")
+            .field("count", &self.count)
+            .field("partial_len", &self.partial_len)
+            .finish()
+    }
 }
 
 impl CopyDigest {
@@ -54,32 +69,47 @@ impl CopyDigest {
         while !self.ended
             && let Some(end) = memchr::memchr(b'\n', bytes)
         {
-            let row = if self.partial.is_empty() {
-                &bytes[..end]
-            } else {
-                self.partial.extend_from_slice(&bytes[..end]);
-                &self.partial[..]
+            let row = &bytes[..end];
+            let (hash, marker) = match self.partial.take() {
+                None => (xxhash_rust::xxh3::xxh3_128(row), row == b"\\."),
+                Some(mut hasher) => {
+                    hasher.update(row);
+                    self.remember(row);
+                    let marker = self.head == b"\\." && self.partial_len + row.len() as u64 == 2;
+                    self.head.clear();
+                    self.partial_len = 0;
+                    (hasher.digest128(), marker)
+                }
             };
-            if row == b"\\." {
+            if marker {
                 self.ended = true;
             } else {
-                self.sum = self.sum.wrapping_add(xxhash_rust::xxh3::xxh3_128(row));
+                self.sum = self.sum.wrapping_add(hash);
                 self.count += 1;
             }
-            self.partial.clear();
             bytes = &bytes[end + 1..];
         }
-        if !self.ended {
-            self.partial.extend_from_slice(bytes);
+        if !self.ended && !bytes.is_empty() {
+            self.remember(bytes);
+            self.partial
+                .get_or_insert_with(|| Box::new(xxhash_rust::xxh3::Xxh3::new()))
+                .update(bytes);
+            self.partial_len += bytes.len() as u64;
         }
+    }
+
+    /// Keeps a split row's first bytes, enough to tell the two-byte end marker.
+    fn remember(&mut self, bytes: &[u8]) {
+        let room = 3usize.saturating_sub(self.head.len());
+        self.head.extend_from_slice(&bytes[..room.min(bytes.len())]);
     }
 
     /// The part, or the reason the rows are not whole (a last row without its newline).
     pub fn part(&self) -> Result<Part, String> {
-        if !self.partial.is_empty() {
+        if self.partial.is_some() {
             return Err(format!(
                 "the COPY data ends inside a row ({} bytes without a newline)",
-                self.partial.len()
+                self.partial_len
             ));
         }
         Ok(Part {
@@ -96,6 +126,9 @@ pub(crate) struct ArchiveRecord {
     pub encoding: Option<String>,
     /// `schema.table` → digest, for every TABLE DATA entry (empty tables included).
     pub tables: BTreeMap<String, CopyDigest>,
+    /// `schema.table` → the column list pg_dump copied (`(a, b, c)`, empty for none): a
+    /// restored table may order its columns otherwise (an inherited column added later).
+    pub columns: BTreeMap<String, String>,
 }
 
 /// Where the parser is in the stream.
@@ -131,9 +164,13 @@ pub(crate) struct ArchiveParser {
     /// Dump id → index into `names` for TABLE DATA entries.
     data_ids: BTreeMap<i64, usize>,
     names: Vec<String>,
+    columns: Vec<String>,
     digests: Vec<CopyDigest>,
     encoding: Option<String>,
     error: Option<String>,
+    /// The TOC is parsed again from the start once `held` reaches this length (doubling:
+    /// the work stays linear in the TOC's size).
+    next_try: usize,
 }
 
 impl Default for ArchiveParser {
@@ -144,9 +181,11 @@ impl Default for ArchiveParser {
             int_size: 4,
             data_ids: BTreeMap::new(),
             names: Vec::new(),
+            columns: Vec::new(),
             digests: Vec::new(),
             encoding: None,
             error: None,
+            next_try: 0,
         }
     }
 }
@@ -158,28 +197,12 @@ impl ArchiveParser {
                 Step::Toc => {
                     self.held.extend_from_slice(bytes);
                     bytes = &[];
-                    match parse_toc(&self.held) {
-                        Ok(Some(toc)) => {
-                            let rest = self.held.split_off(toc.end);
-                            self.held.clear();
-                            self.int_size = toc.int_size;
-                            self.encoding = toc.encoding;
-                            for (id, name) in toc.data {
-                                self.data_ids.insert(id, self.names.len());
-                                self.names.push(name);
-                                self.digests.push(CopyDigest::default());
-                            }
-                            self.step = Step::BlockType;
+                    if self.held.len() >= self.next_try {
+                        self.next_try = self.held.len() * 2;
+                        if let Some(rest) = self.try_toc() {
                             self.feed(&rest);
                             return;
                         }
-                        Ok(None) if self.held.len() > MAX_TOC => {
-                            self.error = Some(format!(
-                                "no end of the table of contents in the archive's first {MAX_TOC} bytes"
-                            ));
-                        }
-                        Ok(None) => {}
-                        Err(e) => self.error = Some(e),
                     }
                 }
                 Step::BlockType => {
@@ -258,6 +281,38 @@ impl ArchiveParser {
         }
     }
 
+    /// Parses the held header and TOC; when they are complete, moves on to the data blocks
+    /// and returns the bytes after them.
+    fn try_toc(&mut self) -> Option<Vec<u8>> {
+        match parse_toc(&self.held) {
+            Ok(Some(toc)) => {
+                let rest = self.held.split_off(toc.end);
+                self.held.clear();
+                self.int_size = toc.int_size;
+                self.encoding = toc.encoding;
+                for (id, name, columns) in toc.data {
+                    self.data_ids.insert(id, self.names.len());
+                    self.names.push(name);
+                    self.columns.push(columns);
+                    self.digests.push(CopyDigest::default());
+                }
+                self.step = Step::BlockType;
+                Some(rest)
+            }
+            Ok(None) if self.held.len() > MAX_TOC => {
+                self.error = Some(format!(
+                    "no end of the table of contents in the archive's first {MAX_TOC} bytes"
+                ));
+                None
+            }
+            Ok(None) => None,
+            Err(e) => {
+                self.error = Some(e);
+                None
+            }
+        }
+    }
+
     /// Reads an int (sign byte + `int_size` bytes), holding a split one until it is whole.
     fn int(&mut self, bytes: &mut &[u8]) -> Option<i64> {
         let need = 1 + self.int_size;
@@ -273,7 +328,13 @@ impl ArchiveParser {
     }
 
     /// The record once the archive has ended, or why the archive was not understood.
-    pub fn finish(self) -> Result<ArchiveRecord, String> {
+    pub fn finish(mut self) -> Result<ArchiveRecord, String> {
+        if self.step == Step::Toc
+            && self.error.is_none()
+            && let Some(rest) = self.try_toc()
+        {
+            self.feed(&rest);
+        }
         if let Some(e) = self.error {
             return Err(e);
         }
@@ -281,13 +342,16 @@ impl ArchiveParser {
             return Err("the archive ended inside its table of contents or a data block".into());
         }
         let mut tables = BTreeMap::new();
-        for (name, digest) in self.names.into_iter().zip(self.digests) {
+        let mut columns = BTreeMap::new();
+        for ((name, digest), list) in self.names.into_iter().zip(self.digests).zip(self.columns) {
             digest.part()?;
+            columns.insert(name.clone(), list);
             tables.insert(name, digest);
         }
         Ok(ArchiveRecord {
             encoding: self.encoding,
             tables,
+            columns,
         })
     }
 }
@@ -297,15 +361,19 @@ fn int_value(bytes: &[u8], int_size: usize) -> i64 {
     for (i, b) in bytes[1..=int_size].iter().enumerate().take(8) {
         value |= i64::from(*b) << (8 * i);
     }
-    if bytes[0] != 0 { -value } else { value }
+    if bytes[0] != 0 {
+        value.wrapping_neg()
+    } else {
+        value
+    }
 }
 
 /// The parsed header and TOC: where the data blocks start, the int size, the TABLE DATA
-/// entries (dump id, `schema.table`), the dump's encoding.
+/// entries (dump id, `schema.table`, the copied column list), the dump's encoding.
 struct Toc {
     end: usize,
     int_size: usize,
-    data: Vec<(i64, String)>,
+    data: Vec<(i64, String, String)>,
     encoding: Option<String>,
 }
 
@@ -414,7 +482,7 @@ fn parse_toc(bytes: &[u8]) -> Result<Option<Toc>, String> {
         need!(c.int()); // section
         let defn = string!();
         string!(); // drop statement
-        string!(); // copy statement
+        let copy = string!();
         let namespace = string!().unwrap_or_default();
         string!(); // tablespace
         if at_least(14) {
@@ -428,7 +496,10 @@ fn parse_toc(bytes: &[u8]) -> Result<Option<Toc>, String> {
         while string!().is_some() {} // dependencies, ended by a null
         need!(c.take(1 + offset_size)); // custom format: data state and offset
         match desc.as_str() {
-            "TABLE DATA" => data.push((id, format!("{namespace}.{tag}"))),
+            "TABLE DATA" => {
+                let columns = copy.as_deref().map(column_list).unwrap_or_default();
+                data.push((id, format!("{namespace}.{tag}"), columns));
+            }
             "ENCODING" => {
                 // `SET client_encoding = 'UTF8';`
                 encoding = defn
@@ -445,6 +516,34 @@ fn parse_toc(bytes: &[u8]) -> Result<Option<Toc>, String> {
         data,
         encoding,
     }))
+}
+
+/// The column list of pg_dump's `COPY schema.table (a, "B c") FROM stdin;` (empty when the
+/// statement names none): what follows the qualified name, whose parts may be quoted.
+fn column_list(copy: &str) -> String {
+    let Some(rest) = copy.strip_prefix("COPY ") else {
+        return String::new();
+    };
+    let mut quoted = false;
+    let mut end = rest.len();
+    for (at, ch) in rest.char_indices() {
+        match ch {
+            '"' => quoted = !quoted,
+            ' ' if !quoted => {
+                end = at;
+                break;
+            }
+            _ => {}
+        }
+    }
+    let after = rest[end..].trim_start();
+    let list = after
+        .strip_suffix('\n')
+        .unwrap_or(after)
+        .strip_suffix("FROM stdin;")
+        .unwrap_or("")
+        .trim();
+    list.to_owned()
 }
 
 /// A tool's stream that feeds every byte it hands over to the shared parser.
@@ -543,5 +642,19 @@ mod tests {
         bad_block.extend_from_slice(&[0, 0, 0, 0, 0]); // no TOC entries
         bad_block.push(9); // no such block type
         assert!(refusal(&bad_block).contains("unknown type 9"));
+    }
+
+    #[test]
+    fn the_copied_columns_are_read_from_pg_dumps_copy_statement() {
+        assert_eq!(
+            column_list("COPY public.users (id, name, note) FROM stdin;\n"),
+            "(id, name, note)"
+        );
+        assert_eq!(
+            column_list("COPY \"my schema\".\"a (b)\" (\"x y\", z) FROM stdin;\n"),
+            "(\"x y\", z)"
+        );
+        assert_eq!(column_list("COPY public.empty  FROM stdin;\n"), "");
+        assert_eq!(column_list("not a copy"), "");
     }
 }

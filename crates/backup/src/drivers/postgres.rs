@@ -93,12 +93,10 @@ pub(crate) fn capture(conn: &PgConn, tools: &Tools) -> Result<Capture> {
         .map_err(|e| err(format!("export a snapshot: {}", text(&e))))?
         .get(0);
     env(&mut command, conn);
-    // The rows' text as a drill's COPY will print it: timestamps with time zone in UTC and
-    // bytea in hex (pg_dump sets the date, interval and float output itself). pg_restore
-    // reads both whatever the target's settings.
-    command
-        .env("PGTZ", "UTC")
-        .env("PGOPTIONS", "-c bytea_output=hex");
+    // Timestamps with time zone print in UTC, as a drill's COPY prints them (pg_dump sets the
+    // date, interval and float output itself; the time zone is a startup parameter poolers
+    // pass on). pg_restore reads them whatever the target's settings.
+    command.env("PGTZ", "UTC");
     // Uncompressed: the repository compresses (zstd) and dedups, and zlib output would hide
     // the unchanged runs between two dumps from content-defined chunking; and the record is
     // read from the rows as they pass.
@@ -109,12 +107,21 @@ pub(crate) fn capture(conn: &PgConn, tools: &Tools) -> Result<Capture> {
         "--snapshot",
         &snapshot,
     ]);
-    // Money's text follows lc_monetary, which pg_dump leaves as the server has it: a drill
-    // sets the same.
-    let lc_monetary: String = client
-        .query_one("SHOW lc_monetary", &[])
-        .map_err(|e| err(format!("read lc_monetary: {}", text(&e))))?
-        .get(0);
+    // What else shapes the rows' text and pg_dump leaves as the server has it (the same role
+    // and database as this connection): a drill sets the same. And the server's version:
+    // before 12, `extra_float_digits = 3` printed floats otherwise than a drill's server does.
+    let shown = client
+        .query_one(
+            "SELECT current_setting('lc_monetary'), current_setting('bytea_output'), \
+                    current_setting('server_version_num')::int",
+            &[],
+        )
+        .map_err(|e| err(format!("read the output settings: {}", text(&e))))?;
+    let output: OutputSettings = OutputSettings {
+        lc_monetary: shown.get(0),
+        bytea_output: shown.get(1),
+    };
+    let from_stream = shown.get::<_, i32>(2) >= 120_000;
     let mut dump = Running::spawn(Tool::PgDump, command, conn.password.clone())?;
     let stdout = dump
         .child
@@ -147,6 +154,7 @@ pub(crate) fn capture(conn: &PgConn, tools: &Tools) -> Result<Capture> {
         finish: Box::new(move || {
             let dumped = dump.finish();
             let parsed = match parser.lock() {
+                Ok(_) if !from_stream => Err("a server before PostgreSQL 12".into()),
                 Ok(mut p) => std::mem::take(&mut *p).finish(),
                 Err(_) => Err("the archive reader panicked".into()),
             };
@@ -156,9 +164,9 @@ pub(crate) fn capture(conn: &PgConn, tools: &Tools) -> Result<Capture> {
                 .unwrap_or_else(|_| Err(err("the record thread panicked")));
             dumped?;
             match parsed {
-                Ok(archive) => archive_record(archive, lc_monetary),
+                Ok(archive) => archive_record(archive, &output),
                 Err(reason) => {
-                    tracing::warn!(%reason, "pg_dump's archive was not understood: the record is taken by query");
+                    tracing::warn!(%reason, "the record is taken by query, not from pg_dump's archive");
                     fallback?.ok_or_else(|| err(reason))
                 }
             }
@@ -166,65 +174,54 @@ pub(crate) fn capture(conn: &PgConn, tools: &Tools) -> Result<Capture> {
     })
 }
 
+/// Output settings pg_dump's session had from the server (see `capture`).
+struct OutputSettings {
+    lc_monetary: String,
+    bytea_output: String,
+}
+
 /// A format-4 record from what the archive held.
-fn archive_record(archive: ArchiveRecord, lc_monetary: String) -> Result<Record> {
+fn archive_record(archive: ArchiveRecord, output: &OutputSettings) -> Result<Record> {
     let mut parts = BTreeMap::new();
     for (name, digest) in archive.tables {
         parts.insert(format!("table {name}"), digest.part().map_err(err)?);
     }
-    let mut settings = BTreeMap::from([("lc_monetary".to_owned(), lc_monetary)]);
+    let mut settings = BTreeMap::from([
+        ("lc_monetary".to_owned(), output.lc_monetary.clone()),
+        ("bytea_output".to_owned(), output.bytea_output.clone()),
+    ]);
     if let Some(encoding) = archive.encoding {
         settings.insert("client_encoding".to_owned(), encoding);
     }
+    let columns = archive
+        .columns
+        .into_iter()
+        .map(|(name, list)| (format!("table {name}"), list))
+        .collect();
     Ok(Record {
         version: 4,
         parts,
         settings,
+        columns,
     })
 }
 
-/// Format 4's record of a live database: each table's `COPY … TO STDOUT` (the columns
-/// pg_dump copies, under pg_dump's output settings and the recorded ones) digested as the
-/// backup digested pg_dump's rows. With `like`, only the tables it names (pg_dump copies no
-/// rows of an extension's own tables, say, and a drill compares like with like).
+/// Format 4's record of a live database: each table's rows as pg_dump copies them — its
+/// columns (those the backup's record lists, else the table's own but generated ones), an
+/// extension's configuration table filtered by the extension's condition — printed under
+/// pg_dump's output settings and the recorded ones, digested as the backup digested pg_dump's
+/// rows. With `like`, only the tables it names (pg_dump copies no rows of an extension's
+/// other tables, and a drill compares like with like).
 fn copy_record(client: &mut postgres::Client, like: Option<&Record>) -> Result<Record> {
-    let mut settings: Vec<(&str, String)> = vec![
-        ("DateStyle", "ISO".into()),
-        ("IntervalStyle", "postgres".into()),
-        ("extra_float_digits", "3".into()),
-        ("TimeZone", "UTC".into()),
-        ("bytea_output", "hex".into()),
-        ("search_path", String::new()),
-        ("row_security", "off".into()),
-    ];
-    let recorded = like.map(|r| r.settings.clone()).unwrap_or_default();
-    let lc_monetary = match recorded.get("lc_monetary") {
-        Some(v) => v.clone(),
-        None => client
-            .query_one("SHOW lc_monetary", &[])
-            .map_err(|e| err(format!("read lc_monetary: {}", text(&e))))?
-            .get(0),
-    };
-    let encoding = match recorded.get("client_encoding") {
-        Some(v) => v.clone(),
-        None => client
-            .query_one("SHOW server_encoding", &[])
-            .map_err(|e| err(format!("read server_encoding: {}", text(&e))))?
-            .get(0),
-    };
-    settings.push(("lc_monetary", lc_monetary.clone()));
-    settings.push(("client_encoding", encoding.clone()));
-    for (name, value) in &settings {
-        client
-            .execute("SELECT pg_catalog.set_config($1, $2, true)", &[name, value])
-            .map_err(|e| err(format!("set {name}: {}", text(&e))))?;
-    }
+    // Listed before any encoding change: names are read as UTF-8 text.
     let tables = client
         .query(
             "SELECT n.nspname || '.' || c.relname, format('%I.%I', n.nspname, c.relname), \
                     coalesce((SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) \
                       FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 \
-                       AND NOT a.attisdropped AND a.attgenerated = ''), '') \
+                       AND NOT a.attisdropped AND a.attgenerated = ''), ''), \
+                    (SELECT e.extcondition[array_position(e.extconfig, c.oid)] \
+                      FROM pg_catalog.pg_extension e WHERE c.oid = ANY (e.extconfig)) \
              FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
                AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' \
@@ -232,21 +229,79 @@ fn copy_record(client: &mut postgres::Client, like: Option<&Record>) -> Result<R
             &[],
         )
         .map_err(|e| err(format!("list tables: {}", text(&e))))?;
+    let shown = client
+        .query_one(
+            "SELECT current_setting('lc_monetary'), current_setting('bytea_output'), \
+                    current_setting('server_encoding')",
+            &[],
+        )
+        .map_err(|e| err(format!("read the output settings: {}", text(&e))))?;
+    let recorded = like.map(|r| &r.settings);
+    let setting = |name: &str, at: usize| -> String {
+        recorded
+            .and_then(|s| s.get(name).cloned())
+            .unwrap_or_else(|| shown.get(at))
+    };
+    let (lc_monetary, bytea_output, encoding) = (
+        setting("lc_monetary", 0),
+        setting("bytea_output", 1),
+        setting("client_encoding", 2),
+    );
+    let fixed = [
+        ("DateStyle", "ISO"),
+        ("IntervalStyle", "postgres"),
+        ("extra_float_digits", "3"),
+        ("TimeZone", "UTC"),
+        ("search_path", ""),
+        ("row_security", "off"),
+        ("bytea_output", bytea_output.as_str()),
+    ];
+    for (name, value) in fixed {
+        set_local(client, name, value).map_err(|e| err(format!("set {name}: {}", text(&e))))?;
+    }
+    // A locale the drill's host lacks is no reason to fail every table: only money prints
+    // by it, and a money column then shows as a content difference.
+    if let Err(e) = with_savepoint(client, |c| set_local(c, "lc_monetary", &lc_monetary)) {
+        tracing::warn!(lc_monetary, error = %text(&e), "lc_monetary is not available here");
+    }
+    set_local(client, "client_encoding", &encoding)
+        .map_err(|e| err(format!("set client_encoding: {}", text(&e))))?;
     let mut parts = BTreeMap::new();
+    let mut columns = BTreeMap::new();
     for table in tables {
-        let (name, quoted, columns): (String, String, String) =
-            (table.get(0), table.get(1), table.get(2));
+        let name: String = table.get(0);
+        let quoted: String = table.get(1);
+        let condition = table
+            .get::<_, Option<String>>(3)
+            .filter(|c| !c.trim().is_empty());
         let key = format!("table {name}");
         if like.is_some_and(|r| !r.parts.contains_key(&key)) {
             continue;
         }
-        let columns = if columns.is_empty() {
-            String::new()
-        } else {
-            format!(" ({columns})")
+        let list = match like.and_then(|r| r.columns.get(&key)) {
+            Some(list) => list.clone(),
+            None => {
+                let own: String = table.get(2);
+                if own.is_empty() {
+                    own
+                } else {
+                    format!("({own})")
+                }
+            }
+        };
+        // As pg_dump's `dumpTableData_copy` builds it.
+        let sql = match condition {
+            Some(condition) => {
+                let select = list
+                    .strip_prefix('(')
+                    .and_then(|l| l.strip_suffix(')'))
+                    .unwrap_or("*");
+                format!("COPY (SELECT {select} FROM {quoted} {condition}) TO STDOUT")
+            }
+            None => format!("COPY {quoted} {list} TO STDOUT"),
         };
         let mut reader = client
-            .copy_out(&format!("COPY {quoted}{columns} TO STDOUT"))
+            .copy_out(&sql)
             .map_err(|e| err(format!("copy table {name}: {}", text(&e))))?;
         let mut digest = CopyDigest::default();
         let mut buf = vec![0u8; 256 * 1024];
@@ -259,16 +314,48 @@ fn copy_record(client: &mut postgres::Client, like: Option<&Record>) -> Result<R
             }
             digest.feed(&buf[..n]);
         }
-        parts.insert(key, digest.part().map_err(err)?);
+        parts.insert(key.clone(), digest.part().map_err(err)?);
+        columns.insert(key, list);
     }
     Ok(Record {
         version: 4,
         parts,
         settings: BTreeMap::from([
             ("lc_monetary".to_owned(), lc_monetary),
+            ("bytea_output".to_owned(), bytea_output),
             ("client_encoding".to_owned(), encoding),
         ]),
+        columns,
     })
+}
+
+/// `SET LOCAL name = value`, the value bound (not spliced into SQL).
+fn set_local(
+    client: &mut postgres::Client,
+    name: &str,
+    value: &str,
+) -> std::result::Result<(), postgres::Error> {
+    client
+        .execute(
+            "SELECT pg_catalog.set_config($1, $2, true)",
+            &[&name, &value],
+        )
+        .map(|_| ())
+}
+
+/// Runs `f` under a savepoint, rolled back when it fails, so the transaction goes on.
+fn with_savepoint(
+    client: &mut postgres::Client,
+    f: impl FnOnce(&mut postgres::Client) -> std::result::Result<(), postgres::Error>,
+) -> std::result::Result<(), postgres::Error> {
+    client.batch_execute("SAVEPOINT wharf_setting")?;
+    match f(client) {
+        Ok(()) => client.batch_execute("RELEASE SAVEPOINT wharf_setting"),
+        Err(e) => {
+            client.batch_execute("ROLLBACK TO SAVEPOINT wharf_setting")?;
+            Err(e)
+        }
+    }
 }
 
 /// The record of the database as it is now (in one repeatable-read transaction), digested as
@@ -368,6 +455,7 @@ fn record_in(client: &mut postgres::Client, version: u32, like: Option<&Record>)
         version,
         parts,
         settings: BTreeMap::new(),
+        columns: BTreeMap::new(),
     })
 }
 
