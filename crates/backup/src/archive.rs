@@ -43,8 +43,20 @@ const READ_SIZE: usize = 1 << 20;
 /// rustic_core's cap on a pack's size (`packer::constants::MAX_SIZE`).
 const MAX_PACK_SIZE: u64 = 4076 * 1024 * 1024;
 
+/// Blobs per pack at most (rustic_core's `MAX_COUNT`): restic reads no pack header over
+/// 16 MiB, and a header entry is up to 41 bytes.
+pub(crate) const MAX_PACK_BLOBS: usize = 10_000;
+
+/// Packs per index file: written as the backup goes, so a backup that dies leaves few packs
+/// the index does not know, and the entries held stay few.
+const PACKS_PER_INDEX: usize = 64;
+
+/// Sealing threads at most: each holds a few chunks' worth of buffers.
+const MAX_SEALERS: usize = 8;
+
 /// The blobs the repository holds already: data (a chunk among them is not stored again)
-/// with their stored bytes (the pack size grows with it, as rustic_core's `PackSizer` does),
+/// with their stored bytes (a backup's pack size is set from it by rustic_core's `PackSizer`
+/// formula),
 /// and trees (an unchanged folder's tree is not stored again).
 #[derive(Debug, Default)]
 pub(crate) struct Known {
@@ -166,7 +178,9 @@ impl<'a> Archiver<'a> {
         mut snap: SnapshotFile,
     ) -> Result<(SnapshotFile, Record)> {
         let started = rustic_core::jiff::Zoned::now();
-        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let workers = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .min(MAX_SEALERS);
         let stop = AtomicBool::new(false);
         let placed = Mutex::new(Placed::new());
         let Capture {
@@ -203,25 +217,13 @@ impl<'a> Archiver<'a> {
             }
             let packed = packer.join().unwrap_or_else(|_| {
                 (
-                    Vec::new(),
                     Added::default(),
                     Err(self.fail("the packing thread panicked".into())),
                 )
             });
             (outcome, sealing, packed)
         });
-        // The packs written are indexed whatever happened after them, so a failed backup
-        // leaves no pack the index does not know (only unreferenced blobs, which `prune`
-        // removes); on a failure that index is written as best it can be.
-        let (packs, added, packing) = packed;
-        let failed = sealing.is_err() || packing.is_err() || outcome.is_err();
-        if !packs.is_empty() {
-            let index = serde_json::json!({ "packs": packs });
-            let saved = restic_format::save_json(self.be, self.key, FileType::Index, &index);
-            if !failed {
-                saved?;
-            }
-        }
+        let (added, packing) = packed;
         // A sealing or packing error stops the reader (which then fails with "stopped"), so
         // it is the cause when there is one; a sealer or the packer stopped by the reader's
         // failure (the tool's, the record's) ends without an error of its own.
@@ -270,6 +272,8 @@ impl<'a> Archiver<'a> {
         stop: &AtomicBool,
     ) -> Result<(Vec<Layout>, Record)> {
         let mut files = Vec::new();
+        // One read buffer for every file: it grows to the largest's need once.
+        let mut buf = Vec::new();
         for entry in entries {
             match entry {
                 Entry::Dir(path, meta) => {
@@ -279,7 +283,7 @@ impl<'a> Archiver<'a> {
                     let file = files.len();
                     let path = PathBuf::from("data").join(path);
                     let size = self
-                        .read_file(file, stream, out, stop)
+                        .read_file(file, stream, &mut buf, out, stop)
                         .map_err(|e| self.fail(format!("read {}: {e}", path.display())))?;
                     files.push(Layout::File(path, meta, size));
                 }
@@ -290,7 +294,13 @@ impl<'a> Archiver<'a> {
             .map_err(|e| self.fail(format!("the record: {e}")))?;
         let file = files.len();
         let size = self
-            .read_file(file, Box::new(std::io::Cursor::new(bytes)), out, stop)
+            .read_file(
+                file,
+                Box::new(std::io::Cursor::new(bytes)),
+                &mut buf,
+                out,
+                stop,
+            )
             .map_err(|e| self.fail(format!("store record.json: {e}")))?;
         files.push(Layout::File(
             "record.json".into(),
@@ -310,11 +320,12 @@ impl<'a> Archiver<'a> {
         &self,
         file: usize,
         mut stream: Stream,
+        buf: &mut Vec<u8>,
         out: &Sender<Chunk>,
         stop: &AtomicBool,
     ) -> std::io::Result<u64> {
         let ahead = self.max_chunk;
-        let mut buf: Vec<u8> = Vec::with_capacity(2 * ahead + READ_SIZE);
+        buf.clear();
         let mut at = 0;
         let mut eof = false;
         let mut size = 0u64;
@@ -326,7 +337,7 @@ impl<'a> Archiver<'a> {
                 }
                 while !eof && buf.len() - at < ahead {
                     let want = (ahead + READ_SIZE - (buf.len() - at)) as u64;
-                    eof = (&mut stream).take(want).read_to_end(&mut buf)? == 0;
+                    eof = (&mut stream).take(want).read_to_end(buf)? == 0;
                 }
             }
             let rest = &buf[at..];
@@ -355,7 +366,8 @@ impl<'a> Archiver<'a> {
         let mut compressor = match self.zstd {
             Some(level) => Some(
                 zstd::bulk::Compressor::new(level)
-                    .map_err(|e| self.fail(format!("zstd level {level}: {e}")))?,
+                    .map_err(|e| self.fail(format!("zstd level {level}: {e}")))
+                    .inspect_err(|_| stop.store(true, Ordering::Relaxed))?,
             ),
             None => None,
         };
@@ -432,12 +444,11 @@ impl<'a> Archiver<'a> {
     }
 
     /// The packing thread: appends sealed blobs to the current pack and writes each pack once
-    /// it reaches the pack size. Returns the index entries of the packs written.
-    fn pack_all(
-        &self,
-        sealed: &Receiver<Sealed>,
-        stop: &AtomicBool,
-    ) -> (Vec<serde_json::Value>, Added, Result<()>) {
+    /// it reaches the pack size or blob count, and an index file for every few packs. The
+    /// packs written are indexed whatever happens after them — a failed backup leaves no pack
+    /// the index does not know (only unreferenced blobs, which `prune` removes); after a
+    /// failure that index is written as best it can be.
+    fn pack_all(&self, sealed: &Receiver<Sealed>, stop: &AtomicBool) -> (Added, Result<()>) {
         let mut pack = Pack::default();
         let mut packs = Vec::new();
         let mut added = Added::default();
@@ -447,8 +458,11 @@ impl<'a> Archiver<'a> {
                 added.plain += blob.plain;
                 added.stored += blob.stored.len() as u64;
                 pack.add(&blob, self)?;
-                if pack.bytes.len() >= self.pack_size {
+                if pack.bytes.len() >= self.pack_size || pack.blobs.len() >= MAX_PACK_BLOBS {
                     packs.push(std::mem::take(&mut pack).write(self)?);
+                    if packs.len() >= PACKS_PER_INDEX {
+                        self.save_index(&std::mem::take(&mut packs))?;
+                    }
                 }
             }
             if !pack.blobs.is_empty() {
@@ -461,7 +475,24 @@ impl<'a> Archiver<'a> {
             // Drain, so no sealer waits on a full queue.
             for _ in sealed {}
         }
-        (packs, added, result)
+        let indexed = if packs.is_empty() {
+            Ok(())
+        } else {
+            self.save_index(&packs)
+        };
+        match (result, indexed) {
+            (Ok(()), indexed) => (added, indexed),
+            (Err(e), Err(lost)) => {
+                tracing::warn!(error = %lost, packs = packs.len(), "the packs of a failed backup were not indexed");
+                (added, Err(e))
+            }
+            (Err(e), Ok(())) => (added, Err(e)),
+        }
+    }
+
+    fn save_index(&self, packs: &[serde_json::Value]) -> Result<()> {
+        let index = serde_json::json!({ "packs": packs });
+        restic_format::save_json(self.be, self.key, FileType::Index, &index).map(|_| ())
     }
 
     /// The trees of the snapshot: `prefix`'s folders, `data/` and the capture's entries,
@@ -479,11 +510,14 @@ impl<'a> Archiver<'a> {
         }
         let mut top = Folder::default();
         let base: PathBuf = prefix.split('/').collect();
-        top.folder(&base, None);
-        top.folder(&base.join("data"), None);
+        let conflict = |e: String| self.fail(format!("lay out the snapshot: {e}"));
+        top.folder(&base, None).map_err(conflict)?;
+        top.folder(&base.join("data"), None).map_err(conflict)?;
         for (number, item) in files.into_iter().enumerate() {
             match item {
-                Layout::Dir(path, meta) => top.folder(&base.join(path), Some(meta)),
+                Layout::Dir(path, meta) => {
+                    top.folder(&base.join(path), Some(meta)).map_err(conflict)?
+                }
                 Layout::File(path, mut meta, size) => {
                     let path = base.join(path);
                     meta.size = size;
@@ -493,13 +527,16 @@ impl<'a> Archiver<'a> {
                     let mut node = Node::new_node(name(&path), NodeType::File, meta);
                     node.content = Some(contents.remove(&number).unwrap_or_default());
                     let parent = path.parent().unwrap_or(Path::new(""));
-                    top.folder(parent, None);
-                    top.insert(&path, Item::File(node));
+                    top.folder(parent, None).map_err(conflict)?;
+                    top.insert(&path, Item::File(node)).map_err(conflict)?;
                 }
             }
         }
         let mut trees = Vec::new();
         let root = top.build(self.location, &mut trees)?;
+        // Equal folders give equal trees: each is stored once.
+        let mut seen = HashSet::new();
+        trees.retain(|(id, _)| seen.insert(*id));
         Ok((root, trees))
     }
 }
@@ -545,8 +582,9 @@ impl Built {
 }
 
 impl Folder {
-    /// Makes the folder at `path` (and those above it); gives it `meta` when known.
-    fn folder(&mut self, path: &Path, meta: Option<Metadata>) {
+    /// Makes the folder at `path` (and those above it); gives it `meta` when known. A file
+    /// already at one of those places is a conflict, named.
+    fn folder(&mut self, path: &Path, meta: Option<Metadata>) -> std::result::Result<(), String> {
         let mut at = self;
         for part in path.iter() {
             let item = at
@@ -555,24 +593,33 @@ impl Folder {
                 .or_insert_with(|| Item::Folder(Folder::default()));
             at = match item {
                 Item::Folder(folder) => folder,
-                Item::File(_) => return,
+                Item::File(_) => {
+                    return Err(format!("{} is both a file and a folder", path.display()));
+                }
             };
         }
         if meta.is_some() {
             at.meta = meta;
         }
+        Ok(())
     }
 
-    fn insert(&mut self, path: &Path, item: Item) {
+    /// Puts the file at `path`, whose folder exists; a file or folder there already is a
+    /// conflict, named.
+    fn insert(&mut self, path: &Path, item: Item) -> std::result::Result<(), String> {
+        let conflict = || format!("{} appears twice in the backup", path.display());
         let mut at = self;
-        let Some(last) = path.file_name() else { return };
+        let last = path.file_name().ok_or_else(conflict)?;
         for part in path.parent().into_iter().flat_map(Path::iter) {
             match at.items.get_mut(part) {
                 Some(Item::Folder(folder)) => at = folder,
-                _ => return,
+                _ => return Err(conflict()),
             }
         }
-        at.items.insert(last.to_owned(), item);
+        if at.items.insert(last.to_owned(), item).is_some() {
+            return Err(conflict());
+        }
+        Ok(())
     }
 
     /// Serializes this folder's tree after its subfolders' (pushed to `trees`); restic wants
@@ -608,9 +655,7 @@ impl Folder {
                 location: location.to_owned(),
                 detail: format!("serialize a tree: {e}"),
             })?;
-        if !trees.iter().any(|(known, _)| *known == id) {
-            trees.push((id, json));
-        }
+        trees.push((id, json));
         Ok(Built {
             id,
             files,

@@ -136,8 +136,8 @@ pub(crate) fn pack(
     Ok((pack_id, pack, index))
 }
 
-/// Stores `trees` (pack, then index) and `snap` pointing to `root`, in that order, so no
-/// snapshot ever names a tree the repository lacks. Returns the new snapshot's id.
+/// Stores `trees` (packs of at most `MAX_PACK_BLOBS`, each then its index) and `snap`
+/// pointing to `root`, in that order, so no snapshot ever names a tree the repository lacks. Returns the new snapshot's id.
 pub(crate) fn store(
     be: &dyn WriteBackend,
     key: &MasterKey,
@@ -150,10 +150,10 @@ pub(crate) fn store(
         location: location.clone(),
         detail,
     };
-    if !trees.is_empty() {
+    for trees in trees.chunks(crate::archive::MAX_PACK_BLOBS) {
         let (pack_id, pack, index) = pack(&location, key, trees)?;
         be.write_bytes(FileType::Pack, &Id::new(pack_id), false, pack.into())
-            .map_err(|e| fail(format!("write the tree pack: {}", e.display_log())))?;
+            .map_err(|e| fail(format!("write a tree pack: {}", e.display_log())))?;
         save_json(be, key, FileType::Index, &index)?;
     }
     snap.tree = root;

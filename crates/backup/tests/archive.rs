@@ -156,6 +156,59 @@ fn a_file_is_cut_into_rustic_cores_blobs_each_stored_once_and_restic_checks_and_
     assert!(back == data, "restic restored different bytes");
 }
 
+#[test]
+fn many_small_files_fill_packs_of_at_most_ten_thousand_blobs_that_restic_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("files");
+    for folder in 0..12 {
+        let at = files.join(format!("f{folder:02}"));
+        std::fs::create_dir_all(&at).unwrap();
+        for n in 0..1000 {
+            std::fs::write(at.join(format!("{n}.txt")), format!("file {folder}/{n}\n")).unwrap();
+        }
+    }
+    let repo_dir = dir.path().join("repo");
+    let repo = Repo::init(&repo_dir, &Secret::new(PASSWORD)).unwrap();
+    let backup = repo
+        .backup(
+            "s",
+            "many",
+            &Datastore::Directory(files.clone()),
+            &Tools::from_env(),
+        )
+        .unwrap();
+    // 12,000 distinct small files are 12,000 blobs: more than one pack holds.
+    let packs = walkdir::WalkDir::new(repo_dir.join("data"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .count();
+    assert!(
+        packs >= 3,
+        "{packs} packs: two of data at least, one of trees"
+    );
+    let check = restic(&repo_dir, &["check", "--read-data"]);
+    assert!(
+        check.status.success(),
+        "restic check --read-data: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let target = dir.path().join("restored");
+    let restored = restic(
+        &repo_dir,
+        &["restore", &backup.id, "--target", target.to_str().unwrap()],
+    );
+    assert!(
+        restored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(target.join("s/many/data/f11/999.txt")).unwrap(),
+        "file 11/999\n"
+    );
+}
+
 /// The size of the backup's record.json, as restic lists it.
 fn record_len(repo_dir: &Path, snapshot: &str) -> usize {
     let out = restic(
