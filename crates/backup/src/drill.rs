@@ -35,7 +35,9 @@ impl DrillReport {
     }
 }
 
-/// The record of a live datastore (the same computation a backup stores).
+/// The record of a live datastore in the current format. For PostgreSQL (format 4) that is
+/// every ordinary table's rows as `COPY` prints them — a backup records only the tables and
+/// rows pg_dump copied, so compare a restored database with [`record_like`].
 pub fn record_of(store: &Datastore, tools: &Tools) -> Result<Record> {
     record_of_format(store, tools, Record::VERSION)
 }
