@@ -136,22 +136,7 @@ fn a_file_is_cut_into_rustic_cores_blobs_each_stored_once_and_restic_checks_and_
 
     // restic reads every pack wharf wrote (compressed blank runs, uncompressed noise) and
     // restores the file byte for byte.
-    let check = restic(&repo_dir, &["check", "--read-data"]);
-    assert!(
-        check.status.success(),
-        "restic check --read-data: {}",
-        String::from_utf8_lossy(&check.stderr)
-    );
-    let target = dir.path().join("restored");
-    let restored = restic(
-        &repo_dir,
-        &["restore", &first.id, "--target", target.to_str().unwrap()],
-    );
-    assert!(
-        restored.status.success(),
-        "restic restore: {}",
-        String::from_utf8_lossy(&restored.stderr)
-    );
+    let target = check_and_restore(&repo_dir, &first.id);
     let back = std::fs::read(target.join("s/files/data/dump.bin")).unwrap();
     assert!(back == data, "restic restored different bytes");
 }
@@ -187,26 +172,33 @@ fn many_small_files_fill_packs_of_at_most_ten_thousand_blobs_that_restic_reads()
         packs >= 3,
         "{packs} packs: two of data at least, one of trees"
     );
-    let check = restic(&repo_dir, &["check", "--read-data"]);
+    let target = check_and_restore(&repo_dir, &backup.id);
+    assert_eq!(
+        std::fs::read_to_string(target.join("s/many/data/f11/999.txt")).unwrap(),
+        "file 11/999\n"
+    );
+}
+
+/// `restic check --read-data` passes on the repository, and `restic restore` of `snapshot`
+/// succeeds; returns where it restored to.
+fn check_and_restore(repo_dir: &Path, snapshot: &str) -> PathBuf {
+    let check = restic(repo_dir, &["check", "--read-data"]);
     assert!(
         check.status.success(),
         "restic check --read-data: {}",
         String::from_utf8_lossy(&check.stderr)
     );
-    let target = dir.path().join("restored");
+    let target = repo_dir.join("..").join("restored");
     let restored = restic(
-        &repo_dir,
-        &["restore", &backup.id, "--target", target.to_str().unwrap()],
+        repo_dir,
+        &["restore", snapshot, "--target", target.to_str().unwrap()],
     );
     assert!(
         restored.status.success(),
-        "{}",
+        "restic restore: {}",
         String::from_utf8_lossy(&restored.stderr)
     );
-    assert_eq!(
-        std::fs::read_to_string(target.join("s/many/data/f11/999.txt")).unwrap(),
-        "file 11/999\n"
-    );
+    target
 }
 
 /// The size of the backup's record.json, as restic lists it.
