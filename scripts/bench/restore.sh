@@ -11,15 +11,22 @@
 #
 # Usage: scripts/bench/restore.sh        Env: SCALE, BIG=1
 #
-# Figures (2026-12-05, 2-core VM shared with two other builds; release build; scale 20,
-# 307 MB database), best of 3:
-#   pg_restore of a pg_dump -Fc file (empty database)          1.55 s
-#   wharf restore --to (from the repository)                   2.08 s   ratio 1.34x
-#   wharf drill RTO (sandbox + restore + every table checked)  2.69 s   ratio 1.74x
-# BIG=1 (scale 67, 1009 MB database), same machine:
-#   pg_restore                                                 4.91 s
-#   wharf restore --to                                         5.08 s   ratio 1.03x
-#   wharf drill RTO                                            6.98 s   ratio 1.42x
+# Figures (2026-12-06, 2-core VM, this day ~1.6x slower than 2026-12-05 for pg_restore
+# alone; release build), best of 3:
+#   scale 20 (307 MB database):
+#   pg_restore of a pg_dump -Fc file (empty database)          2.50 s
+#   wharf restore --to (from the repository)                   3.11 s   ratio 1.24x
+#   wharf drill RTO (sandbox + restore + every table checked)  3.93 s   ratio 1.57x
+#   BIG=1 (scale 67, 1009 MB database), two runs:
+#   pg_restore                                                 7.50 s / 7.85 s
+#   wharf restore --to                                         8.61 s / 10.91 s  1.15x / 1.39x
+#   wharf drill RTO                                           13.24 s / 16.52 s  1.77x / 2.10x
+# Since record format 4 (the backup's record read from pg_dump's rows, no second scan of the
+# production database), a drill digests every restored row's COPY text: ~2.5 s more at 1 GB
+# than format 3's typed hash in the server (2026-12-05: restore 1.03x, drill 1.42x). The
+# trade is deliberate: the backup runs on production every day and got a third cheaper; the
+# drill runs on a sandbox. A drill could copy a large table in block ranges on several
+# connections (the digest is a sum, so order does not matter).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release -q -p wharf -p wharf-proxy
