@@ -104,6 +104,14 @@ impl CopyDigest {
         self.head.extend_from_slice(&bytes[..room.min(bytes.len())]);
     }
 
+    /// Adds `other`'s rows (another part of the same table's rows, both whole).
+    pub fn merge(&mut self, other: &CopyDigest) -> Result<(), String> {
+        other.part()?;
+        self.sum = self.sum.wrapping_add(other.sum);
+        self.count += other.count;
+        Ok(())
+    }
+
     /// The part, or the reason the rows are not whole (a last row without its newline).
     pub fn part(&self) -> Result<Part, String> {
         if self.partial.is_some() {
