@@ -43,8 +43,8 @@ const READ_SIZE: usize = 1 << 20;
 /// rustic_core's cap on a pack's size (`packer::constants::MAX_SIZE`).
 const MAX_PACK_SIZE: u64 = 4076 * 1024 * 1024;
 
-/// Blobs per pack at most (rustic_core's `MAX_COUNT`): restic reads no pack header over
-/// 16 MiB, and a header entry is up to 41 bytes.
+/// Blobs per pack at most: rustic_core's `MAX_COUNT` (restic reads no pack header over 16 MiB,
+/// some 400,000 entries; rustic keeps packs far below it, and so does wharf).
 pub(crate) const MAX_PACK_BLOBS: usize = 10_000;
 
 /// Packs per index file: written as the backup goes, so a backup that dies leaves few packs
@@ -99,6 +99,13 @@ struct Sealed {
     plain: u64,
     stored: Vec<u8>,
     uncompressed: Option<NonZeroU32>,
+}
+
+/// What the packing thread did: its totals, how packing went, how the last index write went.
+struct Packed {
+    added: Added,
+    packing: Result<()>,
+    indexed: Result<()>,
 }
 
 /// What each chunk became: (file, seq, blob id, length).
@@ -215,21 +222,26 @@ impl<'a> Archiver<'a> {
                     sealing = result;
                 }
             }
-            let packed = packer.join().unwrap_or_else(|_| {
-                (
-                    Added::default(),
-                    Err(self.fail("the packing thread panicked".into())),
-                )
+            let packed = packer.join().unwrap_or_else(|_| Packed {
+                added: Added::default(),
+                packing: Err(self.fail("the packing thread panicked".into())),
+                indexed: Ok(()),
             });
             (outcome, sealing, packed)
         });
-        let (added, packing) = packed;
+        let Packed {
+            added,
+            packing,
+            indexed,
+        } = packed;
         // A sealing or packing error stops the reader (which then fails with "stopped"), so
         // it is the cause when there is one; a sealer or the packer stopped by the reader's
-        // failure (the tool's, the record's) ends without an error of its own.
+        // failure (the tool's, the record's) ends without an error of its own. The index's
+        // write comes last: it only matters once all else went well.
         sealing?;
         packing?;
         let (files, record) = outcome?;
+        indexed?;
 
         let placed = placed.into_inner().unwrap_or_default();
         let (root, mut trees) = self.trees(prefix, files, placed)?;
@@ -448,7 +460,7 @@ impl<'a> Archiver<'a> {
     /// packs written are indexed whatever happens after them — a failed backup leaves no pack
     /// the index does not know (only unreferenced blobs, which `prune` removes); after a
     /// failure that index is written as best it can be.
-    fn pack_all(&self, sealed: &Receiver<Sealed>, stop: &AtomicBool) -> (Added, Result<()>) {
+    fn pack_all(&self, sealed: &Receiver<Sealed>, stop: &AtomicBool) -> Packed {
         let mut pack = Pack::default();
         let mut packs = Vec::new();
         let mut added = Added::default();
@@ -461,7 +473,10 @@ impl<'a> Archiver<'a> {
                 if pack.bytes.len() >= self.pack_size || pack.blobs.len() >= MAX_PACK_BLOBS {
                     packs.push(std::mem::take(&mut pack).write(self)?);
                     if packs.len() >= PACKS_PER_INDEX {
-                        self.save_index(&std::mem::take(&mut packs))?;
+                        // Cleared only once indexed: if this write fails, the last index
+                        // attempt below still lists them.
+                        self.save_index(&packs)?;
+                        packs.clear();
                     }
                 }
             }
@@ -480,13 +495,15 @@ impl<'a> Archiver<'a> {
         } else {
             self.save_index(&packs)
         };
-        match (result, indexed) {
-            (Ok(()), indexed) => (added, indexed),
-            (Err(e), Err(lost)) => {
-                tracing::warn!(error = %lost, packs = packs.len(), "the packs of a failed backup were not indexed");
-                (added, Err(e))
-            }
-            (Err(e), Ok(())) => (added, Err(e)),
+        if result.is_err()
+            && let Err(lost) = &indexed
+        {
+            tracing::warn!(error = %lost, packs = packs.len(), "the packs of a failed backup were not indexed");
+        }
+        Packed {
+            added,
+            packing: result,
+            indexed,
         }
     }
 
@@ -599,6 +616,9 @@ impl Folder {
             };
         }
         if meta.is_some() {
+            if at.meta.is_some() {
+                return Err(format!("the folder {} appears twice", path.display()));
+            }
             at.meta = meta;
         }
         Ok(())
@@ -616,10 +636,14 @@ impl Folder {
                 _ => return Err(conflict()),
             }
         }
-        if at.items.insert(last.to_owned(), item).is_some() {
-            return Err(conflict());
+        match at.items.get(last) {
+            Some(Item::Folder(_)) => Err(format!("{} is both a file and a folder", path.display())),
+            Some(Item::File(_)) => Err(conflict()),
+            None => {
+                at.items.insert(last.to_owned(), item);
+                Ok(())
+            }
         }
-        Ok(())
     }
 
     /// Serializes this folder's tree after its subfolders' (pushed to `trees`); restic wants

@@ -90,7 +90,10 @@ fn a_large_table_is_digested_in_block_ranges_on_several_connections_alike() {
     psql(
         &source,
         "CREATE TABLE big (id int, pad text);
-         INSERT INTO big SELECT i, repeat(md5(i::text), 6) FROM generate_series(1, 300000) i;",
+         INSERT INTO big SELECT i, repeat(md5(i::text), 6) FROM generate_series(1, 300000) i;
+         -- A child's rows are its own table's, not its parent's (COPY reads ONLY the parent).
+         CREATE TABLE big_child () INHERITS (big);
+         INSERT INTO big_child VALUES (0, 'child');",
     );
     let blocks: i64 = pg_client(&source)
         .query_one(
@@ -115,6 +118,17 @@ fn a_large_table_is_digested_in_block_ranges_on_several_connections_alike() {
     assert_eq!(
         record_like(source.datastore(), &tools, &recorded).unwrap(),
         recorded
+    );
+    assert_eq!(recorded.parts["table public.big_child"].count, 1);
+    // A money locale the drill's host lacks is a warning, not a failed record (and leaves no
+    // subtransaction behind that would keep the ranges from sharing the snapshot).
+    let mut odd_locale = recorded.clone();
+    odd_locale
+        .settings
+        .insert("lc_monetary".into(), "xx_XX.UTF-8".into());
+    assert_eq!(
+        record_like(source.datastore(), &tools, &odd_locale).unwrap(),
+        odd_locale
     );
     psql(&source, "UPDATE big SET pad = 'changed' WHERE id = 299999;");
     let changed = record_like(source.datastore(), &tools, &recorded).unwrap();

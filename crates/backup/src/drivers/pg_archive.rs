@@ -206,7 +206,7 @@ impl ArchiveParser {
                     self.held.extend_from_slice(bytes);
                     bytes = &[];
                     if self.held.len() >= self.next_try {
-                        self.next_try = self.held.len() * 2;
+                        self.next_try = (self.held.len() * 2).min(MAX_TOC + 1);
                         if let Some(rest) = self.try_toc() {
                             self.feed(&rest);
                             return;

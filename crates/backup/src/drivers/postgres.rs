@@ -259,11 +259,15 @@ fn copy_record(
             .and_then(|s| s.get(name).cloned())
             .unwrap_or_else(|| shown.get(at))
     };
-    let (lc_monetary, bytea_output, encoding) = (
+    let (lc_monetary, mut bytea_output, encoding) = (
         setting("lc_monetary", 0),
         setting("bytea_output", 1),
         setting("client_encoding", 2),
     );
+    // The first format-4 records dumped bytea in hex and did not say so.
+    if recorded.is_some_and(|s| !s.contains_key("bytea_output")) {
+        bytea_output = "hex".into();
+    }
     // TID range scans (PostgreSQL 14) read only a range's blocks.
     let copiers = if shown.get::<_, i32>(3) >= 140_000 {
         std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_COPIERS))
@@ -279,11 +283,16 @@ fn copy_record(
             ("search_path", String::new()),
             ("row_security", "off".into()),
             ("bytea_output", bytea_output.clone()),
+            // As pg_dump: a long COPY, or the snapshot's connection idle while ranges are
+            // copied, is not cut short by a server's or role's timeouts.
+            ("statement_timeout", "0".into()),
+            ("lock_timeout", "0".into()),
+            ("idle_in_transaction_session_timeout", "0".into()),
         ],
         lc_monetary: lc_monetary.clone(),
         encoding: encoding.clone(),
     };
-    session.apply(client)?;
+    session.apply(client, false)?;
     let mut snapshot: Option<String> = None;
     let mut parts = BTreeMap::new();
     let mut columns = BTreeMap::new();
@@ -318,45 +327,29 @@ fn copy_record(
             let sql = format!("COPY (SELECT {select} FROM {quoted} {condition}) TO STDOUT");
             copy_digest(client, &sql, &name)?
         } else if copiers > 1 && blocks >= SPLIT_BLOCKS {
-            let snapshot = match &snapshot {
-                Some(s) => s.clone(),
-                None => {
-                    let exported: String = client
-                        .query_one("SELECT pg_catalog.pg_export_snapshot()", &[])
-                        .map_err(|e| err(format!("export a snapshot: {}", text(&e))))?
-                        .get(0);
-                    snapshot.insert(exported).clone()
+            // `ONLY`: COPY of a table copies no rows of its inheritance children. No column
+            // list is no columns (a table of generated columns only), as COPY's.
+            let select = if list.is_empty() { "" } else { select };
+            let split = split_copy(
+                conn,
+                client,
+                &mut snapshot,
+                &session,
+                copiers,
+                blocks,
+                select,
+                &quoted,
+                &name,
+            );
+            match split {
+                Ok(digest) => digest,
+                Err(error) => {
+                    // More connections refused (a pooler's or the server's limit), say:
+                    // the table is copied whole on this one.
+                    tracing::warn!(table = %name, %error, "copying in block ranges failed; copying it whole");
+                    copy_digest(client, &format!("COPY {quoted} {list} TO STDOUT"), &name)?
                 }
-            };
-            let ranges = block_ranges(blocks, copiers);
-            let digests: Vec<Result<CopyDigest>> = std::thread::scope(|scope| {
-                let workers: Vec<_> = ranges
-                    .iter()
-                    .map(|&(lo, hi)| {
-                        let upper = hi.map_or(String::new(), |hi| {
-                            format!(" AND ctid < '({hi},0)'::pg_catalog.tid")
-                        });
-                        let sql = format!(
-                            "COPY (SELECT {select} FROM {quoted} \
-                             WHERE ctid >= '({lo},0)'::pg_catalog.tid{upper}) TO STDOUT"
-                        );
-                        let (session, snapshot, name) = (&session, &snapshot, &name);
-                        scope.spawn(move || copy_range(conn, snapshot, session, &sql, name))
-                    })
-                    .collect();
-                workers
-                    .into_iter()
-                    .map(|w| {
-                        w.join()
-                            .unwrap_or_else(|_| Err(err("a copying thread panicked")))
-                    })
-                    .collect()
-            });
-            let mut whole = CopyDigest::default();
-            for digest in digests {
-                whole.merge(&digest?).map_err(err)?;
             }
-            whole
         } else {
             copy_digest(client, &format!("COPY {quoted} {list} TO STDOUT"), &name)?
         };
@@ -373,6 +366,66 @@ fn copy_record(
         ]),
         columns,
     })
+}
+
+/// One table's digest from block ranges copied at once on connections sharing the
+/// transaction's snapshot (exported on first use).
+#[allow(clippy::too_many_arguments)]
+fn split_copy(
+    conn: &PgConn,
+    client: &mut postgres::Client,
+    snapshot: &mut Option<String>,
+    session: &Session,
+    copiers: usize,
+    blocks: i64,
+    select: &str,
+    quoted: &str,
+    name: &str,
+) -> Result<CopyDigest> {
+    let snapshot = match snapshot {
+        Some(s) => s.clone(),
+        None => {
+            // Under a savepoint: a refusal leaves the transaction usable for the whole copy.
+            let mut exported = String::new();
+            with_savepoint(client, |c| {
+                exported = c
+                    .query_one("SELECT pg_catalog.pg_export_snapshot()", &[])?
+                    .get(0);
+                Ok(())
+            })
+            .map_err(|e| err(format!("export a snapshot: {}", text(&e))))?;
+            snapshot.insert(exported).clone()
+        }
+    };
+    let ranges = block_ranges(blocks, copiers);
+    let digests: Vec<Result<CopyDigest>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = ranges
+            .iter()
+            .map(|&(lo, hi)| {
+                let upper = hi.map_or(String::new(), |hi| {
+                    format!(" AND ctid < '({hi},0)'::pg_catalog.tid")
+                });
+                let sql = format!(
+                    "COPY (SELECT {select} FROM ONLY {quoted} \
+                     WHERE ctid >= '({lo},0)'::pg_catalog.tid{upper}) TO STDOUT"
+                );
+                let snapshot = &snapshot;
+                scope.spawn(move || copy_range(conn, snapshot, session, &sql, name))
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(err("a copying thread panicked")))
+            })
+            .collect()
+    });
+    let mut whole = CopyDigest::default();
+    for digest in digests {
+        whole.merge(&digest?).map_err(err)?;
+    }
+    Ok(whole)
 }
 
 /// `copiers` block ranges covering `blocks` blocks, the last open-ended (rows a table gained
@@ -397,13 +450,16 @@ struct Session {
 
 impl Session {
     /// Sets them for the current transaction; the encoding last (names were read before).
-    fn apply(&self, client: &mut postgres::Client) -> Result<()> {
+    /// `quiet`: a copying connection of the same record, whose first already warned.
+    fn apply(&self, client: &mut postgres::Client, quiet: bool) -> Result<()> {
         for (name, value) in &self.settings {
             set_local(client, name, value).map_err(|e| err(format!("set {name}: {}", text(&e))))?;
         }
         // A locale the drill's host lacks is no reason to fail every table: only money
         // prints by it, and a money column then shows as a content difference.
-        if let Err(e) = with_savepoint(client, |c| set_local(c, "lc_monetary", &self.lc_monetary)) {
+        if let Err(e) = with_savepoint(client, |c| set_local(c, "lc_monetary", &self.lc_monetary))
+            && !quiet
+        {
             tracing::warn!(lc_monetary = %self.lc_monetary, error = %text(&e), "lc_monetary is not available here");
         }
         set_local(client, "client_encoding", &self.encoding)
@@ -429,7 +485,7 @@ fn copy_range(
             snapshot.replace('\'', "''")
         ))
         .map_err(|e| err(format!("import the snapshot: {}", text(&e))))?;
-    session.apply(&mut client)?;
+    session.apply(&mut client, true)?;
     let digest = copy_digest(&mut client, sql, name)?;
     let _ = client.batch_execute("COMMIT");
     Ok(digest)
@@ -476,7 +532,11 @@ fn with_savepoint(
     match f(client) {
         Ok(()) => client.batch_execute("RELEASE SAVEPOINT wharf_setting"),
         Err(e) => {
-            client.batch_execute("ROLLBACK TO SAVEPOINT wharf_setting")?;
+            // ROLLBACK TO keeps the savepoint: released too, so the transaction is no longer
+            // in a subtransaction (which, among others, cannot export a snapshot).
+            client.batch_execute(
+                "ROLLBACK TO SAVEPOINT wharf_setting; RELEASE SAVEPOINT wharf_setting",
+            )?;
             Err(e)
         }
     }
