@@ -34,7 +34,7 @@ use crate::capture::{Capture, Entry, Stream};
 use crate::chunker::Chunker;
 use crate::error::{BackupError, Result};
 use crate::record::Record;
-use crate::restic_format::{self, NewTree};
+use crate::restic_format::{self, BlobKind, NewTree, Pack};
 
 /// Bytes read ahead beyond a maximal chunk (a pipe gives at most its size per read, 1 MiB
 /// for a tool's).
@@ -469,9 +469,15 @@ impl<'a> Archiver<'a> {
                 added.blobs += 1;
                 added.plain += blob.plain;
                 added.stored += blob.stored.len() as u64;
-                pack.add(&blob, self)?;
-                if pack.bytes.len() >= self.pack_size || pack.blobs.len() >= MAX_PACK_BLOBS {
-                    packs.push(std::mem::take(&mut pack).write(self)?);
+                pack.add(
+                    self.location,
+                    BlobKind::Data,
+                    &blob.id,
+                    &blob.stored,
+                    blob.uncompressed,
+                )?;
+                if pack.len() >= self.pack_size || pack.blob_count() >= MAX_PACK_BLOBS {
+                    packs.push(self.write_pack(std::mem::take(&mut pack))?);
                     if packs.len() >= PACKS_PER_INDEX {
                         // Cleared only once indexed: if this write fails, the last index
                         // attempt below still lists them.
@@ -480,8 +486,8 @@ impl<'a> Archiver<'a> {
                     }
                 }
             }
-            if !pack.blobs.is_empty() {
-                packs.push(std::mem::take(&mut pack).write(self)?);
+            if pack.blob_count() > 0 {
+                packs.push(self.write_pack(pack)?);
             }
             Ok(())
         })();
@@ -505,6 +511,10 @@ impl<'a> Archiver<'a> {
             packing: result,
             indexed,
         }
+    }
+
+    fn write_pack(&self, pack: Pack) -> Result<serde_json::Value> {
+        pack.write(self.be, self.key, self.location, "a data pack")
     }
 
     fn save_index(&self, packs: &[serde_json::Value]) -> Result<()> {
@@ -686,60 +696,5 @@ impl Folder {
             dirs,
             bytes,
         })
-    }
-}
-
-/// A data pack being filled: the sealed blobs, the header entries, the index entries.
-#[derive(Default)]
-struct Pack {
-    bytes: Vec<u8>,
-    header: Vec<u8>,
-    blobs: Vec<serde_json::Value>,
-}
-
-impl Pack {
-    fn add(&mut self, blob: &Sealed, archiver: &Archiver<'_>) -> Result<()> {
-        let length = u32::try_from(blob.stored.len())
-            .map_err(|_| archiver.fail(format!("a sealed blob of {} bytes", blob.stored.len())))?;
-        let id = blob.id.to_hex();
-        let mut entry = serde_json::json!({
-            "id": id.as_str(),
-            "type": "data",
-            "offset": self.bytes.len(),
-            "length": length,
-        });
-        // Header entry: type 0 (data) or 2 (compressed data), the stored length, for a
-        // compressed blob its plain length, the blob id.
-        match blob.uncompressed {
-            Some(plain) => {
-                self.header.push(2);
-                self.header.extend_from_slice(&length.to_le_bytes());
-                self.header.extend_from_slice(&plain.get().to_le_bytes());
-                entry["uncompressed_length"] = plain.get().into();
-            }
-            None => {
-                self.header.push(0);
-                self.header.extend_from_slice(&length.to_le_bytes());
-            }
-        }
-        self.header
-            .extend_from_slice(&restic_format::id_bytes(&blob.id));
-        self.bytes.extend_from_slice(&blob.stored);
-        self.blobs.push(entry);
-        Ok(())
-    }
-
-    /// Seals the header, writes the pack, returns its index entry.
-    fn write(mut self, archiver: &Archiver<'_>) -> Result<serde_json::Value> {
-        let header = restic_format::encrypt(archiver.location, archiver.key, &self.header)?;
-        self.bytes.extend_from_slice(&header);
-        self.bytes
-            .extend_from_slice(&(header.len() as u32).to_le_bytes());
-        let id = Id::new(Sha256::digest(&self.bytes).into());
-        archiver
-            .be
-            .write_bytes(FileType::Pack, &id, false, self.bytes.into())
-            .map_err(|e| archiver.fail(format!("write a data pack: {}", e.display_log())))?;
-        Ok(serde_json::json!({ "id": id.to_hex().as_str(), "blobs": self.blobs }))
     }
 }

@@ -7,6 +7,8 @@
 use aes256ctr_poly1305aes::Aes256CtrPoly1305Aes;
 use aes256ctr_poly1305aes::aead::AeadInPlace;
 use rand::RngCore;
+use std::num::NonZeroU32;
+
 use rustic_core::repofile::{MasterKey, SnapshotFile};
 use rustic_core::{FileType, Id, TreeId, WriteBackend};
 use sha2::{Digest, Sha256};
@@ -96,48 +98,114 @@ pub(crate) fn id_bytes(id: &Id) -> [u8; 32] {
     out
 }
 
-/// One pack holding `trees` (uncompressed tree blobs) and the index file listing them, in
-/// restic's format: `(pack id, pack bytes, index JSON)`.
-pub(crate) fn pack(
-    location: &str,
-    key: &MasterKey,
-    trees: &[NewTree],
-) -> Result<([u8; 32], Vec<u8>, serde_json::Value)> {
-    let fail = |detail: String| BackupError::Repository {
-        location: location.to_owned(),
-        detail,
-    };
-    let mut pack = Vec::new();
-    let mut header = Vec::new();
-    let mut blobs = Vec::new();
-    for (id, bytes) in trees {
-        let sealed = encrypt(location, key, bytes)?;
-        let length = u32::try_from(sealed.len())
-            .map_err(|_| fail(format!("tree {}: more than 4 GiB", id.to_hex().as_str())))?;
-        // Header entry: type 1 (tree, uncompressed), the stored length, the blob id.
-        header.push(1u8);
-        header.extend_from_slice(&length.to_le_bytes());
-        header.extend_from_slice(&id_bytes(id));
-        blobs.push(serde_json::json!({
-            "id": id.to_hex().as_str(),
-            "type": "tree",
-            "offset": pack.len(),
-            "length": length,
-        }));
-        pack.extend_from_slice(&sealed);
+/// What a blob in a pack holds: restic's pack header and index tell data from trees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BlobKind {
+    Data,
+    Tree,
+}
+
+/// A pack being filled (design.md "Pack Format"): the sealed blobs one after another, the
+/// header entries, the index entries; `finish` seals the header behind them.
+#[derive(Default)]
+pub(crate) struct Pack {
+    bytes: Vec<u8>,
+    header: Vec<u8>,
+    blobs: Vec<serde_json::Value>,
+}
+
+impl Pack {
+    /// Bytes of sealed blobs so far.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
     }
-    let sealed_header = encrypt(location, key, &header)?;
-    pack.extend_from_slice(&sealed_header);
-    pack.extend_from_slice(&(sealed_header.len() as u32).to_le_bytes());
-    let pack_id = sha256(&pack);
-    let index = serde_json::json!({
-        "packs": [{ "id": hex::encode(pack_id), "blobs": blobs }],
-    });
-    Ok((pack_id, pack, index))
+
+    pub fn blob_count(&self) -> usize {
+        self.blobs.len()
+    }
+
+    /// Appends `sealed` (blob `id`, encrypted; `uncompressed`: its length before zstd when it
+    /// was compressed).
+    pub fn add(
+        &mut self,
+        location: &str,
+        kind: BlobKind,
+        id: &Id,
+        sealed: &[u8],
+        uncompressed: Option<NonZeroU32>,
+    ) -> Result<()> {
+        let length = u32::try_from(sealed.len()).map_err(|_| BackupError::Repository {
+            location: location.to_owned(),
+            detail: format!("a sealed blob of {} bytes", sealed.len()),
+        })?;
+        let hex = id.to_hex();
+        let mut entry = serde_json::json!({
+            "id": hex.as_str(),
+            "type": match kind { BlobKind::Data => "data", BlobKind::Tree => "tree" },
+            "offset": self.bytes.len(),
+            "length": length,
+        });
+        // Header entry: the type (0 data, 1 tree, 2 and 3 the same compressed), the stored
+        // length, for a compressed blob its plain length, the blob id.
+        let base = match kind {
+            BlobKind::Data => 0u8,
+            BlobKind::Tree => 1u8,
+        };
+        match uncompressed {
+            Some(plain) => {
+                self.header.push(base + 2);
+                self.header.extend_from_slice(&length.to_le_bytes());
+                self.header.extend_from_slice(&plain.get().to_le_bytes());
+                entry["uncompressed_length"] = plain.get().into();
+            }
+            None => {
+                self.header.push(base);
+                self.header.extend_from_slice(&length.to_le_bytes());
+            }
+        }
+        self.header.extend_from_slice(&id_bytes(id));
+        self.bytes.extend_from_slice(sealed);
+        self.blobs.push(entry);
+        Ok(())
+    }
+
+    /// Seals the header behind the blobs: `(pack id, pack bytes, the pack's index entry)`.
+    pub fn finish(
+        mut self,
+        location: &str,
+        key: &MasterKey,
+    ) -> Result<([u8; 32], Vec<u8>, serde_json::Value)> {
+        let header = encrypt(location, key, &self.header)?;
+        self.bytes.extend_from_slice(&header);
+        self.bytes
+            .extend_from_slice(&(header.len() as u32).to_le_bytes());
+        let pack_id = sha256(&self.bytes);
+        let entry = serde_json::json!({ "id": hex::encode(pack_id), "blobs": self.blobs });
+        Ok((pack_id, self.bytes, entry))
+    }
+
+    /// Finishes the pack and writes it to `be`; returns its index entry. `what` names it in
+    /// an error.
+    pub fn write(
+        self,
+        be: &dyn WriteBackend,
+        key: &MasterKey,
+        location: &str,
+        what: &str,
+    ) -> Result<serde_json::Value> {
+        let (pack_id, bytes, entry) = self.finish(location, key)?;
+        be.write_bytes(FileType::Pack, &Id::new(pack_id), false, bytes.into())
+            .map_err(|e| BackupError::Repository {
+                location: location.to_owned(),
+                detail: format!("write {what}: {}", e.display_log()),
+            })?;
+        Ok(entry)
+    }
 }
 
 /// Stores `trees` (packs of at most `MAX_PACK_BLOBS`, each then its index) and `snap`
-/// pointing to `root`, in that order, so no snapshot ever names a tree the repository lacks. Returns the new snapshot's id.
+/// pointing to `root`, in that order, so no snapshot ever names a tree the repository lacks.
+/// Returns the new snapshot's id.
 pub(crate) fn store(
     be: &dyn WriteBackend,
     key: &MasterKey,
@@ -146,15 +214,24 @@ pub(crate) fn store(
     root: TreeId,
 ) -> Result<Id> {
     let location = be.location();
-    let fail = |detail: String| BackupError::Repository {
-        location: location.clone(),
-        detail,
-    };
     for trees in trees.chunks(crate::archive::MAX_PACK_BLOBS) {
-        let (pack_id, pack, index) = pack(&location, key, trees)?;
-        be.write_bytes(FileType::Pack, &Id::new(pack_id), false, pack.into())
-            .map_err(|e| fail(format!("write a tree pack: {}", e.display_log())))?;
-        save_json(be, key, FileType::Index, &index)?;
+        let mut pack = Pack::default();
+        for (id, bytes) in trees {
+            pack.add(
+                &location,
+                BlobKind::Tree,
+                id,
+                &encrypt(&location, key, bytes)?,
+                None,
+            )?;
+        }
+        let entry = pack.write(be, key, &location, "a tree pack")?;
+        save_json(
+            be,
+            key,
+            FileType::Index,
+            &serde_json::json!({ "packs": [entry] }),
+        )?;
     }
     snap.tree = root;
     snap.id = Id::default().into();
@@ -187,14 +264,29 @@ mod tests {
         let key = MasterKey::new();
         let (id, tree) = tree(vec![file("a", 1)]);
         let bytes = tree.serialize().unwrap().0;
-        let (pack_id, pack, index) = super::pack("repo", &key, &[(id, bytes.clone())]).unwrap();
+        let mut builder = Pack::default();
+        let sealed = encrypt("repo", &key, &bytes).unwrap();
+        builder
+            .add("repo", BlobKind::Tree, &id, &sealed, None)
+            .unwrap();
+        let (pack_id, pack, entry) = builder.finish("repo", &key).unwrap();
+        let index = serde_json::json!({ "packs": [entry] });
         assert_eq!(pack_id, sha256(&pack));
+        // Header entry type 1: a tree, uncompressed.
+        let header = decrypt(
+            "repo",
+            &key,
+            &pack[pack.len() - 4 - (16 + 37 + 16)..pack.len() - 4],
+        )
+        .unwrap();
+        assert_eq!(header[0], 1);
         let header_len = u32::from_le_bytes(pack[pack.len() - 4..].try_into().unwrap()) as usize;
         // nonce + (1 + 4 + 32) + tag
         assert_eq!(header_len, 16 + 37 + 16);
         assert_eq!(pack.len(), bytes.len() + 32 + header_len + 4);
         let blob = &index["packs"][0]["blobs"][0];
         assert_eq!(blob["id"], id.to_hex().as_str());
+        assert_eq!(blob["type"], "tree");
         assert_eq!(blob["length"], bytes.len() + 32);
         assert_eq!(index["packs"][0]["id"], hex::encode(pack_id));
     }
