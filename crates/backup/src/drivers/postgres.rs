@@ -110,18 +110,8 @@ pub(crate) fn capture(conn: &PgConn, tools: &Tools) -> Result<Capture> {
     // What else shapes the rows' text and pg_dump leaves as the server has it (the same role
     // and database as this connection): a drill sets the same. And the server's version:
     // before 12, `extra_float_digits = 3` printed floats otherwise than a drill's server does.
-    let shown = client
-        .query_one(
-            "SELECT current_setting('lc_monetary'), current_setting('bytea_output'), \
-                    current_setting('server_version_num')::int",
-            &[],
-        )
-        .map_err(|e| err(format!("read the output settings: {}", text(&e))))?;
-    let output: OutputSettings = OutputSettings {
-        lc_monetary: shown.get(0),
-        bytea_output: shown.get(1),
-    };
-    let from_stream = shown.get::<_, i32>(2) >= 120_000;
+    let output = OutputSettings::read(&mut client)?;
+    let from_stream = output.server_version_num >= 120_000;
     let mut dump = Running::spawn(Tool::PgDump, command, conn.password.clone())?;
     let stdout = dump
         .child
@@ -174,10 +164,32 @@ pub(crate) fn capture(conn: &PgConn, tools: &Tools) -> Result<Capture> {
     })
 }
 
-/// Output settings pg_dump's session had from the server (see `capture`).
+/// Output settings a session has from the server (pg_dump's, see `capture`; a drill's own
+/// where the record names none), and the server's version.
 struct OutputSettings {
     lc_monetary: String,
     bytea_output: String,
+    server_encoding: String,
+    server_version_num: i32,
+}
+
+impl OutputSettings {
+    fn read(client: &mut postgres::Client) -> Result<OutputSettings> {
+        let shown = client
+            .query_one(
+                "SELECT current_setting('lc_monetary'), current_setting('bytea_output'), \
+                        current_setting('server_encoding'), \
+                        current_setting('server_version_num')::int",
+                &[],
+            )
+            .map_err(|e| err(format!("read the output settings: {}", text(&e))))?;
+        Ok(OutputSettings {
+            lc_monetary: shown.get(0),
+            bytea_output: shown.get(1),
+            server_encoding: shown.get(2),
+            server_version_num: shown.get(3),
+        })
+    }
 }
 
 /// A format-4 record from what the archive held.
@@ -214,6 +226,13 @@ const SPLIT_BLOCKS: i64 = 8192;
 /// Connections copying one table at most.
 const MAX_COPIERS: usize = 4;
 
+/// The ordinary tables outside the system schemas, as `c` (pg_class) and `n` (pg_namespace):
+/// what a record lists, in every format.
+const USER_TABLES: &str = "FROM pg_catalog.pg_class c \
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+       AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'";
+
 /// Format 4's record of a live database: each table's rows as pg_dump copies them — its
 /// columns (those the backup's record lists, else the table's own but generated ones), an
 /// extension's configuration table filtered by the extension's condition — printed under
@@ -230,7 +249,8 @@ fn copy_record(
     // Listed before any encoding change: names are read as UTF-8 text.
     let tables = client
         .query(
-            "SELECT n.nspname || '.' || c.relname, format('%I.%I', n.nspname, c.relname), \
+            &format!(
+                "SELECT n.nspname || '.' || c.relname, format('%I.%I', n.nspname, c.relname), \
                     coalesce((SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) \
                       FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 \
                        AND NOT a.attisdropped AND a.attgenerated = ''), ''), \
@@ -238,38 +258,27 @@ fn copy_record(
                       FROM pg_catalog.pg_extension e WHERE c.oid = ANY (e.extconfig)), \
                     pg_catalog.pg_relation_size(c.oid) \
                       / pg_catalog.current_setting('block_size')::bigint \
-             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-               AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' \
-             ORDER BY 1",
+             {USER_TABLES} ORDER BY 1"
+            ),
             &[],
         )
         .map_err(|e| err(format!("list tables: {}", text(&e))))?;
-    let shown = client
-        .query_one(
-            "SELECT current_setting('lc_monetary'), current_setting('bytea_output'), \
-                    current_setting('server_encoding'), \
-                    current_setting('server_version_num')::int",
-            &[],
-        )
-        .map_err(|e| err(format!("read the output settings: {}", text(&e))))?;
+    let shown = OutputSettings::read(client)?;
     let recorded = like.map(|r| &r.settings);
-    let setting = |name: &str, at: usize| -> String {
-        recorded
-            .and_then(|s| s.get(name).cloned())
-            .unwrap_or_else(|| shown.get(at))
+    let setting = |name: &str, own: &String| -> String {
+        recorded.and_then(|s| s.get(name)).unwrap_or(own).clone()
     };
     let (lc_monetary, mut bytea_output, encoding) = (
-        setting("lc_monetary", 0),
-        setting("bytea_output", 1),
-        setting("client_encoding", 2),
+        setting("lc_monetary", &shown.lc_monetary),
+        setting("bytea_output", &shown.bytea_output),
+        setting("client_encoding", &shown.server_encoding),
     );
     // The first format-4 records dumped bytea in hex and did not say so.
     if recorded.is_some_and(|s| !s.contains_key("bytea_output")) {
         bytea_output = "hex".into();
     }
     // TID range scans (PostgreSQL 14) read only a range's blocks.
-    let copiers = if shown.get::<_, i32>(3) >= 140_000 {
+    let copiers = if shown.server_version_num >= 140_000 {
         std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_COPIERS))
     } else {
         1
@@ -604,11 +613,10 @@ impl RowHash {
 fn record_in(client: &mut postgres::Client, version: u32, like: Option<&Record>) -> Result<Record> {
     let tables = client
         .query(
-            "SELECT n.nspname || '.' || c.relname, format('%I.%I', n.nspname, c.relname) \
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-               AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' \
-             ORDER BY 1",
+            &format!(
+                "SELECT n.nspname || '.' || c.relname, format('%I.%I', n.nspname, c.relname) \
+                 {USER_TABLES} ORDER BY 1"
+            ),
             &[],
         )
         .map_err(|e| err(format!("list tables: {}", text(&e))))?;
