@@ -3,8 +3,9 @@
 //! rustic backup of the same bytes), each stored once, in packs restic checks byte for byte
 //! and restores.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use rustic_backend::BackendOptions;
 use rustic_core::repofile::SnapshotFile;
@@ -221,16 +222,5 @@ fn record_len(repo_dir: &Path, snapshot: &str) -> usize {
 }
 
 fn restic(repo: &Path, args: &[&str]) -> std::process::Output {
-    Command::new("restic")
-        .arg("-r")
-        .arg(repo)
-        .args(args)
-        .env("RESTIC_PASSWORD", PASSWORD)
-        .env("RESTIC_CACHE_DIR", cache(repo))
-        .output()
-        .expect("run restic")
-}
-
-fn cache(repo: &Path) -> PathBuf {
-    repo.join("..").join("restic-cache")
+    common::restic(repo, PASSWORD, args)
 }

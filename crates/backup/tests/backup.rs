@@ -3,6 +3,8 @@
 //! change → restore returns exactly what was backed up; restic itself reads the repository;
 //! drills pass, and fail naming what broke; bad input is a clear error.
 
+mod common;
+
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -72,14 +74,7 @@ fn redis(sandbox: &Sandbox, args: &[&str]) -> String {
 }
 
 fn restic(repo: &Path, args: &[&str]) -> std::process::Output {
-    Command::new("restic")
-        .arg("-r")
-        .arg(repo)
-        .args(args)
-        .env("RESTIC_PASSWORD", PASSWORD)
-        .env("RESTIC_CACHE_DIR", repo.join("..").join("restic-cache"))
-        .output()
-        .expect("run restic")
+    common::restic(repo, PASSWORD, args)
 }
 
 #[test]
