@@ -14,28 +14,18 @@
 mod chunker;
 #[path = "../src/chunker/reference.rs"]
 mod reference;
+#[path = "../src/chunker/samples.rs"]
+mod samples;
 
 use std::time::Instant;
+
+use samples::{fast_lengths, random_bytes};
 
 const POLY: u64 = 0x003D_A335_8B4D_C173;
 const MIB: usize = 1024 * 1024;
 const MIN: usize = 512 * 1024;
 const AVG: usize = MIB;
 const MAX: usize = 8 * MIB;
-
-fn random_bytes(len: usize) -> Vec<u8> {
-    let mut state = 42u64;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 /// pgbench_accounts as `COPY` writes it: numbers, then the blank-padded `filler` column.
 fn pgbench_like(len: usize) -> Vec<u8> {
@@ -50,17 +40,6 @@ fn pgbench_like(len: usize) -> Vec<u8> {
     }
     out.truncate(len);
     out
-}
-
-fn fast_lengths(chunker: &chunker::Chunker, data: &[u8]) -> Vec<usize> {
-    let mut lengths = Vec::new();
-    let mut pos = 0;
-    while pos < data.len() {
-        let len = chunker.next_cut(&data[pos..]).unwrap_or(data.len() - pos);
-        lengths.push(len);
-        pos += len;
-    }
-    lengths
 }
 
 /// The shortest of three runs of `f`, in seconds, and its result.
@@ -82,7 +61,7 @@ fn main() {
         .map_or(256, |a| a.parse().expect("MIB: a number"));
     let chunker = chunker::Chunker::new(POLY, MIN, AVG, MAX).expect("valid chunker parameters");
     for (name, data) in [
-        ("random", random_bytes(mib * MIB)),
+        ("random", random_bytes(mib * MIB, 42)),
         ("pgbench-like", pgbench_like(mib * MIB)),
     ] {
         // The best of three runs each: the figures are for a shared machine.

@@ -19,6 +19,8 @@
 
 #[cfg(test)]
 mod reference;
+#[cfg(test)]
+mod samples;
 
 /// The window of rustic_cdc's `Rabin64::new_with_polynom(6, …)`, the one rustic_core uses.
 const WINDOW: usize = 64;

@@ -2,6 +2,7 @@
 
 use proptest::prelude::*;
 
+use super::samples::{fast_lengths, random_bytes};
 use super::{Chunker, WINDOW, reference};
 
 /// rustic_cdc's `MOD_POLYNOM`, also restic's chunker test polynomial.
@@ -21,22 +22,6 @@ const POLY_60: u64 = 0x1B2C_3D4E_5F60_7183;
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
 
-/// Deterministic bytes (splitmix64), so a failure reproduces.
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        out.extend_from_slice(&z.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
 /// Text shaped like pgbench's dump: lines of numbers, each followed by a long run of blanks.
 fn pgbench_like(len: usize, seed: u64) -> Vec<u8> {
     let noise = random_bytes(len / 8 + 64, seed);
@@ -53,22 +38,6 @@ fn pgbench_like(len: usize, seed: u64) -> Vec<u8> {
     }
     out.truncate(len);
     out
-}
-
-/// The caller's loop: `next_cut` on what is left; the rest is the last chunk when it says None.
-fn fast_lengths(chunker: &Chunker, data: &[u8]) -> Vec<usize> {
-    let mut lengths = Vec::new();
-    let mut pos = 0;
-    while pos < data.len() {
-        let len = chunker.next_cut(&data[pos..]).unwrap_or(data.len() - pos);
-        assert!(
-            len > 0 && pos + len <= data.len(),
-            "cut {len} at {pos} out of range"
-        );
-        lengths.push(len);
-        pos += len;
-    }
-    lengths
 }
 
 /// A streaming caller: input arrives in pieces of the given sizes; on None it appends the next
