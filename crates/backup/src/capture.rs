@@ -14,11 +14,6 @@ use crate::record::Record;
 /// A reader the archiver pulls from.
 pub(crate) type Stream = Box<dyn Read + Send>;
 
-/// A tool's output as the archiver reads it (in 1 MiB reads, as large as the pipe).
-pub(crate) fn piped(reader: impl Read + Send + 'static) -> Stream {
-    Box::new(reader)
-}
-
 /// One entry below the backup's `data/` folder.
 pub(crate) enum Entry {
     Dir(PathBuf, Metadata),

@@ -16,7 +16,7 @@ use tempfile::TempDir;
 use wharf_manifest::model::DatastoreKind;
 
 use super::Feed;
-use crate::capture::{Capture, Entry, piped};
+use crate::capture::{Capture, Entry};
 use crate::datastore::MariadbConn;
 use crate::error::{BackupError, Result};
 use crate::record::{Part, Record};
@@ -185,7 +185,11 @@ pub(crate) fn capture(conn: &MariadbConn, tools: &Tools) -> Result<Capture> {
         Ok(record)
     });
     Ok(Capture {
-        entries: vec![Entry::File(FILE.into(), Metadata::default(), piped(reader))],
+        entries: vec![Entry::File(
+            FILE.into(),
+            Metadata::default(),
+            Box::new(reader),
+        )],
         finish: Box::new(move || {
             let dumped = dump.finish();
             drop(options);

@@ -14,7 +14,7 @@ use wharf_manifest::model::DatastoreKind;
 
 use super::Feed;
 use super::pg_archive::{ArchiveParser, ArchiveRecord, CopyDigest, Tapped};
-use crate::capture::{Capture, Entry, piped};
+use crate::capture::{Capture, Entry};
 use crate::datastore::PgConn;
 use crate::error::{BackupError, Result};
 use crate::record::{Part, Record};
@@ -140,7 +140,11 @@ pub(crate) fn capture(conn: &PgConn, tools: &Tools) -> Result<Capture> {
     });
     let tapped = Tapped::new(stdout, parser.clone());
     Ok(Capture {
-        entries: vec![Entry::File(FILE.into(), Metadata::default(), piped(tapped))],
+        entries: vec![Entry::File(
+            FILE.into(),
+            Metadata::default(),
+            Box::new(tapped),
+        )],
         finish: Box::new(move || {
             let dumped = dump.finish();
             let parsed = match parser.lock() {

@@ -14,7 +14,7 @@ use rustic_core::repofile::Metadata;
 use wharf_manifest::model::DatastoreKind;
 
 use super::resp::{Resp, Value, field};
-use crate::capture::{Capture, Entry, piped};
+use crate::capture::{Capture, Entry};
 use crate::datastore::RedisConn;
 use crate::error::{BackupError, Result};
 use crate::record::{Part, Record};
@@ -109,7 +109,11 @@ pub(crate) fn capture(conn: &RedisConn, tools: &Tools) -> Result<Capture> {
         .take()
         .ok_or_else(|| err("redis-cli has no stdout"))?;
     Ok(Capture {
-        entries: vec![Entry::File(FILE.into(), Metadata::default(), piped(stdout))],
+        entries: vec![Entry::File(
+            FILE.into(),
+            Metadata::default(),
+            Box::new(stdout),
+        )],
         finish: Box::new(move || cli.finish().map(|()| record)),
     })
 }
